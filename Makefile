@@ -1,0 +1,36 @@
+# fcinv-widgets: `make demo` opens JupyterLab on the quickstart; `make test` runs every test.
+# Both create or update .venv/ in the repository root and install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.fcinv-installed
+PORT ?= 8888
+
+.PHONY: venv test test-python test-js test-browser demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch first: torch==2.13.0 resolves to the CPU build on this machine's disk;
+# a bare 'torch' requirement would pull a multi-GB CUDA build.
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	bash .ci/test-all
+
+demo: $(STAMP)
+	$(VENV)/bin/jupyter lab --port $(PORT) notebooks/00_quickstart.ipynb
+
+bench: $(STAMP)
+	$(VENV)/bin/fcinv bench forward --material Ge --batch 10000
+
+clean:
+	rm -rf $(VENV) build *.egg-info
