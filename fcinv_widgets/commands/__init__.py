@@ -1,0 +1,1 @@
+"""Subcommands of the ``fcinv`` CLI: one module per command, each with ``register(subparsers)``."""
