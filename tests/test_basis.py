@@ -109,3 +109,15 @@ def test_bad_inputs(ge, tmp_path):
     junk.write_text("2 128\nfoo bar\n")
     with pytest.raises(ForceConstantsError):
         read_force_constants(junk)
+
+
+def test_phonopy_yaml_round_trip(ge, tmp_path, rng):
+    from fcinv_widgets.fcio import read_phonopy_yaml
+
+    p = ge.reference_params + 0.01 * rng.normal(size=ge.basis.n_params)
+    ph = ge.basis.phonopy
+    ph.force_constants = ge.basis.expand(p)
+    ph.save(tmp_path / "phonopy.yaml", settings={"force_constants": True})
+    crystal, fc, smat = read_phonopy_yaml(tmp_path / "phonopy.yaml")
+    assert crystal.n_atoms == 2 and np.array_equal(smat, np.diag([4, 4, 4]))
+    assert np.allclose(ge.basis.reduce(fc)[0], p, atol=1e-8)
