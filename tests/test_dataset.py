@@ -65,8 +65,8 @@ def test_interrupted_in_process_then_resumed(reference_file, tmp_path):
 def test_kill_int_from_outside_then_rerun(tmp_path):
     """A real `kill -INT` of the CLI mid-run, then the same command: the same file as one uninterrupted run."""
     p = tmp_path / "cli.h5"
-    cmd = [sys.executable, "-m", "fcinv_widgets.cli", "dataset", "--material", "Ge", "--n-train", "1500", "--n-test", "10",
-           "--candidates", "32", "--seed", "3", "--out", str(p), "--no-progress"]
+    cmd = [sys.executable, "-m", "fcinv_widgets.cli", "dataset", "--material", "Ge", "--n-train", "600", "--n-test", "10",
+           "--candidates", "256", "--seed", "3", "--out", str(p), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not p.exists() and time.time() - t0 < 120:
@@ -79,7 +79,7 @@ def test_kill_int_from_outside_then_rerun(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     q = tmp_path / "straight.h5"
-    generate_dataset("Ge", q, n_train=1500, n_test=10, seed=3, candidates=32, progress=False)
+    generate_dataset("Ge", q, n_train=600, n_test=10, seed=3, candidates=256, progress=False)
     _same(_content(p), _content(q))
 
 
