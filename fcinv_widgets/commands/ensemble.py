@@ -197,7 +197,7 @@ def _run_material(args, specs) -> int:
                 outs = "; ".join(f"{o['param']} = {o['value']:+.4f} not in [{o['lo']:+.4f}, {o['hi']:+.4f}]" for o in dc["outside"])
                 lines.append(f"DFT reference: OUTSIDE the widened domain for {len(dc['outside'])} of 8 parameters: {outs} "
                              "(use --include-reference FILE to add it to the ensemble)")
-        if "alternative_widening" in summary:
+        if "alternative_widening" in summary and "dft_all_inside" in summary["alternative_widening"]:
             alt = summary["alternative_widening"]
             lines.append(f"  with --widen-mode {alt['mode']} the DFT reference would be "
                          + ("inside for all 8" if alt["dft_all_inside"] else f"outside for {len(alt['dft_outside'])} of 8: "

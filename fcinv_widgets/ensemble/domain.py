@@ -96,12 +96,13 @@ def training_domain(results, basis, qpoints, n_active: int = N_ACTIVE, reference
                      "rule": "[min - low*(max-min), max + high*(max-min)] over the stable models" if mode == "signed" else
                      "high*(max-min) added on the side away from zero, low*(max-min) toward zero (sign of the median)"},
     }
+    other = "magnitude" if mode == "signed" else "signed"
+    alt = widen(lo, hi, low, high, mode=other, center=median[active])
+    out["alternative_widening"] = {"mode": other, "domain": alt}
     if dft_params is not None:
-        other = "magnitude" if mode == "signed" else "signed"
-        alt = widen(lo, hi, low, high, mode=other, center=median[active])
         chk = check_reference(dft_params, active, alt, basis.names)
-        out["alternative_widening"] = {"mode": other, "domain": alt, "reference_all_inside": chk["reference_all_inside"],
-                                       "reference_outside": chk["reference_outside"]}
+        out["alternative_widening"].update(reference_all_inside=chk["reference_all_inside"],
+                                           reference_outside=chk["reference_outside"])
     if dft_params is not None:
         out.update(check_reference(dft_params, active, domain, basis.names))
     return out
@@ -140,8 +141,9 @@ def summary_dict(material: str, results, dom: dict, settings: dict, dft_check: d
     }
     if "alternative_widening" in dom:
         alt = dom["alternative_widening"]
-        out["alternative_widening"] = {"mode": alt["mode"], "domain": [[float(a), float(b)] for a, b in alt["domain"]],
-                                       "dft_all_inside": alt["reference_all_inside"], "dft_outside": alt["reference_outside"]}
+        out["alternative_widening"] = {"mode": alt["mode"], "domain": [[float(a), float(b)] for a, b in alt["domain"]]}
+        if "reference_all_inside" in alt:
+            out["alternative_widening"].update(dft_all_inside=alt["reference_all_inside"], dft_outside=alt["reference_outside"])
     if "reference_all_inside" in dom:
         out["dft_check"] = {"all_inside": dom["reference_all_inside"],
                             "theta": [float(x) for x in dom["reference_theta"]],
