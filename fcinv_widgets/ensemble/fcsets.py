@@ -98,9 +98,10 @@ def stability(ph, path_qpoints, mesh=(8, 8, 8)) -> dict:
     out = {}
     if path_qpoints is not None and len(path_qpoints):
         ph.run_qpoints(np.asarray(path_qpoints, float))
-        out["dispersion_thz"] = np.array(ph.get_qpoints_dict()["frequencies"])
+        out["dispersion_thz"] = np.array(ph.qpoints.frequencies if hasattr(ph, "qpoints") and ph.qpoints is not None
+                                         else ph.get_qpoints_dict()["frequencies"])
     ph.run_mesh(list(mesh), is_gamma_center=True, with_eigenvectors=False)
-    mesh_f = np.array(ph.get_mesh_dict()["frequencies"])
+    mesh_f = np.array(ph.mesh.frequencies if getattr(ph, "mesh", None) is not None else ph.get_mesh_dict()["frequencies"])
     lows = [float(mesh_f.min())]
     if "dispersion_thz" in out:
         lows.append(float(out["dispersion_thz"].min()))
