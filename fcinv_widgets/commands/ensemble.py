@@ -50,6 +50,8 @@ def register(subparsers) -> None:
                    "away from zero (see docs/ensemble.md)")
     p.add_argument("--out", default=None, help="output HDF5 file")
     p.add_argument("--summary", default=None, metavar="JSON", help="also write the ensemble summary JSON (shipped format)")
+    p.add_argument("--plot", default=None, metavar="DIR",
+                   help="write PNG figures (dispersions, parameter ranges, sensitivity) into DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
@@ -202,6 +204,13 @@ def _run_material(args, specs) -> int:
             lines.append(f"  with --widen-mode {alt['mode']} the DFT reference would be "
                          + ("inside for all 8" if alt["dft_all_inside"] else f"outside for {len(alt['dft_outside'])} of 8: "
                             + ", ".join(o["param"] for o in alt["dft_outside"])))
+    if args.plot:
+        from ..ensemble.fcsets import read_ensemble_h5
+        from ..ensemble.plots import save_figures
+
+        figs = save_figures(read_ensemble_h5(args.out), args.plot, prefix=f"{mat.name.lower()}_")
+        payload["figures"] = figs
+        lines.append("figures: " + ", ".join(figs))
     lines.append(f"wrote {args.out} in {wall:.1f} s" + (f" and {args.summary}" if summary is not None and args.summary else ""))
     emit(args, payload, "\n".join(lines))
     return 0
