@@ -218,7 +218,7 @@ def test_hdf5_round_trip(ge, serial_results, tmp_path):
 
 
 @needs_dask
-def test_dask_localcluster_equals_serial(ge, two_models, serial_results):
+def test_dask_localcluster_equals_serial(ge, two_models, serial_results, tmp_path):
     from dask.distributed import Client, LocalCluster
 
     from fcinv_widgets.ensemble.fcsets import run_ensemble
@@ -226,6 +226,19 @@ def test_dask_localcluster_equals_serial(ge, two_models, serial_results):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cl, Client(cl) as client:
         res = run_ensemble(two_models, ge.crystal, SMALL, ge.grid.q.qpoints[::10], mesh=(4, 4, 4), client=client, progress=False)
         pids = {r["pid"] for r in res}
+        # the command line on the same cluster through --scheduler ADDRESS
+        from fcinv_widgets.cli import main
+        from fcinv_widgets.ensemble.fcsets import read_ensemble_h5
+
+        out = tmp_path / "cli.h5"
+        args = ["ensemble", "--material", "Ge", "--models", two_models[0].name, "--supercell", "2", "2", "2", "--mesh", "2", "2", "2",
+                "--scheduler", cl.scheduler_address, "--out", str(out), "--json"]
+        if M3GNET.is_dir():
+            args += ["--matgl-path", str(M3GNET)]
+        assert main(args) == 0
+        back = read_ensemble_h5(out)
+        assert [m["name"] for m in back["models"]] == [two_models[0].name] and back["models"][0]["status"] == "ok"
+        assert "projection" not in back  # not the material's supercell: FCs stored, not projected
     assert pids and os.getpid() not in pids  # really ran in worker processes
     for a, b in zip(serial_results, res):
         assert a["name"] == b["name"] and b["status"] == "ok" and a["stable"] == b["stable"]
@@ -259,6 +272,14 @@ def test_projection_domain_and_figures_small_supercell(ge, serial_results, tmp_p
 
 
 # ------------------------------------------------------------------------------ domain
+def test_supercell_for_length(ge):
+    from fcinv_widgets.ensemble.fcsets import supercell_for_length
+
+    a = np.linalg.norm(ge.crystal.lattice[0])  # 3.99 Å
+    np.testing.assert_array_equal(supercell_for_length(ge.crystal.lattice, 15.0), np.diag([4, 4, 4]))
+    np.testing.assert_array_equal(supercell_for_length(ge.crystal.lattice, 2 * a), np.diag([2, 2, 2]))
+
+
 def test_widen_rule():
     from fcinv_widgets.ensemble.domain import widen
 
