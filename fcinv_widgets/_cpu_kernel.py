@@ -68,8 +68,11 @@ def _eig_block(e, m, lam):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de,
-                   sig_table, sig_e0, sig_de, cutoff, normalize, out, min_mev):
+                   sig_table, sig_e0, sig_de, cutoff, normalize, out, min_mev, lut_g, lut_r):
     """theta (N, A1) with a leading 1; W (K, A1) packed block entries (row per entry).
+
+    For a constant σ, ``lut_g``/``lut_r`` tabulate the recurrence's start values over the
+    sub-bin offset of the first bin (see :func:`gaussian_luts`); empty tables mean "compute".
 
     blk_q[b] < 0 marks blocks (e.g. of the stability mesh) that only enter ``min_mev``.
     ``out`` (N, nq, nE) float32 is overwritten (skipped when its first dimension is 0).
@@ -81,6 +84,7 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
     nq = out.shape[1]
     nE = out.shape[2]
     nt = sig_table.shape[0]
+    nl = lut_g.shape[0] - 1
     kmax = 0
     for b in range(B):
         if blk_k[b] > kmax:
@@ -132,10 +136,24 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     continue
                 # Gaussian by recurrence: g_{i+1} = g_i r_i, r_{i+1} = r_i c
                 d = de / sig
-                t = (e0 + ilo * de - w) / sig
-                g = math.exp(-0.5 * t * t) * blk_w[b] * 0.3989422804014327 / sig
-                r = math.exp(-t * d - 0.5 * d * d)
                 c = math.exp(-d * d)
+                if nl > 0:
+                    xf = (w - cutoff * sig - e0) / de
+                    i0 = int(math.ceil(xf))
+                    u = (i0 - xf) * nl
+                    iu = int(u)
+                    if iu >= nl:
+                        iu = nl - 1
+                    fu = u - iu
+                    g = (lut_g[iu] * (1.0 - fu) + lut_g[iu + 1] * fu) * blk_w[b]
+                    r = lut_r[iu] * (1.0 - fu) + lut_r[iu + 1] * fu
+                    for _ in range(i0, ilo):  # bins below E = e0 are clipped: advance
+                        g *= r
+                        r *= c
+                else:
+                    t = (e0 + ilo * de - w) / sig
+                    g = math.exp(-0.5 * t * t) * blk_w[b] * 0.3989422804014327 / sig
+                    r = math.exp(-t * d - 0.5 * d * d)
                 for i in range(ilo, ihi + 1):
                     out[n, qb, i] += g
                     g *= r
@@ -155,3 +173,15 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
             for q in range(nq):
                 for i in range(nE):
                     out[n, q, i] = (out[n, q, i] - mn) * scale
+
+
+def gaussian_luts(sigma: float, de: float, cutoff: float, n: int = 4096):
+    """Start values of the Gaussian recurrence for a constant σ, tabulated over the offset
+    u ∈ [0, 1] (in bins) of the first bin above ω − cutoff·σ: g0 = G(t0)/(σ√2π) and
+    r0 = exp(−t0 d − d²/2) with t0 = (u·de − cutoff·σ)/σ, d = de/σ (linear interpolation)."""
+    u = np.linspace(0.0, 1.0, n + 1)
+    d = de / sigma
+    t0 = (u * de - cutoff * sigma) / sigma
+    g = np.exp(-0.5 * t0 * t0) * 0.3989422804014327 / sigma
+    r = np.exp(-t0 * d - 0.5 * d * d)
+    return g, r

@@ -304,6 +304,14 @@ class FCBasis:
         D = D.reshape(self.n_params, len(q), 3 * n, 3 * n)
         return 0.5 * (D + np.conj(np.swapaxes(D, -1, -2)))
 
+    def frequencies_thz(self, params, qpoints) -> np.ndarray:
+        """Phonon frequencies (THz, ascending; negative = imaginary) at ``qpoints`` for ``params``."""
+        from .units import VASP_TO_THZ
+
+        params = self._check_params(params)
+        lam = np.linalg.eigvalsh(np.tensordot(params, self.dynamical_matrices(qpoints), axes=(0, 0)))
+        return np.sign(lam) * np.sqrt(np.abs(lam)) * VASP_TO_THZ
+
     # ------------------------------------------------------------------ sensitivity
     def sensitivity(self, params, qpoints, n_top: int = 8, scale=None) -> dict:
         """Rank parameters by how much they move the phonon frequencies along ``qpoints``.

@@ -170,6 +170,8 @@ class ForwardModel:
             raise FcinvError(f"active parameter indices must be distinct integers in [0, {basis.n_params}), got {active!r}")
         self.names = list(names) if names is not None else [basis.names[i] for i in self.active]
         self.dtype = dtype
+        #: Gaussians are truncated at this many σ (the tail beyond is < 3.4e-4 of the peak)
+        self.cutoff = 4.0
         self._set_resolution(sigma_mev, resolution)
         rng = np.random.default_rng(2024)
         self.path = _BlockSet(basis.dynamical_matrices(grid.q.qpoints), self.reference, self.active, rng)
@@ -344,9 +346,13 @@ class ForwardModel:
         from .units import SQRT_EIG_TO_MEV
 
         c = self._cpu
+        if "lut" not in c:
+            from ._cpu_kernel import gaussian_luts
+
+            c["lut"] = gaussian_luts(float(self.sigma_table[0]), float(self.grid.e.step), self.cutoff) if len(self.sigma_table) == 1 else (np.zeros(0), np.zeros(0))
         forward_kernel(np.ascontiguousarray(th, dtype=np.float64), c["W"], c["m"], c["off"], c["k"], c["q"], c["w"],
                        SQRT_EIG_TO_MEV, float(self.grid.e.centers[0]), float(self.grid.e.step), self.sigma_table,
-                       self.sigma_e0, self.sigma_de, 5.0, normalize, out, lo)
+                       self.sigma_e0, self.sigma_de, self.cutoff, normalize, out, lo, c["lut"][0], c["lut"][1])
 
     def _sigma_of(self, om):
         if len(self.sigma_table) == 1:

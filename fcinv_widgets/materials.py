@@ -56,8 +56,28 @@ class Material:
     _reference: np.ndarray = field(default=None, repr=False)
     _active: np.ndarray = field(default=None, repr=False)
     _domain: np.ndarray = field(default=None, repr=False)
-    reference_source: str = "unset"
-    domain_source: str = "unset"
+    _reference_source: str = field(default="", repr=False)
+    _domain_source: str = field(default="", repr=False)
+
+    @property
+    def reference_source(self) -> str:
+        """Where the reference parameters come from."""
+        self.reference_params
+        return self._reference_source
+
+    @reference_source.setter
+    def reference_source(self, value: str) -> None:
+        self._reference_source = value
+
+    @property
+    def domain_source(self) -> str:
+        """Where the training domain comes from."""
+        self.domain
+        return self._domain_source
+
+    @domain_source.setter
+    def domain_source(self, value: str) -> None:
+        self._domain_source = value
 
     @cached_property
     def basis(self) -> FCBasis:
