@@ -88,3 +88,16 @@ def test_bench_forward_runs(capsys):
 def test_entry_point_is_installed():
     r = subprocess.run([sys.executable, "-m", "fcinv_widgets.cli", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and "fcinv" in r.stdout
+
+
+def test_simulate_with_noise(capsys, tmp_path, ge):
+    from fcinv_widgets.spectrum_io import read_spectrum
+
+    rc, out, _ = run(capsys, "simulate", "--material", "Ge", "--noise", "0.1,30", "--out", str(tmp_path / "n.h5"), "--json")
+    d = json.loads(out)
+    assert rc == 0 and 0 < d["snr"] < 100
+    img, attrs = read_spectrum(tmp_path / "n.h5", grid=ge.grid)
+    clean = ge.forward_model().spectra(ge.reference_theta)[0]
+    assert not np.allclose(img, clean, atol=1e-2) and attrs["noise_counts"] == 30
+    rc, _, err = run(capsys, "simulate", "--material", "Ge", "--noise", "lots", "--out", str(tmp_path / "x.h5"))
+    assert rc == 2 and "B,P" in err
