@@ -54,7 +54,7 @@ def read_spectrum(path, grid: SpectrumGrid | None = None):
             if "spectrum" not in f:
                 raise FcinvError(f"{path} has no /spectrum dataset (not an fcinv spectrum file)")
             img = np.asarray(f["spectrum"], np.float32)
-            attrs = {k: (json.loads(v) if isinstance(v, str) and v[:1] in "[{\"" else v) for k, v in f.attrs.items()}
+            attrs = {k: _decode(v) for k, v in f.attrs.items()}
             e = np.asarray(f["grid/energy_centers_mev"]) if "grid/energy_centers_mev" in f else None
     except OSError as exc:
         raise FcinvError(f"cannot read {path} as HDF5: {exc}") from None
@@ -63,3 +63,13 @@ def read_spectrum(path, grid: SpectrumGrid | None = None):
         if e is not None and (len(e) != grid.e.n or not np.allclose(e, grid.e.centers, atol=1e-6)):
             raise GridMismatchError(f"{path}: energy bins {e[0]:.3g}…{e[-1]:.3g} meV differ from the model's {grid.e.centers[0]:.3g}…{grid.e.centers[-1]:.3g} meV")
     return img, attrs
+
+
+def _decode(v):
+    """Attributes written as JSON come back as Python values; plain strings stay strings."""
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
