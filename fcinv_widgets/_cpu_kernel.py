@@ -94,9 +94,11 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
         lam = np.empty(64)
         lo_min = 1e300
         if do_img:
+            img = out[n]
             for q in range(nq):
+                rq = img[q]
                 for i in range(nE):
-                    out[n, q, i] = 0.0
+                    rq[i] = 0.0
         for b in range(B):
             m = blk_m[b]
             off = blk_off[b]
@@ -154,25 +156,27 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     t = (e0 + ilo * de - w) / sig
                     g = math.exp(-0.5 * t * t) * blk_w[b] * 0.3989422804014327 / sig
                     r = math.exp(-t * d - 0.5 * d * d)
+                row = out[n, qb]
                 for i in range(ilo, ihi + 1):
-                    out[n, qb, i] += g
+                    row[i] += g
                     g *= r
                     r *= c
         min_mev[n] = lo_min
         if do_img and normalize:
-            mn = 1e300
-            mx = -1e300
+            img = out[n]
+            mn = np.float32(1e30)
+            mx = np.float32(-1e30)
             for q in range(nq):
+                rq = img[q]
                 for i in range(nE):
-                    v = out[n, q, i]
-                    if v < mn:
-                        mn = v
-                    if v > mx:
-                        mx = v
-            scale = 1.0 / (mx - mn) if mx > mn else 0.0
+                    v = rq[i]
+                    mn = min(mn, v)
+                    mx = max(mx, v)
+            scale = np.float32(1.0 / (mx - mn)) if mx > mn else np.float32(0.0)
             for q in range(nq):
+                rq = img[q]
                 for i in range(nE):
-                    out[n, q, i] = (out[n, q, i] - mn) * scale
+                    rq[i] = (rq[i] - mn) * scale
 
 
 def gaussian_luts(sigma: float, de: float, cutoff: float, n: int = 4096):
