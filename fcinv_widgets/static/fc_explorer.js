@@ -71,6 +71,9 @@ function drawPanel(canvas, img, nq, nE, lut, vmin, vmax, st, title, overlay) {
 
 function render({ model, el: root }) {
   root.classList.add("fcinv-fcexplorer");
+  // keep slider keys (arrows, Home/End) away from JupyterLab's notebook shortcuts
+  const stopKeys = (e) => { if (e.target.tagName === "INPUT") e.stopPropagation(); };
+  root.addEventListener("keydown", stopKeys);
   const wrap = el("div", { style: "display:flex;gap:12px;font:12px sans-serif;align-items:flex-start" }, root);
   const side = el("div", { style: "display:flex;flex-direction:column;gap:4px;min-width:250px" }, wrap);
   const plots = el("div", { style: "display:flex;flex-direction:column;gap:6px" }, wrap);
@@ -166,6 +169,7 @@ function render({ model, el: root }) {
   model.on("change:error", onErr);
   buildSliders(); readArrays(); paint(); onErr();
   return () => {
+    root.removeEventListener("keydown", stopKeys);
     for (const ev of ["frame", "compare", "values", "names", "domain", "error"]) model.off(`change:${ev}`);
   };
 }
