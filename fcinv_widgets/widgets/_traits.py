@@ -1,0 +1,68 @@
+"""Binary array traits: numpy arrays cross to JavaScript as bytes with dtype and shape."""
+
+from __future__ import annotations
+
+import numpy as np
+import traitlets
+
+_JS_DTYPES = {"float32", "float64", "uint8", "int8", "int16", "uint16", "int32", "uint32"}
+
+
+def array_to_json(value, widget):
+    if value is None:
+        return None
+    arr = np.ascontiguousarray(value)
+    if arr.dtype.name not in _JS_DTYPES:
+        raise traitlets.TraitError(f"dtype {arr.dtype} cannot be sent to JavaScript")
+    return {"buffer": memoryview(arr.tobytes()), "dtype": arr.dtype.name, "shape": list(arr.shape)}
+
+
+def array_from_json(value, widget):
+    if value is None:
+        return None
+    buf = value["buffer"]
+    arr = np.frombuffer(bytes(buf), dtype=np.dtype(value["dtype"]))
+    return arr.reshape(value["shape"]).copy()
+
+
+array_serialization = {"to_json": array_to_json, "from_json": array_from_json}
+
+
+class Array(traitlets.TraitType):
+    """A numpy array trait with a fixed dtype (cast on assignment) and optional ndim."""
+
+    info_text = "a numpy array"
+
+    def __init__(self, dtype="float32", ndim=None, **kwargs):
+        self.dtype = np.dtype(dtype)
+        self.ndim = ndim
+        kwargs.setdefault("allow_none", True)
+        kwargs.setdefault("default_value", None)
+        super().__init__(**kwargs)
+
+    def validate(self, obj, value):
+        if value is None:
+            if self.allow_none:
+                return None
+            self.error(obj, value)
+        try:
+            arr = np.asarray(value, dtype=self.dtype)
+        except (TypeError, ValueError) as exc:
+            raise traitlets.TraitError(
+                f"trait {self.name!r} needs an array convertible to {self.dtype}: {exc}"
+            ) from exc
+        if self.ndim is not None and arr.ndim != self.ndim:
+            raise traitlets.TraitError(
+                f"trait {self.name!r} needs a {self.ndim}-D array, got shape {arr.shape}"
+            )
+        return arr
+
+    def make_dynamic_default(self):  # pragma: no cover - default None
+        return None
+
+    def tag_sync(self):
+        return self.tag(sync=True, **array_serialization)
+
+
+def synced_array(dtype="float32", ndim=None, **kwargs):
+    return Array(dtype=dtype, ndim=ndim, **kwargs).tag(sync=True, **array_serialization)

@@ -1,0 +1,113 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import {
+  makeLut, floatToRGBA, niceTicks, layoutQLabels, cellAt, nearestPoint,
+  pointInPolygon, lassoSelect, makeCoalescer, decodeArray, encodeArray, difference, clamp,
+} from "../../fcinv_widgets/static/common.js";
+
+// A fake forward model: 4 q-points x 3 energies, q-major like the Python side.
+const fake = { nq: 4, nE: 3, image: Float32Array.from([0, 0.5, 1, 0.2, NaN, 0.4, 1, 1, 1, 0, 0, 0]) };
+
+test("lut endpoints are viridis ends", () => {
+  const lut = makeLut();
+  assert.equal(lut.length, 768);
+  assert.deepEqual([...lut.slice(0, 3)], [68, 1, 84]);
+  assert.deepEqual([...lut.slice(765)], [253, 231, 37]);
+});
+
+test("floatToRGBA transposes q-major data with energy upwards and NaN transparent", () => {
+  const lut = makeLut();
+  const px = floatToRGBA(fake.image, fake.nq, fake.nE, lut);
+  assert.equal(px.length, 4 * 3 * 4);
+  // pixel at column iq=0, bottom row (ie=0) -> value 0 -> lut[0]
+  const o = ((fake.nE - 1) * fake.nq + 0) * 4;
+  assert.deepEqual([...px.slice(o, o + 4)], [68, 1, 84, 255]);
+  // top row, iq=0 -> value 1
+  assert.deepEqual([...px.slice(0, 4)], [253, 231, 37, 255]);
+  // NaN at iq=1, ie=1 -> middle row
+  const on = ((fake.nE - 2) * fake.nq + 1) * 4;
+  assert.equal(px[on + 3], 0);
+});
+
+test("floatToRGBA clamps out-of-range values", () => {
+  const lut = makeLut();
+  const px = floatToRGBA(Float32Array.from([-5, 7]), 1, 2, lut);
+  assert.deepEqual([...px.slice(4, 7)], [68, 1, 84]);
+  assert.deepEqual([...px.slice(0, 3)], [253, 231, 37]);
+});
+
+test("difference is symmetric in range", () => {
+  const d = difference(Float32Array.from([1, 0]), Float32Array.from([0.5, 0.75]));
+  assert.equal(d.vmax, 0.75);
+  assert.equal(d.vmin, -0.75);
+});
+
+test("niceTicks", () => {
+  assert.deepEqual(niceTicks(0, 40, 4), [0, 10, 20, 30, 40]);
+  assert.deepEqual(niceTicks(0.3, 1.1, 4), [0.4, 0.6, 0.8, 1]);
+  assert.deepEqual(niceTicks(1, 1), [1]);
+});
+
+test("q-path labels merge at breaks", () => {
+  const labels = [[0, "Γ"], [1, "X"], [1, "K"], [2, "Γ"], [3, "L"]];
+  const out = layoutQLabels(labels, [1], 0, 3, 0, 300);
+  assert.deepEqual(out.map((l) => l.text), ["Γ", "X|K", "Γ", "L"]);
+  assert.deepEqual(out.map((l) => l.px), [0, 100, 200, 300]);
+  assert.deepEqual(out.map((l) => l.isBreak), [false, true, false, false]);
+});
+
+test("cellAt hit-tests a 5x5 grid", () => {
+  const rect = { x: 10, y: 10, w: 100, h: 100 };
+  assert.equal(cellAt(10, 10, 5, 5, rect), 0);
+  assert.equal(cellAt(109, 109, 5, 5, rect), 24);
+  assert.equal(cellAt(35, 15, 5, 5, rect), 1);
+  assert.equal(cellAt(5, 50, 5, 5, rect), -1);
+  assert.equal(cellAt(110, 50, 5, 5, rect), -1);
+});
+
+test("nearestPoint", () => {
+  assert.equal(nearestPoint(0, 0, [10, 3, -2], [0, 4, 1], 8), 2);
+  assert.equal(nearestPoint(100, 100, [10, 3], [0, 4], 8), -1);
+});
+
+test("lasso point-in-polygon", () => {
+  const sq = [[0, 0], [10, 0], [10, 10], [0, 10]];
+  assert.equal(pointInPolygon(5, 5, sq), true);
+  assert.equal(pointInPolygon(15, 5, sq), false);
+  const sel = lassoSelect([1, 20, 9, 5], [1, 5, 9, -1], sq);
+  assert.ok(sel instanceof Uint32Array);
+  assert.deepEqual([...sel], [0, 2]);
+  assert.equal(lassoSelect([1], [1], [[0, 0], [1, 1]]).length, 0);
+});
+
+test("coalescer: latest value wins, never a queue", () => {
+  const sent = [];
+  const c = makeCoalescer((v, s) => sent.push([v, s]));
+  c.push(1);
+  c.push(2); c.push(3); c.push(4);
+  assert.deepEqual(sent, [[1, 1]]);
+  assert.equal(c.busy, true);
+  c.done(1);
+  assert.deepEqual(sent, [[1, 1], [4, 2]]);
+  c.done(1); // stale ack ignored
+  assert.equal(c.busy, true);
+  c.done(2);
+  assert.equal(c.busy, false);
+  c.push(5);
+  assert.deepEqual(sent.at(-1), [5, 3]);
+});
+
+test("decode/encode arrays round-trip", () => {
+  const a = Float32Array.from([1, 2, 3, 4, 5, 6]);
+  const enc = encodeArray(a, [2, 3]);
+  const dec = decodeArray(enc);
+  assert.deepEqual([...dec], [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(dec.shape, [2, 3]);
+  assert.equal(decodeArray(null), null);
+  assert.throws(() => decodeArray({ buffer: new DataView(new ArrayBuffer(4)), dtype: "complex", shape: [1] }));
+});
+
+test("clamp", () => {
+  assert.equal(clamp(5, 0, 1), 1);
+  assert.equal(clamp(-5, 0, 1), 0);
+});

@@ -1,0 +1,82 @@
+"""End-to-end: FCExplorer in JupyterLab + headless Chromium (pytest -m browser)."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+pytest.importorskip("playwright")
+pytest.importorskip("jupyterlab")
+from fcinv_widgets.widgets._browser import (  # noqa: E402
+    CANVAS_SUM_JS, CHROMIUM, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+)
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} missing (run .ci/install-browser)", allow_module_level=True)
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+CELL = """\
+from fcinv_widgets.widgets import FCExplorer
+from fcinv_widgets.widgets.fake import FakeMaterial
+fx = FCExplorer(FakeMaterial())
+fx"""
+
+
+def _state(page, tmp_path, name):
+    out = tmp_path / f"{name}.json"
+    kernel_exec(page, "import json; json.dump({'values': fx.widget.values, 'frame': fx.widget.frame, "
+                      f"'stable': fx.widget.stable, 'error': fx.widget.error}}, open({str(out)!r}, 'w'))")
+    return json.loads(out.read_text())
+
+
+def test_fc_explorer_slider_keyboard_and_errors(tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    write_notebook(tmp_path / "fcx.ipynb", [CELL])
+    with jupyterlab(tmp_path) as url, chromium_page() as page:
+        open_and_run(page, url, "fcx.ipynb", "canvas.fcinv-heatmap[data-frame='1']")
+        page.screenshot(path=str(ARTIFACTS / "fc_explorer_initial.png"))
+        before_px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+        assert before_px[0] > 0
+        s0 = _state(page, tmp_path, "s0")
+
+        slider = page.locator("input.fcinv-slider").first
+        slider.focus()
+        for _ in range(40):
+            page.keyboard.press("ArrowRight")
+        # wait until the kernel's last result is painted and no request is in flight
+        page.wait_for_function(
+            "() => { const c = document.querySelector('canvas.fcinv-heatmap');"
+            " return Number(c.dataset.frame) > 1; }")
+        page.wait_for_timeout(500)
+        after_px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+        s1 = _state(page, tmp_path, "s1")
+        page.screenshot(path=str(ARTIFACTS / "fc_explorer_after_slider.png"))
+        assert after_px != before_px, "canvas did not repaint"
+        assert s1["values"][0] > s0["values"][0], (s0, s1)
+        assert s1["frame"] > s0["frame"]
+        slider_val = float(slider.input_value())
+        assert abs(slider_val - s1["values"][0]) < 1e-6  # latest value won
+
+        # bad value from Python: clear error, widget still usable
+        out = tmp_path / "err.txt"
+        kernel_exec(page, "try:\n    fx.theta = [1e3] * 8\nexcept Exception as e:\n"
+                          f"    open({str(out)!r}, 'w').write(type(e).__name__ + ': ' + str(e))")
+        assert "outside its training domain" in out.read_text()
+        kernel_exec(page, "fx.reset()")
+        page.wait_for_function(
+            f"() => Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > {s1['frame']}")
+        s2 = _state(page, tmp_path, "s2")
+        assert s2["values"] == s0["values"]
+        assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") == before_px
+
+        # unstable: FC0 to the bottom of its domain via the keyboard
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_selector(".fcinv-stability[data-stable='false']", timeout=20_000)
+        page.screenshot(path=str(ARTIFACTS / "fc_explorer_unstable.png"))
+        assert _state(page, tmp_path, "s3")["stable"] is False
