@@ -47,6 +47,11 @@ class QPath:
         return len(self.qpoints)
 
     @property
+    def x(self) -> np.ndarray:
+        """Plotting coordinate of the bin centres: bin index + 0.5 (labels sit at bin edges)."""
+        return np.arange(self.nq) + 0.5
+
+    @property
     def boundaries(self) -> np.ndarray:
         """Bin index at which each segment starts, plus the total (len n_segments + 1)."""
         return np.concatenate([[0], np.cumsum([s.n_bins for s in self.segments])])
