@@ -1,0 +1,180 @@
+"""Inference: load a trained VAE + regressor and invert spectra into FCs with uncertainties.
+
+Checkpoint ``model.pt`` (loads with ``torch.load(..., weights_only=True)``)::
+
+    {"config": JSON string, "vae": state_dict, "regressor": state_dict}
+
+config: format "fcinv-vae", version, material, grid_shape, energy_centers_mev, names,
+domain, y_mean, y_std (target scaler), latent, base, hidden, beta, training record.
+
+Input handling: every spectrum is min-max scaled over its finite pixels, like the training
+data; NaN pixels (not measured) are then set to 0 (= no intensity); inf, a wrong shape or
+an all-NaN spectrum raise a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FcinvError, GridMismatchError, MissingDependencyError
+
+SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet")
+
+
+def resolve_model(name_or_dir) -> Path:
+    """A checkpoint file from a directory, a file, or a shipped model name (``ge-vae`` …)."""
+    p = Path(name_or_dir)
+    if p.is_dir():
+        p = p / "model.pt"
+    if p.is_file():
+        return p
+    if str(name_or_dir) in SHIPPED:
+        from ..materials import data_path
+
+        q = data_path("models", str(name_or_dir), "model.pt")
+        if q.is_file():
+            return q
+        raise MissingDependencyError(f"the shipped model {name_or_dir!r} is not in this installation ({q}); "
+                                     "train one with `fcinv train` and pass its directory")
+    raise FcinvError(f"no model at {name_or_dir!r}: give a checkpoint directory, a model.pt file or one of {', '.join(SHIPPED)}")
+
+
+@dataclass
+class Prediction:
+    names: list
+    mean: np.ndarray  # (N, 8) eV/Å²
+    std: np.ndarray  # (N, 8) eV/Å² (spread over latent samples)
+    recon: np.ndarray  # (N, nq, nE) reconstruction of the decoder at μ
+    mu: np.ndarray  # (N, latent)
+    logvar: np.ndarray  # (N, latent)
+
+    def to_dict(self, i: int = 0) -> dict:
+        return {"names": self.names, "fc_mean": self.mean[i].tolist(), "fc_std": self.std[i].tolist()}
+
+
+class Inverter:
+    """A trained VAE + FC regressor (frozen)."""
+
+    def __init__(self, vae, regressor, config: dict):
+        self.vae = vae.eval()
+        self.regressor = regressor.eval()
+        self.config = config
+        self.names = list(config["names"])
+        self.shape = tuple(config["grid_shape"])
+        self.y_mean = np.asarray(config["y_mean"], float)
+        self.y_std = np.asarray(config["y_std"], float)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> None:
+        import torch
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        torch.save({"config": json.dumps(self.config), "vae": self.vae.state_dict(), "regressor": self.regressor.state_dict()}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, name_or_dir, material: str | None = None, grid=None) -> "Inverter":
+        import torch
+
+        from .nets import VAE, Regressor
+
+        path = resolve_model(name_or_dir)
+        try:
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+            cfg = json.loads(ck["config"])
+            if cfg.get("format") != "fcinv-vae":
+                raise KeyError("format")
+            vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
+            vae.load_state_dict(ck["vae"])
+            reg = Regressor(cfg["latent"], len(cfg["names"]), hidden=cfg["reg_hidden"])
+            reg.load_state_dict(ck["regressor"])
+        except FcinvError:
+            raise
+        except Exception as exc:
+            raise FcinvError(f"{path} is not a readable fcinv VAE checkpoint ({type(exc).__name__}: {exc})") from None
+        inv = cls(vae, reg, cfg)
+        if material is not None and str(material).lower() != str(cfg["material"]).lower():
+            raise GridMismatchError(f"{path} was trained for {cfg['material']}, not {material}")
+        if grid is not None:
+            inv.check_grid(grid)
+        return inv
+
+    def check_grid(self, grid) -> None:
+        if tuple(grid.shape) != self.shape or not np.allclose(grid.e.centers, self.config["energy_centers_mev"], atol=1e-6):
+            raise GridMismatchError(f"the model was trained on a {self.shape[0]}×{self.shape[1]} grid "
+                                    f"({self.config['material']}), the spectrum's grid is {grid.shape[0]}×{grid.shape[1]} "
+                                    "or has other energy bins")
+
+    # ------------------------------------------------------------------ inputs
+    def prepare(self, spectra) -> np.ndarray:
+        """Validate and scale: (N, nq, nE) float32 in [0, 1], NaN → 0."""
+        x = np.asarray(spectra, dtype=np.float64)
+        if x.ndim == 2:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != self.shape:
+            raise GridMismatchError(f"spectrum of shape {np.shape(spectra)}; this model needs ({self.shape[0]}, {self.shape[1]}) "
+                                    f"or (N, {self.shape[0]}, {self.shape[1]}) ({self.config['material']} grid)")
+        if np.any(np.isinf(x)):
+            raise FcinvError("the spectrum contains inf values")
+        finite = np.isfinite(x).reshape(len(x), -1)
+        if not finite.any(axis=1).all():
+            raise FcinvError("a spectrum has no measured (finite) pixel: all NaN")
+        flat = x.reshape(len(x), -1)
+        lo = np.nanmin(flat, axis=1, keepdims=True)
+        hi = np.nanmax(flat, axis=1, keepdims=True)
+        flat = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
+        return np.nan_to_num(flat, nan=0.0).reshape(x.shape).astype(np.float32)
+
+    # ------------------------------------------------------------------ inference
+    def encode(self, spectra):
+        import torch
+
+        x = torch.from_numpy(self.prepare(spectra))
+        with torch.no_grad():
+            mu, logvar = self.vae.encode(x)
+        return mu.numpy(), logvar.numpy()
+
+    def decode(self, z) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.vae.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32)).numpy()
+
+    def regress(self, z) -> np.ndarray:
+        """Latent vectors (…, latent) → FCs in eV/Å²."""
+        import torch
+
+        with torch.no_grad():
+            y = self.regressor(torch.as_tensor(z, dtype=torch.float32)).numpy()
+        return y * self.y_std + self.y_mean
+
+    def predict(self, spectra, n_samples: int = 100, seed: int = 0, batch: int = 256, reconstruct: bool = True) -> Prediction:
+        """FC means and standard deviations over ``n_samples`` latent samples per spectrum."""
+        import torch
+
+        if n_samples < 1:
+            raise FcinvError("n_samples must be ≥ 1")
+        x = self.prepare(spectra)
+        g = torch.Generator().manual_seed(seed)
+        means, stds, recs, mus, lvs = [], [], [], [], []
+        with torch.no_grad():
+            for s in range(0, len(x), batch):
+                xb = torch.from_numpy(x[s : s + batch])
+                mu, logvar = self.vae.encode(xb)
+                eps = torch.randn((n_samples,) + mu.shape, generator=g)
+                z = mu[None] + eps * torch.exp(0.5 * logvar)[None]
+                y = self.regressor(z).numpy() * self.y_std + self.y_mean  # (S, n, 8)
+                means.append(y.mean(0))
+                stds.append(y.std(0))
+                mus.append(mu.numpy())
+                lvs.append(logvar.numpy())
+                if reconstruct:
+                    recs.append(self.vae.decode(mu).numpy())
+        recon = np.concatenate(recs) if reconstruct else np.zeros((0,) + self.shape, np.float32)
+        return Prediction(self.names, np.concatenate(means), np.concatenate(stds), recon, np.concatenate(mus), np.concatenate(lvs))

@@ -1,0 +1,112 @@
+"""The VAE + regressor: training lowers the loss, checkpoints round-trip safely, bad input is refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fcinv_widgets.errors import FcinvError, GridMismatchError  # noqa: E402
+from fcinv_widgets.models import Inverter, train_vae  # noqa: E402
+from fcinv_widgets.models.nets import VAE, vae_loss  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    from fcinv_widgets.dataset import generate_dataset
+
+    p = tmp_path_factory.mktemp("m") / "tiny.h5"
+    generate_dataset("Ge", p, n_train=64, n_test=16, seed=1, candidates=512, progress=False)
+    return p
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    r = train_vae(tiny_dataset, out, epochs=2, batch_size=16, reg_epochs=5, progress=False, threads=2)
+    return out, r
+
+
+def test_a_few_steps_lower_the_loss(tiny_dataset):
+    from fcinv_widgets.models.train import load_split
+
+    x, _, _ = load_split(tiny_dataset)
+    torch.manual_seed(0)
+    vae = VAE(x.shape[1:], base=4, hidden=32)
+    opt = torch.optim.Adam(vae.parameters(), lr=3e-3)
+    xb = torch.from_numpy(x[:16])
+    losses = []
+    for _ in range(40):
+        rec, mu, lv = vae(xb)
+        loss = vae_loss(rec, xb, mu, lv, 1.0)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert min(losses[-5:]) < 0.8 * losses[0], losses
+
+
+def test_save_load_round_trip_is_identical(trained, tiny_dataset):
+    from fcinv_widgets.models.train import load_split
+
+    out, r = trained
+    assert len(r["val_r2"]) == 8
+    x, _, _ = load_split(tiny_dataset, "test")
+    a = Inverter.load(out)
+    b = Inverter.load(out / "model.pt")
+    pa, pb = a.predict(x, n_samples=20, seed=3), b.predict(x, n_samples=20, seed=3)
+    assert np.array_equal(pa.mean, pb.mean) and np.array_equal(pa.std, pb.std) and np.array_equal(pa.recon, pb.recon)
+    assert pa.mean.shape == (16, 8) and np.all(pa.std > 0)
+    # the checkpoint is plain data: loads with weights_only=True
+    ck = torch.load(out / "model.pt", weights_only=True)
+    assert json.loads(ck["config"])["material"] == "Ge"
+
+
+def test_corrupted_and_foreign_checkpoints(trained, tmp_path, nb):
+    out, _ = trained
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(FcinvError, match="not a readable"):
+        Inverter.load(bad)
+    with pytest.raises(GridMismatchError, match="trained for Ge"):
+        Inverter.load(out, material="Nb")
+    with pytest.raises(GridMismatchError):
+        Inverter.load(out, grid=nb.grid)
+    with pytest.raises(FcinvError, match="no model"):
+        Inverter.load(tmp_path / "nowhere")
+
+
+def test_bad_spectra_and_nan_masking(trained, ge_fm):
+    out, _ = trained
+    inv = Inverter.load(out)
+    img = ge_fm.spectra(ge_fm.reference_theta)[0].astype(float)
+    with pytest.raises(GridMismatchError, match="140"):
+        inv.predict(img[:, :100])
+    with pytest.raises(FcinvError, match="inf"):
+        inv.predict(np.where(img > 0.5, np.inf, img))
+    with pytest.raises(FcinvError, match="all NaN"):
+        inv.predict(np.full_like(img, np.nan))
+    masked = img.copy()
+    masked[:, 100:] = np.nan  # documented: NaN → 0 after min-max scaling
+    same = img.copy()
+    same[:, 100:] = 0.0
+    assert np.allclose(inv.predict(masked, n_samples=5).mean, inv.predict(same, n_samples=5).mean)
+
+
+def test_cli_train_evaluate_invert(tiny_dataset, tmp_path, capsys, ge):
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    out = tmp_path / "m"
+    assert main(["train", "--dataset", str(tiny_dataset), "--out", str(out), "--epochs", "1", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--json", "--write-metrics"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert len(d["r2"]) == 8 and (out / "metrics.json").is_file()
+    fm = ge.forward_model()
+    write_spectrum(tmp_path / "s.h5", fm.spectra(fm.reference_theta)[0], ge.grid, material="Ge")
+    assert main(["invert", "--model", str(out), "--spectrum", str(tmp_path / "s.h5"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) >= {"names", "fc_mean", "fc_std"} and len(d["fc_mean"]) == 8
+    assert main(["invert", "--model", "nb-vae", "--spectrum", str(tmp_path / "s.h5")]) == 2
