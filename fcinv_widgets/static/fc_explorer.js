@@ -2,7 +2,7 @@
 // State comes from the Python _FCExplorerView; arrays arrive as {buffer, dtype, shape}.
 import {
   makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, makeCoalescer,
-  decodeArray, difference, sliderStep, clamp, DIVERGING_STOPS,
+  decodeArray, difference, sliderStep, clamp, toFloat, DIVERGING_STOPS,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -109,12 +109,13 @@ function render({ model, el: root }) {
   function paint() {
     const t0 = performance.now();
     const shape = st.image ? st.image.shape : [0, 0];
-    drawPanel(canvas, st.image, shape[0], shape[1], LUT, 0, 1, st, "model", true);
+    const vmax = st.image && st.image.scale != null ? 1 / st.image.scale : 1;
+    drawPanel(canvas, st.image, shape[0], shape[1], LUT, 0, vmax, st, "model", true);
     const showCmp = !!st.compare;
     cmpCanvas.style.display = diffCanvas.style.display = showCmp ? "" : "none";
     if (showCmp) {
       drawPanel(cmpCanvas, st.compare, shape[0], shape[1], LUT, 0, 1, st, "comparison", false);
-      const d = difference(st.image, st.compare);
+      const d = difference(toFloat(st.image), st.compare);
       drawPanel(diffCanvas, d.data, shape[0], shape[1], DLUT, d.vmin, d.vmax, st, "model − comparison", false);
     }
     const stable = model.get("stable");

@@ -28,7 +28,9 @@ def test_builds_from_material(fx):
 def test_arrays_cross_as_bytes(fx):
     state = fx.widget.get_state()
     img = state["image"]
-    assert isinstance(img["buffer"], memoryview) and img["dtype"] == "float32" and img["shape"] == [60, 50]
+    assert isinstance(img["buffer"], memoryview) and img["shape"] == [60, 50]
+    fr = state["freqs"]
+    assert fr["dtype"] == "float32" and fr["shape"] == [60, 3]
     back = array_from_json(array_to_json(fx.widget.image, None), None)
     np.testing.assert_array_equal(back, fx.widget.image)
 
@@ -102,3 +104,4 @@ def test_esm_is_self_contained():
     assert not re.search(r"^import\s*\{", src, re.M)
     assert "export function makeCoalescer" in src and "export default { render }" in src
     assert FCExplorerView._esm == src or str(FCExplorerView._esm) == src
+
