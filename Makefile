@@ -6,9 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.fcinv-installed
+ENSEMBLE_STAMP := $(VENV)/.fcinv-ensemble-installed
 PORT ?= 8888
 
-.PHONY: venv test test-python test-js test-browser demo bench clean
+.PHONY: venv ensemble test test-python test-js test-browser demo bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,14 +17,23 @@ $(PY):
 
 # torch first: torch==2.13.0 resolves to the CPU build on this machine's disk;
 # a bare 'torch' requirement would pull a multi-GB CUDA build.
-$(STAMP): $(PY) pyproject.toml
+$(STAMP): $(PY) pyproject.toml constraints.txt
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+# The uMLFF packages (tests run the real calculators). mace-torch pins e3nn==0.4.4 while
+# sevenn needs e3nn>=0.5: it goes in a second step without dependencies (docs/ensemble.md).
+$(ENSEMBLE_STAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[dev,ensemble]"
+	$(PIP) install -q -c constraints.txt --no-deps mace-torch==0.3.16
+	touch $(ENSEMBLE_STAMP)
 
 venv: $(STAMP)
 
-test: $(STAMP)
+ensemble: $(ENSEMBLE_STAMP)
+
+test: $(ENSEMBLE_STAMP)
 	bash .ci/test-all
 
 demo: $(STAMP)

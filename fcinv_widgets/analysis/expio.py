@@ -1,0 +1,157 @@
+"""Experimental (folded) spectra: readers for the formats the paper's folding software
+writes, plus our own, all returning an (nq, nE) image with NaN where nothing was measured.
+
+* pathSQE ``.npz``: one (nq_segment, nE) array per path segment, ``arr_0 … arr_5``,
+  stacked along q in order;
+* Mantid MDHisto NeXus (``SaveMD``; read with h5py, no Mantid needed): the
+  ``MDHistoWorkspace/data/signal`` array, whose ``axes`` attribute lists the dimensions in
+  reverse order (``D3:D2:D1:D0``); the energy dimension is found by its name or units
+  (DeltaE / meV), single-bin (integrated) dimensions are squeezed, and the result is
+  q-major (nq, nE);
+* ours: ``fcinv-spectrum`` HDF5 (:mod:`fcinv_widgets.spectrum_io`), ``.npz`` with key
+  ``spectrum`` (optionally ``energy_centers_mev``), or a plain ``.npy`` (nq, nE) array.
+
+Every reader checks the image against the model's grid when one is given: the shape,
+the segment lengths (pathSQE npz) and the energy axis (when the file has one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FcinvError, GridMismatchError
+
+
+@dataclass
+class Spectrum:
+    image: np.ndarray  # (nq, nE) float64, NaN = not measured
+    source: str
+    fmt: str
+    energies: np.ndarray | None = None  # meV bin centres, when the file has them
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.isfinite(self.image)
+
+    @property
+    def coverage(self) -> float:
+        return float(self.mask.mean())
+
+
+def read_spectrum(path, grid=None) -> Spectrum:
+    """Read a folded spectrum in any supported format; check it against ``grid`` if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise FcinvError(f"spectrum file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        spec = _read_npz(path, grid)
+    elif suffix == ".npy":
+        spec = Spectrum(np.asarray(np.load(path, allow_pickle=False), float), str(path), "npy")
+    elif suffix in (".h5", ".hdf5", ".nxs", ".nx5"):
+        spec = _read_hdf5(path, grid)
+    else:
+        raise FcinvError(f"{path}: unknown spectrum format {suffix!r} (use .h5/.nxs, .npz or .npy)")
+    return _validate(spec, grid)
+
+
+def _validate(spec: Spectrum, grid) -> Spectrum:
+    img = spec.image
+    if img.ndim != 2:
+        raise GridMismatchError(f"{spec.source}: expected a 2-D (q, E) image, got shape {img.shape}")
+    if np.any(np.isinf(img)):
+        raise FcinvError(f"{spec.source}: the spectrum contains inf")
+    if not np.isfinite(img).any():
+        raise FcinvError(f"{spec.source}: no pixel is covered (all NaN)")
+    if grid is not None:
+        if img.shape != tuple(grid.shape):
+            raise GridMismatchError(f"{spec.source}: the image is {img.shape[0]} q-bins × {img.shape[1]} energy bins, "
+                                    f"the model's grid is {grid.shape[0]} × {grid.shape[1]}")
+        if spec.energies is not None and not np.allclose(spec.energies, grid.e.centers, atol=1e-3):
+            raise GridMismatchError(f"{spec.source}: energy bins {spec.energies[0]:.3g}…{spec.energies[-1]:.3g} meV "
+                                    f"differ from the model's {grid.e.centers[0]:.3g}…{grid.e.centers[-1]:.3g} meV")
+    return spec
+
+
+def _read_npz(path: Path, grid) -> Spectrum:
+    with np.load(path, allow_pickle=False) as z:
+        keys = list(z.keys())
+        if "spectrum" in keys:
+            e = np.asarray(z["energy_centers_mev"], float) if "energy_centers_mev" in keys else None
+            return Spectrum(np.asarray(z["spectrum"], float), str(path), "npz", e)
+        segs = sorted((k for k in keys if k.startswith("arr_")), key=lambda k: int(k[4:]))
+        if not segs:
+            raise FcinvError(f"{path}: neither a 'spectrum' array nor pathSQE segments arr_0, arr_1, … (keys: {keys})")
+        arrays = [np.asarray(z[k], float) for k in segs]
+    if any(a.ndim != 2 for a in arrays):
+        raise GridMismatchError(f"{path}: every segment must be a (nq_segment, nE) array, got {[a.shape for a in arrays]}")
+    if len({a.shape[1] for a in arrays}) != 1:
+        raise GridMismatchError(f"{path}: segments have different numbers of energy bins: {[a.shape[1] for a in arrays]}")
+    if grid is not None:
+        want = [s.n_bins for s in grid.q.segments]
+        got = [a.shape[0] for a in arrays]
+        if got != want:
+            names = [f"{s.start}–{s.end}" for s in grid.q.segments]
+            raise GridMismatchError(f"{path}: {len(got)} segments of {got} q-bins; the model's path has "
+                                    f"{len(want)} segments {', '.join(f'{n} {w}' for n, w in zip(names, want))}")
+    return Spectrum(np.concatenate(arrays, axis=0), str(path), "pathSQE-npz")
+
+
+def _read_hdf5(path: Path, grid) -> Spectrum:
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FcinvError(f"cannot read {path} as HDF5/NeXus: {exc}") from None
+    with f:
+        if f.attrs.get("format") == "fcinv-spectrum":
+            e = np.asarray(f["grid/energy_centers_mev"], float) if "grid/energy_centers_mev" in f else None
+            return Spectrum(np.asarray(f["spectrum"], float), str(path), "fcinv", e)
+        if "MDHistoWorkspace/data/signal" in f:
+            return _read_mdhisto(f, path, grid)
+    raise FcinvError(f"{path}: not an fcinv spectrum file (no format attribute) nor a Mantid MDHisto NeXus file "
+                     "(no MDHistoWorkspace/data/signal)")
+
+
+def _read_mdhisto(f, path: Path, grid) -> Spectrum:
+    data = f["MDHistoWorkspace/data"]
+    sig = np.asarray(data["signal"], float)
+    axes_attr = data["signal"].attrs.get("axes")
+    if isinstance(axes_attr, bytes):
+        axes_attr = axes_attr.decode()
+    names = axes_attr.split(":") if axes_attr else [f"D{i}" for i in reversed(range(sig.ndim))]
+    if len(names) != sig.ndim:
+        raise FcinvError(f"{path}: signal has {sig.ndim} dimensions but its 'axes' attribute lists {len(names)}")
+
+    def is_energy(name):
+        if name not in data:
+            return False
+        a = data[name].attrs
+        txt = " ".join(str(a.get(k, b"")) for k in ("long_name", "units", "frame")).lower()
+        return "deltae" in txt or "mev" in txt or "energy" in txt
+
+    keep = [i for i, n in enumerate(sig.shape) if n > 1]
+    if len(keep) != 2:
+        raise GridMismatchError(f"{path}: MDHisto signal {sig.shape} must have exactly two dimensions with more than one bin (q and E)")
+    e_axis = [i for i in keep if is_energy(names[i])]
+    img = sig.reshape([sig.shape[i] for i in keep])
+    energies = None
+    if e_axis:
+        if e_axis[0] == keep[0]:
+            img = img.T
+        edges = np.asarray(data[names[e_axis[0]]], float)
+        energies = 0.5 * (edges[1:] + edges[:-1]) if len(edges) == img.shape[1] + 1 else None
+    elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
+        img = img.T  # no axis metadata: orient by the model's grid
+    return Spectrum(img, str(path), "mantid-mdhisto", energies)
+
+
+def write_pathsqe_npz(path, image, grid) -> None:
+    """Write an (nq, nE) image as pathSQE does: one array per path segment (arr_0 …)."""
+    image = grid.check_image(image)
+    b = grid.q.boundaries
+    np.savez(path, *[np.asarray(image[b[i] : b[i + 1]]) for i in range(len(b) - 1)])

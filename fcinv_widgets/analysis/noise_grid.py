@@ -1,0 +1,129 @@
+"""The 5 × 5 noise-robustness grid: background B × Poisson counts P applied to a whole test
+set, inference in every cell, R² per FC per cell (the paper's Fig. 2d).
+
+Model-agnostic: ``predict`` is any callable (N, nq, nE) → (N, 8) point predictions in
+eV/Å² (e.g. ``Inverter.predict(x).mean``). With a Dask ``scheduler`` the cells run as
+tasks on the cluster (``predict`` must then be picklable).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FcinvError
+from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
+
+
+def r2_score(y_true, y_pred) -> np.ndarray:
+    """R² per column: 1 − Σ(y − ŷ)² / Σ(y − ȳ)²."""
+    y_true = np.asarray(y_true, float)
+    y_pred = np.asarray(y_pred, float)
+    ss_res = ((y_true - y_pred) ** 2).sum(0)
+    ss_tot = ((y_true - y_true.mean(0)) ** 2).sum(0)
+    return 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)
+
+
+@dataclass
+class NoiseGridResult:
+    names: list
+    backgrounds: np.ndarray  # (nB,)
+    counts: np.ndarray  # (nP,)
+    r2: np.ndarray  # (nB, nP, 8)
+    mae: np.ndarray  # (nB, nP, 8) eV/Å²
+    snr: np.ndarray  # (nB, nP) median SNR over the test set
+    example_clean: np.ndarray  # (nq, nE)
+    examples: np.ndarray  # (nB, nP, nq, nE) the first test spectrum in every cell
+    example_snr: np.ndarray  # (nB, nP)
+    model: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def save(self, path) -> None:
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f.attrs.update({"format": "fcinv-noise-grid", "version": 1, "model": self.model,
+                            "names": json.dumps(self.names), "meta": json.dumps(self.meta)})
+            for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "example_snr"):
+                f[k] = getattr(self, k)
+            f.create_dataset("examples", data=self.examples.astype(np.float32), compression="gzip", compression_opts=1)
+
+    @classmethod
+    def load(cls, path) -> "NoiseGridResult":
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != "fcinv-noise-grid":
+                raise FcinvError(f"{path} is not an fcinv noise-grid file")
+            return cls(json.loads(f.attrs["names"]), *(f[k][()] for k in ("backgrounds", "counts", "r2", "mae", "snr",
+                                                                         "example_clean", "examples", "example_snr")),
+                       model=str(f.attrs["model"]), meta=json.loads(f.attrs["meta"]))
+
+    def table(self, fc: int = 0) -> str:
+        """A text table of R² for one FC (rows: B, columns: P)."""
+        head = "B \\ P    " + " ".join(f"{p:>8g}" for p in self.counts)
+        rows = [f"{b:<8g} " + " ".join(f"{v:8.3f}" for v in self.r2[i, :, fc]) for i, b in enumerate(self.backgrounds)]
+        return f"R² of {self.names[fc]} ({self.model})\n" + "\n".join([head] + rows)
+
+
+def _cell(predict, spectra, params, b, p, seed):
+    noisy, snr = add_noise(spectra, b, p, seed=seed)
+    pred = np.asarray(predict(noisy))
+    return r2_score(params, pred), np.abs(pred - params).mean(0), float(np.median(snr)), noisy[0], float(snr[0])
+
+
+def run_noise_grid(predict, spectra, params, names, backgrounds=DEFAULT_BACKGROUNDS, counts=DEFAULT_COUNTS,
+                   seed: int = 0, model: str = "", scheduler=None, progress: bool = True) -> NoiseGridResult:
+    """Evaluate ``predict`` on noisy copies of (``spectra``, ``params``) in every (B, P) cell."""
+    from tqdm.auto import tqdm
+
+    spectra = np.asarray(spectra)
+    params = np.asarray(params, float)
+    if spectra.ndim != 3 or len(spectra) != len(params) or params.shape[1] != len(names):
+        raise FcinvError(f"need spectra (N, nq, nE) and params (N, {len(names)}), got {spectra.shape} and {params.shape}")
+    nB, nP = len(backgrounds), len(counts)
+    cells = [(i, j) for i in range(nB) for j in range(nP)]
+    seeds = {c: int(np.random.SeedSequence([seed, *c]).generate_state(1)[0]) for c in cells}
+    results = {}
+    if scheduler is None:
+        for c in tqdm(cells, desc="noise grid", disable=not progress):
+            results[c] = _cell(predict, spectra, params, backgrounds[c[0]], counts[c[1]], seeds[c])
+    else:
+        from dask.distributed import Client, as_completed
+
+        client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+        xs, ps = client.scatter([spectra, params], broadcast=True)
+        futs = {client.submit(_cell, predict, xs, ps, backgrounds[c[0]], counts[c[1]], seeds[c], pure=False): c for c in cells}
+        for fut in tqdm(as_completed(futs), total=len(futs), desc="noise grid", disable=not progress):
+            results[futs[fut]] = fut.result()
+    r2 = np.array([[results[(i, j)][0] for j in range(nP)] for i in range(nB)])
+    mae = np.array([[results[(i, j)][1] for j in range(nP)] for i in range(nB)])
+    snr = np.array([[results[(i, j)][2] for j in range(nP)] for i in range(nB)])
+    ex = np.array([[results[(i, j)][3] for j in range(nP)] for i in range(nB)])
+    exs = np.array([[results[(i, j)][4] for j in range(nP)] for i in range(nB)])
+    return NoiseGridResult(list(names), np.asarray(backgrounds, float), np.asarray(counts, float), r2, mae, snr,
+                           spectra[0].astype(np.float32), ex, exs, model=model, meta={"seed": seed, "n": int(len(spectra))})
+
+
+def plot_noise_grid(result: NoiseGridResult, fcs=(0, 1, 2, 3), ax=None):
+    """Heatmaps of R² (clipped to [0, 1]) for the given FCs, like the paper's Fig. 2d."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(fcs), figsize=(3.2 * len(fcs), 3.0), constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    for a, k in zip(axes, fcs):
+        im = a.imshow(np.clip(result.r2[:, :, k], 0, 1), vmin=0, vmax=1, cmap="viridis", origin="upper")
+        for i in range(result.r2.shape[0]):
+            for j in range(result.r2.shape[1]):
+                a.text(j, i, f"{result.r2[i, j, k]:.2f}", ha="center", va="center", fontsize=7,
+                       color="white" if result.r2[i, j, k] < 0.6 else "black")
+        a.set_xticks(range(len(result.counts)), [f"{c:g}" for c in result.counts])
+        a.set_yticks(range(len(result.backgrounds)), [f"{b:g}" for b in result.backgrounds])
+        a.set_xlabel("counts at peak P")
+        a.set_ylabel("background B")
+        a.set_title(result.names[k], fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="R²")
+    return fig

@@ -1,0 +1,338 @@
+"""Symmetry-reduced harmonic force-constant basis.
+
+For a crystal and a supercell, the supercell force constants Φ(i, j) (3×3 blocks, eV/Å²)
+are written as Φ = Σ_p θ_p B_p, where each basis tensor B_p belongs to one *pair orbit*
+(a neighbour shell: all atom pairs related by a space-group operation or by exchange
+i ↔ j) and the parameter θ_p is a named Cartesian element of the orbit's representative
+pair (e.g. ``1NN xx``). Every B_p
+
+* obeys the space-group symmetry: Φ(g i, g j) = R Φ(i, j) Rᵀ,
+* obeys index symmetry: Φ(j, i) = Φ(i, j)ᵀ,
+* carries the acoustic sum rule: its on-site blocks are Φ(i, i) = −Σ_{j≠i} Φ(i, j).
+
+Built on spglib's space-group operations of the supercell; cross-checked against symfc in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .errors import FcinvError, ForceConstantsError
+from .fcio import check_fc_shape
+from .structure import Crystal
+
+_ELEMENT_NAMES = ["xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"]
+# preference when choosing which tensor elements name the free parameters
+_PREFERENCE = [0, 1, 2, 4, 5, 8, 3, 6, 7]  # xx, xy, xz, yy, yz, zz, yx, zx, zy
+
+
+@dataclass(frozen=True)
+class Orbit:
+    """A pair orbit (neighbour shell)."""
+
+    index: int  # shell number, 1 = nearest neighbours
+    distance: float  # Å, minimum-image distance of the representative pair
+    pair: tuple  # (i, j) supercell atom indices of the representative
+    vector: tuple  # Cartesian vector r_j - r_i of the representative (Å)
+    n_pairs: int  # number of ordered pairs (i, j) in the supercell in this orbit
+    params: tuple  # indices of the parameters that belong to this orbit
+    elements: tuple  # element names of those parameters (e.g. ("xx", "xy"))
+
+
+class FCBasis:
+    """Symmetry-adapted basis of the harmonic force constants of ``crystal`` in a supercell.
+
+    Parameters
+    ----------
+    crystal : Crystal — the primitive cell.
+    supercell_matrix : (3, 3) int or 3 ints — supercell in units of the primitive cell.
+    symprec : float — spglib tolerance (Å).
+    """
+
+    def __init__(self, crystal: Crystal, supercell_matrix, symprec: float = 1e-5):
+        from phonopy import Phonopy
+
+        smat = np.asarray(supercell_matrix, dtype=int)
+        if smat.shape == (3,):
+            smat = np.diag(smat)
+        if smat.shape != (3, 3) or round(abs(np.linalg.det(smat))) < 1:
+            raise FcinvError(f"supercell matrix must be 3 integers or a 3×3 integer matrix with det ≥ 1, got {supercell_matrix!r}")
+        self.crystal = crystal
+        self.supercell_matrix = smat
+        self.symprec = symprec
+        self.phonopy = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=smat, primitive_matrix=None, symprec=symprec, log_level=0)
+        sc = self.phonopy.supercell
+        self.p2s = np.asarray(self.phonopy.primitive.p2s_map)
+        self.s2p = np.asarray(self.phonopy.primitive.s2p_map)  # supercell atom -> supercell index of its primitive image
+        p2p = self.phonopy.primitive.p2p_map  # supercell index of a primitive atom -> primitive index
+        self.s2pp = np.array([p2p[s] for s in self.s2p])  # supercell atom -> primitive index
+        self.n_prim = len(self.p2s)
+        self.n_super = len(sc)
+        self._sc_lattice = np.array(sc.cell)
+        self._sc_pos = np.array(sc.scaled_positions)
+        self._build()
+
+    # ------------------------------------------------------------------ construction
+    def _symmetry(self):
+        import spglib
+
+        numbers = np.asarray(self.phonopy.supercell.numbers)
+        ds = spglib.get_symmetry((self._sc_lattice, self._sc_pos, numbers), symprec=self.symprec)
+        if ds is None:
+            raise FcinvError("spglib could not find the symmetry of the supercell")
+        W, t = ds["rotations"], ds["translations"]
+        # atom permutations: position of atom a under op g is atom perm[g, a]
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(np.mod(self._sc_pos, 1.0) % 1.0, boxsize=1.0 + 1e-12)
+        mapped = np.einsum("gij,aj->gai", W, self._sc_pos) + t[:, None, :]
+        mapped = np.mod(mapped, 1.0) % 1.0
+        tol = self.symprec / np.min(np.linalg.norm(self._sc_lattice, axis=1)) * 10 + 1e-6
+        dist, idx = tree.query(mapped.reshape(-1, 3), distance_upper_bound=tol)
+        if np.any(~np.isfinite(dist)):
+            raise FcinvError("a symmetry operation does not map the supercell onto itself (check symprec)")
+        perm = idx.reshape(len(W), self.n_super)
+        L = self._sc_lattice
+        # R_cart = Lᵀ W L⁻ᵀ (L rows are lattice vectors)
+        R = np.einsum("ij,gjk,lk->gil", L.T, W, np.linalg.inv(L))
+        return perm, R
+
+    def _min_image_vectors(self, i, js):
+        """Cartesian minimum-image vectors r_j - r_i (Å) and their lengths."""
+        d = self._sc_pos[js] - self._sc_pos[i]
+        d -= np.rint(d)
+        # search neighbouring images for the true minimum in skewed cells
+        shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+        cand = (d[:, None, :] + shifts[None]) @ self._sc_lattice
+        n = np.linalg.norm(cand, axis=-1)
+        k = np.argmin(n, axis=1)
+        return cand[np.arange(len(js)), k], n[np.arange(len(js)), k]
+
+    def _build(self):
+        perm, R = self._symmetry()
+        N = self.n_super
+        self.n_ops = len(R)
+        # canonical orbit label of every ordered pair: min over ops and exchange of the pair id
+        ii, jj = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
+        ii, jj = ii.ravel(), jj.ravel()
+        label = np.full(N * N, N * N, dtype=np.int64)
+        for g0 in range(0, len(perm), 128):
+            pg = perm[g0 : g0 + 128]
+            a, b = pg[:, ii], pg[:, jj]
+            label = np.minimum(label, np.minimum(a * N + b, b * N + a).min(axis=0))
+        uniq = np.unique(label)
+
+        basis_full = []  # list of (N, N, 3, 3) tensors
+        orbits_raw = []
+        i_ref = int(self.p2s[0])
+        for lab in uniq:
+            members = np.nonzero(label == lab)[0]
+            mi, mj = ii[members], jj[members]
+            if np.all(mi == mj):
+                continue  # on-site orbit: fixed by the acoustic sum rule
+            # representative: a pair starting on a primitive atom (the first one that occurs)
+            starts = [p for p in self.p2s if np.any(mi == p)]
+            i0 = int(starts[0])
+            cand = mj[mi == i0]
+            vecs, dists = self._min_image_vectors(i0, cand)
+            rv = np.round(vecs, 6)
+            order = np.lexsort((-rv[:, 2], -rv[:, 1], -rv[:, 0], np.round(dists, 6)))
+            j0 = int(cand[order[0]])
+            vec, dist = vecs[order[0]], float(dists[order[0]])
+            # site-symmetry constraints on Φ(i0, j0)
+            fix = (perm[:, i0] == i0) & (perm[:, j0] == j0)
+            swap = (perm[:, i0] == j0) & (perm[:, j0] == i0)
+            T = np.zeros((9, 9))
+            for a in range(3):
+                for b in range(3):
+                    T[a * 3 + b, b * 3 + a] = 1.0
+            rows = [np.kron(r, r) - np.eye(9) for r in R[fix]] + [np.kron(r, r) - T for r in R[swap]]
+            C = np.concatenate(rows) if rows else np.zeros((1, 9))
+            _, s, vh = np.linalg.svd(C)
+            rank = int(np.sum(s > 1e-8 * max(s[0], 1.0)))
+            null = vh[rank:].T  # (9, k)
+            k = null.shape[1]
+            if k == 0:
+                continue
+            # name the free parameters by tensor elements: pivots chosen in preference order
+            piv = []
+            for e in _PREFERENCE:
+                trial = piv + [e]
+                if np.linalg.matrix_rank(null[trial], tol=1e-8) == len(trial):
+                    piv = trial
+                if len(piv) == k:
+                    break
+            E = null @ np.linalg.inv(null[piv])  # (9, k) with E[piv] = identity
+            E[np.abs(E) < 1e-12] = 0.0
+            # expand each basis element over the orbit
+            gi, gj = perm[:, i0], perm[:, j0]
+            for m in range(k):
+                phi0 = E[:, m].reshape(3, 3)
+                rot = np.einsum("gab,bc,gdc->gad", R, phi0, R)
+                B = np.zeros((N, N, 3, 3))
+                B[gi, gj] = rot
+                B[gj, gi] = np.transpose(rot, (0, 2, 1))
+                basis_full.append(B)
+            orbits_raw.append((dist, (i0, j0), tuple(vec), int(len(members)), [_ELEMENT_NAMES[p] for p in piv], k))
+
+        # order orbits by distance, then assign parameter indices
+        order = sorted(range(len(orbits_raw)), key=lambda o: orbits_raw[o][0])
+        offsets = np.cumsum([0] + [o[5] for o in orbits_raw])
+        tensors, orbits, names = [], [], []
+        for shell, o in enumerate(order, start=1):
+            dist, pair, vec, npairs, elems, k = orbits_raw[o]
+            idx = tuple(range(len(tensors), len(tensors) + k))
+            for m in range(k):
+                tensors.append(basis_full[offsets[o] + m])
+                names.append(f"{shell}NN {elems[m]}")
+            orbits.append(Orbit(shell, dist, pair, vec, npairs, idx, tuple(elems)))
+        # acoustic sum rule: on-site blocks
+        full = np.array(tensors)  # (P, N, N, 3, 3)
+        diag = np.arange(N)
+        full[:, diag, diag] = 0.0
+        full[:, diag, diag] = -full.sum(axis=2)
+        self.orbits = orbits
+        self.names = names
+        self._full = full
+        self._compact = np.ascontiguousarray(full[:, self.p2s])  # (P, n_prim, N, 3, 3)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    @property
+    def compact_tensors(self) -> np.ndarray:
+        """Basis tensors in phonopy's compact layout: (n_params, n_prim, n_super, 3, 3)."""
+        return self._compact
+
+    def describe(self) -> list:
+        """One dict per parameter: index, name, shell, distance (Å), element, orbit size."""
+        out = []
+        for orb in self.orbits:
+            for p, el in zip(orb.params, orb.elements):
+                out.append(
+                    {"index": p, "name": self.names[p], "shell": orb.index, "distance_A": round(orb.distance, 4),
+                     "element": el, "pairs": orb.n_pairs, "vector_A": [round(v, 4) for v in orb.vector]}
+                )
+        return out
+
+    def _check_params(self, params) -> np.ndarray:
+        params = np.asarray(params, dtype=float)
+        if params.shape[-1:] != (self.n_params,):
+            raise FcinvError(f"expected {self.n_params} force-constant parameters, got shape {params.shape}")
+        if not np.all(np.isfinite(params)):
+            raise FcinvError("force-constant parameters contain NaN or inf")
+        return params
+
+    def expand(self, params, full: bool = False) -> np.ndarray:
+        """Parameters (eV/Å²) → force constants, compact (n_prim, N, 3, 3) or ``full`` (N, N, 3, 3)."""
+        params = self._check_params(params)
+        src = self._full if full else self._compact
+        return np.tensordot(params, src, axes=(-1, 0))
+
+    def reduce(self, fc) -> tuple:
+        """Least-squares projection of force constants onto the basis.
+
+        Returns ``(params, residual)`` where ``residual`` is a dict with the RMS and the
+        maximum absolute deviation (eV/Å²) of the rebuilt compact FCs, and the relative
+        residual ‖Φ − Φ_basis‖ / ‖Φ‖.
+        """
+        fc = check_fc_shape(fc, self.n_prim, self.n_super)
+        if fc.shape[0] == self.n_super:
+            fc = fc[self.p2s]
+        A = self._compact.reshape(self.n_params, -1)
+        y = fc.reshape(-1)
+        params, *_ = np.linalg.lstsq(A.T, y, rcond=None)
+        diff = A.T @ params - y
+        resid = {
+            "rms": float(np.sqrt(np.mean(diff**2))),
+            "max_abs": float(np.abs(diff).max()),
+            "relative": float(np.linalg.norm(diff) / max(np.linalg.norm(y), 1e-300)),
+        }
+        return params, resid
+
+    def write_force_constants(self, path, params, full: bool = False) -> None:
+        """Write phonopy ``FORCE_CONSTANTS`` for ``params`` (compact unless ``full``)."""
+        from .fcio import write_force_constants
+
+        fc = self.expand(params, full=full)
+        write_force_constants(path, fc, p2s_map=None if full else self.p2s)
+
+    def phonopy_with(self, params):
+        """A phonopy object of this supercell with the force constants of ``params`` (compact)."""
+        ph = self.phonopy.copy() if hasattr(self.phonopy, "copy") else None
+        if ph is None:
+            from phonopy import Phonopy
+
+            ph = Phonopy(self.crystal.to_phonopy_atoms(), supercell_matrix=self.supercell_matrix, primitive_matrix=None, symprec=self.symprec, log_level=0)
+        ph.force_constants = self.expand(params)
+        return ph
+
+    # ------------------------------------------------------------------ dynamical matrices
+    @cached_property
+    def _smallest_vectors(self):
+        svecs, multi = self.phonopy.primitive.get_smallest_vectors()
+        return np.asarray(svecs), np.asarray(multi)
+
+    def dynamical_matrices(self, qpoints) -> np.ndarray:
+        """Per-parameter dynamical matrices D_p(q), (n_params, nq, 3n, 3n) complex, eV/Å²/amu.
+
+        Uses phonopy's convention (phases from the shortest vectors between atoms,
+        averaged over equidistant images), so that eigenvalues match phonopy's.
+        ``q`` in fractional coordinates of the primitive reciprocal lattice.
+        """
+        q = np.atleast_2d(np.asarray(qpoints, dtype=float))
+        svecs, multi = self._smallest_vectors
+        n, N = self.n_prim, self.n_super
+        # phase[q, i, k] = (1/m) Σ_l exp(2πi q·svec(k, i, l))
+        phase = np.zeros((len(q), n, N), dtype=complex)
+        for k in range(N):
+            for i in range(n):
+                m, adrs = multi[k, i]
+                v = svecs[adrs : adrs + m]
+                phase[:, i, k] = np.exp(2j * np.pi * q @ v.T).sum(axis=1) / m
+        masses = self.crystal.masses
+        D = np.zeros((self.n_params, len(q), n, 3, n, 3), dtype=complex)
+        for j in range(n):
+            kj = np.nonzero(self.s2pp == j)[0]
+            D[:, :, :, :, j, :] = np.einsum("pikab,qik->pqiab", self._compact[:, :, kj], phase[:, :, kj])
+        D /= np.sqrt(np.outer(masses, masses))[None, None, :, None, :, None]
+        D = D.reshape(self.n_params, len(q), 3 * n, 3 * n)
+        return 0.5 * (D + np.conj(np.swapaxes(D, -1, -2)))
+
+    def frequencies_thz(self, params, qpoints) -> np.ndarray:
+        """Phonon frequencies (THz, ascending; negative = imaginary) at ``qpoints`` for ``params``."""
+        from .units import VASP_TO_THZ
+
+        params = self._check_params(params)
+        lam = np.linalg.eigvalsh(np.tensordot(params, self.dynamical_matrices(qpoints), axes=(0, 0)))
+        return np.sign(lam) * np.sqrt(np.abs(lam)) * VASP_TO_THZ
+
+    # ------------------------------------------------------------------ sensitivity
+    def sensitivity(self, params, qpoints, n_top: int = 8, scale=None) -> dict:
+        """Rank parameters by how much they move the phonon frequencies along ``qpoints``.
+
+        The sensitivity of parameter p is ``scale_p × RMS_{q, modes} ∂ω/∂θ_p`` (meV), with
+        ∂ω/∂θ from first-order perturbation theory (Hellmann–Feynman: ∂λ/∂θ_p = e† D_p e) and
+        ``scale_p`` the parameter's magnitude |θ_p| (default) or a given spread (e.g. the
+        ensemble's range). Returns ``{"scores", "order", "top"}``.
+        """
+        from .units import SQRT_EIG_TO_MEV
+
+        params = self._check_params(params)
+        Dp = self.dynamical_matrices(qpoints)  # (P, nq, n, n)
+        D = np.tensordot(params, Dp, axes=(0, 0))
+        lam, vec = np.linalg.eigh(D)
+        dlam = np.einsum("qnm,pqnk,qkm->pqm", np.conj(vec), Dp, vec).real  # (P, nq, modes)
+        w = np.sqrt(np.clip(lam, 0, None))
+        ok = w * SQRT_EIG_TO_MEV > 1.0  # avoid the acoustic singularity at Γ
+        domega = np.where(ok, SQRT_EIG_TO_MEV * dlam / (2 * np.where(ok, w, 1.0)), 0.0)
+        rms = np.sqrt((domega**2).sum(axis=(1, 2)) / max(ok.sum(), 1))
+        scale = np.abs(params) if scale is None else np.asarray(scale, dtype=float)
+        scores = rms * scale
+        order = np.argsort(-scores, kind="stable")
+        return {"scores": scores, "order": order, "top": order[:n_top]}

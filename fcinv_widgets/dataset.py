@@ -1,0 +1,285 @@
+"""Training datasets: uniform samples of the active FC parameters → stable I(q, E) images → HDF5.
+
+Reproducibility: candidates are drawn in chunks; chunk ``k`` of split ``s`` draws
+``candidates`` uniform samples from its own generator ``default_rng([seed, s, k])``,
+keeps the dynamically stable ones in draw order, and the split is the concatenation of
+chunks 0, 1, 2, … cut at N. The result does not depend on how chunks are scheduled
+(in-process or on Dask workers), nor on interruptions: a run stopped with Ctrl-C (or
+``kill -INT``) finishes the chunk it is writing, records its progress and closes the
+file; running the same command again continues from there.
+
+HDF5 layout (``format = "fcinv-dataset"``, version 1)::
+
+    attrs: format, version, material, seed, created, versions (JSON), resolution (JSON),
+           candidates_per_chunk, domain_source, reference_source
+    /grid/q_points (nq,3)  /grid/q_conventional (nq,3)  /grid/q_distance (nq,)
+    /grid/energy_centers_mev (nE,)      attrs: labels, breaks (JSON)
+    /param_names (8,) str   /domain (8,2) eV/Å²   /active (8,) int   /reference_params (P,) eV/Å²
+    /<split>/spectra (N,nq,nE) float32, chunks (64,nq,nE), gzip(1)+shuffle, min-max scaled to [0,1]
+    /<split>/params  (N,8) float64, eV/Å²
+    /<split> attrs: n_target, n_done, next_chunk, n_candidates, n_stable
+with <split> in {train, test}.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FcinvError
+
+SPLITS = {"train": 0, "test": 1}
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("fcinv-widgets", "numpy", "phonopy", "spglib", "numba", "h5py"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def draw_chunk(material_name: str, split: int, k: int, seed: int, candidates: int, domain, sigma_mev: float, resolution=None):
+    """Evaluate chunk ``k``: returns (params (n,8), spectra (n,nq,nE) float32) of its stable samples."""
+    from .materials import get_material
+
+    mat = get_material(material_name)
+    fm = mat.forward_model(sigma_mev=sigma_mev, resolution=resolution)
+    domain = np.asarray(domain, float)
+    rng = np.random.default_rng([seed, split, k])
+    theta = rng.uniform(domain[:, 0], domain[:, 1], size=(candidates, len(domain)))
+    # eigenvalues only first (cheap): most candidates of a widened domain are unstable
+    stable = fm.is_stable(theta)
+    theta = theta[stable]
+    return theta, fm.spectra(theta) if len(theta) else np.zeros((0,) + mat.grid.shape, np.float32)
+
+
+@contextmanager
+def _graceful_sigint():
+    """Turn SIGINT into a flag checked between chunks, so a chunk is never half-written."""
+    state = {"stop": False}
+
+    def handler(signum, frame):
+        if state["stop"]:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        state["stop"] = True
+
+    try:
+        old = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not in the main thread
+        old = None
+    try:
+        yield state
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+
+def _init_file(f, mat, fm, seed, candidates, splits):
+    g = mat.grid
+    f.attrs.update({
+        "format": "fcinv-dataset", "version": 1, "material": mat.name, "seed": seed,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": json.dumps(_versions()),
+        "resolution": json.dumps(fm.resolution), "candidates_per_chunk": candidates,
+        "domain_source": mat.domain_source, "reference_source": mat.reference_source,
+    })
+    gg = f.create_group("grid")
+    gg["q_points"] = g.q.qpoints
+    gg["q_conventional"] = g.q.conventional_qpoints
+    gg["q_distance"] = g.q.distance
+    gg["energy_centers_mev"] = g.e.centers
+    gg.attrs["labels"] = json.dumps(g.q.labels)
+    gg.attrs["breaks"] = json.dumps(g.q.breaks)
+    f["param_names"] = np.array(fm.names, dtype=object).astype("S")
+    f["domain"] = mat.domain
+    f["active"] = mat.active
+    f["reference_params"] = mat.reference_params
+    nq, nE = g.shape
+    for name, n in splits.items():
+        s = f.create_group(name)
+        s.create_dataset("spectra", shape=(n, nq, nE), dtype="f4", chunks=(min(64, max(n, 1)), nq, nE),
+                         compression="gzip", compression_opts=1, shuffle=True)
+        s.create_dataset("params", shape=(n, len(fm.names)), dtype="f8")
+        s.attrs.update({"n_target": n, "n_done": 0, "next_chunk": 0, "n_candidates": 0, "n_stable": 0})
+
+
+def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 1500, seed: int = 0,
+                     candidates: int = 1024, sigma_mev: float = 1.0, scheduler=None, progress: bool = True,
+                     on_chunk=None) -> dict:
+    """Make (or resume) a dataset file. Returns a summary dict.
+
+    ``on_chunk(split, n_done)`` is called after every chunk is written (e.g. for a UI).
+    ``scheduler``: None (in-process; the compiled kernel uses every core), a
+    ``dask.distributed.Client``, a scheduler address ("tcp://host:8786"), or "local:N"
+    for a LocalCluster of N worker processes.
+    """
+    import h5py
+    from tqdm.auto import tqdm
+
+    from .materials import get_material
+
+    for nm, n in (("n_train", n_train), ("n_test", n_test)):
+        if not isinstance(n, (int, np.integer)) or n < 0:
+            raise FcinvError(f"{nm} must be a non-negative integer, got {n!r}")
+    if candidates < 1:
+        raise FcinvError("candidates per chunk must be ≥ 1")
+    mat = get_material(material)
+    fm = mat.forward_model(sigma_mev=sigma_mev)
+    out = Path(out)
+    splits = {"train": int(n_train), "test": int(n_test)}
+    t0 = time.perf_counter()
+    if out.exists():
+        with h5py.File(out, "r") as f:
+            if f.attrs.get("format") != "fcinv-dataset":
+                raise FcinvError(f"{out} exists and is not an fcinv dataset; choose another --out")
+            same = (f.attrs["material"] == mat.name and int(f.attrs["seed"]) == seed
+                    and int(f.attrs["candidates_per_chunk"]) == candidates
+                    and json.loads(f.attrs["resolution"]) == fm.resolution
+                    and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
+                    and np.allclose(f["domain"][()], mat.domain))
+            if not same:
+                raise FcinvError(f"{out} was started with other settings (material, seed, sizes, domain or resolution); "
+                                 "delete it or choose another --out to start afresh")
+    else:
+        tmp = out.with_suffix(out.suffix + ".part")
+        with h5py.File(tmp, "w") as f:
+            _init_file(f, mat, fm, seed, candidates, splits)
+        tmp.replace(out)
+
+    client, cluster = _client(scheduler)
+    interrupted = False
+    try:
+        with _graceful_sigint() as state, h5py.File(out, "r+") as f:
+            for name, n in splits.items():
+                grp = f[name]
+                done = int(grp.attrs["n_done"])
+                bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
+                k = int(grp.attrs["next_chunk"])
+                for params, spectra in _chunks(client, mat.name, SPLITS[name], k, seed, candidates, mat.domain, sigma_mev,
+                                               lambda: n - int(grp.attrs["n_done"])):
+                    take = min(len(params), n - done)
+                    if take > 0:
+                        grp["params"][done : done + take] = params[:take]
+                        grp["spectra"][done : done + take] = spectra[:take]
+                    done += take
+                    grp.attrs.update({"n_done": done, "next_chunk": int(grp.attrs["next_chunk"]) + 1,
+                                      "n_candidates": int(grp.attrs["n_candidates"]) + candidates,
+                                      "n_stable": int(grp.attrs["n_stable"]) + len(params)})
+                    f.flush()
+                    bar.update(take)
+                    if on_chunk is not None:
+                        on_chunk(name, done)
+                    if done >= n or state["stop"]:
+                        break
+                bar.close()
+                if state["stop"] and done < n:
+                    interrupted = True
+                    break
+    finally:
+        if client is not None and cluster is not None:
+            client.close()
+            cluster.close()
+    return summarize(out) | {"interrupted": interrupted, "seconds": time.perf_counter() - t0}
+
+
+def _client(scheduler):
+    if scheduler is None:
+        return None, None
+    from dask.distributed import Client, LocalCluster
+
+    if isinstance(scheduler, Client):
+        return scheduler, None
+    if isinstance(scheduler, str) and scheduler.startswith("local"):
+        n = int(scheduler.split(":")[1]) if ":" in scheduler else 2
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout="20s"), None
+    except Exception as exc:
+        raise FcinvError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+
+
+def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remaining):
+    """Yield chunk results in chunk order, from k0 on; on Dask keep a few chunks in flight."""
+    if client is None:
+        k = k0
+        while True:
+            yield draw_chunk(material, split, k, seed, candidates, domain, sigma)
+            k += 1
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    inflight = {}
+    k_next = k0
+    k_yield = k0
+    domain = np.asarray(domain).tolist()
+    try:
+        while remaining() > 0:
+            while len(inflight) < 2 * n_workers:
+                inflight[k_next] = client.submit(draw_chunk, material, split, k_next, seed, candidates, domain, sigma, pure=False)
+                k_next += 1
+            res = inflight.pop(k_yield).result()
+            k_yield += 1
+            yield res
+    finally:
+        for fut in inflight.values():
+            fut.cancel()
+
+
+def summarize(path) -> dict:
+    import h5py
+
+    path = Path(path)
+    with h5py.File(path, "r") as f:
+        out = {"path": str(path), "material": f.attrs["material"], "size_mb": path.stat().st_size / 1e6}
+        for s in SPLITS:
+            if s in f:
+                a = f[s].attrs
+                out[s] = {"n_target": int(a["n_target"]), "n_done": int(a["n_done"]),
+                          "stable_fraction": float(a["n_stable"]) / max(int(a["n_candidates"]), 1)}
+    return out
+
+
+@dataclass
+class Dataset:
+    """Read access to a dataset file (arrays are read on demand)."""
+
+    path: Path
+
+    def __post_init__(self):
+        import h5py
+
+        self.path = Path(self.path)
+        if not self.path.is_file():
+            raise FcinvError(f"dataset not found: {self.path}")
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise FcinvError(f"cannot open {self.path} as HDF5: {exc}") from None
+        if f.attrs.get("format") != "fcinv-dataset":
+            f.close()
+            raise FcinvError(f"{self.path} is not an fcinv dataset (no format='fcinv-dataset' attribute)")
+        self._f = f
+        self.material = str(f.attrs["material"])
+        self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["param_names"][()]]
+        self.domain = f["domain"][()]
+        self.energies = f["grid/energy_centers_mev"][()]
+        self.labels = json.loads(f["grid"].attrs["labels"])
+
+    def split(self, name: str = "train"):
+        """(spectra h5py dataset (N,nq,nE), params (N,8)) of the completed part of a split."""
+        g = self._f[name]
+        n = int(g.attrs["n_done"])
+        return g["spectra"], g["params"][:n], n
+
+    def close(self):
+        self._f.close()

@@ -1,0 +1,84 @@
+"""Force-constant files: phonopy ``FORCE_CONSTANTS`` (full or compact) and ``phonopy.yaml``.
+
+Force constants are (n_rows, n_supercell, 3, 3) arrays in eV/Å², rows either all supercell
+atoms (full) or the primitive atoms only (compact, phonopy's ``p2s`` order).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ForceConstantsError
+
+
+def read_force_constants(path: str | Path) -> np.ndarray:
+    """Read phonopy ``FORCE_CONSTANTS`` (text) or ``force_constants.hdf5`` → (n, N, 3, 3) eV/Å²."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForceConstantsError(f"force-constants file not found: {path}")
+    if path.suffix in (".yaml", ".yml"):
+        return read_phonopy_yaml(path)[1]
+    try:
+        if path.suffix in (".hdf5", ".h5"):
+            from phonopy.file_IO import read_force_constants_hdf5
+
+            fc = read_force_constants_hdf5(str(path))
+        else:
+            from phonopy.file_IO import parse_FORCE_CONSTANTS
+
+            fc = parse_FORCE_CONSTANTS(str(path))
+    except Exception as exc:
+        raise ForceConstantsError(f"cannot parse force constants in {path}: {type(exc).__name__}: {exc}") from None
+    fc = np.asarray(fc, dtype=float)
+    if fc.ndim != 4 or fc.shape[2:] != (3, 3):
+        raise ForceConstantsError(f"{path}: expected (n, N, 3, 3) blocks, got shape {fc.shape}")
+    if not np.all(np.isfinite(fc)):
+        raise ForceConstantsError(f"{path}: force constants contain NaN or inf")
+    return fc
+
+
+def read_phonopy_yaml(path: str | Path):
+    """Read ``phonopy.yaml`` (or ``phonopy_params.yaml``) → (Crystal, force constants, supercell matrix)."""
+    import phonopy
+
+    from .structure import Crystal
+
+    path = Path(path)
+    try:
+        ph = phonopy.load(str(path), produce_fc=True, log_level=0)
+    except Exception as exc:
+        raise ForceConstantsError(f"cannot load {path} with phonopy: {type(exc).__name__}: {exc}") from None
+    if ph.force_constants is None:
+        raise ForceConstantsError(f"{path} holds no force constants (nor forces to produce them)")
+    prim = ph.primitive
+    crystal = Crystal(prim.cell, prim.scaled_positions, tuple(prim.symbols), prim.masses)
+    # supercell matrix relative to the primitive cell
+    smat = np.rint(np.linalg.inv(ph.primitive_matrix) @ ph.supercell_matrix).astype(int) if ph.primitive_matrix is not None else np.array(ph.supercell_matrix)
+    fc = np.asarray(ph.force_constants)
+    if fc.shape[0] == fc.shape[1] and ph.primitive_matrix is not None and len(prim) != len(ph.unitcell):
+        fc = fc[ph.primitive.p2s_map]
+    return crystal, fc, smat
+
+
+def write_force_constants(path: str | Path, fc: np.ndarray, p2s_map=None) -> None:
+    """Write phonopy ``FORCE_CONSTANTS`` text (full, or compact with ``p2s_map``)."""
+    from phonopy.file_IO import write_FORCE_CONSTANTS
+
+    fc = np.asarray(fc, dtype=float)
+    write_FORCE_CONSTANTS(fc, filename=str(path), p2s_map=p2s_map)
+
+
+def check_fc_shape(fc: np.ndarray, n_prim: int, n_super: int, where: str = "force constants") -> np.ndarray:
+    """Return compact (n_prim, n_super, 3, 3) FCs; accept full ones; clear error otherwise."""
+    fc = np.asarray(fc, dtype=float)
+    if fc.ndim != 4 or fc.shape[2:] != (3, 3) or fc.shape[1] != n_super or fc.shape[0] not in (n_prim, n_super):
+        raise ForceConstantsError(
+            f"{where} have shape {fc.shape}, but the structure and supercell need "
+            f"({n_prim}, {n_super}, 3, 3) (compact) or ({n_super}, {n_super}, 3, 3) (full); "
+            "check the --supercell matrix"
+        )
+    if not np.all(np.isfinite(fc)):
+        raise ForceConstantsError(f"{where} contain NaN or inf")
+    return fc

@@ -1,0 +1,103 @@
+"""The `fcinv` CLI of the physics core: JSON outputs, and one-line errors on bad input."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.cli import main
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_phonons_reference_files(capsys, ge_dft_files):
+    poscar, fc = ge_dft_files
+    rc, out, _ = run(capsys, "phonons", "--structure", str(poscar), "--force-constants", str(fc),
+                     "--qpoints", "0 0 0, 0.5 0 0.5, 0.5 0.5 0.5", "--json")
+    assert rc == 0
+    d = json.loads(out)
+    f = np.array(d["frequencies_thz"])
+    assert d["qpoints"][1] == [0.5, 0.0, 0.5]
+    assert f[0, 3] == pytest.approx(9.05, abs=0.01)
+    assert np.allclose(f[1, [0, 2, 4]], [2.45, 7.22, 8.26], atol=0.01)
+    assert np.allclose(f[2, [0, 2, 3, 4]], [2.06, 6.58, 7.33, 8.69], atol=0.01)
+    rc, out2, _ = run(capsys, "phonons", "--structure", str(poscar), "--force-constants", str(fc),
+                      "--qpoints", "0 0 0, 0.5 0 0.5, 0.5 0.5 0.5", "--reduced", "--json")
+    assert np.abs(np.array(json.loads(out2)["frequencies_thz"]) - f).max() < 5e-3
+
+
+def test_phonons_params(capsys, ge):
+    ref = ge.reference_theta
+    rc, out, _ = run(capsys, "phonons", "--material", "Ge", "--params=" + ",".join(map(str, ref)), "--qpoints", "0.5 0 0.5", "--json")
+    assert rc == 0
+    f = np.array(json.loads(out)["frequencies_thz"])[0]
+    assert np.allclose(f, ge.basis.frequencies_thz(ge.reference_params, [[0.5, 0, 0.5]])[0], atol=1e-5)
+
+
+def test_basis_json(capsys):
+    rc, out, _ = run(capsys, "basis", "--material", "Ge", "--json")
+    d = json.loads(out)
+    assert d["n_params"] == 44 and d["n_orbits"] == 15 and len(d["top"]) == 8
+    assert d["top_names"][:2] == ["1NN xx", "1NN xy"]
+
+
+def test_simulate_writes_a_readable_file(capsys, tmp_path, ge):
+    from fcinv_widgets.spectrum_io import read_spectrum
+
+    rc, out, _ = run(capsys, "simulate", "--material", "Ge", "--out", str(tmp_path / "s.h5"), "--json")
+    assert rc == 0 and json.loads(out)["stable"]
+    img, attrs = read_spectrum(tmp_path / "s.h5", grid=ge.grid)
+    assert img.shape == (140, 140) and attrs["material"] == "Ge"
+    soft = ge.reference_theta.copy()
+    soft[0] *= -0.3
+    rc, _, err = run(capsys, "simulate", "--material", "Ge", "--params=" + ",".join(map(str, soft)), "--out", str(tmp_path / "u.h5"))
+    assert rc == 2 and "unstable" in err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["phonons", "--material", "Ge", "--qpoints", "0 0, 1 1 1"], "three"),
+    (["phonons", "--material", "Ge", "--qpoints", "a b c"], "not three numbers"),
+    (["simulate", "--material", "Ge", "--params", "1,2,3", "--out", "/tmp/x.h5"], "8 values"),
+    (["simulate", "--material", "Ge", "--params", "1,2,3,4,5,6,7,nan", "--out", "/tmp/x.h5"], "NaN"),
+    (["phonons", "--material", "Xx", "--qpoints", "0 0 0"], "unknown material"),
+])
+def test_bad_input_is_one_line(capsys, argv, msg):
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2
+    assert msg in err and "Traceback" not in err
+
+
+def test_fc_shape_mismatch(capsys, ge_dft_files):
+    poscar, fc = ge_dft_files
+    rc, _, err = run(capsys, "phonons", "--structure", str(poscar), "--force-constants", str(fc), "--supercell", "3", "3", "3", "--qpoints", "0 0 0")
+    assert rc == 2 and "supercell" in err
+
+
+def test_bench_forward_runs(capsys):
+    rc, out, _ = run(capsys, "bench", "forward", "--batch", "200", "--phonopy-sets", "5", "--json")
+    d = json.loads(out)
+    assert d["ours_spectra_per_s"] > 0 and d["phonopy_run_qpoints_per_s"] > 0
+
+
+def test_entry_point_is_installed():
+    r = subprocess.run([sys.executable, "-m", "fcinv_widgets.cli", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "fcinv" in r.stdout
+
+
+def test_simulate_with_noise(capsys, tmp_path, ge):
+    from fcinv_widgets.spectrum_io import read_spectrum
+
+    rc, out, _ = run(capsys, "simulate", "--material", "Ge", "--noise", "0.1,30", "--out", str(tmp_path / "n.h5"), "--json")
+    d = json.loads(out)
+    assert rc == 0 and 0 < d["snr"] < 100
+    img, attrs = read_spectrum(tmp_path / "n.h5", grid=ge.grid)
+    clean = ge.forward_model().spectra(ge.reference_theta)[0]
+    assert not np.allclose(img, clean, atol=1e-2) and attrs["noise_counts"] == 30
+    rc, _, err = run(capsys, "simulate", "--material", "Ge", "--noise", "lots", "--out", str(tmp_path / "x.h5"))
+    assert rc == 2 and "B,P" in err

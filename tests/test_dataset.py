@@ -1,0 +1,101 @@
+"""Dataset generation: seeded, resumable after Ctrl-C, identical on Dask."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from fcinv_widgets.dataset import Dataset, generate_dataset
+
+
+def _content(path):
+    with h5py.File(path, "r") as f:
+        return {s: (f[s]["params"][()], f[s]["spectra"][()]) for s in ("train", "test")}
+
+
+def _same(a, b):
+    for s in a:
+        assert np.array_equal(a[s][0], b[s][0])
+        assert np.array_equal(a[s][1], b[s][1])
+
+
+@pytest.fixture(scope="module")
+def reference_file(tmp_path_factory):
+    p = tmp_path_factory.mktemp("ds") / "ref.h5"
+    generate_dataset("Ge", p, n_train=60, n_test=20, seed=7, candidates=16, progress=False)
+    return p
+
+
+def test_layout_and_stability(reference_file, ge):
+    d = Dataset(reference_file)
+    spectra, params, n = d.split("train")
+    assert n == 60 and spectra.shape == (60, 140, 140) and params.shape == (60, 8)
+    assert d.names == ge.forward_model().names
+    lo, hi = d.domain.T
+    assert np.all((params >= lo) & (params <= hi))
+    fm = ge.forward_model()
+    assert fm.is_stable(params).all()
+    assert np.allclose(spectra[:3], fm.spectra(params[:3]), atol=1e-6)
+    x = spectra[()]
+    assert x.min() == 0.0 and np.allclose(x.reshape(60, -1).max(1), 1.0)
+    d.close()
+
+
+def test_interrupted_in_process_then_resumed(reference_file, tmp_path):
+    p = tmp_path / "int.h5"
+    calls = []
+
+    def stop_after_two(split, done):
+        calls.append(done)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    r = generate_dataset("Ge", p, n_train=60, n_test=20, seed=7, candidates=16, progress=False, on_chunk=stop_after_two)
+    assert r["interrupted"] and r["train"]["n_done"] < 60
+    r2 = generate_dataset("Ge", p, n_train=60, n_test=20, seed=7, candidates=16, progress=False)
+    assert not r2["interrupted"]
+    _same(_content(p), _content(reference_file))
+
+
+def test_kill_int_from_outside_then_rerun(tmp_path):
+    """A real `kill -INT` of the CLI mid-run, then the same command: the same file as one uninterrupted run."""
+    p = tmp_path / "cli.h5"
+    cmd = [sys.executable, "-m", "fcinv_widgets.cli", "dataset", "--material", "Ge", "--n-train", "600", "--n-test", "10",
+           "--candidates", "256", "--seed", "3", "--out", str(p), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not p.exists() and time.time() - t0 < 120:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in out
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    q = tmp_path / "straight.h5"
+    generate_dataset("Ge", q, n_train=600, n_test=10, seed=3, candidates=256, progress=False)
+    _same(_content(p), _content(q))
+
+
+def test_dask_local_cluster_gives_the_same_dataset(reference_file, tmp_path):
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+        p = tmp_path / "dask.h5"
+        generate_dataset("Ge", p, n_train=60, n_test=20, seed=7, candidates=16, progress=False, scheduler=client)
+    _same(_content(p), _content(reference_file))
+
+
+def test_refuses_to_mix_settings(reference_file):
+    from fcinv_widgets.errors import FcinvError
+
+    with pytest.raises(FcinvError, match="other settings"):
+        generate_dataset("Ge", reference_file, n_train=60, n_test=20, seed=8, candidates=16, progress=False)
+    with pytest.raises(FcinvError, match="non-negative"):
+        generate_dataset("Ge", "/tmp/never.h5", n_train=-1)

@@ -1,0 +1,160 @@
+"""The forward model against phonopy and Euphonic, and its array back-ends."""
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.errors import FcinvError
+from fcinv_widgets.units import MEV_TO_THZ
+
+
+def _phonopy_freqs(basis, params, q):
+    ph = basis.phonopy
+    ph.force_constants = basis.expand(params)
+    ph.run_qpoints(q)
+    return np.asarray(ph.qpoints.frequencies)
+
+
+def test_frequencies_equal_phonopy_at_reference_and_random_params(ge, ge_fm, rng):
+    q = ge.grid.q.qpoints
+    lo, hi = ge.domain.T
+    thetas = np.vstack([ge_fm.reference_theta, rng.uniform(lo, hi, size=(4, 8))])
+    ours = ge_fm.frequencies(thetas) * MEV_TO_THZ
+    for k, th in enumerate(thetas):
+        ref = _phonopy_freqs(ge.basis, ge_fm.full_params(th)[0], q)
+        assert np.abs(ours[k] - ref).max() < 1e-4
+
+
+def test_nb_frequencies_equal_phonopy(nb, rng):
+    from fcinv_widgets.forward import ForwardModel
+
+    b = nb.basis
+    # a stable bcc set: first two shells, central-force-like, plus small random others
+    p = 0.02 * rng.normal(size=b.n_params)
+    p[b.orbits[0].params[0]], p[b.orbits[0].params[1]] = -1.5, -1.6
+    p[b.orbits[1].params[0]], p[b.orbits[1].params[1]] = -1.0, 0.1
+    fm = ForwardModel(b, nb.grid, p, np.arange(8), mesh=None)
+    ours = fm.frequencies(p[:8]) * MEV_TO_THZ
+    assert np.abs(ours[0] - _phonopy_freqs(b, p, nb.grid.q.qpoints)).max() < 1e-4
+
+
+def test_euphonic_agrees_once(ge, ge_fm, tmp_path):
+    euphonic = pytest.importorskip("euphonic")
+    from euphonic import ForceConstants, ureg
+
+    params = ge.reference_params
+    ph = ge.basis.phonopy
+    ph.force_constants = ge.basis.expand(params)
+    ph.save(tmp_path / "phonopy.yaml", settings={"force_constants": True})
+    fc = ForceConstants.from_phonopy(path=str(tmp_path), summary_name="phonopy.yaml")
+    q = ge.grid.q.qpoints[::7]
+    modes = fc.calculate_qpoint_phonon_modes(q, asr=None)
+    eu = modes.frequencies.to("THz").magnitude
+    ours = ge.basis.frequencies_thz(params, q)
+    assert np.abs(np.sort(eu, axis=1) - ours).max() < 1e-4
+
+
+def test_reference_dft_frequencies(ge):
+    q = np.array([[0, 0, 0], [0.5, 0, 0.5], [0.5, 0.5, 0.5]])
+    f = ge.basis.frequencies_thz(ge.dft_params, q)
+    assert f[0, 3] == pytest.approx(9.05, abs=0.01)
+    assert np.allclose(f[1, [0, 2, 4]], [2.45, 7.22, 8.26], atol=0.01)
+    assert np.allclose(f[2, [0, 2, 3, 4]], [2.06, 6.58, 7.33, 8.69], atol=0.01)
+
+
+def test_block_decomposition_preserves_spectra(ge, rng):
+    from fcinv_widgets.blocks import decompose
+
+    M = (ge.conventional_a * 0 + 1) * (ge.crystal.lattice / ge.conventional_a).T
+    qs = np.array([[0, 0.3, 0], [0.2, 0.2, 0.2], [0.5, 1, 0], [0.13, 0.27, 0.41], [0.3, 1, 0]]) @ M
+    D = ge.basis.dynamical_matrices(qs)
+    sizes = []
+    for iq in range(len(qs)):
+        blk = decompose(D[:, iq])
+        sizes.append(max(c.shape[1] for c in blk.coeffs))
+        for _ in range(3):
+            th = rng.normal(size=D.shape[0])
+            full = np.linalg.eigvalsh(np.tensordot(th, D[:, iq], axes=(0, 0)))
+            parts = np.sort(np.concatenate([np.repeat(np.linalg.eigvalsh(np.tensordot(th, c, axes=(0, 0))), m)
+                                            for c, m in zip(blk.coeffs, blk.mult)]))
+            assert np.allclose(full, parts, atol=1e-10)
+    assert sizes[0] <= 2 and sizes[1] <= 2  # Δ and Λ lines: 1×1 and 2×2 blocks only
+    assert sizes[3] == 6  # generic q: no symmetry, one block
+
+
+def test_images_match_exact_gaussians(ge, ge_fm, rng):
+    """The fused CPU kernel equals dense, exact Gaussians (torch back-end) to the 4σ truncation."""
+    lo, hi = ge.domain.T
+    th = rng.uniform(lo, hi, size=(3, 8))
+    a = ge_fm.spectra(th, normalize=False)
+    fm_t = ge.forward_model(backend="torch")
+    b = fm_t.spectra(th, normalize=False).numpy()
+    assert np.abs(a - b).max() < 1e-3 * b.max()
+    # and the image is where the modes are: the peak of each q row is at a mode energy
+    ref = ge_fm.reference_theta
+    a = ge_fm.spectra(ref, normalize=False)
+    f = ge_fm.frequencies(ref)[0]
+    e = ge.grid.e.centers
+    for iq in (5, 45, 70, 110):
+        peak = e[np.argmax(a[0, iq])]
+        assert np.min(np.abs(f[iq] - peak)) < 1.0
+
+
+def test_normalised_images_and_energy_dependent_width(ge, ge_fm):
+    img = ge_fm.spectra(ge_fm.reference_theta)
+    assert img.shape == (1, 140, 140) and img.dtype == np.float32
+    assert img.min() == 0.0 and img.max() == pytest.approx(1.0)
+    fm = ge.forward_model(resolution=("arcs", 80.0))
+    b = fm.spectra(ge_fm.reference_theta, normalize=False)[0]
+    fm_t = ge.forward_model(resolution=("arcs", 80.0), backend="torch")
+    c = fm_t.spectra(ge_fm.reference_theta, normalize=False).numpy()[0]
+    assert np.abs(b - c).max() < 2e-3 * c.max()
+
+
+def test_arcs_resolution_values():
+    from fcinv_widgets.broadening import sigma_arcs
+
+    assert np.allclose(sigma_arcs([0, 10, 20, 30], 40.0), [1.38, 0.98, 0.65, 0.40], atol=0.02)
+
+
+def test_stability_flags(ge, ge_fm):
+    th = ge_fm.reference_theta
+    assert ge_fm.is_stable(th)[0]
+    soft = th.copy()
+    soft[0] = -0.3 * th[0]  # flip the first-neighbour bond-stretching term
+    assert not ge_fm.is_stable(soft)[0]
+    imgs, stable = ge_fm.spectra(np.vstack([th, soft]), return_stable=True)
+    assert list(stable) == [True, False]
+    assert ge_fm.min_energy(soft)[0] < -0.1
+
+
+def test_torch_is_differentiable(ge):
+    torch = pytest.importorskip("torch")
+    fm = ge.forward_model(backend="torch")
+    x = torch.tensor(fm.reference_theta[None], requires_grad=True)
+    loss = fm.spectra(x, normalize=False).sum() + fm.frequencies(x).sum()
+    loss.backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_cupy_falls_back_cleanly(ge):
+    from fcinv_widgets.backend import cupy_available, get_backend
+    from fcinv_widgets.errors import MissingDependencyError
+
+    if cupy_available():
+        pytest.skip("a GPU is present")
+    assert get_backend("auto").name == "numpy"
+    with pytest.raises(MissingDependencyError, match="GPU"):
+        get_backend("cupy")
+
+
+def test_bad_parameters(ge_fm):
+    with pytest.raises(FcinvError, match="NaN"):
+        ge_fm.spectra([np.nan] * 8)
+    with pytest.raises(FcinvError, match="shape"):
+        ge_fm.spectra(np.zeros((2, 7)))
+
+
+def test_batches_stream_in_chunks(ge_fm, rng):
+    th = np.repeat(ge_fm.reference_theta[None], 10, axis=0)
+    a = ge_fm.spectra(th, chunk=3)
+    assert np.allclose(a, a[0])
