@@ -30,7 +30,7 @@ function drawPanel(canvas, img, nq, nE, lut, vmin, vmax, st, title, overlay) {
     ctx.drawImage(off, x0, y0, x1 - x0, y1 - y0);
   }
   const qx = st.qx, e = st.erange;
-  const qmin = qx ? qx[0] : 0, qmax = qx ? qx[qx.length - 1] : 1;
+  const [qmin, qmax] = st.qrange;
   // dispersion curves
   if (overlay && st.freqs && qx) {
     const [nqf, nm] = st.freqs.shape;
@@ -100,6 +100,7 @@ function render({ model, el: root }) {
     st.qx = decodeArray(model.get("q_x"));
     st.compare = decodeArray(model.get("compare"));
     st.erange = model.get("energy_range");
+    st.qrange = model.get("q_range");
     st.labels = model.get("q_labels");
     st.breaks = model.get("q_breaks");
     // indices i where a segment break falls between i-1 and i (discontinuous path)

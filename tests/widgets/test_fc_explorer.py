@@ -21,7 +21,8 @@ def test_builds_from_material(fx):
     assert w.image.shape == (60, 50) and w.image.dtype == np.float32
     assert w.freqs.shape == (60, 3)
     assert w.stable is True and w.frame == 1
-    assert w.q_labels[1] == [1.0, "X"] and w.q_breaks == [1.0]
+    assert w.q_labels[1] == [20.0, "X|K"] and w.q_breaks == [20.0] and w.break_indices == [20]
+    assert w.q_range == [0.0, 60.0]
     np.testing.assert_allclose(fx.theta, FakeMaterial().reference_params[:8])
 
 
