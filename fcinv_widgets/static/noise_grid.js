@@ -86,7 +86,8 @@ function render({ model, el: root }) {
     if (sel < 0) { info.textContent = "click a cell"; drawImage(clean, null); drawImage(noisy, null); table.textContent = ""; return; }
     drawImage(clean, decodeArray(model.get("clean")), "clean");
     drawImage(noisy, decodeArray(model.get("noisy")), `noisy, SNR ${model.get("snr").toFixed(2)}`);
-    info.textContent = `cell B=${model.get("b_levels")[Math.floor(sel / 5)]}, P=${model.get("p_levels")[sel % 5]} — ${model.get("model")}`;
+    const nP = model.get("p_levels").length;
+    info.textContent = `cell B=${model.get("b_levels")[Math.floor(sel / nP)]}, P=${model.get("p_levels")[sel % nP]} — ${model.get("model")}`;
     const r2 = decodeArray(model.get("cell_r2"));
     table.textContent = "";
     model.get("fc_names").forEach((n, i) => el("div", { textContent: `${n}: R² = ${r2 ? r2[i].toFixed(3) : "–"}` }, table));

@@ -48,6 +48,29 @@ class NoiseGridResult:
             raise GridMismatchError(f"snr must have shape ({nb}, {npk}), got {np.shape(self.snr)}")
 
 
+    @classmethod
+    def from_analysis(cls, results) -> "NoiseGridResult":
+        """Build from Stage III result(s) (``fcinv_widgets.analysis.noise_grid.NoiseGridResult``,
+        one per model): a single result, a list, or a dict ``{model name: result}``.
+        The example spectra and their SNR are taken from the first result."""
+        if isinstance(results, dict):
+            models, items = list(results), list(results.values())
+        else:
+            items = list(results) if isinstance(results, (list, tuple)) else [results]
+            models = [getattr(r, "model", "") or f"model {i}" for i, r in enumerate(items)]
+        first = items[0]
+        return cls(
+            b_levels=np.asarray(first.backgrounds, float),
+            p_levels=np.asarray(first.counts, float),
+            fc_names=list(first.names),
+            models=models,
+            r2=np.stack([np.asarray(r.r2, float) for r in items]),
+            example_noisy=np.asarray(first.examples, np.float32),
+            example_clean=np.asarray(first.example_clean, np.float32),
+            snr=np.asarray(first.example_snr, float),
+        )
+
+
 class NoiseGridView(anywidget.AnyWidget):
     _esm = load_esm("noise_grid.js")
 
@@ -91,7 +114,9 @@ class NoiseGridExplorer:
     """Clickable (B, P) grid of R² for a chosen FC and model; a click shows the
     cell's example noisy spectrum (with SNR) beside the clean one and every FC's R²."""
 
-    def __init__(self, result: NoiseGridResult, *, model: str | None = None, fc: int = 0):
+    def __init__(self, result, *, model: str | None = None, fc: int = 0):
+        if not isinstance(result, NoiseGridResult):
+            result = NoiseGridResult.from_analysis(result)
         self.result = result
         models = list(result.models)
         self.widget = NoiseGridView(
