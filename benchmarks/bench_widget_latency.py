@@ -1,7 +1,8 @@
 """Median time from a slider key press to the repainted FCExplorer canvas,
 through the kernel, in JupyterLab + headless Chromium.
 
-    python benchmarks/bench_widget_latency.py [--presses 40]
+    python benchmarks/bench_widget_latency.py [--presses 40] [--screenshot x.png]
+    FCINV_BENCH_FAKE=0 python benchmarks/bench_widget_latency.py   # real Ge forward model
 
 Measured in the page: keydown event time -> the canvas' data-frame attribute
 changing (set right after the heatmap is painted)."""
@@ -40,6 +41,7 @@ SETUP_JS = """() => {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--presses", type=int, default=40)
+    ap.add_argument("--screenshot", default=None, help="save a PNG of the page at the end")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -55,6 +57,8 @@ def main() -> None:
                 page.wait_for_function(f"() => window.__lat.length > {n}", timeout=10_000)
                 page.wait_for_timeout(30)
             lat = page.evaluate("() => window.__lat")
+            if args.screenshot:
+                page.screenshot(path=args.screenshot)
             paint = page.evaluate("() => Number(document.querySelector('canvas.fcinv-heatmap').dataset.paintMs)")
     lat = lat[2:]  # warm-up
     print(f"FCExplorer key press -> repainted canvas through the kernel: median {statistics.median(lat):.1f} ms "

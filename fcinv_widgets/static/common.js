@@ -190,6 +190,7 @@ export function decodeArray(obj) {
   const len = (b.byteLength ?? ab.byteLength) / Ctor.BYTES_PER_ELEMENT;
   const arr = new Ctor(ab.slice(off, off + len * Ctor.BYTES_PER_ELEMENT));
   arr.shape = obj.shape;
+  if (obj.scale != null) arr.scale = obj.scale; // quantised image: value = level * scale
   return arr;
 }
 
@@ -206,3 +207,12 @@ export function sliderStep(lo, hi, nSteps = 200) {
 
 /** Clamp v into [lo, hi]. */
 export function clamp(v, lo, hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/** Float view of a (possibly uint8-quantised) image. */
+export function toFloat(arr) {
+  if (!arr || arr.scale == null) return arr;
+  const out = new Float32Array(arr.length);
+  for (let i = 0; i < arr.length; i++) out[i] = arr[i] * arr.scale;
+  out.shape = arr.shape;
+  return out;
+}

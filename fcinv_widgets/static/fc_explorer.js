@@ -2,7 +2,7 @@
 // State comes from the Python _FCExplorerView; arrays arrive as {buffer, dtype, shape}.
 import {
   makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, makeCoalescer,
-  decodeArray, difference, sliderStep, clamp, DIVERGING_STOPS,
+  decodeArray, difference, sliderStep, clamp, toFloat, DIVERGING_STOPS,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -30,7 +30,7 @@ function drawPanel(canvas, img, nq, nE, lut, vmin, vmax, st, title, overlay) {
     ctx.drawImage(off, x0, y0, x1 - x0, y1 - y0);
   }
   const qx = st.qx, e = st.erange;
-  const qmin = qx ? qx[0] : 0, qmax = qx ? qx[qx.length - 1] : 1;
+  const [qmin, qmax] = st.qrange;
   // dispersion curves
   if (overlay && st.freqs && qx) {
     const [nqf, nm] = st.freqs.shape;
@@ -100,6 +100,7 @@ function render({ model, el: root }) {
     st.qx = decodeArray(model.get("q_x"));
     st.compare = decodeArray(model.get("compare"));
     st.erange = model.get("energy_range");
+    st.qrange = model.get("q_range");
     st.labels = model.get("q_labels");
     st.breaks = model.get("q_breaks");
     // indices i where a segment break falls between i-1 and i (discontinuous path)
@@ -109,12 +110,13 @@ function render({ model, el: root }) {
   function paint() {
     const t0 = performance.now();
     const shape = st.image ? st.image.shape : [0, 0];
-    drawPanel(canvas, st.image, shape[0], shape[1], LUT, 0, 1, st, "model", true);
+    const vmax = st.image && st.image.scale != null ? 1 / st.image.scale : 1;
+    drawPanel(canvas, st.image, shape[0], shape[1], LUT, 0, vmax, st, "model", true);
     const showCmp = !!st.compare;
     cmpCanvas.style.display = diffCanvas.style.display = showCmp ? "" : "none";
     if (showCmp) {
       drawPanel(cmpCanvas, st.compare, shape[0], shape[1], LUT, 0, 1, st, "comparison", false);
-      const d = difference(st.image, st.compare);
+      const d = difference(toFloat(st.image), st.compare);
       drawPanel(diffCanvas, d.data, shape[0], shape[1], DLUT, d.vmin, d.vmax, st, "model − comparison", false);
     }
     const stable = model.get("stable");

@@ -1,5 +1,9 @@
 """Jupyter widgets (anywidget): synced views + user-facing classes taking library objects."""
 
 from .fc_explorer import FCExplorer, FCExplorerView, SliderDomainError
+from .noise_grid import NoiseGridExplorer, NoiseGridResult, NoiseGridView
 
-__all__ = ["FCExplorer", "FCExplorerView", "SliderDomainError"]
+__all__ = [
+    "FCExplorer", "FCExplorerView", "SliderDomainError",
+    "NoiseGridExplorer", "NoiseGridResult", "NoiseGridView",
+]

@@ -66,3 +66,4 @@ class Array(traitlets.TraitType):
 
 def synced_array(dtype="float32", ndim=None, **kwargs):
     return Array(dtype=dtype, ndim=ndim, **kwargs).tag(sync=True, **array_serialization)
+

@@ -11,7 +11,9 @@ import numpy as np
 
 @dataclass
 class FakeQPath:
-    x: np.ndarray
+    """Like grid.QPath: labels are (bin-edge index, text), breaks are bin indices."""
+
+    nq: int
     labels: list
     breaks: list
 
@@ -29,14 +31,14 @@ class FakeGrid:
 
     @property
     def shape(self):
-        return (len(self.q.x), len(self.e.centers))
+        return (self.q.nq, len(self.e.centers))
 
 
 def make_fake_grid(nq: int = 60, ne: int = 50, emax: float = 40.0) -> FakeGrid:
-    x = np.linspace(0.0, 3.0, nq)
-    labels = [(0.0, "Γ"), (1.0, "X"), (1.0, "K"), (2.0, "Γ"), (3.0, "L")]
+    a, b = nq // 3, 2 * nq // 3
+    labels = [(0, "Γ"), (a, "X|K"), (b, "Γ"), (nq, "L")]
     edges = np.linspace(0.0, emax, ne + 1)
-    return FakeGrid(FakeQPath(x, labels, [1.0]), FakeEnergyGrid(0.5 * (edges[1:] + edges[:-1]), edges))
+    return FakeGrid(FakeQPath(nq, labels, [a]), FakeEnergyGrid(0.5 * (edges[1:] + edges[:-1]), edges))
 
 
 @dataclass
@@ -53,7 +55,8 @@ class FakeForwardModel:
 
     def frequencies(self, theta):
         t = self._theta(theta)
-        s = np.sin(np.pi * self.grid.q.x / 2.0) ** 2  # (nq,)
+        x = 3.0 * (np.arange(self.grid.q.nq) + 0.5) / self.grid.q.nq
+        s = np.sin(np.pi * x / 2.0) ** 2  # (nq,)
         scale = t / self.reference  # (N, 8)
         w1 = 30.0 * np.sign(scale[:, :1]) * np.sqrt(np.abs(scale[:, :1])) * np.sqrt(s)[None]
         w2 = 20.0 * np.sqrt(np.abs(scale[:, 1:2])) * np.sqrt(s)[None] + 2.0 * scale[:, 2:3]

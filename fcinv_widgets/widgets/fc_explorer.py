@@ -57,6 +57,7 @@ class FCExplorerView(anywidget.AnyWidget):
     q_x = synced_array("float64", ndim=1)
     q_labels = traitlets.List().tag(sync=True)
     q_breaks = traitlets.List(traitlets.Float()).tag(sync=True)
+    q_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     break_indices = traitlets.List(traitlets.Int()).tag(sync=True)
     energy_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     stable = traitlets.Bool(True).tag(sync=True)
@@ -90,15 +91,6 @@ class FCExplorerView(anywidget.AnyWidget):
                 f"comparison spectrum has shape {arr.shape}, the model grid is {self.image.shape} (nq, nE)"
             )
         return arr
-
-
-def _break_indices(qx: np.ndarray, breaks: Sequence[float]) -> list[int]:
-    out = []
-    for b in breaks:
-        idx = int(np.searchsorted(qx, b - 1e-9 * max(1.0, abs(b))))
-        if 0 < idx < len(qx):
-            out.append(idx)
-    return out
 
 
 class FCExplorer:
@@ -151,8 +143,11 @@ class FCExplorer:
         self.forward_model = forward_model
         self.grid = grid
         q = grid.q
-        qx = np.asarray(q.x, dtype=float)
-        breaks = [float(b) for b in getattr(q, "breaks", [])]
+        nq = int(grid.shape[0])
+        # plotting coordinate = bin index (image columns are bins): centres at i + 0.5,
+        # labels at bin-edge indices, breaks at the bin index where the path jumps
+        qx = np.arange(nq, dtype=float) + 0.5
+        breaks = [int(b) for b in getattr(q, "breaks", [])]
         e = np.asarray(grid.e.centers, dtype=float)
         edges = getattr(grid.e, "edges", None)
         erange = [float(edges[0]), float(edges[-1])] if edges is not None else [float(e[0]), float(e[-1])]
@@ -162,8 +157,9 @@ class FCExplorer:
             reference=reference,
             q_x=qx,
             q_labels=[[float(x), str(t)] for x, t in q.labels],
-            q_breaks=breaks,
-            break_indices=_break_indices(qx, breaks),
+            q_breaks=[float(b) for b in breaks],
+            break_indices=breaks,
+            q_range=[0.0, float(nq)],
             energy_range=erange,
         )
         # values are checked against the domain; the reference may sit at an edge

@@ -111,3 +111,14 @@ test("clamp", () => {
   assert.equal(clamp(5, 0, 1), 1);
   assert.equal(clamp(-5, 0, 1), 0);
 });
+
+test("quantised uint8 image decodes with scale and maps to the LUT ends", async () => {
+  const { toFloat } = await import("../../fcinv_widgets/static/common.js");
+  const enc = { buffer: new DataView(Uint8Array.from([0, 127, 254]).buffer), dtype: "uint8", shape: [3, 1], scale: 1 / 254 };
+  const a = decodeArray(enc);
+  assert.equal(a.scale, 1 / 254);
+  const f = toFloat(a);
+  assert.ok(Math.abs(f[2] - 1) < 1e-6 && f[0] === 0);
+  const px = floatToRGBA(a, 3, 1, makeLut(), 0, 254);
+  assert.deepEqual([...px.slice(8, 11)], [253, 231, 37]);
+});

@@ -21,14 +21,17 @@ def test_builds_from_material(fx):
     assert w.image.shape == (60, 50) and w.image.dtype == np.float32
     assert w.freqs.shape == (60, 3)
     assert w.stable is True and w.frame == 1
-    assert w.q_labels[1] == [1.0, "X"] and w.q_breaks == [1.0]
+    assert w.q_labels[1] == [20.0, "X|K"] and w.q_breaks == [20.0] and w.break_indices == [20]
+    assert w.q_range == [0.0, 60.0]
     np.testing.assert_allclose(fx.theta, FakeMaterial().reference_params[:8])
 
 
 def test_arrays_cross_as_bytes(fx):
     state = fx.widget.get_state()
     img = state["image"]
-    assert isinstance(img["buffer"], memoryview) and img["dtype"] == "float32" and img["shape"] == [60, 50]
+    assert isinstance(img["buffer"], memoryview) and img["shape"] == [60, 50]
+    fr = state["freqs"]
+    assert fr["dtype"] == "float32" and fr["shape"] == [60, 3]
     back = array_from_json(array_to_json(fx.widget.image, None), None)
     np.testing.assert_array_equal(back, fx.widget.image)
 
@@ -102,3 +105,4 @@ def test_esm_is_self_contained():
     assert not re.search(r"^import\s*\{", src, re.M)
     assert "export function makeCoalescer" in src and "export default { render }" in src
     assert FCExplorerView._esm == src or str(FCExplorerView._esm) == src
+

@@ -1,0 +1,188 @@
+"""NoiseGridExplorer: the 5x5 (B, P) noise grid as clickable R² cells.
+
+The Stage III noise analysis should return an object with the fields of
+:class:`NoiseGridResult` (any object with these attributes plugs in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import anywidget
+import numpy as np
+import traitlets
+
+from ..errors import FcinvError, GridMismatchError
+from ._assets import load_esm
+from ._traits import synced_array
+
+
+@dataclass
+class NoiseGridResult:
+    """Noise-robustness results on a (nB, nP) grid.
+
+    b_levels (nB,) background levels; p_levels (nP,) peak counts; fc_names (8,);
+    models e.g. ["VAE", "ResNet"]; r2 (n_models, nB, nP, 8); example_noisy
+    (nB, nP, nq, nE) in [0, 1]; example_clean (nq, nE); snr (nB, nP).
+    """
+
+    b_levels: np.ndarray
+    p_levels: np.ndarray
+    fc_names: Sequence[str]
+    models: Sequence[str]
+    r2: np.ndarray
+    example_noisy: np.ndarray
+    example_clean: np.ndarray
+    snr: np.ndarray
+
+    def __post_init__(self):
+        nb, npk = len(self.b_levels), len(self.p_levels)
+        want = (len(self.models), nb, npk, len(self.fc_names))
+        if np.shape(self.r2) != want:
+            raise GridMismatchError(f"r2 must have shape {want}, got {np.shape(self.r2)}")
+        if np.shape(self.example_noisy)[:2] != (nb, npk) or np.shape(self.example_noisy)[2:] != np.shape(self.example_clean):
+            raise GridMismatchError(
+                f"example_noisy must have shape ({nb}, {npk}) + example_clean.shape, got {np.shape(self.example_noisy)}")
+        if np.shape(self.snr) != (nb, npk):
+            raise GridMismatchError(f"snr must have shape ({nb}, {npk}), got {np.shape(self.snr)}")
+
+
+    @classmethod
+    def from_analysis(cls, results) -> "NoiseGridResult":
+        """Build from Stage III result(s) (``fcinv_widgets.analysis.noise_grid.NoiseGridResult``,
+        one per model): a single result, a list, or a dict ``{model name: result}``.
+        The example spectra and their SNR are taken from the first result."""
+        if isinstance(results, dict):
+            models, items = list(results), list(results.values())
+        else:
+            items = list(results) if isinstance(results, (list, tuple)) else [results]
+            models = [getattr(r, "model", "") or f"model {i}" for i, r in enumerate(items)]
+        first = items[0]
+        return cls(
+            b_levels=np.asarray(first.backgrounds, float),
+            p_levels=np.asarray(first.counts, float),
+            fc_names=list(first.names),
+            models=models,
+            r2=np.stack([np.asarray(r.r2, float) for r in items]),
+            example_noisy=np.asarray(first.examples, np.float32),
+            example_clean=np.asarray(first.example_clean, np.float32),
+            snr=np.asarray(first.example_snr, float),
+        )
+
+
+class NoiseGridView(anywidget.AnyWidget):
+    _esm = load_esm("noise_grid.js")
+
+    b_levels = traitlets.List().tag(sync=True)
+    p_levels = traitlets.List().tag(sync=True)
+    fc_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    models = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    model = traitlets.Unicode("").tag(sync=True)
+    fc = traitlets.Int(0).tag(sync=True)
+    r2_grid = synced_array("float32", ndim=2)
+    selected = traitlets.Int(-1).tag(sync=True)
+    clean = synced_array("float32", ndim=2)
+    noisy = synced_array("float32", ndim=2)
+    snr = traitlets.Float(0.0).tag(sync=True)
+    cell_r2 = synced_array("float32", ndim=1)
+    cell_frame = traitlets.Int(0).tag(sync=True)
+
+    @traitlets.validate("model")
+    def _check_model(self, proposal):
+        if self.models and proposal["value"] not in self.models:
+            raise FcinvError(f"model must be one of {list(self.models)}, got {proposal['value']!r}")
+        return proposal["value"]
+
+    @traitlets.validate("fc")
+    def _check_fc(self, proposal):
+        v = proposal["value"]
+        if self.fc_names and not 0 <= v < len(self.fc_names):
+            raise FcinvError(f"fc must be an index in [0, {len(self.fc_names)}), got {v}")
+        return v
+
+    @traitlets.validate("selected")
+    def _check_selected(self, proposal):
+        v = proposal["value"]
+        n = len(self.b_levels) * len(self.p_levels)
+        if v != -1 and not 0 <= v < n:
+            raise FcinvError(f"selected must be -1 or a cell index in [0, {n}), got {v}")
+        return v
+
+
+class NoiseGridExplorer:
+    """Clickable (B, P) grid of R² for a chosen FC and model; a click shows the
+    cell's example noisy spectrum (with SNR) beside the clean one and every FC's R²."""
+
+    def __init__(self, result, *, model: str | None = None, fc: int = 0):
+        if not isinstance(result, NoiseGridResult):
+            result = NoiseGridResult.from_analysis(result)
+        self.result = result
+        models = list(result.models)
+        self.widget = NoiseGridView(
+            b_levels=[float(b) for b in result.b_levels],
+            p_levels=[float(p) for p in result.p_levels],
+            fc_names=list(result.fc_names),
+            models=models,
+            clean=np.asarray(result.example_clean, np.float32),
+        )
+        self.widget.model = model if model is not None else models[0]
+        self.widget.fc = fc
+        self._update_grid()
+        self.widget.observe(lambda _: self._update_grid(), names=["model", "fc"])
+        self.widget.observe(lambda _: self._update_cell(), names=["selected"])
+
+    @property
+    def selected(self) -> tuple[int, int] | None:
+        s = self.widget.selected
+        return None if s < 0 else divmod(s, len(self.result.p_levels))
+
+    def select(self, ib: int, ip: int) -> None:
+        """Select cell (B index, P index)."""
+        npk = len(self.result.p_levels)
+        if not (0 <= ib < len(self.result.b_levels) and 0 <= ip < npk):
+            raise FcinvError(f"cell ({ib}, {ip}) is outside the {len(self.result.b_levels)}x{npk} grid")
+        self.widget.selected = ib * npk + ip
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _mi(self) -> int:
+        return list(self.result.models).index(self.widget.model)
+
+    def _update_grid(self) -> None:
+        self.widget.r2_grid = np.asarray(self.result.r2[self._mi(), :, :, self.widget.fc], np.float32)
+        self._update_cell()
+
+    def _update_cell(self) -> None:
+        w = self.widget
+        with w.hold_sync():
+            sel = self.selected
+            if sel is not None:
+                ib, ip = sel
+                w.noisy = np.asarray(self.result.example_noisy[ib, ip], np.float32)
+                w.snr = float(self.result.snr[ib, ip])
+                w.cell_r2 = np.asarray(self.result.r2[self._mi(), ib, ip, :], np.float32)
+            w.cell_frame += 1
+
+
+def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0) -> NoiseGridResult:
+    """Small synthetic NoiseGridResult for tests and demos (no physics)."""
+    rng = np.random.default_rng(seed)
+    b = np.array([0.0, 0.05, 0.1, 0.2, 0.4])
+    p = np.array([1e2, 3e2, 1e3, 3e3, 1e4])
+    q = np.linspace(0, 1, nq)[:, None]
+    e = np.linspace(0, 1, ne)[None, :]
+    clean = np.exp(-((e - 0.3 - 0.4 * np.sin(np.pi * q)) ** 2) / 0.005).astype(np.float32)
+    noisy = np.empty((5, 5, nq, ne), np.float32)
+    snr = np.empty((5, 5))
+    for i, bb in enumerate(b):
+        for j, pp in enumerate(p):
+            counts = rng.poisson(pp * (clean + bb)) / pp
+            img = (counts - counts.min()) / (counts.max() - counts.min())
+            noisy[i, j] = img
+            snr[i, j] = float(clean.sum() / np.sqrt(((img - clean) ** 2).sum() + 1e-9))
+    quality = (np.log10(p)[None, :] - 2) / 2 - b[:, None]
+    r2 = np.clip(quality[None, :, :, None] * np.linspace(1.0, 0.6, 8)[None, None, None, :]
+                 * np.array([1.0, 0.9])[:, None, None, None], 0, 1)
+    return NoiseGridResult(b, p, [f"FC{i}" for i in range(8)], ["VAE", "ResNet"], r2, noisy, clean, snr)
