@@ -110,3 +110,15 @@ def test_cli_train_evaluate_invert(tiny_dataset, tmp_path, capsys, ge):
     d = json.loads(capsys.readouterr().out)
     assert set(d) >= {"names", "fc_mean", "fc_std"} and len(d["fc_mean"]) == 8
     assert main(["invert", "--model", "nb-vae", "--spectrum", str(tmp_path / "s.h5")]) == 2
+
+
+def test_cli_noise_grid(trained, tiny_dataset, tmp_path, capsys):
+    from fcinv_widgets.analysis.noise_grid import NoiseGridResult
+    from fcinv_widgets.cli import main
+
+    out, _ = trained
+    assert main(["noise-grid", "--model", str(out), "--dataset", str(tiny_dataset), "--out", str(tmp_path / "g.h5"),
+                 "--n-samples", "5", "--plot", str(tmp_path / "g.png"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert np.array(d["r2"]).shape == (5, 5, 8) and (tmp_path / "g.png").is_file()
+    assert NoiseGridResult.load(tmp_path / "g.h5").examples.shape == (5, 5, 140, 140)
