@@ -85,6 +85,7 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
     nE = out.shape[2]
     nt = sig_table.shape[0]
     nl = lut_g.shape[0] - 1
+    ntap = lut_g.shape[1]
     kmax = 0
     for b in range(B):
         if blk_k[b] > kmax:
@@ -136,10 +137,9 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     ihi = nE - 1
                 if ihi < ilo:
                     continue
-                # Gaussian by recurrence: g_{i+1} = g_i r_i, r_{i+1} = r_i c
-                d = de / sig
-                c = math.exp(-d * d)
                 if nl > 0:
+                    # constant σ: interpolate the tabulated profile at this sub-bin offset;
+                    # the taps are independent (no dependency chain), so the loop vectorises
                     xf = (w - cutoff * sig - e0) / de
                     i0 = int(math.ceil(xf))
                     u = (i0 - xf) * nl
@@ -147,15 +147,22 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     if iu >= nl:
                         iu = nl - 1
                     fu = u - iu
-                    g = (lut_g[iu] * (1.0 - fu) + lut_g[iu + 1] * fu) * blk_w[b]
-                    r = lut_r[iu] * (1.0 - fu) + lut_r[iu + 1] * fu
-                    for _ in range(i0, ilo):  # bins below E = e0 are clipped: advance
-                        g *= r
-                        r *= c
-                else:
-                    t = (e0 + ilo * de - w) / sig
-                    g = math.exp(-0.5 * t * t) * blk_w[b] * 0.3989422804014327 / sig
-                    r = math.exp(-t * d - 0.5 * d * d)
+                    wa = blk_w[b] * (1.0 - fu)
+                    wb = blk_w[b] * fu
+                    klo = -i0 if i0 < 0 else 0
+                    khi = nE - i0 if nE - i0 < ntap else ntap
+                    row = out[n, qb]
+                    pa = lut_g[iu]
+                    pb = lut_g[iu + 1]
+                    for k in range(klo, khi):
+                        row[i0 + k] += wa * pa[k] + wb * pb[k]
+                    continue
+                # energy-dependent σ: Gaussian by recurrence, g_{i+1} = g_i r_i, r_{i+1} = r_i c
+                d = de / sig
+                c = math.exp(-d * d)
+                t = (e0 + ilo * de - w) / sig
+                g = math.exp(-0.5 * t * t) * blk_w[b] * 0.3989422804014327 / sig
+                r = math.exp(-t * d - 0.5 * d * d)
                 row = out[n, qb]
                 for i in range(ilo, ihi + 1):
                     row[i] += g
@@ -179,13 +186,13 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     rq[i] = (rq[i] - mn) * scale
 
 
-def gaussian_luts(sigma: float, de: float, cutoff: float, n: int = 4096):
-    """Start values of the Gaussian recurrence for a constant σ, tabulated over the offset
-    u ∈ [0, 1] (in bins) of the first bin above ω − cutoff·σ: g0 = G(t0)/(σ√2π) and
-    r0 = exp(−t0 d − d²/2) with t0 = (u·de − cutoff·σ)/σ, d = de/σ (linear interpolation)."""
-    u = np.linspace(0.0, 1.0, n + 1)
-    d = de / sigma
-    t0 = (u * de - cutoff * sigma) / sigma
-    g = np.exp(-0.5 * t0 * t0) * 0.3989422804014327 / sigma
-    r = np.exp(-t0 * d - 0.5 * d * d)
-    return g, r
+def gaussian_luts(sigma: float, de: float, cutoff: float, n: int = 256):
+    """Gaussian profile for a constant σ, tabulated over the offset u ∈ [0, 1] (in bins) of
+    the first bin above ω − cutoff·σ: ``prof[j, k]`` is the normalised Gaussian (per meV) at
+    tap k (bin i0 + k) for u = j/n, zero beyond the cutoff. Returns (prof (n+1, taps), dummy)."""
+    u = np.linspace(0.0, 1.0, n + 1)[:, None]
+    ntap = int(np.ceil(2 * cutoff * sigma / de)) + 2
+    k = np.arange(ntap)[None, :]
+    t = ((u + k) * de - cutoff * sigma) / sigma
+    prof = np.where(np.abs(t) <= cutoff, np.exp(-0.5 * t * t) * 0.3989422804014327 / sigma, 0.0)
+    return np.ascontiguousarray(prof), np.zeros(0)

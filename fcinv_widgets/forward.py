@@ -341,6 +341,26 @@ class ForwardModel:
             return img, self.is_stable(theta)
         return img
 
+    def iter_spectra(self, theta, chunk: int = 1024, normalize: bool = True):
+        """Stream images in chunks: yields (start, images (n, nq, nE) float32, stable (n,)).
+
+        On the CPU the same buffer is reused for every chunk (copy what you keep), so a batch
+        of any size runs in constant memory.
+        """
+        th = self._theta(theta)
+        N = th.shape[0]
+        if self.backend.name != "numpy":
+            for s in range(0, N, chunk):
+                img, st = self.spectra(theta[s : s + chunk], normalize=normalize, return_stable=True)
+                yield s, img, st
+            return
+        buf = np.empty((min(chunk, N),) + self.grid.shape, dtype=np.float32)
+        lo = np.empty(min(chunk, N))
+        for s in range(0, N, chunk):
+            n = min(chunk, N - s)
+            self._run_cpu(th[s : s + n], buf[:n], lo[:n], normalize)
+            yield s, buf[:n], lo[:n] >= UNSTABLE_BELOW_MEV
+
     def _run_cpu(self, th, out, lo, normalize):
         from ._cpu_kernel import forward_kernel
         from .units import SQRT_EIG_TO_MEV
@@ -349,7 +369,7 @@ class ForwardModel:
         if "lut" not in c:
             from ._cpu_kernel import gaussian_luts
 
-            c["lut"] = gaussian_luts(float(self.sigma_table[0]), float(self.grid.e.step), self.cutoff) if len(self.sigma_table) == 1 else (np.zeros(0), np.zeros(0))
+            c["lut"] = gaussian_luts(float(self.sigma_table[0]), float(self.grid.e.step), self.cutoff) if len(self.sigma_table) == 1 else (np.zeros((0, 0)), np.zeros(0))
         forward_kernel(np.ascontiguousarray(th, dtype=np.float64), c["W"], c["m"], c["off"], c["k"], c["q"], c["w"],
                        SQRT_EIG_TO_MEV, float(self.grid.e.centers[0]), float(self.grid.e.step), self.sigma_table,
                        self.sigma_e0, self.sigma_de, self.cutoff, normalize, out, lo, c["lut"][0], c["lut"][1])

@@ -158,3 +158,13 @@ def test_batches_stream_in_chunks(ge_fm, rng):
     th = np.repeat(ge_fm.reference_theta[None], 10, axis=0)
     a = ge_fm.spectra(th, chunk=3)
     assert np.allclose(a, a[0])
+
+
+def test_iter_spectra_streams_the_same_images(ge_fm, ge, rng):
+    lo, hi = ge.domain.T
+    th = rng.uniform(lo, hi, size=(7, 8))
+    full, stable = ge_fm.spectra(th, return_stable=True)
+    got = {s: (img.copy(), st.copy()) for s, img, st in ge_fm.iter_spectra(th, chunk=3)}
+    assert sorted(got) == [0, 3, 6]
+    assert np.array_equal(np.concatenate([got[k][0] for k in sorted(got)]), full)
+    assert np.array_equal(np.concatenate([got[k][1] for k in sorted(got)]), stable)
