@@ -121,3 +121,14 @@ def test_phonopy_yaml_round_trip(ge, tmp_path, rng):
     crystal, fc, smat = read_phonopy_yaml(tmp_path / "phonopy.yaml")
     assert crystal.n_atoms == 2 and np.array_equal(smat, np.diag([4, 4, 4]))
     assert np.allclose(ge.basis.reduce(fc)[0], p, atol=1e-8)
+
+
+def test_cif_structures_load(ge, tmp_path):
+    import ase.io
+
+    from fcinv_widgets.structure import read_structure
+
+    ase.io.write(tmp_path / "ge.cif", ge.crystal.to_ase())
+    cr = read_structure(tmp_path / "ge.cif")
+    assert cr.n_atoms == 2 and cr.symbols == ("Ge", "Ge")
+    assert abs(abs(np.linalg.det(cr.lattice)) - abs(np.linalg.det(ge.crystal.lattice))) < 1e-6
