@@ -122,3 +122,22 @@ def test_cli_noise_grid(trained, tiny_dataset, tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     assert np.array(d["r2"]).shape == (5, 5, 8) and (tmp_path / "g.png").is_file()
     assert NoiseGridResult.load(tmp_path / "g.h5").examples.shape == (5, 5, 140, 140)
+
+
+def test_latent_stats_ray_and_map(trained, tiny_dataset):
+    from fcinv_widgets.analysis.latent import LatentMap, decode_ray, latent_stats
+    from fcinv_widgets.models.train import load_split
+
+    out, _ = trained
+    inv = Inverter.load(out)
+    x, y, _ = load_split(tiny_dataset, "train")
+    mu, lv = inv.encode(x)
+    s = latent_stats(mu, lv)
+    assert s["mu_std"].shape == (20,) and 0 <= s["n_active"] <= 20
+    z, imgs = decode_ray(inv, mu[0], mu[1], n=5)
+    assert imgs.shape == (5, 140, 140) and np.allclose(z[0], mu[0]) and np.allclose(z[-1], mu[1])
+    m = LatentMap.fit(mu, y, inv.names, n_neighbors=10)
+    assert m.embedding.shape == (len(x), 2)
+    p = m.place(mu[:3])
+    assert p.shape == (3, 2) and np.all(np.isfinite(p))
+    assert list(m.nearest(mu[:2])[:, 0]) == [0, 1]
