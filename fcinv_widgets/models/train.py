@@ -99,8 +99,11 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
             best_state = {k: v.detach().cpu().clone() for k, v in vae.state_dict().items()}
         else:
             bad += 1
+        # atomic: a Ctrl-C while saving never leaves a half-written resume file
+        tmp = state_path.with_suffix(".part")
         torch.save({"vae": vae.state_dict(), "opt": opt.state_dict(), "best": best_state, "epoch": ep + 1,
-                    "best_loss": best, "bad": bad, "history": json.dumps(history)}, state_path)
+                    "best_loss": best, "bad": bad, "history": json.dumps(history)}, tmp)
+        tmp.replace(state_path)
         if bad >= patience:
             break
     vae_seconds = time.perf_counter() - t0

@@ -141,3 +141,12 @@ def test_latent_stats_ray_and_map(trained, tiny_dataset):
     p = m.place(mu[:3])
     assert p.shape == (3, 2) and np.all(np.isfinite(p))
     assert list(m.nearest(mu[:2])[:, 0]) == [0, 1]
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_dataset, tmp_path):
+    out = tmp_path / "r"
+    train_vae(tiny_dataset, out, epochs=1, batch_size=16, reg_epochs=2, progress=False, threads=2)
+    st = torch.load(out / "train_state.pt", weights_only=True)
+    assert int(st["epoch"]) == 1
+    r = train_vae(tiny_dataset, out, epochs=2, batch_size=16, reg_epochs=2, progress=False, threads=2, resume=True)
+    assert r["epochs"] == 2 and len(json.loads(torch.load(out / "train_state.pt", weights_only=True)["history"])) == 2
