@@ -186,6 +186,8 @@ def _run_material(args, specs) -> int:
         payload["domain"] = summary["domain"]
         payload["models_used"] = summary["models_used"]
         lines.append(f"{len(summary['models_used'])} stable members: {', '.join(summary['models_used'])}")
+        if len(summary["models_used"]) < 2:
+            lines.append("warning: fewer than 2 stable members: the domain has zero width (add models or --include-reference)")
         lines.append("training domain (eV/Å², " + ("[min − 25 % range, max + 150 % range]" if args.widen_mode == "signed"
                      else "150 % of the range away from zero, 25 % toward zero") + "):")
         for k, (nm, (lo, hi)) in enumerate(zip(summary["active_names"], summary["domain"])):
