@@ -1,46 +1,68 @@
-"""fcinv evaluate: R² and MAE per FC on a dataset's test split."""
+"""fcinv evaluate: R² and MAE per FC on a dataset's test split (+ parity grid / R² bar plots)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
-
 from ..cli import emit
+from ..errors import FcinvError, GridMismatchError
 
 
 def register(sub):
     p = sub.add_parser("evaluate", help="R² and MAE per FC of a model on a dataset's test split")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="checkpoint directory, model.pt or shipped name (ge-vae, ge-resnet, …)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--max-test", type=int, default=None)
-    p.add_argument("--n-samples", type=int, default=100)
+    p.add_argument("--n-samples", type=int, default=100, help="VAE: latent samples per spectrum")
     p.add_argument("--write-metrics", action="store_true", help="also write metrics.json next to the model")
+    p.add_argument("--parity", default=None, metavar="PNG", help="write a parity-grid figure (predicted vs true per FC)")
+    p.add_argument("--compare", nargs="+", default=None, metavar="METRICS_JSON",
+                   help="with --r2-bars: other models' metrics.json files (or shipped model names) to put beside this one")
+    p.add_argument("--r2-bars", default=None, metavar="PNG", help="write R² bars per FC (this model and --compare ones)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
+def _metrics_of(ref: str) -> tuple:
+    from ..models import resolve_model
+
+    p = Path(ref)
+    if not p.is_file() or p.suffix != ".json":
+        p = resolve_model(ref).with_name("metrics.json")
+    if not p.is_file():
+        raise FcinvError(f"no metrics for {ref!r} ({p}): run `fcinv evaluate --write-metrics` on it first")
+    d = json.loads(p.read_text())
+    return str(d.get("model", ref)), d
+
+
 def run(args) -> int:
-    from ..analysis.noise_grid import r2_score
-    from ..models import Inverter, resolve_model
+    from ..analysis.evaluation import evaluate_model, plot_parity, plot_r2_bars
+    from ..models import load_model, resolve_model
     from ..models.train import load_split
 
-    inv = Inverter.load(args.model)
+    model = load_model(args.model)
     x, y, info = load_split(args.dataset, "test", args.max_test)
-    if info["material"].lower() != inv.config["material"].lower():
-        from ..errors import GridMismatchError
-
-        raise GridMismatchError(f"the model is for {inv.config['material']}, the dataset for {info['material']}")
-    p = inv.predict(x, n_samples=args.n_samples)
-    r2 = r2_score(y, p.mean)
-    mae = np.abs(p.mean - y).mean(0)
-    rec = float(((p.recon - inv.prepare(x)) ** 2).mean())
-    d = {"names": p.names, "r2": r2.tolist(), "mae": mae.tolist(), "recon_mse": rec, "n_test": int(len(x)),
-         "dataset": str(args.dataset), "model": str(resolve_model(args.model))}
+    if info["material"].lower() != model.material.lower():
+        raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
+    d = evaluate_model(model, x, y, n_samples=args.n_samples)
+    true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
+    d |= {"dataset": str(args.dataset), "model": str(args.model)}
     if args.write_metrics:
         Path(resolve_model(args.model)).with_name("metrics.json").write_text(json.dumps(d, indent=1))
-    text = f"{len(x)} test spectra, reconstruction MSE {rec:.4f}\n" + "\n".join(
+    label = f"{model.material} {model.kind}"
+    if args.parity:
+        fig = plot_parity(true, pred, d["names"], d["r2"], pred_std=std, title=f"{label}: {len(y)} test spectra")
+        fig.savefig(args.parity, dpi=130)
+    if args.r2_bars:
+        import matplotlib.pyplot as plt
+
+        ms = {label: d} | dict(_metrics_of(c) for c in (args.compare or []))
+        ax = plot_r2_bars(ms, title=f"{model.material}: R² per FC on the test set")
+        ax.figure.savefig(args.r2_bars, dpi=130)
+        plt.close(ax.figure)
+    rec = "" if d["recon_mse"] is None else f", reconstruction MSE {d['recon_mse']:.4f}"
+    text = f"{len(x)} test spectra ({label}){rec}\n" + "\n".join(
         f"  {n:<16} R² {a:6.3f}   MAE {b:.4f} eV/Å²" for n, a, b in zip(d["names"], d["r2"], d["mae"]))
     emit(args, d, text)
     return 0

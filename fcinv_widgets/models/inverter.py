@@ -1,11 +1,18 @@
-"""Inference: load a trained VAE + regressor and invert spectra into FCs with uncertainties.
+"""Inference: load a trained model and invert spectra into FCs (eV/Å²).
 
-Checkpoint ``model.pt`` (loads with ``torch.load(..., weights_only=True)``)::
+Two kinds of checkpoint ``model.pt``, both loading with ``torch.load(..., weights_only=True)``::
 
-    {"config": JSON string, "vae": state_dict, "regressor": state_dict}
+    VAE + regressor:  {"config": JSON string, "vae": state_dict, "regressor": state_dict}
+    ResNet-18:        {"config": JSON string, "net": state_dict}
 
-config: format "fcinv-vae", version, material, grid_shape, energy_centers_mev, names,
-domain, y_mean, y_std (target scaler), latent, base, hidden, beta, training record.
+config (JSON): format ("fcinv-vae" | "fcinv-resnet"), version, material, grid_shape,
+energy_centers_mev, names, domain, y_mean, y_std (target scaler), the architecture
+(VAE: latent, base, hidden, reg_hidden, beta; ResNet: width) and a training record.
+
+:meth:`Inverter.load` (or :func:`load_model`) reads either and returns an :class:`Inverter`
+(VAE: means and standard deviations over latent samples, reconstructions) or a
+:class:`ResNetModel` (point estimates; std = 0, no reconstruction). Both have the same
+``predict(spectra) -> Prediction`` interface.
 
 Input handling: every spectrum is min-max scaled over its finite pixels, like the training
 data; NaN pixels (not measured) are then set to 0 (= no intensity); inf, a wrong shape or
@@ -56,54 +63,77 @@ class Prediction:
         return {"names": self.names, "fc_mean": self.mean[i].tolist(), "fc_std": self.std[i].tolist()}
 
 
-class Inverter:
-    """A trained VAE + FC regressor (frozen)."""
+def _build(ck: dict, cfg: dict):
+    from .nets import VAE, ResNet18, Regressor
 
-    def __init__(self, vae, regressor, config: dict):
-        self.vae = vae.eval()
-        self.regressor = regressor.eval()
+    if cfg.get("format") == "fcinv-vae":
+        vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
+        vae.load_state_dict(ck["vae"])
+        reg = Regressor(cfg["latent"], len(cfg["names"]), hidden=cfg["reg_hidden"])
+        reg.load_state_dict(ck["regressor"])
+        return Inverter(vae, reg, cfg)
+    if cfg.get("format") == "fcinv-resnet":
+        net = ResNet18(len(cfg["names"]), width=cfg["width"])
+        net.load_state_dict(ck["net"])
+        return ResNetModel(net, cfg)
+    raise KeyError(f"format {cfg.get('format')!r}")
+
+
+def load_model(name_or_dir, material: str | None = None, grid=None):
+    """Load a VAE (:class:`Inverter`) or ResNet (:class:`ResNetModel`) checkpoint safely.
+
+    ``name_or_dir``: a checkpoint directory, a ``model.pt`` file or a shipped model name.
+    ``material``/``grid``: refuse a checkpoint trained for another material or grid.
+    """
+    import torch
+
+    path = resolve_model(name_or_dir)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        model = _build(ck, json.loads(ck["config"]))
+    except Exception as exc:
+        raise FcinvError(f"{path} is not a readable fcinv model checkpoint ({type(exc).__name__}: {exc})") from None
+    model.path = path
+    if material is not None and str(material).lower() != str(model.config["material"]).lower():
+        raise GridMismatchError(f"{path} was trained for {model.config['material']}, not {material}")
+    if grid is not None:
+        model.check_grid(grid)
+    return model
+
+
+class _Model:
+    """What both model kinds share: config, input validation/scaling, persistence."""
+
+    kind = ""
+    path = None
+
+    def __init__(self, config: dict):
         self.config = config
         self.names = list(config["names"])
         self.shape = tuple(config["grid_shape"])
         self.y_mean = np.asarray(config["y_mean"], float)
         self.y_std = np.asarray(config["y_std"], float)
 
-    # ------------------------------------------------------------------ persistence
+    @property
+    def material(self) -> str:
+        return str(self.config["material"])
+
+    @classmethod
+    def load(cls, name_or_dir, material: str | None = None, grid=None):
+        """Load any fcinv checkpoint (see :func:`load_model`)."""
+        return load_model(name_or_dir, material=material, grid=grid)
+
+    def _state(self) -> dict:
+        raise NotImplementedError
+
     def save(self, path) -> None:
         import torch
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
-        torch.save({"config": json.dumps(self.config), "vae": self.vae.state_dict(), "regressor": self.regressor.state_dict()}, tmp)
+        torch.save({"config": json.dumps(self.config), **self._state()}, tmp)
         tmp.replace(path)
-
-    @classmethod
-    def load(cls, name_or_dir, material: str | None = None, grid=None) -> "Inverter":
-        import torch
-
-        from .nets import VAE, Regressor
-
-        path = resolve_model(name_or_dir)
-        try:
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-            cfg = json.loads(ck["config"])
-            if cfg.get("format") != "fcinv-vae":
-                raise KeyError("format")
-            vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
-            vae.load_state_dict(ck["vae"])
-            reg = Regressor(cfg["latent"], len(cfg["names"]), hidden=cfg["reg_hidden"])
-            reg.load_state_dict(ck["regressor"])
-        except FcinvError:
-            raise
-        except Exception as exc:
-            raise FcinvError(f"{path} is not a readable fcinv VAE checkpoint ({type(exc).__name__}: {exc})") from None
-        inv = cls(vae, reg, cfg)
-        if material is not None and str(material).lower() != str(cfg["material"]).lower():
-            raise GridMismatchError(f"{path} was trained for {cfg['material']}, not {material}")
-        if grid is not None:
-            inv.check_grid(grid)
-        return inv
 
     def check_grid(self, grid) -> None:
         if tuple(grid.shape) != self.shape or not np.allclose(grid.e.centers, self.config["energy_centers_mev"], atol=1e-6):
@@ -131,7 +161,20 @@ class Inverter:
         flat = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
         return np.nan_to_num(flat, nan=0.0).reshape(x.shape).astype(np.float32)
 
-    # ------------------------------------------------------------------ inference
+
+class Inverter(_Model):
+    """A trained VAE + FC regressor (frozen): FC means and spreads over latent samples."""
+
+    kind = "vae"
+
+    def __init__(self, vae, regressor, config: dict):
+        super().__init__(config)
+        self.vae = vae.eval()
+        self.regressor = regressor.eval()
+
+    def _state(self) -> dict:
+        return {"vae": self.vae.state_dict(), "regressor": self.regressor.state_dict()}
+
     def encode(self, spectra):
         import torch
 
@@ -178,3 +221,30 @@ class Inverter:
                     recs.append(self.vae.decode(mu).numpy())
         recon = np.concatenate(recs) if reconstruct else np.zeros((0,) + self.shape, np.float32)
         return Prediction(self.names, np.concatenate(means), np.concatenate(stds), recon, np.concatenate(mus), np.concatenate(lvs))
+
+
+class ResNetModel(_Model):
+    """A trained ResNet-18 regressing FCs directly: point estimates (std = 0)."""
+
+    kind = "resnet"
+
+    def __init__(self, net, config: dict):
+        super().__init__(config)
+        self.net = net.eval()
+
+    def _state(self) -> dict:
+        return {"net": self.net.state_dict()}
+
+    def predict(self, spectra, n_samples: int = 1, seed: int = 0, batch: int = 256, reconstruct: bool = False) -> Prediction:
+        """FC point estimates (eV/Å²) for (N, nq, nE) or (nq, nE) spectra; std is zero."""
+        import torch
+
+        x = self.prepare(spectra)
+        out = []
+        with torch.no_grad():
+            for s in range(0, len(x), batch):
+                out.append(self.net(torch.from_numpy(x[s : s + batch])).numpy())
+        mean = np.concatenate(out) * self.y_std + self.y_mean
+        n = len(x)
+        return Prediction(self.names, mean, np.zeros_like(mean), np.zeros((0,) + self.shape, np.float32),
+                          np.zeros((n, 0), np.float32), np.zeros((n, 0), np.float32))

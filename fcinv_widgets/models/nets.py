@@ -84,3 +84,89 @@ def vae_loss(recon, x, mu, logvar, beta: float):
     rec = ((recon - x) ** 2).sum(dim=(1, 2)).mean()
     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(dim=1)).mean()
     return rec + beta * kl, rec, kl
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3×3 convolutions with batch norm and an identity shortcut
+    (a 1×1 strided projection when the shape changes). Parameter names follow torchvision."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        idt = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(y)) + idt)
+
+
+class ResNet18(nn.Module):
+    """The ResNet-18 topology (He et al. 2016) for one-channel I(q,E) images and ``n_out``
+    regression outputs (standardised FCs).
+
+    Stem: 7×7 stride-2 convolution, batch norm, ReLU, 3×3 stride-2 max pool; four stages of two
+    basic blocks with ``width·(1, 2, 4, 8)`` channels (strides 1, 2, 2, 2); global average pool;
+    a linear head. ``width=64`` is the standard network (11 M parameters) and its parameter
+    names equal torchvision's, so ImageNet weights load with :meth:`load_pretrained`; the
+    shipped models use a narrower ``width`` to stay small and fast on CPUs.
+    """
+
+    def __init__(self, n_out: int = 8, width: int = 64, in_channels: int = 1):
+        super().__init__()
+        self.width = width
+        self.conv1 = nn.Conv2d(in_channels, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        chans = [width, 2 * width, 4 * width, 8 * width]
+        cin = width
+        for i, c in enumerate(chans):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(cin, c, stride), BasicBlock(c, c, 1)))
+            cin = c
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, n_out)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():  # zero-init the last BN of each block: each block starts as identity
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    def forward(self, x):
+        """x (N, nq, nE) or (N, 1, nq, nE) → (N, n_out)."""
+        if x.dim() == 3:
+            x = x[:, None]
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+    def load_pretrained(self, state_dict: dict) -> dict:
+        """Transfer learning: copy matching weights from a (torchvision-style) ResNet-18 state dict.
+
+        A 3-channel (RGB) first convolution is summed over its input channels to make the
+        one-channel one; tensors whose shapes do not match (the ImageNet 1000-class ``fc``
+        head, or any layer of another width) are skipped. Returns {"loaded": [...], "skipped": [...]}.
+        """
+        own = self.state_dict()
+        loaded, skipped = [], []
+        for k, v in state_dict.items():
+            if k not in own or not torch.is_tensor(v):
+                skipped.append(k)
+                continue
+            if k == "conv1.weight" and v.dim() == 4 and v.shape[1] != own[k].shape[1] and own[k].shape[1] == 1:
+                v = v.sum(dim=1, keepdim=True)
+            if v.shape != own[k].shape:
+                skipped.append(k)
+                continue
+            own[k] = v.to(own[k].dtype)
+            loaded.append(k)
+        self.load_state_dict(own)
+        return {"loaded": loaded, "skipped": skipped}

@@ -13,15 +13,6 @@ from fcinv_widgets.models.nets import VAE, vae_loss  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    from fcinv_widgets.dataset import generate_dataset
-
-    p = tmp_path_factory.mktemp("m") / "tiny.h5"
-    generate_dataset("Ge", p, n_train=64, n_test=16, seed=1, candidates=512, progress=False)
-    return p
-
-
-@pytest.fixture(scope="module")
 def trained(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("model")
     r = train_vae(tiny_dataset, out, epochs=2, batch_size=16, reg_epochs=5, progress=False, threads=2)

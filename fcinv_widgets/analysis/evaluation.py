@@ -1,0 +1,83 @@
+"""Model evaluation on a dataset's test split: R² and MAE per FC, parity data, and the plots
+(a parity grid per FC; R² bars of several models side by side, like the paper's Fig. 2b)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .noise_grid import r2_score
+
+
+def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0) -> dict:
+    """Metrics of ``model`` (an Inverter or ResNetModel) on spectra (N, nq, nE) with true FCs (N, 8).
+
+    Returns names, r2 (8,), mae (8,) in eV/Å², recon_mse (None for a ResNet), n_test, and
+    the parity arrays ``true``/``pred``/``pred_std`` (N, 8) (not JSON: pop them before dumping).
+    """
+    p = model.predict(spectra, n_samples=n_samples, seed=seed)
+    y = np.asarray(params, float)
+    recon = None
+    if len(p.recon):
+        recon = float(((p.recon - model.prepare(spectra)) ** 2).mean())
+    return {"names": list(p.names), "r2": r2_score(y, p.mean).tolist(), "mae": np.abs(p.mean - y).mean(0).tolist(),
+            "recon_mse": recon, "n_test": int(len(y)), "kind": model.kind,
+            "true": y, "pred": p.mean, "pred_std": p.std}
+
+
+def plot_parity(true, pred, names, r2=None, pred_std=None, title=None, max_points: int = 1500):
+    """A 2×4 grid of predicted vs true FC (eV/Å²) with the identity line and R² per panel."""
+    import matplotlib.pyplot as plt
+
+    true, pred = np.asarray(true), np.asarray(pred)
+    n = true.shape[1]
+    r2 = r2_score(true, pred) if r2 is None else np.asarray(r2)
+    sel = np.arange(len(true))[:max_points]
+    cols = 4
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.9 * rows), constrained_layout=True, squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        t, p = true[sel, k], pred[sel, k]
+        lo, hi = min(t.min(), p.min()), max(t.max(), p.max())
+        if pred_std is not None and np.any(np.asarray(pred_std)[sel, k] > 0):
+            ax.errorbar(t, p, yerr=np.asarray(pred_std)[sel, k], fmt="none", ecolor="0.75", lw=0.5, zorder=1)
+        ax.scatter(t, p, s=3, alpha=0.5, color="C0", lw=0, zorder=2)
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8)
+        ax.set_title(f"{names[k]}\nR² = {r2[k]:.3f}", fontsize=9)
+        ax.set_xlabel("true (eV/Å²)", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel("predicted (eV/Å²)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_r2_bars(metrics: dict, title=None, ax=None):
+    """Grouped bars of R² per FC for several models: ``metrics`` = {label: metrics dict}.
+
+    Each metrics dict needs ``names`` and ``r2`` (e.g. a shipped model's metrics.json).
+    """
+    import matplotlib.pyplot as plt
+
+    labels = list(metrics)
+    names = metrics[labels[0]]["names"]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.2), constrained_layout=True)
+    w = 0.8 / len(labels)
+    x = np.arange(len(names))
+    for i, lab in enumerate(labels):
+        r2 = np.asarray(metrics[lab]["r2"], float)
+        bars = ax.bar(x + (i - (len(labels) - 1) / 2) * w, np.clip(r2, -0.05, None), w, label=lab)
+        for b, v in zip(bars, r2):
+            ax.text(b.get_x() + b.get_width() / 2, max(v, 0) + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
+    ax.set_xticks(x, [n.split(" ")[0] for n in names])
+    ax.set_ylabel("R² (test set)")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.15)
+    ax.axhline(1.0, color="k", lw=0.5)
+    ax.legend(fontsize=8, ncol=len(labels), loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
