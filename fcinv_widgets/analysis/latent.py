@@ -5,12 +5,21 @@
   unused (μ ≈ 0, log σ² ≈ 0: the posterior equals the prior);
 * :func:`decode_ray`: spectra decoded along a straight line between two latent points;
 * :class:`LatentMap`: a 2-D UMAP of the latent means, fitted once and reused to place new
-  spectra (experiments, noisy or single-scan inputs) on the same map.
+  spectra (experiments, noisy or single-scan inputs) on the same map; saved next to a model
+  (``latent_map.npz`` + ``umap_reducer.joblib``) because fitting takes many seconds.
+
+Files: ``latent_map.npz`` holds plain arrays (``embedding`` (N, 2), ``mu`` (N, latent),
+``params`` (N, 8) eV/Å², ``names``) and loads without pickle. The fitted UMAP reducer is a
+joblib pickle (umap-learn has no other format): it is loaded only from the package's
+shipped models or when the caller says ``trust_reducer=True``; without it
+:meth:`LatentMap.place` falls back to an inverse-distance average of the k nearest map points
+in latent space (UMAP's own initialisation for new points, without its refinement).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -60,13 +69,108 @@ class LatentMap:
         emb = red.fit_transform(mu)
         return cls(np.asarray(emb), mu, np.asarray(params, float), list(names), red)
 
-    def place(self, mu_new) -> np.ndarray:
-        """2-D positions of new latent means on the fitted map."""
-        if self.reducer is None:
-            raise FcinvError("this map has no fitted reducer (loaded without it): refit with LatentMap.fit")
-        return np.asarray(self.reducer.transform(np.atleast_2d(np.asarray(mu_new, float))))
+    def place(self, mu_new, k: int = 10) -> np.ndarray:
+        """2-D positions of new latent means on the map (UMAP transform; without a reducer the
+        inverse-distance average of the ``k`` nearest map points in latent space)."""
+        mu_new = np.atleast_2d(np.asarray(mu_new, float))
+        if mu_new.shape[1] != self.mu.shape[1]:
+            raise FcinvError(f"latent vectors of length {mu_new.shape[1]}; this map has {self.mu.shape[1]} dimensions")
+        if self.reducer is not None:
+            return np.asarray(self.reducer.transform(mu_new))
+        d2 = ((self.mu[None] - mu_new[:, None]) ** 2).sum(-1)
+        idx = np.argsort(d2, axis=1)[:, :k]
+        w = 1.0 / (np.sqrt(np.take_along_axis(d2, idx, 1)) + 1e-9)
+        return (self.embedding[idx] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder) -> Path:
+        """Write ``latent_map.npz`` (and ``umap_reducer.joblib`` when fitted) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(folder / "latent_map.npz", embedding=self.embedding.astype(np.float32),
+                            mu=self.mu.astype(np.float32), params=self.params, names=np.array(self.names))
+        if self.reducer is not None:
+            import joblib
+
+            joblib.dump(self.reducer, folder / "umap_reducer.joblib", compress=3)
+        return folder / "latent_map.npz"
+
+    @classmethod
+    def load(cls, folder, trust_reducer: bool | None = None) -> "LatentMap":
+        """Read a saved map. ``folder``: a directory, its ``latent_map.npz``, or a shipped model name
+        (``ge-vae``). The reducer pickle is read when ``trust_reducer`` is True, or by default
+        for the package's own shipped maps."""
+        from ..materials import data_path
+
+        p = Path(folder)
+        if not p.exists() and str(folder) in ("ge-vae", "nb-vae"):
+            p = data_path("models", str(folder))
+        if p.is_dir():
+            p = p / "latent_map.npz"
+        if not p.is_file():
+            raise FcinvError(f"no latent map at {folder!r}: make one with `fcinv latent --model … --dataset … --out DIR`")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                emb, mu, params, names = z["embedding"], z["mu"], z["params"], [str(n) for n in z["names"]]
+        except Exception as exc:
+            raise FcinvError(f"{p} is not a readable latent map ({type(exc).__name__}: {exc})") from None
+        if trust_reducer is None:
+            trust_reducer = data_path("models") in p.resolve().parents
+        reducer = None
+        rp = p.with_name("umap_reducer.joblib")
+        if trust_reducer and rp.is_file():
+            import joblib
+
+            reducer = joblib.load(rp)
+        return cls(np.asarray(emb, float), np.asarray(mu, float), np.asarray(params, float), names, reducer)
 
     def nearest(self, mu_new, k: int = 1) -> np.ndarray:
         """Indices of the k nearest map points in latent space (Euclidean in μ)."""
         d = ((self.mu[None] - np.atleast_2d(mu_new)[:, None]) ** 2).sum(-1)
         return np.argsort(d, axis=1)[:, :k]
+
+
+def plot_latent_map(lmap: LatentMap, fcs=None, extra=None, s: float = 3.0):
+    """UMAP scatter panels coloured by each FC (eV/Å²), like the paper's Fig. 6.
+
+    ``extra``: {label: (M, 2) positions} of new spectra placed on the map, drawn as markers.
+    """
+    import matplotlib.pyplot as plt
+
+    fcs = list(range(lmap.params.shape[1])) if fcs is None else list(fcs)
+    cols = min(4, len(fcs))
+    rows = (len(fcs) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.8 * rows), constrained_layout=True, squeeze=False)
+    for ax, k in zip(axes.flat, fcs):
+        sc = ax.scatter(lmap.embedding[:, 0], lmap.embedding[:, 1], c=lmap.params[:, k], s=s, cmap="viridis", lw=0)
+        for j, (lab, xy) in enumerate((extra or {}).items()):
+            xy = np.atleast_2d(xy)
+            ax.scatter(xy[:, 0], xy[:, 1], marker="*x+^"[j % 4], s=60, color=f"C{3 + j}", label=lab, lw=1)
+        fig.colorbar(sc, ax=ax, label="eV/Å²", shrink=0.8)
+        ax.set_title(lmap.names[k], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(fcs):]:
+        ax.axis("off")
+    if extra:
+        axes.flat[0].legend(fontsize=7)
+    return fig
+
+
+def plot_latent_stats(stats: dict):
+    """Per-dimension mean/std of μ and mean of log σ² (the paper's Fig. 5a–b); active dimensions marked."""
+    import matplotlib.pyplot as plt
+
+    n = len(stats["mu_mean"])
+    x = np.arange(n)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3), constrained_layout=True)
+    col = np.where(stats["active"], "C0", "0.7")
+    a.bar(x, stats["mu_std"], color=col)
+    a.set_title("spread of μ per latent dimension", fontsize=9)
+    a.set_xlabel("latent dimension")
+    a.set_ylabel("std of μ")
+    b.bar(x, stats["logvar_mean"], color=col)
+    b.axhline(0, color="k", lw=0.6)
+    b.set_title(f"mean log σ² ({stats['n_active']} active of {n}; grey = unused)", fontsize=9)
+    b.set_xlabel("latent dimension")
+    return fig

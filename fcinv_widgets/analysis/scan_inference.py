@@ -50,3 +50,91 @@ class ScanInference:
     def best_median_worst(self) -> tuple:
         o = self.order
         return int(o[0]), int(o[len(o) // 2]), int(o[-1])
+
+
+def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain=None, n_samples: int = 100,
+                seed: int = 0, batch: int = 64) -> ScanInference:
+    """Predict FCs for every single-orientation scan and compare them with the full-data prediction.
+
+    ``scans``: a ScanSet (``.scans`` (n, nq, nE), ``.full``, ``.angles_deg``) or an array
+    (n, nq, nE) with ``full`` (nq, nE) and ``angles_deg`` (n,) given. NaN pixels are uncovered.
+    ``reference``: FCs (8,) eV/Å² to compare with (e.g. the first-principles reduced values).
+    ``domain``: (8, 2) training domain used to make the MSE dimensionless (default: the
+    model's config ``domain``). A scan without a single covered pixel is refused clearly.
+    """
+    from ..errors import FcinvError
+
+    if hasattr(scans, "scans"):
+        full = scans.full if full is None else full
+        angles_deg = scans.angles_deg if angles_deg is None else angles_deg
+        scans = scans.scans
+    x = np.asarray(scans, float)
+    if x.ndim != 3:
+        raise FcinvError(f"scans must be (n, nq, nE); got shape {x.shape}")
+    if full is None or angles_deg is None:
+        raise FcinvError("give the full-data spectrum and the scan angles (or a ScanSet)")
+    ang = np.asarray(angles_deg, float)
+    if ang.shape != (len(x),):
+        raise FcinvError(f"{len(x)} scans but {ang.size} angles")
+    covered = np.isfinite(x).reshape(len(x), -1)
+    empty = np.flatnonzero(~covered.any(1))
+    if len(empty):
+        raise FcinvError(f"{len(empty)} scan(s) measured nothing on the path (all NaN), e.g. ω = {ang[empty[0]]:g}°; "
+                         "drop them or check the orientation and Ei")
+    pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed)
+    means, stds, recs = [], [], []
+    for s in range(0, len(x), batch):
+        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s)
+        means.append(p.mean)
+        stds.append(p.std)
+        recs.append(p.recon if len(p.recon) else np.zeros_like(x[s : s + batch], dtype=np.float32))
+    mean, std = np.concatenate(means), np.concatenate(stds)
+    dom = np.asarray(domain if domain is not None else model.config["domain"], float)
+    width = dom[:, 1] - dom[:, 0]
+    mse = (((mean - pf.mean[0]) / width) ** 2).mean(1)
+    return ScanInference(names=list(model.names), angles_deg=ang, mean=mean, std=std, full_mean=pf.mean[0],
+                         full_std=pf.std[0], reference=None if reference is None else np.asarray(reference, float),
+                         mse=mse, inputs=x.astype(np.float32), recon=np.concatenate(recs).astype(np.float32),
+                         coverage=covered.mean(1), meta={"model": str(getattr(model, "path", "")), "kind": model.kind,
+                                                         "n_samples": n_samples})
+
+
+def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward_model=None):
+    """Fig. 4-style summary: predicted FC vs angle (with full-data and reference lines), MSE vs angle,
+    and — with a grid — the best / median / worst scans with the predicted dispersion overlaid."""
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_spectrum
+
+    fcs = list(fcs)
+    show_scans = grid is not None
+    fig = plt.figure(figsize=(12, 7.2 if show_scans else 4.2), constrained_layout=True)
+    gs = fig.add_gridspec(2 if show_scans else 1, len(fcs) + 1)
+    for j, k in enumerate(fcs):
+        ax = fig.add_subplot(gs[0, j])
+        sc = ax.scatter(res.angles_deg, res.mean[:, k], c=res.angles_deg, s=9, cmap="twilight", zorder=3)
+        if np.any(res.std[:, k] > 0):
+            ax.errorbar(res.angles_deg, res.mean[:, k], yerr=res.std[:, k], fmt="none", ecolor="0.7", lw=0.6, zorder=2)
+        ax.axhline(res.full_mean[k], color="k", lw=1.2, label="full data")
+        if res.reference is not None:
+            ax.axhline(res.reference[k], color="C3", lw=1.2, ls="--", label="reference")
+        ax.set_title(res.names[k], fontsize=9)
+        ax.set_xlabel("sample angle ω (°)", fontsize=8)
+        if j == 0:
+            ax.set_ylabel("predicted FC (eV/Å²)", fontsize=8)
+            ax.legend(fontsize=7)
+    ax = fig.add_subplot(gs[0, len(fcs)])
+    ax.scatter(res.angles_deg, res.mse, c=res.angles_deg, s=9, cmap="twilight")
+    ax.set_yscale("log")
+    ax.set_xlabel("sample angle ω (°)", fontsize=8)
+    ax.set_title("MSE vs full data", fontsize=9)
+    fig.colorbar(sc, ax=ax, label="ω (°)")
+    if show_scans:
+        for j, (lab, i) in enumerate(zip(("best", "median", "worst"), res.best_median_worst())):
+            ax = fig.add_subplot(gs[1, j * (len(fcs) + 1) // 3 : (j + 1) * (len(fcs) + 1) // 3])
+            freqs = None
+            if forward_model is not None:
+                freqs = forward_model.backend.to_numpy(forward_model.frequencies(res.mean[i][None]))[0]
+            plot_spectrum(res.inputs[i], grid, ax=ax, frequencies=freqs,
+                          title=f"{lab}: ω = {res.angles_deg[i]:g}°, MSE {res.mse[i]:.2g}, coverage {res.coverage[i]:.0%}")
+    return fig

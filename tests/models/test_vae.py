@@ -12,13 +12,6 @@ from fcinv_widgets.models import Inverter, train_vae  # noqa: E402
 from fcinv_widgets.models.nets import VAE, vae_loss  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("model")
-    r = train_vae(tiny_dataset, out, epochs=2, batch_size=16, reg_epochs=5, progress=False, threads=2)
-    return out, r
-
-
 def test_a_few_steps_lower_the_loss(tiny_dataset):
     from fcinv_widgets.models.train import load_split
 

@@ -1,0 +1,51 @@
+"""fcinv latent: latent-space analysis of a VAE on a dataset's test split (stats, UMAP map)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from ..cli import emit
+from ..errors import FcinvError, GridMismatchError
+
+
+def register(sub):
+    p = sub.add_parser("latent", help="latent statistics and a UMAP map of a VAE's test-set latents (saved for reuse)")
+    p.add_argument("--model", required=True, help="a VAE checkpoint directory or shipped name (ge-vae, nb-vae)")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True, help="folder for latent_map.npz, umap_reducer.joblib, latent_stats.json")
+    p.add_argument("--max-test", type=int, default=None)
+    p.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors")
+    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", default=None, metavar="PNG", help="also write the map coloured by each FC")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..analysis.latent import LatentMap, latent_stats, plot_latent_map, plot_latent_stats
+    from ..models import load_model
+    from ..models.train import load_split
+
+    model = load_model(args.model)
+    if model.kind != "vae":
+        raise FcinvError(f"{args.model} is a {model.kind} model: the latent analysis needs a VAE")
+    x, y, info = load_split(args.dataset, "test", args.max_test)
+    if info["material"].lower() != model.material.lower():
+        raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
+    mu, lv = model.encode(x)
+    st = latent_stats(mu, lv)
+    lmap = LatentMap.fit(mu, y, model.names, n_neighbors=args.neighbors, min_dist=args.min_dist, seed=args.seed)
+    path = lmap.save(args.out)
+    js = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
+    js |= {"model": str(args.model), "dataset": str(args.dataset), "n": int(len(x))}
+    (path.parent / "latent_stats.json").write_text(json.dumps(js, indent=1))
+    if args.plot:
+        fig = plot_latent_map(lmap)
+        fig.savefig(args.plot, dpi=120)
+        plot_latent_stats(st).savefig(str(args.plot).replace(".png", "") + "_stats.png", dpi=120)
+    emit(args, {"out": str(path), "n_active": st["n_active"], "n": int(len(x))},
+         f"wrote {path} ({len(x)} points); {st['n_active']} of {mu.shape[1]} latent dimensions active")
+    return 0
