@@ -79,7 +79,7 @@ class LatentMap:
             return np.asarray(self.reducer.transform(mu_new))
         d2 = ((self.mu[None] - mu_new[:, None]) ** 2).sum(-1)
         idx = np.argsort(d2, axis=1)[:, :k]
-        w = 1.0 / (np.sqrt(np.take_along_axis(d2, idx, 1)) + 1e-9)
+        w = 1.0 / (np.take_along_axis(d2, idx, 1) + 1e-12)  # Shepard weights 1/d²
         return (self.embedding[idx] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
 
     # ------------------------------------------------------------------ persistence
@@ -88,7 +88,7 @@ class LatentMap:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(folder / "latent_map.npz", embedding=self.embedding.astype(np.float32),
-                            mu=self.mu.astype(np.float32), params=self.params, names=np.array(self.names))
+                            mu=self.mu, params=self.params, names=np.array(self.names))
         if self.reducer is not None:
             import joblib
 
