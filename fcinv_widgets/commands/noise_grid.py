@@ -7,7 +7,7 @@ from ..cli import emit
 
 def register(sub):
     p = sub.add_parser("noise-grid", help="noise robustness: R² per FC on a 5×5 (B, P) grid of noisy test sets")
-    p.add_argument("--model", required=True, help="checkpoint directory or shipped name")
+    p.add_argument("--model", required=True, help="checkpoint directory or shipped name (VAE or ResNet)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="output HDF5 (read by NoiseGridExplorer)")
     p.add_argument("--max-test", type=int, default=None, help="use only the first N test spectra")
@@ -26,11 +26,13 @@ class _Predict:
         self.model, self.n_samples, self._inv = model, n_samples, None
 
     def __call__(self, x):
-        from ..models import Inverter
+        from ..models import load_model
 
         if self._inv is None:
-            self._inv = Inverter.load(self.model)
-        return self._inv.predict(x, n_samples=self.n_samples, reconstruct=False).mean
+            self._inv = load_model(self.model)
+        if self._inv.kind == "vae":
+            return self._inv.predict(x, n_samples=self.n_samples, reconstruct=False).mean
+        return self._inv.predict(x).mean
 
     def __getstate__(self):
         return {"model": self.model, "n_samples": self.n_samples, "_inv": None}
@@ -38,11 +40,11 @@ class _Predict:
 
 def run(args) -> int:
     from ..analysis.noise_grid import plot_noise_grid, run_noise_grid
-    from ..models import Inverter, resolve_model
+    from ..models import load_model, resolve_model
     from ..models.train import load_split
 
     model = str(resolve_model(args.model))
-    inv = Inverter.load(model)
+    inv = load_model(model)
     x, y, info = load_split(args.dataset, "test", args.max_test)
     res = run_noise_grid(_Predict(model, args.n_samples), x, y, inv.names, seed=args.seed, model=model,
                          scheduler=args.scheduler, progress=not args.json)
