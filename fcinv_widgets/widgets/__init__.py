@@ -2,8 +2,10 @@
 
 from .fc_explorer import FCExplorer, FCExplorerView, SliderDomainError
 from .noise_grid import NoiseGridExplorer, NoiseGridResult, NoiseGridView
+from .orientation import OrientationScatter, OrientationView, ScanSelectionError
 
 __all__ = [
     "FCExplorer", "FCExplorerView", "SliderDomainError",
     "NoiseGridExplorer", "NoiseGridResult", "NoiseGridView",
+    "OrientationScatter", "OrientationView", "ScanSelectionError",
 ]
