@@ -208,6 +208,7 @@ function render({ model, el: root }) {
     const vals = column(st.mean, k), errs = column(st.std, k);
     const full = st.full ? st.full[k] : null, ref = st.ref ? st.ref[k] : null;
     geom = scatterGeometry(st.angles, vals, errs, [full, ref], scatter.width, scatter.height);
+    scatter.fcinvGeom = geom; // point positions, for tests and tools
     const { rect, yr } = geom;
     axes(ctx, rect, geom.xr, yr, "sample angle ω (°)", `${model.get("names")[k] || ""} (${model.get("units")})`);
     ctx.strokeStyle = "#aaa"; ctx.lineWidth = 1;
@@ -239,6 +240,7 @@ function render({ model, el: root }) {
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, msePanel.width, msePanel.height);
     if (!st.angles || !st.mse) return;
     mgeom = mseGeometry(st.angles, st.mse, msePanel.width, msePanel.height);
+    msePanel.fcinvGeom = mgeom;
     axes(ctx, mgeom.rect, mgeom.xr, mgeom.yr, "ω (°)", "MSE vs full data", true);
     ctx.fillStyle = "#222"; ctx.textAlign = "left"; ctx.textBaseline = "top";
     ctx.fillText("MSE vs full data (log)", mgeom.rect.x, 4);
