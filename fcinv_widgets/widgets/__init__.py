@@ -1,6 +1,7 @@
 """Jupyter widgets (anywidget): synced views + user-facing classes taking library objects."""
 
 from .fc_explorer import FCExplorer, FCExplorerView, SliderDomainError
+from .latent_picker import LatentPicker, LatentPickerView, LatentSelectionError
 from .noise_grid import NoiseGridExplorer, NoiseGridResult, NoiseGridView
 from .orientation import OrientationScatter, OrientationView, ScanSelectionError
 
@@ -8,4 +9,5 @@ __all__ = [
     "FCExplorer", "FCExplorerView", "SliderDomainError",
     "NoiseGridExplorer", "NoiseGridResult", "NoiseGridView",
     "OrientationScatter", "OrientationView", "ScanSelectionError",
+    "LatentPicker", "LatentPickerView", "LatentSelectionError",
 ]
