@@ -96,7 +96,7 @@ function render({ model, el: root }) {
   root.classList.add("fcinv-latent-picker");
   const stopKeys = (e) => { if (e.target.tagName === "SELECT") e.stopPropagation(); };
   root.addEventListener("keydown", stopKeys);
-  const wrap = el("div", { style: "display:flex;flex-direction:column;gap:6px;font:12px sans-serif" }, root);
+  const wrap = el("div", { style: "display:flex;flex-direction:column;align-items:flex-start;gap:6px;font:12px sans-serif" }, root);
   const ctl = el("div", { style: "display:flex;gap:8px;align-items:center" }, wrap);
   el("span", { textContent: "colour by:" }, ctl);
   const fcSel = el("select", { className: "fcinv-fc" }, ctl);
