@@ -150,7 +150,8 @@ class LatentPicker:
         self.widget.fc = fc
         self._update_color()
         self.widget.observe(lambda _: self._update_color(), names=["fc"])
-        self.widget.observe(lambda _: self._update_ray(), names=["ray", "ray_n"])
+        self._quiet = False
+        self.widget.observe(lambda _: None if self._quiet else self._update_ray(), names=["ray", "ray_n"])
 
     # -- public API -------------------------------------------------------
     @property
@@ -186,10 +187,16 @@ class LatentPicker:
     def set_ray(self, a, b, n: int | None = None) -> np.ndarray | None:
         """Decode spectra along the latent line between ``a`` and ``b`` (point indices or
         [x, y] map positions); returns the strip (n, nq, nE), also shown in the widget."""
-        with self.widget.hold_trait_notifications():
-            if n is not None:
+        if n is not None and n != self.widget.ray_n:
+            self._quiet = True  # decode once, with the new n and the new end points
+            try:
                 self.widget.ray_n = n
-            self.widget.ray = [a, b]
+            finally:
+                self._quiet = False
+        frame = self.widget.strip_frame
+        self.widget.ray = [a, b]
+        if self.widget.strip_frame == frame:  # same end points as before: no change event
+            self._update_ray()
         if self.widget.error:
             raise FcinvError(self.widget.error)
         return self.ray_spectra

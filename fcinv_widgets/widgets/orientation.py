@@ -11,6 +11,7 @@ Two levels, like the other widgets:
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
 import anywidget
@@ -151,7 +152,14 @@ class OrientationScatter:
 
     def select(self, index: int | None) -> None:
         """Select scan ``index`` (None or -1: no scan)."""
-        self.widget.selected = -1 if index is None else int(index)
+        if index is None:
+            self.widget.selected = -1
+            return
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise ScanSelectionError(f"select needs an integer scan index, got {index!r}") from None
+        self.widget.selected = i
 
     @property
     def fc(self) -> int:

@@ -126,3 +126,14 @@ def test_saved_map_round_trip(lmap, tmp_path):
     lp = LatentPicker(LatentMap.load(tmp_path), decoder=FakeDecoder(latent=6))
     np.testing.assert_allclose(lp.widget.xy, lmap.embedding, rtol=1e-6)
     assert lp.set_ray(0, 1).shape[0] == 8
+
+
+def test_set_ray_decodes_once(lmap):
+    dec = FakeDecoder(latent=6)
+    lp = LatentPicker(lmap, decoder=dec)
+    lp.set_ray(1, 2)
+    assert dec.calls == 1
+    assert lp.set_ray(3, 4, n=5).shape[0] == 5 and dec.calls == 2  # new n and ends: one decode
+    assert lp.set_ray(3, 4, n=6).shape[0] == 6 and dec.calls == 3  # same ends, new n
+    lp.widget.set_state({"ray_n": 4})  # from the browser: re-decodes the current ray
+    assert lp.ray_spectra.shape[0] == 4 and dec.calls == 4

@@ -51,6 +51,8 @@ def test_bad_selection_raises_and_keeps_widget_usable(setup):
         o.select(20)
     with pytest.raises(FcinvError, match="fc must be an index"):
         o.fc = 8
+    with pytest.raises(ScanSelectionError, match="integer scan index"):
+        o.select(2.5)
     assert o.selected == 3 and o.fc == 0
     o.select(4)
     np.testing.assert_array_equal(o.widget.input_image, res.inputs[4])
@@ -94,3 +96,16 @@ def test_shape_mismatch(setup):
     res, fm = setup
     with pytest.raises(GridMismatchError, match="the grid is"):
         OrientationScatter(res, grid=make_fake_grid(20, 24))
+
+
+def test_real_ge_forward_model_dispersion(ge):
+    """The Ge forward model (Backend.to_numpy) gives the dispersion on the Ge grid."""
+    fm = ge.forward_model()
+    res = fake_scan_inference(n=4, grid=ge.grid)
+    ref = np.asarray(ge.reference_params, float)[np.asarray(ge.active)]
+    res.mean = ref[None] * (1 + 0.02 * np.arange(4))[:, None]
+    res.names = list(ge.active_names)
+    o = OrientationScatter(res, forward_model=fm, selected=2)
+    assert o.widget.error == "" and o.widget.freqs.shape == (ge.grid.shape[0], 6)
+    np.testing.assert_allclose(o.widget.freqs, fm.backend.to_numpy(fm.frequencies(res.mean[2][None]))[0], rtol=1e-5)
+    assert o.widget.q_labels[0] == [0.0, "Γ"]
