@@ -15,6 +15,15 @@ export const DIVERGING_STOPS = [
   [0.75, 239, 138, 98], [1.0, 178, 24, 43],
 ];
 
+/** Cyclic (twilight-like) map for angles: the ends meet, so 0° and 360° share a colour. */
+export const CYCLIC_STOPS = [
+  [0.0, 226, 217, 226], [0.125, 160, 184, 211], [0.25, 94, 128, 193], [0.375, 88, 64, 160],
+  [0.5, 47, 20, 55], [0.625, 118, 39, 75], [0.75, 184, 98, 78], [0.875, 210, 167, 146],
+  [1.0, 226, 217, 226],
+];
+/** Categorical colours for overlays / legends (Tableau 10). */
+export const CATEGORICAL = ["#d62728", "#ff7f0e", "#e377c2", "#17becf", "#8c564b", "#bcbd22", "#2ca02c", "#1f77b4"];
+
 /** Build a 256-entry RGB lookup table (Uint8Array of length 768). */
 export function makeLut(stops = VIRIDIS_STOPS, n = 256) {
   const lut = new Uint8Array(n * 3);
@@ -215,4 +224,40 @@ export function toFloat(arr) {
   for (let i = 0; i < arr.length; i++) out[i] = arr[i] * arr.scale;
   out.shape = arr.shape;
   return out;
+}
+
+/** RGB triple of value v on a LUT spanning [vmin, vmax] (clamped; NaN -> grey). */
+export function lutColor(lut, v, vmin = 0, vmax = 1) {
+  if (Number.isNaN(v)) return [128, 128, 128];
+  const n = lut.length / 3;
+  const t = vmax > vmin ? (v - vmin) / (vmax - vmin) : 0;
+  const k = Math.max(0, Math.min(n - 1, Math.round(t * (n - 1))));
+  return [lut[3 * k], lut[3 * k + 1], lut[3 * k + 2]];
+}
+
+/** CSS colour string of an RGB triple. */
+export function cssRGB([r, g, b]) { return `rgb(${r},${g},${b})`; }
+
+/** [min, max] of the finite values of several arrays, widened by frac on each side (never empty). */
+export function extent(arrays, frac = 0.05) {
+  let lo = Infinity, hi = -Infinity;
+  for (const a of arrays) {
+    if (!a) continue;
+    for (let i = 0; i < a.length; i++) { const v = a[i]; if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
+  }
+  if (!(hi >= lo)) return [0, 1];
+  if (hi === lo) { const d = Math.abs(lo) * 0.1 || 1; return [lo - d, hi + d]; }
+  const d = (hi - lo) * frac;
+  return [lo - d, hi + d];
+}
+
+/** Pixel positions of data points (xs, ys) in rect {x, y, w, h} for ranges xr, yr (y upwards). */
+export function projectPoints(xs, ys, xr, yr, rect) {
+  const n = xs.length;
+  const px = new Float64Array(n), py = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    px[i] = linmap(xs[i], xr[0], xr[1], rect.x, rect.x + rect.w);
+    py[i] = linmap(ys[i], yr[0], yr[1], rect.y + rect.h, rect.y);
+  }
+  return { px, py };
 }

@@ -1,0 +1,297 @@
+// LatentPicker view: UMAP scatter of latent means coloured by a chosen FC; click and lasso
+// selection, overlay points with a legend, and a ray tool (two clicks) whose decoded spectra
+// come back from the kernel as a strip of small images.
+// State comes from the Python LatentPickerView; arrays arrive as {buffer, dtype, shape}.
+import {
+  makeLut, floatToRGBA, nearestPoint, lassoSelect, decodeArray, lutColor, cssRGB, extent,
+  projectPoints, linmap, CATEGORICAL,
+} from "./common.js";
+
+const LUT = makeLut();
+export const MAP_PAD = { l: 10, r: 70, t: 10, b: 10 };
+const MARKERS = ["star", "cross", "plus", "triangle"];
+
+/** Geometry of the map: data ranges of points + overlays (+ ray ends) and pixel positions. */
+export function mapGeometry(xy, W, H, extra = null) {
+  const rect = { x: MAP_PAD.l, y: MAP_PAD.t, w: W - MAP_PAD.l - MAP_PAD.r, h: H - MAP_PAD.t - MAP_PAD.b };
+  const n = xy ? xy.length / 2 : 0;
+  const xs = new Float64Array(n), ys = new Float64Array(n);
+  for (let i = 0; i < n; i++) { xs[i] = xy[2 * i]; ys[i] = xy[2 * i + 1]; }
+  const ex = [], ey = [];
+  if (extra) for (let i = 0; i < extra.length / 2; i++) { ex.push(extra[2 * i]); ey.push(extra[2 * i + 1]); }
+  const xr = extent([xs, ex], 0.04), yr = extent([ys, ey], 0.04);
+  const { px, py } = projectPoints(xs, ys, xr, yr, rect);
+  return { rect, xr, yr, px, py };
+}
+
+/** Pixel position of a data point (x, y) in the map geometry. */
+export function toPixel(g, x, y) {
+  return [linmap(x, g.xr[0], g.xr[1], g.rect.x, g.rect.x + g.rect.w), linmap(y, g.yr[0], g.yr[1], g.rect.y + g.rect.h, g.rect.y)];
+}
+
+/** Data position of a pixel (x, y) in the map geometry. */
+export function toData(g, x, y) {
+  return [linmap(x, g.rect.x, g.rect.x + g.rect.w, g.xr[0], g.xr[1]), linmap(y, g.rect.y + g.rect.h, g.rect.y, g.yr[0], g.yr[1])];
+}
+
+/** Click selection: [i] for the nearest point within maxDist; with `add`, toggles i in current. */
+export function clickSelection(g, x, y, current = [], add = false, maxDist = 8) {
+  const i = nearestPoint(x, y, g.px, g.py, maxDist);
+  if (!add) return i < 0 ? [] : [i];
+  if (i < 0) return [...current];
+  const s = new Set(current);
+  if (s.has(i)) s.delete(i); else s.add(i);
+  return [...s].sort((a, b) => a - b);
+}
+
+/** Lasso selection: indices inside the pixel polygon (union with current when add). */
+export function lassoSelection(g, poly, current = [], add = false) {
+  const inside = Array.from(lassoSelect(g.px, g.py, poly));
+  if (!add) return inside;
+  return [...new Set([...current, ...inside])].sort((a, b) => a - b);
+}
+
+/** A ray end point from a click: the nearest map point's index (within maxDist), else [x, y] data. */
+export function rayEndpoint(g, x, y, maxDist = 12) {
+  const i = nearestPoint(x, y, g.px, g.py, maxDist);
+  return i >= 0 ? i : toData(g, x, y);
+}
+
+/** CSS colours of the points for values on [lo, hi] with the viridis LUT. */
+export function pointColors(values, lo, hi, lut = LUT) {
+  return Array.from(values, (v) => cssRGB(lutColor(lut, v, lo, hi)));
+}
+
+function el(tag, props = {}, parent = null) {
+  const e = Object.assign(document.createElement(tag), props);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+function marker(ctx, kind, x, y, r, color) {
+  ctx.save(); ctx.strokeStyle = "#000"; ctx.fillStyle = color; ctx.lineWidth = 1;
+  ctx.beginPath();
+  if (kind === "star") {
+    for (let k = 0; k < 10; k++) {
+      const a = -Math.PI / 2 + (k * Math.PI) / 5, rr = k % 2 ? r * 0.45 : r;
+      ctx.lineTo(x + rr * Math.cos(a), y + rr * Math.sin(a));
+    }
+    ctx.closePath(); ctx.fill(); ctx.stroke();
+  } else if (kind === "triangle") {
+    ctx.moveTo(x, y - r); ctx.lineTo(x + r, y + r * 0.8); ctx.lineTo(x - r, y + r * 0.8); ctx.closePath();
+    ctx.fill(); ctx.stroke();
+  } else {
+    const d = kind === "cross" ? r * 0.75 : r;
+    ctx.strokeStyle = color; ctx.lineWidth = 2.5;
+    if (kind === "cross") { ctx.moveTo(x - d, y - d); ctx.lineTo(x + d, y + d); ctx.moveTo(x - d, y + d); ctx.lineTo(x + d, y - d); }
+    else { ctx.moveTo(x - d, y); ctx.lineTo(x + d, y); ctx.moveTo(x, y - d); ctx.lineTo(x, y + d); }
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function bump(canvas) { canvas.dataset.frame = String(Number(canvas.dataset.frame || 0) + 1); }
+
+function render({ model, el: root }) {
+  root.classList.add("fcinv-latent-picker");
+  const stopKeys = (e) => { if (e.target.tagName === "SELECT") e.stopPropagation(); };
+  root.addEventListener("keydown", stopKeys);
+  const wrap = el("div", { style: "display:flex;flex-direction:column;align-items:flex-start;gap:6px;font:12px sans-serif" }, root);
+  const ctl = el("div", { style: "display:flex;gap:8px;align-items:center" }, wrap);
+  el("span", { textContent: "colour by:" }, ctl);
+  const fcSel = el("select", { className: "fcinv-fc" }, ctl);
+  const toolBtns = {};
+  for (const [t, label] of [["select", "click"], ["lasso", "lasso"], ["ray", "ray"]]) {
+    toolBtns[t] = el("button", { textContent: label, className: `fcinv-tool-${t}`, title: `${t} tool` }, ctl);
+    toolBtns[t].addEventListener("click", () => { model.set("tool", t); model.save_changes(); });
+  }
+  const clear = el("button", { textContent: "clear", className: "fcinv-clear" }, ctl);
+  const info = el("span", { className: "fcinv-sel-info" }, ctl);
+  const errBox = el("div", { className: "fcinv-error", style: "color:#b00" }, wrap);
+  const canvas = el("canvas", { width: 560, height: 460, className: "fcinv-map" }, wrap);
+  const strip = el("canvas", { width: 900, height: 130, className: "fcinv-strip" }, wrap);
+  canvas.style.cursor = "crosshair";
+
+  const st = { pending: null, lasso: null };
+  let geom = null;
+  function read() {
+    st.xy = decodeArray(model.get("xy"));
+    st.color = decodeArray(model.get("color"));
+    st.oxy = decodeArray(model.get("overlay_xy"));
+    st.ogroup = decodeArray(model.get("overlay_group"));
+    st.rayxy = decodeArray(model.get("ray_xy"));
+    st.strip = decodeArray(model.get("strip"));
+    const [lo, hi] = model.get("color_range");
+    st.colors = st.color ? pointColors(st.color, lo, hi) : [];
+  }
+  function syncControls() {
+    fcSel.textContent = "";
+    model.get("names").forEach((t, i) => el("option", { value: String(i), textContent: t }, fcSel));
+    fcSel.value = String(model.get("fc"));
+    for (const [t, b] of Object.entries(toolBtns)) b.style.fontWeight = model.get("tool") === t ? "bold" : "normal";
+    toolBtns.ray.disabled = false;
+  }
+  fcSel.addEventListener("change", () => { model.set("fc", Number(fcSel.value)); model.save_changes(); });
+  clear.addEventListener("click", () => { st.pending = null; model.set("selected", []); model.set("ray", []); model.save_changes(); });
+
+  function paintMap() {
+    const ctx = canvas.getContext("2d");
+    const W = canvas.width, H = canvas.height;
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
+    if (!st.xy) return;
+    geom = mapGeometry(st.xy, W, H, st.oxy);
+    canvas.fcinvGeom = geom; // for tests and tools
+    const sel = model.get("selected");
+    const selSet = new Set(sel);
+    const n = geom.px.length;
+    ctx.globalAlpha = sel.length ? 0.35 : 0.9;
+    for (let i = 0; i < n; i++) { ctx.fillStyle = st.colors[i]; ctx.fillRect(geom.px[i] - 2, geom.py[i] - 2, 4, 4); }
+    ctx.globalAlpha = 1;
+    for (const i of sel) {
+      ctx.fillStyle = st.colors[i]; ctx.strokeStyle = "#000"; ctx.lineWidth = 1;
+      ctx.beginPath(); ctx.arc(geom.px[i], geom.py[i], 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
+    }
+    // overlays + legend
+    const names = model.get("overlay_names");
+    if (st.oxy && st.ogroup) {
+      for (let k = 0; k < st.ogroup.length; k++) {
+        const g = st.ogroup[k];
+        const [x, y] = toPixel(geom, st.oxy[2 * k], st.oxy[2 * k + 1]);
+        marker(ctx, MARKERS[g % MARKERS.length], x, y, 7, CATEGORICAL[g % CATEGORICAL.length]);
+      }
+    }
+    names.forEach((t, g) => {
+      const y = geom.rect.y + 10 + 16 * g;
+      ctx.fillStyle = "rgba(255,255,255,0.8)"; ctx.fillRect(geom.rect.x + 2, y - 8, 14 + 7 * t.length + 10, 16);
+      marker(ctx, MARKERS[g % MARKERS.length], geom.rect.x + 10, y, 6, CATEGORICAL[g % CATEGORICAL.length]);
+      ctx.fillStyle = "#222"; ctx.font = "11px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+      ctx.fillText(t, geom.rect.x + 20, y);
+    });
+    // ray
+    if (st.rayxy) {
+      const [ax, ay] = toPixel(geom, st.rayxy[0], st.rayxy[1]);
+      const [bx, by] = toPixel(geom, st.rayxy[2], st.rayxy[3]);
+      ctx.strokeStyle = "#e00"; ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke();
+      const m = model.get("ray_n");
+      ctx.fillStyle = "#e00";
+      for (let k = 0; k < m; k++) {
+        const t = m > 1 ? k / (m - 1) : 0;
+        ctx.beginPath(); ctx.arc(ax + t * (bx - ax), ay + t * (by - ay), k === 0 || k === m - 1 ? 5 : 3, 0, 2 * Math.PI); ctx.fill();
+      }
+      ctx.fillStyle = "#000"; ctx.font = "bold 11px sans-serif"; ctx.fillText("A", ax + 6, ay - 6); ctx.fillText("B", bx + 6, by - 6);
+    }
+    if (st.pending != null) {
+      const [x, y] = typeof st.pending === "number" ? [geom.px[st.pending], geom.py[st.pending]] : toPixel(geom, ...st.pending);
+      ctx.strokeStyle = "#e00"; ctx.lineWidth = 2; ctx.beginPath(); ctx.arc(x, y, 7, 0, 2 * Math.PI); ctx.stroke();
+    }
+    if (st.lasso && st.lasso.length > 1) {
+      ctx.strokeStyle = "#333"; ctx.setLineDash([4, 3]); ctx.lineWidth = 1.2; ctx.beginPath();
+      st.lasso.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.closePath(); ctx.stroke(); ctx.setLineDash([]);
+    }
+    // colour bar
+    const [lo, hi] = model.get("color_range");
+    const cx = W - MAP_PAD.r + 14, cy0 = MAP_PAD.t + 10, cy1 = H - MAP_PAD.b - 10;
+    for (let y = cy0; y < cy1; y++) { ctx.fillStyle = cssRGB(lutColor(LUT, cy1 - y, 0, cy1 - cy0)); ctx.fillRect(cx, y, 12, 1); }
+    ctx.strokeStyle = "#333"; ctx.lineWidth = 1; ctx.strokeRect(cx, cy0, 12, cy1 - cy0);
+    ctx.fillStyle = "#222"; ctx.font = "10px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+    ctx.fillText(Number(hi.toPrecision(3)).toString(), cx + 15, cy0);
+    ctx.fillText(Number(lo.toPrecision(3)).toString(), cx + 15, cy1);
+    ctx.save(); ctx.translate(cx + 30, (cy0 + cy1) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
+    ctx.fillText(`${model.get("names")[model.get("fc")] || ""} (${model.get("units")})`, 0, 0); ctx.restore();
+    bump(canvas);
+  }
+
+  function paintStrip() {
+    const ctx = strip.getContext("2d");
+    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, strip.width, strip.height);
+    ctx.fillStyle = "#222"; ctx.font = "11px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "top";
+    if (!st.strip) {
+      ctx.fillText(model.get("can_decode") ? "ray tool: click two points to decode spectra along the latent line"
+        : "ray tool: give the trained VAE (LatentPicker(map, model)) to decode", 4, 4);
+      bump(strip); return;
+    }
+    const [m, nq, nE] = st.strip.shape;
+    const gap = 4, w = Math.min(110, (strip.width - gap * (m - 1)) / m), h = strip.height - 18;
+    const off = new OffscreenCanvas(nq, nE);
+    const octx = off.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    for (let k = 0; k < m; k++) {
+      const id = octx.createImageData(nq, nE);
+      floatToRGBA(st.strip.subarray(k * nq * nE, (k + 1) * nq * nE), nq, nE, LUT, 0, 1, id.data);
+      octx.putImageData(id, 0, 0);
+      const x = k * (w + gap);
+      ctx.drawImage(off, x, 16, w, h);
+      ctx.fillStyle = "#222";
+      ctx.fillText(k === 0 ? "A" : k === m - 1 ? "B" : `t=${(k / (m - 1)).toFixed(2)}`, x + 2, 2);
+    }
+    bump(strip);
+  }
+
+  function paintInfo() {
+    const sel = model.get("selected");
+    const tool = model.get("tool");
+    const hint = tool === "lasso" ? "drag to lasso (shift adds)" : tool === "ray"
+      ? (st.pending == null ? "ray: click the first point" : "ray: click the second point") : "click a point (shift toggles)";
+    info.textContent = `${sel.length} selected — ${hint}`;
+    errBox.textContent = model.get("error");
+  }
+
+  const pos = (e) => {
+    const r = canvas.getBoundingClientRect();
+    return [(e.clientX - r.left) * (canvas.width / r.width), (e.clientY - r.top) * (canvas.height / r.height)];
+  };
+  canvas.addEventListener("mousedown", (e) => {
+    if (!geom || model.get("tool") !== "lasso") return;
+    st.lasso = [pos(e)];
+    e.preventDefault();
+  });
+  canvas.addEventListener("mousemove", (e) => {
+    if (!st.lasso) return;
+    st.lasso.push(pos(e));
+    paintMap();
+  });
+  const endLasso = (e) => {
+    if (!st.lasso) return;
+    const poly = st.lasso; st.lasso = null;
+    if (poly.length >= 3) {
+      model.set("selected", lassoSelection(geom, poly, model.get("selected"), e.shiftKey));
+      model.save_changes();
+    }
+    paintMap();
+  };
+  canvas.addEventListener("mouseup", endLasso);
+  canvas.addEventListener("mouseleave", endLasso);
+  canvas.addEventListener("click", (e) => {
+    if (!geom) return;
+    const [x, y] = pos(e);
+    const tool = model.get("tool");
+    if (tool === "select") {
+      model.set("selected", clickSelection(geom, x, y, model.get("selected"), e.shiftKey));
+      model.save_changes();
+    } else if (tool === "ray") {
+      const p = rayEndpoint(geom, x, y);
+      if (st.pending == null) { st.pending = p; paintMap(); paintInfo(); return; }
+      const a = st.pending; st.pending = null;
+      model.set("ray", [a, p]); model.save_changes();
+      paintInfo();
+    }
+  });
+
+  const onData = () => { read(); paintMap(); };
+  const onSel = () => { paintMap(); paintInfo(); };
+  const onStrip = () => { read(); paintMap(); paintStrip(); paintInfo(); };
+  const onCtl = () => { syncControls(); st.pending = null; paintMap(); paintInfo(); };
+  const handlers = {
+    color: onData, xy: onData, overlay_names: onData, selected: onSel, strip_frame: onStrip,
+    tool: onCtl, names: onCtl, fc: onCtl, error: paintInfo,
+  };
+  for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
+  syncControls(); read(); paintMap(); paintStrip(); paintInfo();
+  return () => {
+    root.removeEventListener("keydown", stopKeys);
+    for (const k of Object.keys(handlers)) model.off(`change:${k}`);
+  };
+}
+
+export default { render };

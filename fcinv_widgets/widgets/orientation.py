@@ -1,0 +1,234 @@
+"""OrientationScatter: predicted force constants vs sample angle for every single scan.
+
+Two levels, like the other widgets:
+
+* :class:`OrientationView` - the synced anywidget (state and binary arrays only).
+* :class:`OrientationScatter` - the user-facing object, built from a
+  :class:`~fcinv_widgets.analysis.scan_inference.ScanInference` (any object with its
+  fields plugs in) and optionally a forward model; on a selection it sends the scan's
+  input, its reconstruction and the dispersion predicted at the scan's mean FCs.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Sequence
+
+import anywidget
+import numpy as np
+import traitlets
+
+from ..errors import FcinvError, GridMismatchError
+from ._assets import load_esm
+from ._traits import synced_array
+from .fc_explorer import UNITS, _to_numpy
+
+
+class ScanSelectionError(FcinvError):
+    """A scan index outside the ScanInference (or a bad FC index)."""
+
+
+class OrientationView(anywidget.AnyWidget):
+    """Synced state of the orientation scatter. Arrays cross as bytes (dtype + shape)."""
+
+    _esm = load_esm("orientation.js")
+
+    names = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    units = traitlets.Unicode(UNITS).tag(sync=True)
+    fc = traitlets.Int(0).tag(sync=True)
+    angles = synced_array("float32", ndim=1)
+    mean = synced_array("float32", ndim=2)  # (n_scans, n_fc)
+    std = synced_array("float32", ndim=2)
+    full_mean = synced_array("float32", ndim=1)
+    full_std = synced_array("float32", ndim=1)
+    reference = synced_array("float32", ndim=1)  # None when unknown
+    mse = synced_array("float32", ndim=1)
+    coverage = synced_array("float32", ndim=1)
+    selected = traitlets.Int(-1).tag(sync=True)
+    input_image = synced_array("float32", ndim=2)  # (nq, nE), NaN = not covered
+    recon_image = synced_array("float32", ndim=2)
+    freqs = synced_array("float32", ndim=2)  # (nq, nmodes) meV, None without a forward model
+    q_labels = traitlets.List().tag(sync=True)
+    q_breaks = traitlets.List(traitlets.Float()).tag(sync=True)
+    q_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
+    energy_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
+    scan_frame = traitlets.Int(0).tag(sync=True)  # bumped after the selected scan's arrays changed
+    error = traitlets.Unicode("").tag(sync=True)
+
+    @traitlets.validate("fc")
+    def _check_fc(self, proposal):
+        v = proposal["value"]
+        if self.names and not 0 <= v < len(self.names):
+            raise ScanSelectionError(f"fc must be an index in [0, {len(self.names)}), got {v}")
+        return v
+
+    @traitlets.validate("selected")
+    def _check_selected(self, proposal):
+        v = proposal["value"]
+        n = 0 if self.angles is None else len(self.angles)
+        if v != -1 and not 0 <= v < n:
+            raise ScanSelectionError(f"selected must be -1 (none) or a scan index in [0, {n}), got {v}")
+        return v
+
+
+class OrientationScatter:
+    """Predicted FC vs sample angle ω for all single scans (points coloured by ω, error bars
+    from the spread, lines for the full-data prediction and the reference), a small
+    MSE-vs-ω panel, and for the clicked scan its input, reconstruction and predicted dispersion.
+
+    Parameters
+    ----------
+    result : a ``ScanInference`` (fields ``names, angles_deg, mean, std, full_mean,
+        full_std, reference, mse, inputs, recon, coverage``).
+    forward_model : optional; ``frequencies(theta[None]) -> (1, nq, nmodes)`` meV (numpy,
+        or converted with ``forward_model.backend.to_numpy``). Draws the dispersion at the
+        selected scan's mean FCs over its input.
+    grid : the (q, E) grid (``q.labels``, ``q.breaks``, ``e.edges``/``e.centers``); default
+        ``forward_model.grid``. Without one, ``q_labels``/``q_breaks``/``energy_range`` are used.
+    fc : FC shown first; selected : scan selected first (default: the best scan, lowest MSE).
+    """
+
+    def __init__(
+        self,
+        result: Any,
+        *,
+        forward_model: Any = None,
+        grid: Any = None,
+        q_labels: Sequence | None = None,
+        q_breaks: Sequence[float] | None = None,
+        energy_range: Sequence[float] | None = None,
+        fc: int = 0,
+        selected: int | None = None,
+    ):
+        self.result = result
+        self.forward_model = forward_model
+        n = len(result.angles_deg)
+        mean = np.asarray(result.mean, float)
+        nfc = len(result.names)
+        if mean.shape != (n, nfc):
+            raise GridMismatchError(f"mean must have shape ({n}, {nfc}) (scans, FCs), got {mean.shape}")
+        inputs = np.asarray(result.inputs)
+        if inputs.ndim != 3 or len(inputs) != n:
+            raise GridMismatchError(f"inputs must have shape ({n}, nq, nE), got {inputs.shape}")
+        if np.shape(result.recon) != inputs.shape:
+            raise GridMismatchError(f"recon must have the inputs' shape {inputs.shape}, got {np.shape(result.recon)}")
+        nq, ne = inputs.shape[1:]
+        grid = grid if grid is not None else getattr(forward_model, "grid", None)
+        if grid is not None:
+            if tuple(grid.shape) != (nq, ne):
+                raise GridMismatchError(f"the grid is {tuple(grid.shape)} (nq, nE), the scans are {(nq, ne)}")
+            q_labels = q_labels if q_labels is not None else list(grid.q.labels)
+            q_breaks = q_breaks if q_breaks is not None else list(getattr(grid.q, "breaks", []))
+            if energy_range is None:
+                edges = getattr(grid.e, "edges", None)
+                e = np.asarray(edges if edges is not None else grid.e.centers, float)
+                energy_range = [float(e[0]), float(e[-1])]
+        ref = getattr(result, "reference", None)
+        self.widget = OrientationView(
+            names=[str(s) for s in result.names],
+            angles=np.asarray(result.angles_deg, np.float32),
+            mean=mean.astype(np.float32),
+            std=np.asarray(result.std, np.float32),
+            full_mean=np.asarray(result.full_mean, np.float32),
+            full_std=np.asarray(result.full_std, np.float32),
+            reference=None if ref is None else np.asarray(ref, np.float32),
+            mse=np.asarray(result.mse, np.float32),
+            coverage=np.asarray(getattr(result, "coverage", np.ones(n)), np.float32),
+            q_labels=[[float(x), str(t)] for x, t in (q_labels or [])],
+            q_breaks=[float(b) for b in (q_breaks or [])],
+            q_range=[0.0, float(nq)],
+            energy_range=[float(v) for v in (energy_range or [0.0, 1.0])],
+        )
+        self.widget.fc = fc
+        self.widget.observe(lambda _: self._update_scan(), names=["selected"])
+        self.select(int(np.argsort(np.asarray(result.mse), kind="stable")[0]) if selected is None else selected)
+
+    # -- public API -------------------------------------------------------
+    @property
+    def selected(self) -> int | None:
+        """Index of the selected scan, or None."""
+        s = self.widget.selected
+        return None if s < 0 else s
+
+    def select(self, index: int | None) -> None:
+        """Select scan ``index`` (None or -1: no scan)."""
+        if index is None:
+            self.widget.selected = -1
+            return
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise ScanSelectionError(f"select needs an integer scan index, got {index!r}") from None
+        self.widget.selected = i
+
+    @property
+    def fc(self) -> int:
+        return self.widget.fc
+
+    @fc.setter
+    def fc(self, value: int) -> None:
+        self.widget.fc = int(value)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- internals --------------------------------------------------------
+    def _frequencies(self, theta: np.ndarray) -> np.ndarray:
+        fm = self.forward_model
+        out = fm.frequencies(theta[None])
+        be = getattr(fm, "backend", None)
+        out = be.to_numpy(out) if hasattr(be, "to_numpy") else _to_numpy(out)
+        return np.asarray(out, np.float32)[0]
+
+    def _update_scan(self) -> None:
+        w = self.widget
+        i = w.selected
+        err = ""
+        freqs = None
+        if i >= 0 and self.forward_model is not None:
+            try:
+                freqs = self._frequencies(np.asarray(self.result.mean[i], float))
+            except Exception as exc:  # keep the widget usable, show why
+                err = f"forward model failed: {exc}"
+        with w.hold_sync():
+            if i >= 0:
+                w.input_image = np.asarray(self.result.inputs[i], np.float32)
+                w.recon_image = np.asarray(self.result.recon[i], np.float32)
+            else:
+                w.input_image = None
+                w.recon_image = None
+            w.freqs = freqs
+            w.error = err
+            w.scan_frame += 1
+
+
+def fake_scan_inference(n: int = 24, grid: Any = None, seed: int = 0):
+    """Small synthetic ScanInference for tests and demos (no physics): predictions scatter
+    around the fake material's reference with an angle-dependent bias; each scan covers a
+    band of the (q, E) grid. Pair it with ``FakeMaterial(grid).forward_model()``."""
+    from ..analysis.scan_inference import ScanInference
+    from .fake import FakeMaterial, make_fake_grid
+
+    rng = np.random.default_rng(seed)
+    mat = FakeMaterial(grid=grid if grid is not None else make_fake_grid(30, 24))
+    fm = mat.forward_model()
+    ref = np.asarray(mat.reference_params[mat.active], float)
+    width = mat.domain[:, 1] - mat.domain[:, 0]
+    ang = np.linspace(0.0, 180.0, n, endpoint=False)
+    bias = 0.15 * np.sin(np.deg2rad(2 * ang))[:, None] * width[None]
+    mean = ref[None] + bias + 0.03 * width[None] * rng.standard_normal((n, len(ref)))
+    std = 0.02 * width[None] * (1.5 + np.cos(np.deg2rad(ang)))[:, None] * np.ones((1, len(ref)))
+    full_mean = ref + 0.01 * width
+    recon = fm.spectra(mean)
+    nq, ne = recon.shape[1:]
+    inputs = recon + 0.05 * rng.standard_normal(recon.shape).astype(np.float32)
+    qi = np.arange(nq)
+    for k, a in enumerate(ang):  # each scan sees a band of q that moves with ω
+        c = (a / 180.0) * nq
+        d = np.minimum(np.abs(qi - c), nq - np.abs(qi - c))
+        inputs[k, d > nq * 0.3] = np.nan
+    covered = np.isfinite(inputs).reshape(n, -1)
+    mse = (((mean - full_mean) / width) ** 2).mean(1)
+    return ScanInference(names=list(mat.active_names), angles_deg=ang, mean=mean, std=std, full_mean=full_mean,
+                         full_std=0.02 * width, reference=ref, mse=mse, inputs=inputs.astype(np.float32),
+                         recon=recon.astype(np.float32), coverage=covered.mean(1), meta={"kind": "fake"})

@@ -1,0 +1,57 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { scatterGeometry, mseGeometry, pickScan, angleColors, plotRect, PAD } from "../../fcinv_widgets/static/orientation.js";
+import { lutColor, makeLut, CYCLIC_STOPS, extent, projectPoints } from "../../fcinv_widgets/static/common.js";
+
+// fake model state: 4 scans at 0, 45, 90, 135 degrees
+const angles = Float32Array.from([0, 45, 90, 135]);
+const vals = Float64Array.from([1, 2, 3, 2]);
+const errs = Float64Array.from([0.5, 0.1, 0, 0.1]);
+
+test("scatter geometry covers error bars and horizontal lines", () => {
+  const g = scatterGeometry(angles, vals, errs, [5, null], 480, 300);
+  assert.deepEqual(g.rect, plotRect(480, 300));
+  assert.ok(g.yr[0] < 0.5 && g.yr[1] > 5); // 1 - 0.5 and the full-data line at 5
+  // angle increases to the right, value increases upwards
+  assert.ok(g.px[0] < g.px[1] && g.px[1] < g.px[2]);
+  assert.ok(g.py[2] < g.py[0]);
+  for (let i = 0; i < 4; i++) {
+    assert.ok(g.px[i] >= PAD.l && g.px[i] <= 480 - PAD.r);
+    assert.ok(g.py[i] >= PAD.t && g.py[i] <= 300 - PAD.b);
+  }
+});
+
+test("hit-testing picks the nearest scan within the radius", () => {
+  const g = scatterGeometry(angles, vals, errs, [], 480, 300);
+  assert.equal(pickScan(g, g.px[2] + 3, g.py[2] - 2), 2);
+  assert.equal(pickScan(g, g.px[1], g.py[1]), 1);
+  assert.equal(pickScan(g, 2, 2), -1);
+  assert.equal(pickScan(g, g.px[3] + 20, g.py[3]), -1);
+});
+
+test("mse panel is logarithmic and tolerates zero", () => {
+  const g = mseGeometry(angles, Float32Array.from([1e-3, 1e-2, 0, 1e-1]), 260, 300);
+  assert.ok(Math.abs(g.yr[0] - -3) < 0.3 && Math.abs(g.yr[1] - -1) < 0.3);
+  assert.equal(g.py[2], g.py[0]); // zero clipped to the smallest positive
+  assert.ok(Math.abs((g.py[0] - g.py[1]) - (g.py[1] - g.py[3])) < 1e-3); // decades equally spaced
+});
+
+test("angle colours are cyclic and distinct", () => {
+  const lut = makeLut(CYCLIC_STOPS);
+  assert.deepEqual(lutColor(lut, 0, 0, 1), lutColor(lut, 1, 0, 1)); // ends meet
+  const c = angleColors(Float32Array.from([0, 45, 90, 135, 180]));
+  assert.equal(c[0], c[4]); // 0° and 180° are the same orientation for a half-turn scan set
+  assert.equal(new Set(c.slice(0, 4)).size, 4);
+  assert.match(c[1], /^rgb\(\d+,\d+,\d+\)$/);
+  assert.deepEqual(lutColor(lut, NaN), [128, 128, 128]);
+  assert.deepEqual(lutColor(makeLut(), 5, 0, 1), [253, 231, 37]); // clamped
+});
+
+test("extent and projectPoints", () => {
+  assert.deepEqual(extent([[1, NaN, 3]], 0), [1, 3]);
+  assert.deepEqual(extent([[2, 2]], 0), [1.8, 2.2]);
+  assert.deepEqual(extent([[]]), [0, 1]);
+  const p = projectPoints([0, 1], [0, 1], [0, 1], [0, 1], { x: 10, y: 20, w: 100, h: 50 });
+  assert.deepEqual([...p.px], [10, 110]);
+  assert.deepEqual([...p.py], [70, 20]);
+});

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from fcinv_widgets.errors import FcinvError, GridMismatchError
+from fcinv_widgets.widgets import OrientationScatter
+from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
+from fcinv_widgets.widgets.orientation import ScanSelectionError, fake_scan_inference
+
+
+@pytest.fixture
+def setup():
+    grid = make_fake_grid(30, 24)
+    res = fake_scan_inference(n=20, grid=grid)
+    fm = FakeMaterial(grid=grid).forward_model()
+    return res, fm
+
+
+def test_construction_sends_binary_arrays_and_selects_best(setup):
+    res, fm = setup
+    o = OrientationScatter(res, forward_model=fm)
+    best = res.best_median_worst()[0]
+    assert o.selected == best
+    st = o.widget.get_state()
+    for k in ("angles", "mean", "std", "mse", "input_image", "recon_image", "freqs"):
+        assert st[k]["dtype"] == "float32", k
+        assert isinstance(st[k]["buffer"], memoryview), k
+    assert st["mean"]["shape"] == [20, 8]
+    np.testing.assert_array_equal(o.widget.input_image, res.inputs[best])
+    assert np.isnan(o.widget.input_image).any()  # uncovered pixels stay NaN
+    assert o.widget.q_labels[1] == [10.0, "X|K"] and o.widget.energy_range == [0.0, 40.0]
+
+
+def test_select_updates_scan_arrays_and_dispersion(setup):
+    res, fm = setup
+    o = OrientationScatter(res, forward_model=fm)
+    frame = o.widget.scan_frame
+    worst = res.best_median_worst()[2]
+    o.widget.set_state({"selected": worst})  # what a click sends
+    assert o.selected == worst and o.widget.scan_frame == frame + 1
+    np.testing.assert_array_equal(o.widget.input_image, res.inputs[worst])
+    np.testing.assert_array_equal(o.widget.recon_image, res.recon[worst])
+    np.testing.assert_allclose(o.widget.freqs, fm.frequencies(res.mean[worst][None])[0], rtol=1e-6)
+    o.select(None)
+    assert o.selected is None and o.widget.input_image is None and o.widget.freqs is None
+
+
+def test_bad_selection_raises_and_keeps_widget_usable(setup):
+    res, fm = setup
+    o = OrientationScatter(res, forward_model=fm, selected=3)
+    with pytest.raises(ScanSelectionError, match=r"scan index in \[0, 20\), got 20"):
+        o.select(20)
+    with pytest.raises(FcinvError, match="fc must be an index"):
+        o.fc = 8
+    with pytest.raises(ScanSelectionError, match="integer scan index"):
+        o.select(2.5)
+    assert o.selected == 3 and o.fc == 0
+    o.select(4)
+    np.testing.assert_array_equal(o.widget.input_image, res.inputs[4])
+
+
+def test_without_forward_model_or_reference():
+    res = fake_scan_inference(n=6)
+    res.reference = None
+    o = OrientationScatter(res, q_labels=[(0, "Γ"), (30, "X")], energy_range=[0, 40])
+    assert o.widget.freqs is None and o.widget.reference is None
+    assert o.widget.q_labels == [[0.0, "Γ"], [30.0, "X"]]
+
+
+def test_backend_to_numpy_and_failing_forward_model(setup):
+    res, fm = setup
+
+    class Backend:
+        def to_numpy(self, x):
+            return np.asarray(x) * 0 + 1.0
+
+    class FM:
+        grid = fm.grid
+        backend = Backend()
+
+        def frequencies(self, theta):
+            assert theta.shape == (1, 8)
+            return np.zeros((1, 30, 3))
+
+    o = OrientationScatter(res, forward_model=FM())
+    assert np.all(o.widget.freqs == 1.0)
+
+    class Bad(FM):
+        def frequencies(self, theta):
+            raise RuntimeError("boom")
+
+    o = OrientationScatter(res, forward_model=Bad())
+    assert "boom" in o.widget.error and o.widget.input_image is not None
+
+
+def test_shape_mismatch(setup):
+    res, fm = setup
+    with pytest.raises(GridMismatchError, match="the grid is"):
+        OrientationScatter(res, grid=make_fake_grid(20, 24))
+
+
+def test_real_ge_forward_model_dispersion(ge):
+    """The Ge forward model (Backend.to_numpy) gives the dispersion on the Ge grid."""
+    fm = ge.forward_model()
+    res = fake_scan_inference(n=4, grid=ge.grid)
+    ref = np.asarray(ge.reference_params, float)[np.asarray(ge.active)]
+    res.mean = ref[None] * (1 + 0.02 * np.arange(4))[:, None]
+    res.names = list(ge.active_names)
+    o = OrientationScatter(res, forward_model=fm, selected=2)
+    assert o.widget.error == "" and o.widget.freqs.shape == (ge.grid.shape[0], 6)
+    np.testing.assert_allclose(o.widget.freqs, fm.backend.to_numpy(fm.frequencies(res.mean[2][None]))[0], rtol=1e-5)
+    assert o.widget.q_labels[0] == [0.0, "Γ"]
