@@ -47,7 +47,12 @@ def run(args) -> int:
         raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
     d = evaluate_model(model, x, y, n_samples=args.n_samples)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
-    d |= {"dataset": str(args.dataset), "model": str(args.model)}
+    d |= {"dataset": str(args.dataset), "model": str(args.model),
+          "evaluated_with": f"fcinv evaluate --model {args.model} --dataset {Path(args.dataset).name}"
+                            + (f" --max-test {args.max_test}" if args.max_test else "") + f" --n-samples {args.n_samples}"}
+    tr = dict(model.config.get("training") or {})
+    if tr:  # how the checkpoint was trained (sizes, epochs, wall time, device), without the per-epoch history
+        d["training"] = {k: v for k, v in tr.items() if k not in ("history",)}
     if args.write_metrics:
         Path(resolve_model(args.model)).with_name("metrics.json").write_text(json.dumps(d, indent=1))
     label = f"{model.material} {model.kind}"
