@@ -16,7 +16,7 @@ def register(sub):
                                    "spectrometer (ARCS-like), and write the per-angle scans and the full data set.")
     add_material_args(p)
     p.add_argument("--ei", type=float, required=True, help="incident energy (meV); must exceed the grid's largest energy")
-    p.add_argument("--angles", default="0:120:1", help="sample angles ω in degrees: start:stop:step (stop excluded) or a comma list (default 0:120:1)")
+    p.add_argument("--angles", default="0:120:1", help="sample angles ω in degrees: start:stop:step (stop excluded) or a comma list (default 0:120:1); write --angles=-30:90:1 when it starts negative")
     p.add_argument("--temperature", type=float, default=5.0, help="sample temperature (K, default 5)")
     p.add_argument("--qmax", type=float, default=None, help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)")
     p.add_argument("--u", default="1,1,0", help="sample direction along the beam at ω = 0 (Cartesian/cubic axes, default 1,1,0)")
