@@ -33,6 +33,8 @@ def run(args) -> int:
     from ..spectrum_io import write_spectrum
 
     mat, fc = load_material(args)
+    if args.full_sqe:
+        return _run_full_sqe(args, mat, fc)
     b = mat.basis
     ref = mat.reference_params.copy() if fc is None else b.reduce(fc)[0]
     active = mat.active
@@ -41,8 +43,6 @@ def run(args) -> int:
         if fc is not None:
             raise FcinvError("give either --params or --force-constants, not both")
         theta = parse_params(args.params, len(active))
-    if args.full_sqe:
-        return _run_full_sqe(args, mat, fc)
     resolution = ("arcs", args.ei) if args.ei else None
     fm = ForwardModel(b, mat.grid, ref, active, sigma_mev=args.sigma, resolution=resolution, names=mat.active_names)
     img, stable = fm.spectra(theta, return_stable=True)
@@ -83,8 +83,8 @@ def _run_full_sqe(args, mat, fc) -> int:
     if args.ei is not None:
         check_ei(args.ei, mat.grid)
     noise = parse_noise(args.noise) if args.noise else None
-    params, source = default_params(mat, fc)
     t0 = time.perf_counter()
+    params, source = default_params(mat, fc)
     reach = reach_qmax(args.ei, mat.grid.e.e_min) if args.ei else 8.0
     qmax = (min(6.0, reach) if small_mode() else reach) if args.qmax is None else min(args.qmax, reach)
     calc = SQE(mat.basis, params, temperature=args.temperature)
