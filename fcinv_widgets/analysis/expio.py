@@ -8,7 +8,8 @@ writes, plus our own, all returning an (nq, nE) image with NaN where nothing was
   reverse order (``D3:D2:D1:D0``); the energy dimension is found by its name or units
   (DeltaE / meV), single-bin (integrated) dimensions are squeezed, and the result is
   q-major (nq, nE);
-* ours: ``fcinv-spectrum`` HDF5 (:mod:`fcinv_widgets.spectrum_io`), ``.npz`` with key
+* ours: ``fcinv-spectrum`` HDF5 (:mod:`fcinv_widgets.spectrum_io`), the full data set
+  ``/full`` of an ``fcinv-scans`` HDF5 scan set (:mod:`fcinv_widgets.scans`), ``.npz`` with key
   ``spectrum`` (optionally ``energy_centers_mev``), or a plain ``.npy`` (nq, nE) array.
 
 Every reader checks the image against the model's grid when one is given: the shape,
@@ -111,6 +112,9 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
         if f.attrs.get("format") == "fcinv-spectrum":
             e = np.asarray(f["grid/energy_centers_mev"], float) if "grid/energy_centers_mev" in f else None
             return Spectrum(np.asarray(f["spectrum"], float), str(path), "fcinv", e)
+        if f.attrs.get("format") == "fcinv-scans":  # a scan set: its full data set (union of orientations)
+            e = np.asarray(f["grid/energy_centers_mev"], float) if "grid/energy_centers_mev" in f else None
+            return Spectrum(np.asarray(f["full"], float), str(path), "fcinv-scans", e)
         if "MDHistoWorkspace/data/signal" in f:
             return _read_mdhisto(f, path, grid)
     raise FcinvError(f"{path}: not an fcinv spectrum file (no format attribute) nor a Mantid MDHisto NeXus file "

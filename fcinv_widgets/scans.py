@@ -1,0 +1,331 @@
+"""Single-orientation scans of a direct-geometry time-of-flight spectrometer (ARCS-like).
+
+Geometry (lab frame): the beam travels along +x, z is vertical, the sample rotates by ω
+about z. At ω = 0 the sample direction ``u`` (Cartesian = conventional cubic axes) points
+along the beam and ``v`` lies in the horizontal plane (default u = [1,1,0], v = [0,0,1]: the
+(HHL) plane is horizontal). For a sample-frame Q and orientation ω,
+Q_lab = R_z(ω) U₀ Q, k_f = k_i − Q_lab and the energy transfer measured at Q is
+
+    E_ω(Q) = Ei − 2.0721 · |k_i − R(ω) Q|²        (k in Å⁻¹, E in meV).
+
+The detector covers horizontal scattering angles −28° … 135° (atan2(k_f,y, k_f,x)) and
+vertical angles ±27° (asin(k_f,z / |k_f|)).
+
+Coverage rule (per folded point, orientation and (q, E) bin): every folded point
+Q = G + R q (:mod:`fcinv_widgets.sqe`) stands for its bin, a cylinder of half length h∥ (half
+the bin length along the rotated segment direction u∥) and radius h⊥ (the ±0.05 r.l.u.
+perpendicular integration). E_ω is linear over it to first order, with gradient
+∇_Q E = 2 · 2.0721 · k_f, so the bin sees the energies E_ω(Q) ± ΔE with
+
+    ΔE = 2 · 2.0721 · (|k_f · u∥| h∥ + |k_f − (k_f · u∥) u∥| h⊥).
+
+The point covers every energy bin that overlaps [E_ω − ΔE, E_ω + ΔE], provided k_f at the
+bin centre hits the detector. Each covered (point, energy bin) adds data = S(Q, E_bin)
+(fm²/meV per atom, :class:`~fcinv_widgets.sqe.SQE` with the ARCS resolution at Ei) and
+norm = 1; a scan's image is Σ data / Σ norm over its covered points (NaN where none), and the
+full data set is Σ data / Σ norm over all orientations (the pathSQE convention).
+
+HDF5 layout of a scan set (``format = "fcinv-scans"``, version 1)::
+
+    /full                     (nq, nE) float32   union of all orientations (NaN = not covered)
+    /scans                    (n, nq, nE) float32 one image per orientation (NaN = not covered)
+    /angles_deg               (n,) float64       sample rotation ω of each scan
+    /coverage                 (n,) float64       fraction of covered pixels of each scan
+    /params_ev_a2             (n_params,)        reduced force constants used (eV/Å²)
+    /grid/q_points            (nq, 3)            primitive reciprocal fractional coordinates
+    /grid/q_conventional      (nq, 3)            conventional r.l.u.
+    /grid/q_distance          (nq,)              path length (Å⁻¹)
+    /grid/energy_centers_mev  (nE,)
+    attrs: format, version, material, ei_mev, temperature_k, grid (JSON: segments, energy
+           bins), labels, breaks, units, meta (JSON: u, v, qmax, detector, coverage rule,
+           noise, timing, param names …)
+
+Intensities are in fm²/meV per atom unless noise was added (then min-max scaled to [0, 1]
+per image, the noise model's convention); ``fcinv invert`` min-max scales its input anyway.
+:func:`fcinv_widgets.analysis.expio.read_spectrum` reads ``/full`` from such a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FcinvError
+from .grid import EnergyGrid, QPath, Segment, SpectrumGrid
+from .units import NEUTRON_E_TO_K2
+
+#: ARCS detector coverage (degrees)
+DETECTOR = {"h_min_deg": -28.0, "h_max_deg": 135.0, "v_max_deg": 27.0}
+E_OF_K2 = 1.0 / NEUTRON_E_TO_K2  # 2.0721 meV Å²
+
+
+def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1)) -> np.ndarray:
+    """U₀: sample Cartesian → lab at ω = 0 (u → beam x, v → horizontal y, u×v → vertical z)."""
+    u, v = np.asarray(u, float), np.asarray(v, float)
+    if np.linalg.norm(np.cross(u, v)) < 1e-8 * np.linalg.norm(u) * np.linalg.norm(v) or np.linalg.norm(u) == 0:
+        raise FcinvError(f"u = {u.tolist()} and v = {v.tolist()} must be non-zero and not parallel")
+    x = u / np.linalg.norm(u)
+    y = v - (v @ x) * x
+    y /= np.linalg.norm(y)
+    return np.stack([x, y, np.cross(x, y)])
+
+
+def rotation_z(omega_deg: float) -> np.ndarray:
+    c, s = math.cos(math.radians(omega_deg)), math.sin(math.radians(omega_deg))
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def reach_qmax(ei_mev: float, e_min: float = 0.0, angle_max_deg: float = DETECTOR["h_max_deg"]) -> float:
+    """Largest |Q| (Å⁻¹) reachable at energy transfers ≥ e_min with scattering angles ≤ angle_max."""
+    ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
+    kf = math.sqrt(max(ei_mev - max(e_min, 0.0), 0.0) * NEUTRON_E_TO_K2)
+    return math.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_max_deg)))
+
+
+def check_ei(ei_mev, grid) -> float:
+    if ei_mev is None or not np.isfinite(ei_mev) or ei_mev <= grid.e.e_max:
+        raise FcinvError(f"Ei must be larger than the grid's largest energy ({grid.e.e_max:g} meV), got {ei_mev!r} meV")
+    return float(ei_mev)
+
+
+def parse_angles(text) -> np.ndarray:
+    """'start:stop:step' (stop excluded, like numpy.arange), 'start:stop' (step 1) or 'a,b,c' → degrees."""
+    s = str(text).strip()
+    try:
+        if ":" in s:
+            parts = [float(x) for x in s.split(":")]
+            if len(parts) == 2:
+                parts.append(1.0)
+            if len(parts) != 3:
+                raise ValueError
+            a, b, st = parts
+            if not (np.isfinite([a, b, st]).all() and st > 0):
+                raise FcinvError(f"--angles {s!r}: the step must be a positive number of degrees")
+            ang = np.arange(a, b - 1e-9 * st, st)
+        else:
+            ang = np.array([float(x) for x in s.split(",") if x.strip()])
+    except ValueError:
+        raise FcinvError(f"--angles must be 'start:stop:step' (degrees, stop excluded) or a comma list, got {text!r}") from None
+    return check_angles(ang)
+
+
+def check_angles(angles) -> np.ndarray:
+    ang = np.atleast_1d(np.asarray(angles, float))
+    if ang.size == 0:
+        raise FcinvError("the range of sample angles is empty (e.g. use --angles 0:120:1)")
+    if not np.all(np.isfinite(ang)) or np.any(np.abs(ang) > 360):
+        raise FcinvError(f"sample angles must lie within −360° … 360°, got {ang.min():g} … {ang.max():g}")
+    if ang.max() - ang.min() > 360:
+        raise FcinvError(f"sample angles span {ang.max() - ang.min():g}° (more than a full turn)")
+    if ang.size > 3600:
+        raise FcinvError(f"{ang.size} sample angles is too many (at most 3600)")
+    return ang
+
+
+def orientation_image(points, Gt, omega_deg, ei_mev, grid, U0, detector=DETECTOR):
+    """(data, norm) (nq, nE) of one orientation ω (see the module docstring for the rule)."""
+    nq, nE = grid.shape
+    e0, de = float(grid.e.edges[0]), float(grid.e.step)
+    ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
+    M = (rotation_z(omega_deg) @ U0).astype(np.float32)
+    Q = points.Q32
+    kf = -(Q @ M.T)
+    kf[:, 0] += ki
+    kf2 = np.einsum("pa,pa->p", kf, kf)
+    ec = ei_mev - E_OF_K2 * kf2
+    ul = points.upar32 @ M.T
+    par = np.abs(np.einsum("pa,pa->p", kf, ul))
+    perp = np.sqrt(np.clip(kf2 - par * par, 0, None))
+    dE = 2 * E_OF_K2 * (par * points.h_par32 + perp * np.float32(points.h_perp))
+    lo, hi = ec - dE, ec + dE
+    ok = (hi >= e0) & (lo < e0 + nE * de) & (kf2 > 0)
+    sel = np.flatnonzero(ok)
+    kfs = kf[sel]
+    h = np.degrees(np.arctan2(kfs[:, 1], kfs[:, 0]))
+    v = np.degrees(np.arcsin(np.clip(kfs[:, 2] / np.sqrt(kf2[sel]), -1, 1)))
+    hit = (h >= detector["h_min_deg"]) & (h <= detector["h_max_deg"]) & (np.abs(v) <= detector["v_max_deg"])
+    sel = sel[hit]
+    data = np.zeros(nq * nE)
+    norm = np.zeros(nq * nE)
+    if len(sel) == 0:
+        return data.reshape(nq, nE), norm.reshape(nq, nE)
+    ilo = np.clip(np.floor((lo[sel] - e0) / de), 0, nE - 1).astype(np.int64)
+    ihi = np.clip(np.floor((hi[sel] - e0) / de), 0, nE - 1).astype(np.int64)
+    amp, iq, base = points.amp[sel], points.iq[sel], points.qbin[sel].astype(np.int64) * nE
+    for k in range(int((ihi - ilo).max()) + 1):
+        m = ilo + k <= ihi
+        if not m.any():
+            break
+        idx = ilo[m] + k
+        val = np.einsum("pm,pm->p", amp[m], Gt[iq[m], :, idx])
+        flat = base[m] + idx
+        data += np.bincount(flat, weights=val, minlength=nq * nE)
+        norm += np.bincount(flat, minlength=nq * nE)
+    return data.reshape(nq, nE), norm.reshape(nq, nE)
+
+
+def _ratio(data, norm):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, data / np.where(norm > 0, norm, 1.0), np.nan).astype(np.float32)
+
+
+@dataclass
+class ScanSet:
+    """Simulated single-orientation scans and their union (the full data set).
+
+    full (nq, nE), scans (n, nq, nE) float32 with NaN where not covered; angles_deg (n,);
+    coverage (n,) covered-pixel fraction per scan; ei_mev; temperature_k; material (name);
+    grid (SpectrumGrid); params (n_params,) reduced FCs (eV/Å²) used; meta (dict).
+    ``full_coverage`` is the covered fraction of the union.
+    """
+
+    full: np.ndarray
+    scans: np.ndarray
+    angles_deg: np.ndarray
+    coverage: np.ndarray
+    ei_mev: float
+    temperature_k: float
+    material: str
+    grid: SpectrumGrid
+    params: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def full_coverage(self) -> float:
+        return float(np.isfinite(self.full).mean())
+
+    def __len__(self) -> int:
+        return len(self.angles_deg)
+
+    def add_noise(self, background: float, counts, seed: int = 0) -> "ScanSet":
+        """A copy with the background + Poisson noise model applied to every image (min-max scaled)."""
+        from .analysis.noise import add_noise
+
+        rng = np.random.default_rng(seed)
+        full, snr = add_noise(self.full, background, counts, rng=rng)
+        scans = np.full_like(self.scans, np.nan)
+        for i, s in enumerate(self.scans):
+            if np.isfinite(s).any():
+                scans[i] = add_noise(s, background, counts, rng=rng)[0]
+        meta = {**self.meta, "noise": {"background": background, "counts": counts, "seed": seed, "snr_full": float(snr)},
+                "units": "min-max scaled to [0, 1] per image (noise model)"}
+        return ScanSet(full, scans, self.angles_deg, self.coverage, self.ei_mev, self.temperature_k, self.material,
+                       self.grid, self.params, meta)
+
+    # ------------------------------------------------------------------ HDF5
+    def save(self, path) -> None:
+        import h5py
+
+        from .spectrum_io import write_spectrum  # noqa: F401  (same grid conventions)
+
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".part")
+        g = self.grid
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"format": "fcinv-scans", "version": 1, "material": self.material, "ei_mev": self.ei_mev,
+                            "temperature_k": self.temperature_k, "grid": json.dumps(g.to_dict()),
+                            "labels": json.dumps(g.q.labels), "breaks": json.dumps(g.q.breaks),
+                            "units": self.meta.get("units", "fm^2/meV per atom"),
+                            "meta": json.dumps(self.meta, default=_json_default)})
+            f.create_dataset("full", data=np.asarray(self.full, np.float32))
+            f.create_dataset("scans", data=np.asarray(self.scans, np.float32), compression="gzip", compression_opts=4,
+                             chunks=(1,) + tuple(g.shape))
+            f["angles_deg"] = np.asarray(self.angles_deg, float)
+            f["coverage"] = np.asarray(self.coverage, float)
+            f["params_ev_a2"] = np.asarray(self.params, float)
+            gg = f.create_group("grid")
+            gg["q_points"] = g.q.qpoints
+            gg["q_conventional"] = g.q.conventional_qpoints
+            gg["q_distance"] = g.q.distance
+            gg["energy_centers_mev"] = g.e.centers
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> "ScanSet":
+        import h5py
+
+        path = Path(path)
+        if not path.is_file():
+            raise FcinvError(f"scan-set file not found: {path}")
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise FcinvError(f"cannot read {path} as HDF5: {exc}") from None
+        with f:
+            if f.attrs.get("format") != "fcinv-scans":
+                raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {f.attrs.get('format')!r})")
+            gd = json.loads(f.attrs["grid"])
+            segs = tuple(Segment(a, b, tuple(sa), tuple(sb), int(n)) for a, b, sa, sb, n in gd["q"]["segments"])
+            q = QPath(segs, np.asarray(f["grid/q_conventional"]), np.asarray(f["grid/q_points"]), np.asarray(f["grid/q_distance"]))
+            e = gd["energy"]
+            grid = SpectrumGrid(q, EnergyGrid(e["min_mev"], e["max_mev"], e["step_mev"]))
+            return cls(np.asarray(f["full"], np.float32), np.asarray(f["scans"], np.float32),
+                       np.asarray(f["angles_deg"], float), np.asarray(f["coverage"], float), float(f.attrs["ei_mev"]),
+                       float(f.attrs["temperature_k"]), str(f.attrs["material"]), grid, np.asarray(f["params_ev_a2"], float),
+                       json.loads(f.attrs["meta"]))
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    raise TypeError(type(o).__name__)
+
+
+def simulate_scans(material, ei_mev: float, angles_deg, temperature: float = 5.0, params=None, qmax: float | None = None,
+                   u=(1, 1, 0), v=(0, 0, 1), b_coh=None, dw_mesh=(8, 8, 8), progress: bool = True,
+                   detector=DETECTOR) -> ScanSet:
+    """Simulate single-orientation scans of ``material`` (a :class:`~fcinv_widgets.materials.Material`).
+
+    ``params``: reduced FCs (eV/Å²), default the material's shipped DFT values, else its reference.
+    ``qmax``: largest |Q| (Å⁻¹) of the folded points; default everything the detector reaches at
+    E = 0 (2 k_i sin 67.5°), or 6 Å⁻¹ with FCINV_SMALL=1.
+    """
+    from .sqe import SQE, fold_points, gaussians, small_mode
+
+    grid = material.grid
+    ei = check_ei(ei_mev, grid)
+    ang = check_angles(angles_deg)
+    if not (np.isfinite(temperature) and temperature >= 0):
+        raise FcinvError(f"temperature must be ≥ 0 K, got {temperature!r}")
+    if params is None:
+        params = material.dft_params if material.dft_params is not None else material.reference_params
+    reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
+    qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(float(qmax), reach)
+    t0 = time.perf_counter()
+    calc = SQE(material.basis, params, temperature=temperature, b_coh=b_coh, dw_mesh=dw_mesh)
+    pts = fold_points(calc, grid, qmax, material.conventional_a)
+    pts.Q32 = pts.Q.astype(np.float32)
+    pts.upar32 = pts.upar.astype(np.float32)
+    pts.h_par32 = pts.h_par.astype(np.float32)
+    Gt = gaussians(pts.energies, grid.e.centers, ei_mev=ei).astype(np.float32)
+    t1 = time.perf_counter()
+    U0 = orientation_matrix(u, v)
+    nq, nE = grid.shape
+    scans = np.empty((len(ang), nq, nE), np.float32)
+    data_all, norm_all = np.zeros((nq, nE)), np.zeros((nq, nE))
+    it = ang
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(ang, desc="orientations", unit="ω", leave=False)
+    for i, om in enumerate(it):
+        d, n = orientation_image(pts, Gt, float(om), ei, grid, U0, detector)
+        scans[i] = _ratio(d, n)
+        data_all += d
+        norm_all += n
+    t2 = time.perf_counter()
+    coverage = np.isfinite(scans).reshape(len(ang), -1).mean(1)
+    meta = {"u": list(map(float, u)), "v": list(map(float, v)), "qmax_inv_a": qmax, "n_points": int(pts.n),
+            "detector_deg": dict(detector), "coverage_rule": "bin-cylinder energy window, see fcinv_widgets.scans",
+            "param_names": list(material.basis.names), "b_coh_fm": dict(zip(calc.crystal.symbols, calc.b.tolist())),
+            "dw_mesh": list(dw_mesh) if dw_mesh is not None else None, "resolution": {"kind": "arcs", "ei_mev": ei},
+            "units": "fm^2/meV per atom", "timing_s": {"setup": t1 - t0, "orientations": t2 - t1}}
+    return ScanSet(_ratio(data_all, norm_all), scans, ang, coverage, ei, float(temperature), material.name, grid,
+                   np.asarray(params, float), meta)

@@ -1,0 +1,338 @@
+"""Coherent one-phonon S(Q, E) from full force constants, and its folding onto the q-path.
+
+Physics (per atom of sample, phonon creation, E ≥ 0)::
+
+    S(Q, E) = Σ_ν  s_ν(Q) · [n(E_ν, T) + 1] · g(E; E_ν, σ(E_ν))                       [fm² / meV]
+    s_ν(Q)  = ħ²/(2 E_ν N_atom) · |Σ_κ b_κ / √m_κ · exp(−W_κ(Q)) · (Q · e*_κν) · exp(i G · r_κ)|²  [fm²]
+    W_κ(Q)  = ½ Q · U_κ · Q,   U_κ = (1/N_q) Σ_{q,ν} ħ²/(2 m_κ E_qν) · coth(E_qν / 2k_BT) · e_κν e_κν†    [Å²]
+
+* Q in Cartesian Å⁻¹; Q = G + q with q the reduced wave vector at which the dynamical
+  matrix is diagonalised. The dynamical matrix follows phonopy's convention (phases from the
+  atom positions), so only the lattice phase exp(i G·r_κ) remains; with Euphonic's
+  convention (exp(iQ·r_κ), conj(e), eigenvectors relative to the cell origin) this gives the
+  same |F|² to 1e-8 (checked in ``tests/test_sqe.py``; the sign of the phase matters in
+  diamond, where the two atoms sit at ±(⅛,⅛,⅛)).
+* b_κ: coherent scattering lengths in fm (Ge 8.185, Nb 7.054); masses in amu; energies in meV;
+  ħ²/2 = 2.09008 amu·Å²·meV, so s_ν is in fm² (= 10 mbarn), per atom like Euphonic's
+  ``StructureFactor``.
+* g: a unit-area Gaussian (per meV) evaluated at the energy-bin centres; σ is constant or the
+  ARCS resolution σ(E; Ei) of :func:`fcinv_widgets.broadening.sigma_arcs` at the mode energy.
+* Bose factor n + 1 = 1 / (1 − exp(−E/k_BT)); T = 0 gives 1. Modes below 0.01 meV are dropped
+  (also from the Debye–Waller sum, as Euphonic's ``frequency_min``).
+
+Folding (:func:`fold_points`): every q-bin centre q of the model's path is mapped by each
+operation R of the crystal's point group (48 for the cubic presets; duplicates removed) and
+translated into every Brillouin zone G with |G + R q| ≤ ``qmax``. Each such point Q = G + Rq
+is one "equivalent"; a folded image is Σ data / Σ norm over the equivalents that cover a
+(q, E) pixel (the pathSQE convention), NaN where none does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from .errors import FcinvError
+from .units import KB_MEV
+
+#: ħ²/2 in amu · Å² · meV  (ħ²/(2 m E) in Å² for m in amu, E in meV)
+HBAR2_OVER_2 = (1.054571817e-34) ** 2 / (1.66053906660e-27 * 1.602176634e-22 * 1e-20) / 2.0
+#: coherent scattering lengths (fm), Sears 1992
+B_COH_FM = {"Ge": 8.185, "Nb": 7.054}
+#: modes below this energy (meV) carry no intensity and no Debye–Waller weight
+E_MIN_MEV = 0.01
+#: perpendicular integration half-width of every q-bin, conventional r.l.u. (pathSQE: ±0.05)
+PERP_HALF_RLU = 0.05
+
+
+def small_mode() -> bool:
+    """True when the environment variable FCINV_SMALL=1 asks for small default sizes."""
+    return os.environ.get("FCINV_SMALL", "") not in ("", "0", "false", "False")
+
+
+def bose_factor(energy_mev, temperature_k: float) -> np.ndarray:
+    """n(E, T) + 1 for phonon creation at E > 0 (meV); 1 at T = 0."""
+    if not (np.isfinite(temperature_k) and temperature_k >= 0):
+        raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+    E = np.asarray(energy_mev, dtype=float)
+    if temperature_k == 0:
+        return np.ones_like(E)
+    x = np.clip(E, 1e-12, None) / (KB_MEV * temperature_k)
+    return 1.0 / -np.expm1(-x)
+
+
+def coth_factor(energy_mev, temperature_k: float) -> np.ndarray:
+    """coth(E / 2k_BT) = 2n + 1; 1 at T = 0."""
+    if temperature_k == 0:
+        return np.ones_like(np.asarray(energy_mev, float))
+    return 1.0 / np.tanh(np.asarray(energy_mev, float) / (2 * KB_MEV * temperature_k))
+
+
+def scattering_lengths(symbols, b_coh=None) -> np.ndarray:
+    """Coherent scattering lengths (fm) per atom from ``b_coh`` {symbol: fm} or the built-in table."""
+    table = {**B_COH_FM, **(b_coh or {})}
+    try:
+        return np.array([float(table[s]) for s in symbols])
+    except KeyError as exc:
+        raise FcinvError(f"no coherent scattering length for {exc.args[0]!r}; pass b_coh={{'{exc.args[0]}': value_fm}}") from None
+
+
+class SQE:
+    """One-phonon coherent S(Q, E) of a crystal with given force constants.
+
+    Parameters
+    ----------
+    basis : FCBasis — crystal (primitive cell) and supercell.
+    params : (n_params,) eV/Å² — reduced force constants (expanded with the basis; use
+        ``basis.reduce(fc)`` for a FORCE_CONSTANTS file).
+    temperature : K (Bose factor and Debye–Waller factor).
+    b_coh : {symbol: fm} — overrides the built-in coherent scattering lengths.
+    dw_mesh : Γ-centred mesh for the Debye–Waller factor, or None for no Debye–Waller factor.
+    """
+
+    def __init__(self, basis, params, temperature: float = 5.0, b_coh=None, dw_mesh=(8, 8, 8)):
+        if not (np.isfinite(temperature) and temperature >= 0):
+            raise FcinvError(f"temperature must be ≥ 0 K, got {temperature!r}")
+        self.basis = basis
+        self.crystal = basis.crystal
+        self.params = basis._check_params(params).copy()
+        self.temperature = float(temperature)
+        self.fc = basis.expand(self.params)  # compact (n_prim, N, 3, 3)
+        self.b = scattering_lengths(self.crystal.symbols, b_coh)
+        self.masses = self.crystal.masses
+        self.n_atoms = self.crystal.n_atoms
+        self.recip = self.crystal.reciprocal_lattice  # rows b_i, Å⁻¹
+        self.dw_mesh = None if dw_mesh is None else tuple(int(n) for n in dw_mesh)
+        self.U = self.debye_waller_u(self.dw_mesh) if dw_mesh is not None else np.zeros((self.n_atoms, 3, 3))
+
+    # ------------------------------------------------------------------ phonons
+    def dynamical_matrix(self, q_frac) -> np.ndarray:
+        """D(q) (nq, 3n, 3n) in eV/Å²/amu, phonopy's convention; q in primitive fractional coordinates."""
+        b = self.basis
+        q = np.atleast_2d(np.asarray(q_frac, float))
+        svecs, multi = b._smallest_vectors
+        n, N = b.n_prim, b.n_super
+        phase = np.zeros((len(q), n, N), dtype=complex)
+        for k in range(N):
+            for i in range(n):
+                m, adrs = multi[k, i]
+                phase[:, i, k] = np.exp(2j * np.pi * q @ svecs[adrs : adrs + m].T).sum(axis=1) / m
+        D = np.zeros((len(q), n, 3, n, 3), dtype=complex)
+        for j in range(n):
+            kj = np.nonzero(b.s2pp == j)[0]
+            D[:, :, :, j, :] = np.einsum("ikab,qik->qiab", self.fc[:, kj], phase[:, :, kj])
+        D /= np.sqrt(np.outer(self.masses, self.masses))[None, :, None, :, None]
+        D = D.reshape(len(q), 3 * n, 3 * n)
+        return 0.5 * (D + np.conj(np.swapaxes(D, -1, -2)))
+
+    def modes(self, q_frac):
+        """Energies (nq, 3n) meV (negative = imaginary) and eigenvectors (nq, n, 3, 3n)."""
+        from .units import SQRT_EIG_TO_MEV
+
+        lam, vec = np.linalg.eigh(self.dynamical_matrix(q_frac))
+        e = np.sign(lam) * np.sqrt(np.abs(lam)) * SQRT_EIG_TO_MEV
+        return e, vec.reshape(len(lam), self.n_atoms, 3, -1)
+
+    def debye_waller_u(self, mesh) -> np.ndarray:
+        """U_κ = ⟨u_κ u_κᵀ⟩ (n_atoms, 3, 3) in Å² over a Γ-centred ``mesh`` at this temperature."""
+        mesh = np.asarray(mesh, int)
+        g = np.stack(np.meshgrid(*[np.arange(m) for m in mesh], indexing="ij"), -1).reshape(-1, 3) / mesh
+        e, vec = self.modes(g)
+        ok = e > E_MIN_MEV
+        w = np.where(ok, coth_factor(np.where(ok, e, 1.0), self.temperature) / np.where(ok, e, 1.0), 0.0)  # (nq, modes)
+        U = np.einsum("qkam,qkbm,qm->kab", vec, np.conj(vec), w).real / len(g)
+        return U * HBAR2_OVER_2 / self.masses[:, None, None]
+
+    # ------------------------------------------------------------------ structure factors
+    def _amplitudes(self, Q_cart, G_frac, energies, vec, bose: bool):
+        """s_ν (fm²) [× (n+1)] for points Q (p, 3) with eigenvectors ``vec`` (p, n, 3, M) at Q − G."""
+        Qe = np.einsum("pa,pkam->pkm", Q_cart, np.conj(vec))
+        W = 0.5 * np.einsum("pa,kab,pb->pk", Q_cart, self.U, Q_cart)
+        ph = np.exp(2j * np.pi * G_frac @ self.crystal.positions.T)  # (p, n)
+        c = self.b / np.sqrt(self.masses)
+        F = np.einsum("pkm,pk->pm", Qe, c[None] * np.exp(-W) * ph)
+        ok = energies > E_MIN_MEV
+        e = np.where(ok, energies, 1.0)
+        s = np.where(ok, HBAR2_OVER_2 * np.abs(F) ** 2 / (e * self.n_atoms), 0.0)
+        if bose:
+            s = s * np.where(ok, bose_factor(e, self.temperature), 0.0)
+        return s
+
+    def structure_factor(self, Q_cart, bose: bool = False):
+        """Mode energies (nQ, 3n) meV and one-phonon structure factors s_ν(Q) (nQ, 3n) fm² per atom.
+
+        ``Q_cart`` (nQ, 3) Cartesian Å⁻¹. Without ``bose`` this is Euphonic's
+        ``StructureFactor.structure_factors`` (there in mbarn = 0.1 fm²).
+        """
+        Q = np.atleast_2d(np.asarray(Q_cart, float))
+        qf = Q @ self.crystal.lattice.T / (2 * np.pi)
+        G = np.round(qf)
+        e, vec = self.modes(qf - G)
+        return e, self._amplitudes(Q, G, e, vec, bose)
+
+    def sqe(self, Q_cart, energies_mev, sigma_mev: float = 1.0, ei_mev: float | None = None) -> np.ndarray:
+        """S(Q, E) (nQ, nE) fm²/meV per atom at energy-bin centres ``energies_mev`` (Bose factor included)."""
+        e, s = self.structure_factor(Q_cart, bose=True)
+        G = gaussians(e, np.asarray(energies_mev, float), sigma_mev, ei_mev)  # (nQ, M, nE)
+        return np.einsum("qm,qme->qe", s, G)
+
+
+def mode_sigma(energies, sigma_mev: float = 1.0, ei_mev: float | None = None) -> np.ndarray:
+    """Gaussian σ (meV) of each mode: constant, or the ARCS resolution at Ei for the mode energy."""
+    if ei_mev is None:
+        return np.full(np.shape(energies), float(sigma_mev))
+    from .broadening import sigma_arcs
+
+    return sigma_arcs(np.clip(energies, None, 0.98 * ei_mev), ei_mev)
+
+
+def gaussians(energies, centers, sigma_mev: float = 1.0, ei_mev: float | None = None) -> np.ndarray:
+    """Unit-area Gaussians (per meV) of modes ``energies`` (..., M) at ``centers`` (nE,) → (..., M, nE)."""
+    sig = mode_sigma(energies, sigma_mev, ei_mev)[..., None]
+    d = (centers - np.asarray(energies)[..., None]) / sig
+    return np.exp(-0.5 * d * d) / (math.sqrt(2 * math.pi) * sig)
+
+
+# ---------------------------------------------------------------------------- folding
+def point_group_cartesian(crystal) -> np.ndarray:
+    """Distinct Cartesian rotations (n_ops, 3, 3) of the crystal's point group (spglib)."""
+    import spglib
+
+    ds = spglib.get_symmetry((crystal.lattice, crystal.positions, crystal.numbers), symprec=1e-5)
+    L = crystal.lattice
+    R = np.einsum("ij,gjk,lk->gil", L.T, ds["rotations"].astype(float), np.linalg.inv(L))
+    _, idx = np.unique(np.round(R, 6).reshape(len(R), -1), axis=0, return_index=True)
+    return R[np.sort(idx)]
+
+
+class FoldPoints:
+    """All equivalents Q = G + R q of the path's q-bins within |Q| ≤ qmax.
+
+    Attributes (p = number of points, j = distinct reduced wave vectors R q)
+    ---------------------------------------------------------------------------
+    Q        (p, 3) float64 Cartesian Å⁻¹ (sample frame)
+    qbin     (p,) int — the path bin each point belongs to (points are sorted by it)
+    iq       (p,) int — index into ``q_frac``/``energies`` of its reduced wave vector R q
+    upar     (p, 3) unit vector along the (rotated) path segment
+    h_par    (p,) half bin length along the segment (Å⁻¹); ``h_perp`` scalar half-width across (Å⁻¹)
+    q_frac   (j, 3) reduced wave vectors (primitive fractional); ``energies`` (j, M) meV
+    amp      (p, M) s_ν (n + 1) in fm² per atom (set by :func:`fold_points`)
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    @property
+    def n(self) -> int:
+        return len(self.Q)
+
+
+def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int = 100_000) -> FoldPoints:
+    """Equivalent points of every path q-bin within |Q| ≤ ``qmax`` (Å⁻¹), with their amplitudes."""
+    if not (np.isfinite(qmax) and qmax > 0):
+        raise FcinvError(f"qmax must be a positive number (Å⁻¹), got {qmax!r}")
+    cr = calc.crystal
+    recip = cr.reciprocal_lattice
+    R = point_group_cartesian(cr)
+    qcart = grid.q.qpoints @ recip  # (nq, 3)
+    # segment directions and half lengths, from the conventional → primitive map of the path
+    P = np.linalg.lstsq(grid.q.conventional_qpoints, grid.q.qpoints, rcond=None)[0] if np.abs(grid.q.conventional_qpoints).sum() else np.eye(3)
+    dirs, hpar = [], []
+    for s in grid.q.segments:
+        d = (np.asarray(s.end_q, float) - np.asarray(s.start_q, float)) @ P @ recip
+        dirs.append(np.repeat((d / np.linalg.norm(d))[None], s.n_bins, 0))
+        hpar.append(np.full(s.n_bins, 0.5 * np.linalg.norm(d) / s.n_bins))
+    dirs, hpar = np.concatenate(dirs), np.concatenate(hpar)
+    # distinct images R q per bin (with their rotated segment directions)
+    rq = np.einsum("gab,qb->qga", R, qcart)  # (nq, g, 3)
+    ru = np.einsum("gab,qb->qga", R, dirs)
+    img_q, img_u, img_bin = [], [], []
+    for b in range(len(qcart)):
+        _, idx = np.unique(np.round(rq[b], 6), axis=0, return_index=True)
+        idx = np.sort(idx)
+        img_q.append(rq[b, idx])
+        img_u.append(ru[b, idx])
+        img_bin.append(np.full(len(idx), b))
+    img_q, img_u, img_bin = np.concatenate(img_q), np.concatenate(img_u), np.concatenate(img_bin)
+    q_frac = img_q @ cr.lattice.T / (2 * np.pi)
+    energies, vec = calc.modes(q_frac)
+    # reciprocal lattice vectors within reach
+    qrmax = qmax + np.linalg.norm(img_q, axis=1).max()
+    nmax = np.ceil(qrmax * np.linalg.norm(cr.lattice, axis=1) / (2 * np.pi)).astype(int) + 1
+    hkl = np.stack(np.meshgrid(*[np.arange(-n, n + 1) for n in nmax], indexing="ij"), -1).reshape(-1, 3)
+    Gc = hkl @ recip
+    keep = np.linalg.norm(Gc, axis=1) <= qrmax
+    hkl, Gc = hkl[keep], Gc[keep]
+    Qs, iqs, Gs = [], [], []
+    for j in range(len(img_q)):
+        Q = Gc + img_q[j]
+        ok = np.linalg.norm(Q, axis=1) <= qmax
+        Qs.append(Q[ok])
+        Gs.append(hkl[ok])
+        iqs.append(np.full(int(ok.sum()), j))
+    Q, G, iq = np.concatenate(Qs), np.concatenate(Gs).astype(float), np.concatenate(iqs)
+    if len(Q) == 0:
+        raise FcinvError(f"no Q point of the path lies within |Q| ≤ {qmax:g} Å⁻¹")
+    order = np.argsort(img_bin[iq], kind="stable")
+    Q, G, iq = Q[order], G[order], iq[order]
+    amp = np.empty((len(Q), energies.shape[1]), np.float32)
+    for s in range(0, len(Q), chunk):
+        sl = slice(s, s + chunk)
+        amp[sl] = calc._amplitudes(Q[sl], G[sl], energies[iq[sl]], vec[iq[sl]], bose=True)
+    return FoldPoints(Q=Q, qbin=img_bin[iq], iq=iq, upar=img_u[iq], h_par=hpar[img_bin[iq]],
+                      h_perp=PERP_HALF_RLU * 2 * np.pi / conventional_a, q_frac=q_frac, energies=energies,
+                      amp=amp, n_bins=len(qcart))
+
+
+def fold_full(points: FoldPoints, grid, sigma_mev: float = 1.0, ei_mev: float | None = None,
+              angle_max_deg: float = 135.0, angle_min_deg: float = 0.0, chunk: int = 20_000):
+    """Folded S(q, E) (nq, nE) over all equivalents: Σ S / Σ norm per pixel, NaN where none.
+
+    Without ``ei_mev`` every equivalent covers every energy (ideal coverage, constant σ).
+    With ``ei_mev`` the ARCS resolution is used and an equivalent covers an energy bin only
+    where (|Q|, E) is kinematically reachable with a scattering angle between
+    ``angle_min_deg`` and ``angle_max_deg`` (all sample orientations).
+    Returns (image, norm) with ``norm`` the number of equivalents per pixel.
+    """
+    centers = grid.e.centers
+    nq, nE = grid.shape
+    Gt = gaussians(points.energies, centers, sigma_mev, ei_mev).astype(np.float32)  # (j, M, nE)
+    if ei_mev is None:
+        # every point covers every bin: sum amplitudes per reduced wave vector first
+        A = np.zeros((len(points.q_frac), points.amp.shape[1]))
+        np.add.at(A, points.iq, points.amp)
+        per_j = np.einsum("jm,jme->je", A, Gt)
+        jbin = np.zeros(len(points.q_frac), int)
+        jbin[points.iq] = points.qbin
+        data = np.zeros((nq, nE))
+        np.add.at(data, jbin, per_j)
+        norm = np.bincount(points.qbin, minlength=nq).astype(float)[:, None] * np.ones(nE)
+    else:
+        from .units import NEUTRON_E_TO_K2
+
+        ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
+        kf = np.sqrt(np.clip(ei_mev - centers, 0, None) * NEUTRON_E_TO_K2)
+        qlo = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_min_deg)))
+        qhi = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_max_deg)))
+        qabs = np.linalg.norm(points.Q, axis=1)
+        data = np.zeros((nq, nE))
+        norm = np.zeros((nq, nE))
+        for s in range(0, points.n, chunk):
+            sl = slice(s, s + chunk)
+            m = (qabs[sl, None] >= qlo) & (qabs[sl, None] <= qhi) & (centers < ei_mev)
+            S = np.einsum("pm,pme->pe", points.amp[sl], Gt[points.iq[sl]]) * m
+            _segment_add(data, points.qbin[sl], S)
+            _segment_add(norm, points.qbin[sl], m.astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        img = np.where(norm > 0, data / np.where(norm > 0, norm, 1), np.nan)
+    return img, norm
+
+
+def _segment_add(out, keys, values) -> None:
+    """out[keys[i]] += values[i] for ``keys`` sorted ascending (contiguous runs), fast."""
+    if len(keys) == 0:
+        return
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    out[keys[starts]] += np.add.reduceat(values, starts, axis=0)
