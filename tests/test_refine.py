@@ -53,3 +53,12 @@ def test_cli(tmp_path, capsys, ge):
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert np.allclose(d["fc"], ge.reference_theta, rtol=1e-3)
+
+
+def test_wall_keeps_a_mismatched_fit_near_the_domain(ge, ge_fm):
+    """A spectrum the model cannot explain (random pixels) must not drive the fit far outside the domain."""
+    lo, hi = ge.domain.T
+    junk = np.random.default_rng(3).random((140, 140))
+    r = refine(ge_fm, junk, start=ge_fm.reference_theta, domain=ge.domain, max_iter=60)
+    w = hi - lo
+    assert np.all(r.params > lo - 0.2 * w) and np.all(r.params < hi + 0.2 * w)

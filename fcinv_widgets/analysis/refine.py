@@ -48,11 +48,18 @@ def _scaled(img):
     return np.where(mask, (img - lo) / (hi - lo), 0.0), mask
 
 
+#: weight of the quadratic wall outside the domain (misfits of good fits are ≲ 1e-3)
+WALL = 10.0
+
+
 def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200, tol: float = 1e-12) -> RefineResult:
     """Fit θ (eV/Å²) so that the forward model's image matches ``spectrum`` (nq, nE).
 
     ``forward_model``: a ForwardModel (its settings — grid, resolution, fixed parameters —
     define the model; a torch copy is used internally). ``start`` defaults to the reference.
+    ``domain`` (8, 2) eV/Å²: sets the step scale, and a quadratic wall outside it
+    (10·Σ ((distance outside) / width)², zero inside) keeps L-BFGS from wandering into
+    unphysical, unstable sets when the spectrum does not match the model well.
     """
     import torch
 
@@ -87,10 +94,17 @@ def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200
     y = torch.tensor(obs, dtype=torch.float64, device=dev)
     m = torch.tensor(mask, dtype=torch.float64, device=dev)
     n_cov = m.sum()
+    if domain is not None:
+        lo_t = torch.tensor(domain[:, 0], dtype=torch.float64, device=dev)
+        hi_t = torch.tensor(domain[:, 1], dtype=torch.float64, device=dev)
 
     def misfit(zz):
-        img = fm_t.spectra((x0 + zz * w)[None], normalize=True)[0].to(torch.float64)
-        return ((img - y) ** 2 * m).sum() / n_cov
+        th = x0 + zz * w
+        img = fm_t.spectra(th[None], normalize=True)[0].to(torch.float64)
+        loss = ((img - y) ** 2 * m).sum() / n_cov
+        if domain is not None:
+            loss = loss + WALL * (torch.relu((lo_t - th) / w) ** 2 + torch.relu((th - hi_t) / w) ** 2).sum()
+        return loss
 
     with torch.no_grad():
         f0 = float(misfit(z))
