@@ -25,25 +25,35 @@ def register(sub):
     p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: min(4, cores))")
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
+    p.add_argument("--regressor-only", action="store_true",
+                   help="VAE: keep the trained encoder in out/model.pt and retrain only the FC regressor")
+    p.add_argument("--reg-epochs", type=int, default=400, help="VAE: epochs of the FC regressor")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..models import train_resnet, train_vae
+    from ..models.train import refit_regressor
 
     if args.epochs < 1 or args.batch_size < 2:
         raise FcinvError("--epochs must be ≥ 1 and --batch-size ≥ 2")
     common = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, max_train=args.max_train,
                   patience=args.patience, device=args.device, threads=args.threads, resume=args.resume,
                   progress=not args.json)
-    if args.model == "vae":
+    if args.regressor_only:
+        if args.model != "vae":
+            raise FcinvError("--regressor-only applies to --model vae only")
+        r = refit_regressor(args.out, args.dataset, reg_epochs=args.reg_epochs, seed=args.seed, max_train=args.max_train,
+                            threads=args.threads, progress=not args.json)
+    elif args.model == "vae":
         if args.pretrained:
             raise FcinvError("--pretrained applies to --model resnet only")
-        r = train_vae(args.dataset, args.out, lr=args.lr or 1e-3, beta=args.beta, latent=args.latent, **common)
+        r = train_vae(args.dataset, args.out, lr=args.lr or 1e-3, beta=args.beta, latent=args.latent,
+                      reg_epochs=args.reg_epochs, **common)
     else:
         r = train_resnet(args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common)
-    text = f"wrote {r['out']} after {r['epochs']} epochs ({r['seconds']:.0f} s)\n" + \
+    text = f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n" + \
         "\n".join(f"  validation R² {n:<16} {v:6.3f}" for n, v in zip(r["names"], r["val_r2"]))
     emit(args, r, text)
     return 0

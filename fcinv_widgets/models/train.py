@@ -180,35 +180,7 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
                                             patience, resume, progress, "VAE", dev=dev)
     vae.load_state_dict(best_state)
     vae = vae.cpu().eval()
-    # ---------------------------------------------------------------- regressor on latent means
-    with torch.no_grad():
-        mu = torch.cat([vae.encode(xt[s : s + 256])[0] for s in range(0, len(x), 256)])
-    y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
-    yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
-    reg = Regressor(latent, y.shape[1], hidden=128)
-    ropt = torch.optim.Adam(reg.parameters(), lr=2e-3)
-    best_r, best_rstate = np.inf, None
-    t1 = time.perf_counter()
-    for ep in tqdm(range(reg_epochs), desc="regressor", unit="epoch", disable=not progress):
-        reg.train()
-        g = torch.Generator().manual_seed(seed * 7 + ep)
-        order = torch.from_numpy(it)[torch.randperm(len(it), generator=g)]
-        for s in range(0, len(order), 256):
-            idx = order[s : s + 256]
-            loss = ((reg(mu[idx]) - yt[idx]) ** 2).mean()
-            ropt.zero_grad()
-            loss.backward()
-            ropt.step()
-        reg.eval()
-        with torch.no_grad():
-            vl = float(((reg(mu[iv]) - yt[iv]) ** 2).mean())
-        if vl < best_r:
-            best_r, best_rstate = vl, {k: v.clone() for k, v in reg.state_dict().items()}
-    reg.load_state_dict(best_rstate)
-    reg_seconds = time.perf_counter() - t1
-    with torch.no_grad():
-        pv = reg(mu[iv]).numpy() * y_std + y_mean
-    r2_val = _r2(y[iv], pv)
+    reg, y_mean, y_std, r2_val, reg_seconds = _fit_regressor(vae, xt, y, it, iv, latent, reg_epochs, seed, progress)
     cfg = _base_config("vae", info, shape, y_mean, y_std)
     cfg.update({"latent": latent, "base": base, "hidden": hidden, "reg_hidden": 128, "beta": beta,
                 "training": {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history),
@@ -218,6 +190,81 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
     Inverter(vae, reg, cfg).save(out / "model.pt")
     return {"out": str(out / "model.pt"), "val_r2": r2_val.tolist(), "names": info["names"], "epochs": len(history),
             "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seconds": vae_seconds + reg_seconds}
+
+
+def _fit_regressor(vae, xt, y, it, iv, latent, reg_epochs, seed, progress, n_val_samples: int = 16):
+    """The FC regressor on the frozen encoder, trained on latent *samples* z = μ + σ·ε (fresh ε
+    every epoch), i.e. on what inference feeds it (100 samples per spectrum). Trained on μ
+    alone, a regressor that leans on dimensions with large σ gives biased sample means.
+    Validation: the mean over ``n_val_samples`` samples, as at inference."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .nets import Regressor
+
+    vae = vae.cpu().eval()
+    with torch.no_grad():
+        enc = [vae.encode(xt[s : s + 256]) for s in range(0, len(xt), 256)]
+    mu = torch.cat([e[0] for e in enc])
+    sd = torch.cat([torch.exp(0.5 * e[1]) for e in enc])
+    y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
+    yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+    reg = Regressor(latent, y.shape[1], hidden=128)
+    ropt = torch.optim.Adam(reg.parameters(), lr=2e-3)
+    gv = torch.Generator().manual_seed(seed + 991)
+    zv = mu[iv][None] + sd[iv][None] * torch.randn((n_val_samples,) + mu[iv].shape, generator=gv)
+    best_r, best_rstate = np.inf, None
+    t1 = time.perf_counter()
+    for ep in tqdm(range(reg_epochs), desc="regressor", unit="epoch", disable=not progress):
+        reg.train()
+        g = torch.Generator().manual_seed(seed * 7 + ep)
+        order = torch.from_numpy(it)[torch.randperm(len(it), generator=g)]
+        for s in range(0, len(order), 256):
+            idx = order[s : s + 256]
+            z = mu[idx] + sd[idx] * torch.randn(mu[idx].shape, generator=g)
+            loss = ((reg(z) - yt[idx]) ** 2).mean()
+            ropt.zero_grad()
+            loss.backward()
+            ropt.step()
+        reg.eval()
+        with torch.no_grad():
+            vl = float(((reg(zv).mean(0) - yt[iv]) ** 2).mean())
+        if vl < best_r:
+            best_r, best_rstate = vl, {k: v.clone() for k, v in reg.state_dict().items()}
+    reg.load_state_dict(best_rstate)
+    reg_seconds = time.perf_counter() - t1
+    with torch.no_grad():
+        pv = reg(zv).mean(0).numpy() * y_std + y_mean
+    return reg.eval(), y_mean, y_std, _r2(y[iv], pv), reg_seconds
+
+
+def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, max_train: int | None = None,
+                    threads: int | None = None, progress: bool = True) -> dict:
+    """Retrain only the FC regressor of a trained VAE checkpoint (``model_dir/model.pt``) on the
+    frozen encoder, with the same split as :func:`train_vae`; rewrites the checkpoint."""
+    import torch
+
+    from .inverter import Inverter, load_model
+
+    _setup(threads, "cpu", seed)
+    model_dir = Path(model_dir)
+    inv = load_model(model_dir)
+    if inv.kind != "vae":
+        raise FcinvError(f"{model_dir} holds a {inv.kind} model: only a VAE has a separate regressor")
+    x, y, info = load_split(dataset, "train", max_train)
+    if info["material"].lower() != inv.material.lower():
+        raise FcinvError(f"the model is for {inv.material}, the dataset for {info['material']}")
+    iv, it = _split(len(x), seed)
+    reg, y_mean, y_std, r2_val, reg_seconds = _fit_regressor(inv.vae, torch.from_numpy(x), y, it, iv,
+                                                             inv.config["latent"], reg_epochs, seed, progress)
+    cfg = dict(inv.config)
+    cfg["y_mean"], cfg["y_std"] = [float(v) for v in y_mean], [float(v) for v in y_std]
+    tr = dict(cfg.get("training") or {})
+    tr.update({"regressor_seconds": reg_seconds, "val_r2": r2_val.tolist(), "regressor": "latent samples"})
+    cfg["training"] = tr
+    Inverter(inv.vae, reg, cfg).save(model_dir / "model.pt")
+    return {"out": str(model_dir / "model.pt"), "val_r2": r2_val.tolist(), "names": inv.names, "epochs": reg_epochs,
+            "seconds": reg_seconds}
 
 
 def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,

@@ -134,3 +134,29 @@ def test_resume_continues_from_the_saved_epoch(tiny_dataset, tmp_path):
     assert int(st["epoch"]) == 1
     r = train_vae(tiny_dataset, out, epochs=2, batch_size=16, reg_epochs=2, progress=False, threads=2, resume=True)
     assert r["epochs"] == 2 and len(json.loads(torch.load(out / "train_state.pt", weights_only=True)["history"])) == 2
+
+
+def test_regressor_only_retrains_on_latent_samples(trained, tiny_dataset, tmp_path):
+    """--regressor-only keeps the encoder bit-for-bit, replaces the regressor, and refuses a ResNet."""
+    import shutil
+
+    import torch
+
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.train import load_split
+
+    src, _ = trained
+    d = tmp_path / "m"
+    shutil.copytree(src, d)
+    before = load_model(d)
+    assert main(["train", "--dataset", str(tiny_dataset), "--out", str(d), "--regressor-only", "--reg-epochs", "3",
+                 "--threads", "2", "--json"]) == 0
+    after = load_model(d)
+    for k, v in before.vae.state_dict().items():
+        assert torch.equal(v, after.vae.state_dict()[k])
+    assert any(not torch.equal(v, after.regressor.state_dict()[k]) for k, v in before.regressor.state_dict().items())
+    assert after.config["training"]["regressor"] == "latent samples"
+    x, _, _ = load_split(tiny_dataset, "test")
+    assert np.isfinite(after.predict(x[:2], n_samples=5).mean).all()
+    assert main(["train", "--dataset", str(tiny_dataset), "--out", str(d), "--model", "resnet", "--regressor-only"]) == 2
