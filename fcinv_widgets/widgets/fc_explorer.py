@@ -216,9 +216,14 @@ class FCExplorer:
         w = self.widget
         theta = np.asarray(w.values, dtype=float)[None, :]
         try:
-            img = np.asarray(_to_numpy(self.forward_model.spectra(theta))[0], dtype=np.float32)
-            fr = np.asarray(_to_numpy(self.forward_model.frequencies(theta))[0], dtype=np.float32)
-            stable = bool(np.asarray(_to_numpy(self.forward_model.is_stable(theta)))[0])
+            fm = self.forward_model
+            try:  # one eigensolve for the image and the stability flag (ForwardModel)
+                img, st = fm.spectra(theta, return_stable=True)
+            except TypeError:  # a minimal forward model without return_stable
+                img, st = fm.spectra(theta), fm.is_stable(theta)
+            img = np.asarray(_to_numpy(img)[0], dtype=np.float32)
+            fr = np.asarray(_to_numpy(fm.frequencies(theta))[0], dtype=np.float32)
+            stable = bool(np.asarray(_to_numpy(st))[0])
         except Exception as exc:  # keep the widget usable, show why
             with w.hold_sync():
                 w.error = f"forward model failed: {exc}"
