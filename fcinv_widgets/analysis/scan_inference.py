@@ -51,6 +51,52 @@ class ScanInference:
         o = self.order
         return int(o[0]), int(o[len(o) // 2]), int(o[-1])
 
+    def table(self) -> str:
+        """Text table: reference, full-data prediction ± spread, median of the single scans (eV/Å²)."""
+        head = f"{'FC':<16}{'reference':>10}{'full data':>20}{'median scan':>13}"
+        med = np.median(self.mean, axis=0)
+        rows = [f"{n:<16}{(f'{r:+.3f}' if r is not None else '—'):>10}{m:>+13.3f} ± {s:.3f}{md:>+13.3f}"
+                for n, r, m, s, md in zip(self.names, (self.reference if self.reference is not None else [None] * len(self.names)),
+                                          self.full_mean, self.full_std, med)]
+        return "\n".join([head] + rows)
+
+    # HDF5 layout (``format = "fcinv-scan-inference"``): datasets named like the fields
+    # (inputs/recon gzip-compressed float32); ``names`` and ``meta`` as JSON attributes;
+    # ``reference`` absent when None.
+    def save(self, path) -> None:
+        import json
+
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f.attrs.update({"format": "fcinv-scan-inference", "version": 1, "names": json.dumps(self.names),
+                            "meta": json.dumps(self.meta, default=str)})
+            for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage"):
+                f[k] = np.asarray(getattr(self, k))
+            if self.reference is not None:
+                f["reference"] = np.asarray(self.reference, float)
+            for k in ("inputs", "recon"):
+                f.create_dataset(k, data=np.asarray(getattr(self, k), np.float32), compression="gzip", compression_opts=4)
+
+    @classmethod
+    def load(cls, path) -> "ScanInference":
+        import json
+
+        import h5py
+
+        from ..errors import FcinvError
+
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise FcinvError(f"cannot open {path} as HDF5: {exc}") from None
+        with f:
+            if f.attrs.get("format") != "fcinv-scan-inference":
+                raise FcinvError(f"{path} is not an fcinv scan-inference file (write one with `fcinv infer-scans --out`)")
+            d = {k: f[k][()] for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")}
+            ref = f["reference"][()] if "reference" in f else None
+            return cls(names=json.loads(f.attrs["names"]), reference=ref, meta=json.loads(f.attrs["meta"]), **d)
+
 
 def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain=None, n_samples: int = 100,
                 seed: int = 0, batch: int = 64) -> ScanInference:
