@@ -202,17 +202,22 @@ class ScanSet:
     def __len__(self) -> int:
         return len(self.angles_deg)
 
-    def add_noise(self, background: float, counts, seed: int = 0) -> "ScanSet":
-        """A copy with the background + Poisson noise model applied to every image (min-max scaled)."""
+    def add_noise(self, background: float, counts, seed: int = 0, peak_percentile: float | None = 99.5) -> "ScanSet":
+        """A copy with the background + Poisson noise model applied to every image (min-max scaled).
+
+        B and P refer to each image's ``peak_percentile`` intensity (default the 99.5th percentile
+        of its covered pixels, not the maximum: the acoustic intensity near Bragg points would
+        otherwise leave the phonon ridges with almost no counts); ``None`` = the maximum."""
         from .analysis.noise import add_noise
 
         rng = np.random.default_rng(seed)
-        full, snr = add_noise(self.full, background, counts, rng=rng)
+        full, snr = add_noise(self.full, background, counts, rng=rng, peak_percentile=peak_percentile)
         scans = np.full_like(self.scans, np.nan)
         for i, s in enumerate(self.scans):
             if np.isfinite(s).any():
-                scans[i] = add_noise(s, background, counts, rng=rng)[0]
-        meta = {**self.meta, "noise": {"background": background, "counts": counts, "seed": seed, "snr_full": float(snr)},
+                scans[i] = add_noise(s, background, counts, rng=rng, peak_percentile=peak_percentile)[0]
+        meta = {**self.meta, "noise": {"background": background, "counts": counts, "seed": seed, "snr_full": float(snr),
+                                       "peak_percentile": peak_percentile},
                 "units": "min-max scaled to [0, 1] per image (noise model)"}
         return ScanSet(full, scans, self.angles_deg, self.coverage, self.ei_mev, self.temperature_k, self.material,
                        self.grid, self.params, meta)

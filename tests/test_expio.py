@@ -76,3 +76,36 @@ def test_our_formats_and_errors(tmp_path, ge, image):
     (tmp_path / "x.txt").write_text("1 2 3")
     with pytest.raises(FcinvError, match="unknown spectrum format"):
         read_spectrum(tmp_path / "x.txt")
+
+
+def test_to_model_intensity_weights_clips_and_checks(ge):
+    from fcinv_widgets.analysis.expio import to_model_intensity
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.sqe import bose_factor
+
+    e = ge.grid.e.centers
+    img = np.ones(ge.grid.shape)
+    img[3, 5] = 1e4  # a Bragg-tail hot pixel
+    img[7] = np.nan  # an uncovered q bin
+    out = to_model_intensity(img, ge.grid, temperature_k=300)
+    np.testing.assert_allclose(out[0], e / bose_factor(e, 300))
+    assert np.isnan(out[7]).all()
+    clipped = to_model_intensity(img, ge.grid, clip_percentile=99.0)
+    assert np.nanmax(clipped) == 1.0 and np.isnan(clipped[7]).all()
+    with pytest.raises(FcinvError, match="shape"):
+        to_model_intensity(np.ones((3, 3)), ge.grid)
+    with pytest.raises(FcinvError, match="temperature"):
+        to_model_intensity(img, ge.grid, temperature_k=-1)
+
+
+def test_noise_relative_to_a_percentile_peak():
+    """With a hot pixel, P counts at the 99.5th percentile leave the ridges far less noisy than P at the maximum."""
+    from fcinv_widgets.analysis.noise import add_noise
+
+    img = np.full((40, 40), 1.0)
+    img[20:] = 2.0  # a ridge above the floor
+    img[0, 0] = 200.0
+    noisy_max, _ = add_noise(img, 0.0, 100, seed=1)
+    noisy_pct, _ = add_noise(img, 0.0, 100, seed=1, peak_percentile=99.5)
+    rel = lambda a: np.std(a[20:]) / np.mean(a[20:])  # noqa: E731
+    assert rel(noisy_pct) < 0.3 * rel(noisy_max)

@@ -159,3 +159,45 @@ def write_pathsqe_npz(path, image, grid) -> None:
     image = grid.check_image(image)
     b = grid.q.boundaries
     np.savez(path, *[np.asarray(image[b[i] : b[i + 1]]) for i in range(len(b) - 1)])
+
+
+def to_model_intensity(image, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
+                       e_min_mev: float = 0.0) -> np.ndarray:
+    """Bring a measured (or fully simulated) folded S(q, E) closer to the models' training intensity.
+
+    The models were trained on the paper's unpolarized intensity, every phonon mode a
+    unit-weight Gaussian. A one-phonon coherent S(Q, E) weights each mode by
+    |Q·e|² (n(E)+1) / E: after folding over many zones |Q·e|² averages out, but the
+    (n+1)/E factor remains and, near Bragg points, diverges for the acoustic branches, so
+    min-max scaling leaves everything else near zero. This function
+
+    * with ``temperature_k``: multiplies every energy bin by E / (n(E, T) + 1) (E in meV,
+      bin centres; bins below ``e_min_mev`` or at E ≤ 0 are set to NaN = not used);
+    * with ``clip_percentile`` (e.g. 99.5): clips intensities above that percentile of the
+      covered pixels (Bragg tails, hot pixels) before the models' own min-max scaling.
+
+    Returns a float64 (nq, nE) image, NaN where not covered. Nothing else is changed.
+    """
+    from ..sqe import bose_factor
+
+    img = np.array(image, dtype=float)
+    if img.shape != tuple(grid.shape):
+        raise GridMismatchError(f"spectrum has shape {img.shape}, the grid is {tuple(grid.shape)} (nq, nE)")
+    e = np.asarray(grid.e.centers, float)
+    if temperature_k is not None:
+        if not (np.isfinite(temperature_k) and temperature_k >= 0):
+            raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+        ok = (e > 0) & (e >= e_min_mev)
+        w = np.full(e.shape, np.nan)
+        w[ok] = e[ok] / bose_factor(e[ok], float(temperature_k))
+        img = img * w[None, :]
+    elif e_min_mev > 0:
+        img[:, e < e_min_mev] = np.nan
+    if clip_percentile is not None:
+        if not 0 < clip_percentile <= 100:
+            raise FcinvError(f"clip percentile must be in (0, 100], got {clip_percentile!r}")
+        vals = img[np.isfinite(img)]
+        if vals.size == 0:
+            raise FcinvError("the spectrum has no covered (finite) pixel")
+        img = np.minimum(img, np.percentile(vals, clip_percentile))
+    return img

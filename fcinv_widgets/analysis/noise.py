@@ -69,10 +69,15 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return out.reshape(lead + x.shape[-2:])
 
 
-def add_noise(spectra, background: float = 0.0, counts: float | None = None, rng=None, seed=None, rescale: bool = True):
+def add_noise(spectra, background: float = 0.0, counts: float | None = None, rng=None, seed=None, rescale: bool = True,
+              peak_percentile: float | None = None):
     """Noisy copies of ``spectra`` (nq, nE) or (N, nq, nE): returns (noisy float32 in [0, 1], snr (N,)).
 
     ``rescale=False`` returns N/P itself (before the final min-max scaling).
+    ``peak_percentile``: the "peak" that B and P refer to is this percentile of each image's
+    covered pixels instead of its maximum (for full S(Q,E) simulations, whose acoustic
+    intensity near Bragg points is orders of magnitude above the phonon ridges; brighter pixels
+    then simply get more than P counts).
     """
     if not (np.isfinite(background) and background >= 0):
         raise FcinvError(f"background B must be ≥ 0 (fraction of the peak), got {background!r}")
@@ -81,6 +86,11 @@ def add_noise(spectra, background: float = 0.0, counts: float | None = None, rng
     x = _check(spectra)
     single = x.ndim == 2
     x = minmax(x[None] if single else x)
+    if peak_percentile is not None:
+        if not 0 < peak_percentile <= 100:
+            raise FcinvError(f"peak percentile must be in (0, 100], got {peak_percentile!r}")
+        ref = np.array([np.percentile(v[np.isfinite(v)], peak_percentile) if np.isfinite(v).any() else 1.0 for v in x])
+        x = x / np.where(ref > 0, ref, 1.0)[:, None, None]
     rng = np.random.default_rng(seed) if rng is None else rng
     mask = np.isfinite(x)
     base = np.where(mask, x, 0.0) + background

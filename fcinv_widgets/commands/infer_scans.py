@@ -17,6 +17,11 @@ def register(sub):
                    help="reference FCs for the table and plots: the force constants the scans were simulated "
                         "from (default), the material's first-principles values, or none")
     p.add_argument("--n-samples", type=int, default=100, help="latent samples per spectrum (VAE)")
+    p.add_argument("--clip", type=float, default=99.5, metavar="PERCENTILE",
+                   help="clip intensities above this percentile of each image's covered pixels (default 99.5)")
+    p.add_argument("--raw", action="store_true",
+                   help="feed the folded S(Q,E) as it is (default: weight each energy bin by E/(n(E,T)+1) at the "
+                        "scan set's temperature and clip, see analysis.expio.to_model_intensity)")
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
     p.add_argument("--json", action="store_true")
@@ -43,7 +48,18 @@ def run(args) -> int:
         params = getattr(ss, "params", None)
         if params is not None and len(params) == len(mat.reference_params):
             ref = np.asarray(params, float)[mat.active]
-    res = infer_scans(model, ss, reference=ref, n_samples=args.n_samples)
+    if args.raw:
+        full, scans = ss.full, ss.scans
+    else:
+        from ..analysis.expio import to_model_intensity
+
+        def fix(img):
+            return to_model_intensity(img, mat.grid, ss.temperature_k, args.clip) if np.isfinite(img).any() else img
+
+        full, scans = fix(ss.full), np.stack([fix(s) for s in ss.scans])
+    res = infer_scans(model, scans, full=full, angles_deg=ss.angles_deg, reference=ref, n_samples=args.n_samples)
+    res.meta.update({"scans": str(args.scans), "corrected": not args.raw, "clip": None if args.raw else args.clip,
+                     "temperature_k": float(ss.temperature_k)})
     if args.out:
         res.save(args.out)
     if args.plot:

@@ -21,7 +21,7 @@ def register(sub):
     p.add_argument("--qmax", type=float, default=None, help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)")
     p.add_argument("--u", default="1,1,0", help="sample direction along the beam at ω = 0 (Cartesian/cubic axes, default 1,1,0)")
     p.add_argument("--v", default="0,0,1", help="second in-plane sample direction (default 0,0,1)")
-    p.add_argument("--noise", help="B,P: flat background B (fraction of the peak) and Poisson counts P at the peak, on every image")
+    p.add_argument("--noise", help="B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output HDF5 scan-set file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -94,7 +94,7 @@ def _run_full_sqe(args, mat, fc) -> int:
     if noise:
         from ..analysis.noise import add_noise
 
-        img, snr = add_noise(img, noise[0], noise[1], seed=args.seed)
+        img, snr = add_noise(img, noise[0], noise[1], seed=args.seed, peak_percentile=99.5)  # B, P relative to the 99.5th percentile
         extra = {"noise_background": noise[0], "noise_counts": noise[1], "noise_seed": args.seed, "snr": float(snr)}
     resolution = {"kind": "arcs", "ei_mev": args.ei} if args.ei else {"kind": "constant", "sigma_mev": args.sigma}
     cov = float(np.isfinite(img).mean())
