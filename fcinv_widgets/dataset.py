@@ -108,8 +108,11 @@ def _init_file(f, mat, fm, seed, candidates, splits):
     nq, nE = g.shape
     for name, n in splits.items():
         s = f.create_group(name)
-        s.create_dataset("spectra", shape=(n, nq, nE), dtype="f4", chunks=(min(64, max(n, 1)), nq, nE),
-                         compression="gzip", compression_opts=1, shuffle=True)
+        if n > 0:
+            s.create_dataset("spectra", shape=(n, nq, nE), dtype="f4", chunks=(min(64, n), nq, nE),
+                             compression="gzip", compression_opts=1, shuffle=True)
+        else:  # an empty split (e.g. a test-only file): HDF5 cannot chunk a zero-length axis
+            s.create_dataset("spectra", shape=(0, nq, nE), dtype="f4")
         s.create_dataset("params", shape=(n, len(fm.names)), dtype="f8")
         s.attrs.update({"n_target": n, "n_done": 0, "next_chunk": 0, "n_candidates": 0, "n_stable": 0})
 

@@ -99,3 +99,14 @@ def test_refuses_to_mix_settings(reference_file):
         generate_dataset("Ge", reference_file, n_train=60, n_test=20, seed=8, candidates=16, progress=False)
     with pytest.raises(FcinvError, match="non-negative"):
         generate_dataset("Ge", "/tmp/never.h5", n_train=-1)
+
+
+def test_test_only_dataset(tmp_path):
+    """An empty training split (a test-only file, as the tutorials make) is valid and readable."""
+    from fcinv_widgets.dataset import generate_dataset
+    from fcinv_widgets.models.train import load_split
+
+    p = tmp_path / "t.h5"
+    generate_dataset("Ge", p, n_train=0, n_test=8, seed=3, progress=False)
+    x, y, _ = load_split(p, "test")
+    assert x.shape == (8, 140, 140) and y.shape == (8, 8)
