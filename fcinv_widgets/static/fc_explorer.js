@@ -88,6 +88,9 @@ function render({ model, el: root }) {
 
   const st = {};
   let sliders = [];
+  // latest values the user asked for: a slider move changes only its own entry, so values of
+  // untouched sliders are never rounded to a slider step
+  let latest = (model.get("values") || []).slice();
   const coalescer = makeCoalescer((values, seq) => {
     model.set("values", values);
     model.set("request_seq", seq);
@@ -135,6 +138,7 @@ function render({ model, el: root }) {
     const dom = decodeArray(model.get("domain"));
     const units = model.get("units");
     const vals = model.get("values");
+    latest = vals.slice();
     sliders = names.map((name, i) => {
       const lo = dom[2 * i], hi = dom[2 * i + 1];
       const lab = el("label", { style: "display:flex;flex-direction:column" }, sliderBox);
@@ -145,9 +149,10 @@ function render({ model, el: root }) {
       const show = (v) => { txt.textContent = `${name} = ${Number(v).toFixed(3)} ${units}  [${lo.toFixed(2)}, ${hi.toFixed(2)}]`; };
       show(vals[i]);
       s.addEventListener("input", () => {
-        const cur = sliders.map((x) => clamp(parseFloat(x.el.value), parseFloat(x.el.min), parseFloat(x.el.max)));
+        latest = latest.slice();
+        latest[i] = clamp(parseFloat(s.value), lo, hi);
         show(s.value);
-        coalescer.push(cur);
+        coalescer.push(latest);
       });
       return { el: s, show };
     });
@@ -155,8 +160,9 @@ function render({ model, el: root }) {
 
   function syncSliders() {
     const vals = model.get("values");
+    latest = latest.length === vals.length ? latest.slice() : vals.slice();
     sliders.forEach((s, i) => {
-      if (document.activeElement !== s.el || !coalescer.busy) { s.el.value = vals[i]; s.show(vals[i]); }
+      if (document.activeElement !== s.el || !coalescer.busy) { s.el.value = vals[i]; s.show(vals[i]); latest[i] = vals[i]; }
     });
   }
 

@@ -80,3 +80,40 @@ def test_fc_explorer_slider_keyboard_and_errors(tmp_path):
         page.wait_for_selector(".fcinv-stability[data-stable='false']", timeout=20_000)
         page.screenshot(path=str(ARTIFACTS / "fc_explorer_unstable.png"))
         assert _state(page, tmp_path, "s3")["stable"] is False
+
+
+REAL_CELL = """\
+import numpy as np
+from fcinv_widgets import FCExplorer, get_material
+ge = get_material("Ge")
+fx = FCExplorer(ge)
+fx"""
+
+
+def test_fc_explorer_real_ge_forward_model(tmp_path):
+    """The real Ge forward model behind the sliders: keyboard moves repaint the canvas, the synced
+    values follow, and a comparison spectrum of the wrong shape is refused with the widget intact."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    write_notebook(tmp_path / "ge.ipynb", [REAL_CELL])
+    with jupyterlab(tmp_path) as url, chromium_page() as page:
+        open_and_run(page, url, "ge.ipynb", "canvas.fcinv-heatmap[data-frame='1']", timeout_ms=180_000)
+        before_px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+        s0 = _state(page, tmp_path, "g0")
+        slider = page.locator("input.fcinv-slider").nth(1)  # FC1 (1NN xy)
+        slider.focus()
+        for _ in range(15):
+            page.keyboard.press("ArrowLeft")
+        page.wait_for_function("() => Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > 1")
+        page.wait_for_timeout(800)
+        s1 = _state(page, tmp_path, "g1")
+        page.screenshot(path=str(ARTIFACTS / "fc_explorer_real_ge.png"))
+        assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != before_px
+        assert s1["values"][1] < s0["values"][1] and s1["values"][0] == s0["values"][0]
+        assert abs(float(slider.input_value()) - s1["values"][1]) < 1e-6
+        out = tmp_path / "err.txt"
+        kernel_exec(page, "try:\n    fx.compare(np.zeros((10, 10)))\nexcept Exception as e:\n"
+                          f"    open({str(out)!r}, 'w').write(type(e).__name__ + ': ' + str(e))")
+        assert "GridMismatchError" in out.read_text() and "(140, 140)" in out.read_text()
+        kernel_exec(page, "fx.compare(ge.forward_model().spectra(ge.reference_theta[None])[0])")
+        page.wait_for_timeout(800)
+        assert _state(page, tmp_path, "g2")["error"] == ""
