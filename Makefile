@@ -41,6 +41,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/fcinv bench forward --material Ge --batch 10000
+	$(PY) benchmarks/bench_inference.py --model ge-vae
+	$(PY) benchmarks/bench_inference.py --model ge-resnet
+	$(PY) benchmarks/bench_refine.py --material Ge --n 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info
