@@ -186,7 +186,7 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
                 "training": {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history),
                              "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seed": seed,
                              "val_r2": r2_val.tolist(), "history": history, "device": str(dev),
-                             "threads": torch.get_num_threads()}})
+                             "threads": torch.get_num_threads(), "regressor": "latent samples"}})
     Inverter(vae, reg, cfg).save(out / "model.pt")
     return {"out": str(out / "model.pt"), "val_r2": r2_val.tolist(), "names": info["names"], "epochs": len(history),
             "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seconds": vae_seconds + reg_seconds}
