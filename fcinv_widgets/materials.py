@@ -31,6 +31,15 @@ BCC_POINTS = {"Γ": (0, 0, 0), "H": (0, 0, 1), "N": (0.5, 0.5, 0), "P": (0.5, 0.
 BCC_PATH = [("Γ", "H"), ("H", "N"), ("N", "Γ"), ("Γ", "P"), ("P", "H"), ("P", "N")]
 
 
+def _one_blas_thread():
+    """Single-threaded BLAS/LAPACK while precomputing: OpenBLAS results depend on its thread
+    count in the last bit, and byte-identical datasets (in-process, resumed, on Dask workers
+    that run one thread) need the same precomputed matrices everywhere."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def data_path(*parts) -> Path:
     return Path(resources.files("fcinv_widgets")) / "data" / Path(*parts)
 
@@ -81,7 +90,8 @@ class Material:
 
     @cached_property
     def basis(self) -> FCBasis:
-        return FCBasis(self.crystal, self.supercell_matrix)
+        with _one_blas_thread():
+            return FCBasis(self.crystal, self.supercell_matrix)
 
     # ---------------------------------------------------------------- reference and domain
     @cached_property
@@ -163,8 +173,9 @@ class Material:
         key = (sigma_mev, repr(resolution), str(backend), tuple(mesh) if mesh is not None else None)
         cache = self.__dict__.setdefault("_fm_cache", {})
         if key not in cache:
-            cache[key] = ForwardModel(self.basis, self.grid, self.reference_params, self.active, sigma_mev=sigma_mev,
-                                      resolution=resolution, backend=backend, mesh=mesh, names=self.active_names)
+            with _one_blas_thread():
+                cache[key] = ForwardModel(self.basis, self.grid, self.reference_params, self.active, sigma_mev=sigma_mev,
+                                          resolution=resolution, backend=backend, mesh=mesh, names=self.active_names)
         return cache[key]
 
     def to_dict(self) -> dict:
