@@ -85,7 +85,8 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
         best_state = st["best"]
         start, best, bad = int(st["epoch"]), float(st["best_loss"]), int(st["bad"])
         history = json.loads(st["history"])
-    t0 = time.perf_counter()
+    # wall time accumulates over resumed runs (history's "seconds" is cumulative)
+    t0 = time.perf_counter() - (float(history[-1]["seconds"]) if history else 0.0)
     bar = tqdm(range(start, epochs), desc=desc, unit="epoch", disable=not progress)
     for ep in bar:
         if bad >= patience:
