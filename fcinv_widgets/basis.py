@@ -278,6 +278,33 @@ class FCBasis:
         svecs, multi = self.phonopy.primitive.get_smallest_vectors()
         return np.asarray(svecs), np.asarray(multi)
 
+    def _phases(self, q) -> np.ndarray:
+        """phase[q, i, k] = (1/m) Σ_l exp(2πi q·svec(k, i, l)) over the m equidistant images (phonopy)."""
+        svecs, multi = self._smallest_vectors
+        n, N = self.n_prim, self.n_super
+        phase = np.zeros((len(q), n, N), dtype=complex)
+        for k in range(N):
+            for i in range(n):
+                m, adrs = multi[k, i]
+                phase[:, i, k] = np.exp(2j * np.pi * q @ svecs[adrs : adrs + m].T).sum(axis=1) / m
+        return phase
+
+    def _dynamical(self, compact, qpoints) -> np.ndarray:
+        """Mass-weighted, Hermitised D(q) of compact force constants (..., n_prim, N, 3, 3):
+        (..., nq, 3n, 3n) complex, eV/Å²/amu."""
+        q = np.atleast_2d(np.asarray(qpoints, dtype=float))
+        phase = self._phases(q)
+        n = self.n_prim
+        lead = compact.shape[:-4]
+        D = np.zeros(lead + (len(q), n, 3, n, 3), dtype=complex)
+        for j in range(n):
+            kj = np.nonzero(self.s2pp == j)[0]
+            D[..., j, :] = np.einsum("...ikab,qik->...qiab", compact[..., kj, :, :], phase[:, :, kj])
+        m = self.crystal.masses
+        D /= np.sqrt(np.outer(m, m))[:, None, :, None]
+        D = D.reshape(lead + (len(q), 3 * n, 3 * n))
+        return 0.5 * (D + np.conj(np.swapaxes(D, -1, -2)))
+
     def dynamical_matrices(self, qpoints) -> np.ndarray:
         """Per-parameter dynamical matrices D_p(q), (n_params, nq, 3n, 3n) complex, eV/Å²/amu.
 
@@ -285,24 +312,12 @@ class FCBasis:
         averaged over equidistant images), so that eigenvalues match phonopy's.
         ``q`` in fractional coordinates of the primitive reciprocal lattice.
         """
-        q = np.atleast_2d(np.asarray(qpoints, dtype=float))
-        svecs, multi = self._smallest_vectors
-        n, N = self.n_prim, self.n_super
-        # phase[q, i, k] = (1/m) Σ_l exp(2πi q·svec(k, i, l))
-        phase = np.zeros((len(q), n, N), dtype=complex)
-        for k in range(N):
-            for i in range(n):
-                m, adrs = multi[k, i]
-                v = svecs[adrs : adrs + m]
-                phase[:, i, k] = np.exp(2j * np.pi * q @ v.T).sum(axis=1) / m
-        masses = self.crystal.masses
-        D = np.zeros((self.n_params, len(q), n, 3, n, 3), dtype=complex)
-        for j in range(n):
-            kj = np.nonzero(self.s2pp == j)[0]
-            D[:, :, :, :, j, :] = np.einsum("pikab,qik->pqiab", self._compact[:, :, kj], phase[:, :, kj])
-        D /= np.sqrt(np.outer(masses, masses))[None, None, :, None, :, None]
-        D = D.reshape(self.n_params, len(q), 3 * n, 3 * n)
-        return 0.5 * (D + np.conj(np.swapaxes(D, -1, -2)))
+        return self._dynamical(self._compact, qpoints)
+
+    def dynamical_matrix(self, params, qpoints) -> np.ndarray:
+        """D(q) (nq, 3n, 3n) of one parameter vector (eV/Å²), contracted from its compact force
+        constants (no per-parameter intermediate); same convention as :meth:`dynamical_matrices`."""
+        return self._dynamical(self.expand(self._check_params(params)), qpoints)
 
     def frequencies_thz(self, params, qpoints) -> np.ndarray:
         """Phonon frequencies (THz, ascending; negative = imaginary) at ``qpoints`` for ``params``."""

@@ -99,7 +99,6 @@ class SQE:
         self.crystal = basis.crystal
         self.params = basis._check_params(params).copy()
         self.temperature = float(temperature)
-        self.fc = basis.expand(self.params)  # compact (n_prim, N, 3, 3)
         self.b = scattering_lengths(self.crystal.symbols, b_coh)
         self.masses = self.crystal.masses
         self.n_atoms = self.crystal.n_atoms
@@ -110,22 +109,7 @@ class SQE:
     # ------------------------------------------------------------------ phonons
     def dynamical_matrix(self, q_frac) -> np.ndarray:
         """D(q) (nq, 3n, 3n) in eV/Å²/amu, phonopy's convention; q in primitive fractional coordinates."""
-        b = self.basis
-        q = np.atleast_2d(np.asarray(q_frac, float))
-        svecs, multi = b._smallest_vectors
-        n, N = b.n_prim, b.n_super
-        phase = np.zeros((len(q), n, N), dtype=complex)
-        for k in range(N):
-            for i in range(n):
-                m, adrs = multi[k, i]
-                phase[:, i, k] = np.exp(2j * np.pi * q @ svecs[adrs : adrs + m].T).sum(axis=1) / m
-        D = np.zeros((len(q), n, 3, n, 3), dtype=complex)
-        for j in range(n):
-            kj = np.nonzero(b.s2pp == j)[0]
-            D[:, :, :, j, :] = np.einsum("ikab,qik->qiab", self.fc[:, kj], phase[:, :, kj])
-        D /= np.sqrt(np.outer(self.masses, self.masses))[None, :, None, :, None]
-        D = D.reshape(len(q), 3 * n, 3 * n)
-        return 0.5 * (D + np.conj(np.swapaxes(D, -1, -2)))
+        return self.basis.dynamical_matrix(self.params, q_frac)
 
     def modes(self, q_frac):
         """Energies (nq, 3n) meV (negative = imaginary) and eigenvectors (nq, n, 3, 3n)."""
