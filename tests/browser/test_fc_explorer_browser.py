@@ -1,24 +1,10 @@
 """End-to-end: FCExplorer in JupyterLab + headless Chromium (pytest -m browser)."""
 
 import json
-import os
-import shutil
-from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.browser
-
-pytest.importorskip("playwright")
-pytest.importorskip("jupyterlab")
-from fcinv_widgets.widgets._browser import (  # noqa: E402
-    CANVAS_SUM_JS, CHROMIUM, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+from fcinv_widgets.widgets._browser import (
+    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
 )
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} missing (run .ci/install-browser)", allow_module_level=True)
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 CELL = """\
 from fcinv_widgets.widgets import FCExplorer
@@ -34,12 +20,11 @@ def _state(page, tmp_path, name):
     return json.loads(out.read_text())
 
 
-def test_fc_explorer_slider_keyboard_and_errors(tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
+def test_fc_explorer_slider_keyboard_and_errors(tmp_path, artifacts):
     write_notebook(tmp_path / "fcx.ipynb", [CELL])
     with jupyterlab(tmp_path) as url, chromium_page() as page:
         open_and_run(page, url, "fcx.ipynb", "canvas.fcinv-heatmap[data-frame='1']")
-        page.screenshot(path=str(ARTIFACTS / "fc_explorer_initial.png"))
+        page.screenshot(path=str(artifacts / "fc_explorer_initial.png"))
         before_px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
         assert before_px[0] > 0
         s0 = _state(page, tmp_path, "s0")
@@ -55,7 +40,7 @@ def test_fc_explorer_slider_keyboard_and_errors(tmp_path):
         page.wait_for_timeout(500)
         after_px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
         s1 = _state(page, tmp_path, "s1")
-        page.screenshot(path=str(ARTIFACTS / "fc_explorer_after_slider.png"))
+        page.screenshot(path=str(artifacts / "fc_explorer_after_slider.png"))
         assert after_px != before_px, "canvas did not repaint"
         assert s1["values"][0] > s0["values"][0], (s0, s1)
         assert s1["frame"] > s0["frame"]
@@ -78,7 +63,7 @@ def test_fc_explorer_slider_keyboard_and_errors(tmp_path):
         slider.focus()
         page.keyboard.press("Home")
         page.wait_for_selector(".fcinv-stability[data-stable='false']", timeout=20_000)
-        page.screenshot(path=str(ARTIFACTS / "fc_explorer_unstable.png"))
+        page.screenshot(path=str(artifacts / "fc_explorer_unstable.png"))
         assert _state(page, tmp_path, "s3")["stable"] is False
 
 
@@ -90,10 +75,9 @@ fx = FCExplorer(ge)
 fx"""
 
 
-def test_fc_explorer_real_ge_forward_model(tmp_path):
+def test_fc_explorer_real_ge_forward_model(tmp_path, artifacts):
     """The real Ge forward model behind the sliders: keyboard moves repaint the canvas, the synced
     values follow, and a comparison spectrum of the wrong shape is refused with the widget intact."""
-    ARTIFACTS.mkdir(exist_ok=True)
     write_notebook(tmp_path / "ge.ipynb", [REAL_CELL])
     with jupyterlab(tmp_path) as url, chromium_page() as page:
         open_and_run(page, url, "ge.ipynb", "canvas.fcinv-heatmap[data-frame='1']", timeout_ms=180_000)
@@ -106,7 +90,7 @@ def test_fc_explorer_real_ge_forward_model(tmp_path):
         page.wait_for_function("() => Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > 1")
         page.wait_for_timeout(800)
         s1 = _state(page, tmp_path, "g1")
-        page.screenshot(path=str(ARTIFACTS / "fc_explorer_real_ge.png"))
+        page.screenshot(path=str(artifacts / "fc_explorer_real_ge.png"))
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != before_px
         assert s1["values"][1] < s0["values"][1] and s1["values"][0] == s0["values"][0]
         assert abs(float(slider.input_value()) - s1["values"][1]) < 1e-6

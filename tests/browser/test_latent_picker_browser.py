@@ -1,25 +1,13 @@
 """End-to-end: LatentPicker click, lasso drag and two-click ray (pytest -m browser)."""
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
-import pytest
 
-pytestmark = pytest.mark.browser
-
-pytest.importorskip("playwright")
-pytest.importorskip("jupyterlab")
-from fcinv_widgets.widgets._browser import (  # noqa: E402
-    CANVAS_SUM_JS, CHROMIUM, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+from fcinv_widgets.widgets._browser import (
+    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
 )
-from fcinv_widgets.widgets.latent_picker import fake_latent_map  # noqa: E402
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} missing (run .ci/install-browser)", allow_module_level=True)
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+from fcinv_widgets.widgets.latent_picker import fake_latent_map
 
 CELL = """\
 from fcinv_widgets.widgets import LatentPicker
@@ -52,8 +40,7 @@ def _state(page, tmp_path, name):
     return json.loads(out.read_text())
 
 
-def test_latent_picker_click_lasso_ray(tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
+def test_latent_picker_click_lasso_ray(tmp_path, artifacts):
     write_notebook(tmp_path / "lp.ipynb", [CELL])
     emb = fake_latent_map(n=300).embedding
     with jupyterlab(tmp_path) as url, chromium_page() as page:
@@ -62,7 +49,7 @@ def test_latent_picker_click_lasso_ray(tmp_path):
         canvas = page.locator("canvas.fcinv-map")
         g = page.evaluate(GEOM_JS)
         px, py = np.array(g["px"]), np.array(g["py"])
-        page.screenshot(path=str(ARTIFACTS / "latent_picker_initial.png"))
+        page.screenshot(path=str(artifacts / "latent_picker_initial.png"))
 
         # 1. click a point
         before = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-map")
@@ -87,7 +74,7 @@ def test_latent_picker_click_lasso_ray(tmp_path):
         page.mouse.up()
         page.wait_for_function("() => !document.querySelector('.fcinv-sel-info').textContent.startsWith('1 selected')")
         page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / "latent_picker_lasso.png"))
+        page.screenshot(path=str(artifacts / "latent_picker_lasso.png"))
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-map") != before
         s2 = _state(page, tmp_path, "s2")
         inside = [k for k in range(len(px)) if point_in_polygon(px[k], py[k], poly)]
@@ -104,7 +91,7 @@ def test_latent_picker_click_lasso_ray(tmp_path):
         canvas.click(position={"x": px[b], "y": py[b]})
         page.wait_for_function("() => Number(document.querySelector('canvas.fcinv-strip').dataset.frame) > 1")
         page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / "latent_picker_ray.png"))
+        page.screenshot(path=str(artifacts / "latent_picker_ray.png"))
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-strip") != strip_before
         s3 = _state(page, tmp_path, "s3")
         assert s3["ray"] == [a, b] and s3["strip"] == [8, 24, 20] and s3["error"] == ""
@@ -116,4 +103,4 @@ def test_latent_picker_click_lasso_ray(tmp_path):
         kernel_exec(page, "try:\n    lp.selected = [9999]\nexcept Exception as e:\n    err = str(e)")
         page.wait_for_timeout(300)
         assert page.locator(".fcinv-sel-info").inner_text().startswith("3 selected")
-        page.screenshot(path=str(ARTIFACTS / "latent_picker_python.png"))
+        page.screenshot(path=str(artifacts / "latent_picker_python.png"))

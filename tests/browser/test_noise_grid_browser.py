@@ -1,23 +1,10 @@
 """End-to-end: NoiseGridExplorer click on a cell (pytest -m browser)."""
 
 import json
-import os
-from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.browser
-
-pytest.importorskip("playwright")
-pytest.importorskip("jupyterlab")
-from fcinv_widgets.widgets._browser import (  # noqa: E402
-    CANVAS_SUM_JS, CHROMIUM, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+from fcinv_widgets.widgets._browser import (
+    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
 )
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} missing (run .ci/install-browser)", allow_module_level=True)
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 CELL = """\
 from fcinv_widgets.widgets import NoiseGridExplorer
@@ -26,8 +13,7 @@ ng = NoiseGridExplorer(fake_noise_grid())
 ng"""
 
 
-def test_noise_grid_click_cell(tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
+def test_noise_grid_click_cell(tmp_path, artifacts):
     write_notebook(tmp_path / "ng.ipynb", [CELL])
     with jupyterlab(tmp_path) as url, chromium_page() as page:
         open_and_run(page, url, "ng.ipynb", "canvas.fcinv-grid[data-frame]")
@@ -37,7 +23,7 @@ def test_noise_grid_click_cell(tmp_path):
         page.locator("canvas.fcinv-grid").click(position={"x": 50 + 2 * 60 + 30, "y": 10 + 1 * 60 + 30})
         page.wait_for_function("() => document.querySelector('.fcinv-cell-info').textContent.includes('P=')")
         page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / "noise_grid_clicked.png"))
+        page.screenshot(path=str(artifacts / "noise_grid_clicked.png"))
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-noisy") != noisy_before
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-grid") != grid_before  # selection outline
         assert "R² =" in page.locator(".fcinv-cell-r2").inner_text()

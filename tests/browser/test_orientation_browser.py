@@ -1,23 +1,10 @@
 """End-to-end: OrientationScatter click on a point (pytest -m browser)."""
 
 import json
-import os
-from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.browser
-
-pytest.importorskip("playwright")
-pytest.importorskip("jupyterlab")
-from fcinv_widgets.widgets._browser import (  # noqa: E402
-    CANVAS_SUM_JS, CHROMIUM, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+from fcinv_widgets.widgets._browser import (
+    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
 )
-
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} missing (run .ci/install-browser)", allow_module_level=True)
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 CELL = """\
 from fcinv_widgets.widgets import OrientationScatter
@@ -40,8 +27,7 @@ def _state(page, tmp_path, name):
     return json.loads(out.read_text())
 
 
-def test_orientation_click_point(tmp_path):
-    ARTIFACTS.mkdir(exist_ok=True)
+def test_orientation_click_point(tmp_path, artifacts):
     write_notebook(tmp_path / "osc.ipynb", [CELL])
     with jupyterlab(tmp_path) as url, chromium_page() as page:
         open_and_run(page, url, "osc.ipynb", "canvas.fcinv-input[data-frame]")
@@ -50,12 +36,12 @@ def test_orientation_click_point(tmp_path):
         worst = s0["worst"]
         assert s0["sel"] != worst
         before = {c: page.evaluate(CANVAS_SUM_JS, f"canvas.fcinv-{c}") for c in ("scatter", "input", "recon")}
-        page.screenshot(path=str(ARTIFACTS / "orientation_initial.png"))
+        page.screenshot(path=str(artifacts / "orientation_initial.png"))
         x, y = page.evaluate(POINT_JS, ["canvas.fcinv-scatter", worst])
         page.locator("canvas.fcinv-scatter").click(position={"x": x + 1, "y": y})
         page.wait_for_function(f"() => document.querySelector('.fcinv-scan-info').textContent.startsWith('scan {worst}:')")
         page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / "orientation_clicked.png"))
+        page.screenshot(path=str(artifacts / "orientation_clicked.png"))
         for c, v in before.items():
             assert page.evaluate(CANVAS_SUM_JS, f"canvas.fcinv-{c}") != v, c
         s1 = _state(page, tmp_path, "s1")
@@ -72,4 +58,4 @@ def test_orientation_click_point(tmp_path):
         page.wait_for_function("() => document.querySelector('.fcinv-scan-info').textContent.startsWith('scan 0:')")
         kernel_exec(page, "osc.select(5)")
         page.wait_for_function("() => document.querySelector('.fcinv-scan-info').textContent.startsWith('scan 5:')")
-        page.screenshot(path=str(ARTIFACTS / "orientation_python_select.png"))
+        page.screenshot(path=str(artifacts / "orientation_python_select.png"))
