@@ -261,3 +261,6 @@ export function projectPoints(xs, ys, xr, yr, rect) {
   }
   return { px, py };
 }
+
+/** Count a repaint in the canvas' data-frame attribute (the browser tests wait on it). */
+export function bumpFrame(canvas) { canvas.dataset.frame = String(Number(canvas.dataset.frame || 0) + 1); }

@@ -5,6 +5,7 @@
 import {
   makeLut, floatToRGBA, nearestPoint, lassoSelect, decodeArray, lutColor, cssRGB, extent,
   projectPoints, linmap, CATEGORICAL,
+  bumpFrame,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -89,8 +90,6 @@ function marker(ctx, kind, x, y, r, color) {
   }
   ctx.restore();
 }
-
-function bump(canvas) { canvas.dataset.frame = String(Number(canvas.dataset.frame || 0) + 1); }
 
 function render({ model, el: root }) {
   root.classList.add("fcinv-latent-picker");
@@ -199,7 +198,7 @@ function render({ model, el: root }) {
     ctx.fillText(Number(lo.toPrecision(3)).toString(), cx + 15, cy1);
     ctx.save(); ctx.translate(cx + 30, (cy0 + cy1) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
     ctx.fillText(`${model.get("names")[model.get("fc")] || ""} (${model.get("units")})`, 0, 0); ctx.restore();
-    bump(canvas);
+    bumpFrame(canvas);
   }
 
   function paintStrip() {
@@ -209,7 +208,7 @@ function render({ model, el: root }) {
     if (!st.strip) {
       ctx.fillText(model.get("can_decode") ? "ray tool: click two points to decode spectra along the latent line"
         : "ray tool: give the trained VAE (LatentPicker(map, model)) to decode", 4, 4);
-      bump(strip); return;
+      bumpFrame(strip); return;
     }
     const [m, nq, nE] = st.strip.shape;
     const gap = 4, w = Math.min(110, (strip.width - gap * (m - 1)) / m), h = strip.height - 18;
@@ -225,7 +224,7 @@ function render({ model, el: root }) {
       ctx.fillStyle = "#222";
       ctx.fillText(k === 0 ? "A" : k === m - 1 ? "B" : `t=${(k / (m - 1)).toFixed(2)}`, x + 2, 2);
     }
-    bump(strip);
+    bumpFrame(strip);
   }
 
   function paintInfo() {

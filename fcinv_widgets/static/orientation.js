@@ -4,6 +4,7 @@
 import {
   makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, nearestPoint, decodeArray,
   lutColor, cssRGB, extent, projectPoints, CYCLIC_STOPS,
+  bumpFrame,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -150,8 +151,6 @@ function drawSpectrum(canvas, img, st, title, withFreqs) {
   }
 }
 
-function bump(canvas) { canvas.dataset.frame = String(Number(canvas.dataset.frame || 0) + 1); }
-
 function render({ model, el: root }) {
   root.classList.add("fcinv-orientation");
   const stopKeys = (e) => { if (e.target.tagName === "SELECT") e.stopPropagation(); };
@@ -232,7 +231,7 @@ function render({ model, el: root }) {
       ctx.fillStyle = "#222"; ctx.fillText(t, lx + 24, 10);
       lx += 90;
     }
-    bump(scatter);
+    bumpFrame(scatter);
   }
 
   function paintMse() {
@@ -245,7 +244,7 @@ function render({ model, el: root }) {
     ctx.fillStyle = "#222"; ctx.textAlign = "left"; ctx.textBaseline = "top";
     ctx.fillText("MSE vs full data (log)", mgeom.rect.x, 4);
     drawPoints(ctx, mgeom, st.colors, model.get("selected"));
-    bump(msePanel);
+    bumpFrame(msePanel);
   }
 
   function paintScan() {
@@ -257,7 +256,7 @@ function render({ model, el: root }) {
     } else info.textContent = "click a point to see its scan";
     drawSpectrum(inputC, st.input, st, st.freqs ? "input + predicted dispersion" : "input", true);
     drawSpectrum(reconC, st.recon, st, "reconstruction", false);
-    bump(inputC); bump(reconC);
+    bumpFrame(inputC); bumpFrame(reconC);
   }
 
   function clickOn(canvas, g) {
