@@ -54,21 +54,17 @@ def draw_chunk(material_name: str, split: int, k: int, seed: int, candidates: in
     """Evaluate chunk ``k``: returns (params (n,8), spectra (n,nq,nE) float32) of its stable samples."""
     from .materials import get_material
 
-    from threadpoolctl import threadpool_limits
-
-    # single-threaded BLAS/LAPACK for the whole chunk, model construction included: OpenBLAS
-    # results (the block decomposition's eigh, [1, θ] @ W) depend on its thread count in the
-    # last bit, and Dask workers run with one thread; this keeps every run byte-identical
-    with threadpool_limits(limits=1, user_api="blas"):
-        mat = get_material(material_name)
-        fm = mat.forward_model(sigma_mev=sigma_mev, resolution=resolution)
-        domain = np.asarray(domain, float)
-        rng = np.random.default_rng([seed, split, k])
-        theta = rng.uniform(domain[:, 0], domain[:, 1], size=(candidates, len(domain)))
-        # eigenvalues only first (cheap): most candidates of a widened domain are unstable
-        stable = fm.is_stable(theta)
-        theta = theta[stable]
-        return theta, fm.spectra(theta) if len(theta) else np.zeros((0,) + mat.grid.shape, np.float32)
+    # the material's basis and forward model are precomputed with single-threaded BLAS
+    # (materials._one_blas_thread), so chunks are byte-identical in any process
+    mat = get_material(material_name)
+    fm = mat.forward_model(sigma_mev=sigma_mev, resolution=resolution)
+    domain = np.asarray(domain, float)
+    rng = np.random.default_rng([seed, split, k])
+    theta = rng.uniform(domain[:, 0], domain[:, 1], size=(candidates, len(domain)))
+    # eigenvalues only first (cheap): most candidates of a widened domain are unstable
+    stable = fm.is_stable(theta)
+    theta = theta[stable]
+    return theta, fm.spectra(theta) if len(theta) else np.zeros((0,) + mat.grid.shape, np.float32)
 
 
 @contextmanager

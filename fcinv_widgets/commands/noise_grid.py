@@ -30,9 +30,7 @@ class _Predict:
 
         if self._inv is None:
             self._inv = load_model(self.model)
-        if self._inv.kind == "vae":
-            return self._inv.predict(x, n_samples=self.n_samples, reconstruct=False).mean
-        return self._inv.predict(x).mean
+        return self._inv.predict(x, n_samples=self.n_samples, reconstruct=False).mean  # (a ResNet ignores n_samples)
 
     def __getstate__(self):
         return {"model": self.model, "n_samples": self.n_samples, "_inv": None}

@@ -16,6 +16,7 @@ never a queue).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol, Sequence
 
 import anywidget
@@ -141,6 +142,7 @@ class FCExplorer:
         if reference.shape != (len(names),):
             raise FcinvError(f"reference must have shape ({len(names)},), got {reference.shape}")
         self.forward_model = forward_model
+        self._fused = "return_stable" in inspect.signature(forward_model.spectra).parameters
         self.grid = grid
         q = grid.q
         nq = int(grid.shape[0])
@@ -217,9 +219,9 @@ class FCExplorer:
         theta = np.asarray(w.values, dtype=float)[None, :]
         try:
             fm = self.forward_model
-            try:  # one eigensolve for the image and the stability flag (ForwardModel)
+            if self._fused:  # one eigensolve for the image and the stability flag (ForwardModel)
                 img, st = fm.spectra(theta, return_stable=True)
-            except TypeError:  # a minimal forward model without return_stable
+            else:  # a minimal forward model without return_stable
                 img, st = fm.spectra(theta), fm.is_stable(theta)
             img = np.asarray(_to_numpy(img)[0], dtype=np.float32)
             fr = np.asarray(_to_numpy(fm.frequencies(theta))[0], dtype=np.float32)

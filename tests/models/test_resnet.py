@@ -107,3 +107,15 @@ def test_cli_train_resnet_evaluate_invert(tiny_dataset, tmp_path, capsys, ge):
     assert main(["train", "--dataset", str(tiny_dataset), "--model", "resnet", "--epochs", "1",
                  "--pretrained", str(tmp_path / "w.pt"), "--out", str(tmp_path / "rn2")]) == 2
     assert "no tensor matches" in capsys.readouterr().err
+
+
+def test_cli_noise_grid_takes_a_resnet(trained_resnet, tiny_dataset, tmp_path, capsys):
+    from fcinv_widgets.analysis.noise_grid import NoiseGridResult
+    from fcinv_widgets.cli import main
+
+    folder, _ = trained_resnet
+    assert main(["noise-grid", "--model", str(folder), "--dataset", str(tiny_dataset), "--out", str(tmp_path / "g.h5"),
+                 "--max-test", "8", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert np.array(d["r2"]).shape == (5, 5, 8) and np.isfinite(d["r2"]).all()
+    assert NoiseGridResult.load(tmp_path / "g.h5").meta["n"] == 8
