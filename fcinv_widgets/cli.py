@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import pkgutil
 import sys
 
 from . import __version__
+from .commands._common import emit  # noqa: F401  (re-exported for old callers)
 from .errors import FcinvError
 
 
@@ -34,25 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
     return parser
-
-
-def emit(args: argparse.Namespace, payload: dict, text: str | None = None) -> None:
-    """Print ``payload`` as JSON when ``--json`` was given, else ``text`` (or a summary)."""
-    if getattr(args, "json", False):
-        json.dump(payload, sys.stdout, indent=None, default=_json_default)
-        sys.stdout.write("\n")
-    else:
-        print(text if text is not None else json.dumps(payload, indent=2, default=_json_default))
-
-
-def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def main(argv: list[str] | None = None) -> int:

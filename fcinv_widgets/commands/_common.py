@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+
 import numpy as np
 
 from ..errors import FcinvError
@@ -91,3 +95,22 @@ def load_material(args):
 
         fc = read_force_constants(fcfile)
     return mat, fc
+
+
+def emit(args: argparse.Namespace, payload: dict, text: str | None = None) -> None:
+    """Print ``payload`` as JSON when ``--json`` was given, else ``text`` (or a summary)."""
+    if getattr(args, "json", False):
+        json.dump(payload, sys.stdout, indent=None, default=_json_default)
+        sys.stdout.write("\n")
+    else:
+        print(text if text is not None else json.dumps(payload, indent=2, default=_json_default))
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

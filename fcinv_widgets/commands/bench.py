@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from ..cli import emit
+from ._common import emit
 
 
 def register(sub):

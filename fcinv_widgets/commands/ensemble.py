@@ -64,7 +64,7 @@ def _specs(args):
 
 
 def run(args) -> int:
-    from ..cli import emit
+    from ._common import emit
     from ..errors import FcinvError
 
     for d in args.matgl_path:
@@ -93,7 +93,7 @@ def _run_material(args, specs) -> int:
     import numpy as np
 
     from .. import materials
-    from ..cli import emit
+    from ._common import emit
     from ..ensemble.calculators import find_spec
     from ..ensemble.domain import project_results, summary_dict, training_domain
     from ..ensemble.fcsets import run_ensemble, supercell_for_length, write_ensemble_h5

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..cli import emit
+from ._common import emit
 from ..errors import FcinvError, GridMismatchError
 
 

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ..cli import emit
+from ._common import emit
 from ..errors import FcinvError, GridMismatchError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cli import emit
+from ._common import emit
 from ..errors import FcinvError
 from ._common import add_material_args, load_material, parse_params, parse_qpoints
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..cli import emit
+from ._common import emit
 from ..errors import FcinvError
 
 
