@@ -1,0 +1,171 @@
+"""The kernel-free FCExplorer: the forward model's precomputed blocks, shipped to the browser.
+
+After the symmetry block decomposition (:mod:`fcinv_widgets.forward`), an I(q, E) image is
+``[1, θ] @ W`` (packed entries of small Hermitian blocks), closed-form eigenvalues,
+energies in meV, Gaussians in energy and a min-max scaling. :func:`forward_payload` exports
+exactly the arrays the fused CPU kernel (:mod:`fcinv_widgets._cpu_kernel`) evaluates —
+``W`` and the block layout of the path and of the stability mesh, the Gaussian profile
+table (constant σ) or the σ(E) table (energy-dependent resolution) — once, as binary
+buffers. ``fcinv_widgets/static/forward_model.js`` evaluates them in JavaScript on every
+slider frame; the kernel stays the ground truth and recomputes when a slider is released.
+
+:func:`save_html` writes a standalone page (the widget's ESM and its state inlined, no
+kernel, no CDN) where the sliders still move the spectrum.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FcinvError
+from ._assets import load_esm, static_text
+from ._traits import array_to_json
+
+#: bump when the layout of the payload changes (forward_model.js checks it)
+PAYLOAD_VERSION = 1
+
+
+def forward_payload(fm) -> dict | None:
+    """Everything ``forward_model.js`` needs to evaluate ``fm`` without a kernel, or None.
+
+    ``fm`` is a :class:`fcinv_widgets.forward.ForwardModel` (any backend: the arrays are the
+    CPU layout built at construction). Other forward models (e.g. the widgets' fake) have
+    no block layout: None, and the widget keeps the kernel path.
+
+    Units: ``W`` rows are packed block entries in eV/Å²/amu per unit θ (θ in eV/Å²);
+    ``to_mev`` turns √eigenvalue into meV; ``e0``/``de`` are the first energy-bin centre and
+    the bin width (meV); ``sigma`` is σ (meV) tabulated from ``sigma_e0`` in steps of
+    ``sigma_de`` (one entry = constant σ, then ``lut`` holds the kernel's Gaussian profile
+    over the sub-bin offset, per meV); ``unstable_below_mev`` is the stability threshold.
+    """
+    layout = getattr(fm, "_cpu", None)
+    if layout is None or not hasattr(fm, "sigma_table") or not hasattr(fm, "grid"):
+        return None
+    from .._cpu_kernel import gaussian_luts
+    from ..forward import UNSTABLE_BELOW_MEV
+    from ..units import SQRT_EIG_TO_MEV
+
+    nq, nE = (int(n) for n in fm.grid.shape)
+    sig = np.asarray(fm.sigma_table, dtype=np.float64)
+    if len(sig) == 1:
+        lut = gaussian_luts(float(sig[0]), float(fm.grid.e.step), float(fm.cutoff))[0]
+    else:
+        lut = np.zeros((0, 0))
+    W = np.ascontiguousarray(layout["W"], dtype=np.float64)
+    blk_m = layout["m"]
+    if np.any(blk_m > 16):
+        raise FcinvError(f"blocks of size {int(blk_m.max())} are too large for the JavaScript forward model (max 16)")
+    return {
+        "version": PAYLOAD_VERSION,
+        "n_active": int(W.shape[1] - 1),
+        "nq": nq,
+        "nE": nE,
+        "n_modes": int(fm.path.n_modes),
+        "e0": float(fm.grid.e.centers[0]),
+        "de": float(fm.grid.e.step),
+        "to_mev": float(SQRT_EIG_TO_MEV),
+        "cutoff": float(fm.cutoff),
+        "sigma_e0": float(fm.sigma_e0),
+        "sigma_de": float(fm.sigma_de),
+        "unstable_below_mev": float(UNSTABLE_BELOW_MEV),
+        "W": W,
+        "blk_m": blk_m.astype(np.int32),
+        "blk_off": layout["off"].astype(np.int32),
+        "blk_k": layout["k"].astype(np.int32),
+        "blk_q": layout["q"].astype(np.int32),
+        "blk_w": np.asarray(layout["w"], dtype=np.float64),
+        "sigma": sig,
+        "lut": np.ascontiguousarray(lut, dtype=np.float64),
+    }
+
+
+def payload_to_json(value, widget):
+    """Synced-trait serializer: arrays → {buffer, dtype, shape} (binary), scalars as JSON."""
+    if value is None:
+        return None
+    return {k: (array_to_json(v, widget) if isinstance(v, np.ndarray) else v) for k, v in value.items()}
+
+
+def payload_from_json(value, widget):
+    """The browser never changes the payload; keep what Python holds."""
+    return getattr(widget, "jsforward", None)
+
+
+payload_serialization = {"to_json": payload_to_json, "from_json": payload_from_json}
+
+
+def payload_to_plain(payload: dict) -> dict:
+    """The payload with every array as {b64, dtype, shape} (a JSON file: node tests, pages)."""
+    out = {}
+    for k, v in payload.items():
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            out[k] = {"b64": base64.b64encode(a.tobytes()).decode("ascii"), "dtype": a.dtype.name, "shape": list(a.shape)}
+        else:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------- static page
+def _widget_state(widget) -> tuple[dict, list, list]:
+    """The widget's synced state with its binary buffers split out (as ipywidgets sends it)."""
+    from ipywidgets.widgets.widget import _remove_buffers
+
+    state = widget.get_state()
+    state, paths, buffers = _remove_buffers(state)
+    return state, paths, [base64.b64encode(bytes(b)).decode("ascii") for b in buffers]
+
+
+def _script_json(obj) -> str:
+    """JSON safe inside a <script> element."""
+    return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
+
+
+def standalone_html(widget, title: str = "FCExplorer") -> str:
+    """A self-contained HTML page rendering ``widget`` (an FCExplorerView) with no kernel.
+
+    The widget's own ESM runs against a small in-page model (get/set/on/save_changes/send);
+    its state and binary buffers are inlined as JSON + base64. Nothing is fetched: the page
+    works from file:// and offline.
+    """
+    esm = widget._esm if isinstance(widget._esm, str) else load_esm("fc_explorer.js")
+    if "export default" not in esm:
+        raise FcinvError("the widget module has no default export to render")
+    esm = esm.replace("export default", "const __fcinvWidget =", 1)
+    css = widget._css if isinstance(getattr(widget, "_css", None), str) else ""
+    state, paths, buffers = _widget_state(widget)
+    data = {"state": state, "buffer_paths": paths, "buffers": buffers}
+    host = static_text("standalone_host.js")
+    module = f"{esm}\n{host}\n__fcinvBoot(__fcinvWidget, document.getElementById('fcinv-root'), JSON.parse(document.getElementById('fcinv-state').textContent));\n"
+    module = module.replace("</script", "<\\/script")
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(title)}</title>\n"
+        "<style>body{font-family:sans-serif;margin:16px;background:#fff;color:#222}" + css.replace("</", "<\\/") + "</style>\n"
+        "</head>\n<body>\n"
+        f"<div id=\"fcinv-root\" class=\"fcinv-standalone\"></div>\n"
+        "<p style=\"font-size:11px;color:#666\">Standalone page written by fcinv_widgets "
+        "(FCExplorer.save_html): spectra are computed in this page by the JavaScript forward model.</p>\n"
+        f"<script type=\"application/json\" id=\"fcinv-state\">{_script_json(data)}</script>\n"
+        f"<script type=\"module\">\n{module}</script>\n</body>\n</html>\n"
+    )
+
+
+def save_html(widget, path, title: str = "FCExplorer") -> Path:
+    """Write :func:`standalone_html` of ``widget`` to ``path``; returns the path."""
+    if getattr(widget, "jsforward", None) is None:
+        raise FcinvError("save_html needs the JavaScript forward model: build FCExplorer from a Material or a ForwardModel "
+                         "(a forward model without precomputed blocks cannot run without a kernel)")
+    p = Path(path)
+    if p.is_dir():
+        raise FcinvError(f"save_html: {p} is a directory, give a file name such as ge.html")
+    try:
+        p.write_text(standalone_html(widget, title), encoding="utf-8")
+    except OSError as exc:
+        raise FcinvError(f"cannot write {p}: {exc.strerror or exc}") from exc
+    return p
