@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -88,7 +89,9 @@ def test_js_forward_model_agrees_with_python_for_ge_and_nb(tmp_path):
     r = subprocess.run([node, "--test", str(NODE_TEST)], check=False, cwd=ROOT / "js", env=env, capture_output=True, text=True, timeout=600)
     print("\n".join(line for line in r.stdout.splitlines() if "max|ΔI|" in line or line.startswith(("# G", "# N"))))
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
-    assert f"# pass {5 + len(files)}" in r.stdout, r.stdout[-3000:]
+    assert "# fail 0" in r.stdout and "# skipped 0" in r.stdout, r.stdout[-3000:]
+    for name in ("Ge σ = 1.0 meV", "Ge ARCS σ(E), Ei = 80 meV", "Nb σ = 1.0 meV"):
+        assert any(line.startswith("ok ") and name in line for line in r.stdout.splitlines()), name
 
 
 def test_payload_is_none_for_a_forward_model_without_blocks():
@@ -96,3 +99,54 @@ def test_payload_is_none_for_a_forward_model_without_blocks():
 
     fm = FakeMaterial().forward_model()
     assert forward_payload(fm) is None
+
+
+def test_fake_explorer_has_no_js_path_and_refuses_save_html(tmp_path):
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.widgets import FCExplorer
+    from fcinv_widgets.widgets.fake import FakeMaterial
+
+    fx = FCExplorer(FakeMaterial())
+    assert fx.widget.jsforward is None
+    with pytest.raises(FcinvError, match="JavaScript forward model"):
+        fx.save_html(tmp_path / "x.html")
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_wrapped_esm_is_one_module_with_one_default_export():
+    from fcinv_widgets.widgets import FCExplorerView
+    from fcinv_widgets.widgets._assets import load_esm
+    from fcinv_widgets.widgets._jsforward import wrap_esm
+
+    esm = FCExplorerView._esm
+    assert esm.count("export default") == 1 and "fwdWrapWidget(__fcinvBase)" in esm
+    assert not re.search(r'^import\s*\{[^}]*\}\s*from\s*"\./', esm, re.MULTILINE)  # local imports inlined
+    with pytest.raises(Exception, match="default export"):
+        wrap_esm(load_esm("fc_explorer.js").replace("export default", "const x ="))
+
+
+@pytest.mark.slow
+def test_ge_explorer_payload_and_standalone_page(tmp_path):
+    """The payload travels as binary buffers in the widget state; the page inlines everything."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.widgets import FCExplorer
+
+    fx = FCExplorer(get_material("Ge"))
+    state = fx.widget.get_state()
+    js = state["jsforward"]
+    assert isinstance(js["W"]["buffer"], memoryview) and js["W"]["dtype"] == "float64"
+    assert js["nq"] == 140 and js["nE"] == 140 and js["n_active"] == 8
+    page = fx.save_html(tmp_path / "ge.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    assert page.count("</script>") == 2  # the state and the module, nothing escaped out of them
+    assert len(page) < 1_000_000
+    with pytest.raises(FcinvError, match="directory"):
+        fx.save_html(tmp_path)
+    with pytest.raises(FcinvError, match="cannot write"):
+        fx.save_html(tmp_path / "missing" / "ge.html")
+    view = fx.static_view(500)
+    assert view.data.startswith("<iframe") and 'sandbox="allow-scripts"' in view.data
+    with pytest.raises(FcinvError, match="height_px"):
+        fx.static_view(10)
+    assert FCExplorer(get_material("Ge"), js_forward=False).widget.jsforward is None

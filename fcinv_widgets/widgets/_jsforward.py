@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,23 @@ from ._traits import array_to_json
 
 #: bump when the layout of the payload changes (forward_model.js checks it)
 PAYLOAD_VERSION = 1
+
+_IMPORT_FWD = re.compile(r'import\s*\{[^}]*\}\s*from\s*"\./forward_model\.js";\s*', re.DOTALL)
+
+
+def wrap_esm(base: str) -> str:
+    """The FCExplorer view module ``base`` (``load_esm("fc_explorer.js")``) wrapped for
+    kernel-free frames, as one self-contained ESM.
+
+    ``forward_model.js`` + the view with its default export renamed + ``jsforward_wrap.js``,
+    whose ``fwdWrapWidget(view)`` becomes the default export. The view's own code is
+    unchanged: without a ``jsforward`` payload it behaves exactly as before.
+    """
+    if base.count("export default") != 1:
+        raise FcinvError("the widget module must have exactly one default export")
+    wrap = _IMPORT_FWD.sub("", static_text("jsforward_wrap.js"), count=1)
+    return (static_text("forward_model.js") + "\n" + base.replace("export default", "const __fcinvBase =", 1)
+            + "\n" + wrap + "\nexport default fwdWrapWidget(__fcinvBase);\n")
 
 
 def forward_payload(fm) -> dict | None:
@@ -133,9 +151,9 @@ def standalone_html(widget, title: str = "FCExplorer") -> str:
     its state and binary buffers are inlined as JSON + base64. Nothing is fetched: the page
     works from file:// and offline.
     """
-    esm = widget._esm if isinstance(widget._esm, str) else load_esm("fc_explorer.js")
-    if "export default" not in esm:
-        raise FcinvError("the widget module has no default export to render")
+    esm = widget._esm if isinstance(widget._esm, str) else wrap_esm(load_esm("fc_explorer.js"))
+    if esm.count("export default") != 1:
+        raise FcinvError("the widget module needs exactly one default export to render")
     esm = esm.replace("export default", "const __fcinvWidget =", 1)
     css = widget._css if isinstance(getattr(widget, "_css", None), str) else ""
     state, paths, buffers = _widget_state(widget)
@@ -169,3 +187,21 @@ def save_html(widget, path, title: str = "FCExplorer") -> Path:
     except OSError as exc:
         raise FcinvError(f"cannot write {p}: {exc.strerror or exc}") from exc
     return p
+
+
+def static_iframe(widget, height_px: int = 460, title: str = "FCExplorer"):
+    """An ``IPython.display.HTML`` iframe holding :func:`standalone_html` of ``widget``.
+
+    Displayed in a notebook cell it survives export: nbconvert's HTML keeps the iframe, whose
+    sliders move the spectrum offline and without a kernel (the widget view itself needs the
+    widget manager, which nbconvert's page loads from a CDN). About 0.4 MB per Ge page.
+    """
+    from IPython.display import HTML
+
+    if getattr(widget, "jsforward", None) is None:
+        raise FcinvError("static_view needs the JavaScript forward model: build FCExplorer from a Material or a ForwardModel")
+    if not (isinstance(height_px, int) and 100 <= height_px <= 5000):
+        raise FcinvError(f"height_px must be an integer number of pixels in [100, 5000], got {height_px!r}")
+    page = html.escape(standalone_html(widget, title), quote=True)
+    return HTML(f'<iframe class="fcinv-static-view" sandbox="allow-scripts" title="{html.escape(title)}" '
+                f'style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe>')

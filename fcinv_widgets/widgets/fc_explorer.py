@@ -24,6 +24,7 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
+from . import _jsforward
 from ._assets import load_esm
 from ._traits import synced_array
 
@@ -43,7 +44,7 @@ class ForwardModelLike(Protocol):
 class FCExplorerView(anywidget.AnyWidget):
     """Synced state of the FC explorer. Arrays cross as bytes (dtype + shape)."""
 
-    _esm = load_esm("fc_explorer.js")
+    _esm = _jsforward.wrap_esm(load_esm("fc_explorer.js"))  # kernel-free frames: widgets/_jsforward.py
 
     names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     units = traitlets.Unicode(UNITS).tag(sync=True)
@@ -64,6 +65,8 @@ class FCExplorerView(anywidget.AnyWidget):
     stable = traitlets.Bool(True).tag(sync=True)
     frame = traitlets.Int(0).tag(sync=True)  # bumped after each compute; the view repaints on it
     error = traitlets.Unicode("").tag(sync=True)
+    # the forward model's precomputed blocks for JS frames (binary buffers; None: kernel only)
+    jsforward = traitlets.Any(None, allow_none=True).tag(sync=True, **_jsforward.payload_serialization)
 
     @traitlets.validate("values")
     def _check_values(self, proposal):
@@ -106,6 +109,9 @@ class FCExplorer:
     forward_model : a ``ForwardModel`` (reuses its backend, e.g. CuPy); built from
         ``material`` with ``backend``/``sigma_mev`` when omitted.
     compare : optional (nq, nE) spectrum shown beside the model with the difference image.
+    js_forward : ship the forward model's precomputed blocks to the browser, which then
+        computes every slider frame itself (the kernel recomputes and stays the ground
+        truth; see :mod:`fcinv_widgets.widgets._jsforward`); also what :meth:`save_html` needs.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class FCExplorer:
         backend: str = "numpy",
         sigma_mev: float = 1.0,
         compare: np.ndarray | None = None,
+        js_forward: bool = True,
     ):
         if material is not None:
             grid = grid if grid is not None else material.grid
@@ -163,6 +170,7 @@ class FCExplorer:
             break_indices=breaks,
             q_range=[0.0, float(nq)],
             energy_range=erange,
+            jsforward=_jsforward.forward_payload(forward_model) if js_forward else None,
         )
         # values are checked against the domain; the reference may sit at an edge
         self.widget.values = [float(v) for v in np.clip(reference, domain[:, 0], domain[:, 1])]
@@ -198,6 +206,16 @@ class FCExplorer:
                 f"comparison spectrum has shape {arr.shape}, the model grid is {self.widget.image.shape} (nq, nE)"
             )
         self.widget.compare = arr
+
+    def save_html(self, path, title: str = "FCExplorer"):
+        """Write a standalone page (no kernel, no CDN; works from file://) where the sliders move
+        the spectrum, computed in the page by the JavaScript forward model. Returns the path."""
+        return _jsforward.save_html(self.widget, path, title)
+
+    def static_view(self, height_px: int = 460):
+        """The same standalone page in an iframe (IPython HTML): it survives nbconvert/nbviewer
+        export and works there offline, with no kernel and no widget manager."""
+        return _jsforward.static_iframe(self.widget, height_px)
 
     @property
     def stable(self) -> bool:

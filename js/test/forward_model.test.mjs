@@ -184,3 +184,74 @@ for (const path of FIXTURES) {
     console.log(`# ${fx.name}\n# ${report.join("\n# ")}`);
   });
 }
+
+// ------------------------------------------------------------- the view's model proxy
+import { fwdKernelGate, fwdWrapWidget } from "../../fcinv_widgets/static/jsforward_wrap.js";
+
+test("kernel gate: one request in flight, a newer one waits, the stale answer is hidden", () => {
+  const g = fwdKernelGate();
+  assert.equal(g.request(), true);
+  assert.equal(g.request(), false);
+  assert.equal(g.request(), false);
+  assert.equal(g.answer(), "send");
+  assert.equal(g.busy, true);
+  assert.equal(g.answer(), "show");
+  assert.equal(g.busy, false);
+  assert.equal(g.answer(), "show"); // a kernel frame nobody asked for (Python set θ)
+});
+
+function fakeRealModel(payload) {
+  const state = { jsforward: payload, values: [1.0], request_seq: 0, frame: 1, image: { tag: "kernel" }, stable: true };
+  const handlers = new Map();
+  const saved = [];
+  return {
+    state, saved,
+    get: (k) => state[k],
+    set(k, v) { state[k] = v; },
+    save_changes() { saved.push(state.values.slice()); },
+    on(ev, cb) { handlers.set(ev, [...(handlers.get(ev) || []), cb]); },
+    off(ev, cb) { handlers.set(ev, (handlers.get(ev) || []).filter((h) => cb && h !== cb)); },
+    kernelFrame() { state.frame += 1; for (const h of handlers.get("change:frame") || []) h(); },
+  };
+}
+
+test("the proxy answers each slider request in the page and lets only the latest reach the view from the kernel", () => {
+  const real = fakeRealModel(syntheticPayload());
+  const root = { dataset: {} };
+  const seen = [];
+  let view;
+  const base = { render({ model }) { view = model; model.on("change:frame", () => seen.push(model.get("image"))); return () => {}; } };
+  const cleanup = fwdWrapWidget(base).render({ model: real, el: root });
+  assert.equal(root.dataset.jsForward, "on");
+  // a slider move: values set, saved → a JS frame at once, the request goes to the kernel
+  view.set("values", [1.0]); view.set("request_seq", 1); view.save_changes();
+  assert.equal(seen.length, 1);
+  assert.equal(seen[0].dtype, "float32");
+  assert.deepEqual(seen[0].shape, [3, 80]);
+  assert.equal(root.dataset.source, "js");
+  assert.equal(view.get("rendered_seq"), 1);
+  assert.deepEqual(real.saved, [[1.0]]);
+  // two more moves while the kernel computes: both painted, neither sent yet
+  view.set("values", [0.9]); view.save_changes();
+  view.set("values", [0.8]); view.save_changes();
+  assert.equal(seen.length, 3);
+  assert.equal(real.saved.length, 1);
+  assert.equal(root.dataset.jsFrames, "3");
+  // the kernel answers the first request: stale, hidden; the latest values go out
+  real.kernelFrame();
+  assert.equal(seen.length, 3);
+  assert.deepEqual(real.saved, [[1.0], [0.8]]);
+  // the kernel answers the latest: the view repaints from the kernel (ground truth)
+  real.kernelFrame();
+  assert.equal(seen.length, 4);
+  assert.equal(seen[3].tag, "kernel");
+  assert.equal(root.dataset.source, "kernel");
+  cleanup();
+});
+
+test("without a jsforward payload the view gets the kernel's model untouched", () => {
+  const real = fakeRealModel(null);
+  let got;
+  fwdWrapWidget({ render({ model }) { got = model; } }).render({ model: real, el: { dataset: {} } });
+  assert.equal(got, real);
+});

@@ -104,5 +104,6 @@ def test_esm_is_self_contained():
     src = load_esm("fc_explorer.js")
     assert not re.search(r"^import\s*\{", src, re.M)
     assert "export function makeCoalescer" in src and "export default { render }" in src
-    assert FCExplorerView._esm == src or str(FCExplorerView._esm) == src
+    # the view ships wrapped for kernel-free frames (widgets/_jsforward.py), its code unchanged
+    assert src.replace("export default", "const __fcinvBase =", 1) in FCExplorerView._esm
 
