@@ -203,5 +203,6 @@ def static_iframe(widget, height_px: int = 460, title: str = "FCExplorer"):
     if not (isinstance(height_px, int) and 100 <= height_px <= 5000):
         raise FcinvError(f"height_px must be an integer number of pixels in [100, 5000], got {height_px!r}")
     page = html.escape(standalone_html(widget, title), quote=True)
-    return HTML(f'<iframe class="fcinv-static-view" sandbox="allow-scripts" title="{html.escape(title)}" '
-                f'style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe>')
+    # in a <div>: IPython warns about an HTML object that starts with <iframe
+    return HTML(f'<div class="fcinv-static-view-box"><iframe class="fcinv-static-view" sandbox="allow-scripts" '
+                f'title="{html.escape(title)}" style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe></div>')

@@ -1,0 +1,147 @@
+"""The kernel-free FCExplorer in headless Chromium, from file:// with the network blocked.
+
+1. ``FCExplorer(ge).save_html(...)``: the page draws the Ge spectrum, a slider key repaints it
+   (computed in the page), the in-page image agrees with Python to 1e-5 at the page's θ, the
+   stability badge agrees with Python, and "Reset to reference" brings the first image back.
+2. nbconvert of an executed notebook with widget state: what works offline. The widget view
+   needs the widget manager that nbconvert's page loads from a CDN (blocked here: the box stays
+   empty, asserted so the docs stay true); ``fx.static_view()`` (an iframe with the standalone
+   page) shows the spectrum and its sliders move it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.widgets._browser import CANVAS_SUM_JS, CHROMIUM, CHROMIUM_ARGS
+
+ROOT_JS = "document.getElementById('fcinv-root')"
+
+
+@pytest.fixture(scope="module")
+def ge_explorer():
+    from fcinv_widgets import get_material
+    from fcinv_widgets.widgets import FCExplorer
+
+    ge = get_material("Ge")
+    return FCExplorer(ge), ge.forward_model()
+
+
+def _offline_page(p, viewport=(1300, 800)):
+    """A Chromium page that may load file:// only; returns (browser, page, blocked URLs, errors)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    blocked, errors = [], []
+
+    def route(r):
+        if r.request.url.startswith(("file:", "about:", "data:", "blob:")):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return browser, page, blocked, errors
+
+
+def test_save_html_page_moves_the_spectrum_without_kernel_or_network(tmp_path, artifacts, ge_explorer):
+    from playwright.sync_api import sync_playwright
+
+    fx, fm = ge_explorer
+    path = fx.save_html(tmp_path / "ge.html")
+    with sync_playwright() as p:
+        browser, page, blocked, errors = _offline_page(p)
+        try:
+            page.goto(path.resolve().as_uri())
+            page.wait_for_selector("canvas.fcinv-heatmap")
+            page.wait_for_function(f"() => {ROOT_JS}.dataset.paintCount >= 1")
+            px0 = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+            slider = page.locator("input.fcinv-slider").nth(1)  # FC1 (1NN xy)
+            slider.focus()
+            for _ in range(12):
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function(f"() => Number({ROOT_JS}.dataset.jsFrames) >= 12")
+            page.screenshot(path=str(artifacts / "fc_explorer_static_moved.png"))
+            px1 = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+            assert px1 != px0, "the canvas did not repaint"
+            frame = page.evaluate(f"() => {{ const f = {ROOT_JS}.fcinvJsFrame;"
+                                  " return {values: f.values, image: Array.from(f.image), stable: f.stable}; }")
+            theta = np.asarray(frame["values"])
+            assert theta[1] < fx.theta[1]  # the page moved FC1 down, Python's widget did not move
+            img, st = fm.spectra(theta[None], return_stable=True)
+            diff = np.abs(np.asarray(frame["image"]) - img[0].ravel()).max()
+            assert diff <= 1e-5, f"page image vs Python: max |ΔI| = {diff}"
+            assert frame["stable"] == bool(st[0])
+
+            # FC0 to both ends of its domain: the badge follows Python's stability check
+            s0 = page.locator("input.fcinv-slider").nth(0)
+            s0.focus()
+            for key in ("Home", "End"):
+                n = page.evaluate(f"() => Number({ROOT_JS}.dataset.jsFrames)")
+                page.keyboard.press(key)
+                page.wait_for_function(f"() => Number({ROOT_JS}.dataset.jsFrames) > {n}")
+                vals = np.asarray(page.evaluate(f"() => {ROOT_JS}.fcinvJsFrame.values"))
+                badge = page.evaluate("() => document.querySelector('.fcinv-stability').dataset.stable")
+                assert badge == str(bool(fm.is_stable(vals[None])[0])).lower(), (key, vals, badge)
+
+            # reset: back to the first image (the page plays the kernel)
+            page.click("button.fcinv-reset")
+            page.wait_for_function(f"() => {ROOT_JS}.dataset.source === 'kernel'")
+            page.wait_for_timeout(200)
+            assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") == px0
+        finally:
+            browser.close()
+    assert blocked == [], f"the page tried to fetch {blocked}"
+    assert errors == [], errors
+
+
+NB_CELLS = [
+    "from fcinv_widgets import get_material\nfrom fcinv_widgets.widgets import FCExplorer\nfx = FCExplorer(get_material('Ge'))",
+    "fx",
+    "fx.static_view(480)",
+]
+
+
+def test_nbconvert_html_offline_static_view_works_widget_view_needs_cdn(tmp_path, artifacts):
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+    from playwright.sync_api import sync_playwright
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NB_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    page_path = tmp_path / "executed.html"
+    page_path.write_text(body, encoding="utf-8")
+    with sync_playwright() as p:
+        browser, page, blocked, _errors = _offline_page(p, (1300, 1600))
+        try:
+            page.goto(page_path.resolve().as_uri())
+            frame_el = page.wait_for_selector("iframe.fcinv-static-view")
+            frame = frame_el.content_frame()
+            frame.wait_for_selector("canvas.fcinv-heatmap")
+            frame.wait_for_function("() => document.getElementById('fcinv-root').dataset.paintCount >= 1")
+            px0 = frame.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+            frame.locator("input.fcinv-slider").nth(1).focus()
+            for _ in range(8):
+                page.keyboard.press("ArrowLeft")
+            frame.wait_for_function("() => Number(document.getElementById('fcinv-root').dataset.jsFrames) >= 8")
+            assert frame.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != px0
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(artifacts / "fc_explorer_nbconvert_offline.png"), full_page=True)
+            # the widget view itself: nbconvert's page loads the widget manager from a CDN
+            n_widget_canvases = page.evaluate("() => document.querySelectorAll('canvas.fcinv-heatmap').length")
+        finally:
+            browser.close()
+    cdn = [u for u in blocked if "jsdelivr" in u or "unpkg" in u or "cdnjs" in u]
+    print(json.dumps({"blocked": blocked, "widget_view_canvases": n_widget_canvases}, indent=1))
+    assert cdn, "nbconvert's page no longer loads from a CDN: the widget view may work offline now (update docs)"
+    assert n_widget_canvases == 0, "the widget view rendered offline: update docs/widgets.md"
