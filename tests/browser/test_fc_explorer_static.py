@@ -16,7 +16,16 @@ import json
 import numpy as np
 import pytest
 
-from fcinv_widgets.widgets._browser import CANVAS_SUM_JS, CHROMIUM, CHROMIUM_ARGS
+from fcinv_widgets.widgets._browser import (
+    CANVAS_SUM_JS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    chromium_page,
+    jupyterlab,
+    kernel_exec,
+    open_and_run,
+    write_notebook,
+)
 
 ROOT_JS = "document.getElementById('fcinv-root')"
 
@@ -145,3 +154,39 @@ def test_nbconvert_html_offline_static_view_works_widget_view_needs_cdn(tmp_path
     print(json.dumps({"blocked": blocked, "widget_view_canvases": n_widget_canvases}, indent=1))
     assert cdn, "nbconvert's page no longer loads from a CDN: the widget view may work offline now (update docs)"
     assert n_widget_canvases == 0, "the widget view rendered offline: update docs/widgets.md"
+
+
+LAB_CELL = """\
+from fcinv_widgets import get_material
+from fcinv_widgets.widgets import FCExplorer
+fx = FCExplorer(get_material("Ge"))
+fx"""
+
+
+def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, artifacts):
+    """In JupyterLab each key press is painted from the JS forward model; the kernel's answer for
+    the final values then repaints the canvas, and the two images agree to 1e-5."""
+    write_notebook(tmp_path / "ge.ipynb", [LAB_CELL])
+    with jupyterlab(tmp_path) as url, chromium_page() as page:
+        open_and_run(page, url, "ge.ipynb", "canvas.fcinv-heatmap[data-frame='1']", timeout_ms=240_000)
+        root = "document.querySelector('.fcinv-fcexplorer')"
+        assert page.evaluate(f"() => {root}.dataset.jsForward") == "on"
+        frame0 = int(page.evaluate("() => document.querySelector('canvas.fcinv-heatmap').dataset.frame"))
+        slider = page.locator("input.fcinv-slider").nth(1)
+        slider.focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowLeft")
+        page.wait_for_function(f"() => Number({root}.dataset.jsFrames) >= 10")
+        # the kernel's answer for the final values: painted, with the JS image agreeing
+        page.wait_for_function(f"() => {root}.dataset.source === 'kernel' && {root}.dataset.jsKernelMaxDiff !== undefined"
+                               " && Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > " + str(frame0),
+                               timeout=60_000)
+        page.screenshot(path=str(artifacts / "fc_explorer_js_then_kernel.png"))
+        diff = float(page.evaluate(f"() => {root}.dataset.jsKernelMaxDiff"))
+        assert diff <= 1e-5, diff
+        out = tmp_path / "vals.txt"
+        kernel_exec(page, f"import json; open({str(out)!r}, 'w').write(json.dumps(fx.widget.values))")
+        kernel_vals = json.loads(out.read_text())
+        page_vals = page.evaluate(f"() => {root}.fcinvJsFrame.values")
+        assert np.allclose(kernel_vals, page_vals, rtol=0, atol=1e-12)
+        assert abs(float(slider.input_value()) - kernel_vals[1]) < 1e-9
