@@ -4,7 +4,8 @@
 // slider request is answered at once in the page: forward_model.js computes image, dispersion
 // and stability, the proxy serves them as `image`/`freqs`/`stable` and fires the view's
 // change:frame handlers (it repaints, its coalescer is free for the next input). The kernel
-// stays the ground truth: the latest values go to it (one request in flight, latest wins);
+// stays the ground truth: the latest values go to it on release (the slider's change event) or
+// after 150 ms without input, one request in flight, latest wins;
 // when its result for the latest values comes back, the proxy drops its own arrays and the
 // view repaints from the kernel; the largest |ΔI| between the two is recorded on the root
 // element (data-js-kernel-max-diff). Without `jsforward`, or if the page has no kernel
@@ -13,6 +14,9 @@
 // set after the view has painted), data-source ("js" | "kernel"); root.fcinvJsFrame holds the
 // latest JS frame's arrays.
 import { fwdDecode, fwdEvaluate } from "./forward_model.js";
+
+/** ms without slider input after which the latest values go to the kernel without a release */
+export const FWD_IDLE_MS = 150;
 
 /** The request/response bookkeeping between the page and the kernel (pure, node-tested). */
 export function fwdKernelGate() {
@@ -63,6 +67,17 @@ function fwdProxy(real, root) {
     fire();
   };
   real.on("change:frame", onKernelFrame);
+  let wanted = false;
+  let timer = null;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = null;
+    if (!wanted) return;
+    wanted = false;
+    if (gate.request()) real.save_changes();
+  };
+  const onRelease = () => flush();
+  root.addEventListener("change", onRelease, true);
   let lastSaved = null;
   const model = new Proxy(real, {
     get(target, prop) {
@@ -98,7 +113,11 @@ function fwdProxy(real, root) {
             nFrames += 1;
             root.dataset.jsFrames = String(nFrames);
             root.dataset.jsFrameMs = (performance.now() - t0).toFixed(2);
-            if (gate.request()) target.save_changes(...args);
+            // to the kernel on release (the slider's change event: pointer up, each key) or
+            // after FWD_IDLE_MS without input; never during a drag
+            wanted = true;
+            clearTimeout(timer);
+            timer = setTimeout(flush, FWD_IDLE_MS);
             return;
           }
           target.save_changes(...args);
@@ -109,7 +128,10 @@ function fwdProxy(real, root) {
     },
   });
   root.dataset.jsForward = "on";
-  return { model, close() { real.off("change:frame", onKernelFrame); } };
+  return {
+    model,
+    close() { clearTimeout(timer); root.removeEventListener("change", onRelease, true); real.off("change:frame", onKernelFrame); },
+  };
 }
 
 /** Wrap a widget module ({render, initialize?}) so that its view gets the JS frames. */

@@ -186,7 +186,7 @@ for (const path of FIXTURES) {
 }
 
 // ------------------------------------------------------------- the view's model proxy
-import { fwdKernelGate, fwdWrapWidget } from "../../fcinv_widgets/static/jsforward_wrap.js";
+import { FWD_IDLE_MS, fwdKernelGate, fwdWrapWidget } from "../../fcinv_widgets/static/jsforward_wrap.js";
 
 test("kernel gate: one request in flight, a newer one waits, the stale answer is hidden", () => {
   const g = fwdKernelGate();
@@ -217,7 +217,9 @@ function fakeRealModel(payload) {
 
 test("the proxy answers each slider request in the page and lets only the latest reach the view from the kernel", () => {
   const real = fakeRealModel(syntheticPayload());
-  const root = { dataset: {} };
+  const listeners = [];
+  const root = { dataset: {}, addEventListener: (ev, cb) => listeners.push(cb), removeEventListener() {} };
+  const release = () => listeners.forEach((cb) => cb());
   const seen = [];
   let view;
   const base = { render({ model }) { view = model; model.on("change:frame", () => seen.push(model.get("image"))); return () => {}; } };
@@ -230,10 +232,13 @@ test("the proxy answers each slider request in the page and lets only the latest
   assert.deepEqual(seen[0].shape, [3, 80]);
   assert.equal(root.dataset.source, "js");
   assert.equal(view.get("rendered_seq"), 1);
+  assert.deepEqual(real.saved, []); // during a drag nothing goes to the kernel
+  release(); // pointer up / key: the kernel gets the latest values
   assert.deepEqual(real.saved, [[1.0]]);
   // two more moves while the kernel computes: both painted, neither sent yet
   view.set("values", [0.9]); view.save_changes();
   view.set("values", [0.8]); view.save_changes();
+  release();
   assert.equal(seen.length, 3);
   assert.equal(real.saved.length, 1);
   assert.equal(root.dataset.jsFrames, "3");
@@ -249,9 +254,22 @@ test("the proxy answers each slider request in the page and lets only the latest
   cleanup();
 });
 
+test("without a release the latest values reach the kernel after FWD_IDLE_MS", async () => {
+  const real = fakeRealModel(syntheticPayload());
+  const root = { dataset: {}, addEventListener() {}, removeEventListener() {} };
+  let view;
+  const cleanup = fwdWrapWidget({ render({ model }) { view = model; } }).render({ model: real, el: root });
+  view.set("values", [0.7]); view.save_changes();
+  view.set("values", [0.6]); view.save_changes();
+  assert.deepEqual(real.saved, []);
+  await new Promise((r) => setTimeout(r, FWD_IDLE_MS + 60));
+  assert.deepEqual(real.saved, [[0.6]]);
+  cleanup();
+});
+
 test("without a jsforward payload the view gets the kernel's model untouched", () => {
   const real = fakeRealModel(null);
   let got;
-  fwdWrapWidget({ render({ model }) { got = model; } }).render({ model: real, el: { dataset: {} } });
+  fwdWrapWidget({ render({ model }) { got = model; } }).render({ model: real, el: { dataset: {}, addEventListener() {} } });
   assert.equal(got, real);
 });
