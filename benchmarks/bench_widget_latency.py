@@ -14,8 +14,8 @@ for both paths:
 Measured in the page from the keydown event's timestamp to (a) the canvas drawn (the view's
 frame marker changes right after drawing: ``data-frame`` for the kernel path,
 ``data-js-frames`` for the JS path) and (b) the next animation frame after that (the frame in
-which the new image is presented). Medians and 90th percentiles over the presses after two
-warm-up presses. Noisy on a shared 2-core machine: report, never assert.
+which the new image is presented). Medians and 90th percentiles over the presses (and, for the JS
+paths, pointer moves of a thumb drag in 3 px steps) after two warm-up events. Noisy on a shared 2-core machine: report, never assert.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ SETUP_JS = """([rootSel, index, attr, onCanvas]) => {
   const target = onCanvas ? root.querySelector('canvas.fcinv-heatmap') : root;
   window.__lat = []; window.__t0 = null;
   document.addEventListener('keydown', (e) => { window.__t0 = e.timeStamp; }, true);
+  document.addEventListener('pointermove', (e) => { if (e.buttons) window.__t0 = e.timeStamp; }, true);
   new MutationObserver(() => {
     if (window.__t0 === null) return;
     const t0 = window.__t0; window.__t0 = null;
@@ -66,6 +67,28 @@ def _press(page, slider, presses: int) -> list:
         page.wait_for_function(f"() => window.__lat.length > {n}", timeout=20_000)
         page.wait_for_timeout(40)
     return page.evaluate("() => window.__lat")[2:]  # warm-up
+
+
+def _drag(page, slider, moves: int) -> list:
+    """Drag the slider's thumb in 3 px steps; one latency per pointer move that changed the value."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.evaluate("() => { window.__lat = []; }")
+    box = slider.bounding_box()
+    y = box["y"] + box["height"] / 2
+    x = box["x"] + box["width"] * 0.3
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for i in range(moves):
+        n = page.evaluate("() => window.__lat.length")
+        page.mouse.move(x + 3 * (i + 1), y)
+        try:
+            page.wait_for_function(f"() => window.__lat.length > {n}", timeout=2_000)
+        except PlaywrightTimeout:  # a move within one slider step changes nothing: no frame
+            page.evaluate("() => { window.__t0 = null; }")
+        page.wait_for_timeout(20)
+    page.mouse.up()
+    return page.evaluate("() => window.__lat")[2:]
 
 
 def _stats(lat: list) -> dict:
@@ -101,6 +124,9 @@ def bench_lab(paths: list, presses: int) -> dict:
                 slider = page.locator(".fcinv-fcexplorer").nth(i).locator("input.fcinv-slider").nth(1)
                 lat = _press(page, slider, presses)
                 out[name] = _stats(lat)
+                if name == "js":
+                    page.wait_for_timeout(1000)
+                    out["js_drag"] = _stats(_drag(page, slider, presses))
                 page.wait_for_timeout(1500)  # let the kernel finish the background requests
     return out
 
@@ -115,9 +141,11 @@ def bench_static(presses: int) -> dict:
             page.goto(path.resolve().as_uri())
             page.wait_for_selector("canvas.fcinv-heatmap")
             page.evaluate(SETUP_JS, ["#fcinv-root", 0, "data-js-frames", False])
-            lat = _press(page, page.locator("input.fcinv-slider").nth(1), presses)
+            slider = page.locator("input.fcinv-slider").nth(1)
+            lat = _press(page, slider, presses)
             frame_ms = float(page.evaluate("() => document.getElementById('fcinv-root').dataset.jsFrameMs"))
-    return {**_stats(lat), "last_frame_compute_and_draw_ms": frame_ms}
+            drag = _stats(_drag(page, slider, presses))
+    return {"static": {**_stats(lat), "last_frame_compute_and_draw_ms": frame_ms}, "static_drag": drag}
 
 
 def main() -> None:
@@ -139,16 +167,19 @@ def main() -> None:
     if lab:
         res.update(bench_lab(lab, args.presses))
     if "static" in paths:
-        res["static"] = bench_static(args.presses)
+        res.update(bench_static(args.presses))
     if args.json:
         print(json.dumps(res, indent=1))
         return
-    names = {"kernel": "through the kernel (JupyterLab)", "js": "JS forward model (JupyterLab)",
-             "static": "JS forward model, save_html page (file://)"}
-    print(f"FCExplorer key press -> repainted canvas, {res['material']} {res['grid']}, headless Chromium:")
-    for p in paths:
+    names = {"kernel": "key, through the kernel (JupyterLab)", "js": "key, JS forward model (JupyterLab)",
+             "js_drag": "drag, JS forward model (JupyterLab)", "static": "key, save_html page (file://)",
+             "static_drag": "drag, save_html page (file://)"}
+    print(f"FCExplorer key press / drag move -> repainted canvas, {res['material']} {res['grid']}, headless Chromium:")
+    for p, label in names.items():
+        if p not in res:
+            continue
         s = res[p]
-        print(f"  {names[p]:45s} drawn: median {s['drawn_median_ms']:.1f} ms (p90 {s['drawn_p90_ms']:.1f}); "
+        print(f"  {label:40s} drawn: median {s['drawn_median_ms']:.1f} ms (p90 {s['drawn_p90_ms']:.1f}); "
               f"next frame: median {s['presented_median_ms']:.1f} ms (p90 {s['presented_p90_ms']:.1f}); n={s['n']}")
 
 
