@@ -29,7 +29,8 @@ NODE_TEST = ROOT / "js" / "test" / "forward_model.test.mjs"
 
 
 def _cases(fm, domain, seed=0):
-    """Reference θ, random θ in the training domain, and a surely unstable θ (sign of FC0 flipped)."""
+    """Reference θ, the domain's corners, random θ in the domain, a surely unstable θ (sign of FC0
+    flipped), and two θ just either side of the stability threshold."""
     rng = np.random.default_rng(seed)
     ref = fm.reference_theta
     lo, hi = domain[:, 0], domain[:, 1]
@@ -38,7 +39,30 @@ def _cases(fm, domain, seed=0):
     flip = ref.copy()
     flip[0] = -flip[0]
     thetas.append(("FC0-flipped", flip))
+    thetas += _stability_edge(fm, ref, flip)
     return thetas
+
+
+def _stability_edge(fm, stable, unstable, tol_mev=0.01):
+    """Two θ on the segment stable → unstable whose lowest energies bracket the −0.1 meV
+    threshold within ``tol_mev`` (bisection): the flags must agree right at the edge."""
+    from fcinv_widgets.forward import UNSTABLE_BELOW_MEV
+
+    def lowest(t):
+        return float(fm.min_energy((stable + t * (unstable - stable))[None])[0])
+
+    lo, hi = 0.0, 1.0
+    assert lowest(lo) >= UNSTABLE_BELOW_MEV > lowest(hi)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if lowest(mid) >= UNSTABLE_BELOW_MEV:
+            lo = mid
+        else:
+            hi = mid
+        if lowest(lo) - UNSTABLE_BELOW_MEV < tol_mev and UNSTABLE_BELOW_MEV - lowest(hi) < tol_mev:
+            break
+    assert lowest(lo) - UNSTABLE_BELOW_MEV < tol_mev and UNSTABLE_BELOW_MEV - lowest(hi) < tol_mev
+    return [("edge-stable", stable + lo * (unstable - stable)), ("edge-unstable", stable + hi * (unstable - stable))]
 
 
 def write_fixture(name: str, fm, domain, path: Path) -> dict:
