@@ -165,7 +165,8 @@ fx"""
 
 def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, artifacts):
     """In JupyterLab each key press is painted from the JS forward model; the kernel's answer for
-    the final values then repaints the canvas, and the two images agree to 1e-5."""
+    the final values then repaints the canvas, and the two images agree to 1e-5. After the
+    kernel dies, the sliders still move the spectrum."""
     write_notebook(tmp_path / "ge.ipynb", [LAB_CELL])
     with jupyterlab(tmp_path) as url, chromium_page() as page:
         open_and_run(page, url, "ge.ipynb", "canvas.fcinv-heatmap[data-frame='1']", timeout_ms=240_000)
@@ -190,3 +191,17 @@ def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, arti
         page_vals = page.evaluate(f"() => {root}.fcinvJsFrame.values")
         assert np.allclose(kernel_vals, page_vals, rtol=0, atol=1e-12)
         assert abs(float(slider.input_value()) - kernel_vals[1]) < 1e-9
+
+        # the kernel dies (as a culled Binder kernel): the sliders keep moving the spectrum
+        page.evaluate("() => jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+                      ".requestExecute({code: 'import os; os._exit(1)'})")
+        page.wait_for_selector(".jp-Dialog button.jp-mod-accept", timeout=60_000)  # "kernel appears to have died"
+        page.click(".jp-Dialog button.jp-mod-accept")
+        n = int(page.evaluate(f"() => Number({root}.dataset.jsFrames)"))
+        px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
+        slider.focus()
+        for _ in range(6):
+            page.keyboard.press("ArrowLeft")
+        page.wait_for_function(f"() => Number({root}.dataset.jsFrames) >= {n + 6}")
+        assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != px
+        page.screenshot(path=str(artifacts / "fc_explorer_dead_kernel.png"))
