@@ -36,6 +36,12 @@ export function fwdKernelGate() {
   };
 }
 
+function fwdSame(a, b) {
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function fwdArrayState(arr, shape) {
   return { buffer: new DataView(arr.buffer, arr.byteOffset, arr.byteLength), dtype: "float32", shape };
 }
@@ -63,6 +69,7 @@ function fwdProxy(real, root) {
       }
     }
     local = null;
+    lastSaved = (real.get("values") || []).slice();
     root.dataset.source = "kernel";
     fire();
   };
@@ -78,7 +85,9 @@ function fwdProxy(real, root) {
   };
   const onRelease = () => flush();
   root.addEventListener("change", onRelease, true);
-  let lastSaved = null;
+  // values of the frame on screen: a save without a values change (e.g. another control) is
+  // passed through, not computed
+  let lastSaved = (real.get("values") || []).slice();
   const model = new Proxy(real, {
     get(target, prop) {
       if (prop === "get") {
@@ -96,8 +105,8 @@ function fwdProxy(real, root) {
       if (prop === "save_changes") {
         return (...args) => {
           const vals = target.get("values");
-          if (vals && vals !== lastSaved && vals.length === fm.n_active) {
-            lastSaved = vals;
+          if (vals && vals.length === fm.n_active && !fwdSame(vals, lastSaved)) {
+            lastSaved = vals.slice();
             const t0 = performance.now();
             const r = fwdEvaluate(fm, vals);
             local = {

@@ -225,8 +225,13 @@ test("the proxy answers each slider request in the page and lets only the latest
   const base = { render({ model }) { view = model; model.on("change:frame", () => seen.push(model.get("image"))); return () => {}; } };
   const cleanup = fwdWrapWidget(base).render({ model: real, el: root });
   assert.equal(root.dataset.jsForward, "on");
+  // a save without a values change (another control) is passed through, no frame
+  view.set("e_view", [0, 10]); view.save_changes();
+  assert.equal(seen.length, 0);
+  assert.deepEqual(real.saved, [[1.0]]);
+  real.saved.length = 0;
   // a slider move: values set, saved → a JS frame at once, the request goes to the kernel
-  view.set("values", [1.0]); view.set("request_seq", 1); view.save_changes();
+  view.set("values", [0.95]); view.set("request_seq", 1); view.save_changes();
   assert.equal(seen.length, 1);
   assert.equal(seen[0].dtype, "float32");
   assert.deepEqual(seen[0].shape, [3, 80]);
@@ -234,7 +239,7 @@ test("the proxy answers each slider request in the page and lets only the latest
   assert.equal(view.get("rendered_seq"), 1);
   assert.deepEqual(real.saved, []); // during a drag nothing goes to the kernel
   release(); // pointer up / key: the kernel gets the latest values
-  assert.deepEqual(real.saved, [[1.0]]);
+  assert.deepEqual(real.saved, [[0.95]]);
   // two more moves while the kernel computes: both painted, neither sent yet
   view.set("values", [0.9]); view.save_changes();
   view.set("values", [0.8]); view.save_changes();
@@ -245,7 +250,7 @@ test("the proxy answers each slider request in the page and lets only the latest
   // the kernel answers the first request: stale, hidden; the latest values go out
   real.kernelFrame();
   assert.equal(seen.length, 3);
-  assert.deepEqual(real.saved, [[1.0], [0.8]]);
+  assert.deepEqual(real.saved, [[0.95], [0.8]]);
   // the kernel answers the latest: the view repaints from the kernel (ground truth)
   real.kernelFrame();
   assert.equal(seen.length, 4);
