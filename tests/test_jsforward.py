@@ -126,6 +126,23 @@ def test_payload_is_none_for_a_forward_model_without_blocks():
     assert forward_payload(fm) is None
 
 
+def test_payload_is_none_for_blocks_too_large_for_the_page():
+    from types import SimpleNamespace
+
+    from fcinv_widgets.widgets._jsforward import MAX_JS_BLOCK
+
+    def fm(m):
+        k = 2 * m * m
+        layout = {"W": np.zeros((k, 9)), "m": np.array([m]), "off": np.array([0]), "k": np.array([k]),
+                  "q": np.array([0]), "w": np.array([1.0])}
+        grid = SimpleNamespace(shape=(1, 10), e=SimpleNamespace(centers=np.arange(10) + 0.5, step=1.0))
+        return SimpleNamespace(_cpu=layout, grid=grid, sigma_table=np.array([1.0]), sigma_e0=0.0, sigma_de=1.0,
+                               cutoff=4.0, path=SimpleNamespace(n_modes=m))
+
+    assert forward_payload(fm(MAX_JS_BLOCK))["blk_m"].tolist() == [MAX_JS_BLOCK]
+    assert forward_payload(fm(MAX_JS_BLOCK + 1)) is None
+
+
 def test_fake_explorer_has_no_js_path_and_refuses_save_html(tmp_path):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer

@@ -29,6 +29,8 @@ from ._traits import array_to_json
 
 #: bump when the layout of the payload changes (forward_model.js checks it)
 PAYLOAD_VERSION = 1
+#: largest block (modes) evaluated in JavaScript; larger ones keep the widget on the kernel path
+MAX_JS_BLOCK = 12
 
 _IMPORT_FWD = re.compile(r'import\s*\{[^}]*\}\s*from\s*"\./forward_model\.js";\s*', re.DOTALL)
 
@@ -53,7 +55,8 @@ def forward_payload(fm) -> dict | None:
 
     ``fm`` is a :class:`fcinv_widgets.forward.ForwardModel` (any backend: the arrays are the
     CPU layout built at construction). Other forward models (e.g. the widgets' fake) have
-    no block layout: None, and the widget keeps the kernel path.
+    no block layout, and a model with blocks larger than ``MAX_JS_BLOCK`` modes (a big cell at
+    low-symmetry q) would be slow in the page: None, and the widget keeps the kernel path.
 
     Units: ``W`` rows are packed block entries in eV/Å²/amu per unit θ (θ in eV/Å²);
     ``to_mev`` turns √eigenvalue into meV; ``e0``/``de`` are the first energy-bin centre and
@@ -76,8 +79,8 @@ def forward_payload(fm) -> dict | None:
         lut = np.zeros((0, 0))
     W = np.ascontiguousarray(layout["W"], dtype=np.float64)
     blk_m = layout["m"]
-    if np.any(blk_m > 16):
-        raise FcinvError(f"blocks of size {int(blk_m.max())} are too large for the JavaScript forward model (max 16)")
+    if np.any(blk_m > MAX_JS_BLOCK):
+        return None  # Jacobi on (2m)² per block and frame would be too slow: kernel path
     return {
         "version": PAYLOAD_VERSION,
         "n_active": int(W.shape[1] - 1),
