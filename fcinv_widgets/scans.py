@@ -127,9 +127,12 @@ def check_angles(angles) -> np.ndarray:
     return ang
 
 
-def orientation_image(points, Gt, omega_deg, ei_mev, grid, U0, detector=DETECTOR):
-    """(data, norm) (nq, nE) of one orientation ω (see the module docstring for the rule)."""
-    nq, nE = grid.shape
+def _orientation_hits(points, omega_deg, ei_mev, grid, U0, detector=DETECTOR):
+    """The folded points that orientation ω sees on the detector, with the energy bins each covers.
+
+    Returns (sel, ilo, ihi): indices into ``points`` and, per selected point, the first and last
+    energy bin index it covers (see the module docstring for the rule)."""
+    nE = grid.shape[1]
     e0, de = float(grid.e.edges[0]), float(grid.e.step)
     ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
     M = (rotation_z(omega_deg) @ U0).astype(np.float32)
@@ -150,12 +153,19 @@ def orientation_image(points, Gt, omega_deg, ei_mev, grid, U0, detector=DETECTOR
     v = np.degrees(np.arcsin(np.clip(kfs[:, 2] / np.sqrt(kf2[sel]), -1, 1)))
     hit = (h >= detector["h_min_deg"]) & (h <= detector["h_max_deg"]) & (np.abs(v) <= detector["v_max_deg"])
     sel = sel[hit]
-    data = np.zeros(nq * nE)
-    norm = np.zeros(nq * nE)
-    if len(sel) == 0:
-        return data.reshape(nq, nE), norm.reshape(nq, nE)
     ilo = np.clip(np.floor((lo[sel] - e0) / de), 0, nE - 1).astype(np.int64)
     ihi = np.clip(np.floor((hi[sel] - e0) / de), 0, nE - 1).astype(np.int64)
+    return sel, ilo, ihi
+
+
+def orientation_image(points, Gt, omega_deg, ei_mev, grid, U0, detector=DETECTOR):
+    """(data, norm) (nq, nE) of one orientation ω (see the module docstring for the rule)."""
+    nq, nE = grid.shape
+    data = np.zeros(nq * nE)
+    norm = np.zeros(nq * nE)
+    sel, ilo, ihi = _orientation_hits(points, omega_deg, ei_mev, grid, U0, detector)
+    if len(sel) == 0:
+        return data.reshape(nq, nE), norm.reshape(nq, nE)
     amp, iq, base = points.amp[sel], points.iq[sel], points.qbin[sel].astype(np.int64) * nE
     for k in range(int((ihi - ilo).max()) + 1):
         m = ilo + k <= ihi
@@ -167,6 +177,23 @@ def orientation_image(points, Gt, omega_deg, ei_mev, grid, U0, detector=DETECTOR
         data += np.bincount(flat, weights=val, minlength=nq * nE)
         norm += np.bincount(flat, minlength=nq * nE)
     return data.reshape(nq, nE), norm.reshape(nq, nE)
+
+
+def orientation_exposure(points, omega_deg, ei_mev, grid, U0, detector=DETECTOR) -> np.ndarray:
+    """Number of folded equivalents (Q points) that orientation ω puts into each (q, E) pixel: (nq, nE).
+
+    The ``norm`` of :func:`orientation_image` without the intensities (it needs no force
+    constants): the relative exposure of each pixel in one scan."""
+    nq, nE = grid.shape
+    sel, ilo, ihi = _orientation_hits(points, omega_deg, ei_mev, grid, U0, detector)
+    norm = np.zeros(nq * nE)
+    if len(sel) == 0:
+        return norm.reshape(nq, nE)
+    # each point covers the contiguous bins ilo … ihi: a difference array per q-row
+    row = points.qbin[sel].astype(np.int64) * (nE + 1)
+    size = nq * (nE + 1)
+    diff = np.bincount(row + ilo, minlength=size) - np.bincount(row + ihi + 1, minlength=size)
+    return np.cumsum(diff.reshape(nq, nE + 1), axis=1)[:, :nE]
 
 
 def _ratio(data, norm):

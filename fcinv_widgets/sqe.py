@@ -196,7 +196,7 @@ class FoldPoints:
 
     Attributes (p = number of points, j = distinct reduced wave vectors R q)
     ---------------------------------------------------------------------------
-    Q        (p, 3) float64 Cartesian Å⁻¹ (sample frame)
+    Q        (p, 3) float64 Cartesian Å⁻¹ (sample frame); ``G`` (p, 3) its reciprocal lattice vector (hkl)
     qbin     (p,) int — the path bin each point belongs to (points are sorted by it)
     iq       (p,) int — index into ``q_frac``/``energies`` of its reduced wave vector R q
     upar     (p, 3) unit vector along the (rotated) path segment
@@ -215,9 +215,22 @@ class FoldPoints:
 
 def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int = 100_000) -> FoldPoints:
     """Equivalent points of every path q-bin within |Q| ≤ ``qmax`` (Å⁻¹), with their amplitudes."""
+    pts = fold_geometry(calc.crystal, grid, qmax, conventional_a)
+    energies, vec = calc.modes(pts.q_frac)
+    Q, G, iq = pts.Q, pts.G, pts.iq
+    amp = np.empty((len(Q), energies.shape[1]), np.float32)
+    for s in range(0, len(Q), chunk):
+        sl = slice(s, s + chunk)
+        amp[sl] = calc._amplitudes(Q[sl], G[sl], energies[iq[sl]], vec[iq[sl]], bose=True)
+    pts.energies, pts.amp = energies, amp
+    return pts
+
+
+def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
+    """The equivalent points of :func:`fold_points` without modes or amplitudes (needs no force
+    constants): ``Q``, ``G`` (hkl), ``qbin``, ``iq``, ``upar``, ``h_par``, ``h_perp``, ``q_frac``."""
     if not (np.isfinite(qmax) and qmax > 0):
         raise FcinvError(f"qmax must be a positive number (Å⁻¹), got {qmax!r}")
-    cr = calc.crystal
     recip = cr.reciprocal_lattice
     R = point_group_cartesian(cr)
     qcart = grid.q.qpoints @ recip  # (nq, 3)
@@ -241,7 +254,6 @@ def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int 
         img_bin.append(np.full(len(idx), b))
     img_q, img_u, img_bin = np.concatenate(img_q), np.concatenate(img_u), np.concatenate(img_bin)
     q_frac = img_q @ cr.lattice.T / (2 * np.pi)
-    energies, vec = calc.modes(q_frac)
     # reciprocal lattice vectors within reach
     qrmax = qmax + np.linalg.norm(img_q, axis=1).max()
     nmax = np.ceil(qrmax * np.linalg.norm(cr.lattice, axis=1) / (2 * np.pi)).astype(int) + 1
@@ -261,13 +273,9 @@ def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int 
         raise FcinvError(f"no Q point of the path lies within |Q| ≤ {qmax:g} Å⁻¹")
     order = np.argsort(img_bin[iq], kind="stable")
     Q, G, iq = Q[order], G[order], iq[order]
-    amp = np.empty((len(Q), energies.shape[1]), np.float32)
-    for s in range(0, len(Q), chunk):
-        sl = slice(s, s + chunk)
-        amp[sl] = calc._amplitudes(Q[sl], G[sl], energies[iq[sl]], vec[iq[sl]], bose=True)
-    return FoldPoints(Q=Q, qbin=img_bin[iq], iq=iq, upar=img_u[iq], h_par=hpar[img_bin[iq]],
-                      h_perp=PERP_HALF_RLU * 2 * np.pi / conventional_a, q_frac=q_frac, energies=energies,
-                      amp=amp, n_bins=len(qcart))
+    return FoldPoints(Q=Q, G=G, qbin=img_bin[iq], iq=iq, upar=img_u[iq], h_par=hpar[img_bin[iq]],
+                      h_perp=PERP_HALF_RLU * 2 * np.pi / conventional_a, q_frac=q_frac, energies=None,
+                      amp=None, n_bins=len(qcart))
 
 
 def fold_full(points: FoldPoints, grid, sigma_mev: float = 1.0, ei_mev: float | None = None,

@@ -1,0 +1,137 @@
+"""fcinv plan-scans: which sample orientations to measure next (Fisher information / model-based)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import FcinvError, GridMismatchError
+from ._common import emit
+
+
+def register(sub):
+    p = sub.add_parser("plan-scans", help="rank the next sample orientations by the information they add about the FCs",
+                       description="Given the scans measured so far (a scan set, or none) and an inverse model, score "
+                                   "every candidate sample angle by the information its kinematic coverage would add "
+                                   "about the active force constants and plan the next --n scans greedily "
+                                   "(see fcinv_widgets.analysis.planner).")
+    p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, nb-vae, …)")
+    p.add_argument("--scans", default=None, help="scan set measured so far (HDF5 from `fcinv scans`); default: none yet")
+    p.add_argument("--measured", default=None,
+                   help="which of the scan set's angles count as measured (start:stop:step or comma list, degrees; "
+                        "default: all of them)")
+    p.add_argument("--candidates", default="0:180:1", help="candidate sample angles ω (degrees, default 0:180:1)")
+    p.add_argument("--n", type=int, default=5, help="how many next orientations to plan (default 5)")
+    p.add_argument("--ei", type=float, default=None, help="incident energy (meV); default: the scan set's")
+    p.add_argument("--u", default=None, help="sample direction along the beam at ω = 0 (default: the scan set's, or 1,1,0)")
+    p.add_argument("--v", default=None, help="second in-plane direction (default: the scan set's, or 0,0,1)")
+    p.add_argument("--background", type=float, default=0.05, help="expected flat background per scan, fraction of the peak")
+    p.add_argument("--counts", type=float, default=200.0, help="expected counts at the peak per scan")
+    p.add_argument("--criterion", default="D", choices=("D", "A", "model"),
+                   help="D-optimal (log det of the Fisher information, default), A-optimal on FC0–3, or the model's own "
+                        "expected error")
+    p.add_argument("--count-time", type=float, default=None, help="counting time per scan (s): gains become per second")
+    p.add_argument("--move-time", type=float, default=0.0, help="motor time per degree of rotation (s/°)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sample temperature (K) for the intensity correction of the scans (default: the scan set's)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="information per candidate angle with the plan marked")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def _vec(text, default, name):
+    from .scans import parse_vector
+
+    return parse_vector(text, name) if text is not None else np.asarray(default, float)
+
+
+def run(args) -> int:
+    from ..analysis.planner import coverage_bank, plan_orientations, union_of_scans
+    from ..materials import get_material
+    from ..models import load_model
+    from ..scans import ScanSet, check_ei, parse_angles
+
+    if not (isinstance(args.n, int) and args.n >= 1):
+        raise FcinvError(f"--n must be a positive integer, got {args.n}")
+    cand = parse_angles(args.candidates)
+    model = load_model(args.model)
+    mat = get_material(model.material)
+    ss = None
+    if args.scans:
+        ss = ScanSet.load(args.scans)
+        if str(ss.material).lower() != model.material.lower():
+            raise GridMismatchError(f"the model is for {model.material}, the scans are of {ss.material}")
+        if tuple(ss.grid.shape) != tuple(mat.grid.shape):
+            raise GridMismatchError(f"the scans' grid {ss.grid.shape} is not the model's {mat.grid.shape}")
+    ei = args.ei if args.ei is not None else (ss.ei_mev if ss is not None else None)
+    if ei is None:
+        raise FcinvError("give --ei (meV) or --scans (its Ei is used)")
+    check_ei(ei, mat.grid)
+    meta = ss.meta if ss is not None else {}
+    u = _vec(args.u, meta.get("u", (1, 1, 0)), "--u")
+    v = _vec(args.v, meta.get("v", (0, 0, 1)), "--v")
+    measured = np.zeros(0)
+    if ss is not None:
+        measured = ss.angles_deg if args.measured is None else parse_angles(args.measured)
+        missing = [a for a in np.atleast_1d(measured) if not np.any(np.abs(ss.angles_deg - a) < 1e-6)]
+        if missing:
+            raise FcinvError(f"--measured angle {missing[0]:g}° is not in the scan set")
+    elif args.measured is not None:
+        raise FcinvError("--measured needs --scans (the measured data)")
+    angles = np.unique(np.concatenate([cand, measured]))
+    bank = coverage_bank(mat, angles, ei, u=u, v=v, progress=not args.no_progress)
+    names = list(model.names)
+    dom = np.asarray(model.config["domain"], float)
+    fm = mat.forward_model(resolution=("arcs", float(ei)))
+    if [n.split(" ", 1)[-1] for n in fm.names] != [n.split(" ", 1)[-1] for n in names]:
+        raise GridMismatchError(f"the model's FCs {names} are not the material's active set {fm.names}")
+    if len(measured):
+        idx = [int(np.flatnonzero(np.abs(ss.angles_deg - a) < 1e-6)[0]) for a in measured]
+        scans = ss.scans[idx]
+        temp = args.temperature if args.temperature is not None else ss.temperature_k
+        if "noise" not in ss.meta:  # a folded one-phonon S(Q,E): correct to the model's intensity
+            from ..analysis.expio import to_model_intensity
+
+            scans = np.stack([to_model_intensity(s, mat.grid, temp, 99.5) if np.isfinite(s).any() else s for s in scans])
+        union = union_of_scans(scans, bank, measured)
+        if not np.isfinite(union).any():
+            raise FcinvError("the measured scans cover no pixel of the path")
+        pred = model.predict(union, n_samples=100)
+        estimate = np.clip(pred.mean[0], dom[:, 0], dom[:, 1])
+        model_sigma = pred.std[0]
+        source = f"model on the union of {len(measured)} measured scan(s)"
+    else:
+        estimate = np.clip(mat.reference_theta, dom[:, 0], dom[:, 1])
+        model_sigma = None
+        source = f"{mat.name} reference ({getattr(mat, 'reference_source', 'preset')}), no scan measured yet"
+    plan = plan_orientations(bank, fm, estimate, dom, measured_deg=measured, candidates_deg=cand, n=args.n,
+                             background=args.background, counts=args.counts, criterion=args.criterion,
+                             count_time_s=args.count_time, move_s_per_deg=args.move_time, names=names, model=model)
+    payload = plan.to_dict()
+    payload.update({"estimate_source": source, "model": args.model, "ei_mev": float(ei),
+                    "model_sigma_ev_a2": None if model_sigma is None else model_sigma.tolist()})
+    if args.plot:
+        _plot(plan, args.plot)
+        payload["plot"] = args.plot
+    text = (f"plan for {mat.name} ({len(measured)} scan(s) measured; estimate: {source})\n" + plan.table()
+            + f"\nnext: ω = {plan.next_angle:g}°")
+    emit(args, payload, text)
+    return 0
+
+
+def _plot(plan, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3), constrained_layout=True)
+    ax.plot(plan.candidates_deg, plan.information, lw=1.2, label="expected information of the next scan")
+    for k, a in enumerate(plan.angles_deg):
+        ax.axvline(a, color="C3" if k == 0 else "0.6", lw=1.5 if k == 0 else 0.8, ls="-" if k == 0 else "--")
+    for a in plan.measured_deg:
+        ax.axvline(a, color="k", lw=0.5, alpha=0.4)
+    ax.set(xlabel="sample angle ω (°)", ylabel="gain" + (" (nats)" if plan.criterion == "D" else ""),
+           title=f"next ω = {plan.next_angle:g}° (red), then dashed; measured in black")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
