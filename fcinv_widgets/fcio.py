@@ -6,6 +6,7 @@ atoms (full) or the primitive atoms only (compact, phonopy's ``p2s`` order).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def read_force_constants(path: str | Path) -> np.ndarray:
             from phonopy.file_IO import parse_FORCE_CONSTANTS
 
             fc = parse_FORCE_CONSTANTS(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — phonopy raises many types on malformed input
         raise ForceConstantsError(f"cannot parse force constants in {path}: {type(exc).__name__}: {exc}") from None
     fc = np.asarray(fc, dtype=float)
     if fc.ndim != 4 or fc.shape[2:] != (3, 3):
@@ -39,6 +40,42 @@ def read_force_constants(path: str | Path) -> np.ndarray:
     return fc
 
 
+#: largest YAML file read (bytes); phonopy.yaml files of large supercells are tens of MB
+MAX_YAML_BYTES = 512 * 1024**2
+
+
+def read_yaml_safely(path: str | Path) -> bytes:
+    """The bytes of a YAML file, after checking that PyYAML's *safe* loader accepts them.
+
+    Refuses (:class:`ForceConstantsError`, one line) a file that is not YAML or carries any tag the
+    safe loader does not know (``!!python/object/apply`` and friends run code under the unsafe
+    loader that phonopy uses). Every YAML we read goes through here.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ForceConstantsError(f"{path}: {size / 1024**2:.0f} MB is larger than the {MAX_YAML_BYTES // 1024**2} MB allowed for a YAML file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ForceConstantsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(data, Loader=loader)
+    except yaml.constructor.ConstructorError as exc:
+        tag = getattr(exc, "problem", "") or str(exc)
+        raise ForceConstantsError(f"{path}: refused, a YAML tag that only an unsafe loader would construct ({tag.strip()})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ForceConstantsError(f"{path}: not valid YAML{at}") from None
+    if not isinstance(doc, dict):
+        raise ForceConstantsError(f"{path}: not a phonopy YAML file (no mapping at the top level)")
+    return data
+
+
 def read_phonopy_yaml(path: str | Path):
     """Read ``phonopy.yaml`` (or ``phonopy_params.yaml``) → (Crystal, force constants, supercell matrix)."""
     import phonopy
@@ -46,9 +83,12 @@ def read_phonopy_yaml(path: str | Path):
     from .structure import Crystal
 
     path = Path(path)
+    data = read_yaml_safely(path)
     try:
-        ph = phonopy.load(str(path), produce_fc=True, log_level=0)
-    except Exception as exc:
+        # phonopy parses YAML with PyYAML's unsafe loader: hand it only the bytes that the safe
+        # loader has accepted (no python/* tags), from memory, never the file itself
+        ph = phonopy.load(io.BytesIO(data), produce_fc=True, log_level=0)
+    except Exception as exc:  # noqa: BLE001 — phonopy raises many types on malformed input
         raise ForceConstantsError(f"cannot load {path} with phonopy: {type(exc).__name__}: {exc}") from None
     if ph.force_constants is None:
         raise ForceConstantsError(f"{path} holds no force constants (nor forces to produce them)")
