@@ -52,3 +52,79 @@ def test_plain_phonopy_yaml_still_loads(tmp_path, ge):
     assert crystal.n_atoms == ge.crystal.n_atoms
     assert np.allclose(fc, ge.basis.expand(ge.reference_params), atol=1e-12)
     assert np.array_equal(smat, ge.supercell_matrix)
+
+
+# ------------------------------------------------------------------------------ MACE pickles
+def _fake_mace_installed(monkeypatch, tmp_path):
+    from fcinv_widgets.ensemble import calculators as C
+
+    real = C._package_dir
+    monkeypatch.setattr(C, "_package_dir", lambda pkg: tmp_path if pkg == "mace" else real(pkg))
+    model = tmp_path / "evil.model"
+    model.write_bytes(b"not really a pickle")
+    return C, model
+
+
+def test_mace_file_is_not_loaded_without_trust(monkeypatch, tmp_path):
+    C, model = _fake_mace_installed(monkeypatch, tmp_path)
+    spec = next(s for s in C.available_models(mace_models=[model]) if s.family == "mace")
+    assert spec.available and not spec.extra["trusted"]
+    with pytest.raises(FcinvError, match="pickle"):
+        C.get_calculator(spec)
+    trusted = next(s for s in C.available_models(mace_models=[model], trust_mace_files=True) if s.family == "mace")
+    assert trusted.extra["trusted"]
+
+
+def test_cli_mace_file_needs_trust_flag(monkeypatch, tmp_path, capsys):
+    from fcinv_widgets.cli import main
+
+    _, model = _fake_mace_installed(monkeypatch, tmp_path)
+    rc = main(["ensemble", "--material", "Ge", "--serial", "--models", "mace:evil", "--mace", str(model),
+               "--out", str(tmp_path / "e.h5")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trust-mace-file" in err[0] and "pickle" in err[0]
+    assert not (tmp_path / "e.h5").exists()
+
+
+def test_trust_flag_help_says_why(capsys):
+    from fcinv_widgets.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["ensemble", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--trust-mace-file" in out and "pickle" in out and "run any code" in out
+
+
+def test_mace_env_variable_does_not_leak(monkeypatch):
+    import os
+
+    from fcinv_widgets.ensemble.calculators import _env_restored
+
+    monkeypatch.delenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", raising=False)
+    with _env_restored("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
+        os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"  # what mace does
+    assert "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
+def test_every_other_load_refuses_pickles():
+    """Source check: every torch.load passes weights_only=True and every np.load allow_pickle=False;
+    the only unpickling loads are the guarded MACE file and the package's own UMAP reducer."""
+    import re
+    from pathlib import Path
+
+    import fcinv_widgets
+
+    root = Path(fcinv_widgets.__file__).parent
+    bad = []
+    for f in root.rglob("*.py"):
+        text = f.read_text()
+        for m in re.finditer(r"\b(torch\.load|np\.load|numpy\.load|pickle\.loads?|yaml\.load|yaml\.unsafe_load)\(", text):
+            call = text[m.start(): text.find("\n", m.start()) + 200]
+            name = m.group(1)
+            ok = (("weights_only=True" in call) if name == "torch.load" else
+                  ("allow_pickle=False" in call) if name.endswith("np.load") or name == "numpy.load" else
+                  ("SafeLoader" in call or "Loader=loader" in call) if name == "yaml.load" else False)
+            if not ok:
+                bad.append(f"{f.relative_to(root)}: {call.splitlines()[0].strip()}")
+    assert not bad, bad
