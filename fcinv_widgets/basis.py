@@ -32,6 +32,11 @@ from .errors import FcinvError
 from .fcio import check_fc_shape
 from .structure import Crystal
 
+#: upper bound (bytes) on the dense basis tensors built for one crystal and supercell
+MAX_BASIS_BYTES = 8 * 1024**3
+#: largest supercell (atoms) accepted
+MAX_SUPERCELL_ATOMS = 1500
+
 _ELEMENT_NAMES = ["xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"]
 # preference when choosing which tensor elements name the free parameters
 _PREFERENCE = [0, 1, 2, 4, 5, 8, 3, 6, 7]  # xx, xy, xz, yy, yz, zz, yx, zx, zy
@@ -68,6 +73,10 @@ class FCBasis:
             smat = np.diag(smat)
         if smat.shape != (3, 3) or round(abs(np.linalg.det(smat))) < 1:
             raise FcinvError(f"supercell matrix must be 3 integers or a 3×3 integer matrix with det ≥ 1, got {supercell_matrix!r}")
+        n_super = crystal.n_atoms * round(abs(np.linalg.det(smat)))
+        if n_super > MAX_SUPERCELL_ATOMS:
+            raise FcinvError(f"supercell of {n_super} atoms ({crystal.n_atoms} × {round(abs(np.linalg.det(smat)))} cells); "
+                             f"at most {MAX_SUPERCELL_ATOMS} are supported: use a smaller --supercell")
         self.crystal = crystal
         self.supercell_matrix = smat
         self.symprec = symprec
@@ -135,11 +144,17 @@ class FCBasis:
         ii, jj = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
         ii, jj = ii.ravel(), jj.ravel()
         label = np.full(N * N, N * N, dtype=np.int64)
-        for g0 in range(0, len(perm), 128):
-            pg = perm[g0 : g0 + 128]
+        step = int(np.clip(2e7 // (N * N), 1, 128))  # bounded temporaries for large supercells
+        for g0 in range(0, len(perm), step):
+            pg = perm[g0 : g0 + step]
             a, b = pg[:, ii], pg[:, jj]
             label = np.minimum(label, np.minimum(a * N + b, b * N + a).min(axis=0))
         uniq = np.unique(label)
+        # the dense tensors (P, N, N, 3, 3) must fit: at most 9 parameters per pair orbit
+        need = 9 * len(uniq) * N * N * 9 * 8
+        if need > MAX_BASIS_BYTES:
+            raise FcinvError(f"the supercell of {N} atoms has {len(uniq)} pair orbits; its dense force-constant basis could "
+                             f"need up to {need / 1024**3:.0f} GiB (limit {MAX_BASIS_BYTES / 1024**3:.0f} GiB): use a smaller --supercell")
 
         basis_full = []  # list of (N, N, 3, 3) tensors
         orbits_raw = []

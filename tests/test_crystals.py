@@ -153,7 +153,7 @@ def test_primitive_option_reduces_on_request(capsys, nacl_files):
 
     poscar, _, b, _ = nacl_files
     for spec in ("auto", "F", "0 0.5 0.5 0.5 0 0.5 0.5 0.5 0"):
-        prim, m = to_primitive(b.crystal, spec if len(spec) < 5 else np.array(spec.split(), float))
+        prim, _ = to_primitive(b.crystal, spec if len(spec) < 5 else np.array(spec.split(), float))
         assert prim.n_atoms == 2 and sorted(prim.symbols) == ["Cl", "Na"]
         assert abs(np.linalg.det(prim.lattice)) == pytest.approx(abs(np.linalg.det(b.crystal.lattice)) / 4)
     with pytest.raises(StructureError, match="primitive"):
@@ -189,6 +189,10 @@ def _prim_basis():
     (["--mass", "Na"], "SYMBOL=NUMBER"),
     (["--mass", "Na=-1"], "positive"),
     (["--mass", "Ge=72.6"], "not in the structure"),
+    (["--b-coh", "Na=abc"], "SYMBOL=NUMBER"),
+    (["--b-coh", "O=5.8"], "not in the structure"),
+    (["--primitive", "1 0 0 0 1 0 0 0"], "--primitive"),
+    (["--supercell", "12", "12", "12"], "at most 1500"),
 ])
 def test_bad_cell_options_one_line_exit_2(capsys, nacl_files, bad, match):
     from fcinv_widgets.cli import main
@@ -220,7 +224,7 @@ def test_masses_are_phonopys_and_overridable(tmp_path, ge):
 
 
 def test_mass_option_changes_frequencies_as_sqrt_mass(capsys, nacl_files):
-    poscar, fcfile, b, p = nacl_files
+    poscar, fcfile, b, _ = nacl_files
     base = ["phonons", "--structure", str(poscar), "--force-constants", str(fcfile), "--qpoints", "0.1 0.2 0.3"]
     f0 = np.array(_cli_json(capsys, base)["frequencies_thz"])
     m = b.crystal.masses
@@ -358,3 +362,38 @@ def test_crystal_constructor_refusals():
         Crystal(np.eye(3) * 4, [[0, 0, 0]], ["Xx"])
     with pytest.raises(StructureError, match="masses"):
         Crystal(np.eye(3) * 4, [[0, 0, 0]], ["Si"], [float("nan")])
+
+
+@pytest.mark.parametrize("name", ["GaN-wurtzite", "TiO2-rutile", "NaCl-conventional", "Al2O3-rhombohedral"])
+def test_qpoint_labels_are_in_the_given_cell_and_frame_independent(name):
+    from scipy.spatial.transform import Rotation
+
+    from fcinv_widgets.structure import Crystal, high_symmetry_points
+
+    cr = _crystal(name)
+    pts = high_symmetry_points(cr)
+    assert np.allclose(pts["G"], 0) and np.allclose(pts["Γ"], 0)
+    # the same cell turned in space: each label gives the same point or one equivalent by symmetry
+    import spglib
+
+    rot = Rotation.from_euler("zyx", [0.3, -0.7, 1.1]).as_matrix()
+    turned = Crystal(cr.lattice @ rot.T, cr.positions, cr.symbols)
+    W = spglib.get_symmetry((cr.lattice, cr.positions, cr.numbers), symprec=1e-5)["rotations"]
+    for k, q in high_symmetry_points(turned).items():
+        star = np.concatenate([pts[k] @ W, -(pts[k] @ W)])  # q-star with time reversal
+        d = star - q
+        assert np.abs(d - np.rint(d)).max(axis=1).min() < 1e-8, k
+    if name == "GaN-wurtzite":
+        np.testing.assert_allclose(pts["A"], [0, 0, 0.5], atol=1e-12)
+        np.testing.assert_allclose(pts["M"], [0.5, 0, 0], atol=1e-12)
+        np.testing.assert_allclose(np.abs(pts["K"]) , [1 / 3, 1 / 3, 0], atol=1e-12)
+    if name == "TiO2-rutile":
+        np.testing.assert_allclose(pts["Z"], [0, 0, 0.5], atol=1e-12)
+        np.testing.assert_allclose(pts["A"], [0.5, 0.5, 0.5], atol=1e-12)
+
+
+def test_supercells_too_large_are_refused_before_any_work():
+    from fcinv_widgets.basis import FCBasis
+
+    with pytest.raises(FcinvError, match="at most 1500"):
+        FCBasis(_crystal("NaCl-primitive"), [10, 10, 10])

@@ -115,6 +115,14 @@ def parse_species_values(items, option: str) -> dict:
     return out
 
 
+def _species_b_coh(args, crystal) -> dict:
+    b = parse_species_values(getattr(args, "b_coh", None), "--b-coh")
+    unknown = sorted(set(b) - set(crystal.symbols))
+    if unknown:
+        raise FcinvError(f"--b-coh {unknown[0]}=…: {unknown[0]!r} is not in the structure ({', '.join(sorted(set(crystal.symbols)))})")
+    return b
+
+
 def infer_supercell(n_prim: int, n_super: int) -> np.ndarray:
     ratio = n_super // n_prim
     n = round(ratio ** (1 / 3))
@@ -150,7 +158,7 @@ def load_material(args):
         if any(m <= 0 for m in masses.values()):
             raise FcinvError("--mass values must be positive (amu)")
         cr = cr.with_masses(masses)
-        args.b_coh_fm = parse_species_values(getattr(args, "b_coh", None), "--b-coh")
+        args.b_coh_fm = _species_b_coh(args, cr)
         fc = read_force_constants(fcfile) if fcfile else None
         if args.supercell:
             smat = parse_supercell(args.supercell)
@@ -181,7 +189,7 @@ def load_material(args):
         from ..materials import Material
 
         mat = Material(mat.name, mat.crystal.with_masses(masses), mat.supercell_matrix, mat.grid, mat.conventional_a)
-    args.b_coh_fm = parse_species_values(getattr(args, "b_coh", None), "--b-coh")
+    args.b_coh_fm = _species_b_coh(args, mat.crystal)
     fc = None
     if fcfile:
         from ..fcio import read_force_constants
