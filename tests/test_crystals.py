@@ -397,3 +397,27 @@ def test_supercells_too_large_are_refused_before_any_work():
 
     with pytest.raises(FcinvError, match="at most 1500"):
         FCBasis(_crystal("NaCl-primitive"), [10, 10, 10])
+
+
+def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
+    """`fcinv simulate --full-sqe` works for elements other than Ge/Nb; --b-coh scales it as b²."""
+    import ase.io
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.spectrum_io import read_spectrum
+
+    b = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    p = _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3})
+    ase.io.write(tmp_path / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
+    b.write_force_constants(tmp_path / "FORCE_CONSTANTS", p)
+    base = ["simulate", "--full-sqe", "--structure", str(tmp_path / "POSCAR"), "--force-constants",
+            str(tmp_path / "FORCE_CONSTANTS"), "--qmax", "2.5", "--temperature", "0"]
+    out = _cli_json(capsys, [*base, "--out", str(tmp_path / "a.h5")])
+    assert out["n_points"] > 0
+    img, _ = read_spectrum(tmp_path / "a.h5")
+    assert np.nanmax(img) > 0
+    # doubling both scattering lengths (periodictable: Na 3.63, Cl 9.577 fm) quadruples S(Q,E)
+    _cli_json(capsys, [*base, "--b-coh", "Na=7.26,Cl=19.1584", "--out", str(tmp_path / "b.h5")])
+    img2, _ = read_spectrum(tmp_path / "b.h5")
+    ok = np.isfinite(img) & (img > 1e-6 * np.nanmax(img))
+    np.testing.assert_allclose(img2[ok], 4 * img[ok], rtol=1e-5)
