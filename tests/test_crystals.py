@@ -17,7 +17,7 @@ def _crystal(name):
 
     if name == "NaCl-conventional":
         atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
-    elif name == "NaCl-primitive":
+    elif name in ("NaCl-primitive", "NaCl-primitive-nondiagonal"):
         atoms = bulk("NaCl", "rocksalt", a=5.64)
     elif name == "bcc-conventional":
         atoms = bulk("Fe", "bcc", a=2.87, cubic=True)
@@ -46,6 +46,7 @@ CRYSTALS = {
     "GaN-wurtzite": ([2, 2, 2], "hexagonal P6_3mc, polar"),
     "TiO2-rutile": ([2, 2, 2], "tetragonal P4_2/mnm"),
     "Al2O3-rhombohedral": ([1, 1, 1], "trigonal R-3c, low site symmetry"),
+    "NaCl-primitive-nondiagonal": ([[-1, 1, 1], [1, -1, 1], [1, 1, -1]], "cubic, non-diagonal supercell"),
 }
 
 
@@ -421,3 +422,21 @@ def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
     img2, _ = read_spectrum(tmp_path / "b.h5")
     ok = np.isfinite(img) & (img > 1e-6 * np.nanmax(img))
     np.testing.assert_allclose(img2[ok], 4 * img[ok], rtol=1e-5)
+
+
+def test_conventional_and_primitive_cells_give_the_same_phonons():
+    """Same central-spring model in NaCl's 8-atom cubic cell and its 2-atom cell: the 24 frequencies
+    at the cubic Γ are the primitive cell's at Γ and at the three X points (zone folding)."""
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.structure import high_symmetry_points
+
+    springs = {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3}
+    conv = FCBasis(_crystal("NaCl-conventional"), [2, 2, 2])
+    prim = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    fc_conv = conv.frequencies_thz(_spring_params(conv, springs), [[0, 0, 0]])[0]
+    pp = _spring_params(prim, springs)
+    x = high_symmetry_points(prim.crystal)["X"]  # (0.5, 0, 0.5) and its two partners
+    xs = [x, np.roll(x, 1), np.roll(x, 2)]
+    folded = np.sort(prim.frequencies_thz(pp, np.vstack([[0, 0, 0], *xs])).ravel())
+    assert fc_conv.shape == (24,)
+    np.testing.assert_allclose(fc_conv, folded, atol=1e-6)
