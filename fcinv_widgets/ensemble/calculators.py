@@ -224,7 +224,9 @@ def _mace_specs(models=(), trust_files: bool = False) -> list:
         else:
             cached = _mace_cached_path(m)
             if cached and os.path.isfile(cached):
-                out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' from cache {cached}", cached))
+                # mace's own download of a named foundation model: the same trust as loading it by name
+                out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' from cache {cached}", cached,
+                                     extra={"trusted": True, "foundation": m}))
             else:
                 out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' (download; fails where there is no network)", m,
                                      extra={"by_name": True}))
