@@ -110,6 +110,52 @@ def write_force_constants(path: str | Path, fc: np.ndarray, p2s_map=None) -> Non
     write_FORCE_CONSTANTS(fc, filename=str(path), p2s_map=p2s_map)
 
 
+def unitcell_fc_to_cell_used(fc, unitcell, supercell_matrix, primitive_matrix, cell_used, supercell_used,
+                             where: str = "force constants", symprec: float = 1e-5) -> np.ndarray:
+    """Force constants of phonopy's supercell ``supercell_matrix`` of ``unitcell`` → full force
+    constants (N, N, 3, 3) eV/Å² in the atom order of the supercell ``supercell_used`` of
+    ``cell_used`` (the primitive cell chosen with ``primitive_matrix``, phonopy's convention).
+
+    The file may be full (N rows), compact over ``unitcell`` (phonopy without a primitive
+    matrix) or compact over the primitive cell (phonopy with ``primitive_matrix``). Both supercells
+    have the same lattice; atoms are matched by position.
+    """
+    from phonopy import Phonopy
+    from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+    from scipy.spatial import cKDTree
+
+    fc = np.asarray(fc, dtype=float)
+    phs = {}
+
+    def ph(pm):
+        key = "eye" if pm is None else "prim"
+        if key not in phs:
+            phs[key] = Phonopy(unitcell.to_phonopy_atoms(), supercell_matrix=supercell_matrix,
+                               primitive_matrix=np.eye(3) if pm is None else pm, symprec=symprec, log_level=0)
+        return phs[key]
+
+    n_super = len(ph(None).supercell)
+    n_prim = len(ph(primitive_matrix).primitive)
+    if fc.ndim != 4 or fc.shape[2:] != (3, 3) or fc.shape[1] != n_super or fc.shape[0] not in (n_super, unitcell.n_atoms, n_prim):
+        raise ForceConstantsError(
+            f"{where} have shape {fc.shape}, but the supercell {np.asarray(supercell_matrix).tolist()} of the structure "
+            f"file's cell needs ({n_super}, {n_super}, 3, 3), ({unitcell.n_atoms}, {n_super}, 3, 3) or ({n_prim}, {n_super}, 3, 3)"
+        )
+    if fc.shape[0] != n_super:
+        prim = ph(None if fc.shape[0] == unitcell.n_atoms else primitive_matrix).primitive
+        fc = compact_fc_to_full_fc(prim, np.ascontiguousarray(fc))
+    sc_u = ph(None).supercell
+    sc_b = Phonopy(cell_used.to_phonopy_atoms(), supercell_matrix=supercell_used, primitive_matrix=np.eye(3),
+                   symprec=symprec, log_level=0).supercell
+    if len(sc_b) != n_super or not np.allclose(np.array(sc_b.cell), np.array(sc_u.cell), atol=1e-6):
+        raise ForceConstantsError(f"{where}: the primitive cell's supercell does not cover the same crystal as the file's")
+    tree = cKDTree(np.mod(np.array(sc_u.scaled_positions), 1.0) % 1.0, boxsize=1.0 + 1e-12)
+    dist, perm = tree.query(np.mod(np.array(sc_b.scaled_positions), 1.0) % 1.0)
+    if dist.max() > 1e-4 or len(set(perm.tolist())) != n_super:
+        raise ForceConstantsError(f"{where}: cannot match the atoms of the primitive cell's supercell to the file's")
+    return np.ascontiguousarray(fc[np.ix_(perm, perm)])
+
+
 def check_fc_shape(fc: np.ndarray, n_prim: int, n_super: int, where: str = "force constants") -> np.ndarray:
     """Return compact (n_prim, n_super, 3, 3) FCs; accept full ones; clear error otherwise."""
     fc = np.asarray(fc, dtype=float)

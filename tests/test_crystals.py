@@ -149,10 +149,10 @@ def test_basis_command_on_a_conventional_cell(capsys, nacl_files):
     np.testing.assert_allclose(out["values_ev_a2"], p, atol=1e-9)
 
 
-def test_primitive_option_reduces_on_request(capsys, nacl_files):
+def test_primitive_option_reduces_on_request(nacl_files):
     from fcinv_widgets.structure import Crystal, to_primitive
 
-    poscar, _, b, _ = nacl_files
+    _, _, b, _ = nacl_files
     for spec in ("auto", "F", "0 0.5 0.5 0.5 0 0.5 0.5 0.5 0"):
         prim, _ = to_primitive(b.crystal, spec if len(spec) < 5 else np.array(spec.split(), float))
         assert prim.n_atoms == 2 and sorted(prim.symbols) == ["Cl", "Na"]
@@ -161,24 +161,41 @@ def test_primitive_option_reduces_on_request(capsys, nacl_files):
         to_primitive(b.crystal, "Q")
     with pytest.raises(StructureError):
         to_primitive(Crystal(np.eye(3) * 4, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"]), "F")  # not F-centred
-    # from the command line: labels and q in the primitive cell's r.l.u. (the 2-atom cell: 6 bands)
-    from fcinv_widgets.cli import main
-
-    prim_fc = poscar.parent / "FC_prim"
-    pb = _prim_basis()
-    pb.write_force_constants(prim_fc, np.zeros(pb.n_params) + 0.1 * np.arange(pb.n_params) / pb.n_params)
-    out = _cli_json(capsys, ["phonons", "--structure", str(poscar), "--primitive", "F", "--force-constants",
-                             str(prim_fc), "--supercell", "2", "2", "2", "--qpoints", "GAMMA, X"])
-    assert np.array(out["frequencies_thz"]).shape == (2, 6)
-    np.testing.assert_allclose(out["qpoints"][1], [0.5, 0, 0.5])
-    assert main(["phonons", "--structure", str(poscar), "--primitive", "Z", "--qpoints", "G"]) == 2
 
 
-def _prim_basis():
+SPRINGS = {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3}
+
+
+@pytest.mark.parametrize("layout", ["full", "compact"])
+def test_primitive_option_with_force_constants_of_the_cubic_cell(tmp_path, capsys, layout):
+    """phonopy's workflow: force constants of a 2×2×2 supercell of the cubic POSCAR; --primitive F
+    re-orders them for the 2-atom cell (6 bands, q and labels in its r.l.u.)."""
+    import ase.io
+
     from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.cli import main
     from fcinv_widgets.structure import to_primitive
 
-    return FCBasis(to_primitive(_crystal("NaCl-conventional"), "F")[0], [2, 2, 2])
+    conv = FCBasis(_crystal("NaCl-conventional"), [2, 2, 2])
+    pc = conv.phonopy_with(_spring_params(conv, SPRINGS))  # phonopy's supercell order of the cubic cell
+    ase.io.write(tmp_path / "POSCAR", conv.crystal.to_ase(), format="vasp", direct=True)
+    fc = np.asarray(pc.force_constants) if layout == "compact" else conv.expand(_spring_params(conv, SPRINGS), full=True)
+    from fcinv_widgets.fcio import write_force_constants
+
+    write_force_constants(tmp_path / "FC", fc, p2s_map=conv.p2s if layout == "compact" else None)
+    prim, pmat = to_primitive(conv.crystal, "F")
+    ref = FCBasis(prim, np.rint(np.linalg.solve(pmat, 2 * np.eye(3))).astype(int))
+    q = np.array([[0.5, 0, 0.5], [0.5, 0.5, 0.5], [0.1, 0.2, 0.3]])
+    expect = ref.frequencies_thz(_spring_params(ref, SPRINGS), q)
+    for extra in ([], ["--supercell", "2", "2", "2"]):
+        out = _cli_json(capsys, ["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FC"),
+                                 "--primitive", "F", "--qpoints", "X, L, 0.1 0.2 0.3", *extra])
+        np.testing.assert_allclose(out["qpoints"], q, atol=1e-12)
+        np.testing.assert_allclose(out["frequencies_thz"], expect, atol=1e-5)
+    assert main(["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FC"),
+                 "--primitive", "F", "--supercell", "3", "3", "3", "--qpoints", "G"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(216, 216, 3, 3)" in err[0] and "needs" in err[0]
 
 
 @pytest.mark.parametrize("bad, match", [

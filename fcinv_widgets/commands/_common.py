@@ -63,11 +63,13 @@ def add_material_args(p, files: bool = True) -> None:
                        "(a conventional cell stays conventional), unless --primitive reduces it")
         p.add_argument("--force-constants", help="phonopy FORCE_CONSTANTS (full or compact), .hdf5 or phonopy.yaml")
         p.add_argument("--supercell", nargs="+", metavar="N",
-                       help='supercell of the force constants in units of the cell used: 3 integers (diagonal) or 9 '
+                       help='supercell of the force constants in units of the structure file\'s cell (phonopy\'s DIM, also '
+                       'with --primitive): 3 integers (diagonal) or 9 '
                        '(a 3×3 matrix, rows), also as one string "a b c, d e f, g h i" (default: inferred, n×n×n)')
         p.add_argument("--primitive", default=None, metavar="auto|P|F|I|A|C|R|MATRIX",
                        help="reduce the structure to a primitive cell first: auto (from its symmetry), a centring "
-                       "letter, or 9 numbers (phonopy's primitive matrix); default: the cell as given")
+                       "letter, or 9 numbers (phonopy's primitive matrix); default: the cell as given. Force constants "
+                       "stay those of phonopy's supercell of the structure file's cell; they are re-ordered for the primitive cell")
         p.add_argument("--mass", action="append", default=[], metavar="X=AMU",
                        help="atomic mass of species X in amu (default: phonopy's table), e.g. --mass Ge=72.63; repeatable")
         p.add_argument("--b-coh", action="append", default=[], metavar="X=FM",
@@ -142,7 +144,11 @@ def load_material(args):
         from ..fcio import read_force_constants
         from ..structure import read_structure
 
-        cr = read_structure(structure)
+        masses = parse_species_values(getattr(args, "mass", None), "--mass")
+        if any(m <= 0 for m in masses.values()):
+            raise FcinvError("--mass values must be positive (amu)")
+        given = read_structure(structure).with_masses(masses)
+        cr, pmat = given, None
         if getattr(args, "primitive", None):
             from ..structure import to_primitive
 
@@ -153,19 +159,26 @@ def load_material(args):
                     prim = np.array([float(x) for x in nums]).reshape(3, 3)
                 except ValueError:
                     raise FcinvError(f"--primitive: {args.primitive!r} is not 9 numbers") from None
-            cr = to_primitive(cr, prim)[0]
-        masses = parse_species_values(getattr(args, "mass", None), "--mass")
-        if any(m <= 0 for m in masses.values()):
-            raise FcinvError("--mass values must be positive (amu)")
-        cr = cr.with_masses(masses)
+            cr, pmat = to_primitive(given, prim)
         args.b_coh_fm = _species_b_coh(args, cr)
         fc = read_force_constants(fcfile) if fcfile else None
+        # --supercell is in units of the structure file's cell (phonopy's DIM), as are the force constants
         if args.supercell:
             smat = parse_supercell(args.supercell)
         elif fc is not None:
-            smat = infer_supercell(cr.n_atoms, fc.shape[1])
+            smat = infer_supercell(given.n_atoms, fc.shape[1])
         else:
             smat = np.diag([4, 4, 4])
+        if pmat is not None:
+            s_used = np.linalg.solve(pmat, smat)
+            if np.abs(s_used - np.rint(s_used)).max() > 1e-6:
+                raise FcinvError(f"the supercell {smat.tolist()} of the structure file's cell is not a whole number of the "
+                                 f"primitive cells chosen by --primitive {args.primitive}")
+            if fc is not None:
+                from ..fcio import unitcell_fc_to_cell_used
+
+                fc = unitcell_fc_to_cell_used(fc, given, smat, pmat, cr, np.rint(s_used).astype(int), where=str(fcfile))
+            smat = np.rint(s_used).astype(int)
         if args.material:
             base = get_material(args.material)
             from ..materials import Material
