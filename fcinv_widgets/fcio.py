@@ -21,6 +21,7 @@ def read_force_constants(path: str | Path) -> np.ndarray:
         raise ForceConstantsError(f"force-constants file not found: {path}")
     if path.suffix in (".yaml", ".yml"):
         return read_phonopy_yaml(path)[1]
+    _check_declared_size(path)
     try:
         if path.suffix in (".hdf5", ".h5"):
             from phonopy.file_IO import read_force_constants_hdf5
@@ -38,6 +39,49 @@ def read_force_constants(path: str | Path) -> np.ndarray:
     if not np.all(np.isfinite(fc)):
         raise ForceConstantsError(f"{path}: force constants contain NaN or inf")
     return fc
+
+
+#: largest force-constant array read (bytes): a 1,500-atom supercell in full is 162 MB
+MAX_FC_BYTES = 2 * 1024**3
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse, before anything is allocated, a file whose declared (n, N) blocks are absurd or not
+    backed by its size (a text FORCE_CONSTANTS needs ≥ 4 lines of ≥ 6 bytes per 3×3 block)."""
+    if path.suffix in (".hdf5", ".h5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                ds = f.get("force_constants")
+                if not isinstance(ds, h5py.Dataset):
+                    raise ForceConstantsError(f"{path}: no force_constants dataset (not a phonopy force_constants.hdf5)")
+                shape, itemsize = tuple(ds.shape), ds.dtype.itemsize
+        except OSError as exc:
+            raise ForceConstantsError(f"cannot read {path} as HDF5: {str(exc).splitlines()[0]}") from None
+        if len(shape) != 4 or shape[2:] != (3, 3):
+            raise ForceConstantsError(f"{path}: force_constants has shape {shape}, expected (n, N, 3, 3)")
+        if int(np.prod(shape, dtype=np.float64)) * max(itemsize, 8) > MAX_FC_BYTES:
+            raise ForceConstantsError(f"{path}: force_constants of shape {shape} is larger than the {MAX_FC_BYTES // 1024**3} GiB allowed")
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(200).split()
+    except OSError as exc:
+        raise ForceConstantsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        dims = [int(x) for x in head[:2]]
+    except ValueError:
+        raise ForceConstantsError(f"{path}: the first line must hold the numbers of atoms (phonopy FORCE_CONSTANTS)") from None
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise ForceConstantsError(f"{path}: the first line must hold one or two positive atom counts, got {b' '.join(head[:2])!r}")
+    n, N = dims
+    if n * N * 9 * 8 > MAX_FC_BYTES or n * N * 4 * 6 > path.stat().st_size:
+        raise ForceConstantsError(f"{path}: declares {n} × {N} force-constant blocks, which the file's {path.stat().st_size} bytes "
+                                  "cannot hold (truncated or corrupt)" if n * N * 9 * 8 <= MAX_FC_BYTES else
+                                  f"{path}: declares {n} × {N} force-constant blocks, more than {MAX_FC_BYTES // 1024**3} GiB")
 
 
 #: largest YAML file read (bytes); phonopy.yaml files of large supercells are tens of MB

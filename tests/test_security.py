@@ -128,3 +128,51 @@ def test_every_other_load_refuses_pickles():
             if not ok:
                 bad.append(f"{f.relative_to(root)}: {call.splitlines()[0].strip()}")
     assert not bad, bad
+
+
+# ------------------------------------------------------------------------------ declared sizes
+def test_force_constant_files_declaring_absurd_sizes_allocate_nothing(tmp_path, ge_dft_files):
+    import h5py
+    import numpy as np
+
+    from fcinv_widgets.errors import ForceConstantsError
+    from fcinv_widgets.fcio import read_force_constants
+
+    text = tmp_path / "FORCE_CONSTANTS"
+    text.write_text("100000 100000\n1 1\n1 0 0\n0 1 0\n0 0 1\n")
+    with pytest.raises(ForceConstantsError, match="declares 100000 × 100000"):
+        read_force_constants(text)
+    small = tmp_path / "FORCE_CONSTANTS_small"
+    small.write_text("2 128\n1 1\n1 0 0\n0 1 0\n0 0 1\n")
+    with pytest.raises(ForceConstantsError, match="truncated"):
+        read_force_constants(small)
+    half = tmp_path / "FORCE_CONSTANTS_half"
+    data = ge_dft_files[1].read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ForceConstantsError):
+        read_force_constants(half)
+    h5 = tmp_path / "force_constants.hdf5"
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("force_constants", shape=(100000, 100000, 3, 3), dtype="f8")  # nothing written
+    assert h5.stat().st_size < 10_000
+    with pytest.raises(ForceConstantsError, match="larger than"):
+        read_force_constants(h5)
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("other", data=np.zeros(3))
+    with pytest.raises(ForceConstantsError, match="no force_constants"):
+        read_force_constants(h5)
+    with h5py.File(h5, "w") as f:
+        f.create_dataset("force_constants", data=np.zeros((2, 3)))
+    with pytest.raises(ForceConstantsError, match="shape"):
+        read_force_constants(h5)
+
+
+def test_phonopy_hdf5_force_constants_still_read(tmp_path, ge):
+    import numpy as np
+    from phonopy.file_IO import write_force_constants_to_hdf5
+
+    from fcinv_widgets.fcio import read_force_constants
+
+    fc = ge.basis.expand(ge.reference_params)
+    write_force_constants_to_hdf5(fc, filename=str(tmp_path / "force_constants.hdf5"), p2s_map=ge.basis.p2s)
+    np.testing.assert_array_equal(read_force_constants(tmp_path / "force_constants.hdf5"), fc)
