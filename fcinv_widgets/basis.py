@@ -8,7 +8,15 @@ pair (e.g. ``1NN xx``). Every B_p
 
 * obeys the space-group symmetry: Φ(g i, g j) = R Φ(i, j) Rᵀ,
 * obeys index symmetry: Φ(j, i) = Φ(i, j)ᵀ,
-* carries the acoustic sum rule: its on-site blocks are Φ(i, i) = −Σ_{j≠i} Φ(i, j).
+* carries the acoustic sum rule: its on-site blocks are Φ(i, i) = −Σ_{j≠i} Φ(i, j),
+* has symmetric on-site blocks Φ(i, i) = Φ(i, i)ᵀ. At sites of low symmetry (e.g. Al₂O₃, R-3c)
+  the sum of one pair orbit's blocks can have an antisymmetric part; the basis is then
+  restricted to the parameter combinations whose on-site blocks are symmetric (the parameters
+  that stay keep their names), so its dimension equals symfc's.
+
+The cell is used as given (an explicit identity primitive matrix for phonopy): a conventional
+cell keeps all its atoms and bands, and q-points are fractional coordinates of its reciprocal
+lattice. :func:`fcinv_widgets.structure.to_primitive` reduces a cell when asked.
 
 Built on spglib's space-group operations of the supercell; cross-checked against symfc in the tests.
 """
@@ -20,9 +28,14 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import FcinvError, ForceConstantsError
+from .errors import FcinvError
 from .fcio import check_fc_shape
 from .structure import Crystal
+
+#: upper bound (bytes) on the dense basis tensors built for one crystal and supercell
+MAX_BASIS_BYTES = 8 * 1024**3
+#: largest supercell (atoms) accepted
+MAX_SUPERCELL_ATOMS = 1500
 
 _ELEMENT_NAMES = ["xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"]
 # preference when choosing which tensor elements name the free parameters
@@ -47,23 +60,29 @@ class FCBasis:
 
     Parameters
     ----------
-    crystal : Crystal — the primitive cell.
-    supercell_matrix : (3, 3) int or 3 ints — supercell in units of the primitive cell.
+    crystal : Crystal — the cell used, as given (primitive or not: a conventional cell stays
+        conventional, with 3 × its atoms bands; q-points are fractional coordinates of *its*
+        reciprocal lattice). Reduce it first with :func:`fcinv_widgets.structure.to_primitive`.
+    supercell_matrix : (3, 3) int or 3 ints — supercell in units of that cell.
     symprec : float — spglib tolerance (Å).
     """
 
     def __init__(self, crystal: Crystal, supercell_matrix, symprec: float = 1e-5):
-        from phonopy import Phonopy
-
         smat = np.asarray(supercell_matrix, dtype=int)
         if smat.shape == (3,):
             smat = np.diag(smat)
         if smat.shape != (3, 3) or round(abs(np.linalg.det(smat))) < 1:
             raise FcinvError(f"supercell matrix must be 3 integers or a 3×3 integer matrix with det ≥ 1, got {supercell_matrix!r}")
+        n_super = crystal.n_atoms * round(abs(np.linalg.det(smat)))
+        if n_super > MAX_SUPERCELL_ATOMS:
+            raise FcinvError(f"supercell of {n_super} atoms ({crystal.n_atoms} × {round(abs(np.linalg.det(smat)))} cells); "
+                             f"at most {MAX_SUPERCELL_ATOMS} are supported: use a smaller --supercell")
         self.crystal = crystal
         self.supercell_matrix = smat
         self.symprec = symprec
-        self.phonopy = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=smat, primitive_matrix=None, symprec=symprec, log_level=0)
+        # the cell as given is the cell used: an explicit identity primitive matrix (phonopy ≥ 2.2x
+        # reads None as "auto" and would silently reduce a conventional cell to its primitive cell)
+        self.phonopy = self._new_phonopy()
         sc = self.phonopy.supercell
         self.p2s = np.asarray(self.phonopy.primitive.p2s_map)
         self.s2p = np.asarray(self.phonopy.primitive.s2p_map)  # supercell atom -> supercell index of its primitive image
@@ -76,6 +95,12 @@ class FCBasis:
         self._build()
 
     # ------------------------------------------------------------------ construction
+    def _new_phonopy(self):
+        from phonopy import Phonopy
+
+        return Phonopy(self.crystal.to_phonopy_atoms(), supercell_matrix=self.supercell_matrix, primitive_matrix=np.eye(3),
+                       symprec=self.symprec, log_level=0)
+
     def _symmetry(self):
         import spglib
 
@@ -119,15 +144,20 @@ class FCBasis:
         ii, jj = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
         ii, jj = ii.ravel(), jj.ravel()
         label = np.full(N * N, N * N, dtype=np.int64)
-        for g0 in range(0, len(perm), 128):
-            pg = perm[g0 : g0 + 128]
+        step = int(np.clip(2e7 // (N * N), 1, 128))  # bounded temporaries for large supercells
+        for g0 in range(0, len(perm), step):
+            pg = perm[g0 : g0 + step]
             a, b = pg[:, ii], pg[:, jj]
             label = np.minimum(label, np.minimum(a * N + b, b * N + a).min(axis=0))
         uniq = np.unique(label)
+        # the dense tensors (P, N, N, 3, 3) must fit: at most 9 parameters per pair orbit
+        need = 9 * len(uniq) * N * N * 9 * 8
+        if need > MAX_BASIS_BYTES:
+            raise FcinvError(f"the supercell of {N} atoms has {len(uniq)} pair orbits; its dense force-constant basis could "
+                             f"need up to {need / 1024**3:.0f} GiB (limit {MAX_BASIS_BYTES / 1024**3:.0f} GiB): use a smaller --supercell")
 
         basis_full = []  # list of (N, N, 3, 3) tensors
         orbits_raw = []
-        i_ref = int(self.p2s[0])
         for lab in uniq:
             members = np.nonzero(label == lab)[0]
             mi, mj = ii[members], jj[members]
@@ -194,10 +224,59 @@ class FCBasis:
         diag = np.arange(N)
         full[:, diag, diag] = 0.0
         full[:, diag, diag] = -full.sum(axis=2)
+        full, orbits, names = self._symmetric_onsite(full, orbits, names)
         self.orbits = orbits
         self.names = names
         self._full = full
         self._compact = np.ascontiguousarray(full[:, self.p2s])  # (P, n_prim, N, 3, 3)
+
+    def _symmetric_onsite(self, full, orbits, names):
+        """Restrict the basis to the subspace whose on-site blocks Φ_ii = −Σ_{j≠i} Φ_ij are symmetric.
+
+        With low site symmetry (e.g. Al₂O₃, R-3c) a single pair tensor can give an on-site block
+        with an antisymmetric part; the force constants must have Φ_ii = Φ_iiᵀ and the sum rule
+        together, which is a linear constraint on the parameters. Its null space is spanned by
+        keeping the earliest parameters whose columns are independent (pivots) and writing the
+        others as their linear combinations, so kept parameters keep their names; a crystal
+        without such a constraint (Ge, Nb, every site symmetry that forces it) keeps its basis
+        unchanged. The dimension is then that of symfc's basis (checked in the tests).
+        """
+        diag = np.arange(self.n_super)
+        onsite = full[:, self.p2s, self.p2s]  # (P, n_prim, 3, 3)
+        anti = (onsite - np.swapaxes(onsite, -1, -2)).reshape(len(full), -1)  # (P, 9 n_prim)
+        scale = max(np.abs(full).max(), 1.0)
+        if np.abs(anti).max() <= 1e-10 * scale:
+            return full, orbits, names
+        _, s, vh = np.linalg.svd(anti.T, full_matrices=True)
+        rank = int(np.sum(s > 1e-9 * max(s[0], 1e-300)))
+        null = vh[rank:].T  # (P, k)
+        k = null.shape[1]
+        # earliest independent rows of the null-space basis (incremental Gram–Schmidt, twice)
+        piv, Q = [], np.zeros((k, 0))
+        for p in range(len(full)):
+            r = null[p] - Q @ (Q.T @ null[p])
+            r -= Q @ (Q.T @ r)
+            nr = np.linalg.norm(r)
+            if nr > 1e-6:
+                piv.append(p)
+                Q = np.column_stack([Q, r / nr])
+            if len(piv) == k:
+                break
+        E = null @ np.linalg.inv(null[piv])  # (P, k), identity on the kept parameters
+        E[np.abs(E) < 1e-12] = 0.0
+        new = np.tensordot(E.T, full, axes=(1, 0))
+        # rebuild the on-site blocks from the combined pair terms; they are symmetric up to rounding
+        new[:, diag, diag] = 0.0
+        onsite = -new.sum(axis=2)
+        new[:, diag, diag] = 0.5 * (onsite + np.swapaxes(onsite, -1, -2))
+        pos = {p: m for m, p in enumerate(piv)}
+        kept = []
+        for orb in orbits:
+            sel = [(pos[p], el) for p, el in zip(orb.params, orb.elements) if p in pos]
+            if sel:
+                kept.append(Orbit(orb.index, orb.distance, orb.pair, orb.vector, orb.n_pairs,
+                                  tuple(m for m, _ in sel), tuple(el for _, el in sel)))
+        return new, kept, [names[p] for p in piv]
 
     # ------------------------------------------------------------------ public API
     @property
@@ -264,11 +343,7 @@ class FCBasis:
 
     def phonopy_with(self, params):
         """A phonopy object of this supercell with the force constants of ``params`` (compact)."""
-        ph = self.phonopy.copy() if hasattr(self.phonopy, "copy") else None
-        if ph is None:
-            from phonopy import Phonopy
-
-            ph = Phonopy(self.crystal.to_phonopy_atoms(), supercell_matrix=self.supercell_matrix, primitive_matrix=None, symprec=self.symprec, log_level=0)
+        ph = self._new_phonopy()
         ph.force_constants = self.expand(params)
         return ph
 

@@ -6,6 +6,7 @@ atoms (full) or the primitive atoms only (compact, phonopy's ``p2s`` order).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ def read_force_constants(path: str | Path) -> np.ndarray:
         raise ForceConstantsError(f"force-constants file not found: {path}")
     if path.suffix in (".yaml", ".yml"):
         return read_phonopy_yaml(path)[1]
+    _check_declared_size(path)
     try:
         if path.suffix in (".hdf5", ".h5"):
             from phonopy.file_IO import read_force_constants_hdf5
@@ -29,7 +31,7 @@ def read_force_constants(path: str | Path) -> np.ndarray:
             from phonopy.file_IO import parse_FORCE_CONSTANTS
 
             fc = parse_FORCE_CONSTANTS(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 — phonopy raises many types on malformed input
         raise ForceConstantsError(f"cannot parse force constants in {path}: {type(exc).__name__}: {exc}") from None
     fc = np.asarray(fc, dtype=float)
     if fc.ndim != 4 or fc.shape[2:] != (3, 3):
@@ -39,6 +41,85 @@ def read_force_constants(path: str | Path) -> np.ndarray:
     return fc
 
 
+#: largest force-constant array read (bytes): a 1,500-atom supercell in full is 162 MB
+MAX_FC_BYTES = 2 * 1024**3
+
+
+def _check_declared_size(path: Path) -> None:
+    """Refuse, before anything is allocated, a file whose declared (n, N) blocks are absurd or not
+    backed by its size (a text FORCE_CONSTANTS needs ≥ 4 lines of ≥ 6 bytes per 3×3 block)."""
+    if path.suffix in (".hdf5", ".h5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                ds = f.get("force_constants")
+                if not isinstance(ds, h5py.Dataset):
+                    raise ForceConstantsError(f"{path}: no force_constants dataset (not a phonopy force_constants.hdf5)")
+                shape, itemsize = tuple(ds.shape), ds.dtype.itemsize
+        except OSError as exc:
+            raise ForceConstantsError(f"cannot read {path} as HDF5: {str(exc).splitlines()[0]}") from None
+        if len(shape) != 4 or shape[2:] != (3, 3):
+            raise ForceConstantsError(f"{path}: force_constants has shape {shape}, expected (n, N, 3, 3)")
+        if int(np.prod(shape, dtype=np.float64)) * max(itemsize, 8) > MAX_FC_BYTES:
+            raise ForceConstantsError(f"{path}: force_constants of shape {shape} is larger than the {MAX_FC_BYTES // 1024**3} GiB allowed")
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.readline(200).split()
+    except OSError as exc:
+        raise ForceConstantsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        dims = [int(x) for x in head[:2]]
+    except ValueError:
+        raise ForceConstantsError(f"{path}: the first line must hold the numbers of atoms (phonopy FORCE_CONSTANTS)") from None
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise ForceConstantsError(f"{path}: the first line must hold one or two positive atom counts, got {b' '.join(head[:2])!r}")
+    n, N = dims
+    if n * N * 9 * 8 > MAX_FC_BYTES or n * N * 4 * 6 > path.stat().st_size:
+        raise ForceConstantsError(f"{path}: declares {n} × {N} force-constant blocks, which the file's {path.stat().st_size} bytes "
+                                  "cannot hold (truncated or corrupt)" if n * N * 9 * 8 <= MAX_FC_BYTES else
+                                  f"{path}: declares {n} × {N} force-constant blocks, more than {MAX_FC_BYTES // 1024**3} GiB")
+
+
+#: largest YAML file read (bytes); phonopy.yaml files of large supercells are tens of MB
+MAX_YAML_BYTES = 512 * 1024**2
+
+
+def read_yaml_safely(path: str | Path) -> bytes:
+    """The bytes of a YAML file, after checking that PyYAML's *safe* loader accepts them.
+
+    Refuses (:class:`ForceConstantsError`, one line) a file that is not YAML or carries any tag the
+    safe loader does not know (``!!python/object/apply`` and friends run code under the unsafe
+    loader that phonopy uses). Every YAML we read goes through here.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ForceConstantsError(f"{path}: {size / 1024**2:.0f} MB is larger than the {MAX_YAML_BYTES // 1024**2} MB allowed for a YAML file")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ForceConstantsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(data, Loader=loader)
+    except yaml.constructor.ConstructorError as exc:
+        tag = getattr(exc, "problem", "") or str(exc)
+        raise ForceConstantsError(f"{path}: refused, a YAML tag that only an unsafe loader would construct ({tag.strip()})") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ForceConstantsError(f"{path}: not valid YAML{at}") from None
+    if not isinstance(doc, dict):
+        raise ForceConstantsError(f"{path}: not a phonopy YAML file (no mapping at the top level)")
+    return data
+
+
 def read_phonopy_yaml(path: str | Path):
     """Read ``phonopy.yaml`` (or ``phonopy_params.yaml``) → (Crystal, force constants, supercell matrix)."""
     import phonopy
@@ -46,9 +127,12 @@ def read_phonopy_yaml(path: str | Path):
     from .structure import Crystal
 
     path = Path(path)
+    data = read_yaml_safely(path)
     try:
-        ph = phonopy.load(str(path), produce_fc=True, log_level=0)
-    except Exception as exc:
+        # phonopy parses YAML with PyYAML's unsafe loader: hand it only the bytes that the safe
+        # loader has accepted (no python/* tags), from memory, never the file itself
+        ph = phonopy.load(io.BytesIO(data), produce_fc=True, log_level=0)
+    except Exception as exc:  # noqa: BLE001 — phonopy raises many types on malformed input
         raise ForceConstantsError(f"cannot load {path} with phonopy: {type(exc).__name__}: {exc}") from None
     if ph.force_constants is None:
         raise ForceConstantsError(f"{path} holds no force constants (nor forces to produce them)")
@@ -68,6 +152,52 @@ def write_force_constants(path: str | Path, fc: np.ndarray, p2s_map=None) -> Non
 
     fc = np.asarray(fc, dtype=float)
     write_FORCE_CONSTANTS(fc, filename=str(path), p2s_map=p2s_map)
+
+
+def unitcell_fc_to_cell_used(fc, unitcell, supercell_matrix, primitive_matrix, cell_used, supercell_used,
+                             where: str = "force constants", symprec: float = 1e-5) -> np.ndarray:
+    """Force constants of phonopy's supercell ``supercell_matrix`` of ``unitcell`` → full force
+    constants (N, N, 3, 3) eV/Å² in the atom order of the supercell ``supercell_used`` of
+    ``cell_used`` (the primitive cell chosen with ``primitive_matrix``, phonopy's convention).
+
+    The file may be full (N rows), compact over ``unitcell`` (phonopy without a primitive
+    matrix) or compact over the primitive cell (phonopy with ``primitive_matrix``). Both supercells
+    have the same lattice; atoms are matched by position.
+    """
+    from phonopy import Phonopy
+    from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+    from scipy.spatial import cKDTree
+
+    fc = np.asarray(fc, dtype=float)
+    phs = {}
+
+    def ph(pm):
+        key = "eye" if pm is None else "prim"
+        if key not in phs:
+            phs[key] = Phonopy(unitcell.to_phonopy_atoms(), supercell_matrix=supercell_matrix,
+                               primitive_matrix=np.eye(3) if pm is None else pm, symprec=symprec, log_level=0)
+        return phs[key]
+
+    n_super = len(ph(None).supercell)
+    n_prim = len(ph(primitive_matrix).primitive)
+    if fc.ndim != 4 or fc.shape[2:] != (3, 3) or fc.shape[1] != n_super or fc.shape[0] not in (n_super, unitcell.n_atoms, n_prim):
+        raise ForceConstantsError(
+            f"{where} have shape {fc.shape}, but the supercell {np.asarray(supercell_matrix).tolist()} of the structure "
+            f"file's cell needs ({n_super}, {n_super}, 3, 3), ({unitcell.n_atoms}, {n_super}, 3, 3) or ({n_prim}, {n_super}, 3, 3)"
+        )
+    if fc.shape[0] != n_super:
+        prim = ph(None if fc.shape[0] == unitcell.n_atoms else primitive_matrix).primitive
+        fc = compact_fc_to_full_fc(prim, np.ascontiguousarray(fc))
+    sc_u = ph(None).supercell
+    sc_b = Phonopy(cell_used.to_phonopy_atoms(), supercell_matrix=supercell_used, primitive_matrix=np.eye(3),
+                   symprec=symprec, log_level=0).supercell
+    if len(sc_b) != n_super or not np.allclose(np.array(sc_b.cell), np.array(sc_u.cell), atol=1e-6):
+        raise ForceConstantsError(f"{where}: the primitive cell's supercell does not cover the same crystal as the file's")
+    tree = cKDTree(np.mod(np.array(sc_u.scaled_positions), 1.0) % 1.0, boxsize=1.0 + 1e-12)
+    dist, perm = tree.query(np.mod(np.array(sc_b.scaled_positions), 1.0) % 1.0)
+    if dist.max() > 1e-4 or len(set(perm.tolist())) != n_super:
+        raise ForceConstantsError(f"{where}: cannot match the atoms of the primitive cell's supercell to the file's")
+    return np.ascontiguousarray(fc[np.ix_(perm, perm)])
 
 
 def check_fc_shape(fc: np.ndarray, n_prim: int, n_super: int, where: str = "force constants") -> np.ndarray:

@@ -12,7 +12,8 @@ Physics (per atom of sample, phonon creation, E ≥ 0)::
   convention (exp(iQ·r_κ), conj(e), eigenvectors relative to the cell origin) this gives the
   same |F|² to 1e-8 (checked in ``tests/test_sqe.py``; the sign of the phase matters in
   diamond, where the two atoms sit at ±(⅛,⅛,⅛)).
-* b_κ: coherent scattering lengths in fm (Ge 8.185, Nb 7.054); masses in amu; energies in meV;
+* b_κ: coherent scattering lengths in fm, every element from the ``periodictable`` neutron table
+  (Ge 8.185, Nb 7.054), overridable per species; masses in amu; energies in meV;
   ħ²/2 = 2.09008 amu·Å²·meV, so s_ν is in fm² (= 10 mbarn), per atom like Euphonic's
   ``StructureFactor``.
 * g: a unit-area Gaussian (per meV) evaluated at the energy-bin centres; σ is constant or the
@@ -39,7 +40,7 @@ from .units import KB_MEV
 
 #: ħ²/2 in amu · Å² · meV  (ħ²/(2 m E) in Å² for m in amu, E in meV)
 HBAR2_OVER_2 = (1.054571817e-34) ** 2 / (1.66053906660e-27 * 1.602176634e-22 * 1e-20) / 2.0
-#: coherent scattering lengths (fm), Sears 1992
+#: coherent scattering lengths (fm) of the presets, Sears 1992 (periodictable gives the same)
 B_COH_FM = {"Ge": 8.185, "Nb": 7.054}
 #: modes below this energy (meV) carry no intensity and no Debye–Waller weight
 E_MIN_MEV = 0.01
@@ -70,13 +71,38 @@ def coth_factor(energy_mev, temperature_k: float) -> np.ndarray:
     return 1.0 / np.tanh(np.asarray(energy_mev, float) / (2 * KB_MEV * temperature_k))
 
 
-def scattering_lengths(symbols, b_coh=None) -> np.ndarray:
-    """Coherent scattering lengths (fm) per atom from ``b_coh`` {symbol: fm} or the built-in table."""
-    table = {**B_COH_FM, **(b_coh or {})}
+def coherent_scattering_length_fm(symbol: str) -> float:
+    """Bound coherent scattering length b_c (fm, natural isotope mix) of an element, from the
+    ``periodictable`` package's neutron table (Sears 1992 with later updates; real part for
+    absorbing nuclei such as B, Cd, Gd)."""
+    import periodictable
+
     try:
-        return np.array([float(table[s]) for s in symbols])
-    except KeyError as exc:
-        raise FcinvError(f"no coherent scattering length for {exc.args[0]!r}; pass b_coh={{'{exc.args[0]}': value_fm}}") from None
+        el = periodictable.elements.symbol(str(symbol))
+    except ValueError:
+        raise FcinvError(f"unknown chemical symbol {symbol!r} (no coherent scattering length)") from None
+    b = getattr(el.neutron, "b_c", None)
+    if b is None or not np.isfinite(b):
+        raise FcinvError(f"no tabulated coherent scattering length for {symbol!r}; give one, e.g. --b-coh {symbol}=5.0 (fm)")
+    return float(b)
+
+
+def scattering_lengths(symbols, b_coh=None) -> np.ndarray:
+    """Coherent scattering lengths (fm) per atom: ``b_coh`` {symbol: fm} where given, else the
+    ``periodictable`` table (:func:`coherent_scattering_length_fm`)."""
+    b_coh = dict(b_coh or {})
+    for k, v in b_coh.items():
+        try:
+            ok = np.isfinite(float(v))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise FcinvError(f"coherent scattering length for {k!r} must be a finite number (fm), got {v!r}")
+    unknown = sorted(set(b_coh) - set(symbols))
+    if unknown:
+        raise FcinvError(f"scattering length given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(symbols)))})")
+    table = {s: float(b_coh[s]) if s in b_coh else coherent_scattering_length_fm(s) for s in set(symbols)}
+    return np.array([table[s] for s in symbols])
 
 
 class SQE:
@@ -88,7 +114,7 @@ class SQE:
     params : (n_params,) eV/Å² — reduced force constants (expanded with the basis; use
         ``basis.reduce(fc)`` for a FORCE_CONSTANTS file).
     temperature : K (Bose factor and Debye–Waller factor).
-    b_coh : {symbol: fm} — overrides the built-in coherent scattering lengths.
+    b_coh : {symbol: fm} — overrides the tabulated coherent scattering lengths (periodictable).
     dw_mesh : Γ-centred mesh for the Debye–Waller factor, or None for no Debye–Waller factor.
     """
 

@@ -1,4 +1,11 @@
-"""Crystal structures: a small immutable :class:`Crystal` and readers (ASE) for POSCAR/CIF."""
+"""Crystal structures: a small immutable :class:`Crystal` and readers (ASE) for POSCAR/CIF.
+
+A :class:`Crystal` is checked when it is made: a finite, right-handed lattice of non-zero
+volume, at least one atom, known chemical symbols, no two atoms closer than
+:data:`MIN_DISTANCE_A`. Masses default to phonopy's table (so frequencies match phonopy's);
+:meth:`Crystal.with_masses` overrides them per species. :func:`to_primitive` reduces a cell
+explicitly; nothing else changes the cell a user gives.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,25 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StructureError
+
+#: two atoms closer than this (Å, periodic images included) are refused as overlapping
+MIN_DISTANCE_A = 0.5
+#: largest cell read (atoms); the force-constant basis of a larger cell would not fit in memory
+MAX_ATOMS = 1000
+
+
+def phonopy_mass(symbol: str) -> float:
+    """Standard atomic mass (amu) of ``symbol`` from phonopy's table (what phonopy uses by default)."""
+    from phonopy.structure.atomic_data import get_atomic_data
+
+    data = get_atomic_data()
+    z = data.symbol_map.get(str(symbol))
+    if z is None:
+        raise StructureError(f"unknown chemical symbol {symbol!r}")
+    mass = data.atom_data[z][3]
+    if mass is None:
+        raise StructureError(f"phonopy has no standard mass for {symbol!r}; give it (e.g. --mass {symbol}=…)")
+    return float(mass)
 
 
 @dataclass(frozen=True)
@@ -28,32 +54,53 @@ class Crystal:
     masses: np.ndarray = field(default=None)
 
     def __post_init__(self):
-        lat = np.asarray(self.lattice, dtype=float)
-        pos = np.asarray(self.positions, dtype=float)
+        try:
+            lat = np.asarray(self.lattice, dtype=float)
+            pos = np.asarray(self.positions, dtype=float)
+        except (TypeError, ValueError):
+            raise StructureError("lattice and positions must be numeric arrays") from None
         if lat.shape != (3, 3) or not np.all(np.isfinite(lat)):
-            raise StructureError(f"lattice must be a finite 3×3 array in Å, got shape {lat.shape}")
-        if abs(np.linalg.det(lat)) < 1e-6:
+            raise StructureError(f"lattice must be a finite 3×3 array in Å, got shape {lat.shape}"
+                                 + ("" if lat.shape != (3, 3) else " with NaN or inf"))
+        det = np.linalg.det(lat)
+        if abs(det) < 1e-6:
             raise StructureError("lattice vectors are linearly dependent (cell volume ~ 0)")
-        if pos.ndim != 2 or pos.shape[1] != 3 or len(pos) == 0 or not np.all(np.isfinite(pos)):
+        if det < 0:
+            raise StructureError("left-handed lattice (a1 · (a2 × a3) < 0): swap two lattice vectors or negate one")
+        if pos.size == 0:
+            raise StructureError("the structure has no atoms")
+        if pos.ndim != 2 or pos.shape[1] != 3 or not np.all(np.isfinite(pos)):
             raise StructureError(f"positions must be a finite (n, 3) array, got shape {pos.shape}")
+        if len(pos) > MAX_ATOMS:
+            raise StructureError(f"{len(pos)} atoms in the cell; at most {MAX_ATOMS} are supported")
         symbols = tuple(str(s) for s in self.symbols)
         if len(symbols) != len(pos):
             raise StructureError(f"{len(symbols)} symbols for {len(pos)} positions")
         if self.masses is None:
-            from ase.data import atomic_masses, atomic_numbers
-
-            try:
-                masses = np.array([atomic_masses[atomic_numbers[s]] for s in symbols])
-            except KeyError as exc:
-                raise StructureError(f"unknown chemical symbol {exc.args[0]!r}") from None
+            table = {s: phonopy_mass(s) for s in set(symbols)}
+            masses = np.array([table[s] for s in symbols])
         else:
-            masses = np.asarray(self.masses, dtype=float)
-            if masses.shape != (len(pos),) or np.any(masses <= 0):
+            try:
+                masses = np.asarray(self.masses, dtype=float)
+            except (TypeError, ValueError):
+                raise StructureError("masses must be numbers (amu)") from None
+            if masses.shape != (len(pos),) or not np.all(np.isfinite(masses)) or np.any(masses <= 0):
                 raise StructureError("masses must be positive, one per atom (amu)")
+        _check_no_overlap(lat, pos, symbols)
         object.__setattr__(self, "lattice", lat)
         object.__setattr__(self, "positions", pos)
         object.__setattr__(self, "symbols", symbols)
         object.__setattr__(self, "masses", masses)
+
+    def with_masses(self, masses: dict | None) -> Crystal:
+        """A copy with the masses (amu) of the species in ``masses`` ({symbol: amu}) replaced."""
+        if not masses:
+            return self
+        unknown = sorted(set(masses) - set(self.symbols))
+        if unknown:
+            raise StructureError(f"mass given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(self.symbols)))})")
+        m = np.array([float(masses.get(s, mi)) for s, mi in zip(self.symbols, self.masses)])
+        return Crystal(self.lattice, self.positions, self.symbols, m)
 
     @property
     def n_atoms(self) -> int:
@@ -97,11 +144,12 @@ class Crystal:
 
     @classmethod
     def from_ase(cls, atoms) -> "Crystal":
+        """From ASE ``Atoms``; masses only when set explicitly on them (else phonopy's table)."""
         return cls(
             lattice=np.array(atoms.cell),
             positions=atoms.get_scaled_positions(wrap=True),
             symbols=tuple(atoms.get_chemical_symbols()),
-            masses=atoms.get_masses(),
+            masses=atoms.get_masses() if atoms.has("masses") else None,
         )
 
     def to_dict(self) -> dict:
@@ -115,6 +163,51 @@ class Crystal:
     @classmethod
     def from_dict(cls, d: dict) -> "Crystal":
         return cls(d["lattice"], d["positions"], tuple(d["symbols"]), d.get("masses"))
+
+
+def _check_no_overlap(lattice, positions, symbols) -> None:
+    """Refuse two atoms (or an atom and a periodic image) closer than MIN_DISTANCE_A."""
+    from ase import Atoms
+    from ase.neighborlist import neighbor_list
+
+    atoms = Atoms(numbers=np.zeros(len(positions), int), cell=lattice, scaled_positions=positions, pbc=True)
+    i, j, d = neighbor_list("ijd", atoms, MIN_DISTANCE_A, self_interaction=False)
+    if len(d):
+        k = int(np.argmin(d))
+        a, b = int(i[k]), int(j[k])
+        what = f"atom {a + 1} ({symbols[a]}) and " + ("its own periodic image" if a == b else f"atom {b + 1} ({symbols[b]})")
+        raise StructureError(f"overlapping atoms: {what} are {d[k]:.3f} Å apart (< {MIN_DISTANCE_A} Å); "
+                             "check for duplicated sites or a too-small cell")
+
+
+def to_primitive(crystal: Crystal, primitive="auto", symprec: float = 1e-5) -> tuple:
+    """Reduce ``crystal`` to a primitive cell, explicitly (nothing else does).
+
+    ``primitive``: ``"auto"`` (phonopy's guess from the symmetry), a centring letter
+    (``"P"``, ``"F"``, ``"I"``, ``"A"``, ``"C"``, ``"R"``: phonopy's matrices for a conventional
+    cell of that centring) or a 3×3 matrix M with a_prim = Mᵀ-columns of the given cell
+    (phonopy's ``primitive_matrix`` convention). Returns ``(Crystal, M)``; masses are kept.
+    """
+    from phonopy.structure.cells import get_primitive, get_primitive_matrix_with_auto
+
+    if isinstance(primitive, str):
+        key = primitive.strip()
+        key = "auto" if key.lower() == "auto" else key.upper()
+        if key not in ("auto", "P", "F", "I", "A", "C", "R"):
+            raise StructureError(f"--primitive must be auto, P, F, I, A, C, R or 9 numbers, got {primitive!r}")
+        primitive = key
+    else:
+        primitive = np.asarray(primitive, dtype=float).reshape(3, 3)
+    try:
+        pmat = np.asarray(get_primitive_matrix_with_auto(crystal.to_phonopy_atoms(), primitive, symprec=symprec), float)
+        if pmat.shape != (3, 3) or not np.all(np.isfinite(pmat)) or abs(np.linalg.det(pmat)) < 1e-8:
+            raise ValueError("singular primitive matrix")
+        prim = get_primitive(crystal.to_phonopy_atoms(), pmat, symprec=symprec)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise StructureError(f"primitive matrix {primitive if isinstance(primitive, str) else primitive.tolist()} "
+                             f"does not reduce this cell ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+    out = Crystal(np.array(prim.cell), np.array(prim.scaled_positions), tuple(prim.symbols), np.array(prim.masses))
+    return out, pmat
 
 
 def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
@@ -134,7 +227,57 @@ def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
     except Exception as exc:  # ASE raises many different types on malformed input
         raise StructureError(f"cannot read structure from {path}: {type(exc).__name__}: {exc}") from None
     if isinstance(atoms, list):
+        if not atoms:
+            raise StructureError(f"{path}: no structure in the file")
         atoms = atoms[-1]
+    if len(atoms) == 0:
+        raise StructureError(f"{path}: the structure has no atoms")
+    occupancy = atoms.info.get("occupancy") or {}
+    for site, occ in occupancy.items():
+        if any(abs(float(v) - 1.0) > 1e-3 for v in occ.values()) or len(occ) > 1:
+            mix = ", ".join(f"{k} {float(v):g}" for k, v in occ.items())
+            raise StructureError(f"{path}: partial occupancy at site {site} ({mix}); give an ordered structure "
+                                 "(one species per site, occupancy 1)")
     if not all(atoms.pbc) or atoms.cell.rank != 3:
         raise StructureError(f"{path} does not describe a 3-D periodic crystal")
-    return Crystal.from_ase(atoms)
+    try:
+        return Crystal.from_ase(atoms)
+    except StructureError as exc:
+        raise StructureError(f"{path}: {exc}") from None
+
+
+def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
+    """SeeK-path (Hinuma et al. 2017; Setyawan–Curtarolo-like) labels of ``crystal``'s Brillouin
+    zone → q in fractional coordinates of *this* cell's reciprocal lattice (conventional or
+    primitive, as given). Γ is available as ``"Γ"``, ``"G"`` and ``"GAMMA"``; keys are upper case."""
+    import seekpath
+
+    try:
+        res = seekpath.get_path((crystal.lattice, crystal.positions, crystal.numbers), with_time_reversal=True,
+                                symprec=symprec)
+    except Exception as exc:  # noqa: BLE001 — seekpath/spglib raise several types for odd cells
+        raise StructureError(f"SeeK-path cannot find the high-symmetry points of this cell ({type(exc).__name__}: {exc})") from None
+    prim_sp = np.asarray(res["primitive_lattice"])
+    recip_sp = np.asarray(res["reciprocal_primitive_lattice"])
+    rot = np.asarray(res.get("rotation_matrix", np.eye(3)))
+    # seekpath's cell may be rotated: pick the orientation in which its primitive lattice is a
+    # lattice of the given cell's points (the given cell is then an integer supercell of it)
+    best = None
+    for r in (rot, rot.T):
+        m = crystal.lattice @ np.linalg.inv(prim_sp @ r)
+        err = np.abs(m - np.rint(m)).max()
+        if best is None or err < best[0]:
+            best = (err, r)
+    if best[0] > 1e-3:
+        raise StructureError("cannot relate SeeK-path's standard cell to the given cell; give q-points as numbers")
+    r = best[1]
+    out = {}
+    for label, f in res["point_coords"].items():
+        cart = (np.asarray(f, float) @ recip_sp) @ r
+        q = cart @ crystal.lattice.T / (2 * np.pi)
+        q[np.abs(q) < 1e-12] = 0.0
+        key = label.upper()
+        out[key] = q
+        if key == "GAMMA":
+            out["G"] = out["Γ"] = q
+    return out

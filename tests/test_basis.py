@@ -132,3 +132,31 @@ def test_cif_structures_load(ge, tmp_path):
     cr = read_structure(tmp_path / "ge.cif")
     assert cr.n_atoms == 2 and cr.symbols == ("Ge", "Ge")
     assert abs(abs(np.linalg.det(cr.lattice)) - abs(np.linalg.det(ge.crystal.lattice))) < 1e-6
+
+
+# shipped models depend on the order and names of these parameters: they must never change
+GE_NAMES = ['1NN xx', '1NN xy', '2NN xx', '2NN xy', '2NN xz', '2NN zz', '3NN xx', '3NN xy', '3NN yy', '3NN yz',
+            '4NN xx', '4NN yy', '5NN xx', '5NN xy', '5NN xz', '5NN zz', '6NN xx', '6NN xy', '6NN yy', '6NN yz', '6NN yx',
+            '7NN xx', '7NN xy', '7NN yy', '7NN yz', '8NN xx', '8NN xy', '9NN xx', '9NN xz', '9NN yy', '10NN xx', '10NN xy',
+            '10NN xz', '10NN zz', '11NN xx', '11NN xy', '11NN xz', '11NN yy', '12NN xx', '12NN xy', '13NN xx', '14NN xx',
+            '14NN xy', '15NN xx']
+NB_NAMES = ['1NN xx', '1NN xy', '2NN xx', '2NN yy', '3NN xx', '3NN xy', '3NN zz', '4NN xx', '4NN xy', '4NN yy', '4NN yz',
+            '5NN xx', '5NN xy', '6NN xx', '6NN zz', '7NN xx', '7NN xy', '7NN xz', '7NN zz', '8NN xx', '8NN yy', '8NN zz',
+            '9NN xx', '9NN xy', '9NN zz', '10NN xx', '10NN xy', '11NN xx', '11NN yy', '12NN xx', '12NN yy', '13NN xx']
+
+
+def test_preset_parameter_names_and_order_are_stable(ge, nb):
+    assert ge.basis.names == GE_NAMES
+    assert nb.basis.names == NB_NAMES
+    # the preset cells are used as given (their primitive cells): phonopy sees no other primitive cell
+    for mat in (ge, nb):
+        assert len(mat.basis.phonopy.primitive) == mat.crystal.n_atoms
+        np.testing.assert_allclose(mat.basis.phonopy.primitive_matrix, np.eye(3))
+
+
+def test_preset_onsite_blocks_symmetric_and_sum_rule(ge, nb, rng):
+    for mat in (ge, nb):
+        full = mat.basis.expand(rng.normal(size=mat.basis.n_params), full=True)
+        onsite = full[np.arange(mat.basis.n_super), np.arange(mat.basis.n_super)]
+        assert np.abs(onsite - np.swapaxes(onsite, -1, -2)).max() < 1e-12
+        assert np.abs(full.sum(axis=1)).max() < 1e-12

@@ -29,7 +29,10 @@ def register(subparsers) -> None:
     p.add_argument("--matgl-name", action="append", default=[], metavar="NAME",
                    help="a matgl pretrained model by name (needs the network); repeatable")
     p.add_argument("--mace", action="append", default=[], metavar="FILE|NAME",
-                   help="a MACE .model file or a mace_mp foundation name; repeatable")
+                   help="a MACE .model file or a mace_mp foundation name; repeatable (a file needs --trust-mace-file)")
+    p.add_argument("--trust-mace-file", action="store_true",
+                   help="load the --mace model files given: a .model file is a Python pickle and can run any code "
+                   "when loaded, so pass this only for files you trust (without it they are refused)")
     p.add_argument("--relax", action="store_true", help="relax each model's cubic lattice constant first")
     p.add_argument("--displacement", type=float, default=0.01, help="finite displacement, Å (default 0.01)")
     p.add_argument("--supercell", type=int, nargs="+", default=None, metavar="N",
@@ -60,7 +63,8 @@ def register(subparsers) -> None:
 def _specs(args):
     from ..ensemble.calculators import available_models
 
-    return available_models(matgl_paths=args.matgl_path, matgl_names=args.matgl_name, mace_models=args.mace)
+    return available_models(matgl_paths=args.matgl_path, matgl_names=args.matgl_name, mace_models=args.mace,
+                            trust_mace_files=args.trust_mace_file)
 
 
 def run(args) -> int:
@@ -71,6 +75,12 @@ def run(args) -> int:
         if not os.path.exists(os.path.expanduser(d)):
             raise FcinvError(f"--matgl-path {d!r}: no such folder")
     specs = _specs(args)
+    untrusted = [s.source for s in specs if s.family == "mace" and s.available and not s.extra.get("by_name")
+                 and not s.extra.get("trusted")]
+    if untrusted and not args.list:
+        from ..ensemble.calculators import MACE_TRUST_NOTE
+
+        raise FcinvError(f"--mace {untrusted[0]}: refused: {MACE_TRUST_NOTE}; add --trust-mace-file to load it")
     if args.list:
         payload = {"models": [s.to_dict() for s in specs]}
         text = "\n".join(s.line() for s in specs)

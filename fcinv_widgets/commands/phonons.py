@@ -11,9 +11,12 @@ from ._common import add_material_args, load_material, parse_params, parse_qpoin
 
 def register(sub):
     p = sub.add_parser("phonons", help="phonon frequencies (THz) at q-points",
-                       description="Phonon frequencies at q-points (fractional coordinates of the primitive cell's reciprocal lattice).")
+                       description="Phonon frequencies at q-points, in fractional coordinates of the reciprocal lattice of "
+                       "the cell used (the --structure cell as given, or as reduced by --primitive; a preset's primitive cell).")
     add_material_args(p)
-    p.add_argument("--qpoints", required=True, help='e.g. "0 0 0, 0.5 0 0.5"')
+    p.add_argument("--qpoints", required=True,
+                   help='fractional coordinates of the cell used, e.g. "0 0 0, 0.5 0 0.5", or SeeK-path labels of that cell, '
+                   'e.g. "G, X, L" (Γ also as G or GAMMA)')
     p.add_argument("--params", help="the top-8 parameters (eV/Å², comma-separated; write --params=-2.9,... when the first is negative); the others at the reference")
     p.add_argument("--reduced", action="store_true", help="project the force constants onto the symmetry basis and rebuild them first")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -21,8 +24,8 @@ def register(sub):
 
 
 def run(args) -> int:
-    q = parse_qpoints(args.qpoints)
     mat, fc = load_material(args)
+    q = parse_qpoints(args.qpoints, mat.crystal)
     basis = mat.basis
     if args.params:
         if fc is not None:
@@ -41,15 +44,16 @@ def run(args) -> int:
             source = f"{args.force_constants} projected onto {basis.n_params} parameters (relative residual {resid['relative']:.2e})"
         else:
             ph = basis.phonopy
-            ph.force_constants = fc if fc.shape[0] == basis.n_prim else fc
+            ph.force_constants = fc
             ph.run_qpoints(q)
             freqs = np.asarray(ph.qpoints.frequencies)
             source = f"{args.force_constants} (phonopy)"
     else:
         freqs = basis.frequencies_thz(mat.reference_params, q)
         source = f"{mat.name} reference ({mat.reference_source})"
-    payload = {"qpoints": q.tolist(), "frequencies_thz": np.round(freqs, 6).tolist()}
-    lines = [f"# {source}", "# q (primitive r.l.u.)            frequencies (THz)"]
+    payload = {"qpoints": q.tolist(), "frequencies_thz": np.round(freqs, 6).tolist(), "n_atoms": mat.crystal.n_atoms,
+               "lattice_A": mat.crystal.lattice.tolist()}
+    lines = [f"# {source}", f"# cell used: {mat.crystal.n_atoms} atoms; q in its reciprocal lattice units; frequencies (THz)"]
     for qq, f in zip(q, freqs):
         lines.append(f"{qq[0]:7.4f} {qq[1]:7.4f} {qq[2]:7.4f}   " + " ".join(f"{x:8.4f}" for x in f))
     emit(args, payload, "\n".join(lines))

@@ -69,7 +69,7 @@ def run(args) -> int:
     check_ei(args.ei, mat.grid)
     params, source = default_params(mat, fc)
     ss = simulate_scans(mat, args.ei, angles, temperature=args.temperature, params=params, qmax=args.qmax, u=u, v=v,
-                        progress=not args.no_progress)
+                        b_coh=getattr(args, "b_coh_fm", None), progress=not args.no_progress)
     ss.meta["params_source"] = source
     if noise:
         ss = ss.add_noise(noise[0], noise[1], seed=args.seed)

@@ -87,7 +87,7 @@ def _run_full_sqe(args, mat, fc) -> int:
     params, source = default_params(mat, fc)
     reach = reach_qmax(args.ei, mat.grid.e.e_min) if args.ei else 8.0
     qmax = (min(6.0, reach) if small_mode() else reach) if args.qmax is None else min(args.qmax, reach)
-    calc = SQE(mat.basis, params, temperature=args.temperature)
+    calc = SQE(mat.basis, params, temperature=args.temperature, b_coh=getattr(args, "b_coh_fm", None))
     pts = fold_points(calc, mat.grid, qmax, mat.conventional_a)
     img, norm = fold_full(pts, mat.grid, sigma_mev=args.sigma, ei_mev=args.ei)
     extra = {}

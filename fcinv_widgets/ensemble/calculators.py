@@ -201,7 +201,12 @@ def _mace_cached_path(name: str) -> str | None:
     return f"{cache_dir}/{fname}"
 
 
-def _mace_specs(models=()) -> list:
+#: why a MACE file needs an explicit trust step (the CLI's --trust-mace-file help says the same)
+MACE_TRUST_NOTE = ("a MACE .model file is a Python pickle (mace unpickles it, weights_only off) "
+                   "and can run any code when loaded: use only files you trust")
+
+
+def _mace_specs(models=(), trust_files: bool = False) -> list:
     have = _package_dir("mace") is not None
     out = []
     for m in models:
@@ -213,23 +218,29 @@ def _mace_specs(models=()) -> list:
             out.append(ModelSpec(label, "mace", SKIPPED, _not_installed("mace")))
         elif is_path:
             if p.is_file():
-                out.append(ModelSpec(label, "mace", AVAILABLE, f"file {p}", str(p)))
+                out.append(ModelSpec(label, "mace", AVAILABLE, f"file {p}", str(p), extra={"trusted": bool(trust_files)}))
             else:
                 out.append(ModelSpec(label, "mace", SKIPPED, f"MACE model file {p} not found"))
         else:
             cached = _mace_cached_path(m)
             if cached and os.path.isfile(cached):
-                out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' from cache {cached}", cached))
+                # mace's own download of a named foundation model: the same trust as loading it by name
+                out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' from cache {cached}", cached,
+                                     extra={"trusted": True, "foundation": m}))
             else:
                 out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' (download; fails where there is no network)", m,
                                      extra={"by_name": True}))
     return out
 
 
-def available_models(matgl_paths=(), matgl_names=(), mace_models=(), include_skipped: bool = True) -> list:
+def available_models(matgl_paths=(), matgl_names=(), mace_models=(), include_skipped: bool = True,
+                     trust_mace_files: bool = False) -> list:
     """All registry entries: built-in CHGNet and SevenNet submodels, plus the matgl folders/names
-    and MACE files/names given. Cheap: no model is loaded (packages are located, not imported)."""
-    specs = _chgnet_specs() + _sevenn_specs() + _matgl_specs(matgl_paths, matgl_names) + _mace_specs(mace_models)
+    and MACE files/names given. Cheap: no model is loaded (packages are located, not imported).
+
+    MACE model *files* load only with ``trust_mace_files=True`` (see :data:`MACE_TRUST_NOTE`)."""
+    specs = (_chgnet_specs() + _sevenn_specs() + _matgl_specs(matgl_paths, matgl_names)
+             + _mace_specs(mace_models, trust_files=trust_mace_files))
     return specs if include_skipped else [s for s in specs if s.available]
 
 
@@ -299,7 +310,30 @@ def _load_matgl(spec: ModelSpec, device: str):
     return PESCalculator(pot, stress_unit="eV/A3")
 
 
+@contextlib.contextmanager
+def _env_restored(*names):
+    """Restore environment variables on exit (mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which
+    would turn every later torch.load in this process into an unpickling load)."""
+    saved = {n: os.environ.get(n) for n in names}
+    try:
+        yield
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
 def _load_mace(spec: ModelSpec, device: str):
+    if not spec.extra.get("by_name") and not spec.extra.get("trusted"):
+        raise FcinvError(f"{spec.name}: refused to load {spec.source}: {MACE_TRUST_NOTE}; "
+                         "pass --trust-mace-file (trust_mace_files=True) to load it anyway")
+    with _env_restored("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
+        return _load_mace_unguarded(spec, device)
+
+
+def _load_mace_unguarded(spec: ModelSpec, device: str):
     import warnings
 
     with warnings.catch_warnings():
@@ -324,7 +358,7 @@ def _load_mace(spec: ModelSpec, device: str):
 LOADERS = {"chgnet": _load_chgnet, "sevenn": _load_sevenn, "matgl": _load_matgl, "mace": _load_mace}
 
 
-def get_calculator(name, device: str = "cpu", matgl_paths=(), matgl_names=(), mace_models=()):
+def get_calculator(name, device: str = "cpu", matgl_paths=(), matgl_names=(), mace_models=(), trust_mace_files: bool = False):
     """An ASE calculator for registry entry ``name`` (a name or a :class:`ModelSpec`).
 
     Raises :class:`MissingDependencyError` (one line) for a skipped model or a load failure
@@ -333,7 +367,7 @@ def get_calculator(name, device: str = "cpu", matgl_paths=(), matgl_names=(), ma
     if isinstance(name, ModelSpec):
         spec = name
     else:
-        spec = find_spec(name, available_models(matgl_paths, matgl_names, mace_models))
+        spec = find_spec(name, available_models(matgl_paths, matgl_names, mace_models, trust_mace_files=trust_mace_files))
     if not spec.available:
         raise MissingDependencyError(f"{spec.name}: skipped: {spec.reason}")
     return LOADERS[spec.family](spec, device)

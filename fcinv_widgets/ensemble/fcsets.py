@@ -72,7 +72,7 @@ def phonopy_force_constants(crystal: Crystal, supercell_matrix, calc, displaceme
 
     from ..structure import Crystal as _C  # noqa: F401
 
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.asarray(supercell_matrix, int), primitive_matrix=None, log_level=0)
+    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.asarray(supercell_matrix, int), primitive_matrix=np.eye(3), log_level=0)
     ph.generate_displacements(distance=displacement)
     from ase import Atoms
 

@@ -157,7 +157,7 @@ def test_tiny_mace_model_through_registry_path(ge, tmp_path):
     from fcinv_widgets.ensemble.fcsets import compute_fcset
 
     path = save_tiny_mace(tmp_path / "tiny.model")
-    spec = [s for s in C.available_models(mace_models=[path]) if s.family == "mace"][0]
+    spec = [s for s in C.available_models(mace_models=[path], trust_mace_files=True) if s.family == "mace"][0]
     assert spec.available and spec.name == "mace:tiny"
     calc = C.get_calculator(spec)
     atoms = ge.crystal.to_ase().repeat(2)

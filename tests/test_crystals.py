@@ -1,0 +1,459 @@
+"""General crystals: the cell as given, basis exactness against symfc and phonopy for several
+symmetries, masses, scattering lengths, and structures that cannot be handled."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.errors import FcinvError, StructureError
+
+
+def _crystal(name):
+    from ase.build import bulk
+    from ase.spacegroup import crystal as spacegroup_crystal
+
+    from fcinv_widgets.structure import Crystal, to_primitive
+
+    if name == "NaCl-conventional":
+        atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    elif name in ("NaCl-primitive", "NaCl-primitive-nondiagonal"):
+        atoms = bulk("NaCl", "rocksalt", a=5.64)
+    elif name == "bcc-conventional":
+        atoms = bulk("Fe", "bcc", a=2.87, cubic=True)
+    elif name == "Mg-hcp":
+        atoms = bulk("Mg", "hcp", a=3.21, c=5.21)
+    elif name == "GaN-wurtzite":
+        atoms = bulk("GaN", "wurtzite", a=3.19, c=5.19)
+    elif name == "TiO2-rutile":
+        atoms = spacegroup_crystal(["Ti", "O"], basis=[(0, 0, 0), (0.305, 0.305, 0)], spacegroup=136,
+                                   cellpar=[4.59, 4.59, 2.96, 90, 90, 90])
+    elif name == "Al2O3-rhombohedral":
+        atoms = spacegroup_crystal(["Al", "O"], basis=[(0, 0, 0.3523), (0.3064, 0, 0.25)], spacegroup=167,
+                                   cellpar=[4.76, 4.76, 12.99, 90, 90, 120])
+        return to_primitive(Crystal.from_ase(atoms), "R")[0]
+    else:
+        raise KeyError(name)
+    return Crystal.from_ase(atoms)
+
+
+# name -> (supercell, symmetry family); small supercells keep this fast
+CRYSTALS = {
+    "NaCl-conventional": ([1, 1, 1], "cubic Fm-3m, conventional"),
+    "NaCl-primitive": ([2, 2, 2], "cubic Fm-3m, primitive"),
+    "bcc-conventional": ([2, 2, 2], "cubic Im-3m, conventional"),
+    "Mg-hcp": ([2, 2, 2], "hexagonal P6_3/mmc"),
+    "GaN-wurtzite": ([2, 2, 2], "hexagonal P6_3mc, polar"),
+    "TiO2-rutile": ([2, 2, 2], "tetragonal P4_2/mnm"),
+    "Al2O3-rhombohedral": ([1, 1, 1], "trigonal R-3c, low site symmetry"),
+    "NaCl-primitive-nondiagonal": ([[-1, 1, 1], [1, -1, 1], [1, 1, -1]], "cubic, non-diagonal supercell"),
+}
+
+
+@pytest.fixture(scope="module")
+def bases():
+    return {}
+
+
+def _basis(bases, name):
+    from fcinv_widgets.basis import FCBasis
+
+    if name not in bases:
+        bases[name] = FCBasis(_crystal(name), CRYSTALS[name][0])
+    return bases[name]
+
+
+@pytest.mark.parametrize("name", list(CRYSTALS))
+def test_basis_dimension_equals_symfc(bases, name):
+    pytest.importorskip("symfc")
+    from symfc.basis_sets import FCBasisSetO2
+
+    b = _basis(bases, name)
+    ref = FCBasisSetO2(b.phonopy.supercell, use_mkl=False, log_level=0).run()
+    assert b.n_params == ref.basis_set.shape[1], name  # symfc's compact basis includes the sum rule
+
+
+@pytest.mark.parametrize("name", list(CRYSTALS))
+def test_sum_rule_and_symmetric_onsite_blocks_exact(bases, name, rng):
+    b = _basis(bases, name)
+    for _ in range(3):
+        p = rng.normal(size=b.n_params)
+        full = b.expand(p, full=True)
+        assert np.abs(full.sum(axis=1)).max() < 1e-12  # acoustic sum rule, every row
+        assert np.abs(full - np.transpose(full, (1, 0, 3, 2))).max() < 1e-12  # Φ_ji = Φ_ijᵀ, Φ_ii = Φ_iiᵀ
+        lam = np.linalg.eigvalsh(b.dynamical_matrix(p, [[0, 0, 0]])[0])
+        # Γ: exactly three zero eigenvalues (the acoustic modes), whatever the parameters
+        assert np.sum(np.abs(lam) < 1e-10 * np.abs(lam).max()) == 3
+
+
+@pytest.mark.parametrize("name", list(CRYSTALS))
+def test_frequencies_equal_phonopy_on_the_cell_as_given(bases, name, rng):
+    from phonopy import Phonopy
+
+    b = _basis(bases, name)
+    cr = b.crystal
+    p = rng.normal(size=b.n_params)
+    q = np.vstack([[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0.5], rng.uniform(-0.5, 0.5, size=(3, 3))])
+    ph = Phonopy(cr.to_phonopy_atoms(), supercell_matrix=b.supercell_matrix, primitive_matrix=np.eye(3), log_level=0)
+    assert len(ph.primitive) == cr.n_atoms  # the cell as given
+    ph.force_constants = b.expand(p, full=True)
+    ph.run_qpoints(q)
+    ref = np.asarray(ph.qpoints.frequencies)
+    ours = b.frequencies_thz(p, q)
+    assert ours.shape == (len(q), 3 * cr.n_atoms)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ the CLI on a conventional cell
+@pytest.fixture(scope="module")
+def nacl_files(tmp_path_factory, bases):
+    """NaCl's 8-atom cubic cell as a POSCAR and full FORCE_CONSTANTS of its 1×1×1 supercell."""
+    import ase.io
+
+    d = tmp_path_factory.mktemp("nacl")
+    b = _basis(bases, "NaCl-conventional")
+    ase.io.write(d / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
+    p = np.random.default_rng(7).normal(size=b.n_params)
+    b.write_force_constants(d / "FORCE_CONSTANTS", p, full=True)
+    return d / "POSCAR", d / "FORCE_CONSTANTS", b, p
+
+
+def _cli_json(capsys, argv):
+    from fcinv_widgets.cli import main
+
+    rc = main(argv + ["--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return json.loads(out)
+
+
+@pytest.mark.parametrize("supercell", [["1", "1", "1"], ["1", "0", "0", "0", "1", "0", "0", "0", "1"], ["1 0 0, 0 1 0, 0 0 1"], None])
+def test_conventional_cell_stays_conventional(capsys, nacl_files, supercell):
+    """NaCl's cubic cell gives 24 bands (not the primitive cell's 6), q in its own r.l.u.; labels resolve in it."""
+    poscar, fcfile, b, p = nacl_files
+    argv = ["phonons", "--structure", str(poscar), "--force-constants", str(fcfile), "--qpoints", "G, X, 0.5 0.5 0.5"]
+    out = _cli_json(capsys, argv + (["--supercell", *supercell] if supercell else []))
+    f = np.array(out["frequencies_thz"])
+    assert f.shape == (3, 24) and out["n_atoms"] == 8
+    np.testing.assert_allclose(out["qpoints"][1], [0, 1, 0])  # X of the fcc lattice in cubic r.l.u.
+    np.testing.assert_allclose(f, b.frequencies_thz(p, out["qpoints"]), atol=2e-6)
+    reduced = _cli_json(capsys, argv + ["--reduced"])  # projected onto the basis: the same force constants
+    np.testing.assert_allclose(reduced["frequencies_thz"], f, atol=2e-6)
+
+
+def test_basis_command_on_a_conventional_cell(capsys, nacl_files):
+    poscar, fcfile, b, p = nacl_files
+    out = _cli_json(capsys, ["basis", "--structure", str(poscar), "--force-constants", str(fcfile)])
+    assert out["n_params"] == b.n_params
+    assert out["projection_residual"]["relative"] < 1e-10
+    np.testing.assert_allclose(out["values_ev_a2"], p, atol=1e-9)
+
+
+def test_primitive_option_reduces_on_request(nacl_files):
+    from fcinv_widgets.structure import Crystal, to_primitive
+
+    _, _, b, _ = nacl_files
+    for spec in ("auto", "F", "0 0.5 0.5 0.5 0 0.5 0.5 0.5 0"):
+        prim, _ = to_primitive(b.crystal, spec if len(spec) < 5 else np.array(spec.split(), float))
+        assert prim.n_atoms == 2 and sorted(prim.symbols) == ["Cl", "Na"]
+        assert abs(np.linalg.det(prim.lattice)) == pytest.approx(abs(np.linalg.det(b.crystal.lattice)) / 4)
+    with pytest.raises(StructureError, match="primitive"):
+        to_primitive(b.crystal, "Q")
+    with pytest.raises(StructureError):
+        to_primitive(Crystal(np.eye(3) * 4, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"]), "F")  # not F-centred
+
+
+SPRINGS = {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3}
+
+
+@pytest.mark.parametrize("layout", ["full", "compact"])
+def test_primitive_option_with_force_constants_of_the_cubic_cell(tmp_path, capsys, layout):
+    """phonopy's workflow: force constants of a 2×2×2 supercell of the cubic POSCAR; --primitive F
+    re-orders them for the 2-atom cell (6 bands, q and labels in its r.l.u.)."""
+    import ase.io
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.structure import to_primitive
+
+    conv = FCBasis(_crystal("NaCl-conventional"), [2, 2, 2])
+    pc = conv.phonopy_with(_spring_params(conv, SPRINGS))  # phonopy's supercell order of the cubic cell
+    ase.io.write(tmp_path / "POSCAR", conv.crystal.to_ase(), format="vasp", direct=True)
+    fc = np.asarray(pc.force_constants) if layout == "compact" else conv.expand(_spring_params(conv, SPRINGS), full=True)
+    from fcinv_widgets.fcio import write_force_constants
+
+    write_force_constants(tmp_path / "FC", fc, p2s_map=conv.p2s if layout == "compact" else None)
+    prim, pmat = to_primitive(conv.crystal, "F")
+    ref = FCBasis(prim, np.rint(np.linalg.solve(pmat, 2 * np.eye(3))).astype(int))
+    q = np.array([[0.5, 0, 0.5], [0.5, 0.5, 0.5], [0.1, 0.2, 0.3]])
+    expect = ref.frequencies_thz(_spring_params(ref, SPRINGS), q)
+    for extra in ([], ["--supercell", "2", "2", "2"]):
+        out = _cli_json(capsys, ["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FC"),
+                                 "--primitive", "F", "--qpoints", "X, L, 0.1 0.2 0.3", *extra])
+        np.testing.assert_allclose(out["qpoints"], q, atol=1e-12)
+        np.testing.assert_allclose(out["frequencies_thz"], expect, atol=1e-5)
+    assert main(["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FC"),
+                 "--primitive", "F", "--supercell", "3", "3", "3", "--qpoints", "G"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(216, 216, 3, 3)" in err[0] and "needs" in err[0]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (["--supercell", "2", "2"], "3 or 9 integers"),
+    (["--supercell", "2", "2", "-2"], "determinant"),
+    (["--supercell", "1.5", "1", "1"], "integers"),
+    (["--supercell", "0 0 0, 0 0 0, 0 0 0"], "determinant"),
+    (["--qpoints", "G, Q"], "no label 'Q'"),
+    (["--mass", "Na"], "SYMBOL=NUMBER"),
+    (["--mass", "Na=-1"], "positive"),
+    (["--mass", "Ge=72.6"], "not in the structure"),
+    (["--b-coh", "Na=abc"], "SYMBOL=NUMBER"),
+    (["--b-coh", "O=5.8"], "not in the structure"),
+    (["--primitive", "1 0 0 0 1 0 0 0"], "--primitive"),
+    (["--supercell", "12", "12", "12"], "at most 1500"),
+])
+def test_bad_cell_options_one_line_exit_2(capsys, nacl_files, bad, match):
+    from fcinv_widgets.cli import main
+
+    poscar, fcfile, _, _ = nacl_files
+    argv = ["phonons", "--structure", str(poscar), "--force-constants", str(fcfile), "--qpoints", "G"]
+    argv = [a for a in argv if not (bad[0] == "--qpoints" and a in ("--qpoints", "G"))] + bad
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0], err
+
+
+# ------------------------------------------------------------------------------ masses
+def test_masses_are_phonopys_and_overridable(tmp_path, ge):
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from fcinv_widgets.structure import Crystal, read_structure
+
+    cr = Crystal(np.eye(3) * 5, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Ge", "O"])
+    ref = PhonopyAtoms(symbols=["Ge", "O"], cell=np.eye(3) * 5, scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]]).masses
+    np.testing.assert_array_equal(cr.masses, ref)
+    assert ge.crystal.masses[0] == ref[0]  # the preset read from its POSCAR, too
+    cr2 = cr.with_masses({"Ge": 72.63})
+    assert cr2.masses.tolist() == [72.63, ref[1]]
+    import ase.io
+
+    ase.io.write(tmp_path / "x.cif", cr.to_ase())
+    np.testing.assert_array_equal(read_structure(tmp_path / "x.cif").masses, ref)
+
+
+def test_mass_option_changes_frequencies_as_sqrt_mass(capsys, nacl_files):
+    poscar, fcfile, b, _ = nacl_files
+    base = ["phonons", "--structure", str(poscar), "--force-constants", str(fcfile), "--qpoints", "0.1 0.2 0.3"]
+    f0 = np.array(_cli_json(capsys, base)["frequencies_thz"])
+    m = b.crystal.masses
+    f1 = np.array(_cli_json(capsys, base + ["--mass", f"Na={m[0] * 4},Cl={m[-1] * 4}"])["frequencies_thz"])
+    np.testing.assert_allclose(f1, f0 / 2, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ S(Q, E) of NaCl against Euphonic
+def _spring_params(basis, springs):
+    """Central springs {(symbol_a, symbol_b, r_max_A): k eV/Å²} → basis parameters (a stable model)."""
+    sc = basis.phonopy.supercell
+    pos, lat, sym = np.array(sc.scaled_positions), np.array(sc.cell), list(sc.symbols)
+    N = len(pos)
+    fc = np.zeros((N, N, 3, 3))
+    shifts = np.array(np.meshgrid(*[[-1, 0, 1]] * 3, indexing="ij")).reshape(3, -1).T
+    for i in range(N):
+        for j in range(N):
+            if i == j:
+                continue
+            for r in ((pos[j] - pos[i] - np.rint(pos[j] - pos[i]) + shifts) @ lat):
+                d = np.linalg.norm(r)
+                for (a, bb, rmax), k in springs.items():
+                    if {sym[i], sym[j]} == {a, bb} and d < rmax:
+                        fc[i, j] -= k * np.outer(r, r) / d**2
+    fc[np.arange(N), np.arange(N)] = -fc.sum(axis=1)
+    params, resid = basis.reduce(fc)
+    assert resid["relative"] < 1e-10  # central springs obey the space group: inside the basis
+    return params
+
+
+def test_nacl_structure_factor_matches_euphonic(tmp_path):
+    euphonic = pytest.importorskip("euphonic")
+    from euphonic import ureg
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.sqe import SQE, scattering_lengths
+
+    b = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    p = _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3})
+    f = b.frequencies_thz(p, np.random.default_rng(3).uniform(-0.5, 0.5, (20, 3)))
+    assert f.min() > 0.1  # a stable model
+    b.phonopy_with(p).save(str(tmp_path / "phonopy.yaml"), settings={"force_constants": True})
+    fc = euphonic.ForceConstants.from_phonopy(path=str(tmp_path), summary_name="phonopy.yaml")
+    Q = np.array([[0.3, 0.2, 0.1], [1.5, -0.7, 2.2], [3.1, 1.0, -0.4], [-4.2, 2.3, 1.7]])  # Å⁻¹
+    qf = Q @ b.crystal.lattice.T / (2 * np.pi)
+    modes = fc.calculate_qpoint_phonon_modes(qf, asr=None)
+    # default scattering lengths: periodictable's here, the Sears (1992) table shipped with Euphonic there
+    e, s = SQE(b, p, temperature=5.0, dw_mesh=None).structure_factor(Q)
+    np.testing.assert_allclose(e, modes.frequencies.to("meV").magnitude, atol=1e-6)
+    ref = modes.calculate_structure_factor().structure_factors.to("fm**2").magnitude
+    np.testing.assert_allclose(s, ref, rtol=2e-3, atol=1e-6 * ref.max())
+    # and exactly with the same lengths given to both (the override path)
+    bl = dict(zip(("Na", "Cl"), scattering_lengths(["Na", "Cl"])))
+    ref = modes.calculate_structure_factor(scattering_lengths={k: v * ureg("fm") for k, v in bl.items()})
+    ref = ref.structure_factors.to("fm**2").magnitude
+    _, s2 = SQE(b, p, temperature=5.0, dw_mesh=None, b_coh={"Na": bl["Na"], "Cl": bl["Cl"]}).structure_factor(Q)
+    np.testing.assert_allclose(s2, ref, rtol=1e-6, atol=1e-9 * ref.max())
+    _, s3 = SQE(b, p, temperature=5.0, dw_mesh=None, b_coh={"Na": 2 * bl["Na"], "Cl": 2 * bl["Cl"]}).structure_factor(Q)
+    np.testing.assert_allclose(s3, 4 * s2, rtol=1e-12)
+
+
+def test_scattering_lengths_for_every_element():
+    from fcinv_widgets.sqe import scattering_lengths
+
+    b = scattering_lengths(["Ge", "Nb", "Si", "O", "H", "Fe"])
+    np.testing.assert_allclose(b, [8.185, 7.054, 4.1491, 5.803, -3.739, 9.45], rtol=2e-3)
+    with pytest.raises(FcinvError, match="not in the structure"):
+        scattering_lengths(["Si"], {"O": 5.8})
+    with pytest.raises(FcinvError, match="finite"):
+        scattering_lengths(["Si"], {"Si": float("nan")})
+
+
+# ------------------------------------------------------------------------------ structures that cannot be handled
+_OCC_CIF = """data_mixed
+_cell_length_a 4.0
+_cell_length_b 4.0
+_cell_length_c 4.0
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+_symmetry_space_group_name_H-M 'P 1'
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+_atom_site_occupancy
+Fe1 Fe 0.0 0.0 0.0 0.5
+Ni1 Ni 0.0 0.0 0.0 0.5
+O1 O 0.5 0.5 0.5 1.0
+"""
+
+
+def _poscar(lattice, coords, species="Na Cl", counts="1 1"):
+    lat = "\n".join(" ".join(str(x) for x in row) for row in lattice)
+    pos = "\n".join(" ".join(str(x) for x in c) for c in coords)
+    return f"test\n1.0\n{lat}\n{species}\n{counts}\nDirect\n{pos}\n"
+
+
+BAD_STRUCTURES = {
+    "partial-occupancy.cif": (_OCC_CIF, "partial occupancy"),
+    "overlap-POSCAR": (_poscar(np.eye(3) * 4, [[0, 0, 0], [0.01, 0, 0]]), "overlapping atoms"),
+    "nonfinite-POSCAR": (_poscar([[4, 0, 0], [0, "nan", 0], [0, 0, 4]], [[0, 0, 0], [0.5, 0.5, 0.5]]), "NaN"),
+    "lefthanded-POSCAR": (_poscar([[4, 0, 0], [0, 0, 4], [0, 4, 0]], [[0, 0, 0], [0.5, 0.5, 0.5]]), "left-handed"),
+    "empty-POSCAR": ("", "POSCAR"),
+    "tiny-cell-POSCAR": (_poscar(np.eye(3) * 0.3, [[0, 0, 0]], "Na", "1"), "overlapping atoms"),
+}
+
+
+@pytest.mark.parametrize("fname", list(BAD_STRUCTURES))
+def test_structures_that_cannot_be_handled(tmp_path, capsys, fname):
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.structure import read_structure
+
+    text, match = BAD_STRUCTURES[fname]
+    path = tmp_path / fname
+    path.write_text(text)
+    with pytest.raises(StructureError, match=match):
+        read_structure(path)
+    for cmd in (["basis"], ["phonons", "--qpoints", "0 0 0"]):
+        assert main([*cmd, "--structure", str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and match in err[0] and fname in err[0], err
+
+
+def test_crystal_constructor_refusals():
+    from fcinv_widgets.structure import Crystal
+
+    with pytest.raises(StructureError, match="no atoms"):
+        Crystal(np.eye(3), np.zeros((0, 3)), ())
+    with pytest.raises(StructureError, match="left-handed"):
+        Crystal(-np.eye(3) * 4, [[0, 0, 0]], ["Si"])
+    with pytest.raises(StructureError, match="unknown chemical symbol"):
+        Crystal(np.eye(3) * 4, [[0, 0, 0]], ["Xx"])
+    with pytest.raises(StructureError, match="masses"):
+        Crystal(np.eye(3) * 4, [[0, 0, 0]], ["Si"], [float("nan")])
+
+
+@pytest.mark.parametrize("name", ["GaN-wurtzite", "TiO2-rutile", "NaCl-conventional", "Al2O3-rhombohedral"])
+def test_qpoint_labels_are_in_the_given_cell_and_frame_independent(name):
+    from scipy.spatial.transform import Rotation
+
+    from fcinv_widgets.structure import Crystal, high_symmetry_points
+
+    cr = _crystal(name)
+    pts = high_symmetry_points(cr)
+    assert np.allclose(pts["G"], 0) and np.allclose(pts["Γ"], 0)
+    # the same cell turned in space: each label gives the same point or one equivalent by symmetry
+    import spglib
+
+    rot = Rotation.from_euler("zyx", [0.3, -0.7, 1.1]).as_matrix()
+    turned = Crystal(cr.lattice @ rot.T, cr.positions, cr.symbols)
+    W = spglib.get_symmetry((cr.lattice, cr.positions, cr.numbers), symprec=1e-5)["rotations"]
+    for k, q in high_symmetry_points(turned).items():
+        star = np.concatenate([pts[k] @ W, -(pts[k] @ W)])  # q-star with time reversal
+        d = star - q
+        assert np.abs(d - np.rint(d)).max(axis=1).min() < 1e-8, k
+    if name == "GaN-wurtzite":
+        np.testing.assert_allclose(pts["A"], [0, 0, 0.5], atol=1e-12)
+        np.testing.assert_allclose(pts["M"], [0.5, 0, 0], atol=1e-12)
+        np.testing.assert_allclose(np.abs(pts["K"]) , [1 / 3, 1 / 3, 0], atol=1e-12)
+    if name == "TiO2-rutile":
+        np.testing.assert_allclose(pts["Z"], [0, 0, 0.5], atol=1e-12)
+        np.testing.assert_allclose(pts["A"], [0.5, 0.5, 0.5], atol=1e-12)
+
+
+def test_supercells_too_large_are_refused_before_any_work():
+    from fcinv_widgets.basis import FCBasis
+
+    with pytest.raises(FcinvError, match="at most 1500"):
+        FCBasis(_crystal("NaCl-primitive"), [10, 10, 10])
+
+
+def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
+    """`fcinv simulate --full-sqe` works for elements other than Ge/Nb; --b-coh scales it as b²."""
+    import ase.io
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.spectrum_io import read_spectrum
+
+    b = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    p = _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3})
+    ase.io.write(tmp_path / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
+    b.write_force_constants(tmp_path / "FORCE_CONSTANTS", p)
+    base = ["simulate", "--full-sqe", "--structure", str(tmp_path / "POSCAR"), "--force-constants",
+            str(tmp_path / "FORCE_CONSTANTS"), "--qmax", "2.5", "--temperature", "0"]
+    out = _cli_json(capsys, [*base, "--out", str(tmp_path / "a.h5")])
+    assert out["n_points"] > 0
+    img, _ = read_spectrum(tmp_path / "a.h5")
+    assert np.nanmax(img) > 0
+    # doubling both scattering lengths (periodictable: Na 3.63, Cl 9.577 fm) quadruples S(Q,E)
+    _cli_json(capsys, [*base, "--b-coh", "Na=7.26,Cl=19.1584", "--out", str(tmp_path / "b.h5")])
+    img2, _ = read_spectrum(tmp_path / "b.h5")
+    ok = np.isfinite(img) & (img > 1e-6 * np.nanmax(img))
+    np.testing.assert_allclose(img2[ok], 4 * img[ok], rtol=1e-5)
+
+
+def test_conventional_and_primitive_cells_give_the_same_phonons():
+    """Same central-spring model in NaCl's 8-atom cubic cell and its 2-atom cell: the 24 frequencies
+    at the cubic Γ are the primitive cell's at Γ and at the three X points (zone folding)."""
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.structure import high_symmetry_points
+
+    springs = {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3}
+    conv = FCBasis(_crystal("NaCl-conventional"), [2, 2, 2])
+    prim = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    fc_conv = conv.frequencies_thz(_spring_params(conv, springs), [[0, 0, 0]])[0]
+    pp = _spring_params(prim, springs)
+    x = high_symmetry_points(prim.crystal)["X"]  # (0.5, 0, 0.5) and its two partners
+    xs = [x, np.roll(x, 1), np.roll(x, 2)]
+    folded = np.sort(prim.frequencies_thz(pp, np.vstack([[0, 0, 0], *xs])).ravel())
+    assert fc_conv.shape == (24,)
+    np.testing.assert_allclose(fc_conv, folded, atol=1e-6)
