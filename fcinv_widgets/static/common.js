@@ -317,9 +317,14 @@ export function logTicks(lo, hi) {
     }
     if (out.length >= 3) return out;
   }
-  const ts = niceTicks(10 ** lo, 10 ** hi, 4).filter((t) => t > 0);
-  const labs = tickLabels(ts);
-  return ts.map((t, i) => ({ v: Math.log10(t), label: labs[i] })).filter((t) => inside(t.v));
+  let out = [];
+  for (const n of [4, 6, 8, 12]) {
+    const ts = niceTicks(10 ** lo, 10 ** hi, n).filter((t) => t > 0);
+    const labs = tickLabels(ts);
+    out = ts.map((t, i) => ({ v: Math.log10(t), label: labs[i] })).filter((t) => inside(t.v));
+    if (out.length >= 3) break;
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- colour limits

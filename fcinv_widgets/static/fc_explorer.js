@@ -158,6 +158,7 @@ function render({ model, el: root }) {
   const st = { view: { q: [0, 1], e: [0, 1] }, shape: [0, 0] };
   let theme = themeOf(root);
   root.fcinvTheme = theme;
+  root.style.colorScheme = theme.dark ? "dark" : "light"; // native controls follow the theme
   let panelW = 420, panelH = 340;
   let sliders = [];
   // latest values the user asked for: a slider move changes only its own entry, so values of
@@ -340,7 +341,7 @@ function render({ model, el: root }) {
   const onResult = () => { readArrays(); layout(); paint(); coalescer.done(model.get("rendered_seq")); };
   const onErr = () => { errBox.textContent = model.get("error"); };
   const onEView = () => { st.zoomed = false; st.view = { q: st.qrange.slice(), e: eWindow().slice() }; paint(); };
-  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; paint(); };
+  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paint(); };
   const handlers = {
     frame: onResult, compare: onResult, values: syncSliders, names: buildSliders, domain: buildSliders,
     error: onErr, e_view: onEView, reference_options: syncReference, reference_name: syncReference, title: paint,

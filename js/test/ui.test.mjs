@@ -189,3 +189,17 @@ test("energy window: highest branch plus a margin (Ge uses under half of 0-70 me
   assert.deepEqual(autoEnergy(Float32Array.from([69]), [0, 70]), [0, 70]);
   assert.deepEqual(autoEnergy(null, [0, 70]), [0, 70]);
 });
+
+test("noise grid: negative R² is visibly distinct; cell read-out has R² and SNR", async () => {
+  const { r2Color, cellReadout } = await import("../../fcinv_widgets/static/noise_grid.js");
+  const neg = r2Color(-0.3), zero = r2Color(0), low = r2Color(0.05);
+  assert.ok(neg[0] > neg[2] + 60, `negative R² is red: ${neg}`); // viridis never has r >> b at the low end
+  assert.ok(zero[2] > zero[0], `zero is viridis purple: ${zero}`);
+  assert.notDeepEqual(neg, low);
+  assert.deepEqual(r2Color(-5), r2Color(-1)); // clamped
+  const t = cellReadout(7, Float32Array.from(Array(25).fill(0.5)), [0, 0.05, 0.1, 0.2, 0.4], [100, 300, 1000, 3000, 1e4],
+    Float32Array.from(Array(25).fill(2.5)), "FC0", "VAE");
+  assert.match(t, /B = 0.05, P = 1000 counts/);
+  assert.match(t, /FC0: R² = 0.5 \(VAE\)/);
+  assert.match(t, /SNR 2.5/);
+});
