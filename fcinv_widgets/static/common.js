@@ -534,6 +534,7 @@ export function eventPos(canvas, e) {
 export function drawColorbar(ctx, rect, lut, vmin, vmax, label, theme, { mark = null, nTicks = 5 } = {}) {
   const { x, y, w, h } = rect;
   const n = lut.length / 3;
+  if (ctx.canvas && ctx.canvas.dataset) ctx.canvas.dataset.colorbar = label || "";
   for (let i = 0; i < h; i++) {
     const k = Math.round(((h - 1 - i) / Math.max(1, h - 1)) * (n - 1));
     ctx.fillStyle = `rgb(${lut[3 * k]},${lut[3 * k + 1]},${lut[3 * k + 2]})`;

@@ -130,7 +130,7 @@ function render({ model, el: root }) {
       const x = G.x + c * cw, y = G.y + r * ch;
       ctx.fillRect(x, y, cw - 1, ch - 1);
       ctx.fillStyle = readableOn(rgb);
-      ctx.fillText(fmt(v, 2), x + cw / 2, y + ch / 2);
+      ctx.fillText(Number.isNaN(v) ? "–" : v.toFixed(2), x + cw / 2, y + ch / 2);
       if (r * cols + c === sel) { ctx.strokeStyle = theme.selection; ctx.lineWidth = 3; ctx.strokeRect(x + 1.5, y + 1.5, cw - 4, ch - 4); }
     }
     ctx.fillStyle = theme.fg;

@@ -187,8 +187,7 @@ class NoiseGridExplorer:
         ax = fig.subplots()
         from matplotlib import colormaps
 
-        cmap = ListedColormap(colormaps["viridis"](np.linspace(0, 1, 256)))
-        cmap.set_under("#d6604d")
+        cmap = ListedColormap(colormaps["viridis"](np.linspace(0, 1, 256))).with_extremes(under="#d6604d")
         im = ax.imshow(g, cmap=cmap, vmin=0.0, vmax=1.0)
         for (i, j), v in np.ndenumerate(g):
             ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="k" if v > 0.6 or v < 0 else "w")
