@@ -31,7 +31,7 @@ fx"""
 SETUP_JS = """() => {
   const c = document.querySelector('canvas.fcinv-heatmap');
   window.__lat = []; window.__t0 = null;
-  document.addEventListener('keydown', (e) => { window.__t0 = performance.now(); }, true);
+  window.addEventListener('keydown', (e) => { window.__t0 = performance.now(); }, true); // window: the widgets stop slider keys there
   new MutationObserver(() => {
     if (window.__t0 !== null) { window.__lat.push(performance.now() - window.__t0); window.__t0 = null; }
   }).observe(c, {attributes: true, attributeFilter: ['data-frame']});

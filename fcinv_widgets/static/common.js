@@ -440,11 +440,27 @@ export function themeOf(el) {
  */
 export function watchTheme(onChange) {
   if (typeof MutationObserver === "undefined" || typeof document === "undefined") return () => {};
-  const mo = new MutationObserver(() => onChange());
+  // the new theme's stylesheet may apply after the attribute flips: look again a few times
+  let timers = [];
+  const later = () => { timers.forEach(clearTimeout); timers = [0, 150, 500, 1200, 3000].map((t) => setTimeout(onChange, t)); };
+  const mo = new MutationObserver(later);
   mo.observe(document.body, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-jp-theme-name", "style"] });
   const mq = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
-  if (mq && mq.addEventListener) mq.addEventListener("change", onChange);
-  return () => { mo.disconnect(); if (mq && mq.removeEventListener) mq.removeEventListener("change", onChange); };
+  if (mq && mq.addEventListener) mq.addEventListener("change", later);
+  return () => { mo.disconnect(); timers.forEach(clearTimeout); if (mq && mq.removeEventListener) mq.removeEventListener("change", later); };
+}
+
+/**
+ * Call f once el is in the document (anywidget renders into a detached element, where the
+ * notebook's CSS variables cannot be read yet). Polls once per frame, for at most ~10 s.
+ */
+export function whenConnected(el, f) {
+  let n = 0;
+  const tick = () => {
+    if (el.isConnected) { f(); return; }
+    if (++n < 600 && typeof requestAnimationFrame === "function") requestAnimationFrame(tick);
+  };
+  if (typeof requestAnimationFrame === "function") requestAnimationFrame(tick);
 }
 
 /**
@@ -718,17 +734,37 @@ export function pngButton(parent, root, filename, getBg = () => "#ffffff") {
 }
 
 /**
- * Keep the notebook's own shortcuts away from keys pressed inside el: JupyterLab/Notebook 7
- * (Lumino) stop looking for a shortcut at an element marked data-lm-suppress-shortcuts, which
- * also works where the application listens in the capture phase (Notebook 7), where
- * stopPropagation at the widget comes too late.
+ * Keep the notebook's own shortcuts away from keys pressed inside el (bug 2).
+ * JupyterLab listens for shortcuts on the document in the bubble phase, so stopping the event
+ * at the widget is enough there; Notebook 7 listens in the capture phase and takes the arrow
+ * keys before a focused slider sees them. One capture listener on window (which runs before
+ * the document's) stops keys whose target is a form control inside a widget, or a canvas
+ * with a key handler (element.fcinvKeys, called here); the browser's default action (moving
+ * the slider, typing) still happens. Tab and Escape keep their notebook meaning. Elements
+ * are also marked data-lm-suppress-shortcuts (Lumino's own opt-out). Returns a disposer.
  */
 export function suppressShortcuts(el) {
   el.setAttribute("data-lm-suppress-shortcuts", "true");
-  const stop = (e) => {
-    const t = e.target;
-    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA" || t.dataset?.fcinvKeys)) e.stopPropagation();
-  };
+  el.classList.add("fcinv-keyscope");
+  installKeyGuard();
+  const stop = (e) => { if (ownsKey(e)) e.stopPropagation(); };
   el.addEventListener("keydown", stop);
   return () => el.removeEventListener("keydown", stop);
+}
+
+/** Whether keydown e belongs to a widget control (see suppressShortcuts). */
+export function ownsKey(e) {
+  const t = e.target;
+  if (!t || !t.closest || !t.closest(".fcinv-keyscope") || e.key === "Tab" || e.key === "Escape") return false;
+  return t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA" || typeof t.fcinvKeys === "function";
+}
+
+function installKeyGuard() {
+  if (typeof window === "undefined" || window.__fcinvKeyGuard) return;
+  window.__fcinvKeyGuard = true;
+  window.addEventListener("keydown", (e) => {
+    if (!ownsKey(e)) return;
+    e.stopPropagation();
+    if (typeof e.target.fcinvKeys === "function") e.target.fcinvKeys(e);
+  }, true);
 }

@@ -7,7 +7,7 @@ import {
   decodeArray, difference, sliderStep, clamp, toFloat, DIVERGING_STOPS,
   fmt, fmtRange, tickLabels, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, zoomWindow, panWindow,
-  attachTooltip, pngButton, suppressShortcuts,
+  attachTooltip, pngButton, suppressShortcuts, whenConnected,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -349,6 +349,7 @@ function render({ model, el: root }) {
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
   const unwatchW = watchWidth(plots, (w) => { layout(w); paint(); });
   const unwatchT = watchTheme(onTheme);
+  whenConnected(root, onTheme); // the notebook's theme variables are readable once attached
   buildSliders(); syncReference(); readArrays(); layout(); paint(); onErr();
   return () => {
     unsuppress(); unwatchW(); unwatchT(); tips.forEach((f) => f());

@@ -6,7 +6,7 @@ import {
   makeLut, floatToRGBA, nearestPoint, lassoSelect, decodeArray, lutColor, cssRGB, extent,
   projectPoints, linmap, CATEGORICAL,
   bumpFrame, fmt, colorLimits, sizeCanvas, watchWidth, watchTheme, themeOf, eventPos, drawColorbar,
-  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts,
+  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts, whenConnected,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -125,7 +125,6 @@ function render({ model, el: root }) {
   const strip = el("canvas", { className: "fcinv-strip" }, wrap);
   canvas.style.cursor = "crosshair";
   canvas.style.touchAction = "none";
-  canvas.dataset.fcinvKeys = "1";
   canvas.setAttribute("aria-label", "latent map: arrow keys move the selected point");
 
   let theme = themeOf(root);
@@ -304,14 +303,14 @@ function render({ model, el: root }) {
       paintInfo();
     }
   });
-  canvas.addEventListener("keydown", (e) => {
+  canvas.fcinvKeys = (e) => {
     if (!geom || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(e.key)) return;
-    e.preventDefault(); e.stopPropagation();
+    e.preventDefault();
     const sel = model.get("selected");
     const cur = sel.length ? sel[sel.length - 1] : -1;
     const i = stepPoint(geom.px, geom.py, cur, e.key);
     if (i >= 0) { model.set("selected", [i]); model.save_changes(); }
-  });
+  };
   const tip = attachTooltip(root, canvas, (x, y) => {
     if (!geom || lasso.active) return "";
     const i = nearestPoint(x, y, geom.px, geom.py, 8);
@@ -329,7 +328,9 @@ function render({ model, el: root }) {
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
   const paintAll = () => { paintMap(); paintStrip(); paintInfo(); };
   const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
-  const unT = watchTheme(() => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); });
+  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };
+  const unT = watchTheme(onTheme);
+  whenConnected(root, onTheme); // the notebook's theme variables are readable once attached
   root.style.colorScheme = theme.dark ? "dark" : "light";
   syncControls(); read(); layout(); paintAll();
   return () => {

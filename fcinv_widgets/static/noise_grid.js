@@ -3,7 +3,7 @@
 import {
   makeLut, floatToRGBA, cellAt, decodeArray, fmt, colorLimits, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, gridStep, attachTooltip, pngButton,
-  suppressShortcuts, readableOn, DIVERGING_STOPS,
+  suppressShortcuts, readableOn, DIVERGING_STOPS, whenConnected,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -80,7 +80,6 @@ function render({ model, el: root }) {
   const modelSel = el("select", { className: "fcinv-model" }, ctl);
   const fcSel = el("select", { className: "fcinv-fc" }, ctl);
   const grid = el("canvas", { className: "fcinv-grid", tabIndex: 0 }, left);
-  grid.dataset.fcinvKeys = "1";
   grid.setAttribute("aria-label", "noise grid: arrow keys move between cells");
   const right = el("div", { style: "display:flex;flex-direction:column;gap:4px;max-width:100%" }, wrap);
   const info = el("div", { className: "fcinv-cell-info" }, right);
@@ -172,12 +171,12 @@ function render({ model, el: root }) {
     return cellAt(x, y, r2.shape[0], r2.shape[1], gridRect());
   };
   grid.addEventListener("click", (e) => select(cellUnder(e)));
-  grid.addEventListener("keydown", (e) => {
+  grid.fcinvKeys = (e) => {
     const r2 = decodeArray(model.get("r2_grid"));
     if (!r2 || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End"].includes(e.key)) return;
-    e.preventDefault(); e.stopPropagation();
+    e.preventDefault();
     select(gridStep(model.get("selected"), r2.shape[0], r2.shape[1], e.key));
-  });
+  };
   const tip = attachTooltip(root, grid, (x, y) => {
     const r2 = decodeArray(model.get("r2_grid"));
     if (!r2) return "";
@@ -190,7 +189,9 @@ function render({ model, el: root }) {
   const handlers = { r2_grid: onGrid, cell_frame: paintAll, models: syncControls, fc_names: syncControls };
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
   const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
-  const unT = watchTheme(() => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); });
+  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };
+  const unT = watchTheme(onTheme);
+  whenConnected(root, onTheme); // the notebook's theme variables are readable once attached
   root.style.colorScheme = theme.dark ? "dark" : "light";
   syncControls(); layout(); paintAll();
   return () => {

@@ -6,7 +6,7 @@ import {
   lutColor, cssRGB, extent, projectPoints, CYCLIC_STOPS,
   bumpFrame, fmt, tickLabels, logTicks, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, stepSorted, attachTooltip, pngButton,
-  suppressShortcuts, clamp,
+  suppressShortcuts, clamp, whenConnected,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -220,7 +220,7 @@ function render({ model, el: root }) {
   const inputC = el("canvas", { className: "fcinv-input" }, row2);
   const reconC = el("canvas", { className: "fcinv-recon" }, row2);
   for (const c of [scatter, msePanel]) {
-    c.style.cursor = "pointer"; c.dataset.fcinvKeys = "1";
+    c.style.cursor = "pointer";
     c.setAttribute("aria-label", "scans: arrow keys move the selection along the angle");
   }
   pngButton(ctl, root, "orientation.png", () => theme.bg);
@@ -348,11 +348,11 @@ function render({ model, el: root }) {
   scatter.addEventListener("click", clickOn(scatter, () => geom));
   msePanel.addEventListener("click", clickOn(msePanel, () => mgeom));
   for (const c of [scatter, msePanel]) {
-    c.addEventListener("keydown", (e) => {
+    c.fcinvKeys = (e) => {
       if (!st.angles || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End"].includes(e.key)) return;
-      e.preventDefault(); e.stopPropagation();
+      e.preventDefault();
       select(stepSorted(st.angles, model.get("selected"), e.key));
-    });
+    };
   }
   const names = () => model.get("names"), units = () => model.get("units");
   const tips = [
@@ -369,7 +369,9 @@ function render({ model, el: root }) {
   const handlers = { mean: onData, angles: onData, reference: onData, fc: onFc, scan_frame: onScan, names: onNames };
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
   const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
-  const unT = watchTheme(() => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); });
+  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };
+  const unT = watchTheme(onTheme);
+  whenConnected(root, onTheme); // the notebook's theme variables are readable once attached
   root.style.colorScheme = theme.dark ? "dark" : "light";
   syncControls(); readData(); readScan(); layout(); paintAll();
   return () => {

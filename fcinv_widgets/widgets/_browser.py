@@ -53,13 +53,18 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 @contextlib.contextmanager
-def jupyterlab(root: Path, timeout: float = 90.0):
-    """Start JupyterLab on a loopback port serving ``root``; yield its base URL; stop it."""
+def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab"):
+    """Start JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) on a loopback port
+    serving ``root``; yield its base URL; stop it. Both expose ``window.jupyterapp``."""
     silence_news()
     port = _free_port()
+    cls = "LabApp" if app == "lab" else "JupyterNotebookApp"
+    # user settings (e.g. a theme a test switches to) stay in the temp dir, never in $HOME
+    settings = root / ".jupyter-user-settings"
     cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-        "--ServerApp.token=", "--ServerApp.password=", "--LabApp.expose_app_in_browser=True",
+        sys.executable, "-m", "jupyter", app, "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+        "--ServerApp.token=", "--ServerApp.password=", f"--{cls}.expose_app_in_browser=True",
+        f"--{cls}.user_settings_dir={settings}", f"--{cls}.workspaces_dir={settings / 'workspaces'}",
         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -100,9 +105,10 @@ def chromium_page(viewport=(1500, 1000)):
             browser.close()
 
 
-def open_and_run(page, url: str, name: str, wait_selector: str, timeout_ms: int = 120_000) -> None:
-    """Open notebook ``name``, wait for its kernel, run all cells, wait for ``wait_selector``."""
-    page.goto(f"{url}/lab/tree/{name}?reset", timeout=timeout_ms)
+def open_and_run(page, url: str, name: str, wait_selector: str, timeout_ms: int = 120_000, app: str = "lab") -> None:
+    """Open notebook ``name`` (in JupyterLab or, with ``app="notebook"``, Notebook 7), wait for
+    its kernel, run all cells, wait for ``wait_selector``."""
+    page.goto(f"{url}/lab/tree/{name}?reset" if app == "lab" else f"{url}/notebooks/{name}", timeout=timeout_ms)
     page.wait_for_function(
         "() => window.jupyterapp && jupyterapp.shell.currentWidget && "
         "jupyterapp.shell.currentWidget.sessionContext && "

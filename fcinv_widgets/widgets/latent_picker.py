@@ -284,7 +284,9 @@ class LatentPicker:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title("latent map (UMAP)", fontsize=10)
-        fig.colorbar(sc, ax=ax, label=f"{w.names[w.fc]} ({w.units})")
+        from matplotlib.cm import ScalarMappable
+
+        fig.colorbar(ScalarMappable(norm=sc.norm, cmap=sc.cmap), ax=ax, label=f"{w.names[w.fc]} ({w.units})")
         return _static.png_bytes(fig)
 
     def _repr_mimebundle_(self, **kwargs):

@@ -203,3 +203,16 @@ test("noise grid: negative R² is visibly distinct; cell read-out has R² and SN
   assert.match(t, /FC0: R² = 0.5 \(VAE\)/);
   assert.match(t, /SNR 2.5/);
 });
+
+test("bug 2: keys on a widget's controls are kept from the notebook, Tab/Escape are not", async () => {
+  const { ownsKey } = await import("../../fcinv_widgets/static/common.js");
+  const inWidget = (tagName, extra = {}) => ({ tagName, closest: (s) => (s === ".fcinv-keyscope" ? {} : null), ...extra });
+  const outside = { tagName: "INPUT", closest: () => null };
+  assert.equal(ownsKey({ key: "ArrowRight", target: inWidget("INPUT") }), true);
+  assert.equal(ownsKey({ key: "End", target: inWidget("SELECT") }), true);
+  assert.equal(ownsKey({ key: "ArrowDown", target: inWidget("CANVAS", { fcinvKeys: () => {} }) }), true);
+  assert.equal(ownsKey({ key: "ArrowDown", target: inWidget("CANVAS") }), false); // a canvas without keys
+  assert.equal(ownsKey({ key: "Tab", target: inWidget("INPUT") }), false);
+  assert.equal(ownsKey({ key: "Escape", target: inWidget("INPUT") }), false);
+  assert.equal(ownsKey({ key: "ArrowRight", target: outside }), false); // other cells' inputs untouched
+});

@@ -13,7 +13,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from fcinv_widgets.widgets import FCExplorer, LatentPicker, NoiseGridExplorer, OrientationScatter
+from fcinv_widgets.widgets import (
+    FCExplorer,
+    LatentPicker,
+    NoiseGridExplorer,
+    OrientationScatter,
+)
 from fcinv_widgets.widgets._browser import harness_page
 from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
 from fcinv_widgets.widgets.latent_picker import FakeDecoder, fake_latent_map
@@ -196,7 +201,7 @@ def test_latent_picker_view(tmp_path, artifacts):
         box = page.locator("canvas.fcinv-map").bounding_box()
         g = page.evaluate("() => document.querySelector('canvas.fcinv-map').fcinvGeom.rect")
         x0, y0 = box["x"] + g["x"] + 5, box["y"] + g["y"] + 5
-        x1, y1 = box["x"] + g["x"] + g["w"] * 0.6, box["y"] + g["y"] + g["h"] - 5
+        y1 = box["y"] + g["y"] + g["h"] - 5
         page.mouse.move(x0, y0)
         page.mouse.down()
         for x in np.linspace(x0, box["x"] + box["width"] + 40, 12):
