@@ -280,7 +280,8 @@ function render({ model, el: root }) {
     const opts = model.get("reference_options") || [];
     refRow.style.display = opts.length > 1 ? "flex" : "none";
     refSel.textContent = "";
-    for (const o of opts) el("option", { value: o, textContent: o }, refSel);
+    const labels = model.get("reference_labels") || [];
+    opts.forEach((o, i) => el("option", { value: o, textContent: labels[i] || o }, refSel));
     refSel.value = model.get("reference_name");
   }
   refSel.addEventListener("change", () => { model.set("reference_name", refSel.value); model.save_changes(); });

@@ -30,7 +30,9 @@ from ._traits import synced_array
 
 UNITS = "eV/Å²"
 INTENSITY_UNITS = "scaled"  # forward-model images are scaled to a maximum of 1
-REFERENCE_KINDS = ("measured", "first-principles", "uMLFF")
+# reference names of materials.get_material(name, reference=...) (the domains branch: REFERENCES)
+REFERENCE_KINDS = ("measured", "dft", "umlff")
+REFERENCE_LABELS = {"measured": "measured (fit to INS)", "dft": "first-principles (DFT)", "umlff": "uMLFF ensemble"}
 
 
 def auto_energy_range(freqs_mev, erange, margin: float = 0.12) -> list[float]:
@@ -84,6 +86,7 @@ class FCExplorerView(anywidget.AnyWidget):
     intensity_units = traitlets.Unicode(INTENSITY_UNITS).tag(sync=True)
     title = traitlets.Unicode("model").tag(sync=True)
     reference_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    reference_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     reference_name = traitlets.Unicode("").tag(sync=True)
     stable = traitlets.Bool(True).tag(sync=True)
     frame = traitlets.Int(0).tag(sync=True)  # bumped after each compute; the view repaints on it
@@ -267,6 +270,7 @@ class FCExplorer:
     def set_reference(self, kind: str) -> None:
         """Switch the reference FCs (and move the sliders there): one of ``reference_options``."""
         opts = list(self.widget.reference_options)
+        kind = str(kind).lower()
         if kind not in opts:
             raise FcinvError(
                 f"reference {kind!r} is not available here; choose one of {opts}" if opts else
@@ -348,16 +352,17 @@ class FCExplorer:
         name = getattr(self.material, "name", None)
         if self.material is None or not name:
             return
-        try:
-            from ..materials import get_material
-        except ImportError:  # pragma: no cover
-            return
-        if "reference" not in inspect.signature(get_material).parameters:
+        from .. import materials
+
+        get_material = getattr(materials, "get_material", None)
+        if get_material is None or "reference" not in inspect.signature(get_material).parameters:
             return
         self._get_material = get_material
+        kinds = [str(k) for k in getattr(materials, "REFERENCES", REFERENCE_KINDS)]
         with self.widget.hold_sync():
-            self.widget.reference_options = list(REFERENCE_KINDS)
-            self.widget.reference_name = str(getattr(self.material, "reference_kind", "") or "uMLFF")
+            self.widget.reference_options = kinds
+            self.widget.reference_labels = [REFERENCE_LABELS.get(k, k) for k in kinds]
+            self.widget.reference_name = str(getattr(self.material, "reference_name", "") or "")
 
     def _on_reference_name(self, change) -> None:
         kind = change["new"]

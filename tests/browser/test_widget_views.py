@@ -86,6 +86,10 @@ def _last_sent(page, key):
 def test_fc_explorer_view(tmp_path, artifacts, theme, width, scale):
     fx = FCExplorer(FakeMaterial())
     fx.compare(np.asarray(fx.widget.image) * 0.7)
+    # the reference switch as the materials module offers it (get_material(name, reference=...))
+    fx.widget.reference_options = ["measured", "dft", "umlff"]
+    fx.widget.reference_labels = ["measured (fit to INS)", "first-principles (DFT)", "uMLFF ensemble"]
+    fx.widget.reference_name = "umlff"
     with harness_page(fx.widget, tmp_path, theme=theme, width=width, scale=scale) as page:
         page.wait_for_timeout(300)
         page.screenshot(path=str(artifacts / f"view_fc_explorer_{theme}_{width}.png"))
@@ -93,6 +97,11 @@ def test_fc_explorer_view(tmp_path, artifacts, theme, width, scale):
         boxes = _check_layout(page, scale, ["fcinv-heatmap", "fcinv-compare", "fcinv-diff"])
         assert len(boxes) == 3  # the difference panel is shown, not hidden off the side (bug 5)
         assert "ΔI" in {b["cls"]: b["colorbar"] for b in boxes}["fcinv-diff"]
+        # bug 4: the q-path break line over the white centre of the difference map is dark
+        d = {b["cls"]: b for b in boxes}["fcinv-diff"]
+        bx = 46 + (d["cssW"] - 46 - 66) * 20 / 60  # PAD.l, PAD.r of fc_explorer.js; break at bin 20 of 60
+        line = page.evaluate(PIXEL_JS, ["canvas.fcinv-diff", round(bx * scale), round((20 + 5) * scale)])
+        assert _lum(line) < 0.2, line
         # theme: the canvas background is the page's, not white, in dark themes (bug 6)
         px = page.evaluate(PIXEL_JS, ["canvas.fcinv-heatmap", 2, 2])
         assert (_lum(px) < 0.05) if theme != "light" else (_lum(px) > 0.9), px
@@ -129,6 +138,10 @@ def test_fc_explorer_view(tmp_path, artifacts, theme, width, scale):
         page.dblclick("canvas.fcinv-heatmap", position={"x": 150, "y": 150})
         assert page.evaluate("() => document.querySelector('canvas.fcinv-heatmap').toDataURL()") != zoomed
         assert page.evaluate(PIXEL_JS, ["canvas.fcinv-heatmap", 150 * scale, 150 * scale]) == before
+        # reference switch: a drop-down with readable names, the choice goes to the kernel
+        assert page.locator("select.fcinv-reference option").all_text_contents()[1] == "first-principles (DFT)"
+        page.select_option("select.fcinv-reference", "dft")
+        assert _last_sent(page, "reference_name") == "dft"
         # PNG export of the whole widget
         with page.expect_download() as dl:
             page.click("button.fcinv-png")

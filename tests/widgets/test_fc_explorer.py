@@ -188,13 +188,15 @@ def test_reference_switch_hook(fx, monkeypatch):
     alt = FakeMaterial()
     alt.reference_params = alt.reference_params * 1.1
 
-    def get_material(name, reference="uMLFF"):
+    def get_material(name, reference=None):
         return alt if reference == "measured" else mat
 
     monkeypatch.setattr(materials, "get_material", get_material)
+    monkeypatch.setattr(materials, "REFERENCES", ("measured", "dft", "umlff"), raising=False)
     fx2 = FCExplorer(mat)
-    assert fx2.widget.reference_options == ["measured", "first-principles", "uMLFF"]
-    fx2.set_reference("measured")
+    assert fx2.widget.reference_options == ["measured", "dft", "umlff"]
+    assert fx2.widget.reference_labels[1] == "first-principles (DFT)"
+    fx2.set_reference("Measured")
     np.testing.assert_allclose(fx2.theta, np.clip(alt.reference_params[:8], mat.domain[:, 0], mat.domain[:, 1]))
     with pytest.raises(FcinvError, match="choose one of"):
         fx2.set_reference("nonsense")
