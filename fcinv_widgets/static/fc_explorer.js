@@ -191,9 +191,12 @@ function render({ model, el: root }) {
     if (!st.zoomed) st.view = { q: st.qrange.slice(), e: eWindow().slice() };
   }
 
+  let plotsWidth = 0; // from the ResizeObserver: no forced reflow on every frame
   function layout(width) {
     const n = st.compare ? 3 : 1;
-    const w = width || plots.getBoundingClientRect().width || 420;
+    if (width) plotsWidth = width;
+    if (!plotsWidth) plotsWidth = plots.getBoundingClientRect().width;
+    const w = plotsWidth || 420;
     const p = panelWidth(w, n, { minW: 300, maxW: 470, gap: 6 });
     panelW = p.w; panelH = Math.round(clamp(p.w * 0.78, 220, 360));
   }
