@@ -248,7 +248,7 @@ function render({ model, el: root }) {
       num.setAttribute("aria-label", `${name} (${units})`);
       const show = (v) => {
         txt.textContent = `${name} = ${fmt(Number(v), 4)} ${units}  ${fmtRange(lo, hi)}`;
-        if (document.activeElement !== num) num.value = fmt(Number(v), 6);
+        if (document.activeElement !== num) num.value = fmt(Number(v), 4);
         num.style.outline = "";
       };
       show(vals[i]);
