@@ -94,3 +94,22 @@ def test_to_dataframe_without_pandas_names_the_package(orient, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pandas)
     with pytest.raises(MissingDependencyError, match="pandas"):
         orient.to_dataframe()
+
+
+def test_nbconvert_html_shows_the_static_figure():
+    """A notebook saved without widget state (the default) converts to HTML with the PNG in
+    place of the empty widget box (nbconvert skips widget views it has no state for)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    from fcinv_widgets.widgets import FCExplorer
+
+    fx = FCExplorer(FakeMaterial())
+    b = fx._repr_mimebundle_()
+    data = b[0] if isinstance(b, tuple) else b
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("fx")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=data)]
+    nb.cells = [cell]
+    html, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    assert f'src="data:image/png;base64,{data["image/png"][:40]}' in html
+    assert "object at 0x" not in html
