@@ -542,6 +542,8 @@ export function eventPos(canvas, e) {
 }
 
 // ---------------------------------------------------------------- colour bars
+const BAR_CACHE = new WeakMap();
+
 /**
  * Vertical colour bar in rect {x, y, w, h} (CSS px) for lut on [vmin, vmax], ticks on the
  * right, `label` (with units) rotated beside them. `mark`: an optional value to mark
@@ -551,10 +553,28 @@ export function drawColorbar(ctx, rect, lut, vmin, vmax, label, theme, { mark = 
   const { x, y, w, h } = rect;
   const n = lut.length / 3;
   if (ctx.canvas && ctx.canvas.dataset) ctx.canvas.dataset.colorbar = label || "";
-  for (let i = 0; i < h; i++) {
-    const k = Math.round(((h - 1 - i) / Math.max(1, h - 1)) * (n - 1));
-    ctx.fillStyle = `rgb(${lut[3 * k]},${lut[3 * k + 1]},${lut[3 * k + 2]})`;
-    ctx.fillRect(x, y + i, w, 1.5);
+  if (typeof OffscreenCanvas === "function") {
+    // one pixel column per LUT entry, cached per LUT, stretched to the bar
+    let col = BAR_CACHE.get(lut);
+    if (!col) {
+      col = new OffscreenCanvas(1, n);
+      const c2 = col.getContext("2d");
+      const id = c2.createImageData(1, n);
+      for (let k = 0; k < n; k++) {
+        const o = 4 * (n - 1 - k);
+        id.data[o] = lut[3 * k]; id.data[o + 1] = lut[3 * k + 1]; id.data[o + 2] = lut[3 * k + 2]; id.data[o + 3] = 255;
+      }
+      c2.putImageData(id, 0, 0);
+      BAR_CACHE.set(lut, col);
+    }
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(col, x, y, w, h);
+  } else {
+    for (let i = 0; i < h; i++) {
+      const k = Math.round(((h - 1 - i) / Math.max(1, h - 1)) * (n - 1));
+      ctx.fillStyle = `rgb(${lut[3 * k]},${lut[3 * k + 1]},${lut[3 * k + 2]})`;
+      ctx.fillRect(x, y + i, w, 1.5);
+    }
   }
   ctx.strokeStyle = theme.border; ctx.lineWidth = 1; ctx.strokeRect(x, y, w, h);
   ctx.fillStyle = theme.fg; ctx.font = `10px ${theme.font}`; ctx.textAlign = "left"; ctx.textBaseline = "middle";

@@ -74,9 +74,14 @@ function drawPanel(canvas, W, H, img, lut, vmin, vmax, st, theme, title, overlay
   const [qmin, qmax] = st.qrange, e = st.erange;
   ctx.fillStyle = theme.nan; ctx.fillRect(x0, y0, r.w, r.h); // not measured (NaN) shows grey
   if (img && nq && nE) {
-    const off = new OffscreenCanvas(nq, nE);
+    // one offscreen image per panel canvas, reused while the grid keeps its shape
+    let off = canvas.fcinvOff;
+    if (!off || off.width !== nq || off.height !== nE) {
+      off = canvas.fcinvOff = new OffscreenCanvas(nq, nE);
+      canvas.fcinvImg = off.getContext("2d").createImageData(nq, nE);
+    }
     const octx = off.getContext("2d");
-    const id = octx.createImageData(nq, nE);
+    const id = canvas.fcinvImg;
     floatToRGBA(img, nq, nE, lut, vmin, vmax, id.data);
     octx.putImageData(id, 0, 0);
     ctx.imageSmoothingEnabled = false;
