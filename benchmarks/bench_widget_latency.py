@@ -48,7 +48,7 @@ SETUP_JS = """([rootSel, index, attr, onCanvas]) => {
   const root = document.querySelectorAll(rootSel)[index];
   const target = onCanvas ? root.querySelector('canvas.fcinv-heatmap') : root;
   window.__lat = []; window.__t0 = null;
-  document.addEventListener('keydown', (e) => { window.__t0 = e.timeStamp; }, true);
+  window.addEventListener('keydown', (e) => { window.__t0 = e.timeStamp; }, true); // window: the widgets stop slider keys there
   document.addEventListener('pointermove', (e) => { if (e.buttons) window.__t0 = e.timeStamp; }, true);
   new MutationObserver(() => {
     if (window.__t0 === null) return;

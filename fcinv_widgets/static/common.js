@@ -264,3 +264,527 @@ export function projectPoints(xs, ys, xr, yr, rect) {
 
 /** Count a repaint in the canvas' data-frame attribute (the browser tests wait on it). */
 export function bumpFrame(canvas) { canvas.dataset.frame = String(Number(canvas.dataset.frame || 0) + 1); }
+
+// ---------------------------------------------------------------- number formatting
+/**
+ * Short readable text of a number: `digits` significant digits, trailing zeros dropped,
+ * never "-0", scientific notation below 1e-3 or from 1e5 (e.g. 1.2e-4).
+ */
+export function fmt(v, digits = 3) {
+  if (v == null || Number.isNaN(v)) return "–";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  if (a < 1e-3 || a >= 1e5) {
+    const [m, e] = v.toExponential(Math.max(0, digits - 1)).split("e");
+    return `${String(Number(m))}e${Number(e)}`;
+  }
+  const s = String(Number(v.toPrecision(digits)));
+  return s === "-0" ? "0" : s;
+}
+
+/** "[lo, hi]" with enough significant digits that the two bounds differ (bug: "[-0.00, 0.05]"). */
+export function fmtRange(lo, hi, digits = 3) {
+  let d = digits;
+  while (d < 8 && lo !== hi && fmt(lo, d) === fmt(hi, d)) d++;
+  return `[${fmt(lo, d)}, ${fmt(hi, d)}]`;
+}
+
+/** Labels of evenly spaced ticks: as many decimals as the step needs, no "-0". */
+export function tickLabels(ticks) {
+  if (ticks.length < 2) return ticks.map((t) => fmt(t, 4));
+  const step = Math.abs(ticks[1] - ticks[0]);
+  const big = Math.max(...ticks.map(Math.abs));
+  if (big >= 1e5 || (big > 0 && big < 1e-3)) return ticks.map((t) => fmt(t, 3));
+  const dec = Math.max(0, Math.min(10, -Math.floor(Math.log10(step) + 1e-9) + (Number((step / 10 ** Math.floor(Math.log10(step) + 1e-9)).toFixed(6)) % 1 ? 1 : 0)));
+  return ticks.map((t) => { const s = t.toFixed(dec); return /^-0(\.0*)?$/.test(s) ? s.slice(1) : s; });
+}
+
+/**
+ * Ticks of a log10 axis spanning [lo, hi] (both in log10 units): whole decades when the range
+ * holds at least three of them, else 1-2-5 per decade, else every integer mantissa, else
+ * linear ticks on the values. Returns [{v: log10 position, label}].
+ */
+export function logTicks(lo, hi) {
+  if (!(hi > lo)) return [{ v: lo, label: fmt(10 ** lo, 2) }];
+  const eps = 1e-9 * (hi - lo);
+  const inside = (v) => v >= lo - eps && v <= hi + eps;
+  const label = (x) => fmt(x, 2);
+  for (const mant of [[1], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+    const out = [];
+    for (let k = Math.floor(lo) - 1; k <= Math.ceil(hi); k++) {
+      for (const m of mant) { const v = k + Math.log10(m); if (inside(v)) out.push({ v, label: label(m * 10 ** k) }); }
+    }
+    if (out.length >= 3) return out;
+  }
+  let out = [];
+  for (const n of [4, 6, 8, 12]) {
+    const ts = niceTicks(10 ** lo, 10 ** hi, n).filter((t) => t > 0);
+    const labs = tickLabels(ts);
+    out = ts.map((t, i) => ({ v: Math.log10(t), label: labs[i] })).filter((t) => inside(t.v));
+    if (out.length >= 3) break;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- colour limits
+/**
+ * Colour limits of an image from its finite values: [min(0, lo), hi] for data that start at or
+ * above zero (intensities), [lo, hi] otherwise; a flat image gets a unit-wide range. A uint8
+ * quantised array (with .scale) is measured in its float units.
+ */
+export function colorLimits(arr, { fromZero = true } = {}) {
+  let lo = Infinity, hi = -Infinity;
+  const s = arr && arr.scale != null ? arr.scale : 1;
+  if (arr) for (let i = 0; i < arr.length; i++) { const v = arr[i] * s; if (Number.isFinite(v)) { if (v < lo) lo = v; if (v > hi) hi = v; } }
+  if (!(hi >= lo)) return [0, 1];
+  if (fromZero && lo >= 0) lo = 0;
+  if (hi === lo) hi = lo + (Math.abs(lo) || 1);
+  return [lo, hi];
+}
+
+// ---------------------------------------------------------------- colours and theme
+/** [r, g, b] of a CSS colour (#rgb, #rrggbb, rgb(), rgba()); null when unreadable. */
+export function parseColor(css) {
+  if (!css) return null;
+  const s = String(css).trim().toLowerCase();
+  let m = s.match(/^#([0-9a-f]{3})$/);
+  if (m) return [...m[1]].map((c) => parseInt(c + c, 16));
+  m = s.match(/^#([0-9a-f]{6})([0-9a-f]{2})?$/);
+  if (m) return [0, 2, 4].map((k) => parseInt(m[1].slice(k, k + 2), 16));
+  m = s.match(/^rgba?\(\s*([\d.]+)[\s,]+([\d.]+)[\s,]+([\d.]+)/);
+  if (m) return [1, 2, 3].map((k) => Math.round(Number(m[k])));
+  if (s === "white") return [255, 255, 255];
+  if (s === "black") return [0, 0, 0];
+  return null;
+}
+
+/** WCAG relative luminance of an [r, g, b] colour. */
+export function luminance([r, g, b]) {
+  const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+}
+
+/** WCAG contrast ratio of two colours (CSS strings or [r, g, b]): 1 to 21. */
+export function contrastRatio(a, b) {
+  const ca = Array.isArray(a) ? a : parseColor(a), cb = Array.isArray(b) ? b : parseColor(b);
+  const la = luminance(ca), lb = luminance(cb);
+  return (Math.max(la, lb) + 0.05) / (Math.min(la, lb) + 0.05);
+}
+
+/** Black or white, whichever reads better on background bg. */
+export function readableOn(bg) {
+  return contrastRatio("#000000", bg) >= contrastRatio("#ffffff", bg) ? "#000000" : "#ffffff";
+}
+
+/** CSS variables read for each theme colour, JupyterLab (also Notebook 7) first, then VS Code. */
+export const THEME_VARS = {
+  bg: ["--jp-layout-color0", "--vscode-editor-background"],
+  fg: ["--jp-ui-font-color1", "--jp-content-font-color1", "--vscode-editor-foreground"],
+  muted: ["--jp-ui-font-color2", "--vscode-descriptionForeground"],
+  border: ["--jp-border-color1", "--vscode-editorWidget-border"],
+  panel: ["--jp-layout-color1", "--vscode-editorWidget-background"],
+  accent: ["--jp-brand-color1", "--vscode-focusBorder"],
+  font: ["--jp-ui-font-family", "--vscode-font-family"],
+};
+const LIGHT = { bg: "#ffffff", fg: "#1a1a1a", muted: "#555555", border: "#444444", panel: "#f2f2f2", accent: "#1976d2", font: "sans-serif" };
+const DARK = { bg: "#111111", fg: "#e6e6e6", muted: "#aaaaaa", border: "#bbbbbb", panel: "#222222", accent: "#64b5f6", font: "sans-serif" };
+
+/**
+ * Theme colours from CSS variables: getVar(name) returns the variable's value ("" when unset).
+ * When no background variable is set, `fallbackBg` (e.g. the computed background of the output
+ * area) decides light or dark. Every colour read must parse, else the default of that theme
+ * is used. Adds: dark (bool), selection (a colour readable on bg), error, good/bad badge colours.
+ */
+export function resolveTheme(getVar = () => "", fallbackBg = null) {
+  const read = (names) => { for (const n of names) { const v = (getVar(n) || "").trim(); if (v) return v; } return ""; };
+  const bgCss = read(THEME_VARS.bg);
+  const bgRGB = parseColor(bgCss) || parseColor(fallbackBg);
+  const dark = bgRGB ? luminance(bgRGB) < 0.25 : false;
+  const base = dark ? DARK : LIGHT;
+  const t = { dark };
+  for (const k of Object.keys(THEME_VARS)) {
+    const v = read(THEME_VARS[k]);
+    t[k] = k === "font" ? (v || base.font) : (parseColor(v) ? v : base[k]);
+  }
+  if (!parseColor(bgCss) && bgRGB) t.bg = `rgb(${bgRGB.join(",")})`;
+  // foreground must read on the background (a theme may set only some variables)
+  if (contrastRatio(t.fg, t.bg) < 4.5) t.fg = readableOn(t.bg);
+  if (contrastRatio(t.muted, t.bg) < 3) t.muted = t.fg;
+  t.selection = dark ? "#ff5252" : "#d50000";
+  t.error = dark ? "#ff8a80" : "#b00020";
+  t.good = dark ? "#1b5e20" : "#c8e6c9";
+  t.bad = dark ? "#8e0000" : "#ffcdd2";
+  t.goodText = readableOn(t.good);
+  t.badText = readableOn(t.bad);
+  t.nan = dark ? "#3a3a3a" : "#dddddd";
+  return t;
+}
+
+/** The theme of the page around element el (browser only). */
+export function themeOf(el) {
+  const cs = getComputedStyle(el);
+  let bg = null;
+  for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+    const c = getComputedStyle(e).backgroundColor;
+    const p = parseColor(c);
+    if (p && !/rgba\([^)]*,\s*0\)$/.test(c)) { bg = c; break; }
+  }
+  if (!bg && typeof matchMedia === "function" && matchMedia("(prefers-color-scheme: dark)").matches) bg = "#111111";
+  return resolveTheme((n) => cs.getPropertyValue(n), bg);
+}
+
+/**
+ * Call onChange when the notebook theme may have changed (JupyterLab switches
+ * data-jp-theme-* attributes on <body>; VS Code switches body classes). Returns a disposer.
+ */
+export function watchTheme(onChange) {
+  if (typeof MutationObserver === "undefined" || typeof document === "undefined") return () => {};
+  // the new theme's stylesheet may apply after the attribute flips: look again a few times
+  let timers = [];
+  const later = () => { timers.forEach(clearTimeout); timers = [0, 150, 500, 1200, 3000].map((t) => setTimeout(onChange, t)); };
+  const mo = new MutationObserver(later);
+  mo.observe(document.body, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-jp-theme-name", "style"] });
+  const mq = typeof matchMedia === "function" ? matchMedia("(prefers-color-scheme: dark)") : null;
+  if (mq && mq.addEventListener) mq.addEventListener("change", later);
+  return () => { mo.disconnect(); timers.forEach(clearTimeout); if (mq && mq.removeEventListener) mq.removeEventListener("change", later); };
+}
+
+/**
+ * Call f once el is in the document (anywidget renders into a detached element, where the
+ * notebook's CSS variables cannot be read yet). Polls once per frame, for at most ~10 s.
+ */
+export function whenConnected(el, f) {
+  let n = 0;
+  const tick = () => {
+    if (el.isConnected) { f(); return; }
+    if (++n < 600 && typeof requestAnimationFrame === "function") requestAnimationFrame(tick);
+  };
+  if (typeof requestAnimationFrame === "function") requestAnimationFrame(tick);
+}
+
+/**
+ * Colour of lines and text drawn over an image with the colour map `lut`: the one of
+ * near-white and near-black with the larger worst-case contrast over the map's colours
+ * (white over viridis, dark grey over the diverging map whose centre is white).
+ */
+export function overlayColor(lut) {
+  let wMin = Infinity, kMin = Infinity;
+  for (let i = 0; i < lut.length; i += 3 * 8) {
+    const c = [lut[i], lut[i + 1], lut[i + 2]];
+    wMin = Math.min(wMin, contrastRatio([255, 255, 255], c));
+    kMin = Math.min(kMin, contrastRatio([30, 30, 30], c));
+  }
+  return wMin >= kMin ? "#ffffff" : "#1e1e1e";
+}
+
+// ---------------------------------------------------------------- canvas sizing and layout
+/** Device-pixel size of a canvas shown at cssW x cssH CSS pixels on a screen with ratio dpr. */
+export function canvasPixels(cssW, cssH, dpr = 1) {
+  const r = dpr > 0 && Number.isFinite(dpr) ? dpr : 1;
+  return { w: Math.max(1, Math.round(cssW * r)), h: Math.max(1, Math.round(cssH * r)), ratio: r };
+}
+
+/**
+ * Size a canvas to cssW x cssH CSS pixels with a backing store of devicePixelRatio times that
+ * (crisp text on high-DPI screens); returns its 2-D context scaled so drawing code uses CSS
+ * pixels. canvas.fcinvCss = {w, h, ratio}.
+ */
+export function sizeCanvas(canvas, cssW, cssH, dpr = (typeof devicePixelRatio === "number" ? devicePixelRatio : 1)) {
+  const p = canvasPixels(cssW, cssH, dpr);
+  if (canvas.width !== p.w) canvas.width = p.w;
+  if (canvas.height !== p.h) canvas.height = p.h;
+  canvas.style.width = `${Math.round(cssW)}px`;
+  canvas.style.height = `${Math.round(cssH)}px`;
+  canvas.fcinvCss = { w: cssW, h: cssH, ratio: p.ratio };
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(p.ratio, 0, 0, p.ratio, 0, 0);
+  return ctx;
+}
+
+/** CSS size of a canvas sized with sizeCanvas (else its attribute size). */
+export function cssSize(canvas) {
+  return canvas.fcinvCss ? [canvas.fcinvCss.w, canvas.fcinvCss.h] : [canvas.width, canvas.height];
+}
+
+/**
+ * Width of each of n panels in a row of width avail (gap between panels): as wide as fits,
+ * at most maxW; below minW per panel the row wraps (fewer panels per row), and a single panel
+ * narrower than minW shrinks to avail. Returns {w, perRow}.
+ */
+export function panelWidth(avail, n, { minW = 240, maxW = 480, gap = 8 } = {}) {
+  const a = Math.max(1, avail);
+  let perRow = Math.max(1, Math.min(n, Math.floor((a + gap) / (minW + gap))));
+  const w = Math.min(maxW, (a - gap * (perRow - 1)) / perRow);
+  return { w: Math.max(1, Math.floor(w)), perRow };
+}
+
+/** Call onWidth(width) when element el changes width (debounced to one per frame). Returns a disposer. */
+export function watchWidth(el, onWidth) {
+  if (typeof ResizeObserver === "undefined") return () => {};
+  let last = -1, raf = 0;
+  const ro = new ResizeObserver((entries) => {
+    const w = Math.floor(entries[0].contentRect.width);
+    if (w === last || w <= 0) return;
+    last = w;
+    cancelAnimationFrame(raf);
+    raf = requestAnimationFrame(() => onWidth(w));
+  });
+  ro.observe(el);
+  return () => { ro.disconnect(); cancelAnimationFrame(raf); };
+}
+
+/** Position of a pointer event in CSS pixels of the canvas (works under CSS scaling). */
+export function eventPos(canvas, e) {
+  const r = canvas.getBoundingClientRect();
+  const [w, h] = cssSize(canvas);
+  return [(e.clientX - r.left) * (w / (r.width || 1)), (e.clientY - r.top) * (h / (r.height || 1))];
+}
+
+// ---------------------------------------------------------------- colour bars
+const BAR_CACHE = new WeakMap();
+
+/**
+ * Vertical colour bar in rect {x, y, w, h} (CSS px) for lut on [vmin, vmax], ticks on the
+ * right, `label` (with units) rotated beside them. `mark`: an optional value to mark
+ * (e.g. 0 on a map with negative values).
+ */
+export function drawColorbar(ctx, rect, lut, vmin, vmax, label, theme, { mark = null, nTicks = 5 } = {}) {
+  const { x, y, w, h } = rect;
+  const n = lut.length / 3;
+  if (ctx.canvas && ctx.canvas.dataset) ctx.canvas.dataset.colorbar = label || "";
+  if (typeof OffscreenCanvas === "function") {
+    // one pixel column per LUT entry, cached per LUT, stretched to the bar
+    let col = BAR_CACHE.get(lut);
+    if (!col) {
+      col = new OffscreenCanvas(1, n);
+      const c2 = col.getContext("2d");
+      const id = c2.createImageData(1, n);
+      for (let k = 0; k < n; k++) {
+        const o = 4 * (n - 1 - k);
+        id.data[o] = lut[3 * k]; id.data[o + 1] = lut[3 * k + 1]; id.data[o + 2] = lut[3 * k + 2]; id.data[o + 3] = 255;
+      }
+      c2.putImageData(id, 0, 0);
+      BAR_CACHE.set(lut, col);
+    }
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(col, x, y, w, h);
+  } else {
+    for (let i = 0; i < h; i++) {
+      const k = Math.round(((h - 1 - i) / Math.max(1, h - 1)) * (n - 1));
+      ctx.fillStyle = `rgb(${lut[3 * k]},${lut[3 * k + 1]},${lut[3 * k + 2]})`;
+      ctx.fillRect(x, y + i, w, 1.5);
+    }
+  }
+  ctx.strokeStyle = theme.border; ctx.lineWidth = 1; ctx.strokeRect(x, y, w, h);
+  ctx.fillStyle = theme.fg; ctx.font = `10px ${theme.font}`; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+  const ts = niceTicks(vmin, vmax, nTicks);
+  const labs = tickLabels(ts);
+  ts.forEach((t, i) => {
+    const py = linmap(t, vmin, vmax, y + h, y);
+    ctx.beginPath(); ctx.moveTo(x + w, py); ctx.lineTo(x + w + 3, py); ctx.stroke();
+    ctx.fillText(labs[i], x + w + 5, py);
+  });
+  if (mark != null && mark > vmin && mark < vmax) {
+    const py = linmap(mark, vmin, vmax, y + h, y);
+    ctx.save(); ctx.strokeStyle = theme.fg; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(x - 3, py); ctx.lineTo(x + w + 3, py); ctx.stroke(); ctx.restore();
+  }
+  if (label) {
+    const lw = Math.max(...labs.map((s) => ctx.measureText ? ctx.measureText(s).width : 6 * s.length), 10);
+    ctx.save(); ctx.translate(x + w + 10 + lw, y + h / 2); ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.fillText(label, 0, 0); ctx.restore();
+  }
+}
+
+// ---------------------------------------------------------------- interaction maths
+/** New selected cell of a rows x cols grid after an arrow key (row-major index; -1 -> 0). */
+export function gridStep(index, rows, cols, key) {
+  if (index < 0) return 0;
+  let r = Math.floor(index / cols), c = index % cols;
+  if (key === "ArrowLeft") c = Math.max(0, c - 1);
+  else if (key === "ArrowRight") c = Math.min(cols - 1, c + 1);
+  else if (key === "ArrowUp") r = Math.max(0, r - 1);
+  else if (key === "ArrowDown") r = Math.min(rows - 1, r + 1);
+  else if (key === "Home") { r = 0; c = 0; }
+  else if (key === "End") { r = rows - 1; c = cols - 1; }
+  return r * cols + c;
+}
+
+/**
+ * Point reached from point cur by an arrow key on screen positions (px, py): the nearest
+ * point in a 90° cone around the key's direction (distance counts double across the
+ * direction). Unchanged when nothing lies that way; -1 -> the first point.
+ */
+export function stepPoint(px, py, cur, key) {
+  const n = px.length;
+  if (!n) return -1;
+  if (cur < 0 || cur >= n) return 0;
+  const dir = { ArrowRight: [1, 0], ArrowLeft: [-1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[key];
+  if (!dir) return cur;
+  let best = cur, bd = Infinity;
+  for (let i = 0; i < n; i++) {
+    if (i === cur) continue;
+    const dx = px[i] - px[cur], dy = py[i] - py[cur];
+    const along = dx * dir[0] + dy * dir[1];
+    const across = Math.abs(dx * dir[1] - dy * dir[0]);
+    if (along <= 0 || across > along) continue;
+    const d = along + 2 * across;
+    if (d < bd) { bd = d; best = i; }
+  }
+  return best;
+}
+
+/** Index after cur in the order of the values vals (ArrowRight/Up: next larger, Left/Down: next smaller). */
+export function stepSorted(vals, cur, key) {
+  const n = vals.length;
+  if (!n) return -1;
+  const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => vals[a] - vals[b] || a - b);
+  if (cur < 0 || cur >= n) return order[0];
+  const k = order.indexOf(cur);
+  if (key === "ArrowRight" || key === "ArrowUp") return order[Math.min(n - 1, k + 1)];
+  if (key === "ArrowLeft" || key === "ArrowDown") return order[Math.max(0, k - 1)];
+  if (key === "Home") return order[0];
+  if (key === "End") return order[n - 1];
+  return cur;
+}
+
+/**
+ * A lasso that keeps tracking while the pointer is outside the canvas (pointer capture):
+ * down(x, y) starts, move adds points (also outside the plot), leave() is ignored,
+ * up() returns the polygon (null when fewer than 3 points), cancel() drops it.
+ */
+export function makeLasso() {
+  let poly = null;
+  return {
+    down(x, y) { poly = [[x, y]]; },
+    move(x, y) { if (poly) poly.push([x, y]); },
+    leave() { /* pointer capture keeps the stroke: a lasso may go round the colour bar and back */ },
+    up() { const p = poly; poly = null; return p && p.length >= 3 ? p : null; },
+    cancel() { poly = null; },
+    get active() { return poly !== null; },
+    get points() { return poly; },
+  };
+}
+
+/**
+ * Zoom the interval win = [a, b] by factor (< 1 zooms in) about the data value c, kept
+ * inside full = [lo, hi] and at least minSpan wide.
+ */
+export function zoomWindow(win, c, factor, full, minSpan = 0) {
+  const [lo, hi] = full;
+  let span = Math.max(minSpan, Math.min(hi - lo, (win[1] - win[0]) * factor));
+  const f = (c - win[0]) / (win[1] - win[0] || 1);
+  let a = c - f * span;
+  a = Math.max(lo, Math.min(hi - span, a));
+  return [a, a + span];
+}
+
+/** Shift win by delta (data units), kept inside full. */
+export function panWindow(win, delta, full) {
+  const span = win[1] - win[0];
+  const a = Math.max(full[0], Math.min(full[1] - span, win[0] + delta));
+  return [a, a + span];
+}
+
+// ---------------------------------------------------------------- hover tooltip and PNG export (browser only)
+/**
+ * A tooltip over canvas inside host (position: relative): textAt(x, y) in CSS px of the canvas
+ * returns the text (lines joined by "\n") or "" to hide. Returns a disposer.
+ */
+export function attachTooltip(host, canvas, textAt) {
+  const tip = document.createElement("div");
+  tip.className = "fcinv-tooltip";
+  tip.setAttribute("role", "status");
+  tip.style.cssText = "position:absolute;pointer-events:none;display:none;white-space:pre;z-index:10;" +
+    "padding:3px 6px;border-radius:3px;font-size:11px;line-height:1.35;box-shadow:0 1px 4px rgba(0,0,0,.35)";
+  host.appendChild(tip);
+  const move = (e) => {
+    const [x, y] = eventPos(canvas, e);
+    const text = textAt(x, y);
+    if (!text) { tip.style.display = "none"; return; }
+    const t = host.fcinvTheme || resolveTheme();
+    tip.style.background = t.panel; tip.style.color = t.fg; tip.style.border = `1px solid ${t.border}`;
+    tip.textContent = text;
+    tip.style.display = "block";
+    const hr = host.getBoundingClientRect();
+    let left = e.clientX - hr.left + 14;
+    const top = e.clientY - hr.top + 14;
+    if (left + tip.offsetWidth > hr.width) left = Math.max(0, e.clientX - hr.left - tip.offsetWidth - 10);
+    tip.style.left = `${left}px`; tip.style.top = `${top}px`;
+  };
+  const hide = () => { tip.style.display = "none"; };
+  canvas.addEventListener("pointermove", move);
+  canvas.addEventListener("pointerleave", hide);
+  return () => { canvas.removeEventListener("pointermove", move); canvas.removeEventListener("pointerleave", hide); tip.remove(); };
+}
+
+/**
+ * One PNG of every visible canvas inside root, placed as on screen, on the theme background,
+ * at device resolution. Returns a data: URL.
+ */
+export function composeCanvases(root, bg = "#ffffff") {
+  const rr = root.getBoundingClientRect();
+  const cs = [...root.querySelectorAll("canvas")].filter((c) => c.offsetParent !== null && c.width > 0);
+  if (!cs.length) return null;
+  const ratio = Math.max(...cs.map((c) => (c.fcinvCss ? c.fcinvCss.ratio : 1)));
+  let W = 0, H = 0;
+  const boxes = cs.map((c) => { const r = c.getBoundingClientRect(); const b = { c, x: r.left - rr.left, y: r.top - rr.top, w: r.width, h: r.height }; W = Math.max(W, b.x + b.w); H = Math.max(H, b.y + b.h); return b; });
+  const out = document.createElement("canvas");
+  out.width = Math.ceil(W * ratio); out.height = Math.ceil(H * ratio);
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = bg; ctx.fillRect(0, 0, out.width, out.height);
+  for (const b of boxes) ctx.drawImage(b.c, b.x * ratio, b.y * ratio, b.w * ratio, b.h * ratio);
+  return out.toDataURL("image/png");
+}
+
+/** A "PNG" button saving composeCanvases(root) as `filename`. The button keeps the last URL in dataset.url. */
+export function pngButton(parent, root, filename, getBg = () => "#ffffff") {
+  const b = document.createElement("button");
+  b.textContent = "PNG"; b.title = "save the figure as PNG"; b.className = "fcinv-png";
+  b.addEventListener("click", () => {
+    const url = composeCanvases(root, getBg());
+    if (!url) return;
+    b.dataset.bytes = String(Math.round((url.length - 22) * 0.75));
+    const a = document.createElement("a");
+    a.href = url; a.download = filename; document.body.appendChild(a); a.click(); a.remove();
+  });
+  parent.appendChild(b);
+  return b;
+}
+
+/**
+ * Keep the notebook's own shortcuts away from keys pressed inside el (bug 2).
+ * JupyterLab listens for shortcuts on the document in the bubble phase, so stopping the event
+ * at the widget is enough there; Notebook 7 listens in the capture phase and takes the arrow
+ * keys before a focused slider sees them. One capture listener on window (which runs before
+ * the document's) stops keys whose target is a form control inside a widget, or a canvas
+ * with a key handler (element.fcinvKeys, called here); the browser's default action (moving
+ * the slider, typing) still happens. Tab and Escape keep their notebook meaning. Elements
+ * are also marked data-lm-suppress-shortcuts (Lumino's own opt-out). Returns a disposer.
+ */
+export function suppressShortcuts(el) {
+  el.setAttribute("data-lm-suppress-shortcuts", "true");
+  el.classList.add("fcinv-keyscope");
+  installKeyGuard();
+  const stop = (e) => { if (ownsKey(e)) e.stopPropagation(); };
+  el.addEventListener("keydown", stop);
+  return () => el.removeEventListener("keydown", stop);
+}
+
+/** Whether keydown e belongs to a widget control (see suppressShortcuts). */
+export function ownsKey(e) {
+  const t = e.target;
+  if (!t || !t.closest || !t.closest(".fcinv-keyscope") || e.key === "Tab" || e.key === "Escape") return false;
+  return t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA" || typeof t.fcinvKeys === "function";
+}
+
+function installKeyGuard() {
+  if (typeof window === "undefined" || window.__fcinvKeyGuard) return;
+  window.__fcinvKeyGuard = true;
+  window.addEventListener("keydown", (e) => {
+    if (!ownsKey(e)) return;
+    e.stopPropagation();
+    if (typeof e.target.fcinvKeys === "function") e.target.fcinvKeys(e);
+  }, true);
+}

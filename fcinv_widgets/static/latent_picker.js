@@ -5,11 +5,12 @@
 import {
   makeLut, floatToRGBA, nearestPoint, lassoSelect, decodeArray, lutColor, cssRGB, extent,
   projectPoints, linmap, CATEGORICAL,
-  bumpFrame,
+  bumpFrame, fmt, colorLimits, sizeCanvas, watchWidth, watchTheme, themeOf, eventPos, drawColorbar,
+  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts, whenConnected,
 } from "./common.js";
 
 const LUT = makeLut();
-export const MAP_PAD = { l: 10, r: 70, t: 10, b: 10 };
+export const MAP_PAD = { l: 10, r: 78, t: 10, b: 10 };
 const MARKERS = ["star", "cross", "plus", "triangle"];
 
 /** Geometry of the map: data ranges of points + overlays (+ ray ends) and pixel positions. */
@@ -58,6 +59,17 @@ export function rayEndpoint(g, x, y, maxDist = 12) {
   return i >= 0 ? i : toData(g, x, y);
 }
 
+/** Hover text of map point i: its index and FCs (params: (N, nfc) row-major). */
+export function pointReadout(i, params, names, units, color = null) {
+  if (i < 0) return "";
+  let t = `point ${i}`;
+  if (params && params.shape) {
+    const nfc = params.shape[1];
+    for (let k = 0; k < nfc; k++) t += `\n${names[k] || `FC${k}`} = ${fmt(params[i * nfc + k], 3)} ${units}`;
+  } else if (color) t += `\nvalue ${fmt(color[i], 3)} ${units}`;
+  return t;
+}
+
 /** CSS colours of the points for values on [lo, hi] with the viridis LUT. */
 export function pointColors(values, lo, hi, lut = LUT) {
   return Array.from(values, (v) => cssRGB(lutColor(lut, v, lo, hi)));
@@ -93,10 +105,11 @@ function marker(ctx, kind, x, y, r, color) {
 
 function render({ model, el: root }) {
   root.classList.add("fcinv-latent-picker");
-  const stopKeys = (e) => { if (e.target.tagName === "SELECT") e.stopPropagation(); };
-  root.addEventListener("keydown", stopKeys);
-  const wrap = el("div", { style: "display:flex;flex-direction:column;align-items:flex-start;gap:6px;font:12px sans-serif" }, root);
-  const ctl = el("div", { style: "display:flex;gap:8px;align-items:center" }, wrap);
+  root.style.position = "relative";
+  root.style.maxWidth = "100%";
+  const unsuppress = suppressShortcuts(root);
+  const wrap = el("div", { style: "display:flex;flex-direction:column;align-items:flex-start;gap:6px;font-size:12px;max-width:100%" }, root);
+  const ctl = el("div", { style: "display:flex;flex-wrap:wrap;gap:8px;align-items:center" }, wrap);
   el("span", { textContent: "colour by:" }, ctl);
   const fcSel = el("select", { className: "fcinv-fc" }, ctl);
   const toolBtns = {};
@@ -105,17 +118,30 @@ function render({ model, el: root }) {
     toolBtns[t].addEventListener("click", () => { model.set("tool", t); model.save_changes(); });
   }
   const clear = el("button", { textContent: "clear", className: "fcinv-clear" }, ctl);
+  pngButton(ctl, root, "latent_map.png", () => theme.bg);
   const info = el("span", { className: "fcinv-sel-info" }, ctl);
-  const errBox = el("div", { className: "fcinv-error", style: "color:#b00" }, wrap);
-  const canvas = el("canvas", { width: 560, height: 460, className: "fcinv-map" }, wrap);
-  const strip = el("canvas", { width: 900, height: 130, className: "fcinv-strip" }, wrap);
+  const errBox = el("div", { className: "fcinv-error" }, wrap);
+  const canvas = el("canvas", { className: "fcinv-map", tabIndex: 0 }, wrap);
+  const strip = el("canvas", { className: "fcinv-strip" }, wrap);
   canvas.style.cursor = "crosshair";
+  canvas.style.touchAction = "none";
+  canvas.setAttribute("aria-label", "latent map: arrow keys move the selected point");
 
-  const st = { pending: null, lasso: null };
+  let theme = themeOf(root);
+  root.fcinvTheme = theme;
+  const size = { mw: 560, mh: 460, sw: 900, sh: 130 };
+  function layout(width) {
+    const w = Math.floor(width || root.getBoundingClientRect().width || 900);
+    size.mw = Math.max(200, Math.min(620, w)); size.mh = Math.round(Math.min(480, size.mw * 0.82));
+    size.sw = Math.max(200, w); size.sh = 130;
+  }
+  const st = { pending: null };
+  const lasso = makeLasso();
   let geom = null;
   function read() {
     st.xy = decodeArray(model.get("xy"));
     st.color = decodeArray(model.get("color"));
+    st.params = decodeArray(model.get("params"));
     st.oxy = decodeArray(model.get("overlay_xy"));
     st.ogroup = decodeArray(model.get("overlay_group"));
     st.rayxy = decodeArray(model.get("ray_xy"));
@@ -134,20 +160,19 @@ function render({ model, el: root }) {
   clear.addEventListener("click", () => { st.pending = null; model.set("selected", []); model.set("ray", []); model.save_changes(); });
 
   function paintMap() {
-    const ctx = canvas.getContext("2d");
-    const W = canvas.width, H = canvas.height;
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
+    const W = size.mw, H = size.mh;
+    const ctx = sizeCanvas(canvas, W, H);
+    ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, W, H);
     if (!st.xy) return;
     geom = mapGeometry(st.xy, W, H, st.oxy);
     canvas.fcinvGeom = geom; // for tests and tools
     const sel = model.get("selected");
-    const selSet = new Set(sel);
     const n = geom.px.length;
     ctx.globalAlpha = sel.length ? 0.35 : 0.9;
     for (let i = 0; i < n; i++) { ctx.fillStyle = st.colors[i]; ctx.fillRect(geom.px[i] - 2, geom.py[i] - 2, 4, 4); }
     ctx.globalAlpha = 1;
     for (const i of sel) {
-      ctx.fillStyle = st.colors[i]; ctx.strokeStyle = "#000"; ctx.lineWidth = 1;
+      ctx.fillStyle = st.colors[i]; ctx.strokeStyle = theme.fg; ctx.lineWidth = 1;
       ctx.beginPath(); ctx.arc(geom.px[i], geom.py[i], 4, 0, 2 * Math.PI); ctx.fill(); ctx.stroke();
     }
     // overlays + legend
@@ -161,69 +186,69 @@ function render({ model, el: root }) {
     }
     names.forEach((t, g) => {
       const y = geom.rect.y + 10 + 16 * g;
-      ctx.fillStyle = "rgba(255,255,255,0.8)"; ctx.fillRect(geom.rect.x + 2, y - 8, 14 + 7 * t.length + 10, 16);
+      ctx.fillStyle = theme.dark ? "rgba(0,0,0,0.6)" : "rgba(255,255,255,0.8)"; ctx.fillRect(geom.rect.x + 2, y - 8, 14 + 7 * t.length + 10, 16);
       marker(ctx, MARKERS[g % MARKERS.length], geom.rect.x + 10, y, 6, CATEGORICAL[g % CATEGORICAL.length]);
-      ctx.fillStyle = "#222"; ctx.font = "11px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
+      ctx.fillStyle = theme.fg; ctx.font = `11px ${theme.font}`; ctx.textAlign = "left"; ctx.textBaseline = "middle";
       ctx.fillText(t, geom.rect.x + 20, y);
     });
     // ray
     if (st.rayxy) {
       const [ax, ay] = toPixel(geom, st.rayxy[0], st.rayxy[1]);
       const [bx, by] = toPixel(geom, st.rayxy[2], st.rayxy[3]);
-      ctx.strokeStyle = "#e00"; ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke();
+      ctx.strokeStyle = theme.selection; ctx.lineWidth = 2; ctx.beginPath(); ctx.moveTo(ax, ay); ctx.lineTo(bx, by); ctx.stroke();
       const m = model.get("ray_n");
-      ctx.fillStyle = "#e00";
+      ctx.fillStyle = theme.selection;
       for (let k = 0; k < m; k++) {
         const t = m > 1 ? k / (m - 1) : 0;
         ctx.beginPath(); ctx.arc(ax + t * (bx - ax), ay + t * (by - ay), k === 0 || k === m - 1 ? 5 : 3, 0, 2 * Math.PI); ctx.fill();
       }
-      ctx.fillStyle = "#000"; ctx.font = "bold 11px sans-serif"; ctx.fillText("A", ax + 6, ay - 6); ctx.fillText("B", bx + 6, by - 6);
+      ctx.fillStyle = theme.fg; ctx.font = `bold 11px ${theme.font}`; ctx.fillText("A", ax + 6, ay - 6); ctx.fillText("B", bx + 6, by - 6);
     }
     if (st.pending != null) {
       const [x, y] = typeof st.pending === "number" ? [geom.px[st.pending], geom.py[st.pending]] : toPixel(geom, ...st.pending);
-      ctx.strokeStyle = "#e00"; ctx.lineWidth = 2; ctx.beginPath(); ctx.arc(x, y, 7, 0, 2 * Math.PI); ctx.stroke();
+      ctx.strokeStyle = theme.selection; ctx.lineWidth = 2; ctx.beginPath(); ctx.arc(x, y, 7, 0, 2 * Math.PI); ctx.stroke();
     }
-    if (st.lasso && st.lasso.length > 1) {
-      ctx.strokeStyle = "#333"; ctx.setLineDash([4, 3]); ctx.lineWidth = 1.2; ctx.beginPath();
-      st.lasso.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    const lp = lasso.points;
+    if (lp && lp.length > 1) {
+      ctx.strokeStyle = theme.fg; ctx.setLineDash([4, 3]); ctx.lineWidth = 1.2; ctx.beginPath();
+      lp.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.closePath(); ctx.stroke(); ctx.setLineDash([]);
     }
-    // colour bar
+    // colour bar with ticks and units
     const [lo, hi] = model.get("color_range");
-    const cx = W - MAP_PAD.r + 14, cy0 = MAP_PAD.t + 10, cy1 = H - MAP_PAD.b - 10;
-    for (let y = cy0; y < cy1; y++) { ctx.fillStyle = cssRGB(lutColor(LUT, cy1 - y, 0, cy1 - cy0)); ctx.fillRect(cx, y, 12, 1); }
-    ctx.strokeStyle = "#333"; ctx.lineWidth = 1; ctx.strokeRect(cx, cy0, 12, cy1 - cy0);
-    ctx.fillStyle = "#222"; ctx.font = "10px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "middle";
-    ctx.fillText(Number(hi.toPrecision(3)).toString(), cx + 15, cy0);
-    ctx.fillText(Number(lo.toPrecision(3)).toString(), cx + 15, cy1);
-    ctx.save(); ctx.translate(cx + 30, (cy0 + cy1) / 2); ctx.rotate(-Math.PI / 2); ctx.textAlign = "center";
-    ctx.fillText(`${model.get("names")[model.get("fc")] || ""} (${model.get("units")})`, 0, 0); ctx.restore();
+    drawColorbar(ctx, { x: W - MAP_PAD.r + 8, y: MAP_PAD.t + 10, w: 12, h: H - MAP_PAD.t - MAP_PAD.b - 20 }, LUT, lo, hi,
+      `${model.get("names")[model.get("fc")] || ""} (${model.get("units")})`, theme);
     bumpFrame(canvas);
   }
 
   function paintStrip() {
-    const ctx = strip.getContext("2d");
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, strip.width, strip.height);
-    ctx.fillStyle = "#222"; ctx.font = "11px sans-serif"; ctx.textAlign = "left"; ctx.textBaseline = "top";
+    const W = size.sw, H = size.sh;
+    const ctx = sizeCanvas(strip, W, H);
+    ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, W, H);
+    ctx.fillStyle = theme.fg; ctx.font = `11px ${theme.font}`; ctx.textAlign = "left"; ctx.textBaseline = "top";
     if (!st.strip) {
       ctx.fillText(model.get("can_decode") ? "ray tool: click two points to decode spectra along the latent line"
         : "ray tool: give the trained VAE (LatentPicker(map, model)) to decode", 4, 4);
       bumpFrame(strip); return;
     }
     const [m, nq, nE] = st.strip.shape;
-    const gap = 4, w = Math.min(110, (strip.width - gap * (m - 1)) / m), h = strip.height - 18;
+    const [vmin, vmax] = colorLimits(st.strip);
+    const cbw = 56, gap = 4;
+    const w = Math.min(110, (W - cbw - gap * (m - 1)) / m), h = H - 18;
+    strip.dataset.thumbWidth = String(w);
     const off = new OffscreenCanvas(nq, nE);
     const octx = off.getContext("2d");
     ctx.imageSmoothingEnabled = false;
     for (let k = 0; k < m; k++) {
       const id = octx.createImageData(nq, nE);
-      floatToRGBA(st.strip.subarray(k * nq * nE, (k + 1) * nq * nE), nq, nE, LUT, 0, 1, id.data);
+      floatToRGBA(st.strip.subarray(k * nq * nE, (k + 1) * nq * nE), nq, nE, LUT, vmin, vmax, id.data);
       octx.putImageData(id, 0, 0);
       const x = k * (w + gap);
       ctx.drawImage(off, x, 16, w, h);
-      ctx.fillStyle = "#222";
+      ctx.fillStyle = theme.fg;
       ctx.fillText(k === 0 ? "A" : k === m - 1 ? "B" : `t=${(k / (m - 1)).toFixed(2)}`, x + 2, 2);
     }
+    drawColorbar(ctx, { x: m * (w + gap) + 2, y: 16, w: 9, h }, LUT, vmin, vmax, "I (scaled)", theme, { nTicks: 3 });
     bumpFrame(strip);
   }
 
@@ -231,39 +256,41 @@ function render({ model, el: root }) {
     const sel = model.get("selected");
     const tool = model.get("tool");
     const hint = tool === "lasso" ? "drag to lasso (shift adds)" : tool === "ray"
-      ? (st.pending == null ? "ray: click the first point" : "ray: click the second point") : "click a point (shift toggles)";
+      ? (st.pending == null ? "ray: click the first point" : "ray: click the second point") : "click a point (shift toggles; arrow keys move)";
     info.textContent = `${sel.length} selected — ${hint}`;
     errBox.textContent = model.get("error");
+    errBox.style.color = theme.error;
   }
 
-  const pos = (e) => {
-    const r = canvas.getBoundingClientRect();
-    return [(e.clientX - r.left) * (canvas.width / r.width), (e.clientY - r.top) * (canvas.height / r.height)];
-  };
-  canvas.addEventListener("mousedown", (e) => {
-    if (!geom || model.get("tool") !== "lasso") return;
-    st.lasso = [pos(e)];
+  // lasso with pointer capture: the stroke may leave the canvas (e.g. over the colour bar) and come back
+  canvas.addEventListener("pointerdown", (e) => {
+    if (!geom || model.get("tool") !== "lasso" || e.button !== 0) return;
+    lasso.down(...eventPos(canvas, e));
+    try { canvas.setPointerCapture(e.pointerId); } catch (_) { /* synthetic events */ }
     e.preventDefault();
   });
-  canvas.addEventListener("mousemove", (e) => {
-    if (!st.lasso) return;
-    st.lasso.push(pos(e));
+  canvas.addEventListener("pointermove", (e) => {
+    if (!lasso.active) return;
+    lasso.move(...eventPos(canvas, e));
     paintMap();
   });
+  canvas.addEventListener("pointerleave", () => lasso.leave());
   const endLasso = (e) => {
-    if (!st.lasso) return;
-    const poly = st.lasso; st.lasso = null;
-    if (poly.length >= 3) {
+    if (!lasso.active) return;
+    const poly = lasso.up();
+    if (poly) {
       model.set("selected", lassoSelection(geom, poly, model.get("selected"), e.shiftKey));
       model.save_changes();
     }
     paintMap();
   };
-  canvas.addEventListener("mouseup", endLasso);
-  canvas.addEventListener("mouseleave", endLasso);
+  canvas.addEventListener("pointerup", endLasso);
+  // a release outside the page without capture (old browsers): finish the stroke there
+  window.addEventListener("pointerup", endLasso);
+  canvas.addEventListener("pointercancel", () => { lasso.cancel(); paintMap(); });
   canvas.addEventListener("click", (e) => {
     if (!geom) return;
-    const [x, y] = pos(e);
+    const [x, y] = eventPos(canvas, e);
     const tool = model.get("tool");
     if (tool === "select") {
       model.set("selected", clickSelection(geom, x, y, model.get("selected"), e.shiftKey));
@@ -276,6 +303,19 @@ function render({ model, el: root }) {
       paintInfo();
     }
   });
+  canvas.fcinvKeys = (e) => {
+    if (!geom || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"].includes(e.key)) return;
+    e.preventDefault();
+    const sel = model.get("selected");
+    const cur = sel.length ? sel[sel.length - 1] : -1;
+    const i = stepPoint(geom.px, geom.py, cur, e.key);
+    if (i >= 0) { model.set("selected", [i]); model.save_changes(); }
+  };
+  const tip = attachTooltip(root, canvas, (x, y) => {
+    if (!geom || lasso.active) return "";
+    const i = nearestPoint(x, y, geom.px, geom.py, 8);
+    return pointReadout(i, st.params, model.get("names"), model.get("units"), st.color);
+  });
 
   const onData = () => { read(); paintMap(); };
   const onSel = () => { paintMap(); paintInfo(); };
@@ -286,9 +326,16 @@ function render({ model, el: root }) {
     tool: onCtl, names: onCtl, fc: onCtl, error: paintInfo,
   };
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
-  syncControls(); read(); paintMap(); paintStrip(); paintInfo();
+  const paintAll = () => { paintMap(); paintStrip(); paintInfo(); };
+  const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
+  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };
+  const unT = watchTheme(onTheme);
+  whenConnected(root, onTheme); // the notebook's theme variables are readable once attached
+  root.style.colorScheme = theme.dark ? "dark" : "light";
+  syncControls(); read(); layout(); paintAll();
   return () => {
-    root.removeEventListener("keydown", stopKeys);
+    unsuppress(); unW(); unT(); tip();
+    window.removeEventListener("pointerup", endLasso);
     for (const k of Object.keys(handlers)) model.off(`change:${k}`);
   };
 }

@@ -1,8 +1,48 @@
-// NoiseGridExplorer view: 5x5 (B, P) grid of R² cells; click -> example noisy spectrum.
-import { makeLut, floatToRGBA, cellAt, decodeArray } from "./common.js";
+// NoiseGridExplorer view: 5x5 (B, P) grid of R² cells (click or arrow keys) -> example noisy
+// spectrum beside the clean one, every FC's R²; colour bars, hover read-outs, theme, PNG.
+import {
+  makeLut, floatToRGBA, cellAt, decodeArray, fmt, colorLimits, sizeCanvas, cssSize, panelWidth,
+  watchWidth, watchTheme, themeOf, eventPos, drawColorbar, gridStep, attachTooltip, pngButton,
+  suppressShortcuts, readableOn, DIVERGING_STOPS, whenConnected,
+} from "./common.js";
 
 const LUT = makeLut();
-const GRID = { x: 50, y: 10, w: 300, h: 300 };
+export const GPAD = { l: 50, r: 70, t: 10, b: 40 };
+
+/**
+ * Colour map of R²: viridis on [0, 1]; negative R² (worse than predicting the mean) in a
+ * separate red ramp, so it can never be mistaken for a low positive value.
+ * Returns a 256-entry LUT over [R2_MIN, 1] with the red part below 0.
+ */
+export const R2_MIN = -1;
+const R2LUT = makeR2Lut();
+function makeR2Lut() {
+  const n = 256, lut = new Uint8Array(n * 3), vir = makeLut(), red = makeLut(DIVERGING_STOPS);
+  for (let i = 0; i < n; i++) {
+    const v = R2_MIN + (i / (n - 1)) * (1 - R2_MIN);
+    let c;
+    if (v < 0) { const k = Math.round((1 - v / R2_MIN) * 0.45 * 255 + 255 * 0.55); c = [red[3 * k], red[3 * k + 1], red[3 * k + 2]]; }
+    else { const k = Math.round(v * 255); c = [vir[3 * k], vir[3 * k + 1], vir[3 * k + 2]]; }
+    lut.set(c, 3 * i);
+  }
+  return lut;
+}
+
+/** RGB of an R² value (negative values red, clamped at R2_MIN). */
+export function r2Color(v) {
+  const t = Math.max(R2_MIN, Math.min(1, Number.isNaN(v) ? R2_MIN : v));
+  const k = Math.round(((t - R2_MIN) / (1 - R2_MIN)) * 255);
+  return [R2LUT[3 * k], R2LUT[3 * k + 1], R2LUT[3 * k + 2]];
+}
+
+/** Hover text of grid cell i: B, P, the model's R² for the FC, SNR of the example. */
+export function cellReadout(i, r2, b, p, snr, fcName, modelName) {
+  if (i < 0) return "";
+  const nP = p.length;
+  const ib = Math.floor(i / nP), ip = i % nP;
+  const s = snr ? `\nexample SNR ${fmt(snr[i], 3)}` : "";
+  return `B = ${fmt(b[ib], 3)}, P = ${fmt(p[ip], 3)} counts\n${fcName}: R² = ${fmt(r2[i], 3)} (${modelName})${s}`;
+}
 
 function el(tag, props = {}, parent = null) {
   const e = Object.assign(document.createElement(tag), props);
@@ -10,36 +50,55 @@ function el(tag, props = {}, parent = null) {
   return e;
 }
 
-function drawImage(canvas, img, title) {
-  const ctx = canvas.getContext("2d");
-  ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+const IPAD = { l: 4, r: 58, t: 16, b: 4 };
+function drawImage(canvas, W, H, img, title, theme) {
+  const ctx = sizeCanvas(canvas, W, H);
+  ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, W, H);
   if (!img) return;
   const [nq, nE] = img.shape;
+  const [vmin, vmax] = colorLimits(img);
   const off = new OffscreenCanvas(nq, nE);
   const id = off.getContext("2d").createImageData(nq, nE);
-  floatToRGBA(img, nq, nE, LUT, 0, 1, id.data);
+  floatToRGBA(img, nq, nE, LUT, vmin, vmax, id.data);
   off.getContext("2d").putImageData(id, 0, 0);
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(off, 0, 16, canvas.width, canvas.height - 16);
-  ctx.fillStyle = "#222"; ctx.font = "11px sans-serif"; ctx.textBaseline = "top";
-  ctx.fillText(title, 2, 1);
+  const w = W - IPAD.l - IPAD.r, h = H - IPAD.t - IPAD.b;
+  ctx.drawImage(off, IPAD.l, IPAD.t, w, h);
+  ctx.fillStyle = theme.fg; ctx.font = `11px ${theme.font}`; ctx.textBaseline = "top"; ctx.textAlign = "left";
+  ctx.fillText(title, IPAD.l, 1);
+  drawColorbar(ctx, { x: IPAD.l + w + 6, y: IPAD.t, w: 9, h }, LUT, vmin, vmax, "I (scaled)", theme, { nTicks: 4 });
 }
 
 function render({ model, el: root }) {
-  const stopKeys = (e) => { if (e.target.tagName === "SELECT") e.stopPropagation(); };
-  root.addEventListener("keydown", stopKeys);
-  const wrap = el("div", { style: "display:flex;gap:12px;font:12px sans-serif" }, root);
-  const left = el("div", {}, wrap);
-  const ctl = el("div", { style: "display:flex;gap:6px;margin-bottom:4px" }, left);
+  root.classList.add("fcinv-noise-grid");
+  root.style.position = "relative";
+  root.style.maxWidth = "100%";
+  const unsuppress = suppressShortcuts(root);
+  const wrap = el("div", { style: "display:flex;flex-wrap:wrap;gap:12px;font-size:12px;max-width:100%" }, root);
+  const left = el("div", { style: "max-width:100%" }, wrap);
+  const ctl = el("div", { style: "display:flex;flex-wrap:wrap;gap:6px;margin-bottom:4px" }, left);
   const modelSel = el("select", { className: "fcinv-model" }, ctl);
   const fcSel = el("select", { className: "fcinv-fc" }, ctl);
-  const grid = el("canvas", { width: 360, height: 340, className: "fcinv-grid" }, left);
-  const right = el("div", { style: "display:flex;flex-direction:column;gap:4px" }, wrap);
+  const grid = el("canvas", { className: "fcinv-grid", tabIndex: 0 }, left);
+  grid.setAttribute("aria-label", "noise grid: arrow keys move between cells");
+  const right = el("div", { style: "display:flex;flex-direction:column;gap:4px;max-width:100%" }, wrap);
   const info = el("div", { className: "fcinv-cell-info" }, right);
-  const imgs = el("div", { style: "display:flex;gap:6px" }, right);
-  const clean = el("canvas", { width: 220, height: 236, className: "fcinv-clean" }, imgs);
-  const noisy = el("canvas", { width: 220, height: 236, className: "fcinv-noisy" }, imgs);
+  const imgs = el("div", { style: "display:flex;flex-wrap:wrap;gap:6px" }, right);
+  const clean = el("canvas", { className: "fcinv-clean" }, imgs);
+  const noisy = el("canvas", { className: "fcinv-noisy" }, imgs);
   const table = el("div", { className: "fcinv-cell-r2" }, right);
+  pngButton(ctl, root, "noise_grid.png", () => theme.bg);
+
+  let theme = themeOf(root);
+  root.fcinvTheme = theme;
+  const size = { gw: 380, gh: 350, iw: 240 };
+  function layout(width) {
+    const w = width || root.getBoundingClientRect().width || 800;
+    size.gw = Math.max(220, Math.min(400, w)); size.gh = Math.round(Math.min(350, size.gw * 0.9));
+    const rest = w - size.gw - 12 >= 2 * 200 + 6 ? w - size.gw - 12 : w; // images beside or below the grid
+    size.iw = panelWidth(rest, 2, { minW: 180, maxW: 260, gap: 6 }).w;
+  }
+  const gridRect = () => ({ x: GPAD.l, y: GPAD.t, w: size.gw - GPAD.l - GPAD.r, h: size.gh - GPAD.t - GPAD.b });
 
   function fillSelect(sel, items, value) {
     sel.textContent = "";
@@ -55,61 +114,89 @@ function render({ model, el: root }) {
 
   function paintGrid() {
     const r2 = decodeArray(model.get("r2_grid"));
-    const ctx = grid.getContext("2d");
-    ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, grid.width, grid.height);
+    const ctx = sizeCanvas(grid, size.gw, size.gh);
+    ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, size.gw, size.gh);
     if (!r2) return;
+    const G = gridRect();
     const [rows, cols] = r2.shape;
-    const cw = GRID.w / cols, ch = GRID.h / rows;
+    const cw = G.w / cols, ch = G.h / rows;
     const sel = model.get("selected");
-    ctx.font = "12px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
+    ctx.font = `12px ${theme.font}`; ctx.textAlign = "center"; ctx.textBaseline = "middle";
     for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
       const v = r2[r * cols + c];
-      const k = Math.max(0, Math.min(255, Math.round(v * 255)));
-      ctx.fillStyle = `rgb(${LUT[3 * k]},${LUT[3 * k + 1]},${LUT[3 * k + 2]})`;
-      const x = GRID.x + c * cw, y = GRID.y + r * ch;
+      const rgb = r2Color(v);
+      ctx.fillStyle = `rgb(${rgb.join(",")})`;
+      const x = G.x + c * cw, y = G.y + r * ch;
       ctx.fillRect(x, y, cw - 1, ch - 1);
-      ctx.fillStyle = v > 0.6 ? "#000" : "#fff";
-      ctx.fillText(v.toFixed(2), x + cw / 2, y + ch / 2);
-      if (r * cols + c === sel) { ctx.strokeStyle = "#f00"; ctx.lineWidth = 3; ctx.strokeRect(x + 1.5, y + 1.5, cw - 4, ch - 4); }
+      ctx.fillStyle = readableOn(rgb);
+      ctx.fillText(Number.isNaN(v) ? "–" : v.toFixed(2), x + cw / 2, y + ch / 2);
+      if (r * cols + c === sel) { ctx.strokeStyle = theme.selection; ctx.lineWidth = 3; ctx.strokeRect(x + 1.5, y + 1.5, cw - 4, ch - 4); }
     }
-    ctx.fillStyle = "#222";
+    ctx.fillStyle = theme.fg;
     const b = model.get("b_levels"), p = model.get("p_levels");
-    b.forEach((v, r) => { ctx.textAlign = "right"; ctx.fillText(String(v), GRID.x - 4, GRID.y + (r + 0.5) * ch); });
-    p.forEach((v, c) => { ctx.textAlign = "center"; ctx.fillText(String(v), GRID.x + (c + 0.5) * cw, GRID.y + GRID.h + 10); });
-    ctx.fillText("P (counts)", GRID.x + GRID.w / 2, GRID.y + GRID.h + 24);
-    ctx.save(); ctx.translate(10, GRID.y + GRID.h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText("B", 0, 0); ctx.restore();
+    b.forEach((v, r) => { ctx.textAlign = "right"; ctx.fillText(fmt(v, 3), G.x - 4, G.y + (r + 0.5) * ch); });
+    p.forEach((v, c) => { ctx.textAlign = "center"; ctx.fillText(fmt(v, 3), G.x + (c + 0.5) * cw, G.y + G.h + 10); });
+    ctx.fillText("P (counts)", G.x + G.w / 2, G.y + G.h + 26);
+    ctx.save(); ctx.translate(10, G.y + G.h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText("B (background)", 0, 0); ctx.restore();
+    // colour bar of R²: negative values in red below the 0 mark
+    let lo = 0;
+    for (const v of r2) if (v < lo) lo = v;
+    lo = Math.max(R2_MIN, lo);
+    const k0 = Math.round(((lo - R2_MIN) / (1 - R2_MIN)) * 255);
+    drawColorbar(ctx, { x: G.x + G.w + 10, y: G.y, w: 10, h: G.h }, R2LUT.subarray(3 * k0), lo, 1,
+      `R² (${model.get("fc_names")[model.get("fc")] || ""})`, theme, { mark: lo < 0 ? 0 : null });
     grid.dataset.frame = String(Number(grid.dataset.frame || 0) + 1);
   }
 
   function paintCell() {
     const sel = model.get("selected");
-    if (sel < 0) { info.textContent = "click a cell"; drawImage(clean, null); drawImage(noisy, null); table.textContent = ""; return; }
-    drawImage(clean, decodeArray(model.get("clean")), "clean");
-    drawImage(noisy, decodeArray(model.get("noisy")), `noisy, SNR ${model.get("snr").toFixed(2)}`);
+    const ih = Math.round(size.iw * 1.0);
+    if (sel < 0) {
+      info.textContent = "click a cell (or focus the grid and use the arrow keys)";
+      drawImage(clean, size.iw, ih, null, "", theme); drawImage(noisy, size.iw, ih, null, "", theme); table.textContent = ""; return;
+    }
+    drawImage(clean, size.iw, ih, decodeArray(model.get("clean")), "clean", theme);
+    drawImage(noisy, size.iw, ih, decodeArray(model.get("noisy")), `noisy, SNR ${fmt(model.get("snr"), 3)}`, theme);
     const nP = model.get("p_levels").length;
-    info.textContent = `cell B=${model.get("b_levels")[Math.floor(sel / nP)]}, P=${model.get("p_levels")[sel % nP]} — ${model.get("model")}`;
+    info.textContent = `cell B=${fmt(model.get("b_levels")[Math.floor(sel / nP)], 3)}, P=${fmt(model.get("p_levels")[sel % nP], 3)} — ${model.get("model")}`;
     const r2 = decodeArray(model.get("cell_r2"));
     table.textContent = "";
-    model.get("fc_names").forEach((n, i) => el("div", { textContent: `${n}: R² = ${r2 ? r2[i].toFixed(3) : "–"}` }, table));
+    model.get("fc_names").forEach((n, i) => el("div", { textContent: `${n}: R² = ${r2 ? fmt(r2[i], 3) : "–"}` }, table));
   }
-
-  grid.addEventListener("click", (e) => {
-    const rect = grid.getBoundingClientRect();
+  const select = (i) => { if (i >= 0 && i !== model.get("selected")) { model.set("selected", i); model.save_changes(); } };
+  const cellUnder = (e) => {
     const r2 = decodeArray(model.get("r2_grid"));
-    const [rows, cols] = r2.shape;
-    const i = cellAt(e.clientX - rect.left, e.clientY - rect.top, rows, cols, GRID);
-    if (i >= 0) { model.set("selected", i); model.save_changes(); }
+    if (!r2) return -1;
+    const [x, y] = eventPos(grid, e);
+    return cellAt(x, y, r2.shape[0], r2.shape[1], gridRect());
+  };
+  grid.addEventListener("click", (e) => select(cellUnder(e)));
+  grid.fcinvKeys = (e) => {
+    const r2 = decodeArray(model.get("r2_grid"));
+    if (!r2 || !["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End"].includes(e.key)) return;
+    e.preventDefault();
+    select(gridStep(model.get("selected"), r2.shape[0], r2.shape[1], e.key));
+  };
+  const tip = attachTooltip(root, grid, (x, y) => {
+    const r2 = decodeArray(model.get("r2_grid"));
+    if (!r2) return "";
+    const i = cellAt(x, y, r2.shape[0], r2.shape[1], gridRect());
+    const snr = decodeArray(model.get("snr_grid"));
+    return cellReadout(i, r2, model.get("b_levels"), model.get("p_levels"), snr, model.get("fc_names")[model.get("fc")], model.get("model"));
   });
+  const paintAll = () => { paintGrid(); paintCell(); };
   const onGrid = () => paintGrid();
-  const onCell = () => { paintGrid(); paintCell(); };
-  model.on("change:r2_grid", onGrid);
-  model.on("change:cell_frame", onCell);
-  model.on("change:models", syncControls);
-  model.on("change:fc_names", syncControls);
-  syncControls(); paintGrid(); paintCell();
+  const handlers = { r2_grid: onGrid, cell_frame: paintAll, models: syncControls, fc_names: syncControls };
+  for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
+  const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
+  const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };
+  const unT = watchTheme(onTheme);
+  whenConnected(root, onTheme); // the notebook's theme variables are readable once attached
+  root.style.colorScheme = theme.dark ? "dark" : "light";
+  syncControls(); layout(); paintAll();
   return () => {
-    root.removeEventListener("keydown", stopKeys);
-    for (const ev of ["r2_grid", "cell_frame", "models", "fc_names"]) model.off(`change:${ev}`);
+    unsuppress(); unW(); unT(); tip();
+    for (const k of Object.keys(handlers)) model.off(`change:${k}`);
   };
 }
 

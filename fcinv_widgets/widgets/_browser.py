@@ -53,13 +53,18 @@ def write_notebook(path: Path, cells: list[str]) -> Path:
 
 
 @contextlib.contextmanager
-def jupyterlab(root: Path, timeout: float = 90.0):
-    """Start JupyterLab on a loopback port serving ``root``; yield its base URL; stop it."""
+def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab"):
+    """Start JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) on a loopback port
+    serving ``root``; yield its base URL; stop it. Both expose ``window.jupyterapp``."""
     silence_news()
     port = _free_port()
+    cls = "LabApp" if app == "lab" else "JupyterNotebookApp"
+    # user settings (e.g. a theme a test switches to) stay in the temp dir, never in $HOME
+    settings = root / ".jupyter-user-settings"
     cmd = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-        "--ServerApp.token=", "--ServerApp.password=", "--LabApp.expose_app_in_browser=True",
+        sys.executable, "-m", "jupyter", app, "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+        "--ServerApp.token=", "--ServerApp.password=", f"--{cls}.expose_app_in_browser=True",
+        f"--{cls}.user_settings_dir={settings}", f"--{cls}.workspaces_dir={settings / 'workspaces'}",
         "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -100,9 +105,10 @@ def chromium_page(viewport=(1500, 1000)):
             browser.close()
 
 
-def open_and_run(page, url: str, name: str, wait_selector: str, timeout_ms: int = 120_000) -> None:
-    """Open notebook ``name``, wait for its kernel, run all cells, wait for ``wait_selector``."""
-    page.goto(f"{url}/lab/tree/{name}?reset", timeout=timeout_ms)
+def open_and_run(page, url: str, name: str, wait_selector: str, timeout_ms: int = 120_000, app: str = "lab") -> None:
+    """Open notebook ``name`` (in JupyterLab or, with ``app="notebook"``, Notebook 7), wait for
+    its kernel, run all cells, wait for ``wait_selector``."""
+    page.goto(f"{url}/lab/tree/{name}?reset" if app == "lab" else f"{url}/notebooks/{name}", timeout=timeout_ms)
     page.wait_for_function(
         "() => window.jupyterapp && jupyterapp.shell.currentWidget && "
         "jupyterapp.shell.currentWidget.sessionContext && "
@@ -133,3 +139,86 @@ CANVAS_SUM_JS = """(sel) => {
     for (let i = 0; i < d.length; i += 4) { s += d[i] + 2 * d[i + 1] + 3 * d[i + 2]; h = (h * 31 + d[i] + d[i+1]*7 + d[i+2]*13) >>> 0; }
     return [s, h];
 }"""
+
+
+# ---------------------------------------------------------------- a kernel-free page for one widget view
+THEMES = {
+    "light": {"--jp-layout-color0": "#ffffff", "--jp-layout-color1": "#ffffff", "--jp-ui-font-color1": "rgba(0,0,0,0.87)",
+              "--jp-ui-font-color2": "rgba(0,0,0,0.54)", "--jp-border-color1": "#bdbdbd"},
+    "dark": {"--jp-layout-color0": "#111111", "--jp-layout-color1": "#212121", "--jp-ui-font-color1": "rgba(255,255,255,0.87)",
+             "--jp-ui-font-color2": "rgba(255,255,255,0.54)", "--jp-border-color1": "#616161"},
+    "high-contrast": {"--jp-layout-color0": "#000000", "--jp-layout-color1": "#000000", "--jp-ui-font-color1": "#ffffff",
+                      "--jp-ui-font-color2": "#ffff00", "--jp-border-color1": "#ffffff"},
+}
+
+
+def _state_json(view) -> str:
+    """The view's synced state as JSON, binary buffers as base64 (decoded in the page)."""
+    import base64
+
+    state = view.get_state()
+    out = {}
+    for k, v in state.items():
+        if isinstance(v, dict) and isinstance(v.get("buffer"), (memoryview, bytes)):
+            v = dict(v, buffer={"__b64__": base64.b64encode(bytes(v["buffer"])).decode("ascii")})
+        out[k] = v
+    return json.dumps(out)
+
+
+def harness_html(view, theme: str = "light", width: int = 1280) -> str:
+    """A standalone page rendering ``view`` (an anywidget) with a stub model (no kernel): state
+    changes made by the view are kept in ``window.fcinvSent``; the page's body carries the
+    JupyterLab CSS variables of ``theme`` and the output area is ``width`` px wide."""
+    css = ";".join(f"{k}:{v}" for k, v in THEMES[theme].items())
+    esm = view._esm if isinstance(view._esm, str) else Path(view._esm).read_text()
+    return f"""<!doctype html><html><head><meta charset="utf-8"></head>
+<body style="{css};background:var(--jp-layout-color0);color:var(--jp-ui-font-color1);margin:0;font-family:sans-serif">
+<div class="jp-OutputArea-output" id="out" style="width:{width}px;box-sizing:border-box;padding:4px"></div>
+<script type="module">
+const state = {_state_json(view)};
+for (const [k, v] of Object.entries(state)) {{
+  if (v && v.buffer && v.buffer.__b64__) {{
+    const raw = atob(v.buffer.__b64__); const u = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) u[i] = raw.charCodeAt(i);
+    v.buffer = new DataView(u.buffer);
+  }}
+}}
+const handlers = {{}};
+window.fcinvSent = []; window.fcinvMsgs = [];
+const model = {{
+  get: (k) => state[k],
+  set: (k, v) => {{ state[k] = v; (handlers["change:" + k] || []).forEach((f) => f()); }},
+  save_changes: () => window.fcinvSent.push(JSON.parse(JSON.stringify(state, (k, v) => v instanceof DataView ? null : v))),
+  on: (ev, f) => {{ (handlers[ev] = handlers[ev] || []).push(f); }},
+  off: (ev) => {{ if (ev) delete handlers[ev]; }},
+  send: (m) => window.fcinvMsgs.push(m),
+}};
+window.fcinvModel = model;
+const blob = new Blob([{json.dumps(esm)}], {{type: "text/javascript"}});
+const mod = await import(URL.createObjectURL(blob));
+window.fcinvErrors = [];
+mod.default.render({{model, el: document.getElementById("out")}});
+window.fcinvReady = true;
+</script></body></html>"""
+
+
+@contextlib.contextmanager
+def harness_page(view, tmp_dir: Path, theme: str = "light", width: int = 1280, scale: float = 1.0,
+                 viewport=(1400, 1000)):
+    """Chromium page showing ``view`` in :func:`harness_html` (file:// URL); yields the page.
+    Page errors are collected in ``page.fcinv_errors``."""
+    from playwright.sync_api import sync_playwright
+
+    f = Path(tmp_dir) / f"harness_{type(view).__name__}_{theme}_{width}.html"
+    f.write_text(harness_html(view, theme, width), encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]}, device_scale_factor=scale)
+            page.fcinv_errors = []
+            page.on("pageerror", lambda e: page.fcinv_errors.append(str(e)))
+            page.goto(f.as_uri())
+            page.wait_for_function("() => window.fcinvReady === true", timeout=30_000)
+            yield page
+        finally:
+            browser.close()

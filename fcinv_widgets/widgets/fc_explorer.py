@@ -24,11 +24,30 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
-from . import _jsforward
+from . import _jsforward, _static
 from ._assets import load_esm
 from ._traits import synced_array
 
 UNITS = "eV/Å²"
+INTENSITY_UNITS = "scaled"  # forward-model images are scaled to a maximum of 1
+# reference names of materials.get_material(name, reference=...) (the domains branch: REFERENCES)
+REFERENCE_KINDS = ("measured", "dft", "umlff")
+REFERENCE_LABELS = {"measured": "measured (fit to INS)", "dft": "first-principles (DFT)", "umlff": "uMLFF ensemble"}
+
+
+def auto_energy_range(freqs_mev, erange, margin: float = 0.12) -> list[float]:
+    """Energy window (meV) from the grid's lower edge to the highest branch plus ``margin``
+    (relative), rounded up to a tick step and kept inside the grid's range ``erange``."""
+    f = np.asarray(freqs_mev, float)
+    f = f[np.isfinite(f)]
+    lo, hi = float(erange[0]), float(erange[1])
+    if f.size == 0 or f.max() <= lo:
+        return [lo, hi]
+    raw = (float(f.max()) - lo) / 8.0  # the tick step of the JS axis (common.js niceTicks)
+    mag = 10.0 ** np.floor(np.log10(raw))
+    step = mag * next(m for m in (1, 2, 2.5, 5, 10) if raw / mag <= m)
+    top = float(f.max()) * (1.0 + margin)
+    return [lo, float(min(hi, np.ceil(top / step) * step))]
 
 
 class SliderDomainError(FcinvError):
@@ -57,11 +76,18 @@ class FCExplorerView(anywidget.AnyWidget):
     compare = synced_array("float32", ndim=2)
     freqs = synced_array("float32", ndim=2)
     q_x = synced_array("float64", ndim=1)
+    q_rlu = synced_array("float64", ndim=2)  # (nq, 3) bin centres in conventional r.l.u., None if unknown
     q_labels = traitlets.List().tag(sync=True)
     q_breaks = traitlets.List(traitlets.Float()).tag(sync=True)
     q_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     break_indices = traitlets.List(traitlets.Int()).tag(sync=True)
     energy_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
+    e_view = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)  # shown E window (meV)
+    intensity_units = traitlets.Unicode(INTENSITY_UNITS).tag(sync=True)
+    title = traitlets.Unicode("model").tag(sync=True)
+    reference_options = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    reference_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    reference_name = traitlets.Unicode("").tag(sync=True)
     stable = traitlets.Bool(True).tag(sync=True)
     frame = traitlets.Int(0).tag(sync=True)  # bumped after each compute; the view repaints on it
     error = traitlets.Unicode("").tag(sync=True)
@@ -86,6 +112,18 @@ class FCExplorerView(anywidget.AnyWidget):
                     f"{name} = {v!r} {UNITS} is outside its training domain [{lo:.4g}, {hi:.4g}]"
                 )
         return vals
+
+    @traitlets.validate("e_view")
+    def _check_e_view(self, proposal):
+        v = list(proposal["value"])
+        if not v:
+            return v
+        lo, hi = self.energy_range
+        if len(v) != 2 or not all(np.isfinite(v)) or not v[0] < v[1]:
+            raise FcinvError(f"energy window must be [E_min, E_max] meV with E_min < E_max, got {v}")
+        if v[0] < lo - 1e-9 or v[1] > hi + 1e-9:
+            raise FcinvError(f"energy window {v} meV is outside the grid's range [{lo:g}, {hi:g}] meV")
+        return [float(x) for x in v]
 
     @traitlets.validate("compare")
     def _check_compare(self, proposal):
@@ -160,7 +198,12 @@ class FCExplorer:
         e = np.asarray(grid.e.centers, dtype=float)
         edges = getattr(grid.e, "edges", None)
         erange = [float(edges[0]), float(edges[-1])] if edges is not None else [float(e[0]), float(e[-1])]
+        rlu = getattr(q, "conventional_qpoints", None)
+        rlu = np.asarray(rlu, float) if rlu is not None and np.shape(rlu) == (nq, 3) else None
+        self.material = material
         self.widget = FCExplorerView(
+            q_rlu=rlu,
+            title=str(getattr(material, "name", "") or "model"),
             names=list(names),
             domain=domain,
             reference=reference,
@@ -175,9 +218,12 @@ class FCExplorer:
         # values are checked against the domain; the reference may sit at an edge
         self.widget.values = [float(v) for v in np.clip(reference, domain[:, 0], domain[:, 1])]
         self._compute()
+        self.widget.e_view = auto_energy_range(self.widget.freqs, erange)
         if compare is not None:
             self.compare(compare)
+        self._setup_reference_switch()
         self.widget.observe(self._on_values, names="values")
+        self.widget.observe(self._on_reference_name, names="reference_name")
         self.widget.on_msg(self._on_msg)
 
     # -- public API -------------------------------------------------------
@@ -221,10 +267,135 @@ class FCExplorer:
     def stable(self) -> bool:
         return bool(self.widget.stable)
 
+    # -- energy window ------------------------------------------------------
+    @property
+    def energy_range(self) -> tuple[float, float]:
+        """Energy window (meV) shown on the heatmaps; set it with a (E_min, E_max) pair."""
+        v = self.widget.e_view or self.widget.energy_range
+        return float(v[0]), float(v[1])
+
+    @energy_range.setter
+    def energy_range(self, value) -> None:
+        self.widget.e_view = [float(x) for x in value]
+
+    def auto_energy(self, margin: float = 0.12) -> tuple[float, float]:
+        """Fit the energy window to the highest branch at the current FCs plus ``margin``."""
+        self.widget.e_view = auto_energy_range(self.widget.freqs, self.widget.energy_range, margin)
+        return self.energy_range
+
+    # -- reference switch (measured / first-principles / uMLFF) ---------------
+    def set_reference(self, kind: str) -> None:
+        """Switch the reference FCs (and move the sliders there): one of ``reference_options``."""
+        opts = list(self.widget.reference_options)
+        kind = str(kind).lower()
+        if kind not in opts:
+            raise FcinvError(
+                f"reference {kind!r} is not available here; choose one of {opts}" if opts else
+                "switching the reference needs get_material(name, reference=...) (materials module)")
+        self.widget.reference_name = kind
+
+    # -- export --------------------------------------------------------------
+    @property
+    def data(self) -> dict:
+        """The current state as arrays: ``theta`` (8,) eV/Å², ``names``, ``image`` (nq, nE) scaled
+        intensity, ``frequencies`` (nq, nmodes) meV, ``q_x`` (nq,) plotting coordinate,
+        ``q_rlu`` (nq, 3) r.l.u. or None, ``energy`` (nE,) bin centres meV, ``stable``,
+        ``compare`` and ``difference`` (nq, nE) or None."""
+        w = self.widget
+        img = None if w.image is None else np.array(w.image)
+        cmp_ = None if w.compare is None else np.array(w.compare)
+        return {
+            "theta": self.theta, "names": list(w.names), "units": w.units, "image": img,
+            "frequencies": None if w.freqs is None else np.array(w.freqs), "q_x": np.array(w.q_x),
+            "q_rlu": None if w.q_rlu is None else np.array(w.q_rlu), "energy": np.asarray(self.grid.e.centers, float),
+            "stable": bool(w.stable), "compare": cmp_,
+            "difference": None if cmp_ is None or img is None else img - cmp_,
+            "energy_range": self.energy_range, "reference": w.reference_name or None,
+        }
+
+    def to_dataframe(self):
+        """Long table of the current image: one row per (q bin, E bin) with q_x, E (meV),
+        intensity (and comparison/difference when shown). Needs pandas."""
+        pd = _pandas()
+        d = self.data
+        nq, ne = d["image"].shape
+        cols = {"q_index": np.repeat(np.arange(nq), ne), "q_x": np.repeat(d["q_x"], ne),
+                "E_meV": np.tile(d["energy"], nq), "intensity": d["image"].ravel()}
+        if d["q_rlu"] is not None:
+            for k, ax in enumerate("hkl"):
+                cols[f"q_{ax}_rlu"] = np.repeat(d["q_rlu"][:, k], ne)
+        if d["compare"] is not None:
+            cols["compare"] = d["compare"].ravel()
+            cols["difference"] = d["difference"].ravel()
+        return pd.DataFrame(cols)
+
+    def __repr__(self) -> str:
+        w = self.widget
+        name = w.title if w.title != "model" else "forward model"
+        vals = ", ".join(f"{n.split()[0]}={v:.3g}" for n, v in zip(w.names, w.values))
+        shape = "x".join(map(str, w.image.shape)) if w.image is not None else "?"
+        return (f"FCExplorer({name}: {len(w.names)} FCs ({w.units}) {vals}; "
+                f"{'stable' if w.stable else 'UNSTABLE'}; I(q,E) {shape})")
+
+    def to_png(self) -> bytes:
+        """A static PNG of the current view (matplotlib): the model image with its dispersion,
+        and the comparison and difference when shown."""
+        w = self.widget
+        n = 1 if w.compare is None else 3
+        fig = _static.figure(4.6 * n, 3.4)
+        axs = fig.subplots(1, n, squeeze=False)[0]
+        common = {"labels": w.q_labels, "breaks": w.q_breaks, "erange": w.energy_range,
+                  "e_view": self.energy_range, "cbar_label": f"I ({w.intensity_units})"}
+        status = "stable" if w.stable else "UNSTABLE"
+        _static.spectrum_axes(axs[0], w.image, freqs=w.freqs, title=f"{w.title} ({status})", **common)
+        if n == 3:
+            _static.spectrum_axes(axs[1], w.compare, title="comparison", **common)
+            d = np.asarray(w.image, float) - np.asarray(w.compare, float)
+            m = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
+            common["cbar_label"] = f"ΔI ({w.intensity_units})"
+            _static.spectrum_axes(axs[2], d, title="model − comparison", cmap="RdBu_r", vmin=-(m or 1), vmax=m or 1,
+                                  lines="#222222", **common)
+        return _static.png_bytes(fig)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _static.with_static(self.widget._repr_mimebundle_(**kwargs), self.to_png(), repr(self))
 
     # -- internals --------------------------------------------------------
+    def _setup_reference_switch(self) -> None:
+        # HOOK (issue 13 / domains): the materials module gains get_material(name, reference=kind)
+        # with kind in REFERENCE_KINDS. Until it is there (or for a material that is not a preset)
+        # the switch stays hidden and set_reference() says why.
+        self._get_material = None
+        name = getattr(self.material, "name", None)
+        if self.material is None or not name:
+            return
+        from .. import materials
+
+        get_material = getattr(materials, "get_material", None)
+        if get_material is None or "reference" not in inspect.signature(get_material).parameters:
+            return
+        self._get_material = get_material
+        kinds = [str(k) for k in getattr(materials, "REFERENCES", REFERENCE_KINDS)]
+        with self.widget.hold_sync():
+            self.widget.reference_options = kinds
+            self.widget.reference_labels = [REFERENCE_LABELS.get(k, k) for k in kinds]
+            self.widget.reference_name = str(getattr(self.material, "reference_name", "") or "")
+
+    def _on_reference_name(self, change) -> None:
+        kind = change["new"]
+        if not kind or self._get_material is None or kind == change["old"]:
+            return
+        try:
+            mat = self._get_material(self.material.name, reference=kind)
+            ref_all = np.asarray(mat.reference_params, float)
+            active = getattr(mat, "active", None)
+            ref = ref_all[np.asarray(active)] if active is not None else ref_all[: len(self.widget.names)]
+        except Exception as exc:  # noqa: BLE001 - keep the widget usable, show why
+            self.widget.error = f"reference {kind!r} is not available: {exc}"
+            return
+        self.widget.reference = ref
+        self.reset()
+
     def _on_msg(self, widget, content, buffers) -> None:
         if isinstance(content, dict) and content.get("event") == "reset":
             self.reset()
@@ -257,6 +428,16 @@ class FCExplorer:
             w.stable = stable
             w.rendered_seq = w.request_seq
             w.frame += 1
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("to_dataframe() needs pandas (pip install pandas); .data gives the arrays") from exc
+    return pd
 
 
 def _to_numpy(x):

@@ -24,9 +24,10 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
+from . import _static
 from ._assets import load_esm
 from ._traits import synced_array
-from .fc_explorer import UNITS
+from .fc_explorer import UNITS, _pandas
 
 TOOLS = ("select", "lasso", "ray")
 
@@ -55,6 +56,7 @@ class LatentPickerView(anywidget.AnyWidget):
     fc = traitlets.Int(0).tag(sync=True)
     xy = synced_array("float32", ndim=2)  # (N, 2) UMAP positions
     color = synced_array("float32", ndim=1)  # (N,) the chosen FC of every map point
+    params = synced_array("float32", ndim=2)  # (N, n_fc) eV/Å² of every map point (hover read-out)
     color_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     tool = traitlets.Unicode("select").tag(sync=True)
     selected = traitlets.List().tag(sync=True)  # sorted unique point indices
@@ -145,6 +147,7 @@ class LatentPicker:
         self.ray_z: np.ndarray | None = None
         self.widget = LatentPickerView(
             names=[str(s) for s in latent_map.names], xy=emb.astype(np.float32), ray_n=ray_n,
+            params=params.astype(np.float32),
             can_decode=self.decoder is not None,
         )
         self.widget.fc = fc
@@ -228,8 +231,66 @@ class LatentPicker:
     def overlays(self) -> dict:
         return dict(self._overlays)
 
+    # -- export --------------------------------------------------------------
+    @property
+    def data(self) -> dict:
+        """Arrays behind the view: ``xy`` (N, 2) map positions, ``params`` (N, n_fc) eV/Å²,
+        ``names``, ``selected`` indices, ``overlays`` {name: (M, 2)}, ``ray_spectra`` or None."""
+        return {"xy": np.array(self.map.embedding, float), "params": np.array(self.map.params, float),
+                "names": list(self.widget.names), "units": self.widget.units, "fc": self.widget.fc,
+                "selected": self.selected, "overlays": {k: v.copy() for k, v in self._overlays.items()},
+                "ray_spectra": None if self.ray_spectra is None else np.array(self.ray_spectra)}
+
+    def to_dataframe(self):
+        """One row per map point: x, y, every FC (eV/Å²) and whether it is selected. Needs pandas."""
+        pd = _pandas()
+        d = self.data
+        cols = {"x": d["xy"][:, 0], "y": d["xy"][:, 1]}
+        for k, name in enumerate(d["names"]):
+            cols[name] = d["params"][:, k]
+        sel = np.zeros(len(d["xy"]), bool)
+        sel[d["selected"]] = True
+        cols["selected"] = sel
+        return pd.DataFrame(cols)
+
+    def __repr__(self) -> str:
+        w = self.widget
+        lo, hi = w.color_range
+        ov = f"; overlays {', '.join(self._overlays)}" if self._overlays else ""
+        ray = f"; ray of {w.ray_n} decoded spectra" if w.strip is not None else ""
+        return (f"LatentPicker({len(w.xy)} points coloured by {w.names[w.fc]} {lo:.3g}–{hi:.3g} {w.units}; "
+                f"{len(w.selected)} selected{ov}{ray})")
+
+    def to_png(self) -> bytes:
+        """Static PNG (matplotlib): the map coloured by the chosen FC, the selection and overlays."""
+        w = self.widget
+        fig = _static.figure(5.6, 4.4)
+        ax = fig.subplots()
+        xy = np.asarray(w.xy, float)
+        lo, hi = w.color_range
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(w.color, float), s=5, cmap="viridis", vmin=lo, vmax=hi,
+                        alpha=0.35 if w.selected else 0.9, linewidths=0)
+        if w.selected:
+            s = np.asarray(w.selected)
+            ax.scatter(xy[s, 0], xy[s, 1], c=np.asarray(w.color, float)[s], s=22, cmap="viridis", vmin=lo, vmax=hi,
+                       edgecolors="k", linewidths=0.6)
+        for g, (name, pts) in enumerate(self._overlays.items()):
+            ax.scatter(pts[:, 0], pts[:, 1], marker="*^Px"[g % 4], s=80, edgecolors="k", label=name)
+        if self._overlays:
+            ax.legend(fontsize=8)
+        if w.ray_xy is not None:
+            r = np.asarray(w.ray_xy, float)
+            ax.plot(r[:, 0], r[:, 1], "-o", color="#d50000", lw=1.5, ms=4)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title("latent map (UMAP)", fontsize=10)
+        from matplotlib.cm import ScalarMappable
+
+        fig.colorbar(ScalarMappable(norm=sc.norm, cmap=sc.cmap), ax=ax, label=f"{w.names[w.fc]} ({w.units})")
+        return _static.png_bytes(fig)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _static.with_static(self.widget._repr_mimebundle_(**kwargs), self.to_png(), repr(self))
 
     # -- internals --------------------------------------------------------
     def _to_xy(self, data, kind: str) -> np.ndarray:

@@ -14,8 +14,10 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
+from . import _static
 from ._assets import load_esm
 from ._traits import synced_array
+from .fc_explorer import _pandas
 
 
 @dataclass
@@ -85,6 +87,7 @@ class NoiseGridView(anywidget.AnyWidget):
     clean = synced_array("float32", ndim=2)
     noisy = synced_array("float32", ndim=2)
     snr = traitlets.Float(0.0).tag(sync=True)
+    snr_grid = synced_array("float32", ndim=2)  # (nB, nP) SNR of each cell's example spectrum
     cell_r2 = synced_array("float32", ndim=1)
     cell_frame = traitlets.Int(0).tag(sync=True)
 
@@ -125,6 +128,7 @@ class NoiseGridExplorer:
             fc_names=list(result.fc_names),
             models=models,
             clean=np.asarray(result.example_clean, np.float32),
+            snr_grid=np.asarray(result.snr, np.float32),
         )
         self.widget.model = model if model is not None else models[0]
         self.widget.fc = fc
@@ -144,8 +148,59 @@ class NoiseGridExplorer:
             raise FcinvError(f"cell ({ib}, {ip}) is outside the {len(self.result.b_levels)}x{npk} grid")
         self.widget.selected = ib * npk + ip
 
+    # -- export --------------------------------------------------------------
+    @property
+    def data(self) -> dict:
+        """Arrays behind the view: ``r2`` (n_models, nB, nP, n_fc), ``b_levels``, ``p_levels``,
+        ``snr`` (nB, nP), ``models``, ``fc_names``, the shown ``r2_grid`` (nB, nP) and the selection."""
+        r = self.result
+        return {"models": list(r.models), "fc_names": list(r.fc_names), "b_levels": np.array(r.b_levels, float),
+                "p_levels": np.array(r.p_levels, float), "r2": np.array(r.r2, float), "snr": np.array(r.snr, float),
+                "model": self.widget.model, "fc": self.widget.fc, "r2_grid": np.array(self.widget.r2_grid),
+                "selected": self.selected}
+
+    def to_dataframe(self):
+        """Long table: one row per (model, B, P, FC) with R² and the cell's example SNR. Needs pandas."""
+        pd = _pandas()
+        r = self.result
+        r2 = np.asarray(r.r2, float)
+        idx = np.indices(r2.shape).reshape(4, -1)
+        return pd.DataFrame({
+            "model": np.asarray(r.models, object)[idx[0]], "B": np.asarray(r.b_levels, float)[idx[1]],
+            "P": np.asarray(r.p_levels, float)[idx[2]], "fc": np.asarray(r.fc_names, object)[idx[3]],
+            "r2": r2.ravel(), "snr": np.asarray(r.snr, float)[idx[1], idx[2]],
+        })
+
+    def __repr__(self) -> str:
+        g = np.asarray(self.widget.r2_grid, float)
+        name = self.result.fc_names[self.widget.fc]
+        return (f"NoiseGridExplorer({len(self.result.b_levels)}x{len(self.result.p_levels)} (B, P) grid, "
+                f"{len(self.result.models)} models; {self.widget.model} {name}: R² {np.nanmin(g):.3g}–{np.nanmax(g):.3g})")
+
+    def to_png(self) -> bytes:
+        """Static PNG (matplotlib) of the shown R² grid with its values, negative R² in red."""
+        from matplotlib.colors import ListedColormap
+
+        w = self.widget
+        g = np.asarray(w.r2_grid, float)
+        fig = _static.figure(5.2, 4.2)
+        ax = fig.subplots()
+        from matplotlib import colormaps
+
+        cmap = ListedColormap(colormaps["viridis"](np.linspace(0, 1, 256))).with_extremes(under="#d6604d")
+        im = ax.imshow(g, cmap=cmap, vmin=0.0, vmax=1.0)
+        for (i, j), v in np.ndenumerate(g):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="k" if v > 0.6 or v < 0 else "w")
+        ax.set_xticks(range(len(w.p_levels)), [f"{p:g}" for p in w.p_levels])
+        ax.set_yticks(range(len(w.b_levels)), [f"{b:g}" for b in w.b_levels])
+        ax.set_xlabel("P (counts)")
+        ax.set_ylabel("B (background)")
+        ax.set_title(f"{w.model}: {w.fc_names[w.fc]}", fontsize=10)
+        fig.colorbar(im, ax=ax, label="R² (red: < 0)", extend="min" if np.nanmin(g) < 0 else "neither")
+        return _static.png_bytes(fig)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _static.with_static(self.widget._repr_mimebundle_(**kwargs), self.to_png(), repr(self))
 
     def _mi(self) -> int:
         return list(self.result.models).index(self.widget.model)

@@ -19,9 +19,10 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
+from . import _static
 from ._assets import load_esm
 from ._traits import synced_array
-from .fc_explorer import UNITS, _to_numpy
+from .fc_explorer import UNITS, _pandas, _to_numpy
 
 
 class ScanSelectionError(FcinvError):
@@ -169,8 +170,71 @@ class OrientationScatter:
     def fc(self, value: int) -> None:
         self.widget.fc = int(value)
 
+    # -- export --------------------------------------------------------------
+    @property
+    def data(self) -> dict:
+        """Arrays behind the view: ``angles_deg`` (n,), ``mean``/``std`` (n, n_fc) eV/Å²,
+        ``full_mean`` (n_fc,), ``reference`` (n_fc,) or None, ``mse`` (n,), ``coverage`` (n,),
+        ``names``, ``selected`` and the selected scan's ``input``/``reconstruction`` (nq, nE)."""
+        w = self.widget
+
+        def cp(a):
+            return None if a is None else np.array(a)
+
+        return {"names": list(w.names), "units": w.units, "angles_deg": cp(w.angles), "mean": cp(w.mean),
+                "std": cp(w.std), "full_mean": cp(w.full_mean), "full_std": cp(w.full_std),
+                "reference": cp(w.reference), "mse": cp(w.mse), "coverage": cp(w.coverage),
+                "selected": self.selected, "input": cp(w.input_image), "reconstruction": cp(w.recon_image),
+                "frequencies": cp(w.freqs)}
+
+    def to_dataframe(self):
+        """One row per scan: angle (°), MSE, coverage and every FC's mean and std (eV/Å²). Needs pandas."""
+        pd = _pandas()
+        d = self.data
+        cols = {"angle_deg": d["angles_deg"], "mse": d["mse"], "coverage": d["coverage"]}
+        for k, name in enumerate(d["names"]):
+            cols[f"{name} mean"] = d["mean"][:, k]
+            cols[f"{name} std"] = d["std"][:, k]
+        return pd.DataFrame(cols)
+
+    def __repr__(self) -> str:
+        w = self.widget
+        k = w.fc
+        a = np.asarray(w.angles, float)
+        sel = self.selected
+        pick = f"; selected scan {sel} at ω = {a[sel]:.4g}°" if sel is not None else ""
+        return (f"OrientationScatter({len(a)} scans, ω {a.min():.4g}–{a.max():.4g}°; showing {w.names[k]} "
+                f"({w.units}), full data {float(w.full_mean[k]):.4g}; best MSE {float(np.min(w.mse)):.3g}{pick})")
+
+    def to_png(self) -> bytes:
+        """Static PNG (matplotlib): the chosen FC vs ω with error bars and the full-data/reference
+        lines, MSE vs ω (log), and the selected scan's input with the predicted dispersion."""
+        w = self.widget
+        k = w.fc
+        fig = _static.figure(13.0, 3.4)
+        ax1, ax2, ax3 = fig.subplots(1, 3, width_ratios=[1.3, 0.8, 1.1])
+        a = np.asarray(w.angles, float)
+        m, sd = np.asarray(w.mean, float)[:, k], np.asarray(w.std, float)[:, k]
+        ax1.errorbar(a, m, yerr=sd, fmt="o", ms=3.5, color="#1f77b4", ecolor="#999999", lw=1)
+        ax1.axhline(float(w.full_mean[k]), color="k", lw=1.2, label="full data")
+        if w.reference is not None:
+            ax1.axhline(float(w.reference[k]), color="#c22", ls="--", lw=1.2, label="reference")
+        ax1.set_xlabel("sample angle ω (°)")
+        ax1.set_ylabel(f"{w.names[k]} ({w.units})")
+        ax1.legend(fontsize=8)
+        ax2.semilogy(a, np.clip(np.asarray(w.mse, float), 1e-12, None), "o", ms=3.5)
+        ax2.set_xlabel("ω (°)")
+        ax2.set_ylabel("MSE vs full data")
+        if w.input_image is not None:
+            _static.spectrum_axes(ax3, w.input_image, labels=w.q_labels, breaks=w.q_breaks, erange=w.energy_range,
+                                  freqs=w.freqs, lines="#ff5050", cbar_label="I (arb. units)",
+                                  title=f"scan {self.selected} (ω = {a[self.selected]:.4g}°)")
+        else:
+            ax3.set_axis_off()
+        return _static.png_bytes(fig)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _static.with_static(self.widget._repr_mimebundle_(**kwargs), self.to_png(), repr(self))
 
     # -- internals --------------------------------------------------------
     def _frequencies(self, theta: np.ndarray) -> np.ndarray:

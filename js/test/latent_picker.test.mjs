@@ -64,3 +64,11 @@ test("colour mapping by FC value (viridis, clamped)", () => {
   assert.equal(c[4], "rgb(128,128,128)");
   assert.notEqual(c[2], c[0]);
 });
+
+test("hover read-out of a map point: index and every FC with units", async () => {
+  const { pointReadout } = await import("../../fcinv_widgets/static/latent_picker.js");
+  const params = Float32Array.from([1, 2, 3, 4.5]); params.shape = [2, 2];
+  const t = pointReadout(1, params, ["FC0", "FC1"], "eV/Å²");
+  assert.match(t, /^point 1\nFC0 = 3 eV\/Å²\nFC1 = 4.5 eV\/Å²$/);
+  assert.equal(pointReadout(-1, params, [], ""), "");
+});

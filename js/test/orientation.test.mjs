@@ -55,3 +55,32 @@ test("extent and projectPoints", () => {
   assert.deepEqual([...p.px], [10, 110]);
   assert.deepEqual([...p.py], [70, 20]);
 });
+
+test("bug 1: a scan's input is coloured over its own range, not a fixed 0-1", async () => {
+  const { inputLimits } = await import("../../fcinv_widgets/static/orientation.js");
+  const bright = Float32Array.from([0, 2.5, NaN, 10.1]); bright.shape = [2, 2];
+  const dim = Float32Array.from([0, 0.3, 0.67, NaN]); dim.shape = [2, 2];
+  assert.ok(Math.abs(inputLimits(bright)[1] - 10.1) < 1e-5); // was 1: solid yellow
+  assert.ok(Math.abs(inputLimits(dim)[1] - 0.67) < 1e-6); // was 1: dim
+  assert.equal(inputLimits(dim)[0], 0);
+});
+
+test("bug 7: the MSE panel's log axis has several ticks for less than a decade", async () => {
+  const { logTicks } = await import("../../fcinv_widgets/static/common.js");
+  const g = mseGeometry(angles, Float32Array.from([0.011, 0.013, 0.02, 0.017]), 260, 300);
+  const t = logTicks(g.yr[0], g.yr[1]);
+  assert.ok(t.length >= 3, JSON.stringify(t)); // was one tick ("1e-2")
+});
+
+test("hover read-out of a scan: angle, FC ± σ with units, MSE", async () => {
+  const { scanReadout } = await import("../../fcinv_widgets/static/orientation.js");
+  const mean = Float32Array.from([1, 2, 3, 4]); mean.shape = [2, 2];
+  const std = Float32Array.from([0.1, 0.2, 0.3, 0.4]); std.shape = [2, 2];
+  const st = { angles: Float32Array.from([10, 55.5]), mean, std, mse: Float32Array.from([1e-3, 2e-2]), cov: Float32Array.from([0.5, 0.9]) };
+  const txt = scanReadout(1, st, 1, ["FC0", "FC1"], "eV/Å²");
+  assert.match(txt, /ω = 55.5°/);
+  assert.match(txt, /FC1 = 4 ± 0.4 eV\/Å²/);
+  assert.match(txt, /MSE vs full data 0.02/);
+  assert.match(txt, /coverage 90 %/);
+  assert.equal(scanReadout(-1, st, 0, [], ""), "");
+});

@@ -107,3 +107,97 @@ def test_esm_is_self_contained():
     # the view ships wrapped for kernel-free frames (widgets/_jsforward.py), its code unchanged
     assert src.replace("export default", "const __fcinvBase =", 1) in FCExplorerView._esm
 
+
+
+# ---------------------------------------------------------------- issue 13: static output, export, energy window
+def _png(bundle):
+    import base64
+
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    raw = base64.b64decode(data["image/png"])
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    return data, raw
+
+
+def test_mime_bundle_has_static_png_and_meaningful_text(fx):
+    data, raw = _png(fx._repr_mimebundle_())
+    assert "application/vnd.jupyter.widget-view+json" in data  # the live view is still there
+    assert len(raw) > 5_000
+    text = data["text/plain"]
+    assert text.startswith("FCExplorer(Fake: 8 FCs (eV/Å²)") and "stable" in text and "object at" not in text
+    fx.compare(fx.widget.image * 0.5)
+    _, raw2 = _png(fx._repr_mimebundle_())
+    import io
+
+    from matplotlib.image import imread
+
+    w1 = imread(io.BytesIO(raw)).shape[1]
+    w2 = imread(io.BytesIO(raw2)).shape[1]
+    assert w2 > 2 * w1  # three panels: model, comparison, difference
+
+
+def test_data_export_matches_the_view(fx):
+    fx.compare(fx.widget.image * 0.5)
+    d = fx.data
+    np.testing.assert_array_equal(d["image"], fx.widget.image)
+    np.testing.assert_allclose(d["difference"], fx.widget.image * 0.5, rtol=1e-6, atol=1e-12)
+    assert d["frequencies"].shape == (60, 3) and d["energy"].shape == (50,)
+    assert d["names"][0].startswith("FC0") and d["units"] == "eV/Å²" and d["stable"] is True
+    d["image"][:] = -1  # a copy: the widget is untouched
+    assert fx.widget.image.min() >= 0
+
+
+def test_to_dataframe_long_table(fx):
+    pytest.importorskip("pandas")
+    df = fx.to_dataframe()
+    assert len(df) == 60 * 50 and {"q_index", "E_meV", "intensity"} <= set(df.columns)
+    row = df.iloc[50 * 7 + 3]
+    assert row.q_index == 7 and abs(row.E_meV - fx.data["energy"][3]) < 1e-12
+    assert row.intensity == pytest.approx(float(fx.widget.image[7, 3]))
+
+
+def test_energy_window_auto_and_checked():
+    from fcinv_widgets.widgets.fake import make_fake_grid
+    from fcinv_widgets.widgets.fc_explorer import auto_energy_range
+
+    assert auto_energy_range([1.0, 37.4], [0.0, 70.0]) == [0.0, 45.0]
+    assert auto_energy_range([69.0], [0.0, 70.0]) == [0.0, 70.0]
+    assert auto_energy_range([np.nan], [0.0, 70.0]) == [0.0, 70.0]
+    mat = FakeMaterial(grid=make_fake_grid(emax=100.0))
+    fx = FCExplorer(mat)
+    top = float(np.nanmax(fx.widget.freqs))
+    lo, hi = fx.energy_range
+    assert lo == 0.0 and top < hi < 0.6 * 100.0  # the highest branch with a margin, not the whole grid
+    fx.energy_range = (0, 80)
+    assert fx.widget.e_view == [0.0, 80.0]
+    for bad in [(0, 200), (30, 10), (0, float("nan")), (1,)]:
+        with pytest.raises(FcinvError, match="energy window"):
+            fx.energy_range = bad
+    assert fx.auto_energy() == (lo, hi)
+
+
+def test_reference_switch_hook(fx, monkeypatch):
+    # without get_material(name, reference=...) the switch is hidden and says why
+    from fcinv_widgets import materials
+
+    if "reference" not in __import__("inspect").signature(materials.get_material).parameters:
+        assert fx.widget.reference_options == []
+        with pytest.raises(FcinvError, match="reference"):
+            fx.set_reference("measured")
+    # with it, switching moves the sliders to that reference
+    mat = FakeMaterial()
+    alt = FakeMaterial()
+    alt.reference_params = alt.reference_params * 1.1
+
+    def get_material(name, reference=None):
+        return alt if reference == "measured" else mat
+
+    monkeypatch.setattr(materials, "get_material", get_material)
+    monkeypatch.setattr(materials, "REFERENCES", ("measured", "dft", "umlff"), raising=False)
+    fx2 = FCExplorer(mat)
+    assert fx2.widget.reference_options == ["measured", "dft", "umlff"]
+    assert fx2.widget.reference_labels[1] == "first-principles (DFT)"
+    fx2.set_reference("Measured")
+    np.testing.assert_allclose(fx2.theta, np.clip(alt.reference_params[:8], mat.domain[:, 0], mat.domain[:, 1]))
+    with pytest.raises(FcinvError, match="choose one of"):
+        fx2.set_reference("nonsense")
