@@ -48,6 +48,30 @@ export function mseGeometry(angles, mse, W, H) {
   return { rect, xr, yr, px, py };
 }
 
+/**
+ * The planner's curve in a panel (issue 14): expected information per candidate angle, scaled to
+ * the lower third of ``rect`` on the panel's x range ``xr`` (angles outside it are left out); returns the polyline and the x of
+ * the recommended angle (null when it lies outside the range or is not finite).
+ */
+export function infoCurve(angles, values, nextAngle, rect, xr) {
+  if (!angles || !values || !angles.length) return null;
+  let vmax = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (angles[i] >= xr[0] && angles[i] <= xr[1] && Number.isFinite(v) && v > vmax) vmax = v;
+  }
+  const top = rect.y + rect.h * (2 / 3), h = rect.h / 3;
+  const xs = [], ys = [];
+  for (let i = 0; i < angles.length; i++) {
+    if (!(angles[i] >= xr[0] && angles[i] <= xr[1])) continue; // only the panel's angle range
+    xs.push(linmap(angles[i], xr[0], xr[1], rect.x, rect.x + rect.w));
+    ys.push(top + h - (vmax > 0 ? Math.max(0, values[i]) / vmax : 0) * h);
+  }
+  const nx = Number.isFinite(nextAngle) && nextAngle >= xr[0] && nextAngle <= xr[1]
+    ? linmap(nextAngle, xr[0], xr[1], rect.x, rect.x + rect.w) : null;
+  return { xs, ys, nextX: nx, vmax };
+}
+
 /** Index of the scan under a click at (x, y) in a panel's geometry, or -1. */
 export function pickScan(geom, x, y, maxDist = 9) {
   return nearestPoint(x, y, geom.px, geom.py, maxDist);
@@ -319,6 +343,21 @@ function render({ model, el: root }) {
     ctx.fillStyle = theme.fg; ctx.textAlign = "left"; ctx.textBaseline = "top";
     ctx.fillText("MSE vs full data (log)", mgeom.rect.x, 4);
     drawPoints(ctx, mgeom, st.colors, model.get("selected"), theme);
+    const ia = decodeArray(model.get("info_angles")), iv = decodeArray(model.get("info_values"));
+    const curve = infoCurve(ia, iv, model.get("next_angle"), mgeom.rect, mgeom.xr);
+    msePanel.dataset.nextAngle = curve && curve.nextX != null ? String(model.get("next_angle")) : "";
+    if (curve) {
+      const c = theme.dark ? "#5fd3c4" : "#1f7a70";
+      ctx.save(); ctx.strokeStyle = c; ctx.lineWidth = 1.2; ctx.beginPath();
+      curve.xs.forEach((x, i) => (i ? ctx.lineTo(x, curve.ys[i]) : ctx.moveTo(x, curve.ys[i]))); ctx.stroke();
+      if (curve.nextX != null) {
+        ctx.setLineDash([4, 3]); ctx.beginPath();
+        ctx.moveTo(curve.nextX, mgeom.rect.y); ctx.lineTo(curve.nextX, mgeom.rect.y + mgeom.rect.h); ctx.stroke();
+        ctx.setLineDash([]); ctx.fillStyle = c; ctx.textAlign = "right"; ctx.textBaseline = "top";
+        ctx.fillText(`next ω = ${fmt(model.get("next_angle"))}°`, mgeom.rect.x + mgeom.rect.w, 4);
+      }
+      ctx.restore();
+    }
     bumpFrame(msePanel);
   }
 
@@ -366,7 +405,8 @@ function render({ model, el: root }) {
   const onFc = () => { fcSel.value = String(model.get("fc")); paintScatter(); };
   const onScan = () => { readScan(); paintAll(); };
   const onNames = () => { syncControls(); paintScatter(); };
-  const handlers = { mean: onData, angles: onData, reference: onData, fc: onFc, scan_frame: onScan, names: onNames };
+  const handlers = { mean: onData, angles: onData, reference: onData, fc: onFc, scan_frame: onScan, names: onNames,
+                     info_values: paintMse, next_angle: paintMse };
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
   const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
   const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };

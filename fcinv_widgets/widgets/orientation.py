@@ -54,6 +54,11 @@ class OrientationView(anywidget.AnyWidget):
     q_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     energy_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     scan_frame = traitlets.Int(0).tag(sync=True)  # bumped after the selected scan's arrays changed
+    # orientation planner (issue 14): expected information per candidate angle and the next angle
+    info_angles = synced_array("float32", ndim=1)
+    info_values = synced_array("float32", ndim=1)
+    next_angle = traitlets.Float(float("nan"), allow_none=True).tag(sync=True)
+    info_units = traitlets.Unicode("nats").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
     @traitlets.validate("fc")
@@ -87,6 +92,9 @@ class OrientationScatter:
     grid : the (q, E) grid (``q.labels``, ``q.breaks``, ``e.edges``/``e.centers``); default
         ``forward_model.grid``. Without one, ``q_labels``/``q_breaks``/``energy_range`` are used.
     fc : FC shown first; selected : scan selected first (default: the best scan, lowest MSE).
+    plan : optional :class:`~fcinv_widgets.analysis.planner.Plan`; its expected information per
+        candidate angle is drawn as a curve under the MSE panel with the recommended next angle
+        marked (also :meth:`set_plan`).
     """
 
     def __init__(
@@ -100,6 +108,7 @@ class OrientationScatter:
         energy_range: Sequence[float] | None = None,
         fc: int = 0,
         selected: int | None = None,
+        plan: Any = None,
     ):
         self.result = result
         self.forward_model = forward_model
@@ -143,6 +152,27 @@ class OrientationScatter:
         self.widget.fc = fc
         self.widget.observe(lambda _: self._update_scan(), names=["selected"])
         self.select(int(np.argsort(np.asarray(result.mse), kind="stable")[0]) if selected is None else selected)
+        if plan is not None:
+            self.set_plan(plan)
+
+    def set_plan(self, plan: Any) -> None:
+        """Show a planner result: ``plan.candidates_deg`` (n,), ``plan.information`` (n,) and the
+        recommended ``plan.angles_deg[0]``; ``None`` removes the curve."""
+        if plan is None:
+            self.widget.info_angles, self.widget.info_values, self.widget.next_angle = None, None, float("nan")
+            return
+        try:
+            a = np.asarray(plan.candidates_deg, float).reshape(-1)
+            v = np.asarray(plan.information, float).reshape(-1)
+            nxt = float(np.asarray(plan.angles_deg, float).reshape(-1)[0])
+        except (AttributeError, TypeError, ValueError, IndexError):
+            raise FcinvError("set_plan needs a planner Plan (candidates_deg, information, angles_deg)") from None
+        if a.shape != v.shape or a.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(v)) and np.isfinite(nxt)):
+            raise FcinvError("the plan's candidate angles and information must be equal-length finite arrays")
+        self.widget.info_units = "nats" if getattr(plan, "criterion", "D") == "D" else "gain"
+        self.widget.info_angles = a.astype(np.float32)
+        self.widget.info_values = v.astype(np.float32)
+        self.widget.next_angle = nxt
 
     # -- public API -------------------------------------------------------
     @property
@@ -185,7 +215,8 @@ class OrientationScatter:
                 "std": cp(w.std), "full_mean": cp(w.full_mean), "full_std": cp(w.full_std),
                 "reference": cp(w.reference), "mse": cp(w.mse), "coverage": cp(w.coverage),
                 "selected": self.selected, "input": cp(w.input_image), "reconstruction": cp(w.recon_image),
-                "frequencies": cp(w.freqs)}
+                "frequencies": cp(w.freqs), "information_angles_deg": cp(w.info_angles),
+                "information": cp(w.info_values), "next_angle_deg": None if not np.isfinite(w.next_angle) else w.next_angle}
 
     def to_dataframe(self):
         """One row per scan: angle (°), MSE, coverage and every FC's mean and std (eV/Å²). Needs pandas."""
@@ -225,6 +256,11 @@ class OrientationScatter:
         ax2.semilogy(a, np.clip(np.asarray(w.mse, float), 1e-12, None), "o", ms=3.5)
         ax2.set_xlabel("ω (°)")
         ax2.set_ylabel("MSE vs full data")
+        if w.info_angles is not None and w.info_values is not None:
+            axi = ax2.twinx()
+            axi.plot(np.asarray(w.info_angles, float), np.asarray(w.info_values, float), color="#2a9d8f", lw=1.2)
+            axi.axvline(w.next_angle, color="#2a9d8f", ls="--", lw=1)
+            axi.set_ylabel(f"expected information ({w.info_units}); next ω = {w.next_angle:.4g}°", fontsize=8)
         if w.input_image is not None:
             _static.spectrum_axes(ax3, w.input_image, labels=w.q_labels, breaks=w.q_breaks, erange=w.energy_range,
                                   freqs=w.freqs, lines="#ff5050", cbar_label="I (arb. units)",

@@ -84,3 +84,15 @@ test("hover read-out of a scan: angle, FC ± σ with units, MSE", async () => {
   assert.match(txt, /coverage 90 %/);
   assert.equal(scanReadout(-1, st, 0, [], ""), "");
 });
+
+test("planner curve: scaled into the lower third, next angle marked, outside angles dropped", async () => {
+  const { infoCurve } = await import("../../fcinv_widgets/static/orientation.js");
+  const rect = { x: 50, y: 20, w: 300, h: 90 };
+  const c = infoCurve(Float32Array.from([0, 45, 90, 200]), Float32Array.from([1, 4, 2, 9]), 45, rect, [0, 180]);
+  assert.equal(c.xs.length, 3);
+  assert.equal(c.vmax, 4); // the largest plotted value (200° lies outside the panel)
+  assert.ok(c.ys.every((y) => y >= rect.y + rect.h * (2 / 3) - 1e-9 && y <= rect.y + rect.h + 1e-9));
+  assert.ok(Math.abs(c.nextX - (50 + 300 * 45 / 180)) < 1e-9);
+  assert.equal(infoCurve(Float32Array.from([0]), Float32Array.from([1]), NaN, rect, [0, 180]).nextX, null);
+  assert.equal(infoCurve(null, null, 10, rect, [0, 180]), null);
+});

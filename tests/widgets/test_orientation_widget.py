@@ -109,3 +109,24 @@ def test_real_ge_forward_model_dispersion(ge):
     assert o.widget.error == "" and o.widget.freqs.shape == (ge.grid.shape[0], 6)
     np.testing.assert_allclose(o.widget.freqs, fm.backend.to_numpy(fm.frequencies(res.mean[2][None]))[0], rtol=1e-5)
     assert o.widget.q_labels[0] == [0.0, "Γ"]
+
+
+def test_planner_curve_and_next_angle():
+    from types import SimpleNamespace
+
+    res = fake_scan_inference(n=6)
+    plan = SimpleNamespace(candidates_deg=np.arange(0, 180, 10.0), information=np.linspace(1, 3, 18),
+                           angles_deg=np.array([130.0, 20.0]), criterion="D")
+    sc = OrientationScatter(res, plan=plan)
+    w = sc.widget
+    np.testing.assert_array_equal(w.info_angles, np.arange(0, 180, 10.0).astype(np.float32))
+    assert w.next_angle == 130.0 and w.info_units == "nats"
+    assert sc.data["next_angle_deg"] == 130.0 and len(sc.data["information"]) == 18
+    assert sc.to_png()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(FcinvError):
+        sc.set_plan(SimpleNamespace(candidates_deg=[0.0, 1.0], information=[np.nan, 1.0], angles_deg=[0.0]))
+    assert w.next_angle == 130.0  # unchanged after the refusal
+    with pytest.raises(FcinvError):
+        sc.set_plan(object())
+    sc.set_plan(None)
+    assert w.info_angles is None and not np.isfinite(w.next_angle)
