@@ -154,14 +154,14 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["equality", "throughput", "training"])
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    work = Path(args.out)
-    work.mkdir(parents=True, exist_ok=True)
     info = devices(args.dry_run)
     log(f"device_check: torch {info['torch']} CUDA {'yes, ' + info.get('gpu', '') if info['cuda'] else 'no'}; "
         f"CuPy {info['cupy'] or 'missing'} (GPU {'yes' if info['cupy_gpu'] else 'no'}); {info['cpu_cores']} CPU cores")
     if not info["cuda"] and not args.dry_run:
         print("device_check: torch sees no CUDA device: nothing to check (--dry-run to check the script)", file=sys.stderr)
         return 3
+    work = Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
     report = {"devices": info, "tolerances": TOL}
     ok = True
     if "equality" not in args.skip:
