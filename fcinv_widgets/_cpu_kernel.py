@@ -93,8 +93,7 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
     ntap = lut_g.shape[1]
     kmax = 0
     for b in range(B):
-        if blk_k[b] > kmax:
-            kmax = blk_k[b]
+        kmax = max(kmax, blk_k[b])
     for n in prange(N):
         e = np.empty(kmax)
         lam = np.empty(64)
@@ -121,8 +120,7 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
             for j in range(m):
                 l = lam[j]
                 w = math.sqrt(l) * to_mev if l >= 0.0 else -math.sqrt(-l) * to_mev
-                if w < lo_min:
-                    lo_min = w
+                lo_min = min(lo_min, w)
                 if not do_img or qb < 0:
                     continue
                 if nt == 1:
@@ -137,19 +135,17 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                         ix = int(x)
                         f = x - ix
                         sig = sig_table[ix] * (1.0 - f) + sig_table[ix + 1] * f
-                ilo = int(math.ceil((w - cutoff * sig - e0) / de))
-                ihi = int(math.floor((w + cutoff * sig - e0) / de))
-                if ilo < 0:
-                    ilo = 0
-                if ihi > nE - 1:
-                    ihi = nE - 1
+                ilo = math.ceil((w - cutoff * sig - e0) / de)
+                ihi = math.floor((w + cutoff * sig - e0) / de)
+                ilo = max(ilo, 0)
+                ihi = min(ihi, nE - 1)
                 if ihi < ilo:
                     continue
                 if nl > 0:
                     # constant σ: interpolate the tabulated profile at this sub-bin offset;
                     # the taps are independent (no dependency chain), so the loop vectorises
                     xf = (w - cutoff * sig - e0) / de
-                    i0 = int(math.ceil(xf))
+                    i0 = math.ceil(xf)
                     u = (i0 - xf) * nl
                     iu = int(u)
                     if iu >= nl:
@@ -158,7 +154,7 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     wa = blk_w[b] * (1.0 - fu)
                     wb = blk_w[b] * fu
                     klo = -i0 if i0 < 0 else 0
-                    khi = nE - i0 if nE - i0 < ntap else ntap
+                    khi = min(ntap, nE - i0)
                     row = img[qb]
                     pa = lut_g[iu]
                     pb = lut_g[iu + 1]
