@@ -147,7 +147,7 @@ def training(work: Path, n_train: int, devices_: list[str]) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="no GPU: torch on the CPU stands in for CUDA")
-    p.add_argument("--out", default="device_check", help="folder for the dataset, models and device_check.json")
+    p.add_argument("--out", default="out/device_check", help="folder for the dataset, models and device_check.json (out/ is git-ignored)")
     p.add_argument("--gpu-batch", type=int, default=100000, help="parameter sets for the GPU throughput")
     p.add_argument("--cpu-batch", type=int, default=20000, help="parameter sets for the CPU throughput")
     p.add_argument("--n-train", type=int, default=4096, help="training spectra for the one-epoch timings")

@@ -6,7 +6,7 @@
 #   2. benchmarks/device_check.py: CuPy and torch-on-CUDA images and frequencies against the
 #      NumPy CPU kernel (tolerances printed), forward throughput (one array and streamed) on
 #      GPU and CPU, and one training epoch of the VAE and the ResNet on GPU and CPU — all in
-#      the same run. Figures go to stdout and device_check/device_check.json.
+#      the same run. Figures go to stdout and out/device_check/device_check.json.
 # Without a GPU it stops at once with one line on stderr and exit code 3.
 #   usage: bash benchmarks/device_check.sh [--dry-run] [device_check.py options]
 #   PYTHON=python3.11  VENV=.venv-gpu  WHEELHOUSE=/path/to/wheels (offline: pip --no-index)
