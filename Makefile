@@ -36,8 +36,10 @@ ensemble: $(ENSEMBLE_STAMP)
 test: $(ENSEMBLE_STAMP)
 	bash .ci/test-all
 
+# scripts/demo.py: --allow-root as root, --no-browser without a display, the next free port
+# when $(PORT) is taken; prints the URL with its token. IP=0.0.0.0 to listen beyond localhost.
 demo: $(STAMP)
-	$(VENV)/bin/jupyter lab --port $(PORT) notebooks/00_quickstart.ipynb
+	$(PY) scripts/demo.py --port $(PORT) $(if $(IP),--ip $(IP))
 
 bench: $(STAMP)
 	$(VENV)/bin/fcinv bench forward --material Ge --batch 10000

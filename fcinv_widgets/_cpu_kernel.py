@@ -68,19 +68,24 @@ def _eig_block(e, m, lam):
 
 @njit(parallel=True, cache=True, fastmath=True)
 def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de,
-                   sig_table, sig_e0, sig_de, cutoff, normalize, out, min_mev, lut_g, lut_r):
+                   sig_table, sig_e0, sig_de, cutoff, normalize, out, min_mev, lut_g, lut_r,
+                   qout, qmode):
     """theta (N, A1) with a leading 1; W (K, A1) packed block entries (row per entry).
 
     For a constant σ, ``lut_g``/``lut_r`` tabulate the recurrence's start values over the
     sub-bin offset of the first bin (see :func:`gaussian_luts`); empty tables mean "compute".
 
     blk_q[b] < 0 marks blocks (e.g. of the stability mesh) that only enter ``min_mev``.
-    ``out`` (N, nq, nE) float32 is overwritten (skipped when its first dimension is 0).
+    qmode 0: ``out`` (N, nq, nE) float32 is overwritten (skipped when its first dimension
+    is 0; ``qout`` unused). qmode 1: each image is made in a float32 scratch image (it stays
+    in cache) and written once into ``qout`` (N, nq, nE) uint8 as round(255·I); ``out`` is
+    unused. The float32 values are the same in both modes. Every image is written by the
+    thread that computes it (the first touch of new memory happens in parallel).
     """
     N = theta.shape[0]
     A1 = theta.shape[1]
     B = blk_m.shape[0]
-    do_img = out.shape[0] > 0
+    do_img = (out.shape[0] > 0) if qmode == 0 else (qout.shape[0] > 0)
     nq = out.shape[1]
     nE = out.shape[2]
     nt = sig_table.shape[0]
@@ -88,14 +93,16 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
     ntap = lut_g.shape[1]
     kmax = 0
     for b in range(B):
-        if blk_k[b] > kmax:
-            kmax = blk_k[b]
+        kmax = max(kmax, blk_k[b])
     for n in prange(N):
         e = np.empty(kmax)
         lam = np.empty(64)
         lo_min = 1e300
-        if do_img:
+        if qmode == 0 and do_img:
             img = out[n]
+        else:
+            img = np.empty((nq if do_img else 0, nE), dtype=np.float32)
+        if do_img:
             for q in range(nq):
                 rq = img[q]
                 for i in range(nE):
@@ -113,8 +120,7 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
             for j in range(m):
                 l = lam[j]
                 w = math.sqrt(l) * to_mev if l >= 0.0 else -math.sqrt(-l) * to_mev
-                if w < lo_min:
-                    lo_min = w
+                lo_min = min(lo_min, w)
                 if not do_img or qb < 0:
                     continue
                 if nt == 1:
@@ -129,19 +135,17 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                         ix = int(x)
                         f = x - ix
                         sig = sig_table[ix] * (1.0 - f) + sig_table[ix + 1] * f
-                ilo = int(math.ceil((w - cutoff * sig - e0) / de))
-                ihi = int(math.floor((w + cutoff * sig - e0) / de))
-                if ilo < 0:
-                    ilo = 0
-                if ihi > nE - 1:
-                    ihi = nE - 1
+                ilo = math.ceil((w - cutoff * sig - e0) / de)
+                ihi = math.floor((w + cutoff * sig - e0) / de)
+                ilo = max(ilo, 0)
+                ihi = min(ihi, nE - 1)
                 if ihi < ilo:
                     continue
                 if nl > 0:
                     # constant σ: interpolate the tabulated profile at this sub-bin offset;
                     # the taps are independent (no dependency chain), so the loop vectorises
                     xf = (w - cutoff * sig - e0) / de
-                    i0 = int(math.ceil(xf))
+                    i0 = math.ceil(xf)
                     u = (i0 - xf) * nl
                     iu = int(u)
                     if iu >= nl:
@@ -150,8 +154,8 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                     wa = blk_w[b] * (1.0 - fu)
                     wb = blk_w[b] * fu
                     klo = -i0 if i0 < 0 else 0
-                    khi = nE - i0 if nE - i0 < ntap else ntap
-                    row = out[n, qb]
+                    khi = min(ntap, nE - i0)
+                    row = img[qb]
                     pa = lut_g[iu]
                     pb = lut_g[iu + 1]
                     for k in range(klo, khi):
@@ -163,14 +167,13 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                 t = (e0 + ilo * de - w) / sig
                 g = math.exp(-0.5 * t * t) * blk_w[b] * 0.3989422804014327 / sig
                 r = math.exp(-t * d - 0.5 * d * d)
-                row = out[n, qb]
+                row = img[qb]
                 for i in range(ilo, ihi + 1):
                     row[i] += g
                     g *= r
                     r *= c
         min_mev[n] = lo_min
         if do_img and normalize:
-            img = out[n]
             mn = np.float32(1e30)
             mx = np.float32(-1e30)
             for q in range(nq):
@@ -184,6 +187,19 @@ def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de
                 rq = img[q]
                 for i in range(nE):
                     rq[i] = (rq[i] - mn) * scale
+        if do_img and qmode > 0:
+            _quantize_image(img, qout[n])
+
+
+@njit(cache=True)
+def _quantize_image(img, dst):
+    """One float32 image in [0, 1] → ``dst`` uint8 = round(255·I), clipped to 0…255 (vectorises)."""
+    nq, nE = img.shape
+    for q in range(nq):
+        for i in range(nE):
+            v = img[q, i] * np.float32(255.0) + np.float32(0.5)
+            v = min(max(v, np.float32(0.0)), np.float32(255.0))
+            dst[q, i] = np.uint8(v)
 
 
 def gaussian_luts(sigma: float, de: float, cutoff: float, n: int = 256):
@@ -196,3 +212,16 @@ def gaussian_luts(sigma: float, de: float, cutoff: float, n: int = 256):
     t = ((u + k) * de - cutoff * sigma) / sigma
     prof = np.where(np.abs(t) <= cutoff, np.exp(-0.5 * t * t) * 0.3989422804014327 / sigma, 0.0)
     return np.ascontiguousarray(prof), np.zeros(0)
+
+
+@njit(parallel=True, cache=True)
+def parallel_copy(src, dst):
+    """dst[:] = src for 1-d arrays, in parallel blocks of 1 MiB (a memory-bandwidth probe)."""
+    n = src.shape[0]
+    blk = 1 << 18
+    nb = (n + blk - 1) // blk
+    for j in prange(nb):
+        lo = j * blk
+        hi = min(n, lo + blk)
+        for k in range(lo, hi):
+            dst[k] = src[k]

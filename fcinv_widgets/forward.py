@@ -300,26 +300,46 @@ class ForwardModel:
         """True where no mode on the path or the mesh is below −0.1 meV: (N,) bool (NumPy)."""
         return self.backend.to_numpy(self.min_energy(theta)) >= UNSTABLE_BELOW_MEV
 
-    def spectra(self, theta, normalize: bool = True, chunk: int = 2048, return_stable: bool = False):
-        """I(q, E) images (N, nq, nE), float32.
+    def spectra(self, theta, normalize: bool = True, chunk: int = 2048, return_stable: bool = False,
+                out=None, dtype=None):
+        """I(q, E) images (N, nq, nE), float32 unless asked otherwise.
 
         ``normalize``: min-max scale every image to [0, 1] (the models' input convention);
         otherwise intensities are densities per meV summed over modes. With
         ``return_stable`` also returns the (N,) stability flags from the same eigenvalues.
-        NumPy: compiled Gaussian kernel, streamed in chunks; CuPy/torch: dense Gaussians
+        NumPy: compiled Gaussian kernel, in parallel over spectra; CuPy/torch: dense Gaussians
         (differentiable in torch).
+
+        ``dtype``: ``np.float32`` (default) or ``np.uint8`` (a quarter of the memory:
+        ``round(255·I)``, only with ``normalize``, so I ≈ q/255 to ±1/510; quantised in the
+        kernel's last pass). ``out`` (NumPy back-end): a C-contiguous
+        (N, nq, nE) array of that dtype to fill and return instead of allocating one — reusing
+        a buffer skips the first touch of fresh memory, which dominates one large call. The
+        float32 images are the same bits whichever way they are requested.
         """
         be = self.backend
         th = self._theta(theta)
         N = th.shape[0]
         nq, nE = self.grid.shape
+        dt = _output_dtype(dtype, out, normalize)
         if be.name == "numpy":
-            out = np.empty((N, nq, nE), dtype=np.float32)
+            if out is None:
+                check_allocation(N * nq * nE * dt.itemsize, f"{N:,} images of {nq}×{nE} {dt.name}")
+                out = np.empty((N, nq, nE), dtype=dt)
+            else:
+                _check_out(out, (N, nq, nE), dt)
             lo = np.empty(N)
-            for s in range(0, N, chunk):
-                self._run_cpu(th[s : s + chunk], out[s : s + chunk], lo[s : s + chunk], normalize)
+            if dt == np.float32:
+                for s in range(0, N, chunk):
+                    self._run_cpu(th[s : s + chunk], out[s : s + chunk], lo[s : s + chunk], normalize)
+            else:
+                # each image in a float32 scratch, quantised in the kernel's final pass
+                for s in range(0, N, chunk):
+                    self._run_cpu(th[s : s + chunk], None, lo[s : s + chunk], normalize, out[s : s + chunk], 1)
             stable = lo >= UNSTABLE_BELOW_MEV
             return (out, stable) if return_stable else out
+        if out is not None:
+            raise FcinvError(f"out= is supported on the numpy back-end only (this model runs on {be.name})")
         # dense path (CuPy, torch)
         xp = be.xp
         res = []
@@ -337,6 +357,9 @@ class ForwardModel:
             res.append(img)
         img = res[0] if len(res) == 1 else (xp.cat(res) if be.name == "torch" else xp.concatenate(res))
         img = img.float() if be.name == "torch" else img.astype(xp.float32)
+        if dt == np.uint8:
+            img = xp.clip(xp.floor(img * 255.0 + 0.5), 0, 255)
+            img = img.to(xp.uint8) if be.name == "torch" else img.astype(xp.uint8)
         if return_stable:
             return img, self.is_stable(theta)
         return img
@@ -361,7 +384,7 @@ class ForwardModel:
             self._run_cpu(th[s : s + n], buf[:n], lo[:n], normalize)
             yield s, buf[:n], lo[:n] >= UNSTABLE_BELOW_MEV
 
-    def _run_cpu(self, th, out, lo, normalize):
+    def _run_cpu(self, th, out, lo, normalize, qout=None, qmode=0):
         from ._cpu_kernel import forward_kernel
         from .units import SQRT_EIG_TO_MEV
 
@@ -372,7 +395,9 @@ class ForwardModel:
             c["lut"] = gaussian_luts(float(self.sigma_table[0]), float(self.grid.e.step), self.cutoff) if len(self.sigma_table) == 1 else (np.zeros((0, 0)), np.zeros(0))
         forward_kernel(np.ascontiguousarray(th, dtype=np.float64), c["W"], c["m"], c["off"], c["k"], c["q"], c["w"],
                        SQRT_EIG_TO_MEV, float(self.grid.e.centers[0]), float(self.grid.e.step), self.sigma_table,
-                       self.sigma_e0, self.sigma_de, self.cutoff, normalize, out, lo, c["lut"][0], c["lut"][1])
+                       self.sigma_e0, self.sigma_de, self.cutoff, normalize,
+                       out if out is not None else np.empty((0,) + self.grid.shape, np.float32), lo, c["lut"][0], c["lut"][1],
+                       qout if qout is not None else _NO_QOUT, qmode)
 
     def _sigma_of(self, om):
         if len(self.sigma_table) == 1:
@@ -390,6 +415,59 @@ class ForwardModel:
             oh[self.path.slot_q, np.arange(len(self.path.slot_q))] = 1.0
             self._onehot = be.asarray(oh, self.dtype)
         return be.xp.matmul(self._onehot, G)
+
+
+#: placeholder for the kernel's quantised output when float32 images are asked for
+_NO_QOUT = np.empty((0, 0, 0), dtype=np.uint8)
+_OUTPUT_DTYPES = (np.float32, np.uint8)
+
+
+def _output_dtype(dtype, out, normalize) -> np.dtype:
+    if dtype is None:
+        dtype = out.dtype if isinstance(out, np.ndarray) else np.float32
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise FcinvError(f"dtype must be float32 or uint8, got {dtype!r}") from None
+    if dt not in [np.dtype(d) for d in _OUTPUT_DTYPES]:
+        raise FcinvError(f"dtype must be float32 or uint8, got {dt.name}")
+    if dt == np.uint8 and not normalize:
+        raise FcinvError("uint8 images need normalize=True (they quantise the [0, 1] scale)")
+    return dt
+
+
+def _check_out(out, shape, dt) -> None:
+    if not isinstance(out, np.ndarray):
+        raise FcinvError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != shape or out.dtype != dt:
+        raise FcinvError(f"out must have shape {shape} and dtype {dt.name}, got {out.shape} {out.dtype.name}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise FcinvError("out must be a writeable, C-contiguous array")
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give this process (MemAvailable on Linux), or None if unknown."""
+    import os
+
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_allocation(nbytes: int, what: str) -> None:
+    """Refuse (FcinvError) an allocation larger than 90 % of the available memory, before making it."""
+    avail = available_memory_bytes()
+    if avail is not None and nbytes > 0.9 * avail:
+        raise FcinvError(f"{what} need {nbytes / 2**30:,.2f} GiB but only {avail / 2**30:,.2f} GiB of memory is available; "
+                         "use a smaller batch or stream them (iter_spectra)")
 
 
 def _cpu_layout(sets) -> dict:

@@ -83,6 +83,14 @@ def test_bench_forward_runs(capsys):
     rc, out, _ = run(capsys, "bench", "forward", "--batch", "200", "--phonopy-sets", "5", "--json")
     d = json.loads(out)
     assert d["ours_spectra_per_s"] > 0 and d["phonopy_run_qpoints_per_s"] > 0
+    assert set(d["paths"]) == {"one_array_float32", "one_array_float32_out", "one_array_uint8", "streamed_1024"}
+    assert d["copy"]["warm_read_write_gb_s"] > 0 and d["paths"]["one_array_uint8"]["output_gb_s"] > 0
+
+
+@pytest.mark.parametrize("batch", ["0", "-5", "1000000000"])
+def test_bench_refuses_bad_batch_sizes(capsys, batch):
+    rc, out, err = run(capsys, "bench", "forward", f"--batch={batch}", "--json")
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1 and "--batch" in err
 
 
 def test_entry_point_is_installed():

@@ -168,3 +168,43 @@ def test_iter_spectra_streams_the_same_images(ge_fm, ge, rng):
     assert sorted(got) == [0, 3, 6]
     assert np.array_equal(np.concatenate([got[k][0] for k in sorted(got)]), full)
     assert np.array_equal(np.concatenate([got[k][1] for k in sorted(got)]), stable)
+
+
+def test_one_array_into_a_buffer_and_as_uint8(ge_fm, ge, rng):
+    """out= and dtype=uint8 give the same float32 bits / their rounding, from one kernel pass."""
+    lo, hi = ge.domain.T
+    th = rng.uniform(lo, hi, size=(37, 8))
+    ref, stable = ge_fm.spectra(th, return_stable=True)
+    buf = np.full_like(ref, np.nan)
+    got, st = ge_fm.spectra(th, out=buf, return_stable=True, chunk=16)
+    assert got is buf and np.array_equal(buf, ref) and np.array_equal(st, stable)
+    q, st = ge_fm.spectra(th, dtype=np.uint8, return_stable=True, chunk=16)
+    assert q.dtype == np.uint8 and q.shape == ref.shape and np.array_equal(st, stable)
+    assert np.array_equal(q, np.floor(ref * np.float32(255) + np.float32(0.5)).astype(np.uint8))
+    assert q.max() == 255 and q.min() == 0
+    qb = np.zeros_like(q)
+    ge_fm.spectra(th, out=qb)  # the dtype follows the buffer
+    assert np.array_equal(qb, q)
+
+
+def test_bad_output_requests(ge_fm):
+    th = np.repeat(ge_fm.reference_theta[None], 3, axis=0)
+    with pytest.raises(FcinvError, match="shape"):
+        ge_fm.spectra(th, out=np.empty((2, 140, 140), np.float32))
+    with pytest.raises(FcinvError, match="dtype"):
+        ge_fm.spectra(th, out=np.empty((3, 140, 140), np.float64))
+    with pytest.raises(FcinvError, match="C-contiguous"):
+        ge_fm.spectra(th, out=np.empty((3, 140, 280), np.float32)[:, :, ::2])
+    with pytest.raises(FcinvError, match="float32 or uint8"):
+        ge_fm.spectra(th, dtype=np.float16)
+    with pytest.raises(FcinvError, match="normalize"):
+        ge_fm.spectra(th, dtype=np.uint8, normalize=False)
+
+
+def test_too_large_a_batch_is_refused_before_allocating(ge_fm, monkeypatch):
+    from fcinv_widgets import forward
+
+    monkeypatch.setattr(forward, "available_memory_bytes", lambda: 10 * 2**20)
+    with pytest.raises(FcinvError, match="GiB"):
+        ge_fm.spectra(np.repeat(ge_fm.reference_theta[None], 500, axis=0))  # 39 MB > 10 MB
+    assert ge_fm.spectra(np.repeat(ge_fm.reference_theta[None], 50, axis=0), dtype=np.uint8).shape[0] == 50  # 1 MB
