@@ -788,3 +788,21 @@ function installKeyGuard() {
     if (typeof e.target.fcinvKeys === "function") e.target.fcinvKeys(e);
   }, true);
 }
+
+/** Create a DOM element with properties, appended to ``parent`` when given. */
+export function el(tag, props = {}, parent = null) {
+  const e = Object.assign(document.createElement(tag), props);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+/**
+ * Prepare a widget's root element: its class, a positioned box no wider than the output area,
+ * and the keyboard guard that keeps slider/arrow keys from the notebook (returns its remover).
+ */
+export function initRoot(root, className) {
+  root.classList.add(className);
+  root.style.position = "relative";
+  root.style.maxWidth = "100%";
+  return suppressShortcuts(root);
+}

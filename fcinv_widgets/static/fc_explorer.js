@@ -7,18 +7,13 @@ import {
   decodeArray, difference, sliderStep, clamp, toFloat, DIVERGING_STOPS,
   fmt, fmtRange, tickLabels, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, zoomWindow, panWindow,
-  attachTooltip, pngButton, suppressShortcuts, whenConnected,
+  attachTooltip, pngButton, suppressShortcuts, whenConnected, el, initRoot,
 } from "./common.js";
 
 const LUT = makeLut();
 const DLUT = makeLut(DIVERGING_STOPS);
 export const PAD = { l: 46, r: 66, t: 20, b: 30 };
 
-function el(tag, props = {}, parent = null) {
-  const e = Object.assign(document.createElement(tag), props);
-  if (parent) parent.appendChild(e);
-  return e;
-}
 
 /** Plot rectangle of a panel W x H (CSS px). */
 export function panelRect(W, H) {
@@ -132,11 +127,8 @@ function drawPanel(canvas, W, H, img, lut, vmin, vmax, st, theme, title, overlay
 }
 
 function render({ model, el: root }) {
-  root.classList.add("fcinv-fcexplorer");
-  root.style.position = "relative";
-  root.style.maxWidth = "100%";
   // keep slider keys (arrows, Home/End) away from the notebook's shortcuts (JupyterLab and Notebook 7)
-  const unsuppress = suppressShortcuts(root);
+  const unsuppress = initRoot(root, "fcinv-fcexplorer");
   const wrap = el("div", { className: "fcinv-wrap", style: "display:flex;flex-wrap:wrap;gap:12px;font-size:12px;align-items:flex-start" }, root);
   const side = el("div", { className: "fcinv-side", style: "display:flex;flex-direction:column;gap:4px;flex:0 1 290px;min-width:220px;max-width:100%" }, wrap);
   const plots = el("div", { className: "fcinv-plots", style: "display:flex;flex-direction:column;gap:6px;flex:1 1 320px;min-width:0;max-width:100%" }, wrap);

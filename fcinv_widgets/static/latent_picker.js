@@ -6,7 +6,7 @@ import {
   makeLut, floatToRGBA, nearestPoint, lassoSelect, decodeArray, lutColor, cssRGB, extent,
   projectPoints, linmap, CATEGORICAL,
   bumpFrame, fmt, colorLimits, sizeCanvas, watchWidth, watchTheme, themeOf, eventPos, drawColorbar,
-  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts, whenConnected,
+  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts, whenConnected, el, initRoot,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -75,11 +75,6 @@ export function pointColors(values, lo, hi, lut = LUT) {
   return Array.from(values, (v) => cssRGB(lutColor(lut, v, lo, hi)));
 }
 
-function el(tag, props = {}, parent = null) {
-  const e = Object.assign(document.createElement(tag), props);
-  if (parent) parent.appendChild(e);
-  return e;
-}
 
 function marker(ctx, kind, x, y, r, color) {
   ctx.save(); ctx.strokeStyle = "#000"; ctx.fillStyle = color; ctx.lineWidth = 1;
@@ -104,10 +99,7 @@ function marker(ctx, kind, x, y, r, color) {
 }
 
 function render({ model, el: root }) {
-  root.classList.add("fcinv-latent-picker");
-  root.style.position = "relative";
-  root.style.maxWidth = "100%";
-  const unsuppress = suppressShortcuts(root);
+  const unsuppress = initRoot(root, "fcinv-latent-picker");
   const wrap = el("div", { style: "display:flex;flex-direction:column;align-items:flex-start;gap:6px;font-size:12px;max-width:100%" }, root);
   const ctl = el("div", { style: "display:flex;flex-wrap:wrap;gap:8px;align-items:center" }, wrap);
   el("span", { textContent: "colour by:" }, ctl);

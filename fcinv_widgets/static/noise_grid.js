@@ -3,7 +3,7 @@
 import {
   makeLut, floatToRGBA, cellAt, decodeArray, fmt, colorLimits, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, gridStep, attachTooltip, pngButton,
-  suppressShortcuts, readableOn, DIVERGING_STOPS, whenConnected,
+  suppressShortcuts, readableOn, DIVERGING_STOPS, whenConnected, el, initRoot,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -44,11 +44,6 @@ export function cellReadout(i, r2, b, p, snr, fcName, modelName) {
   return `B = ${fmt(b[ib], 3)}, P = ${fmt(p[ip], 3)} counts\n${fcName}: R² = ${fmt(r2[i], 3)} (${modelName})${s}`;
 }
 
-function el(tag, props = {}, parent = null) {
-  const e = Object.assign(document.createElement(tag), props);
-  if (parent) parent.appendChild(e);
-  return e;
-}
 
 const IPAD = { l: 4, r: 58, t: 16, b: 4 };
 function drawImage(canvas, W, H, img, title, theme) {
@@ -70,10 +65,7 @@ function drawImage(canvas, W, H, img, title, theme) {
 }
 
 function render({ model, el: root }) {
-  root.classList.add("fcinv-noise-grid");
-  root.style.position = "relative";
-  root.style.maxWidth = "100%";
-  const unsuppress = suppressShortcuts(root);
+  const unsuppress = initRoot(root, "fcinv-noise-grid");
   const wrap = el("div", { style: "display:flex;flex-wrap:wrap;gap:12px;font-size:12px;max-width:100%" }, root);
   const left = el("div", { style: "max-width:100%" }, wrap);
   const ctl = el("div", { style: "display:flex;flex-wrap:wrap;gap:6px;margin-bottom:4px" }, left);

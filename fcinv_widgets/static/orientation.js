@@ -6,7 +6,7 @@ import {
   lutColor, cssRGB, extent, projectPoints, CYCLIC_STOPS,
   bumpFrame, fmt, tickLabels, logTicks, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, stepSorted, attachTooltip, pngButton,
-  suppressShortcuts, clamp, whenConnected,
+  suppressShortcuts, clamp, whenConnected, el, initRoot,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -111,11 +111,6 @@ export function angleColors(angles, lut = CLUT) {
   return Array.from(angles, (a) => cssRGB(lutColor(lut, (((a - lo) % period) + period) % period, 0, period)));
 }
 
-function el(tag, props = {}, parent = null) {
-  const e = Object.assign(document.createElement(tag), props);
-  if (parent) parent.appendChild(e);
-  return e;
-}
 
 function axes(ctx, rect, xr, yr, xlabel, ylabel, theme, ylog = false) {
   const { x, y, w, h } = rect;
@@ -227,10 +222,7 @@ export function pixelReadout(img, st, x, y, r) {
 }
 
 function render({ model, el: root }) {
-  root.classList.add("fcinv-orientation");
-  root.style.position = "relative";
-  root.style.maxWidth = "100%";
-  const unsuppress = suppressShortcuts(root);
+  const unsuppress = initRoot(root, "fcinv-orientation");
   const wrap = el("div", { style: "display:flex;flex-direction:column;align-items:flex-start;gap:6px;font-size:12px;max-width:100%" }, root);
   const ctl = el("div", { style: "display:flex;flex-wrap:wrap;gap:10px;align-items:center" }, wrap);
   el("span", { textContent: "FC:" }, ctl);
