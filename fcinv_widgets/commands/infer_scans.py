@@ -74,7 +74,7 @@ def run(args) -> int:
     b, m, w = res.best_median_worst()
     payload = {"names": res.names, "angles_deg": res.angles_deg.tolist(), "full_mean": res.full_mean.tolist(),
                "full_std": res.full_std.tolist(), "reference": None if ref is None else ref.tolist(),
-               "scan_mean": res.mean.tolist(), "mse": res.mse.tolist(), "coverage": res.coverage.tolist(),
+               "scan_mean": res.mean.tolist(), "scan_std": res.std.tolist(), "mse": res.mse.tolist(), "coverage": res.coverage.tolist(),
                "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)], "corrections": corrections,
                "ood": ood}
     text = (res.table() + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "

@@ -16,11 +16,14 @@ retrained model):
   the smoothed intensity the reconstruction puts where the input has less, as a fraction of
   the input's total (branches the model expects that the data lack, e.g. another crystal).
 
-Each score's threshold is a high quantile (default 0.99) of its values on in-distribution
-spectra that were not used for the feature statistics: the clean test spectra and noisy copies
-at the noise grid's levels (:mod:`fcinv_widgets.analysis.noise`, default the cells with
-B ≤ 0.2, P ≥ 30). A spectrum is flagged when any score exceeds its threshold; the reported
-``score`` is the largest score/threshold ratio (so ``threshold`` is 1).
+The reported ``score`` combines them: Σ_k log(s_k / median_k), the median over in-distribution
+spectra — several moderately unusual scores add up (another crystal's dispersion: a latent
+point at the edge of the training cloud *and* branches the decoder adds that the data lack).
+Its ``threshold`` is a high quantile (default 0.99) of the combined score over in-distribution
+spectra not used for the feature statistics — the clean test spectra and noisy copies at the
+noise grid's levels (:mod:`fcinv_widgets.analysis.noise`, default the cells with B ≤ 0.2,
+P ≥ 30), whichever of the two quantiles is larger. A spectrum is also flagged when a single
+score exceeds its own 1 − (1 − q)/10 quantile (e.g. 0.999: pure noise, a bright spurious band).
 
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
@@ -123,8 +126,10 @@ class OODStats:
     components: np.ndarray  # (k, d) principal directions (rows)
     variances: np.ndarray  # (k,) variances along them
     residual_scale: float  # mean squared residual outside the k components (0 when k = d)
-    thresholds: dict  # score name -> threshold
+    thresholds: dict  # score name -> threshold of the single score (quantile 1 − (1 − q)/10)
     quantile: float = 0.99
+    medians: dict = field(default_factory=dict)  # score name -> in-distribution median
+    combined_threshold: float = float("inf")
     model_sha256: str | None = None
     calibration: dict = field(default_factory=dict)
 
@@ -143,31 +148,43 @@ class OODStats:
         out.update(rec)
         return out
 
-    def ratios(self, model, spectra) -> dict:
-        return {k: v / self.thresholds[k] for k, v in self.scores(model, spectra).items()}
+    def combine(self, scores: dict) -> np.ndarray:
+        """Σ_k log(s_k / median_k) over the scores, (N,)."""
+        return sum(np.log(np.maximum(v, 1e-30) / self.medians[k]) for k, v in scores.items())
+
+    def _flags(self, scores: dict) -> np.ndarray:
+        single = np.max(np.stack([v / self.thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
+        return (self.combine(scores) > self.combined_threshold) | single
 
     def flags(self, model, spectra) -> np.ndarray:
-        """(N,) bool: any score above its threshold."""
-        r = self.ratios(model, spectra)
-        return np.max(np.stack(list(r.values())), axis=0) > 1.0
+        """(N,) bool: the combined score above its threshold, or any single score above its own."""
+        return self._flags(self.scores(model, spectra))
 
     def check(self, model, spectrum) -> dict:
-        """The JSON record for one spectrum: flag, score (largest score/threshold), threshold (1) and
-        every component's value and threshold."""
+        """The JSON record for one spectrum: flag, score (combined), threshold, a reason, and every
+        component's value, in-distribution median and single-score threshold."""
         sc = self.scores(model, spectrum)
-        comps = {k: {"value": float(v[0]), "threshold": float(self.thresholds[k])} for k, v in sc.items()}
-        ratio = {k: c["value"] / c["threshold"] for k, c in comps.items()}
-        worst = max(ratio, key=ratio.get)
-        flag = bool(ratio[worst] > 1.0)
-        reason = (f"{LABELS[worst]} {ratio[worst]:.1f}× its {self.quantile:.0%}-quantile threshold" if flag
-                  else "every score below its threshold")
-        return {"flag": flag, "score": float(ratio[worst]), "threshold": 1.0, "reason": reason, "components": comps,
-                "quantile": self.quantile}
+        comps = {k: {"value": float(v[0]), "median": float(self.medians[k]), "threshold": float(self.thresholds[k])}
+                 for k, v in sc.items()}
+        score = float(self.combine(sc)[0])
+        flag = bool(self._flags(sc)[0])
+        worst = max(comps, key=lambda k: comps[k]["value"] / comps[k]["median"])
+        over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
+        if over:
+            reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
+        elif flag:
+            reason = (f"combined score {score:.2f} > {self.combined_threshold:.2f}, mostly the {LABELS[worst]} "
+                      f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)")
+        else:
+            reason = f"combined score {score:.2f} ≤ {self.combined_threshold:.2f}"
+        return {"flag": flag, "score": score, "threshold": float(self.combined_threshold), "reason": reason,
+                "components": comps, "quantile": self.quantile}
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": 1, "kind": self.kind, "model_sha256": self.model_sha256,
-                "quantile": self.quantile, "thresholds": self.thresholds, "mean": self.mean.tolist(),
+                "quantile": self.quantile, "combined_threshold": self.combined_threshold, "medians": self.medians,
+                "thresholds": self.thresholds, "mean": self.mean.tolist(),
                 "components": self.components.tolist(), "variances": self.variances.tolist(),
                 "residual_scale": self.residual_scale, "calibration": self.calibration}
 
@@ -185,8 +202,9 @@ class OODStats:
                 raise ValueError(f"format {d.get('format')!r}")
             return cls(d["kind"], np.asarray(d["mean"], float), np.asarray(d["components"], float),
                        np.asarray(d["variances"], float), float(d["residual_scale"]),
-                       {k: float(v) for k, v in d["thresholds"].items()}, float(d["quantile"]), d.get("model_sha256"),
-                       d.get("calibration", {}))
+                       {k: float(v) for k, v in d["thresholds"].items()}, float(d["quantile"]),
+                       {k: float(v) for k, v in d["medians"].items()}, float(d["combined_threshold"]),
+                       d.get("model_sha256"), d.get("calibration", {}))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
 
@@ -255,15 +273,21 @@ def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quanti
         d = f - mean
         r = d - (d @ comps.T) @ comps
         resid = float((r**2).sum(1).mean())
-    stats = OODStats(model.kind, mean, comps, var, resid, {}, quantile, calibration={})
+    stats = OODStats(model.kind, mean, comps, var, resid, {}, quantile)
     noisy, _ = noisy_copies(ca, levels, seed=seed)
     s_clean = stats.scores(model, ca)
     s_noisy = stats.scores(model, noisy)
-    # each score's threshold: the quantile over the clean and over the noisy spectra, whichever is larger
-    stats.thresholds = {key: float(max(np.quantile(s_clean[key], quantile), np.quantile(s_noisy[key], quantile)))
-                        for key in s_clean}
-    fpr_clean = float(np.mean(np.max(np.stack([s_clean[k] / stats.thresholds[k] for k in s_clean]), 0) > 1))
-    fpr_noisy = float(np.mean(np.max(np.stack([s_noisy[k] / stats.thresholds[k] for k in s_noisy]), 0) > 1))
+    # thresholds: the quantile over the clean and over the noisy spectra, whichever is larger
+    q1 = 1 - (1 - quantile) / 10
+
+    def qmax(a, b, q):
+        return float(max(np.quantile(a, q), np.quantile(b, q)))
+
+    stats.medians = {k: max(float(np.median(np.concatenate([s_clean[k], s_noisy[k]]))), 1e-12) for k in s_clean}
+    stats.thresholds = {k: qmax(s_clean[k], s_noisy[k], q1) for k in s_clean}
+    stats.combined_threshold = qmax(stats.combine(s_clean), stats.combine(s_noisy), quantile)
+    fpr_clean = float(stats._flags(s_clean).mean())
+    fpr_noisy = float(stats._flags(s_noisy).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {"n_train": len(tr), "n_calib": len(ca), "levels": [list(map(float, lv)) for lv in levels],
                          "seed": seed, "n_components": int(k), "flagged_fraction_clean": fpr_clean,
