@@ -59,8 +59,9 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(model.path).parent / "ood.json"
     stats.save(out)
     c = stats.calibration
-    payload = {"out": str(out), "kind": stats.kind, "thresholds": stats.thresholds, "quantile": stats.quantile, **c}
-    emit(args, payload, f"wrote {out}: thresholds " + ", ".join(f"{k} {v:.4g}" for k, v in stats.thresholds.items())
-         + f" ({stats.quantile:.0%} quantile); flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, "
-           f"{c['flagged_fraction_noisy']:.1%} noisy")
+    payload = {"out": str(out), "kind": stats.kind, "combined_threshold": stats.combined_threshold,
+               "medians": stats.medians, "thresholds": stats.thresholds, "quantile": stats.quantile, **c}
+    emit(args, payload, f"wrote {out}: combined-score threshold {stats.combined_threshold:.3g} ({stats.quantile:.0%} quantile); "
+         "single-score thresholds " + ", ".join(f"{k} {v:.4g}" for k, v in stats.thresholds.items())
+         + f"; flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, {c['flagged_fraction_noisy']:.1%} noisy")
     return 0
