@@ -45,7 +45,7 @@ def run(args) -> int:
                     else "none (--raw)" if c.get("raw") else "none"))
     ood = d.get("ood")
     if ood is None:
-        lines.append("out-of-distribution check: no statistics for this model (run `fcinv ood-calibrate`)")
+        lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")
     else:
         lines.append(f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}): "
                      + ("FLAGGED" if ood["flag"] else "ok"))

@@ -186,6 +186,8 @@ class _Model:
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         if ood:
             out["ood"] = self.ood_check(image)
+            if out["ood"] is None:
+                out["ood_note"] = getattr(self, "ood_note", None)
         return out
 
     def ood_stats(self):
