@@ -16,6 +16,12 @@ def register(sub):
     p.add_argument("--n-test", type=int, default=1000, help="spectra for the thresholds, each clean and once noisy (default 1000)")
     p.add_argument("--quantile", type=float, default=0.99, help="threshold quantile of the in-distribution scores (default 0.99)")
     p.add_argument("--seed", type=int, default=12345, help="seed of a generated dataset and of the noise")
+    p.add_argument("--levels", default=None, metavar="B,P;B,P…",
+                   help="noise cells (background, counts) of the noisy calibration copies (default: every cell of the "
+                        "noise grid with B ≤ 0.2 and P ≥ 30)")
+    p.add_argument("--coverage-from", default=None, metavar="SCANS_H5",
+                   help="a scan set (`fcinv scans`): cut the noisy calibration spectra to its single scans' coverage "
+                        "(for models trained with partial coverage)")
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -31,8 +37,9 @@ def run(args) -> int:
     from ..dataset import Dataset, generate_dataset
     from ..errors import FcinvError
     from ..models import load_model
-    from ..models.ood import calibrate
+    from ..models.ood import DEFAULT_LEVELS, calibrate
 
+    levels = _levels(args.levels) if args.levels else DEFAULT_LEVELS
     model = load_model(args.model)
     for name in ("n_train", "n_test"):
         if getattr(args, name) < 10:
@@ -53,9 +60,14 @@ def run(args) -> int:
             test = np.asarray(te[: min(nte, args.n_test)], np.float32)
         finally:
             ds.close()
-        stats = calibrate(model, train, test, quantile=args.quantile, seed=args.seed,
+        masks = None
+        if args.coverage_from:
+            from ..scans import ScanSet
+
+            masks = np.isfinite(ScanSet.load(args.coverage_from).scans)
+        stats = calibrate(model, train, test, levels=levels, quantile=args.quantile, seed=args.seed, masks=masks,
                           extra={"dataset": str(args.dataset) if args.dataset else f"generated (seed {args.seed})",
-                                 "command": "fcinv ood-calibrate"})
+                                 "coverage_from": args.coverage_from, "command": "fcinv ood-calibrate"})
     out = Path(args.out) if args.out else Path(model.path).parent / "ood.json"
     stats.save(out)
     c = stats.calibration
@@ -65,3 +77,18 @@ def run(args) -> int:
          "single-score thresholds " + ", ".join(f"{k} {v:.4g}" for k, v in stats.thresholds.items())
          + f"; flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, {c['flagged_fraction_noisy']:.1%} noisy")
     return 0
+
+
+def _levels(text: str) -> list:
+    from ..errors import FcinvError
+
+    out = []
+    for chunk in str(text).split(";"):
+        try:
+            b, p = (float(x) for x in chunk.split(","))
+        except ValueError:
+            raise FcinvError(f"--levels must be 'B,P;B,P…' (background, counts), got {chunk!r}") from None
+        if not (b >= 0 and p > 0):
+            raise FcinvError(f"--levels: B must be ≥ 0 and P > 0, got {chunk!r}")
+        out.append((b, p))
+    return out

@@ -249,10 +249,14 @@ def noisy_copies(spectra, levels=DEFAULT_LEVELS, seed: int = 0) -> tuple[np.ndar
 
 
 def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quantile: float = 0.99, seed: int = 0,
-              n_components: int = MAX_COMPONENTS, extra: dict | None = None, progress: bool = False) -> OODStats:
+              n_components: int = MAX_COMPONENTS, extra: dict | None = None, masks=None) -> OODStats:
     """OOD statistics for ``model``: feature mean/covariance from ``train_spectra`` (clean, as trained
     on); thresholds at ``quantile`` of the scores of ``calib_spectra`` (clean) and of one noisy copy of
-    each at the noise ``levels`` (cycled). Returns :class:`OODStats` (``save`` it as ``ood.json``)."""
+    each at the noise ``levels`` (cycled). Returns :class:`OODStats` (``save`` it as ``ood.json``).
+
+    ``masks`` (M, nq, nE) bool, optional: coverage masks (e.g. of single scans); when given, every
+    noisy copy is also cut to a random one of them (NaN outside) — for a model trained with partial
+    coverage, so that partial coverage alone is not "out of distribution"."""
     if not 0.5 < quantile < 1:
         raise FcinvError(f"quantile must be in (0.5, 1), got {quantile}")
     tr = np.asarray(train_spectra)
@@ -275,6 +279,12 @@ def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quanti
         resid = float((r**2).sum(1).mean())
     stats = OODStats(model.kind, mean, comps, var, resid, {}, quantile)
     noisy, _ = noisy_copies(ca, levels, seed=seed)
+    if masks is not None:
+        m = np.asarray(masks, bool)
+        if m.ndim != 3 or m.shape[1:] != noisy.shape[1:] or not m.reshape(len(m), -1).any(1).all():
+            raise FcinvError(f"masks must be (M, {noisy.shape[1]}, {noisy.shape[2]}) with some coverage each, got {m.shape}")
+        pick = np.random.default_rng(seed + 1).integers(0, len(m), len(noisy))
+        noisy = np.where(m[pick], noisy, np.nan).astype(np.float32)
     s_clean = stats.scores(model, ca)
     s_noisy = stats.scores(model, noisy)
     # thresholds: the quantile over the clean and over the noisy spectra, whichever is larger
@@ -291,5 +301,6 @@ def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quanti
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {"n_train": len(tr), "n_calib": len(ca), "levels": [list(map(float, lv)) for lv in levels],
                          "seed": seed, "n_components": int(k), "flagged_fraction_clean": fpr_clean,
-                         "flagged_fraction_noisy": fpr_noisy, **(extra or {})}
+                         "flagged_fraction_noisy": fpr_noisy, "coverage_masks": 0 if masks is None else len(masks),
+                         **(extra or {})}
     return stats

@@ -127,3 +127,21 @@ def test_resnet_feature_distance(ood_data):
     assert stats.flags(model, held).mean() <= 0.04
     assert stats.flags(model, noisy_copies(held, seed=11)[0]).mean() <= 0.04
     assert stats.flags(model, np.random.default_rng(4).random((5, 140, 140))).all()
+
+
+def test_coverage_masks_in_calibration(vae_ood, ood_data):
+    """With coverage masks, partial coverage alone is in distribution (thresholds include it)."""
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import calibrate, noisy_copies
+
+    model, _ = vae_ood
+    tr, cal, held = ood_data
+    masks = np.ones((2, 140, 140), bool)
+    masks[0, :, 90:] = False  # nothing above 45 meV
+    masks[1, 70:] = False  # half of the path
+    stats = calibrate(model, tr, cal, seed=3, masks=masks)
+    assert stats.calibration["coverage_masks"] == 2
+    cut = np.where(masks[np.arange(len(held)) % 2], noisy_copies(held, seed=11)[0], np.nan)
+    assert stats.flags(model, cut).mean() <= 0.05
+    with pytest.raises(FcinvError, match="masks"):
+        calibrate(model, tr, cal, masks=np.zeros((1, 140, 140), bool))
