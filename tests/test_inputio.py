@@ -264,3 +264,40 @@ def test_bare_array_is_a_model_image_unless_a_temperature_is_given(vae, image, s
         vae.invert(image[None].repeat(2, 0))
     with pytest.raises(FcinvError, match="--raw"):
         prepare_input(Spectrum(image, "x", "array"), None, raw=True, clip_percentile=99)
+
+
+def test_infer_scans_api_corrects_a_scan_set_once(ge):
+    """The Python API (and so OrientationScatter's input) corrects a ScanSet as the CLI does."""
+    from fcinv_widgets.analysis.expio import prepare_scan_set
+    from fcinv_widgets.analysis.scan_inference import infer_scans
+    from fcinv_widgets.scans import ScanSet
+
+    rng = np.random.default_rng(3)
+    nq, ne = ge.grid.shape
+    full = rng.random((nq, ne)) + 0.1
+    scans = rng.random((2, nq, ne)).astype(np.float32) + 0.1
+    scans[1, :, 100:] = np.nan
+    ss = ScanSet(full, scans, np.array([0.0, 10.0]), np.ones(2), 80.0, 5.0, "Ge", ge.grid, ge.reference_params, {})
+
+    class Echo:  # predicts the mean of what it is given: shows which image it saw
+        kind = "stub"
+
+        def __init__(self):
+            self.names = [f"FC{i}" for i in range(8)]
+            self.config = {"domain": np.tile([[-1.0, 1.0]], (8, 1))}
+
+        def predict(self, x, n_samples=1, seed=0):
+            from types import SimpleNamespace
+
+            x = np.asarray(x, float)
+            x = x[None] if x.ndim == 2 else x
+            m = np.tile(np.nanmean(x, axis=(1, 2))[:, None], (1, 8))
+            return SimpleNamespace(mean=m, std=0 * m, recon=np.zeros((0,)))
+
+    res = infer_scans(Echo(), ss)
+    f, s, rec = prepare_scan_set(ss, ge.grid)
+    assert res.meta["corrections"]["applied"] == rec["applied"] and len(rec["applied"]) == 2
+    np.testing.assert_allclose(res.full_mean[0], np.nanmean(f))
+    np.testing.assert_allclose(res.mean[:, 0], np.nanmean(s, axis=(1, 2)))
+    raw = infer_scans(Echo(), ss, raw=True)
+    np.testing.assert_allclose(raw.full_mean[0], np.nanmean(full), rtol=1e-6)

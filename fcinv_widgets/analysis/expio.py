@@ -424,3 +424,22 @@ def save_spectrum(path, spec: Spectrum, grid, material: str = "") -> None:
 
     keep = {k: spec.meta[k] for k in ("intensity", "origin", "temperature_k", "ei_mev", "corrections") if spec.meta.get(k) is not None}
     write_spectrum(path, spec.image, grid, material=material, **keep)
+
+
+def prepare_scan_set(ss, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
+                     raw: bool = False, source: str = "scan set") -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`prepare_input` for a :class:`~fcinv_widgets.scans.ScanSet` (an S(Q,E) at its own
+    temperature): returns (full (nq, nE), scans (n, nq, nE), record of the full data's correction).
+    Every image is corrected the same way, once; scans that measured nothing stay all-NaN."""
+    meta = {"intensity": SQE, "intensity_source": "scan set (a folded S(Q,E))", "origin": "simulated",
+            "temperature_k": float(ss.temperature_k), "temperature_source": f"{source}: temperature_k",
+            "ei_mev": float(ss.ei_mev)}
+
+    def one(img, what):
+        spec = Spectrum(np.asarray(img, float), f"{source} ({what})", "fcinv-scans", None, meta)
+        return prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
+
+    full, rec = one(ss.full, "full data")
+    scans = np.stack([one(img, f"scan at ω = {a:g}°")[0] if np.isfinite(img).any() else np.asarray(img, float)
+                      for a, img in zip(ss.angles_deg, ss.scans)])
+    return full, scans, rec

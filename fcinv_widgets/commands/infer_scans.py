@@ -33,6 +33,7 @@ def register(sub):
 
 
 def run(args) -> int:
+    from ..analysis.expio import prepare_scan_set
     from ..analysis.scan_inference import infer_scans, plot_scan_inference
     from ..materials import get_material
     from ..models import load_model
@@ -52,9 +53,8 @@ def run(args) -> int:
         params = getattr(ss, "params", None)
         if params is not None and len(params) == len(mat.reference_params):
             ref = np.asarray(params, float)[mat.active]
-    full, corrections = _prepare(ss, mat.grid, args, "full data")
-    scans = np.stack([_prepare(ss, mat.grid, args, f"scan at ω = {a:g}°", img)[0] if np.isfinite(img).any() else img
-                      for a, img in zip(ss.angles_deg, ss.scans)])
+    full, scans, corrections = prepare_scan_set(ss, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip,
+                                                raw=args.raw, source=str(args.scans))
     res = infer_scans(model, scans, full=full, angles_deg=ss.angles_deg, reference=ref, n_samples=args.n_samples)
     res.meta.update({"scans": str(args.scans), "corrections": corrections, "corrected": bool(corrections["applied"]),
                      "clip": corrections["clip_percentile"], "temperature_k": float(ss.temperature_k)})
@@ -83,13 +83,3 @@ def run(args) -> int:
     emit(args, payload, text)
     return 0
 
-
-def _prepare(ss, grid, args, what, image=None):
-    """One image of the scan set, corrected as the scan set says (an S(Q,E) at its temperature), once."""
-    from ..analysis.expio import SQE, Spectrum, prepare_input
-
-    meta = {"intensity": SQE, "intensity_source": "scan set (a folded S(Q,E))", "origin": "simulated",
-            "temperature_k": float(ss.temperature_k), "temperature_source": f"{args.scans}: temperature_k",
-            "ei_mev": float(ss.ei_mev)}
-    spec = Spectrum(ss.full if image is None else image, f"{args.scans} ({what})", "fcinv-scans", None, meta)
-    return prepare_input(spec, grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
