@@ -36,7 +36,8 @@ HDF5 layout of a scan set (``format = "fcinv-scans"``, version 1)::
     /grid/q_conventional      (nq, 3)            conventional r.l.u.
     /grid/q_distance          (nq,)              path length (Å⁻¹)
     /grid/energy_centers_mev  (nE,)
-    attrs: format, version, material, ei_mev, temperature_k, grid (JSON: segments, energy
+    attrs: format, version, material, ei_mev, temperature_k, intensity ("one-phonon-sqe"),
+           origin ("simulated"), grid (JSON: segments, energy
            bins), labels, breaks, units, meta (JSON: u, v, qmax, detector, coverage rule,
            noise, timing, param names …)
 
@@ -261,6 +262,7 @@ class ScanSet:
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"format": "fcinv-scans", "version": 1, "material": self.material, "ei_mev": self.ei_mev,
                             "temperature_k": self.temperature_k, "grid": json.dumps(g.to_dict()),
+                            "intensity": "one-phonon-sqe", "origin": "simulated",
                             "labels": json.dumps(g.q.labels), "breaks": json.dumps(g.q.breaks),
                             "units": self.meta.get("units", "fm^2/meV per atom"),
                             "meta": json.dumps(self.meta, default=_json_default)})

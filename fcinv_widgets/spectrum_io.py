@@ -7,7 +7,9 @@ Layout::
     /grid/q_conventional      (nq, 3)  conventional r.l.u.
     /grid/energy_centers_mev  (nE,)
     attrs: format="fcinv-spectrum", version=1, material, labels (JSON [[index, label], ...]),
-           breaks (JSON), plus free metadata (e.g. params_ev_a2, param_names, sigma_mev).
+           breaks (JSON), plus free metadata (e.g. params_ev_a2, param_names, sigma_mev) and what
+           the spectrum is: intensity ("model-image" | "one-phonon-sqe"), origin ("simulated" |
+           "measured"), temperature_k, ei_mev, corrections (already applied; see analysis.expio).
 """
 
 from __future__ import annotations

@@ -13,17 +13,37 @@ writes, plus our own, all returning an (nq, nE) image with NaN where nothing was
   ``spectrum`` (optionally ``energy_centers_mev``), or a plain ``.npy`` (nq, nE) array.
 
 Every reader checks the image against the model's grid when one is given: the shape,
-the segment lengths (pathSQE npz) and the energy axis (when the file has one).
+the segment lengths (pathSQE npz) and the energy axis (when the file has one), and refuses
+values that cannot be a spectrum (:mod:`fcinv_widgets.validate`).
+
+**What a file says about itself** (:attr:`Spectrum.meta`): ``intensity`` — "model-image"
+(the fast model's unit-weight image, what the networks were trained on) or "one-phonon-sqe"
+(a folded coherent S(Q,E), measured or fully simulated); ``temperature_k`` and where it came
+from; ``ei_mev``; ``origin`` ("simulated" / "measured"); ``corrections`` already applied to the
+stored image. Our HDF5 files carry these as attributes (``fcinv simulate``, ``fcinv scans``);
+a pathSQE .npz is a measured S(Q,E) with no temperature (the user states it once); a Mantid
+MDHisto file is a measured S(Q,E) whose temperature and Ei are read from the sample logs when
+present; a bare array or .npy says nothing and is taken as a model image.
+
+:func:`prepare_input` turns that into the correction (:func:`to_model_intensity`) applied
+exactly once, and a record of what was done (the ``corrections`` field of ``fcinv invert --json``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
+from ..validate import as_real_array, check_spectra
+
+#: the two kinds of intensity a spectrum can hold
+MODEL_IMAGE = "model-image"
+SQE = "one-phonon-sqe"
+#: clip percentile applied by default to a one-phonon S(Q,E) (Bragg tails, hot pixels)
+DEFAULT_CLIP = 99.5
 
 
 @dataclass
@@ -32,6 +52,7 @@ class Spectrum:
     source: str
     fmt: str
     energies: np.ndarray | None = None  # meV bin centres, when the file has them
+    meta: dict = field(default_factory=dict)  # what the file says about itself (see the module doc)
 
     @property
     def mask(self) -> np.ndarray:
@@ -51,7 +72,11 @@ def read_spectrum(path, grid=None) -> Spectrum:
     if suffix == ".npz":
         spec = _read_npz(path, grid)
     elif suffix == ".npy":
-        spec = Spectrum(np.asarray(np.load(path, allow_pickle=False), float), str(path), "npy")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise FcinvError(f"{path}: not a plain numeric .npy array ({exc})") from None
+        spec = Spectrum(as_real_array(arr, str(path)), str(path), "npy")
     elif suffix in (".h5", ".hdf5", ".nxs", ".nx5"):
         spec = _read_hdf5(path, grid)
     else:
@@ -63,10 +88,7 @@ def _validate(spec: Spectrum, grid) -> Spectrum:
     img = spec.image
     if img.ndim != 2:
         raise GridMismatchError(f"{spec.source}: expected a 2-D (q, E) image, got shape {img.shape}")
-    if np.any(np.isinf(img)):
-        raise FcinvError(f"{spec.source}: the spectrum contains inf")
-    if not np.isfinite(img).any():
-        raise FcinvError(f"{spec.source}: no pixel is covered (all NaN)")
+    check_spectra(img, None, name=spec.source)
     if grid is not None:
         if img.shape != tuple(grid.shape):
             raise GridMismatchError(f"{spec.source}: the image is {img.shape[0]} q-bins × {img.shape[1]} energy bins, "
@@ -78,15 +100,25 @@ def _validate(spec: Spectrum, grid) -> Spectrum:
 
 
 def _read_npz(path: Path, grid) -> Spectrum:
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise FcinvError(f"{path}: not a readable .npz archive ({exc})") from None
+    with z:
         keys = list(z.keys())
-        if "spectrum" in keys:
-            e = np.asarray(z["energy_centers_mev"], float) if "energy_centers_mev" in keys else None
-            return Spectrum(np.asarray(z["spectrum"], float), str(path), "npz", e)
-        segs = sorted((k for k in keys if k.startswith("arr_")), key=lambda k: int(k[4:]))
-        if not segs:
-            raise FcinvError(f"{path}: neither a 'spectrum' array nor pathSQE segments arr_0, arr_1, … (keys: {keys})")
-        arrays = [np.asarray(z[k], float) for k in segs]
+        try:
+            meta = _npz_meta(z, keys, path)
+            if "spectrum" in keys:
+                e = as_real_array(z["energy_centers_mev"], f"{path}: energy_centers_mev") if "energy_centers_mev" in keys else None
+                return Spectrum(as_real_array(z["spectrum"], str(path)), str(path), "npz", e, meta)
+            segs = sorted((k for k in keys if k.startswith("arr_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
+            if not segs:
+                raise FcinvError(f"{path}: neither a 'spectrum' array nor pathSQE segments arr_0, arr_1, … (keys: {keys})")
+            arrays = [as_real_array(z[k], f"{path}: {k}") for k in segs]
+        except ValueError as exc:  # object arrays refused by allow_pickle=False
+            if isinstance(exc, FcinvError):
+                raise
+            raise FcinvError(f"{path}: {exc}") from None
     if any(a.ndim != 2 for a in arrays):
         raise GridMismatchError(f"{path}: every segment must be a (nq_segment, nE) array, got {[a.shape for a in arrays]}")
     if len({a.shape[1] for a in arrays}) != 1:
@@ -98,7 +130,27 @@ def _read_npz(path: Path, grid) -> Spectrum:
             names = [f"{s.start}–{s.end}" for s in grid.q.segments]
             raise GridMismatchError(f"{path}: {len(got)} segments of {got} q-bins; the model's path has "
                                     f"{len(want)} segments {', '.join(f'{n} {w}' for n, w in zip(names, want))}")
-    return Spectrum(np.concatenate(arrays, axis=0), str(path), "pathSQE-npz")
+    meta = {"intensity": SQE, "intensity_source": "pathSQE .npz (a folded S(Q,E))", "origin": "measured", **meta}
+    return Spectrum(np.concatenate(arrays, axis=0), str(path), "pathSQE-npz", None, meta)
+
+
+def _npz_meta(z, keys, path) -> dict:
+    """Optional scalar keys an .npz may carry: ``temperature_k``, ``ei_mev``, ``intensity``."""
+    meta = {}
+    for k in ("temperature_k", "ei_mev"):
+        if k in keys:
+            v = as_real_array(z[k], f"{path}: {k}")
+            if v.size != 1 or not np.isfinite(v).all():
+                raise FcinvError(f"{path}: {k} must be one finite number, got {v.tolist()}")
+            meta[k] = float(v.ravel()[0])
+            if k == "temperature_k":
+                meta["temperature_source"] = f"{Path(path).name}: temperature_k"
+    if "intensity" in keys:
+        v = str(np.asarray(z["intensity"]))
+        if v not in (MODEL_IMAGE, SQE):
+            raise FcinvError(f"{path}: intensity must be {MODEL_IMAGE!r} or {SQE!r}, got {v!r}")
+        meta.update(intensity=v, intensity_source=f"{Path(path).name}: intensity")
+    return meta
 
 
 def _read_hdf5(path: Path, grid) -> Spectrum:
@@ -109,21 +161,103 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
     except OSError as exc:
         raise FcinvError(f"cannot read {path} as HDF5/NeXus: {exc}") from None
     with f:
-        if f.attrs.get("format") == "fcinv-spectrum":
-            e = np.asarray(f["grid/energy_centers_mev"], float) if "grid/energy_centers_mev" in f else None
-            return Spectrum(np.asarray(f["spectrum"], float), str(path), "fcinv", e)
-        if f.attrs.get("format") == "fcinv-scans":  # a scan set: its full data set (union of orientations)
-            e = np.asarray(f["grid/energy_centers_mev"], float) if "grid/energy_centers_mev" in f else None
-            return Spectrum(np.asarray(f["full"], float), str(path), "fcinv-scans", e)
+        fmt = f.attrs.get("format")
+        if fmt in ("fcinv-spectrum", "fcinv-scans"):  # a scan set: its full data set (union of orientations)
+            key = "spectrum" if fmt == "fcinv-spectrum" else "full"
+            if key not in f:
+                raise FcinvError(f"{path}: an {fmt} file without its /{key} dataset")
+            e = as_real_array(f["grid/energy_centers_mev"][()], f"{path}: energies") if "grid/energy_centers_mev" in f else None
+            return Spectrum(as_real_array(f[key][()], str(path)), str(path), "fcinv" if fmt == "fcinv-spectrum" else fmt, e,
+                            _fcinv_meta(f.attrs, fmt, path))
         if "MDHistoWorkspace/data/signal" in f:
             return _read_mdhisto(f, path, grid)
     raise FcinvError(f"{path}: not an fcinv spectrum file (no format attribute) nor a Mantid MDHisto NeXus file "
                      "(no MDHistoWorkspace/data/signal)")
 
 
+def _attr(attrs, key):
+    """An attribute of our files: JSON-encoded by spectrum_io, plain by ScanSet.save."""
+    import json
+
+    v = attrs.get(key)
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _fcinv_meta(attrs, fmt: str, path) -> dict:
+    """What our own HDF5 files say: intensity kind, temperature, Ei, origin, corrections applied.
+    Files written before these attributes existed are recognised by ``kind`` (``full-sqe``) and format."""
+    name = Path(path).name
+    intensity = _attr(attrs, "intensity")
+    source = f"{name}: intensity attribute"
+    if intensity is None:
+        sqe = fmt == "fcinv-scans" or _attr(attrs, "kind") == "full-sqe"
+        intensity = SQE if sqe else MODEL_IMAGE
+        source = f"{name}: {'scan set' if fmt == 'fcinv-scans' else 'kind attribute' if sqe else 'fast-model spectrum file'}"
+    if intensity not in (MODEL_IMAGE, SQE):
+        raise FcinvError(f"{path}: intensity attribute must be {MODEL_IMAGE!r} or {SQE!r}, got {intensity!r}")
+    meta = {"intensity": intensity, "intensity_source": source, "origin": _attr(attrs, "origin") or "simulated"}
+    t = _attr(attrs, "temperature_k")
+    if t is not None:
+        meta.update(temperature_k=float(t), temperature_source=f"{name}: temperature_k attribute")
+    ei = _attr(attrs, "ei_mev")
+    if ei is None:
+        res = _attr(attrs, "resolution")
+        ei = res.get("ei_mev") if isinstance(res, dict) else None
+    if ei is not None:
+        meta["ei_mev"] = float(ei)
+    corr = _attr(attrs, "corrections")
+    if corr:
+        meta["corrections"] = corr
+    return meta
+
+
+#: sample-log names that hold the sample temperature (K), most specific first (lower case)
+TEMPERATURE_LOGS = ("sampletemp", "sample_temp", "sampletemperature", "sample_temperature", "temperature", "temp",
+                    "sensora", "sensorb", "tsample")
+EI_LOGS = ("ei", "incident_energy", "energyrequest", "ei_request")
+
+
+def _read_logs(f) -> dict:
+    """Sample logs of a Mantid file: ``{name_lower: (name, mean value)}`` from every ``…/logs/<name>/value``."""
+    logs = {}
+
+    def visit(name, obj):
+        parts = name.split("/")
+        is_log = len(parts) >= 3 and parts[-3] == "logs" and parts[-1] == "value"
+        if is_log and hasattr(obj, "dtype") and obj.dtype.kind in "iuf" and obj.size:
+            v = np.asarray(obj[()], float).ravel()
+            v = v[np.isfinite(v)]
+            if v.size:
+                logs.setdefault(parts[-2].lower(), (parts[-2], float(v.mean())))
+
+    f.visititems(visit)
+    return logs
+
+
+def _mantid_meta(f, path) -> dict:
+    meta = {"intensity": SQE, "intensity_source": "Mantid MDHisto file (a folded S(Q,E))", "origin": "measured"}
+    logs = _read_logs(f)
+    for key in TEMPERATURE_LOGS:
+        if key in logs and logs[key][1] >= 0:
+            meta.update(temperature_k=logs[key][1], temperature_source=f"{Path(path).name}: sample log {logs[key][0]}")
+            break
+    for key in EI_LOGS:
+        if key in logs and logs[key][1] > 0:
+            meta["ei_mev"] = logs[key][1]
+            break
+    return meta
+
+
 def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     data = f["MDHistoWorkspace/data"]
-    sig = np.asarray(data["signal"], float)
+    sig = as_real_array(data["signal"][()], str(path))
     axes_attr = data["signal"].attrs.get("axes")
     if isinstance(axes_attr, bytes):
         axes_attr = axes_attr.decode()
@@ -151,7 +285,7 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
         energies = 0.5 * (edges[1:] + edges[:-1]) if len(edges) == img.shape[1] + 1 else None
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid
-    return Spectrum(img, str(path), "mantid-mdhisto", energies)
+    return Spectrum(img, str(path), "mantid-mdhisto", energies, _mantid_meta(f, path))
 
 
 def write_pathsqe_npz(path, image, grid) -> None:
@@ -201,3 +335,111 @@ def to_model_intensity(image, grid, temperature_k: float | None = None, clip_per
             raise FcinvError("the spectrum has no covered (finite) pixel")
         img = np.minimum(img, np.percentile(vals, clip_percentile))
     return img
+
+
+# ---------------------------------------------------------------------- automatic input handling
+def as_spectrum(data, grid=None, name: str = "spectrum") -> Spectrum:
+    """A :class:`Spectrum` from a file path, a Spectrum or an (nq, nE) array (checked against ``grid``).
+    An array says nothing about itself: it is taken as a model image unless a temperature is given."""
+    if isinstance(data, Spectrum):
+        return _validate(data, grid)
+    if isinstance(data, (str, Path)):
+        return read_spectrum(data, grid)
+    img = check_spectra(data, None if grid is None else grid.shape, name=name)
+    if img.ndim != 2:
+        raise GridMismatchError(f"{name}: one (nq, nE) spectrum is inverted at a time, got shape {img.shape}")
+    return _validate(Spectrum(img, name, "array"), grid)
+
+
+def prepare_input(spec: Spectrum, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
+                  raw: bool = False) -> tuple[np.ndarray, dict]:
+    """The image the models should see, and a record of what was done to it.
+
+    Defaults follow what ``spec.meta`` says (see the module doc): a one-phonon S(Q,E) is
+    weighted by E/(n(E,T)+1) at its temperature and clipped at the 99.5th percentile
+    (:func:`to_model_intensity`); a model image is left as it is. Explicit arguments override:
+    ``temperature_k`` (K; on a model image it declares the data an S(Q,E) at that T),
+    ``clip_percentile``, ``raw=True`` (nothing applied). A spectrum whose file says it was
+    corrected already is never corrected again (asking for it raises :class:`FcinvError`).
+    An S(Q,E) whose temperature is neither in the file nor given raises one line saying so.
+    """
+    if raw and (temperature_k is not None or clip_percentile is not None):
+        raise FcinvError("--raw feeds the spectrum as it is: drop --temperature/--clip, or drop --raw")
+    check_spectra(spec.image, None if grid is None else grid.shape, name=spec.source)
+    meta = spec.meta or {}
+    intensity = meta.get("intensity")
+    rec = {"intensity": intensity or MODEL_IMAGE,
+           "intensity_source": meta.get("intensity_source") or "assumed: the input does not say (a model image)",
+           "origin": meta.get("origin"), "ei_mev": meta.get("ei_mev"), "applied": [], "bose_weighting": None,
+           "clip_percentile": None}
+    image = np.array(spec.image, dtype=float)
+    if raw:
+        rec["raw"] = True
+        return image, rec
+    done = meta.get("corrections")
+    if done:
+        if temperature_k is not None or clip_percentile is not None:
+            raise FcinvError(f"{spec.source}: the file says it was already corrected ({'; '.join(done.get('applied', [])) or done}); "
+                             "correcting it again would distort it — drop --temperature/--clip")
+        rec.update(intensity=MODEL_IMAGE, already_applied=done)
+        return image, rec
+    if temperature_k is not None or intensity == SQE:
+        if temperature_k is not None:
+            t, t_src = float(temperature_k), "given (--temperature)"
+            if intensity != SQE:
+                rec.update(intensity=SQE, intensity_source="given (--temperature): a one-phonon S(Q,E)")
+        else:
+            t, t_src = meta.get("temperature_k"), meta.get("temperature_source")
+            if t is None:
+                raise FcinvError(f"{spec.source} is a one-phonon S(Q,E) ({rec['intensity_source']}) and does not say its "
+                                 "sample temperature: give it once with --temperature K (or --raw to feed the data uncorrected)")
+        clip = DEFAULT_CLIP if clip_percentile is None else float(clip_percentile)
+        image = to_model_intensity(image, grid, t, clip)
+        rec.update(bose_weighting={"temperature_k": t, "source": t_src}, clip_percentile=clip,
+                   clip_source="default" if clip_percentile is None else "given (--clip)",
+                   applied=[f"E/(n(E,T)+1) weighting at T = {t:g} K", f"clip at the {clip:g}th percentile"])
+    elif clip_percentile is not None:
+        image = to_model_intensity(image, grid, None, float(clip_percentile))
+        rec.update(clip_percentile=float(clip_percentile), clip_source="given (--clip)",
+                   applied=[f"clip at the {float(clip_percentile):g}th percentile"])
+    if not np.isfinite(image).any():
+        raise FcinvError(f"{spec.source}: no pixel left after the correction (all NaN)")
+    check_spectra(image, None, name=f"{spec.source} (corrected)")
+    return image, rec
+
+
+def corrected(spec: Spectrum, grid, **kwargs) -> Spectrum:
+    """:func:`prepare_input` as a new :class:`Spectrum` that records its corrections, so that
+    passing it (or a file saved from it with :func:`save_spectrum`) again corrects nothing."""
+    image, rec = prepare_input(spec, grid, **kwargs)
+    meta = dict(spec.meta)
+    if rec["applied"]:
+        meta.update(intensity=MODEL_IMAGE, corrections=rec)
+    return Spectrum(image, spec.source, spec.fmt, spec.energies, meta)
+
+
+def save_spectrum(path, spec: Spectrum, grid, material: str = "") -> None:
+    """Write a :class:`Spectrum` as our ``fcinv-spectrum`` HDF5 with what it says about itself."""
+    from ..spectrum_io import write_spectrum
+
+    keep = {k: spec.meta[k] for k in ("intensity", "origin", "temperature_k", "ei_mev", "corrections") if spec.meta.get(k) is not None}
+    write_spectrum(path, spec.image, grid, material=material, **keep)
+
+
+def prepare_scan_set(ss, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
+                     raw: bool = False, source: str = "scan set") -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`prepare_input` for a :class:`~fcinv_widgets.scans.ScanSet` (an S(Q,E) at its own
+    temperature): returns (full (nq, nE), scans (n, nq, nE), record of the full data's correction).
+    Every image is corrected the same way, once; scans that measured nothing stay all-NaN."""
+    meta = {"intensity": SQE, "intensity_source": "scan set (a folded S(Q,E))", "origin": "simulated",
+            "temperature_k": float(ss.temperature_k), "temperature_source": f"{source}: temperature_k",
+            "ei_mev": float(ss.ei_mev)}
+
+    def one(img, what):
+        spec = Spectrum(np.asarray(img, float), f"{source} ({what})", "fcinv-scans", None, meta)
+        return prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
+
+    full, rec = one(ss.full, "full data")
+    scans = np.stack([one(img, f"scan at ω = {a:g}°")[0] if np.isfinite(img).any() else np.asarray(img, float)
+                      for a, img in zip(ss.angles_deg, ss.scans)])
+    return full, scans, rec

@@ -99,7 +99,8 @@ class ScanInference:
 
 
 def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain=None, n_samples: int = 100,
-                seed: int = 0, batch: int = 64) -> ScanInference:
+                seed: int = 0, batch: int = 64, temperature_k: float | None = None, clip_percentile: float | None = None,
+                raw: bool = False) -> ScanInference:
     """Predict FCs for every single-orientation scan and compare them with the full-data prediction.
 
     ``scans``: a ScanSet (``.scans`` (n, nq, nE), ``.full``, ``.angles_deg``) or an array
@@ -107,13 +108,25 @@ def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain
     ``reference``: FCs (8,) eV/Å² to compare with (e.g. the first-principles reduced values).
     ``domain``: (8, 2) training domain used to make the MSE dimensionless (default: the
     model's config ``domain``). A scan without a single covered pixel is refused clearly.
+
+    A ScanSet is an S(Q,E) at its temperature: its images are corrected to the models'
+    intensity once (:func:`~fcinv_widgets.analysis.expio.prepare_scan_set`; ``temperature_k``,
+    ``clip_percentile``, ``raw`` override, as in ``fcinv infer-scans``) and ``meta["corrections"]``
+    records it. Arrays are taken as they are.
     """
     from ..errors import FcinvError
 
+    corrections = None
     if hasattr(scans, "scans"):
-        full = scans.full if full is None else full
+        if full is None and hasattr(scans, "temperature_k"):
+            from .expio import prepare_scan_set
+
+            full, fixed, corrections = prepare_scan_set(scans, scans.grid, temperature_k, clip_percentile, raw)
+        else:
+            fixed = scans.scans
+            full = scans.full if full is None else full
         angles_deg = scans.angles_deg if angles_deg is None else angles_deg
-        scans = scans.scans
+        scans = fixed
     x = np.asarray(scans, float)
     if x.ndim != 3:
         raise FcinvError(f"scans must be (n, nq, nE); got shape {x.shape}")
@@ -142,7 +155,7 @@ def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain
                          full_std=pf.std[0], reference=None if reference is None else np.asarray(reference, float),
                          mse=mse, inputs=x.astype(np.float32), recon=np.concatenate(recs).astype(np.float32),
                          coverage=covered.mean(1), meta={"model": str(getattr(model, "path", "")), "kind": model.kind,
-                                                         "n_samples": n_samples})
+                                                         "n_samples": n_samples, "corrections": corrections})
 
 
 def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward_model=None):

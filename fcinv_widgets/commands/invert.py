@@ -1,6 +1,15 @@
-"""fcinv invert: force constants (mean ± std over latent samples) from a spectrum file."""
+"""fcinv invert: force constants (mean ± std over latent samples) from a spectrum file.
+
+The file's own metadata decides the correction (fast-model image: none; one-phonon S(Q,E):
+E/(n(E,T)+1) weighting at its temperature + a 99.5th-percentile clip), applied exactly once;
+``--temperature``/``--clip``/``--raw`` override it. The JSON result records what was applied
+(``corrections``) and the out-of-distribution check (``ood``); a flagged spectrum also gets a
+warning line on stderr.
+"""
 
 from __future__ import annotations
+
+import sys
 
 from ._common import emit
 
@@ -11,29 +20,37 @@ def register(sub):
     p.add_argument("--spectrum", required=True, help="fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, or .npy")
     p.add_argument("--n-samples", type=int, default=100)
     p.add_argument("--temperature", type=float, default=None, metavar="K",
-                   help="the spectrum is a measured one-phonon S(Q,E) at this sample temperature: weight each "
-                        "energy bin by E/(n(E,T)+1) to match the training intensity (see analysis.expio.to_model_intensity)")
+                   help="sample temperature of a one-phonon S(Q,E) (K). Read from the file when it says so (our HDF5, "
+                        "Mantid sample logs); needed once for a pathSQE .npz; on a model image or bare array it declares "
+                        "the data an S(Q,E) at this T")
     p.add_argument("--clip", type=float, default=None, metavar="PERCENTILE",
-                   help="clip intensities above this percentile of the covered pixels (e.g. 99.5; Bragg tails, hot pixels)")
+                   help="clip intensities above this percentile of the covered pixels (default 99.5 for an S(Q,E), "
+                        "none for a model image)")
+    p.add_argument("--raw", action="store_true", help="feed the spectrum as it is: no correction at all")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..analysis.expio import read_spectrum, to_model_intensity
-    from ..materials import get_material
     from ..models import Inverter
 
     inv = Inverter.load(args.model)
-    grid = get_material(inv.config["material"]).grid
-    inv.check_grid(grid)
-    spec = read_spectrum(args.spectrum, grid)
-    image = spec.image
-    if args.temperature is not None or args.clip is not None:
-        image = to_model_intensity(image, grid, args.temperature, args.clip)
-    pred = inv.predict(image, n_samples=args.n_samples, seed=args.seed, reconstruct=False)
-    d = pred.to_dict(0) | {"coverage": spec.coverage}
-    text = "\n".join(f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"]))
-    emit(args, d, text)
+    d = inv.invert(args.spectrum, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw,
+                   n_samples=args.n_samples, seed=args.seed)
+    lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
+    c = d["corrections"]
+    lines.append(f"input: {c['intensity']} ({c['intensity_source']}); corrections: "
+                 + ("; ".join(c["applied"]) if c["applied"] else "already applied in the file" if c.get("already_applied")
+                    else "none (--raw)" if c.get("raw") else "none"))
+    ood = d.get("ood")
+    if ood is None:
+        lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")
+    else:
+        lines.append(f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}): "
+                     + ("FLAGGED" if ood["flag"] else "ok"))
+        if ood["flag"]:
+            print(f"warning: {args.spectrum} looks out of distribution for {args.model} ({ood['reason']}); "
+                  "the predicted force constants are not trustworthy", file=sys.stderr)
+    emit(args, d, "\n".join(lines))
     return 0

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from ._common import emit
-from ._common import parse_params
+from ._common import emit, parse_params
 
 
 def register(sub):
     p = sub.add_parser("refine", help="iterative refinement of the top-8 FCs against a spectrum (L-BFGS, torch)")
     p.add_argument("--material", default="Ge")
-    p.add_argument("--spectrum", required=True, help="spectrum file (fcinv HDF5)")
+    p.add_argument("--spectrum", required=True, help="spectrum file (fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, .npy); "
+                                                     "corrected as it says about itself, like `fcinv invert`")
+    p.add_argument("--temperature", type=float, default=None, metavar="K", help="sample temperature of an S(Q,E) (see invert)")
+    p.add_argument("--clip", type=float, default=None, metavar="PERCENTILE", help="clip percentile (see invert)")
+    p.add_argument("--raw", action="store_true", help="no correction")
     p.add_argument("--start", help="start values (8, eV/Å², comma-separated; --start=-2.9,…); default: the reference")
     p.add_argument("--sigma", type=float, default=1.0, help="Gaussian σ of the model (meV)")
     p.add_argument("--max-iter", type=int, default=200)
@@ -18,17 +21,20 @@ def register(sub):
 
 
 def run(args) -> int:
+    from ..analysis.expio import prepare_input, read_spectrum
     from ..analysis.refine import refine
     from ..materials import get_material
-    from ..spectrum_io import read_spectrum
+    from ..validate import check_spectra
 
     mat = get_material(args.material)
     fm = mat.forward_model(sigma_mev=args.sigma)
-    img, _ = read_spectrum(args.spectrum, grid=mat.grid)
+    spec = read_spectrum(args.spectrum, grid=mat.grid)  # refuses complex, constant, all-zero, non-finite input
+    img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
+    img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start else None
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
     lines = [f"refined in {r.n_iter} evaluations, {r.seconds:.2f} s; misfit {r.misfit_start:.3e} → {r.misfit:.3e}"
              + ("" if r.stable else "  (UNSTABLE result)")]
     lines += [f"  {n:<16} {s:>9.4f} → {v:>9.4f} eV/Å²" for n, s, v in zip(r.names, r.start, r.params)]
-    emit(args, r.to_dict(), "\n".join(lines))
+    emit(args, r.to_dict() | {"corrections": corrections}, "\n".join(lines))
     return 0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import emit
 from ..errors import FcinvError, UnstableError
-from ._common import add_material_args, load_material, parse_params
+from ._common import add_material_args, emit, load_material, parse_params
 
 
 def register(sub):
@@ -61,7 +60,8 @@ def run(args) -> int:
         img, snr = add_noise(img, b, pc, seed=args.seed)
         extra = {"noise_background": b, "noise_counts": pc, "noise_seed": args.seed, "snr": float(snr[0])}
     write_spectrum(args.out, img[0], mat.grid, material=mat.name, params_ev_a2=theta, param_names=fm.names,
-                   resolution=fm.resolution, stable=bool(stable[0]), **extra)
+                   resolution=fm.resolution, stable=bool(stable[0]), intensity="model-image", origin="simulated",
+                   **({"ei_mev": args.ei} if args.ei else {}), **extra)
     payload = {"out": args.out, "shape": list(img.shape[1:]), "stable": bool(stable[0]), "min_energy_mev": lo,
                "names": fm.names, "params_ev_a2": theta.tolist(), **extra}
     emit(args, payload, f"wrote {args.out}: {img.shape[1]}×{img.shape[2]} I(q,E), {'stable' if stable[0] else 'UNSTABLE'} (lowest mode {lo:.2f} meV)")
@@ -100,7 +100,8 @@ def _run_full_sqe(args, mat, fc) -> int:
     cov = float(np.isfinite(img).mean())
     write_spectrum(args.out, img, mat.grid, material=mat.name, kind="full-sqe", params_ev_a2=params,
                    param_names=mat.basis.names, params_source=source, temperature_k=args.temperature, qmax_inv_a=qmax,
-                   resolution=resolution, coverage=cov, n_points=int(pts.n),
+                   resolution=resolution, coverage=cov, n_points=int(pts.n), intensity="one-phonon-sqe",
+                   origin="simulated", **({"ei_mev": args.ei} if args.ei else {}),
                    units="min-max scaled (noise)" if noise else "fm^2/meV per atom", **extra)
     dt = time.perf_counter() - t0
     payload = {"out": args.out, "shape": list(img.shape), "coverage": cov, "qmax_inv_a": qmax, "n_points": int(pts.n),

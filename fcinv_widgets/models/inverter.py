@@ -14,9 +14,11 @@ energy_centers_mev, names, domain, y_mean, y_std (target scaler), the architectu
 :class:`ResNetModel` (point estimates; std = 0, no reconstruction). Both have the same
 ``predict(spectra) -> Prediction`` interface.
 
-Input handling: every spectrum is min-max scaled over its finite pixels, like the training
-data; NaN pixels (not measured) are then set to 0 (= no intensity); inf, a wrong shape or
-an all-NaN spectrum raise a clear error.
+Input handling: every spectrum is checked (:meth:`_Model.check_input`: non-numeric, complex,
+wrong shape, ±inf, all-NaN, all-zero or constant inputs raise :class:`FcinvError`), then
+min-max scaled over its finite pixels, like the training data; NaN pixels (not measured) are
+then set to 0 (= no intensity). :meth:`_Model.invert` reads a file, applies the correction
+its metadata calls for (once) and reports the out-of-distribution flag (:mod:`.ood`).
 """
 
 from __future__ import annotations
@@ -144,22 +146,62 @@ class _Model:
     # ------------------------------------------------------------------ inputs
     def prepare(self, spectra) -> np.ndarray:
         """Validate and scale: (N, nq, nE) float32 in [0, 1], NaN → 0."""
-        x = np.asarray(spectra, dtype=np.float64)
+        x = self.check_input(spectra)
         if x.ndim == 2:
             x = x[None]
-        if x.ndim != 3 or x.shape[1:] != self.shape:
-            raise GridMismatchError(f"spectrum of shape {np.shape(spectra)}; this model needs ({self.shape[0]}, {self.shape[1]}) "
-                                    f"or (N, {self.shape[0]}, {self.shape[1]}) ({self.config['material']} grid)")
-        if np.any(np.isinf(x)):
-            raise FcinvError("the spectrum contains inf values")
-        finite = np.isfinite(x).reshape(len(x), -1)
-        if not finite.any(axis=1).all():
-            raise FcinvError("a spectrum has no measured (finite) pixel: all NaN")
         flat = x.reshape(len(x), -1)
         lo = np.nanmin(flat, axis=1, keepdims=True)
         hi = np.nanmax(flat, axis=1, keepdims=True)
         flat = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
         return np.nan_to_num(flat, nan=0.0).reshape(x.shape).astype(np.float32)
+
+    def check_input(self, spectra) -> np.ndarray:
+        """Refuse what cannot be a spectrum on this model's grid (see :mod:`fcinv_widgets.validate`):
+        non-numeric, complex, wrong shape, ±inf, all-NaN, all-zero or constant. Returns float64."""
+        from ..validate import check_spectra
+
+        return check_spectra(spectra, self.shape, name=f"spectrum ({self.config['material']} model)")
+
+    # ------------------------------------------------------------------ files, corrections, OOD
+    def invert(self, spectrum, temperature_k: float | None = None, clip_percentile: float | None = None,
+               raw: bool = False, n_samples: int = 100, seed: int = 0, ood: bool = True) -> dict:
+        """Invert one spectrum the way ``fcinv invert`` does: a file path, an
+        :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
+
+        What the input says about itself (fast-model image or one-phonon S(Q,E) at T, Ei,
+        simulated or measured, corrections already applied) decides the correction
+        (:func:`~fcinv_widgets.analysis.expio.prepare_input`, applied exactly once);
+        ``temperature_k`` / ``clip_percentile`` / ``raw`` override it. A bare array is taken as a
+        fast-model image unless ``temperature_k`` is given. Returns a JSON-ready dict: names,
+        fc_mean, fc_std (eV/Å²), coverage, corrections (what was applied) and ood (or None when
+        the model has no ``ood.json``).
+        """
+        from ..analysis.expio import as_spectrum, prepare_input
+        from ..materials import get_material
+
+        grid = get_material(self.material).grid
+        spec = as_spectrum(spectrum, grid)
+        image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
+        pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False)
+        out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
+        if ood:
+            out["ood"] = self.ood_check(image)
+            if out["ood"] is None:
+                out["ood_note"] = getattr(self, "ood_note", None)
+        return out
+
+    def ood_stats(self):
+        """The model's out-of-distribution statistics (``ood.json`` beside ``model.pt``), or None."""
+        from .ood import OODStats
+
+        if not hasattr(self, "_ood"):
+            self._ood = OODStats.for_model(self)
+        return self._ood
+
+    def ood_check(self, spectrum) -> dict | None:
+        """``{"flag", "score", "threshold", "components", …}`` for one spectrum, or None without statistics."""
+        stats = self.ood_stats()
+        return None if stats is None else stats.check(self, spectrum)
 
 
 class Inverter(_Model):

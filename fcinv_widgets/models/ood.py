@@ -1,0 +1,306 @@
+"""Out-of-distribution (OOD) check: is a spectrum like anything the model was trained on?
+
+Per model, statistics of its in-distribution inputs, stored as ``ood.json`` beside
+``model.pt`` (written by ``fcinv ood-calibrate`` / :func:`calibrate`, recomputable for any
+retrained model):
+
+* **feature distance** — the Mahalanobis distance of the input's features to the training
+  features: the VAE's latent mean μ (all latent dimensions), the ResNet's globally pooled
+  last-stage activations (projected on their top principal components, plus the norm of what
+  those components leave out, the "residual");
+* **reconstruction misfit** (VAE only), between the (min-max scaled) input and the decoder's
+  reconstruction at μ over the measured (finite) pixels: ``recon``, the mean squared difference
+  after both are smoothed by a Gaussian of ``SMOOTH_PX`` pixels (counting noise averages out,
+  structure the decoder cannot produce does not); ``profile``, the largest absolute mean
+  difference along a whole energy row or q column (a spurious flat band); and ``missing``,
+  the smoothed intensity the reconstruction puts where the input has less, as a fraction of
+  the input's total (branches the model expects that the data lack, e.g. another crystal).
+
+The reported ``score`` combines them: Σ_k log(s_k / median_k), the median over in-distribution
+spectra — several moderately unusual scores add up (another crystal's dispersion: a latent
+point at the edge of the training cloud *and* branches the decoder adds that the data lack).
+Its ``threshold`` is a high quantile (default 0.99) of the combined score over in-distribution
+spectra not used for the feature statistics — the clean test spectra and noisy copies at the
+noise grid's levels (:mod:`fcinv_widgets.analysis.noise`, default the cells with B ≤ 0.2,
+P ≥ 30), whichever of the two quantiles is larger. A spectrum is also flagged when a single
+score exceeds its own 1 − (1 − q)/10 quantile (e.g. 0.999: pure noise, a bright spurious band).
+
+``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
+(e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FcinvError
+
+FORMAT = "fcinv-ood"
+#: noise cells used for the thresholds: the grid's operating region (B ≤ 0.2, P ≥ 30)
+DEFAULT_LEVELS = tuple((b, p) for b in (0.0, 0.05, 0.1, 0.2) for p in (1000.0, 300.0, 100.0, 30.0))
+MAX_COMPONENTS = 32
+SMOOTH_PX = 2.0
+MIN_PROFILE_PIXELS = 10
+LABELS = {"latent": "latent distance", "feature": "feature distance", "residual": "feature residual",
+          "recon": "smoothed reconstruction misfit", "profile": "reconstruction misfit along an energy row or q column",
+          "missing": "reconstructed intensity missing from the data"}
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- raw scores
+def _smooth(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Gaussian smoothing over the measured pixels only (normalised convolution), (N, nq, nE)."""
+    from scipy.ndimage import gaussian_filter
+
+    m = mask.astype(np.float64)
+    num = gaussian_filter(np.where(mask, z, 0.0), (0, SMOOTH_PX, SMOOTH_PX), mode="nearest")
+    den = gaussian_filter(m, (0, SMOOTH_PX, SMOOTH_PX), mode="nearest")
+    return num / np.maximum(den, 1e-6)
+
+
+def _misfit(x: np.ndarray, rec: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(smoothed mean squared misfit, largest |mean misfit| along an energy row or q column, smoothed
+    reconstructed intensity missing from the data / the data's total), each (N,)."""
+    sx = _smooth(x, mask)
+    d = sx - _smooth(rec, mask)
+    recon = np.where(mask, d**2, 0.0).sum((1, 2)) / np.maximum(mask.sum((1, 2)), 1)
+    missing = np.where(mask, np.clip(-d, 0, None), 0.0).sum((1, 2)) / np.maximum(np.where(mask, sx, 0.0).sum((1, 2)), 1e-9)
+    r = np.where(mask, x - rec, 0.0)
+    prof = []
+    for ax in (1, 2):  # mean over q for every energy bin, then over E for every q bin
+        n = mask.sum(ax)
+        mean = r.sum(ax) / np.maximum(n, 1)
+        prof.append(np.where(n >= MIN_PROFILE_PIXELS, np.abs(mean), 0.0).max(1))
+    return recon, np.maximum(*prof), missing
+
+
+def _features(model, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, dict]:
+    """(features (N, d), {score: (N,)} reconstruction misfits, empty for a ResNet) for raw spectra ``x``."""
+    import torch
+
+    feats, recs, profs, miss = [], [], [], []
+    for s in range(0, len(x), batch):
+        raw = x[s : s + batch]
+        xb = model.prepare(raw)
+        mask = np.isfinite(np.asarray(raw, float))
+        if mask.ndim == 2:
+            mask = mask[None]
+        with torch.no_grad():
+            t = torch.from_numpy(xb)
+            if model.kind == "vae":
+                mu, _ = model.vae.encode(t)
+                rec = model.vae.decode(mu).numpy()
+                feats.append(mu.numpy())
+                a, b, c = _misfit(xb.astype(np.float64), rec.astype(np.float64), mask)
+                recs.append(a)
+                profs.append(b)
+                miss.append(c)
+            else:
+                net = model.net
+                h = t[:, None]
+                h = net.maxpool(net.relu(net.bn1(net.conv1(h))))
+                h = net.layer4(net.layer3(net.layer2(net.layer1(h))))
+                feats.append(torch.flatten(net.avgpool(h), 1).numpy())
+    mis = {"recon": np.concatenate(recs), "profile": np.concatenate(profs), "missing": np.concatenate(miss)} if recs else {}
+    return np.concatenate(feats).astype(np.float64), mis
+
+
+@dataclass
+class OODStats:
+    """Feature statistics and thresholds of one model (see the module doc). Units: dimensionless."""
+
+    kind: str
+    mean: np.ndarray  # (d,) feature mean
+    components: np.ndarray  # (k, d) principal directions (rows)
+    variances: np.ndarray  # (k,) variances along them
+    residual_scale: float  # mean squared residual outside the k components (0 when k = d)
+    thresholds: dict  # score name -> threshold of the single score (quantile 1 − (1 − q)/10)
+    quantile: float = 0.99
+    medians: dict = field(default_factory=dict)  # score name -> in-distribution median
+    combined_threshold: float = float("inf")
+    model_sha256: str | None = None
+    calibration: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ scores
+    def scores(self, model, spectra) -> dict:
+        """Raw scores {name: (N,)} for (N, nq, nE) or (nq, nE) spectra (validated like ``predict``)."""
+        x = model.check_input(spectra)
+        x = x[None] if x.ndim == 2 else x
+        f, rec = _features(model, x)
+        d = f - self.mean
+        proj = d @ self.components.T
+        out = {("latent" if self.kind == "vae" else "feature"): np.sqrt((proj**2 / self.variances).sum(1))}
+        if self.residual_scale > 0:
+            r = d - proj @ self.components
+            out["residual"] = np.sqrt((r**2).sum(1) / self.residual_scale)
+        out.update(rec)
+        return out
+
+    def combine(self, scores: dict) -> np.ndarray:
+        """Σ_k log(s_k / median_k) over the scores, (N,)."""
+        return sum(np.log(np.maximum(v, 1e-30) / self.medians[k]) for k, v in scores.items())
+
+    def _flags(self, scores: dict) -> np.ndarray:
+        single = np.max(np.stack([v / self.thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
+        return (self.combine(scores) > self.combined_threshold) | single
+
+    def flags(self, model, spectra) -> np.ndarray:
+        """(N,) bool: the combined score above its threshold, or any single score above its own."""
+        return self._flags(self.scores(model, spectra))
+
+    def check(self, model, spectrum) -> dict:
+        """The JSON record for one spectrum: flag, score (combined), threshold, a reason, and every
+        component's value, in-distribution median and single-score threshold."""
+        sc = self.scores(model, spectrum)
+        comps = {k: {"value": float(v[0]), "median": float(self.medians[k]), "threshold": float(self.thresholds[k])}
+                 for k, v in sc.items()}
+        score = float(self.combine(sc)[0])
+        flag = bool(self._flags(sc)[0])
+        worst = max(comps, key=lambda k: comps[k]["value"] / comps[k]["median"])
+        over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
+        if over:
+            reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
+        elif flag:
+            reason = (f"combined score {score:.2f} > {self.combined_threshold:.2f}, mostly the {LABELS[worst]} "
+                      f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)")
+        else:
+            reason = f"combined score {score:.2f} ≤ {self.combined_threshold:.2f}"
+        return {"flag": flag, "score": score, "threshold": float(self.combined_threshold), "reason": reason,
+                "components": comps, "quantile": self.quantile}
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "version": 1, "kind": self.kind, "model_sha256": self.model_sha256,
+                "quantile": self.quantile, "combined_threshold": self.combined_threshold, "medians": self.medians,
+                "thresholds": self.thresholds, "mean": self.mean.tolist(),
+                "components": self.components.tolist(), "variances": self.variances.tolist(),
+                "residual_scale": self.residual_scale, "calibration": self.calibration}
+
+    def save(self, path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1, default=float))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> OODStats:
+        try:
+            d = json.loads(Path(path).read_text())
+            if d.get("format") != FORMAT:
+                raise ValueError(f"format {d.get('format')!r}")
+            return cls(d["kind"], np.asarray(d["mean"], float), np.asarray(d["components"], float),
+                       np.asarray(d["variances"], float), float(d["residual_scale"]),
+                       {k: float(v) for k, v in d["thresholds"].items()}, float(d["quantile"]),
+                       {k: float(v) for k, v in d["medians"].items()}, float(d["combined_threshold"]),
+                       d.get("model_sha256"), d.get("calibration", {}))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
+
+    @classmethod
+    def for_model(cls, model) -> OODStats | None:
+        """``ood.json`` beside the model's checkpoint if it exists and was computed for this very
+        checkpoint; else None (the reason in ``model.ood_note``)."""
+        path = getattr(model, "path", None)
+        if path is None:
+            model.ood_note = "the model has no checkpoint file"
+            return None
+        p = Path(path).parent / "ood.json"
+        if not p.is_file():
+            model.ood_note = f"no OOD statistics beside {path} (run `fcinv ood-calibrate --model …`)"
+            return None
+        stats = cls.load(p)
+        if stats.model_sha256 and stats.model_sha256 != file_sha256(path):
+            model.ood_note = f"{p} was computed for another checkpoint (run `fcinv ood-calibrate` again)"
+            return None
+        if stats.kind != model.kind:
+            model.ood_note = f"{p} is for a {stats.kind} model, this is a {model.kind}"
+            return None
+        model.ood_note = None
+        return stats
+
+
+# ---------------------------------------------------------------------- calibration
+def noisy_copies(spectra, levels=DEFAULT_LEVELS, seed: int = 0) -> tuple[np.ndarray, list]:
+    """Each spectrum once per noise level, cycling through ``levels`` ((B, P) pairs):
+    returns (noisy (N, nq, nE), level of each)."""
+    from ..analysis.noise import add_noise
+
+    rng = np.random.default_rng(seed)
+    x = np.asarray(spectra, float)
+    out = np.empty(x.shape, np.float32)
+    used = []
+    for i in range(len(x)):
+        b, p = levels[i % len(levels)]
+        out[i] = add_noise(x[i], b, p, rng=rng)[0]
+        used.append((b, p))
+    return out, used
+
+
+def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quantile: float = 0.99, seed: int = 0,
+              n_components: int = MAX_COMPONENTS, extra: dict | None = None, masks=None) -> OODStats:
+    """OOD statistics for ``model``: feature mean/covariance from ``train_spectra`` (clean, as trained
+    on); thresholds at ``quantile`` of the scores of ``calib_spectra`` (clean) and of one noisy copy of
+    each at the noise ``levels`` (cycled). Returns :class:`OODStats` (``save`` it as ``ood.json``).
+
+    ``masks`` (M, nq, nE) bool, optional: coverage masks (e.g. of single scans); when given, every
+    noisy copy is also cut to a random one of them (NaN outside) — for a model trained with partial
+    coverage, so that partial coverage alone is not "out of distribution"."""
+    if not 0.5 < quantile < 1:
+        raise FcinvError(f"quantile must be in (0.5, 1), got {quantile}")
+    tr = np.asarray(train_spectra)
+    ca = np.asarray(calib_spectra)
+    if len(tr) < 10 or len(ca) < 10:
+        raise FcinvError(f"need at least 10 training and 10 calibration spectra, got {len(tr)} and {len(ca)}")
+    f, _ = _features(model, tr)
+    mean = f.mean(0)
+    cov = np.cov(f - mean, rowvar=False)
+    w, v = np.linalg.eigh(cov)
+    order = np.argsort(w)[::-1]
+    w, v = w[order], v[:, order]
+    k = min(n_components, f.shape[1], len(f) - 1)
+    floor = max(w[0], 1e-30) * 1e-6  # keep the whitening finite along near-degenerate directions
+    comps, var = v[:, :k].T, np.maximum(w[:k], floor)
+    resid = 0.0
+    if k < f.shape[1]:
+        d = f - mean
+        r = d - (d @ comps.T) @ comps
+        resid = float((r**2).sum(1).mean())
+    stats = OODStats(model.kind, mean, comps, var, resid, {}, quantile)
+    noisy, _ = noisy_copies(ca, levels, seed=seed)
+    if masks is not None:
+        m = np.asarray(masks, bool)
+        if m.ndim != 3 or m.shape[1:] != noisy.shape[1:] or not m.reshape(len(m), -1).any(1).all():
+            raise FcinvError(f"masks must be (M, {noisy.shape[1]}, {noisy.shape[2]}) with some coverage each, got {m.shape}")
+        pick = np.random.default_rng(seed + 1).integers(0, len(m), len(noisy))
+        noisy = np.where(m[pick], noisy, np.nan).astype(np.float32)
+    s_clean = stats.scores(model, ca)
+    s_noisy = stats.scores(model, noisy)
+    # thresholds: the quantile over the clean and over the noisy spectra, whichever is larger
+    q1 = 1 - (1 - quantile) / 10
+
+    def qmax(a, b, q):
+        return float(max(np.quantile(a, q), np.quantile(b, q)))
+
+    stats.medians = {k: max(float(np.median(np.concatenate([s_clean[k], s_noisy[k]]))), 1e-12) for k in s_clean}
+    stats.thresholds = {k: qmax(s_clean[k], s_noisy[k], q1) for k in s_clean}
+    stats.combined_threshold = qmax(stats.combine(s_clean), stats.combine(s_noisy), quantile)
+    fpr_clean = float(stats._flags(s_clean).mean())
+    fpr_noisy = float(stats._flags(s_noisy).mean())
+    stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
+    stats.calibration = {"n_train": len(tr), "n_calib": len(ca), "levels": [list(map(float, lv)) for lv in levels],
+                         "seed": seed, "n_components": int(k), "flagged_fraction_clean": fpr_clean,
+                         "flagged_fraction_noisy": fpr_noisy, "coverage_masks": 0 if masks is None else len(masks),
+                         **(extra or {})}
+    return stats

@@ -1,0 +1,147 @@
+"""The out-of-distribution flag: calibrated afresh on the shipped model (so the test holds for any
+retrained checkpoint), quiet on clean and noisy in-distribution spectra, firing on spectra the
+model cannot explain."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def ood_data(tmp_path_factory):
+    """Fresh in-distribution Ge spectra: 400 for the feature statistics, 300 for the thresholds,
+    200 held out for the false-positive rate."""
+    from fcinv_widgets.dataset import Dataset, generate_dataset
+
+    p = tmp_path_factory.mktemp("ood") / "ge.h5"
+    generate_dataset("Ge", p, n_train=400, n_test=500, seed=777, progress=False)
+    ds = Dataset(p)
+    try:
+        tr = np.asarray(ds.split("train")[0][:400], float)
+        te = np.asarray(ds.split("test")[0][:500], float)
+    finally:
+        ds.close()
+    return tr, te[:300], te[300:]
+
+
+@pytest.fixture(scope="module")
+def vae_ood(ood_data):
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import calibrate
+
+    model = load_model("ge-vae")
+    tr, cal, _ = ood_data
+    return model, calibrate(model, tr, cal, seed=3)
+
+
+def _nb_on_ge_grid(n=6, seed=0):
+    """Nb's dispersion (its forward model, bcc, 3 branches) drawn on the Ge grid."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.forward import ForwardModel
+
+    ge, nb = get_material("Ge"), get_material("Nb")
+    fm = ForwardModel(nb.basis, ge.grid, nb.reference_params, nb.active)
+    rng = np.random.default_rng(seed)
+    theta = nb.reference_params[nb.active] * (1 + 0.2 * rng.standard_normal((n, 8)))
+    return fm.spectra(np.vstack([nb.reference_params[nb.active], theta]))
+
+
+def test_quiet_on_clean_and_noisy_test_spectra(vae_ood, ood_data):
+    from fcinv_widgets.models.ood import noisy_copies
+
+    model, stats = vae_ood
+    held = ood_data[2]
+    clean = stats.flags(model, held).mean()
+    noisy = stats.flags(model, noisy_copies(held, seed=11)[0]).mean()
+    assert clean <= 0.04 and noisy <= 0.04, (clean, noisy)
+    assert stats.calibration["flagged_fraction_clean"] <= 0.03
+
+
+def test_fires_on_another_crystal(vae_ood):
+    model, stats = vae_ood
+    assert stats.flags(model, _nb_on_ge_grid()).all()
+
+
+def test_fires_on_pure_noise_and_a_flat_band(vae_ood, ood_data):
+    model, stats = vae_ood
+    rng = np.random.default_rng(4)
+    assert stats.flags(model, rng.random((5, 140, 140))).all()
+    band = ood_data[2][:20].copy()
+    band[:, :, 70:72] = band.max()  # a spurious flat band at 35 meV across the whole path
+    assert stats.flags(model, band).mean() >= 0.9
+
+
+def test_fires_on_far_too_stiff_ge(vae_ood):
+    from fcinv_widgets import get_material
+
+    ge = get_material("Ge")
+    fm = ge.forward_model()
+    stiff = fm.spectra(ge.reference_params[ge.active] * 3.0)
+    model, stats = vae_ood
+    assert stats.flags(model, stiff).all()
+
+
+def test_ood_json_beside_the_model_and_stale_statistics(vae_ood, tmp_path, capsys):
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats, file_sha256
+
+    model, stats = vae_ood
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(model.path, d / "model.pt")
+    stats.model_sha256 = file_sha256(d / "model.pt")
+    stats.save(d / "ood.json")
+    back = OODStats.load(d / "ood.json")
+    assert back.thresholds == stats.thresholds and back.combined_threshold == stats.combined_threshold
+    rng = np.random.default_rng(5)
+    np.save(tmp_path / "noise.npy", rng.random((140, 140)))
+    assert main(["invert", "--model", str(d), "--spectrum", str(tmp_path / "noise.npy"), "--n-samples", "5", "--json"]) == 0
+    out, err = capsys.readouterr()
+    res = json.loads(out)
+    assert res["ood"]["flag"] is True and res["ood"]["score"] > res["ood"]["threshold"]
+    assert "out of distribution" in err and len(err.strip().splitlines()) == 1
+    nb = _nb_on_ge_grid(1)[0]
+    np.save(tmp_path / "nb.npy", nb)
+    assert main(["invert", "--model", str(d), "--spectrum", str(tmp_path / "nb.npy"), "--n-samples", "5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ood"]["flag"] is True
+    # statistics of another checkpoint are not used
+    with open(d / "model.pt", "ab") as f:
+        f.write(b"\0")
+    m2 = load_model(d / "model.pt")
+    assert m2.ood_check(nb) is None and "another checkpoint" in m2.ood_note
+
+
+def test_resnet_feature_distance(ood_data):
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import calibrate, noisy_copies
+
+    model = load_model("ge-resnet")
+    tr, cal, held = ood_data
+    stats = calibrate(model, tr, cal, seed=3)
+    assert set(stats.thresholds) == {"feature", "residual"}
+    assert stats.flags(model, held).mean() <= 0.04
+    assert stats.flags(model, noisy_copies(held, seed=11)[0]).mean() <= 0.04
+    assert stats.flags(model, np.random.default_rng(4).random((5, 140, 140))).all()
+
+
+def test_coverage_masks_in_calibration(vae_ood, ood_data):
+    """With coverage masks, partial coverage alone is in distribution (thresholds include it)."""
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import calibrate, noisy_copies
+
+    model, _ = vae_ood
+    tr, cal, held = ood_data
+    masks = np.ones((2, 140, 140), bool)
+    masks[0, :, 90:] = False  # nothing above 45 meV
+    masks[1, 70:] = False  # half of the path
+    stats = calibrate(model, tr, cal, seed=3, masks=masks)
+    assert stats.calibration["coverage_masks"] == 2
+    cut = np.where(masks[np.arange(len(held)) % 2], noisy_copies(held, seed=11)[0], np.nan)
+    assert stats.flags(model, cut).mean() <= 0.05
+    with pytest.raises(FcinvError, match="masks"):
+        calibrate(model, tr, cal, masks=np.zeros((1, 140, 140), bool))
