@@ -8,17 +8,17 @@ import time
 
 import numpy as np
 
-from ._common import emit
+from ._common import emit, positive_int, nonneg_int
 
 
 def register(sub):
     p = sub.add_parser("bench", help="benchmarks (prints figures; no pass/fail)")
     p.add_argument("what", choices=["forward"], help="what to benchmark")
     p.add_argument("--material", default="Ge")
-    p.add_argument("--batch", type=int, default=10000, help="parameter sets for our model")
-    p.add_argument("--phonopy-sets", type=int, default=100, help="parameter sets for the phonopy loop")
-    p.add_argument("--backend", default="numpy", help="numpy, cupy, torch or auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=positive_int, default=10000, help="parameter sets for our model")
+    p.add_argument("--phonopy-sets", type=positive_int, default=100, help="parameter sets for the phonopy loop")
+    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "torch", "auto"), help="numpy, cupy, torch or auto")
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -47,7 +47,7 @@ def run(args) -> int:
     # streamed in chunks of 1024 into a reused buffer (how datasets are made): constant memory
     t0 = time.perf_counter()
     n_stable = 0
-    for _, chunk_img, chunk_stable in fm.iter_spectra(theta, chunk=1024):
+    for _, _chunk_img, chunk_stable in fm.iter_spectra(theta, chunk=1024):
         n_stable += int(chunk_stable.sum())
     if be.name == "cupy":
         be.xp.cuda.Device().synchronize()

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from ._common import emit
+from ._common import add_temperature, emit, nonneg_int, positive_float, positive_int
 
 
 def register(sub):
     p = sub.add_parser("invert", help="invert a spectrum into the top-8 FCs with uncertainties")
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, nb-vae)")
     p.add_argument("--spectrum", required=True, help="fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, or .npy")
-    p.add_argument("--n-samples", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=None, metavar="K",
-                   help="the spectrum is a measured one-phonon S(Q,E) at this sample temperature: weight each "
+    p.add_argument("--n-samples", type=positive_int, default=100)
+    add_temperature(p, None,
+                    help="the spectrum is a measured one-phonon S(Q,E) at this sample temperature: weight each "
                         "energy bin by E/(n(E,T)+1) to match the training intensity (see analysis.expio.to_model_intensity)")
-    p.add_argument("--clip", type=float, default=None, metavar="PERCENTILE",
+    p.add_argument("--clip", type=positive_float, default=None, metavar="PERCENTILE",
                    help="clip intensities above this percentile of the covered pixels (e.g. 99.5; Bragg tails, hot pixels)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -26,7 +26,7 @@ def run(args) -> int:
     from ..models import Inverter
 
     inv = Inverter.load(args.model)
-    grid = get_material(inv.config["material"]).grid
+    grid = inv.grid or get_material(inv.config["material"]).grid  # the checkpoint's own grid when it carries one
     inv.check_grid(grid)
     spec = read_spectrum(args.spectrum, grid)
     image = spec.image

@@ -24,7 +24,7 @@ def run(args) -> int:
     q = parse_qpoints(args.qpoints)
     mat, fc = load_material(args)
     basis = mat.basis
-    if args.params:
+    if args.params is not None:
         if fc is not None:
             raise FcinvError("give either --params or --force-constants, not both")
         params = mat.reference_params.copy()

@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
-from ._common import emit
-from ._common import parse_params
+from ._common import add_sigma_ei, add_temperature, emit, parse_params, positive_int, sigma_of
 
 
 def register(sub):
     p = sub.add_parser("refine", help="iterative refinement of the top-8 FCs against a spectrum (L-BFGS, torch)")
     p.add_argument("--material", default="Ge")
-    p.add_argument("--spectrum", required=True, help="spectrum file (fcinv HDF5)")
+    p.add_argument("--spectrum", required=True, help="fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, or .npy")
     p.add_argument("--start", help="start values (8, eV/Å², comma-separated; --start=-2.9,…); default: the reference")
-    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian σ of the model (meV)")
-    p.add_argument("--max-iter", type=int, default=200)
+    add_sigma_ei(p, "Gaussian σ of the model (meV, default 1)")
+    add_temperature(p, None, "the spectrum is a measured one-phonon S(Q,E) at this sample temperature (K): weight each "
+                             "energy bin by E/(n(E,T)+1) first, as `fcinv invert --temperature` does")
+    p.add_argument("--max-iter", type=positive_int, default=200)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..analysis.expio import read_spectrum, to_model_intensity
     from ..analysis.refine import refine
     from ..materials import get_material
-    from ..spectrum_io import read_spectrum
 
+    sigma = sigma_of(args)
     mat = get_material(args.material)
-    fm = mat.forward_model(sigma_mev=args.sigma)
-    img, _ = read_spectrum(args.spectrum, grid=mat.grid)
-    start = parse_params(args.start, fm.n_active) if args.start else None
+    if args.ei is not None:
+        from ..scans import check_ei
+
+        check_ei(args.ei, mat.grid)
+    img = read_spectrum(args.spectrum, mat.grid).image
+    if args.temperature is not None:
+        img = to_model_intensity(img, mat.grid, args.temperature)
+    fm = mat.forward_model(sigma_mev=sigma, resolution=("arcs", args.ei) if args.ei is not None else None)
+    start = parse_params(args.start, fm.n_active) if args.start is not None else None
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
     lines = [f"refined in {r.n_iter} evaluations, {r.seconds:.2f} s; misfit {r.misfit_start:.3e} → {r.misfit:.3e}"
              + ("" if r.stable else "  (UNSTABLE result)")]
