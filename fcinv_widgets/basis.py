@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import FcinvError, ForceConstantsError
+from .errors import FcinvError
 from .fcio import check_fc_shape
 from .structure import Crystal
 
@@ -127,7 +127,6 @@ class FCBasis:
 
         basis_full = []  # list of (N, N, 3, 3) tensors
         orbits_raw = []
-        i_ref = int(self.p2s[0])
         for lab in uniq:
             members = np.nonzero(label == lab)[0]
             mi, mj = ii[members], jj[members]
