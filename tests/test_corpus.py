@@ -374,8 +374,8 @@ def _json_argv(name, w):
         "invert": ["invert", "--model", "ge-vae", "--spectrum", w["spectrum"], "--n-samples", "2"],
         "refine": ["refine", "--spectrum", w["spectrum"], "--max-iter", "2"],
         "bench": ["bench", "forward", "--batch", "8", "--phonopy-sets", "1"],
-        "dataset": ["dataset", "--material", "Ge", "--n-train", "6", "--n-test", "6", "--candidates", "256",
-                    "--out", w["dataset"], "--no-progress"],
+        "dataset": ["dataset", "--material", "Ge", "--n-train", "2", "--n-test", "0", "--candidates", "256",
+                    "--out", w["new_dataset"], "--no-progress"],
         "train": ["train", "--dataset", w["dataset"], "--out", w["run"], "--epochs", "1", "--reg-epochs", "1",
                   "--latent", "2", "--batch-size", "4", "--threads", "1"],
         "evaluate": ["evaluate", "--model", "ge-vae", "--dataset", w["dataset"], "--n-samples", "2"],
@@ -393,10 +393,11 @@ JSON_ORDER = ["basis", "phonons", "simulate", "invert", "refine", "bench", "data
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, tiny_dataset):
     d = tmp_path_factory.mktemp("json")
-    return {k: str(d / v) for k, v in {"spectrum": "s.h5", "dataset": "ds.h5", "run": "run", "noise": "ng.h5",
-                                        "latent": "lat", "scans": "sc.h5"}.items()}
+    w = {k: str(d / v) for k, v in {"spectrum": "s.h5", "new_dataset": "ds.h5", "run": "run", "noise": "ng.h5",
+                                     "latent": "lat", "scans": "sc.h5"}.items()}
+    return w | {"dataset": str(tiny_dataset)}
 
 
 def test_every_subcommand_is_covered():
@@ -409,13 +410,14 @@ def test_every_subcommand_is_covered():
 @pytest.mark.parametrize("name", JSON_ORDER)
 def test_json_stdout_parses(capsys, workspace, name, request):
     if name == "latent":
-        pytest.importorskip("umap")
         if not os.environ.get("FCINV_TEST_UMAP"):
-            pytest.skip("UMAP's first fit compiles numba (~40 s): set FCINV_TEST_UMAP=1")
+            pytest.skip("UMAP's first import and fit compile numba (~40 s): set FCINV_TEST_UMAP=1")
+        pytest.importorskip("umap")
     needs = {"invert": "spectrum", "refine": "spectrum", "train": "dataset", "evaluate": "dataset", "noise-grid": "dataset",
              "latent": "dataset", "infer-scans": "scans"}
     if name in needs and not Path(workspace[needs[name]]).exists():
         pytest.skip(f"needs the output of an earlier row ({needs[name]})")
+    capsys.readouterr()  # what the fixtures printed
     rc = main(_json_argv(name, workspace) + ["--json"])
     out, err = capsys.readouterr()
     assert rc == 0, err

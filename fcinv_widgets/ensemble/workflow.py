@@ -35,7 +35,7 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
 
     if log is None:
         def log(line):
-            log(line, file=sys.stderr)
+            print(line, file=sys.stderr)
 
     mesh = list(mesh)
 
