@@ -11,7 +11,11 @@ from .materials import custom_material, get_material  # noqa: E402,F401
 
 
 def __getattr__(name):
-    # widgets are imported lazily so that the batch stages do not pull in Jupyter
+    # models (torch) and widgets (Jupyter) are imported lazily so that the batch stages stay light
+    if name in ("load_model", "Inverter"):
+        from . import models
+
+        return getattr(models, name)
     if name in ("FCExplorer", "NoiseGridExplorer", "OrientationScatter", "LatentPicker"):
         from . import widgets
 

@@ -56,7 +56,9 @@ def decompose(Ds: np.ndarray, rng: np.random.Generator | None = None, tol: float
     # merge copies of the same irrep: identical spectra at two random parameter vectors
     probes = rng.normal(size=(2, P))
     scale = max(np.abs(Ds).max(), 1e-300)
-    kept, mult, sigs = [], [], []
+    kept: list = []
+    mult: list = []
+    sigs: list = []
     for b in blocks:
         s = _spectrum(b, probes)
         for k, (kb, ks) in enumerate(zip(kept, sigs)):

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .errors import FcinvError
+from .units import ARCS_E_AT_K1, ARCS_V_AT_K1
 
 # ARCS-like direct-geometry spectrometer (distances m, times s), as in pathSQE.
 _ARCS = dict(L1=11.6, L2=1.99, L3=3.0, dtp=1.2e-6, dtc=3.6e-6, dd=2.4e-6, factor=2.4)
@@ -31,9 +32,9 @@ def sigma_arcs(energy_mev, ei_mev: float, **params) -> np.ndarray:
     if ei_mev <= 0:
         raise FcinvError(f"incident energy must be positive, got {ei_mev} meV")
     ef = ei_mev - E
-    vi = 630.2 * math.sqrt(ei_mev / 2.072)
+    vi = ARCS_V_AT_K1 * math.sqrt(ei_mev / ARCS_E_AT_K1)
     with np.errstate(invalid="ignore"):
-        vf = 630.2 * np.sqrt(np.where(ef > 0, ef, np.nan) / 2.072)
+        vf = ARCS_V_AT_K1 * np.sqrt(np.where(ef > 0, ef, np.nan) / ARCS_E_AT_K1)
     L1, L2, L3 = p["L1"], p["L2"], p["L3"]
     a = vi**3 / L1 + L2 * vf**3 / (L1 * L3)
     b = vi**3 / L1 + (L1 + L2) * vf**3 / (L1 * L3)
@@ -48,6 +49,7 @@ def gaussian_dense(xp, omega, weights, centers, sigma):
     Returns (..., S, nE) contributions (per meV). Works for NumPy, CuPy and torch arrays
     (differentiable in torch).
     """
-    d = (centers[None, :] - omega[..., None]) / sigma[..., None] if not np.isscalar(sigma) else (centers - omega[..., None]) / sigma
-    norm = weights[:, None] / (math.sqrt(2 * math.pi) * (sigma[..., None] if not np.isscalar(sigma) else sigma))
+    scalar = np.ndim(sigma) == 0  # (np.isscalar is a type guard that confuses mypy here)
+    d = (centers[None, :] - omega[..., None]) / sigma[..., None] if not scalar else (centers - omega[..., None]) / sigma
+    norm = weights[:, None] / (math.sqrt(2 * math.pi) * (sigma[..., None] if not scalar else sigma))
     return xp.exp(-0.5 * d * d) * norm

@@ -3,24 +3,32 @@
 Each subcommand lives in its own module ``fcinv_widgets/commands/<name>.py`` that
 defines ``register(subparsers)``; the module's parser sets ``func`` to a callable
 ``func(args) -> int``. Commands print human-readable text by default and JSON with
-``--json``. A :class:`~fcinv_widgets.errors.FcinvError` is printed as one line on
-stderr with exit code 2, never as a traceback.
+``--json``. A :class:`~fcinv_widgets.errors.FcinvError`, a usage error, or an OS error
+(a path that cannot be read or written) is printed as one line on stderr with exit
+code 2, never as a traceback.
+
+Outputs: a command declares them with ``set_defaults(outputs=[(dest, kind, format), …])``
+(``kind`` "file" or "dir", ``format`` the fcinv HDF5 format it writes, or None). Before the
+command runs, every given output path is checked (:func:`~.commands._common.check_output`)
+and the first is locked against concurrent writers (:func:`~.commands._common.output_lock`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
+import signal
 import sys
 
 from . import __version__
-from .commands._common import emit  # noqa: F401  (re-exported for old callers)
+from .commands._common import ArgumentParser, check_output, output_lock
 from .errors import FcinvError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="fcinv",
         description="Force-constant inversion from single-crystal INS: the batch stages.",
     )
@@ -37,19 +45,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
+    cmd = "fcinv"
     try:
-        return int(args.func(args) or 0)
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # usage errors (one line, exit 2), --help and --version (exit 0)
+            return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 1
+        cmd = f"fcinv {args.command}"
+        outputs = [(getattr(args, dest, None), dest, kind, fmt) for dest, kind, fmt in getattr(args, "outputs", ())]
+        outputs = [o for o in outputs if o[0] is not None]
+        for path, dest, kind, fmt in outputs:
+            check_output(path, "--" + dest.replace("_", "-"), kind, fmt)
+        lock = output_lock(outputs[0][0], "--" + outputs[0][1].replace("_", "-")) if outputs else contextlib.nullcontext()
+        with lock:
+            return int(args.func(args) or 0)
     except FcinvError as exc:
-        print(f"fcinv {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(cmd, str(exc))
+    except OSError as exc:  # PermissionError, IsADirectoryError, h5py's "unable to create file", a full disk, …
+        return _fail(cmd, _os_message(exc))
+    except MemoryError:
+        return _fail(cmd, "not enough memory for this request (use a smaller batch or fewer samples)")
     except KeyboardInterrupt:
-        print(f"fcinv {args.command}: interrupted", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while we report stays quiet
+        print(f"{cmd}: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(cmd: str, message: str) -> int:
+    line = " ".join(str(message).split()) or "failed"
+    print(f"{cmd}: error: {line}", file=sys.stderr)
+    return 2
+
+
+def _os_message(exc: OSError) -> str:
+    """One line naming the path and the reason of an OS error (h5py's long messages cut)."""
+    name = exc.filename or ""
+    reason = exc.strerror or str(exc)
+    text = str(exc)
+    if not name and "name = '" in text:  # h5py: "Unable to … (unable to open file: name = 'x', errno = 2, …)"
+        name = text.split("name = '", 1)[1].split("'", 1)[0]
+    if "error message = '" in text:
+        reason = text.split("error message = '", 1)[1].split("'", 1)[0]
+    elif "unable to lock file" in text:
+        reason = "in use by another process (the file is locked)"
+    return f"{name}: {reason}" if name else reason
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,8 +12,8 @@ HDF5 layout (``format = "fcinv-dataset"``, version 1)::
 
     attrs: format, version, material, seed, created, versions (JSON), resolution (JSON),
            candidates_per_chunk, domain_source, reference_source
-    /grid/q_points (nq,3)  /grid/q_conventional (nq,3)  /grid/q_distance (nq,)
-    /grid/energy_centers_mev (nE,)      attrs: labels, breaks (JSON)
+    /grid  the (q, E) grid (:meth:`SpectrumGrid.to_hdf5`): q_points (nq,3), q_conventional (nq,3),
+           q_distance (nq,), energy_centers_mev (nE,); attrs: grid, labels, breaks (JSON)
     /param_names (8,) str   /domain (8,2) eV/Å²   /active (8,) int   /reference_params (P,) eV/Å²
     /<split>/spectra (N,nq,nE) float32, chunks (64,nq,nE), gzip(1)+shuffle, min-max scaled to [0,1]
     /<split>/params  (N,8) float64, eV/Å²
@@ -96,13 +96,7 @@ def _init_file(f, mat, fm, seed, candidates, splits):
         "resolution": json.dumps(fm.resolution), "candidates_per_chunk": candidates,
         "domain_source": mat.domain_source, "reference_source": mat.reference_source,
     })
-    gg = f.create_group("grid")
-    gg["q_points"] = g.q.qpoints
-    gg["q_conventional"] = g.q.conventional_qpoints
-    gg["q_distance"] = g.q.distance
-    gg["energy_centers_mev"] = g.e.centers
-    gg.attrs["labels"] = json.dumps(g.q.labels)
-    gg.attrs["breaks"] = json.dumps(g.q.breaks)
+    g.to_hdf5(f.create_group("grid"))
     f["param_names"] = np.array(fm.names, dtype=object).astype("S")
     f["domain"] = mat.domain
     f["active"] = mat.active
@@ -172,7 +166,7 @@ def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 150
                 bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
                 k = int(grp.attrs["next_chunk"])
                 for params, spectra in _chunks(client, mat.name, SPLITS[name], k, seed, candidates, mat.domain, sigma_mev,
-                                               lambda: n - int(grp.attrs["n_done"])):
+                                               lambda n=n, grp=grp: n - int(grp.attrs["n_done"])):
                     take = min(len(params), n - done)
                     if take > 0:
                         grp["params"][done : done + take] = params[:take]
@@ -274,16 +268,31 @@ class Dataset:
             f.close()
             raise FcinvError(f"{self.path} is not an fcinv dataset (no format='fcinv-dataset' attribute)")
         self._f = f
-        self.material = str(f.attrs["material"])
-        self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["param_names"][()]]
-        self.domain = f["domain"][()]
-        self.energies = f["grid/energy_centers_mev"][()]
-        self.labels = json.loads(f["grid"].attrs["labels"])
+        try:
+            self.material = str(f.attrs["material"])
+            self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["param_names"][()]]
+            self.domain = f["domain"][()]
+            self.energies = f["grid/energy_centers_mev"][()]
+            self.labels = json.loads(f["grid"].attrs["labels"])
+            from .grid import SpectrumGrid
+
+            self.grid = SpectrumGrid.from_hdf5(f["grid"]) if "grid" in f["grid"].attrs else None
+        except (KeyError, ValueError, TypeError) as exc:
+            f.close()
+            raise FcinvError(f"{self.path}: a damaged fcinv dataset ({type(exc).__name__}: {exc})") from None
 
     def split(self, name: str = "train"):
         """(spectra h5py dataset (N,nq,nE), params (N,8)) of the completed part of a split."""
-        g = self._f[name]
-        n = int(g.attrs["n_done"])
+        import h5py
+
+        g = self._f.get(name)
+        if not isinstance(g, h5py.Group) or not isinstance(g.get("spectra"), h5py.Dataset) \
+                or not isinstance(g.get("params"), h5py.Dataset):
+            raise FcinvError(f"{self.path}: no complete '{name}' split (/{name}/spectra and /{name}/params)")
+        n = int(g.attrs.get("n_done", 0))
+        if not 0 <= n <= min(len(g["spectra"]), len(g["params"])):
+            raise FcinvError(f"{self.path}: the {name} split says {n} spectra are done but holds "
+                             f"{len(g['spectra'])} spectra and {len(g['params'])} parameter rows")
         return g["spectra"], g["params"][:n], n
 
     def close(self):

@@ -203,6 +203,20 @@ class ForwardModel:
             raise FcinvError("the resolution width must be positive and finite over the energy grid")
         self.sigma_table, self.sigma_e0, self.sigma_de = sig, float(e[0]), 0.05
 
+    def with_backend(self, backend) -> "ForwardModel":
+        """A copy of this model on another backend ("numpy", "cupy", "torch", "auto"), sharing the
+        precomputed blocks; this model is left unchanged. Returns ``self`` if already there."""
+        import copy
+
+        if get_backend(backend).name == self.backend.name:
+            return self
+        twin = copy.copy(self)
+        twin.__dict__ = dict(self.__dict__)
+        twin.path = copy.copy(self.path)
+        twin.mesh = copy.copy(self.mesh) if self.mesh is not None else None
+        twin.set_backend(backend)
+        return twin
+
     def set_backend(self, backend) -> None:
         """Switch between "numpy", "cupy", "torch" (or "auto"); precomputed matrices move with it."""
         self.backend = get_backend(backend)

@@ -9,6 +9,7 @@ primitive cell's reciprocal lattice, which the forward model uses.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +92,8 @@ def build_qpath(points: dict, path: list, conventional_to_primitive: np.ndarray,
     step : bin length along each segment, in r.l.u. of the segment direction normalised by its
         largest component (the paper's folding software convention: Γ–X at 0.025 gives 40 bins).
     """
-    segs, conv = [], []
+    segs: list[Segment] = []
+    conv_parts: list[np.ndarray] = []
     for a, b in path:
         qa, qb = np.asarray(points[a], float), np.asarray(points[b], float)
         d = qb - qa
@@ -100,18 +102,16 @@ def build_qpath(points: dict, path: list, conventional_to_primitive: np.ndarray,
         if n < 1:
             raise FcinvError(f"segment {a}–{b} is shorter than one q step ({step} r.l.u.)")
         frac = (np.arange(n) + 0.5) / n
-        conv.append(qa + frac[:, None] * d)
+        conv_parts.append(qa + frac[:, None] * d)
         segs.append(Segment(a, b, tuple(qa), tuple(qb), n))
-    conv = np.concatenate(conv)
+    conv = np.concatenate(conv_parts)
     prim = conv @ np.asarray(conventional_to_primitive, float)
     # cumulative distance: within a segment, continuous; at a jump, no gap
-    cart = conv @ np.asarray(conventional_reciprocal, float)
     dist = np.zeros(len(conv))
     start = 0
     offset = 0.0
     for s in segs:
-        seg_cart = cart[start : start + s.n_bins]
-        seg_len = np.linalg.norm((np.asarray(s.end_q) - np.asarray(s.start_q)) @ conventional_reciprocal)
+        seg_len = float(np.linalg.norm((np.asarray(s.end_q) - np.asarray(s.start_q)) @ conventional_reciprocal))
         dist[start : start + s.n_bins] = offset + (np.arange(s.n_bins) + 0.5) / s.n_bins * seg_len
         offset += seg_len
         start += s.n_bins
@@ -154,12 +154,71 @@ class SpectrumGrid:
     def shape(self) -> tuple:
         return (self.q.nq, self.e.n)
 
-    def to_dict(self) -> dict:
-        return {
+    def to_dict(self, arrays: bool = False) -> dict:
+        """JSON-able description: segments and energy axis; with ``arrays`` also the q-points
+        (primitive and conventional r.l.u.) and path distances (Å⁻¹), so that
+        :meth:`from_dict` rebuilds the grid exactly (what checkpoints store)."""
+        q: dict = self.q.to_dict()
+        d = {
             "shape": list(self.shape),
-            "q": self.q.to_dict(),
+            "q": q,
             "energy": {"min_mev": self.e.e_min, "max_mev": self.e.e_max, "step_mev": self.e.step},
         }
+        if arrays:
+            q |= {"q_points": self.q.qpoints.tolist(), "q_conventional": self.q.conventional_qpoints.tolist(),
+                       "q_distance": self.q.distance.tolist()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, q_points=None, q_conventional=None, q_distance=None) -> SpectrumGrid:
+        """The grid of :meth:`to_dict` (the arrays from ``d`` or given here)."""
+        try:
+            qd, ed = d["q"], d["energy"]
+            segs = tuple(Segment(str(a), str(b), tuple(map(float, sa)), tuple(map(float, sb)), int(n))
+                         for a, b, sa, sb, n in qd["segments"])
+            arrs = [np.asarray(qd[k] if v is None else v, float)
+                    for k, v in (("q_conventional", q_conventional), ("q_points", q_points), ("q_distance", q_distance))]
+            grid = cls(QPath(segs, *arrs), EnergyGrid(float(ed["min_mev"]), float(ed["max_mev"]), float(ed["step_mev"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FcinvError(f"not a valid grid description ({type(exc).__name__}: {exc})") from None
+        nq = sum(s.n_bins for s in segs)
+        if any(a.shape[0] != nq for a in arrs) or grid.q.qpoints.shape != (nq, 3) or grid.q.conventional_qpoints.shape != (nq, 3):
+            raise FcinvError(f"grid description: {nq} q-bins in the segments, arrays of {[a.shape for a in arrs]}")
+        return grid
+
+    def to_hdf5(self, group) -> None:
+        """Write the grid into an (empty) h5py group, conventionally ``/grid``::
+
+            q_points (nq, 3)  q_conventional (nq, 3)  q_distance (nq,) Å⁻¹  energy_centers_mev (nE,)
+            attrs: grid (JSON of :meth:`to_dict`), labels, breaks (JSON)
+        """
+        group["q_points"] = self.q.qpoints
+        group["q_conventional"] = self.q.conventional_qpoints
+        group["q_distance"] = self.q.distance
+        group["energy_centers_mev"] = self.e.centers
+        group.attrs["grid"] = json.dumps(self.to_dict())
+        group.attrs["labels"] = json.dumps(self.q.labels)
+        group.attrs["breaks"] = json.dumps(self.q.breaks)
+
+    @classmethod
+    def from_hdf5(cls, group) -> SpectrumGrid:
+        """Read a grid written by :meth:`to_hdf5` (files of fcinv ≤ 0.1 kept the JSON in the file's attributes)."""
+        text = group.attrs.get("grid", group.file.attrs.get("grid"))
+        if text is None:
+            raise FcinvError(f"{group.file.filename}: the grid has no description (written by an older fcinv)")
+        try:
+            arrays = {k: np.asarray(group[k][()], float) for k in ("q_points", "q_conventional", "q_distance")}
+        except KeyError as exc:
+            raise FcinvError(f"{group.file.filename}: /grid lacks {exc}") from None
+        grid = cls.from_dict(json.loads(text), **arrays)
+        if "energy_centers_mev" in group and not np.allclose(group["energy_centers_mev"][()], grid.e.centers, atol=1e-6):
+            raise FcinvError(f"{group.file.filename}: /grid energies do not match its description")
+        return grid
+
+    def same_as(self, other: SpectrumGrid, atol: float = 1e-6) -> bool:
+        """True when both grids have the same q-points (primitive r.l.u.) and energy bins (meV)."""
+        return (self.shape == other.shape and np.allclose(self.q.qpoints, other.q.qpoints, atol=atol)
+                and np.allclose(self.e.centers, other.e.centers, atol=atol))
 
     def check_image(self, image, name: str = "spectrum") -> np.ndarray:
         """Return ``image`` as a float array of shape (..., nq, nE) or raise GridMismatchError."""

@@ -71,7 +71,7 @@ class Material:
     @property
     def reference_source(self) -> str:
         """Where the reference parameters come from."""
-        self.reference_params
+        _ = self.reference_params  # computing it sets the source
         return self._reference_source
 
     @reference_source.setter
@@ -81,7 +81,7 @@ class Material:
     @property
     def domain_source(self) -> str:
         """Where the training domain comes from."""
-        self.domain
+        _ = self.domain  # computing it sets the source
         return self._domain_source
 
     @domain_source.setter
@@ -248,7 +248,6 @@ def seekpath_grid(crystal: Crystal, e_max=70.0, e_step=0.5, q_step=0.025):
     rot = np.asarray(res.get("rotation_matrix", np.eye(3)))
     conv_cart = conv @ rot  # conventional lattice in the input frame
     prim_recip = np.asarray(res["reciprocal_primitive_lattice"])
-    sp_prim = np.asarray(res["primitive_lattice"])
     points = {}
     for label, frac_prim_sp in res["point_coords"].items():
         cart_sp = np.asarray(frac_prim_sp) @ prim_recip

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FcinvError
-from .grid import EnergyGrid, QPath, Segment, SpectrumGrid
+from .grid import SpectrumGrid
 from .units import NEUTRON_E_TO_K2
 
 #: ARCS detector coverage (degrees)
@@ -236,7 +236,7 @@ class ScanSet:
         B and P refer to each image's ``peak_percentile`` intensity (default the 99.5th percentile
         of its covered pixels, not the maximum: the acoustic intensity near Bragg points would
         otherwise leave the phonon ridges with almost no counts); ``None`` = the maximum."""
-        from .analysis.noise import add_noise
+        from .noise import add_noise
 
         rng = np.random.default_rng(seed)
         full, snr = add_noise(self.full, background, counts, rng=rng, peak_percentile=peak_percentile)
@@ -254,8 +254,6 @@ class ScanSet:
     def save(self, path) -> None:
         import h5py
 
-        from .spectrum_io import write_spectrum  # noqa: F401  (same grid conventions)
-
         path = Path(path)
         tmp = path.with_suffix(path.suffix + ".part")
         g = self.grid
@@ -272,11 +270,7 @@ class ScanSet:
             f["angles_deg"] = np.asarray(self.angles_deg, float)
             f["coverage"] = np.asarray(self.coverage, float)
             f["params_ev_a2"] = np.asarray(self.params, float)
-            gg = f.create_group("grid")
-            gg["q_points"] = g.q.qpoints
-            gg["q_conventional"] = g.q.conventional_qpoints
-            gg["q_distance"] = g.q.distance
-            gg["energy_centers_mev"] = g.e.centers
+            g.to_hdf5(f.create_group("grid"))
         tmp.replace(path)
 
     @classmethod
@@ -293,15 +287,21 @@ class ScanSet:
         with f:
             if f.attrs.get("format") != "fcinv-scans":
                 raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {f.attrs.get('format')!r})")
-            gd = json.loads(f.attrs["grid"])
-            segs = tuple(Segment(a, b, tuple(sa), tuple(sb), int(n)) for a, b, sa, sb, n in gd["q"]["segments"])
-            q = QPath(segs, np.asarray(f["grid/q_conventional"]), np.asarray(f["grid/q_points"]), np.asarray(f["grid/q_distance"]))
-            e = gd["energy"]
-            grid = SpectrumGrid(q, EnergyGrid(e["min_mev"], e["max_mev"], e["step_mev"]))
+            grid = SpectrumGrid.from_hdf5(f["grid"])
             return cls(np.asarray(f["full"], np.float32), np.asarray(f["scans"], np.float32),
                        np.asarray(f["angles_deg"], float), np.asarray(f["coverage"], float), float(f.attrs["ei_mev"]),
                        float(f.attrs["temperature_k"]), str(f.attrs["material"]), grid, np.asarray(f["params_ev_a2"], float),
                        json.loads(f.attrs["meta"]))
+
+
+def default_params(mat, fc=None):
+    """(full parameter vector (eV/Å²), its source) to simulate ``mat`` from: the given force
+    constants ``fc`` projected onto the basis, else the shipped DFT ones, else the reference."""
+    if fc is not None:
+        return mat.basis.reduce(fc)[0], "given force constants"
+    if mat.dft_params is not None:
+        return mat.dft_params, "shipped first-principles (DFT) force constants"
+    return mat.reference_params, f"reference ({mat.reference_source})"
 
 
 def _json_default(o):
@@ -335,9 +335,6 @@ def simulate_scans(material, ei_mev: float, angles_deg, temperature: float = 5.0
     t0 = time.perf_counter()
     calc = SQE(material.basis, params, temperature=temperature, b_coh=b_coh, dw_mesh=dw_mesh)
     pts = fold_points(calc, grid, qmax, material.conventional_a)
-    pts.Q32 = pts.Q.astype(np.float32)
-    pts.upar32 = pts.upar.astype(np.float32)
-    pts.h_par32 = pts.h_par.astype(np.float32)
     Gt = gaussians(pts.energies, grid.e.centers, ei_mev=ei).astype(np.float32)
     t1 = time.perf_counter()
     U0 = orientation_matrix(u, v)

@@ -1,11 +1,10 @@
-"""Our single-spectrum HDF5 file (written by ``fcinv simulate``, read by ``fcinv invert``).
+"""Our single-spectrum HDF5 file (written by ``fcinv simulate``; read by ``analysis.expio.read_spectrum``).
 
 Layout::
 
     /spectrum                 (nq, nE) float32   I(q, E); NaN where not covered
-    /grid/q_points            (nq, 3)  primitive reciprocal fractional coordinates
-    /grid/q_conventional      (nq, 3)  conventional r.l.u.
-    /grid/energy_centers_mev  (nE,)
+    /grid                     the (q, E) grid (:meth:`SpectrumGrid.to_hdf5`): q_points (nq, 3) primitive
+                              r.l.u., q_conventional (nq, 3), q_distance (nq,) Å⁻¹, energy_centers_mev (nE,)
     attrs: format="fcinv-spectrum", version=1, material, labels (JSON [[index, label], ...]),
            breaks (JSON), plus free metadata (e.g. params_ev_a2, param_names, sigma_mev) and what
            the spectrum is: intensity ("model-image" | "one-phonon-sqe"), origin ("simulated" |
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FcinvError, GridMismatchError
+from .errors import FcinvError
 from .grid import SpectrumGrid
 
 
@@ -37,15 +36,13 @@ def write_spectrum(path, image, grid: SpectrumGrid, material: str = "", **meta) 
         for k, v in meta.items():
             f.attrs[k] = json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
         f.create_dataset("spectrum", data=np.asarray(image, np.float32))
-        g = f.create_group("grid")
-        g["q_points"] = grid.q.qpoints
-        g["q_conventional"] = grid.q.conventional_qpoints
-        g["energy_centers_mev"] = grid.e.centers
+        grid.to_hdf5(f.create_group("grid"))
     tmp.replace(path)
 
 
-def read_spectrum(path, grid: SpectrumGrid | None = None):
-    """Read our spectrum file → (image (nq, nE) float32, attrs dict). Checks ``grid`` if given."""
+def read_attrs(path) -> dict:
+    """The metadata of our spectrum file (attributes, JSON decoded). The image itself is read, like
+    every other spectrum format, by :func:`fcinv_widgets.analysis.expio.read_spectrum`."""
     import h5py
 
     path = Path(path)
@@ -53,18 +50,9 @@ def read_spectrum(path, grid: SpectrumGrid | None = None):
         raise FcinvError(f"spectrum file not found: {path}")
     try:
         with h5py.File(path, "r") as f:
-            if "spectrum" not in f:
-                raise FcinvError(f"{path} has no /spectrum dataset (not an fcinv spectrum file)")
-            img = np.asarray(f["spectrum"], np.float32)
-            attrs = {k: _decode(v) for k, v in f.attrs.items()}
-            e = np.asarray(f["grid/energy_centers_mev"]) if "grid/energy_centers_mev" in f else None
+            return {k: _decode(v) for k, v in f.attrs.items()}
     except OSError as exc:
         raise FcinvError(f"cannot read {path} as HDF5: {exc}") from None
-    if grid is not None:
-        grid.check_image(img, name=str(path))
-        if e is not None and (len(e) != grid.e.n or not np.allclose(e, grid.e.centers, atol=1e-6)):
-            raise GridMismatchError(f"{path}: energy bins {e[0]:.3g}…{e[-1]:.3g} meV differ from the model's {grid.e.centers[0]:.3g}…{grid.e.centers[-1]:.3g} meV")
-    return img, attrs
 
 
 def _decode(v):

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from .errors import FcinvError
-from .units import KB_MEV
+from .units import HBAR2_OVER_2, KB_MEV  # noqa: F401  (HBAR2_OVER_2 re-exported)
 
-#: ħ²/2 in amu · Å² · meV  (ħ²/(2 m E) in Å² for m in amu, E in meV)
-HBAR2_OVER_2 = (1.054571817e-34) ** 2 / (1.66053906660e-27 * 1.602176634e-22 * 1e-20) / 2.0
 #: coherent scattering lengths (fm) of the presets, Sears 1992 (periodictable gives the same)
 B_COH_FM = {"Ge": 8.185, "Nb": 7.054}
 #: modes below this energy (meV) carry no intensity and no Debye–Waller weight
@@ -217,6 +217,7 @@ def point_group_cartesian(crystal) -> np.ndarray:
     return R[np.sort(idx)]
 
 
+@dataclass(frozen=True)
 class FoldPoints:
     """All equivalents Q = G + R q of the path's q-bins within |Q| ≤ qmax.
 
@@ -229,14 +230,36 @@ class FoldPoints:
     h_par    (p,) half bin length along the segment (Å⁻¹); ``h_perp`` scalar half-width across (Å⁻¹)
     q_frac   (j, 3) reduced wave vectors (primitive fractional); ``energies`` (j, M) meV
     amp      (p, M) s_ν (n + 1) in fm² per atom (set by :func:`fold_points`)
+    n_bins   number of path q-bins
+    Q32, upar32, h_par32: float32 copies for the per-orientation kernels (made once, on first use)
     """
 
-    def __init__(self, **kw):
-        self.__dict__.update(kw)
+    Q: np.ndarray
+    qbin: np.ndarray
+    iq: np.ndarray
+    upar: np.ndarray
+    h_par: np.ndarray
+    h_perp: float
+    q_frac: np.ndarray
+    energies: np.ndarray
+    amp: np.ndarray
+    n_bins: int
 
     @property
     def n(self) -> int:
         return len(self.Q)
+
+    @cached_property
+    def Q32(self) -> np.ndarray:
+        return self.Q.astype(np.float32)
+
+    @cached_property
+    def upar32(self) -> np.ndarray:
+        return self.upar.astype(np.float32)
+
+    @cached_property
+    def h_par32(self) -> np.ndarray:
+        return self.h_par.astype(np.float32)
 
 
 def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int = 100_000) -> FoldPoints:

@@ -24,3 +24,9 @@ SQRT_EIG_TO_MEV = VASP_TO_THZ * THZ_TO_MEV
 KB_MEV = 8.617333262e-2
 #: neutron: E (meV) = 2.0721 k² (Å⁻¹)
 NEUTRON_E_TO_K2 = 1.0 / 2.0721247
+#: ħ²/2 in amu · Å² · meV  (ħ²/(2 m E) in Å² for m in amu, E in meV)
+HBAR2_OVER_2 = (1.054571817e-34) ** 2 / (_AMU * _EV * 1e-3 * _ANGSTROM**2) / 2.0
+#: the ARCS resolution formula's own rounded neutron constants (pathSQE; kept as published):
+#: v (m/s) = ARCS_V_AT_K1 · sqrt(E / ARCS_E_AT_K1), E in meV
+ARCS_V_AT_K1 = 630.2
+ARCS_E_AT_K1 = 2.072

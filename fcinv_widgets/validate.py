@@ -1,40 +1,114 @@
-"""Checks of user-supplied spectra, in one place: every reader, the models' ``predict`` and
-the CLI call :func:`check_spectra` before anything is computed.
+"""Checks of user-supplied arrays, in one place (the Euphonic ``validate.py`` pattern).
 
-A spectrum is an (nq, nE) image of real intensities (any unit), NaN where nothing was
-measured (the pathSQE convention). Refused, each with one line naming the problem
-(:class:`~fcinv_widgets.errors.FcinvError`; a wrong shape raises
-:class:`~fcinv_widgets.errors.GridMismatchError`):
-
-* anything that is not an array of real numbers (strings, objects, ragged lists, booleans)
-  and complex values (an intensity is real: casting would silently drop the imaginary part);
-* a wrong shape (not (nq, nE) or (N, nq, nE), or not the model's grid);
-* ±inf anywhere; a spectrum with no measured pixel (all NaN);
-* an all-zero or constant spectrum (no contrast: min-max scaling would invent one).
+* :func:`real_array` — a real, numeric array of the expected rank/shape, as float64, with a
+  message naming the argument or file (strings, objects, complex numbers, ±inf refused);
+* :func:`check_declared` — a shape and dtype *declared* by a file (``.npy`` header, HDF5
+  dataset) checked before anything is read, so a 1 kB file that declares 10⁵ × 10⁵ values
+  never allocates them;
+* :func:`check_bytes` — an allocation about to be made, against the memory available.
+* :func:`check_spectra` — a user spectrum or stack of spectra: real, (nq, nE) or (N, nq, nE),
+  no ±inf, at least one measured pixel, not all-zero or constant (every reader, the models'
+  ``predict`` and the CLI call it before anything is computed; NaN = not measured, the pathSQE
+  convention; a wrong shape raises :class:`~fcinv_widgets.errors.GridMismatchError`).
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .errors import FcinvError, GridMismatchError
+
+#: the largest single array read from a user spectrum file (bytes): a 140 × 140 spectrum is 157 kB
+MAX_READ_BYTES = 1024**3
+
+
+def _dtype_problem(dtype) -> str | None:
+    dt = np.dtype(dtype)
+    if dt.kind in "fiub":
+        return None
+    kind = {"c": "complex", "U": "string", "S": "byte-string", "O": "object (pickled)", "V": "structured/void",
+            "M": "datetime", "m": "timedelta"}.get(dt.kind, dt.kind)
+    return f"{kind} values ({dt}), not real numbers"
+
+
+def real_array(value, name: str, ndim: int | None = None, shape: tuple | None = None, allow_nan: bool = True,
+               allow_inf: bool = False) -> np.ndarray:
+    """``value`` as a float64 array, or :class:`FcinvError` naming ``name``.
+
+    ``shape`` may hold ``None`` for free axes. NaN (= not measured) is allowed unless
+    ``allow_nan`` is False; ±inf only with ``allow_inf``.
+    """
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise FcinvError(f"{name}: not an array of numbers ({exc})") from None
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(float)
+        except (TypeError, ValueError):
+            raise FcinvError(f"{name}: contains values that are not numbers") from None
+    problem = _dtype_problem(arr.dtype)
+    if problem:
+        raise FcinvError(f"{name}: {problem}")
+    arr = arr.astype(float, copy=False)
+    if ndim is not None and arr.ndim != ndim:
+        raise FcinvError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
+    if shape is not None and (arr.ndim != len(shape) or any(w is not None and w != g for w, g in zip(shape, arr.shape))):
+        want = "×".join("N" if w is None else str(w) for w in shape)
+        raise FcinvError(f"{name}: expected shape {want}, got {'×'.join(map(str, arr.shape)) or 'a scalar'}")
+    if not allow_inf and np.isinf(arr).any():
+        raise FcinvError(f"{name}: contains ±inf")
+    if not allow_nan and np.isnan(arr).any():
+        raise FcinvError(f"{name}: contains NaN")
+    return arr
+
+
+def check_declared(shape, dtype, name: str, ndim: int | None = None, max_bytes: int = MAX_READ_BYTES) -> None:
+    """Refuse a file's declared array before reading it: wrong dtype, rank, or an absurd size."""
+    problem = _dtype_problem(dtype)
+    if problem:
+        raise FcinvError(f"{name}: {problem}")
+    shape = tuple(int(n) for n in shape)
+    if ndim is not None and len(shape) != ndim:
+        raise FcinvError(f"{name}: expected a {ndim}-D array, the file declares shape {shape}")
+    nbytes = int(np.prod(shape, dtype=np.float64)) * 8  # read as float64
+    if nbytes > max_bytes:
+        raise FcinvError(f"{name}: declares {'×'.join(map(str, shape))} values ({nbytes / 1e9:.3g} GB as float64), "
+                         f"more than this reader accepts ({max_bytes / 1e9:.3g} GB)")
+
+
+def available_bytes() -> int:
+    """Memory available to this process (bytes; Linux ``MemAvailable``, else a large number)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_bytes(nbytes: float, what: str, fraction: float = 0.8) -> None:
+    """Refuse an allocation of ``nbytes`` larger than ``fraction`` of the available memory."""
+    avail = available_bytes()
+    if nbytes > fraction * avail:
+        raise FcinvError(f"{what} needs {nbytes / 1e9:.3g} GB, more than the {avail / 1e9:.3g} GB of memory available; "
+                         "ask for fewer")
 
 
 def as_real_array(data, name: str = "spectrum") -> np.ndarray:
     """``data`` as a float64 array, refusing strings, objects, booleans and complex values."""
     if data is None:
         raise FcinvError(f"{name}: no data (None)")
-    try:
-        arr = np.asarray(data)
-    except ValueError as exc:  # ragged nested lists
-        raise FcinvError(f"{name}: not a rectangular array of numbers ({exc})") from None
-    kind = arr.dtype.kind
-    if kind == "c":
-        raise FcinvError(f"{name}: complex values (dtype {arr.dtype}); give the real intensity, e.g. np.abs(x)**2 or x.real")
-    if kind not in "iuf":
-        raise FcinvError(f"{name}: expected real numbers, got dtype {arr.dtype}"
-                         + (" (text)" if kind in "US" else " (objects or a ragged list)" if kind == "O" else ""))
-    return arr.astype(np.float64, copy=False)
+    if np.asarray(data).dtype.kind == "b":
+        raise FcinvError(f"{name}: boolean values, not real numbers")
+    return real_array(data, name, allow_inf=True)
 
 
 def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:

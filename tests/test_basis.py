@@ -22,7 +22,7 @@ def test_nb_basis_counts(nb):
 
 
 def test_symfc_agrees_on_the_dimension(ge):
-    symfc = pytest.importorskip("symfc")
+    pytest.importorskip("symfc")
     from symfc.basis_sets import FCBasisSetO2
 
     sc = ge.basis.phonopy.supercell

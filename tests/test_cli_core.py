@@ -48,11 +48,12 @@ def test_basis_json(capsys):
 
 
 def test_simulate_writes_a_readable_file(capsys, tmp_path, ge):
-    from fcinv_widgets.spectrum_io import read_spectrum
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.spectrum_io import read_attrs
 
     rc, out, _ = run(capsys, "simulate", "--material", "Ge", "--out", str(tmp_path / "s.h5"), "--json")
     assert rc == 0 and json.loads(out)["stable"]
-    img, attrs = read_spectrum(tmp_path / "s.h5", grid=ge.grid)
+    img, attrs = read_spectrum(tmp_path / "s.h5", ge.grid).image, read_attrs(tmp_path / "s.h5")
     assert img.shape == (140, 140) and attrs["material"] == "Ge"
     soft = ge.reference_theta.copy()
     soft[0] *= -0.3
@@ -99,12 +100,13 @@ def test_entry_point_is_installed():
 
 
 def test_simulate_with_noise(capsys, tmp_path, ge):
-    from fcinv_widgets.spectrum_io import read_spectrum
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.spectrum_io import read_attrs
 
     rc, out, _ = run(capsys, "simulate", "--material", "Ge", "--noise", "0.1,30", "--out", str(tmp_path / "n.h5"), "--json")
     d = json.loads(out)
     assert rc == 0 and 0 < d["snr"] < 100
-    img, attrs = read_spectrum(tmp_path / "n.h5", grid=ge.grid)
+    img, attrs = read_spectrum(tmp_path / "n.h5", ge.grid).image, read_attrs(tmp_path / "n.h5")
     clean = ge.forward_model().spectra(ge.reference_theta)[0]
     assert not np.allclose(img, clean, atol=1e-2) and attrs["noise_counts"] == 30
     rc, _, err = run(capsys, "simulate", "--material", "Ge", "--noise", "lots", "--out", str(tmp_path / "x.h5"))

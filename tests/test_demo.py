@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-import demo
+import demo  # noqa: E402  (scripts/ is not a package)
 
 
 def test_flags_follow_user_and_display(monkeypatch):

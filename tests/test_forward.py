@@ -38,8 +38,8 @@ def test_nb_frequencies_equal_phonopy(nb, rng):
 
 
 def test_euphonic_agrees_once(ge, ge_fm, tmp_path):
-    euphonic = pytest.importorskip("euphonic")
-    from euphonic import ForceConstants, ureg
+    pytest.importorskip("euphonic")
+    from euphonic import ForceConstants
 
     params = ge.reference_params
     ph = ge.basis.phonopy

@@ -31,13 +31,14 @@ exactly once, and a record of what was done (the ``corrections`` field of ``fcin
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ..validate import as_real_array, check_spectra
+from ..validate import as_real_array, check_declared, check_spectra, real_array
 
 #: the two kinds of intensity a spectrum can hold
 MODEL_IMAGE = "model-image"
@@ -69,19 +70,45 @@ def read_spectrum(path, grid=None) -> Spectrum:
     if not path.is_file():
         raise FcinvError(f"spectrum file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        spec = _read_npz(path, grid)
-    elif suffix == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise FcinvError(f"{path}: not a plain numeric .npy array ({exc})") from None
-        spec = Spectrum(as_real_array(arr, str(path)), str(path), "npy")
-    elif suffix in (".h5", ".hdf5", ".nxs", ".nx5"):
-        spec = _read_hdf5(path, grid)
-    else:
-        raise FcinvError(f"{path}: unknown spectrum format {suffix!r} (use .h5/.nxs, .npz or .npy)")
+    try:
+        if suffix == ".npz":
+            spec = _read_npz(path, grid)
+        elif suffix == ".npy":
+            spec = Spectrum(_load_npy(path, str(path)), str(path), "npy")
+        elif suffix in (".h5", ".hdf5", ".nxs", ".nx5"):
+            spec = _read_hdf5(path, grid)
+        else:
+            raise FcinvError(f"{path}: unknown spectrum format {suffix!r} (use .h5/.nxs, .npz or .npy)")
+    except FcinvError:
+        raise
+    except (ValueError, EOFError, KeyError, TypeError, OSError, zipfile.BadZipFile) as exc:  # truncated or foreign files
+        raise FcinvError(f"{path}: cannot read it as a {suffix} spectrum ({_first_line(exc)})") from None
     return _validate(spec, grid)
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _load_npy(path, name: str) -> np.ndarray:
+    """A 2-D real array from a ``.npy`` file: the header is checked before the data is read."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(fh))
+    check_declared(shape, dtype, name, ndim=2)
+    return real_array(np.load(path, allow_pickle=False), name, allow_inf=True)
+
+
+def _npz_member(z, key: str, name: str) -> np.ndarray:
+    """One array of an open ``np.load`` npz, its header checked before reading."""
+    with z.zip.open(key + ".npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(fh))
+    check_declared(shape, dtype, f"{name}[{key}]")
+    return real_array(z[key], f"{name}[{key}]", allow_inf=True)
 
 
 def _validate(spec: Spectrum, grid) -> Spectrum:
@@ -106,19 +133,14 @@ def _read_npz(path: Path, grid) -> Spectrum:
         raise FcinvError(f"{path}: not a readable .npz archive ({exc})") from None
     with z:
         keys = list(z.keys())
-        try:
-            meta = _npz_meta(z, keys, path)
-            if "spectrum" in keys:
-                e = as_real_array(z["energy_centers_mev"], f"{path}: energy_centers_mev") if "energy_centers_mev" in keys else None
-                return Spectrum(as_real_array(z["spectrum"], str(path)), str(path), "npz", e, meta)
-            segs = sorted((k for k in keys if k.startswith("arr_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
-            if not segs:
-                raise FcinvError(f"{path}: neither a 'spectrum' array nor pathSQE segments arr_0, arr_1, … (keys: {keys})")
-            arrays = [as_real_array(z[k], f"{path}: {k}") for k in segs]
-        except ValueError as exc:  # object arrays refused by allow_pickle=False
-            if isinstance(exc, FcinvError):
-                raise
-            raise FcinvError(f"{path}: {exc}") from None
+        meta = _npz_meta(z, keys, path)
+        if "spectrum" in keys:
+            e = _npz_member(z, "energy_centers_mev", str(path)) if "energy_centers_mev" in keys else None
+            return Spectrum(_npz_member(z, "spectrum", str(path)), str(path), "npz", e, meta)
+        segs = sorted((k for k in keys if k.startswith("arr_") and k[4:].isdigit()), key=lambda k: int(k[4:]))
+        if not segs:
+            raise FcinvError(f"{path}: neither a 'spectrum' array nor pathSQE segments arr_0, arr_1, … (keys: {keys})")
+        arrays = [_npz_member(z, k, str(path)) for k in segs]
     if any(a.ndim != 2 for a in arrays):
         raise GridMismatchError(f"{path}: every segment must be a (nq_segment, nE) array, got {[a.shape for a in arrays]}")
     if len({a.shape[1] for a in arrays}) != 1:
@@ -162,12 +184,11 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
         raise FcinvError(f"cannot read {path} as HDF5/NeXus: {exc}") from None
     with f:
         fmt = f.attrs.get("format")
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
         if fmt in ("fcinv-spectrum", "fcinv-scans"):  # a scan set: its full data set (union of orientations)
             key = "spectrum" if fmt == "fcinv-spectrum" else "full"
-            if key not in f:
-                raise FcinvError(f"{path}: an {fmt} file without its /{key} dataset")
-            e = as_real_array(f["grid/energy_centers_mev"][()], f"{path}: energies") if "grid/energy_centers_mev" in f else None
-            return Spectrum(as_real_array(f[key][()], str(path)), str(path), "fcinv" if fmt == "fcinv-spectrum" else fmt, e,
+            e = _h5_array(f, "grid/energy_centers_mev", path, ndim=1) if "grid/energy_centers_mev" in f else None
+            return Spectrum(_h5_array(f, key, path, ndim=2), str(path), "fcinv" if fmt == "fcinv-spectrum" else fmt, e,
                             _fcinv_meta(f.attrs, fmt, path))
         if "MDHistoWorkspace/data/signal" in f:
             return _read_mdhisto(f, path, grid)
@@ -255,12 +276,28 @@ def _mantid_meta(f, path) -> dict:
     return meta
 
 
+def _h5_array(f, key: str, path, ndim: int | None = None) -> np.ndarray:
+    """A real array from HDF5 dataset ``key``, its shape and dtype checked before it is read."""
+    import h5py
+
+    obj = f.get(key)
+    if not isinstance(obj, h5py.Dataset):
+        raise FcinvError(f"{path}: no dataset /{key} ({'a group' if obj is not None else 'missing'})")
+    check_declared(obj.shape, obj.dtype, f"{path}:/{key}", ndim=ndim)
+    return real_array(obj[()], f"{path}:/{key}", allow_inf=True)
+
+
 def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     data = f["MDHistoWorkspace/data"]
-    sig = as_real_array(data["signal"][()], str(path))
+    sig = _h5_array(f, "MDHistoWorkspace/data/signal", path)
     axes_attr = data["signal"].attrs.get("axes")
+    if isinstance(axes_attr, np.ndarray) and axes_attr.size == 1:
+        axes_attr = axes_attr.item()
     if isinstance(axes_attr, bytes):
-        axes_attr = axes_attr.decode()
+        axes_attr = axes_attr.decode(errors="replace")
+    if axes_attr is not None and not isinstance(axes_attr, str):
+        raise FcinvError(f"{path}: the 'axes' attribute of MDHistoWorkspace/data/signal must be a string such as "
+                         f"'D1:D0', got {type(axes_attr).__name__} {np.asarray(axes_attr).tolist()!r}")
     names = axes_attr.split(":") if axes_attr else [f"D{i}" for i in reversed(range(sig.ndim))]
     if len(names) != sig.ndim:
         raise FcinvError(f"{path}: signal has {sig.ndim} dimensions but its 'axes' attribute lists {len(names)}")
@@ -281,7 +318,7 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     if e_axis:
         if e_axis[0] == keep[0]:
             img = img.T
-        edges = np.asarray(data[names[e_axis[0]]], float)
+        edges = _h5_array(data, names[e_axis[0]], path, ndim=1)
         energies = 0.5 * (edges[1:] + edges[:-1]) if len(edges) == img.shape[1] + 1 else None
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid

@@ -19,6 +19,7 @@ in latent space (UMAP's own initialisation for new points, without its refinemen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,10 @@ class LatentMap:
             raise FcinvError(f"latent vectors of length {mu_new.shape[1]}; this map has {self.mu.shape[1]} dimensions")
         if self.reducer is not None:
             return np.asarray(self.reducer.transform(mu_new))
-        d2 = ((self.mu[None] - mu_new[:, None]) ** 2).sum(-1)
-        idx = np.argsort(d2, axis=1)[:, :k]
-        w = 1.0 / (np.take_along_axis(d2, idx, 1) + 1e-12)  # Shepard weights 1/d²
+        k = int(min(max(k, 1), len(self.mu)))
+        dist, idx = self._tree.query(mu_new, k=k)
+        dist, idx = np.asarray(dist).reshape(len(mu_new), k), np.asarray(idx).reshape(len(mu_new), k)
+        w = 1.0 / (dist**2 + 1e-12)  # Shepard weights 1/d²
         return (self.embedding[idx] * w[..., None]).sum(1) / w.sum(1, keepdims=True)
 
     # ------------------------------------------------------------------ persistence
@@ -125,9 +127,20 @@ class LatentMap:
         return cls(np.asarray(emb, float), np.asarray(mu, float), np.asarray(params, float), names, reducer)
 
     def nearest(self, mu_new, k: int = 1) -> np.ndarray:
-        """Indices of the k nearest map points in latent space (Euclidean in μ)."""
-        d = ((self.mu[None] - np.atleast_2d(mu_new)[:, None]) ** 2).sum(-1)
-        return np.argsort(d, axis=1)[:, :k]
+        """Indices (M, k) of the k nearest map points in latent space (Euclidean in μ), nearest first."""
+        mu_new = np.atleast_2d(np.asarray(mu_new, float))
+        if mu_new.shape[1] != self.mu.shape[1]:
+            raise FcinvError(f"latent vectors of length {mu_new.shape[1]}; this map has {self.mu.shape[1]} dimensions")
+        k = int(min(max(k, 1), len(self.mu)))
+        _, idx = self._tree.query(mu_new, k=k)
+        return np.asarray(idx).reshape(len(mu_new), k)
+
+    @cached_property
+    def _tree(self):
+        """A k-d tree over the latent means (scipy cKDTree): O(log N) nearest-neighbour queries."""
+        from scipy.spatial import cKDTree
+
+        return cKDTree(self.mu)
 
 
 def plot_latent_map(lmap: LatentMap, fcs=None, extra=None, s: float = 3.0):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -18,13 +17,7 @@ from ..errors import FcinvError
 from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
 
-def r2_score(y_true, y_pred) -> np.ndarray:
-    """R² per column: 1 − Σ(y − ŷ)² / Σ(y − ȳ)²."""
-    y_true = np.asarray(y_true, float)
-    y_pred = np.asarray(y_pred, float)
-    ss_res = ((y_true - y_pred) ** 2).sum(0)
-    ss_tot = ((y_true - y_true.mean(0)) ** 2).sum(0)
-    return 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)
+from ..metrics import r2_score  # noqa: E402,F401  (the one R², re-exported)
 
 
 @dataclass

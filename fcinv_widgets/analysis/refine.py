@@ -63,22 +63,12 @@ def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200
     """
     import torch
 
-    from ..forward import ForwardModel
-
     fm = forward_model
     spectrum = fm.grid.check_image(spectrum, "spectrum")
     if spectrum.ndim != 2:
         raise FcinvError(f"refine takes one (nq, nE) spectrum, got shape {spectrum.shape}")
     obs, mask = _scaled(spectrum)
-    if fm.backend.name != "torch":
-        key = "_torch_twin"
-        twin = fm.__dict__.get(key)
-        if twin is None:
-            twin = _torch_twin(fm)
-            fm.__dict__[key] = twin
-        fm_t = twin
-    else:
-        fm_t = fm
+    fm_t = fm.with_backend("torch")
     start = fm.reference_theta if start is None else np.asarray(start, dtype=float)
     if start.shape != (fm.n_active,) or not np.all(np.isfinite(start)):
         raise FcinvError(f"start must be {fm.n_active} finite values (eV/Å²)")
@@ -128,14 +118,3 @@ def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200
     stable = bool(fm.is_stable(theta)[0])
     return RefineResult(list(fm.names), start, theta, f0, f1, len(history), seconds, stable, history)
 
-
-def _torch_twin(fm):
-    """A torch-backend ForwardModel with the same precomputed blocks (no recomputation)."""
-    import copy
-
-    twin = copy.copy(fm)
-    twin.__dict__ = {k: v for k, v in fm.__dict__.items() if not k.startswith("_torch")}
-    twin.path = copy.copy(fm.path)
-    twin.mesh = copy.copy(fm.mesh) if fm.mesh is not None else None
-    twin.set_backend("torch")
-    return twin

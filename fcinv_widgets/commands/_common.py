@@ -1,14 +1,220 @@
-"""Shared argument helpers for the CLI subcommands."""
+"""Shared argument helpers for the CLI subcommands.
+
+Everything a command needs besides its own logic lives here: the argument parser class
+(one-line errors), argument types with ranges (:func:`positive_int`, :func:`finite_float`,
+…), the shared options (:func:`add_sigma_ei`, :func:`add_temperature`, :func:`add_noise_seed`),
+output-path checks and locks (:func:`check_output`, :func:`output_lock`) and :func:`emit`.
+No command imports ``cli`` or another command.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import FcinvError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line, ``fcinv <cmd>: error: …``, exit 2."""
+
+    def error(self, message):  # noqa: D401  (argparse API)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# ----------------------------------------------------------------------------- argument types
+def _number(text, kind, what):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    return v
+
+
+def positive_int(text) -> int:
+    """An integer ≥ 1."""
+    v = _number(text, int, "a positive integer")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (≥ 1), got {text!r}")
+    return v
+
+
+def nonneg_int(text) -> int:
+    """An integer ≥ 0."""
+    v = _number(text, int, "an integer ≥ 0")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
+    return v
+
+
+def finite_float(text) -> float:
+    """Any finite number (no NaN or inf)."""
+    return _number(text, float, "a finite number")
+
+
+def positive_float(text) -> float:
+    """A finite number > 0."""
+    v = _number(text, float, "a finite number > 0")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return v
+
+
+def nonneg_float(text) -> float:
+    """A finite number ≥ 0."""
+    v = _number(text, float, "a finite number ≥ 0")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
+    return v
+
+
+def scheduler_address(text) -> str:
+    """A Dask scheduler address (``tcp://host:port``, ``host:port``) or ``local:N`` (N ≥ 1 workers)."""
+    s = str(text).strip()
+    if not s:
+        raise argparse.ArgumentTypeError("is empty: give a Dask scheduler address or local:N")
+    if s.startswith("local"):
+        _, _, n = s.partition(":")
+        try:
+            if int(n or "1") < 1:
+                raise ValueError
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"local:N needs a positive number of workers N, got {text!r}") from None
+    return s
+
+
+# ----------------------------------------------------------------------------- shared options
+def add_sigma_ei(p, sigma_help: str = "Gaussian σ of every mode (meV, default 1)") -> None:
+    """``--sigma`` (meV) and ``--ei`` (meV, ARCS resolution), mutually exclusive; read with :func:`sigma_of`."""
+    p.add_argument("--sigma", type=positive_float, default=None, help=sigma_help)
+    p.add_argument("--ei", type=positive_float, default=None,
+                   help="use the ARCS energy resolution at this incident energy (meV) instead of --sigma; "
+                        "must exceed the grid's largest energy")
+
+
+def sigma_of(args, default: float = 1.0) -> float:
+    """The constant Gaussian σ (meV) of ``--sigma``; refuses ``--sigma`` together with ``--ei``."""
+    sigma = getattr(args, "sigma", None)
+    if sigma is not None and getattr(args, "ei", None) is not None:
+        raise FcinvError("give either --sigma (a constant resolution) or --ei (the ARCS resolution), not both")
+    return default if sigma is None else float(sigma)
+
+
+def add_temperature(p, default: float | None = 5.0, help: str | None = None) -> None:
+    """``--temperature`` (K, ≥ 0)."""
+    p.add_argument("--temperature", type=nonneg_float, default=default, metavar="K",
+                   help=help or f"sample temperature (K, default {default:g})")
+
+
+def noise_arg(text):
+    """``B,P``: a flat background B ≥ 0 and Poisson counts P > 0 (both relative to the peak)."""
+    try:
+        b, pc = (float(x) for x in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'B,P' (two numbers), got {text!r}") from None
+    if not (math.isfinite(b) and b >= 0 and math.isfinite(pc) and pc > 0):
+        raise argparse.ArgumentTypeError(f"needs a background B ≥ 0 and counts P > 0, got {text!r}")
+    return b, pc
+
+
+def add_noise_seed(p, noise_help: str = "B,P: add a flat background B (fraction of the peak) and Poisson counts P at the peak") -> None:
+    """``--noise B,P`` (parsed to a (B, P) tuple) and ``--seed``."""
+    p.add_argument("--noise", type=noise_arg, default=None, help=noise_help)
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+
+
+# ----------------------------------------------------------------------------- output paths
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def check_output(path, flag: str = "--out", kind: str = "file", fmt: str | None = None) -> Path:
+    """Refuse an output path that cannot or must not be written, before any work is done.
+
+    ``kind`` is ``"file"`` or ``"dir"``. A file's folder must exist and be writable; the path
+    must not be a folder. With ``fmt`` (an fcinv HDF5 format such as ``"fcinv-spectrum"``), an
+    existing file is overwritten only if it is an HDF5 file of that format. A ``"dir"`` may
+    exist (as a folder) or be created in an existing, writable parent.
+    """
+    p = Path(path)
+    if str(path) == "":
+        raise FcinvError(f"{flag} is empty")
+    if kind == "dir":
+        if p.exists() and not p.is_dir():
+            raise FcinvError(f"{flag} {path}: exists and is not a folder")
+        parent = p if p.is_dir() else p.parent
+    else:
+        if p.is_dir():
+            raise FcinvError(f"{flag} {path}: is a folder, not a file")
+        if p.exists() and not p.is_file():
+            raise FcinvError(f"{flag} {path}: exists and is not a regular file")
+        parent = p.parent
+    parent = parent if str(parent) else Path(".")
+    if not parent.is_dir():
+        raise FcinvError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise FcinvError(f"{flag} {path}: no permission to write there")
+    if kind == "file" and fmt and p.is_file() and p.stat().st_size > 0:
+        found = _hdf5_format(p)
+        if found != fmt:
+            what = "not an HDF5 file" if found is None else f"an HDF5 file of format {found!r}"
+            raise FcinvError(f"{flag} {path}: exists and is {what}, not {fmt!r}; will not overwrite it (remove it or choose another name)")
+    return p
+
+
+def _hdf5_format(path: Path) -> str | None:
+    """The ``format`` attribute of an HDF5 file ('' when it has none), or None if it is not HDF5."""
+    with open(path, "rb") as fh:
+        if fh.read(8) != _HDF5_MAGIC:
+            return None
+    import h5py
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            v = f.attrs.get("format", "")
+    except OSError:
+        return None
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@contextmanager
+def output_lock(path, flag: str = "--out"):
+    """Hold an exclusive lock on ``path`` (a hidden ``.<name>.lock`` beside it) while writing it.
+
+    A second process writing the same output is refused at once with "in use by another
+    process" instead of both corrupting it.
+    """
+    import fcntl
+
+    p = Path(path)
+    lock = p.parent / f".{p.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise FcinvError(f"{flag} {path}: cannot write in {p.parent} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FcinvError(f"{flag} {path}: in use by another process (lock file {lock})") from None
+        try:
+            yield p
+        finally:
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def parse_qpoints(text: str, crystal=None) -> np.ndarray:
@@ -161,7 +367,7 @@ def load_material(args):
                     raise FcinvError(f"--primitive: {args.primitive!r} is not 9 numbers") from None
             cr, pmat = to_primitive(given, prim)
         args.b_coh_fm = _species_b_coh(args, cr)
-        fc = read_force_constants(fcfile) if fcfile else None
+        fc = _check_fc_size(read_force_constants(fcfile), fcfile) if fcfile else None
         # --supercell is in units of the structure file's cell (phonopy's DIM), as are the force constants
         if args.supercell:
             smat = parse_supercell(args.supercell)
@@ -182,6 +388,11 @@ def load_material(args):
         if args.material:
             base = get_material(args.material)
             from ..materials import Material
+
+            if sorted(set(base.crystal.symbols)) != sorted(set(cr.symbols)):
+                raise FcinvError(f"--material {args.material} is {'/'.join(sorted(set(base.crystal.symbols)))}, but "
+                                 f"--structure {structure} holds {'/'.join(sorted(set(cr.symbols)))}: drop --material "
+                                 "or give a matching structure")
 
             mat = Material(base.name, cr, smat, base.grid, base.conventional_a)
             if fc is not None:
@@ -207,24 +418,61 @@ def load_material(args):
     if fcfile:
         from ..fcio import read_force_constants
 
-        fc = read_force_constants(fcfile)
+        fc = _check_fc_size(read_force_constants(fcfile), fcfile)
     return mat, fc
 
 
+#: force constants above this (eV/Å²) are no crystal's (Ge's largest block is ~15 eV/Å², diamond's < 100)
+MAX_FC_EV_A2 = 1e3
+
+
+def _check_fc_size(fc: np.ndarray, where) -> np.ndarray:
+    """Refuse non-finite or absurdly large force constants (units mistaken, corrupt file)."""
+    fc = np.asarray(fc, float)
+    if not np.all(np.isfinite(fc)):
+        raise FcinvError(f"{where}: force constants contain NaN or inf")
+    big = float(np.abs(fc).max()) if fc.size else 0.0
+    if big > MAX_FC_EV_A2:
+        raise FcinvError(f"{where}: force constants up to {big:.3g} eV/Å², more than any crystal's "
+                         f"({MAX_FC_EV_A2:g}); wrong units (eV/Å² expected) or a damaged file")
+    return fc
+
+
 def emit(args: argparse.Namespace, payload: dict, text: str | None = None) -> None:
-    """Print ``payload`` as JSON when ``--json`` was given, else ``text`` (or a summary)."""
+    """Print ``payload`` as JSON when ``--json`` was given, else ``text`` (or a summary).
+
+    The JSON is strict: NaN and ±inf become ``null`` (never ``NaN``/``-Infinity``).
+    """
     if getattr(args, "json", False):
-        json.dump(payload, sys.stdout, indent=None, default=_json_default)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_dumps(payload) + "\n")
     else:
-        print(text if text is not None else json.dumps(payload, indent=2, default=_json_default))
+        print(text if text is not None else json_dumps(payload, indent=2))
+
+
+def json_dumps(payload, indent=None) -> str:
+    """Strict JSON of ``payload`` (numpy arrays/scalars allowed; non-finite floats → null)."""
+    return json.dumps(_finite(payload), indent=indent, allow_nan=False, default=_json_default)
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return _finite(obj.item())
+    return obj
 
 
 def _json_default(obj):
-    import numpy as np
-
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, (np.floating, np.integer, np.bool_)):
         return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

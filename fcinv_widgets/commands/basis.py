@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ._common import emit
-from ._common import add_material_args, load_material
+from ._common import add_material_args, emit, load_material, positive_int
 
 
 def register(sub):
     p = sub.add_parser("basis", help="symmetry-reduced FC parameters, orbits, values and sensitivity ranking")
     add_material_args(p)
-    p.add_argument("--top", type=int, default=8, help="how many parameters to rank as active (default 8)")
+    p.add_argument("--top", type=positive_int, default=8, help="how many parameters to rank as active (default 8)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

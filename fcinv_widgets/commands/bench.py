@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from ..errors import FcinvError
-from ._common import emit
+from ._common import emit, nonneg_int, positive_int
 
 #: bytes of the copy benchmark's arrays (at most; less for small batches)
 COPY_BYTES = 512 * 2**20
@@ -33,10 +33,10 @@ def register(sub):
     p = sub.add_parser("bench", help="benchmarks (prints figures; no pass/fail)")
     p.add_argument("what", choices=["forward"], help="what to benchmark")
     p.add_argument("--material", default="Ge")
-    p.add_argument("--batch", type=int, default=10000, help="parameter sets for our model (≥ 1)")
-    p.add_argument("--phonopy-sets", type=int, default=100, help="parameter sets for the phonopy loop (≥ 1)")
-    p.add_argument("--backend", default="numpy", help="numpy, cupy, torch or auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=positive_int, default=10000, help="parameter sets for our model")
+    p.add_argument("--phonopy-sets", type=positive_int, default=100, help="parameter sets for the phonopy loop")
+    p.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "torch", "auto"), help="numpy, cupy, torch or auto")
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

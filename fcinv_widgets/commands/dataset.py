@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit
+from ._common import emit, nonneg_int, positive_float, positive_int, scheduler_address
 
 
 def register(sub):
@@ -10,16 +10,16 @@ def register(sub):
                        description="Uniform samples of the top-8 FC parameters over the material's training domain, "
                                    "forward-simulated, unstable sets dropped. Ctrl-C stops cleanly; rerun to resume.")
     p.add_argument("--material", default="Ge")
-    p.add_argument("--n-train", type=int, default=10000)
-    p.add_argument("--n-test", type=int, default=1500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--candidates", type=int, default=1024, help="candidates drawn per chunk (part of the seeded recipe)")
-    p.add_argument("--sigma", type=float, default=1.0, help="Gaussian σ of every mode (meV)")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address, or local:N for a local cluster of N workers")
+    p.add_argument("--n-train", type=nonneg_int, default=10000)
+    p.add_argument("--n-test", type=nonneg_int, default=1500)
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--candidates", type=positive_int, default=1024, help="candidates drawn per chunk (part of the seeded recipe)")
+    p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian σ of every mode (meV)")
+    p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address, or local:N for a local cluster of N workers")
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-dataset")])
 
 
 def run(args) -> int:

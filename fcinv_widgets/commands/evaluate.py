@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._common import emit
+from ._common import emit, positive_int
 from ..errors import FcinvError, GridMismatchError
 
 
@@ -13,15 +13,15 @@ def register(sub):
     p = sub.add_parser("evaluate", help="R² and MAE per FC of a model on a dataset's test split")
     p.add_argument("--model", required=True, help="checkpoint directory, model.pt or shipped name (ge-vae, ge-resnet, …)")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--max-test", type=int, default=None)
-    p.add_argument("--n-samples", type=int, default=100, help="VAE: latent samples per spectrum")
+    p.add_argument("--max-test", type=positive_int, default=None)
+    p.add_argument("--n-samples", type=positive_int, default=100, help="VAE: latent samples per spectrum")
     p.add_argument("--write-metrics", action="store_true", help="also write metrics.json next to the model")
     p.add_argument("--parity", default=None, metavar="PNG", help="write a parity-grid figure (predicted vs true per FC)")
     p.add_argument("--compare", nargs="+", default=None, metavar="METRICS_JSON",
                    help="with --r2-bars: other models' metrics.json files (or shipped model names) to put beside this one")
     p.add_argument("--r2-bars", default=None, metavar="PNG", help="write R² bars per FC (this model and --compare ones)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
 
 
 def _metrics_of(ref: str) -> tuple:

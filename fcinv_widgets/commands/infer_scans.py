@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import emit
+from ._common import emit, nonneg_float, positive_float, positive_int
 
 
 def register(sub):
@@ -18,10 +18,10 @@ def register(sub):
     p.add_argument("--reference", default="scans", choices=("scans", "dft", "none"),
                    help="reference FCs for the table and plots: the force constants the scans were simulated "
                         "from (default), the material's first-principles values, or none")
-    p.add_argument("--n-samples", type=int, default=100, help="latent samples per spectrum (VAE)")
-    p.add_argument("--clip", type=float, default=None, metavar="PERCENTILE",
+    p.add_argument("--n-samples", type=positive_int, default=100, help="latent samples per spectrum (VAE)")
+    p.add_argument("--clip", type=positive_float, default=None, metavar="PERCENTILE",
                    help="clip intensities above this percentile of each image's covered pixels (default 99.5)")
-    p.add_argument("--temperature", type=float, default=None, metavar="K",
+    p.add_argument("--temperature", type=nonneg_float, default=None, metavar="K",
                    help="sample temperature for the E/(n(E,T)+1) weighting (default: the scan set's own)")
     p.add_argument("--raw", action="store_true",
                    help="feed the folded S(Q,E) as it is (default: weight each energy bin by E/(n(E,T)+1) at the "
@@ -29,7 +29,7 @@ def register(sub):
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scan-inference"), ("plot", "file", None)])
 
 
 def run(args) -> int:

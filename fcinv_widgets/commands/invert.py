@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import sys
 
-from ._common import emit
+from ._common import add_temperature, emit, nonneg_int, positive_float, positive_int
 
 
 def register(sub):
     p = sub.add_parser("invert", help="invert a spectrum into the top-8 FCs with uncertainties")
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, nb-vae)")
     p.add_argument("--spectrum", required=True, help="fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, or .npy")
-    p.add_argument("--n-samples", type=int, default=100)
-    p.add_argument("--temperature", type=float, default=None, metavar="K",
-                   help="sample temperature of a one-phonon S(Q,E) (K). Read from the file when it says so (our HDF5, "
-                        "Mantid sample logs); needed once for a pathSQE .npz; on a model image or bare array it declares "
-                        "the data an S(Q,E) at this T")
-    p.add_argument("--clip", type=float, default=None, metavar="PERCENTILE",
+    p.add_argument("--n-samples", type=positive_int, default=100)
+    add_temperature(p, None,
+                    help="sample temperature of a one-phonon S(Q,E) (K). Read from the file when it says so (our HDF5, "
+                         "Mantid sample logs); needed once for a pathSQE .npz; on a model image or bare array it declares "
+                         "the data an S(Q,E) at this T")
+    p.add_argument("--clip", type=positive_float, default=None, metavar="PERCENTILE",
                    help="clip intensities above this percentile of the covered pixels (default 99.5 for an S(Q,E), "
                         "none for a model image)")
     p.add_argument("--raw", action="store_true", help="feed the spectrum as it is: no correction at all")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

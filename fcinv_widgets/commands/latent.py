@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from ._common import emit
+from ._common import emit, nonneg_float, nonneg_int, positive_int
 from ..errors import FcinvError, GridMismatchError
 
 
@@ -15,13 +15,13 @@ def register(sub):
     p.add_argument("--model", required=True, help="a VAE checkpoint directory or shipped name (ge-vae, nb-vae)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="folder for latent_map.npz, umap_reducer.joblib, latent_stats.json")
-    p.add_argument("--max-test", type=int, default=None)
-    p.add_argument("--neighbors", type=int, default=15, help="UMAP n_neighbors")
-    p.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-test", type=positive_int, default=None)
+    p.add_argument("--neighbors", type=positive_int, default=15, help="UMAP n_neighbors (≥ 2)")
+    p.add_argument("--min-dist", type=nonneg_float, default=0.1, help="UMAP min_dist")
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--plot", default=None, metavar="PNG", help="also write the map coloured by each FC")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "dir", None), ("plot", "file", None)])
 
 
 def run(args) -> int:
@@ -29,6 +29,8 @@ def run(args) -> int:
     from ..models import load_model
     from ..models.train import load_split
 
+    if args.neighbors < 2:
+        raise FcinvError(f"--neighbors must be ≥ 2 (UMAP needs neighbours), got {args.neighbors}")
     model = load_model(args.model)
     if model.kind != "vae":
         raise FcinvError(f"{args.model} is a {model.kind} model: the latent analysis needs a VAE")

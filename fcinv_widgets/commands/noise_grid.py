@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit
+from ._common import emit, nonneg_int, positive_int, scheduler_address
 
 
 def register(sub):
@@ -10,13 +10,13 @@ def register(sub):
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (VAE or ResNet)")
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", required=True, help="output HDF5 (read by NoiseGridExplorer)")
-    p.add_argument("--max-test", type=int, default=None, help="use only the first N test spectra")
-    p.add_argument("--n-samples", type=int, default=100, help="latent samples per spectrum")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address: cells run as tasks")
+    p.add_argument("--max-test", type=positive_int, default=None, help="use only the first N test spectra")
+    p.add_argument("--n-samples", type=positive_int, default=100, help="latent samples per spectrum")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address: cells run as tasks")
     p.add_argument("--plot", help="also write the R² heatmaps (FC0–FC3) to this PNG")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", None)])
 
 
 class _Predict:

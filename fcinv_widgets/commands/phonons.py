@@ -27,7 +27,7 @@ def run(args) -> int:
     mat, fc = load_material(args)
     q = parse_qpoints(args.qpoints, mat.crystal)
     basis = mat.basis
-    if args.params:
+    if args.params is not None:
         if fc is not None:
             raise FcinvError("give either --params or --force-constants, not both")
         params = mat.reference_params.copy()

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._common import emit
 from ..errors import FcinvError
-from ._common import add_material_args, load_material
+from ._common import add_material_args, add_noise_seed, add_temperature, load_material, positive_float
 
 
 def register(sub):
@@ -15,18 +15,17 @@ def register(sub):
                                    "material's q-path for every sample orientation ω of a direct-geometry ToF "
                                    "spectrometer (ARCS-like), and write the per-angle scans and the full data set.")
     add_material_args(p)
-    p.add_argument("--ei", type=float, required=True, help="incident energy (meV); must exceed the grid's largest energy")
+    p.add_argument("--ei", type=positive_float, required=True, help="incident energy (meV); must exceed the grid's largest energy")
     p.add_argument("--angles", default="0:120:1", help="sample angles ω in degrees: start:stop:step (stop excluded) or a comma list (default 0:120:1); write --angles=-30:90:1 when it starts negative")
-    p.add_argument("--temperature", type=float, default=5.0, help="sample temperature (K, default 5)")
-    p.add_argument("--qmax", type=float, default=None, help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)")
+    add_temperature(p, 5.0)
+    p.add_argument("--qmax", type=positive_float, default=None, help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)")
     p.add_argument("--u", default="1,1,0", help="sample direction along the beam at ω = 0 (Cartesian/cubic axes, default 1,1,0)")
     p.add_argument("--v", default="0,0,1", help="second in-plane sample direction (default 0,0,1)")
-    p.add_argument("--noise", help="B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
-    p.add_argument("--seed", type=int, default=0)
+    add_noise_seed(p, "B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
     p.add_argument("--out", required=True, help="output HDF5 scan-set file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scans")])
 
 
 def parse_vector(text: str, name: str) -> np.ndarray:
@@ -39,30 +38,12 @@ def parse_vector(text: str, name: str) -> np.ndarray:
     return v
 
 
-def parse_noise(text: str):
-    try:
-        b, pc = (float(x) for x in str(text).split(","))
-    except ValueError:
-        raise FcinvError(f"--noise must be 'B,P' (two numbers), got {text!r}") from None
-    return b, pc
-
-
-def default_params(mat, fc):
-    if fc is not None:
-        return mat.basis.reduce(fc)[0], "given force constants"
-    if mat.dft_params is not None:
-        return mat.dft_params, "shipped first-principles (DFT) force constants"
-    return mat.reference_params, f"reference ({mat.reference_source})"
-
-
 def run(args) -> int:
-    from ..scans import parse_angles, simulate_scans
+    from ..scans import default_params, parse_angles, simulate_scans
 
     angles = parse_angles(args.angles)
-    if not (np.isfinite(args.temperature) and args.temperature >= 0):
-        raise FcinvError(f"--temperature must be ≥ 0 K, got {args.temperature}")
     u, v = parse_vector(args.u, "--u"), parse_vector(args.v, "--v")
-    noise = parse_noise(args.noise) if args.noise else None
+    noise = args.noise
     mat, fc = load_material(args)
     from ..scans import check_ei
 

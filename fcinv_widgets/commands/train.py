@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit
+from ._common import emit, nonneg_int, positive_float, positive_int
 from ..errors import FcinvError
 
 
@@ -11,25 +11,25 @@ def register(sub):
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", default="vae", choices=("vae", "resnet"), help="vae (VAE + FC regressor) or resnet (ResNet-18)")
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3 VAE, 2e-3 peak one-cycle ResNet)")
-    p.add_argument("--beta", type=float, default=1.0, help="VAE: weight of the KL term")
-    p.add_argument("--width", type=int, default=16, help="ResNet: channels of the first stage (64 = standard ResNet-18)")
+    p.add_argument("--epochs", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: 1e-3 VAE, 2e-3 peak one-cycle ResNet)")
+    p.add_argument("--beta", type=positive_float, default=1.0, help="VAE: weight of the KL term")
+    p.add_argument("--width", type=positive_int, default=16, help="ResNet: channels of the first stage (64 = standard ResNet-18)")
     p.add_argument("--pretrained", default=None,
                    help="ResNet: a state-dict file for transfer learning (e.g. torchvision ImageNet ResNet-18 weights; needs --width 64)")
-    p.add_argument("--latent", type=int, default=20)
-    p.add_argument("--max-train", type=int, default=None, help="use only the first N training spectra")
-    p.add_argument("--patience", type=int, default=8, help="early stopping: epochs without improvement")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: min(4, cores))")
+    p.add_argument("--latent", type=positive_int, default=20, help="VAE: latent dimensions")
+    p.add_argument("--max-train", type=positive_int, default=None, help="use only the first N training spectra")
+    p.add_argument("--patience", type=positive_int, default=8, help="early stopping: epochs without improvement")
+    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: min(4, cores))")
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
     p.add_argument("--regressor-only", action="store_true",
                    help="VAE: keep the trained encoder in out/model.pt and retrain only the FC regressor")
-    p.add_argument("--reg-epochs", type=int, default=400, help="VAE: epochs of the FC regressor")
+    p.add_argument("--reg-epochs", type=positive_int, default=400, help="VAE: epochs of the FC regressor")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "dir", None)])
 
 
 def run(args) -> int:

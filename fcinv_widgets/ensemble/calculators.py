@@ -186,7 +186,7 @@ def _mace_cached_path(name: str) -> str | None:
         from mace.tools.utils import get_cache_dir  # noqa: F401
     except Exception:
         try:
-            from mace.calculators.foundations_models import get_cache_dir, mace_mp_names, mace_mp_urls  # type: ignore
+            from mace.calculators.foundations_models import mace_mp_names, mace_mp_urls  # type: ignore
         except Exception:
             return None
     if name not in mace_mp_names:

@@ -94,7 +94,8 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
         ck = torch.load(path, map_location="cpu", weights_only=True)
         model = _build(ck, json.loads(ck["config"]))
     except Exception as exc:
-        raise FcinvError(f"{path} is not a readable fcinv model checkpoint ({type(exc).__name__}: {exc})") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise FcinvError(f"{path} is not a readable fcinv model checkpoint ({type(exc).__name__}: {first})") from None
     model.path = path
     if material is not None and str(material).lower() != str(model.config["material"]).lower():
         raise GridMismatchError(f"{path} was trained for {model.config['material']}, not {material}")
@@ -137,11 +138,25 @@ class _Model:
         torch.save({"config": json.dumps(self.config), **self._state()}, tmp)
         tmp.replace(path)
 
+    @property
+    def grid(self):
+        """The (q, E) grid the model was trained on (:class:`~fcinv_widgets.grid.SpectrumGrid`), when the
+        checkpoint carries it (trained by fcinv ≥ 0.2); else None (use the material's grid)."""
+        from ..grid import SpectrumGrid
+
+        return SpectrumGrid.from_dict(self.config["grid"]) if self.config.get("grid") else None
+
     def check_grid(self, grid) -> None:
-        if tuple(grid.shape) != self.shape or not np.allclose(grid.e.centers, self.config["energy_centers_mev"], atol=1e-6):
+        """Refuse a grid other than the training grid: by content (q-points and energies) when the
+        checkpoint carries its grid, else by shape and energies."""
+        own = self.grid
+        same_q = own is None or (own.shape == tuple(grid.shape)
+                                 and np.allclose(own.q.qpoints, grid.q.qpoints, atol=1e-6))
+        if tuple(grid.shape) != self.shape or not same_q \
+                or not np.allclose(grid.e.centers, self.config["energy_centers_mev"], atol=1e-6):
             raise GridMismatchError(f"the model was trained on a {self.shape[0]}×{self.shape[1]} grid "
                                     f"({self.config['material']}), the spectrum's grid is {grid.shape[0]}×{grid.shape[1]} "
-                                    "or has other energy bins")
+                                    "or has other q-points or energy bins")
 
     # ------------------------------------------------------------------ inputs
     def prepare(self, spectra) -> np.ndarray:
@@ -179,7 +194,8 @@ class _Model:
         from ..analysis.expio import as_spectrum, prepare_input
         from ..materials import get_material
 
-        grid = get_material(self.material).grid
+        grid = self.grid or get_material(self.material).grid  # the checkpoint's own grid when it carries one
+        self.check_grid(grid)
         spec = as_spectrum(spectrum, grid)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False)

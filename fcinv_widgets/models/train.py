@@ -1,5 +1,5 @@
 """Training of the dual model: the VAE on clean spectra, then the FC regressor on the frozen
-encoder's latent means (targets standardised). Progress bars per epoch, best checkpoint by
+encoder's latent samples z = μ + σ·ε, fresh every epoch (targets standardised). Progress bars per epoch, best checkpoint by
 validation loss, early stopping, resume, seeds, CPU threads set sensibly."""
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import numpy as np
 from ..errors import FcinvError
 
 
-def _r2(y, p):
-    return 1 - ((y - p) ** 2).sum(0) / np.maximum(((y - y.mean(0)) ** 2).sum(0), 1e-300)
+from ..metrics import r2_score as _r2  # noqa: E402  (the one R²: NaN for a constant target)
 
 
 def load_split(dataset, split: str = "train", limit: int | None = None):
@@ -28,8 +27,14 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
         n = n if limit is None else min(n, int(limit))
         if n == 0:
             raise FcinvError(f"{dataset}: the {split} split is empty")
+        from ..validate import check_bytes, check_declared
+
+        check_declared((n,) + tuple(spectra.shape[1:]), spectra.dtype, f"{dataset}:/{split}/spectra", ndim=3,
+                       max_bytes=1 << 62)
+        check_bytes(4.0 * n * int(np.prod(spectra.shape[1:])), f"reading {n} spectra of {dataset}")
         x = np.asarray(spectra[:n], dtype=np.float32)
-        info = {"material": d.material, "names": d.names, "domain": d.domain.tolist(), "energies": d.energies.tolist()}
+        info = {"material": d.material, "names": d.names, "domain": d.domain.tolist(), "energies": d.energies.tolist(),
+                "grid": None if d.grid is None else d.grid.to_dict(arrays=True)}
         return x, np.asarray(params[:n], float), info
     finally:
         d.close()
@@ -77,14 +82,19 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
 
     start, best, best_state, bad, history = 0, np.inf, None, 0, []
     if resume and state_path.is_file():
-        st = torch.load(state_path, map_location=dev or "cpu", weights_only=True)
-        net.load_state_dict(st["net"])
-        opt.load_state_dict(st["opt"])
-        if sched is not None and "sched" in st:
-            sched.load_state_dict(st["sched"])
-        best_state = st["best"]
-        start, best, bad = int(st["epoch"]), float(st["best_loss"]), int(st["bad"])
-        history = json.loads(st["history"])
+        try:
+            st = torch.load(state_path, map_location=dev or "cpu", weights_only=True)
+            net.load_state_dict(st["net"])
+            opt.load_state_dict(st["opt"])
+            if sched is not None and "sched" in st:
+                sched.load_state_dict(st["sched"])
+            best_state = st["best"]
+            start, best, bad = int(st["epoch"]), float(st["best_loss"]), int(st["bad"])
+            history = json.loads(st["history"])
+        except Exception as exc:  # truncated file, another model's state, a foreign pickle
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise FcinvError(f"--resume: {state_path} is not a training state of this model "
+                             f"({type(exc).__name__}: {first}); remove it to start afresh") from None
     # wall time accumulates over resumed runs (history's "seconds" is cumulative)
     t0 = time.perf_counter() - (float(history[-1]["seconds"]) if history else 0.0)
     bar = tqdm(range(start, epochs), desc=desc, unit="epoch", disable=not progress)
@@ -128,7 +138,8 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
 def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
     return {"format": f"fcinv-{kind}", "version": 1, "material": info["material"], "grid_shape": list(shape),
             "energy_centers_mev": info["energies"], "names": info["names"], "domain": info["domain"],
-            "y_mean": y_mean.tolist(), "y_std": y_std.tolist()}
+            "y_mean": y_mean.tolist(), "y_std": y_std.tolist(),
+            **({"grid": info["grid"]} if info.get("grid") else {})}
 
 
 def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, beta: float = 1.0, latent: int = 20,
@@ -141,10 +152,9 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
     (ridge regression latent μ → FCs); the final regressor is a neural network on frozen μ.
     """
     import torch
-    from tqdm.auto import tqdm
 
     from .inverter import Inverter
-    from .nets import VAE, Regressor, vae_loss
+    from .nets import VAE, vae_loss
 
     dev = _setup(threads, device, seed)
     out = Path(out)

@@ -80,7 +80,7 @@ def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab"):
                 break
             except OSError:
                 if proc.poll() is not None or time.time() - t0 > timeout:
-                    raise RuntimeError(f"JupyterLab did not start; see {root / 'jupyterlab.log'}")
+                    raise RuntimeError(f"JupyterLab did not start; see {root / 'jupyterlab.log'}") from None
                 time.sleep(0.5)
         yield url
     finally:

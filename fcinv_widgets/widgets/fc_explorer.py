@@ -234,7 +234,10 @@ class FCExplorer:
 
     @theta.setter
     def theta(self, value) -> None:
-        self.widget.values = [float(v) for v in np.asarray(value, dtype=float).ravel()]
+        from ..validate import real_array
+
+        vals = real_array(value, f"theta ({UNITS})", allow_nan=False)
+        self.widget.values = [float(v) for v in np.atleast_1d(vals).ravel()]
 
     def reset(self) -> None:
         """Move every slider back to the reference force constants."""
@@ -246,7 +249,11 @@ class FCExplorer:
         if spectrum is None:
             self.widget.compare = None
             return
-        arr = np.asarray(spectrum, dtype=np.float32)
+        from ..validate import real_array
+
+        arr = real_array(spectrum, "comparison spectrum").astype(np.float32)
+        if arr.ndim == 2 and arr.shape == self.widget.image.shape and not np.isfinite(arr).any():
+            raise FcinvError("comparison spectrum: no finite pixel (all NaN): nothing to compare")
         if arr.shape != self.widget.image.shape:
             raise GridMismatchError(
                 f"comparison spectrum has shape {arr.shape}, the model grid is {self.widget.image.shape} (nq, nE)"

@@ -60,6 +60,8 @@ class NoiseGridResult:
         else:
             items = list(results) if isinstance(results, (list, tuple)) else [results]
             models = [getattr(r, "model", "") or f"model {i}" for i, r in enumerate(items)]
+        if not items:
+            raise FcinvError("no noise-grid results given (an empty collection)")
         first = items[0]
         return cls(
             b_levels=np.asarray(first.backgrounds, float),
@@ -144,6 +146,8 @@ class NoiseGridExplorer:
     def select(self, ib: int, ip: int) -> None:
         """Select cell (B index, P index)."""
         npk = len(self.result.p_levels)
+        if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in (ib, ip)):
+            raise FcinvError(f"select takes two integer cell indices (B, P), got ({ib!r}, {ip!r})")
         if not (0 <= ib < len(self.result.b_levels) and 0 <= ip < npk):
             raise FcinvError(f"cell ({ib}, {ip}) is outside the {len(self.result.b_levels)}x{npk} grid")
         self.widget.selected = ib * npk + ip

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import traitlets
 
 from fcinv_widgets.analysis.latent import LatentMap
 from fcinv_widgets.errors import FcinvError, GridMismatchError

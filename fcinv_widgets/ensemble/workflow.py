@@ -1,0 +1,177 @@
+"""The ensemble workflow behind ``fcinv ensemble --material``: models → force constants →
+projection onto the basis → training domain → HDF5 (+ summary JSON, figures).
+
+The command (:mod:`fcinv_widgets.commands.ensemble`) only parses options and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from ..errors import FcinvError
+
+
+def run_material(material: str, specs, out, *, models=None, supercell=None, min_length: float | None = None,
+                 relax: bool = False, displacement: float = 0.01, mesh=(8, 8, 8), serial: bool = False,
+                 scheduler: str | None = None, workers: int = 2, from_h5=None, include_reference=(),
+                 widen_mode: str = "signed", summary_path=None, plot=None, progress: bool = True,
+                 log=None) -> tuple[dict, str]:
+    """The ensemble workflow of ``fcinv ensemble --material``: run (or re-read ``from_h5``) every
+    uMLFF in ``specs``, project onto the material's basis, derive the training domain, write
+    ``out`` (HDF5), and optionally ``summary_path`` (JSON) and figures into ``plot``.
+
+    ``log(line)`` receives warnings (skipped models, no domain); default: stderr.
+    Returns (payload dict, human-readable text).
+    """
+    from .. import materials
+    from .calculators import find_spec
+    from .domain import project_results, summary_dict, training_domain
+    from .fcsets import run_ensemble, supercell_for_length, write_ensemble_h5
+
+    if log is None:
+        def log(line):
+            print(line, file=sys.stderr)
+
+    mesh = list(mesh)
+
+    mat = materials.get_material(material)
+    if models:
+        specs = [find_spec(n, specs) for n in models]
+    if supercell is not None:
+        sc = np.asarray(supercell, int)
+        if sc.size == 3:
+            sc = np.diag(sc)
+        elif sc.size == 9:
+            sc = sc.reshape(3, 3)
+        else:
+            raise FcinvError("--supercell takes 3 or 9 integers")
+    elif min_length is not None:
+        sc = supercell_for_length(mat.crystal.lattice, min_length)
+    else:
+        sc = np.asarray(mat.supercell_matrix, int)
+    same_basis = np.array_equal(sc, np.asarray(mat.supercell_matrix, int))
+    skipped = [s for s in specs if not s.available]
+    for s in [] if from_h5 else skipped:
+        log(f"skipping {s.name}: {s.reason}")
+    t0 = time.perf_counter()
+    if from_h5:
+        results, sc, old_settings = results_from_h5(from_h5, mat.name)
+        same_basis = np.array_equal(sc, np.asarray(mat.supercell_matrix, int))
+    else:
+        old_settings = {}
+        results = run_ensemble(
+            specs, mat.crystal, sc, mat.grid.q.qpoints, relax=relax, displacement=displacement, mesh=mesh,
+            executor="serial" if serial else "dask", scheduler=scheduler, n_workers=workers,
+            progress=progress,
+        )
+    wall = time.perf_counter() - t0
+    settings = dict(old_settings) if from_h5 else {"relax": bool(relax), "displacement": displacement, "supercell_matrix": sc.tolist(),
+                "mesh": list(mesh), "executor": "serial" if serial else (scheduler or f"LocalCluster({workers}x1)"),
+                "wall_s": round(wall, 1)}
+    if from_h5:
+        settings["reprojected_from"] = os.path.basename(from_h5)
+    projection = None
+    summary = None
+    if same_basis:
+        basis = mat.basis
+        project_results(results, basis)
+        refs = {}
+        from ..fcio import read_force_constants
+
+        for f in include_reference:
+            if not os.path.isfile(f):
+                raise FcinvError(f"--include-reference {f!r}: no such file")
+            params, resid = basis.reduce(read_force_constants(f))
+            refs[f"reference:{os.path.basename(os.path.dirname(os.path.abspath(f)))}/{os.path.basename(f)}"] = params
+        settings["include_reference"] = list(refs)
+        settings["widen_mode"] = widen_mode
+        dft = mat.dft_params
+        try:
+            dom = training_domain(results, basis, mat.grid.q.qpoints, reference_fcsets=refs, dft_params=dft,
+                                    mode=widen_mode)
+        except Exception as exc:  # keep the (expensive) force constants whatever happens here
+            log(f"no training domain: {type(exc).__name__}: {exc}")
+            dom = None
+        if dom is not None:
+            projection = dict(dom)
+            projection["dft_params"] = dft
+            summary = summary_dict(mat.name, results, dom, settings)
+    else:
+        log(f"supercell {sc.tolist()} differs from the material's {np.asarray(mat.supercell_matrix).tolist()}: "
+              "force constants saved, not projected onto the basis")
+    write_ensemble_h5(out, results, mat.name, mat.crystal, sc, mat.grid.q.qpoints, mat.grid.q.distance,
+                      [list(map(str, x)) for x in mat.grid.q.labels], projection=projection, settings=settings)
+    if summary is not None and summary_path:
+        with open(summary_path, "w") as fh:
+            json.dump(summary, fh, indent=1)
+            fh.write("\n")
+    rows = []
+    for r in results:
+        t = r.get("timings", {}).get("total_s")
+        rows.append({"name": r["name"], "family": r.get("family"), "status": r["status"], "stable": bool(r.get("stable")),
+                     "reason": r.get("reason", ""), "time_s": None if t is None else round(t, 1),
+                     "min_frequency_thz": r.get("min_frequency_thz")})
+    payload = {"material": mat.name, "out": out, "wall_s": round(wall, 1), "models": rows}
+    lines = [f"{'model':<40s} {'status':<8s} {'stable':<6s} {'time/s':>7s}  reason"]
+    for row in rows:
+        lines.append(f"{row['name']:<40s} {row['status']:<8s} {str(row['stable']):<6s} "
+                     f"{(row['time_s'] if row['time_s'] is not None else 0):>7.1f}  {row['reason']}")
+    if summary is not None:
+        payload["active_names"] = summary["active_names"]
+        payload["domain"] = summary["domain"]
+        payload["models_used"] = summary["models_used"]
+        lines.append(f"{len(summary['models_used'])} stable members: {', '.join(summary['models_used'])}")
+        if len(summary["models_used"]) < 2:
+            lines.append("warning: fewer than 2 stable members: the domain has zero width (add models or --include-reference)")
+        lines.append("training domain (eV/Å², " + ("[min − 25 % range, max + 150 % range]" if widen_mode == "signed"
+                     else "150 % of the range away from zero, 25 % toward zero") + "):")
+        for k, (nm, (lo, hi)) in enumerate(zip(summary["active_names"], summary["domain"])):
+            lines.append(f"  FC{k} {nm:<22s} [{lo:+.4f}, {hi:+.4f}]")
+        if "dft_check" in summary:
+            dc = summary["dft_check"]
+            payload["dft_check"] = dc
+            if dc["all_inside"]:
+                lines.append("DFT reference: inside the widened domain for all 8 parameters")
+            else:
+                outs = "; ".join(f"{o['param']} = {o['value']:+.4f} not in [{o['lo']:+.4f}, {o['hi']:+.4f}]" for o in dc["outside"])
+                lines.append(f"DFT reference: OUTSIDE the widened domain for {len(dc['outside'])} of 8 parameters: {outs} "
+                             "(use --include-reference FILE to add it to the ensemble)")
+        if "alternative_widening" in summary and "dft_all_inside" in summary["alternative_widening"]:
+            alt = summary["alternative_widening"]
+            lines.append(f"  with --widen-mode {alt['mode']} the DFT reference would be "
+                         + ("inside for all 8" if alt["dft_all_inside"] else f"outside for {len(alt['dft_outside'])} of 8: "
+                            + ", ".join(o["param"] for o in alt["dft_outside"])))
+    if plot:
+        from .fcsets import read_ensemble_h5
+        from .plots import save_figures
+
+        figs = save_figures(read_ensemble_h5(out), plot, prefix=f"{mat.name.lower()}_")
+        payload["figures"] = figs
+        lines.append("figures: " + ", ".join(figs))
+    lines.append(f"wrote {out} in {wall:.1f} s" + (f" and {summary_path}" if summary is not None and summary_path else ""))
+    return payload, "\n".join(lines)
+
+
+def results_from_h5(path, material):
+    """Result dicts (as :func:`run_ensemble` returns them) from an ensemble HDF5 file."""
+    import json as _json
+
+    from .fcsets import read_ensemble_h5
+
+    d = read_ensemble_h5(path)
+    if str(d["attrs"]["material"]).lower() != material.lower():
+        raise FcinvError(f"{path} holds {d['attrs']['material']}, not {material}")
+    results = []
+    for m in d["models"]:
+        r = dict(m)
+        r["stable"] = bool(m.get("stable", False))
+        r.pop("params", None)
+        r.pop("projection_residual", None)
+        results.append(r)
+    settings = _json.loads(d["attrs"].get("settings", "{}") or "{}")
+    return results, np.asarray(d["structure"]["supercell_matrix"], int), settings

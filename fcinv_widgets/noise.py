@@ -1,0 +1,107 @@
+"""The noise model of the robustness study: constant background B and Poisson counting P.
+
+For a clean spectrum I (min-max scaled, peak 1):
+
+1. background: I_B = I + B — a flat background at a fraction B of the spectrum's peak;
+2. counting: N ~ Poisson(P · I_B) — P is the expected number of counts at the peak
+   intensity (so a larger P means a longer measurement, relatively less noise);
+3. the model sees N / P min-max scaled again to [0, 1], like any measured input.
+
+The signal-to-noise ratio reported with each noisy spectrum is
+SNR = ‖I‖₂ / ‖Ĩ − I‖₂ over the covered pixels, with Ĩ = N/P − B the background-subtracted
+estimate of I: it falls with B (the background adds counting noise but no signal) and rises
+with P (∝ √P for B = 0). ``counts = None`` (or inf) means no counting noise; NaN pixels
+(not covered) stay NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FcinvError
+
+#: default 5 × 5 grid: background (fraction of the peak) × counts at the peak
+DEFAULT_BACKGROUNDS = (0.0, 0.05, 0.1, 0.2, 0.4)
+DEFAULT_COUNTS = (1000.0, 300.0, 100.0, 30.0, 10.0)
+
+
+@dataclass(frozen=True)
+class NoiseLevel:
+    background: float
+    counts: float | None
+
+    def label(self) -> str:
+        p = "∞" if self.counts is None or not np.isfinite(self.counts) else f"{self.counts:g}"
+        return f"B={self.background:g}, P={p}"
+
+
+def noise_grid_levels(backgrounds=DEFAULT_BACKGROUNDS, counts=DEFAULT_COUNTS) -> list:
+    """Rows: backgrounds; columns: counts → list of lists of :class:`NoiseLevel`."""
+    return [[NoiseLevel(float(b), None if c is None else float(c)) for c in counts] for b in backgrounds]
+
+
+def _check(spectra) -> np.ndarray:
+    x = np.asarray(spectra, dtype=float)
+    if x.ndim < 2:
+        raise FcinvError(f"spectra must be (nq, nE) or (N, nq, nE), got shape {x.shape}")
+    finite = np.isfinite(x)
+    if np.any(np.isinf(x)):
+        raise FcinvError("spectrum contains inf")
+    flat = finite.reshape(finite.shape[:-2] + (-1,)) if x.ndim > 2 else finite.reshape(1, -1)
+    if not np.all(flat.any(axis=-1)):
+        raise FcinvError("a spectrum has no covered (finite) pixels (all NaN)")
+    if np.nanmin(x) < 0:
+        raise FcinvError(f"negative intensities (min {np.nanmin(x):.3g}): the counting model needs non-negative "
+                         "intensities — min-max scale the spectrum first")
+    return x
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    """Min-max scale each (nq, nE) image to [0, 1], ignoring NaN."""
+    x = np.asarray(x, dtype=float)
+    lead = x.shape[:-2]
+    flat = x.reshape((-1, x.shape[-2] * x.shape[-1]))
+    lo = np.nanmin(flat, axis=1, keepdims=True)
+    hi = np.nanmax(flat, axis=1, keepdims=True)
+    out = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
+    return out.reshape(lead + x.shape[-2:])
+
+
+def add_noise(spectra, background: float = 0.0, counts: float | None = None, rng=None, seed=None, rescale: bool = True,
+              peak_percentile: float | None = None):
+    """Noisy copies of ``spectra`` (nq, nE) or (N, nq, nE): returns (noisy float32 in [0, 1], snr (N,)).
+
+    ``rescale=False`` returns N/P itself (before the final min-max scaling).
+    ``peak_percentile``: the "peak" that B and P refer to is this percentile of each image's
+    covered pixels instead of its maximum (for full S(Q,E) simulations, whose acoustic
+    intensity near Bragg points is orders of magnitude above the phonon ridges; brighter pixels
+    then simply get more than P counts).
+    """
+    if not (np.isfinite(background) and background >= 0):
+        raise FcinvError(f"background B must be ≥ 0 (fraction of the peak), got {background!r}")
+    if counts is not None and np.isfinite(counts) and counts <= 0:
+        raise FcinvError(f"counts P must be > 0 (expected counts at the peak), got {counts!r}")
+    x = _check(spectra)
+    single = x.ndim == 2
+    x = minmax(x[None] if single else x)
+    if peak_percentile is not None:
+        if not 0 < peak_percentile <= 100:
+            raise FcinvError(f"peak percentile must be in (0, 100], got {peak_percentile!r}")
+        ref = np.array([np.percentile(v[np.isfinite(v)], peak_percentile) if np.isfinite(v).any() else 1.0 for v in x])
+        x = x / np.where(ref > 0, ref, 1.0)[:, None, None]
+    rng = np.random.default_rng(seed) if rng is None else rng
+    mask = np.isfinite(x)
+    base = np.where(mask, x, 0.0) + background
+    if counts is None or not np.isfinite(counts):
+        est = base
+    else:
+        est = rng.poisson(counts * base) / counts
+    noisy = np.where(mask, est, np.nan)
+    diff = np.where(mask, est - background - np.where(mask, x, 0.0), 0.0)
+    sig = np.sqrt((np.where(mask, x, 0.0) ** 2).sum(axis=(1, 2)))
+    err = np.sqrt((diff**2).sum(axis=(1, 2)))
+    snr = np.where(err > 0, sig / np.maximum(err, 1e-300), np.inf)
+    noisy = (minmax(noisy) if rescale else noisy).astype(np.float32)
+    return (noisy[0], snr[0]) if single else (noisy, snr)
