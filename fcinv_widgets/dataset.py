@@ -11,7 +11,7 @@ file; running the same command again continues from there.
 HDF5 layout (``format = "fcinv-dataset"``, version 1)::
 
     attrs: format, version, material, seed, created, versions (JSON), resolution (JSON),
-           candidates_per_chunk, domain_source, reference_source
+           candidates_per_chunk, domain_source, reference_source, reference (its name: measured | dft | umlff)
     /grid/q_points (nq,3)  /grid/q_conventional (nq,3)  /grid/q_distance (nq,)
     /grid/energy_centers_mev (nE,)      attrs: labels, breaks (JSON)
     /param_names (8,) str   /domain (8,2) eV/Å²   /active (8,) int   /reference_params (P,) eV/Å²
@@ -95,6 +95,7 @@ def _init_file(f, mat, fm, seed, candidates, splits):
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": json.dumps(_versions()),
         "resolution": json.dumps(fm.resolution), "candidates_per_chunk": candidates,
         "domain_source": mat.domain_source, "reference_source": mat.reference_source,
+        "reference": mat.reference_name,
     })
     gg = f.create_group("grid")
     gg["q_points"] = g.q.qpoints
@@ -152,9 +153,11 @@ def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 150
                     and int(f.attrs["candidates_per_chunk"]) == candidates
                     and json.loads(f.attrs["resolution"]) == fm.resolution
                     and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
-                    and np.allclose(f["domain"][()], mat.domain))
+                    and np.allclose(f["domain"][()], mat.domain)
+                    and np.array_equal(f["reference_params"][()], mat.reference_params))
             if not same:
-                raise FcinvError(f"{out} was started with other settings (material, seed, sizes, domain or resolution); "
+                raise FcinvError(f"{out} was started with other settings (material, seed, sizes, domain, reference or "
+                                 "resolution); "
                                  "delete it or choose another --out to start afresh")
     else:
         tmp = out.with_suffix(out.suffix + ".part")
@@ -277,6 +280,8 @@ class Dataset:
         self.material = str(f.attrs["material"])
         self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["param_names"][()]]
         self.domain = f["domain"][()]
+        #: the material reference the inactive parameters were fixed at (files before it was recorded: "umlff")
+        self.reference = str(f.attrs.get("reference", "umlff"))
         self.energies = f["grid/energy_centers_mev"][()]
         self.labels = json.loads(f["grid"].attrs["labels"])
 

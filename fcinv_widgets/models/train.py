@@ -29,7 +29,8 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
         if n == 0:
             raise FcinvError(f"{dataset}: the {split} split is empty")
         x = np.asarray(spectra[:n], dtype=np.float32)
-        info = {"material": d.material, "names": d.names, "domain": d.domain.tolist(), "energies": d.energies.tolist()}
+        info = {"material": d.material, "names": d.names, "domain": d.domain.tolist(), "energies": d.energies.tolist(),
+                "reference": d.reference}
         return x, np.asarray(params[:n], float), info
     finally:
         d.close()
@@ -128,7 +129,7 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
 def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
     return {"format": f"fcinv-{kind}", "version": 1, "material": info["material"], "grid_shape": list(shape),
             "energy_centers_mev": info["energies"], "names": info["names"], "domain": info["domain"],
-            "y_mean": y_mean.tolist(), "y_std": y_std.tolist()}
+            "reference": info.get("reference", "umlff"), "y_mean": y_mean.tolist(), "y_std": y_std.tolist()}
 
 
 def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, beta: float = 1.0, latent: int = 20,
