@@ -16,7 +16,8 @@ The non-active parameters follow the chosen reference. The active set (FC0…FC7
 one the shipped models and datasets use (the ensemble summary's ranking), whatever the
 reference; :meth:`Material.ranking` gives the top-8 at the current reference. The training
 domain is the same for every reference: per active parameter the union of the widened
-uMLFF range, the measured fit ± 3σ and the DFT value (:func:`.ensemble.domain.reality_domain`).
+uMLFF range (magnitude reading of the paper's [−25 %, +150 %]), the measured fit ± 3σ and
+the DFT value (:func:`.ensemble.domain.reality_domain`).
 """
 
 from __future__ import annotations
@@ -195,13 +196,17 @@ class Material:
 
     @cached_property
     def _domain_info(self) -> dict:
-        from .ensemble.domain import reality_domain
+        from .ensemble.domain import DOMAIN_WIDEN_MODE, reality_domain, widen
 
         s = self._summary
-        if s is None or "domain" not in s:
+        if s is None or "observed_min" not in s:
             return {}
+        # the paper's [-25 %, +150 %] widening of the observed uMLFF range, in the reading chosen on
+        # evidence (README "Training domains"): +150 % away from zero, -25 % toward zero
+        umlff = widen(s["observed_min"], s["observed_max"], mode=DOMAIN_WIDEN_MODE,
+                      center=np.asarray(s["reference_params"], float)[self.active])
         fit = self.measured_fit
-        return reality_domain(self.basis.names, self.active, np.asarray(s["domain"], float),
+        return reality_domain(self.basis.names, self.active, umlff,
                               fit_params=None if fit is None else fit.params,
                               fit_sigma=None if fit is None else fit.sigma_all(), dft_params=self.dft_params)
 
