@@ -11,7 +11,7 @@ file; running the same command again continues from there.
 HDF5 layout (``format = "fcinv-dataset"``, version 1)::
 
     attrs: format, version, material, seed, created, versions (JSON), resolution (JSON),
-           candidates_per_chunk, domain_source, reference_source
+           candidates_per_chunk, domain_source, reference_source, reference (its name: measured | dft | umlff)
     /grid  the (q, E) grid (:meth:`SpectrumGrid.to_hdf5`): q_points (nq,3), q_conventional (nq,3),
            q_distance (nq,), energy_centers_mev (nE,); attrs: grid, labels, breaks (JSON)
     /param_names (8,) str   /domain (8,2) eV/Å²   /active (8,) int   /reference_params (P,) eV/Å²
@@ -61,10 +61,114 @@ def draw_chunk(material_name: str, split: int, k: int, seed: int, candidates: in
     domain = np.asarray(domain, float)
     rng = np.random.default_rng([seed, split, k])
     theta = rng.uniform(domain[:, 0], domain[:, 1], size=(candidates, len(domain)))
-    # eigenvalues only first (cheap): most candidates of a widened domain are unstable
-    stable = fm.is_stable(theta)
+    # 1. screen: eigenvalues at the few wave vectors where instabilities show first (cheap);
+    # 2. the full stability check (path + mesh) on the survivors; 3. images of the stable ones
+    keep = screen(material_name, domain, sigma_mev).passes(theta)
+    stable = np.zeros(len(theta), bool)
+    if keep.any():
+        stable[keep] = fm.is_stable(theta[keep])
     theta = theta[stable]
     return theta, fm.spectra(theta) if len(theta) else np.zeros((0,) + mat.grid.shape, np.float32)
+
+
+#: screening rejects only what the full check rejects too: its eigenvalue threshold is 5 % below
+#: the forward model's (−0.1025 instead of −0.1 meV), far beyond the rounding of either path,
+#: including the arccos closed form of near-degenerate 3×3 blocks
+SCREEN_MARGIN = 0.05
+
+
+class StabilityScreen:
+    """A cheap necessary condition for stability: the forward model's own symmetry blocks at a
+    few wave vectors only.
+
+    The wave vectors (of the path or the stability mesh) are chosen once per (material,
+    domain) by a greedy set cover over a seeded pilot sample of the domain: the q that
+    exposes the most unstable pilot samples, then the one exposing most of the rest, … until
+    99.5 % are caught or ``max_q`` are chosen. The screen evaluates exactly the block
+    eigenvalues the full check evaluates (same precomputed matrices, same closed forms), at
+    those q only, with a threshold :data:`SCREEN_MARGIN` below the full check's: a candidate it
+    rejects, the full check rejects too, so datasets are identical with or without it.
+    """
+
+    def __init__(self, fm, domain, n_pilot: int = 2048, max_q: int = 12, seed: int = 2024):
+        from .backend import get_backend
+        from .forward import UNSTABLE_BELOW_MEV, _eig_closed, _pack_size
+        from .units import SQRT_EIG_TO_MEV
+
+        self._eig, self._size = _eig_closed, _pack_size
+        self.eps = (UNSTABLE_BELOW_MEV / SQRT_EIG_TO_MEV) ** 2  # eigenvalue threshold, eV/Å²/amu
+        sets = [fm.path] + ([fm.mesh] if fm.mesh is not None else [])
+        # every block of every set, tagged with its wave vector (set, q)
+        self._blocks = [(si, m, W, qidx) for si, bs in enumerate(sets) for m, W, qidx, _ in bs.groups]
+        dom = np.asarray(domain, float)
+        pilot = np.random.default_rng(seed).uniform(dom[:, 0], dom[:, 1], size=(n_pilot, len(dom)))
+        ext = np.concatenate([np.ones((n_pilot, 1)), pilot], axis=1)
+        keys, cols = [], []
+        for si, m, W, qidx in self._blocks:
+            lam = self._lowest(ext, m, W)  # (n_pilot, nb)
+            for b, q in enumerate(qidx):
+                keys.append((si, int(q)))
+                cols.append(lam[:, b])
+        lam = np.stack(cols, axis=1)
+        uniq = sorted(set(keys))
+        where = {k: i for i, k in enumerate(uniq)}
+        per_q = np.full((n_pilot, len(uniq)), np.inf)
+        for c, k in enumerate(keys):
+            per_q[:, where[k]] = np.minimum(per_q[:, where[k]], lam[:, c])
+        bad = per_q < -self.eps
+        unstable = bad.any(axis=1)
+        chosen, caught = [], np.zeros(n_pilot, bool)
+        while len(chosen) < max_q and unstable.any() and caught[unstable].mean() < 0.995:
+            gain = (bad & ~caught[:, None]).sum(axis=0)
+            j = int(np.argmax(gain))
+            if gain[j] == 0:
+                break
+            chosen.append(uniq[j])
+            caught |= bad[:, j]
+        self.q = chosen  # [(set index: 0 path / 1 mesh, q index in that set)]
+        sel = set(chosen)
+        self._sub = []
+        for si, m, W, qidx in self._blocks:
+            k = _pack_size(m)
+            b = [i for i, q in enumerate(qidx) if (si, int(q)) in sel]
+            if b:
+                c = np.concatenate([np.arange(i * k, (i + 1) * k) for i in b])
+                self._sub.append((m, np.ascontiguousarray(W[:, c])))
+        self.pilot_unstable = float(unstable.mean())
+        self.pilot_caught = float(caught[unstable].mean()) if unstable.any() else 1.0
+        self._be = get_backend("numpy")
+
+    def _lowest(self, ext, m, W):
+        k = self._size(m)
+        X = (ext @ W).reshape(len(ext), -1, k)
+        return self._eig(np, X, m)[..., 0]
+
+    def passes(self, theta) -> np.ndarray:
+        """(N,) bool: False where θ is certainly unstable."""
+        theta = np.atleast_2d(np.asarray(theta, float))
+        ok = np.ones(len(theta), bool)
+        if not self._sub:
+            return ok
+        ext = np.concatenate([np.ones((len(theta), 1)), theta], axis=1)
+        for m, W in self._sub:
+            ok &= np.all(self._lowest(ext, m, W) >= -self.eps * (1.0 + SCREEN_MARGIN), axis=1)
+        return ok
+
+
+_SCREENS: dict = {}
+
+
+def screen(material_name: str, domain, sigma_mev: float = 1.0) -> StabilityScreen:
+    """The (cached) :class:`StabilityScreen` of a preset's forward model over ``domain``."""
+    from .materials import _one_blas_thread, get_material
+
+    dom = np.asarray(domain, float)
+    key = (str(material_name).lower(), dom.tobytes(), float(sigma_mev))
+    if key not in _SCREENS:
+        fm = get_material(material_name).forward_model(sigma_mev=sigma_mev)
+        with _one_blas_thread():
+            _SCREENS[key] = StabilityScreen(fm, dom)
+    return _SCREENS[key]
 
 
 @contextmanager
@@ -95,6 +199,7 @@ def _init_file(f, mat, fm, seed, candidates, splits):
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": json.dumps(_versions()),
         "resolution": json.dumps(fm.resolution), "candidates_per_chunk": candidates,
         "domain_source": mat.domain_source, "reference_source": mat.reference_source,
+        "reference": mat.reference_name,
     })
     g.to_hdf5(f.create_group("grid"))
     f["param_names"] = np.array(fm.names, dtype=object).astype("S")
@@ -146,9 +251,11 @@ def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 150
                     and int(f.attrs["candidates_per_chunk"]) == candidates
                     and json.loads(f.attrs["resolution"]) == fm.resolution
                     and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
-                    and np.allclose(f["domain"][()], mat.domain))
+                    and np.allclose(f["domain"][()], mat.domain)
+                    and np.array_equal(f["reference_params"][()], mat.reference_params))
             if not same:
-                raise FcinvError(f"{out} was started with other settings (material, seed, sizes, domain or resolution); "
+                raise FcinvError(f"{out} was started with other settings (material, seed, sizes, domain, reference or "
+                                 "resolution); "
                                  "delete it or choose another --out to start afresh")
     else:
         tmp = out.with_suffix(out.suffix + ".part")
@@ -272,6 +379,8 @@ class Dataset:
             self.material = str(f.attrs["material"])
             self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["param_names"][()]]
             self.domain = f["domain"][()]
+            #: the material reference the inactive parameters were fixed at (files before it was recorded: "umlff")
+            self.reference = str(f.attrs.get("reference", "umlff"))
             self.energies = f["grid/energy_centers_mev"][()]
             self.labels = json.loads(f["grid"].attrs["labels"])
             from .grid import SpectrumGrid

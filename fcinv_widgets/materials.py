@@ -3,15 +3,28 @@
 A :class:`Material` bundles the primitive cell, the supercell of the force-constant
 model, the (q, E) grid of its spectra, the symmetry-reduced FC basis, the reference
 parameter values (all parameters, eV/Å²), the active top-8 parameters and their
-training domain. Reference values and domains come from the shipped uMLFF-ensemble
-summary (``fcinv_widgets/data/ensemble/<name>.json``) when present.
+training domain.
+
+Named references (``get_material(name, reference=...)``):
+
+* ``"measured"`` (default): the Born–von Kármán fit to the shipped measured phonons and
+  elastic constants (``data/measured/<name>-fit.json``, made by ``fcinv fit-dispersion``);
+* ``"dft"``: the shipped first-principles force constants (Ge only);
+* ``"umlff"``: the median of the uMLFF ensemble (``data/ensemble/<name>.json``; the paper's choice).
+
+The non-active parameters follow the chosen reference. The active set (FC0…FC7) is the
+one the shipped models and datasets use (the ensemble summary's ranking), whatever the
+reference; :meth:`Material.ranking` gives the top-8 at the current reference. The training
+domain is the same for every reference: per active parameter the union of the widened
+uMLFF range (magnitude reading of the paper's [−25 %, +150 %]), the measured fit ± 3σ and
+the DFT value (:func:`.ensemble.domain.reality_domain`).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -67,6 +80,21 @@ class Material:
     _domain: np.ndarray = field(default=None, repr=False)
     _reference_source: str = field(default="", repr=False)
     _domain_source: str = field(default="", repr=False)
+    reference_name: str = "umlff"
+
+    def with_reference(self, params, source: str, reference_name: str = "custom") -> Material:
+        """A copy with other reference parameters (eV/Å², all of them); this material is unchanged.
+
+        The basis, active set and training domain are shared; forward models are rebuilt on demand.
+        """
+        params = self.basis._check_params(params).copy()
+        new = Material(self.name, self.crystal, self.supercell_matrix, self.grid, self.conventional_a,
+                       _reference=params, _active=self._active, _domain=self._domain,
+                       _reference_source=source, _domain_source=self._domain_source, reference_name=reference_name)
+        for k in ("basis", "_summary", "dft_params", "_domain_info"):
+            if k in self.__dict__:
+                new.__dict__[k] = self.__dict__[k]
+        return new
 
     @property
     def reference_source(self) -> str:
@@ -147,20 +175,75 @@ class Material:
     def active_names(self) -> list:
         return [f"FC{k} ({self.basis.names[i]})" for k, i in enumerate(self.active)]
 
+    @cached_property
+    def umlff_params(self):
+        """All parameters (eV/Å²) at the uMLFF ensemble median, or None when no summary ships."""
+        s = self._summary
+        return np.asarray(s["reference_params"], float) if s is not None and "reference_params" in s else None
+
+    @cached_property
+    def measured_fit(self):
+        """The shipped fit to measured phonons (:class:`~fcinv_widgets.fitting.DispersionFit`), or None."""
+        p = data_path("measured", f"{self.name.lower()}-fit.json")
+        if not p.is_file():
+            return None
+        from .fitting import DispersionFit
+
+        fit = DispersionFit.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        if len(fit.params) != self.basis.n_params or list(fit.names) != list(self.basis.names):
+            raise FcinvError(f"{p}: the fit's parameters do not match the {self.name} basis")
+        return fit
+
+    @cached_property
+    def _domain_info(self) -> dict:
+        from .ensemble.domain import DOMAIN_WIDEN_MODE, reality_domain, widen
+
+        s = self._summary
+        if s is None or "observed_min" not in s:
+            return {}
+        # the paper's [-25 %, +150 %] widening of the observed uMLFF range, in the reading chosen on
+        # evidence (README "Training domains"): +150 % away from zero, -25 % toward zero
+        umlff = widen(s["observed_min"], s["observed_max"], mode=DOMAIN_WIDEN_MODE,
+                      center=np.asarray(s["reference_params"], float)[self.active])
+        fit = self.measured_fit
+        return reality_domain(self.basis.names, self.active, umlff,
+                              fit_params=None if fit is None else fit.params,
+                              fit_sigma=None if fit is None else fit.sigma_all(), dft_params=self.dft_params)
+
     @property
     def domain(self) -> np.ndarray:
-        """(8, 2) training domain [lo, hi] of the active parameters (eV/Å²)."""
+        """(8, 2) training domain [lo, hi] of the active parameters (eV/Å²).
+
+        With an ensemble summary: per parameter the union of the widened uMLFF range, the
+        measured fit ± 3σ and the DFT value (whichever ship); :attr:`domain_sources` names the
+        source of every bound. Otherwise provisional: reference ± 50 %.
+        """
         if self._domain is None:
-            s = self._summary
-            if s is not None and "domain" in s:
-                self._domain = np.asarray(s["domain"], float)
-                self.domain_source = "uMLFF ensemble, widened [min − 25 % range, max + 150 % range]"
+            info = self._domain_info
+            if info:
+                self._domain = np.asarray(info["domain"], float)
+                self.domain_source = info["rule"]
             else:
                 ref = self.reference_params[self.active]
                 self._domain = np.stack([ref - 0.5 * np.abs(ref), ref + 0.5 * np.abs(ref)], axis=1)
                 self._domain.sort(axis=1)
                 self.domain_source = "provisional: reference ± 50 % (no ensemble summary shipped)"
         return self._domain
+
+    @property
+    def domain_sources(self) -> list:
+        """Per active parameter, [source of the lower bound, source of the upper bound]."""
+        _ = self.domain
+        info = self._domain_info
+        return info.get("sources", [["reference ± 50 %"] * 2 for _ in self.active])
+
+    def ranking(self, n_top: int = N_ACTIVE) -> dict:
+        """Sensitivity ranking at this material's reference: ``{"top", "top_names", "scores", "same_set_as_active"}``."""
+        s = self.basis.sensitivity(self.reference_params, self.grid.q.qpoints, n_top)
+        top = [int(i) for i in s["top"]]
+        return {"top": top, "top_names": [self.basis.names[i] for i in top], "scores": s["scores"],
+                "same_set_as_active": set(top) == {int(i) for i in self.active},
+                "same_order_as_active": top == [int(i) for i in self.active]}
 
     @property
     def reference_theta(self) -> np.ndarray:
@@ -206,15 +289,62 @@ def _nb(a: float = 3.30) -> Material:
 
 
 PRESETS = {"ge": _ge, "nb": _nb}
+REFERENCES = ("measured", "dft", "umlff")
+DEFAULT_REFERENCE = "measured"
 
 
-@lru_cache(maxsize=None)
-def get_material(name: str) -> Material:
-    """A preset by name: "Ge" or "Nb" (case-insensitive)."""
+@cache
+def _base_material(key: str) -> Material:
+    return PRESETS[key]()
+
+
+@cache
+def get_material(name: str, reference: str | None = None) -> Material:
+    """A preset by name, "Ge" or "Nb" (case-insensitive), at a named reference.
+
+    reference : "measured" (default: the fit to measured phonons), "dft" (Ge: first-principles
+        FCs) or "umlff" (the uMLFF ensemble median, the paper's choice).
+    """
     key = str(name).lower()
     if key not in PRESETS:
         raise FcinvError(f"unknown material {name!r}; presets: Ge, Nb (or give --structure and --force-constants)")
-    return PRESETS[key]()
+    ref = DEFAULT_REFERENCE if reference is None else str(reference).lower()
+    if ref not in REFERENCES:
+        raise FcinvError(f"unknown reference {reference!r}; choose one of: {', '.join(REFERENCES)}")
+    base = _base_material(key)
+    if ref == "umlff":
+        _ = base.reference_params
+        return base
+    if ref == "dft":
+        if base.dft_params is None:
+            raise FcinvError(f"no first-principles force constants ship for {base.name}; use reference 'measured' or 'umlff'")
+        return base.with_reference(base.dft_params, "first-principles (DFT) force constants", "dft")
+    fit = base.measured_fit
+    if fit is None:
+        raise MissingDependencyError(f"no fit to measured phonons ships for {base.name} (data/measured/{key}-fit.json); "
+                                     f"make it with `fcinv fit-dispersion --material {base.name} --out …` or use reference 'umlff'")
+    src = (f"fit to measured phonons ({fit.table_meta.get('source', '')[:60]}…; "
+           f"chi2/dof {fit.reduced_chi2:.2f}, prior {fit.prior['kind'] if fit.prior else 'none'})")
+    return base.with_reference(fit.params, src, "measured")
+
+
+def material_for_model(config: dict) -> Material:
+    """The preset a trained model belongs to, at the reference its training data used.
+
+    ``config``: the checkpoint's config (``material``, ``names``, optional ``reference``;
+    checkpoints from before references were named were trained at "umlff"). Refuses a
+    model whose parameter names differ from the material's active set, so that model
+    outputs and forward models never silently mix two parameterisations. The training
+    domain to use with the model is the checkpoint's own ``config["domain"]``.
+    """
+    from .errors import GridMismatchError
+
+    mat = get_material(config["material"], reference=config.get("reference", "umlff"))
+    names = list(config.get("names", []))
+    if names and names != list(mat.active_names):
+        raise GridMismatchError(f"the model's parameters {names} are not the {mat.name} preset's active set "
+                                f"{list(mat.active_names)}; it cannot be combined with this forward model")
+    return mat
 
 
 def custom_material(structure, force_constants=None, supercell=(4, 4, 4), name: str = "custom",
@@ -233,8 +363,7 @@ def custom_material(structure, force_constants=None, supercell=(4, 4, 4), name: 
     if force_constants is not None:
         fc = force_constants if isinstance(force_constants, np.ndarray) else read_force_constants(force_constants)
         params, resid = mat.basis.reduce(fc)
-        mat._reference = params
-        mat.reference_source = f"given force constants (projection residual {resid['relative']:.2e})"
+        mat = mat.with_reference(params, f"given force constants (projection residual {resid['relative']:.2e})", "given")
     return mat
 
 

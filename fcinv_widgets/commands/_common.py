@@ -396,8 +396,8 @@ def load_material(args):
 
             mat = Material(base.name, cr, smat, base.grid, base.conventional_a)
             if fc is not None:
-                mat._reference, resid = mat.basis.reduce(fc)
-                mat.reference_source = f"{fcfile} (projection residual {resid['relative']:.2e})"
+                params, resid = mat.basis.reduce(fc)
+                mat = mat.with_reference(params, f"{fcfile} (projection residual {resid['relative']:.2e})", "given")
             return mat, fc
         return custom_material(cr, fc, smat), fc
     if not args.material:

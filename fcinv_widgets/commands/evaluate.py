@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ._common import emit, positive_int
 from ..errors import FcinvError, GridMismatchError
 
@@ -20,6 +22,8 @@ def register(sub):
     p.add_argument("--compare", nargs="+", default=None, metavar="METRICS_JSON",
                    help="with --r2-bars: other models' metrics.json files (or shipped model names) to put beside this one")
     p.add_argument("--r2-bars", default=None, metavar="PNG", help="write R² bars per FC (this model and --compare ones)")
+    p.add_argument("--allow-other-domain", action="store_true",
+                   help="evaluate although the dataset was made at another reference or over another domain than the model's")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
 
@@ -45,6 +49,12 @@ def run(args) -> int:
     x, y, info = load_split(args.dataset, "test", args.max_test)
     if info["material"].lower() != model.material.lower():
         raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
+    m_ref, d_ref = model.config.get("reference", "umlff"), info.get("reference", "umlff")
+    same_domain = np.allclose(np.asarray(info["domain"], float), np.asarray(model.config.get("domain", info["domain"]), float))
+    if (m_ref != d_ref or not same_domain) and not args.allow_other_domain:
+        raise GridMismatchError(f"the model was trained at reference {m_ref!r} on its own domain, the dataset was made at "
+                                f"reference {d_ref!r}{'' if same_domain else ' over another domain'}; "
+                                "pass --allow-other-domain to evaluate it there anyway")
     d = evaluate_model(model, x, y, n_samples=args.n_samples)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {"dataset": str(args.dataset), "model": str(args.model),

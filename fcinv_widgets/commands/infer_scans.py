@@ -35,7 +35,7 @@ def register(sub):
 def run(args) -> int:
     from ..analysis.expio import prepare_scan_set
     from ..analysis.scan_inference import infer_scans, plot_scan_inference
-    from ..materials import get_material
+    from ..materials import material_for_model
     from ..models import load_model
     from ..scans import ScanSet
 
@@ -43,7 +43,7 @@ def run(args) -> int:
     ss = ScanSet.load(args.scans)
     if str(ss.material).lower() != model.material.lower():
         raise GridMismatchError(f"the model is for {model.material}, the scans are of {ss.material}")
-    mat = get_material(model.material)
+    mat = material_for_model(model.config)  # the model's own reference and active set
     ref = None
     if args.reference == "dft":
         if mat.dft_params is None:

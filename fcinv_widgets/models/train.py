@@ -34,7 +34,7 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
         check_bytes(4.0 * n * int(np.prod(spectra.shape[1:])), f"reading {n} spectra of {dataset}")
         x = np.asarray(spectra[:n], dtype=np.float32)
         info = {"material": d.material, "names": d.names, "domain": d.domain.tolist(), "energies": d.energies.tolist(),
-                "grid": None if d.grid is None else d.grid.to_dict(arrays=True)}
+                "grid": None if d.grid is None else d.grid.to_dict(arrays=True), "reference": d.reference}
         return x, np.asarray(params[:n], float), info
     finally:
         d.close()
@@ -138,7 +138,7 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
 def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
     return {"format": f"fcinv-{kind}", "version": 1, "material": info["material"], "grid_shape": list(shape),
             "energy_centers_mev": info["energies"], "names": info["names"], "domain": info["domain"],
-            "y_mean": y_mean.tolist(), "y_std": y_std.tolist(),
+            "reference": info.get("reference", "umlff"), "y_mean": y_mean.tolist(), "y_std": y_std.tolist(),
             **({"grid": info["grid"]} if info.get("grid") else {})}
 
 

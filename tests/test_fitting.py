@@ -1,0 +1,182 @@
+"""Measured tables and the Born–von Kármán dispersion fit (fcinv_widgets.measured, fcinv_widgets.fitting)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.errors import FcinvError
+
+
+def _table(points, elastic=None, unit="THz", cell="conventional"):
+    d = {"format": "fcinv-measured-phonons", "version": 1, "unit": unit, "cell": cell, "points": points}
+    if elastic is not None:
+        d["elastic"] = elastic
+    return d
+
+
+def _synthetic(mat, params, qconv, noise=0.0, rng=None, sigma=0.02):
+    """A complete table (every mode at every q, sorted) made by the basis itself."""
+    from fcinv_widgets.measured import conventional_to_primitive
+
+    M = conventional_to_primitive(mat)
+    nu = mat.basis.frequencies_thz(params, np.asarray(qconv, float) @ M)
+    pts = []
+    for q, f in zip(qconv, nu):
+        for k, v in enumerate(f):
+            pts.append({"q": list(map(float, q)), "frequency": float(v + (noise * rng.normal() if noise else 0.0)),
+                        "sigma": sigma, "mode": k})
+    return _table(pts)
+
+
+def _qgrid():
+    # generic points inside the first zone of the fcc lattice (conventional r.l.u.), away from Γ
+    return [(0.1 * i, 0.05 * j, 0.0) for i in range(1, 8) for j in range(3)] + [(0.3, 0.3, 0.3), (0.5, 0.5, 0.5), (0, 1, 0),
+                                                                                 (0.25, 0.6, 0.1)]
+
+
+def test_shipped_tables_read_and_cite(ge, nb):
+    from fcinv_widgets.measured import read_measured
+
+    for mat in (ge, nb):
+        t = read_measured("shipped", mat)
+        assert t.meta["source"] and t.meta["temperature_K"]
+        assert t.elastic["C11"] > t.elastic["C12"] > 0
+        assert all(p.sigma_thz > 0 for p in t.points)
+    g = read_measured("shipped", ge)
+    assert {p.label for p in g.points} == {"Γ", "X", "L"}
+
+
+def test_units_convert(ge):
+    from fcinv_widgets.measured import read_measured
+
+    thz = read_measured(_table([{"label": "Γ", "frequency": 9.0, "sigma": 0.1, "degeneracy": 3}]), ge)
+    mev = read_measured(_table([{"label": "G", "frequency": 9.0 * 4.135667696, "sigma": 0.1, "degeneracy": 3}], unit="meV"), ge)
+    cm = read_measured(_table([{"label": "GAMMA", "frequency": 9.0 * 33.35641, "sigma": 0.1, "degeneracy": 3}], unit="cm-1"), ge)
+    assert thz.points[0].frequency_thz == pytest.approx(mev.points[0].frequency_thz, rel=1e-6)
+    assert thz.points[0].frequency_thz == pytest.approx(cm.points[0].frequency_thz, rel=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (_table([{"label": "Q", "frequency": 1.0, "sigma": 0.1}]), "unknown label 'Q'"),
+    (_table([{"label": "X", "frequency": 1.0, "sigma": 0.1}], unit="Hz"), "unknown unit 'Hz'"),
+    (_table([{"q": [0, 1.5, 0], "frequency": 1.0, "sigma": 0.1, "mode": 0}]), "outside the first Brillouin zone"),
+    (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1}]), "cover 1 modes"),
+    (_table([{"label": "X", "frequency": "fast", "sigma": 0.1}]), "'frequency' must be a finite number"),
+    (_table([{"label": "X", "frequency": 2.4, "sigma": -1, "mode": 0}]), "sigma must be > 0"),
+    (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}], elastic={"C11": 1, "C12": 2, "C44": 1, "unit": "kbar",
+                                                                                    "density_g_cm3": 5}), "must be in GPa"),
+    ({"format": "something-else"}, "not a measured-phonon table"),
+])
+def test_malformed_tables_are_one_clear_error(ge, bad, match):
+    from fcinv_widgets.measured import read_measured
+
+    with pytest.raises(FcinvError, match=match):
+        read_measured(bad, ge)
+
+
+def test_too_few_points_for_the_parameters(ge):
+    from fcinv_widgets.fitting import fit_dispersion
+
+    t = _table([{"label": "Γ", "frequency": 9.0, "sigma": 0.1, "degeneracy": 3}])
+    with pytest.raises(FcinvError, match="too few measured values"):
+        fit_dispersion(ge, t, params=8, prior=None)
+
+
+def test_cli_malformed_table_exit_2(tmp_path, capsys):
+    from fcinv_widgets.cli import main
+
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(_table([{"label": "Z", "frequency": 1.0, "sigma": 0.1}])))
+    assert main(["fit-dispersion", "--material", "Ge", "--table", str(p), "--json"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and "unknown label 'Z'" in err[0]
+
+
+def test_sound_velocities_cubic_closed_forms():
+    from fcinv_widgets.measured import sound_velocities
+
+    e = {"C11": 128.5, "C12": 48.3, "C44": 66.8, "density_g_cm3": 5.32}
+    rho = 5320.0
+    v100 = sound_velocities(e, (1, 0, 0))
+    assert v100 == pytest.approx(np.sqrt(np.array([66.8, 66.8, 128.5]) * 1e9 / rho))
+    v110 = sound_velocities(e, (1, 1, 0))
+    expect = np.sort(np.sqrt(np.array([(128.5 - 48.3) / 2, 66.8, (128.5 + 48.3 + 2 * 66.8) / 2]) * 1e9 / rho))
+    assert v110 == pytest.approx(expect)
+
+
+def test_fit_recovers_known_parameters_from_noisy_frequencies(ge, rng):
+    from fcinv_widgets.fitting import fit_dispersion
+
+    truth = ge.umlff_params.copy()
+    act = ge.active
+    truth[act] += 0.08 * np.abs(truth[act]).max() * rng.uniform(-1, 1, len(act))
+    noise = 0.02
+    table = _synthetic(ge, truth, _qgrid(), noise=noise, rng=rng, sigma=noise)
+    fit = fit_dispersion(ge, table, params=list(act), reference=ge.umlff_params, prior=None, elastic=False)
+    assert fit.converged
+    z = (fit.params[act] - truth[act]) / fit.sigma
+    assert np.all(np.abs(z) < 4), z  # within 4σ of the truth, σ from the Jacobian
+    assert fit.reduced_chi2 == pytest.approx(1.0, abs=0.4)
+    # non-fitted parameters untouched
+    other = np.setdiff1d(np.arange(ge.basis.n_params), act)
+    assert np.array_equal(fit.params[other], ge.umlff_params[other])
+
+
+def test_dft_frequencies_fit_back_within_one_percent(ge):
+    """All 44 parameters, weak prior toward the (soft) uMLFF median, data on every 4th bin of the
+    path: the fit reproduces the DFT dispersion on every bin of the path to 1 %."""
+    from fcinv_widgets.fitting import fit_dispersion
+
+    dft = ge.dft_params
+    # "measured" along the main directions: every 4th bin of the path (35 wave vectors, all modes)
+    qconv = ge.grid.q.conventional_qpoints[::4]
+    table = _synthetic(ge, dft, qconv, sigma=0.02)
+    fit = fit_dispersion(ge, table, params="all", reference=ge.umlff_params)
+    assert fit.converged
+    q = ge.grid.q.qpoints
+    f_dft = ge.basis.frequencies_thz(dft, q)
+    f_fit = ge.basis.frequencies_thz(fit.params, q)
+    ok = f_dft > 0.5  # acoustic modes near Γ: compare absolutely
+    rel = np.abs(f_fit[ok] - f_dft[ok]) / f_dft[ok]
+    assert rel.max() < 0.01, rel.max()
+    assert np.abs(f_fit[~ok] - f_dft[~ok]).max() < 0.01
+
+
+def test_shipped_measured_tables_are_fitted(ge, nb):
+    from fcinv_widgets.fitting import fit_dispersion, frequencies_at_labels
+
+    for mat, labels in ((ge, ("Γ", "X", "L")), (nb, ("H", "N"))):
+        fit = fit_dispersion(mat)
+        assert fit.converged and fit.reduced_chi2 < 3
+        f = frequencies_at_labels(mat, fit.params, labels)
+        for r in fit.residuals:
+            if r["kind"] == "point":
+                assert abs(r["model_thz"] - r["measured_thz"]) / r["measured_thz"] < 0.05
+        assert all(len(v) for v in f.values())
+
+
+def test_fit_that_does_not_converge_says_so(ge, tmp_path, capsys):
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.fitting import fit_dispersion
+
+    fit = fit_dispersion(ge, max_iter=1)
+    assert not fit.converged and "did not converge" in fit.message
+    assert main(["fit-dispersion", "--material", "Ge", "--max-iter", "1", "--json"]) == 3
+    cap = capsys.readouterr()
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and "did not converge" in err[0] and "chi2" in err[0]
+    assert json.loads(cap.out)["converged"] is False
+
+
+def test_fit_roundtrip_and_plot(ge, tmp_path):
+    from fcinv_widgets.fitting import DispersionFit, fit_dispersion
+
+    fit = fit_dispersion(ge)
+    d = json.loads(json.dumps(fit.to_dict()))
+    back = DispersionFit.from_dict(d)
+    assert np.array_equal(back.params, fit.params) and back.converged
+    ax = fit.plot()
+    assert len(ax.lines) > 0

@@ -1,0 +1,142 @@
+"""Named references of the presets and training domains that contain reality."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.errors import FcinvError
+
+
+def _rel_dev(mat, params, table):
+    from fcinv_widgets.fitting import frequencies_at_labels
+
+    labels = sorted({p.label for p in table.points})
+    f = frequencies_at_labels(mat, params, labels)
+    out = {}
+    for lab in labels:
+        meas = sorted(x for p in table.points if p.label == lab for x in [p.frequency_thz] * p.degeneracy)
+        out[lab] = float(np.max(np.abs(np.sort(f[lab]) - meas) / meas))
+    return out
+
+
+@pytest.mark.parametrize("name", ["Ge", "Nb"])
+def test_default_reference_is_the_measured_fit_within_5_percent(name):
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.measured import read_measured
+
+    mat = get_material(name)
+    assert mat.reference_name == "measured"
+    assert mat is get_material(name.lower(), reference="measured") or np.array_equal(
+        mat.reference_params, get_material(name, reference="measured").reference_params)
+    dev = _rel_dev(mat, mat.reference_params, read_measured("shipped", mat))
+    assert max(dev.values()) < 0.05, dev
+    # the uMLFF median is the soft one the issue measured
+    soft = get_material(name, reference="umlff")
+    assert max(_rel_dev(soft, soft.reference_params, read_measured("shipped", soft)).values()) > 0.2
+
+
+def test_named_references_share_basis_and_domain_and_differ_in_values():
+    from fcinv_widgets.materials import get_material
+
+    m, d, u = (get_material("Ge", reference=r) for r in ("measured", "dft", "umlff"))
+    assert m.basis is d.basis is u.basis
+    assert np.array_equal(m.domain, u.domain) and np.array_equal(m.active, d.active)
+    assert np.array_equal(d.reference_params, d.dft_params)
+    assert np.array_equal(u.reference_params, u.umlff_params)
+    assert not np.allclose(m.reference_params, u.reference_params)
+    # non-active parameters follow the reference into the forward model
+    inactive = np.setdiff1d(np.arange(m.basis.n_params), m.active)
+    assert np.array_equal(m.forward_model(mesh=None).reference[inactive], m.reference_params[inactive])
+    with pytest.raises(FcinvError, match="no first-principles"):
+        get_material("Nb", reference="dft")
+    with pytest.raises(FcinvError, match="unknown reference"):
+        get_material("Ge", reference="ab-initio")
+
+
+def test_with_reference_is_immutable(ge):
+    before = ge.reference_params.copy()
+    other = ge.with_reference(before * 1.1, "scaled by 1.1", "custom")
+    assert np.array_equal(ge.reference_params, before)
+    assert np.allclose(other.reference_params, 1.1 * before) and other.reference_name == "custom"
+    assert other.basis is ge.basis
+    with pytest.raises(FcinvError):
+        ge.with_reference(before[:-1], "short")
+
+
+@pytest.mark.parametrize("name", ["Ge", "Nb"])
+def test_domain_contains_measured_fit_and_dft_and_the_umlff_range(name):
+    from fcinv_widgets.materials import get_material
+
+    mat = get_material(name)
+    lo, hi = mat.domain.T
+    fit = mat.measured_fit
+    s = fit.sigma_all()[mat.active]
+    c = fit.params[mat.active]
+    assert np.all(lo <= c - 3 * s + 1e-12) and np.all(c + 3 * s <= hi + 1e-12)
+    if mat.dft_params is not None:
+        d = mat.dft_params[mat.active]
+        assert np.all((lo <= d) & (d <= hi))  # all 8 DFT values inside (2 were outside before)
+    from fcinv_widgets.ensemble.domain import DOMAIN_WIDEN_MODE, widen
+
+    s = mat._summary
+    obs = np.stack([s["observed_min"], s["observed_max"]], axis=1)
+    assert np.all(lo <= obs[:, 0]) and np.all(obs[:, 1] <= hi)  # every stable uMLFF inside
+    u = widen(obs[:, 0], obs[:, 1], mode=DOMAIN_WIDEN_MODE, center=np.asarray(s["reference_params"])[mat.active])
+    assert np.all(lo <= u[:, 0]) and np.all(u[:, 1] <= hi)  # and the widened range
+    # every bound names the source that set it, and that source's bound equals it
+    info = mat._domain_info
+    for k, (a, b) in enumerate(mat.domain_sources):
+        assert info["components"][a][k][0] == pytest.approx(lo[k])
+        assert info["components"][b][k][1] == pytest.approx(hi[k])
+
+
+@pytest.mark.parametrize("name", ["ge", "nb"])
+def test_shipped_domain_records_are_current(name):
+    from fcinv_widgets.materials import data_path, get_material
+
+    p = data_path("ensemble", f"{name}-domain.json")
+    rec = json.loads(p.read_text())
+    mat = get_material(name)
+    np.testing.assert_allclose(rec["domain"], mat.domain, atol=1e-12)
+    assert [[r["lo_source"], r["hi_source"]] for r in rec["parameters"]] == mat.domain_sources
+    assert rec["measured_fit_all_inside"]
+    if name == "ge":
+        assert rec["dft_all_inside"]
+
+
+def test_shipped_fits_are_reproducible_from_the_command(tmp_path):
+    """The shipped measured fit is what `fcinv fit-dispersion` makes now."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.materials import data_path
+
+    shipped = json.loads(data_path("measured", "nb-fit.json").read_text())
+    out = tmp_path / "nb-fit.json"
+    assert main(["fit-dispersion", "--material", "Nb", "--out", str(out), "--json"]) == 0
+    new = json.loads(out.read_text())
+    np.testing.assert_allclose(new["params_ev_a2"], shipped["params_ev_a2"], rtol=1e-6, atol=1e-9)
+
+
+def test_model_checkpoints_keep_their_own_reference_and_active_set():
+    from fcinv_widgets.errors import GridMismatchError
+    from fcinv_widgets.materials import get_material, material_for_model
+
+    old = {"material": "Ge", "names": list(get_material("Ge").active_names)}  # a checkpoint without "reference"
+    mat = material_for_model(old)
+    assert mat.reference_name == "umlff"
+    assert material_for_model(old | {"reference": "measured"}).reference_name == "measured"
+    with pytest.raises(GridMismatchError, match="not the Ge preset's active set"):
+        material_for_model(old | {"names": old["names"][::-1]})
+
+
+def test_evaluate_refuses_a_dataset_of_another_reference(tmp_path, capsys):
+    """A shipped checkpoint (trained at the uMLFF reference on its own domain) against a dataset
+    made with today's default: one clear line, exit 2, unless --allow-other-domain."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.dataset import generate_dataset
+
+    p = tmp_path / "d.h5"
+    generate_dataset("Ge", p, n_train=0, n_test=8, seed=3, candidates=64, progress=False)
+    assert main(["evaluate", "--model", "ge-resnet", "--dataset", str(p), "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reference 'umlff'" in err[0] and "reference 'measured'" in err[0]
