@@ -38,7 +38,7 @@ def bad(tmp_path_factory) -> Path:
     np.save(d / "cplx.npy", good.astype(complex))
     np.save(d / "inf.npy", np.full((140, 140), np.inf))
     np.save(d / "nan.npy", np.full((140, 140), np.nan))
-    np.save(d / "shape.npy", np.ones((140, 139)))
+    np.save(d / "shape.npy", np.random.default_rng(0).random((140, 139)))  # not constant: only the shape is wrong
     np.savez(d / "pickled.npz", spectrum=np.array([{"a": 1}], dtype=object))
     np.savez(d / "good.npz", spectrum=good)
     (d / "trunc.npz").write_bytes((d / "good.npz").read_bytes()[:2000])
