@@ -217,6 +217,22 @@ class ForwardModel:
         twin.set_backend(backend)
         return twin
 
+    def with_broadening(self, factor: float) -> "ForwardModel":
+        """A copy whose Gaussian widths are ``factor`` × this model's (constant σ or σ(E) table),
+        sharing the precomputed blocks; this model is left unchanged. Used to fit coarse-to-fine."""
+        import copy
+
+        if not (np.isfinite(factor) and factor > 0):
+            raise FcinvError(f"the broadening factor must be a positive number, got {factor!r}")
+        if factor == 1.0:
+            return self
+        twin = copy.copy(self)
+        twin.__dict__ = dict(self.__dict__)
+        twin.sigma_table = self.sigma_table * float(factor)
+        twin.resolution = {**self.resolution, "broadening_factor": float(factor)}
+        twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}  # the Gaussian tables depend on σ
+        return twin
+
     def set_backend(self, backend) -> None:
         """Switch between "numpy", "cupy", "torch" (or "auto"); precomputed matrices move with it."""
         self.backend = get_backend(backend)
