@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._common import emit
 
 
@@ -30,7 +32,8 @@ class _Predict:
 
         if self._inv is None:
             self._inv = load_model(self.model)
-        return self._inv.predict(x, n_samples=self.n_samples, reconstruct=False).mean  # (a ResNet ignores n_samples)
+        p = self._inv.predict(x, n_samples=self.n_samples, reconstruct=False)  # (a ResNet ignores n_samples)
+        return (p.mean, p.std) if np.any(p.std > 0) else p.mean
 
     def __getstate__(self):
         return {"model": self.model, "n_samples": self.n_samples, "_inv": None}
@@ -50,6 +53,11 @@ def run(args) -> int:
     if args.plot:
         plot_noise_grid(res).savefig(args.plot, dpi=120)
     payload = {"out": args.out, "names": res.names, "backgrounds": res.backgrounds.tolist(), "counts": res.counts.tolist(),
-               "r2": res.r2.tolist(), "snr": res.snr.tolist()}
-    emit(args, payload, "\n\n".join(res.table(k) for k in range(min(4, len(res.names)))))
+               "r2": res.r2.tolist(), "snr": res.snr.tolist(),
+               "coverage_1sigma": None if res.cov1 is None else res.cov1.tolist(),
+               "coverage_2sigma": None if res.cov2 is None else res.cov2.tolist()}
+    text = "\n\n".join(res.table(k) for k in range(min(4, len(res.names))))
+    if res.cov1 is not None:
+        text += "\n\n" + "\n\n".join(res.coverage_table(k, 1) for k in range(min(4, len(res.names))))
+    emit(args, payload, text)
     return 0
