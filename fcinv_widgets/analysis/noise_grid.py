@@ -135,22 +135,34 @@ def run_noise_grid(predict, spectra, params, names, backgrounds=DEFAULT_BACKGROU
                            cov1=cov1, cov2=cov2)
 
 
-def plot_noise_grid(result: NoiseGridResult, fcs=(0, 1, 2, 3), ax=None):
-    """Heatmaps of R² (clipped to [0, 1]) for the given FCs, like the paper's Fig. 2d."""
+def plot_noise_grid(result: NoiseGridResult, fcs=(0, 1, 2, 3), ax=None, what: str = "r2"):
+    """Heatmaps per FC, like the paper's Fig. 2d: ``what`` = "r2" (R² clipped to [0, 1]),
+    "cov1" or "cov2" (fraction of true FCs within ±1σ / ±2σ; ideal 0.683 / 0.954)."""
     import matplotlib.pyplot as plt
 
+    if what == "r2":
+        data, label, vmin, vmax, cmap = result.r2, "R²", 0, 1, "viridis"
+    elif what in ("cov1", "cov2"):
+        data = getattr(result, what)
+        if data is None:
+            raise FcinvError(f"{result.model}: this grid has no σ, hence no coverage")
+        k = what[-1]
+        label, vmin, vmax, cmap = f"±{k}σ coverage (ideal {0.683 if k == '1' else 0.954:.2f})", 0, 1, "RdBu"
+    else:
+        raise FcinvError(f"what must be r2, cov1 or cov2, got {what!r}")
     fig, axes = plt.subplots(1, len(fcs), figsize=(3.2 * len(fcs), 3.0), constrained_layout=True)
     axes = np.atleast_1d(axes)
     for a, k in zip(axes, fcs):
-        im = a.imshow(np.clip(result.r2[:, :, k], 0, 1), vmin=0, vmax=1, cmap="viridis", origin="upper")
-        for i in range(result.r2.shape[0]):
-            for j in range(result.r2.shape[1]):
-                a.text(j, i, f"{result.r2[i, j, k]:.2f}", ha="center", va="center", fontsize=7,
-                       color="white" if result.r2[i, j, k] < 0.6 else "black")
+        im = a.imshow(np.clip(data[:, :, k], vmin, vmax), vmin=vmin, vmax=vmax, cmap=cmap, origin="upper")
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                v = data[i, j, k]
+                dark = v < 0.6 if what == "r2" else abs(v - 0.5) > 0.3
+                a.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
         a.set_xticks(range(len(result.counts)), [f"{c:g}" for c in result.counts])
         a.set_yticks(range(len(result.backgrounds)), [f"{b:g}" for b in result.backgrounds])
         a.set_xlabel("counts at peak P")
         a.set_ylabel("background B")
         a.set_title(result.names[k], fontsize=9)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="R²")
+    fig.colorbar(im, ax=axes, shrink=0.8, label=label)
     return fig

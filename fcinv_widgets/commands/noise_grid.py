@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import FcinvError
 from ._common import emit
 
 
@@ -17,6 +18,8 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address: cells run as tasks")
     p.add_argument("--plot", help="also write the R² heatmaps (FC0–FC3) to this PNG")
+    p.add_argument("--coverage-plot", metavar="PNG",
+                   help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -52,6 +55,10 @@ def run(args) -> int:
     res.save(args.out)
     if args.plot:
         plot_noise_grid(res).savefig(args.plot, dpi=120)
+    if args.coverage_plot:
+        if res.cov1 is None:
+            raise FcinvError(f"--coverage-plot: {args.model} reports no σ (σ = 0), so there is no coverage to plot")
+        plot_noise_grid(res, what="cov1").savefig(args.coverage_plot, dpi=120)
     payload = {"out": args.out, "names": res.names, "backgrounds": res.backgrounds.tolist(), "counts": res.counts.tolist(),
                "r2": res.r2.tolist(), "snr": res.snr.tolist(),
                "coverage_1sigma": None if res.cov1 is None else res.cov1.tolist(),

@@ -426,8 +426,10 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
     y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
     yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
     start = _init_from(init_from, "resnet", info["material"])
-    if start is not None:
+    if start is not None:  # its architecture and its target scaler (the head's outputs mean that)
         width = int(start.config["width"])
+        y_mean, y_std = start.y_mean.copy(), start.y_std.copy()
+        yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
     net = ResNet18(2 * n if het else n, width=width)
     if start is not None:
         sd = {k: v.clone() for k, v in start.net.state_dict().items()}

@@ -110,9 +110,10 @@ def test_coverage_metrics_on_a_known_gaussian():
 
 
 def test_augmented_training_beats_clean_on_noisy_spectra(tiny_dataset, tmp_path):
-    """The same ResNet, seed and steps: trained on augmented spectra it predicts a noisy test batch
-    (the noise grid's model: background B = 0.2, P = 30 counts, analysis.noise, independent of
-    the measurement module) better than trained on the clean ones."""
+    """Same start (the shipped paper ResNet), seed and steps (one epoch of 58 spectra, 4 steps):
+    fine-tuned on augmented spectra it predicts a noisy test batch (the noise grid's model:
+    background B = 0.2, P = 30 counts, analysis.noise, independent of the measurement module)
+    better than fine-tuned on the same spectra clean."""
     from fcinv_widgets.analysis.noise import add_noise
     from fcinv_widgets.models import load_model, train_resnet
     from fcinv_widgets.models.train import load_split
@@ -122,14 +123,14 @@ def test_augmented_training_beats_clean_on_noisy_spectra(tiny_dataset, tmp_path)
     err = {}
     for name, aug in (("clean", None), ("augmented", MeasurementModel(p_mask=0.0))):
         out = tmp_path / name
-        train_resnet(tiny_dataset, out, epochs=3, batch_size=16, width=4, lr=3e-3, progress=False, threads=2, augment=aug)
+        train_resnet(tiny_dataset, out, epochs=1, batch_size=16, lr=1e-3, progress=False, threads=2, augment=aug,
+                     init_from="ge-resnet-paper")
         m = load_model(out)
         p = m.predict(noisy)
         err[name] = float((((p.mean - y) / m.y_std) ** 2).mean())
-        print(name, err[name])
         if aug is not None:  # a heteroscedastic head with a fitted scale: a real σ, never 0
             assert m.heteroscedastic and np.all(p.std > 0) and len(m.sigma_scale) == 8
-    assert err["augmented"] < 0.8 * err["clean"], err
+    assert err["augmented"] < 0.5 * err["clean"], err
 
 
 def test_augmented_vae_cli_reports_coverage_and_reliability(tiny_dataset, tmp_path, capsys):
