@@ -71,3 +71,29 @@ def test_dask_cells_equal_local(data, ge):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c, Client(c) as client:
         remote = run_noise_grid(model, x[160:200], th[160:200], names, scheduler=client, **kw)
     assert np.allclose(local.r2, remote.r2, equal_nan=True)
+
+
+def test_coverage_per_cell_with_sigma(data, tmp_path, ge):
+    """A predictor returning (mean, σ): every cell records ±1σ/±2σ coverage. With σ = the clean
+    held-out residual RMS, coverage is near 68/95 % where the noise is light and drops where it
+    is heavy."""
+    x, th = data
+    model = Ridge(x[:120], th[:120])
+    rms = np.sqrt(((model(x[120:160]) - th[120:160]) ** 2).mean(0))
+
+    def predict(s):
+        m = model(s)
+        return m, np.broadcast_to(rms, m.shape)
+
+    names = ge.forward_model().names
+    res = run_noise_grid(predict, x[160:], th[160:], names, backgrounds=(0.0, 0.8), counts=(1000.0, 3.0), progress=False)
+    assert res.cov1.shape == (2, 2, 8) and np.all(res.cov1 <= res.cov2)
+    assert 0.45 < res.cov1[0, 0].mean() and res.cov2[0, 0].mean() > 0.8  # held-out RMS: roughly calibrated
+    assert res.cov1[-1, -1, 0] < res.cov1[0, 0, 0]  # heavy noise: the clean σ is too small
+    res.save(tmp_path / "g.h5")
+    back = NoiseGridResult.load(tmp_path / "g.h5")
+    assert np.array_equal(back.cov2, res.cov2)
+    assert "±1σ coverage" in res.coverage_table(0)
+    plot_noise_grid(res, what="cov1").savefig(tmp_path / "cov.png")
+    no_sigma = run_noise_grid(model, x[160:170], th[160:170], names, backgrounds=(0.0,), counts=(100.0,), progress=False)
+    assert no_sigma.cov1 is None and "no coverage" in no_sigma.coverage_table(0)

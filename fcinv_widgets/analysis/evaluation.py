@@ -8,11 +8,32 @@ import numpy as np
 from .noise_grid import r2_score
 
 
+def coverage(true, mean, std, k: float = 1.0) -> np.ndarray:
+    """Fraction of samples per FC whose true value lies within mean ± k·std: (8,). A calibrated
+    Gaussian σ gives 0.683 for k = 1 and 0.954 for k = 2; σ = 0 gives (almost) 0."""
+    true, mean, std = (np.asarray(a, float) for a in (true, mean, std))
+    return (np.abs(true - mean) <= k * std).mean(0)
+
+
+#: the confidence levels of the reliability curve (central intervals of a Gaussian)
+RELIABILITY_LEVELS = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.683, 0.8, 0.9, 0.954, 0.99])
+
+
+def reliability(true, mean, std, levels=RELIABILITY_LEVELS) -> np.ndarray:
+    """Observed coverage (len(levels), 8) of the central Gaussian intervals mean ± z(level)·std."""
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + np.asarray(levels) / 2)
+    return np.array([coverage(true, mean, std, k) for k in z])
+
+
 def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0) -> dict:
     """Metrics of ``model`` (an Inverter or ResNetModel) on spectra (N, nq, nE) with true FCs (N, 8).
 
-    Returns names, r2 (8,), mae (8,) in eV/Å², recon_mse (None for a ResNet), n_test, and
-    the parity arrays ``true``/``pred``/``pred_std`` (N, 8) (not JSON: pop them before dumping).
+    Returns names, r2 (8,), mae (8,) in eV/Å², coverage_1sigma / coverage_2sigma (8,) (fraction of
+    true values within ±1σ / ±2σ of the prediction), reliability ({levels, observed (levels, 8)}),
+    recon_mse (None for a ResNet), n_test, and the parity arrays ``true``/``pred``/``pred_std``
+    (N, 8) (not JSON: pop them before dumping).
     """
     p = model.predict(spectra, n_samples=n_samples, seed=seed)
     y = np.asarray(params, float)
@@ -20,8 +41,32 @@ def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0) 
     if len(p.recon):
         recon = float(((p.recon - model.prepare(spectra)) ** 2).mean())
     return {"names": list(p.names), "r2": r2_score(y, p.mean).tolist(), "mae": np.abs(p.mean - y).mean(0).tolist(),
+            "coverage_1sigma": coverage(y, p.mean, p.std, 1).tolist(), "coverage_2sigma": coverage(y, p.mean, p.std, 2).tolist(),
+            "reliability": {"levels": RELIABILITY_LEVELS.tolist(), "observed": reliability(y, p.mean, p.std).tolist()},
             "recon_mse": recon, "n_test": int(len(y)), "kind": model.kind,
             "true": y, "pred": p.mean, "pred_std": p.std}
+
+
+def plot_reliability(curves: dict, title=None, ax=None):
+    """Reliability diagram: observed vs nominal coverage of the central ±z·σ intervals, one line per
+    FC (or per model): ``curves`` = {label: (levels (L,), observed (L,))}. The diagonal is a
+    calibrated σ; below it σ is too small (overconfident), above it too large."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4.0), constrained_layout=True)
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, label="calibrated")
+    for i, (lab, (lv, ob)) in enumerate(curves.items()):
+        ax.plot(lv, ob, marker="o", ms=3, lw=1.2, color=f"C{i % 10}", label=lab)
+    ax.axvspan(0.6827, 0.6827, color="0.6")
+    ax.set_xlabel("nominal coverage (central Gaussian interval)")
+    ax.set_ylabel("observed coverage (test set)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=6, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
 
 
 def plot_parity(true, pred, names, r2=None, pred_std=None, title=None, max_points: int = 1500):

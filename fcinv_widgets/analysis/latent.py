@@ -105,8 +105,10 @@ class LatentMap:
         from ..materials import data_path
 
         p = Path(folder)
-        if not p.exists() and str(folder) in ("ge-vae", "nb-vae"):
+        if not p.exists() and str(folder) in ("ge-vae", "nb-vae", "ge-vae-paper", "nb-vae-paper"):
             p = data_path("models", str(folder))
+            if not p.is_dir():  # a robust model that is not shipped: its -paper model stands in
+                p = data_path("models", f"{str(folder).removesuffix('-paper')}-paper")
         if p.is_dir():
             p = p / "latent_map.npz"
         if not p.is_file():

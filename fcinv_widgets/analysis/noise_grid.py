@@ -2,7 +2,8 @@
 set, inference in every cell, R² per FC per cell (the paper's Fig. 2d).
 
 Model-agnostic: ``predict`` is any callable (N, nq, nE) → (N, 8) point predictions in
-eV/Å² (e.g. ``Inverter.predict(x).mean``). With a Dask ``scheduler`` the cells run as
+eV/Å² (e.g. ``Inverter.predict(x).mean``), or → (mean, std) (N, 8) each, and then every cell
+also records the ±1σ and ±2σ coverage per FC (fraction of true values inside the interval). With a Dask ``scheduler`` the cells run as
 tasks on the cluster (``predict`` must then be picklable).
 """
 
@@ -33,6 +34,8 @@ class NoiseGridResult:
     example_snr: np.ndarray  # (nB, nP)
     model: str = ""
     meta: dict = field(default_factory=dict)
+    cov1: np.ndarray | None = None  # (nB, nP, 8) fraction of true FCs within ±1σ (None: no σ)
+    cov2: np.ndarray | None = None  # (nB, nP, 8) within ±2σ
 
     def save(self, path) -> None:
         import h5py
@@ -43,6 +46,8 @@ class NoiseGridResult:
             for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "example_snr"):
                 f[k] = getattr(self, k)
             f.create_dataset("examples", data=self.examples.astype(np.float32), compression="gzip", compression_opts=1)
+            if self.cov1 is not None:
+                f["coverage_1sigma"], f["coverage_2sigma"] = self.cov1, self.cov2
 
     @classmethod
     def load(cls, path) -> "NoiseGridResult":
@@ -51,9 +56,10 @@ class NoiseGridResult:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != "fcinv-noise-grid":
                 raise FcinvError(f"{path} is not an fcinv noise-grid file")
+            cov = [f[k][()] if k in f else None for k in ("coverage_1sigma", "coverage_2sigma")]
             return cls(json.loads(f.attrs["names"]), *(f[k][()] for k in ("backgrounds", "counts", "r2", "mae", "snr",
                                                                          "example_clean", "examples", "example_snr")),
-                       model=str(f.attrs["model"]), meta=json.loads(f.attrs["meta"]))
+                       model=str(f.attrs["model"]), meta=json.loads(f.attrs["meta"]), cov1=cov[0], cov2=cov[1])
 
     def table(self, fc: int = 0) -> str:
         """A text table of R² for one FC (rows: B, columns: P)."""
@@ -61,11 +67,27 @@ class NoiseGridResult:
         rows = [f"{b:<8g} " + " ".join(f"{v:8.3f}" for v in self.r2[i, :, fc]) for i, b in enumerate(self.backgrounds)]
         return f"R² of {self.names[fc]} ({self.model})\n" + "\n".join([head] + rows)
 
+    def coverage_table(self, fc: int = 0, k: int = 1) -> str:
+        """A text table of the ±kσ coverage (k = 1 or 2) for one FC (rows: B, columns: P)."""
+        if self.cov1 is None:
+            return f"{self.model}: no σ, no coverage"
+        c = self.cov1 if k == 1 else self.cov2
+        head = "B \\ P    " + " ".join(f"{p:>8g}" for p in self.counts)
+        rows = [f"{b:<8g} " + " ".join(f"{v:8.3f}" for v in c[i, :, fc]) for i, b in enumerate(self.backgrounds)]
+        return f"±{k}σ coverage of {self.names[fc]} ({self.model})\n" + "\n".join([head] + rows)
+
 
 def _cell(predict, spectra, params, b, p, seed):
     noisy, snr = add_noise(spectra, b, p, seed=seed)
-    pred = np.asarray(predict(noisy))
-    return r2_score(params, pred), np.abs(pred - params).mean(0), float(np.median(snr)), noisy[0], float(snr[0])
+    out = predict(noisy)
+    cov = (None, None)
+    if isinstance(out, tuple):
+        pred, std = (np.asarray(a, float) for a in out)
+        err = np.abs(pred - params)
+        cov = ((err <= std).mean(0), (err <= 2 * std).mean(0))
+    else:
+        pred = np.asarray(out)
+    return r2_score(params, pred), np.abs(pred - params).mean(0), float(np.median(snr)), noisy[0], float(snr[0]), *cov
 
 
 def run_noise_grid(predict, spectra, params, names, backgrounds=DEFAULT_BACKGROUNDS, counts=DEFAULT_COUNTS,
@@ -97,26 +119,43 @@ def run_noise_grid(predict, spectra, params, names, backgrounds=DEFAULT_BACKGROU
     snr = np.array([[results[(i, j)][2] for j in range(nP)] for i in range(nB)])
     ex = np.array([[results[(i, j)][3] for j in range(nP)] for i in range(nB)])
     exs = np.array([[results[(i, j)][4] for j in range(nP)] for i in range(nB)])
+    cov1 = cov2 = None
+    if results[(0, 0)][5] is not None:
+        cov1 = np.array([[results[(i, j)][5] for j in range(nP)] for i in range(nB)])
+        cov2 = np.array([[results[(i, j)][6] for j in range(nP)] for i in range(nB)])
     return NoiseGridResult(list(names), np.asarray(backgrounds, float), np.asarray(counts, float), r2, mae, snr,
-                           spectra[0].astype(np.float32), ex, exs, model=model, meta={"seed": seed, "n": int(len(spectra))})
+                           spectra[0].astype(np.float32), ex, exs, model=model, meta={"seed": seed, "n": int(len(spectra))},
+                           cov1=cov1, cov2=cov2)
 
 
-def plot_noise_grid(result: NoiseGridResult, fcs=(0, 1, 2, 3), ax=None):
-    """Heatmaps of R² (clipped to [0, 1]) for the given FCs, like the paper's Fig. 2d."""
+def plot_noise_grid(result: NoiseGridResult, fcs=(0, 1, 2, 3), ax=None, what: str = "r2"):
+    """Heatmaps per FC, like the paper's Fig. 2d: ``what`` = "r2" (R² clipped to [0, 1]),
+    "cov1" or "cov2" (fraction of true FCs within ±1σ / ±2σ; ideal 0.683 / 0.954)."""
     import matplotlib.pyplot as plt
 
+    if what == "r2":
+        data, label, vmin, vmax, cmap = result.r2, "R²", 0, 1, "viridis"
+    elif what in ("cov1", "cov2"):
+        data = getattr(result, what)
+        if data is None:
+            raise FcinvError(f"{result.model}: this grid has no σ, hence no coverage")
+        k = what[-1]
+        label, vmin, vmax, cmap = f"±{k}σ coverage (ideal {0.683 if k == '1' else 0.954:.2f})", 0, 1, "RdBu"
+    else:
+        raise FcinvError(f"what must be r2, cov1 or cov2, got {what!r}")
     fig, axes = plt.subplots(1, len(fcs), figsize=(3.2 * len(fcs), 3.0), constrained_layout=True)
     axes = np.atleast_1d(axes)
     for a, k in zip(axes, fcs):
-        im = a.imshow(np.clip(result.r2[:, :, k], 0, 1), vmin=0, vmax=1, cmap="viridis", origin="upper")
-        for i in range(result.r2.shape[0]):
-            for j in range(result.r2.shape[1]):
-                a.text(j, i, f"{result.r2[i, j, k]:.2f}", ha="center", va="center", fontsize=7,
-                       color="white" if result.r2[i, j, k] < 0.6 else "black")
+        im = a.imshow(np.clip(data[:, :, k], vmin, vmax), vmin=vmin, vmax=vmax, cmap=cmap, origin="upper")
+        for i in range(data.shape[0]):
+            for j in range(data.shape[1]):
+                v = data[i, j, k]
+                dark = v < 0.6 if what == "r2" else abs(v - 0.5) > 0.3
+                a.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
         a.set_xticks(range(len(result.counts)), [f"{c:g}" for c in result.counts])
         a.set_yticks(range(len(result.backgrounds)), [f"{b:g}" for b in result.backgrounds])
         a.set_xlabel("counts at peak P")
         a.set_ylabel("background B")
         a.set_title(result.names[k], fontsize=9)
-    fig.colorbar(im, ax=axes, shrink=0.8, label="R²")
+    fig.colorbar(im, ax=axes, shrink=0.8, label=label)
     return fig

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..errors import FcinvError
 from ._common import emit, nonneg_int, positive_int, scheduler_address
 
 
@@ -15,6 +18,8 @@ def register(sub):
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address: cells run as tasks")
     p.add_argument("--plot", help="also write the R² heatmaps (FC0–FC3) to this PNG")
+    p.add_argument("--coverage-plot", metavar="PNG",
+                   help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", None)])
 
@@ -30,7 +35,8 @@ class _Predict:
 
         if self._inv is None:
             self._inv = load_model(self.model)
-        return self._inv.predict(x, n_samples=self.n_samples, reconstruct=False).mean  # (a ResNet ignores n_samples)
+        p = self._inv.predict(x, n_samples=self.n_samples, reconstruct=False)  # (a ResNet ignores n_samples)
+        return (p.mean, p.std) if np.any(p.std > 0) else p.mean
 
     def __getstate__(self):
         return {"model": self.model, "n_samples": self.n_samples, "_inv": None}
@@ -49,7 +55,16 @@ def run(args) -> int:
     res.save(args.out)
     if args.plot:
         plot_noise_grid(res).savefig(args.plot, dpi=120)
+    if args.coverage_plot:
+        if res.cov1 is None:
+            raise FcinvError(f"--coverage-plot: {args.model} reports no σ (σ = 0), so there is no coverage to plot")
+        plot_noise_grid(res, what="cov1").savefig(args.coverage_plot, dpi=120)
     payload = {"out": args.out, "names": res.names, "backgrounds": res.backgrounds.tolist(), "counts": res.counts.tolist(),
-               "r2": res.r2.tolist(), "snr": res.snr.tolist()}
-    emit(args, payload, "\n\n".join(res.table(k) for k in range(min(4, len(res.names)))))
+               "r2": res.r2.tolist(), "snr": res.snr.tolist(),
+               "coverage_1sigma": None if res.cov1 is None else res.cov1.tolist(),
+               "coverage_2sigma": None if res.cov2 is None else res.cov2.tolist()}
+    text = "\n\n".join(res.table(k) for k in range(min(4, len(res.names))))
+    if res.cov1 is not None:
+        text += "\n\n" + "\n\n".join(res.coverage_table(k, 1) for k in range(min(4, len(res.names))))
+    emit(args, payload, text)
     return 0

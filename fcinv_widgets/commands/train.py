@@ -28,8 +28,44 @@ def register(sub):
     p.add_argument("--regressor-only", action="store_true",
                    help="VAE: keep the trained encoder in out/model.pt and retrain only the FC regressor")
     p.add_argument("--reg-epochs", type=positive_int, default=400, help="VAE: epochs of the FC regressor")
+    p.add_argument("--reg-copies", type=positive_int, default=2,
+                   help="VAE with --augment: augmented draws of every training spectrum the regressor learns from")
+    p.add_argument("--augment", action="store_true",
+                   help="train on realistic spectra: the measurement model (resolution at a range of Ei, residual "
+                        "intensity weighting, elastic line, sloping background, Poisson counts, coverage masks) applied "
+                        "on the fly, a heteroscedastic head and a calibrated σ (see fcinv_widgets.measurement)")
+    p.add_argument("--mask-bank", default=None, metavar="NPZ",
+                   help="with --augment: coverage masks of single-orientation scans; computed once (a few minutes) "
+                        "and written here when the file does not exist yet")
+    p.add_argument("--init-from", default=None, metavar="MODEL",
+                   help="start from a trained model of the same kind and material (fine-tuning), e.g. ge-vae-paper")
+    p.add_argument("--no-masks", action="store_true", help="with --augment: no coverage masks (full coverage)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
+
+
+def _masks(args, dataset):
+    """The coverage bank for --augment: read --mask-bank, or compute it (and write it there)."""
+    from pathlib import Path
+
+    from ..measurement import coverage_bank, load_bank, save_bank
+    from ..models.train import load_split
+
+    if args.no_masks:
+        return None
+    _, _, info = load_split(dataset, "test", 1)
+    if args.mask_bank and Path(args.mask_bank).is_file():
+        masks, meta = load_bank(args.mask_bank)
+        if meta.get("material", "").lower() != info["material"].lower():
+            raise FcinvError(f"--mask-bank {args.mask_bank} is for {meta.get('material')}, the dataset for {info['material']}")
+        return masks
+    from ..materials import get_material
+
+    mat = get_material(info["material"])
+    masks = coverage_bank(mat, progress=not args.json)
+    if args.mask_bank:
+        save_bank(args.mask_bank, masks, {"material": mat.name, "n": len(masks)})
+    return masks
 
 
 def run(args) -> int:
@@ -41,18 +77,28 @@ def run(args) -> int:
     common = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, max_train=args.max_train,
                   patience=args.patience, device=args.device, threads=args.threads, resume=args.resume,
                   progress=not args.json)
+    if (args.mask_bank or args.no_masks) and not args.augment:
+        raise FcinvError("--mask-bank and --no-masks apply with --augment only")
+    aug = {}
+    if args.augment and not args.regressor_only:
+        aug = {"augment": True, "masks": _masks(args, args.dataset)}
+    if args.init_from:
+        if args.regressor_only:
+            raise FcinvError("--init-from does not apply with --regressor-only")
+        aug["init_from"] = args.init_from
     if args.regressor_only:
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")
         r = refit_regressor(args.out, args.dataset, reg_epochs=args.reg_epochs, seed=args.seed, max_train=args.max_train,
-                            threads=args.threads, progress=not args.json)
+                            threads=args.threads, progress=not args.json,
+                            masks=_masks(args, args.dataset) if args.augment else None)
     elif args.model == "vae":
         if args.pretrained:
             raise FcinvError("--pretrained applies to --model resnet only")
         r = train_vae(args.dataset, args.out, lr=args.lr or 1e-3, beta=args.beta, latent=args.latent,
-                      reg_epochs=args.reg_epochs, **common)
+                      reg_epochs=args.reg_epochs, reg_copies=args.reg_copies, **common, **aug)
     else:
-        r = train_resnet(args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common)
+        r = train_resnet(args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common, **aug)
     text = f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n" + \
         "\n".join(f"  validation R² {n:<16} {v:6.3f}" for n, v in zip(r["names"], r["val_r2"]))
     emit(args, r, text)

@@ -31,7 +31,11 @@ import numpy as np
 
 from ..errors import FcinvError, GridMismatchError, MissingDependencyError
 
-SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet")
+#: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
+#: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
+#: ``-paper`` model.
+SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet", "ge-vae-paper", "ge-resnet-paper", "nb-vae-paper",
+           "nb-resnet-paper")
 
 
 def resolve_model(name_or_dir) -> Path:
@@ -45,6 +49,8 @@ def resolve_model(name_or_dir) -> Path:
         from ..materials import data_path
 
         q = data_path("models", str(name_or_dir), "model.pt")
+        if not q.is_file() and not str(name_or_dir).endswith("-paper"):
+            q = data_path("models", f"{name_or_dir}-paper", "model.pt")
         if q.is_file():
             return q
         raise MissingDependencyError(f"the shipped model {name_or_dir!r} is not in this installation ({q}); "
@@ -71,11 +77,12 @@ def _build(ck: dict, cfg: dict):
     if cfg.get("format") == "fcinv-vae":
         vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
         vae.load_state_dict(ck["vae"])
-        reg = Regressor(cfg["latent"], len(cfg["names"]), hidden=cfg["reg_hidden"])
+        het = 2 if cfg.get("heteroscedastic") else 1
+        reg = Regressor(cfg["latent"], het * len(cfg["names"]), hidden=cfg["reg_hidden"])
         reg.load_state_dict(ck["regressor"])
         return Inverter(vae, reg, cfg)
     if cfg.get("format") == "fcinv-resnet":
-        net = ResNet18(len(cfg["names"]), width=cfg["width"])
+        net = ResNet18((2 if cfg.get("heteroscedastic") else 1) * len(cfg["names"]), width=cfg["width"])
         net.load_state_dict(ck["net"])
         return ResNetModel(net, cfg)
     raise KeyError(f"format {cfg.get('format')!r}")
@@ -116,6 +123,10 @@ class _Model:
         self.shape = tuple(config["grid_shape"])
         self.y_mean = np.asarray(config["y_mean"], float)
         self.y_std = np.asarray(config["y_std"], float)
+        #: a heteroscedastic head predicts mean and log σ² per FC (models trained with a measurement model)
+        self.heteroscedastic = bool(config.get("heteroscedastic", False))
+        #: post-hoc per-FC factor on σ, fitted on a held-out augmented set (1 for older checkpoints)
+        self.sigma_scale = np.asarray(config.get("sigma_scale") or np.ones(len(self.names)), float)
 
     @property
     def material(self) -> str:
@@ -270,9 +281,14 @@ class Inverter(_Model):
                 mu, logvar = self.vae.encode(xb)
                 eps = torch.randn((n_samples,) + mu.shape, generator=g)
                 z = mu[None] + eps * torch.exp(0.5 * logvar)[None]
-                y = self.regressor(z).numpy() * self.y_std + self.y_mean  # (S, n, 8)
+                out = self.regressor(z).numpy()  # (S, n, 8) or (S, n, 16) heteroscedastic
+                k = len(self.names)
+                y = out[..., :k] * self.y_std + self.y_mean
                 means.append(y.mean(0))
-                stds.append(y.std(0))
+                var = y.var(0)  # spread over latent samples
+                if self.heteroscedastic:  # + the regressor's own predicted variance (law of total variance)
+                    var = var + np.exp(np.clip(out[..., k:], -14, 6)).mean(0) * self.y_std**2
+                stds.append(np.sqrt(var) * self.sigma_scale)
                 mus.append(mu.numpy())
                 lvs.append(logvar.numpy())
                 if reconstruct:
@@ -282,7 +298,8 @@ class Inverter(_Model):
 
 
 class ResNetModel(_Model):
-    """A trained ResNet-18 regressing FCs directly: point estimates (std = 0)."""
+    """A trained ResNet-18 regressing FCs directly: point estimates (std = 0), or means and
+    calibrated σ from a heteroscedastic head."""
 
     kind = "resnet"
 
@@ -294,7 +311,9 @@ class ResNetModel(_Model):
         return {"net": self.net.state_dict()}
 
     def predict(self, spectra, n_samples: int = 1, seed: int = 0, batch: int = 256, reconstruct: bool = False) -> Prediction:
-        """FC point estimates (eV/Å²) for (N, nq, nE) or (nq, nE) spectra; std is zero."""
+        """FC estimates (eV/Å²) for (N, nq, nE) or (nq, nE) spectra. std: the heteroscedastic
+        head's calibrated σ (models trained with a measurement model); zero for the paper's
+        point-estimate ResNet."""
         import torch
 
         x = self.prepare(spectra)
@@ -302,7 +321,12 @@ class ResNetModel(_Model):
         with torch.no_grad():
             for s in range(0, len(x), batch):
                 out.append(self.net(torch.from_numpy(x[s : s + batch])).numpy())
-        mean = np.concatenate(out) * self.y_std + self.y_mean
+        out = np.concatenate(out)
+        k = len(self.names)
+        mean = out[:, :k] * self.y_std + self.y_mean
+        std = np.zeros_like(mean)
+        if self.heteroscedastic:
+            std = np.exp(0.5 * np.clip(out[:, k:], -14, 6)) * self.y_std * self.sigma_scale
         n = len(x)
-        return Prediction(self.names, mean, np.zeros_like(mean), np.zeros((0,) + self.shape, np.float32),
+        return Prediction(self.names, mean, std, np.zeros((0,) + self.shape, np.float32),
                           np.zeros((n, 0), np.float32), np.zeros((n, 0), np.float32))

@@ -170,3 +170,19 @@ class ResNet18(nn.Module):
             loaded.append(k)
         self.load_state_dict(own)
         return {"loaded": loaded, "skipped": skipped}
+
+
+def split_heteroscedastic(out, n: int):
+    """A heteroscedastic head's output (..., 2n) → (mean, log variance) (..., n) each, in
+    standardised target units; log σ² is clamped to [−14, 6] for numerical safety."""
+    return out[..., :n], out[..., n:].clamp(-14.0, 6.0)
+
+
+def gaussian_nll(mean, logvar, y, beta: float = 0.5):
+    """β-NLL (Seitzer et al., ICLR 2022): the Gaussian negative log-likelihood
+    ½[log σ² + (y − μ)²/σ²] per output, weighted by stop-gradient(σ²)^β so that the mean is
+    not starved of gradient where σ is large; β = 0 is the plain NLL. Batch mean."""
+    nll = 0.5 * (logvar + (y - mean) ** 2 * torch.exp(-logvar))
+    if beta:
+        nll = nll * torch.exp(beta * logvar).detach()
+    return nll.mean()

@@ -5,6 +5,7 @@ validation loss, early stopping, resume, seeds, CPU threads set sensibly."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -72,7 +73,7 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
          sched=None, dev=None):
     """The epoch loop both models share.
 
-    ``step(idx) -> loss`` trains on one mini-batch of training indices; ``validate() ->
+    ``step(idx, epoch) -> loss`` trains on one mini-batch of training indices; ``validate() ->
     (val_loss, r2 array)``. Keeps the best weights by validation loss, stops after ``patience``
     epochs without improvement, and writes an atomic resume file after every epoch.
     Returns (best_state, history, seconds).
@@ -109,7 +110,7 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
             idx = order[s : s + batch_size]
             if len(idx) < 2:  # batch norm needs two samples
                 continue
-            tot += float(step(idx)) * len(idx)
+            tot += float(step(idx, ep)) * len(idx)
         net.eval()
         with torch.no_grad():
             vl, r2 = validate()
@@ -142,14 +143,69 @@ def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
             **({"grid": info["grid"]} if info.get("grid") else {})}
 
 
+def _augmenter(augment, info, masks, seed):
+    """An :class:`~fcinv_widgets.measurement.Augmenter` (or None) for a dataset's energy axis."""
+    if augment is None or augment is False:
+        return None
+    from ..measurement import MeasurementModel
+
+    model = MeasurementModel() if augment is True else augment
+    return model.sampler(info["energies"], masks=masks, seed=seed)
+
+
+def _augmented(aug, x, idx, epoch):
+    """Rows ``idx`` of x, augmented at ``epoch`` (or as they are without an augmenter)."""
+    import torch
+
+    idx = np.asarray(idx)
+    if aug is None:
+        return torch.from_numpy(np.ascontiguousarray(x[idx]))
+    return torch.from_numpy(aug.apply(x[idx], idx, epoch))
+
+
+def _init_from(init_from, kind: str, material: str):
+    """The trained network to start from (fine-tuning): a checkpoint of the same kind and material."""
+    if init_from is None:
+        return None
+    from .inverter import load_model
+
+    m = load_model(init_from)
+    if m.kind != kind or m.material.lower() != str(material).lower():
+        raise FcinvError(f"--init-from {init_from}: a {m.material} {m.kind} model, not a {material} {kind} one")
+    return m
+
+
+#: "epochs" of the augmentation seeds used for the fixed held-out sets (never a training epoch)
+VAL_EPOCH, CAL_EPOCH, TEST_EPOCH = 1_000_000, 2_000_000, 3_000_000
+
+
+def sigma_scale(y, mean, std, levels=(0.6827, 0.9545)) -> np.ndarray:
+    """Post-hoc per-FC scale s of predicted σ on a held-out set: the smallest s with
+    P(|y − μ| ≤ s·σ) ≥ 68.27 % and P(|y − μ| ≤ 2s·σ) ≥ 95.45 % (both empirical quantiles of
+    |z| = |y − μ|/σ), so that ±1σ and ±2σ intervals cover at least their Gaussian fractions."""
+    z = np.abs(np.asarray(y, float) - np.asarray(mean, float)) / np.maximum(np.asarray(std, float), 1e-30)
+    return np.maximum(np.quantile(z, levels[0], axis=0), np.quantile(z, levels[1], axis=0) / 2.0)
+
+
 def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, beta: float = 1.0, latent: int = 20,
               base: int = 8, hidden: int = 128, seed: int = 0, max_train: int | None = None, patience: int = 6,
               reg_epochs: int = 400, device: str = "auto", threads: int | None = None, resume: bool = False,
-              progress: bool = True) -> dict:
+              progress: bool = True, augment=None, masks=None, reg_copies: int = 2, init_from=None) -> dict:
     """Train VAE + regressor on ``dataset`` (fcinv HDF5); write ``out/model.pt``. Returns a summary.
 
     The per-epoch validation R² shown in the progress bar is that of a linear probe
     (ridge regression latent μ → FCs); the final regressor is a neural network on frozen μ.
+
+    ``augment``: None (the paper's model: clean spectra, regressor → FC means) or a
+    :class:`~fcinv_widgets.measurement.MeasurementModel` (``True`` = its defaults) applied on
+    the fly to every mini-batch, with ``masks`` its coverage bank. Then the VAE is a denoising
+    VAE (augmented input, the clean image as reconstruction target), the regressor is
+    heteroscedastic (mean and log σ² per FC, β-NLL) trained on the latents of ``reg_copies``
+    augmented draws of each training spectrum, and a per-FC σ scale is fitted on a held-out
+    augmented draw of the validation spectra (:func:`sigma_scale`).
+
+    ``init_from``: a trained VAE checkpoint (directory or shipped name) whose encoder and decoder
+    are the starting point (fine-tuning); the architecture options are then taken from it.
     """
     import torch
 
@@ -161,100 +217,160 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
     out.mkdir(parents=True, exist_ok=True)
     x, y, info = load_split(dataset, "train", max_train)
     iv, it = _split(len(x), seed)
+    aug = _augmenter(augment, info, masks, seed)
     xt = torch.from_numpy(x)
     shape = x.shape[1:]
-    vae = VAE(shape, latent=latent, base=base, hidden=hidden).to(dev)
+    start = _init_from(init_from, "vae", info["material"])
+    if start is not None:
+        latent, base, hidden = (int(start.config[k]) for k in ("latent", "base", "hidden"))
+    vae = VAE(shape, latent=latent, base=base, hidden=hidden)
+    if start is not None:
+        vae.load_state_dict(start.vae.state_dict())
+    vae = vae.to(dev)
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    x_val = _augmented(aug, x, iv, VAL_EPOCH)
 
-    def encode_all(idx):
-        return torch.cat([vae.encode(xt[idx[s : s + 256]].to(dev))[0].cpu() for s in range(0, len(idx), 256)]).numpy()
+    def encode_all(xs):
+        return torch.cat([vae.encode(xs[s : s + 256].to(dev))[0].cpu() for s in range(0, len(xs), 256)]).numpy()
 
-    def step(idx):
+    def step(idx, ep):
+        xin = _augmented(aug, x, idx.numpy(), ep).to(dev)
         xb = xt[idx].to(dev)
-        rec, mu, logvar = vae(xb)
+        rec, mu, logvar = vae(xin)
         loss, _, _ = vae_loss(rec, xb, mu, logvar, beta)
         opt.zero_grad()
         loss.backward()
         opt.step()
         return loss.detach()
 
+    probe = it[: min(len(it), 1000 if aug is not None else 3000)]
+    x_probe = _augmented(aug, x, probe, VAL_EPOCH)
+
     def validate():
         vl = 0.0
         for s in range(0, len(iv), 256):
-            xb = xt[iv[s : s + 256]].to(dev)
+            xb = x_val[s : s + 256].to(dev)
             mu, logvar = vae.encode(xb)
-            vl += float(vae_loss(vae.decode(mu), xb, mu, logvar, beta)[0]) * len(xb)
-        probe = it[: min(len(it), 3000)]
-        return vl / len(iv), _probe_r2(encode_all(probe), y[probe], encode_all(iv), y[iv])
+            vl += float(vae_loss(vae.decode(mu), xt[iv[s : s + 256]].to(dev), mu, logvar, beta)[0]) * len(xb)
+        return vl / len(iv), _probe_r2(encode_all(x_probe), y[probe], encode_all(x_val), y[iv])
 
     best_state, history, vae_seconds = _fit(vae, opt, step, validate, it, epochs, batch_size, seed, out / "train_state.pt",
                                             patience, resume, progress, "VAE", dev=dev)
     vae.load_state_dict(best_state)
     vae = vae.cpu().eval()
-    reg, y_mean, y_std, r2_val, reg_seconds = _fit_regressor(vae, xt, y, it, iv, latent, reg_epochs, seed, progress)
-    cfg = _base_config("vae", info, shape, y_mean, y_std)
-    cfg.update({"latent": latent, "base": base, "hidden": hidden, "reg_hidden": 128, "beta": beta,
-                "training": {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history),
-                             "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seed": seed,
-                             "val_r2": r2_val.tolist(), "history": history, "device": str(dev),
-                             "threads": torch.get_num_threads(), "regressor": "latent samples"}})
+    cfg = _base_config("vae", info, shape, np.zeros(y.shape[1]), np.ones(y.shape[1]))
+    cfg.update({"latent": latent, "base": base, "hidden": hidden, "reg_hidden": 128, "beta": beta})
+    reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress,
+                                                                    aug=aug, copies=reg_copies)
+    cfg["y_mean"], cfg["y_std"] = y_mean.tolist(), y_std.tolist()
+    cfg.update(extra.pop("config"))
+    cfg["training"] = {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history),
+                       "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seed": seed,
+                       "val_r2": r2_val.tolist(), "history": history, "device": str(dev),
+                       "threads": torch.get_num_threads(), "regressor": "latent samples",
+                       "init_from": None if init_from is None else str(init_from), **extra}
     Inverter(vae, reg, cfg).save(out / "model.pt")
     return {"out": str(out / "model.pt"), "val_r2": r2_val.tolist(), "names": info["names"], "epochs": len(history),
-            "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seconds": vae_seconds + reg_seconds}
+            "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seconds": vae_seconds + reg_seconds, **extra}
 
 
-def _fit_regressor(vae, xt, y, it, iv, latent, reg_epochs, seed, progress, n_val_samples: int = 16):
+def _encode(vae, xs):
+    import torch
+
+    with torch.no_grad():
+        enc = [vae.encode(xs[s : s + 256]) for s in range(0, len(xs), 256)]
+    return torch.cat([e[0] for e in enc]), torch.cat([torch.exp(0.5 * e[1]) for e in enc])
+
+
+def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_samples: int = 16, aug=None, copies: int = 3):
     """The FC regressor on the frozen encoder, trained on latent *samples* z = μ + σ·ε (fresh ε
     every epoch), i.e. on what inference feeds it (100 samples per spectrum). Trained on μ
     alone, a regressor that leans on dimensions with large σ gives biased sample means.
-    Validation: the mean over ``n_val_samples`` samples, as at inference."""
+    Validation: the mean over ``n_val_samples`` samples, as at inference.
+
+    With an augmenter ``aug``: μ, σ of ``copies`` augmented draws of every training spectrum
+    (epochs 0 … copies−1 of the augmentation seeds), a heteroscedastic head (β-NLL), and the
+    σ scale fitted on another augmented draw of the validation spectra. Returns
+    (regressor, y_mean, y_std, val R², seconds, extra dict with a "config" entry)."""
     import torch
     from tqdm.auto import tqdm
 
-    from .nets import Regressor
+    from .nets import Regressor, gaussian_nll, split_heteroscedastic
 
     vae = vae.cpu().eval()
-    with torch.no_grad():
-        enc = [vae.encode(xt[s : s + 256]) for s in range(0, len(xt), 256)]
-    mu = torch.cat([e[0] for e in enc])
-    sd = torch.cat([torch.exp(0.5 * e[1]) for e in enc])
+    n = y.shape[1]
+    het = aug is not None
+    t1 = time.perf_counter()
     y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
     yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
-    reg = Regressor(latent, y.shape[1], hidden=128)
+    if het:
+        tr_idx = np.concatenate([it] * copies)
+        parts = [_encode(vae, _augmented(aug, x, it[s : s + 512], c)) for c in range(copies) for s in range(0, len(it), 512)]
+        mu_tr, sd_tr = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        mu_va, sd_va = _encode(vae, _augmented(aug, x, iv, VAL_EPOCH))
+    else:
+        tr_idx = it
+        mu_all, sd_all = _encode(vae, torch.from_numpy(x))
+        mu_tr, sd_tr, mu_va, sd_va = mu_all[it], sd_all[it], mu_all[iv], sd_all[iv]
+    y_tr = yt[tr_idx]
+    reg = Regressor(latent, 2 * n if het else n, hidden=128)
     ropt = torch.optim.Adam(reg.parameters(), lr=2e-3)
     gv = torch.Generator().manual_seed(seed + 991)
-    zv = mu[iv][None] + sd[iv][None] * torch.randn((n_val_samples,) + mu[iv].shape, generator=gv)
+    zv = mu_va[None] + sd_va[None] * torch.randn((n_val_samples,) + mu_va.shape, generator=gv)
+
+    def loss_of(out, target):
+        if het:
+            m, lv = split_heteroscedastic(out, n)
+            return gaussian_nll(m, lv, target)
+        return ((out - target) ** 2).mean()
+
+    def mean_of(out):
+        return out[..., :n]
+
     best_r, best_rstate = np.inf, None
-    t1 = time.perf_counter()
     for ep in tqdm(range(reg_epochs), desc="regressor", unit="epoch", disable=not progress):
         reg.train()
         g = torch.Generator().manual_seed(seed * 7 + ep)
-        order = torch.from_numpy(it)[torch.randperm(len(it), generator=g)]
+        order = torch.randperm(len(tr_idx), generator=g)
         for s in range(0, len(order), 256):
-            idx = order[s : s + 256]
-            z = mu[idx] + sd[idx] * torch.randn(mu[idx].shape, generator=g)
-            loss = ((reg(z) - yt[idx]) ** 2).mean()
+            j = order[s : s + 256]
+            z = mu_tr[j] + sd_tr[j] * torch.randn(mu_tr[j].shape, generator=g)
+            loss = loss_of(reg(z), y_tr[j])
             ropt.zero_grad()
             loss.backward()
             ropt.step()
         reg.eval()
         with torch.no_grad():
-            vl = float(((reg(zv).mean(0) - yt[iv]) ** 2).mean())
+            o = reg(zv)
+            vl = float(loss_of(o.reshape(-1, o.shape[-1]), yt[iv].repeat(n_val_samples, 1))) if het else \
+                float(((mean_of(o).mean(0) - yt[iv]) ** 2).mean())
         if vl < best_r:
             best_r, best_rstate = vl, {k: v.clone() for k, v in reg.state_dict().items()}
     reg.load_state_dict(best_rstate)
-    reg_seconds = time.perf_counter() - t1
+    reg.eval()
     with torch.no_grad():
-        pv = reg(zv).mean(0).numpy() * y_std + y_mean
-    return reg.eval(), y_mean, y_std, _r2(y[iv], pv), reg_seconds
+        pv = mean_of(reg(zv)).mean(0).numpy() * y_std + y_mean
+    extra = {"config": {}}
+    if het:
+        from .inverter import Inverter
+
+        cfg = {"format": "fcinv-vae", "names": [str(i) for i in range(n)], "grid_shape": list(x.shape[1:]),
+               "y_mean": y_mean.tolist(), "y_std": y_std.tolist(), "heteroscedastic": True, "sigma_scale": [1.0] * n}
+        inv = Inverter(vae, reg, cfg)
+        xc = _augmented(aug, x, iv, CAL_EPOCH).numpy()
+        p = inv.predict(xc, n_samples=32, reconstruct=False)
+        scale = sigma_scale(y[iv], p.mean, p.std)
+        extra = {"config": {"heteroscedastic": True, "sigma_scale": scale.tolist(), "augment": aug.model.to_dict(),
+                            "coverage_bank": None if aug.masks is None else list(aug.masks.shape)},
+                 "sigma_scale": scale.tolist(), "augmented": True}
+    return reg, y_mean, y_std, _r2(y[iv], pv), time.perf_counter() - t1, extra
 
 
 def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, max_train: int | None = None,
-                    threads: int | None = None, progress: bool = True) -> dict:
+                    threads: int | None = None, progress: bool = True, masks=None) -> dict:
     """Retrain only the FC regressor of a trained VAE checkpoint (``model_dir/model.pt``) on the
-    frozen encoder, with the same split as :func:`train_vae`; rewrites the checkpoint."""
-    import torch
-
+    frozen encoder, with the same split (and, for an augmented model, the same measurement
+    model) as :func:`train_vae`; rewrites the checkpoint."""
     from .inverter import Inverter, load_model
 
     _setup(threads, "cpu", seed)
@@ -266,12 +382,18 @@ def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, ma
     if info["material"].lower() != inv.material.lower():
         raise FcinvError(f"the model is for {inv.material}, the dataset for {info['material']}")
     iv, it = _split(len(x), seed)
-    reg, y_mean, y_std, r2_val, reg_seconds = _fit_regressor(inv.vae, torch.from_numpy(x), y, it, iv,
-                                                             inv.config["latent"], reg_epochs, seed, progress)
+    aug = None
+    if inv.config.get("augment"):
+        from ..measurement import MeasurementModel
+
+        aug = _augmenter(MeasurementModel.from_dict(inv.config["augment"]), info, masks, seed)
+    reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(inv.vae, x, y, it, iv, inv.config["latent"], reg_epochs,
+                                                                    seed, progress, aug=aug)
     cfg = dict(inv.config)
     cfg["y_mean"], cfg["y_std"] = [float(v) for v in y_mean], [float(v) for v in y_std]
+    cfg.update(extra.pop("config"))
     tr = dict(cfg.get("training") or {})
-    tr.update({"regressor_seconds": reg_seconds, "val_r2": r2_val.tolist(), "regressor": "latent samples"})
+    tr.update({"regressor_seconds": reg_seconds, "val_r2": r2_val.tolist(), "regressor": "latent samples", **extra})
     cfg["training"] = tr
     Inverter(inv.vae, reg, cfg).save(model_dir / "model.pt")
     return {"out": str(model_dir / "model.pt"), "val_r2": r2_val.tolist(), "names": inv.names, "epochs": reg_epochs,
@@ -280,29 +402,53 @@ def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, ma
 
 def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,
                  max_train: int | None = None, patience: int = 8, weight_decay: float = 1e-4, pretrained=None,
-                 device: str = "auto", threads: int | None = None, resume: bool = False, progress: bool = True) -> dict:
+                 device: str = "auto", threads: int | None = None, resume: bool = False, progress: bool = True,
+                 augment=None, masks=None, init_from=None) -> dict:
     """Train a ResNet-18 regressing standardised FCs directly from spectra; write ``out/model.pt``.
 
     AdamW with a one-cycle learning-rate schedule over ``epochs``; MSE on standardised targets.
     ``pretrained``: a state-dict file (``torch.save(model.state_dict())``, e.g. torchvision's
     ImageNet ResNet-18 weights saved by the user) for transfer learning; it needs
     ``width=64`` to match all layers (see :meth:`ResNet18.load_pretrained`).
+
+    ``augment`` (a :class:`~fcinv_widgets.measurement.MeasurementModel`, ``True`` = defaults;
+    ``masks`` its coverage bank): measurement effects applied on the fly to every mini-batch,
+    a heteroscedastic head (mean and log σ² per FC, β-NLL instead of MSE) and a per-FC σ
+    scale fitted on a held-out augmented draw of the validation spectra.
+
+    ``init_from``: a trained ResNet checkpoint to fine-tune (its width is used); a point-estimate
+    head is widened to a heteroscedastic one (log σ² rows start at zero weight, σ = 0.3 in
+    standardised units).
     """
     import torch
 
     from .inverter import ResNetModel
-    from .nets import ResNet18
+    from .nets import ResNet18, gaussian_nll, split_heteroscedastic
 
     dev = _setup(threads, device, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     x, y, info = load_split(dataset, "train", max_train)
     iv, it = _split(len(x), seed)
-    xt = torch.from_numpy(x)
+    aug = _augmenter(augment, info, masks, seed)
+    het = aug is not None
+    n = y.shape[1]
     shape = x.shape[1:]
     y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
     yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
-    net = ResNet18(y.shape[1], width=width)
+    start = _init_from(init_from, "resnet", info["material"])
+    if start is not None:  # its architecture and its target scaler (the head's outputs mean that)
+        width = int(start.config["width"])
+        y_mean, y_std = start.y_mean.copy(), start.y_std.copy()
+        yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+    net = ResNet18(2 * n if het else n, width=width)
+    if start is not None:
+        sd = {k: v.clone() for k, v in start.net.state_dict().items()}
+        w, b = sd["fc.weight"], sd["fc.bias"]
+        if w.shape[0] != net.fc.weight.shape[0]:  # widen a point-estimate head
+            sd["fc.weight"] = torch.cat([w, torch.zeros_like(w)])[: net.fc.weight.shape[0]]
+            sd["fc.bias"] = torch.cat([b, torch.full_like(b, 2 * math.log(0.3))])[: net.fc.bias.shape[0]]
+        net.load_state_dict(sd)
     transfer = None
     if pretrained is not None:
         try:
@@ -318,10 +464,17 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(it) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
+    x_val = _augmented(aug, x, iv, VAL_EPOCH)
 
-    def step(idx):
-        pred = net(xt[idx].to(dev))
-        loss = ((pred - yt[idx].to(dev)) ** 2).mean()
+    def loss_of(out, target):
+        if het:
+            m, lv = split_heteroscedastic(out, n)
+            return gaussian_nll(m, lv, target)
+        return ((out - target) ** 2).mean()
+
+    def step(idx, ep):
+        pred = net(_augmented(aug, x, idx.numpy(), ep).to(dev))
+        loss = loss_of(pred, yt[idx].to(dev))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -329,16 +482,20 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
             sched.step()
         return loss.detach()
 
+    def predict_val(xs):
+        return torch.cat([net(xs[s : s + 256].to(dev)).cpu() for s in range(0, len(xs), 256)])
+
     def validate():
-        p = torch.cat([net(xt[iv[s : s + 256]].to(dev)).cpu() for s in range(0, len(iv), 256)])
-        return float(((p - yt[iv]) ** 2).mean()), _r2(y[iv], p.numpy() * y_std + y_mean)
+        p = predict_val(x_val)
+        return float(loss_of(p, yt[iv])), _r2(y[iv], p[:, :n].numpy() * y_std + y_mean)
 
     best_state, history, seconds = _fit(net, opt, step, validate, it, epochs, batch_size, seed, out / "train_state.pt",
                                         patience, resume, progress, "ResNet-18", sched=sched, dev=dev)
     net.load_state_dict(best_state)
     net = net.cpu().eval()
+    dev = torch.device("cpu")
     with torch.no_grad():
-        pv = torch.cat([net(xt[iv[s : s + 256]]) for s in range(0, len(iv), 256)]).numpy() * y_std + y_mean
+        pv = predict_val(x_val)[:, :n].numpy() * y_std + y_mean
     r2_val = _r2(y[iv], pv)
     cfg = _base_config("resnet", info, shape, y_mean, y_std)
     cfg.update({"width": width, "training": {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)),
@@ -346,7 +503,18 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
                                              "batch_size": batch_size, "val_r2": r2_val.tolist(), "history": history,
                                              "device": str(dev), "threads": torch.get_num_threads(),
                                              "pretrained": None if pretrained is None else str(pretrained),
+                                             "init_from": None if init_from is None else str(init_from),
                                              "transfer": None if transfer is None else {k: len(v) for k, v in transfer.items()}}})
+    extra = {}
+    if het:
+        cfg.update({"heteroscedastic": True, "sigma_scale": [1.0] * n, "augment": aug.model.to_dict(),
+                    "coverage_bank": None if aug.masks is None else list(aug.masks.shape)})
+        model = ResNetModel(net, cfg)
+        p = model.predict(_augmented(aug, x, iv, CAL_EPOCH).numpy())
+        scale = sigma_scale(y[iv], p.mean, p.std)
+        cfg["sigma_scale"] = scale.tolist()
+        cfg["training"].update({"augmented": True, "sigma_scale": scale.tolist()})
+        extra = {"sigma_scale": scale.tolist(), "augmented": True}
     ResNetModel(net, cfg).save(out / "model.pt")
     return {"out": str(out / "model.pt"), "val_r2": r2_val.tolist(), "names": info["names"], "epochs": len(history),
-            "seconds": seconds}
+            "seconds": seconds, **extra}
