@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -241,9 +241,10 @@ class FoldPoints:
     h_par: np.ndarray
     h_perp: float
     q_frac: np.ndarray
-    energies: np.ndarray
-    amp: np.ndarray
+    energies: np.ndarray | None
+    amp: np.ndarray | None
     n_bins: int
+    G: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -271,8 +272,7 @@ def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int 
     for s in range(0, len(Q), chunk):
         sl = slice(s, s + chunk)
         amp[sl] = calc._amplitudes(Q[sl], G[sl], energies[iq[sl]], vec[iq[sl]], bose=True)
-    pts.energies, pts.amp = energies, amp
-    return pts
+    return replace(pts, energies=energies, amp=amp)
 
 
 def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:

@@ -43,7 +43,7 @@ def real_array(value, name: str, ndim: int | None = None, shape: tuple | None = 
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
-        raise FcinvError(f"{name}: not an array of numbers ({exc})") from None
+        raise FcinvError(f"{name}: not a rectangular array of numbers ({exc})") from None
     if arr.dtype == object:
         try:
             arr = arr.astype(float)
@@ -106,9 +106,10 @@ def as_real_array(data, name: str = "spectrum") -> np.ndarray:
     """``data`` as a float64 array, refusing strings, objects, booleans and complex values."""
     if data is None:
         raise FcinvError(f"{name}: no data (None)")
+    arr = real_array(data, name, allow_inf=True)
     if np.asarray(data).dtype.kind == "b":
         raise FcinvError(f"{name}: boolean values, not real numbers")
-    return real_array(data, name, allow_inf=True)
+    return arr
 
 
 def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:

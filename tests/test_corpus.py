@@ -100,7 +100,7 @@ def bad(tmp_path_factory) -> Path:
 def tiny_dataset(tmp_path_factory) -> Path:
     """A real (tiny) Ge dataset made by the CLI: 4 training and 4 test spectra."""
     out = tmp_path_factory.mktemp("ds") / "ds.h5"
-    assert main(["dataset", "--material", "Ge", "--n-train", "6", "--n-test", "6", "--candidates", "256",
+    assert main(["dataset", "--material", "Ge", "--n-train", "12", "--n-test", "12", "--candidates", "256",
                  "--out", str(out), "--no-progress", "--json"]) == 0
     return out
 
@@ -205,7 +205,7 @@ CORPUS = [
     (["simulate", "--material", "Ge", "--ei", "30", "--out", "{d}/x.h5"], "Ei must be larger"),
     (["refine", "--spectrum", "{d}/good.npy", "--ei", "30"], "Ei must be larger"),
     (["simulate", "--material", "Ge", "--params=-1e300,1e300,0,0,0,0,0,0", "--allow-unstable", "--out", "{d}/x.h5"], "no spectrum"),
-    (["simulate", "--material", "Ge", "--params=-9,0,0,0,0,0,0,0", "--out", "{d}/x.h5"], "unstable"),
+    (["simulate", "--material", "Ge", "--params=3,0,0,0,0,0,0,0", "--out", "{d}/x.h5"], "unstable"),
     (["simulate", "--material", "Ge", "--params=1,2,3,4,5,6,7,8", "--force-constants", GE_FC, "--out", "{d}/x.h5"], "not both"),
     (["invert", "--model", "nb-vae", "--spectrum", "{d}/good.npy"], "q-bins"),
 ]
@@ -378,25 +378,29 @@ def _json_argv(name, w):
                     "--out", w["new_dataset"], "--no-progress"],
         "train": ["train", "--dataset", w["dataset"], "--out", w["run"], "--epochs", "1", "--reg-epochs", "1",
                   "--latent", "2", "--batch-size", "4", "--threads", "1"],
-        "evaluate": ["evaluate", "--model", "ge-vae", "--dataset", w["dataset"], "--n-samples", "2"],
+        "evaluate": ["evaluate", "--model", "ge-vae", "--dataset", w["dataset"], "--n-samples", "2", "--allow-other-domain"],
         "noise-grid": ["noise-grid", "--model", "ge-resnet", "--dataset", w["dataset"], "--max-test", "2", "--out", w["noise"]],
         "latent": ["latent", "--model", "ge-vae", "--dataset", w["dataset"], "--out", w["latent"], "--neighbors", "2"],
         "scans": ["scans", "--material", "Ge", "--ei", "80", "--angles", "0,60", "--qmax", "3", "--out", w["scans"],
                   "--no-progress"],
         "infer-scans": ["infer-scans", "--model", "ge-vae", "--scans", w["scans"], "--n-samples", "2"],
         "ensemble": ["ensemble", "--list"],
+        "domain": ["domain", "--material", "Ge", "--samples", "200"],
+        "fit-dispersion": ["fit-dispersion", "--material", "Ge"],
+        "ood-calibrate": ["ood-calibrate", "--model", "ge-vae", "--dataset", w["dataset"], "--out", w["ood"], "--no-progress"],
+        "plan-scans": ["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--n", "1", "--no-progress"],
     }[name]
 
 
 JSON_ORDER = ["basis", "phonons", "simulate", "invert", "refine", "bench", "dataset", "train", "evaluate", "noise-grid",
-              "latent", "scans", "infer-scans", "ensemble"]
+              "latent", "scans", "infer-scans", "ensemble", "domain", "fit-dispersion", "ood-calibrate", "plan-scans"]
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_dataset):
     d = tmp_path_factory.mktemp("json")
     w = {k: str(d / v) for k, v in {"spectrum": "s.h5", "new_dataset": "ds.h5", "run": "run", "noise": "ng.h5",
-                                     "latent": "lat", "scans": "sc.h5"}.items()}
+                                     "latent": "lat", "scans": "sc.h5", "ood": "ood.json"}.items()}
     return w | {"dataset": str(tiny_dataset)}
 
 

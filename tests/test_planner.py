@@ -70,7 +70,6 @@ def test_exposure_matches_the_scan_norm(ge):
 
     calc = SQE(ge.basis, ge.reference_params, temperature=5.0, dw_mesh=(2, 2, 2))
     pts = fold_points(calc, ge.grid, 3.5, ge.conventional_a)
-    pts.Q32, pts.upar32, pts.h_par32 = pts.Q.astype(np.float32), pts.upar.astype(np.float32), pts.h_par.astype(np.float32)
     Gt = gaussians(pts.energies, ge.grid.e.centers, ei_mev=80.0).astype(np.float32)
     U0 = orientation_matrix()
     _, norm = orientation_image(pts, Gt, 33.0, 80.0, ge.grid, U0, DETECTOR)

@@ -90,7 +90,8 @@ def test_refine_reads_every_spectrum_format(ge, ge_fm, tmp_path, capsys):
 
     img = ge_fm.spectra(ge.reference_theta[None])[0]
     write_pathsqe_npz(tmp_path / "s.npz", img, ge.grid)
-    rc = main(["refine", "--spectrum", str(tmp_path / "s.npz"), "--max-iter", "3", "--json"])
+    # a fast-model image stored as pathSQE segments: --raw (a pathSQE file is read as a measured S(Q,E))
+    rc = main(["refine", "--spectrum", str(tmp_path / "s.npz"), "--max-iter", "3", "--raw", "--json"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     d = json.loads(out)

@@ -142,9 +142,6 @@ def coverage_bank(material, angles_deg, ei_mev: float, u=(1, 1, 0), v=(0, 0, 1),
         except FcinvError:
             pass  # a damaged cache entry is recomputed
     pts = fold_geometry(material.crystal, grid, qmax, material.conventional_a)
-    pts.Q32 = pts.Q.astype(np.float32)
-    pts.upar32 = pts.upar.astype(np.float32)
-    pts.h_par32 = pts.h_par.astype(np.float32)
     U0 = orientation_matrix(u, v)
     exp = np.empty((len(ang),) + tuple(grid.shape), np.float32)
     it = ang

@@ -217,6 +217,17 @@ def output_lock(path, flag: str = "--out"):
         os.close(fd)
 
 
+def parse_vector(text: str, name: str) -> np.ndarray:
+    """'1,1,0' → (3,) array (a direction such as --u/--v)."""
+    try:
+        v = np.array([float(x) for x in str(text).split(",")])
+    except ValueError:
+        raise FcinvError(f"{name} must be three comma-separated numbers, got {text!r}") from None
+    if v.shape != (3,) or not np.all(np.isfinite(v)):
+        raise FcinvError(f"{name} must be three finite numbers, got {text!r}")
+    return v
+
+
 def parse_qpoints(text: str, crystal=None) -> np.ndarray:
     """'0 0 0, 0.5 0 0.5' or 'G, X, L' (labels of ``crystal``'s Brillouin zone) → (n, 3) array,
     fractional coordinates of the reciprocal lattice of the cell used (as given, or as reduced by

@@ -40,7 +40,7 @@ def register(sub):
 
 
 def _vec(text, default, name):
-    from .scans import parse_vector
+    from ._common import parse_vector
 
     return parse_vector(text, name) if text is not None else np.asarray(default, float)
 

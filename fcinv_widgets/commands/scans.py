@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 
-from ._common import emit
-from ..errors import FcinvError
-from ._common import add_material_args, add_noise_seed, add_temperature, load_material, positive_float
+from ._common import add_material_args, add_noise_seed, add_temperature, emit, load_material, parse_vector, positive_float
 
 
 def register(sub):
@@ -26,16 +23,6 @@ def register(sub):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scans")])
-
-
-def parse_vector(text: str, name: str) -> np.ndarray:
-    try:
-        v = np.array([float(x) for x in str(text).split(",")])
-    except ValueError:
-        raise FcinvError(f"{name} must be three comma-separated numbers, got {text!r}") from None
-    if v.shape != (3,) or not np.all(np.isfinite(v)):
-        raise FcinvError(f"{name} must be three finite numbers, got {text!r}")
-    return v
 
 
 def run(args) -> int:
