@@ -422,7 +422,7 @@ def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
     import ase.io
 
     from fcinv_widgets.basis import FCBasis
-    from fcinv_widgets.spectrum_io import read_spectrum
+    from fcinv_widgets.analysis.expio import read_spectrum
 
     b = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
     p = _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3})
@@ -432,11 +432,11 @@ def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
             str(tmp_path / "FORCE_CONSTANTS"), "--qmax", "2.5", "--temperature", "0"]
     out = _cli_json(capsys, [*base, "--out", str(tmp_path / "a.h5")])
     assert out["n_points"] > 0
-    img, _ = read_spectrum(tmp_path / "a.h5")
+    img = read_spectrum(tmp_path / "a.h5").image
     assert np.nanmax(img) > 0
     # doubling both scattering lengths (periodictable: Na 3.63, Cl 9.577 fm) quadruples S(Q,E)
     _cli_json(capsys, [*base, "--b-coh", "Na=7.26,Cl=19.1584", "--out", str(tmp_path / "b.h5")])
-    img2, _ = read_spectrum(tmp_path / "b.h5")
+    img2 = read_spectrum(tmp_path / "b.h5").image
     ok = np.isfinite(img) & (img > 1e-6 * np.nanmax(img))
     np.testing.assert_allclose(img2[ok], 4 * img[ok], rtol=1e-5)
 

@@ -186,7 +186,7 @@ class _Model:
         non-numeric, complex, wrong shape, ±inf, all-NaN, all-zero or constant. Returns float64."""
         from ..validate import check_spectra
 
-        return check_spectra(spectra, self.shape, name=f"spectrum ({self.config['material']} model)")
+        return check_spectra(spectra, self.shape, name=f"spectrum ({self.config.get('material') or 'this'} model)")
 
     # ------------------------------------------------------------------ files, corrections, OOD
     def invert(self, spectrum, temperature_k: float | None = None, clip_percentile: float | None = None,

@@ -354,7 +354,7 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
     if het:
         from .inverter import Inverter
 
-        cfg = {"format": "fcinv-vae", "names": [str(i) for i in range(n)], "grid_shape": list(x.shape[1:]),
+        cfg = {"format": "fcinv-vae", "material": "", "names": [str(i) for i in range(n)], "grid_shape": list(x.shape[1:]),
                "y_mean": y_mean.tolist(), "y_std": y_std.tolist(), "heteroscedastic": True, "sigma_scale": [1.0] * n}
         inv = Inverter(vae, reg, cfg)
         xc = _augmented(aug, x, iv, CAL_EPOCH).numpy()
