@@ -77,7 +77,7 @@ def main():
         "NoiseGridExplorer": NoiseGridExplorer(fake_noise_grid()),
         "OrientationScatter": OrientationScatter(fake_scan_inference(n=12, grid=grid),
                                                  forward_model=FakeMaterial(grid=grid).forward_model()),
-        "LatentPicker": LatentPicker(LatentMap.load("ge-vae", trust_reducer=False), models["ge-vae"]),
+        "LatentPicker": LatentPicker(LatentMap.load("ge-vae-paper", trust_reducer=False), load_model("ge-vae-paper")),
     }
     for name, w in widgets.items():
         bundle = w._repr_mimebundle_()
