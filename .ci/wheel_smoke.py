@@ -39,16 +39,26 @@ def main():
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
     check("imported from the venv's site-packages", pkg.parent == site, str(pkg))
     check("no source tree in the working directory", not Path("pyproject.toml").exists() and not Path("fcinv_widgets").exists())
-    for rel in ("static/fc_explorer.js", "static/noise_grid.js", "static/orientation.js", "static/latent_picker.js",
-                "data/ensemble/ge.json", "data/ensemble/nb.json"):
+    for rel in (
+        "static/fc_explorer.js",
+        "static/noise_grid.js",
+        "static/orientation.js",
+        "static/latent_picker.js",
+        "data/ensemble/ge.json",
+        "data/ensemble/nb.json",
+    ):
         check(f"ships {rel}", (pkg / rel).is_file())
 
     out = fcinv("--version")
     check("fcinv --version names the version", fcinv_widgets.__version__ in out, out.strip())
     d = json.loads(fcinv("basis", "--material", "Ge", "--json"))
     check("fcinv basis --json: 44 parameters", d["n_params"] == 44)
-    bad = subprocess.run([str(Path(sys.executable).with_name("fcinv")), "bench", "forward", "--batch", "0"],
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(
+        [str(Path(sys.executable).with_name("fcinv")), "bench", "forward", "--batch", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     check("bad input: exit 2, one line", bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr.strip())
 
     from fcinv_widgets.models import load_model
@@ -75,8 +85,9 @@ def main():
     widgets = {
         "FCExplorer": FCExplorer(ge),
         "NoiseGridExplorer": NoiseGridExplorer(fake_noise_grid()),
-        "OrientationScatter": OrientationScatter(fake_scan_inference(n=12, grid=grid),
-                                                 forward_model=FakeMaterial(grid=grid).forward_model()),
+        "OrientationScatter": OrientationScatter(
+            fake_scan_inference(n=12, grid=grid), forward_model=FakeMaterial(grid=grid).forward_model()
+        ),
         "LatentPicker": LatentPicker(LatentMap.load("ge-vae-paper", trust_reducer=False), load_model("ge-vae-paper")),
     }
     for name, w in widgets.items():
@@ -84,16 +95,22 @@ def main():
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         view = data.get("application/vnd.jupyter.widget-view+json", {})
         esm = str(getattr(w.widget, "_esm", ""))
-        check(f"{name}: MIME bundle and its JavaScript", bool(view.get("model_id")) and "export" in esm and len(esm) > 500,
-              f"{len(esm)} chars of JS")
+        check(
+            f"{name}: MIME bundle and its JavaScript",
+            bool(view.get("model_id")) and "export" in esm and len(esm) > 500,
+            f"{len(esm)} chars of JS",
+        )
 
     os.environ.setdefault("MPLBACKEND", "Agg")
     ref = ",".join(f"{x:.6f}" for x in ge.reference_theta)
     fcinv("simulate", "--material", "Ge", f"--params={ref}", "--out", "spectrum.h5", "--json")
     d = json.loads(fcinv("invert", "--model", "ge-vae", "--spectrum", "spectrum.h5", "--json"))
     err = np.abs(np.array(d["fc_mean"]) - ge.reference_theta) / np.maximum(np.abs(ge.reference_theta), 1e-9)
-    check("fcinv invert --model ge-vae: 8 FCs with σ", len(d["fc_mean"]) == 8 and all(s >= 0 for s in d["fc_std"]),
-          f"FC0 {d['fc_mean'][0]:+.3f} (true {ge.reference_theta[0]:+.3f}, {100 * err[0]:.0f} % off)")
+    check(
+        "fcinv invert --model ge-vae: 8 FCs with σ",
+        len(d["fc_mean"]) == 8 and all(s >= 0 for s in d["fc_std"]),
+        f"FC0 {d['fc_mean'][0]:+.3f} (true {ge.reference_theta[0]:+.3f}, {100 * err[0]:.0f} % off)",
+    )
     check("FC0 (1NN xx) recovered within 25 %", err[0] < 0.25)
     print(f"wheel smoke: all checks passed in {time.perf_counter() - T0:.1f} s")
 

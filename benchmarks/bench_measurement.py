@@ -46,8 +46,13 @@ a = ap.parse_args()
 
 def fcinv(*args):
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "fcinv_widgets.cli", *args, "--json"], check=False, capture_output=True,
-                       text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    r = subprocess.run(
+        [sys.executable, "-m", "fcinv_widgets.cli", *args, "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if r.returncode:
         sys.exit(f"fcinv {args[0]} failed: {r.stderr.strip()}")
     if r.stderr.strip():
@@ -63,8 +68,20 @@ tmp = tempfile.TemporaryDirectory()
 out = Path(a.out or tmp.name)
 out.mkdir(parents=True, exist_ok=True)
 full_h5, scans_h5 = out / "ge_measurement.h5", out / "ge_scans.h5"
-common = ["--material", "Ge", "--ei", str(a.ei), "--temperature", str(a.temperature), "--qmax", str(a.qmax),
-          "--noise", a.noise, "--seed", str(a.seed)]
+common = [
+    "--material",
+    "Ge",
+    "--ei",
+    str(a.ei),
+    "--temperature",
+    str(a.temperature),
+    "--qmax",
+    str(a.qmax),
+    "--noise",
+    a.noise,
+    "--seed",
+    str(a.seed),
+]
 sim, t_sim = fcinv("simulate", "--full-sqe", *common, "--out", str(full_h5))
 print(f"simulated full data: coverage {sim['coverage']:.0%}, SNR {sim.get('snr', float('nan')):.1f} ({t_sim:.0f} s)")
 ss, t_sc = fcinv("scans", *common, f"--angles={a.angles}", "--no-progress", "--out", str(scans_h5))
@@ -77,30 +94,50 @@ for model in a.models.split(","):
     mse = np.asarray(sc["mse"])
     med = int(np.argsort(mse, kind="stable")[len(mse) // 2])
     rows = []
-    sets = {"full data (invert)": (np.asarray(inv["fc_mean"]), np.asarray(inv["fc_std"])),
-            "scan set: full data": (np.asarray(sc["full_mean"]), np.asarray(sc["full_std"])),
-            f"median single scan (ω = {sc['angles_deg'][med]:g}°)": (np.asarray(sc["scan_mean"][med]),
-                                                                     np.asarray(sc["scan_std"][med]))}
-    print(f"\n### {model}: corrections {'; '.join(inv['corrections']['applied']) or 'none'}; "
-          f"OOD {('FLAGGED ' if inv['ood']['flag'] else 'ok ') + format(inv['ood']['score'], '.2f') if inv.get('ood') else 'n/a'} "
-          f"(invert {t_inv:.0f} s, infer-scans {t_is:.0f} s)")
+    sets = {
+        "full data (invert)": (np.asarray(inv["fc_mean"]), np.asarray(inv["fc_std"])),
+        "scan set: full data": (np.asarray(sc["full_mean"]), np.asarray(sc["full_std"])),
+        f"median single scan (ω = {sc['angles_deg'][med]:g}°)": (
+            np.asarray(sc["scan_mean"][med]),
+            np.asarray(sc["scan_std"][med]),
+        ),
+    }
+    print(
+        f"\n### {model}: corrections {'; '.join(inv['corrections']['applied']) or 'none'}; "
+        f"OOD {('FLAGGED ' if inv['ood']['flag'] else 'ok ') + format(inv['ood']['score'], '.2f') if inv.get('ood') else 'n/a'} "
+        f"(invert {t_inv:.0f} s, infer-scans {t_is:.0f} s)"
+    )
     print("| FC | first principles | " + " | ".join(sets) + " |")
     print("|---|---|" + "---|" * len(sets))
     res = {}
     for label, (m, s) in sets.items():
         rel = np.abs(m - dft) / np.abs(dft)
         inside = np.abs(m - dft) <= 2 * s
-        res[label] = {"mean": m.tolist(), "std": s.tolist(), "rel_err": rel.tolist(), "inside_2sigma": inside.tolist(),
-                      "fc0_3_within_5pct_and_2sigma": bool(np.all((rel[:4] <= 0.05) & inside[:4]))}
+        res[label] = {
+            "mean": m.tolist(),
+            "std": s.tolist(),
+            "rel_err": rel.tolist(),
+            "inside_2sigma": inside.tolist(),
+            "fc0_3_within_5pct_and_2sigma": bool(np.all((rel[:4] <= 0.05) & inside[:4])),
+        }
     for i, name in enumerate(mat.active_names):
-        cells = [f"{res[k]['mean'][i]:+.3f} ± {res[k]['std'][i]:.3f} ({100 * res[k]['rel_err'][i]:.0f} %{', in 2σ' if res[k]['inside_2sigma'][i] else ''})"
-                 for k in sets]
+        cells = [
+            f"{res[k]['mean'][i]:+.3f} ± {res[k]['std'][i]:.3f} ({100 * res[k]['rel_err'][i]:.0f} %{', in 2σ' if res[k]['inside_2sigma'][i] else ''})"
+            for k in sets
+        ]
         print(f"| {name} | {dft[i]:+.3f} | " + " | ".join(cells) + " |")
-    print("target (FC0–3 within 5 % and inside ±2σ): "
-          + ", ".join(f"{k}: {'met' if v['fc0_3_within_5pct_and_2sigma'] else 'missed'}" for k, v in res.items()))
-    report["models"][model] = {"sets": res, "corrections": inv["corrections"], "ood": inv.get("ood"),
-                               "ood_scan_set": sc.get("ood"), "median_scan_deg": sc["angles_deg"][med],
-                               "seconds": {"invert": t_inv, "infer_scans": t_is}}
+    print(
+        "target (FC0–3 within 5 % and inside ±2σ): "
+        + ", ".join(f"{k}: {'met' if v['fc0_3_within_5pct_and_2sigma'] else 'missed'}" for k, v in res.items())
+    )
+    report["models"][model] = {
+        "sets": res,
+        "corrections": inv["corrections"],
+        "ood": inv.get("ood"),
+        "ood_scan_set": sc.get("ood"),
+        "median_scan_deg": sc["angles_deg"][med],
+        "seconds": {"invert": t_inv, "infer_scans": t_is},
+    }
 report["seconds"] = {"simulate": t_sim, "scans": t_sc}
 if a.json:
     Path(a.json).write_text(json.dumps(report, indent=1))

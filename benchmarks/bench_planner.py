@@ -43,9 +43,13 @@ def main(argv=None) -> int:
     ap.add_argument("--criteria", default="D,model", help="planner criteria to compare (D, A, model)")
     ap.add_argument("--n-samples", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--resolution", default="train", choices=("train", "arcs"),
-                    help="images of the simulated measurement: the training data's constant σ = 1 meV (default: "
-                         "isolates the choice of orientations from the model's resolution mismatch) or ARCS at Ei")
+    ap.add_argument(
+        "--resolution",
+        default="train",
+        choices=("train", "arcs"),
+        help="images of the simulated measurement: the training data's constant σ = 1 meV (default: "
+        "isolates the choice of orientations from the model's resolution mismatch) or ARCS at Ei",
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--plot", default=None)
     a = ap.parse_args(argv)
@@ -90,9 +94,20 @@ def main(argv=None) -> int:
             for k in range(a.k):
                 if s.startswith("planner"):
                     t1 = time.perf_counter()
-                    p = plan_orientations(bank, fm, est, dom, measured_deg=cand[measured], n=1,
-                                          background=a.background, counts=a.counts, criterion=s.split("-", 1)[1],
-                                          model=model, n_samples=a.n_samples, seed=a.seed + k)
+                    p = plan_orientations(
+                        bank,
+                        fm,
+                        est,
+                        dom,
+                        measured_deg=cand[measured],
+                        n=1,
+                        background=a.background,
+                        counts=a.counts,
+                        criterion=s.split("-", 1)[1],
+                        model=model,
+                        n_samples=a.n_samples,
+                        seed=a.seed + k,
+                    )
                     plan_times.append(time.perf_counter() - t1)
                     nxt = int(bank.index(p.angles_deg[:1])[0])
                 elif s == "sweep":
@@ -107,8 +122,11 @@ def main(argv=None) -> int:
                 err[s][t, k] = e[:4].mean()
                 nerr[s][t, k] = np.sqrt(np.mean(((pred.mean[0] - th_true) / width)[:4] ** 2))
                 sig[s][t, k] = (pred.std[0] / scale)[:4].mean()
-        print(f"true set {t + 1}/{a.n_true}: " + ", ".join(f"{s} k=1 {err[s][t, 0]:.3f} k={a.k} {err[s][t, -1]:.3f}"
-                                                          for s in strategies), flush=True)
+        print(
+            f"true set {t + 1}/{a.n_true}: "
+            + ", ".join(f"{s} k=1 {err[s][t, 0]:.3f} k={a.k} {err[s][t, -1]:.3f}" for s in strategies),
+            flush=True,
+        )
 
     def summary(x):
         return np.nanpercentile(x, [25, 50, 75], axis=0)
@@ -126,8 +144,14 @@ def main(argv=None) -> int:
     print("\n".join(rows))
     print("\nRMS error over FC0–FC3 in % of the domain width, median [quartiles]")
     for k in range(a.k):
-        print(f"{k + 1:>3} " + " ".join(f"{100 * np.nanmedian(nerr[s][:, k]):6.2f} % [{100 * np.nanpercentile(nerr[s][:, k], 25):5.2f}–"
-                                        f"{100 * np.nanpercentile(nerr[s][:, k], 75):5.2f}]".rjust(25) for s in strategies))
+        print(
+            f"{k + 1:>3} "
+            + " ".join(
+                f"{100 * np.nanmedian(nerr[s][:, k]):6.2f} % [{100 * np.nanpercentile(nerr[s][:, k], 25):5.2f}–"
+                f"{100 * np.nanpercentile(nerr[s][:, k], 75):5.2f}]".rjust(25)
+                for s in strategies
+            )
+        )
     target = 0.05
     need = {}
     for s in strategies:
@@ -140,14 +164,20 @@ def main(argv=None) -> int:
         if not s.startswith("planner"):
             continue
         med = np.nanmedian(err[s], axis=0)
-        beats[s] = {b: [bool(med[k] < np.nanmedian(err[b], axis=0)[k]) for k in range(min(5, a.k))]
-                    for b in ("sweep", "random")}
+        beats[s] = {b: [bool(med[k] < np.nanmedian(err[b], axis=0)[k]) for k in range(min(5, a.k))] for b in ("sweep", "random")}
         print(f"{s} beats sweep/random at k = 1…5: {beats[s]}")
     print(f"plan time (n=1, {len(cand)} candidates): median {np.median(plan_times):.3f} s; coverage bank {t_bank:.1f} s")
-    res = {"args": vars(a), "strategies": strategies, "err": {s: err[s].tolist() for s in strategies},
-           "err_width": {s: nerr[s].tolist() for s in strategies},
-           "sigma": {s: sig[s].tolist() for s in strategies}, "scans_needed": need, "beats": beats,
-           "plan_time_median_s": float(np.median(plan_times)) if plan_times else None, "bank_s": t_bank}
+    res = {
+        "args": vars(a),
+        "strategies": strategies,
+        "err": {s: err[s].tolist() for s in strategies},
+        "err_width": {s: nerr[s].tolist() for s in strategies},
+        "sigma": {s: sig[s].tolist() for s in strategies},
+        "scans_needed": need,
+        "beats": beats,
+        "plan_time_median_s": float(np.median(plan_times)) if plan_times else None,
+        "bank_s": t_bank,
+    }
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f)
@@ -165,8 +195,9 @@ def main(argv=None) -> int:
             ax[0].fill_between(ks, 100 * q[0], 100 * q[2], alpha=0.15)
             ax[1].plot(ks, 100 * np.nanmedian(sig[s], axis=0), marker="o", label=s)
         ax[0].axhline(100 * target, color="grey", lw=0.8, ls="--")
-        ax[0].set(xlabel="scans measured", ylabel="error FC0–3 (%)", title=f"{a.material}: error vs truth (median, IQR)",
-                  yscale="log")
+        ax[0].set(
+            xlabel="scans measured", ylabel="error FC0–3 (%)", title=f"{a.material}: error vs truth (median, IQR)", yscale="log"
+        )
         ax[1].set(xlabel="scans measured", ylabel="model σ FC0–3 (%)", title="reported σ (median)", yscale="log")
         ax[0].legend()
         fig.savefig(a.plot, dpi=110)

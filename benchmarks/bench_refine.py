@@ -41,7 +41,11 @@ for k, (true, start) in enumerate(zip(truths, starts)):
     err = np.abs(r.params - true) / np.maximum(np.abs(true), 0.05 * (hi - lo))
     errs.append(err.max())
     secs.append(r.seconds)
-    print(f"set {k}: worst relative error {err.max():.2e} (median {np.median(err):.1e}), {r.n_iter} evaluations, "
-          f"{r.seconds:.2f} s, misfit {r.misfit_start:.2e} → {r.misfit:.2e}")
-print(f"{a.material}, start {a.start}: worst relative FC error ≤ {max(errs):.2e} over {len(errs)} sets; "
-      f"median wall time {np.median(secs):.2f} s per fit")
+    print(
+        f"set {k}: worst relative error {err.max():.2e} (median {np.median(err):.1e}), {r.n_iter} evaluations, "
+        f"{r.seconds:.2f} s, misfit {r.misfit_start:.2e} → {r.misfit:.2e}"
+    )
+print(
+    f"{a.material}, start {a.start}: worst relative FC error ≤ {max(errs):.2e} over {len(errs)} sets; "
+    f"median wall time {np.median(secs):.2f} s per fit"
+)

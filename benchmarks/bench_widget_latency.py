@@ -95,8 +95,13 @@ def _stats(lat: list) -> dict:
     drawn = sorted(a for a, _ in lat)
     shown = sorted(b for _, b in lat)
     p90 = lambda v: v[min(len(v) - 1, int(0.9 * len(v)))]
-    return {"n": len(lat), "drawn_median_ms": round(statistics.median(drawn), 2), "drawn_p90_ms": round(p90(drawn), 2),
-            "presented_median_ms": round(statistics.median(shown), 2), "presented_p90_ms": round(p90(shown), 2)}
+    return {
+        "n": len(lat),
+        "drawn_median_ms": round(statistics.median(drawn), 2),
+        "drawn_p90_ms": round(p90(drawn), 2),
+        "presented_median_ms": round(statistics.median(shown), 2),
+        "presented_p90_ms": round(p90(shown), 2),
+    }
 
 
 def bench_lab(paths: list, presses: int) -> dict:
@@ -115,12 +120,19 @@ def bench_lab(paths: list, presses: int) -> dict:
         with jupyterlab(root) as url, chromium_page((1500, 1800)) as page:
             wait = f".fcinv-fcexplorer >> nth={len(widgets) - 1}"
             open_and_run(page, url, "bench.ipynb", wait, timeout_ms=300_000)
-            page.wait_for_function(f"() => document.querySelectorAll('canvas.fcinv-heatmap[data-frame=\"1\"]').length >= {len(widgets)}",
-                                   timeout=120_000)
+            page.wait_for_function(
+                f"() => document.querySelectorAll('canvas.fcinv-heatmap[data-frame=\"1\"]').length >= {len(widgets)}",
+                timeout=120_000,
+            )
             for i, name in enumerate(widgets):
-                if name == "js" and page.evaluate(f"() => document.querySelectorAll('.fcinv-fcexplorer')[{i}].dataset.jsForward") != "on":
+                if (
+                    name == "js"
+                    and page.evaluate(f"() => document.querySelectorAll('.fcinv-fcexplorer')[{i}].dataset.jsForward") != "on"
+                ):
                     raise SystemExit("the JS path is off: the forward model has no precomputed blocks (FCINV_BENCH_FAKE=1?)")
-                page.evaluate(SETUP_JS, [".fcinv-fcexplorer", i, "data-frame" if name == "kernel" else "data-js-frames", name == "kernel"])
+                page.evaluate(
+                    SETUP_JS, [".fcinv-fcexplorer", i, "data-frame" if name == "kernel" else "data-js-frames", name == "kernel"]
+                )
                 slider = page.locator(".fcinv-fcexplorer").nth(i).locator("input.fcinv-slider").nth(1)
                 lat = _press(page, slider, presses)
                 out[name] = _stats(lat)
@@ -160,7 +172,9 @@ def main() -> None:
         print(f"error: --paths takes kernel, js, static (got {args.paths!r}); --presses >= 5", file=sys.stderr)
         raise SystemExit(2)
     if FAKE and ("js" in paths or "static" in paths):
-        print("error: the JS path needs the real forward model; FCINV_BENCH_FAKE=1 works with --paths kernel only", file=sys.stderr)
+        print(
+            "error: the JS path needs the real forward model; FCINV_BENCH_FAKE=1 works with --paths kernel only", file=sys.stderr
+        )
         raise SystemExit(2)
     res = {"material": "fake" if FAKE else "Ge", "grid": "140x140", "presses": args.presses}
     lab = [p for p in paths if p in ("kernel", "js")]
@@ -171,16 +185,22 @@ def main() -> None:
     if args.json:
         print(json.dumps(res, indent=1))
         return
-    names = {"kernel": "key, through the kernel (JupyterLab)", "js": "key, JS forward model (JupyterLab)",
-             "js_drag": "drag, JS forward model (JupyterLab)", "static": "key, save_html page (file://)",
-             "static_drag": "drag, save_html page (file://)"}
+    names = {
+        "kernel": "key, through the kernel (JupyterLab)",
+        "js": "key, JS forward model (JupyterLab)",
+        "js_drag": "drag, JS forward model (JupyterLab)",
+        "static": "key, save_html page (file://)",
+        "static_drag": "drag, save_html page (file://)",
+    }
     print(f"FCExplorer key press / drag move -> repainted canvas, {res['material']} {res['grid']}, headless Chromium:")
     for p, label in names.items():
         if p not in res:
             continue
         s = res[p]
-        print(f"  {label:40s} drawn: median {s['drawn_median_ms']:.1f} ms (p90 {s['drawn_p90_ms']:.1f}); "
-              f"next frame: median {s['presented_median_ms']:.1f} ms (p90 {s['presented_p90_ms']:.1f}); n={s['n']}")
+        print(
+            f"  {label:40s} drawn: median {s['drawn_median_ms']:.1f} ms (p90 {s['drawn_p90_ms']:.1f}); "
+            f"next frame: median {s['presented_median_ms']:.1f} ms (p90 {s['presented_p90_ms']:.1f}); n={s['n']}"
+        )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-TOL = {"freq_mev": 1e-6, "raw": {"constant": 1e-3, "arcs": 2e-3}, "norm": {"constant": 2e-3, "arcs": 3e-3}, "torch_cuda_cpu": 1e-6}
+TOL = {
+    "freq_mev": 1e-6,
+    "raw": {"constant": 1e-3, "arcs": 2e-3},
+    "norm": {"constant": 2e-3, "arcs": 3e-3},
+    "torch_cuda_cpu": 1e-6,
+}
 
 
 def log(msg: str) -> None:
@@ -77,34 +82,52 @@ def equality(dry: bool, cupy_ok: bool) -> list[dict]:
                 img = b.to_numpy(img)
                 seconds = time.perf_counter() - t0
                 near = np.abs(emin + 0.1) < 1e-6
-                row = {"material": name, "resolution": kind, "backend": f"{be} ({b.device or 'gpu'})" if be == "torch" else be,
-                       "freq_max_abs_mev": float(np.abs(f - f0).max()),
-                       "raw_max_rel": float(np.abs(raw - raw0).max() / raw0.max()),
-                       "norm_max_abs": float(np.abs(img - img0).max()),
-                       "flags_equal": bool(np.array_equal(st[~near], st0[~near])), "seconds": seconds}
-                row["ok"] = (row["freq_max_abs_mev"] <= TOL["freq_mev"] and row["raw_max_rel"] <= TOL["raw"][kind]
-                             and row["norm_max_abs"] <= TOL["norm"][kind] and row["flags_equal"])
+                row = {
+                    "material": name,
+                    "resolution": kind,
+                    "backend": f"{be} ({b.device or 'gpu'})" if be == "torch" else be,
+                    "freq_max_abs_mev": float(np.abs(f - f0).max()),
+                    "raw_max_rel": float(np.abs(raw - raw0).max() / raw0.max()),
+                    "norm_max_abs": float(np.abs(img - img0).max()),
+                    "flags_equal": bool(np.array_equal(st[~near], st0[~near])),
+                    "seconds": seconds,
+                }
+                row["ok"] = (
+                    row["freq_max_abs_mev"] <= TOL["freq_mev"]
+                    and row["raw_max_rel"] <= TOL["raw"][kind]
+                    and row["norm_max_abs"] <= TOL["norm"][kind]
+                    and row["flags_equal"]
+                )
                 if be == "torch" and str(b.device).startswith("cuda"):
                     from fcinv_widgets.backend import get_backend
                     from fcinv_widgets.forward import ForwardModel
 
-                    fm_c = ForwardModel(mat.basis, mat.grid, mat.reference_params, mat.active, resolution=res,
-                                        backend=get_backend("torch", device="cpu"))
+                    fm_c = ForwardModel(
+                        mat.basis,
+                        mat.grid,
+                        mat.reference_params,
+                        mat.active,
+                        resolution=res,
+                        backend=get_backend("torch", device="cpu"),
+                    )
                     raw_c = fm_c.backend.to_numpy(fm_c.spectra(th, normalize=False))
                     row["torch_cuda_vs_cpu_rel"] = float(np.abs(raw - raw_c).max() / raw_c.max())
                     row["ok"] = row["ok"] and row["torch_cuda_vs_cpu_rel"] <= TOL["torch_cuda_cpu"]
                 rows.append(row)
                 extra = f", torch CUDA vs CPU {row['torch_cuda_vs_cpu_rel']:.1e}" if "torch_cuda_vs_cpu_rel" in row else ""
-                log(f"  {'ok  ' if row['ok'] else 'FAIL'} {name} {kind:8s} {row['backend']:18s} frequencies {row['freq_max_abs_mev']:.1e} meV, "
+                log(
+                    f"  {'ok  ' if row['ok'] else 'FAIL'} {name} {kind:8s} {row['backend']:18s} frequencies {row['freq_max_abs_mev']:.1e} meV, "
                     f"raw {row['raw_max_rel']:.1e} of max, normalised {row['norm_max_abs']:.1e}, flags "
-                    f"{'equal' if row['flags_equal'] else 'DIFFER'}{extra}")
+                    f"{'equal' if row['flags_equal'] else 'DIFFER'}{extra}"
+                )
     return rows
 
 
 def cli(args: list[str], timeout: float = 600) -> tuple[dict, float]:
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "fcinv_widgets.cli", *args, "--json"], capture_output=True, text=True,
-                       timeout=timeout, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "fcinv_widgets.cli", *args, "--json"], capture_output=True, text=True, timeout=timeout, check=False
+    )
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"fcinv {' '.join(args)} failed: {r.stderr.strip()[-500:]}")
@@ -115,39 +138,78 @@ def throughput(backends: list[tuple[str, int]]) -> list[dict]:
     rows = []
     for be, batch in backends:
         d, _ = cli(["bench", "forward", "--material", "Ge", "--backend", be, "--batch", str(batch), "--phonopy-sets", "50"])
-        row = {"backend": d["backend"], "batch": batch, "one_array_per_s": d["ours_spectra_per_s"],
-               "streamed_per_s": d["streamed_spectra_per_s"], "phonopy_run_qpoints_per_s": d["phonopy_run_qpoints_per_s"],
-               "paths": d["paths"]}
+        row = {
+            "backend": d["backend"],
+            "batch": batch,
+            "one_array_per_s": d["ours_spectra_per_s"],
+            "streamed_per_s": d["streamed_spectra_per_s"],
+            "phonopy_run_qpoints_per_s": d["phonopy_run_qpoints_per_s"],
+            "paths": d["paths"],
+        }
         rows.append(row)
-        log(f"  {be:6s} batch {batch:>7,}: one array {row['one_array_per_s']:>12,.0f} spectra/s, streamed {row['streamed_per_s']:>12,.0f} "
+        log(
+            f"  {be:6s} batch {batch:>7,}: one array {row['one_array_per_s']:>12,.0f} spectra/s, streamed {row['streamed_per_s']:>12,.0f} "
             f"spectra/s ({row['one_array_per_s'] / row['phonopy_run_qpoints_per_s']:,.0f}× / "
-            f"{row['streamed_per_s'] / row['phonopy_run_qpoints_per_s']:,.0f}× phonopy run_qpoints)")
+            f"{row['streamed_per_s'] / row['phonopy_run_qpoints_per_s']:,.0f}× phonopy run_qpoints)"
+        )
     return rows
 
 
 def training(work: Path, n_train: int, devices_: list[str]) -> list[dict]:
     ds = work / "ge_check.h5"
     if not ds.exists():
-        _, dt = cli(["dataset", "--material", "Ge", "--n-train", str(n_train), "--n-test", str(max(64, n_train // 8)),
-                     "--out", str(ds), "--no-progress"])
+        _, dt = cli(
+            [
+                "dataset",
+                "--material",
+                "Ge",
+                "--n-train",
+                str(n_train),
+                "--n-test",
+                str(max(64, n_train // 8)),
+                "--out",
+                str(ds),
+                "--no-progress",
+            ]
+        )
         log(f"  dataset: {n_train} training spectra in {dt:.1f} s")
     rows = []
     for model in ("vae", "resnet"):
         for dev in devices_:
             out = work / f"{model}-{dev}"
             extra = ["--reg-epochs", "1"] if model == "vae" else []
-            d, wall = cli(["train", "--dataset", str(ds), "--model", model, "--epochs", "1", "--device", dev,
-                           "--out", str(out), "--seed", "0", *extra])
+            d, wall = cli(
+                [
+                    "train",
+                    "--dataset",
+                    str(ds),
+                    "--model",
+                    model,
+                    "--epochs",
+                    "1",
+                    "--device",
+                    dev,
+                    "--out",
+                    str(out),
+                    "--seed",
+                    "0",
+                    *extra,
+                ]
+            )
             rows.append({"model": model, "device": dev, "epoch_seconds": float(d.get("seconds", wall)), "wall_seconds": wall})
-            log(f"  {model:6s} on {dev:4s}: one epoch of {n_train} spectra {rows[-1]['epoch_seconds']:7.2f} s "
-                f"(process {wall:.1f} s)")
+            log(
+                f"  {model:6s} on {dev:4s}: one epoch of {n_train} spectra {rows[-1]['epoch_seconds']:7.2f} s "
+                f"(process {wall:.1f} s)"
+            )
     return rows
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="no GPU: torch on the CPU stands in for CUDA")
-    p.add_argument("--out", default="out/device_check", help="folder for the dataset, models and device_check.json (out/ is git-ignored)")
+    p.add_argument(
+        "--out", default="out/device_check", help="folder for the dataset, models and device_check.json (out/ is git-ignored)"
+    )
     p.add_argument("--gpu-batch", type=int, default=100000, help="parameter sets for the GPU throughput")
     p.add_argument("--cpu-batch", type=int, default=20000, help="parameter sets for the CPU throughput")
     p.add_argument("--n-train", type=int, default=4096, help="training spectra for the one-epoch timings")
@@ -155,8 +217,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     info = devices(args.dry_run)
-    log(f"device_check: torch {info['torch']} CUDA {'yes, ' + info.get('gpu', '') if info['cuda'] else 'no'}; "
-        f"CuPy {info['cupy'] or 'missing'} (GPU {'yes' if info['cupy_gpu'] else 'no'}); {info['cpu_cores']} CPU cores")
+    log(
+        f"device_check: torch {info['torch']} CUDA {'yes, ' + info.get('gpu', '') if info['cuda'] else 'no'}; "
+        f"CuPy {info['cupy'] or 'missing'} (GPU {'yes' if info['cupy_gpu'] else 'no'}); {info['cpu_cores']} CPU cores"
+    )
     if not info["cuda"] and not args.dry_run:
         print("device_check: torch sees no CUDA device: nothing to check (--dry-run to check the script)", file=sys.stderr)
         return 3
@@ -179,8 +243,10 @@ def main(argv=None) -> int:
     report["seconds"] = time.perf_counter() - t0
     report["ok"] = ok
     (work / "device_check.json").write_text(json.dumps(report, indent=1, default=float))
-    log(f"device_check: {'all checks passed' if ok else 'SOME CHECKS FAILED'} in {report['seconds']:.0f} s; "
-        f"figures in {work / 'device_check.json'}")
+    log(
+        f"device_check: {'all checks passed' if ok else 'SOME CHECKS FAILED'} in {report['seconds']:.0f} s; "
+        f"figures in {work / 'device_check.json'}"
+    )
     return 0 if ok else 1
 
 

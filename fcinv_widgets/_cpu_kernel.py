@@ -43,7 +43,13 @@ def _eig_block(e, m, lam):
         p = math.sqrt(p2 / 6.0)
         xr = r12 * r23 - i12 * i23
         xi = r12 * i23 + i12 * r23
-        det = b1 * b2 * b3 + 2.0 * (xr * r13 + xi * i13) - b1 * (r23 * r23 + i23 * i23) - b2 * (r13 * r13 + i13 * i13) - b3 * (r12 * r12 + i12 * i12)
+        det = (
+            b1 * b2 * b3
+            + 2.0 * (xr * r13 + xi * i13)
+            - b1 * (r23 * r23 + i23 * i23)
+            - b2 * (r13 * r13 + i13 * i13)
+            - b3 * (r12 * r12 + i12 * i12)
+        )
         r = det / (2.0 * p * p * p)
         if r < -1.0:
             r = -1.0
@@ -67,9 +73,29 @@ def _eig_block(e, m, lam):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def forward_kernel(theta, W, blk_m, blk_off, blk_k, blk_q, blk_w, to_mev, e0, de,
-                   sig_table, sig_e0, sig_de, cutoff, normalize, out, min_mev, lut_g, lut_r,
-                   qout, qmode):
+def forward_kernel(
+    theta,
+    W,
+    blk_m,
+    blk_off,
+    blk_k,
+    blk_q,
+    blk_w,
+    to_mev,
+    e0,
+    de,
+    sig_table,
+    sig_e0,
+    sig_de,
+    cutoff,
+    normalize,
+    out,
+    min_mev,
+    lut_g,
+    lut_r,
+    qout,
+    qmode,
+):
     """theta (N, A1) with a leading 1; W (K, A1) packed block entries (row per entry).
 
     For a constant σ, ``lut_g``/``lut_r`` tabulate the recurrence's start values over the

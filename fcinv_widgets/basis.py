@@ -72,11 +72,15 @@ class FCBasis:
         if smat.shape == (3,):
             smat = np.diag(smat)
         if smat.shape != (3, 3) or round(abs(np.linalg.det(smat))) < 1:
-            raise FcinvError(f"supercell matrix must be 3 integers or a 3×3 integer matrix with det ≥ 1, got {supercell_matrix!r}")
+            raise FcinvError(
+                f"supercell matrix must be 3 integers or a 3×3 integer matrix with det ≥ 1, got {supercell_matrix!r}"
+            )
         n_super = crystal.n_atoms * round(abs(np.linalg.det(smat)))
         if n_super > MAX_SUPERCELL_ATOMS:
-            raise FcinvError(f"supercell of {n_super} atoms ({crystal.n_atoms} × {round(abs(np.linalg.det(smat)))} cells); "
-                             f"at most {MAX_SUPERCELL_ATOMS} are supported: use a smaller --supercell")
+            raise FcinvError(
+                f"supercell of {n_super} atoms ({crystal.n_atoms} × {round(abs(np.linalg.det(smat)))} cells); "
+                f"at most {MAX_SUPERCELL_ATOMS} are supported: use a smaller --supercell"
+            )
         self.crystal = crystal
         self.supercell_matrix = smat
         self.symprec = symprec
@@ -98,8 +102,13 @@ class FCBasis:
     def _new_phonopy(self):
         from phonopy import Phonopy
 
-        return Phonopy(self.crystal.to_phonopy_atoms(), supercell_matrix=self.supercell_matrix, primitive_matrix=np.eye(3),
-                       symprec=self.symprec, log_level=0)
+        return Phonopy(
+            self.crystal.to_phonopy_atoms(),
+            supercell_matrix=self.supercell_matrix,
+            primitive_matrix=np.eye(3),
+            symprec=self.symprec,
+            log_level=0,
+        )
 
     def _symmetry(self):
         import spglib
@@ -153,8 +162,10 @@ class FCBasis:
         # the dense tensors (P, N, N, 3, 3) must fit: at most 9 parameters per pair orbit
         need = 9 * len(uniq) * N * N * 9 * 8
         if need > MAX_BASIS_BYTES:
-            raise FcinvError(f"the supercell of {N} atoms has {len(uniq)} pair orbits; its dense force-constant basis could "
-                             f"need up to {need / 1024**3:.0f} GiB (limit {MAX_BASIS_BYTES / 1024**3:.0f} GiB): use a smaller --supercell")
+            raise FcinvError(
+                f"the supercell of {N} atoms has {len(uniq)} pair orbits; its dense force-constant basis could "
+                f"need up to {need / 1024**3:.0f} GiB (limit {MAX_BASIS_BYTES / 1024**3:.0f} GiB): use a smaller --supercell"
+            )
 
         basis_full = []  # list of (N, N, 3, 3) tensors
         orbits_raw = []
@@ -274,8 +285,17 @@ class FCBasis:
         for orb in orbits:
             sel = [(pos[p], el) for p, el in zip(orb.params, orb.elements) if p in pos]
             if sel:
-                kept.append(Orbit(orb.index, orb.distance, orb.pair, orb.vector, orb.n_pairs,
-                                  tuple(m for m, _ in sel), tuple(el for _, el in sel)))
+                kept.append(
+                    Orbit(
+                        orb.index,
+                        orb.distance,
+                        orb.pair,
+                        orb.vector,
+                        orb.n_pairs,
+                        tuple(m for m, _ in sel),
+                        tuple(el for _, el in sel),
+                    )
+                )
         return new, kept, [names[p] for p in piv]
 
     # ------------------------------------------------------------------ public API
@@ -294,8 +314,15 @@ class FCBasis:
         for orb in self.orbits:
             for p, el in zip(orb.params, orb.elements):
                 out.append(
-                    {"index": p, "name": self.names[p], "shell": orb.index, "distance_A": round(orb.distance, 4),
-                     "element": el, "pairs": orb.n_pairs, "vector_A": [round(v, 4) for v in orb.vector]}
+                    {
+                        "index": p,
+                        "name": self.names[p],
+                        "shell": orb.index,
+                        "distance_A": round(orb.distance, 4),
+                        "element": el,
+                        "pairs": orb.n_pairs,
+                        "vector_A": [round(v, 4) for v in orb.vector],
+                    }
                 )
         return out
 

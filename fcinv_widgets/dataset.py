@@ -194,13 +194,21 @@ def _graceful_sigint():
 
 def _init_file(f, mat, fm, seed, candidates, splits):
     g = mat.grid
-    f.attrs.update({
-        "format": "fcinv-dataset", "version": 1, "material": mat.name, "seed": seed,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": json.dumps(_versions()),
-        "resolution": json.dumps(fm.resolution), "candidates_per_chunk": candidates,
-        "domain_source": mat.domain_source, "reference_source": mat.reference_source,
-        "reference": mat.reference_name,
-    })
+    f.attrs.update(
+        {
+            "format": "fcinv-dataset",
+            "version": 1,
+            "material": mat.name,
+            "seed": seed,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": json.dumps(_versions()),
+            "resolution": json.dumps(fm.resolution),
+            "candidates_per_chunk": candidates,
+            "domain_source": mat.domain_source,
+            "reference_source": mat.reference_source,
+            "reference": mat.reference_name,
+        }
+    )
     g.to_hdf5(f.create_group("grid"))
     f["param_names"] = np.array(fm.names, dtype=object).astype("S")
     f["domain"] = mat.domain
@@ -210,17 +218,33 @@ def _init_file(f, mat, fm, seed, candidates, splits):
     for name, n in splits.items():
         s = f.create_group(name)
         if n > 0:
-            s.create_dataset("spectra", shape=(n, nq, nE), dtype="f4", chunks=(min(64, n), nq, nE),
-                             compression="gzip", compression_opts=1, shuffle=True)
+            s.create_dataset(
+                "spectra",
+                shape=(n, nq, nE),
+                dtype="f4",
+                chunks=(min(64, n), nq, nE),
+                compression="gzip",
+                compression_opts=1,
+                shuffle=True,
+            )
         else:  # an empty split (e.g. a test-only file): HDF5 cannot chunk a zero-length axis
             s.create_dataset("spectra", shape=(0, nq, nE), dtype="f4")
         s.create_dataset("params", shape=(n, len(fm.names)), dtype="f8")
         s.attrs.update({"n_target": n, "n_done": 0, "next_chunk": 0, "n_candidates": 0, "n_stable": 0})
 
 
-def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 1500, seed: int = 0,
-                     candidates: int = 1024, sigma_mev: float = 1.0, scheduler=None, progress: bool = True,
-                     on_chunk=None) -> dict:
+def generate_dataset(
+    material: str,
+    out,
+    n_train: int = 10000,
+    n_test: int = 1500,
+    seed: int = 0,
+    candidates: int = 1024,
+    sigma_mev: float = 1.0,
+    scheduler=None,
+    progress: bool = True,
+    on_chunk=None,
+) -> dict:
     """Make (or resume) a dataset file. Returns a summary dict.
 
     ``on_chunk(split, n_done)`` is called after every chunk is written (e.g. for a UI).
@@ -247,16 +271,21 @@ def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 150
         with h5py.File(out, "r") as f:
             if f.attrs.get("format") != "fcinv-dataset":
                 raise FcinvError(f"{out} exists and is not an fcinv dataset; choose another --out")
-            same = (f.attrs["material"] == mat.name and int(f.attrs["seed"]) == seed
-                    and int(f.attrs["candidates_per_chunk"]) == candidates
-                    and json.loads(f.attrs["resolution"]) == fm.resolution
-                    and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
-                    and np.allclose(f["domain"][()], mat.domain)
-                    and np.array_equal(f["reference_params"][()], mat.reference_params))
+            same = (
+                f.attrs["material"] == mat.name
+                and int(f.attrs["seed"]) == seed
+                and int(f.attrs["candidates_per_chunk"]) == candidates
+                and json.loads(f.attrs["resolution"]) == fm.resolution
+                and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
+                and np.allclose(f["domain"][()], mat.domain)
+                and np.array_equal(f["reference_params"][()], mat.reference_params)
+            )
             if not same:
-                raise FcinvError(f"{out} was started with other settings (material, seed, sizes, domain, reference or "
-                                 "resolution); "
-                                 "delete it or choose another --out to start afresh")
+                raise FcinvError(
+                    f"{out} was started with other settings (material, seed, sizes, domain, reference or "
+                    "resolution); "
+                    "delete it or choose another --out to start afresh"
+                )
     else:
         tmp = out.with_suffix(out.suffix + ".part")
         with h5py.File(tmp, "w") as f:
@@ -272,16 +301,30 @@ def generate_dataset(material: str, out, n_train: int = 10000, n_test: int = 150
                 done = int(grp.attrs["n_done"])
                 bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
                 k = int(grp.attrs["next_chunk"])
-                for params, spectra in _chunks(client, mat.name, SPLITS[name], k, seed, candidates, mat.domain, sigma_mev,
-                                               lambda n=n, grp=grp: n - int(grp.attrs["n_done"])):
+                for params, spectra in _chunks(
+                    client,
+                    mat.name,
+                    SPLITS[name],
+                    k,
+                    seed,
+                    candidates,
+                    mat.domain,
+                    sigma_mev,
+                    lambda n=n, grp=grp: n - int(grp.attrs["n_done"]),
+                ):
                     take = min(len(params), n - done)
                     if take > 0:
                         grp["params"][done : done + take] = params[:take]
                         grp["spectra"][done : done + take] = spectra[:take]
                     done += take
-                    grp.attrs.update({"n_done": done, "next_chunk": int(grp.attrs["next_chunk"]) + 1,
-                                      "n_candidates": int(grp.attrs["n_candidates"]) + candidates,
-                                      "n_stable": int(grp.attrs["n_stable"]) + len(params)})
+                    grp.attrs.update(
+                        {
+                            "n_done": done,
+                            "next_chunk": int(grp.attrs["next_chunk"]) + 1,
+                            "n_candidates": int(grp.attrs["n_candidates"]) + candidates,
+                            "n_stable": int(grp.attrs["n_stable"]) + len(params),
+                        }
+                    )
                     f.flush()
                     bar.update(take)
                     if on_chunk is not None:
@@ -350,8 +393,11 @@ def summarize(path) -> dict:
         for s in SPLITS:
             if s in f:
                 a = f[s].attrs
-                out[s] = {"n_target": int(a["n_target"]), "n_done": int(a["n_done"]),
-                          "stable_fraction": float(a["n_stable"]) / max(int(a["n_candidates"]), 1)}
+                out[s] = {
+                    "n_target": int(a["n_target"]),
+                    "n_done": int(a["n_done"]),
+                    "stable_fraction": float(a["n_stable"]) / max(int(a["n_candidates"]), 1),
+                }
     return out
 
 
@@ -395,13 +441,18 @@ class Dataset:
         import h5py
 
         g = self._f.get(name)
-        if not isinstance(g, h5py.Group) or not isinstance(g.get("spectra"), h5py.Dataset) \
-                or not isinstance(g.get("params"), h5py.Dataset):
+        if (
+            not isinstance(g, h5py.Group)
+            or not isinstance(g.get("spectra"), h5py.Dataset)
+            or not isinstance(g.get("params"), h5py.Dataset)
+        ):
             raise FcinvError(f"{self.path}: no complete '{name}' split (/{name}/spectra and /{name}/params)")
         n = int(g.attrs.get("n_done", 0))
         if not 0 <= n <= min(len(g["spectra"]), len(g["params"])):
-            raise FcinvError(f"{self.path}: the {name} split says {n} spectra are done but holds "
-                             f"{len(g['spectra'])} spectra and {len(g['params'])} parameter rows")
+            raise FcinvError(
+                f"{self.path}: the {name} split says {n} spectra are done but holds "
+                f"{len(g['spectra'])} spectra and {len(g['params'])} parameter rows"
+            )
         return g["spectra"], g["params"][:n], n
 
     def close(self):

@@ -62,7 +62,9 @@ def _check_declared_size(path: Path) -> None:
         if len(shape) != 4 or shape[2:] != (3, 3):
             raise ForceConstantsError(f"{path}: force_constants has shape {shape}, expected (n, N, 3, 3)")
         if int(np.prod(shape, dtype=np.float64)) * max(itemsize, 8) > MAX_FC_BYTES:
-            raise ForceConstantsError(f"{path}: force_constants of shape {shape} is larger than the {MAX_FC_BYTES // 1024**3} GiB allowed")
+            raise ForceConstantsError(
+                f"{path}: force_constants of shape {shape} is larger than the {MAX_FC_BYTES // 1024**3} GiB allowed"
+            )
         return
     try:
         with open(path, "rb") as f:
@@ -76,12 +78,17 @@ def _check_declared_size(path: Path) -> None:
     if len(dims) == 1:
         dims = dims * 2
     if len(dims) != 2 or min(dims) < 1:
-        raise ForceConstantsError(f"{path}: the first line must hold one or two positive atom counts, got {b' '.join(head[:2])!r}")
+        raise ForceConstantsError(
+            f"{path}: the first line must hold one or two positive atom counts, got {b' '.join(head[:2])!r}"
+        )
     n, N = dims
     if n * N * 9 * 8 > MAX_FC_BYTES or n * N * 4 * 6 > path.stat().st_size:
-        raise ForceConstantsError(f"{path}: declares {n} × {N} force-constant blocks, which the file's {path.stat().st_size} bytes "
-                                  "cannot hold (truncated or corrupt)" if n * N * 9 * 8 <= MAX_FC_BYTES else
-                                  f"{path}: declares {n} × {N} force-constant blocks, more than {MAX_FC_BYTES // 1024**3} GiB")
+        raise ForceConstantsError(
+            f"{path}: declares {n} × {N} force-constant blocks, which the file's {path.stat().st_size} bytes "
+            "cannot hold (truncated or corrupt)"
+            if n * N * 9 * 8 <= MAX_FC_BYTES
+            else f"{path}: declares {n} × {N} force-constant blocks, more than {MAX_FC_BYTES // 1024**3} GiB"
+        )
 
 
 #: largest YAML file read (bytes); phonopy.yaml files of large supercells are tens of MB
@@ -101,7 +108,9 @@ def read_yaml_safely(path: str | Path) -> bytes:
     try:
         size = path.stat().st_size
         if size > MAX_YAML_BYTES:
-            raise ForceConstantsError(f"{path}: {size / 1024**2:.0f} MB is larger than the {MAX_YAML_BYTES // 1024**2} MB allowed for a YAML file")
+            raise ForceConstantsError(
+                f"{path}: {size / 1024**2:.0f} MB is larger than the {MAX_YAML_BYTES // 1024**2} MB allowed for a YAML file"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise ForceConstantsError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -110,7 +119,9 @@ def read_yaml_safely(path: str | Path) -> bytes:
         doc = yaml.load(data, Loader=loader)
     except yaml.constructor.ConstructorError as exc:
         tag = getattr(exc, "problem", "") or str(exc)
-        raise ForceConstantsError(f"{path}: refused, a YAML tag that only an unsafe loader would construct ({tag.strip()})") from None
+        raise ForceConstantsError(
+            f"{path}: refused, a YAML tag that only an unsafe loader would construct ({tag.strip()})"
+        ) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
@@ -139,7 +150,11 @@ def read_phonopy_yaml(path: str | Path):
     prim = ph.primitive
     crystal = Crystal(prim.cell, prim.scaled_positions, tuple(prim.symbols), prim.masses)
     # supercell matrix relative to the primitive cell
-    smat = np.rint(np.linalg.inv(ph.primitive_matrix) @ ph.supercell_matrix).astype(int) if ph.primitive_matrix is not None else np.array(ph.supercell_matrix)
+    smat = (
+        np.rint(np.linalg.inv(ph.primitive_matrix) @ ph.supercell_matrix).astype(int)
+        if ph.primitive_matrix is not None
+        else np.array(ph.supercell_matrix)
+    )
     fc = np.asarray(ph.force_constants)
     if fc.shape[0] == fc.shape[1] and ph.primitive_matrix is not None and len(prim) != len(ph.unitcell):
         fc = fc[ph.primitive.p2s_map]
@@ -154,8 +169,16 @@ def write_force_constants(path: str | Path, fc: np.ndarray, p2s_map=None) -> Non
     write_FORCE_CONSTANTS(fc, filename=str(path), p2s_map=p2s_map)
 
 
-def unitcell_fc_to_cell_used(fc, unitcell, supercell_matrix, primitive_matrix, cell_used, supercell_used,
-                             where: str = "force constants", symprec: float = 1e-5) -> np.ndarray:
+def unitcell_fc_to_cell_used(
+    fc,
+    unitcell,
+    supercell_matrix,
+    primitive_matrix,
+    cell_used,
+    supercell_used,
+    where: str = "force constants",
+    symprec: float = 1e-5,
+) -> np.ndarray:
     """Force constants of phonopy's supercell ``supercell_matrix`` of ``unitcell`` → full force
     constants (N, N, 3, 3) eV/Å² in the atom order of the supercell ``supercell_used`` of
     ``cell_used`` (the primitive cell chosen with ``primitive_matrix``, phonopy's convention).
@@ -174,8 +197,13 @@ def unitcell_fc_to_cell_used(fc, unitcell, supercell_matrix, primitive_matrix, c
     def ph(pm):
         key = "eye" if pm is None else "prim"
         if key not in phs:
-            phs[key] = Phonopy(unitcell.to_phonopy_atoms(), supercell_matrix=supercell_matrix,
-                               primitive_matrix=np.eye(3) if pm is None else pm, symprec=symprec, log_level=0)
+            phs[key] = Phonopy(
+                unitcell.to_phonopy_atoms(),
+                supercell_matrix=supercell_matrix,
+                primitive_matrix=np.eye(3) if pm is None else pm,
+                symprec=symprec,
+                log_level=0,
+            )
         return phs[key]
 
     n_super = len(ph(None).supercell)
@@ -189,8 +217,9 @@ def unitcell_fc_to_cell_used(fc, unitcell, supercell_matrix, primitive_matrix, c
         prim = ph(None if fc.shape[0] == unitcell.n_atoms else primitive_matrix).primitive
         fc = compact_fc_to_full_fc(prim, np.ascontiguousarray(fc))
     sc_u = ph(None).supercell
-    sc_b = Phonopy(cell_used.to_phonopy_atoms(), supercell_matrix=supercell_used, primitive_matrix=np.eye(3),
-                   symprec=symprec, log_level=0).supercell
+    sc_b = Phonopy(
+        cell_used.to_phonopy_atoms(), supercell_matrix=supercell_used, primitive_matrix=np.eye(3), symprec=symprec, log_level=0
+    ).supercell
     if len(sc_b) != n_super or not np.allclose(np.array(sc_b.cell), np.array(sc_u.cell), atol=1e-6):
         raise ForceConstantsError(f"{where}: the primitive cell's supercell does not cover the same crystal as the file's")
     tree = cKDTree(np.mod(np.array(sc_u.scaled_positions), 1.0) % 1.0, boxsize=1.0 + 1e-12)

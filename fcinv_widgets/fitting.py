@@ -83,13 +83,23 @@ class DispersionFit:
 
     def to_dict(self) -> dict:
         return {
-            "format": "fcinv-dispersion-fit", "version": 1, "material": self.material,
-            "param_names": list(self.names), "params_ev_a2": [float(x) for x in self.params],
-            "fitted": [int(i) for i in self.fitted], "sigma_ev_a2": [float(x) for x in self.sigma],
+            "format": "fcinv-dispersion-fit",
+            "version": 1,
+            "material": self.material,
+            "param_names": list(self.names),
+            "params_ev_a2": [float(x) for x in self.params],
+            "fitted": [int(i) for i in self.fitted],
+            "sigma_ev_a2": [float(x) for x in self.sigma],
             "covariance": np.asarray(self.covariance).tolist(),
-            "chi2": float(self.chi2), "dof": int(self.dof), "reduced_chi2": float(self.reduced_chi2),
-            "converged": bool(self.converged), "message": self.message, "nfev": int(self.nfev),
-            "prior": self.prior, "reference_source": self.reference_source, "table": self.table_meta,
+            "chi2": float(self.chi2),
+            "dof": int(self.dof),
+            "reduced_chi2": float(self.reduced_chi2),
+            "converged": bool(self.converged),
+            "message": self.message,
+            "nfev": int(self.nfev),
+            "prior": self.prior,
+            "reference_source": self.reference_source,
+            "table": self.table_meta,
             "residuals": self.residuals,
         }
 
@@ -98,11 +108,23 @@ class DispersionFit:
         if d.get("format") != "fcinv-dispersion-fit":
             raise FcinvError("not a dispersion-fit file (format 'fcinv-dispersion-fit')")
         fitted = np.asarray(d["fitted"], int)
-        return cls(d["material"], np.asarray(d["params_ev_a2"], float), fitted, list(d["param_names"]),
-                   np.asarray(d["sigma_ev_a2"], float), np.asarray(d["covariance"], float).reshape(len(fitted), len(fitted)),
-                   list(d.get("residuals", [])), float(d["chi2"]), int(d["dof"]), bool(d["converged"]),
-                   str(d.get("message", "")), int(d.get("nfev", 0)), d.get("prior"), str(d.get("reference_source", "")),
-                   dict(d.get("table", {})))
+        return cls(
+            d["material"],
+            np.asarray(d["params_ev_a2"], float),
+            fitted,
+            list(d["param_names"]),
+            np.asarray(d["sigma_ev_a2"], float),
+            np.asarray(d["covariance"], float).reshape(len(fitted), len(fitted)),
+            list(d.get("residuals", [])),
+            float(d["chi2"]),
+            int(d["dof"]),
+            bool(d["converged"]),
+            str(d.get("message", "")),
+            int(d.get("nfev", 0)),
+            d.get("prior"),
+            str(d.get("reference_source", "")),
+            dict(d.get("table", {})),
+        )
 
     def plot(self, material=None, ax=None):
         """Fit vs data over the material's dispersion path (matplotlib Axes). Points off the path are not drawn."""
@@ -127,8 +149,15 @@ class DispersionFit:
         for r in self.residuals:
             if r["kind"] != "point" or r["label"] not in seg_of:
                 continue
-            ax.errorbar(seg_of[r["label"]], r["measured_thz"], yerr=r["sigma_thz"], fmt="o", color="C3", ms=4,
-                        label=None if shown else "measured")
+            ax.errorbar(
+                seg_of[r["label"]],
+                r["measured_thz"],
+                yerr=r["sigma_thz"],
+                fmt="o",
+                color="C3",
+                ms=4,
+                label=None if shown else "measured",
+            )
             shown = True
         for i, _lab in g.labels:
             ax.axvline(i, color="0.8", lw=0.6)
@@ -148,16 +177,32 @@ def _rows(table, material, use_elastic: bool):
     qs, rows = [], []
     for q, pairs, gamma in table.groups(n_modes):
         qs.append(q)
-        rows.append([(k + (3 if gamma else 0), p.frequency_thz, p.sigma_thz,
-                      {"kind": "point", "label": p.label, "branch": p.branch, "q_primitive": [float(x) for x in q]})
-                     for p, k in pairs])
+        rows.append(
+            [
+                (
+                    k + (3 if gamma else 0),
+                    p.frequency_thz,
+                    p.sigma_thz,
+                    {"kind": "point", "label": p.label, "branch": p.branch, "q_primitive": [float(x) for x in q]},
+                )
+                for p, k in pairs
+            ]
+        )
     if use_elastic and table.elastic:
         rel = table.elastic["sigma_rel"]
         for name, q, nu in elastic_targets(table.elastic, material):
             qs.append(q)
-            rows.append([(k, float(nu[k]), rel * float(nu[k]),
-                          {"kind": "elastic", "label": name, "branch": f"acoustic {k}", "q_primitive": [float(x) for x in q]})
-                         for k in range(3)])
+            rows.append(
+                [
+                    (
+                        k,
+                        float(nu[k]),
+                        rel * float(nu[k]),
+                        {"kind": "elastic", "label": name, "branch": f"acoustic {k}", "q_primitive": [float(x) for x in q]},
+                    )
+                    for k in range(3)
+                ]
+            )
     return np.array(qs), rows
 
 
@@ -185,8 +230,16 @@ class _Model:
         return np.concatenate(out), np.concatenate(jac)
 
 
-def fit_dispersion(material, table=None, params="all", reference=None, prior: str | None = "scaled",
-                   prior_width: float = 0.5, elastic: bool = True, max_iter: int = 200) -> DispersionFit:
+def fit_dispersion(
+    material,
+    table=None,
+    params="all",
+    reference=None,
+    prior: str | None = "scaled",
+    prior_width: float = 0.5,
+    elastic: bool = True,
+    max_iter: int = 200,
+) -> DispersionFit:
     """Least-squares fit of the material's force-constant parameters to a measured table.
 
     material : a :class:`~fcinv_widgets.materials.Material` (its basis; its reference
@@ -232,9 +285,11 @@ def fit_dispersion(material, table=None, params="all", reference=None, prior: st
         raise FcinvError(f"prior_width must be > 0, got {prior_width!r}")
     n_data = len(model.target)
     if prior is None and table.n_values < len(fitted):
-        raise FcinvError(f"too few measured values ({table.n_values}: {len(table.points)} frequencies"
-                         f"{' + 3 elastic constants' if table.elastic else ''}) for {len(fitted)} free parameters; "
-                         "add points, fit fewer parameters (top-N) or use a prior")
+        raise FcinvError(
+            f"too few measured values ({table.n_values}: {len(table.points)} frequencies"
+            f"{' + 3 elastic constants' if table.elastic else ''}) for {len(fitted)} free parameters; "
+            "add points, fit fewer parameters (top-N) or use a prior"
+        )
 
     # overall stiffness factor: ν ∝ sqrt(s) ⇒ s = (Σ w ν_m ν_d / Σ w ν_m²)² (weighted LSQ on sqrt(s))
     nu0, _ = model.freqs_jac(ref)
@@ -266,8 +321,9 @@ def fit_dispersion(material, table=None, params="all", reference=None, prior: st
         return J
 
     x0 = centre[fitted].copy() if prior == "scaled" else ref[fitted].copy()
-    res = least_squares(resid, x0, jac=jac, method="trf", x_scale="jac", max_nfev=int(max_iter),
-                        xtol=1e-12, ftol=1e-12, gtol=1e-10)
+    res = least_squares(
+        resid, x0, jac=jac, method="trf", x_scale="jac", max_nfev=int(max_iter), xtol=1e-12, ftol=1e-12, gtol=1e-10
+    )
     p = full(res.x)
     nu, _ = model.freqs_jac(p)
     J = jac(res.x)
@@ -285,17 +341,33 @@ def fit_dispersion(material, table=None, params="all", reference=None, prior: st
     k = 0
     for rr in rows:
         for _, target, sig, info in rr:
-            residuals.append(info | {"measured_thz": float(target), "model_thz": float(nu[k]), "sigma_thz": float(sig),
-                                     "z": float(z[k])})
+            residuals.append(
+                info | {"measured_thz": float(target), "model_thz": float(nu[k]), "sigma_thz": float(sig), "z": float(z[k])}
+            )
             k += 1
     converged = bool(res.status > 0)
     msg = str(res.message) if converged else f"did not converge after {res.nfev} evaluations ({res.message})"
-    prior_info = None if prior is None else {"kind": prior, "scale": scale, "width_rel": float(prior_width),
-                                             "floor_rel": PRIOR_FLOOR}
-    return DispersionFit(material.name, p, fitted, list(basis.names), np.sqrt(np.clip(np.diag(cov), 0, None)), cov,
-                         residuals, chi2, int(dof), converged, msg, int(res.nfev), prior_info,
-                         getattr(material, "reference_source", ""), {k: v for k, v in table.meta.items() if k != "path"},
-                         _material=material)
+    prior_info = (
+        None if prior is None else {"kind": prior, "scale": scale, "width_rel": float(prior_width), "floor_rel": PRIOR_FLOOR}
+    )
+    return DispersionFit(
+        material.name,
+        p,
+        fitted,
+        list(basis.names),
+        np.sqrt(np.clip(np.diag(cov), 0, None)),
+        cov,
+        residuals,
+        chi2,
+        int(dof),
+        converged,
+        msg,
+        int(res.nfev),
+        prior_info,
+        getattr(material, "reference_source", ""),
+        {k: v for k, v in table.meta.items() if k != "path"},
+        _material=material,
+    )
 
 
 def frequencies_at_labels(material, params, labels=None) -> dict:

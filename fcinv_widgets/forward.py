@@ -44,8 +44,17 @@ def _pack(C: np.ndarray) -> np.ndarray:
         return np.stack([C[:, 0, 0].real, C[:, 1, 1].real, C[:, 0, 1].real, C[:, 0, 1].imag], axis=1)
     if m == 3:
         return np.stack(
-            [C[:, 0, 0].real, C[:, 1, 1].real, C[:, 2, 2].real,
-             C[:, 0, 1].real, C[:, 0, 1].imag, C[:, 0, 2].real, C[:, 0, 2].imag, C[:, 1, 2].real, C[:, 1, 2].imag],
+            [
+                C[:, 0, 0].real,
+                C[:, 1, 1].real,
+                C[:, 2, 2].real,
+                C[:, 0, 1].real,
+                C[:, 0, 1].imag,
+                C[:, 0, 2].real,
+                C[:, 0, 2].imag,
+                C[:, 1, 2].real,
+                C[:, 1, 2].imag,
+            ],
             axis=1,
         )
     return np.concatenate([C.real.reshape(len(C), -1), C.imag.reshape(len(C), -1)], axis=1)
@@ -71,7 +80,13 @@ def _eig_closed(xp, X, m: int):
         # det(A - qI) for a Hermitian 3×3
         xr = r12 * r23 - i12 * i23
         xi = r12 * i23 + i12 * r23
-        det = b1 * b2 * b3 + 2.0 * (xr * r13 + xi * i13) - b1 * (r23 * r23 + i23 * i23) - b2 * (r13 * r13 + i13 * i13) - b3 * (r12 * r12 + i12 * i12)
+        det = (
+            b1 * b2 * b3
+            + 2.0 * (xr * r13 + xi * i13)
+            - b1 * (r23 * r23 + i23 * i23)
+            - b2 * (r13 * r13 + i13 * i13)
+            - b3 * (r12 * r12 + i12 * i12)
+        )
         r = xp.clip(det / (2.0 * p**3), -1.0 + 1e-15, 1.0 - 1e-15)
         phi = xp.arccos(r) / 3.0
         l1 = q + 2.0 * p * xp.cos(phi)
@@ -160,13 +175,29 @@ class ForwardModel:
     mesh : 3 ints — Γ-centred mesh (irreducible points) checked for stability, or None.
     """
 
-    def __init__(self, basis: FCBasis, grid: SpectrumGrid, reference_params, active, sigma_mev: float = 1.0,
-                 resolution=None, backend="numpy", mesh=(4, 4, 4), names=None, dtype=np.float64):
+    def __init__(
+        self,
+        basis: FCBasis,
+        grid: SpectrumGrid,
+        reference_params,
+        active,
+        sigma_mev: float = 1.0,
+        resolution=None,
+        backend="numpy",
+        mesh=(4, 4, 4),
+        names=None,
+        dtype=np.float64,
+    ):
         self.basis = basis
         self.grid = grid
         self.reference = basis._check_params(reference_params).copy()
         self.active = np.asarray(active, dtype=int)
-        if self.active.ndim != 1 or len(set(self.active.tolist())) != len(self.active) or np.any(self.active < 0) or np.any(self.active >= basis.n_params):
+        if (
+            self.active.ndim != 1
+            or len(set(self.active.tolist())) != len(self.active)
+            or np.any(self.active < 0)
+            or np.any(self.active >= basis.n_params)
+        ):
             raise FcinvError(f"active parameter indices must be distinct integers in [0, {basis.n_params}), got {active!r}")
         self.names = list(names) if names is not None else [basis.names[i] for i in self.active]
         self.dtype = dtype
@@ -176,7 +207,11 @@ class ForwardModel:
         rng = np.random.default_rng(2024)
         self.path = _BlockSet(basis.dynamical_matrices(grid.q.qpoints), self.reference, self.active, rng)
         self.mesh_qpoints = _irreducible_mesh(basis, mesh) if mesh is not None else np.zeros((0, 3))
-        self.mesh = _BlockSet(basis.dynamical_matrices(self.mesh_qpoints), self.reference, self.active, rng) if len(self.mesh_qpoints) else None
+        self.mesh = (
+            _BlockSet(basis.dynamical_matrices(self.mesh_qpoints), self.reference, self.active, rng)
+            if len(self.mesh_qpoints)
+            else None
+        )
         self._cpu = _cpu_layout([self.path] + ([self.mesh] if self.mesh is not None else []))
         self.set_backend(backend)
 
@@ -330,8 +365,7 @@ class ForwardModel:
         """True where no mode on the path or the mesh is below −0.1 meV: (N,) bool (NumPy)."""
         return self.backend.to_numpy(self.min_energy(theta)) >= UNSTABLE_BELOW_MEV
 
-    def spectra(self, theta, normalize: bool = True, chunk: int = 2048, return_stable: bool = False,
-                out=None, dtype=None):
+    def spectra(self, theta, normalize: bool = True, chunk: int = 2048, return_stable: bool = False, out=None, dtype=None):
         """I(q, E) images (N, nq, nE), float32 unless asked otherwise.
 
         ``normalize``: min-max scale every image to [0, 1] (the models' input convention);
@@ -422,12 +456,34 @@ class ForwardModel:
         if "lut" not in c:
             from ._cpu_kernel import gaussian_luts
 
-            c["lut"] = gaussian_luts(float(self.sigma_table[0]), float(self.grid.e.step), self.cutoff) if len(self.sigma_table) == 1 else (np.zeros((0, 0)), np.zeros(0))
-        forward_kernel(np.ascontiguousarray(th, dtype=np.float64), c["W"], c["m"], c["off"], c["k"], c["q"], c["w"],
-                       SQRT_EIG_TO_MEV, float(self.grid.e.centers[0]), float(self.grid.e.step), self.sigma_table,
-                       self.sigma_e0, self.sigma_de, self.cutoff, normalize,
-                       out if out is not None else np.empty((0,) + self.grid.shape, np.float32), lo, c["lut"][0], c["lut"][1],
-                       qout if qout is not None else _NO_QOUT, qmode)
+            c["lut"] = (
+                gaussian_luts(float(self.sigma_table[0]), float(self.grid.e.step), self.cutoff)
+                if len(self.sigma_table) == 1
+                else (np.zeros((0, 0)), np.zeros(0))
+            )
+        forward_kernel(
+            np.ascontiguousarray(th, dtype=np.float64),
+            c["W"],
+            c["m"],
+            c["off"],
+            c["k"],
+            c["q"],
+            c["w"],
+            SQRT_EIG_TO_MEV,
+            float(self.grid.e.centers[0]),
+            float(self.grid.e.step),
+            self.sigma_table,
+            self.sigma_e0,
+            self.sigma_de,
+            self.cutoff,
+            normalize,
+            out if out is not None else np.empty((0,) + self.grid.shape, np.float32),
+            lo,
+            c["lut"][0],
+            c["lut"][1],
+            qout if qout is not None else _NO_QOUT,
+            qmode,
+        )
 
     def _sigma_of(self, om):
         if len(self.sigma_table) == 1:
@@ -496,8 +552,10 @@ def check_allocation(nbytes: int, what: str) -> None:
     """Refuse (FcinvError) an allocation larger than 90 % of the available memory, before making it."""
     avail = available_memory_bytes()
     if avail is not None and nbytes > 0.9 * avail:
-        raise FcinvError(f"{what} need {nbytes / 2**30:,.2f} GiB but only {avail / 2**30:,.2f} GiB of memory is available; "
-                         "use a smaller batch or stream them (iter_spectra)")
+        raise FcinvError(
+            f"{what} need {nbytes / 2**30:,.2f} GiB but only {avail / 2**30:,.2f} GiB of memory is available; "
+            "use a smaller batch or stream them (iter_spectra)"
+        )
 
 
 def _cpu_layout(sets) -> dict:
@@ -519,9 +577,14 @@ def _cpu_layout(sets) -> dict:
             qs.append(qidx if si == 0 else np.full(nb, -1))
             ws.append(mult.astype(float))
             off += nb * k
-    return {"W": np.ascontiguousarray(np.concatenate(Ws), dtype=np.float64), "m": np.concatenate(ms).astype(np.int64),
-            "off": np.concatenate(offs).astype(np.int64), "k": np.concatenate(ks).astype(np.int64),
-            "q": np.concatenate(qs).astype(np.int64), "w": np.concatenate(ws)}
+    return {
+        "W": np.ascontiguousarray(np.concatenate(Ws), dtype=np.float64),
+        "m": np.concatenate(ms).astype(np.int64),
+        "off": np.concatenate(offs).astype(np.int64),
+        "k": np.concatenate(ks).astype(np.int64),
+        "q": np.concatenate(qs).astype(np.int64),
+        "w": np.concatenate(ws),
+    }
 
 
 def _irreducible_mesh(basis: FCBasis, mesh) -> np.ndarray:

@@ -80,7 +80,9 @@ class QPath:
         }
 
 
-def build_qpath(points: dict, path: list, conventional_to_primitive: np.ndarray, conventional_reciprocal: np.ndarray, step: float = 0.025) -> QPath:
+def build_qpath(
+    points: dict, path: list, conventional_to_primitive: np.ndarray, conventional_reciprocal: np.ndarray, step: float = 0.025
+) -> QPath:
     """Make a :class:`QPath`.
 
     Parameters
@@ -165,8 +167,11 @@ class SpectrumGrid:
             "energy": {"min_mev": self.e.e_min, "max_mev": self.e.e_max, "step_mev": self.e.step},
         }
         if arrays:
-            q |= {"q_points": self.q.qpoints.tolist(), "q_conventional": self.q.conventional_qpoints.tolist(),
-                       "q_distance": self.q.distance.tolist()}
+            q |= {
+                "q_points": self.q.qpoints.tolist(),
+                "q_conventional": self.q.conventional_qpoints.tolist(),
+                "q_distance": self.q.distance.tolist(),
+            }
         return d
 
     @classmethod
@@ -174,10 +179,14 @@ class SpectrumGrid:
         """The grid of :meth:`to_dict` (the arrays from ``d`` or given here)."""
         try:
             qd, ed = d["q"], d["energy"]
-            segs = tuple(Segment(str(a), str(b), tuple(map(float, sa)), tuple(map(float, sb)), int(n))
-                         for a, b, sa, sb, n in qd["segments"])
-            arrs = [np.asarray(qd[k] if v is None else v, float)
-                    for k, v in (("q_conventional", q_conventional), ("q_points", q_points), ("q_distance", q_distance))]
+            segs = tuple(
+                Segment(str(a), str(b), tuple(map(float, sa)), tuple(map(float, sb)), int(n))
+                for a, b, sa, sb, n in qd["segments"]
+            )
+            arrs = [
+                np.asarray(qd[k] if v is None else v, float)
+                for k, v in (("q_conventional", q_conventional), ("q_points", q_points), ("q_distance", q_distance))
+            ]
             grid = cls(QPath(segs, *arrs), EnergyGrid(float(ed["min_mev"]), float(ed["max_mev"]), float(ed["step_mev"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise FcinvError(f"not a valid grid description ({type(exc).__name__}: {exc})") from None
@@ -189,8 +198,8 @@ class SpectrumGrid:
     def to_hdf5(self, group) -> None:
         """Write the grid into an (empty) h5py group, conventionally ``/grid``::
 
-            q_points (nq, 3)  q_conventional (nq, 3)  q_distance (nq,) Å⁻¹  energy_centers_mev (nE,)
-            attrs: grid (JSON of :meth:`to_dict`), labels, breaks (JSON)
+        q_points (nq, 3)  q_conventional (nq, 3)  q_distance (nq,) Å⁻¹  energy_centers_mev (nE,)
+        attrs: grid (JSON of :meth:`to_dict`), labels, breaks (JSON)
         """
         group["q_points"] = self.q.qpoints
         group["q_conventional"] = self.q.conventional_qpoints
@@ -217,8 +226,11 @@ class SpectrumGrid:
 
     def same_as(self, other: SpectrumGrid, atol: float = 1e-6) -> bool:
         """True when both grids have the same q-points (primitive r.l.u.) and energy bins (meV)."""
-        return (self.shape == other.shape and np.allclose(self.q.qpoints, other.q.qpoints, atol=atol)
-                and np.allclose(self.e.centers, other.e.centers, atol=atol))
+        return (
+            self.shape == other.shape
+            and np.allclose(self.q.qpoints, other.q.qpoints, atol=atol)
+            and np.allclose(self.e.centers, other.e.centers, atol=atol)
+        )
 
     def check_image(self, image, name: str = "spectrum") -> np.ndarray:
         """Return ``image`` as a float array of shape (..., nq, nE) or raise GridMismatchError."""

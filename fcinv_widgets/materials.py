@@ -88,9 +88,19 @@ class Material:
         The basis, active set and training domain are shared; forward models are rebuilt on demand.
         """
         params = self.basis._check_params(params).copy()
-        new = Material(self.name, self.crystal, self.supercell_matrix, self.grid, self.conventional_a,
-                       _reference=params, _active=self._active, _domain=self._domain,
-                       _reference_source=source, _domain_source=self._domain_source, reference_name=reference_name)
+        new = Material(
+            self.name,
+            self.crystal,
+            self.supercell_matrix,
+            self.grid,
+            self.conventional_a,
+            _reference=params,
+            _active=self._active,
+            _domain=self._domain,
+            _reference_source=source,
+            _domain_source=self._domain_source,
+            reference_name=reference_name,
+        )
         for k in ("basis", "_summary", "dft_params", "_domain_info"):
             if k in self.__dict__:
                 new.__dict__[k] = self.__dict__[k]
@@ -203,12 +213,21 @@ class Material:
             return {}
         # the paper's [-25 %, +150 %] widening of the observed uMLFF range, in the reading chosen on
         # evidence (README "Training domains"): +150 % away from zero, -25 % toward zero
-        umlff = widen(s["observed_min"], s["observed_max"], mode=DOMAIN_WIDEN_MODE,
-                      center=np.asarray(s["reference_params"], float)[self.active])
+        umlff = widen(
+            s["observed_min"],
+            s["observed_max"],
+            mode=DOMAIN_WIDEN_MODE,
+            center=np.asarray(s["reference_params"], float)[self.active],
+        )
         fit = self.measured_fit
-        return reality_domain(self.basis.names, self.active, umlff,
-                              fit_params=None if fit is None else fit.params,
-                              fit_sigma=None if fit is None else fit.sigma_all(), dft_params=self.dft_params)
+        return reality_domain(
+            self.basis.names,
+            self.active,
+            umlff,
+            fit_params=None if fit is None else fit.params,
+            fit_sigma=None if fit is None else fit.sigma_all(),
+            dft_params=self.dft_params,
+        )
 
     @property
     def domain(self) -> np.ndarray:
@@ -241,9 +260,13 @@ class Material:
         """Sensitivity ranking at this material's reference: ``{"top", "top_names", "scores", "same_set_as_active"}``."""
         s = self.basis.sensitivity(self.reference_params, self.grid.q.qpoints, n_top)
         top = [int(i) for i in s["top"]]
-        return {"top": top, "top_names": [self.basis.names[i] for i in top], "scores": s["scores"],
-                "same_set_as_active": set(top) == {int(i) for i in self.active},
-                "same_order_as_active": top == [int(i) for i in self.active]}
+        return {
+            "top": top,
+            "top_names": [self.basis.names[i] for i in top],
+            "scores": s["scores"],
+            "same_set_as_active": set(top) == {int(i) for i in self.active},
+            "same_order_as_active": top == [int(i) for i in self.active],
+        }
 
     @property
     def reference_theta(self) -> np.ndarray:
@@ -257,13 +280,27 @@ class Material:
         cache = self.__dict__.setdefault("_fm_cache", {})
         if key not in cache:
             with _one_blas_thread():
-                cache[key] = ForwardModel(self.basis, self.grid, self.reference_params, self.active, sigma_mev=sigma_mev,
-                                          resolution=resolution, backend=backend, mesh=mesh, names=self.active_names)
+                cache[key] = ForwardModel(
+                    self.basis,
+                    self.grid,
+                    self.reference_params,
+                    self.active,
+                    sigma_mev=sigma_mev,
+                    resolution=resolution,
+                    backend=backend,
+                    mesh=mesh,
+                    names=self.active_names,
+                )
         return cache[key]
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "crystal": self.crystal.to_dict(), "supercell_matrix": self.supercell_matrix.tolist(),
-                "grid": self.grid.to_dict(), "conventional_a": self.conventional_a}
+        return {
+            "name": self.name,
+            "crystal": self.crystal.to_dict(),
+            "supercell_matrix": self.supercell_matrix.tolist(),
+            "grid": self.grid.to_dict(),
+            "conventional_a": self.conventional_a,
+        }
 
 
 def _cubic_grid(crystal: Crystal, a: float, points, path, e_max, e_step, q_step=0.025) -> SpectrumGrid:
@@ -321,10 +358,14 @@ def get_material(name: str, reference: str | None = None) -> Material:
         return base.with_reference(base.dft_params, "first-principles (DFT) force constants", "dft")
     fit = base.measured_fit
     if fit is None:
-        raise MissingDependencyError(f"no fit to measured phonons ships for {base.name} (data/measured/{key}-fit.json); "
-                                     f"make it with `fcinv fit-dispersion --material {base.name} --out …` or use reference 'umlff'")
-    src = (f"fit to measured phonons ({fit.table_meta.get('source', '')[:60]}…; "
-           f"chi2/dof {fit.reduced_chi2:.2f}, prior {fit.prior['kind'] if fit.prior else 'none'})")
+        raise MissingDependencyError(
+            f"no fit to measured phonons ships for {base.name} (data/measured/{key}-fit.json); "
+            f"make it with `fcinv fit-dispersion --material {base.name} --out …` or use reference 'umlff'"
+        )
+    src = (
+        f"fit to measured phonons ({fit.table_meta.get('source', '')[:60]}…; "
+        f"chi2/dof {fit.reduced_chi2:.2f}, prior {fit.prior['kind'] if fit.prior else 'none'})"
+    )
     return base.with_reference(fit.params, src, "measured")
 
 
@@ -342,13 +383,22 @@ def material_for_model(config: dict) -> Material:
     mat = get_material(config["material"], reference=config.get("reference", "umlff"))
     names = list(config.get("names", []))
     if names and names != list(mat.active_names):
-        raise GridMismatchError(f"the model's parameters {names} are not the {mat.name} preset's active set "
-                                f"{list(mat.active_names)}; it cannot be combined with this forward model")
+        raise GridMismatchError(
+            f"the model's parameters {names} are not the {mat.name} preset's active set "
+            f"{list(mat.active_names)}; it cannot be combined with this forward model"
+        )
     return mat
 
 
-def custom_material(structure, force_constants=None, supercell=(4, 4, 4), name: str = "custom",
-                    e_max: float = 70.0, e_step: float = 0.5, q_step: float = 0.025) -> Material:
+def custom_material(
+    structure,
+    force_constants=None,
+    supercell=(4, 4, 4),
+    name: str = "custom",
+    e_max: float = 70.0,
+    e_step: float = 0.5,
+    q_step: float = 0.025,
+) -> Material:
     """A material from a structure file (POSCAR/CIF) and optional phonopy force constants.
 
     The q-path is the SeeK-path/Hinuma path of the structure's Bravais lattice.

@@ -105,8 +105,10 @@ class MeasuredTable:
             if all(p.mode is not None for p in pts):
                 for p in pts:
                     if not 0 <= p.mode < n:
-                        raise FcinvError(f"measured table row {p.row} ({where}): mode {p.mode} is outside 0…{n - 1}"
-                                         + (" (at Γ only optic modes count)" if gamma else ""))
+                        raise FcinvError(
+                            f"measured table row {p.row} ({where}): mode {p.mode} is outside 0…{n - 1}"
+                            + (" (at Γ only optic modes count)" if gamma else "")
+                        )
                 res.append((q, [(p, p.mode) for p in pts], gamma))
                 continue
             if any(p.mode is not None for p in pts):
@@ -115,7 +117,8 @@ class MeasuredTable:
             if total != n:
                 raise FcinvError(
                     f"measured table at {where}: the rows cover {total} modes (with degeneracy) but the crystal has {n} "
-                    f"{'optic ' if gamma else ''}modes there; give all of them or a 'mode' index per row")
+                    f"{'optic ' if gamma else ''}modes there; give all of them or a 'mode' index per row"
+                )
             order = sorted(pts, key=lambda p: p.frequency_thz)
             pairs, k = [], 0
             for p in order:
@@ -126,9 +129,21 @@ class MeasuredTable:
         return res
 
     def to_dict(self) -> dict:
-        return {"meta": {k: v for k, v in self.meta.items() if k != "path"}, "elastic": self.elastic,
-                "points": [{"label": p.label, "q_primitive": p.q_primitive.tolist(), "frequency_thz": p.frequency_thz,
-                            "sigma_thz": p.sigma_thz, "branch": p.branch, "degeneracy": p.degeneracy} for p in self.points]}
+        return {
+            "meta": {k: v for k, v in self.meta.items() if k != "path"},
+            "elastic": self.elastic,
+            "points": [
+                {
+                    "label": p.label,
+                    "q_primitive": p.q_primitive.tolist(),
+                    "frequency_thz": p.frequency_thz,
+                    "sigma_thz": p.sigma_thz,
+                    "branch": p.branch,
+                    "degeneracy": p.degeneracy,
+                }
+                for p in self.points
+            ],
+        }
 
 
 def _label_or_q(p: MeasuredPoint) -> str:
@@ -162,8 +177,10 @@ def conventional_to_primitive(material) -> np.ndarray:
     g = material.grid.q
     d = np.asarray(g.conventional_qpoints, float) @ M - np.asarray(g.qpoints, float)
     if np.abs(d - np.rint(d)).max() > 1e-6:
-        raise FcinvError(f"{material.name}: its conventional cell is not cubic with a = {material.conventional_a:.4f} Å; "
-                         "give q in the primitive cell (\"cell\": \"primitive\")")
+        raise FcinvError(
+            f"{material.name}: its conventional cell is not cubic with a = {material.conventional_a:.4f} Å; "
+            'give q in the primitive cell ("cell": "primitive")'
+        )
     return M
 
 
@@ -182,7 +199,7 @@ def read_measured(source, material) -> MeasuredTable:
             raise FcinvError(f"{path}: not a JSON file ({exc})") from None
     where = str(path) if path else "measured table"
     if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise FcinvError(f"{where}: not a measured-phonon table (needs \"format\": \"{FORMAT}\")")
+        raise FcinvError(f'{where}: not a measured-phonon table (needs "format": "{FORMAT}")')
     unit = str(d.get("unit", "")).strip().lower()
     if unit not in UNITS:
         raise FcinvError(f"{where}: unknown unit {d.get('unit')!r}; use THz, meV or cm-1")
@@ -207,15 +224,19 @@ def read_measured(source, material) -> MeasuredTable:
         elif label:
             key = "Γ" if label.upper() in GAMMA_ALIASES else label
             if key not in labels:
-                raise FcinvError(f"{where}: row {i}: unknown label {label!r} for {material.name}; "
-                                 f"known: {', '.join(sorted(labels))} (or give 'q')")
+                raise FcinvError(
+                    f"{where}: row {i}: unknown label {label!r} for {material.name}; "
+                    f"known: {', '.join(sorted(labels))} (or give 'q')"
+                )
             q_prim = np.asarray(labels[key], float) @ M
             label = key
         else:
             raise FcinvError(f"{where}: row {i} has neither 'label' nor 'q'")
         if not _in_first_zone(q_prim, B):
-            raise FcinvError(f"{where}: row {i}: q = {np.round(q_prim, 4).tolist()} (primitive r.l.u.) lies outside the "
-                             "first Brillouin zone; give the reduced wave vector")
+            raise FcinvError(
+                f"{where}: row {i}: q = {np.round(q_prim, 4).tolist()} (primitive r.l.u.) lies outside the "
+                "first Brillouin zone; give the reduced wave vector"
+            )
         f = _number(r.get("frequency"), f"{where}: row {i} 'frequency'")
         s = _number(r.get("sigma"), f"{where}: row {i} 'sigma'")
         if s <= 0:
@@ -226,8 +247,9 @@ def read_measured(source, material) -> MeasuredTable:
         mode = r.get("mode")
         if mode is not None and (not isinstance(mode, int) or isinstance(mode, bool)):
             raise FcinvError(f"{where}: row {i}: mode must be an integer, got {mode!r}")
-        points.append(MeasuredPoint(np.asarray(q_prim, float), f * to_thz, s * to_thz, label, str(r.get("branch", "")),
-                                    deg, mode, i))
+        points.append(
+            MeasuredPoint(np.asarray(q_prim, float), f * to_thz, s * to_thz, label, str(r.get("branch", "")), deg, mode, i)
+        )
     elastic = d.get("elastic")
     if elastic is not None:
         elastic = _check_elastic(elastic, where)

@@ -231,8 +231,9 @@ def coverage_bank(material, ei_mev: float | None = None, angles_deg=None, qmax: 
 
 
 def save_bank(path, masks, meta: dict) -> None:
-    np.savez_compressed(path, masks=np.packbits(np.asarray(masks, bool), axis=-1), shape=np.array(masks.shape),
-                        meta=np.array(json.dumps(meta)))
+    np.savez_compressed(
+        path, masks=np.packbits(np.asarray(masks, bool), axis=-1), shape=np.array(masks.shape), meta=np.array(json.dumps(meta))
+    )
 
 
 def load_bank(path):

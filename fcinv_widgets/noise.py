@@ -53,8 +53,10 @@ def _check(spectra) -> np.ndarray:
     if not np.all(flat.any(axis=-1)):
         raise FcinvError("a spectrum has no covered (finite) pixels (all NaN)")
     if np.nanmin(x) < 0:
-        raise FcinvError(f"negative intensities (min {np.nanmin(x):.3g}): the counting model needs non-negative "
-                         "intensities — min-max scale the spectrum first")
+        raise FcinvError(
+            f"negative intensities (min {np.nanmin(x):.3g}): the counting model needs non-negative "
+            "intensities — min-max scale the spectrum first"
+        )
     return x
 
 
@@ -69,8 +71,15 @@ def minmax(x: np.ndarray) -> np.ndarray:
     return out.reshape(lead + x.shape[-2:])
 
 
-def add_noise(spectra, background: float = 0.0, counts: float | None = None, rng=None, seed=None, rescale: bool = True,
-              peak_percentile: float | None = None):
+def add_noise(
+    spectra,
+    background: float = 0.0,
+    counts: float | None = None,
+    rng=None,
+    seed=None,
+    rescale: bool = True,
+    peak_percentile: float | None = None,
+):
     """Noisy copies of ``spectra`` (nq, nE) or (N, nq, nE): returns (noisy float32 in [0, 1], snr (N,)).
 
     ``rescale=False`` returns N/P itself (before the final min-max scaling).

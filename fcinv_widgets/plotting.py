@@ -19,8 +19,16 @@ def plot_spectrum(image, grid, ax=None, frequencies=None, title=None, cmap="viri
     nq = grid.shape[0]
     e = grid.e.edges
     m = np.ma.masked_invalid(np.asarray(img, float).T)
-    im = ax.imshow(m, origin="lower", aspect="auto", extent=(0, nq, e[0], e[-1]), cmap=cmap, vmin=0,
-                   vmax=vmax if vmax is not None else np.nanmax(img), interpolation="nearest")
+    im = ax.imshow(
+        m,
+        origin="lower",
+        aspect="auto",
+        extent=(0, nq, e[0], e[-1]),
+        cmap=cmap,
+        vmin=0,
+        vmax=vmax if vmax is not None else np.nanmax(img),
+        interpolation="nearest",
+    )
     if frequencies is not None:
         f = np.asarray(frequencies)
         x = np.repeat(np.arange(nq) + 0.5, f.shape[1])

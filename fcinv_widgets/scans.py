@@ -244,11 +244,29 @@ class ScanSet:
         for i, s in enumerate(self.scans):
             if np.isfinite(s).any():
                 scans[i] = add_noise(s, background, counts, rng=rng, peak_percentile=peak_percentile)[0]
-        meta = {**self.meta, "noise": {"background": background, "counts": counts, "seed": seed, "snr_full": float(snr),
-                                       "peak_percentile": peak_percentile},
-                "units": "min-max scaled to [0, 1] per image (noise model)"}
-        return ScanSet(full, scans, self.angles_deg, self.coverage, self.ei_mev, self.temperature_k, self.material,
-                       self.grid, self.params, meta)
+        meta = {
+            **self.meta,
+            "noise": {
+                "background": background,
+                "counts": counts,
+                "seed": seed,
+                "snr_full": float(snr),
+                "peak_percentile": peak_percentile,
+            },
+            "units": "min-max scaled to [0, 1] per image (noise model)",
+        }
+        return ScanSet(
+            full,
+            scans,
+            self.angles_deg,
+            self.coverage,
+            self.ei_mev,
+            self.temperature_k,
+            self.material,
+            self.grid,
+            self.params,
+            meta,
+        )
 
     # ------------------------------------------------------------------ HDF5
     def save(self, path) -> None:
@@ -258,15 +276,30 @@ class ScanSet:
         tmp = path.with_suffix(path.suffix + ".part")
         g = self.grid
         with h5py.File(tmp, "w") as f:
-            f.attrs.update({"format": "fcinv-scans", "version": 1, "material": self.material, "ei_mev": self.ei_mev,
-                            "temperature_k": self.temperature_k, "grid": json.dumps(g.to_dict()),
-                            "intensity": "one-phonon-sqe", "origin": "simulated",
-                            "labels": json.dumps(g.q.labels), "breaks": json.dumps(g.q.breaks),
-                            "units": self.meta.get("units", "fm^2/meV per atom"),
-                            "meta": json.dumps(self.meta, default=_json_default)})
+            f.attrs.update(
+                {
+                    "format": "fcinv-scans",
+                    "version": 1,
+                    "material": self.material,
+                    "ei_mev": self.ei_mev,
+                    "temperature_k": self.temperature_k,
+                    "grid": json.dumps(g.to_dict()),
+                    "intensity": "one-phonon-sqe",
+                    "origin": "simulated",
+                    "labels": json.dumps(g.q.labels),
+                    "breaks": json.dumps(g.q.breaks),
+                    "units": self.meta.get("units", "fm^2/meV per atom"),
+                    "meta": json.dumps(self.meta, default=_json_default),
+                }
+            )
             f.create_dataset("full", data=np.asarray(self.full, np.float32))
-            f.create_dataset("scans", data=np.asarray(self.scans, np.float32), compression="gzip", compression_opts=4,
-                             chunks=(1,) + tuple(g.shape))
+            f.create_dataset(
+                "scans",
+                data=np.asarray(self.scans, np.float32),
+                compression="gzip",
+                compression_opts=4,
+                chunks=(1,) + tuple(g.shape),
+            )
             f["angles_deg"] = np.asarray(self.angles_deg, float)
             f["coverage"] = np.asarray(self.coverage, float)
             f["params_ev_a2"] = np.asarray(self.params, float)
@@ -288,10 +321,18 @@ class ScanSet:
             if f.attrs.get("format") != "fcinv-scans":
                 raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {f.attrs.get('format')!r})")
             grid = SpectrumGrid.from_hdf5(f["grid"])
-            return cls(np.asarray(f["full"], np.float32), np.asarray(f["scans"], np.float32),
-                       np.asarray(f["angles_deg"], float), np.asarray(f["coverage"], float), float(f.attrs["ei_mev"]),
-                       float(f.attrs["temperature_k"]), str(f.attrs["material"]), grid, np.asarray(f["params_ev_a2"], float),
-                       json.loads(f.attrs["meta"]))
+            return cls(
+                np.asarray(f["full"], np.float32),
+                np.asarray(f["scans"], np.float32),
+                np.asarray(f["angles_deg"], float),
+                np.asarray(f["coverage"], float),
+                float(f.attrs["ei_mev"]),
+                float(f.attrs["temperature_k"]),
+                str(f.attrs["material"]),
+                grid,
+                np.asarray(f["params_ev_a2"], float),
+                json.loads(f.attrs["meta"]),
+            )
 
 
 def default_params(mat, fc=None):
@@ -312,9 +353,20 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def simulate_scans(material, ei_mev: float, angles_deg, temperature: float = 5.0, params=None, qmax: float | None = None,
-                   u=(1, 1, 0), v=(0, 0, 1), b_coh=None, dw_mesh=(8, 8, 8), progress: bool = True,
-                   detector=DETECTOR) -> ScanSet:
+def simulate_scans(
+    material,
+    ei_mev: float,
+    angles_deg,
+    temperature: float = 5.0,
+    params=None,
+    qmax: float | None = None,
+    u=(1, 1, 0),
+    v=(0, 0, 1),
+    b_coh=None,
+    dw_mesh=(8, 8, 8),
+    progress: bool = True,
+    detector=DETECTOR,
+) -> ScanSet:
     """Simulate single-orientation scans of ``material`` (a :class:`~fcinv_widgets.materials.Material`).
 
     ``params``: reduced FCs (eV/Å²), default the material's shipped DFT values, else its reference.
@@ -353,10 +405,29 @@ def simulate_scans(material, ei_mev: float, angles_deg, temperature: float = 5.0
         norm_all += n
     t2 = time.perf_counter()
     coverage = np.isfinite(scans).reshape(len(ang), -1).mean(1)
-    meta = {"u": list(map(float, u)), "v": list(map(float, v)), "qmax_inv_a": qmax, "n_points": int(pts.n),
-            "detector_deg": dict(detector), "coverage_rule": "bin-cylinder energy window, see fcinv_widgets.scans",
-            "param_names": list(material.basis.names), "b_coh_fm": dict(zip(calc.crystal.symbols, calc.b.tolist())),
-            "dw_mesh": list(dw_mesh) if dw_mesh is not None else None, "resolution": {"kind": "arcs", "ei_mev": ei},
-            "units": "fm^2/meV per atom", "timing_s": {"setup": t1 - t0, "orientations": t2 - t1}}
-    return ScanSet(_ratio(data_all, norm_all), scans, ang, coverage, ei, float(temperature), material.name, grid,
-                   np.asarray(params, float), meta)
+    meta = {
+        "u": list(map(float, u)),
+        "v": list(map(float, v)),
+        "qmax_inv_a": qmax,
+        "n_points": int(pts.n),
+        "detector_deg": dict(detector),
+        "coverage_rule": "bin-cylinder energy window, see fcinv_widgets.scans",
+        "param_names": list(material.basis.names),
+        "b_coh_fm": dict(zip(calc.crystal.symbols, calc.b.tolist())),
+        "dw_mesh": list(dw_mesh) if dw_mesh is not None else None,
+        "resolution": {"kind": "arcs", "ei_mev": ei},
+        "units": "fm^2/meV per atom",
+        "timing_s": {"setup": t1 - t0, "orientations": t2 - t1},
+    }
+    return ScanSet(
+        _ratio(data_all, norm_all),
+        scans,
+        ang,
+        coverage,
+        ei,
+        float(temperature),
+        material.name,
+        grid,
+        np.asarray(params, float),
+        meta,
+    )

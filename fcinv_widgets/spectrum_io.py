@@ -31,8 +31,15 @@ def write_spectrum(path, image, grid: SpectrumGrid, material: str = "", **meta) 
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".part")
     with h5py.File(tmp, "w") as f:
-        f.attrs.update({"format": "fcinv-spectrum", "version": 1, "material": material,
-                        "labels": json.dumps(grid.q.labels), "breaks": json.dumps(grid.q.breaks)})
+        f.attrs.update(
+            {
+                "format": "fcinv-spectrum",
+                "version": 1,
+                "material": material,
+                "labels": json.dumps(grid.q.labels),
+                "breaks": json.dumps(grid.q.breaks),
+            }
+        )
         for k, v in meta.items():
             f.attrs[k] = json.dumps(v.tolist() if isinstance(v, np.ndarray) else v)
         f.create_dataset("spectrum", data=np.asarray(image, np.float32))

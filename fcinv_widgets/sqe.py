@@ -100,7 +100,9 @@ def scattering_lengths(symbols, b_coh=None) -> np.ndarray:
             raise FcinvError(f"coherent scattering length for {k!r} must be a finite number (fm), got {v!r}")
     unknown = sorted(set(b_coh) - set(symbols))
     if unknown:
-        raise FcinvError(f"scattering length given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(symbols)))})")
+        raise FcinvError(
+            f"scattering length given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(symbols)))})"
+        )
     table = {s: float(b_coh[s]) if s in b_coh else coherent_scattering_length_fm(s) for s in set(symbols)}
     return np.array([table[s] for s in symbols])
 
@@ -284,7 +286,11 @@ def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
     R = point_group_cartesian(cr)
     qcart = grid.q.qpoints @ recip  # (nq, 3)
     # segment directions and half lengths, from the conventional → primitive map of the path
-    P = np.linalg.lstsq(grid.q.conventional_qpoints, grid.q.qpoints, rcond=None)[0] if np.abs(grid.q.conventional_qpoints).sum() else np.eye(3)
+    P = (
+        np.linalg.lstsq(grid.q.conventional_qpoints, grid.q.qpoints, rcond=None)[0]
+        if np.abs(grid.q.conventional_qpoints).sum()
+        else np.eye(3)
+    )
     dirs, hpar = [], []
     for s in grid.q.segments:
         d = (np.asarray(s.end_q, float) - np.asarray(s.start_q, float)) @ P @ recip
@@ -322,13 +328,30 @@ def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
         raise FcinvError(f"no Q point of the path lies within |Q| ≤ {qmax:g} Å⁻¹")
     order = np.argsort(img_bin[iq], kind="stable")
     Q, G, iq = Q[order], G[order], iq[order]
-    return FoldPoints(Q=Q, G=G, qbin=img_bin[iq], iq=iq, upar=img_u[iq], h_par=hpar[img_bin[iq]],
-                      h_perp=PERP_HALF_RLU * 2 * np.pi / conventional_a, q_frac=q_frac, energies=None,
-                      amp=None, n_bins=len(qcart))
+    return FoldPoints(
+        Q=Q,
+        G=G,
+        qbin=img_bin[iq],
+        iq=iq,
+        upar=img_u[iq],
+        h_par=hpar[img_bin[iq]],
+        h_perp=PERP_HALF_RLU * 2 * np.pi / conventional_a,
+        q_frac=q_frac,
+        energies=None,
+        amp=None,
+        n_bins=len(qcart),
+    )
 
 
-def fold_full(points: FoldPoints, grid, sigma_mev: float = 1.0, ei_mev: float | None = None,
-              angle_max_deg: float = 135.0, angle_min_deg: float = 0.0, chunk: int = 20_000):
+def fold_full(
+    points: FoldPoints,
+    grid,
+    sigma_mev: float = 1.0,
+    ei_mev: float | None = None,
+    angle_max_deg: float = 135.0,
+    angle_min_deg: float = 0.0,
+    chunk: int = 20_000,
+):
     """Folded S(q, E) (nq, nE) over all equivalents: Σ S / Σ norm per pixel, NaN where none.
 
     Without ``ei_mev`` every equivalent covers every energy (ideal coverage, constant σ).

@@ -60,8 +60,10 @@ class Crystal:
         except (TypeError, ValueError):
             raise StructureError("lattice and positions must be numeric arrays") from None
         if lat.shape != (3, 3) or not np.all(np.isfinite(lat)):
-            raise StructureError(f"lattice must be a finite 3×3 array in Å, got shape {lat.shape}"
-                                 + ("" if lat.shape != (3, 3) else " with NaN or inf"))
+            raise StructureError(
+                f"lattice must be a finite 3×3 array in Å, got shape {lat.shape}"
+                + ("" if lat.shape != (3, 3) else " with NaN or inf")
+            )
         det = np.linalg.det(lat)
         if abs(det) < 1e-6:
             raise StructureError("lattice vectors are linearly dependent (cell volume ~ 0)")
@@ -98,7 +100,9 @@ class Crystal:
             return self
         unknown = sorted(set(masses) - set(self.symbols))
         if unknown:
-            raise StructureError(f"mass given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(self.symbols)))})")
+            raise StructureError(
+                f"mass given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(self.symbols)))})"
+            )
         m = np.array([float(masses.get(s, mi)) for s, mi in zip(self.symbols, self.masses)])
         return Crystal(self.lattice, self.positions, self.symbols, m)
 
@@ -176,8 +180,10 @@ def _check_no_overlap(lattice, positions, symbols) -> None:
         k = int(np.argmin(d))
         a, b = int(i[k]), int(j[k])
         what = f"atom {a + 1} ({symbols[a]}) and " + ("its own periodic image" if a == b else f"atom {b + 1} ({symbols[b]})")
-        raise StructureError(f"overlapping atoms: {what} are {d[k]:.3f} Å apart (< {MIN_DISTANCE_A} Å); "
-                             "check for duplicated sites or a too-small cell")
+        raise StructureError(
+            f"overlapping atoms: {what} are {d[k]:.3f} Å apart (< {MIN_DISTANCE_A} Å); "
+            "check for duplicated sites or a too-small cell"
+        )
 
 
 def to_primitive(crystal: Crystal, primitive="auto", symprec: float = 1e-5) -> tuple:
@@ -204,8 +210,10 @@ def to_primitive(crystal: Crystal, primitive="auto", symprec: float = 1e-5) -> t
             raise ValueError("singular primitive matrix")
         prim = get_primitive(crystal.to_phonopy_atoms(), pmat, symprec=symprec)
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise StructureError(f"primitive matrix {primitive if isinstance(primitive, str) else primitive.tolist()} "
-                             f"does not reduce this cell ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        raise StructureError(
+            f"primitive matrix {primitive if isinstance(primitive, str) else primitive.tolist()} "
+            f"does not reduce this cell ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+        ) from None
     out = Crystal(np.array(prim.cell), np.array(prim.scaled_positions), tuple(prim.symbols), np.array(prim.masses))
     return out, pmat
 
@@ -236,8 +244,9 @@ def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
     for site, occ in occupancy.items():
         if any(abs(float(v) - 1.0) > 1e-3 for v in occ.values()) or len(occ) > 1:
             mix = ", ".join(f"{k} {float(v):g}" for k, v in occ.items())
-            raise StructureError(f"{path}: partial occupancy at site {site} ({mix}); give an ordered structure "
-                                 "(one species per site, occupancy 1)")
+            raise StructureError(
+                f"{path}: partial occupancy at site {site} ({mix}); give an ordered structure (one species per site, occupancy 1)"
+            )
     if not all(atoms.pbc) or atoms.cell.rank != 3:
         raise StructureError(f"{path} does not describe a 3-D periodic crystal")
     try:
@@ -253,10 +262,11 @@ def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
     import seekpath
 
     try:
-        res = seekpath.get_path((crystal.lattice, crystal.positions, crystal.numbers), with_time_reversal=True,
-                                symprec=symprec)
+        res = seekpath.get_path((crystal.lattice, crystal.positions, crystal.numbers), with_time_reversal=True, symprec=symprec)
     except Exception as exc:  # noqa: BLE001 — seekpath/spglib raise several types for odd cells
-        raise StructureError(f"SeeK-path cannot find the high-symmetry points of this cell ({type(exc).__name__}: {exc})") from None
+        raise StructureError(
+            f"SeeK-path cannot find the high-symmetry points of this cell ({type(exc).__name__}: {exc})"
+        ) from None
     prim_sp = np.asarray(res["primitive_lattice"])
     recip_sp = np.asarray(res["reciprocal_primitive_lattice"])
     rot = np.asarray(res.get("rotation_matrix", np.eye(3)))

@@ -28,13 +28,21 @@ def _dtype_problem(dtype) -> str | None:
     dt = np.dtype(dtype)
     if dt.kind in "fiub":
         return None
-    kind = {"c": "complex", "U": "string", "S": "byte-string", "O": "object (pickled)", "V": "structured/void",
-            "M": "datetime", "m": "timedelta"}.get(dt.kind, dt.kind)
+    kind = {
+        "c": "complex",
+        "U": "string",
+        "S": "byte-string",
+        "O": "object (pickled)",
+        "V": "structured/void",
+        "M": "datetime",
+        "m": "timedelta",
+    }.get(dt.kind, dt.kind)
     return f"{kind} values ({dt}), not real numbers"
 
 
-def real_array(value, name: str, ndim: int | None = None, shape: tuple | None = None, allow_nan: bool = True,
-               allow_inf: bool = False) -> np.ndarray:
+def real_array(
+    value, name: str, ndim: int | None = None, shape: tuple | None = None, allow_nan: bool = True, allow_inf: bool = False
+) -> np.ndarray:
     """``value`` as a float64 array, or :class:`FcinvError` naming ``name``.
 
     ``shape`` may hold ``None`` for free axes. NaN (= not measured) is allowed unless
@@ -75,8 +83,10 @@ def check_declared(shape, dtype, name: str, ndim: int | None = None, max_bytes: 
         raise FcinvError(f"{name}: expected a {ndim}-D array, the file declares shape {shape}")
     nbytes = int(np.prod(shape, dtype=np.float64)) * 8  # read as float64
     if nbytes > max_bytes:
-        raise FcinvError(f"{name}: declares {'×'.join(map(str, shape))} values ({nbytes / 1e9:.3g} GB as float64), "
-                         f"more than this reader accepts ({max_bytes / 1e9:.3g} GB)")
+        raise FcinvError(
+            f"{name}: declares {'×'.join(map(str, shape))} values ({nbytes / 1e9:.3g} GB as float64), "
+            f"more than this reader accepts ({max_bytes / 1e9:.3g} GB)"
+        )
 
 
 def available_bytes() -> int:
@@ -98,8 +108,9 @@ def check_bytes(nbytes: float, what: str, fraction: float = 0.8) -> None:
     """Refuse an allocation of ``nbytes`` larger than ``fraction`` of the available memory."""
     avail = available_bytes()
     if nbytes > fraction * avail:
-        raise FcinvError(f"{what} needs {nbytes / 1e9:.3g} GB, more than the {avail / 1e9:.3g} GB of memory available; "
-                         "ask for fewer")
+        raise FcinvError(
+            f"{what} needs {nbytes / 1e9:.3g} GB, more than the {avail / 1e9:.3g} GB of memory available; ask for fewer"
+        )
 
 
 def as_real_array(data, name: str = "spectrum") -> np.ndarray:

@@ -53,8 +53,16 @@ def is_root() -> bool:
 
 
 def command(notebook: str, port: int, ip: str) -> list[str]:
-    cmd = [sys.executable, "-m", "jupyterlab", notebook, f"--port={port}", f"--ip={ip}",
-           "--ServerApp.port_retries=0", f"--ServerApp.root_dir={ROOT}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        notebook,
+        f"--port={port}",
+        f"--ip={ip}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={ROOT}",
+    ]
     if is_root():
         cmd.append("--allow-root")
     if not has_display():
@@ -66,8 +74,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("notebook", nargs="?", default=DEFAULT_NOTEBOOK, help="path relative to the repository root")
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8888), help="first port to try (default 8888)")
-    p.add_argument("--ip", default=os.environ.get("IP") or "127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; 0.0.0.0 inside a container you reach from outside)")
+    p.add_argument(
+        "--ip",
+        default=os.environ.get("IP") or "127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 inside a container you reach from outside)",
+    )
     args = p.parse_args(argv)
     if not (ROOT / args.notebook).is_file():
         print(f"demo: error: notebook {args.notebook} not found under {ROOT}", file=sys.stderr)

@@ -18,8 +18,17 @@ def run(capsys, *argv):
 
 def test_phonons_reference_files(capsys, ge_dft_files):
     poscar, fc = ge_dft_files
-    rc, out, _ = run(capsys, "phonons", "--structure", str(poscar), "--force-constants", str(fc),
-                     "--qpoints", "0 0 0, 0.5 0 0.5, 0.5 0.5 0.5", "--json")
+    rc, out, _ = run(
+        capsys,
+        "phonons",
+        "--structure",
+        str(poscar),
+        "--force-constants",
+        str(fc),
+        "--qpoints",
+        "0 0 0, 0.5 0 0.5, 0.5 0.5 0.5",
+        "--json",
+    )
     assert rc == 0
     d = json.loads(out)
     f = np.array(d["frequencies_thz"])
@@ -27,14 +36,26 @@ def test_phonons_reference_files(capsys, ge_dft_files):
     assert f[0, 3] == pytest.approx(9.05, abs=0.01)
     assert np.allclose(f[1, [0, 2, 4]], [2.45, 7.22, 8.26], atol=0.01)
     assert np.allclose(f[2, [0, 2, 3, 4]], [2.06, 6.58, 7.33, 8.69], atol=0.01)
-    rc, out2, _ = run(capsys, "phonons", "--structure", str(poscar), "--force-constants", str(fc),
-                      "--qpoints", "0 0 0, 0.5 0 0.5, 0.5 0.5 0.5", "--reduced", "--json")
+    rc, out2, _ = run(
+        capsys,
+        "phonons",
+        "--structure",
+        str(poscar),
+        "--force-constants",
+        str(fc),
+        "--qpoints",
+        "0 0 0, 0.5 0 0.5, 0.5 0.5 0.5",
+        "--reduced",
+        "--json",
+    )
     assert np.abs(np.array(json.loads(out2)["frequencies_thz"]) - f).max() < 5e-3
 
 
 def test_phonons_params(capsys, ge):
     ref = ge.reference_theta
-    rc, out, _ = run(capsys, "phonons", "--material", "Ge", "--params=" + ",".join(map(str, ref)), "--qpoints", "0.5 0 0.5", "--json")
+    rc, out, _ = run(
+        capsys, "phonons", "--material", "Ge", "--params=" + ",".join(map(str, ref)), "--qpoints", "0.5 0 0.5", "--json"
+    )
     assert rc == 0
     f = np.array(json.loads(out)["frequencies_thz"])[0]
     assert np.allclose(f, ge.basis.frequencies_thz(ge.reference_params, [[0.5, 0, 0.5]])[0], atol=1e-5)
@@ -57,17 +78,22 @@ def test_simulate_writes_a_readable_file(capsys, tmp_path, ge):
     assert img.shape == (140, 140) and attrs["material"] == "Ge"
     soft = ge.reference_theta.copy()
     soft[0] *= -0.3
-    rc, _, err = run(capsys, "simulate", "--material", "Ge", "--params=" + ",".join(map(str, soft)), "--out", str(tmp_path / "u.h5"))
+    rc, _, err = run(
+        capsys, "simulate", "--material", "Ge", "--params=" + ",".join(map(str, soft)), "--out", str(tmp_path / "u.h5")
+    )
     assert rc == 2 and "unstable" in err
 
 
-@pytest.mark.parametrize("argv,msg", [
-    (["phonons", "--material", "Ge", "--qpoints", "0 0, 1 1 1"], "three"),
-    (["phonons", "--material", "Ge", "--qpoints", "a b c"], "not three numbers"),
-    (["simulate", "--material", "Ge", "--params", "1,2,3", "--out", "/tmp/x.h5"], "8 values"),
-    (["simulate", "--material", "Ge", "--params", "1,2,3,4,5,6,7,nan", "--out", "/tmp/x.h5"], "NaN"),
-    (["phonons", "--material", "Xx", "--qpoints", "0 0 0"], "unknown material"),
-])
+@pytest.mark.parametrize(
+    "argv,msg",
+    [
+        (["phonons", "--material", "Ge", "--qpoints", "0 0, 1 1 1"], "three"),
+        (["phonons", "--material", "Ge", "--qpoints", "a b c"], "not three numbers"),
+        (["simulate", "--material", "Ge", "--params", "1,2,3", "--out", "/tmp/x.h5"], "8 values"),
+        (["simulate", "--material", "Ge", "--params", "1,2,3,4,5,6,7,nan", "--out", "/tmp/x.h5"], "NaN"),
+        (["phonons", "--material", "Xx", "--qpoints", "0 0 0"], "unknown material"),
+    ],
+)
 def test_bad_input_is_one_line(capsys, argv, msg):
     rc, out, err = run(capsys, *argv)
     assert rc == 2
@@ -76,7 +102,20 @@ def test_bad_input_is_one_line(capsys, argv, msg):
 
 def test_fc_shape_mismatch(capsys, ge_dft_files):
     poscar, fc = ge_dft_files
-    rc, _, err = run(capsys, "phonons", "--structure", str(poscar), "--force-constants", str(fc), "--supercell", "3", "3", "3", "--qpoints", "0 0 0")
+    rc, _, err = run(
+        capsys,
+        "phonons",
+        "--structure",
+        str(poscar),
+        "--force-constants",
+        str(fc),
+        "--supercell",
+        "3",
+        "3",
+        "3",
+        "--qpoints",
+        "0 0 0",
+    )
     assert rc == 2 and "supercell" in err
 
 

@@ -91,8 +91,10 @@ def bad(tmp_path_factory) -> Path:
     (d / "run_foreign").mkdir()
     import torch
 
-    torch.save({"net": {"w": torch.zeros(3)}, "opt": {}, "best": None, "epoch": 1, "best_loss": 1.0, "bad": 0,
-                "history": "[]"}, d / "run_foreign" / "train_state.pt")
+    torch.save(
+        {"net": {"w": torch.zeros(3)}, "opt": {}, "best": None, "epoch": 1, "best_loss": 1.0, "bad": 0, "history": "[]"},
+        d / "run_foreign" / "train_state.pt",
+    )
     return d
 
 
@@ -100,8 +102,26 @@ def bad(tmp_path_factory) -> Path:
 def tiny_dataset(tmp_path_factory) -> Path:
     """A real (tiny) Ge dataset made by the CLI: 4 training and 4 test spectra."""
     out = tmp_path_factory.mktemp("ds") / "ds.h5"
-    assert main(["dataset", "--material", "Ge", "--n-train", "12", "--n-test", "12", "--candidates", "256",
-                 "--out", str(out), "--no-progress", "--json"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "--material",
+                "Ge",
+                "--n-train",
+                "12",
+                "--n-test",
+                "12",
+                "--candidates",
+                "256",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--json",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -204,7 +224,10 @@ CORPUS = [
     (["refine", "--spectrum", "{d}/good.npy", "--ei", "80", "--sigma", "2"], "not both"),
     (["simulate", "--material", "Ge", "--ei", "30", "--out", "{d}/x.h5"], "Ei must be larger"),
     (["refine", "--spectrum", "{d}/good.npy", "--ei", "30"], "Ei must be larger"),
-    (["simulate", "--material", "Ge", "--params=-1e300,1e300,0,0,0,0,0,0", "--allow-unstable", "--out", "{d}/x.h5"], "no spectrum"),
+    (
+        ["simulate", "--material", "Ge", "--params=-1e300,1e300,0,0,0,0,0,0", "--allow-unstable", "--out", "{d}/x.h5"],
+        "no spectrum",
+    ),
     (["simulate", "--material", "Ge", "--params=3,0,0,0,0,0,0,0", "--out", "{d}/x.h5"], "unstable"),
     (["simulate", "--material", "Ge", "--params=1,2,3,4,5,6,7,8", "--force-constants", GE_FC, "--out", "{d}/x.h5"], "not both"),
     (["invert", "--model", "nb-vae", "--spectrum", "{d}/good.npy"], "q-bins"),
@@ -216,8 +239,7 @@ def _ids(rows):
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in folder.rglob("*")}
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
 def run_bad(capsys, argv):
@@ -264,8 +286,10 @@ def test_os_errors_at_the_write_site_are_one_line(capsys, bad, monkeypatch):
     assert rc == 2 and err.strip() == f"fcinv simulate: error: {bad / 'p.h5'}: Permission denied"
 
     def h5_fail(path, *a, **k):  # what h5py raises on a full disk or a locked file
-        raise OSError(f"[Errno 28] Unable to synchronously create file (unable to open file: name = '{path}', "
-                      "errno = 28, error message = 'No space left on device', flags = 13, o_flags = 242)")
+        raise OSError(
+            f"[Errno 28] Unable to synchronously create file (unable to open file: name = '{path}', "
+            "errno = 28, error message = 'No space left on device', flags = 13, o_flags = 242)"
+        )
 
     monkeypatch.setattr(sio, "write_spectrum", h5_fail)
     rc, _, err = run_bad(capsys, ["simulate", "--material", "Ge", "--out", str(bad / "p.h5")])
@@ -329,8 +353,11 @@ def test_fc_explorer_refuses_bad_theta_and_keeps_state(value):
     assert fx.widget.values == good and fx.widget.frame == frame
 
 
-@pytest.mark.parametrize("value", ["abc", np.full((60, 50), np.nan), np.full((60, 50), "a"), np.full((60, 50), 1j)],
-                         ids=["text", "all-nan", "strings", "complex"])
+@pytest.mark.parametrize(
+    "value",
+    ["abc", np.full((60, 50), np.nan), np.full((60, 50), "a"), np.full((60, 50), 1j)],
+    ids=["text", "all-nan", "strings", "complex"],
+)
 def test_fc_explorer_refuses_bad_compare(value):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer
@@ -374,15 +401,54 @@ def _json_argv(name, w):
         "invert": ["invert", "--model", "ge-vae", "--spectrum", w["spectrum"], "--n-samples", "2"],
         "refine": ["refine", "--spectrum", w["spectrum"], "--max-iter", "2"],
         "bench": ["bench", "forward", "--batch", "8", "--phonopy-sets", "1"],
-        "dataset": ["dataset", "--material", "Ge", "--n-train", "2", "--n-test", "0", "--candidates", "256",
-                    "--out", w["new_dataset"], "--no-progress"],
-        "train": ["train", "--dataset", w["dataset"], "--out", w["run"], "--epochs", "1", "--reg-epochs", "1",
-                  "--latent", "2", "--batch-size", "4", "--threads", "1"],
+        "dataset": [
+            "dataset",
+            "--material",
+            "Ge",
+            "--n-train",
+            "2",
+            "--n-test",
+            "0",
+            "--candidates",
+            "256",
+            "--out",
+            w["new_dataset"],
+            "--no-progress",
+        ],
+        "train": [
+            "train",
+            "--dataset",
+            w["dataset"],
+            "--out",
+            w["run"],
+            "--epochs",
+            "1",
+            "--reg-epochs",
+            "1",
+            "--latent",
+            "2",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+        ],
         "evaluate": ["evaluate", "--model", "ge-vae", "--dataset", w["dataset"], "--n-samples", "2", "--allow-other-domain"],
         "noise-grid": ["noise-grid", "--model", "ge-resnet", "--dataset", w["dataset"], "--max-test", "2", "--out", w["noise"]],
         "latent": ["latent", "--model", "ge-vae", "--dataset", w["dataset"], "--out", w["latent"], "--neighbors", "2"],
-        "scans": ["scans", "--material", "Ge", "--ei", "80", "--angles", "0,60", "--qmax", "3", "--out", w["scans"],
-                  "--no-progress"],
+        "scans": [
+            "scans",
+            "--material",
+            "Ge",
+            "--ei",
+            "80",
+            "--angles",
+            "0,60",
+            "--qmax",
+            "3",
+            "--out",
+            w["scans"],
+            "--no-progress",
+        ],
         "infer-scans": ["infer-scans", "--model", "ge-vae", "--scans", w["scans"], "--n-samples", "2"],
         "ensemble": ["ensemble", "--list"],
         "domain": ["domain", "--material", "Ge", "--samples", "200"],
@@ -392,15 +458,43 @@ def _json_argv(name, w):
     }[name]
 
 
-JSON_ORDER = ["basis", "phonons", "simulate", "invert", "refine", "bench", "dataset", "train", "evaluate", "noise-grid",
-              "latent", "scans", "infer-scans", "ensemble", "domain", "fit-dispersion", "ood-calibrate", "plan-scans"]
+JSON_ORDER = [
+    "basis",
+    "phonons",
+    "simulate",
+    "invert",
+    "refine",
+    "bench",
+    "dataset",
+    "train",
+    "evaluate",
+    "noise-grid",
+    "latent",
+    "scans",
+    "infer-scans",
+    "ensemble",
+    "domain",
+    "fit-dispersion",
+    "ood-calibrate",
+    "plan-scans",
+]
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_dataset):
     d = tmp_path_factory.mktemp("json")
-    w = {k: str(d / v) for k, v in {"spectrum": "s.h5", "new_dataset": "ds.h5", "run": "run", "noise": "ng.h5",
-                                     "latent": "lat", "scans": "sc.h5", "ood": "ood.json"}.items()}
+    w = {
+        k: str(d / v)
+        for k, v in {
+            "spectrum": "s.h5",
+            "new_dataset": "ds.h5",
+            "run": "run",
+            "noise": "ng.h5",
+            "latent": "lat",
+            "scans": "sc.h5",
+            "ood": "ood.json",
+        }.items()
+    }
     return w | {"dataset": str(tiny_dataset)}
 
 
@@ -417,8 +511,15 @@ def test_json_stdout_parses(capsys, workspace, name, request):
         if not os.environ.get("FCINV_TEST_UMAP"):
             pytest.skip("UMAP's first import and fit compile numba (~40 s): set FCINV_TEST_UMAP=1")
         pytest.importorskip("umap")
-    needs = {"invert": "spectrum", "refine": "spectrum", "train": "dataset", "evaluate": "dataset", "noise-grid": "dataset",
-             "latent": "dataset", "infer-scans": "scans"}
+    needs = {
+        "invert": "spectrum",
+        "refine": "spectrum",
+        "train": "dataset",
+        "evaluate": "dataset",
+        "noise-grid": "dataset",
+        "latent": "dataset",
+        "infer-scans": "scans",
+    }
     if name in needs and not Path(workspace[needs[name]]).exists():
         pytest.skip(f"needs the output of an earlier row ({needs[name]})")
     capsys.readouterr()  # what the fixtures printed
@@ -435,8 +536,9 @@ def test_ensemble_json_with_a_stubbed_run(capsys, tmp_path, monkeypatch):
     import fcinv_widgets.ensemble.fcsets as fcsets
 
     def fake_run(specs, crystal, sc, qpoints, **kw):
-        return [{"name": "stub", "family": "stub", "status": "skipped", "stable": False, "reason": "stubbed in tests",
-                 "timings": {}}]
+        return [
+            {"name": "stub", "family": "stub", "status": "skipped", "stable": False, "reason": "stubbed in tests", "timings": {}}
+        ]
 
     monkeypatch.setattr(fcsets, "run_ensemble", fake_run)
     out_h5 = tmp_path / "e.h5"

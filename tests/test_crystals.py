@@ -26,11 +26,13 @@ def _crystal(name):
     elif name == "GaN-wurtzite":
         atoms = bulk("GaN", "wurtzite", a=3.19, c=5.19)
     elif name == "TiO2-rutile":
-        atoms = spacegroup_crystal(["Ti", "O"], basis=[(0, 0, 0), (0.305, 0.305, 0)], spacegroup=136,
-                                   cellpar=[4.59, 4.59, 2.96, 90, 90, 90])
+        atoms = spacegroup_crystal(
+            ["Ti", "O"], basis=[(0, 0, 0), (0.305, 0.305, 0)], spacegroup=136, cellpar=[4.59, 4.59, 2.96, 90, 90, 90]
+        )
     elif name == "Al2O3-rhombohedral":
-        atoms = spacegroup_crystal(["Al", "O"], basis=[(0, 0, 0.3523), (0.3064, 0, 0.25)], spacegroup=167,
-                                   cellpar=[4.76, 4.76, 12.99, 90, 90, 120])
+        atoms = spacegroup_crystal(
+            ["Al", "O"], basis=[(0, 0, 0.3523), (0.3064, 0, 0.25)], spacegroup=167, cellpar=[4.76, 4.76, 12.99, 90, 90, 120]
+        )
         return to_primitive(Crystal.from_ase(atoms), "R")[0]
     else:
         raise KeyError(name)
@@ -127,7 +129,9 @@ def _cli_json(capsys, argv):
     return json.loads(out)
 
 
-@pytest.mark.parametrize("supercell", [["1", "1", "1"], ["1", "0", "0", "0", "1", "0", "0", "0", "1"], ["1 0 0, 0 1 0, 0 0 1"], None])
+@pytest.mark.parametrize(
+    "supercell", [["1", "1", "1"], ["1", "0", "0", "0", "1", "0", "0", "0", "1"], ["1 0 0, 0 1 0, 0 0 1"], None]
+)
 def test_conventional_cell_stays_conventional(capsys, nacl_files, supercell):
     """NaCl's cubic cell gives 24 bands (not the primitive cell's 6), q in its own r.l.u.; labels resolve in it."""
     poscar, fcfile, b, p = nacl_files
@@ -188,30 +192,64 @@ def test_primitive_option_with_force_constants_of_the_cubic_cell(tmp_path, capsy
     q = np.array([[0.5, 0, 0.5], [0.5, 0.5, 0.5], [0.1, 0.2, 0.3]])
     expect = ref.frequencies_thz(_spring_params(ref, SPRINGS), q)
     for extra in ([], ["--supercell", "2", "2", "2"]):
-        out = _cli_json(capsys, ["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FC"),
-                                 "--primitive", "F", "--qpoints", "X, L, 0.1 0.2 0.3", *extra])
+        out = _cli_json(
+            capsys,
+            [
+                "phonons",
+                "--structure",
+                str(tmp_path / "POSCAR"),
+                "--force-constants",
+                str(tmp_path / "FC"),
+                "--primitive",
+                "F",
+                "--qpoints",
+                "X, L, 0.1 0.2 0.3",
+                *extra,
+            ],
+        )
         np.testing.assert_allclose(out["qpoints"], q, atol=1e-12)
         np.testing.assert_allclose(out["frequencies_thz"], expect, atol=1e-5)
-    assert main(["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FC"),
-                 "--primitive", "F", "--supercell", "3", "3", "3", "--qpoints", "G"]) == 2
+    assert (
+        main(
+            [
+                "phonons",
+                "--structure",
+                str(tmp_path / "POSCAR"),
+                "--force-constants",
+                str(tmp_path / "FC"),
+                "--primitive",
+                "F",
+                "--supercell",
+                "3",
+                "3",
+                "3",
+                "--qpoints",
+                "G",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "(216, 216, 3, 3)" in err[0] and "needs" in err[0]
 
 
-@pytest.mark.parametrize("bad, match", [
-    (["--supercell", "2", "2"], "3 or 9 integers"),
-    (["--supercell", "2", "2", "-2"], "determinant"),
-    (["--supercell", "1.5", "1", "1"], "integers"),
-    (["--supercell", "0 0 0, 0 0 0, 0 0 0"], "determinant"),
-    (["--qpoints", "G, Q"], "no label 'Q'"),
-    (["--mass", "Na"], "SYMBOL=NUMBER"),
-    (["--mass", "Na=-1"], "positive"),
-    (["--mass", "Ge=72.6"], "not in the structure"),
-    (["--b-coh", "Na=abc"], "SYMBOL=NUMBER"),
-    (["--b-coh", "O=5.8"], "not in the structure"),
-    (["--primitive", "1 0 0 0 1 0 0 0"], "--primitive"),
-    (["--supercell", "12", "12", "12"], "at most 1500"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (["--supercell", "2", "2"], "3 or 9 integers"),
+        (["--supercell", "2", "2", "-2"], "determinant"),
+        (["--supercell", "1.5", "1", "1"], "integers"),
+        (["--supercell", "0 0 0, 0 0 0, 0 0 0"], "determinant"),
+        (["--qpoints", "G, Q"], "no label 'Q'"),
+        (["--mass", "Na"], "SYMBOL=NUMBER"),
+        (["--mass", "Na=-1"], "positive"),
+        (["--mass", "Ge=72.6"], "not in the structure"),
+        (["--b-coh", "Na=abc"], "SYMBOL=NUMBER"),
+        (["--b-coh", "O=5.8"], "not in the structure"),
+        (["--primitive", "1 0 0 0 1 0 0 0"], "--primitive"),
+        (["--supercell", "12", "12", "12"], "at most 1500"),
+    ],
+)
 def test_bad_cell_options_one_line_exit_2(capsys, nacl_files, bad, match):
     from fcinv_widgets.cli import main
 
@@ -262,7 +300,7 @@ def _spring_params(basis, springs):
         for j in range(N):
             if i == j:
                 continue
-            for r in ((pos[j] - pos[i] - np.rint(pos[j] - pos[i]) + shifts) @ lat):
+            for r in (pos[j] - pos[i] - np.rint(pos[j] - pos[i]) + shifts) @ lat:
                 d = np.linalg.norm(r)
                 for (a, bb, rmax), k in springs.items():
                     if {sym[i], sym[j]} == {a, bb} and d < rmax:
@@ -404,7 +442,7 @@ def test_qpoint_labels_are_in_the_given_cell_and_frame_independent(name):
     if name == "GaN-wurtzite":
         np.testing.assert_allclose(pts["A"], [0, 0, 0.5], atol=1e-12)
         np.testing.assert_allclose(pts["M"], [0.5, 0, 0], atol=1e-12)
-        np.testing.assert_allclose(np.abs(pts["K"]) , [1 / 3, 1 / 3, 0], atol=1e-12)
+        np.testing.assert_allclose(np.abs(pts["K"]), [1 / 3, 1 / 3, 0], atol=1e-12)
     if name == "TiO2-rutile":
         np.testing.assert_allclose(pts["Z"], [0, 0, 0.5], atol=1e-12)
         np.testing.assert_allclose(pts["A"], [0.5, 0.5, 0.5], atol=1e-12)
@@ -428,8 +466,18 @@ def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
     p = _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3})
     ase.io.write(tmp_path / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
     b.write_force_constants(tmp_path / "FORCE_CONSTANTS", p)
-    base = ["simulate", "--full-sqe", "--structure", str(tmp_path / "POSCAR"), "--force-constants",
-            str(tmp_path / "FORCE_CONSTANTS"), "--qmax", "2.5", "--temperature", "0"]
+    base = [
+        "simulate",
+        "--full-sqe",
+        "--structure",
+        str(tmp_path / "POSCAR"),
+        "--force-constants",
+        str(tmp_path / "FORCE_CONSTANTS"),
+        "--qmax",
+        "2.5",
+        "--temperature",
+        "0",
+    ]
     out = _cli_json(capsys, [*base, "--out", str(tmp_path / "a.h5")])
     assert out["n_points"] > 0
     img = read_spectrum(tmp_path / "a.h5").image

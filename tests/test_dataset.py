@@ -65,8 +65,25 @@ def test_interrupted_in_process_then_resumed(reference_file, tmp_path):
 def test_kill_int_from_outside_then_rerun(tmp_path):
     """A real `kill -INT` of the CLI mid-run, then the same command: the same file as one uninterrupted run."""
     p = tmp_path / "cli.h5"
-    cmd = [sys.executable, "-m", "fcinv_widgets.cli", "dataset", "--material", "Ge", "--n-train", "600", "--n-test", "10",
-           "--candidates", "256", "--seed", "3", "--out", str(p), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fcinv_widgets.cli",
+        "dataset",
+        "--material",
+        "Ge",
+        "--n-train",
+        "600",
+        "--n-test",
+        "10",
+        "--candidates",
+        "256",
+        "--seed",
+        "3",
+        "--out",
+        str(p),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not p.exists() and time.time() - t0 < 120:
@@ -86,7 +103,10 @@ def test_kill_int_from_outside_then_rerun(tmp_path):
 def test_dask_local_cluster_gives_the_same_dataset(reference_file, tmp_path):
     from dask.distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         p = tmp_path / "dask.h5"
         generate_dataset("Ge", p, n_train=60, n_test=20, seed=7, candidates=16, progress=False, scheduler=client)
     _same(_content(p), _content(reference_file))

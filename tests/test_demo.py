@@ -46,15 +46,26 @@ def _start_and_get(tmp_path, prefix=()):
     home = tmp_path / "home"
     home.mkdir(mode=0o777, exist_ok=True)
     os.chmod(home, 0o777)
-    env.update(HOME=str(home), JUPYTER_CONFIG_DIR=str(home / ".jupyter"), JUPYTER_DATA_DIR=str(home / ".local/share/jupyter"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / ".ipython"))
+    env.update(
+        HOME=str(home),
+        JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
+        JUPYTER_DATA_DIR=str(home / ".local/share/jupyter"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / ".ipython"),
+    )
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = subprocess.Popen([*prefix, sys.executable, str(ROOT / "scripts" / "demo.py"), "--port", str(port)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(tmp_path),
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [*prefix, sys.executable, str(ROOT / "scripts" / "demo.py"), "--port", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=str(tmp_path),
+            start_new_session=True,
+        )
         lines, url = [], None
         try:
             t0 = time.time()
@@ -103,8 +114,10 @@ def _nobody_can_run_python() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
-                    reason="needs root and setpriv to run as another user")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"),
+    reason="needs root and setpriv to run as another user",
+)
 def test_demo_starts_headless_as_a_normal_user(tmp_path):
     """The same as user 'nobody' (setpriv drops root): no --allow-root, still starts."""
     if not _nobody_can_run_python():

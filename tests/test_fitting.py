@@ -24,15 +24,25 @@ def _synthetic(mat, params, qconv, noise=0.0, rng=None, sigma=0.02):
     pts = []
     for q, f in zip(qconv, nu):
         for k, v in enumerate(f):
-            pts.append({"q": list(map(float, q)), "frequency": float(v + (noise * rng.normal() if noise else 0.0)),
-                        "sigma": sigma, "mode": k})
+            pts.append(
+                {
+                    "q": list(map(float, q)),
+                    "frequency": float(v + (noise * rng.normal() if noise else 0.0)),
+                    "sigma": sigma,
+                    "mode": k,
+                }
+            )
     return _table(pts)
 
 
 def _qgrid():
     # generic points inside the first zone of the fcc lattice (conventional r.l.u.), away from Γ
-    return [(0.1 * i, 0.05 * j, 0.0) for i in range(1, 8) for j in range(3)] + [(0.3, 0.3, 0.3), (0.5, 0.5, 0.5), (0, 1, 0),
-                                                                                 (0.25, 0.6, 0.1)]
+    return [(0.1 * i, 0.05 * j, 0.0) for i in range(1, 8) for j in range(3)] + [
+        (0.3, 0.3, 0.3),
+        (0.5, 0.5, 0.5),
+        (0, 1, 0),
+        (0.25, 0.6, 0.1),
+    ]
 
 
 def test_shipped_tables_read_and_cite(ge, nb):
@@ -57,17 +67,25 @@ def test_units_convert(ge):
     assert thz.points[0].frequency_thz == pytest.approx(cm.points[0].frequency_thz, rel=1e-6)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (_table([{"label": "Q", "frequency": 1.0, "sigma": 0.1}]), "unknown label 'Q'"),
-    (_table([{"label": "X", "frequency": 1.0, "sigma": 0.1}], unit="Hz"), "unknown unit 'Hz'"),
-    (_table([{"q": [0, 1.5, 0], "frequency": 1.0, "sigma": 0.1, "mode": 0}]), "outside the first Brillouin zone"),
-    (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1}]), "cover 1 modes"),
-    (_table([{"label": "X", "frequency": "fast", "sigma": 0.1}]), "'frequency' must be a finite number"),
-    (_table([{"label": "X", "frequency": 2.4, "sigma": -1, "mode": 0}]), "sigma must be > 0"),
-    (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}], elastic={"C11": 1, "C12": 2, "C44": 1, "unit": "kbar",
-                                                                                    "density_g_cm3": 5}), "must be in GPa"),
-    ({"format": "something-else"}, "not a measured-phonon table"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (_table([{"label": "Q", "frequency": 1.0, "sigma": 0.1}]), "unknown label 'Q'"),
+        (_table([{"label": "X", "frequency": 1.0, "sigma": 0.1}], unit="Hz"), "unknown unit 'Hz'"),
+        (_table([{"q": [0, 1.5, 0], "frequency": 1.0, "sigma": 0.1, "mode": 0}]), "outside the first Brillouin zone"),
+        (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1}]), "cover 1 modes"),
+        (_table([{"label": "X", "frequency": "fast", "sigma": 0.1}]), "'frequency' must be a finite number"),
+        (_table([{"label": "X", "frequency": 2.4, "sigma": -1, "mode": 0}]), "sigma must be > 0"),
+        (
+            _table(
+                [{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}],
+                elastic={"C11": 1, "C12": 2, "C44": 1, "unit": "kbar", "density_g_cm3": 5},
+            ),
+            "must be in GPa",
+        ),
+        ({"format": "something-else"}, "not a measured-phonon table"),
+    ],
+)
 def test_malformed_tables_are_one_clear_error(ge, bad, match):
     from fcinv_widgets.measured import read_measured
 

@@ -74,8 +74,11 @@ def test_block_decomposition_preserves_spectra(ge, rng):
         for _ in range(3):
             th = rng.normal(size=D.shape[0])
             full = np.linalg.eigvalsh(np.tensordot(th, D[:, iq], axes=(0, 0)))
-            parts = np.sort(np.concatenate([np.repeat(np.linalg.eigvalsh(np.tensordot(th, c, axes=(0, 0))), m)
-                                            for c, m in zip(blk.coeffs, blk.mult)]))
+            parts = np.sort(
+                np.concatenate(
+                    [np.repeat(np.linalg.eigvalsh(np.tensordot(th, c, axes=(0, 0))), m) for c, m in zip(blk.coeffs, blk.mult)]
+                )
+            )
             assert np.allclose(full, parts, atol=1e-10)
     assert sizes[0] <= 2 and sizes[1] <= 2  # Δ and Λ lines: 1×1 and 2×2 blocks only
     assert sizes[3] == 6  # generic q: no symmetry, one block

@@ -72,11 +72,16 @@ def write_fixture(name: str, fm, domain, path: Path) -> dict:
         img, st = fm.spectra(th[None], return_stable=True)
         fr = fm.frequencies(th[None])[0]
         lo = float(fm.min_energy(th[None])[0])
-        cases.append({
-            "label": label, "theta": [float(v) for v in th], "stable": bool(st[0]), "min_mev": lo,
-            "image": payload_to_plain({"a": np.asarray(img[0], np.float32)})["a"],
-            "freqs": payload_to_plain({"a": np.asarray(fr, np.float64)})["a"],
-        })
+        cases.append(
+            {
+                "label": label,
+                "theta": [float(v) for v in th],
+                "stable": bool(st[0]),
+                "min_mev": lo,
+                "image": payload_to_plain({"a": np.asarray(img[0], np.float32)})["a"],
+                "freqs": payload_to_plain({"a": np.asarray(fr, np.float64)})["a"],
+            }
+        )
     path.write_text(json.dumps({"name": name, "payload": payload_to_plain(forward_payload(fm)), "cases": cases}))
     return {"stable": [c["stable"] for c in cases]}
 
@@ -111,7 +116,9 @@ def test_js_forward_model_agrees_with_python_for_ge_and_nb(tmp_path):
             write_fixture("Ge ARCS σ(E), Ei = 80 meV", fa, mat.domain, f)
             files.append(f)
     env = dict(os.environ, FCINV_JSFORWARD_FIXTURES=",".join(str(f) for f in files))
-    r = subprocess.run([node, "--test", str(NODE_TEST)], check=False, cwd=ROOT / "js", env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [node, "--test", str(NODE_TEST)], check=False, cwd=ROOT / "js", env=env, capture_output=True, text=True, timeout=600
+    )
     print("\n".join(line for line in r.stdout.splitlines() if "max|ΔI|" in line or line.startswith(("# G", "# N"))))
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert "# fail 0" in r.stdout and "# skipped 0" in r.stdout, r.stdout[-3000:]
@@ -133,11 +140,24 @@ def test_payload_is_none_for_blocks_too_large_for_the_page():
 
     def fm(m):
         k = 2 * m * m
-        layout = {"W": np.zeros((k, 9)), "m": np.array([m]), "off": np.array([0]), "k": np.array([k]),
-                  "q": np.array([0]), "w": np.array([1.0])}
+        layout = {
+            "W": np.zeros((k, 9)),
+            "m": np.array([m]),
+            "off": np.array([0]),
+            "k": np.array([k]),
+            "q": np.array([0]),
+            "w": np.array([1.0]),
+        }
         grid = SimpleNamespace(shape=(1, 10), e=SimpleNamespace(centers=np.arange(10) + 0.5, step=1.0))
-        return SimpleNamespace(_cpu=layout, grid=grid, sigma_table=np.array([1.0]), sigma_e0=0.0, sigma_de=1.0,
-                               cutoff=4.0, path=SimpleNamespace(n_modes=m))
+        return SimpleNamespace(
+            _cpu=layout,
+            grid=grid,
+            sigma_table=np.array([1.0]),
+            sigma_e0=0.0,
+            sigma_de=1.0,
+            cutoff=4.0,
+            path=SimpleNamespace(n_modes=m),
+        )
 
     assert forward_payload(fm(MAX_JS_BLOCK))["blk_m"].tolist() == [MAX_JS_BLOCK]
     assert forward_payload(fm(MAX_JS_BLOCK + 1)) is None

@@ -5,8 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from fcinv_widgets.analysis.planner import (CoverageBank, coverage_bank, pixel_information, plan_orientations,
-                                             simulate_union, union_of_scans)
+from fcinv_widgets.analysis.planner import (
+    CoverageBank,
+    coverage_bank,
+    pixel_information,
+    plan_orientations,
+    simulate_union,
+    union_of_scans,
+)
 from fcinv_widgets.errors import FcinvError
 
 
@@ -18,7 +24,9 @@ def ge_info(ge, ge_fm):
 
 
 def _bank(ge, masks):
-    return CoverageBank("Ge", 80.0, np.arange(len(masks)) * 10.0, np.asarray(masks, np.float32).reshape((len(masks),) + ge.grid.shape))
+    return CoverageBank(
+        "Ge", 80.0, np.arange(len(masks)) * 10.0, np.asarray(masks, np.float32).reshape((len(masks),) + ge.grid.shape)
+    )
 
 
 @pytest.mark.parametrize("criterion", ["D", "A"])
@@ -133,12 +141,15 @@ def _cli(argv, capsys):
     return rc, out.out, out.err
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["--candidates", "10:10:1"], "empty"),
-    (["--candidates", "400,410"], "360"),
-    (["--n", "0"], "--n"),
-    (["--ei", "50"], "Ei must be larger"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--candidates", "10:10:1"], "empty"),
+        (["--candidates", "400,410"], "360"),
+        (["--n", "0"], "--n"),
+        (["--ei", "50"], "Ei must be larger"),
+    ],
+)
 def test_cli_bad_input(argv, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("FCINV_CACHE", str(tmp_path))
     rc, out, err = _cli(["plan-scans", "--model", "ge-vae", "--ei", "80"] + argv, capsys)
@@ -148,8 +159,24 @@ def test_cli_bad_input(argv, msg, capsys, tmp_path, monkeypatch):
 
 def test_cli_refuses_scans_of_another_material(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("FCINV_CACHE", str(tmp_path))
-    rc, out, err = _cli(["scans", "--material", "Nb", "--ei", "60", "--angles", "0,30", "--qmax", "3", "--out",
-                         str(tmp_path / "nb.h5"), "--no-progress", "--json"], capsys)
+    rc, out, err = _cli(
+        [
+            "scans",
+            "--material",
+            "Nb",
+            "--ei",
+            "60",
+            "--angles",
+            "0,30",
+            "--qmax",
+            "3",
+            "--out",
+            str(tmp_path / "nb.h5"),
+            "--no-progress",
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     rc, out, err = _cli(["plan-scans", "--model", "ge-vae", "--scans", str(tmp_path / "nb.h5"), "--json"], capsys)
     assert rc == 2 and "Nb" in err and "Ge" in err
@@ -157,11 +184,43 @@ def test_cli_refuses_scans_of_another_material(capsys, tmp_path, monkeypatch):
 
 def test_cli_plan_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("FCINV_CACHE", str(tmp_path))
-    rc, out, err = _cli(["scans", "--material", "Ge", "--ei", "80", "--angles", "0,40", "--qmax", "3", "--out",
-                         str(tmp_path / "ge.h5"), "--no-progress", "--json"], capsys)
+    rc, out, err = _cli(
+        [
+            "scans",
+            "--material",
+            "Ge",
+            "--ei",
+            "80",
+            "--angles",
+            "0,40",
+            "--qmax",
+            "3",
+            "--out",
+            str(tmp_path / "ge.h5"),
+            "--no-progress",
+            "--json",
+        ],
+        capsys,
+    )
     assert rc == 0, err
-    rc, out, err = _cli(["plan-scans", "--model", "ge-vae", "--scans", str(tmp_path / "ge.h5"), "--candidates",
-                         "0:90:15", "--n", "2", "--no-progress", "--json", "--plot", str(tmp_path / "p.png")], capsys)
+    rc, out, err = _cli(
+        [
+            "plan-scans",
+            "--model",
+            "ge-vae",
+            "--scans",
+            str(tmp_path / "ge.h5"),
+            "--candidates",
+            "0:90:15",
+            "--n",
+            "2",
+            "--no-progress",
+            "--json",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+        capsys,
+    )
     assert rc == 0, err
     d = json.loads(out)
     assert len(d["next_angles_deg"]) == 2 and set(d["next_angles_deg"]) <= {15.0, 30.0, 45.0, 60.0, 75.0}

@@ -28,7 +28,8 @@ def test_default_reference_is_the_measured_fit_within_5_percent(name):
     mat = get_material(name)
     assert mat.reference_name == "measured"
     assert mat is get_material(name.lower(), reference="measured") or np.array_equal(
-        mat.reference_params, get_material(name, reference="measured").reference_params)
+        mat.reference_params, get_material(name, reference="measured").reference_params
+    )
     dev = _rel_dev(mat, mat.reference_params, read_measured("shipped", mat))
     assert max(dev.values()) < 0.05, dev
     # the uMLFF median is the soft one the issue measured

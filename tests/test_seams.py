@@ -37,6 +37,7 @@ def test_grid_round_trips_through_dict_and_hdf5(ge, tmp_path):
 
 def test_one_grid_writer_one_spectrum_reader_no_cli_imports():
     """grep: /grid is written only by SpectrumGrid.to_hdf5; read_spectrum defined once; no command imports cli."""
+
     def grep(pattern, *paths):
         r = subprocess.run(["grep", "-rnE", pattern, *paths], cwd=ROOT, capture_output=True, text=True)
         return [ln for ln in r.stdout.splitlines() if ln]
@@ -46,8 +47,14 @@ def test_one_grid_writer_one_spectrum_reader_no_cli_imports():
     assert [ln.split(":")[0] for ln in grep(r"^def read_spectrum", "fcinv_widgets")] == ["fcinv_widgets/analysis/expio.py"]
     assert grep(r"from \.\.cli import|from \. import cli|import fcinv_widgets\.cli", "fcinv_widgets/commands") == []
     # no command imports another command
-    assert grep(r"from \.(basis|bench|dataset|ensemble|evaluate|infer_scans|invert|latent|noise_grid|phonons|refine|"
-                r"scans|simulate|train) import", "fcinv_widgets/commands") == []
+    assert (
+        grep(
+            r"from \.(basis|bench|dataset|ensemble|evaluate|infer_scans|invert|latent|noise_grid|phonons|refine|"
+            r"scans|simulate|train) import",
+            "fcinv_widgets/commands",
+        )
+        == []
+    )
     assert grep(r"from \.analysis|import analysis", "fcinv_widgets/scans.py") == []
 
 
@@ -136,8 +143,18 @@ def test_fold_points_is_a_dataclass():
 
     names = [f.name for f in dataclasses.fields(FoldPoints)]
     assert names[:3] == ["Q", "qbin", "iq"] and "amp" in names
-    pts = FoldPoints(np.zeros((2, 3)), np.zeros(2, int), np.zeros(2, int), np.ones((2, 3)), np.ones(2), 0.1,
-                     np.zeros((1, 3)), np.ones((1, 6)), np.ones((2, 6)), 1)
+    pts = FoldPoints(
+        np.zeros((2, 3)),
+        np.zeros(2, int),
+        np.zeros(2, int),
+        np.ones((2, 3)),
+        np.ones(2),
+        0.1,
+        np.zeros((1, 3)),
+        np.ones((1, 6)),
+        np.ones((2, 6)),
+        1,
+    )
     assert pts.n == 2 and pts.Q32.dtype == np.float32
     with pytest.raises(dataclasses.FrozenInstanceError):
         pts.Q = np.zeros((3, 3))

@@ -8,8 +8,8 @@ from fcinv_widgets.errors import FcinvError
 def _evil_yaml(tmp_path):
     marker = tmp_path / "marker-created-by-yaml"
     text = (
-        "phonopy:\n  version: \"2.20.0\"\n"
-        f"evil: !!python/object/apply:os.mkdir [\"{marker}\"]\n"
+        'phonopy:\n  version: "2.20.0"\n'
+        f'evil: !!python/object/apply:os.mkdir ["{marker}"]\n'
         "unit_cell:\n  lattice:\n  - [ 5.0, 0.0, 0.0 ]\n  - [ 0.0, 5.0, 0.0 ]\n  - [ 0.0, 0.0, 5.0 ]\n"
         "  points:\n  - symbol: Si\n    coordinates: [ 0.0, 0.0, 0.0 ]\n    mass: 28.0855\n"
     )
@@ -79,8 +79,20 @@ def test_cli_mace_file_needs_trust_flag(monkeypatch, tmp_path, capsys):
     from fcinv_widgets.cli import main
 
     _, model = _fake_mace_installed(monkeypatch, tmp_path)
-    rc = main(["ensemble", "--material", "Ge", "--serial", "--models", "mace:evil", "--mace", str(model),
-               "--out", str(tmp_path / "e.h5")])
+    rc = main(
+        [
+            "ensemble",
+            "--material",
+            "Ge",
+            "--serial",
+            "--models",
+            "mace:evil",
+            "--mace",
+            str(model),
+            "--out",
+            str(tmp_path / "e.h5"),
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--trust-mace-file" in err[0] and "pickle" in err[0]
@@ -123,11 +135,17 @@ def test_every_other_load_refuses_pickles():
     for f in root.rglob("*.py"):
         text = f.read_text()
         for m in re.finditer(r"\b(torch\.load|np\.load|numpy\.load|pickle\.loads?|yaml\.load|yaml\.unsafe_load)\(", text):
-            call = text[m.start(): text.find("\n", m.start()) + 200]
+            call = text[m.start() : text.find("\n", m.start()) + 200]
             name = m.group(1)
-            ok = (("weights_only=True" in call) if name == "torch.load" else
-                  ("allow_pickle=False" in call) if name.endswith("np.load") or name == "numpy.load" else
-                  ("SafeLoader" in call or "Loader=loader" in call) if name == "yaml.load" else False)
+            ok = (
+                ("weights_only=True" in call)
+                if name == "torch.load"
+                else ("allow_pickle=False" in call)
+                if name.endswith("np.load") or name == "numpy.load"
+                else ("SafeLoader" in call or "Loader=loader" in call)
+                if name == "yaml.load"
+                else False
+            )
             if not ok:
                 bad.append(f"{f.relative_to(root)}: {call.splitlines()[0].strip()}")
     assert not bad, bad

@@ -168,8 +168,9 @@ def test_kinematic_full_coverage(ge, points):
 def scanset(ge, calc):
     from fcinv_widgets.scans import simulate_scans
 
-    return simulate_scans(ge, 80.0, [0.0, 40.0, 80.0], temperature=5.0, params=calc.params, qmax=QMAX,
-                          dw_mesh=(6, 6, 6), progress=False)
+    return simulate_scans(
+        ge, 80.0, [0.0, 40.0, 80.0], temperature=5.0, params=calc.params, qmax=QMAX, dw_mesh=(6, 6, 6), progress=False
+    )
 
 
 def test_scans_coverage_and_union(ge, scanset):
@@ -201,9 +202,15 @@ def test_orientation_kinematics():
     Q = np.array([[0.0, 0.0, 0.0]], np.float32)
     Qlab = np.array([2.0, -3.0, 0.0])  # lab frame at ω = 0 with u = x, v = y
     U0 = orientation_matrix((1, 0, 0), (0, 1, 0))
-    pts = SimpleNamespace(Q32=Qlab[None].astype(np.float32), upar32=np.array([[0, 0, 1]], np.float32),
-                          h_par32=np.array([1e-4], np.float32), h_perp=1e-4, amp=np.ones((1, 1), np.float32),
-                          iq=np.array([0]), qbin=np.array([0]))
+    pts = SimpleNamespace(
+        Q32=Qlab[None].astype(np.float32),
+        upar32=np.array([[0, 0, 1]], np.float32),
+        h_par32=np.array([1e-4], np.float32),
+        h_perp=1e-4,
+        amp=np.ones((1, 1), np.float32),
+        iq=np.array([0]),
+        qbin=np.array([0]),
+    )
     Gt = np.ones((1, 1, 100), np.float32)
     d, n = orientation_image(pts, Gt, 0.0, 80.0, grid, U0)
     E = 80 - 2.0721247 * ((ki - 2.0) ** 2 + 9.0)
@@ -294,7 +301,9 @@ def _cli(*args, env_small=True):
     env = {**os.environ, "PYTHONPATH": os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if env_small:
         env["FCINV_SMALL"] = "1"
-    return subprocess.run([sys.executable, "-m", "fcinv_widgets.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fcinv_widgets.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_cli_scans_and_full_sqe_smoke(ge, tmp_path):
@@ -304,30 +313,47 @@ def test_cli_scans_and_full_sqe_smoke(ge, tmp_path):
     from fcinv_widgets.scans import ScanSet
 
     out = tmp_path / "s.h5"
-    r = _cli("scans", "--material", "Ge", "--ei", "80", "--angles", "0:40:20", "--qmax", "3.5", "--noise", "0.1,300",
-             "--out", str(out), "--json", "--no-progress")
+    r = _cli(
+        "scans",
+        "--material",
+        "Ge",
+        "--ei",
+        "80",
+        "--angles",
+        "0:40:20",
+        "--qmax",
+        "3.5",
+        "--noise",
+        "0.1,300",
+        "--out",
+        str(out),
+        "--json",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["n_scans"] == 2 and d["params_source"].startswith("shipped first-principles")
     ss = ScanSet.load(out)
     assert ss.scans.shape == (2,) + ge.grid.shape and ss.meta["noise"]["counts"] == 300
     exp = tmp_path / "exp.h5"
-    r = _cli("simulate", "--material", "Ge", "--full-sqe", "--temperature", "5", "--ei", "80", "--qmax", "3.5",
-             "--out", str(exp))
+    r = _cli("simulate", "--material", "Ge", "--full-sqe", "--temperature", "5", "--ei", "80", "--qmax", "3.5", "--out", str(exp))
     assert r.returncode == 0, r.stderr
     spec = read_spectrum(exp, ge.grid)
     assert spec.image.shape == ge.grid.shape and 0.5 < spec.coverage <= 1.0
     assert read_spectrum(out, ge.grid).image.shape == ge.grid.shape
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["--material", "Ge", "--ei", "60"], "Ei must be larger"),
-    (["--material", "Ge", "--ei", "80", "--angles", "3:3"], "empty"),
-    (["--material", "Ge", "--ei", "80", "--angles=-400:0:10"], "360"),
-    (["--material", "Ge", "--ei", "80", "--temperature", "-2"], "temperature"),
-    (["--material", "Fe", "--ei", "80"], "unknown material"),
-    (["--material", "Ge", "--ei", "80", "--noise", "0.1"], "B,P"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--material", "Ge", "--ei", "60"], "Ei must be larger"),
+        (["--material", "Ge", "--ei", "80", "--angles", "3:3"], "empty"),
+        (["--material", "Ge", "--ei", "80", "--angles=-400:0:10"], "360"),
+        (["--material", "Ge", "--ei", "80", "--temperature", "-2"], "temperature"),
+        (["--material", "Fe", "--ei", "80"], "unknown material"),
+        (["--material", "Ge", "--ei", "80", "--noise", "0.1"], "B,P"),
+    ],
+)
 def test_cli_scans_bad_input(args, msg, tmp_path):
     r = _cli("scans", *args, "--out", str(tmp_path / "x.h5"))
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr

@@ -40,11 +40,20 @@ def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0) 
     recon = None
     if len(p.recon):
         recon = float(((p.recon - model.prepare(spectra)) ** 2).mean())
-    return {"names": list(p.names), "r2": r2_score(y, p.mean).tolist(), "mae": np.abs(p.mean - y).mean(0).tolist(),
-            "coverage_1sigma": coverage(y, p.mean, p.std, 1).tolist(), "coverage_2sigma": coverage(y, p.mean, p.std, 2).tolist(),
-            "reliability": {"levels": RELIABILITY_LEVELS.tolist(), "observed": reliability(y, p.mean, p.std).tolist()},
-            "recon_mse": recon, "n_test": int(len(y)), "kind": model.kind,
-            "true": y, "pred": p.mean, "pred_std": p.std}
+    return {
+        "names": list(p.names),
+        "r2": r2_score(y, p.mean).tolist(),
+        "mae": np.abs(p.mean - y).mean(0).tolist(),
+        "coverage_1sigma": coverage(y, p.mean, p.std, 1).tolist(),
+        "coverage_2sigma": coverage(y, p.mean, p.std, 2).tolist(),
+        "reliability": {"levels": RELIABILITY_LEVELS.tolist(), "observed": reliability(y, p.mean, p.std).tolist()},
+        "recon_mse": recon,
+        "n_test": int(len(y)),
+        "kind": model.kind,
+        "true": y,
+        "pred": p.mean,
+        "pred_std": p.std,
+    }
 
 
 def plot_reliability(curves: dict, title=None, ax=None):
@@ -117,7 +126,9 @@ def plot_r2_bars(metrics: dict, title=None, ax=None):
         r2 = np.asarray(metrics[lab]["r2"], float)
         bars = ax.bar(x + (i - (len(labels) - 1) / 2) * w, np.clip(r2, -0.05, None), w, label=lab)
         for b, v in zip(bars, r2):
-            ax.text(b.get_x() + b.get_width() / 2, max(v, 0) + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6, rotation=90)
+            ax.text(
+                b.get_x() + b.get_width() / 2, max(v, 0) + 0.01, f"{v:.2f}", ha="center", va="bottom", fontsize=6, rotation=90
+            )
     ax.set_xticks(x, [n.split(" ")[0] for n in names])
     ax.set_ylabel("R² (test set)")
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.15)

@@ -95,8 +95,9 @@ def _load_npy(path, name: str) -> np.ndarray:
     """A 2-D real array from a ``.npy`` file: the header is checked before the data is read."""
     with open(path, "rb") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0(fh))
+        shape, _, dtype = (
+            np.lib.format.read_array_header_1_0(fh) if version == (1, 0) else np.lib.format.read_array_header_2_0(fh)
+        )
     check_declared(shape, dtype, name, ndim=2)
     return real_array(np.load(path, allow_pickle=False), name, allow_inf=True)
 
@@ -105,8 +106,9 @@ def _npz_member(z, key: str, name: str) -> np.ndarray:
     """One array of an open ``np.load`` npz, its header checked before reading."""
     with z.zip.open(key + ".npy") as fh:
         version = np.lib.format.read_magic(fh)
-        shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0(fh))
+        shape, _, dtype = (
+            np.lib.format.read_array_header_1_0(fh) if version == (1, 0) else np.lib.format.read_array_header_2_0(fh)
+        )
     check_declared(shape, dtype, f"{name}[{key}]")
     return real_array(z[key], f"{name}[{key}]", allow_inf=True)
 
@@ -118,11 +120,15 @@ def _validate(spec: Spectrum, grid) -> Spectrum:
     check_spectra(img, None, name=spec.source)
     if grid is not None:
         if img.shape != tuple(grid.shape):
-            raise GridMismatchError(f"{spec.source}: the image is {img.shape[0]} q-bins × {img.shape[1]} energy bins, "
-                                    f"the model's grid is {grid.shape[0]} × {grid.shape[1]}")
+            raise GridMismatchError(
+                f"{spec.source}: the image is {img.shape[0]} q-bins × {img.shape[1]} energy bins, "
+                f"the model's grid is {grid.shape[0]} × {grid.shape[1]}"
+            )
         if spec.energies is not None and not np.allclose(spec.energies, grid.e.centers, atol=1e-3):
-            raise GridMismatchError(f"{spec.source}: energy bins {spec.energies[0]:.3g}…{spec.energies[-1]:.3g} meV "
-                                    f"differ from the model's {grid.e.centers[0]:.3g}…{grid.e.centers[-1]:.3g} meV")
+            raise GridMismatchError(
+                f"{spec.source}: energy bins {spec.energies[0]:.3g}…{spec.energies[-1]:.3g} meV "
+                f"differ from the model's {grid.e.centers[0]:.3g}…{grid.e.centers[-1]:.3g} meV"
+            )
     return spec
 
 
@@ -150,8 +156,10 @@ def _read_npz(path: Path, grid) -> Spectrum:
         got = [a.shape[0] for a in arrays]
         if got != want:
             names = [f"{s.start}–{s.end}" for s in grid.q.segments]
-            raise GridMismatchError(f"{path}: {len(got)} segments of {got} q-bins; the model's path has "
-                                    f"{len(want)} segments {', '.join(f'{n} {w}' for n, w in zip(names, want))}")
+            raise GridMismatchError(
+                f"{path}: {len(got)} segments of {got} q-bins; the model's path has "
+                f"{len(want)} segments {', '.join(f'{n} {w}' for n, w in zip(names, want))}"
+            )
     meta = {"intensity": SQE, "intensity_source": "pathSQE .npz (a folded S(Q,E))", "origin": "measured", **meta}
     return Spectrum(np.concatenate(arrays, axis=0), str(path), "pathSQE-npz", None, meta)
 
@@ -188,12 +196,19 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
         if fmt in ("fcinv-spectrum", "fcinv-scans"):  # a scan set: its full data set (union of orientations)
             key = "spectrum" if fmt == "fcinv-spectrum" else "full"
             e = _h5_array(f, "grid/energy_centers_mev", path, ndim=1) if "grid/energy_centers_mev" in f else None
-            return Spectrum(_h5_array(f, key, path, ndim=2), str(path), "fcinv" if fmt == "fcinv-spectrum" else fmt, e,
-                            _fcinv_meta(f.attrs, fmt, path))
+            return Spectrum(
+                _h5_array(f, key, path, ndim=2),
+                str(path),
+                "fcinv" if fmt == "fcinv-spectrum" else fmt,
+                e,
+                _fcinv_meta(f.attrs, fmt, path),
+            )
         if "MDHistoWorkspace/data/signal" in f:
             return _read_mdhisto(f, path, grid)
-    raise FcinvError(f"{path}: not an fcinv spectrum file (no format attribute) nor a Mantid MDHisto NeXus file "
-                     "(no MDHistoWorkspace/data/signal)")
+    raise FcinvError(
+        f"{path}: not an fcinv spectrum file (no format attribute) nor a Mantid MDHisto NeXus file "
+        "(no MDHistoWorkspace/data/signal)"
+    )
 
 
 def _attr(attrs, key):
@@ -240,8 +255,17 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
 
 
 #: sample-log names that hold the sample temperature (K), most specific first (lower case)
-TEMPERATURE_LOGS = ("sampletemp", "sample_temp", "sampletemperature", "sample_temperature", "temperature", "temp",
-                    "sensora", "sensorb", "tsample")
+TEMPERATURE_LOGS = (
+    "sampletemp",
+    "sample_temp",
+    "sampletemperature",
+    "sample_temperature",
+    "temperature",
+    "temp",
+    "sensora",
+    "sensorb",
+    "tsample",
+)
 EI_LOGS = ("ei", "incident_energy", "energyrequest", "ei_request")
 
 
@@ -296,8 +320,10 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     if isinstance(axes_attr, bytes):
         axes_attr = axes_attr.decode(errors="replace")
     if axes_attr is not None and not isinstance(axes_attr, str):
-        raise FcinvError(f"{path}: the 'axes' attribute of MDHistoWorkspace/data/signal must be a string such as "
-                         f"'D1:D0', got {type(axes_attr).__name__} {np.asarray(axes_attr).tolist()!r}")
+        raise FcinvError(
+            f"{path}: the 'axes' attribute of MDHistoWorkspace/data/signal must be a string such as "
+            f"'D1:D0', got {type(axes_attr).__name__} {np.asarray(axes_attr).tolist()!r}"
+        )
     names = axes_attr.split(":") if axes_attr else [f"D{i}" for i in reversed(range(sig.ndim))]
     if len(names) != sig.ndim:
         raise FcinvError(f"{path}: signal has {sig.ndim} dimensions but its 'axes' attribute lists {len(names)}")
@@ -311,7 +337,9 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
 
     keep = [i for i, n in enumerate(sig.shape) if n > 1]
     if len(keep) != 2:
-        raise GridMismatchError(f"{path}: MDHisto signal {sig.shape} must have exactly two dimensions with more than one bin (q and E)")
+        raise GridMismatchError(
+            f"{path}: MDHisto signal {sig.shape} must have exactly two dimensions with more than one bin (q and E)"
+        )
     e_axis = [i for i in keep if is_energy(names[i])]
     img = sig.reshape([sig.shape[i] for i in keep])
     energies = None
@@ -332,8 +360,9 @@ def write_pathsqe_npz(path, image, grid) -> None:
     np.savez(path, *[np.asarray(image[b[i] : b[i + 1]]) for i in range(len(b) - 1)])
 
 
-def to_model_intensity(image, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
-                       e_min_mev: float = 0.0) -> np.ndarray:
+def to_model_intensity(
+    image, grid, temperature_k: float | None = None, clip_percentile: float | None = None, e_min_mev: float = 0.0
+) -> np.ndarray:
     """Bring a measured (or fully simulated) folded S(q, E) closer to the models' training intensity.
 
     The models were trained on the paper's unpolarized intensity, every phonon mode a
@@ -388,8 +417,9 @@ def as_spectrum(data, grid=None, name: str = "spectrum") -> Spectrum:
     return _validate(Spectrum(img, name, "array"), grid)
 
 
-def prepare_input(spec: Spectrum, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
-                  raw: bool = False) -> tuple[np.ndarray, dict]:
+def prepare_input(
+    spec: Spectrum, grid, temperature_k: float | None = None, clip_percentile: float | None = None, raw: bool = False
+) -> tuple[np.ndarray, dict]:
     """The image the models should see, and a record of what was done to it.
 
     Defaults follow what ``spec.meta`` says (see the module doc): a one-phonon S(Q,E) is
@@ -405,10 +435,15 @@ def prepare_input(spec: Spectrum, grid, temperature_k: float | None = None, clip
     check_spectra(spec.image, None if grid is None else grid.shape, name=spec.source)
     meta = spec.meta or {}
     intensity = meta.get("intensity")
-    rec = {"intensity": intensity or MODEL_IMAGE,
-           "intensity_source": meta.get("intensity_source") or "assumed: the input does not say (a model image)",
-           "origin": meta.get("origin"), "ei_mev": meta.get("ei_mev"), "applied": [], "bose_weighting": None,
-           "clip_percentile": None}
+    rec = {
+        "intensity": intensity or MODEL_IMAGE,
+        "intensity_source": meta.get("intensity_source") or "assumed: the input does not say (a model image)",
+        "origin": meta.get("origin"),
+        "ei_mev": meta.get("ei_mev"),
+        "applied": [],
+        "bose_weighting": None,
+        "clip_percentile": None,
+    }
     image = np.array(spec.image, dtype=float)
     if raw:
         rec["raw"] = True
@@ -416,8 +451,10 @@ def prepare_input(spec: Spectrum, grid, temperature_k: float | None = None, clip
     done = meta.get("corrections")
     if done:
         if temperature_k is not None or clip_percentile is not None:
-            raise FcinvError(f"{spec.source}: the file says it was already corrected ({'; '.join(done.get('applied', [])) or done}); "
-                             "correcting it again would distort it — drop --temperature/--clip")
+            raise FcinvError(
+                f"{spec.source}: the file says it was already corrected ({'; '.join(done.get('applied', [])) or done}); "
+                "correcting it again would distort it — drop --temperature/--clip"
+            )
         rec.update(intensity=MODEL_IMAGE, already_applied=done)
         return image, rec
     if temperature_k is not None or intensity == SQE:
@@ -428,17 +465,25 @@ def prepare_input(spec: Spectrum, grid, temperature_k: float | None = None, clip
         else:
             t, t_src = meta.get("temperature_k"), meta.get("temperature_source")
             if t is None:
-                raise FcinvError(f"{spec.source} is a one-phonon S(Q,E) ({rec['intensity_source']}) and does not say its "
-                                 "sample temperature: give it once with --temperature K (or --raw to feed the data uncorrected)")
+                raise FcinvError(
+                    f"{spec.source} is a one-phonon S(Q,E) ({rec['intensity_source']}) and does not say its "
+                    "sample temperature: give it once with --temperature K (or --raw to feed the data uncorrected)"
+                )
         clip = DEFAULT_CLIP if clip_percentile is None else float(clip_percentile)
         image = to_model_intensity(image, grid, t, clip)
-        rec.update(bose_weighting={"temperature_k": t, "source": t_src}, clip_percentile=clip,
-                   clip_source="default" if clip_percentile is None else "given (--clip)",
-                   applied=[f"E/(n(E,T)+1) weighting at T = {t:g} K", f"clip at the {clip:g}th percentile"])
+        rec.update(
+            bose_weighting={"temperature_k": t, "source": t_src},
+            clip_percentile=clip,
+            clip_source="default" if clip_percentile is None else "given (--clip)",
+            applied=[f"E/(n(E,T)+1) weighting at T = {t:g} K", f"clip at the {clip:g}th percentile"],
+        )
     elif clip_percentile is not None:
         image = to_model_intensity(image, grid, None, float(clip_percentile))
-        rec.update(clip_percentile=float(clip_percentile), clip_source="given (--clip)",
-                   applied=[f"clip at the {float(clip_percentile):g}th percentile"])
+        rec.update(
+            clip_percentile=float(clip_percentile),
+            clip_source="given (--clip)",
+            applied=[f"clip at the {float(clip_percentile):g}th percentile"],
+        )
     if not np.isfinite(image).any():
         raise FcinvError(f"{spec.source}: no pixel left after the correction (all NaN)")
     check_spectra(image, None, name=f"{spec.source} (corrected)")
@@ -459,24 +504,41 @@ def save_spectrum(path, spec: Spectrum, grid, material: str = "") -> None:
     """Write a :class:`Spectrum` as our ``fcinv-spectrum`` HDF5 with what it says about itself."""
     from ..spectrum_io import write_spectrum
 
-    keep = {k: spec.meta[k] for k in ("intensity", "origin", "temperature_k", "ei_mev", "corrections") if spec.meta.get(k) is not None}
+    keep = {
+        k: spec.meta[k] for k in ("intensity", "origin", "temperature_k", "ei_mev", "corrections") if spec.meta.get(k) is not None
+    }
     write_spectrum(path, spec.image, grid, material=material, **keep)
 
 
-def prepare_scan_set(ss, grid, temperature_k: float | None = None, clip_percentile: float | None = None,
-                     raw: bool = False, source: str = "scan set") -> tuple[np.ndarray, np.ndarray, dict]:
+def prepare_scan_set(
+    ss,
+    grid,
+    temperature_k: float | None = None,
+    clip_percentile: float | None = None,
+    raw: bool = False,
+    source: str = "scan set",
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """:func:`prepare_input` for a :class:`~fcinv_widgets.scans.ScanSet` (an S(Q,E) at its own
     temperature): returns (full (nq, nE), scans (n, nq, nE), record of the full data's correction).
     Every image is corrected the same way, once; scans that measured nothing stay all-NaN."""
-    meta = {"intensity": SQE, "intensity_source": "scan set (a folded S(Q,E))", "origin": "simulated",
-            "temperature_k": float(ss.temperature_k), "temperature_source": f"{source}: temperature_k",
-            "ei_mev": float(ss.ei_mev)}
+    meta = {
+        "intensity": SQE,
+        "intensity_source": "scan set (a folded S(Q,E))",
+        "origin": "simulated",
+        "temperature_k": float(ss.temperature_k),
+        "temperature_source": f"{source}: temperature_k",
+        "ei_mev": float(ss.ei_mev),
+    }
 
     def one(img, what):
         spec = Spectrum(np.asarray(img, float), f"{source} ({what})", "fcinv-scans", None, meta)
         return prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
 
     full, rec = one(ss.full, "full data")
-    scans = np.stack([one(img, f"scan at ω = {a:g}°")[0] if np.isfinite(img).any() else np.asarray(img, float)
-                      for a, img in zip(ss.angles_deg, ss.scans)])
+    scans = np.stack(
+        [
+            one(img, f"scan at ω = {a:g}°")[0] if np.isfinite(img).any() else np.asarray(img, float)
+            for a, img in zip(ss.angles_deg, ss.scans)
+        ]
+    )
     return full, scans, rec

@@ -89,8 +89,13 @@ class LatentMap:
         """Write ``latent_map.npz`` (and ``umap_reducer.joblib`` when fitted) into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / "latent_map.npz", embedding=self.embedding.astype(np.float32),
-                            mu=self.mu, params=self.params, names=np.array(self.names))
+        np.savez_compressed(
+            folder / "latent_map.npz",
+            embedding=self.embedding.astype(np.float32),
+            mu=self.mu,
+            params=self.params,
+            names=np.array(self.names),
+        )
         if self.reducer is not None:
             import joblib
 
@@ -165,7 +170,7 @@ def plot_latent_map(lmap: LatentMap, fcs=None, extra=None, s: float = 3.0):
         ax.set_title(lmap.names[k], fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    for ax in list(axes.flat)[len(fcs):]:
+    for ax in list(axes.flat)[len(fcs) :]:
         ax.axis("off")
     if extra:
         axes.flat[0].legend(fontsize=7)

@@ -41,8 +41,15 @@ class NoiseGridResult:
         import h5py
 
         with h5py.File(path, "w") as f:
-            f.attrs.update({"format": "fcinv-noise-grid", "version": 1, "model": self.model,
-                            "names": json.dumps(self.names), "meta": json.dumps(self.meta)})
+            f.attrs.update(
+                {
+                    "format": "fcinv-noise-grid",
+                    "version": 1,
+                    "model": self.model,
+                    "names": json.dumps(self.names),
+                    "meta": json.dumps(self.meta),
+                }
+            )
             for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "example_snr"):
                 f[k] = getattr(self, k)
             f.create_dataset("examples", data=self.examples.astype(np.float32), compression="gzip", compression_opts=1)
@@ -57,9 +64,14 @@ class NoiseGridResult:
             if f.attrs.get("format") != "fcinv-noise-grid":
                 raise FcinvError(f"{path} is not an fcinv noise-grid file")
             cov = [f[k][()] if k in f else None for k in ("coverage_1sigma", "coverage_2sigma")]
-            return cls(json.loads(f.attrs["names"]), *(f[k][()] for k in ("backgrounds", "counts", "r2", "mae", "snr",
-                                                                         "example_clean", "examples", "example_snr")),
-                       model=str(f.attrs["model"]), meta=json.loads(f.attrs["meta"]), cov1=cov[0], cov2=cov[1])
+            return cls(
+                json.loads(f.attrs["names"]),
+                *(f[k][()] for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "examples", "example_snr")),
+                model=str(f.attrs["model"]),
+                meta=json.loads(f.attrs["meta"]),
+                cov1=cov[0],
+                cov2=cov[1],
+            )
 
     def table(self, fc: int = 0) -> str:
         """A text table of R² for one FC (rows: B, columns: P)."""
@@ -90,8 +102,18 @@ def _cell(predict, spectra, params, b, p, seed):
     return r2_score(params, pred), np.abs(pred - params).mean(0), float(np.median(snr)), noisy[0], float(snr[0]), *cov
 
 
-def run_noise_grid(predict, spectra, params, names, backgrounds=DEFAULT_BACKGROUNDS, counts=DEFAULT_COUNTS,
-                   seed: int = 0, model: str = "", scheduler=None, progress: bool = True) -> NoiseGridResult:
+def run_noise_grid(
+    predict,
+    spectra,
+    params,
+    names,
+    backgrounds=DEFAULT_BACKGROUNDS,
+    counts=DEFAULT_COUNTS,
+    seed: int = 0,
+    model: str = "",
+    scheduler=None,
+    progress: bool = True,
+) -> NoiseGridResult:
     """Evaluate ``predict`` on noisy copies of (``spectra``, ``params``) in every (B, P) cell."""
     from tqdm.auto import tqdm
 
@@ -123,9 +145,21 @@ def run_noise_grid(predict, spectra, params, names, backgrounds=DEFAULT_BACKGROU
     if results[(0, 0)][5] is not None:
         cov1 = np.array([[results[(i, j)][5] for j in range(nP)] for i in range(nB)])
         cov2 = np.array([[results[(i, j)][6] for j in range(nP)] for i in range(nB)])
-    return NoiseGridResult(list(names), np.asarray(backgrounds, float), np.asarray(counts, float), r2, mae, snr,
-                           spectra[0].astype(np.float32), ex, exs, model=model, meta={"seed": seed, "n": int(len(spectra))},
-                           cov1=cov1, cov2=cov2)
+    return NoiseGridResult(
+        list(names),
+        np.asarray(backgrounds, float),
+        np.asarray(counts, float),
+        r2,
+        mae,
+        snr,
+        spectra[0].astype(np.float32),
+        ex,
+        exs,
+        model=model,
+        meta={"seed": seed, "n": int(len(spectra))},
+        cov1=cov1,
+        cov2=cov2,
+    )
 
 
 def plot_noise_grid(result: NoiseGridResult, fcs=(0, 1, 2, 3), ax=None, what: str = "r2"):

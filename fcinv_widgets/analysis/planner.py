@@ -73,8 +73,10 @@ class CoverageBank:
         self.angles_deg = np.asarray(self.angles_deg, float)
         self.exposure = np.asarray(self.exposure, np.float32)
         if self.exposure.ndim != 3 or len(self.exposure) != len(self.angles_deg):
-            raise FcinvError(f"a coverage bank needs (n, nq, nE) exposures for n angles; got {self.exposure.shape} "
-                             f"for {len(self.angles_deg)} angles")
+            raise FcinvError(
+                f"a coverage bank needs (n, nq, nE) exposures for n angles; got {self.exposure.shape} "
+                f"for {len(self.angles_deg)} angles"
+            )
         if not np.all(np.isfinite(self.exposure)) or np.any(self.exposure < 0):
             raise FcinvError("exposures must be finite and non-negative")
 
@@ -89,16 +91,22 @@ class CoverageBank:
         idx = d.argmin(1)
         bad = d[np.arange(len(ang)), idx] > 1e-6
         if np.any(bad):
-            raise FcinvError(f"angle {ang[bad][0]:g}° is not in the coverage bank (angles {self.angles_deg.min():g} … "
-                             f"{self.angles_deg.max():g}°)")
+            raise FcinvError(
+                f"angle {ang[bad][0]:g}° is not in the coverage bank (angles {self.angles_deg.min():g} … "
+                f"{self.angles_deg.max():g}°)"
+            )
         return idx
 
     def save(self, path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part.npz")
-        np.savez_compressed(tmp, exposure=self.exposure, angles_deg=self.angles_deg,
-                            info=np.array(json.dumps({"material": self.material, "ei_mev": self.ei_mev, "meta": self.meta})))
+        np.savez_compressed(
+            tmp,
+            exposure=self.exposure,
+            angles_deg=self.angles_deg,
+            info=np.array(json.dumps({"material": self.material, "ei_mev": self.ei_mev, "meta": self.meta})),
+        )
         tmp.replace(path)
 
     @classmethod
@@ -115,8 +123,17 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("FCINV_CACHE", Path.home() / ".cache" / "fcinv-widgets")) / "coverage"
 
 
-def coverage_bank(material, angles_deg, ei_mev: float, u=(1, 1, 0), v=(0, 0, 1), qmax: float | None = None,
-                  detector=None, progress: bool = True, cache: bool = True) -> CoverageBank:
+def coverage_bank(
+    material,
+    angles_deg,
+    ei_mev: float,
+    u=(1, 1, 0),
+    v=(0, 0, 1),
+    qmax: float | None = None,
+    detector=None,
+    progress: bool = True,
+    cache: bool = True,
+) -> CoverageBank:
     """Exposures of ``material``'s grid pixels for every sample angle (ARCS-like kinematics).
 
     ``qmax`` (Å⁻¹): largest |Q| folded (default: all the detector reaches at E = 0; 6 Å⁻¹ with
@@ -132,9 +149,18 @@ def coverage_bank(material, angles_deg, ei_mev: float, u=(1, 1, 0), v=(0, 0, 1),
     reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
     qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(float(qmax), reach)
     meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
-    key = json.dumps({"material": material.name, "lattice": np.round(material.crystal.lattice, 8).tolist(),
-                      "grid": grid.to_dict(), "ei": ei, "angles": np.round(ang, 8).tolist(), **meta}, sort_keys=True,
-                     default=float)
+    key = json.dumps(
+        {
+            "material": material.name,
+            "lattice": np.round(material.crystal.lattice, 8).tolist(),
+            "grid": grid.to_dict(),
+            "ei": ei,
+            "angles": np.round(ang, 8).tolist(),
+            **meta,
+        },
+        sort_keys=True,
+        default=float,
+    )
     path = _cache_dir() / f"{material.name.lower()}-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
     if cache and path.is_file():
         try:
@@ -161,8 +187,7 @@ def coverage_bank(material, angles_deg, ei_mev: float, u=(1, 1, 0), v=(0, 0, 1),
 
 
 # ---------------------------------------------------------------------------- information
-def pixel_information(forward_model, theta, domain, background: float = DEFAULT_BACKGROUND,
-                      rel_step: float = 1e-3) -> np.ndarray:
+def pixel_information(forward_model, theta, domain, background: float = DEFAULT_BACKGROUND, rel_step: float = 1e-3) -> np.ndarray:
     """Per-pixel Fisher information J_p J_pᵀ / (m_p + B) at θ: (n_pix, A, A), per unit count.
 
     J = ∂m/∂θ of the min-max scaled model image by central differences with steps
@@ -216,11 +241,19 @@ class Plan:
         return float(self.angles_deg[0])
 
     def to_dict(self) -> dict:
-        return {"next_angles_deg": self.angles_deg.tolist(), "gain": self.gain.tolist(),
-                "predicted_sigma_ev_a2": self.predicted_sigma.tolist(), "current_sigma_ev_a2": self.current_sigma.tolist(),
-                "estimate_ev_a2": self.estimate.tolist(), "names": list(self.names), "criterion": self.criterion,
-                "measured_deg": self.measured_deg.tolist(), "candidates_deg": self.candidates_deg.tolist(),
-                "information": self.information.tolist(), "meta": self.meta}
+        return {
+            "next_angles_deg": self.angles_deg.tolist(),
+            "gain": self.gain.tolist(),
+            "predicted_sigma_ev_a2": self.predicted_sigma.tolist(),
+            "current_sigma_ev_a2": self.current_sigma.tolist(),
+            "estimate_ev_a2": self.estimate.tolist(),
+            "names": list(self.names),
+            "criterion": self.criterion,
+            "measured_deg": self.measured_deg.tolist(),
+            "candidates_deg": self.candidates_deg.tolist(),
+            "information": self.information.tolist(),
+            "meta": self.meta,
+        }
 
     def table(self, focus=(0, 1, 2, 3)) -> str:
         focus = [f for f in focus if f < len(self.names)]
@@ -244,11 +277,28 @@ def _gains(F, Fc, criterion: str, weights, focus) -> np.ndarray:
     return v0 - v1
 
 
-def plan_orientations(bank: CoverageBank, forward_model, estimate, domain, measured_deg=(), candidates_deg=None,
-                      n: int = 5, background: float = DEFAULT_BACKGROUND, counts: float = DEFAULT_COUNTS,
-                      prior_sigma=None, criterion: str = "D", focus=(0, 1, 2, 3), count_time_s=None,
-                      move_s_per_deg: float = 0.0, last_angle_deg: float | None = None, allow_repeat: bool = False,
-                      names=None, model=None, n_samples: int = 30, seed: int = 0) -> Plan:
+def plan_orientations(
+    bank: CoverageBank,
+    forward_model,
+    estimate,
+    domain,
+    measured_deg=(),
+    candidates_deg=None,
+    n: int = 5,
+    background: float = DEFAULT_BACKGROUND,
+    counts: float = DEFAULT_COUNTS,
+    prior_sigma=None,
+    criterion: str = "D",
+    focus=(0, 1, 2, 3),
+    count_time_s=None,
+    move_s_per_deg: float = 0.0,
+    last_angle_deg: float | None = None,
+    allow_repeat: bool = False,
+    names=None,
+    model=None,
+    n_samples: int = 30,
+    seed: int = 0,
+) -> Plan:
     """Rank the candidate orientations by the information they would add about the active FCs.
 
     ``bank``: exposures of (at least) every candidate and measured angle; ``forward_model``: the
@@ -305,24 +355,31 @@ def plan_orientations(bank: CoverageBank, forward_model, estimate, domain, measu
         avail &= ~np.isin(ci, mi)
     if not avail.any():
         raise FcinvError("every candidate angle has been measured already (allow repeats to plan more counting time)")
-    last = last_angle_deg if last_angle_deg is not None else (float(np.asarray(measured_deg, float).reshape(-1)[-1])
-                                                              if np.size(measured_deg) else None)
+    last = (
+        last_angle_deg
+        if last_angle_deg is not None
+        else (float(np.asarray(measured_deg, float).reshape(-1)[-1]) if np.size(measured_deg) else None)
+    )
     chosen, gains, sigmas = [], [], []
     information = None
     if criterion == "model":
         clean = forward_model.spectra(np.asarray(estimate, float).reshape(1, -1), normalize=True).reshape(-1).astype(float)
         Eu = E[mi].sum(0)
         rng_seed = int(seed)
-        score_now = _model_score(model, clean, Eu[None], estimate, width, focus, background, counts, n_samples,
-                                 rng_seed, bank.shape)[0] if len(mi) else float(len(focus)) / 12.0
+        score_now = (
+            _model_score(model, clean, Eu[None], estimate, width, focus, background, counts, n_samples, rng_seed, bank.shape)[0]
+            if len(mi)
+            else float(len(focus)) / 12.0
+        )
     for _ in range(int(n)):
         if not avail.any():
             break
         if criterion == "model":
             sc = np.full(len(ci), np.inf)
             idx = np.flatnonzero(avail)
-            sc[idx] = _model_score(model, clean, Eu[None] + E[ci[idx]], estimate, width, focus, background, counts,
-                                   n_samples, rng_seed, bank.shape)
+            sc[idx] = _model_score(
+                model, clean, Eu[None] + E[ci[idx]], estimate, width, focus, background, counts, n_samples, rng_seed, bank.shape
+            )
             g = score_now - sc
         else:
             g = _gains(F, Fc, criterion, width, focus)
@@ -342,12 +399,26 @@ def plan_orientations(bank: CoverageBank, forward_model, estimate, domain, measu
         if not allow_repeat:
             avail[k] = False
     est = np.asarray(estimate, float).reshape(-1)
-    return Plan(angles_deg=cand[chosen], gain=np.array(gains), predicted_sigma=np.array(sigmas),
-                information=np.asarray(information), candidates_deg=cand, current_sigma=current_sigma, estimate=est,
-                names=list(names if names is not None else forward_model.names), criterion=criterion,
-                measured_deg=np.asarray(measured_deg, float).reshape(-1),
-                meta={"background": background, "counts": counts, "prior_sigma_ev_a2": sig0.tolist(),
-                      "focus": list(focus), "ei_mev": bank.ei_mev, **bank.meta})
+    return Plan(
+        angles_deg=cand[chosen],
+        gain=np.array(gains),
+        predicted_sigma=np.array(sigmas),
+        information=np.asarray(information),
+        candidates_deg=cand,
+        current_sigma=current_sigma,
+        estimate=est,
+        names=list(names if names is not None else forward_model.names),
+        criterion=criterion,
+        measured_deg=np.asarray(measured_deg, float).reshape(-1),
+        meta={
+            "background": background,
+            "counts": counts,
+            "prior_sigma_ev_a2": sig0.tolist(),
+            "focus": list(focus),
+            "ei_mev": bank.ei_mev,
+            **bank.meta,
+        },
+    )
 
 
 def _model_score(model, clean, Eu, estimate, width, focus, background, counts, n_samples, seed, shape) -> np.ndarray:
@@ -368,8 +439,14 @@ def _model_score(model, clean, Eu, estimate, width, focus, background, counts, n
 
 
 # ---------------------------------------------------------------------------- simulated measurements
-def simulate_union(clean_image, bank: CoverageBank, measured_idx, background: float = DEFAULT_BACKGROUND,
-                   counts: float = DEFAULT_COUNTS, rng=None) -> np.ndarray:
+def simulate_union(
+    clean_image,
+    bank: CoverageBank,
+    measured_idx,
+    background: float = DEFAULT_BACKGROUND,
+    counts: float = DEFAULT_COUNTS,
+    rng=None,
+) -> np.ndarray:
     """A noisy measured image from the scans ``measured_idx`` of ``bank`` under the planner's model.
 
     Counts N_p ~ Poisson(P Σ_s (e_s(p)/ē) (m_p + B)); the returned estimate is N_p / (P Σ_s e_s(p)/ē)

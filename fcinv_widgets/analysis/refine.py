@@ -31,9 +31,16 @@ class RefineResult:
     history: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"names": self.names, "start": self.start.tolist(), "fc": self.params.tolist(),
-                "misfit_start": self.misfit_start, "misfit": self.misfit, "n_iter": self.n_iter,
-                "seconds": self.seconds, "stable": self.stable}
+        return {
+            "names": self.names,
+            "start": self.start.tolist(),
+            "fc": self.params.tolist(),
+            "misfit_start": self.misfit_start,
+            "misfit": self.misfit,
+            "n_iter": self.n_iter,
+            "seconds": self.seconds,
+            "stable": self.stable,
+        }
 
 
 def _scaled(img):
@@ -57,8 +64,9 @@ WALL = 10.0
 ANNEAL = (4.0, 2.0, 1.0)
 
 
-def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200, tol: float = 1e-12,
-           anneal=ANNEAL) -> RefineResult:
+def refine(
+    forward_model, spectrum, start=None, domain=None, max_iter: int = 200, tol: float = 1e-12, anneal=ANNEAL
+) -> RefineResult:
     """Fit θ (eV/Å²) so that the forward model's image matches ``spectrum`` (nq, nE).
 
     ``forward_model``: a ForwardModel (its settings — grid, resolution, fixed parameters —
@@ -118,8 +126,15 @@ def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200
         zz = torch.zeros(fm.n_active, dtype=torch.float64, device=dev, requires_grad=True)
         hist = []
         for stage in schedule:
-            opt = torch.optim.LBFGS([zz], lr=1.0, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=tol,
-                                    history_size=20, line_search_fn="strong_wolfe")
+            opt = torch.optim.LBFGS(
+                [zz],
+                lr=1.0,
+                max_iter=max_iter,
+                tolerance_grad=1e-12,
+                tolerance_change=tol,
+                history_size=20,
+                line_search_fn="strong_wolfe",
+            )
 
             def closure(stage=stage, opt=opt):
                 opt.zero_grad()
@@ -142,4 +157,3 @@ def refine(forward_model, spectrum, start=None, domain=None, max_iter: int = 200
     theta = (x0 + z * w).cpu().numpy()
     stable = bool(fm.is_stable(theta)[0])
     return RefineResult(list(fm.names), start, theta, f0, f1, len(history), seconds, stable, history)
-

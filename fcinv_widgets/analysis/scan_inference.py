@@ -55,9 +55,16 @@ class ScanInference:
         """Text table: reference, full-data prediction ± spread, median of the single scans (eV/Å²)."""
         head = f"{'FC':<16}{'reference':>10}{'full data':>20}{'median scan':>13}"
         med = np.median(self.mean, axis=0)
-        rows = [f"{n:<16}{(f'{r:+.3f}' if r is not None else '—'):>10}{m:>+13.3f} ± {s:.3f}{md:>+13.3f}"
-                for n, r, m, s, md in zip(self.names, (self.reference if self.reference is not None else [None] * len(self.names)),
-                                          self.full_mean, self.full_std, med)]
+        rows = [
+            f"{n:<16}{(f'{r:+.3f}' if r is not None else '—'):>10}{m:>+13.3f} ± {s:.3f}{md:>+13.3f}"
+            for n, r, m, s, md in zip(
+                self.names,
+                (self.reference if self.reference is not None else [None] * len(self.names)),
+                self.full_mean,
+                self.full_std,
+                med,
+            )
+        ]
         return "\n".join([head] + rows)
 
     # HDF5 layout (``format = "fcinv-scan-inference"``): datasets named like the fields
@@ -69,8 +76,14 @@ class ScanInference:
         import h5py
 
         with h5py.File(path, "w") as f:
-            f.attrs.update({"format": "fcinv-scan-inference", "version": 1, "names": json.dumps(self.names),
-                            "meta": json.dumps(self.meta, default=str)})
+            f.attrs.update(
+                {
+                    "format": "fcinv-scan-inference",
+                    "version": 1,
+                    "names": json.dumps(self.names),
+                    "meta": json.dumps(self.meta, default=str),
+                }
+            )
             for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage"):
                 f[k] = np.asarray(getattr(self, k))
             if self.reference is not None:
@@ -93,14 +106,27 @@ class ScanInference:
         with f:
             if f.attrs.get("format") != "fcinv-scan-inference":
                 raise FcinvError(f"{path} is not an fcinv scan-inference file (write one with `fcinv infer-scans --out`)")
-            d = {k: f[k][()] for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")}
+            d = {
+                k: f[k][()] for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")
+            }
             ref = f["reference"][()] if "reference" in f else None
             return cls(names=json.loads(f.attrs["names"]), reference=ref, meta=json.loads(f.attrs["meta"]), **d)
 
 
-def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain=None, n_samples: int = 100,
-                seed: int = 0, batch: int = 64, temperature_k: float | None = None, clip_percentile: float | None = None,
-                raw: bool = False) -> ScanInference:
+def infer_scans(
+    model,
+    scans,
+    full=None,
+    angles_deg=None,
+    reference=None,
+    domain=None,
+    n_samples: int = 100,
+    seed: int = 0,
+    batch: int = 64,
+    temperature_k: float | None = None,
+    clip_percentile: float | None = None,
+    raw: bool = False,
+) -> ScanInference:
     """Predict FCs for every single-orientation scan and compare them with the full-data prediction.
 
     ``scans``: a ScanSet (``.scans`` (n, nq, nE), ``.full``, ``.angles_deg``) or an array
@@ -138,8 +164,10 @@ def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain
     covered = np.isfinite(x).reshape(len(x), -1)
     empty = np.flatnonzero(~covered.any(1))
     if len(empty):
-        raise FcinvError(f"{len(empty)} scan(s) measured nothing on the path (all NaN), e.g. ω = {ang[empty[0]]:g}°; "
-                         "drop them or check the orientation and Ei")
+        raise FcinvError(
+            f"{len(empty)} scan(s) measured nothing on the path (all NaN), e.g. ω = {ang[empty[0]]:g}°; "
+            "drop them or check the orientation and Ei"
+        )
     pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed)
     means, stds, recs = [], [], []
     for s in range(0, len(x), batch):
@@ -151,11 +179,20 @@ def infer_scans(model, scans, full=None, angles_deg=None, reference=None, domain
     dom = np.asarray(domain if domain is not None else model.config["domain"], float)
     width = dom[:, 1] - dom[:, 0]
     mse = (((mean - pf.mean[0]) / width) ** 2).mean(1)
-    return ScanInference(names=list(model.names), angles_deg=ang, mean=mean, std=std, full_mean=pf.mean[0],
-                         full_std=pf.std[0], reference=None if reference is None else np.asarray(reference, float),
-                         mse=mse, inputs=x.astype(np.float32), recon=np.concatenate(recs).astype(np.float32),
-                         coverage=covered.mean(1), meta={"model": str(getattr(model, "path", "")), "kind": model.kind,
-                                                         "n_samples": n_samples, "corrections": corrections})
+    return ScanInference(
+        names=list(model.names),
+        angles_deg=ang,
+        mean=mean,
+        std=std,
+        full_mean=pf.mean[0],
+        full_std=pf.std[0],
+        reference=None if reference is None else np.asarray(reference, float),
+        mse=mse,
+        inputs=x.astype(np.float32),
+        recon=np.concatenate(recs).astype(np.float32),
+        coverage=covered.mean(1),
+        meta={"model": str(getattr(model, "path", "")), "kind": model.kind, "n_samples": n_samples, "corrections": corrections},
+    )
 
 
 def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward_model=None):
@@ -194,6 +231,11 @@ def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward
             freqs = None
             if forward_model is not None:
                 freqs = forward_model.backend.to_numpy(forward_model.frequencies(res.mean[i][None]))[0]
-            plot_spectrum(res.inputs[i], grid, ax=ax, frequencies=freqs,
-                          title=f"{lab}: ω = {res.angles_deg[i]:g}°, MSE {res.mse[i]:.2g}, coverage {res.coverage[i]:.0%}")
+            plot_spectrum(
+                res.inputs[i],
+                grid,
+                ax=ax,
+                frequencies=freqs,
+                title=f"{lab}: ω = {res.angles_deg[i]:g}°, MSE {res.mse[i]:.2g}, coverage {res.coverage[i]:.0%}",
+            )
     return fig

@@ -96,9 +96,13 @@ def scheduler_address(text) -> str:
 def add_sigma_ei(p, sigma_help: str = "Gaussian σ of every mode (meV, default 1)") -> None:
     """``--sigma`` (meV) and ``--ei`` (meV, ARCS resolution), mutually exclusive; read with :func:`sigma_of`."""
     p.add_argument("--sigma", type=positive_float, default=None, help=sigma_help)
-    p.add_argument("--ei", type=positive_float, default=None,
-                   help="use the ARCS energy resolution at this incident energy (meV) instead of --sigma; "
-                        "must exceed the grid's largest energy")
+    p.add_argument(
+        "--ei",
+        type=positive_float,
+        default=None,
+        help="use the ARCS energy resolution at this incident energy (meV) instead of --sigma; "
+        "must exceed the grid's largest energy",
+    )
 
 
 def sigma_of(args, default: float = 1.0) -> float:
@@ -111,8 +115,13 @@ def sigma_of(args, default: float = 1.0) -> float:
 
 def add_temperature(p, default: float | None = 5.0, help: str | None = None) -> None:
     """``--temperature`` (K, ≥ 0)."""
-    p.add_argument("--temperature", type=nonneg_float, default=default, metavar="K",
-                   help=help or f"sample temperature (K, default {default:g})")
+    p.add_argument(
+        "--temperature",
+        type=nonneg_float,
+        default=default,
+        metavar="K",
+        help=help or f"sample temperature (K, default {default:g})",
+    )
 
 
 def noise_arg(text):
@@ -126,7 +135,9 @@ def noise_arg(text):
     return b, pc
 
 
-def add_noise_seed(p, noise_help: str = "B,P: add a flat background B (fraction of the peak) and Poisson counts P at the peak") -> None:
+def add_noise_seed(
+    p, noise_help: str = "B,P: add a flat background B (fraction of the peak) and Poisson counts P at the peak"
+) -> None:
     """``--noise B,P`` (parsed to a (B, P) tuple) and ``--seed``."""
     p.add_argument("--noise", type=noise_arg, default=None, help=noise_help)
     p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
@@ -166,7 +177,9 @@ def check_output(path, flag: str = "--out", kind: str = "file", fmt: str | None 
         found = _hdf5_format(p)
         if found != fmt:
             what = "not an HDF5 file" if found is None else f"an HDF5 file of format {found!r}"
-            raise FcinvError(f"{flag} {path}: exists and is {what}, not {fmt!r}; will not overwrite it (remove it or choose another name)")
+            raise FcinvError(
+                f"{flag} {path}: exists and is {what}, not {fmt!r}; will not overwrite it (remove it or choose another name)"
+            )
     return p
 
 
@@ -246,12 +259,16 @@ def parse_qpoints(text: str, crystal=None) -> np.ndarray:
                     labels = high_symmetry_points(crystal)
                 key = parts[0].upper()
                 if key not in labels:
-                    raise FcinvError(f"q-point {k + 1}: no label {parts[0]!r} for this cell; known: "
-                                     + ", ".join(x for x in labels if x not in ("GAMMA", "Γ"))) from None
+                    raise FcinvError(
+                        f"q-point {k + 1}: no label {parts[0]!r} for this cell; known: "
+                        + ", ".join(x for x in labels if x not in ("GAMMA", "Γ"))
+                    ) from None
                 pts.append(list(labels[key]))
                 continue
-            raise FcinvError(f"q-point {k + 1} ({chunk.strip()!r}) is not three numbers nor a label; "
-                             "use e.g. --qpoints \"0 0 0, 0.5 0 0.5\" or \"G, X, L\"") from None
+            raise FcinvError(
+                f"q-point {k + 1} ({chunk.strip()!r}) is not three numbers nor a label; "
+                'use e.g. --qpoints "0 0 0, 0.5 0 0.5" or "G, X, L"'
+            ) from None
         if len(vals) != 3 or not np.all(np.isfinite(vals)):
             raise FcinvError(f"q-point {k + 1} ({chunk.strip()!r}) must be three finite numbers")
         pts.append(vals)
@@ -276,22 +293,43 @@ def parse_params(text: str, n: int) -> np.ndarray:
 def add_material_args(p, files: bool = True) -> None:
     p.add_argument("--material", default=None, help="preset: Ge or Nb")
     if files:
-        p.add_argument("--structure", help="structure file (POSCAR, CIF, …); its cell is the cell used, as given "
-                       "(a conventional cell stays conventional), unless --primitive reduces it")
+        p.add_argument(
+            "--structure",
+            help="structure file (POSCAR, CIF, …); its cell is the cell used, as given "
+            "(a conventional cell stays conventional), unless --primitive reduces it",
+        )
         p.add_argument("--force-constants", help="phonopy FORCE_CONSTANTS (full or compact), .hdf5 or phonopy.yaml")
-        p.add_argument("--supercell", nargs="+", metavar="N",
-                       help='supercell of the force constants in units of the structure file\'s cell (phonopy\'s DIM, also '
-                       'with --primitive): 3 integers (diagonal) or 9 '
-                       '(a 3×3 matrix, rows), also as one string "a b c, d e f, g h i" (default: inferred, n×n×n)')
-        p.add_argument("--primitive", default=None, metavar="auto|P|F|I|A|C|R|MATRIX",
-                       help="reduce the structure to a primitive cell first: auto (from its symmetry), a centring "
-                       "letter, or 9 numbers (phonopy's primitive matrix); default: the cell as given. Force constants "
-                       "stay those of phonopy's supercell of the structure file's cell; they are re-ordered for the primitive cell")
-        p.add_argument("--mass", action="append", default=[], metavar="X=AMU",
-                       help="atomic mass of species X in amu (default: phonopy's table), e.g. --mass Ge=72.63; repeatable")
-        p.add_argument("--b-coh", action="append", default=[], metavar="X=FM",
-                       help="coherent scattering length of species X in fm (default: the periodictable package's "
-                       "table), e.g. --b-coh O=5.803; repeatable")
+        p.add_argument(
+            "--supercell",
+            nargs="+",
+            metavar="N",
+            help="supercell of the force constants in units of the structure file's cell (phonopy's DIM, also "
+            "with --primitive): 3 integers (diagonal) or 9 "
+            '(a 3×3 matrix, rows), also as one string "a b c, d e f, g h i" (default: inferred, n×n×n)',
+        )
+        p.add_argument(
+            "--primitive",
+            default=None,
+            metavar="auto|P|F|I|A|C|R|MATRIX",
+            help="reduce the structure to a primitive cell first: auto (from its symmetry), a centring "
+            "letter, or 9 numbers (phonopy's primitive matrix); default: the cell as given. Force constants "
+            "stay those of phonopy's supercell of the structure file's cell; they are re-ordered for the primitive cell",
+        )
+        p.add_argument(
+            "--mass",
+            action="append",
+            default=[],
+            metavar="X=AMU",
+            help="atomic mass of species X in amu (default: phonopy's table), e.g. --mass Ge=72.63; repeatable",
+        )
+        p.add_argument(
+            "--b-coh",
+            action="append",
+            default=[],
+            metavar="X=FM",
+            help="coherent scattering length of species X in fm (default: the periodictable package's "
+            "table), e.g. --b-coh O=5.803; repeatable",
+        )
 
 
 def parse_supercell(values) -> np.ndarray:
@@ -338,7 +376,9 @@ def _species_b_coh(args, crystal) -> dict:
     b = parse_species_values(getattr(args, "b_coh", None), "--b-coh")
     unknown = sorted(set(b) - set(crystal.symbols))
     if unknown:
-        raise FcinvError(f"--b-coh {unknown[0]}=…: {unknown[0]!r} is not in the structure ({', '.join(sorted(set(crystal.symbols)))})")
+        raise FcinvError(
+            f"--b-coh {unknown[0]}=…: {unknown[0]!r} is not in the structure ({', '.join(sorted(set(crystal.symbols)))})"
+        )
     return b
 
 
@@ -346,8 +386,10 @@ def infer_supercell(n_prim: int, n_super: int) -> np.ndarray:
     ratio = n_super // n_prim
     n = round(ratio ** (1 / 3))
     if n**3 != ratio or n_super % n_prim:
-        raise FcinvError(f"cannot infer the supercell from {n_super} supercell atoms and {n_prim} atoms in the cell used; "
-                         "give --supercell (3 or 9 integers)")
+        raise FcinvError(
+            f"cannot infer the supercell from {n_super} supercell atoms and {n_prim} atoms in the cell used; "
+            "give --supercell (3 or 9 integers)"
+        )
     return np.diag([n, n, n])
 
 
@@ -389,8 +431,10 @@ def load_material(args):
         if pmat is not None:
             s_used = np.linalg.solve(pmat, smat)
             if np.abs(s_used - np.rint(s_used)).max() > 1e-6:
-                raise FcinvError(f"the supercell {smat.tolist()} of the structure file's cell is not a whole number of the "
-                                 f"primitive cells chosen by --primitive {args.primitive}")
+                raise FcinvError(
+                    f"the supercell {smat.tolist()} of the structure file's cell is not a whole number of the "
+                    f"primitive cells chosen by --primitive {args.primitive}"
+                )
             if fc is not None:
                 from ..fcio import unitcell_fc_to_cell_used
 
@@ -401,9 +445,11 @@ def load_material(args):
             from ..materials import Material
 
             if sorted(set(base.crystal.symbols)) != sorted(set(cr.symbols)):
-                raise FcinvError(f"--material {args.material} is {'/'.join(sorted(set(base.crystal.symbols)))}, but "
-                                 f"--structure {structure} holds {'/'.join(sorted(set(cr.symbols)))}: drop --material "
-                                 "or give a matching structure")
+                raise FcinvError(
+                    f"--material {args.material} is {'/'.join(sorted(set(base.crystal.symbols)))}, but "
+                    f"--structure {structure} holds {'/'.join(sorted(set(cr.symbols)))}: drop --material "
+                    "or give a matching structure"
+                )
 
             mat = Material(base.name, cr, smat, base.grid, base.conventional_a)
             if fc is not None:
@@ -444,8 +490,10 @@ def _check_fc_size(fc: np.ndarray, where) -> np.ndarray:
         raise FcinvError(f"{where}: force constants contain NaN or inf")
     big = float(np.abs(fc).max()) if fc.size else 0.0
     if big > MAX_FC_EV_A2:
-        raise FcinvError(f"{where}: force constants up to {big:.3g} eV/Å², more than any crystal's "
-                         f"({MAX_FC_EV_A2:g}); wrong units (eV/Å² expected) or a damaged file")
+        raise FcinvError(
+            f"{where}: force constants up to {big:.3g} eV/Å², more than any crystal's "
+            f"({MAX_FC_EV_A2:g}); wrong units (eV/Å² expected) or a damaged file"
+        )
     return fc
 
 

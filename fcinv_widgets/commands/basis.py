@@ -30,8 +30,17 @@ def run(args) -> int:
         "supercell_matrix": mat.supercell_matrix.tolist(),
         "names": b.names,
         "values_ev_a2": params.tolist(),
-        "orbits": [{"shell": o.index, "distance_A": o.distance, "params": list(o.params), "elements": list(o.elements),
-                    "pairs": o.n_pairs, "vector_A": list(o.vector)} for o in b.orbits],
+        "orbits": [
+            {
+                "shell": o.index,
+                "distance_A": o.distance,
+                "params": list(o.params),
+                "elements": list(o.elements),
+                "pairs": o.n_pairs,
+                "vector_A": list(o.vector),
+            }
+            for o in b.orbits
+        ],
         "parameters": rows,
         "top": [int(i) for i in sens["top"]],
         "top_names": [b.names[i] for i in sens["top"]],
@@ -39,12 +48,17 @@ def run(args) -> int:
     }
     if residual is not None:
         payload["projection_residual"] = residual
-    lines = [f"{mat.name}: {b.n_params} parameters in {len(b.orbits)} pair orbits (supercell {mat.supercell_matrix.tolist()})",
-             f"values from: {payload['reference_source']}", "",
-             f"{'#':>3} {'name':<10} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank"]
+    lines = [
+        f"{mat.name}: {b.n_params} parameters in {len(b.orbits)} pair orbits (supercell {mat.supercell_matrix.tolist()})",
+        f"values from: {payload['reference_source']}",
+        "",
+        f"{'#':>3} {'name':<10} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank",
+    ]
     rank = {int(i): k for k, i in enumerate(sens["order"])}
     for r in rows:
         top = f"FC{rank[r['index']]}" if rank[r["index"]] < args.top else ""
-        lines.append(f"{r['index']:>3} {r['name']:<10} {r['distance_A']:>7.3f} {r['value_ev_a2']:>14.5f} {r['sensitivity_mev']:>12.4f}  {top}")
+        lines.append(
+            f"{r['index']:>3} {r['name']:<10} {r['distance_A']:>7.3f} {r['value_ev_a2']:>14.5f} {r['sensitivity_mev']:>12.4f}  {top}"
+        )
     emit(args, payload, "\n".join(lines))
     return 0

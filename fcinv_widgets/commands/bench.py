@@ -76,8 +76,12 @@ def copy_bandwidth(nbytes: int) -> dict:
         parallel_copy(src, dst)
         t_warm = min(t_warm, time.perf_counter() - t0)
     b = 4 * n
-    return {"bytes": b, "fresh_write_gb_s": b / t_fresh / 1e9, "warm_write_gb_s": b / t_warm / 1e9,
-            "warm_read_write_gb_s": 2 * b / t_warm / 1e9}
+    return {
+        "bytes": b,
+        "fresh_write_gb_s": b / t_fresh / 1e9,
+        "warm_write_gb_s": b / t_warm / 1e9,
+        "warm_read_write_gb_s": 2 * b / t_warm / 1e9,
+    }
 
 
 def run(args) -> int:
@@ -93,8 +97,10 @@ def run(args) -> int:
     N = args.batch
     img_bytes = N * nq * nE * 4
     # θ (float64) and one float32 array of images live at once, plus the copy benchmark's two arrays
-    check_allocation(N * 8 * 8 + img_bytes + 2 * min(COPY_BYTES, img_bytes),
-                     f"--batch {N:,}: the parameters, {N:,} float32 images of {nq}×{nE} and the copy benchmark")
+    check_allocation(
+        N * 8 * 8 + img_bytes + 2 * min(COPY_BYTES, img_bytes),
+        f"--batch {N:,}: the parameters, {N:,} float32 images of {nq}×{nE} and the copy benchmark",
+    )
 
     t0 = time.perf_counter()
     fm = mat.forward_model(backend=args.backend)
@@ -149,7 +155,9 @@ def run(args) -> int:
         ph.run_qpoints(q)
         f = np.asarray(ph.qpoints.frequencies) * THZ_TO_MEV
         t2 = time.perf_counter()
-        _ = (np.exp(-0.5 * ((centers[None, None, :] - f[..., None]) / sig) ** 2).sum(1) / (sig * np.sqrt(2 * np.pi))).astype(np.float32)
+        _ = (np.exp(-0.5 * ((centers[None, None, :] - f[..., None]) / sig) ** 2).sum(1) / (sig * np.sqrt(2 * np.pi))).astype(
+            np.float32
+        )
         t3 = time.perf_counter()
         t_fc += t1 - t0
         t_q += t2 - t1
@@ -159,21 +167,37 @@ def run(args) -> int:
 
     table = {}
     for name, (t, nbytes, kind) in paths.items():
-        row = {"seconds": t, "spectra_per_s": N / t, "ratio_vs_run_qpoints": N / t / ph_q,
-               "output_gb_s": nbytes / t / 1e9, "memory": kind}
+        row = {
+            "seconds": t,
+            "spectra_per_s": N / t,
+            "ratio_vs_run_qpoints": N / t / ph_q,
+            "output_gb_s": nbytes / t / 1e9,
+            "memory": kind,
+        }
         if copy is not None:
             row["fraction_of_copy_write"] = row["output_gb_s"] / copy[f"{kind}_write_gb_s"]
         table[name] = row
     ours = table["one_array_float32"]["spectra_per_s"]
     streamed = table["streamed_1024"]["spectra_per_s"]
     payload = {
-        "material": mat.name, "grid": [nq, nE], "backend": be.name, "batch": N,
-        "paths": table, "copy": copy,
-        "ours_spectra_per_s": ours, "ours_seconds": table["one_array_float32"]["seconds"], "build_seconds": t_build,
-        "peak_rss_mb": peak_mb, "stable_fraction": float(stable.mean()),
-        "phonopy_sets": n_ph, "phonopy_run_qpoints_per_s": ph_q, "phonopy_with_fc_and_gaussians_per_s": ph_all,
-        "ratio_vs_run_qpoints": ours / ph_q, "ratio_vs_phonopy_pipeline": ours / ph_all,
-        "streamed_spectra_per_s": streamed, "streamed_ratio_vs_run_qpoints": streamed / ph_q,
+        "material": mat.name,
+        "grid": [nq, nE],
+        "backend": be.name,
+        "batch": N,
+        "paths": table,
+        "copy": copy,
+        "ours_spectra_per_s": ours,
+        "ours_seconds": table["one_array_float32"]["seconds"],
+        "build_seconds": t_build,
+        "peak_rss_mb": peak_mb,
+        "stable_fraction": float(stable.mean()),
+        "phonopy_sets": n_ph,
+        "phonopy_run_qpoints_per_s": ph_q,
+        "phonopy_with_fc_and_gaussians_per_s": ph_all,
+        "ratio_vs_run_qpoints": ours / ph_q,
+        "ratio_vs_phonopy_pipeline": ours / ph_all,
+        "streamed_spectra_per_s": streamed,
+        "streamed_ratio_vs_run_qpoints": streamed / ph_q,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
     }
     labels = {
@@ -182,18 +206,26 @@ def run(args) -> int:
         "one_array_uint8": "one array, uint8, new memory",
         "streamed_1024": "streamed, chunks of 1024",
     }
-    lines = [(f"{mat.name} {nq}×{nE} images, backend {be.name}, {N:,} parameter sets "
-              f"(model built in {t_build:.2f} s, peak RSS {peak_mb:.0f} MB, {payload['machine']})")]
+    lines = [
+        (
+            f"{mat.name} {nq}×{nE} images, backend {be.name}, {N:,} parameter sets "
+            f"(model built in {t_build:.2f} s, peak RSS {peak_mb:.0f} MB, {payload['machine']})"
+        )
+    ]
     if copy is not None:
-        lines.append(f"  memory copy, all cores, {copy['bytes'] / 2**20:.0f} MiB: {copy['warm_read_write_gb_s']:.1f} GB/s read+write "
-                     f"({copy['warm_write_gb_s']:.1f} GB/s written) between touched buffers, "
-                     f"{copy['fresh_write_gb_s']:.1f} GB/s written into new memory")
+        lines.append(
+            f"  memory copy, all cores, {copy['bytes'] / 2**20:.0f} MiB: {copy['warm_read_write_gb_s']:.1f} GB/s read+write "
+            f"({copy['warm_write_gb_s']:.1f} GB/s written) between touched buffers, "
+            f"{copy['fresh_write_gb_s']:.1f} GB/s written into new memory"
+        )
     lines.append(f"  {'path':34s} {'spectra/s':>10s} {'× run_qpoints':>14s} {'written GB/s':>13s} {'of copy':>8s}")
     for name, row in table.items():
         frac = f"{100 * row['fraction_of_copy_write']:7.0f}%" if "fraction_of_copy_write" in row else f"{'—':>8s}"
-        lines.append(f"  {labels[name]:34s} {row['spectra_per_s']:10,.0f} {row['ratio_vs_run_qpoints']:13,.0f}× "
-                     f"{row['output_gb_s']:13.2f} {frac}")
+        lines.append(
+            f"  {labels[name]:34s} {row['spectra_per_s']:10,.0f} {row['ratio_vs_run_qpoints']:13,.0f}× "
+            f"{row['output_gb_s']:13.2f} {frac}"
+        )
     lines.append(f"  phonopy: run_qpoints {ph_q:,.1f} sets/s; with FC build + Gaussians {ph_all:,.1f} spectra/s ({n_ph} sets)")
-    lines.append("  (\"of copy\": written GB/s against the copy's written GB/s into the same kind of memory, new or touched)")
+    lines.append('  ("of copy": written GB/s against the copy\'s written GB/s into the same kind of memory, new or touched)')
     emit(args, payload, "\n".join(lines))
     return 0

@@ -6,16 +6,24 @@ from ._common import emit, nonneg_int, positive_float, positive_int, scheduler_a
 
 
 def register(sub):
-    p = sub.add_parser("dataset", help="generate (or resume) a training dataset HDF5 file",
-                       description="Uniform samples of the top-8 FC parameters over the material's training domain, "
-                                   "forward-simulated, unstable sets dropped. Ctrl-C stops cleanly; rerun to resume.")
+    p = sub.add_parser(
+        "dataset",
+        help="generate (or resume) a training dataset HDF5 file",
+        description="Uniform samples of the top-8 FC parameters over the material's training domain, "
+        "forward-simulated, unstable sets dropped. Ctrl-C stops cleanly; rerun to resume.",
+    )
     p.add_argument("--material", default="Ge")
     p.add_argument("--n-train", type=nonneg_int, default=10000)
     p.add_argument("--n-test", type=nonneg_int, default=1500)
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--candidates", type=positive_int, default=1024, help="candidates drawn per chunk (part of the seeded recipe)")
     p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian σ of every mode (meV)")
-    p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address, or local:N for a local cluster of N workers")
+    p.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        default=None,
+        help="Dask scheduler address, or local:N for a local cluster of N workers",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -25,12 +33,22 @@ def register(sub):
 def run(args) -> int:
     from ..dataset import generate_dataset
 
-    res = generate_dataset(args.material, args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                           candidates=args.candidates, sigma_mev=args.sigma, scheduler=args.scheduler,
-                           progress=not args.no_progress)
+    res = generate_dataset(
+        args.material,
+        args.out,
+        n_train=args.n_train,
+        n_test=args.n_test,
+        seed=args.seed,
+        candidates=args.candidates,
+        sigma_mev=args.sigma,
+        scheduler=args.scheduler,
+        progress=not args.no_progress,
+    )
     tr, te = res.get("train", {}), res.get("test", {})
-    text = (f"{res['path']}: {res['material']}, train {tr.get('n_done')}/{tr.get('n_target')}, test {te.get('n_done')}/{te.get('n_target')}, "
-            f"stable fraction {tr.get('stable_fraction', 0):.2f}, {res['size_mb']:.1f} MB, {res['seconds']:.1f} s"
-            + ("\ninterrupted: run the same command again to continue" if res["interrupted"] else ""))
+    text = (
+        f"{res['path']}: {res['material']}, train {tr.get('n_done')}/{tr.get('n_target')}, test {te.get('n_done')}/{te.get('n_target')}, "
+        f"stable fraction {tr.get('stable_fraction', 0):.2f}, {res['size_mb']:.1f} MB, {res['seconds']:.1f} s"
+        + ("\ninterrupted: run the same command again to continue" if res["interrupted"] else "")
+    )
     emit(args, res, text)
     return 130 if res["interrupted"] else 0

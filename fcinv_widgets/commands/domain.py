@@ -8,13 +8,22 @@ from ._common import emit
 
 
 def register(sub):
-    p = sub.add_parser("domain", help="training domain of the active FCs: bounds, which source set each bound, "
-                                      "whether the measured fit and DFT lie inside, stable fraction")
+    p = sub.add_parser(
+        "domain",
+        help="training domain of the active FCs: bounds, which source set each bound, "
+        "whether the measured fit and DFT lie inside, stable fraction",
+    )
     p.add_argument("--material", required=True, help="preset: Ge or Nb")
-    p.add_argument("--samples", type=int, default=20000,
-                   help="uniform candidates drawn to estimate the stable fraction (default 20000; 0 = skip)")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=20000,
+        help="uniform candidates drawn to estimate the stable fraction (default 20000; 0 = skip)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save", help="write the domain record as JSON (the shipped one: fcinv_widgets/data/ensemble/<material>-domain.json)")
+    p.add_argument(
+        "--save", help="write the domain record as JSON (the shipped one: fcinv_widgets/data/ensemble/<material>-domain.json)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -30,8 +39,14 @@ def domain_record(mat, samples: int = 20000, seed: int = 0) -> dict:
     rows = []
     fit = mat.measured_fit
     for k, i in enumerate(mat.active):
-        r = {"fc": f"FC{k}", "name": names[k], "lo": float(dom[k, 0]), "hi": float(dom[k, 1]),
-             "lo_source": mat.domain_sources[k][0], "hi_source": mat.domain_sources[k][1]}
+        r = {
+            "fc": f"FC{k}",
+            "name": names[k],
+            "lo": float(dom[k, 0]),
+            "hi": float(dom[k, 1]),
+            "lo_source": mat.domain_sources[k][0],
+            "hi_source": mat.domain_sources[k][1],
+        }
         if fit is not None:
             v = float(fit.params[i])
             r["measured_fit"] = v
@@ -44,16 +59,28 @@ def domain_record(mat, samples: int = 20000, seed: int = 0) -> dict:
         if mat.umlff_params is not None:
             r["umlff_median"] = float(mat.umlff_params[i])
         rows.append(r)
-    out = {"format": "fcinv-domain", "version": 1, "material": mat.name, "rule": mat.domain_source,
-           "active": [int(i) for i in mat.active], "names": names, "domain": dom.tolist(), "parameters": rows,
-           "reference": mat.reference_name, "reference_source": mat.reference_source}
+    out = {
+        "format": "fcinv-domain",
+        "version": 1,
+        "material": mat.name,
+        "rule": mat.domain_source,
+        "active": [int(i) for i in mat.active],
+        "names": names,
+        "domain": dom.tolist(),
+        "parameters": rows,
+        "reference": mat.reference_name,
+        "reference_source": mat.reference_source,
+    }
     if fit is not None:
         out["measured_fit_all_inside"] = all(r["measured_fit_inside"] for r in rows)
     if mat.dft_params is not None:
         out["dft_all_inside"] = all(r["dft_inside"] for r in rows)
     rk = mat.ranking()
-    out["ranking_at_reference"] = {"top_names": rk["top_names"], "same_set_as_active": rk["same_set_as_active"],
-                                   "same_order_as_active": rk["same_order_as_active"]}
+    out["ranking_at_reference"] = {
+        "top_names": rk["top_names"],
+        "same_set_as_active": rk["same_set_as_active"],
+        "same_order_as_active": rk["same_order_as_active"],
+    }
     if samples:
         fm = mat.forward_model()
         rng = np.random.default_rng(seed)
@@ -74,13 +101,18 @@ def run(args) -> int:
     rec = domain_record(mat, args.samples, args.seed)
     if args.save:
         Path(args.save).write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    lines = [f"{mat.name} training domain ({rec['rule']}); reference: {mat.reference_name}", "",
-             f"{'':4} {'name':<8} {'lo':>8} {'hi':>8}  {'fit ± σ':>17} {'DFT':>8}  sources (lo | hi)"]
+    lines = [
+        f"{mat.name} training domain ({rec['rule']}); reference: {mat.reference_name}",
+        "",
+        f"{'':4} {'name':<8} {'lo':>8} {'hi':>8}  {'fit ± σ':>17} {'DFT':>8}  sources (lo | hi)",
+    ]
     for r in rec["parameters"]:
         fit = f"{r['measured_fit']:8.3f} ± {r['measured_fit_sigma']:.3f}" if "measured_fit" in r else ""
         dft = f"{r['dft']:8.3f}" if "dft" in r else ""
-        lines.append(f"{r['fc']:<4} {r['name']:<8} {r['lo']:>8.3f} {r['hi']:>8.3f}  {fit:>17} {dft:>8}  "
-                     f"{r['lo_source']} | {r['hi_source']}")
+        lines.append(
+            f"{r['fc']:<4} {r['name']:<8} {r['lo']:>8.3f} {r['hi']:>8.3f}  {fit:>17} {dft:>8}  "
+            f"{r['lo_source']} | {r['hi_source']}"
+        )
     if "measured_fit_all_inside" in rec:
         lines.append(f"measured fit inside: {rec['measured_fit_all_inside']}")
     if "dft_all_inside" in rec:

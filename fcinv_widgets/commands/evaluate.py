@@ -19,16 +19,31 @@ def register(sub):
     p.add_argument("--n-samples", type=positive_int, default=100, help="VAE: latent samples per spectrum")
     p.add_argument("--write-metrics", action="store_true", help="also write metrics.json next to the model")
     p.add_argument("--parity", default=None, metavar="PNG", help="write a parity-grid figure (predicted vs true per FC)")
-    p.add_argument("--compare", nargs="+", default=None, metavar="METRICS_JSON",
-                   help="with --r2-bars: other models' metrics.json files (or shipped model names) to put beside this one")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="METRICS_JSON",
+        help="with --r2-bars: other models' metrics.json files (or shipped model names) to put beside this one",
+    )
     p.add_argument("--r2-bars", default=None, metavar="PNG", help="write R² bars per FC (this model and --compare ones)")
-    p.add_argument("--allow-other-domain", action="store_true",
-                   help="evaluate although the dataset was made at another reference or over another domain than the model's")
-    p.add_argument("--reliability", default=None, metavar="PNG",
-                   help="write a reliability plot: observed vs nominal coverage of ±z·σ intervals per FC")
-    p.add_argument("--augment", action="store_true",
-                   help="evaluate on a realistic test set: the measurement model (fcinv_widgets.measurement) applied "
-                        "to the test split with a fixed seed (--seed)")
+    p.add_argument(
+        "--allow-other-domain",
+        action="store_true",
+        help="evaluate although the dataset was made at another reference or over another domain than the model's",
+    )
+    p.add_argument(
+        "--reliability",
+        default=None,
+        metavar="PNG",
+        help="write a reliability plot: observed vs nominal coverage of ±z·σ intervals per FC",
+    )
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="evaluate on a realistic test set: the measurement model (fcinv_widgets.measurement) applied "
+        "to the test split with a fixed seed (--seed)",
+    )
     p.add_argument("--mask-bank", default=None, metavar="NPZ", help="with --augment: coverage masks (fcinv train --mask-bank)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="with --augment: seed of the measurement model's draws")
     p.add_argument("--json", action="store_true")
@@ -59,9 +74,11 @@ def run(args) -> int:
     m_ref, d_ref = model.config.get("reference", "umlff"), info.get("reference", "umlff")
     same_domain = np.allclose(np.asarray(info["domain"], float), np.asarray(model.config.get("domain", info["domain"]), float))
     if (m_ref != d_ref or not same_domain) and not args.allow_other_domain:
-        raise GridMismatchError(f"the model was trained at reference {m_ref!r} on its own domain, the dataset was made at "
-                                f"reference {d_ref!r}{'' if same_domain else ' over another domain'}; "
-                                "pass --allow-other-domain to evaluate it there anyway")
+        raise GridMismatchError(
+            f"the model was trained at reference {m_ref!r} on its own domain, the dataset was made at "
+            f"reference {d_ref!r}{'' if same_domain else ' over another domain'}; "
+            "pass --allow-other-domain to evaluate it there anyway"
+        )
     if args.mask_bank and not args.augment:
         raise FcinvError("--mask-bank applies with --augment only")
     test_set = "clean"
@@ -75,11 +92,16 @@ def run(args) -> int:
         test_set = f"augmented (measurement model defaults, seed {args.seed}{', coverage masks' if masks is not None else ''})"
     d = evaluate_model(model, x, y, n_samples=args.n_samples)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
-    d |= {"dataset": str(args.dataset), "model": str(args.model), "test_set": test_set,
-          "evaluated_with": f"fcinv evaluate --model {args.model} --dataset {Path(args.dataset).name}"
-                            + (f" --max-test {args.max_test}" if args.max_test else "") + f" --n-samples {args.n_samples}"
-                            + (f" --augment --seed {args.seed}" if args.augment else "")
-                            + (f" --mask-bank {Path(args.mask_bank).name}" if args.mask_bank else "")}
+    d |= {
+        "dataset": str(args.dataset),
+        "model": str(args.model),
+        "test_set": test_set,
+        "evaluated_with": f"fcinv evaluate --model {args.model} --dataset {Path(args.dataset).name}"
+        + (f" --max-test {args.max_test}" if args.max_test else "")
+        + f" --n-samples {args.n_samples}"
+        + (f" --augment --seed {args.seed}" if args.augment else "")
+        + (f" --mask-bank {Path(args.mask_bank).name}" if args.mask_bank else ""),
+    }
     tr = dict(model.config.get("training") or {})
     if tr:  # how the checkpoint was trained (sizes, epochs, wall time, device), without the per-epoch history
         d["training"] = {k: v for k, v in tr.items() if k not in ("history",)}
@@ -95,8 +117,9 @@ def run(args) -> int:
 
         lv = d["reliability"]["levels"]
         ob = list(zip(*d["reliability"]["observed"]))
-        ax = plot_reliability({n.split(" ")[0]: (lv, o) for n, o in zip(d["names"], ob)},
-                              title=f"{label}: {test_set} test set, {len(y)} spectra")
+        ax = plot_reliability(
+            {n.split(" ")[0]: (lv, o) for n, o in zip(d["names"], ob)}, title=f"{label}: {test_set} test set, {len(y)} spectra"
+        )
         ax.figure.savefig(args.reliability, dpi=130)
         plt.close(ax.figure)
     if args.parity:
@@ -112,6 +135,7 @@ def run(args) -> int:
     rec = "" if d["recon_mse"] is None else f", reconstruction MSE {d['recon_mse']:.4f}"
     text = f"{len(x)} {test_set} test spectra ({label}){rec}\n" + "\n".join(
         f"  {n:<16} R² {a:6.3f}   MAE {b:.4f} eV/Å²   ±1σ covers {c1:5.1%}  ±2σ {c2:5.1%}"
-        for n, a, b, c1, c2 in zip(d["names"], d["r2"], d["mae"], d["coverage_1sigma"], d["coverage_2sigma"]))
+        for n, a, b, c1, c2 in zip(d["names"], d["r2"], d["mae"], d["coverage_1sigma"], d["coverage_2sigma"])
+    )
     emit(args, d, text)
     return 0

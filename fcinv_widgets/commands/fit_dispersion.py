@@ -8,17 +8,28 @@ from ._common import emit
 
 
 def register(sub):
-    p = sub.add_parser("fit-dispersion", help="least-squares fit of the FC parameters to measured phonon frequencies "
-                                              "(and elastic constants)")
+    p = sub.add_parser(
+        "fit-dispersion", help="least-squares fit of the FC parameters to measured phonon frequencies (and elastic constants)"
+    )
     p.add_argument("--material", required=True, help="preset: Ge or Nb")
-    p.add_argument("--table", default="shipped",
-                   help="measured table (JSON, format fcinv-measured-phonons; see docs); default: the shipped, cited table")
-    p.add_argument("--reference", default="umlff", choices=["umlff", "dft", "measured"],
-                   help="start, prior centre and value of non-fitted parameters (default umlff: the ensemble median)")
+    p.add_argument(
+        "--table",
+        default="shipped",
+        help="measured table (JSON, format fcinv-measured-phonons; see docs); default: the shipped, cited table",
+    )
+    p.add_argument(
+        "--reference",
+        default="umlff",
+        choices=["umlff", "dft", "measured"],
+        help="start, prior centre and value of non-fitted parameters (default umlff: the ensemble median)",
+    )
     p.add_argument("--params", default="all", help="'all' (default, with the prior) or N: the top-N by sensitivity")
-    p.add_argument("--prior", default="scaled", choices=["scaled", "reference", "none"],
-                   help="weak Gaussian prior toward s×reference (scaled, s = one fitted stiffness factor), the "
-                        "reference itself, or none")
+    p.add_argument(
+        "--prior",
+        default="scaled",
+        choices=["scaled", "reference", "none"],
+        help="weak Gaussian prior toward s×reference (scaled, s = one fitted stiffness factor), the reference itself, or none",
+    )
     p.add_argument("--prior-width", type=float, default=0.5, help="relative 1σ width of the prior (default 0.5)")
     p.add_argument("--no-elastic", action="store_true", help="ignore the table's elastic constants")
     p.add_argument("--max-iter", type=int, default=200, help="maximum function evaluations (default 200)")
@@ -46,8 +57,15 @@ def run(args) -> int:
             raise FcinvError(f"--params must be 'all' or a number N (top-N), got {args.params!r}") from None
     if args.max_iter < 1:
         raise FcinvError("--max-iter must be ≥ 1")
-    fit = fit_dispersion(mat, args.table, params=params, prior=None if args.prior == "none" else args.prior,
-                         prior_width=args.prior_width, elastic=not args.no_elastic, max_iter=args.max_iter)
+    fit = fit_dispersion(
+        mat,
+        args.table,
+        params=params,
+        prior=None if args.prior == "none" else args.prior,
+        prior_width=args.prior_width,
+        elastic=not args.no_elastic,
+        max_iter=args.max_iter,
+    )
     payload = fit.to_dict()
     payload["reference"] = args.reference
     payload["command"] = "fcinv " + " ".join(sys.argv[1:]) if sys.argv and "fit-dispersion" in sys.argv else None
@@ -63,19 +81,27 @@ def run(args) -> int:
     prior = f"{fit.prior['kind']} ×{fit.prior['scale']:.3f}" if fit.prior else "none"
     n_pts = sum(r["kind"] == "point" for r in fit.residuals)
     n_el = sum(r["kind"] == "elastic" for r in fit.residuals)
-    lines = [f"{mat.name}: fitted {len(fit.fitted)} parameters to {n_pts} measured modes + {n_el} elastic slopes (prior: {prior})",
-             f"chi2 = {fit.chi2:.3f}, dof = {fit.dof}, chi2/dof = {fit.reduced_chi2:.3f}, {fit.message}", "",
-             f"{'kind':<8} {'label':<6} {'branch':<12} {'measured':>9} {'model':>9} {'σ':>7} {'z':>7}  (THz)"]
+    lines = [
+        f"{mat.name}: fitted {len(fit.fitted)} parameters to {n_pts} measured modes + {n_el} elastic slopes (prior: {prior})",
+        f"chi2 = {fit.chi2:.3f}, dof = {fit.dof}, chi2/dof = {fit.reduced_chi2:.3f}, {fit.message}",
+        "",
+        f"{'kind':<8} {'label':<6} {'branch':<12} {'measured':>9} {'model':>9} {'σ':>7} {'z':>7}  (THz)",
+    ]
     for r in fit.residuals:
-        lines.append(f"{r['kind']:<8} {r['label']:<6} {r['branch']:<12} {r['measured_thz']:>9.3f} {r['model_thz']:>9.3f} "
-                     f"{r['sigma_thz']:>7.3f} {r['z']:>7.2f}")
+        lines.append(
+            f"{r['kind']:<8} {r['label']:<6} {r['branch']:<12} {r['measured_thz']:>9.3f} {r['model_thz']:>9.3f} "
+            f"{r['sigma_thz']:>7.3f} {r['z']:>7.2f}"
+        )
     lines += ["", "active parameters (eV/Å²):"]
     sig = fit.sigma_all()
     for i in mat.active:
         lines.append(f"  {mat.basis.names[i]:<10} {fit.params[i]:>9.4f} ± {sig[i]:.4f}")
     emit(args, payload, "\n".join(lines))
     if not fit.converged:
-        print(f"fcinv fit-dispersion: {fit.message}; chi2 = {fit.chi2:.4g} (chi2/dof = {fit.reduced_chi2:.4g}); "
-              "raise --max-iter or check the table", file=sys.stderr)
+        print(
+            f"fcinv fit-dispersion: {fit.message}; chi2 = {fit.chi2:.4g} (chi2/dof = {fit.reduced_chi2:.4g}); "
+            "raise --max-iter or check the table",
+            file=sys.stderr,
+        )
         return 3
     return 0

@@ -11,21 +11,41 @@ from ._common import emit, nonneg_float, positive_float, positive_int
 
 
 def register(sub):
-    p = sub.add_parser("infer-scans", help="predict FCs from the full data and from every single scan of a scan set "
-                                          "(`fcinv scans`), MSE of each scan vs the full data")
+    p = sub.add_parser(
+        "infer-scans",
+        help="predict FCs from the full data and from every single scan of a scan set "
+        "(`fcinv scans`), MSE of each scan vs the full data",
+    )
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, ge-resnet, …)")
     p.add_argument("--scans", required=True, help="scan-set HDF5 written by `fcinv scans`")
-    p.add_argument("--reference", default="scans", choices=("scans", "dft", "none"),
-                   help="reference FCs for the table and plots: the force constants the scans were simulated "
-                        "from (default), the material's first-principles values, or none")
+    p.add_argument(
+        "--reference",
+        default="scans",
+        choices=("scans", "dft", "none"),
+        help="reference FCs for the table and plots: the force constants the scans were simulated "
+        "from (default), the material's first-principles values, or none",
+    )
     p.add_argument("--n-samples", type=positive_int, default=100, help="latent samples per spectrum (VAE)")
-    p.add_argument("--clip", type=positive_float, default=None, metavar="PERCENTILE",
-                   help="clip intensities above this percentile of each image's covered pixels (default 99.5)")
-    p.add_argument("--temperature", type=nonneg_float, default=None, metavar="K",
-                   help="sample temperature for the E/(n(E,T)+1) weighting (default: the scan set's own)")
-    p.add_argument("--raw", action="store_true",
-                   help="feed the folded S(Q,E) as it is (default: weight each energy bin by E/(n(E,T)+1) at the "
-                        "scan set's temperature and clip, see analysis.expio.prepare_input)")
+    p.add_argument(
+        "--clip",
+        type=positive_float,
+        default=None,
+        metavar="PERCENTILE",
+        help="clip intensities above this percentile of each image's covered pixels (default 99.5)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=nonneg_float,
+        default=None,
+        metavar="K",
+        help="sample temperature for the E/(n(E,T)+1) weighting (default: the scan set's own)",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="feed the folded S(Q,E) as it is (default: weight each energy bin by E/(n(E,T)+1) at the "
+        "scan set's temperature and clip, see analysis.expio.prepare_input)",
+    )
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
     p.add_argument("--json", action="store_true")
@@ -53,33 +73,54 @@ def run(args) -> int:
         params = getattr(ss, "params", None)
         if params is not None and len(params) == len(mat.reference_params):
             ref = np.asarray(params, float)[mat.active]
-    full, scans, corrections = prepare_scan_set(ss, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip,
-                                                raw=args.raw, source=str(args.scans))
+    full, scans, corrections = prepare_scan_set(
+        ss, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw, source=str(args.scans)
+    )
     res = infer_scans(model, scans, full=full, angles_deg=ss.angles_deg, reference=ref, n_samples=args.n_samples)
-    res.meta.update({"scans": str(args.scans), "corrections": corrections, "corrected": bool(corrections["applied"]),
-                     "clip": corrections["clip_percentile"], "temperature_k": float(ss.temperature_k)})
+    res.meta.update(
+        {
+            "scans": str(args.scans),
+            "corrections": corrections,
+            "corrected": bool(corrections["applied"]),
+            "clip": corrections["clip_percentile"],
+            "temperature_k": float(ss.temperature_k),
+        }
+    )
     ood = model.ood_check(full)
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
         ood["scans_flagged"] = int(stats.flags(model, scans[ok]).sum()) if ok.any() else 0
         if ood["flag"]:
-            print(f"warning: the full data of {args.scans} looks out of distribution for {args.model} ({ood['reason']})",
-                  file=sys.stderr)
+            print(
+                f"warning: the full data of {args.scans} looks out of distribution for {args.model} ({ood['reason']})",
+                file=sys.stderr,
+            )
     if args.out:
         res.save(args.out)
     if args.plot:
         fm = mat.forward_model()
         plot_scan_inference(res, grid=mat.grid, forward_model=fm).savefig(args.plot, dpi=120)
     b, m, w = res.best_median_worst()
-    payload = {"names": res.names, "angles_deg": res.angles_deg.tolist(), "full_mean": res.full_mean.tolist(),
-               "full_std": res.full_std.tolist(), "reference": None if ref is None else ref.tolist(),
-               "scan_mean": res.mean.tolist(), "scan_std": res.std.tolist(), "mse": res.mse.tolist(), "coverage": res.coverage.tolist(),
-               "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)], "corrections": corrections,
-               "ood": ood}
-    text = (res.table() + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "
-            + " / ".join(f"{res.angles_deg[i]:g}°" for i in (b, m, w))
-            + f"; MSE {res.mse[b]:.3g} / {res.mse[m]:.3g} / {res.mse[w]:.3g}")
+    payload = {
+        "names": res.names,
+        "angles_deg": res.angles_deg.tolist(),
+        "full_mean": res.full_mean.tolist(),
+        "full_std": res.full_std.tolist(),
+        "reference": None if ref is None else ref.tolist(),
+        "scan_mean": res.mean.tolist(),
+        "scan_std": res.std.tolist(),
+        "mse": res.mse.tolist(),
+        "coverage": res.coverage.tolist(),
+        "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)],
+        "corrections": corrections,
+        "ood": ood,
+    }
+    text = (
+        res.table()
+        + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "
+        + " / ".join(f"{res.angles_deg[i]:g}°" for i in (b, m, w))
+        + f"; MSE {res.mse[b]:.3g} / {res.mse[m]:.3g} / {res.mse[w]:.3g}"
+    )
     emit(args, payload, text)
     return 0
-

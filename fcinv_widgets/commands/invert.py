@@ -19,13 +19,20 @@ def register(sub):
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, nb-vae)")
     p.add_argument("--spectrum", required=True, help="fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, or .npy")
     p.add_argument("--n-samples", type=positive_int, default=100)
-    add_temperature(p, None,
-                    help="sample temperature of a one-phonon S(Q,E) (K). Read from the file when it says so (our HDF5, "
-                         "Mantid sample logs); needed once for a pathSQE .npz; on a model image or bare array it declares "
-                         "the data an S(Q,E) at this T")
-    p.add_argument("--clip", type=positive_float, default=None, metavar="PERCENTILE",
-                   help="clip intensities above this percentile of the covered pixels (default 99.5 for an S(Q,E), "
-                        "none for a model image)")
+    add_temperature(
+        p,
+        None,
+        help="sample temperature of a one-phonon S(Q,E) (K). Read from the file when it says so (our HDF5, "
+        "Mantid sample logs); needed once for a pathSQE .npz; on a model image or bare array it declares "
+        "the data an S(Q,E) at this T",
+    )
+    p.add_argument(
+        "--clip",
+        type=positive_float,
+        default=None,
+        metavar="PERCENTILE",
+        help="clip intensities above this percentile of the covered pixels (default 99.5 for an S(Q,E), none for a model image)",
+    )
     p.add_argument("--raw", action="store_true", help="feed the spectrum as it is: no correction at all")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
@@ -36,21 +43,41 @@ def run(args) -> int:
     from ..models import Inverter
 
     inv = Inverter.load(args.model)
-    d = inv.invert(args.spectrum, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw,
-                   n_samples=args.n_samples, seed=args.seed)
+    d = inv.invert(
+        args.spectrum,
+        temperature_k=args.temperature,
+        clip_percentile=args.clip,
+        raw=args.raw,
+        n_samples=args.n_samples,
+        seed=args.seed,
+    )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
     c = d["corrections"]
-    lines.append(f"input: {c['intensity']} ({c['intensity_source']}); corrections: "
-                 + ("; ".join(c["applied"]) if c["applied"] else "already applied in the file" if c.get("already_applied")
-                    else "none (--raw)" if c.get("raw") else "none"))
+    lines.append(
+        f"input: {c['intensity']} ({c['intensity_source']}); corrections: "
+        + (
+            "; ".join(c["applied"])
+            if c["applied"]
+            else "already applied in the file"
+            if c.get("already_applied")
+            else "none (--raw)"
+            if c.get("raw")
+            else "none"
+        )
+    )
     ood = d.get("ood")
     if ood is None:
         lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")
     else:
-        lines.append(f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}): "
-                     + ("FLAGGED" if ood["flag"] else "ok"))
+        lines.append(
+            f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}): "
+            + ("FLAGGED" if ood["flag"] else "ok")
+        )
         if ood["flag"]:
-            print(f"warning: {args.spectrum} looks out of distribution for {args.model} ({ood['reason']}); "
-                  "the predicted force constants are not trustworthy", file=sys.stderr)
+            print(
+                f"warning: {args.spectrum} looks out of distribution for {args.model} ({ood['reason']}); "
+                "the predicted force constants are not trustworthy",
+                file=sys.stderr,
+            )
     emit(args, d, "\n".join(lines))
     return 0

@@ -48,6 +48,9 @@ def run(args) -> int:
         fig = plot_latent_map(lmap)
         fig.savefig(args.plot, dpi=120)
         plot_latent_stats(st).savefig(str(args.plot).replace(".png", "") + "_stats.png", dpi=120)
-    emit(args, {"out": str(path), "n_active": st["n_active"], "n": int(len(x))},
-         f"wrote {path} ({len(x)} points); {st['n_active']} of {mu.shape[1]} latent dimensions active")
+    emit(
+        args,
+        {"out": str(path), "n_active": st["n_active"], "n": int(len(x))},
+        f"wrote {path} ({len(x)} points); {st['n_active']} of {mu.shape[1]} latent dimensions active",
+    )
     return 0

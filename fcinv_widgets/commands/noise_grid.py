@@ -18,8 +18,9 @@ def register(sub):
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address: cells run as tasks")
     p.add_argument("--plot", help="also write the R² heatmaps (FC0–FC3) to this PNG")
-    p.add_argument("--coverage-plot", metavar="PNG",
-                   help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)")
+    p.add_argument(
+        "--coverage-plot", metavar="PNG", help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", None)])
 
@@ -50,8 +51,16 @@ def run(args) -> int:
     model = str(resolve_model(args.model))
     inv = load_model(model)
     x, y, info = load_split(args.dataset, "test", args.max_test)
-    res = run_noise_grid(_Predict(model, args.n_samples), x, y, inv.names, seed=args.seed, model=model,
-                         scheduler=args.scheduler, progress=not args.json)
+    res = run_noise_grid(
+        _Predict(model, args.n_samples),
+        x,
+        y,
+        inv.names,
+        seed=args.seed,
+        model=model,
+        scheduler=args.scheduler,
+        progress=not args.json,
+    )
     res.save(args.out)
     if args.plot:
         plot_noise_grid(res).savefig(args.plot, dpi=120)
@@ -59,10 +68,16 @@ def run(args) -> int:
         if res.cov1 is None:
             raise FcinvError(f"--coverage-plot: {args.model} reports no σ (σ = 0), so there is no coverage to plot")
         plot_noise_grid(res, what="cov1").savefig(args.coverage_plot, dpi=120)
-    payload = {"out": args.out, "names": res.names, "backgrounds": res.backgrounds.tolist(), "counts": res.counts.tolist(),
-               "r2": res.r2.tolist(), "snr": res.snr.tolist(),
-               "coverage_1sigma": None if res.cov1 is None else res.cov1.tolist(),
-               "coverage_2sigma": None if res.cov2 is None else res.cov2.tolist()}
+    payload = {
+        "out": args.out,
+        "names": res.names,
+        "backgrounds": res.backgrounds.tolist(),
+        "counts": res.counts.tolist(),
+        "r2": res.r2.tolist(),
+        "snr": res.snr.tolist(),
+        "coverage_1sigma": None if res.cov1 is None else res.cov1.tolist(),
+        "coverage_2sigma": None if res.cov2 is None else res.cov2.tolist(),
+    }
     text = "\n\n".join(res.table(k) for k in range(min(4, len(res.names))))
     if res.cov1 is not None:
         text += "\n\n" + "\n\n".join(res.coverage_table(k, 1) for k in range(min(4, len(res.names))))

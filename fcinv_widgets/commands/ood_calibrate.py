@@ -6,22 +6,38 @@ from ._common import emit
 
 
 def register(sub):
-    p = sub.add_parser("ood-calibrate", help="feature statistics and thresholds of the out-of-distribution check "
-                                            "(ood.json beside the model; read by `fcinv invert`)")
+    p = sub.add_parser(
+        "ood-calibrate",
+        help="feature statistics and thresholds of the out-of-distribution check "
+        "(ood.json beside the model; read by `fcinv invert`)",
+    )
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, ge-resnet, …)")
-    p.add_argument("--dataset", default=None,
-                   help="fcinv dataset HDF5 of the model's material (train split: feature statistics; test split: "
-                        "thresholds). Default: a fresh one drawn from the material's training domain (--n-train/--n-test)")
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="fcinv dataset HDF5 of the model's material (train split: feature statistics; test split: "
+        "thresholds). Default: a fresh one drawn from the material's training domain (--n-train/--n-test)",
+    )
     p.add_argument("--n-train", type=int, default=2000, help="training spectra for the feature statistics (default 2000)")
-    p.add_argument("--n-test", type=int, default=1000, help="spectra for the thresholds, each clean and once noisy (default 1000)")
+    p.add_argument(
+        "--n-test", type=int, default=1000, help="spectra for the thresholds, each clean and once noisy (default 1000)"
+    )
     p.add_argument("--quantile", type=float, default=0.99, help="threshold quantile of the in-distribution scores (default 0.99)")
     p.add_argument("--seed", type=int, default=12345, help="seed of a generated dataset and of the noise")
-    p.add_argument("--levels", default=None, metavar="B,P;B,P…",
-                   help="noise cells (background, counts) of the noisy calibration copies (default: every cell of the "
-                        "noise grid with B ≤ 0.2 and P ≥ 30)")
-    p.add_argument("--coverage-from", default=None, metavar="SCANS_H5",
-                   help="a scan set (`fcinv scans`): cut the noisy calibration spectra to its single scans' coverage "
-                        "(for models trained with partial coverage)")
+    p.add_argument(
+        "--levels",
+        default=None,
+        metavar="B,P;B,P…",
+        help="noise cells (background, counts) of the noisy calibration copies (default: every cell of the "
+        "noise grid with B ≤ 0.2 and P ≥ 30)",
+    )
+    p.add_argument(
+        "--coverage-from",
+        default=None,
+        metavar="SCANS_H5",
+        help="a scan set (`fcinv scans`): cut the noisy calibration spectra to its single scans' coverage "
+        "(for models trained with partial coverage)",
+    )
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -48,8 +64,9 @@ def run(args) -> int:
         path = args.dataset
         if path is None:
             path = Path(tmp) / "ood.h5"
-            generate_dataset(model.material, path, n_train=args.n_train, n_test=args.n_test, seed=args.seed,
-                             progress=not args.no_progress)
+            generate_dataset(
+                model.material, path, n_train=args.n_train, n_test=args.n_test, seed=args.seed, progress=not args.no_progress
+            )
         ds = Dataset(path)
         try:
             if ds.material.lower() != model.material.lower():
@@ -65,17 +82,40 @@ def run(args) -> int:
             from ..scans import ScanSet
 
             masks = np.isfinite(ScanSet.load(args.coverage_from).scans)
-        stats = calibrate(model, train, test, levels=levels, quantile=args.quantile, seed=args.seed, masks=masks,
-                          extra={"dataset": str(args.dataset) if args.dataset else f"generated (seed {args.seed})",
-                                 "coverage_from": args.coverage_from, "command": "fcinv ood-calibrate"})
+        stats = calibrate(
+            model,
+            train,
+            test,
+            levels=levels,
+            quantile=args.quantile,
+            seed=args.seed,
+            masks=masks,
+            extra={
+                "dataset": str(args.dataset) if args.dataset else f"generated (seed {args.seed})",
+                "coverage_from": args.coverage_from,
+                "command": "fcinv ood-calibrate",
+            },
+        )
     out = Path(args.out) if args.out else Path(model.path).parent / "ood.json"
     stats.save(out)
     c = stats.calibration
-    payload = {"out": str(out), "kind": stats.kind, "combined_threshold": stats.combined_threshold,
-               "medians": stats.medians, "thresholds": stats.thresholds, "quantile": stats.quantile, **c}
-    emit(args, payload, f"wrote {out}: combined-score threshold {stats.combined_threshold:.3g} ({stats.quantile:.0%} quantile); "
-         "single-score thresholds " + ", ".join(f"{k} {v:.4g}" for k, v in stats.thresholds.items())
-         + f"; flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, {c['flagged_fraction_noisy']:.1%} noisy")
+    payload = {
+        "out": str(out),
+        "kind": stats.kind,
+        "combined_threshold": stats.combined_threshold,
+        "medians": stats.medians,
+        "thresholds": stats.thresholds,
+        "quantile": stats.quantile,
+        **c,
+    }
+    emit(
+        args,
+        payload,
+        f"wrote {out}: combined-score threshold {stats.combined_threshold:.3g} ({stats.quantile:.0%} quantile); "
+        "single-score thresholds "
+        + ", ".join(f"{k} {v:.4g}" for k, v in stats.thresholds.items())
+        + f"; flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, {c['flagged_fraction_noisy']:.1%} noisy",
+    )
     return 0
 
 

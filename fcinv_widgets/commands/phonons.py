@@ -10,15 +10,26 @@ from ._common import add_material_args, load_material, parse_params, parse_qpoin
 
 
 def register(sub):
-    p = sub.add_parser("phonons", help="phonon frequencies (THz) at q-points",
-                       description="Phonon frequencies at q-points, in fractional coordinates of the reciprocal lattice of "
-                       "the cell used (the --structure cell as given, or as reduced by --primitive; a preset's primitive cell).")
+    p = sub.add_parser(
+        "phonons",
+        help="phonon frequencies (THz) at q-points",
+        description="Phonon frequencies at q-points, in fractional coordinates of the reciprocal lattice of "
+        "the cell used (the --structure cell as given, or as reduced by --primitive; a preset's primitive cell).",
+    )
     add_material_args(p)
-    p.add_argument("--qpoints", required=True,
-                   help='fractional coordinates of the cell used, e.g. "0 0 0, 0.5 0 0.5", or SeeK-path labels of that cell, '
-                   'e.g. "G, X, L" (Γ also as G or GAMMA)')
-    p.add_argument("--params", help="the top-8 parameters (eV/Å², comma-separated; write --params=-2.9,... when the first is negative); the others at the reference")
-    p.add_argument("--reduced", action="store_true", help="project the force constants onto the symmetry basis and rebuild them first")
+    p.add_argument(
+        "--qpoints",
+        required=True,
+        help='fractional coordinates of the cell used, e.g. "0 0 0, 0.5 0 0.5", or SeeK-path labels of that cell, '
+        'e.g. "G, X, L" (Γ also as G or GAMMA)',
+    )
+    p.add_argument(
+        "--params",
+        help="the top-8 parameters (eV/Å², comma-separated; write --params=-2.9,... when the first is negative); the others at the reference",
+    )
+    p.add_argument(
+        "--reduced", action="store_true", help="project the force constants onto the symmetry basis and rebuild them first"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -41,7 +52,9 @@ def run(args) -> int:
         if args.reduced:
             params, resid = basis.reduce(fc)
             freqs = basis.frequencies_thz(params, q)
-            source = f"{args.force_constants} projected onto {basis.n_params} parameters (relative residual {resid['relative']:.2e})"
+            source = (
+                f"{args.force_constants} projected onto {basis.n_params} parameters (relative residual {resid['relative']:.2e})"
+            )
         else:
             ph = basis.phonopy
             ph.force_constants = fc
@@ -51,8 +64,12 @@ def run(args) -> int:
     else:
         freqs = basis.frequencies_thz(mat.reference_params, q)
         source = f"{mat.name} reference ({mat.reference_source})"
-    payload = {"qpoints": q.tolist(), "frequencies_thz": np.round(freqs, 6).tolist(), "n_atoms": mat.crystal.n_atoms,
-               "lattice_A": mat.crystal.lattice.tolist()}
+    payload = {
+        "qpoints": q.tolist(),
+        "frequencies_thz": np.round(freqs, 6).tolist(),
+        "n_atoms": mat.crystal.n_atoms,
+        "lattice_A": mat.crystal.lattice.tolist(),
+    }
     lines = [f"# {source}", f"# cell used: {mat.crystal.n_atoms} atoms; q in its reciprocal lattice units; frequencies (THz)"]
     for qq, f in zip(q, freqs):
         lines.append(f"{qq[0]:7.4f} {qq[1]:7.4f} {qq[2]:7.4f}   " + " ".join(f"{x:8.4f}" for x in f))

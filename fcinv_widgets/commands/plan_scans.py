@@ -9,16 +9,21 @@ from ._common import emit
 
 
 def register(sub):
-    p = sub.add_parser("plan-scans", help="rank the next sample orientations by the information they add about the FCs",
-                       description="Given the scans measured so far (a scan set, or none) and an inverse model, score "
-                                   "every candidate sample angle by the information its kinematic coverage would add "
-                                   "about the active force constants and plan the next --n scans greedily "
-                                   "(see fcinv_widgets.analysis.planner).")
+    p = sub.add_parser(
+        "plan-scans",
+        help="rank the next sample orientations by the information they add about the FCs",
+        description="Given the scans measured so far (a scan set, or none) and an inverse model, score "
+        "every candidate sample angle by the information its kinematic coverage would add "
+        "about the active force constants and plan the next --n scans greedily "
+        "(see fcinv_widgets.analysis.planner).",
+    )
     p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, nb-vae, …)")
     p.add_argument("--scans", default=None, help="scan set measured so far (HDF5 from `fcinv scans`); default: none yet")
-    p.add_argument("--measured", default=None,
-                   help="which of the scan set's angles count as measured (start:stop:step or comma list, degrees; "
-                        "default: all of them)")
+    p.add_argument(
+        "--measured",
+        default=None,
+        help="which of the scan set's angles count as measured (start:stop:step or comma list, degrees; default: all of them)",
+    )
     p.add_argument("--candidates", default="0:180:1", help="candidate sample angles ω (degrees, default 0:180:1)")
     p.add_argument("--n", type=int, default=5, help="how many next orientations to plan (default 5)")
     p.add_argument("--ei", type=float, default=None, help="incident energy (meV); default: the scan set's")
@@ -26,13 +31,20 @@ def register(sub):
     p.add_argument("--v", default=None, help="second in-plane direction (default: the scan set's, or 0,0,1)")
     p.add_argument("--background", type=float, default=0.05, help="expected flat background per scan, fraction of the peak")
     p.add_argument("--counts", type=float, default=200.0, help="expected counts at the peak per scan")
-    p.add_argument("--criterion", default="D", choices=("D", "A", "model"),
-                   help="D-optimal (log det of the Fisher information, default), A-optimal on FC0–3, or the model's own "
-                        "expected error")
+    p.add_argument(
+        "--criterion",
+        default="D",
+        choices=("D", "A", "model"),
+        help="D-optimal (log det of the Fisher information, default), A-optimal on FC0–3, or the model's own expected error",
+    )
     p.add_argument("--count-time", type=float, default=None, help="counting time per scan (s): gains become per second")
     p.add_argument("--move-time", type=float, default=0.0, help="motor time per degree of rotation (s/°)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="sample temperature (K) for the intensity correction of the scans (default: the scan set's)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sample temperature (K) for the intensity correction of the scans (default: the scan set's)",
+    )
     p.add_argument("--plot", default=None, metavar="PNG", help="information per candidate angle with the plan marked")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -104,17 +116,39 @@ def run(args) -> int:
         estimate = np.clip(mat.reference_theta, dom[:, 0], dom[:, 1])
         model_sigma = None
         source = f"{mat.name} reference ({getattr(mat, 'reference_source', 'preset')}), no scan measured yet"
-    plan = plan_orientations(bank, fm, estimate, dom, measured_deg=measured, candidates_deg=cand, n=args.n,
-                             background=args.background, counts=args.counts, criterion=args.criterion,
-                             count_time_s=args.count_time, move_s_per_deg=args.move_time, names=names, model=model)
+    plan = plan_orientations(
+        bank,
+        fm,
+        estimate,
+        dom,
+        measured_deg=measured,
+        candidates_deg=cand,
+        n=args.n,
+        background=args.background,
+        counts=args.counts,
+        criterion=args.criterion,
+        count_time_s=args.count_time,
+        move_s_per_deg=args.move_time,
+        names=names,
+        model=model,
+    )
     payload = plan.to_dict()
-    payload.update({"estimate_source": source, "model": args.model, "ei_mev": float(ei),
-                    "model_sigma_ev_a2": None if model_sigma is None else model_sigma.tolist()})
+    payload.update(
+        {
+            "estimate_source": source,
+            "model": args.model,
+            "ei_mev": float(ei),
+            "model_sigma_ev_a2": None if model_sigma is None else model_sigma.tolist(),
+        }
+    )
     if args.plot:
         _plot(plan, args.plot)
         payload["plot"] = args.plot
-    text = (f"plan for {mat.name} ({len(measured)} scan(s) measured; estimate: {source})\n" + plan.table()
-            + f"\nnext: ω = {plan.next_angle:g}°")
+    text = (
+        f"plan for {mat.name} ({len(measured)} scan(s) measured; estimate: {source})\n"
+        + plan.table()
+        + f"\nnext: ω = {plan.next_angle:g}°"
+    )
     emit(args, payload, text)
     return 0
 
@@ -131,7 +165,10 @@ def _plot(plan, path) -> None:
         ax.axvline(a, color="C3" if k == 0 else "0.6", lw=1.5 if k == 0 else 0.8, ls="-" if k == 0 else "--")
     for a in plan.measured_deg:
         ax.axvline(a, color="k", lw=0.5, alpha=0.4)
-    ax.set(xlabel="sample angle ω (°)", ylabel="gain" + (" (nats)" if plan.criterion == "D" else ""),
-           title=f"next ω = {plan.next_angle:g}° (red), then dashed; measured in black")
+    ax.set(
+        xlabel="sample angle ω (°)",
+        ylabel="gain" + (" (nats)" if plan.criterion == "D" else ""),
+        title=f"next ω = {plan.next_angle:g}° (red), then dashed; measured in black",
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -8,8 +8,12 @@ from ._common import add_sigma_ei, add_temperature, emit, parse_params, positive
 def register(sub):
     p = sub.add_parser("refine", help="iterative refinement of the top-8 FCs against a spectrum (L-BFGS, torch)")
     p.add_argument("--material", default="Ge")
-    p.add_argument("--spectrum", required=True, help="spectrum file (fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, .npy); "
-                                                     "corrected as it says about itself, like `fcinv invert`")
+    p.add_argument(
+        "--spectrum",
+        required=True,
+        help="spectrum file (fcinv HDF5, pathSQE .npz, Mantid MDHisto .nxs, .npy); "
+        "corrected as it says about itself, like `fcinv invert`",
+    )
     p.add_argument("--clip", type=float, default=None, metavar="PERCENTILE", help="clip percentile (see invert)")
     p.add_argument("--raw", action="store_true", help="no correction")
     p.add_argument("--start", help="start values (8, eV/Å², comma-separated; --start=-2.9,…); default: the reference")
@@ -38,8 +42,10 @@ def run(args) -> int:
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
-    lines = [f"refined in {r.n_iter} evaluations, {r.seconds:.2f} s; misfit {r.misfit_start:.3e} → {r.misfit:.3e}"
-             + ("" if r.stable else "  (UNSTABLE result)")]
+    lines = [
+        f"refined in {r.n_iter} evaluations, {r.seconds:.2f} s; misfit {r.misfit_start:.3e} → {r.misfit:.3e}"
+        + ("" if r.stable else "  (UNSTABLE result)")
+    ]
     lines += [f"  {n:<16} {s:>9.4f} → {v:>9.4f} eV/Å²" for n, s, v in zip(r.names, r.start, r.params)]
     emit(args, r.to_dict() | {"corrections": corrections}, "\n".join(lines))
     return 0

@@ -7,15 +7,29 @@ from ._common import add_material_args, add_noise_seed, add_temperature, emit, l
 
 
 def register(sub):
-    p = sub.add_parser("scans", help="simulate single-orientation scans (one-phonon S(Q,E), ARCS kinematics) and their union",
-                       description="Simulate the coherent one-phonon S(Q,E) of the force constants, fold it onto the "
-                                   "material's q-path for every sample orientation ω of a direct-geometry ToF "
-                                   "spectrometer (ARCS-like), and write the per-angle scans and the full data set.")
+    p = sub.add_parser(
+        "scans",
+        help="simulate single-orientation scans (one-phonon S(Q,E), ARCS kinematics) and their union",
+        description="Simulate the coherent one-phonon S(Q,E) of the force constants, fold it onto the "
+        "material's q-path for every sample orientation ω of a direct-geometry ToF "
+        "spectrometer (ARCS-like), and write the per-angle scans and the full data set.",
+    )
     add_material_args(p)
-    p.add_argument("--ei", type=positive_float, required=True, help="incident energy (meV); must exceed the grid's largest energy")
-    p.add_argument("--angles", default="0:120:1", help="sample angles ω in degrees: start:stop:step (stop excluded) or a comma list (default 0:120:1); write --angles=-30:90:1 when it starts negative")
+    p.add_argument(
+        "--ei", type=positive_float, required=True, help="incident energy (meV); must exceed the grid's largest energy"
+    )
+    p.add_argument(
+        "--angles",
+        default="0:120:1",
+        help="sample angles ω in degrees: start:stop:step (stop excluded) or a comma list (default 0:120:1); write --angles=-30:90:1 when it starts negative",
+    )
     add_temperature(p, 5.0)
-    p.add_argument("--qmax", type=positive_float, default=None, help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)")
+    p.add_argument(
+        "--qmax",
+        type=positive_float,
+        default=None,
+        help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)",
+    )
     p.add_argument("--u", default="1,1,0", help="sample direction along the beam at ω = 0 (Cartesian/cubic axes, default 1,1,0)")
     p.add_argument("--v", default="0,0,1", help="second in-plane sample direction (default 0,0,1)")
     add_noise_seed(p, "B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
@@ -36,18 +50,40 @@ def run(args) -> int:
 
     check_ei(args.ei, mat.grid)
     params, source = default_params(mat, fc)
-    ss = simulate_scans(mat, args.ei, angles, temperature=args.temperature, params=params, qmax=args.qmax, u=u, v=v,
-                        b_coh=getattr(args, "b_coh_fm", None), progress=not args.no_progress)
+    ss = simulate_scans(
+        mat,
+        args.ei,
+        angles,
+        temperature=args.temperature,
+        params=params,
+        qmax=args.qmax,
+        u=u,
+        v=v,
+        b_coh=getattr(args, "b_coh_fm", None),
+        progress=not args.no_progress,
+    )
     ss.meta["params_source"] = source
     if noise:
         ss = ss.add_noise(noise[0], noise[1], seed=args.seed)
     ss.save(args.out)
-    payload = {"out": args.out, "n_scans": len(ss), "shape": list(ss.scans.shape), "ei_mev": ss.ei_mev,
-               "temperature_k": ss.temperature_k, "full_coverage": ss.full_coverage,
-               "coverage_min": float(ss.coverage.min()), "coverage_max": float(ss.coverage.max()),
-               "params_source": source, "timing_s": ss.meta["timing_s"]}
+    payload = {
+        "out": args.out,
+        "n_scans": len(ss),
+        "shape": list(ss.scans.shape),
+        "ei_mev": ss.ei_mev,
+        "temperature_k": ss.temperature_k,
+        "full_coverage": ss.full_coverage,
+        "coverage_min": float(ss.coverage.min()),
+        "coverage_max": float(ss.coverage.max()),
+        "params_source": source,
+        "timing_s": ss.meta["timing_s"],
+    }
     t = ss.meta["timing_s"]
-    emit(args, payload, f"wrote {args.out}: {len(ss)} scans at Ei {ss.ei_mev:g} meV, T {ss.temperature_k:g} K "
-                        f"(coverage per scan {ss.coverage.min():.0%}–{ss.coverage.max():.0%}, union {ss.full_coverage:.0%}; "
-                        f"{t['setup'] + t['orientations']:.1f} s)")
+    emit(
+        args,
+        payload,
+        f"wrote {args.out}: {len(ss)} scans at Ei {ss.ei_mev:g} meV, T {ss.temperature_k:g} K "
+        f"(coverage per scan {ss.coverage.min():.0%}–{ss.coverage.max():.0%}, union {ss.full_coverage:.0%}; "
+        f"{t['setup'] + t['orientations']:.1f} s)",
+    )
     return 0

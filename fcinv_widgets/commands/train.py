@@ -13,11 +13,16 @@ def register(sub):
     p.add_argument("--out", required=True, help="output directory (model.pt, train_state.pt)")
     p.add_argument("--epochs", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: 1e-3 VAE, 2e-3 peak one-cycle ResNet)")
+    p.add_argument(
+        "--lr", type=positive_float, default=None, help="learning rate (default: 1e-3 VAE, 2e-3 peak one-cycle ResNet)"
+    )
     p.add_argument("--beta", type=positive_float, default=1.0, help="VAE: weight of the KL term")
     p.add_argument("--width", type=positive_int, default=16, help="ResNet: channels of the first stage (64 = standard ResNet-18)")
-    p.add_argument("--pretrained", default=None,
-                   help="ResNet: a state-dict file for transfer learning (e.g. torchvision ImageNet ResNet-18 weights; needs --width 64)")
+    p.add_argument(
+        "--pretrained",
+        default=None,
+        help="ResNet: a state-dict file for transfer learning (e.g. torchvision ImageNet ResNet-18 weights; needs --width 64)",
+    )
     p.add_argument("--latent", type=positive_int, default=20, help="VAE: latent dimensions")
     p.add_argument("--max-train", type=positive_int, default=None, help="use only the first N training spectra")
     p.add_argument("--patience", type=positive_int, default=8, help="early stopping: epochs without improvement")
@@ -25,20 +30,38 @@ def register(sub):
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: min(4, cores))")
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
-    p.add_argument("--regressor-only", action="store_true",
-                   help="VAE: keep the trained encoder in out/model.pt and retrain only the FC regressor")
+    p.add_argument(
+        "--regressor-only",
+        action="store_true",
+        help="VAE: keep the trained encoder in out/model.pt and retrain only the FC regressor",
+    )
     p.add_argument("--reg-epochs", type=positive_int, default=400, help="VAE: epochs of the FC regressor")
-    p.add_argument("--reg-copies", type=positive_int, default=2,
-                   help="VAE with --augment: augmented draws of every training spectrum the regressor learns from")
-    p.add_argument("--augment", action="store_true",
-                   help="train on realistic spectra: the measurement model (resolution at a range of Ei, residual "
-                        "intensity weighting, elastic line, sloping background, Poisson counts, coverage masks) applied "
-                        "on the fly, a heteroscedastic head and a calibrated σ (see fcinv_widgets.measurement)")
-    p.add_argument("--mask-bank", default=None, metavar="NPZ",
-                   help="with --augment: coverage masks of single-orientation scans; computed once (a few minutes) "
-                        "and written here when the file does not exist yet")
-    p.add_argument("--init-from", default=None, metavar="MODEL",
-                   help="start from a trained model of the same kind and material (fine-tuning), e.g. ge-vae-paper")
+    p.add_argument(
+        "--reg-copies",
+        type=positive_int,
+        default=2,
+        help="VAE with --augment: augmented draws of every training spectrum the regressor learns from",
+    )
+    p.add_argument(
+        "--augment",
+        action="store_true",
+        help="train on realistic spectra: the measurement model (resolution at a range of Ei, residual "
+        "intensity weighting, elastic line, sloping background, Poisson counts, coverage masks) applied "
+        "on the fly, a heteroscedastic head and a calibrated σ (see fcinv_widgets.measurement)",
+    )
+    p.add_argument(
+        "--mask-bank",
+        default=None,
+        metavar="NPZ",
+        help="with --augment: coverage masks of single-orientation scans; computed once (a few minutes) "
+        "and written here when the file does not exist yet",
+    )
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="start from a trained model of the same kind and material (fine-tuning), e.g. ge-vae-paper",
+    )
     p.add_argument("--no-masks", action="store_true", help="with --augment: no coverage masks (full coverage)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
@@ -74,9 +97,17 @@ def run(args) -> int:
 
     if args.epochs < 1 or args.batch_size < 2:
         raise FcinvError("--epochs must be ≥ 1 and --batch-size ≥ 2")
-    common = dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, max_train=args.max_train,
-                  patience=args.patience, device=args.device, threads=args.threads, resume=args.resume,
-                  progress=not args.json)
+    common = dict(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        max_train=args.max_train,
+        patience=args.patience,
+        device=args.device,
+        threads=args.threads,
+        resume=args.resume,
+        progress=not args.json,
+    )
     if (args.mask_bank or args.no_masks) and not args.augment:
         raise FcinvError("--mask-bank and --no-masks apply with --augment only")
     aug = {}
@@ -89,17 +120,37 @@ def run(args) -> int:
     if args.regressor_only:
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")
-        r = refit_regressor(args.out, args.dataset, reg_epochs=args.reg_epochs, seed=args.seed, max_train=args.max_train,
-                            threads=args.threads, progress=not args.json,
-                            masks=_masks(args, args.dataset) if args.augment else None)
+        r = refit_regressor(
+            args.out,
+            args.dataset,
+            reg_epochs=args.reg_epochs,
+            seed=args.seed,
+            max_train=args.max_train,
+            threads=args.threads,
+            progress=not args.json,
+            masks=_masks(args, args.dataset) if args.augment else None,
+        )
     elif args.model == "vae":
         if args.pretrained:
             raise FcinvError("--pretrained applies to --model resnet only")
-        r = train_vae(args.dataset, args.out, lr=args.lr or 1e-3, beta=args.beta, latent=args.latent,
-                      reg_epochs=args.reg_epochs, reg_copies=args.reg_copies, **common, **aug)
+        r = train_vae(
+            args.dataset,
+            args.out,
+            lr=args.lr or 1e-3,
+            beta=args.beta,
+            latent=args.latent,
+            reg_epochs=args.reg_epochs,
+            reg_copies=args.reg_copies,
+            **common,
+            **aug,
+        )
     else:
-        r = train_resnet(args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common, **aug)
-    text = f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n" + \
-        "\n".join(f"  validation R² {n:<16} {v:6.3f}" for n, v in zip(r["names"], r["val_r2"]))
+        r = train_resnet(
+            args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common, **aug
+        )
+    text = (
+        f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n"
+        + "\n".join(f"  validation R² {n:<16} {v:6.3f}" for n, v in zip(r["names"], r["val_r2"]))
+    )
     emit(args, r, text)
     return 0

@@ -175,8 +175,16 @@ def _matgl_specs(paths=(), names=()) -> list:
         if not have:
             out.append(ModelSpec(f"matgl-hub:{n}", "matgl", SKIPPED, _not_installed("matgl")))
         else:
-            out.append(ModelSpec(f"matgl-hub:{n}", "matgl", AVAILABLE, "by name (model hub download; fails fast offline)", n,
-                                 extra={"by_name": True}))
+            out.append(
+                ModelSpec(
+                    f"matgl-hub:{n}",
+                    "matgl",
+                    AVAILABLE,
+                    "by name (model hub download; fails fast offline)",
+                    n,
+                    extra={"by_name": True},
+                )
+            )
     return out
 
 
@@ -202,8 +210,10 @@ def _mace_cached_path(name: str) -> str | None:
 
 
 #: why a MACE file needs an explicit trust step (the CLI's --trust-mace-file help says the same)
-MACE_TRUST_NOTE = ("a MACE .model file is a Python pickle (mace unpickles it, weights_only off) "
-                   "and can run any code when loaded: use only files you trust")
+MACE_TRUST_NOTE = (
+    "a MACE .model file is a Python pickle (mace unpickles it, weights_only off) "
+    "and can run any code when loaded: use only files you trust"
+)
 
 
 def _mace_specs(models=(), trust_files: bool = False) -> list:
@@ -225,22 +235,43 @@ def _mace_specs(models=(), trust_files: bool = False) -> list:
             cached = _mace_cached_path(m)
             if cached and os.path.isfile(cached):
                 # mace's own download of a named foundation model: the same trust as loading it by name
-                out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' from cache {cached}", cached,
-                                     extra={"trusted": True, "foundation": m}))
+                out.append(
+                    ModelSpec(
+                        label,
+                        "mace",
+                        AVAILABLE,
+                        f"mace_mp '{m}' from cache {cached}",
+                        cached,
+                        extra={"trusted": True, "foundation": m},
+                    )
+                )
             else:
-                out.append(ModelSpec(label, "mace", AVAILABLE, f"mace_mp '{m}' (download; fails where there is no network)", m,
-                                     extra={"by_name": True}))
+                out.append(
+                    ModelSpec(
+                        label,
+                        "mace",
+                        AVAILABLE,
+                        f"mace_mp '{m}' (download; fails where there is no network)",
+                        m,
+                        extra={"by_name": True},
+                    )
+                )
     return out
 
 
-def available_models(matgl_paths=(), matgl_names=(), mace_models=(), include_skipped: bool = True,
-                     trust_mace_files: bool = False) -> list:
+def available_models(
+    matgl_paths=(), matgl_names=(), mace_models=(), include_skipped: bool = True, trust_mace_files: bool = False
+) -> list:
     """All registry entries: built-in CHGNet and SevenNet submodels, plus the matgl folders/names
     and MACE files/names given. Cheap: no model is loaded (packages are located, not imported).
 
     MACE model *files* load only with ``trust_mace_files=True`` (see :data:`MACE_TRUST_NOTE`)."""
-    specs = (_chgnet_specs() + _sevenn_specs() + _matgl_specs(matgl_paths, matgl_names)
-             + _mace_specs(mace_models, trust_files=trust_mace_files))
+    specs = (
+        _chgnet_specs()
+        + _sevenn_specs()
+        + _matgl_specs(matgl_paths, matgl_names)
+        + _mace_specs(mace_models, trust_files=trust_mace_files)
+    )
     return specs if include_skipped else [s for s in specs if s.available]
 
 
@@ -327,8 +358,10 @@ def _env_restored(*names):
 
 def _load_mace(spec: ModelSpec, device: str):
     if not spec.extra.get("by_name") and not spec.extra.get("trusted"):
-        raise FcinvError(f"{spec.name}: refused to load {spec.source}: {MACE_TRUST_NOTE}; "
-                         "pass --trust-mace-file (trust_mace_files=True) to load it anyway")
+        raise FcinvError(
+            f"{spec.name}: refused to load {spec.source}: {MACE_TRUST_NOTE}; "
+            "pass --trust-mace-file (trust_mace_files=True) to load it anyway"
+        )
     with _env_restored("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"):
         return _load_mace_unguarded(spec, device)
 

@@ -57,8 +57,17 @@ def project_results(results, basis) -> None:
         r["projection_residual"] = resid
 
 
-def training_domain(results, basis, qpoints, n_active: int = N_ACTIVE, reference_fcsets=None,
-                    dft_params=None, low: float = LOW_WIDEN, high: float = HIGH_WIDEN, mode: str = "signed") -> dict:
+def training_domain(
+    results,
+    basis,
+    qpoints,
+    n_active: int = N_ACTIVE,
+    reference_fcsets=None,
+    dft_params=None,
+    low: float = LOW_WIDEN,
+    high: float = HIGH_WIDEN,
+    mode: str = "signed",
+) -> dict:
     """Median reference, top-``n_active`` parameters and the widened domain over the stable models.
 
     reference_fcsets : optional ``{label: params}`` added to the ensemble as extra members
@@ -92,17 +101,23 @@ def training_domain(results, basis, qpoints, n_active: int = N_ACTIVE, reference
         "observed_min": lo,
         "observed_max": hi,
         "domain": domain,
-        "widening": {"low": low, "high": high, "mode": mode,
-                     "rule": "[min - low*(max-min), max + high*(max-min)] over the stable models" if mode == "signed" else
-                     "high*(max-min) added on the side away from zero, low*(max-min) toward zero (sign of the median)"},
+        "widening": {
+            "low": low,
+            "high": high,
+            "mode": mode,
+            "rule": "[min - low*(max-min), max + high*(max-min)] over the stable models"
+            if mode == "signed"
+            else "high*(max-min) added on the side away from zero, low*(max-min) toward zero (sign of the median)",
+        },
     }
     other = "magnitude" if mode == "signed" else "signed"
     alt = widen(lo, hi, low, high, mode=other, center=median[active])
     out["alternative_widening"] = {"mode": other, "domain": alt}
     if dft_params is not None:
         chk = check_reference(dft_params, active, alt, basis.names)
-        out["alternative_widening"].update(reference_all_inside=chk["reference_all_inside"],
-                                           reference_outside=chk["reference_outside"])
+        out["alternative_widening"].update(
+            reference_all_inside=chk["reference_all_inside"], reference_outside=chk["reference_outside"]
+        )
     if dft_params is not None:
         out.update(check_reference(dft_params, active, domain, basis.names))
     return out
@@ -112,31 +127,53 @@ def check_reference(ref_params, active, domain, names) -> dict:
     """Is the reference inside the domain? Per active parameter and overall."""
     ref = np.asarray(ref_params, float)[np.asarray(active)]
     inside = (ref >= domain[:, 0]) & (ref <= domain[:, 1])
-    outside = [{"param": names[i], "value": float(v), "lo": float(lo), "hi": float(hi)}
-               for i, v, (lo, hi), ok in zip(active, ref, domain, inside) if not ok]
-    return {"reference_theta": ref, "reference_inside": inside, "reference_all_inside": bool(inside.all()),
-            "reference_outside": outside}
+    outside = [
+        {"param": names[i], "value": float(v), "lo": float(lo), "hi": float(hi)}
+        for i, v, (lo, hi), ok in zip(active, ref, domain, inside)
+        if not ok
+    ]
+    return {
+        "reference_theta": ref,
+        "reference_inside": inside,
+        "reference_all_inside": bool(inside.all()),
+        "reference_outside": outside,
+    }
 
 
 def summary_dict(material: str, results, dom: dict, settings: dict, dft_check: dict | None = None) -> dict:
     """The JSON summary shipped in ``fcinv_widgets/data/ensemble/<material>.json``."""
     models = []
     for r in results:
-        m = {"name": r["name"], "family": r.get("family"), "status": r.get("status"), "stable": bool(r.get("stable")),
-             "reason": r.get("reason", ""), "package_version": r.get("package_version"),
-             "min_frequency_thz": r.get("min_frequency_thz"), "scale": r.get("scale"),
-             "time_s": round(float(r.get("timings", {}).get("total_s", 0.0)), 2)}
+        m = {
+            "name": r["name"],
+            "family": r.get("family"),
+            "status": r.get("status"),
+            "stable": bool(r.get("stable")),
+            "reason": r.get("reason", ""),
+            "package_version": r.get("package_version"),
+            "min_frequency_thz": r.get("min_frequency_thz"),
+            "scale": r.get("scale"),
+            "time_s": round(float(r.get("timings", {}).get("total_s", 0.0)), 2),
+        }
         if r.get("params") is not None:
             m["params"] = [float(x) for x in r["params"]]
             m["projection_residual_relative"] = float(r["projection_residual"]["relative"])
         models.append(m)
     out = {
-        "format": "fcinv-ensemble-summary", "version": 1, "material": material, "settings": settings,
-        "models": models, "models_used": dom["models_used"], "param_names": dom["param_names"],
+        "format": "fcinv-ensemble-summary",
+        "version": 1,
+        "material": material,
+        "settings": settings,
+        "models": models,
+        "models_used": dom["models_used"],
+        "param_names": dom["param_names"],
         "reference_params": [float(x) for x in dom["reference_params"]],
-        "active": [int(i) for i in dom["active"]], "active_names": dom["active_names"],
-        "observed_min": [float(x) for x in dom["observed_min"]], "observed_max": [float(x) for x in dom["observed_max"]],
-        "domain": [[float(a), float(b)] for a, b in dom["domain"]], "widening": dom["widening"],
+        "active": [int(i) for i in dom["active"]],
+        "active_names": dom["active_names"],
+        "observed_min": [float(x) for x in dom["observed_min"]],
+        "observed_max": [float(x) for x in dom["observed_max"]],
+        "domain": [[float(a), float(b)] for a, b in dom["domain"]],
+        "widening": dom["widening"],
         "sensitivity_scores": [float(x) for x in dom["sensitivity_scores"]],
     }
     if "alternative_widening" in dom:
@@ -145,10 +182,12 @@ def summary_dict(material: str, results, dom: dict, settings: dict, dft_check: d
         if "reference_all_inside" in alt:
             out["alternative_widening"].update(dft_all_inside=alt["reference_all_inside"], dft_outside=alt["reference_outside"])
     if "reference_all_inside" in dom:
-        out["dft_check"] = {"all_inside": dom["reference_all_inside"],
-                            "theta": [float(x) for x in dom["reference_theta"]],
-                            "inside": [bool(x) for x in dom["reference_inside"]],
-                            "outside": dom["reference_outside"]}
+        out["dft_check"] = {
+            "all_inside": dom["reference_all_inside"],
+            "theta": [float(x) for x in dom["reference_theta"]],
+            "inside": [bool(x) for x in dom["reference_inside"]],
+            "outside": dom["reference_outside"],
+        }
     return out
 
 
@@ -162,8 +201,9 @@ FIT_NSIGMA = 3.0
 DOMAIN_WIDEN_MODE = "magnitude"
 
 
-def reality_domain(names, active, umlff_domain, fit_params=None, fit_sigma=None, dft_params=None,
-                   n_sigma: float = FIT_NSIGMA) -> dict:
+def reality_domain(
+    names, active, umlff_domain, fit_params=None, fit_sigma=None, dft_params=None, n_sigma: float = FIT_NSIGMA
+) -> dict:
     """Training domain that contains what was measured: per active parameter the union of
 
     * the widened uMLFF range (``umlff_domain``, (8, 2) eV/Å², the paper's rule),
@@ -190,5 +230,10 @@ def reality_domain(names, active, umlff_domain, fit_params=None, fit_sigma=None,
     dom = np.stack([lo_all[ilo, np.arange(len(active))], hi_all[ihi, np.arange(len(active))]], axis=1)
     sources = [[comps[a][0], comps[b][0]] for a, b in zip(ilo, ihi)]
     components = {c[0]: np.stack([c[1], c[2]], axis=1).tolist() for c in comps}
-    return {"domain": dom, "sources": sources, "components": components, "names": [names[i] for i in active],
-            "rule": "union of: " + ", ".join(c[0] for c in comps)}
+    return {
+        "domain": dom,
+        "sources": sources,
+        "components": components,
+        "names": [names[i] for i in active],
+        "rule": "union of: " + ", ".join(c[0] for c in comps),
+    }

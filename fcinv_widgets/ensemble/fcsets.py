@@ -72,7 +72,9 @@ def phonopy_force_constants(crystal: Crystal, supercell_matrix, calc, displaceme
 
     from ..structure import Crystal as _C  # noqa: F401
 
-    ph = Phonopy(crystal.to_phonopy_atoms(), supercell_matrix=np.asarray(supercell_matrix, int), primitive_matrix=np.eye(3), log_level=0)
+    ph = Phonopy(
+        crystal.to_phonopy_atoms(), supercell_matrix=np.asarray(supercell_matrix, int), primitive_matrix=np.eye(3), log_level=0
+    )
     ph.generate_displacements(distance=displacement)
     from ase import Atoms
 
@@ -88,8 +90,12 @@ def phonopy_force_constants(crystal: Crystal, supercell_matrix, calc, displaceme
     raw = np.array(ph.force_constants)
     ph.symmetrize_force_constants()
     fc = np.array(ph.force_constants)
-    info = {"n_displacements": len(sets), "residual_force_max": float(np.abs(f0).max()),
-            "symmetrization_change_max": float(np.abs(fc - raw).max()), "n_supercell_atoms": int(len(ph.supercell))}
+    info = {
+        "n_displacements": len(sets),
+        "residual_force_max": float(np.abs(f0).max()),
+        "symmetrization_change_max": float(np.abs(fc - raw).max()),
+        "n_supercell_atoms": int(len(ph.supercell)),
+    }
     return ph, fc, info
 
 
@@ -98,8 +104,9 @@ def stability(ph, path_qpoints, mesh=(8, 8, 8)) -> dict:
     out = {}
     if path_qpoints is not None and len(path_qpoints):
         ph.run_qpoints(np.asarray(path_qpoints, float))
-        out["dispersion_thz"] = np.array(ph.qpoints.frequencies if hasattr(ph, "qpoints") and ph.qpoints is not None
-                                         else ph.get_qpoints_dict()["frequencies"])
+        out["dispersion_thz"] = np.array(
+            ph.qpoints.frequencies if hasattr(ph, "qpoints") and ph.qpoints is not None else ph.get_qpoints_dict()["frequencies"]
+        )
     ph.run_mesh(list(mesh), is_gamma_center=True, with_eigenvectors=False)
     mesh_f = np.array(ph.mesh.frequencies if getattr(ph, "mesh", None) is not None else ph.get_mesh_dict()["frequencies"])
     lows = [float(mesh_f.min())]
@@ -110,8 +117,17 @@ def stability(ph, path_qpoints, mesh=(8, 8, 8)) -> dict:
     return out
 
 
-def compute_fcset(spec: ModelSpec, crystal: Crystal, supercell_matrix, path_qpoints=None, relax: bool = False,
-                  displacement: float = DISPLACEMENT, mesh=(8, 8, 8), device: str = "cpu", torch_threads: int | None = None) -> dict:
+def compute_fcset(
+    spec: ModelSpec,
+    crystal: Crystal,
+    supercell_matrix,
+    path_qpoints=None,
+    relax: bool = False,
+    displacement: float = DISPLACEMENT,
+    mesh=(8, 8, 8),
+    device: str = "cpu",
+    torch_threads: int | None = None,
+) -> dict:
     """One model's force-constant set. Never raises for a model problem: failures come back as
     ``status="failed"`` with a one-line ``reason``. Picklable in and out (a Dask task)."""
     t0 = time.perf_counter()
@@ -122,11 +138,23 @@ def compute_fcset(spec: ModelSpec, crystal: Crystal, supercell_matrix, path_qpoi
             torch.set_num_threads(int(torch_threads))
         except Exception:
             pass
-    res = {"name": spec.name, "family": spec.family, "source": spec.source, "modal": spec.modal,
-           "package_version": package_version(spec.family), "package_versions": package_versions(),
-           "displacement": float(displacement), "supercell_matrix": np.asarray(supercell_matrix, int),
-           "relaxed": bool(relax), "status": "failed", "stable": False, "reason": "", "timings": {},
-           "host": os.uname().nodename, "pid": os.getpid()}
+    res = {
+        "name": spec.name,
+        "family": spec.family,
+        "source": spec.source,
+        "modal": spec.modal,
+        "package_version": package_version(spec.family),
+        "package_versions": package_versions(),
+        "displacement": float(displacement),
+        "supercell_matrix": np.asarray(supercell_matrix, int),
+        "relaxed": bool(relax),
+        "status": "failed",
+        "stable": False,
+        "reason": "",
+        "timings": {},
+        "host": os.uname().nodename,
+        "pid": os.getpid(),
+    }
     import warnings
 
     try:
@@ -179,10 +207,22 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit="model", disable=not enabled)
 
 
-def run_ensemble(specs, crystal: Crystal, supercell_matrix, path_qpoints=None, relax: bool = False,
-                 displacement: float = DISPLACEMENT, mesh=(8, 8, 8), executor: str = "dask", client=None,
-                 scheduler: str | None = None, n_workers: int = 2, threads_per_worker: int = 1,
-                 progress: bool = True, desc: str = "uMLFF models") -> list:
+def run_ensemble(
+    specs,
+    crystal: Crystal,
+    supercell_matrix,
+    path_qpoints=None,
+    relax: bool = False,
+    displacement: float = DISPLACEMENT,
+    mesh=(8, 8, 8),
+    executor: str = "dask",
+    client=None,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    threads_per_worker: int = 1,
+    progress: bool = True,
+    desc: str = "uMLFF models",
+) -> list:
     """Force-constant sets for every available spec, one Dask task per model.
 
     executor : ``"dask"`` (default: ``client``, else ``scheduler`` address, else a new
@@ -198,10 +238,20 @@ def run_ensemble(specs, crystal: Crystal, supercell_matrix, path_qpoints=None, r
         if s.available:
             todo.append(i)
         else:
-            results[i] = {"name": s.name, "family": s.family, "status": "skipped", "stable": False, "reason": s.reason,
-                          "timings": {}}
-    kw = dict(path_qpoints=None if path_qpoints is None else np.asarray(path_qpoints, float), relax=relax,
-              displacement=displacement, mesh=tuple(mesh))
+            results[i] = {
+                "name": s.name,
+                "family": s.family,
+                "status": "skipped",
+                "stable": False,
+                "reason": s.reason,
+                "timings": {},
+            }
+    kw = dict(
+        path_qpoints=None if path_qpoints is None else np.asarray(path_qpoints, float),
+        relax=relax,
+        displacement=displacement,
+        mesh=tuple(mesh),
+    )
     bar = _progress(len(todo), desc, progress)
     if executor == "serial":
         for i in todo:
@@ -224,24 +274,43 @@ def run_ensemble(specs, crystal: Crystal, supercell_matrix, path_qpoints=None, r
             except OSError as exc:
                 raise FcinvError(f"cannot reach Dask scheduler {scheduler!r}: {exc}") from None
         else:
-            own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                                       dashboard_address=None, silence_logs=40)
+            own_cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
             client = own_client = Client(own_cluster)
     try:
         nthreads = client.nthreads()
         tt = max(1, min(nthreads.values())) if nthreads else 1
         futs = {}
         for i in todo:
-            f = client.submit(compute_fcset, specs[i], crystal, supercell_matrix, torch_threads=tt, pure=False,
-                              key=f"fcset-{specs[i].name}-{time.time_ns()}", **kw)
+            f = client.submit(
+                compute_fcset,
+                specs[i],
+                crystal,
+                supercell_matrix,
+                torch_threads=tt,
+                pure=False,
+                key=f"fcset-{specs[i].name}-{time.time_ns()}",
+                **kw,
+            )
             futs[f] = i
         for f in as_completed(list(futs)):
             i = futs[f]
             try:
                 results[i] = f.result()
             except Exception as exc:  # worker died etc.
-                results[i] = {"name": specs[i].name, "family": specs[i].family, "status": "failed", "stable": False,
-                              "reason": f"Dask task failed: {type(exc).__name__}: {exc}", "timings": {}}
+                results[i] = {
+                    "name": specs[i].name,
+                    "family": specs[i].family,
+                    "status": "failed",
+                    "stable": False,
+                    "reason": f"Dask task failed: {type(exc).__name__}: {exc}",
+                    "timings": {},
+                }
             bar.set_postfix_str(specs[i].name)
             bar.update(1)
     finally:
@@ -258,8 +327,18 @@ def _group_name(name: str) -> str:
     return name.replace("/", "_")
 
 
-def write_ensemble_h5(path, results, material: str, crystal: Crystal, supercell_matrix, path_qpoints=None,
-                      qpath_x=None, labels=None, projection: dict | None = None, settings: dict | None = None) -> None:
+def write_ensemble_h5(
+    path,
+    results,
+    material: str,
+    crystal: Crystal,
+    supercell_matrix,
+    path_qpoints=None,
+    qpath_x=None,
+    labels=None,
+    projection: dict | None = None,
+    settings: dict | None = None,
+) -> None:
     """Write the ensemble to one HDF5 file (layout in docs/ensemble.md)."""
     import h5py
 

@@ -36,7 +36,9 @@ def plot_dispersions(ens: dict, ax=None, reference_thz=None):
         ls = "-" if m.get("stable") else "--"
         d = np.asarray(m["dispersion_thz"])
         for b in range(d.shape[1]):
-            ax.plot(x, d[:, b], ls, color=c, lw=0.9, label=m["name"] + ("" if m.get("stable") else " (unstable)") if b == 0 else None)
+            ax.plot(
+                x, d[:, b], ls, color=c, lw=0.9, label=m["name"] + ("" if m.get("stable") else " (unstable)") if b == 0 else None
+            )
     if reference_thz is not None:
         for b in range(reference_thz.shape[1]):
             ax.plot(x, reference_thz[:, b], "k-", lw=1.6, label="reference" if b == 0 else None)
@@ -57,8 +59,15 @@ def plot_parameter_ranges(ens: dict, ax=None):
     ax = ax or plt.subplots(figsize=(8, 4))[1]
     y = np.arange(len(active))
     ax.barh(y, dom[:, 1] - dom[:, 0], left=dom[:, 0], color="0.9", edgecolor="0.6", label="training domain")
-    ax.barh(y, np.asarray(p["observed_max"]) - np.asarray(p["observed_min"]), left=p["observed_min"], height=0.35,
-            color="tab:blue", alpha=0.4, label="stable models")
+    ax.barh(
+        y,
+        np.asarray(p["observed_max"]) - np.asarray(p["observed_min"]),
+        left=p["observed_min"],
+        height=0.35,
+        color="tab:blue",
+        alpha=0.4,
+        label="stable models",
+    )
     for m in ens["models"]:
         if m.get("params") is None:
             continue
@@ -83,7 +92,9 @@ def plot_sensitivity(ens: dict, ax=None, n: int = 20):
     names = p.get("param_names", [str(i) for i in range(len(s))])
     order = np.argsort(-s)[:n]
     ax = ax or plt.subplots(figsize=(8, 3.5))[1]
-    ax.bar(range(len(order)), s[order], color=["tab:blue" if i in set(np.asarray(p["active"]).tolist()) else "0.7" for i in order])
+    ax.bar(
+        range(len(order)), s[order], color=["tab:blue" if i in set(np.asarray(p["active"]).tolist()) else "0.7" for i in order]
+    )
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([names[i] for i in order], rotation=70, fontsize=7)
     ax.set_ylabel("RMS ∂ω/∂θ · |θ| (meV)")
@@ -102,8 +113,11 @@ def save_figures(ens: dict, folder, prefix: str = "") -> list:
 
     os.makedirs(folder, exist_ok=True)
     out = []
-    for name, fn in (("dispersions", plot_dispersions), ("parameter_ranges", plot_parameter_ranges),
-                     ("sensitivity", plot_sensitivity)):
+    for name, fn in (
+        ("dispersions", plot_dispersions),
+        ("parameter_ranges", plot_parameter_ranges),
+        ("sensitivity", plot_sensitivity),
+    ):
         if name != "dispersions" and "projection" not in ens:
             continue
         fig, ax = plt.subplots(figsize=(8, 4.5))

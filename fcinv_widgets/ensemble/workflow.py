@@ -16,11 +16,28 @@ import numpy as np
 from ..errors import FcinvError
 
 
-def run_material(material: str, specs, out, *, models=None, supercell=None, min_length: float | None = None,
-                 relax: bool = False, displacement: float = 0.01, mesh=(8, 8, 8), serial: bool = False,
-                 scheduler: str | None = None, workers: int = 2, from_h5=None, include_reference=(),
-                 widen_mode: str = "signed", summary_path=None, plot=None, progress: bool = True,
-                 log=None) -> tuple[dict, str]:
+def run_material(
+    material: str,
+    specs,
+    out,
+    *,
+    models=None,
+    supercell=None,
+    min_length: float | None = None,
+    relax: bool = False,
+    displacement: float = 0.01,
+    mesh=(8, 8, 8),
+    serial: bool = False,
+    scheduler: str | None = None,
+    workers: int = 2,
+    from_h5=None,
+    include_reference=(),
+    widen_mode: str = "signed",
+    summary_path=None,
+    plot=None,
+    progress: bool = True,
+    log=None,
+) -> tuple[dict, str]:
     """The ensemble workflow of ``fcinv ensemble --material``: run (or re-read ``from_h5``) every
     uMLFF in ``specs``, project onto the material's basis, derive the training domain, write
     ``out`` (HDF5), and optionally ``summary_path`` (JSON) and figures into ``plot``.
@@ -34,6 +51,7 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
     from .fcsets import run_ensemble, supercell_for_length, write_ensemble_h5
 
     if log is None:
+
         def log(line):
             print(line, file=sys.stderr)
 
@@ -65,14 +83,31 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
     else:
         old_settings = {}
         results = run_ensemble(
-            specs, mat.crystal, sc, mat.grid.q.qpoints, relax=relax, displacement=displacement, mesh=mesh,
-            executor="serial" if serial else "dask", scheduler=scheduler, n_workers=workers,
+            specs,
+            mat.crystal,
+            sc,
+            mat.grid.q.qpoints,
+            relax=relax,
+            displacement=displacement,
+            mesh=mesh,
+            executor="serial" if serial else "dask",
+            scheduler=scheduler,
+            n_workers=workers,
             progress=progress,
         )
     wall = time.perf_counter() - t0
-    settings = dict(old_settings) if from_h5 else {"relax": bool(relax), "displacement": displacement, "supercell_matrix": sc.tolist(),
-                "mesh": list(mesh), "executor": "serial" if serial else (scheduler or f"LocalCluster({workers}x1)"),
-                "wall_s": round(wall, 1)}
+    settings = (
+        dict(old_settings)
+        if from_h5
+        else {
+            "relax": bool(relax),
+            "displacement": displacement,
+            "supercell_matrix": sc.tolist(),
+            "mesh": list(mesh),
+            "executor": "serial" if serial else (scheduler or f"LocalCluster({workers}x1)"),
+            "wall_s": round(wall, 1),
+        }
+    )
     if from_h5:
         settings["reprojected_from"] = os.path.basename(from_h5)
     projection = None
@@ -92,8 +127,7 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
         settings["widen_mode"] = widen_mode
         dft = mat.dft_params
         try:
-            dom = training_domain(results, basis, mat.grid.q.qpoints, reference_fcsets=refs, dft_params=dft,
-                                    mode=widen_mode)
+            dom = training_domain(results, basis, mat.grid.q.qpoints, reference_fcsets=refs, dft_params=dft, mode=widen_mode)
         except Exception as exc:  # keep the (expensive) force constants whatever happens here
             log(f"no training domain: {type(exc).__name__}: {exc}")
             dom = None
@@ -102,10 +136,22 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
             projection["dft_params"] = dft
             summary = summary_dict(mat.name, results, dom, settings)
     else:
-        log(f"supercell {sc.tolist()} differs from the material's {np.asarray(mat.supercell_matrix).tolist()}: "
-              "force constants saved, not projected onto the basis")
-    write_ensemble_h5(out, results, mat.name, mat.crystal, sc, mat.grid.q.qpoints, mat.grid.q.distance,
-                      [list(map(str, x)) for x in mat.grid.q.labels], projection=projection, settings=settings)
+        log(
+            f"supercell {sc.tolist()} differs from the material's {np.asarray(mat.supercell_matrix).tolist()}: "
+            "force constants saved, not projected onto the basis"
+        )
+    write_ensemble_h5(
+        out,
+        results,
+        mat.name,
+        mat.crystal,
+        sc,
+        mat.grid.q.qpoints,
+        mat.grid.q.distance,
+        [list(map(str, x)) for x in mat.grid.q.labels],
+        projection=projection,
+        settings=settings,
+    )
     if summary is not None and summary_path:
         with open(summary_path, "w") as fh:
             json.dump(summary, fh, indent=1)
@@ -113,14 +159,24 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
     rows = []
     for r in results:
         t = r.get("timings", {}).get("total_s")
-        rows.append({"name": r["name"], "family": r.get("family"), "status": r["status"], "stable": bool(r.get("stable")),
-                     "reason": r.get("reason", ""), "time_s": None if t is None else round(t, 1),
-                     "min_frequency_thz": r.get("min_frequency_thz")})
+        rows.append(
+            {
+                "name": r["name"],
+                "family": r.get("family"),
+                "status": r["status"],
+                "stable": bool(r.get("stable")),
+                "reason": r.get("reason", ""),
+                "time_s": None if t is None else round(t, 1),
+                "min_frequency_thz": r.get("min_frequency_thz"),
+            }
+        )
     payload = {"material": mat.name, "out": out, "wall_s": round(wall, 1), "models": rows}
     lines = [f"{'model':<40s} {'status':<8s} {'stable':<6s} {'time/s':>7s}  reason"]
     for row in rows:
-        lines.append(f"{row['name']:<40s} {row['status']:<8s} {str(row['stable']):<6s} "
-                     f"{(row['time_s'] if row['time_s'] is not None else 0):>7.1f}  {row['reason']}")
+        lines.append(
+            f"{row['name']:<40s} {row['status']:<8s} {str(row['stable']):<6s} "
+            f"{(row['time_s'] if row['time_s'] is not None else 0):>7.1f}  {row['reason']}"
+        )
     if summary is not None:
         payload["active_names"] = summary["active_names"]
         payload["domain"] = summary["domain"]
@@ -128,8 +184,15 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
         lines.append(f"{len(summary['models_used'])} stable members: {', '.join(summary['models_used'])}")
         if len(summary["models_used"]) < 2:
             lines.append("warning: fewer than 2 stable members: the domain has zero width (add models or --include-reference)")
-        lines.append("training domain (eV/Å², " + ("[min − 25 % range, max + 150 % range]" if widen_mode == "signed"
-                     else "150 % of the range away from zero, 25 % toward zero") + "):")
+        lines.append(
+            "training domain (eV/Å², "
+            + (
+                "[min − 25 % range, max + 150 % range]"
+                if widen_mode == "signed"
+                else "150 % of the range away from zero, 25 % toward zero"
+            )
+            + "):"
+        )
         for k, (nm, (lo, hi)) in enumerate(zip(summary["active_names"], summary["domain"])):
             lines.append(f"  FC{k} {nm:<22s} [{lo:+.4f}, {hi:+.4f}]")
         if "dft_check" in summary:
@@ -138,14 +201,23 @@ def run_material(material: str, specs, out, *, models=None, supercell=None, min_
             if dc["all_inside"]:
                 lines.append("DFT reference: inside the widened domain for all 8 parameters")
             else:
-                outs = "; ".join(f"{o['param']} = {o['value']:+.4f} not in [{o['lo']:+.4f}, {o['hi']:+.4f}]" for o in dc["outside"])
-                lines.append(f"DFT reference: OUTSIDE the widened domain for {len(dc['outside'])} of 8 parameters: {outs} "
-                             "(use --include-reference FILE to add it to the ensemble)")
+                outs = "; ".join(
+                    f"{o['param']} = {o['value']:+.4f} not in [{o['lo']:+.4f}, {o['hi']:+.4f}]" for o in dc["outside"]
+                )
+                lines.append(
+                    f"DFT reference: OUTSIDE the widened domain for {len(dc['outside'])} of 8 parameters: {outs} "
+                    "(use --include-reference FILE to add it to the ensemble)"
+                )
         if "alternative_widening" in summary and "dft_all_inside" in summary["alternative_widening"]:
             alt = summary["alternative_widening"]
-            lines.append(f"  with --widen-mode {alt['mode']} the DFT reference would be "
-                         + ("inside for all 8" if alt["dft_all_inside"] else f"outside for {len(alt['dft_outside'])} of 8: "
-                            + ", ".join(o["param"] for o in alt["dft_outside"])))
+            lines.append(
+                f"  with --widen-mode {alt['mode']} the DFT reference would be "
+                + (
+                    "inside for all 8"
+                    if alt["dft_all_inside"]
+                    else f"outside for {len(alt['dft_outside'])} of 8: " + ", ".join(o["param"] for o in alt["dft_outside"])
+                )
+            )
     if plot:
         from .fcsets import read_ensemble_h5
         from .plots import save_figures

@@ -34,8 +34,7 @@ from ..errors import FcinvError, GridMismatchError, MissingDependencyError
 #: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
 #: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
 #: ``-paper`` model.
-SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet", "ge-vae-paper", "ge-resnet-paper", "nb-vae-paper",
-           "nb-resnet-paper")
+SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet", "ge-vae-paper", "ge-resnet-paper", "nb-vae-paper", "nb-resnet-paper")
 
 
 def resolve_model(name_or_dir) -> Path:
@@ -53,8 +52,10 @@ def resolve_model(name_or_dir) -> Path:
             q = data_path("models", f"{name_or_dir}-paper", "model.pt")
         if q.is_file():
             return q
-        raise MissingDependencyError(f"the shipped model {name_or_dir!r} is not in this installation ({q}); "
-                                     "train one with `fcinv train` and pass its directory")
+        raise MissingDependencyError(
+            f"the shipped model {name_or_dir!r} is not in this installation ({q}); "
+            "train one with `fcinv train` and pass its directory"
+        )
     raise FcinvError(f"no model at {name_or_dir!r}: give a checkpoint directory, a model.pt file or one of {', '.join(SHIPPED)}")
 
 
@@ -161,13 +162,17 @@ class _Model:
         """Refuse a grid other than the training grid: by content (q-points and energies) when the
         checkpoint carries its grid, else by shape and energies."""
         own = self.grid
-        same_q = own is None or (own.shape == tuple(grid.shape)
-                                 and np.allclose(own.q.qpoints, grid.q.qpoints, atol=1e-6))
-        if tuple(grid.shape) != self.shape or not same_q \
-                or not np.allclose(grid.e.centers, self.config["energy_centers_mev"], atol=1e-6):
-            raise GridMismatchError(f"the model was trained on a {self.shape[0]}×{self.shape[1]} grid "
-                                    f"({self.config['material']}), the spectrum's grid is {grid.shape[0]}×{grid.shape[1]} "
-                                    "or has other q-points or energy bins")
+        same_q = own is None or (own.shape == tuple(grid.shape) and np.allclose(own.q.qpoints, grid.q.qpoints, atol=1e-6))
+        if (
+            tuple(grid.shape) != self.shape
+            or not same_q
+            or not np.allclose(grid.e.centers, self.config["energy_centers_mev"], atol=1e-6)
+        ):
+            raise GridMismatchError(
+                f"the model was trained on a {self.shape[0]}×{self.shape[1]} grid "
+                f"({self.config['material']}), the spectrum's grid is {grid.shape[0]}×{grid.shape[1]} "
+                "or has other q-points or energy bins"
+            )
 
     # ------------------------------------------------------------------ inputs
     def prepare(self, spectra) -> np.ndarray:
@@ -189,8 +194,16 @@ class _Model:
         return check_spectra(spectra, self.shape, name=f"spectrum ({self.config.get('material') or 'this'} model)")
 
     # ------------------------------------------------------------------ files, corrections, OOD
-    def invert(self, spectrum, temperature_k: float | None = None, clip_percentile: float | None = None,
-               raw: bool = False, n_samples: int = 100, seed: int = 0, ood: bool = True) -> dict:
+    def invert(
+        self,
+        spectrum,
+        temperature_k: float | None = None,
+        clip_percentile: float | None = None,
+        raw: bool = False,
+        n_samples: int = 100,
+        seed: int = 0,
+        ood: bool = True,
+    ) -> dict:
         """Invert one spectrum the way ``fcinv invert`` does: a file path, an
         :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
 
@@ -294,7 +307,9 @@ class Inverter(_Model):
                 if reconstruct:
                     recs.append(self.vae.decode(mu).numpy())
         recon = np.concatenate(recs) if reconstruct else np.zeros((0,) + self.shape, np.float32)
-        return Prediction(self.names, np.concatenate(means), np.concatenate(stds), recon, np.concatenate(mus), np.concatenate(lvs))
+        return Prediction(
+            self.names, np.concatenate(means), np.concatenate(stds), recon, np.concatenate(mus), np.concatenate(lvs)
+        )
 
 
 class ResNetModel(_Model):
@@ -328,5 +343,11 @@ class ResNetModel(_Model):
         if self.heteroscedastic:
             std = np.exp(0.5 * np.clip(out[:, k:], -14, 6)) * self.y_std * self.sigma_scale
         n = len(x)
-        return Prediction(self.names, mean, std, np.zeros((0,) + self.shape, np.float32),
-                          np.zeros((n, 0), np.float32), np.zeros((n, 0), np.float32))
+        return Prediction(
+            self.names,
+            mean,
+            std,
+            np.zeros((0,) + self.shape, np.float32),
+            np.zeros((n, 0), np.float32),
+            np.zeros((n, 0), np.float32),
+        )

@@ -46,9 +46,14 @@ DEFAULT_LEVELS = tuple((b, p) for b in (0.0, 0.05, 0.1, 0.2) for p in (1000.0, 3
 MAX_COMPONENTS = 32
 SMOOTH_PX = 2.0
 MIN_PROFILE_PIXELS = 10
-LABELS = {"latent": "latent distance", "feature": "feature distance", "residual": "feature residual",
-          "recon": "smoothed reconstruction misfit", "profile": "reconstruction misfit along an energy row or q column",
-          "missing": "reconstructed intensity missing from the data"}
+LABELS = {
+    "latent": "latent distance",
+    "feature": "feature distance",
+    "residual": "feature residual",
+    "recon": "smoothed reconstruction misfit",
+    "profile": "reconstruction misfit along an energy row or q column",
+    "missing": "reconstructed intensity missing from the data",
+}
 
 
 def file_sha256(path) -> str:
@@ -164,8 +169,10 @@ class OODStats:
         """The JSON record for one spectrum: flag, score (combined), threshold, a reason, and every
         component's value, in-distribution median and single-score threshold."""
         sc = self.scores(model, spectrum)
-        comps = {k: {"value": float(v[0]), "median": float(self.medians[k]), "threshold": float(self.thresholds[k])}
-                 for k, v in sc.items()}
+        comps = {
+            k: {"value": float(v[0]), "median": float(self.medians[k]), "threshold": float(self.thresholds[k])}
+            for k, v in sc.items()
+        }
         score = float(self.combine(sc)[0])
         flag = bool(self._flags(sc)[0])
         worst = max(comps, key=lambda k: comps[k]["value"] / comps[k]["median"])
@@ -173,20 +180,38 @@ class OODStats:
         if over:
             reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
         elif flag:
-            reason = (f"combined score {score:.2f} > {self.combined_threshold:.2f}, mostly the {LABELS[worst]} "
-                      f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)")
+            reason = (
+                f"combined score {score:.2f} > {self.combined_threshold:.2f}, mostly the {LABELS[worst]} "
+                f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)"
+            )
         else:
             reason = f"combined score {score:.2f} ≤ {self.combined_threshold:.2f}"
-        return {"flag": flag, "score": score, "threshold": float(self.combined_threshold), "reason": reason,
-                "components": comps, "quantile": self.quantile}
+        return {
+            "flag": flag,
+            "score": score,
+            "threshold": float(self.combined_threshold),
+            "reason": reason,
+            "components": comps,
+            "quantile": self.quantile,
+        }
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": 1, "kind": self.kind, "model_sha256": self.model_sha256,
-                "quantile": self.quantile, "combined_threshold": self.combined_threshold, "medians": self.medians,
-                "thresholds": self.thresholds, "mean": self.mean.tolist(),
-                "components": self.components.tolist(), "variances": self.variances.tolist(),
-                "residual_scale": self.residual_scale, "calibration": self.calibration}
+        return {
+            "format": FORMAT,
+            "version": 1,
+            "kind": self.kind,
+            "model_sha256": self.model_sha256,
+            "quantile": self.quantile,
+            "combined_threshold": self.combined_threshold,
+            "medians": self.medians,
+            "thresholds": self.thresholds,
+            "mean": self.mean.tolist(),
+            "components": self.components.tolist(),
+            "variances": self.variances.tolist(),
+            "residual_scale": self.residual_scale,
+            "calibration": self.calibration,
+        }
 
     def save(self, path) -> None:
         path = Path(path)
@@ -200,11 +225,19 @@ class OODStats:
             d = json.loads(Path(path).read_text())
             if d.get("format") != FORMAT:
                 raise ValueError(f"format {d.get('format')!r}")
-            return cls(d["kind"], np.asarray(d["mean"], float), np.asarray(d["components"], float),
-                       np.asarray(d["variances"], float), float(d["residual_scale"]),
-                       {k: float(v) for k, v in d["thresholds"].items()}, float(d["quantile"]),
-                       {k: float(v) for k, v in d["medians"].items()}, float(d["combined_threshold"]),
-                       d.get("model_sha256"), d.get("calibration", {}))
+            return cls(
+                d["kind"],
+                np.asarray(d["mean"], float),
+                np.asarray(d["components"], float),
+                np.asarray(d["variances"], float),
+                float(d["residual_scale"]),
+                {k: float(v) for k, v in d["thresholds"].items()},
+                float(d["quantile"]),
+                {k: float(v) for k, v in d["medians"].items()},
+                float(d["combined_threshold"]),
+                d.get("model_sha256"),
+                d.get("calibration", {}),
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
 
@@ -248,8 +281,17 @@ def noisy_copies(spectra, levels=DEFAULT_LEVELS, seed: int = 0) -> tuple[np.ndar
     return out, used
 
 
-def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quantile: float = 0.99, seed: int = 0,
-              n_components: int = MAX_COMPONENTS, extra: dict | None = None, masks=None) -> OODStats:
+def calibrate(
+    model,
+    train_spectra,
+    calib_spectra,
+    levels=DEFAULT_LEVELS,
+    quantile: float = 0.99,
+    seed: int = 0,
+    n_components: int = MAX_COMPONENTS,
+    extra: dict | None = None,
+    masks=None,
+) -> OODStats:
     """OOD statistics for ``model``: feature mean/covariance from ``train_spectra`` (clean, as trained
     on); thresholds at ``quantile`` of the scores of ``calib_spectra`` (clean) and of one noisy copy of
     each at the noise ``levels`` (cycled). Returns :class:`OODStats` (``save`` it as ``ood.json``).
@@ -299,8 +341,15 @@ def calibrate(model, train_spectra, calib_spectra, levels=DEFAULT_LEVELS, quanti
     fpr_clean = float(stats._flags(s_clean).mean())
     fpr_noisy = float(stats._flags(s_noisy).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
-    stats.calibration = {"n_train": len(tr), "n_calib": len(ca), "levels": [list(map(float, lv)) for lv in levels],
-                         "seed": seed, "n_components": int(k), "flagged_fraction_clean": fpr_clean,
-                         "flagged_fraction_noisy": fpr_noisy, "coverage_masks": 0 if masks is None else len(masks),
-                         **(extra or {})}
+    stats.calibration = {
+        "n_train": len(tr),
+        "n_calib": len(ca),
+        "levels": [list(map(float, lv)) for lv in levels],
+        "seed": seed,
+        "n_components": int(k),
+        "flagged_fraction_clean": fpr_clean,
+        "flagged_fraction_noisy": fpr_noisy,
+        "coverage_masks": 0 if masks is None else len(masks),
+        **(extra or {}),
+    }
     return stats

@@ -30,12 +30,17 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
             raise FcinvError(f"{dataset}: the {split} split is empty")
         from ..validate import check_bytes, check_declared
 
-        check_declared((n,) + tuple(spectra.shape[1:]), spectra.dtype, f"{dataset}:/{split}/spectra", ndim=3,
-                       max_bytes=1 << 62)
+        check_declared((n,) + tuple(spectra.shape[1:]), spectra.dtype, f"{dataset}:/{split}/spectra", ndim=3, max_bytes=1 << 62)
         check_bytes(4.0 * n * int(np.prod(spectra.shape[1:])), f"reading {n} spectra of {dataset}")
         x = np.asarray(spectra[:n], dtype=np.float32)
-        info = {"material": d.material, "names": d.names, "domain": d.domain.tolist(), "energies": d.energies.tolist(),
-                "grid": None if d.grid is None else d.grid.to_dict(arrays=True), "reference": d.reference}
+        info = {
+            "material": d.material,
+            "names": d.names,
+            "domain": d.domain.tolist(),
+            "energies": d.energies.tolist(),
+            "grid": None if d.grid is None else d.grid.to_dict(arrays=True),
+            "reference": d.reference,
+        }
         return x, np.asarray(params[:n], float), info
     finally:
         d.close()
@@ -69,8 +74,9 @@ def _probe_r2(mu_tr, y_tr, mu_va, y_va, ridge: float = 1e-3):
     return _r2(y_va, np.c_[mu_va, np.ones(len(mu_va))] @ w)
 
 
-def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, patience, resume, progress, desc,
-         sched=None, dev=None):
+def _fit(
+    net, opt, step, validate, it, epochs, batch_size, seed, state_path, patience, resume, progress, desc, sched=None, dev=None
+):
     """The epoch loop both models share.
 
     ``step(idx, epoch) -> loss`` trains on one mini-batch of training indices; ``validate() ->
@@ -94,8 +100,10 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
             history = json.loads(st["history"])
         except Exception as exc:  # truncated file, another model's state, a foreign pickle
             first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise FcinvError(f"--resume: {state_path} is not a training state of this model "
-                             f"({type(exc).__name__}: {first}); remove it to start afresh") from None
+            raise FcinvError(
+                f"--resume: {state_path} is not a training state of this model "
+                f"({type(exc).__name__}: {first}); remove it to start afresh"
+            ) from None
     # wall time accumulates over resumed runs (history's "seconds" is cumulative)
     t0 = time.perf_counter() - (float(history[-1]["seconds"]) if history else 0.0)
     bar = tqdm(range(start, epochs), desc=desc, unit="epoch", disable=not progress)
@@ -114,8 +122,13 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
         net.eval()
         with torch.no_grad():
             vl, r2 = validate()
-        rec = {"epoch": ep + 1, "train_loss": tot / len(it), "val_loss": float(vl), "val_r2": [float(v) for v in r2],
-               "seconds": time.perf_counter() - t0}
+        rec = {
+            "epoch": ep + 1,
+            "train_loss": tot / len(it),
+            "val_loss": float(vl),
+            "val_r2": [float(v) for v in r2],
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(rec)
         bar.set_postfix(train=f"{rec['train_loss']:.3g}", val=f"{vl:.3g}", r2=" ".join(f"{v:.2f}" for v in r2))
         if vl < best:
@@ -125,8 +138,15 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
             bad += 1
         # atomic: a Ctrl-C while saving never leaves a half-written resume file
         tmp = state_path.with_suffix(".part")
-        st = {"net": net.state_dict(), "opt": opt.state_dict(), "best": best_state, "epoch": ep + 1,
-              "best_loss": best, "bad": bad, "history": json.dumps(history)}
+        st = {
+            "net": net.state_dict(),
+            "opt": opt.state_dict(),
+            "best": best_state,
+            "epoch": ep + 1,
+            "best_loss": best,
+            "bad": bad,
+            "history": json.dumps(history),
+        }
         if sched is not None:
             st["sched"] = sched.state_dict()
         torch.save(st, tmp)
@@ -137,10 +157,19 @@ def _fit(net, opt, step, validate, it, epochs, batch_size, seed, state_path, pat
 
 
 def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
-    return {"format": f"fcinv-{kind}", "version": 1, "material": info["material"], "grid_shape": list(shape),
-            "energy_centers_mev": info["energies"], "names": info["names"], "domain": info["domain"],
-            "reference": info.get("reference", "umlff"), "y_mean": y_mean.tolist(), "y_std": y_std.tolist(),
-            **({"grid": info["grid"]} if info.get("grid") else {})}
+    return {
+        "format": f"fcinv-{kind}",
+        "version": 1,
+        "material": info["material"],
+        "grid_shape": list(shape),
+        "energy_centers_mev": info["energies"],
+        "names": info["names"],
+        "domain": info["domain"],
+        "reference": info.get("reference", "umlff"),
+        "y_mean": y_mean.tolist(),
+        "y_std": y_std.tolist(),
+        **({"grid": info["grid"]} if info.get("grid") else {}),
+    }
 
 
 def _augmenter(augment, info, masks, seed):
@@ -187,10 +216,29 @@ def sigma_scale(y, mean, std, levels=(0.6827, 0.9545)) -> np.ndarray:
     return np.maximum(np.quantile(z, levels[0], axis=0), np.quantile(z, levels[1], axis=0) / 2.0)
 
 
-def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, beta: float = 1.0, latent: int = 20,
-              base: int = 8, hidden: int = 128, seed: int = 0, max_train: int | None = None, patience: int = 6,
-              reg_epochs: int = 400, device: str = "auto", threads: int | None = None, resume: bool = False,
-              progress: bool = True, augment=None, masks=None, reg_copies: int = 2, init_from=None) -> dict:
+def train_vae(
+    dataset,
+    out,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    beta: float = 1.0,
+    latent: int = 20,
+    base: int = 8,
+    hidden: int = 128,
+    seed: int = 0,
+    max_train: int | None = None,
+    patience: int = 6,
+    reg_epochs: int = 400,
+    device: str = "auto",
+    threads: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    augment=None,
+    masks=None,
+    reg_copies: int = 2,
+    init_from=None,
+) -> dict:
     """Train VAE + regressor on ``dataset`` (fcinv HDF5); write ``out/model.pt``. Returns a summary.
 
     The per-epoch validation R² shown in the progress bar is that of a linear probe
@@ -254,24 +302,45 @@ def train_vae(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 
             vl += float(vae_loss(vae.decode(mu), xt[iv[s : s + 256]].to(dev), mu, logvar, beta)[0]) * len(xb)
         return vl / len(iv), _probe_r2(encode_all(x_probe), y[probe], encode_all(x_val), y[iv])
 
-    best_state, history, vae_seconds = _fit(vae, opt, step, validate, it, epochs, batch_size, seed, out / "train_state.pt",
-                                            patience, resume, progress, "VAE", dev=dev)
+    best_state, history, vae_seconds = _fit(
+        vae, opt, step, validate, it, epochs, batch_size, seed, out / "train_state.pt", patience, resume, progress, "VAE", dev=dev
+    )
     vae.load_state_dict(best_state)
     vae = vae.cpu().eval()
     cfg = _base_config("vae", info, shape, np.zeros(y.shape[1]), np.ones(y.shape[1]))
     cfg.update({"latent": latent, "base": base, "hidden": hidden, "reg_hidden": 128, "beta": beta})
-    reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress,
-                                                                    aug=aug, copies=reg_copies)
+    reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(
+        vae, x, y, it, iv, latent, reg_epochs, seed, progress, aug=aug, copies=reg_copies
+    )
     cfg["y_mean"], cfg["y_std"] = y_mean.tolist(), y_std.tolist()
     cfg.update(extra.pop("config"))
-    cfg["training"] = {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history),
-                       "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seed": seed,
-                       "val_r2": r2_val.tolist(), "history": history, "device": str(dev),
-                       "threads": torch.get_num_threads(), "regressor": "latent samples",
-                       "init_from": None if init_from is None else str(init_from), **extra}
+    cfg["training"] = {
+        "dataset": str(dataset),
+        "n_train": int(len(it)),
+        "n_val": int(len(iv)),
+        "epochs": len(history),
+        "vae_seconds": vae_seconds,
+        "regressor_seconds": reg_seconds,
+        "seed": seed,
+        "val_r2": r2_val.tolist(),
+        "history": history,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "regressor": "latent samples",
+        "init_from": None if init_from is None else str(init_from),
+        **extra,
+    }
     Inverter(vae, reg, cfg).save(out / "model.pt")
-    return {"out": str(out / "model.pt"), "val_r2": r2_val.tolist(), "names": info["names"], "epochs": len(history),
-            "vae_seconds": vae_seconds, "regressor_seconds": reg_seconds, "seconds": vae_seconds + reg_seconds, **extra}
+    return {
+        "out": str(out / "model.pt"),
+        "val_r2": r2_val.tolist(),
+        "names": info["names"],
+        "epochs": len(history),
+        "vae_seconds": vae_seconds,
+        "regressor_seconds": reg_seconds,
+        "seconds": vae_seconds + reg_seconds,
+        **extra,
+    }
 
 
 def _encode(vae, xs):
@@ -342,8 +411,11 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
         reg.eval()
         with torch.no_grad():
             o = reg(zv)
-            vl = float(loss_of(o.reshape(-1, o.shape[-1]), yt[iv].repeat(n_val_samples, 1))) if het else \
-                float(((mean_of(o).mean(0) - yt[iv]) ** 2).mean())
+            vl = (
+                float(loss_of(o.reshape(-1, o.shape[-1]), yt[iv].repeat(n_val_samples, 1)))
+                if het
+                else float(((mean_of(o).mean(0) - yt[iv]) ** 2).mean())
+            )
         if vl < best_r:
             best_r, best_rstate = vl, {k: v.clone() for k, v in reg.state_dict().items()}
     reg.load_state_dict(best_rstate)
@@ -354,20 +426,43 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
     if het:
         from .inverter import Inverter
 
-        cfg = {"format": "fcinv-vae", "material": "", "names": [str(i) for i in range(n)], "grid_shape": list(x.shape[1:]),
-               "y_mean": y_mean.tolist(), "y_std": y_std.tolist(), "heteroscedastic": True, "sigma_scale": [1.0] * n}
+        cfg = {
+            "format": "fcinv-vae",
+            "material": "",
+            "names": [str(i) for i in range(n)],
+            "grid_shape": list(x.shape[1:]),
+            "y_mean": y_mean.tolist(),
+            "y_std": y_std.tolist(),
+            "heteroscedastic": True,
+            "sigma_scale": [1.0] * n,
+        }
         inv = Inverter(vae, reg, cfg)
         xc = _augmented(aug, x, iv, CAL_EPOCH).numpy()
         p = inv.predict(xc, n_samples=32, reconstruct=False)
         scale = sigma_scale(y[iv], p.mean, p.std)
-        extra = {"config": {"heteroscedastic": True, "sigma_scale": scale.tolist(), "augment": aug.model.to_dict(),
-                            "coverage_bank": None if aug.masks is None else list(aug.masks.shape)},
-                 "sigma_scale": scale.tolist(), "augmented": True}
+        extra = {
+            "config": {
+                "heteroscedastic": True,
+                "sigma_scale": scale.tolist(),
+                "augment": aug.model.to_dict(),
+                "coverage_bank": None if aug.masks is None else list(aug.masks.shape),
+            },
+            "sigma_scale": scale.tolist(),
+            "augmented": True,
+        }
     return reg, y_mean, y_std, _r2(y[iv], pv), time.perf_counter() - t1, extra
 
 
-def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, max_train: int | None = None,
-                    threads: int | None = None, progress: bool = True, masks=None) -> dict:
+def refit_regressor(
+    model_dir,
+    dataset,
+    reg_epochs: int = 400,
+    seed: int = 0,
+    max_train: int | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+    masks=None,
+) -> dict:
     """Retrain only the FC regressor of a trained VAE checkpoint (``model_dir/model.pt``) on the
     frozen encoder, with the same split (and, for an augmented model, the same measurement
     model) as :func:`train_vae`; rewrites the checkpoint."""
@@ -387,8 +482,9 @@ def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, ma
         from ..measurement import MeasurementModel
 
         aug = _augmenter(MeasurementModel.from_dict(inv.config["augment"]), info, masks, seed)
-    reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(inv.vae, x, y, it, iv, inv.config["latent"], reg_epochs,
-                                                                    seed, progress, aug=aug)
+    reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(
+        inv.vae, x, y, it, iv, inv.config["latent"], reg_epochs, seed, progress, aug=aug
+    )
     cfg = dict(inv.config)
     cfg["y_mean"], cfg["y_std"] = [float(v) for v in y_mean], [float(v) for v in y_std]
     cfg.update(extra.pop("config"))
@@ -396,14 +492,35 @@ def refit_regressor(model_dir, dataset, reg_epochs: int = 400, seed: int = 0, ma
     tr.update({"regressor_seconds": reg_seconds, "val_r2": r2_val.tolist(), "regressor": "latent samples", **extra})
     cfg["training"] = tr
     Inverter(inv.vae, reg, cfg).save(model_dir / "model.pt")
-    return {"out": str(model_dir / "model.pt"), "val_r2": r2_val.tolist(), "names": inv.names, "epochs": reg_epochs,
-            "seconds": reg_seconds}
+    return {
+        "out": str(model_dir / "model.pt"),
+        "val_r2": r2_val.tolist(),
+        "names": inv.names,
+        "epochs": reg_epochs,
+        "seconds": reg_seconds,
+    }
 
 
-def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,
-                 max_train: int | None = None, patience: int = 8, weight_decay: float = 1e-4, pretrained=None,
-                 device: str = "auto", threads: int | None = None, resume: bool = False, progress: bool = True,
-                 augment=None, masks=None, init_from=None) -> dict:
+def train_resnet(
+    dataset,
+    out,
+    epochs: int = 30,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    width: int = 16,
+    seed: int = 0,
+    max_train: int | None = None,
+    patience: int = 8,
+    weight_decay: float = 1e-4,
+    pretrained=None,
+    device: str = "auto",
+    threads: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    augment=None,
+    masks=None,
+    init_from=None,
+) -> dict:
     """Train a ResNet-18 regressing standardised FCs directly from spectra; write ``out/model.pt``.
 
     AdamW with a one-cycle learning-rate schedule over ``epochs``; MSE on standardised targets.
@@ -459,7 +576,9 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
             sd = sd["state_dict"]
         transfer = net.load_pretrained(sd)
         if not transfer["loaded"]:
-            raise FcinvError(f"--pretrained {pretrained}: no tensor matches a ResNet-18 of width {width} (use --width 64 for ImageNet weights)")
+            raise FcinvError(
+                f"--pretrained {pretrained}: no tensor matches a ResNet-18 of width {width} (use --width 64 for ImageNet weights)"
+            )
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(it) + batch_size - 1) // batch_size)
@@ -489,8 +608,23 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
         p = predict_val(x_val)
         return float(loss_of(p, yt[iv])), _r2(y[iv], p[:, :n].numpy() * y_std + y_mean)
 
-    best_state, history, seconds = _fit(net, opt, step, validate, it, epochs, batch_size, seed, out / "train_state.pt",
-                                        patience, resume, progress, "ResNet-18", sched=sched, dev=dev)
+    best_state, history, seconds = _fit(
+        net,
+        opt,
+        step,
+        validate,
+        it,
+        epochs,
+        batch_size,
+        seed,
+        out / "train_state.pt",
+        patience,
+        resume,
+        progress,
+        "ResNet-18",
+        sched=sched,
+        dev=dev,
+    )
     net.load_state_dict(best_state)
     net = net.cpu().eval()
     dev = torch.device("cpu")
@@ -498,17 +632,38 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
         pv = predict_val(x_val)[:, :n].numpy() * y_std + y_mean
     r2_val = _r2(y[iv], pv)
     cfg = _base_config("resnet", info, shape, y_mean, y_std)
-    cfg.update({"width": width, "training": {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)),
-                                             "epochs": len(history), "seconds": seconds, "seed": seed, "lr": lr,
-                                             "batch_size": batch_size, "val_r2": r2_val.tolist(), "history": history,
-                                             "device": str(dev), "threads": torch.get_num_threads(),
-                                             "pretrained": None if pretrained is None else str(pretrained),
-                                             "init_from": None if init_from is None else str(init_from),
-                                             "transfer": None if transfer is None else {k: len(v) for k, v in transfer.items()}}})
+    cfg.update(
+        {
+            "width": width,
+            "training": {
+                "dataset": str(dataset),
+                "n_train": int(len(it)),
+                "n_val": int(len(iv)),
+                "epochs": len(history),
+                "seconds": seconds,
+                "seed": seed,
+                "lr": lr,
+                "batch_size": batch_size,
+                "val_r2": r2_val.tolist(),
+                "history": history,
+                "device": str(dev),
+                "threads": torch.get_num_threads(),
+                "pretrained": None if pretrained is None else str(pretrained),
+                "init_from": None if init_from is None else str(init_from),
+                "transfer": None if transfer is None else {k: len(v) for k, v in transfer.items()},
+            },
+        }
+    )
     extra = {}
     if het:
-        cfg.update({"heteroscedastic": True, "sigma_scale": [1.0] * n, "augment": aug.model.to_dict(),
-                    "coverage_bank": None if aug.masks is None else list(aug.masks.shape)})
+        cfg.update(
+            {
+                "heteroscedastic": True,
+                "sigma_scale": [1.0] * n,
+                "augment": aug.model.to_dict(),
+                "coverage_bank": None if aug.masks is None else list(aug.masks.shape),
+            }
+        )
         model = ResNetModel(net, cfg)
         p = model.predict(_augmented(aug, x, iv, CAL_EPOCH).numpy())
         scale = sigma_scale(y[iv], p.mean, p.std)
@@ -516,5 +671,11 @@ def train_resnet(dataset, out, epochs: int = 30, batch_size: int = 64, lr: float
         cfg["training"].update({"augmented": True, "sigma_scale": scale.tolist()})
         extra = {"sigma_scale": scale.tolist(), "augmented": True}
     ResNetModel(net, cfg).save(out / "model.pt")
-    return {"out": str(out / "model.pt"), "val_r2": r2_val.tolist(), "names": info["names"], "epochs": len(history),
-            "seconds": seconds, **extra}
+    return {
+        "out": str(out / "model.pt"),
+        "val_r2": r2_val.tolist(),
+        "names": info["names"],
+        "epochs": len(history),
+        "seconds": seconds,
+        **extra,
+    }

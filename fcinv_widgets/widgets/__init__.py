@@ -6,8 +6,16 @@ from .noise_grid import NoiseGridExplorer, NoiseGridResult, NoiseGridView
 from .orientation import OrientationScatter, OrientationView, ScanSelectionError
 
 __all__ = [
-    "FCExplorer", "FCExplorerView", "SliderDomainError",
-    "NoiseGridExplorer", "NoiseGridResult", "NoiseGridView",
-    "OrientationScatter", "OrientationView", "ScanSelectionError",
-    "LatentPicker", "LatentPickerView", "LatentSelectionError",
+    "FCExplorer",
+    "FCExplorerView",
+    "SliderDomainError",
+    "NoiseGridExplorer",
+    "NoiseGridResult",
+    "NoiseGridView",
+    "OrientationScatter",
+    "OrientationView",
+    "ScanSelectionError",
+    "LatentPicker",
+    "LatentPickerView",
+    "LatentSelectionError",
 ]

@@ -21,9 +21,7 @@ def static_text(name: str) -> str:
     try:
         return resources.files("fcinv_widgets").joinpath("static", name).read_text("utf-8")
     except FileNotFoundError as exc:  # pragma: no cover - broken install
-        raise MissingDependencyError(
-            f"widget asset {name!r} is missing from the installed fcinv_widgets/static"
-        ) from exc
+        raise MissingDependencyError(f"widget asset {name!r} is missing from the installed fcinv_widgets/static") from exc
 
 
 def load_esm(name: str) -> str:

@@ -17,9 +17,7 @@ from pathlib import Path
 CHROMIUM = os.environ.get("FCINV_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-_OVERRIDES = {
-    "@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}
-}
+_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"}}
 
 
 def _free_port() -> int:
@@ -40,10 +38,7 @@ def silence_news() -> None:
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
     nb = {
-        "cells": [
-            {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
-            for c in cells
-        ],
+        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells],
         "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
         "nbformat": 4,
         "nbformat_minor": 5,
@@ -62,10 +57,20 @@ def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab"):
     # user settings (e.g. a theme a test switches to) stay in the temp dir, never in $HOME
     settings = root / ".jupyter-user-settings"
     cmd = [
-        sys.executable, "-m", "jupyter", app, "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-        "--ServerApp.token=", "--ServerApp.password=", f"--{cls}.expose_app_in_browser=True",
-        f"--{cls}.user_settings_dir={settings}", f"--{cls}.workspaces_dir={settings / 'workspaces'}",
-        "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={root}",
+        sys.executable,
+        "-m",
+        "jupyter",
+        app,
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        f"--{cls}.expose_app_in_browser=True",
+        f"--{cls}.user_settings_dir={settings}",
+        f"--{cls}.workspaces_dir={settings / 'workspaces'}",
+        "--ServerApp.disable_check_xsrf=True",
+        f"--ServerApp.root_dir={root}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -143,12 +148,27 @@ CANVAS_SUM_JS = """(sel) => {
 
 # ---------------------------------------------------------------- a kernel-free page for one widget view
 THEMES = {
-    "light": {"--jp-layout-color0": "#ffffff", "--jp-layout-color1": "#ffffff", "--jp-ui-font-color1": "rgba(0,0,0,0.87)",
-              "--jp-ui-font-color2": "rgba(0,0,0,0.54)", "--jp-border-color1": "#bdbdbd"},
-    "dark": {"--jp-layout-color0": "#111111", "--jp-layout-color1": "#212121", "--jp-ui-font-color1": "rgba(255,255,255,0.87)",
-             "--jp-ui-font-color2": "rgba(255,255,255,0.54)", "--jp-border-color1": "#616161"},
-    "high-contrast": {"--jp-layout-color0": "#000000", "--jp-layout-color1": "#000000", "--jp-ui-font-color1": "#ffffff",
-                      "--jp-ui-font-color2": "#ffff00", "--jp-border-color1": "#ffffff"},
+    "light": {
+        "--jp-layout-color0": "#ffffff",
+        "--jp-layout-color1": "#ffffff",
+        "--jp-ui-font-color1": "rgba(0,0,0,0.87)",
+        "--jp-ui-font-color2": "rgba(0,0,0,0.54)",
+        "--jp-border-color1": "#bdbdbd",
+    },
+    "dark": {
+        "--jp-layout-color0": "#111111",
+        "--jp-layout-color1": "#212121",
+        "--jp-ui-font-color1": "rgba(255,255,255,0.87)",
+        "--jp-ui-font-color2": "rgba(255,255,255,0.54)",
+        "--jp-border-color1": "#616161",
+    },
+    "high-contrast": {
+        "--jp-layout-color0": "#000000",
+        "--jp-layout-color1": "#000000",
+        "--jp-ui-font-color1": "#ffffff",
+        "--jp-ui-font-color2": "#ffff00",
+        "--jp-border-color1": "#ffffff",
+    },
 }
 
 
@@ -203,8 +223,7 @@ window.fcinvReady = true;
 
 
 @contextlib.contextmanager
-def harness_page(view, tmp_dir: Path, theme: str = "light", width: int = 1280, scale: float = 1.0,
-                 viewport=(1400, 1000)):
+def harness_page(view, tmp_dir: Path, theme: str = "light", width: int = 1280, scale: float = 1.0, viewport=(1400, 1000)):
     """Chromium page showing ``view`` in :func:`harness_html` (file:// URL); yields the page.
     Page errors are collected in ``page.fcinv_errors``."""
     from playwright.sync_api import sync_playwright

@@ -46,8 +46,14 @@ def wrap_esm(base: str) -> str:
     if base.count("export default") != 1:
         raise FcinvError("the widget module must have exactly one default export")
     wrap = _IMPORT_FWD.sub("", static_text("jsforward_wrap.js"), count=1)
-    return (static_text("forward_model.js") + "\n" + base.replace("export default", "const __fcinvBase =", 1)
-            + "\n" + wrap + "\nexport default fwdWrapWidget(__fcinvBase);\n")
+    return (
+        static_text("forward_model.js")
+        + "\n"
+        + base.replace("export default", "const __fcinvBase =", 1)
+        + "\n"
+        + wrap
+        + "\nexport default fwdWrapWidget(__fcinvBase);\n"
+    )
 
 
 def forward_payload(fm) -> dict | None:
@@ -165,23 +171,25 @@ def standalone_html(widget, title: str = "FCExplorer") -> str:
     module = f"{esm}\n{host}\n__fcinvBoot(__fcinvWidget, document.getElementById('fcinv-root'), JSON.parse(document.getElementById('fcinv-state').textContent));\n"
     module = module.replace("</script", "<\\/script")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"
         "<style>body{font-family:sans-serif;margin:16px;background:#fff;color:#222}" + css.replace("</", "<\\/") + "</style>\n"
         "</head>\n<body>\n"
-        f"<div id=\"fcinv-root\" class=\"fcinv-standalone\"></div>\n"
-        "<p style=\"font-size:11px;color:#666\">Standalone page written by fcinv_widgets "
+        f'<div id="fcinv-root" class="fcinv-standalone"></div>\n'
+        '<p style="font-size:11px;color:#666">Standalone page written by fcinv_widgets '
         "(FCExplorer.save_html): spectra are computed in this page by the JavaScript forward model.</p>\n"
-        f"<script type=\"application/json\" id=\"fcinv-state\">{_script_json(data)}</script>\n"
-        f"<script type=\"module\">\n{module}</script>\n</body>\n</html>\n"
+        f'<script type="application/json" id="fcinv-state">{_script_json(data)}</script>\n'
+        f'<script type="module">\n{module}</script>\n</body>\n</html>\n'
     )
 
 
 def save_html(widget, path, title: str = "FCExplorer") -> Path:
     """Write :func:`standalone_html` of ``widget`` to ``path``; returns the path."""
     if getattr(widget, "jsforward", None) is None:
-        raise FcinvError("save_html needs the JavaScript forward model: build FCExplorer from a Material or a ForwardModel "
-                         "(a forward model without precomputed blocks cannot run without a kernel)")
+        raise FcinvError(
+            "save_html needs the JavaScript forward model: build FCExplorer from a Material or a ForwardModel "
+            "(a forward model without precomputed blocks cannot run without a kernel)"
+        )
     p = Path(path)
     if p.is_dir():
         raise FcinvError(f"save_html: {p} is a directory, give a file name such as ge.html")
@@ -207,5 +215,7 @@ def static_iframe(widget, height_px: int = 460, title: str = "FCExplorer"):
         raise FcinvError(f"height_px must be an integer number of pixels in [100, 5000], got {height_px!r}")
     page = html.escape(standalone_html(widget, title), quote=True)
     # in a <div>: IPython warns about an HTML object that starts with <iframe
-    return HTML(f'<div class="fcinv-static-view-box"><iframe class="fcinv-static-view" sandbox="allow-scripts" '
-                f'title="{html.escape(title)}" style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe></div>')
+    return HTML(
+        f'<div class="fcinv-static-view-box"><iframe class="fcinv-static-view" sandbox="allow-scripts" '
+        f'title="{html.escape(title)}" style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe></div>'
+    )

@@ -22,8 +22,9 @@ def figure(width_in: float, height_in: float, *, wspace: float = 0.45):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width_in, height_in), dpi=100)
-    fig.subplots_adjust(left=0.75 / width_in, right=1 - 0.25 / width_in, bottom=0.5 / height_in,
-                        top=1 - 0.35 / height_in, wspace=wspace)
+    fig.subplots_adjust(
+        left=0.75 / width_in, right=1 - 0.25 / width_in, bottom=0.5 / height_in, top=1 - 0.35 / height_in, wspace=wspace
+    )
     FigureCanvasAgg(fig)
     return fig
 
@@ -36,7 +37,7 @@ def png_bytes(fig) -> bytes:
 
 def with_static(bundle, png: bytes | None, text: str):
     """The widget's MIME bundle plus ``image/png`` (base64) and ``text/plain``."""
-    data, meta = (bundle if isinstance(bundle, tuple) else (bundle, {}))
+    data, meta = bundle if isinstance(bundle, tuple) else (bundle, {})
     data = dict(data or {})
     if png:
         data["image/png"] = base64.b64encode(png).decode("ascii")
@@ -44,8 +45,22 @@ def with_static(bundle, png: bytes | None, text: str):
     return (data, meta) if isinstance(bundle, tuple) else data
 
 
-def spectrum_axes(ax, image, *, labels=(), breaks=(), erange=(0.0, 1.0), e_view=None, freqs=None,
-                  title="", cmap="viridis", vmin=None, vmax=None, cbar_label="I (scaled)", lines="white"):
+def spectrum_axes(
+    ax,
+    image,
+    *,
+    labels=(),
+    breaks=(),
+    erange=(0.0, 1.0),
+    e_view=None,
+    freqs=None,
+    title="",
+    cmap="viridis",
+    vmin=None,
+    vmax=None,
+    cbar_label="I (scaled)",
+    lines="white",
+):
     """Draw a q-major (nq, nE) image on ax: q-path labels and breaks on x, E (meV) on y, a colour
     bar with its units, and optionally the dispersion ``freqs`` (nq, nmodes) meV as lines."""
     img = np.asarray(image, float)
@@ -58,8 +73,16 @@ def spectrum_axes(ax, image, *, labels=(), breaks=(), erange=(0.0, 1.0), e_view=
         vmin = min(0.0, float(finite.min())) if finite.size else 0.0
     if vmax <= vmin:
         vmax = vmin + 1.0
-    im = ax.imshow(m, origin="lower", aspect="auto", extent=(0, nq, erange[0], erange[1]), cmap=cmap,
-                   vmin=vmin, vmax=vmax, interpolation="nearest")
+    im = ax.imshow(
+        m,
+        origin="lower",
+        aspect="auto",
+        extent=(0, nq, erange[0], erange[1]),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+    )
     ax.set_facecolor("#dddddd")
     if freqs is not None:
         f = np.asarray(freqs, float)

@@ -48,13 +48,9 @@ class Array(traitlets.TraitType):
         try:
             arr = np.asarray(value, dtype=self.dtype)
         except (TypeError, ValueError) as exc:
-            raise traitlets.TraitError(
-                f"trait {self.name!r} needs an array convertible to {self.dtype}: {exc}"
-            ) from exc
+            raise traitlets.TraitError(f"trait {self.name!r} needs an array convertible to {self.dtype}: {exc}") from exc
         if self.ndim is not None and arr.ndim != self.ndim:
-            raise traitlets.TraitError(
-                f"trait {self.name!r} needs a {self.ndim}-D array, got shape {arr.shape}"
-            )
+            raise traitlets.TraitError(f"trait {self.name!r} needs a {self.ndim}-D array, got shape {arr.shape}")
         return arr
 
     def make_dynamic_default(self):  # pragma: no cover - default None
@@ -66,4 +62,3 @@ class Array(traitlets.TraitType):
 
 def synced_array(dtype="float32", ndim=None, **kwargs):
     return Array(dtype=dtype, ndim=ndim, **kwargs).tag(sync=True, **array_serialization)
-

@@ -84,8 +84,10 @@ class FakeMaterial:
     def __post_init__(self):
         self.reference_params = np.array([3.0, -1.5, 0.5, 0.8, 0.1, -0.2, 0.05, 0.3, 0.01, 0.02])
         self.active = np.arange(8)
-        self.active_names = [f"FC{i} {nn}NN {c}" for i, (nn, c) in enumerate(
-            [(1, "xx"), (1, "xy"), (2, "xx"), (2, "yy"), (3, "xx"), (3, "xy"), (4, "xx"), (4, "yz")])]
+        self.active_names = [
+            f"FC{i} {nn}NN {c}"
+            for i, (nn, c) in enumerate([(1, "xx"), (1, "xy"), (2, "xx"), (2, "yy"), (3, "xx"), (3, "xy"), (4, "xx"), (4, "yz")])
+        ]
         ref = self.reference_params[self.active]
         width = np.maximum(0.5 * np.abs(ref), 0.1)
         lo = ref - width

@@ -101,16 +101,12 @@ class FCExplorerView(anywidget.AnyWidget):
             return vals
         dom = self.domain
         if len(vals) != dom.shape[0]:
-            raise SliderDomainError(
-                f"values needs {dom.shape[0]} force constants ({UNITS}), got {len(vals)}"
-            )
+            raise SliderDomainError(f"values needs {dom.shape[0]} force constants ({UNITS}), got {len(vals)}")
         for i, v in enumerate(vals):
             lo, hi = dom[i]
             if not np.isfinite(v) or v < lo - 1e-9 * max(1.0, abs(lo)) or v > hi + 1e-9 * max(1.0, abs(hi)):
                 name = self.names[i] if i < len(self.names) else f"FC{i}"
-                raise SliderDomainError(
-                    f"{name} = {v!r} {UNITS} is outside its training domain [{lo:.4g}, {hi:.4g}]"
-                )
+                raise SliderDomainError(f"{name} = {v!r} {UNITS} is outside its training domain [{lo:.4g}, {hi:.4g}]")
         return vals
 
     @traitlets.validate("e_view")
@@ -129,9 +125,7 @@ class FCExplorerView(anywidget.AnyWidget):
     def _check_compare(self, proposal):
         arr = proposal["value"]
         if arr is not None and self.image is not None and arr.shape != self.image.shape:
-            raise GridMismatchError(
-                f"comparison spectrum has shape {arr.shape}, the model grid is {self.image.shape} (nq, nE)"
-            )
+            raise GridMismatchError(f"comparison spectrum has shape {arr.shape}, the model grid is {self.image.shape} (nq, nE)")
         return arr
 
 
@@ -177,9 +171,7 @@ class FCExplorer:
             if forward_model is None:
                 forward_model = material.forward_model(sigma_mev=sigma_mev, backend=backend)
         if forward_model is None or names is None or domain is None or reference is None or grid is None:
-            raise FcinvError(
-                "FCExplorer needs a material, or forward_model + names + domain + reference + grid"
-            )
+            raise FcinvError("FCExplorer needs a material, or forward_model + names + domain + reference + grid")
         domain = np.asarray(domain, dtype=float)
         reference = np.asarray(reference, dtype=float)
         if domain.shape != (len(names), 2):
@@ -297,8 +289,10 @@ class FCExplorer:
         kind = str(kind).lower()
         if kind not in opts:
             raise FcinvError(
-                f"reference {kind!r} is not available here; choose one of {opts}" if opts else
-                "switching the reference needs get_material(name, reference=...) (materials module)")
+                f"reference {kind!r} is not available here; choose one of {opts}"
+                if opts
+                else "switching the reference needs get_material(name, reference=...) (materials module)"
+            )
         self.widget.reference_name = kind
 
     # -- export --------------------------------------------------------------
@@ -312,12 +306,19 @@ class FCExplorer:
         img = None if w.image is None else np.array(w.image)
         cmp_ = None if w.compare is None else np.array(w.compare)
         return {
-            "theta": self.theta, "names": list(w.names), "units": w.units, "image": img,
-            "frequencies": None if w.freqs is None else np.array(w.freqs), "q_x": np.array(w.q_x),
-            "q_rlu": None if w.q_rlu is None else np.array(w.q_rlu), "energy": np.asarray(self.grid.e.centers, float),
-            "stable": bool(w.stable), "compare": cmp_,
+            "theta": self.theta,
+            "names": list(w.names),
+            "units": w.units,
+            "image": img,
+            "frequencies": None if w.freqs is None else np.array(w.freqs),
+            "q_x": np.array(w.q_x),
+            "q_rlu": None if w.q_rlu is None else np.array(w.q_rlu),
+            "energy": np.asarray(self.grid.e.centers, float),
+            "stable": bool(w.stable),
+            "compare": cmp_,
             "difference": None if cmp_ is None or img is None else img - cmp_,
-            "energy_range": self.energy_range, "reference": w.reference_name or None,
+            "energy_range": self.energy_range,
+            "reference": w.reference_name or None,
         }
 
     def to_dataframe(self):
@@ -326,8 +327,12 @@ class FCExplorer:
         pd = _pandas()
         d = self.data
         nq, ne = d["image"].shape
-        cols = {"q_index": np.repeat(np.arange(nq), ne), "q_x": np.repeat(d["q_x"], ne),
-                "E_meV": np.tile(d["energy"], nq), "intensity": d["image"].ravel()}
+        cols = {
+            "q_index": np.repeat(np.arange(nq), ne),
+            "q_x": np.repeat(d["q_x"], ne),
+            "E_meV": np.tile(d["energy"], nq),
+            "intensity": d["image"].ravel(),
+        }
         if d["q_rlu"] is not None:
             for k, ax in enumerate("hkl"):
                 cols[f"q_{ax}_rlu"] = np.repeat(d["q_rlu"][:, k], ne)
@@ -341,8 +346,9 @@ class FCExplorer:
         name = w.title if w.title != "model" else "forward model"
         vals = ", ".join(f"{n.split()[0]}={v:.3g}" for n, v in zip(w.names, w.values))
         shape = "x".join(map(str, w.image.shape)) if w.image is not None else "?"
-        return (f"FCExplorer({name}: {len(w.names)} FCs ({w.units}) {vals}; "
-                f"{'stable' if w.stable else 'UNSTABLE'}; I(q,E) {shape})")
+        return (
+            f"FCExplorer({name}: {len(w.names)} FCs ({w.units}) {vals}; {'stable' if w.stable else 'UNSTABLE'}; I(q,E) {shape})"
+        )
 
     def to_png(self) -> bytes:
         """A static PNG of the current view (matplotlib): the model image with its dispersion,
@@ -351,8 +357,13 @@ class FCExplorer:
         n = 1 if w.compare is None else 3
         fig = _static.figure(4.6 * n, 3.4)
         axs = fig.subplots(1, n, squeeze=False)[0]
-        common = {"labels": w.q_labels, "breaks": w.q_breaks, "erange": w.energy_range,
-                  "e_view": self.energy_range, "cbar_label": f"I ({w.intensity_units})"}
+        common = {
+            "labels": w.q_labels,
+            "breaks": w.q_breaks,
+            "erange": w.energy_range,
+            "e_view": self.energy_range,
+            "cbar_label": f"I ({w.intensity_units})",
+        }
         status = "stable" if w.stable else "UNSTABLE"
         _static.spectrum_axes(axs[0], w.image, freqs=w.freqs, title=f"{w.title} ({status})", **common)
         if n == 3:
@@ -360,8 +371,9 @@ class FCExplorer:
             d = np.asarray(w.image, float) - np.asarray(w.compare, float)
             m = float(np.nanmax(np.abs(d))) if np.isfinite(d).any() else 1.0
             common["cbar_label"] = f"ΔI ({w.intensity_units})"
-            _static.spectrum_axes(axs[2], d, title="model − comparison", cmap="RdBu_r", vmin=-(m or 1), vmax=m or 1,
-                                  lines="#222222", **common)
+            _static.spectrum_axes(
+                axs[2], d, title="model − comparison", cmap="RdBu_r", vmin=-(m or 1), vmax=m or 1, lines="#222222", **common
+            )
         return _static.png_bytes(fig)
 
     def _repr_mimebundle_(self, **kwargs):

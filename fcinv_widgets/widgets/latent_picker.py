@@ -141,12 +141,13 @@ class LatentPicker:
         if emb.ndim != 2 or emb.shape[1] != 2:
             raise GridMismatchError(f"the map's embedding must be (N, 2), got {emb.shape}")
         if params.shape[0] != len(emb) or np.shape(latent_map.mu)[0] != len(emb):
-            raise GridMismatchError(
-                f"the map has {len(emb)} points but params {params.shape} and mu {np.shape(latent_map.mu)}")
+            raise GridMismatchError(f"the map has {len(emb)} points but params {params.shape} and mu {np.shape(latent_map.mu)}")
         self._overlays: dict[str, np.ndarray] = {}
         self.ray_z: np.ndarray | None = None
         self.widget = LatentPickerView(
-            names=[str(s) for s in latent_map.names], xy=emb.astype(np.float32), ray_n=ray_n,
+            names=[str(s) for s in latent_map.names],
+            xy=emb.astype(np.float32),
+            ray_n=ray_n,
             params=params.astype(np.float32),
             can_decode=self.decoder is not None,
         )
@@ -236,10 +237,16 @@ class LatentPicker:
     def data(self) -> dict:
         """Arrays behind the view: ``xy`` (N, 2) map positions, ``params`` (N, n_fc) eV/Å²,
         ``names``, ``selected`` indices, ``overlays`` {name: (M, 2)}, ``ray_spectra`` or None."""
-        return {"xy": np.array(self.map.embedding, float), "params": np.array(self.map.params, float),
-                "names": list(self.widget.names), "units": self.widget.units, "fc": self.widget.fc,
-                "selected": self.selected, "overlays": {k: v.copy() for k, v in self._overlays.items()},
-                "ray_spectra": None if self.ray_spectra is None else np.array(self.ray_spectra)}
+        return {
+            "xy": np.array(self.map.embedding, float),
+            "params": np.array(self.map.params, float),
+            "names": list(self.widget.names),
+            "units": self.widget.units,
+            "fc": self.widget.fc,
+            "selected": self.selected,
+            "overlays": {k: v.copy() for k, v in self._overlays.items()},
+            "ray_spectra": None if self.ray_spectra is None else np.array(self.ray_spectra),
+        }
 
     def to_dataframe(self):
         """One row per map point: x, y, every FC (eV/Å²) and whether it is selected. Needs pandas."""
@@ -258,8 +265,10 @@ class LatentPicker:
         lo, hi = w.color_range
         ov = f"; overlays {', '.join(self._overlays)}" if self._overlays else ""
         ray = f"; ray of {w.ray_n} decoded spectra" if w.strip is not None else ""
-        return (f"LatentPicker({len(w.xy)} points coloured by {w.names[w.fc]} {lo:.3g}–{hi:.3g} {w.units}; "
-                f"{len(w.selected)} selected{ov}{ray})")
+        return (
+            f"LatentPicker({len(w.xy)} points coloured by {w.names[w.fc]} {lo:.3g}–{hi:.3g} {w.units}; "
+            f"{len(w.selected)} selected{ov}{ray})"
+        )
 
     def to_png(self) -> bytes:
         """Static PNG (matplotlib): the map coloured by the chosen FC, the selection and overlays."""
@@ -268,12 +277,30 @@ class LatentPicker:
         ax = fig.subplots()
         xy = np.asarray(w.xy, float)
         lo, hi = w.color_range
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=np.asarray(w.color, float), s=5, cmap="viridis", vmin=lo, vmax=hi,
-                        alpha=0.35 if w.selected else 0.9, linewidths=0)
+        sc = ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            c=np.asarray(w.color, float),
+            s=5,
+            cmap="viridis",
+            vmin=lo,
+            vmax=hi,
+            alpha=0.35 if w.selected else 0.9,
+            linewidths=0,
+        )
         if w.selected:
             s = np.asarray(w.selected)
-            ax.scatter(xy[s, 0], xy[s, 1], c=np.asarray(w.color, float)[s], s=22, cmap="viridis", vmin=lo, vmax=hi,
-                       edgecolors="k", linewidths=0.6)
+            ax.scatter(
+                xy[s, 0],
+                xy[s, 1],
+                c=np.asarray(w.color, float)[s],
+                s=22,
+                cmap="viridis",
+                vmin=lo,
+                vmax=hi,
+                edgecolors="k",
+                linewidths=0.6,
+            )
         for g, (name, pts) in enumerate(self._overlays.items()):
             ax.scatter(pts[:, 0], pts[:, 1], marker="*^Px"[g % 4], s=80, edgecolors="k", label=name)
         if self._overlays:
@@ -306,8 +333,9 @@ class LatentPicker:
             elif arr.ndim in (2, 3):
                 kind = "spectra"
             else:
-                raise GridMismatchError(f"overlay data of shape {arr.shape} is neither (M, 2) positions, "
-                                        f"(M, {latent}) latent means nor spectra")
+                raise GridMismatchError(
+                    f"overlay data of shape {arr.shape} is neither (M, 2) positions, (M, {latent}) latent means nor spectra"
+                )
         if kind == "xy":
             xy = np.atleast_2d(arr)
             if xy.shape[1] != 2:
@@ -332,8 +360,7 @@ class LatentPicker:
         with w.hold_sync():
             if names:
                 w.overlay_xy = np.concatenate([self._overlays[k] for k in names]).astype(np.float32)
-                w.overlay_group = np.concatenate(
-                    [np.full(len(self._overlays[k]), g, np.int32) for g, k in enumerate(names)])
+                w.overlay_group = np.concatenate([np.full(len(self._overlays[k]), g, np.int32) for g, k in enumerate(names)])
             else:
                 w.overlay_xy = None
                 w.overlay_group = None

@@ -45,10 +45,10 @@ class NoiseGridResult:
             raise GridMismatchError(f"r2 must have shape {want}, got {np.shape(self.r2)}")
         if np.shape(self.example_noisy)[:2] != (nb, npk) or np.shape(self.example_noisy)[2:] != np.shape(self.example_clean):
             raise GridMismatchError(
-                f"example_noisy must have shape ({nb}, {npk}) + example_clean.shape, got {np.shape(self.example_noisy)}")
+                f"example_noisy must have shape ({nb}, {npk}) + example_clean.shape, got {np.shape(self.example_noisy)}"
+            )
         if np.shape(self.snr) != (nb, npk):
             raise GridMismatchError(f"snr must have shape ({nb}, {npk}), got {np.shape(self.snr)}")
-
 
     @classmethod
     def from_analysis(cls, results) -> "NoiseGridResult":
@@ -158,10 +158,18 @@ class NoiseGridExplorer:
         """Arrays behind the view: ``r2`` (n_models, nB, nP, n_fc), ``b_levels``, ``p_levels``,
         ``snr`` (nB, nP), ``models``, ``fc_names``, the shown ``r2_grid`` (nB, nP) and the selection."""
         r = self.result
-        return {"models": list(r.models), "fc_names": list(r.fc_names), "b_levels": np.array(r.b_levels, float),
-                "p_levels": np.array(r.p_levels, float), "r2": np.array(r.r2, float), "snr": np.array(r.snr, float),
-                "model": self.widget.model, "fc": self.widget.fc, "r2_grid": np.array(self.widget.r2_grid),
-                "selected": self.selected}
+        return {
+            "models": list(r.models),
+            "fc_names": list(r.fc_names),
+            "b_levels": np.array(r.b_levels, float),
+            "p_levels": np.array(r.p_levels, float),
+            "r2": np.array(r.r2, float),
+            "snr": np.array(r.snr, float),
+            "model": self.widget.model,
+            "fc": self.widget.fc,
+            "r2_grid": np.array(self.widget.r2_grid),
+            "selected": self.selected,
+        }
 
     def to_dataframe(self):
         """Long table: one row per (model, B, P, FC) with R² and the cell's example SNR. Needs pandas."""
@@ -169,17 +177,24 @@ class NoiseGridExplorer:
         r = self.result
         r2 = np.asarray(r.r2, float)
         idx = np.indices(r2.shape).reshape(4, -1)
-        return pd.DataFrame({
-            "model": np.asarray(r.models, object)[idx[0]], "B": np.asarray(r.b_levels, float)[idx[1]],
-            "P": np.asarray(r.p_levels, float)[idx[2]], "fc": np.asarray(r.fc_names, object)[idx[3]],
-            "r2": r2.ravel(), "snr": np.asarray(r.snr, float)[idx[1], idx[2]],
-        })
+        return pd.DataFrame(
+            {
+                "model": np.asarray(r.models, object)[idx[0]],
+                "B": np.asarray(r.b_levels, float)[idx[1]],
+                "P": np.asarray(r.p_levels, float)[idx[2]],
+                "fc": np.asarray(r.fc_names, object)[idx[3]],
+                "r2": r2.ravel(),
+                "snr": np.asarray(r.snr, float)[idx[1], idx[2]],
+            }
+        )
 
     def __repr__(self) -> str:
         g = np.asarray(self.widget.r2_grid, float)
         name = self.result.fc_names[self.widget.fc]
-        return (f"NoiseGridExplorer({len(self.result.b_levels)}x{len(self.result.p_levels)} (B, P) grid, "
-                f"{len(self.result.models)} models; {self.widget.model} {name}: R² {np.nanmin(g):.3g}–{np.nanmax(g):.3g})")
+        return (
+            f"NoiseGridExplorer({len(self.result.b_levels)}x{len(self.result.p_levels)} (B, P) grid, "
+            f"{len(self.result.models)} models; {self.widget.model} {name}: R² {np.nanmin(g):.3g}–{np.nanmax(g):.3g})"
+        )
 
     def to_png(self) -> bytes:
         """Static PNG (matplotlib) of the shown R² grid with its values, negative R² in red."""
@@ -242,6 +257,9 @@ def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0) -> NoiseGridResul
             noisy[i, j] = img
             snr[i, j] = float(clean.sum() / np.sqrt(((img - clean) ** 2).sum() + 1e-9))
     quality = (np.log10(p)[None, :] - 2) / 2 - b[:, None]
-    r2 = np.clip(quality[None, :, :, None] * np.linspace(1.0, 0.6, 8)[None, None, None, :]
-                 * np.array([1.0, 0.9])[:, None, None, None], 0, 1)
+    r2 = np.clip(
+        quality[None, :, :, None] * np.linspace(1.0, 0.6, 8)[None, None, None, :] * np.array([1.0, 0.9])[:, None, None, None],
+        0,
+        1,
+    )
     return NoiseGridResult(b, p, [f"FC{i}" for i in range(8)], ["VAE", "ResNet"], r2, noisy, clean, snr)

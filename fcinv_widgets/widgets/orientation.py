@@ -211,12 +211,25 @@ class OrientationScatter:
         def cp(a):
             return None if a is None else np.array(a)
 
-        return {"names": list(w.names), "units": w.units, "angles_deg": cp(w.angles), "mean": cp(w.mean),
-                "std": cp(w.std), "full_mean": cp(w.full_mean), "full_std": cp(w.full_std),
-                "reference": cp(w.reference), "mse": cp(w.mse), "coverage": cp(w.coverage),
-                "selected": self.selected, "input": cp(w.input_image), "reconstruction": cp(w.recon_image),
-                "frequencies": cp(w.freqs), "information_angles_deg": cp(w.info_angles),
-                "information": cp(w.info_values), "next_angle_deg": None if not np.isfinite(w.next_angle) else w.next_angle}
+        return {
+            "names": list(w.names),
+            "units": w.units,
+            "angles_deg": cp(w.angles),
+            "mean": cp(w.mean),
+            "std": cp(w.std),
+            "full_mean": cp(w.full_mean),
+            "full_std": cp(w.full_std),
+            "reference": cp(w.reference),
+            "mse": cp(w.mse),
+            "coverage": cp(w.coverage),
+            "selected": self.selected,
+            "input": cp(w.input_image),
+            "reconstruction": cp(w.recon_image),
+            "frequencies": cp(w.freqs),
+            "information_angles_deg": cp(w.info_angles),
+            "information": cp(w.info_values),
+            "next_angle_deg": None if not np.isfinite(w.next_angle) else w.next_angle,
+        }
 
     def to_dataframe(self):
         """One row per scan: angle (°), MSE, coverage and every FC's mean and std (eV/Å²). Needs pandas."""
@@ -234,8 +247,10 @@ class OrientationScatter:
         a = np.asarray(w.angles, float)
         sel = self.selected
         pick = f"; selected scan {sel} at ω = {a[sel]:.4g}°" if sel is not None else ""
-        return (f"OrientationScatter({len(a)} scans, ω {a.min():.4g}–{a.max():.4g}°; showing {w.names[k]} "
-                f"({w.units}), full data {float(w.full_mean[k]):.4g}; best MSE {float(np.min(w.mse)):.3g}{pick})")
+        return (
+            f"OrientationScatter({len(a)} scans, ω {a.min():.4g}–{a.max():.4g}°; showing {w.names[k]} "
+            f"({w.units}), full data {float(w.full_mean[k]):.4g}; best MSE {float(np.min(w.mse)):.3g}{pick})"
+        )
 
     def to_png(self) -> bytes:
         """Static PNG (matplotlib): the chosen FC vs ω with error bars and the full-data/reference
@@ -262,9 +277,17 @@ class OrientationScatter:
             axi.axvline(w.next_angle, color="#2a9d8f", ls="--", lw=1)
             axi.set_ylabel(f"expected information ({w.info_units}); next ω = {w.next_angle:.4g}°", fontsize=8)
         if w.input_image is not None:
-            _static.spectrum_axes(ax3, w.input_image, labels=w.q_labels, breaks=w.q_breaks, erange=w.energy_range,
-                                  freqs=w.freqs, lines="#ff5050", cbar_label="I (arb. units)",
-                                  title=f"scan {self.selected} (ω = {a[self.selected]:.4g}°)")
+            _static.spectrum_axes(
+                ax3,
+                w.input_image,
+                labels=w.q_labels,
+                breaks=w.q_breaks,
+                erange=w.energy_range,
+                freqs=w.freqs,
+                lines="#ff5050",
+                cbar_label="I (arb. units)",
+                title=f"scan {self.selected} (ω = {a[self.selected]:.4g}°)",
+            )
         else:
             ax3.set_axis_off()
         return _static.png_bytes(fig)
@@ -329,6 +352,17 @@ def fake_scan_inference(n: int = 24, grid: Any = None, seed: int = 0):
         inputs[k, d > nq * 0.3] = np.nan
     covered = np.isfinite(inputs).reshape(n, -1)
     mse = (((mean - full_mean) / width) ** 2).mean(1)
-    return ScanInference(names=list(mat.active_names), angles_deg=ang, mean=mean, std=std, full_mean=full_mean,
-                         full_std=0.02 * width, reference=ref, mse=mse, inputs=inputs.astype(np.float32),
-                         recon=recon.astype(np.float32), coverage=covered.mean(1), meta={"kind": "fake"})
+    return ScanInference(
+        names=list(mat.active_names),
+        angles_deg=ang,
+        mean=mean,
+        std=std,
+        full_mean=full_mean,
+        full_std=0.02 * width,
+        reference=ref,
+        mse=mse,
+        inputs=inputs.astype(np.float32),
+        recon=recon.astype(np.float32),
+        coverage=covered.mean(1),
+        meta={"kind": "fake"},
+    )

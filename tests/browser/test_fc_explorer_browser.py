@@ -3,7 +3,12 @@
 import json
 
 from fcinv_widgets.widgets._browser import (
-    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+    CANVAS_SUM_JS,
+    chromium_page,
+    jupyterlab,
+    kernel_exec,
+    open_and_run,
+    write_notebook,
 )
 
 CELL = """\
@@ -15,8 +20,11 @@ fx"""
 
 def _state(page, tmp_path, name):
     out = tmp_path / f"{name}.json"
-    kernel_exec(page, "import json; json.dump({'values': fx.widget.values, 'frame': fx.widget.frame, "
-                      f"'stable': fx.widget.stable, 'error': fx.widget.error}}, open({str(out)!r}, 'w'))")
+    kernel_exec(
+        page,
+        "import json; json.dump({'values': fx.widget.values, 'frame': fx.widget.frame, "
+        f"'stable': fx.widget.stable, 'error': fx.widget.error}}, open({str(out)!r}, 'w'))",
+    )
     return json.loads(out.read_text())
 
 
@@ -35,8 +43,8 @@ def test_fc_explorer_slider_keyboard_and_errors(tmp_path, artifacts):
             page.keyboard.press("ArrowRight")
         # wait until the kernel's last result is painted and no request is in flight
         page.wait_for_function(
-            "() => { const c = document.querySelector('canvas.fcinv-heatmap');"
-            " return Number(c.dataset.frame) > 1; }")
+            "() => { const c = document.querySelector('canvas.fcinv-heatmap'); return Number(c.dataset.frame) > 1; }"
+        )
         page.wait_for_timeout(500)
         after_px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
         s1 = _state(page, tmp_path, "s1")
@@ -49,12 +57,14 @@ def test_fc_explorer_slider_keyboard_and_errors(tmp_path, artifacts):
 
         # bad value from Python: clear error, widget still usable
         out = tmp_path / "err.txt"
-        kernel_exec(page, "try:\n    fx.theta = [1e3] * 8\nexcept Exception as e:\n"
-                          f"    open({str(out)!r}, 'w').write(type(e).__name__ + ': ' + str(e))")
+        kernel_exec(
+            page,
+            "try:\n    fx.theta = [1e3] * 8\nexcept Exception as e:\n"
+            f"    open({str(out)!r}, 'w').write(type(e).__name__ + ': ' + str(e))",
+        )
         assert "outside its training domain" in out.read_text()
         kernel_exec(page, "fx.reset()")
-        page.wait_for_function(
-            f"() => Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > {s1['frame']}")
+        page.wait_for_function(f"() => Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > {s1['frame']}")
         s2 = _state(page, tmp_path, "s2")
         assert s2["values"] == s0["values"]
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") == before_px
@@ -95,8 +105,11 @@ def test_fc_explorer_real_ge_forward_model(tmp_path, artifacts):
         assert s1["values"][1] < s0["values"][1] and s1["values"][0] == s0["values"][0]
         assert abs(float(slider.input_value()) - s1["values"][1]) < 1e-6
         out = tmp_path / "err.txt"
-        kernel_exec(page, "try:\n    fx.compare(np.zeros((10, 10)))\nexcept Exception as e:\n"
-                          f"    open({str(out)!r}, 'w').write(type(e).__name__ + ': ' + str(e))")
+        kernel_exec(
+            page,
+            "try:\n    fx.compare(np.zeros((10, 10)))\nexcept Exception as e:\n"
+            f"    open({str(out)!r}, 'w').write(type(e).__name__ + ': ' + str(e))",
+        )
         assert "GridMismatchError" in out.read_text() and "(140, 140)" in out.read_text()
         kernel_exec(page, "fx.compare(ge.forward_model().spectra(ge.reference_theta[None])[0])")
         page.wait_for_timeout(800)

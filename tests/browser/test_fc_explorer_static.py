@@ -78,8 +78,10 @@ def test_save_html_page_moves_the_spectrum_without_kernel_or_network(tmp_path, a
             page.screenshot(path=str(artifacts / "fc_explorer_static_moved.png"))
             px1 = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
             assert px1 != px0, "the canvas did not repaint"
-            frame = page.evaluate(f"() => {{ const f = {ROOT_JS}.fcinvJsFrame;"
-                                  " return {values: f.values, image: Array.from(f.image), stable: f.stable}; }")
+            frame = page.evaluate(
+                f"() => {{ const f = {ROOT_JS}.fcinvJsFrame;"
+                " return {values: f.values, image: Array.from(f.image), stable: f.stable}; }"
+            )
             theta = np.asarray(frame["values"])
             assert theta[1] < fx.theta[1]  # the page moved FC1 down, Python's widget did not move
             img, st = fm.spectra(theta[None], return_stable=True)
@@ -124,8 +126,9 @@ def test_nbconvert_html_offline_static_view_works_widget_view_needs_cdn(tmp_path
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in NB_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", store_widget_state=True, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     assert "application/vnd.jupyter.widget-state+json" in nb.metadata.get("widgets", {})
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
     page_path = tmp_path / "executed.html"
@@ -179,9 +182,11 @@ def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, arti
             page.keyboard.press("ArrowLeft")
         page.wait_for_function(f"() => Number({root}.dataset.jsFrames) >= 10")
         # the kernel's answer for the final values: painted, with the JS image agreeing
-        page.wait_for_function(f"() => {root}.dataset.source === 'kernel' && {root}.dataset.jsKernelMaxDiff !== undefined"
-                               " && Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > " + str(frame0),
-                               timeout=60_000)
+        page.wait_for_function(
+            f"() => {root}.dataset.source === 'kernel' && {root}.dataset.jsKernelMaxDiff !== undefined"
+            " && Number(document.querySelector('canvas.fcinv-heatmap').dataset.frame) > " + str(frame0),
+            timeout=60_000,
+        )
         page.screenshot(path=str(artifacts / "fc_explorer_js_then_kernel.png"))
         diff = float(page.evaluate(f"() => {root}.dataset.jsKernelMaxDiff"))
         assert diff <= 1e-5, diff
@@ -193,8 +198,9 @@ def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, arti
         assert abs(float(slider.input_value()) - kernel_vals[1]) < 1e-9
 
         # the kernel dies (as a culled Binder kernel): the sliders keep moving the spectrum
-        page.evaluate("() => jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-                      ".requestExecute({code: 'import os; os._exit(1)'})")
+        page.evaluate(
+            "() => jupyterapp.shell.currentWidget.sessionContext.session.kernel.requestExecute({code: 'import os; os._exit(1)'})"
+        )
         page.wait_for_selector(".jp-Dialog button.jp-mod-accept", timeout=60_000)  # "kernel appears to have died"
         page.click(".jp-Dialog button.jp-mod-accept")
         n = int(page.evaluate(f"() => Number({root}.dataset.jsFrames)"))

@@ -65,8 +65,10 @@ def test_fc_explorer_in_frontend(tmp_path, artifacts, app):
         # hover read-out
         page.hover("canvas.fcinv-heatmap", position={"x": 120, "y": 120})
         page.wait_for_timeout(150)
-        tip = page.evaluate("() => [...document.querySelectorAll('.fcinv-tooltip')]"
-                            ".map((e) => e.style.display === 'block' ? e.textContent : '').join('')")
+        tip = page.evaluate(
+            "() => [...document.querySelectorAll('.fcinv-tooltip')]"
+            ".map((e) => e.style.display === 'block' ? e.textContent : '').join('')"
+        )
         assert "meV" in tip and "I (scaled) = " in tip, tip
         # arrow keys on a focused slider reach it, in both front-ends (bug 2)
         v0 = _values(page, tmp_path, "0")
@@ -87,9 +89,12 @@ def test_fc_explorer_in_frontend(tmp_path, artifacts, app):
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(artifacts / "frontend_lab_dark_800.png"))
-            px = page.evaluate("() => Array.from(document.querySelector('canvas.fcinv-heatmap')"
-                               ".getContext('2d').getImageData(2, 2, 1, 1).data)")
+            px = page.evaluate(
+                "() => Array.from(document.querySelector('canvas.fcinv-heatmap').getContext('2d').getImageData(2, 2, 1, 1).data)"
+            )
             assert max(px[:3]) < 80, px
-            fg, bg = page.evaluate("() => { const s = getComputedStyle(document.querySelector('.fcinv-stability'));"
-                                   " return [s.color, s.backgroundColor]; }")
+            fg, bg = page.evaluate(
+                "() => { const s = getComputedStyle(document.querySelector('.fcinv-stability'));"
+                " return [s.color, s.backgroundColor]; }"
+            )
             assert fg != bg and "255, 255, 255" in fg, (fg, bg)  # the badge keeps readable text

@@ -5,7 +5,12 @@ import json
 import numpy as np
 
 from fcinv_widgets.widgets._browser import (
-    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+    CANVAS_SUM_JS,
+    chromium_page,
+    jupyterlab,
+    kernel_exec,
+    open_and_run,
+    write_notebook,
 )
 from fcinv_widgets.widgets.latent_picker import fake_latent_map
 
@@ -16,6 +21,7 @@ lmap = fake_latent_map(n=300)
 lp = LatentPicker(lmap, FakeDecoder(nq=24, ne=20, latent=6))
 lp.add_points("experiment", lmap.mu[:2] + 0.3)
 lp"""
+
 
 def point_in_polygon(x, y, poly):
     """Even-odd rule, as common.js pointInPolygon."""
@@ -34,9 +40,12 @@ GEOM_JS = """() => { const g = document.querySelector('canvas.fcinv-map').fcinvG
 
 def _state(page, tmp_path, name):
     out = tmp_path / f"{name}.json"
-    kernel_exec(page, "import json; json.dump({'sel': lp.selected, 'ray': lp.widget.ray, 'tool': lp.tool, "
-                      "'strip': None if lp.ray_spectra is None else list(lp.ray_spectra.shape), "
-                      f"'error': lp.widget.error}}, open({str(out)!r}, 'w'))")
+    kernel_exec(
+        page,
+        "import json; json.dump({'sel': lp.selected, 'ray': lp.widget.ray, 'tool': lp.tool, "
+        "'strip': None if lp.ray_spectra is None else list(lp.ray_spectra.shape), "
+        f"'error': lp.widget.error}}, open({str(out)!r}, 'w'))",
+    )
     return json.loads(out.read_text())
 
 

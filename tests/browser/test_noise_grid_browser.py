@@ -3,7 +3,12 @@
 import json
 
 from fcinv_widgets.widgets._browser import (
-    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+    CANVAS_SUM_JS,
+    chromium_page,
+    jupyterlab,
+    kernel_exec,
+    open_and_run,
+    write_notebook,
 )
 
 CELL = """\

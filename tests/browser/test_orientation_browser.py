@@ -3,7 +3,12 @@
 import json
 
 from fcinv_widgets.widgets._browser import (
-    CANVAS_SUM_JS, chromium_page, jupyterlab, kernel_exec, open_and_run, write_notebook,
+    CANVAS_SUM_JS,
+    chromium_page,
+    jupyterlab,
+    kernel_exec,
+    open_and_run,
+    write_notebook,
 )
 
 CELL = """\
@@ -20,10 +25,13 @@ POINT_JS = """([sel, i]) => { const g = document.querySelector(sel).fcinvGeom; r
 
 def _state(page, tmp_path, name):
     out = tmp_path / f"{name}.json"
-    kernel_exec(page, "import json, numpy as np; json.dump({'sel': osc.selected, 'frame': osc.widget.scan_frame, "
-                      "'worst': res.best_median_worst()[2], 'fc': osc.fc, "
-                      f"'img_ok': bool(np.array_equal(osc.widget.input_image, res.inputs[osc.selected], equal_nan=True))}}, "
-                      f"open({str(out)!r}, 'w'))")
+    kernel_exec(
+        page,
+        "import json, numpy as np; json.dump({'sel': osc.selected, 'frame': osc.widget.scan_frame, "
+        "'worst': res.best_median_worst()[2], 'fc': osc.fc, "
+        f"'img_ok': bool(np.array_equal(osc.widget.input_image, res.inputs[osc.selected], equal_nan=True))}}, "
+        f"open({str(out)!r}, 'w'))",
+    )
     return json.loads(out.read_text())
 
 

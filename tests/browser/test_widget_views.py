@@ -56,7 +56,7 @@ def _contrast(a, b):
 
 
 def _rgb(css):
-    return [float(v) for v in css[css.index("(") + 1:css.index(")")].split(",")[:3]]
+    return [float(v) for v in css[css.index("(") + 1 : css.index(")")].split(",")[:3]]
 
 
 def _check_layout(page, scale, heatmaps):
@@ -74,8 +74,10 @@ def _check_layout(page, scale, heatmaps):
 def _hover(page, sel, x, y):
     page.hover(sel, position={"x": x, "y": y})
     page.wait_for_timeout(100)
-    return page.evaluate("() => { const t = [...document.querySelectorAll('.fcinv-tooltip')]"
-                         ".find((e) => e.style.display === 'block'); return t ? t.textContent : ''; }")
+    return page.evaluate(
+        "() => { const t = [...document.querySelectorAll('.fcinv-tooltip')]"
+        ".find((e) => e.style.display === 'block'); return t ? t.textContent : ''; }"
+    )
 
 
 def _last_sent(page, key):
@@ -166,8 +168,9 @@ def test_orientation_view(tmp_path, artifacts):
             vmax = float(page.get_attribute("canvas.fcinv-input", "data-vmax"))
             assert vmax == pytest.approx(float(np.nanmax(inputs[0])), rel=1e-4)  # not a fixed 1
             assert int(page.get_attribute("canvas.fcinv-mse", "data-yticks")) >= 3
-            g = page.evaluate("() => { const g = document.querySelector('canvas.fcinv-scatter').fcinvGeom;"
-                              " return [g.px[5], g.py[5]]; }")
+            g = page.evaluate(
+                "() => { const g = document.querySelector('canvas.fcinv-scatter').fcinvGeom; return [g.px[5], g.py[5]]; }"
+            )
             text = _hover(page, "canvas.fcinv-scatter", g[0], g[1])
             assert "scan 5" in text and "±" in text and "eV/Å²" in text and "MSE" in text, text
             page.focus("canvas.fcinv-scatter")
@@ -228,8 +231,12 @@ def test_latent_picker_view(tmp_path, artifacts):
         px = page.evaluate("() => Array.from(document.querySelector('canvas.fcinv-map').fcinvGeom.px)")
         assert sel and len(sel) > 10, sel
         assert all(px[i] <= g["x"] + g["w"] for i in sel)
-        text = _hover(page, "canvas.fcinv-map", px[sel[0]], page.evaluate(
-            f"() => document.querySelector('canvas.fcinv-map').fcinvGeom.py[{sel[0]}]"))
+        text = _hover(
+            page,
+            "canvas.fcinv-map",
+            px[sel[0]],
+            page.evaluate(f"() => document.querySelector('canvas.fcinv-map').fcinvGeom.py[{sel[0]}]"),
+        )
         assert text.startswith("point ") and "FC0 = " in text and "eV/Å²" in text, text
         page.click("button.fcinv-tool-select")
         page.focus("canvas.fcinv-map")

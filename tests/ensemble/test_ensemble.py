@@ -41,8 +41,9 @@ def _has(pkg):
 
 needs_chgnet = pytest.mark.skipif(not _has("chgnet"), reason="chgnet not installed (extra 'ensemble')")
 needs_sevenn = pytest.mark.skipif(not _has("sevenn"), reason="sevenn not installed (extra 'ensemble')")
-needs_matgl = pytest.mark.skipif(not _has("matgl") or not M3GNET.is_dir(),
-                                 reason=f"matgl not installed or no model folder at {M3GNET}")
+needs_matgl = pytest.mark.skipif(
+    not _has("matgl") or not M3GNET.is_dir(), reason=f"matgl not installed or no model folder at {M3GNET}"
+)
 needs_mace = pytest.mark.skipif(not _has("mace") or not _has("e3nn"), reason="mace-torch not installed (extra 'ensemble')")
 needs_dask = pytest.mark.skipif(not _has("distributed"), reason="dask.distributed not installed")
 
@@ -62,7 +63,9 @@ def test_registry_lists_models_and_skips_in_one_line(monkeypatch, tmp_path):
     specs = C.available_models(matgl_paths=[tmp_path / "nothing-here"], mace_models=[tmp_path / "missing.model"])
     names = [s.name for s in specs]
     assert {"CHGNet-0.3.0", "CHGNet-0.2.0", "CHGNet-r2scan"} <= set(names)
-    assert {"SevenNet-0-11Jul2024", "SevenNet-0-22May2024", "SevenNet-l3i5", "SevenNet-MF-0-PBE", "SevenNet-MF-0-R2SCAN"} <= set(names)
+    assert {"SevenNet-0-11Jul2024", "SevenNet-0-22May2024", "SevenNet-l3i5", "SevenNet-MF-0-PBE", "SevenNet-MF-0-R2SCAN"} <= set(
+        names
+    )
     bad = [s for s in specs if s.family in ("matgl", "mace")]
     assert len(bad) == 2 and all(s.status == C.SKIPPED for s in bad)
     for s in bad:
@@ -191,11 +194,23 @@ def serial_results(ge, two_models):
 def test_hdf5_round_trip(ge, serial_results, tmp_path):
     from fcinv_widgets.ensemble.fcsets import read_ensemble_h5, write_ensemble_h5
 
-    skipped = {"name": "mace:x", "family": "mace", "status": "skipped", "stable": False, "reason": "MACE model file x not found", "timings": {}}
+    skipped = {
+        "name": "mace:x",
+        "family": "mace",
+        "status": "skipped",
+        "stable": False,
+        "reason": "MACE model file x not found",
+        "timings": {},
+    }
     results = serial_results + [skipped]
     path = tmp_path / "e.h5"
-    proj = {"domain": np.arange(16.0).reshape(8, 2), "active_names": ["1NN xx"] * 8, "reference_all_inside": False,
-            "reference_outside": [{"param": "1NN xx", "value": -2.9}], "widening": {"low": 0.25, "high": 1.5}}
+    proj = {
+        "domain": np.arange(16.0).reshape(8, 2),
+        "active_names": ["1NN xx"] * 8,
+        "reference_all_inside": False,
+        "reference_outside": [{"param": "1NN xx", "value": -2.9}],
+        "widening": {"low": 0.25, "high": 1.5},
+    }
     write_ensemble_h5(path, results, "Ge", ge.crystal, SMALL, ge.grid.q.qpoints[::10], settings={"relax": False}, projection=proj)
     back = read_ensemble_h5(path)
     np.testing.assert_array_equal(back["projection"]["domain"], proj["domain"])
@@ -223,7 +238,10 @@ def test_dask_localcluster_equals_serial(ge, two_models, serial_results, tmp_pat
 
     from fcinv_widgets.ensemble.fcsets import run_ensemble
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cl, Client(cl) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40) as cl,
+        Client(cl) as client,
+    ):
         res = run_ensemble(two_models, ge.crystal, SMALL, ge.grid.q.qpoints[::10], mesh=(4, 4, 4), client=client, progress=False)
         pids = {r["pid"] for r in res}
         # the command line on the same cluster through --scheduler ADDRESS
@@ -231,8 +249,26 @@ def test_dask_localcluster_equals_serial(ge, two_models, serial_results, tmp_pat
         from fcinv_widgets.ensemble.fcsets import read_ensemble_h5
 
         out = tmp_path / "cli.h5"
-        args = ["ensemble", "--material", "Ge", "--models", two_models[0].name, "--supercell", "2", "2", "2", "--mesh", "2", "2", "2",
-                "--scheduler", cl.scheduler_address, "--out", str(out), "--json"]
+        args = [
+            "ensemble",
+            "--material",
+            "Ge",
+            "--models",
+            two_models[0].name,
+            "--supercell",
+            "2",
+            "2",
+            "2",
+            "--mesh",
+            "2",
+            "2",
+            "2",
+            "--scheduler",
+            cl.scheduler_address,
+            "--out",
+            str(out),
+            "--json",
+        ]
         if M3GNET.is_dir():
             args += ["--matgl-path", str(M3GNET)]
         assert main(args) == 0
@@ -265,8 +301,9 @@ def test_projection_domain_and_figures_small_supercell(ge, serial_results, tmp_p
     n = min(8, basis.n_params)
     dom = training_domain(results, basis, ge.grid.q.qpoints[::10], n_active=n)
     path = tmp_path / "small.h5"
-    write_ensemble_h5(path, results, "Ge", ge.crystal, SMALL, ge.grid.q.qpoints[::10], np.arange(14.0),
-                      [[0, "Γ"], [4, "X"]], projection=dom)
+    write_ensemble_h5(
+        path, results, "Ge", ge.crystal, SMALL, ge.grid.q.qpoints[::10], np.arange(14.0), [[0, "Γ"], [4, "X"]], projection=dom
+    )
     figs = save_figures(read_ensemble_h5(path), tmp_path / "fig")
     assert len(figs) == 3 and all(Path(f).stat().st_size > 1000 for f in figs)
 
@@ -333,5 +370,7 @@ def test_shipped_summaries_are_consistent():
         assert {m["name"] for m in used} <= set(s["models_used"])
         P = np.array([m["params"] for m in s["models"] if m["name"] in s["models_used"]])
         lo, hi = P[:, s["active"]].min(0), P[:, s["active"]].max(0)
-        np.testing.assert_allclose(np.asarray(s["domain"]), np.stack([lo - 0.25 * (hi - lo), hi + 1.5 * (hi - lo)], 1), atol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(s["domain"]), np.stack([lo - 0.25 * (hi - lo), hi + 1.5 * (hi - lo)], 1), atol=1e-12
+        )
         np.testing.assert_allclose(s["reference_params"], np.median(P, axis=0), atol=1e-12)

@@ -26,8 +26,27 @@ def test_cli_infer_scans_round_trip(trained, scan_file, tmp_path, capsys):
 
     model_dir, _ = trained
     out, png = tmp_path / "r.h5", tmp_path / "r.png"
-    assert main(["infer-scans", "--model", str(model_dir), "--scans", str(scan_file), "--n-samples", "5",
-                 "--out", str(out), "--plot", str(png), "--reference", "dft", "--json"]) == 0
+    assert (
+        main(
+            [
+                "infer-scans",
+                "--model",
+                str(model_dir),
+                "--scans",
+                str(scan_file),
+                "--n-samples",
+                "5",
+                "--out",
+                str(out),
+                "--plot",
+                str(png),
+                "--reference",
+                "dft",
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert d["angles_deg"] == [0.0, 30.0, 60.0] and len(d["mse"]) == 3 and len(d["reference"]) == 8
     assert png.stat().st_size > 10_000

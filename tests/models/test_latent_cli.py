@@ -18,8 +18,25 @@ def test_cli_latent_writes_a_reusable_map(trained, tiny_dataset, tmp_path, capsy
 
     model_dir, _ = trained
     out = tmp_path / "lm"
-    assert main(["latent", "--model", str(model_dir), "--dataset", str(tiny_dataset), "--out", str(out),
-                 "--neighbors", "5", "--plot", str(tmp_path / "map.png"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "latent",
+                "--model",
+                str(model_dir),
+                "--dataset",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--neighbors",
+                "5",
+                "--plot",
+                str(tmp_path / "map.png"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert d["n"] == 16 and (out / "umap_reducer.joblib").is_file() and (tmp_path / "map.png").is_file()
     st = json.loads((out / "latent_stats.json").read_text())

@@ -64,8 +64,18 @@ def test_resolution_kernel_gives_the_arcs_width():
 
 def test_counting_noise_is_poisson():
     """Flat image, background B, P counts at the peak: N/P has mean I + B and variance (I + B)/P."""
-    m = MeasurementModel(p_clean=0, p_resolution=0, weight_q=0, weight_e=0, p_elastic=0, background=(0.2, 0.2),
-                         slope=(0, 0), counts=(50.0, 50.0), p_noiseless=0, p_mask=0)
+    m = MeasurementModel(
+        p_clean=0,
+        p_resolution=0,
+        weight_q=0,
+        weight_e=0,
+        p_elastic=0,
+        background=(0.2, 0.2),
+        slope=(0, 0),
+        counts=(50.0, 50.0),
+        p_noiseless=0,
+        p_mask=0,
+    )
     img = np.full((140, 140), 0.5, np.float32)
     img[0, 0] = 1.0  # the peak
     x, info = m.sampler(E).one(img, 0, 0, return_info=True, scale=False)
@@ -123,8 +133,17 @@ def test_augmented_training_beats_clean_on_noisy_spectra(tiny_dataset, tmp_path)
     err = {}
     for name, aug in (("clean", None), ("augmented", MeasurementModel(p_mask=0.0))):
         out = tmp_path / name
-        train_resnet(tiny_dataset, out, epochs=1, batch_size=16, lr=1e-3, progress=False, threads=2, augment=aug,
-                     init_from="ge-resnet-paper")
+        train_resnet(
+            tiny_dataset,
+            out,
+            epochs=1,
+            batch_size=16,
+            lr=1e-3,
+            progress=False,
+            threads=2,
+            augment=aug,
+            init_from="ge-resnet-paper",
+        )
         m = load_model(out)
         p = m.predict(noisy)
         err[name] = float((((p.mean - y) / m.y_std) ** 2).mean())
@@ -142,16 +161,53 @@ def test_augmented_vae_cli_reports_coverage_and_reliability(tiny_dataset, tmp_pa
     from fcinv_widgets.models import load_model
 
     out = tmp_path / "vae"
-    assert main(["train", "--dataset", str(tiny_dataset), "--out", str(out), "--augment", "--no-masks", "--epochs", "1",
-                 "--batch-size", "16", "--reg-epochs", "2", "--threads", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_dataset),
+                "--out",
+                str(out),
+                "--augment",
+                "--no-masks",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--reg-epochs",
+                "2",
+                "--threads",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     r = json.loads(capsys.readouterr().out)
     assert r["augmented"] and len(r["sigma_scale"]) == 8 and all(s > 0 for s in r["sigma_scale"])
     m = load_model(out)
     assert m.heteroscedastic and m.config["augment"]["p_mask"] == MeasurementModel().p_mask
     for extra in ([], ["--augment", "--seed", "3"]):
         png = tmp_path / f"rel{len(extra)}.png"
-        assert main(["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--n-samples", "8",
-                     "--reliability", str(png), "--json", *extra]) == 0
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--model",
+                    str(out),
+                    "--dataset",
+                    str(tiny_dataset),
+                    "--n-samples",
+                    "8",
+                    "--reliability",
+                    str(png),
+                    "--json",
+                    *extra,
+                ]
+            )
+            == 0
+        )
         d = json.loads(capsys.readouterr().out)
         assert len(d["coverage_1sigma"]) == 8 and all(0 <= c <= 1 for c in d["coverage_2sigma"])
         assert all(a <= b for a, b in zip(d["coverage_1sigma"], d["coverage_2sigma"]))

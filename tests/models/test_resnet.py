@@ -90,8 +90,27 @@ def test_cli_train_resnet_evaluate_invert(tiny_dataset, tmp_path, capsys, ge):
     from fcinv_widgets.spectrum_io import write_spectrum
 
     out = tmp_path / "rn"
-    assert main(["train", "--dataset", str(tiny_dataset), "--model", "resnet", "--width", "8", "--epochs", "1",
-                 "--batch-size", "16", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_dataset),
+                "--model",
+                "resnet",
+                "--width",
+                "8",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert len(d["val_r2"]) == 8
     assert main(["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--json"]) == 0
@@ -104,8 +123,24 @@ def test_cli_train_resnet_evaluate_invert(tiny_dataset, tmp_path, capsys, ge):
     assert d["fc_std"] == [0.0] * 8
     # transfer learning from a file that matches nothing is refused clearly
     torch.save({"foo": torch.zeros(3)}, tmp_path / "w.pt")
-    assert main(["train", "--dataset", str(tiny_dataset), "--model", "resnet", "--epochs", "1",
-                 "--pretrained", str(tmp_path / "w.pt"), "--out", str(tmp_path / "rn2")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_dataset),
+                "--model",
+                "resnet",
+                "--epochs",
+                "1",
+                "--pretrained",
+                str(tmp_path / "w.pt"),
+                "--out",
+                str(tmp_path / "rn2"),
+            ]
+        )
+        == 2
+    )
     assert "no tensor matches" in capsys.readouterr().err
 
 
@@ -114,8 +149,23 @@ def test_cli_noise_grid_takes_a_resnet(trained_resnet, tiny_dataset, tmp_path, c
     from fcinv_widgets.cli import main
 
     folder, _ = trained_resnet
-    assert main(["noise-grid", "--model", str(folder), "--dataset", str(tiny_dataset), "--out", str(tmp_path / "g.h5"),
-                 "--max-test", "8", "--json"]) == 0
+    assert (
+        main(
+            [
+                "noise-grid",
+                "--model",
+                str(folder),
+                "--dataset",
+                str(tiny_dataset),
+                "--out",
+                str(tmp_path / "g.h5"),
+                "--max-test",
+                "8",
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert np.array(d["r2"]).shape == (5, 5, 8) and np.isfinite(d["r2"]).all()
     assert NoiseGridResult.load(tmp_path / "g.h5").meta["n"] == 8

@@ -101,8 +101,25 @@ def test_cli_noise_grid(trained, tiny_dataset, tmp_path, capsys):
     from fcinv_widgets.cli import main
 
     out, _ = trained
-    assert main(["noise-grid", "--model", str(out), "--dataset", str(tiny_dataset), "--out", str(tmp_path / "g.h5"),
-                 "--n-samples", "5", "--plot", str(tmp_path / "g.png"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "noise-grid",
+                "--model",
+                str(out),
+                "--dataset",
+                str(tiny_dataset),
+                "--out",
+                str(tmp_path / "g.h5"),
+                "--n-samples",
+                "5",
+                "--plot",
+                str(tmp_path / "g.png"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     d = json.loads(capsys.readouterr().out)
     assert np.array(d["r2"]).shape == (5, 5, 8) and (tmp_path / "g.png").is_file()
     assert NoiseGridResult.load(tmp_path / "g.h5").examples.shape == (5, 5, 140, 140)
@@ -153,8 +170,24 @@ def test_regressor_only_retrains_on_latent_samples(trained, tiny_dataset, tmp_pa
     d = tmp_path / "m"
     shutil.copytree(src, d)
     before = load_model(d)
-    assert main(["train", "--dataset", str(tiny_dataset), "--out", str(d), "--regressor-only", "--reg-epochs", "3",
-                 "--threads", "2", "--json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(tiny_dataset),
+                "--out",
+                str(d),
+                "--regressor-only",
+                "--reg-epochs",
+                "3",
+                "--threads",
+                "2",
+                "--json",
+            ]
+        )
+        == 0
+    )
     after = load_model(d)
     for k, v in before.vae.state_dict().items():
         assert torch.equal(v, after.vae.state_dict()[k])

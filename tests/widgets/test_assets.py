@@ -40,8 +40,12 @@ def test_inlined_modules_load_in_node(tmp_path):
     for name in ("orientation.js", "latent_picker.js", "noise_grid.js", "fc_explorer.js"):
         f = tmp_path / (name[:-3] + ".mjs")
         f.write_text(load_esm(name), "utf-8")
-        r = subprocess.run([node, "-e", f"import({str(f.as_uri())!r}).then(m => {{ if (!m.default.render) process.exit(3); }})"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [node, "-e", f"import({str(f.as_uri())!r}).then(m => {{ if (!m.default.render) process.exit(3); }})"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, (name, r.stderr)
 
 

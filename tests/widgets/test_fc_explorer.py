@@ -108,7 +108,6 @@ def test_esm_is_self_contained():
     assert src.replace("export default", "const __fcinvBase =", 1) in FCExplorerView._esm
 
 
-
 # ---------------------------------------------------------------- issue 13: static output, export, energy window
 def _png(bundle):
     import base64

@@ -41,8 +41,9 @@ def test_bad_values_raise_and_keep_state():
 def test_result_shape_checked():
     res = fake_noise_grid()
     with pytest.raises(GridMismatchError, match="r2 must have shape"):
-        NoiseGridResult(res.b_levels, res.p_levels, res.fc_names, res.models, res.r2[:, :3],
-                        res.example_noisy, res.example_clean, res.snr)
+        NoiseGridResult(
+            res.b_levels, res.p_levels, res.fc_names, res.models, res.r2[:, :3], res.example_noisy, res.example_clean, res.snr
+        )
 
 
 def test_from_stage3_results():
@@ -51,10 +52,18 @@ def test_from_stage3_results():
     res = fake_noise_grid()
 
     def stage3(k):
-        return Stage3(names=list(res.fc_names), backgrounds=res.b_levels, counts=res.p_levels,
-                      r2=res.r2[k], mae=np.zeros_like(res.r2[k]), snr=res.snr,
-                      example_clean=res.example_clean, examples=res.example_noisy,
-                      example_snr=res.snr, model=res.models[k])
+        return Stage3(
+            names=list(res.fc_names),
+            backgrounds=res.b_levels,
+            counts=res.p_levels,
+            r2=res.r2[k],
+            mae=np.zeros_like(res.r2[k]),
+            snr=res.snr,
+            example_clean=res.example_clean,
+            examples=res.example_noisy,
+            example_snr=res.snr,
+            model=res.models[k],
+        )
 
     ng = NoiseGridExplorer({"VAE": stage3(0), "ResNet": stage3(1)})
     assert ng.widget.models == ["VAE", "ResNet"]

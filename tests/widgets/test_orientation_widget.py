@@ -115,8 +115,12 @@ def test_planner_curve_and_next_angle():
     from types import SimpleNamespace
 
     res = fake_scan_inference(n=6)
-    plan = SimpleNamespace(candidates_deg=np.arange(0, 180, 10.0), information=np.linspace(1, 3, 18),
-                           angles_deg=np.array([130.0, 20.0]), criterion="D")
+    plan = SimpleNamespace(
+        candidates_deg=np.arange(0, 180, 10.0),
+        information=np.linspace(1, 3, 18),
+        angles_deg=np.array([130.0, 20.0]),
+        criterion="D",
+    )
     sc = OrientationScatter(res, plan=plan)
     w = sc.widget
     np.testing.assert_array_equal(w.info_angles, np.arange(0, 180, 10.0).astype(np.float32))
