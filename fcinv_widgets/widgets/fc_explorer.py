@@ -381,18 +381,15 @@ class FCExplorer:
 
     # -- internals --------------------------------------------------------
     def _setup_reference_switch(self) -> None:
-        # HOOK (issue 13 / domains): the materials module gains get_material(name, reference=kind)
-        # with kind in REFERENCE_KINDS. Until it is there (or for a material that is not a preset)
-        # the switch stays hidden and set_reference() says why.
+        # the reference switch (measured / first-principles / uMLFF) is offered for the presets only:
+        # any other material (a custom crystal, the test fake) keeps the switch hidden
         self._get_material = None
         name = getattr(self.material, "name", None)
-        if self.material is None or not name:
-            return
         from .. import materials
 
-        get_material = getattr(materials, "get_material", None)
-        if get_material is None or "reference" not in inspect.signature(get_material).parameters:
+        if self.material is None or not name or str(name).lower() not in materials.PRESETS:
             return
+        get_material = materials.get_material
         self._get_material = get_material
         kinds = [str(k) for k in getattr(materials, "REFERENCES", REFERENCE_KINDS)]
         with self.widget.hold_sync():

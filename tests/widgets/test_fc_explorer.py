@@ -176,14 +176,14 @@ def test_energy_window_auto_and_checked():
 
 
 def test_reference_switch_hook(fx, monkeypatch):
-    # without get_material(name, reference=...) the switch is hidden and says why
+    # a material that is not a preset (the fake) has no named references: the switch is hidden and says why
     from fcinv_widgets import materials
 
-    if "reference" not in __import__("inspect").signature(materials.get_material).parameters:
-        assert fx.widget.reference_options == []
-        with pytest.raises(FcinvError, match="reference"):
-            fx.set_reference("measured")
-    # with it, switching moves the sliders to that reference
+    assert fx.widget.reference_options == []
+    with pytest.raises(FcinvError, match="reference"):
+        fx.set_reference("measured")
+    # a preset: switching moves the sliders to that reference
+    monkeypatch.setitem(materials.PRESETS, FakeMaterial().name.lower(), FakeMaterial)
     mat = FakeMaterial()
     alt = FakeMaterial()
     alt.reference_params = alt.reference_params * 1.1
