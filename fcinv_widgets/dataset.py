@@ -1,5 +1,13 @@
 """Training datasets: uniform samples of the active FC parameters → stable I(q, E) images → HDF5.
 
+The inactive parameters (all but the top 8) sit at the material's reference (``reference=``:
+"measured", "dft" or "umlff"; :func:`~fcinv_widgets.materials.get_material`), or, with
+``nuisance=s > 0``, are drawn per spectrum from a Gaussian around it with standard deviation
+s × :attr:`Material.nuisance_sigma` (the measured fit's σ of each parameter). A real crystal's
+far-shell FCs are not the reference's: a model trained with fixed inactive parameters projects
+every spectrum onto an 8-parameter family and is biased when they differ (README "inactive
+parameters"); trained over the nuisance it learns the active FCs marginalised over them.
+
 Reproducibility: candidates are drawn in chunks; chunk ``k`` of split ``s`` draws
 ``candidates`` uniform samples from its own generator ``default_rng([seed, s, k])``,
 keeps the dynamically stable ones in draw order, and the split is the concatenation of
@@ -17,6 +25,8 @@ HDF5 layout (``format = "fcinv-dataset"``, version 1)::
     /param_names (8,) str   /domain (8,2) eV/Å²   /active (8,) int   /reference_params (P,) eV/Å²
     /<split>/spectra (N,nq,nE) float32, chunks (64,nq,nE), gzip(1)+shuffle, min-max scaled to [0,1]
     /<split>/params  (N,8) float64, eV/Å²
+    /<split>/inactive_params (N,P−8) float64, eV/Å² (only with nuisance > 0; the order of /inactive)
+    /inactive (P−8,) int (only with nuisance > 0); attrs nuisance (s), nuisance_source
     /<split> attrs: n_target, n_done, next_chunk, n_candidates, n_stable
 with <split> in {train, test}.
 """
@@ -50,25 +60,69 @@ def _versions() -> dict:
     return out
 
 
-def draw_chunk(material_name: str, split: int, k: int, seed: int, candidates: int, domain, sigma_mev: float, resolution=None):
-    """Evaluate chunk ``k``: returns (params (n,8), spectra (n,nq,nE) float32) of its stable samples."""
+def draw_chunk(
+    material_name: str,
+    split: int,
+    k: int,
+    seed: int,
+    candidates: int,
+    domain,
+    sigma_mev: float,
+    resolution=None,
+    reference: str | None = None,
+    nuisance: float = 0.0,
+):
+    """Evaluate chunk ``k``: returns (params (n,8), spectra (n,nq,nE) float32, inactive (n,P−8) or
+    None) of its stable samples. The active draws do not depend on ``nuisance`` (drawn first)."""
     from .materials import get_material
 
     # the material's basis and forward model are precomputed with single-threaded BLAS
     # (materials._one_blas_thread), so chunks are byte-identical in any process
-    mat = get_material(material_name)
-    fm = mat.forward_model(sigma_mev=sigma_mev, resolution=resolution)
+    mat = get_material(material_name, reference=reference)
     domain = np.asarray(domain, float)
     rng = np.random.default_rng([seed, split, k])
     theta = rng.uniform(domain[:, 0], domain[:, 1], size=(candidates, len(domain)))
+    if nuisance > 0:
+        fm_all, inactive = _nuisance_model(mat, sigma_mev, resolution)
+        extra = mat.reference_params[inactive] + rng.normal(size=(candidates, len(inactive))) * (nuisance * mat.nuisance_sigma)
+        full = np.concatenate([theta, extra], axis=1)
+        stable = fm_all.is_stable(full)
+        full = full[stable]
+        images = fm_all.spectra(full) if len(full) else np.zeros((0,) + mat.grid.shape, np.float32)
+        return theta[stable], images, extra[stable]
+    fm = mat.forward_model(sigma_mev=sigma_mev, resolution=resolution)
     # 1. screen: eigenvalues at the few wave vectors where instabilities show first (cheap);
     # 2. the full stability check (path + mesh) on the survivors; 3. images of the stable ones
-    keep = screen(material_name, domain, sigma_mev).passes(theta)
+    keep = screen(material_name, domain, sigma_mev, reference).passes(theta)
     stable = np.zeros(len(theta), bool)
     if keep.any():
         stable[keep] = fm.is_stable(theta[keep])
     theta = theta[stable]
-    return theta, fm.spectra(theta) if len(theta) else np.zeros((0,) + mat.grid.shape, np.float32)
+    return theta, fm.spectra(theta) if len(theta) else np.zeros((0,) + mat.grid.shape, np.float32), None
+
+
+_NUISANCE_FM: dict = {}
+
+
+def _nuisance_model(mat, sigma_mev: float, resolution=None):
+    """(ForwardModel over all parameters — the active ones first —, inactive indices) of ``mat``."""
+    from .forward import ForwardModel
+    from .materials import _one_blas_thread
+
+    key = (mat.name, mat.reference_name, mat.reference_params.tobytes(), float(sigma_mev), repr(resolution))
+    if key not in _NUISANCE_FM:
+        inactive = np.setdiff1d(np.arange(mat.basis.n_params), mat.active)
+        with _one_blas_thread():
+            fm = ForwardModel(
+                mat.basis,
+                mat.grid,
+                mat.reference_params,
+                np.concatenate([mat.active, inactive]),
+                sigma_mev=sigma_mev,
+                resolution=resolution,
+            )
+        _NUISANCE_FM[key] = (fm, inactive)
+    return _NUISANCE_FM[key]
 
 
 #: screening rejects only what the full check rejects too: its eigenvalue threshold is 5 % below
@@ -158,14 +212,14 @@ class StabilityScreen:
 _SCREENS: dict = {}
 
 
-def screen(material_name: str, domain, sigma_mev: float = 1.0) -> StabilityScreen:
+def screen(material_name: str, domain, sigma_mev: float = 1.0, reference: str | None = None) -> StabilityScreen:
     """The (cached) :class:`StabilityScreen` of a preset's forward model over ``domain``."""
     from .materials import _one_blas_thread, get_material
 
     dom = np.asarray(domain, float)
-    key = (str(material_name).lower(), dom.tobytes(), float(sigma_mev))
+    key = (str(material_name).lower(), dom.tobytes(), float(sigma_mev), str(reference))
     if key not in _SCREENS:
-        fm = get_material(material_name).forward_model(sigma_mev=sigma_mev)
+        fm = get_material(material_name, reference=reference).forward_model(sigma_mev=sigma_mev)
         with _one_blas_thread():
             _SCREENS[key] = StabilityScreen(fm, dom)
     return _SCREENS[key]
@@ -192,7 +246,7 @@ def _graceful_sigint():
             signal.signal(signal.SIGINT, old)
 
 
-def _init_file(f, mat, fm, seed, candidates, splits):
+def _init_file(f, mat, fm, seed, candidates, splits, domain, nuisance: float = 0.0):
     g = mat.grid
     f.attrs.update(
         {
@@ -204,16 +258,21 @@ def _init_file(f, mat, fm, seed, candidates, splits):
             "versions": json.dumps(_versions()),
             "resolution": json.dumps(fm.resolution),
             "candidates_per_chunk": candidates,
-            "domain_source": mat.domain_source,
+            "domain_source": mat.domain_source if np.array_equal(domain, mat.domain) else "given by the caller",
             "reference_source": mat.reference_source,
             "reference": mat.reference_name,
         }
     )
     g.to_hdf5(f.create_group("grid"))
     f["param_names"] = np.array(fm.names, dtype=object).astype("S")
-    f["domain"] = mat.domain
+    f["domain"] = domain
     f["active"] = mat.active
     f["reference_params"] = mat.reference_params
+    inactive = np.setdiff1d(np.arange(mat.basis.n_params), mat.active)
+    if nuisance > 0:
+        f["inactive"] = inactive
+        f.attrs["nuisance"] = float(nuisance)
+        f.attrs["nuisance_source"] = mat.nuisance_source
     nq, nE = g.shape
     for name, n in splits.items():
         s = f.create_group(name)
@@ -230,6 +289,8 @@ def _init_file(f, mat, fm, seed, candidates, splits):
         else:  # an empty split (e.g. a test-only file): HDF5 cannot chunk a zero-length axis
             s.create_dataset("spectra", shape=(0, nq, nE), dtype="f4")
         s.create_dataset("params", shape=(n, len(fm.names)), dtype="f8")
+        if nuisance > 0:
+            s.create_dataset("inactive_params", shape=(n, len(inactive)), dtype="f8")
         s.attrs.update({"n_target": n, "n_done": 0, "next_chunk": 0, "n_candidates": 0, "n_stable": 0})
 
 
@@ -244,8 +305,16 @@ def generate_dataset(
     scheduler=None,
     progress: bool = True,
     on_chunk=None,
+    reference: str | None = None,
+    domain=None,
+    nuisance: float = 0.0,
 ) -> dict:
     """Make (or resume) a dataset file. Returns a summary dict.
+
+    ``reference``: the material reference the inactive parameters sit at ("measured" — the
+    default —, "dft", "umlff"); ``domain``: (8, 2) eV/Å² box of the active parameters (default:
+    the material's training domain); ``nuisance``: s ≥ 0, the inactive parameters drawn per
+    spectrum around the reference with σ = s × ``Material.nuisance_sigma`` (0: fixed).
 
     ``on_chunk(split, n_done)`` is called after every chunk is written (e.g. for a UI).
     ``scheduler``: None (in-process; the compiled kernel uses every core), a
@@ -262,8 +331,16 @@ def generate_dataset(
             raise FcinvError(f"{nm} must be a non-negative integer, got {n!r}")
     if candidates < 1:
         raise FcinvError("candidates per chunk must be ≥ 1")
-    mat = get_material(material)
+    if not (isinstance(nuisance, (int, float, np.floating)) and np.isfinite(nuisance) and 0 <= nuisance <= 10):
+        raise FcinvError(f"nuisance must be a scale in [0, 10], got {nuisance!r}")
+    mat = get_material(material, reference=reference)
     fm = mat.forward_model(sigma_mev=sigma_mev)
+    if domain is None:
+        domain = mat.domain
+    else:
+        domain = np.asarray(domain, float)
+        if domain.shape != (len(mat.active), 2) or not np.all(np.isfinite(domain)) or np.any(domain[:, 0] >= domain[:, 1]):
+            raise FcinvError(f"domain must be {len(mat.active)} finite [lo, hi] pairs with lo < hi (eV/Å²)")
     out = Path(out)
     splits = {"train": int(n_train), "test": int(n_test)}
     t0 = time.perf_counter()
@@ -277,8 +354,9 @@ def generate_dataset(
                 and int(f.attrs["candidates_per_chunk"]) == candidates
                 and json.loads(f.attrs["resolution"]) == fm.resolution
                 and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
-                and np.allclose(f["domain"][()], mat.domain)
+                and np.allclose(f["domain"][()], domain)
                 and np.array_equal(f["reference_params"][()], mat.reference_params)
+                and float(f.attrs.get("nuisance", 0.0)) == float(nuisance)
             )
             if not same:
                 raise FcinvError(
@@ -289,7 +367,7 @@ def generate_dataset(
     else:
         tmp = out.with_suffix(out.suffix + ".part")
         with h5py.File(tmp, "w") as f:
-            _init_file(f, mat, fm, seed, candidates, splits)
+            _init_file(f, mat, fm, seed, candidates, splits, domain, nuisance)
         tmp.replace(out)
 
     client, cluster = _client(scheduler)
@@ -301,21 +379,25 @@ def generate_dataset(
                 done = int(grp.attrs["n_done"])
                 bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
                 k = int(grp.attrs["next_chunk"])
-                for params, spectra in _chunks(
+                for params, spectra, extra in _chunks(
                     client,
                     mat.name,
                     SPLITS[name],
                     k,
                     seed,
                     candidates,
-                    mat.domain,
+                    domain,
                     sigma_mev,
                     lambda n=n, grp=grp: n - int(grp.attrs["n_done"]),
+                    mat.reference_name,
+                    nuisance,
                 ):
                     take = min(len(params), n - done)
                     if take > 0:
                         grp["params"][done : done + take] = params[:take]
                         grp["spectra"][done : done + take] = spectra[:take]
+                        if extra is not None:
+                            grp["inactive_params"][done : done + take] = extra[:take]
                     done += take
                     grp.attrs.update(
                         {
@@ -359,12 +441,12 @@ def _client(scheduler):
         raise FcinvError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
 
 
-def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remaining):
+def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remaining, reference=None, nuisance=0.0):
     """Yield chunk results in chunk order, from k0 on; on Dask keep a few chunks in flight."""
     if client is None:
         k = k0
         while True:
-            yield draw_chunk(material, split, k, seed, candidates, domain, sigma)
+            yield draw_chunk(material, split, k, seed, candidates, domain, sigma, None, reference, nuisance)
             k += 1
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     inflight = {}
@@ -374,7 +456,9 @@ def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remain
     try:
         while remaining() > 0:
             while len(inflight) < 2 * n_workers:
-                inflight[k_next] = client.submit(draw_chunk, material, split, k_next, seed, candidates, domain, sigma, pure=False)
+                inflight[k_next] = client.submit(
+                    draw_chunk, material, split, k_next, seed, candidates, domain, sigma, None, reference, nuisance, pure=False
+                )
                 k_next += 1
             res = inflight.pop(k_yield).result()
             k_yield += 1
@@ -389,7 +473,13 @@ def summarize(path) -> dict:
 
     path = Path(path)
     with h5py.File(path, "r") as f:
-        out = {"path": str(path), "material": f.attrs["material"], "size_mb": path.stat().st_size / 1e6}
+        out = {
+            "path": str(path),
+            "material": f.attrs["material"],
+            "reference": str(f.attrs.get("reference", "umlff")),
+            "nuisance": float(f.attrs.get("nuisance", 0.0)),
+            "size_mb": path.stat().st_size / 1e6,
+        }
         for s in SPLITS:
             if s in f:
                 a = f[s].attrs
@@ -427,6 +517,8 @@ class Dataset:
             self.domain = f["domain"][()]
             #: the material reference the inactive parameters were fixed at (files before it was recorded: "umlff")
             self.reference = str(f.attrs.get("reference", "umlff"))
+            #: the scale s of the inactive parameters' spread (0: fixed at the reference)
+            self.nuisance = float(f.attrs.get("nuisance", 0.0))
             self.energies = f["grid/energy_centers_mev"][()]
             self.labels = json.loads(f["grid"].attrs["labels"])
             from .grid import SpectrumGrid

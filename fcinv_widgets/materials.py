@@ -205,6 +205,29 @@ class Material:
         return fit
 
     @cached_property
+    def _nuisance(self) -> tuple:
+        inactive = np.setdiff1d(np.arange(self.basis.n_params), self.active)
+        fit = self.measured_fit
+        if fit is not None:
+            return np.asarray(fit.sigma_all(), float)[inactive], "σ of the fit to measured phonons"
+        ref = self.reference_params[inactive]
+        if self.umlff_params is not None and self.dft_params is not None:
+            spread = 0.5 * np.abs(self.umlff_params - self.dft_params)[inactive]
+            return np.maximum(spread, 1e-3), "half the uMLFF–DFT difference"
+        return np.maximum(0.1 * np.abs(ref), 1e-3), "10 % of the reference"
+
+    @property
+    def nuisance_sigma(self) -> np.ndarray:
+        """(P−8,) eV/Å²: the spread of every inactive parameter (ascending index order) that
+        datasets with ``nuisance > 0`` draw around the reference: the measured fit's σ where a
+        fit ships, else half the uMLFF–DFT difference, else 10 % of the reference (≥ 1e-3)."""
+        return self._nuisance[0]
+
+    @property
+    def nuisance_source(self) -> str:
+        return self._nuisance[1]
+
+    @cached_property
     def _domain_info(self) -> dict:
         from .ensemble.domain import DOMAIN_WIDEN_MODE, reality_domain, widen
 

@@ -130,3 +130,70 @@ def test_test_only_dataset(tmp_path):
     generate_dataset("Ge", p, n_train=0, n_test=8, seed=3, progress=False)
     x, y, _ = load_split(p, "test")
     assert x.shape == (8, 140, 140) and y.shape == (8, 8)
+
+
+def test_reference_and_domain_are_the_callers(tmp_path):
+    """`reference=` fixes the inactive FCs there (recorded in the file, the images agree with that
+    reference's forward model); `domain=` bounds the draws; both are part of the resume check."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.errors import FcinvError
+
+    dft = get_material("Ge", reference="dft")
+    dom = dft.domain.copy()
+    dom[:, 1] = dom[:, 0] + 0.5 * (dom[:, 1] - dom[:, 0])  # the lower half of every range
+    p = tmp_path / "dft.h5"
+    generate_dataset("Ge", p, n_train=12, n_test=0, seed=1, candidates=16, progress=False, reference="dft", domain=dom)
+    d = Dataset(p)
+    spectra, params, n = d.split("train")
+    assert d.reference == "dft" and n == 12 and d.nuisance == 0.0
+    assert np.allclose(d.domain, dom) and np.all((params >= dom[:, 0]) & (params <= dom[:, 1]))
+    with h5py.File(p) as f:
+        assert np.array_equal(f["reference_params"][()], dft.reference_params)
+        assert f.attrs["domain_source"] == "given by the caller"
+    assert np.allclose(spectra[:4], dft.forward_model().spectra(params[:4]), atol=1e-6)
+    # the measured reference gives other images for the same parameters
+    assert not np.allclose(spectra[:4], get_material("Ge").forward_model().spectra(params[:4]), atol=1e-3)
+    d.close()
+    with pytest.raises(FcinvError, match="other settings"):
+        generate_dataset("Ge", p, n_train=12, n_test=0, seed=1, candidates=16, progress=False, reference="dft")
+    with pytest.raises(FcinvError, match="domain must be"):
+        generate_dataset("Ge", tmp_path / "x.h5", n_train=1, n_test=0, domain=dom[::-1, ::-1])
+
+
+def test_nuisance_draws_the_inactive_fcs(tmp_path):
+    """With nuisance > 0 the inactive FCs are drawn around the reference with the documented σ,
+    stored per spectrum, and every image is the forward model at those full parameters."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.forward import ForwardModel
+
+    ge = get_material("Ge")
+    p = tmp_path / "nuis.h5"
+    generate_dataset("Ge", p, n_train=40, n_test=0, seed=2, candidates=64, progress=False, nuisance=2.0)
+    with h5py.File(p) as f:
+        inactive = f["inactive"][()]
+        extra = f["train/inactive_params"][()]
+        params = f["train/params"][()]
+        spectra = f["train/spectra"][:5]
+        assert f.attrs["nuisance"] == 2.0 and "fit" in f.attrs["nuisance_source"]
+    assert np.array_equal(inactive, np.setdiff1d(np.arange(ge.basis.n_params), ge.active))
+    z = (extra - ge.reference_params[inactive]) / (2.0 * ge.nuisance_sigma)
+    assert extra.shape == (40, len(inactive)) and np.all(ge.nuisance_sigma > 0)
+    assert abs(z.mean()) < 0.1 and 0.85 < z.std() < 1.15  # 1,440 draws of N(0, 1) (stable ones)
+    full = np.repeat(ge.reference_params[None], 5, 0)
+    full[:, ge.active] = params[:5]
+    full[:, inactive] = extra[:5]
+    fm_all = ForwardModel(ge.basis, ge.grid, ge.reference_params, np.arange(ge.basis.n_params))
+    assert fm_all.is_stable(full).all()
+    assert np.allclose(spectra, fm_all.spectra(full), atol=1e-5)
+    # the active draws are those of the fixed-reference recipe (the nuisance is drawn after them)
+    from fcinv_widgets.dataset import draw_chunk
+
+    th0 = np.random.default_rng([2, 0, 0]).uniform(ge.domain[:, 0], ge.domain[:, 1], size=(64, 8))
+    th, _, ex = draw_chunk("Ge", 0, 0, 2, 64, ge.domain, 1.0, None, None, 2.0)
+    assert len(th) and all(any(np.array_equal(t, u) for u in th0) for t in th)
+    # resuming with another nuisance scale is refused; a bad scale is one clear error
+    with pytest.raises(FcinvError, match="other settings"):
+        generate_dataset("Ge", p, n_train=40, n_test=0, seed=2, candidates=64, progress=False, nuisance=1.0)
+    with pytest.raises(FcinvError, match="nuisance"):
+        generate_dataset("Ge", tmp_path / "y.h5", n_train=1, n_test=0, nuisance=float("nan"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit, nonneg_int, positive_float, positive_int, scheduler_address
+from ._common import emit, nonneg_float, nonneg_int, positive_float, positive_int, scheduler_address
 
 
 def register(sub):
@@ -24,6 +24,19 @@ def register(sub):
         default=None,
         help="Dask scheduler address, or local:N for a local cluster of N workers",
     )
+    p.add_argument(
+        "--reference",
+        choices=("measured", "dft", "umlff"),
+        default=None,
+        help="where the inactive FCs sit: the fit to measured phonons (default), first principles, the uMLFF median",
+    )
+    p.add_argument(
+        "--nuisance",
+        type=nonneg_float,
+        default=0.0,
+        help="draw the inactive FCs per spectrum around the reference with σ = this × the measured fit's σ "
+        "(0: fixed at the reference; the robust models use 1.5)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -43,6 +56,8 @@ def run(args) -> int:
         sigma_mev=args.sigma,
         scheduler=args.scheduler,
         progress=not args.no_progress,
+        reference=args.reference,
+        nuisance=args.nuisance,
     )
     tr, te = res.get("train", {}), res.get("test", {})
     text = (
