@@ -519,6 +519,8 @@ class Dataset:
             self.reference = str(f.attrs.get("reference", "umlff"))
             #: the scale s of the inactive parameters' spread (0: fixed at the reference)
             self.nuisance = float(f.attrs.get("nuisance", 0.0))
+            #: (P,) eV/Å²: every parameter at the reference the file was made at
+            self.reference_params = f["reference_params"][()]
             self.energies = f["grid/energy_centers_mev"][()]
             self.labels = json.loads(f["grid"].attrs["labels"])
             from .grid import SpectrumGrid

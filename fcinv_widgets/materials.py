@@ -404,6 +404,18 @@ def material_for_model(config: dict) -> Material:
     from .errors import GridMismatchError
 
     mat = get_material(config["material"], reference=config.get("reference", "umlff"))
+    if config.get("reference_params") is not None:
+        ref = np.asarray(config["reference_params"], float)
+        if ref.shape != mat.reference_params.shape or not np.all(np.isfinite(ref)):
+            raise GridMismatchError(
+                f"the model's reference has {ref.size} parameters, the {mat.name} basis {mat.reference_params.size}"
+            )
+        if not np.array_equal(ref, mat.reference_params):  # the named reference was refitted since
+            mat = mat.with_reference(
+                ref,
+                f"the model's own reference ({config.get('reference')!r} when it was trained)",
+                str(config.get("reference", "custom")),
+            )
     names = list(config.get("names", []))
     if names and names != list(mat.active_names):
         raise GridMismatchError(

@@ -141,3 +141,22 @@ def test_evaluate_refuses_a_dataset_of_another_reference(tmp_path, capsys):
     assert main(["evaluate", "--model", "ge-resnet", "--dataset", str(p), "--json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "reference 'umlff'" in err[0] and "reference 'measured'" in err[0]
+
+
+def test_model_carries_its_own_reference_params():
+    """A checkpoint that records every FC of its training reference gets exactly those, even
+    when the named reference was refitted since; a wrong-length vector is refused."""
+    from fcinv_widgets.errors import GridMismatchError
+    from fcinv_widgets.materials import get_material, material_for_model
+
+    ge = get_material("Ge")
+    cfg = {"material": "Ge", "names": ge.active_names, "reference": "measured"}
+    assert material_for_model(cfg | {"reference_params": ge.reference_params.tolist()}).reference_params is not None
+    moved = ge.reference_params.copy()
+    moved[np.setdiff1d(np.arange(len(moved)), ge.active)[:3]] += 0.05
+    mat = material_for_model(cfg | {"reference_params": moved.tolist()})
+    assert np.array_equal(mat.reference_params, moved) and mat.reference_name == "measured"
+    fm = mat.forward_model()
+    assert not np.allclose(fm.spectra(ge.reference_theta[None]), ge.forward_model().spectra(ge.reference_theta[None]))
+    with pytest.raises(GridMismatchError, match="parameters"):
+        material_for_model(cfg | {"reference_params": moved[:-1].tolist()})

@@ -40,6 +40,8 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
             "energies": d.energies.tolist(),
             "grid": None if d.grid is None else d.grid.to_dict(arrays=True),
             "reference": d.reference,
+            "reference_params": d.reference_params.tolist(),
+            "nuisance": d.nuisance,
         }
         return x, np.asarray(params[:n], float), info
     finally:
@@ -166,6 +168,11 @@ def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
         "names": info["names"],
         "domain": info["domain"],
         "reference": info.get("reference", "umlff"),
+        # every FC the training images were made with (the inactive ones at this reference,
+        # or drawn around it with nuisance × the fit's σ): a later refit of the named reference
+        # cannot silently change what the model means
+        **({"reference_params": info["reference_params"]} if info.get("reference_params") is not None else {}),
+        "nuisance": float(info.get("nuisance", 0.0)),
         "y_mean": y_mean.tolist(),
         "y_std": y_std.tolist(),
         **({"grid": info["grid"]} if info.get("grid") else {}),
