@@ -344,7 +344,7 @@ BAD_THETAS = [["a"] * 8, [float("nan")] * 8, "x", None, [1.0] * 3, {"a": 1}]
 def test_fc_explorer_refuses_bad_theta_and_keeps_state(value):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer
-    from fcinv_widgets.widgets.fake import FakeMaterial
+    from fcinv_testing.fakes import FakeMaterial
 
     fx = FCExplorer(FakeMaterial())
     good, frame = list(fx.widget.values), fx.widget.frame
@@ -361,7 +361,7 @@ def test_fc_explorer_refuses_bad_theta_and_keeps_state(value):
 def test_fc_explorer_refuses_bad_compare(value):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer
-    from fcinv_widgets.widgets.fake import FakeMaterial
+    from fcinv_testing.fakes import FakeMaterial
 
     fx = FCExplorer(FakeMaterial())
     with pytest.raises(FcinvError):
@@ -375,7 +375,7 @@ def test_noise_grid_widget_refuses_bad_values():
 
     with pytest.raises(FcinvError):
         NoiseGridExplorer({})
-    from fcinv_widgets.widgets.noise_grid import fake_noise_grid
+    from fcinv_testing.fakes import fake_noise_grid
 
     ng = NoiseGridExplorer(fake_noise_grid())
     ng.select(0, 0)

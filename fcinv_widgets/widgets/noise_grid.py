@@ -238,28 +238,3 @@ class NoiseGridExplorer:
                 w.snr = float(self.result.snr[ib, ip])
                 w.cell_r2 = np.asarray(self.result.r2[self._mi(), ib, ip, :], np.float32)
             w.cell_frame += 1
-
-
-def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0) -> NoiseGridResult:
-    """Small synthetic NoiseGridResult for tests and demos (no physics)."""
-    rng = np.random.default_rng(seed)
-    b = np.array([0.0, 0.05, 0.1, 0.2, 0.4])
-    p = np.array([1e2, 3e2, 1e3, 3e3, 1e4])
-    q = np.linspace(0, 1, nq)[:, None]
-    e = np.linspace(0, 1, ne)[None, :]
-    clean = np.exp(-((e - 0.3 - 0.4 * np.sin(np.pi * q)) ** 2) / 0.005).astype(np.float32)
-    noisy = np.empty((5, 5, nq, ne), np.float32)
-    snr = np.empty((5, 5))
-    for i, bb in enumerate(b):
-        for j, pp in enumerate(p):
-            counts = rng.poisson(pp * (clean + bb)) / pp
-            img = (counts - counts.min()) / (counts.max() - counts.min())
-            noisy[i, j] = img
-            snr[i, j] = float(clean.sum() / np.sqrt(((img - clean) ** 2).sum() + 1e-9))
-    quality = (np.log10(p)[None, :] - 2) / 2 - b[:, None]
-    r2 = np.clip(
-        quality[None, :, :, None] * np.linspace(1.0, 0.6, 8)[None, None, None, :] * np.array([1.0, 0.9])[:, None, None, None],
-        0,
-        1,
-    )
-    return NoiseGridResult(b, p, [f"FC{i}" for i in range(8)], ["VAE", "ResNet"], r2, noisy, clean, snr)

@@ -3,7 +3,7 @@ import pytest
 
 from fcinv_widgets.errors import FcinvError, GridMismatchError
 from fcinv_widgets.widgets import NoiseGridExplorer, NoiseGridResult
-from fcinv_widgets.widgets.noise_grid import fake_noise_grid
+from fcinv_testing.fakes import fake_noise_grid
 
 
 def test_grid_follows_model_and_fc():

@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from fcinv_widgets.widgets import LatentPicker, NoiseGridExplorer, OrientationScatter
-from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
-from fcinv_widgets.widgets.latent_picker import FakeDecoder, fake_latent_map
-from fcinv_widgets.widgets.noise_grid import fake_noise_grid
-from fcinv_widgets.widgets.orientation import fake_scan_inference
+from fcinv_testing.fakes import FakeDecoder, FakeMaterial, fake_latent_map, fake_noise_grid, fake_scan_inference, make_fake_grid
 
 
 def _bundle_png(obj):
