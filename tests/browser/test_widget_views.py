@@ -177,7 +177,7 @@ def test_orientation_view(tmp_path, artifacts):
 
 def test_noise_grid_view(tmp_path, artifacts):
     r = fake_noise_grid()
-    r.r2[0, 0, 0, 0] = -0.4
+    r["VAE"].r2[0, 0, 0] = -0.4
     ng = NoiseGridExplorer(r)
     ng.select(0, 0)
     with harness_page(ng.widget, tmp_path, theme="dark", width=800, scale=2) as page:

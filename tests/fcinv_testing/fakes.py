@@ -109,9 +109,12 @@ class FakeMaterial:
         return FakeForwardModel(self.grid, self.reference_params[self.active], sigma_mev, backend)
 
 
-def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0):
-    """Small synthetic NoiseGridResult for tests and demos (no physics)."""
-    from fcinv_widgets.widgets.noise_grid import NoiseGridResult
+def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0) -> dict:
+    """Synthetic noise-grid results for two models, ``{"VAE": r, "ResNet": r}`` of
+    ``analysis.noise_grid.NoiseGridResult`` (no physics, no model): R² falls with the
+    background and rises with the counts; both share the example spectra (as
+    ``NoiseGridExplorer`` shows the first result's)."""
+    from fcinv_widgets.analysis.noise_grid import NoiseGridResult
 
     rng = np.random.default_rng(seed)
     b = np.array([0.0, 0.05, 0.1, 0.2, 0.4])
@@ -128,12 +131,14 @@ def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0):
             noisy[i, j] = img
             snr[i, j] = float(clean.sum() / np.sqrt(((img - clean) ** 2).sum() + 1e-9))
     quality = (np.log10(p)[None, :] - 2) / 2 - b[:, None]
-    r2 = np.clip(
-        quality[None, :, :, None] * np.linspace(1.0, 0.6, 8)[None, None, None, :] * np.array([1.0, 0.9])[:, None, None, None],
-        0,
-        1,
-    )
-    return NoiseGridResult(b, p, [f"FC{i}" for i in range(8)], ["VAE", "ResNet"], r2, noisy, clean, snr)
+    names = [f"FC{i}" for i in range(8)]
+    out = {}
+    for model, scale in (("VAE", 1.0), ("ResNet", 0.9)):
+        r2 = np.clip(quality[:, :, None] * np.linspace(1.0, 0.6, 8)[None, None, :] * scale, 0, 1)
+        out[model] = NoiseGridResult(
+            names, b, p, r2, 0.1 * (1.0 - r2), snr.copy(), clean, noisy, snr.copy(), model=model, meta={"kind": "fake"}
+        )
+    return out
 
 
 def fake_scan_inference(n: int = 24, grid: Any = None, seed: int = 0):
