@@ -76,9 +76,7 @@ def main():
         get_material,
     )
     from fcinv_widgets.analysis.latent import LatentMap
-    from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
-    from fcinv_widgets.widgets.noise_grid import fake_noise_grid
-    from fcinv_widgets.widgets.orientation import fake_scan_inference
+    from fcinv_testing.fakes import FakeMaterial, fake_noise_grid, fake_scan_inference, make_fake_grid
 
     ge = get_material("Ge")
     grid = make_fake_grid(30, 24)

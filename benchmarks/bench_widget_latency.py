@@ -9,7 +9,7 @@ for both paths:
   kernel, no JupyterLab).
 
     python benchmarks/bench_widget_latency.py [--paths kernel,js,static] [--presses 40] [--json]
-    FCINV_BENCH_FAKE=1 python benchmarks/bench_widget_latency.py --paths kernel   # the widgets' fake model
+    FCINV_BENCH_FAKE=1 python benchmarks/bench_widget_latency.py --paths kernel   # the tests' fake model
 
 Measured in the page from the keydown event's timestamp to (a) the canvas drawn (the view's
 frame marker changes right after drawing: ``data-frame`` for the kernel path,
@@ -28,7 +28,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fcinv_widgets.widgets._browser import (
+# the JupyterLab/Chromium helpers and the fake material are test support in tests/fcinv_testing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fcinv_testing.browser import (  # noqa: E402
     chromium_page,
     jupyterlab,
     open_and_run,
@@ -39,7 +41,7 @@ FAKE = os.environ.get("FCINV_BENCH_FAKE", "0") == "1"
 
 CELL_SETUP = """\
 from fcinv_widgets.widgets import FCExplorer
-from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
+from fcinv_testing.fakes import FakeMaterial, make_fake_grid
 from fcinv_widgets import materials
 mat = FakeMaterial(grid=make_fake_grid(140, 140, 40.0)) if {fake} else materials.get_material("Ge")"""
 

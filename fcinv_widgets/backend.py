@@ -7,6 +7,7 @@ otherwise; the forward model is written once against the small namespace returne
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,20 +17,28 @@ from .errors import MissingDependencyError
 @dataclass(frozen=True)
 class Backend:
     name: str  # "numpy", "cupy" or "torch"
-    xp: object  # the array module
-    device: object = None
+    # the array module (numpy, cupy or torch): their namespaces share no common type, so the
+    # forward model's calls through it are checked at run time (tests per backend), not by mypy
+    xp: Any
+    device: Any = None  # torch.device for the torch backend, else None
 
-    def asarray(self, a, dtype=None):
+    def asarray(self, a: Any, dtype: type[np.generic] | None = None) -> Any:
         if self.name == "torch":
             import torch
 
-            dt = {np.float64: torch.float64, np.float32: torch.float32, np.complex128: torch.complex128, None: None}[dtype]
+            dtypes: dict[type[np.generic] | None, torch.dtype | None] = {
+                np.float64: torch.float64,
+                np.float32: torch.float32,
+                np.complex128: torch.complex128,
+                None: None,
+            }
+            dt = dtypes[dtype]
             if isinstance(a, torch.Tensor):
                 return a.to(device=self.device, dtype=dt or a.dtype)
             return torch.as_tensor(np.asarray(a), dtype=dt, device=self.device)
         return self.xp.asarray(a, dtype=dtype)
 
-    def to_numpy(self, a) -> np.ndarray:
+    def to_numpy(self, a: Any) -> np.ndarray:
         if self.name == "cupy":
             return self.xp.asnumpy(a)
         if self.name == "torch":
@@ -46,7 +55,7 @@ def cupy_available() -> bool:
         return False
 
 
-def get_backend(name: str = "numpy", device=None) -> Backend:
+def get_backend(name: "str | Backend" = "numpy", device: Any = None) -> Backend:
     """``name``: "numpy", "cupy", "torch" or "auto" (CuPy if a GPU is usable, else NumPy)."""
     if isinstance(name, Backend):
         return name

@@ -114,7 +114,9 @@ class FCBasis:
         import spglib
 
         numbers = np.asarray(self.phonopy.supercell.numbers)
-        ds = spglib.get_symmetry((self._sc_lattice, self._sc_pos, numbers), symprec=self.symprec)
+        # lists: spglib's annotations take sequences (it converts to arrays itself)
+        cell = (self._sc_lattice.tolist(), self._sc_pos.tolist(), numbers.tolist())
+        ds = spglib.get_symmetry(cell, symprec=self.symprec)
         if ds is None:
             raise FcinvError("spglib could not find the symmetry of the supercell")
         W, t = ds["rotations"], ds["translations"]
@@ -150,8 +152,7 @@ class FCBasis:
         N = self.n_super
         self.n_ops = len(R)
         # canonical orbit label of every ordered pair: min over ops and exchange of the pair id
-        ii, jj = np.meshgrid(np.arange(N), np.arange(N), indexing="ij")
-        ii, jj = ii.ravel(), jj.ravel()
+        ii, jj = np.repeat(np.arange(N), N), np.tile(np.arange(N), N)  # pair id = i * N + j
         label = np.full(N * N, N * N, dtype=np.int64)
         step = int(np.clip(2e7 // (N * N), 1, 128))  # bounded temporaries for large supercells
         for g0 in range(0, len(perm), step):
@@ -199,7 +200,7 @@ class FCBasis:
             if k == 0:
                 continue
             # name the free parameters by tensor elements: pivots chosen in preference order
-            piv = []
+            piv: list[int] = []
             for e in _PREFERENCE:
                 trial = piv + [e]
                 if np.linalg.matrix_rank(null[trial], tol=1e-8) == len(trial):
@@ -220,10 +221,12 @@ class FCBasis:
             orbits_raw.append((dist, (i0, j0), tuple(vec), int(len(members)), [_ELEMENT_NAMES[p] for p in piv], k))
 
         # order orbits by distance, then assign parameter indices
-        order = sorted(range(len(orbits_raw)), key=lambda o: orbits_raw[o][0])
+        by_distance = sorted(range(len(orbits_raw)), key=lambda o: orbits_raw[o][0])
         offsets = np.cumsum([0] + [o[5] for o in orbits_raw])
-        tensors, orbits, names = [], [], []
-        for shell, o in enumerate(order, start=1):
+        tensors: list[np.ndarray] = []
+        orbits: list[Orbit] = []
+        names: list[str] = []
+        for shell, o in enumerate(by_distance, start=1):
             dist, pair, vec, npairs, elems, k = orbits_raw[o]
             idx = tuple(range(len(tensors), len(tensors) + k))
             for m in range(k):
@@ -357,7 +360,7 @@ class FCBasis:
         resid = {
             "rms": float(np.sqrt(np.mean(diff**2))),
             "max_abs": float(np.abs(diff).max()),
-            "relative": float(np.linalg.norm(diff) / max(np.linalg.norm(y), 1e-300)),
+            "relative": float(np.linalg.norm(diff) / max(float(np.linalg.norm(y)), 1e-300)),
         }
         return params, resid
 

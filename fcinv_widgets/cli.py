@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             check_output(path, "--" + dest.replace("_", "-"), kind, fmt)
         lock = output_lock(outputs[0][0], "--" + outputs[0][1].replace("_", "-")) if outputs else contextlib.nullcontext()
         with lock:
-            return int(args.func(args) or 0)
+            rc = int(args.func(args) or 0)
+        if rc == 130:  # the command stopped cleanly on Ctrl-C: another one while we exit stays quiet
+            _ignore_sigint()
+        return rc
     except FcinvError as exc:
         return _fail(cmd, str(exc))
     except OSError as exc:  # PermissionError, IsADirectoryError, h5py's "unable to create file", a full disk, …
@@ -70,9 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         return _fail(cmd, "not enough memory for this request (use a smaller batch or fewer samples)")
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while we report stays quiet
+        _ignore_sigint()  # a second Ctrl-C while we report stays quiet
         print(f"{cmd}: interrupted", file=sys.stderr)
         return 130
+
+
+def _ignore_sigint() -> None:
+    """Ignore further SIGINTs: the command has stopped and only reporting and exiting remain (a
+    Ctrl-C then would end the process by the signal, exit status -2, instead of 130)."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # main() called from another thread: the signal is not ours to handle
+        pass
 
 
 def _fail(cmd: str, message: str) -> int:

@@ -22,11 +22,15 @@ covariance: (Jᵀ J)⁻¹ of the σ-weighted problem (prior rows included), at t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import FcinvError
 from .units import VASP_TO_THZ
+
+if TYPE_CHECKING:
+    from .materials import Material
 
 #: relative floor of the prior width: a fraction of the largest reference parameter
 PRIOR_FLOOR = 0.02
@@ -65,7 +69,7 @@ class DispersionFit:
     prior: dict | None = None
     reference_source: str = ""
     table_meta: dict = field(default_factory=dict)
-    _material: object = field(default=None, repr=False)
+    _material: "Material | None" = field(default=None, repr=False)
 
     @property
     def reduced_chi2(self) -> float:
@@ -141,7 +145,7 @@ class DispersionFit:
         ax.plot(x, nu, color="C0", lw=1.2)
         ax.plot([], [], color="C0", label="fit")
         b = g.boundaries
-        seg_of = {}
+        seg_of: dict[str, float] = {}
         for i, s in enumerate(g.segments):
             seg_of.setdefault(s.start, float(b[i]))
             seg_of.setdefault(s.end, float(b[i + 1]))
@@ -309,14 +313,14 @@ def fit_dispersion(
     def resid(x):
         nu, _ = model.freqs_jac(full(x))
         r = (nu - model.target) / model.sig
-        if prior is not None:
+        if width is not None:  # a prior
             r = np.concatenate([r, (x - centre[fitted]) / width[fitted]])
         return r
 
     def jac(x):
         _, J = model.freqs_jac(full(x))
         J = J[:, fitted] / model.sig[:, None]
-        if prior is not None:
+        if width is not None:  # a prior
             J = np.vstack([J, np.diag(1.0 / width[fitted])])
         return J
 

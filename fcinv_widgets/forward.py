@@ -126,7 +126,7 @@ class _BlockSet:
         self.slot_q = np.concatenate(slot_q)
         self.slot_w = np.concatenate(slot_w)
         # gather index (nq, n_modes) into the slots, repeating degenerate ones
-        gather = [[] for _ in range(nq)]
+        gather: list[list[int]] = [[] for _ in range(nq)]
         for s, (q, w) in enumerate(zip(self.slot_q, self.slot_w)):
             gather[q].extend([s] * int(w))
         if any(len(g) != n for g in gather):
@@ -219,7 +219,8 @@ class ForwardModel:
     def _set_resolution(self, sigma_mev, resolution):
         centers = self.grid.e.centers
         if resolution is None:
-            if not (np.isscalar(sigma_mev) and np.isfinite(sigma_mev) and sigma_mev > 0):
+            real = (int, float, np.integer, np.floating)
+            if isinstance(sigma_mev, bool) or not isinstance(sigma_mev, real) or not (np.isfinite(sigma_mev) and sigma_mev > 0):
                 raise FcinvError(f"sigma_mev must be a positive number (meV), got {sigma_mev!r}")
             self.sigma_table, self.sigma_e0, self.sigma_de = np.array([float(sigma_mev)]), 0.0, 1.0
             self.resolution = {"kind": "constant", "sigma_mev": float(sigma_mev)}
@@ -285,20 +286,25 @@ class ForwardModel:
         return len(self.active)
 
     # ------------------------------------------------------------------ inputs
+    def _theta_torch(self, theta):
+        """θ (N, A) or (A,) as a torch tensor on the backend's device, with the leading 1 column."""
+        import torch
+
+        be = self.backend
+        t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(np.asarray(theta, dtype=float))
+        t = t.to(device=be.device, dtype=torch.float64 if self.dtype == np.float64 else torch.float32)
+        if t.ndim == 1:
+            t = t[None]
+        if t.shape[-1] != self.n_active or t.ndim != 2:
+            raise FcinvError(f"expected θ of shape (N, {self.n_active}) or ({self.n_active},), got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise FcinvError("force-constant parameters contain NaN or inf")
+        return torch.cat([torch.ones_like(t[:, :1]), t], 1)
+
     def _theta(self, theta):
         be = self.backend
         if be.name == "torch":
-            import torch
-
-            t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(np.asarray(theta, dtype=float))
-            t = t.to(device=be.device, dtype=torch.float64 if self.dtype == np.float64 else torch.float32)
-            if t.ndim == 1:
-                t = t[None]
-            if t.shape[-1] != self.n_active or t.ndim != 2:
-                raise FcinvError(f"expected θ of shape (N, {self.n_active}) or ({self.n_active},), got {tuple(t.shape)}")
-            if not bool(torch.isfinite(t).all()):
-                raise FcinvError("force-constant parameters contain NaN or inf")
-            return torch.cat([torch.ones_like(t[:, :1]), t], 1)
+            return self._theta_torch(theta)
         if be.name == "cupy" and not isinstance(theta, np.ndarray) and hasattr(theta, "__cuda_array_interface__"):
             t = be.xp.asarray(theta, dtype=self.dtype)
             if t.ndim == 1:
@@ -593,6 +599,7 @@ def _irreducible_mesh(basis: FCBasis, mesh) -> np.ndarray:
 
     mesh = np.asarray(mesh, dtype=int)
     cr = basis.crystal
-    mapping, grid = spglib.get_ir_reciprocal_mesh(mesh, (cr.lattice, cr.positions, cr.numbers), is_shift=[0, 0, 0])
+    cell = (cr.lattice.tolist(), cr.positions.tolist(), cr.numbers.tolist())  # spglib's annotations take sequences
+    mapping, grid = spglib.get_ir_reciprocal_mesh(mesh, cell, is_shift=[0, 0, 0])
     ir = np.unique(mapping)
     return grid[ir] / mesh[None, :].astype(float)

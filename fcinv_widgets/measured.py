@@ -90,28 +90,30 @@ class MeasuredTable:
 
     def groups(self, n_modes: int):
         """Rows grouped by wave vector with their mode indices: list of (q, [(point, mode index)], at_gamma)."""
-        out, keys = [], {}
+        out: list[tuple[np.ndarray, list[MeasuredPoint]]] = []
+        keys: dict[tuple, int] = {}
         for p in self.points:
             key = tuple(np.round(p.q_primitive, 6))
             if key not in keys:
                 keys[key] = len(out)
                 out.append((p.q_primitive, []))
             out[keys[key]][1].append(p)
-        res = []
+        res: list[tuple[np.ndarray, list[tuple[MeasuredPoint, int]], bool]] = []
         for q, pts in out:
             gamma = _is_gamma(q)
             n = n_modes - 3 if gamma else n_modes
             where = _label_or_q(pts[0])
-            if all(p.mode is not None for p in pts):
-                for p in pts:
-                    if not 0 <= p.mode < n:
+            given = [(p, p.mode) for p in pts if p.mode is not None]
+            if len(given) == len(pts):
+                for p, mode in given:
+                    if not 0 <= mode < n:
                         raise FcinvError(
-                            f"measured table row {p.row} ({where}): mode {p.mode} is outside 0…{n - 1}"
+                            f"measured table row {p.row} ({where}): mode {mode} is outside 0…{n - 1}"
                             + (" (at Γ only optic modes count)" if gamma else "")
                         )
-                res.append((q, [(p, p.mode) for p in pts], gamma))
+                res.append((q, given, gamma))
                 continue
-            if any(p.mode is not None for p in pts):
+            if given:
                 raise FcinvError(f"measured table at {where}: give 'mode' on every row of that q or on none")
             total = sum(p.degeneracy for p in pts)
             if total != n:
@@ -120,7 +122,8 @@ class MeasuredTable:
                     f"{'optic ' if gamma else ''}modes there; give all of them or a 'mode' index per row"
                 )
             order = sorted(pts, key=lambda p: p.frequency_thz)
-            pairs, k = [], 0
+            pairs: list[tuple[MeasuredPoint, int]] = []
+            k = 0
             for p in order:
                 for _ in range(p.degeneracy):
                     pairs.append((p, k))
@@ -162,7 +165,7 @@ def measured_path(material_name: str) -> Path:
 
 def high_symmetry_points(material) -> dict:
     """Labelled points of the material's q-path, conventional r.l.u. (from its grid's segments)."""
-    pts = {}
+    pts: dict[str, tuple[float, ...]] = {}
     for s in material.grid.q.segments:
         pts.setdefault(s.start, tuple(s.start_q))
         pts.setdefault(s.end, tuple(s.end_q))

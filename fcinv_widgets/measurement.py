@@ -146,7 +146,7 @@ class Augmenter:
         m = self.model
         r = self.rng(epoch, sample)
         x = np.asarray(img, np.float32)
-        info = {"clean": True}
+        info: dict[str, float] = {"clean": True}  # flags and numbers (bool and int are floats to mypy)
         if r.random() < m.p_clean:
             return (x.astype(np.float32), info) if return_info else x.astype(np.float32)
         info = {"clean": False}

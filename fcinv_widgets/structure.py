@@ -9,10 +9,12 @@ explicitly; nothing else changes the cell a user gives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import StructureError
 
@@ -36,7 +38,7 @@ def phonopy_mass(symbol: str) -> float:
     return float(mass)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Crystal:
     """A periodic crystal.
 
@@ -46,17 +48,20 @@ class Crystal:
     positions : (n, 3) array — fractional coordinates.
     symbols : tuple of str — chemical symbols.
     masses : (n,) array, amu.
+
+    The constructor takes array-likes and ``masses=None`` (phonopy's table); the attributes
+    are always the checked float arrays and a tuple of str.
     """
 
     lattice: np.ndarray
     positions: np.ndarray
-    symbols: tuple
-    masses: np.ndarray = field(default=None)
+    symbols: tuple[str, ...]
+    masses: np.ndarray
 
-    def __post_init__(self):
+    def __init__(self, lattice: ArrayLike, positions: ArrayLike, symbols: Iterable[str], masses: ArrayLike | None = None) -> None:
         try:
-            lat = np.asarray(self.lattice, dtype=float)
-            pos = np.asarray(self.positions, dtype=float)
+            lat = np.asarray(lattice, dtype=float)
+            pos = np.asarray(positions, dtype=float)
         except (TypeError, ValueError):
             raise StructureError("lattice and positions must be numeric arrays") from None
         if lat.shape != (3, 3) or not np.all(np.isfinite(lat)):
@@ -75,24 +80,24 @@ class Crystal:
             raise StructureError(f"positions must be a finite (n, 3) array, got shape {pos.shape}")
         if len(pos) > MAX_ATOMS:
             raise StructureError(f"{len(pos)} atoms in the cell; at most {MAX_ATOMS} are supported")
-        symbols = tuple(str(s) for s in self.symbols)
-        if len(symbols) != len(pos):
-            raise StructureError(f"{len(symbols)} symbols for {len(pos)} positions")
-        if self.masses is None:
-            table = {s: phonopy_mass(s) for s in set(symbols)}
-            masses = np.array([table[s] for s in symbols])
+        syms = tuple(str(s) for s in symbols)
+        if len(syms) != len(pos):
+            raise StructureError(f"{len(syms)} symbols for {len(pos)} positions")
+        if masses is None:
+            table = {s: phonopy_mass(s) for s in set(syms)}
+            m = np.array([table[s] for s in syms])
         else:
             try:
-                masses = np.asarray(self.masses, dtype=float)
+                m = np.asarray(masses, dtype=float)
             except (TypeError, ValueError):
                 raise StructureError("masses must be numbers (amu)") from None
-            if masses.shape != (len(pos),) or not np.all(np.isfinite(masses)) or np.any(masses <= 0):
+            if m.shape != (len(pos),) or not np.all(np.isfinite(m)) or np.any(m <= 0):
                 raise StructureError("masses must be positive, one per atom (amu)")
-        _check_no_overlap(lat, pos, symbols)
+        _check_no_overlap(lat, pos, syms)
         object.__setattr__(self, "lattice", lat)
         object.__setattr__(self, "positions", pos)
-        object.__setattr__(self, "symbols", symbols)
-        object.__setattr__(self, "masses", masses)
+        object.__setattr__(self, "symbols", syms)
+        object.__setattr__(self, "masses", m)
 
     def with_masses(self, masses: dict | None) -> Crystal:
         """A copy with the masses (amu) of the species in ``masses`` ({symbol: amu}) replaced."""
@@ -270,17 +275,16 @@ def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
     prim_sp = np.asarray(res["primitive_lattice"])
     recip_sp = np.asarray(res["reciprocal_primitive_lattice"])
     rot = np.asarray(res.get("rotation_matrix", np.eye(3)))
+
     # seekpath's cell may be rotated: pick the orientation in which its primitive lattice is a
     # lattice of the given cell's points (the given cell is then an integer supercell of it)
-    best = None
-    for r in (rot, rot.T):
+    def misfit(r: np.ndarray) -> float:
         m = crystal.lattice @ np.linalg.inv(prim_sp @ r)
-        err = np.abs(m - np.rint(m)).max()
-        if best is None or err < best[0]:
-            best = (err, r)
-    if best[0] > 1e-3:
+        return float(np.abs(m - np.rint(m)).max())
+
+    r = min((rot, rot.T), key=misfit)
+    if misfit(r) > 1e-3:
         raise StructureError("cannot relate SeeK-path's standard cell to the given cell; give q-points as numbers")
-    r = best[1]
     out = {}
     for label, f in res["point_coords"].items():
         cart = (np.asarray(f, float) @ recip_sp) @ r

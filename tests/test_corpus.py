@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -296,16 +299,45 @@ def test_os_errors_at_the_write_site_are_one_line(capsys, bad, monkeypatch):
     assert rc == 2 and err.strip() == f"fcinv simulate: error: {bad / 'p.h5'}: No space left on device"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+# root without the two capabilities that let it ignore file permissions: the kernel then checks
+# them for root as for any owner, so a read-only folder gives a real EACCES
+DROP_DAC = ["setpriv", "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def _as_root_without_dac_override(ro: Path) -> list[str]:
+    """The command prefix under which root cannot write into ``ro`` (checked with a probe write),
+    or skip the test naming why that cannot be arranged here."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop CAP_DAC_OVERRIDE")
+    probe = subprocess.run([*DROP_DAC, sys.executable, "-c", f"open({str(ro / 'probe')!r}, 'w')"], capture_output=True, text=True)
+    if (ro / "probe").exists() or "PermissionError" not in probe.stderr:
+        (ro / "probe").unlink(missing_ok=True)
+        pytest.skip(
+            f"running as root and dropping CAP_DAC_OVERRIDE with setpriv did not deny a write: {probe.stderr.strip()[-200:]}"
+        )
+    return DROP_DAC
+
+
 def test_read_only_folder(capsys, bad):
+    """An output in a folder without write permission: one line, exit 2, nothing written. As root
+    (which ignores permissions) the command runs as root without CAP_DAC_OVERRIDE, a real
+    EACCES, in a subprocess."""
     ro = bad / "ro"
     ro.mkdir(exist_ok=True)
     ro.chmod(0o555)
+    argv = ["simulate", "--material", "Ge", "--out", str(ro / "x.h5")]
     try:
-        rc, _, err = run_bad(capsys, ["simulate", "--material", "Ge", "--out", str(ro / "x.h5")])
+        if os.geteuid() != 0:
+            rc, _, err = run_bad(capsys, argv)
+        else:
+            prefix = _as_root_without_dac_override(ro)
+            r = subprocess.run([*prefix, sys.executable, "-m", "fcinv_widgets.cli", *argv], capture_output=True, text=True)
+            rc, err = r.returncode, r.stderr
     finally:
         ro.chmod(0o755)
-    assert rc == 2 and "no permission to write" in err
+    assert rc == 2 and "no permission to write" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert list(ro.iterdir()) == []
 
 
 def test_interrupt_is_quiet(capsys, monkeypatch):
@@ -344,7 +376,7 @@ BAD_THETAS = [["a"] * 8, [float("nan")] * 8, "x", None, [1.0] * 3, {"a": 1}]
 def test_fc_explorer_refuses_bad_theta_and_keeps_state(value):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer
-    from fcinv_widgets.widgets.fake import FakeMaterial
+    from fcinv_testing.fakes import FakeMaterial
 
     fx = FCExplorer(FakeMaterial())
     good, frame = list(fx.widget.values), fx.widget.frame
@@ -361,7 +393,7 @@ def test_fc_explorer_refuses_bad_theta_and_keeps_state(value):
 def test_fc_explorer_refuses_bad_compare(value):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer
-    from fcinv_widgets.widgets.fake import FakeMaterial
+    from fcinv_testing.fakes import FakeMaterial
 
     fx = FCExplorer(FakeMaterial())
     with pytest.raises(FcinvError):
@@ -375,7 +407,7 @@ def test_noise_grid_widget_refuses_bad_values():
 
     with pytest.raises(FcinvError):
         NoiseGridExplorer({})
-    from fcinv_widgets.widgets.noise_grid import fake_noise_grid
+    from fcinv_testing.fakes import fake_noise_grid
 
     ng = NoiseGridExplorer(fake_noise_grid())
     ng.select(0, 0)

@@ -62,10 +62,12 @@ def test_interrupted_in_process_then_resumed(reference_file, tmp_path):
     _same(_content(p), _content(reference_file))
 
 
-def test_kill_int_from_outside_then_rerun(tmp_path):
-    """A real `kill -INT` of the CLI mid-run, then the same command: the same file as one uninterrupted run."""
-    p = tmp_path / "cli.h5"
-    cmd = [
+_CLI_SETTINGS = dict(n_train=600, n_test=10, candidates=256, seed=3)
+
+
+def _cli_dataset(out):
+    s = _CLI_SETTINGS
+    return [
         sys.executable,
         "-m",
         "fcinv_widgets.cli",
@@ -73,31 +75,98 @@ def test_kill_int_from_outside_then_rerun(tmp_path):
         "--material",
         "Ge",
         "--n-train",
-        "600",
+        str(s["n_train"]),
         "--n-test",
-        "10",
+        str(s["n_test"]),
         "--candidates",
-        "256",
+        str(s["candidates"]),
         "--seed",
-        "3",
+        str(s["seed"]),
         "--out",
-        str(p),
+        str(out),
         "--no-progress",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The dataset of the CLI settings, made in one uninterrupted run."""
+    q = tmp_path_factory.mktemp("ds") / "straight.h5"
+    generate_dataset("Ge", q, progress=False, **_CLI_SETTINGS)
+    return q
+
+
+def _start_and_wait_for_file(out):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")  # stdout lines arrive as printed
+    proc = subprocess.Popen(_cli_dataset(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     t0 = time.time()
-    while not p.exists() and time.time() - t0 < 120:
+    while not out.exists() and time.time() - t0 < 120 and proc.poll() is None:
         time.sleep(0.05)
+    assert out.exists(), proc.communicate()
+    return proc
+
+
+def test_kill_int_from_outside_then_rerun(tmp_path, straight_run):
+    """A real `kill -INT` of the CLI mid-run, then the same command: the same file as one uninterrupted run."""
+    p = tmp_path / "cli.h5"
+    proc = _start_and_wait_for_file(p)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in out
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(_cli_dataset(p), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    q = tmp_path / "straight.h5"
-    generate_dataset("Ge", q, n_train=600, n_test=10, seed=3, candidates=256, progress=False)
-    _same(_content(p), _content(q))
+    _same(_content(p), _content(straight_run))
+
+
+def test_double_ctrl_c_from_outside_is_quiet_and_resumable(tmp_path, straight_run):
+    """Two real SIGINTs in a row (a double Ctrl-C) to the CLI mid-run. The first asks for a stop
+    after the current chunk, the second stops at once. Either way: exit 130, one line naming the
+    interruption, no traceback; the file left behind is an fcinv dataset that the same settings
+    complete to the uninterrupted run's content."""
+    p = tmp_path / "twice.h5"
+    proc = _start_and_wait_for_file(p)
+    time.sleep(0.2)  # inside the chunk loop (the file is created just before it)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    # the second Ctrl-C stopped it at once (one stderr line) or reached it after the chunk's clean stop
+    stopped_at_once = err.strip() == "fcinv dataset: interrupted" and out == ""
+    stopped_cleanly = err.strip() in ("", "fcinv dataset: interrupted") and "run the same command again" in out
+    assert stopped_at_once or stopped_cleanly, (out, err)
+    with h5py.File(p, "r") as f:
+        assert f.attrs["format"] == "fcinv-dataset"
+        for split in ("train", "test"):
+            assert 0 <= int(f[split].attrs["n_done"]) <= int(f[split].attrs["n_target"])
+    r = generate_dataset("Ge", p, progress=False, **_CLI_SETTINGS)
+    assert not r["interrupted"] and r["train"]["n_done"] == 600
+    _same(_content(p), _content(straight_run))
+
+
+def test_ctrl_c_while_exiting_after_a_clean_stop_is_quiet(tmp_path):
+    """The second Ctrl-C of a double one can come after the first has stopped the run cleanly, while
+    the command reports and exits: still exit 130 and no traceback (it used to end the process by
+    the signal, exit status -2)."""
+    p = tmp_path / "late.h5"
+    proc = _start_and_wait_for_file(p)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    lines = []
+    for line in proc.stdout:  # the report's last line: the command is done, the process is exiting
+        lines.append(line)
+        if "run the same command again" in line:
+            # main() has returned by now; interpreter shutdown (torch, dask, h5py) takes ~0.5 s here
+            time.sleep(0.1)
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=60)
+    assert lines and "run the same command again" in lines[-1], (lines, out, err)
+    assert proc.returncode == 130, (lines, out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
 
 
 def test_dask_local_cluster_gives_the_same_dataset(reference_file, tmp_path):

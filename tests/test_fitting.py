@@ -74,6 +74,11 @@ def test_units_convert(ge):
         (_table([{"label": "X", "frequency": 1.0, "sigma": 0.1}], unit="Hz"), "unknown unit 'Hz'"),
         (_table([{"q": [0, 1.5, 0], "frequency": 1.0, "sigma": 0.1, "mode": 0}]), "outside the first Brillouin zone"),
         (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1}]), "cover 1 modes"),
+        (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 6}]), r"mode 6 is outside 0…5"),
+        (
+            _table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}, {"label": "X", "frequency": 7.0, "sigma": 0.1}]),
+            "give 'mode' on every row of that q or on none",
+        ),
         (_table([{"label": "X", "frequency": "fast", "sigma": 0.1}]), "'frequency' must be a finite number"),
         (_table([{"label": "X", "frequency": 2.4, "sigma": -1, "mode": 0}]), "sigma must be > 0"),
         (

@@ -157,6 +157,19 @@ def test_bad_parameters(ge_fm):
         ge_fm.spectra(np.zeros((2, 7)))
 
 
+@pytest.mark.parametrize("bad", ["1.0", True, 1j, np.nan, np.inf, -1.0, 0, None])
+def test_sigma_must_be_a_positive_real_number(ge, bad):
+    """A string, a bool, a complex, NaN/inf or σ ≤ 0 is refused with one FcinvError naming it
+    (a string used to reach np.isfinite and end in a TypeError)."""
+    with pytest.raises(FcinvError, match="sigma_mev must be a positive number"):
+        ge.forward_model(sigma_mev=bad)
+
+
+def test_sigma_accepts_numpy_and_python_reals(ge):
+    for ok in (2, 2.0, np.float32(2.0), np.int64(2)):
+        assert ge.forward_model(sigma_mev=ok).resolution == {"kind": "constant", "sigma_mev": 2.0}
+
+
 def test_batches_stream_in_chunks(ge_fm, rng):
     th = np.repeat(ge_fm.reference_theta[None], 10, axis=0)
     a = ge_fm.spectra(th, chunk=3)

@@ -140,7 +140,8 @@ def test_cli_refine_and_infer_scans_refuse(tmp_path, capsys, ge):
 
 def test_widget_input_refused(vae):
     """The latent picker places user spectra through the model: a bad one is refused there too."""
-    from fcinv_widgets.widgets.latent_picker import LatentPicker, fake_latent_map
+    from fcinv_testing.fakes import fake_latent_map
+    from fcinv_widgets.widgets.latent_picker import LatentPicker
 
     lm = fake_latent_map(latent=20)
     w = LatentPicker(lm, vae)

@@ -127,7 +127,7 @@ def test_js_forward_model_agrees_with_python_for_ge_and_nb(tmp_path):
 
 
 def test_payload_is_none_for_a_forward_model_without_blocks():
-    from fcinv_widgets.widgets.fake import FakeMaterial
+    from fcinv_testing.fakes import FakeMaterial
 
     fm = FakeMaterial().forward_model()
     assert forward_payload(fm) is None
@@ -166,7 +166,7 @@ def test_payload_is_none_for_blocks_too_large_for_the_page():
 def test_fake_explorer_has_no_js_path_and_refuses_save_html(tmp_path):
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.widgets import FCExplorer
-    from fcinv_widgets.widgets.fake import FakeMaterial
+    from fcinv_testing.fakes import FakeMaterial
 
     fx = FCExplorer(FakeMaterial())
     assert fx.widget.jsforward is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import FcinvError
+from ..errors import FcinvError, GridMismatchError
 from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
 
@@ -23,6 +23,10 @@ from ..metrics import r2_score  # noqa: E402,F401  (the one R², re-exported)
 
 @dataclass
 class NoiseGridResult:
+    """One model's noise-robustness results on the (nB, nP) grid; the one noise-grid object of
+    the package (``run_noise_grid`` makes it, ``save``/``load`` its one HDF5 format,
+    ``widgets.NoiseGridExplorer`` shows one or several of them). Shapes are checked."""
+
     names: list
     backgrounds: np.ndarray  # (nB,)
     counts: np.ndarray  # (nP,)
@@ -36,6 +40,26 @@ class NoiseGridResult:
     meta: dict = field(default_factory=dict)
     cov1: np.ndarray | None = None  # (nB, nP, 8) fraction of true FCs within ±1σ (None: no σ)
     cov2: np.ndarray | None = None  # (nB, nP, 8) within ±2σ
+
+    def __post_init__(self) -> None:
+        if np.ndim(self.backgrounds) != 1 or np.ndim(self.counts) != 1:
+            raise GridMismatchError(
+                f"backgrounds and counts must be 1-D, got shapes {np.shape(self.backgrounds)} and {np.shape(self.counts)}"
+            )
+        nb, npk, nfc = len(self.backgrounds), len(self.counts), len(self.names)
+        want = {"r2": (nb, npk, nfc), "mae": (nb, npk, nfc), "snr": (nb, npk), "example_snr": (nb, npk)}
+        if (self.cov1 is None) != (self.cov2 is None):
+            raise GridMismatchError("cov1 and cov2 come together (both or neither)")
+        if self.cov1 is not None:
+            want.update(cov1=(nb, npk, nfc), cov2=(nb, npk, nfc))
+        for k, shape in want.items():
+            if np.shape(getattr(self, k)) != shape:
+                raise GridMismatchError(f"{k} must have shape {shape} (nB, nP[, n_fc]), got {np.shape(getattr(self, k))}")
+        if np.ndim(self.example_clean) != 2 or np.shape(self.examples) != (nb, npk, *np.shape(self.example_clean)):
+            raise GridMismatchError(
+                f"examples must have shape ({nb}, {npk}) + example_clean.shape (nq, nE), got {np.shape(self.examples)} "
+                f"and example_clean {np.shape(self.example_clean)}"
+            )
 
     def save(self, path) -> None:
         import h5py

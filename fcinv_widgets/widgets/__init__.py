@@ -1,8 +1,12 @@
-"""Jupyter widgets (anywidget): synced views + user-facing classes taking library objects."""
+"""Jupyter widgets (anywidget): synced views + user-facing classes taking library objects.
 
+``NoiseGridResult`` is :class:`fcinv_widgets.analysis.noise_grid.NoiseGridResult`, re-exported
+for convenience: the widgets define no data objects of their own."""
+
+from ..analysis.noise_grid import NoiseGridResult
 from .fc_explorer import FCExplorer, FCExplorerView, SliderDomainError
 from .latent_picker import LatentPicker, LatentPickerView, LatentSelectionError
-from .noise_grid import NoiseGridExplorer, NoiseGridResult, NoiseGridView
+from .noise_grid import NoiseGridExplorer, NoiseGridView
 from .orientation import OrientationScatter, OrientationView, ScanSelectionError
 
 __all__ = [

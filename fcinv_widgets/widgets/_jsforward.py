@@ -60,7 +60,7 @@ def forward_payload(fm) -> dict | None:
     """Everything ``forward_model.js`` needs to evaluate ``fm`` without a kernel, or None.
 
     ``fm`` is a :class:`fcinv_widgets.forward.ForwardModel` (any backend: the arrays are the
-    CPU layout built at construction). Other forward models (e.g. the widgets' fake) have
+    CPU layout built at construction). Other forward models (e.g. the tests' fake) have
     no block layout, and a model with blocks larger than ``MAX_JS_BLOCK`` modes (a big cell at
     low-symmetry q) would be slow in the page: None, and the widget keeps the kernel path.
 

@@ -1,18 +1,19 @@
 """NoiseGridExplorer: the 5x5 (B, P) noise grid as clickable R² cells.
 
-The Stage III noise analysis should return an object with the fields of
-:class:`NoiseGridResult` (any object with these attributes plugs in).
+Shows one or several :class:`fcinv_widgets.analysis.noise_grid.NoiseGridResult` (one per
+model, as ``run_noise_grid`` returns and ``NoiseGridResult.save`` writes); the widget holds
+no physics and no result type of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+import os
 
 import anywidget
 import numpy as np
 import traitlets
 
+from ..analysis.noise_grid import NoiseGridResult
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
@@ -20,59 +21,41 @@ from ._traits import synced_array
 from .fc_explorer import _pandas
 
 
-@dataclass
-class NoiseGridResult:
-    """Noise-robustness results on a (nB, nP) grid.
-
-    b_levels (nB,) background levels; p_levels (nP,) peak counts; fc_names (8,);
-    models e.g. ["VAE", "ResNet"]; r2 (n_models, nB, nP, 8); example_noisy
-    (nB, nP, nq, nE) in [0, 1]; example_clean (nq, nE); snr (nB, nP).
-    """
-
-    b_levels: np.ndarray
-    p_levels: np.ndarray
-    fc_names: Sequence[str]
-    models: Sequence[str]
-    r2: np.ndarray
-    example_noisy: np.ndarray
-    example_clean: np.ndarray
-    snr: np.ndarray
-
-    def __post_init__(self):
-        nb, npk = len(self.b_levels), len(self.p_levels)
-        want = (len(self.models), nb, npk, len(self.fc_names))
-        if np.shape(self.r2) != want:
-            raise GridMismatchError(f"r2 must have shape {want}, got {np.shape(self.r2)}")
-        if np.shape(self.example_noisy)[:2] != (nb, npk) or np.shape(self.example_noisy)[2:] != np.shape(self.example_clean):
-            raise GridMismatchError(
-                f"example_noisy must have shape ({nb}, {npk}) + example_clean.shape, got {np.shape(self.example_noisy)}"
+def _as_results(results) -> dict[str, NoiseGridResult]:
+    """``{model name: NoiseGridResult}`` from a result, a saved result's path, a list of either
+    (names from each result's ``model``) or a dict ``{model name: result or path}``; all on
+    one (B, P) grid with the same FC names."""
+    if isinstance(results, dict):
+        pairs = [(str(k), v) for k, v in results.items()]
+    else:
+        items = list(results) if isinstance(results, (list, tuple)) else [results]
+        pairs = [("", r) for r in items]
+    if not pairs:
+        raise FcinvError("no noise-grid results given (an empty collection)")
+    out: dict[str, NoiseGridResult] = {}
+    for i, (name, r) in enumerate(pairs):
+        if isinstance(r, (str, os.PathLike)):
+            r = NoiseGridResult.load(r)
+        if not isinstance(r, NoiseGridResult):
+            raise FcinvError(
+                f"NoiseGridExplorer takes analysis.noise_grid.NoiseGridResult objects (or their saved files), got {type(r).__name__}"
             )
-        if np.shape(self.snr) != (nb, npk):
-            raise GridMismatchError(f"snr must have shape ({nb}, {npk}), got {np.shape(self.snr)}")
-
-    @classmethod
-    def from_analysis(cls, results) -> "NoiseGridResult":
-        """Build from Stage III result(s) (``fcinv_widgets.analysis.noise_grid.NoiseGridResult``,
-        one per model): a single result, a list, or a dict ``{model name: result}``.
-        The example spectra and their SNR are taken from the first result."""
-        if isinstance(results, dict):
-            models, items = list(results), list(results.values())
-        else:
-            items = list(results) if isinstance(results, (list, tuple)) else [results]
-            models = [getattr(r, "model", "") or f"model {i}" for i, r in enumerate(items)]
-        if not items:
-            raise FcinvError("no noise-grid results given (an empty collection)")
-        first = items[0]
-        return cls(
-            b_levels=np.asarray(first.backgrounds, float),
-            p_levels=np.asarray(first.counts, float),
-            fc_names=list(first.names),
-            models=models,
-            r2=np.stack([np.asarray(r.r2, float) for r in items]),
-            example_noisy=np.asarray(first.examples, np.float32),
-            example_clean=np.asarray(first.example_clean, np.float32),
-            snr=np.asarray(first.example_snr, float),
+        name = name or r.model or f"model {i}"
+        if name in out:
+            raise FcinvError(f"two noise-grid results are named {name!r}: pass a dict {{name: result}}")
+        out[name] = r
+    first = next(iter(out.values()))
+    for name, r in out.items():
+        same = (
+            list(r.names) == list(first.names)
+            and np.array_equal(r.backgrounds, first.backgrounds)
+            and np.array_equal(r.counts, first.counts)
         )
+        if not same:
+            raise GridMismatchError(
+                f"noise grid {name!r} has other B levels, P levels or FC names than {next(iter(out))!r}: one grid per explorer"
+            )
+    return out
 
 
 class NoiseGridView(anywidget.AnyWidget):
@@ -119,18 +102,26 @@ class NoiseGridExplorer:
     """Clickable (B, P) grid of R² for a chosen FC and model; a click shows the
     cell's example noisy spectrum (with SNR) beside the clean one and every FC's R²."""
 
-    def __init__(self, result, *, model: str | None = None, fc: int = 0):
-        if not isinstance(result, NoiseGridResult):
-            result = NoiseGridResult.from_analysis(result)
-        self.result = result
-        models = list(result.models)
+    def __init__(self, results, *, model: str | None = None, fc: int = 0):
+        """``results``: an ``analysis.noise_grid.NoiseGridResult`` (or the path of a saved one), a
+        list of them, or a dict ``{model name: result}``. The example spectra and their SNR
+        shown for a cell are the first result's."""
+        self.results = _as_results(results)
+        models = list(self.results)
+        first = self.results[models[0]]
+        self._r2 = np.stack([np.asarray(r.r2, float) for r in self.results.values()])  # (n_models, nB, nP, n_fc)
+        self._b = np.asarray(first.backgrounds, float)
+        self._p = np.asarray(first.counts, float)
+        self._names = [str(n) for n in first.names]
+        self._examples = first.examples
+        self._snr = np.asarray(first.example_snr, float)
         self.widget = NoiseGridView(
-            b_levels=[float(b) for b in result.b_levels],
-            p_levels=[float(p) for p in result.p_levels],
-            fc_names=list(result.fc_names),
+            b_levels=[float(b) for b in self._b],
+            p_levels=[float(p) for p in self._p],
+            fc_names=self._names,
             models=models,
-            clean=np.asarray(result.example_clean, np.float32),
-            snr_grid=np.asarray(result.snr, np.float32),
+            clean=np.asarray(first.example_clean, np.float32),
+            snr_grid=np.asarray(self._snr, np.float32),
         )
         self.widget.model = model if model is not None else models[0]
         self.widget.fc = fc
@@ -141,30 +132,30 @@ class NoiseGridExplorer:
     @property
     def selected(self) -> tuple[int, int] | None:
         s = self.widget.selected
-        return None if s < 0 else divmod(s, len(self.result.p_levels))
+        return None if s < 0 else divmod(s, len(self._p))
 
     def select(self, ib: int, ip: int) -> None:
         """Select cell (B index, P index)."""
-        npk = len(self.result.p_levels)
+        npk = len(self._p)
         if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in (ib, ip)):
             raise FcinvError(f"select takes two integer cell indices (B, P), got ({ib!r}, {ip!r})")
-        if not (0 <= ib < len(self.result.b_levels) and 0 <= ip < npk):
-            raise FcinvError(f"cell ({ib}, {ip}) is outside the {len(self.result.b_levels)}x{npk} grid")
+        if not (0 <= ib < len(self._b) and 0 <= ip < npk):
+            raise FcinvError(f"cell ({ib}, {ip}) is outside the {len(self._b)}x{npk} grid")
         self.widget.selected = ib * npk + ip
 
     # -- export --------------------------------------------------------------
     @property
     def data(self) -> dict:
         """Arrays behind the view: ``r2`` (n_models, nB, nP, n_fc), ``b_levels``, ``p_levels``,
-        ``snr`` (nB, nP), ``models``, ``fc_names``, the shown ``r2_grid`` (nB, nP) and the selection."""
-        r = self.result
+        ``snr`` (nB, nP: the SNR of each cell's example spectrum), ``models``, ``fc_names``, the
+        shown ``r2_grid`` (nB, nP) and the selection."""
         return {
-            "models": list(r.models),
-            "fc_names": list(r.fc_names),
-            "b_levels": np.array(r.b_levels, float),
-            "p_levels": np.array(r.p_levels, float),
-            "r2": np.array(r.r2, float),
-            "snr": np.array(r.snr, float),
+            "models": list(self.results),
+            "fc_names": list(self._names),
+            "b_levels": self._b.copy(),
+            "p_levels": self._p.copy(),
+            "r2": self._r2.copy(),
+            "snr": self._snr.copy(),
             "model": self.widget.model,
             "fc": self.widget.fc,
             "r2_grid": np.array(self.widget.r2_grid),
@@ -174,26 +165,25 @@ class NoiseGridExplorer:
     def to_dataframe(self):
         """Long table: one row per (model, B, P, FC) with R² and the cell's example SNR. Needs pandas."""
         pd = _pandas()
-        r = self.result
-        r2 = np.asarray(r.r2, float)
+        r2 = self._r2
         idx = np.indices(r2.shape).reshape(4, -1)
         return pd.DataFrame(
             {
-                "model": np.asarray(r.models, object)[idx[0]],
-                "B": np.asarray(r.b_levels, float)[idx[1]],
-                "P": np.asarray(r.p_levels, float)[idx[2]],
-                "fc": np.asarray(r.fc_names, object)[idx[3]],
+                "model": np.asarray(list(self.results), object)[idx[0]],
+                "B": self._b[idx[1]],
+                "P": self._p[idx[2]],
+                "fc": np.asarray(self._names, object)[idx[3]],
                 "r2": r2.ravel(),
-                "snr": np.asarray(r.snr, float)[idx[1], idx[2]],
+                "snr": self._snr[idx[1], idx[2]],
             }
         )
 
     def __repr__(self) -> str:
         g = np.asarray(self.widget.r2_grid, float)
-        name = self.result.fc_names[self.widget.fc]
+        name = self._names[self.widget.fc]
         return (
-            f"NoiseGridExplorer({len(self.result.b_levels)}x{len(self.result.p_levels)} (B, P) grid, "
-            f"{len(self.result.models)} models; {self.widget.model} {name}: R² {np.nanmin(g):.3g}–{np.nanmax(g):.3g})"
+            f"NoiseGridExplorer({len(self._b)}x{len(self._p)} (B, P) grid, "
+            f"{len(self.results)} models; {self.widget.model} {name}: R² {np.nanmin(g):.3g}–{np.nanmax(g):.3g})"
         )
 
     def to_png(self) -> bytes:
@@ -222,10 +212,10 @@ class NoiseGridExplorer:
         return _static.with_static(self.widget._repr_mimebundle_(**kwargs), self.to_png(), repr(self))
 
     def _mi(self) -> int:
-        return list(self.result.models).index(self.widget.model)
+        return list(self.results).index(self.widget.model)
 
     def _update_grid(self) -> None:
-        self.widget.r2_grid = np.asarray(self.result.r2[self._mi(), :, :, self.widget.fc], np.float32)
+        self.widget.r2_grid = np.asarray(self._r2[self._mi(), :, :, self.widget.fc], np.float32)
         self._update_cell()
 
     def _update_cell(self) -> None:
@@ -234,32 +224,7 @@ class NoiseGridExplorer:
             sel = self.selected
             if sel is not None:
                 ib, ip = sel
-                w.noisy = np.asarray(self.result.example_noisy[ib, ip], np.float32)
-                w.snr = float(self.result.snr[ib, ip])
-                w.cell_r2 = np.asarray(self.result.r2[self._mi(), ib, ip, :], np.float32)
+                w.noisy = np.asarray(self._examples[ib, ip], np.float32)
+                w.snr = float(self._snr[ib, ip])
+                w.cell_r2 = np.asarray(self._r2[self._mi(), ib, ip, :], np.float32)
             w.cell_frame += 1
-
-
-def fake_noise_grid(nq: int = 40, ne: int = 30, seed: int = 0) -> NoiseGridResult:
-    """Small synthetic NoiseGridResult for tests and demos (no physics)."""
-    rng = np.random.default_rng(seed)
-    b = np.array([0.0, 0.05, 0.1, 0.2, 0.4])
-    p = np.array([1e2, 3e2, 1e3, 3e3, 1e4])
-    q = np.linspace(0, 1, nq)[:, None]
-    e = np.linspace(0, 1, ne)[None, :]
-    clean = np.exp(-((e - 0.3 - 0.4 * np.sin(np.pi * q)) ** 2) / 0.005).astype(np.float32)
-    noisy = np.empty((5, 5, nq, ne), np.float32)
-    snr = np.empty((5, 5))
-    for i, bb in enumerate(b):
-        for j, pp in enumerate(p):
-            counts = rng.poisson(pp * (clean + bb)) / pp
-            img = (counts - counts.min()) / (counts.max() - counts.min())
-            noisy[i, j] = img
-            snr[i, j] = float(clean.sum() / np.sqrt(((img - clean) ** 2).sum() + 1e-9))
-    quality = (np.log10(p)[None, :] - 2) / 2 - b[:, None]
-    r2 = np.clip(
-        quality[None, :, :, None] * np.linspace(1.0, 0.6, 8)[None, None, None, :] * np.array([1.0, 0.9])[:, None, None, None],
-        0,
-        1,
-    )
-    return NoiseGridResult(b, p, [f"FC{i}" for i in range(8)], ["VAE", "ResNet"], r2, noisy, clean, snr)

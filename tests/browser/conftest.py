@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fcinv_widgets.widgets._browser import CHROMIUM
+from fcinv_testing.browser import CHROMIUM
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parents[1] / "test-artifacts"

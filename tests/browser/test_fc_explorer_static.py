@@ -16,7 +16,7 @@ import json
 import numpy as np
 import pytest
 
-from fcinv_widgets.widgets._browser import (
+from fcinv_testing.browser import (
     CANVAS_SUM_JS,
     CHROMIUM,
     CHROMIUM_ARGS,

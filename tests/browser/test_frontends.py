@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fcinv_widgets.widgets._browser import (
+from fcinv_testing.browser import (
     chromium_page,
     jupyterlab,
     kernel_exec,
@@ -18,7 +18,7 @@ from fcinv_widgets.widgets._browser import (
 CELL = """\
 import numpy as np
 from fcinv_widgets.widgets import FCExplorer
-from fcinv_widgets.widgets.fake import FakeMaterial
+from fcinv_testing.fakes import FakeMaterial
 fx = FCExplorer(FakeMaterial())
 fx.compare(np.asarray(fx.widget.image) * 0.7)
 fx"""

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from fcinv_widgets.widgets._browser import (
+from fcinv_testing.browser import (
     CANVAS_SUM_JS,
     chromium_page,
     jupyterlab,
@@ -12,11 +12,11 @@ from fcinv_widgets.widgets._browser import (
     open_and_run,
     write_notebook,
 )
-from fcinv_widgets.widgets.latent_picker import fake_latent_map
+from fcinv_testing.fakes import fake_latent_map
 
 CELL = """\
 from fcinv_widgets.widgets import LatentPicker
-from fcinv_widgets.widgets.latent_picker import FakeDecoder, fake_latent_map
+from fcinv_testing.fakes import FakeDecoder, fake_latent_map
 lmap = fake_latent_map(n=300)
 lp = LatentPicker(lmap, FakeDecoder(nq=24, ne=20, latent=6))
 lp.add_points("experiment", lmap.mu[:2] + 0.3)

@@ -2,7 +2,7 @@
 
 import json
 
-from fcinv_widgets.widgets._browser import (
+from fcinv_testing.browser import (
     CANVAS_SUM_JS,
     chromium_page,
     jupyterlab,
@@ -13,7 +13,7 @@ from fcinv_widgets.widgets._browser import (
 
 CELL = """\
 from fcinv_widgets.widgets import NoiseGridExplorer
-from fcinv_widgets.widgets.noise_grid import fake_noise_grid
+from fcinv_testing.fakes import fake_noise_grid
 ng = NoiseGridExplorer(fake_noise_grid())
 ng"""
 

@@ -2,7 +2,7 @@
 
 import json
 
-from fcinv_widgets.widgets._browser import (
+from fcinv_testing.browser import (
     CANVAS_SUM_JS,
     chromium_page,
     jupyterlab,
@@ -13,8 +13,7 @@ from fcinv_widgets.widgets._browser import (
 
 CELL = """\
 from fcinv_widgets.widgets import OrientationScatter
-from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
-from fcinv_widgets.widgets.orientation import fake_scan_inference
+from fcinv_testing.fakes import FakeMaterial, fake_scan_inference, make_fake_grid
 grid = make_fake_grid(30, 24)
 res = fake_scan_inference(n=20, grid=grid)
 osc = OrientationScatter(res, forward_model=FakeMaterial(grid=grid).forward_model())

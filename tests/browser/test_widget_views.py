@@ -19,11 +19,8 @@ from fcinv_widgets.widgets import (
     NoiseGridExplorer,
     OrientationScatter,
 )
-from fcinv_widgets.widgets._browser import harness_page
-from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
-from fcinv_widgets.widgets.latent_picker import FakeDecoder, fake_latent_map
-from fcinv_widgets.widgets.noise_grid import fake_noise_grid
-from fcinv_widgets.widgets.orientation import fake_scan_inference
+from fcinv_testing.browser import harness_page
+from fcinv_testing.fakes import FakeDecoder, FakeMaterial, fake_latent_map, fake_noise_grid, fake_scan_inference, make_fake_grid
 
 LAYOUT_JS = """() => {
   const out = document.getElementById('out').getBoundingClientRect();
@@ -180,7 +177,7 @@ def test_orientation_view(tmp_path, artifacts):
 
 def test_noise_grid_view(tmp_path, artifacts):
     r = fake_noise_grid()
-    r.r2[0, 0, 0, 0] = -0.4
+    r["VAE"].r2[0, 0, 0] = -0.4
     ng = NoiseGridExplorer(r)
     ng.select(0, 0)
     with harness_page(ng.widget, tmp_path, theme="dark", width=800, scale=2) as page:

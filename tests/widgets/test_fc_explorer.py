@@ -7,7 +7,7 @@ from fcinv_widgets.errors import FcinvError, GridMismatchError
 from fcinv_widgets.widgets import FCExplorer, FCExplorerView
 from fcinv_widgets.widgets._assets import load_esm
 from fcinv_widgets.widgets._traits import array_from_json, array_to_json
-from fcinv_widgets.widgets.fake import FakeMaterial
+from fcinv_testing.fakes import FakeMaterial
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_to_dataframe_long_table(fx):
 
 
 def test_energy_window_auto_and_checked():
-    from fcinv_widgets.widgets.fake import make_fake_grid
+    from fcinv_testing.fakes import make_fake_grid
     from fcinv_widgets.widgets.fc_explorer import auto_energy_range
 
     assert auto_energy_range([1.0, 37.4], [0.0, 70.0]) == [0.0, 45.0]

@@ -4,7 +4,7 @@ import pytest
 from fcinv_widgets.analysis.latent import LatentMap
 from fcinv_widgets.errors import FcinvError, GridMismatchError
 from fcinv_widgets.widgets import LatentPicker, LatentSelectionError
-from fcinv_widgets.widgets.latent_picker import FakeDecoder, fake_latent_map
+from fcinv_testing.fakes import FakeDecoder, fake_latent_map
 
 
 @pytest.fixture

@@ -1,18 +1,32 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
+from fcinv_testing.fakes import fake_noise_grid
+from fcinv_widgets.analysis import noise_grid as analysis_noise_grid
 from fcinv_widgets.errors import FcinvError, GridMismatchError
 from fcinv_widgets.widgets import NoiseGridExplorer, NoiseGridResult
-from fcinv_widgets.widgets.noise_grid import fake_noise_grid
+
+
+def test_one_noise_grid_result_class():
+    """The widgets re-export the analysis object; they define no result type of their own."""
+    import fcinv_widgets.widgets.noise_grid as widget_module
+
+    assert NoiseGridResult is analysis_noise_grid.NoiseGridResult
+    assert [n for n, v in vars(widget_module).items() if isinstance(v, type) and v.__module__ == widget_module.__name__] == [
+        "NoiseGridView",
+        "NoiseGridExplorer",
+    ]
 
 
 def test_grid_follows_model_and_fc():
     res = fake_noise_grid()
     ng = NoiseGridExplorer(res)
-    np.testing.assert_allclose(ng.widget.r2_grid, res.r2[0, :, :, 0])
+    np.testing.assert_allclose(ng.widget.r2_grid, res["VAE"].r2[:, :, 0])
     ng.widget.fc = 3
     ng.widget.model = "ResNet"
-    np.testing.assert_allclose(ng.widget.r2_grid, res.r2[1, :, :, 3])
+    np.testing.assert_allclose(ng.widget.r2_grid, res["ResNet"].r2[:, :, 3])
     assert ng.widget.get_state()["r2_grid"]["dtype"] == "float32"
 
 
@@ -21,9 +35,9 @@ def test_click_cell_shows_example_and_per_fc_r2():
     ng = NoiseGridExplorer(res)
     ng.widget.set_state({"selected": 7})  # what a click sends
     assert ng.selected == (1, 2)
-    np.testing.assert_array_equal(ng.widget.noisy, res.example_noisy[1, 2])
-    assert ng.widget.snr == pytest.approx(res.snr[1, 2])
-    np.testing.assert_allclose(ng.widget.cell_r2, res.r2[0, 1, 2])
+    np.testing.assert_array_equal(ng.widget.noisy, res["VAE"].examples[1, 2])
+    assert ng.widget.snr == pytest.approx(res["VAE"].example_snr[1, 2])
+    np.testing.assert_allclose(ng.widget.cell_r2, res["VAE"].r2[1, 2])
 
 
 def test_bad_values_raise_and_keep_state():
@@ -39,35 +53,47 @@ def test_bad_values_raise_and_keep_state():
 
 
 def test_result_shape_checked():
-    res = fake_noise_grid()
+    r = fake_noise_grid()["VAE"]
     with pytest.raises(GridMismatchError, match="r2 must have shape"):
-        NoiseGridResult(
-            res.b_levels, res.p_levels, res.fc_names, res.models, res.r2[:, :3], res.example_noisy, res.example_clean, res.snr
-        )
+        dataclasses.replace(r, r2=r.r2[:3])
+    with pytest.raises(GridMismatchError, match="examples must have shape"):
+        dataclasses.replace(r, examples=r.examples[:, :, :-1])
+    with pytest.raises(GridMismatchError, match="example_snr must have shape"):
+        dataclasses.replace(r, example_snr=r.example_snr[:, :2])
+    with pytest.raises(GridMismatchError, match="cov1 and cov2"):
+        dataclasses.replace(r, cov1=np.zeros_like(r.r2))
 
 
-def test_from_stage3_results():
-    from fcinv_widgets.analysis.noise_grid import NoiseGridResult as Stage3
-
+def test_takes_a_result_a_list_a_dict_or_a_saved_file(tmp_path):
     res = fake_noise_grid()
+    vae, resnet = res["VAE"], res["ResNet"]
+    one = NoiseGridExplorer(vae)
+    assert one.widget.models == ["VAE"]
+    listed = NoiseGridExplorer([vae, resnet])  # names from each result's `model`
+    assert listed.widget.models == ["VAE", "ResNet"]
+    named = NoiseGridExplorer({"mine": resnet, "theirs": vae})
+    assert named.widget.models == ["mine", "theirs"]
+    np.testing.assert_allclose(named.widget.r2_grid, resnet.r2[:, :, 0])
+    # the one persistence format: NoiseGridResult.save, read back by the explorer
+    vae.save(tmp_path / "vae.h5")
+    resnet.save(tmp_path / "resnet.h5")
+    loaded = NoiseGridExplorer([tmp_path / "vae.h5", str(tmp_path / "resnet.h5")])
+    assert loaded.widget.models == ["VAE", "ResNet"]
+    loaded.widget.model = "ResNet"
+    loaded.widget.fc = 5
+    np.testing.assert_allclose(loaded.widget.r2_grid, resnet.r2[:, :, 5])
+    np.testing.assert_array_equal(loaded.data["r2"], np.stack([vae.r2, resnet.r2]))
 
-    def stage3(k):
-        return Stage3(
-            names=list(res.fc_names),
-            backgrounds=res.b_levels,
-            counts=res.p_levels,
-            r2=res.r2[k],
-            mae=np.zeros_like(res.r2[k]),
-            snr=res.snr,
-            example_clean=res.example_clean,
-            examples=res.example_noisy,
-            example_snr=res.snr,
-            model=res.models[k],
-        )
 
-    ng = NoiseGridExplorer({"VAE": stage3(0), "ResNet": stage3(1)})
-    assert ng.widget.models == ["VAE", "ResNet"]
-    ng.widget.model = "ResNet"
-    np.testing.assert_allclose(ng.widget.r2_grid, res.r2[1, :, :, 0])
-    ng2 = NoiseGridExplorer(stage3(0))
-    assert ng2.widget.models == ["VAE"]
+def test_inconsistent_collections_refused():
+    res = fake_noise_grid()
+    vae, resnet = res["VAE"], res["ResNet"]
+    with pytest.raises(FcinvError, match="named 'VAE'"):
+        NoiseGridExplorer([vae, vae])
+    other = dataclasses.replace(resnet, counts=resnet.counts * 2)
+    with pytest.raises(GridMismatchError, match="one grid per explorer"):
+        NoiseGridExplorer({"VAE": vae, "ResNet": other})
+    with pytest.raises(FcinvError, match="NoiseGridResult"):
+        NoiseGridExplorer({"VAE": vae.r2})
+    with pytest.raises(FcinvError, match="empty"):
+        NoiseGridExplorer([])

@@ -3,8 +3,8 @@ import pytest
 
 from fcinv_widgets.errors import FcinvError, GridMismatchError
 from fcinv_widgets.widgets import OrientationScatter
-from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
-from fcinv_widgets.widgets.orientation import ScanSelectionError, fake_scan_inference
+from fcinv_testing.fakes import FakeMaterial, fake_scan_inference, make_fake_grid
+from fcinv_widgets.widgets.orientation import ScanSelectionError
 
 
 @pytest.fixture

@@ -8,10 +8,7 @@ import numpy as np
 import pytest
 
 from fcinv_widgets.widgets import LatentPicker, NoiseGridExplorer, OrientationScatter
-from fcinv_widgets.widgets.fake import FakeMaterial, make_fake_grid
-from fcinv_widgets.widgets.latent_picker import FakeDecoder, fake_latent_map
-from fcinv_widgets.widgets.noise_grid import fake_noise_grid
-from fcinv_widgets.widgets.orientation import fake_scan_inference
+from fcinv_testing.fakes import FakeDecoder, FakeMaterial, fake_latent_map, fake_noise_grid, fake_scan_inference, make_fake_grid
 
 
 def _bundle_png(obj):
@@ -47,19 +44,19 @@ def test_orientation_static_and_data(orient):
 
 def test_noise_grid_static_and_data():
     r = fake_noise_grid()
-    r.r2[0, 0, 0, 0] = -0.4  # negative R² stays visible in the static figure and the table
+    r["VAE"].r2[0, 0, 0] = -0.4  # negative R² stays visible in the static figure and the table
     ng = NoiseGridExplorer(r)
     text, _ = _bundle_png(ng)
     assert text.startswith("NoiseGridExplorer(5x5 (B, P) grid, 2 models; VAE FC0: R² -0.4")
-    np.testing.assert_array_equal(ng.widget.snr_grid, r.snr.astype(np.float32))
+    np.testing.assert_array_equal(ng.widget.snr_grid, r["VAE"].example_snr.astype(np.float32))
     d = ng.data
     assert d["r2"].shape == (2, 5, 5, 8) and d["r2_grid"][0, 0] == pytest.approx(-0.4)
     pytest.importorskip("pandas")
     df = ng.to_dataframe()
     assert len(df) == 2 * 5 * 5 * 8
     row = df[(df.model == "ResNet") & (df.B == 0.1) & (df.P == 1000) & (df.fc == "FC3")]
-    assert len(row) == 1 and row.r2.iloc[0] == pytest.approx(r.r2[1, 2, 2, 3])
-    assert row.snr.iloc[0] == pytest.approx(r.snr[2, 2])
+    assert len(row) == 1 and row.r2.iloc[0] == pytest.approx(r["ResNet"].r2[2, 2, 3])
+    assert row.snr.iloc[0] == pytest.approx(r["VAE"].example_snr[2, 2])
 
 
 def test_latent_picker_static_and_data():

@@ -1,6 +1,7 @@
 """Helpers for driving the widgets in a real JupyterLab + headless Chromium
 (browser tests and the latency benchmark). Needs the `dev` extra (jupyterlab,
-playwright) and /usr/bin/chromium (see .ci/install-browser)."""
+playwright) and /usr/bin/chromium (see .ci/install-browser). Test support, not part of
+the installed package."""
 
 from __future__ import annotations
 
@@ -74,8 +75,13 @@ def jupyterlab(root: Path, timeout: float = 90.0, app: str = "lab"):
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
+    # notebook kernels inherit the server's environment: tests/ on their path, for fcinv_testing
+    from . import TESTS_DIR
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH", "")) if p)
     log = open(root / "jupyterlab.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         t0 = time.time()
