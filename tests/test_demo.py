@@ -43,6 +43,60 @@ def test_a_taken_port_is_skipped():
         assert demo.free_port(taken, "127.0.0.1") != taken
 
 
+def test_wayland_alone_is_a_display(monkeypatch):
+    monkeypatch.setattr(demo.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert demo.has_display() and "--no-browser" not in demo.command("notebooks/00_quickstart.ipynb", 8890, "127.0.0.1")
+    monkeypatch.delenv("WAYLAND_DISPLAY")
+    assert not demo.has_display()
+
+
+class _Exec(Exception):
+    pass
+
+
+def test_main_prints_the_url_it_starts_and_keeps_the_token_off_the_command_line(monkeypatch, capsys):
+    """What main() hands to JupyterLab (os.execve stubbed): the printed URL's port, host and token
+    are the server's; IP=0.0.0.0 listens everywhere but prints a URL on 127.0.0.1."""
+    seen = {}
+
+    def fake_execve(path, argv, env):
+        seen.update(path=path, argv=argv, env=env)
+        raise _Exec
+
+    monkeypatch.setattr(demo.os, "execve", fake_execve)
+    monkeypatch.setattr(demo.os, "chdir", lambda d: seen.setdefault("cwd", d))
+    monkeypatch.delenv("JUPYTER_TOKEN", raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(_Exec):
+            demo.main(["--port", str(port), "--ip", "0.0.0.0"])
+    out = capsys.readouterr().out
+    url = re.search(r"demo: JupyterLab on notebooks/00_quickstart.ipynb: (http://\S+)", out).group(1)
+    served = int(next(a for a in seen["argv"] if a.startswith("--port=")).split("=")[1])
+    assert served != port and f"port {port} is taken, using {served}" in out
+    assert url.startswith(f"http://127.0.0.1:{served}/lab/tree/notebooks/00_quickstart.ipynb?token=")
+    token = url.split("token=")[1]
+    assert len(token) >= 32 and seen["env"]["JUPYTER_TOKEN"] == token
+    assert "--ip=0.0.0.0" in seen["argv"] and not any(token in a for a in seen["argv"])
+    assert seen["path"] == sys.executable and seen["cwd"] == demo.ROOT
+
+
+def test_makefile_passes_port_and_ip_and_defaults_to_8888():
+    if not shutil.which("make"):
+        pytest.skip("needs make")
+
+    def demo_line(*args):
+        r = subprocess.run(["make", "-n", "demo", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        return next(x for x in r.stdout.splitlines() if "scripts/demo.py" in x)
+
+    assert demo_line().split("scripts/demo.py", 1)[1].split() == ["--port", "8888"]
+    assert demo_line("PORT=9000", "IP=0.0.0.0").split("scripts/demo.py", 1)[1].split() == ["--port", "9000", "--ip", "0.0.0.0"]
+
+
 # --- `make demo` itself, from a fresh clone, as root and as a normal user, with and without a display ---
 #
 # A fresh clone's `make demo` creates .venv/ and installs torch and the package with its dev
