@@ -13,6 +13,9 @@
 #   usage: bash benchmarks/device_check.sh [--dry-run] [device_check.py options]
 #   PYTHON=python3  VENV=.venv-gpu  WHEELHOUSE=/path/to/wheels (offline: pip --no-index, and the
 #   build backend, setuptools, from the environment: --no-build-isolation)
+#   A machine with CUDA torch and CuPy but no package registry (as the GPU machines lent here)
+#   needs WHEELHOUSE holding this package's other dependencies for its Python (phonopy, spglib,
+#   seekpath, ase, dask, distributed, anywidget, ipywidgets, umap-learn, periodictable and theirs).
 #   --dry-run (anywhere among the options): no GPU needed, to check this script on a CPU
 #   machine. Every step runs except the CUDA ones: $VENV is set up the same way, but torch and
 #   CuPy are not installed (a line says what would be); torch on the CPU stands in for CUDA.
@@ -50,12 +53,16 @@ if ! "$VPY" -m pip --version >/dev/null 2>&1; then
     exit 3
   }
 fi
+offline() {
+  echo "device_check: pip could not install $1 (no registry here? set WHEELHOUSE to a folder of wheels: see the header)" >&2
+  exit 3
+}
 install() {  # what to install, why
   if [ "$DRY" = 1 ]; then
     echo "device_check: --dry-run: would install $1 ($2)"
   else
     echo "device_check: installing $1 ($2)"
-    "$VPY" -m pip install "${PIPOPT[@]}" "$1"
+    "$VPY" -m pip install "${PIPOPT[@]}" "$1" || offline "$1"
   fi
 }
 if ! "$VPY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
@@ -70,7 +77,7 @@ if ! (cd / && env -u PYTHONPATH "$VPY" -c 'import fcinv_widgets, os, sys; sys.ex
   echo "device_check: installing fcinv-widgets from this checkout (editable)"
   BUILD=()
   if [ -n "${WHEELHOUSE:-}" ]; then BUILD=(--no-build-isolation); fi
-  "$VPY" -m pip install "${PIPOPT[@]}" "${BUILD[@]}" -e .
+  "$VPY" -m pip install "${PIPOPT[@]}" "${BUILD[@]}" -e . || offline "this checkout and its dependencies"
 fi
 if [ "$DRY" = 0 ]; then
   "$VPY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' || {
