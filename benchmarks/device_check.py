@@ -9,6 +9,10 @@ at 4σ — the same comparison tests/test_forward.py makes with torch on the CPU
   torch CUDA vs torch CPU  max|Δ| ≤ 1e-6 × max (the same dense algorithm, float64)
   stability flags        identical, except within 1e-6 meV of the −0.1 meV threshold
 Exit code 0 when every check passes, 1 otherwise; 3 when no GPU is usable (unless --dry-run).
+
+--dry-run (no GPU; checks this script): torch on the CPU stands in for CUDA (also in the torch
+CUDA-against-CPU comparison) and NumPy, under CuPy's name (benchmarks/dry_run/cupy), for CuPy,
+in this process and in the fcinv commands it runs, so every branch runs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+DRY_RUN_CUPY = Path(__file__).resolve().parent / "dry_run"
 
 TOL = {
     "freq_mev": 1e-6,
@@ -38,7 +44,10 @@ def log(msg: str) -> None:
 def devices(dry: bool) -> dict:
     import torch
 
-    info = {"torch": torch.__version__, "cuda": torch.cuda.is_available()}
+    import fcinv_widgets
+
+    info = {"torch": torch.__version__, "cuda": torch.cuda.is_available() and not dry}
+    info["fcinv_widgets"] = str(Path(fcinv_widgets.__file__).resolve().parent)
     if info["cuda"]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_gib"] = torch.cuda.get_device_properties(0).total_memory / 2**30
@@ -98,7 +107,7 @@ def equality(dry: bool, cupy_ok: bool) -> list[dict]:
                     and row["norm_max_abs"] <= TOL["norm"][kind]
                     and row["flags_equal"]
                 )
-                if be == "torch" and str(b.device).startswith("cuda"):
+                if be == "torch" and (str(b.device).startswith("cuda") or dry):
                     from fcinv_widgets.backend import get_backend
                     from fcinv_widgets.forward import ForwardModel
 
@@ -114,7 +123,7 @@ def equality(dry: bool, cupy_ok: bool) -> list[dict]:
                     row["torch_cuda_vs_cpu_rel"] = float(np.abs(raw - raw_c).max() / raw_c.max())
                     row["ok"] = row["ok"] and row["torch_cuda_vs_cpu_rel"] <= TOL["torch_cuda_cpu"]
                 rows.append(row)
-                extra = f", torch CUDA vs CPU {row['torch_cuda_vs_cpu_rel']:.1e}" if "torch_cuda_vs_cpu_rel" in row else ""
+                extra = f", torch {b.device} vs CPU {row['torch_cuda_vs_cpu_rel']:.1e}" if "torch_cuda_vs_cpu_rel" in row else ""
                 log(
                     f"  {'ok  ' if row['ok'] else 'FAIL'} {name} {kind:8s} {row['backend']:18s} frequencies {row['freq_max_abs_mev']:.1e} meV, "
                     f"raw {row['raw_max_rel']:.1e} of max, normalised {row['norm_max_abs']:.1e}, flags "
@@ -134,10 +143,12 @@ def cli(args: list[str], timeout: float = 600) -> tuple[dict, float]:
     return json.loads(r.stdout.strip().splitlines()[-1]), dt
 
 
-def throughput(backends: list[tuple[str, int]]) -> list[dict]:
+def throughput(backends: list[tuple[str, int]], phonopy_sets: int) -> list[dict]:
     rows = []
     for be, batch in backends:
-        d, _ = cli(["bench", "forward", "--material", "Ge", "--backend", be, "--batch", str(batch), "--phonopy-sets", "50"])
+        d, _ = cli(
+            ["bench", "forward", "--material", "Ge", "--backend", be, "--batch", str(batch), "--phonopy-sets", str(phonopy_sets)]
+        )
         row = {
             "backend": d["backend"],
             "batch": batch,
@@ -213,13 +224,19 @@ def main(argv=None) -> int:
     p.add_argument("--gpu-batch", type=int, default=100000, help="parameter sets for the GPU throughput")
     p.add_argument("--cpu-batch", type=int, default=20000, help="parameter sets for the CPU throughput")
     p.add_argument("--n-train", type=int, default=4096, help="training spectra for the one-epoch timings")
+    p.add_argument("--phonopy-sets", type=int, default=50, help="parameter sets for phonopy's loop in each throughput run")
     p.add_argument("--skip", nargs="*", default=[], choices=["equality", "throughput", "training"])
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    if args.dry_run:  # NumPy as CuPy here and in the fcinv commands below; torch stays on the CPU
+        sys.path.insert(0, str(DRY_RUN_CUPY))
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(DRY_RUN_CUPY), os.environ.get("PYTHONPATH")]))
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     info = devices(args.dry_run)
     log(
         f"device_check: torch {info['torch']} CUDA {'yes, ' + info.get('gpu', '') if info['cuda'] else 'no'}; "
-        f"CuPy {info['cupy'] or 'missing'} (GPU {'yes' if info['cupy_gpu'] else 'no'}); {info['cpu_cores']} CPU cores"
+        f"CuPy {info['cupy'] or 'missing'} (GPU {'yes' if info['cupy_gpu'] else 'no'}); {info['cpu_cores']} CPU cores; "
+        f"fcinv_widgets from {info['fcinv_widgets']}"
     )
     if not info["cuda"] and not args.dry_run:
         print("device_check: torch sees no CUDA device: nothing to check (--dry-run to check the script)", file=sys.stderr)
@@ -236,7 +253,7 @@ def main(argv=None) -> int:
         log("2. forward throughput, Ge 140×140 (fcinv bench forward)")
         bes = [("numpy", args.cpu_batch)] + ([("cupy", args.gpu_batch)] if info["cupy_gpu"] else [])
         bes += [("torch", args.gpu_batch if info["cuda"] else min(args.cpu_batch, 2000))]
-        report["throughput"] = throughput(bes)
+        report["throughput"] = throughput(bes, args.phonopy_sets)
     if "training" not in args.skip:
         log("3. one training epoch per model kind")
         report["training"] = training(work, args.n_train, (["cuda"] if info["cuda"] else []) + ["cpu"])
