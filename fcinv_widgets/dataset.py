@@ -228,10 +228,13 @@ def screen(material_name: str, domain, sigma_mev: float = 1.0, reference: str | 
 @contextmanager
 def _graceful_sigint():
     """Turn SIGINT into a flag checked between chunks, so a chunk is never half-written."""
-    state = {"stop": False}
+    state = {"stop": False, "writing": False, "now": False}
 
     def handler(signum, frame):
-        if state["stop"]:  # a second Ctrl-C: stop now
+        if state["stop"]:  # a second Ctrl-C: stop now, but never inside a chunk's write
+            if state["writing"]:
+                state["now"] = True
+                return
             raise KeyboardInterrupt
         state["stop"] = True
 
@@ -393,6 +396,7 @@ def generate_dataset(
                     nuisance,
                 ):
                     take = min(len(params), n - done)
+                    state["writing"] = True  # a chunk's rows and its attributes are written together
                     if take > 0:
                         grp["params"][done : done + take] = params[:take]
                         grp["spectra"][done : done + take] = spectra[:take]
@@ -408,6 +412,9 @@ def generate_dataset(
                         }
                     )
                     f.flush()
+                    state["writing"] = False
+                    if state["now"]:
+                        raise KeyboardInterrupt
                     bar.update(take)
                     if on_chunk is not None:
                         on_chunk(name, done)
