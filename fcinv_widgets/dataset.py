@@ -171,7 +171,8 @@ class StabilityScreen:
             per_q[:, where[k]] = np.minimum(per_q[:, where[k]], lam[:, c])
         bad = per_q < -self.eps
         unstable = bad.any(axis=1)
-        chosen, caught = [], np.zeros(n_pilot, bool)
+        chosen: list = []
+        caught = np.zeros(n_pilot, bool)
         while len(chosen) < max_q and unstable.any() and caught[unstable].mean() < 0.995:
             gain = (bad & ~caught[:, None]).sum(axis=0)
             j = int(np.argmax(gain))
@@ -183,11 +184,11 @@ class StabilityScreen:
         sel = set(chosen)
         self._sub = []
         for si, m, W, qidx in self._blocks:
-            k = _pack_size(m)
-            b = [i for i, q in enumerate(qidx) if (si, int(q)) in sel]
-            if b:
-                c = np.concatenate([np.arange(i * k, (i + 1) * k) for i in b])
-                self._sub.append((m, np.ascontiguousarray(W[:, c])))
+            size = _pack_size(m)
+            blocks = [i for i, q in enumerate(qidx) if (si, int(q)) in sel]
+            if blocks:
+                sub_cols = np.concatenate([np.arange(i * size, (i + 1) * size) for i in blocks])
+                self._sub.append((m, np.ascontiguousarray(W[:, sub_cols])))
         self.pilot_unstable = float(unstable.mean())
         self.pilot_caught = float(caught[unstable].mean()) if unstable.any() else 1.0
         self._be = get_backend("numpy")
@@ -456,7 +457,7 @@ def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remain
             yield draw_chunk(material, split, k, seed, candidates, domain, sigma, None, reference, nuisance)
             k += 1
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    inflight = {}
+    inflight: dict = {}
     k_next = k0
     k_yield = k0
     domain = np.asarray(domain).tolist()

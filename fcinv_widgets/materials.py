@@ -54,7 +54,7 @@ def _one_blas_thread():
 
 
 def data_path(*parts) -> Path:
-    return Path(resources.files("fcinv_widgets")) / "data" / Path(*parts)
+    return Path(str(resources.files("fcinv_widgets"))) / "data" / Path(*parts)
 
 
 @dataclass
@@ -75,9 +75,9 @@ class Material:
     supercell_matrix: np.ndarray
     grid: SpectrumGrid
     conventional_a: float
-    _reference: np.ndarray = field(default=None, repr=False)
-    _active: np.ndarray = field(default=None, repr=False)
-    _domain: np.ndarray = field(default=None, repr=False)
+    _reference: np.ndarray | None = field(default=None, repr=False)
+    _active: np.ndarray | None = field(default=None, repr=False)
+    _domain: np.ndarray | None = field(default=None, repr=False)
     _reference_source: str = field(default="", repr=False)
     _domain_source: str = field(default="", repr=False)
     reference_name: str = "umlff"

@@ -213,6 +213,8 @@ def point_group_cartesian(crystal) -> np.ndarray:
     import spglib
 
     ds = spglib.get_symmetry((crystal.lattice, crystal.positions, crystal.numbers), symprec=1e-5)
+    if ds is None:
+        raise FcinvError("spglib found no symmetry operations for this structure")
     L = crystal.lattice
     R = np.einsum("ij,gjk,lk->gil", L.T, ds["rotations"].astype(float), np.linalg.inv(L))
     _, idx = np.unique(np.round(R, 6).reshape(len(R), -1), axis=0, return_index=True)
@@ -270,6 +272,7 @@ def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int 
     pts = fold_geometry(calc.crystal, grid, qmax, conventional_a)
     energies, vec = calc.modes(pts.q_frac)
     Q, G, iq = pts.Q, pts.G, pts.iq
+    assert G is not None  # fold_geometry always sets the reciprocal-lattice vectors
     amp = np.empty((len(Q), energies.shape[1]), np.float32)
     for s in range(0, len(Q), chunk):
         sl = slice(s, s + chunk)
@@ -296,18 +299,20 @@ def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
         d = (np.asarray(s.end_q, float) - np.asarray(s.start_q, float)) @ P @ recip
         dirs.append(np.repeat((d / np.linalg.norm(d))[None], s.n_bins, 0))
         hpar.append(np.full(s.n_bins, 0.5 * np.linalg.norm(d) / s.n_bins))
-    dirs, hpar = np.concatenate(dirs), np.concatenate(hpar)
+    dirs_a, hpar_a = np.concatenate(dirs), np.concatenate(hpar)
     # distinct images R q per bin (with their rotated segment directions)
     rq = np.einsum("gab,qb->qga", R, qcart)  # (nq, g, 3)
-    ru = np.einsum("gab,qb->qga", R, dirs)
-    img_q, img_u, img_bin = [], [], []
+    ru = np.einsum("gab,qb->qga", R, dirs_a)
+    lq: list = []
+    lu: list = []
+    lb: list = []
     for b in range(len(qcart)):
         _, idx = np.unique(np.round(rq[b], 6), axis=0, return_index=True)
         idx = np.sort(idx)
-        img_q.append(rq[b, idx])
-        img_u.append(ru[b, idx])
-        img_bin.append(np.full(len(idx), b))
-    img_q, img_u, img_bin = np.concatenate(img_q), np.concatenate(img_u), np.concatenate(img_bin)
+        lq.append(rq[b, idx])
+        lu.append(ru[b, idx])
+        lb.append(np.full(len(idx), b))
+    img_q, img_u, img_bin = np.concatenate(lq), np.concatenate(lu), np.concatenate(lb)
     q_frac = img_q @ cr.lattice.T / (2 * np.pi)
     # reciprocal lattice vectors within reach
     qrmax = qmax + np.linalg.norm(img_q, axis=1).max()
@@ -334,7 +339,7 @@ def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
         qbin=img_bin[iq],
         iq=iq,
         upar=img_u[iq],
-        h_par=hpar[img_bin[iq]],
+        h_par=hpar_a[img_bin[iq]],
         h_perp=PERP_HALF_RLU * 2 * np.pi / conventional_a,
         q_frac=q_frac,
         energies=None,
@@ -362,6 +367,8 @@ def fold_full(
     """
     centers = grid.e.centers
     nq, nE = grid.shape
+    if points.energies is None or points.amp is None:
+        raise FcinvError("fold_full needs fold points with modes and amplitudes (fold_points, not fold_geometry)")
     Gt = gaussians(points.energies, centers, sigma_mev, ei_mev).astype(np.float32)  # (j, M, nE)
     if ei_mev is None:
         # every point covers every bin: sum amplitudes per reduced wave vector first
