@@ -14,16 +14,24 @@ retrained model):
   structure the decoder cannot produce does not); ``profile``, the largest absolute mean
   difference along a whole energy row or q column (a spurious flat band); and ``missing``,
   the smoothed intensity the reconstruction puts where the input has less, as a fraction of
-  the input's total (branches the model expects that the data lack, e.g. another crystal).
+  the input's total (branches the model expects that the data lack, e.g. another crystal);
+* **physics misfit** (both kinds, ``physics``): the smoothed mean squared difference between the
+  input and the forward model's image at the FCs the model predicts for it (the model's own
+  material, reference and grid), after a least-squares scale and linear background (flat and
+  sloping along E and q) per spectrum. A spectrum the
+  model can invert is explained by the phonons of the FCs it returns, up to noise and what the
+  eight parameters cannot express; another crystal's dispersion, a spurious band or pure noise
+  is not, however well a denoising decoder reproduces it.
 
-The reported ``score`` combines them: Σ_k log(s_k / median_k), the median over in-distribution
-spectra — several moderately unusual scores add up (another crystal's dispersion: a latent
+The reported ``score`` combines them: Σ_k max(0, log(s_k / median_k)), the median over
+in-distribution spectra — several moderately unusual scores add up (another crystal's dispersion: a latent
 point at the edge of the training cloud *and* branches the decoder adds that the data lack).
 Its ``threshold`` is a high quantile (default 0.99) of the combined score over in-distribution
 spectra not used for the feature statistics — the clean test spectra and noisy copies at the
 noise grid's levels (:mod:`fcinv_widgets.analysis.noise`, default the cells with B ≤ 0.2,
 P ≥ 30), whichever of the two quantiles is larger. A spectrum is also flagged when a single
-score exceeds its own 1 − (1 − q)/10 quantile (e.g. 0.999: pure noise, a bright spurious band).
+score exceeds its own 1 − (1 − q)/n quantile, n the number of scores (Bonferroni: e.g. 0.998 for
+five; pure noise, a bright spurious band).
 
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
@@ -53,6 +61,7 @@ LABELS = {
     "recon": "smoothed reconstruction misfit",
     "profile": "reconstruction misfit along an energy row or q column",
     "missing": "reconstructed intensity missing from the data",
+    "physics": "misfit to the forward model at the predicted FCs",
 }
 
 
@@ -119,7 +128,42 @@ def _features(model, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, dict]
                 h = net.layer4(net.layer3(net.layer2(net.layer1(h))))
                 feats.append(torch.flatten(net.avgpool(h), 1).numpy())
     mis = {"recon": np.concatenate(recs), "profile": np.concatenate(profs), "missing": np.concatenate(miss)} if recs else {}
+    phys = _physics_misfit(model, x)
+    if phys is not None:
+        mis["physics"] = phys
     return np.concatenate(feats).astype(np.float64), mis
+
+
+def _physics_misfit(model, x: np.ndarray) -> np.ndarray | None:
+    """(N,) smoothed mean squared misfit between the inputs and the forward model at the FCs the
+    model predicts for them (None for a model without a preset material, e.g. a custom crystal)."""
+    from ..materials import material_for_model
+
+    try:
+        mat = material_for_model(model.config)
+    except FcinvError:
+        return None
+    fm = mat.forward_model()
+    if tuple(fm.grid.shape) != tuple(x.shape[1:]):
+        return None
+    pred = model.predict(x, n_samples=8, reconstruct=False) if model.kind == "vae" else model.predict(x)
+    dom = np.asarray(model.config.get("domain", mat.domain), float)
+    theta = np.clip(np.asarray(pred.mean, float), dom[:, 0], dom[:, 1])
+    img = np.asarray(fm.spectra(theta), np.float64)
+    xb = model.prepare(x).astype(np.float64)
+    mask = np.isfinite(np.asarray(x, float))
+    sx, si = _smooth(xb, mask), _smooth(img, mask)
+    # the forward image's scale and a linear background (flat + slopes along E and q: what the
+    # measurement model adds) fitted per spectrum by least squares over the covered pixels
+    nq, ne = x.shape[1:]
+    qq, ee = np.meshgrid(np.linspace(-0.5, 0.5, nq), np.linspace(-0.5, 0.5, ne), indexing="ij")
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        m = mask[i]
+        A = np.stack([si[i][m], np.ones(m.sum()), ee[m], qq[m]], axis=1)
+        coef, *_ = np.linalg.lstsq(A, sx[i][m], rcond=None)
+        out[i] = float(np.mean((sx[i][m] - A @ coef) ** 2)) if m.any() else 0.0
+    return out
 
 
 @dataclass
@@ -131,7 +175,7 @@ class OODStats:
     components: np.ndarray  # (k, d) principal directions (rows)
     variances: np.ndarray  # (k,) variances along them
     residual_scale: float  # mean squared residual outside the k components (0 when k = d)
-    thresholds: dict  # score name -> threshold of the single score (quantile 1 − (1 − q)/10)
+    thresholds: dict  # score name -> threshold of the single score (quantile 1 − (1 − q)/n_scores)
     quantile: float = 0.99
     medians: dict = field(default_factory=dict)  # score name -> in-distribution median
     combined_threshold: float = float("inf")
@@ -151,11 +195,14 @@ class OODStats:
             r = d - proj @ self.components
             out["residual"] = np.sqrt((r**2).sum(1) / self.residual_scale)
         out.update(rec)
+        if self.medians:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
+            out = {k: v for k, v in out.items() if k in self.medians}
         return out
 
     def combine(self, scores: dict) -> np.ndarray:
-        """Σ_k log(s_k / median_k) over the scores, (N,)."""
-        return sum(np.log(np.maximum(v, 1e-30) / self.medians[k]) for k, v in scores.items())
+        """Σ_k max(0, log(s_k / median_k)) over the scores, (N,): one-sided — a score below its
+        in-distribution median (e.g. nothing "missing" from pure noise) cannot offset another's excess."""
+        return sum(np.clip(np.log(np.maximum(v, 1e-30) / self.medians[k]), 0.0, None) for k, v in scores.items())
 
     def _flags(self, scores: dict) -> np.ndarray:
         single = np.max(np.stack([v / self.thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
@@ -330,7 +377,8 @@ def calibrate(
     s_clean = stats.scores(model, ca)
     s_noisy = stats.scores(model, noisy)
     # thresholds: the quantile over the clean and over the noisy spectra, whichever is larger
-    q1 = 1 - (1 - quantile) / 10
+    # single scores: a Bonferroni share of the false-alarm budget (each catches what the sum dilutes)
+    q1 = 1 - (1 - quantile) / len(s_clean)
 
     def qmax(a, b, q):
         return float(max(np.quantile(a, q), np.quantile(b, q)))

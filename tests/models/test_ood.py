@@ -126,7 +126,7 @@ def test_resnet_feature_distance(ood_data):
     model = load_model("ge-resnet")
     tr, cal, held = ood_data
     stats = calibrate(model, tr, cal, seed=3)
-    assert set(stats.thresholds) == {"feature", "residual"}
+    assert set(stats.thresholds) == {"feature", "residual", "physics"}
     assert stats.flags(model, held).mean() <= 0.04
     assert stats.flags(model, noisy_copies(held, seed=11)[0]).mean() <= 0.04
     assert stats.flags(model, np.random.default_rng(4).random((5, 140, 140))).all()
