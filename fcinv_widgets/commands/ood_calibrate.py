@@ -38,6 +38,20 @@ def register(sub):
         help="a scan set (`fcinv scans`): cut the noisy calibration spectra to its single scans' coverage "
         "(for models trained with partial coverage)",
     )
+    p.add_argument(
+        "--mask-bank",
+        metavar="NPZ",
+        default=None,
+        help="coverage masks (fcinv train --mask-bank) for the augmented calibration draws of a model trained on "
+        "realistic spectra",
+    )
+    p.add_argument(
+        "--augmented",
+        action="store_true",
+        help="add augmented draws (the measurement model the checkpoint was trained with) to the in-distribution "
+        "calibration sets: realistic inputs are flagged less, but so is another crystal (measured: Nb drawn on the "
+        "Ge grid is no longer caught by ge-vae); off by default",
+    )
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -64,8 +78,17 @@ def run(args) -> int:
         path = args.dataset
         if path is None:
             path = Path(tmp) / "ood.h5"
-            generate_dataset(
-                model.material, path, n_train=args.n_train, n_test=args.n_test, seed=args.seed, progress=not args.no_progress
+            cfg = model.config
+            generate_dataset(  # the model's own training distribution: its reference, domain and nuisance
+                model.material,
+                path,
+                n_train=args.n_train,
+                n_test=args.n_test,
+                seed=args.seed,
+                progress=not args.no_progress,
+                reference=cfg.get("reference", "umlff"),
+                domain=cfg.get("domain"),
+                nuisance=float(cfg.get("nuisance", 0.0)),
             )
         ds = Dataset(path)
         try:
@@ -78,6 +101,17 @@ def run(args) -> int:
         finally:
             ds.close()
         masks = None
+        augmenter = None
+        aug_cfg = model.config.get("augment")
+        if args.augmented:
+            if not aug_cfg:
+                raise FcinvError(f"{args.model} was not trained with a measurement model: --augmented has nothing to draw")
+            from ..measurement import MeasurementModel, load_bank
+
+            bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
+            augmenter = MeasurementModel.from_dict(aug_cfg).sampler(
+                model.config["energy_centers_mev"], masks=bank, seed=args.seed
+            )
         if args.coverage_from:
             from ..scans import ScanSet
 
@@ -90,9 +124,11 @@ def run(args) -> int:
             quantile=args.quantile,
             seed=args.seed,
             masks=masks,
+            augmenter=augmenter,
             extra={
                 "dataset": str(args.dataset) if args.dataset else f"generated (seed {args.seed})",
                 "coverage_from": args.coverage_from,
+                "mask_bank": args.mask_bank,
                 "command": "fcinv ood-calibrate",
             },
         )

@@ -52,6 +52,8 @@ FORMAT = "fcinv-ood"
 #: noise cells used for the thresholds: the grid's operating region (B ≤ 0.2, P ≥ 30)
 DEFAULT_LEVELS = tuple((b, p) for b in (0.0, 0.05, 0.1, 0.2) for p in (1000.0, 300.0, 100.0, 30.0))
 MAX_COMPONENTS = 32
+#: the augmentation "epoch" of the calibration draws (never a training epoch)
+OOD_EPOCH = 1_000_003
 SMOOTH_PX = 2.0
 MIN_PROFILE_PIXELS = 10
 LABELS = {
@@ -338,6 +340,7 @@ def calibrate(
     n_components: int = MAX_COMPONENTS,
     extra: dict | None = None,
     masks=None,
+    augmenter=None,
 ) -> OODStats:
     """OOD statistics for ``model``: feature mean/covariance from ``train_spectra`` (clean, as trained
     on); thresholds at ``quantile`` of the scores of ``calib_spectra`` (clean) and of one noisy copy of
@@ -345,7 +348,13 @@ def calibrate(
 
     ``masks`` (M, nq, nE) bool, optional: coverage masks (e.g. of single scans); when given, every
     noisy copy is also cut to a random one of them (NaN outside) — for a model trained with partial
-    coverage, so that partial coverage alone is not "out of distribution"."""
+    coverage, so that partial coverage alone is not "out of distribution".
+
+    ``augmenter`` (a :class:`~fcinv_widgets.measurement.Augmenter`, optional): for a model trained
+    on realistic spectra, one augmented draw of every calibration spectrum is a third
+    in-distribution set (resolution, residual weighting, elastic line, backgrounds, counts,
+    coverage: what the model was trained to invert is not "out of distribution" either); the
+    thresholds are the largest quantile over the clean, noisy and augmented sets."""
     if not 0.5 < quantile < 1:
         raise FcinvError(f"quantile must be in (0.5, 1), got {quantile}")
     tr = np.asarray(train_spectra)
@@ -376,18 +385,27 @@ def calibrate(
         noisy = np.where(m[pick], noisy, np.nan).astype(np.float32)
     s_clean = stats.scores(model, ca)
     s_noisy = stats.scores(model, noisy)
+    s_aug = None
+    if augmenter is not None:
+        aug = augmenter.apply(ca, np.arange(len(ca)), epoch=OOD_EPOCH)
+        aug = np.where(aug > 0, aug, np.nan)  # uncovered pixels (0 after the augmenter's scaling) → not measured
+        ok = np.isfinite(aug).reshape(len(aug), -1).any(1)
+        s_aug = stats.scores(model, aug[ok].astype(np.float32))
     # thresholds: the quantile over the clean and over the noisy spectra, whichever is larger
     # single scores: a Bonferroni share of the false-alarm budget (each catches what the sum dilutes)
     q1 = 1 - (1 - quantile) / len(s_clean)
 
-    def qmax(a, b, q):
-        return float(max(np.quantile(a, q), np.quantile(b, q)))
+    sets = [s_clean, s_noisy] + ([s_aug] if s_aug is not None else [])
 
-    stats.medians = {k: max(float(np.median(np.concatenate([s_clean[k], s_noisy[k]]))), 1e-12) for k in s_clean}
-    stats.thresholds = {k: qmax(s_clean[k], s_noisy[k], q1) for k in s_clean}
-    stats.combined_threshold = qmax(stats.combine(s_clean), stats.combine(s_noisy), quantile)
+    def qmax(vals, q):
+        return float(max(np.quantile(v, q) for v in vals))
+
+    stats.medians = {k: max(float(np.median(np.concatenate([st[k] for st in sets]))), 1e-12) for k in s_clean}
+    stats.thresholds = {k: qmax([st[k] for st in sets], q1) for k in s_clean}
+    stats.combined_threshold = qmax([stats.combine(st) for st in sets], quantile)
     fpr_clean = float(stats._flags(s_clean).mean())
     fpr_noisy = float(stats._flags(s_noisy).mean())
+    fpr_aug = None if s_aug is None else float(stats._flags(s_aug).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {
         "n_train": len(tr),
@@ -397,6 +415,8 @@ def calibrate(
         "n_components": int(k),
         "flagged_fraction_clean": fpr_clean,
         "flagged_fraction_noisy": fpr_noisy,
+        "flagged_fraction_augmented": fpr_aug,
+        "augmented": None if augmenter is None else augmenter.model.to_dict(),
         "coverage_masks": 0 if masks is None else len(masks),
         **(extra or {}),
     }
