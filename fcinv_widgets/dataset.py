@@ -528,7 +528,7 @@ class Dataset:
             #: the scale s of the inactive parameters' spread (0: fixed at the reference)
             self.nuisance = float(f.attrs.get("nuisance", 0.0))
             #: (P,) eV/Å²: every parameter at the reference the file was made at
-            self.reference_params = f["reference_params"][()]
+            self.reference_params = f["reference_params"][()] if "reference_params" in f else None
             self.energies = f["grid/energy_centers_mev"][()]
             self.labels = json.loads(f["grid"].attrs["labels"])
             from .grid import SpectrumGrid

@@ -131,14 +131,14 @@ def test_model_checkpoints_keep_their_own_reference_and_active_set():
 
 
 def test_evaluate_refuses_a_dataset_of_another_reference(tmp_path, capsys):
-    """A shipped checkpoint (trained at the uMLFF reference on its own domain) against a dataset
+    """A shipped paper checkpoint (trained at the uMLFF reference on its own domain) against a dataset
     made with today's default: one clear line, exit 2, unless --allow-other-domain."""
     from fcinv_widgets.cli import main
     from fcinv_widgets.dataset import generate_dataset
 
     p = tmp_path / "d.h5"
     generate_dataset("Ge", p, n_train=0, n_test=8, seed=3, candidates=64, progress=False)
-    assert main(["evaluate", "--model", "ge-resnet", "--dataset", str(p), "--json"]) == 2
+    assert main(["evaluate", "--model", "ge-resnet-paper", "--dataset", str(p), "--json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "reference 'umlff'" in err[0] and "reference 'measured'" in err[0]
 

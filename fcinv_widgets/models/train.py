@@ -40,7 +40,7 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
             "energies": d.energies.tolist(),
             "grid": None if d.grid is None else d.grid.to_dict(arrays=True),
             "reference": d.reference,
-            "reference_params": d.reference_params.tolist(),
+            "reference_params": None if d.reference_params is None else d.reference_params.tolist(),
             "nuisance": d.nuisance,
         }
         return x, np.asarray(params[:n], float), info
