@@ -60,7 +60,7 @@ def fcinv(*args):
     return json.loads(r.stdout), time.perf_counter() - t0
 
 
-from fcinv_widgets import get_material
+from fcinv_widgets import get_material  # noqa: E402  (after the argument parsing: --help stays fast)
 
 mat = get_material("Ge")
 dft = np.asarray(mat.dft_params, float)[mat.active]

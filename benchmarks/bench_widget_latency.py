@@ -96,7 +96,10 @@ def _drag(page, slider, moves: int) -> list:
 def _stats(lat: list) -> dict:
     drawn = sorted(a for a, _ in lat)
     shown = sorted(b for _, b in lat)
-    p90 = lambda v: v[min(len(v) - 1, int(0.9 * len(v)))]
+
+    def p90(v):
+        return v[min(len(v) - 1, int(0.9 * len(v)))]
+
     return {
         "n": len(lat),
         "drawn_median_ms": round(statistics.median(drawn), 2),
