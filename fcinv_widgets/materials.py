@@ -299,7 +299,8 @@ class Material:
         """A :class:`~fcinv_widgets.forward.ForwardModel` over the active parameters."""
         from .forward import ForwardModel
 
-        key = (sigma_mev, repr(resolution), str(backend), tuple(mesh) if mesh is not None else None)
+        # the type is part of the key: True == 1.0 (and hashes alike), but True is refused as a σ
+        key = (type(sigma_mev).__name__, sigma_mev, repr(resolution), str(backend), tuple(mesh) if mesh is not None else None)
         cache = self.__dict__.setdefault("_fm_cache", {})
         if key not in cache:
             with _one_blas_thread():

@@ -30,7 +30,8 @@ def test_draw_chunk_equals_unscreened_rejection():
     mat = get_material("Ge")
     fm = mat.forward_model()
     dom = mat.domain
-    params, spectra = dataset.draw_chunk("Ge", 0, 3, 11, 256, dom, 1.0)
+    params, spectra, extra = dataset.draw_chunk("Ge", 0, 3, 11, 256, dom, 1.0)
+    assert extra is None  # no nuisance: the inactive FCs stay at the reference
     theta = np.random.default_rng([11, 0, 3]).uniform(dom[:, 0], dom[:, 1], size=(256, 8))
     plain = theta[fm.is_stable(theta)]
     assert np.array_equal(params, plain)
