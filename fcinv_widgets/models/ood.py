@@ -102,8 +102,9 @@ def _misfit(x: np.ndarray, rec: np.ndarray, mask: np.ndarray) -> tuple[np.ndarra
     return recon, np.maximum(*prof), missing
 
 
-def _features(model, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, dict]:
-    """(features (N, d), {score: (N,)} reconstruction misfits, empty for a ResNet) for raw spectra ``x``."""
+def _features(model, x: np.ndarray, batch: int = 128, misfits: bool = True) -> tuple[np.ndarray, dict]:
+    """(features (N, d), {score: (N,)} reconstruction and physics misfits) for raw spectra ``x``;
+    ``misfits=False``: the features alone (the training statistics need nothing else)."""
     import torch
 
     feats, recs, profs, miss = [], [], [], []
@@ -130,7 +131,7 @@ def _features(model, x: np.ndarray, batch: int = 128) -> tuple[np.ndarray, dict]
                 h = net.layer4(net.layer3(net.layer2(net.layer1(h))))
                 feats.append(torch.flatten(net.avgpool(h), 1).numpy())
     mis = {"recon": np.concatenate(recs), "profile": np.concatenate(profs), "missing": np.concatenate(miss)} if recs else {}
-    phys = _physics_misfit(model, x)
+    phys = _physics_misfit(model, x) if misfits else None
     if phys is not None:
         mis["physics"] = phys
     return np.concatenate(feats).astype(np.float64), mis
@@ -160,11 +161,11 @@ def _physics_misfit(model, x: np.ndarray) -> np.ndarray | None:
     nq, ne = x.shape[1:]
     qq, ee = np.meshgrid(np.linspace(-0.5, 0.5, nq), np.linspace(-0.5, 0.5, ne), indexing="ij")
     out = np.empty(len(x))
-    for i in range(len(x)):
+    for i in range(len(x)):  # every spectrum has covered pixels (check_input refuses all-NaN)
         m = mask[i]
         A = np.stack([si[i][m], np.ones(m.sum()), ee[m], qq[m]], axis=1)
         coef, *_ = np.linalg.lstsq(A, sx[i][m], rcond=None)
-        out[i] = float(np.mean((sx[i][m] - A @ coef) ** 2)) if m.any() else 0.0
+        out[i] = float(np.mean((sx[i][m] - A @ coef) ** 2))
     return out
 
 
@@ -361,7 +362,7 @@ def calibrate(
     ca = np.asarray(calib_spectra)
     if len(tr) < 10 or len(ca) < 10:
         raise FcinvError(f"need at least 10 training and 10 calibration spectra, got {len(tr)} and {len(ca)}")
-    f, _ = _features(model, tr)
+    f, _ = _features(model, tr, misfits=False)
     mean = f.mean(0)
     cov = np.cov(f - mean, rowvar=False)
     w, v = np.linalg.eigh(cov)
