@@ -71,6 +71,18 @@ def run(args) -> int:
 
     levels = _levels(args.levels) if args.levels else DEFAULT_LEVELS
     model = load_model(args.model)
+    masks = None
+    augmenter = None
+    aug_cfg = model.config.get("augment")
+    if args.mask_bank and not args.augmented:
+        raise FcinvError("--mask-bank is used only for the augmented draws: add --augmented, or drop --mask-bank")
+    if args.augmented:
+        if not aug_cfg:
+            raise FcinvError(f"{args.model} was not trained with a measurement model: --augmented has nothing to draw")
+        from ..measurement import MeasurementModel, load_bank
+
+        bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
+        augmenter = MeasurementModel.from_dict(aug_cfg).sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
     for name in ("n_train", "n_test"):
         if getattr(args, name) < 10:
             raise FcinvError(f"--{name.replace('_', '-')} must be ≥ 10")
@@ -100,18 +112,6 @@ def run(args) -> int:
             test = np.asarray(te[: min(nte, args.n_test)], np.float32)
         finally:
             ds.close()
-        masks = None
-        augmenter = None
-        aug_cfg = model.config.get("augment")
-        if args.augmented:
-            if not aug_cfg:
-                raise FcinvError(f"{args.model} was not trained with a measurement model: --augmented has nothing to draw")
-            from ..measurement import MeasurementModel, load_bank
-
-            bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
-            augmenter = MeasurementModel.from_dict(aug_cfg).sampler(
-                model.config["energy_centers_mev"], masks=bank, seed=args.seed
-            )
         if args.coverage_from:
             from ..scans import ScanSet
 
