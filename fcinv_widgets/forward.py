@@ -175,6 +175,9 @@ class ForwardModel:
     mesh : 3 ints — Γ-centred mesh (irreducible points) checked for stability, or None.
     """
 
+    #: (slot weights, temperature K) of a folded one-phonon S(q, E) model (see :meth:`with_sqe_weights`)
+    _sqe: tuple | None = None
+
     def __init__(
         self,
         basis: FCBasis,
@@ -269,6 +272,40 @@ class ForwardModel:
         twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}  # the Gaussian tables depend on σ
         return twin
 
+    def slot_weights(self, theta, mode_weights) -> np.ndarray:
+        """Per-slot weights (S,) from per-mode weights ``mode_weights`` (nq, n_modes), the modes
+        in ascending energy per q-point as at ``theta`` (A,) — e.g. :func:`sqe.folded_mode_weights`
+        at the full parameters of θ. Degenerate modes share a slot and their weights add up; unit
+        mode weights give the slots' multiplicities."""
+        w = np.asarray(mode_weights, dtype=float)
+        g = self.path.gather
+        if w.shape != g.shape or not np.all(np.isfinite(w)):
+            raise FcinvError(f"mode weights must be finite, of shape {g.shape} (nq, n_modes), got {w.shape}")
+        om = self.backend.to_numpy(self.mode_energies(np.asarray(theta, float)))[0]
+        order = np.argsort(om[g], axis=1, kind="stable")
+        out = np.zeros(len(om))
+        np.add.at(out, g[np.arange(g.shape[0])[:, None], order], w)
+        return out
+
+    def with_sqe_weights(self, slot_weights, temperature_k: float) -> "ForwardModel":
+        """A copy that renders a folded one-phonon S(q, E) instead of unit-weight modes: slot s
+        contributes w_s (n(E_s, T)+1)/E_s × Gaussian (modes at E ≤ 0.01 meV nothing); w_s from
+        :meth:`slot_weights` (fm² per atom for :func:`sqe.folded_mode_weights`). The weights are
+        held fixed (evaluated at one θ: refit them as θ moves); the energies and the Bose factor
+        follow θ, differentiably in torch. Always the dense path (NumPy too)."""
+        import copy
+
+        sw = np.asarray(slot_weights, dtype=float)
+        if sw.shape != self.path.slot_w.shape or not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise FcinvError(f"slot weights must be {self.path.slot_w.shape[0]} finite values ≥ 0")
+        if not (np.isfinite(temperature_k) and temperature_k >= 0):
+            raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+        twin = copy.copy(self)
+        twin.__dict__ = dict(self.__dict__)
+        twin._sqe = (sw, float(temperature_k))
+        twin.set_backend(self.backend.name)
+        return twin
+
     def set_backend(self, backend) -> None:
         """Switch between "numpy", "cupy", "torch" (or "auto"); precomputed matrices move with it."""
         self.backend = get_backend(backend)
@@ -279,6 +316,7 @@ class ForwardModel:
             self.mesh.to_backend(be, dt)
         self._centers = be.asarray(self.grid.e.centers, dt)
         self._slot_w = be.asarray(self.path.slot_w, dt)
+        self._sqe_w = None if self._sqe is None else be.asarray(self._sqe[0], dt)
         self._onehot = None
 
     @property
@@ -392,7 +430,7 @@ class ForwardModel:
         N = th.shape[0]
         nq, nE = self.grid.shape
         dt = _output_dtype(dtype, out, normalize)
-        if be.name == "numpy":
+        if be.name == "numpy" and self._sqe_w is None:
             if out is None:
                 check_allocation(N * nq * nE * dt.itemsize, f"{N:,} images of {nq}×{nE} {dt.name}")
                 out = np.empty((N, nq, nE), dtype=dt)
@@ -417,7 +455,13 @@ class ForwardModel:
             t = th[s : s + chunk]
             om = _to_mev(xp, self.path.eigenvalues(be, t))
             sig = self._sigma_of(om)
-            G = gaussian_dense(xp, om, self._slot_w, self._centers, sig)  # (n, S, nE)
+            if self._sqe_w is None:
+                G = gaussian_dense(xp, om, self._slot_w, self._centers, sig)  # (n, S, nE)
+            else:
+                G = (
+                    gaussian_dense(xp, om, xp.ones_like(self._slot_w), self._centers, sig)
+                    * self._one_phonon_weights(om)[..., None]
+                )
             img = self._scatter_q(G)
             if normalize:
                 flat = img.reshape(img.shape[0], -1)
@@ -490,6 +534,19 @@ class ForwardModel:
             qout if qout is not None else _NO_QOUT,
             qmode,
         )
+
+    def _one_phonon_weights(self, om):
+        """(n, S) w_s (n(E)+1)/E of the slots at energies ``om`` (meV); 0 at E ≤ 0.01 meV."""
+        from .sqe import E_MIN_MEV
+        from .units import KB_MEV
+
+        xp = self.backend.xp
+        assert self._sqe is not None
+        T = self._sqe[1]
+        ok = om > E_MIN_MEV
+        e = xp.where(ok, om, xp.ones_like(om))
+        n1 = 1.0 / (1.0 - xp.exp(-e / (KB_MEV * T))) if T > 0 else xp.ones_like(e)
+        return xp.where(ok, self._sqe_w * n1 / e, xp.zeros_like(e))
 
     def _sigma_of(self, om):
         if len(self.sigma_table) == 1:

@@ -381,12 +381,7 @@ def fold_full(
         np.add.at(data, jbin, per_j)
         norm = np.bincount(points.qbin, minlength=nq).astype(float)[:, None] * np.ones(nE)
     else:
-        from .units import NEUTRON_E_TO_K2
-
-        ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
-        kf = np.sqrt(np.clip(ei_mev - centers, 0, None) * NEUTRON_E_TO_K2)
-        qlo = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_min_deg)))
-        qhi = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_max_deg)))
+        qlo, qhi = kinematic_q_range(ei_mev, centers, angle_min_deg, angle_max_deg)
         qabs = np.linalg.norm(points.Q, axis=1)
         data = np.zeros((nq, nE))
         norm = np.zeros((nq, nE))
@@ -399,6 +394,61 @@ def fold_full(
     with np.errstate(invalid="ignore", divide="ignore"):
         img = np.where(norm > 0, data / np.where(norm > 0, norm, 1), np.nan)
     return img, norm
+
+
+def kinematic_q_range(ei_mev: float, energies_mev, angle_min_deg: float = 0.0, angle_max_deg: float = 135.0):
+    """|Q| range (Å⁻¹) reachable at energy transfers ``energies_mev`` with incident energy ``ei_mev``
+    and scattering angles between the two limits: (qlo, qhi), same shape as ``energies_mev``."""
+    from .units import NEUTRON_E_TO_K2
+
+    ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
+    kf = np.sqrt(np.clip(ei_mev - np.asarray(energies_mev, float), 0, None) * NEUTRON_E_TO_K2)
+    qlo = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_min_deg)))
+    qhi = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_max_deg)))
+    return qlo, qhi
+
+
+def folded_mode_weights(
+    calc: SQE,
+    points: FoldPoints,
+    ei_mev: float | None = None,
+    angle_min_deg: float = 0.0,
+    angle_max_deg: float = 135.0,
+    chunk: int = 100_000,
+) -> np.ndarray:
+    """Folded one-phonon weight of every mode on the path: (n_bins, 3n) fm² per atom, modes in
+    ascending energy per bin (as :meth:`SQE.modes` sorts them).
+
+    The weight of mode ν in bin b is the mean, over the bin's equivalents Q = G + R q that
+    cover the mode's energy (all of them without ``ei_mev``; with it, those whose |Q| the
+    kinematics at that energy reach, as :func:`fold_full` counts them), of
+    ħ²|F_ν(Q)|² / (2 n_atoms) — the structure factor :meth:`SQE.structure_factor` returns
+    times the mode energy, i.e. without the 1/E and the Bose factor. Where no equivalent covers
+    the mode, the mean over all of the bin's equivalents. With these weights the folded S(q, E)
+    of :func:`fold_full` is Σ_ν w_ν (n(E_ν)+1)/E_ν G(E − E_ν) per bin (up to the variation of the
+    coverage across a Gaussian), which ``ForwardModel.with_sqe_weights`` renders.
+    """
+    if points.G is None:
+        raise FcinvError("folded_mode_weights needs fold points with reciprocal-lattice vectors (fold_geometry)")
+    energies, vec = calc.modes(points.q_frac)
+    nb, M = points.n_bins, energies.shape[1]
+    num, den, alls = np.zeros((nb, M)), np.zeros((nb, M)), np.zeros((nb, M))
+    for s in range(0, points.n, chunk):
+        sl = slice(s, s + chunk)
+        e = energies[points.iq[sl]]
+        amp = calc._amplitudes(points.Q[sl], points.G[sl], e, vec[points.iq[sl]], bose=False) * np.where(e > E_MIN_MEV, e, 0.0)
+        if ei_mev is None:
+            cov = np.ones_like(amp)
+        else:
+            qlo, qhi = kinematic_q_range(ei_mev, e, angle_min_deg, angle_max_deg)
+            qa = np.linalg.norm(points.Q[sl], axis=1)[:, None]
+            cov = ((qa >= qlo) & (qa <= qhi) & (e < ei_mev)).astype(float)
+        _segment_add(num, points.qbin[sl], amp * cov)
+        _segment_add(den, points.qbin[sl], cov)
+        _segment_add(alls, points.qbin[sl], amp)
+    n_all = np.bincount(points.qbin, minlength=nb).astype(float)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), alls / np.maximum(n_all, 1.0))
 
 
 def _segment_add(out, keys, values) -> None:

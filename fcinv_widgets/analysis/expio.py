@@ -248,6 +248,9 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
         ei = res.get("ei_mev") if isinstance(res, dict) else None
     if ei is not None:
         meta["ei_mev"] = float(ei)
+    qmax = _attr(attrs, "qmax_inv_a")
+    if qmax is not None and np.isfinite(float(qmax)) and float(qmax) > 0:
+        meta["qmax_inv_a"] = float(qmax)
     corr = _attr(attrs, "corrections")
     if corr:
         meta["corrections"] = corr

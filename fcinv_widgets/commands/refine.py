@@ -1,4 +1,8 @@
-"""fcinv refine: fit the top-8 FCs to a spectrum with the differentiable forward model."""
+"""fcinv refine: fit the FCs to a spectrum with the differentiable forward model.
+
+A one-phonon S(Q,E) (the file says so, or ``--temperature`` declares it) is fitted as it is with
+the folded-S(Q,E) model over all parameters (``analysis.refine.refine_sqe``); a model image, or
+``--unit-weights``, with the unit-weight image over the top 8 (``analysis.refine.refine``)."""
 
 from __future__ import annotations
 
@@ -20,12 +24,26 @@ def register(sub):
     add_sigma_ei(p, "Gaussian σ of the model (meV, default 1)")
     add_temperature(p, None, "sample temperature (K) of a one-phonon S(Q,E) whose file does not say it (see invert)")
     p.add_argument("--max-iter", type=positive_int, default=200)
+    p.add_argument(
+        "--unit-weights",
+        action="store_true",
+        help="fit a one-phonon S(Q,E) the old way: corrected to unit weights, top 8 only (default: the folded S(Q,E) model, all FCs)",
+    )
+    p.add_argument(
+        "--prior-scale",
+        type=float,
+        default=1.5,
+        help="S(Q,E) fit: width of the prior on the inactive FCs, in units of the reference's σ (default 1.5)",
+    )
+    p.add_argument(
+        "--qmax", type=float, default=None, help="S(Q,E) fit: largest |Q| folded (1/Å; default: the file's, else the reach at Ei)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..analysis.expio import prepare_input, read_spectrum
+    from ..analysis.expio import SQE, prepare_input, read_spectrum
     from ..analysis.refine import refine
     from ..materials import get_material
     from ..validate import check_spectra
@@ -41,6 +59,9 @@ def run(args) -> int:
     img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None
+    sqe_input = corrections.get("intensity") == SQE and not args.raw and not corrections.get("already_applied")
+    if sqe_input and not args.unit_weights:
+        return _run_sqe(args, mat, spec, corrections, start)
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
     lines = [
         f"refined in {r.n_iter} evaluations, {r.seconds:.2f} s; misfit {r.misfit_start:.3e} → {r.misfit:.3e}"
@@ -49,3 +70,38 @@ def run(args) -> int:
     lines += [f"  {n:<16} {s:>9.4f} → {v:>9.4f} eV/Å²" for n, s, v in zip(r.names, r.start, r.params)]
     emit(args, r.to_dict() | {"corrections": corrections}, "\n".join(lines))
     return 0
+
+
+def _run_sqe(args, mat, spec, corrections, start) -> int:
+    import numpy as np
+
+    from ..analysis.refine import refine_sqe
+    from ..errors import FcinvError
+
+    if args.clip is not None:
+        raise FcinvError("the S(Q,E) fit uses the data as they are (no clipping): drop --clip, or add --unit-weights")
+    if not (np.isfinite(args.prior_scale) and args.prior_scale > 0):
+        raise FcinvError(f"--prior-scale must be a positive number, got {args.prior_scale!r}")
+    temp = corrections["bose_weighting"]["temperature_k"]
+    ei = args.ei if args.ei is not None else spec.meta.get("ei_mev")
+    qmax = args.qmax if args.qmax is not None else spec.meta.get("qmax_inv_a")
+    if qmax is not None and not (np.isfinite(qmax) and qmax > 0):
+        raise FcinvError(f"--qmax must be a positive number (1/Å), got {qmax!r}")
+    r = refine_sqe(mat, spec.image, temp, ei_mev=ei, qmax=qmax, start=start, prior_scale=args.prior_scale, max_iter=args.max_iter)
+    rec = {
+        "intensity": SQE_NAME,
+        "temperature_k": temp,
+        "ei_mev": ei,
+        "qmax_inv_a": qmax,
+        "applied": ["none: the folded one-phonon S(Q,E) is modelled (mode weights, Bose factor, resolution)"],
+    }
+    lines = [
+        f"folded S(Q,E) fit of all {len(r.params)} FCs in {r.seconds:.1f} s; misfit {r.misfit:.3e}, "
+        f"noise φ {r.dispersion:.3g}" + ("" if r.stable else "  (UNSTABLE result)")
+    ]
+    lines += [f"  {r.names[i]:<16} {r.start[i]:>9.4f} → {r.params[i]:>9.4f} ± {r.sigma[i]:.4f} eV/Å²" for i in r.active]
+    emit(args, r.to_dict() | {"corrections": rec}, "\n".join(lines))
+    return 0
+
+
+SQE_NAME = "one-phonon-sqe"

@@ -1,0 +1,132 @@
+"""The folded one-phonon S(Q,E) model (``sqe.folded_mode_weights`` + ``ForwardModel.with_sqe_weights``)
+against the independent per-point fold (``sqe.fold_full``), and the all-parameter fit ``refine_sqe``."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.analysis.refine import refine, refine_sqe
+from fcinv_widgets.errors import FcinvError
+from fcinv_widgets.sqe import SQE, fold_full, fold_points, folded_mode_weights
+
+QMAX = 3.5  # Å⁻¹: small for speed (every bin still has several equivalents)
+
+
+@pytest.fixture(scope="module")
+def ge_dft():
+    from fcinv_widgets.materials import get_material
+
+    mat = get_material("Ge", reference="dft")
+    return mat, np.asarray(mat.dft_params, float)
+
+
+def _folded(mat, params, ei, qmax=QMAX, temperature=5.0):
+    calc = SQE(mat.basis, params, temperature=temperature)
+    pts = fold_points(calc, mat.grid, qmax, mat.conventional_a)
+    img, _ = fold_full(pts, mat.grid, sigma_mev=1.0, ei_mev=ei)
+    return calc, pts, img
+
+
+def test_model_reproduces_the_fold_exactly_with_ideal_coverage(ge_dft):
+    mat, dft = ge_dft
+    calc, pts, img = _folded(mat, dft, None)
+    fm = mat.forward_model()
+    th = dft[mat.active]
+    w = folded_mode_weights(calc, pts)
+    model = fm.with_sqe_weights(fm.slot_weights(th, w), 5.0).spectra(th, normalize=False)[0]
+    ok = np.isfinite(img)
+    assert ok.all()
+    assert np.abs(model - img).max() < 1e-5 * img.max()
+    # the same through torch (the differentiable path the fit uses)
+    mt = fm.with_backend("torch").with_sqe_weights(fm.slot_weights(th, w), 5.0).spectra(th, normalize=False)[0]
+    assert np.allclose(mt.numpy(), model, rtol=1e-5, atol=1e-6 * model.max())
+
+
+def test_model_follows_the_kinematic_coverage(ge_dft):
+    """With Ei the coverage changes across a Gaussian: the model is then close, not exact."""
+    mat, dft = ge_dft
+    calc, pts, img = _folded(mat, dft, 80.0)
+    fm = mat.forward_model(resolution=("arcs", 80.0))
+    th = dft[mat.active]
+    w = folded_mode_weights(calc, pts, 80.0)
+    model = fm.with_sqe_weights(fm.slot_weights(th, w), 5.0).spectra(th, normalize=False)[0]
+    ok = np.isfinite(img)
+    assert np.abs(model[ok] - img[ok]).mean() < 0.02 * img[ok].mean()
+    # the unit-weight image, corrected as invert does, is much further from the data
+    unit = fm.spectra(th, normalize=False)[0]
+    scale = (unit[ok] * img[ok]).sum() / (unit[ok] ** 2).sum()
+    assert np.abs(scale * unit[ok] - img[ok]).mean() > 5 * np.abs(model[ok] - img[ok]).mean()
+
+
+def test_unit_mode_weights_give_the_multiplicities(ge):
+    fm = ge.forward_model()
+    sw = fm.slot_weights(ge.reference_theta, np.ones(fm.path.gather.shape))
+    assert np.array_equal(sw, fm.path.slot_w)
+    with pytest.raises(FcinvError, match="mode weights"):
+        fm.slot_weights(ge.reference_theta, np.ones((3, 3)))
+    with pytest.raises(FcinvError, match="slot weights"):
+        fm.with_sqe_weights(-sw, 5.0)
+
+
+@pytest.fixture(scope="module")
+def perturbed(ge_dft):
+    """An S(Q,E) of Ge whose 44 FCs all differ from the measured reference (active ones by ~5–15 %,
+    inactive ones by ~1σ of the prior), ARCS resolution and coverage at Ei = 80 meV."""
+    from fcinv_widgets.materials import get_material
+
+    mat = get_material("Ge")
+    rng = np.random.default_rng(7)
+    truth = mat.reference_params.copy()
+    inactive = np.setdiff1d(np.arange(len(truth)), mat.active)
+    truth[inactive] += rng.normal(0, 1.0, len(inactive)) * np.asarray(mat.nuisance_sigma)
+    truth[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
+    _, _, img = _folded(mat, truth, 80.0)
+    return mat, truth, img
+
+
+def test_refine_sqe_recovers_all_active_fcs(perturbed):
+    mat, truth, img = perturbed
+    r = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX)
+    t = truth[mat.active]
+    err = np.abs(r.active_params - t) / np.abs(t)
+    # measured: 0.5 / 0.1 / 5.3 / 5.2 % (noise-free; what remains is the prior on the 36 inactive
+    # FCs, which the truth moved by ~1σ each: some combinations are degenerate with FC2/FC3)
+    assert np.all(err[:2] < 0.01) and np.all(err[2:4] < 0.08), err
+    assert r.stable and np.all(r.active_sigma > 0)
+    # the unit-weight 8-parameter fit of the same data, corrected as invert does, is worse
+    from fcinv_widgets.analysis.expio import DEFAULT_CLIP, to_model_intensity
+
+    fm = mat.forward_model(resolution=("arcs", 80.0))
+    u = refine(fm, to_model_intensity(img, mat.grid, 5.0, DEFAULT_CLIP), start=mat.reference_theta, domain=mat.domain)
+    err_u = np.abs(u.params - t) / np.abs(t)
+    assert err[:4].max() < err_u[:4].max()
+
+
+def test_refine_sqe_bad_input(ge):
+    with pytest.raises(FcinvError, match="temperature"):
+        refine_sqe(ge, np.ones(ge.grid.shape), -1.0, 80.0)
+    with pytest.raises(FcinvError, match="covered"):
+        refine_sqe(ge, np.full(ge.grid.shape, np.nan), 5.0, 80.0)
+    with pytest.raises(FcinvError, match="constant"):
+        refine_sqe(ge, np.ones(ge.grid.shape), 5.0, 80.0)
+    with pytest.raises(FcinvError, match="start"):
+        refine_sqe(ge, np.random.default_rng(0).random(ge.grid.shape), 5.0, 80.0, start=np.ones(3))
+
+
+def test_cli_picks_the_sqe_fit_for_an_sqe_file(tmp_path, capsys):
+    from fcinv_widgets.cli import main
+
+    p = tmp_path / "full.h5"
+    args = ["simulate", "--material", "Ge", "--full-sqe", "--temperature", "5", "--ei", "80", "--qmax", "3"]
+    assert main([*args, "--out", str(p)]) == 0
+    capsys.readouterr()
+    assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--max-iter", "40", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["corrections"]["intensity"] == "one-phonon-sqe" and d["corrections"]["qmax_inv_a"] == pytest.approx(3.0)
+    assert len(d["fc"]) == 8 and len(d["all_fc"]) == 44 and all(s > 0 for s in d["fc_std"])
+    assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--clip", "99", "--json"]) == 2
+    assert "no clipping" in capsys.readouterr().err
+    assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--unit-weights", "--max-iter", "20", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert "all_fc" not in d and d["corrections"]["applied"]
