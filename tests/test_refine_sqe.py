@@ -114,12 +114,20 @@ def test_refine_sqe_bad_input(ge):
         refine_sqe(ge, np.random.default_rng(0).random(ge.grid.shape), 5.0, 80.0, start=np.ones(3))
 
 
-def test_cli_picks_the_sqe_fit_for_an_sqe_file(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def sqe_file(tmp_path_factory):
     from fcinv_widgets.cli import main
 
-    p = tmp_path / "full.h5"
+    p = tmp_path_factory.mktemp("sqe") / "full.h5"
     args = ["simulate", "--material", "Ge", "--full-sqe", "--temperature", "5", "--ei", "80", "--qmax", "3"]
-    assert main([*args, "--out", str(p)]) == 0
+    assert main([*args, "--out", str(p), "--json"]) == 0
+    return p
+
+
+def test_cli_picks_the_sqe_fit_for_an_sqe_file(sqe_file, capsys):
+    from fcinv_widgets.cli import main
+
+    p = sqe_file
     capsys.readouterr()
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--max-iter", "40", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
@@ -130,3 +138,21 @@ def test_cli_picks_the_sqe_fit_for_an_sqe_file(tmp_path, capsys):
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--unit-weights", "--max-iter", "20", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert "all_fc" not in d and d["corrections"]["applied"]
+
+
+def test_invert_refine_starts_at_the_network_and_keeps_its_answer(sqe_file, capsys):
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import Inverter
+
+    inv = Inverter.load("ge-vae")
+    plain = inv.invert(sqe_file)
+    d = inv.invert(sqe_file, refine=True)
+    assert d["network"]["fc_mean"] == plain["fc_mean"]
+    assert d["refined"]["start"] == pytest.approx(plain["fc_mean"])
+    assert d["fc_mean"] == d["refined"]["fc"] and d["fc_std"] == d["refined"]["fc_std"]
+    assert "S(Q,E)" in d["refined"]["method"] and d["corrections"]["intensity"] == "one-phonon-sqe"
+    # --raw: the data are taken as a model image, so the unit-weight fit runs (and keeps the network's σ)
+    capsys.readouterr()
+    assert main(["invert", "--model", "ge-vae", "--spectrum", str(sqe_file), "--raw", "--refine", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert "unit-weight" in r["refined"]["method"] and r["fc_std"] == r["network"]["fc_std"]

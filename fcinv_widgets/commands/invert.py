@@ -34,6 +34,13 @@ def register(sub):
         help="clip intensities above this percentile of the covered pixels (default 99.5 for an S(Q,E), none for a model image)",
     )
     p.add_argument("--raw", action="store_true", help="feed the spectrum as it is: no correction at all")
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="then fit the physics from the network's answer: a one-phonon S(Q,E) with the folded-S(Q,E) "
+        "model over all FCs (~1 min), a model image with the unit-weight image; reported as fc_mean/fc_std "
+        "(the network's under 'network')",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -50,8 +57,13 @@ def run(args) -> int:
         raw=args.raw,
         n_samples=args.n_samples,
         seed=args.seed,
+        refine=args.refine,
     )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
+    if "refined" in d:
+        lines.insert(
+            0, f"refined ({d['refined']['method']}); network: " + ", ".join(f"{m:+.4f}" for m in d["network"]["fc_mean"])
+        )
     c = d["corrections"]
     lines.append(
         f"input: {c['intensity']} ({c['intensity_source']}); corrections: "

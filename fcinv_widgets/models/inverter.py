@@ -203,6 +203,7 @@ class _Model:
         n_samples: int = 100,
         seed: int = 0,
         ood: bool = True,
+        refine: bool = False,
     ) -> dict:
         """Invert one spectrum the way ``fcinv invert`` does: a file path, an
         :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
@@ -214,6 +215,12 @@ class _Model:
         fast-model image unless ``temperature_k`` is given. Returns a JSON-ready dict: names,
         fc_mean, fc_std (eV/Å²), coverage, corrections (what was applied) and ood (or None when
         the model has no ``ood.json``).
+
+        ``refine``: start a physics fit at the network's prediction and report its result as
+        fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``): a
+        one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
+        (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~1 min on a CPU); a model image with
+        the unit-weight image over the active FCs (:func:`~fcinv_widgets.analysis.refine.refine`).
         """
         from ..analysis.expio import as_spectrum, prepare_input
         from ..materials import get_material
@@ -228,6 +235,35 @@ class _Model:
             out["ood"] = self.ood_check(image)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
+        if refine:
+            out = self._refine(out, spec, image, corrections, raw)
+        return out
+
+    def _refine(self, out: dict, spec, image, corrections: dict, raw: bool) -> dict:
+        from ..analysis.expio import SQE
+        from ..analysis.refine import refine, refine_sqe
+        from ..materials import material_for_model
+
+        mat = material_for_model(self.config)
+        start = np.asarray(out["fc_mean"], float)
+        ei = corrections.get("ei_mev")
+        if corrections.get("intensity") == SQE and not raw and not corrections.get("already_applied"):
+            temp = corrections["bose_weighting"]["temperature_k"]
+            r = refine_sqe(mat, spec.image, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start)
+            rec = r.to_dict() | {"method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe), uncorrected data"}
+        else:
+            fm = mat.forward_model(resolution=("arcs", ei) if ei is not None else None)
+            r1 = refine(fm, image, start=start, domain=np.asarray(self.config.get("domain", mat.domain), float))
+            rec = r1.to_dict() | {
+                "fc_std": None,
+                "fc_std_note": "the unit-weight fit gives no σ: fc_std stays the network's",
+                "method": "unit-weight image fit of the active FCs (refine)",
+            }
+        out["network"] = {"fc_mean": out["fc_mean"], "fc_std": out["fc_std"]}
+        out["refined"] = rec
+        out["fc_mean"] = rec["fc"]
+        if rec["fc_std"] is not None:
+            out["fc_std"] = rec["fc_std"]
         return out
 
     def ood_stats(self):
