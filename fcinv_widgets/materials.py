@@ -359,12 +359,14 @@ def _base_material(key: str) -> Material:
     return PRESETS[key]()
 
 
-@cache
 def get_material(name: str, reference: str | None = None) -> Material:
     """A preset by name, "Ge" or "Nb" (case-insensitive), at a named reference.
 
     reference : "measured" (default: the fit to measured phonons), "dft" (Ge: first-principles
         FCs) or "umlff" (the uMLFF ensemble median, the paper's choice).
+
+    One object per (material, reference) however they are spelled ("Ge", "ge"; None,
+    "measured"): its forward models are built once per process.
     """
     key = str(name).lower()
     if key not in PRESETS:
@@ -372,6 +374,11 @@ def get_material(name: str, reference: str | None = None) -> Material:
     ref = DEFAULT_REFERENCE if reference is None else str(reference).lower()
     if ref not in REFERENCES:
         raise FcinvError(f"unknown reference {reference!r}; choose one of: {', '.join(REFERENCES)}")
+    return _material_at(key, ref)
+
+
+@cache
+def _material_at(key: str, ref: str) -> Material:
     base = _base_material(key)
     if ref == "umlff":
         _ = base.reference_params
