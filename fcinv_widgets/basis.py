@@ -86,11 +86,16 @@ class FCBasis:
         self.symprec = symprec
         # the cell as given is the cell used: an explicit identity primitive matrix (phonopy ≥ 2.2x
         # reads None as "auto" and would silently reduce a conventional cell to its primitive cell)
-        self.phonopy = self._new_phonopy()
-        sc = self.phonopy.supercell
-        self.p2s = np.asarray(self.phonopy.primitive.p2s_map)
-        self.s2p = np.asarray(self.phonopy.primitive.s2p_map)  # supercell atom -> supercell index of its primitive image
-        p2p = self.phonopy.primitive.p2p_map  # supercell index of a primitive atom -> primitive index
+        # the supercell and primitive cell only: phonopy's own symmetry search (atom permutations of
+        # every operation, ~1 s for a 128-atom supercell) is not needed here (spglib, _symmetry);
+        # the full phonopy object (:attr:`phonopy`) is made when it is asked for
+        cells = self._new_phonopy(is_symmetry=False)
+        sc = cells.supercell
+        self._primitive = cells.primitive
+        self.p2s = np.asarray(self._primitive.p2s_map)
+        self.s2p = np.asarray(self._primitive.s2p_map)  # supercell atom -> supercell index of its primitive image
+        p2p = self._primitive.p2p_map  # supercell index of a primitive atom -> primitive index
+        self._sc_numbers = np.asarray(sc.numbers)
         self.s2pp = np.array([p2p[s] for s in self.s2p])  # supercell atom -> primitive index
         self.n_prim = len(self.p2s)
         self.n_super = len(sc)
@@ -99,7 +104,12 @@ class FCBasis:
         self._build()
 
     # ------------------------------------------------------------------ construction
-    def _new_phonopy(self):
+    @cached_property
+    def phonopy(self):
+        """A phonopy object of this crystal and supercell (the cell as given: identity primitive matrix)."""
+        return self._new_phonopy()
+
+    def _new_phonopy(self, is_symmetry: bool = True):
         from phonopy import Phonopy
 
         return Phonopy(
@@ -107,13 +117,14 @@ class FCBasis:
             supercell_matrix=self.supercell_matrix,
             primitive_matrix=np.eye(3),
             symprec=self.symprec,
+            is_symmetry=is_symmetry,
             log_level=0,
         )
 
     def _symmetry(self):
         import spglib
 
-        numbers = np.asarray(self.phonopy.supercell.numbers)
+        numbers = self._sc_numbers
         # lists: spglib's annotations take sequences (it converts to arrays itself)
         cell = (self._sc_lattice.tolist(), self._sc_pos.tolist(), numbers.tolist())
         ds = spglib.get_symmetry(cell, symprec=self.symprec)
@@ -380,7 +391,7 @@ class FCBasis:
     # ------------------------------------------------------------------ dynamical matrices
     @cached_property
     def _smallest_vectors(self):
-        svecs, multi = self.phonopy.primitive.get_smallest_vectors()
+        svecs, multi = self._primitive.get_smallest_vectors()
         return np.asarray(svecs), np.asarray(multi)
 
     def _phases(self, q) -> np.ndarray:

@@ -30,7 +30,11 @@ def commutant_basis(Ds: np.ndarray, tol: float = 1e-8) -> np.ndarray:
     P, n, _ = Ds.shape
     eye = np.eye(n)
     scale = max(np.abs(Ds).max(), 1e-300)
-    M = np.concatenate([np.kron(D / scale, eye) - np.kron(eye, (D / scale).T) for D in Ds])
+    # rows p·n² … of M: kron(D_p, 1) − kron(1, D_pᵀ), for all p at once (the same products as np.kron)
+    Dn = Ds / scale
+    left = Dn[:, :, None, :, None] * eye[None, None, :, None, :]  # [p, i, k, j, l] = D_p[i, j] δ_kl
+    right = eye[None, :, None, :, None] * np.swapaxes(Dn, 1, 2)[:, None, :, None, :]  # δ_ij D_p[l, k]
+    M = (left - right).reshape(P * n * n, n * n)
     _, s, vh = np.linalg.svd(M, full_matrices=False)
     null = np.conj(vh[np.sum(s > tol * max(s[0], 1e-300)) :])
     return null.reshape(-1, n, n)

@@ -298,6 +298,72 @@ def _init_file(f, mat, fm, seed, candidates, splits, domain, nuisance: float = 0
         s.attrs.update({"n_target": n, "n_done": 0, "next_chunk": 0, "n_candidates": 0, "n_stable": 0})
 
 
+def _deflate():
+    """zlib-format deflate at level 1: ISA-L's (``isal``, several times faster than zlib's level 1
+    and as small on these images) where installed, else the standard library's. Both write the
+    stream HDF5's gzip filter reads; only the compressed bytes differ, never the data."""
+    try:
+        from isal import isal_zlib
+
+        return isal_zlib.compress
+    except ImportError:  # pragma: no cover - isal is a dependency; a bare environment still works
+        import zlib
+
+        return zlib.compress
+
+
+class _SpectraWriter:
+    """Appends rows to a ``/<split>/spectra`` dataset one whole HDF5 chunk at a time, filtered here.
+
+    The file's filter pipeline (shuffle, then deflate) is applied in NumPy and ISA-L and the
+    chunk is stored with ``write_direct_chunk``: the same layout and filters as an h5py write
+    (any HDF5 reader decodes it), without HDF5 re-reading and re-compressing the chunk that a
+    batch of rows ends in. That chunk is still written (padded) at every call, so the file is
+    complete up to the last row written; its rows are kept here and written again, whole, with
+    the next batch. A dataset with other filters or chunking is written through h5py as before.
+    """
+
+    def __init__(self, dset, done: int):
+        self.dset = dset
+        c = dset.chunks
+        self.direct = (
+            c is not None
+            and dset.dtype == np.dtype("<f4")
+            and dset.compression == "gzip"
+            and dset.shuffle
+            and not dset.fletcher32
+            and dset.scaleoffset is None
+            and tuple(c[1:]) == tuple(dset.shape[1:])
+        )
+        self.rows = c[0] if c is not None else 0
+        if self.direct:
+            self.start = (done // self.rows) * self.rows  # first row of the chunk being filled
+            self.pending = dset[self.start : done] if done > self.start else np.zeros((0,) + dset.shape[1:], np.float32)
+            self._compress = _deflate()
+
+    def write(self, at: int, rows: np.ndarray) -> None:
+        if not self.direct:
+            self.dset[at : at + len(rows)] = rows
+            return
+        if at != self.start + len(self.pending):
+            raise FcinvError(f"internal error: rows written at {at}, expected {self.start + len(self.pending)}")
+        buf = np.concatenate([self.pending, np.asarray(rows, np.float32)]) if len(self.pending) else np.asarray(rows, np.float32)
+        R = self.rows
+        n_full = len(buf) // R
+        for i in range(n_full + (1 if len(buf) % R else 0)):
+            part = buf[i * R : (i + 1) * R]
+            if len(part) < R:  # the chunk being filled: HDF5 stores chunks whole (padded with the fill value 0)
+                part = np.concatenate([part, np.zeros((R - len(part),) + part.shape[1:], np.float32)])
+            self.dset.id.write_direct_chunk((self.start + i * R,) + (0,) * (buf.ndim - 1), self._filter(part))
+        self.start += n_full * R
+        self.pending = buf[n_full * R :].copy()
+
+    def _filter(self, chunk: np.ndarray) -> bytes:
+        # HDF5's shuffle filter for 4-byte elements: byte 0 of every element, then byte 1, …
+        shuffled = np.ascontiguousarray(np.ascontiguousarray(chunk, "<f4").view(np.uint8).reshape(-1, 4).T)
+        return self._compress(shuffled, 1)
+
+
 def generate_dataset(
     material: str,
     out,
@@ -383,6 +449,7 @@ def generate_dataset(
                 done = int(grp.attrs["n_done"])
                 bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
                 k = int(grp.attrs["next_chunk"])
+                writer = _SpectraWriter(grp["spectra"], done)
                 for params, spectra, extra in _chunks(
                     client,
                     mat.name,
@@ -400,7 +467,7 @@ def generate_dataset(
                     state["writing"] = True  # a chunk's rows and its attributes are written together
                     if take > 0:
                         grp["params"][done : done + take] = params[:take]
-                        grp["spectra"][done : done + take] = spectra[:take]
+                        writer.write(done, spectra[:take])
                         if extra is not None:
                             grp["inactive_params"][done : done + take] = extra[:take]
                     done += take

@@ -334,8 +334,26 @@ def _cubic_grid(crystal: Crystal, a: float, points, path, e_max, e_step, q_step=
     return SpectrumGrid(q, EnergyGrid(0.0, e_max, e_step))
 
 
+def _read_shipped_poscar(path: Path) -> Crystal:
+    """A shipped POSCAR read with phonopy's reader instead of ASE's (importing ``ase.io`` costs
+    ~1 s of every start-up), with ASE's arithmetic — Cartesian positions, then fractional again,
+    wrapped into [0, 1) — so that the crystal is :func:`read_structure`'s to the bit (tested)."""
+    try:
+        from phonopy.interface.vasp import read_vasp
+
+        atoms = read_vasp(str(path))
+        lattice = np.asarray(atoms.cell, dtype=float)
+        cart = np.asarray(atoms.scaled_positions, dtype=float) @ lattice
+        frac = np.linalg.solve(lattice.T, cart.T).T
+        frac %= 1.0
+        frac %= 1.0
+        return Crystal(lattice, frac, tuple(atoms.symbols))
+    except Exception:  # pragma: no cover - a phonopy without this reader: the general path
+        return read_structure(path)
+
+
 def _ge() -> Material:
-    cr = read_structure(data_path("ge", "POSCAR"))
+    cr = _read_shipped_poscar(data_path("ge", "POSCAR"))
     a = float(np.linalg.norm(cr.lattice[0]) * np.sqrt(2))
     grid = _cubic_grid(cr, a, FCC_POINTS, FCC_PATH, 70.0, 0.5)
     return Material("Ge", cr, np.diag([4, 4, 4]), grid, a)
@@ -359,12 +377,14 @@ def _base_material(key: str) -> Material:
     return PRESETS[key]()
 
 
-@cache
 def get_material(name: str, reference: str | None = None) -> Material:
     """A preset by name, "Ge" or "Nb" (case-insensitive), at a named reference.
 
     reference : "measured" (default: the fit to measured phonons), "dft" (Ge: first-principles
         FCs) or "umlff" (the uMLFF ensemble median, the paper's choice).
+
+    One object per (material, reference) however they are spelled ("Ge", "ge"; None,
+    "measured"): its forward models are built once per process.
     """
     key = str(name).lower()
     if key not in PRESETS:
@@ -372,6 +392,11 @@ def get_material(name: str, reference: str | None = None) -> Material:
     ref = DEFAULT_REFERENCE if reference is None else str(reference).lower()
     if ref not in REFERENCES:
         raise FcinvError(f"unknown reference {reference!r}; choose one of: {', '.join(REFERENCES)}")
+    return _material_at(key, ref)
+
+
+@cache
+def _material_at(key: str, ref: str) -> Material:
     base = _base_material(key)
     if ref == "umlff":
         _ = base.reference_params

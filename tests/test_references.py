@@ -160,3 +160,26 @@ def test_model_carries_its_own_reference_params():
     assert not np.allclose(fm.spectra(ge.reference_theta[None]), ge.forward_model().spectra(ge.reference_theta[None]))
     with pytest.raises(GridMismatchError, match="parameters"):
         material_for_model(cfg | {"reference_params": moved[:-1].tolist()})
+
+
+def test_spelling_of_name_and_reference_gives_one_material():
+    """get_material("Ge") and get_material("ge", reference="measured") are one object (its forward
+    models are built once per process: the dataset command asks for it both ways)."""
+    from fcinv_widgets.materials import get_material
+
+    assert get_material("Ge") is get_material("ge", reference="measured")
+    assert get_material("Ge", reference="DFT") is get_material("ge", reference="dft")
+    assert get_material("Ge", reference="dft") is not get_material("Ge")
+
+
+def test_shipped_poscar_reader_is_read_structure_to_the_bit():
+    """The Ge preset reads its POSCAR without ASE's I/O (start-up time); the crystal must be the
+    one read_structure (ASE) gives, bit for bit, or the basis and every dataset would change."""
+    from fcinv_widgets.materials import _read_shipped_poscar, data_path
+    from fcinv_widgets.structure import read_structure
+
+    p = data_path("ge", "POSCAR")
+    a, b = _read_shipped_poscar(p), read_structure(p)
+    assert a.symbols == b.symbols
+    for x, y in ((a.lattice, b.lattice), (a.positions, b.positions), (a.masses, b.masses)):
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
