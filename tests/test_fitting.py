@@ -55,6 +55,13 @@ def test_shipped_tables_read_and_cite(ge, nb):
         assert all(p.sigma_thz > 0 for p in t.points)
     g = read_measured("shipped", ge)
     assert {p.label for p in g.points} == {"Γ", "X", "L"}
+    n = read_measured("shipped", nb)
+    assert {p.label for p in n.points} == {"H", "N", "P", ""}
+    assert "Nakagawa" in n.meta["source"] and "potential-library" in n.meta["source"]
+    (p_row,) = [p for p in n.points if p.label == "P"]
+    assert (p_row.frequency_thz, p_row.sigma_thz, p_row.degeneracy) == (5.04, 0.08, 3)
+    branch = [p for p in n.points if not p.label]
+    assert len(branch) == 81 and all(0.04 <= p.sigma_thz <= 0.2 for p in branch)
 
 
 def test_units_convert(ge):
@@ -171,13 +178,21 @@ def test_dft_frequencies_fit_back_within_one_percent(ge):
 def test_shipped_measured_tables_are_fitted(ge, nb):
     from fcinv_widgets.fitting import fit_dispersion, frequencies_at_labels
 
-    for mat, labels in ((ge, ("Γ", "X", "L")), (nb, ("H", "N"))):
-        fit = fit_dispersion(mat)
+    from fcinv_widgets.materials import get_material
+
+    for mat, labels in ((ge, ("Γ", "X", "L")), (nb, ("H", "N", "P"))):
+        # as `fcinv fit-dispersion` does by default: start and prior centre at the uMLFF median
+        # (started at the shipped Nb fit instead, the prior pulls L[ζ00] ζ = 0.65 to 3.5σ)
+        fit = fit_dispersion(get_material(mat.name, reference="umlff"))
         assert fit.converged and fit.reduced_chi2 < 3
         f = frequencies_at_labels(mat, fit.params, labels)
         for r in fit.residuals:
             if r["kind"] == "point":
-                assert abs(r["model_thz"] - r["measured_thz"]) / r["measured_thz"] < 0.05
+                # high-symmetry points: the 5 % goal; every point (Nb branch points included,
+                # some below 1 THz near Γ): within 3σ of its measured error bar
+                assert abs(r["z"]) < 3, r
+                if r["label"]:
+                    assert abs(r["model_thz"] - r["measured_thz"]) / r["measured_thz"] < 0.05, r
         assert all(len(v) for v in f.values())
 
 

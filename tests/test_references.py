@@ -11,7 +11,7 @@ from fcinv_widgets.errors import FcinvError
 def _rel_dev(mat, params, table):
     from fcinv_widgets.fitting import frequencies_at_labels
 
-    labels = sorted({p.label for p in table.points})
+    labels = sorted({p.label for p in table.points if p.label})  # high-symmetry points (not branch rows)
     f = frequencies_at_labels(mat, params, labels)
     out = {}
     for lab in labels:
@@ -183,3 +183,45 @@ def test_shipped_poscar_reader_is_read_structure_to_the_bit():
     assert a.symbols == b.symbols
     for x, y in ((a.lattice, b.lattice), (a.positions, b.positions), (a.masses, b.masses)):
         assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+def _table_dev(mat, params):
+    """Per row of the shipped table: (row, label, model − measured THz, z) with the table's own branch assignment."""
+    from fcinv_widgets.measured import read_measured
+
+    table = read_measured("shipped", mat)
+    groups = table.groups(3 * mat.crystal.n_atoms)
+    nu = np.sort(mat.basis.frequencies_thz(params, np.array([q for q, _, _ in groups])), axis=1)
+    out = []
+    for (_q, pairs, gamma), f in zip(groups, nu):
+        for p, k in pairs:
+            d = float(f[k + (3 if gamma else 0)] - p.frequency_thz)
+            out.append((p.row, p.label, d, d / p.sigma_thz))
+    return out
+
+
+def test_shipped_nb_fit_at_p():
+    """P (Nakagawa & Woods 5.04 ± 0.08 THz) was not in the table the shipped Nb fit was made from:
+    the shipped fit predicts 4.81 THz there, 4.6 % low (2.9σ)."""
+    from fcinv_widgets.materials import get_material
+
+    nb = get_material("Nb")
+    p = [(d, z) for _, lab, d, z in _table_dev(nb, nb.reference_params) if lab == "P"]
+    assert len(p) == 3
+    assert all(abs(d) / 5.04 < 0.05 and abs(z) < 3 for d, z in p), p
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: the shipped Nb fit (H, N and elastic constants only) misses the Nakagawa & Woods branches by up to "
+    "1.0 THz on TA Δ (ζ = 0.4), 0.46 THz on Σ, 0.77 THz on TA Λ Γ–P and 1.54 THz on L Λ P–H (ζ = 0.8; |z| up to 19); "
+    "a refit on the extended table reproduces all of them within 3σ (test_shipped_measured_tables_are_fitted) but the "
+    "shipped nb-fit.json is the reference the shipped models were trained at and is kept",
+)
+def test_shipped_nb_fit_reproduces_branch_points_within_3_sigma():
+    from fcinv_widgets.materials import get_material
+
+    nb = get_material("Nb")
+    rows = [r for r in _table_dev(nb, nb.reference_params) if not r[1]]
+    assert len(rows) == 81
+    assert max(abs(z) for *_, z in rows) < 3
