@@ -73,6 +73,9 @@ def run(args) -> int:
         raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
     m_ref, d_ref = model.config.get("reference", "umlff"), info.get("reference", "umlff")
     same_domain = np.allclose(np.asarray(info["domain"], float), np.asarray(model.config.get("domain", info["domain"]), float))
+    m_vec, d_vec = model.config.get("reference_params"), info.get("reference_params")
+    if m_ref == d_ref and m_vec is not None and d_vec is not None and not np.allclose(m_vec, d_vec, rtol=1e-9, atol=1e-12):
+        d_ref = f"{d_ref} (refitted since: other values)"  # the named reference was refitted since the training
     if (m_ref != d_ref or not same_domain) and not args.allow_other_domain:
         raise GridMismatchError(
             f"the model was trained at reference {m_ref!r} on its own domain, the dataset was made at "
