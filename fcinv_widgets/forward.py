@@ -273,31 +273,33 @@ class ForwardModel:
         return twin
 
     def slot_weights(self, theta, mode_weights) -> np.ndarray:
-        """Per-slot weights (S,) from per-mode weights ``mode_weights`` (nq, n_modes), the modes
-        in ascending energy per q-point as at ``theta`` (A,) — e.g. :func:`sqe.folded_mode_weights`
-        at the full parameters of θ. Degenerate modes share a slot and their weights add up; unit
+        """Per-slot weights (S,) or (S, nE) from per-mode weights ``mode_weights`` (nq, n_modes) or
+        per pixel (nq, n_modes, nE), the modes in ascending energy per q-point as at ``theta`` (A,)
+        — e.g. :func:`sqe.folded_mode_weights` at the full parameters of θ. Degenerate modes share a slot and their weights add up; unit
         mode weights give the slots' multiplicities."""
         w = np.asarray(mode_weights, dtype=float)
         g = self.path.gather
-        if w.shape != g.shape or not np.all(np.isfinite(w)):
-            raise FcinvError(f"mode weights must be finite, of shape {g.shape} (nq, n_modes), got {w.shape}")
+        if w.shape[:2] != g.shape or w.ndim not in (2, 3) or not np.all(np.isfinite(w)):
+            raise FcinvError(f"mode weights must be finite, of shape {g.shape} (nq, n_modes) or (nq, n_modes, nE), got {w.shape}")
         om = self.backend.to_numpy(self.mode_energies(np.asarray(theta, float)))[0]
         order = np.argsort(om[g], axis=1, kind="stable")
-        out = np.zeros(len(om))
+        out = np.zeros((len(om),) + w.shape[2:])
         np.add.at(out, g[np.arange(g.shape[0])[:, None], order], w)
         return out
 
     def with_sqe_weights(self, slot_weights, temperature_k: float) -> "ForwardModel":
         """A copy that renders a folded one-phonon S(q, E) instead of unit-weight modes: slot s
-        contributes w_s (n(E_s, T)+1)/E_s × Gaussian (modes at E ≤ 0.01 meV nothing); w_s from
+        contributes w_s (n(E_s, T)+1)/E_s × Gaussian (modes at E ≤ 0.01 meV nothing), w_s one
+        number per slot (S,) or one per slot and energy bin (S, nE); from
         :meth:`slot_weights` (fm² per atom for :func:`sqe.folded_mode_weights`). The weights are
         held fixed (evaluated at one θ: refit them as θ moves); the energies and the Bose factor
         follow θ, differentiably in torch. Always the dense path (NumPy too)."""
         import copy
 
         sw = np.asarray(slot_weights, dtype=float)
-        if sw.shape != self.path.slot_w.shape or not np.all(np.isfinite(sw)) or np.any(sw < 0):
-            raise FcinvError(f"slot weights must be {self.path.slot_w.shape[0]} finite values ≥ 0")
+        S, nE = self.path.slot_w.shape[0], self.grid.shape[1]
+        if sw.shape not in ((S,), (S, nE)) or not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise FcinvError(f"slot weights must be finite values ≥ 0 of shape ({S},) or ({S}, {nE})")
         if not (np.isfinite(temperature_k) and temperature_k >= 0):
             raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
         twin = copy.copy(self)
@@ -458,9 +460,9 @@ class ForwardModel:
             if self._sqe_w is None:
                 G = gaussian_dense(xp, om, self._slot_w, self._centers, sig)  # (n, S, nE)
             else:
-                G = (
-                    gaussian_dense(xp, om, xp.ones_like(self._slot_w), self._centers, sig)
-                    * self._one_phonon_weights(om)[..., None]
+                W = self._sqe_w if self._sqe_w.ndim == 2 else self._sqe_w[:, None]
+                G = gaussian_dense(xp, om, xp.ones_like(self._slot_w), self._centers, sig) * (
+                    self._one_phonon_weights(om)[..., None] * W
                 )
             img = self._scatter_q(G)
             if normalize:
@@ -536,7 +538,7 @@ class ForwardModel:
         )
 
     def _one_phonon_weights(self, om):
-        """(n, S) w_s (n(E)+1)/E of the slots at energies ``om`` (meV); 0 at E ≤ 0.01 meV."""
+        """(n, S) (n(E)+1)/E of the slots at energies ``om`` (meV); 0 at E ≤ 0.01 meV."""
         from .sqe import E_MIN_MEV
         from .units import KB_MEV
 
@@ -546,7 +548,7 @@ class ForwardModel:
         ok = om > E_MIN_MEV
         e = xp.where(ok, om, xp.ones_like(om))
         n1 = 1.0 / (1.0 - xp.exp(-e / (KB_MEV * T))) if T > 0 else xp.ones_like(e)
-        return xp.where(ok, self._sqe_w * n1 / e, xp.zeros_like(e))
+        return xp.where(ok, n1 / e, xp.zeros_like(e))
 
     def _sigma_of(self, om):
         if len(self.sigma_table) == 1:

@@ -411,44 +411,84 @@ def kinematic_q_range(ei_mev: float, energies_mev, angle_min_deg: float = 0.0, a
 def folded_mode_weights(
     calc: SQE,
     points: FoldPoints,
+    grid,
     ei_mev: float | None = None,
     angle_min_deg: float = 0.0,
     angle_max_deg: float = 135.0,
-    chunk: int = 100_000,
+    hits=None,
+    chunk: int = 65_536,
 ) -> np.ndarray:
-    """Folded one-phonon weight of every mode on the path: (n_bins, 3n) fm² per atom, modes in
-    ascending energy per bin (as :meth:`SQE.modes` sorts them).
+    """Folded one-phonon weight of every mode in every pixel: (n_bins, 3n, nE) fm² per atom,
+    modes in ascending energy per bin (as :meth:`SQE.modes` sorts them).
 
-    The weight of mode ν in bin b is the mean, over the bin's equivalents Q = G + R q that
-    cover the mode's energy (all of them without ``ei_mev``; with it, those whose |Q| the
-    kinematics at that energy reach, as :func:`fold_full` counts them), of
-    ħ²|F_ν(Q)|² / (2 n_atoms) — the structure factor :meth:`SQE.structure_factor` returns
-    times the mode energy, i.e. without the 1/E and the Bose factor. Where no equivalent covers
-    the mode, the mean over all of the bin's equivalents. With these weights the folded S(q, E)
-    of :func:`fold_full` is Σ_ν w_ν (n(E_ν)+1)/E_ν G(E − E_ν) per bin (up to the variation of the
-    coverage across a Gaussian), which ``ForwardModel.with_sqe_weights`` renders.
+    W_ν(b, E) is the mean, over the equivalents Q = G + R q of bin b that cover energy bin E,
+    of ħ²|F_ν(Q)|² / (2 n_atoms) — the structure factor :meth:`SQE.structure_factor` returns
+    times the mode energy, i.e. without the 1/E and the Bose factor. Coverage: every point at
+    every energy without ``ei_mev``; with it, the kinematic |Q| range at E (as :func:`fold_full`
+    counts it); with ``hits``, single-orientation scans: a list of (sel, ilo, ihi) per
+    orientation (``scans._orientation_hits``: the points the detector sees and the first/last
+    energy bin each covers), summed over the orientations. The folded S(q, E) those
+    simulations make is then exactly Σ_ν W_ν(b, E) (n(E_ν)+1)/E_ν G(E − E_ν), which
+    ``ForwardModel.with_sqe_weights`` renders. Where nothing covers a pixel (not measured), the
+    mean over all of the bin's equivalents.
     """
     if points.G is None:
         raise FcinvError("folded_mode_weights needs fold points with reciprocal-lattice vectors (fold_geometry)")
     energies, vec = calc.modes(points.q_frac)
-    nb, M = points.n_bins, energies.shape[1]
-    num, den, alls = np.zeros((nb, M)), np.zeros((nb, M)), np.zeros((nb, M))
+    nb, M, nE = points.n_bins, energies.shape[1], grid.shape[1]
+    centers = np.asarray(grid.e.centers, float)
+    num, den = np.zeros((nb, M, nE)), np.zeros((nb, nE))
+    alls = np.zeros((nb, M))
+    G_hkl = points.G
+
+    def amps(sel):
+        e = energies[points.iq[sel]]
+        return calc._amplitudes(points.Q[sel], G_hkl[sel], e, vec[points.iq[sel]], bose=False) * np.where(e > E_MIN_MEV, e, 0.0)
+
+    amp_all = np.empty((points.n, M))
     for s in range(0, points.n, chunk):
-        sl = slice(s, s + chunk)
-        e = energies[points.iq[sl]]
-        amp = calc._amplitudes(points.Q[sl], points.G[sl], e, vec[points.iq[sl]], bose=False) * np.where(e > E_MIN_MEV, e, 0.0)
+        sl = np.arange(s, min(s + chunk, points.n))
+        amp_all[sl] = amps(sl)
+    _segment_add(alls, points.qbin, amp_all)
+    if hits is None:
+        # kinematic coverage depends on |Q| only: within a bin, the points covering energy E are a
+        # contiguous run of the |Q|-sorted points, so prefix sums give every pixel at once
         if ei_mev is None:
-            cov = np.ones_like(amp)
+            qlo, qhi, ok_e = np.full(nE, -np.inf), np.full(nE, np.inf), np.ones(nE, bool)
         else:
-            qlo, qhi = kinematic_q_range(ei_mev, e, angle_min_deg, angle_max_deg)
-            qa = np.linalg.norm(points.Q[sl], axis=1)[:, None]
-            cov = ((qa >= qlo) & (qa <= qhi) & (e < ei_mev)).astype(float)
-        _segment_add(num, points.qbin[sl], amp * cov)
-        _segment_add(den, points.qbin[sl], cov)
-        _segment_add(alls, points.qbin[sl], amp)
+            qlo, qhi = kinematic_q_range(ei_mev, centers, angle_min_deg, angle_max_deg)
+            ok_e = centers < ei_mev
+        qa = np.linalg.norm(points.Q, axis=1)
+        order = np.lexsort((qa, points.qbin))
+        cum = np.vstack([np.zeros((1, M)), np.cumsum(amp_all[order], axis=0)])
+        bounds = np.searchsorted(points.qbin[order], np.arange(nb + 1))
+        for b in range(nb):
+            s0, s1 = bounds[b], bounds[b + 1]
+            qs = qa[order[s0:s1]]
+            lo = s0 + np.searchsorted(qs, qlo, "left")
+            hi = s0 + np.searchsorted(qs, qhi, "right")
+            hi = np.where(ok_e, np.maximum(hi, lo), lo)
+            num[b] = (cum[hi] - cum[lo]).T
+            den[b] = hi - lo
+    if hits is not None:
+        num_em = num.transpose(0, 2, 1)  # a view (nb, nE, M): accumulate into num through it
+        for sel, ilo, ihi in hits:
+            sel = np.asarray(sel)
+            if len(sel) == 0:
+                continue
+            amp, b = amp_all[sel], points.qbin[sel]
+            ilo, ihi = np.asarray(ilo), np.asarray(ihi)
+            for k in range(int((ihi - ilo).max()) + 1):
+                m = ilo + k <= ihi
+                if not m.any():
+                    break
+                idx = ilo[m] + k
+                np.add.at(num_em, (b[m], idx), amp[m])
+                np.add.at(den, (b[m], idx), 1.0)
     n_all = np.bincount(points.qbin, minlength=nb).astype(float)[:, None]
+    mean_all = alls / np.maximum(n_all, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), alls / np.maximum(n_all, 1.0))
+        return np.where(den[:, None, :] > 0, num / np.where(den > 0, den, 1.0)[:, None, :], mean_all[:, :, None])
 
 
 def _segment_add(out, keys, values) -> None:

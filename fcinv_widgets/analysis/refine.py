@@ -220,6 +220,10 @@ def refine_sqe(
     n_outer: int = 3,
     max_iter: int = 300,
     angle_max_deg: float = 135.0,
+    orientations=None,
+    u=(1, 1, 0),
+    v=(0, 0, 1),
+    detector=None,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
 
@@ -236,6 +240,11 @@ def refine_sqe(
     domain only. The mode weights depend on the eigenvectors: they are recomputed at the
     estimate ``n_outer`` times (with the noise variances). σ: Laplace approximation at the estimate
     (Gauss–Newton Hessian of the data term + the prior); model errors are not in it.
+
+    ``orientations`` (degrees; needs ``ei_mev``): the data are single-orientation scans (one angle)
+    or their union (several) as ``scans.simulate_scans`` makes them (sample axes ``u``, ``v``,
+    ``detector`` default ``scans.DETECTOR``): the mode weights then follow those orientations'
+    detector coverage instead of the full kinematic range.
 
     Measured with ``benchmarks/bench_identifiability.py --full-sqe``: on the noise-free folded
     S(Q,E) of the first-principles Ge FCs, from the measured reference, FC0–FC3 come back within
@@ -283,6 +292,15 @@ def refine_sqe(
         if not np.all(np.isfinite(th0)):
             raise FcinvError("start values must be finite")
     geom = fold_geometry(mat.crystal, grid, float(qmax), mat.conventional_a)
+    hits = None
+    if orientations is not None:
+        from ..scans import DETECTOR, _orientation_hits, check_angles, orientation_matrix
+
+        if ei_mev is None:
+            raise FcinvError("fitting single-orientation scans needs their incident energy (Ei)")
+        U0 = orientation_matrix(u, v)
+        det = DETECTOR if detector is None else detector
+        hits = [_orientation_hits(geom, float(om), ei_mev, grid, U0, det) for om in check_angles(orientations)]
 
     dt = torch.float64
     y = torch.tensor(np.where(mask, d, 0.0), dtype=dt)
@@ -297,7 +315,7 @@ def refine_sqe(
         full = mat.reference_params.copy()
         full[order] = theta
         calc = SQE(mat.basis, full, temperature=temperature_k)
-        w = folded_mode_weights(calc, geom, ei_mev, angle_max_deg=angle_max_deg)
+        w = folded_mode_weights(calc, geom, grid, ei_mev, angle_max_deg=angle_max_deg, hits=hits)
         return fm.with_sqe_weights(fm.slot_weights(theta, w), temperature_k)
 
     def linear(img, inv_v):
@@ -417,3 +435,29 @@ def _lbfgs(loss_fn, z0, max_iter: int):
 
     opt.step(closure)
     return zz.detach()
+
+
+def refine_spectrum(material, spec, temperature_k: float, ei_mev=None, qmax=None, scan=None, **kwargs) -> SQEFitResult:
+    """:func:`refine_sqe` on a :class:`~fcinv_widgets.analysis.expio.Spectrum` read from a file (uncorrected
+    data): for an ``fcinv-scans`` scan set the union of its orientations is fitted with their detector
+    coverage (or, with ``scan`` = a sample angle in degrees, that one scan), with the file's Ei,
+    sample axes, detector and |Q| range; any other S(Q,E) with the kinematic coverage at Ei."""
+    data, orient, extra = spec.image, None, {}
+    if spec.fmt == "fcinv-scans":
+        from ..scans import ScanSet
+
+        ss = ScanSet.load(spec.source.split(" (")[0])
+        ang = np.asarray(ss.angles_deg, float)
+        if scan is not None:
+            hit = np.flatnonzero(np.isclose(ang, float(scan), atol=1e-6))
+            if len(hit) == 0:
+                raise FcinvError(f"{spec.source} has no scan at ω = {scan:g}° (angles {ang.min():g}…{ang.max():g}°)")
+            data, orient = ss.scans[int(hit[0])], [float(ang[hit[0]])]
+        else:
+            orient = [float(a) for a, img in zip(ang, ss.scans) if np.isfinite(img).any()]
+        ei_mev = ss.ei_mev if ei_mev is None else ei_mev
+        qmax = ss.meta.get("qmax_inv_a") if qmax is None else qmax
+        extra = {"u": ss.meta.get("u", (1, 1, 0)), "v": ss.meta.get("v", (0, 0, 1)), "detector": ss.meta.get("detector_deg")}
+    elif scan is not None:
+        raise FcinvError(f"{spec.source} is not a scan set: --scan applies to files written by `fcinv scans`")
+    return refine_sqe(material, data, temperature_k, ei_mev=ei_mev, qmax=qmax, orientations=orient, **extra, **kwargs)

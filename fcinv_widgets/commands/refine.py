@@ -38,6 +38,13 @@ def register(sub):
     p.add_argument(
         "--qmax", type=float, default=None, help="S(Q,E) fit: largest |Q| folded (1/Å; default: the file's, else the reach at Ei)"
     )
+    p.add_argument(
+        "--scan",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="S(Q,E) fit of a scan set (`fcinv scans`): fit this one scan (sample angle ω) instead of the union",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 
@@ -60,6 +67,10 @@ def run(args) -> int:
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None
     sqe_input = corrections.get("intensity") == SQE and not args.raw and not corrections.get("already_applied")
+    if args.scan is not None and (not sqe_input or args.unit_weights):
+        from ..errors import FcinvError
+
+        raise FcinvError("--scan applies to the S(Q,E) fit of a scan set (not with --raw, --unit-weights or a model image)")
     if sqe_input and not args.unit_weights:
         return _run_sqe(args, mat, spec, corrections, start)
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
@@ -75,7 +86,7 @@ def run(args) -> int:
 def _run_sqe(args, mat, spec, corrections, start) -> int:
     import numpy as np
 
-    from ..analysis.refine import refine_sqe
+    from ..analysis.refine import refine_spectrum
     from ..errors import FcinvError
 
     if args.clip is not None:
@@ -87,12 +98,15 @@ def _run_sqe(args, mat, spec, corrections, start) -> int:
     qmax = args.qmax if args.qmax is not None else spec.meta.get("qmax_inv_a")
     if qmax is not None and not (np.isfinite(qmax) and qmax > 0):
         raise FcinvError(f"--qmax must be a positive number (1/Å), got {qmax!r}")
-    r = refine_sqe(mat, spec.image, temp, ei_mev=ei, qmax=qmax, start=start, prior_scale=args.prior_scale, max_iter=args.max_iter)
+    r = refine_spectrum(
+        mat, spec, temp, ei_mev=ei, qmax=qmax, scan=args.scan, start=start, prior_scale=args.prior_scale, max_iter=args.max_iter
+    )
     rec = {
         "intensity": SQE_NAME,
         "temperature_k": temp,
         "ei_mev": ei,
         "qmax_inv_a": qmax,
+        **({"scan_deg": args.scan} if args.scan is not None else {}),
         "applied": ["none: the folded one-phonon S(Q,E) is modelled (mode weights, Bose factor, resolution)"],
     }
     lines = [

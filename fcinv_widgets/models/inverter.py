@@ -241,7 +241,7 @@ class _Model:
 
     def _refine(self, out: dict, spec, image, corrections: dict, raw: bool) -> dict:
         from ..analysis.expio import SQE
-        from ..analysis.refine import refine, refine_sqe
+        from ..analysis.refine import refine, refine_spectrum
         from ..materials import material_for_model
 
         mat = material_for_model(self.config)
@@ -249,7 +249,7 @@ class _Model:
         ei = corrections.get("ei_mev")
         if corrections.get("intensity") == SQE and not raw and not corrections.get("already_applied"):
             temp = corrections["bose_weighting"]["temperature_k"]
-            r = refine_sqe(mat, spec.image, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start)
+            r = refine_spectrum(mat, spec, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start)
             rec = r.to_dict() | {"method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe), uncorrected data"}
         else:
             fm = mat.forward_model(resolution=("arcs", ei) if ei is not None else None)
