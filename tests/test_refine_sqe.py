@@ -209,3 +209,27 @@ def test_cli_refines_one_scan_of_a_scan_set(tmp_path, sqe_file, capsys):
     assert "no scan at ω = 41°" in capsys.readouterr().err
     assert main(["refine", "--material", "Ge", "--spectrum", str(sqe_file), "--scan", "40", "--json"]) == 2
     assert "not a scan set" in capsys.readouterr().err
+
+
+def test_refine_sqe_on_nb_beats_the_unit_weight_fit():
+    """bcc Nb (one atom, three branches): the same fit works on another crystal."""
+    from fcinv_widgets.analysis.expio import DEFAULT_CLIP, to_model_intensity
+    from fcinv_widgets.materials import get_material
+
+    mat = get_material("Nb")
+    rng = np.random.default_rng(7)
+    truth = mat.reference_params.copy()
+    inactive = np.setdiff1d(np.arange(len(truth)), mat.active)
+    truth[inactive] += rng.normal(0, 1.0, len(inactive)) * np.asarray(mat.nuisance_sigma)
+    truth[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
+    _, _, img = _folded(mat, truth, 80.0, qmax=3.0)
+    r = refine_sqe(mat, img, 5.0, 80.0, qmax=3.0)
+    t = truth[mat.active]
+    err = np.abs(r.active_params - t) / np.abs(t)
+    u = refine(
+        mat.forward_model(resolution=("arcs", 80.0)), to_model_intensity(img, mat.grid, 5.0, DEFAULT_CLIP), domain=mat.domain
+    )
+    err_u = np.abs(u.params - t) / np.abs(t)
+    # measured at qmax 4: 0.0 / 0.2 / 2.6 / 0.0 % (unit-weight fit 2.5 / 4.2 / 55 / 7.1 %)
+    assert np.all(err[:4] < 0.05), err
+    assert err[:4].max() < 0.5 * err_u[:4].max()
