@@ -30,30 +30,28 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 # ----------------------------------------------------------------------------- argument types
-def _number(text, kind, what):
+def _number(text, kind, what, ok=None, bound: str | None = None):
+    """``text`` as a ``kind`` (int or finite float); with ``ok``, a value failing ``ok(v)`` is
+    refused as ``must be {bound or what}``."""
     try:
         v = kind(text)
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
     if kind is float and not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    if ok is not None and not ok(v):
+        raise argparse.ArgumentTypeError(f"must be {bound or what}, got {text!r}")
     return v
 
 
 def positive_int(text) -> int:
     """An integer ≥ 1."""
-    v = _number(text, int, "a positive integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (≥ 1), got {text!r}")
-    return v
+    return _number(text, int, "a positive integer", lambda v: v >= 1, "a positive integer (≥ 1)")
 
 
 def nonneg_int(text) -> int:
     """An integer ≥ 0."""
-    v = _number(text, int, "an integer ≥ 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
-    return v
+    return _number(text, int, "an integer ≥ 0", lambda v: v >= 0)
 
 
 def finite_float(text) -> float:
@@ -63,18 +61,12 @@ def finite_float(text) -> float:
 
 def positive_float(text) -> float:
     """A finite number > 0."""
-    v = _number(text, float, "a finite number > 0")
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
+    return _number(text, float, "a finite number > 0", lambda v: v > 0)
 
 
 def nonneg_float(text) -> float:
     """A finite number ≥ 0."""
-    v = _number(text, float, "a finite number ≥ 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
-    return v
+    return _number(text, float, "a finite number ≥ 0", lambda v: v >= 0)
 
 
 def scheduler_address(text) -> str:
