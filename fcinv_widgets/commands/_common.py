@@ -2,8 +2,10 @@
 
 Everything a command needs besides its own logic lives here: the argument parser class
 (one-line errors), argument types with ranges (:func:`positive_int`, :func:`finite_float`,
-…), the shared options (:func:`add_sigma_ei`, :func:`add_temperature`, :func:`add_noise_seed`),
-output-path checks and locks (:func:`check_output`, :func:`output_lock`) and :func:`emit`.
+…), the shared options (:func:`add_sigma_ei`, :func:`add_temperature`, :func:`add_noise_seed`,
+:func:`add_seed`, :func:`add_json`; for the commands that take a trained model
+:func:`add_model_args`, :func:`add_max_test`, :func:`add_n_samples`), output-path checks and
+locks (:func:`check_output`, :func:`output_lock`) and :func:`emit`.
 No command imports ``cli`` or another command.
 """
 
@@ -30,30 +32,28 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 # ----------------------------------------------------------------------------- argument types
-def _number(text, kind, what):
+def _number(text, kind, what, ok=None, bound: str | None = None):
+    """``text`` as a ``kind`` (int or finite float); with ``ok``, a value failing ``ok(v)`` is
+    refused as ``must be {bound or what}``."""
     try:
         v = kind(text)
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
     if kind is float and not math.isfinite(v):
         raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+    if ok is not None and not ok(v):
+        raise argparse.ArgumentTypeError(f"must be {bound or what}, got {text!r}")
     return v
 
 
 def positive_int(text) -> int:
     """An integer ≥ 1."""
-    v = _number(text, int, "a positive integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (≥ 1), got {text!r}")
-    return v
+    return _number(text, int, "a positive integer", lambda v: v >= 1, "a positive integer (≥ 1)")
 
 
 def nonneg_int(text) -> int:
     """An integer ≥ 0."""
-    v = _number(text, int, "an integer ≥ 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
-    return v
+    return _number(text, int, "an integer ≥ 0", lambda v: v >= 0)
 
 
 def finite_float(text) -> float:
@@ -63,18 +63,12 @@ def finite_float(text) -> float:
 
 def positive_float(text) -> float:
     """A finite number > 0."""
-    v = _number(text, float, "a finite number > 0")
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
+    return _number(text, float, "a finite number > 0", lambda v: v > 0)
 
 
 def nonneg_float(text) -> float:
     """A finite number ≥ 0."""
-    v = _number(text, float, "a finite number ≥ 0")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text!r}")
-    return v
+    return _number(text, float, "a finite number ≥ 0", lambda v: v >= 0)
 
 
 def scheduler_address(text) -> str:
@@ -140,7 +134,38 @@ def add_noise_seed(
 ) -> None:
     """``--noise B,P`` (parsed to a (B, P) tuple) and ``--seed``."""
     p.add_argument("--noise", type=noise_arg, default=None, help=noise_help)
-    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
+    add_seed(p, "random seed (default 0)")
+
+
+def add_seed(p, help: str | None = None) -> None:
+    """``--seed`` (an integer ≥ 0, default 0)."""
+    p.add_argument("--seed", type=nonneg_int, default=0, help=help)
+
+
+def add_model_args(p, model_help: str, dataset: bool = False) -> None:
+    """``--model`` (required: a checkpoint directory or shipped name, as ``model_help`` says) and,
+    with ``dataset``, ``--dataset`` (required: an fcinv dataset HDF5 file)."""
+    p.add_argument("--model", required=True, help=model_help)
+    if dataset:
+        p.add_argument("--dataset", required=True)
+
+
+def add_max_test(p, help: str | None = None) -> None:
+    """``--max-test N``: use only the first N test spectra (default: all)."""
+    p.add_argument("--max-test", type=positive_int, default=None, help=help)
+
+
+def add_n_samples(p, help: str | None = None) -> None:
+    """``--n-samples``: latent samples per spectrum of a VAE (≥ 1, default 100)."""
+    p.add_argument("--n-samples", type=positive_int, default=100, help=help)
+
+
+def add_json(p, help: str | None = None, progress: str | bool = False) -> None:
+    """``--json`` (print JSON), after ``--no-progress`` when ``progress`` is given (True, or that
+    option's help text): a command's last options."""
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help=None if progress is True else progress)
+    p.add_argument("--json", action="store_true", help=help)
 
 
 # ----------------------------------------------------------------------------- output paths

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ._common import add_material_args, emit, load_material, positive_int
+from ._common import add_json, add_material_args, emit, load_material, positive_int
 
 
 def register(sub):
     p = sub.add_parser("basis", help="symmetry-reduced FC parameters, orbits, values and sensitivity ranking")
     add_material_args(p)
     p.add_argument("--top", type=positive_int, default=8, help="how many parameters to rank as active (default 8)")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run)
 
 

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from ..errors import FcinvError
-from ._common import emit, nonneg_int, positive_int
+from ._common import add_json, add_seed, emit, positive_int
 
 #: bytes of the copy benchmark's arrays (at most; less for small batches)
 COPY_BYTES = 512 * 2**20
@@ -36,8 +36,8 @@ def register(sub):
     p.add_argument("--batch", type=positive_int, default=10000, help="parameter sets for our model")
     p.add_argument("--phonopy-sets", type=positive_int, default=100, help="parameter sets for the phonopy loop")
     p.add_argument("--backend", default="numpy", choices=("numpy", "cupy", "torch", "auto"), help="numpy, cupy, torch or auto")
-    p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--json", action="store_true")
+    add_seed(p)
+    add_json(p)
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit, nonneg_float, nonneg_int, positive_float, positive_int, scheduler_address
+from ._common import add_json, add_seed, emit, nonneg_float, nonneg_int, positive_float, positive_int, scheduler_address
 
 
 def register(sub):
@@ -15,7 +15,7 @@ def register(sub):
     p.add_argument("--material", default="Ge")
     p.add_argument("--n-train", type=nonneg_int, default=10000)
     p.add_argument("--n-test", type=nonneg_int, default=1500)
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    add_seed(p)
     p.add_argument("--candidates", type=positive_int, default=1024, help="candidates drawn per chunk (part of the seeded recipe)")
     p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian σ of every mode (meV)")
     p.add_argument(
@@ -38,8 +38,7 @@ def register(sub):
         "(0: fixed at the reference; the robust models use 1.5)",
     )
     p.add_argument("--out", required=True)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-dataset")])
 
 

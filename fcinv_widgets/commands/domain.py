@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import emit
+from ._common import add_json, emit
 
 
 def register(sub):
@@ -24,7 +24,7 @@ def register(sub):
     p.add_argument(
         "--save", help="write the domain record as JSON (the shipped one: fcinv_widgets/data/ensemble/<material>-domain.json)"
     )
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run)
 
 

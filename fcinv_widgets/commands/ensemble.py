@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ._common import emit, positive_float, positive_int, scheduler_address
+from ._common import add_json, emit, positive_float, positive_int, scheduler_address
 
 
 def register(subparsers) -> None:
@@ -99,8 +99,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--plot", default=None, metavar="DIR", help="write PNG figures (dispersions, parameter ranges, sensitivity) into DIR"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p, "print JSON", progress="no progress bar")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-ensemble"), ("summary", "file", None), ("plot", "dir", None)])
 
 

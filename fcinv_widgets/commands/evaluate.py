@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import emit, nonneg_int, positive_int
+from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, emit
 from ..errors import FcinvError, GridMismatchError
 
 
 def register(sub):
     p = sub.add_parser("evaluate", help="R² and MAE per FC of a model on a dataset's test split")
-    p.add_argument("--model", required=True, help="checkpoint directory, model.pt or shipped name (ge-vae, ge-resnet, …)")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--max-test", type=positive_int, default=None)
-    p.add_argument("--n-samples", type=positive_int, default=100, help="VAE: latent samples per spectrum")
+    add_model_args(p, "checkpoint directory, model.pt or shipped name (ge-vae, ge-resnet, …)", dataset=True)
+    add_max_test(p)
+    add_n_samples(p, "VAE: latent samples per spectrum")
     p.add_argument("--write-metrics", action="store_true", help="also write metrics.json next to the model")
     p.add_argument("--parity", default=None, metavar="PNG", help="write a parity-grid figure (predicted vs true per FC)")
     p.add_argument(
@@ -45,8 +44,8 @@ def register(sub):
         "to the test split with a fixed seed (--seed)",
     )
     p.add_argument("--mask-bank", default=None, metavar="NPZ", help="with --augment: coverage masks (fcinv train --mask-bank)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="with --augment: seed of the measurement model's draws")
-    p.add_argument("--json", action="store_true")
+    add_seed(p, "with --augment: seed of the measurement model's draws")
+    add_json(p)
     p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
 
 

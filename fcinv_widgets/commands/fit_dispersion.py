@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import emit
+from ._common import add_json, emit
 
 
 def register(sub):
@@ -35,7 +35,7 @@ def register(sub):
     p.add_argument("--max-iter", type=int, default=200, help="maximum function evaluations (default 200)")
     p.add_argument("--out", help="write the fit as JSON (format fcinv-dispersion-fit)")
     p.add_argument("--plot", help="write a PNG of fit vs data along the dispersion path")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run)
 
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import emit, nonneg_float, positive_float, positive_int
+from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float
 
 
 def register(sub):
@@ -16,7 +16,7 @@ def register(sub):
         help="predict FCs from the full data and from every single scan of a scan set "
         "(`fcinv scans`), MSE of each scan vs the full data",
     )
-    p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, ge-resnet, …)")
+    add_model_args(p, "checkpoint directory or shipped name (ge-vae, ge-resnet, …)")
     p.add_argument("--scans", required=True, help="scan-set HDF5 written by `fcinv scans`")
     p.add_argument(
         "--reference",
@@ -25,7 +25,7 @@ def register(sub):
         help="reference FCs for the table and plots: the force constants the scans were simulated "
         "from (default), the material's first-principles values, or none",
     )
-    p.add_argument("--n-samples", type=positive_int, default=100, help="latent samples per spectrum (VAE)")
+    add_n_samples(p, "latent samples per spectrum (VAE)")
     p.add_argument(
         "--clip",
         type=positive_float,
@@ -48,7 +48,7 @@ def register(sub):
     )
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scan-inference"), ("plot", "file", None)])
 
 

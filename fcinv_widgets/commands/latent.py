@@ -6,21 +6,20 @@ import json
 
 import numpy as np
 
-from ._common import emit, nonneg_float, nonneg_int, positive_int
+from ._common import add_json, add_max_test, add_model_args, add_seed, emit, nonneg_float, positive_int
 from ..errors import FcinvError, GridMismatchError
 
 
 def register(sub):
     p = sub.add_parser("latent", help="latent statistics and a UMAP map of a VAE's test-set latents (saved for reuse)")
-    p.add_argument("--model", required=True, help="a VAE checkpoint directory or shipped name (ge-vae, nb-vae)")
-    p.add_argument("--dataset", required=True)
+    add_model_args(p, "a VAE checkpoint directory or shipped name (ge-vae, nb-vae)", dataset=True)
     p.add_argument("--out", required=True, help="folder for latent_map.npz, umap_reducer.joblib, latent_stats.json")
-    p.add_argument("--max-test", type=positive_int, default=None)
+    add_max_test(p)
     p.add_argument("--neighbors", type=positive_int, default=15, help="UMAP n_neighbors (≥ 2)")
     p.add_argument("--min-dist", type=nonneg_float, default=0.1, help="UMAP min_dist")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    add_seed(p)
     p.add_argument("--plot", default=None, metavar="PNG", help="also write the map coloured by each FC")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run, outputs=[("out", "dir", None), ("plot", "file", None)])
 
 

@@ -5,23 +5,22 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError
-from ._common import emit, nonneg_int, positive_int, scheduler_address
+from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, emit, scheduler_address
 
 
 def register(sub):
     p = sub.add_parser("noise-grid", help="noise robustness: R² per FC on a 5×5 (B, P) grid of noisy test sets")
-    p.add_argument("--model", required=True, help="checkpoint directory or shipped name (VAE or ResNet)")
-    p.add_argument("--dataset", required=True)
+    add_model_args(p, "checkpoint directory or shipped name (VAE or ResNet)", dataset=True)
     p.add_argument("--out", required=True, help="output HDF5 (read by NoiseGridExplorer)")
-    p.add_argument("--max-test", type=positive_int, default=None, help="use only the first N test spectra")
-    p.add_argument("--n-samples", type=positive_int, default=100, help="latent samples per spectrum")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    add_max_test(p, "use only the first N test spectra")
+    add_n_samples(p, "latent samples per spectrum")
+    add_seed(p)
     p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address: cells run as tasks")
     p.add_argument("--plot", help="also write the R² heatmaps (FC0–FC3) to this PNG")
     p.add_argument(
         "--coverage-plot", metavar="PNG", help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)"
     )
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", None)])
 
 

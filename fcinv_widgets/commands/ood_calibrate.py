@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit
+from ._common import add_json, add_model_args, emit
 
 
 def register(sub):
@@ -11,7 +11,7 @@ def register(sub):
         help="feature statistics and thresholds of the out-of-distribution check "
         "(ood.json beside the model; read by `fcinv invert`)",
     )
-    p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, ge-resnet, …)")
+    add_model_args(p, "checkpoint directory or shipped name (ge-vae, ge-resnet, …)")
     p.add_argument(
         "--dataset",
         default=None,
@@ -53,8 +53,7 @@ def register(sub):
         "Ge grid is no longer caught by ge-vae); off by default",
     )
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_json(p, progress=True)
     p.set_defaults(func=run)
 
 

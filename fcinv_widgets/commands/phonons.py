@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import emit
+from ._common import add_json, emit
 from ..errors import FcinvError
 from ._common import add_material_args, load_material, parse_params, parse_qpoints
 
@@ -30,7 +30,7 @@ def register(sub):
     p.add_argument(
         "--reduced", action="store_true", help="project the force constants onto the symmetry basis and rebuild them first"
     )
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(p, "machine-readable output")
     p.set_defaults(func=run)
 
 

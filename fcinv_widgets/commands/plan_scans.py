@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import emit
+from ._common import add_json, add_model_args, emit
 
 
 def register(sub):
@@ -17,7 +17,7 @@ def register(sub):
         "about the active force constants and plan the next --n scans greedily "
         "(see fcinv_widgets.analysis.planner).",
     )
-    p.add_argument("--model", required=True, help="checkpoint directory or shipped name (ge-vae, nb-vae, …)")
+    add_model_args(p, "checkpoint directory or shipped name (ge-vae, nb-vae, …)")
     p.add_argument("--scans", default=None, help="scan set measured so far (HDF5 from `fcinv scans`); default: none yet")
     p.add_argument(
         "--measured",
@@ -46,8 +46,7 @@ def register(sub):
         help="sample temperature (K) for the intensity correction of the scans (default: the scan set's)",
     )
     p.add_argument("--plot", default=None, metavar="PNG", help="information per candidate angle with the plan marked")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true")
+    add_json(p, progress=True)
     p.set_defaults(func=run)
 
 

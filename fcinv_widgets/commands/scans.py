@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 
-from ._common import add_material_args, add_noise_seed, add_temperature, emit, load_material, parse_vector, positive_float
+from ._common import (
+    add_json,
+    add_material_args,
+    add_noise_seed,
+    add_temperature,
+    emit,
+    load_material,
+    parse_vector,
+    positive_float,
+)
 
 
 def register(sub):
@@ -34,8 +43,7 @@ def register(sub):
     p.add_argument("--v", default="0,0,1", help="second in-plane sample direction (default 0,0,1)")
     add_noise_seed(p, "B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
     p.add_argument("--out", required=True, help="output HDF5 scan-set file")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true")
+    add_json(p, progress="no progress bar")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scans")])
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import FcinvError, UnstableError
 from ._common import (
+    add_json,
     add_material_args,
     add_noise_seed,
     add_sigma_ei,
@@ -39,7 +40,7 @@ def register(sub):
     )
     p.add_argument("--out", required=True, help="output HDF5 file")
     p.add_argument("--allow-unstable", action="store_true", help="write the image even if the set is dynamically unstable")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-spectrum")])
 
 

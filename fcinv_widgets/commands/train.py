@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import emit, nonneg_int, positive_float, positive_int
+from ._common import add_json, add_seed, emit, positive_float, positive_int
 from ..errors import FcinvError
 
 
@@ -26,7 +26,7 @@ def register(sub):
     p.add_argument("--latent", type=positive_int, default=20, help="VAE: latent dimensions")
     p.add_argument("--max-train", type=positive_int, default=None, help="use only the first N training spectra")
     p.add_argument("--patience", type=positive_int, default=8, help="early stopping: epochs without improvement")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    add_seed(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: min(4, cores))")
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
@@ -63,7 +63,7 @@ def register(sub):
         help="start from a trained model of the same kind and material (fine-tuning), e.g. ge-vae-paper",
     )
     p.add_argument("--no-masks", action="store_true", help="with --augment: no coverage masks (full coverage)")
-    p.add_argument("--json", action="store_true")
+    add_json(p)
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
 
 

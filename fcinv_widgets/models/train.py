@@ -69,6 +69,77 @@ def _split(n: int, seed: int):
     return perm[:n_val], perm[n_val:]
 
 
+def _data(dataset, max_train, seed: int):
+    """(x, y, info, iv, it): a dataset's training split and its seeded validation hold-out."""
+    x, y, info = load_split(dataset, "train", max_train)
+    iv, it = _split(len(x), seed)
+    return x, y, info, iv, it
+
+
+def _prepare(dataset, out, max_train, threads, device, seed: int, augment, masks):
+    """The set-up both trainings share, in this order: torch threads, device and seed; the output
+    folder; the data (:func:`_data`); the augmenter. Returns (dev, out, x, y, info, iv, it, aug)."""
+    dev = _setup(threads, device, seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    x, y, info, iv, it = _data(dataset, max_train, seed)
+    return dev, out, x, y, info, iv, it, _augmenter(augment, info, masks, seed)
+
+
+def _scaler(y, it):
+    """(mean, std) of the training targets ``y[it]`` (std + 1e-12: a constant FC stays finite)."""
+    return y[it].mean(0), y[it].std(0) + 1e-12
+
+
+def _standardised(y, y_mean, y_std):
+    """The targets in standardised units, a float32 tensor."""
+    import torch
+
+    return torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+
+
+def _loss(het: bool, n: int):
+    """The loss on standardised targets: β-NLL of a heteroscedastic head (mean and log σ² of the
+    ``n`` FCs) when ``het``, else the MSE of a point-estimate head."""
+    from .nets import gaussian_nll, split_heteroscedastic
+
+    def loss_of(out, target):
+        if het:
+            m, lv = split_heteroscedastic(out, n)
+            return gaussian_nll(m, lv, target)
+        return ((out - target) ** 2).mean()
+
+    return loss_of
+
+
+def _batched(f, xs, dev, size: int = 256):
+    """``f`` applied to ``xs`` in chunks of ``size`` on ``dev``, concatenated on the CPU."""
+    import torch
+
+    return torch.cat([f(xs[s : s + size].to(dev)).cpu() for s in range(0, len(xs), size)])
+
+
+def _aug_config(aug, sigma_scale) -> dict:
+    """The checkpoint entries of a model trained with the augmenter ``aug``."""
+    return {
+        "heteroscedastic": True,
+        "sigma_scale": sigma_scale,
+        "augment": aug.model.to_dict(),
+        "coverage_bank": None if aug.masks is None else list(aug.masks.shape),
+    }
+
+
+def _training_head(dataset, it, iv, history) -> dict:
+    """The first entries of a checkpoint's ``training`` record."""
+    return {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history)}
+
+
+def _save(model, path: Path, r2_val, names, epochs: int, **more) -> dict:
+    """Write ``model`` (an Inverter or ResNetModel) to ``path``; the summary a training returns."""
+    model.save(path)
+    return {"out": str(path), "val_r2": r2_val.tolist(), "names": names, "epochs": epochs, **more}
+
+
 def _probe_r2(mu_tr, y_tr, mu_va, y_va, ridge: float = 1e-3):
     """Validation R² of a ridge-regularised linear map latent → FCs (a cheap per-epoch probe)."""
     A = np.c_[mu_tr, np.ones(len(mu_tr))]
@@ -267,12 +338,7 @@ def train_vae(
     from .inverter import Inverter
     from .nets import VAE, vae_loss
 
-    dev = _setup(threads, device, seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    x, y, info = load_split(dataset, "train", max_train)
-    iv, it = _split(len(x), seed)
-    aug = _augmenter(augment, info, masks, seed)
+    dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks)
     xt = torch.from_numpy(x)
     shape = x.shape[1:]
     start = _init_from(init_from, "vae", info["material"])
@@ -286,7 +352,7 @@ def train_vae(
     x_val = _augmented(aug, x, iv, VAL_EPOCH)
 
     def encode_all(xs):
-        return torch.cat([vae.encode(xs[s : s + 256].to(dev))[0].cpu() for s in range(0, len(xs), 256)]).numpy()
+        return _batched(lambda b: vae.encode(b)[0], xs, dev).numpy()
 
     def step(idx, ep):
         xin = _augmented(aug, x, idx.numpy(), ep).to(dev)
@@ -322,10 +388,7 @@ def train_vae(
     cfg["y_mean"], cfg["y_std"] = y_mean.tolist(), y_std.tolist()
     cfg.update(extra.pop("config"))
     cfg["training"] = {
-        "dataset": str(dataset),
-        "n_train": int(len(it)),
-        "n_val": int(len(iv)),
-        "epochs": len(history),
+        **_training_head(dataset, it, iv, history),
         "vae_seconds": vae_seconds,
         "regressor_seconds": reg_seconds,
         "seed": seed,
@@ -337,17 +400,17 @@ def train_vae(
         "init_from": None if init_from is None else str(init_from),
         **extra,
     }
-    Inverter(vae, reg, cfg).save(out / "model.pt")
-    return {
-        "out": str(out / "model.pt"),
-        "val_r2": r2_val.tolist(),
-        "names": info["names"],
-        "epochs": len(history),
-        "vae_seconds": vae_seconds,
-        "regressor_seconds": reg_seconds,
-        "seconds": vae_seconds + reg_seconds,
+    return _save(
+        Inverter(vae, reg, cfg),
+        out / "model.pt",
+        r2_val,
+        info["names"],
+        len(history),
+        vae_seconds=vae_seconds,
+        regressor_seconds=reg_seconds,
+        seconds=vae_seconds + reg_seconds,
         **extra,
-    }
+    )
 
 
 def _encode(vae, xs):
@@ -371,14 +434,14 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
     import torch
     from tqdm.auto import tqdm
 
-    from .nets import Regressor, gaussian_nll, split_heteroscedastic
+    from .nets import Regressor
 
     vae = vae.cpu().eval()
     n = y.shape[1]
     het = aug is not None
     t1 = time.perf_counter()
-    y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
-    yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+    y_mean, y_std = _scaler(y, it)
+    yt = _standardised(y, y_mean, y_std)
     if het:
         tr_idx = np.concatenate([it] * copies)
         parts = [_encode(vae, _augmented(aug, x, it[s : s + 512], c)) for c in range(copies) for s in range(0, len(it), 512)]
@@ -393,12 +456,7 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
     ropt = torch.optim.Adam(reg.parameters(), lr=2e-3)
     gv = torch.Generator().manual_seed(seed + 991)
     zv = mu_va[None] + sd_va[None] * torch.randn((n_val_samples,) + mu_va.shape, generator=gv)
-
-    def loss_of(out, target):
-        if het:
-            m, lv = split_heteroscedastic(out, n)
-            return gaussian_nll(m, lv, target)
-        return ((out - target) ** 2).mean()
+    loss_of = _loss(het, n)
 
     def mean_of(out):
         return out[..., :n]
@@ -448,12 +506,7 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
         p = inv.predict(xc, n_samples=32, reconstruct=False)
         scale = sigma_scale(y[iv], p.mean, p.std)
         extra = {
-            "config": {
-                "heteroscedastic": True,
-                "sigma_scale": scale.tolist(),
-                "augment": aug.model.to_dict(),
-                "coverage_bank": None if aug.masks is None else list(aug.masks.shape),
-            },
+            "config": _aug_config(aug, scale.tolist()),
             "sigma_scale": scale.tolist(),
             "augmented": True,
         }
@@ -480,10 +533,9 @@ def refit_regressor(
     inv = load_model(model_dir)
     if inv.kind != "vae":
         raise FcinvError(f"{model_dir} holds a {inv.kind} model: only a VAE has a separate regressor")
-    x, y, info = load_split(dataset, "train", max_train)
+    x, y, info, iv, it = _data(dataset, max_train, seed)
     if info["material"].lower() != inv.material.lower():
         raise FcinvError(f"the model is for {inv.material}, the dataset for {info['material']}")
-    iv, it = _split(len(x), seed)
     aug = None
     if inv.config.get("augment"):
         from ..measurement import MeasurementModel
@@ -498,14 +550,7 @@ def refit_regressor(
     tr = dict(cfg.get("training") or {})
     tr.update({"regressor_seconds": reg_seconds, "val_r2": r2_val.tolist(), "regressor": "latent samples", **extra})
     cfg["training"] = tr
-    Inverter(inv.vae, reg, cfg).save(model_dir / "model.pt")
-    return {
-        "out": str(model_dir / "model.pt"),
-        "val_r2": r2_val.tolist(),
-        "names": inv.names,
-        "epochs": reg_epochs,
-        "seconds": reg_seconds,
-    }
+    return _save(Inverter(inv.vae, reg, cfg), model_dir / "model.pt", r2_val, inv.names, reg_epochs, seconds=reg_seconds)
 
 
 def train_resnet(
@@ -547,24 +592,19 @@ def train_resnet(
     import torch
 
     from .inverter import ResNetModel
-    from .nets import ResNet18, gaussian_nll, split_heteroscedastic
+    from .nets import ResNet18
 
-    dev = _setup(threads, device, seed)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    x, y, info = load_split(dataset, "train", max_train)
-    iv, it = _split(len(x), seed)
-    aug = _augmenter(augment, info, masks, seed)
+    dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks)
     het = aug is not None
     n = y.shape[1]
     shape = x.shape[1:]
-    y_mean, y_std = y[it].mean(0), y[it].std(0) + 1e-12
-    yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+    y_mean, y_std = _scaler(y, it)
+    yt = _standardised(y, y_mean, y_std)
     start = _init_from(init_from, "resnet", info["material"])
     if start is not None:  # its architecture and its target scaler (the head's outputs mean that)
         width = int(start.config["width"])
         y_mean, y_std = start.y_mean.copy(), start.y_std.copy()
-        yt = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+        yt = _standardised(y, y_mean, y_std)
     net = ResNet18(2 * n if het else n, width=width)
     if start is not None:
         sd = {k: v.clone() for k, v in start.net.state_dict().items()}
@@ -591,12 +631,7 @@ def train_resnet(
     steps = epochs * ((len(it) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
     x_val = _augmented(aug, x, iv, VAL_EPOCH)
-
-    def loss_of(out, target):
-        if het:
-            m, lv = split_heteroscedastic(out, n)
-            return gaussian_nll(m, lv, target)
-        return ((out - target) ** 2).mean()
+    loss_of = _loss(het, n)
 
     def step(idx, ep):
         pred = net(_augmented(aug, x, idx.numpy(), ep).to(dev))
@@ -609,7 +644,7 @@ def train_resnet(
         return loss.detach()
 
     def predict_val(xs):
-        return torch.cat([net(xs[s : s + 256].to(dev)).cpu() for s in range(0, len(xs), 256)])
+        return _batched(net, xs, dev)
 
     def validate():
         p = predict_val(x_val)
@@ -643,10 +678,7 @@ def train_resnet(
         {
             "width": width,
             "training": {
-                "dataset": str(dataset),
-                "n_train": int(len(it)),
-                "n_val": int(len(iv)),
-                "epochs": len(history),
+                **_training_head(dataset, it, iv, history),
                 "seconds": seconds,
                 "seed": seed,
                 "lr": lr,
@@ -663,26 +695,11 @@ def train_resnet(
     )
     extra = {}
     if het:
-        cfg.update(
-            {
-                "heteroscedastic": True,
-                "sigma_scale": [1.0] * n,
-                "augment": aug.model.to_dict(),
-                "coverage_bank": None if aug.masks is None else list(aug.masks.shape),
-            }
-        )
+        cfg.update(_aug_config(aug, [1.0] * n))
         model = ResNetModel(net, cfg)
         p = model.predict(_augmented(aug, x, iv, CAL_EPOCH).numpy())
         scale = sigma_scale(y[iv], p.mean, p.std)
         cfg["sigma_scale"] = scale.tolist()
         cfg["training"].update({"augmented": True, "sigma_scale": scale.tolist()})
         extra = {"sigma_scale": scale.tolist(), "augmented": True}
-    ResNetModel(net, cfg).save(out / "model.pt")
-    return {
-        "out": str(out / "model.pt"),
-        "val_r2": r2_val.tolist(),
-        "names": info["names"],
-        "epochs": len(history),
-        "seconds": seconds,
-        **extra,
-    }
+    return _save(ResNetModel(net, cfg), out / "model.pt", r2_val, info["names"], len(history), seconds=seconds, **extra)
