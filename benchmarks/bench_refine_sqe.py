@@ -1,7 +1,7 @@
 """Accuracy and calibration of the folded-S(Q,E) fit (``analysis.refine.refine_sqe``) on simulated Ge measurements.
 
     python benchmarks/bench_refine_sqe.py [--cells 0.05,300;0.1,100;0.2,30] [--truths 3] [--seeds 1]
-        [--qmax 6] [--ei 80] [--json FILE]
+        [--qmax 6] [--ei 80] [--angles 0,60] [--json FILE]
 
 For every true FC set — the shipped first-principles (DFT) Ge FCs, then ``--truths − 1`` sets
 drawn around the measured reference (the 36 inactive FCs from the fit's own prior, N(ref,
@@ -9,7 +9,9 @@ drawn around the measured reference (the 36 inactive FCs from the fit's own prio
 simulated as ``fcinv simulate --full-sqe`` does (Debye–Waller, Bose factor at 5 K, ARCS
 resolution and kinematic coverage at ``--ei``, |Q| ≤ ``--qmax``), a flat background B and Poisson
 counts P are added (``noise.add_noise`` with the 99.5th-percentile peak, as simulate does), and
-the fit runs from the measured reference with default options. Prints per cell the relative error
+the fit runs from the measured reference with default options. ``--angles``: the same for
+single-orientation scans at these sample angles (``scans.simulate_scans``, the same noise,
+fitted with their detector coverage: ``refine_sqe(orientations=[ω])``), reported separately. Prints per cell the relative error
 of FC0–FC7 (median and max over truths × seeds), and the fraction of the 8 FCs inside ±1σ and
 ±2σ of the reported Laplace σ. Asserts nothing.
 """
@@ -25,12 +27,14 @@ ap.add_argument("--truths", type=int, default=3)
 ap.add_argument("--seeds", type=int, default=1)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--ei", type=float, default=80.0)
+ap.add_argument("--angles", default="", help="also fit single scans at these angles (degrees, comma-separated)")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
 from fcinv_widgets import get_material  # noqa: E402
 from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
+from fcinv_widgets.scans import simulate_scans  # noqa: E402
 from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
 
 mat = get_material("Ge")
@@ -43,23 +47,31 @@ while len(truths) < a.truths:
     t[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
     if mat.forward_model().with_backend("numpy").is_stable(t[mat.active])[0]:
         truths.append((f"drawn {len(truths)}", t))
-clean = {}
+angles = [float(v) for v in a.angles.split(",") if v.strip()]
+clean = {}  # (truth, data set) → (image, orientations or None)
 for name, t in truths:
     calc = SQE(mat.basis, t, temperature=5.0)
     pts = fold_points(calc, mat.grid, a.qmax, mat.conventional_a)
-    clean[name] = fold_full(pts, mat.grid, sigma_mev=1.0, ei_mev=a.ei)[0]
+    clean[(name, "full data")] = (fold_full(pts, mat.grid, sigma_mev=1.0, ei_mev=a.ei)[0], None)
+    if angles:
+        ss = simulate_scans(mat, a.ei, angles, params=t, qmax=a.qmax, progress=False)
+        for om, img in zip(angles, ss.scans):
+            clean[(name, "single scan")] = clean.get((name, "single scan"), ()) + ((img, [om]),)  # type: ignore[operator]
 report = {"settings": vars(a), "names": mat.active_names, "cells": {}}
-for cell in a.cells.split(";"):
+rows = [(cell, kind) for cell in a.cells.split(";") for kind in (["full data"] + (["single scan"] if angles else []))]
+for cell, kind in rows:
     b, p = (float(v) for v in cell.split(","))
     errs, zs, secs = [], [], []
     for name, t in truths:
-        for seed in range(a.seeds):
-            img, _ = add_noise(clean[name], b, p, seed=seed, peak_percentile=99.5)
-            r = refine_sqe(mat, img.astype(float), 5.0, a.ei, qmax=a.qmax)
-            tt = t[mat.active]
-            errs.append(np.abs(r.active_params - tt) / np.abs(tt))
-            zs.append((r.active_params - tt) / r.active_sigma)
-            secs.append(r.seconds)
+        items = [clean[(name, kind)]] if kind == "full data" else list(clean[(name, kind)])
+        for img0, orient in items:
+            for seed in range(a.seeds):
+                img, _ = add_noise(img0, b, p, seed=seed, peak_percentile=99.5)
+                r = refine_sqe(mat, img.astype(float), 5.0, a.ei, qmax=a.qmax, orientations=orient)
+                tt = t[mat.active]
+                errs.append(np.abs(r.active_params - tt) / np.abs(tt))
+                zs.append((r.active_params - tt) / r.active_sigma)
+                secs.append(r.seconds)
     E, Z = np.array(errs), np.abs(np.array(zs))
     rep = {
         "median_rel_err": np.median(E, 0).tolist(),
@@ -72,8 +84,8 @@ for cell in a.cells.split(";"):
         "seconds_median": float(np.median(secs)),
         "n_fits": len(E),
     }
-    report["cells"][cell] = rep
-    print(f"\nB = {b:g}, P = {p:g}: {len(E)} fits, {np.median(secs):.0f} s each (median)")
+    report["cells"][f"{cell} {kind}"] = rep
+    print(f"\n{kind}, B = {b:g}, P = {p:g}: {len(E)} fits, {np.median(secs):.0f} s each (median)")
     print("| FC | median err | max err | ±1σ | ±2σ |\n|---|---|---|---|---|")
     for i, nm in enumerate(mat.active_names):
         print(
