@@ -224,6 +224,8 @@ def refine_sqe(
     u=(1, 1, 0),
     v=(0, 0, 1),
     detector=None,
+    dispersion=None,
+    anneal=ANNEAL,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
 
@@ -240,6 +242,12 @@ def refine_sqe(
     domain only. The mode weights depend on the eigenvectors: they are recomputed at the
     estimate ``n_outer`` times (with the noise variances). σ: Laplace approximation at the estimate
     (Gauss–Newton Hessian of the data term + the prior); model errors are not in it.
+    ``dispersion``: φ when known (e.g. 1/counts at unit intensity) instead of the residual's estimate.
+    ``anneal``: as in :func:`refine` (the first round runs direct and coarse-to-fine, the lower
+    misfit wins). L-BFGS; a trust-region least-squares minimiser (scipy, finite-difference
+    Jacobian) was tried and reached lower misfits but larger FC errors on the test cases (the
+    flat, noise-limited valleys of FC2/FC3 and local minima from a start far in the 36 inactive
+    directions), so it was not adopted.
 
     ``orientations`` (degrees; needs ``ei_mev``): the data are single-orientation scans (one angle)
     or their union (several) as ``scans.simulate_scans`` makes them (sample axes ``u``, ``v``,
@@ -311,12 +319,12 @@ def refine_sqe(
     lo_t = torch.tensor(dom[:, 0], dtype=dt)
     hi_t = torch.tensor(dom[:, 1], dtype=dt)
 
-    def model_at(theta):
+    def slot_weights_at(theta):
         full = mat.reference_params.copy()
         full[order] = theta
         calc = SQE(mat.basis, full, temperature=temperature_k)
         w = folded_mode_weights(calc, geom, grid, ei_mev, angle_max_deg=angle_max_deg, hits=hits)
-        return fm.with_sqe_weights(fm.slot_weights(theta, w), temperature_k)
+        return fm.slot_weights(theta, w)
 
     def linear(img, inv_v):
         """Weighted least-squares scale and background of ``img`` to the data (differentiable)."""
@@ -333,20 +341,9 @@ def refine_sqe(
     floor = max(float(np.nanpercentile(dv, 99.5)) * 0.02, 1e-12 * float(np.nanmax(np.abs(dv))))
     base = np.clip(np.where(mask, d - np.nanmin(dv), 0.0), 0.0, None)
     inv_v = torch.tensor(1.0 / (base + floor), dtype=dt)
-    phi = None
-    z = torch.tensor((th0 - ref) / width, dtype=dt)
-    sqe_fm = None
-    for _ in range(max(1, int(n_outer))):
-        theta_now = (x_ref + z * w_t).numpy()
-        sqe_fm = model_at(theta_now)
-        if phi is None:
-            with torch.no_grad():
-                img = sqe_fm.spectra(x_ref + z * w_t, normalize=False)[0].to(dt)
-                a, b = linear(img, inv_v)
-                phi = float((((y - a * img - b) ** 2) * inv_v * m).sum() / n_pix)
-        phi_k = max(phi, 1e-30)
 
-        def loss_fn(zv, model=sqe_fm, inv_v=inv_v, phi_k=phi_k):
+    def make_loss(model, inv_v, phi_k):
+        def loss_fn(zv):
             th = x_ref + zv * w_t
             img = model.spectra(th[None], normalize=False)[0].to(dt)
             a, b = linear(img, inv_v)
@@ -355,13 +352,43 @@ def refine_sqe(
             wall = WALL * (torch.relu((lo_t - th[:A]) / w_t[:A]) ** 2 + torch.relu((th[:A] - hi_t) / w_t[:A]) ** 2).sum()
             return 0.5 * chi2 / phi_k / n_pix + (prior + wall) / n_pix
 
-        z = _lbfgs(loss_fn, z, max_iter)
+        return loss_fn
+
+    phi = None if dispersion is None else float(dispersion)
+    z = torch.tensor((th0 - ref) / width, dtype=dt)
+    sqe_fm = None
+    anneal = tuple(float(f) for f in anneal)
+    if not anneal or anneal[-1] != 1.0 or not all(np.isfinite(f) and f >= 1.0 for f in anneal):
+        raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")
+    for k in range(max(1, int(n_outer))):
+        sw = slot_weights_at((x_ref + z * w_t).numpy())
+        sqe_fm = fm.with_sqe_weights(sw, temperature_k)
+        if phi is None:
+            with torch.no_grad():
+                img = sqe_fm.spectra(x_ref + z * w_t, normalize=False)[0].to(dt)
+                a, b = linear(img, inv_v)
+                phi = float((((y - a * img - b) ** 2) * inv_v * m).sum() / n_pix)
+        phi_k = max(phi, 1e-30)
+        loss1 = make_loss(sqe_fm, inv_v, phi_k)
+        if k == 0 and len(anneal) > 1:
+            # from the start directly, and coarse-to-fine (broadened models first: a smoother misfit,
+            # fewer local minima); the lower final misfit wins
+            z_direct = _lbfgs(loss1, z, max_iter)
+            z_anneal = z
+            for f in anneal:
+                model_f = sqe_fm if f == 1.0 else fm.with_broadening(f).with_sqe_weights(sw, temperature_k)
+                z_anneal = _lbfgs(make_loss(model_f, inv_v, phi_k), z_anneal, max_iter)
+            with torch.no_grad():
+                z = min((z_direct, z_anneal), key=lambda zz: float(loss1(zz)))
+        else:
+            z = _lbfgs(loss1, z, max_iter)
         with torch.no_grad():
             img = sqe_fm.spectra(x_ref + z * w_t, normalize=False)[0].to(dt)
             a, b = linear(img, inv_v)
             fit = a * img + b
             inv_v = 1.0 / (fit.clamp(min=0) + floor)
-            phi = float((((y - fit) ** 2) * inv_v * m).sum() / max(n_pix - len(z) - 2, 1.0))
+            if dispersion is None:
+                phi = float((((y - fit) ** 2) * inv_v * m).sum() / max(n_pix - len(z) - 2, 1.0))
     assert sqe_fm is not None and phi is not None
     # Laplace: Gauss–Newton Hessian of the data term (scale and background refitted) + the prior
     theta_hat = x_ref + z * w_t
