@@ -92,6 +92,17 @@ def test_unit_mode_weights_give_the_multiplicities(ge):
         fm.with_sqe_weights(-sw, 5.0)
 
 
+def _perturbed_truth(mat, seed: int = 7):
+    """All FCs of ``mat`` moved off its reference: the inactive ones by ~1σ of their prior, the
+    active ones by up to ±15 %."""
+    rng = np.random.default_rng(seed)
+    truth = mat.reference_params.copy()
+    inactive = np.setdiff1d(np.arange(len(truth)), mat.active)
+    truth[inactive] += rng.normal(0, 1.0, len(inactive)) * np.asarray(mat.nuisance_sigma)
+    truth[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
+    return truth
+
+
 @pytest.fixture(scope="module")
 def perturbed(ge_dft):
     """An S(Q,E) of Ge whose 44 FCs all differ from the measured reference (active ones by ~5–15 %,
@@ -99,11 +110,7 @@ def perturbed(ge_dft):
     from fcinv_widgets.materials import get_material
 
     mat = get_material("Ge")
-    rng = np.random.default_rng(7)
-    truth = mat.reference_params.copy()
-    inactive = np.setdiff1d(np.arange(len(truth)), mat.active)
-    truth[inactive] += rng.normal(0, 1.0, len(inactive)) * np.asarray(mat.nuisance_sigma)
-    truth[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
+    truth = _perturbed_truth(mat)
     _, _, img = _folded(mat, truth, 80.0)
     return mat, truth, img
 
@@ -158,6 +165,10 @@ def test_cli_picks_the_sqe_fit_for_an_sqe_file(sqe_file, capsys):
     assert len(d["fc"]) == 8 and len(d["all_fc"]) == 44 and all(s > 0 for s in d["fc_std"])
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--clip", "99", "--json"]) == 2
     assert "no clipping" in capsys.readouterr().err
+    for bad in (["--prior-scale", "0"], ["--qmax=-1"]):
+        assert main(["refine", "--material", "Ge", "--spectrum", str(p), *bad, "--json"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and bad[0].split("=")[0] in err[0] and "> 0" in err[0]
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--unit-weights", "--max-iter", "20", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert "all_fc" not in d and d["corrections"]["applied"]
@@ -217,11 +228,7 @@ def test_refine_sqe_on_nb_beats_the_unit_weight_fit():
     from fcinv_widgets.materials import get_material
 
     mat = get_material("Nb")
-    rng = np.random.default_rng(7)
-    truth = mat.reference_params.copy()
-    inactive = np.setdiff1d(np.arange(len(truth)), mat.active)
-    truth[inactive] += rng.normal(0, 1.0, len(inactive)) * np.asarray(mat.nuisance_sigma)
-    truth[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
+    truth = _perturbed_truth(mat)
     _, _, img = _folded(mat, truth, 80.0, qmax=3.0)
     r = refine_sqe(mat, img, 5.0, 80.0, qmax=3.0)
     t = truth[mat.active]

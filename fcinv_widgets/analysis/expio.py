@@ -493,6 +493,12 @@ def prepare_input(
     return image, rec
 
 
+def is_uncorrected_sqe(record: dict) -> bool:
+    """True when :func:`prepare_input`'s record describes a one-phonon S(Q,E) that the physics fit
+    (``analysis.refine.refine_sqe``) can take as it is: not ``--raw``, not corrected in its file."""
+    return record.get("intensity") == SQE and not record.get("raw") and not record.get("already_applied")
+
+
 def corrected(spec: Spectrum, grid, **kwargs) -> Spectrum:
     """:func:`prepare_input` as a new :class:`Spectrum` that records its corrections, so that
     passing it (or a file saved from it with :func:`save_spectrum`) again corrects nothing."""

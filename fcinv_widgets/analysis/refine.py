@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -226,6 +227,7 @@ def refine_sqe(
     detector=None,
     dispersion=None,
     anneal=ANNEAL,
+    progress: bool = False,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
 
@@ -243,6 +245,7 @@ def refine_sqe(
     estimate ``n_outer`` times (with the noise variances). σ: Laplace approximation at the estimate
     (Gauss–Newton Hessian of the data term + the prior); model errors are not in it.
     ``dispersion``: φ when known (e.g. 1/counts at unit intensity) instead of the residual's estimate.
+    ``progress``: a bar over the rounds on stderr.
     ``anneal``: as in :func:`refine` (the first round runs direct and coarse-to-fine, the lower
     misfit wins). L-BFGS; a trust-region least-squares minimiser (scipy, finite-difference
     Jacobian) was tried and reached lower misfits but larger FC errors on the test cases (the
@@ -270,6 +273,9 @@ def refine_sqe(
         raise FcinvError(f"refine_sqe takes one (nq, nE) spectrum, got shape {d.shape}")
     if not (np.isfinite(temperature_k) and temperature_k >= 0):
         raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+    anneal = tuple(float(f) for f in anneal)
+    if not anneal or anneal[-1] != 1.0 or not all(np.isfinite(f) and f >= 1.0 for f in anneal):
+        raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")
     mask = np.isfinite(d)
     if mask.sum() < 10:
         raise FcinvError("the spectrum has fewer than 10 covered (finite) pixels: nothing to fit")
@@ -357,10 +363,12 @@ def refine_sqe(
     phi = None if dispersion is None else float(dispersion)
     z = torch.tensor((th0 - ref) / width, dtype=dt)
     sqe_fm = None
-    anneal = tuple(float(f) for f in anneal)
-    if not anneal or anneal[-1] != 1.0 or not all(np.isfinite(f) and f >= 1.0 for f in anneal):
-        raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")
-    for k in range(max(1, int(n_outer))):
+    rounds = range(max(1, int(n_outer)))
+    if progress:
+        from tqdm.auto import tqdm
+
+        rounds = tqdm(rounds, desc="S(Q,E) fit rounds", unit="round", leave=False)
+    for k in rounds:
         sw = slot_weights_at((x_ref + z * w_t).numpy())
         sqe_fm = fm.with_sqe_weights(sw, temperature_k)
         if phi is None:
@@ -473,7 +481,9 @@ def refine_spectrum(material, spec, temperature_k: float, ei_mev=None, qmax=None
     if spec.fmt == "fcinv-scans":
         from ..scans import ScanSet
 
-        ss = ScanSet.load(spec.source.split(" (")[0])
+        if not Path(spec.source).is_file():
+            raise FcinvError(f"{spec.source}: fitting a scan set needs its file (the orientations and detector it records)")
+        ss = ScanSet.load(spec.source)
         ang = np.asarray(ss.angles_deg, float)
         if scan is not None:
             hit = np.flatnonzero(np.isclose(ang, float(scan), atol=1e-6))

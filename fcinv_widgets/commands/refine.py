@@ -6,7 +6,7 @@ the folded-S(Q,E) model over all parameters (``analysis.refine.refine_sqe``); a 
 
 from __future__ import annotations
 
-from ._common import add_sigma_ei, add_temperature, emit, parse_params, positive_int, sigma_of
+from ._common import add_json, add_sigma_ei, add_temperature, emit, parse_params, positive_float, positive_int, sigma_of
 
 
 def register(sub):
@@ -31,12 +31,15 @@ def register(sub):
     )
     p.add_argument(
         "--prior-scale",
-        type=float,
+        type=positive_float,
         default=1.5,
         help="S(Q,E) fit: width of the prior on the inactive FCs, in units of the reference's σ (default 1.5)",
     )
     p.add_argument(
-        "--qmax", type=float, default=None, help="S(Q,E) fit: largest |Q| folded (1/Å; default: the file's, else the reach at Ei)"
+        "--qmax",
+        type=positive_float,
+        default=None,
+        help="S(Q,E) fit: largest |Q| folded (1/Å; default: the file's, else the reach at Ei)",
     )
     p.add_argument(
         "--scan",
@@ -45,12 +48,12 @@ def register(sub):
         metavar="DEG",
         help="S(Q,E) fit of a scan set (`fcinv scans`): fit this one scan (sample angle ω) instead of the union",
     )
-    p.add_argument("--json", action="store_true")
+    add_json(p, progress="no progress bar for the S(Q,E) fit's rounds (stderr)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..analysis.expio import SQE, prepare_input, read_spectrum
+    from ..analysis.expio import is_uncorrected_sqe, prepare_input, read_spectrum
     from ..analysis.refine import refine
     from ..materials import get_material
     from ..validate import check_spectra
@@ -66,7 +69,7 @@ def run(args) -> int:
     img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None
-    sqe_input = corrections.get("intensity") == SQE and not args.raw and not corrections.get("already_applied")
+    sqe_input = is_uncorrected_sqe(corrections)
     if args.scan is not None and (not sqe_input or args.unit_weights):
         from ..errors import FcinvError
 
@@ -84,25 +87,30 @@ def run(args) -> int:
 
 
 def _run_sqe(args, mat, spec, corrections, start) -> int:
-    import numpy as np
 
+    from ..analysis.expio import SQE
     from ..analysis.refine import refine_spectrum
     from ..errors import FcinvError
 
     if args.clip is not None:
         raise FcinvError("the S(Q,E) fit uses the data as they are (no clipping): drop --clip, or add --unit-weights")
-    if not (np.isfinite(args.prior_scale) and args.prior_scale > 0):
-        raise FcinvError(f"--prior-scale must be a positive number, got {args.prior_scale!r}")
     temp = corrections["bose_weighting"]["temperature_k"]
     ei = args.ei if args.ei is not None else spec.meta.get("ei_mev")
     qmax = args.qmax if args.qmax is not None else spec.meta.get("qmax_inv_a")
-    if qmax is not None and not (np.isfinite(qmax) and qmax > 0):
-        raise FcinvError(f"--qmax must be a positive number (1/Å), got {qmax!r}")
     r = refine_spectrum(
-        mat, spec, temp, ei_mev=ei, qmax=qmax, scan=args.scan, start=start, prior_scale=args.prior_scale, max_iter=args.max_iter
+        mat,
+        spec,
+        temp,
+        ei_mev=ei,
+        qmax=qmax,
+        scan=args.scan,
+        start=start,
+        prior_scale=args.prior_scale,
+        max_iter=args.max_iter,
+        progress=not args.no_progress,
     )
     rec = {
-        "intensity": SQE_NAME,
+        "intensity": SQE,
         "temperature_k": temp,
         "ei_mev": ei,
         "qmax_inv_a": qmax,
@@ -116,6 +124,3 @@ def _run_sqe(args, mat, spec, corrections, start) -> int:
     lines += [f"  {r.names[i]:<16} {r.start[i]:>9.4f} → {r.params[i]:>9.4f} ± {r.sigma[i]:.4f} eV/Å²" for i in r.active]
     emit(args, r.to_dict() | {"corrections": rec}, "\n".join(lines))
     return 0
-
-
-SQE_NAME = "one-phonon-sqe"

@@ -236,18 +236,18 @@ class _Model:
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
         if refine:
-            out = self._refine(out, spec, image, corrections, raw)
+            out = self._refine(out, spec, image, corrections)
         return out
 
-    def _refine(self, out: dict, spec, image, corrections: dict, raw: bool) -> dict:
-        from ..analysis.expio import SQE
+    def _refine(self, out: dict, spec, image, corrections: dict) -> dict:
+        from ..analysis.expio import is_uncorrected_sqe
         from ..analysis.refine import refine, refine_spectrum
         from ..materials import material_for_model
 
         mat = material_for_model(self.config)
         start = np.asarray(out["fc_mean"], float)
         ei = corrections.get("ei_mev")
-        if corrections.get("intensity") == SQE and not raw and not corrections.get("already_applied"):
+        if is_uncorrected_sqe(corrections):
             temp = corrections["bose_weighting"]["temperature_k"]
             r = refine_spectrum(mat, spec, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start)
             rec = r.to_dict() | {"method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe), uncorrected data"}
