@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import pkgutil
 import signal
 import sys
@@ -107,5 +108,25 @@ def _os_message(exc: OSError) -> str:
     return f"{name}: {reason}" if name else reason
 
 
+def run() -> None:  # pragma: no cover - the console script; tests call main() or a subprocess
+    """The ``fcinv`` console script: :func:`main`, then exit with its status.
+
+    After an interruption (status 130) the process leaves at once (``os._exit`` after flushing
+    stdout and stderr): the command has closed its files and has nothing left to do, and a
+    KeyboardInterrupt that passed through C code during the run (a ctypes or numba callback, code
+    run by an extension) can leave the interpreter marked as killed by SIGINT, so that a normal
+    shutdown would end the process by the signal (status −2) instead of 130; a Ctrl-C during
+    the shutdown of torch, Dask and h5py could do the same."""
+    rc = main()
+    if rc == 130:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(130)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -239,14 +240,27 @@ def _graceful_sigint():
             raise KeyboardInterrupt
         state["stop"] = True
 
+    def unraisable(arg):
+        # the handler's KeyboardInterrupt can land in code that cannot raise it (a ctypes callback of
+        # numba's JIT cache, a __del__): Python would print it and carry on. Keep the request
+        # instead: the loop stops at the end of the chunk.
+        if arg.exc_type is not None and issubclass(arg.exc_type, KeyboardInterrupt):
+            state["now"] = True
+        else:
+            old_hook(arg)
+
     try:
         old = signal.signal(signal.SIGINT, handler)
     except ValueError:  # not in the main thread
         old = None
+    old_hook = sys.unraisablehook
+    if old is not None:
+        sys.unraisablehook = unraisable
     try:
         yield state
     finally:
         if old is not None:
+            sys.unraisablehook = old_hook
             signal.signal(signal.SIGINT, old)
 
 
