@@ -1,7 +1,7 @@
 """Accuracy and calibration of the folded-S(Q,E) fit (``analysis.refine.refine_sqe``) on simulated Ge measurements.
 
     python benchmarks/bench_refine_sqe.py [--cells 0.05,300;0.1,100;0.2,30] [--truths 3] [--seeds 1]
-        [--qmax 6] [--ei 80] [--angles 0,60] [--json FILE]
+        [--qmax 6] [--ei 80] [--angles 0,60] [--polish 1] [--json FILE]
 
 For every true FC set — the shipped first-principles (DFT) Ge FCs, then ``--truths − 1`` sets
 drawn around the measured reference (the 36 inactive FCs from the fit's own prior, N(ref,
@@ -28,6 +28,7 @@ ap.add_argument("--seeds", type=int, default=1)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--angles", default="", help="also fit single scans at these angles (degrees, comma-separated)")
+ap.add_argument("--polish", type=int, default=1, help="Levenberg–Marquardt rounds after L-BFGS (refine_sqe's polish=)")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -67,7 +68,7 @@ for cell, kind in rows:
         for img0, orient in items:
             for seed in range(a.seeds):
                 img, _ = add_noise(img0, b, p, seed=seed, peak_percentile=99.5)
-                r = refine_sqe(mat, img.astype(float), 5.0, a.ei, qmax=a.qmax, orientations=orient)
+                r = refine_sqe(mat, img.astype(float), 5.0, a.ei, qmax=a.qmax, orientations=orient, polish=a.polish)
                 tt = t[mat.active]
                 errs.append(np.abs(r.active_params - tt) / np.abs(tt))
                 zs.append((r.active_params - tt) / r.active_sigma)

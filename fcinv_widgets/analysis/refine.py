@@ -227,6 +227,7 @@ def refine_sqe(
     detector=None,
     dispersion=None,
     anneal=ANNEAL,
+    polish: int = 1,
     progress: bool = False,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
@@ -245,6 +246,12 @@ def refine_sqe(
     estimate ``n_outer`` times (with the noise variances). σ: Laplace approximation at the estimate
     (Gauss–Newton Hessian of the data term + the prior); model errors are not in it.
     ``dispersion``: φ when known (e.g. 1/counts at unit intensity) instead of the residual's estimate.
+    ``polish``: rounds of Levenberg–Marquardt after the L-BFGS rounds (whitened residuals,
+    central-difference Jacobian of all parameters, mode weights and noise variances recomputed
+    after each): L-BFGS alone stalls in the narrow valleys of the 44-parameter misfit (noise-free
+    Ge test case: FC2/FC3 3.0/2.6 % off at misfit 2.7e-10; polished 0.25/0.46 % at 5.7e-12), at
+    about twice the time. It does not leave a wrong basin: where L-BFGS stopped in a local
+    minimum, the polish stays in it.
     ``progress``: a bar over the rounds on stderr.
     ``anneal``: as in :func:`refine` (the first round runs direct and coarse-to-fine, the lower
     misfit wins). L-BFGS; a trust-region least-squares minimiser (scipy, finite-difference
@@ -398,6 +405,16 @@ def refine_sqe(
             if dispersion is None:
                 phi = float((((y - fit) ** 2) * inv_v * m).sum() / max(n_pix - len(z) - 2, 1.0))
     assert sqe_fm is not None and phi is not None
+    for _ in range(max(0, int(polish))):
+        # Levenberg–Marquardt on the whitened residuals: L-BFGS stalls in the narrow valleys of
+        # the 44-parameter misfit (noise-free data stopped ~1e-7 above the truth's misfit)
+        z = _levenberg_marquardt(_residual_fn(sqe_fm, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear), z)
+        sw = slot_weights_at((x_ref + z * w_t).numpy())
+        sqe_fm = fm.with_sqe_weights(sw, temperature_k)
+        with torch.no_grad():
+            img = sqe_fm.spectra(x_ref + z * w_t, normalize=False)[0].to(dt)
+            a, b = linear(img, inv_v)
+            inv_v = 1.0 / ((a * img + b).clamp(min=0) + floor)
     # Laplace: Gauss–Newton Hessian of the data term (scale and background refitted) + the prior
     theta_hat = x_ref + z * w_t
 
@@ -445,6 +462,65 @@ def refine_sqe(
         time.perf_counter() - t0,
         stable,
     )
+
+
+def _residual_fn(model, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear):
+    """Whitened residuals r(z) of the S(Q,E) fit, ½|r|² = n_pix × the L-BFGS loss: the covered
+    pixels' (y − a·I − b)·√(1/(φ v)) (scale a and background b refitted), the inactive
+    parameters' prior z, and the active parameters' domain wall."""
+    import torch
+
+    sq = torch.sqrt(inv_v / max(phi, 1e-300)) * m
+    keep = m.reshape(-1) > 0
+
+    def resid(zv):
+        th = x_ref + zv * w_t
+        img = model.spectra(th[None], normalize=False)[0].to(y.dtype)
+        a, b = linear(img, inv_v)
+        data = ((y - a * img - b) * sq).reshape(-1)[keep]
+        wall = np.sqrt(2 * WALL) * torch.cat([torch.relu((lo_t - th[:A]) / w_t[:A]), torch.relu((th[:A] - hi_t) / w_t[:A])])
+        return torch.cat([data, zv[A:], wall])
+
+    return resid
+
+
+def _levenberg_marquardt(resid, z0, max_iter: int = 12, h: float = 1e-4):
+    """Minimise ½|resid(z)|² from ``z0`` by Levenberg–Marquardt with a central-difference Jacobian
+    (one column per parameter: 2 model evaluations each); returns the minimiser (never worse than
+    ``z0``)."""
+    import torch
+
+    with torch.no_grad():
+        z = z0.clone()
+        r = resid(z).numpy()
+        cost = 0.5 * float(r @ r)
+        lam = 1e-3
+        eye = torch.eye(len(z), dtype=z.dtype)
+        for _ in range(max_iter):
+            J = np.stack([(resid(z + h * eye[k]).numpy() - resid(z - h * eye[k]).numpy()) / (2 * h) for k in range(len(z))], 1)
+            g = J.T @ r
+            H = J.T @ J
+            dH = np.maximum(np.diag(H), 1e-12 * max(float(np.diag(H).max()), 1e-300))
+            improved = False
+            while lam < 1e10:
+                try:
+                    step = np.linalg.solve(H + lam * np.diag(dH), -g)
+                except np.linalg.LinAlgError:
+                    lam *= 10
+                    continue
+                z_new = z + torch.tensor(step, dtype=z.dtype)
+                r_new = resid(z_new).numpy()
+                cost_new = 0.5 * float(r_new @ r_new)
+                if np.isfinite(cost_new) and cost_new < cost:
+                    rel = (cost - cost_new) / max(cost, 1e-300)
+                    z, r, cost = z_new, r_new, cost_new
+                    lam = max(lam / 5, 1e-9)
+                    improved = True
+                    break
+                lam *= 4
+            if not improved or rel < 1e-9:
+                break
+    return z
 
 
 def _lbfgs(loss_fn, z0, max_iter: int):

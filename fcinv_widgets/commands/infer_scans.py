@@ -46,15 +46,22 @@ def register(sub):
         help="feed the folded S(Q,E) as it is (default: weight each energy bin by E/(n(E,T)+1) at the "
         "scan set's temperature and clip, see analysis.expio.prepare_input)",
     )
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="then fit the physics to the full data and to every scan from the network's answers: the "
+        "folded one-phonon S(Q,E) over all FCs, uncorrected data (~1 min per fit); the fits' values and "
+        "σ replace the network's (kept under 'network')",
+    )
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
-    add_json(p)
+    add_json(p, progress="no progress bar for --refine")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scan-inference"), ("plot", "file", None)])
 
 
 def run(args) -> int:
-    from ..analysis.expio import prepare_scan_set
-    from ..analysis.scan_inference import infer_scans, plot_scan_inference
+    from ..analysis.expio import is_uncorrected_sqe, prepare_scan_set
+    from ..analysis.scan_inference import infer_scans, plot_scan_inference, refine_scan_inference
     from ..materials import material_for_model
     from ..models import load_model
     from ..scans import ScanSet
@@ -76,7 +83,18 @@ def run(args) -> int:
     full, scans, corrections = prepare_scan_set(
         ss, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw, source=str(args.scans)
     )
+    if args.refine and not is_uncorrected_sqe(corrections):
+        raise FcinvError("--refine fits the S(Q,E) as the scan set holds it: it cannot be combined with --raw")
     res = infer_scans(model, scans, full=full, angles_deg=ss.angles_deg, reference=ref, n_samples=args.n_samples)
+    if args.refine:
+        res = refine_scan_inference(
+            res,
+            ss,
+            mat,
+            corrections["bose_weighting"]["temperature_k"],
+            domain=model.config.get("domain"),
+            progress=not args.no_progress,
+        )
     res.meta.update(
         {
             "scans": str(args.scans),
@@ -116,6 +134,10 @@ def run(args) -> int:
         "corrections": corrections,
         "ood": ood,
     }
+    if "refined" in res.meta:
+        r = res.meta["refined"]
+        payload["refined"] = {"method": r["method"], "fits": r["fits"]}
+        payload["network"] = {k: r[f"network_{k}"] for k in ("full_mean", "full_std", "mean", "std")}
     text = (
         res.table()
         + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "
