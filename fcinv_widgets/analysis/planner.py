@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..grid import SpectrumGrid
+from ..sqe import FoldPoints
 from ..units import HBAR2_OVER_2
 
 #: default noise level of one scan: background B and counts P at the peak (the paper's grid range)
@@ -499,9 +501,9 @@ class HitsBank:
     material: str
     ei_mev: float
     angles_deg: np.ndarray
-    points: object
+    points: FoldPoints
     hits: list
-    grid: object
+    grid: SpectrumGrid
     meta: dict = field(default_factory=dict)
 
     @property
@@ -799,15 +801,22 @@ def sqe_fisher(W, cov, L, dL, background: float = DEFAULT_BACKGROUND, counts: fl
     ``profile``: a and b are fitted per scan, so their information is profiled out (Schur complement)."""
     n = W.shape[0]
     A = dL.shape[-1]
-    Wd = W.astype(np.float64)
-    I = _contract(Wd, L)
-    dI = _contract(Wd, dL)
-    a, b = _scan_scale(I, cov, background)
-    ok = cov & (a > 0)[:, None, None]
-    mu = np.maximum(a[:, None, None] * I + b[:, None, None], 1e-6)
-    w = np.where(ok, counts / mu, 0.0).reshape(n, -1)
-    J = np.concatenate([a[:, None, None, None] * dI, I[..., None], np.ones(I.shape + (1,))], -1).reshape(n, -1, A + 2)
-    H = np.matmul((J * w[..., None]).transpose(0, 2, 1), J)
+    nq, nE, M = W.shape[1:]
+    p = nq * nE
+    Wp = W.reshape(n, p, M).astype(np.float64)
+    Lp = L.transpose(0, 2, 1).reshape(p, M)
+    dLp = np.ascontiguousarray(dL.transpose(0, 2, 1, 3)).reshape(p, M, A)
+    I = np.einsum("cpm,pm->cp", Wp, Lp)
+    a, b = _scan_scale(I.reshape(n, nq, nE), cov, background)
+    ok = cov.reshape(n, p) & (a > 0)[:, None]
+    mu = np.maximum(a[:, None] * I + b[:, None], 1e-6)
+    w = np.where(ok, counts / mu, 0.0)
+    # rows of the Jacobian of a I + b per scan: (θ, a, b) × pixels, contiguous for one GEMM per scan
+    Jt = np.empty((n, A + 2, p))
+    Jt[:, :A] = np.matmul(Wp.transpose(1, 0, 2), dLp).transpose(1, 2, 0) * a[:, None, None]
+    Jt[:, A] = I
+    Jt[:, A + 1] = 1.0
+    H = np.matmul(Jt * w[:, None, :], Jt.transpose(0, 2, 1))
     if profile:
         Hnn = H[:, A:, A:] + 1e-12 * np.trace(H[:, A:, A:], axis1=1, axis2=2)[:, None, None] * np.eye(2) + 1e-300 * np.eye(2)
         F = H[:, :A, :A] - H[:, :A, A:] @ np.linalg.solve(Hnn, H[:, A:, :A])
