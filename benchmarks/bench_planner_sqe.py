@@ -23,7 +23,9 @@ single scans with the same S(Q,E) model, inactive FCs at the reference, dispersi
 residual; from the reference for k = 1, from the previous fit after). Reported per k and strategy:
 median [quartiles] over the true sets of the mean relative error of FC0–3 and of the mean relative
 σ of FC0–3, the fraction of true sets with all of FC0–3 within 5 %, and the scans each strategy
-needs for a median error target. ``--summarize FILE`` prints the tables of a finished (or partial) run.
+needs for a median error target. ``--summarize A.json[,B.json] [--plot PNG]`` prints the tables of
+finished (or partial) runs and plots them (the README's figure: ``docs/figures/planner_sqe.png`` from
+``docs/figures/planner_sqe_ge.json,docs/figures/planner_sqe_nb.json``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,34 @@ def summarize(rep, targets=(5.0, 3.0, 2.0)) -> str:
     return "\n".join(out)
 
 
+def plot(reps, path) -> None:
+    """Median [quartiles] FC0–3 error against k per strategy, one panel per JSON report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reps), figsize=(4.2 * len(reps), 3.4), constrained_layout=True, squeeze=False)
+    for ax, rep in zip(axes[0], reps):
+        K = rep["settings"]["k"]
+        ks = np.arange(1, K + 1)
+        for c, s in enumerate(rep["strategies"]):
+            e = np.array([r[s]["err"] for r in rep["results"] if len(r[s]["err"]) == K])
+            q1, q2, q3 = np.percentile(e, [25, 50, 75], axis=0)
+            ax.plot(ks, q2, "o-", color=f"C{c}", label=s)
+            ax.fill_between(ks, q1, q3, color=f"C{c}", alpha=0.15)
+        ax.set(
+            xlabel="scans k",
+            ylabel="FC0–3 mean relative error (%)",
+            title=f"{rep['settings']['material']}: {len(rep['results'])} true sets",
+            xticks=ks,
+        )
+        ax.set_ylim(bottom=0)
+        ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--material", default="Ge")
@@ -97,11 +127,17 @@ def main(argv=None) -> int:
     ap.add_argument("--temperature", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--summarize", default=None, help="print the tables of this JSON and exit")
+    ap.add_argument("--summarize", default=None, help="print the tables of these JSON reports (comma-separated) and exit")
+    ap.add_argument("--plot", default=None, metavar="PNG", help="with --summarize: median [quartiles] error against k")
     a = ap.parse_args(argv)
     if a.summarize:
-        with open(a.summarize) as fh:
-            print(summarize(json.load(fh)))
+        reps = []
+        for path in a.summarize.split(","):
+            with open(path) as fh:
+                reps.append(json.load(fh))
+            print(f"{path}:\n{summarize(reps[-1])}\n")
+        if a.plot:
+            plot(reps, a.plot)
         return 0
 
     from fcinv_widgets import get_material
