@@ -48,6 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..grid import SpectrumGrid
+from ..sqe import FoldPoints
+from ..units import HBAR2_OVER_2
 
 #: default noise level of one scan: background B and counts P at the peak (the paper's grid range)
 DEFAULT_BACKGROUND = 0.05
@@ -470,3 +473,667 @@ def union_of_scans(scans, bank: CoverageBank, angles_deg) -> np.ndarray:
         num = np.nansum(np.where(e > 0, x, 0.0) * e, axis=0)
         den = e.sum(0)
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan).astype(np.float32)
+
+
+# ============================================================================ full S(Q,E) criterion
+# The exposure criterion above weights every pixel of the unit-weight model image alike in every
+# orientation; an ARCS-like scan covers 94–96 % of the path's pixels, so it sees little difference
+# between orientations. What does differ is *which* equivalents Q = G + R q a scan sees, and each
+# one weights the modes by its structure factor |Q·e_ν|²: the same pixel carries a different mix
+# of branches in every orientation. The functions below score candidates with the Fisher
+# information of the folded one-phonon S(Q,E) each single scan would record.
+#
+# Model of one scan ω (the simulation of scans.simulate_scans + noise.add_noise):
+#   I_ω(b, E; θ) = Σ_ν W_ω,ν(b, E) · L_ν(b, E; θ),   L_ν = (n(E_ν)+1)/E_ν · g(E; E_ν, σ(E_ν))
+# W_ω (sqe.folded_mode_weights with that orientation's detector hits) is held at the current
+# estimate (eigenvectors); the energies E_ν(θ) move. The recorded counts are Poisson with mean
+# P (a_ω I_ω + b_ω) on the covered pixels (a_ω = 1/peak: B and P refer to the 99.5th percentile
+# of the scan's image, b_ω ≈ B), so per scan
+#   F_ω = P Σ_p j_p j_pᵀ / (a I_p + b),  j_p = ∂(a I_p + b)/∂(θ, a, b),
+# with the scan's own scale and background profiled out (Schur complement): they are fitted.
+@dataclass
+class HitsBank:
+    """Detector hits of every candidate orientation (they need no force constants).
+
+    ``points``: the fold geometry (:func:`sqe.fold_geometry`); ``hits[i]`` = (sel, ilo, ihi) of
+    angle ``angles_deg[i]`` (:func:`scans._orientation_hits`); ``grid``: the material's grid."""
+
+    material: str
+    ei_mev: float
+    angles_deg: np.ndarray
+    points: FoldPoints
+    hits: list
+    grid: SpectrumGrid
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.grid.shape)
+
+    def index(self, angles_deg) -> np.ndarray:
+        return _angle_index(self.angles_deg, angles_deg, "hits bank")
+
+    def dynamical_matrices(self, basis) -> np.ndarray:
+        """D_p(q) (n_params, j, 3n, 3n) at the points' reduced wave vectors (made once, kept)."""
+        if self.meta.get("_dp") is None:
+            self.meta["_dp"] = basis.dynamical_matrices(self.points.q_frac)
+        return self.meta["_dp"]
+
+    def incidence(self, idx):
+        """(difference-array incidence (len(idx)·nq·(nE+1), n_points) sparse, exposure (len(idx), nq, nE)):
+        row (c, b, E) of the incidence has +1 for every point that orientation idx[c] puts into bin b
+        from energy bin E on and −1 after its last one, so a cumulative sum over E of
+        ``incidence @ x`` is Σ x over the points covering each pixel. Built once per bank."""
+        import scipy.sparse as sp
+
+        if self.meta.get("_inc") is None:
+            nq, nE = self.shape
+            size = nq * (nE + 1)
+            rows, cols, vals = [], [], []
+            for c, (sel, ilo, ihi) in enumerate(self.hits):
+                r = c * size + self.points.qbin[sel].astype(np.int64) * (nE + 1)
+                rows += [r + ilo, r + ihi + 1]
+                cols += [sel, sel]
+                vals += [np.ones(len(sel), np.float32), -np.ones(len(sel), np.float32)]
+            n = len(self.hits)
+            inc = sp.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n * size, self.points.n)
+            )
+            den = np.cumsum(np.asarray(inc.sum(1)).reshape(n, nq, nE + 1), 2)[..., :nE]
+            self.meta["_inc"], self.meta["_den"] = inc, np.rint(den).astype(np.int32)
+        inc, den = self.meta["_inc"], self.meta["_den"]
+        idx = np.atleast_1d(np.asarray(idx, int))
+        if len(idx) == len(self.hits) and np.array_equal(idx, np.arange(len(idx))):
+            return inc, den
+        nq, nE = self.shape
+        size = nq * (nE + 1)
+        rows = (idx[:, None] * size + np.arange(size)[None]).reshape(-1)
+        return inc[rows], den[idx]
+
+
+def _angle_index(bank_angles, angles_deg, what: str) -> np.ndarray:
+    ang = np.atleast_1d(np.asarray(angles_deg, float))
+    d = np.abs(((ang[:, None] - bank_angles[None, :]) + 180.0) % 360.0 - 180.0)
+    idx = d.argmin(1)
+    bad = d[np.arange(len(ang)), idx] > 1e-6
+    if np.any(bad):
+        raise FcinvError(f"angle {ang[bad][0]:g}° is not in the {what} (angles {bank_angles.min():g} … {bank_angles.max():g}°)")
+    return idx
+
+
+_HITS_MEMO: dict = {}
+
+
+def hits_bank(
+    material,
+    angles_deg,
+    ei_mev: float,
+    u=(1, 1, 0),
+    v=(0, 0, 1),
+    qmax: float | None = None,
+    detector=None,
+    progress: bool = False,
+    cache: bool = True,
+) -> HitsBank:
+    """The detector hits of ``material``'s folded points for every sample angle (ARCS-like kinematics).
+
+    ``qmax`` as in :func:`coverage_bank`. Kept in memory for the process (the last four banks) and,
+    with ``cache``, on disk next to the coverage banks (keyed by everything the hits depend on)."""
+    from ..scans import DETECTOR, _orientation_hits, check_angles, check_ei, orientation_matrix, reach_qmax
+    from ..sqe import fold_geometry, small_mode
+
+    detector = dict(DETECTOR if detector is None else detector)
+    grid = material.grid
+    ei = check_ei(ei_mev, grid)
+    ang = check_angles(angles_deg)
+    reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
+    qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(float(qmax), reach)
+    meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
+    key = json.dumps(
+        {
+            "kind": "hits",
+            "material": material.name,
+            "lattice": np.round(material.crystal.lattice, 8).tolist(),
+            "grid": grid.to_dict(),
+            "ei": ei,
+            "angles": np.round(ang, 8).tolist(),
+            **meta,
+        },
+        sort_keys=True,
+        default=float,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    if digest in _HITS_MEMO:
+        return _HITS_MEMO[digest]
+    pts = fold_geometry(material.crystal, grid, qmax, material.conventional_a)
+    path = _cache_dir() / f"{material.name.lower()}-hits-{digest}.npz"
+    hits = None
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                off, sel, ilo, ihi = z["offsets"], z["sel"], z["ilo"], z["ihi"]
+            if len(off) == len(ang) + 1 and off[-1] == len(sel) and (len(sel) == 0 or sel.max() < pts.n):
+                hits = [
+                    (sel[a:b].astype(np.int64), ilo[a:b].astype(np.int64), ihi[a:b].astype(np.int64))
+                    for a, b in zip(off[:-1], off[1:])
+                ]
+        except (OSError, KeyError, ValueError):
+            hits = None  # a damaged cache entry is recomputed
+    if hits is None:
+        U0 = orientation_matrix(u, v)
+        it = ang
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(ang, desc="detector hits", unit="ω", leave=False)
+        hits = [_orientation_hits(pts, float(om), ei, grid, U0, detector) for om in it]
+        if cache:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".part.npz")
+                off = np.concatenate([[0], np.cumsum([len(h[0]) for h in hits])])
+                np.savez(
+                    tmp,
+                    offsets=off,
+                    sel=np.concatenate([h[0] for h in hits]).astype(np.int32),
+                    ilo=np.concatenate([h[1] for h in hits]).astype(np.int16),
+                    ihi=np.concatenate([h[2] for h in hits]).astype(np.int16),
+                )
+                tmp.replace(path)
+            except OSError:
+                pass
+    bank = HitsBank(material.name, ei, ang, pts, hits, grid, meta)
+    while len(_HITS_MEMO) >= 4:
+        _HITS_MEMO.pop(next(iter(_HITS_MEMO)))
+    _HITS_MEMO[digest] = bank
+    return bank
+
+
+def point_mode_weights(calc, points, dynamical=None, chunk: int = 65_536) -> np.ndarray:
+    """ħ²|F_ν(Q)|²/(2 n_atoms) (fm², no 1/E, no Bose factor) of every folded point and mode:
+    (n_points, 3n), modes ascending in energy — the summand of :func:`sqe.folded_mode_weights`.
+    ``dynamical``: the basis' D_p at ``points.q_frac`` (:meth:`HitsBank.dynamical_matrices`), which
+    makes the modes a contraction instead of a new expansion."""
+    from ..sqe import E_MIN_MEV
+    from ..units import SQRT_EIG_TO_MEV
+
+    if dynamical is None:
+        energies, vec = calc.modes(points.q_frac)
+    else:
+        lam, v = np.linalg.eigh(np.tensordot(calc.params, dynamical, axes=(0, 0)))
+        energies = np.sign(lam) * np.sqrt(np.abs(lam)) * SQRT_EIG_TO_MEV
+        vec = v.reshape(len(lam), calc.n_atoms, 3, -1)
+    nj, na, _, M = vec.shape
+    vc = np.conj(vec).transpose(0, 2, 1, 3).reshape(nj, 3, na * M)  # (j, 3, n·M)
+    c = calc.b / np.sqrt(calc.masses)
+    pos = calc.crystal.positions
+    out = np.empty((points.n, M))
+    for s in range(0, points.n, chunk):
+        sl = slice(s, min(s + chunk, points.n))
+        Q, iq = points.Q[sl], points.iq[sl]
+        Qe = np.matmul(Q[:, None, :], vc[iq])[:, 0].reshape(-1, na, M)
+        W = 0.5 * np.stack([np.einsum("pa,pa->p", Q @ calc.U[k], Q) for k in range(na)], 1)
+        ph = np.exp(2j * np.pi * points.G[sl] @ pos.T)
+        F = np.einsum("pkm,pk->pm", Qe, c[None] * np.exp(-W) * ph)
+        e = energies[iq]
+        out[sl] = np.where(e > E_MIN_MEV, HBAR2_OVER_2 * np.abs(F) ** 2 / calc.n_atoms, 0.0)
+    return out
+
+
+def candidate_mode_weights(amp: np.ndarray, bank: HitsBank, idx) -> tuple:
+    """Folded mode weights of single orientations: (W (n, nq, nE, M) float32, covered (n, nq, nE) bool).
+
+    ``amp`` from :func:`point_mode_weights`; ``idx`` indices into ``bank.hits``. W is the mean of
+    ``amp`` over the equivalents each orientation puts into a pixel (0 where it covers none): the
+    same numbers :func:`sqe.folded_mode_weights` gives with that orientation's hits alone (each
+    point covers a contiguous run of energy bins: one sparse product and a cumulative sum)."""
+    nq, nE = bank.shape
+    idx = np.atleast_1d(np.asarray(idx, int))
+    inc, den = bank.incidence(idx)
+    M = amp.shape[1]
+    num = np.cumsum(np.asarray(inc @ amp.astype(np.float32)).reshape(len(idx), nq, nE + 1, M), 2)[:, :, :nE]
+    cov = den > 0
+    W = np.where(cov[..., None], num / np.where(cov, den, 1)[..., None], 0.0).astype(np.float32)
+    return W, cov
+
+
+_PATH_DP: dict = {}
+
+
+def _path_dynamical(material) -> np.ndarray:
+    """The basis' D_p at the path's q-points, (n_params, nq·3n·3n) complex (made once per material)."""
+    key = (material.name, id(material.basis), material.grid.shape)
+    if key not in _PATH_DP:
+        _PATH_DP.clear()
+        _PATH_DP[key] = material.basis.dynamical_matrices(material.grid.q.qpoints)
+    return _PATH_DP[key]
+
+
+def _line_shapes(energies, centers, temperature_k, ei_mev, broadening):
+    from ..sqe import E_MIN_MEV, bose_factor, mode_sigma
+
+    e = np.asarray(energies, float)
+    ok = e > E_MIN_MEV
+    ee = np.where(ok, e, 1.0)
+    pref = np.where(ok, bose_factor(ee, temperature_k) / ee, 0.0)
+    sig = mode_sigma(e, 1.0, ei_mev)[..., None] * broadening
+    d = (centers - e[..., None]) / sig
+    return pref[..., None] * np.exp(-0.5 * d * d) / (np.sqrt(2 * np.pi) * sig)
+
+
+def _path_modes(material, params, vectors: bool = False):
+    from ..units import SQRT_EIG_TO_MEV
+
+    Dp = _path_dynamical(material)
+    D = np.tensordot(np.asarray(params, complex), Dp, axes=(0, 0))
+    if vectors:
+        lam, vec = np.linalg.eigh(D)
+    else:
+        lam, vec = np.linalg.eigvalsh(D), None
+    return np.sign(lam) * np.sqrt(np.abs(lam)) * SQRT_EIG_TO_MEV, lam, vec
+
+
+def mode_line_shapes(material, params, temperature_k: float, ei_mev: float | None, broadening: float = 1.0) -> np.ndarray:
+    """L_ν(b, E) = (n(E_ν)+1)/E_ν · g(E; E_ν, σ) at the path's bins: (N, nq, M, nE) per meV², for
+    full parameter vectors ``params`` (N, n_params); modes ascending (0 below 0.01 meV). σ: the
+    ARCS resolution at ``ei_mev`` (1 meV without) × ``broadening``."""
+    centers = np.asarray(material.grid.e.centers, float)
+    P = np.atleast_2d(np.asarray(params, float))
+    return np.array([_line_shapes(_path_modes(material, p)[0], centers, temperature_k, ei_mev, broadening) for p in P])
+
+
+def line_shape_jacobian(material, theta, temperature_k, ei_mev, broadening: float = 1.0, step_mev: float = 1e-3):
+    """(L (nq, M, nE), ∂L/∂θ (nq, M, nE, A)) at the active FCs ``theta`` (inactive at the reference):
+    ∂E_ν/∂θ_a by Hellmann–Feynman (e_νᵀ D_a e_ν), ∂L/∂E_ν by a central difference of ``step_mev``."""
+    from ..units import SQRT_EIG_TO_MEV
+
+    th = np.asarray(theta, float).reshape(-1)
+    full = material.reference_params.copy()
+    full[material.active] = th
+    e, lam, vec = _path_modes(material, full, vectors=True)
+    Dp = _path_dynamical(material)
+    Da = Dp[material.active]  # (A, nq, M, M)
+    dlam = np.einsum("qim,aqij,qjm->qma", np.conj(vec), Da, vec).real
+    de = dlam * (SQRT_EIG_TO_MEV**2 / (2.0 * np.where(np.abs(e) > 1e-6, np.abs(e), 1e-6)))[..., None]
+    centers = np.asarray(material.grid.e.centers, float)
+    L = _line_shapes(e, centers, temperature_k, ei_mev, broadening)
+    dLdE = (
+        _line_shapes(e + step_mev, centers, temperature_k, ei_mev, broadening)
+        - _line_shapes(e - step_mev, centers, temperature_k, ei_mev, broadening)
+    ) / (2 * step_mev)
+    return L, dLdE[..., None] * de[:, :, None, :]
+
+
+def _contract(W, L):
+    """Σ_ν W[c, q, e, ν] · L[q, ν, e, ...]: (c, q, e, ...) — a loop over the few modes (faster than einsum)."""
+    out = None
+    for m in range(W.shape[-1]):
+        Lm = L[:, m]
+        term = W[..., m].reshape(W.shape[:3] + (1,) * (Lm.ndim - 2)) * Lm[None]
+        out = term if out is None else out + term
+    return out
+
+
+def _scan_scale(I, cov, background: float, percentile: float = 99.5):
+    """(a, b) with a I + b the expected counts / P of a scan (noise.add_noise: min-max, B and P at
+    the ``percentile`` of the covered pixels). Vectorised over leading axes."""
+    n = I.shape[0]
+    a, b = np.zeros(n), np.zeros(n)
+    for c in range(n):
+        v = I[c][cov[c]]
+        if v.size == 0:
+            continue
+        lo = float(v.min())
+        ref = float(np.percentile(v - lo, percentile))
+        if ref <= 0:
+            continue
+        a[c] = 1.0 / ref
+        b[c] = background - lo / ref
+    return a, b
+
+
+def sqe_fisher(W, cov, L, dL, background: float = DEFAULT_BACKGROUND, counts: float = DEFAULT_COUNTS, profile: bool = True):
+    """Fisher information (n, A, A) of single scans about the active FCs, in (eV/Å²)⁻².
+
+    ``W``, ``cov`` from :func:`candidate_mode_weights`; ``L``, ``dL`` from :func:`line_shape_jacobian`.
+    Per scan: F = P Σ_covered j jᵀ/(a I + b), j = ∂(a I + b)/∂(θ, a, b) with I = Σ_ν W L, the scan's
+    scale a and offset b as :func:`noise.add_noise` sets them (B and P at its 99.5th percentile);
+    ``profile``: a and b are fitted per scan, so their information is profiled out (Schur complement)."""
+    n = W.shape[0]
+    A = dL.shape[-1]
+    nq, nE, M = W.shape[1:]
+    p = nq * nE
+    Wp = W.reshape(n, p, M).astype(np.float64)
+    Lp = L.transpose(0, 2, 1).reshape(p, M)
+    dLp = np.ascontiguousarray(dL.transpose(0, 2, 1, 3)).reshape(p, M, A)
+    I = np.einsum("cpm,pm->cp", Wp, Lp)
+    a, b = _scan_scale(I.reshape(n, nq, nE), cov, background)
+    ok = cov.reshape(n, p) & (a > 0)[:, None]
+    mu = np.maximum(a[:, None] * I + b[:, None], 1e-6)
+    w = np.where(ok, counts / mu, 0.0)
+    # rows of the Jacobian of a I + b per scan: (θ, a, b) × pixels, contiguous for one GEMM per scan
+    Jt = np.empty((n, A + 2, p))
+    Jt[:, :A] = np.matmul(Wp.transpose(1, 0, 2), dLp).transpose(1, 2, 0) * a[:, None, None]
+    Jt[:, A] = I
+    Jt[:, A + 1] = 1.0
+    H = np.matmul(Jt * w[:, None, :], Jt.transpose(0, 2, 1))
+    if profile:
+        Hnn = H[:, A:, A:] + 1e-12 * np.trace(H[:, A:, A:], axis1=1, axis2=2)[:, None, None] * np.eye(2) + 1e-300 * np.eye(2)
+        F = H[:, :A, :A] - H[:, :A, A:] @ np.linalg.solve(Hnn, H[:, A:, :A])
+    else:
+        F = H[:, :A, :A]
+    F = np.where((a > 0)[:, None, None], F, 0.0)
+    return 0.5 * (F + F.transpose(0, 2, 1))
+
+
+def sqe_candidate_information(
+    material,
+    estimate,
+    bank: HitsBank,
+    idx,
+    temperature_k: float = 5.0,
+    background: float = DEFAULT_BACKGROUND,
+    counts: float = DEFAULT_COUNTS,
+    profile: bool = True,
+    chunk: int = 16,
+) -> np.ndarray:
+    """Fisher information (len(idx), A, A) of the single scans ``idx`` of ``bank`` at the active FCs
+    ``estimate`` (inactive at the reference): mode weights at the estimate, line-shape derivatives."""
+    from ..sqe import SQE
+
+    th = np.asarray(estimate, float).reshape(-1)
+    A = len(material.active)
+    if th.shape != (A,) or not np.all(np.isfinite(th)):
+        raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {np.asarray(estimate).tolist()!r}")
+    if not (np.isfinite(background) and background >= 0):
+        raise FcinvError(f"the background must be a non-negative fraction of the peak, got {background!r}")
+    if not (np.isfinite(counts) and counts > 0):
+        raise FcinvError(f"counts at the peak must be a positive number, got {counts!r}")
+    full = material.reference_params.copy()
+    full[material.active] = th
+    calc = SQE(material.basis, full, temperature=temperature_k)
+    amp = point_mode_weights(calc, bank.points, bank.dynamical_matrices(material.basis))
+    L, dL = line_shape_jacobian(material, th, temperature_k, bank.ei_mev)
+    idx = np.atleast_1d(np.asarray(idx, int))
+    out = np.zeros((len(idx), A, A))
+    for s in range(0, len(idx), chunk):
+        W, cov = candidate_mode_weights(amp, bank, idx[s : s + chunk])
+        out[s : s + chunk] = sqe_fisher(W, cov, L, dL, background, counts, profile)
+    return out
+
+
+def _greedy(F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, avail, n, allow_repeat):
+    chosen, gains, sigmas = [], [], []
+    information = None
+    for _ in range(int(n)):
+        if not avail.any():
+            break
+        g = _gains(F, Fc, criterion, width, focus)
+        c = cost + (move_s_per_deg * np.abs(cand - last) if last is not None else 0.0)
+        score = np.where(avail, g / c, -np.inf)
+        if information is None:
+            information = np.where(avail, g / c, 0.0)
+        k = int(np.argmax(score))
+        chosen.append(k)
+        gains.append(float(score[k]))
+        F = F + Fc[k]
+        sigmas.append(np.sqrt(np.diag(np.linalg.inv(F))))
+        last = float(cand[k])
+        if not allow_repeat:
+            avail[k] = False
+    return chosen, gains, sigmas, information
+
+
+def plan_orientations_sqe(
+    material,
+    bank: HitsBank,
+    estimate,
+    measured_deg=(),
+    candidates_deg=None,
+    n: int = 5,
+    temperature_k: float = 5.0,
+    background: float = DEFAULT_BACKGROUND,
+    counts: float = DEFAULT_COUNTS,
+    prior_sigma=None,
+    criterion: str = "D",
+    focus=(0, 1, 2, 3),
+    count_time_s=None,
+    move_s_per_deg: float = 0.0,
+    last_angle_deg: float | None = None,
+    allow_repeat: bool = False,
+    profile: bool = True,
+) -> Plan:
+    """Rank candidate orientations by the Fisher information of the folded one-phonon S(Q,E) they record.
+
+    Like :func:`plan_orientations`, with the information of a scan from the full S(Q,E) model
+    (:func:`sqe_fisher`: every mode weighted by the structure factors of the equivalents that
+    orientation puts on the detector, Poisson noise at B and P per scan as :func:`noise.add_noise`
+    applies them, the scan's scale and background profiled out) instead of exposure × the
+    unit-weight image. ``bank`` from :func:`hits_bank` (all candidate and measured angles);
+    ``estimate`` (A,) the current active FCs (eV/Å², inactive at the reference); the prior, the
+    criteria ("D", "A" on ``focus``), costs and the greedy plan as in :func:`plan_orientations`.
+    """
+    dom = np.asarray(material.domain, float)
+    A = len(material.active)
+    if criterion not in ("D", "A"):
+        raise FcinvError(f"the S(Q,E) criterion must be 'D' or 'A', got {criterion!r}")
+    if not (isinstance(n, (int, np.integer)) and n >= 1):
+        raise FcinvError(f"the number of planned scans must be a positive integer, got {n!r}")
+    if bank.material != material.name or tuple(bank.shape) != tuple(material.grid.shape):
+        raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
+    cand = bank.angles_deg if candidates_deg is None else np.atleast_1d(np.asarray(candidates_deg, float))
+    if cand.size == 0:
+        raise FcinvError("the candidate list is empty")
+    ci = bank.index(cand)
+    mi = bank.index(measured_deg) if np.size(measured_deg) else np.zeros(0, int)
+    width = dom[:, 1] - dom[:, 0]
+    sig0 = width / np.sqrt(12.0) if prior_sigma is None else np.asarray(prior_sigma, float)
+    if sig0.shape != (A,) or not np.all(np.isfinite(sig0) & (sig0 > 0)):
+        raise FcinvError(f"prior σ must be {A} positive numbers (eV/Å²)")
+    uniq, inv = np.unique(np.concatenate([ci, mi]), return_inverse=True)
+    Fu = sqe_candidate_information(material, estimate, bank, uniq, temperature_k, background, counts, profile)
+    Fall = Fu[inv]
+    Fc, Fm = Fall[: len(ci)], Fall[len(ci) :]
+    F = np.diag(1.0 / sig0**2) + Fm.sum(0)
+    current_sigma = np.sqrt(np.diag(np.linalg.inv(F)))
+    cost = np.ones(len(ci)) if count_time_s is None else np.broadcast_to(np.asarray(count_time_s, float), (len(ci),)).copy()
+    if not np.all(np.isfinite(cost) & (cost > 0)):
+        raise FcinvError("counting times must be positive")
+    if not (np.isfinite(move_s_per_deg) and move_s_per_deg >= 0):
+        raise FcinvError("the motor time per degree must be ≥ 0")
+    avail = np.ones(len(ci), bool)
+    if not allow_repeat and len(mi):
+        avail &= ~np.isin(ci, mi)
+    if not avail.any():
+        raise FcinvError("every candidate angle has been measured already (allow repeats to plan more counting time)")
+    last = (
+        last_angle_deg
+        if last_angle_deg is not None
+        else (float(np.asarray(measured_deg, float).reshape(-1)[-1]) if np.size(measured_deg) else None)
+    )
+    chosen, gains, sigmas, information = _greedy(
+        F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, avail, n, allow_repeat
+    )
+    return Plan(
+        angles_deg=cand[chosen],
+        gain=np.array(gains),
+        predicted_sigma=np.array(sigmas),
+        information=np.asarray(information),
+        candidates_deg=cand,
+        current_sigma=current_sigma,
+        estimate=np.asarray(estimate, float).reshape(-1),
+        names=list(material.active_names),
+        criterion=criterion,
+        measured_deg=np.asarray(measured_deg, float).reshape(-1),
+        meta={
+            "model": "sqe",
+            "background": background,
+            "counts": counts,
+            "temperature_k": temperature_k,
+            "prior_sigma_ev_a2": sig0.tolist(),
+            "focus": list(focus),
+            "ei_mev": bank.ei_mev,
+            **{k: v for k, v in bank.meta.items() if not k.startswith("_")},
+        },
+    )
+
+
+def _gn_system(w, r, I, dI, a, phi):
+    """Gradient Jᵀ W r / φ and Gauss–Newton matrix Jᵀ W J / φ over (θ, a_1, b_1, … a_k, b_k)."""
+    k, A = len(a), dI.shape[-1]
+    g = np.zeros(A + 2 * k)
+    H = np.zeros((A + 2 * k, A + 2 * k))
+    for s in range(k):
+        ws, rs = w[s].reshape(-1), r[s].reshape(-1)
+        Js = np.zeros((ws.size, A + 2 * k))
+        Js[:, :A] = a[s] * dI[s].reshape(-1, A)
+        Js[:, A + 2 * s] = I[s].reshape(-1)
+        Js[:, A + 2 * s + 1] = 1.0
+        g += Js.T @ (ws * rs) / phi
+        H += (Js * ws[:, None]).T @ Js / phi
+    return g, H
+
+
+@dataclass
+class ScanFit:
+    """Result of :func:`fit_scans_sqe`: ``theta`` (A,) and ``sigma`` (A,) eV/Å² (Laplace, dispersion
+    from the residual unless given), per-scan ``scale``/``offset``, ``dispersion`` φ, ``n_iter``, ``seconds``."""
+
+    theta: np.ndarray
+    sigma: np.ndarray
+    scale: np.ndarray
+    offset: np.ndarray
+    dispersion: float
+    n_iter: int
+    seconds: float
+
+
+def fit_scans_sqe(
+    material,
+    bank: HitsBank,
+    images,
+    angles_deg,
+    temperature_k: float = 5.0,
+    start=None,
+    prior_sigma=None,
+    dispersion: float | None = None,
+    n_outer: int = 3,
+    anneal=(1.0,),
+    max_iter: int = 100,
+) -> ScanFit:
+    """Gauss–Newton (Levenberg–Marquardt) MAP fit of the active FCs to single-orientation scans.
+
+    ``images`` (k, nq, nE), NaN = not covered, each a scan at ``angles_deg`` of ``bank`` in counts
+    per P (``noise.add_noise(..., rescale=False)``) or any affine rescaling of it (every scan gets its
+    own fitted scale and offset). Model: the folded one-phonon S(Q,E) of each orientation,
+    Σ_ν W_ω,ν L_ν(θ) (:func:`candidate_mode_weights`, :func:`mode_line_shapes`), the inactive FCs at
+    the reference; the mode weights are recomputed at the estimate ``n_outer`` times. Noise:
+    variance φ·(model) (Poisson in counts/P: φ = 1/P), φ from the residual unless ``dispersion``.
+    Prior N(reference, σ₀²), σ₀ = domain width/√12 by default. ``anneal``: broadening factors of
+    the line shapes in the first round (coarse to fine, a smoother misfit). σ: the inverse
+    Gauss–Newton Hessian at the estimate (the scales and offsets marginalised).
+    """
+    import time
+
+    from ..sqe import SQE
+
+    t0 = time.perf_counter()
+    dom = np.asarray(material.domain, float)
+    A = len(material.active)
+    ref = material.reference_theta
+    width = dom[:, 1] - dom[:, 0]
+    sig0 = width / np.sqrt(12.0) if prior_sigma is None else np.asarray(prior_sigma, float)
+    Y = np.asarray(images, float)
+    if Y.ndim == 2:
+        Y = Y[None]
+    idx = bank.index(angles_deg)
+    if len(idx) != len(Y):
+        raise FcinvError(f"{len(Y)} images for {len(idx)} angles")
+    k = len(Y)
+    th = ref.copy() if start is None else np.asarray(start, float).copy()
+    th = np.clip(th, dom[:, 0], dom[:, 1])
+    ei = bank.ei_mev
+    a = np.ones(k)
+    b = np.zeros(k)
+    n_iter = 0
+    phi = 1.0
+    H = np.eye(A + 2 * k)
+    for outer in range(max(1, int(n_outer))):
+        full = material.reference_params.copy()
+        full[material.active] = th
+        calc = SQE(material.basis, full, temperature=temperature_k)
+        amp = point_mode_weights(calc, bank.points, bank.dynamical_matrices(material.basis))
+        W, cov = candidate_mode_weights(amp, bank, idx)
+        Wd = W.astype(np.float64)
+        msk = cov & np.isfinite(Y)
+        y = np.where(msk, Y, 0.0)
+        npix = int(msk.sum())
+
+        def model(theta, f, deriv, Wd=Wd):
+            if deriv:
+                L, dL = line_shape_jacobian(material, theta, temperature_k, ei, broadening=f)
+                return _contract(Wd, L), _contract(Wd, dL)
+            full_ = material.reference_params.copy()
+            full_[material.active] = theta
+            return _contract(Wd, mode_line_shapes(material, full_[None], temperature_k, ei, f)[0]), None
+
+        stages = tuple(anneal) if outer == 0 else (1.0,)
+        for f in stages:
+            I, dI = model(th, f, True)
+            if outer == 0 and f == stages[0]:
+                # scales and offsets to start from: linear least squares per scan
+                for s in range(k):
+                    m = msk[s]
+                    X = np.stack([I[s][m], np.ones(int(m.sum()))], 1)
+                    a[s], b[s] = np.linalg.lstsq(X, y[s][m], rcond=None)[0]
+            # Poisson weights 1/(model), held fixed for this stage (a plain weighted least-squares
+            # problem: LM decreases it monotonically); floored at 5 % of each scan's peak
+            mu = a[:, None, None] * I + b[:, None, None]
+            w = np.zeros_like(mu)
+            for s in range(k):
+                m = msk[s]
+                fl = 0.05 * max(float(np.percentile(np.abs(mu[s][m]), 99.5)), 1e-300)
+                w[s][m] = 1.0 / np.maximum(mu[s][m], fl)
+            r = np.where(msk, y - mu, 0.0)
+            phi = dispersion if dispersion is not None else max(float((w * r * r).sum()) / max(npix - A - 2 * k, 1), 1e-30)
+            lam = 1e-3
+            for _ in range(int(max_iter)):
+                n_iter += 1
+                r = np.where(msk, y - a[:, None, None] * I - b[:, None, None], 0.0)
+                g, H = _gn_system(w, r, I, dI, a, phi)
+                zres = (th - ref) / sig0
+                g[:A] -= zres / sig0
+                H[:A, :A] += np.diag(1.0 / sig0**2)
+                cost = 0.5 * float((w * r * r).sum()) / phi + 0.5 * float(zres @ zres)
+                done = False
+                while True:
+                    step = np.linalg.solve(H + lam * np.diag(np.diag(H)), g)
+                    th_new = np.clip(th + step[:A], dom[:, 0], dom[:, 1])
+                    a_new, b_new = a + step[A::2], b + step[A + 1 :: 2]
+                    I_new, _ = model(th_new, f, False)
+                    r_new = np.where(msk, y - a_new[:, None, None] * I_new - b_new[:, None, None], 0.0)
+                    zn = (th_new - ref) / sig0
+                    cost_new = 0.5 * float((w * r_new * r_new).sum()) / phi + 0.5 * float(zn @ zn)
+                    if cost_new <= cost:
+                        lam = max(lam / 3.0, 1e-9)
+                        rel = np.max(np.abs(th_new - th) / width)
+                        th, a, b = th_new, a_new, b_new
+                        done = rel < 1e-6 or (cost - cost_new) < 1e-9 * max(cost, 1.0)
+                        break
+                    lam *= 4.0
+                    if lam > 1e8:
+                        done = True
+                        break
+                if done:
+                    break
+                I, dI = model(th, f, True)
+    # σ: the Gauss–Newton Hessian at the estimate, φ from the final residual unless given
+    I, dI = model(th, 1.0, True)
+    r = np.where(msk, y - a[:, None, None] * I - b[:, None, None], 0.0)
+    npix = int(msk.sum())
+    phi = dispersion if dispersion is not None else max(float((w * r * r).sum()) / max(npix - A - 2 * k, 1), 1e-30)
+    g, H = _gn_system(w, r, I, dI, a, phi)
+    H[:A, :A] += np.diag(1.0 / sig0**2)
+    cov_m = np.linalg.inv(H)
+    sigma = np.sqrt(np.clip(np.diag(cov_m)[:A], 0, None))
+    return ScanFit(th, sigma, a, b, float(phi), n_iter, time.perf_counter() - t0)

@@ -37,6 +37,17 @@ def register(sub):
         choices=("D", "A", "model"),
         help="D-optimal (log det of the Fisher information, default), A-optimal on FC0–3, or the model's own expected error",
     )
+    p.add_argument(
+        "--sqe",
+        action="store_true",
+        help="score every candidate by the Fisher information of the folded one-phonon S(Q,E) its single scan "
+        "records (structure factors of the equivalents that orientation sees; criterion D or A) instead of its "
+        "exposure × the model image; the estimate is then the S(Q,E) fit of the measured scans (or the reference) "
+        "and --model only names the material",
+    )
+    p.add_argument(
+        "--qmax", type=float, default=None, help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)"
+    )
     p.add_argument("--count-time", type=float, default=None, help="counting time per scan (s): gains become per second")
     p.add_argument("--move-time", type=float, default=0.0, help="motor time per degree of rotation (s/°)")
     p.add_argument(
@@ -90,6 +101,8 @@ def run(args) -> int:
     elif args.measured is not None:
         raise FcinvError("--measured needs --scans (the measured data)")
     angles = np.unique(np.concatenate([cand, measured]))
+    if args.sqe:
+        return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)
     bank = coverage_bank(mat, angles, ei, u=u, v=v, progress=not args.no_progress)
     names = list(model.names)
     dom = np.asarray(model.config["domain"], float)
@@ -145,6 +158,62 @@ def run(args) -> int:
         payload["plot"] = args.plot
     text = (
         f"plan for {mat.name} ({len(measured)} scan(s) measured; estimate: {source})\n"
+        + plan.table()
+        + f"\nnext: ω = {plan.next_angle:g}°"
+    )
+    emit(args, payload, text)
+    return 0
+
+
+def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
+    """plan-scans --sqe: the S(Q,E) Fisher criterion (analysis.planner.plan_orientations_sqe)."""
+    from ..analysis.planner import fit_scans_sqe, hits_bank, plan_orientations_sqe
+
+    if args.criterion == "model":
+        raise FcinvError("--sqe scores with the Fisher information: use --criterion D or A")
+    if args.qmax is not None and not (np.isfinite(args.qmax) and args.qmax > 0):
+        raise FcinvError(f"--qmax must be a positive number (Å⁻¹), got {args.qmax!r}")
+    qmax = args.qmax if args.qmax is not None else (ss.meta.get("qmax_inv_a") if ss is not None else None)
+    temp = args.temperature if args.temperature is not None else (ss.temperature_k if ss is not None else 5.0)
+    bank = hits_bank(mat, angles, ei, u=u, v=v, qmax=qmax, progress=not args.no_progress)
+    dom = np.asarray(mat.domain, float)
+    sigma = None
+    if len(measured):
+        idx = [int(np.flatnonzero(np.abs(ss.angles_deg - a) < 1e-6)[0]) for a in measured]
+        fit = fit_scans_sqe(mat, bank, ss.scans[idx], measured, temp)
+        estimate, sigma = np.clip(fit.theta, dom[:, 0], dom[:, 1]), fit.sigma
+        source = f"S(Q,E) fit of {len(measured)} measured scan(s)"
+    else:
+        estimate = np.clip(mat.reference_theta, dom[:, 0], dom[:, 1])
+        source = f"{mat.name} reference, no scan measured yet"
+    plan = plan_orientations_sqe(
+        mat,
+        bank,
+        estimate,
+        measured_deg=measured,
+        candidates_deg=cand,
+        n=args.n,
+        temperature_k=temp,
+        background=args.background,
+        counts=args.counts,
+        criterion=args.criterion,
+        count_time_s=args.count_time,
+        move_s_per_deg=args.move_time,
+    )
+    payload = plan.to_dict()
+    payload.update(
+        {
+            "estimate_source": source,
+            "model_kind": "sqe",
+            "ei_mev": ei,
+            "fit_sigma_ev_a2": None if sigma is None else sigma.tolist(),
+        }
+    )
+    if args.plot:
+        _plot(plan, args.plot)
+        payload["plot"] = args.plot
+    text = (
+        f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})\n"
         + plan.table()
         + f"\nnext: ω = {plan.next_angle:g}°"
     )
