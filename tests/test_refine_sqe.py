@@ -271,7 +271,7 @@ def test_infer_scans_refine_fits_the_full_data_and_every_scan(tmp_path, capsys):
     capsys.readouterr()
     out = tmp_path / "inf.h5"
     base = ["infer-scans", "--model", "ge-vae", "--scans", str(p), "--n-samples", "8"]
-    assert main([*base, "--refine", "--out", str(out), "--json", "--no-progress"]) == 0
+    assert main([*base, "--refine", "--max-iter", "60", "--out", str(out), "--json", "--no-progress"]) == 0
     d = json.loads(capsys.readouterr().out)
     fits = d["refined"]["fits"]
     assert [f["data"] for f in fits] == ["full data", "ω = 20°", "ω = 40°"]

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float
+from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float, positive_int
 
 
 def register(sub):
@@ -53,6 +53,7 @@ def register(sub):
         "folded one-phonon S(Q,E) over all FCs, uncorrected data (~1 min per fit); the fits' values and "
         "σ replace the network's (kept under 'network')",
     )
+    p.add_argument("--max-iter", type=positive_int, default=300, help="L-BFGS iterations per round of each --refine fit")
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
     add_json(p, progress="no progress bar for --refine")
@@ -94,6 +95,7 @@ def run(args) -> int:
             corrections["bose_weighting"]["temperature_k"],
             domain=model.config.get("domain"),
             progress=not args.no_progress,
+            max_iter=args.max_iter,
         )
     res.meta.update(
         {
