@@ -89,13 +89,14 @@ def test_simulate_writes_a_readable_file(capsys, tmp_path, ge):
     [
         (["phonons", "--material", "Ge", "--qpoints", "0 0, 1 1 1"], "three"),
         (["phonons", "--material", "Ge", "--qpoints", "a b c"], "not three numbers"),
-        (["simulate", "--material", "Ge", "--params", "1,2,3", "--out", "/tmp/x.h5"], "8 values"),
-        (["simulate", "--material", "Ge", "--params", "1,2,3,4,5,6,7,nan", "--out", "/tmp/x.h5"], "NaN"),
+        (["simulate", "--material", "Ge", "--params", "1,2,3", "--out", "{tmp}/x.h5"], "8 values"),
+        (["simulate", "--material", "Ge", "--params", "1,2,3,4,5,6,7,nan", "--out", "{tmp}/x.h5"], "NaN"),
         (["phonons", "--material", "Xx", "--qpoints", "0 0 0"], "unknown material"),
     ],
 )
-def test_bad_input_is_one_line(capsys, argv, msg):
-    rc, out, err = run(capsys, *argv)
+def test_bad_input_is_one_line(capsys, tmp_path, argv, msg):
+    # outputs in a fresh folder: a file left at a fixed path (e.g. /tmp/x.h5) must not change the answer
+    rc, out, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert rc == 2
     assert msg in err and "Traceback" not in err
 
