@@ -333,74 +333,52 @@ def plan_orientations(
         raise FcinvError(f"counts at the peak must be a positive number, got {counts!r}")
     if tuple(bank.shape) != tuple(forward_model.grid.shape):
         raise FcinvError(f"the coverage bank's grid {bank.shape} is not the forward model's {forward_model.grid.shape}")
-    cand = bank.angles_deg if candidates_deg is None else np.atleast_1d(np.asarray(candidates_deg, float))
-    if cand.size == 0:
-        raise FcinvError("the candidate list is empty")
-    ci = bank.index(cand)
-    mi = bank.index(measured_deg) if np.size(measured_deg) else np.zeros(0, int)
-    width = dom[:, 1] - dom[:, 0]
-    sig0 = width / np.sqrt(12.0) if prior_sigma is None else np.asarray(prior_sigma, float)
-    if sig0.shape != (A,) or not np.all(np.isfinite(sig0) & (sig0 > 0)):
-        raise FcinvError(f"prior σ must be {A} positive numbers (eV/Å²)")
+    cand, ci, mi, width, sig0 = _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma)
     G = pixel_information(forward_model, estimate, dom, background).reshape(-1, A * A)
     E = _relative_exposure(bank)
     Fall = (counts * (E[np.concatenate([ci, mi])] @ G)).reshape(-1, A, A)
     Fc, Fm = Fall[: len(ci)], Fall[len(ci) :]
     F = np.diag(1.0 / sig0**2) + Fm.sum(0)
     current_sigma = np.sqrt(np.diag(np.linalg.inv(F)))
-    cost = np.ones(len(ci)) if count_time_s is None else np.broadcast_to(np.asarray(count_time_s, float), (len(ci),)).copy()
-    if not np.all(np.isfinite(cost) & (cost > 0)):
-        raise FcinvError("counting times must be positive")
-    if not (np.isfinite(move_s_per_deg) and move_s_per_deg >= 0):
-        raise FcinvError("the motor time per degree must be ≥ 0")
-    avail = np.ones(len(ci), bool)
-    if not allow_repeat and len(mi):
-        avail &= ~np.isin(ci, mi)
-    if not avail.any():
-        raise FcinvError("every candidate angle has been measured already (allow repeats to plan more counting time)")
-    last = (
-        last_angle_deg
-        if last_angle_deg is not None
-        else (float(np.asarray(measured_deg, float).reshape(-1)[-1]) if np.size(measured_deg) else None)
-    )
-    chosen, gains, sigmas = [], [], []
-    information = None
+    cost, avail, last = _plan_schedule(ci, mi, measured_deg, count_time_s, move_s_per_deg, allow_repeat, last_angle_deg)
+    gain_fn = on_pick = None
     if criterion == "model":
         clean = forward_model.spectra(np.asarray(estimate, float).reshape(1, -1), normalize=True).reshape(-1).astype(float)
-        Eu = E[mi].sum(0)
-        rng_seed = int(seed)
-        score_now = (
-            _model_score(model, clean, Eu[None], estimate, width, focus, background, counts, n_samples, rng_seed, bank.shape)[0]
+        state = {"Eu": E[mi].sum(0), "sc": None}
+        state["now"] = (
+            _model_score(
+                model, clean, state["Eu"][None], estimate, width, focus, background, counts, n_samples, int(seed), bank.shape
+            )[0]
             if len(mi)
             else float(len(focus)) / 12.0
         )
-    for _ in range(int(n)):
-        if not avail.any():
-            break
-        if criterion == "model":
+
+        def gain_fn(F, avail):
             sc = np.full(len(ci), np.inf)
             idx = np.flatnonzero(avail)
             sc[idx] = _model_score(
-                model, clean, Eu[None] + E[ci[idx]], estimate, width, focus, background, counts, n_samples, rng_seed, bank.shape
+                model,
+                clean,
+                state["Eu"][None] + E[ci[idx]],
+                estimate,
+                width,
+                focus,
+                background,
+                counts,
+                n_samples,
+                int(seed),
+                bank.shape,
             )
-            g = score_now - sc
-        else:
-            g = _gains(F, Fc, criterion, width, focus)
-        c = cost + (move_s_per_deg * np.abs(cand - last) if last is not None else 0.0)
-        score = np.where(avail, g / c, -np.inf)
-        if information is None:
-            information = np.where(avail, g / c, 0.0)
-        k = int(np.argmax(score))
-        chosen.append(k)
-        gains.append(float(score[k]))
-        F = F + Fc[k]
-        sigmas.append(np.sqrt(np.diag(np.linalg.inv(F))))
-        if criterion == "model":
-            Eu = Eu + E[ci[k]]
-            score_now = float(sc[k])
-        last = float(cand[k])
-        if not allow_repeat:
-            avail[k] = False
+            state["sc"] = sc
+            return state["now"] - sc
+
+        def on_pick(k):
+            state["Eu"] = state["Eu"] + E[ci[k]]
+            state["now"] = float(state["sc"][k])
+
+    chosen, gains, sigmas, information = _greedy(
+        F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, avail, n, allow_repeat, gain_fn, on_pick
+    )
     est = np.asarray(estimate, float).reshape(-1)
     return Plan(
         angles_deg=cand[chosen],
@@ -862,13 +840,50 @@ def sqe_candidate_information(
     return out
 
 
-def _greedy(F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, avail, n, allow_repeat):
+def _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma):
+    """Candidate angles and their bank indices, the measured ones', the domain widths and the prior σ₀."""
+    A = len(dom)
+    cand = bank.angles_deg if candidates_deg is None else np.atleast_1d(np.asarray(candidates_deg, float))
+    if cand.size == 0:
+        raise FcinvError("the candidate list is empty")
+    ci = bank.index(cand)
+    mi = bank.index(measured_deg) if np.size(measured_deg) else np.zeros(0, int)
+    width = dom[:, 1] - dom[:, 0]
+    sig0 = width / np.sqrt(12.0) if prior_sigma is None else np.asarray(prior_sigma, float)
+    if sig0.shape != (A,) or not np.all(np.isfinite(sig0) & (sig0 > 0)):
+        raise FcinvError(f"prior σ must be {A} positive numbers (eV/Å²)")
+    return cand, ci, mi, width, sig0
+
+
+def _plan_schedule(ci, mi, measured_deg, count_time_s, move_s_per_deg, allow_repeat, last_angle_deg):
+    """Counting time per candidate, which candidates may still be chosen, and the angle the motor is at."""
+    cost = np.ones(len(ci)) if count_time_s is None else np.broadcast_to(np.asarray(count_time_s, float), (len(ci),)).copy()
+    if not np.all(np.isfinite(cost) & (cost > 0)):
+        raise FcinvError("counting times must be positive")
+    if not (np.isfinite(move_s_per_deg) and move_s_per_deg >= 0):
+        raise FcinvError("the motor time per degree must be ≥ 0")
+    avail = np.ones(len(ci), bool)
+    if not allow_repeat and len(mi):
+        avail &= ~np.isin(ci, mi)
+    if not avail.any():
+        raise FcinvError("every candidate angle has been measured already (allow repeats to plan more counting time)")
+    last = (
+        last_angle_deg
+        if last_angle_deg is not None
+        else (float(np.asarray(measured_deg, float).reshape(-1)[-1]) if np.size(measured_deg) else None)
+    )
+    return cost, avail, last
+
+
+def _greedy(F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, avail, n, allow_repeat, gain_fn=None, on_pick=None):
+    """Greedy plan: the best gain per unit cost (counting time + motor move), F updated after each pick.
+    ``gain_fn(F, avail)`` replaces the Fisher gains (the model criterion); ``on_pick(k)`` is told each pick."""
     chosen, gains, sigmas = [], [], []
     information = None
     for _ in range(int(n)):
         if not avail.any():
             break
-        g = _gains(F, Fc, criterion, width, focus)
+        g = gain_fn(F, avail) if gain_fn is not None else _gains(F, Fc, criterion, width, focus)
         c = cost + (move_s_per_deg * np.abs(cand - last) if last is not None else 0.0)
         score = np.where(avail, g / c, -np.inf)
         if information is None:
@@ -878,6 +893,8 @@ def _greedy(F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, av
         gains.append(float(score[k]))
         F = F + Fc[k]
         sigmas.append(np.sqrt(np.diag(np.linalg.inv(F))))
+        if on_pick is not None:
+            on_pick(k)
         last = float(cand[k])
         if not allow_repeat:
             avail[k] = False
@@ -914,43 +931,20 @@ def plan_orientations_sqe(
     criteria ("D", "A" on ``focus``), costs and the greedy plan as in :func:`plan_orientations`.
     """
     dom = np.asarray(material.domain, float)
-    A = len(material.active)
     if criterion not in ("D", "A"):
         raise FcinvError(f"the S(Q,E) criterion must be 'D' or 'A', got {criterion!r}")
     if not (isinstance(n, (int, np.integer)) and n >= 1):
         raise FcinvError(f"the number of planned scans must be a positive integer, got {n!r}")
     if bank.material != material.name or tuple(bank.shape) != tuple(material.grid.shape):
         raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
-    cand = bank.angles_deg if candidates_deg is None else np.atleast_1d(np.asarray(candidates_deg, float))
-    if cand.size == 0:
-        raise FcinvError("the candidate list is empty")
-    ci = bank.index(cand)
-    mi = bank.index(measured_deg) if np.size(measured_deg) else np.zeros(0, int)
-    width = dom[:, 1] - dom[:, 0]
-    sig0 = width / np.sqrt(12.0) if prior_sigma is None else np.asarray(prior_sigma, float)
-    if sig0.shape != (A,) or not np.all(np.isfinite(sig0) & (sig0 > 0)):
-        raise FcinvError(f"prior σ must be {A} positive numbers (eV/Å²)")
+    cand, ci, mi, width, sig0 = _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma)
     uniq, inv = np.unique(np.concatenate([ci, mi]), return_inverse=True)
     Fu = sqe_candidate_information(material, estimate, bank, uniq, temperature_k, background, counts, profile)
     Fall = Fu[inv]
     Fc, Fm = Fall[: len(ci)], Fall[len(ci) :]
     F = np.diag(1.0 / sig0**2) + Fm.sum(0)
     current_sigma = np.sqrt(np.diag(np.linalg.inv(F)))
-    cost = np.ones(len(ci)) if count_time_s is None else np.broadcast_to(np.asarray(count_time_s, float), (len(ci),)).copy()
-    if not np.all(np.isfinite(cost) & (cost > 0)):
-        raise FcinvError("counting times must be positive")
-    if not (np.isfinite(move_s_per_deg) and move_s_per_deg >= 0):
-        raise FcinvError("the motor time per degree must be ≥ 0")
-    avail = np.ones(len(ci), bool)
-    if not allow_repeat and len(mi):
-        avail &= ~np.isin(ci, mi)
-    if not avail.any():
-        raise FcinvError("every candidate angle has been measured already (allow repeats to plan more counting time)")
-    last = (
-        last_angle_deg
-        if last_angle_deg is not None
-        else (float(np.asarray(measured_deg, float).reshape(-1)[-1]) if np.size(measured_deg) else None)
-    )
+    cost, avail, last = _plan_schedule(ci, mi, measured_deg, count_time_s, move_s_per_deg, allow_repeat, last_angle_deg)
     chosen, gains, sigmas, information = _greedy(
         F, Fc, cand, criterion, width, focus, cost, move_s_per_deg, last, avail, n, allow_repeat
     )
