@@ -144,25 +144,8 @@ def run(args) -> int:
         names=names,
         model=model,
     )
-    payload = plan.to_dict()
-    payload.update(
-        {
-            "estimate_source": source,
-            "model": args.model,
-            "ei_mev": float(ei),
-            "model_sigma_ev_a2": None if model_sigma is None else model_sigma.tolist(),
-        }
-    )
-    if args.plot:
-        _plot(plan, args.plot)
-        payload["plot"] = args.plot
-    text = (
-        f"plan for {mat.name} ({len(measured)} scan(s) measured; estimate: {source})\n"
-        + plan.table()
-        + f"\nnext: ω = {plan.next_angle:g}°"
-    )
-    emit(args, payload, text)
-    return 0
+    extra = {"model": args.model, "ei_mev": float(ei), "model_sigma_ev_a2": None if model_sigma is None else model_sigma.tolist()}
+    return _report(args, plan, source, extra, f"plan for {mat.name} ({len(measured)} scan(s) measured; estimate: {source})")
 
 
 def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
@@ -200,24 +183,19 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         count_time_s=args.count_time,
         move_s_per_deg=args.move_time,
     )
-    payload = plan.to_dict()
-    payload.update(
-        {
-            "estimate_source": source,
-            "model_kind": "sqe",
-            "ei_mev": ei,
-            "fit_sigma_ev_a2": None if sigma is None else sigma.tolist(),
-        }
-    )
+    extra = {"model_kind": "sqe", "ei_mev": ei, "fit_sigma_ev_a2": None if sigma is None else sigma.tolist()}
+    header = f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})"
+    return _report(args, plan, source, extra, header)
+
+
+def _report(args, plan, source: str, extra: dict, header: str) -> int:
+    """Print the plan (JSON with ``--json``: the plan, where its estimate came from, ``extra``) and
+    write ``--plot``."""
+    payload = plan.to_dict() | {"estimate_source": source} | extra
     if args.plot:
         _plot(plan, args.plot)
         payload["plot"] = args.plot
-    text = (
-        f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})\n"
-        + plan.table()
-        + f"\nnext: ω = {plan.next_angle:g}°"
-    )
-    emit(args, payload, text)
+    emit(args, payload, f"{header}\n" + plan.table() + f"\nnext: ω = {plan.next_angle:g}°")
     return 0
 
 
