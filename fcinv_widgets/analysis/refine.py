@@ -405,7 +405,12 @@ def refine_sqe(
             if dispersion is None:
                 phi = float((((y - fit) ** 2) * inv_v * m).sum() / max(n_pix - len(z) - 2, 1.0))
     assert sqe_fm is not None and phi is not None
-    for _ in range(max(0, int(polish))):
+    polish_rounds = range(max(0, int(polish)))
+    if progress:
+        from tqdm.auto import tqdm
+
+        polish_rounds = tqdm(polish_rounds, desc="S(Q,E) fit polish (Levenberg–Marquardt)", unit="round", leave=False)
+    for _ in polish_rounds:
         # Levenberg–Marquardt on the whitened residuals: L-BFGS stalls in the narrow valleys of
         # the 44-parameter misfit (noise-free data stopped ~1e-7 above the truth's misfit)
         z = _levenberg_marquardt(_residual_fn(sqe_fm, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear), z)
