@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     fm = mat.forward_model().with_backend("numpy")
     t0 = time.perf_counter()
     bank = hits_bank(mat, cand, a.ei, qmax=a.qmax)
-    bank.incidence(np.arange(len(cand)))
+    bank.flat_hits()
     bank.dynamical_matrices(mat.basis)
     print(f"hits bank: {len(cand)} angles, {time.perf_counter() - t0:.1f} s", flush=True)
     rng = np.random.default_rng(a.seed)

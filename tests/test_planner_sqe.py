@@ -167,3 +167,51 @@ def test_cli_sqe_flag(capsys, tmp_path, monkeypatch):
     assert len(d["fit_sigma_ev_a2"]) == 8 and len(d["information"]) == 6
     rc, out, err = _cli(["plan-scans", "--model", "ge-vae", "--sqe", "--ei", "80", "--criterion", "model"], capsys)
     assert rc == 2 and "--criterion D or A" in err and err.count("\n") == 1
+
+
+def test_compiled_kernels_match_numpy():
+    """The planner's numba kernels against direct NumPy formulas on random input: per-pixel mode
+    means over the orientations' hits (difference array) and the scans' Fisher sums."""
+    from fcinv_widgets._fold_kernel import invert_hits, scan_fisher, scan_mode_means
+
+    rng = np.random.default_rng(3)
+    n_pts, nq, nE, M, A = 400, 7, 9, 3, 4
+    qbin = np.sort(rng.integers(0, nq, n_pts))
+    amp = rng.random((n_pts, M))
+    hits = []
+    for _ in range(5):
+        sel = np.sort(rng.choice(n_pts, rng.integers(0, 60), replace=False))
+        lo = rng.integers(0, nE, len(sel))
+        hi = np.minimum(lo + rng.integers(0, 3, len(sel)), nE - 1)
+        hits.append((sel, lo, hi))
+    off = np.concatenate([[0], np.cumsum([len(h[0]) for h in hits])]).astype(np.int64)
+    cat = [np.concatenate([h[k] for h in hits]).astype(np.int64) for k in range(3)]
+    start, scan, lo, hi = invert_hits(off, *cat, n_pts)
+    want = [3, 0, 4]
+    col = np.full(5, -1, np.int64)
+    col[want] = np.arange(3)
+    W = np.empty((3, nq, nE, M), np.float32)
+    cov = np.empty((3, nq, nE), bool)
+    scan_mode_means(np.searchsorted(qbin, np.arange(nq + 1)), start, scan, lo, hi, amp, col, nE, W, cov)
+    for c, s in enumerate(want):
+        tot, cnt = np.zeros((nq, nE, M)), np.zeros((nq, nE))
+        for p, e0, e1 in zip(*hits[s]):
+            tot[qbin[p], e0 : e1 + 1] += amp[p]
+            cnt[qbin[p], e0 : e1 + 1] += 1
+        assert np.array_equal(cov[c], cnt > 0)
+        assert np.allclose(W[c], np.where(cnt[..., None] > 0, tot / np.maximum(cnt, 1)[..., None], 0), rtol=1e-6)
+    P = nq * nE
+    Wf = rng.random((3, P, M)).astype(np.float32)
+    okp = rng.random((3, P)) < 0.6
+    dL = rng.normal(size=(P, M, A))
+    I = rng.random((3, P))
+    a, b = np.array([2.0, 0.0, 0.5]), np.array([0.1, 0.2, 0.3])
+    H = np.empty((3, A + 2, A + 2))
+    scan_fisher(Wf, okp, dL, I, a, b, 7.0, H)
+    for c in range(3):
+        if a[c] <= 0:
+            assert np.all(H[c] == 0)
+            continue
+        J = np.concatenate([a[c] * np.einsum("pm,pma->pa", Wf[c].astype(float), dL), I[c][:, None], np.ones((P, 1))], 1)[okp[c]]
+        w = 7.0 / np.maximum(a[c] * I[c][okp[c]] + b[c], 1e-6)
+        assert np.allclose(H[c], (J * w[:, None]).T @ J, rtol=1e-9)

@@ -497,36 +497,39 @@ class HitsBank:
             self.meta["_dp"] = basis.dynamical_matrices(self.points.q_frac)
         return self.meta["_dp"]
 
-    def incidence(self, idx):
-        """(difference-array incidence (len(idx)·nq·(nE+1), n_points) sparse, exposure (len(idx), nq, nE)):
-        row (c, b, E) of the incidence has +1 for every point that orientation idx[c] puts into bin b
-        from energy bin E on and −1 after its last one, so a cumulative sum over E of
-        ``incidence @ x`` is Σ x over the points covering each pixel. Built once per bank."""
-        import scipy.sparse as sp
+    def flat_hits(self) -> tuple:
+        """(offsets (n+1,), sel, ilo, ihi) int64: the hits of every orientation concatenated (orientation
+        i's are ``offsets[i]:offsets[i+1]``), as the kernels take them. Made once per bank."""
+        if self.meta.get("_flat") is None:
+            off = np.concatenate([[0], np.cumsum([len(h[0]) for h in self.hits])]).astype(np.int64)
 
-        if self.meta.get("_inc") is None:
-            nq, nE = self.shape
-            size = nq * (nE + 1)
-            rows, cols, vals = [], [], []
-            for c, (sel, ilo, ihi) in enumerate(self.hits):
-                r = c * size + self.points.qbin[sel].astype(np.int64) * (nE + 1)
-                rows += [r + ilo, r + ihi + 1]
-                cols += [sel, sel]
-                vals += [np.ones(len(sel), np.float32), -np.ones(len(sel), np.float32)]
-            n = len(self.hits)
-            inc = sp.csr_matrix(
-                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n * size, self.points.n)
-            )
-            den = np.cumsum(np.asarray(inc.sum(1)).reshape(n, nq, nE + 1), 2)[..., :nE]
-            self.meta["_inc"], self.meta["_den"] = inc, np.rint(den).astype(np.int32)
-        inc, den = self.meta["_inc"], self.meta["_den"]
-        idx = np.atleast_1d(np.asarray(idx, int))
-        if len(idx) == len(self.hits) and np.array_equal(idx, np.arange(len(idx))):
-            return inc, den
-        nq, nE = self.shape
-        size = nq * (nE + 1)
-        rows = (idx[:, None] * size + np.arange(size)[None]).reshape(-1)
-        return inc[rows], den[idx]
+            def cat(k):
+                parts = [np.asarray(h[k], np.int64).reshape(-1) for h in self.hits]
+                return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+            sel, ilo, ihi = cat(0), cat(1), cat(2)
+            nE = self.shape[1]
+            if sel.size and (
+                sel.min() < 0 or sel.max() >= self.points.n or ilo.min() < 0 or ihi.max() >= nE or np.any(ilo > ihi)
+            ):
+                raise FcinvError("the hits bank is inconsistent with its points or energy grid (delete the planner cache)")
+            self.meta["_flat"] = (off, sel, ilo, ihi)
+        return self.meta["_flat"]
+
+    def hits_by_point(self) -> tuple:
+        """(bin_start (nq+1,), start (n_points+1,), scan, ilo, ihi): every hit ordered by point
+        (:func:`.._fold_kernel.invert_hits`), and where each path bin's points begin. Made once per bank."""
+        if self.meta.get("_by_point") is None:
+            from .._fold_kernel import invert_hits
+
+            off, sel, ilo, ihi = self.flat_hits()
+            start, scan, lo, hi = invert_hits(off, sel, ilo, ihi, self.points.n)
+            qbin = np.asarray(self.points.qbin)
+            if qbin.size > 1 and np.any(np.diff(qbin) < 0):
+                raise FcinvError("the hits bank's points are not sorted by path bin")
+            bin_start = np.searchsorted(qbin, np.arange(self.shape[0] + 1)).astype(np.int64)
+            self.meta["_by_point"] = (bin_start, start, scan, lo, hi)
+        return self.meta["_by_point"]
 
 
 def _angle_index(bank_angles, angles_deg, what: str) -> np.ndarray:
@@ -627,34 +630,37 @@ def hits_bank(
     return bank
 
 
-def point_mode_weights(calc, points, dynamical=None, chunk: int = 65_536) -> np.ndarray:
+def point_mode_weights(calc, points, dynamical=None) -> np.ndarray:
     """ħ²|F_ν(Q)|²/(2 n_atoms) (fm², no 1/E, no Bose factor) of every folded point and mode:
-    (n_points, 3n), modes ascending in energy — the summand of :func:`sqe.folded_mode_weights`.
-    ``dynamical``: the basis' D_p at ``points.q_frac`` (:meth:`HitsBank.dynamical_matrices`), which
-    makes the modes a contraction instead of a new expansion."""
+    (n_points, 3n), modes ascending in energy — the summand of :func:`sqe.folded_mode_weights`
+    (tested against it and against ``scans.simulate_scans``). ``dynamical``: the basis' D_p at
+    ``points.q_frac`` (:meth:`HitsBank.dynamical_matrices`), which makes the modes a contraction
+    instead of a new expansion. One compiled pass over the points (:mod:`.._fold_kernel`)."""
+    from .._fold_kernel import point_amplitudes
     from ..sqe import E_MIN_MEV
-    from ..units import SQRT_EIG_TO_MEV
 
     if dynamical is None:
         energies, vec = calc.modes(points.q_frac)
     else:
+        from ..units import SQRT_EIG_TO_MEV
+
         lam, v = np.linalg.eigh(np.tensordot(calc.params, dynamical, axes=(0, 0)))
         energies = np.sign(lam) * np.sqrt(np.abs(lam)) * SQRT_EIG_TO_MEV
         vec = v.reshape(len(lam), calc.n_atoms, 3, -1)
-    nj, na, _, M = vec.shape
-    vc = np.conj(vec).transpose(0, 2, 1, 3).reshape(nj, 3, na * M)  # (j, 3, n·M)
-    c = calc.b / np.sqrt(calc.masses)
-    pos = calc.crystal.positions
-    out = np.empty((points.n, M))
-    for s in range(0, points.n, chunk):
-        sl = slice(s, min(s + chunk, points.n))
-        Q, iq = points.Q[sl], points.iq[sl]
-        Qe = np.matmul(Q[:, None, :], vc[iq])[:, 0].reshape(-1, na, M)
-        W = 0.5 * np.stack([np.einsum("pa,pa->p", Q @ calc.U[k], Q) for k in range(na)], 1)
-        ph = np.exp(2j * np.pi * points.G[sl] @ pos.T)
-        F = np.einsum("pkm,pk->pm", Qe, c[None] * np.exp(-W) * ph)
-        e = energies[iq]
-        out[sl] = np.where(e > E_MIN_MEV, HBAR2_OVER_2 * np.abs(F) ** 2 / calc.n_atoms, 0.0)
+    out = np.empty((points.n, vec.shape[-1]))
+    point_amplitudes(
+        np.ascontiguousarray(points.Q, np.float64),
+        np.ascontiguousarray(points.G, np.float64),
+        np.ascontiguousarray(points.iq, np.int64),
+        np.ascontiguousarray(vec, np.complex128),
+        np.ascontiguousarray(energies, np.float64),
+        np.ascontiguousarray(calc.b / np.sqrt(calc.masses), np.complex128),
+        np.ascontiguousarray(calc.U, np.float64),
+        np.ascontiguousarray(calc.crystal.positions, np.float64),
+        float(E_MIN_MEV),
+        float(HBAR2_OVER_2 / calc.n_atoms),
+        out,
+    )
     return out
 
 
@@ -664,14 +670,23 @@ def candidate_mode_weights(amp: np.ndarray, bank: HitsBank, idx) -> tuple:
     ``amp`` from :func:`point_mode_weights`; ``idx`` indices into ``bank.hits``. W is the mean of
     ``amp`` over the equivalents each orientation puts into a pixel (0 where it covers none): the
     same numbers :func:`sqe.folded_mode_weights` gives with that orientation's hits alone (each
-    point covers a contiguous run of energy bins: one sparse product and a cumulative sum)."""
+    point covers a contiguous run of energy bins: a difference array per orientation, compiled)."""
+    from .._fold_kernel import scan_mode_means
+
     nq, nE = bank.shape
-    idx = np.atleast_1d(np.asarray(idx, int))
-    inc, den = bank.incidence(idx)
-    M = amp.shape[1]
-    num = np.cumsum(np.asarray(inc @ amp.astype(np.float32)).reshape(len(idx), nq, nE + 1, M), 2)[:, :, :nE]
-    cov = den > 0
-    W = np.where(cov[..., None], num / np.where(cov, den, 1)[..., None], 0.0).astype(np.float32)
+    idx = np.atleast_1d(np.asarray(idx, np.int64))
+    if idx.size and (idx.min() < 0 or idx.max() >= len(bank.hits)):
+        raise FcinvError(f"orientation indices must be in 0…{len(bank.hits) - 1}, got {idx.tolist()}")
+    bin_start, start, scan, lo, hi = bank.hits_by_point()
+    col = np.full(len(bank.hits), -1, np.int64)
+    uniq, inv = np.unique(idx, return_inverse=True)
+    col[uniq] = np.arange(len(uniq))
+    amp = np.ascontiguousarray(amp, np.float64)
+    W = np.empty((len(uniq), nq, nE, amp.shape[1]), np.float32)
+    cov = np.empty((len(uniq), nq, nE), np.bool_)
+    scan_mode_means(bin_start, start, scan, lo, hi, amp, col, nE, W, cov)
+    if len(uniq) != len(idx) or not np.array_equal(uniq, idx):
+        W, cov = W[inv], cov[inv]
     return W, cov
 
 
@@ -777,24 +792,20 @@ def sqe_fisher(W, cov, L, dL, background: float = DEFAULT_BACKGROUND, counts: fl
     Per scan: F = P Σ_covered j jᵀ/(a I + b), j = ∂(a I + b)/∂(θ, a, b) with I = Σ_ν W L, the scan's
     scale a and offset b as :func:`noise.add_noise` sets them (B and P at its 99.5th percentile);
     ``profile``: a and b are fitted per scan, so their information is profiled out (Schur complement)."""
+    from .._fold_kernel import scan_fisher
+
     n = W.shape[0]
     A = dL.shape[-1]
     nq, nE, M = W.shape[1:]
     p = nq * nE
-    Wp = W.reshape(n, p, M).astype(np.float64)
+    Wp = W.reshape(n, p, M)
     Lp = L.transpose(0, 2, 1).reshape(p, M)
     dLp = np.ascontiguousarray(dL.transpose(0, 2, 1, 3)).reshape(p, M, A)
     I = np.einsum("cpm,pm->cp", Wp, Lp)
     a, b = _scan_scale(I.reshape(n, nq, nE), cov, background)
     ok = cov.reshape(n, p) & (a > 0)[:, None]
-    mu = np.maximum(a[:, None] * I + b[:, None], 1e-6)
-    w = np.where(ok, counts / mu, 0.0)
-    # rows of the Jacobian of a I + b per scan: (θ, a, b) × pixels, contiguous for one GEMM per scan
-    Jt = np.empty((n, A + 2, p))
-    Jt[:, :A] = np.matmul(Wp.transpose(1, 0, 2), dLp).transpose(1, 2, 0) * a[:, None, None]
-    Jt[:, A] = I
-    Jt[:, A + 1] = 1.0
-    H = np.matmul(Jt * w[:, None, :], Jt.transpose(0, 2, 1))
+    H = np.empty((n, A + 2, A + 2))
+    scan_fisher(Wp.astype(np.float32, copy=False), ok, dLp, I, a, b, float(counts), H)
     if profile:
         Hnn = H[:, A:, A:] + 1e-12 * np.trace(H[:, A:, A:], axis1=1, axis2=2)[:, None, None] * np.eye(2) + 1e-300 * np.eye(2)
         F = H[:, :A, :A] - H[:, :A, A:] @ np.linalg.solve(Hnn, H[:, A:, :A])
@@ -834,9 +845,9 @@ def sqe_candidate_information(
     L, dL = line_shape_jacobian(material, th, temperature_k, bank.ei_mev)
     idx = np.atleast_1d(np.asarray(idx, int))
     out = np.zeros((len(idx), A, A))
+    W, cov = candidate_mode_weights(amp, bank, idx)  # one pass over the hits for all of them
     for s in range(0, len(idx), chunk):
-        W, cov = candidate_mode_weights(amp, bank, idx[s : s + chunk])
-        out[s : s + chunk] = sqe_fisher(W, cov, L, dL, background, counts, profile)
+        out[s : s + chunk] = sqe_fisher(W[s : s + chunk], cov[s : s + chunk], L, dL, background, counts, profile)
     return out
 
 
