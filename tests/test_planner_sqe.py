@@ -167,6 +167,9 @@ def test_cli_sqe_flag(capsys, tmp_path, monkeypatch):
     assert len(d["fit_sigma_ev_a2"]) == 8 and len(d["information"]) == 6
     rc, out, err = _cli(["plan-scans", "--model", "ge-vae", "--sqe", "--ei", "80", "--criterion", "model"], capsys)
     assert rc == 2 and "--criterion D or A" in err and err.count("\n") == 1
+    for bad in (["--qmax=-1"], ["--counts", "0"], ["--move-time=-1"], ["--count-time", "nan"], ["--background", "inf"]):
+        rc, out, err = _cli(["plan-scans", "--model", "ge-vae", "--sqe", "--ei", "80", *bad, "--json"], capsys)
+        assert rc == 2 and out == "" and err.count("\n") == 1 and bad[0].split("=")[0] in err, (bad, err)
 
 
 def test_compiled_kernels_match_numpy():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_model_args, emit
+from ._common import add_json, add_model_args, emit, nonneg_float, positive_float
 
 
 def register(sub):
@@ -29,8 +29,8 @@ def register(sub):
     p.add_argument("--ei", type=float, default=None, help="incident energy (meV); default: the scan set's")
     p.add_argument("--u", default=None, help="sample direction along the beam at ω = 0 (default: the scan set's, or 1,1,0)")
     p.add_argument("--v", default=None, help="second in-plane direction (default: the scan set's, or 0,0,1)")
-    p.add_argument("--background", type=float, default=0.05, help="expected flat background per scan, fraction of the peak")
-    p.add_argument("--counts", type=float, default=200.0, help="expected counts at the peak per scan")
+    p.add_argument("--background", type=nonneg_float, default=0.05, help="expected flat background per scan, fraction of the peak")
+    p.add_argument("--counts", type=positive_float, default=200.0, help="expected counts at the peak per scan")
     p.add_argument(
         "--criterion",
         default="D",
@@ -46,13 +46,13 @@ def register(sub):
         "and --model only names the material",
     )
     p.add_argument(
-        "--qmax", type=float, default=None, help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)"
+        "--qmax", type=positive_float, default=None, help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)"
     )
-    p.add_argument("--count-time", type=float, default=None, help="counting time per scan (s): gains become per second")
-    p.add_argument("--move-time", type=float, default=0.0, help="motor time per degree of rotation (s/°)")
+    p.add_argument("--count-time", type=positive_float, default=None, help="counting time per scan (s): gains become per second")
+    p.add_argument("--move-time", type=nonneg_float, default=0.0, help="motor time per degree of rotation (s/°)")
     p.add_argument(
         "--temperature",
-        type=float,
+        type=nonneg_float,
         default=None,
         help="sample temperature (K) for the intensity correction of the scans (default: the scan set's)",
     )
@@ -154,8 +154,6 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
 
     if args.criterion == "model":
         raise FcinvError("--sqe scores with the Fisher information: use --criterion D or A")
-    if args.qmax is not None and not (np.isfinite(args.qmax) and args.qmax > 0):
-        raise FcinvError(f"--qmax must be a positive number (Å⁻¹), got {args.qmax!r}")
     qmax = args.qmax if args.qmax is not None else (ss.meta.get("qmax_inv_a") if ss is not None else None)
     temp = args.temperature if args.temperature is not None else (ss.temperature_k if ss is not None else 5.0)
     bank = hits_bank(mat, angles, ei, u=u, v=v, qmax=qmax, progress=not args.no_progress)
