@@ -13,7 +13,8 @@ the fit runs from the measured reference with default options. ``--angles``: the
 single-orientation scans at these sample angles (``scans.simulate_scans``, the same noise,
 fitted with their detector coverage: ``refine_sqe(orientations=[ω])``), reported separately. Prints per cell the relative error
 of FC0–FC7 (median and max over truths × seeds), and the fraction of the 8 FCs inside ±1σ and
-±2σ of the reported Laplace σ. Asserts nothing.
+±2σ of the reported Laplace σ, and each fit's residual against the data's own noise
+(``SQEFitResult.noise_ratio``; flagged above ``ABOVE_NOISE``) with the coverage of the unflagged fits. Asserts nothing.
 """
 
 import argparse
@@ -33,7 +34,7 @@ ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
 from fcinv_widgets import get_material  # noqa: E402
-from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
+from fcinv_widgets.analysis.refine import ABOVE_NOISE, refine_sqe  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.scans import simulate_scans  # noqa: E402
 from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
@@ -62,7 +63,7 @@ report = {"settings": vars(a), "names": mat.active_names, "cells": {}}
 rows = [(cell, kind) for cell in a.cells.split(";") for kind in (["full data"] + (["single scan"] if angles else []))]
 for cell, kind in rows:
     b, p = (float(v) for v in cell.split(","))
-    errs, zs, secs = [], [], []
+    errs, zs, secs, ratios = [], [], [], []
     for name, t in truths:
         items = [clean[(name, kind)]] if kind == "full data" else list(clean[(name, kind)])
         for img0, orient in items:
@@ -73,7 +74,9 @@ for cell, kind in rows:
                 errs.append(np.abs(r.active_params - tt) / np.abs(tt))
                 zs.append((r.active_params - tt) / r.active_sigma)
                 secs.append(r.seconds)
-    E, Z = np.array(errs), np.abs(np.array(zs))
+                ratios.append(np.nan if r.noise_ratio is None else r.noise_ratio)
+    E, Z, R = np.array(errs), np.abs(np.array(zs)), np.array(ratios)
+    ok = ~(R > ABOVE_NOISE)  # not flagged (NaN: not estimable, counted as not flagged)
     rep = {
         "median_rel_err": np.median(E, 0).tolist(),
         "max_rel_err": E.max(0).tolist(),
@@ -83,6 +86,10 @@ for cell, kind in rows:
         "cover_2sigma_all": float((Z <= 2).mean()),
         "fc0_3_within_5pct": float((E[:, :4] <= 0.05).all(1).mean()),
         "seconds_median": float(np.median(secs)),
+        "noise_ratio": R.tolist(),
+        "flagged": int((~ok).sum()),
+        "cover_2sigma_all_unflagged": float((Z[ok] <= 2).mean()) if ok.any() else None,
+        "max_rel_err_unflagged": E[ok].max(0).tolist() if ok.any() else None,
         "n_fits": len(E),
     }
     report["cells"][f"{cell} {kind}"] = rep
@@ -96,6 +103,15 @@ for cell, kind in rows:
     print(
         f"all 8 FCs: ±1σ {rep['cover_1sigma_all']:.2f}, ±2σ {rep['cover_2sigma_all']:.2f}; "
         f"FC0–3 all within 5 %: {rep['fc0_3_within_5pct']:.0%} of the fits"
+    )
+    print(
+        "residual / the data's own noise per fit: " + ", ".join(f"{x:.2f}" for x in R) + f"; flagged (> {ABOVE_NOISE:g}): "
+        f"{rep['flagged']} of {len(R)}; unflagged fits: ±2σ {rep['cover_2sigma_all_unflagged']}, max error (FC0–7) "
+        + (
+            "–"
+            if rep["max_rel_err_unflagged"] is None
+            else " / ".join(f"{100 * x:.0f}" for x in rep["max_rel_err_unflagged"]) + " %"
+        )
     )
 if a.json:
     with open(a.json, "w") as fh:

@@ -163,6 +163,7 @@ def test_cli_picks_the_sqe_fit_for_an_sqe_file(sqe_file, capsys):
     d = json.loads(capsys.readouterr().out)
     assert d["corrections"]["intensity"] == "one-phonon-sqe" and d["corrections"]["qmax_inv_a"] == pytest.approx(3.0)
     assert len(d["fc"]) == 8 and len(d["all_fc"]) == 44 and all(s > 0 for s in d["fc_std"])
+    assert isinstance(d["above_noise"], bool) and (d["noise_ratio"] is None or d["noise_ratio"] > 0)
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--clip", "99", "--json"]) == 2
     assert "no clipping" in capsys.readouterr().err
     for bad in (["--prior-scale", "0"], ["--qmax=-1"]):
@@ -275,7 +276,7 @@ def test_infer_scans_refine_fits_the_full_data_and_every_scan(tmp_path, capsys):
     d = json.loads(capsys.readouterr().out)
     fits = d["refined"]["fits"]
     assert [f["data"] for f in fits] == ["full data", "ω = 20°", "ω = 40°"]
-    assert all(f["stable"] and f["seconds"] > 0 for f in fits)
+    assert all(f["stable"] and f["seconds"] > 0 and isinstance(f["above_noise"], bool) for f in fits)
     net = d["network"]
     assert np.shape(net["mean"]) == np.shape(d["scan_mean"]) == (2, 8)
     assert not np.allclose(net["mean"], d["scan_mean"]) and not np.allclose(net["full_mean"], d["full_mean"])
@@ -292,3 +293,30 @@ def test_infer_scans_refine_fits_the_full_data_and_every_scan(tmp_path, capsys):
     assert np.allclose(res.mean, d["scan_mean"]) and res.meta["refined"]["fits"][0]["data"] == "full data"
     assert main([*base, "--refine", "--raw", "--json"]) == 2
     assert "--raw" in capsys.readouterr().err
+
+
+def test_noise_check_tells_a_fit_at_the_noise_from_one_above_it(ge_dft):
+    """noise_dispersion (second differences of the data alone) agrees with the residual variance at
+    the true FCs within the measured band, is not estimable on background-free low-count data, and
+    the fit's noise_ratio flags a fit that stopped far from the truth but not one at the truth."""
+    from fcinv_widgets.analysis.refine import ABOVE_NOISE, noise_dispersion
+    from fcinv_widgets.noise import add_noise
+
+    mat, dft = ge_dft
+    _, _, img0 = _folded(mat, dft, 80.0)
+    quick = dict(max_iter=1, n_outer=1, polish=0, anneal=(1.0,))
+    for b, p, seed in ((0.05, 300, 1), (0.2, 30, 2)):
+        img = add_noise(img0, b, p, seed=seed, peak_percentile=99.5)[0].astype(float)
+        at_truth = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=dft, **quick)
+        phi = noise_dispersion(img)
+        assert phi is not None and 0.7 < at_truth.dispersion / phi < 1.45, (b, p, at_truth.dispersion, phi)
+        assert at_truth.noise_ratio is not None and not at_truth.above_noise
+        assert at_truth.to_dict()["above_noise"] is False
+    img = add_noise(img0, 0.05, 300, seed=1, peak_percentile=99.5)[0].astype(float)
+    off = dft.copy()
+    off[mat.active[:4]] *= (1.3, 0.7, 1.5, 0.6)
+    stuck = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=off, **quick)
+    assert stuck.above_noise and stuck.noise_ratio > ABOVE_NOISE
+    assert stuck.to_dict()["noise_ratio"] == pytest.approx(stuck.noise_ratio)
+    # background-free data at low counts: most pixels hold zero counts, the median says nothing
+    assert noise_dispersion(add_noise(img0, 0.0, 30, seed=3, peak_percentile=99.5)[0].astype(float)) is None

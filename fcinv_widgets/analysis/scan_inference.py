@@ -297,7 +297,15 @@ def refine_scan_inference(
         "network_mean": np.asarray(res.mean).tolist(),
         "network_std": np.asarray(res.std).tolist(),
         "fits": [
-            {"data": name, "chi2_red": f.chi2_red, "misfit": f.misfit, "seconds": f.seconds, "stable": f.stable}
+            {
+                "data": name,
+                "chi2_red": f.chi2_red,
+                "misfit": f.misfit,
+                "noise_ratio": f.noise_ratio,
+                "above_noise": f.above_noise,
+                "seconds": f.seconds,
+                "stable": f.stable,
+            }
             for (name, *_), f in zip(jobs, fits)
         ],
     }

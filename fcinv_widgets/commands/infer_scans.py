@@ -140,6 +140,13 @@ def run(args) -> int:
         r = res.meta["refined"]
         payload["refined"] = {"method": r["method"], "fits": r["fits"]}
         payload["network"] = {k: r[f"network_{k}"] for k in ("full_mean", "full_std", "mean", "std")}
+        bad = [f["data"] for f in r["fits"] if f.get("above_noise")]
+        if bad:
+            print(
+                f"warning: {len(bad)} of {len(r['fits'])} physics fits stopped above the noise the data show "
+                f"({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local minima; their ± understate the error",
+                file=sys.stderr,
+            )
     text = (
         res.table()
         + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "

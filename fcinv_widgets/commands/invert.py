@@ -47,6 +47,7 @@ def register(sub):
 
 
 def run(args) -> int:
+    from ..analysis.refine import above_noise_message
     from ..models import Inverter
 
     inv = Inverter.load(args.model)
@@ -64,6 +65,8 @@ def run(args) -> int:
         lines.insert(
             0, f"refined ({d['refined']['method']}); network: " + ", ".join(f"{m:+.4f}" for m in d["network"]["fc_mean"])
         )
+        if d["refined"].get("above_noise"):
+            print(f"warning: {args.spectrum}: {above_noise_message(d['refined'])}", file=sys.stderr)
     c = d["corrections"]
     lines.append(
         f"input: {c['intensity']} ({c['intensity_source']}); corrections: "

@@ -29,7 +29,9 @@ def register(sub):
     p.add_argument("--ei", type=float, default=None, help="incident energy (meV); default: the scan set's")
     p.add_argument("--u", default=None, help="sample direction along the beam at ω = 0 (default: the scan set's, or 1,1,0)")
     p.add_argument("--v", default=None, help="second in-plane direction (default: the scan set's, or 0,0,1)")
-    p.add_argument("--background", type=nonneg_float, default=0.05, help="expected flat background per scan, fraction of the peak")
+    p.add_argument(
+        "--background", type=nonneg_float, default=0.05, help="expected flat background per scan, fraction of the peak"
+    )
     p.add_argument("--counts", type=positive_float, default=200.0, help="expected counts at the peak per scan")
     p.add_argument(
         "--criterion",
@@ -46,7 +48,10 @@ def register(sub):
         "and --model only names the material",
     )
     p.add_argument(
-        "--qmax", type=positive_float, default=None, help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)"
+        "--qmax",
+        type=positive_float,
+        default=None,
+        help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)",
     )
     p.add_argument("--count-time", type=positive_float, default=None, help="counting time per scan (s): gains become per second")
     p.add_argument("--move-time", type=nonneg_float, default=0.0, help="motor time per degree of rotation (s/°)")

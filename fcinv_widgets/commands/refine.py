@@ -6,6 +6,8 @@ the folded-S(Q,E) model over all parameters (``analysis.refine.refine_sqe``); a 
 
 from __future__ import annotations
 
+import sys
+
 from ._common import add_json, add_sigma_ei, add_temperature, emit, parse_params, positive_float, positive_int, sigma_of
 
 
@@ -89,7 +91,7 @@ def run(args) -> int:
 def _run_sqe(args, mat, spec, corrections, start) -> int:
 
     from ..analysis.expio import SQE
-    from ..analysis.refine import refine_spectrum
+    from ..analysis.refine import above_noise_message, refine_spectrum
     from ..errors import FcinvError
 
     if args.clip is not None:
@@ -122,5 +124,11 @@ def _run_sqe(args, mat, spec, corrections, start) -> int:
         f"noise φ {r.dispersion:.3g}" + ("" if r.stable else "  (UNSTABLE result)")
     ]
     lines += [f"  {r.names[i]:<16} {r.start[i]:>9.4f} → {r.params[i]:>9.4f} ± {r.sigma[i]:.4f} eV/Å²" for i in r.active]
+    lines.append(
+        "residual / the data's own noise: "
+        + ("not estimable (too many empty pixels)" if r.noise_ratio is None else f"{r.noise_ratio:.2f}")
+    )
+    if r.above_noise:
+        print(f"warning: {above_noise_message(r)}", file=sys.stderr)
     emit(args, r.to_dict() | {"corrections": rec}, "\n".join(lines))
     return 0
