@@ -18,6 +18,7 @@ in latent space (UMAP's own initialisation for new points, without its refinemen
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -67,7 +68,10 @@ class LatentMap:
         if len(mu) < max(5, n_neighbors):
             raise FcinvError(f"UMAP needs more points than n_neighbors ({n_neighbors}); got {len(mu)}")
         red = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, n_components=2)
-        emb = red.fit_transform(mu)
+        with warnings.catch_warnings():
+            # a seeded UMAP runs single-threaded (reproducible maps): umap says so on every fit
+            warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
+            emb = red.fit_transform(mu)
         return cls(np.asarray(emb), mu, np.asarray(params, float), list(names), red)
 
     def place(self, mu_new, k: int = 10) -> np.ndarray:

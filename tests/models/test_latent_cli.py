@@ -64,3 +64,36 @@ def test_latent_refuses_a_resnet_and_missing_maps(tmp_path, tiny_dataset):
     with pytest.raises(FcinvError, match="not a readable latent map"):
         LatentMap.load(tmp_path)
     assert main(["latent", "--model", "ge-resnet", "--dataset", str(tiny_dataset), "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.parametrize("name", ["ge-vae", "nb-vae"])
+def test_shipped_robust_maps_belong_to_their_models(name, tmp_path):
+    """The robust VAEs' shipped maps are the UMAP of their own test distribution (`fcinv dataset
+    --nuisance 1.5`, seed 0, test split; regenerated here): the model encodes those spectra to the
+    stored latent means, and the shipped reducer places them next to their stored map positions."""
+    from fcinv_widgets.dataset import generate_dataset
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.train import load_split
+
+    model = load_model(name)
+    lmap = LatentMap.load(name)
+    assert lmap.reducer is not None and len(lmap.mu) == 1500
+    path = tmp_path / "d.h5"
+    generate_dataset(name.split("-")[0].capitalize(), path, n_train=0, n_test=1500, nuisance=1.5, seed=0, progress=False)
+    x, y, _ = load_split(path, "test")
+    idx = np.linspace(0, 1499, 16).astype(int)
+    assert np.allclose(y[idx], lmap.params[idx])
+    mu, _ = model.encode(x[idx])
+    assert np.allclose(mu, lmap.mu[idx], atol=1e-4)
+    placed = lmap.place(mu)
+    spread = np.median(np.linalg.norm(lmap.embedding[idx][:, None] - lmap.embedding[None], axis=-1))
+    assert np.median(np.linalg.norm(placed - lmap.embedding[idx], axis=1)) < 0.1 * spread
+
+
+def test_shipped_model_files_stay_within_40_mb():
+    """Everything shipped beside the models (weights, metrics, OOD statistics, latent maps) ≤ 40 MB together."""
+    from fcinv_widgets.materials import data_path
+
+    root = data_path("models")
+    total = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    assert 0 < total <= 40e6, total / 1e6
