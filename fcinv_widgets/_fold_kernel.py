@@ -3,10 +3,12 @@
 ``point_amplitudes``: the one-phonon structure factor |F_ν(Q)|² of every folded point and mode
 (one pass over the points, no (points × atoms × modes) temporaries); ``scan_mode_means``: the
 mean of those amplitudes over the points each orientation puts into each pixel (a difference
-array over the energy bins each hit covers, summed in float64, then divided by the count).
-Both parallel over independent outputs (chunks of points; orientations), so the result does
-not depend on the number of threads. The NumPy formulations they replace are kept in the tests
-as the reference.
+array over the energy bins each hit covers, summed in float64, then divided by the count), over
+the hits ordered by point (``invert_hits``) so the amplitudes are read once and in order;
+``scan_fisher``: the Fisher sums of single scans over their covered pixels. All parallel over
+independent outputs (chunks of points, path bins, scans), so the result does not depend on the
+number of threads. Tested against direct NumPy formulas (``tests/test_planner_sqe.py``) and,
+through the planner, against :func:`sqe.folded_mode_weights` and ``scans.simulate_scans``.
 """
 
 from __future__ import annotations
