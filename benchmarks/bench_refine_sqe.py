@@ -30,6 +30,7 @@ ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--angles", default="", help="also fit single scans at these angles (degrees, comma-separated)")
 ap.add_argument("--polish", type=int, default=1, help="Levenberg–Marquardt rounds after L-BFGS (refine_sqe's polish=)")
+ap.add_argument("--single-only", action="store_true", help="with --angles: only the single-scan fits (skip the full data)")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -60,7 +61,8 @@ for name, t in truths:
         for om, img in zip(angles, ss.scans):
             clean[(name, "single scan")] = clean.get((name, "single scan"), ()) + ((img, [om]),)  # type: ignore[operator]
 report = {"settings": vars(a), "names": mat.active_names, "cells": {}}
-rows = [(cell, kind) for cell in a.cells.split(";") for kind in (["full data"] + (["single scan"] if angles else []))]
+kinds = ([] if a.single_only and angles else ["full data"]) + (["single scan"] if angles else [])
+rows = [(cell, kind) for cell in a.cells.split(";") for kind in kinds]
 for cell, kind in rows:
     b, p = (float(v) for v in cell.split(","))
     errs, zs, secs, ratios = [], [], [], []
