@@ -685,7 +685,7 @@ def candidate_mode_weights(amp: np.ndarray, bank: HitsBank, idx) -> tuple:
     W = np.empty((len(uniq), nq, nE, amp.shape[1]), np.float32)
     cov = np.empty((len(uniq), nq, nE), np.bool_)
     scan_mode_means(bin_start, start, scan, lo, hi, amp, col, nE, W, cov)
-    if len(uniq) != len(idx) or not np.array_equal(uniq, idx):
+    if not np.array_equal(uniq, idx):
         W, cov = W[inv], cov[inv]
     return W, cov
 
