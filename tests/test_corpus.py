@@ -212,7 +212,7 @@ CORPUS = [
     (["invert", "--model", "{d}/garbage.h5", "--spectrum", "{d}/good.npy"], "not a readable fcinv model checkpoint"),
     (["refine", "--spectrum", "{d}/trunc.npz"], "cannot read"),
     (["refine", "--spectrum", "{d}/huge.nxs"], "declares 100000×100000"),
-    (["ood-calibrate", "--model", "ge-vae", "--mask-bank", "{d}/good.npz"], "--mask-bank is used only"),
+    (["ood-calibrate", "--model", "ge-vae-paper", "--mask-bank", "{d}/good.npz"], "--mask-bank is used only"),
     (["ood-calibrate", "--model", "ge-vae-paper", "--augmented"], "not trained with a measurement model"),
     (["ood-calibrate", "--model", "ge-vae", "--augmented", "--mask-bank", "{d}/good.npz"], "not a coverage-bank file"),
     (["dataset", "--nuisance", "11", "--out", "{d}/nuis.h5"], "nuisance must be a scale"),

@@ -106,11 +106,14 @@ def run(args) -> int:
             "temperature_k": float(ss.temperature_k),
         }
     )
-    ood = model.ood_check(full)
+    from ..models.ood import is_measured_input
+
+    measured = is_measured_input(corrections)
+    ood = model.ood_check(full, measured=measured)
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
-        ood["scans_flagged"] = int(stats.flags(model, scans[ok]).sum()) if ok.any() else 0
+        ood["scans_flagged"] = int(stats.flags(model, scans[ok], measured=measured).sum()) if ok.any() else 0
         if ood["flag"]:
             print(
                 f"warning: the full data of {args.scans} looks out of distribution for {args.model} ({ood['reason']})",

@@ -41,6 +41,14 @@ def register(sub):
         "model over all FCs (~1 min), a model image with the unit-weight image; reported as fc_mean/fc_std "
         "(the network's under 'network')",
     )
+    p.add_argument(
+        "--ood-regime",
+        choices=("auto", "model-image", "measured"),
+        default="auto",
+        help="statistics of the out-of-distribution check: 'measured' (calibrated on the model's measurement-model "
+        "draws) for a measurement or S(Q,E), 'model-image' (clean and noisy images) otherwise; default: what the "
+        "input says about itself",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
@@ -59,6 +67,7 @@ def run(args) -> int:
         n_samples=args.n_samples,
         seed=args.seed,
         refine=args.refine,
+        ood_regime=None if args.ood_regime == "auto" else args.ood_regime,
     )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
     if "refined" in d:
@@ -85,8 +94,9 @@ def run(args) -> int:
         lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")
     else:
         lines.append(
-            f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}): "
+            f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}, {ood['regime']} regime): "
             + ("FLAGGED" if ood["flag"] else "ok")
+            + (f" — {ood['regime_note']}" if ood.get("regime_note") else "")
         )
         if ood["flag"]:
             print(

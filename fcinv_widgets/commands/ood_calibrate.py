@@ -48,9 +48,8 @@ def register(sub):
     p.add_argument(
         "--augmented",
         action="store_true",
-        help="add augmented draws (the measurement model the checkpoint was trained with) to the in-distribution "
-        "calibration sets: realistic inputs are flagged less, but so is another crystal (measured: Nb drawn on the "
-        "Ge grid is no longer caught by ge-vae); off by default",
+        help="calibrate the measured-input regime on draws of the measurement model the checkpoint was trained with "
+        "(the default for such a model; given for a model without one: exit 2)",
     )
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
     add_json(p, progress=True)
@@ -73,11 +72,11 @@ def run(args) -> int:
     masks = None
     augmenter = None
     aug_cfg = model.config.get("augment")
-    if args.mask_bank and not args.augmented:
-        raise FcinvError("--mask-bank is used only for the augmented draws: add --augmented, or drop --mask-bank")
-    if args.augmented:
-        if not aug_cfg:
-            raise FcinvError(f"{args.model} was not trained with a measurement model: --augmented has nothing to draw")
+    if args.augmented and not aug_cfg:
+        raise FcinvError(f"{args.model} was not trained with a measurement model: --augmented has nothing to draw")
+    if args.mask_bank and not aug_cfg:
+        raise FcinvError(f"--mask-bank is used only for the measurement-model draws, and {args.model} was not trained with one")
+    if aug_cfg:
         from ..measurement import MeasurementModel, load_bank
 
         bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
@@ -141,6 +140,7 @@ def run(args) -> int:
         "medians": stats.medians,
         "thresholds": stats.thresholds,
         "quantile": stats.quantile,
+        "measured": stats.measured,
         **c,
     }
     emit(
@@ -149,7 +149,13 @@ def run(args) -> int:
         f"wrote {out}: combined-score threshold {stats.combined_threshold:.3g} ({stats.quantile:.0%} quantile); "
         "single-score thresholds "
         + ", ".join(f"{k} {v:.4g}" for k, v in stats.thresholds.items())
-        + f"; flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, {c['flagged_fraction_noisy']:.1%} noisy",
+        + f"; flagged in-distribution: {c['flagged_fraction_clean']:.1%} clean, {c['flagged_fraction_noisy']:.1%} noisy"
+        + (
+            f"; measured regime: combined threshold {stats.measured['combined_threshold']:.3g}, "
+            f"{c['flagged_fraction_augmented']:.1%} of the measurement-model draws flagged"
+            if stats.has_measured()
+            else ""
+        ),
     )
     return 0
 

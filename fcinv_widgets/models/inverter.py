@@ -204,6 +204,7 @@ class _Model:
         seed: int = 0,
         ood: bool = True,
         refine: bool = False,
+        ood_regime: str | None = None,
     ) -> dict:
         """Invert one spectrum the way ``fcinv invert`` does: a file path, an
         :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
@@ -216,6 +217,9 @@ class _Model:
         fc_mean, fc_std (eV/Å²), coverage, corrections (what was applied) and ood (or None when
         the model has no ``ood.json``).
 
+        ``ood_regime``: "measured" / "model-image" overrides the OOD check's regime (default: a
+        measurement or S(Q,E) input is judged in the measured regime, :func:`.ood.is_measured_input`).
+
         ``refine``: start a physics fit at the network's prediction and report its result as
         fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``): a
         one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
@@ -225,6 +229,8 @@ class _Model:
         from ..analysis.expio import as_spectrum, prepare_input
         from ..materials import get_material
 
+        if ood_regime not in (None, "measured", "model-image"):
+            raise FcinvError(f"ood_regime must be 'measured' or 'model-image', got {ood_regime!r}")
         grid = self.grid or get_material(self.material).grid  # the checkpoint's own grid when it carries one
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid)
@@ -232,7 +238,10 @@ class _Model:
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         if ood:
-            out["ood"] = self.ood_check(image)
+            from .ood import is_measured_input
+
+            measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
+            out["ood"] = self.ood_check(image, measured=measured)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
         if refine:
@@ -274,10 +283,12 @@ class _Model:
             self._ood = OODStats.for_model(self)
         return self._ood
 
-    def ood_check(self, spectrum) -> dict | None:
-        """``{"flag", "score", "threshold", "components", …}`` for one spectrum, or None without statistics."""
+    def ood_check(self, spectrum, measured: bool = False) -> dict | None:
+        """``{"flag", "score", "threshold", "regime", "components", …}`` for one spectrum, or None
+        without statistics; ``measured``: a measured (or S(Q,E)) input, judged in the measured
+        regime when the statistics have one (:mod:`.ood`)."""
         stats = self.ood_stats()
-        return None if stats is None else stats.check(self, spectrum)
+        return None if stats is None else stats.check(self, spectrum, measured=measured)
 
 
 class Inverter(_Model):

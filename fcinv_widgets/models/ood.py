@@ -33,6 +33,22 @@ P ≥ 30), whichever of the two quantiles is larger. A spectrum is also flagged 
 score exceeds its own 1 − (1 − q)/n quantile, n the number of scores (Bonferroni: e.g. 0.998 for
 five; pure noise, a bright spurious band).
 
+**Two regimes.** What an instrument does to a spectrum (resolution, the residual intensity
+weighting of a corrected S(Q,E), an elastic line, backgrounds, partial coverage) moves every
+score above — the reconstruction and unit-weight physics misfits most — for the right crystal
+as much as for a wrong one. Inputs that say they are measured or a one-phonon S(Q,E)
+(:func:`is_measured_input`) are therefore judged in a **measured** regime, calibrated on the
+model's own measurement-model draws (:mod:`fcinv_widgets.measurement`) instead of clean and
+noisy images, with the scores that still separate there: the feature distance(s), the
+``profile`` misfit (VAE; a spurious band) and ``refit``: the fraction of the data's structure
+(smoothed, after a per-q-column flat + sloping background and elastic-tail fit) that the
+forward model cannot explain once it is *refitted* under the measurement effects — per q
+column a free scale (the residual weighting) and a broadening term, the resolution chosen
+among the measurement model's Ei kernels, and a few damped Gauss–Newton steps of the active
+FCs from the model's prediction (whose error alone would otherwise look like a misfit). The
+right crystal leaves noise; another crystal's branches stay unexplained. A model without a
+measurement model (the paper models) or an older ``ood.json`` has only the model-image regime.
+
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
 """
@@ -64,7 +80,24 @@ LABELS = {
     "profile": "reconstruction misfit along an energy row or q column",
     "missing": "reconstructed intensity missing from the data",
     "physics": "misfit to the forward model at the predicted FCs",
+    "refit": "structure the forward model leaves unexplained when refitted under measurement effects",
 }
+#: the scores of the measured-input regime (those a model has)
+MEASURED_SCORES = ("latent", "feature", "residual", "profile", "refit")
+#: Gauss–Newton steps of the refit, relative finite-difference step (of the domain width)
+REFIT_STEPS = 4
+REFIT_FD = 1e-3
+#: half width (meV) of the elastic tail's Lorentzian in the per-column background of the refit
+REFIT_ELASTIC_MEV = 3.0
+#: a q column takes part in the refit with at least this many measured pixels
+REFIT_MIN_PIXELS = 10
+
+
+def is_measured_input(corrections: dict | None) -> bool:
+    """True when :func:`~fcinv_widgets.analysis.expio.prepare_input`'s record says the input is a
+    measurement or a one-phonon S(Q,E) (corrected now or in its file): the measured regime."""
+    c = corrections or {}
+    return bool(c.get("origin") == "measured" or c.get("intensity") == "one-phonon-sqe" or c.get("already_applied"))
 
 
 def file_sha256(path) -> str:
@@ -169,6 +202,83 @@ def _physics_misfit(model, x: np.ndarray) -> np.ndarray | None:
     return out
 
 
+def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarray, lor: np.ndarray) -> np.ndarray:
+    """Residuals (K, nq, nE) of the smoothed data ``sx`` (nq, nE) after a least-squares fit, per q
+    column over the covered pixels ``m`` (nq, nE; 0/1), of each of K smoothed images ``si`` (K, nq,
+    nE) with its energy curvature (a broadening), a flat and a sloping background and an elastic
+    tail (``e``, ``lor``: (nE,) regressors); K = 0 images: the background terms alone."""
+    bg = [np.ones(sx.shape), np.broadcast_to(e, sx.shape), np.broadcast_to(lor, sx.shape)]
+    if len(si):
+        d2 = np.gradient(np.gradient(si, axis=2), axis=2)
+        R = np.stack([si, d2] + [np.broadcast_to(b, si.shape) for b in bg], -1)
+    else:
+        R = np.stack(bg, -1)[None]
+    Rw = R * m[None, ..., None]
+    G = np.einsum("kqei,kqej->kqij", Rw, R) + 1e-9 * np.eye(R.shape[-1])
+    c = np.linalg.solve(G, np.einsum("kqei,qe->kqi", Rw, sx)[..., None])[..., 0]
+    return (sx[None] - np.einsum("kqei,kqi->kqe", R, c)) * m[None]
+
+
+def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS) -> np.ndarray | None:
+    """(N,) ``refit`` score (see the module doc): the fraction of the smoothed data's structure the
+    forward model leaves unexplained after the per-column fit and a refit of the active FCs from
+    the model's prediction (None without a preset material or a measurement model)."""
+    from ..materials import material_for_model
+    from ..measurement import MeasurementModel
+
+    aug = model.config.get("augment")
+    try:
+        mat = material_for_model(model.config)
+    except FcinvError:
+        return None
+    fm = mat.forward_model()
+    if not aug or tuple(fm.grid.shape) != tuple(x.shape[1:]):
+        return None
+    energies = np.asarray(model.config.get("energy_centers_mev", fm.grid.e.centers), float)
+    kernels = MeasurementModel.from_dict(aug).sampler(energies).kernels_t.astype(np.float64)
+    kernels = np.concatenate([np.eye(len(energies))[None], kernels])  # the grid's own width first
+    e = (energies - energies.mean()) / max(float(np.ptp(energies)), 1e-12)
+    lor = 1.0 / (1.0 + (energies / REFIT_ELASTIC_MEV) ** 2)
+    pred = model.predict(x, n_samples=8, reconstruct=False) if model.kind == "vae" else model.predict(x)
+    dom = np.asarray(model.config.get("domain", mat.domain), float)
+    width = dom[:, 1] - dom[:, 0]
+    h = REFIT_FD * width
+    xb = model.prepare(x).astype(np.float64)
+    mask = np.isfinite(np.asarray(x, float))
+    sx_all = _smooth(xb, mask)
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        m = mask[i] & (mask[i].sum(1, keepdims=True) >= REFIT_MIN_PIXELS)
+        mi = np.broadcast_to(mask[i], (len(kernels),) + mask[i].shape)
+        sx = sx_all[i]
+        total = float((_column_residuals(sx, np.empty((0,) + sx.shape), m, e, lor) ** 2).sum())
+        if total <= 0 or not m.any():
+            out[i] = 0.0
+            continue
+        th = np.clip(np.asarray(pred.mean[i], float), dom[:, 0], dom[:, 1])
+        # the resolution: the kernel that explains the data best at the prediction
+        img = np.asarray(fm.spectra(th[None]), np.float64)[0]
+        r = _column_residuals(sx, _smooth(img @ kernels, mi), m, e, lor)
+        k = int(np.argmin((r**2).sum((1, 2))))
+        best, lam = float((r[k] ** 2).sum()), 1e-2
+        for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
+            pts = np.vstack([th, th + np.diag(h)])
+            imgs = np.asarray(fm.spectra(pts), np.float64) @ kernels[k]
+            r = _column_residuals(sx, _smooth(imgs, mi[: len(pts)]), m, e, lor)
+            J = ((r[1:] - r[0]) / h[:, None, None]).reshape(len(h), -1).T
+            H = J.T @ J
+            step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r[0].ravel())
+            trial = np.clip(th + step, dom[:, 0], dom[:, 1])
+            ti = np.asarray(fm.spectra(trial[None]), np.float64) @ kernels[k]
+            f = float((_column_residuals(sx, _smooth(ti, mi[:1]), m, e, lor) ** 2).sum())
+            if f < best:
+                th, best, lam = trial, f, lam / 3
+            else:
+                lam *= 10
+        out[i] = best / total
+    return out
+
+
 @dataclass
 class OODStats:
     """Feature statistics and thresholds of one model (see the module doc). Units: dimensionless."""
@@ -184,13 +294,27 @@ class OODStats:
     combined_threshold: float = float("inf")
     model_sha256: str | None = None
     calibration: dict = field(default_factory=dict)
+    #: the measured-input regime: {"medians", "thresholds", "combined_threshold"} (empty: none)
+    measured: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
-    def scores(self, model, spectra) -> dict:
-        """Raw scores {name: (N,)} for (N, nq, nE) or (nq, nE) spectra (validated like ``predict``)."""
+    def has_measured(self) -> bool:
+        """Whether these statistics carry the measured-input regime (see the module doc)."""
+        return bool(self.measured.get("medians"))
+
+    def _regime(self, measured: bool) -> tuple[dict, dict, float]:
+        if measured:
+            r = self.measured
+            return r["medians"], r["thresholds"], float(r.get("combined_threshold", np.inf))
+        return self.medians, self.thresholds, self.combined_threshold
+
+    def scores(self, model, spectra, measured: bool = False) -> dict:
+        """Raw scores {name: (N,)} for (N, nq, nE) or (nq, nE) spectra (validated like ``predict``);
+        ``measured``: the measured regime's scores (:data:`MEASURED_SCORES`; needs :meth:`has_measured`
+        unless called by :func:`calibrate`)."""
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
-        f, rec = _features(model, x)
+        f, rec = _features(model, x, misfits=not measured)
         d = f - self.mean
         proj = d @ self.components.T
         out = {("latent" if self.kind == "vae" else "feature"): np.sqrt((proj**2 / self.variances).sum(1))}
@@ -198,49 +322,68 @@ class OODStats:
             r = d - proj @ self.components
             out["residual"] = np.sqrt((r**2).sum(1) / self.residual_scale)
         out.update(rec)
-        if self.medians:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
-            out = {k: v for k, v in out.items() if k in self.medians}
+        if measured:
+            out = {k: v for k, v in out.items() if k in MEASURED_SCORES}
+            refit = _refit_misfit(model, x)
+            if refit is not None:
+                out["refit"] = refit
+            known = self.measured.get("medians")
+        else:
+            known = self.medians
+        if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
+            out = {k: v for k, v in out.items() if k in known}
         return out
 
-    def combine(self, scores: dict) -> np.ndarray:
+    def combine(self, scores: dict, measured: bool = False) -> np.ndarray:
         """Σ_k max(0, log(s_k / median_k)) over the scores, (N,): one-sided — a score below its
         in-distribution median (e.g. nothing "missing" from pure noise) cannot offset another's excess."""
-        return sum(np.clip(np.log(np.maximum(v, 1e-30) / self.medians[k]), 0.0, None) for k, v in scores.items())
+        medians = self._regime(measured)[0]
+        return sum(np.clip(np.log(np.maximum(v, 1e-30) / medians[k]), 0.0, None) for k, v in scores.items())
 
-    def _flags(self, scores: dict) -> np.ndarray:
-        single = np.max(np.stack([v / self.thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
-        return (self.combine(scores) > self.combined_threshold) | single
+    def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
+        _, thresholds, combined = self._regime(measured)
+        single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
+        return (self.combine(scores, measured) > combined) | single
 
-    def flags(self, model, spectra) -> np.ndarray:
-        """(N,) bool: the combined score above its threshold, or any single score above its own."""
-        return self._flags(self.scores(model, spectra))
+    def flags(self, model, spectra, measured: bool = False) -> np.ndarray:
+        """(N,) bool: the combined score above its threshold, or any single score above its own;
+        ``measured``: in the measured regime (falls back to the model-image one without it)."""
+        measured = measured and self.has_measured()
+        return self._flags(self.scores(model, spectra, measured), measured)
 
-    def check(self, model, spectrum) -> dict:
-        """The JSON record for one spectrum: flag, score (combined), threshold, a reason, and every
-        component's value, in-distribution median and single-score threshold."""
-        sc = self.scores(model, spectrum)
-        comps = {
-            k: {"value": float(v[0]), "median": float(self.medians[k]), "threshold": float(self.thresholds[k])}
-            for k, v in sc.items()
-        }
-        score = float(self.combine(sc)[0])
-        flag = bool(self._flags(sc)[0])
+    def check(self, model, spectrum, measured: bool = False) -> dict:
+        """The JSON record for one spectrum: flag, score (combined), threshold, a reason, the regime
+        and every component's value, in-distribution median and single-score threshold.
+        ``measured``: judge it in the measured regime (see the module doc) when these statistics
+        have one; the record says which regime was used and why."""
+        use = measured and self.has_measured()
+        medians, thresholds, combined = self._regime(use)
+        sc = self.scores(model, spectrum, use)
+        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
+        score = float(self.combine(sc, use)[0])
+        flag = bool(self._flags(sc, use)[0])
         worst = max(comps, key=lambda k: comps[k]["value"] / comps[k]["median"])
         over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
         if over:
             reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
         elif flag:
             reason = (
-                f"combined score {score:.2f} > {self.combined_threshold:.2f}, mostly the {LABELS[worst]} "
+                f"combined score {score:.2f} > {combined:.2f}, mostly the {LABELS[worst]} "
                 f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)"
             )
         else:
-            reason = f"combined score {score:.2f} ≤ {self.combined_threshold:.2f}"
+            reason = f"combined score {score:.2f} ≤ {combined:.2f}"
+        regime = "measured" if use else "model-image"
+        note = None
+        if measured and not use:
+            note = "a measured input judged as a model image: these statistics have no measured-input regime (run `fcinv ood-calibrate` on a model trained with a measurement model)"
         return {
             "flag": flag,
             "score": score,
-            "threshold": float(self.combined_threshold),
+            "threshold": float(combined),
             "reason": reason,
+            "regime": regime,
+            "regime_note": note,
             "components": comps,
             "quantile": self.quantile,
         }
@@ -261,6 +404,7 @@ class OODStats:
             "variances": self.variances.tolist(),
             "residual_scale": self.residual_scale,
             "calibration": self.calibration,
+            "measured": self.measured,
         }
 
     def save(self, path) -> None:
@@ -287,6 +431,7 @@ class OODStats:
                 float(d["combined_threshold"]),
                 d.get("model_sha256"),
                 d.get("calibration", {}),
+                _measured_regime(d.get("measured") or {}),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
@@ -314,6 +459,16 @@ class OODStats:
         return stats
 
 
+def _measured_regime(d: dict) -> dict:
+    if not d:
+        return {}
+    return {
+        "medians": {k: float(v) for k, v in d["medians"].items()},
+        "thresholds": {k: float(v) for k, v in d["thresholds"].items()},
+        "combined_threshold": float(d["combined_threshold"]),
+    }
+
+
 # ---------------------------------------------------------------------- calibration
 def noisy_copies(spectra, levels=DEFAULT_LEVELS, seed: int = 0) -> tuple[np.ndarray, list]:
     """Each spectrum once per noise level, cycling through ``levels`` ((B, P) pairs):
@@ -329,6 +484,13 @@ def noisy_copies(spectra, levels=DEFAULT_LEVELS, seed: int = 0) -> tuple[np.ndar
         out[i] = add_noise(x[i], b, p, rng=rng)[0]
         used.append((b, p))
     return out, used
+
+
+def measured_draws(augmenter, spectra, epoch: int = OOD_EPOCH) -> np.ndarray:
+    """One measurement-model draw of each spectrum as an instrument would record it, (N, nq, nE)
+    float32: counts / P with NaN where the drawn coverage has no data (zero-count pixels stay
+    measured zeros; the model's own min-max scaling follows in ``prepare``)."""
+    return np.stack([augmenter.one(x, epoch, i, scale=False) for i, x in enumerate(np.asarray(spectra))]).astype(np.float32)
 
 
 def calibrate(
@@ -352,10 +514,11 @@ def calibrate(
     coverage, so that partial coverage alone is not "out of distribution".
 
     ``augmenter`` (a :class:`~fcinv_widgets.measurement.Augmenter`, optional): for a model trained
-    on realistic spectra, one augmented draw of every calibration spectrum is a third
-    in-distribution set (resolution, residual weighting, elastic line, backgrounds, counts,
-    coverage: what the model was trained to invert is not "out of distribution" either); the
-    thresholds are the largest quantile over the clean, noisy and augmented sets."""
+    on realistic spectra, one augmented draw of every calibration spectrum (resolution, residual
+    weighting, elastic line, backgrounds, counts, coverage) calibrates the **measured regime**
+    (its own medians and thresholds, the :data:`MEASURED_SCORES`; see the module doc) used for
+    inputs that say they are measured; the model-image regime stays calibrated on the clean and
+    noisy sets."""
     if not 0.5 < quantile < 1:
         raise FcinvError(f"quantile must be in (0.5, 1), got {quantile}")
     tr = np.asarray(train_spectra)
@@ -386,17 +549,10 @@ def calibrate(
         noisy = np.where(m[pick], noisy, np.nan).astype(np.float32)
     s_clean = stats.scores(model, ca)
     s_noisy = stats.scores(model, noisy)
-    s_aug = None
-    if augmenter is not None:
-        aug = augmenter.apply(ca, np.arange(len(ca)), epoch=OOD_EPOCH)
-        aug = np.where(aug > 0, aug, np.nan)  # uncovered pixels (0 after the augmenter's scaling) → not measured
-        ok = np.isfinite(aug).reshape(len(aug), -1).any(1)
-        s_aug = stats.scores(model, aug[ok].astype(np.float32))
     # thresholds: the quantile over the clean and over the noisy spectra, whichever is larger
     # single scores: a Bonferroni share of the false-alarm budget (each catches what the sum dilutes)
     q1 = 1 - (1 - quantile) / len(s_clean)
-
-    sets = [s_clean, s_noisy] + ([s_aug] if s_aug is not None else [])
+    sets = [s_clean, s_noisy]
 
     def qmax(vals, q):
         return float(max(np.quantile(v, q) for v in vals))
@@ -406,7 +562,20 @@ def calibrate(
     stats.combined_threshold = qmax([stats.combine(st) for st in sets], quantile)
     fpr_clean = float(stats._flags(s_clean).mean())
     fpr_noisy = float(stats._flags(s_noisy).mean())
-    fpr_aug = None if s_aug is None else float(stats._flags(s_aug).mean())
+    fpr_aug = None
+    if augmenter is not None:
+        # the measured regime: the model's own measurement-model draws of every calibration spectrum
+        aug = measured_draws(augmenter, ca, epoch=OOD_EPOCH)
+        # (a draw with no coverage or a constant one is not a spectrum: check_input would refuse it)
+        ok = np.array([bool(np.isfinite(a).any()) and np.nanmax(a) > np.nanmin(a) for a in aug])
+        s_aug = stats.scores(model, aug[ok], measured=True)
+        qm = 1 - (1 - quantile) / len(s_aug)
+        stats.measured = {
+            "medians": {k: max(float(np.median(v)), 1e-12) for k, v in s_aug.items()},
+            "thresholds": {k: float(np.quantile(v, qm)) for k, v in s_aug.items()},
+        }
+        stats.measured["combined_threshold"] = float(np.quantile(stats.combine(s_aug, True), quantile))
+        fpr_aug = float(stats._flags(s_aug, True).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {
         "n_train": len(tr),

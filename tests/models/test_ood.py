@@ -148,3 +148,99 @@ def test_coverage_masks_in_calibration(vae_ood, ood_data):
     assert stats.flags(model, cut).mean() <= 0.05
     with pytest.raises(FcinvError, match="masks"):
         calibrate(model, tr, cal, masks=np.zeros((1, 140, 140), bool))
+
+
+# ---------------------------------------------------------------------- the measured regime
+def _masks():
+    m = np.ones((3, 140, 140), bool)
+    m[0, :, 100:] = False  # nothing above 50 meV
+    m[1, 90:] = False  # the path's first 90 bins
+    m[2, ::7] = False  # a few q bins missing
+    return m
+
+
+def _draws(model, x, seed, epoch, **ranges):
+    """Measurement-model draws (the model's own ranges, narrowed by ``ranges``) as the model sees them."""
+    import dataclasses
+
+    from fcinv_widgets.measurement import MeasurementModel
+
+    from fcinv_widgets.models.ood import measured_draws
+
+    mm = dataclasses.replace(MeasurementModel.from_dict(model.config["augment"]), **ranges)
+    return measured_draws(mm.sampler(model.config["energy_centers_mev"], masks=_masks(), seed=seed), x, epoch=epoch)
+
+
+@pytest.fixture(scope="module")
+def vae_ood_measured(ood_data):
+    """ge-vae statistics with the measured regime: calibrated on one draw of the model's own
+    measurement model (resolution, weighting, elastic line, backgrounds, counts, coverage) of each
+    calibration spectrum."""
+    from fcinv_widgets.measurement import MeasurementModel
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import calibrate
+
+    model = load_model("ge-vae")
+    tr, cal, _ = ood_data
+    aug = MeasurementModel.from_dict(model.config["augment"]).sampler(model.config["energy_centers_mev"], masks=_masks(), seed=3)
+    return model, calibrate(model, tr, cal, seed=3, augmenter=aug)
+
+
+def test_measured_regime_quiet_on_realistic_ge_and_fires_on_another_crystal(vae_ood_measured, ood_data):
+    """Realistic draws of held-out Ge spectra (another seed and epoch than the calibration) pass;
+    Nb's dispersion drawn on the Ge grid through the same measurement effects, at the noise
+    grid's operating levels (B ≤ 0.2, P ≥ 30), is flagged."""
+    model, stats = vae_ood_measured
+    assert stats.has_measured() and "refit" in stats.measured["thresholds"]
+    ge = _draws(model, ood_data[2], seed=99, epoch=7)
+    assert stats.flags(model, ge, measured=True).mean() <= 0.05
+    op = {"background": (0.0, 0.2), "counts": (30.0, 1000.0)}
+    nb = _draws(model, _nb_on_ge_grid(40, seed=1), seed=99, epoch=7, **op)
+    assert stats.flags(model, nb, measured=True).mean() >= 0.7
+
+
+def test_measured_regime_fires_on_pure_noise_and_a_flat_band(vae_ood_measured, ood_data):
+    model, stats = vae_ood_measured
+    assert stats.flags(model, np.random.default_rng(4).random((5, 140, 140)), measured=True).all()
+    band = ood_data[2][:20].copy()
+    band[:, :, 70:72] = band.max()
+    assert stats.flags(model, band, measured=True).mean() >= 0.9
+
+
+def test_invert_judges_a_measured_input_in_the_measured_regime(vae_ood_measured, ood_data, tmp_path):
+    from fcinv_widgets.analysis.expio import Spectrum
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats, is_measured_input
+
+    model, stats = vae_ood_measured
+    inv = load_model("ge-vae")
+    inv._ood = stats
+    img = _draws(model, ood_data[2][:1], seed=5, epoch=3)[0]
+    meas = inv.invert(Spectrum(img, "test", "array", meta={"origin": "measured"}), n_samples=5)
+    assert meas["ood"]["regime"] == "measured" and meas["ood"]["regime_note"] is None
+    assert "refit" in meas["ood"]["components"]
+    bare = inv.invert(img, n_samples=5)
+    assert bare["ood"]["regime"] == "model-image" and "refit" not in bare["ood"]["components"]
+    assert inv.invert(img, n_samples=5, ood_regime="measured")["ood"]["regime"] == "measured"
+    with pytest.raises(FcinvError, match="ood_regime"):
+        inv.invert(img, ood_regime="beamline")
+    assert is_measured_input({"intensity": "one-phonon-sqe"}) and not is_measured_input({"intensity": "model-image"})
+    # statistics without the measured regime say so instead of silently using another one
+    old = OODStats.load(_saved(stats, tmp_path, measured=False))
+    inv._ood = old
+    rec = inv.invert(Spectrum(img, "test", "array", meta={"origin": "measured"}), n_samples=5)["ood"]
+    assert rec["regime"] == "model-image" and "no measured-input regime" in rec["regime_note"]
+    back = OODStats.load(_saved(stats, tmp_path, measured=True))
+    assert back.measured == stats.measured
+
+
+def _saved(stats, tmp_path, measured):
+    import copy
+
+    s = copy.copy(stats)
+    if not measured:
+        s.measured = {}
+    p = tmp_path / f"ood_{measured}.json"
+    s.save(p)
+    return p

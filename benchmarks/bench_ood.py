@@ -1,0 +1,98 @@
+"""How often the shipped OOD check flags realistic in-distribution spectra, and how often another crystal.
+
+    python benchmarks/bench_ood.py --model ge-vae|ge-resnet|nb-vae|nb-resnet --mask-bank MASKS.npz
+        [--n 200] [--n-other 100] [--json FILE]
+
+Uses the model's shipped ``ood.json`` as it is (no recalibration). Held-out spectra of the model's
+own training distribution (random stable FCs in its domain, seed 777, as ``tests/models/test_ood.py``;
+not the calibration set) and another crystal's dispersion drawn on the model's grid (Nb on the Ge
+grid, or Ge on the Nb grid: the other preset's forward model at its reference ± 20 % per active FC),
+each clean and through the model's own measurement model (``MeasurementModel.from_dict(config["augment"])``,
+seed 99, the coverage bank ``--mask-bank``; "operating": B ≤ 0.2 and P ≥ 30, the noise grid's
+region), plus pure noise and a spurious flat band. Prints the flagged fraction of each set in both
+regimes (model-image: clean and noisy calibration; measured: the measurement-model calibration)
+and the seconds per spectrum of each check. Asserts nothing.
+"""
+
+import argparse
+import dataclasses
+import json
+import time
+
+import numpy as np
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--model", default="ge-vae")
+ap.add_argument("--mask-bank", required=True, help="coverage bank (fcinv train --mask-bank) of the model's material")
+ap.add_argument("--n", type=int, default=200, help="held-out in-distribution spectra")
+ap.add_argument("--n-other", type=int, default=100, help="spectra of the other crystal")
+ap.add_argument("--json", default=None)
+a = ap.parse_args()
+
+from fcinv_widgets import get_material  # noqa: E402
+from fcinv_widgets.forward import ForwardModel  # noqa: E402
+from fcinv_widgets.materials import material_for_model  # noqa: E402
+from fcinv_widgets.measurement import MeasurementModel, load_bank  # noqa: E402
+from fcinv_widgets.models import load_model  # noqa: E402
+from fcinv_widgets.models.ood import measured_draws, noisy_copies  # noqa: E402
+
+model = load_model(a.model)
+stats = model.ood_stats()
+if stats is None or not stats.has_measured():
+    raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
+cfg = model.config
+E = np.asarray(cfg["energy_centers_mev"], float)
+bank = load_bank(a.mask_bank)[0]
+fm = material_for_model(cfg).forward_model()
+dom = np.asarray(cfg["domain"], float)
+rng = np.random.default_rng(777)
+theta = np.zeros((0, len(dom)))
+while len(theta) < 900 + a.n:
+    t = dom[:, 0] + rng.random((4096, len(dom))) * (dom[:, 1] - dom[:, 0])
+    theta = np.vstack([theta, t[fm.is_stable(t)]])
+held = fm.spectra(theta[900 : 900 + a.n]).astype(float)
+own = get_material(cfg["material"])
+other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
+fmo = ForwardModel(other.basis, own.grid, other.reference_params, other.active)
+th = other.reference_params[other.active] * (1 + 0.2 * np.random.default_rng(0).standard_normal((4 * a.n_other, 8)))
+oth = fmo.spectra(th[fmo.is_stable(th)][: a.n_other]).astype(float)
+mm = MeasurementModel.from_dict(cfg["augment"])
+full = mm.sampler(E, masks=bank, seed=99)
+op = dataclasses.replace(mm, background=(0.0, 0.2), counts=(30.0, 1000.0)).sampler(E, masks=bank, seed=99)
+band = held[:20].copy()
+band[:, :, held.shape[2] // 2 : held.shape[2] // 2 + 2] = band.max()
+sets = {
+    f"{own.name} clean": held,
+    f"{own.name} noisy (B ≤ 0.2, P ≥ 30)": noisy_copies(held, seed=11)[0],
+    f"{own.name} realistic": measured_draws(full, held, epoch=7),
+    f"{own.name} realistic, operating": measured_draws(op, held, epoch=7),
+    f"{other.name} on the {own.name} grid, clean": oth,
+    f"{other.name} on the {own.name} grid, realistic": measured_draws(full, oth, epoch=7),
+    f"{other.name} on the {own.name} grid, realistic, operating": measured_draws(op, oth, epoch=7),
+    "pure noise": np.random.default_rng(4).random((10, *held.shape[1:])),
+    "flat band": band,
+}
+rows = []
+print(f"{a.model}: flagged fraction (model-image regime | measured regime)")
+for name, x in sets.items():
+    x = np.asarray(x, np.float32)
+    ok = np.array([bool(np.isfinite(s).any()) and np.nanmax(s) > np.nanmin(s) for s in x])
+    x = x[ok]
+    t0 = time.perf_counter()
+    f_img = stats.flags(model, x)
+    t1 = time.perf_counter()
+    f_meas = stats.flags(model, x, measured=True)
+    t2 = time.perf_counter()
+    row = {
+        "set": name,
+        "n": len(x),
+        "model_image": float(f_img.mean()),
+        "measured": float(f_meas.mean()),
+        "s_per_spectrum_model_image": (t1 - t0) / len(x),
+        "s_per_spectrum_measured": (t2 - t1) / len(x),
+    }
+    rows.append(row)
+    print(f"  {name:<42} n={len(x):<4} {row['model_image']:.2f} | {row['measured']:.2f}   ({row['s_per_spectrum_measured']:.2f} s each)", flush=True)
+if a.json:
+    with open(a.json, "w") as f:
+        json.dump({"model": a.model, "mask_bank": a.mask_bank, "rows": rows}, f, indent=1)
