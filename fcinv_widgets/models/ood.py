@@ -433,7 +433,7 @@ class OODStats:
                 d.get("calibration", {}),
                 _measured_regime(d.get("measured") or {}),
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
 
     @classmethod

@@ -244,3 +244,16 @@ def _saved(stats, tmp_path, measured):
     p = tmp_path / f"ood_{measured}.json"
     s.save(p)
     return p
+
+
+@pytest.mark.parametrize("bad", [[1, 2], {"medians": [1], "thresholds": {}}, {"medians": {"refit": "x"}, "thresholds": {}}])
+def test_a_damaged_measured_regime_is_refused_in_one_line(tmp_path, bad):
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.inverter import resolve_model
+    from fcinv_widgets.models.ood import OODStats
+
+    d = json.loads((resolve_model("ge-vae").parent / "ood.json").read_text())
+    d["measured"] = bad
+    (tmp_path / "ood.json").write_text(json.dumps(d))
+    with pytest.raises(FcinvError, match="not a readable OOD statistics file"):
+        OODStats.load(tmp_path / "ood.json")
