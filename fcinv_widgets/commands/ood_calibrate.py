@@ -123,6 +123,7 @@ def run(args) -> int:
             seed=args.seed,
             masks=masks,
             augmenter=augmenter,
+            progress=not args.no_progress,
             extra={
                 "dataset": str(args.dataset) if args.dataset else f"generated (seed {args.seed})",
                 "coverage_from": args.coverage_from,

@@ -219,7 +219,7 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarr
     return (sx[None] - np.einsum("kqei,kqi->kqe", R, c)) * m[None]
 
 
-def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS) -> np.ndarray | None:
+def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False) -> np.ndarray | None:
     """(N,) ``refit`` score (see the module doc): the fraction of the smoothed data's structure the
     forward model leaves unexplained after the per-column fit and a refit of the active FCs from
     the model's prediction (None without a preset material or a measurement model)."""
@@ -246,8 +246,10 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS) -> np.ndarray 
     xb = model.prepare(x).astype(np.float64)
     mask = np.isfinite(np.asarray(x, float))
     sx_all = _smooth(xb, mask)
+    from tqdm.auto import tqdm
+
     out = np.empty(len(x))
-    for i in range(len(x)):
+    for i in tqdm(range(len(x)), desc="OOD refit", unit="spectra", disable=not progress, leave=False):
         m = mask[i] & (mask[i].sum(1, keepdims=True) >= REFIT_MIN_PIXELS)
         mi = np.broadcast_to(mask[i], (len(kernels),) + mask[i].shape)
         sx = sx_all[i]
@@ -260,19 +262,21 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS) -> np.ndarray 
         img = np.asarray(fm.spectra(th[None]), np.float64)[0]
         r = _column_residuals(sx, _smooth(img @ kernels, mi), m, e, lor)
         k = int(np.argmin((r**2).sum((1, 2))))
-        best, lam = float((r[k] ** 2).sum()), 1e-2
+        r0, lam = r[k], 1e-2  # the residual at the current FCs
+        best = float((r0**2).sum())
         for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
-            pts = np.vstack([th, th + np.diag(h)])
+            pts = th + np.diag(h)
             imgs = np.asarray(fm.spectra(pts), np.float64) @ kernels[k]
             r = _column_residuals(sx, _smooth(imgs, mi[: len(pts)]), m, e, lor)
-            J = ((r[1:] - r[0]) / h[:, None, None]).reshape(len(h), -1).T
+            J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
             H = J.T @ J
-            step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r[0].ravel())
+            step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
             trial = np.clip(th + step, dom[:, 0], dom[:, 1])
             ti = np.asarray(fm.spectra(trial[None]), np.float64) @ kernels[k]
-            f = float((_column_residuals(sx, _smooth(ti, mi[:1]), m, e, lor) ** 2).sum())
+            rt = _column_residuals(sx, _smooth(ti, mi[:1]), m, e, lor)[0]
+            f = float((rt**2).sum())
             if f < best:
-                th, best, lam = trial, f, lam / 3
+                th, r0, best, lam = trial, rt, f, lam / 3
             else:
                 lam *= 10
         out[i] = best / total
@@ -308,7 +312,7 @@ class OODStats:
             return r["medians"], r["thresholds"], float(r.get("combined_threshold", np.inf))
         return self.medians, self.thresholds, self.combined_threshold
 
-    def scores(self, model, spectra, measured: bool = False) -> dict:
+    def scores(self, model, spectra, measured: bool = False, progress: bool = False) -> dict:
         """Raw scores {name: (N,)} for (N, nq, nE) or (nq, nE) spectra (validated like ``predict``);
         ``measured``: the measured regime's scores (:data:`MEASURED_SCORES`; needs :meth:`has_measured`
         unless called by :func:`calibrate`)."""
@@ -324,7 +328,7 @@ class OODStats:
         out.update(rec)
         if measured:
             out = {k: v for k, v in out.items() if k in MEASURED_SCORES}
-            refit = _refit_misfit(model, x)
+            refit = _refit_misfit(model, x, progress=progress)
             if refit is not None:
                 out["refit"] = refit
             known = self.measured.get("medians")
@@ -504,6 +508,7 @@ def calibrate(
     extra: dict | None = None,
     masks=None,
     augmenter=None,
+    progress: bool = False,
 ) -> OODStats:
     """OOD statistics for ``model``: feature mean/covariance from ``train_spectra`` (clean, as trained
     on); thresholds at ``quantile`` of the scores of ``calib_spectra`` (clean) and of one noisy copy of
@@ -518,7 +523,7 @@ def calibrate(
     weighting, elastic line, backgrounds, counts, coverage) calibrates the **measured regime**
     (its own medians and thresholds, the :data:`MEASURED_SCORES`; see the module doc) used for
     inputs that say they are measured; the model-image regime stays calibrated on the clean and
-    noisy sets."""
+    noisy sets. ``progress``: a progress bar (stderr) over those draws' refits, the long part."""
     if not 0.5 < quantile < 1:
         raise FcinvError(f"quantile must be in (0.5, 1), got {quantile}")
     tr = np.asarray(train_spectra)
@@ -568,7 +573,7 @@ def calibrate(
         aug = measured_draws(augmenter, ca, epoch=OOD_EPOCH)
         # (a draw with no coverage or a constant one is not a spectrum: check_input would refuse it)
         ok = np.array([bool(np.isfinite(a).any()) and np.nanmax(a) > np.nanmin(a) for a in aug])
-        s_aug = stats.scores(model, aug[ok], measured=True)
+        s_aug = stats.scores(model, aug[ok], measured=True, progress=progress)
         qm = 1 - (1 - quantile) / len(s_aug)
         stats.measured = {
             "medians": {k: max(float(np.median(v)), 1e-12) for k, v in s_aug.items()},
