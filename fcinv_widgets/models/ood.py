@@ -109,14 +109,21 @@ def file_sha256(path) -> str:
 
 
 # ---------------------------------------------------------------------- raw scores
-def _smooth(z: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Gaussian smoothing over the measured pixels only (normalised convolution), (N, nq, nE)."""
+def _smooth(z: np.ndarray, mask: np.ndarray, den: np.ndarray | None = None) -> np.ndarray:
+    """Gaussian smoothing over the measured pixels only (normalised convolution), (N, nq, nE);
+    ``den``: the smoothed mask (:func:`_smooth_den`) when many images share one mask."""
     from scipy.ndimage import gaussian_filter
 
-    m = mask.astype(np.float64)
     num = gaussian_filter(np.where(mask, z, 0.0), (0, SMOOTH_PX, SMOOTH_PX), mode="nearest")
-    den = gaussian_filter(m, (0, SMOOTH_PX, SMOOTH_PX), mode="nearest")
-    return num / np.maximum(den, 1e-6)
+    return num / (_smooth_den(mask) if den is None else den)
+
+
+def _smooth_den(mask: np.ndarray) -> np.ndarray:
+    """The normalisation of :func:`_smooth`: the smoothed mask (floored), same shape as ``mask``."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = (0,) * (mask.ndim - 2) + (SMOOTH_PX, SMOOTH_PX)
+    return np.maximum(gaussian_filter(mask.astype(np.float64), sigma, mode="nearest"), 1e-6)
 
 
 def _misfit(x: np.ndarray, rec: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,10 +220,10 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarr
         R = np.stack([si, d2] + [np.broadcast_to(b, si.shape) for b in bg], -1)
     else:
         R = np.stack(bg, -1)[None]
-    Rw = R * m[None, ..., None]
-    G = np.einsum("kqei,kqej->kqij", Rw, R) + 1e-9 * np.eye(R.shape[-1])
-    c = np.linalg.solve(G, np.einsum("kqei,qe->kqi", Rw, sx)[..., None])[..., 0]
-    return (sx[None] - np.einsum("kqei,kqi->kqe", R, c)) * m[None]
+    Rw = np.swapaxes(R * m[None, ..., None], -1, -2)  # (K, nq, 5, nE): batched matmuls, not einsum
+    G = Rw @ R + 1e-9 * np.eye(R.shape[-1])
+    c = np.linalg.solve(G, Rw @ sx[None, :, :, None])
+    return (sx[None] - (R @ c)[..., 0]) * m[None]
 
 
 def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False) -> np.ndarray | None:
@@ -251,7 +258,8 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
     out = np.empty(len(x))
     for i in tqdm(range(len(x)), desc="OOD refit", unit="spectra", disable=not progress, leave=False):
         m = mask[i] & (mask[i].sum(1, keepdims=True) >= REFIT_MIN_PIXELS)
-        mi = np.broadcast_to(mask[i], (len(kernels),) + mask[i].shape)
+        mi = mask[i]  # every image of this spectrum is smoothed over its mask: one normalisation
+        den = _smooth_den(mi)
         sx = sx_all[i]
         total = float((_column_residuals(sx, np.empty((0,) + sx.shape), m, e, lor) ** 2).sum())
         if total <= 0 or not m.any():
@@ -260,20 +268,20 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
         th = np.clip(np.asarray(pred.mean[i], float), dom[:, 0], dom[:, 1])
         # the resolution: the kernel that explains the data best at the prediction
         img = np.asarray(fm.spectra(th[None]), np.float64)[0]
-        r = _column_residuals(sx, _smooth(img @ kernels, mi), m, e, lor)
+        r = _column_residuals(sx, _smooth(img @ kernels, mi, den), m, e, lor)
         k = int(np.argmin((r**2).sum((1, 2))))
         r0, lam = r[k], 1e-2  # the residual at the current FCs
         best = float((r0**2).sum())
         for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
             pts = th + np.diag(h)
             imgs = np.asarray(fm.spectra(pts), np.float64) @ kernels[k]
-            r = _column_residuals(sx, _smooth(imgs, mi[: len(pts)]), m, e, lor)
+            r = _column_residuals(sx, _smooth(imgs, mi, den), m, e, lor)
             J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
             H = J.T @ J
             step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
             trial = np.clip(th + step, dom[:, 0], dom[:, 1])
             ti = np.asarray(fm.spectra(trial[None]), np.float64) @ kernels[k]
-            rt = _column_residuals(sx, _smooth(ti, mi[:1]), m, e, lor)[0]
+            rt = _column_residuals(sx, _smooth(ti, mi, den), m, e, lor)[0]
             f = float((rt**2).sum())
             if f < best:
                 th, r0, best, lam = trial, rt, f, lam / 3
