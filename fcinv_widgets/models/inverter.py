@@ -126,8 +126,52 @@ class _Model:
         self.y_std = np.asarray(config["y_std"], float)
         #: a heteroscedastic head predicts mean and log σ² per FC (models trained with a measurement model)
         self.heteroscedastic = bool(config.get("heteroscedastic", False))
+        self.set_sigma_calibration(config.get("sigma_scale"), config.get("sigma_calibration"))
+
+    def set_sigma_calibration(self, scale, calibration) -> None:
+        """Set (and record in the config) the post-hoc calibration of σ: ``scale`` one factor per FC
+        (None: 1), ``calibration`` the σ-conditional one of :func:`~.train.sigma_calibration` (None:
+        the per-FC factor alone). Checkpoints before session 10 carry only the factor; older ones
+        neither (scale 1)."""
+        n = len(self.names)
         #: post-hoc per-FC factor on σ, fitted on a held-out augmented set (1 for older checkpoints)
-        self.sigma_scale = np.asarray(config.get("sigma_scale") or np.ones(len(self.names)), float)
+        self.sigma_scale = np.asarray(scale if scale is not None else np.ones(n), float)
+        self._sigma_knots = self._sigma_factors = None
+        if calibration:
+            try:
+                knots = np.asarray(calibration["log_sigma"], float)
+                factors = np.asarray(calibration["scales"], float)
+                ok = knots.ndim == 2 and knots.shape == factors.shape and knots.shape[1] == n and len(knots) >= 1
+                ok = ok and bool(np.isfinite(knots).all() and np.isfinite(factors).all() and (factors > 0).all())
+                ok = ok and bool((np.diff(knots, axis=0) >= 0).all())
+            except (KeyError, TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise FcinvError(
+                    "the checkpoint's sigma_calibration is damaged (needs increasing log_sigma and positive scales, bins × FCs)"
+                )
+            self._sigma_knots, self._sigma_factors = knots, factors
+        for key, value in (
+            ("sigma_scale", None if scale is None else [float(v) for v in self.sigma_scale]),
+            ("sigma_calibration", calibration or None),
+        ):
+            if value is None:
+                self.config.pop(key, None)
+            else:
+                self.config[key] = value
+
+    def calibrated_std(self, std) -> np.ndarray:
+        """The calibrated σ (eV/Å²) of the network's own σ ``std`` (N, n_FC): × the σ-conditional
+        scale (interpolated in log σ between the calibration bins) when the checkpoint has one, else
+        × the per-FC factor."""
+        std = np.asarray(std, float)
+        if self._sigma_knots is None:
+            return std * self.sigma_scale
+        logs = np.log(np.maximum(std, 1e-30))
+        f = np.empty_like(std)
+        for k in range(std.shape[-1]):
+            f[..., k] = np.interp(logs[..., k], self._sigma_knots[:, k], self._sigma_factors[:, k])
+        return std * f
 
     @property
     def material(self) -> str:
@@ -348,7 +392,7 @@ class Inverter(_Model):
                 var = y.var(0)  # spread over latent samples
                 if self.heteroscedastic:  # + the regressor's own predicted variance (law of total variance)
                     var = var + np.exp(np.clip(out[..., k:], -14, 6)).mean(0) * self.y_std**2
-                stds.append(np.sqrt(var) * self.sigma_scale)
+                stds.append(self.calibrated_std(np.sqrt(var)))
                 mus.append(mu.numpy())
                 lvs.append(logvar.numpy())
                 if reconstruct:
@@ -388,7 +432,7 @@ class ResNetModel(_Model):
         mean = out[:, :k] * self.y_std + self.y_mean
         std = np.zeros_like(mean)
         if self.heteroscedastic:
-            std = np.exp(0.5 * np.clip(out[:, k:], -14, 6)) * self.y_std * self.sigma_scale
+            std = self.calibrated_std(np.exp(0.5 * np.clip(out[:, k:], -14, 6)) * self.y_std)
         n = len(x)
         return Prediction(
             self.names,

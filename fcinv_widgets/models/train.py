@@ -286,6 +286,72 @@ def _init_from(init_from, kind: str, material: str):
 VAL_EPOCH, CAL_EPOCH, TEST_EPOCH = 1_000_000, 2_000_000, 3_000_000
 
 
+#: quantile bins of the predicted σ in the σ-conditional calibration (:func:`sigma_calibration`)
+SIGMA_BINS = 5
+#: the fewest held-out spectra per bin (the 95.45 % quantile of |z| in a bin needs a few hundred)
+SIGMA_MIN_PER_BIN = 200
+
+
+def calibration_draws(aug, x, idx, seed: int = 0) -> np.ndarray:
+    """The held-out inputs σ is calibrated on, (2·len(idx), nq, nE) float32: one measurement-model
+    draw of each spectrum ``x[idx]`` (epoch :data:`CAL_EPOCH`, as the model's inputs look after
+    ``prepare``), then one noise-grid draw of each — a flat background B and Poisson counts P
+    (:func:`fcinv_widgets.noise.add_noise`) of a cell of the 5 × 5 grid drawn per spectrum from
+    ``SeedSequence([seed, CAL_EPOCH, 1])``. The two halves are the two kinds of input σ must mean
+    something for: a realistic measurement and the paper's noise model (which lacks resolution,
+    coverage and the residual weighting, so the same predicted σ is too wide there when only
+    realistic draws are used)."""
+    from ..noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
+
+    idx = np.asarray(idx)
+    real = aug.apply(x[idx], idx, CAL_EPOCH).astype(np.float32)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), CAL_EPOCH, 1]))
+    cells = [(b, p) for b in DEFAULT_BACKGROUNDS for p in DEFAULT_COUNTS]
+    pick = rng.integers(0, len(cells), len(idx))
+    grid = np.empty_like(real)
+    for c in np.unique(pick):
+        sel = np.flatnonzero(pick == c)
+        grid[sel] = add_noise(x[idx[sel]], cells[c][0], cells[c][1], rng=rng)[0]
+    return np.concatenate([real, grid])
+
+
+def sigma_calibration(y, mean, std, n_bins: int = SIGMA_BINS) -> dict:
+    """The σ-conditional post-hoc scale, fitted on a held-out set: for each FC the predicted σ
+    (``std``, eV/Å², before any scale) is cut into ``n_bins`` quantile bins and each bin gets its
+    :func:`sigma_scale`; at inference the scale is interpolated linearly in log σ between the
+    bins' median log σ (constant beyond the outer ones; :meth:`~.inverter._Model.calibrated_std`).
+    A network's σ head orders inputs by difficulty better than it sizes them: one scale per FC
+    over the whole held-out set is too wide for easy inputs and too narrow for hard ones.
+    Returns ``{"kind": "sigma-binned", "bins", "n", "log_sigma": (bins, n_fc), "scales": (bins, n_fc)}``,
+    or None when the held-out set has fewer than 2 × :data:`SIGMA_MIN_PER_BIN` spectra (bins are
+    reduced to keep that many in each; below two bins only the per-FC scale is meaningful)."""
+    y, mean, std = (np.asarray(a, float) for a in (y, mean, std))
+    n_bins = min(int(n_bins), len(y) // SIGMA_MIN_PER_BIN)
+    if n_bins < 2:
+        return None
+    logs = np.log(np.maximum(std, 1e-30))
+    knots = np.empty((n_bins, y.shape[1]))
+    scales = np.empty((n_bins, y.shape[1]))
+    for k in range(y.shape[1]):
+        order = np.argsort(logs[:, k], kind="stable")
+        for j, part in enumerate(np.array_split(order, n_bins)):
+            knots[j, k] = float(np.median(logs[part, k]))
+            scales[j, k] = float(sigma_scale(y[part, k : k + 1], mean[part, k : k + 1], std[part, k : k + 1])[0])
+    return {"kind": "sigma-binned", "bins": int(n_bins), "n": int(len(y)), "log_sigma": knots.tolist(), "scales": scales.tolist()}
+
+
+def _fit_sigma(model, x, y, iv, aug, seed: int, n_samples: int = 32) -> tuple[list, dict | None]:
+    """(global per-FC scale, σ-conditional calibration) of ``model`` (its σ unscaled) on
+    :func:`calibration_draws` of the validation spectra ``x[iv]``."""
+    xc = calibration_draws(aug, x, iv, seed)
+    yc = np.concatenate([y[iv], y[iv]])
+    model.set_sigma_calibration(None, None)  # the network's own σ
+    p = model.predict(xc, n_samples=n_samples, reconstruct=False) if model.kind == "vae" else model.predict(xc)
+    scale, cal = sigma_scale(yc, p.mean, p.std).tolist(), sigma_calibration(yc, p.mean, p.std)
+    model.set_sigma_calibration(scale, cal)
+    return scale, cal
+
+
 def sigma_scale(y, mean, std, levels=(0.6827, 0.9545)) -> np.ndarray:
     """Post-hoc per-FC scale s of predicted σ on a held-out set: the smallest s with
     P(|y − μ| ≤ s·σ) ≥ 68.27 % and P(|y − μ| ≤ 2s·σ) ≥ 95.45 % (both empirical quantiles of
@@ -499,15 +565,11 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
             "y_mean": y_mean.tolist(),
             "y_std": y_std.tolist(),
             "heteroscedastic": True,
-            "sigma_scale": [1.0] * n,
         }
-        inv = Inverter(vae, reg, cfg)
-        xc = _augmented(aug, x, iv, CAL_EPOCH).numpy()
-        p = inv.predict(xc, n_samples=32, reconstruct=False)
-        scale = sigma_scale(y[iv], p.mean, p.std)
+        scale, cal = _fit_sigma(Inverter(vae, reg, cfg), x, y, iv, aug, seed)
         extra = {
-            "config": _aug_config(aug, scale.tolist()),
-            "sigma_scale": scale.tolist(),
+            "config": {**_aug_config(aug, scale), "sigma_calibration": cal},
+            "sigma_scale": scale,
             "augmented": True,
         }
     return reg, y_mean, y_std, _r2(y[iv], pv), time.perf_counter() - t1, extra
@@ -696,10 +758,7 @@ def train_resnet(
     extra = {}
     if het:
         cfg.update(_aug_config(aug, [1.0] * n))
-        model = ResNetModel(net, cfg)
-        p = model.predict(_augmented(aug, x, iv, CAL_EPOCH).numpy())
-        scale = sigma_scale(y[iv], p.mean, p.std)
-        cfg["sigma_scale"] = scale.tolist()
-        cfg["training"].update({"augmented": True, "sigma_scale": scale.tolist()})
-        extra = {"sigma_scale": scale.tolist(), "augmented": True}
+        scale, _ = _fit_sigma(ResNetModel(net, cfg), x, y, iv, aug, seed)  # records both in cfg
+        cfg["training"].update({"augmented": True, "sigma_scale": scale})
+        extra = {"sigma_scale": scale, "augmented": True}
     return _save(ResNetModel(net, cfg), out / "model.pt", r2_val, info["names"], len(history), seconds=seconds, **extra)

@@ -1,0 +1,109 @@
+"""fcinv sigma-calibrate: refit the post-hoc calibration of a trained model's σ (no retraining)."""
+
+from __future__ import annotations
+
+from ._common import add_json, add_model_args, check_output, emit
+
+
+def register(sub):
+    p = sub.add_parser(
+        "sigma-calibrate",
+        help="refit the σ calibration of a model trained with a measurement model (σ-conditional scale on "
+        "held-out realistic and noise-grid draws of its validation spectra); writes a copy of the checkpoint",
+    )
+    add_model_args(p, "checkpoint directory or shipped name (ge-vae, ge-resnet, …)", dataset=True)
+    p.add_argument(
+        "--mask-bank",
+        metavar="NPZ",
+        default=None,
+        help="the coverage masks the model was trained with (fcinv train --mask-bank); required when it used them",
+    )
+    p.add_argument("--out", required=True, help="output checkpoint directory (model.pt; never the model's own)")
+    add_json(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..errors import FcinvError
+    from ..models import load_model
+    from ..models.ood import OODStats, file_sha256
+    from ..models.train import SIGMA_MIN_PER_BIN, _augmenter, _data, _fit_sigma
+
+    model = load_model(args.model)
+    cfg = model.config
+    aug_cfg = cfg.get("augment")
+    if not (model.heteroscedastic and aug_cfg):
+        raise FcinvError(
+            f"{args.model} has no σ to calibrate: it was not trained with a measurement model (fcinv train --augment)"
+        )
+    out = check_output(args.out, "--out", kind="dir")
+    src = model.path.resolve()
+    target = (out / "model.pt").resolve()
+    if target == src:
+        raise FcinvError("--out is the model's own directory: write the recalibrated copy elsewhere")
+    training = cfg.get("training") or {}
+    x, y, info, iv, _ = _data(args.dataset, None, int(training.get("seed", 0)))
+    if info["material"].lower() != model.material.lower():
+        raise FcinvError(f"the dataset is of {info['material']}, the model is for {model.material}")
+    n_split = int(training.get("n_train", 0)) + int(training.get("n_val", 0))
+    if n_split and n_split != len(x):
+        raise FcinvError(
+            f"{args.dataset} has {len(x)} training spectra, the model was trained on {n_split}: "
+            "give the dataset it was trained on (its validation hold-out is what σ is calibrated on)"
+        )
+    masks = None
+    if cfg.get("coverage_bank"):
+        if not args.mask_bank:
+            raise FcinvError(
+                f"{args.model} was trained with a coverage bank of shape {cfg['coverage_bank']}: give it with --mask-bank"
+            )
+        from ..measurement import load_bank
+
+        masks = load_bank(args.mask_bank)[0]
+        if list(masks.shape) != list(cfg["coverage_bank"]):
+            raise FcinvError(f"--mask-bank has shape {list(masks.shape)}, the model was trained with {cfg['coverage_bank']}")
+    from ..measurement import MeasurementModel
+
+    aug = _augmenter(MeasurementModel.from_dict(aug_cfg), info, masks, int(training.get("seed", 0)))
+    before = model.sigma_scale.copy()
+    scale, cal = _fit_sigma(model, x, y, iv, aug, int(training.get("seed", 0)))
+    training["sigma_calibrated_by"] = "fcinv sigma-calibrate"
+    cfg["training"] = training
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("metrics.json", "ood.json"):  # they would describe another checkpoint
+        (out / stale).unlink(missing_ok=True)
+    model.save(target)
+    carried = None
+    ood = src.parent / "ood.json"
+    if ood.is_file():
+        # the network is unchanged (only the σ calibration in the config is new), so its OOD
+        # statistics still hold: carried over, re-stamped for the new checkpoint and saying so
+        stats = OODStats.load(ood)
+        if stats.model_sha256 in (None, file_sha256(src)):
+            stats.calibration = {**stats.calibration, "carried_over_by": "fcinv sigma-calibrate (network weights unchanged)"}
+            stats.model_sha256 = file_sha256(target)
+            stats.save(out / "ood.json")
+            carried = str(out / "ood.json")
+    payload = {
+        "out": str(target),
+        "n_calibration": 2 * len(iv),
+        "bins": int(cal["bins"]) if cal else 1,
+        "conditional": cal is not None,
+        "sigma_scale_before": before.tolist(),
+        "sigma_scale": scale,
+        "scales": cal["scales"] if cal else [scale],
+        "ood_carried_over": carried,
+        "note": "run `fcinv evaluate --write-metrics` on the new checkpoint before shipping it",
+    }
+    lo, hi = np.min(payload["scales"], 0), np.max(payload["scales"], 0)
+    emit(
+        args,
+        payload,
+        f"wrote {target}: σ scale per FC now {', '.join(f'{a:.2f}–{b:.2f}' for a, b in zip(lo, hi))} over the predicted-σ "
+        f"bins (was {', '.join(f'{v:.2f}' for v in before)}); calibrated on {2 * len(iv)} held-out draws"
+        + ("" if cal else f" (too few for σ bins, < {2 * SIGMA_MIN_PER_BIN}: one scale per FC)")
+        + (f"; OOD statistics carried over to {carried}" if carried else ""),
+    )
+    return 0
