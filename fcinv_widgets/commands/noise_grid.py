@@ -20,7 +20,7 @@ def register(sub):
     p.add_argument(
         "--coverage-plot", metavar="PNG", help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)"
     )
-    add_json(p)
+    add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", None)])
 
 
@@ -58,7 +58,7 @@ def run(args) -> int:
         seed=args.seed,
         model=model,
         scheduler=args.scheduler,
-        progress=not args.json,
+        progress=not (args.json or args.no_progress),
     )
     res.save(args.out)
     if args.plot:

@@ -257,3 +257,22 @@ def test_a_damaged_measured_regime_is_refused_in_one_line(tmp_path, bad):
     (tmp_path / "ood.json").write_text(json.dumps(d))
     with pytest.raises(FcinvError, match="not a readable OOD statistics file"):
         OODStats.load(tmp_path / "ood.json")
+
+
+def test_shipped_resnet_measured_regime_catches_a_flat_band(ood_data):
+    """The shipped ge-resnet with its own ood.json (measured regime, with the ``band`` score since
+    session 10): a spurious flat band at 35 meV across the whole path — which the ResNet's features
+    and the ``refit`` fraction let through (15 % flagged before) — is flagged; realistic draws of
+    held-out Ge are not."""
+    from fcinv_widgets.models import load_model
+
+    model = load_model("ge-resnet")
+    stats = model.ood_stats()
+    assert stats is not None and "band" in stats.measured["thresholds"], getattr(model, "ood_note", None)
+    band = ood_data[2][:20].copy()
+    band[:, :, 70:72] = band.max()
+    ge = _draws(model, ood_data[2][20:60], seed=99, epoch=7)
+    assert stats.flags(model, band, measured=True).mean() >= 0.5  # bench_ood: 0.70 (0.15 without `band`)
+    assert stats.flags(model, ge, measured=True).mean() <= 0.1
+    b, g = stats.scores(model, band, measured=True)["band"], stats.scores(model, ge, measured=True)["band"]
+    assert np.median(b) > 3 * np.median(g), (np.median(b), np.median(g))
