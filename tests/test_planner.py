@@ -249,3 +249,5 @@ def test_model_criterion_plans_unmeasured_angles_reproducibly(ge):
     assert 60.0 not in p.angles_deg and 150.0 not in p.angles_deg
     assert np.all(np.isfinite(p.gain)) and np.all(np.isfinite(p.predicted_sigma))
     assert np.array_equal(plan().angles_deg, p.angles_deg) and np.allclose(plan().gain, p.gain)
+    with pytest.raises(FcinvError, match="zero exposure"):  # only a scan that records nothing is left
+        plan_orientations(bank, fm, est, dom, measured_deg=[60.0], candidates_deg=[150.0], n=1)

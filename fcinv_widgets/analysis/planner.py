@@ -341,6 +341,12 @@ def plan_orientations(
     F = np.diag(1.0 / sig0**2) + Fm.sum(0)
     current_sigma = np.sqrt(np.diag(np.linalg.inv(F)))
     cost, avail, last = _plan_schedule(ci, mi, measured_deg, count_time_s, move_s_per_deg, allow_repeat, last_angle_deg)
+    # an orientation in which the detector records no pixel adds nothing: never plan it (the model
+    # criterion's gains carry a little sampling noise, which could otherwise rank it above a
+    # candidate the model would gain nothing from either)
+    avail &= E[ci].any(1)
+    if not avail.any():
+        raise FcinvError("no candidate orientation records any pixel of the grid (zero exposure in the coverage bank)")
     gain_fn = on_pick = None
     if criterion == "model":
         clean = forward_model.spectra(np.asarray(estimate, float).reshape(1, -1), normalize=True).reshape(-1).astype(float)
