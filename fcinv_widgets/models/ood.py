@@ -241,15 +241,13 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarr
     return (sx[None] - (R @ c)[..., 0]) * m[None]
 
 
-def _refit_misfit(
-    model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False, band: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray] | None:
-    """(N,) ``refit`` score (see the module doc): the fraction of the smoothed data's structure the
+def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+    """(``refit``, ``band``) scores, (N,) each (see the module doc), or None without a preset
+    material or a measurement model. ``refit``: the fraction of the smoothed data's structure the
     forward model leaves unexplained after the per-column fit and a refit of the active FCs from
-    the model's prediction (None without a preset material or a measurement model). ``band``: also
-    the (N,) ``band`` score, the largest |mean over q| of that residual along one energy row at
-    E ≥ :data:`BAND_MIN_MEV`, in units of the structure's RMS per pixel (what a spurious flat band
-    leaves: the per-column fits cannot put one energy's excess into every column at once)."""
+    the model's prediction; ``band``: the largest |mean over q| of that residual along one energy
+    row at E ≥ :data:`BAND_MIN_MEV`, in units of the structure's RMS per pixel (what a spurious
+    flat band leaves: the per-column fits cannot put one energy's excess into every column at once)."""
     from ..materials import material_for_model
     from ..measurement import MeasurementModel
 
@@ -313,7 +311,7 @@ def _refit_misfit(
         n_row = np.where(band_rows, m.sum(0), 0)
         mean_row = np.where(n_row >= REFIT_MIN_PIXELS, r0.sum(0) / np.maximum(n_row, 1), 0.0)
         rows[i] = float(np.abs(mean_row).max() / np.sqrt(total / m.sum()))
-    return (out, rows) if band else out
+    return out, rows
 
 
 @dataclass
@@ -361,7 +359,7 @@ class OODStats:
         out.update(rec)
         if measured:
             out = {k: v for k, v in out.items() if k in MEASURED_SCORES}
-            refit = _refit_misfit(model, x, progress=progress, band=True)
+            refit = _refit_misfit(model, x, progress=progress)
             if refit is not None:
                 out["refit"], out["band"] = refit
             known = self.measured.get("medians")
