@@ -22,10 +22,11 @@ import os
 import pkgutil
 import signal
 import sys
+import warnings
 
 from . import __version__
 from .commands._common import ArgumentParser, check_output, output_lock
-from .errors import FcinvError
+from .errors import FcinvError, FcinvWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         for path, dest, kind, fmt in outputs:
             check_output(path, "--" + dest.replace("_", "-"), kind, fmt)
         lock = output_lock(outputs[0][0], "--" + outputs[0][1].replace("_", "-")) if outputs else contextlib.nullcontext()
-        with lock:
+        with lock, warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(cmd, warnings.showwarning)
             rc = int(args.func(args) or 0)
         if rc == 130:  # the command stopped cleanly on Ctrl-C: another one while we exit stays quiet
             _ignore_sigint()
@@ -77,6 +79,19 @@ def main(argv: list[str] | None = None) -> int:
         _ignore_sigint()  # a second Ctrl-C while we report stays quiet
         print(f"{cmd}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warnings(cmd: str, show):
+    """A ``warnings.showwarning`` that prints an :class:`FcinvWarning` as one line on stderr
+    (``fcinv CMD: warning: …``, no file and line of the library) and leaves others to ``show``."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, FcinvWarning):
+            print(f"{cmd}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 def _ignore_sigint() -> None:

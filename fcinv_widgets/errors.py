@@ -26,3 +26,8 @@ class UnstableError(FcinvError):
 
 class MissingDependencyError(FcinvError):
     """An optional package or data file that is needed but not present."""
+
+
+class FcinvWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints it as one
+    ``fcinv CMD: warning: …`` line on stderr)."""

@@ -27,15 +27,15 @@ def reliability(true, mean, std, levels=RELIABILITY_LEVELS) -> np.ndarray:
     return np.array([coverage(true, mean, std, k) for k in z])
 
 
-def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0) -> dict:
+def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False) -> dict:
     """Metrics of ``model`` (an Inverter or ResNetModel) on spectra (N, nq, nE) with true FCs (N, 8).
 
     Returns names, r2 (8,), mae (8,) in eV/Å², coverage_1sigma / coverage_2sigma (8,) (fraction of
     true values within ±1σ / ±2σ of the prediction), reliability ({levels, observed (levels, 8)}),
     recon_mse (None for a ResNet), n_test, and the parity arrays ``true``/``pred``/``pred_std``
-    (N, 8) (not JSON: pop them before dumping).
+    (N, 8) (not JSON: pop them before dumping). ``progress``: a bar over the prediction batches.
     """
-    p = model.predict(spectra, n_samples=n_samples, seed=seed)
+    p = model.predict(spectra, n_samples=n_samples, seed=seed, progress=progress)
     y = np.asarray(params, float)
     recon = None
     if len(p.recon):

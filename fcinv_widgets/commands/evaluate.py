@@ -45,7 +45,7 @@ def register(sub):
     )
     p.add_argument("--mask-bank", default=None, metavar="NPZ", help="with --augment: coverage masks (fcinv train --mask-bank)")
     add_seed(p, "with --augment: seed of the measurement model's draws")
-    add_json(p)
+    add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
 
 
@@ -92,7 +92,7 @@ def run(args) -> int:
         aug = MeasurementModel().sampler(info["energies"], masks=masks, seed=args.seed)
         x = aug.apply(x, np.arange(len(x)), TEST_EPOCH)
         test_set = f"augmented (measurement model defaults, seed {args.seed}{', coverage masks' if masks is not None else ''})"
-    d = evaluate_model(model, x, y, n_samples=args.n_samples)
+    d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress))
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {
         "dataset": str(args.dataset),

@@ -19,7 +19,7 @@ def register(sub):
         help="the coverage masks the model was trained with (fcinv train --mask-bank); required when it used them",
     )
     p.add_argument("--out", required=True, help="output checkpoint directory (model.pt; never the model's own)")
-    add_json(p)
+    add_json(p, progress=True)
     p.set_defaults(func=run)
 
 
@@ -68,7 +68,7 @@ def run(args) -> int:
 
     aug = _augmenter(MeasurementModel.from_dict(aug_cfg), info, masks, int(training.get("seed", 0)))
     before = model.sigma_scale.copy()
-    scale, cal = _fit_sigma(model, x, y, iv, aug, int(training.get("seed", 0)))
+    scale, cal = _fit_sigma(model, x, y, iv, aug, int(training.get("seed", 0)), progress=not (args.json or args.no_progress))
     training["sigma_calibrated_by"] = "fcinv sigma-calibrate"
     cfg["training"] = training
     out.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,14 @@ def register(sub):
         help="ResNet: a state-dict file for transfer learning (e.g. torchvision ImageNet ResNet-18 weights; needs --width 64)",
     )
     p.add_argument("--latent", type=positive_int, default=20, help="VAE: latent dimensions")
+    p.add_argument(
+        "--supervise",
+        type=positive_float,
+        default=None,
+        metavar="LAMBDA",
+        help="VAE: add LAMBDA × the squared error of an auxiliary FC head on the latent to the VAE's loss "
+        "(a supervised latent; the paper's VAE has none; e.g. 20)",
+    )
     p.add_argument("--max-train", type=positive_int, default=None, help="use only the first N training spectra")
     p.add_argument("--patience", type=positive_int, default=8, help="early stopping: epochs without improvement")
     add_seed(p)
@@ -63,7 +71,7 @@ def register(sub):
         help="start from a trained model of the same kind and material (fine-tuning), e.g. ge-vae-paper",
     )
     p.add_argument("--no-masks", action="store_true", help="with --augment: no coverage masks (full coverage)")
-    add_json(p)
+    add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
 
 
@@ -85,7 +93,7 @@ def _masks(args, dataset):
     from ..materials import get_material
 
     mat = get_material(info["material"])
-    masks = coverage_bank(mat, progress=not args.json)
+    masks = coverage_bank(mat, progress=not (args.json or args.no_progress))
     if args.mask_bank:
         save_bank(args.mask_bank, masks, {"material": mat.name, "n": len(masks)})
     return masks
@@ -106,7 +114,7 @@ def run(args) -> int:
         device=args.device,
         threads=args.threads,
         resume=args.resume,
-        progress=not args.json,
+        progress=not (args.json or args.no_progress),
     )
     if (args.mask_bank or args.no_masks) and not args.augment:
         raise FcinvError("--mask-bank and --no-masks apply with --augment only")
@@ -127,10 +135,12 @@ def run(args) -> int:
             seed=args.seed,
             max_train=args.max_train,
             threads=args.threads,
-            progress=not args.json,
+            progress=not (args.json or args.no_progress),
             masks=_masks(args, args.dataset) if args.augment else None,
         )
     elif args.model == "vae":
+        if args.supervise is not None:
+            aug["supervise"] = args.supervise
         if args.pretrained:
             raise FcinvError("--pretrained applies to --model resnet only")
         r = train_vae(
@@ -145,6 +155,8 @@ def run(args) -> int:
             **aug,
         )
     else:
+        if args.supervise is not None:
+            raise FcinvError("--supervise applies to --model vae only (the ResNet is supervised already)")
         r = train_resnet(
             args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common, **aug
         )

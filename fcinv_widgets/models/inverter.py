@@ -24,12 +24,13 @@ its metadata calls for (once) and reports the out-of-distribution flag (:mod:`.o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FcinvError, GridMismatchError, MissingDependencyError
+from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDependencyError
 
 #: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
 #: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
@@ -43,6 +44,13 @@ def resolve_model(name_or_dir) -> Path:
     if p.is_dir():
         p = p / "model.pt"
     if p.is_file():
+        if str(name_or_dir) in SHIPPED:  # a folder named like a shipped model takes precedence: say so
+            warnings.warn(
+                f"{name_or_dir!r} is the local {p.resolve()}, not the shipped model of that name "
+                f"(give ./{name_or_dir} to mean the local one, or run elsewhere for the shipped one)",
+                FcinvWarning,
+                stacklevel=2,
+            )
         return p
     if str(name_or_dir) in SHIPPED:
         from ..materials import data_path
@@ -370,20 +378,30 @@ class Inverter(_Model):
             y = self.regressor(torch.as_tensor(z, dtype=torch.float32)).numpy()
         return y * self.y_std + self.y_mean
 
-    def predict(self, spectra, n_samples: int = 100, seed: int = 0, batch: int = 256, reconstruct: bool = True) -> Prediction:
-        """FC means and standard deviations over ``n_samples`` latent samples per spectrum."""
+    def predict(
+        self, spectra, n_samples: int = 100, seed: int = 0, batch: int = 256, reconstruct: bool = True, progress: bool = False
+    ) -> Prediction:
+        """FC means and standard deviations over ``n_samples`` latent samples per spectrum.
+
+        The same ``n_samples`` standard-normal draws ε (from ``seed``) serve every spectrum
+        (z = μ + σ·ε): a spectrum's answer depends on the spectrum and the seed only, not on the
+        batch it came in or its position there (common random numbers: two spectra, or two
+        candidate scans of the planner, differ by what differs between them, not by sampling).
+        ``progress``: a bar over the batches."""
         import torch
+        from tqdm.auto import tqdm
 
         if n_samples < 1:
             raise FcinvError("n_samples must be ≥ 1")
         x = self.prepare(spectra)
         g = torch.Generator().manual_seed(seed)
+        eps = torch.randn((n_samples, 1, self.vae.mu.out_features), generator=g)
         means, stds, recs, mus, lvs = [], [], [], [], []
+        starts = range(0, len(x), batch)
         with torch.no_grad():
-            for s in range(0, len(x), batch):
+            for s in tqdm(starts, desc="predict", unit="batch", disable=not progress or len(starts) < 2):
                 xb = torch.from_numpy(x[s : s + batch])
                 mu, logvar = self.vae.encode(xb)
-                eps = torch.randn((n_samples,) + mu.shape, generator=g)
                 z = mu[None] + eps * torch.exp(0.5 * logvar)[None]
                 out = self.regressor(z).numpy()  # (S, n, 8) or (S, n, 16) heteroscedastic
                 k = len(self.names)
@@ -416,16 +434,20 @@ class ResNetModel(_Model):
     def _state(self) -> dict:
         return {"net": self.net.state_dict()}
 
-    def predict(self, spectra, n_samples: int = 1, seed: int = 0, batch: int = 256, reconstruct: bool = False) -> Prediction:
+    def predict(
+        self, spectra, n_samples: int = 1, seed: int = 0, batch: int = 256, reconstruct: bool = False, progress: bool = False
+    ) -> Prediction:
         """FC estimates (eV/Å²) for (N, nq, nE) or (nq, nE) spectra. std: the heteroscedastic
         head's calibrated σ (models trained with a measurement model); zero for the paper's
-        point-estimate ResNet."""
+        point-estimate ResNet. ``progress``: a bar over the batches."""
         import torch
+        from tqdm.auto import tqdm
 
         x = self.prepare(spectra)
         out = []
+        starts = range(0, len(x), batch)
         with torch.no_grad():
-            for s in range(0, len(x), batch):
+            for s in tqdm(starts, desc="predict", unit="batch", disable=not progress or len(starts) < 2):
                 out.append(self.net(torch.from_numpy(x[s : s + batch])).numpy())
         out = np.concatenate(out)
         k = len(self.names)
