@@ -23,9 +23,11 @@ retrained model):
   eight parameters cannot express; another crystal's dispersion, a spurious band or pure noise
   is not, however well a denoising decoder reproduces it.
 
-The reported ``score`` combines them: Σ_k max(0, log(s_k / median_k)), the median over
-in-distribution spectra — several moderately unusual scores add up (another crystal's dispersion: a latent
-point at the edge of the training cloud *and* branches the decoder adds that the data lack).
+The reported ``score`` combines them: Σ_k max(0, log(s_k / scale_k)), scale_k the score's 90th
+percentile over in-distribution spectra (:data:`COMBINE_REF_QUANTILE`; the median in files from
+before session 11) — several moderately unusual scores add up (another crystal's dispersion: a latent
+point at the edge of the training cloud *and* branches the decoder adds that the data lack), while
+the right crystal's ordinary spread adds nothing.
 Its ``threshold`` is a high quantile (default 0.99) of the combined score over in-distribution
 spectra not used for the feature statistics — the clean test spectra and noisy copies at the
 noise grid's levels (:mod:`fcinv_widgets.analysis.noise`, default the cells with B ≤ 0.2,
@@ -45,7 +47,8 @@ noisy images, with the scores that still separate there: the feature distance(s)
 forward model cannot explain once it is *refitted* under the measurement effects — per q
 column a free scale (the residual weighting) and a broadening term, the resolution chosen
 among the measurement model's Ei kernels, and a few damped Gauss–Newton steps of the active
-FCs from the model's prediction (whose error alone would otherwise look like a misfit). The
+FCs from the model's prediction (whose error alone would otherwise look like a misfit), the
+kernel chosen again at the new FCs and the steps repeated until it stays (session 11). The
 right crystal leaves noise; another crystal's branches stay unexplained. And ``band``
 (session 10): the largest mean of that refit's residual along one energy row (above the
 elastic line's reach), in units of the structure's RMS — a spurious flat band, which the
@@ -96,6 +99,8 @@ SINGLE_ONLY = ("band",)
 MEASURED_SCORES = ("latent", "feature", "residual", "profile", "refit", "band")
 #: Gauss–Newton steps of the refit, relative finite-difference step (of the domain width)
 REFIT_STEPS = 4
+#: rounds of (choose the resolution kernel at the current FCs, Gauss–Newton steps), until the kernel stays
+REFIT_ROUNDS = 3
 REFIT_FD = 1e-3
 #: half width (meV) of the elastic tail's Lorentzian in the per-column background of the refit
 REFIT_ELASTIC_MEV = 3.0
@@ -106,6 +111,11 @@ REFIT_ELASTIC_MEV = 3.0
 BAND_MIN_MEV = 3 * REFIT_ELASTIC_MEV
 #: a q column takes part in the refit with at least this many measured pixels
 REFIT_MIN_PIXELS = 10
+#: the combined score measures each score's excess over this in-distribution quantile (its
+#: "scale"), not over its median: the refit's median is ~30× below another crystal's, so an
+#: ordinary in-distribution spectrum above it added log(s/median) ≈ 2 and raised the combined
+#: threshold (session 11; statistics files without scales use the medians, as before)
+COMBINE_REF_QUANTILE = 0.9
 
 
 def is_measured_input(corrections: dict | None) -> bool:
@@ -286,27 +296,34 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
             out[i] = 0.0
             continue
         th = np.clip(np.asarray(pred.mean[i], float), dom[:, 0], dom[:, 1])
-        # the resolution: the kernel that explains the data best at the prediction
-        img = np.asarray(fm.spectra(th[None]), np.float64)[0]
-        r = _column_residuals(sx, _smooth(img @ kernels, mi, den), m, e, lor)
-        k = int(np.argmin((r**2).sum((1, 2))))
-        r0, lam = r[k], 1e-2  # the residual at the current FCs
-        best = float((r0**2).sum())
-        for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
-            pts = th + np.diag(h)
-            imgs = np.asarray(fm.spectra(pts), np.float64) @ kernels[k]
-            r = _column_residuals(sx, _smooth(imgs, mi, den), m, e, lor)
-            J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
-            H = J.T @ J
-            step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
-            trial = np.clip(th + step, dom[:, 0], dom[:, 1])
-            ti = np.asarray(fm.spectra(trial[None]), np.float64) @ kernels[k]
-            rt = _column_residuals(sx, _smooth(ti, mi, den), m, e, lor)[0]
-            f = float((rt**2).sum())
-            if f < best:
-                th, r0, best, lam = trial, rt, f, lam / 3
-            else:
-                lam *= 10
+        k_prev = -1
+        for _ in range(REFIT_ROUNDS):
+            # the resolution: the kernel that explains the data best at the current FCs (chosen
+            # again after each round: a kernel picked at a poor start can hold the fit away from the
+            # right FCs; session 11: such stalls made the right crystal's largest refit scores)
+            img = np.asarray(fm.spectra(th[None]), np.float64)[0]
+            r = _column_residuals(sx, _smooth(img @ kernels, mi, den), m, e, lor)
+            k = int(np.argmin((r**2).sum((1, 2))))
+            if k == k_prev:
+                break
+            k_prev = k
+            r0, lam = r[k], 1e-2  # the residual at the current FCs
+            best = float((r0**2).sum())
+            for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
+                pts = th + np.diag(h)
+                imgs = np.asarray(fm.spectra(pts), np.float64) @ kernels[k]
+                r = _column_residuals(sx, _smooth(imgs, mi, den), m, e, lor)
+                J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
+                H = J.T @ J
+                step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
+                trial = np.clip(th + step, dom[:, 0], dom[:, 1])
+                ti = np.asarray(fm.spectra(trial[None]), np.float64) @ kernels[k]
+                rt = _column_residuals(sx, _smooth(ti, mi, den), m, e, lor)[0]
+                f = float((rt**2).sum())
+                if f < best:
+                    th, r0, best, lam = trial, rt, f, lam / 3
+                else:
+                    lam *= 10
         out[i] = best / total
         n_row = np.where(band_rows, m.sum(0), 0)
         mean_row = np.where(n_row >= REFIT_MIN_PIXELS, r0.sum(0) / np.maximum(n_row, 1), 0.0)
@@ -329,8 +346,11 @@ class OODStats:
     combined_threshold: float = float("inf")
     model_sha256: str | None = None
     calibration: dict = field(default_factory=dict)
-    #: the measured-input regime: {"medians", "thresholds", "combined_threshold"} (empty: none)
+    #: the measured-input regime: {"medians", "thresholds", "combined_threshold"[, "scales"]} (empty: none)
     measured: dict = field(default_factory=dict)
+    #: score name -> in-distribution :data:`COMBINE_REF_QUANTILE` quantile, the combined score's
+    #: reference (empty in files from before session 11: the medians are)
+    scales: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
     def has_measured(self) -> bool:
@@ -369,12 +389,19 @@ class OODStats:
             out = {k: v for k, v in out.items() if k in known}
         return out
 
+    def _scales(self, measured: bool) -> dict:
+        """The combined score's reference of every score: its in-distribution
+        :data:`COMBINE_REF_QUANTILE` quantile, or (statistics from before session 11) its median."""
+        sc = self.measured.get("scales") if measured else self.scales
+        return sc or self._regime(measured)[0]
+
     def combine(self, scores: dict, measured: bool = False) -> np.ndarray:
-        """Σ_k max(0, log(s_k / median_k)) over the scores but :data:`SINGLE_ONLY`, (N,): one-sided — a
-        score below its in-distribution median (e.g. nothing "missing" from pure noise) cannot offset
-        another's excess."""
-        medians = self._regime(measured)[0]
-        parts = [np.clip(np.log(np.maximum(v, 1e-30) / medians[k]), 0.0, None) for k, v in scores.items() if k not in SINGLE_ONLY]
+        """Σ_k max(0, log(s_k / scale_k)) over the scores but :data:`SINGLE_ONLY`, (N,), scale_k the
+        score's in-distribution :data:`COMBINE_REF_QUANTILE` quantile: one-sided — a score below it
+        (e.g. nothing "missing" from pure noise) cannot offset another's excess, and the ordinary
+        spread of the right crystal's scores adds nothing."""
+        ref = self._scales(measured)
+        parts = [np.clip(np.log(np.maximum(v, 1e-30) / ref[k]), 0.0, None) for k, v in scores.items() if k not in SINGLE_ONLY]
         return sum(parts) if parts else np.zeros(len(next(iter(scores.values()))))
 
     def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
@@ -442,6 +469,7 @@ class OODStats:
             "residual_scale": self.residual_scale,
             "calibration": self.calibration,
             "measured": self.measured,
+            "scales": self.scales,
         }
 
     def save(self, path) -> None:
@@ -469,6 +497,7 @@ class OODStats:
                 d.get("model_sha256"),
                 d.get("calibration", {}),
                 _measured_regime(d.get("measured") or {}),
+                {k: float(v) for k, v in (d.get("scales") or {}).items()},
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
@@ -503,6 +532,7 @@ def _measured_regime(d: dict) -> dict:
         "medians": {k: float(v) for k, v in d["medians"].items()},
         "thresholds": {k: float(v) for k, v in d["thresholds"].items()},
         "combined_threshold": float(d["combined_threshold"]),
+        **({"scales": {k: float(v) for k, v in d["scales"].items()}} if d.get("scales") else {}),
     }
 
 
@@ -596,6 +626,9 @@ def calibrate(
         return float(max(np.quantile(v, q) for v in vals))
 
     stats.medians = {k: max(float(np.median(np.concatenate([st[k] for st in sets]))), 1e-12) for k in s_clean}
+    stats.scales = {
+        k: max(float(np.quantile(np.concatenate([st[k] for st in sets]), COMBINE_REF_QUANTILE)), 1e-12) for k in s_clean
+    }
     stats.thresholds = {k: qmax([st[k] for st in sets], q1) for k in s_clean}
     stats.combined_threshold = qmax([stats.combine(st) for st in sets], quantile)
     fpr_clean = float(stats._flags(s_clean).mean())
@@ -611,6 +644,7 @@ def calibrate(
         stats.measured = {
             "medians": {k: max(float(np.median(v)), 1e-12) for k, v in s_aug.items()},
             "thresholds": {k: float(np.quantile(v, qm)) for k, v in s_aug.items()},
+            "scales": {k: max(float(np.quantile(v, COMBINE_REF_QUANTILE)), 1e-12) for k, v in s_aug.items()},
         }
         stats.measured["combined_threshold"] = float(np.quantile(stats.combine(s_aug, True), quantile))
         fpr_aug = float(stats._flags(s_aug, True).mean())

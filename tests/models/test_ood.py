@@ -101,6 +101,7 @@ def test_ood_json_beside_the_model_and_stale_statistics(vae_ood, tmp_path, capsy
     stats.save(d / "ood.json")
     back = OODStats.load(d / "ood.json")
     assert back.thresholds == stats.thresholds and back.combined_threshold == stats.combined_threshold
+    assert back.scales == stats.scales and set(back.scales) == set(back.medians)
     rng = np.random.default_rng(5)
     np.save(tmp_path / "noise.npy", rng.random((140, 140)))
     assert main(["invert", "--model", str(d), "--spectrum", str(tmp_path / "noise.npy"), "--n-samples", "5", "--json"]) == 0
@@ -276,3 +277,26 @@ def test_shipped_resnet_measured_regime_catches_a_flat_band(ood_data):
     assert stats.flags(model, ge, measured=True).mean() <= 0.1
     b, g = stats.scores(model, band, measured=True)["band"], stats.scores(model, ge, measured=True)["band"]
     assert np.median(b) > 3 * np.median(g), (np.median(b), np.median(g))
+
+
+def test_combined_score_is_the_excess_over_each_scores_90th_percentile(vae_ood, ood_data, tmp_path):
+    """The combined score sums log(score / its in-distribution 90th percentile), one-sided: the
+    right crystal's ordinary spread adds nothing (most held-out spectra score exactly 0), and a
+    statistics file from before the scales existed combines over the medians, as it did then."""
+    from fcinv_widgets.models.ood import COMBINE_REF_QUANTILE, OODStats
+
+    model, stats = vae_ood
+    assert COMBINE_REF_QUANTILE == 0.9
+    assert all(stats.scales[k] >= stats.medians[k] for k in stats.medians)
+    sc = stats.scores(model, ood_data[2])
+    comb = stats.combine(sc)
+    assert np.mean(comb == 0) >= 0.5
+    manual = sum(np.clip(np.log(np.maximum(v, 1e-30) / stats.scales[k]), 0, None) for k, v in sc.items() if k != "band")
+    np.testing.assert_allclose(comb, manual)
+    d = stats.to_dict()
+    d.pop("scales")
+    (tmp_path / "old.json").write_text(json.dumps(d, default=float))
+    old = OODStats.load(tmp_path / "old.json")
+    assert old.scales == {}
+    by_median = sum(np.clip(np.log(np.maximum(v, 1e-30) / stats.medians[k]), 0, None) for k, v in sc.items() if k != "band")
+    np.testing.assert_allclose(old.combine(sc), by_median)
