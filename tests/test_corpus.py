@@ -160,6 +160,7 @@ CORPUS = [
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--supervise", "-1"], "--supervise: must be a finite number > 0"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--supervise", "nan"], "--supervise"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--model", "resnet", "--supervise", "5"], "--model vae only"),
+    (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--regressor-only", "--supervise", "5"], "not with --regressor-only"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--max-train", "-5"], "--max-train"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--model", "resnet", "--width", "0"], "--width"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--threads", "-2"], "--threads"),

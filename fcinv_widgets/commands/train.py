@@ -126,6 +126,8 @@ def run(args) -> int:
             raise FcinvError("--init-from does not apply with --regressor-only")
         aug["init_from"] = args.init_from
     if args.regressor_only:
+        if args.supervise is not None:
+            raise FcinvError("--supervise applies while the VAE trains, not with --regressor-only")
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")
         r = refit_regressor(
