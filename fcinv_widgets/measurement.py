@@ -7,6 +7,17 @@ the models see at inference after the standard correction to unit weights
 (:func:`fcinv_widgets.analysis.expio.to_model_intensity`: × E/(n(E,T)+1), clipped), in this
 order (each step drawn per spectrum):
 
+0. **S(Q,E) weighting** (session 12; with probability ``p_sqe``, 0 by default and for every model
+   trained before): the spectrum is rendered again at its own force constants with the folded
+   one-phonon S(Q,E) mode weights — |F_ν(Q)|² over the equivalents the kinematics at the drawn Ei
+   cover, with the Debye–Waller factor at a temperature from ``sqe_temperatures`` — times
+   (n+1)/E, scaled to its 99.5th percentile: steps 1–5 then act on this raw S(Q,E) as an
+   instrument does (the background and the counts before any correction), and after step 5 it is
+   corrected by E/(n+1) and clipped at the 99.5th percentile as inputs are at inference
+   (``to_model_intensity``). Measured (session 12): the same B and P added before rather than after
+   that correction cost the unit-weight-trained ge-resnet FC0/FC1 24/32 % instead of 2/8 % on the
+   first-principles S(Q,E) — the correction turns a flat background into a ramp ∝ E and the counting
+   noise with it (:class:`SQEWeighting`; needs the spectra's FCs, :meth:`Augmenter.attach_sqe`);
 1. **resolution**: with probability ``p_resolution`` the image is re-broadened to the ARCS
    resolution σ(E; Ei) (:func:`~fcinv_widgets.broadening.sigma_arcs`) at an incident energy
    Ei drawn uniformly in ``ei_factor`` × the grid's largest energy: a Gaussian kernel of width
@@ -35,10 +46,11 @@ Every draw comes from ``numpy.random.default_rng(SeedSequence([seed, epoch, samp
 sample's augmentation is reproducible from (seed, epoch, sample index) alone and nothing is
 stored: the loader applies it to each mini-batch (:meth:`MeasurementModel.apply`).
 
-**Training and inference are consistent as follows**: the models are trained on unit-weight
-images augmented as above; measured inputs (a folded one-phonon S(Q, E)) must be corrected
-to unit weights once (× E/(n+1) and clipping, ``to_model_intensity``) before inversion — the
-augmentation covers what that correction cannot remove, not the (n+1)/E factor itself.
+**Training and inference are consistent as follows**: measured inputs (a folded one-phonon
+S(Q, E)) are corrected once (× E/(n+1) and clipping, ``to_model_intensity``) before inversion;
+the models are trained on unit-weight images (the paper's fast-model input) augmented as above,
+and — with ``p_sqe`` > 0 — on images carrying the |Q·e|² and Debye–Waller weights that correction
+leaves, rendered exactly (step 0) rather than imitated by the random field of step 2.
 """
 
 from __future__ import annotations
@@ -75,9 +87,15 @@ class MeasurementModel:
     p_single: float = 0.4
     n_ei_kernels: int = 12
     extra: dict = field(default_factory=dict)
+    #: probability that a spectrum is rendered with folded one-phonon S(Q,E) mode weights (step 0;
+    #: needs the spectra's force constants, :meth:`Augmenter.attach_sqe`; 0 = unit weights, as
+    #: every model before session 12 was trained)
+    p_sqe: float = 0.0
+    #: sample temperatures (K) of those weights' Debye–Waller factors, one drawn per spectrum
+    sqe_temperatures: tuple = (5.0, 300.0)
 
     def __post_init__(self):
-        for k in ("p_clean", "p_resolution", "p_elastic", "p_noiseless", "p_mask", "p_single"):
+        for k in ("p_clean", "p_resolution", "p_elastic", "p_noiseless", "p_mask", "p_single", "p_sqe"):
             v = getattr(self, k)
             if not (0 <= v <= 1):
                 raise FcinvError(f"measurement model: {k} must be a probability in [0, 1], got {v!r}")
@@ -89,6 +107,9 @@ class MeasurementModel:
             raise FcinvError("measurement model: Ei must exceed the grid's largest energy (ei_factor > 1)")
         if self.counts[0] <= 0 or self.background[0] < 0 or self.elastic[0] < 0:
             raise FcinvError("measurement model: counts must be > 0, background and elastic ≥ 0")
+        t = np.asarray(self.sqe_temperatures, float)
+        if t.ndim != 1 or len(t) == 0 or not np.all(np.isfinite(t)) or np.any(t < 0):
+            raise FcinvError(f"measurement model: sqe_temperatures must be temperatures ≥ 0 K, got {self.sqe_temperatures!r}")
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
@@ -96,7 +117,7 @@ class MeasurementModel:
     @classmethod
     def from_dict(cls, d: dict) -> MeasurementModel:
         d = dict(d)
-        for k in ("ei_factor", "elastic", "background", "slope", "counts"):
+        for k in ("ei_factor", "elastic", "background", "slope", "counts", "sqe_temperatures"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -133,6 +154,19 @@ class Augmenter:
         self.masks = None if masks is None else np.asarray(masks, bool)
         if self.masks is not None and (self.masks.ndim != 3 or self.masks.shape[2] != len(self.e)):
             raise FcinvError(f"coverage bank of shape {self.masks.shape} does not fit {len(self.e)} energy bins")
+        self.weighting: SQEWeighting | None = None
+        self.params: np.ndarray | None = None
+
+    def attach_sqe(self, material, params, progress: bool = False) -> None:
+        """Render step 0 (``p_sqe``) for the spectra whose force constants are ``params`` ((N, P)
+        eV/Å², every parameter in the order of ``dataset._nuisance_model``: the active ones first,
+        row = the ``sample`` index :meth:`one` is given). The weights are computed once per
+        material and measurement model (:class:`SQEWeighting`, ~1.3 s per (Ei, T) for Ge)."""
+        p = np.asarray(params, float)
+        if p.ndim != 2 or p.shape[1] != material.basis.n_params or not np.all(np.isfinite(p)):
+            raise FcinvError(f"S(Q,E) weighting needs (N, {material.basis.n_params}) finite force constants, got {p.shape}")
+        self.weighting = SQEWeighting.get(material, self.eis, self.model.sqe_temperatures, progress=progress)
+        self.params = p
 
     def rng(self, epoch: int, sample: int) -> np.random.Generator:
         """The generator of one (epoch, sample) draw (both non-negative integers)."""
@@ -152,8 +186,19 @@ class Augmenter:
         info = {"clean": False}
         nq = x.shape[0]
         k = None
+        sqe_t = None  # the S(Q,E) path: its temperature index (noise added before the correction)
         if r.random() < m.p_resolution:
             k = int(r.integers(len(self.eis)))
+        if m.p_sqe > 0:  # (no draw without it: the draws of every earlier model stay as they were)
+            use = r.random() < m.p_sqe
+            kw = k if k is not None else int(r.integers(len(self.eis)))
+            kt = int(r.integers(len(m.sqe_temperatures)))
+            if use and self.weighting is not None and self.params is not None:
+                x = self.weighting.render(self.params[sample], kw, kt)
+                sqe_t = kt
+                info["sqe_weights"] = True
+                info["temperature_k"] = float(m.sqe_temperatures[kt])
+        if k is not None:
             x = x @ self.kernels_t[k]
             info["ei_mev"] = float(self.eis[k])
         # residual weighting: smooth random field along q and a tilt along E
@@ -165,7 +210,8 @@ class Augmenter:
         b = r.uniform(-m.weight_e, m.weight_e)
         fe = b * (self.e / self.e[-1] - 0.5)
         x = x * np.exp(fq[:, None] + fe[None, :]).astype(np.float32)
-        x = x / max(x.max(), 1e-12)
+        # the peak B and P refer to: the maximum of a model image, the 99.5th percentile of an S(Q,E)
+        x = x / max(float(x.max() if sqe_t is None else np.percentile(x, SQE_CLIP)), 1e-12)
         # elastic line with a Lorentzian tail
         if r.random() < m.p_elastic:
             amp = r.uniform(*m.elastic)
@@ -185,6 +231,8 @@ class Augmenter:
             P = math.exp(r.uniform(math.log(m.counts[0]), math.log(m.counts[1])))
             x = (r.poisson(P * x) / P).astype(np.float32)
             info["counts"] = float(P)
+        if sqe_t is not None:  # background and counts were an instrument's: now the inference correction
+            x = self.weighting.correct(x, sqe_t)  # type: ignore[union-attr]
         # coverage
         cov = None
         if self.masks is not None and len(self.masks) and r.random() < m.p_mask:
@@ -214,6 +262,91 @@ class Augmenter:
         ``epoch``: each row depends only on (seed, epoch, sample), not on the batch it is in."""
         images = np.asarray(images)
         return np.stack([self.one(im, epoch, int(s)) for im, s in zip(images, samples)])
+
+
+#: the |Q| range (1/Å) folded into the S(Q,E) weights of step 0 (as the coverage bank's)
+SQE_QMAX = 6.0
+#: training images in S(Q,E) weighting are clipped at this percentile, as inputs are at inference
+#: (``analysis.expio.DEFAULT_CLIP``)
+SQE_CLIP = 99.5
+
+
+class SQEWeighting:
+    """Step 0 of the measurement model: a training spectrum rendered as the folded one-phonon
+    S(Q,E) weights it, after the standard correction (× E/(n(E,T)+1)): every mode ν of q bin b
+    weighted by W_ν(b, E), the mean over the equivalents Q = G + Rq within :data:`SQE_QMAX` that
+    the kinematics at Ei cover of ħ²|F_ν(Q)|²/2 with the Debye–Waller factor at T
+    (:func:`fcinv_widgets.sqe.folded_mode_weights`), instead of unit weight.
+
+    The weights are computed once at the material's reference force constants, per (Ei, T), and
+    applied at each spectrum's own force constants (energies follow the spectrum; weights are
+    held): the eigenvectors hardly move over the training domain (measured, session 12: the
+    first-principles Ge S(Q,E) rendered with the reference's weights is 0.2 % RMS off the exact
+    one, with unit weights 62 %). :meth:`render` gives the raw S(Q,E), :meth:`correct` the inference
+    correction the augmenter applies after its background and counts."""
+
+    _cache: dict = {}
+
+    def __init__(self, material, eis_mev, temperatures_k, qmax: float = SQE_QMAX, progress: bool = False):
+        from tqdm.auto import tqdm
+
+        from .dataset import _nuisance_model
+        from .sqe import SQE, bose_factor, fold_geometry, folded_mode_weights
+
+        grid = material.grid
+        self.fm, inactive = _nuisance_model(material, DATASET_SIGMA_MEV)
+        order = np.concatenate([material.active, inactive])
+        ref = np.asarray(material.reference_params, float)
+        geom = fold_geometry(material.crystal, grid, float(qmax), material.conventional_a)
+        e = np.asarray(grid.e.centers, float)
+        self.eis = np.asarray(eis_mev, float)
+        self.temperatures = np.asarray(temperatures_k, float)
+        self.bose = np.stack([np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), t), 0.0) for t in self.temperatures])
+        w = []
+        bar = tqdm(total=len(self.eis) * len(self.temperatures), desc="S(Q,E) weights", disable=not progress, leave=False)
+        for t in self.temperatures:
+            calc = SQE(material.basis, ref, temperature=float(t))
+            row = []
+            for ei in self.eis:
+                mw = folded_mode_weights(calc, geom, grid, float(ei))
+                row.append(self.fm.slot_weights(ref[order], mw).astype(np.float32))
+                bar.update()
+            w.append(row)
+        bar.close()
+        #: (n_T, n_Ei, slots, nE) folded mode weights, fm² per atom
+        self.slot_weights = np.asarray(w)
+        self._twins: dict = {}
+
+    @classmethod
+    def get(cls, material, eis_mev, temperatures_k, progress: bool = False) -> SQEWeighting:
+        """One instance per (material and reference, Ei values, temperatures) in this process."""
+        key = (
+            material.name,
+            np.asarray(material.reference_params, float).tobytes(),
+            np.asarray(eis_mev, float).tobytes(),
+            np.asarray(temperatures_k, float).tobytes(),
+        )
+        if key not in cls._cache:
+            cls._cache[key] = cls(material, eis_mev, temperatures_k, progress=progress)
+        return cls._cache[key]
+
+    def render(self, params, i_ei: int, i_t: int) -> np.ndarray:
+        """The (nq, nE) float32 folded one-phonon S(Q,E) of force constants ``params`` (P,) — the
+        weights of Ei ``eis[i_ei]`` and T ``temperatures[i_t]``, times (n+1)/E — as an instrument
+        sees it before any correction, scaled so that its 99.5th percentile is 1 (the peak the
+        noise grid's B and P refer to, as ``fcinv simulate --full-sqe --noise`` does)."""
+        key = (int(i_ei), int(i_t))
+        if key not in self._twins:
+            self._twins[key] = self.fm.with_sqe_weights(self.slot_weights[i_t, i_ei], float(self.temperatures[i_t]))
+        img = np.asarray(self._twins[key].spectra(np.asarray(params, float)[None], normalize=False), float)[0]
+        return (img / max(float(np.percentile(img, SQE_CLIP)), 1e-30)).astype(np.float32)
+
+    def correct(self, img: np.ndarray, i_t: int) -> np.ndarray:
+        """What inference does to a measured S(Q,E) (``analysis.expio.to_model_intensity``): × E/(n(E,T)+1)
+        at ``temperatures[i_t]``, clipped at the :data:`SQE_CLIP` th percentile; float32, peak 1."""
+        x = np.asarray(img, np.float32) * self.bose[i_t][None, :].astype(np.float32)
+        x = np.minimum(x, np.percentile(x, SQE_CLIP))
+        return (x / max(float(x.max()), 1e-30)).astype(np.float32)
 
 
 def coverage_bank(material, ei_mev: float | None = None, angles_deg=None, qmax: float = 6.0, progress: bool = False):

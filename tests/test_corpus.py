@@ -161,6 +161,13 @@ CORPUS = [
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--supervise", "nan"], "--supervise"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--model", "resnet", "--supervise", "5"], "--model vae only"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--regressor-only", "--supervise", "5"], "not with --regressor-only"),
+    (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--sqe-weights", "0.5"], "apply with --augment only"),
+    (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--sqe-weights", "1.5"], "--sqe-weights is a fraction"),
+    (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--sqe-weights", "nan"], "--sqe-weights is a fraction"),
+    (
+        ["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--regressor-only", "--sqe-weights", "0.5"],
+        "not with --regressor-only",
+    ),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--max-train", "-5"], "--max-train"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--model", "resnet", "--width", "0"], "--width"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--threads", "-2"], "--threads"),
@@ -234,6 +241,14 @@ CORPUS = [
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_huge", "--qpoints", "0 0 0"], "eV/Å²"),
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt", "--qpoints", "0 0 0"], "text.txt"),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_trunc", "--resume", "--epochs", "1"], "--resume"),
+    (
+        ["evaluate", "--model", "ge-vae-paper", "--dataset", "{ds}", "--allow-other-domain", "--sqe-weights", "0.5"],
+        "apply with --augment only",
+    ),
+    (
+        ["evaluate", "--model", "ge-vae-paper", "--dataset", "{ds}", "--allow-other-domain", "--augment", "--sqe-weights", "2"],
+        "--sqe-weights is a fraction",
+    ),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_foreign", "--resume", "--epochs", "1"], "not a training state"),
     # --- contradictions
     (["simulate", "--material", "Nb", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--out", "{d}/x.h5"], "Nb"),

@@ -44,6 +44,14 @@ def register(sub):
         "to the test split with a fixed seed (--seed)",
     )
     p.add_argument("--mask-bank", default=None, metavar="NPZ", help="with --augment: coverage masks (fcinv train --mask-bank)")
+    p.add_argument(
+        "--sqe-weights",
+        type=float,
+        default=None,
+        metavar="P",
+        help="with --augment: render this fraction (0–1) of the test spectra with the folded one-phonon S(Q,E) "
+        "mode weights a measurement keeps after its E/(n+1) correction (default 0: unit weights)",
+    )
     add_seed(p, "with --augment: seed of the measurement model's draws")
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
@@ -81,17 +89,25 @@ def run(args) -> int:
             f"reference {d_ref!r}{'' if same_domain else ' over another domain'}; "
             "pass --allow-other-domain to evaluate it there anyway"
         )
-    if args.mask_bank and not args.augment:
-        raise FcinvError("--mask-bank applies with --augment only")
+    if (args.mask_bank or args.sqe_weights is not None) and not args.augment:
+        raise FcinvError("--mask-bank and --sqe-weights apply with --augment only")
+    if args.sqe_weights is not None and not 0 <= args.sqe_weights <= 1:
+        raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
     test_set = "clean"
     if args.augment:
         from ..measurement import MeasurementModel, load_bank
         from ..models.train import TEST_EPOCH
 
         masks = load_bank(args.mask_bank)[0] if args.mask_bank else None
-        aug = MeasurementModel().sampler(info["energies"], masks=masks, seed=args.seed)
+        from ..models.train import _augmenter
+
+        p_sqe = float(args.sqe_weights or 0.0)
+        aug = _augmenter(MeasurementModel(p_sqe=p_sqe), info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
         x = aug.apply(x, np.arange(len(x)), TEST_EPOCH)
-        test_set = f"augmented (measurement model defaults, seed {args.seed}{', coverage masks' if masks is not None else ''})"
+        test_set = (
+            f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {args.seed}"
+            f"{', coverage masks' if masks is not None else ''})"
+        )
     d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress))
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {

@@ -110,6 +110,11 @@ def run(args) -> int:
             test = np.asarray(te[: min(nte, args.n_test)], np.float32)
         finally:
             ds.close()
+        if augmenter is not None and augmenter.model.p_sqe > 0:  # draws in S(Q,E) weighting need the FCs
+            from ..models.train import full_params
+
+            mat, fp = full_params(path, "test", len(test))
+            augmenter.attach_sqe(mat, fp, progress=not args.no_progress)
         if args.coverage_from:
             from ..scans import ScanSet
 

@@ -66,7 +66,9 @@ def run(args) -> int:
             raise FcinvError(f"--mask-bank has shape {list(masks.shape)}, the model was trained with {cfg['coverage_bank']}")
     from ..measurement import MeasurementModel
 
-    aug = _augmenter(MeasurementModel.from_dict(aug_cfg), info, masks, int(training.get("seed", 0)))
+    aug = _augmenter(
+        MeasurementModel.from_dict(aug_cfg), info, masks, int(training.get("seed", 0)), dataset=args.dataset, n=len(x)
+    )
     before = model.sigma_scale.copy()
     scale, cal = _fit_sigma(model, x, y, iv, aug, int(training.get("seed", 0)), progress=not (args.json or args.no_progress))
     training["sigma_calibrated_by"] = "fcinv sigma-calibrate"

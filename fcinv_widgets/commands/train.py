@@ -71,6 +71,15 @@ def register(sub):
         help="start from a trained model of the same kind and material (fine-tuning), e.g. ge-vae-paper",
     )
     p.add_argument("--no-masks", action="store_true", help="with --augment: no coverage masks (full coverage)")
+    p.add_argument(
+        "--sqe-weights",
+        type=float,
+        default=None,
+        metavar="P",
+        help="with --augment: render this fraction (0–1) of the training spectra with the folded one-phonon "
+        "S(Q,E) mode weights (|Q·e|², Debye–Waller) a measurement has after its E/(n+1) correction, "
+        "instead of unit weights (default 0: unit weights, as the shipped models before session 12)",
+    )
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
 
@@ -116,18 +125,25 @@ def run(args) -> int:
         resume=args.resume,
         progress=not (args.json or args.no_progress),
     )
-    if (args.mask_bank or args.no_masks) and not args.augment:
-        raise FcinvError("--mask-bank and --no-masks apply with --augment only")
+    if (args.mask_bank or args.no_masks or args.sqe_weights is not None) and not args.augment:
+        raise FcinvError("--mask-bank, --no-masks and --sqe-weights apply with --augment only")
     aug = {}
     if args.augment and not args.regressor_only:
-        aug = {"augment": True, "masks": _masks(args, args.dataset)}
+        augment = True
+        if args.sqe_weights is not None:
+            from ..measurement import MeasurementModel
+
+            if not 0 <= args.sqe_weights <= 1:
+                raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
+            augment = MeasurementModel(p_sqe=float(args.sqe_weights))
+        aug = {"augment": augment, "masks": _masks(args, args.dataset)}
     if args.init_from:
         if args.regressor_only:
             raise FcinvError("--init-from does not apply with --regressor-only")
         aug["init_from"] = args.init_from
     if args.regressor_only:
-        if args.supervise is not None:
-            raise FcinvError("--supervise applies while the VAE trains, not with --regressor-only")
+        if args.supervise is not None or args.sqe_weights is not None:
+            raise FcinvError("--supervise and --sqe-weights apply while the network trains, not with --regressor-only")
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")
         r = refit_regressor(

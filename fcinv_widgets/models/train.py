@@ -76,14 +76,14 @@ def _data(dataset, max_train, seed: int):
     return x, y, info, iv, it
 
 
-def _prepare(dataset, out, max_train, threads, device, seed: int, augment, masks):
+def _prepare(dataset, out, max_train, threads, device, seed: int, augment, masks, progress: bool = False):
     """The set-up both trainings share, in this order: torch threads, device and seed; the output
     folder; the data (:func:`_data`); the augmenter. Returns (dev, out, x, y, info, iv, it, aug)."""
     dev = _setup(threads, device, seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     x, y, info, iv, it = _data(dataset, max_train, seed)
-    return dev, out, x, y, info, iv, it, _augmenter(augment, info, masks, seed)
+    return dev, out, x, y, info, iv, it, _augmenter(augment, info, masks, seed, dataset=dataset, n=len(x), progress=progress)
 
 
 def _scaler(y, it):
@@ -250,14 +250,52 @@ def _base_config(kind: str, info: dict, shape, y_mean, y_std) -> dict:
     }
 
 
-def _augmenter(augment, info, masks, seed):
-    """An :class:`~fcinv_widgets.measurement.Augmenter` (or None) for a dataset's energy axis."""
+def _augmenter(augment, info, masks, seed, dataset=None, split: str = "train", n: int | None = None, progress: bool = False):
+    """An :class:`~fcinv_widgets.measurement.Augmenter` (or None) for a dataset's energy axis; with
+    S(Q,E) weighting (``p_sqe`` > 0) and the ``dataset``, bound to the force constants of the first
+    ``n`` spectra of its ``split`` (:func:`full_params`)."""
     if augment is None or augment is False:
         return None
     from ..measurement import MeasurementModel
 
     model = MeasurementModel() if augment is True else augment
-    return model.sampler(info["energies"], masks=masks, seed=seed)
+    aug = model.sampler(info["energies"], masks=masks, seed=seed)
+    if model.p_sqe > 0 and dataset is not None:
+        mat, params = full_params(dataset, split, n)
+        aug.attach_sqe(mat, params, progress=progress)
+    return aug
+
+
+def full_params(dataset, split: str = "train", n: int | None = None):
+    """(material, (N, P) eV/Å²): every force-constant parameter of the first ``n`` spectra of a
+    dataset split, the active ones first (``dataset._nuisance_model``'s order): the inactive ones
+    as drawn (``--nuisance``) or at the file's reference. The material's reference must be the
+    file's (the weights of :class:`~fcinv_widgets.measurement.SQEWeighting` are computed at it)."""
+    import h5py
+
+    from ..dataset import Dataset
+    from ..materials import get_material
+
+    d = Dataset(dataset)
+    try:
+        _, params, n_done = d.split(split)
+        n = n_done if n is None else min(int(n), n_done)
+        mat = get_material(d.material)
+        ref = np.asarray(mat.reference_params, float)
+        if d.reference_params is not None and not np.allclose(np.asarray(d.reference_params, float), ref, rtol=1e-6, atol=1e-9):
+            raise FcinvError(
+                f"{dataset}: made at another fit of the {d.material} reference than today's preset; "
+                "S(Q,E) weighting needs the preset's (regenerate the dataset with fcinv dataset)"
+            )
+        inactive = np.setdiff1d(np.arange(mat.basis.n_params), mat.active)
+        g = d._f[split]
+        if isinstance(g.get("inactive_params"), h5py.Dataset):
+            extra = np.asarray(g["inactive_params"][:n], float)
+        else:
+            extra = np.broadcast_to(ref[inactive], (n, len(inactive)))
+        return mat, np.hstack([np.asarray(params[:n], float), extra])
+    finally:
+        d.close()
 
 
 def _augmented(aug, x, idx, epoch):
@@ -413,7 +451,7 @@ def train_vae(
     from .inverter import Inverter
     from .nets import VAE, Regressor, vae_loss
 
-    dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks)
+    dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks, progress)
     xt = torch.from_numpy(x)
     shape = x.shape[1:]
     start = _init_from(init_from, "vae", info["material"])
@@ -628,7 +666,7 @@ def refit_regressor(
     if inv.config.get("augment"):
         from ..measurement import MeasurementModel
 
-        aug = _augmenter(MeasurementModel.from_dict(inv.config["augment"]), info, masks, seed)
+        aug = _augmenter(MeasurementModel.from_dict(inv.config["augment"]), info, masks, seed, dataset=dataset, n=len(x))
     reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(
         inv.vae, x, y, it, iv, inv.config["latent"], reg_epochs, seed, progress, aug=aug
     )
@@ -682,7 +720,7 @@ def train_resnet(
     from .inverter import ResNetModel
     from .nets import ResNet18
 
-    dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks)
+    dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks, progress)
     het = aug is not None
     n = y.shape[1]
     shape = x.shape[1:]

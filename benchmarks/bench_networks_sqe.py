@@ -1,0 +1,131 @@
+"""The networks alone on simulated Ge measurements of several true FC sets: accuracy and ±2σ coverage.
+
+    python benchmarks/bench_networks_sqe.py [--models ge-vae,ge-resnet] [--truths 8]
+        [--cells 0.05,300;0.2,30] [--angles 0,60] [--ei 80] [--temperature 5] [--qmax 6] [--json FILE]
+
+``bench_measurement.py`` inverts one truth (the first-principles FCs) and one noise draw; this
+one asks the same of ``--truths`` FC sets — the shipped first-principles (DFT) Ge FCs, then sets
+drawn as ``bench_refine_sqe.py`` draws them (the 36 inactive FCs from N(reference,
+(1.5 σ_fit)²), the 8 active ones uniformly within ±15 % of the reference) — in each noise cell:
+the folded one-phonon S(Q,E) as ``fcinv simulate --full-sqe`` makes it (Debye–Waller, Bose
+factor at ``--temperature``, ARCS resolution and kinematic coverage at ``--ei``, |Q| ≤
+``--qmax``), a flat background B and Poisson counts P (``noise.add_noise``, 99.5th-percentile
+peak), written as an fcinv spectrum file that says what it is, and inverted by
+``Inverter.invert(path)`` with default options (E/(n+1) weighting at its temperature, clip), as
+``fcinv invert`` does (the OOD check is skipped: accuracy only). ``--angles``: single-orientation
+scans of each truth at these sample angles too (``scans.simulate_scans``, same noise), inverted
+as S(Q,E) at the temperature. Prints, per model and data set, the median and largest relative
+error of FC0–FC3 over truths × cells, the fraction of FC0–FC3 within 5 %, and the ±1σ / ±2σ
+coverage over all 8 FCs. Asserts nothing.
+"""
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--models", default="ge-vae,ge-resnet")
+ap.add_argument("--truths", type=int, default=8)
+ap.add_argument("--cells", default="0.05,300;0.2,30", help="B,P noise cells separated by ;")
+ap.add_argument("--angles", default="", help="single scans at these sample angles (degrees, comma-separated)")
+ap.add_argument("--ei", type=float, default=80.0)
+ap.add_argument("--temperature", type=float, default=5.0)
+ap.add_argument("--qmax", type=float, default=6.0)
+ap.add_argument("--seed", type=int, default=2026)
+ap.add_argument("--json", default=None)
+a = ap.parse_args()
+
+from fcinv_widgets import get_material  # noqa: E402
+from fcinv_widgets.models import load_model  # noqa: E402
+from fcinv_widgets.noise import add_noise  # noqa: E402
+from fcinv_widgets.scans import simulate_scans  # noqa: E402
+from fcinv_widgets.spectrum_io import write_spectrum  # noqa: E402
+from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
+
+mat = get_material("Ge")
+rng = np.random.default_rng(a.seed)
+truths = [("dft", np.asarray(mat.dft_params, float))]
+inactive = np.setdiff1d(np.arange(mat.basis.n_params), mat.active)
+while len(truths) < a.truths:
+    t = mat.reference_params.copy()
+    t[inactive] += rng.normal(0, 1.5, len(inactive)) * np.asarray(mat.nuisance_sigma)
+    t[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
+    if mat.forward_model().with_backend("numpy").is_stable(t[mat.active])[0]:
+        truths.append((f"drawn {len(truths)}", t))
+cells = [tuple(float(v) for v in c.split(",")) for c in a.cells.split(";") if c.strip()]
+angles = [float(v) for v in a.angles.split(",") if v.strip()]
+models = {n: load_model(n) for n in a.models.split(",")}
+tmp = tempfile.TemporaryDirectory()
+rows = []
+for ti, (tname, t) in enumerate(truths):
+    calc = SQE(mat.basis, t, temperature=a.temperature)
+    pts = fold_points(calc, mat.grid, a.qmax, mat.conventional_a)
+    sets = {"full data": fold_full(pts, mat.grid, sigma_mev=1.0, ei_mev=a.ei)[0]}
+    if angles:
+        ss = simulate_scans(mat, a.ei, angles, params=t, qmax=a.qmax, progress=False)
+        sets.update({f"scan {om:g}°": img for om, img in zip(angles, ss.scans)})
+    for ci, (B, P) in enumerate(cells):
+        for si, (sname, img) in enumerate(sets.items()):
+            noisy, _ = add_noise(img, B, P, seed=1000 * ti + 10 * ci + si, peak_percentile=99.5)
+            path = Path(tmp.name) / f"t{ti}_c{ci}_s{si}.h5"
+            write_spectrum(
+                path,
+                noisy,
+                mat.grid,
+                material=mat.name,
+                kind="full-sqe",
+                temperature_k=a.temperature,
+                ei_mev=a.ei,
+                qmax_inv_a=a.qmax,
+                intensity="one-phonon-sqe",
+                origin="simulated",
+            )
+            for mname, m in models.items():
+                r = m.invert(str(path), ood=False)
+                mu, sd = np.asarray(r["fc_mean"]), np.asarray(r["fc_std"])
+                true = t[mat.active]
+                rows.append(
+                    {
+                        "model": mname,
+                        "truth": tname,
+                        "B": B,
+                        "P": P,
+                        "set": "full data" if si == 0 else "single scan",
+                        "scan": sname,
+                        "mean": mu.tolist(),
+                        "std": sd.tolist(),
+                        "true": true.tolist(),
+                        "rel_err": (np.abs(mu - true) / np.abs(true)).tolist(),
+                        "z": ((mu - true) / sd).tolist(),
+                    }
+                )
+    print(f"truth {ti + 1}/{len(truths)} done", flush=True)
+print(f"{len(truths)} truths × cells {a.cells} (Ei {a.ei:g} meV, T {a.temperature:g} K, |Q| ≤ {a.qmax:g} 1/Å)")
+print("| model | data | n | FC0–FC3 median rel. error | max | within 5 % | ±1σ (8 FCs) | ±2σ (8 FCs) |")
+print("|---|---|---|---|---|---|---|---|")
+summary = {}
+for mname in models:
+    for kind in ("full data", "single scan"):
+        rs = [r for r in rows if r["model"] == mname and r["set"] == kind]
+        if not rs:
+            continue
+        e = np.array([r["rel_err"][:4] for r in rs])
+        z = np.abs(np.array([r["z"] for r in rs]))
+        s = {
+            "n": len(rs),
+            "median": np.median(e, 0).tolist(),
+            "max": e.max(0).tolist(),
+            "within_5pct": float((e <= 0.05).mean()),
+            "cov1": float((z <= 1).mean()),
+            "cov2": float((z <= 2).mean()),
+        }
+        summary[f"{mname} {kind}"] = s
+        print(
+            f"| {mname} | {kind} | {len(rs)} | {' / '.join(f'{100 * v:.0f}' for v in s['median'])} % | "
+            f"{' / '.join(f'{100 * v:.0f}' for v in s['max'])} % | {s['within_5pct']:.2f} | {s['cov1']:.2f} | {s['cov2']:.2f} |"
+        )
+if a.json:
+    Path(a.json).write_text(json.dumps({"settings": vars(a), "summary": summary, "rows": rows}, indent=1))
