@@ -59,6 +59,15 @@ oth = fmo.spectra(th[fmo.is_stable(th)][: a.n_other]).astype(float)
 mm = MeasurementModel.from_dict(cfg["augment"])
 full = mm.sampler(E, masks=bank, seed=99)
 op = dataclasses.replace(mm, background=(0.0, 0.2), counts=(30.0, 1000.0)).sampler(E, masks=bank, seed=99)
+sqe_sets = {}
+if mm.p_sqe > 0:  # a model trained with the S(Q,E) path: the same held-out spectra as measured S(Q,E)
+    mat_own = material_for_model(cfg)
+    inactive = np.setdiff1d(np.arange(mat_own.basis.n_params), mat_own.active)
+    fc = np.hstack([theta[900 : 900 + a.n], np.broadcast_to(mat_own.reference_params[inactive], (a.n, len(inactive)))])
+    for label, kw in (("", {}), (", operating", {"background": (0.0, 0.2), "counts": (30.0, 1000.0)})):
+        smp = dataclasses.replace(mm, p_sqe=1.0, **kw).sampler(E, masks=bank, seed=99)
+        smp.attach_sqe(mat_own, fc)
+        sqe_sets[f"{own.name} realistic S(Q,E){label}"] = measured_draws(smp, held, epoch=7)
 band = held[:20].copy()
 band[:, :, held.shape[2] // 2 : held.shape[2] // 2 + 2] = band.max()
 sets = {
@@ -66,6 +75,7 @@ sets = {
     f"{own.name} noisy (B ≤ 0.2, P ≥ 30)": noisy_copies(held, seed=11)[0],
     f"{own.name} realistic": measured_draws(full, held, epoch=7),
     f"{own.name} realistic, operating": measured_draws(op, held, epoch=7),
+    **sqe_sets,
     f"{other.name} on the {own.name} grid, clean": oth,
     f"{other.name} on the {own.name} grid, realistic": measured_draws(full, oth, epoch=7),
     f"{other.name} on the {own.name} grid, realistic, operating": measured_draws(op, oth, epoch=7),
@@ -92,7 +102,10 @@ for name, x in sets.items():
         "s_per_spectrum_measured": (t2 - t1) / len(x),
     }
     rows.append(row)
-    print(f"  {name:<42} n={len(x):<4} {row['model_image']:.2f} | {row['measured']:.2f}   ({row['s_per_spectrum_measured']:.2f} s each)", flush=True)
+    print(
+        f"  {name:<42} n={len(x):<4} {row['model_image']:.2f} | {row['measured']:.2f}   ({row['s_per_spectrum_measured']:.2f} s each)",
+        flush=True,
+    )
 if a.json:
     with open(a.json, "w") as f:
         json.dump({"model": a.model, "mask_bank": a.mask_bank, "rows": rows}, f, indent=1)

@@ -110,11 +110,9 @@ def run(args) -> int:
             test = np.asarray(te[: min(nte, args.n_test)], np.float32)
         finally:
             ds.close()
-        if augmenter is not None and augmenter.model.p_sqe > 0:  # draws in S(Q,E) weighting need the FCs
-            from ..models.train import full_params
-
-            mat, fp = full_params(path, "test", len(test))
-            augmenter.attach_sqe(mat, fp, progress=not args.no_progress)
+        # (a model trained with the S(Q,E) path is still calibrated on unit-weight measurement draws:
+        # with half its draws through that path the thresholds rose until Nb on the Ge grid passed —
+        # 0.00 flagged, a flat band 0.10 — session 12; see docs/models.md)
         if args.coverage_from:
             from ..scans import ScanSet
 

@@ -116,6 +116,13 @@ REFIT_MIN_PIXELS = 10
 #: ordinary in-distribution spectrum above it added log(s/median) ≈ 2 and raised the combined
 #: threshold (session 11; statistics files without scales use the medians, as before)
 COMBINE_REF_QUANTILE = 0.9
+#: quantile bins of the inputs' :func:`noise_level` among the measured regime's calibration draws,
+#: each with its own thresholds (session 12; 1 = one set of thresholds, the default). Measured: 4 bins
+#: gave no gain — Nb on the Ge grid 0.84 → 0.85 detected by the session-11 ge-resnet, and 0.00 either
+#: way by session 12's when its calibration draws included the S(Q,E) path (see ``fcinv ood-calibrate``)
+NOISE_BINS = 1
+#: the key under which :meth:`OODStats.scores` returns the noise level in the measured regime (not a score)
+NOISE_KEY = "noise_level"
 
 
 def is_measured_input(corrections: dict | None) -> bool:
@@ -251,6 +258,49 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarr
     return (sx[None] - (R @ c)[..., 0]) * m[None]
 
 
+def noise_level(model, x: np.ndarray) -> np.ndarray:
+    """(N,) the counting noise of inputs as the model sees them (after ``prepare``: min-max scaled,
+    so relative to the peak): 1.4826 × the median |second difference along E| / √6 over covered
+    triples of pixels that hold some intensity (zero-count stretches without background would
+    read as noise-free) — a robust σ of white noise, hardly moved by the smooth phonon peaks."""
+    xp = model.prepare(x).astype(np.float64)
+    m = np.isfinite(np.asarray(x, float))
+    d2 = np.abs(xp[:, :, 2:] - 2 * xp[:, :, 1:-1] + xp[:, :, :-2])
+    lit = (xp[:, :, 2:] > 0) | (xp[:, :, 1:-1] > 0) | (xp[:, :, :-2] > 0)
+    ok = m[:, :, 2:] & m[:, :, 1:-1] & m[:, :, :-2] & lit
+    return np.array([1.4826 * float(np.median(d2[i][ok[i]])) / np.sqrt(6.0) if ok[i].any() else 0.0 for i in range(len(xp))])
+
+
+def _without_noise(scores: dict) -> tuple[dict, np.ndarray | None]:
+    return {k: v for k, v in scores.items() if k != NOISE_KEY}, scores.get(NOISE_KEY)
+
+
+_SQE_REFIT: dict = {}
+
+
+def _sqe_renderer(mat, fm, ei_mev: float):
+    """(weighted twin of ``fm``, E/(n+1) at 5 K): the refit's S(Q,E) renderer — the folded mode
+    weights at the material's reference FCs, Ei ``ei_mev``, 5 K, corrected by E/(n+1) as inference
+    corrects a measured file (the weights hardly move over the domain; ``measurement.SQEWeighting``).
+    Computed once per process (~1–2 s for Ge)."""
+    from ..sqe import SQE, bose_factor, fold_geometry, folded_mode_weights
+
+    ref = np.asarray(mat.reference_params, float)
+    key = (mat.name, ref.tobytes(), round(ei_mev, 6))
+    if key not in _SQE_REFIT:
+        from ..measurement import SQE_QMAX
+
+        grid = fm.grid
+        geom = fold_geometry(mat.crystal, grid, SQE_QMAX, mat.conventional_a)
+        w = folded_mode_weights(SQE(mat.basis, ref, temperature=5.0), geom, grid, ei_mev)
+        th = ref[np.asarray(mat.active)]
+        fmw = fm.with_sqe_weights(fm.slot_weights(th, w), 5.0)
+        e = np.asarray(grid.e.centers, float)
+        bose = np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), 5.0), 0.0)[None, :]
+        _SQE_REFIT[key] = (fmw, bose)
+    return _SQE_REFIT[key]
+
+
 def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """(``refit``, ``band``) scores, (N,) each (see the module doc), or None without a preset
     material or a measurement model. ``refit``: the fraction of the smoothed data's structure the
@@ -270,7 +320,13 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
     if not aug or tuple(fm.grid.shape) != tuple(x.shape[1:]):
         return None
     energies = np.asarray(model.config.get("energy_centers_mev", fm.grid.e.centers), float)
-    kernels = MeasurementModel.from_dict(aug).sampler(energies).kernels_t.astype(np.float64)
+    mm = MeasurementModel.from_dict(aug)
+    sampler = mm.sampler(energies)
+    kernels = sampler.kernels_t.astype(np.float64)
+    renders = [lambda t: np.asarray(fm.spectra(t), np.float64)]  # unit weights (the fast model)
+    if mm.p_sqe > 0:  # a model trained on measured S(Q,E) too: the refit may explain the data as one
+        fmw, bose = _sqe_renderer(mat, fm, float(np.median(sampler.eis)))
+        renders.append(lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64) * bose)
     kernels = np.concatenate([np.eye(len(energies))[None], kernels])  # the grid's own width first
     e = (energies - energies.mean()) / max(float(np.ptp(energies)), 1e-12)
     lor = 1.0 / (1.0 + (energies / REFIT_ELASTIC_MEV) ** 2)
@@ -301,23 +357,25 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
             # the resolution: the kernel that explains the data best at the current FCs (chosen
             # again after each round: a kernel picked at a poor start can hold the fit away from the
             # right FCs; session 11: such stalls made the right crystal's largest refit scores)
-            img = np.asarray(fm.spectra(th[None]), np.float64)[0]
-            r = _column_residuals(sx, _smooth(img @ kernels, mi, den), m, e, lor)
-            k = int(np.argmin((r**2).sum((1, 2))))
-            if k == k_prev:
+            # (and, for a model trained on measured S(Q,E), whether unit or S(Q,E) weights explain it)
+            cand = np.concatenate([render(th[None])[0] @ kernels for render in renders])
+            r = _column_residuals(sx, _smooth(cand, mi, den), m, e, lor)
+            c = int(np.argmin((r**2).sum((1, 2))))
+            if c == k_prev:
                 break
-            k_prev = k
-            r0, lam = r[k], 1e-2  # the residual at the current FCs
+            k_prev = c
+            render, k = renders[c // len(kernels)], c % len(kernels)
+            r0, lam = r[c], 1e-2  # the residual at the current FCs
             best = float((r0**2).sum())
             for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
                 pts = th + np.diag(h)
-                imgs = np.asarray(fm.spectra(pts), np.float64) @ kernels[k]
+                imgs = render(pts) @ kernels[k]
                 r = _column_residuals(sx, _smooth(imgs, mi, den), m, e, lor)
                 J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
                 H = J.T @ J
                 step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
                 trial = np.clip(th + step, dom[:, 0], dom[:, 1])
-                ti = np.asarray(fm.spectra(trial[None]), np.float64) @ kernels[k]
+                ti = render(trial[None]) @ kernels[k]
                 rt = _column_residuals(sx, _smooth(ti, mi, den), m, e, lor)[0]
                 f = float((rt**2).sum())
                 if f < best:
@@ -383,6 +441,10 @@ class OODStats:
             if refit is not None:
                 out["refit"], out["band"] = refit
             known = self.measured.get("medians")
+            if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
+                out = {k: v for k, v in out.items() if k in known}
+            out[NOISE_KEY] = noise_level(model, x)
+            return out
         else:
             known = self.medians
         if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
@@ -401,13 +463,28 @@ class OODStats:
         (e.g. nothing "missing" from pure noise) cannot offset another's excess, and the ordinary
         spread of the right crystal's scores adds nothing."""
         ref = self._scales(measured)
+        scores = _without_noise(scores)[0]
         parts = [np.clip(np.log(np.maximum(v, 1e-30) / ref[k]), 0.0, None) for k, v in scores.items() if k not in SINGLE_ONLY]
         return sum(parts) if parts else np.zeros(len(next(iter(scores.values()))))
 
-    def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
+    def _thresholds(self, scores: dict, measured: bool) -> tuple[dict, np.ndarray]:
+        """The single-score thresholds {name: (N,)} and the combined threshold (N,) for these
+        scores: in the measured regime with noise bins, those of each input's noise level."""
+        scores, noise = _without_noise(scores)
+        n = len(next(iter(scores.values())))
         _, thresholds, combined = self._regime(measured)
-        single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
-        return (self.combine(scores, measured) > combined) | single
+        bins = self.measured.get("noise_bins") if measured else None
+        if not bins or noise is None:
+            return {k: np.full(n, thresholds[k]) for k in scores}, np.full(n, combined)
+        b = np.digitize(noise, np.asarray(bins["edges"], float))
+        per = bins["thresholds"]
+        return {k: np.array([per[j][k] for j in b]) for k in scores}, np.asarray(bins["combined_threshold"], float)[b]
+
+    def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
+        thresholds, combined = self._thresholds(scores, measured)
+        sc = _without_noise(scores)[0]
+        single = np.max(np.stack([v / thresholds[k] for k, v in sc.items()]), axis=0) > 1.0
+        return (self.combine(sc, measured) > combined) | single
 
     def flags(self, model, spectra, measured: bool = False) -> np.ndarray:
         """(N,) bool: the combined score above its threshold, or any single score above its own;
@@ -421,11 +498,14 @@ class OODStats:
         ``measured``: judge it in the measured regime (see the module doc) when these statistics
         have one; the record says which regime was used and why."""
         use = measured and self.has_measured()
-        medians, thresholds, combined = self._regime(use)
-        sc = self.scores(model, spectrum, use)
-        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
+        medians = self._regime(use)[0]
+        sc_all = self.scores(model, spectrum, use)
+        th, comb = self._thresholds(sc_all, use)
+        combined = float(comb[0])
+        sc, noise = _without_noise(sc_all)
+        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(th[k][0])} for k, v in sc.items()}
         score = float(self.combine(sc, use)[0])
-        flag = bool(self._flags(sc, use)[0])
+        flag = bool(self._flags(sc_all, use)[0])
         worst = max((k for k in comps if k not in SINGLE_ONLY), key=lambda k: comps[k]["value"] / comps[k]["median"])
         over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
         if over:
@@ -450,6 +530,7 @@ class OODStats:
             "regime_note": note,
             "components": comps,
             "quantile": self.quantile,
+            **({"noise_level": float(noise[0])} if noise is not None else {}),
         }
 
     # ------------------------------------------------------------------ persistence
@@ -533,7 +614,21 @@ def _measured_regime(d: dict) -> dict:
         "thresholds": {k: float(v) for k, v in d["thresholds"].items()},
         "combined_threshold": float(d["combined_threshold"]),
         **({"scales": {k: float(v) for k, v in d["scales"].items()}} if d.get("scales") else {}),
+        **({"noise_bins": _noise_bins(d["noise_bins"], set(d["thresholds"]))} if d.get("noise_bins") else {}),
     }
+
+
+def _noise_bins(nb: dict, names: set) -> dict:
+    """The measured regime's per-noise-level thresholds, checked: ascending edges, one threshold set
+    per bin naming the same scores, and one combined threshold per bin (else a ValueError)."""
+    edges = [float(v) for v in nb["edges"]]
+    per = [{k: float(v) for k, v in t.items()} for t in nb["thresholds"]]
+    comb = [float(v) for v in nb["combined_threshold"]]
+    if any(b <= a for a, b in zip(edges, edges[1:])) or len(per) != len(edges) + 1 or len(comb) != len(per):
+        raise ValueError("noise_bins: edges must ascend, with one threshold set and combined threshold per bin")
+    if any(set(t) != names for t in per):
+        raise ValueError("noise_bins: every bin must name the measured regime's scores")
+    return {"edges": edges, "thresholds": per, "combined_threshold": comb}
 
 
 # ---------------------------------------------------------------------- calibration
@@ -639,15 +734,34 @@ def calibrate(
         aug = measured_draws(augmenter, ca, epoch=OOD_EPOCH)
         # (a draw with no coverage or a constant one is not a spectrum: check_input would refuse it)
         ok = np.array([bool(np.isfinite(a).any()) and np.nanmax(a) > np.nanmin(a) for a in aug])
-        s_aug = stats.scores(model, aug[ok], measured=True, progress=progress)
+        s_all = stats.scores(model, aug[ok], measured=True, progress=progress)
+        s_aug, noise = _without_noise(s_all)
         qm = 1 - (1 - quantile) / len(s_aug)
         stats.measured = {
             "medians": {k: max(float(np.median(v)), 1e-12) for k, v in s_aug.items()},
             "thresholds": {k: float(np.quantile(v, qm)) for k, v in s_aug.items()},
             "scales": {k: max(float(np.quantile(v, COMBINE_REF_QUANTILE)), 1e-12) for k, v in s_aug.items()},
         }
-        stats.measured["combined_threshold"] = float(np.quantile(stats.combine(s_aug, True), quantile))
-        fpr_aug = float(stats._flags(s_aug, True).mean())
+        comb = stats.combine(s_aug, True)
+        stats.measured["combined_threshold"] = float(np.quantile(comb, quantile))
+        if NOISE_BINS > 1 and noise is not None and len(noise) >= 100 * NOISE_BINS:
+            # per noise level: thresholds of the draws in each quantile bin of the noise, made
+            # non-decreasing with the noise (a noisier input never gets a stricter threshold)
+            edges = np.unique(np.quantile(noise, np.linspace(0, 1, NOISE_BINS + 1)[1:-1]))
+            b = np.digitize(noise, edges)
+            nb = len(edges) + 1
+            per = [{k: float(np.quantile(v[b == j], qm)) for k, v in s_aug.items()} for j in range(nb)]
+            cth = [float(np.quantile(comb[b == j], quantile)) for j in range(nb)]
+            for name in s_aug:
+                run = np.maximum.accumulate([p[name] for p in per])
+                for j in range(nb):
+                    per[j][name] = float(run[j])
+            stats.measured["noise_bins"] = {
+                "edges": [float(v) for v in edges],
+                "thresholds": per,
+                "combined_threshold": [float(v) for v in np.maximum.accumulate(cth)],
+            }
+        fpr_aug = float(stats._flags(s_all, True).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {
         "n_train": len(tr),
