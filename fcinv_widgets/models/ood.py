@@ -443,7 +443,8 @@ class OODStats:
             known = self.measured.get("medians")
             if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
                 out = {k: v for k, v in out.items() if k in known}
-            out[NOISE_KEY] = noise_level(model, x)
+            if NOISE_BINS > 1 or self.measured.get("noise_bins"):  # only where thresholds depend on it
+                out[NOISE_KEY] = noise_level(model, x)
             return out
         else:
             known = self.medians
