@@ -38,6 +38,8 @@ ap.add_argument("--seed", type=int, default=2026)
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
+from _truths import draw_truths  # noqa: E402
+
 from fcinv_widgets import get_material  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
@@ -46,15 +48,7 @@ from fcinv_widgets.spectrum_io import write_spectrum  # noqa: E402
 from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
 
 mat = get_material("Ge")
-rng = np.random.default_rng(a.seed)
-truths = [("dft", np.asarray(mat.dft_params, float))]
-inactive = np.setdiff1d(np.arange(mat.basis.n_params), mat.active)
-while len(truths) < a.truths:
-    t = mat.reference_params.copy()
-    t[inactive] += rng.normal(0, 1.5, len(inactive)) * np.asarray(mat.nuisance_sigma)
-    t[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
-    if mat.forward_model().with_backend("numpy").is_stable(t[mat.active])[0]:
-        truths.append((f"drawn {len(truths)}", t))
+truths = draw_truths(mat, a.truths, a.seed)
 cells = [tuple(float(v) for v in c.split(",")) for c in a.cells.split(";") if c.strip()]
 angles = [float(v) for v in a.angles.split(",") if v.strip()]
 models = {n: load_model(n) for n in a.models.split(",")}

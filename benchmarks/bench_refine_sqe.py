@@ -34,6 +34,8 @@ ap.add_argument("--single-only", action="store_true", help="with --angles: only 
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
+from _truths import draw_truths  # noqa: E402
+
 from fcinv_widgets import get_material  # noqa: E402
 from fcinv_widgets.analysis.refine import ABOVE_NOISE, refine_sqe  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
@@ -41,15 +43,7 @@ from fcinv_widgets.scans import simulate_scans  # noqa: E402
 from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
 
 mat = get_material("Ge")
-rng = np.random.default_rng(2026)
-truths = [("dft", np.asarray(mat.dft_params, float))]
-inactive = np.setdiff1d(np.arange(mat.basis.n_params), mat.active)
-while len(truths) < a.truths:
-    t = mat.reference_params.copy()
-    t[inactive] += rng.normal(0, 1.5, len(inactive)) * np.asarray(mat.nuisance_sigma)
-    t[mat.active] *= 1 + rng.uniform(-0.15, 0.15, len(mat.active))
-    if mat.forward_model().with_backend("numpy").is_stable(t[mat.active])[0]:
-        truths.append((f"drawn {len(truths)}", t))
+truths = draw_truths(mat, a.truths, 2026)
 angles = [float(v) for v in a.angles.split(",") if v.strip()]
 clean = {}  # (truth, data set) → (image, orientations or None)
 for name, t in truths:

@@ -271,6 +271,31 @@ SQE_QMAX = 6.0
 SQE_CLIP = 99.5
 
 
+def creation_correction(energies_mev, temperature_k: float) -> np.ndarray:
+    """(nE,) E/(n(E,T)+1) per energy bin centre (meV), 0 at E ≤ 0: the factor inference applies to a
+    measured one-phonon S(Q,E) (``analysis.expio.to_model_intensity``), here for rendering."""
+    from .sqe import bose_factor
+
+    e = np.asarray(energies_mev, float)
+    return np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), float(temperature_k)), 0.0)
+
+
+def reference_slot_weights(material, fm, params, ei_mev: float, temperature_k: float, geometry=None) -> np.ndarray:
+    """The folded mode weights of ``material`` at its reference force constants (Ei ``ei_mev``, T
+    ``temperature_k``; :func:`fcinv_widgets.sqe.folded_mode_weights`) as per-slot weights of the
+    forward model ``fm`` (``fm.slot_weights(params, …)``, ``params`` the reference in ``fm``'s own
+    parameter order: the 8 active FCs of the fast model or the 44 of the nuisance model), for
+    ``fm.with_sqe_weights``. ``geometry``: a ``fold_geometry`` to reuse (computed at :data:`SQE_QMAX`
+    otherwise)."""
+    from .sqe import SQE, fold_geometry, folded_mode_weights
+
+    ref = np.asarray(material.reference_params, float)
+    grid = material.grid
+    geom = geometry if geometry is not None else fold_geometry(material.crystal, grid, SQE_QMAX, material.conventional_a)
+    mw = folded_mode_weights(SQE(material.basis, ref, temperature=float(temperature_k)), geom, grid, float(ei_mev))
+    return fm.slot_weights(np.asarray(params, float), mw)
+
+
 class SQEWeighting:
     """Step 0 of the measurement model: a training spectrum rendered as the folded one-phonon
     S(Q,E) weights it, after the standard correction (× E/(n(E,T)+1)): every mode ν of q bin b
@@ -291,25 +316,22 @@ class SQEWeighting:
         from tqdm.auto import tqdm
 
         from .dataset import _nuisance_model
-        from .sqe import SQE, bose_factor, fold_geometry, folded_mode_weights
+        from .sqe import fold_geometry
 
         grid = material.grid
         self.fm, inactive = _nuisance_model(material, DATASET_SIGMA_MEV)
-        order = np.concatenate([material.active, inactive])
-        ref = np.asarray(material.reference_params, float)
+        ref = np.asarray(material.reference_params, float)[np.concatenate([material.active, inactive])]
         geom = fold_geometry(material.crystal, grid, float(qmax), material.conventional_a)
         e = np.asarray(grid.e.centers, float)
         self.eis = np.asarray(eis_mev, float)
         self.temperatures = np.asarray(temperatures_k, float)
-        self.bose = np.stack([np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), t), 0.0) for t in self.temperatures])
-        w = []
+        self.bose = np.stack([creation_correction(e, t) for t in self.temperatures])
         bar = tqdm(total=len(self.eis) * len(self.temperatures), desc="S(Q,E) weights", disable=not progress, leave=False)
+        w = []
         for t in self.temperatures:
-            calc = SQE(material.basis, ref, temperature=float(t))
             row = []
             for ei in self.eis:
-                mw = folded_mode_weights(calc, geom, grid, float(ei))
-                row.append(self.fm.slot_weights(ref[order], mw).astype(np.float32))
+                row.append(reference_slot_weights(material, self.fm, ref, float(ei), float(t), geom).astype(np.float32))
                 bar.update()
             w.append(row)
         bar.close()

@@ -116,13 +116,6 @@ REFIT_MIN_PIXELS = 10
 #: ordinary in-distribution spectrum above it added log(s/median) ≈ 2 and raised the combined
 #: threshold (session 11; statistics files without scales use the medians, as before)
 COMBINE_REF_QUANTILE = 0.9
-#: quantile bins of the inputs' :func:`noise_level` among the measured regime's calibration draws,
-#: each with its own thresholds (session 12; 1 = one set of thresholds, the default). Measured: 4 bins
-#: gave no gain — Nb on the Ge grid 0.84 → 0.85 detected by the session-11 ge-resnet, and 0.00 either
-#: way by session 12's when its calibration draws included the S(Q,E) path (see ``fcinv ood-calibrate``)
-NOISE_BINS = 1
-#: the key under which :meth:`OODStats.scores` returns the noise level in the measured regime (not a score)
-NOISE_KEY = "noise_level"
 
 
 def is_measured_input(corrections: dict | None) -> bool:
@@ -258,23 +251,6 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarr
     return (sx[None] - (R @ c)[..., 0]) * m[None]
 
 
-def noise_level(model, x: np.ndarray) -> np.ndarray:
-    """(N,) the counting noise of inputs as the model sees them (after ``prepare``: min-max scaled,
-    so relative to the peak): 1.4826 × the median |second difference along E| / √6 over covered
-    triples of pixels that hold some intensity (zero-count stretches without background would
-    read as noise-free) — a robust σ of white noise, hardly moved by the smooth phonon peaks."""
-    xp = model.prepare(x).astype(np.float64)
-    m = np.isfinite(np.asarray(x, float))
-    d2 = np.abs(xp[:, :, 2:] - 2 * xp[:, :, 1:-1] + xp[:, :, :-2])
-    lit = (xp[:, :, 2:] > 0) | (xp[:, :, 1:-1] > 0) | (xp[:, :, :-2] > 0)
-    ok = m[:, :, 2:] & m[:, :, 1:-1] & m[:, :, :-2] & lit
-    return np.array([1.4826 * float(np.median(d2[i][ok[i]])) / np.sqrt(6.0) if ok[i].any() else 0.0 for i in range(len(xp))])
-
-
-def _without_noise(scores: dict) -> tuple[dict, np.ndarray | None]:
-    return {k: v for k, v in scores.items() if k != NOISE_KEY}, scores.get(NOISE_KEY)
-
-
 _SQE_REFIT: dict = {}
 
 
@@ -283,21 +259,14 @@ def _sqe_renderer(mat, fm, ei_mev: float):
     weights at the material's reference FCs, Ei ``ei_mev``, 5 K, corrected by E/(n+1) as inference
     corrects a measured file (the weights hardly move over the domain; ``measurement.SQEWeighting``).
     Computed once per process (~1–2 s for Ge)."""
-    from ..sqe import SQE, bose_factor, fold_geometry, folded_mode_weights
+    from ..measurement import creation_correction, reference_slot_weights
 
     ref = np.asarray(mat.reference_params, float)
     key = (mat.name, ref.tobytes(), round(ei_mev, 6))
     if key not in _SQE_REFIT:
-        from ..measurement import SQE_QMAX
-
-        grid = fm.grid
-        geom = fold_geometry(mat.crystal, grid, SQE_QMAX, mat.conventional_a)
-        w = folded_mode_weights(SQE(mat.basis, ref, temperature=5.0), geom, grid, ei_mev)
-        th = ref[np.asarray(mat.active)]
-        fmw = fm.with_sqe_weights(fm.slot_weights(th, w), 5.0)
-        e = np.asarray(grid.e.centers, float)
-        bose = np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), 5.0), 0.0)[None, :]
-        _SQE_REFIT[key] = (fmw, bose)
+        w = reference_slot_weights(mat, fm, ref[np.asarray(mat.active)], ei_mev, 5.0)
+        fmw = fm.with_sqe_weights(w, 5.0)
+        _SQE_REFIT[key] = (fmw, creation_correction(fm.grid.e.centers, 5.0)[None, :])
     return _SQE_REFIT[key]
 
 
@@ -443,8 +412,6 @@ class OODStats:
             known = self.measured.get("medians")
             if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
                 out = {k: v for k, v in out.items() if k in known}
-            if NOISE_BINS > 1 or self.measured.get("noise_bins"):  # only where thresholds depend on it
-                out[NOISE_KEY] = noise_level(model, x)
             return out
         else:
             known = self.medians
@@ -464,28 +431,13 @@ class OODStats:
         (e.g. nothing "missing" from pure noise) cannot offset another's excess, and the ordinary
         spread of the right crystal's scores adds nothing."""
         ref = self._scales(measured)
-        scores = _without_noise(scores)[0]
         parts = [np.clip(np.log(np.maximum(v, 1e-30) / ref[k]), 0.0, None) for k, v in scores.items() if k not in SINGLE_ONLY]
         return sum(parts) if parts else np.zeros(len(next(iter(scores.values()))))
 
-    def _thresholds(self, scores: dict, measured: bool) -> tuple[dict, np.ndarray]:
-        """The single-score thresholds {name: (N,)} and the combined threshold (N,) for these
-        scores: in the measured regime with noise bins, those of each input's noise level."""
-        scores, noise = _without_noise(scores)
-        n = len(next(iter(scores.values())))
-        _, thresholds, combined = self._regime(measured)
-        bins = self.measured.get("noise_bins") if measured else None
-        if not bins or noise is None:
-            return {k: np.full(n, thresholds[k]) for k in scores}, np.full(n, combined)
-        b = np.digitize(noise, np.asarray(bins["edges"], float))
-        per = bins["thresholds"]
-        return {k: np.array([per[j][k] for j in b]) for k in scores}, np.asarray(bins["combined_threshold"], float)[b]
-
     def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
-        thresholds, combined = self._thresholds(scores, measured)
-        sc = _without_noise(scores)[0]
-        single = np.max(np.stack([v / thresholds[k] for k, v in sc.items()]), axis=0) > 1.0
-        return (self.combine(sc, measured) > combined) | single
+        _, thresholds, combined = self._regime(measured)
+        single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
+        return (self.combine(scores, measured) > combined) | single
 
     def flags(self, model, spectra, measured: bool = False) -> np.ndarray:
         """(N,) bool: the combined score above its threshold, or any single score above its own;
@@ -499,14 +451,11 @@ class OODStats:
         ``measured``: judge it in the measured regime (see the module doc) when these statistics
         have one; the record says which regime was used and why."""
         use = measured and self.has_measured()
-        medians = self._regime(use)[0]
-        sc_all = self.scores(model, spectrum, use)
-        th, comb = self._thresholds(sc_all, use)
-        combined = float(comb[0])
-        sc, noise = _without_noise(sc_all)
-        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(th[k][0])} for k, v in sc.items()}
+        medians, th, combined = self._regime(use)
+        sc = self.scores(model, spectrum, use)
+        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(th[k])} for k, v in sc.items()}
         score = float(self.combine(sc, use)[0])
-        flag = bool(self._flags(sc_all, use)[0])
+        flag = bool(self._flags(sc, use)[0])
         worst = max((k for k in comps if k not in SINGLE_ONLY), key=lambda k: comps[k]["value"] / comps[k]["median"])
         over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
         if over:
@@ -531,7 +480,6 @@ class OODStats:
             "regime_note": note,
             "components": comps,
             "quantile": self.quantile,
-            **({"noise_level": float(noise[0])} if noise is not None else {}),
         }
 
     # ------------------------------------------------------------------ persistence
@@ -615,21 +563,7 @@ def _measured_regime(d: dict) -> dict:
         "thresholds": {k: float(v) for k, v in d["thresholds"].items()},
         "combined_threshold": float(d["combined_threshold"]),
         **({"scales": {k: float(v) for k, v in d["scales"].items()}} if d.get("scales") else {}),
-        **({"noise_bins": _noise_bins(d["noise_bins"], set(d["thresholds"]))} if d.get("noise_bins") else {}),
     }
-
-
-def _noise_bins(nb: dict, names: set) -> dict:
-    """The measured regime's per-noise-level thresholds, checked: ascending edges, one threshold set
-    per bin naming the same scores, and one combined threshold per bin (else a ValueError)."""
-    edges = [float(v) for v in nb["edges"]]
-    per = [{k: float(v) for k, v in t.items()} for t in nb["thresholds"]]
-    comb = [float(v) for v in nb["combined_threshold"]]
-    if any(b <= a for a, b in zip(edges, edges[1:])) or len(per) != len(edges) + 1 or len(comb) != len(per):
-        raise ValueError("noise_bins: edges must ascend, with one threshold set and combined threshold per bin")
-    if any(set(t) != names for t in per):
-        raise ValueError("noise_bins: every bin must name the measured regime's scores")
-    return {"edges": edges, "thresholds": per, "combined_threshold": comb}
 
 
 # ---------------------------------------------------------------------- calibration
@@ -735,8 +669,7 @@ def calibrate(
         aug = measured_draws(augmenter, ca, epoch=OOD_EPOCH)
         # (a draw with no coverage or a constant one is not a spectrum: check_input would refuse it)
         ok = np.array([bool(np.isfinite(a).any()) and np.nanmax(a) > np.nanmin(a) for a in aug])
-        s_all = stats.scores(model, aug[ok], measured=True, progress=progress)
-        s_aug, noise = _without_noise(s_all)
+        s_aug = stats.scores(model, aug[ok], measured=True, progress=progress)
         qm = 1 - (1 - quantile) / len(s_aug)
         stats.measured = {
             "medians": {k: max(float(np.median(v)), 1e-12) for k, v in s_aug.items()},
@@ -745,24 +678,7 @@ def calibrate(
         }
         comb = stats.combine(s_aug, True)
         stats.measured["combined_threshold"] = float(np.quantile(comb, quantile))
-        if NOISE_BINS > 1 and noise is not None and len(noise) >= 100 * NOISE_BINS:
-            # per noise level: thresholds of the draws in each quantile bin of the noise, made
-            # non-decreasing with the noise (a noisier input never gets a stricter threshold)
-            edges = np.unique(np.quantile(noise, np.linspace(0, 1, NOISE_BINS + 1)[1:-1]))
-            b = np.digitize(noise, edges)
-            nb = len(edges) + 1
-            per = [{k: float(np.quantile(v[b == j], qm)) for k, v in s_aug.items()} for j in range(nb)]
-            cth = [float(np.quantile(comb[b == j], quantile)) for j in range(nb)]
-            for name in s_aug:
-                run = np.maximum.accumulate([p[name] for p in per])
-                for j in range(nb):
-                    per[j][name] = float(run[j])
-            stats.measured["noise_bins"] = {
-                "edges": [float(v) for v in edges],
-                "thresholds": per,
-                "combined_threshold": [float(v) for v in np.maximum.accumulate(cth)],
-            }
-        fpr_aug = float(stats._flags(s_all, True).mean())
+        fpr_aug = float(stats._flags(s_aug, True).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {
         "n_train": len(tr),
