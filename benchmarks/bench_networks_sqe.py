@@ -16,7 +16,10 @@ peak), written as an fcinv spectrum file that says what it is, and inverted by
 scans of each truth at these sample angles too (``scans.simulate_scans``, same noise), inverted
 as S(Q,E) at the temperature. Prints, per model and data set, the median and largest relative
 error of FC0–FC3 over truths × cells, the fraction of FC0–FC3 within 5 %, and the ±1σ / ±2σ
-coverage over all 8 FCs. Asserts nothing.
+coverage over all 8 FCs. ``--refine``: each network answer is also the start of the physics fit
+(``analysis.refine.refine_sqe``, as ``fcinv invert --refine`` and ``fcinv refine --scan ω`` run
+it; ~1 min per fit), reported as "refined", and as "refined, checked": the fit where it reached
+the data's noise (``above_noise`` false), the network's answer where it did not. Asserts nothing.
 """
 
 import argparse
@@ -35,12 +38,14 @@ ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--temperature", type=float, default=5.0)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--seed", type=int, default=2026)
+ap.add_argument("--refine", action="store_true", help="also the physics fit started at each network answer")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
 from _truths import draw_truths  # noqa: E402
 
 from fcinv_widgets import get_material  # noqa: E402
+from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.scans import simulate_scans  # noqa: E402
@@ -79,29 +84,43 @@ for ti, (tname, t) in enumerate(truths):
             )
             for mname, m in models.items():
                 r = m.invert(str(path), ood=False)
-                mu, sd = np.asarray(r["fc_mean"]), np.asarray(r["fc_std"])
                 true = t[mat.active]
-                rows.append(
-                    {
-                        "model": mname,
-                        "truth": tname,
-                        "B": B,
-                        "P": P,
-                        "set": "full data" if si == 0 else "single scan",
-                        "scan": sname,
-                        "mean": mu.tolist(),
-                        "std": sd.tolist(),
-                        "true": true.tolist(),
-                        "rel_err": (np.abs(mu - true) / np.abs(true)).tolist(),
-                        "z": ((mu - true) / sd).tolist(),
-                    }
-                )
+                base = {
+                    "truth": tname,
+                    "B": B,
+                    "P": P,
+                    "set": "full data" if si == 0 else "single scan",
+                    "scan": sname,
+                    "true": true.tolist(),
+                }
+                answers = [(mname, r["fc_mean"], r["fc_std"], {})]
+                if a.refine:
+                    orient = None if si == 0 else [angles[si - 1]]
+                    f = refine_sqe(mat, noisy, a.temperature, ei_mev=a.ei, qmax=a.qmax, start=r["fc_mean"], orientations=orient)
+                    fit = {"above_noise": bool(f.above_noise), "noise_ratio": f.noise_ratio, "seconds": f.seconds}
+                    answers.append((f"{mname} refined", f.active_params, f.active_sigma, fit))
+                    keep = answers[0] if f.above_noise else answers[1]
+                    answers.append((f"{mname} refined, checked", keep[1], keep[2], fit))
+                for label, mu, sd, extra in answers:
+                    mu, sd = np.asarray(mu, float), np.asarray(sd, float)
+                    rows.append(
+                        base
+                        | extra
+                        | {
+                            "model": label,
+                            "mean": mu.tolist(),
+                            "std": sd.tolist(),
+                            "rel_err": (np.abs(mu - true) / np.abs(true)).tolist(),
+                            "z": ((mu - true) / sd).tolist(),
+                        }
+                    )
     print(f"truth {ti + 1}/{len(truths)} done", flush=True)
 print(f"{len(truths)} truths × cells {a.cells} (Ei {a.ei:g} meV, T {a.temperature:g} K, |Q| ≤ {a.qmax:g} 1/Å)")
 print("| model | data | n | FC0–FC3 median rel. error | max | within 5 % | ±1σ (8 FCs) | ±2σ (8 FCs) |")
 print("|---|---|---|---|---|---|---|---|")
 summary = {}
-for mname in models:
+labels = [m + sfx for m in models for sfx in (("", " refined", " refined, checked") if a.refine else ("",))]
+for mname in labels:
     for kind in ("full data", "single scan"):
         rs = [r for r in rows if r["model"] == mname and r["set"] == kind]
         if not rs:

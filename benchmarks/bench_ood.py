@@ -1,11 +1,13 @@
 """How often the shipped OOD check flags realistic in-distribution spectra, and how often another crystal.
 
     python benchmarks/bench_ood.py --model ge-vae|ge-resnet|nb-vae|nb-resnet --mask-bank MASKS.npz
-        [--n 200] [--n-other 100] [--json FILE]
+        [--dataset ge_nuis.h5 [--skip 1000]] [--n 200] [--n-other 100] [--json FILE]
 
 Uses the model's shipped ``ood.json`` as it is (no recalibration). Held-out spectra of the model's
-own training distribution (random stable FCs in its domain, seed 777, as ``tests/models/test_ood.py``;
-not the calibration set) and another crystal's dispersion drawn on the model's grid (Nb on the Ge
+own training distribution — with ``--dataset``, the test split of the dataset ``fcinv ood-calibrate``
+was run on, past the ``--skip`` spectra it calibrated on (its ``--n-test``, default 1000), so with
+the same inactive-FC nuisance; without, random stable FCs in its domain with the inactive FCs at
+the reference (seed 777, as ``tests/models/test_ood.py``) — and another crystal's dispersion drawn on the model's grid (Nb on the Ge
 grid, or Ge on the Nb grid: the other preset's forward model at its reference ± 20 % per active FC),
 each clean and through the model's own measurement model (``MeasurementModel.from_dict(config["augment"])``,
 seed 99, the coverage bank ``--mask-bank``; "operating": B ≤ 0.2 and P ≥ 30, the noise grid's
@@ -25,6 +27,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="ge-vae")
 ap.add_argument("--mask-bank", required=True, help="coverage bank (fcinv train --mask-bank) of the model's material")
 ap.add_argument("--n", type=int, default=200, help="held-out in-distribution spectra")
+ap.add_argument("--dataset", default=None, help="fcinv dataset HDF5 the model's ood.json was calibrated on")
+ap.add_argument("--skip", type=int, default=1000, help="with --dataset: test spectra used by ood-calibrate")
 ap.add_argument("--n-other", type=int, default=100, help="spectra of the other crystal")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
@@ -45,12 +49,28 @@ E = np.asarray(cfg["energy_centers_mev"], float)
 bank = load_bank(a.mask_bank)[0]
 fm = material_for_model(cfg).forward_model()
 dom = np.asarray(cfg["domain"], float)
-rng = np.random.default_rng(777)
-theta = np.zeros((0, len(dom)))
-while len(theta) < 900 + a.n:
-    t = dom[:, 0] + rng.random((4096, len(dom))) * (dom[:, 1] - dom[:, 0])
-    theta = np.vstack([theta, t[fm.is_stable(t)]])
-held = fm.spectra(theta[900 : 900 + a.n]).astype(float)
+mat_own = material_for_model(cfg)
+inactive = np.setdiff1d(np.arange(mat_own.basis.n_params), mat_own.active)
+if a.dataset:
+    from fcinv_widgets.dataset import Dataset
+    from fcinv_widgets.models.train import full_params
+
+    ds = Dataset(a.dataset)
+    te, _, nte = ds.split("test")
+    if nte < a.skip + a.n:
+        raise SystemExit(f"{a.dataset}: {nte} test spectra, need --skip {a.skip} + --n {a.n}")
+    held = np.asarray(te[a.skip : a.skip + a.n], float)
+    ds.close()
+    fc_held = full_params(a.dataset, "test", a.skip + a.n)[1][a.skip :]
+else:
+    rng = np.random.default_rng(777)
+    theta = np.zeros((0, len(dom)))
+    while len(theta) < 900 + a.n:
+        t = dom[:, 0] + rng.random((4096, len(dom))) * (dom[:, 1] - dom[:, 0])
+        theta = np.vstack([theta, t[fm.is_stable(t)]])
+    held = fm.spectra(theta[900 : 900 + a.n]).astype(float)
+    ref_inactive = np.broadcast_to(mat_own.reference_params[inactive], (a.n, len(inactive)))
+    fc_held = np.hstack([theta[900 : 900 + a.n], ref_inactive])
 own = get_material(cfg["material"])
 other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
 fmo = ForwardModel(other.basis, own.grid, other.reference_params, other.active)
@@ -61,12 +81,9 @@ full = mm.sampler(E, masks=bank, seed=99)
 op = dataclasses.replace(mm, background=(0.0, 0.2), counts=(30.0, 1000.0)).sampler(E, masks=bank, seed=99)
 sqe_sets = {}
 if mm.p_sqe > 0:  # a model trained with the S(Q,E) path: the same held-out spectra as measured S(Q,E)
-    mat_own = material_for_model(cfg)
-    inactive = np.setdiff1d(np.arange(mat_own.basis.n_params), mat_own.active)
-    fc = np.hstack([theta[900 : 900 + a.n], np.broadcast_to(mat_own.reference_params[inactive], (a.n, len(inactive)))])
     for label, kw in (("", {}), (", operating", {"background": (0.0, 0.2), "counts": (30.0, 1000.0)})):
         smp = dataclasses.replace(mm, p_sqe=1.0, **kw).sampler(E, masks=bank, seed=99)
-        smp.attach_sqe(mat_own, fc)
+        smp.attach_sqe(mat_own, fc_held)
         sqe_sets[f"{own.name} realistic S(Q,E){label}"] = measured_draws(smp, held, epoch=7)
 band = held[:20].copy()
 band[:, :, held.shape[2] // 2 : held.shape[2] // 2 + 2] = band.max()
@@ -108,4 +125,4 @@ for name, x in sets.items():
     )
 if a.json:
     with open(a.json, "w") as f:
-        json.dump({"model": a.model, "mask_bank": a.mask_bank, "rows": rows}, f, indent=1)
+        json.dump({"model": a.model, "mask_bank": a.mask_bank, "dataset": a.dataset, "rows": rows}, f, indent=1)
