@@ -101,7 +101,8 @@ def run(args) -> int:
         if ood["flag"]:
             print(
                 f"warning: {args.spectrum} looks out of distribution for {args.model} ({ood['reason']}); "
-                "the predicted force constants are not trustworthy",
+                "the predicted force constants are not trustworthy"
+                + (f" ({ood['input_note']})" if ood.get("input_note") else ""),
                 file=sys.stderr,
             )
     emit(args, d, "\n".join(lines))

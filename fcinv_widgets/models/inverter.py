@@ -290,10 +290,10 @@ class _Model:
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         if ood:
-            from .ood import is_measured_input
+            from .ood import is_measured_input, note_sqe_input
 
             measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
-            out["ood"] = self.ood_check(image, measured=measured)
+            out["ood"] = note_sqe_input(self.ood_check(image, measured=measured), corrections)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
         if refine:

@@ -125,6 +125,25 @@ def is_measured_input(corrections: dict | None) -> bool:
     return bool(c.get("origin") == "measured" or c.get("intensity") == "one-phonon-sqe" or c.get("already_applied"))
 
 
+#: what :func:`note_sqe_input` adds to a measured-regime record of a one-phonon S(Q,E) input
+SQE_INPUT_NOTE = (
+    "a one-phonon S(Q,E) input: the measured regime's thresholds are calibrated on unit-weight measurement "
+    "draws, and simulated S(Q,E) measurements of the right crystal are often flagged too (most at room "
+    "temperature; README, OOD) — on such an input a flag alone is weak evidence"
+)
+
+
+def note_sqe_input(record: dict | None, corrections: dict | None) -> dict | None:
+    """Add :data:`SQE_INPUT_NOTE` as ``input_note`` to an OOD ``record`` (:meth:`OODStats.check`)
+    judged in the measured regime when ``corrections`` (``prepare_input``'s record) say the input
+    is a one-phonon S(Q,E): the measured false-alarm rate on such inputs is high (session 13,
+    ``benchmarks/bench_ood.py``: 40–77 % of the right crystal's realistic S(Q,E) draws), and a
+    user should know before acting on the flag. Returns the record."""
+    if record is not None and record.get("regime") == "measured" and (corrections or {}).get("intensity") == "one-phonon-sqe":
+        record["input_note"] = SQE_INPUT_NOTE
+    return record
+
+
 def file_sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -233,6 +233,7 @@ def test_invert_judges_a_measured_input_in_the_measured_regime(vae_ood_measured,
     img = _draws(model, ood_data[2][:1], seed=5, epoch=3)[0]
     meas = inv.invert(Spectrum(img, "test", "array", meta={"origin": "measured"}), n_samples=5)
     assert meas["ood"]["regime"] == "measured" and meas["ood"]["regime_note"] is None
+    assert "input_note" not in meas["ood"]  # a measured image, not an S(Q,E): no caveat
     assert "refit" in meas["ood"]["components"]
     bare = inv.invert(img, n_samples=5)
     assert bare["ood"]["regime"] == "model-image" and "refit" not in bare["ood"]["components"]
@@ -313,3 +314,18 @@ def test_combined_score_is_the_excess_over_each_scores_90th_percentile(vae_ood, 
     assert old.scales == {}
     by_median = sum(np.clip(np.log(np.maximum(v, 1e-30) / stats.medians[k]), 0, None) for k, v in sc.items() if k != "band")
     np.testing.assert_allclose(old.combine(sc), by_median)
+
+
+def test_a_one_phonon_sqe_input_carries_the_measured_false_alarm_caveat():
+    """The measured regime's thresholds come from unit-weight draws and flag many S(Q,E) inputs of
+    the right crystal (README, OOD): a record judged in that regime for an S(Q,E) input says so;
+    other inputs and the model-image regime get no note."""
+    from fcinv_widgets.models.ood import SQE_INPUT_NOTE, note_sqe_input
+
+    sqe = {"intensity": "one-phonon-sqe", "origin": "simulated"}
+    assert note_sqe_input({"regime": "measured", "flag": True}, sqe)["input_note"] == SQE_INPUT_NOTE
+    assert "input_note" not in note_sqe_input({"regime": "model-image", "flag": True}, sqe)
+    assert "input_note" not in note_sqe_input(
+        {"regime": "measured", "flag": True}, {"intensity": "model-image", "origin": "measured"}
+    )
+    assert note_sqe_input(None, sqe) is None
