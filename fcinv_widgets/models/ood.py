@@ -709,6 +709,9 @@ def calibrate(
         "flagged_fraction_noisy": fpr_noisy,
         "flagged_fraction_augmented": fpr_aug,
         "augmented": None if augmenter is None else augmenter.model.to_dict(),
+        # whether the measured regime's draws went through step 0 (an augmenter without attached
+        # S(Q,E) weights draws unit-weight spectra whatever its p_sqe says)
+        "sqe_draws": None if augmenter is None else getattr(augmenter, "weighting", None) is not None,
         "coverage_masks": 0 if masks is None else len(masks),
         **(extra or {}),
     }

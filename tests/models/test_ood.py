@@ -206,6 +206,8 @@ def test_measured_regime_quiet_on_realistic_ge_and_fires_on_another_crystal(vae_
     grid's operating levels (B ≤ 0.2, P ≥ 30), is flagged."""
     model, stats = vae_ood_measured
     assert stats.has_measured() and "refit" in stats.measured["thresholds"]
+    # ge-vae's measurement model has p_sqe 0.5, but no S(Q,E) weights were attached: the record says so
+    assert stats.calibration["augmented"]["p_sqe"] > 0 and stats.calibration["sqe_draws"] is False
     ge = _draws(model, ood_data[2], seed=99, epoch=7)
     assert stats.flags(model, ge, measured=True).mean() <= 0.05
     op = {"background": (0.0, 0.2), "counts": (30.0, 1000.0)}
