@@ -320,3 +320,29 @@ def test_noise_check_tells_a_fit_at_the_noise_from_one_above_it(ge_dft):
     assert stuck.to_dict()["noise_ratio"] == pytest.approx(stuck.noise_ratio)
     # background-free data at low counts: most pixels hold zero counts, the median says nothing
     assert noise_dispersion(add_noise(img0, 0.0, 30, seed=3, peak_percentile=99.5)[0].astype(float)) is None
+
+
+def test_lbfgs_backs_off_where_the_loss_cannot_be_computed():
+    """A line-search step into a region where the loss raises (the forward model refusing NaN or
+    absurd force constants) or is NaN must not end the fit with that error: the point counts as
+    +inf, the search backs off, and a finite improved point comes back (session 13: a network start
+    in ``bench_networks_sqe --refine`` died with "force-constant parameters contain NaN or inf")."""
+    import torch
+
+    from fcinv_widgets.analysis.refine import _lbfgs
+    from fcinv_widgets.errors import FcinvError
+
+    def raising(z):
+        if float(z.detach().max()) > 4:
+            raise FcinvError("force-constant parameters contain NaN or inf")
+        return ((z - 5) ** 2).sum() - 0.01 * torch.log(4 - z).sum()
+
+    def nan_beyond(z):
+        return ((z - 5) ** 2).sum() - 0.01 * torch.log(4 - z).sum()  # NaN for z > 4
+
+    z0 = torch.zeros(3, dtype=torch.float64)
+    for f in (raising, nan_beyond):
+        z = _lbfgs(f, z0, 100)
+        assert torch.isfinite(z).all() and float(f(z)) < float(f(z0)) - 10
+    # an ordinary convex loss still goes to its minimum
+    np.testing.assert_allclose(_lbfgs(lambda z: ((z - 2) ** 2).sum(), z0, 100).numpy(), 2.0, atol=1e-6)

@@ -591,10 +591,17 @@ def _levenberg_marquardt(resid, z0, max_iter: int = 12, h: float = 1e-4):
 
 
 def _lbfgs(loss_fn, z0, max_iter: int):
-    """Minimise ``loss_fn(z)`` by L-BFGS (strong Wolfe) from ``z0``; returns the detached minimiser."""
+    """Minimise ``loss_fn(z)`` by L-BFGS (strong Wolfe) from ``z0``; returns the detached minimiser.
+
+    A trial point where the loss is not finite (or not computable: a line-search step far out of
+    the region the forward model accepts) counts as +inf with a zero gradient, so the line search
+    backs off; if the iterate itself ends non-finite, the best finite point evaluated is returned
+    (measured, session 13: one network start of ``bench_networks_sqe --refine`` sent a line search
+    to NaN force constants, which ended the fit with "force-constant parameters contain NaN")."""
     import torch
 
     zz = z0.clone().requires_grad_(True)
+    best: list = [float("inf"), z0.detach().clone()]
     opt = torch.optim.LBFGS(
         [zz],
         lr=1.0,
@@ -607,12 +614,23 @@ def _lbfgs(loss_fn, z0, max_iter: int):
 
     def closure():
         opt.zero_grad()
-        loss = loss_fn(zz)
+        loss = None
+        if bool(torch.isfinite(zz).all()):
+            try:
+                loss = loss_fn(zz)
+            except FcinvError:
+                loss = None
+        if loss is None or not bool(torch.isfinite(loss)):
+            zz.grad = torch.zeros_like(zz)
+            return torch.tensor(float("inf"), dtype=zz.dtype)
         loss.backward()
+        if float(loss.detach()) < best[0]:
+            best[0], best[1] = float(loss.detach()), zz.detach().clone()
         return loss
 
     opt.step(closure)
-    return zz.detach()
+    out = zz.detach()
+    return out if bool(torch.isfinite(out).all()) else best[1]
 
 
 def refine_spectrum(material, spec, temperature_k: float, ei_mev=None, qmax=None, scan=None, **kwargs) -> SQEFitResult:
