@@ -429,9 +429,6 @@ class OODStats:
             if refit is not None:
                 out["refit"], out["band"] = refit
             known = self.measured.get("medians")
-            if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
-                out = {k: v for k, v in out.items() if k in known}
-            return out
         else:
             known = self.medians
         if known:  # statistics calibrated before a score existed (an older ood.json) use the scores they know
@@ -470,9 +467,9 @@ class OODStats:
         ``measured``: judge it in the measured regime (see the module doc) when these statistics
         have one; the record says which regime was used and why."""
         use = measured and self.has_measured()
-        medians, th, combined = self._regime(use)
+        medians, thresholds, combined = self._regime(use)
         sc = self.scores(model, spectrum, use)
-        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(th[k])} for k, v in sc.items()}
+        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
         score = float(self.combine(sc, use)[0])
         flag = bool(self._flags(sc, use)[0])
         worst = max((k for k in comps if k not in SINGLE_ONLY), key=lambda k: comps[k]["value"] / comps[k]["median"])
@@ -695,8 +692,7 @@ def calibrate(
             "thresholds": {k: float(np.quantile(v, qm)) for k, v in s_aug.items()},
             "scales": {k: max(float(np.quantile(v, COMBINE_REF_QUANTILE)), 1e-12) for k, v in s_aug.items()},
         }
-        comb = stats.combine(s_aug, True)
-        stats.measured["combined_threshold"] = float(np.quantile(comb, quantile))
+        stats.measured["combined_threshold"] = float(np.quantile(stats.combine(s_aug, True), quantile))
         fpr_aug = float(stats._flags(s_aug, True).mean())
     stats.model_sha256 = file_sha256(model.path) if getattr(model, "path", None) else None
     stats.calibration = {
