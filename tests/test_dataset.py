@@ -62,15 +62,30 @@ def test_interrupted_in_process_then_resumed(reference_file, tmp_path):
     _same(_content(p), _content(reference_file))
 
 
-_CLI_SETTINGS = dict(n_train=600, n_test=10, candidates=256, seed=3)
+_CLI_SETTINGS = dict(n_train=600, n_test=10, candidates=64, seed=3)
 
 
-def _cli_dataset(out):
+# The real CLI in a real process, with every chunk held back by 0.1 s: on a fast machine the whole
+# run takes ~0.3 s, less than the time a test needs to see the file and send its signal(s).
+_SLOW_CLI = (
+    "import time\n"
+    "import fcinv_widgets.dataset as d\n"
+    "from fcinv_widgets.cli import run\n"
+    "fast = d._chunks\n"
+    "def slow(*a, **k):\n"
+    "    for c in fast(*a, **k):\n"
+    "        time.sleep(0.1)\n"
+    "        yield c\n"
+    "d._chunks = slow\n"
+    "run()\n"
+)
+
+
+def _cli_dataset(out, slow=False):
     s = _CLI_SETTINGS
     return [
         sys.executable,
-        "-m",
-        "fcinv_widgets.cli",
+        *(["-c", _SLOW_CLI] if slow else ["-m", "fcinv_widgets.cli"]),
         "dataset",
         "--material",
         "Ge",
@@ -98,7 +113,7 @@ def straight_run(tmp_path_factory):
 
 def _start_and_wait_for_file(out):
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # stdout lines arrive as printed
-    proc = subprocess.Popen(_cli_dataset(out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(_cli_dataset(out, slow=True), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     t0 = time.time()
     while not out.exists() and time.time() - t0 < 120 and proc.poll() is None:
         time.sleep(0.05)
