@@ -261,6 +261,13 @@ def test_bare_array_is_a_model_image_unless_a_temperature_is_given(vae, image, s
     assert a["corrections"]["applied"] == [] and a["corrections"]["intensity_source"].startswith("assumed")
     b = vae.invert(sqe_image, temperature_k=5.0, n_samples=5, ood=False)
     assert b["corrections"]["intensity"] == SQE and len(b["corrections"]["applied"]) == 2
+    # the input regime also picks the σ calibration (session 15): the same image judged as a
+    # measurement gets the measured regime's σ, and the record says which sized it
+    assert a["sigma_regime"] == "model-image" and b["sigma_regime"] == "measured"
+    c = vae.invert(image, n_samples=5, ood=False, ood_regime="measured")
+    assert c["sigma_regime"] == "measured" and c["fc_mean"] == pytest.approx(a["fc_mean"])
+    ratio = np.asarray(c["fc_std"]) / np.asarray(a["fc_std"])
+    assert not np.allclose(ratio, 1.0, atol=0.02)
     with pytest.raises(GridMismatchError):
         vae.invert(image[None].repeat(2, 0))
     with pytest.raises(FcinvError, match="--raw"):
@@ -287,7 +294,7 @@ def test_infer_scans_api_corrects_a_scan_set_once(ge):
             self.names = [f"FC{i}" for i in range(8)]
             self.config = {"domain": np.tile([[-1.0, 1.0]], (8, 1))}
 
-        def predict(self, x, n_samples=1, seed=0):
+        def predict(self, x, n_samples=1, seed=0, sigma_regime=None):
             from types import SimpleNamespace
 
             x = np.asarray(x, float)

@@ -266,7 +266,7 @@ def test_infer_scans_accepts_scanset(scanset):
         kind = "stub"
         config = {"domain": np.tile([[-1.0, 1.0]], (8, 1))}
 
-        def predict(self, x, n_samples=1, seed=0):
+        def predict(self, x, n_samples=1, seed=0, sigma_regime=None):
             from types import SimpleNamespace
 
             x = np.atleast_3d(x) if np.ndim(x) == 3 else np.asarray(x)[None]

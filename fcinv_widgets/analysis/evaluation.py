@@ -27,15 +27,20 @@ def reliability(true, mean, std, levels=RELIABILITY_LEVELS) -> np.ndarray:
     return np.array([coverage(true, mean, std, k) for k in z])
 
 
-def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False) -> dict:
+def evaluate_model(
+    model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False, sigma_regime: str | None = None
+) -> dict:
     """Metrics of ``model`` (an Inverter or ResNetModel) on spectra (N, nq, nE) with true FCs (N, 8).
 
     Returns names, r2 (8,), mae (8,) in eV/Å², coverage_1sigma / coverage_2sigma (8,) (fraction of
     true values within ±1σ / ±2σ of the prediction), reliability ({levels, observed (levels, 8)}),
     recon_mse (None for a ResNet), n_test, and the parity arrays ``true``/``pred``/``pred_std``
     (N, 8) (not JSON: pop them before dumping). ``progress``: a bar over the prediction batches.
+    ``sigma_regime``: which of the model's σ calibrations ("measured" / "model-image"; None: the
+    pooled one) — the one inference would pick for such inputs; recorded as ``sigma_regime`` (None
+    when the model has no per-regime calibration).
     """
-    p = model.predict(spectra, n_samples=n_samples, seed=seed, progress=progress)
+    p = model.predict(spectra, n_samples=n_samples, seed=seed, progress=progress, sigma_regime=sigma_regime)
     y = np.asarray(params, float)
     recon = None
     if len(p.recon):
@@ -50,6 +55,7 @@ def evaluate_model(model, spectra, params, n_samples: int = 100, seed: int = 0, 
         "recon_mse": recon,
         "n_test": int(len(y)),
         "kind": model.kind,
+        "sigma_regime": sigma_regime if sigma_regime in model.sigma_regimes() else None,
         "true": y,
         "pred": p.mean,
         "pred_std": p.std,

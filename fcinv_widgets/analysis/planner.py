@@ -419,7 +419,7 @@ def _model_score(model, clean, Eu, estimate, width, focus, background, counts, n
     N = np.clip(lam + np.sqrt(lam) * ndtri(np.clip(u, 1e-6, 1 - 1e-6)), 0, None)
     with np.errstate(invalid="ignore", divide="ignore"):
         img = np.where(Eu > 0, N / (counts * np.where(Eu > 0, Eu, 1.0)), np.nan)
-    pred = model.predict(img.reshape((-1,) + tuple(shape)), n_samples=n_samples, seed=seed)
+    pred = model.predict(img.reshape((-1,) + tuple(shape)), n_samples=n_samples, seed=seed, sigma_regime="measured")
     est = np.asarray(estimate, float).reshape(1, -1)
     f = list(focus)
     return ((((pred.mean - est) / width) ** 2 + (pred.std / width) ** 2)[:, f]).sum(1)

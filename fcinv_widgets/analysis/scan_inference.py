@@ -168,10 +168,11 @@ def infer_scans(
             f"{len(empty)} scan(s) measured nothing on the path (all NaN), e.g. ω = {ang[empty[0]]:g}°; "
             "drop them or check the orientation and Ei"
         )
-    pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed)
+    # scans are measurements (or simulated ones): σ from the measured-regime calibration
+    pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed, sigma_regime="measured")
     means, stds, recs = [], [], []
     for s in range(0, len(x), batch):
-        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s)
+        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s, sigma_regime="measured")
         means.append(p.mean)
         stds.append(p.std)
         recs.append(p.recon if len(p.recon) else np.zeros_like(x[s : s + batch], dtype=np.float32))

@@ -108,7 +108,9 @@ def run(args) -> int:
             f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {args.seed}"
             f"{', coverage masks' if masks is not None else ''})"
         )
-    d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress))
+    # σ as inference would size it for such inputs: measurement draws → the measured regime
+    regime = "measured" if args.augment else "model-image"
+    d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress), sigma_regime=regime)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {
         "dataset": str(args.dataset),

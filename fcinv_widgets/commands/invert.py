@@ -45,9 +45,9 @@ def register(sub):
         "--ood-regime",
         choices=("auto", "model-image", "measured"),
         default="auto",
-        help="statistics of the out-of-distribution check: 'measured' (calibrated on the model's measurement-model "
-        "draws) for a measurement or S(Q,E), 'model-image' (clean and noisy images) otherwise; default: what the "
-        "input says about itself",
+        help="the input regime: which statistics judge the out-of-distribution check and which calibration sizes σ "
+        "— 'measured' (calibrated on the model's measurement-model draws) for a measurement or S(Q,E), "
+        "'model-image' (clean and noisy images) otherwise; default: what the input says about itself",
     )
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")

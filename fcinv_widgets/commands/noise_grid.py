@@ -35,7 +35,8 @@ class _Predict:
 
         if self._inv is None:
             self._inv = load_model(self.model)
-        p = self._inv.predict(x, n_samples=self.n_samples, reconstruct=False)  # (a ResNet ignores n_samples)
+        # the grid's inputs are model images with background and counts: the model-image σ calibration
+        p = self._inv.predict(x, n_samples=self.n_samples, reconstruct=False, sigma_regime="model-image")
         return (p.mean, p.std) if np.any(p.std > 0) else p.mean
 
     def __getstate__(self):

@@ -9,7 +9,8 @@ def register(sub):
     p = sub.add_parser(
         "sigma-calibrate",
         help="refit the σ calibration of a model trained with a measurement model (σ-conditional scale on "
-        "held-out realistic and noise-grid draws of its validation spectra); writes a copy of the checkpoint",
+        "held-out realistic and noise-grid draws of its validation spectra, pooled and per input regime); writes a "
+        "copy of the checkpoint",
     )
     add_model_args(p, "checkpoint directory or shipped name (ge-vae, ge-resnet, …)", dataset=True)
     p.add_argument(
@@ -70,7 +71,9 @@ def run(args) -> int:
         MeasurementModel.from_dict(aug_cfg), info, masks, int(training.get("seed", 0)), dataset=args.dataset, n=len(x)
     )
     before = model.sigma_scale.copy()
-    scale, cal = _fit_sigma(model, x, y, iv, aug, int(training.get("seed", 0)), progress=not (args.json or args.no_progress))
+    scale, cal, by_regime = _fit_sigma(
+        model, x, y, iv, aug, int(training.get("seed", 0)), progress=not (args.json or args.no_progress)
+    )
     training["sigma_calibrated_by"] = "fcinv sigma-calibrate"
     cfg["training"] = training
     out.mkdir(parents=True, exist_ok=True)
@@ -96,6 +99,13 @@ def run(args) -> int:
         "sigma_scale_before": before.tolist(),
         "sigma_scale": scale,
         "scales": cal["scales"] if cal else [scale],
+        "by_regime": {
+            reg: {
+                "bins": int(e["sigma_calibration"]["bins"]) if e["sigma_calibration"] else 1,
+                "scales": e["sigma_calibration"]["scales"] if e["sigma_calibration"] else [e["sigma_scale"]],
+            }
+            for reg, e in by_regime.items()
+        },
         "ood_carried_over": carried,
         "note": "run `fcinv evaluate --write-metrics` on the new checkpoint before shipping it",
     }
@@ -106,6 +116,11 @@ def run(args) -> int:
         f"wrote {target}: σ scale per FC now {', '.join(f'{a:.2f}–{b:.2f}' for a, b in zip(lo, hi))} over the predicted-σ "
         f"bins (was {', '.join(f'{v:.2f}' for v in before)}); calibrated on {2 * len(iv)} held-out draws"
         + ("" if cal else f" (too few for σ bins, < {2 * SIGMA_MIN_PER_BIN}: one scale per FC)")
+        + "; and per input regime: "
+        + "; ".join(
+            f"{reg} {', '.join(f'{a:.2f}–{b:.2f}' for a, b in zip(np.min(e['scales'], 0), np.max(e['scales'], 0)))}"
+            for reg, e in payload["by_regime"].items()
+        )
         + (f"; OOD statistics carried over to {carried}" if carried else ""),
     )
     return 0

@@ -35,6 +35,10 @@ from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDepende
 #: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
 #: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
 #: ``-paper`` model.
+#: the input regimes σ is calibrated for separately (the OOD check's regimes, :mod:`.ood`): a
+#: measurement or one-phonon S(Q,E), and a fast-model image (clean or with background and counts)
+SIGMA_REGIMES = ("measured", "model-image")
+
 SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet", "ge-vae-paper", "ge-resnet-paper", "nb-vae-paper", "nb-resnet-paper")
 
 
@@ -134,51 +138,88 @@ class _Model:
         self.y_std = np.asarray(config["y_std"], float)
         #: a heteroscedastic head predicts mean and log σ² per FC (models trained with a measurement model)
         self.heteroscedastic = bool(config.get("heteroscedastic", False))
-        self.set_sigma_calibration(config.get("sigma_scale"), config.get("sigma_calibration"))
+        self.set_sigma_calibration(
+            config.get("sigma_scale"), config.get("sigma_calibration"), config.get("sigma_calibration_by_regime")
+        )
 
-    def set_sigma_calibration(self, scale, calibration) -> None:
+    def set_sigma_calibration(self, scale, calibration, by_regime: dict | None = None) -> None:
         """Set (and record in the config) the post-hoc calibration of σ: ``scale`` one factor per FC
         (None: 1), ``calibration`` the σ-conditional one of :func:`~.train.sigma_calibration` (None:
-        the per-FC factor alone). Checkpoints before session 10 carry only the factor; older ones
-        neither (scale 1)."""
+        the per-FC factor alone), ``by_regime`` the same pair fitted per input regime —
+        ``{"measured": {"sigma_scale", "sigma_calibration"}, "model-image": {…}}`` (session 15,
+        :func:`~.train.fit_sigma`): a measurement's σ is sized on measurement-model draws, a model
+        image's (clean or with the noise grid's background and counts) on noise-grid draws.
+        Checkpoints before session 15 carry the pooled pair only; before session 10 only the
+        factor; older ones neither (scale 1)."""
         n = len(self.names)
-        #: post-hoc per-FC factor on σ, fitted on a held-out augmented set (1 for older checkpoints)
-        self.sigma_scale = np.asarray(scale if scale is not None else np.ones(n), float)
-        self._sigma_knots = self._sigma_factors = None
-        if calibration:
-            try:
-                knots = np.asarray(calibration["log_sigma"], float)
-                factors = np.asarray(calibration["scales"], float)
-                ok = knots.ndim == 2 and knots.shape == factors.shape and knots.shape[1] == n and len(knots) >= 1
-                ok = ok and bool(np.isfinite(knots).all() and np.isfinite(factors).all() and (factors > 0).all())
-                ok = ok and bool((np.diff(knots, axis=0) >= 0).all())
-            except (KeyError, TypeError, ValueError):
-                ok = False
-            if not ok:
+        self._sigma = self._parse_sigma(scale, calibration, n)
+        #: the network's own σ factor (pooled over both regimes), one per FC
+        self.sigma_scale = self._sigma[0]
+        self._sigma_regimes: dict = {}
+        if by_regime:
+            if not isinstance(by_regime, dict) or not set(by_regime) <= set(SIGMA_REGIMES):
                 raise FcinvError(
-                    "the checkpoint's sigma_calibration is damaged (needs increasing log_sigma and positive scales, bins × FCs)"
+                    f"the checkpoint's sigma_calibration_by_regime is damaged (keys must be among {', '.join(SIGMA_REGIMES)})"
                 )
-            self._sigma_knots, self._sigma_factors = knots, factors
+            for reg, entry in by_regime.items():
+                if not isinstance(entry, dict) or entry.get("sigma_scale") is None:
+                    raise FcinvError(f"the checkpoint's sigma_calibration_by_regime is damaged ({reg!r} has no sigma_scale)")
+                self._sigma_regimes[reg] = self._parse_sigma(entry["sigma_scale"], entry.get("sigma_calibration"), n)
         for key, value in (
             ("sigma_scale", None if scale is None else [float(v) for v in self.sigma_scale]),
             ("sigma_calibration", calibration or None),
+            ("sigma_calibration_by_regime", by_regime or None),
         ):
             if value is None:
                 self.config.pop(key, None)
             else:
                 self.config[key] = value
 
-    def calibrated_std(self, std) -> np.ndarray:
+    @staticmethod
+    def _parse_sigma(scale, calibration, n: int) -> tuple:
+        """(per-FC factor (n,), log-σ knots or None, factors or None), checked."""
+        try:
+            factor = np.asarray(scale if scale is not None else np.ones(n), float)
+            ok = factor.shape == (n,) and bool(np.isfinite(factor).all() and (factor > 0).all())
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise FcinvError(f"the checkpoint's sigma_scale is damaged (needs {n} positive numbers)")
+        if not calibration:
+            return factor, None, None
+        try:
+            knots = np.asarray(calibration["log_sigma"], float)
+            factors = np.asarray(calibration["scales"], float)
+            ok = knots.ndim == 2 and knots.shape == factors.shape and knots.shape[1] == n and len(knots) >= 1
+            ok = ok and bool(np.isfinite(knots).all() and np.isfinite(factors).all() and (factors > 0).all())
+            ok = ok and bool((np.diff(knots, axis=0) >= 0).all())
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise FcinvError(
+                "the checkpoint's sigma_calibration is damaged (needs increasing log_sigma and positive scales, bins × FCs)"
+            )
+        return factor, knots, factors
+
+    def sigma_regimes(self) -> tuple[str, ...]:
+        """The input regimes this checkpoint's σ is calibrated for separately (empty: pooled only)."""
+        return tuple(self._sigma_regimes)
+
+    def calibrated_std(self, std, regime: str | None = None) -> np.ndarray:
         """The calibrated σ (eV/Å²) of the network's own σ ``std`` (N, n_FC): × the σ-conditional
         scale (interpolated in log σ between the calibration bins) when the checkpoint has one, else
-        × the per-FC factor."""
+        × the per-FC factor. ``regime`` ("measured" / "model-image"): the calibration fitted on
+        that kind of input when the checkpoint has one (else the pooled one)."""
+        if regime not in (None, *SIGMA_REGIMES):
+            raise FcinvError(f"sigma regime must be one of {', '.join(SIGMA_REGIMES)}, got {regime!r}")
+        factor, knots, factors = self._sigma_regimes.get(regime, self._sigma) if regime else self._sigma
         std = np.asarray(std, float)
-        if self._sigma_knots is None:
-            return std * self.sigma_scale
+        if knots is None:
+            return std * factor
         logs = np.log(np.maximum(std, 1e-30))
         f = np.empty_like(std)
         for k in range(std.shape[-1]):
-            f[..., k] = np.interp(logs[..., k], self._sigma_knots[:, k], self._sigma_factors[:, k])
+            f[..., k] = np.interp(logs[..., k], knots[:, k], factors[:, k])
         return std * f
 
     @property
@@ -269,8 +310,10 @@ class _Model:
         fc_mean, fc_std (eV/Å²), coverage, corrections (what was applied) and ood (or None when
         the model has no ``ood.json``).
 
-        ``ood_regime``: "measured" / "model-image" overrides the OOD check's regime (default: a
-        measurement or S(Q,E) input is judged in the measured regime, :func:`.ood.is_measured_input`).
+        ``ood_regime``: "measured" / "model-image" overrides the input regime (default: a
+        measurement or S(Q,E) input is judged in the measured regime, :func:`.ood.is_measured_input`):
+        it decides the OOD check's statistics and which σ calibration sizes ``fc_std``
+        (``sigma_regime`` in the result; None for a checkpoint with one pooled calibration).
 
         ``refine``: start a physics fit at the network's prediction and report its result as
         fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``): a
@@ -287,12 +330,15 @@ class _Model:
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
-        pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False)
-        out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
-        if ood:
-            from .ood import is_measured_input, note_sqe_input
+        from .ood import is_measured_input, note_sqe_input
 
-            measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
+        measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
+        regime = "measured" if measured else "model-image"
+        pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False, sigma_regime=regime)
+        out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
+        # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
+        out["sigma_regime"] = regime if regime in self.sigma_regimes() else None
+        if ood:
             out["ood"] = note_sqe_input(self.ood_check(image, measured=measured), corrections)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
@@ -379,7 +425,14 @@ class Inverter(_Model):
         return y * self.y_std + self.y_mean
 
     def predict(
-        self, spectra, n_samples: int = 100, seed: int = 0, batch: int = 256, reconstruct: bool = True, progress: bool = False
+        self,
+        spectra,
+        n_samples: int = 100,
+        seed: int = 0,
+        batch: int = 256,
+        reconstruct: bool = True,
+        progress: bool = False,
+        sigma_regime: str | None = None,
     ) -> Prediction:
         """FC means and standard deviations over ``n_samples`` latent samples per spectrum.
 
@@ -387,7 +440,8 @@ class Inverter(_Model):
         (z = μ + σ·ε): a spectrum's answer depends on the spectrum and the seed only, not on the
         batch it came in or its position there (common random numbers: two spectra, or two
         candidate scans of the planner, differ by what differs between them, not by sampling).
-        ``progress``: a bar over the batches."""
+        ``progress``: a bar over the batches. ``sigma_regime`` ("measured" / "model-image"): the
+        σ calibration for that kind of input (:meth:`calibrated_std`; None: the pooled one)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -410,7 +464,7 @@ class Inverter(_Model):
                 var = y.var(0)  # spread over latent samples
                 if self.heteroscedastic:  # + the regressor's own predicted variance (law of total variance)
                     var = var + np.exp(np.clip(out[..., k:], -14, 6)).mean(0) * self.y_std**2
-                stds.append(self.calibrated_std(np.sqrt(var)))
+                stds.append(self.calibrated_std(np.sqrt(var), sigma_regime))
                 mus.append(mu.numpy())
                 lvs.append(logvar.numpy())
                 if reconstruct:
@@ -435,11 +489,19 @@ class ResNetModel(_Model):
         return {"net": self.net.state_dict()}
 
     def predict(
-        self, spectra, n_samples: int = 1, seed: int = 0, batch: int = 256, reconstruct: bool = False, progress: bool = False
+        self,
+        spectra,
+        n_samples: int = 1,
+        seed: int = 0,
+        batch: int = 256,
+        reconstruct: bool = False,
+        progress: bool = False,
+        sigma_regime: str | None = None,
     ) -> Prediction:
         """FC estimates (eV/Å²) for (N, nq, nE) or (nq, nE) spectra. std: the heteroscedastic
         head's calibrated σ (models trained with a measurement model); zero for the paper's
-        point-estimate ResNet. ``progress``: a bar over the batches."""
+        point-estimate ResNet. ``progress``: a bar over the batches. ``sigma_regime``: as
+        :meth:`Inverter.predict`."""
         import torch
         from tqdm.auto import tqdm
 
@@ -454,7 +516,7 @@ class ResNetModel(_Model):
         mean = out[:, :k] * self.y_std + self.y_mean
         std = np.zeros_like(mean)
         if self.heteroscedastic:
-            std = self.calibrated_std(np.exp(0.5 * np.clip(out[:, k:], -14, 6)) * self.y_std)
+            std = self.calibrated_std(np.exp(0.5 * np.clip(out[:, k:], -14, 6)) * self.y_std, sigma_regime)
         n = len(x)
         return Prediction(
             self.names,

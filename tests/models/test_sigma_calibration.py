@@ -120,6 +120,10 @@ def test_sigma_calibrate_cli(calibratable, tmp_path, capsys):
     assert r["sigma_scale_before"] == [3.0] * 8 and r["bins"] == 2 and r["n_calibration"] == 400
     m1 = load_model(out)
     assert m1.config["sigma_calibration"]["scales"] == r["scales"]
+    # and per input regime: each half of the 400 draws alone (200: one scale per FC, no σ bins)
+    assert set(r["by_regime"]) == {"measured", "model-image"} == set(m1.sigma_regimes())
+    for reg, e in r["by_regime"].items():
+        assert e["bins"] == 1 and e["scales"] == [m1.config["sigma_calibration_by_regime"][reg]["sigma_scale"]]
     from fcinv_widgets.models.train import load_split
 
     x, _, _ = load_split(ds, "test")
@@ -146,3 +150,58 @@ def test_sigma_calibrate_refusals(calibratable, tiny_dataset, tmp_path, capsys):
         assert main(["sigma-calibrate", *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+def test_per_regime_calibration_sizes_each_kind_of_input():
+    """One network σ, two kinds of input whose errors differ at the same σ (a measurement's three
+    times a model image's): the pooled calibration is too narrow at ±2σ for one and too wide for
+    the other; the per-regime one fits each, and ``calibrated_std`` picks it by name."""
+    from fcinv_widgets.models.train import sigma_calibration, sigma_scale
+
+    rng = np.random.default_rng(4)
+
+    def draw(n, factor):
+        std = np.exp(rng.uniform(np.log(0.05), 0.0, size=(n, 2)))
+        return rng.normal(0.0, factor * std), np.zeros((n, 2)), std
+
+    meas, img = draw(4000, 3.0), draw(4000, 1.0)
+    pooled = [np.concatenate(a) for a in zip(meas, img)]
+    by = {
+        reg: {"sigma_scale": sigma_scale(*d).tolist(), "sigma_calibration": sigma_calibration(*d)}
+        for reg, d in (("measured", meas), ("model-image", img))
+    }
+    m = _model(sigma_calibration(*pooled), sigma_scale(*pooled).tolist())
+    m.set_sigma_calibration(m.config["sigma_scale"], m.config["sigma_calibration"], by)
+    assert m.sigma_regimes() == ("measured", "model-image")
+    for reg, factor in (("measured", 3.0), ("model-image", 1.0)):
+        y, mean, std = draw(20000, factor)  # fresh draws
+        assert 0.64 <= _cover(y, mean, m.calibrated_std(std, reg))[0] <= 0.73
+        assert _cover(y, mean, 2 * m.calibrated_std(std, reg))[0] >= 0.94
+        joint = m.calibrated_std(std)  # the pooled one: too narrow for one, too wide for the other
+        if reg == "measured":
+            assert _cover(y, mean, 2 * joint)[0] < 0.93
+        else:
+            assert _cover(y, mean, joint)[0] > 0.85
+    # the per-regime pair travels with the checkpoint's config, and an unknown regime is refused
+    assert m.config["sigma_calibration_by_regime"] == by
+    with pytest.raises(FcinvError, match="sigma regime"):
+        m.calibrated_std(np.ones((1, 2)), "beamline")
+    # a checkpoint without it (before session 15) falls back to the pooled calibration for any regime
+    old = _model(scale=[2.0, 0.5])
+    assert old.sigma_regimes() == ()
+    assert old.calibrated_std(np.ones((1, 2)), "measured")[0] == pytest.approx([2.0, 0.5])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"beamline": {"sigma_scale": [1.0, 1.0]}},  # an unknown regime
+        {"measured": {"sigma_calibration": None}},  # no scale
+        {"measured": {"sigma_scale": [1.0, -1.0]}},  # a negative one
+        {"measured": {"sigma_scale": [1.0]}},  # one FC for a two-FC model
+        {"measured": "x"},
+    ],
+)
+def test_damaged_per_regime_calibration_is_refused(bad):
+    with pytest.raises(FcinvError, match="damaged"):
+        _model(scale=[1.0, 1.0]).set_sigma_calibration([1.0, 1.0], None, bad)
