@@ -18,8 +18,11 @@ as S(Q,E) at the temperature. Prints, per model and data set, the median and lar
 error of FC0–FC3 over truths × cells, the fraction of FC0–FC3 within 5 %, and the ±1σ / ±2σ
 coverage over all 8 FCs. ``--refine``: each network answer is also the start of the physics fit
 (``analysis.refine.refine_sqe``, as ``fcinv invert --refine`` and ``fcinv refine --scan ω`` run
-it; ~1 min per fit), reported as "refined", and as "refined, checked": the fit where it reached
-the data's noise (``above_noise`` false), the network's answer where it did not. Asserts nothing.
+it; ~1 min per fit), reported as "refined", as "refined, checked": the fit where it reached
+the data's noise (``above_noise`` false), the network's answer where it did not, and as "refined,
+trusted": what ``fcinv invert --refine`` reports since session 15 (``analysis.refine.trust_fit``:
+the fit where it reached the noise and stayed within 2σ of the network's answer on every active
+FC, the network's answer otherwise). Asserts nothing.
 """
 
 import argparse
@@ -45,7 +48,7 @@ a = ap.parse_args()
 from _truths import draw_truths  # noqa: E402
 
 from fcinv_widgets import get_material  # noqa: E402
-from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
+from fcinv_widgets.analysis.refine import refine_sqe, trust_fit  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.scans import simulate_scans  # noqa: E402
@@ -101,6 +104,9 @@ for ti, (tname, t) in enumerate(truths):
                     answers.append((f"{mname} refined", f.active_params, f.active_sigma, fit))
                     keep = answers[0] if f.above_noise else answers[1]
                     answers.append((f"{mname} refined, checked", keep[1], keep[2], fit))
+                    trust = trust_fit(f, r["fc_mean"], r["fc_std"])  # what invert --refine reports (session 15)
+                    keep = answers[1] if trust["accepted"] else answers[0]
+                    answers.append((f"{mname} refined, trusted", keep[1], keep[2], fit | {"trust": trust}))
                 for label, mu, sd, extra in answers:
                     mu, sd = np.asarray(mu, float), np.asarray(sd, float)
                     rows.append(
@@ -119,7 +125,7 @@ print(f"{len(truths)} truths × cells {a.cells} (Ei {a.ei:g} meV, T {a.temperatu
 print("| model | data | n | FC0–FC3 median rel. error | max | within 5 % | ±1σ (8 FCs) | ±2σ (8 FCs) |")
 print("|---|---|---|---|---|---|---|---|")
 summary = {}
-labels = [m + sfx for m in models for sfx in (("", " refined", " refined, checked") if a.refine else ("",))]
+labels = [m + sfx for m in models for sfx in (("", " refined", " refined, checked", " refined, trusted") if a.refine else ("",))]
 for mname in labels:
     for kind in ("full data", "single scan"):
         rs = [r for r in rows if r["model"] == mname and r["set"] == kind]

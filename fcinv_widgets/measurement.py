@@ -257,11 +257,16 @@ class Augmenter:
         y = y.astype(np.float32)
         return (y, info) if return_info else y
 
-    def apply(self, images, samples, epoch: int) -> np.ndarray:
+    def apply(self, images, samples, epoch: int, return_info: bool = False):
         """Augment a batch (N, nq, nE) whose rows are the dataset samples ``samples`` (N,) at
-        ``epoch``: each row depends only on (seed, epoch, sample), not on the batch it is in."""
+        ``epoch``: each row depends only on (seed, epoch, sample), not on the batch it is in.
+        ``return_info``: also the list of each row's draw record (:meth:`one`'s ``info``: which
+        effects, e.g. ``sqe_weights`` for the S(Q,E) path)."""
         images = np.asarray(images)
-        return np.stack([self.one(im, epoch, int(s)) for im, s in zip(images, samples)])
+        if not return_info:
+            return np.stack([self.one(im, epoch, int(s)) for im, s in zip(images, samples)])
+        pairs = [self.one(im, epoch, int(s), return_info=True) for im, s in zip(images, samples)]
+        return np.stack([p[0] for p in pairs]), [p[1] for p in pairs]
 
 
 #: the |Q| range (1/Å) folded into the S(Q,E) weights of step 0 (as the coverage bank's)

@@ -229,8 +229,12 @@ def test_pathsqe_needs_the_temperature_once(ge, sqe_image, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--temperature" in err
     assert main(["invert", "--model", "ge-vae", "--spectrum", str(p), "--temperature", "5", "--n-samples", "5", "--json"]) == 0
-    rec = json.loads(capsys.readouterr().out)["corrections"]
+    out = json.loads(capsys.readouterr().out)
+    rec = out["corrections"]
     assert rec["bose_weighting"] == {"temperature_k": 5.0, "source": "given (--temperature)"}
+    assert out["sigma_regime"] == "measured-sqe"  # a measured S(Q,E): σ sized on such draws
+    assert main(["invert", "--model", "ge-vae", "--spectrum", str(p), "--temperature", "5", "--n-samples", "5"]) == 0
+    assert "σ: calibrated on held-out measurement-model draws of a one-phonon S(Q,E)" in capsys.readouterr().out
 
 
 def test_mantid_temperature_and_ei_from_sample_logs(ge, sqe_image, tmp_path):
@@ -263,7 +267,7 @@ def test_bare_array_is_a_model_image_unless_a_temperature_is_given(vae, image, s
     assert b["corrections"]["intensity"] == SQE and len(b["corrections"]["applied"]) == 2
     # the input regime also picks the σ calibration (session 15): the same image judged as a
     # measurement gets the measured regime's σ, and the record says which sized it
-    assert a["sigma_regime"] == "model-image" and b["sigma_regime"] == "measured"
+    assert a["sigma_regime"] == "model-image" and b["sigma_regime"] == "measured-sqe"
     c = vae.invert(image, n_samples=5, ood=False, ood_regime="measured")
     assert c["sigma_regime"] == "measured" and c["fc_mean"] == pytest.approx(a["fc_mean"])
     ratio = np.asarray(c["fc_std"]) / np.asarray(a["fc_std"])

@@ -27,6 +27,16 @@ def reliability(true, mean, std, levels=RELIABILITY_LEVELS) -> np.ndarray:
     return np.array([coverage(true, mean, std, k) for k in z])
 
 
+def _regime_record(model, sigma_regime, n: int):
+    """What :func:`evaluate_model` records of the σ calibration(s) used."""
+    regs = [sigma_regime] * n if sigma_regime is None or isinstance(sigma_regime, str) else list(sigma_regime)
+    used = [model.resolved_sigma_regime(r) for r in regs]
+    kinds = sorted({str(u) for u in used})
+    if len(kinds) <= 1:
+        return used[0] if used else None
+    return {k: sum(str(u) == k for u in used) for k in kinds}
+
+
 def evaluate_model(
     model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False, sigma_regime: str | None = None
 ) -> dict:
@@ -36,9 +46,10 @@ def evaluate_model(
     true values within ±1σ / ±2σ of the prediction), reliability ({levels, observed (levels, 8)}),
     recon_mse (None for a ResNet), n_test, and the parity arrays ``true``/``pred``/``pred_std``
     (N, 8) (not JSON: pop them before dumping). ``progress``: a bar over the prediction batches.
-    ``sigma_regime``: which of the model's σ calibrations ("measured" / "model-image"; None: the
-    pooled one) — the one inference would pick for such inputs; recorded as ``sigma_regime`` (None
-    when the model has no per-regime calibration).
+    ``sigma_regime``: which of the model's σ calibrations (a regime of
+    :data:`~fcinv_widgets.models.inverter.SIGMA_REGIMES` or one per spectrum; None: the pooled one)
+    — the one inference would pick for such inputs; recorded as ``sigma_regime``: the calibration
+    used, or for several {calibration: number of spectra} (None: the pooled one).
     """
     p = model.predict(spectra, n_samples=n_samples, seed=seed, progress=progress, sigma_regime=sigma_regime)
     y = np.asarray(params, float)
@@ -55,7 +66,7 @@ def evaluate_model(
         "recon_mse": recon,
         "n_test": int(len(y)),
         "kind": model.kind,
-        "sigma_regime": sigma_regime if sigma_regime in model.sigma_regimes() else None,
+        "sigma_regime": _regime_record(model, sigma_regime, len(y)),
         "true": y,
         "pred": p.mean,
         "pred_std": p.std,

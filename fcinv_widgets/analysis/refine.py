@@ -76,6 +76,43 @@ def _noise_model(d, mask) -> tuple:
     return np.clip(np.where(mask, d - np.nanmin(dv), 0.0), 0.0, None), floor
 
 
+#: a fit of all FCs is trusted over the network's answer it started from only when it reached the
+#: data's noise and stayed within this many of the network's calibrated σ on every active FC
+#: (session 15; :func:`trust_fit`)
+TRUST_NETWORK_SIGMA = 2.0
+
+
+def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWORK_SIGMA) -> dict:
+    """Whether to report the physics fit ``fit`` (an :class:`SQEFitResult` or its ``to_dict()``)
+    instead of the network answer (``network_mean``, ``network_std``: the active FCs, eV/Å²) it
+    was started at: ``{"accepted", "network_sigmas" (the largest |fit − network| / σ_network over
+    the active FCs), "reasons" (why not, one phrase each)}``.
+
+    Two checks, each of what the fit alone cannot see: the residual against the data's own noise
+    (:attr:`SQEFitResult.above_noise`: a wrong basin at good counts), and the distance to the
+    network's answer in units of its calibrated σ (the truth lies inside ±2σ of it ~95 % of the
+    time, so a fit further away has most likely left for a wrong basin — which at low counts
+    the noise check cannot tell). Measured (``bench_networks_sqe.py --refine``, `ge-resnet`, 8
+    truths × 2 noise cells, README): it keeps the fits that improve on the network and drops
+    those that do not, where the noise check alone let ±2σ fall to 0.84."""
+    d = fit if isinstance(fit, dict) else fit.to_dict()
+    mu = np.asarray(d["fc"], float)
+    net = np.asarray(network_mean, float)
+    sd = np.asarray(network_std, float)
+    reasons = []
+    if d.get("above_noise"):
+        reasons.append(f"its residual is {d['noise_ratio']:.1f}× the data's noise")
+    dev = None
+    if sd.shape == net.shape == mu.shape and np.all(sd > 0):
+        z = np.abs(mu - net) / sd
+        dev = float(z.max())
+        if dev > k:
+            i = int(np.argmax(z))
+            who = names[i] if names is not None else f"FC{i}"
+            reasons.append(f"it moved {dev:.1f} σ of the network's answer away from it ({who}; limit {k:g})")
+    return {"accepted": not reasons, "network_sigmas": dev, "reasons": reasons}
+
+
 def above_noise_message(fit) -> str:
     """One line for a fit that stopped above the noise (:attr:`SQEFitResult.above_noise`; or its ``to_dict()``)."""
     ratio = fit["noise_ratio"] if isinstance(fit, dict) else fit.noise_ratio

@@ -168,11 +168,13 @@ def infer_scans(
             f"{len(empty)} scan(s) measured nothing on the path (all NaN), e.g. ω = {ang[empty[0]]:g}°; "
             "drop them or check the orientation and Ei"
         )
-    # scans are measurements (or simulated ones): σ from the measured-regime calibration
-    pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed, sigma_regime="measured")
+    # scans are measurements (or simulated ones): σ from the measured calibration, the S(Q,E) one
+    # for a scan set corrected from a one-phonon S(Q,E)
+    regime = "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
+    pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed, sigma_regime=regime)
     means, stds, recs = [], [], []
     for s in range(0, len(x), batch):
-        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s, sigma_regime="measured")
+        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s, sigma_regime=regime)
         means.append(p.mean)
         stds.append(p.std)
         recs.append(p.recon if len(p.recon) else np.zeros_like(x[s : s + batch], dtype=np.float32))
@@ -249,12 +251,15 @@ def refine_scan_inference(
     every scan of the scan set ``ss`` (uncorrected S(Q,E), fitted with the detector coverage of
     its orientations), each started at the network's answer in ``res``: a new
     :class:`ScanInference` whose mean/std (and full_mean/full_std) are the fits' MAP values and
-    Laplace σ (eV/Å²) and whose MSE is recomputed; the network's values and every fit's
-    record (reduced χ², misfit, seconds, stable) are kept in ``meta["refined"]``. ``material``:
+    Laplace σ (eV/Å²) where the fit is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`:
+    it reached the data's noise and stayed within 2 of the network's σ; a network without σ: the
+    noise check alone), the network's where it is not, and whose MSE is recomputed; the network's
+    values and every fit's record (answer, reduced χ², misfit, seconds, stable, trust) are kept in
+    ``meta["refined"]``. ``material``:
     the model's material (:func:`~fcinv_widgets.materials.material_for_model`); ``domain`` (8, 2)
     for the MSE (default ``material.domain``); ``kwargs`` go to ``refine_sqe``. About a minute per
     fit for Ge on a CPU."""
-    from .refine import refine_sqe
+    from .refine import refine_sqe, trust_fit
 
     meta = ss.meta if isinstance(getattr(ss, "meta", None), dict) else {}
     common = (
@@ -287,10 +292,14 @@ def refine_scan_inference(
         for _, img, orient, start in it
     ]
     act = np.asarray(material.active)
-    mean = np.stack([f.params[act] for f in fits[1:]])
-    std = np.stack([f.sigma[act] for f in fits[1:]])
+    net_mean = np.vstack([np.asarray(res.full_mean, float)[None], np.asarray(res.mean, float)])
+    net_std = np.vstack([np.asarray(res.full_std, float)[None], np.asarray(res.std, float)])
+    trusts = [trust_fit(f, m, s_, names=list(res.names)) for f, m, s_ in zip(fits, net_mean, net_std)]
+    pick_mean = np.stack([f.params[act] if t["accepted"] else m for f, t, m in zip(fits, trusts, net_mean)])
+    pick_std = np.stack([f.sigma[act] if t["accepted"] else s_ for f, t, s_ in zip(fits, trusts, net_std)])
+    mean, std = pick_mean[1:], pick_std[1:]
     dom = np.asarray(domain if domain is not None else material.domain, float)
-    mse = (((mean - fits[0].params[act]) / (dom[:, 1] - dom[:, 0])) ** 2).mean(1)
+    mse = (((mean - pick_mean[0]) / (dom[:, 1] - dom[:, 0])) ** 2).mean(1)
     rec = {
         "method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe) from the network's answer, uncorrected data",
         "network_full_mean": np.asarray(res.full_mean).tolist(),
@@ -306,8 +315,11 @@ def refine_scan_inference(
                 "above_noise": f.above_noise,
                 "seconds": f.seconds,
                 "stable": f.stable,
+                "fc": f.params[act].tolist(),
+                "fc_std": f.sigma[act].tolist(),
+                "trust": t,
             }
-            for (name, *_), f in zip(jobs, fits)
+            for (name, *_), f, t in zip(jobs, fits, trusts)
         ],
     }
     return ScanInference(
@@ -315,8 +327,8 @@ def refine_scan_inference(
         angles_deg=ang,
         mean=mean,
         std=std,
-        full_mean=fits[0].params[act],
-        full_std=fits[0].sigma[act],
+        full_mean=pick_mean[0],
+        full_std=pick_std[0],
         reference=res.reference,
         mse=mse,
         inputs=res.inputs,

@@ -103,13 +103,14 @@ def run(args) -> int:
 
         p_sqe = float(args.sqe_weights or 0.0)
         aug = _augmenter(MeasurementModel(p_sqe=p_sqe), info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
-        x = aug.apply(x, np.arange(len(x)), TEST_EPOCH)
+        x, infos = aug.apply(x, np.arange(len(x)), TEST_EPOCH, return_info=True)
         test_set = (
             f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {args.seed}"
             f"{', coverage masks' if masks is not None else ''})"
         )
-    # σ as inference would size it for such inputs: measurement draws → the measured regime
-    regime = "measured" if args.augment else "model-image"
+    # σ as inference would size it for each input: a measurement draw is "measured", or
+    # "measured-sqe" when it went through the S(Q,E) path; the clean test set a model image
+    regime = ["measured-sqe" if i.get("sqe_weights") else "measured" for i in infos] if args.augment else "model-image"
     d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress), sigma_regime=regime)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {

@@ -144,11 +144,12 @@ def run(args) -> int:
         r = res.meta["refined"]
         payload["refined"] = {"method": r["method"], "fits": r["fits"]}
         payload["network"] = {k: r[f"network_{k}"] for k in ("full_mean", "full_std", "mean", "std")}
-        bad = [f["data"] for f in r["fits"] if f.get("above_noise")]
+        bad = [f["data"] for f in r["fits"] if not (f.get("trust") or {"accepted": True})["accepted"]]
         if bad:
             print(
-                f"warning: {len(bad)} of {len(r['fits'])} physics fits stopped above the noise the data show "
-                f"({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local minima; their ± understate the error",
+                f"warning: {len(bad)} of {len(r['fits'])} physics fits not trusted — above the data's noise or more than "
+                f"2σ from the network's answer ({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local "
+                "minima; the network's answers are reported for them (the fits' under 'refined' in --json)",
                 file=sys.stderr,
             )
     text = (

@@ -39,7 +39,8 @@ def register(sub):
         action="store_true",
         help="then fit the physics from the network's answer: a one-phonon S(Q,E) with the folded-S(Q,E) "
         "model over all FCs (~1 min), a model image with the unit-weight image; reported as fc_mean/fc_std "
-        "(the network's under 'network')",
+        "(the network's under 'network') when trusted — it reached the data's noise and stayed within 2σ of the "
+        "network's answer — else the network's answer stays, with a warning ('fc_source' says which)",
     )
     p.add_argument(
         "--ood-regime",
@@ -52,6 +53,14 @@ def register(sub):
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
+
+
+#: how the text output names each σ calibration (models.inverter.SIGMA_REGIMES)
+SIGMA_WORDS = {
+    "measured": "held-out measurement-model draws",
+    "measured-sqe": "held-out measurement-model draws of a one-phonon S(Q,E)",
+    "model-image": "held-out noise-grid draws (model images)",
+}
 
 
 def run(args) -> int:
@@ -71,10 +80,19 @@ def run(args) -> int:
     )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
     if "refined" in d:
-        lines.insert(
-            0, f"refined ({d['refined']['method']}); network: " + ", ".join(f"{m:+.4f}" for m in d["network"]["fc_mean"])
-        )
-        if d["refined"].get("above_noise"):
+        trust = d["refined"].get("trust") or {"accepted": True, "reasons": []}
+        if trust["accepted"]:
+            head = f"refined ({d['refined']['method']}); network: " + ", ".join(f"{m:+.4f}" for m in d["network"]["fc_mean"])
+        else:
+            head = "network (the physics fit was not trusted); fit: " + ", ".join(f"{m:+.4f}" for m in d["refined"]["fc"])
+        lines.insert(0, head)
+        if not trust["accepted"]:
+            print(
+                f"warning: {args.spectrum}: the physics fit is not reported: {'; '.join(trust['reasons'])} — fc_mean and "
+                "fc_std are the network's (the fit's answer is under 'refined' in --json)",
+                file=sys.stderr,
+            )
+        elif d["refined"].get("above_noise"):
             print(f"warning: {args.spectrum}: {above_noise_message(d['refined'])}", file=sys.stderr)
     c = d["corrections"]
     lines.append(
@@ -89,6 +107,8 @@ def run(args) -> int:
             else "none"
         )
     )
+    if d.get("sigma_regime") and "refined" not in d:  # the fit's σ is its own (Laplace)
+        lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
     ood = d.get("ood")
     if ood is None:
         lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")

@@ -125,7 +125,8 @@ def run(args) -> int:
         union = union_of_scans(scans, bank, measured)
         if not np.isfinite(union).any():
             raise FcinvError("the measured scans cover no pixel of the path")
-        pred = model.predict(union, n_samples=100, sigma_regime="measured")
+        regime = "measured" if "noise" in ss.meta else "measured-sqe"  # corrected from an S(Q,E) above
+        pred = model.predict(union, n_samples=100, sigma_regime=regime)
         estimate = np.clip(pred.mean[0], dom[:, 0], dom[:, 1])
         model_sigma = pred.std[0]
         source = f"model on the union of {len(measured)} measured scan(s)"

@@ -35,9 +35,21 @@ from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDepende
 #: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
 #: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
 #: ``-paper`` model.
-#: the input regimes σ is calibrated for separately (the OOD check's regimes, :mod:`.ood`): a
-#: measurement or one-phonon S(Q,E), and a fast-model image (clean or with background and counts)
-SIGMA_REGIMES = ("measured", "model-image")
+#: the input regimes σ is calibrated for separately: a measurement whose intensity is the fast
+#: model's, a one-phonon S(Q,E) (measured or simulated, corrected to the model's intensity once), and
+#: a fast-model image (clean or with background and counts). The first two are the OOD check's
+#: measured regime (:mod:`.ood`), the last its model-image regime.
+SIGMA_REGIMES = ("measured", "measured-sqe", "model-image")
+
+
+def input_sigma_regime(corrections: dict | None, measured: bool) -> str:
+    """The σ regime of an input from :func:`~fcinv_widgets.analysis.expio.prepare_input`'s record
+    and the OOD regime it is judged in (``measured``): "model-image" outside the measured regime,
+    "measured-sqe" for a one-phonon S(Q,E), else "measured"."""
+    if not measured:
+        return "model-image"
+    return "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
+
 
 SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet", "ge-vae-paper", "ge-resnet-paper", "nb-vae-paper", "nb-resnet-paper")
 
@@ -205,15 +217,38 @@ class _Model:
         """The input regimes this checkpoint's σ is calibrated for separately (empty: pooled only)."""
         return tuple(self._sigma_regimes)
 
-    def calibrated_std(self, std, regime: str | None = None) -> np.ndarray:
-        """The calibrated σ (eV/Å²) of the network's own σ ``std`` (N, n_FC): × the σ-conditional
-        scale (interpolated in log σ between the calibration bins) when the checkpoint has one, else
-        × the per-FC factor. ``regime`` ("measured" / "model-image"): the calibration fitted on
-        that kind of input when the checkpoint has one (else the pooled one)."""
+    def resolved_sigma_regime(self, regime: str | None) -> str | None:
+        """The calibration that sizes σ for inputs of ``regime``: itself when the checkpoint has it,
+        "measured" for "measured-sqe" when only that one is there (checkpoints whose training drew
+        no S(Q,E) spectra), None (the pooled calibration) otherwise."""
         if regime not in (None, *SIGMA_REGIMES):
             raise FcinvError(f"sigma regime must be one of {', '.join(SIGMA_REGIMES)}, got {regime!r}")
-        factor, knots, factors = self._sigma_regimes.get(regime, self._sigma) if regime else self._sigma
+        if regime in self._sigma_regimes:
+            return regime
+        if regime == "measured-sqe" and "measured" in self._sigma_regimes:
+            return "measured"
+        return None
+
+    def calibrated_std(self, std, regime=None) -> np.ndarray:
+        """The calibrated σ (eV/Å²) of the network's own σ ``std`` (N, n_FC): × the σ-conditional
+        scale (interpolated in log σ between the calibration bins) when the checkpoint has one, else
+        × the per-FC factor. ``regime``: one of :data:`SIGMA_REGIMES` for every row, or one per row
+        (N,) — the calibration fitted on that kind of input (:meth:`resolved_sigma_regime`; None:
+        the pooled one)."""
         std = np.asarray(std, float)
+        if regime is None or isinstance(regime, str):
+            return self._calibrate(std, self.resolved_sigma_regime(regime))
+        regs = np.asarray(regime, dtype=object)
+        if std.ndim != 2 or regs.shape != (len(std),):
+            raise FcinvError(f"one sigma regime per spectrum: {regs.shape} regimes for σ of shape {std.shape}")
+        out = np.empty_like(std)
+        for reg in {r for r in regs.tolist()}:
+            rows = np.array([r == reg for r in regs.tolist()])
+            out[rows] = self._calibrate(std[rows], self.resolved_sigma_regime(reg))
+        return out
+
+    def _calibrate(self, std: np.ndarray, resolved: str | None) -> np.ndarray:
+        factor, knots, factors = self._sigma_regimes[resolved] if resolved else self._sigma
         if knots is None:
             return std * factor
         logs = np.log(np.maximum(std, 1e-30))
@@ -313,10 +348,14 @@ class _Model:
         ``ood_regime``: "measured" / "model-image" overrides the input regime (default: a
         measurement or S(Q,E) input is judged in the measured regime, :func:`.ood.is_measured_input`):
         it decides the OOD check's statistics and which σ calibration sizes ``fc_std``
-        (``sigma_regime`` in the result; None for a checkpoint with one pooled calibration).
+        (``sigma_regime`` in the result: "measured-sqe" for a one-phonon S(Q,E), "measured" for
+        another measurement, "model-image"; None for a checkpoint with one pooled calibration).
 
         ``refine``: start a physics fit at the network's prediction and report its result as
-        fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``): a
+        fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``) when
+        it is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`: it reached the data's noise
+        and stayed within 2 of the network's σ; ``refined["trust"]``), the network's answer
+        otherwise (``fc_source`` says which): a
         one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
         (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~1 min on a CPU); a model image with
         the unit-weight image over the active FCs (:func:`~fcinv_widgets.analysis.refine.refine`).
@@ -333,11 +372,11 @@ class _Model:
         from .ood import is_measured_input, note_sqe_input
 
         measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
-        regime = "measured" if measured else "model-image"
+        regime = input_sigma_regime(corrections, measured)
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False, sigma_regime=regime)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
-        out["sigma_regime"] = regime if regime in self.sigma_regimes() else None
+        out["sigma_regime"] = self.resolved_sigma_regime(regime)
         if ood:
             out["ood"] = note_sqe_input(self.ood_check(image, measured=measured), corrections)
             if out["ood"] is None:
@@ -348,7 +387,7 @@ class _Model:
 
     def _refine(self, out: dict, spec, image, corrections: dict) -> dict:
         from ..analysis.expio import is_uncorrected_sqe
-        from ..analysis.refine import refine, refine_spectrum
+        from ..analysis.refine import refine, refine_spectrum, trust_fit
         from ..materials import material_for_model
 
         mat = material_for_model(self.config)
@@ -368,6 +407,12 @@ class _Model:
             }
         out["network"] = {"fc_mean": out["fc_mean"], "fc_std": out["fc_std"]}
         out["refined"] = rec
+        if rec["fc_std"] is not None and self.heteroscedastic:  # a fit with σ, a network with σ: is the fit trusted?
+            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names)
+            if not rec["trust"]["accepted"]:
+                out["fc_source"] = "network"  # the fit's answer stays under "refined"
+                return out
+        out["fc_source"] = "refined"
         out["fc_mean"] = rec["fc"]
         if rec["fc_std"] is not None:
             out["fc_std"] = rec["fc_std"]
@@ -432,7 +477,7 @@ class Inverter(_Model):
         batch: int = 256,
         reconstruct: bool = True,
         progress: bool = False,
-        sigma_regime: str | None = None,
+        sigma_regime=None,
     ) -> Prediction:
         """FC means and standard deviations over ``n_samples`` latent samples per spectrum.
 
@@ -440,8 +485,9 @@ class Inverter(_Model):
         (z = μ + σ·ε): a spectrum's answer depends on the spectrum and the seed only, not on the
         batch it came in or its position there (common random numbers: two spectra, or two
         candidate scans of the planner, differ by what differs between them, not by sampling).
-        ``progress``: a bar over the batches. ``sigma_regime`` ("measured" / "model-image"): the
-        σ calibration for that kind of input (:meth:`calibrated_std`; None: the pooled one)."""
+        ``progress``: a bar over the batches. ``sigma_regime`` (one of :data:`SIGMA_REGIMES`, or
+        one per spectrum): the σ calibration for that kind of input (:meth:`calibrated_std`;
+        None: the pooled one)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -464,15 +510,14 @@ class Inverter(_Model):
                 var = y.var(0)  # spread over latent samples
                 if self.heteroscedastic:  # + the regressor's own predicted variance (law of total variance)
                     var = var + np.exp(np.clip(out[..., k:], -14, 6)).mean(0) * self.y_std**2
-                stds.append(self.calibrated_std(np.sqrt(var), sigma_regime))
+                stds.append(np.sqrt(var))
                 mus.append(mu.numpy())
                 lvs.append(logvar.numpy())
                 if reconstruct:
                     recs.append(self.vae.decode(mu).numpy())
         recon = np.concatenate(recs) if reconstruct else np.zeros((0,) + self.shape, np.float32)
-        return Prediction(
-            self.names, np.concatenate(means), np.concatenate(stds), recon, np.concatenate(mus), np.concatenate(lvs)
-        )
+        std = self.calibrated_std(np.concatenate(stds), sigma_regime)
+        return Prediction(self.names, np.concatenate(means), std, recon, np.concatenate(mus), np.concatenate(lvs))
 
 
 class ResNetModel(_Model):
@@ -496,7 +541,7 @@ class ResNetModel(_Model):
         batch: int = 256,
         reconstruct: bool = False,
         progress: bool = False,
-        sigma_regime: str | None = None,
+        sigma_regime=None,
     ) -> Prediction:
         """FC estimates (eV/Å²) for (N, nq, nE) or (nq, nE) spectra. std: the heteroscedastic
         head's calibrated σ (models trained with a measurement model); zero for the paper's

@@ -330,7 +330,7 @@ SIGMA_BINS = 5
 SIGMA_MIN_PER_BIN = 200
 
 
-def calibration_draws(aug, x, idx, seed: int = 0) -> np.ndarray:
+def calibration_draws(aug, x, idx, seed: int = 0, return_sqe: bool = False):
     """The held-out inputs σ is calibrated on, (2·len(idx), nq, nE) float32: one measurement-model
     draw of each spectrum ``x[idx]`` (epoch :data:`CAL_EPOCH`, as the model's inputs look after
     ``prepare``), then one noise-grid draw of each — a flat background B and Poisson counts P
@@ -338,11 +338,14 @@ def calibration_draws(aug, x, idx, seed: int = 0) -> np.ndarray:
     ``SeedSequence([seed, CAL_EPOCH, 1])``. The two halves are the two kinds of input σ must mean
     something for: a realistic measurement and the paper's noise model (which lacks resolution,
     coverage and the residual weighting, so the same predicted σ is too wide there when only
-    realistic draws are used)."""
+    realistic draws are used). ``return_sqe``: also (len(idx),) bool, which measurement-model draws
+    went through the S(Q,E) path (step 0)."""
     from ..noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
     idx = np.asarray(idx)
-    real = aug.apply(x[idx], idx, CAL_EPOCH).astype(np.float32)
+    real, infos = aug.apply(x[idx], idx, CAL_EPOCH, return_info=True)
+    real = real.astype(np.float32)
+    sqe = np.array([bool(i.get("sqe_weights")) for i in infos], bool)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), CAL_EPOCH, 1]))
     cells = [(b, p) for b in DEFAULT_BACKGROUNDS for p in DEFAULT_COUNTS]
     pick = rng.integers(0, len(cells), len(idx))
@@ -350,7 +353,8 @@ def calibration_draws(aug, x, idx, seed: int = 0) -> np.ndarray:
     for c in np.unique(pick):
         sel = np.flatnonzero(pick == c)
         grid[sel] = add_noise(x[idx[sel]], cells[c][0], cells[c][1], rng=rng)[0]
-    return np.concatenate([real, grid])
+    out = np.concatenate([real, grid])
+    return (out, sqe) if return_sqe else out
 
 
 def sigma_calibration(y, mean, std, n_bins: int = SIGMA_BINS) -> dict:
@@ -378,29 +382,39 @@ def sigma_calibration(y, mean, std, n_bins: int = SIGMA_BINS) -> dict:
     return {"kind": "sigma-binned", "bins": int(n_bins), "n": int(len(y)), "log_sigma": knots.tolist(), "scales": scales.tolist()}
 
 
+#: the fewest held-out draws a σ regime is calibrated on alone (fewer: it falls back, see
+#: :meth:`~.inverter._Model.resolved_sigma_regime`)
+SIGMA_MIN_PER_REGIME = 100
+
+
 def _fit_sigma(model, x, y, iv, aug, seed: int, n_samples: int = 32, progress: bool = False) -> tuple[list, dict | None, dict]:
     """(pooled per-FC scale, pooled σ-conditional calibration, the same per input regime) of
     ``model`` (its σ unscaled) on :func:`calibration_draws` of the validation spectra ``x[iv]``;
-    sets all three on the model. The per-regime pair is fitted on each half of the draws alone —
-    "measured" on the measurement-model draws, "model-image" on the noise-grid draws — because the
+    sets all three on the model. The per-regime pairs are fitted on parts of the draws alone —
+    "measured" on the measurement-model draws with the model's intensity, "measured-sqe" on those
+    that went through the S(Q,E) path (models trained with ``--sqe-weights``; at least
+    :data:`SIGMA_MIN_PER_REGIME` of them), "model-image" on the noise-grid draws — because the
     network's own σ hardly tells them apart (session 15, nb-vae: median σ within 5 % between the
     halves) while its errors differ: the pooled scale left the grid's ±1σ at 0.72–0.79 and the
     measurement draws' ±2σ at 0.93–0.94. Inference picks the regime from what the input says
-    about itself (:meth:`~.inverter._Model.invert`), as the OOD check does."""
-    xc = calibration_draws(aug, x, iv, seed)
+    about itself (:meth:`~.inverter._Model.invert`)."""
+    xc, sqe = calibration_draws(aug, x, iv, seed, return_sqe=True)
     yc = np.concatenate([y[iv], y[iv]])
     model.set_sigma_calibration(None, None)  # the network's own σ
     kw = {"n_samples": n_samples, "reconstruct": False} if model.kind == "vae" else {}
     p = model.predict(xc, progress=progress, **kw)
     scale, cal = sigma_scale(yc, p.mean, p.std).tolist(), sigma_calibration(yc, p.mean, p.std)
     n = len(iv)
+    real = np.arange(n)
+    parts = {"measured": real[~sqe], "measured-sqe": real[sqe], "model-image": np.arange(n, 2 * n)}
     by_regime = {
         regime: {
-            "sigma_scale": sigma_scale(yc[part], p.mean[part], p.std[part]).tolist(),
-            "sigma_calibration": sigma_calibration(yc[part], p.mean[part], p.std[part]),
-            "n": int(n),
+            "sigma_scale": sigma_scale(yc[rows], p.mean[rows], p.std[rows]).tolist(),
+            "sigma_calibration": sigma_calibration(yc[rows], p.mean[rows], p.std[rows]),
+            "n": int(len(rows)),
         }
-        for regime, part in (("measured", slice(0, n)), ("model-image", slice(n, 2 * n)))
+        for regime, rows in parts.items()
+        if len(rows) >= SIGMA_MIN_PER_REGIME
     }
     model.set_sigma_calibration(scale, cal, by_regime)
     return scale, cal, by_regime

@@ -188,8 +188,8 @@ def test_augmented_vae_cli_reports_coverage_and_reliability(tiny_dataset, tmp_pa
     assert r["augmented"] and len(r["sigma_scale"]) == 8 and all(s > 0 for s in r["sigma_scale"])
     m = load_model(out)
     assert m.heteroscedastic and m.config["augment"]["p_mask"] == MeasurementModel().p_mask
-    # σ calibrated per input regime too (training's own hold-out: each half of the calibration draws)
-    assert m.sigma_regimes() == ("measured", "model-image")
+    # this hold-out is too small for a σ calibration per kind of input (< 100 draws each): pooled only
+    assert m.sigma_regimes() == () and len(m.config["training"]["val_r2"]) == 8
     for extra in ([], ["--augment", "--seed", "3"]):
         png = tmp_path / f"rel{len(extra)}.png"
         assert (
@@ -214,8 +214,7 @@ def test_augmented_vae_cli_reports_coverage_and_reliability(tiny_dataset, tmp_pa
         assert len(d["coverage_1sigma"]) == 8 and all(0 <= c <= 1 for c in d["coverage_2sigma"])
         assert all(a <= b for a, b in zip(d["coverage_1sigma"], d["coverage_2sigma"]))
         assert png.stat().st_size > 10_000
-        # the clean test set is judged with the model-image calibration, an augmented one as a measurement
-        assert d["sigma_regime"] == ("measured" if extra else "model-image")
+        assert d["sigma_regime"] is None  # the pooled calibration (none per kind of input, above)
     assert "augmented" in d["test_set"]
     assert main(["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--augment", "--write-metrics"]) == 2
     assert main(["train", "--dataset", str(tiny_dataset), "--out", str(tmp_path / "x"), "--no-masks"]) == 2

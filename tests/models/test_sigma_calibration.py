@@ -105,6 +105,9 @@ def test_sigma_calibrate_cli(calibratable, tmp_path, capsys):
     src, ds = calibratable
     m0 = load_model(src)
     assert m0.config.get("sigma_calibration", {}).get("bins") == 2  # training fitted it already
+    # … and per kind of input, each on its part of the 400 draws (no S(Q,E) path in this training)
+    assert m0.sigma_regimes() == ("measured", "model-image")
+    assert [e["n"] for e in m0.config["sigma_calibration_by_regime"].values()] == [200, 200]
     # a stale per-FC scale in a copy, as an older checkpoint would have: the command refits it
     m0.set_sigma_calibration([3.0] * 8, None)
     old = tmp_path / "old"
@@ -190,6 +193,30 @@ def test_per_regime_calibration_sizes_each_kind_of_input():
     old = _model(scale=[2.0, 0.5])
     assert old.sigma_regimes() == ()
     assert old.calibrated_std(np.ones((1, 2)), "measured")[0] == pytest.approx([2.0, 0.5])
+
+
+def test_sqe_inputs_fall_back_to_the_measured_calibration_and_regimes_go_per_row():
+    m = _model(scale=[1.0, 1.0])
+    m.set_sigma_calibration(
+        [1.0, 1.0], None, {"measured": {"sigma_scale": [2.0, 2.0]}, "model-image": {"sigma_scale": [0.5, 0.5]}}
+    )
+    # a checkpoint trained without S(Q,E) draws: an S(Q,E) input gets the measured calibration
+    assert m.resolved_sigma_regime("measured-sqe") == "measured"
+    assert m.calibrated_std(np.ones((1, 2)), "measured-sqe")[0] == pytest.approx([2.0, 2.0])
+    m.set_sigma_calibration(
+        [1.0, 1.0], None, m.config["sigma_calibration_by_regime"] | {"measured-sqe": {"sigma_scale": [3.0, 3.0]}}
+    )
+    assert m.resolved_sigma_regime("measured-sqe") == "measured-sqe" and m.resolved_sigma_regime(None) is None
+    # one regime per row: each row sized by its own calibration
+    got = m.calibrated_std(np.ones((4, 2)), ["model-image", "measured-sqe", None, "measured"])
+    assert got[:, 0] == pytest.approx([0.5, 3.0, 1.0, 2.0])
+    with pytest.raises(FcinvError, match="one sigma regime per spectrum"):
+        m.calibrated_std(np.ones((4, 2)), ["measured"] * 3)
+    from fcinv_widgets.models.inverter import input_sigma_regime
+
+    assert input_sigma_regime({"intensity": "one-phonon-sqe"}, True) == "measured-sqe"
+    assert input_sigma_regime({"intensity": "model-image", "origin": "measured"}, True) == "measured"
+    assert input_sigma_regime({"intensity": "one-phonon-sqe"}, False) == "model-image"
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,18 @@ def test_weighting_is_reproducible_and_leaves_earlier_draws_alone(tiny_dataset):
     assert np.abs(first - unit).mean() > 0.01  # the weighting changed the spectra
     mat, p = full_params(tiny_dataset, "train", 12)
     assert p.shape == (12, mat.basis.n_params)
+    # which draws took the S(Q,E) path is known per draw: σ is calibrated for those inputs apart
+    from fcinv_widgets.models.train import CAL_EPOCH, calibration_draws
+
+    half = _augmenter(
+        MeasurementModel(p_sqe=0.5, sqe_temperatures=(5.0,), n_ei_kernels=2), info, None, 0, dataset=tiny_dataset, n=12
+    )
+    xs, infos = half.apply(x, idx, 3, return_info=True)
+    assert np.array_equal(xs, half.apply(x, idx, 3)) and len(infos) == 12
+    draws, sqe = calibration_draws(half, x, idx, 0, return_sqe=True)
+    assert draws.shape == (24,) + x.shape[1:] and np.array_equal(draws, calibration_draws(half, x, idx, 0))
+    assert sqe.tolist() == [bool(half.one(x[i], CAL_EPOCH, int(i), return_info=True)[1].get("sqe_weights")) for i in idx]
+    assert 0 < sqe.sum() < 12  # both kinds among these 12 seeded draws
 
 
 def test_background_and_counts_come_before_the_correction(tiny_dataset):
