@@ -32,9 +32,6 @@ import numpy as np
 
 from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDependencyError
 
-#: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
-#: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
-#: ``-paper`` model.
 #: the input regimes σ is calibrated for separately: a measurement whose intensity is the fast
 #: model's, a one-phonon S(Q,E) (measured or simulated, corrected to the model's intensity once), and
 #: a fast-model image (clean or with background and counts). The first two are the OOD check's
@@ -51,6 +48,9 @@ def input_sigma_regime(corrections: dict | None, measured: bool) -> str:
     return "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
 
 
+#: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
+#: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
+#: ``-paper`` model.
 SHIPPED = ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet", "ge-vae-paper", "ge-resnet-paper", "nb-vae-paper", "nb-resnet-paper")
 
 
@@ -157,15 +157,16 @@ class _Model:
     def set_sigma_calibration(self, scale, calibration, by_regime: dict | None = None) -> None:
         """Set (and record in the config) the post-hoc calibration of σ: ``scale`` one factor per FC
         (None: 1), ``calibration`` the σ-conditional one of :func:`~.train.sigma_calibration` (None:
-        the per-FC factor alone), ``by_regime`` the same pair fitted per input regime —
-        ``{"measured": {"sigma_scale", "sigma_calibration"}, "model-image": {…}}`` (session 15,
-        :func:`~.train.fit_sigma`): a measurement's σ is sized on measurement-model draws, a model
-        image's (clean or with the noise grid's background and counts) on noise-grid draws.
+        the per-FC factor alone), ``by_regime`` the same pair fitted per kind of input —
+        ``{regime: {"sigma_scale", "sigma_calibration", "n"}}`` for regimes of :data:`SIGMA_REGIMES`
+        (session 15, :func:`~.train._fit_sigma`): a measurement's σ is sized on measurement-model
+        draws, an S(Q,E)'s on those through the S(Q,E) path, a model image's (clean or with the
+        noise grid's background and counts) on noise-grid draws.
         Checkpoints before session 15 carry the pooled pair only; before session 10 only the
         factor; older ones neither (scale 1)."""
         n = len(self.names)
         self._sigma = self._parse_sigma(scale, calibration, n)
-        #: the network's own σ factor (pooled over both regimes), one per FC
+        #: the post-hoc σ factor pooled over every kind of input, one per FC (1 for older checkpoints)
         self.sigma_scale = self._sigma[0]
         self._sigma_regimes: dict = {}
         if by_regime:
