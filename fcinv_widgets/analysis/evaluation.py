@@ -38,7 +38,7 @@ def _regime_record(model, sigma_regime, n: int):
 
 
 def evaluate_model(
-    model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False, sigma_regime: str | None = None
+    model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False, sigma_regime=None
 ) -> dict:
     """Metrics of ``model`` (an Inverter or ResNetModel) on spectra (N, nq, nE) with true FCs (N, 8).
 

@@ -170,7 +170,9 @@ def infer_scans(
         )
     # scans are measurements (or simulated ones): σ from the measured calibration, the S(Q,E) one
     # for a scan set corrected from a one-phonon S(Q,E)
-    regime = "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
+    from ..models.inverter import input_sigma_regime
+
+    regime = input_sigma_regime(corrections, measured=True)
     pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed, sigma_regime=regime)
     means, stds, recs = [], [], []
     for s in range(0, len(x), batch):

@@ -107,7 +107,7 @@ def run(args) -> int:
             else "none"
         )
     )
-    if d.get("sigma_regime") and "refined" not in d:  # the fit's σ is its own (Laplace)
+    if d.get("sigma_regime") and d.get("fc_source") != "refined":  # a reported fit's σ is its own (Laplace)
         lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
     ood = d.get("ood")
     if ood is None:

@@ -243,8 +243,9 @@ class _Model:
         if std.ndim != 2 or regs.shape != (len(std),):
             raise FcinvError(f"one sigma regime per spectrum: {regs.shape} regimes for σ of shape {std.shape}")
         out = np.empty_like(std)
-        for reg in {r for r in regs.tolist()}:
-            rows = np.array([r == reg for r in regs.tolist()])
+        names = regs.tolist()
+        for reg in set(names):
+            rows = np.array([r == reg for r in names])
             out[rows] = self._calibrate(std[rows], self.resolved_sigma_regime(reg))
         return out
 
