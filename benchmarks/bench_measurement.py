@@ -1,7 +1,7 @@
 """A realistic simulated Ge measurement, inverted with default options: every FC vs first principles.
 
     python benchmarks/bench_measurement.py [--models ge-vae,ge-resnet] [--ei 80] [--temperature 5]
-        [--noise 0.05,300] [--angles 0:120:10] [--qmax 6] [--refine] [--out DIR] [--json FILE]
+        [--noise 0.05,300] [--angles 0:120:10] [--qmax 6] [--out DIR] [--json FILE]
 
 What a user at a beamline would do, through the ``fcinv`` commands themselves (subprocesses
 with ``--json``):
@@ -12,15 +12,13 @@ with ``--json``):
    background B and Poisson counts P (``--noise``, a cell of the noise grid) — the "full data";
 2. ``fcinv scans`` with the same settings over ``--angles``: single-orientation scans;
 3. ``fcinv invert`` on the full data and ``fcinv infer-scans`` on the scan set, with DEFAULT
-   options (the files say they are an S(Q,E) at T; the correction is chosen from that);
+   options (the files say they are an S(Q,E) at T; the correction is chosen from that, and since
+   session 16 the physics fit of the folded S(Q,E) runs from the network's answer and is reported
+   where trusted — ``models.inverter.auto_refine``), and the same with ``--no-refine`` (the
+   networks alone);
 4. the table: for every FC the first-principles value, the prediction ± σ, the relative error
    and whether the value lies inside ±2σ, for the full data and for the median single scan
    (the scan whose MSE to the full-data prediction is the median; its own σ).
-
-``--refine``: also ``fcinv invert --refine`` on the full data (the network's answer refined by the
-all-parameter fit of the folded S(Q,E), ``analysis.refine.refine_sqe``) and ``fcinv refine --scan``
-on the median single scan (started at the network's answer for that scan; the fit models that
-orientation's detector coverage).
 
 The issue's target: FC0–FC3 within 5 % and inside ±2σ for both. Prints figures; asserts nothing.
 """
@@ -44,7 +42,6 @@ ap.add_argument("--noise", default="0.05,300", help="B,P of the noise grid (a ce
 ap.add_argument("--angles", default="0:120:10", help="scan angles (start:stop:step, degrees); 0:120:1 is the full set")
 ap.add_argument("--qmax", type=float, default=6.0, help="largest |Q| folded (1/Å); less = faster")
 ap.add_argument("--seed", type=int, default=0)
-ap.add_argument("--refine", action="store_true", help="also invert --refine on the full data")
 ap.add_argument("--out", default=None, help="keep the simulated files here (default: a temporary folder)")
 ap.add_argument("--json", default=None, help="write every figure to this JSON file")
 a = ap.parse_args()
@@ -97,33 +94,28 @@ report = {"settings": vars(a), "dft": dft.tolist(), "names": mat.active_names, "
 for model in a.models.split(","):
     inv, t_inv = fcinv("invert", "--model", model, "--spectrum", str(full_h5))
     sc, t_is = fcinv("infer-scans", "--model", model, "--scans", str(scans_h5), "--reference", "dft")
-    if a.refine:
-        ref, t_ref = fcinv("invert", "--model", model, "--spectrum", str(full_h5), "--refine")
-    mse = np.asarray(sc["mse"])
-    med = int(np.argsort(mse, kind="stable")[len(mse) // 2])
+    net, t_net = fcinv("invert", "--model", model, "--spectrum", str(full_h5), "--no-refine")
+    nsc, t_nsc = fcinv("infer-scans", "--model", model, "--scans", str(scans_h5), "--reference", "dft", "--no-refine")
     rows = []
-    sets = {
-        "full data (invert)": (np.asarray(inv["fc_mean"]), np.asarray(inv["fc_std"])),
-        "scan set: full data": (np.asarray(sc["full_mean"]), np.asarray(sc["full_std"])),
-        f"median single scan (ω = {sc['angles_deg'][med]:g}°)": (
-            np.asarray(sc["scan_mean"][med]),
-            np.asarray(sc["scan_std"][med]),
-        ),
-    }
-    if a.refine:
-        sets["full data (invert --refine)"] = (np.asarray(ref["fc_mean"]), np.asarray(ref["fc_std"]))
-        start = ",".join(f"{v:.6f}" for v in sc["scan_mean"][med])
-        rs, t_rs = fcinv(
-            "refine", "--material", "Ge", "--spectrum", str(scans_h5), "--scan", str(sc["angles_deg"][med]), f"--start={start}"
+    sets = {}
+    for tag, full_inv, scan_inf in (("default", inv, sc), ("network alone, --no-refine", net, nsc)):
+        mse = np.asarray(scan_inf["mse"])
+        med = int(np.argsort(mse, kind="stable")[len(mse) // 2])
+        sets[f"full data (invert, {tag})"] = (np.asarray(full_inv["fc_mean"]), np.asarray(full_inv["fc_std"]))
+        sets[f"scan set: full data ({tag})"] = (np.asarray(scan_inf["full_mean"]), np.asarray(scan_inf["full_std"]))
+        sets[f"median single scan ({tag}, ω = {scan_inf['angles_deg'][med]:g}°)"] = (
+            np.asarray(scan_inf["scan_mean"][med]),
+            np.asarray(scan_inf["scan_std"][med]),
         )
-        sets[f"median single scan, refined (fcinv refine --scan {sc['angles_deg'][med]:g})"] = (
-            np.asarray(rs["fc"]),
-            np.asarray(rs["fc_std"]),
-        )
+        if tag == "default":
+            med_default = scan_inf["angles_deg"][med]
     print(
         f"\n### {model}: corrections {'; '.join(inv['corrections']['applied']) or 'none'}; "
         f"OOD {('FLAGGED ' if inv['ood']['flag'] else 'ok ') + format(inv['ood']['score'], '.2f') if inv.get('ood') else 'n/a'} "
-        f"(invert {t_inv:.0f} s, infer-scans {t_is:.0f} s)"
+        f"(invert {t_inv:.0f} s, infer-scans {t_is:.0f} s; --no-refine: {t_net:.0f} s, {t_nsc:.0f} s); "
+        f"physics fit: {inv.get('fc_source')} reported for the full data, "
+        f"{sum(f['trust']['accepted'] for f in sc['refined']['fits'][1:]) if 'refined' in sc else 0} of "
+        f"{len(sc['scan_mean'])} scan fits trusted"
     )
     print("| FC | first principles | " + " | ".join(sets) + " |")
     print("|---|---|" + "---|" * len(sets))
@@ -153,8 +145,11 @@ for model in a.models.split(","):
         "corrections": inv["corrections"],
         "ood": inv.get("ood"),
         "ood_scan_set": sc.get("ood"),
-        "median_scan_deg": sc["angles_deg"][med],
-        "seconds": {"invert": t_inv, "infer_scans": t_is, **({"invert_refine": t_ref, "refine_scan": t_rs} if a.refine else {})},
+        "median_scan_deg": med_default,
+        "fc_source": inv.get("fc_source"),
+        "refine_policy": inv.get("refine_policy"),
+        "scan_fits": sc.get("refined", {}).get("fits"),
+        "seconds": {"invert": t_inv, "infer_scans": t_is, "invert_no_refine": t_net, "infer_scans_no_refine": t_nsc},
     }
 report["seconds"] = {"simulate": t_sim, "scans": t_sc}
 if a.json:

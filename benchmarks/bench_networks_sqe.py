@@ -11,18 +11,18 @@ the folded one-phonon S(Q,E) as ``fcinv simulate --full-sqe`` makes it (Debye–
 factor at ``--temperature``, ARCS resolution and kinematic coverage at ``--ei``, |Q| ≤
 ``--qmax``), a flat background B and Poisson counts P (``noise.add_noise``, 99.5th-percentile
 peak), written as an fcinv spectrum file that says what it is, and inverted by
-``Inverter.invert(path)`` with default options (E/(n+1) weighting at its temperature, clip), as
-``fcinv invert`` does (the OOD check is skipped: accuracy only). ``--angles``: single-orientation
+``Inverter.invert(path, refine=False)`` — the correction chosen by default (E/(n+1) weighting at
+its temperature, clip), the network alone (the OOD check is skipped: accuracy only). ``--angles``: single-orientation
 scans of each truth at these sample angles too (``scans.simulate_scans``, same noise), inverted
 as S(Q,E) at the temperature. Prints, per model and data set, the median and largest relative
 error of FC0–FC3 over truths × cells, the fraction of FC0–FC3 within 5 %, and the ±1σ / ±2σ
 coverage over all 8 FCs. ``--refine``: each network answer is also the start of the physics fit
-(``analysis.refine.refine_sqe``, as ``fcinv invert --refine`` and ``fcinv refine --scan ω`` run
-it; ~1 min per fit), reported as "refined", as "refined, checked": the fit where it reached
+(``analysis.refine.refine_sqe``, as ``fcinv invert`` and ``fcinv infer-scans`` run it; ~10 s
+per fit on one core), reported as "refined", as "refined, checked": the fit where it reached
 the data's noise (``above_noise`` false), the network's answer where it did not, and as "refined,
-trusted": what ``fcinv invert --refine`` reports since session 15 (``analysis.refine.trust_fit``:
-the fit where it reached the noise and stayed within 2σ of the network's answer on every active
-FC, the network's answer otherwise). Asserts nothing.
+trusted": what ``fcinv invert`` and ``infer-scans`` report by default since session 16
+(``analysis.refine.trust_fit``: the fit where it reached the noise and stayed within 2σ of the
+network's answer on every active FC, the network's answer otherwise). Asserts nothing.
 """
 
 import argparse
@@ -86,7 +86,7 @@ for ti, (tname, t) in enumerate(truths):
                 origin="simulated",
             )
             for mname, m in models.items():
-                r = m.invert(str(path), ood=False)
+                r = m.invert(str(path), ood=False, refine=False)  # the network alone
                 true = t[mat.active]
                 base = {
                     "truth": tname,

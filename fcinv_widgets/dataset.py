@@ -454,7 +454,7 @@ def generate_dataset(
             _init_file(f, mat, fm, seed, candidates, splits, domain, nuisance)
         tmp.replace(out)
 
-    client, cluster = _client(scheduler)
+    client, cluster = dask_client(scheduler)
     interrupted = False
     try:
         with _graceful_sigint() as state, h5py.File(out, "r+") as f:
@@ -513,7 +513,10 @@ def generate_dataset(
     return summarize(out) | {"interrupted": interrupted, "seconds": time.perf_counter() - t0}
 
 
-def _client(scheduler):
+def dask_client(scheduler):
+    """(client, cluster) for a batch stage's ``scheduler``: (None, None) for None (in-process), the
+    given ``dask.distributed.Client``, a new local cluster of N single-threaded worker processes
+    for "local:N" (the caller closes both), or a client of the scheduler at an address."""
     if scheduler is None:
         return None, None
     from dask.distributed import Client, LocalCluster

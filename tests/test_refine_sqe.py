@@ -180,7 +180,8 @@ def test_invert_refine_starts_at_the_network_and_keeps_its_answer(sqe_file, caps
     from fcinv_widgets.models import Inverter
 
     inv = Inverter.load("ge-vae")
-    plain = inv.invert(sqe_file)
+    plain = inv.invert(sqe_file, refine=False)
+    assert plain["fc_source"] == "network" and "refined" not in plain and not plain["refine_policy"]["refine"]
     d = inv.invert(sqe_file, refine=True)
     assert d["network"]["fc_mean"] == plain["fc_mean"]
     assert d["refined"]["start"] == pytest.approx(plain["fc_mean"])
@@ -197,6 +198,42 @@ def test_invert_refine_starts_at_the_network_and_keeps_its_answer(sqe_file, caps
     assert main(["invert", "--model", "ge-vae", "--spectrum", str(sqe_file), "--raw", "--refine", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert "unit-weight" in r["refined"]["method"] and r["fc_std"] == r["network"]["fc_std"]
+
+
+def test_refine_is_the_default_for_a_measured_sqe_and_a_calibrated_model(sqe_file, capsys):
+    """refine=None (the default): the physics fit runs for an uncorrected one-phonon S(Q,E) and a
+    model with a calibrated σ — the same answer as refine=True — and not for a model image, for the
+    S(Q,E) once corrected or taken --raw, nor for a model without σ to check a fit against;
+    ``refine_policy`` says which and why, and --no-refine turns it off."""
+    from fcinv_widgets.analysis.expio import as_spectrum, prepare_input
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.models import Inverter
+    from fcinv_widgets.models.inverter import auto_refine
+
+    mat = get_material("Ge")
+    inv = Inverter.load("ge-vae")
+    auto = inv.invert(sqe_file, n_samples=20)
+    asked = inv.invert(sqe_file, n_samples=20, refine=True)
+    assert auto["refine_policy"]["auto"] and auto["refine_policy"]["refine"] and "S(Q,E)" in auto["refine_policy"]["reason"]
+    assert "refined" in auto and auto["fc_mean"] == asked["fc_mean"] and auto["fc_source"] == asked["fc_source"]
+    _, sqe_rec = prepare_input(as_spectrum(str(sqe_file), mat.grid), mat.grid)
+    fm = mat.forward_model()
+    image = np.asarray(fm.spectra(np.asarray(fm.reference_theta, float)[None]), float)[0]
+    _, image_rec = prepare_input(as_spectrum(image, mat.grid), mat.grid)
+    assert auto_refine(inv, sqe_rec)[0] and not auto_refine(inv, image_rec)[0]
+    assert not auto_refine(inv, sqe_rec | {"raw": True})[0] and not auto_refine(inv, sqe_rec | {"already_applied": True})[0]
+    assert not auto_refine(inv, sqe_rec | {"ei_mev": None})[0]  # no Ei: no resolution, no coverage to fit with
+    ok, why = auto_refine(Inverter.load("ge-vae-paper"), sqe_rec)
+    assert not ok and "calibrated σ" in why
+    d = inv.invert(image, n_samples=5, ood=False)
+    assert d["fc_source"] == "network" and not d["refine_policy"]["refine"] and "refined" not in d
+    capsys.readouterr()
+    assert main(["invert", "--model", "ge-vae", "--spectrum", str(sqe_file), "--no-refine", "--n-samples", "5"]) == 0
+    assert "physics fit: not run (not asked for" in capsys.readouterr().out
+    assert main(["invert", "--model", "ge-vae", "--spectrum", str(sqe_file), "--no-refine", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["refine_policy"] == {"auto": False, "refine": False, "reason": "not asked for"} and "refined" not in r
 
 
 def test_refine_sqe_fits_one_single_orientation_scan(perturbed):
@@ -309,6 +346,19 @@ def test_infer_scans_refine_fits_the_full_data_and_every_scan(tmp_path, capsys):
     assert np.allclose(res.mean, d["scan_mean"]) and res.meta["refined"]["fits"][0]["data"] == "full data"
     assert main([*base, "--refine", "--raw", "--json"]) == 2
     assert "--raw" in capsys.readouterr().err
+    # the default runs the same fits (a scan set is an S(Q,E), ge-vae has a calibrated σ), here as Dask tasks
+    assert main([*base, "--scheduler", "local:2", "--json", "--no-progress"]) == 0
+    dd = json.loads(capsys.readouterr().out)
+    assert dd["refine_policy"]["auto"] and dd["refine_policy"]["refine"]
+    for a_, b_ in zip(dd["refined"]["fits"], fits):
+        # one torch thread per worker sums in another order and L-BFGS stops a little elsewhere:
+        # the same answer well inside its σ (measured: ≤ 0.14 σ, ω = 40°)
+        diff = np.abs(np.subtract(a_["fc"], b_["fc"])) / np.asarray(b_["fc_std"])
+        assert a_["data"] == b_["data"] and np.all(diff < 0.3), (a_["data"], diff)
+    assert main([*base, "--no-refine", "--json"]) == 0
+    dn = json.loads(capsys.readouterr().out)
+    assert "refined" not in dn and dn["refine_policy"] == {"auto": False, "refine": False, "reason": "not asked for"}
+    assert np.allclose(dn["scan_mean"], net["mean"])  # the networks' answers, as kept beside the fits
 
 
 def test_noise_check_tells_a_fit_at_the_noise_from_one_above_it(ge_dft):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float, positive_int
+from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float, positive_int, scheduler_address
 
 
 def register(sub):
@@ -48,15 +49,23 @@ def register(sub):
     )
     p.add_argument(
         "--refine",
-        action="store_true",
-        help="then fit the physics to the full data and to every scan from the network's answers: the "
-        "folded one-phonon S(Q,E) over all FCs, uncorrected data (~1 min per fit); the fits' values and "
-        "σ replace the network's (kept under 'network')",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the physics to the full data and to every scan from the network's answers: the folded "
+        "one-phonon S(Q,E) over all FCs, uncorrected data (~10 s per fit on one core); each fit's values and σ "
+        "replace the network's (kept under 'network') where the fit is trusted. Default: on when the scan set is a "
+        "one-phonon S(Q,E) and the model has a calibrated σ; --no-refine: the networks alone",
     )
-    p.add_argument("--max-iter", type=positive_int, default=300, help="L-BFGS iterations per round of each --refine fit")
+    p.add_argument("--max-iter", type=positive_int, default=300, help="L-BFGS iterations per round of each physics fit")
+    p.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        default=None,
+        help="run the physics fits on Dask: a scheduler address, or local:N for a local cluster of N workers",
+    )
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
-    add_json(p, progress="no progress bar for --refine")
+    add_json(p, progress="no progress bar for the physics fits")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scan-inference"), ("plot", "file", None)])
 
 
@@ -65,6 +74,7 @@ def run(args) -> int:
     from ..analysis.scan_inference import infer_scans, plot_scan_inference, refine_scan_inference
     from ..materials import material_for_model
     from ..models import load_model
+    from ..models.inverter import auto_refine
     from ..scans import ScanSet
 
     model = load_model(args.model)
@@ -86,8 +96,11 @@ def run(args) -> int:
     )
     if args.refine and not is_uncorrected_sqe(corrections):
         raise FcinvError("--refine fits the S(Q,E) as the scan set holds it: it cannot be combined with --raw")
+    do_refine, why = (
+        auto_refine(model, corrections) if args.refine is None else (args.refine, "asked for" if args.refine else "not asked for")
+    )
     res = infer_scans(model, scans, full=full, angles_deg=ss.angles_deg, reference=ref, n_samples=args.n_samples)
-    if args.refine:
+    if do_refine:
         res = refine_scan_inference(
             res,
             ss,
@@ -95,6 +108,7 @@ def run(args) -> int:
             corrections["bose_weighting"]["temperature_k"],
             domain=model.config.get("domain"),
             progress=not args.no_progress,
+            scheduler=args.scheduler,
             max_iter=args.max_iter,
         )
     res.meta.update(
@@ -139,6 +153,7 @@ def run(args) -> int:
         "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)],
         "corrections": corrections,
         "ood": ood,
+        "refine_policy": {"auto": args.refine is None, "refine": bool(do_refine), "reason": why},
     }
     if "refined" in res.meta:
         r = res.meta["refined"]
@@ -157,6 +172,12 @@ def run(args) -> int:
         + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "
         + " / ".join(f"{res.angles_deg[i]:g}°" for i in (b, m, w))
         + f"; MSE {res.mse[b]:.3g} / {res.mse[m]:.3g} / {res.mse[w]:.3g}"
+        + (
+            f"\nphysics fit: {sum((f.get('trust') or {'accepted': True})['accepted'] for f in payload['refined']['fits'])} "
+            f"of {len(payload['refined']['fits'])} fits trusted and reported"
+            if do_refine
+            else f"\nphysics fit: not run ({why}; --refine runs it)"
+        )
     )
     emit(args, payload, text)
     return 0

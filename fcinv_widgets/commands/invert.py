@@ -9,9 +9,10 @@ warning line on stderr.
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from ._common import add_temperature, emit, nonneg_int, positive_float, positive_int
+from ._common import add_json, add_temperature, emit, nonneg_int, positive_float, positive_int
 
 
 def register(sub):
@@ -36,11 +37,14 @@ def register(sub):
     p.add_argument("--raw", action="store_true", help="feed the spectrum as it is: no correction at all")
     p.add_argument(
         "--refine",
-        action="store_true",
-        help="then fit the physics from the network's answer: a one-phonon S(Q,E) with the folded-S(Q,E) "
-        "model over all FCs (~1 min), a model image with the unit-weight image; reported as fc_mean/fc_std "
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the physics from the network's answer: a one-phonon S(Q,E) with the folded-S(Q,E) "
+        "model over all FCs (~10 s on one core), a model image with the unit-weight image; reported as fc_mean/fc_std "
         "(the network's under 'network') when trusted — it reached the data's noise and stayed within 2σ of the "
-        "network's answer — else the network's answer stays, with a warning ('fc_source' says which)",
+        "network's answer — else the network's answer stays, with a warning ('fc_source' says which). Default: on "
+        "for a one-phonon S(Q,E) as measured and a model with a calibrated σ, off otherwise ('refine_policy' says "
+        "why); --no-refine: the network alone",
     )
     p.add_argument(
         "--ood-regime",
@@ -51,7 +55,7 @@ def register(sub):
         "'model-image' (clean and noisy images) otherwise; default: what the input says about itself",
     )
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--json", action="store_true")
+    add_json(p, progress="no progress bar for the physics fit")
     p.set_defaults(func=run)
 
 
@@ -76,6 +80,7 @@ def run(args) -> int:
         n_samples=args.n_samples,
         seed=args.seed,
         refine=args.refine,
+        progress=not args.no_progress,
         ood_regime=None if args.ood_regime == "auto" else args.ood_regime,
     )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
@@ -107,6 +112,9 @@ def run(args) -> int:
             else "none"
         )
     )
+    pol = d.get("refine_policy") or {}
+    if not pol.get("refine"):
+        lines.append(f"physics fit: not run ({pol.get('reason', 'not asked for')}; --refine runs it)")
     if d.get("sigma_regime") and d.get("fc_source") != "refined":  # a reported fit's σ is its own (Laplace)
         lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
     ood = d.get("ood")

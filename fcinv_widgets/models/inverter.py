@@ -48,6 +48,26 @@ def input_sigma_regime(corrections: dict | None, measured: bool) -> str:
     return "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
 
 
+def auto_refine(model, corrections: dict) -> tuple[bool, str]:
+    """Whether inference refines by default (``refine=None``), and why: the physics fit
+    (``analysis.refine.refine_sqe``) runs for a one-phonon S(Q,E) as an instrument records it
+    (uncorrected: :func:`~fcinv_widgets.analysis.expio.is_uncorrected_sqe`) at a known Ei when ``model`` has a
+    calibrated σ (a heteroscedastic head), since only then can the fit be checked against the
+    network's answer (``trust_fit``) and a fit in a wrong minimum be dropped. Measured (session 16,
+    ``bench_networks_sqe.py --refine``, 8 truths × 2 noise cells, full data): the trusted fit's
+    FC0–FC3 median error 2 / 2 / 16 / 17 % against the network's 3 / 3 / 38 / 30 % (``ge-vae``) and
+    never a larger worst case. A model image is the networks' own input: no fit by default."""
+    from ..analysis.expio import is_uncorrected_sqe
+
+    if not is_uncorrected_sqe(corrections):
+        return False, "not a one-phonon S(Q,E) as measured (the fit models uncorrected S(Q,E) data)"
+    if corrections.get("ei_mev") is None:
+        return False, "the incident energy is not known (the fit needs Ei for the resolution and coverage)"
+    if not getattr(model, "heteroscedastic", False):
+        return False, "the model has no calibrated σ to check a fit against (refine=True / --refine runs it unchecked)"
+    return True, "one-phonon S(Q,E) and a calibrated σ: the fit, reported where trusted"
+
+
 #: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
 #: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
 #: ``-paper`` model.
@@ -333,8 +353,9 @@ class _Model:
         n_samples: int = 100,
         seed: int = 0,
         ood: bool = True,
-        refine: bool = False,
+        refine: bool | None = None,
         ood_regime: str | None = None,
+        progress: bool = False,
     ) -> dict:
         """Invert one spectrum the way ``fcinv invert`` does: a file path, an
         :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
@@ -359,8 +380,12 @@ class _Model:
         and stayed within 2 of the network's σ; ``refined["trust"]``), the network's answer
         otherwise (``fc_source`` says which): a
         one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
-        (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~1 min on a CPU); a model image with
+        (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~10 s for Ge on one core); a model image with
         the unit-weight image over the active FCs (:func:`~fcinv_widgets.analysis.refine.refine`).
+        None (default): :func:`auto_refine` decides — the fit runs for a one-phonon S(Q,E) as
+        measured (uncorrected) and a model with a calibrated σ (the trust check needs it), not
+        for a model image; ``refine_policy`` in the result says what was decided and why.
+        ``progress``: a bar on stderr while the fit runs.
         """
         from ..analysis.expio import as_spectrum, prepare_input
         from ..materials import get_material
@@ -383,11 +408,15 @@ class _Model:
             out["ood"] = note_sqe_input(self.ood_check(image, measured=measured), corrections)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
-        if refine:
-            out = self._refine(out, spec, image, corrections)
+        do, why = auto_refine(self, corrections) if refine is None else (bool(refine), "asked for" if refine else "not asked for")
+        out["refine_policy"] = {"auto": refine is None, "refine": do, "reason": why}
+        if do:
+            out = self._refine(out, spec, image, corrections, progress=progress)
+        else:
+            out["fc_source"] = "network"
         return out
 
-    def _refine(self, out: dict, spec, image, corrections: dict) -> dict:
+    def _refine(self, out: dict, spec, image, corrections: dict, progress: bool = False) -> dict:
         from ..analysis.expio import is_uncorrected_sqe
         from ..analysis.refine import refine, refine_spectrum, trust_fit
         from ..materials import material_for_model
@@ -397,7 +426,7 @@ class _Model:
         ei = corrections.get("ei_mev")
         if is_uncorrected_sqe(corrections):
             temp = corrections["bose_weighting"]["temperature_k"]
-            r = refine_spectrum(mat, spec, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start)
+            r = refine_spectrum(mat, spec, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start, progress=progress)
             rec = r.to_dict() | {"method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe), uncorrected data"}
         else:
             fm = mat.forward_model(resolution=("arcs", ei) if ei is not None else None)
