@@ -93,6 +93,13 @@ class MeasurementModel:
     p_sqe: float = 0.0
     #: sample temperatures (K) of those weights' Debye–Waller factors, one drawn per spectrum
     sqe_temperatures: tuple = (5.0, 300.0)
+    #: the coverage bank's geometry ({"angles_deg": one per mask, "ei_mev", "qmax"}: how
+    #: :func:`coverage_bank` made it). Given, an S(Q,E)-path draw that gets a single-scan mask is
+    #: rendered with the mode weights of that orientation's detector hits instead of the full
+    #: kinematic coverage's — a real single scan sees a few equivalents Q per pixel, and its
+    #: intensities differ from the folded full-coverage S(Q,E) by 35–66 % (median, bright pixels;
+    #: session 16) — and the coverage is drawn before the rendering. Empty: as before session 16.
+    sqe_scan_geometry: dict = field(default_factory=dict)
 
     def __post_init__(self):
         for k in ("p_clean", "p_resolution", "p_elastic", "p_noiseless", "p_mask", "p_single", "p_sqe"):
@@ -107,6 +114,18 @@ class MeasurementModel:
             raise FcinvError("measurement model: Ei must exceed the grid's largest energy (ei_factor > 1)")
         if self.counts[0] <= 0 or self.background[0] < 0 or self.elastic[0] < 0:
             raise FcinvError("measurement model: counts must be > 0, background and elastic ≥ 0")
+        g = self.sqe_scan_geometry
+        if g:
+            ang = np.asarray(g.get("angles_deg", []), float)
+            if (
+                ang.ndim != 1
+                or len(ang) == 0
+                or not np.all(np.isfinite(ang))
+                or not all(np.isfinite(float(g.get(k, np.nan))) and float(g.get(k, np.nan)) > 0 for k in ("ei_mev", "qmax"))
+            ):
+                raise FcinvError(
+                    "measurement model: sqe_scan_geometry needs 'angles_deg' (one per coverage mask), 'ei_mev' > 0 and 'qmax' > 0"
+                )
         t = np.asarray(self.sqe_temperatures, float)
         if t.ndim != 1 or len(t) == 0 or not np.all(np.isfinite(t)) or np.any(t < 0):
             raise FcinvError(f"measurement model: sqe_temperatures must be temperatures ≥ 0 K, got {self.sqe_temperatures!r}")
@@ -154,6 +173,12 @@ class Augmenter:
         self.masks = None if masks is None else np.asarray(masks, bool)
         if self.masks is not None and (self.masks.ndim != 3 or self.masks.shape[2] != len(self.e)):
             raise FcinvError(f"coverage bank of shape {self.masks.shape} does not fit {len(self.e)} energy bins")
+        g = model.sqe_scan_geometry
+        if g and (self.masks is None or len(self.masks) != len(g["angles_deg"])):
+            n = 0 if self.masks is None else len(self.masks)
+            raise FcinvError(
+                f"the measurement model's scan geometry has {len(g['angles_deg'])} orientations, the coverage bank {n} masks"
+            )
         self.weighting: SQEWeighting | None = None
         self.params: np.ndarray | None = None
 
@@ -187,6 +212,9 @@ class Augmenter:
         nq = x.shape[0]
         k = None
         sqe_t = None  # the S(Q,E) path: its temperature index (noise added before the correction)
+        scan_first = bool(m.sqe_scan_geometry)
+        if scan_first:  # the coverage first: a single scan's S(Q,E) is rendered with its own weights
+            cov, cov_info = self._coverage(r)
         if r.random() < m.p_resolution:
             k = int(r.integers(len(self.eis)))
         if m.p_sqe > 0:  # (no draw without it: the draws of every earlier model stay as they were)
@@ -194,7 +222,12 @@ class Augmenter:
             kw = k if k is not None else int(r.integers(len(self.eis)))
             kt = int(r.integers(len(m.sqe_temperatures)))
             if use and self.weighting is not None and self.params is not None:
-                x = self.weighting.render(self.params[sample], kw, kt)
+                one_scan = cov_info.get("scan_index") if scan_first else None
+                if one_scan is not None:
+                    x = self.weighting.render_scan(self.params[sample], int(one_scan), kt, m.sqe_scan_geometry)
+                    info["scan_weights"] = True
+                else:
+                    x = self.weighting.render(self.params[sample], kw, kt)
                 sqe_t = kt
                 info["sqe_weights"] = True
                 info["temperature_k"] = float(m.sqe_temperatures[kt])
@@ -234,16 +267,10 @@ class Augmenter:
         if sqe_t is not None:  # background and counts were an instrument's: now the inference correction
             x = self.weighting.correct(x, sqe_t)  # type: ignore[union-attr]
         # coverage
-        cov = None
-        if self.masks is not None and len(self.masks) and r.random() < m.p_mask:
-            if r.random() < m.p_single:
-                cov = self.masks[int(r.integers(len(self.masks)))]
-                info["scans"] = 1
-            else:
-                n = int(r.integers(2, max(3, len(self.masks) // 2) + 1))
-                pick = r.choice(len(self.masks), size=min(n, len(self.masks)), replace=False)
-                cov = self.masks[pick].any(0)
-                info["scans"] = len(pick)
+        if not scan_first:
+            cov, cov_info = self._coverage(r)
+        if "scans" in cov_info:
+            info["scans"] = cov_info["scans"]
         if not scale:
             y = x if cov is None else np.where(cov, x, np.nan)
             return (y.astype(np.float32), info) if return_info else y.astype(np.float32)
@@ -256,6 +283,19 @@ class Augmenter:
             y = (x - lo) / (hi - lo if hi > lo else 1.0)
         y = y.astype(np.float32)
         return (y, info) if return_info else y
+
+    def _coverage(self, r: np.random.Generator):
+        """(mask or None, {"scans": n, "scan_index": i for a single scan}) of one draw: none (full
+        coverage), one scan of the bank, or the union of 2 … n/2 of them."""
+        m = self.model
+        if self.masks is None or not len(self.masks) or r.random() >= m.p_mask:
+            return None, {}
+        if r.random() < m.p_single:
+            i = int(r.integers(len(self.masks)))
+            return self.masks[i], {"scans": 1, "scan_index": i}
+        n = int(r.integers(2, max(3, len(self.masks) // 2) + 1))
+        pick = r.choice(len(self.masks), size=min(n, len(self.masks)), replace=False)
+        return self.masks[pick].any(0), {"scans": len(pick)}
 
     def apply(self, images, samples, epoch: int, return_info: bool = False):
         """Augment a batch (N, nq, nE) whose rows are the dataset samples ``samples`` (N,) at
@@ -327,6 +367,7 @@ class SQEWeighting:
         self.fm, inactive = _nuisance_model(material, DATASET_SIGMA_MEV)
         ref = np.asarray(material.reference_params, float)[np.concatenate([material.active, inactive])]
         geom = fold_geometry(material.crystal, grid, float(qmax), material.conventional_a)
+        self.material, self.ref, self.qmax = material, ref, float(qmax)
         e = np.asarray(grid.e.centers, float)
         self.eis = np.asarray(eis_mev, float)
         self.temperatures = np.asarray(temperatures_k, float)
@@ -343,6 +384,9 @@ class SQEWeighting:
         #: (n_T, n_Ei, slots, nE) folded mode weights, fm² per atom
         self.slot_weights = np.asarray(w)
         self._twins: dict = {}
+        self._scan_twins: dict = {}
+        self._scan_weights: dict = {}
+        self._geoms: dict = {}
 
     @classmethod
     def get(cls, material, eis_mev, temperatures_k, progress: bool = False) -> SQEWeighting:
@@ -368,6 +412,39 @@ class SQEWeighting:
         img = np.asarray(self._twins[key].spectra(np.asarray(params, float)[None], normalize=False), float)[0]
         return (img / max(float(np.percentile(img, SQE_CLIP)), 1e-30)).astype(np.float32)
 
+    def scan_slot_weights(self, i_scan: int, i_t: int, geometry: dict) -> np.ndarray:
+        """(slots, nE) float32 folded mode weights of one single-orientation scan as per-slot
+        weights of ``fm``: the detector hits (``scans._orientation_hits``, default detector and
+        sample axes) of orientation ``geometry["angles_deg"][i_scan]`` at ``geometry["ei_mev"]``,
+        folded within ``geometry["qmax"]`` (Å⁻¹), at the reference force constants and
+        ``temperatures[i_t]`` — computed at first use (~1–2 s each for Ge) and kept."""
+        from .scans import DETECTOR, _orientation_hits, orientation_matrix
+        from .sqe import SQE, fold_geometry, folded_mode_weights
+
+        key = (int(i_scan), int(i_t))
+        if key not in self._scan_weights:
+            mat, grid = self.material, self.material.grid
+            qmax, ei = float(geometry["qmax"]), float(geometry["ei_mev"])
+            if qmax not in self._geoms:
+                self._geoms[qmax] = fold_geometry(mat.crystal, grid, qmax, mat.conventional_a)
+            geom = self._geoms[qmax]
+            om = float(geometry["angles_deg"][int(i_scan)])
+            hits = [_orientation_hits(geom, om, ei, grid, orientation_matrix(), DETECTOR)]
+            calc = SQE(mat.basis, np.asarray(mat.reference_params, float), temperature=float(self.temperatures[int(i_t)]))
+            mw = folded_mode_weights(calc, geom, grid, ei, hits=hits)
+            self._scan_weights[key] = self.fm.slot_weights(self.ref, mw).astype(np.float32)
+        return self._scan_weights[key]
+
+    def render_scan(self, params, i_scan: int, i_t: int, geometry: dict) -> np.ndarray:
+        """As :meth:`render`, with the mode weights of one single-orientation scan of the coverage
+        bank (:meth:`scan_slot_weights`) instead of the full kinematic coverage's."""
+        key = (int(i_scan), int(i_t))
+        if key not in self._scan_twins:
+            t = float(self.temperatures[int(i_t)])
+            self._scan_twins[key] = self.fm.with_sqe_weights(self.scan_slot_weights(i_scan, i_t, geometry), t)
+        img = np.asarray(self._scan_twins[key].spectra(np.asarray(params, float)[None], normalize=False), float)[0]
+        return (img / max(float(np.percentile(img, SQE_CLIP)), 1e-30)).astype(np.float32)
+
     def correct(self, img: np.ndarray, i_t: int) -> np.ndarray:
         """What inference does to a measured S(Q,E) (``analysis.expio.to_model_intensity``): × E/(n(E,T)+1)
         at ``temperatures[i_t]``, clipped at the :data:`SQE_CLIP` th percentile; float32, peak 1."""
@@ -383,11 +460,18 @@ def coverage_bank(material, ei_mev: float | None = None, angles_deg=None, qmax: 
     (6 Å⁻¹ is conservative: a real data set reaches further and covers more)."""
     from .scans import simulate_scans
 
-    grid = material.grid
-    ei = float(ei_mev) if ei_mev is not None else 1.15 * float(grid.e.e_max)
-    ang = np.arange(0.0, 180.0, 4.0) if angles_deg is None else np.asarray(angles_deg, float)
-    s = simulate_scans(material, ei, ang, qmax=qmax, progress=progress)
+    g = bank_geometry(material, ei_mev, angles_deg, qmax)
+    s = simulate_scans(material, g["ei_mev"], g["angles_deg"], qmax=g["qmax"], progress=progress)
     return np.isfinite(s.scans)
+
+
+def bank_geometry(material, ei_mev: float | None = None, angles_deg=None, qmax: float = 6.0) -> dict:
+    """{"angles_deg", "ei_mev", "qmax"} of :func:`coverage_bank` with these arguments (its
+    defaults filled in): what a bank file records (``save_bank`` meta) and what
+    :attr:`MeasurementModel.sqe_scan_geometry` takes."""
+    ei = float(ei_mev) if ei_mev is not None else 1.15 * float(material.grid.e.e_max)
+    ang = np.arange(0.0, 180.0, 4.0) if angles_deg is None else np.asarray(angles_deg, float)
+    return {"angles_deg": [float(a) for a in ang], "ei_mev": ei, "qmax": float(qmax)}
 
 
 def save_bank(path, masks, meta: dict) -> None:

@@ -42,6 +42,9 @@ def bad(tmp_path_factory) -> Path:
     np.save(d / "inf.npy", np.full((140, 140), np.inf))
     np.save(d / "nan.npy", np.full((140, 140), np.nan))
     np.save(d / "shape.npy", np.random.default_rng(0).random((140, 139)))  # not constant: only the shape is wrong
+    from fcinv_widgets.measurement import save_bank
+
+    save_bank(d / "oldbank.npz", np.zeros((2, 140, 140), bool), {"material": "Ge", "n": 2})  # no geometry (before session 16)
     np.savez(d / "pickled.npz", spectrum=np.array([{"a": 1}], dtype=object))
     np.savez(d / "good.npz", spectrum=good)
     (d / "trunc.npz").write_bytes((d / "good.npz").read_bytes()[:2000])
@@ -250,6 +253,38 @@ CORPUS = [
         "--sqe-weights is a fraction",
     ),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_foreign", "--resume", "--epochs", "1"], "not a training state"),
+    (["train", "--dataset", "{ds}", "--out", "{d}/run_s", "--sqe-scan-weights"], "apply with --augment only"),
+    (
+        [
+            "train",
+            "--dataset",
+            "{ds}",
+            "--out",
+            "{d}/run_s",
+            "--augment",
+            "--no-masks",
+            "--sqe-weights",
+            "0.5",
+            "--sqe-scan-weights",
+        ],
+        "--sqe-scan-weights needs",
+    ),
+    (
+        [
+            "train",
+            "--dataset",
+            "{ds}",
+            "--out",
+            "{d}/run_s",
+            "--augment",
+            "--mask-bank",
+            "{d}/oldbank.npz",
+            "--sqe-weights",
+            "0.5",
+        ]
+        + ["--sqe-scan-weights"],
+        "does not record its geometry",
+    ),
     # --- contradictions
     (["simulate", "--material", "Nb", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--out", "{d}/x.h5"], "Nb"),
     (["simulate", "--material", "Ge", "--ei", "80", "--sigma", "2", "--out", "{d}/x.h5"], "not both"),

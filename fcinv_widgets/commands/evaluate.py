@@ -98,15 +98,20 @@ def run(args) -> int:
         from ..measurement import MeasurementModel, load_bank
         from ..models.train import TEST_EPOCH
 
-        masks = load_bank(args.mask_bank)[0] if args.mask_bank else None
+        masks, bank_meta = load_bank(args.mask_bank) if args.mask_bank else (None, {})
         from ..models.train import _augmenter
 
         p_sqe = float(args.sqe_weights or 0.0)
-        aug = _augmenter(MeasurementModel(p_sqe=p_sqe), info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
+        # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
+        geometry = {k: bank_meta[k] for k in ("angles_deg", "ei_mev", "qmax") if k in bank_meta} if p_sqe else {}
+        geometry = geometry if len(geometry) == 3 else {}
+        mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry)
+        aug = _augmenter(mm, info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
         x, infos = aug.apply(x, np.arange(len(x)), TEST_EPOCH, return_info=True)
         test_set = (
             f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {args.seed}"
-            f"{', coverage masks' if masks is not None else ''})"
+            f"{', coverage masks' if masks is not None else ''}"
+            f"{', single scans with their orientation weights' if geometry else ''})"
         )
     # σ as inference would size it for each input: a measurement draw is "measured", or
     # "measured-sqe" when it went through the S(Q,E) path; the clean test set a model image

@@ -80,32 +80,41 @@ def register(sub):
         "S(Q,E) mode weights (|Q·e|², Debye–Waller) a measurement has after its E/(n+1) correction, "
         "instead of unit weights (default 0: unit weights, as the shipped models before session 12)",
     )
+    p.add_argument(
+        "--sqe-scan-weights",
+        action="store_true",
+        help="with --sqe-weights: render an S(Q,E) draw that gets a single-scan mask with the mode weights of that "
+        "orientation's detector hits (a real single scan's intensities), not the full coverage's",
+    )
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
 
 
-def _masks(args, dataset):
-    """The coverage bank for --augment: read --mask-bank, or compute it (and write it there)."""
+def _masks(args, dataset, with_meta: bool = False):
+    """The coverage bank for --augment: read --mask-bank, or compute it (and write it there).
+    ``with_meta``: (masks, the bank's meta: material, n and, for banks written since session 16,
+    its geometry — ``measurement.bank_geometry``)."""
     from pathlib import Path
 
-    from ..measurement import coverage_bank, load_bank, save_bank
+    from ..measurement import bank_geometry, coverage_bank, load_bank, save_bank
     from ..models.train import load_split
 
     if args.no_masks:
-        return None
+        return (None, {}) if with_meta else None
     _, _, info = load_split(dataset, "test", 1)
     if args.mask_bank and Path(args.mask_bank).is_file():
         masks, meta = load_bank(args.mask_bank)
         if meta.get("material", "").lower() != info["material"].lower():
             raise FcinvError(f"--mask-bank {args.mask_bank} is for {meta.get('material')}, the dataset for {info['material']}")
-        return masks
+        return (masks, meta) if with_meta else masks
     from ..materials import get_material
 
     mat = get_material(info["material"])
     masks = coverage_bank(mat, progress=not (args.json or args.no_progress))
+    meta = {"material": mat.name, "n": len(masks)} | bank_geometry(mat)
     if args.mask_bank:
-        save_bank(args.mask_bank, masks, {"material": mat.name, "n": len(masks)})
-    return masks
+        save_bank(args.mask_bank, masks, meta)
+    return (masks, meta) if with_meta else masks
 
 
 def run(args) -> int:
@@ -125,8 +134,8 @@ def run(args) -> int:
         resume=args.resume,
         progress=not (args.json or args.no_progress),
     )
-    if (args.mask_bank or args.no_masks or args.sqe_weights is not None) and not args.augment:
-        raise FcinvError("--mask-bank, --no-masks and --sqe-weights apply with --augment only")
+    if (args.mask_bank or args.no_masks or args.sqe_weights is not None or args.sqe_scan_weights) and not args.augment:
+        raise FcinvError("--mask-bank, --no-masks, --sqe-weights and --sqe-scan-weights apply with --augment only")
     aug = {}
     if args.augment and not args.regressor_only:
         augment = True
@@ -135,8 +144,20 @@ def run(args) -> int:
 
             if not 0 <= args.sqe_weights <= 1:
                 raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
-            augment = MeasurementModel(p_sqe=float(args.sqe_weights))
-        aug = {"augment": augment, "masks": _masks(args, args.dataset)}
+        masks, meta = _masks(args, args.dataset, with_meta=True)
+        geometry = {}
+        if args.sqe_scan_weights:
+            if not args.sqe_weights or masks is None:
+                raise FcinvError("--sqe-scan-weights needs --sqe-weights > 0 and coverage masks (not --no-masks)")
+            geometry = {k: meta[k] for k in ("angles_deg", "ei_mev", "qmax") if k in meta}
+            if len(geometry) < 3:
+                raise FcinvError(
+                    f"--mask-bank {args.mask_bank} does not record its geometry (angles, Ei, qmax; banks written before "
+                    "session 16): give a new file name and fcinv train computes and writes the bank with it"
+                )
+        if args.sqe_weights is not None:
+            augment = MeasurementModel(p_sqe=float(args.sqe_weights), sqe_scan_geometry=geometry)
+        aug = {"augment": augment, "masks": masks}
     if args.init_from:
         if args.regressor_only:
             raise FcinvError("--init-from does not apply with --regressor-only")
