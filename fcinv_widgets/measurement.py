@@ -174,8 +174,8 @@ class Augmenter:
         if self.masks is not None and (self.masks.ndim != 3 or self.masks.shape[2] != len(self.e)):
             raise FcinvError(f"coverage bank of shape {self.masks.shape} does not fit {len(self.e)} energy bins")
         g = model.sqe_scan_geometry
-        if g and (self.masks is None or len(self.masks) != len(g["angles_deg"])):
-            n = 0 if self.masks is None else len(self.masks)
+        if g and self.masks is not None and len(self.masks) != len(g["angles_deg"]):  # no masks: no single scans
+            n = len(self.masks)
             raise FcinvError(
                 f"the measurement model's scan geometry has {len(g['angles_deg'])} orientations, the coverage bank {n} masks"
             )
