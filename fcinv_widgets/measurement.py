@@ -99,6 +99,7 @@ class MeasurementModel:
     #: kinematic coverage's — a real single scan sees a few equivalents Q per pixel, and its
     #: intensities differ from the folded full-coverage S(Q,E) by 35–66 % (median, bright pixels;
     #: session 16) — and the coverage is drawn before the rendering. Empty: as before session 16.
+    #: Inert with a bank of another size (``Augmenter.scan_geometry`` is then empty).
     sqe_scan_geometry: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -174,11 +175,9 @@ class Augmenter:
         if self.masks is not None and (self.masks.ndim != 3 or self.masks.shape[2] != len(self.e)):
             raise FcinvError(f"coverage bank of shape {self.masks.shape} does not fit {len(self.e)} energy bins")
         g = model.sqe_scan_geometry
-        if g and self.masks is not None and len(self.masks) != len(g["angles_deg"]):  # no masks: no single scans
-            n = len(self.masks)
-            raise FcinvError(
-                f"the measurement model's scan geometry has {len(g['angles_deg'])} orientations, the coverage bank {n} masks"
-            )
+        #: the scan geometry in use: the model's, when this bank is the one it describes (one mask per
+        #: orientation); with another bank (or none) single-scan draws keep the full coverage's weights
+        self.scan_geometry = g if g and self.masks is not None and len(self.masks) == len(g["angles_deg"]) else {}
         self.weighting: SQEWeighting | None = None
         self.params: np.ndarray | None = None
 
@@ -212,7 +211,7 @@ class Augmenter:
         nq = x.shape[0]
         k = None
         sqe_t = None  # the S(Q,E) path: its temperature index (noise added before the correction)
-        scan_first = bool(m.sqe_scan_geometry)
+        scan_first = bool(self.scan_geometry)
         if scan_first:  # the coverage first: a single scan's S(Q,E) is rendered with its own weights
             cov, cov_info = self._coverage(r)
         if r.random() < m.p_resolution:
@@ -224,7 +223,7 @@ class Augmenter:
             if use and self.weighting is not None and self.params is not None:
                 one_scan = cov_info.get("scan_index") if scan_first else None
                 if one_scan is not None:
-                    x = self.weighting.render_scan(self.params[sample], int(one_scan), kt, m.sqe_scan_geometry)
+                    x = self.weighting.render_scan(self.params[sample], int(one_scan), kt, self.scan_geometry)
                     info["scan_weights"] = True
                 else:
                     x = self.weighting.render(self.params[sample], kw, kt)
