@@ -253,8 +253,8 @@ def _run_fits(refine_sqe, material, temperature_k, jobs, common: dict, progress:
 
     from ..dataset import dask_client
 
+    client, cluster = dask_client(scheduler)  # (a scheduler that cannot be reached: one FcinvError, no bar left open)
     bar = tqdm(total=len(jobs), desc="physics fit per scan", unit="fit", disable=not progress)
-    client, cluster = dask_client(scheduler)
     try:
         if client is None:
             fits = []
