@@ -25,14 +25,14 @@ ap.add_argument("--seed", type=int, default=11)
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
-from fcinv_widgets.measurement import MeasurementModel, load_bank  # noqa: E402
+from fcinv_widgets.measurement import MeasurementModel, load_bank, recorded_geometry  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
 from fcinv_widgets.models.train import TEST_EPOCH, _augmenter, load_split  # noqa: E402
 
 x, y, info = load_split(a.dataset, "test", a.n)
 masks, meta = load_bank(a.mask_bank)
-geometry = {k: meta[k] for k in ("angles_deg", "ei_mev", "qmax") if k in meta}
-if len(geometry) < 3:
+geometry = recorded_geometry(meta)
+if not geometry:
     raise SystemExit(f"{a.mask_bank} does not record its geometry: write the bank again (fcinv train --mask-bank NEW.npz)")
 model = load_model(a.model)
 kw = {"n_samples": 32, "reconstruct": False} if model.kind == "vae" else {}

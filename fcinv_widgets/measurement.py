@@ -366,7 +366,7 @@ class SQEWeighting:
         self.fm, inactive = _nuisance_model(material, DATASET_SIGMA_MEV)
         ref = np.asarray(material.reference_params, float)[np.concatenate([material.active, inactive])]
         geom = fold_geometry(material.crystal, grid, float(qmax), material.conventional_a)
-        self.material, self.ref, self.qmax = material, ref, float(qmax)
+        self.material, self.ref = material, ref
         e = np.asarray(grid.e.centers, float)
         self.eis = np.asarray(eis_mev, float)
         self.temperatures = np.asarray(temperatures_k, float)
@@ -385,7 +385,7 @@ class SQEWeighting:
         self._twins: dict = {}
         self._scan_twins: dict = {}
         self._scan_weights: dict = {}
-        self._geoms: dict = {}
+        self._geoms: dict = {float(qmax): geom}  # fold geometries by |Q| range (the scan weights' too)
 
     @classmethod
     def get(cls, material, eis_mev, temperatures_k, progress: bool = False) -> SQEWeighting:
@@ -462,6 +462,13 @@ def coverage_bank(material, ei_mev: float | None = None, angles_deg=None, qmax: 
     g = bank_geometry(material, ei_mev, angles_deg, qmax)
     s = simulate_scans(material, g["ei_mev"], g["angles_deg"], qmax=g["qmax"], progress=progress)
     return np.isfinite(s.scans)
+
+
+def recorded_geometry(meta: dict) -> dict:
+    """The geometry a coverage bank's meta records ({"angles_deg", "ei_mev", "qmax"}, written since
+    session 16 by :func:`bank_geometry`), or {} when it records none or only part of it."""
+    g = {k: meta[k] for k in ("angles_deg", "ei_mev", "qmax") if k in meta}
+    return g if len(g) == 3 else {}
 
 
 def bank_geometry(material, ei_mev: float | None = None, angles_deg=None, qmax: float = 6.0) -> dict:

@@ -133,6 +133,8 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 # ----------------------------------------------------------------------------- the corpus
 # (argv, a substring of the one error line); "{d}" is the folder of bad files, "{ds}" a tiny real dataset
+#: fcinv train with the measurement model, for the single-scan S(Q,E) weighting's bad inputs
+TRAIN_SCAN = ["train", "--dataset", "{ds}", "--out", "{d}/run_s", "--augment"]
 CORPUS = [
     # --- output paths
     (["simulate", "--material", "Ge", "--out", "{d}/missing/x.h5"], "does not exist"),
@@ -254,35 +256,10 @@ CORPUS = [
     ),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_foreign", "--resume", "--epochs", "1"], "not a training state"),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_s", "--sqe-scan-weights"], "apply with --augment only"),
+    ([*TRAIN_SCAN, "--no-masks", "--sqe-weights", "0.5", "--sqe-scan-weights"], "--sqe-scan-weights needs"),
+    ([*TRAIN_SCAN, "--regressor-only", "--sqe-weights", "0.5", "--sqe-scan-weights"], "not with --regressor-only"),
     (
-        [
-            "train",
-            "--dataset",
-            "{ds}",
-            "--out",
-            "{d}/run_s",
-            "--augment",
-            "--no-masks",
-            "--sqe-weights",
-            "0.5",
-            "--sqe-scan-weights",
-        ],
-        "--sqe-scan-weights needs",
-    ),
-    (
-        [
-            "train",
-            "--dataset",
-            "{ds}",
-            "--out",
-            "{d}/run_s",
-            "--augment",
-            "--mask-bank",
-            "{d}/oldbank.npz",
-            "--sqe-weights",
-            "0.5",
-        ]
-        + ["--sqe-scan-weights"],
+        [*TRAIN_SCAN, "--mask-bank", "{d}/oldbank.npz", "--sqe-weights", "0.5", "--sqe-scan-weights"],
         "does not record its geometry",
     ),
     # --- contradictions

@@ -95,7 +95,7 @@ def run(args) -> int:
         raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
     test_set = "clean"
     if args.augment:
-        from ..measurement import MeasurementModel, load_bank
+        from ..measurement import MeasurementModel, load_bank, recorded_geometry
         from ..models.train import TEST_EPOCH
 
         masks, bank_meta = load_bank(args.mask_bank) if args.mask_bank else (None, {})
@@ -103,8 +103,7 @@ def run(args) -> int:
 
         p_sqe = float(args.sqe_weights or 0.0)
         # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
-        geometry = {k: bank_meta[k] for k in ("angles_deg", "ei_mev", "qmax") if k in bank_meta} if p_sqe else {}
-        geometry = geometry if len(geometry) == 3 else {}
+        geometry = recorded_geometry(bank_meta) if p_sqe else {}
         mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry)
         aug = _augmenter(mm, info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
         x, infos = aug.apply(x, np.arange(len(x)), TEST_EPOCH, return_info=True)

@@ -74,7 +74,7 @@ def run(args) -> int:
     from ..analysis.scan_inference import infer_scans, plot_scan_inference, refine_scan_inference
     from ..materials import material_for_model
     from ..models import load_model
-    from ..models.inverter import auto_refine
+    from ..models.inverter import refine_policy
     from ..scans import ScanSet
 
     model = load_model(args.model)
@@ -96,11 +96,9 @@ def run(args) -> int:
     )
     if args.refine and not is_uncorrected_sqe(corrections):
         raise FcinvError("--refine fits the S(Q,E) as the scan set holds it: it cannot be combined with --raw")
-    do_refine, why = (
-        auto_refine(model, corrections) if args.refine is None else (args.refine, "asked for" if args.refine else "not asked for")
-    )
+    policy = refine_policy(model, corrections, args.refine)
     res = infer_scans(model, scans, full=full, angles_deg=ss.angles_deg, reference=ref, n_samples=args.n_samples)
-    if do_refine:
+    if policy["refine"]:
         res = refine_scan_inference(
             res,
             ss,
@@ -153,13 +151,15 @@ def run(args) -> int:
         "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)],
         "corrections": corrections,
         "ood": ood,
-        "refine_policy": {"auto": args.refine is None, "refine": bool(do_refine), "reason": why},
+        "refine_policy": policy,
     }
+    fit_line = f"physics fit: not run ({policy['reason']}; --refine runs it)"
     if "refined" in res.meta:
         r = res.meta["refined"]
         payload["refined"] = {"method": r["method"], "fits": r["fits"]}
         payload["network"] = {k: r[f"network_{k}"] for k in ("full_mean", "full_std", "mean", "std")}
         bad = [f["data"] for f in r["fits"] if not (f.get("trust") or {"accepted": True})["accepted"]]
+        fit_line = f"physics fit: {len(r['fits']) - len(bad)} of {len(r['fits'])} fits trusted and reported"
         if bad:
             print(
                 f"warning: {len(bad)} of {len(r['fits'])} physics fits not trusted — above the data's noise or more than "
@@ -172,12 +172,7 @@ def run(args) -> int:
         + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "
         + " / ".join(f"{res.angles_deg[i]:g}°" for i in (b, m, w))
         + f"; MSE {res.mse[b]:.3g} / {res.mse[m]:.3g} / {res.mse[w]:.3g}"
-        + (
-            f"\nphysics fit: {sum((f.get('trust') or {'accepted': True})['accepted'] for f in payload['refined']['fits'])} "
-            f"of {len(payload['refined']['fits'])} fits trusted and reported"
-            if do_refine
-            else f"\nphysics fit: not run ({why}; --refine runs it)"
-        )
+        + f"\n{fit_line}"
     )
     emit(args, payload, text)
     return 0

@@ -118,6 +118,7 @@ def _masks(args, dataset, with_meta: bool = False):
 
 
 def run(args) -> int:
+    from ..measurement import recorded_geometry
     from ..models import train_resnet, train_vae
     from ..models.train import refit_regressor
 
@@ -136,6 +137,8 @@ def run(args) -> int:
     )
     if (args.mask_bank or args.no_masks or args.sqe_weights is not None or args.sqe_scan_weights) and not args.augment:
         raise FcinvError("--mask-bank, --no-masks, --sqe-weights and --sqe-scan-weights apply with --augment only")
+    if args.sqe_scan_weights and (not args.sqe_weights or args.no_masks):
+        raise FcinvError("--sqe-scan-weights needs --sqe-weights > 0 and coverage masks (not --no-masks)")
     aug = {}
     if args.augment and not args.regressor_only:
         augment = True
@@ -147,10 +150,8 @@ def run(args) -> int:
         masks, meta = _masks(args, args.dataset, with_meta=True)
         geometry = {}
         if args.sqe_scan_weights:
-            if not args.sqe_weights or masks is None:
-                raise FcinvError("--sqe-scan-weights needs --sqe-weights > 0 and coverage masks (not --no-masks)")
-            geometry = {k: meta[k] for k in ("angles_deg", "ei_mev", "qmax") if k in meta}
-            if len(geometry) < 3:
+            geometry = recorded_geometry(meta)
+            if not geometry:
                 raise FcinvError(
                     f"--mask-bank {args.mask_bank} does not record its geometry (angles, Ei, qmax; banks written before "
                     "session 16): give a new file name and fcinv train computes and writes the bank with it"
@@ -163,8 +164,10 @@ def run(args) -> int:
             raise FcinvError("--init-from does not apply with --regressor-only")
         aug["init_from"] = args.init_from
     if args.regressor_only:
-        if args.supervise is not None or args.sqe_weights is not None:
-            raise FcinvError("--supervise and --sqe-weights apply while the network trains, not with --regressor-only")
+        if args.supervise is not None or args.sqe_weights is not None or args.sqe_scan_weights:
+            raise FcinvError(
+                "--supervise, --sqe-weights and --sqe-scan-weights apply while the network trains, not with --regressor-only"
+            )
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")
         r = refit_regressor(

@@ -68,6 +68,13 @@ def auto_refine(model, corrections: dict) -> tuple[bool, str]:
     return True, "one-phonon S(Q,E) and a calibrated σ: the fit, reported where trusted"
 
 
+def refine_policy(model, corrections: dict, refine: bool | None) -> dict:
+    """The ``refine_policy`` record of an inference: ``refine`` None → :func:`auto_refine` decides,
+    True / False → as asked. {"auto", "refine", "reason"}."""
+    do, why = auto_refine(model, corrections) if refine is None else (bool(refine), "asked for" if refine else "not asked for")
+    return {"auto": refine is None, "refine": do, "reason": why}
+
+
 #: robust models (trained on realistic spectra, calibrated σ) and the paper-faithful ones
 #: (clean spectra; ``*-paper``). A robust name whose folder is not shipped falls back to its
 #: ``-paper`` model.
@@ -408,9 +415,8 @@ class _Model:
             out["ood"] = note_sqe_input(self.ood_check(image, measured=measured), corrections)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
-        do, why = auto_refine(self, corrections) if refine is None else (bool(refine), "asked for" if refine else "not asked for")
-        out["refine_policy"] = {"auto": refine is None, "refine": do, "reason": why}
-        if do:
+        out["refine_policy"] = refine_policy(self, corrections, refine)
+        if out["refine_policy"]["refine"]:
             out = self._refine(out, spec, image, corrections, progress=progress)
         else:
             out["fc_source"] = "network"

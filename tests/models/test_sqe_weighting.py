@@ -5,8 +5,10 @@ computed once at the reference FCs; checked here against the exact weights of an
 augmentation draws as they were."""
 
 import numpy as np
+import pytest
 
 from fcinv_widgets import get_material
+from fcinv_widgets.errors import FcinvError
 from fcinv_widgets.measurement import MeasurementModel, SQEWeighting
 from fcinv_widgets.models.train import _augmenter, full_params, load_split
 from fcinv_widgets.sqe import SQE, fold_geometry, folded_mode_weights
@@ -125,10 +127,6 @@ def test_a_single_scan_is_rendered_with_its_own_orientation_weights():
     x0 = np.zeros(mat.grid.shape, np.float32)
     y, info = aug.one(x0, 0, 1, return_info=True)
     assert info["scan_weights"] and info["scans"] == 1 and np.array_equal(y, aug.one(x0, 0, 1))
-    import pytest
-
-    from fcinv_widgets.errors import FcinvError
-
     # another bank (or none): the geometry does not describe it, so it is not used
     assert aug.scan_geometry == geometry and mm.sampler(mat.grid.e.centers, masks=masks[:1]).scan_geometry == {}
     assert mm.sampler(mat.grid.e.centers).scan_geometry == {}
