@@ -87,6 +87,18 @@ def scheduler_address(text) -> str:
 
 
 # ----------------------------------------------------------------------------- shared options
+def add_scheduler(p, what: str, metavar: str | None = None) -> None:
+    """``--scheduler`` (:func:`scheduler_address`; default None: run in this process): ``what`` says
+    what runs as Dask tasks, e.g. "the physics fits"."""
+    p.add_argument(
+        "--scheduler",
+        type=scheduler_address,
+        default=None,
+        metavar=metavar,
+        help=f"run {what} on Dask: a scheduler address, or local:N for a local cluster of N workers",
+    )
+
+
 def add_sigma_ei(p, sigma_help: str = "Gaussian σ of every mode (meV, default 1)") -> None:
     """``--sigma`` (meV) and ``--ei`` (meV, ARCS resolution), mutually exclusive; read with :func:`sigma_of`."""
     p.add_argument("--sigma", type=positive_float, default=None, help=sigma_help)

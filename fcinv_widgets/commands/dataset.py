@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_seed, emit, nonneg_float, nonneg_int, positive_float, positive_int, scheduler_address
+from ._common import add_json, add_seed, emit, nonneg_float, nonneg_int, positive_float, add_scheduler, positive_int
 
 
 def register(sub):
@@ -18,12 +18,7 @@ def register(sub):
     add_seed(p)
     p.add_argument("--candidates", type=positive_int, default=1024, help="candidates drawn per chunk (part of the seeded recipe)")
     p.add_argument("--sigma", type=positive_float, default=1.0, help="Gaussian σ of every mode (meV)")
-    p.add_argument(
-        "--scheduler",
-        type=scheduler_address,
-        default=None,
-        help="Dask scheduler address, or local:N for a local cluster of N workers",
-    )
+    add_scheduler(p, "the spectra's chunks")
     p.add_argument(
         "--reference",
         choices=("measured", "dft", "umlff"),

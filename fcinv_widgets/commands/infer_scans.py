@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float, positive_int, scheduler_address
+from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float, add_scheduler, positive_int
 
 
 def register(sub):
@@ -57,12 +57,7 @@ def register(sub):
         "one-phonon S(Q,E) and the model has a calibrated σ; --no-refine: the networks alone",
     )
     p.add_argument("--max-iter", type=positive_int, default=300, help="L-BFGS iterations per round of each physics fit")
-    p.add_argument(
-        "--scheduler",
-        type=scheduler_address,
-        default=None,
-        help="run the physics fits on Dask: a scheduler address, or local:N for a local cluster of N workers",
-    )
+    add_scheduler(p, "the physics fits")
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
     add_json(p, progress="no progress bar for the physics fits")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError
-from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, emit, scheduler_address
+from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_scheduler, add_seed, emit
 
 
 def register(sub):
@@ -15,7 +15,7 @@ def register(sub):
     add_max_test(p, "use only the first N test spectra")
     add_n_samples(p, "latent samples per spectrum")
     add_seed(p)
-    p.add_argument("--scheduler", type=scheduler_address, default=None, help="Dask scheduler address: cells run as tasks")
+    add_scheduler(p, "the noise cells")
     p.add_argument("--plot", help="also write the R² heatmaps (FC0–FC3) to this PNG")
     p.add_argument(
         "--coverage-plot", metavar="PNG", help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)"
