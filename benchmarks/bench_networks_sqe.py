@@ -22,7 +22,10 @@ per fit on one core), reported as "refined", as "refined, checked": the fit wher
 the data's noise (``above_noise`` false), the network's answer where it did not, and as "refined,
 trusted": what ``fcinv invert`` and ``infer-scans`` report by default since session 16
 (``analysis.refine.trust_fit``: the fit where it reached the noise and stayed within 2σ of the
-network's answer on every active FC, the network's answer otherwise). Asserts nothing.
+network's answer on every active FC, the network's answer otherwise). ``--prior-fit K1,K2``: also the fits
+with the network's answer as a Gaussian prior on the active FCs (``refine_sqe(prior_mean=,
+prior_std=)``, the network's σ times K), reported raw ("prior fit ×K") and where it reached the
+data's noise ("prior fit ×K, checked"; the network's answer otherwise). Asserts nothing.
 """
 
 import argparse
@@ -42,6 +45,9 @@ ap.add_argument("--temperature", type=float, default=5.0)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--seed", type=int, default=2026)
 ap.add_argument("--refine", action="store_true", help="also the physics fit started at each network answer")
+ap.add_argument(
+    "--prior-fit", default="", metavar="K1,K2", help="with --refine: also the fits with the network's answer as prior, σ × K"
+)
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -59,6 +65,7 @@ mat = get_material("Ge")
 truths = draw_truths(mat, a.truths, a.seed)
 cells = [tuple(float(v) for v in c.split(",")) for c in a.cells.split(";") if c.strip()]
 angles = [float(v) for v in a.angles.split(",") if v.strip()]
+inflates = [float(v) for v in a.prior_fit.split(",") if v.strip()] if a.refine else []
 models = {n: load_model(n) for n in a.models.split(",")}
 tmp = tempfile.TemporaryDirectory()
 rows = []
@@ -107,6 +114,15 @@ for ti, (tname, t) in enumerate(truths):
                     trust = trust_fit(f, r["fc_mean"], r["fc_std"])  # what invert --refine reports (session 15)
                     keep = answers[1] if trust["accepted"] else answers[0]
                     answers.append((f"{mname} refined, trusted", keep[1], keep[2], fit | {"trust": trust}))
+                    for k in inflates:
+                        g = refine_sqe(
+                            mat, noisy, a.temperature, ei_mev=a.ei, qmax=a.qmax, start=r["fc_mean"], orientations=orient,
+                            prior_mean=r["fc_mean"], prior_std=k * np.asarray(r["fc_std"], float),
+                        )  # fmt: skip
+                        gfit = {"above_noise": bool(g.above_noise), "noise_ratio": g.noise_ratio, "seconds": g.seconds}
+                        answers.append((f"{mname} prior fit ×{k:g}", g.active_params, g.active_sigma, gfit))
+                        keep = answers[0] if g.above_noise else answers[-1]
+                        answers.append((f"{mname} prior fit ×{k:g}, checked", keep[1], keep[2], gfit))
                 for label, mu, sd, extra in answers:
                     mu, sd = np.asarray(mu, float), np.asarray(sd, float)
                     rows.append(
@@ -125,7 +141,9 @@ print(f"{len(truths)} truths × cells {a.cells} (Ei {a.ei:g} meV, T {a.temperatu
 print("| model | data | n | FC0–FC3 median rel. error | max | within 5 % | ±1σ (8 FCs) | ±2σ (8 FCs) |")
 print("|---|---|---|---|---|---|---|---|")
 summary = {}
-labels = [m + sfx for m in models for sfx in (("", " refined", " refined, checked", " refined, trusted") if a.refine else ("",))]
+sfxs = ("", " refined", " refined, checked", " refined, trusted") if a.refine else ("",)
+sfxs += tuple(f" prior fit ×{k:g}{c}" for k in inflates for c in ("", ", checked"))
+labels = [m + sfx for m in models for sfx in sfxs]
 for mname in labels:
     for kind in ("full data", "single scan"):
         rs = [r for r in rows if r["model"] == mname and r["set"] == kind]

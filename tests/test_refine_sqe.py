@@ -133,6 +133,35 @@ def test_refine_sqe_recovers_all_active_fcs(perturbed):
     assert err[:4].max() < err_u[:4].max()
 
 
+def test_refine_sqe_network_prior(perturbed):
+    """The network's answer as a Gaussian prior on the active FCs: the noise-free data still pull the
+    fit to the truth from a prior 2σ off; a prior far tighter than the data holds the fit at its
+    centre with the Laplace σ inside the prior's; bad priors are one error line."""
+    mat, truth, img = perturbed
+    t = truth[mat.active]
+    quick = dict(max_iter=60, n_outer=1, polish=0, anneal=(1.0,))
+    off = t * 1.1
+    free = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=off, **quick)
+    held = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=off, prior_mean=off, prior_std=0.05 * np.abs(t), **quick)
+    err_free = np.abs(free.active_params - t) / np.abs(t)
+    err_held = np.abs(held.active_params - t) / np.abs(t)
+    assert np.all(err_held[:2] < 0.01), err_held
+    assert np.all(held.active_sigma <= free.active_sigma * (1 + 1e-6)), (held.active_sigma, free.active_sigma)
+    assert err_held[:4].max() < 0.1 and abs(err_held[:4].max() - err_free[:4].max()) < 0.05
+    s = 1e-4 * np.abs(off)
+    tight = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=t, prior_mean=off, prior_std=s, **quick)
+    assert np.allclose(tight.active_params, off, rtol=2e-3), tight.active_params / off
+    assert np.all(tight.active_sigma <= s * (1 + 1e-6))
+    for kw, msg in (
+        (dict(prior_mean=off), "both"),
+        (dict(prior_mean=off[:3], prior_std=s[:3]), "8 means"),
+        (dict(prior_mean=off, prior_std=0 * s), "σ > 0"),
+        (dict(prior_mean=np.full(8, np.nan), prior_std=s), "finite"),
+    ):
+        with pytest.raises(FcinvError, match=msg):
+            refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, **kw)
+
+
 def test_refine_sqe_bad_input(ge):
     with pytest.raises(FcinvError, match="temperature"):
         refine_sqe(ge, np.ones(ge.grid.shape), -1.0, 80.0)

@@ -322,6 +322,8 @@ def refine_sqe(
     anneal=ANNEAL,
     polish: int = 1,
     progress: bool = False,
+    prior_mean=None,
+    prior_std=None,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
 
@@ -346,6 +348,16 @@ def refine_sqe(
     about twice the time. It does not leave a wrong basin: where L-BFGS stopped in a local
     minimum, the polish stays in it.
     ``progress``: a bar over the rounds on stderr.
+    ``prior_mean``, ``prior_std`` (the active FCs, eV/Å²): a Gaussian prior N(mean, std²) on the
+    active parameters too — a network's answer and calibrated σ, so that the fit stays near it
+    in the directions the data do not constrain (a single scan hardly sees some FCs: without
+    the prior the fit drifts there freely) and leaves it where the data say so; it enters the
+    Laplace σ. Without them the active parameters have the domain wall only. Not what ``fcinv
+    invert`` runs (session 17, ``bench_networks_sqe.py --refine --prior-fit 1,2``, 5 fresh truths,
+    both Ge models): on single scans more FC0–FC3 within 5 % than the trusted fit where it reached
+    the noise (ge-resnet 0.68 against 0.55, ge-vae 0.59 against 0.44) but ±2σ 0.82–0.89 against
+    0.86–0.94 — a fit's Laplace σ covers too little (raw fits 0.60–0.74 at ±2σ), and a prior that
+    lends the fit more weight lends it that overconfidence too.
     ``noise_ratio``/``above_noise`` of the result: the residual variance against the data's own
     noise (:func:`noise_dispersion`, independent of the fit), the check that a fit reached the
     noise. In 44 parameters L-BFGS can stop in a wrong basin (drawn Ge truths whose inactive FCs
@@ -400,6 +412,17 @@ def refine_sqe(
     width = np.concatenate([0.5 * (dom[:, 1] - dom[:, 0]), prior_scale * np.asarray(mat.nuisance_sigma, float)])
     width = np.maximum(width, 1e-4)
     th0 = ref.copy()
+    pz_mu = pz_inv = None
+    if (prior_mean is None) != (prior_std is None):
+        raise FcinvError("a prior on the active FCs needs both its mean and its σ (eV/Å²)")
+    if prior_mean is not None:
+        pm, ps = np.asarray(prior_mean, float), np.asarray(prior_std, float)
+        if pm.shape != (A,) or ps.shape != (A,):
+            raise FcinvError(f"the prior on the active FCs needs {A} means and {A} σ (eV/Å²), got shapes {pm.shape}, {ps.shape}")
+        if not (np.all(np.isfinite(pm)) and np.all(np.isfinite(ps)) and np.all(ps > 0)):
+            raise FcinvError("the prior on the active FCs needs finite means and finite σ > 0 (eV/Å²)")
+        pz_mu = (pm - ref[:A]) / width[:A]  # in the fit's units (domain half-widths)
+        pz_inv = width[:A] / ps  # 1 / σ in those units
     if start is not None:
         st = np.asarray(start, float)
         if st.shape == (A,):
@@ -429,6 +452,7 @@ def refine_sqe(
     w_t = torch.tensor(width, dtype=dt)
     lo_t = torch.tensor(dom[:, 0], dtype=dt)
     hi_t = torch.tensor(dom[:, 1], dtype=dt)
+    act_prior = None if pz_mu is None else (torch.tensor(pz_mu, dtype=dt), torch.tensor(pz_inv, dtype=dt))
 
     def slot_weights_at(theta):
         full = mat.reference_params.copy()
@@ -458,6 +482,8 @@ def refine_sqe(
             a, b = linear(img, inv_v)
             chi2 = (((y - a * img - b) ** 2) * inv_v * m).sum()
             prior = 0.5 * (zv[A:] ** 2).sum()
+            if act_prior is not None:
+                prior = prior + 0.5 * (((zv[:A] - act_prior[0]) * act_prior[1]) ** 2).sum()
             wall = WALL * (torch.relu((lo_t - th[:A]) / w_t[:A]) ** 2 + torch.relu((th[:A] - hi_t) / w_t[:A]) ** 2).sum()
             return 0.5 * chi2 / phi_k / n_pix + (prior + wall) / n_pix
 
@@ -509,7 +535,7 @@ def refine_sqe(
     for _ in polish_rounds:
         # Levenberg–Marquardt on the whitened residuals: L-BFGS stalls in the narrow valleys of
         # the 44-parameter misfit (noise-free data stopped ~1e-7 above the truth's misfit)
-        z = _levenberg_marquardt(_residual_fn(sqe_fm, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear), z)
+        z = _levenberg_marquardt(_residual_fn(sqe_fm, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear, act_prior), z)
         sw = slot_weights_at((x_ref + z * w_t).numpy())
         sqe_fm = fm.with_sqe_weights(sw, temperature_k)
         with torch.no_grad():
@@ -531,6 +557,8 @@ def refine_sqe(
         J = torch.stack([(pred(z + h * eye[k]) - pred(z - h * eye[k])) / (2 * h) for k in range(len(z))], 1).numpy()
     H = J.T @ J / max(phi, 1e-300)
     H[A:, A:] += np.eye(len(z) - A)
+    if pz_inv is not None:
+        H[:A, :A] += np.diag(pz_inv**2)
     cov = np.linalg.pinv(H)
     sig_z = np.sqrt(np.clip(np.diag(cov), 0, None))
     with torch.no_grad():
@@ -568,10 +596,11 @@ def refine_sqe(
     )
 
 
-def _residual_fn(model, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear):
+def _residual_fn(model, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear, act_prior=None):
     """Whitened residuals r(z) of the S(Q,E) fit, ½|r|² = n_pix × the L-BFGS loss: the covered
     pixels' (y − a·I − b)·√(1/(φ v)) (scale a and background b refitted), the inactive
-    parameters' prior z, and the active parameters' domain wall."""
+    parameters' prior z, the active parameters' prior when given (``act_prior`` = (centre, 1/σ)
+    in the fit's units), and the active parameters' domain wall."""
     import torch
 
     sq = torch.sqrt(inv_v / max(phi, 1e-300)) * m
@@ -583,7 +612,10 @@ def _residual_fn(model, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear):
         a, b = linear(img, inv_v)
         data = ((y - a * img - b) * sq).reshape(-1)[keep]
         wall = np.sqrt(2 * WALL) * torch.cat([torch.relu((lo_t - th[:A]) / w_t[:A]), torch.relu((th[:A] - hi_t) / w_t[:A])])
-        return torch.cat([data, zv[A:], wall])
+        parts = [data, zv[A:], wall]
+        if act_prior is not None:
+            parts.append((zv[:A] - act_prior[0]) * act_prior[1])
+        return torch.cat(parts)
 
     return resid
 
