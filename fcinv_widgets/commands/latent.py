@@ -19,7 +19,7 @@ def register(sub):
     p.add_argument("--min-dist", type=nonneg_float, default=0.1, help="UMAP min_dist")
     add_seed(p)
     p.add_argument("--plot", default=None, metavar="PNG", help="also write the map coloured by each FC")
-    add_json(p)
+    add_json(p, progress="no progress bar over the stages (encode, UMAP, save) on stderr")
     p.set_defaults(func=run, outputs=[("out", "dir", None), ("plot", "file", None)])
 
 
@@ -36,10 +36,19 @@ def run(args) -> int:
     x, y, info = load_split(args.dataset, "test", args.max_test)
     if info["material"].lower() != model.material.lower():
         raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
-    mu, lv = model.encode(x)
-    st = latent_stats(mu, lv)
-    lmap = LatentMap.fit(mu, y, model.names, n_neighbors=args.neighbors, min_dist=args.min_dist, seed=args.seed)
-    path = lmap.save(args.out)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=3, desc="latent map", unit="stage", disable=args.no_progress) as bar:
+        bar.set_postfix_str(f"encoding {len(x)} spectra")
+        mu, lv = model.encode(x)
+        st = latent_stats(mu, lv)
+        bar.update()
+        bar.set_postfix_str("UMAP")
+        lmap = LatentMap.fit(mu, y, model.names, n_neighbors=args.neighbors, min_dist=args.min_dist, seed=args.seed)
+        bar.update()
+        bar.set_postfix_str("saving")
+        path = lmap.save(args.out)
+        bar.update()
     js = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in st.items()}
     js |= {"model": str(args.model), "dataset": str(args.dataset), "n": int(len(x))}
     (path.parent / "latent_stats.json").write_text(json.dumps(js, indent=1))

@@ -37,8 +37,13 @@ def test_cli_latent_writes_a_reusable_map(trained, tiny_dataset, tmp_path, capsy
         )
         == 0
     )
-    d = json.loads(capsys.readouterr().out)
+    io = capsys.readouterr()
+    d = json.loads(io.out)  # the stage bar goes to stderr, stdout stays JSON
     assert d["n"] == 16 and (out / "umap_reducer.joblib").is_file() and (tmp_path / "map.png").is_file()
+    assert "latent map" in io.err
+    args = ["latent", "--model", str(model_dir), "--dataset", str(tiny_dataset), "--out", str(tmp_path / "q")]
+    assert main([*args, "--neighbors", "5", "--no-progress", "--json"]) == 0
+    assert "latent map" not in capsys.readouterr().err
     st = json.loads((out / "latent_stats.json").read_text())
     assert len(st["mu_std"]) == 20 and isinstance(st["n_active"], int)
 
