@@ -149,10 +149,17 @@ def test_refine_sqe_network_prior(perturbed):
     assert np.all(held.active_sigma <= free.active_sigma * (1 + 1e-6)), (held.active_sigma, free.active_sigma)
     assert err_held[:4].max() < 0.1 and abs(err_held[:4].max() - err_free[:4].max()) < 0.05
     s = 1e-4 * np.abs(off)
-    tight = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=t, prior_mean=off, prior_std=s, **quick)
+    tight = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=t, prior_mean=off, prior_std=s, sigma_scale=1.0, **quick)
     assert np.allclose(tight.active_params, off, rtol=2e-3), tight.active_params / off
-    assert np.all(tight.active_sigma <= s * (1 + 1e-6))
+    assert np.all(tight.active_sigma <= s * (1 + 1e-6)) and tight.sigma_scale == 1.0
+    # the reported σ is the Laplace σ times FIT_SIGMA_SCALE (measured: the Laplace σ alone covers too little)
+    from fcinv_widgets.analysis.refine import FIT_SIGMA_SCALE
+
+    raw = refine_sqe(mat, img, 5.0, 80.0, qmax=QMAX, start=off, sigma_scale=1.0, **quick)
+    assert np.array_equal(raw.params, free.params) and free.sigma_scale == FIT_SIGMA_SCALE
+    assert np.allclose(free.sigma, FIT_SIGMA_SCALE * raw.sigma) and free.to_dict()["sigma_scale"] == FIT_SIGMA_SCALE
     for kw, msg in (
+        (dict(sigma_scale=0.0), "sigma_scale"),
         (dict(prior_mean=off), "both"),
         (dict(prior_mean=off[:3], prior_std=s[:3]), "8 means"),
         (dict(prior_mean=off, prior_std=0 * s), "σ > 0"),
@@ -451,6 +458,8 @@ def test_a_fit_is_trusted_only_near_the_network_and_at_the_noise():
     net, sd = np.array([-3.0, -2.0, -0.15, 0.35]), np.array([0.1, 0.1, 0.05, 0.08])
     near = {"fc": (net + 1.5 * sd).tolist(), "above_noise": False, "noise_ratio": 1.0}
     assert trust_fit(near, net, sd) == {"accepted": True, "network_sigmas": pytest.approx(1.5), "reasons": []}
+    mid = near | {"fc": (net + np.array([0.0, 2.3, 0.0, 0.0]) * sd).tolist()}
+    assert not trust_fit(mid, net, sd)["accepted"] and trust_fit(mid, net, sd, k=2.5)["accepted"]
     far = near | {"fc": (net + np.array([0.0, 0.0, 3.0, 0.0]) * sd).tolist()}
     t = trust_fit(far, net, sd, names=["a", "b", "FC2 (2NN xx)", "d"])
     assert not t["accepted"] and "3.0 σ" in t["reasons"][0] and "FC2 (2NN xx)" in t["reasons"][0]

@@ -296,7 +296,7 @@ def refine_scan_inference(
     every scan of the scan set ``ss`` (uncorrected S(Q,E), fitted with the detector coverage of
     its orientations), each started at the network's answer in ``res``: a new
     :class:`ScanInference` whose mean/std (and full_mean/full_std) are the fits' MAP values and
-    Laplace σ (eV/Å²) where the fit is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`:
+    σ (Laplace × ``FIT_SIGMA_SCALE``, eV/Å²) where the fit is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`:
     it reached the data's noise and stayed within 2 of the network's σ; a network without σ: the
     noise check alone), the network's where it is not, and whose MSE is recomputed; the network's
     values and every fit's record (answer, reduced χ², misfit, seconds, stable, trust) are kept in

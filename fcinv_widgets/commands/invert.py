@@ -115,7 +115,7 @@ def run(args) -> int:
     pol = d.get("refine_policy") or {}
     if not pol.get("refine"):
         lines.append(f"physics fit: not run ({pol.get('reason', 'not asked for')}; --refine runs it)")
-    if d.get("sigma_regime") and d.get("fc_source") != "refined":  # a reported fit's σ is its own (Laplace)
+    if d.get("sigma_regime") and d.get("fc_source") != "refined":  # a reported fit's σ is its own (Laplace × FIT_SIGMA_SCALE)
         lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
     ood = d.get("ood")
     if ood is None:
