@@ -22,7 +22,10 @@ per fit on one core), reported as "refined", as "refined, checked": the fit wher
 the data's noise (``above_noise`` false), the network's answer where it did not, and as "refined,
 trusted": what ``fcinv invert`` and ``infer-scans`` report by default since session 16
 (``analysis.refine.trust_fit``: the fit where it reached the noise and stayed within 2σ of the
-network's answer on every active FC, the network's answer otherwise). ``--prior-fit K1,K2``: also the fits
+network's answer on every active FC, the network's answer otherwise); a fit's σ is what it
+reports (Laplace × ``FIT_SIGMA_SCALE`` since session 17; the README's seed-31/41 rows were scored
+with the Laplace σ and the scale applied after). ``--json``: the rows after each truth (``"partial": true``), the summary at
+the end. ``--prior-fit K1,K2``: also the fits
 with the network's answer as a Gaussian prior on the active FCs (``refine_sqe(prior_mean=,
 prior_std=)``, the network's σ times K), reported raw ("prior fit ×K") and where it reached the
 data's noise ("prior fit ×K, checked"; the network's answer otherwise). Asserts nothing.
@@ -137,6 +140,8 @@ for ti, (tname, t) in enumerate(truths):
                         }
                     )
     print(f"truth {ti + 1}/{len(truths)} done", flush=True)
+    if a.json:  # the rows so far: an interrupted run keeps what it measured
+        Path(a.json).write_text(json.dumps({"settings": vars(a), "partial": True, "rows": rows}, indent=1))
 print(f"{len(truths)} truths × cells {a.cells} (Ei {a.ei:g} meV, T {a.temperature:g} K, |Q| ≤ {a.qmax:g} 1/Å)")
 print("| model | data | n | FC0–FC3 median rel. error | max | within 5 % | ±1σ (8 FCs) | ±2σ (8 FCs) |")
 print("|---|---|---|---|---|---|---|---|")
