@@ -14,8 +14,8 @@ same path (Nb on the Ge grid, Ge on the Nb grid, its reference × (1 ± 10 %) pe
 at 5 or 300 K (alternating), Ei ``--ei``, |Q| ≤ ``--qmax``, a flat background B ~ U(0, 0.2) and
 Poisson counts P ~ logU(30, 300) (the operating region; seeded), inverted by
 ``Inverter.invert(path)`` with its defaults (OOD check and trusted physics fit). Prints per set
-the fraction flagged by the network's check, by the fit (above the noise), and what the product
-reports (``ood["flag"]``: the network's check; session 17 measured that the fit cannot clear a
+the fraction flagged by the network's check (what the product reports as ``ood["flag"]``) and by
+the fit (above the noise; session 17 measured that the fit cannot clear a
 flag — the Ge model fits Nb's S(Q,E) on the Ge path to its noise). Asserts nothing.
 """
 
@@ -77,8 +77,7 @@ for i, (kind, name, t, crystal) in enumerate(cases):
         "T": temp,
         "B": B,
         "P": P,
-        "network_flag": bool(ood.get("network_flag", ood.get("flag", False))),
-        "flag": bool(ood.get("flag", False)),
+        "network_flag": bool(ood.get("flag", False)),  # what the product reports
         "fit_above_noise": bool(fit.get("above_noise", False)),
         "noise_ratio": fit.get("noise_ratio"),
         "fc_source": r.get("fc_source"),
@@ -87,17 +86,17 @@ for i, (kind, name, t, crystal) in enumerate(cases):
         row["rel_err"] = (np.abs(np.asarray(r["fc_mean"]) - t[own.active]) / np.abs(t[own.active])).tolist()
     rows.append(row)
     print(f"{i + 1}/{len(cases)} {kind:5s} T {temp:3.0f} K B {B:.2f} P {P:5.0f}: network flag {row['network_flag']!s:5s} "
-          f"fit noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)} "
-          f"→ flag {row['flag']}", flush=True)  # fmt: skip
+          f"fit noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}",
+          flush=True)  # fmt: skip
 print(f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, 5/300 K)")
-print("| input | n | network's check | fit above the noise | reported flag |")
-print("|---|---|---|---|---|")
+print("| input | n | network's check (reported) | fit above the noise |")
+print("|---|---|---|---|")
 summary = {}
 for kind in ("own", "other"):
     rs = [r for r in rows if r["set"] == kind]
-    s = {k: float(np.mean([r[k] for r in rs])) for k in ("network_flag", "fit_above_noise", "flag")}
+    s = {k: float(np.mean([r[k] for r in rs])) for k in ("network_flag", "fit_above_noise")}
     summary[kind] = s | {"n": len(rs)}
     label = f"{own.name} (own)" if kind == "own" else f"{other.name} on the {own.name} path"
-    print(f"| {label} | {len(rs)} | {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} | {s['flag']:.2f} |")
+    print(f"| {label} | {len(rs)} | {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")
 if a.json:
     Path(a.json).write_text(json.dumps({"settings": vars(a), "summary": summary, "rows": rows}, indent=1))

@@ -428,6 +428,9 @@ def refine_sqe(
     width = np.concatenate([0.5 * (dom[:, 1] - dom[:, 0]), prior_scale * np.asarray(mat.nuisance_sigma, float)])
     width = np.maximum(width, 1e-4)
     th0 = ref.copy()
+    sig_scale = FIT_SIGMA_SCALE if sigma_scale is None else float(sigma_scale)
+    if not (np.isfinite(sig_scale) and sig_scale > 0):  # checked before the fit, not after it
+        raise FcinvError(f"sigma_scale must be a positive number, got {sigma_scale!r}")
     pz_mu = pz_inv = None
     if (prior_mean is None) != (prior_std is None):
         raise FcinvError("a prior on the active FCs needs both its mean and its σ (eV/Å²)")
@@ -587,9 +590,6 @@ def refine_sqe(
     inv = np.empty_like(order)
     inv[order] = np.arange(len(order))
     params = theta_hat.numpy()[inv]
-    sig_scale = FIT_SIGMA_SCALE if sigma_scale is None else float(sigma_scale)
-    if not (np.isfinite(sig_scale) and sig_scale > 0):
-        raise FcinvError(f"sigma_scale must be a positive number, got {sigma_scale!r}")
     sigma = (sig_z * width)[inv] * sig_scale
     start_all = th0[inv]
     stable = bool(fm.with_backend("numpy").is_stable(theta_hat.numpy())[0])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_seed, emit, nonneg_float, nonneg_int, positive_float, add_scheduler, positive_int
+from ._common import add_json, add_scheduler, add_seed, emit, nonneg_float, nonneg_int, positive_float, positive_int
 
 
 def register(sub):

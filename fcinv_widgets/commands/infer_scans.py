@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_model_args, add_n_samples, emit, nonneg_float, positive_float, add_scheduler, positive_int
+from ._common import add_json, add_model_args, add_n_samples, add_scheduler, emit, nonneg_float, positive_float, positive_int
 
 
 def register(sub):
