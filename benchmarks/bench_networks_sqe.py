@@ -4,7 +4,8 @@
         [--cells 0.05,300;0.2,30] [--angles 0,60] [--ei 80] [--temperature 5] [--qmax 6] [--json FILE]
 
 ``bench_measurement.py`` inverts one truth (the first-principles FCs) and one noise draw; this
-one asks the same of ``--truths`` FC sets — the shipped first-principles (DFT) Ge FCs, then sets
+one asks the same of ``--truths`` FC sets (of ``--material``, default Ge) — the shipped first-principles (DFT) FCs
+where the material has them, then sets
 drawn as ``bench_refine_sqe.py`` draws them (the 36 inactive FCs from N(reference,
 (1.5 σ_fit)²), the 8 active ones uniformly within ±15 % of the reference) — in each noise cell:
 the folded one-phonon S(Q,E) as ``fcinv simulate --full-sqe`` makes it (Debye–Waller, Bose
@@ -22,7 +23,8 @@ per fit on one core), reported as "refined", as "refined, checked": the fit wher
 the data's noise (``above_noise`` false), the network's answer where it did not, and as "refined,
 trusted": what ``fcinv invert`` and ``infer-scans`` report by default since session 16
 (``analysis.refine.trust_fit``: the fit where it reached the noise and stayed within 2σ of the
-network's answer on every active FC, the network's answer otherwise); a fit's σ is what it
+network's answer on every active FC — a single scan within the model's measured limit, ``trust.json``,
+since session 18 — the network's answer otherwise); a fit's σ is what it
 reports (Laplace × ``FIT_SIGMA_SCALE`` since session 17; the README's seed-31/41 rows were scored
 with the Laplace σ and the scale applied after). ``--json``: the rows after each truth (``"partial": true``), the summary at
 the end. ``--prior-fit K1,K2``: also the fits
@@ -40,6 +42,7 @@ import numpy as np
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--models", default="ge-vae,ge-resnet")
+ap.add_argument("--material", default="Ge", help="the models' material (the truths are drawn around its reference)")
 ap.add_argument("--truths", type=int, default=8)
 ap.add_argument("--cells", default="0.05,300;0.2,30", help="B,P noise cells separated by ;")
 ap.add_argument("--angles", default="", help="single scans at these sample angles (degrees, comma-separated)")
@@ -64,7 +67,7 @@ from fcinv_widgets.scans import simulate_scans  # noqa: E402
 from fcinv_widgets.spectrum_io import write_spectrum  # noqa: E402
 from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
 
-mat = get_material("Ge")
+mat = get_material(a.material)
 truths = draw_truths(mat, a.truths, a.seed)
 cells = [tuple(float(v) for v in c.split(",")) for c in a.cells.split(";") if c.strip()]
 angles = [float(v) for v in a.angles.split(",") if v.strip()]
@@ -114,7 +117,8 @@ for ti, (tname, t) in enumerate(truths):
                     answers.append((f"{mname} refined", f.active_params, f.active_sigma, fit))
                     keep = answers[0] if f.above_noise else answers[1]
                     answers.append((f"{mname} refined, checked", keep[1], keep[2], fit))
-                    trust = trust_fit(f, r["fc_mean"], r["fc_std"])  # what invert --refine reports (session 15)
+                    # what invert and infer-scans report: 2σ, a single scan the model's measured limit (session 18)
+                    trust = trust_fit(f, r["fc_mean"], r["fc_std"], k=m.trust_limit_for(f))
                     keep = answers[1] if trust["accepted"] else answers[0]
                     answers.append((f"{mname} refined, trusted", keep[1], keep[2], fit | {"trust": trust}))
                     for k in inflates:

@@ -454,63 +454,73 @@ def generate_dataset(
             _init_file(f, mat, fm, seed, candidates, splits, domain, nuisance)
         tmp.replace(out)
 
-    client, cluster = dask_client(scheduler)
     interrupted = False
-    try:
-        with _graceful_sigint() as state, h5py.File(out, "r+") as f:
-            for name, n in splits.items():
-                grp = f[name]
-                done = int(grp.attrs["n_done"])
-                bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
-                k = int(grp.attrs["next_chunk"])
-                writer = _SpectraWriter(grp["spectra"], done)
-                for params, spectra, extra in _chunks(
-                    client,
-                    mat.name,
-                    SPLITS[name],
-                    k,
-                    seed,
-                    candidates,
-                    domain,
-                    sigma_mev,
-                    lambda n=n, grp=grp: n - int(grp.attrs["n_done"]),
-                    mat.reference_name,
-                    nuisance,
-                ):
-                    take = min(len(params), n - done)
-                    state["writing"] = True  # a chunk's rows and its attributes are written together
-                    if take > 0:
-                        grp["params"][done : done + take] = params[:take]
-                        writer.write(done, spectra[:take])
-                        if extra is not None:
-                            grp["inactive_params"][done : done + take] = extra[:take]
-                    done += take
-                    grp.attrs.update(
-                        {
-                            "n_done": done,
-                            "next_chunk": int(grp.attrs["next_chunk"]) + 1,
-                            "n_candidates": int(grp.attrs["n_candidates"]) + candidates,
-                            "n_stable": int(grp.attrs["n_stable"]) + len(params),
-                        }
-                    )
-                    f.flush()
-                    state["writing"] = False
-                    if state["now"]:
-                        raise KeyboardInterrupt
-                    bar.update(take)
-                    if on_chunk is not None:
-                        on_chunk(name, done)
-                    if done >= n or state["stop"]:
-                        break
-                bar.close()
-                if state["stop"] and done < n:
-                    interrupted = True
+    with dask_session(scheduler) as client, _graceful_sigint() as state, h5py.File(out, "r+") as f:
+        for name, n in splits.items():
+            grp = f[name]
+            done = int(grp.attrs["n_done"])
+            bar = tqdm(total=n, initial=done, desc=f"{mat.name} {name}", unit="spectra", disable=not progress)
+            k = int(grp.attrs["next_chunk"])
+            writer = _SpectraWriter(grp["spectra"], done)
+            for params, spectra, extra in _chunks(
+                client,
+                mat.name,
+                SPLITS[name],
+                k,
+                seed,
+                candidates,
+                domain,
+                sigma_mev,
+                lambda n=n, grp=grp: n - int(grp.attrs["n_done"]),
+                mat.reference_name,
+                nuisance,
+            ):
+                take = min(len(params), n - done)
+                state["writing"] = True  # a chunk's rows and its attributes are written together
+                if take > 0:
+                    grp["params"][done : done + take] = params[:take]
+                    writer.write(done, spectra[:take])
+                    if extra is not None:
+                        grp["inactive_params"][done : done + take] = extra[:take]
+                done += take
+                grp.attrs.update(
+                    {
+                        "n_done": done,
+                        "next_chunk": int(grp.attrs["next_chunk"]) + 1,
+                        "n_candidates": int(grp.attrs["n_candidates"]) + candidates,
+                        "n_stable": int(grp.attrs["n_stable"]) + len(params),
+                    }
+                )
+                f.flush()
+                state["writing"] = False
+                if state["now"]:
+                    raise KeyboardInterrupt
+                bar.update(take)
+                if on_chunk is not None:
+                    on_chunk(name, done)
+                if done >= n or state["stop"]:
                     break
-    finally:
-        if client is not None and cluster is not None:
-            client.close()
-            cluster.close()
+            bar.close()
+            if state["stop"] and done < n:
+                interrupted = True
+                break
     return summarize(out) | {"interrupted": interrupted, "seconds": time.perf_counter() - t0}
+
+
+@contextmanager
+def dask_session(scheduler):
+    """The Dask client of a batch stage's ``scheduler`` for the length of a ``with`` block (None
+    for None: run in-process): what it opened for the stage — a client to an address, a local
+    cluster for "local:N" — it closes at the end; a ``Client`` passed in stays open (the caller's).
+    A scheduler that cannot be reached is one :class:`FcinvError`."""
+    client, cluster = dask_client(scheduler)
+    try:
+        yield client
+    finally:
+        if client is not None and client is not scheduler:
+            client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def dask_client(scheduler):

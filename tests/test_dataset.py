@@ -196,6 +196,29 @@ def test_dask_local_cluster_gives_the_same_dataset(reference_file, tmp_path):
     _same(_content(p), _content(reference_file))
 
 
+def test_dask_session_closes_what_it_opened_and_only_that():
+    """``dask_session``: a client it opened to an address is closed at the end of the block, a
+    ``Client`` passed in stays open (the caller's), None runs in-process, an address nobody
+    answers is one error."""
+    from dask.distributed import Client, LocalCluster
+
+    from fcinv_widgets.dataset import dask_session
+    from fcinv_widgets.errors import FcinvError
+
+    with dask_session(None) as none:
+        assert none is None
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with dask_session(cluster.scheduler_address) as opened:
+            assert opened.submit(sum, [1, 2]).result() == 3
+        assert opened.status == "closed"
+        with Client(cluster) as mine:
+            with dask_session(mine) as same:
+                assert same is mine
+            assert mine.status == "running"
+    with pytest.raises(FcinvError, match="cannot connect"), dask_session("tcp://127.0.0.1:1"):
+        pass
+
+
 def test_refuses_to_mix_settings(reference_file):
     from fcinv_widgets.errors import FcinvError
 

@@ -363,6 +363,11 @@ def test_infer_scans_refine_fits_the_full_data_and_every_scan(tmp_path, capsys):
     for n_row, row, f in rows:
         assert np.allclose(row, f["fc"] if f["trust"]["accepted"] else n_row)
     assert any(f["trust"]["accepted"] for f in fits)  # noise-free data near the reference: the fits hold
+    from fcinv_widgets.models import load_model
+
+    m = load_model("ge-vae")  # one orientation: the model's measured single-scan limit; the full data 2σ
+    assert [f["trust"]["limit"] for f in fits] == pytest.approx([2.0, m.single_scan_trust_limit, m.single_scan_trust_limit])
+    assert [f["orientations"] for f in fits] == [[20.0, 40.0], [20.0], [40.0]]
     assert np.all(np.asarray(d["scan_std"]) > 0) and np.all(np.asarray(d["full_std"]) > 0)
     truth = np.asarray(d["reference"])  # the FCs the scans were simulated from (first principles)
     # noise-free scans, |Q| ≤ 3 Å⁻¹, 36 inactive FCs at the measured reference, not the truth's:
@@ -457,7 +462,7 @@ def test_a_fit_is_trusted_only_near_the_network_and_at_the_noise():
 
     net, sd = np.array([-3.0, -2.0, -0.15, 0.35]), np.array([0.1, 0.1, 0.05, 0.08])
     near = {"fc": (net + 1.5 * sd).tolist(), "above_noise": False, "noise_ratio": 1.0}
-    assert trust_fit(near, net, sd) == {"accepted": True, "network_sigmas": pytest.approx(1.5), "reasons": []}
+    assert trust_fit(near, net, sd) == {"accepted": True, "network_sigmas": pytest.approx(1.5), "limit": 2.0, "reasons": []}
     mid = near | {"fc": (net + np.array([0.0, 2.3, 0.0, 0.0]) * sd).tolist()}
     assert not trust_fit(mid, net, sd)["accepted"] and trust_fit(mid, net, sd, k=2.5)["accepted"]
     far = near | {"fc": (net + np.array([0.0, 0.0, 3.0, 0.0]) * sd).tolist()}

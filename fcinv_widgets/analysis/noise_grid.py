@@ -155,21 +155,15 @@ def run_noise_grid(
     else:
         from dask.distributed import as_completed
 
-        from ..dataset import dask_client
+        from ..dataset import dask_session
 
-        client, cluster = dask_client(scheduler)  # an address, "local:N" or a Client
-        try:
+        with dask_session(scheduler) as client:  # an address, "local:N" or a Client
             xs, ps = client.scatter([spectra, params], broadcast=True)
             futs = {
                 client.submit(_cell, predict, xs, ps, backgrounds[c[0]], counts[c[1]], seeds[c], pure=False): c for c in cells
             }
             for fut in tqdm(as_completed(futs), total=len(futs), desc="noise grid", disable=not progress):
                 results[futs[fut]] = fut.result()
-        finally:
-            if client is not scheduler:
-                client.close()
-            if cluster is not None:
-                cluster.close()
     r2 = np.array([[results[(i, j)][0] for j in range(nP)] for i in range(nB)])
     mae = np.array([[results[(i, j)][1] for j in range(nP)] for i in range(nB)])
     snr = np.array([[results[(i, j)][2] for j in range(nP)] for i in range(nB)])

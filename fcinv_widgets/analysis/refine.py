@@ -80,7 +80,9 @@ def _noise_model(d, mask) -> tuple:
 #: data's noise and stayed within this many of the network's calibrated σ on every active FC
 #: (session 15; :func:`trust_fit`). A family-wise limit (Šidák, 2.73 for 8 FCs) was scored on
 #: held-out truths in session 17 (README): better for `ge-resnet` on three seeds, worse for `ge-vae`
-#: on two (its single-scan σ covers less), so not adopted for both.
+#: on two (its single-scan σ covers less), so not adopted for both. Since session 18 a model carries
+#: the limit measured for it (``trust.json``, :mod:`fcinv_widgets.models.trust`); this is the
+#: limit of a model without one.
 TRUST_NETWORK_SIGMA = 2.0
 
 #: the σ a physics fit reports is its Laplace σ times this (:func:`refine_sqe`). Measured (session
@@ -97,7 +99,8 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
     """Whether to report the physics fit ``fit`` (an :class:`SQEFitResult` or its ``to_dict()``)
     instead of the network answer (``network_mean``, ``network_std``: the active FCs, eV/Å²) it
     was started at: ``{"accepted", "network_sigmas" (the largest |fit − network| / σ_network over
-    the active FCs), "reasons" (why not, one phrase each)}``.
+    the active FCs), "limit" (``k``), "reasons" (why not, one phrase each)}``. An
+    :class:`~fcinv_widgets.models.Inverter` passes its measured :attr:`trust_limit` as ``k``.
 
     Two checks, each of what the fit alone cannot see: the residual against the data's own noise
     (:attr:`SQEFitResult.above_noise`: a wrong basin at good counts), and the distance to the
@@ -121,7 +124,7 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
             i = int(np.argmax(z))
             who = names[i] if names is not None else f"FC{i}"
             reasons.append(f"it moved {dev:.1f} σ of the network's answer away from it ({who}; limit {k:g})")
-    return {"accepted": not reasons, "network_sigmas": dev, "reasons": reasons}
+    return {"accepted": not reasons, "network_sigmas": dev, "limit": float(k), "reasons": reasons}
 
 
 def above_noise_message(fit) -> str:
@@ -277,6 +280,12 @@ class SQEFitResult:
     stable: bool
     noise_ratio: float | None = None  # residual variance / the data's own (:func:`noise_dispersion`); None: not estimable
     sigma_scale: float = 1.0  # ``sigma`` = this × the Laplace σ (:data:`FIT_SIGMA_SCALE`)
+    orientations: list | None = None  # sample angles (degrees) of the scans fitted; None: the full kinematic range
+
+    @property
+    def single_scan(self) -> bool:
+        """Whether the data fitted are one single-orientation scan (:func:`trust_fit`'s limit depends on it)."""
+        return self.orientations is not None and len(self.orientations) == 1
 
     @property
     def above_noise(self) -> bool:
@@ -311,6 +320,7 @@ class SQEFitResult:
             "stable": self.stable,
             "noise_ratio": self.noise_ratio,
             "sigma_scale": self.sigma_scale,
+            "orientations": self.orientations,
             "above_noise": self.above_noise,
             "model": "folded one-phonon S(Q,E), all parameters, Gaussian prior on the inactive ones",
         }
@@ -454,6 +464,7 @@ def refine_sqe(
             raise FcinvError("start values must be finite")
     geom = fold_geometry(mat.crystal, grid, float(qmax), mat.conventional_a)
     hits = None
+    fitted_angles: list[float] | None = None
     if orientations is not None:
         from ..scans import DETECTOR, _orientation_hits, check_angles, orientation_matrix
 
@@ -461,7 +472,8 @@ def refine_sqe(
             raise FcinvError("fitting single-orientation scans needs their incident energy (Ei)")
         U0 = orientation_matrix(u, v)
         det = DETECTOR if detector is None else detector
-        hits = [_orientation_hits(geom, float(om), ei_mev, grid, U0, det) for om in check_angles(orientations)]
+        fitted_angles = [float(a) for a in check_angles(orientations)]
+        hits = [_orientation_hits(geom, om, ei_mev, grid, U0, det) for om in fitted_angles]
 
     dt = torch.float64
     y = torch.tensor(np.where(mask, d, 0.0), dtype=dt)
@@ -613,6 +625,7 @@ def refine_sqe(
         stable,
         noise_ratio,
         sig_scale,
+        fitted_angles,
     )
 
 

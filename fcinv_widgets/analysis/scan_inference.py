@@ -248,14 +248,16 @@ def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward
 
 def _run_fits(refine_sqe, material, temperature_k, jobs, common: dict, progress: bool, scheduler) -> list:
     """Every job's ``refine_sqe`` fit, in job order: in this process, or as Dask tasks when a
-    ``scheduler`` is given (:func:`~fcinv_widgets.dataset.dask_client`; the fits are independent)."""
+    ``scheduler`` is given (:func:`~fcinv_widgets.dataset.dask_session`; the fits are independent)."""
     from tqdm.auto import tqdm
 
-    from ..dataset import dask_client
+    from ..dataset import dask_session
 
-    client, cluster = dask_client(scheduler)  # (a scheduler that cannot be reached: one FcinvError, no bar left open)
-    bar = tqdm(total=len(jobs), desc="physics fit per scan", unit="fit", disable=not progress)
-    try:
+    # (a scheduler that cannot be reached: one FcinvError, before the bar opens)
+    with (
+        dask_session(scheduler) as client,
+        tqdm(total=len(jobs), desc="physics fit per scan", unit="fit", disable=not progress) as bar,
+    ):
         if client is None:
             fits = []
             for _, img, orient, start in jobs:
@@ -282,30 +284,35 @@ def _run_fits(refine_sqe, material, temperature_k, jobs, common: dict, progress:
         for _ in as_completed(futures):
             bar.update()
         return [f.result() for f in futures]
-    finally:
-        bar.close()
-        if cluster is not None:
-            client.close()
-            cluster.close()
 
 
 def refine_scan_inference(
-    res: ScanInference, ss, material, temperature_k: float, domain=None, progress: bool = False, scheduler=None, **kwargs
+    res: ScanInference,
+    ss,
+    material,
+    temperature_k: float,
+    domain=None,
+    progress: bool = False,
+    scheduler=None,
+    single_scan_limit: float | None = None,
+    **kwargs,
 ) -> ScanInference:
     """The physics fit (:func:`~fcinv_widgets.analysis.refine.refine_sqe`) of the full data and of
     every scan of the scan set ``ss`` (uncorrected S(Q,E), fitted with the detector coverage of
     its orientations), each started at the network's answer in ``res``: a new
     :class:`ScanInference` whose mean/std (and full_mean/full_std) are the fits' MAP values and
     σ (Laplace × ``FIT_SIGMA_SCALE``, eV/Å²) where the fit is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`:
-    it reached the data's noise and stayed within 2 of the network's σ; a network without σ: the
-    noise check alone), the network's where it is not, and whose MSE is recomputed; the network's
+    it reached the data's noise and stayed within ``TRUST_NETWORK_SIGMA`` of the network's σ, a single
+    scan's fit within ``single_scan_limit`` — the model's
+    :attr:`~fcinv_widgets.models.Inverter.single_scan_trust_limit`; None: ``TRUST_NETWORK_SIGMA`` — a
+    network without σ: the noise check alone), the network's where it is not, and whose MSE is recomputed; the network's
     values and every fit's record (answer, reduced χ², misfit, seconds, stable, trust) are kept in
     ``meta["refined"]``. ``material``:
     the model's material (:func:`~fcinv_widgets.materials.material_for_model`); ``domain`` (8, 2)
     for the MSE (default ``material.domain``); ``kwargs`` go to ``refine_sqe``. About 10 s per
     fit for Ge on one core (|Q| ≤ 6 Å⁻¹). ``scheduler`` (a Dask address, "local:N" or a
     ``Client``): the fits run as Dask tasks, in parallel; the results are the same."""
-    from .refine import refine_sqe, trust_fit
+    from .refine import TRUST_NETWORK_SIGMA, refine_sqe, trust_fit
 
     meta = ss.meta if isinstance(getattr(ss, "meta", None), dict) else {}
     common = (
@@ -332,7 +339,11 @@ def refine_scan_inference(
     act = np.asarray(material.active)
     net_mean = np.vstack([np.asarray(res.full_mean, float)[None], np.asarray(res.mean, float)])
     net_std = np.vstack([np.asarray(res.full_std, float)[None], np.asarray(res.std, float)])
-    trusts = [trust_fit(f, m, s_, names=list(res.names)) for f, m, s_ in zip(fits, net_mean, net_std)]
+    k1 = TRUST_NETWORK_SIGMA if single_scan_limit is None else float(single_scan_limit)
+    trusts = [
+        trust_fit(f, m, s_, names=list(res.names), k=k1 if f.single_scan else TRUST_NETWORK_SIGMA)
+        for f, m, s_ in zip(fits, net_mean, net_std)
+    ]
     pick_mean = np.stack([f.params[act] if t["accepted"] else m for f, t, m in zip(fits, trusts, net_mean)])
     pick_std = np.stack([f.sigma[act] if t["accepted"] else s_ for f, t, s_ in zip(fits, trusts, net_std)])
     mean, std = pick_mean[1:], pick_std[1:]
@@ -353,6 +364,7 @@ def refine_scan_inference(
                 "above_noise": f.above_noise,
                 "seconds": f.seconds,
                 "stable": f.stable,
+                "orientations": f.orientations,
                 "fc": f.params[act].tolist(),
                 "fc_std": f.sigma[act].tolist(),
                 "trust": t,

@@ -384,7 +384,7 @@ class _Model:
         ``refine``: start a physics fit at the network's prediction and report its result as
         fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``) when
         it is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`: it reached the data's noise
-        and stayed within 2 of the network's σ; ``refined["trust"]``), the network's answer
+        and stayed within :meth:`trust_limit_for` it of the network's σ; ``refined["trust"]``), the network's answer
         otherwise (``fc_source`` says which): a
         one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
         (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~10 s for Ge on one core); a model image with
@@ -445,7 +445,7 @@ class _Model:
         out["network"] = {"fc_mean": out["fc_mean"], "fc_std": out["fc_std"]}
         out["refined"] = rec
         if rec["fc_std"] is not None and self.heteroscedastic:  # a fit with σ, a network with σ: is the fit trusted?
-            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names)
+            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=self.trust_limit_for(rec))
             if not rec["trust"]["accepted"]:
                 out["fc_source"] = "network"  # the fit's answer stays under "refined"
                 return out
@@ -454,6 +454,30 @@ class _Model:
         if rec["fc_std"] is not None:
             out["fc_std"] = rec["fc_std"]
         return out
+
+    @property
+    def single_scan_trust_limit(self) -> float:
+        """How many of the network's calibrated σ a physics fit of one single-orientation scan may
+        move on any active FC and still be trusted
+        (:func:`~fcinv_widgets.analysis.refine.trust_fit`): the limit measured for this checkpoint
+        (``trust.json``, :mod:`.trust`), else
+        :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA` (``trust_note`` says why)."""
+        from ..analysis.refine import TRUST_NETWORK_SIGMA
+        from .trust import load_trust_limit
+
+        if not hasattr(self, "_single_scan_trust_limit"):
+            k, _, self.trust_note = load_trust_limit(getattr(self, "path", None))
+            self._single_scan_trust_limit = TRUST_NETWORK_SIGMA if k is None else k
+        return self._single_scan_trust_limit
+
+    def trust_limit_for(self, fit) -> float:
+        """The trust limit for the physics fit ``fit`` (an ``SQEFitResult`` or its ``to_dict()``):
+        :attr:`single_scan_trust_limit` when it fitted one single-orientation scan,
+        :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA` otherwise (:mod:`.trust`)."""
+        from ..analysis.refine import TRUST_NETWORK_SIGMA
+
+        orient = fit.get("orientations") if isinstance(fit, dict) else getattr(fit, "orientations", None)
+        return self.single_scan_trust_limit if orient is not None and len(orient) == 1 else TRUST_NETWORK_SIGMA
 
     def ood_stats(self):
         """The model's out-of-distribution statistics (``ood.json`` beside ``model.pt``), or None."""

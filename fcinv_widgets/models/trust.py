@@ -1,0 +1,101 @@
+"""How far a physics fit of a single scan may move from a network's answer and still be trusted, per model.
+
+:func:`~fcinv_widgets.analysis.refine.trust_fit` keeps a fit only when it stayed within ``k`` of
+the network's calibrated σ on every active FC. A fixed ``k`` = 2 reads the network's σ as exact
+per FC; but the check is over all 8 FCs at once, and a network's σ covers the truth on a single
+scan's one-phonon S(Q,E) less well than on its own test set. So each model carries the limit
+measured for it: the 95 % quantile, over simulated single-scan measurements of known truth, of
+max over FCs of |truth − network| / σ_network (:func:`familywise_limit`) — the distance within
+which the truth itself lies 95 % of the time, all FCs together. A fit further away than that has
+most likely left for a wrong basin.
+
+Only single-orientation fits use it (README "Session 18"): on held-out truths it put more single
+scans' FC0–FC3 within 5 % for all four robust models without lowering ±2σ, while on Ge full data,
+where the networks' σ covers better, the same change let one more wrong-basin fit through per
+model; full data keep :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA`.
+
+Stored as ``trust.json`` beside ``model.pt``::
+
+    {"single_scan_limit": 3.2, "level": 0.95, "measured": {"single scan": {"limit": 3.2, "n": 720},
+     "full data": {...}}, "model_sha256": "…", "measured_on": "…", "command": "…"}
+
+It records the SHA-256 of the checkpoint it was measured for; a model without one (or with one
+for another checkpoint) uses ``TRUST_NETWORK_SIGMA`` for single scans too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FcinvError
+
+TRUST_FILE = "trust.json"
+
+#: the range a stored limit must lie in (σ of the network): below 1 a fit could hardly move at all,
+#: above 10 the check would accept anything
+LIMIT_RANGE = (1.0, 10.0)
+
+
+def familywise_limit(z, level: float = 0.95) -> float:
+    """The ``level`` quantile over cases of max over FCs of |z|: ``z`` (cases, FCs) the network's
+    standardized errors (truth − answer) / calibrated σ on inputs of known truth. For a network
+    whose σ is exact and FCs independent it is the Šidák limit (2.73 for 8 FCs at 95 %)."""
+    z = np.abs(np.asarray(z, float))
+    if z.ndim != 2 or len(z) < 20 or not np.isfinite(z).all():
+        raise FcinvError(f"familywise_limit needs ≥ 20 cases × FCs of finite z, got shape {z.shape}")
+    if not 0.5 <= level < 1:
+        raise FcinvError(f"level must be in [0.5, 1), got {level}")
+    return float(np.quantile(z.max(axis=1), level))
+
+
+def save_trust_limit(model_path, single_scan_limit: float, **meta) -> Path:
+    """Write ``trust.json`` beside the checkpoint ``model_path`` (``model.pt`` or its folder)."""
+    from .ood import file_sha256
+
+    p = Path(model_path)
+    ckpt = p / "model.pt" if p.is_dir() else p
+    out = ckpt.parent / TRUST_FILE
+    k = _check_limit(single_scan_limit, out)
+    out.write_text(json.dumps({"single_scan_limit": k, **meta, "model_sha256": file_sha256(ckpt)}, indent=1) + "\n")
+    return out
+
+
+def _check_limit(value, where) -> float:
+    try:
+        k = float(value)
+    except (TypeError, ValueError):
+        k = math.nan
+    if not (LIMIT_RANGE[0] <= k <= LIMIT_RANGE[1]):
+        raise FcinvError(
+            f"{where}: single_scan_limit must be a number in [{LIMIT_RANGE[0]:g}, {LIMIT_RANGE[1]:g}], got {value!r}"
+        )
+    return k
+
+
+def load_trust_limit(model_path) -> tuple[float | None, dict, str | None]:
+    """(limit or None, the file's record, note): the measured single-scan limit of the checkpoint
+    ``model_path`` from its ``trust.json``; None with a note saying why when there is none for this checkpoint. A
+    damaged file is an error (one line)."""
+    from .ood import file_sha256
+
+    if model_path is None:
+        return None, {}, "the model has no checkpoint file"
+    ckpt = Path(model_path)
+    p = ckpt.parent / TRUST_FILE
+    if not p.is_file():
+        return None, {}, f"no {TRUST_FILE} beside {ckpt}"
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise FcinvError(f"{p} is not a readable trust-limit file ({exc})") from None
+    if not isinstance(d, dict):
+        raise FcinvError(f"{p} is not a readable trust-limit file (not a JSON object)")
+    k = _check_limit(d.get("single_scan_limit"), p)
+    sha = d.get("model_sha256")
+    if sha and ckpt.is_file() and sha != file_sha256(ckpt):
+        return None, d, f"{p} was measured for another checkpoint"
+    return k, d, None

@@ -1,0 +1,86 @@
+"""A model's measured single-scan trust limit (``trust.json``): how it is measured, stored, refused and used."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.errors import FcinvError
+from fcinv_widgets.models.trust import TRUST_FILE, familywise_limit, load_trust_limit, save_trust_limit
+
+
+def test_familywise_limit_is_the_sidak_limit_for_exact_independent_sigmas():
+    """For z ~ N(0, 1) over 8 independent FCs, the 95 % quantile of max |z| is Šidák's
+    Φ⁻¹(1 − 0.05/16) = 2.734; a σ twice too small doubles it; bad input is one error."""
+    from scipy.stats import norm
+
+    z = np.random.default_rng(0).standard_normal((40000, 8))
+    k = familywise_limit(z)
+    assert k == pytest.approx(norm.ppf(1 - 0.05 / 16), abs=0.03)
+    assert familywise_limit(2 * z) == pytest.approx(2 * k)
+    assert familywise_limit(z, level=0.68) < k
+    for bad in (z[:10], z[:, 0], np.full((30, 8), np.nan)):
+        with pytest.raises(FcinvError, match="20 cases"):
+            familywise_limit(bad)
+    with pytest.raises(FcinvError, match="level"):
+        familywise_limit(z, level=1.0)
+
+
+def test_trust_file_round_trip_and_refusals(tmp_path):
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(b"weights")
+    assert load_trust_limit(ck)[0] is None and TRUST_FILE in load_trust_limit(ck)[2]
+    p = save_trust_limit(tmp_path, 3.25, level=0.95, n_cases=400)
+    assert p == tmp_path / TRUST_FILE
+    k, rec, note = load_trust_limit(ck)
+    assert k == 3.25 and note is None and rec["n_cases"] == 400 and len(rec["model_sha256"]) == 64
+    ck.write_bytes(b"other weights")  # measured for another checkpoint: not used, and said so
+    k, _, note = load_trust_limit(ck)
+    assert k is None and "another checkpoint" in note
+    for bad in (0.5, 11, float("nan"), "x", None):
+        with pytest.raises(FcinvError, match="single_scan_limit must be"):
+            save_trust_limit(tmp_path, bad)  # type: ignore[arg-type]
+        (tmp_path / TRUST_FILE).write_text(json.dumps({"single_scan_limit": bad}))
+        with pytest.raises(FcinvError, match="single_scan_limit must be"):
+            load_trust_limit(ck)
+    for text in ("{", "[1, 2]"):
+        (tmp_path / TRUST_FILE).write_text(text)
+        with pytest.raises(FcinvError, match="not a readable trust-limit file"):
+            load_trust_limit(ck)
+
+
+def test_an_inverter_uses_its_measured_limit_for_single_scans_only(tmp_path):
+    """``Inverter.single_scan_trust_limit``: the limit of the model's own ``trust.json``; without one
+    (or one for another checkpoint) ``TRUST_NETWORK_SIGMA``, with ``trust_note`` saying why.
+    ``trust_limit_for``: a fit of one orientation gets it, a fit of several or of the full range 2σ."""
+    from fcinv_widgets.analysis.refine import TRUST_NETWORK_SIGMA
+    from fcinv_widgets.models import load_model
+
+    shipped = load_model("ge-vae")
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(shipped.path, d / "model.pt")
+    m = load_model(d)
+    assert m.single_scan_trust_limit == TRUST_NETWORK_SIGMA and TRUST_FILE in m.trust_note
+    save_trust_limit(d, 3.5, level=0.95)
+    m = load_model(d)
+    assert m.single_scan_trust_limit == 3.5 and m.trust_note is None
+    assert m.trust_limit_for({"orientations": [40.0]}) == 3.5
+    for other in ({"orientations": [0.0, 40.0]}, {"orientations": None}, {}):
+        assert m.trust_limit_for(other) == TRUST_NETWORK_SIGMA
+    (d / TRUST_FILE).write_text(json.dumps({"single_scan_limit": 3.5, "model_sha256": "0" * 64}))
+    m = load_model(d)
+    assert m.single_scan_trust_limit == TRUST_NETWORK_SIGMA and "another checkpoint" in m.trust_note
+
+
+@pytest.mark.parametrize("name", ["ge-vae", "ge-resnet", "nb-vae", "nb-resnet"])
+def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name):
+    """Every shipped robust model's trust.json was measured for the very weights it ships with
+    (benchmarks/calibrate_trust.py) and records how."""
+    from fcinv_widgets.models import load_model
+
+    m = load_model(name)
+    k, rec, note = load_trust_limit(m.path)
+    assert note is None and m.single_scan_trust_limit == k
+    assert rec["level"] == 0.95 and rec["n_cases"] >= 100 and "calibrate_trust.py" in rec["command"]
