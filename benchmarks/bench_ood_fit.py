@@ -16,7 +16,9 @@ Poisson counts P ~ logU(30, 300) (the operating region; seeded), inverted by
 ``Inverter.invert(path)`` with its defaults (OOD check and trusted physics fit). Prints per set
 the fraction flagged by the network's check (what the product reports as ``ood["flag"]``) and by
 the fit (above the noise; session 17 measured that the fit cannot clear a
-flag — the Ge model fits Nb's S(Q,E) on the Ge path to its noise). Asserts nothing.
+flag — the Ge model fits Nb's S(Q,E) on the Ge path to its noise). ``--no-fit``: the network's check
+alone (``refine=False``), for its scores (each row keeps the check's score, threshold and
+components). Asserts nothing.
 """
 
 import argparse
@@ -33,6 +35,7 @@ ap.add_argument("--n-other", type=int, default=12)
 ap.add_argument("--seed", type=int, default=5)
 ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--qmax", type=float, default=6.0)
+ap.add_argument("--no-fit", action="store_true", help="the network's check alone (no physics fit: fast)")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -68,7 +71,7 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     path = Path(tmp.name) / f"c{i}.h5"
     write_spectrum(path, noisy, own.grid, material=own.name, kind="full-sqe", temperature_k=temp, ei_mev=a.ei,
                    qmax_inv_a=a.qmax, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
-    r = model.invert(str(path))
+    r = model.invert(str(path), refine=False if a.no_fit else None)
     ood = r.get("ood") or {}
     fit = r.get("refined") or {}
     row = {
@@ -78,6 +81,9 @@ for i, (kind, name, t, crystal) in enumerate(cases):
         "B": B,
         "P": P,
         "network_flag": bool(ood.get("flag", False)),  # what the product reports
+        "ood_score": ood.get("score"),
+        "ood_threshold": ood.get("threshold"),
+        "ood_components": ood.get("components"),
         "fit_above_noise": bool(fit.get("above_noise", False)),
         "noise_ratio": fit.get("noise_ratio"),
         "fc_source": r.get("fc_source"),
