@@ -11,7 +11,7 @@ data's own noise (``noise_ratio``; above :data:`~fcinv_widgets.analysis.refine.A
 measures it as an OOD signal: ``--n`` S(Q,E) measurements of the model's crystal (``_truths``:
 the first-principles FCs, then drawn sets) and ``--n-other`` of another crystal folded on the
 same path (Nb on the Ge grid, Ge on the Nb grid, its reference × (1 ± 10 %) per active FC), each
-at 5 or 300 K (alternating), Ei ``--ei``, |Q| ≤ ``--qmax``, a flat background B ~ U(0, 0.2) and
+at the ``--temperatures`` in turn (default 5 and 300 K), Ei ``--ei``, |Q| ≤ ``--qmax``, a flat background B ~ U(0, 0.2) and
 Poisson counts P ~ logU(30, 300) (the operating region; seeded), inverted by
 ``Inverter.invert(path)`` with its defaults (OOD check and trusted physics fit). Prints per set
 the fraction flagged by the network's check (what the product reports as ``ood["flag"]``) and by
@@ -36,6 +36,7 @@ ap.add_argument("--seed", type=int, default=5)
 ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--no-fit", action="store_true", help="the network's check alone (no physics fit: fast)")
+ap.add_argument("--temperatures", default="5,300", help="sample temperatures (K), cycled over the cases")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -52,6 +53,7 @@ model = load_model(a.model)
 own = material_for_model(model.config)
 other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
 rng = np.random.default_rng(a.seed)
+temps = [float(v) for v in a.temperatures.split(",") if v.strip()]
 cases = [("own", n, t, own) for n, t in draw_truths(own, a.n, a.seed)]
 fmo = other.forward_model().with_backend("numpy")
 while len(cases) < a.n + a.n_other:
@@ -62,7 +64,7 @@ while len(cases) < a.n + a.n_other:
 tmp = tempfile.TemporaryDirectory()
 rows = []
 for i, (kind, name, t, crystal) in enumerate(cases):
-    temp = 5.0 if i % 2 == 0 else 300.0
+    temp = temps[i % len(temps)]
     B, P = float(rng.uniform(0.0, 0.2)), float(np.exp(rng.uniform(np.log(30), np.log(300))))
     calc = SQE(crystal.basis, t, temperature=temp)
     pts = fold_points(calc, own.grid, a.qmax, crystal.conventional_a)  # the crystal's S(Q,E) on the model's path
@@ -94,7 +96,7 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     print(f"{i + 1}/{len(cases)} {kind:5s} T {temp:3.0f} K B {B:.2f} P {P:5.0f}: network flag {row['network_flag']!s:5s} "
           f"fit noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}",
           flush=True)  # fmt: skip
-print(f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, 5/300 K)")
+print(f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, {a.temperatures} K)")
 print("| input | n | network's check (reported) | fit above the noise |")
 print("|---|---|---|---|")
 summary = {}
