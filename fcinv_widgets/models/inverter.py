@@ -168,6 +168,7 @@ class _Model:
 
     kind = ""
     path = None
+    trust_note: str | None = None  # why the single-scan trust limit is the default one (:attr:`single_scan_trust_limit`)
 
     def __init__(self, config: dict):
         self.config = config
@@ -384,7 +385,8 @@ class _Model:
         ``refine``: start a physics fit at the network's prediction and report its result as
         fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``) when
         it is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`: it reached the data's noise
-        and stayed within :meth:`trust_limit_for` it of the network's σ; ``refined["trust"]``), the network's answer
+        and moved at most :meth:`trust_limit_for` of the network's σ from it — 2σ, a single scan the
+        model's measured limit; ``refined["trust"]``), the network's answer
         otherwise (``fc_source`` says which): a
         one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
         (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~10 s for Ge on one core); a model image with
