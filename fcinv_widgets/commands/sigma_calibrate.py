@@ -77,7 +77,8 @@ def run(args) -> int:
     training["sigma_calibrated_by"] = "fcinv sigma-calibrate"
     cfg["training"] = training
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("metrics.json", "ood.json"):  # they would describe another checkpoint
+    had_trust = (src.parent / "trust.json").is_file()  # (before a calibration in place removes it)
+    for stale in ("metrics.json", "ood.json", "trust.json"):  # they would describe another checkpoint
         (out / stale).unlink(missing_ok=True)
     model.save(target)
     carried = None
@@ -107,6 +108,13 @@ def run(args) -> int:
             for reg, e in by_regime.items()
         },
         "ood_carried_over": carried,
+        # the single-scan trust limit is measured in units of the calibrated σ, which just changed
+        "trust_limit_note": (
+            f"{src.parent / 'trust.json'} not carried over: the single-scan trust limit is measured in the calibrated σ; "
+            "re-measure it (benchmarks/calibrate_trust.py, docs/models.md) — until then single-scan fits are held to 2σ"
+            if had_trust
+            else None
+        ),
         "note": "run `fcinv evaluate --write-metrics` on the new checkpoint before shipping it",
     }
     lo, hi = np.min(payload["scales"], 0), np.max(payload["scales"], 0)
@@ -121,6 +129,7 @@ def run(args) -> int:
             f"{reg} {', '.join(f'{a:.2f}–{b:.2f}' for a, b in zip(np.min(e['scales'], 0), np.max(e['scales'], 0)))}"
             for reg, e in payload["by_regime"].items()
         )
-        + (f"; OOD statistics carried over to {carried}" if carried else ""),
+        + (f"; OOD statistics carried over to {carried}" if carried else "")
+        + (f"\nnote: {payload['trust_limit_note']}" if payload["trust_limit_note"] else ""),
     )
     return 0

@@ -117,9 +117,13 @@ def test_sigma_calibrate_cli(calibratable, tmp_path, capsys):
         == 0
     )
     capsys.readouterr()
+    from fcinv_widgets.models.trust import TRUST_FILE, save_trust_limit
+
+    save_trust_limit(old, 3.0, level=0.95)  # measured in the old σ: not carried over, and said so
     out = tmp_path / "new"
     assert main(["sigma-calibrate", "--model", str(old), "--dataset", str(ds), "--out", str(out), "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
+    assert not (out / TRUST_FILE).exists() and "not carried over" in r["trust_limit_note"]
     assert r["sigma_scale_before"] == [3.0] * 8 and r["bins"] == 2 and r["n_calibration"] == 400
     m1 = load_model(out)
     assert m1.config["sigma_calibration"]["scales"] == r["scales"]
