@@ -99,8 +99,8 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
     """Whether to report the physics fit ``fit`` (an :class:`SQEFitResult` or its ``to_dict()``)
     instead of the network answer (``network_mean``, ``network_std``: the active FCs, eV/Å²) it
     was started at: ``{"accepted", "network_sigmas" (the largest |fit − network| / σ_network over
-    the active FCs), "limit" (``k``), "reasons" (why not, one phrase each)}``. An
-    :class:`~fcinv_widgets.models.Inverter` passes its measured :attr:`trust_limit` as ``k``.
+    the active FCs), "limit" (``k``), "reasons" (why not, one phrase each)}``. ``k``: what
+    :func:`fit_trust_limit` gives for the fit (2σ; a single scan's fit the model's measured limit).
 
     Two checks, each of what the fit alone cannot see: the residual against the data's own noise
     (:attr:`SQEFitResult.above_noise`: a wrong basin at good counts), and the distance to the
@@ -125,6 +125,16 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
             who = names[i] if names is not None else f"FC{i}"
             reasons.append(f"it moved {dev:.1f} σ of the network's answer away from it ({who}; limit {k:g})")
     return {"accepted": not reasons, "network_sigmas": dev, "limit": float(k), "reasons": reasons}
+
+
+def fit_trust_limit(fit, single_scan_limit: float | None = None) -> float:
+    """The ``k`` of :func:`trust_fit` for the physics fit ``fit`` (an :class:`SQEFitResult` or its
+    ``to_dict()``): ``single_scan_limit`` (a model's measured limit,
+    :attr:`~fcinv_widgets.models.Inverter.single_scan_trust_limit`) when it fitted one
+    single-orientation scan, :data:`TRUST_NETWORK_SIGMA` otherwise (:mod:`fcinv_widgets.models.trust`)."""
+    orient = fit.get("orientations") if isinstance(fit, dict) else getattr(fit, "orientations", None)
+    single = orient is not None and len(orient) == 1
+    return float(single_scan_limit) if single and single_scan_limit is not None else TRUST_NETWORK_SIGMA
 
 
 def above_noise_message(fit) -> str:
@@ -281,11 +291,6 @@ class SQEFitResult:
     noise_ratio: float | None = None  # residual variance / the data's own (:func:`noise_dispersion`); None: not estimable
     sigma_scale: float = 1.0  # ``sigma`` = this × the Laplace σ (:data:`FIT_SIGMA_SCALE`)
     orientations: list | None = None  # sample angles (degrees) of the scans fitted; None: the full kinematic range
-
-    @property
-    def single_scan(self) -> bool:
-        """Whether the data fitted are one single-orientation scan (:func:`trust_fit`'s limit depends on it)."""
-        return self.orientations is not None and len(self.orientations) == 1
 
     @property
     def above_noise(self) -> bool:

@@ -476,10 +476,9 @@ class _Model:
         """The trust limit for the physics fit ``fit`` (an ``SQEFitResult`` or its ``to_dict()``):
         :attr:`single_scan_trust_limit` when it fitted one single-orientation scan,
         :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA` otherwise (:mod:`.trust`)."""
-        from ..analysis.refine import TRUST_NETWORK_SIGMA
+        from ..analysis.refine import fit_trust_limit
 
-        orient = fit.get("orientations") if isinstance(fit, dict) else getattr(fit, "orientations", None)
-        return self.single_scan_trust_limit if orient is not None and len(orient) == 1 else TRUST_NETWORK_SIGMA
+        return fit_trust_limit(fit, self.single_scan_trust_limit)
 
     def ood_stats(self):
         """The model's out-of-distribution statistics (``ood.json`` beside ``model.pt``), or None."""

@@ -69,6 +69,10 @@ def test_an_inverter_uses_its_measured_limit_for_single_scans_only(tmp_path):
     assert m.trust_limit_for({"orientations": [40.0]}) == 3.5
     for other in ({"orientations": [0.0, 40.0]}, {"orientations": None}, {}):
         assert m.trust_limit_for(other) == TRUST_NETWORK_SIGMA
+    from types import SimpleNamespace  # a fit result object, not its dict
+
+    assert m.trust_limit_for(SimpleNamespace(orientations=[40.0])) == 3.5
+    assert m.trust_limit_for(SimpleNamespace(orientations=None)) == TRUST_NETWORK_SIGMA
     (d / TRUST_FILE).write_text(json.dumps({"single_scan_limit": 3.5, "model_sha256": "0" * 64}))
     m = load_model(d)
     assert m.single_scan_trust_limit == TRUST_NETWORK_SIGMA and "another checkpoint" in m.trust_note
