@@ -12,8 +12,11 @@ grid, or Ge on the Nb grid: the other preset's forward model at its reference ±
 each clean and through the model's own measurement model (``MeasurementModel.from_dict(config["augment"])``,
 seed 99, the coverage bank ``--mask-bank``; "operating": B ≤ 0.2 and P ≥ 30, the noise grid's
 region), plus pure noise and a spurious flat band. Prints the flagged fraction of each set in both
-regimes (model-image: clean and noisy calibration; measured: the measurement-model calibration)
-and the seconds per spectrum of each check. Asserts nothing.
+regimes (model-image: clean and noisy calibration; measured: the measurement-model calibration),
+in the measured regime also the fraction that is weak data (too little structure above the noise,
+session 19) and the fraction flagged among the rest, and the seconds per spectrum of each check.
+The S(Q,E) draws are checked with the temperature they were corrected at, as ``invert`` does.
+Asserts nothing.
 """
 
 import argparse
@@ -38,7 +41,7 @@ from fcinv_widgets.forward import ForwardModel  # noqa: E402
 from fcinv_widgets.materials import material_for_model  # noqa: E402
 from fcinv_widgets.measurement import MeasurementModel, load_bank  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
-from fcinv_widgets.models.ood import measured_draws, noisy_copies  # noqa: E402
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE, measured_draws, noisy_copies, structure_to_noise  # noqa: E402
 
 model = load_model(a.model)
 stats = model.ood_stats()
@@ -80,11 +83,14 @@ mm = MeasurementModel.from_dict(cfg["augment"])
 full = mm.sampler(E, masks=bank, seed=99)
 op = dataclasses.replace(mm, background=(0.0, 0.2), counts=(30.0, 1000.0)).sampler(E, masks=bank, seed=99)
 sqe_sets = {}
+temperatures = {}  # set name -> (N,) K at which each S(Q,E) draw was corrected (the check is told, as invert tells it)
 if mm.p_sqe > 0:  # a model trained with the S(Q,E) path: the same held-out spectra as measured S(Q,E)
     for label, kw in (("", {}), (", operating", {"background": (0.0, 0.2), "counts": (30.0, 1000.0)})):
         smp = dataclasses.replace(mm, p_sqe=1.0, **kw).sampler(E, masks=bank, seed=99)
         smp.attach_sqe(mat_own, fc_held)
-        sqe_sets[f"{own.name} realistic S(Q,E){label}"] = measured_draws(smp, held, epoch=7)
+        draws = [smp.one(x, 7, i, return_info=True, scale=False) for i, x in enumerate(held)]
+        sqe_sets[f"{own.name} realistic S(Q,E){label}"] = np.stack([d for d, _ in draws])
+        temperatures[f"{own.name} realistic S(Q,E){label}"] = np.array([info.get("temperature_k", np.nan) for _, info in draws])
 band = held[:20].copy()
 band[:, :, held.shape[2] // 2 : held.shape[2] // 2 + 2] = band.max()
 sets = {
@@ -105,22 +111,30 @@ for name, x in sets.items():
     x = np.asarray(x, np.float32)
     ok = np.array([bool(np.isfinite(s).any()) and np.nanmax(s) > np.nanmin(s) for s in x])
     x = x[ok]
+    temps = temperatures[name][ok] if name in temperatures else None
     t0 = time.perf_counter()
     f_img = stats.flags(model, x)
     t1 = time.perf_counter()
-    f_meas = stats.flags(model, x, measured=True)
+    f_meas = stats.flags(model, x, measured=True, temperature_k=temps)
     t2 = time.perf_counter()
+    weak = structure_to_noise(model, x, temps) < MIN_STRUCTURE_TO_NOISE
     row = {
         "set": name,
         "n": len(x),
         "model_image": float(f_img.mean()),
         "measured": float(f_meas.mean()),
+        # session 19: weak data (flagged for too little structure above the noise) and the rest
+        "weak": float(weak.mean()),
+        "measured_judged": float(f_meas[~weak].mean()) if (~weak).any() else None,
+        "n_judged": int((~weak).sum()),
         "s_per_spectrum_model_image": (t1 - t0) / len(x),
         "s_per_spectrum_measured": (t2 - t1) / len(x),
     }
     rows.append(row)
     print(
-        f"  {name:<42} n={len(x):<4} {row['model_image']:.2f} | {row['measured']:.2f}   ({row['s_per_spectrum_measured']:.2f} s each)",
+        f"  {name:<42} n={len(x):<4} {row['model_image']:.2f} | {row['measured']:.2f}   weak {row['weak']:.2f}, "
+        f"judged {row['n_judged']}: {row['measured_judged'] if row['measured_judged'] is None else round(row['measured_judged'], 2)}"
+        f"   ({row['s_per_spectrum_measured']:.2f} s each)",
         flush=True,
     )
 if a.json:

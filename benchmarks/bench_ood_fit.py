@@ -12,13 +12,15 @@ measures it as an OOD signal: ``--n`` S(Q,E) measurements of the model's crystal
 the first-principles FCs, then drawn sets) and ``--n-other`` of another crystal folded on the
 same path (Nb on the Ge grid, Ge on the Nb grid, its reference × (1 ± 10 %) per active FC), each
 at the ``--temperatures`` in turn (default 5 and 300 K), Ei ``--ei``, |Q| ≤ ``--qmax``, a flat background B ~ U(0, 0.2) and
-Poisson counts P ~ logU(30, 300) (the operating region; seeded), inverted by
+Poisson counts P ~ logU(30, 300) at the raw S(Q,E)'s 99.5th percentile (the operating region; seeded), inverted by
 ``Inverter.invert(path)`` with its defaults (OOD check and trusted physics fit). Prints per set
 the fraction flagged by the network's check (what the product reports as ``ood["flag"]``) and by
 the fit (above the noise; session 17 measured that the fit cannot clear a
 flag — the Ge model fits Nb's S(Q,E) on the Ge path to its noise). ``--no-fit``: the network's check
 alone (``refine=False``), for its scores (each row keeps the check's score, threshold and
-components). Asserts nothing.
+components). Per set and temperature the table also gives the fraction flagged as weak data
+(``ood["weak_data"]``: too little structure above the counting noise to judge, session 19) and the
+fraction flagged among the rest (the judged inputs). Asserts nothing.
 """
 
 import argparse
@@ -83,6 +85,8 @@ for i, (kind, name, t, crystal) in enumerate(cases):
         "B": B,
         "P": P,
         "network_flag": bool(ood.get("flag", False)),  # what the product reports
+        "weak_data": bool(ood.get("weak_data", False)),  # flagged as too little signal (session 19)
+        "structure_to_noise": ood.get("structure_to_noise"),
         "ood_score": ood.get("score"),
         "ood_threshold": ood.get("threshold"),
         "ood_components": ood.get("components"),
@@ -97,14 +101,19 @@ for i, (kind, name, t, crystal) in enumerate(cases):
           f"fit noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}",
           flush=True)  # fmt: skip
 print(f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, {a.temperatures} K)")
-print("| input | n | network's check (reported) | fit above the noise |")
-print("|---|---|---|---|")
+print("| input | T (K) | n | weak data | flagged, judged inputs | network's check (reported) | fit above the noise |")
+print("|---|---|---|---|---|---|---|")
 summary = {}
 for kind in ("own", "other"):
-    rs = [r for r in rows if r["set"] == kind]
-    s = {k: float(np.mean([r[k] for r in rs])) for k in ("network_flag", "fit_above_noise")}
-    summary[kind] = s | {"n": len(rs)}
     label = f"{own.name} (own)" if kind == "own" else f"{other.name} on the {own.name} path"
-    print(f"| {label} | {len(rs)} | {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")
+    for temp in [*temps, None]:
+        rs = [r for r in rows if r["set"] == kind and (temp is None or r["T"] == temp)]
+        judged = [r for r in rs if not r["weak_data"]]
+        s = {k: float(np.mean([r[k] for r in rs])) for k in ("network_flag", "fit_above_noise", "weak_data")}
+        s["flagged_judged"] = float(np.mean([r["network_flag"] for r in judged])) if judged else None
+        summary[f"{kind} {'all' if temp is None else f'{temp:g} K'}"] = s | {"n": len(rs), "n_judged": len(judged)}
+        fj = "—" if s["flagged_judged"] is None else f"{s['flagged_judged']:.2f} of {len(judged)}"
+        print(f"| {label} | {'all' if temp is None else f'{temp:g}'} | {len(rs)} | {s['weak_data']:.2f} | {fj} "
+              f"| {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")  # fmt: skip
 if a.json:
     Path(a.json).write_text(json.dumps({"settings": vars(a), "summary": summary, "rows": rows}, indent=1))

@@ -114,17 +114,20 @@ def run(args) -> int:
             "temperature_k": float(ss.temperature_k),
         }
     )
-    from ..models.ood import is_measured_input, note_sqe_input
+    from ..models.ood import input_temperature, is_measured_input, note_sqe_input
 
     measured = is_measured_input(corrections)
-    ood = note_sqe_input(model.ood_check(full, measured=measured), corrections)
+    temp = input_temperature(corrections)
+    ood = note_sqe_input(model.ood_check(full, measured=measured, temperature_k=temp), corrections)
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
-        ood["scans_flagged"] = int(stats.flags(model, scans[ok], measured=measured).sum()) if ok.any() else 0
+        ood["scans_flagged"] = int(stats.flags(model, scans[ok], measured=measured, temperature_k=temp).sum()) if ok.any() else 0
         if ood["flag"]:
             print(
-                f"warning: the full data of {args.scans} looks out of distribution for {args.model} ({ood['reason']})"
+                f"warning: the full data of {args.scans} "
+                + ("carries too little signal" if ood.get("weak_data") else "looks out of distribution")
+                + f" for {args.model} ({ood['reason']})"
                 + (f"; {ood['input_note']}" if ood.get("input_note") else ""),
                 file=sys.stderr,
             )

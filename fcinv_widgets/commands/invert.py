@@ -127,8 +127,9 @@ def run(args) -> int:
             + (f" — {ood['regime_note']}" if ood.get("regime_note") else "")
         )
         if ood["flag"]:
+            what = "carries too little signal" if ood.get("weak_data") else "looks out of distribution"  # see ood.weak_reason
             print(
-                f"warning: {args.spectrum} looks out of distribution for {args.model} ({ood['reason']}); "
+                f"warning: {args.spectrum} {what} for {args.model} ({ood['reason']}); "
                 "the predicted force constants are not trustworthy"
                 + (f" ({ood['input_note']})" if ood.get("input_note") else ""),
                 file=sys.stderr,

@@ -405,7 +405,7 @@ class _Model:
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
-        from .ood import is_measured_input, note_sqe_input
+        from .ood import input_temperature, is_measured_input, note_sqe_input
 
         measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
         regime = input_sigma_regime(corrections, measured)
@@ -414,7 +414,8 @@ class _Model:
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
         out["sigma_regime"] = self.resolved_sigma_regime(regime)
         if ood:
-            out["ood"] = note_sqe_input(self.ood_check(image, measured=measured), corrections)
+            check = self.ood_check(image, measured=measured, temperature_k=input_temperature(corrections))
+            out["ood"] = note_sqe_input(check, corrections)
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
         out["refine_policy"] = refine_policy(self, corrections, refine)
@@ -488,12 +489,13 @@ class _Model:
             self._ood = OODStats.for_model(self)
         return self._ood
 
-    def ood_check(self, spectrum, measured: bool = False) -> dict | None:
+    def ood_check(self, spectrum, measured: bool = False, temperature_k: float | None = None) -> dict | None:
         """``{"flag", "score", "threshold", "regime", "components", …}`` for one spectrum, or None
         without statistics; ``measured``: a measured (or S(Q,E)) input, judged in the measured
-        regime when the statistics have one (:mod:`.ood`)."""
+        regime when the statistics have one (:mod:`.ood`); ``temperature_k``: the temperature (K)
+        at which the input was corrected from a one-phonon S(Q,E) (:func:`.ood.input_temperature`)."""
         stats = self.ood_stats()
-        return None if stats is None else stats.check(self, spectrum, measured=measured)
+        return None if stats is None else stats.check(self, spectrum, measured=measured, temperature_k=temperature_k)
 
 
 class Inverter(_Model):

@@ -116,6 +116,9 @@ REFIT_MIN_PIXELS = 10
 #: ordinary in-distribution spectrum above it added log(s/median) ≈ 2 and raised the combined
 #: threshold (session 11; statistics files without scales use the medians, as before)
 COMBINE_REF_QUANTILE = 0.9
+#: below this structure-to-noise ratio (:func:`structure_to_noise`: the smoothed structure's power
+#: over the smoothed counting noise's) an input is "weak data": flagged, with that reason
+MIN_STRUCTURE_TO_NOISE = 1.0
 
 
 def is_measured_input(corrections: dict | None) -> bool:
@@ -123,6 +126,17 @@ def is_measured_input(corrections: dict | None) -> bool:
     measurement or a one-phonon S(Q,E) (corrected now or in its file): the measured regime."""
     c = corrections or {}
     return bool(c.get("origin") == "measured" or c.get("intensity") == "one-phonon-sqe" or c.get("already_applied"))
+
+
+def input_temperature(corrections: dict | None) -> float | None:
+    """The temperature (K) at which :func:`~fcinv_widgets.analysis.expio.prepare_input` corrected a
+    one-phonon S(Q,E) by E/(n+1) — now or, as its file says, before — else None."""
+    c = corrections or {}
+    for rec in (c, c.get("already_applied") if isinstance(c.get("already_applied"), dict) else {}):
+        t = (rec.get("bose_weighting") or {}).get("temperature_k")
+        if t is not None:
+            return float(t)
+    return None
 
 
 #: what :func:`note_sqe_input` adds to a measured-regime record of a one-phonon S(Q,E) input
@@ -253,43 +267,143 @@ def _physics_misfit(model, x: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, e: np.ndarray, lor: np.ndarray) -> np.ndarray:
+def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """Residuals (K, nq, nE) of the smoothed data ``sx`` (nq, nE) after a least-squares fit, per q
     column over the covered pixels ``m`` (nq, nE; 0/1), of each of K smoothed images ``si`` (K, nq,
-    nE) with its energy curvature (a broadening), a flat and a sloping background and an elastic
-    tail (``e``, ``lor``: (nE,) regressors); K = 0 images: the background terms alone."""
-    bg = [np.ones(sx.shape), np.broadcast_to(e, sx.shape), np.broadcast_to(lor, sx.shape)]
+    nE) with its energy curvature (a broadening) and the background shapes ``bg`` (nb, nE) along E
+    (:func:`_background_shapes`); K = 0 images: the background terms alone."""
+    bgs = [np.broadcast_to(b, sx.shape) for b in bg]
     if len(si):
         d2 = np.gradient(np.gradient(si, axis=2), axis=2)
-        R = np.stack([si, d2] + [np.broadcast_to(b, si.shape) for b in bg], -1)
+        R = np.stack([si, d2] + [np.broadcast_to(b, si.shape) for b in bgs], -1)
     else:
-        R = np.stack(bg, -1)[None]
-    Rw = np.swapaxes(R * m[None, ..., None], -1, -2)  # (K, nq, 5, nE): batched matmuls, not einsum
+        R = np.stack(bgs, -1)[None]
+    Rw = np.swapaxes(R * m[None, ..., None], -1, -2)  # (K, nq, nr, nE): batched matmuls, not einsum
     G = Rw @ R + 1e-9 * np.eye(R.shape[-1])
     c = np.linalg.solve(G, Rw @ sx[None, :, :, None])
     return (sx[None] - (R @ c)[..., 0]) * m[None]
 
 
+def _background_shapes(energies: np.ndarray, temperature_k: float | None = None) -> np.ndarray:
+    """(nb, nE) the refit's per-column background shapes along E: flat, a slope and the elastic
+    line's Lorentzian tail (what the measurement model adds to a model image); for a one-phonon
+    S(Q,E) corrected at ``temperature_k`` (K) also the same three as an instrument adds them to the
+    raw S(Q,E), times the correction E/(n(E,T)+1) the input went through — at 5 K a flat raw
+    background becomes a ramp ∝ E, at 300 K a curve ∝ E²/kT at low E (session 19: the three
+    unit-weight shapes alone left it in the residual of every warm input, the right crystal's too)."""
+    e = (energies - energies.mean()) / max(float(np.ptp(energies)), 1e-12)
+    lor = 1.0 / (1.0 + (energies / REFIT_ELASTIC_MEV) ** 2)
+    shapes = [np.ones_like(e), e, lor]
+    if temperature_k is not None:
+        from ..measurement import creation_correction
+
+        c = creation_correction(energies, float(temperature_k))
+        c = c / max(float(np.abs(c).max()), 1e-12)
+        shapes += [c, c * e, c * lor]
+    return np.stack(shapes)
+
+
 _SQE_REFIT: dict = {}
 
 
-def _sqe_renderer(mat, fm, ei_mev: float):
-    """(weighted twin of ``fm``, E/(n+1) at 5 K): the refit's S(Q,E) renderer — the folded mode
-    weights at the material's reference FCs, Ei ``ei_mev``, 5 K, corrected by E/(n+1) as inference
-    corrects a measured file (the weights hardly move over the domain; ``measurement.SQEWeighting``).
-    Computed once per process (~1–2 s for Ge)."""
+def _smoothing_noise_gain() -> float:
+    """Σ w² of :func:`_smooth`'s kernel away from the edges: the fraction of white noise's variance
+    per pixel that survives the smoothing (≈ 1/(4π ``SMOOTH_PX``²))."""
+    from scipy.ndimage import gaussian_filter
+
+    n = int(8 * SMOOTH_PX) + 1
+    delta = np.zeros((n, n))
+    delta[n // 2, n // 2] = 1.0
+    return float((gaussian_filter(delta, SMOOTH_PX) ** 2).sum())
+
+
+def structure_to_noise(model, x: np.ndarray, temperature_k=None) -> np.ndarray:
+    """(N,) how far the structure of each input (N, nq, nE) rises above its own counting noise, as
+    the model sees it (``model.prepare``): the mean square of the smoothed image (:func:`_smooth`)
+    after the per-q-column background of the refit (:func:`_background_shapes`, at the input's
+    ``temperature_k`` when it was corrected from a one-phonon S(Q,E)), less the smoothed noise's
+    share, over that share. The noise variance per pixel comes from the second difference along q
+    (white noise: 3/2 of it). 0 (or below): nothing above the noise; ∞: no noise (a model image).
+    An input below :data:`MIN_STRUCTURE_TO_NOISE` carries too little of its phonons for any check
+    (or inversion) to tell which crystal made it (session 19: a 300 K S(Q,E) with P ≤ 300 counts
+    at its brightest pixels, where the Bose factor puts them, near Γ)."""
+    x = np.asarray(x, float)
+    x = x[None] if x.ndim == 2 else x
+    xb = model.prepare(x).astype(np.float64)
+    mask = np.isfinite(x)
+    sx_all = _smooth(xb, mask)
+    gain = _smoothing_noise_gain()
+    energies = np.asarray(model.config.get("energy_centers_mev", np.arange(x.shape[2])), float)
+    temps = _per_spectrum_temperatures(temperature_k, len(x))
+    out = np.empty(len(x))
+    for i in range(len(x)):
+        m = mask[i]
+        d = xb[i, 1:-1] - 0.5 * (xb[i, :-2] + xb[i, 2:])
+        dm = m[1:-1] & m[:-2] & m[2:]
+        noise = gain * (float(np.var(d[dm])) / 1.5 if dm.sum() > 10 else 0.0)
+        mc = m & (m.sum(1, keepdims=True) >= REFIT_MIN_PIXELS)
+        if not mc.any():
+            out[i] = 0.0
+            continue
+        r = _column_residuals(sx_all[i], np.empty((0,) + xb.shape[1:]), mc, _background_shapes(energies, temps[i]))[0]
+        power = float((r**2).sum() / mc.sum())
+        out[i] = np.inf if noise <= 1e-12 * max(power, 1e-30) else (power - noise) / noise
+    return out
+
+
+def weak_reason(snr: float, temperature_k: float | None = None, energies_mev=None) -> str:
+    """The one-line reason of a weak-data flag (:func:`structure_to_noise` below
+    :data:`MIN_STRUCTURE_TO_NOISE`), with what would help: for a one-phonon S(Q,E) corrected at a
+    temperature whose k_B·T exceeds a tenth of the energy range (``energies_mev``), the Bose factor
+    is why — it puts the brightest pixels near Γ and leaves the branches above few of the counts."""
+    from ..units import KB_MEV
+
+    e_max = float(np.max(energies_mev)) if energies_mev is not None and len(energies_mev) else np.inf
+    warm = temperature_k is not None and KB_MEV * float(temperature_k) > 0.1 * e_max
+    help_ = (
+        f"a one-phonon S(Q,E) at {temperature_k:g} K: the Bose factor puts the brightest pixels near Γ and leaves "
+        "the branches above few of the counts — more counts or a colder sample would help"
+        if warm
+        else "more counts or a lower background would help"
+    )
+    return (
+        f"weak data: the input's structure rises {max(snr, 0.0):.2f}× above its own counting noise (below "
+        f"{MIN_STRUCTURE_TO_NOISE:g}), too little for this check to tell which crystal made it, and the force "
+        f"constants inferred from it rest on little ({help_})"
+    )
+
+
+def _sqe_renderer(mat, fm, ei_mev: float, temperature_k: float = 5.0):
+    """(weighted twin of ``fm``, E/(n+1) at ``temperature_k``): the refit's S(Q,E) renderer — the
+    folded mode weights at the material's reference FCs, Ei ``ei_mev``, the Debye–Waller factor at
+    ``temperature_k`` (K; 5 K when the input's temperature is unknown), corrected by E/(n+1) as
+    inference corrects a measured file (the weights hardly move over the domain;
+    ``measurement.SQEWeighting``). Computed once per process and temperature (~1–2 s for Ge)."""
     from ..measurement import creation_correction, reference_slot_weights
 
     ref = np.asarray(mat.reference_params, float)
-    key = (mat.name, ref.tobytes(), round(ei_mev, 6))
+    t = round(float(temperature_k), 1)
+    key = (mat.name, ref.tobytes(), round(ei_mev, 6), t)
     if key not in _SQE_REFIT:
-        w = reference_slot_weights(mat, fm, ref[np.asarray(mat.active)], ei_mev, 5.0)
-        fmw = fm.with_sqe_weights(w, 5.0)
-        _SQE_REFIT[key] = (fmw, creation_correction(fm.grid.e.centers, 5.0)[None, :])
+        w = reference_slot_weights(mat, fm, ref[np.asarray(mat.active)], ei_mev, t)
+        fmw = fm.with_sqe_weights(w, t)
+        _SQE_REFIT[key] = (fmw, creation_correction(fm.grid.e.centers, t)[None, :])
     return _SQE_REFIT[key]
 
 
-def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
+def _per_spectrum_temperatures(temperature_k, n: int) -> list:
+    """[float | None] * n from None, one temperature (K) or n of them (None: not an S(Q,E))."""
+    if temperature_k is None or np.ndim(temperature_k) == 0:
+        return [None if temperature_k is None else float(temperature_k)] * n
+    t = list(temperature_k)
+    if len(t) != n:
+        raise FcinvError(f"need one temperature per spectrum: {n} spectra, {len(t)} temperatures")
+    return [None if v is None or not np.isfinite(v) else float(v) for v in t]
+
+
+def _refit_misfit(
+    model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False, temperature_k=None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(``refit``, ``band``) scores, (N,) each (see the module doc), or None without a preset
     material or a measurement model. ``refit``: the fraction of the smoothed data's structure the
     forward model leaves unexplained after the per-column fit and a refit of the active FCs from
@@ -311,13 +425,20 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
     mm = MeasurementModel.from_dict(aug)
     sampler = mm.sampler(energies)
     kernels = sampler.kernels_t.astype(np.float64)
-    renders = [lambda t: np.asarray(fm.spectra(t), np.float64)]  # unit weights (the fast model)
-    if mm.p_sqe > 0:  # a model trained on measured S(Q,E) too: the refit may explain the data as one
-        fmw, bose = _sqe_renderer(mat, fm, float(np.median(sampler.eis)))
-        renders.append(lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64) * bose)
+    temps = _per_spectrum_temperatures(temperature_k, len(x))
+    ei_mid = float(np.median(sampler.eis))
+
+    def unit(t):  # unit weights (the fast model)
+        return np.asarray(fm.spectra(t), np.float64)
+
+    def renders_at(temp: float | None) -> list:
+        out = [unit]
+        if mm.p_sqe > 0:  # a model trained on measured S(Q,E) too: the refit may explain the data as one
+            fmw, bose = _sqe_renderer(mat, fm, ei_mid, 5.0 if temp is None else temp)
+            out.append(lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64) * bose)
+        return out
+
     kernels = np.concatenate([np.eye(len(energies))[None], kernels])  # the grid's own width first
-    e = (energies - energies.mean()) / max(float(np.ptp(energies)), 1e-12)
-    lor = 1.0 / (1.0 + (energies / REFIT_ELASTIC_MEV) ** 2)
     band_rows = energies >= BAND_MIN_MEV
     pred = model.predict(x, n_samples=8, reconstruct=False) if model.kind == "vae" else model.predict(x)
     dom = np.asarray(model.config.get("domain", mat.domain), float)
@@ -335,7 +456,9 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
         mi = mask[i]  # every image of this spectrum is smoothed over its mask: one normalisation
         den = _smooth_den(mi)
         sx = sx_all[i]
-        total = float((_column_residuals(sx, np.empty((0,) + sx.shape), m, e, lor) ** 2).sum())
+        bg = _background_shapes(energies, temps[i])
+        renders = renders_at(temps[i])
+        total = float((_column_residuals(sx, np.empty((0,) + sx.shape), m, bg) ** 2).sum())
         if total <= 0 or not m.any():
             out[i] = 0.0
             continue
@@ -347,7 +470,7 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
             # right FCs; session 11: such stalls made the right crystal's largest refit scores)
             # (and, for a model trained on measured S(Q,E), whether unit or S(Q,E) weights explain it)
             cand = np.concatenate([render(th[None])[0] @ kernels for render in renders])
-            r = _column_residuals(sx, _smooth(cand, mi, den), m, e, lor)
+            r = _column_residuals(sx, _smooth(cand, mi, den), m, bg)
             c = int(np.argmin((r**2).sum((1, 2))))
             if c == k_prev:
                 break
@@ -358,13 +481,13 @@ def _refit_misfit(model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool
             for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
                 pts = th + np.diag(h)
                 imgs = render(pts) @ kernels[k]
-                r = _column_residuals(sx, _smooth(imgs, mi, den), m, e, lor)
+                r = _column_residuals(sx, _smooth(imgs, mi, den), m, bg)
                 J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
                 H = J.T @ J
                 step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
                 trial = np.clip(th + step, dom[:, 0], dom[:, 1])
                 ti = render(trial[None]) @ kernels[k]
-                rt = _column_residuals(sx, _smooth(ti, mi, den), m, e, lor)[0]
+                rt = _column_residuals(sx, _smooth(ti, mi, den), m, bg)[0]
                 f = float((rt**2).sum())
                 if f < best:
                     th, r0, best, lam = trial, rt, f, lam / 3
@@ -409,10 +532,12 @@ class OODStats:
             return r["medians"], r["thresholds"], float(r.get("combined_threshold", np.inf))
         return self.medians, self.thresholds, self.combined_threshold
 
-    def scores(self, model, spectra, measured: bool = False, progress: bool = False) -> dict:
+    def scores(self, model, spectra, measured: bool = False, progress: bool = False, temperature_k=None) -> dict:
         """Raw scores {name: (N,)} for (N, nq, nE) or (nq, nE) spectra (validated like ``predict``);
         ``measured``: the measured regime's scores (:data:`MEASURED_SCORES`; needs :meth:`has_measured`
-        unless called by :func:`calibrate`)."""
+        unless called by :func:`calibrate`); ``temperature_k``: the temperature (K; one, or one per
+        spectrum) at which an input was corrected from a one-phonon S(Q,E) (:func:`input_temperature`),
+        for the measured regime's refit (:func:`_refit_misfit`)."""
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
         f, rec = _features(model, x, misfits=not measured)
@@ -425,7 +550,7 @@ class OODStats:
         out.update(rec)
         if measured:
             out = {k: v for k, v in out.items() if k in MEASURED_SCORES}
-            refit = _refit_misfit(model, x, progress=progress)
+            refit = _refit_misfit(model, x, progress=progress, temperature_k=temperature_k)
             if refit is not None:
                 out["refit"], out["band"] = refit
             known = self.measured.get("medians")
@@ -455,40 +580,53 @@ class OODStats:
         single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
         return (self.combine(scores, measured) > combined) | single
 
-    def flags(self, model, spectra, measured: bool = False) -> np.ndarray:
+    def flags(self, model, spectra, measured: bool = False, temperature_k=None) -> np.ndarray:
         """(N,) bool: the combined score above its threshold, or any single score above its own;
-        ``measured``: in the measured regime (falls back to the model-image one without it)."""
+        ``measured``: in the measured regime (falls back to the model-image one without it);
+        ``temperature_k``: as in :meth:`scores`."""
         measured = measured and self.has_measured()
-        return self._flags(self.scores(model, spectra, measured), measured)
+        weak = structure_to_noise(model, model.check_input(spectra), temperature_k) < MIN_STRUCTURE_TO_NOISE
+        return self._flags(self.scores(model, spectra, measured, temperature_k=temperature_k), measured) | weak
 
-    def check(self, model, spectrum, measured: bool = False) -> dict:
+    def check(self, model, spectrum, measured: bool = False, temperature_k: float | None = None) -> dict:
         """The JSON record for one spectrum: flag, score (combined), threshold, a reason, the regime
         and every component's value, in-distribution median and single-score threshold.
         ``measured``: judge it in the measured regime (see the module doc) when these statistics
-        have one; the record says which regime was used and why."""
+        have one; the record says which regime was used and why. ``temperature_k``: the temperature
+        (K) at which the input was corrected from a one-phonon S(Q,E) (:func:`input_temperature`)."""
         use = measured and self.has_measured()
         medians, thresholds, combined = self._regime(use)
-        sc = self.scores(model, spectrum, use)
+        sc = self.scores(model, spectrum, use, temperature_k=temperature_k)
         comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
         score = float(self.combine(sc, use)[0])
-        flag = bool(self._flags(sc, use)[0])
+        snr = float(structure_to_noise(model, model.check_input(spectrum), temperature_k)[0])
+        weak = snr < MIN_STRUCTURE_TO_NOISE
+        scores_flag = bool(self._flags(sc, use)[0])
+        flag = scores_flag or weak
         worst = max((k for k in comps if k not in SINGLE_ONLY), key=lambda k: comps[k]["value"] / comps[k]["median"])
         over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
         if over:
             reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
-        elif flag:
+        elif scores_flag:
             reason = (
                 f"combined score {score:.2f} > {combined:.2f}, mostly the {LABELS[worst]} "
                 f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)"
             )
         else:
             reason = f"combined score {score:.2f} ≤ {combined:.2f}"
+        if weak:
+            reason = f"{weak_reason(snr, temperature_k, model.config.get('energy_centers_mev'))}; the scores: {reason}" + (
+                " (on data this weak that says little)" if scores_flag else ""
+            )
         regime = "measured" if use else "model-image"
         note = None
         if measured and not use:
             note = "a measured input judged as a model image: these statistics have no measured-input regime (run `fcinv ood-calibrate` on a model trained with a measurement model)"
         return {
             "flag": flag,
+            "weak_data": weak,
+            "scores_flag": scores_flag,
+            "structure_to_noise": snr if np.isfinite(snr) else None,
             "score": score,
             "threshold": float(combined),
             "reason": reason,
