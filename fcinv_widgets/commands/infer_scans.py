@@ -114,7 +114,7 @@ def run(args) -> int:
             "temperature_k": float(ss.temperature_k),
         }
     )
-    from ..models.ood import input_temperature, is_measured_input, note_sqe_input
+    from ..models.ood import MIN_STRUCTURE_TO_NOISE, input_temperature, is_measured_input, note_sqe_input, structure_to_noise
 
     measured = is_measured_input(corrections)
     temp = input_temperature(corrections)
@@ -123,6 +123,8 @@ def run(args) -> int:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
         ood["scans_flagged"] = int(stats.flags(model, scans[ok], measured=measured, temperature_k=temp).sum()) if ok.any() else 0
+        # of those, the scans flagged for too little structure above their noise (weak data)
+        ood["scans_weak"] = int((structure_to_noise(model, scans[ok], temp) < MIN_STRUCTURE_TO_NOISE).sum()) if ok.any() else 0
         if ood["flag"]:
             print(
                 f"warning: the full data of {args.scans} "
