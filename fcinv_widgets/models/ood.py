@@ -56,6 +56,14 @@ per-column fits cannot absorb in every column at once, and which the ResNets' fe
 see. A model without a measurement model (the paper models) or an older ``ood.json`` has only
 the model-image regime; an ``ood.json`` calibrated before a score existed uses the scores it knows.
 
+**Weak data** (session 19, both regimes): an input whose structure rises less than its own
+counting noise (:func:`structure_to_noise` below :data:`MIN_STRUCTURE_TO_NOISE`) is flagged with
+that reason, whatever the scores say (``weak_data``; ``scores_flag`` keeps their verdict): no
+score can tell the crystal from it — e.g. a 300 K S(Q,E) with few counts, whose brightest pixels
+the Bose factor puts near Γ. The refit of an input corrected from a one-phonon S(Q,E) uses the
+temperature it was corrected at (:func:`input_temperature`; its Debye–Waller factor and the
+background shapes a raw background takes under the correction, :func:`_background_shapes`).
+
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
 """
@@ -142,18 +150,24 @@ def input_temperature(corrections: dict | None) -> float | None:
 #: what :func:`note_sqe_input` adds to a measured-regime record of a one-phonon S(Q,E) input
 SQE_INPUT_NOTE = (
     "a one-phonon S(Q,E) input: the measured regime's thresholds are calibrated on unit-weight measurement "
-    "draws, and simulated S(Q,E) measurements of the right crystal are often flagged too (most at room "
-    "temperature; README, OOD) — on such an input a flag alone is weak evidence"
+    "draws, and simulated S(Q,E) measurements of the right crystal whose structure rises only a few times above "
+    "their noise are often flagged too (README, OOD) — on such an input a flag alone is weak evidence"
 )
 
 
 def note_sqe_input(record: dict | None, corrections: dict | None) -> dict | None:
     """Add :data:`SQE_INPUT_NOTE` as ``input_note`` to an OOD ``record`` (:meth:`OODStats.check`)
     judged in the measured regime when ``corrections`` (``prepare_input``'s record) say the input
-    is a one-phonon S(Q,E): the measured false-alarm rate on such inputs is high (session 13,
-    ``benchmarks/bench_ood.py``: 40–77 % of the right crystal's realistic S(Q,E) draws), and a
-    user should know before acting on the flag. Returns the record."""
-    if record is not None and record.get("regime") == "measured" and (corrections or {}).get("intensity") == "one-phonon-sqe":
+    is a one-phonon S(Q,E) and it was not flagged as weak data (whose reason says why): the measured
+    false-alarm rate on such inputs is high (session 19, ``benchmarks/bench_ood.py``: 28–62 % of the
+    right crystal's realistic S(Q,E) draws that are not weak data), and a user should know before
+    acting on the flag. Returns the record."""
+    if (
+        record is not None
+        and record.get("regime") == "measured"
+        and not record.get("weak_data")
+        and (corrections or {}).get("intensity") == "one-phonon-sqe"
+    ):
         record["input_note"] = SQE_INPUT_NOTE
     return record
 

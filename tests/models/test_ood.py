@@ -333,3 +333,5 @@ def test_a_one_phonon_sqe_input_carries_the_measured_false_alarm_caveat():
         {"regime": "measured", "flag": True}, {"intensity": "model-image", "origin": "measured"}
     )
     assert note_sqe_input(None, sqe) is None
+    # weak data carry their own reason: no false-alarm caveat on top
+    assert "input_note" not in note_sqe_input({"regime": "measured", "flag": True, "weak_data": True}, sqe)
