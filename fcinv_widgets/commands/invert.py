@@ -123,7 +123,11 @@ def run(args) -> int:
     else:
         lines.append(
             f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}, {ood['regime']} regime): "
-            + ("FLAGGED" if ood["flag"] else "ok")
+            + (
+                f"WEAK DATA (structure {max(ood['structure_to_noise'], 0.0):.2f}× its noise)"
+                if ood.get("weak_data")
+                else ("FLAGGED" if ood["flag"] else "ok")
+            )
             + (f" — {ood['regime_note']}" if ood.get("regime_note") else "")
         )
         if ood["flag"]:

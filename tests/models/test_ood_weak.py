@@ -117,6 +117,8 @@ def test_cli_warns_that_weak_data_carry_too_little_signal(ge_sqe, tmp_path, caps
     d = json.loads(out.out)
     assert d["ood"]["weak_data"] is True
     assert "carries too little signal" in out.err and "looks out of distribution" not in out.err
+    assert main(["invert", "--model", "ge-resnet", "--spectrum", str(path), "--no-refine"]) == 0
+    assert "WEAK DATA (structure" in capsys.readouterr().out
 
 
 def test_background_shapes_absorb_a_flat_raw_background_after_the_correction():
