@@ -324,19 +324,23 @@ def creation_correction(energies_mev, temperature_k: float) -> np.ndarray:
     return np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), float(temperature_k)), 0.0)
 
 
-def reference_slot_weights(material, fm, params, ei_mev: float, temperature_k: float, geometry=None) -> np.ndarray:
+def reference_slot_weights(
+    material, fm, params, ei_mev: float, temperature_k: float, geometry=None, amplitudes=None
+) -> np.ndarray:
     """The folded mode weights of ``material`` at its reference force constants (Ei ``ei_mev``, T
     ``temperature_k``; :func:`fcinv_widgets.sqe.folded_mode_weights`) as per-slot weights of the
     forward model ``fm`` (``fm.slot_weights(params, …)``, ``params`` the reference in ``fm``'s own
     parameter order: the 8 active FCs of the fast model or the 44 of the nuisance model), for
     ``fm.with_sqe_weights``. ``geometry``: a ``fold_geometry`` to reuse (computed at :data:`SQE_QMAX`
-    otherwise)."""
+    otherwise); ``amplitudes``: its :func:`~fcinv_widgets.sqe.mode_amplitudes` at ``temperature_k``
+    to reuse (the same for every Ei)."""
     from .sqe import SQE, fold_geometry, folded_mode_weights
 
     ref = np.asarray(material.reference_params, float)
     grid = material.grid
     geom = geometry if geometry is not None else fold_geometry(material.crystal, grid, SQE_QMAX, material.conventional_a)
-    mw = folded_mode_weights(SQE(material.basis, ref, temperature=float(temperature_k)), geom, grid, float(ei_mev))
+    calc = None if amplitudes is not None else SQE(material.basis, ref, temperature=float(temperature_k))
+    mw = folded_mode_weights(calc, geom, grid, float(ei_mev), amplitudes=amplitudes)
     return fm.slot_weights(np.asarray(params, float), mw)
 
 
@@ -372,11 +376,16 @@ class SQEWeighting:
         self.temperatures = np.asarray(temperatures_k, float)
         self.bose = np.stack([creation_correction(e, t) for t in self.temperatures])
         bar = tqdm(total=len(self.eis) * len(self.temperatures), desc="S(Q,E) weights", disable=not progress, leave=False)
+        #: (|Q| range, temperature index) -> mode amplitudes of that fold geometry (``sqe.mode_amplitudes``):
+        #: one eigen-solve per temperature for every Ei and every single-scan orientation
+        self._amps: dict = {}
+        self._geoms: dict = {float(qmax): geom}  # fold geometries by |Q| range (the scan weights' too)
         w = []
-        for t in self.temperatures:
+        for i_t, t in enumerate(self.temperatures):
+            amps = self._amplitudes(float(qmax), i_t)
             row = []
             for ei in self.eis:
-                row.append(reference_slot_weights(material, self.fm, ref, float(ei), float(t), geom).astype(np.float32))
+                row.append(reference_slot_weights(material, self.fm, ref, float(ei), float(t), geom, amps).astype(np.float32))
                 bar.update()
             w.append(row)
         bar.close()
@@ -385,7 +394,25 @@ class SQEWeighting:
         self._twins: dict = {}
         self._scan_twins: dict = {}
         self._scan_weights: dict = {}
-        self._geoms: dict = {float(qmax): geom}  # fold geometries by |Q| range (the scan weights' too)
+
+    def _calc(self, i_t: int):
+        from .sqe import SQE
+
+        return SQE(
+            self.material.basis, np.asarray(self.material.reference_params, float), temperature=float(self.temperatures[i_t])
+        )
+
+    def _amplitudes(self, qmax: float, i_t: int) -> np.ndarray:
+        """The reference's mode amplitudes over the fold geometry of ``qmax`` at ``temperatures[i_t]``, kept."""
+        from .sqe import fold_geometry, mode_amplitudes
+
+        key = (float(qmax), int(i_t))
+        if key not in self._amps:
+            if float(qmax) not in self._geoms:
+                mat = self.material
+                self._geoms[float(qmax)] = fold_geometry(mat.crystal, mat.grid, float(qmax), mat.conventional_a)
+            self._amps[key] = mode_amplitudes(self._calc(int(i_t)), self._geoms[float(qmax)])
+        return self._amps[key]
 
     @classmethod
     def get(cls, material, eis_mev, temperatures_k, progress: bool = False) -> SQEWeighting:
@@ -416,21 +443,20 @@ class SQEWeighting:
         weights of ``fm``: the detector hits (``scans._orientation_hits``, default detector and
         sample axes) of orientation ``geometry["angles_deg"][i_scan]`` at ``geometry["ei_mev"]``,
         folded within ``geometry["qmax"]`` (Å⁻¹), at the reference force constants and
-        ``temperatures[i_t]`` — computed at first use (~1–2 s each for Ge) and kept."""
+        ``temperatures[i_t]`` — computed at first use and kept; the eigen-solve and structure factors
+        once per (|Q| range, temperature) for all orientations (:meth:`_amplitudes`)."""
         from .scans import DETECTOR, _orientation_hits, orientation_matrix
-        from .sqe import SQE, fold_geometry, folded_mode_weights
+        from .sqe import folded_mode_weights
 
         key = (int(i_scan), int(i_t))
         if key not in self._scan_weights:
-            mat, grid = self.material, self.material.grid
+            grid = self.material.grid
             qmax, ei = float(geometry["qmax"]), float(geometry["ei_mev"])
-            if qmax not in self._geoms:
-                self._geoms[qmax] = fold_geometry(mat.crystal, grid, qmax, mat.conventional_a)
+            amps = self._amplitudes(qmax, int(i_t))
             geom = self._geoms[qmax]
             om = float(geometry["angles_deg"][int(i_scan)])
             hits = [_orientation_hits(geom, om, ei, grid, orientation_matrix(), DETECTOR)]
-            calc = SQE(mat.basis, np.asarray(mat.reference_params, float), temperature=float(self.temperatures[int(i_t)]))
-            mw = folded_mode_weights(calc, geom, grid, ei, hits=hits)
+            mw = folded_mode_weights(None, geom, grid, ei, hits=hits, amplitudes=amps)
             self._scan_weights[key] = self.fm.slot_weights(self.ref, mw).astype(np.float32)
         return self._scan_weights[key]
 

@@ -409,7 +409,7 @@ def kinematic_q_range(ei_mev: float, energies_mev, angle_min_deg: float = 0.0, a
 
 
 def folded_mode_weights(
-    calc: SQE,
+    calc: SQE | None,
     points: FoldPoints,
     grid,
     ei_mev: float | None = None,
@@ -417,6 +417,7 @@ def folded_mode_weights(
     angle_max_deg: float = 135.0,
     hits=None,
     chunk: int = 65_536,
+    amplitudes: np.ndarray | None = None,
 ) -> np.ndarray:
     """Folded one-phonon weight of every mode in every pixel: (n_bins, 3n, nE) fm² per atom,
     modes in ascending energy per bin (as :meth:`SQE.modes` sorts them).
@@ -431,24 +432,25 @@ def folded_mode_weights(
     simulations make is then exactly Σ_ν W_ν(b, E) (n(E_ν)+1)/E_ν G(E − E_ν), which
     ``ForwardModel.with_sqe_weights`` renders. Where nothing covers a pixel (not measured), the
     mean over all of the bin's equivalents.
+
+    ``amplitudes``: :func:`mode_amplitudes` of ``calc`` and ``points``, when already computed —
+    they do not depend on the coverage, so many Ei values or orientations at one temperature need
+    them once (the eigen-solve and structure factors are most of the cost); ``calc`` may then be None.
     """
     if points.G is None:
         raise FcinvError("folded_mode_weights needs fold points with reciprocal-lattice vectors (fold_geometry)")
-    energies, vec = calc.modes(points.q_frac)
-    nb, M, nE = points.n_bins, energies.shape[1], grid.shape[1]
+    if amplitudes is None:
+        if calc is None:
+            raise FcinvError("folded_mode_weights needs the SQE calculator or its mode amplitudes")
+        amp_all = mode_amplitudes(calc, points, chunk)
+    else:
+        amp_all = np.asarray(amplitudes, float)
+    if amp_all.ndim != 2 or len(amp_all) != points.n:
+        raise FcinvError(f"mode amplitudes must be (n_points = {points.n}, modes), got {amp_all.shape}")
+    nb, M, nE = points.n_bins, amp_all.shape[1], grid.shape[1]
     centers = np.asarray(grid.e.centers, float)
     num, den = np.zeros((nb, M, nE)), np.zeros((nb, nE))
     alls = np.zeros((nb, M))
-    G_hkl = points.G
-
-    def amps(sel):
-        e = energies[points.iq[sel]]
-        return calc._amplitudes(points.Q[sel], G_hkl[sel], e, vec[points.iq[sel]], bose=False) * np.where(e > E_MIN_MEV, e, 0.0)
-
-    amp_all = np.empty((points.n, M))
-    for s in range(0, points.n, chunk):
-        sl = np.arange(s, min(s + chunk, points.n))
-        amp_all[sl] = amps(sl)
     _segment_add(alls, points.qbin, amp_all)
     if hits is None:
         # kinematic coverage depends on |Q| only: within a bin, the points covering energy E are a
@@ -489,6 +491,23 @@ def folded_mode_weights(
     mean_all = alls / np.maximum(n_all, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den[:, None, :] > 0, num / np.where(den > 0, den, 1.0)[:, None, :], mean_all[:, :, None])
+
+
+def mode_amplitudes(calc: SQE, points: FoldPoints, chunk: int = 65_536) -> np.ndarray:
+    """(n_points, 3n) the summand of :func:`folded_mode_weights` for every fold point and mode:
+    ħ²|F_ν(Q)|²/(2 n_atoms) (fm²) with ``calc``'s Debye–Waller factor, modes ascending in energy,
+    0 for modes at or below :data:`E_MIN_MEV`. Independent of Ei and orientations: one eigen-solve
+    per temperature serves every coverage (pass it as ``amplitudes=``)."""
+    if points.G is None:
+        raise FcinvError("mode amplitudes need fold points with reciprocal-lattice vectors (fold_geometry)")
+    energies, vec = calc.modes(points.q_frac)
+    out = np.empty((points.n, energies.shape[1]))
+    for s in range(0, points.n, chunk):
+        sel = np.arange(s, min(s + chunk, points.n))
+        e = energies[points.iq[sel]]
+        amp = calc._amplitudes(points.Q[sel], points.G[sel], e, vec[points.iq[sel]], bose=False)
+        out[sel] = amp * np.where(e > E_MIN_MEV, e, 0.0)
+    return out
 
 
 def _segment_add(out, keys, values) -> None:

@@ -132,3 +132,31 @@ def test_a_single_scan_is_rendered_with_its_own_orientation_weights():
     assert mm.sampler(mat.grid.e.centers).scan_geometry == {}
     with pytest.raises(FcinvError, match="sqe_scan_geometry"):
         MeasurementModel(sqe_scan_geometry={"angles_deg": [0.0], "ei_mev": -1, "qmax": 4.0})
+
+
+def test_mode_amplitudes_computed_once_give_the_same_weights():
+    """The weights need one eigen-solve per temperature (``sqe.mode_amplitudes``), reused for every
+    Ei and every single-scan orientation (session 19: 8× faster set-up for 12 Ei × 2 T, ~20× per
+    scan): the same numbers as a fresh ``folded_mode_weights`` per coverage, full and single-scan."""
+    from fcinv_widgets.scans import DETECTOR, _orientation_hits, orientation_matrix
+    from fcinv_widgets.sqe import mode_amplitudes
+
+    mat = get_material("Ge")
+    qmax = 4.0
+    geom = fold_geometry(mat.crystal, mat.grid, qmax, mat.conventional_a)
+    calc = SQE(mat.basis, np.asarray(mat.reference_params, float), temperature=300.0)
+    amps = mode_amplitudes(calc, geom)
+    for ei in (50.0, 80.0):
+        np.testing.assert_array_equal(
+            folded_mode_weights(None, geom, mat.grid, ei, amplitudes=amps), folded_mode_weights(calc, geom, mat.grid, ei)
+        )
+    hits = [_orientation_hits(geom, 30.0, 80.0, mat.grid, orientation_matrix(), DETECTOR)]
+    direct = folded_mode_weights(calc, geom, mat.grid, 80.0, hits=hits)
+    np.testing.assert_array_equal(folded_mode_weights(None, geom, mat.grid, 80.0, hits=hits, amplitudes=amps), direct)
+    w = SQEWeighting(mat, [80.0], [5.0, 300.0], qmax=qmax)
+    got = w.scan_slot_weights(1, 1, {"angles_deg": [0.0, 30.0], "ei_mev": 80.0, "qmax": qmax})
+    np.testing.assert_allclose(got, w.fm.slot_weights(w.ref, direct).astype(np.float32))
+    with pytest.raises(FcinvError, match="mode amplitudes must be"):
+        folded_mode_weights(None, geom, mat.grid, 80.0, amplitudes=amps[:-1])
+    with pytest.raises(FcinvError, match="needs the SQE calculator"):
+        folded_mode_weights(None, geom, mat.grid, 80.0)
