@@ -20,3 +20,16 @@ def test_notebook_runs(path, tmp_path):
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_is_valid_nbformat(path):
+    """Every notebook validates against its nbformat schema without warnings (e.g. a cell added
+    without an ``id``, which nbformat will refuse in a future version)."""
+    import warnings
+
+    import nbformat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nbformat.validate(nbformat.read(path, as_version=nbformat.NO_CONVERT))
