@@ -12,7 +12,9 @@ measures it as an OOD signal: ``--n`` S(Q,E) measurements of the model's crystal
 the first-principles FCs, then drawn sets) and ``--n-other`` of another crystal folded on the
 same path (Nb on the Ge grid, Ge on the Nb grid, its reference × (1 ± 10 %) per active FC), each
 at the ``--temperatures`` in turn (default 5 and 300 K), Ei ``--ei``, |Q| ≤ ``--qmax``, a flat background B ~ U(0, 0.2) and
-Poisson counts P ~ logU(30, 300) at the raw S(Q,E)'s 99.5th percentile (the operating region; seeded), inverted by
+Poisson counts P ~ logU(30, 300) at the raw S(Q,E)'s 99.5th percentile (the operating region; seeded;
+``--fixed-background``: the percentile of the same crystal's S(Q,E) at the lowest temperature, see
+``--help``), inverted by
 ``Inverter.invert(path)`` with its defaults (OOD check and trusted physics fit). Prints per set
 the fraction flagged by the network's check (what the product reports as ``ood["flag"]``) and by
 the fit (above the noise; session 17 measured that the fit cannot clear a
@@ -39,6 +41,13 @@ ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--no-fit", action="store_true", help="the network's check alone (no physics fit: fast)")
 ap.add_argument("--temperatures", default="5,300", help="sample temperatures (K), cycled over the cases")
+ap.add_argument(
+    "--fixed-background",
+    action="store_true",
+    help="B and P refer to the 99.5th percentile of the same crystal's S(Q,E) at the lowest of --temperatures, "
+    "not of the warm one: the counting time and a background that does not depend on the sample temperature held "
+    "fixed, so a warm sample's phonons gain the Bose factor's counts over the same background",
+)
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -71,7 +80,17 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     calc = SQE(crystal.basis, t, temperature=temp)
     pts = fold_points(calc, own.grid, a.qmax, crystal.conventional_a)  # the crystal's S(Q,E) on the model's path
     img = fold_full(pts, own.grid, sigma_mev=1.0, ei_mev=a.ei)[0]
-    noisy, _ = add_noise(img, B, P, seed=int(rng.integers(1 << 30)), peak_percentile=99.5)
+    noise_seed = int(rng.integers(1 << 30))
+    if a.fixed_background and temp != min(temps):
+        cold = SQE(crystal.basis, t, temperature=min(temps))
+        ref = np.nanpercentile(
+            fold_full(fold_points(cold, own.grid, a.qmax, crystal.conventional_a), own.grid, sigma_mev=1.0, ei_mev=a.ei)[0], 99.5
+        )
+        x = img / ref
+        counts = np.random.default_rng(noise_seed).poisson(np.where(np.isfinite(x), P * (np.nan_to_num(x) + B), 0.0))
+        noisy = np.where(np.isfinite(x), counts / P, np.nan)
+    else:
+        noisy, _ = add_noise(img, B, P, seed=noise_seed, peak_percentile=99.5)
     path = Path(tmp.name) / f"c{i}.h5"
     write_spectrum(path, noisy, own.grid, material=own.name, kind="full-sqe", temperature_k=temp, ei_mev=a.ei,
                    qmax_inv_a=a.qmax, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
@@ -100,7 +119,9 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     print(f"{i + 1}/{len(cases)} {kind:5s} T {temp:3.0f} K B {B:.2f} P {P:5.0f}: network flag {row['network_flag']!s:5s} "
           f"fit noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}",
           flush=True)  # fmt: skip
-print(f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, {a.temperatures} K)")
+print(
+    f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, {a.temperatures} K)"
+)
 print("| input | T (K) | n | weak data | flagged, judged inputs | network's check (reported) | fit above the noise |")
 print("|---|---|---|---|---|---|---|")
 summary = {}
