@@ -395,23 +395,17 @@ class SQEWeighting:
         self._scan_twins: dict = {}
         self._scan_weights: dict = {}
 
-    def _calc(self, i_t: int):
-        from .sqe import SQE
-
-        return SQE(
-            self.material.basis, np.asarray(self.material.reference_params, float), temperature=float(self.temperatures[i_t])
-        )
-
     def _amplitudes(self, qmax: float, i_t: int) -> np.ndarray:
         """The reference's mode amplitudes over the fold geometry of ``qmax`` at ``temperatures[i_t]``, kept."""
-        from .sqe import fold_geometry, mode_amplitudes
+        from .sqe import SQE, fold_geometry, mode_amplitudes
 
         key = (float(qmax), int(i_t))
         if key not in self._amps:
+            mat = self.material
             if float(qmax) not in self._geoms:
-                mat = self.material
                 self._geoms[float(qmax)] = fold_geometry(mat.crystal, mat.grid, float(qmax), mat.conventional_a)
-            self._amps[key] = mode_amplitudes(self._calc(int(i_t)), self._geoms[float(qmax)])
+            calc = SQE(mat.basis, np.asarray(mat.reference_params, float), temperature=float(self.temperatures[int(i_t)]))
+            self._amps[key] = mode_amplitudes(calc, self._geoms[float(qmax)])
         return self._amps[key]
 
     @classmethod

@@ -70,6 +70,7 @@ background shapes a raw background takes under the correction, :func:`_backgroun
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -320,6 +321,7 @@ def _background_shapes(energies: np.ndarray, temperature_k: float | None = None)
 _SQE_REFIT: dict = {}
 
 
+@functools.cache
 def _smoothing_noise_gain() -> float:
     """Σ w² of :func:`_smooth`'s kernel away from the edges: the fraction of white noise's variance
     per pixel that survives the smoothing (≈ 1/(4π ``SMOOTH_PX``²))."""
