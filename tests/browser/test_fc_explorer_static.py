@@ -24,6 +24,8 @@ from fcinv_testing.browser import (
     jupyterlab,
     kernel_exec,
     open_and_run,
+    press_counted,
+    wait_kernel_idle,
     write_notebook,
 )
 
@@ -177,11 +179,11 @@ def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, arti
         assert page.evaluate(f"() => {root}.dataset.jsForward") == "on"
         frame0 = int(page.evaluate("() => document.querySelector('canvas.fcinv-heatmap').dataset.frame"))
         slider = page.locator("input.fcinv-slider").nth(1)
-        for _ in range(10):
-            # Locator.press focuses the slider before each key: a notebook that takes the focus back
-            # in between (seen once in a full CI run) cannot swallow the key
-            slider.press("ArrowLeft")
-        page.wait_for_function(f"() => Number({root}.dataset.jsFrames) >= 10")
+        wait_kernel_idle(page)
+        frames = f"{root}.dataset.jsFrames || 0"
+        # one JS frame per key press (a key JupyterLab took by moving the focus is pressed again)
+        press_counted(page, slider, "ArrowLeft", frames, 10)
+        assert int(page.evaluate(f"() => Number({frames})")) >= 10
         # the kernel's answer for the final values: painted, with the JS image agreeing
         page.wait_for_function(
             f"() => {root}.dataset.source === 'kernel' && {root}.dataset.jsKernelMaxDiff !== undefined"
@@ -204,10 +206,9 @@ def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, arti
         )
         page.wait_for_selector(".jp-Dialog button.jp-mod-accept", timeout=60_000)  # "kernel appears to have died"
         page.click(".jp-Dialog button.jp-mod-accept")
-        n = int(page.evaluate(f"() => Number({root}.dataset.jsFrames)"))
+        n = int(page.evaluate(f"() => Number({frames})"))
         px = page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap")
-        for _ in range(6):
-            slider.press("ArrowLeft")  # focuses the slider first (the dialog just took the focus)
-        page.wait_for_function(f"() => Number({root}.dataset.jsFrames) >= {n + 6}")
+        press_counted(page, slider, "ArrowLeft", frames, 6)  # focuses the slider first (the dialog took it)
+        assert int(page.evaluate(f"() => Number({frames})")) >= n + 6
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != px
         page.screenshot(path=str(artifacts / "fc_explorer_dead_kernel.png"))

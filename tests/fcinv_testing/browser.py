@@ -143,6 +143,43 @@ def kernel_exec(page, code: str, timeout_ms: int = 30_000) -> None:
     )
 
 
+def wait_kernel_idle(page, timeout_ms: int = 120_000) -> None:
+    """Wait until the current notebook's kernel reports ``idle`` (run-all finished), so that
+    JupyterLab's end-of-execution focus changes are over before a test types."""
+    page.wait_for_function(
+        "() => jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
+        timeout=timeout_ms,
+    )
+
+
+def press_counted(page, locator, key: str, counter_js: str, n: int, timeout_ms: int = 15_000) -> int:
+    """Press ``key`` on ``locator`` ``n`` times, waiting after each press until ``counter_js``
+    (a JS expression giving a number) has grown by one. A press that produced nothing while the
+    element had lost the focus (JupyterLab moved it between Playwright's focus and the key) is
+    pressed again, at most twice in all; one lost while the element held the focus fails the test.
+    Returns the number of presses repeated that way."""
+    repeated = 0
+    for i in range(n):
+        before = int(page.evaluate(f"() => Number({counter_js})"))
+        while True:
+            locator.press(key)
+            try:
+                page.wait_for_function(f"() => Number({counter_js}) >= {before + 1}", timeout=timeout_ms)
+                break
+            except Exception:
+                focused = locator.evaluate("el => document.activeElement === el")
+                active = page.evaluate(
+                    "() => { const a = document.activeElement; return a ? a.tagName + '.' + a.className : null; }"
+                )
+                if focused or repeated >= 2:
+                    raise AssertionError(
+                        f"press {i + 1} of {n} ({key}) painted nothing in {timeout_ms} ms; "
+                        f"focus on the element: {focused}; active element: {active}; repeated so far: {repeated}"
+                    ) from None
+                repeated += 1
+    return repeated
+
+
 CANVAS_SUM_JS = """(sel) => {
     const c = document.querySelector(sel);
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
