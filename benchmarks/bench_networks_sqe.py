@@ -80,7 +80,7 @@ for ti, (tname, t) in enumerate(truths):
     pts = fold_points(calc, mat.grid, a.qmax, mat.conventional_a)
     sets = {"full data": fold_full(pts, mat.grid, sigma_mev=1.0, ei_mev=a.ei)[0]}
     if angles:
-        ss = simulate_scans(mat, a.ei, angles, params=t, qmax=a.qmax, progress=False)
+        ss = simulate_scans(mat, a.ei, angles, temperature=a.temperature, params=t, qmax=a.qmax, progress=False)
         sets.update({f"scan {om:g}°": img for om, img in zip(angles, ss.scans)})
     for ci, (B, P) in enumerate(cells):
         for si, (sname, img) in enumerate(sets.items()):
@@ -99,7 +99,9 @@ for ti, (tname, t) in enumerate(truths):
                 origin="simulated",
             )
             for mname, m in models.items():
-                r = m.invert(str(path), ood=False, refine=False)  # the network alone
+                # the network alone; a single scan's σ from its single-scan calibration (session 20), as
+                # infer-scans sizes each scan's
+                r = m.invert(str(path), ood=False, refine=False, single_scan=si > 0)
                 true = t[mat.active]
                 base = {
                     "truth": tname,

@@ -7,7 +7,8 @@ The first ``--n`` test spectra of ``--dataset`` (their own 44 FCs), each drawn o
 measurement model with every draw an S(Q,E) (``p_sqe = 1``): once as a single scan of the coverage
 bank with that orientation's weights (``MeasurementModel.sqe_scan_geometry``; the bank must record
 its geometry, as banks written since session 16 do), once with full coverage. Prints R² per FC and
-the ±1σ / ±2σ coverage of the model's σ ("measured-sqe" calibration). Asserts nothing.
+the ±1σ / ±2σ coverage of the model's σ (the single scans' "measured-sqe-scan" calibration, full coverage
+"measured-sqe"). Asserts nothing.
 """
 
 import argparse
@@ -44,7 +45,9 @@ out = {"settings": vars(a), "names": model.names, "sets": {}}
 for label, mm in sets.items():
     aug = _augmenter(mm, info, masks, a.seed, dataset=a.dataset, split="test", n=len(x))
     xa = aug.apply(x, np.arange(len(x)), TEST_EPOCH).astype(np.float32)
-    p = model.predict(xa, sigma_regime="measured-sqe", **kw)
+    # σ as infer-scans sizes it: a single scan's own calibration (falls back to "measured-sqe" for
+    # checkpoints before session 20), full coverage the S(Q,E) one
+    p = model.predict(xa, sigma_regime="measured-sqe-scan" if label.startswith("single") else "measured-sqe", **kw)
     r2 = 1 - ((p.mean - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
     z = np.abs(p.mean - y) / p.std
     out["sets"][label] = {"r2": r2.tolist(), "cov1": (z <= 1).mean(0).tolist(), "cov2": (z <= 2).mean(0).tolist()}

@@ -1,5 +1,8 @@
 """Measure each model's trust limit (``trust.json``) from the network rows of a ``bench_networks_sqe.py`` run.
 
+(Since session 20 ``fcinv trust-calibrate --model A B [--write]`` measures the same limits from the same
+cases in one command, without the bench; this script stays to re-score the bench's rows.)
+
     python benchmarks/bench_networks_sqe.py --models ge-resnet,ge-vae --truths 41 \\
         --angles 0,30,60,90,120,150 --cells "0.05,300;0.1,100;0.2,30" --seed 101 --json rows.json
     python benchmarks/calibrate_trust.py rows.json [--level 0.95] [--write]

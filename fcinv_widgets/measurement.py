@@ -192,6 +192,23 @@ class Augmenter:
         self.weighting = SQEWeighting.get(material, self.eis, self.model.sqe_temperatures, progress=progress)
         self.params = p
 
+    def forced(self, **changes) -> Augmenter:
+        """This augmenter with some of its model's probabilities changed (e.g. ``p_mask=1,
+        p_single=1``: every draw a single scan) and/or its ``sqe_scan_geometry``, sharing its Ei
+        kernels, coverage bank and S(Q,E) weighting: a held-out set of one kind of input. Only
+        the ``p_*`` fields and ``sqe_scan_geometry`` may change."""
+        from copy import copy
+        from dataclasses import replace
+
+        bad = sorted(k for k in changes if not (k.startswith("p_") or k == "sqe_scan_geometry"))
+        if bad:
+            raise FcinvError(f"Augmenter.forced changes probabilities and the scan geometry only, not {', '.join(bad)}")
+        out = copy(self)
+        out.model = replace(self.model, **changes)
+        g = out.model.sqe_scan_geometry
+        out.scan_geometry = g if g and self.masks is not None and len(self.masks) == len(g["angles_deg"]) else {}
+        return out
+
     def rng(self, epoch: int, sample: int) -> np.random.Generator:
         """The generator of one (epoch, sample) draw (both non-negative integers)."""
         if epoch < 0 or sample < 0:

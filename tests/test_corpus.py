@@ -531,6 +531,19 @@ def _json_argv(name, w):
         "fit-dispersion": ["fit-dispersion", "--material", "Ge"],
         "ood-calibrate": ["ood-calibrate", "--model", "ge-vae", "--dataset", w["dataset"], "--out", w["ood"], "--no-progress"],
         "plan-scans": ["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--n", "1", "--no-progress"],
+        "trust-calibrate": [
+            "trust-calibrate",
+            "--model",
+            "ge-resnet",
+            "--truths",
+            "1",
+            "--angles",
+            "0",
+            "--cells",
+            "0.05,300",
+            "--qmax",
+            "3",
+        ],
     }[name]
 
 
@@ -554,6 +567,7 @@ JSON_ORDER = [
     "fit-dispersion",
     "ood-calibrate",
     "plan-scans",
+    "trust-calibrate",
 ]
 
 

@@ -273,6 +273,10 @@ def test_bare_array_is_a_model_image_unless_a_temperature_is_given(vae, image, s
     assert c["sigma_regime"] == "measured" and c["fc_mean"] == pytest.approx(a["fc_mean"])
     ratio = np.asarray(c["fc_std"]) / np.asarray(a["fc_std"])
     assert not np.allclose(ratio, 1.0, atol=0.02)
+    # one single-orientation scan (the caller says so): the single-scan calibration, wider (session 20)
+    d = vae.invert(sqe_image, temperature_k=5.0, n_samples=5, ood=False, single_scan=True)
+    assert d["sigma_regime"] == "measured-sqe-scan" and d["fc_mean"] == pytest.approx(b["fc_mean"])
+    assert np.all(np.asarray(d["fc_std"]) >= np.asarray(b["fc_std"]))
     with pytest.raises(GridMismatchError):
         vae.invert(image[None].repeat(2, 0))
     with pytest.raises(FcinvError, match="--raw"):
@@ -302,12 +306,16 @@ def test_infer_scans_api_corrects_a_scan_set_once(ge):
         def predict(self, x, n_samples=1, seed=0, sigma_regime=None):
             from types import SimpleNamespace
 
+            regimes.append(sigma_regime)
             x = np.asarray(x, float)
             x = x[None] if x.ndim == 2 else x
             m = np.tile(np.nanmean(x, axis=(1, 2))[:, None], (1, 8))
             return SimpleNamespace(mean=m, std=0 * m, recon=np.zeros((0,)))
 
+    regimes: list = []
     res = infer_scans(Echo(), ss)
+    # the full data's σ from the S(Q,E) calibration, each scan's from the single-scan one (session 20)
+    assert regimes == ["measured-sqe", "measured-sqe-scan"]
     f, s, rec = prepare_scan_set(ss, ge.grid)
     assert res.meta["corrections"]["applied"] == rec["applied"] and len(rec["applied"]) == 2
     np.testing.assert_allclose(res.full_mean[0], np.nanmean(f))

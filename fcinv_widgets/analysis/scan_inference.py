@@ -169,14 +169,15 @@ def infer_scans(
             "drop them or check the orientation and Ei"
         )
     # scans are measurements (or simulated ones): σ from the measured calibration, the S(Q,E) one
-    # for a scan set corrected from a one-phonon S(Q,E)
+    # for a scan set corrected from a one-phonon S(Q,E); each scan's from the single-scan one
     from ..models.inverter import input_sigma_regime
 
     regime = input_sigma_regime(corrections, measured=True)
+    scan_regime = input_sigma_regime(corrections, measured=True, single_scan=True)
     pf = model.predict(np.asarray(full, float), n_samples=n_samples, seed=seed, sigma_regime=regime)
     means, stds, recs = [], [], []
     for s in range(0, len(x), batch):
-        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s, sigma_regime=regime)
+        p = model.predict(x[s : s + batch], n_samples=n_samples, seed=seed + 1 + s, sigma_regime=scan_regime)
         means.append(p.mean)
         stds.append(p.std)
         recs.append(p.recon if len(p.recon) else np.zeros_like(x[s : s + batch], dtype=np.float32))
@@ -196,7 +197,15 @@ def infer_scans(
         inputs=x.astype(np.float32),
         recon=np.concatenate(recs).astype(np.float32),
         coverage=covered.mean(1),
-        meta={"model": str(getattr(model, "path", "")), "kind": model.kind, "n_samples": n_samples, "corrections": corrections},
+        meta={
+            "model": str(getattr(model, "path", "")),
+            "kind": model.kind,
+            "n_samples": n_samples,
+            "corrections": corrections,
+            # which σ calibrations sized the full data's and each scan's σ (None: the pooled one)
+            "sigma_regime": model.resolved_sigma_regime(regime) if hasattr(model, "resolved_sigma_regime") else None,
+            "scan_sigma_regime": model.resolved_sigma_regime(scan_regime) if hasattr(model, "resolved_sigma_regime") else None,
+        },
     )
 
 

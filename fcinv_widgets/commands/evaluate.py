@@ -52,6 +52,12 @@ def register(sub):
         help="with --augment: render this fraction (0–1) of the test spectra with the folded one-phonon S(Q,E) "
         "mode weights a measurement keeps after its E/(n+1) correction (default 0: unit weights)",
     )
+    p.add_argument(
+        "--single-scans",
+        action="store_true",
+        help="with --augment and --mask-bank: every test spectrum one single-orientation scan of the bank (no clean "
+        "pass-through; with --sqe-weights, each orientation's own S(Q,E) weights when the bank records its geometry)",
+    )
     add_seed(p, "with --augment: seed of the measurement model's draws")
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
@@ -89,8 +95,10 @@ def run(args) -> int:
             f"reference {d_ref!r}{'' if same_domain else ' over another domain'}; "
             "pass --allow-other-domain to evaluate it there anyway"
         )
-    if (args.mask_bank or args.sqe_weights is not None) and not args.augment:
-        raise FcinvError("--mask-bank and --sqe-weights apply with --augment only")
+    if (args.mask_bank or args.sqe_weights is not None or args.single_scans) and not args.augment:
+        raise FcinvError("--mask-bank, --sqe-weights and --single-scans apply with --augment only")
+    if args.single_scans and not args.mask_bank:
+        raise FcinvError("--single-scans needs the coverage masks the scans come from (--mask-bank)")
     if args.sqe_weights is not None and not 0 <= args.sqe_weights <= 1:
         raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
     test_set = "clean"
@@ -105,16 +113,31 @@ def run(args) -> int:
         # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
         geometry = recorded_geometry(bank_meta) if p_sqe else {}
         mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry)
+        if args.single_scans:
+            mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry, p_clean=0.0, p_mask=1.0, p_single=1.0)
         aug = _augmenter(mm, info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
         x, infos = aug.apply(x, np.arange(len(x)), TEST_EPOCH, return_info=True)
         test_set = (
             f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {args.seed}"
             f"{', coverage masks' if masks is not None else ''}"
-            f"{', single scans with their orientation weights' if geometry else ''})"
+            f"{', single scans with their orientation weights' if geometry else ''}"
+            f"{', every spectrum a single scan' if args.single_scans else ''})"
         )
     # σ as inference would size it for each input: a measurement draw is "measured", or
-    # "measured-sqe" when it went through the S(Q,E) path; the clean test set a model image
-    regime = ["measured-sqe" if i.get("sqe_weights") else "measured" for i in infos] if args.augment else "model-image"
+    # "measured-sqe" when it went through the S(Q,E) path, "…-scan" for one single scan (as
+    # infer-scans sizes each scan's σ); the clean test set a model image
+    from ..models.inverter import input_sigma_regime
+
+    regime = (
+        [
+            input_sigma_regime(
+                {"intensity": "one-phonon-sqe" if i.get("sqe_weights") else "model-image"}, True, single_scan=i.get("scans") == 1
+            )
+            for i in infos
+        ]
+        if args.augment
+        else "model-image"
+    )
     d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress), sigma_regime=regime)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {
@@ -125,7 +148,9 @@ def run(args) -> int:
         + (f" --max-test {args.max_test}" if args.max_test else "")
         + f" --n-samples {args.n_samples}"
         + (f" --augment --seed {args.seed}" if args.augment else "")
-        + (f" --mask-bank {Path(args.mask_bank).name}" if args.mask_bank else ""),
+        + (f" --mask-bank {Path(args.mask_bank).name}" if args.mask_bank else "")
+        + (f" --sqe-weights {args.sqe_weights:g}" if args.sqe_weights is not None else "")
+        + (" --single-scans" if args.single_scans else ""),
     }
     tr = dict(model.config.get("training") or {})
     if tr:  # how the checkpoint was trained (sizes, epochs, wall time, device), without the per-epoch history

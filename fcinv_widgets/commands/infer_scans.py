@@ -114,7 +114,7 @@ def run(args) -> int:
             "temperature_k": float(ss.temperature_k),
         }
     )
-    from ..models.ood import MIN_STRUCTURE_TO_NOISE, input_temperature, is_measured_input, note_sqe_input, structure_to_noise
+    from ..models.ood import input_temperature, is_measured_input, note_sqe_input
 
     measured = is_measured_input(corrections)
     temp = input_temperature(corrections)
@@ -122,9 +122,12 @@ def run(args) -> int:
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
-        ood["scans_flagged"] = int(stats.flags(model, scans[ok], measured=measured, temperature_k=temp).sum()) if ok.any() else 0
+        flagged, weak = (
+            stats.flags(model, scans[ok], measured=measured, temperature_k=temp, return_weak=True) if ok.any() else ([], [])
+        )
+        ood["scans_flagged"] = int(np.sum(flagged))
         # of those, the scans flagged for too little structure above their noise (weak data)
-        ood["scans_weak"] = int((structure_to_noise(model, scans[ok], temp) < MIN_STRUCTURE_TO_NOISE).sum()) if ok.any() else 0
+        ood["scans_weak"] = int(np.sum(weak))
         if ood["flag"]:
             print(
                 f"warning: the full data of {args.scans} "

@@ -54,6 +54,13 @@ def register(sub):
         "— 'measured' (calibrated on the model's measurement-model draws) for a measurement or S(Q,E), "
         "'model-image' (clean and noisy images) otherwise; default: what the input says about itself",
     )
+    p.add_argument(
+        "--single-scan",
+        action="store_true",
+        help="the spectrum is one single-orientation scan (a file cannot say so): σ from the model's single-scan "
+        "calibration and a physics fit trusted within its single-scan limit (trust.json); a scan set from "
+        "`fcinv scans` goes through `fcinv infer-scans`, which knows this of each scan",
+    )
     p.add_argument("--seed", type=nonneg_int, default=0)
     add_json(p, progress="no progress bar for the physics fit")
     p.set_defaults(func=run)
@@ -64,6 +71,8 @@ SIGMA_WORDS = {
     "measured": "held-out measurement-model draws",
     "measured-sqe": "held-out measurement-model draws of a one-phonon S(Q,E)",
     "model-image": "held-out noise-grid draws (model images)",
+    "measured-scan": "held-out single-scan measurement-model draws",
+    "measured-sqe-scan": "held-out single-scan measurement-model draws of a one-phonon S(Q,E)",
 }
 
 
@@ -82,6 +91,7 @@ def run(args) -> int:
         refine=args.refine,
         progress=not args.no_progress,
         ood_regime=None if args.ood_regime == "auto" else args.ood_regime,
+        single_scan=args.single_scan,
     )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
     if "refined" in d:

@@ -125,7 +125,12 @@ def run(args) -> int:
         union = union_of_scans(scans, bank, measured)
         if not np.isfinite(union).any():
             raise FcinvError("the measured scans cover no pixel of the path")
-        regime = "measured" if "noise" in ss.meta else "measured-sqe"  # corrected from an S(Q,E) above
+        from ..models.inverter import input_sigma_regime
+
+        # corrected from an S(Q,E) above (else a measurement at the model's intensity); one scan
+        # measured so far: its σ from the single-scan calibration, as infer-scans sizes it
+        intensity = "model-image" if "noise" in ss.meta else "one-phonon-sqe"
+        regime = input_sigma_regime({"intensity": intensity}, True, single_scan=len(measured) == 1)
         pred = model.predict(union, n_samples=100, sigma_regime=regime)
         estimate = np.clip(pred.mean[0], dom[:, 0], dom[:, 1])
         model_sigma = pred.std[0]

@@ -54,7 +54,7 @@ def run(args) -> int:
             f"{args.dataset} has {len(x)} training spectra, the model was trained on {n_split}: "
             "give the dataset it was trained on (its validation hold-out is what σ is calibrated on)"
         )
-    masks = None
+    masks, bank_meta = None, {}
     if cfg.get("coverage_bank"):
         if not args.mask_bank:
             raise FcinvError(
@@ -62,17 +62,26 @@ def run(args) -> int:
             )
         from ..measurement import load_bank
 
-        masks = load_bank(args.mask_bank)[0]
+        masks, bank_meta = load_bank(args.mask_bank)
         if list(masks.shape) != list(cfg["coverage_bank"]):
             raise FcinvError(f"--mask-bank has shape {list(masks.shape)}, the model was trained with {cfg['coverage_bank']}")
-    from ..measurement import MeasurementModel
+    from ..measurement import MeasurementModel, recorded_geometry
 
     aug = _augmenter(
         MeasurementModel.from_dict(aug_cfg), info, masks, int(training.get("seed", 0)), dataset=args.dataset, n=len(x)
     )
     before = model.sigma_scale.copy()
+    # the single-scan regime's draws get each orientation's own S(Q,E) weights when the bank records
+    # its geometry (as a real scan has them), also for models trained before session 16 without them
     scale, cal, by_regime = _fit_sigma(
-        model, x, y, iv, aug, int(training.get("seed", 0)), progress=not (args.json or args.no_progress)
+        model,
+        x,
+        y,
+        iv,
+        aug,
+        int(training.get("seed", 0)),
+        progress=not (args.json or args.no_progress),
+        scan_geometry=recorded_geometry(bank_meta),
     )
     training["sigma_calibrated_by"] = "fcinv sigma-calibrate"
     cfg["training"] = training

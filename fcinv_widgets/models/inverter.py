@@ -35,17 +35,30 @@ from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDepende
 #: the input regimes σ is calibrated for separately: a measurement whose intensity is the fast
 #: model's, a one-phonon S(Q,E) (measured or simulated, corrected to the model's intensity once), and
 #: a fast-model image (clean or with background and counts). The first two are the OOD check's
-#: measured regime (:mod:`.ood`), the last its model-image regime.
-SIGMA_REGIMES = ("measured", "measured-sqe", "model-image")
+#: measured regime (:mod:`.ood`), the last its model-image regime. "…-scan": the same for one
+#: single-orientation scan (session 20): a network's errors on a single scan are larger than its
+#: own σ says, more than on fuller coverage (:func:`~.train.scan_calibration_draws`).
+SIGMA_REGIMES = ("measured", "measured-sqe", "model-image", "measured-scan", "measured-sqe-scan")
+
+#: where a regime's calibration comes from when the checkpoint lacks it, nearest first (then the
+#: pooled one): checkpoints before session 20 have no single-scan regimes, those trained without
+#: S(Q,E) draws no "measured-sqe"
+SIGMA_FALLBACK = {
+    "measured-sqe-scan": ("measured-sqe", "measured"),
+    "measured-scan": ("measured",),
+    "measured-sqe": ("measured",),
+}
 
 
-def input_sigma_regime(corrections: dict | None, measured: bool) -> str:
+def input_sigma_regime(corrections: dict | None, measured: bool, single_scan: bool = False) -> str:
     """The σ regime of an input from :func:`~fcinv_widgets.analysis.expio.prepare_input`'s record
     and the OOD regime it is judged in (``measured``): "model-image" outside the measured regime,
-    "measured-sqe" for a one-phonon S(Q,E), else "measured"."""
+    "measured-sqe" for a one-phonon S(Q,E), else "measured"; with ``single_scan`` (one
+    single-orientation scan of a measurement) "measured-sqe-scan" / "measured-scan"."""
     if not measured:
         return "model-image"
-    return "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
+    base = "measured-sqe" if (corrections or {}).get("intensity") == "one-phonon-sqe" else "measured"
+    return f"{base}-scan" if single_scan else base
 
 
 def auto_refine(model, corrections: dict) -> tuple[bool, str]:
@@ -248,14 +261,16 @@ class _Model:
 
     def resolved_sigma_regime(self, regime: str | None) -> str | None:
         """The calibration that sizes σ for inputs of ``regime``: itself when the checkpoint has it,
-        "measured" for "measured-sqe" when only that one is there (checkpoints whose training drew
-        no S(Q,E) spectra), None (the pooled calibration) otherwise."""
+        else the nearest of :data:`SIGMA_FALLBACK` it has ("measured" for "measured-sqe" when the
+        training drew no S(Q,E) spectra; "measured-sqe" for a single scan's S(Q,E) before session
+        20), None (the pooled calibration) otherwise."""
         if regime not in (None, *SIGMA_REGIMES):
             raise FcinvError(f"sigma regime must be one of {', '.join(SIGMA_REGIMES)}, got {regime!r}")
-        if regime in self._sigma_regimes:
-            return regime
-        if regime == "measured-sqe" and "measured" in self._sigma_regimes:
-            return "measured"
+        if regime is None:
+            return None
+        for reg in (regime, *SIGMA_FALLBACK.get(regime, ())):
+            if reg in self._sigma_regimes:
+                return reg
         return None
 
     def calibrated_std(self, std, regime=None) -> np.ndarray:
@@ -364,6 +379,7 @@ class _Model:
         refine: bool | None = None,
         ood_regime: str | None = None,
         progress: bool = False,
+        single_scan: bool = False,
     ) -> dict:
         """Invert one spectrum the way ``fcinv invert`` does: a file path, an
         :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
@@ -395,6 +411,11 @@ class _Model:
         measured (uncorrected) and a model with a calibrated σ (the trust check needs it), not
         for a model image; ``refine_policy`` in the result says what was decided and why.
         ``progress``: a bar on stderr while the fit runs.
+
+        ``single_scan``: the input is one single-orientation scan of a measurement (a file cannot
+        say so; ``infer-scans`` knows it of each scan): σ from the single-scan calibration
+        ("measured-sqe-scan" / "measured-scan", session 20; ``sigma_regime`` says which was
+        there) and a fit trusted within the model's single-scan limit (``trust.json``).
         """
         from ..analysis.expio import as_spectrum, prepare_input
         from ..materials import get_material
@@ -408,7 +429,7 @@ class _Model:
         from .ood import input_temperature, is_measured_input, note_sqe_input
 
         measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
-        regime = input_sigma_regime(corrections, measured)
+        regime = input_sigma_regime(corrections, measured, single_scan=single_scan)
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False, sigma_regime=regime)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
@@ -420,12 +441,12 @@ class _Model:
                 out["ood_note"] = getattr(self, "ood_note", None)
         out["refine_policy"] = refine_policy(self, corrections, refine)
         if out["refine_policy"]["refine"]:
-            out = self._refine(out, spec, image, corrections, progress=progress)
+            out = self._refine(out, spec, image, corrections, progress=progress, single_scan=single_scan)
         else:
             out["fc_source"] = "network"
         return out
 
-    def _refine(self, out: dict, spec, image, corrections: dict, progress: bool = False) -> dict:
+    def _refine(self, out: dict, spec, image, corrections: dict, progress: bool = False, single_scan: bool = False) -> dict:
         from ..analysis.expio import is_uncorrected_sqe
         from ..analysis.refine import refine, refine_spectrum, trust_fit
         from ..materials import material_for_model
@@ -448,7 +469,8 @@ class _Model:
         out["network"] = {"fc_mean": out["fc_mean"], "fc_std": out["fc_std"]}
         out["refined"] = rec
         if rec["fc_std"] is not None and self.heteroscedastic:  # a fit with σ, a network with σ: is the fit trusted?
-            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=self.trust_limit_for(rec))
+            k = self.single_scan_trust_limit if single_scan else self.trust_limit_for(rec)
+            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=k)
             if not rec["trust"]["accepted"]:
                 out["fc_source"] = "network"  # the fit's answer stays under "refined"
                 return out

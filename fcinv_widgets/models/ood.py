@@ -596,13 +596,15 @@ class OODStats:
         single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
         return (self.combine(scores, measured) > combined) | single
 
-    def flags(self, model, spectra, measured: bool = False, temperature_k=None) -> np.ndarray:
-        """(N,) bool: the combined score above its threshold, or any single score above its own;
-        ``measured``: in the measured regime (falls back to the model-image one without it);
-        ``temperature_k``: as in :meth:`scores`."""
+    def flags(self, model, spectra, measured: bool = False, temperature_k=None, return_weak: bool = False):
+        """(N,) bool: the combined score above its threshold, or any single score above its own, or
+        weak data (:func:`structure_to_noise` below :data:`MIN_STRUCTURE_TO_NOISE`); ``measured``:
+        in the measured regime (falls back to the model-image one without it); ``temperature_k``:
+        as in :meth:`scores`. ``return_weak``: (flags, which of them are weak data)."""
         measured = measured and self.has_measured()
         weak = structure_to_noise(model, model.check_input(spectra), temperature_k) < MIN_STRUCTURE_TO_NOISE
-        return self._flags(self.scores(model, spectra, measured, temperature_k=temperature_k), measured) | weak
+        flags = self._flags(self.scores(model, spectra, measured, temperature_k=temperature_k), measured) | weak
+        return (flags, weak) if return_weak else flags
 
     def check(self, model, spectrum, measured: bool = False, temperature_k: float | None = None) -> dict:
         """The JSON record for one spectrum: flag, score (combined), threshold, a reason, the regime

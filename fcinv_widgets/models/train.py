@@ -322,6 +322,8 @@ def _init_from(init_from, kind: str, material: str):
 
 #: "epochs" of the augmentation seeds used for the fixed held-out sets (never a training epoch)
 VAL_EPOCH, CAL_EPOCH, TEST_EPOCH = 1_000_000, 2_000_000, 3_000_000
+#: … and of the single-scan calibration draws (:func:`scan_calibration_draws`)
+SCAN_CAL_EPOCH = 2_500_000
 
 
 #: quantile bins of the predicted σ in the σ-conditional calibration (:func:`sigma_calibration`)
@@ -357,6 +359,29 @@ def calibration_draws(aug, x, idx, seed: int = 0, return_sqe: bool = False):
     return (out, sqe) if return_sqe else out
 
 
+def scan_calibration_draws(aug, x, idx, geometry: dict | None = None):
+    """((len(idx), nq, nE) float32, the σ regime) or None: one draw of each spectrum ``x[idx]``
+    through the measurement model as a single scan of the coverage bank (no clean pass-through,
+    every draw one scan; through the S(Q,E) path when the model draws it at all, with that
+    orientation's own mode weights — as a real scan has them — when the model's
+    ``sqe_scan_geometry`` or ``geometry`` (the bank's recorded one, which wins) describes the
+    bank), epoch :data:`SCAN_CAL_EPOCH`. The regime is "measured-sqe-scan" for an S(Q,E)-trained model, else
+    "measured-scan". None without a coverage bank or, for the S(Q,E) path, without the spectra's
+    force constants attached. A single scan is the hardest input the networks meet and the one
+    their σ understated most (session 19: ``nb-resnet`` ±2σ 0.68 on single scans of drawn truths;
+    the single-scan trust limits 3.2–5.8σ against 2.6–4.1σ on full data)."""
+    if aug is None or aug.masks is None or not len(aug.masks):
+        return None
+    sqe = aug.model.p_sqe > 0
+    if sqe and (aug.weighting is None or aug.params is None):
+        return None
+    extra = {"p_sqe": 1.0} | ({"sqe_scan_geometry": dict(geometry)} if geometry else {}) if sqe else {}
+    forced = aug.forced(p_clean=0.0, p_mask=1.0, p_single=1.0, **extra)
+    idx = np.asarray(idx)
+    out = forced.apply(x[idx], idx, SCAN_CAL_EPOCH).astype(np.float32)
+    return out, ("measured-sqe-scan" if sqe else "measured-scan")
+
+
 def sigma_calibration(y, mean, std, n_bins: int = SIGMA_BINS) -> dict:
     """The σ-conditional post-hoc scale, fitted on a held-out set: for each FC the predicted σ
     (``std``, eV/Å², before any scale) is cut into ``n_bins`` quantile bins and each bin gets its
@@ -387,7 +412,9 @@ def sigma_calibration(y, mean, std, n_bins: int = SIGMA_BINS) -> dict:
 SIGMA_MIN_PER_REGIME = 100
 
 
-def _fit_sigma(model, x, y, iv, aug, seed: int, n_samples: int = 32, progress: bool = False) -> tuple[list, dict | None, dict]:
+def _fit_sigma(
+    model, x, y, iv, aug, seed: int, n_samples: int = 32, progress: bool = False, scan_geometry: dict | None = None
+) -> tuple[list, dict | None, dict]:
     """(pooled per-FC scale, pooled σ-conditional calibration, the same per input regime) of
     ``model`` (its σ unscaled) on :func:`calibration_draws` of the validation spectra ``x[iv]``;
     sets all three on the model. The per-regime pairs are fitted on parts of the draws alone —
@@ -397,7 +424,10 @@ def _fit_sigma(model, x, y, iv, aug, seed: int, n_samples: int = 32, progress: b
     network's own σ hardly tells them apart (session 15, nb-vae: median σ within 5 % between the
     halves) while its errors differ: the pooled scale left the grid's ±1σ at 0.72–0.79 and the
     measurement draws' ±2σ at 0.93–0.94. Inference picks the regime from what the input says
-    about itself (:meth:`~.inverter._Model.invert`)."""
+    about itself (:meth:`~.inverter._Model.invert`). With a coverage bank, one more draw of each
+    validation spectrum as a single scan (:func:`scan_calibration_draws`) is the "…-scan" regime's
+    alone (session 20; not in the pooled pair, which stays as before); ``scan_geometry``: the
+    bank's recorded geometry for those draws' own-orientation weights."""
     xc, sqe = calibration_draws(aug, x, iv, seed, return_sqe=True)
     yc = np.concatenate([y[iv], y[iv]])
     model.set_sigma_calibration(None, None)  # the network's own σ
@@ -407,14 +437,15 @@ def _fit_sigma(model, x, y, iv, aug, seed: int, n_samples: int = 32, progress: b
     n = len(iv)
     real = np.arange(n)
     parts = {"measured": real[~sqe], "measured-sqe": real[sqe], "model-image": np.arange(n, 2 * n)}
+    fits = {reg: (yc[rows], p.mean[rows], p.std[rows]) for reg, rows in parts.items()}
+    scans = scan_calibration_draws(aug, x, iv, scan_geometry) if n >= SIGMA_MIN_PER_REGIME else None
+    if scans is not None:
+        ps = model.predict(scans[0], progress=progress, **kw)
+        fits[scans[1]] = (y[iv], ps.mean, ps.std)
     by_regime = {
-        regime: {
-            "sigma_scale": sigma_scale(yc[rows], p.mean[rows], p.std[rows]).tolist(),
-            "sigma_calibration": sigma_calibration(yc[rows], p.mean[rows], p.std[rows]),
-            "n": int(len(rows)),
-        }
-        for regime, rows in parts.items()
-        if len(rows) >= SIGMA_MIN_PER_REGIME
+        regime: {"sigma_scale": sigma_scale(*f).tolist(), "sigma_calibration": sigma_calibration(*f), "n": int(len(f[0]))}
+        for regime, f in fits.items()
+        if len(f[0]) >= SIGMA_MIN_PER_REGIME
     }
     model.set_sigma_calibration(scale, cal, by_regime)
     return scale, cal, by_regime

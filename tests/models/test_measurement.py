@@ -217,6 +217,24 @@ def test_augmented_vae_cli_reports_coverage_and_reliability(tiny_dataset, tmp_pa
         assert d["sigma_regime"] is None  # the pooled calibration (none per kind of input, above)
     assert "augmented" in d["test_set"]
     assert main(["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--augment", "--write-metrics"]) == 2
+    # every test draw one single scan of a bank (session 20): the record says so
+    from fcinv_widgets.models.train import load_split
+
+    nq, ne = load_split(tiny_dataset, "test", 1)[0].shape[1:]
+    bank = tmp_path / "bank.npz"
+    masks = np.zeros((3, nq, ne), bool)
+    for i in range(3):
+        masks[i, i * nq // 3 : (i + 1) * nq // 3] = True
+    save_bank(bank, masks, {"material": "Ge", "n": 3})
+    capsys.readouterr()
+    base = ["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--n-samples", "4", "--json"]
+    assert main([*base, "--augment", "--mask-bank", str(bank), "--single-scans"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert "every spectrum a single scan" in d["test_set"] and d["evaluated_with"].endswith("--single-scans")
+    for bad, words in ((["--single-scans"], "--augment"), (["--augment", "--single-scans"], "--mask-bank")):
+        assert main([*base, *bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
     assert main(["train", "--dataset", str(tiny_dataset), "--out", str(tmp_path / "x"), "--no-masks"]) == 2
     assert "--augment" in capsys.readouterr().err
 

@@ -236,3 +236,87 @@ def test_sqe_inputs_fall_back_to_the_measured_calibration_and_regimes_go_per_row
 def test_damaged_per_regime_calibration_is_refused(bad):
     with pytest.raises(FcinvError, match="damaged"):
         _model(scale=[1.0, 1.0]).set_sigma_calibration([1.0, 1.0], None, bad)
+
+
+def test_single_scan_regimes_fall_back_to_the_nearest_calibration():
+    """A single scan's σ has its own calibration (session 20); a checkpoint without it sizes a single
+    scan's S(Q,E) with the S(Q,E) one, then the measured one, then the pooled one."""
+    from fcinv_widgets.models.inverter import SIGMA_REGIMES, input_sigma_regime
+
+    m = _model(scale=[1.0, 1.0])
+    assert m.resolved_sigma_regime("measured-sqe-scan") is None and m.resolved_sigma_regime("measured-scan") is None
+    m.set_sigma_calibration([1.0, 1.0], None, {"measured": {"sigma_scale": [2.0, 2.0]}})
+    assert m.resolved_sigma_regime("measured-sqe-scan") == "measured" == m.resolved_sigma_regime("measured-scan")
+    m.set_sigma_calibration(
+        [1.0, 1.0], None, {"measured": {"sigma_scale": [2.0, 2.0]}, "measured-sqe": {"sigma_scale": [3.0, 3.0]}}
+    )
+    assert m.resolved_sigma_regime("measured-sqe-scan") == "measured-sqe"
+    assert m.resolved_sigma_regime("measured-scan") == "measured"  # never the S(Q,E) one for a unit-weight scan
+    by = m.config["sigma_calibration_by_regime"] | {"measured-sqe-scan": {"sigma_scale": [5.0, 5.0]}}
+    m.set_sigma_calibration([1.0, 1.0], None, by)
+    got = m.calibrated_std(np.ones((3, 2)), ["measured-sqe-scan", "measured-sqe", "measured-scan"])
+    assert got[:, 0] == pytest.approx([5.0, 3.0, 2.0])
+    assert set(m.sigma_regimes()) <= set(SIGMA_REGIMES)
+    sqe = {"intensity": "one-phonon-sqe"}
+    assert input_sigma_regime(sqe, True, single_scan=True) == "measured-sqe-scan"
+    assert input_sigma_regime({"intensity": "model-image"}, True, single_scan=True) == "measured-scan"
+    assert input_sigma_regime(sqe, False, single_scan=True) == "model-image"  # a model image is no scan
+
+
+def test_forced_augmenter_draws_single_scans_and_changes_probabilities_only():
+    from fcinv_widgets.measurement import MeasurementModel
+
+    rng = np.random.default_rng(0)
+    e = np.linspace(0.5, 39.5, 40)
+    masks = rng.random((6, 12, 40)) < 0.5
+    aug = MeasurementModel(p_clean=0.5).sampler(e, masks=masks, seed=3)
+    forced = aug.forced(p_clean=0.0, p_mask=1.0, p_single=1.0)
+    assert forced.kernels is aug.kernels and forced.masks is aug.masks and aug.model.p_clean == 0.5
+    x = rng.random((30, 12, 40)).astype(np.float32)
+    out, infos = forced.apply(x, np.arange(30), 7, return_info=True)
+    assert all(i.get("scans") == 1 and not i["clean"] for i in infos)
+    for img in out:  # uncovered pixels are 0: the draw is one of the bank's scans
+        assert any(np.all(img[~m] == 0) for m in masks)
+    # reproducible from (seed, epoch, sample), as any draw
+    assert np.array_equal(out, forced.apply(x, np.arange(30), 7))
+    with pytest.raises(FcinvError, match="probabilities and the scan geometry only"):
+        aug.forced(counts=(1.0, 2.0))
+
+
+def test_fit_sigma_adds_a_single_scan_regime_with_a_coverage_bank(calibratable):
+    """With a coverage bank, one single-scan draw per validation spectrum calibrates the "measured-scan"
+    regime alone (the pooled pair is the same as without the bank), and sizes σ on fresh single scans."""
+    from fcinv_widgets.measurement import MeasurementModel
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.train import _augmenter, _data, _fit_sigma, scan_calibration_draws
+
+    src, ds = calibratable
+    model = load_model(src)
+    training = model.config["training"]
+    x, y, info, iv, _ = _data(ds, None, int(training.get("seed", 0)))
+    rng = np.random.default_rng(1)
+    nq, ne = x.shape[1:]
+    # 8 "scans", each a band of a fifth of the path: far less than full coverage
+    masks = np.zeros((8, nq, ne), bool)
+    for i in range(8):
+        lo = int(rng.integers(0, nq - nq // 5))
+        masks[i, lo : lo + nq // 5] = True
+    mm = MeasurementModel.from_dict(model.config["augment"])
+    plain = _augmenter(mm, info, None, 0)
+    banked = _augmenter(mm, info, masks, 0)
+    assert scan_calibration_draws(plain, x, iv) is None
+    draws, regime = scan_calibration_draws(banked, x, iv)
+    assert regime == "measured-scan" and draws.shape == (len(iv), nq, ne)
+    scale0, cal0, by0 = _fit_sigma(model, x, y, iv, plain, 0)
+    scale1, cal1, by1 = _fit_sigma(model, x, y, iv, banked, 0)
+    assert "measured-scan" not in by0 and by1["measured-scan"]["n"] == len(iv)
+    assert scale0 == scale1 and cal0 == cal1 and by0["model-image"] == by1["model-image"]
+    assert model.resolved_sigma_regime("measured-scan") == "measured-scan"
+    # fresh single-scan draws of the same spectra (another epoch): the regime's σ covers as it says
+    from fcinv_widgets.models.train import SCAN_CAL_EPOCH
+
+    forced = banked.forced(p_clean=0.0, p_mask=1.0, p_single=1.0)
+    fresh = forced.apply(x[iv], iv, SCAN_CAL_EPOCH + 1).astype(np.float32)
+    p = model.predict(fresh, sigma_regime="measured-scan")
+    z = np.abs(p.mean - y[iv]) / p.std
+    assert 0.60 <= np.mean(z <= 1) <= 0.80 and np.mean(z <= 2) >= 0.90, (np.mean(z <= 1), np.mean(z <= 2))

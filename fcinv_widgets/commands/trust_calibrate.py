@@ -1,0 +1,170 @@
+"""fcinv trust-calibrate: measure models' single-scan trust limit (``trust.json``) on simulated measurements."""
+
+from __future__ import annotations
+
+from ._common import add_json, add_scheduler, add_temperature, emit, nonneg_int, positive_float, positive_int
+
+
+def register(sub):
+    p = sub.add_parser(
+        "trust-calibrate",
+        help="measure how far in its own σ the truth lies from each network's answer on simulated single scans and "
+        "full data of drawn truths (the limit a single scan's physics fit is trusted within; --write: trust.json)",
+    )
+    p.add_argument(
+        "--model",
+        nargs="+",
+        required=True,
+        metavar="MODEL",
+        help="checkpoint directories or shipped names of one material, each with a calibrated σ (ge-resnet ge-vae, …)",
+    )
+    p.add_argument("--truths", type=positive_int, default=40, help="drawn true FC sets (default 40; ≥ 4 for a limit)")
+    p.add_argument("--seed", type=nonneg_int, default=101, help="seed of the truths (default 101, the shipped limits')")
+    p.add_argument(
+        "--angles",
+        default="0,30,60,90,120,150",
+        help="sample angles of the single scans, degrees ('a,b,c' or start:stop:step; default 0,30,60,90,120,150)",
+    )
+    p.add_argument(
+        "--cells",
+        default="0.05,300;0.1,100;0.2,30",
+        metavar="B,P;B,P…",
+        help="noise cells: flat background B and Poisson counts P at the 99.5th percentile (default 0.05,300;0.1,100;0.2,30)",
+    )
+    p.add_argument("--ei", type=positive_float, default=80.0, help="incident energy (meV, default 80)")
+    add_temperature(p, 5.0)
+    p.add_argument("--qmax", type=positive_float, default=6.0, help="largest |Q| folded (1/Å, default 6)")
+    p.add_argument("--level", type=float, default=0.95, help="the quantile of max over FCs of |z| (default 0.95)")
+    p.add_argument("--n-samples", type=positive_int, default=100, help="VAE: latent samples per spectrum (default 100)")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="store each model's single-scan limit as trust.json beside its checkpoint (stamped with its SHA-256)",
+    )
+    add_scheduler(p, "the simulated measurements (one task per truth)")
+    add_json(p, progress=True)
+    p.set_defaults(func=run)
+
+
+def _cells(text: str) -> list:
+    import math
+
+    from ..errors import FcinvError
+
+    out = []
+    for chunk in str(text).split(";"):
+        if not chunk.strip():
+            continue
+        try:
+            b, p = (float(x) for x in chunk.split(","))
+        except ValueError:
+            raise FcinvError(f"--cells must be 'B,P;B,P…' (background, counts), got {chunk!r}") from None
+        if not (math.isfinite(b) and math.isfinite(p) and b >= 0 and p > 0):
+            raise FcinvError(f"--cells: B must be ≥ 0 and P > 0, got {chunk!r}")
+        out.append((b, p))
+    if not out:
+        raise FcinvError("--cells is empty: give at least one 'B,P'")
+    return out
+
+
+def run(args) -> int:
+    import shlex
+
+    from ..analysis.trust_calibration import limits_of, network_cases
+    from ..errors import FcinvError
+    from ..materials import material_for_model
+    from ..models import load_model
+    from ..models.trust import save_trust_limit
+    from ..scans import parse_angles
+
+    if not 0.5 <= args.level < 1:
+        raise FcinvError(f"--level must be in [0.5, 1), got {args.level:g}")
+    cells = _cells(args.cells)
+    angles = [float(a) for a in parse_angles(args.angles)]
+    models = {}
+    for name in dict.fromkeys(args.model):
+        m = load_model(name)
+        if not getattr(m, "heteroscedastic", False):
+            raise FcinvError(f"{name} reports no calibrated σ (a paper model?): a trust limit is measured in that σ")
+        models[name] = m
+    mats = {m.material.lower() for m in models.values()}
+    if len(mats) != 1:
+        raise FcinvError(f"the models are of different materials ({', '.join(sorted(mats))}): measure each material apart")
+    mat = material_for_model(next(iter(models.values())).config)
+    rows = network_cases(
+        models,
+        mat,
+        n_truths=args.truths,
+        seed=args.seed,
+        cells=cells,
+        angles_deg=angles,
+        ei_mev=args.ei,
+        temperature_k=args.temperature,
+        qmax=args.qmax,
+        n_samples=args.n_samples,
+        progress=not (args.json or args.no_progress),
+        scheduler=args.scheduler,
+    )
+    limits = limits_of(rows, args.level)
+    command = "fcinv trust-calibrate " + shlex.join(
+        [
+            "--model",
+            *models,
+            "--truths",
+            str(args.truths),
+            "--seed",
+            str(args.seed),
+            "--angles",
+            ",".join(f"{a:g}" for a in angles),
+        ]
+        + [
+            "--cells",
+            ";".join(f"{b:g},{p:g}" for b, p in cells),
+            "--ei",
+            f"{args.ei:g}",
+            "--temperature",
+            f"{args.temperature:g}",
+        ]
+        + ["--qmax", f"{args.qmax:g}", "--level", f"{args.level:g}", "--write"]
+    )
+    measured_on = (
+        f"fcinv trust-calibrate: {args.truths} drawn {mat.name} truths (seed {args.seed}), full data and single scans at "
+        f"{', '.join(f'{a:g}' for a in angles)}°, cells {args.cells}, Ei {args.ei:g} meV, T {args.temperature:g} K, "
+        f"|Q| ≤ {args.qmax:g} 1/Å"
+    )
+    written = {}
+    for name, res in limits.items():
+        if args.write:
+            if "single scan" not in res:
+                raise FcinvError(
+                    f"{name}: too few single-scan cases for a limit ({len(angles)} angles × {len(cells)} cells × "
+                    f"{args.truths} truths < 20): give more --truths or --angles"
+                )
+            written[name] = str(
+                save_trust_limit(
+                    models[name].path,
+                    res["single scan"]["limit"],
+                    level=args.level,
+                    n_cases=res["single scan"]["n"],
+                    measured={k: {"n": v["n"], "limit": v["limit"]} for k, v in res.items()},
+                    measured_on=measured_on,
+                    command=command,
+                )
+            )
+    payload = {
+        "material": mat.name,
+        "level": args.level,
+        "measured_on": measured_on,
+        "limits": limits,
+        "written": written or None,
+        "note": "a model's single-scan fits are held to its single-scan limit once trust.json is written (--write)",
+    }
+    text = [f"{mat.name}: {measured_on}"]
+    for name, res in limits.items():
+        text.append(
+            f"  {name}: "
+            + "; ".join(f"{k} {v['limit']:.2f} (n {v['n']}, ±1σ {v['cov1']:.2f}, ±2σ {v['cov2']:.2f})" for k, v in res.items())
+            + (f" → wrote {written[name]}" if name in written else "")
+        )
+    emit(args, payload, "\n".join(text))
+    return 0
