@@ -18,7 +18,12 @@ def register(sub):
         metavar="MODEL",
         help="checkpoint directories or shipped names of one material, each with a calibrated σ (ge-resnet ge-vae, …)",
     )
-    p.add_argument("--truths", type=positive_int, default=40, help="drawn true FC sets (default 40; ≥ 4 for a limit)")
+    p.add_argument(
+        "--truths",
+        type=positive_int,
+        default=40,
+        help="drawn true FC sets (default 40); a limit needs ≥ 20 cases of its kind (truths × angles × cells for single scans)",
+    )
     p.add_argument("--seed", type=nonneg_int, default=101, help="seed of the truths (default 101, the shipped limits')")
     p.add_argument(
         "--angles",
