@@ -572,3 +572,26 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def noise_cells(text: str, flag: str) -> list:
+    """``'B,P;B,P…'`` → [(B, P), …]: noise cells of a flat background B ≥ 0 and Poisson counts
+    P > 0 (both relative to the peak); bad input is one :class:`FcinvError` naming ``flag``."""
+    import math
+
+    from ..errors import FcinvError
+
+    out = []
+    for chunk in str(text).split(";"):
+        if not chunk.strip():
+            continue
+        try:
+            b, p = (float(x) for x in chunk.split(","))
+        except ValueError:
+            raise FcinvError(f"{flag} must be 'B,P;B,P…' (background, counts), got {chunk!r}") from None
+        if not (math.isfinite(b) and math.isfinite(p) and b >= 0 and p > 0):
+            raise FcinvError(f"{flag}: B must be ≥ 0 and P > 0, got {chunk!r}")
+        out.append((b, p))
+    if not out:
+        raise FcinvError(f"{flag} is empty: give at least one 'B,P'")
+    return out

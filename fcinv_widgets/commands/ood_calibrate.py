@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_model_args, emit
+from ._common import add_json, add_model_args, emit, noise_cells
 
 
 def register(sub):
@@ -67,7 +67,7 @@ def run(args) -> int:
     from ..models import load_model
     from ..models.ood import DEFAULT_LEVELS, calibrate
 
-    levels = _levels(args.levels) if args.levels else DEFAULT_LEVELS
+    levels = noise_cells(args.levels, "--levels") if args.levels else DEFAULT_LEVELS
     model = load_model(args.model)
     masks = None
     augmenter = None
@@ -162,18 +162,3 @@ def run(args) -> int:
         ),
     )
     return 0
-
-
-def _levels(text: str) -> list:
-    from ..errors import FcinvError
-
-    out = []
-    for chunk in str(text).split(";"):
-        try:
-            b, p = (float(x) for x in chunk.split(","))
-        except ValueError:
-            raise FcinvError(f"--levels must be 'B,P;B,P…' (background, counts), got {chunk!r}") from None
-        if not (b >= 0 and p > 0):
-            raise FcinvError(f"--levels: B must be ≥ 0 and P > 0, got {chunk!r}")
-        out.append((b, p))
-    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_scheduler, add_temperature, emit, nonneg_int, positive_float, positive_int
+from ._common import add_json, add_scheduler, add_temperature, emit, noise_cells, nonneg_int, positive_float, positive_int
 
 
 def register(sub):
@@ -51,27 +51,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _cells(text: str) -> list:
-    import math
-
-    from ..errors import FcinvError
-
-    out = []
-    for chunk in str(text).split(";"):
-        if not chunk.strip():
-            continue
-        try:
-            b, p = (float(x) for x in chunk.split(","))
-        except ValueError:
-            raise FcinvError(f"--cells must be 'B,P;B,P…' (background, counts), got {chunk!r}") from None
-        if not (math.isfinite(b) and math.isfinite(p) and b >= 0 and p > 0):
-            raise FcinvError(f"--cells: B must be ≥ 0 and P > 0, got {chunk!r}")
-        out.append((b, p))
-    if not out:
-        raise FcinvError("--cells is empty: give at least one 'B,P'")
-    return out
-
-
 def run(args) -> int:
     import shlex
 
@@ -84,7 +63,7 @@ def run(args) -> int:
 
     if not 0.5 <= args.level < 1:
         raise FcinvError(f"--level must be in [0.5, 1), got {args.level:g}")
-    cells = _cells(args.cells)
+    cells = noise_cells(args.cells, "--cells")
     angles = [float(a) for a in parse_angles(args.angles)]
     models = {}
     for name in dict.fromkeys(args.model):
