@@ -5,14 +5,15 @@ cases in one command, without the bench; this script stays to re-score the bench
 
     python benchmarks/bench_networks_sqe.py --models ge-resnet,ge-vae --truths 41 \\
         --angles 0,30,60,90,120,150 --cells "0.05,300;0.1,100;0.2,30" --seed 101 --json rows.json
-    python benchmarks/calibrate_trust.py rows.json [--level 0.95] [--write]
+    python benchmarks/calibrate_trust.py rows.json [--level 0.99] [--write]
 
 For every model in the rows (the network alone: rows without "refined"/"prior fit"), the
 standardized errors z = (answer − truth) / σ over all 8 FCs, full data and single scans of the
 drawn truths (the first-principles truth "dft" is left out: it is what ``bench_measurement.py``
 measures), and the ``--level`` quantile of max over FCs of |z|
 (:func:`fcinv_widgets.models.trust.familywise_limit`): how far, in its own σ, the truth lies from
-the network's answer at most, all FCs together, in 95 % of realistic simulated measurements.
+the network's answer at most, all FCs together, in 99 % (``TRUST_LEVEL``; 95 % before session 21)
+of realistic simulated measurements.
 Prints it per data kind and pooled; ``--write`` stores the single-scan one as the model's
 ``trust.json`` (:func:`~fcinv_widgets.models.trust.save_trust_limit`; full data keep 2σ, README
 "Session 18"), with all three, the bench's settings and this command. The fits are not used: the
@@ -26,11 +27,11 @@ import json
 import numpy as np
 
 from fcinv_widgets.models import load_model
-from fcinv_widgets.models.trust import familywise_limit, save_trust_limit
+from fcinv_widgets.models.trust import TRUST_LEVEL, familywise_limit, save_trust_limit
 
 ap = argparse.ArgumentParser()
 ap.add_argument("rows", help="the --json file of a bench_networks_sqe.py run")
-ap.add_argument("--level", type=float, default=0.95)
+ap.add_argument("--level", type=float, default=TRUST_LEVEL, help=f"familywise level (default {TRUST_LEVEL:g})")
 ap.add_argument("--write", action="store_true", help="store the single-scan limit as each model's trust.json")
 a = ap.parse_args()
 

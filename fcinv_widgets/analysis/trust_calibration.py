@@ -158,12 +158,13 @@ def network_cases(
     return rows
 
 
-def limits_of(rows: list[dict], level: float = 0.95, min_cases: int = 20) -> dict:
+def limits_of(rows: list[dict], level: float | None = None, min_cases: int = 20) -> dict:
     """{model: {"single scan" / "full data" / "pooled": {"n", "limit"}}}: the familywise limit
     (:func:`~fcinv_widgets.models.trust.familywise_limit`) of each kind of data with at least
     ``min_cases`` cases, and the coverage of ±1σ / ±2σ over all FCs ("cov1", "cov2")."""
-    from ..models.trust import familywise_limit
+    from ..models.trust import TRUST_LEVEL, familywise_limit
 
+    level = TRUST_LEVEL if level is None else level
     out: dict = {}
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]

@@ -39,7 +39,12 @@ def register(sub):
     p.add_argument("--ei", type=positive_float, default=80.0, help="incident energy (meV, default 80)")
     add_temperature(p, 5.0)
     p.add_argument("--qmax", type=positive_float, default=6.0, help="largest |Q| folded (1/Å, default 6)")
-    p.add_argument("--level", type=float, default=0.95, help="the quantile of max over FCs of |z| (default 0.95)")
+    p.add_argument(
+        "--level",
+        type=float,
+        default=None,
+        help="the quantile of max over FCs of |z| (default: models.trust.TRUST_LEVEL, 0.99, the shipped models' level)",
+    )
     p.add_argument("--n-samples", type=positive_int, default=100, help="VAE: latent samples per spectrum (default 100)")
     p.add_argument(
         "--write",
@@ -58,9 +63,11 @@ def run(args) -> int:
     from ..errors import FcinvError
     from ..materials import material_for_model
     from ..models import load_model
-    from ..models.trust import save_trust_limit
+    from ..models.trust import TRUST_LEVEL, save_trust_limit
     from ..scans import parse_angles
 
+    if args.level is None:
+        args.level = TRUST_LEVEL
     if not 0.5 <= args.level < 1:
         raise FcinvError(f"--level must be in [0.5, 1), got {args.level:g}")
     cells = noise_cells(args.cells, "--cells")

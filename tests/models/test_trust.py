@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fcinv_widgets.errors import FcinvError
-from fcinv_widgets.models.trust import TRUST_FILE, familywise_limit, load_trust_limit, save_trust_limit
+from fcinv_widgets.models.trust import TRUST_FILE, TRUST_LEVEL, familywise_limit, load_trust_limit, save_trust_limit
 
 
 def test_familywise_limit_is_the_sidak_limit_for_exact_independent_sigmas():
@@ -87,4 +87,5 @@ def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name
     m = load_model(name)
     k, rec, note = load_trust_limit(m.path)
     assert note is None and m.single_scan_trust_limit == k
-    assert rec["level"] == 0.95 and rec["n_cases"] >= 100 and "calibrate_trust.py" in rec["command"]
+    assert rec["level"] == TRUST_LEVEL and rec["n_cases"] >= 100 and "calibrate_trust.py" in rec["command"]
+    assert rec["measured"]["single scan"]["limit"] == k and f"--level {TRUST_LEVEL:g}" in rec["command"]

@@ -40,8 +40,10 @@ def test_limits_of_gives_the_sidak_limit_for_gaussian_errors():
     rng = np.random.default_rng(0)
     rows = [{"model": "m", "set": "single scan", "z": z.tolist()} for z in rng.standard_normal((8000, 8))]
     rows += [{"model": "m", "set": "full data", "z": z.tolist()} for z in 2 * rng.standard_normal((10, 8))]
-    res = limits_of(rows)["m"]
+    res = limits_of(rows, 0.95)["m"]
     assert res["single scan"]["limit"] == pytest.approx(norm.ppf(1 - 0.05 / 16), abs=0.06)
+    # the default is the shipped models' level, 99 %: Šidák's Φ⁻¹(1 − 0.01/16) = 3.23
+    assert limits_of(rows)["m"]["single scan"]["limit"] == pytest.approx(norm.ppf(1 - 0.01 / 16), abs=0.1)
     assert res["single scan"]["cov1"] == pytest.approx(0.683, abs=0.01) and res["single scan"]["n"] == 8000
     assert "full data" not in res  # fewer than 20 cases: no limit
 
@@ -74,7 +76,7 @@ def test_a_case_is_what_invert_answers_for_the_same_image():
 def test_cli_writes_a_limit_the_model_then_uses(tmp_path, capsys):
     from fcinv_widgets.cli import main
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.trust import TRUST_FILE
+    from fcinv_widgets.models.trust import TRUST_FILE, TRUST_LEVEL
 
     src = load_model("nb-resnet").path.parent
     dst = tmp_path / "nb-resnet"
@@ -89,6 +91,7 @@ def test_cli_writes_a_limit_the_model_then_uses(tmp_path, capsys):
     assert m.single_scan_trust_limit == pytest.approx(res["single scan"]["limit"]) and m.trust_note is None
     rec = json.loads((dst / TRUST_FILE).read_text())
     assert rec["command"].startswith("fcinv trust-calibrate --model") and rec["n_cases"] == 24
+    assert rec["level"] == d["level"] == TRUST_LEVEL and f"--level {TRUST_LEVEL:g}" in rec["command"]
     assert d["written"] == {str(dst): str(dst / TRUST_FILE)}
 
 
