@@ -251,3 +251,28 @@ def test_model_criterion_plans_unmeasured_angles_reproducibly(ge):
     assert np.array_equal(plan().angles_deg, p.angles_deg) and np.allclose(plan().gain, p.gain)
     with pytest.raises(FcinvError, match="zero exposure"):  # only a scan that records nothing is left
         plan_orientations(bank, fm, est, dom, measured_deg=[60.0], candidates_deg=[150.0], n=1)
+
+
+def test_model_criterion_sizes_a_one_scan_union_by_the_single_scan_calibration(ge, monkeypatch):
+    """The model criterion's σ on a simulated union of one orientation comes from the model's
+    single-scan calibration ("measured-scan"), on a union of several from the "measured" one."""
+    from fcinv_widgets.models import load_model
+
+    model = load_model("ge-vae")
+    dom = np.asarray(model.config["domain"])
+    fm = ge.forward_model(sigma_mev=1.0)
+    est = np.clip(ge.reference_theta, dom[:, 0], dom[:, 1])
+    bank = coverage_bank(ge, [0.0, 60.0, 120.0], 80.0, qmax=3.0, progress=False, cache=False)
+    seen = []
+    real_predict = model.predict
+
+    def spy(x, **kw):
+        seen.append((len(x), kw["sigma_regime"]))
+        return real_predict(x, **kw)
+
+    monkeypatch.setattr(model, "predict", spy)
+    plan_orientations(bank, fm, est, dom, measured_deg=[], n=2, criterion="model", model=model, n_samples=4)
+    assert seen == [(3, "measured-scan"), (2, "measured")]  # 3 one-scan candidates, then 2 two-scan unions
+    seen.clear()
+    plan_orientations(bank, fm, est, dom, measured_deg=[60.0], n=1, criterion="model", model=model, n_samples=4)
+    assert seen == [(1, "measured-scan"), (2, "measured")]  # the measured scan alone, then 60° + each candidate

@@ -350,10 +350,22 @@ def plan_orientations(
     gain_fn = on_pick = None
     if criterion == "model":
         clean = forward_model.spectra(np.asarray(estimate, float).reshape(1, -1), normalize=True).reshape(-1).astype(float)
-        state = {"Eu": E[mi].sum(0), "sc": None}
+        # how many orientations the current union holds: a union of one is sized by the single-scan σ
+        state = {"Eu": E[mi].sum(0), "sc": None, "n": len(mi)}
         state["now"] = (
             _model_score(
-                model, clean, state["Eu"][None], estimate, width, focus, background, counts, n_samples, int(seed), bank.shape
+                model,
+                clean,
+                state["Eu"][None],
+                estimate,
+                width,
+                focus,
+                background,
+                counts,
+                n_samples,
+                int(seed),
+                bank.shape,
+                single_scan=len(mi) == 1,
             )[0]
             if len(mi)
             else float(len(focus)) / 12.0
@@ -374,12 +386,14 @@ def plan_orientations(
                 n_samples,
                 int(seed),
                 bank.shape,
+                single_scan=state["n"] == 0,
             )
             state["sc"] = sc
             return state["now"] - sc
 
         def on_pick(k):
             state["Eu"] = state["Eu"] + E[ci[k]]
+            state["n"] += 1
             state["now"] = float(state["sc"][k])
 
     chosen, gains, sigmas, information = _greedy(
@@ -408,8 +422,12 @@ def plan_orientations(
     )
 
 
-def _model_score(model, clean, Eu, estimate, width, focus, background, counts, n_samples, seed, shape) -> np.ndarray:
-    """Σ_focus [(mean − estimate)² + σ²]/w² of the model on simulated unions with exposures ``Eu`` (n, n_pix)."""
+def _model_score(
+    model, clean, Eu, estimate, width, focus, background, counts, n_samples, seed, shape, single_scan=False
+) -> np.ndarray:
+    """Σ_focus [(mean − estimate)² + σ²]/w² of the model on simulated unions with exposures ``Eu`` (n, n_pix);
+    σ from the model's calibration on measurement-model draws (unit weights, as the unions are), its
+    single-scan one where each union is one scan (``single_scan``)."""
     rng = np.random.default_rng(seed)
     u = rng.random(clean.shape)  # common random numbers: the same noise draw pattern for every candidate
     lam = counts * Eu * (clean + background)
@@ -419,7 +437,10 @@ def _model_score(model, clean, Eu, estimate, width, focus, background, counts, n
     N = np.clip(lam + np.sqrt(lam) * ndtri(np.clip(u, 1e-6, 1 - 1e-6)), 0, None)
     with np.errstate(invalid="ignore", divide="ignore"):
         img = np.where(Eu > 0, N / (counts * np.where(Eu > 0, Eu, 1.0)), np.nan)
-    pred = model.predict(img.reshape((-1,) + tuple(shape)), n_samples=n_samples, seed=seed, sigma_regime="measured")
+    from ..models.inverter import input_sigma_regime
+
+    regime = input_sigma_regime(None, measured=True, single_scan=single_scan)
+    pred = model.predict(img.reshape((-1,) + tuple(shape)), n_samples=n_samples, seed=seed, sigma_regime=regime)
     est = np.asarray(estimate, float).reshape(1, -1)
     f = list(focus)
     return ((((pred.mean - est) / width) ** 2 + (pred.std / width) ** 2)[:, f]).sum(1)
