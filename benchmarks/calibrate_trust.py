@@ -33,6 +33,11 @@ ap = argparse.ArgumentParser()
 ap.add_argument("rows", help="the --json file of a bench_networks_sqe.py run")
 ap.add_argument("--level", type=float, default=TRUST_LEVEL, help=f"familywise level (default {TRUST_LEVEL:g})")
 ap.add_argument("--write", action="store_true", help="store the single-scan limit as each model's trust.json")
+ap.add_argument(
+    "--full-data",
+    action="store_true",
+    help="with --write: also hold full-data fits to the measured full-data limit (else 2σ; session 21, rule D)",
+)
 a = ap.parse_args()
 
 d = json.load(open(a.rows))
@@ -52,6 +57,7 @@ for name in sorted({r["model"] for r in rows}):
         path = save_trust_limit(
             load_model(name).path,
             res["single scan"]["limit"],
+            full_data_limit=res["full data"]["limit"] if a.full_data else None,
             level=a.level,
             n_cases=res["single scan"]["n"],
             measured=res,
@@ -64,7 +70,7 @@ for name in sorted({r["model"] for r in rows}):
                 f"python benchmarks/bench_networks_sqe.py --material {s.get('material', 'Ge')} --models {s.get('models')} "
                 f'--truths {s.get("truths")} --angles {s.get("angles")} --cells "{s.get("cells")}" --ei {s.get("ei")} '
                 f"--temperature {s.get('temperature')} --qmax {s.get('qmax')} --seed {s.get('seed')} --json ROWS; "
-                f"python benchmarks/calibrate_trust.py ROWS --level {a.level:g} --write"
+                f"python benchmarks/calibrate_trust.py ROWS --level {a.level:g} --write" + (" --full-data" if a.full_data else "")
             ),
         )
         print("  wrote", path)

@@ -127,14 +127,17 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
     return {"accepted": not reasons, "network_sigmas": dev, "limit": float(k), "reasons": reasons}
 
 
-def fit_trust_limit(fit, single_scan_limit: float | None = None) -> float:
+def fit_trust_limit(fit, single_scan_limit: float | None = None, full_data_limit: float | None = None) -> float:
     """The ``k`` of :func:`trust_fit` for the physics fit ``fit`` (an :class:`SQEFitResult` or its
     ``to_dict()``): ``single_scan_limit`` (a model's measured limit,
     :attr:`~fcinv_widgets.models.Inverter.single_scan_trust_limit`) when it fitted one
-    single-orientation scan, :data:`TRUST_NETWORK_SIGMA` otherwise (:mod:`fcinv_widgets.models.trust`)."""
+    single-orientation scan, else ``full_data_limit`` (a model's adopted full-data limit,
+    :attr:`~fcinv_widgets.models.Inverter.full_data_trust_limit`) or :data:`TRUST_NETWORK_SIGMA`
+    (:mod:`fcinv_widgets.models.trust`)."""
     orient = fit.get("orientations") if isinstance(fit, dict) else getattr(fit, "orientations", None)
-    single = orient is not None and len(orient) == 1
-    return float(single_scan_limit) if single and single_scan_limit is not None else TRUST_NETWORK_SIGMA
+    if orient is not None and len(orient) == 1:
+        return float(single_scan_limit) if single_scan_limit is not None else TRUST_NETWORK_SIGMA
+    return float(full_data_limit) if full_data_limit is not None else TRUST_NETWORK_SIGMA
 
 
 def above_noise_message(fit) -> str:

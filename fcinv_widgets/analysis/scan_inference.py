@@ -304,6 +304,7 @@ def refine_scan_inference(
     progress: bool = False,
     scheduler=None,
     single_scan_limit: float | None = None,
+    full_data_limit: float | None = None,
     **kwargs,
 ) -> ScanInference:
     """The physics fit (:func:`~fcinv_widgets.analysis.refine.refine_sqe`) of the full data and of
@@ -311,7 +312,8 @@ def refine_scan_inference(
     its orientations), each started at the network's answer in ``res``: a new
     :class:`ScanInference` whose mean/std (and full_mean/full_std) are the fits' MAP values and
     σ (Laplace × ``FIT_SIGMA_SCALE``, eV/Å²) where the fit is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`:
-    it reached the data's noise and stayed within ``TRUST_NETWORK_SIGMA`` of the network's σ, a single
+    it reached the data's noise and stayed within ``full_data_limit`` of the network's σ — the model's
+    :attr:`~fcinv_widgets.models.Inverter.full_data_trust_limit` —, a single
     scan's fit within ``single_scan_limit`` — the model's
     :attr:`~fcinv_widgets.models.Inverter.single_scan_trust_limit`; None: ``TRUST_NETWORK_SIGMA`` — a
     network without σ: the noise check alone), the network's where it is not, and whose MSE is recomputed; the network's
@@ -349,7 +351,7 @@ def refine_scan_inference(
     net_mean = np.vstack([np.asarray(res.full_mean, float)[None], np.asarray(res.mean, float)])
     net_std = np.vstack([np.asarray(res.full_std, float)[None], np.asarray(res.std, float)])
     trusts = [
-        trust_fit(f, m, s_, names=list(res.names), k=fit_trust_limit(f, single_scan_limit))
+        trust_fit(f, m, s_, names=list(res.names), k=fit_trust_limit(f, single_scan_limit, full_data_limit))
         for f, m, s_ in zip(fits, net_mean, net_std)
     ]
     pick_mean = np.stack([f.params[act] if t["accepted"] else m for f, t, m in zip(fits, trusts, net_mean)])

@@ -103,6 +103,7 @@ def run(args) -> int:
             progress=not args.no_progress,
             scheduler=args.scheduler,
             single_scan_limit=model.single_scan_trust_limit,
+            full_data_limit=model.full_data_trust_limit,
             max_iter=args.max_iter,
         )
     res.meta.update(
@@ -167,7 +168,7 @@ def run(args) -> int:
         if bad:
             print(
                 f"warning: {len(bad)} of {len(r['fits'])} physics fits not trusted — above the data's noise or more than "
-                f"the trust limit (2σ; {model.single_scan_trust_limit:.2g}σ for a single scan) from the network's answer ({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local "
+                f"the trust limit ({model.full_data_trust_limit:.3g}σ; {model.single_scan_trust_limit:.3g}σ for a single scan) from the network's answer ({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local "
                 "minima; the network's answers are reported for them (the fits' under 'refined' in --json)",
                 file=sys.stderr,
             )

@@ -120,7 +120,7 @@ def run(args) -> int:
         # the single-scan trust limit is measured in units of the calibrated σ, which just changed
         "trust_limit_note": (
             f"{src.parent / 'trust.json'} not carried over: the single-scan trust limit is measured in the calibrated σ; "
-            "re-measure it (benchmarks/calibrate_trust.py, docs/models.md) — until then single-scan fits are held to 2σ"
+            "re-measure it (fcinv trust-calibrate --write, docs/models.md) — until then all fits are held to 2σ"
             if had_trust
             else None
         ),

@@ -51,6 +51,12 @@ def register(sub):
         action="store_true",
         help="store each model's single-scan limit as trust.json beside its checkpoint (stamped with its SHA-256)",
     )
+    p.add_argument(
+        "--full-data",
+        action="store_true",
+        help="with --write: also hold fits of full data (several scans) to the measured full-data limit instead of 2σ "
+        "(adopted for nb-resnet and nb-vae by held-out truths; check it on yours before relying on it)",
+    )
     add_scheduler(p, "the simulated measurements (one task per truth)")
     add_json(p, progress=True)
     p.set_defaults(func=run)
@@ -70,6 +76,8 @@ def run(args) -> int:
         args.level = TRUST_LEVEL
     if not 0.5 <= args.level < 1:
         raise FcinvError(f"--level must be in [0.5, 1), got {args.level:g}")
+    if args.full_data and not args.write:
+        raise FcinvError("--full-data says what --write stores: give both")
     cells = noise_cells(args.cells, "--cells")
     angles = [float(a) for a in parse_angles(args.angles)]
     models = {}
@@ -117,6 +125,7 @@ def run(args) -> int:
             f"{args.temperature:g}",
         ]
         + ["--qmax", f"{args.qmax:g}", "--level", f"{args.level:g}", "--write"]
+        + (["--full-data"] if args.full_data else [])
     )
     measured_on = (
         f"fcinv trust-calibrate: {args.truths} drawn {mat.name} truths (seed {args.seed}), full data and single scans at "
@@ -126,6 +135,11 @@ def run(args) -> int:
     written = {}
     for name, res in limits.items():
         if args.write:
+            if args.full_data and "full data" not in res:
+                raise FcinvError(
+                    f"{name}: too few full-data cases for a limit ({len(cells)} cells × {args.truths} truths < 20): "
+                    "give more --truths"
+                )
             if "single scan" not in res:
                 raise FcinvError(
                     f"{name}: too few single-scan cases for a limit ({len(angles)} angles × {len(cells)} cells × "
@@ -135,6 +149,7 @@ def run(args) -> int:
                 save_trust_limit(
                     models[name].path,
                     res["single scan"]["limit"],
+                    full_data_limit=res["full data"]["limit"] if args.full_data else None,
                     level=args.level,
                     n_cases=res["single scan"]["n"],
                     measured={k: {"n": v["n"], "limit": v["limit"]} for k, v in res.items()},

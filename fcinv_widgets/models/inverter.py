@@ -401,8 +401,8 @@ class _Model:
         ``refine``: start a physics fit at the network's prediction and report its result as
         fc_mean/fc_std (the network's under ``network``, the fit's record under ``refined``) when
         it is trusted (:func:`~fcinv_widgets.analysis.refine.trust_fit`: it reached the data's noise
-        and moved at most :meth:`trust_limit_for` of the network's σ from it — 2σ, a single scan the
-        model's measured limit; ``refined["trust"]``), the network's answer
+        and moved at most :meth:`trust_limit_for` of the network's σ from it — 2σ or the model's
+        adopted full-data limit, a single scan the model's measured limit; ``refined["trust"]``), the network's answer
         otherwise (``fc_source`` says which): a
         one-phonon S(Q,E) is fitted as it is with the folded-S(Q,E) model over all parameters
         (:func:`~fcinv_widgets.analysis.refine.refine_sqe`, ~10 s for Ge on one core); a model image with
@@ -487,21 +487,34 @@ class _Model:
         (:func:`~fcinv_widgets.analysis.refine.trust_fit`): the limit measured for this checkpoint
         (``trust.json``, :mod:`.trust`), else
         :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA` (``trust_note`` says why)."""
+        self._load_trust()
+        return self._single_scan_trust_limit
+
+    @property
+    def full_data_trust_limit(self) -> float:
+        """The same for a fit of full data or of several scans: the limit adopted for this checkpoint
+        (``full_data_limit`` in ``trust.json``, :mod:`.trust`; `nb-resnet`, `nb-vae`), else
+        :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA`."""
+        self._load_trust()
+        return self._full_data_trust_limit
+
+    def _load_trust(self) -> None:
         from ..analysis.refine import TRUST_NETWORK_SIGMA
-        from .trust import load_trust_limit
+        from .trust import full_data_limit_of, load_trust_limit
 
         if not hasattr(self, "_single_scan_trust_limit"):
-            k, _, self.trust_note = load_trust_limit(getattr(self, "path", None))
+            k, rec, self.trust_note = load_trust_limit(getattr(self, "path", None))
             self._single_scan_trust_limit = TRUST_NETWORK_SIGMA if k is None else k
-        return self._single_scan_trust_limit
+            kf = full_data_limit_of(rec) if k is not None else None
+            self._full_data_trust_limit = TRUST_NETWORK_SIGMA if kf is None else kf
 
     def trust_limit_for(self, fit) -> float:
         """The trust limit for the physics fit ``fit`` (an ``SQEFitResult`` or its ``to_dict()``):
         :attr:`single_scan_trust_limit` when it fitted one single-orientation scan,
-        :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA` otherwise (:mod:`.trust`)."""
+        :attr:`full_data_trust_limit` otherwise (:mod:`.trust`)."""
         from ..analysis.refine import fit_trust_limit
 
-        return fit_trust_limit(fit, self.single_scan_trust_limit)
+        return fit_trust_limit(fit, self.single_scan_trust_limit, self.full_data_trust_limit)
 
     def ood_stats(self):
         """The model's out-of-distribution statistics (``ood.json`` beside ``model.pt``), or None."""

@@ -16,6 +16,11 @@ scans' FC0–FC3 within 5 % for all four robust models without lowering ±2σ, w
 where the networks' σ covers better, the same change let one more wrong-basin fit through per
 model; full data keep :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA`.
 
+A model may also carry ``full_data_limit``, the same quantile measured on full data, where it was
+adopted by a rule written down before the runs (session 21, rule D: on two sets of held-out truths
+it put at least as many full-data FC0–FC3 within 5 % as 2σ with ±2σ ≥ 0.90 — `nb-resnet`, `nb-vae`;
+the Ge models failed it and keep 2σ). Without it full data keep ``TRUST_NETWORK_SIGMA``.
+
 Stored as ``trust.json`` beside ``model.pt``::
 
     {"single_scan_limit": 3.2, "level": 0.99, "measured": {"single scan": {"limit": 3.2, "n": 720},
@@ -57,27 +62,34 @@ def familywise_limit(z, level: float = 0.95) -> float:
     return float(np.quantile(z.max(axis=1), level))
 
 
-def save_trust_limit(model_path, single_scan_limit: float, **meta) -> Path:
-    """Write ``trust.json`` beside the checkpoint ``model_path`` (``model.pt`` or its folder)."""
+def save_trust_limit(model_path, single_scan_limit: float, full_data_limit: float | None = None, **meta) -> Path:
+    """Write ``trust.json`` beside the checkpoint ``model_path`` (``model.pt`` or its folder);
+    ``full_data_limit``: also hold full-data fits to it (else 2σ)."""
     from .ood import file_sha256
 
     p = Path(model_path)
     ckpt = p / "model.pt" if p.is_dir() else p
     out = ckpt.parent / TRUST_FILE
-    k = _check_limit(single_scan_limit, out)
-    out.write_text(json.dumps({"single_scan_limit": k, **meta, "model_sha256": file_sha256(ckpt)}, indent=1) + "\n")
+    rec: dict = {"single_scan_limit": _check_limit(single_scan_limit, out)}
+    if full_data_limit is not None:
+        rec["full_data_limit"] = _check_limit(full_data_limit, out, "full_data_limit")
+    out.write_text(json.dumps({**rec, **meta, "model_sha256": file_sha256(ckpt)}, indent=1) + "\n")
     return out
 
 
-def _check_limit(value, where) -> float:
+def full_data_limit_of(record: dict, where="trust.json") -> float | None:
+    """The adopted full-data limit of a ``trust.json`` record, None when it has none (2σ then)."""
+    v = record.get("full_data_limit")
+    return None if v is None else _check_limit(v, where, "full_data_limit")
+
+
+def _check_limit(value, where, key: str = "single_scan_limit") -> float:
     try:
         k = float(value)
     except (TypeError, ValueError):
         k = math.nan
     if not (LIMIT_RANGE[0] <= k <= LIMIT_RANGE[1]):
-        raise FcinvError(
-            f"{where}: single_scan_limit must be a number in [{LIMIT_RANGE[0]:g}, {LIMIT_RANGE[1]:g}], got {value!r}"
-        )
+        raise FcinvError(f"{where}: {key} must be a number in [{LIMIT_RANGE[0]:g}, {LIMIT_RANGE[1]:g}], got {value!r}")
     return k
 
 
@@ -100,6 +112,7 @@ def load_trust_limit(model_path) -> tuple[float | None, dict, str | None]:
     if not isinstance(d, dict):
         raise FcinvError(f"{p} is not a readable trust-limit file (not a JSON object)")
     k = _check_limit(d.get("single_scan_limit"), p)
+    full_data_limit_of(d, p)  # a damaged full-data limit is an error too
     sha = d.get("model_sha256")
     if sha and ckpt.is_file() and sha != file_sha256(ckpt):
         return None, d, f"{p} was measured for another checkpoint"

@@ -78,6 +78,37 @@ def test_an_inverter_uses_its_measured_limit_for_single_scans_only(tmp_path):
     assert m.single_scan_trust_limit == TRUST_NETWORK_SIGMA and "another checkpoint" in m.trust_note
 
 
+def test_an_adopted_full_data_limit_holds_fits_of_several_orientations(tmp_path):
+    """``full_data_limit`` in ``trust.json`` (rule D, session 21): fits of full data or several
+    scans are held to it instead of 2σ, single scans still to the single-scan limit; a file
+    measured for another checkpoint gives neither; a damaged value is one error."""
+    from fcinv_widgets.analysis.refine import TRUST_NETWORK_SIGMA, fit_trust_limit
+    from fcinv_widgets.models import load_model
+
+    assert fit_trust_limit({"orientations": [0.0, 40.0]}, 3.5, 3.1) == 3.1
+    assert fit_trust_limit({"orientations": None}, 3.5, 3.1) == 3.1
+    assert fit_trust_limit({"orientations": [40.0]}, 3.5, 3.1) == 3.5
+    assert fit_trust_limit({"orientations": [40.0]}, None, 3.1) == TRUST_NETWORK_SIGMA
+    assert fit_trust_limit({"orientations": [0.0, 40.0]}, 3.5) == TRUST_NETWORK_SIGMA
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(load_model("nb-vae").path, d / "model.pt")
+    save_trust_limit(d, 2.6, full_data_limit=3.1, level=0.99)
+    m = load_model(d)
+    assert (m.single_scan_trust_limit, m.full_data_trust_limit) == (2.6, 3.1)
+    assert m.trust_limit_for({"orientations": [0.0, 60.0]}) == 3.1 and m.trust_limit_for({"orientations": [60.0]}) == 2.6
+    rec = json.loads((d / TRUST_FILE).read_text())
+    (d / TRUST_FILE).write_text(json.dumps(rec | {"model_sha256": "0" * 64}))
+    m = load_model(d)
+    assert m.full_data_trust_limit == m.single_scan_trust_limit == TRUST_NETWORK_SIGMA
+    for bad in (0.2, "x", float("inf")):
+        (d / TRUST_FILE).write_text(json.dumps(rec | {"full_data_limit": bad}))
+        with pytest.raises(FcinvError, match="full_data_limit must be"):
+            load_trust_limit(d / "model.pt")
+        with pytest.raises(FcinvError, match="full_data_limit must be"):
+            save_trust_limit(d, 2.6, full_data_limit=bad)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("name", ["ge-vae", "ge-resnet", "nb-vae", "nb-resnet"])
 def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name):
     """Every shipped robust model's trust.json was measured for the very weights it ships with
@@ -89,3 +120,10 @@ def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name
     assert note is None and m.single_scan_trust_limit == k
     assert rec["level"] == TRUST_LEVEL and rec["n_cases"] >= 100 and "calibrate_trust.py" in rec["command"]
     assert rec["measured"]["single scan"]["limit"] == k and f"--level {TRUST_LEVEL:g}" in rec["command"]
+    # rule D (README "Session 21"): the Nb models passed it and hold full data to their measured
+    # full-data limit; the Ge models failed it and keep 2σ
+    if name.startswith("nb-"):
+        assert m.full_data_trust_limit == rec["full_data_limit"] == rec["measured"]["full data"]["limit"]
+        assert rec["command"].endswith("--full-data")
+    else:
+        assert "full_data_limit" not in rec and m.full_data_trust_limit == 2.0

@@ -95,6 +95,27 @@ def test_cli_writes_a_limit_the_model_then_uses(tmp_path, capsys):
     assert d["written"] == {str(dst): str(dst / TRUST_FILE)}
 
 
+def test_cli_full_data_writes_the_measured_full_data_limit(tmp_path, capsys):
+    """``--write --full-data``: the model then holds fits of several orientations to the measured
+    full-data limit (20 full-data cases: 10 truths × 2 cells), and the command is recorded."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.trust import TRUST_FILE
+
+    dst = tmp_path / "nb-resnet"
+    shutil.copytree(load_model("nb-resnet").path.parent, dst)
+    (dst / TRUST_FILE).unlink()
+    argv = ["trust-calibrate", "--model", str(dst), "--truths", "10", "--angles", "0", "--cells", "0.05,300;0.2,30"]
+    assert main([*argv, "--qmax", "3", "--write", "--full-data", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["limits"][str(dst)]
+    assert res["full data"]["n"] == res["single scan"]["n"] == 20
+    m = load_model(dst)
+    assert m.full_data_trust_limit == pytest.approx(res["full data"]["limit"])
+    assert m.trust_limit_for({"orientations": [0.0, 60.0]}) == pytest.approx(res["full data"]["limit"])
+    assert m.single_scan_trust_limit == pytest.approx(res["single scan"]["limit"])
+    assert json.loads((dst / TRUST_FILE).read_text())["command"].endswith("--write --full-data")
+
+
 @pytest.mark.parametrize(
     "extra, words",
     [
@@ -106,6 +127,24 @@ def test_cli_writes_a_limit_the_model_then_uses(tmp_path, capsys):
         (["--model", "ge-resnet", "--angles", "0:10:0"], "step"),
         (["--model", "ge-resnet", "--truths", "1", "--angles", "0", "--cells", "0.05,300", "--qmax", "3", "--write"], "too few"),
         (["--model", "no-such-model"], "no-such-model"),
+        (["--model", "ge-resnet", "--full-data"], "--write"),
+        (
+            [
+                "--model",
+                "ge-resnet",
+                "--truths",
+                "2",
+                "--angles",
+                "0,60,120,180",
+                "--cells",
+                "0.05,300;0.2,30",
+                "--qmax",
+                "3",
+                "--write",
+                "--full-data",
+            ],
+            "too few full-data",
+        ),
     ],
 )
 def test_cli_refusals_are_one_line(extra, words, capsys):
