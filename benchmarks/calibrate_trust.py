@@ -39,6 +39,8 @@ ap.add_argument(
     help="with --write: also hold full-data fits to the measured full-data limit (else 2σ; session 21, rule D)",
 )
 a = ap.parse_args()
+if a.full_data and not a.write:
+    ap.error("--full-data says what --write stores: give both")
 
 d = json.load(open(a.rows))
 rows = [r for r in d["rows"] if " " not in r["model"] and r["truth"] != "dft"]

@@ -352,42 +352,17 @@ def plan_orientations(
         clean = forward_model.spectra(np.asarray(estimate, float).reshape(1, -1), normalize=True).reshape(-1).astype(float)
         # how many orientations the current union holds: a union of one is sized by the single-scan σ
         state = {"Eu": E[mi].sum(0), "sc": None, "n": len(mi)}
-        state["now"] = (
-            _model_score(
-                model,
-                clean,
-                state["Eu"][None],
-                estimate,
-                width,
-                focus,
-                background,
-                counts,
-                n_samples,
-                int(seed),
-                bank.shape,
-                single_scan=len(mi) == 1,
-            )[0]
-            if len(mi)
-            else float(len(focus)) / 12.0
-        )
+
+        def score(Eu, n_orient):
+            args = (estimate, width, focus, background, counts, n_samples, int(seed), bank.shape)
+            return _model_score(model, clean, Eu, *args, single_scan=n_orient == 1)
+
+        state["now"] = score(state["Eu"][None], len(mi))[0] if len(mi) else float(len(focus)) / 12.0
 
         def gain_fn(F, avail):
             sc = np.full(len(ci), np.inf)
             idx = np.flatnonzero(avail)
-            sc[idx] = _model_score(
-                model,
-                clean,
-                state["Eu"][None] + E[ci[idx]],
-                estimate,
-                width,
-                focus,
-                background,
-                counts,
-                n_samples,
-                int(seed),
-                bank.shape,
-                single_scan=state["n"] == 0,
-            )
+            sc[idx] = score(state["Eu"][None] + E[ci[idx]], state["n"] + 1)
             state["sc"] = sc
             return state["now"] - sc
 
