@@ -23,8 +23,8 @@ per fit on one core), reported as "refined", as "refined, checked": the fit wher
 the data's noise (``above_noise`` false), the network's answer where it did not, and as "refined,
 trusted": what ``fcinv invert`` and ``infer-scans`` report by default since session 16
 (``analysis.refine.trust_fit``: the fit where it reached the noise and stayed within 2σ of the
-network's answer on every active FC — a single scan within the model's measured limit, ``trust.json``,
-since session 18 — the network's answer otherwise); a fit's σ is what it
+network's answer on FC0–FC3 since session 22 (rule E; every active FC before) — a single scan within
+the model's measured limit on every FC, ``trust.json``, since session 18 — the network's answer otherwise); a fit's σ is what it
 reports (Laplace × ``FIT_SIGMA_SCALE`` since session 17; the README's seed-31/41 rows were scored
 with the Laplace σ and the scale applied after). ``--json``: the rows after each truth (``"partial": true``), the summary at
 the end. ``--prior-fit K1,K2``: also the fits
@@ -60,7 +60,7 @@ a = ap.parse_args()
 from _truths import draw_truths  # noqa: E402
 
 from fcinv_widgets import get_material  # noqa: E402
-from fcinv_widgets.analysis.refine import refine_sqe, trust_fit  # noqa: E402
+from fcinv_widgets.analysis.refine import fit_trust_checked, refine_sqe, trust_fit  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.scans import simulate_scans  # noqa: E402
@@ -120,7 +120,7 @@ for ti, (tname, t) in enumerate(truths):
                     keep = answers[0] if f.above_noise else answers[1]
                     answers.append((f"{mname} refined, checked", keep[1], keep[2], fit))
                     # what invert and infer-scans report: 2σ, a single scan the model's measured limit (session 18)
-                    trust = trust_fit(f, r["fc_mean"], r["fc_std"], k=m.trust_limit_for(f))
+                    trust = trust_fit(f, r["fc_mean"], r["fc_std"], k=m.trust_limit_for(f), checked=fit_trust_checked(f))
                     keep = answers[1] if trust["accepted"] else answers[0]
                     answers.append((f"{mname} refined, trusted", keep[1], keep[2], fit | {"trust": trust}))
                     for k in inflates:

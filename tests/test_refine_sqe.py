@@ -224,6 +224,7 @@ def test_invert_refine_starts_at_the_network_and_keeps_its_answer(sqe_file, caps
     # reported only when trusted (reached the noise, within 2σ of the network's answer); else the network's
     trust = d["refined"]["trust"]
     assert trust["accepted"] == (not trust["reasons"]) and trust["network_sigmas"] >= 0
+    assert trust["checked"] == 4 and trust["network_sigmas_all"] >= trust["network_sigmas"]  # full data: FC0–FC3
     if trust["accepted"]:
         assert d["fc_source"] == "refined" and d["fc_mean"] == d["refined"]["fc"] and d["fc_std"] == d["refined"]["fc_std"]
     else:
@@ -367,6 +368,8 @@ def test_infer_scans_refine_fits_the_full_data_and_every_scan(tmp_path, capsys):
 
     m = load_model("ge-vae")  # one orientation: the model's measured single-scan limit; the full data 2σ
     assert [f["trust"]["limit"] for f in fits] == pytest.approx([2.0, m.single_scan_trust_limit, m.single_scan_trust_limit])
+    # rule E: the full data's fit is held to the network on FC0–FC3, each scan's on every FC
+    assert [f["trust"]["checked"] for f in fits] == [4, 8, 8]
     assert [f["orientations"] for f in fits] == [[20.0, 40.0], [20.0], [40.0]]
     assert np.all(np.asarray(d["scan_std"]) > 0) and np.all(np.asarray(d["full_std"]) > 0)
     truth = np.asarray(d["reference"])  # the FCs the scans were simulated from (first principles)
@@ -462,7 +465,13 @@ def test_a_fit_is_trusted_only_near_the_network_and_at_the_noise():
 
     net, sd = np.array([-3.0, -2.0, -0.15, 0.35]), np.array([0.1, 0.1, 0.05, 0.08])
     near = {"fc": (net + 1.5 * sd).tolist(), "above_noise": False, "noise_ratio": 1.0}
-    assert trust_fit(near, net, sd) == {"accepted": True, "network_sigmas": pytest.approx(1.5), "limit": 2.0, "reasons": []}
+    assert trust_fit(near, net, sd) == {
+        "accepted": True,
+        "network_sigmas": pytest.approx(1.5),
+        "limit": 2.0,
+        "checked": 4,
+        "reasons": [],
+    }
     mid = near | {"fc": (net + np.array([0.0, 2.3, 0.0, 0.0]) * sd).tolist()}
     assert not trust_fit(mid, net, sd)["accepted"] and trust_fit(mid, net, sd, k=2.5)["accepted"]
     far = near | {"fc": (net + np.array([0.0, 0.0, 3.0, 0.0]) * sd).tolist()}
@@ -474,3 +483,33 @@ def test_a_fit_is_trusted_only_near_the_network_and_at_the_noise():
     assert len(trust_fit(stuck | {"fc": far["fc"]}, net, sd)["reasons"]) == 2
     # a network without σ (the paper ResNet) cannot vouch for anything: only the noise check counts
     assert trust_fit(far, net, np.zeros(4))["accepted"] and trust_fit(far, net, np.zeros(4))["network_sigmas"] is None
+
+
+def test_full_data_fits_are_checked_on_the_leading_fcs_single_scans_on_every_fc():
+    """Rule E (session 22): a fit of full data or several scans is held to the network's answer on
+    FC0–FC3 only — a far-off higher FC (the network's weakest) no longer refuses it, but is
+    recorded —; a single scan's fit is still checked on every FC; the check still refuses a fit
+    that moved on a leading FC."""
+    from fcinv_widgets.analysis.refine import FULL_DATA_TRUST_FCS, fit_trust_checked, trust_fit
+
+    net = np.array([-3.0, -2.0, -0.15, 0.35, -0.15, -0.23, 0.02, -0.02])
+    sd = np.full(8, 0.05)
+    off5 = net.copy()
+    off5[5] += 2.3 * sd[5]
+    full = {"fc": off5.tolist(), "above_noise": False, "noise_ratio": 1.0, "orientations": [0.0, 60.0]}
+    scan = full | {"orientations": [60.0]}
+    assert FULL_DATA_TRUST_FCS == 4
+    assert fit_trust_checked(full) == 4 and fit_trust_checked(full | {"orientations": None}) == 4
+    assert fit_trust_checked(scan) is None
+    t = trust_fit(full, net, sd, checked=fit_trust_checked(full))
+    assert t["accepted"] and t["checked"] == 4 and t["network_sigmas_all"] == pytest.approx(2.3)
+    assert t["network_sigmas"] == pytest.approx(0.0, abs=1e-12)
+    t = trust_fit(scan, net, sd, checked=fit_trust_checked(scan))
+    assert not t["accepted"] and t["checked"] == 8 and "FC5" in t["reasons"][0] and "network_sigmas_all" not in t
+    off1 = full | {"fc": (net + np.eye(8)[1] * 2.3 * sd).tolist()}
+    t = trust_fit(off1, net, sd, names=[f"FC{i}" for i in range(8)], checked=4)
+    assert not t["accepted"] and "FC1" in t["reasons"][0]
+    # checked is clipped to what there is: a model with fewer active FCs checks all of them
+    few = {"fc": (net[:3] + 0.1).tolist(), "above_noise": False, "noise_ratio": 1.0}
+    t = trust_fit(few, net[:3], sd[:3], checked=4)
+    assert t["checked"] == 3 and not t["accepted"] and "network_sigmas_all" not in t

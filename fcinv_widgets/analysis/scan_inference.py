@@ -323,7 +323,7 @@ def refine_scan_inference(
     for the MSE (default ``material.domain``); ``kwargs`` go to ``refine_sqe``. About 10 s per
     fit for Ge on one core (|Q| ≤ 6 Å⁻¹). ``scheduler`` (a Dask address, "local:N" or a
     ``Client``): the fits run as Dask tasks, in parallel; the results are the same."""
-    from .refine import fit_trust_limit, refine_sqe, trust_fit
+    from .refine import fit_trust_checked, fit_trust_limit, refine_sqe, trust_fit
 
     meta = ss.meta if isinstance(getattr(ss, "meta", None), dict) else {}
     common = (
@@ -351,7 +351,14 @@ def refine_scan_inference(
     net_mean = np.vstack([np.asarray(res.full_mean, float)[None], np.asarray(res.mean, float)])
     net_std = np.vstack([np.asarray(res.full_std, float)[None], np.asarray(res.std, float)])
     trusts = [
-        trust_fit(f, m, s_, names=list(res.names), k=fit_trust_limit(f, single_scan_limit, full_data_limit))
+        trust_fit(
+            f,
+            m,
+            s_,
+            names=list(res.names),
+            k=fit_trust_limit(f, single_scan_limit, full_data_limit),
+            checked=fit_trust_checked(f),
+        )
         for f, m, s_ in zip(fits, net_mean, net_std)
     ]
     pick_mean = np.stack([f.params[act] if t["accepted"] else m for f, t, m in zip(fits, trusts, net_mean)])

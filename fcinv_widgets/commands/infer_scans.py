@@ -168,7 +168,7 @@ def run(args) -> int:
         if bad:
             print(
                 f"warning: {len(bad)} of {len(r['fits'])} physics fits not trusted — above the data's noise or more than "
-                f"the trust limit ({model.full_data_trust_limit:.3g}σ; {model.single_scan_trust_limit:.3g}σ for a single scan) from the network's answer ({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local "
+                f"the trust limit ({model.full_data_trust_limit:.3g}σ on FC0–FC3; {model.single_scan_trust_limit:.3g}σ on every FC for a single scan) from the network's answer ({', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}): probably local "
                 "minima; the network's answers are reported for them (the fits' under 'refined' in --json)",
                 file=sys.stderr,
             )

@@ -448,7 +448,7 @@ class _Model:
 
     def _refine(self, out: dict, spec, image, corrections: dict, progress: bool = False, single_scan: bool = False) -> dict:
         from ..analysis.expio import is_uncorrected_sqe
-        from ..analysis.refine import refine, refine_spectrum, trust_fit
+        from ..analysis.refine import fit_trust_checked, refine, refine_spectrum, trust_fit
         from ..materials import material_for_model
 
         mat = material_for_model(self.config)
@@ -470,7 +470,8 @@ class _Model:
         out["refined"] = rec
         if rec["fc_std"] is not None and self.heteroscedastic:  # a fit with σ, a network with σ: is the fit trusted?
             k = self.single_scan_trust_limit if single_scan else self.trust_limit_for(rec)
-            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=k)
+            n = None if single_scan else fit_trust_checked(rec)
+            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=k, checked=n)
             if not rec["trust"]["accepted"]:
                 out["fc_source"] = "network"  # the fit's answer stays under "refined"
                 return out
