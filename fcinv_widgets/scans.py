@@ -62,6 +62,9 @@ from .units import NEUTRON_E_TO_K2
 
 #: ARCS detector coverage (degrees)
 DETECTOR = {"h_min_deg": -28.0, "h_max_deg": 135.0, "v_max_deg": 27.0}
+#: Largest incident energy (meV) the ARCS resolution and kinematics are used at: the instrument's
+#: range is 15–1500 meV (its Fermi choppers); above it σ(E; Ei) is an extrapolation.
+EI_MAX_MEV = 1500.0
 E_OF_K2 = 1.0 / NEUTRON_E_TO_K2  # 2.0721 meV Å²
 
 
@@ -89,8 +92,13 @@ def reach_qmax(ei_mev: float, e_min: float = 0.0, angle_max_deg: float = DETECTO
 
 
 def check_ei(ei_mev, grid) -> float:
+    """``ei_mev`` (meV) as a float if it can measure the grid's energies on ARCS, else FcinvError."""
     if ei_mev is None or not np.isfinite(ei_mev) or ei_mev <= grid.e.e_max:
         raise FcinvError(f"Ei must be larger than the grid's largest energy ({grid.e.e_max:g} meV), got {ei_mev!r} meV")
+    if ei_mev > EI_MAX_MEV:
+        raise FcinvError(
+            f"Ei must be at most {EI_MAX_MEV:g} meV (the ARCS range the resolution model covers), got {ei_mev!r} meV"
+        )
     return float(ei_mev)
 
 
@@ -125,6 +133,11 @@ def check_angles(angles) -> np.ndarray:
         raise FcinvError(f"sample angles span {ang.max() - ang.min():g}° (more than a full turn)")
     if ang.size > 3600:
         raise FcinvError(f"{ang.size} sample angles is too many (at most 3600)")
+    turn = np.round(np.mod(ang, 360.0), 6) % 360.0  # the same orientation: ω and ω ± 360°
+    _, first, counts = np.unique(turn, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        i = int(first[np.argmax(counts > 1)])
+        raise FcinvError(f"sample angle {ang[i]:g}° is listed more than once (the same orientation twice)")
     return ang
 
 

@@ -47,6 +47,11 @@ E_MIN_MEV = 0.01
 #: perpendicular integration half-width of every q-bin, conventional r.l.u. (pathSQE: ±0.05)
 PERP_HALF_RLU = 0.05
 
+#: Most equivalent points :func:`fold_geometry` builds (~200 bytes each through the S(Q,E)
+#: pipeline, so ~6 GB): |Q| ≤ 11.5 Å⁻¹ (all ARCS reaches at Ei = 80 meV) folds 2.8 million Ge points,
+#: 22 Å⁻¹ (Ei = 300 meV) 20 million; larger reaches are refused with the qmax that would fit.
+MAX_FOLD_POINTS = 30_000_000
+
 
 def small_mode() -> bool:
     """True when the environment variable FCINV_SMALL=1 asks for small default sizes."""
@@ -314,6 +319,15 @@ def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
         lb.append(np.full(len(idx), b))
     img_q, img_u, img_bin = np.concatenate(lq), np.concatenate(lu), np.concatenate(lb)
     q_frac = img_q @ cr.lattice.T / (2 * np.pi)
+    # refuse before allocating: (images) × (reciprocal-lattice points in the |Q| ≤ qmax sphere)
+    n_est = len(img_q) * (4.0 / 3.0 * np.pi * qmax**3) / abs(np.linalg.det(recip))
+    if n_est > MAX_FOLD_POINTS:
+        q_ok = qmax * (MAX_FOLD_POINTS / n_est) ** (1.0 / 3.0)
+        raise FcinvError(
+            f"folding every |Q| ≤ {qmax:.1f} Å⁻¹ needs ~{n_est / 1e6:.0f} million points (~{n_est * 200 / 1e9:.0f} GB of "
+            f"memory; at most {MAX_FOLD_POINTS / 1e6:.0f} million): ask for a smaller qmax (≤ {q_ok:.1f} Å⁻¹, --qmax) "
+            "or a lower Ei"
+        )
     # reciprocal lattice vectors within reach
     qrmax = qmax + np.linalg.norm(img_q, axis=1).max()
     nmax = np.ceil(qrmax * np.linalg.norm(cr.lattice, axis=1) / (2 * np.pi)).astype(int) + 1
@@ -403,8 +417,9 @@ def kinematic_q_range(ei_mev: float, energies_mev, angle_min_deg: float = 0.0, a
 
     ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
     kf = np.sqrt(np.clip(ei_mev - np.asarray(energies_mev, float), 0, None) * NEUTRON_E_TO_K2)
-    qlo = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_min_deg)))
-    qhi = np.sqrt(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_max_deg)))
+    # clipped at 0: at E → 0 and a zero angle the difference of squares rounds to just below 0
+    qlo = np.sqrt(np.clip(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_min_deg)), 0, None))
+    qhi = np.sqrt(np.clip(ki**2 + kf**2 - 2 * ki * kf * math.cos(math.radians(angle_max_deg)), 0, None))
     return qlo, qhi
 
 

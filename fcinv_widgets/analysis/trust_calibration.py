@@ -104,8 +104,11 @@ def network_cases(
     from ..models.inverter import input_sigma_regime
     from .expio import Spectrum, prepare_input
 
+    from ..scans import check_ei
+
     if not models:
         raise FcinvError("no model to measure")
+    check_ei(ei_mev, material.grid)
     truths = draw_truths(material, n_truths + (getattr(material, "dft_params", None) is not None), seed)
     drawn = [(i, name, t) for i, (name, t) in enumerate(truths) if name != "dft"]
     args = (list(cells), list(angles_deg), float(ei_mev), float(temperature_k), float(qmax))

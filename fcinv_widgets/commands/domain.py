@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import add_json, emit
+from ._common import add_json, emit, nonneg_int
 
 
 def register(sub):
@@ -16,11 +16,11 @@ def register(sub):
     p.add_argument("--material", required=True, help="preset: Ge or Nb")
     p.add_argument(
         "--samples",
-        type=int,
+        type=nonneg_int,
         default=20000,
         help="uniform candidates drawn to estimate the stable fraction (default 20000; 0 = skip)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonneg_int, default=0)
     p.add_argument(
         "--save", help="write the domain record as JSON (the shipped one: fcinv_widgets/data/ensemble/<material>-domain.json)"
     )
