@@ -127,7 +127,10 @@ class FCBasis:
         numbers = self._sc_numbers
         # lists: spglib's annotations take sequences (it converts to arrays itself)
         cell = (self._sc_lattice.tolist(), self._sc_pos.tolist(), numbers.tolist())
-        ds = spglib.get_symmetry(cell, symprec=self.symprec)
+        try:
+            ds = spglib.get_symmetry(cell, symprec=self.symprec)
+        except Exception as exc:  # noqa: BLE001 — spglib raises its own C++ error types on odd cells
+            raise FcinvError(f"spglib could not find the symmetry of the supercell ({exc})") from None
         if ds is None:
             raise FcinvError("spglib could not find the symmetry of the supercell")
         W, t = ds["rotations"], ds["translations"]

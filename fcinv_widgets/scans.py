@@ -321,7 +321,13 @@ class ScanSet:
 
     @classmethod
     def load(cls, path) -> "ScanSet":
+        """Read a file written by :meth:`save`; every dataset and attribute is checked (declared
+        shape and dtype before reading, shapes against the grid, finite numbers, Ei within
+        :func:`check_ei`, angles by :func:`check_angles`) and any problem is one
+        :class:`FcinvError` naming the file."""
         import h5py
+
+        from .validate import h5_array, h5_number
 
         path = Path(path)
         if not path.is_file():
@@ -331,21 +337,66 @@ class ScanSet:
         except OSError as exc:
             raise FcinvError(f"cannot read {path} as HDF5: {exc}") from None
         with f:
-            if f.attrs.get("format") != "fcinv-scans":
-                raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {f.attrs.get('format')!r})")
-            grid = SpectrumGrid.from_hdf5(f["grid"])
-            return cls(
-                np.asarray(f["full"], np.float32),
-                np.asarray(f["scans"], np.float32),
-                np.asarray(f["angles_deg"], float),
-                np.asarray(f["coverage"], float),
-                float(f.attrs["ei_mev"]),
-                float(f.attrs["temperature_k"]),
-                str(f.attrs["material"]),
-                grid,
-                np.asarray(f["params_ev_a2"], float),
-                json.loads(f.attrs["meta"]),
-            )
+            fmt = f.attrs.get("format")
+            fmt = fmt.decode(errors="replace") if isinstance(fmt, bytes) else fmt
+            if fmt != "fcinv-scans":
+                raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {fmt!r})")
+            if not isinstance(f.get("grid"), h5py.Group):
+                raise FcinvError(f"{path}: no /grid group")
+            try:
+                grid = SpectrumGrid.from_hdf5(f["grid"])
+            except Exception as exc:  # noqa: BLE001 — JSON, key, shape and type errors of a damaged description
+                first = (str(exc).splitlines() or [""])[0][:160]
+                why = first if isinstance(exc, FcinvError) else f"{type(exc).__name__}: {first}"
+                raise FcinvError(f"{path}: cannot read its /grid ({why.removeprefix(f'{path}: ')})") from None
+            full = h5_array(f, "full", path, ndim=2)
+            scans = h5_array(f, "scans", path, ndim=3)
+            angles = h5_array(f, "angles_deg", path, ndim=1)
+            coverage = h5_array(f, "coverage", path, ndim=1)
+            params = h5_array(f, "params_ev_a2", path, ndim=1)
+            ei = h5_number(f.attrs, "ei_mev", path)
+            temperature = h5_number(f.attrs, "temperature_k", path)
+            material = f.attrs.get("material")
+            meta_text = f.attrs.get("meta", "{}")
+        material = material.decode(errors="replace") if isinstance(material, bytes) else material
+        if not isinstance(material, str) or not material.strip():
+            raise FcinvError(f"{path}: the material attribute must name the crystal, got {material!r}")
+        if full.shape != grid.shape or scans.shape[1:] != grid.shape:
+            raise FcinvError(f"{path}: /full {full.shape} and /scans {scans.shape} do not match the grid {grid.shape}")
+        n = len(scans)
+        if n == 0 or len(angles) != n or len(coverage) != n:
+            raise FcinvError(f"{path}: {n} scans, {len(angles)} angles and {len(coverage)} coverages (must be equal and ≥ 1)")
+        if np.isnan(angles).any() or np.isnan(coverage).any() or np.isnan(params).any():
+            raise FcinvError(f"{path}: NaN in /angles_deg, /coverage or /params_ev_a2")
+        if np.any((coverage < 0) | (coverage > 1)):
+            raise FcinvError(f"{path}: /coverage must be fractions in [0, 1]")
+        try:
+            angles = check_angles(angles)
+            ei = check_ei(ei, grid)
+        except FcinvError as exc:
+            raise FcinvError(f"{path}: {exc}") from None
+        if temperature < 0:
+            raise FcinvError(f"{path}: temperature_k must be ≥ 0 K, got {temperature:g}")
+        if isinstance(meta_text, bytes):
+            meta_text = meta_text.decode(errors="replace")
+        try:
+            meta = json.loads(meta_text) if isinstance(meta_text, str) else None
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise FcinvError(f"{path}: the meta attribute must be a JSON object")
+        return cls(
+            full.astype(np.float32),
+            scans.astype(np.float32),
+            angles,
+            coverage,
+            ei,
+            temperature,
+            material,
+            grid,
+            params,
+            meta,
+        )
 
 
 def default_params(mat, fc=None):

@@ -217,7 +217,10 @@ def point_group_cartesian(crystal) -> np.ndarray:
     """Distinct Cartesian rotations (n_ops, 3, 3) of the crystal's point group (spglib)."""
     import spglib
 
-    ds = spglib.get_symmetry((crystal.lattice, crystal.positions, crystal.numbers), symprec=1e-5)
+    try:
+        ds = spglib.get_symmetry((crystal.lattice, crystal.positions, crystal.numbers), symprec=1e-5)
+    except Exception as exc:  # noqa: BLE001 — spglib raises its own C++ error types on odd cells
+        raise FcinvError(f"spglib could not find the symmetry of this structure ({exc})") from None
     if ds is None:
         raise FcinvError("spglib found no symmetry operations for this structure")
     L = crystal.lattice

@@ -22,6 +22,9 @@ from .errors import StructureError
 MIN_DISTANCE_A = 0.5
 #: largest cell read (atoms); the force-constant basis of a larger cell would not fit in memory
 MAX_ATOMS = 1000
+#: largest lattice vector component accepted (Å): beyond it a file is not a crystal's unit cell (a wrong
+#: scale factor, e.g. 1e5 for 5.78)
+MAX_LATTICE_A = 1000.0
 
 
 def phonopy_mass(symbol: str) -> float:
@@ -69,6 +72,9 @@ class Crystal:
                 f"lattice must be a finite 3×3 array in Å, got shape {lat.shape}"
                 + ("" if lat.shape != (3, 3) else " with NaN or inf")
             )
+        longest = float(np.abs(lat).max())  # within √3 of the longest vector; no overflow
+        if longest > MAX_LATTICE_A:
+            raise StructureError(f"lattice component of {longest:.3g} Å (at most {MAX_LATTICE_A:g} Å): check the scale factor")
         det = np.linalg.det(lat)
         if abs(det) < 1e-6:
             raise StructureError("lattice vectors are linearly dependent (cell volume ~ 0)")
@@ -235,8 +241,18 @@ def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
 
     if fmt is None and (path.name.upper().startswith(("POSCAR", "CONTCAR")) or path.suffix.lower() == ".vasp"):
         fmt = "vasp"
+    if fmt is None:
+        from ase.io.formats import filetype
+
+        try:
+            fmt = filetype(str(path), guess=True)
+        except Exception:  # noqa: BLE001 — unknown format: ase.io.read below says so
+            fmt = None
+    if fmt == "vasp":
+        _check_vasp_species(path)
     try:
-        atoms = ase.io.read(str(path), format=fmt)
+        with np.errstate(all="ignore"):  # NaN/inf in the file: refused below, not warned about
+            atoms = ase.io.read(str(path), format=fmt)
     except Exception as exc:  # ASE raises many different types on malformed input
         raise StructureError(f"cannot read structure from {path}: {type(exc).__name__}: {exc}") from None
     if isinstance(atoms, list):
@@ -254,10 +270,34 @@ def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
             )
     if not all(atoms.pbc) or atoms.cell.rank != 3:
         raise StructureError(f"{path} does not describe a 3-D periodic crystal")
+    with np.errstate(all="ignore"):
+        raw = atoms.get_scaled_positions(wrap=False)
+    if np.any(np.abs(raw) > 1e3):  # finite but wrapping it would keep only rounding noise
+        i = int(np.argmax(np.abs(raw).max(axis=1)))
+        raise StructureError(
+            f"{path}: atom {i + 1} lies {np.abs(raw[i]).max():.3g} cells outside the cell; check its coordinates"
+        )
     try:
         return Crystal.from_ase(atoms)
     except StructureError as exc:
         raise StructureError(f"{path}: {exc}") from None
+
+
+def _check_vasp_species(path: Path) -> None:
+    """A VASP 5 file's element line and count line must name as many species (ASE pairs them up
+    silently, dropping the extra element or count)."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()[5:7]
+    except OSError:
+        return
+    if len(lines) < 2:
+        return
+    names, counts = lines[0].split(), lines[1].split()
+    if names and counts and all(n.isalpha() for n in names) and all(c.lstrip("+").isdigit() for c in counts):
+        if len(names) != len(counts):
+            raise StructureError(
+                f"{path}: {len(names)} element symbols ({' '.join(names)}) but {len(counts)} atom counts ({' '.join(counts)})"
+            )
 
 
 def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:

@@ -89,6 +89,36 @@ def check_declared(shape, dtype, name: str, ndim: int | None = None, max_bytes: 
         )
 
 
+def h5_array(f, key: str, name, ndim: int | None = None, allow_inf: bool = False) -> np.ndarray:
+    """Dataset ``key`` of the open HDF5 file ``f`` as float64, its declared shape and dtype
+    checked before it is read; one-line :class:`FcinvError` naming ``name`` (the file) otherwise."""
+    import h5py
+
+    obj = f.get(key)
+    if not isinstance(obj, h5py.Dataset):
+        raise FcinvError(f"{name}: no dataset /{key} ({'a group' if obj is not None else 'missing'})")
+    check_declared(obj.shape, obj.dtype, f"{name}:/{key}", ndim=ndim)
+    return real_array(obj[()], f"{name}:/{key}", ndim=ndim, allow_inf=allow_inf)
+
+
+def h5_number(attrs, key: str, name) -> float:
+    """A scalar number stored as HDF5 attribute ``key`` (a number, or a number written as text),
+    or a one-line :class:`FcinvError` naming ``name`` and the attribute (missing, text, a list, NaN, ±inf)."""
+    if key not in attrs:
+        raise FcinvError(f"{name}: no {key} attribute")
+    v = attrs[key]
+    if isinstance(v, bytes):
+        v = v.decode(errors="replace")
+    try:
+        arr = np.asarray(v)
+        x = float(arr.reshape(())) if arr.dtype.kind in "iuf" and arr.size == 1 else float(str(v).strip())
+    except (TypeError, ValueError):
+        raise FcinvError(f"{name}: {key} attribute must be a number, got {v!r}") from None
+    if not np.isfinite(x):
+        raise FcinvError(f"{name}: {key} attribute must be a finite number, got {v!r}")
+    return x
+
+
 def available_bytes() -> int:
     """Memory available to this process (bytes; Linux ``MemAvailable``, else a large number)."""
     try:
@@ -135,6 +165,8 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
     stack = x[None] if x.ndim == 2 else x
     if len(stack) == 0:
         raise FcinvError(f"{name}: an empty stack (0 spectra)")
+    if stack.shape[1] == 0 or stack.shape[2] == 0:
+        raise FcinvError(f"{name}: an empty image (shape {x.shape})")
     flat = stack.reshape(len(stack), -1)
     n_inf = np.isinf(flat).sum(1)
     fin = np.isfinite(flat)

@@ -388,6 +388,12 @@ BAD_STRUCTURES = {
     "lefthanded-POSCAR": (_poscar([[4, 0, 0], [0, 0, 4], [0, 4, 0]], [[0, 0, 0], [0.5, 0.5, 0.5]]), "left-handed"),
     "empty-POSCAR": ("", "POSCAR"),
     "tiny-cell-POSCAR": (_poscar(np.eye(3) * 0.3, [[0, 0, 0]], "Na", "1"), "overlapping atoms"),
+    # found by fuzzing (session 23): ASE pairs symbols and counts silently, wraps any coordinate,
+    # and numpy overflows (a warning line, then spglib's C++ error) on an absurd scale factor
+    "species-counts-POSCAR": (_poscar(np.eye(3) * 4, [[0, 0, 0], [0.5, 0.5, 0.5]], "Na Cl", "2"), "2 element symbols"),
+    "far-atom-POSCAR": (_poscar(np.eye(3) * 4, [[0, 0, 0], [1e300, 0.5, 0.5]]), "cells outside the cell"),
+    "huge-scale-POSCAR": (_poscar(np.eye(3) * 4e300, [[0, 0, 0], [0.5, 0.5, 0.5]]), "check the scale factor"),
+    "inf-scale-POSCAR": (_poscar(np.eye(3) * 4, [[0, 0, 0], [0.5, 0.5, 0.5]]).replace("\n1.0\n", "\ninf\n"), "NaN or inf"),
 }
 
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
 from ..validate import as_real_array, check_declared, check_spectra, real_array
+from ..scans import EI_MAX_MEV
 
 #: the two kinds of intensity a spectrum can hold
 MODEL_IMAGE = "model-image"
@@ -124,6 +125,11 @@ def _validate(spec: Spectrum, grid) -> Spectrum:
                 f"{spec.source}: the image is {img.shape[0]} q-bins × {img.shape[1]} energy bins, "
                 f"the model's grid is {grid.shape[0]} × {grid.shape[1]}"
             )
+        if spec.energies is not None and spec.energies.shape != grid.e.centers.shape:
+            raise GridMismatchError(
+                f"{spec.source}: {spec.energies.size} energy bins in /grid/energy_centers_mev, "
+                f"the model's grid has {grid.e.centers.size}"
+            )
         if spec.energies is not None and not np.allclose(spec.energies, grid.e.centers, atol=1e-3):
             raise GridMismatchError(
                 f"{spec.source}: energy bins {spec.energies[0]:.3g}…{spec.energies[-1]:.3g} meV "
@@ -172,7 +178,8 @@ def _npz_meta(z, keys, path) -> dict:
             v = as_real_array(z[k], f"{path}: {k}")
             if v.size != 1 or not np.isfinite(v).all():
                 raise FcinvError(f"{path}: {k} must be one finite number, got {v.tolist()}")
-            meta[k] = float(v.ravel()[0])
+            ei = k == "ei_mev"
+            meta[k] = _meta_number(float(v.ravel()[0]), k, path, positive=ei, maximum=EI_MAX_MEV if ei else np.inf)
             if k == "temperature_k":
                 meta["temperature_source"] = f"{Path(path).name}: temperature_k"
     if "intensity" in keys:
@@ -239,22 +246,37 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     if intensity not in (MODEL_IMAGE, SQE):
         raise FcinvError(f"{path}: intensity attribute must be {MODEL_IMAGE!r} or {SQE!r}, got {intensity!r}")
     meta = {"intensity": intensity, "intensity_source": source, "origin": _attr(attrs, "origin") or "simulated"}
-    t = _attr(attrs, "temperature_k")
+    t = _meta_number(_attr(attrs, "temperature_k"), "temperature_k", path, positive=False)
     if t is not None:
-        meta.update(temperature_k=float(t), temperature_source=f"{name}: temperature_k attribute")
+        meta.update(temperature_k=t, temperature_source=f"{name}: temperature_k attribute")
     ei = _attr(attrs, "ei_mev")
     if ei is None:
         res = _attr(attrs, "resolution")
         ei = res.get("ei_mev") if isinstance(res, dict) else None
+    ei = _meta_number(ei, "ei_mev", path, maximum=EI_MAX_MEV)
     if ei is not None:
-        meta["ei_mev"] = float(ei)
-    qmax = _attr(attrs, "qmax_inv_a")
-    if qmax is not None and np.isfinite(float(qmax)) and float(qmax) > 0:
-        meta["qmax_inv_a"] = float(qmax)
+        meta["ei_mev"] = ei
+    qmax = _meta_number(_attr(attrs, "qmax_inv_a"), "qmax_inv_a", path)
+    if qmax is not None:
+        meta["qmax_inv_a"] = qmax
     corr = _attr(attrs, "corrections")
     if corr:
         meta["corrections"] = corr
     return meta
+
+
+def _meta_number(v, key: str, path, positive: bool = True, maximum: float = np.inf) -> float | None:
+    """An attribute that must be one finite number > 0 (``positive``) or ≥ 0, and ≤ ``maximum``, as
+    a float; None when absent. Anything else (text, a list, true/false, NaN, ±inf, out of range)
+    is one line."""
+    if v is None:
+        return None
+    bad = isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating))
+    x = float("nan") if bad else float(v)
+    if not np.isfinite(x) or x < 0 or (positive and x == 0) or x > maximum:
+        rng = ("> 0" if positive else "≥ 0") + (f" and ≤ {maximum:g}" if np.isfinite(maximum) else "")
+        raise FcinvError(f"{path}: the {key} attribute must be one finite number {rng}, got {v!r}")
+    return x
 
 
 #: sample-log names that hold the sample temperature (K), most specific first (lower case)
