@@ -48,6 +48,8 @@ FORMAT = "fcinv-measured-phonons"
 #: 1 THz in cm⁻¹ (c = 299 792 458 m/s)
 THZ_TO_CM1 = 1e12 / 2.99792458e10
 UNITS = {"thz": 1.0, "mev": 1.0 / THZ_TO_MEV, "cm-1": 1.0 / THZ_TO_CM1, "cm^-1": 1.0 / THZ_TO_CM1, "1/cm": 1.0 / THZ_TO_CM1}
+#: no phonon is faster (O–H stretching ~110 THz): above it a table's unit or value is wrong
+MAX_FREQUENCY_THZ = 200.0
 GAMMA_ALIASES = {"G", "GAMMA", "Γ", "\\GAMMA"}
 #: fraction of the way to the zone boundary at which elastic slopes are compared (conventional r.l.u.)
 ELASTIC_ZETA = 0.04
@@ -210,6 +212,14 @@ def read_measured(source, material) -> MeasuredTable:
     cell = str(d.get("cell", "conventional")).lower()
     if cell not in ("conventional", "primitive"):
         raise FcinvError(f"{where}: cell must be 'conventional' or 'primitive', got {d.get('cell')!r}")
+    said = d.get("material")
+    if said is not None and (not isinstance(said, str) or not said.strip()):
+        raise FcinvError(f"{where}: 'material' must name the crystal, got {said!r}")
+    if said and material.name.lower() != "custom" and said.strip().lower() != material.name.lower():
+        raise FcinvError(f"{where}: the table is for {said.strip()}, not {material.name}")
+    t = d.get("temperature_K")
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or t < 0):
+        raise FcinvError(f"{where}: 'temperature_K' must be a number ≥ 0, got {t!r}")
     rows = d.get("points")
     if not isinstance(rows, list) or not rows:
         raise FcinvError(f"{where}: 'points' must be a non-empty list")
@@ -241,6 +251,11 @@ def read_measured(source, material) -> MeasuredTable:
                 "first Brillouin zone; give the reduced wave vector"
             )
         f = _number(r.get("frequency"), f"{where}: row {i} 'frequency'")
+        if not 0 < f * to_thz < MAX_FREQUENCY_THZ:
+            raise FcinvError(
+                f"{where}: row {i}: frequency must be > 0 and < {MAX_FREQUENCY_THZ:g} THz (a measured phonon), "
+                f"got {f:g} {d.get('unit')}"
+            )
         s = _number(r.get("sigma"), f"{where}: row {i} 'sigma'")
         if s <= 0:
             raise FcinvError(f"{where}: row {i}: sigma must be > 0, got {s}")

@@ -144,9 +144,17 @@ def check_bytes(nbytes: float, what: str, fraction: float = 0.8) -> None:
 
 
 def as_real_array(data, name: str = "spectrum") -> np.ndarray:
-    """``data`` as a float64 array, refusing strings, objects, booleans and complex values."""
+    """``data`` as a float64 array, refusing strings, objects, booleans and complex values. A
+    numpy masked array's masked pixels become NaN (not measured) — ``np.asarray`` would keep the
+    values under the mask as if they had been measured."""
     if data is None:
         raise FcinvError(f"{name}: no data (None)")
+    if np.ma.isMaskedArray(data):
+        if np.ma.getdata(data).dtype.kind == "b":
+            raise FcinvError(f"{name}: boolean values, not real numbers")
+        arr = real_array(np.ma.getdata(data), name, allow_inf=True).copy()
+        arr[np.ma.getmaskarray(data)] = np.nan
+        return arr
     arr = real_array(data, name, allow_inf=True)
     if np.asarray(data).dtype.kind == "b":
         raise FcinvError(f"{name}: boolean values, not real numbers")

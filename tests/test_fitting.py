@@ -96,6 +96,16 @@ def test_units_convert(ge):
             "must be in GPa",
         ),
         ({"format": "something-else"}, "not a measured-phonon table"),
+        # found by fuzzing (session 23): these were fitted without a word
+        (
+            {**_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}]), "material": "Nb"},
+            "the table is for Nb, not Ge",
+        ),
+        ({**_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}]), "material": 5}, "'material' must name"),
+        ({**_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}]), "temperature_K": -5}, "'temperature_K'"),
+        (_table([{"label": "X", "frequency": -2.4, "sigma": 0.1, "mode": 0}]), "frequency must be > 0"),
+        (_table([{"label": "X", "frequency": 0, "sigma": 0.1, "mode": 0}]), "frequency must be > 0"),
+        (_table([{"label": "X", "frequency": 1e9, "sigma": 0.1, "mode": 0}]), "< 200 THz"),
     ],
 )
 def test_malformed_tables_are_one_clear_error(ge, bad, match):

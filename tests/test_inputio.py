@@ -86,6 +86,20 @@ def test_check_spectra_accepts_partial_coverage_and_names_the_bad_one():
         check_spectra([[1.0, 2.0], [3.0]])
 
 
+def test_masked_pixels_of_a_numpy_masked_array_are_not_measured(vae, image):
+    """np.asarray drops a mask: the values under it must not be read as data (session 23)."""
+    junk = np.array(image, float)
+    junk[:, 70:] = 50.0  # under the mask
+    masked = np.ma.masked_array(junk, mask=np.zeros_like(junk, bool))
+    masked.mask[:, 70:] = True
+    x = check_spectra(masked, (140, 140))
+    assert np.isnan(x[:, 70:]).all() and np.array_equal(x[:, :70], junk[:, :70])
+    with_nan = np.where(masked.mask, np.nan, junk)
+    assert vae.invert(masked, refine=False)["fc_mean"] == vae.invert(with_nan, refine=False)["fc_mean"]
+    with pytest.raises(FcinvError, match="boolean"):
+        check_spectra(np.ma.masked_array(junk > 1, mask=masked.mask), (140, 140))
+
+
 @pytest.mark.parametrize("case", BAD)
 def test_predict_and_invert_refuse(vae, case):
     x, msg = _bad_spectra((140, 140))[case]

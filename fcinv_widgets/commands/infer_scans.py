@@ -137,6 +137,12 @@ def run(args) -> int:
                 + (f"; {ood['input_note']}" if ood.get("input_note") else ""),
                 file=sys.stderr,
             )
+    else:
+        print(
+            f"warning: {args.scans}: no out-of-distribution check ({getattr(model, 'ood_note', None)}): nothing says "
+            "whether these data are like the model's training data",
+            file=sys.stderr,
+        )
     if args.out:
         res.save(args.out)
     if args.plot:
@@ -156,6 +162,7 @@ def run(args) -> int:
         "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)],
         "corrections": corrections,
         "ood": ood,
+        "ood_note": None if ood is not None else getattr(model, "ood_note", None),
         "refine_policy": policy,
     }
     fit_line = f"physics fit: not run ({policy['reason']}; --refine runs it)"

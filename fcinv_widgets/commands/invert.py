@@ -130,6 +130,11 @@ def run(args) -> int:
     ood = d.get("ood")
     if ood is None:
         lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")
+        print(
+            f"warning: {args.spectrum}: no out-of-distribution check ({d.get('ood_note')}): nothing says whether "
+            "this input is like the model's training data",
+            file=sys.stderr,
+        )
     else:
         lines.append(
             f"out-of-distribution score {ood['score']:.2f} (threshold {ood['threshold']:g}, {ood['regime']} regime): "

@@ -557,6 +557,8 @@ class OODStats:
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
         f, rec = _features(model, x, misfits=not measured)
+        if f.shape[1] != self.mean.size:
+            raise FcinvError(f"the OOD statistics are for {self.mean.size} features, this model gives {f.shape[1]}")
         d = f - self.mean
         proj = d @ self.components.T
         out = {("latent" if self.kind == "vae" else "feature"): np.sqrt((proj**2 / self.variances).sum(1))}
@@ -686,7 +688,7 @@ class OODStats:
             d = json.loads(Path(path).read_text())
             if d.get("format") != FORMAT:
                 raise ValueError(f"format {d.get('format')!r}")
-            return cls(
+            stats = cls(
                 d["kind"],
                 np.asarray(d["mean"], float),
                 np.asarray(d["components"], float),
@@ -701,6 +703,10 @@ class OODStats:
                 _measured_regime(d.get("measured") or {}),
                 {k: float(v) for k, v in (d.get("scales") or {}).items()},
             )
+            problem = _stats_problem(stats)
+            if problem:
+                raise ValueError(problem)
+            return stats
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FcinvError(f"{path} is not a readable OOD statistics file ({exc})") from None
 
@@ -725,6 +731,39 @@ class OODStats:
             return None
         model.ood_note = None
         return stats
+
+
+def _stats_problem(s: OODStats) -> str | None:
+    """What makes loaded statistics unusable (None when nothing): every array finite and of
+    consistent shape, variances and thresholds > 0, quantile in (0, 1), each regime's medians and
+    thresholds over the same scores including the feature distance."""
+    if s.kind not in ("vae", "resnet"):
+        return f"kind {s.kind!r} (vae or resnet)"
+    if s.mean.ndim != 1 or s.mean.size == 0 or s.components.ndim != 2 or s.components.shape[1] != s.mean.size:
+        return f"mean {s.mean.shape} and components {s.components.shape} do not fit together"
+    if s.variances.shape != (len(s.components),):
+        return f"{s.variances.size} variances for {len(s.components)} components"
+    arrays = (s.mean, s.components, s.variances, np.array([s.residual_scale]))
+    if not all(np.isfinite(a).all() for a in arrays) or (s.variances <= 0).any() or s.residual_scale < 0:
+        return "non-finite mean/components, or variances ≤ 0, or a negative residual scale"
+    if not 0 < s.quantile < 1:
+        return f"quantile {s.quantile!r} (must lie in (0, 1))"
+    if s.model_sha256 is not None and not isinstance(s.model_sha256, str):
+        return "model_sha256 must be text"
+    distance = "latent" if s.kind == "vae" else "feature"
+    regimes = [("model-image", s.medians, s.thresholds, s.combined_threshold, s.scales)]
+    if s.measured:
+        m = s.measured
+        regimes.append(("measured", m["medians"], m["thresholds"], m["combined_threshold"], m.get("scales", {})))
+    for name, med, thr, comb, scales in regimes:
+        if distance not in thr or set(med) != set(thr):
+            return f"{name} regime: medians {sorted(med)} and thresholds {sorted(thr)} must name the same scores, {distance!r} among them"
+        values = [*med.values(), *thr.values(), comb, *scales.values()]
+        if not all(np.isfinite(v) for v in values) or min(thr.values()) <= 0 or min(med.values()) < 0 or comb <= 0:
+            return f"{name} regime: thresholds and combined threshold must be finite numbers > 0, medians ≥ 0"
+        if scales and (set(scales) - set(thr) or min(scales.values()) <= 0):
+            return f"{name} regime: scales must be > 0 for scores it thresholds"
+    return None
 
 
 def _measured_regime(d: dict) -> dict:

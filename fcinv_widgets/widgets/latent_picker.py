@@ -186,6 +186,8 @@ class LatentPicker:
 
     @tool.setter
     def tool(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise LatentSelectionError(f"tool must be one of 'select', 'lasso', 'ray', got {value!r}")
         self.widget.tool = value
 
     def set_ray(self, a, b, n: int | None = None) -> np.ndarray | None:
@@ -217,8 +219,10 @@ class LatentPicker:
         """Overlay points named ``name`` (replacing any of that name): ``data`` is map positions
         (M, 2), latent means (M, latent) or spectra (M, nq, nE) / (nq, nE) (encoded with the
         model). ``kind``: "auto", "xy", "latent" or "spectra". Returns the (M, 2) positions."""
+        if not isinstance(name, str) or not name.strip():
+            raise LatentSelectionError(f"an overlay needs a name (non-empty text), got {name!r}")
         xy = self._to_xy(data, kind)
-        self._overlays[str(name)] = xy
+        self._overlays[name] = xy
         self._send_overlays()
         return xy
 
@@ -321,7 +325,9 @@ class LatentPicker:
 
     # -- internals --------------------------------------------------------
     def _to_xy(self, data, kind: str) -> np.ndarray:
-        arr = np.asarray(data, float)
+        from ..validate import as_real_array
+
+        arr = as_real_array(data, "overlay data")
         latent = np.shape(self.map.mu)[1]
         if kind == "auto":
             if arr.ndim == 1 and arr.size in (2, latent):

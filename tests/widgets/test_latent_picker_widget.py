@@ -118,6 +118,15 @@ def test_overlays_xy_latent_spectra(lmap):
         LatentPicker(lmap).add_points("x", sp)
     with pytest.raises(GridMismatchError, match="overlay data"):
         lp.add_points("x", np.zeros((2, 2, 2, 2)))
+    # found by fuzzing (session 23): a ValueError / TraitError instead of the widget's own errors
+    with pytest.raises(FcinvError, match="overlay data: string values"):
+        lp.add_points("x", "abc")
+    for name in ("", None, 3):
+        with pytest.raises(LatentSelectionError, match="needs a name"):
+            lp.add_points(name, [[0.5, 0.5]])
+    for tool in (None, 3):
+        with pytest.raises(LatentSelectionError, match="tool must be one of"):
+            lp.tool = tool
 
 
 def test_saved_map_round_trip(lmap, tmp_path):
