@@ -616,18 +616,29 @@ class Dataset:
         try:
             self.material = str(f.attrs["material"])
             self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["param_names"][()]]
-            self.domain = f["domain"][()]
+            from .validate import real_array
+
+            self.domain = real_array(f["domain"][()], f"{self.path}:/domain", shape=(len(self.names), 2), allow_nan=False)
+            if not (self.domain[:, 0] < self.domain[:, 1]).all():
+                raise ValueError("/domain: every lower bound must lie below its upper bound")
             #: the material reference the inactive parameters were fixed at (files before it was recorded: "umlff")
             self.reference = str(f.attrs.get("reference", "umlff"))
             #: the scale s of the inactive parameters' spread (0: fixed at the reference)
             self.nuisance = float(f.attrs.get("nuisance", 0.0))
             #: (P,) eV/Å²: every parameter at the reference the file was made at
-            self.reference_params = f["reference_params"][()] if "reference_params" in f else None
+            self.reference_params = (
+                real_array(f["reference_params"][()], f"{self.path}:/reference_params", ndim=1, allow_nan=False)
+                if "reference_params" in f
+                else None
+            )
             self.energies = f["grid/energy_centers_mev"][()]
             self.labels = json.loads(f["grid"].attrs["labels"])
             from .grid import SpectrumGrid
 
             self.grid = SpectrumGrid.from_hdf5(f["grid"]) if "grid" in f["grid"].attrs else None
+        except FcinvError:
+            f.close()
+            raise
         except (KeyError, ValueError, TypeError) as exc:
             f.close()
             raise FcinvError(f"{self.path}: a damaged fcinv dataset ({type(exc).__name__}: {exc})") from None
@@ -643,13 +654,26 @@ class Dataset:
             or not isinstance(g.get("params"), h5py.Dataset)
         ):
             raise FcinvError(f"{self.path}: no complete '{name}' split (/{name}/spectra and /{name}/params)")
-        n = int(g.attrs.get("n_done", 0))
+        raw = g.attrs.get("n_done", 0)
+        try:
+            whole = not isinstance(raw, (bool, np.bool_)) and float(raw).is_integer()  # NaN, ±inf, text: False/raise
+        except (TypeError, ValueError):
+            whole = False
+        if not whole:
+            raise FcinvError(f"{self.path}: the {name} split's n_done attribute must be a whole number, got {raw!r}")
+        n = int(float(raw))
         if not 0 <= n <= min(len(g["spectra"]), len(g["params"])):
             raise FcinvError(
                 f"{self.path}: the {name} split says {n} spectra are done but holds "
                 f"{len(g['spectra'])} spectra and {len(g['params'])} parameter rows"
             )
-        return g["spectra"], g["params"][:n], n
+        from .validate import check_declared, real_array
+
+        where = f"{self.path}:/{name}"
+        check_declared(g["spectra"].shape, g["spectra"].dtype, f"{where}/spectra", ndim=3, max_bytes=1 << 62)
+        check_declared(g["params"].shape, g["params"].dtype, f"{where}/params", ndim=2, max_bytes=1 << 62)
+        params = real_array(g["params"][:n], f"{where}/params", shape=(None, len(self.names)), allow_nan=False)
+        return g["spectra"], params, n
 
     def close(self):
         self._f.close()

@@ -215,8 +215,13 @@ class SpectrumGrid:
         text = group.attrs.get("grid", group.file.attrs.get("grid"))
         if text is None:
             raise FcinvError(f"{group.file.filename}: the grid has no description (written by an older fcinv)")
+        from .validate import real_array
+
         try:
-            arrays = {k: np.asarray(group[k][()], float) for k in ("q_points", "q_conventional", "q_distance")}
+            arrays = {
+                k: real_array(group[k][()], f"{group.file.filename}:/grid/{k}", allow_nan=False)
+                for k in ("q_points", "q_conventional", "q_distance")
+            }
         except KeyError as exc:
             raise FcinvError(f"{group.file.filename}: /grid lacks {exc}") from None
         grid = cls.from_dict(json.loads(text), **arrays)

@@ -71,18 +71,30 @@ def bad(tmp_path_factory) -> Path:
     with h5py.File(d / "ds_nosplit.h5", "w") as f:
         f.attrs.update({"format": "fcinv-dataset", "material": "Ge"})
         f["param_names"] = np.array([b"a"] * 8)
-        f["domain"] = np.zeros((8, 2))
+        f["domain"] = np.tile([-1.0, 1.0], (8, 1))
         f["grid/energy_centers_mev"] = np.arange(140.0)
         f["grid"].attrs["labels"] = "[]"
     with h5py.File(d / "ds_lying.h5", "w") as f:  # says 10⁵ spectra are done, holds 2
         f.attrs.update({"format": "fcinv-dataset", "material": "Ge"})
         f["param_names"] = np.array([b"a"] * 8)
-        f["domain"] = np.zeros((8, 2))
+        f["domain"] = np.tile([-1.0, 1.0], (8, 1))
         f["grid/energy_centers_mev"] = np.arange(140.0)
         f["grid"].attrs["labels"] = "[]"
         f.create_dataset("test/spectra", data=np.zeros((2, 140, 140), np.float32))
         f["test/params"] = np.zeros((2, 8))
         f["test"].attrs["n_done"] = 100_000
+    shutil.copy(d / "ds_lying.h5", d / "ds_ndone_text.h5")
+    with h5py.File(d / "ds_ndone_text.h5", "r+") as f:  # found by fuzzing (session 23): int('1e9') traceback
+        f["test"].attrs["n_done"] = "1e9x"
+    for name, change in {  # found by fuzzing (session 23): R² NaN without a word, or tracebacks
+        "ds_params_nan": lambda f: f["test/params"].__setitem__((0, 0), np.nan),
+        "ds_params_text": lambda f: (f.__delitem__("test/params"), f.create_dataset("test/params", data=np.full((2, 8), b"a"))),
+        "ds_domain_flipped": lambda f: f["domain"].__setitem__(0, [1.0, -1.0]),
+    }.items():
+        shutil.copy(d / "ds_lying.h5", d / f"{name}.h5")
+        with h5py.File(d / f"{name}.h5", "r+") as f:
+            f["test"].attrs["n_done"] = 2
+            change(f)
     (d / "text.txt").write_text("hello\n")
     (d / "garbage.h5").write_text("not hdf5\n")
     (d / "adir").mkdir()
@@ -252,10 +264,16 @@ CORPUS = [
     (["evaluate", "--model", "ge-vae", "--dataset", "{d}/good.npz"], "as HDF5"),
     (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_nosplit.h5"], "no complete 'test' split"),
     (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_lying.h5"], "says 100000 spectra are done"),
+    (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_ndone_text.h5"], "n_done attribute must be a whole number"),
+    (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_params_nan.h5"], "/test/params: contains NaN"),
+    (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_params_text.h5"], "/test/params: byte-string values"),
+    (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_domain_flipped.h5"], "lower bound must lie below"),
+    (["noise-grid", "--model", "ge-vae", "--dataset", "{d}/ds_ndone_text.h5", "--out", "{d}/ng.h5"], "must be a whole number"),
     (["infer-scans", "--model", "ge-vae", "--scans", "{d}/good.npz"], "cannot read"),
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_huge", "--qpoints", "0 0 0"], "eV/Å²"),
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt", "--qpoints", "0 0 0"], "text.txt"),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_trunc", "--resume", "--epochs", "1"], "--resume"),
+    (["noise-grid", "--model", "nb-vae", "--dataset", "{ds}", "--out", "{d}/ng.h5"], "the model is for Nb, the dataset for Ge"),
     (
         ["evaluate", "--model", "ge-vae-paper", "--dataset", "{ds}", "--allow-other-domain", "--sqe-weights", "0.5"],
         "apply with --augment only",

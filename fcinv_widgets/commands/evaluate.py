@@ -87,6 +87,10 @@ def run(args) -> int:
     m_ref, d_ref = model.config.get("reference", "umlff"), info.get("reference", "umlff")
     same_domain = np.allclose(np.asarray(info["domain"], float), np.asarray(model.config.get("domain", info["domain"]), float))
     m_vec, d_vec = model.config.get("reference_params"), info.get("reference_params")
+    if m_vec is not None and d_vec is not None and np.shape(m_vec) != np.shape(d_vec):
+        raise GridMismatchError(
+            f"the dataset's reference holds {np.size(d_vec)} force-constant parameters, the model's {np.size(m_vec)}"
+        )
     if m_ref == d_ref and m_vec is not None and d_vec is not None and not np.allclose(m_vec, d_vec, rtol=1e-9, atol=1e-12):
         d_ref = f"{d_ref} (refitted since: other values)"  # the named reference was refitted since the training
     if (m_ref != d_ref or not same_domain) and not args.allow_other_domain:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import FcinvError
+from ..errors import FcinvError, GridMismatchError
 from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_scheduler, add_seed, emit
 
 
@@ -51,6 +51,8 @@ def run(args) -> int:
     model = str(resolve_model(args.model))
     inv = load_model(model)
     x, y, info = load_split(args.dataset, "test", args.max_test)
+    if str(info["material"]).lower() != inv.material.lower():
+        raise GridMismatchError(f"the model is for {inv.material}, the dataset for {info['material']}")
     res = run_noise_grid(
         _Predict(model, args.n_samples),
         x,

@@ -1,0 +1,220 @@
+"""Fuzz the CLI with damaged inputs: every case must end in exit 0/3 with strict JSON on stdout, or
+exit 2 with exactly one line on stderr — never a traceback (a benchmark to rerun, not a test: the
+findings of session 23 are regression rows in the test suite).
+
+    python benchmarks/fuzz_inputs.py [--family options,scanset,model] [--timeout 60] [--json]
+
+Families:
+* ``options`` — options parsed with a bare type (int/float/str) over bad values (NaN, ±inf, 1e400,
+  '', hex, …) and incident energies up to 1e12 meV;
+* ``scanset`` — attribute and dataset damages of a small scan set through ``infer-scans``,
+  ``plan-scans`` and ``invert`` (``--no-refine``);
+* ``model`` — key damages of a copy of ``ge-resnet``'s ``ood.json`` through ``invert``.
+
+Cases run in this process (``cli.main``) with an alarm per case; a case that runs past it is
+counted as "slow" (accepted input doing real work), not as bad. Prints the bad cases and a
+summary (``--json``: the summary and every bad case as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from fcinv_widgets.cli import main
+
+NUMBERS = ["nan", "inf", "-1", "0", "1e400", "", "abc", "1e12", "2.5", "0x10"]
+TEXTS = ["", "abc", "nan", "1,2", "1,2,nan", "0,0,0", "inf,0,0", ":", "0:10:0", "10:0:1", "1,,2", "__import__('os')"]
+ATTR_VALUES = ['"abc"', "-5", "0", "1e9", "NaN", "[1, 2]", '{"a": 1}', "null", "true", '""', "Infinity"]
+
+
+class _Slow(Exception):
+    pass
+
+
+def _alarm(*_):
+    raise _Slow
+
+
+def run_case(argv: list[str], timeout: int) -> tuple[str, object, str]:
+    """("ok" | "bad" | "slow", exit code, last stderr line) of one in-process CLI call."""
+    out, err = io.StringIO(), io.StringIO()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(timeout)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc: object = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    except _Slow:
+        return "slow", None, ""
+    except BaseException:  # noqa: BLE001 — what the fuzzer is looking for
+        rc = "traceback"
+        err.write(traceback.format_exc())
+    finally:
+        signal.alarm(0)
+    lines = [ln for ln in err.getvalue().strip().splitlines() if ln.strip()]
+    if rc == 2:
+        ok = len(lines) == 1 and "Traceback" not in err.getvalue()
+    elif rc in (0, 3):
+        try:
+            json.loads(out.getvalue())
+            ok = "Traceback" not in err.getvalue()
+        except ValueError:
+            ok = False
+    else:
+        ok = False
+    return ("ok" if ok else "bad"), rc, (lines[-1] if lines else "")[:200]
+
+
+def option_cases(work: Path) -> list[list[str]]:
+    spec = str(work / "spectrum.h5")
+    cases = []
+
+    def add(base, opt, values):
+        cases.extend(base + [f"{opt}={v}", "--json"] for v in values)
+
+    add(["domain", "--material", "Ge", "--samples", "50"], "--seed", NUMBERS)
+    add(["domain", "--material", "Ge"], "--samples", NUMBERS)
+    add(["fit-dispersion", "--material", "Ge"], "--prior-width", NUMBERS)
+    add(["fit-dispersion", "--material", "Ge"], "--max-iter", NUMBERS)
+    add(["refine", "--spectrum", spec, "--max-iter", "1"], "--clip", NUMBERS)
+    add(["phonons", "--material", "Ge"], "--qpoints", TEXTS)
+    add(["phonons", "--material", "Ge", "--qpoints", "0 0 0.5"], "--mass", TEXTS)
+    add(["basis", "--material", "Ge"], "--supercell", NUMBERS)
+    add(["plan-scans", "--model", "ge-vae", "--candidates", "0:30:10", "--n", "1"], "--ei", NUMBERS)
+    add(["plan-scans", "--model", "ge-vae", "--n", "1"], "--candidates", TEXTS)
+    add(["scans", "--material", "Ge", "--ei", "80", "--out", str(work / "s.h5")], "--angles", TEXTS)
+    add(["scans", "--material", "Ge", "--angles", "0", "--out", str(work / "s.h5")], "--ei", ["1e12", "1000", "41"])
+    add(["simulate", "--material", "Ge", "--full-sqe", "--out", str(work / "s.h5")], "--ei", ["1e12", "1000", "1e-300"])
+    add(["trust-calibrate", "--model", "ge-vae", "--truths", "1"], "--ei", ["1e12", "1e-300"])
+    add(["trust-calibrate", "--model", "ge-vae", "--truths", "1"], "--angles", ["1,1", "nan", ""])
+    return cases
+
+
+def _mutate_scanset(src: Path, dst: Path, kind: str, key: str, how: str) -> None:
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        if kind == "attr":
+            f.attrs[key] = how
+        elif kind == "del":
+            del f.attrs[key]
+        else:
+            d = f[key][()]
+            del f[key]
+            if how == "del":
+                return
+            try:
+                d = {
+                    "nan": lambda: np.where(np.arange(d.size).reshape(d.shape) == 0, np.nan, d.astype(float)),
+                    "neg": lambda: -np.abs(d.astype(float)) - 1,
+                    "shape": lambda: d[..., :-1],
+                    "text": lambda: np.full(d.shape, b"a"),
+                    "dup": lambda: np.concatenate([d, d]),
+                    "empty": lambda: d[:0],
+                    "zero": lambda: np.zeros(d.shape),
+                }[how]()
+            except (ValueError, TypeError, IndexError):
+                pass
+            f[key] = d
+
+
+def scanset_cases(work: Path) -> list[tuple[str, list[list[str]]]]:
+    src = work / "scans.h5"
+    out = []
+    muts = [("attr", a, v) for a in ("ei_mev", "temperature_k", "material", "meta", "format") for v in ATTR_VALUES]
+    muts += [("del", a, "") for a in ("ei_mev", "temperature_k", "material", "meta")]
+    muts += [
+        ("ds", d, h)
+        for d in ("angles_deg", "coverage", "full", "scans", "params_ev_a2", "grid/energy_centers_mev", "grid/q_points")
+        for h in ("del", "nan", "neg", "shape", "text", "dup", "empty", "zero")
+    ]
+    for i, (kind, key, how) in enumerate(muts):
+        p = work / f"scanset_{i}.h5"
+        _mutate_scanset(src, p, kind, key, how)
+        out.append(
+            (
+                f"{kind} {key} {how}",
+                [
+                    ["infer-scans", "--model", "ge-vae", "--scans", str(p), "--no-refine", "--json", "--no-progress"],
+                    ["plan-scans", "--model", "ge-vae", "--scans", str(p), "--candidates", "0:60:20", "--n", "1", "--json"],
+                    ["invert", "--model", "ge-vae", "--spectrum", str(p), "--no-refine", "--json"],
+                ],
+            )
+        )
+    return out
+
+
+def model_cases(work: Path) -> list[tuple[str, list[list[str]]]]:
+    from fcinv_widgets.materials import data_path
+
+    src = data_path("models", "ge-resnet")
+    ood = json.loads((src / "ood.json").read_text())
+    out = []
+    for i, (key, value) in enumerate((k, v) for k in ood for v in ATTR_VALUES):
+        d = work / f"model_{i}"
+        shutil.copytree(src, d)
+        changed = dict(ood)
+        changed[key] = float(value.replace("Infinity", "inf")) if value in ("NaN", "Infinity") else json.loads(value)
+        (d / "ood.json").write_text(json.dumps(changed))
+        spec = str(work / "spectrum.h5")
+        out.append((f"ood.{key}={value}", [["invert", "--model", str(d), "--spectrum", spec, "--no-refine", "--json"]]))
+    return out
+
+
+def main_(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", default="options,scanset,model")
+    ap.add_argument("--timeout", type=int, default=60, help="seconds per case before it counts as slow (default 60)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    families = [f.strip() for f in args.family.split(",") if f.strip()]
+    summary: dict = {}
+    bad_cases: list = []
+    with tempfile.TemporaryDirectory(prefix="fcinv-fuzz-") as tmp:
+        work = Path(tmp)
+        from fcinv_widgets.materials import get_material
+        from fcinv_widgets.scans import simulate_scans
+
+        simulate_scans(get_material("Ge"), 80.0, [0.0, 40.0], qmax=3.0, progress=False).save(work / "scans.h5")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            rc = main(["simulate", "--material", "Ge", "--full-sqe", "--ei", "80", "--qmax", "3", "--temperature", "5",
+                       "--out", str(work / "spectrum.h5"), "--json"])  # fmt: skip
+        assert rc == 0, "could not simulate the base spectrum"
+        groups: list[tuple[str, str, list[list[str]]]] = []
+        if "options" in families:
+            groups += [("options", " ".join(a[:1] + a[-2:-1]), [a]) for a in option_cases(work)]
+        if "scanset" in families:
+            groups += [("scanset", n, argvs) for n, argvs in scanset_cases(work)]
+        if "model" in families:
+            groups += [("model", n, argvs) for n, argvs in model_cases(work)]
+        for family, name, argvs in groups:
+            counts = summary.setdefault(family, {"ok": 0, "bad": 0, "slow": 0})
+            for a in argvs:
+                verdict, rc, line = run_case(a, args.timeout)
+                counts[verdict] += 1
+                if verdict == "bad":
+                    bad_cases.append({"family": family, "case": name, "command": a[0], "exit": rc, "stderr": line})
+                    if not args.json:
+                        print(f"BAD {family}: {a[0]} {name} (exit {rc}): {line}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"summary": summary, "bad": bad_cases}, indent=1, default=str))
+    else:
+        for family, c in summary.items():
+            print(f"{family}: {c['ok']} ok, {c['bad']} bad, {c['slow']} slow (past --timeout)")
+    return 1 if bad_cases else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main_())
