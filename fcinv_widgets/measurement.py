@@ -56,6 +56,7 @@ leaves, rendered exactly (step 0) rather than imitated by the random field of st
 from __future__ import annotations
 
 import json
+import zipfile
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -525,11 +526,23 @@ def save_bank(path, masks, meta: dict) -> None:
 
 def load_bank(path):
     """(masks (n, nq, nE) bool, meta dict) from :func:`save_bank`'s file (no pickles)."""
+    from .validate import check_declared, npz_declared
+
     try:
         with np.load(path, allow_pickle=False) as z:
-            shape = tuple(int(v) for v in z["shape"])
+            packed_shape, packed_dtype = npz_declared(z, "masks")
+            if np.dtype(packed_dtype) != np.uint8 or len(packed_shape) != 3:
+                raise ValueError(f"masks must be packed bits (uint8, 3-D), the file declares {packed_dtype} {packed_shape}")
+            check_declared(packed_shape, packed_dtype, f"{path}[masks]")  # no zip bomb: size checked before reading
+            shape = tuple(int(v) for v in np.asarray(z["shape"]).ravel())
+            if len(shape) != 3 or min(shape) < 1 or shape[:2] != tuple(packed_shape[:2]) or -(-shape[2] // 8) != packed_shape[2]:
+                raise ValueError(f"shape {shape} does not match the packed masks {tuple(packed_shape)}")
             masks = np.unpackbits(z["masks"], axis=-1)[..., : shape[-1]].astype(bool).reshape(shape)
             meta = json.loads(str(z["meta"]))
-    except (OSError, KeyError, ValueError) as exc:
+            if not isinstance(meta, dict):
+                raise ValueError("meta is not a JSON object")
+    except FcinvError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise FcinvError(f"{path}: not a coverage-bank file ({type(exc).__name__}: {exc})") from None
     return masks, meta

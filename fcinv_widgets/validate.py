@@ -89,6 +89,17 @@ def check_declared(shape, dtype, name: str, ndim: int | None = None, max_bytes: 
         )
 
 
+def npz_declared(z, key: str) -> tuple:
+    """(shape, dtype) that member ``key`` of an open ``np.load`` npz declares in its header, read
+    without decompressing the data (KeyError when there is no such member)."""
+    with z.zip.open(key + ".npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        shape, _, dtype = (
+            np.lib.format.read_array_header_1_0(fh) if version == (1, 0) else np.lib.format.read_array_header_2_0(fh)
+        )
+    return shape, dtype
+
+
 def h5_array(f, key: str, name, ndim: int | None = None, allow_inf: bool = False) -> np.ndarray:
     """Dataset ``key`` of the open HDF5 file ``f`` as float64, its declared shape and dtype
     checked before it is read; one-line :class:`FcinvError` naming ``name`` (the file) otherwise."""

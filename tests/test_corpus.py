@@ -45,6 +45,14 @@ def bad(tmp_path_factory) -> Path:
     from fcinv_widgets.measurement import save_bank
 
     save_bank(d / "oldbank.npz", np.zeros((2, 140, 140), bool), {"material": "Ge", "n": 2})  # no geometry (before session 16)
+    # damaged coverage banks (session 23): float masks, a meta that is not an object, a zip bomb
+    np.savez_compressed(d / "bank_float.npz", masks=np.zeros((2, 140, 18)), shape=np.array([2, 140, 140]), meta=np.array("{}"))
+    np.savez_compressed(
+        d / "bank_metalist.npz", masks=np.zeros((2, 140, 18), np.uint8), shape=np.array([2, 140, 140]), meta=np.array("[1]")
+    )
+    np.savez_compressed(  # ~130 kB on disk, declares 134 M values (1.08 GB as float64, past MAX_READ_BYTES)
+        d / "bank_bomb.npz", masks=np.zeros((1200, 140, 800), np.uint8), shape=np.array([1200, 140, 6400]), meta=np.array("{}")
+    )
     np.savez(d / "pickled.npz", spectrum=np.array([{"a": 1}], dtype=object))
     np.savez(d / "good.npz", spectrum=good)
     (d / "trunc.npz").write_bytes((d / "good.npz").read_bytes()[:2000])
@@ -290,6 +298,9 @@ CORPUS = [
         [*TRAIN_SCAN, "--mask-bank", "{d}/oldbank.npz", "--sqe-weights", "0.5", "--sqe-scan-weights"],
         "does not record its geometry",
     ),
+    ([*TRAIN_SCAN, "--mask-bank", "{d}/bank_float.npz"], "masks must be packed bits"),
+    ([*TRAIN_SCAN, "--mask-bank", "{d}/bank_metalist.npz"], "meta is not a JSON object"),
+    ([*TRAIN_SCAN, "--mask-bank", "{d}/bank_bomb.npz"], "more than this reader accepts"),
     # --- contradictions
     (["simulate", "--material", "Nb", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--out", "{d}/x.h5"], "Nb"),
     (["simulate", "--material", "Ge", "--ei", "80", "--sigma", "2", "--out", "{d}/x.h5"], "not both"),

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ..validate import as_real_array, check_declared, check_spectra, real_array
+from ..validate import as_real_array, check_declared, check_spectra, npz_declared, real_array
 from ..scans import EI_MAX_MEV
 
 #: the two kinds of intensity a spectrum can hold
@@ -105,11 +105,7 @@ def _load_npy(path, name: str) -> np.ndarray:
 
 def _npz_member(z, key: str, name: str) -> np.ndarray:
     """One array of an open ``np.load`` npz, its header checked before reading."""
-    with z.zip.open(key + ".npy") as fh:
-        version = np.lib.format.read_magic(fh)
-        shape, _, dtype = (
-            np.lib.format.read_array_header_1_0(fh) if version == (1, 0) else np.lib.format.read_array_header_2_0(fh)
-        )
+    shape, dtype = npz_declared(z, key)
     check_declared(shape, dtype, f"{name}[{key}]")
     return real_array(z[key], f"{name}[{key}]", allow_inf=True)
 
