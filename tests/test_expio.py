@@ -60,6 +60,23 @@ def test_mantid_mdhisto(tmp_path, ge, image):
         read_spectrum(p2, ge.grid)
 
 
+def test_mantid_square_signal_without_energy_units_warns(tmp_path, ge, image):
+    """Session 23: a square signal whose axes say nothing about energy is read (q, E) as listed —
+    now with a warning, since a transposed file would be inverted without a word."""
+    import h5py
+
+    from fcinv_widgets.errors import FcinvWarning
+
+    p = tmp_path / "bare.nxs"
+    _write_mdhisto(p, image, ge.grid.e.edges)
+    with h5py.File(p, "r+") as f:
+        for k in ("long_name", "units"):
+            del f["MDHistoWorkspace/data/D3"].attrs[k]
+    with pytest.warns(FcinvWarning, match="no axis of MDHistoWorkspace/data is marked as energy"):
+        s = read_spectrum(p, ge.grid)
+    assert s.image.shape == (140, 140)
+
+
 def test_our_formats_and_errors(tmp_path, ge, image):
     from fcinv_widgets.spectrum_io import write_spectrum
 

@@ -371,6 +371,18 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
         energies = 0.5 * (edges[1:] + edges[:-1]) if len(edges) == img.shape[1] + 1 else None
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid
+    elif img.shape[0] == img.shape[1]:
+        import warnings
+
+        from ..errors import FcinvWarning
+
+        warnings.warn(
+            FcinvWarning(
+                f"{path}: no axis of MDHistoWorkspace/data is marked as energy (DeltaE / meV) and the signal is square: "
+                f"read as (q, E) in the order {':'.join(names)} lists them — transpose the file's signal if E comes first"
+            ),
+            stacklevel=2,
+        )
     return Spectrum(img, str(path), "mantid-mdhisto", energies, _mantid_meta(f, path))
 
 
