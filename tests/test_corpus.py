@@ -220,7 +220,10 @@ CORPUS = [
     (["simulate", "--material", "Ge", "--full-sqe", "--ei", "1e12", "--out", "{d}/x.h5"], "at most 1500 meV"),
     (["plan-scans", "--model", "ge-vae", "--ei", "1e12", "--candidates", "0:30:10"], "at most 1500 meV"),
     (["refine", "--spectrum", "{d}/good.npy", "--ei", "1e12"], "at most 1500 meV"),
-    (["scans", "--material", "Ge", "--ei", "1000", "--qmax", "40", "--angles", "0", "--out", "{d}/s.h5"], "ask for a smaller qmax"),
+    (
+        ["scans", "--material", "Ge", "--ei", "1000", "--qmax", "40", "--angles", "0", "--out", "{d}/s.h5"],
+        "ask for a smaller qmax",
+    ),
     (["domain", "--material", "Ge", "--seed", "-1"], "--seed: must be an integer ≥ 0"),
     (["scans", "--material", "Ge", "--ei", "80", "--angles", "0,10,0", "--out", "{d}/s.h5"], "0° is listed more than once"),
     (["scans", "--material", "Ge", "--ei", "80", "--angles=-10,350", "--out", "{d}/s.h5"], "-10° is listed more than once"),
