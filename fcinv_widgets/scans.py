@@ -355,7 +355,7 @@ class ScanSet:
             coverage = h5_array(f, "coverage", path, ndim=1)
             params = h5_array(f, "params_ev_a2", path, ndim=1)
             ei = h5_number(f.attrs, "ei_mev", path)
-            temperature = h5_number(f.attrs, "temperature_k", path)
+            temperature = h5_number(f.attrs, "temperature_k", path, positive=False)
             material = f.attrs.get("material")
             meta_text = f.attrs.get("meta", "{}")
         material = material.decode(errors="replace") if isinstance(material, bytes) else material
@@ -375,8 +375,6 @@ class ScanSet:
             ei = check_ei(ei, grid)
         except FcinvError as exc:
             raise FcinvError(f"{path}: {exc}") from None
-        if temperature < 0:
-            raise FcinvError(f"{path}: temperature_k must be ≥ 0 K, got {temperature:g}")
         if isinstance(meta_text, bytes):
             meta_text = meta_text.decode(errors="replace")
         try:

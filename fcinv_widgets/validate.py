@@ -112,22 +112,35 @@ def h5_array(f, key: str, name, ndim: int | None = None, allow_inf: bool = False
     return real_array(obj[()], f"{name}:/{key}", ndim=ndim, allow_inf=allow_inf)
 
 
-def h5_number(attrs, key: str, name) -> float:
+def finite_number(v, what: str, positive: bool | None = None, maximum: float = np.inf) -> float:
+    """``v`` as a float when it is one real number (not text, a list or true/false), finite,
+    > 0 (``positive=True``) or ≥ 0 (``positive=False``) and ≤ ``maximum``; else a one-line
+    :class:`FcinvError` starting with ``what``."""
+    bad = isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating))
+    x = float("nan") if bad else float(v)
+    low = positive is not None and (x < 0 or (positive and x == 0))
+    if not np.isfinite(x) or low or x > maximum:
+        rng = {None: "", True: " > 0", False: " ≥ 0"}[positive] + (f" and ≤ {maximum:g}" if np.isfinite(maximum) else "")
+        raise FcinvError(f"{what} must be one finite number{rng}, got {v!r}")
+    return x
+
+
+def h5_number(attrs, key: str, name, positive: bool | None = None, maximum: float = np.inf) -> float:
     """A scalar number stored as HDF5 attribute ``key`` (a number, or a number written as text),
-    or a one-line :class:`FcinvError` naming ``name`` and the attribute (missing, text, a list, NaN, ±inf)."""
+    checked by :func:`finite_number`; a missing attribute is one line naming ``name`` too."""
     if key not in attrs:
         raise FcinvError(f"{name}: no {key} attribute")
     v = attrs[key]
     if isinstance(v, bytes):
         v = v.decode(errors="replace")
-    try:
-        arr = np.asarray(v)
-        x = float(arr.reshape(())) if arr.dtype.kind in "iuf" and arr.size == 1 else float(str(v).strip())
-    except (TypeError, ValueError):
-        raise FcinvError(f"{name}: {key} attribute must be a number, got {v!r}") from None
-    if not np.isfinite(x):
-        raise FcinvError(f"{name}: {key} attribute must be a finite number, got {v!r}")
-    return x
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    if isinstance(v, str):
+        try:
+            v = float(v.strip())
+        except ValueError:
+            pass  # refused below, as text
+    return finite_number(v, f"{name}: the {key} attribute", positive, maximum)
 
 
 def available_bytes() -> int:

@@ -67,14 +67,14 @@ def _inf(d):
 
 # (change, message of ScanSet.load)
 DAMAGE = {
-    "ei text": (_attr("ei_mev", "abc"), "ei_mev attribute must be a number"),
-    "ei list": (_attr("ei_mev", [1.0, 2.0]), "ei_mev attribute must be a number"),
-    "ei NaN": (_attr("ei_mev", np.nan), "must be a finite number"),
+    "ei text": (_attr("ei_mev", "abc"), "the ei_mev attribute must be one finite number, got 'abc'"),
+    "ei list": (_attr("ei_mev", [1.0, 2.0]), "the ei_mev attribute must be one finite number"),
+    "ei NaN": (_attr("ei_mev", np.nan), "the ei_mev attribute must be one finite number, got"),
     "ei negative": (_attr("ei_mev", -5.0), "Ei must be larger than the grid's largest energy"),
     "ei huge": (_attr("ei_mev", 1e9), "at most 1500 meV"),
     "no ei": (_del_attr("ei_mev"), "no ei_mev attribute"),
     "no temperature": (_del_attr("temperature_k"), "no temperature_k attribute"),
-    "negative temperature": (_attr("temperature_k", -5.0), "temperature_k must be ≥ 0 K"),
+    "negative temperature": (_attr("temperature_k", -5.0), "the temperature_k attribute must be one finite number ≥ 0"),
     "no material": (_attr("material", ""), "material attribute"),
     "meta not JSON": (_attr("meta", "{oops"), "meta attribute must be a JSON object"),
     "grid description damaged": (_group_attr("grid", "grid", "[1, 2"), "cannot read its /grid"),

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ..validate import as_real_array, check_declared, check_spectra, npz_declared, real_array
+from ..validate import as_real_array, check_declared, check_spectra, finite_number, h5_array, npz_declared, real_array
 from ..scans import EI_MAX_MEV
 
 #: the two kinds of intensity a spectrum can hold
@@ -262,17 +262,9 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
 
 
 def _meta_number(v, key: str, path, positive: bool = True, maximum: float = np.inf) -> float | None:
-    """An attribute that must be one finite number > 0 (``positive``) or ≥ 0, and ≤ ``maximum``, as
-    a float; None when absent. Anything else (text, a list, true/false, NaN, ±inf, out of range)
-    is one line."""
-    if v is None:
-        return None
-    bad = isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating))
-    x = float("nan") if bad else float(v)
-    if not np.isfinite(x) or x < 0 or (positive and x == 0) or x > maximum:
-        rng = ("> 0" if positive else "≥ 0") + (f" and ≤ {maximum:g}" if np.isfinite(maximum) else "")
-        raise FcinvError(f"{path}: the {key} attribute must be one finite number {rng}, got {v!r}")
-    return x
+    """An attribute that must be one finite number > 0 (``positive``) or ≥ 0, and ≤ ``maximum``
+    (:func:`~fcinv_widgets.validate.finite_number`); None when absent."""
+    return None if v is None else finite_number(v, f"{path}: the {key} attribute", positive, maximum)
 
 
 #: sample-log names that hold the sample temperature (K), most specific first (lower case)
@@ -322,14 +314,9 @@ def _mantid_meta(f, path) -> dict:
 
 
 def _h5_array(f, key: str, path, ndim: int | None = None) -> np.ndarray:
-    """A real array from HDF5 dataset ``key``, its shape and dtype checked before it is read."""
-    import h5py
-
-    obj = f.get(key)
-    if not isinstance(obj, h5py.Dataset):
-        raise FcinvError(f"{path}: no dataset /{key} ({'a group' if obj is not None else 'missing'})")
-    check_declared(obj.shape, obj.dtype, f"{path}:/{key}", ndim=ndim)
-    return real_array(obj[()], f"{path}:/{key}", allow_inf=True)
+    """A real array from HDF5 dataset ``key`` (:func:`~fcinv_widgets.validate.h5_array`; ±inf kept
+    for :func:`~fcinv_widgets.validate.check_spectra` to name)."""
+    return h5_array(f, key, path, ndim=ndim, allow_inf=True)
 
 
 def _read_mdhisto(f, path: Path, grid) -> Spectrum:
