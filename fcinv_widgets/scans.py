@@ -129,15 +129,32 @@ def check_angles(angles) -> np.ndarray:
         raise FcinvError("the range of sample angles is empty (e.g. use --angles 0:120:1)")
     if not np.all(np.isfinite(ang)) or np.any(np.abs(ang) > 360):
         raise FcinvError(f"sample angles must lie within −360° … 360°, got {ang.min():g} … {ang.max():g}")
-    if ang.max() - ang.min() > 360:
-        raise FcinvError(f"sample angles span {ang.max() - ang.min():g}° (more than a full turn)")
     if ang.size > 3600:
         raise FcinvError(f"{ang.size} sample angles is too many (at most 3600)")
-    turn = np.round(np.mod(ang, 360.0), 6) % 360.0  # the same orientation: ω and ω ± 360°
+    # ω and ω ± 360° are the same orientation: refused as a repeat; a list without repeats may
+    # span more than 360° (candidates −120…−60° beside a measured 270°)
+    turn = np.round(np.mod(ang, 360.0), 6) % 360.0
     _, first, counts = np.unique(turn, return_index=True, return_counts=True)
     if np.any(counts > 1):
+        if ang.max() - ang.min() > 360:
+            raise FcinvError(
+                f"sample angles span {ang.max() - ang.min():g}° (more than a full turn: ω and ω + 360° are the same orientation)"
+            )
         i = int(first[np.argmax(counts > 1)])
         raise FcinvError(f"sample angle {ang[i]:g}° is listed more than once (the same orientation twice)")
+    return ang
+
+
+def align_turns(angles, reference) -> np.ndarray:
+    """``angles`` (degrees) with each one that is the same orientation as a ``reference`` angle
+    (equal modulo 360°) replaced by that reference angle — e.g. candidate −90° and measured 270°."""
+    ang = np.atleast_1d(np.asarray(angles, float)).copy()
+    ref = np.atleast_1d(np.asarray(reference, float))
+    if ang.size and ref.size:
+        d = np.abs((ang[:, None] - ref[None, :] + 180.0) % 360.0 - 180.0)
+        hit = d < 1e-6
+        rows = hit.any(axis=1)
+        ang[rows] = ref[np.argmax(hit[rows], axis=1)]
     return ang
 
 

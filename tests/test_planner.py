@@ -228,6 +228,46 @@ def test_cli_plan_json(capsys, tmp_path, monkeypatch):
     assert len(d["information"]) == 6 and (tmp_path / "p.png").stat().st_size > 1000
 
 
+def test_align_turns_maps_candidates_onto_measured_orientations():
+    from fcinv_widgets.scans import align_turns
+
+    assert align_turns([-90.0, 0.0, 10.0, 400.0, 401.0], [270.0, 40.0, 10.0]).tolist() == [270.0, 0.0, 10.0, 40.0, 401.0]
+    assert align_turns([-320.0], [40.0]).tolist() == [40.0]
+    assert align_turns([], [40.0]).size == 0 and align_turns([5.0], []).tolist() == [5.0]
+
+
+def test_check_angles_refuses_repeats_not_spans():
+    from fcinv_widgets.scans import check_angles
+
+    assert check_angles([-340.0, 0.0, 40.0]).tolist() == [-340.0, 0.0, 40.0]  # 380° apart, no repeat
+    with pytest.raises(FcinvError, match="more than a full turn"):
+        check_angles(np.arange(-180.0, 200.0, 10.0))
+    with pytest.raises(FcinvError, match="listed more than once"):
+        check_angles([-10.0, 350.0])
+
+
+def test_cli_plan_candidate_written_as_another_turn_of_a_measured_angle(capsys, tmp_path, monkeypatch):
+    """A candidate list in −360…0° around measured scans at 0° and 40° (−360° and −320° are those
+    orientations): the plan treats them as measured, not as a duplicate input to refuse."""
+    monkeypatch.setenv("FCINV_CACHE", str(tmp_path))
+    rc, out, err = _cli(
+        ["scans", "--material", "Ge", "--ei", "80", "--angles", "0,40", "--qmax", "3"]
+        + ["--out", str(tmp_path / "ge.h5"), "--no-progress", "--json"],
+        capsys,
+    )
+    assert rc == 0, err
+    rc, out, err = _cli(
+        ["plan-scans", "--model", "ge-vae", "--scans", str(tmp_path / "ge.h5"), "--candidates=-360:-300:20"]
+        + ["--n", "2", "--no-progress", "--json"],
+        capsys,
+    )
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["measured_deg"] == [0.0, 40.0]
+    assert sorted(d["candidates_deg"]) == [-340.0, 0.0, 40.0]
+    assert sorted(d["next_angles_deg"]) == [-340.0]  # the only orientation not yet measured
+
+
 def test_model_criterion_plans_unmeasured_angles_reproducibly(ge):
     """criterion="model" (the inverse model's own expected error on simulated unions): n distinct
     unmeasured angles, finite positive-information scores, the same plan for the same seed, and

@@ -76,7 +76,7 @@ def run(args) -> int:
     from ..analysis.planner import coverage_bank, plan_orientations, union_of_scans
     from ..materials import get_material
     from ..models import load_model
-    from ..scans import ScanSet, check_ei, parse_angles
+    from ..scans import ScanSet, align_turns, check_angles, check_ei, parse_angles
 
     if not (isinstance(args.n, int) and args.n >= 1):
         raise FcinvError(f"--n must be a positive integer, got {args.n}")
@@ -105,7 +105,9 @@ def run(args) -> int:
             raise FcinvError(f"--measured angle {missing[0]:g}° is not in the scan set")
     elif args.measured is not None:
         raise FcinvError("--measured needs --scans (the measured data)")
-    angles = np.unique(np.concatenate([cand, measured]))
+    # a candidate that is a measured orientation written another way (−90° and 270°) is that one
+    cand = check_angles(np.unique(align_turns(cand, measured)))
+    angles = check_angles(np.unique(np.concatenate([cand, measured])))
     if args.sqe:
         return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)
     bank = coverage_bank(mat, angles, ei, u=u, v=v, progress=not args.no_progress)
