@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FcinvError
+from .validate import format_version
 
 SPLITS = {"train": 0, "test": 1}
 
@@ -432,6 +433,7 @@ def generate_dataset(
         with h5py.File(out, "r") as f:
             if f.attrs.get("format") != "fcinv-dataset":
                 raise FcinvError(f"{out} exists and is not an fcinv dataset; choose another --out")
+            format_version(f.attrs.get("version"), str(out))
             same = (
                 f.attrs["material"] == mat.name
                 and int(f.attrs["seed"]) == seed
@@ -612,6 +614,11 @@ class Dataset:
         if f.attrs.get("format") != "fcinv-dataset":
             f.close()
             raise FcinvError(f"{self.path} is not an fcinv dataset (no format='fcinv-dataset' attribute)")
+        try:
+            format_version(f.attrs.get("version"), str(self.path))
+        except FcinvError:
+            f.close()
+            raise
         self._f = f
         try:
             self.material = str(f.attrs["material"])

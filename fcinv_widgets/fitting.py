@@ -28,6 +28,7 @@ import numpy as np
 
 from .errors import FcinvError
 from .units import VASP_TO_THZ
+from .validate import format_version
 
 if TYPE_CHECKING:
     from .materials import Material
@@ -111,6 +112,7 @@ class DispersionFit:
     def from_dict(cls, d: dict) -> DispersionFit:
         if d.get("format") != "fcinv-dispersion-fit":
             raise FcinvError("not a dispersion-fit file (format 'fcinv-dispersion-fit')")
+        format_version(d.get("version"), "dispersion-fit file")
         fitted = np.asarray(d["fitted"], int)
         return cls(
             d["material"],

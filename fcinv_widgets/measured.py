@@ -43,6 +43,7 @@ import numpy as np
 
 from .errors import FcinvError
 from .units import THZ_TO_MEV
+from .validate import format_version
 
 FORMAT = "fcinv-measured-phonons"
 #: 1 THz in cm⁻¹ (c = 299 792 458 m/s)
@@ -205,6 +206,7 @@ def read_measured(source, material) -> MeasuredTable:
     where = str(path) if path else "measured table"
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise FcinvError(f'{where}: not a measured-phonon table (needs "format": "{FORMAT}")')
+    format_version(d.get("version"), where)
     unit = str(d.get("unit", "")).strip().lower()
     if unit not in UNITS:
         raise FcinvError(f"{where}: unknown unit {d.get('unit')!r}; use THz, meV or cm-1")

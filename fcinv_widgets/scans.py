@@ -59,6 +59,7 @@ import numpy as np
 from .errors import FcinvError
 from .grid import SpectrumGrid
 from .units import NEUTRON_E_TO_K2
+from .validate import format_version
 
 #: ARCS detector coverage (degrees)
 DETECTOR = {"h_min_deg": -28.0, "h_max_deg": 135.0, "v_max_deg": 27.0}
@@ -358,6 +359,7 @@ class ScanSet:
             fmt = fmt.decode(errors="replace") if isinstance(fmt, bytes) else fmt
             if fmt != "fcinv-scans":
                 raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {fmt!r})")
+            format_version(f.attrs.get("version"), str(path))
             if not isinstance(f.get("grid"), h5py.Group):
                 raise FcinvError(f"{path}: no /grid group")
             try:

@@ -143,6 +143,27 @@ def h5_number(attrs, key: str, name, positive: bool | None = None, maximum: floa
     return finite_number(v, f"{name}: the {key} attribute", positive, maximum)
 
 
+def format_version(v, what: str, reads: int = 1) -> int:
+    """The format version a file records (``version`` key or attribute), checked: absent means 1
+    (files written before versions were recorded); anything but a whole number 1 … ``reads`` is a
+    one-line :class:`FcinvError` starting with ``what`` — a newer one says to upgrade rather than
+    read a layout this code does not know."""
+    if v is None:
+        return 1
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.reshape(())[()]
+    ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if not ok and isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
+        v, ok = int(v), True
+    if not ok or int(v) < 1:
+        raise FcinvError(f"{what}: format version must be a whole number ≥ 1, got {v!r}")
+    if int(v) > reads:
+        raise FcinvError(
+            f"{what}: format version {int(v)} is newer than this fcinv reads (≤ {reads}); upgrade fcinv-widgets to read it"
+        )
+    return int(v)
+
+
 def available_bytes() -> int:
     """Memory available to this process (bytes; Linux ``MemAvailable``, else a large number)."""
     try:

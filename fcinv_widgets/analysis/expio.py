@@ -38,7 +38,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ..validate import as_real_array, check_declared, check_spectra, finite_number, h5_array, npz_declared, real_array
+from ..validate import (
+    as_real_array,
+    check_declared,
+    check_spectra,
+    finite_number,
+    format_version,
+    h5_array,
+    npz_declared,
+    real_array,
+)
 from ..scans import EI_MAX_MEV
 
 #: the two kinds of intensity a spectrum can hold
@@ -197,6 +206,7 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
         fmt = f.attrs.get("format")
         fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
         if fmt in ("fcinv-spectrum", "fcinv-scans"):  # a scan set: its full data set (union of orientations)
+            format_version(f.attrs.get("version"), str(path))
             key = "spectrum" if fmt == "fcinv-spectrum" else "full"
             e = _h5_array(f, "grid/energy_centers_mev", path, ndim=1) if "grid/energy_centers_mev" in f else None
             return Spectrum(

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
+from ..validate import format_version
 from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
 
@@ -87,6 +88,7 @@ class NoiseGridResult:
         with h5py.File(path, "r") as f:
             if f.attrs.get("format") != "fcinv-noise-grid":
                 raise FcinvError(f"{path} is not an fcinv noise-grid file")
+            format_version(f.attrs.get("version"), str(path))
             cov = [f[k][()] if k in f else None for k in ("coverage_1sigma", "coverage_2sigma")]
             return cls(
                 json.loads(f.attrs["names"]),

@@ -98,6 +98,7 @@ class ScanInference:
         import h5py
 
         from ..errors import FcinvError
+        from ..validate import format_version
 
         try:
             f = h5py.File(path, "r")
@@ -106,6 +107,7 @@ class ScanInference:
         with f:
             if f.attrs.get("format") != "fcinv-scan-inference":
                 raise FcinvError(f"{path} is not an fcinv scan-inference file (write one with `fcinv infer-scans --out`)")
+            format_version(f.attrs.get("version"), str(path))
             d = {
                 k: f[k][()] for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")
             }

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import FcinvError, MissingDependencyError
 from ..structure import Crystal
+from ..validate import format_version
 from .calculators import ModelSpec, get_calculator, package_version, package_versions
 
 FORMAT = "fcinv-ensemble"
@@ -443,6 +444,7 @@ def read_ensemble_h5(path) -> dict:
     with h5py.File(path, "r") as h:
         if h.attrs.get("format") != FORMAT:
             raise FcinvError(f"{path}: not an fcinv ensemble file (format={h.attrs.get('format')!r})")
+        format_version(h.attrs.get("version"), str(path), VERSION)
         out["attrs"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in h.attrs.items()}
         out["structure"] = {k: h["structure"][k][()] for k in h["structure"]}
         out["structure"]["symbols"] = json.loads(h["structure"].attrs["symbols"])

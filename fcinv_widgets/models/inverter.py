@@ -137,8 +137,10 @@ class Prediction:
 
 
 def _build(ck: dict, cfg: dict):
+    from ..validate import format_version
     from .nets import VAE, ResNet18, Regressor
 
+    format_version(cfg.get("version"), "model checkpoint")
     if cfg.get("format") == "fcinv-vae":
         vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
         vae.load_state_dict(ck["vae"])
@@ -165,6 +167,8 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         model = _build(ck, json.loads(ck["config"]))
+    except FcinvError as exc:  # a checkpoint of a newer format: say so with its path
+        raise FcinvError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise FcinvError(f"{path} is not a readable fcinv model checkpoint ({type(exc).__name__}: {first})") from None

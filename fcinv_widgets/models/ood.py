@@ -79,6 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import format_version
 
 FORMAT = "fcinv-ood"
 #: noise cells used for the thresholds: the grid's operating region (B ≤ 0.2, P ≥ 30)
@@ -688,6 +689,7 @@ class OODStats:
             d = json.loads(Path(path).read_text())
             if d.get("format") != FORMAT:
                 raise ValueError(f"format {d.get('format')!r}")
+            format_version(d.get("version"), str(path))
             stats = cls(
                 d["kind"],
                 np.asarray(d["mean"], float),
