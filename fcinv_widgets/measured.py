@@ -303,6 +303,11 @@ def _in_first_zone(q_prim, B, tol=1e-6) -> bool:
     return bool(d0 <= dG.min() + tol * max(1.0, d0))
 
 
+#: limits of a measured table's elastic block (GPa, g/cm³): beyond them a typo, not a crystal
+MAX_ELASTIC_GPA = 5000.0
+MAX_DENSITY_G_CM3 = 30.0
+
+
 def _check_elastic(e, where) -> dict:
     if not isinstance(e, dict):
         raise FcinvError(f"{where}: 'elastic' must be an object")
@@ -314,6 +319,17 @@ def _check_elastic(e, where) -> dict:
     out["sigma_rel"] = _number(e.get("sigma_rel", 0.02), f"{where}: elastic sigma_rel")
     if out["density_g_cm3"] <= 0 or out["sigma_rel"] <= 0:
         raise FcinvError(f"{where}: density and sigma_rel must be > 0")
+    # physical ranges: diamond's C11 is ~1080 GPa, osmium's density 22.6 g/cm³
+    big = {k: out[k] for k in ("C11", "C12", "C44") if abs(out[k]) > MAX_ELASTIC_GPA}
+    if big:
+        k, v = next(iter(big.items()))
+        raise FcinvError(f"{where}: elastic {k} = {v:g} GPa is beyond any crystal's (|C| ≤ {MAX_ELASTIC_GPA:g} GPa)")
+    if out["density_g_cm3"] > MAX_DENSITY_G_CM3:
+        raise FcinvError(
+            f"{where}: elastic density_g_cm3 = {out['density_g_cm3']:g} is beyond any solid's (≤ {MAX_DENSITY_G_CM3:g})"
+        )
+    if out["sigma_rel"] > 1:
+        raise FcinvError(f"{where}: elastic sigma_rel = {out['sigma_rel']:g} is a relative error and must be ≤ 1")
     C = cubic_stiffness(out["C11"], out["C12"], out["C44"])
     if np.linalg.eigvalsh(C).min() <= 0:
         raise FcinvError(f"{where}: the elastic constants are not mechanically stable (C11 > |C12|, C11 + 2 C12 > 0, C44 > 0)")

@@ -106,6 +106,22 @@ def test_units_convert(ge):
         (_table([{"label": "X", "frequency": -2.4, "sigma": 0.1, "mode": 0}]), "frequency must be > 0"),
         (_table([{"label": "X", "frequency": 0, "sigma": 0.1, "mode": 0}]), "frequency must be > 0"),
         (_table([{"label": "X", "frequency": 1e9, "sigma": 0.1, "mode": 0}]), "< 200 THz"),
+        # found by fuzzing (session 24): a LinAlgError traceback from the sound velocities
+        *[
+            (
+                _table(
+                    [{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}],
+                    elastic={"C11": 128.5, "C12": 48.3, "C44": 66.8, "density_g_cm3": 5.32, "sigma_rel": 0.02, key: value},
+                ),
+                match,
+            )
+            for key, value, match in [
+                ("C11", 1e300, "beyond any crystal's"),
+                ("C44", 1e300, "beyond any crystal's"),
+                ("density_g_cm3", 1e300, "beyond any solid's"),
+                ("sigma_rel", 5, "must be ≤ 1"),
+            ]
+        ],
     ],
 )
 def test_malformed_tables_are_one_clear_error(ge, bad, match):

@@ -155,3 +155,25 @@ def test_result_files_of_a_newer_format(fmt, tmp_path):
         f.attrs["version"] = 2
     with pytest.raises(FcinvError, match="format version 2 is newer"):
         _loaders()[fmt](path)
+
+
+def test_a_file_of_another_material_is_refused_before_its_grid(tmp_path, capsys):
+    """A Nb scan set given to a Ge model (or `refine --material Ge`): one line naming both materials,
+    not a grid-shape complaint; the Python API the same."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.errors import GridMismatchError
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.models import Inverter
+    from fcinv_widgets.scans import simulate_scans
+
+    path = tmp_path / "nb.h5"
+    simulate_scans(get_material("Nb"), 60.0, [0.0, 30.0], qmax=3.0, progress=False).save(path)
+    for argv in (
+        ["invert", "--spectrum", str(path), "--model", "ge-resnet", "--no-refine", "--json"],
+        ["refine", "--spectrum", str(path), "--material", "Ge", "--json"],
+    ):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2 and "says it is Nb" in err and "for Ge" in err and err.count("\n") == 1, err
+    with pytest.raises(GridMismatchError, match="says it is Nb"):
+        Inverter.load("ge-vae").invert(str(path), refine=False)

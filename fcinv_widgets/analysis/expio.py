@@ -74,8 +74,9 @@ class Spectrum:
         return float(self.mask.mean())
 
 
-def read_spectrum(path, grid=None) -> Spectrum:
-    """Read a folded spectrum in any supported format; check it against ``grid`` if given."""
+def read_spectrum(path, grid=None, material: str | None = None) -> Spectrum:
+    """Read a folded spectrum in any supported format; check it against ``grid`` if given, and
+    refuse one whose file names a material other than ``material`` (when given)."""
     path = Path(path)
     if not path.is_file():
         raise FcinvError(f"spectrum file not found: {path}")
@@ -93,7 +94,7 @@ def read_spectrum(path, grid=None) -> Spectrum:
         raise
     except (ValueError, EOFError, KeyError, TypeError, OSError, zipfile.BadZipFile) as exc:  # truncated or foreign files
         raise FcinvError(f"{path}: cannot read it as a {suffix} spectrum ({_first_line(exc)})") from None
-    return _validate(spec, grid)
+    return _validate(spec, grid, material)
 
 
 def _first_line(exc) -> str:
@@ -119,8 +120,14 @@ def _npz_member(z, key: str, name: str) -> np.ndarray:
     return real_array(z[key], f"{name}[{key}]", allow_inf=True)
 
 
-def _validate(spec: Spectrum, grid) -> Spectrum:
+def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
     img = spec.image
+    said = spec.meta.get("material")
+    if material is not None and isinstance(said, str) and said.lower() != str(material).lower():
+        raise GridMismatchError(
+            f"{spec.source}: the file says it is {said}, the inversion is for {material} "
+            f"(use a {said} model, e.g. --model {said.lower()}-resnet, or `fcinv refine --material {said}`)"
+        )
     if img.ndim != 2:
         raise GridMismatchError(f"{spec.source}: expected a 2-D (q, E) image, got shape {img.shape}")
     check_spectra(img, None, name=spec.source)
@@ -268,6 +275,9 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     corr = _attr(attrs, "corrections")
     if corr:
         meta["corrections"] = corr
+    material = _attr(attrs, "material")
+    if isinstance(material, str) and material.strip():
+        meta["material"] = material.strip()
     return meta
 
 
@@ -434,13 +444,14 @@ def to_model_intensity(
 
 
 # ---------------------------------------------------------------------- automatic input handling
-def as_spectrum(data, grid=None, name: str = "spectrum") -> Spectrum:
-    """A :class:`Spectrum` from a file path, a Spectrum or an (nq, nE) array (checked against ``grid``).
+def as_spectrum(data, grid=None, name: str = "spectrum", material: str | None = None) -> Spectrum:
+    """A :class:`Spectrum` from a file path, a Spectrum or an (nq, nE) array (checked against ``grid``;
+    with ``material``, a file that names another material is refused before its grid is compared).
     An array says nothing about itself: it is taken as a model image unless a temperature is given."""
     if isinstance(data, Spectrum):
-        return _validate(data, grid)
+        return _validate(data, grid, material)
     if isinstance(data, (str, Path)):
-        return read_spectrum(data, grid)
+        return read_spectrum(data, grid, material)
     img = check_spectra(data, None if grid is None else grid.shape, name=name)
     if img.ndim != 2:
         raise GridMismatchError(f"{name}: one (nq, nE) spectrum is inverted at a time, got shape {img.shape}")

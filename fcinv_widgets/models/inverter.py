@@ -428,7 +428,7 @@ class _Model:
             raise FcinvError(f"ood_regime must be 'measured' or 'model-image', got {ood_regime!r}")
         grid = self.grid or get_material(self.material).grid  # the checkpoint's own grid when it carries one
         self.check_grid(grid)
-        spec = as_spectrum(spectrum, grid)
+        spec = as_spectrum(spectrum, grid, material=self.material)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
         from .ood import input_temperature, is_measured_input, note_sqe_input
 
