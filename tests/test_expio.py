@@ -126,3 +126,29 @@ def test_noise_relative_to_a_percentile_peak():
     noisy_pct, _ = add_noise(img, 0.0, 100, seed=1, peak_percentile=99.5)
     rel = lambda a: np.std(a[20:]) / np.mean(a[20:])  # noqa: E731
     assert rel(noisy_pct) < 0.3 * rel(noisy_max)
+
+
+@pytest.mark.parametrize("scale, refused", [(1.0, False), (1.01, False), (0.97, False), (1.5, True), (0.6, True)])
+def test_a_file_on_another_lattice_is_refused(tmp_path, scale, refused):
+    """The same reduced path on another lattice (Cu's fcc path written on Ge's grid by
+    ``simulate --structure``) has the same shape and energies as Ge's: its q-path length in Å⁻¹
+    tells it apart. Beyond 5 % it is refused by name (it passed the OOD check before, session 24);
+    thermal expansion and strain (≲ 3 %) are read."""
+    import h5py
+
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.errors import GridMismatchError
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    ge = get_material("Ge")
+    path = tmp_path / "s.h5"
+    write_spectrum(path, ge.forward_model().spectra(ge.reference_params[ge.active])[0], ge.grid, material="custom")
+    with h5py.File(path, "a") as f:
+        f["grid/q_distance"][...] = f["grid/q_distance"][()] * scale
+    if refused:
+        with pytest.raises(GridMismatchError, match="another crystal"):
+            read_spectrum(path, ge.grid)
+    else:
+        assert read_spectrum(path, ge.grid).image.shape == ge.grid.shape
+    assert read_spectrum(path).image.shape == ge.grid.shape  # without a model's grid nothing to compare

@@ -64,6 +64,7 @@ class Spectrum:
     fmt: str
     energies: np.ndarray | None = None  # meV bin centres, when the file has them
     meta: dict = field(default_factory=dict)  # what the file says about itself (see the module doc)
+    q_distance: np.ndarray | None = None  # Å⁻¹ along the path, when the file has it (/grid/q_distance)
 
     @property
     def mask(self) -> np.ndarray:
@@ -120,10 +121,16 @@ def _npz_member(z, key: str, name: str) -> np.ndarray:
     return real_array(z[key], f"{name}[{key}]", allow_inf=True)
 
 
+#: largest relative difference of a file's q-path length (Å⁻¹) from the model's crystal's
+MAX_PATH_LENGTH_MISMATCH = 0.05
+
+
 def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
     img = spec.image
     said = spec.meta.get("material")
-    if material is not None and isinstance(said, str) and said.lower() != str(material).lower():
+    # two named materials that differ (a "custom" structure may be any crystal: its grid decides)
+    named = isinstance(said, str) and material is not None and "custom" not in (said.lower(), str(material).lower())
+    if named and said.lower() != str(material).lower():
         raise GridMismatchError(
             f"{spec.source}: the file says it is {said}, the inversion is for {material} "
             f"(use a {said} model, e.g. --model {said.lower()}-resnet, or `fcinv refine --material {said}`)"
@@ -142,6 +149,17 @@ def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
                 f"{spec.source}: {spec.energies.size} energy bins in /grid/energy_centers_mev, "
                 f"the model's grid has {grid.e.centers.size}"
             )
+        qd = spec.q_distance
+        if qd is not None and qd.shape == grid.q.distance.shape and np.ptp(grid.q.distance) > 0:
+            # the same reduced path on another lattice (Cu's fcc path on Ge's grid): its length in Å⁻¹
+            # scales with 1/a — thermal expansion or strain move it by well under 1 %
+            ratio = float(np.ptp(qd) / np.ptp(grid.q.distance))
+            if not np.isfinite(ratio) or abs(ratio - 1) > MAX_PATH_LENGTH_MISMATCH:
+                raise GridMismatchError(
+                    f"{spec.source}: its q-path is {np.ptp(qd):.3g} Å⁻¹ long, the model's crystal's "
+                    f"{np.ptp(grid.q.distance):.3g} Å⁻¹ (a lattice {abs(1 / ratio - 1):.0%} different): "
+                    "a measurement of another crystal, which this model cannot invert"
+                )
         if spec.energies is not None and not np.allclose(spec.energies, grid.e.centers, atol=1e-3):
             raise GridMismatchError(
                 f"{spec.source}: energy bins {spec.energies[0]:.3g}…{spec.energies[-1]:.3g} meV "
@@ -216,12 +234,14 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
             format_version(f.attrs.get("version"), str(path))
             key = "spectrum" if fmt == "fcinv-spectrum" else "full"
             e = _h5_array(f, "grid/energy_centers_mev", path, ndim=1) if "grid/energy_centers_mev" in f else None
+            qd = _h5_array(f, "grid/q_distance", path, ndim=1) if "grid/q_distance" in f else None
             return Spectrum(
                 _h5_array(f, key, path, ndim=2),
                 str(path),
                 "fcinv" if fmt == "fcinv-spectrum" else fmt,
                 e,
                 _fcinv_meta(f.attrs, fmt, path),
+                qd,
             )
         if "MDHistoWorkspace/data/signal" in f:
             return _read_mdhisto(f, path, grid)
