@@ -67,7 +67,9 @@ def run(args) -> int:
 
         check_ei(args.ei, mat.grid)
     fm = mat.forward_model(sigma_mev=sigma, resolution=("arcs", args.ei) if args.ei is not None else None)
-    spec = read_spectrum(args.spectrum, grid=mat.grid, material=mat.name)  # refuses another material, complex, constant, all-zero, non-finite input
+    spec = read_spectrum(
+        args.spectrum, grid=mat.grid, material=mat.name
+    )  # refuses another material, complex, constant, all-zero, non-finite input
     img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import traitlets
 
+from ..errors import FcinvError, GridMismatchError
+
 _JS_DTYPES = {"float32", "float64", "uint8", "int8", "int16", "uint16", "int32", "uint32"}
 
 
@@ -26,6 +28,37 @@ def array_from_json(value, widget):
 
 
 array_serialization = {"to_json": array_to_json, "from_json": array_from_json}
+
+
+class WidgetInputError(FcinvError, traitlets.TraitError):
+    """A value a widget refuses (from Python or from the browser). Also a ``TraitError``: inside
+    ``set_state`` (every browser message) traitlets rolls a refused value back only for a
+    ``TraitError`` — any other exception left it in place with its observers already run."""
+
+
+class WidgetGridError(GridMismatchError, traitlets.TraitError):
+    """An array on another (q, E) grid than the widget's (a ``GridMismatchError`` and a ``TraitError``)."""
+
+
+def refuses(validator):
+    """Decorate a ``@traitlets.validate`` method so that any :class:`FcinvError` it raises (its own
+    or a checker's, e.g. ``real_array``) reaches traitlets as a ``TraitError`` — rolled back in
+    ``set_state`` — keeping the message: :class:`WidgetGridError` for grid mismatches,
+    :class:`WidgetInputError` otherwise."""
+    import functools
+
+    @functools.wraps(validator)
+    def wrapped(self, proposal):
+        try:
+            return validator(self, proposal)
+        except traitlets.TraitError:
+            raise
+        except GridMismatchError as exc:
+            raise WidgetGridError(str(exc)) from None
+        except FcinvError as exc:
+            raise WidgetInputError(str(exc)) from None
+
+    return wrapped
 
 
 class Array(traitlets.TraitType):

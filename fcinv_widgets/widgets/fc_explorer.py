@@ -26,7 +26,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _jsforward, _static
 from ._assets import load_esm
-from ._traits import synced_array
+from ._traits import WidgetGridError, WidgetInputError, refuses, synced_array
 
 UNITS = "eV/Å²"
 INTENSITY_UNITS = "scaled"  # forward-model images are scaled to a maximum of 1
@@ -50,7 +50,7 @@ def auto_energy_range(freqs_mev, erange, margin: float = 0.12) -> list[float]:
     return [lo, float(min(hi, np.ceil(top / step) * step))]
 
 
-class SliderDomainError(FcinvError):
+class SliderDomainError(WidgetInputError):
     """A force-constant value outside the slider's training domain."""
 
 
@@ -95,6 +95,7 @@ class FCExplorerView(anywidget.AnyWidget):
     jsforward = traitlets.Any(None, allow_none=True).tag(sync=True, **_jsforward.payload_serialization)
 
     @traitlets.validate("values")
+    @refuses
     def _check_values(self, proposal):
         vals = list(proposal["value"])
         if self.domain is None:
@@ -110,22 +111,24 @@ class FCExplorerView(anywidget.AnyWidget):
         return vals
 
     @traitlets.validate("e_view")
+    @refuses
     def _check_e_view(self, proposal):
         v = list(proposal["value"])
         if not v:
             return v
         lo, hi = self.energy_range
         if len(v) != 2 or not all(np.isfinite(v)) or not v[0] < v[1]:
-            raise FcinvError(f"energy window must be [E_min, E_max] meV with E_min < E_max, got {v}")
+            raise WidgetInputError(f"energy window must be [E_min, E_max] meV with E_min < E_max, got {v}")
         if v[0] < lo - 1e-9 or v[1] > hi + 1e-9:
-            raise FcinvError(f"energy window {v} meV is outside the grid's range [{lo:g}, {hi:g}] meV")
+            raise WidgetInputError(f"energy window {v} meV is outside the grid's range [{lo:g}, {hi:g}] meV")
         return [float(x) for x in v]
 
     @traitlets.validate("compare")
+    @refuses
     def _check_compare(self, proposal):
         arr = proposal["value"]
         if arr is not None and self.image is not None and arr.shape != self.image.shape:
-            raise GridMismatchError(f"comparison spectrum has shape {arr.shape}, the model grid is {self.image.shape} (nq, nE)")
+            raise WidgetGridError(f"comparison spectrum has shape {arr.shape}, the model grid is {self.image.shape} (nq, nE)")
         return arr
 
 
@@ -275,7 +278,14 @@ class FCExplorer:
 
     @energy_range.setter
     def energy_range(self, value) -> None:
-        self.widget.e_view = [float(x) for x in value]
+        try:
+            pair = [float(x) for x in value] if not isinstance(value, (str, bytes, dict)) else None
+        except (TypeError, ValueError):
+            pair = None
+        if pair is None:
+            shown = " ".join(repr(value).split())[:60]
+            raise FcinvError(f"energy window must be a pair (E_min, E_max) of numbers in meV, got {shown}")
+        self.widget.e_view = pair
 
     def auto_energy(self, margin: float = 0.12) -> tuple[float, float]:
         """Fit the energy window to the highest branch at the current FCs plus ``margin``."""

@@ -26,13 +26,13 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import synced_array
+from ._traits import WidgetInputError, refuses, synced_array
 from .fc_explorer import UNITS, _pandas
 
 TOOLS = ("select", "lasso", "ray")
 
 
-class LatentSelectionError(FcinvError):
+class LatentSelectionError(WidgetInputError):
     """A selection, ray end point or tool the latent map does not have."""
 
 
@@ -75,6 +75,7 @@ class LatentPickerView(anywidget.AnyWidget):
         return 0 if self.xy is None else len(self.xy)
 
     @traitlets.validate("fc")
+    @refuses
     def _check_fc(self, proposal):
         v = proposal["value"]
         if self.names and not 0 <= v < len(self.names):
@@ -82,12 +83,14 @@ class LatentPickerView(anywidget.AnyWidget):
         return v
 
     @traitlets.validate("tool")
+    @refuses
     def _check_tool(self, proposal):
         if proposal["value"] not in TOOLS:
             raise LatentSelectionError(f"tool must be one of {list(TOOLS)}, got {proposal['value']!r}")
         return proposal["value"]
 
     @traitlets.validate("ray_n")
+    @refuses
     def _check_ray_n(self, proposal):
         v = proposal["value"]
         if not 2 <= v <= 64:
@@ -95,11 +98,13 @@ class LatentPickerView(anywidget.AnyWidget):
         return v
 
     @traitlets.validate("selected")
+    @refuses
     def _check_selected(self, proposal):
         n = self._n()
         return sorted({_index(v, n, "selected") for v in proposal["value"]})
 
     @traitlets.validate("ray")
+    @refuses
     def _check_ray(self, proposal):
         v = list(proposal["value"])
         if not v:

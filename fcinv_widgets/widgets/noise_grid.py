@@ -17,7 +17,7 @@ from ..analysis.noise_grid import NoiseGridResult
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import synced_array
+from ._traits import WidgetInputError, refuses, synced_array
 from .fc_explorer import _pandas
 
 
@@ -77,24 +77,27 @@ class NoiseGridView(anywidget.AnyWidget):
     cell_frame = traitlets.Int(0).tag(sync=True)
 
     @traitlets.validate("model")
+    @refuses
     def _check_model(self, proposal):
         if self.models and proposal["value"] not in self.models:
-            raise FcinvError(f"model must be one of {list(self.models)}, got {proposal['value']!r}")
+            raise WidgetInputError(f"model must be one of {list(self.models)}, got {proposal['value']!r}")
         return proposal["value"]
 
     @traitlets.validate("fc")
+    @refuses
     def _check_fc(self, proposal):
         v = proposal["value"]
         if self.fc_names and not 0 <= v < len(self.fc_names):
-            raise FcinvError(f"fc must be an index in [0, {len(self.fc_names)}), got {v}")
+            raise WidgetInputError(f"fc must be an index in [0, {len(self.fc_names)}), got {v}")
         return v
 
     @traitlets.validate("selected")
+    @refuses
     def _check_selected(self, proposal):
         v = proposal["value"]
         n = len(self.b_levels) * len(self.p_levels)
         if v != -1 and not 0 <= v < n:
-            raise FcinvError(f"selected must be -1 or a cell index in [0, {n}), got {v}")
+            raise WidgetInputError(f"selected must be -1 or a cell index in [0, {n}), got {v}")
         return v
 
 
@@ -132,7 +135,8 @@ class NoiseGridExplorer:
     @property
     def selected(self) -> tuple[int, int] | None:
         s = self.widget.selected
-        return None if s < 0 else divmod(s, len(self._p))
+        # out of range only while traitlets rolls back a refused value (its observers see it first)
+        return None if not 0 <= s < len(self._b) * len(self._p) else divmod(s, len(self._p))
 
     def select(self, ib: int, ip: int) -> None:
         """Select cell (B index, P index)."""

@@ -21,11 +21,11 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import synced_array
+from ._traits import WidgetInputError, refuses, synced_array
 from .fc_explorer import UNITS, _pandas, _to_numpy
 
 
-class ScanSelectionError(FcinvError):
+class ScanSelectionError(WidgetInputError):
     """A scan index outside the ScanInference (or a bad FC index)."""
 
 
@@ -62,6 +62,7 @@ class OrientationView(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
 
     @traitlets.validate("fc")
+    @refuses
     def _check_fc(self, proposal):
         v = proposal["value"]
         if self.names and not 0 <= v < len(self.names):
@@ -69,6 +70,7 @@ class OrientationView(anywidget.AnyWidget):
         return v
 
     @traitlets.validate("selected")
+    @refuses
     def _check_selected(self, proposal):
         v = proposal["value"]
         n = 0 if self.angles is None else len(self.angles)
@@ -179,7 +181,7 @@ class OrientationScatter:
     def selected(self) -> int | None:
         """Index of the selected scan, or None."""
         s = self.widget.selected
-        return None if s < 0 else s
+        return None if not 0 <= s < len(self.result.angles_deg) else s
 
     def select(self, index: int | None) -> None:
         """Select scan ``index`` (None or -1: no scan)."""
@@ -198,7 +200,11 @@ class OrientationScatter:
 
     @fc.setter
     def fc(self, value: int) -> None:
-        self.widget.fc = int(value)
+        try:
+            i = operator.index(value)
+        except TypeError:
+            raise ScanSelectionError(f"fc needs an integer FC index, got {' '.join(repr(value).split())[:60]}") from None
+        self.widget.fc = i
 
     # -- export --------------------------------------------------------------
     @property
@@ -306,6 +312,8 @@ class OrientationScatter:
     def _update_scan(self) -> None:
         w = self.widget
         i = w.selected
+        if i >= len(self.result.angles_deg):  # a refused value traitlets is rolling back: nothing to draw
+            return
         err = ""
         freqs = None
         if i >= 0 and self.forward_model is not None:

@@ -200,3 +200,32 @@ def test_reference_switch_hook(fx, monkeypatch):
     np.testing.assert_allclose(fx2.theta, np.clip(alt.reference_params[:8], mat.domain[:, 0], mat.domain[:, 1]))
     with pytest.raises(FcinvError, match="choose one of"):
         fx2.set_reference("nonsense")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), None, "abc", 5, {"a": 1}, [[0, 1], [2, 3]], (1, 2, 3), (5, 1)])
+def test_energy_window_setter_refuses_anything_but_a_rising_pair(fx, bad):
+    """Found by fuzzing (session 24): a scalar, text or None was a TypeError/ValueError traceback."""
+    before = fx.energy_range
+    with pytest.raises(FcinvError, match="energy window"):
+        fx.energy_range = bad
+    assert fx.energy_range == before
+
+
+def test_a_refused_browser_message_is_rolled_back(fx):
+    """Found by fuzzing (session 24): a value the widget refuses that arrives from the browser
+    (``set_state``) stayed in the model with its observers already run — traitlets rolls back
+    only a ``TraitError``; the widgets' errors are one now (and still FcinvErrors)."""
+    import traitlets
+
+    from fcinv_widgets.widgets.fc_explorer import SliderDomainError
+
+    theta, window = fx.theta.copy(), fx.energy_range
+    with pytest.raises(SliderDomainError) as info:
+        fx.widget.set_state({"values": [1e9] * len(theta)})
+    assert isinstance(info.value, traitlets.TraitError) and isinstance(info.value, FcinvError)
+    np.testing.assert_array_equal(fx.theta, theta)
+    with pytest.raises(FcinvError, match="energy window"):
+        fx.widget.set_state({"e_view": [5.0, 1.0]})
+    assert fx.energy_range == window
+    with pytest.raises(GridMismatchError):  # a checker's own error inside a validator keeps its kind
+        fx.widget.compare = np.ones((3, 3), np.float32)

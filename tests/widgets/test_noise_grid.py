@@ -97,3 +97,13 @@ def test_inconsistent_collections_refused():
         NoiseGridExplorer({"VAE": vae.r2})
     with pytest.raises(FcinvError, match="empty"):
         NoiseGridExplorer([])
+
+
+def test_an_out_of_range_click_is_refused_and_rolled_back():
+    """Found by fuzzing (session 24): a cell index past the grid from the browser was an IndexError
+    in the observer (traitlets notifies before it rolls a refused value back)."""
+    ng = NoiseGridExplorer(fake_noise_grid())
+    ng.select(1, 2)
+    with pytest.raises(FcinvError, match="cell index"):
+        ng.widget.set_state({"selected": 10**9})
+    assert ng.selected == (1, 2)

@@ -134,3 +134,21 @@ def test_planner_curve_and_next_angle():
         sc.set_plan(object())
     sc.set_plan(None)
     assert w.info_angles is None and not np.isfinite(w.next_angle)
+
+
+def test_bad_fc_and_out_of_range_selection_are_one_line_errors(setup):
+    """Found by fuzzing (session 24): ``o.fc = 'abc'``/NaN/None were int() tracebacks and 1.5 was
+    taken as 1; a scan index past the list from the browser an IndexError in the observer."""
+    from fcinv_widgets.widgets.orientation import ScanSelectionError
+
+    res, fm = setup
+    o = OrientationScatter(res, forward_model=fm)
+    for bad in ("abc", float("nan"), None, 1.5, [1]):
+        with pytest.raises(ScanSelectionError, match="integer FC index"):
+            o.fc = bad
+    o.fc = 2
+    assert o.fc == 2
+    o.select(3)
+    with pytest.raises(ScanSelectionError, match="scan index"):
+        o.widget.set_state({"selected": 10**9})
+    assert o.selected == 3
