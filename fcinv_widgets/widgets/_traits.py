@@ -49,6 +49,9 @@ def refuses(validator):
 
     @functools.wraps(validator)
     def wrapped(self, proposal):
+        value, trait = proposal["value"], proposal["trait"]
+        if isinstance(trait, traitlets.Int) and isinstance(value, (bool, np.bool_)):  # True is an int to Python
+            raise WidgetInputError(f"{trait.name} must be an integer, got {value!r}")
         try:
             return validator(self, proposal)
         except traitlets.TraitError:

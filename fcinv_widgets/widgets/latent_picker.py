@@ -117,6 +117,14 @@ class LatentPickerView(anywidget.AnyWidget):
                 xy = np.asarray(p, float)
                 if xy.shape != (2,) or not np.all(np.isfinite(xy)):
                     raise LatentSelectionError(f"a ray end point given as a position must be [x, y], got {p!r}")
+                if self._n():  # at most one map width beyond the map: the decoder extrapolates past it
+                    lo, hi = self.xy.min(axis=0), self.xy.max(axis=0)
+                    span = np.maximum(hi - lo, 1e-6)
+                    if np.any(xy < lo - span) or np.any(xy > hi + span):
+                        raise LatentSelectionError(
+                            f"ray end point [{xy[0]:.4g}, {xy[1]:.4g}] lies far outside the map "
+                            f"(x {lo[0]:.3g}…{hi[0]:.3g}, y {lo[1]:.3g}…{hi[1]:.3g})"
+                        )
                 out.append([float(xy[0]), float(xy[1])])
             else:
                 out.append(_index(p, self._n(), "ray"))

@@ -145,3 +145,24 @@ def test_set_ray_decodes_once(lmap):
     assert lp.set_ray(3, 4, n=6).shape[0] == 6 and dec.calls == 3  # same ends, new n
     lp.widget.set_state({"ray_n": 4})  # from the browser: re-decodes the current ray
     assert lp.ray_spectra.shape[0] == 4 and dec.calls == 4
+
+
+def test_browser_messages_with_a_bool_index_or_a_far_ray_end_are_refused_and_rolled_back(lmap):
+    """Found by fuzzing (session 24): ``fc = True`` passed the Int trait (bool is an int) and broke
+    the colour observer, leaving fc True; a ray end at 1e300 on the map overflowed in the decoder's
+    placement, one at 1e6 was decoded far outside anything the VAE saw."""
+    import traitlets
+
+    from fcinv_widgets.widgets.latent_picker import LatentSelectionError
+
+    lp = LatentPicker(lmap, decoder=FakeDecoder())
+    with pytest.raises(traitlets.TraitError, match="must be an integer"):
+        lp.widget.set_state({"fc": True})
+    assert lp.widget.fc == 0 and type(lp.widget.fc) is int
+    for far in ([1e300, 1e300], [1e6, 0.0]):
+        with pytest.raises(LatentSelectionError, match="far outside the map"):
+            lp.widget.set_state({"ray": [0, far]})
+        assert lp.widget.ray == []
+    lo, hi = lmap.embedding.min(0), lmap.embedding.max(0)
+    lp.widget.set_state({"ray": [0, [float(hi[0] + 0.5 * (hi[0] - lo[0])), float(lo[1])]]})  # just past the edge: fine
+    assert len(lp.widget.ray) == 2
