@@ -14,7 +14,8 @@ Families:
 * ``structure`` — line damages of Ge's POSCAR / FORCE_CONSTANTS through ``basis`` and ``phonons``,
   empty/binary/truncated files, two atoms on one site, a flat cell;
 * ``table`` — key, point and elastic-constant damages of Ge's measured table through ``fit-dispersion``;
-* ``dataset`` — attribute and dataset damages of a small Ge dataset through ``evaluate`` and ``noise-grid``;
+* ``dataset`` — attribute and dataset damages of a small Ge dataset through ``evaluate``, ``noise-grid``,
+  ``train`` (one epoch) and ``latent``;
 * ``bank`` — damaged coverage banks (npz) through ``evaluate --augment --mask-bank``.
 
 Cases run in this process (``cli.main``) with an alarm per case; a case that runs past it is
@@ -284,7 +285,7 @@ def _small_dataset(work: Path) -> Path:
 
 
 def dataset_cases(work: Path) -> list[tuple[str, list[list[str]]]]:
-    """Attribute and dataset damages of a small Ge dataset through ``evaluate`` and ``noise-grid``."""
+    """Attribute and dataset damages of a small Ge dataset through ``evaluate``, ``noise-grid``, ``train`` and ``latent``."""
     src = _small_dataset(work)
     with h5py.File(src, "r") as f:
         keys = [k for k in ("param_names", "domain", "reference_params", "test/spectra", "test/params", "grid/q_points",
@@ -303,6 +304,10 @@ def dataset_cases(work: Path) -> list[tuple[str, list[list[str]]]]:
                     ["evaluate", "--model", "ge-vae", "--dataset", str(p), "--n-samples", "4", "--json", "--no-progress"],
                     ["noise-grid", "--model", "ge-vae", "--dataset", str(p), "--max-test", "2", "--n-samples", "2"]
                     + ["--out", str(work / f"grid_{i}.h5"), "--json", "--no-progress"],
+                    ["train", "--model", "resnet", "--dataset", str(p), "--epochs", "1", "--out", str(work / f"train_{i}")]
+                    + ["--json", "--no-progress"],
+                    ["latent", "--model", "ge-vae", "--dataset", str(p), "--out", str(work / f"latent_{i}.h5"), "--json"]
+                    + ["--no-progress"],
                 ],
             )
         )
