@@ -144,3 +144,33 @@ def test_invert_refuses_a_negative_temperature_attribute(good, tmp_path, capsys)
     assert main(["invert", "--model", "ge-vae", "--spectrum", str(path), "--no-refine", "--json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "temperature_k attribute must be one finite number ≥ 0" in err[0], err
+
+
+def test_a_custom_scan_set_is_judged_by_its_lattice(tmp_path, capsys):
+    """A scan set simulated from the user's own Ge structure and force constants says "custom":
+    infer-scans and plan-scans take it (they refused every custom set before session 24) when its
+    q-path has Ge's length, and refuse it as another crystal when it has not (Cu's fcc path on Ge's
+    grid is 36 % shorter in lattice constant)."""
+    import h5py
+
+    from fcinv_widgets.materials import data_path
+
+    ge = data_path("ge")
+    path = tmp_path / "custom.h5"
+    argv = ["scans", "--structure", str(ge / "POSCAR"), "--force-constants", str(ge / "FORCE_CONSTANTS_DFT")]
+    argv += ["--supercell", "4", "4", "4", "--ei", "80", "--angles", "0,40", "--qmax", "3", "--out", str(path)]
+    assert main(argv + ["--no-progress", "--json"]) == 0
+    capsys.readouterr()
+    with h5py.File(path) as f:
+        assert f.attrs["material"] == "custom"
+    plan = ["plan-scans", "--model", "ge-vae", "--candidates", "0:60:20", "--n", "1", "--no-progress", "--json"]
+    infer = ["infer-scans", "--model", "ge-vae", "--no-refine", "--no-progress", "--json"]
+    for cmd in (infer, plan):
+        assert main(cmd + ["--scans", str(path)]) == 0, capsys.readouterr().err
+        json.loads(capsys.readouterr().out)
+    with h5py.File(path, "a") as f:
+        f["grid/q_distance"][...] = f["grid/q_distance"][()] * 1.56
+    for cmd in (infer, plan):
+        assert main(cmd + ["--scans", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "another crystal" in err and err.count("\n") == 1, err

@@ -125,16 +125,36 @@ def _npz_member(z, key: str, name: str) -> np.ndarray:
 MAX_PATH_LENGTH_MISMATCH = 0.05
 
 
-def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
-    img = spec.image
-    said = spec.meta.get("material")
-    # two named materials that differ (a "custom" structure may be any crystal: its grid decides)
+def check_same_crystal(source, said, material, q_distance=None, grid=None) -> None:
+    """Refuse data of another crystal than a model's, as far as the data say: a file that names a
+    preset material other than ``material`` (a "custom" structure may be any crystal: its grid
+    decides), and a q-path whose length in Å⁻¹ (``q_distance``, the file's ``/grid/q_distance``)
+    differs from ``grid``'s by more than :data:`MAX_PATH_LENGTH_MISMATCH` — the same reduced path
+    on another lattice (Cu's fcc path on Ge's grid), which the image checks cannot tell apart
+    (README, "OOD"). One-line :class:`GridMismatchError`."""
     named = isinstance(said, str) and material is not None and "custom" not in (said.lower(), str(material).lower())
     if named and said.lower() != str(material).lower():
         raise GridMismatchError(
-            f"{spec.source}: the file says it is {said}, the inversion is for {material} "
+            f"{source}: the file says it is {said}, the inversion is for {material} "
             f"(use a {said} model, e.g. --model {said.lower()}-resnet, or `fcinv refine --material {said}`)"
         )
+    if q_distance is None or grid is None:
+        return
+    qd, ref = np.asarray(q_distance, float), np.asarray(grid.q.distance, float)
+    if qd.shape == ref.shape and np.ptp(ref) > 0:
+        # its length in Å⁻¹ scales with 1/a — thermal expansion or strain move it by well under 1 %
+        ratio = float(np.ptp(qd) / np.ptp(ref))
+        if not np.isfinite(ratio) or abs(ratio - 1) > MAX_PATH_LENGTH_MISMATCH:
+            raise GridMismatchError(
+                f"{source}: its q-path is {np.ptp(qd):.3g} Å⁻¹ long, the model's crystal's {np.ptp(ref):.3g} Å⁻¹ "
+                f"(a lattice {abs(1 / ratio - 1) if ratio else 1:.0%} different): a measurement of another crystal, "
+                "which this model cannot invert"
+            )
+
+
+def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
+    img = spec.image
+    check_same_crystal(spec.source, spec.meta.get("material"), material)
     if img.ndim != 2:
         raise GridMismatchError(f"{spec.source}: expected a 2-D (q, E) image, got shape {img.shape}")
     check_spectra(img, None, name=spec.source)
@@ -149,17 +169,7 @@ def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
                 f"{spec.source}: {spec.energies.size} energy bins in /grid/energy_centers_mev, "
                 f"the model's grid has {grid.e.centers.size}"
             )
-        qd = spec.q_distance
-        if qd is not None and qd.shape == grid.q.distance.shape and np.ptp(grid.q.distance) > 0:
-            # the same reduced path on another lattice (Cu's fcc path on Ge's grid): its length in Å⁻¹
-            # scales with 1/a — thermal expansion or strain move it by well under 1 %
-            ratio = float(np.ptp(qd) / np.ptp(grid.q.distance))
-            if not np.isfinite(ratio) or abs(ratio - 1) > MAX_PATH_LENGTH_MISMATCH:
-                raise GridMismatchError(
-                    f"{spec.source}: its q-path is {np.ptp(qd):.3g} Å⁻¹ long, the model's crystal's "
-                    f"{np.ptp(grid.q.distance):.3g} Å⁻¹ (a lattice {abs(1 / ratio - 1):.0%} different): "
-                    "a measurement of another crystal, which this model cannot invert"
-                )
+        check_same_crystal(spec.source, None, None, spec.q_distance, grid)
         if spec.energies is not None and not np.allclose(spec.energies, grid.e.centers, atol=1e-3):
             raise GridMismatchError(
                 f"{spec.source}: energy bins {spec.energies[0]:.3g}…{spec.energies[-1]:.3g} meV "

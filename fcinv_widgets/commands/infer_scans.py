@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from ..errors import FcinvError, GridMismatchError
+from ..errors import FcinvError
 from ._common import add_json, add_model_args, add_n_samples, add_scheduler, emit, nonneg_float, positive_float, positive_int
 
 
@@ -67,15 +67,19 @@ def register(sub):
 def run(args) -> int:
     from ..analysis.expio import is_uncorrected_sqe, prepare_scan_set
     from ..analysis.scan_inference import infer_scans, plot_scan_inference, refine_scan_inference
-    from ..materials import material_for_model
+    from ..materials import get_material, material_for_model
     from ..models import load_model
     from ..models.inverter import refine_policy
     from ..scans import ScanSet
 
     model = load_model(args.model)
     ss = ScanSet.load(args.scans)
-    if str(ss.material).lower() != model.material.lower():
-        raise GridMismatchError(f"the model is for {model.material}, the scans are of {ss.material}")
+    from ..analysis.expio import check_same_crystal
+
+    # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
+    check_same_crystal(
+        args.scans, str(ss.material), model.material, ss.grid.q.distance, model.grid or get_material(model.material).grid
+    )
     mat = material_for_model(model.config)  # the model's own reference and active set
     ref = None
     if args.reference == "dft":

@@ -86,8 +86,10 @@ def run(args) -> int:
     ss = None
     if args.scans:
         ss = ScanSet.load(args.scans)
-        if str(ss.material).lower() != model.material.lower():
-            raise GridMismatchError(f"the model is for {model.material}, the scans are of {ss.material}")
+        from ..analysis.expio import check_same_crystal
+
+        # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
+        check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.grid or mat.grid)
         if tuple(ss.grid.shape) != tuple(mat.grid.shape):
             raise GridMismatchError(f"the scans' grid {ss.grid.shape} is not the model's {mat.grid.shape}")
     ei = args.ei if args.ei is not None else (ss.ei_mev if ss is not None else None)
