@@ -7,6 +7,7 @@ from ..analysis.noise_grid import NoiseGridResult
 from .fc_explorer import FCExplorer, FCExplorerView, SliderDomainError
 from .latent_picker import LatentPicker, LatentPickerView, LatentSelectionError
 from .noise_grid import NoiseGridExplorer, NoiseGridView
+from ._traits import WidgetGridError, WidgetInputError
 from .orientation import OrientationScatter, OrientationView, ScanSelectionError
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "LatentPicker",
     "LatentPickerView",
     "LatentSelectionError",
+    "WidgetInputError",
+    "WidgetGridError",
 ]
