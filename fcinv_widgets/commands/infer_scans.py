@@ -65,21 +65,17 @@ def register(sub):
 
 
 def run(args) -> int:
-    from ..analysis.expio import is_uncorrected_sqe, prepare_scan_set
+    from ..analysis.expio import check_same_crystal, is_uncorrected_sqe, prepare_scan_set
     from ..analysis.scan_inference import infer_scans, plot_scan_inference, refine_scan_inference
-    from ..materials import get_material, material_for_model
+    from ..materials import material_for_model
     from ..models import load_model
     from ..models.inverter import refine_policy
     from ..scans import ScanSet
 
     model = load_model(args.model)
     ss = ScanSet.load(args.scans)
-    from ..analysis.expio import check_same_crystal
-
     # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
-    check_same_crystal(
-        args.scans, str(ss.material), model.material, ss.grid.q.distance, model.grid or get_material(model.material).grid
-    )
+    check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid)
     mat = material_for_model(model.config)  # the model's own reference and active set
     ref = None
     if args.reference == "dft":

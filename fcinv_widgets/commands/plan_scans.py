@@ -73,6 +73,7 @@ def _vec(text, default, name):
 
 
 def run(args) -> int:
+    from ..analysis.expio import check_same_crystal
     from ..analysis.planner import coverage_bank, plan_orientations, union_of_scans
     from ..materials import get_material
     from ..models import load_model
@@ -86,10 +87,8 @@ def run(args) -> int:
     ss = None
     if args.scans:
         ss = ScanSet.load(args.scans)
-        from ..analysis.expio import check_same_crystal
-
         # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
-        check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.grid or mat.grid)
+        check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid)
         if tuple(ss.grid.shape) != tuple(mat.grid.shape):
             raise GridMismatchError(f"the scans' grid {ss.grid.shape} is not the model's {mat.grid.shape}")
     ei = args.ei if args.ei is not None else (ss.ei_mev if ss is not None else None)
@@ -108,7 +107,7 @@ def run(args) -> int:
     elif args.measured is not None:
         raise FcinvError("--measured needs --scans (the measured data)")
     # a candidate that is a measured orientation written another way (−90° and 270°) is that one
-    cand = check_angles(np.unique(align_turns(cand, measured)))
+    cand = np.unique(align_turns(cand, measured))
     angles = check_angles(np.unique(np.concatenate([cand, measured])))
     if args.sqe:
         return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)

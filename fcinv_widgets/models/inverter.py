@@ -137,10 +137,8 @@ class Prediction:
 
 
 def _build(ck: dict, cfg: dict):
-    from ..validate import format_version
     from .nets import VAE, ResNet18, Regressor
 
-    format_version(cfg.get("version"), "model checkpoint")
     if cfg.get("format") == "fcinv-vae":
         vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
         vae.load_state_dict(ck["vae"])
@@ -163,12 +161,16 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
     """
     import torch
 
+    from ..validate import format_version
+
     path = resolve_model(name_or_dir)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        model = _build(ck, json.loads(ck["config"]))
-    except FcinvError as exc:  # a checkpoint of a newer format: say so with its path
-        raise FcinvError(f"{path}: {str(exc).split(': ', 1)[-1]}") from None
+        cfg = json.loads(ck["config"])
+        format_version(cfg.get("version"), str(path))  # a newer layout: say so, do not guess at it
+        model = _build(ck, cfg)
+    except FcinvError:
+        raise
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise FcinvError(f"{path} is not a readable fcinv model checkpoint ({type(exc).__name__}: {first})") from None
@@ -335,6 +337,13 @@ class _Model:
 
         return SpectrumGrid.from_dict(self.config["grid"]) if self.config.get("grid") else None
 
+    @property
+    def input_grid(self):
+        """The grid inputs are checked against: the checkpoint's own, else its material's."""
+        from ..materials import get_material
+
+        return self.grid or get_material(self.material).grid
+
     def check_grid(self, grid) -> None:
         """Refuse a grid other than the training grid: by content (q-points and energies) when the
         checkpoint carries its grid, else by shape and energies."""
@@ -422,11 +431,10 @@ class _Model:
         there) and a fit trusted within the model's single-scan limit (``trust.json``).
         """
         from ..analysis.expio import as_spectrum, prepare_input
-        from ..materials import get_material
 
         if ood_regime not in (None, "measured", "model-image"):
             raise FcinvError(f"ood_regime must be 'measured' or 'model-image', got {ood_regime!r}")
-        grid = self.grid or get_material(self.material).grid  # the checkpoint's own grid when it carries one
+        grid = self.input_grid
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid, material=self.material)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)

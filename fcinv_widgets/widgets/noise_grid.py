@@ -135,8 +135,7 @@ class NoiseGridExplorer:
     @property
     def selected(self) -> tuple[int, int] | None:
         s = self.widget.selected
-        # out of range only while traitlets rolls back a refused value (its observers see it first)
-        return None if not 0 <= s < len(self._b) * len(self._p) else divmod(s, len(self._p))
+        return None if s < 0 else divmod(s, len(self._p))
 
     def select(self, ib: int, ip: int) -> None:
         """Select cell (B index, P index)."""

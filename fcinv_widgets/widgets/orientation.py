@@ -181,7 +181,7 @@ class OrientationScatter:
     def selected(self) -> int | None:
         """Index of the selected scan, or None."""
         s = self.widget.selected
-        return None if not 0 <= s < len(self.result.angles_deg) else s
+        return None if s < 0 else s
 
     def select(self, index: int | None) -> None:
         """Select scan ``index`` (None or -1: no scan)."""
@@ -312,8 +312,6 @@ class OrientationScatter:
     def _update_scan(self) -> None:
         w = self.widget
         i = w.selected
-        if i >= len(self.result.angles_deg):  # a refused value traitlets is rolling back: nothing to draw
-            return
         err = ""
         freqs = None
         if i >= 0 and self.forward_model is not None:
