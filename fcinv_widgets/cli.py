@@ -20,6 +20,7 @@ import contextlib
 import importlib
 import os
 import pkgutil
+import re
 import signal
 import sys
 import warnings
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         try:
-            args = parser.parse_args(argv)
+            args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
         except SystemExit as exc:  # usage errors (one line, exit 2), --help and --version (exit 0)
             return int(exc.code or 0) if not isinstance(exc.code, str) else 2
         if not getattr(args, "func", None):
@@ -79,6 +80,24 @@ def main(argv: list[str] | None = None) -> int:
         _ignore_sigint()  # a second Ctrl-C while we report stays quiet
         print(f"{cmd}: interrupted", file=sys.stderr)
         return 130
+
+
+#: a value list that starts with a negative number: "-0.5,1.2", "-30:90:1", "-1e-3 2" (argparse takes
+#: only a single negative number as a value; "-30:90:1" would be read as an unknown option)
+_NEGATIVE_LIST = re.compile(r"^-\.?\d[\d.eE+-]*[,:;\s][-+\d.eE,:;\s]*$")
+
+
+def join_negative_values(argv: list[str]) -> list[str]:
+    """``--opt -1,2`` → ``--opt=-1,2``: a list of numbers that starts with a minus sign is the value of
+    the option before it (``--params -18.1,-12.8,…``, ``--angles -30:90:1``), not an option."""
+    out: list[str] = []
+    for tok in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE_LIST.match(tok) and prev.startswith("--") and "=" not in prev and len(prev) > 2:
+            out[-1] = f"{prev}={tok}"
+        else:
+            out.append(tok)
+    return out
 
 
 def _one_line_warnings(cmd: str, show):

@@ -451,31 +451,61 @@ def material_for_model(config: dict) -> Material:
     return mat
 
 
+#: the energy range (meV) of a custom material's grid when nothing says otherwise (the presets' range)
+DEFAULT_E_MAX_MEV = 70.0
+
+
+def energy_top_for(max_mode_mev: float, default: float = DEFAULT_E_MAX_MEV) -> float:
+    """The top of the energy grid (meV) for a crystal whose highest mode is ``max_mode_mev``.
+
+    ``default`` while the highest mode stays below 90 % of it; otherwise 15 % above the highest mode,
+    rounded up to 10 meV, so a stiff crystal's optic branches are not cut off.
+    """
+    m = float(max_mode_mev)
+    if not np.isfinite(m) or m <= 0.9 * default:
+        return float(default)
+    return float(np.ceil(1.15 * m / 10.0) * 10.0)
+
+
 def custom_material(
     structure,
     force_constants=None,
     supercell=(4, 4, 4),
     name: str = "custom",
-    e_max: float = 70.0,
+    e_max: float | None = None,
     e_step: float = 0.5,
     q_step: float = 0.025,
 ) -> Material:
     """A material from a structure file (POSCAR/CIF) and optional phonopy force constants.
 
-    The q-path is the SeeK-path/Hinuma path of the structure's Bravais lattice.
+    The q-path is the SeeK-path/Hinuma path of the structure's Bravais lattice. The energy grid runs
+    from 0 to ``e_max`` meV in ``e_step`` bins; by default (``None``) 0–70 meV, or, when force constants
+    are given and their highest mode on the path passes 63 meV, up to 15 % above it (:func:`energy_top_for`).
     """
     from .fcio import read_force_constants
 
     cr = structure if isinstance(structure, Crystal) else read_structure(structure)
     smat = np.asarray(supercell, int)
     smat = np.diag(smat) if smat.shape == (3,) else smat
-    grid, a = seekpath_grid(cr, e_max, e_step, q_step)
+    grid, a = seekpath_grid(cr, DEFAULT_E_MAX_MEV if e_max is None else e_max, e_step, q_step)
     mat = Material(name, cr, smat, grid, a)
     if force_constants is not None:
         fc = force_constants if isinstance(force_constants, np.ndarray) else read_force_constants(force_constants)
         params, resid = mat.basis.reduce(fc)
         mat = mat.with_reference(params, f"given force constants (projection residual {resid['relative']:.2e})", "given")
+        if e_max is None:
+            top = energy_top_for(highest_mode_mev(mat.basis, params, grid))
+            if top != grid.e.e_max:
+                mat.grid = SpectrumGrid(grid.q, EnergyGrid(grid.e.e_min, top, e_step))
     return mat
+
+
+def highest_mode_mev(basis: FCBasis, params, grid: SpectrumGrid) -> float:
+    """The highest phonon energy (meV) of ``params`` (eV/Å², all basis parameters) on the grid's q-path."""
+    from .units import THZ_TO_MEV
+
+    f = basis.frequencies_thz(params, grid.q.qpoints)
+    return float(np.nanmax(f)) * THZ_TO_MEV
 
 
 def seekpath_grid(crystal: Crystal, e_max=70.0, e_step=0.5, q_step=0.025):

@@ -511,3 +511,110 @@ def test_conventional_and_primitive_cells_give_the_same_phonons():
     folded = np.sort(prim.frequencies_thz(pp, np.vstack([[0, 0, 0], *xs])).ravel())
     assert fc_conv.shape == (24,)
     np.testing.assert_allclose(fc_conv, folded, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ a custom material's energy range
+@pytest.fixture(scope="module")
+def stiff_nacl(tmp_path_factory):
+    """NaCl with springs ten times too stiff: modes up to ~113 meV, far above the presets' 70 meV grid."""
+    import ase.io
+
+    from fcinv_widgets.basis import FCBasis
+
+    d = tmp_path_factory.mktemp("stiff")
+    b = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    p = _spring_params(b, {("Na", "Cl", 3.0): 15.0, ("Na", "Na", 4.1): 3.0, ("Cl", "Cl", 4.1): 3.0})
+    ase.io.write(d / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
+    b.write_force_constants(d / "FORCE_CONSTANTS", p)
+    return d, b, p
+
+
+def test_energy_top_rule():
+    from fcinv_widgets.materials import energy_top_for
+
+    assert energy_top_for(30.0) == 70.0 and energy_top_for(63.0) == 70.0  # the presets' range
+    assert energy_top_for(64.0) == 80.0  # 1.15 × 64 = 73.6 → 80
+    assert energy_top_for(113.2) == 140.0
+    assert energy_top_for(float("nan")) == 70.0
+
+
+def test_stiff_crystal_grid_reaches_above_its_highest_mode(tmp_path, capsys, stiff_nacl):
+    """A custom material's energy grid covers its force constants' modes (was cut at 70 meV silently):
+    the highest mode (from the basis, itself checked against phonopy above) lies inside the grid and the
+    simulated image has intensity above 70 meV."""
+    import h5py
+
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.units import THZ_TO_MEV
+
+    d, b, p = stiff_nacl
+    base = ["simulate", "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FORCE_CONSTANTS")]
+    _cli_json(capsys, [*base, "--out", str(tmp_path / "a.h5")])
+    sp = read_spectrum(tmp_path / "a.h5")
+    e = sp.energies
+    with h5py.File(tmp_path / "a.h5") as f:
+        top = b.frequencies_thz(p, f["grid/q_points"][()]).max() * THZ_TO_MEV
+    assert 100 < top < e[-1] < 1.2 * top + 10
+    img = np.nan_to_num(sp.image)
+    assert img[:, e > 70].sum() > 0.2 * img.sum()  # the optic branches, not a tail
+    assert img[:, e > top + 5].sum() < 1e-3 * img.sum()  # nothing cut at the new top
+    # an explicit --e-max below the highest mode is taken, with one warning line naming both energies
+    out = _cli_json(capsys, [*base, "--e-max", "70", "--out", str(tmp_path / "b.h5")])
+    assert out["shape"][1] == 140
+    from fcinv_widgets.cli import main
+
+    assert main([*base, "--e-max", "70", "--out", str(tmp_path / "c.h5")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is above the energy grid's top (70 meV)" in err[0] and "--e-max" in err[0]
+
+
+def test_soft_crystal_keeps_the_default_range(tmp_path, capsys):
+    import ase.io
+
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.basis import FCBasis
+
+    b = FCBasis(_crystal("NaCl-primitive"), [3, 3, 3])
+    p = _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.3})
+    ase.io.write(tmp_path / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
+    b.write_force_constants(tmp_path / "FORCE_CONSTANTS", p)
+    argv = ["simulate", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FORCE_CONSTANTS")]
+    _cli_json(capsys, [*argv, "--out", str(tmp_path / "a.h5")])
+    assert read_spectrum(tmp_path / "a.h5").energies[-1] < 70
+    _cli_json(capsys, [*argv, "--e-max", "45", "--out", str(tmp_path / "b.h5")])
+    assert read_spectrum(tmp_path / "b.h5").energies[-1] == pytest.approx(44.75)
+
+
+def test_preset_params_above_the_grid_warn(tmp_path, capsys):
+    """Parameters far stiffer than Ge's push its modes above the preset's fixed 70 meV grid: one warning."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.materials import get_material
+
+    mat = get_material("Ge")
+    theta = mat.reference_params[mat.active] * 6
+    assert main(["simulate", "--material", "Ge", "--params", ",".join(map(str, theta)), "--out", str(tmp_path / "g.h5")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "above the energy grid's top (70 meV)" in err[0] and "Ge preset's grid is fixed" in err[0]
+    assert main(["simulate", "--material", "Ge", "--out", str(tmp_path / "h.h5")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--material", "Ge", "--e-max", "80"], "a preset's energy grid is fixed"),
+        (["--e-max", "nan"], "between 5 and 1500 meV"),
+        (["--e-max", "2"], "between 5 and 1500 meV"),
+        (["--e-max", "1e9"], "between 5 and 1500 meV"),
+    ],
+)
+def test_bad_e_max_one_line_exit_2(tmp_path, capsys, stiff_nacl, extra, match):
+    from fcinv_widgets.cli import main
+
+    d, _, _ = stiff_nacl
+    argv = ["simulate", "--out", str(tmp_path / "x.h5")]
+    if extra[0] != "--material":
+        argv += ["--structure", str(d / "POSCAR"), "--force-constants", str(d / "FORCE_CONSTANTS")]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]

@@ -360,6 +360,14 @@ def add_material_args(p, files: bool = True) -> None:
             help="atomic mass of species X in amu (default: phonopy's table), e.g. --mass Ge=72.63; repeatable",
         )
         p.add_argument(
+            "--e-max",
+            type=float,
+            default=None,
+            metavar="MEV",
+            help="top of a --structure material's energy grid (meV, 0.5 meV bins); default 70, or 15%% above "
+            "the highest mode of --force-constants when that passes 63 meV (a preset's grid is fixed)",
+        )
+        p.add_argument(
             "--b-coh",
             action="append",
             default=[],
@@ -430,12 +438,51 @@ def infer_supercell(n_prim: int, n_super: int) -> np.ndarray:
     return np.diag([n, n, n])
 
 
+#: the largest --e-max (meV): the ARCS range the resolution model covers
+MAX_E_MAX_MEV = 1500.0
+
+
+def warn_energy_cut(mat, params) -> float:
+    """Warn (one line) when the highest mode of ``params`` (eV/Å², all basis parameters) on the
+    material's path lies above its energy grid; returns that mode's energy (meV)."""
+    import warnings
+
+    from ..errors import FcinvWarning
+    from ..materials import highest_mode_mev
+
+    top = highest_mode_mev(mat.basis, params, mat.grid)
+    e_max = mat.grid.e.e_max
+    if np.isfinite(top) and top > e_max:
+        hint = (
+            "give a larger --e-max"
+            if mat.name == "custom"
+            else f"the {mat.name} preset's grid is fixed; these force constants are far from the crystal's"
+        )
+        warnings.warn(
+            FcinvWarning(
+                f"the highest mode ({top:.1f} meV) is above the energy grid's top ({e_max:g} meV): the spectrum "
+                f"is cut there; {hint}"
+            ),
+            stacklevel=2,
+        )
+    return top
+
+
 def load_material(args):
     """A Material from --material, or from --structure/--force-constants (a custom material)."""
     from ..materials import custom_material, get_material
 
     structure = getattr(args, "structure", None)
     fcfile = getattr(args, "force_constants", None)
+    e_max = getattr(args, "e_max", None)
+    if e_max is not None:
+        if not structure or args.material:
+            raise FcinvError(
+                "--e-max applies to a --structure material without --material; a preset's energy grid is fixed "
+                "(its models were trained on it)"
+            )
+        if not (np.isfinite(e_max) and 5.0 <= e_max <= MAX_E_MAX_MEV):
+            raise FcinvError(f"--e-max must be between 5 and {MAX_E_MAX_MEV:g} meV, got {e_max!r}")
     if structure:
         from ..fcio import read_force_constants
         from ..structure import read_structure
@@ -493,7 +540,7 @@ def load_material(args):
                 params, resid = mat.basis.reduce(fc)
                 mat = mat.with_reference(params, f"{fcfile} (projection residual {resid['relative']:.2e})", "given")
             return mat, fc
-        return custom_material(cr, fc, smat), fc
+        return custom_material(cr, fc, smat, e_max=e_max), fc
     if not args.material:
         raise FcinvError("give --material (Ge, Nb) or --structure (and --force-constants)")
     for opt in ("supercell", "primitive"):

@@ -12,6 +12,7 @@ from ._common import (
     load_material,
     parse_vector,
     positive_float,
+    warn_energy_cut,
 )
 
 
@@ -58,6 +59,7 @@ def run(args) -> int:
 
     check_ei(args.ei, mat.grid)
     params, source = default_params(mat, fc)
+    warn_energy_cut(mat, params)
     ss = simulate_scans(
         mat,
         args.ei,

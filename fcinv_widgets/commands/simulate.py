@@ -16,6 +16,7 @@ from ._common import (
     parse_params,
     positive_float,
     sigma_of,
+    warn_energy_cut,
 )
 
 
@@ -68,6 +69,10 @@ def run(args) -> int:
     fm = ForwardModel(b, mat.grid, ref, active, sigma_mev=sigma, resolution=resolution, names=mat.active_names)
     img, stable = fm.spectra(theta, return_stable=True)
     lo = float(fm.min_energy(theta)[0])
+    if np.isfinite(lo) and stable[0]:
+        full = ref.copy()
+        full[active] = theta
+        warn_energy_cut(mat, full)
     if not stable[0] and not args.allow_unstable:
         raise UnstableError(
             f"this force-constant set is dynamically unstable (lowest mode {lo:.3f} meV < −0.1 meV); "
@@ -131,6 +136,7 @@ def _run_full_sqe(args, mat, fc) -> int:
     noise = args.noise
     t0 = time.perf_counter()
     params, source = default_params(mat, fc)
+    warn_energy_cut(mat, params)
     reach = reach_qmax(args.ei, mat.grid.e.e_min) if args.ei else 8.0
     qmax = (min(6.0, reach) if small_mode() else reach) if args.qmax is None else min(args.qmax, reach)
     calc = SQE(mat.basis, params, temperature=args.temperature, b_coh=getattr(args, "b_coh_fm", None))
