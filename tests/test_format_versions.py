@@ -177,3 +177,31 @@ def test_a_file_of_another_material_is_refused_before_its_grid(tmp_path, capsys)
         assert rc == 2 and "says it is Nb" in err and "for Ge" in err and err.count("\n") == 1, err
     with pytest.raises(GridMismatchError, match="says it is Nb"):
         Inverter.load("ge-vae").invert(str(path), refine=False)
+
+
+def test_trust_file(tmp_path):
+    """trust.json names its format and version like every other fcinv file (it was the one without)."""
+    from fcinv_widgets.models.trust import TRUST_FILE, load_trust_limit, save_trust_limit
+
+    ck = tmp_path / "model.pt"
+    ck.write_bytes(b"weights")
+    save_trust_limit(tmp_path, 3.0, version=7)  # meta cannot overwrite the format keys
+    d = json.loads((tmp_path / TRUST_FILE).read_text())
+    assert d["format"] == "fcinv-trust" and d["version"] == 1
+    assert load_trust_limit(ck)[0] == 3.0
+    del d["format"], d["version"]  # written before the format was recorded: read as version 1
+    (tmp_path / TRUST_FILE).write_text(json.dumps(d))
+    assert load_trust_limit(ck)[0] == 3.0
+    for extra, msg in (({"version": 2}, "newer than this fcinv reads"), ({"format": "fcinv-ood"}, "not a trust-limit file")):
+        (tmp_path / TRUST_FILE).write_text(json.dumps({**d, **extra}))
+        with pytest.raises(FcinvError, match=msg):
+            load_trust_limit(ck)
+
+
+def test_shipped_trust_files_record_their_format():
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.trust import load_trust_limit
+
+    for name in ("ge-vae", "ge-resnet", "nb-vae", "nb-resnet"):
+        k, rec, note = load_trust_limit(load_model(name).path)
+        assert note is None and k is not None and rec["format"] == "fcinv-trust" and rec["version"] == 1

@@ -23,7 +23,7 @@ the Ge models failed it and keep 2σ). Without it full data keep ``TRUST_NETWORK
 
 Stored as ``trust.json`` beside ``model.pt``::
 
-    {"single_scan_limit": 3.2, "level": 0.99, "measured": {"single scan": {"limit": 3.2, "n": 720},
+    {"format": "fcinv-trust", "version": 1, "single_scan_limit": 3.2, "level": 0.99, "measured": {"single scan": {"limit": 3.2, "n": 720},
      "full data": {...}}, "model_sha256": "…", "measured_on": "…", "command": "…"}
 
 It records the SHA-256 of the checkpoint it was measured for; a model without one (or with one
@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import format_version
 
 TRUST_FILE = "trust.json"
+FORMAT = "fcinv-trust"
 
 #: the familywise level the shipped limits are measured at, and the default of ``fcinv trust-calibrate``
 TRUST_LEVEL = 0.99
@@ -70,9 +72,10 @@ def save_trust_limit(model_path, single_scan_limit: float, full_data_limit: floa
     p = Path(model_path)
     ckpt = p / "model.pt" if p.is_dir() else p
     out = ckpt.parent / TRUST_FILE
-    rec: dict = {"single_scan_limit": _check_limit(single_scan_limit, out)}
+    rec: dict = {"format": FORMAT, "version": 1, "single_scan_limit": _check_limit(single_scan_limit, out)}
     if full_data_limit is not None:
         rec["full_data_limit"] = _check_limit(full_data_limit, out, "full_data_limit")
+    meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
     out.write_text(json.dumps({**rec, **meta, "model_sha256": file_sha256(ckpt)}, indent=1) + "\n")
     return out
 
@@ -111,6 +114,9 @@ def load_trust_limit(model_path) -> tuple[float | None, dict, str | None]:
         raise FcinvError(f"{p} is not a readable trust-limit file ({exc})") from None
     if not isinstance(d, dict):
         raise FcinvError(f"{p} is not a readable trust-limit file (not a JSON object)")
+    if d.get("format", FORMAT) != FORMAT:  # files written before the format was recorded have none
+        raise FcinvError(f"{p} is not a trust-limit file (format {d.get('format')!r}, expected {FORMAT!r})")
+    format_version(d.get("version"), str(p))
     k = _check_limit(d.get("single_scan_limit"), p)
     full_data_limit_of(d, p)  # a damaged full-data limit is an error too
     sha = d.get("model_sha256")
