@@ -60,6 +60,42 @@ def test_mantid_mdhisto(tmp_path, ge, image):
         read_spectrum(p2, ge.grid)
 
 
+@pytest.mark.parametrize(
+    "units, scale, refused",
+    [
+        ("Angstrom^-1", 1.0, False),  # the model's crystal: its path length
+        ("Angstrom^-1", 1.03, False),  # 3 % strain or thermal expansion: the same crystal
+        ("Angstrom^-1", 1.56, True),  # Cu's fcc path (a = 3.61 Å vs Ge's 5.65 Å)
+        ("MomentumTransfer", 0.8, True),
+        ("in 1.113 A^-1", 1.56, False),  # a reciprocal-lattice coordinate: its length is not compared
+        (None, 1.56, False),  # no units: nothing to compare
+    ],
+)
+def test_mantid_q_axis_in_inverse_angstrom_is_checked_against_the_crystal(tmp_path, ge, image, units, scale, refused):
+    """Session 25: a Mantid file whose path coordinate is in Å⁻¹ is held to the model's crystal like an
+    fcinv file's /grid/q_distance — another lattice's path on the same reduced grid was inverted before."""
+    import h5py
+
+    p = tmp_path / "q.nxs"
+    _write_mdhisto(p, image, ge.grid.e.edges)
+    d = ge.grid.q.distance
+    step = np.diff(d).mean()
+    edges = np.concatenate([[d[0] - step / 2], 0.5 * (d[1:] + d[:-1]), [d[-1] + step / 2]]) * scale
+    with h5py.File(p, "r+") as f:
+        del f["MDHistoWorkspace/data/D0"]
+        q = f["MDHistoWorkspace/data"].create_dataset("D0", data=edges)
+        q.attrs["long_name"] = "path"
+        if units:
+            q.attrs["units"] = units
+    if refused:
+        with pytest.raises(GridMismatchError, match="another crystal"):
+            read_spectrum(p, ge.grid)
+    else:
+        s = read_spectrum(p, ge.grid)
+        assert np.array_equal(s.image, image, equal_nan=True)
+        assert (s.q_distance is not None) == (units == "Angstrom^-1")
+
+
 def test_mantid_square_signal_without_energy_units_warns(tmp_path, ge, image):
     """Session 23: a square signal whose axes say nothing about energy is read (q, E) as listed —
     now with a warning, since a transposed file would be inverted without a word."""

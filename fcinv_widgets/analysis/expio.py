@@ -147,8 +147,8 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None) -> No
         if not np.isfinite(ratio) or abs(ratio - 1) > MAX_PATH_LENGTH_MISMATCH:
             raise GridMismatchError(
                 f"{source}: its q-path is {np.ptp(qd):.3g} Å⁻¹ long, the model's crystal's {np.ptp(ref):.3g} Å⁻¹ "
-                f"(a lattice {abs(1 / ratio - 1) if ratio else 1:.0%} different): a measurement of another crystal, "
-                "which this model cannot invert"
+                f"(a lattice {abs(1 / ratio - 1) if ratio else 1:.0%} different): a measurement of another crystal "
+                "(or of another q-path), which this model cannot invert"
             )
 
 
@@ -400,12 +400,16 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
         )
     e_axis = [i for i in keep if is_energy(names[i])]
     img = sig.reshape([sig.shape[i] for i in keep])
-    energies = None
+    energies = q_distance = None
     if e_axis:
         if e_axis[0] == keep[0]:
             img = img.T
         edges = _h5_array(data, names[e_axis[0]], path, ndim=1)
         energies = 0.5 * (edges[1:] + edges[:-1]) if len(edges) == img.shape[1] + 1 else None
+        q_name = names[next(i for i in keep if i != e_axis[0])]
+        if q_name in data and _in_inverse_angstrom(data[q_name].attrs):
+            qe = _h5_array(data, q_name, path, ndim=1)
+            q_distance = 0.5 * (qe[1:] + qe[:-1]) if len(qe) == img.shape[0] + 1 else None
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid
     elif img.shape[0] == img.shape[1]:
@@ -420,7 +424,21 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
             ),
             stacklevel=2,
         )
-    return Spectrum(img, str(path), "mantid-mdhisto", energies, _mantid_meta(f, path))
+    return Spectrum(img, str(path), "mantid-mdhisto", energies, _mantid_meta(f, path), q_distance)
+
+
+def _in_inverse_angstrom(attrs) -> bool:
+    """Whether a Mantid axis is a momentum transfer in Å⁻¹ (units "Angstrom^-1", "MomentumTransfer", "1/Å", …)
+    — not a reciprocal-lattice coordinate, whose units read "in 1.113 A^-1" (Å⁻¹ per r.l.u.)."""
+    import re
+
+    def text(v):
+        return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+    txt = " ".join(text(attrs.get(k, "")) for k in ("units", "long_name", "frame")).lower().replace(" ", "")
+    if re.search(r"in[0-9.]+", txt) or "r.l.u" in txt or "rlu" in txt:
+        return False
+    return any(u in txt for u in ("angstrom^-1", "a^-1", "å^-1", "1/a", "1/å", "å⁻¹", "momentumtransfer", "invangstrom"))
 
 
 def write_pathsqe_npz(path, image, grid) -> None:
