@@ -179,3 +179,20 @@ def test_negative_params_simulate_end_to_end(capsys, tmp_path):
     # a single negative number stays a value, as argparse reads it: refused by the option's own check
     assert main(["simulate", "--material", "Ge", "--seed", "-3", "--out", str(tmp_path / "t.h5")]) == 2
     assert "--seed: must be an integer ≥ 0, got '-3'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "n_val, r2, expect",
+    [
+        (150, [0.9] * 8, None),
+        (1, [None] * 8, "8 of 8 validation R² undefined: the hold-out has 1 spectrum"),
+        (6, [0.5, float("nan")] + [0.4] * 6, "1 of 8 validation R² undefined: the hold-out has 6 spectra"),
+        (10, [0.5] * 8, "the validation R² says little: the hold-out has 10 spectra"),
+        (500, [float("nan")] + [0.9] * 7, "1 of 8 validation R² undefined"),
+    ],
+)
+def test_train_says_when_its_validation_r2_means_little(n_val, r2, expect):
+    from fcinv_widgets.commands.train import validation_note
+
+    note = validation_note(n_val, r2)
+    assert (note is None) if expect is None else expect in note

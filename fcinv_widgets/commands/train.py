@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ._common import add_json, add_seed, emit, positive_float, positive_int
 from ..errors import FcinvError
 
@@ -204,7 +206,32 @@ def run(args) -> int:
         )
     text = (
         f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n"
-        + "\n".join(f"  validation R² {n:<16} {v:6.3f}" for n, v in zip(r["names"], r["val_r2"]))
+        + "\n".join(
+            f"  validation R² {n:<16} {'undefined' if v is None or not math.isfinite(v) else f'{v:6.3f}'}"
+            for n, v in zip(r["names"], r["val_r2"])
+        )
     )
+    note = validation_note(r.get("n_val"), r["val_r2"])
+    if note:
+        r["val_note"] = note
+        text += f"\n  ({note})"
     emit(args, r, text)
     return 0
+
+
+#: below this many validation spectra an R² says little (the hold-out is 10 % of the training split)
+MIN_VALIDATION = 20
+
+
+def validation_note(n_val, val_r2) -> str | None:
+    """What the validation R² cannot tell: undefined values (a hold-out whose values do not vary) or a
+    hold-out too small to measure (< :data:`MIN_VALIDATION` spectra); None when it is fine."""
+    undefined = sum(v is None or not math.isfinite(v) for v in val_r2)
+    small = n_val is not None and n_val < MIN_VALIDATION
+    if not undefined and not small:
+        return None
+    what = f"{undefined} of {len(val_r2)} validation R² undefined" if undefined else "the validation R² says little"
+    return (
+        f"{what}: the hold-out has {n_val} spectr{'um' if n_val == 1 else 'a'} (10 % of the training split); "
+        f"train on ≥ {10 * MIN_VALIDATION} spectra, or judge the model with fcinv evaluate on its test split"
+    )

@@ -599,6 +599,7 @@ def train_vae(
         vae_seconds=vae_seconds,
         regressor_seconds=reg_seconds,
         seconds=vae_seconds + reg_seconds,
+        n_val=int(len(iv)),
         **extra,
     )
 
@@ -736,7 +737,15 @@ def refit_regressor(
     tr = dict(cfg.get("training") or {})
     tr.update({"regressor_seconds": reg_seconds, "val_r2": r2_val.tolist(), "regressor": "latent samples", **extra})
     cfg["training"] = tr
-    return _save(Inverter(inv.vae, reg, cfg), model_dir / "model.pt", r2_val, inv.names, reg_epochs, seconds=reg_seconds)
+    return _save(
+        Inverter(inv.vae, reg, cfg),
+        model_dir / "model.pt",
+        r2_val,
+        inv.names,
+        reg_epochs,
+        seconds=reg_seconds,
+        n_val=int(len(iv)),
+    )
 
 
 def train_resnet(
@@ -885,4 +894,6 @@ def train_resnet(
         scale, _, _ = _fit_sigma(ResNetModel(net, cfg), x, y, iv, aug, seed)  # records all three in cfg
         cfg["training"].update({"augmented": True, "sigma_scale": scale})
         extra = {"sigma_scale": scale, "augmented": True}
-    return _save(ResNetModel(net, cfg), out / "model.pt", r2_val, info["names"], len(history), seconds=seconds, **extra)
+    return _save(
+        ResNetModel(net, cfg), out / "model.pt", r2_val, info["names"], len(history), seconds=seconds, n_val=int(len(iv)), **extra
+    )

@@ -113,6 +113,8 @@ def test_cli_train_resnet_evaluate_invert(tiny_dataset, tmp_path, capsys, ge):
     )
     d = json.loads(capsys.readouterr().out)
     assert len(d["val_r2"]) == 8
+    # 64 training spectra: a hold-out of 6 says little about R², and the result says so (session 25)
+    assert d["n_val"] == 6 and "the hold-out has 6 spectra" in d["val_note"] and "fcinv evaluate" in d["val_note"]
     assert main(["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert len(d["r2"]) == 8 and np.isfinite(d["mae"]).all()
