@@ -224,3 +224,68 @@ def test_too_large_a_batch_is_refused_before_allocating(ge_fm, monkeypatch):
     with pytest.raises(FcinvError, match="GiB"):
         ge_fm.spectra(np.repeat(ge_fm.reference_theta[None], 500, axis=0))  # 39 MB > 10 MB
     assert ge_fm.spectra(np.repeat(ge_fm.reference_theta[None], 50, axis=0), dtype=np.uint8).shape[0] == 50  # 1 MB
+
+
+def _srtio3_basis():
+    from ase.spacegroup import crystal as sgc
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.structure import Crystal
+
+    atoms = sgc(
+        ["Sr", "Ti", "O"], basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221, cellpar=[3.905] * 3 + [90] * 3
+    )
+    return FCBasis(Crystal.from_ase(atoms), [2, 2, 2])
+
+
+def test_gram_and_svd_commutants_agree_for_many_modes(rng):
+    """Session 25: above 8 modes the commutant comes from the n² × n² Gram matrix (36–137× faster per
+    q-point, benchmarks/bench_blocks.py); on SrTiO3 (15 modes) it spans the same space as the SVD's
+    at Γ, X, M, R, on the lines between them and at a generic point, and its blocks carry the spectrum."""
+    from fcinv_widgets.blocks import GRAM_ABOVE_MODES, commutant_basis, decompose
+
+    b = _srtio3_basis()
+    qs = np.array([[0, 0, 0], [0.5, 0, 0], [0.5, 0.5, 0], [0.5, 0.5, 0.5], [0.0125, 0, 0], [0.2, 0.2, 0], [0.13, 0.27, 0.41]])
+    D = b.dynamical_matrices(qs)
+    n = D.shape[-1]
+    assert n == 15 > GRAM_ABOVE_MODES
+    for iq in range(len(qs)):
+        svd, gram = commutant_basis(D[:, iq], method="svd"), commutant_basis(D[:, iq], method="gram")
+        assert len(svd) == len(gram) >= 1
+        # the same space: each Gram element is a combination of the SVD's (orthonormal, as vectors)
+        S, G = svd.reshape(len(svd), -1), gram.reshape(len(gram), -1)
+        proj = (G @ S.conj().T) @ S
+        np.testing.assert_allclose(proj, G, atol=1e-8)
+        blk = decompose(D[:, iq])
+        th = rng.normal(size=D.shape[0])
+        full = np.linalg.eigvalsh(np.tensordot(th, D[:, iq], axes=(0, 0)))
+        parts = np.sort(
+            np.concatenate(
+                [np.repeat(np.linalg.eigvalsh(np.tensordot(th, c, axes=(0, 0))), m) for c, m in zip(blk.coeffs, blk.mult)]
+            )
+        )
+        np.testing.assert_allclose(parts, full, atol=1e-9 * np.abs(full).max())
+    assert len(commutant_basis(D[:, -1], method="gram")) == 1  # generic q: only multiples of 1
+
+
+def test_a_too_wide_gram_null_space_falls_back_to_the_svd(monkeypatch):
+    """decompose checks the blocks' spectra; a commutant that is too wide (here: every matrix) splits
+    what does not split, and the SVD route is taken instead — never wrong eigenvalues."""
+    from fcinv_widgets import blocks
+
+    b = _srtio3_basis()
+    D = b.dynamical_matrices(np.array([[0.13, 0.27, 0.41]]))[:, 0]
+    n = D.shape[-1]
+    real = blocks.commutant_basis
+    calls = []
+
+    def too_wide(Ds, tol=1e-8, method="auto"):
+        calls.append(method)
+        if method == "gram":
+            return np.eye(n * n).reshape(n * n, n, n).astype(complex)
+        return real(Ds, tol, method)
+
+    monkeypatch.setattr(blocks, "commutant_basis", too_wide)
+    blk = blocks.decompose(D)
+    assert calls == ["gram", "svd"]
+    assert [c.shape[1] for c in blk.coeffs] == [n]  # a generic point: one block
