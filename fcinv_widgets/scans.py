@@ -347,7 +347,9 @@ class ScanSet:
 
         from .validate import h5_array, h5_number
 
-        path = Path(path)
+        from .validate import as_path
+
+        path = Path(as_path(path, "scan-set file"))
         if not path.is_file():
             raise FcinvError(f"scan-set file not found: {path}")
         try:

@@ -234,7 +234,9 @@ def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
 
     Raises :class:`StructureError` with the file name when the file is missing or malformed.
     """
-    path = Path(path)
+    from .validate import as_path
+
+    path = Path(as_path(path, "structure file"))
     if not path.is_file():
         raise StructureError(f"structure file not found: {path}")
     import ase.io

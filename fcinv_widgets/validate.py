@@ -143,6 +143,30 @@ def h5_number(attrs, key: str, name, positive: bool | None = None, maximum: floa
     return finite_number(v, f"{name}: the {key} attribute", positive, maximum)
 
 
+def as_path(value, what: str = "file") -> str:
+    """``value`` as a path string (a ``str`` or ``os.PathLike``), else a one-line :class:`FcinvError`
+    (the Python API's loaders got ``TypeError: expected str, bytes or os.PathLike object`` before)."""
+    if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)).strip():
+        return str(os.fspath(value))
+    raise FcinvError(f"{what}: expected a file path (str or pathlib.Path), got {type(value).__name__} {value!r}"[:200])
+
+
+def open_h5(path, what: str):
+    """An open read-only ``h5py.File`` of ``path``, or a one-line :class:`FcinvError` naming ``what``
+    (a missing path, a folder, a file that is not HDF5)."""
+    import h5py
+
+    p = as_path(path, what)
+    if not os.path.exists(p):
+        raise FcinvError(f"{what} not found: {p}")
+    if os.path.isdir(p):
+        raise FcinvError(f"{what}: {p} is a folder, not a file")
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise FcinvError(f"{what}: cannot open {p} as HDF5 ({str(exc).splitlines()[0][:120]})") from None
+
+
 def format_version(v, what: str, reads: int = 1) -> int:
     """The format version a file records (``version`` key or attribute), checked: absent means 1
     (files written before versions were recorded); anything but a whole number 1 … ``reads`` is a

@@ -78,7 +78,9 @@ class Spectrum:
 def read_spectrum(path, grid=None, material: str | None = None) -> Spectrum:
     """Read a folded spectrum in any supported format; check it against ``grid`` if given, and
     refuse one whose file names a material other than ``material`` (when given)."""
-    path = Path(path)
+    from ..validate import as_path
+
+    path = Path(as_path(path, "spectrum file"))
     if not path.is_file():
         raise FcinvError(f"spectrum file not found: {path}")
     suffix = path.suffix.lower()

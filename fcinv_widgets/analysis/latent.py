@@ -112,8 +112,9 @@ class LatentMap:
         (``ge-vae``). The reducer pickle is read when ``trust_reducer`` is True, or by default
         for the package's own shipped maps."""
         from ..materials import data_path
+        from ..validate import as_path
 
-        p = Path(folder)
+        p = Path(as_path(folder, "latent map"))
         if not p.exists() and str(folder) in ("ge-vae", "nb-vae", "ge-vae-paper", "nb-vae-paper"):
             p = data_path("models", str(folder))
             if not p.is_dir():  # a robust model that is not shipped: its -paper model stands in

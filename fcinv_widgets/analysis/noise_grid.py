@@ -83,21 +83,27 @@ class NoiseGridResult:
 
     @classmethod
     def load(cls, path) -> "NoiseGridResult":
-        import h5py
+        from ..validate import open_h5
 
-        with h5py.File(path, "r") as f:
+        with open_h5(path, "noise-grid file") as f:
             if f.attrs.get("format") != "fcinv-noise-grid":
-                raise FcinvError(f"{path} is not an fcinv noise-grid file")
+                raise FcinvError(f"{path} is not an fcinv noise-grid file (write one with `fcinv noise-grid --out`)")
             format_version(f.attrs.get("version"), str(path))
-            cov = [f[k][()] if k in f else None for k in ("coverage_1sigma", "coverage_2sigma")]
-            return cls(
-                json.loads(f.attrs["names"]),
-                *(f[k][()] for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "examples", "example_snr")),
-                model=str(f.attrs["model"]),
-                meta=json.loads(f.attrs["meta"]),
-                cov1=cov[0],
-                cov2=cov[1],
-            )
+            try:
+                cov = [f[k][()] if k in f else None for k in ("coverage_1sigma", "coverage_2sigma")]
+                return cls(
+                    json.loads(f.attrs["names"]),
+                    *(
+                        f[k][()]
+                        for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "examples", "example_snr")
+                    ),
+                    model=str(f.attrs["model"]),
+                    meta=json.loads(f.attrs["meta"]),
+                    cov1=cov[0],
+                    cov2=cov[1],
+                )
+            except (KeyError, ValueError, TypeError) as exc:
+                raise FcinvError(f"{path}: a damaged noise-grid file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
     def table(self, fc: int = 0) -> str:
         """A text table of R² for one FC (rows: B, columns: P)."""

@@ -114,6 +114,9 @@ class CoverageBank:
 
     @classmethod
     def load(cls, path) -> "CoverageBank":
+        from ..validate import as_path
+
+        path = as_path(path, "coverage bank")
         try:
             with np.load(path, allow_pickle=False) as z:
                 info = json.loads(str(z["info"]))

@@ -95,24 +95,22 @@ class ScanInference:
     def load(cls, path) -> "ScanInference":
         import json
 
-        import h5py
-
         from ..errors import FcinvError
-        from ..validate import format_version
+        from ..validate import format_version, open_h5
 
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise FcinvError(f"cannot open {path} as HDF5: {exc}") from None
-        with f:
+        with open_h5(path, "scan-inference file") as f:
             if f.attrs.get("format") != "fcinv-scan-inference":
                 raise FcinvError(f"{path} is not an fcinv scan-inference file (write one with `fcinv infer-scans --out`)")
             format_version(f.attrs.get("version"), str(path))
-            d = {
-                k: f[k][()] for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")
-            }
-            ref = f["reference"][()] if "reference" in f else None
-            return cls(names=json.loads(f.attrs["names"]), reference=ref, meta=json.loads(f.attrs["meta"]), **d)
+            try:
+                d = {
+                    k: f[k][()]
+                    for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")
+                }
+                ref = f["reference"][()] if "reference" in f else None
+                return cls(names=json.loads(f.attrs["names"]), reference=ref, meta=json.loads(f.attrs["meta"]), **d)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise FcinvError(f"{path}: a damaged scan-inference file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
 def infer_scans(

@@ -161,9 +161,9 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
     """
     import torch
 
-    from ..validate import format_version
+    from ..validate import as_path, format_version
 
-    path = resolve_model(name_or_dir)
+    path = resolve_model(as_path(name_or_dir, "model (a shipped name such as ge-vae, a folder or a model.pt)"))
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         cfg = json.loads(ck["config"])

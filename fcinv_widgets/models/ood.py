@@ -685,6 +685,9 @@ class OODStats:
 
     @classmethod
     def load(cls, path) -> OODStats:
+        from ..validate import as_path
+
+        path = as_path(path, "ood.json")
         try:
             d = json.loads(Path(path).read_text())
             if d.get("format") != FORMAT:

@@ -40,6 +40,32 @@ class WidgetGridError(GridMismatchError, traitlets.TraitError):
     """An array on another (q, E) grid than the widget's (a ``GridMismatchError`` and a ``TraitError``)."""
 
 
+def int_arg(value, name: str, lo: int, hi: int) -> int:
+    """A constructor's integer argument in [lo, hi), else :class:`WidgetInputError` (one line)."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not lo <= int(value) < hi:
+        raise WidgetInputError(f"{name} must be an integer in [{lo}, {hi}), got {value!r}")
+    return int(value)
+
+
+def need_attrs(obj, attrs, who: str, what: str) -> None:
+    """Refuse (one line) an argument that lacks what a widget reads from it."""
+    missing = [a for a in attrs if not hasattr(obj, a)]
+    if missing:
+        raise WidgetInputError(f"{who} needs {what}; got {type(obj).__name__} (no {', '.join(missing)})")
+
+
+def range_arg(value, name: str) -> list[float]:
+    """Two finite ascending numbers (e.g. an energy range in meV), else :class:`WidgetInputError`."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise WidgetInputError(f"{name} must be two numbers [low, high], got {value!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise WidgetInputError(f"{name} must be two finite numbers with low < high, got {value!r}")
+    return [lo, hi]
+
+
 def refuses(validator):
     """Decorate a ``@traitlets.validate`` method so that any :class:`FcinvError` it raises (its own
     or a checker's, e.g. ``real_array``) reaches traitlets as a ``TraitError`` — rolled back in

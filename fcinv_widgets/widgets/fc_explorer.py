@@ -26,7 +26,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _jsforward, _static
 from ._assets import load_esm
-from ._traits import WidgetGridError, WidgetInputError, refuses, synced_array
+from ._traits import WidgetGridError, WidgetInputError, need_attrs, refuses, synced_array
 
 UNITS = "eV/Å²"
 INTENSITY_UNITS = "scaled"  # forward-model images are scaled to a maximum of 1
@@ -163,7 +163,22 @@ class FCExplorer:
         compare: np.ndarray | None = None,
         js_forward: bool = True,
     ):
+        if isinstance(material, str):  # a preset's name: FCExplorer("Ge")
+            from ..materials import get_material
+
+            material = get_material(material)
         if material is not None:
+            need_attrs(
+                material,
+                ("grid", "active_names", "domain", "reference_params"),
+                "FCExplorer",
+                "a material (a preset name such as 'Ge', or a materials.Material)",
+            )
+            if forward_model is None and not hasattr(material, "forward_model"):
+                raise WidgetInputError(f"FCExplorer: {type(material).__name__} has no forward_model(); pass forward_model=")
+            from ..validate import finite_number
+
+            sigma_mev = finite_number(sigma_mev, "sigma_mev (meV)", positive=True, maximum=100.0)
             grid = grid if grid is not None else material.grid
             names = names if names is not None else list(material.active_names)
             domain = domain if domain is not None else np.asarray(material.domain, float)

@@ -17,6 +17,7 @@ Own canvas anywidget rather than jupyter-scatter: see docs/widgets.md.
 from __future__ import annotations
 
 import operator
+import os
 from typing import Any
 
 import anywidget
@@ -26,7 +27,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import WidgetInputError, refuses, synced_array
+from ._traits import WidgetInputError, int_arg, need_attrs, refuses, synced_array
 from .fc_explorer import UNITS, _pandas
 
 TOOLS = ("select", "lasso", "ray")
@@ -146,6 +147,21 @@ class LatentPicker:
     """
 
     def __init__(self, latent_map: Any, model: Any = None, *, decoder: Any = None, fc: int = 0, ray_n: int = 8):
+        if isinstance(latent_map, (str, os.PathLike)):  # LatentPicker("ge-vae") or a folder of `fcinv latent --out`
+            from ..analysis.latent import LatentMap
+
+            name = latent_map
+            latent_map = LatentMap.load(name)
+            if model is None and decoder is None and not os.path.exists(name):  # a shipped model's map: its decoder too
+                from ..models import load_model
+
+                model = load_model(str(name))
+        need_attrs(
+            latent_map,
+            ("embedding", "params", "mu", "names"),
+            "LatentPicker",
+            "a latent map (analysis.latent.LatentMap.load of `fcinv latent --out`, or a shipped name such as 'ge-vae')",
+        )
         self.map = latent_map
         self.model = model
         self.decoder = decoder if decoder is not None else (model if hasattr(model, "decode") else None)
@@ -157,6 +173,8 @@ class LatentPicker:
             raise GridMismatchError(f"the map has {len(emb)} points but params {params.shape} and mu {np.shape(latent_map.mu)}")
         self._overlays: dict[str, np.ndarray] = {}
         self.ray_z: np.ndarray | None = None
+        fc = int_arg(fc, "fc", 0, params.shape[1] if params.ndim == 2 else 1)
+        ray_n = int_arg(ray_n, "ray_n (spectra decoded along the ray)", 2, 65)
         self.widget = LatentPickerView(
             names=[str(s) for s in latent_map.names],
             xy=emb.astype(np.float32),

@@ -17,7 +17,7 @@ from ..analysis.noise_grid import NoiseGridResult
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import WidgetInputError, refuses, synced_array
+from ._traits import WidgetInputError, int_arg, refuses, synced_array
 from .fc_explorer import _pandas
 
 
@@ -126,8 +126,10 @@ class NoiseGridExplorer:
             clean=np.asarray(first.example_clean, np.float32),
             snr_grid=np.asarray(self._snr, np.float32),
         )
+        if model is not None and (not isinstance(model, str) or model not in models):
+            raise WidgetInputError(f"model must be one of {models}, got {model!r}")
         self.widget.model = model if model is not None else models[0]
-        self.widget.fc = fc
+        self.widget.fc = int_arg(fc, "fc", 0, len(self._names))
         self._update_grid()
         self.widget.observe(lambda _: self._update_grid(), names=["model", "fc"])
         self.widget.observe(lambda _: self._update_cell(), names=["selected"])

@@ -21,7 +21,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import WidgetInputError, refuses, synced_array
+from ._traits import WidgetInputError, int_arg, need_attrs, range_arg, refuses, synced_array
 from .fc_explorer import UNITS, _pandas, _to_numpy
 
 
@@ -112,6 +112,12 @@ class OrientationScatter:
         selected: int | None = None,
         plan: Any = None,
     ):
+        need_attrs(
+            result,
+            ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "inputs", "recon", "names"),
+            "OrientationScatter",
+            "a scan-inference result (analysis.scan_inference.infer_scans, or ScanInference.load of `fcinv infer-scans --out`)",
+        )
         self.result = result
         self.forward_model = forward_model
         n = len(result.angles_deg)
@@ -135,6 +141,11 @@ class OrientationScatter:
                 edges = getattr(grid.e, "edges", None)
                 e = np.asarray(edges if edges is not None else grid.e.centers, float)
                 energy_range = [float(e[0]), float(e[-1])]
+        if energy_range is not None:
+            energy_range = range_arg(energy_range, "energy_range (meV)")
+        fc = int_arg(fc, "fc", 0, nfc)
+        if selected is not None:
+            selected = int_arg(selected, "selected (a scan index)", 0, n)
         ref = getattr(result, "reference", None)
         self.widget = OrientationView(
             names=[str(s) for s in result.names],

@@ -57,3 +57,108 @@ def test_bad_browser_messages_are_refused_and_rolled_back(name):
                 problems.append(f"{trait}={value!r}: accepted, then the previous state was refused: {exc}"[:200])
     assert not problems, "\n".join(problems)
     assert np.isfinite(np.asarray(getattr(w, "theta", [0.0]), float)).all()
+
+
+CTOR_BAD = [float("nan"), float("inf"), -1, 10**9, 1.5, True, "abc", None, [], [1, 2], {"a": 1}, np.zeros((3, 3))]
+
+
+def _constructor_cases():
+    from fcinv_widgets.widgets import FCExplorer, LatentPicker, NoiseGridExplorer, OrientationScatter
+
+    grid = make_fake_grid(30, 24)
+    for v in CTOR_BAD:
+        yield "FCExplorer(material)", lambda v=v: FCExplorer(v)
+        yield "FCExplorer(sigma_mev)", lambda v=v: FCExplorer(FakeMaterial(), sigma_mev=v)
+        yield "FCExplorer(compare)", lambda v=v: FCExplorer(FakeMaterial(), compare=v)
+        yield "NoiseGridExplorer(results)", lambda v=v: NoiseGridExplorer(v)
+        yield "NoiseGridExplorer(fc)", lambda v=v: NoiseGridExplorer(fake_noise_grid(), fc=v)
+        yield "NoiseGridExplorer(model)", lambda v=v: NoiseGridExplorer(fake_noise_grid(), model=v)
+        yield "OrientationScatter(result)", lambda v=v: OrientationScatter(v)
+        yield "OrientationScatter(fc)", lambda v=v: OrientationScatter(fake_scan_inference(n=12, grid=grid), fc=v)
+        yield "OrientationScatter(selected)", lambda v=v: OrientationScatter(fake_scan_inference(n=12, grid=grid), selected=v)
+        yield (
+            "OrientationScatter(energy_range)",
+            lambda v=v: OrientationScatter(fake_scan_inference(n=12, grid=grid), energy_range=v),
+        )
+        yield "OrientationScatter(plan)", lambda v=v: OrientationScatter(fake_scan_inference(n=12, grid=grid), plan=v)
+        yield "LatentPicker(latent_map)", lambda v=v: LatentPicker(v, decoder=FakeDecoder())
+        yield "LatentPicker(fc)", lambda v=v: LatentPicker(fake_latent_map(n=60, latent=6), decoder=FakeDecoder(), fc=v)
+        yield "LatentPicker(ray_n)", lambda v=v: LatentPicker(fake_latent_map(n=60, latent=6), decoder=FakeDecoder(), ray_n=v)
+
+
+def test_bad_constructor_arguments_are_one_fcinv_error():
+    """Session 25: the widgets' Python constructors with 12 bad values per argument (180 cases) —
+    accepted or refused with an FcinvError naming the argument, never an AttributeError/TypeError
+    from deep inside (97 were before: `FCExplorer(1.5)` → "'float' object has no attribute 'grid'")."""
+    from fcinv_widgets.errors import FcinvError
+
+    problems, refused = [], 0
+    for name, make in _constructor_cases():
+        try:
+            make()
+        except FcinvError:
+            refused += 1
+        except Exception as exc:  # noqa: BLE001 — what this test looks for
+            problems.append(f"{name}: {type(exc).__name__}: {exc}"[:200])
+    assert not problems, "\n".join(problems)
+    assert refused > 120
+
+
+def test_constructor_messages_name_the_argument():
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.widgets import FCExplorer, LatentPicker, OrientationScatter
+
+    with pytest.raises(FcinvError, match="FCExplorer needs a material .* got float"):
+        FCExplorer(1.5)
+    with pytest.raises(FcinvError, match="unknown material|no such material|Ge, Nb"):
+        FCExplorer("Xx")
+    with pytest.raises(FcinvError, match="sigma_mev"):
+        FCExplorer(FakeMaterial(), sigma_mev=-1)
+    with pytest.raises(FcinvError, match="OrientationScatter needs a scan-inference result"):
+        OrientationScatter({"a": 1})
+    with pytest.raises(FcinvError, match=r"fc must be an integer in \[0, "):
+        LatentPicker(fake_latent_map(n=60, latent=6), decoder=FakeDecoder(), fc=1.5)
+    with pytest.raises(FcinvError, match=r"energy_range \(meV\) must be two finite numbers"):
+        OrientationScatter(fake_scan_inference(n=12, grid=make_fake_grid(30, 24)), energy_range=[5, 1])
+
+
+@pytest.mark.parametrize("arg", ["/nonexistent/x.h5", "text", "folder", None, 3.5])
+def test_python_api_loaders_refuse_in_one_line(arg, tmp_path):
+    """Every loader of the Python API: a missing path, a text file, a folder, None or a number is one
+    FcinvError (NoiseGridResult.load raised h5py's OSError/FileNotFoundError; None/3.5 a TypeError)."""
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.analysis.latent import LatentMap
+    from fcinv_widgets.analysis.noise_grid import NoiseGridResult
+    from fcinv_widgets.analysis.planner import CoverageBank
+    from fcinv_widgets.analysis.scan_inference import ScanInference
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats
+    from fcinv_widgets.scans import ScanSet
+
+    (tmp_path / "text.h5").write_text("hello\n")
+    (tmp_path / "folder").mkdir()
+    value = {"text": str(tmp_path / "text.h5"), "folder": str(tmp_path / "folder")}.get(arg, arg)
+    for load in (
+        OODStats.load,
+        load_model,
+        ScanSet.load,
+        LatentMap.load,
+        ScanInference.load,
+        NoiseGridResult.load,
+        CoverageBank.load,
+        read_spectrum,
+        custom_material,
+    ):
+        with pytest.raises(FcinvError):
+            load(value)
+
+
+def test_presets_by_name():
+    """FCExplorer("Ge") and LatentPicker("ge-vae") (with the model's decoder) work as written."""
+    from fcinv_widgets.widgets import FCExplorer, LatentPicker
+
+    assert FCExplorer("Ge").widget.title == "Ge"
+    lp = LatentPicker("ge-vae")
+    assert lp.widget.can_decode and len(lp.widget.xy) > 100
