@@ -1,0 +1,63 @@
+"""Mix the training splits of two datasets of one material (session 25's ge-resnet experiment).
+
+The first ``--n`` training spectra of each file, shuffled with ``--seed``; every other dataset
+and attribute (grid, domain, reference, test split) is the first file's. A spectrum from a file
+without ``inactive_params`` (nuisance-free: its inactive FCs are the reference's) gets the
+reference values there. Session 25 (README, "half nuisance-free spectra"):
+
+    python benchmarks/mix_datasets.py ge_nuis.h5 ge_dataset.h5 --n 5000 --out ge_mix.h5
+    fcinv train --model resnet --dataset ge_mix.h5 --augment --sqe-weights 0.5 \\
+        --mask-bank ge_masks.npz --init-from ge-resnet --epochs 5 --lr 5e-4 --threads 2 --out ge-resnet-mix
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import h5py
+import numpy as np
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("first", help="dataset whose layout, grid and test split the mixture keeps")
+    ap.add_argument("second", help="dataset of the same material and grid")
+    ap.add_argument("--n", type=int, default=5000, help="training spectra from each (default 5000)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    with h5py.File(args.first, "r") as a, h5py.File(args.second, "r") as b, h5py.File(args.out, "w") as f:
+        if a.attrs.get("material") != b.attrs.get("material") or not np.array_equal(
+            a["grid/energy_centers_mev"][()], b["grid/energy_centers_mev"][()]
+        ):
+            raise SystemExit("the two datasets are not of one material and grid")
+        n = args.n
+        for k, v in a.attrs.items():
+            f.attrs[k] = v
+        f.attrs["mixture"] = f"first {n} training spectra of {args.first} and of {args.second}, shuffled (seed {args.seed})"
+        for k in ("active", "domain", "inactive", "param_names", "reference_params"):
+            if k in a:
+                f.create_dataset(k, data=a[k][()])
+        for k in a["grid"]:
+            f.create_dataset(f"grid/{k}", data=a[f"grid/{k}"][()])
+        if "inactive" not in a and "inactive" in b:
+            f.create_dataset("inactive", data=b["inactive"][()])
+        order = np.random.default_rng(args.seed).permutation(2 * n)
+        spec = np.concatenate([a["train/spectra"][:n], b["train/spectra"][:n]])[order]
+        f.create_dataset("train/spectra", data=spec, chunks=(64,) + spec.shape[1:])
+        f.create_dataset("train/params", data=np.concatenate([a["train/params"][:n], b["train/params"][:n]])[order])
+        src = a if "inactive" in a else b
+        ref = src["reference_params"][()][src["inactive"][()]]
+        ina = [f2["train/inactive_params"][:n] if "train/inactive_params" in f2 else np.tile(ref, (n, 1)) for f2 in (a, b)]
+        f.create_dataset("train/inactive_params", data=np.concatenate(ina)[order])
+        for k in a["test"]:
+            f.create_dataset(f"test/{k}", data=a[f"test/{k}"][()])
+        for g in ("grid", "train", "test"):
+            for k, v in a[g].attrs.items():
+                f[g].attrs[k] = v
+    print(f"wrote {args.out}: {2 * n} training spectra")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
