@@ -110,7 +110,10 @@ def _decompose_with(Ds: np.ndarray, rng: np.random.Generator, tol: float, method
         if k == n or (w[k] - w[k - 1]) > gap:
             groups.append(V[:, start:k])
             start = k
-    blocks = [(E.conj().T @ Ds) @ E for E in groups]  # Eᴴ D_p E for every p (batched products, BLAS)
+    if method == "gram":  # many modes: batched products by BLAS (the einsum below is unoptimised, P·n³ per group)
+        blocks = [(E.conj().T @ Ds) @ E for E in groups]
+    else:  # few modes (Ge, Nb): kept bit-for-bit as before — the physics fits' stopping points move with the last bit
+        blocks = [np.einsum("ni,pnm,mj->pij", E.conj(), Ds, E) for E in groups]
     # merge copies of the same irrep: identical spectra at two random parameter vectors
     probes = rng.normal(size=(2, P))
     scale = max(np.abs(Ds).max(), 1e-300)
