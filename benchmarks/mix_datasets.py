@@ -13,6 +13,7 @@ reference values there. Session 25 (README, "half nuisance-free spectra"):
 from __future__ import annotations
 
 import argparse
+import os
 
 import h5py
 import numpy as np
@@ -26,7 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    with h5py.File(args.first, "r") as a, h5py.File(args.second, "r") as b, h5py.File(args.out, "w") as f:
+    part = f"{args.out}.part"  # written aside and moved into place: an interrupted run leaves no half file
+    with h5py.File(args.first, "r") as a, h5py.File(args.second, "r") as b, h5py.File(part, "w") as f:
         if a.attrs.get("material") != b.attrs.get("material") or not np.array_equal(
             a["grid/energy_centers_mev"][()], b["grid/energy_centers_mev"][()]
         ):
@@ -55,6 +57,7 @@ def main(argv=None) -> int:
         for g in ("grid", "train", "test"):
             for k, v in a[g].attrs.items():
                 f[g].attrs[k] = v
+    os.replace(part, args.out)
     print(f"wrote {args.out}: {2 * n} training spectra")
     return 0
 

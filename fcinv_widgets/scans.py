@@ -345,9 +345,7 @@ class ScanSet:
         :class:`FcinvError` naming the file."""
         import h5py
 
-        from .validate import h5_array, h5_number
-
-        from .validate import as_path
+        from .validate import as_path, h5_array, h5_number
 
         path = Path(as_path(path, "scan-set file"))
         if not path.is_file():

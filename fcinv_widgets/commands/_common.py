@@ -442,9 +442,9 @@ def infer_supercell(n_prim: int, n_super: int) -> np.ndarray:
 MAX_E_MAX_MEV = 1500.0
 
 
-def warn_energy_cut(mat, params) -> float:
+def warn_energy_cut(mat, params) -> None:
     """Warn (one line) when the highest mode of ``params`` (eV/Å², all basis parameters) on the
-    material's path lies above its energy grid; returns that mode's energy (meV)."""
+    material's path lies above its energy grid."""
     import warnings
 
     from ..errors import FcinvWarning
@@ -465,7 +465,6 @@ def warn_energy_cut(mat, params) -> float:
             ),
             stacklevel=2,
         )
-    return top
 
 
 def load_material(args):

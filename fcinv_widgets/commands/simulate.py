@@ -70,9 +70,7 @@ def run(args) -> int:
     img, stable = fm.spectra(theta, return_stable=True)
     lo = float(fm.min_energy(theta)[0])
     if np.isfinite(lo) and stable[0]:
-        full = ref.copy()
-        full[active] = theta
-        warn_energy_cut(mat, full)
+        warn_energy_cut(mat, fm.full_params(theta)[0])
     if not stable[0] and not args.allow_unstable:
         raise UnstableError(
             f"this force-constant set is dynamically unstable (lowest mode {lo:.3f} meV < −0.1 meV); "

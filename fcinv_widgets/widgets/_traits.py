@@ -58,6 +58,8 @@ def need_attrs(obj, attrs, who: str, what: str) -> None:
 def range_arg(value, name: str) -> list[float]:
     """Two finite ascending numbers (e.g. an energy range in meV), else :class:`WidgetInputError`."""
     try:
+        if isinstance(value, (str, bytes, dict)):  # "12" would unpack to 1, 2
+            raise TypeError
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
         raise WidgetInputError(f"{name} must be two numbers [low, high], got {value!r}") from None

@@ -26,7 +26,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _jsforward, _static
 from ._assets import load_esm
-from ._traits import WidgetGridError, WidgetInputError, need_attrs, refuses, synced_array
+from ._traits import WidgetGridError, WidgetInputError, need_attrs, range_arg, refuses, synced_array
 
 UNITS = "eV/Å²"
 INTENSITY_UNITS = "scaled"  # forward-model images are scaled to a maximum of 1
@@ -293,14 +293,7 @@ class FCExplorer:
 
     @energy_range.setter
     def energy_range(self, value) -> None:
-        try:
-            pair = [float(x) for x in value] if not isinstance(value, (str, bytes, dict)) else None
-        except (TypeError, ValueError):
-            pair = None
-        if pair is None:
-            shown = " ".join(repr(value).split())[:60]
-            raise FcinvError(f"energy window must be a pair (E_min, E_max) of numbers in meV, got {shown}")
-        self.widget.e_view = pair
+        self.widget.e_view = range_arg(value, "energy window (E_min, E_max, meV)")
 
     def auto_energy(self, margin: float = 0.12) -> tuple[float, float]:
         """Fit the energy window to the highest branch at the current FCs plus ``margin``."""

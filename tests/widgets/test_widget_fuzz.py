@@ -118,6 +118,10 @@ def test_constructor_messages_name_the_argument():
         OrientationScatter({"a": 1})
     with pytest.raises(FcinvError, match=r"fc must be an integer in \[0, "):
         LatentPicker(fake_latent_map(n=60, latent=6), decoder=FakeDecoder(), fc=1.5)
+    ex = FCExplorer(FakeMaterial())
+    for bad in ("12", {1: 0, 2: 0}, [5, 1], [0, float("nan")]):  # a 2-character string once unpacked to (1, 2)
+        with pytest.raises(FcinvError, match="energy window"):
+            ex.energy_range = bad
     with pytest.raises(FcinvError, match=r"energy_range \(meV\) must be two finite numbers"):
         OrientationScatter(fake_scan_inference(n=12, grid=make_fake_grid(30, 24)), energy_range=[5, 1])
 
