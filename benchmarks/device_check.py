@@ -166,29 +166,29 @@ def throughput(backends: list[tuple[str, int]], phonopy_sets: int) -> list[dict]
     return rows
 
 
-def training(work: Path, n_train: int, devices_: list[str]) -> list[dict]:
+def make_dataset(ds: Path, n_train: int, extra: list[str]) -> None:
+    if ds.exists():
+        return
+    _, dt = cli(
+        ["dataset", "--material", "Ge", "--n-train", str(n_train), "--n-test", str(max(64, n_train // 8))]
+        + extra
+        + ["--out", str(ds), "--no-progress"]
+    )
+    log(f"  dataset {ds.name}: {n_train} training spectra in {dt:.1f} s")
+
+
+def cpu_threads(dev: str, threads: int | None) -> list[str]:
+    return ["--threads", str(threads)] if dev == "cpu" and threads else []
+
+
+def training(work: Path, n_train: int, devices_: list[str], threads: int | None = None) -> list[dict]:
     ds = work / "ge_check.h5"
-    if not ds.exists():
-        _, dt = cli(
-            [
-                "dataset",
-                "--material",
-                "Ge",
-                "--n-train",
-                str(n_train),
-                "--n-test",
-                str(max(64, n_train // 8)),
-                "--out",
-                str(ds),
-                "--no-progress",
-            ]
-        )
-        log(f"  dataset: {n_train} training spectra in {dt:.1f} s")
+    make_dataset(ds, n_train, [])
     rows = []
     for model in ("vae", "resnet"):
         for dev in devices_:
             out = work / f"{model}-{dev}"
-            extra = ["--reg-epochs", "1"] if model == "vae" else []
+            extra = (["--reg-epochs", "1"] if model == "vae" else []) + cpu_threads(dev, threads)
             d, wall = cli(
                 [
                     "train",
@@ -215,6 +215,35 @@ def training(work: Path, n_train: int, devices_: list[str]) -> list[dict]:
     return rows
 
 
+def augmented_training(work: Path, n_train: int, devices_: list[str], bank: Path, threads: int | None = None) -> list[dict]:
+    """One epoch of the shipped models' realistic recipe (docs/models.md): the measurement model
+    on the fly in the data loader (S(Q,E) weights for half the spectra, resolution, coverage
+    masks from ``bank``, backgrounds, counts) on a dataset with nuisance parameters — the CPU-side
+    augmentation is what a GPU could wait on."""
+    ds = work / "ge_check_nuis.h5"
+    make_dataset(ds, n_train, ["--nuisance", "1.5"])
+    rows = []
+    for dev in devices_:
+        out = work / f"resnet-aug-{dev}"
+        args = ["train", "--dataset", str(ds), "--model", "resnet", "--augment", "--sqe-weights", "0.5"]
+        args += ["--mask-bank", str(bank), "--epochs", "1", "--device", dev, "--out", str(out), "--seed", "0"]
+        d, wall = cli(args + cpu_threads(dev, threads))
+        rows.append(
+            {
+                "model": "resnet",
+                "recipe": "augmented",
+                "device": dev,
+                "epoch_seconds": float(d.get("seconds", wall)),
+                "wall_seconds": wall,
+            }
+        )
+        log(
+            f"  resnet augmented on {dev:4s}: one epoch of {n_train} spectra {rows[-1]['epoch_seconds']:7.2f} s "
+            f"(process {wall:.1f} s)"
+        )
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dry-run", action="store_true", help="no GPU: torch on the CPU stands in for CUDA")
@@ -225,7 +254,13 @@ def main(argv=None) -> int:
     p.add_argument("--cpu-batch", type=int, default=20000, help="parameter sets for the CPU throughput")
     p.add_argument("--n-train", type=int, default=4096, help="training spectra for the one-epoch timings")
     p.add_argument("--phonopy-sets", type=int, default=50, help="parameter sets for phonopy's loop in each throughput run")
-    p.add_argument("--skip", nargs="*", default=[], choices=["equality", "throughput", "training"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["equality", "throughput", "training", "augmented"])
+    p.add_argument(
+        "--mask-bank",
+        default=None,
+        help="a Ge coverage bank (.npz, as fcinv train --mask-bank writes): also time one augmented ResNet epoch",
+    )
+    p.add_argument("--cpu-threads", type=int, default=None, help="torch threads for the CPU training rows (default: fcinv's)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.dry_run:  # NumPy as CuPy here and in the fcinv commands below; torch stays on the CPU
@@ -256,7 +291,11 @@ def main(argv=None) -> int:
         report["throughput"] = throughput(bes, args.phonopy_sets)
     if "training" not in args.skip:
         log("3. one training epoch per model kind")
-        report["training"] = training(work, args.n_train, (["cuda"] if info["cuda"] else []) + ["cpu"])
+        report["training"] = training(work, args.n_train, (["cuda"] if info["cuda"] else []) + ["cpu"], args.cpu_threads)
+    if args.mask_bank and "augmented" not in args.skip:
+        log("4. one augmented ResNet epoch (the shipped models' recipe)")
+        devs = (["cuda"] if info["cuda"] else []) + ["cpu"]
+        report["augmented_training"] = augmented_training(work, args.n_train, devs, Path(args.mask_bank), args.cpu_threads)
     report["seconds"] = time.perf_counter() - t0
     report["ok"] = ok
     (work / "device_check.json").write_text(json.dumps(report, indent=1, default=float))

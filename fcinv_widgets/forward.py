@@ -33,6 +33,11 @@ from .units import SQRT_EIG_TO_MEV
 
 #: frequencies below this (meV) anywhere on the path or the mesh mark an unstable set
 UNSTABLE_BELOW_MEV = -0.1
+#: most Hermitian blocks per batched eigvalsh call: torch's CUDA solver (cusolverDnXsyevBatched,
+#: torch 2.11 + CUDA 13 on an H200) failed on 100,000 4×4 blocks in one call
+EIG_BATCH = 16384
+#: most parameter sets per eigenvalue pass of ``min_energy`` on the GPU back-ends
+GPU_CHUNK = 2048
 
 
 def _pack(C: np.ndarray) -> np.ndarray:
@@ -93,10 +98,15 @@ def _eig_closed(xp, X, m: int):
         l3 = q + 2.0 * p * xp.cos(phi + 2.0 * math.pi / 3.0)
         l2 = 3.0 * q - l1 - l3
         return xp.stack([l3, l2, l1], -1)
-    # general Hermitian blocks: batched eigvalsh
+    # general Hermitian blocks: batched eigvalsh, at most EIG_BATCH matrices per call
     k = m * m
     H = X[..., :k].reshape(X.shape[:-1] + (m, m)) + 1j * X[..., k:].reshape(X.shape[:-1] + (m, m))
-    return xp.linalg.eigvalsh(H)
+    n = math.prod(H.shape[:-2])
+    if n <= EIG_BATCH:
+        return xp.linalg.eigvalsh(H)
+    flat = H.reshape(n, m, m)
+    parts = [xp.linalg.eigvalsh(flat[s : s + EIG_BATCH]) for s in range(0, n, EIG_BATCH)]
+    return (xp.cat(parts) if xp.__name__ == "torch" else xp.concatenate(parts)).reshape(H.shape[:-1])
 
 
 class _BlockSet:
@@ -402,9 +412,14 @@ class ForwardModel:
             lo = np.empty(th.shape[0])
             self._run_cpu(th, np.empty((0,) + self.grid.shape, np.float32), lo, False)
             return lo
-        lo = _amin(be, self.path.eigenvalues(be, th), 1)
-        if self.mesh is not None:
-            lo = be.xp.minimum(lo, _amin(be, self.mesh.eigenvalues(be, th), 1))
+        parts = []
+        for s in range(0, th.shape[0], GPU_CHUNK):
+            t = th[s : s + GPU_CHUNK]
+            lo = _amin(be, self.path.eigenvalues(be, t), 1)
+            if self.mesh is not None:
+                lo = be.xp.minimum(lo, _amin(be, self.mesh.eigenvalues(be, t), 1))
+            parts.append(lo)
+        lo = parts[0] if len(parts) == 1 else (be.xp.cat(parts) if be.name == "torch" else be.xp.concatenate(parts))
         return _to_mev(be.xp, lo)
 
     def is_stable(self, theta) -> np.ndarray:

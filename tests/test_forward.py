@@ -289,3 +289,29 @@ def test_a_too_wide_gram_null_space_falls_back_to_the_svd(monkeypatch):
     blk = blocks.decompose(D)
     assert calls == ["gram", "svd"]
     assert [c.shape[1] for c in blk.coeffs] == [n]  # a generic point: one block
+
+
+def test_gpu_backends_split_large_batches_exactly(ge, rng, monkeypatch):
+    """On the GPU back-ends the stability pass runs GPU_CHUNK parameter sets at a time and a
+    general (> 3×3) block's eigvalsh EIG_BATCH matrices per call — torch's CUDA solver failed on
+    100,000 4×4 blocks in one call (H200, session 26). Ge's stability mesh has a 4×4 block: with
+    both limits forced small (torch on the CPU) every result equals the one-call result."""
+    pytest.importorskip("torch")
+    import fcinv_widgets.forward as fw
+
+    fm = ge.forward_model(backend="torch")
+    lo, hi = ge.domain.T
+    th = np.vstack([fm.reference_theta, rng.uniform(lo, hi, size=(20, len(lo)))])
+    e0 = fm.backend.to_numpy(fm.min_energy(th))
+    img0, st0 = fm.spectra(th, return_stable=True)
+    monkeypatch.setattr(fw, "EIG_BATCH", 3)
+    monkeypatch.setattr(fw, "GPU_CHUNK", 4)
+    calls = []
+    real = fm.backend.xp.linalg.eigvalsh
+    monkeypatch.setattr(fm.backend.xp.linalg, "eigvalsh", lambda H: calls.append(H.shape[0]) or real(H))
+    e1 = fm.backend.to_numpy(fm.min_energy(th))
+    img1, st1 = fm.spectra(th, return_stable=True)
+    assert calls and max(calls) <= 3  # split, and never more than EIG_BATCH per call
+    np.testing.assert_array_equal(e1, e0)
+    np.testing.assert_array_equal(st1, st0)
+    np.testing.assert_array_equal(fm.backend.to_numpy(img1), fm.backend.to_numpy(img0))
