@@ -215,31 +215,29 @@ def training(work: Path, n_train: int, devices_: list[str], threads: int | None 
     return rows
 
 
-def augmented_training(work: Path, n_train: int, devices_: list[str], bank: Path, threads: int | None = None) -> list[dict]:
+def augmented_training(
+    work: Path, n_train: int, devices_: list[str], bank: Path, threads: int | None = None, workers: int = 0
+) -> list[dict]:
     """One epoch of the shipped models' realistic recipe (docs/models.md): the measurement model
     on the fly in the data loader (S(Q,E) weights for half the spectra, resolution, coverage
     masks from ``bank``, backgrounds, counts) on a dataset with nuisance parameters — the CPU-side
-    augmentation is what a GPU could wait on."""
+    augmentation is what a GPU could wait on; with ``workers`` > 0 the first device's epoch again
+    with that many DataLoader workers rendering ahead (``fcinv train --loader-workers``)."""
     ds = work / "ge_check_nuis.h5"
     make_dataset(ds, n_train, ["--nuisance", "1.5"])
     rows = []
-    for dev in devices_:
-        out = work / f"resnet-aug-{dev}"
+    runs = [(dev, 0) for dev in devices_] + ([(devices_[0], workers)] if workers > 0 else [])
+    for dev, w in runs:
+        out = work / f"resnet-aug-{dev}-w{w}"
         args = ["train", "--dataset", str(ds), "--model", "resnet", "--augment", "--sqe-weights", "0.5"]
         args += ["--mask-bank", str(bank), "--epochs", "1", "--device", dev, "--out", str(out), "--seed", "0"]
+        args += ["--loader-workers", str(w)]
         d, wall = cli(args + cpu_threads(dev, threads))
-        rows.append(
-            {
-                "model": "resnet",
-                "recipe": "augmented",
-                "device": dev,
-                "epoch_seconds": float(d.get("seconds", wall)),
-                "wall_seconds": wall,
-            }
-        )
+        row = {"model": "resnet", "recipe": "augmented", "device": dev, "loader_workers": w}
+        rows.append(row | {"epoch_seconds": float(d.get("seconds", wall)), "wall_seconds": wall})
         log(
-            f"  resnet augmented on {dev:4s}: one epoch of {n_train} spectra {rows[-1]['epoch_seconds']:7.2f} s "
-            f"(process {wall:.1f} s)"
+            f"  resnet augmented on {dev:4s}, {w:2d} loader workers: one epoch of {n_train} spectra "
+            f"{rows[-1]['epoch_seconds']:7.2f} s (process {wall:.1f} s)"
         )
     return rows
 
@@ -261,6 +259,12 @@ def main(argv=None) -> int:
         help="a Ge coverage bank (.npz, as fcinv train --mask-bank writes): also time one augmented ResNet epoch",
     )
     p.add_argument("--cpu-threads", type=int, default=None, help="torch threads for the CPU training rows (default: fcinv's)")
+    p.add_argument(
+        "--loader-workers",
+        type=int,
+        default=max(0, min(12, (os.cpu_count() or 1) - 4)),
+        help="with --mask-bank: also time the first device's augmented epoch with this many loader workers (0: not)",
+    )
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.dry_run:  # NumPy as CuPy here and in the fcinv commands below; torch stays on the CPU
@@ -295,7 +299,9 @@ def main(argv=None) -> int:
     if args.mask_bank and "augmented" not in args.skip:
         log("4. one augmented ResNet epoch (the shipped models' recipe)")
         devs = (["cuda"] if info["cuda"] else []) + ["cpu"]
-        report["augmented_training"] = augmented_training(work, args.n_train, devs, Path(args.mask_bank), args.cpu_threads)
+        report["augmented_training"] = augmented_training(
+            work, args.n_train, devs, Path(args.mask_bank), args.cpu_threads, args.loader_workers
+        )
     report["seconds"] = time.perf_counter() - t0
     report["ok"] = ok
     (work / "device_check.json").write_text(json.dumps(report, indent=1, default=float))

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MissingDependencyError
+from .errors import FcinvError, MissingDependencyError
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ def get_backend(name: "str | Backend" = "numpy", device: Any = None) -> Backend:
     """``name``: "numpy", "cupy", "torch" or "auto" (CuPy if a GPU is usable, else NumPy)."""
     if isinstance(name, Backend):
         return name
+    if not isinstance(name, str):  # an array's == would not give one truth value
+        raise FcinvError(f"unknown backend {name!r}: use 'numpy', 'cupy', 'torch' or 'auto'")
     if name == "auto":
         name = "cupy" if cupy_available() else "numpy"
     if name == "numpy":
@@ -77,4 +79,4 @@ def get_backend(name: "str | Backend" = "numpy", device: Any = None) -> Backend:
 
         dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return Backend("torch", torch, dev)
-    raise ValueError(f"unknown backend {name!r}: use 'numpy', 'cupy', 'torch' or 'auto'")
+    raise FcinvError(f"unknown backend {name!r}: use 'numpy', 'cupy', 'torch' or 'auto'")

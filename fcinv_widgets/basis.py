@@ -344,7 +344,9 @@ class FCBasis:
         return out
 
     def _check_params(self, params) -> np.ndarray:
-        params = np.asarray(params, dtype=float)
+        from .validate import real_array
+
+        params = real_array(params, "force-constant parameters (eV/Å²)")
         if params.shape[-1:] != (self.n_params,):
             raise FcinvError(f"expected {self.n_params} force-constant parameters, got shape {params.shape}")
         if not np.all(np.isfinite(params)):

@@ -30,9 +30,12 @@ from .broadening import gaussian_dense, sigma_arcs
 from .errors import FcinvError
 from .grid import SpectrumGrid
 from .units import SQRT_EIG_TO_MEV
+from .validate import MAX_TEMPERATURE_K, finite_number, real_array, whole_number
 
 #: frequencies below this (meV) anywhere on the path or the mesh mark an unstable set
 UNSTABLE_BELOW_MEV = -0.1
+#: the largest constant Gaussian σ (meV) a forward model takes (wider than any energy grid here)
+MAX_SIGMA_MEV = 1000.0
 #: most Hermitian blocks per batched eigvalsh call: torch's CUDA solver (cusolverDnXsyevBatched,
 #: torch 2.11 + CUDA 13 on an H200) failed on 100,000 4×4 blocks in one call
 EIG_BATCH = 16384
@@ -232,15 +235,18 @@ class ForwardModel:
     def _set_resolution(self, sigma_mev, resolution):
         centers = self.grid.e.centers
         if resolution is None:
-            real = (int, float, np.integer, np.floating)
-            if isinstance(sigma_mev, bool) or not isinstance(sigma_mev, real) or not (np.isfinite(sigma_mev) and sigma_mev > 0):
-                raise FcinvError(f"sigma_mev must be a positive number (meV), got {sigma_mev!r}")
+            sigma_mev = finite_number(sigma_mev, "sigma_mev (meV)", positive=True, maximum=MAX_SIGMA_MEV)
             self.sigma_table, self.sigma_e0, self.sigma_de = np.array([float(sigma_mev)]), 0.0, 1.0
             self.resolution = {"kind": "constant", "sigma_mev": float(sigma_mev)}
             return
         e = np.arange(centers[0] - 10.0, centers[-1] + 10.0, 0.05)
-        if isinstance(resolution, (tuple, list)) and resolution and resolution[0] == "arcs":
-            ei = float(resolution[1])
+        if (
+            isinstance(resolution, (tuple, list))
+            and len(resolution) == 2
+            and isinstance(resolution[0], str)
+            and resolution[0] == "arcs"
+        ):
+            ei = finite_number(resolution[1], "the ARCS resolution's Ei (meV)", positive=True)
             sig = sigma_arcs(np.clip(e, None, 0.98 * ei), ei)
             self.resolution = {"kind": "arcs", "ei_mev": ei}
         elif callable(resolution):
@@ -271,8 +277,7 @@ class ForwardModel:
         sharing the precomputed blocks; this model is left unchanged. Used to fit coarse-to-fine."""
         import copy
 
-        if not (np.isfinite(factor) and factor > 0):
-            raise FcinvError(f"the broadening factor must be a positive number, got {factor!r}")
+        factor = finite_number(factor, "the broadening factor", positive=True)
         if factor == 1.0:
             return self
         twin = copy.copy(self)
@@ -310,8 +315,7 @@ class ForwardModel:
         S, nE = self.path.slot_w.shape[0], self.grid.shape[1]
         if sw.shape not in ((S,), (S, nE)) or not np.all(np.isfinite(sw)) or np.any(sw < 0):
             raise FcinvError(f"slot weights must be finite values ≥ 0 of shape ({S},) or ({S}, {nE})")
-        if not (np.isfinite(temperature_k) and temperature_k >= 0):
-            raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+        temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
         twin = copy.copy(self)
         twin.__dict__ = dict(self.__dict__)
         twin._sqe = (sw, float(temperature_k))
@@ -341,7 +345,11 @@ class ForwardModel:
         import torch
 
         be = self.backend
-        t = theta if isinstance(theta, torch.Tensor) else torch.as_tensor(np.asarray(theta, dtype=float))
+        t = (
+            theta
+            if isinstance(theta, torch.Tensor)
+            else torch.as_tensor(real_array(theta, "force-constant parameters θ (eV/Å²)"))
+        )
         t = t.to(device=be.device, dtype=torch.float64 if self.dtype == np.float64 else torch.float32)
         if t.ndim == 1:
             t = t[None]
@@ -362,7 +370,7 @@ class ForwardModel:
             if not bool(be.xp.isfinite(t).all()):
                 raise FcinvError("force-constant parameters contain NaN or inf")
         else:
-            t = np.asarray(theta, dtype=float)
+            t = real_array(theta, "force-constant parameters θ (eV/Å²)")
             if t.ndim == 1:
                 t = t[None]
             if t.ndim != 2 or t.shape[-1] != self.n_active:
@@ -443,6 +451,7 @@ class ForwardModel:
         float32 images are the same bits whichever way they are requested.
         """
         be = self.backend
+        chunk = whole_number(chunk, "chunk (parameter sets per pass)")
         th = self._theta(theta)
         N = th.shape[0]
         nq, nE = self.grid.shape
@@ -501,6 +510,7 @@ class ForwardModel:
         On the CPU the same buffer is reused for every chunk (copy what you keep), so a batch
         of any size runs in constant memory.
         """
+        chunk = whole_number(chunk, "chunk (parameter sets per pass)")
         th = self._theta(theta)
         N = th.shape[0]
         if self.backend.name != "numpy":

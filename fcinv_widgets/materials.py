@@ -140,6 +140,15 @@ class Material:
         return None
 
     @property
+    def has_reference(self) -> bool:
+        """Whether :attr:`reference_params` exists (a preset's, or given force constants'), without
+        computing it: a ``--structure`` material without force constants has none."""
+        if self._reference is not None:
+            return True
+        s = self._summary
+        return (s is not None and "reference_params" in s) or data_path(self.name.lower(), "FORCE_CONSTANTS_DFT").is_file()
+
+    @property
     def reference_params(self) -> np.ndarray:
         """All basis parameters (eV/Å²) at the material's reference (ensemble median, or DFT)."""
         if self._reference is None:
@@ -300,11 +309,15 @@ class Material:
         from .forward import ForwardModel
 
         # the type is part of the key: True == 1.0 (and hashes alike), but True is refused as a σ
-        key = (type(sigma_mev).__name__, sigma_mev, repr(resolution), str(backend), tuple(mesh) if mesh is not None else None)
+        try:
+            key = (type(sigma_mev).__name__, sigma_mev, repr(resolution), str(backend), tuple(mesh) if mesh is not None else None)
+            hash(key)
+        except TypeError:  # a list σ or mesh: not a cache key; the model's own checks name the problem
+            key = None
         cache = self.__dict__.setdefault("_fm_cache", {})
-        if key not in cache:
+        if key is None or key not in cache:
             with _one_blas_thread():
-                cache[key] = ForwardModel(
+                fm = ForwardModel(
                     self.basis,
                     self.grid,
                     self.reference_params,
@@ -315,6 +328,9 @@ class Material:
                     mesh=mesh,
                     names=self.active_names,
                 )
+                if key is None:
+                    return fm
+                cache[key] = fm
         return cache[key]
 
     def to_dict(self) -> dict:
@@ -492,20 +508,41 @@ def custom_material(
     if force_constants is not None:
         fc = force_constants if isinstance(force_constants, np.ndarray) else read_force_constants(force_constants)
         params, resid = mat.basis.reduce(fc)
-        mat = mat.with_reference(params, f"given force constants (projection residual {resid['relative']:.2e})", "given")
-        if e_max is None:
-            top = energy_top_for(highest_mode_mev(mat.basis, params, grid))
-            if top != grid.e.e_max:
-                mat.grid = SpectrumGrid(grid.q, EnergyGrid(grid.e.e_min, top, e_step))
+        mat = given_reference(mat, params, f"given force constants (projection residual {resid['relative']:.2e})", e_max)
     return mat
 
 
+def given_reference(mat: Material, params, source: str, e_max: float | None = None) -> Material:
+    """A custom material with the user's own parameters (eV/Å², every basis parameter) as its
+    reference: the top-8 active set is chosen at them and, unless ``e_max`` (meV) was given, the
+    energy grid is widened to cover their highest mode (:func:`energy_top_for`)."""
+    params = mat.basis._check_params(params)
+    out = mat.with_reference(params, source, "given")
+    if e_max is None:
+        g = out.grid
+        top = energy_top_for(highest_mode_mev(out.basis, params, g))
+        if top != g.e.e_max:
+            out.grid = SpectrumGrid(g.q, EnergyGrid(g.e.e_min, top, g.e.step))
+    return out
+
+
 def highest_mode_mev(basis: FCBasis, params, grid: SpectrumGrid) -> float:
-    """The highest phonon energy (meV) of ``params`` (eV/Å², all basis parameters) on the grid's q-path."""
+    """The highest phonon energy (meV) of ``params`` (eV/Å², all basis parameters) on the grid's q-path.
+
+    Kept on the basis for the last few (params, path) pairs: a ``--structure`` material with force
+    constants asks twice (its grid's top in :func:`custom_material`, then the energy-cut warning),
+    ~1 s each for an 18-mode crystal."""
     from .units import THZ_TO_MEV
 
-    f = basis.frequencies_thz(params, grid.q.qpoints)
-    return float(np.nanmax(f)) * THZ_TO_MEV
+    p = np.asarray(params, float)
+    qp = np.asarray(grid.q.qpoints, float)
+    key = (p.tobytes(), p.shape, qp.tobytes(), qp.shape)
+    cache = basis.__dict__.setdefault("_highest_mode_cache", {})
+    if key not in cache:
+        if len(cache) >= 8:
+            cache.clear()
+        cache[key] = float(np.nanmax(basis.frequencies_thz(p, qp))) * THZ_TO_MEV
+    return cache[key]
 
 
 def seekpath_grid(crystal: Crystal, e_max=70.0, e_step=0.5, q_step=0.025):

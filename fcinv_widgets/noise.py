@@ -21,8 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FcinvError
+from .validate import as_real_array, finite_number, whole_number
 
 #: default 5 × 5 grid: background (fraction of the peak) × counts at the peak
+#: the largest background B (× the peak) and counts P at the peak :func:`add_noise` takes: far beyond
+#: any measurement, below where the Poisson sampler's λ overflows (P = 1e300 was a numpy error)
+MAX_BACKGROUND = 100.0
+MAX_COUNTS = 1e12
 DEFAULT_BACKGROUNDS = (0.0, 0.05, 0.1, 0.2, 0.4)
 DEFAULT_COUNTS = (1000.0, 300.0, 100.0, 30.0, 10.0)
 
@@ -43,7 +48,7 @@ def noise_grid_levels(backgrounds=DEFAULT_BACKGROUNDS, counts=DEFAULT_COUNTS) ->
 
 
 def _check(spectra) -> np.ndarray:
-    x = np.asarray(spectra, dtype=float)
+    x = as_real_array(spectra, "spectra")
     if x.ndim < 2:
         raise FcinvError(f"spectra must be (nq, nE) or (N, nq, nE), got shape {x.shape}")
     finite = np.isfinite(x)
@@ -88,14 +93,19 @@ def add_noise(
     intensity near Bragg points is orders of magnitude above the phonon ridges; brighter pixels
     then simply get more than P counts).
     """
-    if not (np.isfinite(background) and background >= 0):
-        raise FcinvError(f"background B must be ≥ 0 (fraction of the peak), got {background!r}")
-    if counts is not None and np.isfinite(counts) and counts <= 0:
-        raise FcinvError(f"counts P must be > 0 (expected counts at the peak), got {counts!r}")
+    background = finite_number(background, "background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
+    if counts is not None:  # +inf: noiseless (the noise grid's P = ∞ column)
+        real = isinstance(counts, (int, float, np.integer, np.floating)) and not isinstance(counts, (bool, np.bool_))
+        if not (real and (float(counts) == np.inf or 0 < float(counts) <= MAX_COUNTS)):
+            raise FcinvError(f"counts P must be > 0 and ≤ {MAX_COUNTS:g} (expected counts at the peak), or inf, got {counts!r}")
+        counts = float(counts)
+    if seed is not None and rng is None:
+        seed = whole_number(seed, "seed", 0)
     x = _check(spectra)
     single = x.ndim == 2
     x = minmax(x[None] if single else x)
     if peak_percentile is not None:
+        peak_percentile = finite_number(peak_percentile, "peak percentile", positive=True, maximum=100.0)
         if not 0 < peak_percentile <= 100:
             raise FcinvError(f"peak percentile must be in (0, 100], got {peak_percentile!r}")
         ref = np.array([np.percentile(v[np.isfinite(v)], peak_percentile) if np.isfinite(v).any() else 1.0 for v in x])

@@ -59,6 +59,7 @@ import numpy as np
 from .errors import FcinvError
 from .grid import SpectrumGrid
 from .units import NEUTRON_E_TO_K2
+from .validate import MAX_TEMPERATURE_K, finite_number, real_array
 from .validate import format_version
 
 #: ARCS detector coverage (degrees)
@@ -71,7 +72,7 @@ E_OF_K2 = 1.0 / NEUTRON_E_TO_K2  # 2.0721 meV Å²
 
 def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1)) -> np.ndarray:
     """U₀: sample Cartesian → lab at ω = 0 (u → beam x, v → horizontal y, u×v → vertical z)."""
-    u, v = np.asarray(u, float), np.asarray(v, float)
+    u, v = real_array(u, "u (r.l.u.)", shape=(3,), allow_nan=False), real_array(v, "v (r.l.u.)", shape=(3,), allow_nan=False)
     if np.linalg.norm(np.cross(u, v)) < 1e-8 * np.linalg.norm(u) * np.linalg.norm(v) or np.linalg.norm(u) == 0:
         raise FcinvError(f"u = {u.tolist()} and v = {v.tolist()} must be non-zero and not parallel")
     x = u / np.linalg.norm(u)
@@ -94,7 +95,8 @@ def reach_qmax(ei_mev: float, e_min: float = 0.0, angle_max_deg: float = DETECTO
 
 def check_ei(ei_mev, grid) -> float:
     """``ei_mev`` (meV) as a float if it can measure the grid's energies on ARCS, else FcinvError."""
-    if ei_mev is None or not np.isfinite(ei_mev) or ei_mev <= grid.e.e_max:
+    real = isinstance(ei_mev, (int, float, np.integer, np.floating)) and not isinstance(ei_mev, (bool, np.bool_))
+    if not real or not math.isfinite(float(ei_mev)) or ei_mev <= grid.e.e_max:
         raise FcinvError(f"Ei must be larger than the grid's largest energy ({grid.e.e_max:g} meV), got {ei_mev!r} meV")
     if ei_mev > EI_MAX_MEV:
         raise FcinvError(
@@ -125,7 +127,9 @@ def parse_angles(text) -> np.ndarray:
 
 
 def check_angles(angles) -> np.ndarray:
-    ang = np.atleast_1d(np.asarray(angles, float))
+    ang = np.atleast_1d(real_array(angles, "sample angles (degrees)"))
+    if ang.ndim != 1:
+        raise FcinvError(f"sample angles must be a list of numbers (degrees), got an array of shape {ang.shape}")
     if ang.size == 0:
         raise FcinvError("the range of sample angles is empty (e.g. use --angles 0:120:1)")
     if not np.all(np.isfinite(ang)) or np.any(np.abs(ang) > 360):
@@ -459,12 +463,14 @@ def simulate_scans(
     grid = material.grid
     ei = check_ei(ei_mev, grid)
     ang = check_angles(angles_deg)
-    if not (np.isfinite(temperature) and temperature >= 0):
-        raise FcinvError(f"temperature must be ≥ 0 K, got {temperature!r}")
+    temperature = finite_number(temperature, "temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
     if params is None:
         params = material.dft_params if material.dft_params is not None else material.reference_params
+    params = material.basis._check_params(params)
     reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
-    qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(float(qmax), reach)
+    if qmax is not None:
+        qmax = finite_number(qmax, "qmax (1/Å)", positive=True)
+    qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(qmax, reach)
     t0 = time.perf_counter()
     calc = SQE(material.basis, params, temperature=temperature, b_coh=b_coh, dw_mesh=dw_mesh)
     pts = fold_points(calc, grid, qmax, material.conventional_a)

@@ -38,6 +38,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import FcinvError
+from .validate import MAX_TEMPERATURE_K, finite_number
 from .units import HBAR2_OVER_2, KB_MEV  # noqa: F401  (HBAR2_OVER_2 re-exported)
 
 #: coherent scattering lengths (fm) of the presets, Sears 1992 (periodictable gives the same)
@@ -60,8 +61,7 @@ def small_mode() -> bool:
 
 def bose_factor(energy_mev, temperature_k: float) -> np.ndarray:
     """n(E, T) + 1 for phonon creation at E > 0 (meV); 1 at T = 0."""
-    if not (np.isfinite(temperature_k) and temperature_k >= 0):
-        raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
     E = np.asarray(energy_mev, dtype=float)
     if temperature_k == 0:
         return np.ones_like(E)
@@ -126,8 +126,7 @@ class SQE:
     """
 
     def __init__(self, basis, params, temperature: float = 5.0, b_coh=None, dw_mesh=(8, 8, 8)):
-        if not (np.isfinite(temperature) and temperature >= 0):
-            raise FcinvError(f"temperature must be ≥ 0 K, got {temperature!r}")
+        temperature = finite_number(temperature, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
         self.basis = basis
         self.crystal = basis.crystal
         self.params = basis._check_params(params).copy()

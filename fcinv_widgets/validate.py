@@ -22,6 +22,9 @@ from .errors import FcinvError, GridMismatchError
 
 #: the largest single array read from a user spectrum file (bytes): a 140 × 140 spectrum is 157 kB
 MAX_READ_BYTES = 1024**3
+#: the hottest sample temperature (K) read or accepted: above any furnace, far below where the
+#: Bose factor overflows (a temperature of 1e300 K made NaN images and a misleading error)
+MAX_TEMPERATURE_K = 5000.0
 
 
 def _dtype_problem(dtype) -> str | None:
@@ -123,6 +126,16 @@ def finite_number(v, what: str, positive: bool | None = None, maximum: float = n
         rng = {None: "", True: " > 0", False: " ≥ 0"}[positive] + (f" and ≤ {maximum:g}" if np.isfinite(maximum) else "")
         raise FcinvError(f"{what} must be one finite number{rng}, got {v!r}")
     return x
+
+
+def whole_number(v, what: str, minimum: int = 1, maximum: int | None = None) -> int:
+    """``v`` as an int when it is one whole number (a Python or NumPy integer, not a bool, float or
+    text) in [``minimum``, ``maximum``]; else a one-line :class:`FcinvError` starting with ``what``."""
+    ok = isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if not ok or v < minimum or (maximum is not None and v > maximum):
+        rng = f"≥ {minimum}" + (f" and ≤ {maximum:,}" if maximum is not None else "")
+        raise FcinvError(f"{what} must be a whole number {rng}, got {v!r}")
+    return int(v)
 
 
 def h5_number(attrs, key: str, name, positive: bool | None = None, maximum: float = np.inf) -> float:

@@ -538,6 +538,44 @@ def test_energy_top_rule():
     assert energy_top_for(float("nan")) == 70.0
 
 
+def test_highest_mode_is_computed_once_per_params_and_path(stiff_nacl, monkeypatch):
+    """custom_material sizes the grid and the energy-cut warning asks again: one eigen-solve, not two."""
+    from fcinv_widgets.materials import custom_material, highest_mode_mev
+
+    d, b, p = stiff_nacl
+    mat = custom_material(d / "POSCAR", d / "FORCE_CONSTANTS", supercell=(3, 3, 3))
+    calls = []
+    real = type(mat.basis).frequencies_thz
+    monkeypatch.setattr(type(mat.basis), "frequencies_thz", lambda self, *a: calls.append(1) or real(self, *a))
+    first = highest_mode_mev(mat.basis, mat.reference_params, mat.grid)
+    assert calls == []  # custom_material's own call is reused (same params, same q-path)
+    assert highest_mode_mev(mat.basis, mat.reference_params, mat.grid) == first and calls == []
+    softer = highest_mode_mev(mat.basis, 0.5 * mat.reference_params, mat.grid)
+    assert calls == [1] and softer == pytest.approx(first / np.sqrt(2), rel=1e-9)
+
+
+@pytest.mark.parametrize("full_sqe", [False, True])
+def test_structure_alone_takes_every_parameter_from_params(tmp_path, capsys, stiff_nacl, full_sqe):
+    """--structure without force constants has no reference: --params then lists every basis
+    parameter (was refused: "give force constants"). The image equals the one simulated from the
+    same force constants as a file, grid widening included; a short list names what is needed."""
+    import h5py
+
+    from fcinv_widgets.cli import main
+
+    d, b, p = stiff_nacl
+    base = ["simulate", "--structure", str(d / "POSCAR"), "--supercell", "3", "3", "3"] + (["--full-sqe"] if full_sqe else [])
+    _cli_json(capsys, [*base, "--params", ",".join(f"{v:.17g}" for v in p), "--out", str(tmp_path / "p.h5")])
+    _cli_json(capsys, [*base, "--force-constants", str(d / "FORCE_CONSTANTS"), "--out", str(tmp_path / "f.h5")])
+    with h5py.File(tmp_path / "p.h5") as fp, h5py.File(tmp_path / "f.h5") as ff:
+        assert fp["grid/energy_centers_mev"].shape == ff["grid/energy_centers_mev"].shape
+        assert fp["grid/energy_centers_mev"][-1] > 100  # widened to the stiff crystal's modes
+        np.testing.assert_allclose(fp["spectrum"][()], ff["spectrum"][()], rtol=1e-5, atol=1e-6, equal_nan=True)
+    assert main([*base, "--params", "1,2,3", "--out", str(tmp_path / "x.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"needs {b.n_params} values" in err and "fcinv basis --structure" in err
+
+
 def test_stiff_crystal_grid_reaches_above_its_highest_mode(tmp_path, capsys, stiff_nacl):
     """A custom material's energy grid covers its force constants' modes (was cut at 70 meV silently):
     the highest mode (from the basis, itself checked against phonopy above) lies inside the grid and the

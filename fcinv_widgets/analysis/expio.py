@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
 from ..validate import (
+    MAX_TEMPERATURE_K,
     as_real_array,
     check_declared,
     check_spectra,
@@ -221,7 +222,7 @@ def _npz_meta(z, keys, path) -> dict:
             if v.size != 1 or not np.isfinite(v).all():
                 raise FcinvError(f"{path}: {k} must be one finite number, got {v.tolist()}")
             ei = k == "ei_mev"
-            meta[k] = _meta_number(float(v.ravel()[0]), k, path, positive=ei, maximum=EI_MAX_MEV if ei else np.inf)
+            meta[k] = _meta_number(float(v.ravel()[0]), k, path, positive=ei, maximum=EI_MAX_MEV if ei else MAX_TEMPERATURE_K)
             if k == "temperature_k":
                 meta["temperature_source"] = f"{Path(path).name}: temperature_k"
     if "intensity" in keys:
@@ -291,7 +292,7 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     if intensity not in (MODEL_IMAGE, SQE):
         raise FcinvError(f"{path}: intensity attribute must be {MODEL_IMAGE!r} or {SQE!r}, got {intensity!r}")
     meta = {"intensity": intensity, "intensity_source": source, "origin": _attr(attrs, "origin") or "simulated"}
-    t = _meta_number(_attr(attrs, "temperature_k"), "temperature_k", path, positive=False)
+    t = _meta_number(_attr(attrs, "temperature_k"), "temperature_k", path, positive=False, maximum=MAX_TEMPERATURE_K)
     if t is not None:
         meta.update(temperature_k=t, temperature_source=f"{name}: temperature_k attribute")
     ei = _attr(attrs, "ei_mev")
@@ -311,6 +312,11 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     if isinstance(material, str) and material.strip():
         meta["material"] = material.strip()
     return meta
+
+
+def _clip_arg(v) -> float:
+    """A clip percentile: one number in (0, 100]."""
+    return finite_number(v, "the clip percentile", positive=True, maximum=100.0)
 
 
 def _meta_number(v, key: str, path, positive: bool = True, maximum: float = np.inf) -> float | None:
@@ -355,7 +361,7 @@ def _mantid_meta(f, path) -> dict:
     meta = {"intensity": SQE, "intensity_source": "Mantid MDHisto file (a folded S(Q,E))", "origin": "measured"}
     logs = _read_logs(f)
     for key in TEMPERATURE_LOGS:
-        if key in logs and logs[key][1] >= 0:
+        if key in logs and 0 <= logs[key][1] <= MAX_TEMPERATURE_K:
             meta.update(temperature_k=logs[key][1], temperature_source=f"{Path(path).name}: sample log {logs[key][0]}")
             break
     for key in EI_LOGS:
@@ -475,8 +481,7 @@ def to_model_intensity(
         raise GridMismatchError(f"spectrum has shape {img.shape}, the grid is {tuple(grid.shape)} (nq, nE)")
     e = np.asarray(grid.e.centers, float)
     if temperature_k is not None:
-        if not (np.isfinite(temperature_k) and temperature_k >= 0):
-            raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+        temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
         ok = (e > 0) & (e >= e_min_mev)
         w = np.full(e.shape, np.nan)
         w[ok] = e[ok] / bose_factor(e[ok], float(temperature_k))
@@ -550,7 +555,8 @@ def prepare_input(
         return image, rec
     if temperature_k is not None or intensity == SQE:
         if temperature_k is not None:
-            t, t_src = float(temperature_k), "given (--temperature)"
+            t = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
+            t_src = "given (--temperature)"
             if intensity != SQE:
                 rec.update(intensity=SQE, intensity_source="given (--temperature): a one-phonon S(Q,E)")
         else:
@@ -560,7 +566,7 @@ def prepare_input(
                     f"{spec.source} is a one-phonon S(Q,E) ({rec['intensity_source']}) and does not say its "
                     "sample temperature: give it once with --temperature K (or --raw to feed the data uncorrected)"
                 )
-        clip = DEFAULT_CLIP if clip_percentile is None else float(clip_percentile)
+        clip = DEFAULT_CLIP if clip_percentile is None else _clip_arg(clip_percentile)
         image = to_model_intensity(image, grid, t, clip)
         rec.update(
             bose_weighting={"temperature_k": t, "source": t_src},
@@ -569,7 +575,8 @@ def prepare_input(
             applied=[f"E/(n(E,T)+1) weighting at T = {t:g} K", f"clip at the {clip:g}th percentile"],
         )
     elif clip_percentile is not None:
-        image = to_model_intensity(image, grid, None, float(clip_percentile))
+        clip_percentile = _clip_arg(clip_percentile)
+        image = to_model_intensity(image, grid, None, clip_percentile)
         rec.update(
             clip_percentile=float(clip_percentile),
             clip_source="given (--clip)",

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import MAX_TEMPERATURE_K, finite_number
 
 
 @dataclass
@@ -449,8 +450,7 @@ def refine_sqe(
     d = np.array(grid.check_image(spectrum, "spectrum"), dtype=float)
     if d.ndim != 2:
         raise FcinvError(f"refine_sqe takes one (nq, nE) spectrum, got shape {d.shape}")
-    if not (np.isfinite(temperature_k) and temperature_k >= 0):
-        raise FcinvError(f"temperature must be ≥ 0 K, got {temperature_k!r}")
+    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
     anneal = tuple(float(f) for f in anneal)
     if not anneal or anneal[-1] != 1.0 or not all(np.isfinite(f) and f >= 1.0 for f in anneal):
         raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")

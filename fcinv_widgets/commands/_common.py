@@ -314,14 +314,20 @@ def parse_qpoints(text: str, crystal=None) -> np.ndarray:
     return np.array(pts)
 
 
-def parse_params(text: str, n: int) -> np.ndarray:
-    """'v1,…,vn' → (n,) array (eV/Å²)."""
+def parse_params(text: str, n: int, every: bool = False) -> np.ndarray:
+    """'v1,…,vn' → (n,) array (eV/Å²): the top-n parameters, or (``every``) all n basis parameters."""
     try:
         vals = np.array([float(x) for x in str(text).replace(" ", "").split(",") if x != ""])
     except ValueError:
         raise FcinvError(f"--params must be {n} comma-separated numbers (eV/Å²), got {text!r}") from None
     if vals.shape != (n,):
-        raise FcinvError(f"--params needs {n} values (the top-{n} parameters in eV/Å²), got {len(vals)}")
+        what = (
+            f"every one of the structure's {n} basis parameters in eV/Å², in the order `fcinv basis --structure` lists "
+            "(no force constants were given to start from)"
+            if every
+            else f"the top-{n} parameters in eV/Å²"
+        )
+        raise FcinvError(f"--params needs {n} values ({what}), got {len(vals)}")
     if not np.all(np.isfinite(vals)):
         raise FcinvError("--params contains NaN or inf")
     return vals

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._common import add_json, add_seed, emit, positive_float, positive_int
+from ._common import add_json, add_seed, emit, nonneg_int, positive_float, positive_int
 from ..errors import FcinvError
 
 
@@ -39,6 +39,15 @@ def register(sub):
     add_seed(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: min(4, cores))")
+    p.add_argument(
+        "--loader-workers",
+        type=nonneg_int,
+        default=0,
+        metavar="N",
+        help="with --augment: N torch DataLoader worker processes render the augmented batches ahead of the "
+        "training step (default 0: in the training process; the same results either way). On a GPU the "
+        "CPU-side measurement model is the bottleneck: give it the spare cores",
+    )
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
     p.add_argument(
         "--regressor-only",
@@ -137,6 +146,8 @@ def run(args) -> int:
         resume=args.resume,
         progress=not (args.json or args.no_progress),
     )
+    if args.loader_workers and (not args.augment or args.regressor_only):
+        raise FcinvError("--loader-workers applies with --augment only (and not with --regressor-only)")
     if (args.mask_bank or args.no_masks or args.sqe_weights is not None or args.sqe_scan_weights) and not args.augment:
         raise FcinvError("--mask-bank, --no-masks, --sqe-weights and --sqe-scan-weights apply with --augment only")
     if args.sqe_scan_weights and (not args.sqe_weights or args.no_masks):
@@ -195,6 +206,7 @@ def run(args) -> int:
             latent=args.latent,
             reg_epochs=args.reg_epochs,
             reg_copies=args.reg_copies,
+            loader_workers=args.loader_workers,
             **common,
             **aug,
         )
@@ -202,7 +214,14 @@ def run(args) -> int:
         if args.supervise is not None:
             raise FcinvError("--supervise applies to --model vae only (the ResNet is supervised already)")
         r = train_resnet(
-            args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common, **aug
+            args.dataset,
+            args.out,
+            lr=args.lr or 2e-3,
+            width=args.width,
+            pretrained=args.pretrained,
+            loader_workers=args.loader_workers,
+            **common,
+            **aug,
         )
     text = (
         f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n"

@@ -182,6 +182,19 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
     return model
 
 
+#: the most latent samples per spectrum :meth:`VAEModel.predict` draws (its regressor's hidden
+#: layer holds samples × batch × 128 floats: 1.3 GB at this many and the default batch)
+MAX_N_SAMPLES = 10_000
+
+
+def _check_predict_args(n_samples, seed, batch) -> None:
+    from ..validate import whole_number
+
+    whole_number(n_samples, "n_samples", 1, MAX_N_SAMPLES)
+    whole_number(seed, "seed", -(2**63), 2**64 - 1)
+    whole_number(batch, "batch", 1)
+
+
 class _Model:
     """What both model kinds share: config, input validation/scaling, persistence."""
 
@@ -432,7 +445,7 @@ class _Model:
         """
         from ..analysis.expio import as_spectrum, prepare_input
 
-        if ood_regime not in (None, "measured", "model-image"):
+        if ood_regime is not None and (not isinstance(ood_regime, str) or ood_regime not in ("measured", "model-image")):
             raise FcinvError(f"ood_regime must be 'measured' or 'model-image', got {ood_regime!r}")
         grid = self.input_grid
         self.check_grid(grid)
@@ -567,19 +580,31 @@ class Inverter(_Model):
             mu, logvar = self.vae.encode(x)
         return mu.numpy(), logvar.numpy()
 
+    def _latent(self, z) -> np.ndarray:
+        """Latent vectors as a float32 (N, latent) or (latent,) array, or one line naming the problem."""
+        from ..validate import real_array
+
+        n = self.vae.mu.out_features
+        a = real_array(z, f"latent vectors z (the VAE's {n} dimensions)", allow_nan=False)
+        if a.ndim not in (1, 2) or a.shape[-1] != n:
+            raise FcinvError(f"latent vectors z: expected shape ({n},) or (N, {n}), got {a.shape}")
+        return a.astype(np.float32)
+
     def decode(self, z) -> np.ndarray:
+        """Latent vectors (N, latent) or (latent,) → reconstructed images (N, nq, nE)."""
         import torch
 
         with torch.no_grad():
-            return self.vae.decode(torch.as_tensor(np.atleast_2d(z), dtype=torch.float32)).numpy()
+            return self.vae.decode(torch.from_numpy(np.atleast_2d(self._latent(z)))).numpy()
 
     def regress(self, z) -> np.ndarray:
-        """Latent vectors (…, latent) → FCs in eV/Å²."""
+        """Latent vectors (N, latent) or (latent,) → FC means in eV/Å² (the regressor at z itself; a
+        heteroscedastic head's σ outputs are left out)."""
         import torch
 
         with torch.no_grad():
-            y = self.regressor(torch.as_tensor(z, dtype=torch.float32)).numpy()
-        return y * self.y_std + self.y_mean
+            y = self.regressor(torch.from_numpy(self._latent(z))).numpy()
+        return y[..., : len(self.names)] * self.y_std + self.y_mean
 
     def predict(
         self,
@@ -603,8 +628,7 @@ class Inverter(_Model):
         import torch
         from tqdm.auto import tqdm
 
-        if n_samples < 1:
-            raise FcinvError("n_samples must be ≥ 1")
+        _check_predict_args(n_samples, seed, batch)
         x = self.prepare(spectra)
         g = torch.Generator().manual_seed(seed)
         eps = torch.randn((n_samples, 1, self.vae.mu.out_features), generator=g)
@@ -662,6 +686,7 @@ class ResNetModel(_Model):
         import torch
         from tqdm.auto import tqdm
 
+        _check_predict_args(n_samples, seed, batch)
         x = self.prepare(spectra)
         out = []
         starts = range(0, len(x), batch)

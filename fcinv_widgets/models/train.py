@@ -148,12 +148,28 @@ def _probe_r2(mu_tr, y_tr, mu_va, y_va, ridge: float = 1e-3):
 
 
 def _fit(
-    net, opt, step, validate, it, epochs, batch_size, seed, state_path, patience, resume, progress, desc, sched=None, dev=None
+    net,
+    opt,
+    step,
+    validate,
+    it,
+    epochs,
+    batch_size,
+    seed,
+    state_path,
+    patience,
+    resume,
+    progress,
+    desc,
+    sched=None,
+    dev=None,
+    inputs=None,
 ):
     """The epoch loop both models share.
 
-    ``step(idx, epoch) -> loss`` trains on one mini-batch of training indices; ``validate() ->
-    (val_loss, r2 array)``. Keeps the best weights by validation loss, stops after ``patience``
+    ``step(idx, xin) -> loss`` trains on one mini-batch of training indices and their inputs
+    ``xin``, which ``inputs(batches)`` yields in order for the epoch's list of (indices, epoch)
+    pairs (:func:`_input_batches`); ``validate() -> (val_loss, r2 array)``. Keeps the best weights by validation loss, stops after ``patience``
     epochs without improvement, and writes an atomic resume file after every epoch.
     Returns (best_state, history, seconds).
     """
@@ -187,11 +203,10 @@ def _fit(
         g = torch.Generator().manual_seed(seed * 1000 + ep)
         order = torch.from_numpy(it)[torch.randperm(len(it), generator=g)]
         tot = 0.0
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            if len(idx) < 2:  # batch norm needs two samples
-                continue
-            tot += float(step(idx, ep)) * len(idx)
+        # batch norm needs two samples: a last batch of one is skipped
+        batches = [b for b in (order[s : s + batch_size] for s in range(0, len(order), batch_size)) if len(b) >= 2]
+        for idx, xin in zip(batches, inputs([(b.numpy(), ep) for b in batches])):
+            tot += float(step(idx, xin)) * len(idx)
         net.eval()
         with torch.no_grad():
             vl, r2 = validate()
@@ -306,6 +321,49 @@ def _augmented(aug, x, idx, epoch):
     if aug is None:
         return torch.from_numpy(np.ascontiguousarray(x[idx]))
     return torch.from_numpy(aug.apply(x[idx], idx, epoch))
+
+
+def _limit_worker_threads(_worker_id: int) -> None:
+    """A loader worker renders with one BLAS/OpenMP thread (torch already gives it one)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def _input_batches(aug, x, batches, workers: int = 0, pin: bool = False):
+    """The inputs of ``batches`` ((training indices, augmentation epoch) pairs), in order: augmented
+    here (``workers`` = 0, or without an augmenter) or rendered ahead by ``workers`` torch
+    DataLoader worker processes while the network trains on the batch before. Each row depends
+    only on (seed, epoch, sample) (:meth:`Augmenter.apply`), so both give the same bits."""
+    if aug is None or workers <= 0 or len(batches) < 2:
+        for idx, ep in batches:
+            yield _augmented(aug, x, idx, ep)
+        return
+    import torch
+    from torch.utils.data import DataLoader, Dataset
+
+    class _Batches(Dataset):
+        def __len__(self):
+            return len(batches)
+
+        def __getitem__(self, i):
+            idx, ep = batches[i]
+            return _augmented(aug, x, idx, ep)
+
+    # fork: the workers share the dataset array and the augmenter's precomputed weights (copy on write)
+    yield from DataLoader(
+        _Batches(),
+        batch_size=None,
+        shuffle=False,
+        num_workers=int(workers),
+        multiprocessing_context="fork",
+        prefetch_factor=4,
+        pin_memory=pin and torch.cuda.is_available(),
+        worker_init_fn=_limit_worker_threads,
+        # its own generator: the loader's worker seed would otherwise be drawn from torch's global
+        # RNG, which the VAE's reparameterisation noise comes from
+        generator=torch.Generator(),
+    )
 
 
 def _init_from(init_from, kind: str, material: str):
@@ -482,6 +540,7 @@ def train_vae(
     reg_copies: int = 2,
     init_from=None,
     supervise: float = 0.0,
+    loader_workers: int = 0,
 ) -> dict:
     """Train VAE + regressor on ``dataset`` (fcinv HDF5); write ``out/model.pt``. Returns a summary.
 
@@ -540,8 +599,8 @@ def train_vae(
     def encode_all(xs):
         return _batched(lambda b: vae.encode(b)[0], xs, dev).numpy()
 
-    def step(idx, ep):
-        xin = _augmented(aug, x, idx.numpy(), ep).to(dev)
+    def step(idx, xin):
+        xin = xin.to(dev)
         xb = xt[idx].to(dev)
         rec, mu, logvar = vae(xin)
         loss, _, _ = vae_loss(rec, xb, mu, logvar, beta)
@@ -565,14 +624,28 @@ def train_vae(
         return vl / len(iv), _probe_r2(encode_all(x_probe), y[probe], encode_all(x_val), y[iv])
 
     best_state, history, vae_seconds = _fit(
-        net, opt, step, validate, it, epochs, batch_size, seed, out / "train_state.pt", patience, resume, progress, "VAE", dev=dev
+        net,
+        opt,
+        step,
+        validate,
+        it,
+        epochs,
+        batch_size,
+        seed,
+        out / "train_state.pt",
+        patience,
+        resume,
+        progress,
+        "VAE",
+        dev=dev,
+        inputs=lambda b: _input_batches(aug, x, b, loader_workers, pin=dev.type == "cuda"),
     )
     net.load_state_dict(best_state)
     vae = vae.cpu().eval()
     cfg = _base_config("vae", info, shape, np.zeros(y.shape[1]), np.ones(y.shape[1]))
     cfg.update({"latent": latent, "base": base, "hidden": hidden, "reg_hidden": 128, "beta": beta})
     reg, y_mean, y_std, r2_val, reg_seconds, extra = _fit_regressor(
-        vae, x, y, it, iv, latent, reg_epochs, seed, progress, aug=aug, copies=reg_copies
+        vae, x, y, it, iv, latent, reg_epochs, seed, progress, aug=aug, copies=reg_copies, workers=loader_workers
     )
     cfg["y_mean"], cfg["y_std"] = y_mean.tolist(), y_std.tolist()
     cfg.update(extra.pop("config"))
@@ -585,6 +658,7 @@ def train_vae(
         "history": history,
         "device": str(dev),
         "threads": torch.get_num_threads(),
+        "loader_workers": int(loader_workers),
         "regressor": "latent samples",
         "init_from": None if init_from is None else str(init_from),
         "supervise": float(supervise),
@@ -612,7 +686,9 @@ def _encode(vae, xs):
     return torch.cat([e[0] for e in enc]), torch.cat([torch.exp(0.5 * e[1]) for e in enc])
 
 
-def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_samples: int = 16, aug=None, copies: int = 3):
+def _fit_regressor(
+    vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_samples: int = 16, aug=None, copies: int = 3, workers: int = 0
+):
     """The FC regressor on the frozen encoder, trained on latent *samples* z = μ + σ·ε (fresh ε
     every epoch), i.e. on what inference feeds it (100 samples per spectrum). Trained on μ
     alone, a regressor that leans on dimensions with large σ gives biased sample means.
@@ -635,7 +711,8 @@ def _fit_regressor(vae, x, y, it, iv, latent, reg_epochs, seed, progress, n_val_
     yt = _standardised(y, y_mean, y_std)
     if het:
         tr_idx = np.concatenate([it] * copies)
-        parts = [_encode(vae, _augmented(aug, x, it[s : s + 512], c)) for c in range(copies) for s in range(0, len(it), 512)]
+        pairs = [(it[s : s + 512], c) for c in range(copies) for s in range(0, len(it), 512)]
+        parts = [_encode(vae, xb) for xb in _input_batches(aug, x, pairs, workers)]
         mu_tr, sd_tr = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         mu_va, sd_va = _encode(vae, _augmented(aug, x, iv, VAL_EPOCH))
     else:
@@ -767,6 +844,7 @@ def train_resnet(
     augment=None,
     masks=None,
     init_from=None,
+    loader_workers: int = 0,
 ) -> dict:
     """Train a ResNet-18 regressing standardised FCs directly from spectra; write ``out/model.pt``.
 
@@ -828,8 +906,8 @@ def train_resnet(
     x_val = _augmented(aug, x, iv, VAL_EPOCH)
     loss_of = _loss(het, n)
 
-    def step(idx, ep):
-        pred = net(_augmented(aug, x, idx.numpy(), ep).to(dev))
+    def step(idx, xin):
+        pred = net(xin.to(dev))
         loss = loss_of(pred, yt[idx].to(dev))
         opt.zero_grad()
         loss.backward()
@@ -861,6 +939,7 @@ def train_resnet(
         "ResNet-18",
         sched=sched,
         dev=dev,
+        inputs=lambda b: _input_batches(aug, x, b, loader_workers, pin=dev.type == "cuda"),
     )
     net.load_state_dict(best_state)
     net = net.cpu().eval()
@@ -882,6 +961,7 @@ def train_resnet(
                 "history": history,
                 "device": str(dev),
                 "threads": torch.get_num_threads(),
+                "loader_workers": int(loader_workers),
                 "pretrained": None if pretrained is None else str(pretrained),
                 "init_from": None if init_from is None else str(init_from),
                 "transfer": None if transfer is None else {k: len(v) for k, v in transfer.items()},

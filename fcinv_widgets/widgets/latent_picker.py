@@ -115,7 +115,9 @@ class LatentPickerView(anywidget.AnyWidget):
         out = []
         for p in v:
             if isinstance(p, (list, tuple, np.ndarray)):
-                xy = np.asarray(p, float)
+                from ..validate import real_array
+
+                xy = real_array(p, "a ray end point given as a position [x, y]")
                 if xy.shape != (2,) or not np.all(np.isfinite(xy)):
                     raise LatentSelectionError(f"a ray end point given as a position must be [x, y], got {p!r}")
                 if self._n():  # at most one map width beyond the map: the decoder extrapolates past it
@@ -196,7 +198,14 @@ class LatentPicker:
 
     @selected.setter
     def selected(self, indices) -> None:
-        self.widget.selected = [] if indices is None else list(np.atleast_1d(indices).tolist())
+        if indices is None:
+            self.widget.selected = []
+            return
+        try:
+            values = list(np.atleast_1d(np.asarray(indices)).tolist())
+        except (TypeError, ValueError):  # ragged lists, …: the point indices cannot be read
+            raise LatentSelectionError(f"selected must be point indices (whole numbers), got {indices!r}") from None
+        self.widget.selected = values
 
     def select(self, indices) -> None:
         self.selected = indices
@@ -224,6 +233,8 @@ class LatentPicker:
     def set_ray(self, a, b, n: int | None = None) -> np.ndarray | None:
         """Decode spectra along the latent line between ``a`` and ``b`` (point indices or
         [x, y] map positions); returns the strip (n, nq, nE), also shown in the widget."""
+        if n is not None:
+            n = int_arg(n, "n (spectra decoded along the ray)", 2, 65)
         if n is not None and n != self.widget.ray_n:
             self._quiet = True  # decode once, with the new n and the new end points
             try:
@@ -252,6 +263,8 @@ class LatentPicker:
         model). ``kind``: "auto", "xy", "latent" or "spectra". Returns the (M, 2) positions."""
         if not isinstance(name, str) or not name.strip():
             raise LatentSelectionError(f"an overlay needs a name (non-empty text), got {name!r}")
+        if not isinstance(kind, str) or kind not in ("auto", "xy", "latent", "spectra"):
+            raise LatentSelectionError(f"kind must be 'auto', 'xy', 'latent' or 'spectra', got {kind!r}")
         xy = self._to_xy(data, kind)
         self._overlays[name] = xy
         self._send_overlays()

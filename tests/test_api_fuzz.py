@@ -1,0 +1,158 @@
+"""The Python API refuses bad arguments with one FcinvError (a ValueError; a widget's refusal is
+also a traitlets TraitError), never a TypeError/RuntimeError from numpy or torch deep inside —
+session 26 found 249 such leaks by sending these values to the public calls below (`ForwardModel`,
+`Inverter.invert/predict/decode/regress`, `simulate_scans`, `add_noise`, `LatentPicker`, …)."""
+
+import numpy as np
+import pytest
+from traitlets import TraitError
+
+from fcinv_widgets.errors import FcinvError
+
+BAD = {
+    "None": None,
+    "text": "abc",
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-1": -1,
+    "0": 0,
+    "1e300": 1e300,
+    "-1e300": -1e300,
+    "True": True,
+    "list of text": ["a", "b"],
+    "dict": {"a": 1},
+    "complex": 1 + 2j,
+    "empty array": np.array([]),
+    "object array": np.array([object()]),
+    "10**30": 10**30,
+    "tuple": (1, 2),
+    "bytes": b"abc",
+    "ragged": [[1, [2]]],
+    "3.0": 3.0,
+}
+
+
+def _leaks(calls) -> list[str]:
+    """Each call with each bad value: what escaped other than FcinvError/TraitError."""
+    out = []
+    for name, fn in calls:
+        for label, v in BAD.items():
+            try:
+                fn(v)
+            except (FcinvError, TraitError):
+                pass
+            except Exception as exc:  # the leak this test is about
+                out.append(f"{name}({label}): {type(exc).__name__}: {str(exc)[:120]}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def ge_fm(ge):
+    return ge.forward_model()
+
+
+def test_forward_model_arguments(ge, ge_fm):
+    th = ge_fm.reference_theta
+    calls = [
+        ("get_material", lambda v: __import__("fcinv_widgets").get_material(v)),
+        ("spectra", lambda v: ge_fm.spectra(v)),
+        ("frequencies", lambda v: ge_fm.frequencies(v)),
+        ("is_stable", lambda v: ge_fm.is_stable(v)),
+        ("spectra(chunk=)", lambda v: ge_fm.spectra(th, chunk=v)),
+        ("iter_spectra(chunk=)", lambda v: list(ge_fm.iter_spectra(th[None], chunk=v))),
+        ("spectra(dtype=)", lambda v: ge_fm.spectra(th, dtype=v)),
+        ("with_broadening", lambda v: ge_fm.with_broadening(v)),
+        ("forward_model(sigma_mev=)", lambda v: ge.forward_model(sigma_mev=v)),
+        ("forward_model(resolution=)", lambda v: ge.forward_model(resolution=v)),
+        ("forward_model(backend=)", lambda v: ge.forward_model(backend=v)),
+        ("with_reference", lambda v: ge.with_reference(v, "x")),
+    ]
+    assert _leaks(calls) == []
+
+
+def test_model_arguments(ge_fm):
+    from fcinv_widgets.models import load_model
+
+    img = ge_fm.spectra(ge_fm.reference_theta)[0]
+    res, vae = load_model("ge-resnet"), load_model("ge-vae")
+    calls = [("load_model", load_model)]
+    for tag, m in (("resnet", res), ("vae", vae)):
+        calls += [
+            (f"{tag}.invert", lambda v, m=m: m.invert(v, ood=False)),
+            (f"{tag}.invert(temperature_k=)", lambda v, m=m: m.invert(img, temperature_k=v, ood=False, refine=False)),
+            (f"{tag}.invert(clip_percentile=)", lambda v, m=m: m.invert(img, clip_percentile=v, ood=False, refine=False)),
+            (f"{tag}.invert(ood_regime=)", lambda v, m=m: m.invert(img, ood_regime=v, refine=False)),
+            (f"{tag}.predict", lambda v, m=m: m.predict(v)),
+            (f"{tag}.predict(n_samples=)", lambda v, m=m: m.predict(img, n_samples=v)),
+            (f"{tag}.predict(seed=)", lambda v, m=m: m.predict(img, seed=v)),
+            (f"{tag}.predict(batch=)", lambda v, m=m: m.predict(img, batch=v)),
+            (f"{tag}.predict(sigma_regime=)", lambda v, m=m: m.predict(img, sigma_regime=v)),
+            (f"{tag}.ood_check", lambda v, m=m: m.ood_check(v)),
+        ]
+    calls += [("vae.encode", vae.encode), ("vae.decode", vae.decode), ("vae.regress", vae.regress)]
+    assert _leaks(calls) == []
+
+
+def test_vae_regress_gives_the_fc_means_of_a_heteroscedastic_head(ge_fm):
+    """regress() returned the head's 16 outputs × 8 scales (a broadcasting error) for the robust VAE."""
+    from fcinv_widgets.models import load_model
+
+    vae = load_model("ge-vae")
+    assert vae.heteroscedastic
+    mu, _ = vae.encode(ge_fm.spectra(ge_fm.reference_theta))
+    y = vae.regress(mu)
+    assert y.shape == (1, 8) and np.all(np.isfinite(y))
+    assert vae.regress(mu[0]).shape == (8,)
+    with pytest.raises(FcinvError, match="expected shape"):
+        vae.regress(np.zeros((1, 19)))
+
+
+def test_scan_and_noise_arguments(ge, ge_fm):
+    from fcinv_widgets.analysis.expio import as_spectrum, read_spectrum
+    from fcinv_widgets.noise import add_noise
+    from fcinv_widgets.scans import simulate_scans
+
+    img = ge_fm.spectra(ge_fm.reference_theta)[0]
+    calls = [
+        ("simulate_scans(ei_mev=)", lambda v: simulate_scans(ge, v, [0.0], qmax=2.0)),
+        ("simulate_scans(angles_deg=)", lambda v: simulate_scans(ge, 60.0, v, qmax=2.0)),
+        ("simulate_scans(temperature=)", lambda v: simulate_scans(ge, 60.0, [0.0], temperature=v, qmax=2.0)),
+        ("simulate_scans(params=)", lambda v: simulate_scans(ge, 60.0, [0.0], params=v, qmax=2.0)),
+        # (1e300 is clipped to the reach: a valid, slow simulation)
+        ("simulate_scans(qmax=)", lambda v: simulate_scans(ge, 60.0, [0.0], qmax=2.0 if isinstance(v, float) and v > 10 else v)),
+        ("simulate_scans(u=)", lambda v: simulate_scans(ge, 60.0, [0.0], u=v, qmax=2.0)),
+        ("add_noise(spectra=)", lambda v: add_noise(v, 0.1, 30)),
+        ("add_noise(background=)", lambda v: add_noise(img, v, 30)),
+        ("add_noise(counts=)", lambda v: add_noise(img, 0.1, v)),
+        ("add_noise(seed=)", lambda v: add_noise(img, 0.1, 30, seed=v)),
+        ("add_noise(peak_percentile=)", lambda v: add_noise(img, 0.1, 30, peak_percentile=v)),
+        ("read_spectrum", read_spectrum),
+        ("as_spectrum", lambda v: as_spectrum(v, ge.grid)),
+    ]
+    assert _leaks(calls) == []
+
+
+def test_too_hot_a_sample_is_refused_by_name(ge_fm):
+    """A temperature of 1e300 K made NaN images and the error 'force-constant parameters contain
+    NaN or inf' (plus a numpy warning line): now one line naming the temperature."""
+    from fcinv_widgets.models import load_model
+
+    img = ge_fm.spectra(ge_fm.reference_theta)[0]
+    with pytest.raises(FcinvError, match=r"sample temperature \(K\) must be .*≤ 5000"):
+        load_model("ge-resnet").invert(img, temperature_k=1e300)
+
+
+def test_latent_picker_python_calls():
+    from fcinv_widgets.widgets import LatentPicker
+
+    lp = LatentPicker("ge-vae")
+    calls = [
+        ("select", lp.select),
+        ("selected=", lambda v: setattr(lp, "selected", v)),
+        ("set_ray(a=)", lambda v: lp.set_ray(v, [0, 0])),
+        ("set_ray(n=)", lambda v: lp.set_ray([0, 0], [0.1, 0.1], n=v)),
+        ("add_points(name=)", lambda v: lp.add_points(v, np.zeros((1, 2)))),
+        ("add_points(data=)", lambda v: lp.add_points("x", v)),
+        ("add_points(kind=)", lambda v: lp.add_points("x", np.zeros((1, 2)), kind=v)),
+    ]
+    assert _leaks(calls) == []
