@@ -240,8 +240,10 @@ class SpectrumGrid:
     def check_image(self, image, name: str = "spectrum") -> np.ndarray:
         """Return ``image`` as a float array of shape (..., nq, nE) or raise GridMismatchError."""
         from .errors import GridMismatchError
+        from .validate import as_real_array
 
-        arr = np.asarray(image)
+        plain = isinstance(image, np.ndarray) and image.dtype.kind in "fiu" and not np.ma.isMaskedArray(image)
+        arr = image if plain else as_real_array(image, name)  # real arrays keep their dtype (float32 files)
         if arr.ndim < 2 or arr.shape[-2:] != self.shape:
             raise GridMismatchError(
                 f"{name} has shape {arr.shape}, but this grid needs (..., {self.shape[0]}, {self.shape[1]}) "

@@ -272,8 +272,9 @@ class ScanSet:
         of its covered pixels, not the maximum: the acoustic intensity near Bragg points would
         otherwise leave the phonon ridges with almost no counts); ``None`` = the maximum."""
         from .noise import add_noise
+        from .validate import whole_number
 
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(whole_number(seed, "seed", 0))
         full, snr = add_noise(self.full, background, counts, rng=rng, peak_percentile=peak_percentile)
         scans = np.full_like(self.scans, np.nan)
         for i, s in enumerate(self.scans):
@@ -307,7 +308,9 @@ class ScanSet:
     def save(self, path) -> None:
         import h5py
 
-        path = Path(path)
+        from .validate import as_path
+
+        path = Path(as_path(path, "scan-set file"))
         tmp = path.with_suffix(path.suffix + ".part")
         g = self.grid
         with h5py.File(tmp, "w") as f:

@@ -287,11 +287,15 @@ def fold_points(calc: SQE, grid, qmax: float, conventional_a: float, chunk: int 
     return replace(pts, energies=energies, amp=amp)
 
 
+#: the largest |Q| range (Å⁻¹) a fold is asked for (the point-count check refuses far less; 1e300
+#: overflowed its estimate)
+MAX_QMAX = 1000.0
+
+
 def fold_geometry(cr, grid, qmax: float, conventional_a: float) -> FoldPoints:
     """The equivalent points of :func:`fold_points` without modes or amplitudes (needs no force
     constants): ``Q``, ``G`` (hkl), ``qbin``, ``iq``, ``upar``, ``h_par``, ``h_perp``, ``q_frac``."""
-    if not (np.isfinite(qmax) and qmax > 0):
-        raise FcinvError(f"qmax must be a positive number (Å⁻¹), got {qmax!r}")
+    qmax = finite_number(qmax, "qmax (Å⁻¹)", positive=True, maximum=MAX_QMAX)
     recip = cr.reciprocal_lattice
     R = point_group_cartesian(cr)
     qcart = grid.q.qpoints @ recip  # (nq, 3)

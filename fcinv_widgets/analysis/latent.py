@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import real_array, whole_number
 
 
 def latent_stats(mu, logvar, active_std: float = 0.1, active_logvar: float = -0.5) -> dict:
     """Per-dimension statistics of μ and log σ² (arrays (N, latent))."""
-    mu = np.asarray(mu, float)
-    logvar = np.asarray(logvar, float)
+    mu = real_array(mu, "μ (latent means)")
+    logvar = real_array(logvar, "log σ² (latent log-variances)")
     if mu.shape != logvar.shape or mu.ndim != 2:
         raise FcinvError(f"μ and log σ² must both be (N, latent), got {mu.shape} and {logvar.shape}")
     s = {"mu_mean": mu.mean(0), "mu_std": mu.std(0), "logvar_mean": logvar.mean(0), "logvar_std": logvar.std(0)}
@@ -42,9 +43,11 @@ def latent_stats(mu, logvar, active_std: float = 0.1, active_logvar: float = -0.
 
 def decode_ray(inverter, z0, z1, n: int = 8):
     """Decode ``n`` equally spaced latent points from ``z0`` to ``z1``: (z (n, latent), images (n, nq, nE))."""
-    z0, z1 = np.asarray(z0, float), np.asarray(z1, float)
+    z0 = real_array(z0, "the ray's first end point z0", allow_nan=False)
+    z1 = real_array(z1, "the ray's second end point z1", allow_nan=False)
     if z0.shape != z1.shape or z0.ndim != 1:
         raise FcinvError("the ray's end points must be two latent vectors of the same length")
+    n = whole_number(n, "n (points along the ray)", 2, 1000)
     t = np.linspace(0.0, 1.0, n)[:, None]
     z = (1 - t) * z0 + t * z1
     return z, inverter.decode(z)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
-from ..validate import MAX_TEMPERATURE_K, finite_number
+from ..validate import MAX_TEMPERATURE_K, finite_number, real_array, whole_number
 
 
 @dataclass
@@ -186,7 +186,7 @@ def noise_dispersion(spectrum) -> float | None:
     be told: fewer than 100 such triplets, or more than 20 % of them exactly flat (zero counts: data
     without background at low counts). Binned data whose neighbouring pixels are correlated
     (smoothed or rebinned) read as less noisy than they are."""
-    d = np.asarray(spectrum, float)
+    d = real_array(spectrum, "spectrum", ndim=2, allow_inf=True)
     mask = np.isfinite(d)
     if mask.sum() < 10 or np.ptp(d[mask]) <= 0:
         return None
@@ -198,6 +198,19 @@ def noise_dispersion(spectrum) -> float | None:
     if ok.sum() < 100 or np.mean(dd[ok] == 0) > 0.2:
         return None
     return float(np.median(dd[ok] ** 2 / v[ok]) / 0.454936)
+
+
+#: the most iterations a fit's minimiser and outer loop may be asked for
+MAX_FIT_ITERATIONS = 100_000
+
+
+def _anneal(anneal) -> tuple:
+    """Broadening factors ≥ 1 ending with 1 (the model itself), or one line naming the problem."""
+    a = real_array(anneal, "anneal (broadening factors)", allow_nan=False)
+    out = tuple(float(f) for f in a.ravel()) if a.ndim == 1 else ()
+    if not out or out[-1] != 1.0 or not all(f >= 1.0 for f in out):
+        raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")
+    return out
 
 
 #: coarse-to-fine schedule: the fit runs with Gaussians this many times wider first (a smoother
@@ -227,19 +240,21 @@ def refine(
     if spectrum.ndim != 2:
         raise FcinvError(f"refine takes one (nq, nE) spectrum, got shape {spectrum.shape}")
     obs, mask = _scaled(spectrum)
-    anneal = tuple(float(a) for a in anneal)
-    if not anneal or anneal[-1] != 1.0 or not all(np.isfinite(a) and a >= 1.0 for a in anneal):
-        raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")
+    anneal = _anneal(anneal)
+    max_iter = whole_number(max_iter, "max_iter", 1, MAX_FIT_ITERATIONS)
+    tol = finite_number(tol, "tol", positive=False)
     stages = [fm.with_broadening(a).with_backend("torch") for a in anneal]
     fm_t = stages[-1]
-    start = fm.reference_theta if start is None else np.asarray(start, dtype=float)
+    start = fm.reference_theta if start is None else real_array(start, "start (eV/Å²)")
     if start.shape != (fm.n_active,) or not np.all(np.isfinite(start)):
         raise FcinvError(f"start must be {fm.n_active} finite values (eV/Å²)")
     if domain is None:
         width = np.maximum(np.abs(start), 1e-3)
     else:
-        domain = np.asarray(domain, float)
+        domain = real_array(domain, "domain (eV/Å²)", shape=(fm.n_active, 2), allow_nan=False)
         width = domain[:, 1] - domain[:, 0]
+        if not np.all(width > 0):
+            raise FcinvError("domain: every row must be [low, high] with low < high (eV/Å²)")
     dev = fm_t.backend.device
     w = torch.tensor(width, dtype=torch.float64, device=dev)
     x0 = torch.tensor(start, dtype=torch.float64, device=dev)
@@ -451,9 +466,17 @@ def refine_sqe(
     if d.ndim != 2:
         raise FcinvError(f"refine_sqe takes one (nq, nE) spectrum, got shape {d.shape}")
     temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
-    anneal = tuple(float(f) for f in anneal)
-    if not anneal or anneal[-1] != 1.0 or not all(np.isfinite(f) and f >= 1.0 for f in anneal):
-        raise FcinvError(f"anneal must be broadening factors ≥ 1 ending with 1, got {anneal!r}")
+    anneal = _anneal(anneal)
+    if ei_mev is not None:
+        from ..scans import EI_MAX_MEV
+
+        ei_mev = finite_number(ei_mev, "ei_mev (incident energy, meV)", positive=True, maximum=EI_MAX_MEV)
+    if qmax is not None:
+        qmax = finite_number(qmax, "qmax (1/Å)", positive=True)
+    prior_scale = finite_number(prior_scale, "prior_scale", positive=True)
+    n_outer = whole_number(n_outer, "n_outer", 1, 100)
+    max_iter = whole_number(max_iter, "max_iter", 1, MAX_FIT_ITERATIONS)
+    polish = whole_number(polish, "polish", 0, 100)
     mask = np.isfinite(d)
     if mask.sum() < 10:
         raise FcinvError("the spectrum has fewer than 10 covered (finite) pixels: nothing to fit")
@@ -480,7 +503,7 @@ def refine_sqe(
     if (prior_mean is None) != (prior_std is None):
         raise FcinvError("a prior on the active FCs needs both its mean and its σ (eV/Å²)")
     if prior_mean is not None:
-        pm, ps = np.asarray(prior_mean, float), np.asarray(prior_std, float)
+        pm, ps = real_array(prior_mean, "prior_mean (eV/Å²)"), real_array(prior_std, "prior_std (eV/Å²)")
         if pm.shape != (A,) or ps.shape != (A,):
             raise FcinvError(f"the prior on the active FCs needs {A} means and {A} σ (eV/Å²), got shapes {pm.shape}, {ps.shape}")
         if not (np.all(np.isfinite(pm)) and np.all(np.isfinite(ps)) and np.all(ps > 0)):
@@ -488,7 +511,7 @@ def refine_sqe(
         pz_mu = (pm - ref[:A]) / width[:A]  # in the fit's units (domain half-widths)
         pz_inv = width[:A] / ps  # 1 / σ in those units
     if start is not None:
-        st = np.asarray(start, float)
+        st = real_array(start, "start (eV/Å²)")
         if st.shape == (A,):
             th0[:A] = st
         elif st.shape == (mat.basis.n_params,):
