@@ -379,6 +379,10 @@ class _SpectraWriter:
         return self._compress(shuffled, 1)
 
 
+#: the most spectra per split a dataset may be asked for (10⁸ Ge spectra are 7.8 TB)
+MAX_SPECTRA = 100_000_000
+
+
 def generate_dataset(
     material: str,
     out,
@@ -411,19 +415,20 @@ def generate_dataset(
 
     from .materials import get_material
 
+    from .validate import as_path, finite_number, real_array, whole_number
+
     for nm, n in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(n, (int, np.integer)) or n < 0:
-            raise FcinvError(f"{nm} must be a non-negative integer, got {n!r}")
-    if candidates < 1:
-        raise FcinvError("candidates per chunk must be ≥ 1")
-    if not (isinstance(nuisance, (int, float, np.floating)) and np.isfinite(nuisance) and 0 <= nuisance <= 10):
-        raise FcinvError(f"nuisance must be a scale in [0, 10], got {nuisance!r}")
+        whole_number(n, nm, 0, MAX_SPECTRA)
+    candidates = whole_number(candidates, "candidates per chunk", 1, 1_000_000)
+    seed = whole_number(seed, "seed", 0, 2**63 - 1)
+    nuisance = finite_number(nuisance, "nuisance (a scale of the measured fit's σ)", positive=False, maximum=10.0)
+    out = as_path(out, "dataset file")
     mat = get_material(material, reference=reference)
     fm = mat.forward_model(sigma_mev=sigma_mev)
     if domain is None:
         domain = mat.domain
     else:
-        domain = np.asarray(domain, float)
+        domain = real_array(domain, "domain (eV/Å²)")
         if domain.shape != (len(mat.active), 2) or not np.all(np.isfinite(domain)) or np.any(domain[:, 0] >= domain[:, 1]):
             raise FcinvError(f"domain must be {len(mat.active)} finite [lo, hi] pairs with lo < hi (eV/Å²)")
     out = Path(out)
@@ -604,7 +609,9 @@ class Dataset:
     def __post_init__(self):
         import h5py
 
-        self.path = Path(self.path)
+        from .validate import as_path
+
+        self.path = Path(as_path(self.path, "dataset"))
         if not self.path.is_file():
             raise FcinvError(f"dataset not found: {self.path}")
         try:

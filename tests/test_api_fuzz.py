@@ -231,3 +231,38 @@ def test_analysis_arguments(ge, ge_fm, tmp_path, monkeypatch):
         ("ScanSet.save", ss.save),
     ]
     assert _leaks(calls, seconds=5) == []
+
+
+def test_planner_and_dataset_arguments(ge, ge_fm, tmp_path, monkeypatch):
+    """The orientation planner, coverage banks and datasets (192 leaks of 504 before, session 26)."""
+    from fcinv_widgets.analysis.planner import coverage_bank, plan_orientations
+    from fcinv_widgets.dataset import Dataset, generate_dataset
+
+    monkeypatch.chdir(tmp_path)
+    th, dom = ge_fm.reference_theta, ge.domain
+    bank = coverage_bank(ge, [0.0, 30.0, 60.0], 100.0, qmax=2.0, progress=False, cache=False)
+
+    def plan(**kw):
+        return plan_orientations(bank, ge_fm, kw.pop("estimate", th), kw.pop("domain", dom), **kw)
+
+    def data(**kw):
+        args = dict(material="Ge", out=tmp_path / "d.h5", n_train=4, n_test=4, progress=False) | kw
+        try:
+            return generate_dataset(**args)
+        finally:
+            for f in tmp_path.glob("*.h5*"):
+                f.unlink()
+
+    def bank_of(**kw):
+        args = dict(material=ge, angles_deg=[0.0], ei_mev=100.0, qmax=2.0, progress=False, cache=False) | kw
+        return coverage_bank(**args)
+
+    calls = [("coverage_bank(" + k + "=)", lambda v, k=k: bank_of(**{k: v})) for k in ("angles_deg", "ei_mev", "u")]
+    calls += [("coverage_bank(qmax=)", lambda v: bank_of(qmax=2.0 if isinstance(v, float) and v > 10 else v))]
+    keys = ("estimate", "domain", "measured_deg", "candidates_deg", "n", "background", "counts", "prior_sigma")
+    keys += ("criterion", "focus", "count_time_s", "move_s_per_deg", "last_angle_deg", "n_samples")
+    calls += [(f"plan_orientations({k}=)", lambda v, k=k: plan(**{k: v})) for k in keys]
+    keys = ("material", "out", "n_train", "seed", "candidates", "sigma_mev", "domain", "nuisance", "reference")
+    calls += [(f"generate_dataset({k}=)", lambda v, k=k: data(**{k: v})) for k in keys]
+    calls += [("Dataset", Dataset)]
+    assert _leaks(calls, seconds=5) == []

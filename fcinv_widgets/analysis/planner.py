@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..noise import MAX_BACKGROUND, MAX_COUNTS
+from ..validate import finite_number, real_array, whole_number
 from ..grid import SpectrumGrid
 from ..sqe import FoldPoints
 from ..units import HBAR2_OVER_2
@@ -152,8 +154,11 @@ def coverage_bank(
     grid = material.grid
     ei = check_ei(ei_mev, grid)
     ang = check_angles(angles_deg)
+    U0 = orientation_matrix(u, v)  # checks u and v
     reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
-    qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(float(qmax), reach)
+    if qmax is not None:
+        qmax = finite_number(qmax, "qmax (1/Å)", positive=True)
+    qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(qmax, reach)
     meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
     key = json.dumps(
         {
@@ -174,7 +179,6 @@ def coverage_bank(
         except FcinvError:
             pass  # a damaged cache entry is recomputed
     pts = fold_geometry(material.crystal, grid, qmax, material.conventional_a)
-    U0 = orientation_matrix(u, v)
     exp = np.empty((len(ang),) + tuple(grid.shape), np.float32)
     it = ang
     if progress:
@@ -190,6 +194,13 @@ def coverage_bank(
         except OSError:
             pass  # a read-only home: plan without the cache
     return bank
+
+
+def _index_list(values, what: str) -> list:
+    """A non-empty list (FC indices), else one line."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__") or not len(values):
+        raise FcinvError(f"{what} must be a non-empty list of FC indices, got {values!r}")
+    return list(values)
 
 
 # ---------------------------------------------------------------------------- information
@@ -322,12 +333,30 @@ def plan_orientations(
     candidate) and inverted; the gain is the drop of Σ_focus [(mean − estimate)² + σ²]/w²
     (the model's expected squared error in units of the domain width).
     """
-    dom = np.asarray(domain, float)
+    dom = real_array(domain, "domain (eV/Å²)")
     A = forward_model.n_active
     if dom.shape != (A, 2) or not np.all(np.isfinite(dom)) or np.any(dom[:, 1] <= dom[:, 0]):
         raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
-    if criterion not in ("D", "A", "model"):
+    if not isinstance(criterion, str) or criterion not in ("D", "A", "model"):
         raise FcinvError(f"criterion must be 'D', 'A' or 'model', got {criterion!r}")
+    estimate = real_array(estimate, "estimate (eV/Å²)", allow_nan=False)
+    if estimate.size != A:
+        raise FcinvError(f"estimate must be {A} force constants (eV/Å²), got shape {estimate.shape}")
+    measured_deg = real_array(measured_deg, "measured_deg (degrees)", allow_nan=False).reshape(-1)
+    if candidates_deg is not None:
+        candidates_deg = real_array(candidates_deg, "candidates_deg (degrees)", allow_nan=False)
+    if prior_sigma is not None:
+        prior_sigma = real_array(prior_sigma, "prior_sigma (eV/Å²)")
+    if count_time_s is not None:
+        count_time_s = real_array(count_time_s, "count_time_s (seconds)")
+    background = finite_number(background, "background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
+    counts = finite_number(counts, "counts at the peak", positive=True, maximum=MAX_COUNTS)
+    move_s_per_deg = finite_number(move_s_per_deg, "move_s_per_deg (motor seconds per degree)", positive=False)
+    if last_angle_deg is not None:
+        last_angle_deg = finite_number(last_angle_deg, "last_angle_deg (degrees)")
+    focus = [whole_number(f, "each focus FC index", 0, A - 1) for f in _index_list(focus, "focus")]
+    n_samples = whole_number(n_samples, "n_samples", 1)
+    seed = whole_number(seed, "seed", -(2**63), 2**64 - 1)
     if criterion == "model" and model is None:
         raise FcinvError("the 'model' criterion needs the inverse model (model=...)")
     if not (isinstance(n, (int, np.integer)) and n >= 1):
@@ -873,6 +902,8 @@ def _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma):
 
 def _plan_schedule(ci, mi, measured_deg, count_time_s, move_s_per_deg, allow_repeat, last_angle_deg):
     """Counting time per candidate, which candidates may still be chosen, and the angle the motor is at."""
+    if count_time_s is not None and np.size(count_time_s) not in (1, len(ci)):
+        raise FcinvError(f"count_time_s must be one time or one per candidate ({len(ci)}), got {np.size(count_time_s)} values")
     cost = np.ones(len(ci)) if count_time_s is None else np.broadcast_to(np.asarray(count_time_s, float), (len(ci),)).copy()
     if not np.all(np.isfinite(cost) & (cost > 0)):
         raise FcinvError("counting times must be positive")
