@@ -46,7 +46,8 @@ def register(sub):
         metavar="N",
         help="with --augment: N torch DataLoader worker processes render the augmented batches ahead of the "
         "training step (default 0: in the training process; the same results either way). On a GPU the "
-        "CPU-side measurement model is the bottleneck: give it the spare cores",
+        "CPU-side measurement model is the bottleneck: give it the spare cores. The batches in flight pass through "
+        "/dev/shm (~4 batches per worker; refused beforehand when it is too small, as in a container's default)",
     )
     p.add_argument("--resume", action="store_true", help="continue from out/train_state.pt")
     p.add_argument(

@@ -330,6 +330,17 @@ def _limit_worker_threads(_worker_id: int) -> None:
     threadpool_limits(1)
 
 
+def _shm_free_bytes() -> int | None:
+    """Free bytes of /dev/shm (where DataLoader workers pass their tensors), None where there is none."""
+    import os
+
+    try:
+        st = os.statvfs("/dev/shm")
+    except (OSError, AttributeError):
+        return None
+    return int(st.f_bavail * st.f_frsize)
+
+
 def _input_batches(aug, x, batches, workers: int = 0, pin: bool = False):
     """The inputs of ``batches`` ((training indices, augmentation epoch) pairs), in order: augmented
     here (``workers`` = 0, or without an augmenter) or rendered ahead by ``workers`` torch
@@ -341,6 +352,16 @@ def _input_batches(aug, x, batches, workers: int = 0, pin: bool = False):
         return
     import torch
     from torch.utils.data import DataLoader, Dataset
+
+    prefetch = 4
+    batch_bytes = 4 * max(len(idx) for idx, _ in batches) * int(np.prod(x.shape[1:]))  # float32 rows
+    need, free = (int(workers) * prefetch + 1) * batch_bytes, _shm_free_bytes()
+    if free is not None and need > free:  # a container's default /dev/shm is 64 MB: the workers would die mid-epoch
+        raise FcinvError(
+            f"--loader-workers {workers} needs ~{need / 1e6:.0f} MB of shared memory (/dev/shm) for the batches in "
+            f"flight, {free / 1e6:.0f} MB are free (a container's default?): use fewer workers, or give the container more "
+            "(docker run --shm-size)"
+        )
 
     class _Batches(Dataset):
         def __len__(self):
@@ -357,7 +378,7 @@ def _input_batches(aug, x, batches, workers: int = 0, pin: bool = False):
         shuffle=False,
         num_workers=int(workers),
         multiprocessing_context="fork",
-        prefetch_factor=4,
+        prefetch_factor=prefetch,
         pin_memory=pin and torch.cuda.is_available(),
         worker_init_fn=_limit_worker_threads,
         # its own generator: the loader's worker seed would otherwise be drawn from torch's global

@@ -285,3 +285,23 @@ def test_loader_workers_need_augment(tiny_dataset, tmp_path, capsys):
     assert main(base + ["--loader-workers", "2"]) == 2
     assert "--loader-workers applies with --augment only" in capsys.readouterr().err
     assert main(base + ["--augment", "--loader-workers", "-1"]) == 2
+
+
+def test_loader_workers_refuse_a_small_shared_memory(tiny_dataset, tmp_path, monkeypatch):
+    """Workers pass batches through /dev/shm; a container's default 64 MB would kill them mid-epoch
+    (a bus error). The need is checked first and refused in one line."""
+    from fcinv_widgets.models import train_resnet
+    from fcinv_widgets.models import train as tr
+
+    monkeypatch.setattr(tr, "_shm_free_bytes", lambda: 1_000_000)  # 1 MB: less than one batch in flight
+    with pytest.raises(FcinvError, match=r"needs ~\d+ MB of shared memory"):
+        train_resnet(
+            tiny_dataset,
+            tmp_path / "m",
+            epochs=1,
+            batch_size=16,
+            progress=False,
+            threads=1,
+            augment=MeasurementModel(),
+            loader_workers=2,
+        )
