@@ -61,7 +61,9 @@ def small_mode() -> bool:
 
 def bose_factor(energy_mev, temperature_k: float) -> np.ndarray:
     """n(E, T) + 1 for phonon creation at E > 0 (meV); 1 at T = 0."""
-    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
+    temperature_k = finite_number(
+        temperature_k, "temperature (K)", positive=False
+    )  # a formula: any T ≥ 0 (1e5 K: classical limit)
     E = np.asarray(energy_mev, dtype=float)
     if temperature_k == 0:
         return np.ones_like(E)

@@ -161,7 +161,7 @@ def test_bad_parameters(ge_fm):
 def test_sigma_must_be_a_positive_real_number(ge, bad):
     """A string, a bool, a complex, NaN/inf or σ ≤ 0 is refused with one FcinvError naming it
     (a string used to reach np.isfinite and end in a TypeError)."""
-    with pytest.raises(FcinvError, match="sigma_mev must be a positive number"):
+    with pytest.raises(FcinvError, match=r"sigma_mev \(meV\) must be one finite number > 0"):
         ge.forward_model(sigma_mev=bad)
 
 
