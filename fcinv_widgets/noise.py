@@ -23,11 +23,11 @@ import numpy as np
 from .errors import FcinvError
 from .validate import as_real_array, finite_number, whole_number
 
-#: default 5 × 5 grid: background (fraction of the peak) × counts at the peak
 #: the largest background B (× the peak) and counts P at the peak :func:`add_noise` takes: far beyond
 #: any measurement, below where the Poisson sampler's λ overflows (P = 1e300 was a numpy error)
 MAX_BACKGROUND = 100.0
 MAX_COUNTS = 1e12
+#: default 5 × 5 grid: background (fraction of the peak) × counts at the peak
 DEFAULT_BACKGROUNDS = (0.0, 0.05, 0.1, 0.2, 0.4)
 DEFAULT_COUNTS = (1000.0, 300.0, 100.0, 30.0, 10.0)
 

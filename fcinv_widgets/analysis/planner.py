@@ -339,9 +339,9 @@ def plan_orientations(
         raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
     if not isinstance(criterion, str) or criterion not in ("D", "A", "model"):
         raise FcinvError(f"criterion must be 'D', 'A' or 'model', got {criterion!r}")
-    estimate = real_array(estimate, "estimate (eV/Å²)", allow_nan=False)
-    if estimate.size != A:
-        raise FcinvError(f"estimate must be {A} force constants (eV/Å²), got shape {estimate.shape}")
+    estimate = real_array(estimate, "the FC estimate (eV/Å²)", allow_inf=True)
+    if estimate.size != A or not np.all(np.isfinite(estimate)):
+        raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {estimate.tolist()!r}"[:300])
     measured_deg = real_array(measured_deg, "measured_deg (degrees)", allow_nan=False).reshape(-1)
     if candidates_deg is not None:
         candidates_deg = real_array(candidates_deg, "candidates_deg (degrees)", allow_nan=False)
