@@ -416,15 +416,14 @@ def generate_dataset(
 
     from .materials import get_material
 
-    from .validate import as_path, real_array, whole_number
+    from .validate import as_path, is_real_number, real_array, whole_number
 
     for nm, n in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or not 0 <= n <= MAX_SPECTRA:
             raise FcinvError(f"{nm} must be a non-negative integer (at most {MAX_SPECTRA:,}), got {n!r}")
     candidates = whole_number(candidates, "candidates per chunk", 1, 1_000_000)
     seed = whole_number(seed, "seed", 0, 2**63 - 1)
-    real = isinstance(nuisance, (int, float, np.integer, np.floating)) and not isinstance(nuisance, (bool, np.bool_))
-    if not (real and math.isfinite(float(nuisance)) and 0 <= nuisance <= 10):
+    if not (is_real_number(nuisance) and math.isfinite(float(nuisance)) and 0 <= nuisance <= 10):
         raise FcinvError(f"nuisance must be a scale in [0, 10], got {nuisance!r}")
     out = as_path(out, "dataset file")
     mat = get_material(material, reference=reference)

@@ -141,12 +141,12 @@ class Material:
 
     @property
     def has_reference(self) -> bool:
-        """Whether :attr:`reference_params` exists (a preset's, or given force constants'), without
-        computing it: a ``--structure`` material without force constants has none."""
-        if self._reference is not None:
-            return True
-        s = self._summary
-        return (s is not None and "reference_params" in s) or data_path(self.name.lower(), "FORCE_CONSTANTS_DFT").is_file()
+        """Whether :attr:`reference_params` exists (a preset's, or given force constants'): a
+        ``--structure`` material without force constants has none."""
+        try:
+            return len(self.reference_params) > 0
+        except MissingDependencyError:
+            return False
 
     @property
     def reference_params(self) -> np.ndarray:

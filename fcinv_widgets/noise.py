@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import FcinvError
-from .validate import as_real_array, finite_number, whole_number
+from .validate import as_real_array, finite_number, is_real_number, whole_number
 
 #: the largest background B (× the peak) and counts P at the peak :func:`add_noise` takes: far beyond
 #: any measurement, below where the Poisson sampler's λ overflows (P = 1e300 was a numpy error)
@@ -45,6 +45,14 @@ class NoiseLevel:
 def noise_grid_levels(backgrounds=DEFAULT_BACKGROUNDS, counts=DEFAULT_COUNTS) -> list:
     """Rows: backgrounds; columns: counts → list of lists of :class:`NoiseLevel`."""
     return [[NoiseLevel(float(b), None if c is None else float(c)) for c in counts] for b in backgrounds]
+
+
+def check_counts(counts) -> float:
+    """Counts P at the peak: > 0 and ≤ :data:`MAX_COUNTS`, or inf (noiseless: the grid's P = ∞
+    column); else one line."""
+    if not (is_real_number(counts) and (float(counts) == np.inf or 0 < float(counts) <= MAX_COUNTS)):
+        raise FcinvError(f"counts P must be > 0 and ≤ {MAX_COUNTS:g} (expected counts at the peak), or inf, got {counts!r}")
+    return float(counts)
 
 
 def _check(spectra) -> np.ndarray:
@@ -94,11 +102,8 @@ def add_noise(
     then simply get more than P counts).
     """
     background = finite_number(background, "background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
-    if counts is not None:  # +inf: noiseless (the noise grid's P = ∞ column)
-        real = isinstance(counts, (int, float, np.integer, np.floating)) and not isinstance(counts, (bool, np.bool_))
-        if not (real and (float(counts) == np.inf or 0 < float(counts) <= MAX_COUNTS)):
-            raise FcinvError(f"counts P must be > 0 and ≤ {MAX_COUNTS:g} (expected counts at the peak), or inf, got {counts!r}")
-        counts = float(counts)
+    if counts is not None:
+        counts = check_counts(counts)
     if seed is not None and rng is None:
         seed = whole_number(seed, "seed", 0)
     x = _check(spectra)

@@ -59,7 +59,7 @@ import numpy as np
 from .errors import FcinvError
 from .grid import SpectrumGrid
 from .units import NEUTRON_E_TO_K2
-from .validate import MAX_TEMPERATURE_K, finite_number, real_array
+from .validate import MAX_TEMPERATURE_K, finite_number, is_real_number, real_array
 from .validate import format_version
 
 #: ARCS detector coverage (degrees)
@@ -95,8 +95,7 @@ def reach_qmax(ei_mev: float, e_min: float = 0.0, angle_max_deg: float = DETECTO
 
 def check_ei(ei_mev, grid) -> float:
     """``ei_mev`` (meV) as a float if it can measure the grid's energies on ARCS, else FcinvError."""
-    real = isinstance(ei_mev, (int, float, np.integer, np.floating)) and not isinstance(ei_mev, (bool, np.bool_))
-    if not real or not math.isfinite(float(ei_mev)) or ei_mev <= grid.e.e_max:
+    if not is_real_number(ei_mev) or not math.isfinite(float(ei_mev)) or ei_mev <= grid.e.e_max:
         raise FcinvError(f"Ei must be larger than the grid's largest energy ({grid.e.e_max:g} meV), got {ei_mev!r} meV")
     if ei_mev > EI_MAX_MEV:
         raise FcinvError(

@@ -115,12 +115,23 @@ def h5_array(f, key: str, name, ndim: int | None = None, allow_inf: bool = False
     return real_array(obj[()], f"{name}:/{key}", ndim=ndim, allow_inf=allow_inf)
 
 
+def is_real_number(v) -> bool:
+    """One real number: a Python or NumPy int or float, not a bool, text, list or array."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def nonempty_list(values, what: str) -> list:
+    """``values`` as a list when it is a non-empty sequence (not text or a dict), else one line."""
+    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__") or not len(values):
+        raise FcinvError(f"{what} must be a non-empty list, got {values!r}")
+    return list(values)
+
+
 def finite_number(v, what: str, positive: bool | None = None, maximum: float = np.inf) -> float:
     """``v`` as a float when it is one real number (not text, a list or true/false), finite,
     > 0 (``positive=True``) or ≥ 0 (``positive=False``) and ≤ ``maximum``; else a one-line
     :class:`FcinvError` starting with ``what``."""
-    bad = isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating))
-    x = float("nan") if bad else float(v)
+    x = float(v) if is_real_number(v) else float("nan")
     low = positive is not None and (x < 0 or (positive and x == 0))
     if not np.isfinite(x) or low or x > maximum:
         rng = {None: "", True: " > 0", False: " ≥ 0"}[positive] + (f" and ≤ {maximum:g}" if np.isfinite(maximum) else "")

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ..validate import as_real_array, finite_number, format_version, real_array, whole_number
-from ..noise import MAX_BACKGROUND, MAX_COUNTS
+from ..validate import as_real_array, finite_number, format_version, nonempty_list, real_array, whole_number
+from ..noise import MAX_BACKGROUND, check_counts
 from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
 
@@ -135,21 +135,6 @@ def _cell(predict, spectra, params, b, p, seed):
     return r2_score(params, pred), np.abs(pred - params).mean(0), float(np.median(snr)), noisy[0], float(snr[0]), *cov
 
 
-def _number_list(values, what: str) -> list:
-    """A non-empty list of numbers (B or P values of the grid's rows/columns), else one line."""
-    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__") or not len(values):
-        raise FcinvError(f"{what} must be a non-empty list of numbers, got {values!r}")
-    return list(values)
-
-
-def _counts(p) -> float:
-    """One column's counts P at the peak: > 0 and ≤ MAX_COUNTS, or inf (noiseless)."""
-    real = isinstance(p, (int, float, np.integer, np.floating)) and not isinstance(p, (bool, np.bool_))
-    if not (real and (float(p) == np.inf or 0 < float(p) <= MAX_COUNTS)):
-        raise FcinvError(f"each counts P must be > 0 and ≤ {MAX_COUNTS:g}, or inf, got {p!r}")
-    return float(p)
-
-
 def run_noise_grid(
     predict,
     spectra,
@@ -169,9 +154,9 @@ def run_noise_grid(
     params = real_array(params, "params (eV/Å²)", allow_nan=False)
     backgrounds = tuple(
         finite_number(b, "each background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
-        for b in _number_list(backgrounds, "backgrounds")
+        for b in nonempty_list(backgrounds, "backgrounds")
     )
-    counts = tuple(_counts(p) for p in _number_list(counts, "counts"))
+    counts = tuple(check_counts(p) for p in nonempty_list(counts, "counts"))
     seed = whole_number(seed, "seed", 0)
     if spectra.ndim != 3 or params.ndim != 2 or len(spectra) != len(params) or params.shape[1] != len(names):
         raise FcinvError(f"need spectra (N, nq, nE) and params (N, {len(names)}), got {spectra.shape} and {params.shape}")

@@ -49,7 +49,7 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..noise import MAX_BACKGROUND, MAX_COUNTS
-from ..validate import finite_number, real_array, whole_number
+from ..validate import finite_number, nonempty_list, real_array, whole_number
 from ..grid import SpectrumGrid
 from ..sqe import FoldPoints
 from ..units import HBAR2_OVER_2
@@ -194,13 +194,6 @@ def coverage_bank(
         except OSError:
             pass  # a read-only home: plan without the cache
     return bank
-
-
-def _index_list(values, what: str) -> list:
-    """A non-empty list (FC indices), else one line."""
-    if isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__") or not len(values):
-        raise FcinvError(f"{what} must be a non-empty list of FC indices, got {values!r}")
-    return list(values)
 
 
 # ---------------------------------------------------------------------------- information
@@ -354,7 +347,7 @@ def plan_orientations(
     move_s_per_deg = finite_number(move_s_per_deg, "move_s_per_deg (motor seconds per degree)", positive=False)
     if last_angle_deg is not None:
         last_angle_deg = finite_number(last_angle_deg, "last_angle_deg (degrees)")
-    focus = [whole_number(f, "each focus FC index", 0, A - 1) for f in _index_list(focus, "focus")]
+    focus = [whole_number(f, "each focus FC index", 0, A - 1) for f in nonempty_list(focus, "focus (FC indices)")]
     n_samples = whole_number(n_samples, "n_samples", 1)
     seed = whole_number(seed, "seed", -(2**63), 2**64 - 1)
     if criterion == "model" and model is None:

@@ -51,25 +51,26 @@ def run(args) -> int:
 
     sigma = sigma_of(args)
     mat, fc = load_material(args)
-    every = args.params is not None and fc is None and not mat.has_reference
-    if every:  # a structure alone: --params lists every basis parameter and becomes the reference
+    if args.params is not None and fc is None and not mat.has_reference:
+        # a structure alone: --params lists every basis parameter and becomes the reference (consumed here)
         from ..materials import given_reference
 
         n = mat.basis.n_params
         mat = given_reference(
             mat, parse_params(args.params, n, every=True), f"--params (all {n} basis parameters)", getattr(args, "e_max", None)
         )
+        args.params = None
     if args.ei is not None:
         from ..scans import check_ei
 
         check_ei(args.ei, mat.grid)
     if args.full_sqe:
-        return _run_full_sqe(args, mat, fc, every)
+        return _run_full_sqe(args, mat, fc)
     b = mat.basis
     ref = mat.reference_params.copy() if fc is None else b.reduce(fc)[0]
     active = mat.active
     theta = ref[active].copy()
-    if args.params is not None and not every:
+    if args.params is not None:
         if fc is not None:
             raise FcinvError("give either --params or --force-constants, not both")
         theta = parse_params(args.params, len(active))
@@ -127,7 +128,7 @@ def run(args) -> int:
     return 0
 
 
-def _run_full_sqe(args, mat, fc, every: bool = False) -> int:
+def _run_full_sqe(args, mat, fc) -> int:
     import time
 
     from ..scans import reach_qmax
@@ -135,7 +136,7 @@ def _run_full_sqe(args, mat, fc, every: bool = False) -> int:
     from ..sqe import SQE, fold_full, fold_points, small_mode
     from ..scans import default_params
 
-    if args.params is not None and not every:
+    if args.params is not None:
         raise FcinvError(
             "--full-sqe takes the force constants from --force-constants or the material's shipped/reference ones, not --params "
             "(except with --structure alone, where --params lists every basis parameter)"

@@ -146,6 +146,7 @@ def run(args) -> int:
         threads=args.threads,
         resume=args.resume,
         progress=not (args.json or args.no_progress),
+        loader_workers=args.loader_workers,
     )
     if args.loader_workers and (not args.augment or args.regressor_only):
         raise FcinvError("--loader-workers applies with --augment only (and not with --regressor-only)")
@@ -207,7 +208,6 @@ def run(args) -> int:
             latent=args.latent,
             reg_epochs=args.reg_epochs,
             reg_copies=args.reg_copies,
-            loader_workers=args.loader_workers,
             **common,
             **aug,
         )
@@ -215,14 +215,7 @@ def run(args) -> int:
         if args.supervise is not None:
             raise FcinvError("--supervise applies to --model vae only (the ResNet is supervised already)")
         r = train_resnet(
-            args.dataset,
-            args.out,
-            lr=args.lr or 2e-3,
-            width=args.width,
-            pretrained=args.pretrained,
-            loader_workers=args.loader_workers,
-            **common,
-            **aug,
+            args.dataset, args.out, lr=args.lr or 2e-3, width=args.width, pretrained=args.pretrained, **common, **aug
         )
     text = (
         f"wrote {r['out']} after {r['epochs']} {'regressor ' if args.regressor_only else ''}epochs ({r['seconds']:.0f} s)\n"

@@ -163,13 +163,15 @@ def _fit(
     desc,
     sched=None,
     dev=None,
-    inputs=None,
+    *,
+    inputs,
 ):
     """The epoch loop both models share.
 
     ``step(idx, xin) -> loss`` trains on one mini-batch of training indices and their inputs
     ``xin``, which ``inputs(batches)`` yields in order for the epoch's list of (indices, epoch)
-    pairs (:func:`_input_batches`); ``validate() -> (val_loss, r2 array)``. Keeps the best weights by validation loss, stops after ``patience``
+    pairs (:func:`_input_batches`); ``validate() -> (val_loss, r2 array)``. Keeps the best
+    weights by validation loss, stops after ``patience``
     epochs without improvement, and writes an atomic resume file after every epoch.
     Returns (best_state, history, seconds).
     """
