@@ -411,6 +411,17 @@ def get_material(name: str, reference: str | None = None) -> Material:
     return _material_at(key, ref)
 
 
+def as_material(value, what: str = "material") -> Material:
+    """``value`` when it is a :class:`Material`, the preset of that name when it is text ("Ge",
+    "Nb"), else a one-line :class:`FcinvError` (the analysis and planner calls took any object and
+    failed deep inside with an AttributeError)."""
+    if isinstance(value, Material):
+        return value
+    if isinstance(value, str):
+        return get_material(value)
+    raise FcinvError(f"{what} must be a Material or a preset's name ('Ge', 'Nb'), got {type(value).__name__} {value!r}"[:200])
+
+
 @cache
 def _material_at(key: str, ref: str) -> Material:
     base = _base_material(key)

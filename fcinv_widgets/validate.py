@@ -127,6 +127,31 @@ def nonempty_list(values, what: str) -> list:
     return list(values)
 
 
+def need_type(obj, types, what: str):
+    """``obj`` when it is an instance of ``types`` (a class or a tuple of them), else a one-line
+    :class:`FcinvError` naming ``what`` and what it got (an AttributeError deep inside before)."""
+    if isinstance(obj, types):
+        return obj
+    want = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+    raise FcinvError(f"{what} must be a {want}, got {type(obj).__name__} {obj!r}"[:200])
+
+
+def need_attrs(obj, attrs, what: str):
+    """``obj`` when it has every attribute in ``attrs`` (duck typing: a loaded model, a scan set),
+    else one line ``what; got TYPE (no ATTR, …)``."""
+    missing = [a for a in attrs if not hasattr(obj, a)]
+    if missing:
+        raise FcinvError(f"{what}; got {type(obj).__name__} (no {', '.join(missing)})")
+    return obj
+
+
+def flag(v, what: str) -> bool:
+    """``v`` when it is True or False (a Python or NumPy bool), else one line naming ``what``."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    raise FcinvError(f"{what} must be True or False, got {v!r}"[:200])
+
+
 def finite_number(v, what: str, positive: bool | None = None, maximum: float = np.inf) -> float:
     """``v`` as a float when it is one real number (not text, a list or true/false), finite,
     > 0 (``positive=True``) or ≥ 0 (``positive=False``) and ≤ ``maximum``; else a one-line

@@ -266,3 +266,129 @@ def test_planner_and_dataset_arguments(ge, ge_fm, tmp_path, monkeypatch):
     calls += [(f"generate_dataset({k}=)", lambda v, k=k: data(**{k: v})) for k in keys]
     calls += [("Dataset", Dataset)]
     assert _leaks(calls, seconds=5) == []
+
+
+def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypatch):
+    """The S(Q,E) planner and fit, pixel information, scan inference and its physics fits (session
+    27: 478 leaks of 988 before, AttributeErrors from a material or bank of another type among them)."""
+    from fcinv_widgets.analysis.planner import fit_scans_sqe, hits_bank, pixel_information, plan_orientations_sqe
+    from fcinv_widgets.analysis.scan_inference import infer_scans, refine_scan_inference
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.scans import simulate_scans
+
+    monkeypatch.chdir(tmp_path)
+    th = ge_fm.reference_theta
+    bank = hits_bank(ge, [0.0, 60.0], 80.0, qmax=2.0, cache=False)
+    ss = simulate_scans(ge, 80.0, [0.0, 60.0], qmax=2.0, progress=False)
+    net = load_model("ge-resnet")
+    base = infer_scans(net, ss, n_samples=2)
+    calls = [
+        ("pixel_information(fm)", lambda v: pixel_information(v, th, ge.domain)),
+        ("pixel_information(theta)", lambda v: pixel_information(ge_fm, v, ge.domain)),
+        ("pixel_information(domain)", lambda v: pixel_information(ge_fm, th, v)),
+        ("pixel_information(background)", lambda v: pixel_information(ge_fm, th, ge.domain, background=v)),
+        ("pixel_information(rel_step)", lambda v: pixel_information(ge_fm, th, ge.domain, rel_step=v)),
+    ]
+
+    def plan(**kw):
+        return plan_orientations_sqe(**(dict(material=ge, bank=bank, estimate=th, n=1) | kw))
+
+    def fit(**kw):
+        return fit_scans_sqe(**(dict(material=ge, bank=bank, images=ss.scans[:1], angles_deg=[0.0], max_iter=1) | kw))
+
+    def scans(**kw):
+        return infer_scans(**(dict(model=net, scans=ss, n_samples=2) | kw))
+
+    def refit(**kw):
+        return refine_scan_inference(**(dict(res=base, ss=ss, material=ge, temperature_k=5.0, max_iter=1) | kw))
+
+    keys = ("material", "bank", "estimate", "measured_deg", "candidates_deg", "n", "temperature_k", "background")
+    keys += ("counts", "prior_sigma", "criterion", "focus", "count_time_s", "move_s_per_deg", "last_angle_deg")
+    calls += [(f"plan_orientations_sqe({k}=)", lambda v, k=k: plan(**{k: v})) for k in keys + ("allow_repeat", "profile")]
+    keys = ("material", "bank", "images", "angles_deg", "temperature_k", "start", "prior_sigma", "dispersion")
+    calls += [(f"fit_scans_sqe({k}=)", lambda v, k=k: fit(**{k: v})) for k in keys + ("n_outer", "anneal", "max_iter")]
+    keys = ("model", "scans", "full", "angles_deg", "reference", "domain", "n_samples", "seed", "batch")
+    calls += [(f"infer_scans({k}=)", lambda v, k=k: scans(**{k: v})) for k in keys + ("temperature_k", "clip_percentile", "raw")]
+    keys = ("res", "ss", "material", "temperature_k", "domain", "single_scan_limit", "full_data_limit", "progress")
+    calls += [(f"refine_scan_inference({k}=)", lambda v, k=k: refit(**{k: v})) for k in keys]
+    assert _leaks(calls, seconds=5) == []
+    # a preset's name is a material
+    assert np.array_equal(plan(material="Ge").angles_deg, plan().angles_deg)
+
+
+def test_evaluation_trust_and_ensemble_helper_arguments(ge, ge_fm, tmp_path, monkeypatch):
+    """Coverage/reliability/metrics and their plots, the trust-limit helpers, the ensemble's domain
+    widening and file reader (session 27: 361 leaks of 741 before)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fcinv_widgets.analysis import evaluation as ev
+    from fcinv_widgets.analysis import trust_calibration as tc
+    from fcinv_widgets.ensemble.domain import widen
+    from fcinv_widgets.ensemble.fcsets import read_ensemble_h5
+    from fcinv_widgets.models import load_model
+
+    monkeypatch.chdir(tmp_path)
+    net = load_model("ge-resnet")
+    th = ge_fm.reference_theta
+    specs = ge_fm.spectra(np.stack([th, th * 1.01]))
+    pars = np.stack([ge.reference_params[ge.active]] * 2)
+    t = np.ones((5, 8))
+    calls = []
+    for i, nm in enumerate(("true", "mean", "std")):
+        calls.append((f"coverage({nm})", lambda v, i=i: ev.coverage(*[v if j == i else t for j in range(3)])))
+        calls.append((f"reliability({nm})", lambda v, i=i: ev.reliability(*[v if j == i else t for j in range(3)])))
+    calls += [
+        ("coverage(k=)", lambda v: ev.coverage(t, t, t, k=v)),
+        ("reliability(levels=)", lambda v: ev.reliability(t, t, t, levels=v)),
+    ]
+
+    def metrics(**kw):
+        return ev.evaluate_model(**(dict(model=net, spectra=specs, params=pars, n_samples=2) | kw))
+
+    calls += [
+        (f"evaluate_model({k}=)", lambda v, k=k: metrics(**{k: v})) for k in ("model", "spectra", "params", "n_samples", "seed")
+    ]
+    calls += [
+        ("plot_parity(true)", lambda v: ev.plot_parity(v, t, ["a"] * 8)),
+        ("plot_parity(names)", lambda v: ev.plot_parity(t, t, v)),
+        ("plot_r2_bars", ev.plot_r2_bars),
+        ("plot_reliability", ev.plot_reliability),
+        ("draw_truths(material)", lambda v: tc.draw_truths(v, 2, 0)),
+        ("draw_truths(n)", lambda v: tc.draw_truths(ge, v, 0)),
+        ("draw_truths(seed)", lambda v: tc.draw_truths(ge, 2, v)),
+        ("limits_of(rows)", tc.limits_of),
+        ("limits_of(level=)", lambda v: tc.limits_of([], level=v)),
+        ("limits_of(min_cases=)", lambda v: tc.limits_of([], min_cases=v)),
+    ]
+
+    def cases(**kw):
+        return tc.network_cases(**(dict(models={"r": net}, material=ge, n_truths=1, n_samples=2, qmax=2.0) | kw))
+
+    keys = ("models", "material", "n_truths", "seed", "cells", "angles_deg", "ei_mev", "temperature_k", "qmax", "n_samples")
+    calls += [(f"network_cases({k}=)", lambda v, k=k: cases(**{k: v})) for k in keys]
+    lo, hi = np.array([1.0, -2.0]), np.array([2.0, -1.0])
+    calls += [
+        (f"widen({k}=)", lambda v, k=k: widen(**(dict(lo=lo, hi=hi) | {k: v})))
+        for k in ("lo", "hi", "low", "high", "mode", "center")
+    ]
+    calls += [("read_ensemble_h5", read_ensemble_h5)]
+    assert _leaks(calls, seconds=5) == []
+
+
+def test_damaged_ensemble_file_is_one_line(tmp_path):
+    """An HDF5 file that says it is an ensemble but lacks its groups: one line, not a KeyError."""
+    import h5py
+
+    from fcinv_widgets.ensemble.fcsets import FORMAT, VERSION, read_ensemble_h5
+
+    p = tmp_path / "ens.h5"
+    with h5py.File(p, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["version"] = VERSION
+    with pytest.raises(FcinvError, match="damaged ensemble file"):
+        read_ensemble_h5(p)
+    with pytest.raises(FcinvError, match="not an fcinv ensemble file"):
+        (tmp_path / "x.h5").write_bytes(b"")
+        h5py.File(tmp_path / "x.h5", "w").close()
+        read_ensemble_h5(tmp_path / "x.h5")

@@ -60,6 +60,20 @@ def test_more_counts_more_information(ge, ge_fm, ge_info):
     assert two.gain[1] < two.gain[0]
 
 
+def test_no_background_leaves_empty_pixels_without_information(ge, ge_fm, ge_info):
+    """B = 0: a pixel with no intensity has Poisson variance 0 — no information (not 0/0; a
+    derivative there is the finite difference reaching over a line shape's cut-off), session 27:
+    NaN information and a NaN plan."""
+    G = pixel_information(ge_fm, ge.reference_theta, ge.domain, background=0.0)
+    tr = np.einsum("paa->p", G)
+    assert np.all(np.isfinite(G))
+    assert np.all(tr[ge_info == 0] == 0)  # pixels dead with a background stay dead
+    lit = (tr > 0) & (ge_info > 0)
+    assert lit.sum() > 0.9 * (ge_info > 0).sum() and np.all(tr[lit] >= ge_info[lit])  # less variance, more information
+    plan = plan_orientations(_bank(ge, np.ones((2, ge_info.size))), ge_fm, ge.reference_theta, ge.domain, n=1, background=0.0)
+    assert np.all(np.isfinite(plan.predicted_sigma[0])) and np.all(plan.predicted_sigma[0] > 0)
+
+
 def test_symmetry_equivalent_orientations_score_the_same(ge, ge_fm):
     # u = [110] along the beam, v = [001]: the vertical axis is [1-10], a two-fold axis of m-3m,
     # so ω and ω + 180° see the same set of folded points

@@ -5,13 +5,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import FcinvError
+from ..validate import finite_number, need_attrs, real_array, whole_number
 from .noise_grid import r2_score
+
+
+def _fc_table(value, what: str, allow_nan: bool = False) -> np.ndarray:
+    """(N, n_fc) real numbers, N ≥ 1 (a row of FCs per sample), else one line naming ``what``."""
+    a = real_array(value, what, allow_nan=allow_nan)
+    if a.ndim != 2 or not a.size:
+        raise FcinvError(f"{what}: expected (N, n_fc) numbers, one row per sample, got shape {a.shape}")
+    return a
 
 
 def coverage(true, mean, std, k: float = 1.0) -> np.ndarray:
     """Fraction of samples per FC whose true value lies within mean ± k·std: (8,). A calibrated
     Gaussian σ gives 0.683 for k = 1 and 0.954 for k = 2; σ = 0 gives (almost) 0."""
-    true, mean, std = (np.asarray(a, float) for a in (true, mean, std))
+    true, mean, std = (_fc_table(a, w) for a, w in ((true, "true FCs"), (mean, "predicted FCs"), (std, "σ")))
+    if not true.shape == mean.shape == std.shape:
+        raise FcinvError(f"true, mean and σ must have one shape, got {true.shape}, {mean.shape}, {std.shape}")
+    if np.any(std < 0):
+        raise FcinvError("σ must be ≥ 0")
+    k = finite_number(k, "k (interval half-width in σ)", positive=False)
     return (np.abs(true - mean) <= k * std).mean(0)
 
 
@@ -23,7 +38,10 @@ def reliability(true, mean, std, levels=RELIABILITY_LEVELS) -> np.ndarray:
     """Observed coverage (len(levels), 8) of the central Gaussian intervals mean ± z(level)·std."""
     from scipy.stats import norm
 
-    z = norm.ppf(0.5 + np.asarray(levels) / 2)
+    lv = real_array(levels, "levels (confidence levels)", allow_nan=False).reshape(-1)
+    if not lv.size or np.any((lv <= 0) | (lv >= 1)):
+        raise FcinvError(f"levels must be confidence levels in (0, 1), got {levels!r}"[:200])
+    z = norm.ppf(0.5 + lv / 2)
     return np.array([coverage(true, mean, std, k) for k in z])
 
 
@@ -51,8 +69,11 @@ def evaluate_model(
     — the one inference would pick for such inputs; recorded as ``sigma_regime``: the calibration
     used, or for several {calibration: number of spectra} (None: the pooled one).
     """
+    need_attrs(model, ("predict", "kind", "resolved_sigma_regime"), "model must be a loaded model (models.load_model)")
+    y = _fc_table(params, "params (true FCs, eV/Å²)")
     p = model.predict(spectra, n_samples=n_samples, seed=seed, progress=progress, sigma_regime=sigma_regime)
-    y = np.asarray(params, float)
+    if y.shape != p.mean.shape:
+        raise FcinvError(f"params {y.shape} must be one row of the model's {p.mean.shape[1]} FCs per spectrum ({len(p.mean)})")
     recon = None
     if len(p.recon):
         recon = float(((p.recon - model.prepare(spectra)) ** 2).mean())
@@ -79,6 +100,14 @@ def plot_reliability(curves: dict, title=None, ax=None):
     calibrated σ; below it σ is too small (overconfident), above it too large."""
     import matplotlib.pyplot as plt
 
+    if not isinstance(curves, dict) or not curves:
+        raise FcinvError(f"curves must be {{label: (levels, observed)}}, got {type(curves).__name__}")
+    for lab, c in curves.items():
+        if not (isinstance(c, (tuple, list)) and len(c) == 2):
+            raise FcinvError(f"curve {lab!r} must be a pair (levels, observed)")
+        lv, ob = (real_array(x, f"curve {lab!r}", allow_nan=False).reshape(-1) for x in c)
+        if lv.size != ob.size or not lv.size:
+            raise FcinvError(f"curve {lab!r} must be (levels, observed) of one length")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.2, 4.0), constrained_layout=True)
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, label="calibrated")
@@ -99,8 +128,15 @@ def plot_parity(true, pred, names, r2=None, pred_std=None, title=None, max_point
     """A 2×4 grid of predicted vs true FC (eV/Å²) with the identity line and R² per panel."""
     import matplotlib.pyplot as plt
 
-    true, pred = np.asarray(true), np.asarray(pred)
+    true, pred = _fc_table(true, "true FCs"), _fc_table(pred, "predicted FCs")
+    if true.shape != pred.shape:
+        raise FcinvError(f"true and predicted FCs must have one shape, got {true.shape} and {pred.shape}")
     n = true.shape[1]
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__") or len(names) != n:
+        raise FcinvError(f"names must be {n} FC names, got {names!r}"[:200])
+    if pred_std is not None and np.shape(pred_std) != true.shape:
+        raise FcinvError(f"pred_std must have the shape of the FCs {true.shape}, got {np.shape(pred_std)}")
+    max_points = whole_number(max_points, "max_points", 1)
     r2 = r2_score(true, pred) if r2 is None else np.asarray(r2)
     sel = np.arange(len(true))[:max_points]
     cols = 4
@@ -133,6 +169,12 @@ def plot_r2_bars(metrics: dict, title=None, ax=None):
     """
     import matplotlib.pyplot as plt
 
+    if not isinstance(metrics, dict) or not metrics:
+        raise FcinvError(f"metrics must be {{label: metrics dict}}, got {type(metrics).__name__}")
+    for lab, m in metrics.items():
+        if not isinstance(m, dict) or "names" not in m or "r2" not in m or len(m["r2"]) != len(m["names"]):
+            raise FcinvError(f"metrics[{lab!r}] needs 'names' and 'r2' of one length (a metrics.json)")
+        real_array(m["r2"], f"metrics[{lab!r}]['r2']")
     labels = list(metrics)
     names = metrics[labels[0]]["names"]
     if ax is None:

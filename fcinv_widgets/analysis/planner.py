@@ -49,7 +49,7 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..noise import MAX_BACKGROUND, MAX_COUNTS
-from ..validate import finite_number, nonempty_list, real_array, whole_number
+from ..validate import MAX_TEMPERATURE_K, finite_number, flag, need_type, nonempty_list, real_array, whole_number
 from ..grid import SpectrumGrid
 from ..sqe import FoldPoints
 from ..units import HBAR2_OVER_2
@@ -202,19 +202,27 @@ def pixel_information(forward_model, theta, domain, background: float = DEFAULT_
 
     J = ∂m/∂θ of the min-max scaled model image by central differences with steps
     ``rel_step`` × domain width (θ in eV/Å², so the result is in (eV/Å²)⁻²)."""
-    th = np.asarray(theta, float).reshape(-1)
-    dom = np.asarray(domain, float)
+    from ..forward import ForwardModel
+
+    need_type(forward_model, ForwardModel, "the forward model (Material.forward_model())")
     A = forward_model.n_active
+    th = real_array(theta, "the FC estimate (eV/Å²)", allow_inf=True).reshape(-1)
     if th.shape != (A,) or not np.all(np.isfinite(th)):
-        raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {np.asarray(theta).tolist()!r}")
-    if not (np.isfinite(background) and background >= 0):
-        raise FcinvError(f"the background must be a non-negative fraction of the peak, got {background!r}")
+        raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {np.asarray(theta).tolist()!r}"[:300])
+    dom = real_array(domain, "domain (eV/Å²)")
+    if dom.shape != (A, 2) or not np.all(np.isfinite(dom)) or np.any(dom[:, 1] <= dom[:, 0]):
+        raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
+    background = finite_number(background, "the background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
+    rel_step = finite_number(rel_step, "rel_step (fraction of the domain width)", positive=True, maximum=0.5)
     h = rel_step * (dom[:, 1] - dom[:, 0])
     pts = np.concatenate([th[None], th[None] + np.diag(h), th[None] - np.diag(h)])
     img = forward_model.spectra(pts, normalize=True).reshape(2 * A + 1, -1).astype(np.float64)
     m = img[0]
     J = (img[1 : A + 1] - img[A + 1 :]).T / (2 * h)  # (n_pix, A)
-    return np.einsum("pa,pb->pab", J, J) / (m + background)[:, None, None]
+    # Poisson variance m + B; a pixel with neither intensity nor background carries no information
+    # (with B = 0 it was 0/0 = NaN, and the plan NaN)
+    var = m + background
+    return np.einsum("pa,pb->pab", J, J) / np.where(var > 0, var, np.inf)[:, None, None]
 
 
 def _relative_exposure(bank: CoverageBank) -> np.ndarray:
@@ -326,36 +334,37 @@ def plan_orientations(
     candidate) and inverted; the gain is the drop of Σ_focus [(mean − estimate)² + σ²]/w²
     (the model's expected squared error in units of the domain width).
     """
+    from ..forward import ForwardModel
+
+    need_type(bank, CoverageBank, "the coverage bank (planner.coverage_bank)")
+    need_type(forward_model, ForwardModel, "the forward model (Material.forward_model())")
     dom = real_array(domain, "domain (eV/Å²)")
     A = forward_model.n_active
     if dom.shape != (A, 2) or not np.all(np.isfinite(dom)) or np.any(dom[:, 1] <= dom[:, 0]):
         raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
     if not isinstance(criterion, str) or criterion not in ("D", "A", "model"):
         raise FcinvError(f"criterion must be 'D', 'A' or 'model', got {criterion!r}")
-    estimate = real_array(estimate, "the FC estimate (eV/Å²)", allow_inf=True)
-    if estimate.size != A or not np.all(np.isfinite(estimate)):
-        raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {estimate.tolist()!r}"[:300])
-    measured_deg = real_array(measured_deg, "measured_deg (degrees)", allow_nan=False).reshape(-1)
-    if candidates_deg is not None:
-        candidates_deg = real_array(candidates_deg, "candidates_deg (degrees)", allow_nan=False)
-    if prior_sigma is not None:
-        prior_sigma = real_array(prior_sigma, "prior_sigma (eV/Å²)")
-    if count_time_s is not None:
-        count_time_s = real_array(count_time_s, "count_time_s (seconds)")
-    background = finite_number(background, "background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
-    counts = finite_number(counts, "counts at the peak", positive=True, maximum=MAX_COUNTS)
-    move_s_per_deg = finite_number(move_s_per_deg, "move_s_per_deg (motor seconds per degree)", positive=False)
-    if last_angle_deg is not None:
-        last_angle_deg = finite_number(last_angle_deg, "last_angle_deg (degrees)")
-    focus = [whole_number(f, "each focus FC index", 0, A - 1) for f in nonempty_list(focus, "focus (FC indices)")]
+    a = _plan_inputs(
+        A,
+        estimate,
+        measured_deg,
+        candidates_deg,
+        prior_sigma,
+        count_time_s,
+        background,
+        counts,
+        move_s_per_deg,
+        last_angle_deg,
+        focus,
+        n,
+        allow_repeat,
+    )
+    estimate, measured_deg, candidates_deg, prior_sigma, count_time_s = (a[k] for k in _PLAN_ARRAYS)
+    background, counts, move_s_per_deg, last_angle_deg, focus, n, allow_repeat = (a[k] for k in _PLAN_SCALARS)
     n_samples = whole_number(n_samples, "n_samples", 1)
     seed = whole_number(seed, "seed", -(2**63), 2**64 - 1)
     if criterion == "model" and model is None:
         raise FcinvError("the 'model' criterion needs the inverse model (model=...)")
-    if not (isinstance(n, (int, np.integer)) and n >= 1):
-        raise FcinvError(f"the number of planned scans must be a positive integer, got {n!r}")
-    if not (np.isfinite(counts) and counts > 0):
-        raise FcinvError(f"counts at the peak must be a positive number, got {counts!r}")
     if tuple(bank.shape) != tuple(forward_model.grid.shape):
         raise FcinvError(f"the coverage bank's grid {bank.shape} is not the forward model's {forward_model.grid.shape}")
     cand, ci, mi, width, sig0 = _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma)
@@ -878,6 +887,48 @@ def sqe_candidate_information(
     return out
 
 
+_PLAN_ARRAYS = ("estimate", "measured_deg", "candidates_deg", "prior_sigma", "count_time_s")
+_PLAN_SCALARS = ("background", "counts", "move_s_per_deg", "last_angle_deg", "focus", "n", "allow_repeat")
+
+
+def _plan_inputs(
+    A,
+    estimate,
+    measured_deg,
+    candidates_deg,
+    prior_sigma,
+    count_time_s,
+    background,
+    counts,
+    move_s_per_deg,
+    last_angle_deg,
+    focus,
+    n,
+    allow_repeat,
+) -> dict:
+    """Both planners' common arguments checked and converted (one line naming the argument)."""
+    estimate = real_array(estimate, "the FC estimate (eV/Å²)", allow_inf=True)
+    if estimate.size != A or not np.all(np.isfinite(estimate)):
+        raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {estimate.tolist()!r}"[:300])
+    out = {
+        "estimate": estimate.reshape(-1),
+        "measured_deg": real_array(measured_deg, "measured_deg (degrees)", allow_nan=False).reshape(-1),
+        "candidates_deg": None
+        if candidates_deg is None
+        else real_array(candidates_deg, "candidates_deg (degrees)", allow_nan=False),
+        "prior_sigma": None if prior_sigma is None else real_array(prior_sigma, "prior_sigma (eV/Å²)"),
+        "count_time_s": None if count_time_s is None else real_array(count_time_s, "count_time_s (seconds)"),
+        "background": finite_number(background, "background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND),
+        "counts": finite_number(counts, "counts at the peak", positive=True, maximum=MAX_COUNTS),
+        "move_s_per_deg": finite_number(move_s_per_deg, "move_s_per_deg (motor seconds per degree)", positive=False),
+        "last_angle_deg": None if last_angle_deg is None else finite_number(last_angle_deg, "last_angle_deg (degrees)"),
+        "focus": [whole_number(f, "each focus FC index", 0, A - 1) for f in nonempty_list(focus, "focus (FC indices)")],
+        "n": whole_number(n, "the number of planned scans", 1),
+        "allow_repeat": flag(allow_repeat, "allow_repeat"),
+    }
+    return out
+
+
 def _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma):
     """Candidate angles and their bank indices, the measured ones', the domain widths and the prior σ₀."""
     A = len(dom)
@@ -970,11 +1021,32 @@ def plan_orientations_sqe(
     ``estimate`` (A,) the current active FCs (eV/Å², inactive at the reference); the prior, the
     criteria ("D", "A" on ``focus``), costs and the greedy plan as in :func:`plan_orientations`.
     """
+    from ..materials import as_material
+
+    material = as_material(material)
+    need_type(bank, HitsBank, "the hits bank (planner.hits_bank)")
     dom = np.asarray(material.domain, float)
-    if criterion not in ("D", "A"):
+    if not isinstance(criterion, str) or criterion not in ("D", "A"):
         raise FcinvError(f"the S(Q,E) criterion must be 'D' or 'A', got {criterion!r}")
-    if not (isinstance(n, (int, np.integer)) and n >= 1):
-        raise FcinvError(f"the number of planned scans must be a positive integer, got {n!r}")
+    a = _plan_inputs(
+        len(material.active),
+        estimate,
+        measured_deg,
+        candidates_deg,
+        prior_sigma,
+        count_time_s,
+        background,
+        counts,
+        move_s_per_deg,
+        last_angle_deg,
+        focus,
+        n,
+        allow_repeat,
+    )
+    estimate, measured_deg, candidates_deg, prior_sigma, count_time_s = (a[k] for k in _PLAN_ARRAYS)
+    background, counts, move_s_per_deg, last_angle_deg, focus, n, allow_repeat = (a[k] for k in _PLAN_SCALARS)
+    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
+    profile = flag(profile, "profile")
     if bank.material != material.name or tuple(bank.shape) != tuple(material.grid.shape):
         raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
     cand, ci, mi, width, sig0 = _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma)
@@ -1071,20 +1143,44 @@ def fit_scans_sqe(
 
     from ..sqe import SQE
 
+    from ..materials import as_material
+    from .refine import MAX_FIT_ITERATIONS, _anneal
+
     t0 = time.perf_counter()
+    material = as_material(material)
+    need_type(bank, HitsBank, "the hits bank (planner.hits_bank)")
+    if bank.material != material.name or tuple(bank.shape) != tuple(material.grid.shape):
+        raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
     dom = np.asarray(material.domain, float)
     A = len(material.active)
     ref = material.reference_theta
     width = dom[:, 1] - dom[:, 0]
-    sig0 = width / np.sqrt(12.0) if prior_sigma is None else np.asarray(prior_sigma, float)
-    Y = np.asarray(images, float)
-    if Y.ndim == 2:
-        Y = Y[None]
-    idx = bank.index(angles_deg)
+    sig0 = width / np.sqrt(12.0) if prior_sigma is None else real_array(prior_sigma, "prior_sigma (eV/Å²)")
+    if sig0.shape != (A,) or not np.all(np.isfinite(sig0) & (sig0 > 0)):
+        raise FcinvError(f"prior σ must be {A} positive numbers (eV/Å²)")
+    Y = real_array(images, "the scan images")
+    Y = Y[None] if Y.ndim == 2 else Y
+    if Y.ndim != 3 or Y.shape[1:] != tuple(material.grid.shape):
+        raise FcinvError(f"the scan images must be (k, {material.grid.shape[0]}, {material.grid.shape[1]}), got shape {Y.shape}")
+    if not np.isfinite(Y).any(axis=(1, 2)).all():
+        raise FcinvError("every scan image needs at least one measured (finite) pixel")
+    angles = real_array(angles_deg, "angles_deg (degrees)", allow_nan=False).reshape(-1)
+    idx = bank.index(angles)
     if len(idx) != len(Y):
         raise FcinvError(f"{len(Y)} images for {len(idx)} angles")
+    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
+    if dispersion is not None:
+        dispersion = finite_number(dispersion, "dispersion φ", positive=True)
+    n_outer = whole_number(n_outer, "n_outer", 1, 100)
+    anneal = _anneal(anneal)
+    max_iter = whole_number(max_iter, "max_iter", 1, MAX_FIT_ITERATIONS)
     k = len(Y)
-    th = ref.copy() if start is None else np.asarray(start, float).copy()
+    if start is None:
+        th = ref.copy()
+    else:
+        th = real_array(start, "start (eV/Å²)", allow_nan=False).reshape(-1).copy()
+        if th.shape != (A,):
+            raise FcinvError(f"start must be the {A} active FCs (eV/Å²), got {th.size} numbers")
     th = np.clip(th, dom[:, 0], dom[:, 1])
     ei = bank.ei_mev
     a = np.ones(k)

@@ -458,9 +458,10 @@ def refine_sqe(
     import torch
 
     from ..dataset import _nuisance_model
+    from ..materials import as_material
     from ..sqe import SQE, fold_geometry, folded_mode_weights
 
-    mat = material
+    mat = material = as_material(material)
     grid = mat.grid
     d = np.array(grid.check_image(spectrum, "spectrum"), dtype=float)
     if d.ndim != 2:

@@ -113,6 +113,26 @@ class ScanInference:
                 raise FcinvError(f"{path}: a damaged scan-inference file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
+def _domain_of(domain, n: int) -> np.ndarray:
+    from ..errors import FcinvError
+    from ..validate import real_array
+
+    dom = real_array(domain, "domain (eV/Å²)", allow_nan=False)
+    if dom.shape != (n, 2) or np.any(dom[:, 1] <= dom[:, 0]):
+        raise FcinvError(f"the domain must be ({n}, 2) finite [lo, hi] rows (eV/Å²) with lo < hi")
+    return dom
+
+
+def _reference_fcs(reference, n: int) -> np.ndarray:
+    from ..errors import FcinvError
+    from ..validate import real_array
+
+    ref = real_array(reference, "reference (FCs, eV/Å²)", allow_nan=False).reshape(-1)
+    if ref.shape != (n,):
+        raise FcinvError(f"reference must be the model's {n} FCs (eV/Å²), got {ref.size} numbers")
+    return ref
+
+
 def infer_scans(
     model,
     scans,
@@ -141,7 +161,15 @@ def infer_scans(
     records it. Arrays are taken as they are.
     """
     from ..errors import FcinvError
+    from ..models.inverter import _check_predict_args
+    from ..validate import flag, need_attrs, real_array
 
+    need_attrs(model, ("predict", "names", "config", "kind"), "model must be a loaded model (models.load_model)")
+    _check_predict_args(n_samples, seed, batch)
+    raw = flag(raw, "raw")
+    dom = _domain_of(domain if domain is not None else model.config["domain"], len(model.names))
+    if reference is not None:
+        reference = _reference_fcs(reference, len(model.names))
     corrections = None
     if hasattr(scans, "scans"):
         if full is None and hasattr(scans, "temperature_k"):
@@ -153,12 +181,15 @@ def infer_scans(
             full = scans.full if full is None else full
         angles_deg = scans.angles_deg if angles_deg is None else angles_deg
         scans = fixed
-    x = np.asarray(scans, float)
+    x = real_array(scans, "scans")
     if x.ndim != 3:
         raise FcinvError(f"scans must be (n, nq, nE); got shape {x.shape}")
     if full is None or angles_deg is None:
         raise FcinvError("give the full-data spectrum and the scan angles (or a ScanSet)")
-    ang = np.asarray(angles_deg, float)
+    full = real_array(full, "the full-data spectrum")
+    if full.shape != x.shape[1:]:
+        raise FcinvError(f"the full-data spectrum's shape {full.shape} is not the scans' {x.shape[1:]}")
+    ang = real_array(angles_deg, "angles_deg (degrees)", allow_nan=False)
     if ang.shape != (len(x),):
         raise FcinvError(f"{len(x)} scans but {ang.size} angles")
     covered = np.isfinite(x).reshape(len(x), -1)
@@ -182,7 +213,6 @@ def infer_scans(
         stds.append(p.std)
         recs.append(p.recon if len(p.recon) else np.zeros_like(x[s : s + batch], dtype=np.float32))
     mean, std = np.concatenate(means), np.concatenate(stds)
-    dom = np.asarray(domain if domain is not None else model.config["domain"], float)
     width = dom[:, 1] - dom[:, 0]
     mse = (((mean - pf.mean[0]) / width) ** 2).mean(1)
     return ScanInference(
@@ -192,7 +222,7 @@ def infer_scans(
         std=std,
         full_mean=pf.mean[0],
         full_std=pf.std[0],
-        reference=None if reference is None else np.asarray(reference, float),
+        reference=reference,
         mse=mse,
         inputs=x.astype(np.float32),
         recon=np.concatenate(recs).astype(np.float32),
@@ -323,8 +353,28 @@ def refine_scan_inference(
     for the MSE (default ``material.domain``); ``kwargs`` go to ``refine_sqe``. About 10 s per
     fit for Ge on one core (|Q| ≤ 6 Å⁻¹). ``scheduler`` (a Dask address, "local:N" or a
     ``Client``): the fits run as Dask tasks, in parallel; the results are the same."""
+    from ..errors import FcinvError
+    from ..materials import as_material
+    from ..validate import MAX_TEMPERATURE_K, finite_number, flag, need_attrs, need_type
     from .refine import fit_trust_checked, fit_trust_limit, refine_sqe, trust_fit
 
+    need_type(res, ScanInference, "res (the networks' answers, infer_scans)")
+    need_attrs(
+        ss, ("scans", "full", "angles_deg", "ei_mev"), "ss must be the scan set (scans.ScanSet) that res was inferred from"
+    )
+    material = as_material(material)
+    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
+    progress = flag(progress, "progress")
+    single_scan_limit = (
+        None if single_scan_limit is None else finite_number(single_scan_limit, "single_scan_limit (σ)", positive=True)
+    )
+    full_data_limit = None if full_data_limit is None else finite_number(full_data_limit, "full_data_limit (σ)", positive=True)
+    if len(res.angles_deg) != len(ss.scans) or len(res.names) != len(material.active):
+        raise FcinvError(
+            f"res holds {len(res.angles_deg)} scans of {len(res.names)} FCs, the scan set {len(ss.scans)} scans of "
+            f"{material.name} ({len(material.active)} FCs): not the same inference"
+        )
+    dom = _domain_of(domain if domain is not None else material.domain, len(material.active))
     meta = ss.meta if isinstance(getattr(ss, "meta", None), dict) else {}
     common = (
         dict(
@@ -364,7 +414,6 @@ def refine_scan_inference(
     pick_mean = np.stack([f.params[act] if t["accepted"] else m for f, t, m in zip(fits, trusts, net_mean)])
     pick_std = np.stack([f.sigma[act] if t["accepted"] else s_ for f, t, s_ in zip(fits, trusts, net_std)])
     mean, std = pick_mean[1:], pick_std[1:]
-    dom = np.asarray(domain if domain is not None else material.domain, float)
     mse = (((mean - pick_mean[0]) / (dom[:, 1] - dom[:, 0])) ** 2).mean(1)
     rec = {
         "method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe) from the network's answer, uncorrected data",

@@ -28,10 +28,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import MAX_TEMPERATURE_K, finite_number, flag, need_attrs, real_array, whole_number
 
 #: the settings of the shipped models' limits (README "Session 18")
 DEFAULT_ANGLES_DEG = (0.0, 30.0, 60.0, 90.0, 120.0, 150.0)
 DEFAULT_CELLS = ((0.05, 300.0), (0.1, 100.0), (0.2, 30.0))
+#: the most truths one call draws (each is a stability check; the benches use 40)
+MAX_TRUTHS = 100_000
 
 
 def draw_truths(material, n: int, seed: int, include_dft: bool = True) -> list[tuple[str, np.ndarray]]:
@@ -40,8 +43,12 @@ def draw_truths(material, n: int, seed: int, include_dft: bool = True) -> list[t
     reference — the inactive FCs from N(reference, (1.5 σ_fit)²) (``nuisance_sigma``), the active
     ones uniformly within ±15 % of the reference — keeping only dynamically stable ones (seeded,
     reproducible: the drawn sets do not depend on ``include_dft``)."""
-    if n < 1:
-        raise FcinvError(f"the number of truths must be ≥ 1, got {n}")
+    from ..materials import as_material
+
+    material = as_material(material)
+    n = whole_number(n, "the number of truths", 1, MAX_TRUTHS)
+    seed = whole_number(seed, "seed", 0, 2**64 - 1)
+    include_dft = flag(include_dft, "include_dft")
     rng = np.random.default_rng(seed)
     has_dft = getattr(material, "dft_params", None) is not None
     truths = [("dft", np.asarray(material.dft_params, float))] if has_dft else []
@@ -106,9 +113,32 @@ def network_cases(
 
     from ..scans import check_ei
 
-    if not models:
-        raise FcinvError("no model to measure")
+    from ..materials import as_material
+    from ..models.inverter import _check_predict_args
+    from ..noise import MAX_BACKGROUND, check_counts
+    from ..scans import check_angles
+    from ..sqe import MAX_QMAX
+
+    if not isinstance(models, dict) or not models:
+        raise FcinvError(f"models must be a non-empty {{name: model}} dict, got {models!r}"[:200])
+    for mname, model in models.items():
+        need_attrs(model, ("predict", "kind"), f"models[{mname!r}] must be a loaded model (models.load_model)")
+    material = as_material(material)
+    n_truths = whole_number(n_truths, "the number of truths", 1, MAX_TRUTHS)
+    _check_predict_args(n_samples, seed, 1)
+    if isinstance(cells, (str, bytes, dict)) or not hasattr(cells, "__len__") or not len(cells):
+        raise FcinvError(f"cells must be a non-empty list of (B, P) pairs, got {cells!r}"[:200])
+    for c in cells:
+        if isinstance(c, (str, bytes, dict)) or not hasattr(c, "__len__") or len(c) != 2:
+            raise FcinvError(f"each noise cell must be a (B, P) pair, got {c!r}"[:200])
+        finite_number(c[0], "a cell's background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
+        check_counts(c[1])
+    # no angles: full data only
+    angles_deg = [] if isinstance(angles_deg, (list, tuple)) and not angles_deg else [float(a) for a in check_angles(angles_deg)]
     check_ei(ei_mev, material.grid)
+    temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
+    qmax = finite_number(qmax, "qmax (Å⁻¹)", positive=True, maximum=MAX_QMAX)
+    progress = flag(progress, "progress")
     truths = draw_truths(material, n_truths + (getattr(material, "dft_params", None) is not None), seed)
     drawn = [(i, name, t) for i, (name, t) in enumerate(truths) if name != "dft"]
     args = (list(cells), list(angles_deg), float(ei_mev), float(temperature_k), float(qmax))
@@ -167,7 +197,17 @@ def limits_of(rows: list[dict], level: float | None = None, min_cases: int = 20)
     ``min_cases`` cases, and the coverage of ±1σ / ±2σ over all FCs ("cov1", "cov2")."""
     from ..models.trust import TRUST_LEVEL, familywise_limit
 
-    level = TRUST_LEVEL if level is None else level
+    level = TRUST_LEVEL if level is None else finite_number(level, "level (familywise confidence)", positive=True, maximum=1.0)
+    if level >= 1.0:
+        raise FcinvError(f"level must be below 1, got {level!r}")
+    min_cases = whole_number(min_cases, "min_cases", 1)
+    if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
+        raise FcinvError(f"rows must be a list of network_cases rows, got {type(rows).__name__}")
+    rows = list(rows)
+    for r in rows:
+        if not isinstance(r, dict) or not {"model", "set", "z"} <= set(r):
+            raise FcinvError(f"each row must be a network_cases dict with 'model', 'set' and 'z', got {r!r}"[:200])
+        real_array(r["z"], "a row's z (errors in σ)", allow_nan=False)
     out: dict = {}
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == name]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import finite_number, real_array
 
 LOW_WIDEN = 0.25
 HIGH_WIDEN = 1.5
@@ -34,14 +35,18 @@ def widen(lo, hi, low: float = LOW_WIDEN, high: float = HIGH_WIDEN, mode: str = 
     the midpoint), the ``low`` share toward zero — i.e. the signed rule mirrored for negative
     parameters.
     """
-    lo = np.asarray(lo, float)
-    hi = np.asarray(hi, float)
+    lo = real_array(lo, "lo (lower bounds)", ndim=1, allow_nan=False)
+    hi = real_array(hi, "hi (upper bounds)", ndim=1, allow_nan=False)
+    if lo.shape != hi.shape or not lo.size or np.any(hi < lo):
+        raise FcinvError(f"lo and hi must be bounds of one length with lo ≤ hi, got {lo.tolist()!r} and {hi.tolist()!r}"[:200])
+    low = finite_number(low, "low (widening toward zero)", positive=False)
+    high = finite_number(high, "high (widening away from zero)", positive=False)
+    if not isinstance(mode, str) or mode not in ("signed", "magnitude"):
+        raise FcinvError(f"widening mode must be 'signed' or 'magnitude', got {mode!r}")
     r = hi - lo
     if mode == "signed":
         return np.stack([lo - low * r, hi + high * r], axis=-1)
-    if mode != "magnitude":
-        raise FcinvError(f"widening mode must be 'signed' or 'magnitude', got {mode!r}")
-    c = 0.5 * (lo + hi) if center is None else np.asarray(center, float)
+    c = 0.5 * (lo + hi) if center is None else real_array(center, "center", shape=lo.shape, allow_nan=False)
     neg = c < 0
     return np.stack([np.where(neg, lo - high * r, lo - low * r), np.where(neg, hi + low * r, hi + high * r)], axis=-1)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import FcinvError, MissingDependencyError
 from ..structure import Crystal
-from ..validate import format_version
+from ..validate import as_path, format_version, open_h5
 from .calculators import ModelSpec, get_calculator, package_version, package_versions
 
 FORMAT = "fcinv-ensemble"
@@ -436,12 +436,18 @@ def _conventional_a(ref: Crystal, lattice) -> float | None:
 
 def read_ensemble_h5(path) -> dict:
     """Read back what :func:`write_ensemble_h5` wrote: ``{"attrs", "structure", "qpath", "models": [dict], "projection"}``."""
-    import h5py
-
+    path = as_path(path, "ensemble file")
     if not os.path.isfile(path):
         raise FcinvError(f"ensemble file {path!r} not found")
-    out = {"models": []}
-    with h5py.File(path, "r") as h:
+    try:
+        return _read_ensemble(path)
+    except (KeyError, ValueError, TypeError, AttributeError, OSError) as exc:  # json errors are ValueErrors
+        raise FcinvError(f"{path}: damaged ensemble file ({type(exc).__name__}: {exc})"[:300]) from None
+
+
+def _read_ensemble(path: str) -> dict:
+    out: dict = {"models": []}
+    with open_h5(path, "ensemble file") as h:
         if h.attrs.get("format") != FORMAT:
             raise FcinvError(f"{path}: not an fcinv ensemble file (format={h.attrs.get('format')!r})")
         format_version(h.attrs.get("version"), str(path), VERSION)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import traitlets
 
+from .. import validate
 from ..errors import FcinvError, GridMismatchError
 
 _JS_DTYPES = {"float32", "float64", "uint8", "int8", "int16", "uint16", "int32", "uint32"}
@@ -50,9 +51,10 @@ def int_arg(value, name: str, lo: int, hi: int) -> int:
 
 def need_attrs(obj, attrs, who: str, what: str) -> None:
     """Refuse (one line) an argument that lacks what a widget reads from it."""
-    missing = [a for a in attrs if not hasattr(obj, a)]
-    if missing:
-        raise WidgetInputError(f"{who} needs {what}; got {type(obj).__name__} (no {', '.join(missing)})")
+    try:
+        validate.need_attrs(obj, attrs, f"{who} needs {what}")
+    except FcinvError as exc:
+        raise WidgetInputError(str(exc)) from None
 
 
 def range_arg(value, name: str) -> list[float]:
