@@ -392,3 +392,34 @@ def test_damaged_ensemble_file_is_one_line(tmp_path):
         (tmp_path / "x.h5").write_bytes(b"")
         h5py.File(tmp_path / "x.h5", "w").close()
         read_ensemble_h5(tmp_path / "x.h5")
+
+
+def test_ensemble_stage_arguments(ge, tmp_path, monkeypatch):
+    """The uMLFF ensemble stage's Python calls check every argument before anything runs (session 27:
+    126 leaks of 437 before — `run_material(specs=…, models=…, mesh=…)`, `find_spec`,
+    `get_calculator`, `supercell_for_length` were TypeErrors/AttributeErrors/numpy AxisErrors)."""
+    from fcinv_widgets.ensemble.calculators import available_models, find_spec, get_calculator
+    from fcinv_widgets.ensemble.fcsets import supercell_for_length
+    from fcinv_widgets.ensemble.workflow import run_material
+
+    monkeypatch.chdir(tmp_path)
+    specs = available_models()
+
+    def run(**kw):  # a model name no registry has: every argument is checked before that is looked up
+        args = dict(material="Ge", specs=specs, out=tmp_path / "e.h5", models=["no-such-model"], serial=True, progress=False)
+        return run_material(**(args | kw | {"log": lambda line: None}))
+
+    keys = ("material", "specs", "out", "models", "supercell", "min_length", "relax", "displacement", "mesh", "serial")
+    keys += ("workers", "from_h5", "include_reference", "widen_mode", "summary_path", "plot", "progress")
+    calls = [(f"run_material({k}=)", lambda v, k=k: run(**{k: v})) for k in keys]
+    calls += [
+        ("supercell_for_length(lattice)", lambda v: supercell_for_length(v, 10.0)),
+        ("supercell_for_length(min_length)", lambda v: supercell_for_length(ge.crystal.lattice, v)),
+        ("find_spec(name)", lambda v: find_spec(v, specs)),
+        ("find_spec(specs)", lambda v: find_spec("CHGNet-0.3.0", v)),
+        ("get_calculator(name)", get_calculator),
+        ("get_calculator(device=)", lambda v: get_calculator("no-such-model", device=v)),
+    ]
+    assert _leaks(calls, seconds=5) == []
+    with pytest.raises(FcinvError, match="displacement"):
+        run(displacement=2.0, models=None)  # 2 Å: far outside the harmonic range

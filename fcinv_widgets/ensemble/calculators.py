@@ -282,6 +282,11 @@ def _normalise(name: str) -> str:
 def find_spec(name: str, specs) -> ModelSpec:
     """Look a model up by registry name (case and punctuation insensitive; the ``matgl:``/``mace:``
     prefix may be left out)."""
+    from ..validate import need_type, nonempty_list
+
+    if not isinstance(name, str):
+        raise FcinvError(f"a model is named by a string, got {type(name).__name__} {name!r}"[:200])
+    specs = [need_type(s, ModelSpec, "each of specs (calculators.available_models())") for s in nonempty_list(specs, "specs")]
     key = _normalise(name)
     for s in specs:
         if _normalise(s.name) == key or _normalise(s.name.split(":", 1)[-1]) == key:
@@ -397,6 +402,8 @@ def get_calculator(name, device: str = "cpu", matgl_paths=(), matgl_names=(), ma
     Raises :class:`MissingDependencyError` (one line) for a skipped model or a load failure
     that comes from missing weights or network.
     """
+    if not isinstance(device, str) or not device.strip():
+        raise FcinvError(f"device must be a torch device name ('cpu', 'cuda'), got {device!r}"[:200])
     if isinstance(name, ModelSpec):
         spec = name
     else:

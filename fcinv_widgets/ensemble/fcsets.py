@@ -35,7 +35,13 @@ UNSTABLE_BELOW_THZ = -0.1 / 4.135667696  # −0.1 meV, the forward model's thres
 
 def supercell_for_length(lattice, min_length: float) -> np.ndarray:
     """Smallest diagonal supercell whose three lattice vectors are each ≥ ``min_length`` Å."""
-    lengths = np.linalg.norm(np.asarray(lattice, float), axis=1)
+    from ..validate import finite_number, real_array
+
+    lat = real_array(lattice, "lattice (Å)", shape=(3, 3), allow_nan=False)
+    lengths = np.linalg.norm(lat, axis=1)
+    if not np.all(lengths > 0):
+        raise FcinvError("lattice (Å): a lattice vector of length 0")
+    min_length = finite_number(min_length, "min_length (Å)", positive=True, maximum=1000.0)
     return np.diag(np.maximum(1, np.ceil(min_length / lengths - 1e-9)).astype(int))
 
 

@@ -16,6 +16,71 @@ import numpy as np
 from ..errors import FcinvError
 
 
+#: the largest finite displacement (Å) and supercell edge (Å) ``run_material`` takes: far beyond
+#: the harmonic range / any phonon calculation a uMLFF ensemble can afford
+MAX_DISPLACEMENT = 0.5
+MAX_MIN_LENGTH = 200.0
+
+
+def _check_run_args(
+    specs,
+    out,
+    models,
+    supercell,
+    min_length,
+    relax,
+    displacement,
+    mesh,
+    serial,
+    workers,
+    from_h5,
+    include_reference,
+    widen_mode,
+    summary_path,
+    plot,
+    progress,
+) -> dict:
+    """:func:`run_material`'s arguments checked before anything runs (one line naming the argument)."""
+    from ..validate import as_path, finite_number, flag, need_type, nonempty_list, whole_number
+    from .calculators import ModelSpec
+
+    for name, v in (("relax", relax), ("serial", serial), ("progress", progress)):
+        flag(v, name)
+    specs = [need_type(s, ModelSpec, "each of specs (calculators.available_models())") for s in nonempty_list(specs, "specs")]
+    if models is not None:
+        models = [need_type(m, str, "each model name") for m in nonempty_list(models, "models (registry names)")]
+    if supercell is not None:
+        sc = [whole_number(v, "each supercell entry", -100, 100) for v in nonempty_list(supercell, "supercell (3 or 9 integers)")]
+        if len(sc) not in (3, 9) or abs(np.linalg.det(np.diag(sc) if len(sc) == 3 else np.reshape(sc, (3, 3)))) < 0.5:
+            raise FcinvError(f"supercell must be 3 or 9 integers of a non-singular matrix, got {supercell!r}"[:200])
+    if min_length is not None:
+        min_length = finite_number(min_length, "min_length (Å)", positive=True, maximum=MAX_MIN_LENGTH)
+    displacement = finite_number(displacement, "displacement (Å)", positive=True, maximum=MAX_DISPLACEMENT)
+    mesh = [whole_number(v, "each stability mesh size", 1, 100) for v in nonempty_list(mesh, "mesh (3 integers)")]
+    if len(mesh) != 3:
+        raise FcinvError(f"mesh must be 3 integers, got {mesh!r}")
+    workers = whole_number(workers, "workers", 1, 1024)
+    for name, v in (("from_h5", from_h5), ("summary_path", summary_path), ("plot", plot)):
+        if v is not None:
+            as_path(v, name)
+    refs = [
+        as_path(f, "each include_reference file")
+        for f in (include_reference if isinstance(include_reference, (list, tuple)) else [include_reference])
+    ]
+    if not isinstance(widen_mode, str) or widen_mode not in ("signed", "magnitude"):
+        raise FcinvError(f"widen_mode must be 'signed' or 'magnitude', got {widen_mode!r}"[:200])
+    return {
+        "specs": specs,
+        "out": as_path(out, "out (ensemble file)"),
+        "models": models,
+        "mesh": mesh,
+        "workers": workers,
+        "include_reference": refs,
+        "displacement": displacement,
+        "min_length": min_length,
+    }
+
+
 def run_material(
     material: str,
     specs,
@@ -55,7 +120,28 @@ def run_material(
         def log(line):
             print(line, file=sys.stderr)
 
-    mesh = list(mesh)
+    a = _check_run_args(
+        specs,
+        out,
+        models,
+        supercell,
+        min_length,
+        relax,
+        displacement,
+        mesh,
+        serial,
+        workers,
+        from_h5,
+        include_reference,
+        widen_mode,
+        summary_path,
+        plot,
+        progress,
+    )
+    specs, out, models, mesh, workers, include_reference = (
+        a[k] for k in ("specs", "out", "models", "mesh", "workers", "include_reference")
+    )
+    displacement, min_length = a["displacement"], a["min_length"]
 
     mat = materials.get_material(material)
     if models:
