@@ -189,6 +189,15 @@ CORPUS = [
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--sqe-weights", "0.5"], "apply with --augment only"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--sqe-weights", "1.5"], "--sqe-weights is a fraction"),
     (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--sqe-weights", "nan"], "--sqe-weights is a fraction"),
+    (["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--clean-fraction", "0.5"], "apply with --augment only"),
+    (
+        ["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--clean-fraction", "-0.1"],
+        "--clean-fraction is a fraction",
+    ),
+    (
+        ["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--clean-fraction", "inf"],
+        "--clean-fraction is a fraction",
+    ),
     (
         ["train", "--dataset", "{d}/x.h5", "--out", "{d}/run", "--augment", "--regressor-only", "--sqe-weights", "0.5"],
         "not with --regressor-only",

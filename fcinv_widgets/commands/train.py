@@ -93,6 +93,14 @@ def register(sub):
         "instead of unit weights (default 0: unit weights, as the shipped models before session 12)",
     )
     p.add_argument(
+        "--clean-fraction",
+        type=float,
+        default=None,
+        metavar="P",
+        help="with --augment: the fraction (0–1) of training spectra passed on unchanged, as the forward model "
+        "draws them (default 0.1; session 27's ge-resnet experiment: 0.5 in a last fine-tuning round)",
+    )
+    p.add_argument(
         "--sqe-scan-weights",
         action="store_true",
         help="with --sqe-weights: render an S(Q,E) draw that gets a single-scan mask with the mode weights of that "
@@ -150,18 +158,24 @@ def run(args) -> int:
     )
     if args.loader_workers and (not args.augment or args.regressor_only):
         raise FcinvError("--loader-workers applies with --augment only (and not with --regressor-only)")
-    if (args.mask_bank or args.no_masks or args.sqe_weights is not None or args.sqe_scan_weights) and not args.augment:
-        raise FcinvError("--mask-bank, --no-masks, --sqe-weights and --sqe-scan-weights apply with --augment only")
+    if (
+        args.mask_bank
+        or args.no_masks
+        or args.sqe_weights is not None
+        or args.sqe_scan_weights
+        or args.clean_fraction is not None
+    ) and not args.augment:
+        raise FcinvError(
+            "--mask-bank, --no-masks, --sqe-weights, --sqe-scan-weights and --clean-fraction apply with --augment only"
+        )
     if args.sqe_scan_weights and (not args.sqe_weights or args.no_masks):
         raise FcinvError("--sqe-scan-weights needs --sqe-weights > 0 and coverage masks (not --no-masks)")
     aug = {}
     if args.augment and not args.regressor_only:
         augment = True
-        if args.sqe_weights is not None:
-            from ..measurement import MeasurementModel
-
-            if not 0 <= args.sqe_weights <= 1:
-                raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
+        for flag_, v in (("--sqe-weights", args.sqe_weights), ("--clean-fraction", args.clean_fraction)):
+            if v is not None and not 0 <= v <= 1:
+                raise FcinvError(f"{flag_} is a fraction in [0, 1], got {v:g}")
         masks, meta = _masks(args, args.dataset, with_meta=True)
         geometry = {}
         if args.sqe_scan_weights:
@@ -171,17 +185,23 @@ def run(args) -> int:
                     f"--mask-bank {args.mask_bank} does not record its geometry (angles, Ei, qmax; banks written before "
                     "session 16): give a new file name and fcinv train computes and writes the bank with it"
                 )
+        changes: dict = {} if args.clean_fraction is None else {"p_clean": float(args.clean_fraction)}
         if args.sqe_weights is not None:
-            augment = MeasurementModel(p_sqe=float(args.sqe_weights), sqe_scan_geometry=geometry)
+            changes |= {"p_sqe": float(args.sqe_weights), "sqe_scan_geometry": geometry}
+        if changes:
+            from ..measurement import MeasurementModel
+
+            augment = MeasurementModel(**changes)
         aug = {"augment": augment, "masks": masks}
     if args.init_from:
         if args.regressor_only:
             raise FcinvError("--init-from does not apply with --regressor-only")
         aug["init_from"] = args.init_from
     if args.regressor_only:
-        if args.supervise is not None or args.sqe_weights is not None or args.sqe_scan_weights:
+        if args.supervise is not None or args.sqe_weights is not None or args.sqe_scan_weights or args.clean_fraction is not None:
             raise FcinvError(
-                "--supervise, --sqe-weights and --sqe-scan-weights apply while the network trains, not with --regressor-only"
+                "--supervise, --sqe-weights, --sqe-scan-weights and --clean-fraction apply while the network trains, "
+                "not with --regressor-only"
             )
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")

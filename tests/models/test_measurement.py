@@ -305,3 +305,22 @@ def test_loader_workers_refuse_a_small_shared_memory(tiny_dataset, tmp_path, mon
             augment=MeasurementModel(),
             loader_workers=2,
         )
+
+
+def test_clean_fraction_reaches_the_measurement_model(tiny_dataset, tmp_path):
+    """fcinv train --augment --clean-fraction P: P is the measurement model's p_clean, recorded in the
+    checkpoint (default 0.1 without the flag), and that fraction of draws passes unchanged."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+
+    base = ["train", "--dataset", str(tiny_dataset), "--model", "resnet", "--width", "8", "--augment", "--no-masks"]
+    base += ["--epochs", "1", "--batch-size", "16", "--threads", "1", "--no-progress"]
+    for frac in (None, 0.5):
+        out = tmp_path / f"r{frac}"
+        assert main([*base, "--out", str(out)] + ([] if frac is None else ["--clean-fraction", str(frac)])) == 0
+        cfg = load_model(out).config["augment"]
+        assert cfg["p_clean"] == (MeasurementModel().p_clean if frac is None else frac)
+    aug = MeasurementModel.from_dict(cfg).sampler(np.linspace(0.25, 69.75, 140), seed=1)
+    img = np.random.default_rng(0).random((140, 140)).astype(np.float32)
+    clean = [aug.one(img, 0, s, return_info=True)[1]["clean"] for s in range(400)]
+    assert 0.42 < np.mean(clean) < 0.58  # 400 draws at p = 0.5: ±4 σ
