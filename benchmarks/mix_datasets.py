@@ -57,6 +57,9 @@ def main(argv=None) -> int:
         for g in ("grid", "train", "test"):
             for k, v in a[g].attrs.items():
                 f[g].attrs[k] = v
+        # the training split holds 2n done spectra (the first file's count made readers stop at its
+        # n_done: session 27's --n 10000 mixture was read as its first 10,000)
+        f["train"].attrs["n_done"] = f["train"].attrs["n_target"] = 2 * n
     os.replace(part, args.out)
     print(f"wrote {args.out}: {2 * n} training spectra")
     return 0
