@@ -344,21 +344,7 @@ def plan_orientations(
         raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
     if not isinstance(criterion, str) or criterion not in ("D", "A", "model"):
         raise FcinvError(f"criterion must be 'D', 'A' or 'model', got {criterion!r}")
-    a = _plan_inputs(
-        A,
-        estimate,
-        measured_deg,
-        candidates_deg,
-        prior_sigma,
-        count_time_s,
-        background,
-        counts,
-        move_s_per_deg,
-        last_angle_deg,
-        focus,
-        n,
-        allow_repeat,
-    )
+    a = _plan_inputs(A, locals())
     estimate, measured_deg, candidates_deg, prior_sigma, count_time_s = (a[k] for k in _PLAN_ARRAYS)
     background, counts, move_s_per_deg, last_angle_deg, focus, n, allow_repeat = (a[k] for k in _PLAN_SCALARS)
     n_samples = whole_number(n_samples, "n_samples", 1)
@@ -891,22 +877,11 @@ _PLAN_ARRAYS = ("estimate", "measured_deg", "candidates_deg", "prior_sigma", "co
 _PLAN_SCALARS = ("background", "counts", "move_s_per_deg", "last_angle_deg", "focus", "n", "allow_repeat")
 
 
-def _plan_inputs(
-    A,
-    estimate,
-    measured_deg,
-    candidates_deg,
-    prior_sigma,
-    count_time_s,
-    background,
-    counts,
-    move_s_per_deg,
-    last_angle_deg,
-    focus,
-    n,
-    allow_repeat,
-) -> dict:
-    """Both planners' common arguments checked and converted (one line naming the argument)."""
+def _plan_inputs(A: int, given: dict) -> dict:
+    """Both planners' common arguments (``given``: the caller's ``locals()``, keys
+    :data:`_PLAN_ARRAYS` + :data:`_PLAN_SCALARS`) checked and converted (one line naming the argument)."""
+    estimate, measured_deg, candidates_deg, prior_sigma, count_time_s = (given[k] for k in _PLAN_ARRAYS)
+    background, counts, move_s_per_deg, last_angle_deg, focus, n, allow_repeat = (given[k] for k in _PLAN_SCALARS)
     estimate = real_array(estimate, "the FC estimate (eV/Å²)", allow_inf=True)
     if estimate.size != A or not np.all(np.isfinite(estimate)):
         raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {estimate.tolist()!r}"[:300])
@@ -1028,21 +1003,7 @@ def plan_orientations_sqe(
     dom = np.asarray(material.domain, float)
     if not isinstance(criterion, str) or criterion not in ("D", "A"):
         raise FcinvError(f"the S(Q,E) criterion must be 'D' or 'A', got {criterion!r}")
-    a = _plan_inputs(
-        len(material.active),
-        estimate,
-        measured_deg,
-        candidates_deg,
-        prior_sigma,
-        count_time_s,
-        background,
-        counts,
-        move_s_per_deg,
-        last_angle_deg,
-        focus,
-        n,
-        allow_repeat,
-    )
+    a = _plan_inputs(len(material.active), locals())
     estimate, measured_deg, candidates_deg, prior_sigma, count_time_s = (a[k] for k in _PLAN_ARRAYS)
     background, counts, move_s_per_deg, last_angle_deg, focus, n, allow_repeat = (a[k] for k in _PLAN_SCALARS)
     temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)

@@ -22,30 +22,16 @@ MAX_DISPLACEMENT = 0.5
 MAX_MIN_LENGTH = 200.0
 
 
-def _check_run_args(
-    specs,
-    out,
-    models,
-    supercell,
-    min_length,
-    relax,
-    displacement,
-    mesh,
-    serial,
-    workers,
-    from_h5,
-    include_reference,
-    widen_mode,
-    summary_path,
-    plot,
-    progress,
-) -> dict:
-    """:func:`run_material`'s arguments checked before anything runs (one line naming the argument)."""
+def _check_run_args(given: dict) -> dict:
+    """:func:`run_material`'s arguments (``given``: its ``locals()``) checked before anything runs (one line
+    naming the argument); returns the converted ones."""
     from ..validate import as_path, finite_number, flag, need_type, nonempty_list, whole_number
     from .calculators import ModelSpec
 
-    for name, v in (("relax", relax), ("serial", serial), ("progress", progress)):
-        flag(v, name)
+    specs, models, supercell, min_length = given["specs"], given["models"], given["supercell"], given["min_length"]
+    include_reference, widen_mode = given["include_reference"], given["widen_mode"]
+    for name in ("relax", "serial", "progress"):
+        flag(given[name], name)
     specs = [need_type(s, ModelSpec, "each of specs (calculators.available_models())") for s in nonempty_list(specs, "specs")]
     if models is not None:
         models = [need_type(m, str, "each model name") for m in nonempty_list(models, "models (registry names)")]
@@ -55,14 +41,14 @@ def _check_run_args(
             raise FcinvError(f"supercell must be 3 or 9 integers of a non-singular matrix, got {supercell!r}"[:200])
     if min_length is not None:
         min_length = finite_number(min_length, "min_length (Å)", positive=True, maximum=MAX_MIN_LENGTH)
-    displacement = finite_number(displacement, "displacement (Å)", positive=True, maximum=MAX_DISPLACEMENT)
-    mesh = [whole_number(v, "each stability mesh size", 1, 100) for v in nonempty_list(mesh, "mesh (3 integers)")]
+    displacement = finite_number(given["displacement"], "displacement (Å)", positive=True, maximum=MAX_DISPLACEMENT)
+    mesh = [whole_number(v, "each stability mesh size", 1, 100) for v in nonempty_list(given["mesh"], "mesh (3 integers)")]
     if len(mesh) != 3:
         raise FcinvError(f"mesh must be 3 integers, got {mesh!r}")
-    workers = whole_number(workers, "workers", 1, 1024)
-    for name, v in (("from_h5", from_h5), ("summary_path", summary_path), ("plot", plot)):
-        if v is not None:
-            as_path(v, name)
+    workers = whole_number(given["workers"], "workers", 1, 1024)
+    for name in ("from_h5", "summary_path", "plot"):
+        if given[name] is not None:
+            as_path(given[name], name)
     refs = [
         as_path(f, "each include_reference file")
         for f in (include_reference if isinstance(include_reference, (list, tuple)) else [include_reference])
@@ -71,7 +57,7 @@ def _check_run_args(
         raise FcinvError(f"widen_mode must be 'signed' or 'magnitude', got {widen_mode!r}"[:200])
     return {
         "specs": specs,
-        "out": as_path(out, "out (ensemble file)"),
+        "out": as_path(given["out"], "out (ensemble file)"),
         "models": models,
         "mesh": mesh,
         "workers": workers,
@@ -120,24 +106,7 @@ def run_material(
         def log(line):
             print(line, file=sys.stderr)
 
-    a = _check_run_args(
-        specs,
-        out,
-        models,
-        supercell,
-        min_length,
-        relax,
-        displacement,
-        mesh,
-        serial,
-        workers,
-        from_h5,
-        include_reference,
-        widen_mode,
-        summary_path,
-        plot,
-        progress,
-    )
+    a = _check_run_args(locals())
     specs, out, models, mesh, workers, include_reference = (
         a[k] for k in ("specs", "out", "models", "mesh", "workers", "include_reference")
     )
