@@ -58,7 +58,7 @@ from __future__ import annotations
 import json
 import zipfile
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -67,13 +67,19 @@ from .errors import FcinvError
 #: the σ (meV) of the training datasets' unit-weight Gaussians
 DATASET_SIGMA_MEV = 1.0
 
+#: the fraction of spectra a measurement-model draw passes on clean, as a measurement arrives: the
+#: default of :attr:`MeasurementModel.p_clean` and the value of every calibration draw (σ, OOD
+#: thresholds) and realistic test set whatever the model trained with — ``fcinv train
+#: --clean-fraction`` shapes what the network learns from, not what it will be given
+MEASURED_P_CLEAN = 0.1
+
 
 @dataclass(frozen=True)
 class MeasurementModel:
     """Ranges of the measurement effects (see the module docstring). Fractions are of the
     spectrum's peak; energies in meV; ``ei_factor`` is Ei / (the grid's largest energy)."""
 
-    p_clean: float = 0.1
+    p_clean: float = MEASURED_P_CLEAN
     p_resolution: float = 0.7
     ei_factor: tuple = (1.1, 1.9)
     weight_q: float = 0.35
@@ -143,6 +149,11 @@ class MeasurementModel:
                 d[k] = tuple(d[k])
         return cls(**d)
 
+    def as_measured(self) -> MeasurementModel:
+        """This model with :data:`MEASURED_P_CLEAN`: the draws σ and the OOD thresholds are
+        calibrated on (a model trained with another clean fraction is still given measurements)."""
+        return replace(self, p_clean=MEASURED_P_CLEAN)
+
     def sampler(self, energies_mev, masks=None, seed: int = 0) -> Augmenter:
         return Augmenter(self, energies_mev, masks=masks, seed=seed)
 
@@ -199,7 +210,6 @@ class Augmenter:
         kernels, coverage bank and S(Q,E) weighting: a held-out set of one kind of input. Only
         the ``p_*`` fields and ``sqe_scan_geometry`` may change."""
         from copy import copy
-        from dataclasses import replace
 
         bad = sorted(k for k in changes if not (k.startswith("p_") or k == "sqe_scan_geometry"))
         if bad:

@@ -80,7 +80,11 @@ def run(args) -> int:
         from ..measurement import MeasurementModel, load_bank
 
         bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
-        augmenter = MeasurementModel.from_dict(aug_cfg).sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
+        augmenter = (
+            MeasurementModel.from_dict(aug_cfg)
+            .as_measured()
+            .sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
+        )
     for name in ("n_train", "n_test"):
         if getattr(args, name) < 10:
             raise FcinvError(f"--{name.replace('_', '-')} must be ≥ 10")

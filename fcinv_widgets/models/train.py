@@ -423,9 +423,11 @@ def calibration_draws(aug, x, idx, seed: int = 0, return_sqe: bool = False):
     coverage and the residual weighting, so the same predicted σ is too wide there when only
     realistic draws are used). ``return_sqe``: also (len(idx),) bool, which measurement-model draws
     went through the S(Q,E) path (step 0)."""
+    from ..measurement import MEASURED_P_CLEAN
     from ..noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
     idx = np.asarray(idx)
+    aug = aug.forced(p_clean=MEASURED_P_CLEAN)  # as measurements arrive, whatever the training's --clean-fraction
     real, infos = aug.apply(x[idx], idx, CAL_EPOCH, return_info=True)
     real = real.astype(np.float32)
     sqe = np.array([bool(i.get("sqe_weights")) for i in infos], bool)

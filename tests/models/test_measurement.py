@@ -3,6 +3,7 @@ effects it claims (ARCS resolution width, Poisson statistics, coverage), and use
 trained a few steps on augmented spectra beats the same model trained on clean ones on a
 noisy test batch. Calibration metrics (coverage) are checked against a known Gaussian."""
 
+import json
 import math
 
 import numpy as np
@@ -324,3 +325,16 @@ def test_clean_fraction_reaches_the_measurement_model(tiny_dataset, tmp_path):
     img = np.random.default_rng(0).random((140, 140)).astype(np.float32)
     clean = [aug.one(img, 0, s, return_info=True)[1]["clean"] for s in range(400)]
     assert 0.42 < np.mean(clean) < 0.58  # 400 draws at p = 0.5: ±4 σ
+    # … a training knob only: σ and the OOD thresholds are calibrated on draws as measurements arrive
+    from fcinv_widgets.measurement import MEASURED_P_CLEAN
+    from fcinv_widgets.models.train import calibration_draws
+
+    assert MeasurementModel.from_dict(cfg).as_measured() == MeasurementModel.from_dict({**cfg, "p_clean": MEASURED_P_CLEAN})
+    x, idx = np.stack([img] * 40), np.arange(40)
+    half = MeasurementModel.from_dict(cfg).sampler(np.linspace(0.25, 69.75, 140), seed=1)
+    default = MeasurementModel.from_dict({**cfg, "p_clean": MEASURED_P_CLEAN}).sampler(np.linspace(0.25, 69.75, 140), seed=1)
+    assert np.array_equal(calibration_draws(half, x, idx, 0), calibration_draws(default, x, idx, 0))
+    assert not np.array_equal(half.apply(x, idx, 0), default.apply(x, idx, 0))  # training draws do differ
+    ood_args = ["--dataset", str(tiny_dataset), "--n-train", "10", "--n-test", "10", "--no-progress"]
+    assert main(["ood-calibrate", "--model", str(out), *ood_args]) == 0
+    assert json.loads((out / "ood.json").read_text())["calibration"]["augmented"]["p_clean"] == MEASURED_P_CLEAN
