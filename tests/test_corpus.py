@@ -277,6 +277,8 @@ CORPUS = [
     (["sigma-calibrate", "--model", "ge-vae", "--dataset", "{d}/garbage.h5", "--out", "{d}/sc"], "as HDF5"),
     (["sigma-calibrate", "--model", "ge-vae", "--dataset", "{d}/ds_nosplit.h5", "--out", "{d}/sc"], "split"),
     (["sigma-calibrate", "--model", "ge-vae", "--dataset", "{d}/good.npz", "--out", "{d}/text.txt"], "not a folder"),
+    (["sigma-calibrate", "--model", "ge-vae", "--dataset", "{d}/garbage.h5", "--unseen", "0", "--out", "{d}/sc"], "--unseen"),
+    (["sigma-calibrate", "--model", "ge-vae", "--dataset", "{d}/garbage.h5", "--unseen", "1e3", "--out", "{d}/sc"], "--unseen"),
     (["dataset", "--nuisance", "11", "--out", "{d}/nuis.h5"], "nuisance must be a scale"),
     (["dataset", "--nuisance", "-1", "--out", "{d}/nuis.h5"], "--nuisance"),
     (["dataset", "--reference", "bogus", "--out", "{d}/nuis.h5"], "--reference"),

@@ -647,3 +647,27 @@ def noise_cells(text: str, flag: str) -> list:
     if not out:
         raise FcinvError(f"{flag} is empty: give at least one 'B,P'")
     return out
+
+
+def check_model_domain(model, info: dict, allow_other: bool = False, override: str = "") -> None:
+    """Refuse (GridMismatchError) a dataset (``info``: its attributes) of another material, or made
+    at another reference or over another domain than ``model`` was trained on — unless
+    ``allow_other``; ``override`` names the flag that allows it, for the message."""
+    from ..errors import GridMismatchError
+
+    if info["material"].lower() != model.material.lower():
+        raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
+    m_ref, d_ref = model.config.get("reference", "umlff"), info.get("reference", "umlff")
+    same_domain = np.allclose(np.asarray(info["domain"], float), np.asarray(model.config.get("domain", info["domain"]), float))
+    m_vec, d_vec = model.config.get("reference_params"), info.get("reference_params")
+    if m_vec is not None and d_vec is not None and np.shape(m_vec) != np.shape(d_vec):
+        raise GridMismatchError(
+            f"the dataset's reference holds {np.size(d_vec)} force-constant parameters, the model's {np.size(m_vec)}"
+        )
+    if m_ref == d_ref and m_vec is not None and d_vec is not None and not np.allclose(m_vec, d_vec, rtol=1e-9, atol=1e-12):
+        d_ref = f"{d_ref} (refitted since: other values)"  # the named reference was refitted since the training
+    if (m_ref != d_ref or not same_domain) and not allow_other:
+        raise GridMismatchError(
+            f"the model was trained at reference {m_ref!r} on its own domain, the dataset was made at "
+            f"reference {d_ref!r}{'' if same_domain else ' over another domain'}" + (f"; {override}" if override else "")
+        )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, emit
-from ..errors import FcinvError, GridMismatchError
+from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, check_model_domain, emit
+from ..errors import FcinvError
 
 
 def register(sub):
@@ -82,23 +82,7 @@ def run(args) -> int:
 
     model = load_model(args.model)
     x, y, info = load_split(args.dataset, "test", args.max_test)
-    if info["material"].lower() != model.material.lower():
-        raise GridMismatchError(f"the model is for {model.material}, the dataset for {info['material']}")
-    m_ref, d_ref = model.config.get("reference", "umlff"), info.get("reference", "umlff")
-    same_domain = np.allclose(np.asarray(info["domain"], float), np.asarray(model.config.get("domain", info["domain"]), float))
-    m_vec, d_vec = model.config.get("reference_params"), info.get("reference_params")
-    if m_vec is not None and d_vec is not None and np.shape(m_vec) != np.shape(d_vec):
-        raise GridMismatchError(
-            f"the dataset's reference holds {np.size(d_vec)} force-constant parameters, the model's {np.size(m_vec)}"
-        )
-    if m_ref == d_ref and m_vec is not None and d_vec is not None and not np.allclose(m_vec, d_vec, rtol=1e-9, atol=1e-12):
-        d_ref = f"{d_ref} (refitted since: other values)"  # the named reference was refitted since the training
-    if (m_ref != d_ref or not same_domain) and not args.allow_other_domain:
-        raise GridMismatchError(
-            f"the model was trained at reference {m_ref!r} on its own domain, the dataset was made at "
-            f"reference {d_ref!r}{'' if same_domain else ' over another domain'}; "
-            "pass --allow-other-domain to evaluate it there anyway"
-        )
+    check_model_domain(model, info, args.allow_other_domain, "pass --allow-other-domain to evaluate it there anyway")
     if (args.mask_bank or args.sqe_weights is not None or args.single_scans) and not args.augment:
         raise FcinvError("--mask-bank, --sqe-weights and --single-scans apply with --augment only")
     if args.single_scans and not args.mask_bank:

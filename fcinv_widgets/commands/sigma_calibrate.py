@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_model_args, check_output, emit
+from pathlib import Path
+
+from ._common import add_json, add_model_args, check_model_domain, check_output, emit, positive_int
+
+#: the fewest spectra --unseen takes (models.train.SIGMA_MIN_PER_REGIME: one input regime's calibration)
+SIGMA_MIN_PER_REGIME = 100
 
 
 def register(sub):
@@ -18,6 +23,16 @@ def register(sub):
         metavar="NPZ",
         default=None,
         help="the coverage masks the model was trained with (fcinv train --mask-bank); required when it used them",
+    )
+    p.add_argument(
+        "--unseen",
+        type=positive_int,
+        metavar="N",
+        default=None,
+        help="calibrate on the first N training spectra of --dataset, a dataset the model never trained on (a fresh "
+        "`fcinv dataset` of its material and domain, another --seed), instead of the training set's validation "
+        f"hold-out: for a model trained on spectra unlike the inputs σ must hold for, such as a mixture with "
+        f"nuisance-free spectra (N ≥ {SIGMA_MIN_PER_REGIME})",
     )
     p.add_argument("--out", required=True, help="output checkpoint directory (model.pt; never the model's own)")
     add_json(p, progress=True)
@@ -45,11 +60,14 @@ def run(args) -> int:
     if target == src:
         raise FcinvError("--out is the model's own directory: write the recalibrated copy elsewhere")
     training = cfg.get("training") or {}
-    x, y, info, iv, _ = _data(args.dataset, None, int(training.get("seed", 0)))
+    if args.unseen is not None:
+        x, y, info, iv = _unseen(args, model, training)
+    else:
+        x, y, info, iv, _ = _data(args.dataset, None, int(training.get("seed", 0)))
     if info["material"].lower() != model.material.lower():
         raise FcinvError(f"the dataset is of {info['material']}, the model is for {model.material}")
     n_split = int(training.get("n_train", 0)) + int(training.get("n_val", 0))
-    if n_split and n_split != len(x):
+    if args.unseen is None and n_split and n_split != len(x):
         raise FcinvError(
             f"{args.dataset} has {len(x)} training spectra, the model was trained on {n_split}: "
             "give the dataset it was trained on (its validation hold-out is what σ is calibrated on)"
@@ -84,6 +102,11 @@ def run(args) -> int:
         scan_geometry=recorded_geometry(bank_meta),
     )
     training["sigma_calibrated_by"] = "fcinv sigma-calibrate"
+    training["sigma_calibrated_on"] = {
+        "dataset": Path(args.dataset).name,
+        "spectra": int(len(iv)),
+        "unseen": args.unseen is not None,
+    }
     cfg["training"] = training
     out.mkdir(parents=True, exist_ok=True)
     had_trust = (src.parent / "trust.json").is_file()  # (before a calibration in place removes it)
@@ -142,3 +165,27 @@ def run(args) -> int:
         + (f"\nnote: {payload['trust_limit_note']}" if payload["trust_limit_note"] else ""),
     )
     return 0
+
+
+def _unseen(args, model, training: dict):
+    """(x, y, info, iv) for ``--unseen N``: the first N training spectra of a dataset the model never
+    trained on, all of them the calibration hold-out. Of the model's material, reference and
+    domain; not the dataset named in the checkpoint (the same file would be its training spectra)."""
+    import numpy as np
+
+    from ..errors import FcinvError
+    from ..models.train import _data
+
+    if args.unseen < SIGMA_MIN_PER_REGIME:
+        raise FcinvError(f"--unseen needs at least {SIGMA_MIN_PER_REGIME} spectra, got {args.unseen}")
+    trained_on = training.get("dataset")
+    if trained_on and Path(args.dataset).name == Path(str(trained_on)).name:
+        raise FcinvError(
+            f"{args.dataset} has the name of the dataset the model was trained on ({trained_on}); --unseen takes one "
+            "it never saw (a fresh `fcinv dataset` of its domain, another --seed)"
+        )
+    x, y, info, _, _ = _data(args.dataset, args.unseen, 0)
+    check_model_domain(model, info)
+    if len(x) < args.unseen:
+        raise FcinvError(f"--unseen {args.unseen}: {args.dataset} has only {len(x)} training spectra")
+    return x, y, info, np.arange(args.unseen)

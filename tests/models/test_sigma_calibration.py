@@ -159,6 +159,37 @@ def test_sigma_calibrate_refusals(calibratable, tiny_dataset, tmp_path, capsys):
         assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
 
 
+def test_sigma_calibrate_on_an_unseen_dataset(calibratable, tmp_path, capsys):
+    """--unseen N: σ fitted on the first N spectra of a dataset the model never trained on, of any
+    size (session 28: a ge-resnet trained on a mixture with nuisance-free spectra, calibrated on
+    fresh nuisance spectra), and recorded; the training set itself, too few or too many refused."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.commands import sigma_calibrate
+    from fcinv_widgets.dataset import generate_dataset
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models import train as tr
+
+    assert sigma_calibrate.SIGMA_MIN_PER_REGIME == tr.SIGMA_MIN_PER_REGIME  # the CLI's copy of the bound
+    src, ds = calibratable
+    fresh = tmp_path / "fresh.h5"
+    generate_dataset("Ge", fresh, n_train=300, n_test=4, seed=11, candidates=2048, progress=False)
+    out = tmp_path / "u"
+    argv = ["sigma-calibrate", "--model", str(src), "--dataset", str(fresh), "--unseen", "250", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["n_calibration"] == 500  # 250 unseen spectra, each drawn twice — not the 200 of the hold-out
+    rec = load_model(out).config["training"]["sigma_calibrated_on"]
+    assert rec == {"dataset": "fresh.h5", "spectra": 250, "unseen": True}
+    for argv, words in [
+        (["--dataset", str(fresh), "--unseen", "50"], "at least 100"),
+        (["--dataset", str(fresh), "--unseen", "400"], "only 300"),
+        (["--dataset", str(ds), "--unseen", "150"], "trained on"),
+    ]:
+        assert main(["sigma-calibrate", "--model", str(src), *argv, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
 def test_per_regime_calibration_sizes_each_kind_of_input():
     """One network σ, two kinds of input whose errors differ at the same σ (a measurement's three
     times a model image's): the pooled calibration is too narrow at ±2σ for one and too wide for
