@@ -112,15 +112,13 @@ def test_an_adopted_full_data_limit_holds_fits_of_several_orientations(tmp_path)
 @pytest.mark.parametrize("name", ["ge-vae", "ge-resnet", "nb-vae", "nb-resnet"])
 def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name):
     """Every shipped robust model's trust.json was measured for the very weights it ships with
-    (benchmarks/calibrate_trust.py, or `fcinv trust-calibrate --write` since session 28's ge-resnet)
-    and records how."""
+    (benchmarks/calibrate_trust.py) and records how."""
     from fcinv_widgets.models import load_model
 
     m = load_model(name)
     k, rec, note = load_trust_limit(m.path)
     assert note is None and m.single_scan_trust_limit == k
-    by_cli = rec["command"].startswith("fcinv trust-calibrate ") and " --write" in rec["command"]
-    assert rec["level"] == TRUST_LEVEL and rec["n_cases"] >= 100 and ("calibrate_trust.py" in rec["command"] or by_cli)
+    assert rec["level"] == TRUST_LEVEL and rec["n_cases"] >= 100 and "calibrate_trust.py" in rec["command"]
     assert rec["measured"]["single scan"]["limit"] == k and f"--level {TRUST_LEVEL:g}" in rec["command"]
     # rule D (README "Session 21"): the Nb models passed it and hold full data to their measured
     # full-data limit; the Ge models failed it and keep 2σ
