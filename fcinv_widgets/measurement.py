@@ -58,7 +58,7 @@ from __future__ import annotations
 import json
 import zipfile
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -149,11 +149,6 @@ class MeasurementModel:
                 d[k] = tuple(d[k])
         return cls(**d)
 
-    def as_measured(self) -> MeasurementModel:
-        """This model with :data:`MEASURED_P_CLEAN`: the draws σ and the OOD thresholds are
-        calibrated on (a model trained with another clean fraction is still given measurements)."""
-        return replace(self, p_clean=MEASURED_P_CLEAN)
-
     def sampler(self, energies_mev, masks=None, seed: int = 0) -> Augmenter:
         return Augmenter(self, energies_mev, masks=masks, seed=seed)
 
@@ -210,6 +205,7 @@ class Augmenter:
         kernels, coverage bank and S(Q,E) weighting: a held-out set of one kind of input. Only
         the ``p_*`` fields and ``sqe_scan_geometry`` may change."""
         from copy import copy
+        from dataclasses import replace
 
         bad = sorted(k for k in changes if not (k.startswith("p_") or k == "sqe_scan_geometry"))
         if bad:

@@ -77,14 +77,11 @@ def run(args) -> int:
     if args.mask_bank and not aug_cfg:
         raise FcinvError(f"--mask-bank is used only for the measurement-model draws, and {args.model} was not trained with one")
     if aug_cfg:
-        from ..measurement import MeasurementModel, load_bank
+        from ..measurement import MEASURED_P_CLEAN, MeasurementModel, load_bank
 
         bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
-        augmenter = (
-            MeasurementModel.from_dict(aug_cfg)
-            .as_measured()
-            .sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
-        )
+        sampler = MeasurementModel.from_dict(aug_cfg).sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
+        augmenter = sampler.forced(p_clean=MEASURED_P_CLEAN)  # as measurements arrive, whatever --clean-fraction trained on
     for name in ("n_train", "n_test"):
         if getattr(args, name) < 10:
             raise FcinvError(f"--{name.replace('_', '-')} must be ≥ 10")
