@@ -299,6 +299,10 @@ def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypat
     def scans(**kw):
         return infer_scans(**(dict(model=net, scans=ss, n_samples=2) | kw))
 
+    # compile the numba kernels first: a case stopped by the alarm mid-compilation would leave the
+    # dispatcher half-built and the next call fail with "no compiled object yet" (a clean clone's CI)
+    plan()
+
     def refit(**kw):
         return refine_scan_inference(**(dict(res=base, ss=ss, material=ge, temperature_k=5.0, max_iter=1) | kw))
 
