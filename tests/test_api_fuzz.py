@@ -72,6 +72,22 @@ def ge_fm(ge):
     return ge.forward_model()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _kernels_compiled(ge, ge_fm):
+    """Compile every numba kernel the alarm-timed cases reach before any of them runs: a case
+    stopped by the alarm mid-compilation leaves the dispatcher half-built, and the next call fails
+    with "no compiled object yet" (seen on a clean clone's CI, where no numba cache exists)."""
+    from fcinv_widgets.analysis.planner import fit_scans_sqe, hits_bank, plan_orientations_sqe
+    from fcinv_widgets.scans import simulate_scans
+
+    th = ge_fm.reference_theta
+    ge_fm.spectra(th)
+    bank = hits_bank(ge, [0.0, 60.0], 80.0, qmax=2.0, cache=False)
+    plan_orientations_sqe(ge, bank, th, n=1)
+    ss = simulate_scans(ge, 80.0, [0.0, 60.0], qmax=2.0, progress=False)
+    fit_scans_sqe(ge, bank, ss.scans[:1], [0.0], max_iter=1)
+
+
 def test_forward_model_arguments(ge, ge_fm):
     th = ge_fm.reference_theta
     calls = [
@@ -298,10 +314,6 @@ def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypat
 
     def scans(**kw):
         return infer_scans(**(dict(model=net, scans=ss, n_samples=2) | kw))
-
-    # compile the numba kernels first: a case stopped by the alarm mid-compilation would leave the
-    # dispatcher half-built and the next call fail with "no compiled object yet" (a clean clone's CI)
-    plan()
 
     def refit(**kw):
         return refine_scan_inference(**(dict(res=base, ss=ss, material=ge, temperature_k=5.0, max_iter=1) | kw))
