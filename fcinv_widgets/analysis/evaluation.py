@@ -55,6 +55,48 @@ def _regime_record(model, sigma_regime, n: int):
     return {k: sum(str(u) == k for u in used) for k in kinds}
 
 
+def realistic_test_set(dataset, spectra, info: dict, mask_bank=None, sqe_weights=None, single_scans: bool = False, seed: int = 0):
+    """A dataset's test spectra as an instrument would record them: ``(spectra, regimes, description)``.
+
+    ``spectra``, ``info``: the test split as :func:`~fcinv_widgets.models.train.load_split` gives
+    it (the first N rows of ``dataset``'s test split). The measurement model's defaults
+    (:mod:`fcinv_widgets.measurement`) applied with ``seed``; ``mask_bank``: an ``.npz`` of coverage
+    masks; ``sqe_weights``: the fraction (0–1) rendered with the folded one-phonon S(Q,E) mode
+    weights (each single scan with its orientation's own when the bank records its geometry);
+    ``single_scans``: every spectrum one single-orientation scan of the bank. ``regimes``: per
+    spectrum the σ calibration inference would pick for it (a measurement draw "measured", an
+    S(Q,E) draw "measured-sqe", "…-scan" for one single scan); ``description``: one phrase for
+    reports. What ``fcinv evaluate --augment`` evaluates on."""
+    from ..measurement import MeasurementModel, load_bank, recorded_geometry
+    from ..models.inverter import input_sigma_regime
+    from ..models.train import TEST_EPOCH, _augmenter
+
+    p_sqe = 0.0 if sqe_weights is None else finite_number(sqe_weights, "sqe_weights (a fraction)", positive=False, maximum=1.0)
+    if single_scans and not mask_bank:
+        raise FcinvError("single scans need the coverage masks the scans come from (a mask bank)")
+    masks, bank_meta = load_bank(mask_bank) if mask_bank else (None, {})
+    # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
+    geometry = recorded_geometry(bank_meta) if p_sqe else {}
+    mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry)
+    if single_scans:
+        mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry, p_clean=0.0, p_mask=1.0, p_single=1.0)
+    aug = _augmenter(mm, info, masks, seed, dataset=dataset, split="test", n=len(spectra))
+    x, infos = aug.apply(spectra, np.arange(len(spectra)), TEST_EPOCH, return_info=True)
+    regimes = [
+        input_sigma_regime(
+            {"intensity": "one-phonon-sqe" if i.get("sqe_weights") else "model-image"}, True, single_scan=i.get("scans") == 1
+        )
+        for i in infos
+    ]
+    description = (
+        f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {seed}"
+        f"{', coverage masks' if masks is not None else ''}"
+        f"{', single scans with their orientation weights' if geometry else ''}"
+        f"{', every spectrum a single scan' if single_scans else ''})"
+    )
+    return x, regimes, description
+
+
 def evaluate_model(
     model, spectra, params, n_samples: int = 100, seed: int = 0, progress: bool = False, sigma_regime=None
 ) -> dict:

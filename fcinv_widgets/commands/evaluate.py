@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
 from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, check_model_domain, emit
 from ..errors import FcinvError
@@ -89,43 +88,19 @@ def run(args) -> int:
         raise FcinvError("--single-scans needs the coverage masks the scans come from (--mask-bank)")
     if args.sqe_weights is not None and not 0 <= args.sqe_weights <= 1:
         raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
-    test_set = "clean"
+    test_set, regime = "clean", "model-image"
     if args.augment:
-        from ..measurement import MeasurementModel, load_bank, recorded_geometry
-        from ..models.train import TEST_EPOCH
+        from ..analysis.evaluation import realistic_test_set
 
-        masks, bank_meta = load_bank(args.mask_bank) if args.mask_bank else (None, {})
-        from ..models.train import _augmenter
-
-        p_sqe = float(args.sqe_weights or 0.0)
-        # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
-        geometry = recorded_geometry(bank_meta) if p_sqe else {}
-        mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry)
-        if args.single_scans:
-            mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry, p_clean=0.0, p_mask=1.0, p_single=1.0)
-        aug = _augmenter(mm, info, masks, args.seed, dataset=args.dataset, split="test", n=len(x))
-        x, infos = aug.apply(x, np.arange(len(x)), TEST_EPOCH, return_info=True)
-        test_set = (
-            f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {args.seed}"
-            f"{', coverage masks' if masks is not None else ''}"
-            f"{', single scans with their orientation weights' if geometry else ''}"
-            f"{', every spectrum a single scan' if args.single_scans else ''})"
+        x, regime, test_set = realistic_test_set(
+            args.dataset,
+            x,
+            info,
+            mask_bank=args.mask_bank,
+            sqe_weights=args.sqe_weights,
+            single_scans=args.single_scans,
+            seed=args.seed,
         )
-    # σ as inference would size it for each input: a measurement draw is "measured", or
-    # "measured-sqe" when it went through the S(Q,E) path, "…-scan" for one single scan (as
-    # infer-scans sizes each scan's σ); the clean test set a model image
-    from ..models.inverter import input_sigma_regime
-
-    regime = (
-        [
-            input_sigma_regime(
-                {"intensity": "one-phonon-sqe" if i.get("sqe_weights") else "model-image"}, True, single_scan=i.get("scans") == 1
-            )
-            for i in infos
-        ]
-        if args.augment
-        else "model-image"
-    )
     d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress), sigma_regime=regime)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
     d |= {
