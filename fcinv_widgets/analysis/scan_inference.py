@@ -213,6 +213,13 @@ def infer_scans(
         stds.append(p.std)
         recs.append(p.recon if len(p.recon) else np.zeros_like(x[s : s + batch], dtype=np.float32))
     mean, std = np.concatenate(means), np.concatenate(stds)
+    # where the answers lie in the model's training box (models.domain_edge): the full data's, and
+    # which scans' answers sit at its edge
+    from ..models.domain_edge import domain_edge
+
+    box = np.asarray(model.domain if hasattr(model, "domain") else model.config["domain"], float)
+    edge = domain_edge(pf.mean[0], pf.std[0], box, names=model.names)
+    scans_at_edge = [i for i in range(len(mean)) if domain_edge(mean[i], std[i], box)["at_edge"]]
     width = dom[:, 1] - dom[:, 0]
     mse = (((mean - pf.mean[0]) / width) ** 2).mean(1)
     return ScanInference(
@@ -235,6 +242,8 @@ def infer_scans(
             # which σ calibrations sized the full data's and each scan's σ (None: the pooled one)
             "sigma_regime": model.resolved_sigma_regime(regime) if hasattr(model, "resolved_sigma_regime") else None,
             "scan_sigma_regime": model.resolved_sigma_regime(scan_regime) if hasattr(model, "resolved_sigma_regime") else None,
+            "domain_edge": edge,
+            "scans_at_edge": scans_at_edge,
         },
     )
 

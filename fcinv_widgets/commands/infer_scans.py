@@ -115,6 +115,7 @@ def run(args) -> int:
             "temperature_k": float(ss.temperature_k),
         }
     )
+    from ..models.domain_edge import EDGE_NOTE
     from ..models.ood import input_temperature, is_measured_input, note_sqe_input
 
     measured = is_measured_input(corrections)
@@ -163,8 +164,19 @@ def run(args) -> int:
         "corrections": corrections,
         "ood": ood,
         "ood_note": None if ood is not None else getattr(model, "ood_note", None),
+        # where the network's answers lie in its training box (models.domain_edge)
+        "domain_edge": res.meta["domain_edge"],
+        "scans_at_edge_deg": [float(res.angles_deg[i]) for i in res.meta["scans_at_edge"]],
         "refine_policy": policy,
     }
+    edge = res.meta["domain_edge"]
+    n_edge = len(res.meta["scans_at_edge"])
+    # a record, not a warning: README "the training-box edge"
+    edge_line = (
+        f"training box: the network's full-data answer is AT THE EDGE ({edge['reason']} — {EDGE_NOTE})"
+        if edge["at_edge"]
+        else "training box: the network's full-data answer is inside"
+    ) + f"; {n_edge} of {len(res.angles_deg)} scans' answers at the edge"
     fit_line = f"physics fit: not run ({policy['reason']}; --refine runs it)"
     if "refined" in res.meta:
         r = res.meta["refined"]
@@ -184,7 +196,7 @@ def run(args) -> int:
         + f"\n{len(res.angles_deg)} scans; best / median / worst ω = "
         + " / ".join(f"{res.angles_deg[i]:g}°" for i in (b, m, w))
         + f"; MSE {res.mse[b]:.3g} / {res.mse[m]:.3g} / {res.mse[w]:.3g}"
-        + f"\n{fit_line}"
+        + f"\n{fit_line}\n{edge_line}"
     )
     emit(args, payload, text)
     return 0

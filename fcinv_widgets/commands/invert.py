@@ -3,8 +3,9 @@
 The file's own metadata decides the correction (fast-model image: none; one-phonon S(Q,E):
 E/(n(E,T)+1) weighting at its temperature + a 99.5th-percentile clip), applied exactly once;
 ``--temperature``/``--clip``/``--raw`` override it. The JSON result records what was applied
-(``corrections``) and the out-of-distribution check (``ood``); a flagged spectrum also gets a
-warning line on stderr.
+(``corrections``), the out-of-distribution check (``ood``; a flagged spectrum also gets a
+warning line on stderr) and where the network's answer lies in its training box
+(``domain_edge``, :mod:`fcinv_widgets.models.domain_edge`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ SIGMA_WORDS = {
 def run(args) -> int:
     from ..analysis.refine import above_noise_message
     from ..models import Inverter
+    from ..models.domain_edge import EDGE_NOTE
 
     inv = Inverter.load(args.model)
     d = inv.invert(
@@ -127,6 +129,13 @@ def run(args) -> int:
         lines.append(f"physics fit: not run ({pol.get('reason', 'not asked for')}; --refine runs it)")
     if d.get("sigma_regime") and d.get("fc_source") != "refined":  # a reported fit's σ is its own (Laplace × FIT_SIGMA_SCALE)
         lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
+    edge = d["domain_edge"]
+    if edge["at_edge"]:
+        # a record, not a warning: README "the training-box edge"
+        lines.append(f"training box: the network's answer is AT THE EDGE ({edge['reason']}) — {EDGE_NOTE}")
+    else:
+        z = min(edge["edge_sigmas"][: edge["checked"]])
+        lines.append(f"training box: the network's answer is inside (FC0–FC{edge['checked'] - 1} ≥ {z:.1f}σ from its edges)")
     ood = d.get("ood")
     if ood is None:
         lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")

@@ -451,6 +451,7 @@ class _Model:
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid, material=self.material)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
+        from .domain_edge import domain_edge
         from .ood import input_temperature, is_measured_input, note_sqe_input
 
         measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
@@ -459,6 +460,8 @@ class _Model:
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
         out["sigma_regime"] = self.resolved_sigma_regime(regime)
+        # where the network's answer lies in its training box (flagged at the edge: models.domain_edge)
+        out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names)
         if ood:
             check = self.ood_check(image, measured=measured, temperature_k=input_temperature(corrections))
             out["ood"] = note_sqe_input(check, corrections)
@@ -505,6 +508,18 @@ class _Model:
         if rec["fc_std"] is not None:
             out["fc_std"] = rec["fc_std"]
         return out
+
+    @property
+    def domain(self) -> np.ndarray:
+        """(8, 2) eV/Å²: the box of active FCs the model was trained on (its checkpoint's
+        ``config["domain"]``; else its material's training domain). Its answers cannot leave it
+        (:mod:`.domain_edge`)."""
+        d = self.config.get("domain")
+        if d is None:
+            from ..materials import material_for_model
+
+            d = material_for_model(self.config).domain
+        return np.asarray(d, float)
 
     @property
     def single_scan_trust_limit(self) -> float:

@@ -49,6 +49,9 @@ def test_cli_infer_scans_round_trip(trained, scan_file, tmp_path, capsys):
     )
     d = json.loads(capsys.readouterr().out)
     assert d["angles_deg"] == [0.0, 30.0, 60.0] and len(d["mse"]) == 3 and len(d["reference"]) == 8
+    # where the network's answers lie in its training box (models.domain_edge): Ge at 5 K is inside
+    assert d["domain_edge"]["at_edge"] is False and len(d["domain_edge"]["edge_sigmas"]) == 8
+    assert set(d["scans_at_edge_deg"]) <= {0.0, 30.0, 60.0}
     assert png.stat().st_size > 10_000
     res = ScanInference.load(out)
     np.testing.assert_allclose(res.mse, d["mse"])
