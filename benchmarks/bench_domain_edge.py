@@ -189,6 +189,20 @@ for name in a.models.split(","):
                     + " ".join(f"{f:.3f}" for f in per_fc)
                     + f"; any of FC0–FC{a.checked - 1}: {rec[f'k={k:g}']['any_checked']:.3f}"
                 )
+            # coverage by where the *answer* lies (what a user sees), FC0–FC3 of in-box spectra
+            zs = np.minimum(mean - box[:, 0], box[:, 1] - mean) / std
+            t = yi
+            by = {}
+            for lo, hi in ((-np.inf, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 4.0), (4.0, np.inf)):
+                sel = (zs >= lo) & (zs < hi)
+                sel[:, a.checked :] = False
+                n_sel = int(sel.sum())
+                c1 = float((np.abs(mean - t) <= std)[sel].mean()) if n_sel else None
+                c2 = float((np.abs(mean - t) <= 2 * std)[sel].mean()) if n_sel else None
+                by[f"{lo:g}..{hi:g}"] = {"n": n_sel, "coverage_1sigma": c1, "coverage_2sigma": c2}
+                if n_sel:
+                    print(f"    answer {lo:g}–{hi:g}σ from the edge: n {n_sel:4d}, ±1σ {c1:.2f}, ±2σ {c2:.2f}")
+            rec["coverage_by_answer_edge_sigmas"] = by
             res["models"][name][f"in-domain {label}"] = rec
 if a.json:
     Path(a.json).write_text(json.dumps(res, indent=1))

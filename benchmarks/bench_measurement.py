@@ -1,7 +1,7 @@
 """A realistic simulated Ge measurement, inverted with default options: every FC vs first principles.
 
     python benchmarks/bench_measurement.py [--models ge-vae,ge-resnet] [--ei 80] [--temperature 5]
-        [--noise 0.05,300] [--angles 0:120:10] [--qmax 6] [--out DIR] [--json FILE]
+        [--noise 0.05,300] [--angles 0:120:10] [--qmax 6] [--out DIR] [--json FILE] [--network-only]
 
 What a user at a beamline would do, through the ``fcinv`` commands themselves (subprocesses
 with ``--json``):
@@ -21,6 +21,8 @@ with ``--json``):
    (the scan whose MSE to the full-data prediction is the median; its own σ).
 
 The issue's target: FC0–FC3 within 5 % and inside ±2σ for both. Prints figures; asserts nothing.
+``--network-only``: step 3 with ``--no-refine`` alone (the networks' answers on the same draws,
+~20 s per model instead of minutes: to compare checkpoints' biases on this truth).
 """
 
 import argparse
@@ -44,6 +46,9 @@ ap.add_argument("--qmax", type=float, default=6.0, help="largest |Q| folded (1/�
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--out", default=None, help="keep the simulated files here (default: a temporary folder)")
 ap.add_argument("--json", default=None, help="write every figure to this JSON file")
+ap.add_argument(
+    "--network-only", action="store_true", help="only the networks' answers (--no-refine; seconds per draw instead of minutes)"
+)
 a = ap.parse_args()
 
 
@@ -92,13 +97,20 @@ print(f"simulated {ss['n_scans']} scans: coverage {ss['coverage_min']:.0%}–{ss
 
 report = {"settings": vars(a), "dft": dft.tolist(), "names": mat.active_names, "models": {}}
 for model in a.models.split(","):
-    inv, t_inv = fcinv("invert", "--model", model, "--spectrum", str(full_h5))
-    sc, t_is = fcinv("infer-scans", "--model", model, "--scans", str(scans_h5), "--reference", "dft")
     net, t_net = fcinv("invert", "--model", model, "--spectrum", str(full_h5), "--no-refine")
     nsc, t_nsc = fcinv("infer-scans", "--model", model, "--scans", str(scans_h5), "--reference", "dft", "--no-refine")
-    rows = []
+    if a.network_only:
+        (inv, t_inv), (sc, t_is) = (net, t_net), (nsc, t_nsc)
+    else:
+        inv, t_inv = fcinv("invert", "--model", model, "--spectrum", str(full_h5))
+        sc, t_is = fcinv("infer-scans", "--model", model, "--scans", str(scans_h5), "--reference", "dft")
     sets = {}
-    for tag, full_inv, scan_inf in (("default", inv, sc), ("network alone, --no-refine", net, nsc)):
+    runs = (
+        [("network alone, --no-refine", net, nsc)]
+        if a.network_only
+        else [("default", inv, sc), ("network alone, --no-refine", net, nsc)]
+    )
+    for tag, full_inv, scan_inf in runs:
         mse = np.asarray(scan_inf["mse"])
         med = int(np.argsort(mse, kind="stable")[len(mse) // 2])
         sets[f"full data (invert, {tag})"] = (np.asarray(full_inv["fc_mean"]), np.asarray(full_inv["fc_std"]))
@@ -107,7 +119,7 @@ for model in a.models.split(","):
             np.asarray(scan_inf["scan_mean"][med]),
             np.asarray(scan_inf["scan_std"][med]),
         )
-        if tag == "default":
+        if tag == "default" or a.network_only:
             med_default = scan_inf["angles_deg"][med]
     print(
         f"\n### {model}: corrections {'; '.join(inv['corrections']['applied']) or 'none'}; "

@@ -14,8 +14,8 @@ So each answer carries its distance to the box's edge, per FC, in its own σ
 :data:`EDGE_CHECKED_FCS` FCs lies within :data:`EDGE_SIGMA_LIMIT` σ of an edge or beyond it.
 A record, not an alarm: whether it should warn was decided by a rule written down before the
 validation runs (README "the training-box edge"), and on fresh draws (seed 72) it
-marked 4.7–10.7 % of held-out spectra of the box itself (their truths near an edge, where the
-answer is less reliable too) but caught ≥ 80 % of spectra with a truth > 15 % outside only for
+marked 4.7–10.7 % of held-out spectra of the box itself (answers that are as well covered by
+their ±2σ as the rest: inside the box an answer at its edge is not less trustworthy) but caught ≥ 80 % of spectra with a truth > 15 % outside only for
 `nb-resnet` (clean 0.95, realistic 0.89); `ge-resnet` 0.87 / 0.71, `nb-vae` 0.67 / 0.63,
 `ge-vae` 0.53 / 0.43 — so `fcinv invert` and `infer-scans` say it in their report and JSON, and
 do not warn.
