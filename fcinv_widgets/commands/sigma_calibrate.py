@@ -9,6 +9,11 @@ from ._common import add_json, add_model_args, check_model_domain, check_output,
 #: the fewest spectra --unseen takes (models.train.SIGMA_MIN_PER_REGIME: one input regime's calibration)
 SIGMA_MIN_PER_REGIME = 100
 
+#: the most spectra --unseen takes: the calibration holds every draw in memory at once, and its peak
+#: grows ~1.1 MB per spectrum on Ge's 140 × 140 grid with S(Q,E) draws (measured, session 29: 5.5 GB at
+#: 5,000; 20,000 were killed for memory on a 24 GB machine); the training set's own hold-out is 1,000–2,000
+MAX_UNSEEN = 10_000
+
 
 def register(sub):
     p = sub.add_parser(
@@ -32,7 +37,7 @@ def register(sub):
         help="calibrate on the first N training spectra of --dataset, a dataset the model never trained on (a fresh "
         "`fcinv dataset` of its material and domain, another --seed), instead of the training set's validation "
         f"hold-out: for a model trained on spectra unlike the inputs σ must hold for, such as a mixture with "
-        f"nuisance-free spectra (N ≥ {SIGMA_MIN_PER_REGIME})",
+        f"nuisance-free spectra ({SIGMA_MIN_PER_REGIME} ≤ N ≤ {MAX_UNSEEN:,}; ~1.1 MB of memory per spectrum)",
     )
     p.add_argument("--out", required=True, help="output checkpoint directory (model.pt; never the model's own)")
     add_json(p, progress=True)
@@ -178,6 +183,11 @@ def _unseen(args, model, training: dict):
 
     if args.unseen < SIGMA_MIN_PER_REGIME:
         raise FcinvError(f"--unseen needs at least {SIGMA_MIN_PER_REGIME} spectra, got {args.unseen}")
+    if args.unseen > MAX_UNSEEN:
+        raise FcinvError(
+            f"--unseen takes at most {MAX_UNSEEN:,} spectra (every calibration draw is held in memory, ~1.1 MB each), "
+            f"got {args.unseen:,}"
+        )
     trained_on = training.get("dataset")
     if trained_on and Path(args.dataset).name == Path(str(trained_on)).name:
         raise FcinvError(

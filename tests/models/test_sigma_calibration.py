@@ -182,6 +182,7 @@ def test_sigma_calibrate_on_an_unseen_dataset(calibratable, tmp_path, capsys):
     assert rec == {"dataset": "fresh.h5", "spectra": 250, "unseen": True}
     for argv, words in [
         (["--dataset", str(fresh), "--unseen", "50"], "at least 100"),
+        (["--dataset", str(fresh), "--unseen", "20000"], "at most 10,000"),  # 20,000 needed ~22 GB (session 29)
         (["--dataset", str(fresh), "--unseen", "400"], "only 300"),
         (["--dataset", str(ds), "--unseen", "150"], "trained on"),
     ]:
