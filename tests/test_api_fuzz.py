@@ -325,7 +325,7 @@ def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypat
     calls += [(f"fit_scans_sqe({k}=)", lambda v, k=k: fit(**{k: v})) for k in keys + ("n_outer", "anneal", "max_iter")]
     keys = ("model", "scans", "full", "angles_deg", "reference", "domain", "n_samples", "seed", "batch")
     calls += [(f"infer_scans({k}=)", lambda v, k=k: scans(**{k: v})) for k in keys + ("temperature_k", "clip_percentile", "raw")]
-    keys = ("res", "ss", "material", "temperature_k", "domain", "single_scan_limit", "full_data_limit", "progress")
+    keys = ("res", "ss", "material", "temperature_k", "domain", "single_scan_limit", "full_data_limit", "progress", "edge_domain")
     calls += [(f"refine_scan_inference({k}=)", lambda v, k=k: refit(**{k: v})) for k in keys]
     assert _leaks(calls, seconds=5) == []
     # a preset's name is a material

@@ -513,3 +513,32 @@ def test_full_data_fits_are_checked_on_the_leading_fcs_single_scans_on_every_fc(
     few = {"fc": (net[:3] + 0.1).tolist(), "above_noise": False, "noise_ratio": 1.0}
     t = trust_fit(few, net[:3], sd[:3], checked=4)
     assert t["checked"] == 3 and not t["accepted"] and "network_sigmas_all" not in t
+
+
+def test_a_fit_beyond_the_box_where_the_network_sits_at_its_edge_is_judged_one_sided():
+    """Rule F (session 29): on a checked FC whose network answer is at the training box's edge
+    (within 0.5σ or beyond), a fit further out on that side is 0σ from it — the network cannot
+    answer beyond its box; any other move, and the noise check, count as before."""
+    from fcinv_widgets.analysis.refine import trust_fit
+
+    box = np.array([[-5.0, -0.2], [-4.0, -0.2], [-0.7, 0.1], [-0.2, 1.1]])
+    sd = np.array([0.06, 0.05, 0.03, 0.04])
+    net = np.array([-4.98, -2.0, -0.15, 0.35])  # FC0 0.33σ inside its lower edge
+    out = {"fc": [-6.5, -2.0, -0.15, 0.35], "above_noise": False, "noise_ratio": 0.97}
+    assert not trust_fit(out, net, sd)["accepted"]  # 25σ: refused without the box
+    t = trust_fit(out, net, sd, names=["FC0", "FC1", "FC2", "FC3"], domain=box)
+    assert t["accepted"] and t["one_sided"] == ["FC0"] and t["network_sigmas"] == 0.0
+    # back into the box by 3σ: counted as before; an FC away from its edge: as before
+    back = out | {"fc": [-4.8, -2.0, -0.15, 0.35]}
+    assert not trust_fit(back, net, sd, domain=box)["accepted"]
+    other = out | {"fc": [-4.98, -2.5, -0.15, 0.35]}
+    assert not trust_fit(other, net, sd, domain=box)["accepted"]
+    # the noise check still refuses a fit that stopped above the data's noise
+    assert not trust_fit(out | {"above_noise": True, "noise_ratio": 2.0}, net, sd, domain=box)["accepted"]
+    # an answer beyond the upper edge, the fit further up
+    net_hi = np.array([-3.0, -2.0, -0.15, 1.12])
+    up = {"fc": [-3.0, -2.0, -0.15, 1.6], "above_noise": False, "noise_ratio": 1.0}
+    assert trust_fit(up, net_hi, sd, domain=box)["one_sided"] == ["FC3"]
+    # unchecked FCs are not relaxed
+    t8 = trust_fit(out, net, sd, domain=box, checked=1)
+    assert t8["accepted"] and t8["one_sided"] == ["FC0"]

@@ -106,7 +106,9 @@ FIT_SIGMA_SCALE = 1.3
 FULL_DATA_TRUST_FCS = 4
 
 
-def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWORK_SIGMA, checked: int | None = None) -> dict:
+def trust_fit(
+    fit, network_mean, network_std, names=None, k: float = TRUST_NETWORK_SIGMA, checked: int | None = None, domain=None
+) -> dict:
     """Whether to report the physics fit ``fit`` (an :class:`SQEFitResult` or its ``to_dict()``)
     instead of the network answer (``network_mean``, ``network_std``: the active FCs, eV/Å²) it
     was started at: ``{"accepted", "network_sigmas" (the largest |fit − network| / σ_network over
@@ -114,7 +116,11 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
     (why not, one phrase each)}`` and, when some FCs were not checked, "network_sigmas_all" (the
     largest over every active FC, for the record). ``k``: what :func:`fit_trust_limit` gives for
     the fit (2σ; a single scan's fit the model's measured limit); ``checked``: the leading FCs the
-    distance is taken over (:func:`fit_trust_checked`; None: every active FC).
+    distance is taken over (:func:`fit_trust_checked`; None: every active FC). ``domain``: the
+    model's training box ((n, 2) eV/Å²; None: not used) — on a checked FC whose network answer is
+    at its edge (:func:`~fcinv_widgets.models.domain_edge.domain_edge`) a fit further out on that
+    edge's side counts as 0σ from it: the network cannot answer beyond its box, so its answer there
+    says only "at this edge or beyond" ("one_sided" in the record names those FCs).
 
     Two checks, each of what the fit alone cannot see: the residual against the data's own noise
     (:attr:`SQEFitResult.above_noise`: a wrong basin at good counts), and the distance to the
@@ -134,10 +140,21 @@ def trust_fit(fit, network_mean, network_std, names=None, k: float = TRUST_NETWO
     dev, extra = None, {}
     if sd.shape == net.shape == mu.shape and np.all(sd > 0):
         z_all = np.abs(mu - net) / sd
+        if domain is not None:
+            from ..models.domain_edge import EDGE_SIGMA_LIMIT
+
+            box = np.asarray(domain, float)
+            gap_lo, gap_hi = (net - box[:, 0]) / sd, (box[:, 1] - net) / sd
+            out_lo = (gap_lo < EDGE_SIGMA_LIMIT) & (gap_lo <= gap_hi) & (mu < net)
+            out_hi = (gap_hi < EDGE_SIGMA_LIMIT) & (gap_hi < gap_lo) & (mu > net)
+            side = out_lo | out_hi
+            side[n:] = False
+            z_all = np.where(side, 0.0, z_all)
+            extra["one_sided"] = [names[i] if names is not None else f"FC{i}" for i in np.flatnonzero(side)]
         z = z_all[:n]
         dev = float(z.max())
         if n < mu.size:
-            extra = {"network_sigmas_all": float(z_all.max())}
+            extra["network_sigmas_all"] = float(z_all.max())
         if dev > k:
             i = int(np.argmax(z))
             who = names[i] if names is not None else f"FC{i}"

@@ -344,6 +344,7 @@ def refine_scan_inference(
     scheduler=None,
     single_scan_limit: float | None = None,
     full_data_limit: float | None = None,
+    edge_domain=None,
     **kwargs,
 ) -> ScanInference:
     """The physics fit (:func:`~fcinv_widgets.analysis.refine.refine_sqe`) of the full data and of
@@ -359,7 +360,10 @@ def refine_scan_inference(
     values and every fit's record (answer, reduced χ², misfit, seconds, stable, trust) are kept in
     ``meta["refined"]``. ``material``:
     the model's material (:func:`~fcinv_widgets.materials.material_for_model`); ``domain`` (8, 2)
-    for the MSE (default ``material.domain``); ``kwargs`` go to ``refine_sqe``. About 10 s per
+    for the MSE (default ``material.domain``); ``edge_domain`` (8, 2): the model's training box when
+    it adopts rule F (:attr:`~fcinv_widgets.models.Inverter.edge_one_sided`; None: not used) — a
+    fit leaving the box where the network's answer sits at its edge is judged one-sided there;
+    ``kwargs`` go to ``refine_sqe``. About 10 s per
     fit for Ge on one core (|Q| ≤ 6 Å⁻¹). ``scheduler`` (a Dask address, "local:N" or a
     ``Client``): the fits run as Dask tasks, in parallel; the results are the same."""
     from ..errors import FcinvError
@@ -384,6 +388,7 @@ def refine_scan_inference(
             f"{material.name} ({len(material.active)} FCs): not the same inference"
         )
     dom = _domain_of(domain if domain is not None else material.domain, len(material.active))
+    edge_box = None if edge_domain is None else _domain_of(edge_domain, len(material.active))
     meta = ss.meta if isinstance(getattr(ss, "meta", None), dict) else {}
     common = (
         dict(
@@ -417,6 +422,7 @@ def refine_scan_inference(
             names=list(res.names),
             k=fit_trust_limit(f, single_scan_limit, full_data_limit),
             checked=fit_trust_checked(f),
+            domain=edge_box,
         )
         for f, m, s_ in zip(fits, net_mean, net_std)
     ]

@@ -104,6 +104,7 @@ def run(args) -> int:
             scheduler=args.scheduler,
             single_scan_limit=model.single_scan_trust_limit,
             full_data_limit=model.full_data_trust_limit,
+            edge_domain=model.domain if model.edge_one_sided else None,
             max_iter=args.max_iter,
         )
     res.meta.update(

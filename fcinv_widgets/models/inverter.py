@@ -499,7 +499,8 @@ class _Model:
         if rec["fc_std"] is not None and self.heteroscedastic:  # a fit with σ, a network with σ: is the fit trusted?
             k = self.single_scan_trust_limit if single_scan else self.trust_limit_for(rec)
             n = None if single_scan else fit_trust_checked(rec)
-            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=k, checked=n)
+            edge = self.domain if self.edge_one_sided else None  # rule F (trust.json)
+            rec["trust"] = trust_fit(rec, out["fc_mean"], out["fc_std"], names=self.names, k=k, checked=n, domain=edge)
             if not rec["trust"]["accepted"]:
                 out["fc_source"] = "network"  # the fit's answer stays under "refined"
                 return out
@@ -539,15 +540,24 @@ class _Model:
         self._load_trust()
         return self._full_data_trust_limit
 
+    @property
+    def edge_one_sided(self) -> bool:
+        """Whether a physics fit that leaves the training box where the network's answer sits at
+        its edge is judged one-sided there (rule F, ``edge_one_sided`` in ``trust.json``:
+        `ge-resnet`; :func:`~fcinv_widgets.analysis.refine.trust_fit`'s ``domain``)."""
+        self._load_trust()
+        return self._edge_one_sided
+
     def _load_trust(self) -> None:
         from ..analysis.refine import TRUST_NETWORK_SIGMA
-        from .trust import full_data_limit_of, load_trust_limit
+        from .trust import edge_one_sided_of, full_data_limit_of, load_trust_limit
 
         if not hasattr(self, "_single_scan_trust_limit"):
             k, rec, self.trust_note = load_trust_limit(getattr(self, "path", None))
             self._single_scan_trust_limit = TRUST_NETWORK_SIGMA if k is None else k
             kf = full_data_limit_of(rec) if k is not None else None
             self._full_data_trust_limit = TRUST_NETWORK_SIGMA if kf is None else kf
+            self._edge_one_sided = edge_one_sided_of(rec) if k is not None else False
 
     def trust_limit_for(self, fit) -> float:
         """The trust limit for the physics fit ``fit`` (an ``SQEFitResult`` or its ``to_dict()``):

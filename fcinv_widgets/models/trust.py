@@ -16,7 +16,9 @@ scans' FC0–FC3 within 5 % for all four robust models without lowering ±2σ, w
 where the networks' σ covers better, the same change let one more wrong-basin fit through per
 model; full data keep :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA`.
 
-A model may also carry ``full_data_limit``, the same quantile measured on full data, where it was
+A model may also carry ``edge_one_sided`` (rule F, session 29: a fit leaving the training box
+where the network's answer sits at its edge is judged one-sided there; :func:`edge_one_sided_of`),
+and ``full_data_limit``, the same quantile measured on full data, where it was
 adopted by a rule written down before the runs (session 21, rule D: on two sets of held-out truths
 it put at least as many full-data FC0–FC3 within 5 % as 2σ with ±2σ ≥ 0.90 — `nb-resnet`, `nb-vae`;
 the Ge models failed it and keep 2σ). Without it full data keep ``TRUST_NETWORK_SIGMA``.
@@ -86,6 +88,17 @@ def full_data_limit_of(record: dict, where="trust.json") -> float | None:
     return None if v is None else _check_limit(v, where, "full_data_limit")
 
 
+def edge_one_sided_of(record: dict, where="trust.json") -> bool:
+    """Whether a ``trust.json`` record adopts rule F (session 29, README "the training-box edge"):
+    a physics fit that leaves the training box on the side where the network's answer sits at its
+    edge is judged one-sided there (:func:`~fcinv_widgets.analysis.refine.trust_fit`'s ``domain``).
+    Adopted for `ge-resnet` by a rule written down before its scoring; absent: False."""
+    v = record.get("edge_one_sided", False)
+    if not isinstance(v, bool):
+        raise FcinvError(f"{where}: edge_one_sided must be true or false, got {v!r}")
+    return v
+
+
 def _check_limit(value, where, key: str = "single_scan_limit") -> float:
     try:
         k = float(value)
@@ -119,6 +132,7 @@ def load_trust_limit(model_path) -> tuple[float | None, dict, str | None]:
     format_version(d.get("version"), str(p))
     k = _check_limit(d.get("single_scan_limit"), p)
     full_data_limit_of(d, p)  # a damaged full-data limit is an error too
+    edge_one_sided_of(d, p)
     sha = d.get("model_sha256")
     if sha and ckpt.is_file() and sha != file_sha256(ckpt):
         return None, d, f"{p} was measured for another checkpoint"

@@ -127,3 +127,24 @@ def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name
         assert rec["command"].endswith("--full-data")
     else:
         assert "full_data_limit" not in rec and m.full_data_trust_limit == 2.0
+
+
+def test_rule_f_is_adopted_per_model_in_its_trust_file(tmp_path):
+    """``edge_one_sided`` in ``trust.json`` (rule F, session 29): `ge-resnet` adopted it, the others
+    did not (ge-vae failed the rule; the Nb models were not scored); a file measured for another
+    checkpoint gives none; a value that is not true/false is one error."""
+    from fcinv_widgets.models import load_model
+
+    assert load_model("ge-resnet").edge_one_sided is True
+    assert not any(load_model(n).edge_one_sided for n in ("ge-vae", "nb-vae", "nb-resnet", "ge-resnet-paper"))
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(load_model("nb-vae").path, d / "model.pt")
+    save_trust_limit(d, 2.6, level=0.99, edge_one_sided=True)
+    assert load_model(d).edge_one_sided is True
+    rec = json.loads((d / TRUST_FILE).read_text())
+    (d / TRUST_FILE).write_text(json.dumps(rec | {"model_sha256": "0" * 64}))
+    assert load_model(d).edge_one_sided is False
+    (d / TRUST_FILE).write_text(json.dumps(rec | {"edge_one_sided": "yes"}))
+    with pytest.raises(FcinvError, match="edge_one_sided must be true or false"):
+        load_trust_limit(d / "model.pt")
