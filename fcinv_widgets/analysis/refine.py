@@ -141,13 +141,10 @@ def trust_fit(
     if sd.shape == net.shape == mu.shape and np.all(sd > 0):
         z_all = np.abs(mu - net) / sd
         if domain is not None:
-            from ..models.domain_edge import EDGE_SIGMA_LIMIT
+            from ..models.domain_edge import EDGE_SIGMA_LIMIT, edge_gaps
 
-            box = np.asarray(domain, float)
-            gap_lo, gap_hi = (net - box[:, 0]) / sd, (box[:, 1] - net) / sd
-            out_lo = (gap_lo < EDGE_SIGMA_LIMIT) & (gap_lo <= gap_hi) & (mu < net)
-            out_hi = (gap_hi < EDGE_SIGMA_LIMIT) & (gap_hi < gap_lo) & (mu > net)
-            side = out_lo | out_hi
+            z_edge, lower = edge_gaps(net, sd, domain)
+            side = (z_edge < EDGE_SIGMA_LIMIT) & np.where(lower, mu < net, mu > net)
             side[n:] = False
             z_all = np.where(side, 0.0, z_all)
             extra["one_sided"] = [names[i] if names is not None else f"FC{i}" for i in np.flatnonzero(side)]

@@ -35,6 +35,17 @@ EDGE_SIGMA_LIMIT = 0.5
 EDGE_CHECKED_FCS = 4
 
 
+def edge_gaps(mean, std, domain) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, lower)`` per FC: the distance of ``mean`` to the box's nearer edge in ``std`` (negative
+    beyond it; σ = 0 counts as a vanishing σ) and whether that edge is the lower one (ties: lower).
+    The one place the gaps are computed (:func:`domain_edge`, the trust check's rule F)."""
+    mu, sd, box = np.asarray(mean, float), np.asarray(std, float), np.asarray(domain, float)
+    lo_gap, hi_gap = mu - box[:, 0], box[:, 1] - mu
+    lower = lo_gap <= hi_gap
+    z = np.minimum(lo_gap, hi_gap) / np.maximum(sd, 1e-12 * np.maximum(box[:, 1] - box[:, 0], 1e-300))
+    return z, lower
+
+
 def domain_edge(mean, std, domain, names=None, limit: float = EDGE_SIGMA_LIMIT, checked: int = EDGE_CHECKED_FCS) -> dict:
     """Where the answer ``mean`` ± ``std`` (n FCs, eV/Å²) lies in the training box ``domain``
     ((n, 2) eV/Å²): ``{"at_edge", "limit_sigma", "checked", "edge_sigmas" (per FC: the distance of
@@ -51,10 +62,8 @@ def domain_edge(mean, std, domain, names=None, limit: float = EDGE_SIGMA_LIMIT, 
     ):
         raise FcinvError(f"domain_edge needs n finite means and σ and an (n, 2) box, got {mu.shape}, {sd.shape}, {box.shape}")
     names = [f"FC{j}" for j in range(n)] if names is None else list(names)
-    lo_gap, hi_gap = mu - box[:, 0], box[:, 1] - mu
-    gap = np.minimum(lo_gap, hi_gap)
-    edge = np.where(lo_gap <= hi_gap, box[:, 0], box[:, 1])
-    z = gap / np.maximum(sd, 1e-12 * np.maximum(box[:, 1] - box[:, 0], 1e-300))
+    z, lower = edge_gaps(mu, sd, box)
+    edge = np.where(lower, box[:, 0], box[:, 1])
     k = min(int(checked), n)
     at = [j for j in range(k) if z[j] < limit]
     reason = None
