@@ -218,7 +218,8 @@ def infer_scans(
     from ..models.domain_edge import domain_edge
 
     box = np.asarray(model.domain if hasattr(model, "domain") else model.config["domain"], float)
-    edge = domain_edge(pf.mean[0], pf.std[0], box, names=model.names)
+    # a warning only on the full data, and only for a model that adopted it (validated on full spectra)
+    edge = domain_edge(pf.mean[0], pf.std[0], box, names=model.names, warns=bool(getattr(model, "edge_warns", False)))
     scans_at_edge = [i for i in range(len(mean)) if domain_edge(mean[i], std[i], box)["at_edge"]]
     width = dom[:, 1] - dom[:, 0]
     mse = (((mean - pf.mean[0]) / width) ** 2).mean(1)

@@ -172,7 +172,12 @@ def run(args) -> int:
     }
     edge = res.meta["domain_edge"]
     n_edge = len(res.meta["scans_at_edge"])
-    # a record, not a warning: README "the training-box edge"
+    # a record for every model, a warning on the full data only where trust.json adopts it: README "the training-box edge"
+    if edge["warning"]:
+        print(
+            f"warning: {args.model}'s full-data answer for {args.scans} is at its training box's edge ({edge['reason']}): {EDGE_NOTE}",
+            file=sys.stderr,
+        )
     edge_line = (
         f"training box: the network's full-data answer is AT THE EDGE ({edge['reason']} — {EDGE_NOTE})"
         if edge["at_edge"]

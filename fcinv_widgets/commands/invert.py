@@ -5,7 +5,8 @@ E/(n(E,T)+1) weighting at its temperature + a 99.5th-percentile clip), applied e
 ``--temperature``/``--clip``/``--raw`` override it. The JSON result records what was applied
 (``corrections``), the out-of-distribution check (``ood``; a flagged spectrum also gets a
 warning line on stderr) and where the network's answer lies in its training box
-(``domain_edge``, :mod:`fcinv_widgets.models.domain_edge`).
+(``domain_edge``, :mod:`fcinv_widgets.models.domain_edge`; a warning too for a model that adopted
+it, ``"warning": true``).
 """
 
 from __future__ import annotations
@@ -131,8 +132,13 @@ def run(args) -> int:
         lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
     edge = d["domain_edge"]
     if edge["at_edge"]:
-        # a record, not a warning: README "the training-box edge"
+        # a record for every model, a warning only where trust.json adopts it: README "the training-box edge"
         lines.append(f"training box: the network's answer is AT THE EDGE ({edge['reason']}) — {EDGE_NOTE}")
+        if edge["warning"]:
+            print(
+                f"warning: {args.spectrum}: {args.model}'s answer is at its training box's edge ({edge['reason']}): {EDGE_NOTE}",
+                file=sys.stderr,
+            )
     else:
         z = min(edge["edge_sigmas"][: edge["checked"]])
         lines.append(f"training box: the network's answer is inside (FC0–FC{edge['checked'] - 1} ≥ {z:.1f}σ from its edges)")

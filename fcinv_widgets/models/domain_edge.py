@@ -12,13 +12,15 @@ that still looks like one.
 So each answer carries its distance to the box's edge, per FC, in its own σ
 (:func:`domain_edge`), and is marked ``at_edge`` when one of the leading
 :data:`EDGE_CHECKED_FCS` FCs lies within :data:`EDGE_SIGMA_LIMIT` σ of an edge or beyond it.
-A record, not an alarm: whether it should warn was decided by a rule written down before the
+A record, and an alarm only where measured to be one: whether it should warn was decided by a rule written down before the
 validation runs (README "the training-box edge"), and on fresh draws (seed 72) it
 marked 4.7–10.7 % of held-out spectra of the box itself (answers that are as well covered by
 their ±2σ as the rest: inside the box an answer at its edge is not less trustworthy) but caught ≥ 80 % of spectra with a truth > 15 % outside only for
 `nb-resnet` (clean 0.95, realistic 0.89); `ge-resnet` 0.87 / 0.71, `nb-vae` 0.67 / 0.63,
-`ge-vae` 0.53 / 0.43 — so `fcinv invert` and `infer-scans` say it in their report and JSON, and
-do not warn.
+`ge-vae` 0.53 / 0.43 — so `fcinv invert` and `infer-scans` say it in their report and JSON for
+every model, and warn (stderr, ``"warning": true``) only for a model whose ``trust.json`` adopts
+it (``edge_warn``: `nb-resnet`, the one model that met the rule; session 30), on full data (the rule
+was validated on full spectra, not on single scans).
 """
 
 from __future__ import annotations
@@ -46,11 +48,14 @@ def edge_gaps(mean, std, domain) -> tuple[np.ndarray, np.ndarray]:
     return z, lower
 
 
-def domain_edge(mean, std, domain, names=None, limit: float = EDGE_SIGMA_LIMIT, checked: int = EDGE_CHECKED_FCS) -> dict:
+def domain_edge(
+    mean, std, domain, names=None, limit: float = EDGE_SIGMA_LIMIT, checked: int = EDGE_CHECKED_FCS, warns: bool = False
+) -> dict:
     """Where the answer ``mean`` ± ``std`` (n FCs, eV/Å²) lies in the training box ``domain``
-    ((n, 2) eV/Å²): ``{"at_edge", "limit_sigma", "checked", "edge_sigmas" (per FC: the distance of
-    the mean to the nearer edge in its σ, negative beyond it), "fcs" (the checked FCs at the
-    edge), "edges" (their nearer edge's value, eV/Å²), "reason"}``."""
+    ((n, 2) eV/Å²): ``{"at_edge", "warning", "limit_sigma", "checked", "edge_sigmas" (per FC: the
+    distance of the mean to the nearer edge in its σ, negative beyond it), "fcs" (the checked FCs
+    at the edge), "edges" (their nearer edge's value, eV/Å²), "reason"}``. ``warns``: the model
+    adopted the warning (``edge_warn`` in its ``trust.json``); ``warning`` is then ``at_edge``."""
     mu = np.asarray(mean, float).reshape(-1)
     sd = np.asarray(std, float).reshape(-1)
     box = np.asarray(domain, float)
@@ -61,6 +66,8 @@ def domain_edge(mean, std, domain, names=None, limit: float = EDGE_SIGMA_LIMIT, 
         or not (np.isfinite(mu).all() and np.isfinite(sd).all() and np.isfinite(box).all())
     ):
         raise FcinvError(f"domain_edge needs n finite means and σ and an (n, 2) box, got {mu.shape}, {sd.shape}, {box.shape}")
+    if not isinstance(warns, (bool, np.bool_)):
+        raise FcinvError(f"warns must be true or false, got {warns!r}")
     names = [f"FC{j}" for j in range(n)] if names is None else list(names)
     z, lower = edge_gaps(mu, sd, box)
     edge = np.where(lower, box[:, 0], box[:, 1])
@@ -76,6 +83,7 @@ def domain_edge(mean, std, domain, names=None, limit: float = EDGE_SIGMA_LIMIT, 
         )
     return {
         "at_edge": bool(at),
+        "warning": bool(at) and bool(warns),
         "limit_sigma": float(limit),
         "checked": k,
         "edge_sigmas": z.tolist(),

@@ -461,7 +461,7 @@ class _Model:
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
         out["sigma_regime"] = self.resolved_sigma_regime(regime)
         # where the network's answer lies in its training box (flagged at the edge: models.domain_edge)
-        out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names)
+        out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names, warns=self.edge_warns)
         if ood:
             check = self.ood_check(image, measured=measured, temperature_k=input_temperature(corrections))
             out["ood"] = note_sqe_input(check, corrections)
@@ -548,9 +548,17 @@ class _Model:
         self._load_trust()
         return self._edge_one_sided
 
+    @property
+    def edge_warns(self) -> bool:
+        """Whether an answer at the training box's edge is a warning for this model, not only a
+        record (``edge_warn`` in ``trust.json``: `nb-resnet`, the one model that met session 29's
+        pre-registered rule; :mod:`.domain_edge`)."""
+        self._load_trust()
+        return self._edge_warns
+
     def _load_trust(self) -> None:
         from ..analysis.refine import TRUST_NETWORK_SIGMA
-        from .trust import edge_one_sided_of, full_data_limit_of, load_trust_limit
+        from .trust import edge_one_sided_of, edge_warn_of, full_data_limit_of, load_trust_limit
 
         if not hasattr(self, "_single_scan_trust_limit"):
             k, rec, self.trust_note = load_trust_limit(getattr(self, "path", None))
@@ -558,6 +566,7 @@ class _Model:
             kf = full_data_limit_of(rec) if k is not None else None
             self._full_data_trust_limit = TRUST_NETWORK_SIGMA if kf is None else kf
             self._edge_one_sided = edge_one_sided_of(rec) if k is not None else False
+            self._edge_warns = edge_warn_of(rec) if k is not None else False
 
     def trust_limit_for(self, fit) -> float:
         """The trust limit for the physics fit ``fit`` (an ``SQEFitResult`` or its ``to_dict()``):

@@ -68,17 +68,29 @@ def familywise_limit(z, level: float = 0.95) -> float:
 
 def save_trust_limit(model_path, single_scan_limit: float, full_data_limit: float | None = None, **meta) -> Path:
     """Write ``trust.json`` beside the checkpoint ``model_path`` (``model.pt`` or its folder);
-    ``full_data_limit``: also hold full-data fits to it (else 2σ)."""
+    ``full_data_limit``: also hold full-data fits to it (else 2σ). The :data:`ADOPTED_RULES` of
+    an existing file measured for this same checkpoint are kept (re-measuring a limit does not undo
+    them); those of a file measured for another checkpoint are not (they were scored on it)."""
     from .ood import file_sha256
 
     p = Path(model_path)
     ckpt = p / "model.pt" if p.is_dir() else p
     out = ckpt.parent / TRUST_FILE
+    sha = file_sha256(ckpt)
     rec: dict = {"format": FORMAT, "version": 1, "single_scan_limit": _check_limit(single_scan_limit, out)}
     if full_data_limit is not None:
         rec["full_data_limit"] = _check_limit(full_data_limit, out, "full_data_limit")
+    kept: dict = {}
+    try:
+        old = json.loads(out.read_text()) if out.is_file() else {}
+    except (OSError, ValueError):
+        old = {}  # a damaged file is replaced whole
+    if isinstance(old, dict) and old.get("model_sha256") == sha:
+        for key in ADOPTED_RULES:
+            if old.get(key) is True:
+                kept |= {k: old[k] for k in (key, f"{key}_adopted") if k in old}
     meta = {k: v for k, v in meta.items() if k not in ("format", "version")}
-    out.write_text(json.dumps({**rec, **meta, "model_sha256": file_sha256(ckpt)}, indent=1) + "\n")
+    out.write_text(json.dumps({**rec, **kept, **meta, "model_sha256": sha}, indent=1) + "\n")
     return out
 
 
@@ -88,15 +100,33 @@ def full_data_limit_of(record: dict, where="trust.json") -> float | None:
     return None if v is None else _check_limit(v, where, "full_data_limit")
 
 
+#: rules a model adopts by a measurement on its own checkpoint (each with a ``<key>_adopted`` text
+#: saying on what): kept by :func:`save_trust_limit` when the limit is re-measured for the same
+#: checkpoint, dropped for another one (the rule was scored on the old weights)
+ADOPTED_RULES = ("edge_one_sided", "edge_warn")
+
+
+def _adopted(record: dict, key: str, where) -> bool:
+    v = record.get(key, False)
+    if not isinstance(v, bool):
+        raise FcinvError(f"{where}: {key} must be true or false, got {v!r}")
+    return v
+
+
 def edge_one_sided_of(record: dict, where="trust.json") -> bool:
     """Whether a ``trust.json`` record adopts rule F (session 29, README "the training-box edge"):
     a physics fit that leaves the training box on the side where the network's answer sits at its
     edge is judged one-sided there (:func:`~fcinv_widgets.analysis.refine.trust_fit`'s ``domain``).
     Adopted for `ge-resnet` by a rule written down before its scoring; absent: False."""
-    v = record.get("edge_one_sided", False)
-    if not isinstance(v, bool):
-        raise FcinvError(f"{where}: edge_one_sided must be true or false, got {v!r}")
-    return v
+    return _adopted(record, "edge_one_sided", where)
+
+
+def edge_warn_of(record: dict, where="trust.json") -> bool:
+    """Whether a ``trust.json`` record adopts the training-box edge warning (session 29's
+    pre-registered rule, README "the training-box edge": ≤ 12 % of held-out in-box spectra marked
+    and ≥ 80 % of truths > 15 % outside caught, clean and realistic): `nb-resnet`; absent: False
+    (the answer's place in the box is then a record only)."""
+    return _adopted(record, "edge_warn", where)
 
 
 def _check_limit(value, where, key: str = "single_scan_limit") -> float:
@@ -133,6 +163,7 @@ def load_trust_limit(model_path) -> tuple[float | None, dict, str | None]:
     k = _check_limit(d.get("single_scan_limit"), p)
     full_data_limit_of(d, p)  # a damaged full-data limit is an error too
     edge_one_sided_of(d, p)
+    edge_warn_of(d, p)
     sha = d.get("model_sha256")
     if sha and ckpt.is_file() and sha != file_sha256(ckpt):
         return None, d, f"{p} was measured for another checkpoint"

@@ -34,6 +34,9 @@ def test_distance_to_the_edge_in_sigma():
     assert domain_edge(mean, np.zeros(8), BOX)["at_edge"] is False
     assert domain_edge(m, np.zeros(8), BOX)["fcs"] == ["FC2"]
     json.dumps(domain_edge(m, np.zeros(8), BOX), allow_nan=False)
+    # a warning only where the model adopted it, and only at the edge
+    assert d["warning"] is False and domain_edge(m, std, BOX, warns=True)["warning"] is True
+    assert domain_edge(mean, std, BOX, warns=True)["warning"] is False
 
 
 @pytest.mark.parametrize(
@@ -48,21 +51,30 @@ def test_distance_to_the_edge_in_sigma():
 def test_bad_arguments_are_one_line(args):
     with pytest.raises(FcinvError, match="domain_edge needs"):
         domain_edge(*args)
+    with pytest.raises(FcinvError, match="warns must be true or false"):
+        domain_edge(np.zeros(8), np.ones(8), BOX, warns="yes")
+
+
+def _inside_and_outside(material: str):
+    """A material and two images on its grid: its reference crystal and one whose 1NN xx bond is
+    20 % of its training box's width stiffer than the box's stiffest."""
+    from fcinv_widgets.materials import get_material
+
+    mat = get_material(material)
+    fm = mat.forward_model()
+    box = np.asarray(mat.domain)
+    th = fm.reference_theta.copy()
+    out = th.copy()
+    lo = box[0, 0] if th[0] < 0 else box[0, 1]
+    out[0] = lo - np.sign(-th[0]) * 0.2 * (box[0, 1] - box[0, 0])
+    img = fm.spectra(np.stack([th, out]))
+    assert np.isfinite(img).all()
+    return mat, img
 
 
 @pytest.fixture(scope="module")
 def ge_images():
-    from fcinv_widgets.materials import get_material
-
-    ge = get_material("Ge")
-    fm = ge.forward_model()
-    box = np.asarray(ge.domain)
-    th = fm.reference_theta.copy()
-    out = th.copy()
-    out[0] = box[0, 0] - 0.2 * (box[0, 1] - box[0, 0])  # a 1NN bond 20 % of the box's width stiffer than its stiffest
-    img = fm.spectra(np.stack([th, out]))
-    assert np.isfinite(img).all()
-    return ge, img
+    return _inside_and_outside("Ge")
 
 
 @pytest.mark.parametrize("name", ["ge-resnet", "ge-vae"])
@@ -104,3 +116,31 @@ def test_invert_and_infer_scans_report_it(ge_images, tmp_path, capsys):
     net = load_model("ge-resnet")
     res = infer_scans(net, np.stack([img[1]] * 2 + [img[0]]), full=img[1], angles_deg=[0.0, 10.0, 20.0], n_samples=2)
     assert res.meta["domain_edge"]["at_edge"] is True and res.meta["scans_at_edge"] == [0, 1]
+
+
+def test_nb_resnet_warns_at_the_edge_the_others_record_it(tmp_path, capsys):
+    """`nb-resnet` met session 29's pre-registered rule (``edge_warn`` in its ``trust.json``): an
+    answer at its box's edge is a warning on stderr and ``"warning": true``; `nb-vae` (failed it)
+    records the same answer without a warning. ``infer_scans`` warns on the full data only."""
+    from fcinv_widgets.analysis.scan_inference import infer_scans
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    nb, img = _inside_and_outside("Nb")
+    assert load_model("nb-resnet").edge_warns is True
+    assert not any(load_model(n).edge_warns for n in ("nb-vae", "ge-resnet", "ge-vae", "nb-resnet-paper"))
+    for i, flagged in ((0, False), (1, True)):
+        p = tmp_path / f"nb{i}.h5"
+        write_spectrum(p, img[i], nb.grid, material="Nb")
+        for model, warns in (("nb-resnet", True), ("nb-vae", False)):
+            assert main(["invert", "--model", model, "--spectrum", str(p), "--json", "--no-progress"]) == 0
+            out = capsys.readouterr()
+            e = json.loads(out.out)["domain_edge"]
+            assert e["at_edge"] is flagged and e["warning"] is (flagged and warns)
+            assert ("training box's edge" in out.err) is (flagged and warns)
+    net = load_model("nb-resnet")
+    res = infer_scans(net, np.stack([img[1], img[0]]), full=img[1], angles_deg=[0.0, 10.0], n_samples=2)
+    assert res.meta["domain_edge"]["warning"] is True and res.meta["scans_at_edge"] == [0]
+    res = infer_scans(net, np.stack([img[1], img[1]]), full=img[0], angles_deg=[0.0, 10.0], n_samples=2)
+    assert res.meta["domain_edge"]["warning"] is False and res.meta["scans_at_edge"] == [0, 1]

@@ -148,3 +148,36 @@ def test_rule_f_is_adopted_per_model_in_its_trust_file(tmp_path):
     (d / TRUST_FILE).write_text(json.dumps(rec | {"edge_one_sided": "yes"}))
     with pytest.raises(FcinvError, match="edge_one_sided must be true or false"):
         load_trust_limit(d / "model.pt")
+    (d / TRUST_FILE).write_text(json.dumps(rec | {"edge_warn": 1}))
+    with pytest.raises(FcinvError, match="edge_warn must be true or false"):
+        load_trust_limit(d / "model.pt")
+
+
+def test_re_measuring_a_limit_keeps_the_rules_adopted_for_that_checkpoint(tmp_path):
+    """``fcinv trust-calibrate --write`` on a checkpoint that adopted rule F or the edge warning
+    keeps them (with the text saying how they were adopted); for another checkpoint it drops them
+    (they were scored on the old weights)."""
+    from fcinv_widgets.models import load_model
+
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(load_model("nb-vae").path, d / "model.pt")
+    save_trust_limit(d, 2.6, level=0.99, edge_one_sided=True, edge_one_sided_adopted="scored", edge_warn=True)
+    save_trust_limit(d, 3.1, level=0.99, command="again")
+    rec = json.loads((d / TRUST_FILE).read_text())
+    assert rec["single_scan_limit"] == 3.1 and rec["command"] == "again"
+    assert rec["edge_one_sided"] is True and rec["edge_one_sided_adopted"] == "scored" and rec["edge_warn"] is True
+    m = load_model(d)
+    assert m.edge_one_sided is True and m.edge_warns is True
+    # an explicit value wins over the kept one
+    save_trust_limit(d, 3.1, level=0.99, edge_warn=False)
+    assert json.loads((d / TRUST_FILE).read_text())["edge_warn"] is False
+    # another checkpoint: nothing kept
+    (d / TRUST_FILE).write_text(json.dumps(rec | {"model_sha256": "0" * 64}))
+    save_trust_limit(d, 3.0, level=0.99)
+    rec = json.loads((d / TRUST_FILE).read_text())
+    assert not any(k.startswith("edge_") for k in rec)
+    # the shipped files: nb-resnet warns, ge-resnet is one-sided, and each says how it was adopted
+    for name, key in (("nb-resnet", "edge_warn"), ("ge-resnet", "edge_one_sided")):
+        shipped = json.loads((load_model(name).path.parent / TRUST_FILE).read_text())
+        assert shipped[key] is True and "before" in shipped[f"{key}_adopted"]
