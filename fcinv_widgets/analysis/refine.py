@@ -143,7 +143,12 @@ def trust_fit(
         if domain is not None:
             from ..models.domain_edge import EDGE_SIGMA_LIMIT, edge_gaps
 
-            z_edge, lower = edge_gaps(net, sd, domain)
+            box = np.asarray(domain, float)
+            if box.shape != (mu.size, 2) or not np.isfinite(box).all() or np.any(box[:, 1] <= box[:, 0]):
+                raise FcinvError(
+                    f"trust_fit's domain must be a finite ({mu.size}, 2) box of low < high per FC, got shape {box.shape}"
+                )
+            z_edge, lower = edge_gaps(net, sd, box)
             side = (z_edge < EDGE_SIGMA_LIMIT) & np.where(lower, mu < net, mu > net)
             side[n:] = False
             z_all = np.where(side, 0.0, z_all)
