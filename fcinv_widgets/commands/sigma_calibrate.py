@@ -175,7 +175,9 @@ def run(args) -> int:
 def _unseen(args, model, training: dict):
     """(x, y, info, iv) for ``--unseen N``: the first N training spectra of a dataset the model never
     trained on, all of them the calibration hold-out. Of the model's material, reference and
-    domain; not the dataset named in the checkpoint (the same file would be its training spectra)."""
+    domain; not the dataset named in the checkpoint (the same file would be its training spectra),
+    nor a copy of it under another name (its ``dataset_fingerprint``, recorded since session 30; a
+    mixture made from it is not recognised)."""
     import numpy as np
 
     from ..errors import FcinvError
@@ -196,6 +198,15 @@ def _unseen(args, model, training: dict):
         )
     x, y, info, _, _ = _data(args.dataset, args.unseen, 0)
     check_model_domain(model, info)
+    if training.get("dataset_fingerprint"):  # checkpoints since session 30 record it
+        from ..models.train import FINGERPRINT_ROWS, dataset_fingerprint, load_split
+
+        head = y if len(y) >= FINGERPRINT_ROWS else load_split(args.dataset, "train", FINGERPRINT_ROWS)[1]
+        if dataset_fingerprint(head) == training["dataset_fingerprint"]:
+            raise FcinvError(
+                f"{args.dataset} holds the same spectra as the dataset the model was trained on ({trained_on}: the same "
+                "training draws); --unseen takes one it never saw (a fresh `fcinv dataset` of its domain, another --seed)"
+            )
     if len(x) < args.unseen:
         raise FcinvError(f"--unseen {args.unseen}: {args.dataset} has only {len(x)} training spectra")
     return x, y, info, np.arange(args.unseen)

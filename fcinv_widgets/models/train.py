@@ -129,9 +129,30 @@ def _aug_config(aug, sigma_scale) -> dict:
     }
 
 
-def _training_head(dataset, it, iv, history) -> dict:
-    """The first entries of a checkpoint's ``training`` record."""
-    return {"dataset": str(dataset), "n_train": int(len(it)), "n_val": int(len(iv)), "epochs": len(history)}
+#: how many leading rows of a training split its fingerprint is taken over
+FINGERPRINT_ROWS = 256
+
+
+def dataset_fingerprint(params) -> str:
+    """The SHA-256 of the FC targets (eV/Å², as float64) of the first :data:`FINGERPRINT_ROWS`
+    rows of a dataset's training split: the same draws give the same fingerprint whatever the
+    file is called (``fcinv sigma-calibrate --unseen`` refuses a renamed copy of a model's
+    training set by it)."""
+    import hashlib
+
+    y = np.ascontiguousarray(np.asarray(params)[:FINGERPRINT_ROWS], dtype="<f8")
+    return hashlib.sha256(repr(y.shape).encode() + y.tobytes()).hexdigest()
+
+
+def _training_head(dataset, it, iv, history, y) -> dict:
+    """The first entries of a checkpoint's ``training`` record (``y``: the training split's FC targets)."""
+    return {
+        "dataset": str(dataset),
+        "dataset_fingerprint": dataset_fingerprint(y),
+        "n_train": int(len(it)),
+        "n_val": int(len(iv)),
+        "epochs": len(history),
+    }
 
 
 def _save(model, path: Path, r2_val, names, epochs: int, **more) -> dict:
@@ -675,7 +696,7 @@ def train_vae(
     cfg["y_mean"], cfg["y_std"] = y_mean.tolist(), y_std.tolist()
     cfg.update(extra.pop("config"))
     cfg["training"] = {
-        **_training_head(dataset, it, iv, history),
+        **_training_head(dataset, it, iv, history, y),
         "vae_seconds": vae_seconds,
         "regressor_seconds": reg_seconds,
         "seed": seed,
@@ -977,7 +998,7 @@ def train_resnet(
         {
             "width": width,
             "training": {
-                **_training_head(dataset, it, iv, history),
+                **_training_head(dataset, it, iv, history, y),
                 "seconds": seconds,
                 "seed": seed,
                 "lr": lr,

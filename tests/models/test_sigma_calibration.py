@@ -180,7 +180,17 @@ def test_sigma_calibrate_on_an_unseen_dataset(calibratable, tmp_path, capsys):
     assert r["n_calibration"] == 500  # 250 unseen spectra, each drawn twice — not the 200 of the hold-out
     rec = load_model(out).config["training"]["sigma_calibrated_on"]
     assert rec == {"dataset": "fresh.h5", "spectra": 250, "unseen": True}
+    # a copy of the training set under another name is its training draws all the same (its
+    # fingerprint); the fresh set's is another
+    import shutil
+
+    copy = tmp_path / "renamed.h5"
+    shutil.copy(ds, copy)
+    fp = load_model(src).config["training"]["dataset_fingerprint"]
+    assert fp == tr.dataset_fingerprint(tr.load_split(ds, "train", tr.FINGERPRINT_ROWS)[1])
+    assert fp != tr.dataset_fingerprint(tr.load_split(fresh, "train", tr.FINGERPRINT_ROWS)[1])
     for argv, words in [
+        (["--dataset", str(copy), "--unseen", "150"], "same spectra as the dataset the model was trained on"),
         (["--dataset", str(fresh), "--unseen", "50"], "at least 100"),
         (["--dataset", str(fresh), "--unseen", "20000"], "at most 10,000"),  # 20,000 needed ~22 GB (session 29)
         (["--dataset", str(fresh), "--unseen", "400"], "only 300"),
