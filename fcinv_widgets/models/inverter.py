@@ -460,8 +460,10 @@ class _Model:
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
         out["sigma_regime"] = self.resolved_sigma_regime(regime)
-        # where the network's answer lies in its training box (flagged at the edge: models.domain_edge)
-        out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names, warns=self.edge_warns)
+        # where the network's answer lies in its training box (flagged at the edge: models.domain_edge);
+        # a warning only where the model adopted it, and not for a single scan (validated on full spectra)
+        warns = self.edge_warns and not single_scan
+        out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names, warns=warns)
         if ood:
             check = self.ood_check(image, measured=measured, temperature_k=input_temperature(corrections))
             out["ood"] = note_sqe_input(check, corrections)

@@ -140,6 +140,9 @@ def test_nb_resnet_warns_at_the_edge_the_others_record_it(tmp_path, capsys):
             assert e["at_edge"] is flagged and e["warning"] is (flagged and warns)
             assert ("training box's edge" in out.err) is (flagged and warns)
     net = load_model("nb-resnet")
+    # one single-orientation scan: the record only (the rule was validated on full spectra)
+    one = net.invert(img[1], ood=False, refine=False, single_scan=True)["domain_edge"]
+    assert one["at_edge"] is True and one["warning"] is False
     res = infer_scans(net, np.stack([img[1], img[0]]), full=img[1], angles_deg=[0.0, 10.0], n_samples=2)
     assert res.meta["domain_edge"]["warning"] is True and res.meta["scans_at_edge"] == [0]
     res = infer_scans(net, np.stack([img[1], img[1]]), full=img[0], angles_deg=[0.0, 10.0], n_samples=2)
