@@ -416,7 +416,7 @@ def generate_dataset(
 
     from .materials import get_material
 
-    from .validate import as_path, is_real_number, real_array, whole_number
+    from .validate import as_path, fc_box, is_real_number, whole_number
 
     for nm, n in (("n_train", n_train), ("n_test", n_test)):
         if not isinstance(n, (int, np.integer)) or isinstance(n, (bool, np.bool_)) or not 0 <= n <= MAX_SPECTRA:
@@ -431,9 +431,7 @@ def generate_dataset(
     if domain is None:
         domain = mat.domain
     else:
-        domain = real_array(domain, "domain (eV/Å²)")
-        if domain.shape != (len(mat.active), 2) or not np.all(np.isfinite(domain)) or np.any(domain[:, 0] >= domain[:, 1]):
-            raise FcinvError(f"domain must be {len(mat.active)} finite [lo, hi] pairs with lo < hi (eV/Å²)")
+        domain = fc_box(domain, len(mat.active))
     out = Path(out)
     splits = {"train": int(n_train), "test": int(n_test)}
     t0 = time.perf_counter()

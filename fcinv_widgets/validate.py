@@ -145,6 +145,16 @@ def need_attrs(obj, attrs, what: str):
     return obj
 
 
+def fc_box(domain, n: int, what: str = "the domain") -> np.ndarray:
+    """``domain`` as an (n, 2) float64 box of force constants (eV/Å²: a finite [lo, hi] row per FC,
+    lo < hi), or :class:`FcinvError` naming ``what``. The one check of a training box passed to an
+    API call (datasets, planners, scan inference, the trust check)."""
+    box = real_array(domain, f"{what} (eV/Å²)", allow_nan=False)
+    if box.shape != (n, 2) or not np.all(np.isfinite(box)) or np.any(box[:, 1] <= box[:, 0]):
+        raise FcinvError(f"{what} must be ({n}, 2) finite [lo, hi] rows (eV/Å²) with lo < hi, got shape {box.shape}")
+    return box
+
+
 def flag(v, what: str) -> bool:
     """``v`` when it is True or False (a Python or NumPy bool), else one line naming ``what``."""
     if isinstance(v, (bool, np.bool_)):

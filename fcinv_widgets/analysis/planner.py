@@ -49,7 +49,7 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..noise import MAX_BACKGROUND, MAX_COUNTS
-from ..validate import MAX_TEMPERATURE_K, finite_number, flag, need_type, nonempty_list, real_array, whole_number
+from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, flag, need_type, nonempty_list, real_array, whole_number
 from ..grid import SpectrumGrid
 from ..sqe import FoldPoints
 from ..units import HBAR2_OVER_2
@@ -209,9 +209,7 @@ def pixel_information(forward_model, theta, domain, background: float = DEFAULT_
     th = real_array(theta, "the FC estimate (eV/Å²)", allow_inf=True).reshape(-1)
     if th.shape != (A,) or not np.all(np.isfinite(th)):
         raise FcinvError(f"the FC estimate must be {A} finite numbers (eV/Å²), got {np.asarray(theta).tolist()!r}"[:300])
-    dom = real_array(domain, "domain (eV/Å²)")
-    if dom.shape != (A, 2) or not np.all(np.isfinite(dom)) or np.any(dom[:, 1] <= dom[:, 0]):
-        raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
+    dom = fc_box(domain, A)
     background = finite_number(background, "the background B (fraction of the peak)", positive=False, maximum=MAX_BACKGROUND)
     rel_step = finite_number(rel_step, "rel_step (fraction of the domain width)", positive=True, maximum=0.5)
     h = rel_step * (dom[:, 1] - dom[:, 0])
@@ -338,10 +336,8 @@ def plan_orientations(
 
     need_type(bank, CoverageBank, "the coverage bank (planner.coverage_bank)")
     need_type(forward_model, ForwardModel, "the forward model (Material.forward_model())")
-    dom = real_array(domain, "domain (eV/Å²)")
     A = forward_model.n_active
-    if dom.shape != (A, 2) or not np.all(np.isfinite(dom)) or np.any(dom[:, 1] <= dom[:, 0]):
-        raise FcinvError(f"the domain must be ({A}, 2) finite [lo, hi] rows with lo < hi")
+    dom = fc_box(domain, A)
     if not isinstance(criterion, str) or criterion not in ("D", "A", "model"):
         raise FcinvError(f"criterion must be 'D', 'A' or 'model', got {criterion!r}")
     a = _plan_inputs(A, locals())

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
-from ..validate import MAX_TEMPERATURE_K, finite_number, real_array, whole_number
+from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, real_array, whole_number
 
 
 @dataclass
@@ -138,16 +138,12 @@ def trust_fit(
         reasons.append(f"its residual is {d['noise_ratio']:.1f}× the data's noise")
     n = mu.size if checked is None else max(1, min(int(checked), mu.size))
     dev, extra = None, {}
+    box = None if domain is None else fc_box(domain, mu.size, "trust_fit's domain")
     if sd.shape == net.shape == mu.shape and np.all(sd > 0):
         z_all = np.abs(mu - net) / sd
-        if domain is not None:
+        if box is not None:
             from ..models.domain_edge import EDGE_SIGMA_LIMIT, edge_gaps
 
-            box = np.asarray(domain, float)
-            if box.shape != (mu.size, 2) or not np.isfinite(box).all() or np.any(box[:, 1] <= box[:, 0]):
-                raise FcinvError(
-                    f"trust_fit's domain must be a finite ({mu.size}, 2) box of low < high per FC, got shape {box.shape}"
-                )
             z_edge, lower = edge_gaps(net, sd, box)
             side = (z_edge < EDGE_SIGMA_LIMIT) & np.where(lower, mu < net, mu > net)
             side[n:] = False

@@ -113,16 +113,6 @@ class ScanInference:
                 raise FcinvError(f"{path}: a damaged scan-inference file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
 
-def _domain_of(domain, n: int) -> np.ndarray:
-    from ..errors import FcinvError
-    from ..validate import real_array
-
-    dom = real_array(domain, "domain (eV/Å²)", allow_nan=False)
-    if dom.shape != (n, 2) or np.any(dom[:, 1] <= dom[:, 0]):
-        raise FcinvError(f"the domain must be ({n}, 2) finite [lo, hi] rows (eV/Å²) with lo < hi")
-    return dom
-
-
 def _reference_fcs(reference, n: int) -> np.ndarray:
     from ..errors import FcinvError
     from ..validate import real_array
@@ -162,12 +152,12 @@ def infer_scans(
     """
     from ..errors import FcinvError
     from ..models.inverter import _check_predict_args
-    from ..validate import flag, need_attrs, real_array
+    from ..validate import fc_box, flag, need_attrs, real_array
 
     need_attrs(model, ("predict", "names", "config", "kind"), "model must be a loaded model (models.load_model)")
     _check_predict_args(n_samples, seed, batch)
     raw = flag(raw, "raw")
-    dom = _domain_of(domain if domain is not None else model.config["domain"], len(model.names))
+    dom = fc_box(domain if domain is not None else model.config["domain"], len(model.names))
     if reference is not None:
         reference = _reference_fcs(reference, len(model.names))
     corrections = None
@@ -369,7 +359,7 @@ def refine_scan_inference(
     ``Client``): the fits run as Dask tasks, in parallel; the results are the same."""
     from ..errors import FcinvError
     from ..materials import as_material
-    from ..validate import MAX_TEMPERATURE_K, finite_number, flag, need_attrs, need_type
+    from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, flag, need_attrs, need_type
     from .refine import fit_trust_checked, fit_trust_limit, refine_sqe, trust_fit
 
     need_type(res, ScanInference, "res (the networks' answers, infer_scans)")
@@ -388,8 +378,8 @@ def refine_scan_inference(
             f"res holds {len(res.angles_deg)} scans of {len(res.names)} FCs, the scan set {len(ss.scans)} scans of "
             f"{material.name} ({len(material.active)} FCs): not the same inference"
         )
-    dom = _domain_of(domain if domain is not None else material.domain, len(material.active))
-    edge_box = None if edge_domain is None else _domain_of(edge_domain, len(material.active))
+    dom = fc_box(domain if domain is not None else material.domain, len(material.active))
+    edge_box = None if edge_domain is None else fc_box(edge_domain, len(material.active), "edge_domain")
     meta = ss.meta if isinstance(getattr(ss, "meta", None), dict) else {}
     common = (
         dict(
