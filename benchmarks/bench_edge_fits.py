@@ -1,11 +1,12 @@
-"""Rule F (session 29): full-data fits of truths outside / near the edge of the Ge training box.
+"""Rule F (session 29): full-data fits of truths outside / near the edge of a training box.
 
-    python benchmarks/bench_edge_fits.py [--out DIR]      # ~15 min alone on 2 cores
+    python benchmarks/bench_edge_fits.py [--material Ge] [--out DIR]   # ~15 min alone on 2 cores
 
-16 Ge truths: the first-principles FCs with one of FC0–FC3 (cycled) set 10–30 % of the box's
+16 truths: the material's first-principles FCs (Ge) or its reference (Nb: the fit to measured
+phonons) with one of FC0–FC3 (cycled) set 10–30 % of the box's
 width outside an edge (8 cases) or 2–8 % inside (8), rng seed 29 (an edge with no stable set
 after 50 draws: the other edge); each as a folded one-phonon S(Q,E) (5 K, Ei 80 meV, |Q| ≤ 6 Å⁻¹,
-B 0.05, P 300, noise seed = case index) inverted by `ge-resnet` and `ge-vae` with default
+B 0.05, P 300, noise seed = case index) inverted by the material's two robust models (`ge-resnet`, `ge-vae`; `nb-resnet`, `nb-vae`) with default
 options. Then every fit is judged by ``trust_fit`` with and without the one-sided rule at the
 box's edge (``domain=``) — the scoring of README "the training-box edge". Prints; asserts nothing.
 """
@@ -23,17 +24,19 @@ from fcinv_widgets.analysis.refine import trust_fit
 from fcinv_widgets.models import load_model
 
 ap = argparse.ArgumentParser()
+ap.add_argument("--material", default="Ge", choices=["Ge", "Nb"])
 ap.add_argument("--out", default="edge_fits")
 a = ap.parse_args()
 out = Path(a.out)
 out.mkdir(parents=True, exist_ok=True)
-ge = get_material("Ge")
-fm = ge.forward_model()
-box = np.asarray(ge.domain)
+mat = get_material(a.material)
+fm = mat.forward_model()
+box = np.asarray(mat.domain)
 w = box[:, 1] - box[:, 0]
 rng = np.random.default_rng(29)
-base = np.asarray(ge.dft_params, float)
-models = {n: load_model(n) for n in ("ge-resnet", "ge-vae")}
+base = np.asarray(mat.dft_params if mat.dft_params is not None else mat.reference_params, float)
+names_models = tuple(f"{a.material.lower()}-{k}" for k in ("resnet", "vae"))
+models = {n: load_model(n) for n in names_models}
 rows = []
 for kind, (lo, hi) in (("outside", (0.10, 0.30)), ("inside", (0.02, 0.08))):
     for c in range(8):
@@ -50,21 +53,24 @@ for kind, (lo, hi) in (("outside", (0.10, 0.30)), ("inside", (0.02, 0.08))):
                 v = box[j, 1] + f * w[j] if upper else box[j, 0] - f * w[j]
             else:
                 v = box[j, 1] - f * w[j] if upper else box[j, 0] + f * w[j]
-            p[ge.active[j]] = v
-            if fm.is_stable(p[ge.active][None])[0]:
+            p[mat.active[j]] = v
+            if fm.is_stable(p[mat.active][None])[0]:
                 break
             if tries > 200:
                 raise SystemExit(f"case {kind} {c}: no stable set")
         img = fold_full(
-            fold_points(SQE(ge.basis, p, temperature=5.0), ge.grid, 6.0, ge.conventional_a), ge.grid, sigma_mev=1.0, ei_mev=80.0
+            fold_points(SQE(mat.basis, p, temperature=5.0), mat.grid, 6.0, mat.conventional_a),
+            mat.grid,
+            sigma_mev=1.0,
+            ei_mev=80.0,
         )[0]
         x, _ = add_noise(img, 0.05, 300.0, seed=c, peak_percentile=99.5)
         fn = str(out / f"case_{kind}_{c}.h5")
         write_spectrum(
             fn,
             x,
-            ge.grid,
-            material="Ge",
+            mat.grid,
+            material=mat.name,
             kind="full-sqe",
             temperature_k=5.0,
             ei_mev=80.0,
@@ -84,7 +90,7 @@ for kind, (lo, hi) in (("outside", (0.10, 0.30)), ("inside", (0.02, 0.08))):
                     "upper": upper,
                     "f": f,
                     "model": name,
-                    "truth": p[ge.active].tolist(),
+                    "truth": p[mat.active].tolist(),
                     "network_mean": net["fc_mean"],
                     "network_std": net["fc_std"],
                     "refined": d.get("refined"),
@@ -108,7 +114,7 @@ for kind, (lo, hi) in (("outside", (0.10, 0.30)), ("inside", (0.02, 0.08))):
 
 # scoring: both policies on the same fits
 names = [f"FC{j}" for j in range(8)]
-for model in ("ge-resnet", "ge-vae"):
+for model in names_models:
     print(f"## {model}")
     for kind in ("outside", "inside"):
         acc0 = acc1 = 0

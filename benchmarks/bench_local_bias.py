@@ -20,13 +20,15 @@ at ``--ei`` and ``--temperature`` by two independent routes:
   same flat B and Poisson P — what the networks were trained on;
 
 each clean and at ``--cell``. Prints per model, truth set, route and noise the mean standardised error
-(answer − truth)/σ per FC (0 for an unbiased network; its standard error is 1/√n), the mean signed
-relative error of FC0–FC3 and the ±2σ coverage. Asserts nothing.
+(answer − truth)/σ per FC (0 for an unbiased network; its standard error is at least 1/√n — the
+plausible truths lie close together, so their errors are correlated: compare two seeds), the mean
+signed relative error of FC0–FC3 and the ±2σ coverage; progress on stderr. Asserts nothing.
 """
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -113,10 +115,19 @@ def renderings(full):
     return out
 
 
-inputs = {name: renderings(full) for name, full in sets.items()}
+def progress(msg: str) -> None:
+    """One progress line on stderr (the table and --json go to stdout / the file)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+inputs = {}
+for name, full in sets.items():
+    progress(f"rendering the {len(full)} {name} truths (two routes, clean and noisy)")
+    inputs[name] = renderings(full)
 rows = []
 names = None
 for mname in a.models.split(","):
+    progress(f"{mname}: predicting {sum(len(v) for v in inputs.values())} renderings")
     m = load_model(mname)
     names = m.names
     for sname, full in sets.items():

@@ -200,9 +200,18 @@ def _unseen(args, model, training: dict):
     check_model_domain(model, info)
     if training.get("dataset_fingerprint"):  # checkpoints since session 30 record it
         from ..models.train import FINGERPRINT_ROWS, dataset_fingerprint, load_split
+        from ..validate import whole_number
 
-        head = y if len(y) >= FINGERPRINT_ROWS else load_split(args.dataset, "train", FINGERPRINT_ROWS)[1]
-        if dataset_fingerprint(head) == training["dataset_fingerprint"]:
+        # a model trained on fewer rows than FINGERPRINT_ROWS was fingerprinted over all of them
+        # (recorded since session 31; before, FINGERPRINT_ROWS is the best guess)
+        rows = whole_number(
+            training.get("dataset_fingerprint_rows", FINGERPRINT_ROWS),
+            f"{args.model}: the checkpoint's training.dataset_fingerprint_rows",
+            minimum=1,
+            maximum=FINGERPRINT_ROWS,
+        )
+        head = y[:rows] if len(y) >= rows else load_split(args.dataset, "train", rows)[1]
+        if len(head) == rows and dataset_fingerprint(head) == training["dataset_fingerprint"]:
             raise FcinvError(
                 f"{args.dataset} holds the same spectra as the dataset the model was trained on ({trained_on}: the same "
                 "training draws); --unseen takes one it never saw (a fresh `fcinv dataset` of its domain, another --seed)"

@@ -149,6 +149,7 @@ def _training_head(dataset, it, iv, history, y) -> dict:
     return {
         "dataset": str(dataset),
         "dataset_fingerprint": dataset_fingerprint(y),
+        "dataset_fingerprint_rows": int(min(len(y), FINGERPRINT_ROWS)),
         "n_train": int(len(it)),
         "n_val": int(len(iv)),
         "epochs": len(history),

@@ -362,3 +362,35 @@ def test_fit_sigma_adds_a_single_scan_regime_with_a_coverage_bank(calibratable):
     p = model.predict(fresh, sigma_regime="measured-scan")
     z = np.abs(p.mean - y[iv]) / p.std
     assert 0.60 <= np.mean(z <= 1) <= 0.80 and np.mean(z <= 2) >= 0.90, (np.mean(z <= 1), np.mean(z <= 2))
+
+
+def test_a_model_trained_on_few_rows_is_told_from_a_renamed_copy(calibratable, tmp_path):
+    """A model trained on fewer spectra than FINGERPRINT_ROWS was fingerprinted over all of them: the
+    check hashes as many rows of the candidate as the checkpoint records (session 30 hashed 256 of
+    the candidate and let a renamed copy of such a set through)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from fcinv_widgets.commands.sigma_calibrate import _unseen
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models import train as tr
+
+    src, ds = calibratable
+    model = load_model(src)
+    copy = tmp_path / "renamed.h5"
+    shutil.copy(ds, copy)
+    rows = 120  # a training on --max-train 120
+    y = tr.load_split(ds, "train", rows)[1]
+    args = SimpleNamespace(unseen=150, dataset=str(copy), model=str(src))
+    training = {"dataset": "small.h5", "dataset_fingerprint": tr.dataset_fingerprint(y), "dataset_fingerprint_rows": rows}
+    with pytest.raises(FcinvError, match="same spectra as the dataset the model was trained on"):
+        _unseen(args, model, training)
+    # a dataset that shares the fingerprinted rows' count but not their draws passes
+    other = {**training, "dataset_fingerprint": tr.dataset_fingerprint(y[::-1])}
+    assert len(_unseen(args, model, other)[0]) == 150
+    # a damaged record is named in one line
+    with pytest.raises(FcinvError, match="dataset_fingerprint_rows"):
+        _unseen(args, model, {**training, "dataset_fingerprint_rows": 1e9})
+    # a model trained since session 31 records the count
+    assert model.config["training"]["dataset_fingerprint_rows"] == tr.FINGERPRINT_ROWS
