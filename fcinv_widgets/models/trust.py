@@ -106,6 +106,33 @@ def full_data_limit_of(record: dict, where="trust.json") -> float | None:
 ADOPTED_RULES = ("edge_one_sided", "edge_warn")
 
 
+def adopt_rule(model_path, key: str, adopted: str) -> Path:
+    """Mark one of :data:`ADOPTED_RULES` as adopted in the ``trust.json`` beside ``model_path``
+    (``model.pt`` or its folder), with ``adopted`` saying on what measurement. The file must exist
+    and have been measured for this very checkpoint (SHA-256): a rule is scored on the weights."""
+    from .ood import file_sha256
+
+    if key not in ADOPTED_RULES:
+        raise FcinvError(f"unknown rule {key!r}: one of {', '.join(ADOPTED_RULES)}")
+    if not isinstance(adopted, str) or not adopted.strip():
+        raise FcinvError(f"adopting {key} needs a text saying on what measurement")
+    p = Path(model_path)
+    ckpt = p / "model.pt" if p.is_dir() else p
+    if not ckpt.is_file():
+        raise FcinvError(f"{ckpt}: no such checkpoint")
+    out = ckpt.parent / TRUST_FILE
+    k, rec, note = load_trust_limit(ckpt)
+    if k is None or rec.get("model_sha256") != file_sha256(ckpt):
+        raise FcinvError(
+            f"{out}: no trust limit measured for this checkpoint ({note or 'no model_sha256'}; `fcinv trust-calibrate --write` first)"
+        )
+    rec = dict(rec)
+    sha = rec.pop("model_sha256")
+    rec |= {key: True, f"{key}_adopted": adopted.strip()}
+    out.write_text(json.dumps({**rec, "model_sha256": sha}, indent=1) + "\n")
+    return out
+
+
 def _adopted(record: dict, key: str, where) -> bool:
     v = record.get(key, False)
     if not isinstance(v, bool):
@@ -117,7 +144,8 @@ def edge_one_sided_of(record: dict, where="trust.json") -> bool:
     """Whether a ``trust.json`` record adopts rule F (session 29, README "the training-box edge"):
     a physics fit that leaves the training box on the side where the network's answer sits at its
     edge is judged one-sided there (:func:`~fcinv_widgets.analysis.refine.trust_fit`'s ``domain``).
-    Adopted for `ge-resnet` by a rule written down before its scoring; absent: False."""
+    Adopted for `ge-resnet` (session 29) and `nb-resnet`, `nb-vae` (session 31) by a rule written
+    down before its scoring (`ge-vae` failed it); absent: False."""
     return _adopted(record, "edge_one_sided", where)
 
 

@@ -130,13 +130,14 @@ def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name
 
 
 def test_rule_f_is_adopted_per_model_in_its_trust_file(tmp_path):
-    """``edge_one_sided`` in ``trust.json`` (rule F, session 29): `ge-resnet` adopted it, the others
-    did not (ge-vae failed the rule; the Nb models were not scored); a file measured for another
-    checkpoint gives none; a value that is not true/false is one error."""
+    """``edge_one_sided`` in ``trust.json`` (rule F): `ge-resnet` adopted it (session 29), `nb-resnet`
+    and `nb-vae` too (session 31, the same scoring on Nb), `ge-vae` failed it and the paper models
+    were not scored; a file measured for another checkpoint gives none; a value that is not
+    true/false is one error."""
     from fcinv_widgets.models import load_model
 
-    assert load_model("ge-resnet").edge_one_sided is True
-    assert not any(load_model(n).edge_one_sided for n in ("ge-vae", "nb-vae", "nb-resnet", "ge-resnet-paper"))
+    assert all(load_model(n).edge_one_sided is True for n in ("ge-resnet", "nb-resnet", "nb-vae"))
+    assert not any(load_model(n).edge_one_sided for n in ("ge-vae", "ge-resnet-paper", "nb-vae-paper"))
     d = tmp_path / "m"
     d.mkdir()
     shutil.copy(load_model("nb-vae").path, d / "model.pt")
@@ -178,6 +179,45 @@ def test_re_measuring_a_limit_keeps_the_rules_adopted_for_that_checkpoint(tmp_pa
     rec = json.loads((d / TRUST_FILE).read_text())
     assert not any(k.startswith("edge_") for k in rec)
     # the shipped files: nb-resnet warns, ge-resnet is one-sided, and each says how it was adopted
-    for name, key in (("nb-resnet", "edge_warn"), ("ge-resnet", "edge_one_sided")):
+    for name, key in (
+        ("nb-resnet", "edge_warn"),
+        ("ge-resnet", "edge_one_sided"),
+        ("nb-resnet", "edge_one_sided"),
+        ("nb-vae", "edge_one_sided"),
+    ):
         shipped = json.loads((load_model(name).path.parent / TRUST_FILE).read_text())
         assert shipped[key] is True and "before" in shipped[f"{key}_adopted"]
+
+
+def test_a_rule_is_adopted_only_for_the_checkpoint_it_was_scored_on(tmp_path):
+    """``adopt_rule`` writes one of the ADOPTED_RULES with its text into the trust.json measured for
+    this very checkpoint; an unknown rule, an empty text, a missing file or one of another
+    checkpoint is one error, and the file is untouched."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.trust import adopt_rule
+
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy(load_model("nb-vae").path, d / "model.pt")
+    with pytest.raises(FcinvError, match="no trust limit measured for this checkpoint"):
+        adopt_rule(d, "edge_one_sided", "scored")
+    save_trust_limit(d, 2.6, level=0.99, command="measured")
+    before = (d / TRUST_FILE).read_text()
+    for key, text, words in (
+        ("edge_everything", "scored", "unknown rule"),
+        ("edge_one_sided", "  ", "needs a text"),
+        ("edge_one_sided", None, "needs a text"),
+    ):
+        with pytest.raises(FcinvError, match=words):
+            adopt_rule(d, key, text)
+    assert (d / TRUST_FILE).read_text() == before
+    assert load_model(d).edge_one_sided is False
+    adopt_rule(d / "model.pt", "edge_one_sided", "scored on 16 truths")
+    rec = json.loads((d / TRUST_FILE).read_text())
+    assert rec["edge_one_sided"] is True and rec["edge_one_sided_adopted"] == "scored on 16 truths"
+    assert rec["single_scan_limit"] == 2.6 and rec["command"] == "measured" and list(rec)[-1] == "model_sha256"
+    assert load_model(d).edge_one_sided is True
+    # a file of another checkpoint: refused
+    (d / TRUST_FILE).write_text(json.dumps(rec | {"model_sha256": "0" * 64}))
+    with pytest.raises(FcinvError, match="measured for another checkpoint"):
+        adopt_rule(d, "edge_warn", "scored")
