@@ -12,7 +12,7 @@ measures it as an OOD signal: ``--n`` S(Q,E) measurements of the model's crystal
 the first-principles FCs, then drawn sets) and ``--n-other`` of another crystal folded on the
 same path (Nb on the Ge grid, Ge on the Nb grid, its reference × (1 ± 10 %) per active FC), each
 at the ``--temperatures`` in turn (default 5 and 300 K), Ei ``--ei``, |Q| ≤ ``--qmax``, a flat background B ~ U(0, 0.2) and
-Poisson counts P ~ logU(30, 300) at the raw S(Q,E)'s 99.5th percentile (the operating region; seeded;
+Poisson counts P ~ logU(30, 300) (``--counts``) at the raw S(Q,E)'s 99.5th percentile (the operating region; seeded;
 ``--fixed-background``: the percentile of the same crystal's S(Q,E) at the lowest temperature, see
 ``--help``), inverted by
 ``Inverter.invert(path)`` with its defaults (OOD check and trusted physics fit). Prints per set
@@ -41,6 +41,7 @@ ap.add_argument("--ei", type=float, default=80.0)
 ap.add_argument("--qmax", type=float, default=6.0)
 ap.add_argument("--no-fit", action="store_true", help="the network's check alone (no physics fit: fast)")
 ap.add_argument("--temperatures", default="5,300", help="sample temperatures (K), cycled over the cases")
+ap.add_argument("--counts", default="30,300", help="LO,HI: Poisson counts P ~ logU(LO, HI) at the 99.5th percentile")
 ap.add_argument(
     "--fixed-background",
     action="store_true",
@@ -65,6 +66,7 @@ own = material_for_model(model.config)
 other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
 rng = np.random.default_rng(a.seed)
 temps = [float(v) for v in a.temperatures.split(",") if v.strip()]
+p_lo, p_hi = (float(v) for v in a.counts.split(","))
 cases = [("own", n, t, own) for n, t in draw_truths(own, a.n, a.seed)]
 fmo = other.forward_model().with_backend("numpy")
 while len(cases) < a.n + a.n_other:
@@ -76,7 +78,7 @@ tmp = tempfile.TemporaryDirectory()
 rows = []
 for i, (kind, name, t, crystal) in enumerate(cases):
     temp = temps[i % len(temps)]
-    B, P = float(rng.uniform(0.0, 0.2)), float(np.exp(rng.uniform(np.log(30), np.log(300))))
+    B, P = float(rng.uniform(0.0, 0.2)), float(np.exp(rng.uniform(np.log(p_lo), np.log(p_hi))))
     calc = SQE(crystal.basis, t, temperature=temp)
     pts = fold_points(calc, own.grid, a.qmax, crystal.conventional_a)  # the crystal's S(Q,E) on the model's path
     img = fold_full(pts, own.grid, sigma_mev=1.0, ei_mev=a.ei)[0]
@@ -137,4 +139,11 @@ for kind in ("own", "other"):
         print(f"| {label} | {'all' if temp is None else f'{temp:g}'} | {len(rs)} | {s['weak_data']:.2f} | {fj} "
               f"| {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")  # fmt: skip
 if a.json:
-    Path(a.json).write_text(json.dumps({"settings": vars(a), "summary": summary, "rows": rows}, indent=1))
+    from fcinv_widgets.models.ood import file_sha256
+
+    st = model.ood_stats()
+    checked_by = {  # what the flags were measured with (benchmarks/ood_rates.py checks it before writing)
+        "model_sha256": file_sha256(model.path),
+        "ood_measured_regime": st.measured if st is not None else None,
+    }
+    Path(a.json).write_text(json.dumps({"settings": vars(a), **checked_by, "summary": summary, "rows": rows}, indent=1))

@@ -121,7 +121,7 @@ def run(args) -> int:
 
     measured = is_measured_input(corrections)
     temp = input_temperature(corrections)
-    ood = note_sqe_input(model.ood_check(full, measured=measured, temperature_k=temp), corrections)
+    ood = note_sqe_input(model.ood_check(full, measured=measured, temperature_k=temp), corrections, model.ood_stats())
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)

@@ -466,7 +466,7 @@ class _Model:
         out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names, warns=warns)
         if ood:
             check = self.ood_check(image, measured=measured, temperature_k=input_temperature(corrections))
-            out["ood"] = note_sqe_input(check, corrections)
+            out["ood"] = note_sqe_input(check, corrections, self.ood_stats())
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
         out["refine_policy"] = refine_policy(self, corrections, refine)

@@ -157,21 +157,48 @@ SQE_INPUT_NOTE = (
 )
 
 
-def note_sqe_input(record: dict | None, corrections: dict | None) -> dict | None:
-    """Add :data:`SQE_INPUT_NOTE` as ``input_note`` to an OOD ``record`` (:meth:`OODStats.check`)
-    judged in the measured regime when ``corrections`` (``prepare_input``'s record) say the input
-    is a one-phonon S(Q,E) and it was not flagged as weak data (whose reason says why): the measured
-    false-alarm rate on such inputs is high (session 19, ``benchmarks/bench_ood.py``: 28–62 % of the
-    right crystal's realistic S(Q,E) draws that are not weak data), and a user should know before
-    acting on the flag. Returns the record."""
+#: a structure-to-noise bin of :attr:`OODStats.sqe_rates` with fewer of the right crystal's inputs
+#: than this says too little to replace :data:`SQE_INPUT_NOTE`
+MIN_RATE_CASES = 10
+
+
+def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStats | None = None) -> dict | None:
+    """Add an ``input_note`` to an OOD ``record`` (:meth:`OODStats.check`) judged in the measured
+    regime when ``corrections`` (``prepare_input``'s record) say the input is a one-phonon S(Q,E)
+    and it was not flagged as weak data (whose reason says why): the false-alarm rate on such inputs
+    depends on their signal (session 19, ``benchmarks/bench_ood.py``: 28–62 % of the right crystal's
+    realistic S(Q,E) draws that are not weak data), and a user should know it before acting on the
+    flag. When ``stats`` carry :attr:`OODStats.sqe_rates` measured for this checkpoint (session 31),
+    the record also gets ``sqe_flag_rates`` — how often simulated S(Q,E) measurements of the right
+    crystal and of another one with this input's structure-to-noise were flagged — and the note
+    says those numbers; else (or with fewer than :data:`MIN_RATE_CASES` right-crystal cases in its
+    bin) :data:`SQE_INPUT_NOTE`. Returns the record."""
     if (
         record is not None
         and record.get("regime") == "measured"
         and not record.get("weak_data")
         and (corrections or {}).get("intensity") == "one-phonon-sqe"
     ):
-        record["input_note"] = SQE_INPUT_NOTE
+        rate = stats.sqe_rate(record.get("structure_to_noise")) if stats is not None else None
+        if rate is not None:
+            record["sqe_flag_rates"] = rate
+        record["input_note"] = SQE_INPUT_NOTE if rate is None or rate["own_n"] < MIN_RATE_CASES else rate_note(rate)
     return record
+
+
+def rate_note(rate: dict) -> str:
+    """The ``input_note`` of an S(Q,E) input from its bin of :attr:`OODStats.sqe_rates`."""
+    lo, hi = rate["structure_to_noise_range"]
+    where = f"{lo:g}–{hi:g}" if hi is not None else f"≥ {lo:g}"
+
+    def part(k, n):
+        return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
+
+    return (
+        f"a one-phonon S(Q,E) input with structure-to-noise {where}: at that signal the right crystal's simulated "
+        f"S(Q,E) measurements were flagged in {part(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
+        f"{part(rate['other_flagged'], rate['other_n'])} (README, OOD; ood.json sqe_rates)"
+    )
 
 
 def file_sha256(path) -> str:
@@ -537,6 +564,11 @@ class OODStats:
     #: score name -> in-distribution :data:`COMBINE_REF_QUANTILE` quantile, the combined score's
     #: reference (empty in files from before session 11: the medians are)
     scales: dict = field(default_factory=dict)
+    #: the measured regime's flag rates on one-phonon S(Q,E) inputs by structure-to-noise (session
+    #: 31; empty: not measured): {"edges": lower bin edges, "own"/"other": {"n", "flagged"} counts
+    #: per bin, "other": what the other crystal was, "command": how it was measured}
+    #: (``benchmarks/ood_rates.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
+    sqe_rates: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
     def has_measured(self) -> bool:
@@ -657,6 +689,28 @@ class OODStats:
             "quantile": self.quantile,
         }
 
+    def sqe_rate(self, structure_to_noise) -> dict | None:
+        """The :attr:`sqe_rates` bin of an input's structure-to-noise: {"structure_to_noise_range":
+        [low, high or None], "own_n", "own_flagged", "other_n", "other_flagged", "other"}; None
+        without rates, for a ratio that is not a finite number, or below the first bin."""
+        r = self.sqe_rates
+        try:
+            v = float(structure_to_noise)
+        except (TypeError, ValueError):
+            return None
+        if not r or not np.isfinite(v) or v < r["edges"][0]:
+            return None
+        i = int(np.searchsorted(r["edges"], v, side="right")) - 1
+        edges = r["edges"]
+        return {
+            "structure_to_noise_range": [float(edges[i]), float(edges[i + 1]) if i + 1 < len(edges) else None],
+            "own_n": int(r["own"]["n"][i]),
+            "own_flagged": int(r["own"]["flagged"][i]),
+            "other_n": int(r["other"]["n"][i]),
+            "other_flagged": int(r["other"]["flagged"][i]),
+            "other": str(r["other_label"]),
+        }
+
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
         return {
@@ -675,6 +729,7 @@ class OODStats:
             "calibration": self.calibration,
             "measured": self.measured,
             "scales": self.scales,
+            **({"sqe_rates": self.sqe_rates} if self.sqe_rates else {}),
         }
 
     def save(self, path) -> None:
@@ -707,6 +762,7 @@ class OODStats:
                 d.get("calibration", {}),
                 _measured_regime(d.get("measured") or {}),
                 {k: float(v) for k, v in (d.get("scales") or {}).items()},
+                _sqe_rates(d.get("sqe_rates") or {}),
             )
             problem = _stats_problem(stats)
             if problem:
@@ -769,6 +825,28 @@ def _stats_problem(s: OODStats) -> str | None:
         if scales and (set(scales) - set(thr) or min(scales.values()) <= 0):
             return f"{name} regime: scales must be > 0 for scores it thresholds"
     return None
+
+
+def _sqe_rates(d: dict) -> dict:
+    """:attr:`OODStats.sqe_rates` from a file, checked: increasing finite edges ≥ 0, per kind
+    whole counts 0 ≤ flagged ≤ n, one per bin (ValueError naming the problem)."""
+    if not d:
+        return {}
+    if not isinstance(d, dict):
+        raise ValueError("sqe_rates must be an object")
+    edges = [float(v) for v in d["edges"]]
+    if not edges or not all(np.isfinite(edges)) or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"sqe_rates edges must be increasing finite numbers ≥ 0, got {d['edges']!r}")
+    out: dict = {"edges": edges}
+    for kind in ("own", "other"):
+        n, k = d[kind]["n"], d[kind]["flagged"]
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in [*n, *k])
+        if not ok or len(n) != len(edges) or len(k) != len(edges) or any(not 0 <= a <= b for a, b in zip(k, n)):
+            raise ValueError(f"sqe_rates {kind}: one whole count per bin with 0 ≤ flagged ≤ n, got n {n!r}, flagged {k!r}")
+        out[kind] = {"n": list(n), "flagged": list(k)}
+    if not isinstance(d.get("other_label"), str):
+        raise ValueError("sqe_rates other_label must be text")
+    return out | {k: v for k, v in d.items() if k not in out}
 
 
 def _measured_regime(d: dict) -> dict:

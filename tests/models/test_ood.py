@@ -335,3 +335,146 @@ def test_a_one_phonon_sqe_input_carries_the_measured_false_alarm_caveat():
     assert note_sqe_input(None, sqe) is None
     # weak data carry their own reason: no false-alarm caveat on top
     assert "input_note" not in note_sqe_input({"regime": "measured", "flag": True, "weak_data": True}, sqe)
+
+
+def _rates_folder(tmp_path):
+    """A copy of ge-resnet's folder (checkpoint + ood.json) to write rates into."""
+    import shutil
+
+    from fcinv_widgets.models import load_model
+
+    src = load_model("ge-resnet").path.parent
+    d = tmp_path / "m"
+    d.mkdir()
+    for f in ("model.pt", "ood.json"):
+        shutil.copy(src / f, d / f)
+    return d
+
+
+def test_sqe_flag_rates_by_signal_replace_the_generic_caveat(tmp_path):
+    """With ``sqe_rates`` (session 31) an S(Q,E) input's record carries how often simulated S(Q,E)
+    measurements at its structure-to-noise were flagged, of the right crystal and of another, and
+    its note says those numbers; a bin with fewer than MIN_RATE_CASES right-crystal cases, a ratio
+    below the first bin or a NaN keep the generic caveat."""
+    from fcinv_widgets.models.ood import MIN_RATE_CASES, SQE_INPUT_NOTE, OODStats, note_sqe_input
+
+    d = _rates_folder(tmp_path)
+    stats = OODStats.load(d / "ood.json")
+    assert stats.sqe_rates == {} or "edges" in stats.sqe_rates
+    stats.sqe_rates = {
+        "edges": [1.0, 3.0, 10.0, 30.0],
+        "own": {"n": [12, 20, 30, 5], "flagged": [6, 4, 3, 1]},
+        "other": {"n": [10, 20, 30, 5], "flagged": [5, 18, 30, 5]},
+        "other_label": "Nb folded on the Ge path",
+        "command": "test",
+    }
+    stats.save(d / "ood.json")
+    back = OODStats.load(d / "ood.json")
+    assert back.sqe_rates["own"] == stats.sqe_rates["own"] and back.sqe_rates["command"] == "test"
+    r = back.sqe_rate(12.0)
+    assert r == {
+        "structure_to_noise_range": [10.0, 30.0],
+        "own_n": 30,
+        "own_flagged": 3,
+        "other_n": 30,
+        "other_flagged": 30,
+        "other": "Nb folded on the Ge path",
+    }
+    assert back.sqe_rate(1e6)["structure_to_noise_range"] == [30.0, None]
+    assert back.sqe_rate(3.0)["structure_to_noise_range"] == [3.0, 10.0]
+    assert back.sqe_rate(0.5) is None and back.sqe_rate(float("nan")) is None and back.sqe_rate(None) is None
+    sqe = {"intensity": "one-phonon-sqe"}
+    rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 12.0}, sqe, back)
+    assert rec["sqe_flag_rates"]["own_flagged"] == 3
+    assert "3 of 30 (10%)" in rec["input_note"] and "Nb folded on the Ge path in 30 of 30 (100%)" in rec["input_note"]
+    assert "10–30" in rec["input_note"]
+    assert MIN_RATE_CASES > 5  # the open bin's 5 cases say too little: the generic caveat, the counts recorded
+    rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 100.0}, sqe, back)
+    assert rec["input_note"] == SQE_INPUT_NOTE and rec["sqe_flag_rates"]["own_n"] == 5
+    rec = note_sqe_input({"regime": "measured", "flag": False, "structure_to_noise": 0.9}, sqe, back)
+    assert rec["input_note"] == SQE_INPUT_NOTE and "sqe_flag_rates" not in rec
+    # a model-image input gets neither
+    assert "sqe_flag_rates" not in note_sqe_input(
+        {"regime": "measured", "structure_to_noise": 12.0}, {"intensity": "model-image"}, back
+    )
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ({"edges": [3.0, 1.0]}, "edges must be increasing"),
+        ({"edges": [1.0, float("inf")]}, "edges must be increasing"),
+        ({"own": {"n": [1, 2], "flagged": [2, 0]}}, "0 ≤ flagged ≤ n"),
+        ({"own": {"n": [1], "flagged": [0]}}, "one whole count per bin"),
+        ({"other": {"n": [1.5, 2], "flagged": [0, 0]}}, "one whole count per bin"),
+        ({"other_label": 3}, "other_label must be text"),
+    ],
+)
+def test_damaged_sqe_rates_are_one_error(tmp_path, damage, words):
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import OODStats
+
+    d = _rates_folder(tmp_path)
+    rec = json.loads((d / "ood.json").read_text())
+    good = {
+        "edges": [1.0, 10.0],
+        "own": {"n": [4, 4], "flagged": [1, 0]},
+        "other": {"n": [4, 4], "flagged": [4, 4]},
+        "other_label": "Nb",
+    }
+    (d / "ood.json").write_text(json.dumps(rec | {"sqe_rates": good | damage}))
+    with pytest.raises(FcinvError, match="not a readable OOD statistics file") as e:
+        OODStats.load(d / "ood.json")
+    assert words in str(e.value)
+
+
+def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoint_only(tmp_path, capsys):
+    """benchmarks/ood_rates.py: per structure-to-noise bin, flagged / judged of each kind from
+    bench_ood_fit.py rows (weak data left out); ``--write`` stores them in the model's ood.json;
+    rows of another checkpoint are refused, rows that record none need --assume-current."""
+    import importlib.util
+    from pathlib import Path
+
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats, file_sha256
+
+    spec = importlib.util.spec_from_file_location("ood_rates", Path(__file__).parents[2] / "benchmarks" / "ood_rates.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d = _rates_folder(tmp_path)
+    stats = OODStats.load(d / "ood.json")
+    rows = [
+        {"set": "own", "structure_to_noise": 2.0, "weak_data": False, "network_flag": True},
+        {"set": "own", "structure_to_noise": 50.0, "weak_data": False, "network_flag": False},
+        {"set": "own", "structure_to_noise": 0.5, "weak_data": True, "network_flag": True},  # weak: not counted
+        {"set": "other", "structure_to_noise": 50.0, "weak_data": False, "network_flag": True},
+        {"set": "other", "structure_to_noise": 12.0, "weak_data": False, "network_flag": False},
+    ]
+    settings = {"model": str(d), "n": 3, "n_other": 2, "seed": 1, "temperatures": "5", "counts": "30,300"}
+    good = tmp_path / "rows.json"
+    good.write_text(
+        json.dumps(
+            {
+                "settings": settings,
+                "model_sha256": file_sha256(d / "model.pt"),
+                "ood_measured_regime": stats.measured,
+                "rows": rows,
+            }
+        )
+    )
+    assert mod.main([str(good), "--model", str(d), "--edges", "1,10,30", "--write"]) == 0
+    assert "wrote sqe_rates" in capsys.readouterr().out
+    got = load_model(d).ood_stats().sqe_rates
+    assert got["own"] == {"n": [1, 0, 1], "flagged": [1, 0, 0]} and got["other"] == {"n": [0, 1, 1], "flagged": [0, 0, 1]}
+    assert got["other_label"] == "Nb folded on the Ge path" and "ood_rates.py" in got["command"]
+    stale = tmp_path / "stale.json"
+    stale.write_text(
+        json.dumps({"settings": settings, "model_sha256": "0" * 64, "ood_measured_regime": stats.measured, "rows": rows})
+    )
+    with pytest.raises(SystemExit, match="another checkpoint"):
+        mod.main([str(stale), "--model", str(d)])
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"settings": settings, "rows": rows}))
+    with pytest.raises(SystemExit, match="--assume-current"):
+        mod.main([str(old), "--model", str(d)])
+    assert mod.main([str(old), "--model", str(d), "--assume-current"]) == 0

@@ -1,0 +1,107 @@
+"""The measured regime's flag rates on one-phonon S(Q,E) inputs, by structure-to-noise (session 31).
+
+    python benchmarks/bench_ood_fit.py --model M --n 60 --n-other 60 --no-fit \\
+        --temperatures 5,50,100,300 --counts 30,3000 --seed 31 --json ROWS.json
+    python benchmarks/ood_rates.py ROWS.json [MORE.json …] --model M [--edges 1,3,10,30] [--write]
+
+Counts, per bin of the input's structure-to-noise (``ood.structure_to_noise``; bins from
+``--edges``, the last one open), how many of the judged inputs (not weak data) of each kind in
+``bench_ood_fit.py`` rows were flagged by the model's check: the model's own crystal ("own") and
+another crystal folded on its path ("other"). Prints the table; ``--write`` stores it in the
+model's ``ood.json`` as ``sqe_rates`` (``OODStats.sqe_rates``), from where ``invert`` and
+``infer-scans`` report the rates of an S(Q,E) input's bin with its flag. Refused when the rows were
+measured on another checkpoint or other measured-regime thresholds than the ``ood.json`` now beside
+the model (``--assume-current``: rows written before ``bench_ood_fit.py`` recorded them; the
+written command says so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from fcinv_widgets.materials import material_for_model
+from fcinv_widgets.models import load_model
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE, file_sha256
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json files of this model")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--edges", default="1,3,10,30", help="lower edges of the structure-to-noise bins (the last open)")
+    ap.add_argument("--write", action="store_true", help="store the table in the model's ood.json")
+    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
+    a = ap.parse_args(argv)
+    edges = [float(v) for v in a.edges.split(",")]
+    if edges[0] < MIN_STRUCTURE_TO_NOISE or any(b <= x for x, b in zip(edges, edges[1:])):
+        raise SystemExit(f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE:g} (below it an input is weak data)")
+    model = load_model(a.model)
+    stats = model.ood_stats()
+    if stats is None or not stats.has_measured():
+        raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
+    rows, settings = [], []
+    for path in a.rows:
+        try:
+            d = json.loads(Path(path).read_text())
+            s = d["settings"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{path}: not a bench_ood_fit.py --json file ({exc})") from None
+        if s["model"] != a.model:
+            raise SystemExit(f"{path} was measured with {s['model']}, not {a.model}")
+        if "model_sha256" in d:
+            if d["model_sha256"] != file_sha256(model.path) or d["ood_measured_regime"] != json.loads(json.dumps(stats.measured)):
+                raise SystemExit(f"{path} was measured on another checkpoint or other OOD thresholds than {a.model}'s now")
+        elif not a.assume_current:
+            raise SystemExit(f"{path} does not record its checkpoint (rows from before session 31): --assume-current")
+        rows += d["rows"]
+        settings.append(
+            {k: s[k] for k in ("n", "n_other", "seed", "temperatures", "counts", "ei", "qmax", "fixed_background") if k in s}
+        )
+    counts = {kind: {"n": [0] * len(edges), "flagged": [0] * len(edges)} for kind in ("own", "other")}
+    below = 0
+    for r in rows:
+        v = r.get("structure_to_noise")
+        if r.get("weak_data") or v is None or v < edges[0]:
+            below += 1
+            continue
+        i = int(np.searchsorted(edges, v, side="right")) - 1
+        counts[r["set"]]["n"][i] += 1
+        counts[r["set"]]["flagged"][i] += int(bool(r["network_flag"]))
+    own = material_for_model(model.config)
+    other = "Nb" if own.name.lower() == "ge" else "Ge"
+    label = f"{other} folded on the {own.name} path"
+    print(
+        f"{a.model}: flagged / judged S(Q,E) inputs by structure-to-noise ({len(rows)} rows, {below} weak or below the first bin)"
+    )
+    print(f"| structure-to-noise | {own.name} (own): flagged | {label}: flagged |")
+    print("|---|---|---|")
+    for i, lo in enumerate(edges):
+        rng = f"{lo:g}–{edges[i + 1]:g}" if i + 1 < len(edges) else f"≥ {lo:g}"
+        cells = []
+        for kind in ("own", "other"):
+            n, k = counts[kind]["n"][i], counts[kind]["flagged"][i]
+            cells.append(f"{k} / {n}" + (f" ({k / n:.0%})" if n else ""))
+        print(f"| {rng} | {cells[0]} | {cells[1]} |")
+    if a.write:
+        stats.sqe_rates = {
+            "edges": edges,
+            **counts,
+            "other_label": label,
+            "measured_on": settings,
+            "command": "python benchmarks/ood_rates.py "
+            + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+        }
+        out = Path(model.path).parent / "ood.json"
+        stats.save(out)
+        print(f"wrote sqe_rates into {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
