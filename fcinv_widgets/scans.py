@@ -258,6 +258,17 @@ class ScanSet:
     meta: dict = field(default_factory=dict)
 
     @property
+    def elements(self) -> list[str] | None:
+        """The crystal's chemical elements as the file records them (``meta["elements"]``, since
+        session 31; before, the species of ``meta["b_coh_fm"]``), None when it does not."""
+        from .analysis.expio import file_elements
+
+        v = self.meta.get("elements")
+        if v is None and isinstance(self.meta.get("b_coh_fm"), dict):
+            v = list(self.meta["b_coh_fm"])
+        return file_elements(v, "the scan set")
+
+    @property
     def full_coverage(self) -> float:
         return float(np.isfinite(self.full).mean())
 
@@ -503,6 +514,7 @@ def simulate_scans(
         "coverage_rule": "bin-cylinder energy window, see fcinv_widgets.scans",
         "param_names": list(material.basis.names),
         "b_coh_fm": dict(zip(calc.crystal.symbols, calc.b.tolist())),
+        "elements": sorted(set(calc.crystal.symbols)),
         "dw_mesh": list(dw_mesh) if dw_mesh is not None else None,
         "resolution": {"kind": "arcs", "ei_mev": ei},
         "units": "fm^2/meV per atom",

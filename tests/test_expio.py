@@ -188,3 +188,65 @@ def test_a_file_on_another_lattice_is_refused(tmp_path, scale, refused):
     else:
         assert read_spectrum(path, ge.grid).image.shape == ge.grid.shape
     assert read_spectrum(path).image.shape == ge.grid.shape  # without a model's grid nothing to compare
+
+
+@pytest.mark.parametrize(
+    "elements, refused",
+    [(["Ge"], False), (["Si"], True), (["Ga", "As"], True), (["As", "Ga", "Ge"], True), (None, False)],
+)
+def test_a_file_of_other_elements_is_refused(tmp_path, elements, refused):
+    """Si in diamond is 4 % smaller than Ge, so its q-path passes the length test (5 %), and GaAs's
+    lattice is Ge's within 0.1 %: a "custom" file of either on Ge's grid was inverted by the Ge
+    models (session 31: a Si S(Q,E) from `fcinv simulate --structure` went through `invert` with
+    exit 0). A file that records its crystal's elements (`fcinv simulate`, `fcinv scans` since
+    session 31) is now refused by them for a model of another crystal; a user's own Ge structure
+    ("custom", elements Ge) and files that do not say are read as before."""
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    ge = get_material("Ge")
+    path = tmp_path / "s.h5"
+    img = ge.forward_model().spectra(ge.reference_params[ge.active])[0]
+    write_spectrum(path, img, ge.grid, material="custom", **({} if elements is None else {"elements": elements}))
+    if refused:
+        with pytest.raises(GridMismatchError, match="another crystal") as e:
+            read_spectrum(path, ge.grid, material="Ge")
+        assert ", ".join(sorted(elements)) in str(e.value) and "\n" not in str(e.value)
+    else:
+        assert read_spectrum(path, ge.grid, material="Ge").image.shape == ge.grid.shape
+    assert read_spectrum(path).image.shape == ge.grid.shape  # no model: nothing to compare
+
+
+@pytest.mark.parametrize("value", [3, "Ge", [], ["Xx"], [1.5], ["Ge"] * 200])
+def test_a_damaged_elements_record_is_one_line(tmp_path, value):
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    ge = get_material("Ge")
+    path = tmp_path / "s.h5"
+    write_spectrum(
+        path, ge.forward_model().spectra(ge.reference_params[ge.active])[0], ge.grid, material="custom", elements=value
+    )
+    with pytest.raises(FcinvError, match="elements attribute must be a list of chemical symbols") as e:
+        read_spectrum(path, ge.grid, material="Ge")
+    assert "\n" not in str(e.value)
+
+
+def test_simulate_and_scan_sets_record_their_elements(tmp_path, capsys):
+    """`fcinv simulate` writes the crystal's elements; a scan set carries them in its meta, and one
+    written before they were recorded is read by its scattering lengths' species."""
+    import dataclasses
+
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.spectrum_io import read_attrs
+
+    assert main(["simulate", "--material", "Nb", "--out", str(tmp_path / "nb.h5"), "--json"]) == 0
+    capsys.readouterr()
+    assert read_attrs(tmp_path / "nb.h5")["elements"] == ["Nb"]
+    from fcinv_widgets.scans import ScanSet
+
+    fields = {f.name: None for f in dataclasses.fields(ScanSet)}
+    ss = ScanSet(**(fields | {"meta": {"elements": ["Ge"], "b_coh_fm": {"Si": 4.1}}}))
+    assert ss.elements == ["Ge"]
+    assert dataclasses.replace(ss, meta={"b_coh_fm": {"Si": 4.1}}).elements == ["Si"]
+    assert dataclasses.replace(ss, meta={}).elements is None

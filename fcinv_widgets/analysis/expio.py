@@ -128,18 +128,51 @@ def _npz_member(z, key: str, name: str) -> np.ndarray:
 MAX_PATH_LENGTH_MISMATCH = 0.05
 
 
-def check_same_crystal(source, said, material, q_distance=None, grid=None) -> None:
+def preset_elements(material) -> list[str] | None:
+    """The sorted chemical elements of a preset material (by name), None for anything else."""
+    from ..materials import PRESETS, get_material
+
+    if not isinstance(material, str) or material.lower() not in PRESETS:
+        return None
+    return sorted(set(get_material(material).crystal.symbols))
+
+
+def file_elements(value, source) -> list[str] | None:
+    """A file's ``elements`` record (its crystal's chemical elements) as a sorted list; None when
+    absent; anything but a short list of element symbols is one :class:`FcinvError`."""
+    if value is None:
+        return None
+    from ase.data import atomic_numbers
+
+    ok = isinstance(value, (list, tuple)) and 0 < len(value) <= 120
+    ok = ok and all(isinstance(e, str) and e.strip() in atomic_numbers for e in value)
+    if not ok:
+        raise FcinvError(f"{source}: the elements attribute must be a list of chemical symbols, got {str(value)[:80]}")
+    return sorted({e.strip() for e in value})
+
+
+def check_same_crystal(source, said, material, q_distance=None, grid=None, elements=None) -> None:
     """Refuse data of another crystal than a model's, as far as the data say: a file that names a
-    preset material other than ``material`` (a "custom" structure may be any crystal: its grid
-    decides), and a q-path whose length in Å⁻¹ (``q_distance``, the file's ``/grid/q_distance``)
-    differs from ``grid``'s by more than :data:`MAX_PATH_LENGTH_MISMATCH` — the same reduced path
-    on another lattice (Cu's fcc path on Ge's grid), which the image checks cannot tell apart
-    (README, "OOD"). One-line :class:`GridMismatchError`."""
+    preset material other than ``material`` (a "custom" structure may be any crystal: its elements
+    and grid decide), a file whose ``elements`` (its crystal's chemical elements, as ``fcinv
+    simulate`` and ``fcinv scans`` record them since session 31) are not those of the preset
+    ``material`` (Si in diamond, 4 % smaller than Ge, would pass the path-length test), and a
+    q-path whose length in Å⁻¹ (``q_distance``, the file's ``/grid/q_distance``) differs from
+    ``grid``'s by more than :data:`MAX_PATH_LENGTH_MISMATCH` — the same reduced path on another
+    lattice (Cu's fcc path on Ge's grid), which the image checks cannot tell apart (README, "OOD").
+    One-line :class:`GridMismatchError`."""
     named = isinstance(said, str) and material is not None and "custom" not in (said.lower(), str(material).lower())
     if named and said.lower() != str(material).lower():
         raise GridMismatchError(
             f"{source}: the file says it is {said}, the inversion is for {material} "
             f"(use a {said} model, e.g. --model {said.lower()}-resnet, or `fcinv refine --material {said}`)"
+        )
+    own = preset_elements(material) if elements is not None else None
+    if own is not None and list(elements) != own:
+        of = "" if own == [str(material)] else f" ({', '.join(own)})"
+        raise GridMismatchError(
+            f"{source}: the file's crystal is of {', '.join(elements)}, the inversion is for {material}{of}: "
+            "a measurement of another crystal, which this model cannot invert"
         )
     if q_distance is None or grid is None:
         return
@@ -157,7 +190,7 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None) -> No
 
 def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
     img = spec.image
-    check_same_crystal(spec.source, spec.meta.get("material"), material)
+    check_same_crystal(spec.source, spec.meta.get("material"), material, elements=spec.meta.get("elements"))
     if img.ndim != 2:
         raise GridMismatchError(f"{spec.source}: expected a 2-D (q, E) image, got shape {img.shape}")
     check_spectra(img, None, name=spec.source)
@@ -311,6 +344,14 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     material = _attr(attrs, "material")
     if isinstance(material, str) and material.strip():
         meta["material"] = material.strip()
+    elements = _attr(attrs, "elements")
+    if elements is None and fmt == "fcinv-scans":  # a scan set keeps them in its meta (older ones: b_coh_fm's species)
+        m = _attr(attrs, "meta")
+        m = m if isinstance(m, dict) else {}
+        elements = m.get("elements") or (list(m["b_coh_fm"]) if isinstance(m.get("b_coh_fm"), dict) else None)
+    elements = file_elements(elements, path)
+    if elements is not None:
+        meta["elements"] = elements
     return meta
 
 

@@ -75,7 +75,7 @@ def run(args) -> int:
     model = load_model(args.model)
     ss = ScanSet.load(args.scans)
     # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
-    check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid)
+    check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid, ss.elements)
     mat = material_for_model(model.config)  # the model's own reference and active set
     ref = None
     if args.reference == "dft":

@@ -88,7 +88,7 @@ def run(args) -> int:
     if args.scans:
         ss = ScanSet.load(args.scans)
         # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
-        check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid)
+        check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid, ss.elements)
         if tuple(ss.grid.shape) != tuple(mat.grid.shape):
             raise GridMismatchError(f"the scans' grid {ss.grid.shape} is not the model's {mat.grid.shape}")
     ei = args.ei if args.ei is not None else (ss.ei_mev if ss is not None else None)
