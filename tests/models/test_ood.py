@@ -478,3 +478,20 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
     with pytest.raises(SystemExit, match="--assume-current"):
         mod.main([str(old), "--model", str(d)])
     assert mod.main([str(old), "--model", str(d), "--assume-current"]) == 0
+
+
+@pytest.mark.parametrize("name", ["ge-resnet", "ge-vae", "nb-resnet", "nb-vae"])
+def test_the_shipped_robust_models_carry_measured_sqe_flag_rates(name):
+    """Session 31: each robust model's ood.json holds the flag rates measured on 2 × (60 + 60)
+    S(Q,E) files of its own and the other crystal (README, OOD), for this very checkpoint."""
+    from fcinv_widgets.models import load_model
+
+    stats = load_model(name).ood_stats()
+    r = stats.sqe_rates
+    assert r["edges"] == [1.0, 3.0, 10.0, 30.0] and "ood_rates.py" in r["command"]
+    assert [m["seed"] for m in r["measured_on"]] == [31, 32]
+    judged = sum(r["own"]["n"]) + sum(r["other"]["n"])
+    assert 120 <= judged <= 240  # weak data are not judged
+    assert all(0 <= k <= n for k, n in zip(r["other"]["flagged"], r["other"]["n"]))
+    # the right crystal at high signal is hardly ever flagged, at 1–3 mostly (what the rates are for)
+    assert r["own"]["flagged"][-1] <= 0.1 * r["own"]["n"][-1] and r["own"]["flagged"][0] >= 0.5 * r["own"]["n"][0]
