@@ -163,11 +163,22 @@ def test_a_custom_scan_set_is_judged_by_its_lattice(tmp_path, capsys):
     capsys.readouterr()
     with h5py.File(path) as f:
         assert f.attrs["material"] == "custom"
+        assert json.loads(f.attrs["meta"])["elements"] == ["Ge"]
     plan = ["plan-scans", "--model", "ge-vae", "--candidates", "0:60:20", "--n", "1", "--no-progress", "--json"]
     infer = ["infer-scans", "--model", "ge-vae", "--no-refine", "--no-progress", "--json"]
     for cmd in (infer, plan):
         assert main(cmd + ["--scans", str(path)]) == 0, capsys.readouterr().err
         json.loads(capsys.readouterr().out)
+    # the same set said to be of Si (session 31: a lattice 4 % smaller passes the path-length test)
+    si = tmp_path / "si.h5"
+    shutil.copy(path, si)
+    with h5py.File(si, "a") as f:
+        f.attrs["meta"] = json.dumps(json.loads(f.attrs["meta"]) | {"elements": ["Si"]})
+    invert = ["invert", "--model", "ge-vae", "--spectrum", str(si), "--no-refine", "--json"]
+    for argv in (infer + ["--scans", str(si)], plan + ["--scans", str(si)], invert):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "the file's crystal is of Si" in err and err.count("\n") == 1, err
     with h5py.File(path, "a") as f:
         f["grid/q_distance"][...] = f["grid/q_distance"][()] * 1.56
     for cmd in (infer, plan):
