@@ -41,7 +41,7 @@ from fcinv_widgets.forward import ForwardModel  # noqa: E402
 from fcinv_widgets.materials import material_for_model  # noqa: E402
 from fcinv_widgets.measurement import MeasurementModel, load_bank  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE, measured_draws, noisy_copies, structure_to_noise  # noqa: E402
+from fcinv_widgets.models.ood import measured_draws, noisy_copies, structure_to_noise, weak_level  # noqa: E402
 
 model = load_model(a.model)
 stats = model.ood_stats()
@@ -117,7 +117,7 @@ for name, x in sets.items():
     t1 = time.perf_counter()
     f_meas = stats.flags(model, x, measured=True, temperature_k=temps)
     t2 = time.perf_counter()
-    weak = structure_to_noise(model, x, temps) < MIN_STRUCTURE_TO_NOISE
+    weak = structure_to_noise(model, x, temps) < weak_level(temps)  # 3 for S(Q,E) inputs since session 31 (rule W)
     row = {
         "set": name,
         "n": len(x),

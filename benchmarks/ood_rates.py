@@ -5,7 +5,7 @@
     python benchmarks/ood_rates.py ROWS.json [MORE.json …] --model M [--edges 1,3,10,30] [--write]
 
 Counts, per bin of the input's structure-to-noise (``ood.structure_to_noise``; bins from
-``--edges``, the last one open), how many of the judged inputs (not weak data) of each kind in
+``--edges``, the last one open, from 3: below it an S(Q,E) input is weak data, rule W), how many of the judged inputs (not weak data) of each kind in
 ``bench_ood_fit.py`` rows were flagged by the model's check: the model's own crystal ("own") and
 another crystal folded on its path ("other"). Prints the table; ``--write`` stores it in the
 model's ``ood.json`` as ``sqe_rates`` (``OODStats.sqe_rates``), from where ``invert`` and
@@ -27,20 +27,24 @@ import numpy as np
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.models import load_model
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE, file_sha256
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, file_sha256
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json files of this model")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--edges", default="1,3,10,30", help="lower edges of the structure-to-noise bins (the last open)")
+    ap.add_argument(
+        "--edges", default="3,10,30", help="lower edges of the structure-to-noise bins (the last open; from 3: rule W)"
+    )
     ap.add_argument("--write", action="store_true", help="store the table in the model's ood.json")
     ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
     edges = [float(v) for v in a.edges.split(",")]
-    if edges[0] < MIN_STRUCTURE_TO_NOISE or any(b <= x for x, b in zip(edges, edges[1:])):
-        raise SystemExit(f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE:g} (below it an input is weak data)")
+    if edges[0] < MIN_STRUCTURE_TO_NOISE_SQE or any(b <= x for x, b in zip(edges, edges[1:])):
+        raise SystemExit(
+            f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE_SQE:g} (below it an S(Q,E) input is weak data)"
+        )
     model = load_model(a.model)
     stats = model.ood_stats()
     if stats is None or not stats.has_measured():

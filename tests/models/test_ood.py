@@ -462,10 +462,12 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
             }
         )
     )
-    assert mod.main([str(good), "--model", str(d), "--edges", "1,10,30", "--write"]) == 0
+    with pytest.raises(SystemExit, match="at least 3"):  # below 3 an S(Q,E) input is weak data (rule W)
+        mod.main([str(good), "--model", str(d), "--edges", "1,10,30"])
+    assert mod.main([str(good), "--model", str(d), "--edges", "3,10,30", "--write"]) == 0
     assert "wrote sqe_rates" in capsys.readouterr().out
     got = load_model(d).ood_stats().sqe_rates
-    assert got["own"] == {"n": [1, 0, 1], "flagged": [1, 0, 0]} and got["other"] == {"n": [0, 1, 1], "flagged": [0, 0, 1]}
+    assert got["own"] == {"n": [0, 0, 1], "flagged": [0, 0, 0]} and got["other"] == {"n": [0, 1, 1], "flagged": [0, 0, 1]}
     assert got["other_label"] == "Nb folded on the Ge path" and "ood_rates.py" in got["command"]
     stale = tmp_path / "stale.json"
     stale.write_text(
@@ -482,16 +484,16 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
 
 @pytest.mark.parametrize("name", ["ge-resnet", "ge-vae", "nb-resnet", "nb-vae"])
 def test_the_shipped_robust_models_carry_measured_sqe_flag_rates(name):
-    """Session 31: each robust model's ood.json holds the flag rates measured on 2 × (60 + 60)
+    """Session 31: each robust model's ood.json holds the flag rates measured on 3 × (60 + 60)
     S(Q,E) files of its own and the other crystal (README, OOD), for this very checkpoint."""
     from fcinv_widgets.models import load_model
 
     stats = load_model(name).ood_stats()
     r = stats.sqe_rates
-    assert r["edges"] == [1.0, 3.0, 10.0, 30.0] and "ood_rates.py" in r["command"]
-    assert [m["seed"] for m in r["measured_on"]] == [31, 32]
+    assert r["edges"] == [3.0, 10.0, 30.0] and "ood_rates.py" in r["command"]  # below 3: weak data (rule W)
+    assert [m["seed"] for m in r["measured_on"]] == [31, 32, 33]
     judged = sum(r["own"]["n"]) + sum(r["other"]["n"])
-    assert 120 <= judged <= 240  # weak data are not judged
+    assert 150 <= judged <= 360  # weak data are not judged
     assert all(0 <= k <= n for k, n in zip(r["other"]["flagged"], r["other"]["n"]))
-    # the right crystal at high signal is hardly ever flagged, at 1–3 mostly (what the rates are for)
-    assert r["own"]["flagged"][-1] <= 0.1 * r["own"]["n"][-1] and r["own"]["flagged"][0] >= 0.5 * r["own"]["n"][0]
+    # the right crystal at high signal is hardly ever flagged (what the rates are for)
+    assert r["own"]["flagged"][-1] <= 0.1 * r["own"]["n"][-1]

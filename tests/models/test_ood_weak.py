@@ -172,3 +172,28 @@ def test_infer_scans_counts_the_weak_scans(tmp_path, capsys):
     # (each scan's B and P refer to its own 99.5th percentile: a scan that misses the bright region
     # near Γ keeps more of its counts on the branches — here one of the two)
     assert 1 <= ood["scans_weak"] <= ood["scans_flagged"]
+
+
+def test_rule_w_an_sqe_input_below_3_is_weak_data_a_model_image_is_not(monkeypatch):
+    """Rule W (session 31): between structure-to-noise 1 and 3 the right crystal's S(Q,E) inputs were
+    flagged by the scores as often as another crystal's, so a one-phonon S(Q,E) input (the check is
+    told its correction temperature) is weak data below 3; any other input keeps 1."""
+    from fcinv_widgets.materials import material_for_model
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models import ood as ood_mod
+
+    assert ood_mod.weak_level() == ood_mod.MIN_STRUCTURE_TO_NOISE == 1.0
+    assert ood_mod.weak_level(5.0) == ood_mod.MIN_STRUCTURE_TO_NOISE_SQE == 3.0
+    np.testing.assert_array_equal(ood_mod.weak_level(np.array([5.0, np.nan, 300.0])), [3.0, 1.0, 3.0])
+    model = load_model("ge-resnet")
+    stats = model.ood_stats()
+    fm = material_for_model(model.config).forward_model()
+    x = fm.spectra(fm.reference_theta)[0]
+    # an input whose structure rises 2× above its noise: between the two levels
+    monkeypatch.setattr(ood_mod, "structure_to_noise", lambda m, s, t=None: np.full(len(s) if np.ndim(s) == 3 else 1, 2.0))
+    sqe = stats.check(model, x, measured=True, temperature_k=5.0)
+    image = stats.check(model, x, measured=True)
+    assert sqe["weak_data"] and sqe["flag"] and "below 3" in sqe["reason"]
+    assert not image["weak_data"] and "below" not in image["reason"]
+    flags, weak = stats.flags(model, np.stack([x, x]), measured=True, temperature_k=np.array([5.0, np.nan]), return_weak=True)
+    assert list(weak) == [True, False] and flags[0]
