@@ -261,12 +261,9 @@ class ScanSet:
     def elements(self) -> list[str] | None:
         """The crystal's chemical elements as the file records them (``meta["elements"]``, since
         session 31; before, the species of ``meta["b_coh_fm"]``), None when it does not."""
-        from .analysis.expio import file_elements
+        from .analysis.expio import scan_set_elements
 
-        v = self.meta.get("elements")
-        if v is None and isinstance(self.meta.get("b_coh_fm"), dict):
-            v = list(self.meta["b_coh_fm"])
-        return file_elements(v, "the scan set")
+        return scan_set_elements(self.meta, "the scan set")
 
     @property
     def full_coverage(self) -> float:

@@ -151,6 +151,16 @@ def file_elements(value, source) -> list[str] | None:
     return sorted({e.strip() for e in value})
 
 
+def scan_set_elements(meta, source) -> list[str] | None:
+    """A scan set's crystal elements from its ``meta`` (JSON object): ``elements`` (since session
+    31), else the species of its ``b_coh_fm`` (older sets); None when it has neither."""
+    meta = meta if isinstance(meta, dict) else {}
+    v = meta.get("elements")
+    if v is None and isinstance(meta.get("b_coh_fm"), dict):
+        v = list(meta["b_coh_fm"])
+    return file_elements(v, source)
+
+
 def check_same_crystal(source, said, material, q_distance=None, grid=None, elements=None) -> None:
     """Refuse data of another crystal than a model's, as far as the data say: a file that names a
     preset material other than ``material`` (a "custom" structure may be any crystal: its elements
@@ -344,12 +354,9 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     material = _attr(attrs, "material")
     if isinstance(material, str) and material.strip():
         meta["material"] = material.strip()
-    elements = _attr(attrs, "elements")
-    if elements is None and fmt == "fcinv-scans":  # a scan set keeps them in its meta (older ones: b_coh_fm's species)
-        m = _attr(attrs, "meta")
-        m = m if isinstance(m, dict) else {}
-        elements = m.get("elements") or (list(m["b_coh_fm"]) if isinstance(m.get("b_coh_fm"), dict) else None)
-    elements = file_elements(elements, path)
+    elements = file_elements(_attr(attrs, "elements"), path)
+    if elements is None and fmt == "fcinv-scans":  # a scan set keeps them in its meta
+        elements = scan_set_elements(_attr(attrs, "meta"), path)
     if elements is not None:
         meta["elements"] = elements
     return meta
