@@ -261,7 +261,7 @@ class ScanSet:
     def elements(self) -> list[str] | None:
         """The crystal's chemical elements as the file records them (``meta["elements"]``, since
         session 31; before, the species of ``meta["b_coh_fm"]``), None when it does not."""
-        from .analysis.expio import scan_set_elements
+        from .spectrum_io import scan_set_elements
 
         return scan_set_elements(self.meta, "the scan set")
 

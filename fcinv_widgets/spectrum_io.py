@@ -70,3 +70,27 @@ def _decode(v):
         except ValueError:
             return v
     return v
+
+
+def file_elements(value, source) -> list[str] | None:
+    """A file's ``elements`` record (its crystal's chemical elements) as a sorted list; None when
+    absent; anything but a short list of element symbols is one :class:`FcinvError`."""
+    if value is None:
+        return None
+    from ase.data import atomic_numbers
+
+    ok = isinstance(value, (list, tuple)) and 0 < len(value) <= 120
+    ok = ok and all(isinstance(e, str) and e.strip() in atomic_numbers for e in value)
+    if not ok:
+        raise FcinvError(f"{source}: the elements attribute must be a list of chemical symbols, got {str(value)[:80]}")
+    return sorted({e.strip() for e in value})
+
+
+def scan_set_elements(meta, source) -> list[str] | None:
+    """A scan set's crystal elements from its ``meta`` (JSON object): ``elements`` (since session
+    31), else the species of its ``b_coh_fm`` (older sets); None when it has neither."""
+    meta = meta if isinstance(meta, dict) else {}
+    v = meta.get("elements")
+    if v is None and isinstance(meta.get("b_coh_fm"), dict):
+        v = list(meta["b_coh_fm"])
+    return file_elements(v, source)

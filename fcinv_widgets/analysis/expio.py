@@ -50,6 +50,7 @@ from ..validate import (
     real_array,
 )
 from ..scans import EI_MAX_MEV
+from ..spectrum_io import file_elements, scan_set_elements
 
 #: the two kinds of intensity a spectrum can hold
 MODEL_IMAGE = "model-image"
@@ -135,30 +136,6 @@ def preset_elements(material) -> list[str] | None:
     if not isinstance(material, str) or material.lower() not in PRESETS:
         return None
     return sorted(set(get_material(material).crystal.symbols))
-
-
-def file_elements(value, source) -> list[str] | None:
-    """A file's ``elements`` record (its crystal's chemical elements) as a sorted list; None when
-    absent; anything but a short list of element symbols is one :class:`FcinvError`."""
-    if value is None:
-        return None
-    from ase.data import atomic_numbers
-
-    ok = isinstance(value, (list, tuple)) and 0 < len(value) <= 120
-    ok = ok and all(isinstance(e, str) and e.strip() in atomic_numbers for e in value)
-    if not ok:
-        raise FcinvError(f"{source}: the elements attribute must be a list of chemical symbols, got {str(value)[:80]}")
-    return sorted({e.strip() for e in value})
-
-
-def scan_set_elements(meta, source) -> list[str] | None:
-    """A scan set's crystal elements from its ``meta`` (JSON object): ``elements`` (since session
-    31), else the species of its ``b_coh_fm`` (older sets); None when it has neither."""
-    meta = meta if isinstance(meta, dict) else {}
-    v = meta.get("elements")
-    if v is None and isinstance(meta.get("b_coh_fm"), dict):
-        v = list(meta["b_coh_fm"])
-    return file_elements(v, source)
 
 
 def check_same_crystal(source, said, material, q_distance=None, grid=None, elements=None) -> None:
