@@ -120,17 +120,16 @@ def adopt_rule(model_path, key: str, adopted: str) -> Path:
     ckpt = p / "model.pt" if p.is_dir() else p
     if not ckpt.is_file():
         raise FcinvError(f"{ckpt}: no such checkpoint")
-    out = ckpt.parent / TRUST_FILE
     k, rec, note = load_trust_limit(ckpt)
     if k is None or rec.get("model_sha256") != file_sha256(ckpt):
         raise FcinvError(
-            f"{out}: no trust limit measured for this checkpoint ({note or 'no model_sha256'}; `fcinv trust-calibrate --write` first)"
+            f"{ckpt.parent / TRUST_FILE}: no trust limit measured for this checkpoint "
+            f"({note or 'no model_sha256'}; `fcinv trust-calibrate --write` first)"
         )
-    rec = dict(rec)
-    sha = rec.pop("model_sha256")
-    rec |= {key: True, f"{key}_adopted": adopted.strip()}
-    out.write_text(json.dumps({**rec, "model_sha256": sha}, indent=1) + "\n")
-    return out
+    # rewritten by the one writer of trust.json, which keeps the rules adopted before
+    skip = ("single_scan_limit", "full_data_limit", "model_sha256")
+    meta = {m: v for m, v in rec.items() if m not in skip} | {key: True, f"{key}_adopted": adopted.strip()}
+    return save_trust_limit(ckpt, k, full_data_limit_of(rec), **meta)
 
 
 def _adopted(record: dict, key: str, where) -> bool:
