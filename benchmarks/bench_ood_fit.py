@@ -33,7 +33,12 @@ from pathlib import Path
 import numpy as np
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--model", default="ge-resnet")
+ap.add_argument(
+    "--model",
+    default="ge-resnet",
+    help="a model, or several of one crystal separated by commas: each judges the same simulated files "
+    "(the simulation is most of the time); then --json must contain {model}",
+)
 ap.add_argument("--n", type=int, default=12)
 ap.add_argument("--n-other", type=int, default=12)
 ap.add_argument("--seed", type=int, default=5)
@@ -49,8 +54,11 @@ ap.add_argument(
     "not of the warm one: the counting time and a background that does not depend on the sample temperature held "
     "fixed, so a warm sample's phonons gain the Bose factor's counts over the same background",
 )
-ap.add_argument("--json", default=None)
+ap.add_argument("--json", default=None, help="rows and summary as JSON ({model}: replaced by each model's name)")
 a = ap.parse_args()
+names = [v.strip() for v in a.model.split(",") if v.strip()]
+if len(names) > 1 and a.json and "{model}" not in a.json:
+    ap.error("several --model: --json must contain {model}")
 
 from _truths import draw_truths  # noqa: E402
 
@@ -61,7 +69,11 @@ from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.spectrum_io import write_spectrum  # noqa: E402
 from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
 
-model = load_model(a.model)
+models = {name: load_model(name) for name in names}
+owns = {material_for_model(m.config).name for m in models.values()}
+if len(owns) > 1:
+    ap.error(f"--model: models of one crystal only (got {sorted(owns)})")
+model = next(iter(models.values()))
 own = material_for_model(model.config)
 other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
 rng = np.random.default_rng(a.seed)
@@ -75,7 +87,7 @@ while len(cases) < a.n + a.n_other:
     if fmo.is_stable(t[other.active])[0]:
         cases.append(("other", f"{other.name} {len(cases) - a.n}", t, other))
 tmp = tempfile.TemporaryDirectory()
-rows = []
+rows_of: dict = {name: [] for name in models}
 for i, (kind, name, t, crystal) in enumerate(cases):
     temp = temps[i % len(temps)]
     B, P = float(rng.uniform(0.0, 0.2)), float(np.exp(rng.uniform(np.log(p_lo), np.log(p_hi))))
@@ -96,54 +108,67 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     path = Path(tmp.name) / f"c{i}.h5"
     write_spectrum(path, noisy, own.grid, material=own.name, kind="full-sqe", temperature_k=temp, ei_mev=a.ei,
                    qmax_inv_a=a.qmax, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
-    r = model.invert(str(path), refine=False if a.no_fit else None)
-    ood = r.get("ood") or {}
-    fit = r.get("refined") or {}
-    row = {
-        "set": kind,
-        "name": name,
-        "T": temp,
-        "B": B,
-        "P": P,
-        "network_flag": bool(ood.get("flag", False)),  # what the product reports
-        "weak_data": bool(ood.get("weak_data", False)),  # flagged as too little signal (session 19)
-        "structure_to_noise": ood.get("structure_to_noise"),
-        "ood_score": ood.get("score"),
-        "ood_threshold": ood.get("threshold"),
-        "ood_components": ood.get("components"),
-        "fit_above_noise": bool(fit.get("above_noise", False)),
-        "noise_ratio": fit.get("noise_ratio"),
-        "fc_source": r.get("fc_source"),
-    }
-    if kind == "own":
-        row["rel_err"] = (np.abs(np.asarray(r["fc_mean"]) - t[own.active]) / np.abs(t[own.active])).tolist()
-    rows.append(row)
-    print(f"{i + 1}/{len(cases)} {kind:5s} T {temp:3.0f} K B {B:.2f} P {P:5.0f}: network flag {row['network_flag']!s:5s} "
-          f"fit noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}",
-          flush=True)  # fmt: skip
-print(
-    f"{a.model}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, {a.temperatures} K)"
-)
-print("| input | T (K) | n | weak data | flagged, judged inputs | network's check (reported) | fit above the noise |")
-print("|---|---|---|---|---|---|---|")
-summary = {}
-for kind in ("own", "other"):
-    label = f"{own.name} (own)" if kind == "own" else f"{other.name} on the {own.name} path"
-    for temp in [*temps, None]:
-        rs = [r for r in rows if r["set"] == kind and (temp is None or r["T"] == temp)]
-        judged = [r for r in rs if not r["weak_data"]]
-        s = {k: float(np.mean([r[k] for r in rs])) for k in ("network_flag", "fit_above_noise", "weak_data")}
-        s["flagged_judged"] = float(np.mean([r["network_flag"] for r in judged])) if judged else None
-        summary[f"{kind} {'all' if temp is None else f'{temp:g} K'}"] = s | {"n": len(rs), "n_judged": len(judged)}
-        fj = "—" if s["flagged_judged"] is None else f"{s['flagged_judged']:.2f} of {len(judged)}"
-        print(f"| {label} | {'all' if temp is None else f'{temp:g}'} | {len(rs)} | {s['weak_data']:.2f} | {fj} "
-              f"| {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")  # fmt: skip
-if a.json:
-    from fcinv_widgets.models.ood import file_sha256
+    for mname, m in models.items():
+        r = m.invert(str(path), refine=False if a.no_fit else None)
+        ood = r.get("ood") or {}
+        fit = r.get("refined") or {}
+        row = {
+            "set": kind,
+            "name": name,
+            "T": temp,
+            "B": B,
+            "P": P,
+            "network_flag": bool(ood.get("flag", False)),  # what the product reports
+            "weak_data": bool(ood.get("weak_data", False)),  # flagged as too little signal (session 19)
+            "structure_to_noise": ood.get("structure_to_noise"),
+            "ood_score": ood.get("score"),
+            "ood_threshold": ood.get("threshold"),
+            "ood_components": ood.get("components"),
+            "fit_above_noise": bool(fit.get("above_noise", False)),
+            "noise_ratio": fit.get("noise_ratio"),
+            "fc_source": r.get("fc_source"),
+        }
+        if kind == "own":
+            row["rel_err"] = (np.abs(np.asarray(r["fc_mean"]) - t[own.active]) / np.abs(t[own.active])).tolist()
+        rows_of[mname].append(row)
+        print(f"{i + 1}/{len(cases)} {mname} {kind:5s} T {temp:3.0f} K B {B:.2f} P {P:5.0f}: network flag "
+              f"{row['network_flag']!s:5s} fit noise ratio "
+              f"{row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}", flush=True)  # fmt: skip
 
-    st = model.ood_stats()
-    checked_by = {  # what the flags were measured with (benchmarks/ood_rates.py checks it before writing)
-        "model_sha256": file_sha256(model.path),
-        "ood_measured_regime": st.measured if st is not None else None,
-    }
-    Path(a.json).write_text(json.dumps({"settings": vars(a), **checked_by, "summary": summary, "rows": rows}, indent=1))
+
+def report(mname: str, rows: list) -> None:
+    """Print one model's table; write its --json file."""
+    print(
+        f"{mname}: {a.n} {own.name} and {a.n_other} {other.name} S(Q,E) on the {own.name} path (operating region, {a.temperatures} K)"
+    )
+    print("| input | T (K) | n | weak data | flagged, judged inputs | network's check (reported) | fit above the noise |")
+    print("|---|---|---|---|---|---|---|")
+    summary = {}
+    for kind in ("own", "other"):
+        label = f"{own.name} (own)" if kind == "own" else f"{other.name} on the {own.name} path"
+        for temp in [*temps, None]:
+            rs = [r for r in rows if r["set"] == kind and (temp is None or r["T"] == temp)]
+            if not rs:  # (--n-other 0)
+                continue
+            judged = [r for r in rs if not r["weak_data"]]
+            s = {k: float(np.mean([r[k] for r in rs])) for k in ("network_flag", "fit_above_noise", "weak_data")}
+            s["flagged_judged"] = float(np.mean([r["network_flag"] for r in judged])) if judged else None
+            summary[f"{kind} {'all' if temp is None else f'{temp:g} K'}"] = s | {"n": len(rs), "n_judged": len(judged)}
+            fj = "—" if s["flagged_judged"] is None else f"{s['flagged_judged']:.2f} of {len(judged)}"
+            print(f"| {label} | {'all' if temp is None else f'{temp:g}'} | {len(rs)} | {s['weak_data']:.2f} | {fj} "
+                  f"| {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")  # fmt: skip
+    if a.json:
+        from fcinv_widgets.models.ood import file_sha256
+
+        m = models[mname]
+        st = m.ood_stats()
+        checked_by = {  # what the flags were measured with (benchmarks/ood_rates.py checks it before writing)
+            "model_sha256": file_sha256(m.path),
+            "ood_measured_regime": st.measured if st is not None else None,
+        }
+        out = {"settings": vars(a) | {"model": mname}, **checked_by, "summary": summary, "rows": rows}
+        Path(a.json.replace("{model}", mname)).write_text(json.dumps(out, indent=1))
+
+
+for mname in models:
+    report(mname, rows_of[mname])
