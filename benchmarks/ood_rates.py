@@ -18,6 +18,7 @@ written command says so).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import sys
@@ -28,6 +29,71 @@ import numpy as np
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.models import load_model
 from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, file_sha256
+
+
+def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> tuple[list, list]:
+    """(rows, settings per file) of ``bench_ood_fit.py --json`` files measured with the model
+    ``name`` (SystemExit naming the problem: another model, checkpoint or measured-regime
+    thresholds; rows that record no checkpoint only with ``assume_current``). Each row gets the
+    fraction of measured pixels of its input (``coverage``; rows written before it was recorded:
+    that of its crystal folded with the file's Ei and |Q| range, :func:`fold_coverage`)."""
+    rows, settings = [], []
+    own = material_for_model(model.config)
+    for path in paths:
+        try:
+            d = json.loads(Path(path).read_text())
+            s = d["settings"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(f"{path}: not a bench_ood_fit.py --json file ({exc})") from None
+        if s["model"] != name:
+            raise SystemExit(f"{path} was measured with {s['model']}, not {name}")
+        if "model_sha256" in d:
+            if d["model_sha256"] != file_sha256(model.path) or d["ood_measured_regime"] != json.loads(json.dumps(stats.measured)):
+                raise SystemExit(f"{path} was measured on another checkpoint or other OOD thresholds than {name}'s now")
+        elif not assume_current:
+            raise SystemExit(f"{path} does not record its checkpoint (rows from before session 31): --assume-current")
+        for r in d["rows"]:
+            if r.get("coverage") is None and "ei" in s and "qmax" in s:
+                other = "Nb" if own.name.lower() == "ge" else "Ge"
+                r["coverage"] = fold_coverage(own.name if r["set"] == "own" else other, own.name, s["ei"], s["qmax"])
+        rows += d["rows"]
+        settings.append(
+            {k: s[k] for k in ("n", "n_other", "seed", "temperatures", "counts", "ei", "qmax", "fixed_background") if k in s}
+        )
+    return rows, settings
+
+
+@functools.lru_cache(maxsize=None)
+def fold_coverage(crystal: str, grid_of: str, ei_mev: float, qmax: float) -> float:
+    """The fraction of ``grid_of``'s pixels that ``crystal``'s S(Q,E) folded on its path covers at
+    Ei ``ei_mev`` within |Q| ≤ ``qmax`` (what ``bench_ood_fit.py``'s inputs cover; 5 K, reference FCs)."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.sqe import SQE, fold_full, fold_points
+
+    c, g = get_material(crystal), get_material(grid_of)
+    calc = SQE(c.basis, np.asarray(c.reference_params, float), temperature=5.0)
+    img = fold_full(fold_points(calc, g.grid, float(qmax), c.conventional_a), g.grid, sigma_mev=1.0, ei_mev=float(ei_mev))[0]
+    return float(np.isfinite(img).mean())
+
+
+def row_ratio(r: dict) -> float | None:
+    """A row's :meth:`~fcinv_widgets.models.ood.OODStats.ratio` from its recorded scores (None
+    for rows without them)."""
+    if r.get("ood_components") is None or r.get("ood_score") is None:
+        return None
+    comps = r["ood_components"].values()
+    return max([r["ood_score"] / r["ood_threshold"], *(c["value"] / c["threshold"] for c in comps)])
+
+
+def row_flag(r: dict, stats) -> bool:
+    """Whether the check as it stands (rule C where ``stats`` carry ``sqe_limits``) flags a judged
+    row, recomputed from its recorded scores (their thresholds are the current ones:
+    :func:`load_rows`); a row without scores keeps its recorded flag."""
+    ratio = row_ratio(r)
+    if ratio is None:
+        return bool(r["network_flag"])
+    signal = stats.sqe_limit(r.get("structure_to_noise"), r.get("coverage"))
+    return ratio > (signal["limit"] if signal else 1.0)
 
 
 def main(argv=None) -> int:
@@ -49,24 +115,7 @@ def main(argv=None) -> int:
     stats = model.ood_stats()
     if stats is None or not stats.has_measured():
         raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
-    rows, settings = [], []
-    for path in a.rows:
-        try:
-            d = json.loads(Path(path).read_text())
-            s = d["settings"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(f"{path}: not a bench_ood_fit.py --json file ({exc})") from None
-        if s["model"] != a.model:
-            raise SystemExit(f"{path} was measured with {s['model']}, not {a.model}")
-        if "model_sha256" in d:
-            if d["model_sha256"] != file_sha256(model.path) or d["ood_measured_regime"] != json.loads(json.dumps(stats.measured)):
-                raise SystemExit(f"{path} was measured on another checkpoint or other OOD thresholds than {a.model}'s now")
-        elif not a.assume_current:
-            raise SystemExit(f"{path} does not record its checkpoint (rows from before session 31): --assume-current")
-        rows += d["rows"]
-        settings.append(
-            {k: s[k] for k in ("n", "n_other", "seed", "temperatures", "counts", "ei", "qmax", "fixed_background") if k in s}
-        )
+    rows, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
     counts = {kind: {"n": [0] * len(edges), "flagged": [0] * len(edges)} for kind in ("own", "other")}
     below = 0
     for r in rows:
@@ -76,7 +125,7 @@ def main(argv=None) -> int:
             continue
         i = int(np.searchsorted(edges, v, side="right")) - 1
         counts[r["set"]]["n"][i] += 1
-        counts[r["set"]]["flagged"][i] += int(bool(r["network_flag"]))
+        counts[r["set"]]["flagged"][i] += int(row_flag(r, stats))
     own = material_for_model(model.config)
     other = "Nb" if own.name.lower() == "ge" else "Ge"
     label = f"{other} folded on the {own.name} path"

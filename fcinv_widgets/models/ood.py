@@ -64,6 +64,15 @@ the Bose factor puts near Γ. The refit of an input corrected from a one-phonon 
 temperature it was corrected at (:func:`input_temperature`; its Debye–Waller factor and the
 background shapes a raw background takes under the correction, :func:`_background_shapes`).
 
+**A limit by signal on S(Q,E) inputs** (rule C, session 32, pre-registered): the check's verdict is
+r > 1, r the largest of the combined score over its threshold and each single score over its own
+(:meth:`OODStats.ratio`). For a one-phonon S(Q,E) input of at least the calibration's coverage,
+judged in the measured regime and not weak data, the right crystal's r falls with the input's
+structure-to-noise while another crystal's falls more slowly; where the model's ``ood.json``
+carries ``sqe_limits`` (split-conformal quantiles of r over the right crystal's simulated S(Q,E)
+measurements, per structure-to-noise bin; ``benchmarks/ood_limits.py``) the verdict is r > the
+input's bin's limit instead (:meth:`OODStats.sqe_limit`; the record's ``limit`` and ``signal_limit``).
+
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
 """
@@ -584,6 +593,11 @@ class OODStats:
     #: per bin, "other": what the other crystal was, "command": how it was measured}
     #: (``benchmarks/ood_rates.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
     sqe_rates: dict = field(default_factory=dict)
+    #: rule C (session 32; empty: not adopted for this model): {"edges": lower structure-to-noise bin
+    #: edges, "limits": the limit on :meth:`ratio` per bin, "n": calibration inputs per bin,
+    #: "min_coverage": the least coverage the calibration inputs had, "alpha", "command", …}
+    #: (``benchmarks/ood_limits.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
+    sqe_limits: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
     def has_measured(self) -> bool:
@@ -641,19 +655,57 @@ class OODStats:
         parts = [np.clip(np.log(np.maximum(v, 1e-30) / ref[k]), 0.0, None) for k, v in scores.items() if k not in SINGLE_ONLY]
         return sum(parts) if parts else np.zeros(len(next(iter(scores.values()))))
 
-    def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
+    def ratio(self, scores: dict, measured: bool = False) -> np.ndarray:
+        """(N,) the largest of the combined score over its threshold and each single score over its
+        own: the check's verdict is ratio > 1 (or the input's :meth:`sqe_limit`)."""
         _, thresholds, combined = self._regime(measured)
-        single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0) > 1.0
-        return (self.combine(scores, measured) > combined) | single
+        single = np.max(np.stack([v / thresholds[k] for k, v in scores.items()]), axis=0)
+        return np.maximum(self.combine(scores, measured) / combined, single)
+
+    def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
+        return self.ratio(scores, measured) > 1.0
+
+    def sqe_limit(self, structure_to_noise, coverage) -> dict | None:
+        """Rule C's limit on :meth:`ratio` for a one-phonon S(Q,E) input judged in the measured regime:
+        {"structure_to_noise_range": [low, high or None], "limit", "n"} of the input's bin of
+        :attr:`sqe_limits`; None without them, below the first bin, for a coverage (fraction of
+        measured pixels) below the calibration inputs' least, or for values that are not finite
+        numbers (the limit is then 1, as for any other input)."""
+        lim = self.sqe_limits
+        try:
+            v, c = float(structure_to_noise), float(coverage)
+        except (TypeError, ValueError):
+            return None
+        if not lim or not (np.isfinite(v) and np.isfinite(c)) or v < lim["edges"][0] or c < lim["min_coverage"]:
+            return None
+        i = int(np.searchsorted(lim["edges"], v, side="right")) - 1
+        edges = lim["edges"]
+        return {
+            "structure_to_noise_range": [float(edges[i]), float(edges[i + 1]) if i + 1 < len(edges) else None],
+            "limit": float(lim["limits"][i]),
+            "n": int(lim["n"][i]),
+        }
 
     def flags(self, model, spectra, measured: bool = False, temperature_k=None, return_weak: bool = False):
-        """(N,) bool: the combined score above its threshold, or any single score above its own, or
+        """(N,) bool: :meth:`ratio` above 1 (the combined score above its threshold, or any single
+        score above its own) — above the input's rule-C limit where :meth:`check` would use one — or
         weak data (:func:`structure_to_noise` below :func:`weak_level`); ``measured``:
         in the measured regime (falls back to the model-image one without it); ``temperature_k``:
         as in :meth:`scores`. ``return_weak``: (flags, which of them are weak data)."""
         measured = measured and self.has_measured()
-        weak = structure_to_noise(model, model.check_input(spectra), temperature_k) < weak_level(temperature_k)
-        flags = self._flags(self.scores(model, spectra, measured, temperature_k=temperature_k), measured) | weak
+        x = model.check_input(spectra)
+        x = x[None] if x.ndim == 2 else x
+        snr = structure_to_noise(model, x, temperature_k)
+        weak = snr < weak_level(temperature_k)
+        ratio = self.ratio(self.scores(model, x, measured, temperature_k=temperature_k), measured)
+        temps = np.broadcast_to(np.asarray(np.nan if temperature_k is None else temperature_k, float), (len(x),))
+        limits = np.ones(len(x))
+        if measured and self.sqe_limits:
+            coverage = np.isfinite(x).reshape(len(x), -1).mean(1)
+            for i in np.flatnonzero(np.isfinite(temps) & ~weak):
+                signal = self.sqe_limit(snr[i], coverage[i])
+                limits[i] = signal["limit"] if signal else 1.0
+        flags = (ratio > limits) | weak
         return (flags, weak) if return_weak else flags
 
     def check(self, model, spectrum, measured: bool = False, temperature_k: float | None = None) -> dict:
@@ -661,27 +713,44 @@ class OODStats:
         and every component's value, in-distribution median and single-score threshold.
         ``measured``: judge it in the measured regime (see the module doc) when these statistics
         have one; the record says which regime was used and why. ``temperature_k``: the temperature
-        (K) at which the input was corrected from a one-phonon S(Q,E) (:func:`input_temperature`)."""
+        (K) at which the input was corrected from a one-phonon S(Q,E) (:func:`input_temperature`).
+        With ``temperature_k``, the measured regime and :attr:`sqe_limits`, an input that is not weak
+        data is judged against its signal's limit (rule C, :meth:`sqe_limit`, from its
+        structure-to-noise and coverage; ``limit`` and ``signal_limit`` in the record), else against 1."""
         use = measured and self.has_measured()
         medians, thresholds, combined = self._regime(use)
         sc = self.scores(model, spectrum, use, temperature_k=temperature_k)
         comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
         score = float(self.combine(sc, use)[0])
-        snr = float(structure_to_noise(model, model.check_input(spectrum), temperature_k)[0])
+        x = model.check_input(spectrum)
+        snr = float(structure_to_noise(model, x, temperature_k)[0])
         weak = bool(snr < weak_level(temperature_k))
-        scores_flag = bool(self._flags(sc, use)[0])
+        coverage = float(np.isfinite(x).mean())
+        signal = self.sqe_limit(snr, coverage) if use and temperature_k is not None and not weak else None
+        limit = signal["limit"] if signal else 1.0
+        ratio = float(self.ratio(sc, use)[0])
+        scores_flag = ratio > limit
         flag = scores_flag or weak
         worst = max((k for k in comps if k not in SINGLE_ONLY), key=lambda k: comps[k]["value"] / comps[k]["median"])
-        over = [k for k, c in comps.items() if c["value"] > c["threshold"]]
+        over = [k for k, c in comps.items() if c["value"] > limit * c["threshold"]]
         if over:
             reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
         elif scores_flag:
             reason = (
-                f"combined score {score:.2f} > {combined:.2f}, mostly the {LABELS[worst]} "
+                f"combined score {score:.2f} > {limit * combined:.2f}, mostly the {LABELS[worst]} "
                 f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)"
             )
         else:
-            reason = f"combined score {score:.2f} ≤ {combined:.2f}"
+            reason = f"combined score {score:.2f} ≤ {limit * combined:.2f}" + (
+                "" if signal is None else f", every score ≤ {limit:.2f}× its threshold"
+            )
+        if signal is not None:
+            lo, hi = signal["structure_to_noise_range"]
+            where = f"{lo:g}–{hi:g}" if hi is not None else f"≥ {lo:g}"
+            reason += (
+                f" (limit {limit:.2f}× the thresholds for an S(Q,E) input with structure-to-noise {where}, "
+                f"calibrated on {signal['n']} of the right crystal's: rule C)"
+            )
         if weak:
             reason = f"{weak_reason(snr, temperature_k, model.config.get('energy_centers_mev'))}; the scores: {reason}" + (
                 " (on data this weak that says little)" if scores_flag else ""
@@ -697,6 +766,9 @@ class OODStats:
             "structure_to_noise": snr if np.isfinite(snr) else None,
             "score": score,
             "threshold": float(combined),
+            "ratio": ratio,
+            "limit": limit,
+            "signal_limit": signal,
             "reason": reason,
             "regime": regime,
             "regime_note": note,
@@ -745,6 +817,7 @@ class OODStats:
             "measured": self.measured,
             "scales": self.scales,
             **({"sqe_rates": self.sqe_rates} if self.sqe_rates else {}),
+            **({"sqe_limits": self.sqe_limits} if self.sqe_limits else {}),
         }
 
     def save(self, path) -> None:
@@ -778,6 +851,7 @@ class OODStats:
                 _measured_regime(d.get("measured") or {}),
                 {k: float(v) for k, v in (d.get("scales") or {}).items()},
                 _sqe_rates(d.get("sqe_rates") or {}),
+                _sqe_limits(d.get("sqe_limits") or {}),
             )
             problem = _stats_problem(stats)
             if problem:
@@ -861,6 +935,31 @@ def _sqe_rates(d: dict) -> dict:
         out[kind] = {"n": list(n), "flagged": list(k)}
     if not isinstance(d.get("other_label"), str):
         raise ValueError("sqe_rates other_label must be text")
+    return out | {k: v for k, v in d.items() if k not in out}
+
+
+def _sqe_limits(d: dict) -> dict:
+    """:attr:`OODStats.sqe_limits` from a file, checked: increasing finite edges ≥ 0, one finite
+    limit > 0 and one whole count ≥ 0 per bin, a coverage in [0, 1] (ValueError naming the problem)."""
+    if not d:
+        return {}
+    if not isinstance(d, dict):
+        raise ValueError("sqe_limits must be an object")
+    edges = [float(v) for v in d["edges"]]
+    if not edges or not all(np.isfinite(edges)) or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"sqe_limits edges must be increasing finite numbers ≥ 0, got {d['edges']!r}")
+    limits, n = d["limits"], d["n"]
+    if (
+        len(limits) != len(edges)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0 for v in limits)
+        or len(n) != len(edges)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in n)
+    ):
+        raise ValueError(f"sqe_limits: one finite limit > 0 and one whole count ≥ 0 per bin, got {limits!r}, {n!r}")
+    cov = d["min_coverage"]
+    if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0 <= cov <= 1:
+        raise ValueError(f"sqe_limits min_coverage must be a number in [0, 1], got {cov!r}")
+    out = {"edges": edges, "limits": [float(v) for v in limits], "n": list(n), "min_coverage": float(cov)}
     return out | {k: v for k, v in d.items() if k not in out}
 
 

@@ -1,0 +1,145 @@
+"""Rule C (session 32): the OOD check's limit on one-phonon S(Q,E) inputs, by structure-to-noise.
+
+    python benchmarks/bench_ood_fit.py --model M --n 120 --n-other 0 --no-fit \\
+        --temperatures 5,50,100,300 --counts 30,3000 --seed 40 --json CAL.json
+    python benchmarks/ood_limits.py CAL.json [MORE.json …] --model M [--edges 3,10,30,100]
+        [--alpha 0.02] [--min-rows 20] [--test TEST.json …] [--write]
+
+The check flags an input when r > 1, r the largest of its combined score over the combined
+threshold and each single score over its own (``OODStats.ratio``). On the right crystal's
+simulated S(Q,E) measurements r falls with the input's structure-to-noise, on another crystal's
+more slowly (README, OOD, session 32). From calibration rows of the model's own crystal
+(``bench_ood_fit.py`` rows, ``set`` "own", not weak data) this computes per structure-to-noise
+bin the split-conformal limit: the ⌈(n + 1)(1 − α)⌉-th smallest r of the bin's n rows (the largest
+when that exceeds n; a bin with fewer than ``--min-rows`` keeps 1, today's rule), so that an
+input exchangeable with them is flagged with probability ≤ α. ``--test``: rows never used here
+(both crystals), scored as pre-registered (/work/notes/prereg32.md; README): the right crystal's
+judged inputs flagged and the other's caught, with 1 and with the limits. ``--write`` stores the
+limits in the model's ``ood.json`` (``OODStats.sqe_limits``) with the least coverage of the
+calibration inputs (rule C applies only to inputs covering at least as much). Refused, as in
+``ood_rates.py``, for rows of another checkpoint or other measured-regime thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from ood_rates import load_rows, row_ratio
+
+from fcinv_widgets.models import load_model
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE
+
+
+def conformal_limit(ratios, alpha: float) -> float:
+    """The ⌈(n + 1)(1 − α)⌉-th smallest of ``ratios`` (the largest when that rank exceeds n)."""
+    r = np.sort(np.asarray(ratios, float))
+    k = math.ceil((len(r) + 1) * (1 - alpha))
+    return float(r[min(k, len(r)) - 1])
+
+
+def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int) -> dict:
+    """{"edges", "limits", "n", "min_coverage"} from the judged own-crystal rows (see the module doc)."""
+    own = [r for r in rows if r["set"] == "own" and not r.get("weak_data") and row_ratio(r) is not None]
+    own = [r for r in own if r.get("structure_to_noise") is not None and r["structure_to_noise"] >= edges[0]]
+    if not own:
+        raise SystemExit("no judged rows of the model's own crystal with scores in the calibration files")
+    if any(r.get("coverage") is None for r in own):
+        raise SystemExit("calibration rows must record their coverage (or their file its Ei and qmax)")
+    bins = np.searchsorted(edges, [r["structure_to_noise"] for r in own], side="right") - 1
+    limits, n = [], []
+    for i in range(len(edges)):
+        part = [row_ratio(r) for r, b in zip(own, bins) if b == i]
+        n.append(len(part))
+        limits.append(conformal_limit(part, alpha) if len(part) >= min_rows else 1.0)
+    return {"edges": edges, "limits": limits, "n": n, "min_coverage": float(min(r["coverage"] for r in own))}
+
+
+def score(rows: list, stats, edges: list) -> dict:
+    """Per kind, judged rows (structure-to-noise ≥ the first edge, not weak) flagged with limit 1
+    ("before") and with ``stats``' rule C ("after"), in all and per bin."""
+    from ood_rates import row_flag
+
+    out = {}
+    for kind in ("own", "other"):
+        rs = [r for r in rows if r["set"] == kind and not r.get("weak_data") and row_ratio(r) is not None]
+        rs = [r for r in rs if r.get("structure_to_noise") is not None and r["structure_to_noise"] >= edges[0]]
+        bins = np.searchsorted(edges, [r["structure_to_noise"] for r in rs], side="right") - 1
+        before = [row_ratio(r) > 1.0 for r in rs]
+        after = [row_flag(r, stats) for r in rs]
+        out[kind] = {
+            "n": len(rs),
+            "before": int(sum(before)),
+            "after": int(sum(after)),
+            "by_bin": [
+                {
+                    "n": int(sum(bins == i)),
+                    "before": int(sum(f for f, b in zip(before, bins) if b == i)),
+                    "after": int(sum(f for f, b in zip(after, bins) if b == i)),
+                }
+                for i in range(len(edges))
+            ],
+        }
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json calibration files of this model (own crystal)")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--edges", default="3,10,30,100", help="lower edges of the structure-to-noise bins (the last open)")
+    ap.add_argument("--alpha", type=float, default=0.02, help="the false-alarm rate per bin the limits aim at")
+    ap.add_argument("--min-rows", type=int, default=20, help="a bin with fewer calibration rows keeps the limit 1")
+    ap.add_argument("--test", nargs="*", default=[], help="held-out bench_ood_fit.py --json files to score the limits on")
+    ap.add_argument("--write", action="store_true", help="store the limits in the model's ood.json")
+    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
+    a = ap.parse_args(argv)
+    edges = [float(v) for v in a.edges.split(",")]
+    if edges[0] < MIN_STRUCTURE_TO_NOISE_SQE or any(b <= x for x, b in zip(edges, edges[1:])):
+        raise SystemExit(f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE_SQE:g} (below it: weak data)")
+    if not 0 < a.alpha < 0.5 or a.min_rows < 1:
+        raise SystemExit("--alpha must lie in (0, 0.5) and --min-rows be ≥ 1")
+    model = load_model(a.model)
+    stats = model.ood_stats()
+    if stats is None or not stats.has_measured():
+        raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
+    cal, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
+    lim = limits_from_rows(cal, edges, a.alpha, a.min_rows)
+    print(
+        f"{a.model}: rule C limits from {sum(lim['n'])} own-crystal S(Q,E) rows (α = {a.alpha:g}; coverage ≥ {lim['min_coverage']:.3f})"
+    )
+    print("| structure-to-noise | calibration rows | limit on r |")
+    print("|---|---|---|")
+    for i, lo in enumerate(edges):
+        where = f"{lo:g}–{edges[i + 1]:g}" if i + 1 < len(edges) else f"≥ {lo:g}"
+        print(f"| {where} | {lim['n'][i]} | {lim['limits'][i]:.3f} |")
+    stats.sqe_limits = lim | {
+        "alpha": a.alpha,
+        "min_rows": a.min_rows,
+        "measured_on": settings,
+        "command": "python benchmarks/ood_limits.py "
+        + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+    }
+    if a.test:
+        test, _ = load_rows(a.test, a.model, model, stats, a.assume_current)
+        sc = score(test, stats, edges)
+        o, t = sc["own"], sc["other"]
+        print(f"held out ({len(test)} rows): own flagged {o['before']}/{o['n']} → {o['after']}/{o['n']}; "
+              f"other caught {t['before']}/{t['n']} → {t['after']}/{t['n']}")  # fmt: skip
+        for i, lo in enumerate(edges):
+            ob, tb = o["by_bin"][i], t["by_bin"][i]
+            print(f"  ≥ {lo:g}: own {ob['before']}/{ob['n']} → {ob['after']}/{ob['n']}, "
+                  f"other {tb['before']}/{tb['n']} → {tb['after']}/{tb['n']}")  # fmt: skip
+    if a.write:
+        out = Path(model.path).parent / "ood.json"
+        stats.save(out)
+        print(f"wrote sqe_limits into {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
