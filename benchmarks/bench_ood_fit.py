@@ -121,7 +121,8 @@ for i, (kind, name, t, crystal) in enumerate(cases):
             "network_flag": bool(ood.get("flag", False)),  # what the product reports
             "weak_data": bool(ood.get("weak_data", False)),  # flagged as too little signal (session 19)
             "structure_to_noise": ood.get("structure_to_noise"),
-            "coverage": float(np.isfinite(noisy).mean()),  # measured pixels (rule C applies from its calibration's least)
+            "coverage": float(np.isfinite(noisy).mean()),
+            "ei_mev": a.ei,  # measured pixels (rule C applies from its calibration's least)
             "ood_score": ood.get("score"),
             "ood_threshold": ood.get("threshold"),
             "ood_components": ood.get("components"),

@@ -3,7 +3,7 @@
     python benchmarks/bench_ood_fit.py --model M --n 120 --n-other 0 --no-fit \\
         --temperatures 5,50,100,300 --counts 30,3000 --seed 40 --json CAL.json
     python benchmarks/ood_limits.py CAL.json [MORE.json …] --model M [--edges 3,10,30,100]
-        [--alpha 0.02] [--min-rows 20] [--test TEST.json …] [--write]
+        [--alpha 0.02] [--min-rows 20] [--ei-range training] [--test TEST.json …] [--write]
 
 The check flags an input when r > 1, r the largest of its combined score over the combined
 threshold and each single score over its own (``OODStats.ratio``). On the right crystal's
@@ -16,7 +16,10 @@ input exchangeable with them is flagged with probability ≤ α. ``--test``: row
 (both crystals), scored as pre-registered (/work/notes/prereg32.md; README): the right crystal's
 judged inputs flagged and the other's caught, with 1 and with the limits. ``--write`` stores the
 limits in the model's ``ood.json`` (``OODStats.sqe_limits``) with the least coverage of the
-calibration inputs (rule C applies only to inputs covering at least as much). Refused, as in
+calibration inputs (rule C applies only to inputs covering at least as much). ``--ei-range
+training`` (rule C′): only calibration rows measured at an Ei inside the model's training Ei range
+(``Inverter.training_ei_range``) are used, and the limits hold only for inputs inside it
+(``ei_range_mev``). Refused, as in
 ``ood_rates.py``, for rows of another checkpoint or other measured-regime thresholds.
 """
 
@@ -42,9 +45,13 @@ def conformal_limit(ratios, alpha: float) -> float:
     return float(r[min(k, len(r)) - 1])
 
 
-def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int) -> dict:
-    """{"edges", "limits", "n", "min_coverage"} from the judged own-crystal rows (see the module doc)."""
+def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int, ei_range=None) -> dict:
+    """{"edges", "limits", "n", "min_coverage"[, "ei_range_mev"]} from the judged own-crystal rows
+    (see the module doc); ``ei_range``: (low, high) meV, only rows measured inside it."""
     own = [r for r in rows if r["set"] == "own" and not r.get("weak_data") and row_ratio(r) is not None]
+    if ei_range is not None:
+        lo, hi = ei_range
+        own = [r for r in own if r.get("ei_mev") is not None and lo * (1 - 1e-3) <= r["ei_mev"] <= hi * (1 + 1e-3)]
     own = [r for r in own if r.get("structure_to_noise") is not None and r["structure_to_noise"] >= edges[0]]
     if not own:
         raise SystemExit("no judged rows of the model's own crystal with scores in the calibration files")
@@ -56,7 +63,8 @@ def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int) -> di
         part = [row_ratio(r) for r, b in zip(own, bins) if b == i]
         n.append(len(part))
         limits.append(conformal_limit(part, alpha) if len(part) >= min_rows else 1.0)
-    return {"edges": edges, "limits": limits, "n": n, "min_coverage": float(min(r["coverage"] for r in own))}
+    out = {"edges": edges, "limits": limits, "n": n, "min_coverage": float(min(r["coverage"] for r in own))}
+    return out | ({"ei_range_mev": [float(ei_range[0]), float(ei_range[1])]} if ei_range is not None else {})
 
 
 def score(rows: list, stats, edges: list) -> dict:
@@ -94,6 +102,12 @@ def main(argv=None) -> int:
     ap.add_argument("--edges", default="3,10,30,100", help="lower edges of the structure-to-noise bins (the last open)")
     ap.add_argument("--alpha", type=float, default=0.02, help="the false-alarm rate per bin the limits aim at")
     ap.add_argument("--min-rows", type=int, default=20, help="a bin with fewer calibration rows keeps the limit 1")
+    ap.add_argument(
+        "--ei-range",
+        choices=("any", "training"),
+        default="any",
+        help="training: calibrate on, and apply to, inputs measured inside the model's training Ei range only (rule C′)",
+    )
     ap.add_argument("--test", nargs="*", default=[], help="held-out bench_ood_fit.py --json files to score the limits on")
     ap.add_argument("--write", action="store_true", help="store the limits in the model's ood.json")
     ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
@@ -108,7 +122,12 @@ def main(argv=None) -> int:
     if stats is None or not stats.has_measured():
         raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
     cal, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
-    lim = limits_from_rows(cal, edges, a.alpha, a.min_rows)
+    ei_range = None
+    if a.ei_range == "training":
+        ei_range = model.training_ei_range
+        if ei_range is None:
+            raise SystemExit(f"{a.model} was trained without a measurement model: no training Ei range")
+    lim = limits_from_rows(cal, edges, a.alpha, a.min_rows, ei_range)
     print(
         f"{a.model}: rule C limits from {sum(lim['n'])} own-crystal S(Q,E) rows (α = {a.alpha:g}; coverage ≥ {lim['min_coverage']:.3f})"
     )

@@ -36,7 +36,8 @@ def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> t
     ``name`` (SystemExit naming the problem: another model, checkpoint or measured-regime
     thresholds; rows that record no checkpoint only with ``assume_current``). Each row gets the
     fraction of measured pixels of its input (``coverage``; rows written before it was recorded:
-    that of its crystal folded with the file's Ei and |Q| range, :func:`fold_coverage`)."""
+    that of its crystal folded with the file's Ei and |Q| range, :func:`fold_coverage`) and its Ei
+    (``ei_mev``, the file's ``--ei``)."""
     rows, settings = [], []
     own = material_for_model(model.config)
     for path in paths:
@@ -53,6 +54,7 @@ def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> t
         elif not assume_current:
             raise SystemExit(f"{path} does not record its checkpoint (rows from before session 31): --assume-current")
         for r in d["rows"]:
+            r.setdefault("ei_mev", s.get("ei"))
             if r.get("coverage") is None and "ei" in s and "qmax" in s:
                 other = "Nb" if own.name.lower() == "ge" else "Ge"
                 r["coverage"] = fold_coverage(own.name if r["set"] == "own" else other, own.name, s["ei"], s["qmax"])
@@ -92,7 +94,7 @@ def row_flag(r: dict, stats) -> bool:
     ratio = row_ratio(r)
     if ratio is None:
         return bool(r["network_flag"])
-    signal = stats.sqe_limit(r.get("structure_to_noise"), r.get("coverage"))
+    signal = stats.sqe_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
     return ratio > (signal["limit"] if signal else 1.0)
 
 

@@ -153,6 +153,16 @@ class MeasurementModel:
         return Augmenter(self, energies_mev, masks=masks, seed=seed)
 
 
+def training_ei_range(model: MeasurementModel, energies_mev) -> tuple[float, float]:
+    """(lowest, highest) incident energy (meV) the measurement model draws its resolution from on the
+    energy axis ``energies_mev`` (bin centres): ``ei_factor`` × the axis' top edge, as
+    :class:`Augmenter` does. A measured input with an Ei outside it has a resolution (and, below it,
+    a kinematic coverage) the model never saw in training."""
+    e = np.asarray(energies_mev, float)
+    e_max = float(e[-1] + 0.5 * (e[1] - e[0]))
+    return float(model.ei_factor[0] * e_max), float(model.ei_factor[1] * e_max)  # (the ends of Augmenter.eis)
+
+
 class Augmenter:
     """A :class:`MeasurementModel` bound to an energy axis (meV bin centres) and a coverage bank
     (``masks``: (n_masks, nq, nE) bool, True = covered; None = full coverage)."""
@@ -320,12 +330,23 @@ class Augmenter:
         pick = r.choice(len(self.masks), size=min(n, len(self.masks)), replace=False)
         return self.masks[pick].any(0), {"scans": len(pick)}
 
-    def apply(self, images, samples, epoch: int, return_info: bool = False):
+    def apply(self, images, samples, epoch: int, return_info: bool = False, out: np.ndarray | None = None):
         """Augment a batch (N, nq, nE) whose rows are the dataset samples ``samples`` (N,) at
         ``epoch``: each row depends only on (seed, epoch, sample), not on the batch it is in.
         ``return_info``: also the list of each row's draw record (:meth:`one`'s ``info``: which
-        effects, e.g. ``sqe_weights`` for the S(Q,E) path)."""
+        effects, e.g. ``sqe_weights`` for the S(Q,E) path). ``out``: an (N, nq, nE) array to write
+        the rows into (e.g. float32: no float64 copy of the batch) and return."""
         images = np.asarray(images)
+        if out is not None:
+            infos = []
+            for k, (im, s) in enumerate(zip(images, samples)):
+                row = self.one(im, epoch, int(s), return_info=return_info)
+                if return_info:
+                    out[k], info = row
+                    infos.append(info)
+                else:
+                    out[k] = row
+            return (out, infos) if return_info else out
         if not return_info:
             return np.stack([self.one(im, epoch, int(s)) for im, s in zip(images, samples)])
         pairs = [self.one(im, epoch, int(s), return_info=True) for im, s in zip(images, samples)]

@@ -121,12 +121,18 @@ def run(args) -> int:
 
     measured = is_measured_input(corrections)
     temp = input_temperature(corrections)
-    ood = note_sqe_input(model.ood_check(full, measured=measured, temperature_k=temp), corrections, model.ood_stats())
+    ei = float(ss.ei_mev)
+    res.meta["ei_check"] = model.ei_check(ei)
+    if res.meta["ei_check"] and res.meta["ei_check"]["note"]:
+        print(f"warning: {args.scans}: {res.meta['ei_check']['note']}", file=sys.stderr)
+    ood = note_sqe_input(model.ood_check(full, measured=measured, temperature_k=temp, ei_mev=ei), corrections, model.ood_stats())
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
         flagged, weak = (
-            stats.flags(model, scans[ok], measured=measured, temperature_k=temp, return_weak=True) if ok.any() else ([], [])
+            stats.flags(model, scans[ok], measured=measured, temperature_k=temp, return_weak=True, ei_mev=ei)
+            if ok.any()
+            else ([], [])
         )
         ood["scans_flagged"] = int(np.sum(flagged))
         # of those, the scans flagged for too little structure above their noise (weak data)
@@ -163,6 +169,8 @@ def run(args) -> int:
         "coverage": res.coverage.tolist(),
         "best_median_worst_deg": [float(res.angles_deg[i]) for i in (b, m, w)],
         "corrections": corrections,
+        # whether the scan set's Ei lies inside the incident energies the model trained over
+        "ei_check": res.meta["ei_check"],
         "ood": ood,
         "ood_note": None if ood is not None else getattr(model, "ood_note", None),
         # where the network's answers lie in its training box (models.domain_edge)

@@ -142,6 +142,10 @@ def run(args) -> int:
     else:
         z = min(edge["edge_sigmas"][: edge["checked"]])
         lines.append(f"training box: the network's answer is inside (FC0–FC{edge['checked'] - 1} ≥ {z:.1f}σ from its edges)")
+    ei_check = d.get("ei_check")
+    if ei_check and ei_check["note"]:
+        lines.append(f"incident energy: {ei_check['note']}")
+        print(f"warning: {args.spectrum}: {ei_check['note']}", file=sys.stderr)
     ood = d.get("ood")
     if ood is None:
         lines.append(f"out-of-distribution check: not done ({d.get('ood_note')})")

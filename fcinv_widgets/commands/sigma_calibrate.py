@@ -9,10 +9,12 @@ from ._common import add_json, add_model_args, check_model_domain, check_output,
 #: the fewest spectra --unseen takes (models.train.SIGMA_MIN_PER_REGIME: one input regime's calibration)
 SIGMA_MIN_PER_REGIME = 100
 
-#: the most spectra --unseen takes: the calibration holds every draw in memory at once, and its peak
-#: grows ~1.1 MB per spectrum on Ge's 140 × 140 grid with S(Q,E) draws (measured, session 29: 5.5 GB at
-#: 5,000; 20,000 were killed for memory on a 24 GB machine); the training set's own hold-out is 1,000–2,000
-MAX_UNSEEN = 10_000
+#: the most spectra --unseen takes: the calibration holds its float32 draws in memory (three per
+#: spectrum) and renders / predicts them ``models.train.CAL_CHUNK`` at a time; its peak grows
+#: ~0.24 MB per spectrum on Ge's 140 × 140 grid over ~3 GB (measured, session 32: 3.6 GB at 3,000,
+#: 4.9 GB at 8,000; before the chunking ~1.1 MB per spectrum: 4.9 GB at 3,000, and 20,000 were killed
+#: for memory on a 24 GB machine in session 29) — ~10 GB here; the training set's own hold-out is 1,000–2,000
+MAX_UNSEEN = 30_000
 
 
 def register(sub):
@@ -37,7 +39,7 @@ def register(sub):
         help="calibrate on the first N training spectra of --dataset, a dataset the model never trained on (a fresh "
         "`fcinv dataset` of its material and domain, another --seed), instead of the training set's validation "
         f"hold-out: for a model trained on spectra unlike the inputs σ must hold for, such as a mixture with "
-        f"nuisance-free spectra ({SIGMA_MIN_PER_REGIME} ≤ N ≤ {MAX_UNSEEN:,}; ~1.1 MB of memory per spectrum)",
+        f"nuisance-free spectra ({SIGMA_MIN_PER_REGIME} ≤ N ≤ {MAX_UNSEEN:,}; ~3 GB + 0.25 MB of memory per spectrum)",
     )
     p.add_argument("--out", required=True, help="output checkpoint directory (model.pt; never the model's own)")
     add_json(p, progress=True)
@@ -187,7 +189,7 @@ def _unseen(args, model, training: dict):
         raise FcinvError(f"--unseen needs at least {SIGMA_MIN_PER_REGIME} spectra, got {args.unseen}")
     if args.unseen > MAX_UNSEEN:
         raise FcinvError(
-            f"--unseen takes at most {MAX_UNSEEN:,} spectra (every calibration draw is held in memory, ~1.1 MB each), "
+            f"--unseen takes at most {MAX_UNSEEN:,} spectra (its float32 draws are held in memory, ~0.25 MB each over ~3 GB), "
             f"got {args.unseen:,}"
         )
     trained_on = training.get("dataset")

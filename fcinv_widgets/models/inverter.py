@@ -464,8 +464,11 @@ class _Model:
         # a warning only where the model adopted it, and not for a single scan (validated on full spectra)
         warns = self.edge_warns and not single_scan
         out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names, warns=warns)
+        out["ei_check"] = self.ei_check(corrections.get("ei_mev"))
         if ood:
-            check = self.ood_check(image, measured=measured, temperature_k=input_temperature(corrections))
+            check = self.ood_check(
+                image, measured=measured, temperature_k=input_temperature(corrections), ei_mev=corrections.get("ei_mev")
+            )
             out["ood"] = note_sqe_input(check, corrections, self.ood_stats())
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
@@ -586,13 +589,54 @@ class _Model:
             self._ood = OODStats.for_model(self)
         return self._ood
 
-    def ood_check(self, spectrum, measured: bool = False, temperature_k: float | None = None) -> dict | None:
+    def ood_check(
+        self, spectrum, measured: bool = False, temperature_k: float | None = None, ei_mev: float | None = None
+    ) -> dict | None:
         """``{"flag", "score", "threshold", "regime", "components", …}`` for one spectrum, or None
         without statistics; ``measured``: a measured (or S(Q,E)) input, judged in the measured
         regime when the statistics have one (:mod:`.ood`); ``temperature_k``: the temperature (K)
-        at which the input was corrected from a one-phonon S(Q,E) (:func:`.ood.input_temperature`)."""
+        at which the input was corrected from a one-phonon S(Q,E) (:func:`.ood.input_temperature`);
+        ``ei_mev``: the incident energy it was measured at, if known (rule C's limits hold inside
+        the training's Ei range only)."""
         stats = self.ood_stats()
-        return None if stats is None else stats.check(self, spectrum, measured=measured, temperature_k=temperature_k)
+        if stats is None:
+            return None
+        return stats.check(self, spectrum, measured=measured, temperature_k=temperature_k, ei_mev=ei_mev)
+
+    @property
+    def training_ei_range(self) -> tuple[float, float] | None:
+        """(lowest, highest) incident energy (meV) of the resolution the model's measurement model
+        trained it with (:func:`~fcinv_widgets.measurement.training_ei_range`); None for a model
+        trained without one (the paper models)."""
+        aug, e = self.config.get("augment"), self.config.get("energy_centers_mev")
+        if not aug or e is None or len(e) < 2:
+            return None
+        from ..measurement import MeasurementModel, training_ei_range
+
+        return training_ei_range(MeasurementModel.from_dict(aug), e)
+
+    def ei_check(self, ei_mev) -> dict | None:
+        """``{"ei_mev", "training_range_mev", "inside", "note"}`` for an input measured at ``ei_mev``
+        (meV): whether that Ei lies inside :attr:`training_ei_range` (to 0.1 %), with a note when it
+        does not — the resolution (and, below the range, the kinematic coverage) is unlike any the
+        model trained on, and its σ and OOD check were calibrated on data like the training's
+        (README, OOD: session 32 measured ``ge-resnet`` flagging 18 of 94 of the right crystal's
+        S(Q,E) inputs at Ei 60 meV against 0 of 68 at 80 meV). None when the input records no Ei or
+        the model has no range."""
+        rng = self.training_ei_range
+        if rng is None or ei_mev is None:
+            return None
+        ei = float(ei_mev)
+        inside = bool(rng[0] * (1 - 1e-3) <= ei <= rng[1] * (1 + 1e-3))
+        note = None
+        if not inside:
+            side = "below" if ei < rng[0] else "above"
+            note = (
+                f"Ei {ei:g} meV lies {side} the incident energies this model was trained over ({rng[0]:.0f}–{rng[1]:.0f} meV): "
+                "its resolution" + (" and kinematic coverage are" if side == "below" else " is") + " unlike the training "
+                "data's, and the reported σ and the out-of-distribution check were calibrated on data like those"
+            )
+        return {"ei_mev": ei, "training_range_mev": [rng[0], rng[1]], "inside": inside, "note": note}
 
 
 class Inverter(_Model):

@@ -184,6 +184,10 @@ SQE_INPUT_NOTE = (
 #: a structure-to-noise bin of :attr:`OODStats.sqe_rates` with fewer of the right crystal's inputs
 #: than this says too little to replace :data:`SQE_INPUT_NOTE`
 MIN_RATE_CASES = 10
+#: the rates of :attr:`OODStats.sqe_rates` are quoted for an input measured within this fraction of
+#: an Ei they were measured at (or of unknown Ei): session 32 measured the right crystal's flag rate
+#: at other incident energies at up to 30 % (``ge-resnet``, Ei 120 meV) where Ei 80 meV gave 1 %
+RATE_EI_TOLERANCE = 0.1
 
 
 def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStats | None = None) -> dict | None:
@@ -206,7 +210,21 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
         rate = stats.sqe_rate(record.get("structure_to_noise")) if stats is not None else None
         if rate is not None:
             record["sqe_flag_rates"] = rate
-        record["input_note"] = SQE_INPUT_NOTE if rate is None or rate["own_n"] < MIN_RATE_CASES else rate_note(rate)
+        ei = (corrections or {}).get("ei_mev")
+        measured_at = rate.get("measured_ei_mev") if rate is not None else None
+        if rate is None or rate["own_n"] < MIN_RATE_CASES:
+            record["input_note"] = SQE_INPUT_NOTE
+        elif ei is not None and measured_at and not any(abs(float(ei) - e) <= RATE_EI_TOLERANCE * e for e in measured_at):
+            rate["applies"] = False
+            record["input_note"] = (
+                f"a one-phonon S(Q,E) input at Ei {float(ei):g} meV: this model's flag rates by signal were measured at Ei "
+                + ", ".join(f"{e:g}" for e in measured_at)
+                + " meV, and at other incident energies the right crystal's inputs were flagged far more often (README, "
+                "OOD, session 32) — on this input a flag alone is weak evidence"
+            )
+        else:
+            rate["applies"] = True
+            record["input_note"] = rate_note(rate)
     return record
 
 
@@ -218,11 +236,17 @@ def rate_note(rate: dict) -> str:
     def part(k, n):
         return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
 
+    at = rate.get("measured_ei_mev")
     return (
         f"a one-phonon S(Q,E) input with structure-to-noise {where}: at that signal the right crystal's simulated "
-        f"S(Q,E) measurements were flagged in {part(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
+        f"S(Q,E) measurements" + (f" (Ei {', '.join(f'{e:g}' for e in at)} meV)" if at else "") + " were flagged in "
+        f"{part(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
         f"{part(rate['other_flagged'], rate['other_n'])} (README, OOD; ood.json sqe_rates)"
     )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v)) and v > 0
 
 
 def file_sha256(path) -> str:
@@ -665,12 +689,14 @@ class OODStats:
     def _flags(self, scores: dict, measured: bool = False) -> np.ndarray:
         return self.ratio(scores, measured) > 1.0
 
-    def sqe_limit(self, structure_to_noise, coverage) -> dict | None:
+    def sqe_limit(self, structure_to_noise, coverage, ei_mev=None) -> dict | None:
         """Rule C's limit on :meth:`ratio` for a one-phonon S(Q,E) input judged in the measured regime:
         {"structure_to_noise_range": [low, high or None], "limit", "n"} of the input's bin of
         :attr:`sqe_limits`; None without them, below the first bin, for a coverage (fraction of
         measured pixels) below the calibration inputs' least, or for values that are not finite
-        numbers (the limit is then 1, as for any other input)."""
+        numbers (the limit is then 1, as for any other input); with ``ei_range_mev`` in the limits
+        (calibrated inside the model's training Ei range), also None for an input whose Ei
+        (``ei_mev``) is unknown or outside that range."""
         lim = self.sqe_limits
         try:
             v, c = float(structure_to_noise), float(coverage)
@@ -678,6 +704,14 @@ class OODStats:
             return None
         if not lim or not (np.isfinite(v) and np.isfinite(c)) or v < lim["edges"][0] or c < lim["min_coverage"]:
             return None
+        if lim.get("ei_range_mev") is not None:
+            lo, hi = lim["ei_range_mev"]
+            try:
+                ei = float(ei_mev)
+            except (TypeError, ValueError):
+                return None
+            if not lo * (1 - 1e-3) <= ei <= hi * (1 + 1e-3):
+                return None
         i = int(np.searchsorted(lim["edges"], v, side="right")) - 1
         edges = lim["edges"]
         return {
@@ -686,12 +720,13 @@ class OODStats:
             "n": int(lim["n"][i]),
         }
 
-    def flags(self, model, spectra, measured: bool = False, temperature_k=None, return_weak: bool = False):
+    def flags(self, model, spectra, measured: bool = False, temperature_k=None, return_weak: bool = False, ei_mev=None):
         """(N,) bool: :meth:`ratio` above 1 (the combined score above its threshold, or any single
         score above its own) — above the input's rule-C limit where :meth:`check` would use one — or
         weak data (:func:`structure_to_noise` below :func:`weak_level`); ``measured``:
         in the measured regime (falls back to the model-image one without it); ``temperature_k``:
-        as in :meth:`scores`. ``return_weak``: (flags, which of them are weak data)."""
+        as in :meth:`scores`; ``ei_mev``: as in :meth:`check`. ``return_weak``: (flags, which of them
+        are weak data)."""
         measured = measured and self.has_measured()
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
@@ -703,12 +738,14 @@ class OODStats:
         if measured and self.sqe_limits:
             coverage = np.isfinite(x).reshape(len(x), -1).mean(1)
             for i in np.flatnonzero(np.isfinite(temps) & ~weak):
-                signal = self.sqe_limit(snr[i], coverage[i])
+                signal = self.sqe_limit(snr[i], coverage[i], ei_mev)
                 limits[i] = signal["limit"] if signal else 1.0
         flags = (ratio > limits) | weak
         return (flags, weak) if return_weak else flags
 
-    def check(self, model, spectrum, measured: bool = False, temperature_k: float | None = None) -> dict:
+    def check(
+        self, model, spectrum, measured: bool = False, temperature_k: float | None = None, ei_mev: float | None = None
+    ) -> dict:
         """The JSON record for one spectrum: flag, score (combined), threshold, a reason, the regime
         and every component's value, in-distribution median and single-score threshold.
         ``measured``: judge it in the measured regime (see the module doc) when these statistics
@@ -716,7 +753,8 @@ class OODStats:
         (K) at which the input was corrected from a one-phonon S(Q,E) (:func:`input_temperature`).
         With ``temperature_k``, the measured regime and :attr:`sqe_limits`, an input that is not weak
         data is judged against its signal's limit (rule C, :meth:`sqe_limit`, from its
-        structure-to-noise and coverage; ``limit`` and ``signal_limit`` in the record), else against 1."""
+        structure-to-noise, coverage and Ei ``ei_mev`` (meV, if known); ``limit`` and ``signal_limit``
+        in the record), else against 1."""
         use = measured and self.has_measured()
         medians, thresholds, combined = self._regime(use)
         sc = self.scores(model, spectrum, use, temperature_k=temperature_k)
@@ -726,7 +764,7 @@ class OODStats:
         snr = float(structure_to_noise(model, x, temperature_k)[0])
         weak = bool(snr < weak_level(temperature_k))
         coverage = float(np.isfinite(x).mean())
-        signal = self.sqe_limit(snr, coverage) if use and temperature_k is not None and not weak else None
+        signal = self.sqe_limit(snr, coverage, ei_mev) if use and temperature_k is not None and not weak else None
         limit = signal["limit"] if signal else 1.0
         ratio = float(self.ratio(sc, use)[0])
         scores_flag = ratio > limit
@@ -789,8 +827,10 @@ class OODStats:
             return None
         i = int(np.searchsorted(r["edges"], v, side="right")) - 1
         edges = r["edges"]
+        eis = sorted({float(m["ei"]) for m in r.get("measured_on") or [] if isinstance(m, dict) and _is_number(m.get("ei"))})
         return {
             "structure_to_noise_range": [float(edges[i]), float(edges[i + 1]) if i + 1 < len(edges) else None],
+            **({"measured_ei_mev": eis} if eis else {}),
             "own_n": int(r["own"]["n"][i]),
             "own_flagged": int(r["own"]["flagged"][i]),
             "other_n": int(r["other"]["n"][i]),
@@ -960,6 +1000,12 @@ def _sqe_limits(d: dict) -> dict:
     if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0 <= cov <= 1:
         raise ValueError(f"sqe_limits min_coverage must be a number in [0, 1], got {cov!r}")
     out = {"edges": edges, "limits": [float(v) for v in limits], "n": list(n), "min_coverage": float(cov)}
+    ei = d.get("ei_range_mev")
+    if ei is not None:
+        ok = isinstance(ei, list) and len(ei) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ei)
+        if not ok or not (np.isfinite(ei).all() and 0 < ei[0] < ei[1]):
+            raise ValueError(f"sqe_limits ei_range_mev must be [low, high] in meV with 0 < low < high, got {ei!r}")
+        out["ei_range_mev"] = [float(ei[0]), float(ei[1])]
     return out | {k: v for k, v in d.items() if k not in out}
 
 

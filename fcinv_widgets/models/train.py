@@ -449,19 +449,50 @@ def calibration_draws(aug, x, idx, seed: int = 0, return_sqe: bool = False):
     from ..noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
     idx = np.asarray(idx)
+    n = len(idx)
     aug = aug.forced(p_clean=MEASURED_P_CLEAN)  # as measurements arrive, whatever the training's --clean-fraction
-    real, infos = aug.apply(x[idx], idx, CAL_EPOCH, return_info=True)
-    real = real.astype(np.float32)
+    out = np.empty((2 * n, *np.shape(x)[1:]), np.float32)
+    infos = _apply_into(aug, x, idx, CAL_EPOCH, out[:n], return_info=True)
     sqe = np.array([bool(i.get("sqe_weights")) for i in infos], bool)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), CAL_EPOCH, 1]))
     cells = [(b, p) for b in DEFAULT_BACKGROUNDS for p in DEFAULT_COUNTS]
-    pick = rng.integers(0, len(cells), len(idx))
-    grid = np.empty_like(real)
+    pick = rng.integers(0, len(cells), n)
     for c in np.unique(pick):
         sel = np.flatnonzero(pick == c)
-        grid[sel] = add_noise(x[idx[sel]], cells[c][0], cells[c][1], rng=rng)[0]
-    out = np.concatenate([real, grid])
+        out[n + sel] = add_noise(x[idx[sel]], cells[c][0], cells[c][1], rng=rng)[0]
     return (out, sqe) if return_sqe else out
+
+
+#: rows rendered / predicted at a time by the σ calibration (a multiple of ``predict``'s batch of
+#: 256, so the network sees the same batches as in one call): its memory is the float32 draws
+#: (~0.24 MB per spectrum on Ge's grid) plus one chunk's temporaries, not ~1.1 MB per spectrum
+CAL_CHUNK = 4096
+
+
+def _apply_into(aug, x, idx, epoch: int, out: np.ndarray, return_info: bool = False) -> list:
+    """``aug.apply(x[idx], idx, epoch)`` written into ``out`` :data:`CAL_CHUNK` rows at a time (the
+    same rows: each depends only on (seed, epoch, sample)); returns the draw records with
+    ``return_info``, else []."""
+    infos: list = []
+    chunk = CAL_CHUNK
+    for a in range(0, len(idx), chunk):
+        part = idx[a : a + chunk]
+        got = aug.apply(x[part], part, epoch, return_info=return_info, out=out[a : a + len(part)])
+        if return_info:
+            infos += got[1]
+    return infos
+
+
+def _predict_chunked(model, x, progress: bool = False, **kw) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of ``model.predict`` over ``x`` :data:`CAL_CHUNK` rows at a time (``prepare``
+    makes a float64 copy of what it is given)."""
+    means, stds = [], []
+    chunk = CAL_CHUNK
+    for a in range(0, len(x), chunk):
+        p = model.predict(x[a : a + chunk], progress=progress, **kw)
+        means.append(p.mean)
+        stds.append(p.std)
+    return np.concatenate(means), np.concatenate(stds)
 
 
 def scan_calibration_draws(aug, x, idx, geometry: dict | None = None):
@@ -483,7 +514,8 @@ def scan_calibration_draws(aug, x, idx, geometry: dict | None = None):
     extra = {"p_sqe": 1.0} | ({"sqe_scan_geometry": dict(geometry)} if geometry else {}) if sqe else {}
     forced = aug.forced(p_clean=0.0, p_mask=1.0, p_single=1.0, **extra)
     idx = np.asarray(idx)
-    out = forced.apply(x[idx], idx, SCAN_CAL_EPOCH).astype(np.float32)
+    out = np.empty((len(idx), *np.shape(x)[1:]), np.float32)
+    _apply_into(forced, x, idx, SCAN_CAL_EPOCH, out)
     return out, ("measured-sqe-scan" if sqe else "measured-scan")
 
 
@@ -537,16 +569,16 @@ def _fit_sigma(
     yc = np.concatenate([y[iv], y[iv]])
     model.set_sigma_calibration(None, None)  # the network's own σ
     kw = {"n_samples": n_samples, "reconstruct": False} if model.kind == "vae" else {}
-    p = model.predict(xc, progress=progress, **kw)
-    scale, cal = sigma_scale(yc, p.mean, p.std).tolist(), sigma_calibration(yc, p.mean, p.std)
+    mean, std = _predict_chunked(model, xc, progress=progress, **kw)
+    del xc
+    scale, cal = sigma_scale(yc, mean, std).tolist(), sigma_calibration(yc, mean, std)
     n = len(iv)
     real = np.arange(n)
     parts = {"measured": real[~sqe], "measured-sqe": real[sqe], "model-image": np.arange(n, 2 * n)}
-    fits = {reg: (yc[rows], p.mean[rows], p.std[rows]) for reg, rows in parts.items()}
+    fits = {reg: (yc[rows], mean[rows], std[rows]) for reg, rows in parts.items()}
     scans = scan_calibration_draws(aug, x, iv, scan_geometry) if n >= SIGMA_MIN_PER_REGIME else None
     if scans is not None:
-        ps = model.predict(scans[0], progress=progress, **kw)
-        fits[scans[1]] = (y[iv], ps.mean, ps.std)
+        fits[scans[1]] = (y[iv], *_predict_chunked(model, scans[0], progress=progress, **kw))
     by_regime = {
         regime: {"sigma_scale": sigma_scale(*f).tolist(), "sigma_calibration": sigma_calibration(*f), "n": int(len(f[0]))}
         for regime, f in fits.items()

@@ -397,6 +397,17 @@ def test_sqe_flag_rates_by_signal_replace_the_generic_caveat(tmp_path):
     assert "sqe_flag_rates" not in note_sqe_input(
         {"regime": "measured", "structure_to_noise": 12.0}, {"intensity": "model-image"}, back
     )
+    # rates measured at Ei 80 meV (session 32: at other Ei the right crystal is flagged far more often)
+    # are quoted for an input within 10 % of it or of unknown Ei, not for one at 120 meV
+    back.sqe_rates["measured_on"] = [{"seed": 1, "ei": 80.0}, {"seed": 2, "ei": 80.0}]
+    rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 12.0}, sqe | {"ei_mev": 84.0}, back)
+    assert rec["sqe_flag_rates"]["applies"] and "(Ei 80 meV)" in rec["input_note"] and "3 of 30" in rec["input_note"]
+    assert rec["sqe_flag_rates"]["measured_ei_mev"] == [80.0]
+    rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 12.0}, sqe, back)
+    assert rec["sqe_flag_rates"]["applies"] and "3 of 30" in rec["input_note"]
+    rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 12.0}, sqe | {"ei_mev": 120.0}, back)
+    assert not rec["sqe_flag_rates"]["applies"] and "3 of 30" not in rec["input_note"]
+    assert "at Ei 120 meV" in rec["input_note"] and "measured at Ei 80 meV" in rec["input_note"]
 
 
 @pytest.mark.parametrize(

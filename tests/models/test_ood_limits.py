@@ -28,9 +28,10 @@ def _folder(tmp_path, name="ge-resnet"):
 
 
 @pytest.fixture(scope="module")
-def ge_input():
+def ge_pair():
     """Ge's one-phonon S(Q,E) at its reference on its path (|Q| ≤ 4 Å⁻¹, Ei 80 meV, 5 K), a flat
-    background of 5 % and 1000 counts at its 99.5th percentile, corrected as ``prepare_input`` does."""
+    background of 5 % and 1000 counts at its 99.5th percentile: (as measured, corrected as
+    ``prepare_input`` does)."""
     from fcinv_widgets import get_material
     from fcinv_widgets.analysis.expio import to_model_intensity
     from fcinv_widgets.noise import add_noise
@@ -40,7 +41,13 @@ def ge_input():
     calc = SQE(ge.basis, np.asarray(ge.reference_params, float), temperature=5.0)
     img = fold_full(fold_points(calc, ge.grid, 4.0, ge.conventional_a), ge.grid, sigma_mev=1.0, ei_mev=80.0)[0]
     noisy, _ = add_noise(img, 0.05, 1000.0, seed=2, peak_percentile=99.5)
-    return to_model_intensity(noisy, ge.grid, 5.0, 99.5)
+    return noisy, to_model_intensity(noisy, ge.grid, 5.0, 99.5)
+
+
+@pytest.fixture(scope="module")
+def ge_input(ge_pair):
+    """The corrected input (what the OOD check sees)."""
+    return ge_pair[1]
 
 
 def _limits(value, min_coverage=0.0):
@@ -194,3 +201,62 @@ def test_ood_limits_script_calibrates_scores_and_writes_for_this_checkpoint(tmp_
     assert got["own"]["flagged"][0] == 1 and got["other"]["flagged"][0] == 2  # recomputed under the limits
     with pytest.raises(SystemExit, match="at least 3"):
         mod.main(args[:3] + ["--edges", "1,10"])
+    with pytest.raises(SystemExit, match="no judged rows"):  # rule C′: these rows record no Ei
+        mod.main(args[:3] + ["--ei-range", "training"])
+    for r in cal:
+        r["ei_mev"] = 100.0  # inside Ge's training range (77–133 meV)
+    assert (
+        mod.main([write("cal_ei.json", cal), "--model", str(d), "--edges", "3,10,30", "--ei-range", "training", "--write"]) == 0
+    )
+    lim = load_model(d).ood_stats().sqe_limits
+    assert lim["ei_range_mev"] == [pytest.approx(77.0), pytest.approx(133.0)] and lim["limits"][0] == pytest.approx(ratios.max())
+
+
+def test_an_input_ei_outside_the_training_range_is_said(tmp_path, ge_pair, capsys):
+    """The robust models know the incident energies their measurement model trained them over
+    (ei_factor × the grid's top: 77–133 meV for Ge); an input measured at another Ei gets
+    ``ei_check`` with a note, and ``fcinv invert`` says it on stderr; inside the range nothing is
+    said; the paper models (no measurement model) and inputs without an Ei record nothing."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    model = load_model("ge-resnet")
+    lo, hi = model.training_ei_range
+    assert lo == pytest.approx(1.1 * 70.0) and hi == pytest.approx(1.9 * 70.0)
+    below, inside, above = model.ei_check(60.0), model.ei_check(100.0), model.ei_check(200.0)
+    assert not below["inside"] and "below" in below["note"] and "coverage" in below["note"]
+    assert inside["inside"] and inside["note"] is None and inside["training_range_mev"] == [lo, hi]
+    assert not above["inside"] and "above" in above["note"]
+    assert model.ei_check(None) is None and load_model("ge-resnet-paper").ei_check(60.0) is None
+    ge = model.input_grid
+    for ei, said in ((60.0, True), (100.0, False)):
+        path = tmp_path / f"ei{ei:g}.h5"
+        write_spectrum(path, ge_pair[0], ge, material="Ge", kind="full-sqe", temperature_k=5.0, ei_mev=ei, qmax_inv_a=4.0,
+                       intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
+        assert main(["invert", "--model", "ge-resnet", "--spectrum", str(path), "--no-refine", "--json"]) == 0
+        cap = capsys.readouterr()
+        d = json.loads(cap.out)
+        assert d["ei_check"]["inside"] is not said and ("lies below the incident energies" in cap.err) is said
+
+
+def test_rule_c_limits_calibrated_inside_an_ei_range_hold_only_there(tmp_path):
+    """``sqe_limits["ei_range_mev"]`` (rule C′): the limit applies to an input whose Ei lies inside
+    the range; an input at another Ei, or without one, keeps 1; a damaged range is one line."""
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import OODStats
+
+    d = _folder(tmp_path)
+    stats = OODStats.load(d / "ood.json")
+    stats.sqe_limits = _limits(0.5) | {"ei_range_mev": [77.0, 133.0]}
+    assert stats.sqe_limit(50.0, 1.0, 100.0)["limit"] == 0.5
+    assert stats.sqe_limit(50.0, 1.0, 133.1)["limit"] == 0.5  # (0.1 % tolerance at the ends)
+    assert stats.sqe_limit(50.0, 1.0, 60.0) is None and stats.sqe_limit(50.0, 1.0, None) is None
+    stats.save(d / "ood.json")
+    assert OODStats.load(d / "ood.json").sqe_limits["ei_range_mev"] == [77.0, 133.0]
+    rec = json.loads((d / "ood.json").read_text())
+    for bad in ([133.0, 77.0], [77.0], "77-133", [0.0, 10.0], [77.0, float("nan")]):
+        rec["sqe_limits"]["ei_range_mev"] = bad
+        (d / "ood.json").write_text(json.dumps(rec))
+        with pytest.raises(FcinvError, match="ei_range_mev"):
+            OODStats.load(d / "ood.json")

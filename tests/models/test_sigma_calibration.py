@@ -192,7 +192,7 @@ def test_sigma_calibrate_on_an_unseen_dataset(calibratable, tmp_path, capsys):
     for argv, words in [
         (["--dataset", str(copy), "--unseen", "150"], "same spectra as the dataset the model was trained on"),
         (["--dataset", str(fresh), "--unseen", "50"], "at least 100"),
-        (["--dataset", str(fresh), "--unseen", "20000"], "at most 10,000"),  # 20,000 needed ~22 GB (session 29)
+        (["--dataset", str(fresh), "--unseen", "40000"], "at most 30,000"),  # ~3 GB + 0.25 MB per spectrum (session 32)
         (["--dataset", str(fresh), "--unseen", "400"], "only 300"),
         (["--dataset", str(ds), "--unseen", "150"], "trained on"),
     ]:
@@ -394,3 +394,41 @@ def test_a_model_trained_on_few_rows_is_told_from_a_renamed_copy(calibratable, t
         _unseen(args, model, {**training, "dataset_fingerprint_rows": 1e9})
     # a model trained since session 31 records the count
     assert model.config["training"]["dataset_fingerprint_rows"] == tr.FINGERPRINT_ROWS
+
+
+def test_calibration_in_chunks_gives_the_same_draws_and_sigma(calibratable, monkeypatch):
+    """The σ calibration renders and predicts ``CAL_CHUNK`` rows at a time into float32 (its memory
+    no longer grows ~1.1 MB per spectrum): the draws are the ones rendered in one call, bit for bit
+    (each row depends only on (seed, epoch, sample); the noise-grid half keeps its RNG order), and
+    the fitted σ scales are the same."""
+    from fcinv_widgets.measurement import MEASURED_P_CLEAN, MeasurementModel
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models import train as tr
+    from fcinv_widgets.noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
+
+    src, ds = calibratable
+    model = load_model(src)
+    training = model.config["training"]
+    x, y, info, iv, _ = tr._data(ds, None, int(training.get("seed", 0)))
+    aug = tr._augmenter(MeasurementModel.from_dict(model.config["augment"]), info, None, 0)
+    whole, sqe = tr.calibration_draws(aug, x, iv, 0, return_sqe=True)
+    # the one-call rendering as it was before (float64 rows stacked, then float32)
+    forced = aug.forced(p_clean=MEASURED_P_CLEAN)
+    real = forced.apply(x[iv], iv, tr.CAL_EPOCH).astype(np.float32)
+    rng = np.random.default_rng(np.random.SeedSequence([0, tr.CAL_EPOCH, 1]))
+    cells = [(b, p) for b in DEFAULT_BACKGROUNDS for p in DEFAULT_COUNTS]
+    pick = rng.integers(0, len(cells), len(iv))
+    grid = np.empty_like(real)
+    for c in np.unique(pick):
+        sel = np.flatnonzero(pick == c)
+        grid[sel] = add_noise(x[iv[sel]], cells[c][0], cells[c][1], rng=rng)[0]
+    assert whole.dtype == np.float32 and np.array_equal(whole, np.concatenate([real, grid]))
+    scale0, cal0, by0 = tr._fit_sigma(model, x, y, iv, aug, 0)
+    monkeypatch.setattr(tr, "CAL_CHUNK", 7)  # many chunks, none a whole predict batch
+    chunked, sqe7 = tr.calibration_draws(aug, x, iv, 0, return_sqe=True)
+    assert np.array_equal(chunked, whole) and np.array_equal(sqe7, sqe)
+    scale7, cal7, by7 = tr._fit_sigma(model, x, y, iv, aug, 0)
+    np.testing.assert_allclose(scale7, scale0, rtol=1e-5)
+    assert (cal7 is None) == (cal0 is None) and by7.keys() == by0.keys()
+    if cal0:
+        np.testing.assert_allclose(cal7["scales"], cal0["scales"], rtol=1e-5)
