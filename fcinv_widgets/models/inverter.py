@@ -626,7 +626,9 @@ class _Model:
         rng = self.training_ei_range
         if rng is None or ei_mev is None:
             return None
-        ei = float(ei_mev)
+        from ..validate import finite_number
+
+        ei = finite_number(ei_mev, "ei_mev (meV)", positive=True)
         inside = bool(rng[0] * (1 - 1e-3) <= ei <= rng[1] * (1 + 1e-3))
         note = None
         if not inside:
@@ -634,7 +636,8 @@ class _Model:
             note = (
                 f"Ei {ei:g} meV lies {side} the incident energies this model was trained over ({rng[0]:.0f}–{rng[1]:.0f} meV): "
                 "its resolution" + (" and kinematic coverage are" if side == "below" else " is") + " unlike the training "
-                "data's, and the reported σ and the out-of-distribution check were calibrated on data like those"
+                "data's, and the reported σ and the out-of-distribution check were calibrated at the training's incident "
+                "energies"
             )
         return {"ei_mev": ei, "training_range_mev": [rng[0], rng[1]], "inside": inside, "note": note}
 

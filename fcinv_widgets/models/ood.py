@@ -64,7 +64,9 @@ the Bose factor puts near Γ. The refit of an input corrected from a one-phonon 
 temperature it was corrected at (:func:`input_temperature`; its Debye–Waller factor and the
 background shapes a raw background takes under the correction, :func:`_background_shapes`).
 
-**A limit by signal on S(Q,E) inputs** (rule C, session 32, pre-registered): the check's verdict is
+**A limit by signal on S(Q,E) inputs** (rule C, session 32, pre-registered; tried and adopted for no
+shipped model — calibrated over several incident energies its limits are set by the worst one, README
+OOD "Session 32"; the mechanism stays for a model calibrated per setup): the check's verdict is
 r > 1, r the largest of the combined score over its threshold and each single score over its own
 (:meth:`OODStats.ratio`). For a one-phonon S(Q,E) input of at least the calibration's coverage,
 judged in the measured regime and not weak data, the right crystal's r falls with the input's
@@ -243,6 +245,13 @@ def rate_note(rate: dict) -> str:
         f"{part(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
         f"{part(rate['other_flagged'], rate['other_n'])} (README, OOD; ood.json sqe_rates)"
     )
+
+
+def _ei_arg(ei_mev) -> float | None:
+    """An OOD check's ``ei_mev`` argument: None, or one finite number > 0 (meV; else one line)."""
+    from ..validate import finite_number
+
+    return None if ei_mev is None else finite_number(ei_mev, "ei_mev (meV)", positive=True)
 
 
 def _is_number(v) -> bool:
@@ -728,6 +737,7 @@ class OODStats:
         as in :meth:`scores`; ``ei_mev``: as in :meth:`check`. ``return_weak``: (flags, which of them
         are weak data)."""
         measured = measured and self.has_measured()
+        ei_mev = _ei_arg(ei_mev)
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
         snr = structure_to_noise(model, x, temperature_k)
@@ -756,6 +766,7 @@ class OODStats:
         structure-to-noise, coverage and Ei ``ei_mev`` (meV, if known); ``limit`` and ``signal_limit``
         in the record), else against 1."""
         use = measured and self.has_measured()
+        ei_mev = _ei_arg(ei_mev)
         medians, thresholds, combined = self._regime(use)
         sc = self.scores(model, spectrum, use, temperature_k=temperature_k)
         comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}

@@ -218,6 +218,7 @@ def test_an_input_ei_outside_the_training_range_is_said(tmp_path, ge_pair, capsy
     ``ei_check`` with a note, and ``fcinv invert`` says it on stderr; inside the range nothing is
     said; the paper models (no measurement model) and inputs without an Ei record nothing."""
     from fcinv_widgets.cli import main
+    from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.models import load_model
     from fcinv_widgets.spectrum_io import write_spectrum
 
@@ -229,6 +230,9 @@ def test_an_input_ei_outside_the_training_range_is_said(tmp_path, ge_pair, capsy
     assert inside["inside"] and inside["note"] is None and inside["training_range_mev"] == [lo, hi]
     assert not above["inside"] and "above" in above["note"]
     assert model.ei_check(None) is None and load_model("ge-resnet-paper").ei_check(60.0) is None
+    for bad in ("abc", float("nan"), -5.0, 0.0, [80.0], True):
+        with pytest.raises(FcinvError, match="ei_mev"):
+            model.ei_check(bad)
     ge = model.input_grid
     for ei, said in ((60.0, True), (100.0, False)):
         path = tmp_path / f"ei{ei:g}.h5"
@@ -252,6 +256,14 @@ def test_rule_c_limits_calibrated_inside_an_ei_range_hold_only_there(tmp_path):
     assert stats.sqe_limit(50.0, 1.0, 100.0)["limit"] == 0.5
     assert stats.sqe_limit(50.0, 1.0, 133.1)["limit"] == 0.5  # (0.1 % tolerance at the ends)
     assert stats.sqe_limit(50.0, 1.0, 60.0) is None and stats.sqe_limit(50.0, 1.0, None) is None
+    from fcinv_widgets.models import load_model
+
+    model = load_model(d)
+    for bad in ("abc", float("nan"), -1.0):  # refused before any score is computed
+        with pytest.raises(FcinvError, match="ei_mev"):
+            model.ood_check(np.ones(model.shape), measured=True, temperature_k=5.0, ei_mev=bad)
+        with pytest.raises(FcinvError, match="ei_mev"):
+            stats.flags(model, np.ones((1, *model.shape)), measured=True, ei_mev=bad)
     stats.save(d / "ood.json")
     assert OODStats.load(d / "ood.json").sqe_limits["ei_range_mev"] == [77.0, 133.0]
     rec = json.loads((d / "ood.json").read_text())
