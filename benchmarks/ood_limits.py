@@ -29,13 +29,11 @@ import argparse
 import math
 import shlex
 import sys
-from pathlib import Path
 
 import numpy as np
-from ood_rates import load_rows, row_ratio
+from ood_rates import edges_arg, load_rows, measured_stats, row_flag, row_ratio, save_stats
 
-from fcinv_widgets.models import load_model
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE
+from fcinv_widgets.measurement import ei_inside
 
 
 def conformal_limit(ratios, alpha: float) -> float:
@@ -50,8 +48,7 @@ def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int, ei_ra
     (see the module doc); ``ei_range``: (low, high) meV, only rows measured inside it."""
     own = [r for r in rows if r["set"] == "own" and not r.get("weak_data") and row_ratio(r) is not None]
     if ei_range is not None:
-        lo, hi = ei_range
-        own = [r for r in own if r.get("ei_mev") is not None and lo * (1 - 1e-3) <= r["ei_mev"] <= hi * (1 + 1e-3)]
+        own = [r for r in own if r.get("ei_mev") is not None and ei_inside(r["ei_mev"], ei_range)]
     own = [r for r in own if r.get("structure_to_noise") is not None and r["structure_to_noise"] >= edges[0]]
     if not own:
         raise SystemExit("no judged rows of the model's own crystal with scores in the calibration files")
@@ -70,8 +67,6 @@ def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int, ei_ra
 def score(rows: list, stats, edges: list) -> dict:
     """Per kind, judged rows (structure-to-noise ≥ the first edge, not weak) flagged with limit 1
     ("before") and with ``stats``' rule C ("after"), in all and per bin."""
-    from ood_rates import row_flag
-
     out = {}
     for kind in ("own", "other"):
         rs = [r for r in rows if r["set"] == kind and not r.get("weak_data") and row_ratio(r) is not None]
@@ -112,15 +107,10 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="store the limits in the model's ood.json")
     ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
-    edges = [float(v) for v in a.edges.split(",")]
-    if edges[0] < MIN_STRUCTURE_TO_NOISE_SQE or any(b <= x for x, b in zip(edges, edges[1:])):
-        raise SystemExit(f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE_SQE:g} (below it: weak data)")
+    edges = edges_arg(a.edges)
     if not 0 < a.alpha < 0.5 or a.min_rows < 1:
         raise SystemExit("--alpha must lie in (0, 0.5) and --min-rows be ≥ 1")
-    model = load_model(a.model)
-    stats = model.ood_stats()
-    if stats is None or not stats.has_measured():
-        raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
+    model, stats = measured_stats(a.model)
     cal, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
     ei_range = None
     if a.ei_range == "training":
@@ -154,9 +144,7 @@ def main(argv=None) -> int:
             print(f"  ≥ {lo:g}: own {ob['before']}/{ob['n']} → {ob['after']}/{ob['n']}, "
                   f"other {tb['before']}/{tb['n']} → {tb['after']}/{tb['n']}")  # fmt: skip
     if a.write:
-        out = Path(model.path).parent / "ood.json"
-        stats.save(out)
-        print(f"wrote sqe_limits into {out}")
+        save_stats(model, stats, "sqe_limits")
     return 0
 
 

@@ -31,6 +31,32 @@ from fcinv_widgets.models import load_model
 from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, file_sha256
 
 
+def edges_arg(text: str) -> list:
+    """``--edges``: lower structure-to-noise bin edges, increasing from at least 3 (rule W; SystemExit otherwise)."""
+    edges = [float(v) for v in text.split(",")]
+    if edges[0] < MIN_STRUCTURE_TO_NOISE_SQE or any(b <= x for x, b in zip(edges, edges[1:])):
+        raise SystemExit(
+            f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE_SQE:g} (below it an S(Q,E) input is weak data)"
+        )
+    return edges
+
+
+def measured_stats(name: str):
+    """(model, its OOD statistics with a measured regime) — SystemExit when it has none."""
+    model = load_model(name)
+    stats = model.ood_stats()
+    if stats is None or not stats.has_measured():
+        raise SystemExit(f"{name}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
+    return model, stats
+
+
+def save_stats(model, stats, what: str) -> None:
+    """Write ``stats`` as the ood.json beside the model, saying which table went in."""
+    out = Path(model.path).parent / "ood.json"
+    stats.save(out)
+    print(f"wrote {what} into {out}")
+
+
 def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> tuple[list, list]:
     """(rows, settings per file) of ``bench_ood_fit.py --json`` files measured with the model
     ``name`` (SystemExit naming the problem: another model, checkpoint or measured-regime
@@ -108,15 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="store the table in the model's ood.json")
     ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
-    edges = [float(v) for v in a.edges.split(",")]
-    if edges[0] < MIN_STRUCTURE_TO_NOISE_SQE or any(b <= x for x, b in zip(edges, edges[1:])):
-        raise SystemExit(
-            f"--edges must increase from at least {MIN_STRUCTURE_TO_NOISE_SQE:g} (below it an S(Q,E) input is weak data)"
-        )
-    model = load_model(a.model)
-    stats = model.ood_stats()
-    if stats is None or not stats.has_measured():
-        raise SystemExit(f"{a.model}: no ood.json with a measured regime ({getattr(model, 'ood_note', '')})")
+    edges = edges_arg(a.edges)
+    model, stats = measured_stats(a.model)
     rows, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
     counts = {kind: {"n": [0] * len(edges), "flagged": [0] * len(edges)} for kind in ("own", "other")}
     below = 0
@@ -152,9 +171,7 @@ def main(argv=None) -> int:
             "command": "python benchmarks/ood_rates.py "
             + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
         }
-        out = Path(model.path).parent / "ood.json"
-        stats.save(out)
-        print(f"wrote sqe_rates into {out}")
+        save_stats(model, stats, "sqe_rates")
     return 0
 
 

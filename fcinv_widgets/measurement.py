@@ -163,6 +163,12 @@ def training_ei_range(model: MeasurementModel, energies_mev) -> tuple[float, flo
     return float(model.ei_factor[0] * e_max), float(model.ei_factor[1] * e_max)  # (the ends of Augmenter.eis)
 
 
+def ei_inside(ei_mev, ei_range) -> bool:
+    """Whether ``ei_mev`` (meV) lies inside ``ei_range`` (low, high), to 0.1 % at the ends."""
+    lo, hi = ei_range
+    return bool(lo * (1 - 1e-3) <= float(ei_mev) <= hi * (1 + 1e-3))
+
+
 class Augmenter:
     """A :class:`MeasurementModel` bound to an energy axis (meV bin centres) and a coverage bank
     (``masks``: (n_masks, nq, nE) bool, True = covered; None = full coverage)."""

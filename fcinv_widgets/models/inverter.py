@@ -629,7 +629,9 @@ class _Model:
         from ..validate import finite_number
 
         ei = finite_number(ei_mev, "ei_mev (meV)", positive=True)
-        inside = bool(rng[0] * (1 - 1e-3) <= ei <= rng[1] * (1 + 1e-3))
+        from ..measurement import ei_inside
+
+        inside = ei_inside(ei, rng)
         note = None
         if not inside:
             side = "below" if ei < rng[0] else "above"

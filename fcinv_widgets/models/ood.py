@@ -255,7 +255,24 @@ def _ei_arg(ei_mev) -> float | None:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v)) and v > 0
+    """One finite real number > 0 (not text, a list or true/false)."""
+    from ..validate import is_real_number
+
+    return is_real_number(v) and bool(np.isfinite(float(v))) and float(v) > 0
+
+
+def _bin(edges, v: float) -> tuple[int, list]:
+    """(index, [low, high or None]) of the bin of lower ``edges`` (the last open) holding ``v`` ≥ edges[0]."""
+    i = int(np.searchsorted(edges, v, side="right")) - 1
+    return i, [float(edges[i]), float(edges[i + 1]) if i + 1 < len(edges) else None]
+
+
+def _bin_edges(d: dict, name: str) -> list:
+    """The ``edges`` of a per-bin table in ood.json: increasing finite numbers ≥ 0 (ValueError naming ``name``)."""
+    edges = [float(v) for v in d["edges"]]
+    if not edges or not all(np.isfinite(edges)) or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError(f"{name} edges must be increasing finite numbers ≥ 0, got {d['edges']!r}")
+    return edges
 
 
 def file_sha256(path) -> str:
@@ -714,17 +731,13 @@ class OODStats:
         if not lim or not (np.isfinite(v) and np.isfinite(c)) or v < lim["edges"][0] or c < lim["min_coverage"]:
             return None
         if lim.get("ei_range_mev") is not None:
-            lo, hi = lim["ei_range_mev"]
-            try:
-                ei = float(ei_mev)
-            except (TypeError, ValueError):
+            from ..measurement import ei_inside
+
+            if not (_is_number(ei_mev) and ei_inside(ei_mev, lim["ei_range_mev"])):
                 return None
-            if not lo * (1 - 1e-3) <= ei <= hi * (1 + 1e-3):
-                return None
-        i = int(np.searchsorted(lim["edges"], v, side="right")) - 1
-        edges = lim["edges"]
+        i, rng = _bin(lim["edges"], v)
         return {
-            "structure_to_noise_range": [float(edges[i]), float(edges[i + 1]) if i + 1 < len(edges) else None],
+            "structure_to_noise_range": rng,
             "limit": float(lim["limits"][i]),
             "n": int(lim["n"][i]),
         }
@@ -836,11 +849,10 @@ class OODStats:
             return None
         if not r or not np.isfinite(v) or v < r["edges"][0]:
             return None
-        i = int(np.searchsorted(r["edges"], v, side="right")) - 1
-        edges = r["edges"]
+        i, rng = _bin(r["edges"], v)
         eis = sorted({float(m["ei"]) for m in r.get("measured_on") or [] if isinstance(m, dict) and _is_number(m.get("ei"))})
         return {
-            "structure_to_noise_range": [float(edges[i]), float(edges[i + 1]) if i + 1 < len(edges) else None],
+            "structure_to_noise_range": rng,
             **({"measured_ei_mev": eis} if eis else {}),
             "own_n": int(r["own"]["n"][i]),
             "own_flagged": int(r["own"]["flagged"][i]),
@@ -974,9 +986,7 @@ def _sqe_rates(d: dict) -> dict:
         return {}
     if not isinstance(d, dict):
         raise ValueError("sqe_rates must be an object")
-    edges = [float(v) for v in d["edges"]]
-    if not edges or not all(np.isfinite(edges)) or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"sqe_rates edges must be increasing finite numbers ≥ 0, got {d['edges']!r}")
+    edges = _bin_edges(d, "sqe_rates")
     out: dict = {"edges": edges}
     for kind in ("own", "other"):
         n, k = d[kind]["n"], d[kind]["flagged"]
@@ -996,9 +1006,7 @@ def _sqe_limits(d: dict) -> dict:
         return {}
     if not isinstance(d, dict):
         raise ValueError("sqe_limits must be an object")
-    edges = [float(v) for v in d["edges"]]
-    if not edges or not all(np.isfinite(edges)) or edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise ValueError(f"sqe_limits edges must be increasing finite numbers ≥ 0, got {d['edges']!r}")
+    edges = _bin_edges(d, "sqe_limits")
     limits, n = d["limits"], d["n"]
     if (
         len(limits) != len(edges)
