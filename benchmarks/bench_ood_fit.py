@@ -160,13 +160,14 @@ def report(mname: str, rows: list) -> None:
             print(f"| {label} | {'all' if temp is None else f'{temp:g}'} | {len(rs)} | {s['weak_data']:.2f} | {fj} "
                   f"| {s['network_flag']:.2f} | {s['fit_above_noise']:.2f} |")  # fmt: skip
     if a.json:
-        from fcinv_widgets.models.ood import file_sha256
+        from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
 
         m = models[mname]
         st = m.ood_stats()
         checked_by = {  # what the flags were measured with (benchmarks/ood_rates.py checks it before writing)
             "model_sha256": file_sha256(m.path),
             "ood_measured_regime": st.measured if st is not None else None,
+            "ood_check_version": OOD_CHECK_VERSION,
         }
         out = {"settings": vars(a) | {"model": mname}, **checked_by, "summary": summary, "rows": rows}
         Path(a.json.replace("{model}", mname)).write_text(json.dumps(out, indent=1))

@@ -34,6 +34,7 @@ import numpy as np
 from ood_rates import edges_arg, load_rows, measured_stats, row_flag, row_ratio, save_stats
 
 from fcinv_widgets.measurement import ei_inside
+from fcinv_widgets.models.ood import OOD_CHECK_VERSION
 
 
 def conformal_limit(ratios, alpha: float) -> float:
@@ -130,6 +131,7 @@ def main(argv=None) -> int:
         "alpha": a.alpha,
         "min_rows": a.min_rows,
         "measured_on": settings,
+        "check_version": OOD_CHECK_VERSION,
         "command": "python benchmarks/ood_limits.py "
         + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
     }

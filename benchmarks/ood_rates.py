@@ -28,7 +28,7 @@ import numpy as np
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.models import load_model
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, file_sha256
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, OOD_CHECK_VERSION, file_sha256
 
 
 def edges_arg(text: str) -> list:
@@ -79,6 +79,13 @@ def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> t
                 raise SystemExit(f"{path} was measured on another checkpoint or other OOD thresholds than {name}'s now")
         elif not assume_current:
             raise SystemExit(f"{path} does not record its checkpoint (rows from before session 31): --assume-current")
+        version = d.get("ood_check_version")
+        if version != OOD_CHECK_VERSION and (version is not None or not assume_current):
+            raise SystemExit(
+                f"{path} was measured with OOD check version {version or 'before 2 (session 33)'}, this check is version "
+                f"{OOD_CHECK_VERSION}: its flags describe another check (--assume-current only for rows of this check "
+                "that did not record it)"
+            )
         for r in d["rows"]:
             r.setdefault("ei_mev", s.get("ei"))
             if r.get("coverage") is None and "ei" in s and "qmax" in s:
@@ -168,6 +175,7 @@ def main(argv=None) -> int:
             **counts,
             "other_label": label,
             "measured_on": settings,
+            "check_version": OOD_CHECK_VERSION,
             "command": "python benchmarks/ood_rates.py "
             + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
         }

@@ -183,6 +183,20 @@ SQE_INPUT_NOTE = (
 )
 
 
+#: the version of the check's scoring: what rates and limits measured on its verdicts
+#: (:attr:`OODStats.sqe_rates`, :attr:`OODStats.sqe_limits`; ``check_version`` in them, 1 when absent)
+#: describe. 2 since session 33: the refit's S(Q,E) renderer broadens the raw S(Q,E) before the
+#: E/(n+1) correction (:func:`_as_measured`), which lowers the right crystal's ``refit`` on warm and
+#: high-Ei inputs — rates measured with version 1 are not quoted for version 2's verdicts
+OOD_CHECK_VERSION = 2
+
+
+def check_version_of(table: dict) -> int:
+    """The :data:`OOD_CHECK_VERSION` a rates or limits table was measured with (1: before it was recorded)."""
+    v = table.get("check_version", 1)
+    return v if isinstance(v, int) and not isinstance(v, bool) else -1
+
+
 #: a structure-to-noise bin of :attr:`OODStats.sqe_rates` with fewer of the right crystal's inputs
 #: than this says too little to replace :data:`SQE_INPUT_NOTE`
 MIN_RATE_CASES = 10
@@ -423,6 +437,20 @@ def _background_shapes(energies: np.ndarray, temperature_k: float | None = None)
 _SQE_REFIT: dict = {}
 
 
+def _as_measured(images: np.ndarray, after, mask: np.ndarray) -> np.ndarray:
+    """Candidate images (..., nq, nE) of the refit as inference sees a measured file: for the S(Q,E)
+    renderer (``after`` the correction E/(n+1), (1, nE)) the resolution-broadened raw S(Q,E) times
+    it, clipped at its :data:`~fcinv_widgets.measurement.SQE_CLIP` th percentile over the measured
+    pixels ``mask`` (nq, nE) as ``to_model_intensity`` clips the input; unit-weight images as they are."""
+    if np.ndim(after) == 0:
+        return images
+    from ..measurement import SQE_CLIP
+
+    y = images * after
+    lim = np.percentile(y[..., mask], SQE_CLIP, axis=-1)
+    return np.minimum(y, np.asarray(lim)[..., None, None])
+
+
 @functools.cache
 def _smoothing_noise_gain() -> float:
     """Σ w² of :func:`_smooth`'s kernel away from the edges: the fraction of white noise's variance
@@ -494,9 +522,10 @@ def weak_reason(snr: float, temperature_k: float | None = None, energies_mev=Non
 def _sqe_renderer(mat, fm, ei_mev: float, temperature_k: float = 5.0):
     """(weighted twin of ``fm``, E/(n+1) at ``temperature_k``): the refit's S(Q,E) renderer — the
     folded mode weights at the material's reference FCs, Ei ``ei_mev``, the Debye–Waller factor at
-    ``temperature_k`` (K; 5 K when the input's temperature is unknown), corrected by E/(n+1) as
-    inference corrects a measured file (the weights hardly move over the domain;
-    ``measurement.SQEWeighting``). Computed once per process and temperature (~1–2 s for Ge)."""
+    ``temperature_k`` (K; 5 K when the input's temperature is unknown), and the correction
+    E/(n+1) that inference applies to a measured file — after the resolution, as the refit applies
+    it (the weights hardly move over the domain; ``measurement.SQEWeighting``). Computed once per
+    process and temperature (~1–2 s for Ge)."""
     from ..measurement import creation_correction, reference_slot_weights
 
     ref = np.asarray(mat.reference_params, float)
@@ -550,10 +579,20 @@ def _refit_misfit(
         return np.asarray(fm.spectra(t), np.float64)
 
     def renders_at(temp: float | None) -> list:
-        out = [unit]
+        """[(render, after)]: ``render(FCs) @ kernel``, then ``after`` (:func:`_as_measured`), is a
+        candidate image. For an input corrected from a one-phonon S(Q,E) at ``temp`` (K) the S(Q,E)
+        candidate is made as the input was: the raw S(Q,E) broadened by the kernel, *then* corrected
+        (× E/(n+1)) and clipped — the two do not commute where E/(n+1) changes within a resolution
+        width (low E; warm and high-Ei inputs most; session 33: in the other order the right crystal's
+        own noiseless S(Q,E) at 100 K, Ei 125 meV left 0.42 of its structure, 1.05× the threshold).
+        An input that was not corrected (``temp`` None: a model image under measurement effects, the
+        kind the thresholds are calibrated on) gets the S(Q,E) mode weights at 5 K on the unit-weight
+        Gaussians (corrected at the modes, then broadened): the weighting such an image can carry."""
+        out: list = [(unit, 1.0)]
         if mm.p_sqe > 0:  # a model trained on measured S(Q,E) too: the refit may explain the data as one
             fmw, bose = _sqe_renderer(mat, fm, ei_mid, 5.0 if temp is None else temp)
-            out.append(lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64) * bose)
+            raw = lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64)  # noqa: E731
+            out.append((raw, bose) if temp is not None else ((lambda t: raw(t) * bose), 1.0))
         return out
 
     kernels = np.concatenate([np.eye(len(energies))[None], kernels])  # the grid's own width first
@@ -587,24 +626,24 @@ def _refit_misfit(
             # again after each round: a kernel picked at a poor start can hold the fit away from the
             # right FCs; session 11: such stalls made the right crystal's largest refit scores)
             # (and, for a model trained on measured S(Q,E), whether unit or S(Q,E) weights explain it)
-            cand = np.concatenate([render(th[None])[0] @ kernels for render in renders])
+            cand = np.concatenate([_as_measured(render(th[None])[0] @ kernels, after, mi) for render, after in renders])
             r = _column_residuals(sx, _smooth(cand, mi, den), m, bg)
             c = int(np.argmin((r**2).sum((1, 2))))
             if c == k_prev:
                 break
             k_prev = c
-            render, k = renders[c // len(kernels)], c % len(kernels)
+            (render, after), k = renders[c // len(kernels)], c % len(kernels)
             r0, lam = r[c], 1e-2  # the residual at the current FCs
             best = float((r0**2).sum())
             for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
                 pts = th + np.diag(h)
-                imgs = render(pts) @ kernels[k]
+                imgs = _as_measured(render(pts) @ kernels[k], after, mi)
                 r = _column_residuals(sx, _smooth(imgs, mi, den), m, bg)
                 J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
                 H = J.T @ J
                 step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
                 trial = np.clip(th + step, dom[:, 0], dom[:, 1])
-                ti = render(trial[None]) @ kernels[k]
+                ti = _as_measured(render(trial[None]) @ kernels[k], after, mi)
                 rt = _column_residuals(sx, _smooth(ti, mi, den), m, bg)[0]
                 f = float((rt**2).sum())
                 if f < best:
@@ -722,13 +761,16 @@ class OODStats:
         measured pixels) below the calibration inputs' least, or for values that are not finite
         numbers (the limit is then 1, as for any other input); with ``ei_range_mev`` in the limits
         (calibrated inside the model's training Ei range), also None for an input whose Ei
-        (``ei_mev``) is unknown or outside that range."""
+        (``ei_mev``) is unknown or outside that range, and for limits calibrated with another
+        :data:`OOD_CHECK_VERSION`."""
         lim = self.sqe_limits
         try:
             v, c = float(structure_to_noise), float(coverage)
         except (TypeError, ValueError):
             return None
         if not lim or not (np.isfinite(v) and np.isfinite(c)) or v < lim["edges"][0] or c < lim["min_coverage"]:
+            return None
+        if check_version_of(lim) != OOD_CHECK_VERSION:  # calibrated on another version's verdicts
             return None
         if lim.get("ei_range_mev") is not None:
             from ..measurement import ei_inside
@@ -841,14 +883,15 @@ class OODStats:
     def sqe_rate(self, structure_to_noise) -> dict | None:
         """The :attr:`sqe_rates` bin of an input's structure-to-noise: {"structure_to_noise_range":
         [low, high or None], "own_n", "own_flagged", "other_n", "other_flagged", "other"}; None
-        without rates, for a ratio that is not a finite number, or below the first bin."""
+        without rates, for a ratio that is not a finite number, below the first bin, or for rates
+        measured with another :data:`OOD_CHECK_VERSION`."""
         r = self.sqe_rates
         try:
             v = float(structure_to_noise)
         except (TypeError, ValueError):
             return None
-        if not r or not np.isfinite(v) or v < r["edges"][0]:
-            return None
+        if not r or not np.isfinite(v) or v < r["edges"][0] or check_version_of(r) != OOD_CHECK_VERSION:
+            return None  # (rates of another version's verdicts describe another check)
         i, rng = _bin(r["edges"], v)
         eis = sorted({float(m["ei"]) for m in r.get("measured_on") or [] if isinstance(m, dict) and _is_number(m.get("ei"))})
         return {

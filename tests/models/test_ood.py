@@ -356,7 +356,7 @@ def test_sqe_flag_rates_by_signal_replace_the_generic_caveat(tmp_path):
     measurements at its structure-to-noise were flagged, of the right crystal and of another, and
     its note says those numbers; a bin with fewer than MIN_RATE_CASES right-crystal cases, a ratio
     below the first bin or a NaN keep the generic caveat."""
-    from fcinv_widgets.models.ood import MIN_RATE_CASES, SQE_INPUT_NOTE, OODStats, note_sqe_input
+    from fcinv_widgets.models.ood import MIN_RATE_CASES, OOD_CHECK_VERSION, SQE_INPUT_NOTE, OODStats, note_sqe_input
 
     d = _rates_folder(tmp_path)
     stats = OODStats.load(d / "ood.json")
@@ -367,6 +367,7 @@ def test_sqe_flag_rates_by_signal_replace_the_generic_caveat(tmp_path):
         "other": {"n": [10, 20, 30, 5], "flagged": [5, 18, 30, 5]},
         "other_label": "Nb folded on the Ge path",
         "command": "test",
+        "check_version": OOD_CHECK_VERSION,
     }
     stats.save(d / "ood.json")
     back = OODStats.load(d / "ood.json")
@@ -408,6 +409,15 @@ def test_sqe_flag_rates_by_signal_replace_the_generic_caveat(tmp_path):
     rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 12.0}, sqe | {"ei_mev": 120.0}, back)
     assert not rec["sqe_flag_rates"]["applies"] and "3 of 30" not in rec["input_note"]
     assert "at Ei 120 meV" in rec["input_note"] and "measured at Ei 80 meV" in rec["input_note"]
+    # rates measured on another version of the check's verdicts (session 33 changed the refit;
+    # a file without check_version is from before it) are not quoted: the generic caveat
+    for version in (None, OOD_CHECK_VERSION - 1, "2"):
+        back.sqe_rates = {k: v for k, v in back.sqe_rates.items() if k != "check_version"}
+        if version is not None:
+            back.sqe_rates["check_version"] = version
+        assert back.sqe_rate(12.0) is None
+        rec = note_sqe_input({"regime": "measured", "flag": True, "structure_to_noise": 12.0}, sqe, back)
+        assert rec["input_note"] == SQE_INPUT_NOTE and "sqe_flag_rates" not in rec
 
 
 @pytest.mark.parametrize(
@@ -447,7 +457,7 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
     from pathlib import Path
 
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OODStats, file_sha256
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, OODStats, file_sha256
 
     spec = importlib.util.spec_from_file_location("ood_rates", Path(__file__).parents[2] / "benchmarks" / "ood_rates.py")
     mod = importlib.util.module_from_spec(spec)
@@ -463,16 +473,8 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
     ]
     settings = {"model": str(d), "n": 3, "n_other": 2, "seed": 1, "temperatures": "5", "counts": "30,300"}
     good = tmp_path / "rows.json"
-    good.write_text(
-        json.dumps(
-            {
-                "settings": settings,
-                "model_sha256": file_sha256(d / "model.pt"),
-                "ood_measured_regime": stats.measured,
-                "rows": rows,
-            }
-        )
-    )
+    checked = {"model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
+    good.write_text(json.dumps({"settings": settings, **checked, "ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
     with pytest.raises(SystemExit, match="at least 3"):  # below 3 an S(Q,E) input is weak data (rule W)
         mod.main([str(good), "--model", str(d), "--edges", "1,10,30"])
     assert mod.main([str(good), "--model", str(d), "--edges", "3,10,30", "--write"]) == 0
@@ -480,6 +482,18 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
     got = load_model(d).ood_stats().sqe_rates
     assert got["own"] == {"n": [0, 0, 1], "flagged": [0, 0, 0]} and got["other"] == {"n": [0, 1, 1], "flagged": [0, 0, 1]}
     assert got["other_label"] == "Nb folded on the Ge path" and "ood_rates.py" in got["command"]
+    assert got["check_version"] == OOD_CHECK_VERSION
+    # rows of another version of the check are refused; rows of this check that record no version
+    # (rows written before session 33 recorded it) only with --assume-current
+    other = tmp_path / "v1.json"
+    other.write_text(json.dumps({"settings": settings, **checked, "ood_check_version": 1, "rows": rows}))
+    with pytest.raises(SystemExit, match="OOD check version 1"):
+        mod.main([str(other), "--model", str(d), "--assume-current"])
+    unversioned = tmp_path / "unversioned.json"
+    unversioned.write_text(json.dumps({"settings": settings, **checked, "rows": rows}))
+    with pytest.raises(SystemExit, match="--assume-current"):
+        mod.main([str(unversioned), "--model", str(d)])
+    assert mod.main([str(unversioned), "--model", str(d), "--assume-current"]) == 0
     stale = tmp_path / "stale.json"
     stale.write_text(
         json.dumps({"settings": settings, "model_sha256": "0" * 64, "ood_measured_regime": stats.measured, "rows": rows})

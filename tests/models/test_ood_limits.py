@@ -51,7 +51,15 @@ def ge_input(ge_pair):
 
 
 def _limits(value, min_coverage=0.0):
-    return {"edges": [3.0, 10.0, 30.0, 100.0], "limits": [value] * 4, "n": [40] * 4, "min_coverage": min_coverage}
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION
+
+    return {
+        "edges": [3.0, 10.0, 30.0, 100.0],
+        "limits": [value] * 4,
+        "n": [40] * 4,
+        "min_coverage": min_coverage,
+        "check_version": OOD_CHECK_VERSION,
+    }
 
 
 def test_rule_c_limit_decides_the_verdict_of_sqe_inputs_only(tmp_path, ge_input, monkeypatch):
@@ -160,7 +168,7 @@ def test_ood_limits_script_calibrates_scores_and_writes_for_this_checkpoint(tmp_
     ratio; a bin with fewer than --min-rows keeps 1), the least coverage, held-out scoring before /
     after, ``--write`` into ood.json; ood_rates.py then counts flags under the limits."""
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import file_sha256
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
 
     mod = _script("ood_limits")
     assert mod.conformal_limit(np.arange(1, 101) / 100, 0.02) == pytest.approx(0.99)  # rank ⌈101·0.98⌉ = 99
@@ -180,6 +188,7 @@ def test_ood_limits_script_calibrates_scores_and_writes_for_this_checkpoint(tmp_
                     "settings": settings,
                     "model_sha256": file_sha256(d / "model.pt"),
                     "ood_measured_regime": stats.measured,
+                    "ood_check_version": OOD_CHECK_VERSION,
                     "rows": rows,
                 }
             )
@@ -194,6 +203,7 @@ def test_ood_limits_script_calibrates_scores_and_writes_for_this_checkpoint(tmp_
     lim = load_model(d).ood_stats().sqe_limits
     assert lim["limits"][0] == pytest.approx(ratios.max()) and lim["limits"][1:] == [1.0, 1.0]  # 5 rows at 50: too few
     assert lim["n"] == [30, 0, 5] and lim["min_coverage"] == pytest.approx(0.9) and "ood_limits.py" in lim["command"]
+    assert lim["check_version"] == OOD_CHECK_VERSION
     assert "own flagged 0/2 → 1/2" in out and "other caught 1/3 → 2/3" in out and "wrote sqe_limits" in out
     rates = _script("ood_rates")
     assert rates.main([write("test2.json", test), "--model", str(d), "--edges", "3,10,30", "--write"]) == 0
@@ -256,6 +266,11 @@ def test_rule_c_limits_calibrated_inside_an_ei_range_hold_only_there(tmp_path):
     assert stats.sqe_limit(50.0, 1.0, 100.0)["limit"] == 0.5
     assert stats.sqe_limit(50.0, 1.0, 133.1)["limit"] == 0.5  # (0.1 % tolerance at the ends)
     assert stats.sqe_limit(50.0, 1.0, 60.0) is None and stats.sqe_limit(50.0, 1.0, None) is None
+    # limits calibrated on another version of the check's verdicts (session 33) are not applied
+    older = stats.sqe_limits
+    stats.sqe_limits = {k: v for k, v in older.items() if k != "check_version"}
+    assert stats.sqe_limit(50.0, 1.0, 100.0) is None
+    stats.sqe_limits = older
     from fcinv_widgets.models import load_model
 
     model = load_model(d)
