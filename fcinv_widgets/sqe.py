@@ -378,13 +378,15 @@ def fold_full(
     angle_max_deg: float = 135.0,
     angle_min_deg: float = 0.0,
     chunk: int = 20_000,
+    coverage_ei_mev: float | None = None,
 ):
     """Folded S(q, E) (nq, nE) over all equivalents: Σ S / Σ norm per pixel, NaN where none.
 
     Without ``ei_mev`` every equivalent covers every energy (ideal coverage, constant σ).
     With ``ei_mev`` the ARCS resolution is used and an equivalent covers an energy bin only
     where (|Q|, E) is kinematically reachable with a scattering angle between
-    ``angle_min_deg`` and ``angle_max_deg`` (all sample orientations).
+    ``angle_min_deg`` and ``angle_max_deg`` (all sample orientations) — at ``coverage_ei_mev``
+    when given (a diagnostic: the resolution of one Ei with the coverage of another), else at ``ei_mev``.
     Returns (image, norm) with ``norm`` the number of equivalents per pixel.
     """
     centers = grid.e.centers
@@ -403,13 +405,14 @@ def fold_full(
         np.add.at(data, jbin, per_j)
         norm = np.bincount(points.qbin, minlength=nq).astype(float)[:, None] * np.ones(nE)
     else:
-        qlo, qhi = kinematic_q_range(ei_mev, centers, angle_min_deg, angle_max_deg)
+        ei_kin = ei_mev if coverage_ei_mev is None else coverage_ei_mev
+        qlo, qhi = kinematic_q_range(ei_kin, centers, angle_min_deg, angle_max_deg)
         qabs = np.linalg.norm(points.Q, axis=1)
         data = np.zeros((nq, nE))
         norm = np.zeros((nq, nE))
         for s in range(0, points.n, chunk):
             sl = slice(s, s + chunk)
-            m = (qabs[sl, None] >= qlo) & (qabs[sl, None] <= qhi) & (centers < ei_mev)
+            m = (qabs[sl, None] >= qlo) & (qabs[sl, None] <= qhi) & (centers < ei_kin)
             S = np.einsum("pm,pme->pe", points.amp[sl], Gt[points.iq[sl]]) * m
             _segment_add(data, points.qbin[sl], S)
             _segment_add(norm, points.qbin[sl], m.astype(float))

@@ -164,6 +164,22 @@ def test_kinematic_full_coverage(ge, points):
     assert cov_e[0] >= cov_e[-1]
 
 
+def test_resolution_of_one_ei_with_the_coverage_of_another(ge, points):
+    """``coverage_ei_mev`` (session 33's diagnostic, benchmarks/ood_ei_parts.py): the measured pixels and
+    equivalents of that Ei, the resolution of ``ei_mev``; given as ``ei_mev`` it changes nothing."""
+    from fcinv_widgets.sqe import fold_full
+
+    img60, norm60 = fold_full(points, ge.grid, ei_mev=60.0)
+    img110, _ = fold_full(points, ge.grid, ei_mev=110.0)
+    mixed, norm = fold_full(points, ge.grid, ei_mev=110.0, coverage_ei_mev=60.0)
+    assert np.array_equal(norm, norm60) and np.array_equal(np.isfinite(mixed), np.isfinite(img60))
+    assert np.isfinite(img60).mean() < np.isfinite(img110).mean()  # 60 meV reaches fewer pixels
+    ok = np.isfinite(img60)
+    assert not np.allclose(mixed[ok], img60[ok])  # a wider resolution at 110 meV
+    same, _ = fold_full(points, ge.grid, ei_mev=60.0, coverage_ei_mev=60.0)
+    assert np.array_equal(np.nan_to_num(same, nan=-1), np.nan_to_num(img60, nan=-1))
+
+
 @pytest.fixture(scope="module")
 def scanset(ge, calc):
     from fcinv_widgets.scans import simulate_scans
