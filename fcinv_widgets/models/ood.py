@@ -1022,6 +1022,13 @@ def _stats_problem(s: OODStats) -> str | None:
     return None
 
 
+def _check_version_field(d: dict, what: str) -> None:
+    """A table's ``check_version``, when present, is a whole number ≥ 1 (ValueError naming it)."""
+    v = d.get("check_version", 1)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{what} check_version must be a whole number ≥ 1, got {v!r}")
+
+
 def _sqe_rates(d: dict) -> dict:
     """:attr:`OODStats.sqe_rates` from a file, checked: increasing finite edges ≥ 0, per kind
     whole counts 0 ≤ flagged ≤ n, one per bin (ValueError naming the problem)."""
@@ -1039,6 +1046,7 @@ def _sqe_rates(d: dict) -> dict:
         out[kind] = {"n": list(n), "flagged": list(k)}
     if not isinstance(d.get("other_label"), str):
         raise ValueError("sqe_rates other_label must be text")
+    _check_version_field(d, "sqe_rates")
     return out | {k: v for k, v in d.items() if k not in out}
 
 
@@ -1068,6 +1076,7 @@ def _sqe_limits(d: dict) -> dict:
         if not ok or not (np.isfinite(ei).all() and 0 < ei[0] < ei[1]):
             raise ValueError(f"sqe_limits ei_range_mev must be [low, high] in meV with 0 < low < high, got {ei!r}")
         out["ei_range_mev"] = [float(ei[0]), float(ei[1])]
+    _check_version_field(d, "sqe_limits")
     return out | {k: v for k, v in d.items() if k not in out}
 
 

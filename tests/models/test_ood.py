@@ -429,6 +429,9 @@ def test_sqe_flag_rates_by_signal_replace_the_generic_caveat(tmp_path):
         ({"own": {"n": [1], "flagged": [0]}}, "one whole count per bin"),
         ({"other": {"n": [1.5, 2], "flagged": [0, 0]}}, "one whole count per bin"),
         ({"other_label": 3}, "other_label must be text"),
+        ({"check_version": "2"}, "check_version must be a whole number"),
+        ({"check_version": 0}, "check_version must be a whole number"),
+        ({"check_version": True}, "check_version must be a whole number"),
     ],
 )
 def test_damaged_sqe_rates_are_one_error(tmp_path, damage, words):

@@ -124,6 +124,7 @@ def test_rule_c_limit_decides_the_verdict_of_sqe_inputs_only(tmp_path, ge_input,
         ({"n": [1, 2, 3, 4.5]}, "whole count"),
         ({"min_coverage": 1.5}, "min_coverage"),
         ({"min_coverage": "all"}, "min_coverage"),
+        ({"check_version": 1.5}, "check_version"),
     ],
 )
 def test_damaged_limits_are_refused_in_one_line(tmp_path, damage, words):
