@@ -405,7 +405,9 @@ def fold_full(
         np.add.at(data, jbin, per_j)
         norm = np.bincount(points.qbin, minlength=nq).astype(float)[:, None] * np.ones(nE)
     else:
-        ei_kin = ei_mev if coverage_ei_mev is None else coverage_ei_mev
+        from .validate import finite_number
+
+        ei_kin = ei_mev if coverage_ei_mev is None else finite_number(coverage_ei_mev, "coverage_ei_mev (meV)", positive=True)
         qlo, qhi = kinematic_q_range(ei_kin, centers, angle_min_deg, angle_max_deg)
         qabs = np.linalg.norm(points.Q, axis=1)
         data = np.zeros((nq, nE))

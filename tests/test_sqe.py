@@ -178,6 +178,11 @@ def test_resolution_of_one_ei_with_the_coverage_of_another(ge, points):
     assert not np.allclose(mixed[ok], img60[ok])  # a wider resolution at 110 meV
     same, _ = fold_full(points, ge.grid, ei_mev=60.0, coverage_ei_mev=60.0)
     assert np.array_equal(np.nan_to_num(same, nan=-1), np.nan_to_num(img60, nan=-1))
+    from fcinv_widgets.errors import FcinvError
+
+    for bad in (0.0, -5.0, float("nan"), "x"):
+        with pytest.raises(FcinvError, match="coverage_ei_mev"):
+            fold_full(points, ge.grid, ei_mev=80.0, coverage_ei_mev=bad)
 
 
 @pytest.fixture(scope="module")
