@@ -28,7 +28,7 @@ import numpy as np
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.models import load_model
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, OOD_CHECK_VERSION, file_sha256
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, OOD_CHECK_VERSION, file_sha256, refit_excess
 
 
 def edges_arg(text: str) -> list:
@@ -120,15 +120,27 @@ def row_ratio(r: dict) -> float | None:
     return max([r["ood_score"] / r["ood_threshold"], *(c["value"] / c["threshold"] for c in comps)])
 
 
+def row_excess(r: dict) -> float | None:
+    """A row's :func:`~fcinv_widgets.models.ood.refit_excess` from its recorded ``refit`` score and
+    structure-to-noise (None without them)."""
+    refit = (r.get("ood_components") or {}).get("refit")
+    if refit is None or r.get("structure_to_noise") is None:
+        return None
+    e = float(refit_excess(refit["value"], r["structure_to_noise"]))
+    return e if np.isfinite(e) else None
+
+
 def row_flag(r: dict, stats) -> bool:
-    """Whether the check as it stands (rule C where ``stats`` carry ``sqe_limits``) flags a judged
-    row, recomputed from its recorded scores (their thresholds are the current ones:
-    :func:`load_rows`); a row without scores keeps its recorded flag."""
+    """Whether the check as it stands (rule C where ``stats`` carry ``sqe_limits``, rule E where they
+    carry ``sqe_excess``) flags a judged row, recomputed from its recorded scores (their thresholds
+    are the current ones: :func:`load_rows`); a row without scores keeps its recorded flag."""
     ratio = row_ratio(r)
     if ratio is None:
         return bool(r["network_flag"])
     signal = stats.sqe_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
-    return ratio > (signal["limit"] if signal else 1.0)
+    lim_e = stats.sqe_excess_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
+    e = row_excess(r)
+    return ratio > (signal["limit"] if signal else 1.0) or (lim_e is not None and e is not None and e > lim_e["limit"])
 
 
 def main(argv=None) -> int:
@@ -176,6 +188,7 @@ def main(argv=None) -> int:
             "other_label": label,
             "measured_on": settings,
             "check_version": OOD_CHECK_VERSION,
+            "sqe_excess_limit": stats.sqe_excess["limit"] if stats.sqe_excess else None,  # rule E counted, or not
             "command": "python benchmarks/ood_rates.py "
             + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
         }

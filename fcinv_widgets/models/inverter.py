@@ -596,8 +596,8 @@ class _Model:
         without statistics; ``measured``: a measured (or S(Q,E)) input, judged in the measured
         regime when the statistics have one (:mod:`.ood`); ``temperature_k``: the temperature (K)
         at which the input was corrected from a one-phonon S(Q,E) (:func:`.ood.input_temperature`);
-        ``ei_mev``: the incident energy it was measured at, if known (rule C's limits hold inside
-        the training's Ei range only)."""
+        ``ei_mev``: the incident energy it was measured at, if known (rule C's and rule E's limits
+        hold inside the Ei range they were calibrated over only)."""
         stats = self.ood_stats()
         if stats is None:
             return None

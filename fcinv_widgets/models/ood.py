@@ -75,6 +75,16 @@ carries ``sqe_limits`` (split-conformal quantiles of r over the right crystal's 
 measurements, per structure-to-noise bin; ``benchmarks/ood_limits.py``) the verdict is r > the
 input's bin's limit instead (:meth:`OODStats.sqe_limit`; the record's ``limit`` and ``signal_limit``).
 
+**The refit's excess over the noise on S(Q,E) inputs** (rule E, session 34, pre-registered): on the
+right crystal's noisy S(Q,E) the refit leaves about the input's noise share of its structure,
+1/(1 + structure-to-noise), whatever the signal; another crystal's branches stay unexplained on top
+of it. :func:`refit_excess` is that excess. Where the model's ``ood.json`` carries ``sqe_excess``
+(a split-conformal limit on it over the right crystal's simulated S(Q,E) measurements inside the
+training Ei range; ``benchmarks/ood_excess.py``), a one-phonon S(Q,E) input judged in the measured
+regime, not weak data, of at least the calibration's coverage and of a known Ei inside that range is
+also flagged when its excess exceeds the limit (:meth:`OODStats.sqe_excess_limit`; the record's
+``refit_excess``).
+
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
 """
@@ -497,6 +507,17 @@ def structure_to_noise(model, x: np.ndarray, temperature_k=None) -> np.ndarray:
     return out
 
 
+def refit_excess(refit, structure_to_noise) -> np.ndarray:
+    """The ``refit`` score in excess of the input's noise share 1/(1 + max(s, 0)), s its
+    :func:`structure_to_noise` (∞: a noiseless input, share 0; NaN where s is not a number):
+    dimensionless, (N,) or a 0-d array. Both measure against the same smoothed structure after the
+    per-column background, so on the right crystal's noisy data the refit leaves ≈ that share and the
+    excess is what the crystal model cannot explain beyond the noise (rule E, see the module doc)."""
+    s = np.asarray(structure_to_noise, float)
+    share = np.where(np.isinf(s), 0.0, 1.0 / (1.0 + np.maximum(np.nan_to_num(s, nan=0.0), 0.0)))
+    return np.where(np.isnan(s), np.nan, np.asarray(refit, float) - share)
+
+
 def weak_reason(snr: float, temperature_k: float | None = None, energies_mev=None) -> str:
     """The one-line reason of a weak-data flag (:func:`structure_to_noise` below
     :data:`MIN_STRUCTURE_TO_NOISE`), with what would help: for a one-phonon S(Q,E) corrected at a
@@ -687,6 +708,11 @@ class OODStats:
     #: "min_coverage": the least coverage the calibration inputs had, "alpha", "command", …}
     #: (``benchmarks/ood_limits.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
     sqe_limits: dict = field(default_factory=dict)
+    #: rule E (session 34; empty: not adopted for this model): {"limit": the limit on
+    #: :func:`refit_excess`, "n": calibration inputs, "min_coverage", "ei_range_mev": [low, high] the
+    #: calibration inputs' Ei range (the rule applies inside it only), "alpha", "command", …}
+    #: (``benchmarks/ood_excess.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
+    sqe_excess: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
     def has_measured(self) -> bool:
@@ -784,6 +810,27 @@ class OODStats:
             "n": int(lim["n"][i]),
         }
 
+    def sqe_excess_limit(self, structure_to_noise, coverage, ei_mev=None) -> dict | None:
+        """Rule E's limit for a one-phonon S(Q,E) input judged in the measured regime and not weak
+        data: {"limit", "n"} of :attr:`sqe_excess`; None without it, for a coverage (fraction of
+        measured pixels) below the calibration inputs' least, an Ei (``ei_mev``) unknown or outside
+        the calibration's range, values that are not numbers (a structure-to-noise of ∞, a noiseless
+        input, is judged), or a table of another :data:`OOD_CHECK_VERSION`."""
+        ex = self.sqe_excess
+        try:
+            v, c = float(structure_to_noise), float(coverage)
+        except (TypeError, ValueError):
+            return None
+        if not ex or np.isnan(v) or not np.isfinite(c) or c < ex["min_coverage"]:
+            return None
+        if check_version_of(ex) != OOD_CHECK_VERSION:
+            return None
+        from ..measurement import ei_inside
+
+        if not (_is_number(ei_mev) and ei_inside(ei_mev, ex["ei_range_mev"])):
+            return None
+        return {"limit": float(ex["limit"]), "n": int(ex["n"])}
+
     def flags(self, model, spectra, measured: bool = False, temperature_k=None, return_weak: bool = False, ei_mev=None):
         """(N,) bool: :meth:`ratio` above 1 (the combined score above its threshold, or any single
         score above its own) — above the input's rule-C limit where :meth:`check` would use one — or
@@ -797,15 +844,19 @@ class OODStats:
         x = x[None] if x.ndim == 2 else x
         snr = structure_to_noise(model, x, temperature_k)
         weak = snr < weak_level(temperature_k)
-        ratio = self.ratio(self.scores(model, x, measured, temperature_k=temperature_k), measured)
+        sc = self.scores(model, x, measured, temperature_k=temperature_k)
+        ratio = self.ratio(sc, measured)
         temps = np.broadcast_to(np.asarray(np.nan if temperature_k is None else temperature_k, float), (len(x),))
         limits = np.ones(len(x))
-        if measured and self.sqe_limits:
-            coverage = np.isfinite(x).reshape(len(x), -1).mean(1)
-            for i in np.flatnonzero(np.isfinite(temps) & ~weak):
-                signal = self.sqe_limit(snr[i], coverage[i], ei_mev)
-                limits[i] = signal["limit"] if signal else 1.0
-        flags = (ratio > limits) | weak
+        excess = np.zeros(len(x), bool)
+        coverage = np.isfinite(x).reshape(len(x), -1).mean(1)
+        e = refit_excess(sc["refit"], snr) if "refit" in sc else None
+        for i in np.flatnonzero(np.isfinite(temps) & ~weak) if measured else []:
+            signal = self.sqe_limit(snr[i], coverage[i], ei_mev)
+            limits[i] = signal["limit"] if signal else 1.0
+            lim_e = self.sqe_excess_limit(snr[i], coverage[i], ei_mev) if e is not None else None
+            excess[i] = lim_e is not None and bool(e[i] > lim_e["limit"])
+        flags = (ratio > limits) | excess | weak
         return (flags, weak) if return_weak else flags
 
     def check(
@@ -830,16 +881,26 @@ class OODStats:
         snr = float(structure_to_noise(model, x, temperature_k)[0])
         weak = bool(snr < weak_level(temperature_k))
         coverage = float(np.isfinite(x).mean())
-        signal = self.sqe_limit(snr, coverage, ei_mev) if use and temperature_k is not None and not weak else None
+        sqe_judged = use and temperature_k is not None and not weak
+        signal = self.sqe_limit(snr, coverage, ei_mev) if sqe_judged else None
         limit = signal["limit"] if signal else 1.0
         ratio = float(self.ratio(sc, use)[0])
-        scores_flag = ratio > limit
+        excess = None
+        if sqe_judged and "refit" in sc:  # rule E: the refit's excess over the input's noise share
+            lim_e = self.sqe_excess_limit(snr, coverage, ei_mev)
+            e = float(refit_excess(sc["refit"][0], snr))
+            excess = {"value": e if np.isfinite(e) else None} | (lim_e or {"limit": None, "n": None})
+        excess_flag = bool(
+            excess and excess["limit"] is not None and excess["value"] is not None and excess["value"] > excess["limit"]
+        )
+        ratio_flag = ratio > limit
+        scores_flag = ratio_flag or excess_flag
         flag = scores_flag or weak
         worst = max((k for k in comps if k not in SINGLE_ONLY), key=lambda k: comps[k]["value"] / comps[k]["median"])
         over = [k for k, c in comps.items() if c["value"] > limit * c["threshold"]]
         if over:
             reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / comps[k]['threshold']:.1f}× its threshold" for k in over)
-        elif scores_flag:
+        elif ratio_flag:
             reason = (
                 f"combined score {score:.2f} > {limit * combined:.2f}, mostly the {LABELS[worst]} "
                 f"({comps[worst]['value'] / comps[worst]['median']:.1f}× its in-distribution median)"
@@ -855,6 +916,12 @@ class OODStats:
                 f" (limit {limit:.2f}× the thresholds for an S(Q,E) input with structure-to-noise {where}, "
                 f"calibrated on {signal['n']} of the right crystal's: rule C)"
             )
+        if excess_flag and excess is not None:
+            why = (
+                f"the refit leaves {excess['value']:.3f} of the structure beyond the input's noise share, above the "
+                f"limit {excess['limit']:.3f} (calibrated on {excess['n']} of the right crystal's S(Q,E) measurements: rule E)"
+            )
+            reason = f"{why}; {reason}" if ratio_flag else f"{why} — the other scores pass: {reason}"
         if weak:
             reason = f"{weak_reason(snr, temperature_k, model.config.get('energy_centers_mev'))}; the scores: {reason}" + (
                 " (on data this weak that says little)" if scores_flag else ""
@@ -873,6 +940,7 @@ class OODStats:
             "ratio": ratio,
             "limit": limit,
             "signal_limit": signal,
+            "refit_excess": excess,
             "reason": reason,
             "regime": regime,
             "regime_note": note,
@@ -884,7 +952,8 @@ class OODStats:
         """The :attr:`sqe_rates` bin of an input's structure-to-noise: {"structure_to_noise_range":
         [low, high or None], "own_n", "own_flagged", "other_n", "other_flagged", "other"}; None
         without rates, for a ratio that is not a finite number, below the first bin, or for rates
-        measured with another :data:`OOD_CHECK_VERSION`."""
+        measured with another :data:`OOD_CHECK_VERSION` or another rule-E limit (``sqe_excess_limit``
+        in the rates: the :attr:`sqe_excess` limit their verdicts were counted under, None for none)."""
         r = self.sqe_rates
         try:
             v = float(structure_to_noise)
@@ -892,6 +961,8 @@ class OODStats:
             return None
         if not r or not np.isfinite(v) or v < r["edges"][0] or check_version_of(r) != OOD_CHECK_VERSION:
             return None  # (rates of another version's verdicts describe another check)
+        if r.get("sqe_excess_limit") != (self.sqe_excess["limit"] if self.sqe_excess else None):
+            return None  # (counted with or without another rule E: another check)
         i, rng = _bin(r["edges"], v)
         eis = sorted({float(m["ei"]) for m in r.get("measured_on") or [] if isinstance(m, dict) and _is_number(m.get("ei"))})
         return {
@@ -924,6 +995,7 @@ class OODStats:
             "scales": self.scales,
             **({"sqe_rates": self.sqe_rates} if self.sqe_rates else {}),
             **({"sqe_limits": self.sqe_limits} if self.sqe_limits else {}),
+            **({"sqe_excess": self.sqe_excess} if self.sqe_excess else {}),
         }
 
     def save(self, path) -> None:
@@ -958,6 +1030,7 @@ class OODStats:
                 {k: float(v) for k, v in (d.get("scales") or {}).items()},
                 _sqe_rates(d.get("sqe_rates") or {}),
                 _sqe_limits(d.get("sqe_limits") or {}),
+                _sqe_excess(d.get("sqe_excess") or {}),
             )
             problem = _stats_problem(stats)
             if problem:
@@ -1046,6 +1119,9 @@ def _sqe_rates(d: dict) -> dict:
         out[kind] = {"n": list(n), "flagged": list(k)}
     if not isinstance(d.get("other_label"), str):
         raise ValueError("sqe_rates other_label must be text")
+    ex = d.get("sqe_excess_limit")
+    if ex is not None and (isinstance(ex, bool) or not isinstance(ex, (int, float)) or not np.isfinite(ex)):
+        raise ValueError(f"sqe_rates sqe_excess_limit must be a finite number or null, got {ex!r}")
     _check_version_field(d, "sqe_rates")
     return out | {k: v for k, v in d.items() if k not in out}
 
@@ -1066,17 +1142,49 @@ def _sqe_limits(d: dict) -> dict:
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in n)
     ):
         raise ValueError(f"sqe_limits: one finite limit > 0 and one whole count ≥ 0 per bin, got {limits!r}, {n!r}")
+    out = {"edges": edges, "limits": [float(v) for v in limits], "n": list(n), "min_coverage": _coverage_field(d, "sqe_limits")}
+    if d.get("ei_range_mev") is not None:
+        out["ei_range_mev"] = _ei_range_field(d, "sqe_limits")
+    _check_version_field(d, "sqe_limits")
+    return out | {k: v for k, v in d.items() if k not in out}
+
+
+def _coverage_field(d: dict, what: str) -> float:
+    """A table's ``min_coverage``: a number in [0, 1] (ValueError naming it)."""
     cov = d["min_coverage"]
     if isinstance(cov, bool) or not isinstance(cov, (int, float)) or not 0 <= cov <= 1:
-        raise ValueError(f"sqe_limits min_coverage must be a number in [0, 1], got {cov!r}")
-    out = {"edges": edges, "limits": [float(v) for v in limits], "n": list(n), "min_coverage": float(cov)}
+        raise ValueError(f"{what} min_coverage must be a number in [0, 1], got {cov!r}")
+    return float(cov)
+
+
+def _ei_range_field(d: dict, what: str) -> list:
+    """A table's ``ei_range_mev``: [low, high] meV with 0 < low < high (ValueError naming it)."""
     ei = d.get("ei_range_mev")
-    if ei is not None:
-        ok = isinstance(ei, list) and len(ei) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ei)
-        if not ok or not (np.isfinite(ei).all() and 0 < ei[0] < ei[1]):
-            raise ValueError(f"sqe_limits ei_range_mev must be [low, high] in meV with 0 < low < high, got {ei!r}")
-        out["ei_range_mev"] = [float(ei[0]), float(ei[1])]
-    _check_version_field(d, "sqe_limits")
+    ok = isinstance(ei, list) and len(ei) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ei)
+    if not ok or not (np.isfinite(ei).all() and 0 < ei[0] < ei[1]):
+        raise ValueError(f"{what} ei_range_mev must be [low, high] in meV with 0 < low < high, got {ei!r}")
+    return [float(ei[0]), float(ei[1])]
+
+
+def _sqe_excess(d: dict) -> dict:
+    """:attr:`OODStats.sqe_excess` from a file, checked: a finite limit, a whole count ≥ 1, a
+    coverage in [0, 1] and an Ei range (ValueError naming the problem)."""
+    if not d:
+        return {}
+    if not isinstance(d, dict):
+        raise ValueError("sqe_excess must be an object")
+    lim, n = d["limit"], d["n"]
+    if isinstance(lim, bool) or not isinstance(lim, (int, float)) or not np.isfinite(lim):
+        raise ValueError(f"sqe_excess limit must be a finite number, got {lim!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"sqe_excess n must be a whole number ≥ 1, got {n!r}")
+    out = {
+        "limit": float(lim),
+        "n": n,
+        "min_coverage": _coverage_field(d, "sqe_excess"),
+        "ei_range_mev": _ei_range_field(d, "sqe_excess"),
+    }
+    _check_version_field(d, "sqe_excess")
     return out | {k: v for k, v in d.items() if k not in out}
 
 

@@ -27,29 +27,6 @@ def _folder(tmp_path, name="ge-resnet"):
     return d
 
 
-@pytest.fixture(scope="module")
-def ge_pair():
-    """Ge's one-phonon S(Q,E) at its reference on its path (|Q| ≤ 4 Å⁻¹, Ei 80 meV, 5 K), a flat
-    background of 5 % and 1000 counts at its 99.5th percentile: (as measured, corrected as
-    ``prepare_input`` does)."""
-    from fcinv_widgets import get_material
-    from fcinv_widgets.analysis.expio import to_model_intensity
-    from fcinv_widgets.noise import add_noise
-    from fcinv_widgets.sqe import SQE, fold_full, fold_points
-
-    ge = get_material("Ge")
-    calc = SQE(ge.basis, np.asarray(ge.reference_params, float), temperature=5.0)
-    img = fold_full(fold_points(calc, ge.grid, 4.0, ge.conventional_a), ge.grid, sigma_mev=1.0, ei_mev=80.0)[0]
-    noisy, _ = add_noise(img, 0.05, 1000.0, seed=2, peak_percentile=99.5)
-    return noisy, to_model_intensity(noisy, ge.grid, 5.0, 99.5)
-
-
-@pytest.fixture(scope="module")
-def ge_input(ge_pair):
-    """The corrected input (what the OOD check sees)."""
-    return ge_pair[1]
-
-
 def _limits(value, min_coverage=0.0):
     from fcinv_widgets.models.ood import OOD_CHECK_VERSION
 

@@ -1,0 +1,168 @@
+"""Rule E (session 34): a limit on the refit's excess over the noise, for one-phonon S(Q,E) inputs.
+
+    python benchmarks/bench_ood_fit.py --model M --n 120 --n-other 0 --no-fit \\
+        --temperatures 5,50,100,300 --counts 30,3000 --seed 50 --ei 80 --json CAL.json
+    python benchmarks/ood_excess.py CAL.json [MORE.json …] --model M [--alpha 0.02]
+        [--test TEST.json …] [--write]
+
+On the right crystal's noisy S(Q,E) the measured regime's ``refit`` leaves about the input's noise
+share of its structure, 1/(1 + structure-to-noise); another crystal's branches stay unexplained
+on top of it (README, OOD, session 33). ``refit_excess`` (``fcinv_widgets.models.ood``) is the
+refit less that share. From calibration rows of the model's own crystal (``bench_ood_fit.py``
+rows, ``set`` "own", not weak data, measured at an Ei inside the model's training Ei range,
+``Inverter.training_ei_range``) this computes the split-conformal limit: the ⌈(n + 1)(1 − α)⌉-th
+smallest excess of the n rows (refused when that rank exceeds n: too few rows for α), so that an
+input exchangeable with them is flagged by it with probability ≤ α. ``--test``: rows never used
+here (both crystals), scored as pre-registered (README, OOD, session 34): the judged inputs of
+each crystal flagged by the check as it stands and with rule E added (flag = its verdict or an
+excess above the limit), per Ei and per structure-to-noise bin, and the three adoption
+criteria. ``--write`` stores the limit in the model's ``ood.json`` (``OODStats.sqe_excess``) with
+the calibration inputs' least coverage and their Ei range (inside the training range: the rule
+applies there only); the ``sqe_rates`` counted without it are then not quoted until
+``ood_rates.py --write`` counts them again. Refused, as in ``ood_rates.py``, for rows of another
+checkpoint or other measured-regime thresholds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import shlex
+import sys
+
+import numpy as np
+from ood_rates import load_rows, measured_stats, row_excess, row_flag, row_ratio, save_stats
+
+from fcinv_widgets.measurement import ei_inside
+from fcinv_widgets.models.ood import OOD_CHECK_VERSION
+
+#: structure-to-noise bins of the --test table (lower edges; from 3: rule W)
+EDGES = (3.0, 10.0, 30.0)
+
+
+def judged(rows: list, kind: str) -> list:
+    """The rows of ``kind`` ("own"/"other") the check judged on their scores: not weak data, with a
+    recorded refit score."""
+    return [
+        r for r in rows if r["set"] == kind and not r.get("weak_data") and row_ratio(r) is not None and row_excess(r) is not None
+    ]
+
+
+def excess_from_rows(rows: list, alpha: float, ei_range) -> dict:
+    """{"limit", "n", "min_coverage", "ei_range_mev"} from the judged own-crystal rows measured
+    inside ``ei_range`` (meV; see the module doc); SystemExit when there are too few."""
+    own = [r for r in judged(rows, "own") if r.get("ei_mev") is not None and ei_inside(r["ei_mev"], ei_range)]
+    if any(r.get("coverage") is None for r in own):
+        raise SystemExit("calibration rows must record their coverage (or their file its Ei and qmax)")
+    e = np.sort([row_excess(r) for r in own])
+    k = math.ceil((len(e) + 1) * (1 - alpha))
+    if k > len(e):
+        raise SystemExit(f"{len(e)} judged own-crystal rows inside the training Ei range: too few for α = {alpha:g}")
+    eis = [float(r["ei_mev"]) for r in own]
+    return {
+        "limit": float(e[k - 1]),
+        "n": len(e),
+        "min_coverage": float(min(r["coverage"] for r in own)),
+        "ei_range_mev": [float(ei_range[0]), float(ei_range[1])],
+        "calibration_ei_mev": sorted(set(eis)),
+    }
+
+
+def score(rows: list, before, after) -> dict:
+    """Per kind, judged rows flagged by the check under ``before`` and ``after`` statistics, in all,
+    per Ei and per structure-to-noise bin (:data:`EDGES`)."""
+    out = {}
+    for kind in ("own", "other"):
+        rs = judged(rows, kind)
+        b = [row_flag(r, before) for r in rs]
+        a = [row_flag(r, after) for r in rs]
+
+        def part(sel, b=b, a=a) -> dict:
+            return {
+                "n": int(sum(sel)),
+                "before": int(sum(x for x, s in zip(b, sel) if s)),
+                "after": int(sum(x for x, s in zip(a, sel) if s)),
+            }
+
+        bins = np.searchsorted(EDGES, [r["structure_to_noise"] for r in rs], side="right") - 1
+        out[kind] = part([True] * len(rs)) | {
+            "by_ei": {f"{ei:g}": part([r["ei_mev"] == ei for r in rs]) for ei in sorted({float(r["ei_mev"]) for r in rs})},
+            "by_bin": [part([x == i for x in bins]) for i in range(len(EDGES))],
+        }
+    return out
+
+
+def criteria(sc: dict) -> dict:
+    """The pre-registered adoption criteria (README, OOD, session 34) on a :func:`score`."""
+    o, t = sc["own"], sc["other"]
+    return {
+        "a_own_flagged_within": o["after"] <= o["before"] + max(2, 0.03 * o["n"]),
+        "b_other_caught_more": t["after"] > t["before"],
+        "c_fewer_errors": o["after"] + (t["n"] - t["after"]) < o["before"] + (t["n"] - t["before"]),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json calibration files of this model (own crystal)")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--alpha", type=float, default=0.02, help="the false-alarm rate the limit aims at")
+    ap.add_argument("--test", nargs="*", default=[], help="held-out bench_ood_fit.py --json files to score the rule on")
+    ap.add_argument("--json", default=None, help="write the limit, the scores and the criteria here")
+    ap.add_argument("--write", action="store_true", help="store the limit in the model's ood.json")
+    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
+    a = ap.parse_args(argv)
+    if not 0 < a.alpha < 0.5:
+        raise SystemExit("--alpha must lie in (0, 0.5)")
+    model, stats = measured_stats(a.model)
+    ei_range = model.training_ei_range
+    if ei_range is None:
+        raise SystemExit(f"{a.model} was trained without a measurement model: no training Ei range")
+    cal, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
+    ex = excess_from_rows(cal, a.alpha, ei_range)
+    print(
+        f"{a.model}: rule E limit {ex['limit']:.4f} on the refit's excess over the noise share, from {ex['n']} own-crystal "
+        f"S(Q,E) rows (Ei {', '.join(f'{v:g}' for v in ex['calibration_ei_mev'])} meV; α = {a.alpha:g}; "
+        f"coverage ≥ {ex['min_coverage']:.3f})"
+    )
+    before = stats
+    after = dataclasses.replace(stats)
+    after.sqe_excess = ex | {
+        "alpha": a.alpha,
+        "measured_on": settings,
+        "check_version": OOD_CHECK_VERSION,
+        "command": "python benchmarks/ood_excess.py "
+        + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+    }
+    report: dict = {"model": a.model, "sqe_excess": after.sqe_excess}
+    if a.test:
+        test, _ = load_rows(a.test, a.model, model, stats, a.assume_current)
+        sc = score(test, before, after)
+        crit = criteria(sc)
+        report |= {"score": sc, "criteria": crit, "adopt": all(crit.values())}
+        print(f"held out ({len(test)} rows): flagged / judged, the check as it stands → with rule E")
+        print("| inputs | judged | as it stands | with rule E |")
+        print("|---|---|---|---|")
+        for kind, label in (("own", "own crystal"), ("other", "other crystal")):
+            s = sc[kind]
+            print(f"| {label}, all | {s['n']} | {s['before']} | {s['after']} |")
+            for ei, p in s["by_ei"].items():
+                print(f"| {label}, Ei {ei} meV | {p['n']} | {p['before']} | {p['after']} |")
+            for i, p in enumerate(s["by_bin"]):
+                where = f"{EDGES[i]:g}–{EDGES[i + 1]:g}" if i + 1 < len(EDGES) else f"≥ {EDGES[i]:g}"
+                print(f"| {label}, structure-to-noise {where} | {p['n']} | {p['before']} | {p['after']} |")
+        print("criteria: " + ", ".join(f"{k} {v}" for k, v in crit.items()) + f" → adopt: {report['adopt']}")
+    if a.json:
+        import json
+        from pathlib import Path
+
+        Path(a.json).write_text(json.dumps(report, indent=1))
+    if a.write:
+        save_stats(model, after, "sqe_excess")
+        print("the sqe_rates in it were counted without this limit: run ood_rates.py --write again")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

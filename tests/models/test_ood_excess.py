@@ -1,0 +1,213 @@
+"""Rule E (session 34): a limit on the refit's excess over the input's noise share, for one-phonon
+S(Q,E) inputs (``refit_excess``, ``OODStats.sqe_excess``, ``benchmarks/ood_excess.py``)."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from test_ood_limits import _folder, _script  # noqa: E402
+
+
+def _excess(limit, min_coverage=0.0, ei_range=(77.0, 133.0)):
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION
+
+    return {
+        "limit": limit,
+        "n": 150,
+        "min_coverage": min_coverage,
+        "ei_range_mev": list(ei_range),
+        "check_version": OOD_CHECK_VERSION,
+    }
+
+
+def test_refit_excess_is_the_refit_less_the_noise_share():
+    """refit − 1/(1 + max(s, 0)); a noiseless input (s = ∞) has no noise share; NaN stays NaN."""
+    from fcinv_widgets.models.ood import refit_excess
+
+    got = refit_excess([0.3, 0.3, 0.3, 0.3, 0.3], [9.0, np.inf, -1.0, 0.0, np.nan])
+    assert got[:4] == pytest.approx([0.2, 0.3, -0.7, -0.7]) and np.isnan(got[4])
+    assert float(refit_excess(0.05, 19.0)) == pytest.approx(0.0)
+
+
+def test_rule_e_flags_sqe_inputs_whose_refit_leaves_more_than_their_noise(tmp_path, ge_input, monkeypatch):
+    """Without ``sqe_excess`` the record carries the excess (value, no limit) and the verdict is the
+    check's; with it an S(Q,E) input (correction temperature, measured regime, not weak, known Ei
+    inside the calibration's range, enough coverage) above the limit is flagged, naming rule E,
+    and one below passes; at an Ei outside the range, of unknown Ei, with less coverage than the
+    calibration's, or without a correction temperature the limit does not apply; ``flags`` agree
+    with ``check``; the table survives a save and load."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats, refit_excess
+
+    d = _folder(tmp_path)
+    model = load_model(d)
+    stats = model.ood_stats()
+    once = stats.scores(model, ge_input, True, temperature_k=5.0)  # the refit is the slow part
+    scores = {5.0: once, None: once}
+    monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None: scores[temperature_k])
+    base = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0)
+    assert not base["flag"] and not base["weak_data"]  # the right crystal, bright: the check as it stands passes it
+    e = base["refit_excess"]["value"]
+    assert e == pytest.approx(float(refit_excess(once["refit"][0], base["structure_to_noise"])))
+    assert base["refit_excess"]["limit"] is None and abs(e) < 0.1  # the refit leaves about the noise
+
+    stats.sqe_excess = _excess(e - 0.01)
+    low = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0)
+    assert low["flag"] and low["scores_flag"] and "rule E" in low["reason"] and low["refit_excess"]["limit"] == e - 0.01
+    assert low["ratio"] == base["ratio"] and low["refit_excess"]["n"] == 150
+    stats.sqe_excess = _excess(e + 0.01)
+    high = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0)
+    assert not high["flag"] and high["refit_excess"]["limit"] == e + 0.01 and "rule E" not in high["reason"]
+
+    stats.sqe_excess = _excess(e - 0.01)
+    coverage = float(np.isfinite(ge_input).mean())
+    for kwargs in ({"ei_mev": 60.0}, {"ei_mev": None}):  # outside the calibration's Ei range, unknown Ei
+        rec = stats.check(model, ge_input, measured=True, temperature_k=5.0, **kwargs)
+        assert not rec["flag"] and rec["refit_excess"]["limit"] is None
+    stats.sqe_excess = _excess(e - 0.01, min_coverage=min(1.0, coverage + 0.01))
+    assert stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0)["refit_excess"]["limit"] is None
+    stats.sqe_excess = _excess(e - 0.01)
+    assert stats.check(model, ge_input, measured=True, ei_mev=80.0)["refit_excess"] is None  # not an S(Q,E) input
+
+    batch = np.stack([ge_input, ge_input])
+    scores[5.0] = {k: np.repeat(v, 2) for k, v in once.items()}
+    assert stats.flags(model, batch, measured=True, temperature_k=5.0, ei_mev=80.0).tolist() == [True, True]
+    assert stats.flags(model, batch, measured=True, temperature_k=5.0, ei_mev=60.0).tolist() == [False, False]
+    stats.sqe_excess = _excess(e + 0.01)
+    assert stats.flags(model, batch, measured=True, temperature_k=5.0, ei_mev=80.0).tolist() == [False, False]
+
+    stats.sqe_excess = _excess(e - 0.01) | {"alpha": 0.02, "command": "test"}
+    stats.save(d / "ood.json")
+    back = OODStats.load(d / "ood.json")
+    assert back.sqe_excess["limit"] == pytest.approx(e - 0.01) and back.sqe_excess["command"] == "test"
+    assert load_model(d).ood_stats().sqe_excess_limit(50.0, coverage, 100.0)["limit"] == pytest.approx(e - 0.01)
+
+
+def test_rates_counted_under_another_rule_e_limit_are_not_quoted(tmp_path):
+    """``sqe_rates`` record the rule-E limit their verdicts were counted under: with another (or
+    none where the statistics now carry one) they describe another check and are not quoted."""
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, OODStats
+
+    stats = OODStats.load(_folder(tmp_path) / "ood.json")
+    counts = {"n": [20, 20], "flagged": [1, 2]}
+    stats.sqe_rates = {
+        "edges": [3.0, 10.0],
+        "own": counts,
+        "other": counts,
+        "other_label": "Nb",
+        "check_version": OOD_CHECK_VERSION,
+    }
+    stats.sqe_excess = {}
+    assert stats.sqe_rate(5.0)["own_n"] == 20
+    stats.sqe_excess = _excess(0.05)
+    assert stats.sqe_rate(5.0) is None  # counted without rule E
+    stats.sqe_rates["sqe_excess_limit"] = 0.05
+    assert stats.sqe_rate(5.0)["own_n"] == 20
+    stats.sqe_rates["sqe_excess_limit"] = 0.07
+    assert stats.sqe_rate(5.0) is None
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ({"limit": float("nan")}, "limit"),
+        ({"limit": "0.1"}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"n": 0}, "whole number"),
+        ({"n": 2.5}, "whole number"),
+        ({"min_coverage": 2.0}, "min_coverage"),
+        ({"ei_range_mev": [133.0, 77.0]}, "ei_range_mev"),
+        ({"ei_range_mev": None}, "ei_range_mev"),
+        ({"check_version": 0}, "check_version"),
+    ],
+)
+def test_damaged_excess_tables_are_refused_in_one_line(tmp_path, damage, words):
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import OODStats
+
+    d = _folder(tmp_path)
+    rec = json.loads((d / "ood.json").read_text())
+    (d / "ood.json").write_text(json.dumps(rec | {"sqe_excess": _excess(0.05) | damage}))
+    with pytest.raises(FcinvError, match="not a readable OOD statistics file") as err:
+        OODStats.load(d / "ood.json")
+    assert words in str(err.value)
+    rec["sqe_rates"] = {
+        "edges": [3.0],
+        "own": {"n": [1], "flagged": [0]},
+        "other": {"n": [1], "flagged": [0]},
+        "other_label": "Nb",
+    }
+    rec["sqe_rates"]["sqe_excess_limit"] = "0.05"
+    (d / "ood.json").write_text(json.dumps(rec))
+    with pytest.raises(FcinvError, match="sqe_excess_limit"):
+        OODStats.load(d / "ood.json")
+
+
+def _row(kind, snr, refit, ei=100.0, ratio=0.5, coverage=1.0):
+    """A bench_ood_fit.py row with recorded scores: combined ratio ``ratio``, refit ``refit``."""
+    return {
+        "set": kind,
+        "structure_to_noise": snr,
+        "weak_data": False,
+        "network_flag": ratio > 1.0,
+        "coverage": coverage,
+        "ei_mev": ei,
+        "ood_score": ratio * 2.0,
+        "ood_threshold": 2.0,
+        "ood_components": {
+            "feature": {"value": 0.0, "median": 1.0, "threshold": 5.0},
+            "refit": {"value": refit, "median": 0.05, "threshold": 100.0},
+        },
+    }
+
+
+def test_ood_excess_script_calibrates_inside_the_training_range_scores_and_writes(tmp_path, capsys):
+    """benchmarks/ood_excess.py: the limit is the ⌈(n+1)(1−α)⌉-th smallest excess of the judged
+    own-crystal rows inside the training Ei range (rows outside it and another crystal's are not
+    calibration data; too few rows for α are refused); held-out scoring before / after with the
+    pre-registered criteria; ``--write`` into ood.json, after which ood_rates.py counts flags
+    under the limit and records it."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
+
+    mod = _script("ood_excess")
+    d = _folder(tmp_path)
+    stats = load_model(d).ood_stats()
+    excess = np.linspace(-0.02, 0.08, 60)  # the rows' excess: refit − 1/(1 + 9)
+    cal = [_row("own", 9.0, float(v) + 0.1, ei=(80.0 if i % 2 else 125.0), coverage=0.9) for i, v in enumerate(excess)]
+    cal += [_row("own", 9.0, 5.0, ei=60.0), _row("other", 9.0, 5.0)]  # outside the training range; another crystal
+
+    def write(name, rows):
+        p = tmp_path / name
+        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
+        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
+        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
+        return str(p)
+
+    test = [_row("own", 9.0, 0.1), _row("own", 9.0, 0.2), _row("other", 9.0, 0.3), _row("other", 9.0, 0.3, ratio=2.0)]
+    test += [_row("other", 9.0, 0.3, ei=60.0), _row("other", 9.0, 0.3, coverage=0.5)]  # outside: rule E does not apply
+    out_json = tmp_path / "e.json"
+    args = [write("cal.json", cal), "--model", str(d), "--test", write("test.json", test), "--json", str(out_json)]
+    assert mod.main(args + ["--write"]) == 0
+    out = capsys.readouterr().out
+    ex = load_model(d).ood_stats().sqe_excess
+    k = int(np.ceil(61 * 0.98))  # rank 60 of 60
+    assert ex["limit"] == pytest.approx(np.sort(excess)[k - 1]) and ex["n"] == 60
+    assert ex["min_coverage"] == pytest.approx(0.9) and ex["ei_range_mev"] == [pytest.approx(77.0), pytest.approx(133.0)]
+    assert ex["calibration_ei_mev"] == [80.0, 125.0] and ex["check_version"] == OOD_CHECK_VERSION
+    rep = json.loads(out_json.read_text())
+    own, other = rep["score"]["own"], rep["score"]["other"]
+    assert (own["n"], own["before"], own["after"]) == (2, 0, 1)  # excess 0.1 > limit 0.08: flagged
+    assert (other["n"], other["before"], other["after"]) == (4, 1, 2)
+    assert rep["criteria"] == {"a_own_flagged_within": True, "b_other_caught_more": True, "c_fewer_errors": False}
+    assert rep["adopt"] is False and "wrote sqe_excess" in out and "ood_rates.py --write" in out
+    rates = _script("ood_rates")
+    assert rates.main([write("t2.json", test), "--model", str(d), "--edges", "3", "--write"]) == 0
+    got = load_model(d).ood_stats()
+    assert got.sqe_rates["own"]["flagged"] == [1] and got.sqe_rates["other"]["flagged"] == [2]
+    assert got.sqe_rates["sqe_excess_limit"] == pytest.approx(ex["limit"]) and got.sqe_rate(9.0)["own_flagged"] == 1
+    with pytest.raises(SystemExit, match="too few"):
+        mod.main([write("few.json", cal[:20]), "--model", str(d)])
