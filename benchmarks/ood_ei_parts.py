@@ -35,7 +35,12 @@ ap.add_argument("--seed", type=int, default=7)
 ap.add_argument("--noiseless", action="store_true", help="the refit score of noiseless own / other S(Q,E)")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
-eis = [float(v) for v in a.eis.split(",")]
+try:
+    eis = [float(v) for v in a.eis.split(",")]
+except ValueError:
+    ap.error(f"--eis: comma-separated incident energies in meV, got {a.eis!r}")
+if not all(np.isfinite(e) and e > 0 for e in eis):
+    ap.error(f"--eis: incident energies must be finite numbers > 0 meV, got {a.eis!r}")
 
 from _truths import draw_truths  # noqa: E402
 

@@ -201,10 +201,16 @@ SQE_INPUT_NOTE = (
 OOD_CHECK_VERSION = 2
 
 
+def _is_version(v) -> bool:
+    """A ``check_version`` value: a whole number ≥ 1 (not true/false)."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
 def check_version_of(table: dict) -> int:
-    """The :data:`OOD_CHECK_VERSION` a rates or limits table was measured with (1: before it was recorded)."""
+    """The :data:`OOD_CHECK_VERSION` a rates, limits or excess table was measured with (1: before it
+    was recorded; −1 for a value that is no version)."""
     v = table.get("check_version", 1)
-    return v if isinstance(v, int) and not isinstance(v, bool) else -1
+    return v if _is_version(v) else -1
 
 
 #: a structure-to-noise bin of :attr:`OODStats.sqe_rates` with fewer of the right crystal's inputs
@@ -1098,7 +1104,7 @@ def _stats_problem(s: OODStats) -> str | None:
 def _check_version_field(d: dict, what: str) -> None:
     """A table's ``check_version``, when present, is a whole number ≥ 1 (ValueError naming it)."""
     v = d.get("check_version", 1)
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+    if not _is_version(v):
         raise ValueError(f"{what} check_version must be a whole number ≥ 1, got {v!r}")
 
 
