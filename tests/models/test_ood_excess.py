@@ -45,6 +45,7 @@ def test_rule_e_flags_sqe_inputs_whose_refit_leaves_more_than_their_noise(tmp_pa
     d = _folder(tmp_path)
     model = load_model(d)
     stats = model.ood_stats()
+    stats.sqe_excess = {}  # (the shipped Ge models carry one since session 34)
     once = stats.scores(model, ge_input, True, temperature_k=5.0)  # the refit is the slow part
     scores = {5.0: once, None: once}
     monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None: scores[temperature_k])
@@ -167,9 +168,10 @@ def _row(kind, snr, refit, ei=100.0, ratio=0.5, coverage=1.0):
 def test_ood_excess_script_calibrates_inside_the_training_range_scores_and_writes(tmp_path, capsys):
     """benchmarks/ood_excess.py: the limit is the ⌈(n+1)(1−α)⌉-th smallest excess of the judged
     own-crystal rows inside the training Ei range (rows outside it and another crystal's are not
-    calibration data; too few rows for α are refused); held-out scoring before / after with the
-    pre-registered criteria; ``--write`` into ood.json, after which ood_rates.py counts flags
-    under the limit and records it."""
+    calibration data; too few rows for α are refused); held-out scoring without / with rule E
+    (a limit already in the file is not part of "without") with the pre-registered criteria;
+    ``--write`` into ood.json, after which ood_rates.py counts flags under the limit and records
+    it."""
     from fcinv_widgets.models import load_model
     from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
 
@@ -204,6 +206,9 @@ def test_ood_excess_script_calibrates_inside_the_training_range_scores_and_write
     assert (other["n"], other["before"], other["after"]) == (4, 1, 2)
     assert rep["criteria"] == {"a_own_flagged_within": True, "b_other_caught_more": True, "c_fewer_errors": False}
     assert rep["adopt"] is False and "wrote sqe_excess" in out and "ood_rates.py --write" in out
+    capsys.readouterr()
+    assert mod.main(args) == 0  # again, the limit now in the file: the same scores
+    assert json.loads(out_json.read_text())["score"] == rep["score"]
     rates = _script("ood_rates")
     assert rates.main([write("t2.json", test), "--model", str(d), "--edges", "3", "--write"]) == 0
     got = load_model(d).ood_stats()
