@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import shlex
 import sys
 
 import numpy as np
+from ood_limits import conformal_limit, conformal_rank
 from ood_rates import load_rows, measured_stats, row_excess, row_flag, row_ratio, save_stats
 
 from fcinv_widgets.measurement import ei_inside
@@ -55,13 +55,12 @@ def excess_from_rows(rows: list, alpha: float, ei_range) -> dict:
     own = [r for r in judged(rows, "own") if r.get("ei_mev") is not None and ei_inside(r["ei_mev"], ei_range)]
     if any(r.get("coverage") is None for r in own):
         raise SystemExit("calibration rows must record their coverage (or their file its Ei and qmax)")
-    e = np.sort([row_excess(r) for r in own])
-    k = math.ceil((len(e) + 1) * (1 - alpha))
-    if k > len(e):
+    e = [row_excess(r) for r in own]
+    if conformal_rank(len(e), alpha) > len(e):
         raise SystemExit(f"{len(e)} judged own-crystal rows inside the training Ei range: too few for α = {alpha:g}")
     eis = [float(r["ei_mev"]) for r in own]
     return {
-        "limit": float(e[k - 1]),
+        "limit": conformal_limit(e, alpha),
         "n": len(e),
         "min_coverage": float(min(r["coverage"] for r in own)),
         "ei_range_mev": [float(ei_range[0]), float(ei_range[1])],

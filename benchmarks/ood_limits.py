@@ -37,11 +37,15 @@ from fcinv_widgets.measurement import ei_inside
 from fcinv_widgets.models.ood import OOD_CHECK_VERSION
 
 
+def conformal_rank(n: int, alpha: float) -> int:
+    """⌈(n + 1)(1 − α)⌉: the rank of the split-conformal quantile of n calibration values."""
+    return math.ceil((n + 1) * (1 - alpha))
+
+
 def conformal_limit(ratios, alpha: float) -> float:
-    """The ⌈(n + 1)(1 − α)⌉-th smallest of ``ratios`` (the largest when that rank exceeds n)."""
+    """The :func:`conformal_rank`-th smallest of ``ratios`` (the largest when that rank exceeds n)."""
     r = np.sort(np.asarray(ratios, float))
-    k = math.ceil((len(r) + 1) * (1 - alpha))
-    return float(r[min(k, len(r)) - 1])
+    return float(r[min(conformal_rank(len(r), alpha), len(r)) - 1])
 
 
 def limits_from_rows(rows: list, edges: list, alpha: float, min_rows: int, ei_range=None) -> dict:

@@ -91,6 +91,20 @@ def test_rule_c_limit_decides_the_verdict_of_sqe_inputs_only(tmp_path, ge_input,
     assert load_model(d).ood_stats().sqe_limit(snr, coverage)["limit"] == pytest.approx(r / 2)
 
 
+def _refused(tmp_path, tables: dict) -> str:
+    """The one-line refusal of a shipped model's ood.json with ``tables`` put into it (fails the test
+    when it loads)."""
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import OODStats
+
+    d = _folder(tmp_path)
+    rec = json.loads((d / "ood.json").read_text())
+    (d / "ood.json").write_text(json.dumps(rec | tables))
+    with pytest.raises(FcinvError, match="not a readable OOD statistics file") as e:
+        OODStats.load(d / "ood.json")
+    return str(e.value)
+
+
 @pytest.mark.parametrize(
     "damage, words",
     [
@@ -105,15 +119,7 @@ def test_rule_c_limit_decides_the_verdict_of_sqe_inputs_only(tmp_path, ge_input,
     ],
 )
 def test_damaged_limits_are_refused_in_one_line(tmp_path, damage, words):
-    from fcinv_widgets.errors import FcinvError
-    from fcinv_widgets.models.ood import OODStats
-
-    d = _folder(tmp_path)
-    rec = json.loads((d / "ood.json").read_text())
-    (d / "ood.json").write_text(json.dumps(rec | {"sqe_limits": _limits(0.8) | damage}))
-    with pytest.raises(FcinvError, match="not a readable OOD statistics file") as e:
-        OODStats.load(d / "ood.json")
-    assert words in str(e.value)
+    assert words in _refused(tmp_path, {"sqe_limits": _limits(0.8) | damage})
 
 
 def _script(name):
