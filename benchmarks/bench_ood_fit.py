@@ -22,7 +22,9 @@ flag — the Ge model fits Nb's S(Q,E) on the Ge path to its noise). ``--no-fit`
 alone (``refine=False``), for its scores (each row keeps the check's score, threshold and
 components). Per set and temperature the table also gives the fraction flagged as weak data
 (``ood["weak_data"]``: too little structure above the counting noise to judge, session 19) and the
-fraction flagged among the rest (the judged inputs). Asserts nothing.
+fraction flagged among the rest (the judged inputs). ``--scan-angles LO:HI``: every input is one
+single-orientation scan (ω drawn per input; partial coverage) inverted with ``single_scan=True``, as
+``infer-scans`` sizes each scan's σ (the OOD check is the same). Asserts nothing.
 """
 
 import argparse
@@ -54,6 +56,12 @@ ap.add_argument(
     "not of the warm one: the counting time and a background that does not depend on the sample temperature held "
     "fixed, so a warm sample's phonons gain the Bose factor's counts over the same background",
 )
+ap.add_argument(
+    "--scan-angles",
+    default=None,
+    help="LO:HI (degrees): each input is one single-orientation scan at a sample angle ω ~ U(LO, HI) "
+    "(u = [1,1,0], v = [0,0,1], the detector of fcinv_widgets.scans), not the full data; inverted as a single scan",
+)
 ap.add_argument("--json", default=None, help="rows and summary as JSON ({model}: replaced by each model's name)")
 a = ap.parse_args()
 names = [v.strip() for v in a.model.split(",") if v.strip()]
@@ -67,7 +75,8 @@ from fcinv_widgets.materials import material_for_model  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.spectrum_io import write_spectrum  # noqa: E402
-from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
+from fcinv_widgets.scans import orientation_image, orientation_matrix  # noqa: E402
+from fcinv_widgets.sqe import SQE, fold_full, fold_points, gaussians  # noqa: E402
 
 models = {name: load_model(name) for name in names}
 owns = {material_for_model(m.config).name for m in models.values()}
@@ -79,6 +88,16 @@ other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
 rng = np.random.default_rng(a.seed)
 temps = [float(v) for v in a.temperatures.split(",") if v.strip()]
 p_lo, p_hi = (float(v) for v in a.counts.split(","))
+scan_range = None
+if a.scan_angles:
+    try:
+        scan_range = tuple(float(v) for v in a.scan_angles.split(":"))
+    except ValueError:
+        ap.error(f"--scan-angles: LO:HI in degrees, got {a.scan_angles!r}")
+    if len(scan_range) != 2 or not scan_range[0] < scan_range[1]:
+        ap.error(f"--scan-angles: LO:HI with LO < HI, got {a.scan_angles!r}")
+    if a.fixed_background:
+        ap.error("--scan-angles and --fixed-background: one or the other")
 cases = [("own", n, t, own) for n, t in draw_truths(own, a.n, a.seed)]
 fmo = other.forward_model().with_backend("numpy")
 while len(cases) < a.n + a.n_other:
@@ -93,7 +112,15 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     B, P = float(rng.uniform(0.0, 0.2)), float(np.exp(rng.uniform(np.log(p_lo), np.log(p_hi))))
     calc = SQE(crystal.basis, t, temperature=temp)
     pts = fold_points(calc, own.grid, a.qmax, crystal.conventional_a)  # the crystal's S(Q,E) on the model's path
-    img = fold_full(pts, own.grid, sigma_mev=1.0, ei_mev=a.ei)[0]
+    omega = None
+    if scan_range is None:
+        img = fold_full(pts, own.grid, sigma_mev=1.0, ei_mev=a.ei)[0]
+    else:  # one orientation: the equivalents it reaches, averaged per pixel (as scans.simulate_scans does)
+        omega = float(rng.uniform(*scan_range))
+        Gt = gaussians(pts.energies, own.grid.e.centers, ei_mev=a.ei).astype(np.float32)
+        d, nrm = orientation_image(pts, Gt, omega, a.ei, own.grid, orientation_matrix())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            img = np.where(nrm > 0, d / np.where(nrm > 0, nrm, 1.0), np.nan)
     noise_seed = int(rng.integers(1 << 30))
     if a.fixed_background and temp != min(temps):
         cold = SQE(crystal.basis, t, temperature=min(temps))
@@ -109,7 +136,7 @@ for i, (kind, name, t, crystal) in enumerate(cases):
     write_spectrum(path, noisy, own.grid, material=own.name, kind="full-sqe", temperature_k=temp, ei_mev=a.ei,
                    qmax_inv_a=a.qmax, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
     for mname, m in models.items():
-        r = m.invert(str(path), refine=False if a.no_fit else None)
+        r = m.invert(str(path), refine=False if a.no_fit else None, single_scan=omega is not None)
         ood = r.get("ood") or {}
         fit = r.get("refined") or {}
         row = {
@@ -123,6 +150,7 @@ for i, (kind, name, t, crystal) in enumerate(cases):
             "structure_to_noise": ood.get("structure_to_noise"),
             "coverage": float(np.isfinite(noisy).mean()),
             "ei_mev": a.ei,  # measured pixels (rule C applies from its calibration's least)
+            "scan_deg": omega,  # the single scan's sample angle (None: the full data)
             "ood_score": ood.get("score"),
             "ood_threshold": ood.get("threshold"),
             "ood_components": ood.get("components"),

@@ -28,7 +28,7 @@ import numpy as np
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.models import load_model
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, OOD_CHECK_VERSION, file_sha256, refit_excess
+from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, OOD_CHECK_VERSION, file_sha256, refit_excess, scan_ratio
 
 
 def edges_arg(text: str) -> list:
@@ -57,10 +57,12 @@ def save_stats(model, stats, what: str) -> None:
     print(f"wrote {what} into {out}")
 
 
-def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> tuple[list, list]:
+def load_rows(paths, name: str, model, stats, assume_current: bool = False, scans: bool = False) -> tuple[list, list]:
     """(rows, settings per file) of ``bench_ood_fit.py --json`` files measured with the model
     ``name`` (SystemExit naming the problem: another model, checkpoint or measured-regime
-    thresholds; rows that record no checkpoint only with ``assume_current``). Each row gets the
+    thresholds; rows that record no checkpoint only with ``assume_current``; files of single scans
+    (``--scan-angles``) only with ``scans``, and only those then: the full-data tables and rule S
+    describe different inputs). Each row gets the
     fraction of measured pixels of its input (``coverage``; rows written before it was recorded:
     that of its crystal folded with the file's Ei and |Q| range, :func:`fold_coverage`) and its Ei
     (``ei_mev``, the file's ``--ei``)."""
@@ -74,6 +76,10 @@ def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> t
             raise SystemExit(f"{path}: not a bench_ood_fit.py --json file ({exc})") from None
         if s["model"] != name:
             raise SystemExit(f"{path} was measured with {s['model']}, not {name}")
+        if bool(s.get("scan_angles")) != scans:
+            raise SystemExit(
+                f"{path}: " + ("full-data rows, not single scans" if scans else "single-scan rows (--scan-angles): not full data")
+            )
         if "model_sha256" in d:
             if d["model_sha256"] != file_sha256(model.path) or d["ood_measured_regime"] != json.loads(json.dumps(stats.measured)):
                 raise SystemExit(f"{path} was measured on another checkpoint or other OOD thresholds than {name}'s now")
@@ -92,9 +98,8 @@ def load_rows(paths, name: str, model, stats, assume_current: bool = False) -> t
                 other = "Nb" if own.name.lower() == "ge" else "Ge"
                 r["coverage"] = fold_coverage(own.name if r["set"] == "own" else other, own.name, s["ei"], s["qmax"])
         rows += d["rows"]
-        settings.append(
-            {k: s[k] for k in ("n", "n_other", "seed", "temperatures", "counts", "ei", "qmax", "fixed_background") if k in s}
-        )
+        keys = ("n", "n_other", "seed", "temperatures", "counts", "ei", "qmax", "fixed_background", "scan_angles")
+        settings.append({k: s[k] for k in keys if s.get(k) is not None})
     return rows, settings
 
 
@@ -132,11 +137,15 @@ def row_excess(r: dict) -> float | None:
 
 def row_flag(r: dict, stats) -> bool:
     """Whether the check as it stands (rule C where ``stats`` carry ``sqe_limits``, rule E where they
-    carry ``sqe_excess``) flags a judged row, recomputed from its recorded scores (their thresholds
-    are the current ones: :func:`load_rows`); a row without scores keeps its recorded flag."""
+    carry ``sqe_excess``, rule S for a single scan where they carry ``scan_limits``) flags a judged
+    row, recomputed from its recorded scores (their thresholds are the current ones:
+    :func:`load_rows`); a row without scores keeps its recorded flag."""
     ratio = row_ratio(r)
     if ratio is None:
         return bool(r["network_flag"])
+    scan = stats.scan_limit(r.get("ei_mev")) if r.get("scan_deg") is not None else None
+    if scan is not None:
+        return scan_ratio({k: [c["value"]] for k, c in r["ood_components"].items()}, scan["limits"]) > 1.0
     signal = stats.sqe_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
     lim_e = stats.sqe_excess_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
     e = row_excess(r)

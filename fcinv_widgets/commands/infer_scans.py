@@ -130,7 +130,7 @@ def run(args) -> int:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
         flagged, weak = (
-            stats.flags(model, scans[ok], measured=measured, temperature_k=temp, return_weak=True, ei_mev=ei)
+            stats.flags(model, scans[ok], measured=measured, temperature_k=temp, return_weak=True, ei_mev=ei, single_scan=True)
             if ok.any()
             else ([], [])
         )

@@ -60,7 +60,8 @@ def register(sub):
         "--single-scan",
         action="store_true",
         help="the spectrum is one single-orientation scan (a file cannot say so): σ from the model's single-scan "
-        "calibration and a physics fit trusted within its single-scan limit (trust.json); a scan set from "
+        "calibration, a physics fit trusted within its single-scan limit (trust.json) and the OOD check's single-scan "
+        "limits where ood.json has them; a scan set from "
         "`fcinv scans` goes through `fcinv infer-scans`, which knows this of each scan",
     )
     p.add_argument("--seed", type=nonneg_int, default=0)

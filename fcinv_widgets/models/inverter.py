@@ -441,7 +441,9 @@ class _Model:
         ``single_scan``: the input is one single-orientation scan of a measurement (a file cannot
         say so; ``infer-scans`` knows it of each scan): σ from the single-scan calibration
         ("measured-sqe-scan" / "measured-scan", session 20; ``sigma_regime`` says which was
-        there) and a fit trusted within the model's single-scan limit (``trust.json``).
+        there), a fit trusted within the model's single-scan limit (``trust.json``) and an OOD check
+        against the model's single-scan limits where its ``ood.json`` carries them (rule S; else the
+        record's ``input_note`` says the full-data thresholds were not calibrated on scans).
         """
         from ..analysis.expio import as_spectrum, prepare_input
 
@@ -467,7 +469,11 @@ class _Model:
         out["ei_check"] = self.ei_check(corrections.get("ei_mev"))
         if ood:
             check = self.ood_check(
-                image, measured=measured, temperature_k=input_temperature(corrections), ei_mev=corrections.get("ei_mev")
+                image,
+                measured=measured,
+                temperature_k=input_temperature(corrections),
+                ei_mev=corrections.get("ei_mev"),
+                single_scan=single_scan,
             )
             out["ood"] = note_sqe_input(check, corrections, self.ood_stats())
             if out["ood"] is None:
@@ -590,18 +596,24 @@ class _Model:
         return self._ood
 
     def ood_check(
-        self, spectrum, measured: bool = False, temperature_k: float | None = None, ei_mev: float | None = None
+        self,
+        spectrum,
+        measured: bool = False,
+        temperature_k: float | None = None,
+        ei_mev: float | None = None,
+        single_scan: bool = False,
     ) -> dict | None:
         """``{"flag", "score", "threshold", "regime", "components", …}`` for one spectrum, or None
         without statistics; ``measured``: a measured (or S(Q,E)) input, judged in the measured
         regime when the statistics have one (:mod:`.ood`); ``temperature_k``: the temperature (K)
         at which the input was corrected from a one-phonon S(Q,E) (:func:`.ood.input_temperature`);
         ``ei_mev``: the incident energy it was measured at, if known (rule C's and rule E's limits
-        hold inside the Ei range they were calibrated over only)."""
+        hold inside the Ei range they were calibrated over only); ``single_scan``: one single-orientation
+        scan (rule S's limits where the statistics carry them, :meth:`.ood.OODStats.check`)."""
         stats = self.ood_stats()
         if stats is None:
             return None
-        return stats.check(self, spectrum, measured=measured, temperature_k=temperature_k, ei_mev=ei_mev)
+        return stats.check(self, spectrum, measured=measured, temperature_k=temperature_k, ei_mev=ei_mev, single_scan=single_scan)
 
     @property
     def training_ei_range(self) -> tuple[float, float] | None:

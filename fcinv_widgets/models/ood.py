@@ -193,6 +193,14 @@ SQE_INPUT_NOTE = (
 )
 
 
+#: what :func:`note_sqe_input` adds to the record of a single scan not judged by rule S
+SCAN_INPUT_NOTE = (
+    "a single scan of a one-phonon S(Q,E): the check's thresholds were not calibrated on single scans, and "
+    "simulated single scans of the right crystal are often flagged (README, OOD, session 35) — on such an input "
+    "a flag alone is weak evidence"
+)
+
+
 #: the version of the check's scoring: what rates and limits measured on its verdicts
 #: (:attr:`OODStats.sqe_rates`, :attr:`OODStats.sqe_limits`; ``check_version`` in them, 1 when absent)
 #: describe. 2 since session 33: the refit's S(Q,E) renderer broadens the raw S(Q,E) before the
@@ -239,6 +247,14 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
         and not record.get("weak_data")
         and (corrections or {}).get("intensity") == "one-phonon-sqe"
     ):
+        if record.get("single_scan"):  # the full-data rates do not describe a single scan
+            record["input_note"] = SCAN_INPUT_NOTE
+            if stats is not None and record.get("scan_rule") and stats.scan_limits.get("rates"):
+                record["input_note"] = scan_rate_note(stats.scan_limits["rates"], True)
+            elif stats is not None and not record.get("scan_rule") and stats.scan_rates and not stats.scan_limits:
+                if check_version_of(stats.scan_rates) == OOD_CHECK_VERSION:  # (counted without rule S: none here)
+                    record["input_note"] = scan_rate_note(stats.scan_rates, False)
+            return record
         rate = stats.sqe_rate(record.get("structure_to_noise")) if stats is not None else None
         if rate is not None:
             record["sqe_flag_rates"] = rate
@@ -259,6 +275,23 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
             rate["applies"] = True
             record["input_note"] = rate_note(rate)
     return record
+
+
+def scan_rate_note(rates: dict, rule_s: bool) -> str:
+    """The ``input_note`` of a single scan from the held-out single-scan rates of the check that
+    judged it: rule S's (:attr:`OODStats.scan_limits`) or, without it, the check's own
+    (:attr:`OODStats.scan_rates`)."""
+
+    def part(k, n):
+        return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
+
+    how = "judged against single-scan limits (rule S)" if rule_s else "judged by the full-data thresholds"
+    table = "scan_limits" if rule_s else "scan_rates"
+    return (
+        f"a single scan of a one-phonon S(Q,E), {how}: held-out simulated single scans of the right crystal were "
+        f"flagged in {part(rates['own_flagged'], rates['own_n'])}, of {rates['other']} in "
+        f"{part(rates['other_flagged'], rates['other_n'])} (README, OOD; ood.json {table})"
+    )
 
 
 def rate_note(rate: dict) -> str:
@@ -720,6 +753,17 @@ class OODStats:
     #: calibration inputs' Ei range (the rule applies inside it only), "alpha", "command", …}
     #: (``benchmarks/ood_excess.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
     sqe_excess: dict = field(default_factory=dict)
+    #: rule S (session 35; empty: not adopted for this model), the verdict on one single-orientation
+    #: scan of a one-phonon S(Q,E) (``single_scan``): {"limits": {score name: the limit on its value,
+    #: or None}, "n": calibration scans, "alpha", "ei_range_mev": [low, high] the calibration scans'
+    #: Ei range (the rule applies inside it only), "command", …; optional "rates": {"own_n",
+    #: "own_flagged", "other_n", "other_flagged", "other"} measured on held-out scans}
+    #: (``benchmarks/ood_scan_limits.py --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
+    scan_limits: dict = field(default_factory=dict)
+    #: the check's flag rates on held-out simulated single scans where it has no rule S (session 35;
+    #: empty: not measured): {"own_n", "own_flagged", "other_n", "other_flagged", "other", "command", …}
+    #: (``benchmarks/ood_scan_limits.py --write-rates``; dropped when ``fcinv ood-calibrate`` rewrites the file)
+    scan_rates: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
     def has_measured(self) -> bool:
@@ -838,13 +882,36 @@ class OODStats:
             return None
         return {"limit": float(ex["limit"]), "n": int(ex["n"])}
 
-    def flags(self, model, spectra, measured: bool = False, temperature_k=None, return_weak: bool = False, ei_mev=None):
+    def scan_limit(self, ei_mev=None) -> dict | None:
+        """Rule S's limits for one single-orientation scan of a one-phonon S(Q,E) judged in the
+        measured regime and not weak data: {"limits": {score: limit or None}, "n"} of
+        :attr:`scan_limits`; None without it, for an Ei (``ei_mev``) unknown or outside the
+        calibration's range, or a table of another :data:`OOD_CHECK_VERSION`."""
+        t = self.scan_limits
+        if not t or check_version_of(t) != OOD_CHECK_VERSION:
+            return None
+        from ..measurement import ei_inside
+
+        if not (_is_number(ei_mev) and ei_inside(ei_mev, t["ei_range_mev"])):
+            return None
+        return {"limits": dict(t["limits"]), "n": int(t["n"])}
+
+    def flags(
+        self,
+        model,
+        spectra,
+        measured: bool = False,
+        temperature_k=None,
+        return_weak: bool = False,
+        ei_mev=None,
+        single_scan: bool = False,
+    ):
         """(N,) bool: :meth:`ratio` above 1 (the combined score above its threshold, or any single
         score above its own) — above the input's rule-C limit where :meth:`check` would use one — or
         weak data (:func:`structure_to_noise` below :func:`weak_level`); ``measured``:
         in the measured regime (falls back to the model-image one without it); ``temperature_k``:
-        as in :meth:`scores`; ``ei_mev``: as in :meth:`check`. ``return_weak``: (flags, which of them
-        are weak data)."""
+        as in :meth:`scores`; ``ei_mev``, ``single_scan``: as in :meth:`check`. ``return_weak``:
+        (flags, which of them are weak data)."""
         measured = measured and self.has_measured()
         ei_mev = _ei_arg(ei_mev)
         x = model.check_input(spectra)
@@ -858,7 +925,12 @@ class OODStats:
         excess = np.zeros(len(x), bool)
         coverage = np.isfinite(x).reshape(len(x), -1).mean(1)
         e = refit_excess(sc["refit"], snr) if "refit" in sc else None
+        scan = self.scan_limit(ei_mev) if single_scan and measured else None
         for i in np.flatnonzero(np.isfinite(temps) & ~weak) if measured else []:
+            if scan is not None:  # rule S: each score against its single-scan limit, nothing else
+                limits[i] = np.inf
+                excess[i] = bool(scan_ratio(sc, scan["limits"], i) > 1.0)
+                continue
             signal = self.sqe_limit(snr[i], coverage[i], ei_mev)
             limits[i] = signal["limit"] if signal else 1.0
             lim_e = self.sqe_excess_limit(snr[i], coverage[i], ei_mev) if e is not None else None
@@ -867,7 +939,13 @@ class OODStats:
         return (flags, weak) if return_weak else flags
 
     def check(
-        self, model, spectrum, measured: bool = False, temperature_k: float | None = None, ei_mev: float | None = None
+        self,
+        model,
+        spectrum,
+        measured: bool = False,
+        temperature_k: float | None = None,
+        ei_mev: float | None = None,
+        single_scan: bool = False,
     ) -> dict:
         """The JSON record for one spectrum: flag, score (combined), threshold, a reason, the regime
         and every component's value, in-distribution median and single-score threshold.
@@ -877,7 +955,10 @@ class OODStats:
         With ``temperature_k``, the measured regime and :attr:`sqe_limits`, an input that is not weak
         data is judged against its signal's limit (rule C, :meth:`sqe_limit`, from its
         structure-to-noise, coverage and Ei ``ei_mev`` (meV, if known); ``limit`` and ``signal_limit``
-        in the record), else against 1."""
+        in the record), else against 1. ``single_scan``: the input is one single-orientation scan;
+        with :attr:`scan_limits` (rule S, :meth:`scan_limit`) such an S(Q,E) input that is not weak
+        data is judged by each score against its single-scan limit alone (``scan_rule`` in the
+        record), as the full-data rules were not calibrated on scans."""
         use = measured and self.has_measured()
         ei_mev = _ei_arg(ei_mev)
         medians, thresholds, combined = self._regime(use)
@@ -889,6 +970,9 @@ class OODStats:
         weak = bool(snr < weak_level(temperature_k))
         coverage = float(np.isfinite(x).mean())
         sqe_judged = use and temperature_k is not None and not weak
+        scan = self.scan_limit(ei_mev) if sqe_judged and single_scan else None
+        if scan is not None:
+            return self._scan_record(comps, sc, scan, score, float(combined), snr)
         signal = self.sqe_limit(snr, coverage, ei_mev) if sqe_judged else None
         limit = signal["limit"] if signal else 1.0
         ratio = float(self.ratio(sc, use)[0])
@@ -953,6 +1037,40 @@ class OODStats:
             "regime_note": note,
             "components": comps,
             "quantile": self.quantile,
+            "single_scan": bool(single_scan),
+        }
+
+    def _scan_record(self, comps: dict, sc: dict, scan: dict, score: float, combined: float, snr: float) -> dict:
+        """:meth:`check`'s record of a single scan judged by rule S (not weak data)."""
+        lims = scan["limits"]
+        ratio = float(scan_ratio(sc, lims, 0))
+        for k, c in comps.items():
+            c["scan_limit"] = lims.get(k)
+        over = [k for k in comps if lims.get(k) is not None and comps[k]["value"] > lims[k]]
+        where = f"calibrated on {scan['n']} of the right crystal's simulated single scans: rule S"
+        if over:
+            reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / lims[k]:.1f}× its single-scan limit" for k in over)
+            reason += f"; {where}"
+        else:
+            reason = f"every score within its single-scan limit; {where}"
+        return {
+            "flag": bool(over),
+            "weak_data": False,
+            "scores_flag": bool(over),
+            "structure_to_noise": snr if np.isfinite(snr) else None,
+            "score": score,
+            "threshold": combined,
+            "ratio": ratio,
+            "limit": 1.0,
+            "signal_limit": None,
+            "refit_excess": None,
+            "scan_rule": {"limits": lims, "n": scan["n"]},
+            "reason": reason,
+            "regime": "measured",
+            "regime_note": None,
+            "components": comps,
+            "quantile": self.quantile,
+            "single_scan": True,
         }
 
     def sqe_rate(self, structure_to_noise) -> dict | None:
@@ -1003,6 +1121,8 @@ class OODStats:
             **({"sqe_rates": self.sqe_rates} if self.sqe_rates else {}),
             **({"sqe_limits": self.sqe_limits} if self.sqe_limits else {}),
             **({"sqe_excess": self.sqe_excess} if self.sqe_excess else {}),
+            **({"scan_limits": self.scan_limits} if self.scan_limits else {}),
+            **({"scan_rates": self.scan_rates} if self.scan_rates else {}),
         }
 
     def save(self, path) -> None:
@@ -1038,6 +1158,8 @@ class OODStats:
                 _sqe_rates(d.get("sqe_rates") or {}),
                 _sqe_limits(d.get("sqe_limits") or {}),
                 _sqe_excess(d.get("sqe_excess") or {}),
+                _scan_limits(d.get("scan_limits") or {}),
+                _scan_rates(d.get("scan_rates") or {}),
             )
             problem = _stats_problem(stats)
             if problem:
@@ -1099,6 +1221,8 @@ def _stats_problem(s: OODStats) -> str | None:
             return f"{name} regime: thresholds and combined threshold must be finite numbers > 0, medians ≥ 0"
         if scales and (set(scales) - set(thr) or min(scales.values()) <= 0):
             return f"{name} regime: scales must be > 0 for scores it thresholds"
+    if s.scan_limits and set(s.scan_limits["limits"]) - set(s.measured.get("thresholds") or {}):
+        return f"scan_limits name scores {sorted(s.scan_limits['limits'])} the measured regime does not all have"
     return None
 
 
@@ -1193,6 +1317,62 @@ def _sqe_excess(d: dict) -> dict:
     }
     _check_version_field(d, "sqe_excess")
     return out | {k: v for k, v in d.items() if k not in out}
+
+
+def _scan_limits(d: dict) -> dict:
+    """:attr:`OODStats.scan_limits` from a file, checked: one finite limit > 0 or null per score
+    (at least one a number), a whole count ≥ 1, an Ei range and, if present, rates of whole counts
+    with 0 ≤ flagged ≤ n (ValueError naming the problem)."""
+    if not d:
+        return {}
+    if not isinstance(d, dict):
+        raise ValueError("scan_limits must be an object")
+    lims, n = d["limits"], d["n"]
+    ok = isinstance(lims, dict) and all(
+        isinstance(k, str) and (v is None or (_is_number(v) and not isinstance(v, bool))) for k, v in lims.items()
+    )
+    if not ok or not any(v is not None for v in lims.values()):
+        raise ValueError(f"scan_limits limits must map score names to a finite number > 0 or null (one a number), got {lims!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"scan_limits n must be a whole number ≥ 1, got {n!r}")
+    if d.get("rates") is not None:
+        _rates_counts(d["rates"], "scan_limits rates")
+    out = {
+        "limits": {k: None if v is None else float(v) for k, v in lims.items()},
+        "n": n,
+        "ei_range_mev": _ei_range_field(d, "scan_limits"),
+    }
+    _check_version_field(d, "scan_limits")
+    return out | {k: v for k, v in d.items() if k not in out}
+
+
+def _rates_counts(rates, what: str) -> None:
+    """Single-scan rates: whole counts with 0 ≤ flagged ≤ n and the other crystal's name (ValueError naming ``what``)."""
+    counts = [rates.get(k) for k in ("own_n", "own_flagged", "other_n", "other_flagged")] if isinstance(rates, dict) else []
+    if (
+        len(counts) != 4
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)
+        or counts[1] > counts[0]
+        or counts[3] > counts[2]
+        or not isinstance(rates.get("other"), str)
+    ):
+        raise ValueError(f"{what} must be whole counts with 0 ≤ flagged ≤ n and the other crystal's name, got {rates!r}")
+
+
+def _scan_rates(d: dict) -> dict:
+    """:attr:`OODStats.scan_rates` from a file, checked as rule S's rates (ValueError naming the problem)."""
+    if not d:
+        return {}
+    _rates_counts(d, "scan_rates")
+    _check_version_field(d, "scan_rates")
+    return dict(d)
+
+
+def scan_ratio(scores: dict, limits: dict, i: int = 0) -> float:
+    """Rule S's ratio of input ``i``: the largest score over its single-scan limit (scores without a
+    limit take no part; NaN scores count as within it)."""
+    parts = [float(scores[k][i]) / v for k, v in limits.items() if v is not None and k in scores and np.isfinite(scores[k][i])]
+    return max(parts, default=0.0)
 
 
 def _measured_regime(d: dict) -> dict:
