@@ -24,7 +24,8 @@ components). Per set and temperature the table also gives the fraction flagged a
 (``ood["weak_data"]``: too little structure above the counting noise to judge, session 19) and the
 fraction flagged among the rest (the judged inputs). ``--scan-angles LO:HI``: every input is one
 single-orientation scan (ω drawn per input; partial coverage) inverted with ``single_scan=True``, as
-``infer-scans`` sizes each scan's σ (the OOD check is the same). Asserts nothing.
+``fcinv invert --single-scan`` does (the single-scan σ and OOD check: rule S where the model has it;
+``benchmarks/ood_scan_limits.py`` reads these rows). Asserts nothing.
 """
 
 import argparse
