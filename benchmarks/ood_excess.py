@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
-import sys
 
 import numpy as np
 from ood_limits import conformal_limit, conformal_rank
-from ood_rates import load_rows, measured_stats, row_excess, row_flag, row_ratio, save_stats
+from ood_rates import command_line, load_rows, measured_stats, row_excess, row_flag, row_ratio, save_stats
 
 from fcinv_widgets.measurement import ei_inside
 from fcinv_widgets.models.ood import OOD_CHECK_VERSION
@@ -131,8 +129,7 @@ def main(argv=None) -> int:
         "alpha": a.alpha,
         "measured_on": settings,
         "check_version": OOD_CHECK_VERSION,
-        "command": "python benchmarks/ood_excess.py "
-        + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+        "command": command_line("ood_excess", argv),
     }
     report: dict = {"model": a.model, "sqe_excess": after.sqe_excess}
     if a.test:

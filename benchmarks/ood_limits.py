@@ -27,11 +27,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
-import sys
 
 import numpy as np
-from ood_rates import edges_arg, load_rows, measured_stats, row_flag, row_ratio, save_stats
+from ood_rates import command_line, edges_arg, load_rows, measured_stats, row_flag, row_ratio, save_stats
 
 from fcinv_widgets.measurement import ei_inside
 from fcinv_widgets.models.ood import OOD_CHECK_VERSION
@@ -136,8 +134,7 @@ def main(argv=None) -> int:
         "min_rows": a.min_rows,
         "measured_on": settings,
         "check_version": OOD_CHECK_VERSION,
-        "command": "python benchmarks/ood_limits.py "
-        + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+        "command": command_line("ood_limits", argv),
     }
     if a.test:
         test, _ = load_rows(a.test, a.model, model, stats, a.assume_current)

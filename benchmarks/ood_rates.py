@@ -41,6 +41,12 @@ def edges_arg(text: str) -> list:
     return edges
 
 
+def command_line(script: str, argv) -> str:
+    """How a table was made, for its ``command`` field: ``python benchmarks/SCRIPT.py`` and the
+    arguments (``argv``, or the process's own), shell-quoted."""
+    return f"python benchmarks/{script}.py " + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:]))
+
+
 def measured_stats(name: str):
     """(model, its OOD statistics with a measured regime) — SystemExit when it has none."""
     model = load_model(name)
@@ -198,8 +204,7 @@ def main(argv=None) -> int:
             "measured_on": settings,
             "check_version": OOD_CHECK_VERSION,
             "sqe_excess_limit": stats.sqe_excess["limit"] if stats.sqe_excess else None,  # rule E counted, or not
-            "command": "python benchmarks/ood_rates.py "
-            + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+            "command": command_line("ood_rates", argv),
         }
         save_stats(model, stats, "sqe_rates")
     return 0

@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from ood_excess import judged, score
 from ood_limits import conformal_limit, conformal_rank
-from ood_rates import load_rows, measured_stats, save_stats
+from ood_rates import command_line, load_rows, measured_stats, save_stats
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.measurement import ei_inside
@@ -111,8 +109,7 @@ def main(argv=None) -> int:
         "alpha": a.alpha,
         "measured_on": settings,
         "check_version": OOD_CHECK_VERSION,
-        "command": "python benchmarks/ood_scan_limits.py "
-        + " ".join(shlex.quote(v) for v in (argv if argv is not None else sys.argv[1:])),
+        "command": command_line("ood_scan_limits", argv),
     }
     report: dict = {"model": a.model, "scan_limits": after.scan_limits}
     if a.test:

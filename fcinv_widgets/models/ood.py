@@ -277,20 +277,22 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
     return record
 
 
+def _count_text(k: int, n: int) -> str:
+    """ "k of n (p %)" for a rate note, or "none measured"."""
+    return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
+
+
 def scan_rate_note(rates: dict, rule_s: bool) -> str:
     """The ``input_note`` of a single scan from the held-out single-scan rates of the check that
     judged it: rule S's (:attr:`OODStats.scan_limits`) or, without it, the check's own
     (:attr:`OODStats.scan_rates`)."""
 
-    def part(k, n):
-        return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
-
     how = "judged against single-scan limits (rule S)" if rule_s else "judged by the full-data thresholds"
     table = "scan_limits" if rule_s else "scan_rates"
     return (
         f"a single scan of a one-phonon S(Q,E), {how}: held-out simulated single scans of the right crystal were "
-        f"flagged in {part(rates['own_flagged'], rates['own_n'])}, of {rates['other']} in "
-        f"{part(rates['other_flagged'], rates['other_n'])} (README, OOD; ood.json {table})"
+        f"flagged in {_count_text(rates['own_flagged'], rates['own_n'])}, of {rates['other']} in "
+        f"{_count_text(rates['other_flagged'], rates['other_n'])} (README, OOD; ood.json {table})"
     )
 
 
@@ -299,15 +301,12 @@ def rate_note(rate: dict) -> str:
     lo, hi = rate["structure_to_noise_range"]
     where = f"{lo:g}–{hi:g}" if hi is not None else f"≥ {lo:g}"
 
-    def part(k, n):
-        return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
-
     at = rate.get("measured_ei_mev")
     return (
         f"a one-phonon S(Q,E) input with structure-to-noise {where}: at that signal the right crystal's simulated "
         f"S(Q,E) measurements" + (f" (Ei {', '.join(f'{e:g}' for e in at)} meV)" if at else "") + " were flagged in "
-        f"{part(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
-        f"{part(rate['other_flagged'], rate['other_n'])} (README, OOD; ood.json sqe_rates)"
+        f"{_count_text(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
+        f"{_count_text(rate['other_flagged'], rate['other_n'])} (README, OOD; ood.json sqe_rates)"
     )
 
 
