@@ -36,13 +36,20 @@ class _Accepted(Exception):
     """A value taken as valid that starts real work (a fit, a simulation): not what is tested."""
 
 
+_FIRED: list[bool] = []
+
+
 def _alarm(*_):
+    _FIRED.append(True)
     raise _Accepted
 
 
 def _leaks(calls, seconds: int = 0) -> list[str]:
     """Each call with each bad value: what escaped other than FcinvError/TraitError. ``seconds``:
-    a case still running after that long took the value and is working — stopped, not a leak."""
+    a case still running after that long took the value and is working — stopped, not a leak. The
+    alarm's exception can surface as another type when it lands inside C code that converts what it
+    catches (numpy's structured-array comparison turned it into a TypeError on a clean clone's CI):
+    whatever a call raises after the alarm fired is the stop, not a leak."""
     import signal
 
     out = []
@@ -51,12 +58,15 @@ def _leaks(calls, seconds: int = 0) -> list[str]:
         for name, fn in calls:
             for label, v in BAD.items():
                 if seconds:
+                    _FIRED.clear()
                     signal.alarm(seconds)
                 try:
                     fn(v)
                 except (FcinvError, TraitError, _Accepted):
                     pass
                 except Exception as exc:  # the leak this test is about
+                    if _FIRED:
+                        continue
                     out.append(f"{name}({label}): {type(exc).__name__}: {str(exc)[:120]}")
                 finally:
                     if seconds:
