@@ -272,6 +272,18 @@ class ScanSet:
     def __len__(self) -> int:
         return len(self.angles_deg)
 
+    def scan_index(self, scan_deg: float, source: str = "the scan set") -> int:
+        """Index of the scan at sample angle ω = ``scan_deg`` (degrees, to 1e-6°); one line naming
+        ``source`` and the angles it has when there is none."""
+        from .validate import finite_number
+
+        scan_deg = finite_number(scan_deg, "the scan's sample angle ω (degrees)")
+        ang = np.asarray(self.angles_deg, float)
+        hit = np.flatnonzero(np.isclose(ang, scan_deg, atol=1e-6))
+        if len(hit) == 0:
+            raise FcinvError(f"{source} has no scan at ω = {scan_deg:g}° (angles {ang.min():g}…{ang.max():g}°)")
+        return int(hit[0])
+
     def add_noise(self, background: float, counts, seed: int = 0, peak_percentile: float | None = 99.5) -> "ScanSet":
         """A copy with the background + Poisson noise model applied to every image (min-max scaled).
 

@@ -299,8 +299,41 @@ def test_cli_refines_one_scan_of_a_scan_set(tmp_path, sqe_file, capsys):
     assert d["corrections"]["scan_deg"] == 40 and len(d["all_fc"]) == 44
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--scan", "41", "--json"]) == 2
     assert "no scan at ω = 41°" in capsys.readouterr().err
-    assert main(["refine", "--material", "Ge", "--spectrum", str(sqe_file), "--scan", "40", "--json"]) == 2
-    assert "not a scan set" in capsys.readouterr().err
+    assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--scan", "40", "--u", "1,0,0", "--json"]) == 2
+    assert "records its sample axes" in capsys.readouterr().err
+
+
+def test_refine_fits_a_single_scan_file_with_its_orientation(tmp_path, capsys):
+    """A single scan written as a plain S(Q,E) file (a file cannot say its orientation): with
+    ``--scan DEG`` (session 36) the fit models that orientation's coverage and reaches the noise-free
+    data, folding every equivalent the kinematics reach (no ``--scan``) leaves a misfit many times
+    larger; --u/--v are checked and need --scan."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.scans import ScanSet
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    mat = get_material("Ge")
+    sets = tmp_path / "scans.h5"
+    args = ["scans", "--material", "Ge", "--ei", "80", "--angles", "40", "--qmax", "3", "--no-progress"]
+    assert main([*args, "--out", str(sets), "--json"]) == 0
+    ss = ScanSet.load(sets)
+    p = tmp_path / "one.h5"
+    write_spectrum(p, ss.scans[0], mat.grid, material="Ge", kind="full-sqe", temperature_k=5.0, ei_mev=80.0,
+                   qmax_inv_a=3.0, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
+    capsys.readouterr()
+    fit = ["refine", "--material", "Ge", "--spectrum", str(p), "--max-iter", "40", "--no-progress", "--json"]
+    assert main([*fit, "--scan", "40"]) == 0
+    scan = json.loads(capsys.readouterr().out)
+    assert main(fit) == 0
+    folded = json.loads(capsys.readouterr().out)
+    assert scan["orientations"] == [40.0] and folded["orientations"] is None
+    assert scan["corrections"]["scan_deg"] == 40.0
+    assert scan["misfit"] < 0.2 * folded["misfit"], (scan["misfit"], folded["misfit"])
+    assert main([*fit, "--scan", "40", "--u", "1,1,0", "--v", "2,2,0"]) == 2
+    assert "not parallel" in capsys.readouterr().err
+    assert main([*fit, "--u", "1,1,0"]) == 2
+    assert "give its angle too" in capsys.readouterr().err
 
 
 def test_refine_sqe_on_nb_beats_the_unit_weight_fit():

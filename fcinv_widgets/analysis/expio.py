@@ -44,6 +44,7 @@ from ..validate import (
     check_declared,
     check_spectra,
     finite_number,
+    flag,
     format_version,
     h5_array,
     npz_declared,
@@ -551,6 +552,7 @@ def prepare_input(
     corrected already is never corrected again (asking for it raises :class:`FcinvError`).
     An S(Q,E) whose temperature is neither in the file nor given raises one line saying so.
     """
+    raw = flag(raw, "raw")
     if raw and (temperature_k is not None or clip_percentile is not None):
         raise FcinvError("--raw feeds the spectrum as it is: drop --temperature/--clip, or drop --raw")
     check_spectra(spec.image, None if grid is None else grid.shape, name=spec.source)
@@ -637,6 +639,19 @@ def save_spectrum(path, spec: Spectrum, grid, material: str = "") -> None:
         k: spec.meta[k] for k in ("intensity", "origin", "temperature_k", "ei_mev", "corrections") if spec.meta.get(k) is not None
     }
     write_spectrum(path, spec.image, grid, material=material, **keep)
+
+
+def scan_of_set(spec: Spectrum, scan_deg: float) -> Spectrum:
+    """The single scan at sample angle ω = ``scan_deg`` (degrees) of the scan set ``spec`` was read
+    from (an ``fcinv-scans`` file, whose full data set :func:`read_spectrum` returns), with what the
+    set says about itself; :class:`FcinvError` when the set has no scan at that angle."""
+    from ..scans import ScanSet
+
+    if not Path(spec.source).is_file():
+        raise FcinvError(f"{spec.source}: picking one scan of a scan set needs its file")
+    ss = ScanSet.load(spec.source)
+    image = np.asarray(ss.scans[ss.scan_index(scan_deg, spec.source)], float)
+    return Spectrum(image, spec.source, spec.fmt, spec.energies, dict(spec.meta or {}))
 
 
 def prepare_scan_set(

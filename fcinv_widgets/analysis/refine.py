@@ -809,29 +809,41 @@ def _lbfgs(loss_fn, z0, max_iter: int):
     return out if bool(torch.isfinite(out).all()) else best[1]
 
 
-def refine_spectrum(material, spec, temperature_k: float, ei_mev=None, qmax=None, scan=None, **kwargs) -> SQEFitResult:
+def refine_spectrum(
+    material, spec, temperature_k: float, ei_mev=None, qmax=None, scan=None, u=None, v=None, **kwargs
+) -> SQEFitResult:
     """:func:`refine_sqe` on a :class:`~fcinv_widgets.analysis.expio.Spectrum` read from a file (uncorrected
     data): for an ``fcinv-scans`` scan set the union of its orientations is fitted with their detector
     coverage (or, with ``scan`` = a sample angle in degrees, that one scan), with the file's Ei,
-    sample axes, detector and |Q| range; any other S(Q,E) with the kinematic coverage at Ei."""
+    sample axes, detector and |Q| range; any other S(Q,E) with the kinematic coverage at Ei — or,
+    with ``scan``, as the one single-orientation scan at sample angle ω = ``scan`` (degrees) with
+    sample axes ``u``, ``v`` (default [110] along the beam at ω = 0, [001]; the file cannot say)
+    and the default detector (``scans.DETECTOR``): the mode weights then follow that orientation's
+    coverage instead of every equivalent the kinematics reach. A scan set records its axes:
+    ``u``/``v`` with one raise :class:`FcinvError`."""
     data, orient, extra = spec.image, None, {}
+    if scan is not None:
+        scan = finite_number(scan, "scan (the sample angle ω, degrees)")
     if spec.fmt == "fcinv-scans":
         from ..scans import ScanSet
 
+        if u is not None or v is not None:
+            raise FcinvError(f"{spec.source} is a scan set: it records its sample axes (drop u/v, --u/--v)")
         if not Path(spec.source).is_file():
             raise FcinvError(f"{spec.source}: fitting a scan set needs its file (the orientations and detector it records)")
         ss = ScanSet.load(spec.source)
         ang = np.asarray(ss.angles_deg, float)
         if scan is not None:
-            hit = np.flatnonzero(np.isclose(ang, float(scan), atol=1e-6))
-            if len(hit) == 0:
-                raise FcinvError(f"{spec.source} has no scan at ω = {scan:g}° (angles {ang.min():g}…{ang.max():g}°)")
-            data, orient = ss.scans[int(hit[0])], [float(ang[hit[0]])]
+            i = ss.scan_index(scan, spec.source)
+            data, orient = ss.scans[i], [float(ang[i])]
         else:
             orient = [float(a) for a, img in zip(ang, ss.scans) if np.isfinite(img).any()]
         ei_mev = ss.ei_mev if ei_mev is None else ei_mev
         qmax = ss.meta.get("qmax_inv_a") if qmax is None else qmax
         extra = {"u": ss.meta.get("u", (1, 1, 0)), "v": ss.meta.get("v", (0, 0, 1)), "detector": ss.meta.get("detector_deg")}
     elif scan is not None:
-        raise FcinvError(f"{spec.source} is not a scan set: --scan applies to files written by `fcinv scans`")
+        orient = [scan]
+        extra = {"u": (1, 1, 0) if u is None else u, "v": (0, 0, 1) if v is None else v}
+    elif u is not None or v is not None:
+        raise FcinvError("sample axes u/v (--u/--v) describe a single scan: give its angle too (scan, --scan)")
     return refine_sqe(material, data, temperature_k, ei_mev=ei_mev, qmax=qmax, orientations=orient, **extra, **kwargs)

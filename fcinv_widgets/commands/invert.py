@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_json, add_temperature, emit, nonneg_int, positive_float, positive_int
+from ._common import add_json, add_temperature, emit, nonneg_int, parse_vector, positive_float, positive_int
 
 
 def register(sub):
@@ -64,6 +64,17 @@ def register(sub):
         "limits where ood.json has them; a scan set from "
         "`fcinv scans` goes through `fcinv infer-scans`, which knows this of each scan",
     )
+    p.add_argument(
+        "--scan",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="the spectrum is the single scan at sample angle ω = DEG (implies --single-scan): the physics fit models "
+        "that orientation's detector coverage (sample axes --u/--v) instead of folding every equivalent; for a scan set "
+        "(`fcinv scans`) it picks that scan (its axes are in the file)",
+    )
+    p.add_argument("--u", default=None, help="with --scan: sample direction along the beam at ω = 0 (default 1,1,0)")
+    p.add_argument("--v", default=None, help="with --scan: second in-plane sample direction (default 0,0,1)")
     p.add_argument("--seed", type=nonneg_int, default=0)
     add_json(p, progress="no progress bar for the physics fit")
     p.set_defaults(func=run)
@@ -96,6 +107,9 @@ def run(args) -> int:
         progress=not args.no_progress,
         ood_regime=None if args.ood_regime == "auto" else args.ood_regime,
         single_scan=args.single_scan,
+        scan_deg=args.scan,
+        u=None if args.u is None else parse_vector(args.u, "--u"),
+        v=None if args.v is None else parse_vector(args.v, "--v"),
     )
     lines = [f"{n:<16} {m:+.4f} ± {s:.4f} eV/Å²" for n, m, s in zip(d["names"], d["fc_mean"], d["fc_std"])]
     if "refined" in d:
@@ -113,6 +127,8 @@ def run(args) -> int:
             )
         elif d["refined"].get("above_noise"):
             print(f"warning: {args.spectrum}: {above_noise_message(d['refined'])}", file=sys.stderr)
+        if d["refined"].get("scan_angle_note"):
+            print(f"warning: {args.spectrum}: {d['refined']['scan_angle_note']}", file=sys.stderr)
     c = d["corrections"]
     lines.append(
         f"input: {c['intensity']} ({c['intensity_source']}); corrections: "

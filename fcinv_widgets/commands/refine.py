@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_json, add_sigma_ei, add_temperature, emit, parse_params, positive_float, positive_int, sigma_of
+from ._common import (
+    add_json,
+    add_sigma_ei,
+    add_temperature,
+    emit,
+    parse_params,
+    parse_vector,
+    positive_float,
+    positive_int,
+    sigma_of,
+)
 
 
 def register(sub):
@@ -48,8 +58,15 @@ def register(sub):
         type=float,
         default=None,
         metavar="DEG",
-        help="S(Q,E) fit of a scan set (`fcinv scans`): fit this one scan (sample angle ω) instead of the union",
+        help="S(Q,E) fit of one single-orientation scan at sample angle ω = DEG: of a scan set (`fcinv scans`) that "
+        "scan instead of the union; any other S(Q,E) file is that scan, its coverage modelled with sample axes --u/--v",
     )
+    p.add_argument(
+        "--u",
+        default=None,
+        help="with --scan on a file that is not a scan set: sample direction along the beam at ω = 0 (default 1,1,0)",
+    )
+    p.add_argument("--v", default=None, help="with --scan: second in-plane sample direction (default 0,0,1)")
     add_json(p, progress="no progress bar for the S(Q,E) fit's rounds (stderr)")
     p.set_defaults(func=run)
 
@@ -77,7 +94,11 @@ def run(args) -> int:
     if args.scan is not None and (not sqe_input or args.unit_weights):
         from ..errors import FcinvError
 
-        raise FcinvError("--scan applies to the S(Q,E) fit of a scan set (not with --raw, --unit-weights or a model image)")
+        raise FcinvError("--scan applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
+    if (args.u is not None or args.v is not None) and args.scan is None:
+        from ..errors import FcinvError
+
+        raise FcinvError("--u/--v describe a single scan: give its angle too (--scan DEG)")
     if sqe_input and not args.unit_weights:
         return _run_sqe(args, mat, spec, corrections, start)
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
@@ -108,6 +129,8 @@ def _run_sqe(args, mat, spec, corrections, start) -> int:
         ei_mev=ei,
         qmax=qmax,
         scan=args.scan,
+        u=None if args.u is None else parse_vector(args.u, "--u"),
+        v=None if args.v is None else parse_vector(args.v, "--v"),
         start=start,
         prior_scale=args.prior_scale,
         max_iter=args.max_iter,

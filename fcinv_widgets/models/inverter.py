@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDependencyError
+from ..validate import finite_number, flag
 
 #: the input regimes σ is calibrated for separately: a measurement whose intensity is the fast
 #: model's, a one-phonon S(Q,E) (measured or simulated, corrected to the model's intensity once), and
@@ -48,6 +49,16 @@ SIGMA_FALLBACK = {
     "measured-scan": ("measured",),
     "measured-sqe": ("measured",),
 }
+
+
+#: what the result of a single scan's physics fit says when the scan's angle was not given
+#: (``scan_deg`` / ``--scan``): measured with ``benchmarks/bench_invert_scan.py`` (session 36)
+SCAN_ANGLE_NOTE = (
+    "the scan's sample angle was not given (scan_deg, --scan DEG): the physics fit folded every equivalent Q the "
+    "kinematics reach, not the ones this scan's detector coverage holds, and on such scans it stays far above the "
+    "noise and is not trusted ({measured}); give the angle for a fit of this scan"
+)
+SCAN_ANGLE_MEASURED = "first-principles Ge scans, B 0.05, P 300: residual 4.5–30× the noise, none of 12 trusted"
 
 
 def input_sigma_regime(corrections: dict | None, measured: bool, single_scan: bool = False) -> str:
@@ -406,6 +417,9 @@ class _Model:
         ood_regime: str | None = None,
         progress: bool = False,
         single_scan: bool = False,
+        scan_deg: float | None = None,
+        u=None,
+        v=None,
     ) -> dict:
         """Invert one spectrum the way ``fcinv invert`` does: a file path, an
         :class:`~fcinv_widgets.analysis.expio.Spectrum` or an (nq, nE) array.
@@ -444,14 +458,38 @@ class _Model:
         there), a fit trusted within the model's single-scan limit (``trust.json``) and an OOD check
         against the model's single-scan limits where its ``ood.json`` carries them (rule S; else the
         record's ``input_note`` says the full-data thresholds were not calibrated on scans).
+        ``scan_deg``: the input is the single scan at sample angle ω = ``scan_deg`` (degrees; implies
+        ``single_scan``), with sample axes ``u``, ``v`` (default [110] along the beam at ω = 0, [001]):
+        the physics fit of an S(Q,E) then models that orientation's detector coverage
+        (:func:`~fcinv_widgets.analysis.refine.refine_spectrum`) instead of folding every equivalent
+        the kinematics reach (which left a scan's fit with structure it could not explain). For a
+        scan set (``fcinv scans``) it picks that scan, whose axes the file records. ``scan_deg`` is
+        in the result.
         """
         from ..analysis.expio import as_spectrum, prepare_input
 
+        single_scan, ood, progress = flag(single_scan, "single_scan"), flag(ood, "ood"), flag(progress, "progress")
+        if refine is not None and not isinstance(refine, (bool, np.bool_)):
+            raise FcinvError(f"refine must be True, False or None, got {refine!r}"[:200])
         if ood_regime is not None and (not isinstance(ood_regime, str) or ood_regime not in ("measured", "model-image")):
             raise FcinvError(f"ood_regime must be 'measured' or 'model-image', got {ood_regime!r}")
+        if scan_deg is not None:
+            from ..scans import orientation_matrix
+
+            scan_deg = finite_number(scan_deg, "scan_deg (the scan's sample angle ω, degrees)")
+            single_scan = True
+            orientation_matrix((1, 1, 0) if u is None else u, (0, 0, 1) if v is None else v)  # refuses bad axes now
+        elif u is not None or v is not None:
+            raise FcinvError("sample axes u/v describe a single scan: give its angle too (scan_deg, --scan)")
         grid = self.input_grid
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid, material=self.material)
+        if scan_deg is not None and spec.fmt == "fcinv-scans":
+            from ..analysis.expio import scan_of_set
+
+            if u is not None or v is not None:
+                raise FcinvError(f"{spec.source} is a scan set: it records its sample axes (drop u/v, --u/--v)")
+            spec = scan_of_set(spec, scan_deg)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
         from .domain_edge import domain_edge
         from .ood import input_temperature, is_measured_input, note_sqe_input
@@ -460,6 +498,8 @@ class _Model:
         regime = input_sigma_regime(corrections, measured, single_scan=single_scan)
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False, sigma_regime=regime)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
+        if scan_deg is not None:
+            out["scan_deg"] = scan_deg
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
         out["sigma_regime"] = self.resolved_sigma_regime(regime)
         # where the network's answer lies in its training box (flagged at the edge: models.domain_edge);
@@ -480,12 +520,24 @@ class _Model:
                 out["ood_note"] = getattr(self, "ood_note", None)
         out["refine_policy"] = refine_policy(self, corrections, refine)
         if out["refine_policy"]["refine"]:
-            out = self._refine(out, spec, image, corrections, progress=progress, single_scan=single_scan)
+            scan = {"scan": scan_deg, "u": u, "v": v} if scan_deg is not None else {}
+            out = self._refine(out, spec, image, corrections, progress=progress, single_scan=single_scan, scan=scan)
         else:
             out["fc_source"] = "network"
         return out
 
-    def _refine(self, out: dict, spec, image, corrections: dict, progress: bool = False, single_scan: bool = False) -> dict:
+    def _refine(
+        self,
+        out: dict,
+        spec,
+        image,
+        corrections: dict,
+        progress: bool = False,
+        single_scan: bool = False,
+        scan: dict | None = None,
+    ) -> dict:
+        """The physics fit from the network's answer (see :meth:`invert`); ``scan``: the single
+        scan's orientation ({"scan", "u", "v"} of :func:`~fcinv_widgets.analysis.refine.refine_spectrum`)."""
         from ..analysis.expio import is_uncorrected_sqe
         from ..analysis.refine import fit_trust_checked, refine, refine_spectrum, trust_fit
         from ..materials import material_for_model
@@ -495,8 +547,12 @@ class _Model:
         ei = corrections.get("ei_mev")
         if is_uncorrected_sqe(corrections):
             temp = corrections["bose_weighting"]["temperature_k"]
-            r = refine_spectrum(mat, spec, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start, progress=progress)
+            r = refine_spectrum(
+                mat, spec, temp, ei_mev=ei, qmax=spec.meta.get("qmax_inv_a"), start=start, progress=progress, **(scan or {})
+            )
             rec = r.to_dict() | {"method": "folded one-phonon S(Q,E) fit of all FCs (refine_sqe), uncorrected data"}
+            if single_scan and r.orientations is None:  # a single scan fitted as full data: say so
+                rec["scan_angle_note"] = SCAN_ANGLE_NOTE.format(measured=SCAN_ANGLE_MEASURED)
         else:
             fm = mat.forward_model(resolution=("arcs", ei) if ei is not None else None)
             r1 = refine(fm, image, start=start, domain=np.asarray(self.config.get("domain", mat.domain), float))

@@ -100,6 +100,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import flag as flag_arg
 from ..validate import format_version
 
 FORMAT = "fcinv-ood"
@@ -911,7 +912,8 @@ class OODStats:
         in the measured regime (falls back to the model-image one without it); ``temperature_k``:
         as in :meth:`scores`; ``ei_mev``, ``single_scan``: as in :meth:`check`. ``return_weak``:
         (flags, which of them are weak data)."""
-        measured = measured and self.has_measured()
+        single_scan, return_weak = flag_arg(single_scan, "single_scan"), flag_arg(return_weak, "return_weak")
+        measured = flag_arg(measured, "measured") and self.has_measured()
         ei_mev = _ei_arg(ei_mev)
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
@@ -958,7 +960,8 @@ class OODStats:
         with :attr:`scan_limits` (rule S, :meth:`scan_limit`) such an S(Q,E) input that is not weak
         data is judged by each score against its single-scan limit alone (``scan_rule`` in the
         record), as the full-data rules were not calibrated on scans."""
-        use = measured and self.has_measured()
+        single_scan = flag_arg(single_scan, "single_scan")
+        use = flag_arg(measured, "measured") and self.has_measured()
         ei_mev = _ei_arg(ei_mev)
         medians, thresholds, combined = self._regime(use)
         sc = self.scores(model, spectrum, use, temperature_k=temperature_k)

@@ -105,6 +105,123 @@ def test_invert_passes_single_scan_to_the_check(tmp_path, ge_pair, monkeypatch):
     assert out["ood"]["input_note"].startswith("a single scan")  # no scan_rule: the full-data thresholds' caveat
 
 
+def test_invert_fits_a_single_scan_with_its_orientation(tmp_path, ge_pair, monkeypatch):
+    """``Inverter.invert(scan_deg=ω, u=, v=)`` (``fcinv invert --scan``, session 36): a single scan
+    (implied) whose physics fit gets that orientation (``refine_spectrum(scan=, u=, v=)``, not the
+    fold over every equivalent); of a scan set it inverts that scan's image, not the union; the
+    result records ``scan_deg``; bad angles and axes are refused in one line."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.scans import simulate_scans
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    ge = get_material("Ge")
+    plain = tmp_path / "scan.h5"
+    write_spectrum(plain, ge_pair[0], ge.grid, material="Ge", kind="full-sqe", temperature_k=5.0, ei_mev=80.0,
+                   qmax_inv_a=4.0, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
+    ss = simulate_scans(ge, 80.0, [20.0, 40.0], qmax=3.0, progress=False)
+    sets = tmp_path / "scans.h5"
+    ss.save(sets)
+    model = load_model(_folder(tmp_path))
+    seen = []
+
+    def fit(self, out, spec, image, corrections, progress=False, single_scan=False, scan=None):
+        seen.append((spec.image, single_scan, scan))
+        return out | {"fc_source": "network"}
+
+    monkeypatch.setattr(type(model), "_refine", fit)
+    out = model.invert(str(plain), refine=True, ood=False, scan_deg=30, u=(1, 0, 0), v=(0, 1, 0))
+    assert out["scan_deg"] == 30.0 and out["sigma_regime"].endswith("-scan")
+    assert seen[-1][1] and seen[-1][2] == {"scan": 30.0, "u": (1, 0, 0), "v": (0, 1, 0)}
+    out = model.invert(str(sets), refine=True, ood=False, scan_deg=40)
+    img, one, scan = seen[-1]
+    assert np.array_equal(img, ss.scans[1], equal_nan=True) and one and scan == {"scan": 40.0, "u": None, "v": None}
+    assert out["coverage"] == pytest.approx(float(np.isfinite(ss.scans[1]).mean()))
+    out = model.invert(str(sets), refine=True, ood=False)  # no angle: the union, full data
+    assert np.array_equal(seen[-1][0], ss.full, equal_nan=True) and not seen[-1][1] and seen[-1][2] == {}
+    assert "scan_deg" not in out
+    for kwargs, words in (
+        ({"scan_deg": 41}, "no scan at ω = 41°"),
+        ({"scan_deg": float("nan")}, "scan_deg"),
+        ({"scan_deg": "40"}, "scan_deg"),
+        ({"u": (1, 0, 0)}, "give its angle too"),
+        ({"scan_deg": 40, "u": (1, 1, 0), "v": (2, 2, 0)}, "not parallel"),
+        ({"scan_deg": 40, "u": "x"}, "u"),
+        ({"scan_deg": 40, "u": (1, 0, 0), "v": (0, 1, 0)}, "records its sample axes"),
+    ):
+        with pytest.raises(FcinvError, match=words):
+            model.invert(str(sets), refine=True, ood=False, **kwargs)
+
+
+def test_a_single_scan_fitted_without_its_angle_says_so(tmp_path, ge_pair, monkeypatch, capsys):
+    """A single scan whose angle was not given is fitted as full data (the file cannot say its
+    orientation): the fit's record carries ``scan_angle_note`` and ``fcinv invert`` prints it as a
+    warning; with the angle, or for full data, there is no note."""
+    from types import SimpleNamespace
+
+    from fcinv_widgets import get_material
+    from fcinv_widgets.analysis import refine
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    ge = get_material("Ge")
+    path = tmp_path / "scan.h5"
+    write_spectrum(path, ge_pair[0], ge.grid, material="Ge", kind="full-sqe", temperature_k=5.0, ei_mev=80.0,
+                   qmax_inv_a=4.0, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
+    folder = _folder(tmp_path)
+    model = load_model(folder)
+
+    def fake(material, spec, temperature_k, scan=None, **kwargs):
+        fc = np.asarray(ge.reference_params, float)[ge.active]
+        d = {"fc": fc.tolist(), "fc_std": None}
+        return SimpleNamespace(orientations=None if scan is None else [scan], to_dict=lambda: d)
+
+    monkeypatch.setattr(refine, "refine_spectrum", fake)
+    note = model.invert(str(path), refine=True, ood=False, single_scan=True)["refined"].get("scan_angle_note")
+    assert note and "--scan DEG" in note and "not trusted" in note
+    assert "scan_angle_note" not in model.invert(str(path), refine=True, ood=False, scan_deg=30)["refined"]
+    assert "scan_angle_note" not in model.invert(str(path), refine=True, ood=False)["refined"]
+    capsys.readouterr()
+    args = ["invert", "--model", str(folder), "--spectrum", str(path), "--refine", "--json", "--no-progress"]
+    assert main([*args, "--single-scan"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "sample angle was not given" in err
+    assert main([*args, "--scan", "30", "--u", "1,1,0", "--v", "0,0,1"]) == 0
+    out = capsys.readouterr()
+    assert "sample angle" not in out.err and json.loads(out.out)["scan_deg"] == 30.0
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 1, 0, None, [True], np.array([True, False])])
+def test_switches_that_are_not_true_or_false_are_refused(tmp_path, ge_input, bad):
+    """``single_scan``, ``raw``, ``ood``, ``progress`` and ``refine`` of ``Inverter.invert``, and
+    ``measured`` / ``single_scan`` / ``return_weak`` of ``OODStats.check/flags``, take True or False
+    (``refine`` also None): text such as "no" is truthy and was taken as True (a single scan judged
+    by rule S, a spectrum fed raw) — now one line naming the argument; NumPy bools still count."""
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models import load_model
+
+    model = load_model(_folder(tmp_path))
+    stats = model.ood_stats()
+    calls = {
+        "single_scan": lambda v: model.invert(ge_input, refine=False, single_scan=v),
+        "raw": lambda v: model.invert(ge_input, refine=False, ood=False, raw=v),
+        "ood": lambda v: model.invert(ge_input, refine=False, ood=v),
+        "progress": lambda v: model.invert(ge_input, refine=False, ood=False, progress=v),
+        "measured": lambda v: stats.check(model, ge_input, measured=v),
+        "return_weak": lambda v: stats.flags(model, ge_input, return_weak=v),
+    }
+    calls["single_scan "] = lambda v: stats.flags(model, ge_input, single_scan=v)
+    if bad is not None:  # None is refine's default (decide by the input)
+        calls["refine"] = lambda v: model.invert(ge_input, ood=False, refine=v)
+    for name, call in calls.items():
+        with pytest.raises(FcinvError, match=rf"^{name.strip()} must be True(, False or None| or False), got"):
+            call(bad)
+    out = model.invert(ge_input, refine=np.bool_(False), ood=False, single_scan=np.bool_(True), raw=np.bool_(False))
+    assert out["fc_source"] == "network" and out["sigma_regime"] is not None
+
+
 def test_a_single_scan_is_not_quoted_the_full_data_rates(tmp_path):
     """A single scan's record never gets the full-data ``sqe_flag_rates``; judged by rule S its note
     quotes the held-out single-scan rates, else the caveat that the thresholds were not calibrated
