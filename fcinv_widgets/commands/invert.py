@@ -45,8 +45,8 @@ def register(sub):
         "model over all FCs (~10 s on one core), a model image with the unit-weight image; reported as fc_mean/fc_std "
         "(the network's under 'network') when trusted — it reached the data's noise and stayed within 2σ (a single scan: the model's measured limit; full data: its adopted one where trust.json has it) of the "
         "network's answer — else the network's answer stays, with a warning ('fc_source' says which). Default: on "
-        "for a one-phonon S(Q,E) as measured and a model with a calibrated σ, off otherwise ('refine_policy' says "
-        "why); --no-refine: the network alone",
+        "for a one-phonon S(Q,E) as measured and a model with a calibrated σ, off otherwise and for a single scan "
+        "without --scan ('refine_policy' says why); --no-refine: the network alone",
     )
     p.add_argument(
         "--ood-regime",

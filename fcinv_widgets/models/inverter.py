@@ -72,7 +72,7 @@ def input_sigma_regime(corrections: dict | None, measured: bool, single_scan: bo
     return f"{base}-scan" if single_scan else base
 
 
-def auto_refine(model, corrections: dict) -> tuple[bool, str]:
+def auto_refine(model, corrections: dict, angle_unknown: bool = False) -> tuple[bool, str]:
     """Whether inference refines by default (``refine=None``), and why: the physics fit
     (``analysis.refine.refine_sqe``) runs for a one-phonon S(Q,E) as an instrument records it
     (uncorrected: :func:`~fcinv_widgets.analysis.expio.is_uncorrected_sqe`) at a known Ei when ``model`` has a
@@ -80,7 +80,11 @@ def auto_refine(model, corrections: dict) -> tuple[bool, str]:
     network's answer (``trust_fit``) and a fit in a wrong minimum be dropped. Measured (session 16,
     ``bench_networks_sqe.py --refine``, 8 truths × 2 noise cells, full data): the trusted fit's
     FC0–FC3 median error 2 / 2 / 16 / 17 % against the network's 3 / 3 / 38 / 30 % (``ge-vae``) and
-    never a larger worst case. A model image is the networks' own input: no fit by default."""
+    never a larger worst case. A model image is the networks' own input: no fit by default.
+    ``angle_unknown``: the input is one single-orientation scan whose sample angle was not given
+    (``invert(single_scan=True)`` without ``scan_deg``): no fit by default, as the fit could only
+    fold every equivalent, not that scan's coverage (session 36: none of 12 such fits trusted,
+    :data:`SCAN_ANGLE_MEASURED`)."""
     from ..analysis.expio import is_uncorrected_sqe
 
     if not is_uncorrected_sqe(corrections):
@@ -89,13 +93,21 @@ def auto_refine(model, corrections: dict) -> tuple[bool, str]:
         return False, "the incident energy is not known (the fit needs Ei for the resolution and coverage)"
     if not getattr(model, "heteroscedastic", False):
         return False, "the model has no calibrated σ to check a fit against (refine=True / --refine runs it unchecked)"
+    if angle_unknown:
+        return False, (
+            "a single scan whose sample angle was not given: the fit could only fold every equivalent, not this scan's "
+            f"coverage ({SCAN_ANGLE_MEASURED}); scan_deg / --scan DEG gives it the orientation, --refine runs it anyway"
+        )
     return True, "one-phonon S(Q,E) and a calibrated σ: the fit, reported where trusted"
 
 
-def refine_policy(model, corrections: dict, refine: bool | None) -> dict:
-    """The ``refine_policy`` record of an inference: ``refine`` None → :func:`auto_refine` decides,
-    True / False → as asked. {"auto", "refine", "reason"}."""
-    do, why = auto_refine(model, corrections) if refine is None else (bool(refine), "asked for" if refine else "not asked for")
+def refine_policy(model, corrections: dict, refine: bool | None, angle_unknown: bool = False) -> dict:
+    """The ``refine_policy`` record of an inference: ``refine`` None → :func:`auto_refine` decides
+    (``angle_unknown`` as there), True / False → as asked. {"auto", "refine", "reason"}."""
+    if refine is None:
+        do, why = auto_refine(model, corrections, angle_unknown=angle_unknown)
+    else:
+        do, why = bool(refine), "asked for" if refine else "not asked for"
     return {"auto": refine is None, "refine": do, "reason": why}
 
 
@@ -449,7 +461,8 @@ class _Model:
         the unit-weight image over the active FCs (:func:`~fcinv_widgets.analysis.refine.refine`).
         None (default): :func:`auto_refine` decides — the fit runs for a one-phonon S(Q,E) as
         measured (uncorrected) and a model with a calibrated σ (the trust check needs it), not
-        for a model image; ``refine_policy`` in the result says what was decided and why.
+        for a model image nor for a single scan whose angle ``scan_deg`` was not given;
+        ``refine_policy`` in the result says what was decided and why.
         ``progress``: a bar on stderr while the fit runs.
 
         ``single_scan``: the input is one single-orientation scan of a measurement (a file cannot
@@ -518,7 +531,8 @@ class _Model:
             out["ood"] = note_sqe_input(check, corrections, self.ood_stats())
             if out["ood"] is None:
                 out["ood_note"] = getattr(self, "ood_note", None)
-        out["refine_policy"] = refine_policy(self, corrections, refine)
+        angle_unknown = single_scan and scan_deg is None and spec.fmt != "fcinv-scans"
+        out["refine_policy"] = refine_policy(self, corrections, refine, angle_unknown=angle_unknown)
         if out["refine_policy"]["refine"]:
             scan = {"scan": scan_deg, "u": u, "v": v} if scan_deg is not None else {}
             out = self._refine(out, spec, image, corrections, progress=progress, single_scan=single_scan, scan=scan)

@@ -155,9 +155,10 @@ def test_invert_fits_a_single_scan_with_its_orientation(tmp_path, ge_pair, monke
 
 
 def test_a_single_scan_fitted_without_its_angle_says_so(tmp_path, ge_pair, monkeypatch, capsys):
-    """A single scan whose angle was not given is fitted as full data (the file cannot say its
-    orientation): the fit's record carries ``scan_angle_note`` and ``fcinv invert`` prints it as a
-    warning; with the angle, or for full data, there is no note."""
+    """A single scan whose angle was not given is not fitted by default (the file cannot say its
+    orientation, and the fit could only fold every equivalent): ``refine_policy`` says why; forced
+    (``refine=True``) the fit's record carries ``scan_angle_note`` and ``fcinv invert`` prints it as
+    a warning; with the angle, or for full data, the fit runs by default and there is no note."""
     from types import SimpleNamespace
 
     from fcinv_widgets import get_material
@@ -179,6 +180,12 @@ def test_a_single_scan_fitted_without_its_angle_says_so(tmp_path, ge_pair, monke
         return SimpleNamespace(orientations=None if scan is None else [scan], to_dict=lambda: d)
 
     monkeypatch.setattr(refine, "refine_spectrum", fake)
+    auto = model.invert(str(path), ood=False, single_scan=True)  # by default no fit without the angle
+    assert not auto["refine_policy"]["refine"] and "--scan DEG" in auto["refine_policy"]["reason"]
+    assert auto["fc_source"] == "network" and "refined" not in auto
+    auto = model.invert(str(path), ood=False, scan_deg=30)
+    assert auto["refine_policy"]["refine"] and auto["fc_source"] == "refined"
+    assert model.invert(str(path), ood=False)["refine_policy"]["refine"]  # full data: as before
     note = model.invert(str(path), refine=True, ood=False, single_scan=True)["refined"].get("scan_angle_note")
     assert note and "--scan DEG" in note and "not trusted" in note
     assert "scan_angle_note" not in model.invert(str(path), refine=True, ood=False, scan_deg=30)["refined"]
