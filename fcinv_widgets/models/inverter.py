@@ -58,7 +58,9 @@ SCAN_ANGLE_NOTE = (
     "kinematics reach, not the ones this scan's detector coverage holds, and on such scans it stays far above the "
     "noise and is not trusted ({measured}); give the angle for a fit of this scan"
 )
-SCAN_ANGLE_MEASURED = "first-principles Ge scans, B 0.05, P 300: residual 4.5–30× the noise, none of 12 trusted"
+SCAN_ANGLE_MEASURED = (
+    "first-principles Ge scans at B 0.05 / P 300 and B 0.1 / P 100: residual 2.5–30× the noise, none of 24 trusted"
+)
 
 
 def input_sigma_regime(corrections: dict | None, measured: bool, single_scan: bool = False) -> str:
@@ -83,7 +85,7 @@ def auto_refine(model, corrections: dict, angle_unknown: bool = False) -> tuple[
     never a larger worst case. A model image is the networks' own input: no fit by default.
     ``angle_unknown``: the input is one single-orientation scan whose sample angle was not given
     (``invert(single_scan=True)`` without ``scan_deg``): no fit by default, as the fit could only
-    fold every equivalent, not that scan's coverage (session 36: none of 12 such fits trusted,
+    fold every equivalent, not that scan's coverage (session 36: none of 24 such fits trusted,
     :data:`SCAN_ANGLE_MEASURED`)."""
     from ..analysis.expio import is_uncorrected_sqe
 
