@@ -81,6 +81,34 @@ def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1)) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)])
 
 
+#: a single scan's sample axes when nobody says (r.l.u.): u along the beam at ω = 0, v horizontal
+SCAN_U: tuple[int, int, int] = (1, 1, 0)
+SCAN_V: tuple[int, int, int] = (0, 0, 1)
+
+
+def scan_axes(scan_deg, u=None, v=None, scan_set: str | None = None) -> tuple[float | None, list | None, list | None]:
+    """The one check of a single scan's orientation arguments (``Inverter.invert(scan_deg, u, v)``,
+    :func:`~fcinv_widgets.analysis.refine.refine_spectrum`, ``fcinv refine --scan --u --v``).
+
+    Returns (ω in degrees or None, u, v): ``scan_deg`` a finite number; axes ``u``/``v`` (r.l.u.)
+    only with an angle, non-zero and not parallel, defaulting to :data:`SCAN_U` / :data:`SCAN_V`,
+    returned as lists of floats. ``scan_set``: the name of the scan set the input is (it records
+    its own axes: u/v are refused and returned as None). :class:`FcinvError` on anything else."""
+    if scan_deg is None:
+        if u is not None or v is not None:
+            raise FcinvError("sample axes u/v (--u/--v) describe a single scan: give its angle too (scan_deg, --scan DEG)")
+        return None, None, None
+    omega = finite_number(scan_deg, "the scan's sample angle ω (scan_deg, --scan; degrees)")
+    if scan_set is not None:
+        if u is not None or v is not None:
+            raise FcinvError(f"{scan_set} is a scan set: it records its sample axes (drop u/v, --u/--v)")
+        return omega, None, None
+    u = real_array(SCAN_U if u is None else u, "u (r.l.u.)", shape=(3,), allow_nan=False)
+    v = real_array(SCAN_V if v is None else v, "v (r.l.u.)", shape=(3,), allow_nan=False)
+    orientation_matrix(u, v)  # refuses zero or parallel axes
+    return omega, [float(x) for x in u], [float(x) for x in v]
+
+
 def rotation_z(omega_deg: float) -> np.ndarray:
     c, s = math.cos(math.radians(omega_deg)), math.sin(math.radians(omega_deg))
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])

@@ -296,7 +296,7 @@ def test_cli_refines_one_scan_of_a_scan_set(tmp_path, sqe_file, capsys):
     capsys.readouterr()
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--scan", "40", "--max-iter", "30", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
-    assert d["corrections"]["scan_deg"] == 40 and len(d["all_fc"]) == 44
+    assert d["corrections"]["scan_deg"] == 40 and len(d["all_fc"]) == 44 and d["orientations"] == [40.0]
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--scan", "41", "--json"]) == 2
     assert "no scan at ω = 41°" in capsys.readouterr().err
     assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--scan", "40", "--u", "1,0,0", "--json"]) == 2
@@ -328,6 +328,7 @@ def test_refine_fits_a_single_scan_file_with_its_orientation(tmp_path, capsys):
     assert main(fit) == 0
     folded = json.loads(capsys.readouterr().out)
     assert scan["orientations"] == [40.0] and folded["orientations"] is None
+    assert scan["sample_axes"] == {"u": [1.0, 1.0, 0.0], "v": [0.0, 0.0, 1.0]} and folded["sample_axes"] is None
     assert scan["corrections"]["scan_deg"] == 40.0
     assert scan["misfit"] < 0.2 * folded["misfit"], (scan["misfit"], folded["misfit"])
     assert main([*fit, "--scan", "40", "--u", "1,1,0", "--v", "2,2,0"]) == 2

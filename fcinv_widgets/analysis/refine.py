@@ -352,6 +352,7 @@ class SQEFitResult:
     noise_ratio: float | None = None  # residual variance / the data's own (:func:`noise_dispersion`); None: not estimable
     sigma_scale: float = 1.0  # ``sigma`` = this × the Laplace σ (:data:`FIT_SIGMA_SCALE`)
     orientations: list | None = None  # sample angles (degrees) of the scans fitted; None: the full kinematic range
+    sample_axes: dict | None = None  # {"u", "v"} (r.l.u.) the orientations were taken with; None without orientations
 
     @property
     def above_noise(self) -> bool:
@@ -387,6 +388,7 @@ class SQEFitResult:
             "noise_ratio": self.noise_ratio,
             "sigma_scale": self.sigma_scale,
             "orientations": self.orientations,
+            "sample_axes": self.sample_axes,
             "above_noise": self.above_noise,
             "model": "folded one-phonon S(Q,E), all parameters, Gaussian prior on the inactive ones",
         }
@@ -700,6 +702,9 @@ def refine_sqe(
         noise_ratio,
         sig_scale,
         fitted_angles,
+        None
+        if fitted_angles is None
+        else {"u": [float(x) for x in np.asarray(u, float)], "v": [float(x) for x in np.asarray(v, float)]},
     )
 
 
@@ -821,14 +826,14 @@ def refine_spectrum(
     and the default detector (``scans.DETECTOR``): the mode weights then follow that orientation's
     coverage instead of every equivalent the kinematics reach. A scan set records its axes:
     ``u``/``v`` with one raise :class:`FcinvError`."""
-    data, orient, extra = spec.image, None, {}
-    if scan is not None:
-        scan = finite_number(scan, "scan (the sample angle ω, degrees)")
-    if spec.fmt == "fcinv-scans":
-        from ..scans import ScanSet
+    from ..scans import scan_axes
 
-        if u is not None or v is not None:
-            raise FcinvError(f"{spec.source} is a scan set: it records its sample axes (drop u/v, --u/--v)")
+    data, orient, extra = spec.image, None, {}
+    scan_set = spec.fmt == "fcinv-scans"
+    scan, u, v = scan_axes(scan, u, v, scan_set=spec.source if scan_set else None)
+    if scan_set:
+        from ..scans import SCAN_U, SCAN_V, ScanSet
+
         if not Path(spec.source).is_file():
             raise FcinvError(f"{spec.source}: fitting a scan set needs its file (the orientations and detector it records)")
         ss = ScanSet.load(spec.source)
@@ -840,10 +845,7 @@ def refine_spectrum(
             orient = [float(a) for a, img in zip(ang, ss.scans) if np.isfinite(img).any()]
         ei_mev = ss.ei_mev if ei_mev is None else ei_mev
         qmax = ss.meta.get("qmax_inv_a") if qmax is None else qmax
-        extra = {"u": ss.meta.get("u", (1, 1, 0)), "v": ss.meta.get("v", (0, 0, 1)), "detector": ss.meta.get("detector_deg")}
+        extra = {"u": ss.meta.get("u", SCAN_U), "v": ss.meta.get("v", SCAN_V), "detector": ss.meta.get("detector_deg")}
     elif scan is not None:
-        orient = [scan]
-        extra = {"u": (1, 1, 0) if u is None else u, "v": (0, 0, 1) if v is None else v}
-    elif u is not None or v is not None:
-        raise FcinvError("sample axes u/v (--u/--v) describe a single scan: give its angle too (scan, --scan)")
+        orient, extra = [scan], {"u": u, "v": v}
     return refine_sqe(material, data, temperature_k, ei_mev=ei_mev, qmax=qmax, orientations=orient, **extra, **kwargs)

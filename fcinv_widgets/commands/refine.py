@@ -95,12 +95,13 @@ def run(args) -> int:
         from ..errors import FcinvError
 
         raise FcinvError("--scan applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
-    if (args.u is not None or args.v is not None) and args.scan is None:
-        from ..errors import FcinvError
+    from ..scans import scan_axes
 
-        raise FcinvError("--u/--v describe a single scan: give its angle too (--scan DEG)")
+    u = None if args.u is None else parse_vector(args.u, "--u")
+    v = None if args.v is None else parse_vector(args.v, "--v")
+    scan_axes(args.scan, u, v, scan_set=spec.source if spec.fmt == "fcinv-scans" else None)  # refuses a bad ω or axes
     if sqe_input and not args.unit_weights:
-        return _run_sqe(args, mat, spec, corrections, start)
+        return _run_sqe(args, mat, spec, corrections, start, u, v)
     r = refine(fm, img, start=start, domain=mat.domain, max_iter=args.max_iter)
     lines = [
         f"refined in {r.n_iter} evaluations, {r.seconds:.2f} s; misfit {r.misfit_start:.3e} → {r.misfit:.3e}"
@@ -111,7 +112,7 @@ def run(args) -> int:
     return 0
 
 
-def _run_sqe(args, mat, spec, corrections, start) -> int:
+def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
 
     from ..analysis.expio import SQE
     from ..analysis.refine import above_noise_message, refine_spectrum
@@ -129,8 +130,8 @@ def _run_sqe(args, mat, spec, corrections, start) -> int:
         ei_mev=ei,
         qmax=qmax,
         scan=args.scan,
-        u=None if args.u is None else parse_vector(args.u, "--u"),
-        v=None if args.v is None else parse_vector(args.v, "--v"),
+        u=u,
+        v=v,
         start=start,
         prior_scale=args.prior_scale,
         max_iter=args.max_iter,

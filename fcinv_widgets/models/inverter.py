@@ -478,8 +478,8 @@ class _Model:
         the physics fit of an S(Q,E) then models that orientation's detector coverage
         (:func:`~fcinv_widgets.analysis.refine.refine_spectrum`) instead of folding every equivalent
         the kinematics reach (which left a scan's fit with structure it could not explain). For a
-        scan set (``fcinv scans``) it picks that scan, whose axes the file records. ``scan_deg`` is
-        in the result.
+        scan set (``fcinv scans``) it picks that scan, whose axes the file records. ``scan_deg`` and
+        ``scan_axes`` ({"u", "v"}, r.l.u.) are in the result.
         """
         from ..analysis.expio import as_spectrum, prepare_input
 
@@ -488,23 +488,20 @@ class _Model:
             raise FcinvError(f"refine must be True, False or None, got {refine!r}"[:200])
         if ood_regime is not None and (not isinstance(ood_regime, str) or ood_regime not in ("measured", "model-image")):
             raise FcinvError(f"ood_regime must be 'measured' or 'model-image', got {ood_regime!r}")
-        if scan_deg is not None:
-            from ..scans import orientation_matrix
+        from ..scans import scan_axes
 
-            scan_deg = finite_number(scan_deg, "scan_deg (the scan's sample angle ω, degrees)")
-            single_scan = True
-            orientation_matrix((1, 1, 0) if u is None else u, (0, 0, 1) if v is None else v)  # refuses bad axes now
-        elif u is not None or v is not None:
-            raise FcinvError("sample axes u/v describe a single scan: give its angle too (scan_deg, --scan)")
+        scan_axes(scan_deg, u, v)  # refuses a bad angle or axes before the file is read
         grid = self.input_grid
         self.check_grid(grid)
         spec = as_spectrum(spectrum, grid, material=self.material)
-        if scan_deg is not None and spec.fmt == "fcinv-scans":
-            from ..analysis.expio import scan_of_set
+        scan_set = spec.fmt == "fcinv-scans"
+        scan_deg, u, v = scan_axes(scan_deg, u, v, scan_set=spec.source if scan_set else None)
+        if scan_deg is not None:
+            single_scan = True
+            if scan_set:
+                from ..analysis.expio import scan_of_set
 
-            if u is not None or v is not None:
-                raise FcinvError(f"{spec.source} is a scan set: it records its sample axes (drop u/v, --u/--v)")
-            spec = scan_of_set(spec, scan_deg)
+                spec = scan_of_set(spec, scan_deg)
         image, corrections = prepare_input(spec, grid, temperature_k=temperature_k, clip_percentile=clip_percentile, raw=raw)
         from .domain_edge import domain_edge
         from .ood import input_temperature, is_measured_input, note_sqe_input
@@ -513,8 +510,9 @@ class _Model:
         regime = input_sigma_regime(corrections, measured, single_scan=single_scan)
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False, sigma_regime=regime)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
-        if scan_deg is not None:
+        if scan_deg is not None:  # the orientation the input was taken as (a scan set's own axes)
             out["scan_deg"] = scan_deg
+            out["scan_axes"] = spec.meta.get("sample_axes") or {"u": u, "v": v}
         # which calibration sized fc_std (None: the pooled one of a checkpoint without per-regime σ)
         out["sigma_regime"] = self.resolved_sigma_regime(regime)
         # where the network's answer lies in its training box (flagged at the edge: models.domain_edge);
@@ -710,7 +708,6 @@ class _Model:
         rng = self.training_ei_range
         if rng is None or ei_mev is None:
             return None
-        from ..validate import finite_number
 
         ei = finite_number(ei_mev, "ei_mev (meV)", positive=True)
         from ..measurement import ei_inside

@@ -109,7 +109,7 @@ def test_invert_fits_a_single_scan_with_its_orientation(tmp_path, ge_pair, monke
     """``Inverter.invert(scan_deg=ω, u=, v=)`` (``fcinv invert --scan``, session 36): a single scan
     (implied) whose physics fit gets that orientation (``refine_spectrum(scan=, u=, v=)``, not the
     fold over every equivalent); of a scan set it inverts that scan's image, not the union; the
-    result records ``scan_deg``; bad angles and axes are refused in one line."""
+    result records ``scan_deg`` and the axes it was taken with (``scan_axes``); bad angles and axes are refused in one line."""
     from fcinv_widgets import get_material
     from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.models import load_model
@@ -120,7 +120,7 @@ def test_invert_fits_a_single_scan_with_its_orientation(tmp_path, ge_pair, monke
     plain = tmp_path / "scan.h5"
     write_spectrum(plain, ge_pair[0], ge.grid, material="Ge", kind="full-sqe", temperature_k=5.0, ei_mev=80.0,
                    qmax_inv_a=4.0, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
-    ss = simulate_scans(ge, 80.0, [20.0, 40.0], qmax=3.0, progress=False)
+    ss = simulate_scans(ge, 80.0, [20.0, 40.0], qmax=3.0, u=(1, 0, 0), v=(0, 1, 0), progress=False)
     sets = tmp_path / "scans.h5"
     ss.save(sets)
     model = load_model(_folder(tmp_path))
@@ -133,10 +133,13 @@ def test_invert_fits_a_single_scan_with_its_orientation(tmp_path, ge_pair, monke
     monkeypatch.setattr(type(model), "_refine", fit)
     out = model.invert(str(plain), refine=True, ood=False, scan_deg=30, u=(1, 0, 0), v=(0, 1, 0))
     assert out["scan_deg"] == 30.0 and out["sigma_regime"].endswith("-scan")
-    assert seen[-1][1] and seen[-1][2] == {"scan": 30.0, "u": (1, 0, 0), "v": (0, 1, 0)}
+    assert seen[-1][1] and seen[-1][2] == {"scan": 30.0, "u": [1.0, 0.0, 0.0], "v": [0.0, 1.0, 0.0]}
+    assert out["scan_axes"] == {"u": [1.0, 0.0, 0.0], "v": [0.0, 1.0, 0.0]}  # what the input was taken as
+    assert model.invert(str(plain), refine=False, ood=False, scan_deg=30)["scan_axes"] == {"u": [1, 1, 0], "v": [0, 0, 1]}
     out = model.invert(str(sets), refine=True, ood=False, scan_deg=40)
     img, one, scan = seen[-1]
     assert np.array_equal(img, ss.scans[1], equal_nan=True) and one and scan == {"scan": 40.0, "u": None, "v": None}
+    assert out["scan_axes"] == {"u": [1.0, 0.0, 0.0], "v": [0.0, 1.0, 0.0]}  # the set's own axes
     assert out["coverage"] == pytest.approx(float(np.isfinite(ss.scans[1]).mean()))
     out = model.invert(str(sets), refine=True, ood=False)  # no angle: the union, full data
     assert np.array_equal(seen[-1][0], ss.full, equal_nan=True) and not seen[-1][1] and seen[-1][2] == {}
