@@ -452,17 +452,53 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, bg: np.ndar
     """Residuals (K, nq, nE) of the smoothed data ``sx`` (nq, nE) after a least-squares fit, per q
     column over the covered pixels ``m`` (nq, nE; 0/1), of each of K smoothed images ``si`` (K, nq,
     nE) with its energy curvature (a broadening) and the background shapes ``bg`` (nb, nE) along E
-    (:func:`_background_shapes`); K = 0 images: the background terms alone."""
-    bgs = [np.broadcast_to(b, sx.shape) for b in bg]
-    if len(si):
-        d2 = np.gradient(np.gradient(si, axis=2), axis=2)
-        R = np.stack([si, d2] + [np.broadcast_to(b, si.shape) for b in bgs], -1)
-    else:
-        R = np.stack(bgs, -1)[None]
-    Rw = np.swapaxes(R * m[None, ..., None], -1, -2)  # (K, nq, nr, nE): batched matmuls, not einsum
-    G = Rw @ R + 1e-9 * np.eye(R.shape[-1])
-    c = np.linalg.solve(G, Rw @ sx[None, :, :, None])
-    return (sx[None] - (R @ c)[..., 0]) * m[None]
+    (:func:`_background_shapes`); K = 0 images: the background terms alone.
+
+    The refit's hot path: the normal equations are assembled block by block (the background
+    shapes' block and right-hand side are shared by every image and computed once) rather than
+    from a stacked (K, nq, nE, 2 + nb) design matrix — the same least squares, ~3× faster."""
+    m = np.asarray(m, np.float64)
+    bg = np.asarray(bg, np.float64)
+    nb = len(bg)
+    bm = m[:, None, :] * bg[None]  # (nq, nb, nE): the shapes over each column's covered pixels
+    bb = bm @ bg.T  # (nq, nb, nb)
+    bs = (bm @ sx[..., None])[..., 0]  # (nq, nb)
+    if not len(si):
+        c = np.linalg.solve(bb + 1e-9 * np.eye(nb), bs[..., None])[..., 0]
+        return ((sx - c @ bg) * m)[None]
+    d2 = si @ _curvature_matrix(si.shape[-1]).T  # np.gradient twice along E, as one matrix product
+    s_m, d_m = si * m, d2 * m
+    nr = 2 + nb
+    G = np.empty(si.shape[:2] + (nr, nr))
+    G[..., 0, 0] = np.einsum("kqe,kqe->kq", s_m, si)
+    G[..., 0, 1] = G[..., 1, 0] = np.einsum("kqe,kqe->kq", s_m, d2)
+    G[..., 1, 1] = np.einsum("kqe,kqe->kq", d_m, d2)
+    G[..., 0, 2:] = s_m @ bg.T
+    G[..., 2:, 0] = G[..., 0, 2:]
+    G[..., 1, 2:] = d_m @ bg.T
+    G[..., 2:, 1] = G[..., 1, 2:]
+    G[..., 2:, 2:] = bb
+    G += 1e-9 * np.eye(nr)
+    rhs = np.empty(si.shape[:2] + (nr,))
+    rhs[..., 0] = np.einsum("kqe,qe->kq", s_m, sx)
+    rhs[..., 1] = np.einsum("kqe,qe->kq", d_m, sx)
+    rhs[..., 2:] = bs
+    c = np.linalg.solve(G, rhs[..., None])[..., 0]
+    fit = c[..., 0, None] * si + c[..., 1, None] * d2 + c[..., 2:] @ bg
+    return (sx[None] - fit) * m[None]
+
+
+@functools.cache
+def _curvature_matrix(n: int) -> np.ndarray:
+    """(n, n): x ↦ ``np.gradient(np.gradient(x))`` along one axis of n ≥ 2 points (unit spacing,
+    first-order one-sided differences at the ends), as a matrix the refit multiplies its images by."""
+    d = np.zeros((n, n))
+    d[0, :2] = d[-1, -2:] = (-1.0, 1.0)
+    i = np.arange(1, n - 1)
+    d[i, i - 1], d[i, i + 1] = -0.5, 0.5
+    d2 = d @ d
+    d2.setflags(write=False)
+    return d2
 
 
 def _background_shapes(energies: np.ndarray, temperature_k: float | None = None) -> np.ndarray:
