@@ -31,3 +31,33 @@ def test_the_refit_explains_the_right_crystals_noiseless_sqe_and_not_another(tem
     refit, _ = _refit_misfit(model, x, temperature_k=temperature_k)
     assert refit[0] < bound, refit  # measured 0.0015 / 0.015 (0.010 / 0.42 in the other order)
     assert refit[1] > 3 * refit[0], refit  # Nb's branches on the Ge path stay unexplained (0.23 / 0.063)
+
+
+@pytest.mark.parametrize("temperature_k", [None, 5.0, 300.0])
+def test_the_column_fits_are_each_columns_least_squares(temperature_k):
+    """``_column_residuals`` (the refit's hot path; session 37 assembles its normal equations block
+    by block) gives, for every candidate image and every q column, the residual of the ordinary
+    least-squares fit of the image, its energy curvature (``np.gradient`` twice) and the background
+    shapes over the column's covered pixels — checked against ``np.linalg.lstsq`` column by column."""
+    from fcinv_widgets.models.ood import _background_shapes, _column_residuals
+
+    rng = np.random.default_rng(5)
+    nq, ne = 7, 40
+    e = np.linspace(1.0, 40.0, ne)
+    sx, si = rng.random((nq, ne)), rng.random((3, nq, ne))
+    m = rng.random((nq, ne)) > 0.3
+    bg = _background_shapes(e, temperature_k)
+    got, alone = _column_residuals(sx, si, m, bg), _column_residuals(sx, si[:0], m, bg)
+    assert got.shape == (3, nq, ne) and alone.shape == (1, nq, ne)
+    d2 = np.gradient(np.gradient(si, axis=2), axis=2)
+    for k in range(3):
+        for q in range(nq):
+            c = m[q]
+            A = np.column_stack([si[k, q, c], d2[k, q, c], *bg[:, c]])
+            r = sx[q, c] - A @ np.linalg.lstsq(A, sx[q, c], rcond=None)[0]
+            np.testing.assert_allclose(got[k, q, c], r, atol=1e-6 * np.abs(sx).max())
+            assert not got[k, q, ~c].any()  # uncovered pixels: no residual
+    for q in range(nq):
+        c = m[q]
+        r = sx[q, c] - bg[:, c].T @ np.linalg.lstsq(bg[:, c].T, sx[q, c], rcond=None)[0]
+        np.testing.assert_allclose(alone[0, q, c], r, atol=1e-6 * np.abs(sx).max())
