@@ -456,7 +456,8 @@ def _column_residuals(sx: np.ndarray, si: np.ndarray, m: np.ndarray, bg: np.ndar
 
     The refit's hot path: the normal equations are assembled block by block (the background
     shapes' block and right-hand side are shared by every image and computed once) rather than
-    from a stacked (K, nq, nE, 2 + nb) design matrix — the same least squares, ~3× faster."""
+    from a stacked (K, nq, nE, 2 + nb) design matrix: ~2.5× faster (session 37, K = 9 images of
+    140 × 140)."""
     m = np.asarray(m, np.float64)
     # the shapes' span, orthonormalised: the fit depends on the span only, and the shapes corrected by
     # E/(n+1) are nearly collinear with the plain ones at low T (session 37: fitted as they were, the
