@@ -9,8 +9,10 @@ FCs, drawn on the model's path as the one scan at ω (u [110], v [001], the defa
 equivalents it reaches averaged per pixel as ``scans.simulate_scans`` does), corrected as
 ``fcinv invert`` corrects a one-phonon S(Q,E); noiseless and with counting noise (``--b``,
 ``--p``). Scores: ``refit`` and ``band`` (``models.ood._refit_misfit``) with the shipped renderer
-("full") and with one whose mode weights follow that orientation's coverage ("oriented",
-``sqe.folded_mode_weights(hits=…)`` as ``refine_sqe(orientations=[ω])`` uses them).
+("full": the mode weights of every equivalent the kinematics reach, at the median Ei of the model's
+measurement model), the same at the input's Ei ("full at Ei"), and one whose mode weights follow
+that orientation's coverage at the input's Ei ("oriented", ``sqe.folded_mode_weights(hits=…)`` as
+``refine_sqe(orientations=[ω])`` uses them): the middle column separates the Ei from the orientation.
 
     python benchmarks/ood_scan_orientation.py [--model ge-vae] [--angles 0,30,60,90] [--t 5] [--ei 80]
 
@@ -61,8 +63,8 @@ def scan_image(crystal, omega: float) -> np.ndarray:
 
 print(f"{a.model}: {own.name} (own) and {other.name} single scans on the {own.name} path, T {a.t:g} K, "
       f"Ei {a.ei:g} meV, |Q| ≤ {a.qmax:g}; noisy: B {a.b:g}, P {a.p:g}")  # fmt: skip
-print("| ω (°) | input | refit full | refit oriented | band full | band oriented |")
-print("|---|---|---|---|---|---|")
+print("| ω (°) | input | refit full | refit full at Ei | refit oriented | band full | band full at Ei | band oriented |")
+print("|---|---|---|---|---|---|---|---|")
 rng = np.random.default_rng(0)
 for omega in (float(v) for v in a.angles.split(",")):
     imgs, names = [], []
@@ -78,12 +80,19 @@ for omega in (float(v) for v in a.angles.split(",")):
         np.asarray(own.reference_params, float)[np.asarray(own.active)],
         folded_mode_weights(ref_calc, geom, own.grid, a.ei, hits=hits),
     )
-    oriented = (fm.with_sqe_weights(w, a.t), creation_correction(fm.grid.e.centers, a.t)[None, :])
+    bose = creation_correction(fm.grid.e.centers, a.t)[None, :]
+    oriented = (fm.with_sqe_weights(w, a.t), bose)
     scores = {}
-    for kind, renderer in (("full", full_renderer), ("oriented", lambda *args, _o=oriented, **kw: _o)):
+    for kind, renderer in (
+        ("full", full_renderer),
+        ("full at Ei", lambda *args, **kw: full_renderer(own, fm, a.ei, a.t)),
+        ("oriented", lambda *args, _o=oriented, **kw: _o),
+    ):
         ood._sqe_renderer = renderer
         scores[kind] = ood._refit_misfit(model, x, temperature_k=a.t)
     ood._sqe_renderer = full_renderer
     for j, name in enumerate(names):
-        print(f"| {omega:g} | {name} | {scores['full'][0][j]:.3f} | {scores['oriented'][0][j]:.3f} "
-              f"| {scores['full'][1][j]:.3f} | {scores['oriented'][1][j]:.3f} |", flush=True)  # fmt: skip
+        cells = (
+            " | ".join(f"{scores[k][0][j]:.3f}" for k in scores) + " | " + " | ".join(f"{scores[k][1][j]:.3f}" for k in scores)
+        )
+        print(f"| {omega:g} | {name} | {cells} |", flush=True)
