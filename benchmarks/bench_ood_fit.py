@@ -25,7 +25,8 @@ components). Per set and temperature the table also gives the fraction flagged a
 fraction flagged among the rest (the judged inputs). ``--scan-angles LO:HI``: every input is one
 single-orientation scan (ω drawn per input; partial coverage) inverted with ``single_scan=True``, as
 ``fcinv invert --single-scan`` does (the single-scan σ and OOD check: rule S where the model has it;
-``benchmarks/ood_scan_limits.py`` reads these rows). Asserts nothing.
+``benchmarks/ood_scan_limits.py`` reads these rows); ``--oriented-scores`` adds each scan's scores with
+its orientation handed to the check's refit (rule S′, session 38: ``ood_scan_limits.py --oriented``). Asserts nothing.
 """
 
 import argparse
@@ -63,6 +64,13 @@ ap.add_argument(
     help="LO:HI (degrees): each input is one single-orientation scan at a sample angle ω ~ U(LO, HI) "
     "(u = [1,1,0], v = [0,0,1], the detector of fcinv_widgets.scans), not the full data; inverted as a single scan",
 )
+ap.add_argument(
+    "--oriented-scores",
+    action="store_true",
+    help="with --scan-angles: each row also records the measured regime's scores with the scan's orientation handed "
+    "to the check's refit (ood_components_oriented; OODStats.scores(orientation=…)), what rule S′ "
+    "(benchmarks/ood_scan_limits.py --oriented) is calibrated and tested on",
+)
 ap.add_argument("--json", default=None, help="rows and summary as JSON ({model}: replaced by each model's name)")
 a = ap.parse_args()
 names = [v.strip() for v in a.model.split(",") if v.strip()]
@@ -73,7 +81,9 @@ from _truths import draw_truths  # noqa: E402
 
 from fcinv_widgets import get_material  # noqa: E402
 from fcinv_widgets.materials import material_for_model  # noqa: E402
+from fcinv_widgets.analysis.expio import as_spectrum, prepare_input  # noqa: E402
 from fcinv_widgets.models import load_model  # noqa: E402
+from fcinv_widgets.models.ood import input_temperature, scan_orientation  # noqa: E402
 from fcinv_widgets.noise import add_noise  # noqa: E402
 from fcinv_widgets.spectrum_io import write_spectrum  # noqa: E402
 from fcinv_widgets.scans import orientation_image, orientation_matrix  # noqa: E402
@@ -99,6 +109,8 @@ if a.scan_angles:
         ap.error(f"--scan-angles: LO:HI with LO < HI, got {a.scan_angles!r}")
     if a.fixed_background:
         ap.error("--scan-angles and --fixed-background: one or the other")
+elif a.oriented_scores:
+    ap.error("--oriented-scores needs --scan-angles")
 cases = [("own", n, t, own) for n, t in draw_truths(own, a.n, a.seed)]
 fmo = other.forward_model().with_backend("numpy")
 while len(cases) < a.n + a.n_other:
@@ -159,6 +171,11 @@ for i, (kind, name, t, crystal) in enumerate(cases):
             "noise_ratio": fit.get("noise_ratio"),
             "fc_source": r.get("fc_source"),
         }
+        if a.oriented_scores:  # the same input, the check's scores with the scan's orientation (rule S′)
+            image, corr = prepare_input(as_spectrum(str(path), own.grid, material=own.name), own.grid)
+            orient = scan_orientation(omega, ei_mev=corr.get("ei_mev"), qmax_inv_a=a.qmax)
+            sc = m.ood_stats().scores(m, image, measured=True, temperature_k=input_temperature(corr), orientation=orient)
+            row["ood_components_oriented"] = {k: {"value": float(v[0])} for k, v in sc.items()}
         if kind == "own":
             row["rel_err"] = (np.abs(np.asarray(r["fc_mean"]) - t[own.active]) / np.abs(t[own.active])).tolist()
         rows_of[mname].append(row)

@@ -66,14 +66,27 @@ def excess_from_rows(rows: list, alpha: float, ei_range) -> dict:
     }
 
 
-def score(rows: list, before, after) -> dict:
+def oriented_row(r: dict) -> dict:
+    """A single-scan row as the check with the scan's orientation scores it: its
+    ``ood_components_oriented`` (``bench_ood_fit.py --oriented-scores``: values) as its components,
+    with the medians and thresholds its components record (the same measured regime's)."""
+    comps = r["ood_components"]
+    return r | {"ood_components": {k: comps.get(k, {}) | c for k, c in r["ood_components_oriented"].items()}}
+
+
+def score(rows: list, before, after, oriented: bool = False) -> dict:
     """Per kind, judged rows flagged by the check under ``before`` and ``after`` statistics, in all,
-    per Ei and per structure-to-noise bin (:data:`EDGES`)."""
+    per Ei and per structure-to-noise bin (:data:`EDGES`). ``oriented`` (rule S′): ``after``'s
+    ``scan_limits`` judge each row's oriented scores (:func:`oriented_row`) where they apply (its
+    Ei inside their range); elsewhere the row keeps ``before``'s verdict, as the product does."""
     out = {}
     for kind in ("own", "other"):
         rs = judged(rows, kind)
         b = [row_flag(r, before) for r in rs]
-        a = [row_flag(r, after) for r in rs]
+        if oriented:
+            a = [row_flag(oriented_row(r), after) if after.scan_limit(r.get("ei_mev")) else x for r, x in zip(rs, b)]
+        else:
+            a = [row_flag(r, after) for r in rs]
 
         def part(sel, b=b, a=a) -> dict:
             return {

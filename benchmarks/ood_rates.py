@@ -104,7 +104,18 @@ def load_rows(paths, name: str, model, stats, assume_current: bool = False, scan
                 other = "Nb" if own.name.lower() == "ge" else "Ge"
                 r["coverage"] = fold_coverage(own.name if r["set"] == "own" else other, own.name, s["ei"], s["qmax"])
         rows += d["rows"]
-        keys = ("n", "n_other", "seed", "temperatures", "counts", "ei", "qmax", "fixed_background", "scan_angles")
+        keys = (
+            "n",
+            "n_other",
+            "seed",
+            "temperatures",
+            "counts",
+            "ei",
+            "qmax",
+            "fixed_background",
+            "scan_angles",
+            "oriented_scores",
+        )
         settings.append({k: s[k] for k in keys if s.get(k) is not None})
     return rows, settings
 

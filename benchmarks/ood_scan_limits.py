@@ -21,6 +21,17 @@ adoption criteria. ``--write`` stores the limits in the model's ``ood.json``
 that ``fcinv invert --single-scan`` quotes; ``--write-rates`` (a model that does not adopt it) stores the
 check's own held-out single-scan rates instead (``OODStats.scan_rates``). Refused, as in ``ood_rates.py``, for rows of another
 checkpoint, other measured-regime thresholds or full data.
+
+``--oriented`` (rule S′, session 38, pre-registered: README, OOD, "Session 38"): the same for a scan
+whose orientation is known (``fcinv invert --scan DEG``, ``infer-scans``' scans). The check's refit
+then renders the scan's candidate with that orientation's coverage (``OODStats.scores(orientation=…)``),
+so the limits come from those scores (``bench_ood_fit.py --scan-angles … --oriented-scores`` rows,
+``ood_components_oriented``), the held-out scans are judged with them against the verdict the same scans
+get without their angle (rule S where the model has it), and ``--write`` stores them beside rule S as
+``OODStats.scan_limits_oriented``.
+
+    python benchmarks/bench_ood_fit.py --model M … --scan-angles 0:120 --oriented-scores --json CAL.json
+    python benchmarks/ood_scan_limits.py CAL.json [MORE.json …] --model M --oriented [--test TEST.json …] [--write]
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ood_excess import judged, score
+from ood_excess import judged, oriented_row, score
 from ood_limits import conformal_limit, conformal_rank
 from ood_rates import command_line, load_rows, measured_stats, save_stats
 
@@ -60,12 +71,18 @@ def scan_limits_from_rows(rows: list, scores: list, alpha: float, ei_range) -> d
     }
 
 
-def criteria(sc: dict) -> dict:
-    """The pre-registered adoption criteria (README, OOD, session 35) on a :func:`~ood_excess.score`."""
+def criteria(sc: dict, rule_s: bool = False) -> dict:
+    """The pre-registered adoption criteria on a :func:`~ood_excess.score`: rule S's (README, OOD,
+    session 35; also rule S′'s for a model without rule S) or, with ``rule_s`` (rule S′ against a
+    model's rule S, session 38), own flagged at most 10 % and at most rule S's + max(2, 3 %)."""
     o, t = sc["own"], sc["other"]
+    fewer = o["after"] + (t["n"] - t["after"]) < o["before"] + (t["n"] - t["before"])
+    if rule_s:
+        within = o["after"] <= 0.10 * o["n"] and o["after"] <= o["before"] + max(2, 0.03 * o["n"])
+        return {"a_own_flagged_at_most_10pct_and_within_rule_s": within, "b_fewer_errors": fewer}
     return {
         "a_own_flagged_at_most_10pct_and_halved": o["after"] <= 0.10 * o["n"] and o["after"] <= 0.5 * o["before"],
-        "b_fewer_errors": o["after"] + (t["n"] - t["after"]) < o["before"] + (t["n"] - t["before"]),
+        "b_fewer_errors": fewer,
     }
 
 
@@ -83,12 +100,23 @@ def main(argv=None) -> int:
         help="with --test, for a model that does not adopt rule S: store the check's own flag rates on the held-out "
         "scans (without rule S) in its ood.json (scan_rates), which `fcinv invert --single-scan` then quotes",
     )
+    ap.add_argument(
+        "--oriented",
+        action="store_true",
+        help="rule S′ (session 38): limits from the scores with the scan's orientation (rows of bench_ood_fit.py "
+        "--oriented-scores), tested against the verdict the same scans get without their angle; --write stores "
+        "scan_limits_oriented",
+    )
     ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
     if not 0 < a.alpha < 0.5:
         raise SystemExit("--alpha must lie in (0, 0.5)")
     if a.write_rates and (a.write or not a.test):
         raise SystemExit("--write-rates needs --test and excludes --write (the rates of the check without rule S)")
+    if a.oriented and a.write_rates:
+        raise SystemExit(
+            "--oriented and --write-rates: one or the other (the rates without rule S′ are scan_limits' or scan_rates')"
+        )
     model, stats = measured_stats(a.model)
     if a.write_rates and stats.scan_limits:
         raise SystemExit(f"{a.model} has rule S (scan_limits): its single-scan rates are the ones stored with it")
@@ -96,14 +124,21 @@ def main(argv=None) -> int:
     if ei_range is None:
         raise SystemExit(f"{a.model} was trained without a measurement model: no training Ei range")
     cal, settings = load_rows(a.rows, a.model, model, stats, a.assume_current, scans=True)
+    rule = "rule S′" if a.oriented else "rule S"
+    if a.oriented:
+        missing = [p for p, st in zip(a.rows, settings) if not st.get("oriented_scores")]
+        if missing or any("ood_components_oriented" not in r for r in cal):
+            raise SystemExit(f"{', '.join(missing) or 'some rows'}: no oriented scores (bench_ood_fit.py --oriented-scores)")
+        cal = [oriented_row(r) for r in cal]
     names = sorted(stats.measured["thresholds"])
     lim = scan_limits_from_rows(cal, names, a.alpha, ei_range)
     shown = ", ".join(f"{k} {'—' if v is None else f'{v:.4g}'}" for k, v in lim["limits"].items())
     print(
-        f"{a.model}: rule S limits {shown} from {lim['n']} own-crystal single scans "
+        f"{a.model}: {rule} limits {shown} from {lim['n']} own-crystal single scans "
         f"(Ei {', '.join(f'{v:g}' for v in lim['calibration_ei_mev'])} meV; α = {a.alpha:g} over {len(names)} scores)"
     )
-    before = dataclasses.replace(stats, scan_limits={})
+    # before: the check as it stands for a scan without its angle (rule S where adopted); after: the new rule
+    before = dataclasses.replace(stats) if a.oriented else dataclasses.replace(stats, scan_limits={})
     after = dataclasses.replace(stats)
     after.scan_limits = lim | {
         "alpha": a.alpha,
@@ -114,8 +149,10 @@ def main(argv=None) -> int:
     report: dict = {"model": a.model, "scan_limits": after.scan_limits}
     if a.test:
         test, test_settings = load_rows(a.test, a.model, model, stats, a.assume_current, scans=True)
-        sc = score(test, before, after)
-        crit = criteria(sc)
+        if a.oriented and any("ood_components_oriented" not in r for r in test):
+            raise SystemExit("--test rows without oriented scores (bench_ood_fit.py --oriented-scores)")
+        sc = score(test, before, after, oriented=a.oriented)
+        crit = criteria(sc, rule_s=a.oriented and bool(stats.scan_limits))
         own = material_for_model(model.config).name
         other = "Nb" if own.lower() == "ge" else "Ge"
         after.scan_limits["rates"] = {
@@ -134,8 +171,9 @@ def main(argv=None) -> int:
                 "check_version": OOD_CHECK_VERSION,
                 "command": after.scan_limits["command"],
             }
-        print(f"held out ({len(test)} scans): flagged / judged, the check without rule S → with it")
-        print("| scans | judged | without rule S | with rule S |")
+        was = "without the angle (as it stands)" if a.oriented else "without rule S"
+        print(f"held out ({len(test)} scans): flagged / judged, the check {was} → with {rule}")
+        print(f"| scans | judged | {was} | with {rule} |")
         print("|---|---|---|---|")
         for kind, label in (("own", f"{own} (own)"), ("other", other)):
             s = sc[kind]
@@ -145,7 +183,10 @@ def main(argv=None) -> int:
         print("criteria: " + ", ".join(f"{k} {v}" for k, v in crit.items()) + f" → adopt: {report['adopt']}")
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=1))
-    if a.write:
+    if a.write and a.oriented:  # rule S′ beside the model's rule S (or the full-data verdict), not instead of it
+        stats.scan_limits_oriented = after.scan_limits
+        save_stats(model, stats, "scan_limits_oriented")
+    elif a.write:
         save_stats(model, after, "scan_limits")
     if a.write_rates:
         save_stats(model, before, "scan_rates")

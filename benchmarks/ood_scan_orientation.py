@@ -11,8 +11,8 @@ equivalents it reaches averaged per pixel as ``scans.simulate_scans`` does), cor
 ``--p``). Scores: ``refit`` and ``band`` (``models.ood._refit_misfit``) with the shipped renderer
 ("full": the mode weights of every equivalent the kinematics reach, at the median Ei of the model's
 measurement model), the same at the input's Ei ("full at Ei"), and one whose mode weights follow
-that orientation's coverage at the input's Ei ("oriented", ``sqe.folded_mode_weights(hits=…)`` as
-``refine_sqe(orientations=[ω])`` uses them): the middle column separates the Ei from the orientation.
+that orientation's coverage at the input's Ei ("oriented", ``orientation=`` of the refit since session 38, ``models.ood.scan_orientation``: the
+weights ``refine_sqe(orientations=[ω])`` uses): the middle column separates the Ei from the orientation.
 
     python benchmarks/ood_scan_orientation.py [--model ge-vae] [--angles 0,30,60,90] [--t 5] [--ei 80]
 
@@ -26,11 +26,10 @@ import numpy as np
 from fcinv_widgets import get_material
 from fcinv_widgets.analysis.expio import to_model_intensity
 from fcinv_widgets.materials import material_for_model
-from fcinv_widgets.measurement import creation_correction
 from fcinv_widgets.models import load_model, ood
 from fcinv_widgets.noise import add_noise
-from fcinv_widgets.scans import DETECTOR, _orientation_hits, orientation_image, orientation_matrix
-from fcinv_widgets.sqe import SQE, fold_geometry, fold_points, folded_mode_weights, gaussians
+from fcinv_widgets.scans import orientation_image, orientation_matrix
+from fcinv_widgets.sqe import SQE, fold_points, gaussians
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="ge-vae")
@@ -47,8 +46,6 @@ own = material_for_model(model.config)
 other = get_material("Nb" if own.name == "Ge" else "Ge")
 fm = own.forward_model()
 U0 = orientation_matrix()
-geom = fold_geometry(own.crystal, own.grid, a.qmax, own.conventional_a)
-ref_calc = SQE(own.basis, np.asarray(own.reference_params, float), temperature=a.t)
 full_renderer = ood._sqe_renderer
 
 
@@ -75,22 +72,13 @@ for omega in (float(v) for v in a.angles.split(",")):
             imgs.append(to_model_intensity(img, own.grid, temperature_k=a.t, clip_percentile=99.5))
             names.append(label + what)
     x = np.stack(imgs)
-    hits = [_orientation_hits(geom, omega, a.ei, own.grid, U0, DETECTOR)]
-    w = fm.slot_weights(
-        np.asarray(own.reference_params, float)[np.asarray(own.active)],
-        folded_mode_weights(ref_calc, geom, own.grid, a.ei, hits=hits),
-    )
-    bose = creation_correction(fm.grid.e.centers, a.t)[None, :]
-    oriented = (fm.with_sqe_weights(w, a.t), bose)
     scores = {}
-    for kind, renderer in (
-        ("full", full_renderer),
-        ("full at Ei", lambda *args, **kw: full_renderer(own, fm, a.ei, a.t)),
-        ("oriented", lambda *args, _o=oriented, **kw: _o),
-    ):
+    for kind, renderer in (("full", full_renderer), ("full at Ei", lambda *args, **kw: full_renderer(own, fm, a.ei, a.t))):
         ood._sqe_renderer = renderer
         scores[kind] = ood._refit_misfit(model, x, temperature_k=a.t)
     ood._sqe_renderer = full_renderer
+    orient = ood.scan_orientation(omega, ei_mev=a.ei, qmax_inv_a=a.qmax)  # the product's oriented refit
+    scores["oriented"] = ood._refit_misfit(model, x, temperature_k=a.t, orientation=orient)
     for j, name in enumerate(names):
         cells = (
             " | ".join(f"{scores[k][0][j]:.3f}" for k in scores) + " | " + " | ".join(f"{scores[k][1][j]:.3f}" for k in scores)

@@ -376,7 +376,7 @@ def creation_correction(energies_mev, temperature_k: float) -> np.ndarray:
 
 
 def reference_slot_weights(
-    material, fm, params, ei_mev: float, temperature_k: float, geometry=None, amplitudes=None
+    material, fm, params, ei_mev: float, temperature_k: float, geometry=None, amplitudes=None, hits=None
 ) -> np.ndarray:
     """The folded mode weights of ``material`` at its reference force constants (Ei ``ei_mev``, T
     ``temperature_k``; :func:`fcinv_widgets.sqe.folded_mode_weights`) as per-slot weights of the
@@ -384,14 +384,16 @@ def reference_slot_weights(
     parameter order: the 8 active FCs of the fast model or the 44 of the nuisance model), for
     ``fm.with_sqe_weights``. ``geometry``: a ``fold_geometry`` to reuse (computed at :data:`SQE_QMAX`
     otherwise); ``amplitudes``: its :func:`~fcinv_widgets.sqe.mode_amplitudes` at ``temperature_k``
-    to reuse (the same for every Ei)."""
+    to reuse (the same for every Ei); ``hits``: single-orientation coverage
+    (``scans._orientation_hits`` of ``geometry``, one per orientation) instead of the kinematic
+    range at Ei — the weights of those scans."""
     from .sqe import SQE, fold_geometry, folded_mode_weights
 
     ref = np.asarray(material.reference_params, float)
     grid = material.grid
     geom = geometry if geometry is not None else fold_geometry(material.crystal, grid, SQE_QMAX, material.conventional_a)
     calc = None if amplitudes is not None else SQE(material.basis, ref, temperature=float(temperature_k))
-    mw = folded_mode_weights(calc, geom, grid, float(ei_mev), amplitudes=amplitudes)
+    mw = folded_mode_weights(calc, geom, grid, float(ei_mev), amplitudes=amplitudes, hits=hits)
     return fm.slot_weights(np.asarray(params, float), mw)
 
 

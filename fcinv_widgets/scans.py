@@ -294,6 +294,12 @@ class ScanSet:
         return scan_set_elements(self.meta, "the scan set")
 
     @property
+    def axes(self) -> dict:
+        """{"u", "v"}: the sample axes (r.l.u., lists of floats) the scans were taken with —
+        ``meta["u"]``/``meta["v"]``, :data:`SCAN_U`/:data:`SCAN_V` in files that do not say."""
+        return {k: [float(x) for x in np.asarray(self.meta.get(k, d), float)] for k, d in (("u", SCAN_U), ("v", SCAN_V))}
+
+    @property
     def full_coverage(self) -> float:
         return float(np.isfinite(self.full).mean())
 

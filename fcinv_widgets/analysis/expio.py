@@ -645,15 +645,16 @@ def scan_of_set(spec: Spectrum, scan_deg: float) -> Spectrum:
     """The single scan at sample angle ω = ``scan_deg`` (degrees) of the scan set ``spec`` was read
     from (an ``fcinv-scans`` file, whose full data set :func:`read_spectrum` returns), with what the
     set says about itself and, in ``meta["sample_axes"]``, the sample axes u, v (r.l.u.) it
-    records; :class:`FcinvError` when the set has no scan at that angle."""
-    from ..scans import SCAN_U, SCAN_V, ScanSet
+    records (``meta["qmax_inv_a"]``, ``meta["detector_deg"]``: the |Q| range and detector of its
+    scans); :class:`FcinvError` when the set has no scan at that angle."""
+    from ..scans import ScanSet
 
     if not Path(spec.source).is_file():
         raise FcinvError(f"{spec.source}: picking one scan of a scan set needs its file")
     ss = ScanSet.load(spec.source)
     image = np.asarray(ss.scans[ss.scan_index(scan_deg, spec.source)], float)
-    axes = {k: [float(x) for x in np.asarray(ss.meta.get(k, d), float)] for k, d in (("u", SCAN_U), ("v", SCAN_V))}
-    return Spectrum(image, spec.source, spec.fmt, spec.energies, dict(spec.meta or {}) | {"sample_axes": axes})
+    geometry = {k: ss.meta[k] for k in ("qmax_inv_a", "detector_deg") if ss.meta.get(k) is not None}
+    return Spectrum(image, spec.source, spec.fmt, spec.energies, dict(spec.meta or {}) | geometry | {"sample_axes": ss.axes})
 
 
 def prepare_scan_set(

@@ -832,7 +832,7 @@ def refine_spectrum(
     scan_set = spec.fmt == "fcinv-scans"
     scan, u, v = scan_axes(scan, u, v, scan_set=spec.source if scan_set else None)
     if scan_set:
-        from ..scans import SCAN_U, SCAN_V, ScanSet
+        from ..scans import ScanSet
 
         if not Path(spec.source).is_file():
             raise FcinvError(f"{spec.source}: fitting a scan set needs its file (the orientations and detector it records)")
@@ -845,7 +845,7 @@ def refine_spectrum(
             orient = [float(a) for a, img in zip(ang, ss.scans) if np.isfinite(img).any()]
         ei_mev = ss.ei_mev if ei_mev is None else ei_mev
         qmax = ss.meta.get("qmax_inv_a") if qmax is None else qmax
-        extra = {"u": ss.meta.get("u", SCAN_U), "v": ss.meta.get("v", SCAN_V), "detector": ss.meta.get("detector_deg")}
+        extra = {**ss.axes, "detector": ss.meta.get("detector_deg")}
     elif scan is not None:
         orient, extra = [scan], {"u": u, "v": v}
     return refine_sqe(material, data, temperature_k, ei_mev=ei_mev, qmax=qmax, orientations=orient, **extra, **kwargs)

@@ -117,7 +117,7 @@ def run(args) -> int:
         }
     )
     from ..models.domain_edge import EDGE_NOTE
-    from ..models.ood import input_temperature, is_measured_input, note_sqe_input
+    from ..models.ood import input_temperature, is_measured_input, note_sqe_input, scan_orientation
 
     measured = is_measured_input(corrections)
     temp = input_temperature(corrections)
@@ -129,8 +129,20 @@ def run(args) -> int:
     if ood is not None:
         stats = model.ood_stats()
         ok = np.isfinite(scans).reshape(len(scans), -1).any(1)
+        geometry = {"qmax_inv_a": ss.meta.get("qmax_inv_a"), "detector_deg": ss.meta.get("detector_deg")}
+        # each scan's orientation: its refit follows that scan's coverage where the model has rule S′
+        orients = [scan_orientation(float(w), **ss.axes, ei_mev=ei, **geometry) for w in np.asarray(ss.angles_deg)[ok]]
         flagged, weak = (
-            stats.flags(model, scans[ok], measured=measured, temperature_k=temp, return_weak=True, ei_mev=ei, single_scan=True)
+            stats.flags(
+                model,
+                scans[ok],
+                measured=measured,
+                temperature_k=temp,
+                return_weak=True,
+                ei_mev=ei,
+                single_scan=True,
+                orientation=orients,
+            )
             if ok.any()
             else ([], [])
         )

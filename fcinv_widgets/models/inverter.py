@@ -521,12 +521,23 @@ class _Model:
         out["domain_edge"] = domain_edge(pred.mean[0], pred.std[0], self.domain, names=self.names, warns=warns)
         out["ei_check"] = self.ei_check(corrections.get("ei_mev"))
         if ood:
+            from .ood import scan_orientation
+
+            axes = out.get("scan_axes") or {}
             check = self.ood_check(
                 image,
                 measured=measured,
                 temperature_k=input_temperature(corrections),
                 ei_mev=corrections.get("ei_mev"),
                 single_scan=single_scan,
+                orientation=scan_orientation(
+                    scan_deg,
+                    axes.get("u"),
+                    axes.get("v"),
+                    ei_mev=corrections.get("ei_mev"),
+                    qmax_inv_a=spec.meta.get("qmax_inv_a"),
+                    detector_deg=spec.meta.get("detector_deg"),
+                ),
             )
             out["ood"] = note_sqe_input(check, corrections, self.ood_stats())
             if out["ood"] is None:
@@ -672,6 +683,7 @@ class _Model:
         temperature_k: float | None = None,
         ei_mev: float | None = None,
         single_scan: bool = False,
+        orientation: dict | None = None,
     ) -> dict | None:
         """``{"flag", "score", "threshold", "regime", "components", …}`` for one spectrum, or None
         without statistics; ``measured``: a measured (or S(Q,E)) input, judged in the measured
@@ -679,11 +691,20 @@ class _Model:
         at which the input was corrected from a one-phonon S(Q,E) (:func:`.ood.input_temperature`);
         ``ei_mev``: the incident energy it was measured at, if known (rule C's and rule E's limits
         hold inside the Ei range they were calibrated over only); ``single_scan``: one single-orientation
-        scan (rule S's limits where the statistics carry them, :meth:`.ood.OODStats.check`)."""
+        scan (rule S's limits where the statistics carry them, :meth:`.ood.OODStats.check`);
+        ``orientation``: that scan's orientation when known (:func:`.ood.scan_orientation`; rule S′)."""
         stats = self.ood_stats()
         if stats is None:
             return None
-        return stats.check(self, spectrum, measured=measured, temperature_k=temperature_k, ei_mev=ei_mev, single_scan=single_scan)
+        return stats.check(
+            self,
+            spectrum,
+            measured=measured,
+            temperature_k=temperature_k,
+            ei_mev=ei_mev,
+            single_scan=single_scan,
+            orientation=orientation,
+        )
 
     @property
     def training_ei_range(self) -> tuple[float, float] | None:

@@ -250,8 +250,12 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
     ):
         if record.get("single_scan"):  # the full-data rates do not describe a single scan
             record["input_note"] = SCAN_INPUT_NOTE
-            if stats is not None and record.get("scan_rule") and stats.scan_limits.get("rates"):
-                record["input_note"] = scan_rate_note(stats.scan_limits["rates"], True)
+            rule = record.get("scan_rule")
+            table = (
+                (stats.scan_limits_oriented if rule.get("oriented") else stats.scan_limits) if stats is not None and rule else {}
+            )
+            if stats is not None and rule and table.get("rates"):
+                record["input_note"] = scan_rate_note(table["rates"], True, oriented=bool(rule.get("oriented")))
             elif stats is not None and not record.get("scan_rule") and stats.scan_rates and not stats.scan_limits:
                 if check_version_of(stats.scan_rates) == OOD_CHECK_VERSION:  # (counted without rule S: none here)
                     record["input_note"] = scan_rate_note(stats.scan_rates, False)
@@ -283,13 +287,16 @@ def _count_text(k: int, n: int) -> str:
     return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
 
 
-def scan_rate_note(rates: dict, rule_s: bool) -> str:
+def scan_rate_note(rates: dict, rule_s: bool, oriented: bool = False) -> str:
     """The ``input_note`` of a single scan from the held-out single-scan rates of the check that
-    judged it: rule S's (:attr:`OODStats.scan_limits`) or, without it, the check's own
-    (:attr:`OODStats.scan_rates`)."""
+    judged it: rule S's (:attr:`OODStats.scan_limits`), rule S′'s (``oriented``:
+    :attr:`OODStats.scan_limits_oriented`) or, without either, the check's own (:attr:`OODStats.scan_rates`)."""
 
-    how = "judged against single-scan limits (rule S)" if rule_s else "judged by the full-data thresholds"
-    table = "scan_limits" if rule_s else "scan_rates"
+    if oriented:
+        how, table = "of known orientation, judged against single-scan limits (rule S′)", "scan_limits_oriented"
+    else:
+        how = "judged against single-scan limits (rule S)" if rule_s else "judged by the full-data thresholds"
+        table = "scan_limits" if rule_s else "scan_rates"
     return (
         f"a single scan of a one-phonon S(Q,E), {how}: held-out simulated single scans of the right crystal were "
         f"flagged in {_count_text(rates['own_flagged'], rates['own_n'])}, of {rates['other']} in "
@@ -648,6 +655,91 @@ def _sqe_renderer(mat, fm, ei_mev: float, temperature_k: float = 5.0):
     return _SQE_REFIT[key]
 
 
+#: oriented renderers kept (:func:`_oriented_renderer`; one per angle, axes, Ei, |Q| range, detector and
+#: temperature; a scan set's scans share all but the angle): the oldest is dropped beyond this many
+ORIENTED_KEEP = 64
+_ORIENTED: dict = {}
+_ORIENTED_AMPS: dict = {}
+
+
+def scan_orientation(scan_deg, u=None, v=None, ei_mev=None, qmax_inv_a=None, detector_deg=None) -> dict | None:
+    """The orientation of one single-orientation scan as the OOD check's refit takes it
+    (``orientation=`` of :meth:`OODStats.scores`, :meth:`~OODStats.check`, :meth:`~OODStats.flags`):
+    {"scan_deg", "u", "v", "ei_mev", "qmax_inv_a", "detector_deg"} — the sample angle ω (degrees),
+    the sample axes (r.l.u.; default ``scans.SCAN_U`` / ``SCAN_V``), the incident energy (meV), the
+    |Q| range folded (1/Å; None: what the kinematics at Ei reach, as the physics fit takes it) and
+    the detector (None: ``scans.DETECTOR``). None when the angle or the Ei is unknown: the refit
+    then renders the scan's candidate as full data. :class:`FcinvError` on a bad value."""
+    from ..scans import scan_axes
+    from ..validate import finite_number
+
+    if scan_deg is None or ei_mev is None:
+        return None
+    omega, u, v = scan_axes(scan_deg, u, v)
+    ei = finite_number(ei_mev, "the scan's incident energy Ei (meV)", positive=True)
+    q = None if qmax_inv_a is None else finite_number(qmax_inv_a, "the scan's |Q| range (1/Å)", positive=True)
+    if detector_deg is not None and not (
+        isinstance(detector_deg, dict) and {"h_min_deg", "h_max_deg", "v_max_deg"} <= set(detector_deg)
+    ):
+        raise FcinvError(f"detector_deg must give h_min_deg, h_max_deg and v_max_deg (degrees), got {detector_deg!r}"[:200])
+    det = None if detector_deg is None else {k: float(detector_deg[k]) for k in ("h_min_deg", "h_max_deg", "v_max_deg")}
+    return {"scan_deg": omega, "u": u, "v": v, "ei_mev": ei, "qmax_inv_a": q, "detector_deg": det}
+
+
+def _oriented_renderer(mat, fm, orientation: dict, temperature_k: float):
+    """As :func:`_sqe_renderer`, with the folded mode weights of one single-orientation scan
+    (``orientation``: :func:`scan_orientation`) — the equivalents Q that orientation's detector
+    sees at its Ei, as ``refine_sqe(orientations=[ω])`` weights the physics fit of a scan — at the
+    material's reference FCs and ``temperature_k`` (K). The eigen-solve once per (|Q| range, T), the
+    coverage per angle (~0.3–1 s for Ge); the newest :data:`ORIENTED_KEEP` kept."""
+    from ..measurement import creation_correction, reference_slot_weights
+    from ..scans import DETECTOR, _orientation_hits, orientation_matrix, reach_qmax
+    from ..sqe import SQE, fold_geometry, mode_amplitudes
+
+    ref = np.asarray(mat.reference_params, float)
+    t = round(float(temperature_k), 1)
+    o = orientation
+    ei = float(o["ei_mev"])
+    qmax = float(o["qmax_inv_a"]) if o.get("qmax_inv_a") is not None else reach_qmax(ei, mat.grid.e.e_min, 135.0)
+    det = o.get("detector_deg") or DETECTOR
+    key = (
+        mat.name,
+        ref.tobytes(),
+        round(float(o["scan_deg"]), 9),
+        tuple(np.round(np.asarray(o["u"], float), 9)),
+        tuple(np.round(np.asarray(o["v"], float), 9)),
+        round(ei, 6),
+        round(qmax, 9),
+        tuple(sorted(det.items())),
+        t,
+    )
+    if key not in _ORIENTED:
+        akey = (mat.name, ref.tobytes(), round(qmax, 9), t)
+        if akey not in _ORIENTED_AMPS:
+            geom = fold_geometry(mat.crystal, mat.grid, qmax, mat.conventional_a)
+            _ORIENTED_AMPS.clear()  # (one |Q| range and temperature at a time: the amplitudes are large)
+            _ORIENTED_AMPS[akey] = (geom, mode_amplitudes(SQE(mat.basis, ref, temperature=t), geom))
+        geom, amps = _ORIENTED_AMPS[akey]
+        hits = [_orientation_hits(geom, float(o["scan_deg"]), ei, mat.grid, orientation_matrix(o["u"], o["v"]), det)]
+        w = reference_slot_weights(mat, fm, ref[np.asarray(mat.active)], ei, t, geometry=geom, amplitudes=amps, hits=hits)
+        while len(_ORIENTED) >= ORIENTED_KEEP:
+            _ORIENTED.pop(next(iter(_ORIENTED)))
+        _ORIENTED[key] = (fm.with_sqe_weights(w, t), creation_correction(fm.grid.e.centers, t)[None, :])
+    return _ORIENTED[key]
+
+
+def _per_spectrum_orientations(orientation, n: int) -> list:
+    """[dict | None] * n from None, one :func:`scan_orientation` record or n of them."""
+    if orientation is None or isinstance(orientation, dict):
+        return [orientation] * n
+    o = list(orientation)
+    if len(o) != n:
+        raise FcinvError(f"need one orientation per spectrum: {n} spectra, {len(o)} orientations")
+    if any(v is not None and not isinstance(v, dict) for v in o):
+        raise FcinvError("each orientation must be a scan_orientation record or None")
+    return o
+
+
 def _per_spectrum_temperatures(temperature_k, n: int) -> list:
     """[float | None] * n from None, one temperature (K) or n of them (None: not an S(Q,E))."""
     if temperature_k is None or np.ndim(temperature_k) == 0:
@@ -659,14 +751,17 @@ def _per_spectrum_temperatures(temperature_k, n: int) -> list:
 
 
 def _refit_misfit(
-    model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False, temperature_k=None
+    model, x: np.ndarray, steps: int = REFIT_STEPS, progress: bool = False, temperature_k=None, orientation=None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(``refit``, ``band``) scores, (N,) each (see the module doc), or None without a preset
     material or a measurement model. ``refit``: the fraction of the smoothed data's structure the
     forward model leaves unexplained after the per-column fit and a refit of the active FCs from
     the model's prediction; ``band``: the largest |mean over q| of that residual along one energy
     row at E ≥ :data:`BAND_MIN_MEV`, in units of the structure's RMS per pixel (what a spurious
-    flat band leaves: the per-column fits cannot put one energy's excess into every column at once)."""
+    flat band leaves: the per-column fits cannot put one energy's excess into every column at once).
+    ``orientation``: None, or per spectrum (:func:`scan_orientation`) the single scan it is — an
+    input corrected from a one-phonon S(Q,E) then gets an S(Q,E) candidate with that orientation's
+    mode weights (:func:`_oriented_renderer`) instead of the full data's."""
     from ..materials import material_for_model
     from ..measurement import MeasurementModel
 
@@ -683,12 +778,13 @@ def _refit_misfit(
     sampler = mm.sampler(energies)
     kernels = sampler.kernels_t.astype(np.float64)
     temps = _per_spectrum_temperatures(temperature_k, len(x))
+    orients = _per_spectrum_orientations(orientation, len(x))
     ei_mid = float(np.median(sampler.eis))
 
     def unit(t):  # unit weights (the fast model)
         return np.asarray(fm.spectra(t), np.float64)
 
-    def renders_at(temp: float | None) -> list:
+    def renders_at(temp: float | None, orient: dict | None = None) -> list:
         """[(render, after)]: ``render(FCs) @ kernel``, then ``after`` (:func:`_as_measured`), is a
         candidate image. For an input corrected from a one-phonon S(Q,E) at ``temp`` (K) the S(Q,E)
         candidate is made as the input was: the raw S(Q,E) broadened by the kernel, *then* corrected
@@ -697,10 +793,14 @@ def _refit_misfit(
         own noiseless S(Q,E) at 100 K, Ei 125 meV left 0.42 of its structure, 1.05× the threshold).
         An input that was not corrected (``temp`` None: a model image under measurement effects, the
         kind the thresholds are calibrated on) gets the S(Q,E) mode weights at 5 K on the unit-weight
-        Gaussians (corrected at the modes, then broadened): the weighting such an image can carry."""
+        Gaussians (corrected at the modes, then broadened): the weighting such an image can carry.
+        ``orient``: a corrected input's single-scan orientation (its S(Q,E) candidate's weights)."""
         out: list = [(unit, 1.0)]
         if mm.p_sqe > 0:  # a model trained on measured S(Q,E) too: the refit may explain the data as one
-            fmw, bose = _sqe_renderer(mat, fm, ei_mid, 5.0 if temp is None else temp)
+            if temp is not None and orient is not None:
+                fmw, bose = _oriented_renderer(mat, fm, orient, temp)
+            else:
+                fmw, bose = _sqe_renderer(mat, fm, ei_mid, 5.0 if temp is None else temp)
             raw = lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64)  # noqa: E731
             out.append((raw, bose) if temp is not None else ((lambda t: raw(t) * bose), 1.0))
         return out
@@ -724,7 +824,7 @@ def _refit_misfit(
         den = _smooth_den(mi)
         sx = sx_all[i]
         bg = _background_shapes(energies, temps[i])
-        renders = renders_at(temps[i])
+        renders = renders_at(temps[i], orients[i])
         total = float((_column_residuals(sx, np.empty((0,) + sx.shape), m, bg) ** 2).sum())
         if total <= 0 or not m.any():
             out[i] = 0.0
@@ -813,6 +913,11 @@ class OODStats:
     #: empty: not measured): {"own_n", "own_flagged", "other_n", "other_flagged", "other", "command", …}
     #: (``benchmarks/ood_scan_limits.py --write-rates``; dropped when ``fcinv ood-calibrate`` rewrites the file)
     scan_rates: dict = field(default_factory=dict)
+    #: rule S′ (session 38; empty: not adopted for this model): :attr:`scan_limits` for a single scan
+    #: whose orientation is known (``orientation=``, ``fcinv invert --scan DEG``, ``infer-scans``),
+    #: calibrated on scores whose refit follows that orientation's coverage (:func:`scan_orientation`)
+    #: (``benchmarks/ood_scan_limits.py --oriented --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
+    scan_limits_oriented: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ scores
     def has_measured(self) -> bool:
@@ -825,12 +930,17 @@ class OODStats:
             return r["medians"], r["thresholds"], float(r.get("combined_threshold", np.inf))
         return self.medians, self.thresholds, self.combined_threshold
 
-    def scores(self, model, spectra, measured: bool = False, progress: bool = False, temperature_k=None) -> dict:
+    def scores(
+        self, model, spectra, measured: bool = False, progress: bool = False, temperature_k=None, orientation=None
+    ) -> dict:
         """Raw scores {name: (N,)} for (N, nq, nE) or (nq, nE) spectra (validated like ``predict``);
         ``measured``: the measured regime's scores (:data:`MEASURED_SCORES`; needs :meth:`has_measured`
         unless called by :func:`calibrate`); ``temperature_k``: the temperature (K; one, or one per
         spectrum) at which an input was corrected from a one-phonon S(Q,E) (:func:`input_temperature`),
-        for the measured regime's refit (:func:`_refit_misfit`)."""
+        for the measured regime's refit (:func:`_refit_misfit`); ``orientation``: the single scan an
+        input is (:func:`scan_orientation`; one, or one per spectrum, None where unknown): its
+        refit's S(Q,E) candidate then follows that orientation's coverage — the scores rule S′
+        (:attr:`scan_limits_oriented`) was calibrated on, not those of rule S or the full-data rules."""
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
         f, rec = _features(model, x, misfits=not measured)
@@ -845,7 +955,7 @@ class OODStats:
         out.update(rec)
         if measured:
             out = {k: v for k, v in out.items() if k in MEASURED_SCORES}
-            refit = _refit_misfit(model, x, progress=progress, temperature_k=temperature_k)
+            refit = _refit_misfit(model, x, progress=progress, temperature_k=temperature_k, orientation=orientation)
             if refit is not None:
                 out["refit"], out["band"] = refit
             known = self.measured.get("medians")
@@ -931,12 +1041,13 @@ class OODStats:
             return None
         return {"limit": float(ex["limit"]), "n": int(ex["n"])}
 
-    def scan_limit(self, ei_mev=None) -> dict | None:
+    def scan_limit(self, ei_mev=None, oriented: bool = False) -> dict | None:
         """Rule S's limits for one single-orientation scan of a one-phonon S(Q,E) judged in the
         measured regime and not weak data: {"limits": {score: limit or None}, "n"} of
-        :attr:`scan_limits`; None without it, for an Ei (``ei_mev``) unknown or outside the
-        calibration's range, or a table of another :data:`OOD_CHECK_VERSION`."""
-        t = self.scan_limits
+        :attr:`scan_limits` — with ``oriented``, rule S′'s (:attr:`scan_limits_oriented`: a scan of
+        known orientation, scored with it); None without the table, for an Ei (``ei_mev``) unknown
+        or outside the calibration's range, or a table of another :data:`OOD_CHECK_VERSION`."""
+        t = self.scan_limits_oriented if oriented else self.scan_limits
         if not t or check_version_of(t) != OOD_CHECK_VERSION:
             return None
         from ..measurement import ei_inside
@@ -954,21 +1065,27 @@ class OODStats:
         return_weak: bool = False,
         ei_mev=None,
         single_scan: bool = False,
+        orientation=None,
     ):
         """(N,) bool: :meth:`ratio` above 1 (the combined score above its threshold, or any single
         score above its own) — above the input's rule-C limit where :meth:`check` would use one — or
         weak data (:func:`structure_to_noise` below :func:`weak_level`); ``measured``:
         in the measured regime (falls back to the model-image one without it); ``temperature_k``:
-        as in :meth:`scores`; ``ei_mev``, ``single_scan``: as in :meth:`check`. ``return_weak``:
-        (flags, which of them are weak data)."""
+        as in :meth:`scores`; ``ei_mev``, ``single_scan``, ``orientation`` (one, or one per
+        spectrum, None where unknown): as in :meth:`check`. ``return_weak``: (flags, which of them
+        are weak data)."""
         single_scan, return_weak = flag_arg(single_scan, "single_scan"), flag_arg(return_weak, "return_weak")
         measured = flag_arg(measured, "measured") and self.has_measured()
         ei_mev = _ei_arg(ei_mev)
         x = model.check_input(spectra)
         x = x[None] if x.ndim == 2 else x
+        orients = _per_spectrum_orientations(orientation, len(x))
+        single_scan = single_scan or any(o is not None for o in orients)
         snr = structure_to_noise(model, x, temperature_k)
         weak = snr < weak_level(temperature_k)
-        sc = self.scores(model, x, measured, temperature_k=temperature_k)
+        scan_o = self.scan_limit(ei_mev, oriented=True) if single_scan and measured else None
+        scan_o = scan_o if scan_o is not None and any(o is not None for o in orients) else None
+        sc = self.scores(model, x, measured, temperature_k=temperature_k, orientation=orients if scan_o else None)
         ratio = self.ratio(sc, measured)
         temps = np.broadcast_to(np.asarray(np.nan if temperature_k is None else temperature_k, float), (len(x),))
         limits = np.ones(len(x))
@@ -977,9 +1094,10 @@ class OODStats:
         e = refit_excess(sc["refit"], snr) if "refit" in sc else None
         scan = self.scan_limit(ei_mev) if single_scan and measured else None
         for i in np.flatnonzero(np.isfinite(temps) & ~weak) if measured else []:
-            if scan is not None:  # rule S: each score against its single-scan limit, nothing else
+            scan_i = scan_o if scan_o is not None and orients[i] is not None else scan
+            if scan_i is not None:  # rule S (S′: the orientation known): each score against its single-scan limit
                 limits[i] = np.inf
-                excess[i] = bool(scan_ratio(sc, scan["limits"], i) > 1.0)
+                excess[i] = bool(scan_ratio(sc, scan_i["limits"], i) > 1.0)
                 continue
             signal = self.sqe_limit(snr[i], coverage[i], ei_mev)
             limits[i] = signal["limit"] if signal else 1.0
@@ -996,6 +1114,7 @@ class OODStats:
         temperature_k: float | None = None,
         ei_mev: float | None = None,
         single_scan: bool = False,
+        orientation: dict | None = None,
     ) -> dict:
         """The JSON record for one spectrum: flag, score (combined), threshold, a reason, the regime
         and every component's value, in-distribution median and single-score threshold.
@@ -1008,22 +1127,30 @@ class OODStats:
         in the record), else against 1. ``single_scan``: the input is one single-orientation scan;
         with :attr:`scan_limits` (rule S, :meth:`scan_limit`) such an S(Q,E) input that is not weak
         data is judged by each score against its single-scan limit alone (``scan_rule`` in the
-        record), as the full-data rules were not calibrated on scans."""
+        record), as the full-data rules were not calibrated on scans. ``orientation``: the scan's
+        orientation when known (:func:`scan_orientation`; implies ``single_scan``): with
+        :attr:`scan_limits_oriented` (rule S′) the refit follows that orientation's coverage and
+        the scores are judged against rule S′'s limits (``scan_rule["oriented"]``); without that
+        table the orientation is not used (rule S's limits hold for the scores without it)."""
         single_scan = flag_arg(single_scan, "single_scan")
+        if orientation is not None and not isinstance(orientation, dict):
+            raise FcinvError(f"orientation must be a scan_orientation record or None, got {type(orientation).__name__}")
+        single_scan = single_scan or orientation is not None
         use = flag_arg(measured, "measured") and self.has_measured()
         ei_mev = _ei_arg(ei_mev)
         medians, thresholds, combined = self._regime(use)
-        sc = self.scores(model, spectrum, use, temperature_k=temperature_k)
-        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
-        score = float(self.combine(sc, use)[0])
         x = model.check_input(spectrum)
         snr = float(structure_to_noise(model, x, temperature_k)[0])
         weak = bool(snr < weak_level(temperature_k))
         coverage = float(np.isfinite(x).mean())
         sqe_judged = use and temperature_k is not None and not weak
-        scan = self.scan_limit(ei_mev) if sqe_judged and single_scan else None
+        scan_o = self.scan_limit(ei_mev, oriented=True) if sqe_judged and orientation is not None else None
+        sc = self.scores(model, spectrum, use, temperature_k=temperature_k, orientation=orientation if scan_o else None)
+        comps = {k: {"value": float(v[0]), "median": float(medians[k]), "threshold": float(thresholds[k])} for k, v in sc.items()}
+        score = float(self.combine(sc, use)[0])
+        scan = scan_o or (self.scan_limit(ei_mev) if sqe_judged and single_scan else None)
         if scan is not None:
-            return self._scan_record(comps, sc, scan, score, float(combined), snr)
+            return self._scan_record(comps, sc, scan, score, float(combined), snr, oriented=scan_o is not None)
         signal = self.sqe_limit(snr, coverage, ei_mev) if sqe_judged else None
         limit = signal["limit"] if signal else 1.0
         ratio = float(self.ratio(sc, use)[0])
@@ -1091,14 +1218,22 @@ class OODStats:
             "single_scan": bool(single_scan),
         }
 
-    def _scan_record(self, comps: dict, sc: dict, scan: dict, score: float, combined: float, snr: float) -> dict:
-        """:meth:`check`'s record of a single scan judged by rule S (not weak data)."""
+    def _scan_record(
+        self, comps: dict, sc: dict, scan: dict, score: float, combined: float, snr: float, oriented: bool = False
+    ) -> dict:
+        """:meth:`check`'s record of a single scan judged by rule S, or with ``oriented`` rule S′
+        (the scan's orientation known and used by the refit; not weak data)."""
         lims = scan["limits"]
         ratio = float(scan_ratio(sc, lims, 0))
         for k, c in comps.items():
             c["scan_limit"] = lims.get(k)
         over = [k for k in comps if lims.get(k) is not None and comps[k]["value"] > lims[k]]
-        where = f"calibrated on {scan['n']} of the right crystal's simulated single scans: rule S"
+        where = (
+            f"calibrated on {scan['n']} of the right crystal's simulated single scans, each refitted with its "
+            "orientation: rule S′"
+            if oriented
+            else f"calibrated on {scan['n']} of the right crystal's simulated single scans: rule S"
+        )
         if over:
             reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / lims[k]:.1f}× its single-scan limit" for k in over)
             reason += f"; {where}"
@@ -1115,7 +1250,7 @@ class OODStats:
             "limit": 1.0,
             "signal_limit": None,
             "refit_excess": None,
-            "scan_rule": {"limits": lims, "n": scan["n"]},
+            "scan_rule": {"limits": lims, "n": scan["n"], "oriented": bool(oriented)},
             "reason": reason,
             "regime": "measured",
             "regime_note": None,
@@ -1174,6 +1309,7 @@ class OODStats:
             **({"sqe_excess": self.sqe_excess} if self.sqe_excess else {}),
             **({"scan_limits": self.scan_limits} if self.scan_limits else {}),
             **({"scan_rates": self.scan_rates} if self.scan_rates else {}),
+            **({"scan_limits_oriented": self.scan_limits_oriented} if self.scan_limits_oriented else {}),
         }
 
     def save(self, path) -> None:
@@ -1211,6 +1347,7 @@ class OODStats:
                 _sqe_excess(d.get("sqe_excess") or {}),
                 _scan_limits(d.get("scan_limits") or {}),
                 _scan_rates(d.get("scan_rates") or {}),
+                _scan_limits(d.get("scan_limits_oriented") or {}, "scan_limits_oriented"),
             )
             problem = _stats_problem(stats)
             if problem:
@@ -1272,8 +1409,9 @@ def _stats_problem(s: OODStats) -> str | None:
             return f"{name} regime: thresholds and combined threshold must be finite numbers > 0, medians ≥ 0"
         if scales and (set(scales) - set(thr) or min(scales.values()) <= 0):
             return f"{name} regime: scales must be > 0 for scores it thresholds"
-    if s.scan_limits and set(s.scan_limits["limits"]) - set(s.measured.get("thresholds") or {}):
-        return f"scan_limits name scores {sorted(s.scan_limits['limits'])} the measured regime does not all have"
+    for name, t in (("scan_limits", s.scan_limits), ("scan_limits_oriented", s.scan_limits_oriented)):
+        if t and set(t["limits"]) - set(s.measured.get("thresholds") or {}):
+            return f"{name} name scores {sorted(t['limits'])} the measured regime does not all have"
     return None
 
 
@@ -1370,30 +1508,31 @@ def _sqe_excess(d: dict) -> dict:
     return out | {k: v for k, v in d.items() if k not in out}
 
 
-def _scan_limits(d: dict) -> dict:
-    """:attr:`OODStats.scan_limits` from a file, checked: one finite limit > 0 or null per score
-    (at least one a number), a whole count ≥ 1, an Ei range and, if present, rates of whole counts
-    with 0 ≤ flagged ≤ n (ValueError naming the problem)."""
+def _scan_limits(d: dict, what: str = "scan_limits") -> dict:
+    """:attr:`OODStats.scan_limits` (or, ``what``, :attr:`OODStats.scan_limits_oriented`) from a
+    file, checked: one finite limit > 0 or null per score (at least one a number), a whole count
+    ≥ 1, an Ei range and, if present, rates of whole counts with 0 ≤ flagged ≤ n (ValueError naming
+    the problem)."""
     if not d:
         return {}
     if not isinstance(d, dict):
-        raise ValueError("scan_limits must be an object")
+        raise ValueError(f"{what} must be an object")
     lims, n = d["limits"], d["n"]
     ok = isinstance(lims, dict) and all(
         isinstance(k, str) and (v is None or (_is_number(v) and not isinstance(v, bool))) for k, v in lims.items()
     )
     if not ok or not any(v is not None for v in lims.values()):
-        raise ValueError(f"scan_limits limits must map score names to a finite number > 0 or null (one a number), got {lims!r}")
+        raise ValueError(f"{what} limits must map score names to a finite number > 0 or null (one a number), got {lims!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"scan_limits n must be a whole number ≥ 1, got {n!r}")
+        raise ValueError(f"{what} n must be a whole number ≥ 1, got {n!r}")
     if d.get("rates") is not None:
-        _rates_counts(d["rates"], "scan_limits rates")
+        _rates_counts(d["rates"], f"{what} rates")
     out = {
         "limits": {k: None if v is None else float(v) for k, v in lims.items()},
         "n": n,
-        "ei_range_mev": _ei_range_field(d, "scan_limits"),
+        "ei_range_mev": _ei_range_field(d, what),
     }
-    _check_version_field(d, "scan_limits")
+    _check_version_field(d, what)
     return out | {k: v for k, v in d.items() if k not in out}
 
 

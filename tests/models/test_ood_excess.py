@@ -48,7 +48,9 @@ def test_rule_e_flags_sqe_inputs_whose_refit_leaves_more_than_their_noise(tmp_pa
     stats.sqe_excess = {}  # (the shipped Ge models carry one since session 34)
     once = stats.scores(model, ge_input, True, temperature_k=5.0)  # the refit is the slow part
     scores = {5.0: once, None: once}
-    monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None: scores[temperature_k])
+    monkeypatch.setattr(
+        stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None, orientation=None: scores[temperature_k]
+    )
     base = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0)
     assert not base["flag"] and not base["weak_data"]  # the right crystal, bright: the check as it stands passes it
     e = base["refit_excess"]["value"]

@@ -54,7 +54,9 @@ def test_rule_c_limit_decides_the_verdict_of_sqe_inputs_only(tmp_path, ge_input,
     stats.sqe_limits = {}
     once = stats.scores(model, ge_input, True, temperature_k=5.0)  # the refit is the slow part; the limits do not change it
     scores = {5.0: once, None: once}
-    monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None: scores[temperature_k])
+    monkeypatch.setattr(
+        stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None, orientation=None: scores[temperature_k]
+    )
     base = stats.check(model, ge_input, measured=True, temperature_k=5.0)
     assert base["limit"] == 1.0 and base["signal_limit"] is None and not base["weak_data"]
     assert base["scores_flag"] == (base["ratio"] > 1.0)

@@ -38,7 +38,9 @@ def test_rule_s_judges_a_single_scan_by_each_score_against_its_own_limit(tmp_pat
     stats = model.ood_stats()
     once = stats.scores(model, ge_input, True, temperature_k=5.0)  # the refit is the slow part
     scores = {5.0: once, None: once}
-    monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None: scores[temperature_k])
+    monkeypatch.setattr(
+        stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None, orientation=None: scores[temperature_k]
+    )
     base = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0)
     assert base["single_scan"] is False and "scan_rule" not in base
     values = {k: float(v[0]) for k, v in once.items()}
@@ -94,7 +96,7 @@ def test_invert_passes_single_scan_to_the_check(tmp_path, ge_pair, monkeypatch):
     stats = model.ood_stats()
     seen = []
 
-    def check(m, x, measured=False, temperature_k=None, ei_mev=None, single_scan=False):
+    def check(m, x, measured=False, temperature_k=None, ei_mev=None, single_scan=False, orientation=None):
         seen.append(single_scan)
         return {"flag": False, "regime": "measured", "weak_data": False, "single_scan": single_scan}
 

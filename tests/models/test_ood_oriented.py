@@ -1,0 +1,289 @@
+"""Rule S′ (session 38): the OOD check of one single-orientation scan whose orientation is known
+(``scan_orientation``, ``orientation=`` of ``OODStats.scores/check/flags``, ``OODStats.scan_limits_oriented``,
+``Inverter.invert(scan_deg=)``, ``fcinv infer-scans``, ``benchmarks/ood_scan_limits.py --oriented``)."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from test_ood_limits import _folder, _refused, _script  # noqa: E402
+from test_ood_scan import _row, _table  # noqa: E402
+
+
+def test_scan_orientation_checks_its_fields_and_is_none_without_angle_or_ei():
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.models.ood import scan_orientation
+
+    assert scan_orientation(None, ei_mev=80.0) is None and scan_orientation(30.0) is None
+    o = scan_orientation(30, ei_mev=80, qmax_inv_a=4)
+    assert o == {
+        "scan_deg": 30.0,
+        "u": [1.0, 1.0, 0.0],
+        "v": [0.0, 0.0, 1.0],
+        "ei_mev": 80.0,
+        "qmax_inv_a": 4.0,
+        "detector_deg": None,
+    }
+    det = {"h_min_deg": -20, "h_max_deg": 120, "v_max_deg": 20}
+    assert scan_orientation(30, (1, 0, 0), (0, 1, 0), 80, None, det)["detector_deg"] == {k: float(v) for k, v in det.items()}
+    for kwargs, words in (
+        ({"scan_deg": float("nan"), "ei_mev": 80}, "scan_deg"),
+        ({"scan_deg": 30, "ei_mev": -1}, "Ei"),
+        ({"scan_deg": 30, "ei_mev": 80, "qmax_inv_a": 0}, r"\|Q\| range"),
+        ({"scan_deg": 30, "u": (1, 0, 0), "v": (2, 0, 0), "ei_mev": 80}, "not parallel"),
+        ({"scan_deg": 30, "ei_mev": 80, "detector_deg": {"h_min_deg": 0}}, "detector_deg"),
+    ):
+        with pytest.raises(FcinvError, match=words):
+            scan_orientation(**kwargs)
+
+
+def _scan(crystal, omega, q=4.0, t=5.0, ei=80.0):
+    """``crystal``'s one-phonon S(Q,E) at its reference on Ge's path as the one scan at ω (u [110],
+    v [001]), corrected as ``prepare_input`` corrects it."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.analysis.expio import to_model_intensity
+    from fcinv_widgets.scans import orientation_image, orientation_matrix
+    from fcinv_widgets.sqe import SQE, fold_points, gaussians
+
+    ge = get_material("Ge")
+    calc = SQE(crystal.basis, np.asarray(crystal.reference_params, float), temperature=t)
+    pts = fold_points(calc, ge.grid, q, crystal.conventional_a)
+    gt = gaussians(pts.energies, ge.grid.e.centers, ei_mev=ei).astype(np.float32)
+    d, n = orientation_image(pts, gt, omega, ei, ge.grid, orientation_matrix())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        img = np.where(n > 0, d / np.where(n > 0, n, 1.0), np.nan)
+    return to_model_intensity(img, ge.grid, temperature_k=t, clip_percentile=99.5)
+
+
+def test_the_refit_with_the_scans_orientation_explains_the_right_crystals_scan_better():
+    """Given the orientation, the refit's S(Q,E) candidate follows what that scan saw (the mode
+    weights of the equivalents its detector reaches, as ``refine_sqe(orientations=[ω])``): a Ge scan
+    leaves less of its structure unexplained than with the full data's weights (session 37 measured
+    ~half), and a Nb scan on Ge's path stays unexplained; a model image (no correction temperature)
+    is scored as before — the orientation concerns an S(Q,E) candidate only."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import _refit_misfit, scan_orientation
+
+    model = load_model("ge-vae")
+    ge, nb = get_material("Ge"), get_material("Nb")
+    x = np.stack([_scan(ge, 0.0), _scan(ge, 40.0), _scan(nb, 40.0)])
+    orient = [scan_orientation(w, ei_mev=80.0, qmax_inv_a=4.0) for w in (0.0, 40.0, 40.0)]
+    full = _refit_misfit(model, x, temperature_k=5.0)[0]
+    got = _refit_misfit(model, x, temperature_k=5.0, orientation=orient)[0]
+    assert got[0] < 0.75 * full[0] and got[1] < 0.75 * full[1], (full, got)
+    assert got[2] > 2.0 * got[1], got
+    plain = _refit_misfit(model, x[1:2])[0]  # no temperature: not a corrected S(Q,E)
+    assert _refit_misfit(model, x[1:2], orientation=orient[1])[0] == pytest.approx(plain)
+    with pytest.raises(Exception, match="one orientation per spectrum"):
+        _refit_misfit(model, x, temperature_k=5.0, orientation=orient[:2])
+
+
+def test_rule_s_prime_judges_a_scan_of_known_orientation_with_its_oriented_scores(tmp_path, ge_input, monkeypatch):
+    """With ``scan_limits_oriented`` a single scan whose orientation is given is scored with it and
+    judged by rule S′'s limits (``scan_rule["oriented"]``, the reason naming rule S′); without that
+    table, without an orientation, at an Ei outside its range or as weak data the orientation is
+    not used and rule S (or the check as it stands) judges; ``flags`` agree per spectrum; the table
+    survives a save and load and a damaged one is refused."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats, scan_orientation
+
+    d = _folder(tmp_path, "ge-vae")
+    model = load_model(d)
+    stats = model.ood_stats()
+    plain = stats.scores(model, ge_input, True, temperature_k=5.0)
+    oriented = {k: v * (0.5 if k in ("refit", "band") else 1.0) for k, v in plain.items()}
+    calls = []
+
+    def scores(m, x, measured=False, progress=False, temperature_k=None, orientation=None):
+        calls.append(orientation)
+        n = len(x) if np.ndim(x) == 3 else 1
+        if orientation is None or isinstance(orientation, dict):
+            return {k: np.repeat(oriented[k] if orientation else plain[k], n) for k in plain}
+        return {k: np.array([(oriented if o else plain)[k][0] for o in orientation]) for k in plain}
+
+    monkeypatch.setattr(stats, "scores", scores)
+    values = {k: float(v[0]) for k, v in plain.items()}
+    o = scan_orientation(30.0, ei_mev=80.0, qmax_inv_a=4.0)
+    stats.scan_limits = _table({k: 0.9 * v for k, v in values.items()})  # rule S flags it
+    rs = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)
+    assert rs["flag"] and rs["scan_rule"]["oriented"] is False and calls[-1] is None  # no S′: orientation unused
+
+    def fit(f):  # limits: f × the refit and band, 1.1 × the network's own scores
+        return {k: (f if k in ("refit", "band") else 1.1) * v for k, v in values.items()}
+
+    stats.scan_limits_oriented = _table(fit(0.75))  # S′: its oriented scores pass
+    rec = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)
+    assert calls[-1] == o and not rec["flag"] and rec["single_scan"] and rec["scan_rule"]["oriented"]
+    assert "rule S′" in rec["reason"] and rec["components"]["refit"]["value"] == pytest.approx(0.5 * values["refit"])
+    assert rec["components"]["refit"]["scan_limit"] == pytest.approx(0.75 * values["refit"])
+    stats.scan_limits_oriented = _table(fit(0.75) | {"refit": 0.25 * values["refit"]})
+    hit = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)
+    assert hit["flag"] and "2.0× its single-scan limit" in hit["reason"] and "rule S′" in hit["reason"]
+    for kwargs in ({"ei_mev": 60.0}, {"ei_mev": 80.0, "orientation": None, "single_scan": True}):
+        rec = stats.check(model, ge_input, measured=True, temperature_k=5.0, **({"orientation": o} | kwargs))
+        assert calls[-1] is None and not rec.get("scan_rule", {}).get("oriented"), kwargs
+    stats.scan_limits_oriented["ei_range_mev"] = [60.0, 70.0]
+    assert not stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)["scan_rule"]["oriented"]
+    with pytest.raises(Exception, match="orientation must be"):
+        stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=[o])
+
+    stats.scan_limits_oriented = _table(fit(0.75) | {"refit": 0.25 * values["refit"]})
+    batch = np.stack([ge_input, ge_input])
+    got = stats.flags(model, batch, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=[o, None])
+    assert got.tolist() == [True, True] and calls[-1] == [o, None]  # S′ on the first, rule S (0.9×) on the second
+    stats.scan_limits = _table({k: 1.1 * v for k, v in values.items()})
+    assert stats.flags(model, batch, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=[o, None]).tolist() == [
+        True,
+        False,
+    ]
+    stats.scan_limits_oriented = {}
+    assert stats.flags(model, batch, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=[o, o]).tolist() == [False, False]
+    assert calls[-1] is None
+
+    stats.scan_limits_oriented = _table({"refit": 0.2}) | {"alpha": 0.05, "command": "test"}
+    stats.save(d / "ood.json")
+    back = OODStats.load(d / "ood.json")
+    assert back.scan_limits_oriented["limits"] == {"refit": 0.2} and back.scan_limit(100.0, oriented=True)["n"] == 200
+    assert back.scan_limit(100.0)["limits"] != {"refit": 0.2}
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [({"limits": {}}, "limits"), ({"n": 0}, "whole number"), ({"limits": {"latent": 3.0}}, "measured regime")],
+)
+def test_damaged_oriented_scan_tables_are_refused_in_one_line(tmp_path, damage, words):
+    got = _refused(tmp_path, {"scan_limits_oriented": _table({"refit": 0.3}) | damage})
+    assert "scan_limits_oriented" in got and words in got
+
+
+def test_a_scan_of_known_orientation_is_quoted_rule_s_primes_rates(tmp_path):
+    from fcinv_widgets.models.ood import OODStats, note_sqe_input
+
+    stats = OODStats.load(_folder(tmp_path) / "ood.json")
+    sqe = {"intensity": "one-phonon-sqe", "ei_mev": 80.0}
+    rec = {"regime": "measured", "weak_data": False, "structure_to_noise": 50.0, "single_scan": True}
+    rates = {"own_n": 90, "own_flagged": 4, "other_n": 80, "other_flagged": 70, "other": "Nb folded on the Ge path"}
+    stats.scan_limits = _table({"refit": 0.3}, rates=rates | {"other_flagged": 10})
+    stats.scan_limits_oriented = _table({"refit": 0.2}, rates=rates)
+    got = note_sqe_input(rec | {"scan_rule": {"n": 200, "oriented": True}}, sqe, stats)["input_note"]
+    assert "rule S′" in got and "70 of 80" in got and "scan_limits_oriented" in got
+    got = note_sqe_input(rec | {"scan_rule": {"n": 200, "oriented": False}}, sqe, stats)["input_note"]
+    assert "(rule S)" in got and "10 of 80" in got
+
+
+def test_invert_and_infer_scans_hand_the_scans_orientation_to_the_check(tmp_path, ge_pair, monkeypatch, capsys):
+    """``invert(scan_deg=)`` gives the check the scan's angle, axes, Ei, |Q| range (and, of a scan
+    set, its detector); without the angle no orientation; ``infer-scans`` gives each scan its own."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats
+    from fcinv_widgets.scans import simulate_scans
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    ge = get_material("Ge")
+    plain = tmp_path / "scan.h5"
+    write_spectrum(plain, ge_pair[0], ge.grid, material="Ge", kind="full-sqe", temperature_k=5.0, ei_mev=80.0,
+                   qmax_inv_a=4.0, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
+    det = {"h_min_deg": -20.0, "h_max_deg": 120.0, "v_max_deg": 20.0}
+    ss = simulate_scans(ge, 90.0, [20.0, 40.0], qmax=3.0, u=(1, 0, 0), v=(0, 1, 0), detector=det, progress=False)
+    sets = tmp_path / "scans.h5"
+    ss.save(sets)
+    model = load_model(_folder(tmp_path))
+    seen = []
+
+    def check(self, m, x, measured=False, temperature_k=None, ei_mev=None, single_scan=False, orientation=None):
+        seen.append(orientation)
+        return {"flag": False, "regime": "measured", "weak_data": False, "single_scan": single_scan}
+
+    monkeypatch.setattr(OODStats, "check", check)
+    model.invert(str(plain), refine=False, scan_deg=30, u=(1, 0, 0), v=(0, 1, 0))
+    assert seen[-1] == {
+        "scan_deg": 30.0,
+        "u": [1.0, 0.0, 0.0],
+        "v": [0.0, 1.0, 0.0],
+        "ei_mev": 80.0,
+        "qmax_inv_a": 4.0,
+        "detector_deg": None,
+    }
+    model.invert(str(plain), refine=False, single_scan=True)
+    assert seen[-1] is None
+    model.invert(str(sets), refine=False, scan_deg=40)
+    assert seen[-1] == {
+        "scan_deg": 40.0,
+        "u": [1.0, 0.0, 0.0],
+        "v": [0.0, 1.0, 0.0],
+        "ei_mev": 90.0,
+        "qmax_inv_a": 3.0,
+        "detector_deg": det,
+    }
+
+    got = []
+    flags = OODStats.flags
+    monkeypatch.setattr(OODStats, "flags", lambda self, *a, **k: got.append(k.get("orientation")) or flags(self, *a, **k))
+    monkeypatch.setattr(OODStats, "check", lambda self, *a, **k: {"flag": False, "regime": "measured", "weak_data": False})
+    assert main(["infer-scans", "--model", "ge-vae", "--scans", str(sets), "--n-samples", "5", "--no-refine", "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+    assert [o["scan_deg"] for o in got[-1]] == [20.0, 40.0] and all(
+        o["detector_deg"] == det and o["ei_mev"] == 90.0 for o in got[-1]
+    )
+
+
+def test_ood_scan_limits_oriented_calibrates_on_the_oriented_scores_and_writes_beside_rule_s(tmp_path, capsys):
+    """``ood_scan_limits.py --oriented``: limits from each row's oriented scores; the held-out scans
+    judged by them against the verdict the same scans get without their angle (rule S where the model
+    has it); the pre-registered criteria against rule S; ``--write`` stores ``scan_limits_oriented``
+    and keeps ``scan_limits``; rows without oriented scores are refused."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
+
+    mod = _script("ood_scan_limits")
+    d = _folder(tmp_path)
+    stats = load_model(d).ood_stats()
+    stats.scan_limits = _table({"refit": 0.3})  # a model with rule S: refit ≤ 0.3 passes
+    stats.save(d / "ood.json")
+    stats = load_model(d).ood_stats()
+
+    def row(kind, plain, oriented, ei=100.0):
+        r = _row(kind, {"refit": plain}, ei=ei)
+        r["ood_components_oriented"] = {k: {"value": c["value"]} for k, c in r["ood_components"].items()}
+        r["ood_components_oriented"]["refit"]["value"] = oriented
+        return r
+
+    refit = np.linspace(0.05, 0.15, 200)
+    cal = [row("own", 0.25, float(v), ei=(80.0 if i % 2 else 125.0)) for i, v in enumerate(refit)]
+
+    def write(name, rows, oriented=True):
+        p = tmp_path / name
+        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
+        settings |= {"scan_angles": "0:120", "oriented_scores": oriented}
+        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
+        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
+        return str(p)
+
+    test = [row("own", 0.2, 0.1), row("own", 0.35, 0.12), row("own", 0.2, 0.2)]  # rule S: 1 of 3; S′: 1 of 3
+    test += [row("other", 0.2, 0.3), row("other", 0.25, 0.4), row("other", 0.4, 0.1)]  # rule S: 1 of 3; S′: 2 of 3
+    test += [row("other", 0.2, 0.4, ei=60.0)]  # outside the range: the verdict without the angle (passes rule S? no range)
+    out_json = tmp_path / "s.json"
+    args = [write("cal.json", cal), "--model", str(d), "--oriented", "--test", write("test.json", test), "--json", str(out_json)]
+    capsys.readouterr()
+    assert mod.main(args + ["--write"]) == 0
+    assert "rule S′" in capsys.readouterr().out
+    st = load_model(d).ood_stats()
+    k = int(np.ceil(201 * (1 - 0.05 / 4)))
+    assert st.scan_limits_oriented["limits"]["refit"] == pytest.approx(np.sort(refit)[k - 1])
+    assert st.scan_limits["limits"] == {"refit": 0.3}  # rule S kept
+    rep = json.loads(out_json.read_text())
+    own, other = rep["score"]["own"], rep["score"]["other"]
+    assert (own["n"], own["before"], own["after"]) == (3, 1, 1)
+    assert (other["n"], other["before"], other["after"]) == (4, 1, 2)  # Ei 60: rule S has no limit there → full-data verdict
+    assert set(rep["criteria"]) == {"a_own_flagged_at_most_10pct_and_within_rule_s", "b_fewer_errors"}
+    assert st.scan_limits_oriented["rates"]["other_flagged"] == 2
+    with pytest.raises(SystemExit, match="no oriented scores"):
+        mod.main([write("plain.json", cal, oriented=False), "--model", str(d), "--oriented"])
+    with pytest.raises(SystemExit, match="one or the other"):
+        mod.main(args[:6] + ["--write-rates"])
