@@ -686,12 +686,18 @@ def scan_orientation(scan_deg, u=None, v=None, ei_mev=None, qmax_inv_a=None, det
     return {"scan_deg": omega, "u": u, "v": v, "ei_mev": ei, "qmax_inv_a": q, "detector_deg": det}
 
 
-def _oriented_renderer(mat, fm, orientation: dict, temperature_k: float):
-    """As :func:`_sqe_renderer`, with the folded mode weights of one single-orientation scan
-    (``orientation``: :func:`scan_orientation`) — the equivalents Q that orientation's detector
-    sees at its Ei, as ``refine_sqe(orientations=[ω])`` weights the physics fit of a scan — at the
-    material's reference FCs and ``temperature_k`` (K). The eigen-solve once per (|Q| range, T), the
-    coverage per angle (~0.3–1 s for Ge); the newest :data:`ORIENTED_KEEP` kept."""
+def _oriented_renderer(mat, orientation: dict, temperature_k: float):
+    """(S(Q,E) twin, E/(n+1)) as :func:`_sqe_renderer`, with the folded mode weights of one
+    single-orientation scan (``orientation``: :func:`scan_orientation`) — the equivalents Q that
+    orientation's detector sees at its Ei, as ``refine_sqe(orientations=[ω])`` weights the physics
+    fit of a scan — at the material's reference FCs and ``temperature_k`` (K), on a forward model
+    with the ARCS resolution at that Ei. The weights are applied to the broadened lines, as a scan
+    records them (per pixel the mean over the equivalents that cover it): a scan's coverage changes
+    abruptly with E where equivalents enter or leave the detector, so weights applied before a
+    resolution kernel (as :func:`_sqe_renderer`'s are) would smear those steps — a noiseless Ge scan
+    at ω = 80° (|Q| ≤ 4 Å⁻¹) left 0.11 of its structure at the reference FCs that way. The refit uses
+    it without a further kernel. The eigen-solve once per (|Q| range, T), the coverage per angle
+    (~0.3–1 s for Ge); the newest :data:`ORIENTED_KEEP` kept."""
     from ..measurement import creation_correction, reference_slot_weights
     from ..scans import DETECTOR, _orientation_hits, orientation_matrix, reach_qmax
     from ..sqe import SQE, fold_geometry, mode_amplitudes
@@ -721,6 +727,7 @@ def _oriented_renderer(mat, fm, orientation: dict, temperature_k: float):
             _ORIENTED_AMPS[akey] = (geom, mode_amplitudes(SQE(mat.basis, ref, temperature=t), geom))
         geom, amps = _ORIENTED_AMPS[akey]
         hits = [_orientation_hits(geom, float(o["scan_deg"]), ei, mat.grid, orientation_matrix(o["u"], o["v"]), det)]
+        fm = mat.forward_model(resolution=("arcs", ei))
         w = reference_slot_weights(mat, fm, ref[np.asarray(mat.active)], ei, t, geometry=geom, amplitudes=amps, hits=hits)
         while len(_ORIENTED) >= ORIENTED_KEEP:
             _ORIENTED.pop(next(iter(_ORIENTED)))
@@ -785,8 +792,8 @@ def _refit_misfit(
         return np.asarray(fm.spectra(t), np.float64)
 
     def renders_at(temp: float | None, orient: dict | None = None) -> list:
-        """[(render, after)]: ``render(FCs) @ kernel``, then ``after`` (:func:`_as_measured`), is a
-        candidate image. For an input corrected from a one-phonon S(Q,E) at ``temp`` (K) the S(Q,E)
+        """[(render, after, kernels)]: ``render(FCs) @ kernel`` for each of its ``kernels``, then
+        ``after`` (:func:`_as_measured`), is a candidate image. For an input corrected from a one-phonon S(Q,E) at ``temp`` (K) the S(Q,E)
         candidate is made as the input was: the raw S(Q,E) broadened by the kernel, *then* corrected
         (× E/(n+1)) and clipped — the two do not commute where E/(n+1) changes within a resolution
         width (low E; warm and high-Ei inputs most; session 33: in the other order the right crystal's
@@ -794,15 +801,18 @@ def _refit_misfit(
         An input that was not corrected (``temp`` None: a model image under measurement effects, the
         kind the thresholds are calibrated on) gets the S(Q,E) mode weights at 5 K on the unit-weight
         Gaussians (corrected at the modes, then broadened): the weighting such an image can carry.
-        ``orient``: a corrected input's single-scan orientation (its S(Q,E) candidate's weights)."""
-        out: list = [(unit, 1.0)]
+        ``orient``: a corrected input's single-scan orientation: its S(Q,E) candidate has that scan's
+        weights and the ARCS resolution at its Ei (:func:`_oriented_renderer`; the grid's own kernel only)."""
+        out: list = [(unit, 1.0, kernels)]
         if mm.p_sqe > 0:  # a model trained on measured S(Q,E) too: the refit may explain the data as one
+            kers = kernels
             if temp is not None and orient is not None:
-                fmw, bose = _oriented_renderer(mat, fm, orient, temp)
+                fmw, bose = _oriented_renderer(mat, orient, temp)
+                kers = kernels[:1]
             else:
                 fmw, bose = _sqe_renderer(mat, fm, ei_mid, 5.0 if temp is None else temp)
             raw = lambda t: np.asarray(fmw.spectra(t, normalize=False), np.float64)  # noqa: E731
-            out.append((raw, bose) if temp is not None else ((lambda t: raw(t) * bose), 1.0))
+            out.append((raw, bose, kers) if temp is not None else ((lambda t: raw(t) * bose), 1.0, kers))
         return out
 
     kernels = np.concatenate([np.eye(len(energies))[None], kernels])  # the grid's own width first
@@ -836,24 +846,27 @@ def _refit_misfit(
             # again after each round: a kernel picked at a poor start can hold the fit away from the
             # right FCs; session 11: such stalls made the right crystal's largest refit scores)
             # (and, for a model trained on measured S(Q,E), whether unit or S(Q,E) weights explain it)
-            cand = np.concatenate([_as_measured(render(th[None])[0] @ kernels, after, mi) for render, after in renders])
+            cand = np.concatenate([_as_measured(render(th[None])[0] @ kers, after, mi) for render, after, kers in renders])
+            index = [(j, k) for j, (_, _, kers) in enumerate(renders) for k in range(len(kers))]
             r = _column_residuals(sx, _smooth(cand, mi, den), m, bg)
             c = int(np.argmin((r**2).sum((1, 2))))
             if c == k_prev:
                 break
             k_prev = c
-            (render, after), k = renders[c // len(kernels)], c % len(kernels)
+            j, k = index[c]
+            render, after, kers = renders[j]
+            kernel = kers[k]
             r0, lam = r[c], 1e-2  # the residual at the current FCs
             best = float((r0**2).sum())
             for _ in range(steps):  # damped Gauss–Newton on the active FCs, finite-difference Jacobian
                 pts = th + np.diag(h)
-                imgs = _as_measured(render(pts) @ kernels[k], after, mi)
+                imgs = _as_measured(render(pts) @ kernel, after, mi)
                 r = _column_residuals(sx, _smooth(imgs, mi, den), m, bg)
                 J = ((r - r0) / h[:, None, None]).reshape(len(h), -1).T
                 H = J.T @ J
                 step = -np.linalg.solve(H + lam * np.diag(np.diag(H)) + 1e-12 * np.eye(len(h)), J.T @ r0.ravel())
                 trial = np.clip(th + step, dom[:, 0], dom[:, 1])
-                ti = _as_measured(render(trial[None]) @ kernels[k], after, mi)
+                ti = _as_measured(render(trial[None]) @ kernel, after, mi)
                 rt = _column_residuals(sx, _smooth(ti, mi, den), m, bg)[0]
                 f = float((rt**2).sum())
                 if f < best:
