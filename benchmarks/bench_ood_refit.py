@@ -42,10 +42,11 @@ dom = np.asarray(cfg["domain"], float)
 rng = np.random.default_rng(a.seed)
 theta = dom[:, 0] + rng.random((40 * a.n, len(dom))) * (dom[:, 1] - dom[:, 0])
 theta = theta[fm.is_stable(theta)][: a.n + 2]
-sampler = MeasurementModel.from_dict(cfg["augment"]).sampler(cfg["energy_centers_mev"], seed=a.seed)
-x = measured_draws(sampler, fm.spectra(theta).astype(float))
 temperature = None
-if a.sqe:
+if not a.sqe:  # (the draws only where they are scored)
+    sampler = MeasurementModel.from_dict(cfg["augment"]).sampler(cfg["energy_centers_mev"], seed=a.seed)
+    x = measured_draws(sampler, fm.spectra(theta).astype(float))
+else:
     from fcinv_widgets import get_material
     from fcinv_widgets.analysis.expio import to_model_intensity
     from fcinv_widgets.sqe import SQE, fold_full, fold_points

@@ -74,15 +74,24 @@ def oriented_row(r: dict) -> dict:
     return r | {"ood_components": {k: comps.get(k, {}) | c for k, c in r["ood_components_oriented"].items()}}
 
 
+def known_angle_flag(r: dict, stats) -> bool:
+    """The product's verdict on a single-scan row whose angle is known: rule S′'s limits
+    (``stats.scan_limits_oriented``) on its oriented scores where they apply, else :func:`row_flag`."""
+    if stats.scan_limit(r.get("ei_mev"), oriented=True) is not None and "ood_components_oriented" in r:
+        return row_flag(oriented_row(r), dataclasses.replace(stats, scan_limits=stats.scan_limits_oriented))
+    return row_flag(r, stats)
+
+
 def score(rows: list, before, after, oriented: bool = False) -> dict:
     """Per kind, judged rows flagged by the check under ``before`` and ``after`` statistics, in all,
-    per Ei and per structure-to-noise bin (:data:`EDGES`). ``oriented`` (rule S′): ``after``'s
-    ``scan_limits`` judge each row's oriented scores (:func:`oriented_row`) where they apply (its
-    Ei inside their range); elsewhere the row keeps ``before``'s verdict, as the product does."""
+    per Ei and per structure-to-noise bin (:data:`EDGES`). ``oriented`` (rule S′): each row is a scan
+    of known angle — ``before`` judges it as the product does (:func:`known_angle_flag`), and
+    ``after``'s ``scan_limits`` judge its oriented scores (:func:`oriented_row`) where they apply (its
+    Ei inside their range); elsewhere the row keeps ``before``'s verdict."""
     out = {}
     for kind in ("own", "other"):
         rs = judged(rows, kind)
-        b = [row_flag(r, before) for r in rs]
+        b = [known_angle_flag(r, before) if oriented else row_flag(r, before) for r in rs]
         if oriented:
             a = [row_flag(oriented_row(r), after) if after.scan_limit(r.get("ei_mev")) else x for r, x in zip(rs, b)]
         else:

@@ -162,7 +162,9 @@ def row_flag(r: dict, stats) -> bool:
         return bool(r["network_flag"])
     scan = stats.scan_limit(r.get("ei_mev")) if r.get("scan_deg") is not None else None
     if scan is not None:
-        return scan_ratio({k: [c["value"]] for k, c in r["ood_components"].items()}, scan["limits"]) > 1.0
+        e = row_excess(r) if "excess_limit" in scan else None
+        over_e = e is not None and e > scan["excess_limit"]
+        return scan_ratio({k: [c["value"]] for k, c in r["ood_components"].items()}, scan["limits"]) > 1.0 or over_e
     signal = stats.sqe_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
     lim_e = stats.sqe_excess_limit(r.get("structure_to_noise"), r.get("coverage"), r.get("ei_mev"))
     e = row_excess(r)

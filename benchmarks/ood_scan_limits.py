@@ -43,32 +43,40 @@ from pathlib import Path
 
 from ood_excess import judged, oriented_row, score
 from ood_limits import conformal_limit, conformal_rank
-from ood_rates import command_line, load_rows, measured_stats, save_stats
+from ood_rates import command_line, load_rows, measured_stats, row_excess, save_stats
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.measurement import ei_inside
 from fcinv_widgets.models.ood import OOD_CHECK_VERSION
 
 
-def scan_limits_from_rows(rows: list, scores: list, alpha: float, ei_range) -> dict:
-    """{"limits": {score: limit or None}, "n", "ei_range_mev", "calibration_ei_mev"} from the judged
-    own-crystal scan rows measured inside ``ei_range`` (meV; see the module doc); SystemExit when none."""
+def scan_limits_from_rows(rows: list, scores: list, alpha: float, ei_range, excess: bool = False) -> dict:
+    """{"limits": {score: limit or None}, "n", "ei_range_mev", "calibration_ei_mev"[, "excess_limit"]}
+    from the judged own-crystal scan rows measured inside ``ei_range`` (meV; see the module doc);
+    ``excess`` (rule S′E): the refit's excess over the noise share is one more score (α shared by
+    k + 1); SystemExit when none."""
     own = [r for r in judged(rows, "own") if r.get("ei_mev") is not None and ei_inside(r["ei_mev"], ei_range)]
     if not own:
         raise SystemExit("no judged own-crystal single-scan rows inside the training Ei range")
-    each = alpha / len(scores)
+    each = alpha / (len(scores) + int(excess))
     limits = {}
     for k in scores:
         v = [r["ood_components"][k]["value"] for r in own]
         limits[k] = conformal_limit(v, each) if conformal_rank(len(v), each) <= len(v) else None
     if all(v is None for v in limits.values()):
         raise SystemExit(f"{len(own)} judged own-crystal scans: too few for α = {alpha:g} over {len(scores)} scores")
-    return {
+    out = {
         "limits": limits,
         "n": len(own),
         "ei_range_mev": [float(ei_range[0]), float(ei_range[1])],
         "calibration_ei_mev": sorted({float(r["ei_mev"]) for r in own}),
     }
+    if excess:
+        e = [row_excess(r) for r in own]
+        if conformal_rank(len(e), each) > len(e):
+            raise SystemExit(f"{len(own)} judged own-crystal scans: too few for α = {alpha:g} over {len(scores) + 1} scores")
+        out["excess_limit"] = conformal_limit(e, each)
+    return out
 
 
 def criteria(sc: dict, rule_s: bool = False) -> dict:
@@ -107,8 +115,16 @@ def main(argv=None) -> int:
         "--oriented-scores), tested against the verdict the same scans get without their angle; --write stores "
         "scan_limits_oriented",
     )
+    ap.add_argument(
+        "--excess",
+        action="store_true",
+        help="with --oriented (rule S′E): the oriented refit's excess over the input's noise share is one more score "
+        "with a limit of its own (excess_limit; α shared by the k + 1 scores)",
+    )
     ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
+    if a.excess and not a.oriented:
+        raise SystemExit("--excess is a part of rule S′: give --oriented too")
     if not 0 < a.alpha < 0.5:
         raise SystemExit("--alpha must lie in (0, 0.5)")
     if a.write_rates and (a.write or not a.test):
@@ -131,8 +147,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"{', '.join(missing) or 'some rows'}: no oriented scores (bench_ood_fit.py --oriented-scores)")
         cal = [oriented_row(r) for r in cal]
     names = sorted(stats.measured["thresholds"])
-    lim = scan_limits_from_rows(cal, names, a.alpha, ei_range)
+    lim = scan_limits_from_rows(cal, names, a.alpha, ei_range, excess=a.excess)
     shown = ", ".join(f"{k} {'—' if v is None else f'{v:.4g}'}" for k, v in lim["limits"].items())
+    if a.excess:
+        rule, shown = "rule S′E", f"{shown}, refit excess {lim['excess_limit']:.4g}"
     print(
         f"{a.model}: {rule} limits {shown} from {lim['n']} own-crystal single scans "
         f"(Ei {', '.join(f'{v:g}' for v in lim['calibration_ei_mev'])} meV; α = {a.alpha:g} over {len(names)} scores)"

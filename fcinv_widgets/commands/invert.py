@@ -70,7 +70,8 @@ def register(sub):
         default=None,
         metavar="DEG",
         help="the spectrum is the single scan at sample angle ω = DEG (implies --single-scan): the physics fit models "
-        "that orientation's detector coverage (sample axes --u/--v) instead of folding every equivalent; for a scan set "
+        "that orientation's detector coverage (sample axes --u/--v) instead of folding every equivalent, and so does the "
+        "OOD check's refit where the model has single-scan limits for it (rule S′); for a scan set "
         "(`fcinv scans`) it picks that scan (its axes are in the file)",
     )
     p.add_argument("--u", default=None, help="with --scan: sample direction along the beam at ω = 0 (default 1,1,0)")

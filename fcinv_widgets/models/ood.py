@@ -928,7 +928,9 @@ class OODStats:
     scan_rates: dict = field(default_factory=dict)
     #: rule S′ (session 38; empty: not adopted for this model): :attr:`scan_limits` for a single scan
     #: whose orientation is known (``orientation=``, ``fcinv invert --scan DEG``, ``infer-scans``),
-    #: calibrated on scores whose refit follows that orientation's coverage (:func:`scan_orientation`)
+    #: calibrated on scores whose refit follows that orientation's coverage (:func:`scan_orientation`);
+    #: ``excess_limit`` (optional, rule S′E): a limit on that refit's excess over the noise share
+    #: (:func:`refit_excess`), one more score of the rule (``ood_scan_limits.py --oriented --excess``)
     #: (``benchmarks/ood_scan_limits.py --oriented --write``; dropped when ``fcinv ood-calibrate`` rewrites the file)
     scan_limits_oriented: dict = field(default_factory=dict)
 
@@ -1067,7 +1069,8 @@ class OODStats:
 
         if not (_is_number(ei_mev) and ei_inside(ei_mev, t["ei_range_mev"])):
             return None
-        return {"limits": dict(t["limits"]), "n": int(t["n"])}
+        out = {"limits": dict(t["limits"]), "n": int(t["n"])}
+        return out | ({"excess_limit": float(t["excess_limit"])} if t.get("excess_limit") is not None else {})
 
     def flags(
         self,
@@ -1110,7 +1113,8 @@ class OODStats:
             scan_i = scan_o if scan_o is not None and orients[i] is not None else scan
             if scan_i is not None:  # rule S (S′: the orientation known): each score against its single-scan limit
                 limits[i] = np.inf
-                excess[i] = bool(scan_ratio(sc, scan_i["limits"], i) > 1.0)
+                over_e = "excess_limit" in scan_i and e is not None and bool(e[i] > scan_i["excess_limit"])
+                excess[i] = bool(scan_ratio(sc, scan_i["limits"], i) > 1.0) or over_e
                 continue
             signal = self.sqe_limit(snr[i], coverage[i], ei_mev)
             limits[i] = signal["limit"] if signal else 1.0
@@ -1241,29 +1245,40 @@ class OODStats:
         for k, c in comps.items():
             c["scan_limit"] = lims.get(k)
         over = [k for k in comps if lims.get(k) is not None and comps[k]["value"] > lims[k]]
+        excess = None
+        if scan.get("excess_limit") is not None and "refit" in sc:  # the refit's excess over the noise share
+            e = float(refit_excess(sc["refit"][0], snr))
+            excess = {"value": e if np.isfinite(e) else None, "limit": float(scan["excess_limit"]), "n": scan["n"]}
+        over_e = excess is not None and excess["value"] is not None and excess["value"] > excess["limit"]
         where = (
             f"calibrated on {scan['n']} of the right crystal's simulated single scans, each refitted with its "
             "orientation: rule S′"
             if oriented
             else f"calibrated on {scan['n']} of the right crystal's simulated single scans: rule S"
         )
-        if over:
-            reason = ", ".join(f"{LABELS[k]} {comps[k]['value'] / lims[k]:.1f}× its single-scan limit" for k in over)
-            reason += f"; {where}"
+        parts = [f"{LABELS[k]} {comps[k]['value'] / lims[k]:.1f}× its single-scan limit" for k in over]
+        if over_e and excess is not None:
+            parts.append(
+                f"the refit leaves {excess['value']:.3f} of the structure beyond the input's noise share, above the "
+                f"single-scan limit {excess['limit']:.3f}"
+            )
+        if parts:
+            reason = ", ".join(parts) + f"; {where}"
         else:
             reason = f"every score within its single-scan limit; {where}"
         return {
-            "flag": bool(over),
+            "flag": bool(over) or over_e,
             "weak_data": False,
-            "scores_flag": bool(over),
+            "scores_flag": bool(over) or over_e,
             "structure_to_noise": snr if np.isfinite(snr) else None,
             "score": score,
             "threshold": combined,
             "ratio": ratio,
             "limit": 1.0,
             "signal_limit": None,
-            "refit_excess": None,
-            "scan_rule": {"limits": lims, "n": scan["n"], "oriented": bool(oriented)},
+            "refit_excess": excess,
+            "scan_rule": {"limits": lims, "n": scan["n"], "oriented": bool(oriented)}
+            | ({"excess_limit": scan["excess_limit"]} if "excess_limit" in scan else {}),
             "reason": reason,
             "regime": "measured",
             "regime_note": None,
@@ -1540,10 +1555,14 @@ def _scan_limits(d: dict, what: str = "scan_limits") -> dict:
         raise ValueError(f"{what} n must be a whole number ≥ 1, got {n!r}")
     if d.get("rates") is not None:
         _rates_counts(d["rates"], f"{what} rates")
+    ex = d.get("excess_limit")
+    if ex is not None and (isinstance(ex, bool) or not _is_number(ex) or ex <= 0):
+        raise ValueError(f"{what} excess_limit must be a finite number > 0 or absent, got {ex!r}")
     out = {
         "limits": {k: None if v is None else float(v) for k, v in lims.items()},
         "n": n,
         "ei_range_mev": _ei_range_field(d, what),
+        **({"excess_limit": float(ex)} if ex is not None else {}),
     }
     _check_version_field(d, what)
     return out | {k: v for k, v in d.items() if k not in out}

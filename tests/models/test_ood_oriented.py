@@ -108,6 +108,7 @@ def test_rule_s_prime_judges_a_scan_of_known_orientation_with_its_oriented_score
     monkeypatch.setattr(stats, "scores", scores)
     values = {k: float(v[0]) for k, v in plain.items()}
     o = scan_orientation(30.0, ei_mev=80.0, qmax_inv_a=4.0)
+    stats.scan_limits_oriented = {}  # (the shipped model's own rule S′ aside)
     stats.scan_limits = _table({k: 0.9 * v for k, v in values.items()})  # rule S flags it
     rs = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)
     assert rs["flag"] and rs["scan_rule"]["oriented"] is False and calls[-1] is None  # no S′: orientation unused
@@ -287,3 +288,126 @@ def test_ood_scan_limits_oriented_calibrates_on_the_oriented_scores_and_writes_b
         mod.main([write("plain.json", cal, oriented=False), "--model", str(d), "--oriented"])
     with pytest.raises(SystemExit, match="one or the other"):
         mod.main(args[:6] + ["--write-rates"])
+
+
+def test_a_shipped_model_with_rule_s_prime_judges_a_scan_of_given_angle_with_it(tmp_path):
+    """End to end on a model that adopted rule S′ (its ``ood.json`` carries ``scan_limits_oriented``):
+    ``invert(scan_deg=ω)`` on a single-scan S(Q,E) file scores the scan with its orientation — the
+    record's refit is what ``scores(orientation=…)`` gives, below rule S′'s limit for the model's own
+    crystal and above it for the other one on its path; without the angle the same file is judged by
+    rule S."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.analysis.expio import as_spectrum, prepare_input
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import scan_orientation
+    from fcinv_widgets.scans import orientation_image, orientation_matrix
+    from fcinv_widgets.spectrum_io import write_spectrum
+    from fcinv_widgets.sqe import SQE, fold_points, gaussians
+
+    name = next(n for n in ("nb-vae", "ge-vae", "nb-resnet", "ge-resnet") if load_model(n).ood_stats().scan_limits_oriented)
+    model = load_model(name)
+    stats = model.ood_stats()
+    own = get_material(model.material)
+    other = get_material("Ge" if own.name == "Nb" else "Nb")
+    ei = float(np.mean(stats.scan_limits_oriented["ei_range_mev"]))
+    omega, qmax = 30.0, 5.0
+    got = {}
+    for crystal in (own, other):
+        calc = SQE(crystal.basis, np.asarray(crystal.reference_params, float), temperature=5.0)
+        pts = fold_points(calc, own.grid, qmax, crystal.conventional_a)
+        gt = gaussians(pts.energies, own.grid.e.centers, ei_mev=ei).astype(np.float32)
+        d, n = orientation_image(pts, gt, omega, ei, own.grid, orientation_matrix())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            img = np.where(n > 0, d / np.where(n > 0, n, 1.0), np.nan)
+        path = tmp_path / f"{crystal.name}.h5"
+        write_spectrum(path, img, own.grid, material=own.name, kind="full-sqe", temperature_k=5.0, ei_mev=ei,
+                       qmax_inv_a=qmax, intensity="one-phonon-sqe", origin="simulated")  # fmt: skip
+        rec = model.invert(str(path), refine=False, scan_deg=omega)["ood"]
+        assert rec["scan_rule"]["oriented"] and "rule S′" in rec["reason"], rec["reason"]
+        image, corr = prepare_input(as_spectrum(str(path), own.grid, material=own.name), own.grid)
+        orient = scan_orientation(omega, ei_mev=ei, qmax_inv_a=qmax)
+        want = stats.scores(model, image, True, temperature_k=5.0, orientation=orient)["refit"][0]
+        assert rec["components"]["refit"]["value"] == pytest.approx(want, rel=1e-9)
+        plain = model.invert(str(path), refine=False, single_scan=True)["ood"]
+        if stats.scan_limits:  # (rule S; else the full-data verdict)
+            assert not plain["scan_rule"]["oriented"] and plain["reason"].endswith("rule S")
+        got[crystal.name] = rec
+    refit = {k: r["components"]["refit"]["value"] for k, r in got.items()}
+    assert refit[own.name] < 0.1 * stats.scan_limits_oriented["limits"]["refit"] and not got[own.name]["flag"]
+    assert refit[other.name] > 10 * refit[own.name] and got[other.name]["flag"], refit
+
+
+def test_rule_s_prime_e_adds_a_limit_on_the_oriented_refits_excess(tmp_path, ge_input, monkeypatch):
+    """A rule S′ table with ``excess_limit`` (rule S′E) also flags a scan whose oriented refit leaves
+    more than that beyond the input's noise share (``refit_excess``), in ``check`` (the record's
+    ``refit_excess`` and reason) and in ``flags`` alike; a bad limit is refused in one line."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import refit_excess, scan_orientation, structure_to_noise
+
+    d = _folder(tmp_path, "ge-vae")
+    model = load_model(d)
+    stats = model.ood_stats()
+    plain = stats.scores(model, ge_input, True, temperature_k=5.0)
+    monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None, orientation=None: plain)
+    values = {k: float(v[0]) for k, v in plain.items()}
+    e = float(refit_excess(values["refit"], structure_to_noise(model, ge_input[None], 5.0)[0]))
+    o = scan_orientation(30.0, ei_mev=80.0, qmax_inv_a=4.0)
+    for factor, flagged in ((1.5, False), (0.5, True)):
+        stats.scan_limits_oriented = _table({k: 1.1 * v for k, v in values.items()}) | {"excess_limit": factor * abs(e)}
+        rec = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)
+        assert rec["flag"] is flagged and rec["refit_excess"]["value"] == pytest.approx(e), (e, rec["reason"])
+        assert rec["scan_rule"]["excess_limit"] == pytest.approx(factor * abs(e))
+        assert ("beyond the input's noise share" in rec["reason"]) is flagged
+        assert stats.flags(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o).tolist() == [flagged]
+    for i, bad in enumerate((0.0, -1.0, "0.1", True)):
+        (tmp_path / f"bad{i}").mkdir()
+        got = _refused(tmp_path / f"bad{i}", {"scan_limits_oriented": _table({"refit": 0.3}) | {"excess_limit": bad}})
+        assert "excess_limit" in got
+
+
+def test_ood_scan_limits_excess_adds_the_refit_excess_as_one_more_score(tmp_path, capsys):
+    """``--oriented --excess``: every limit at α/(k+1), the refit excess's the ⌈(n+1)(1−α/(k+1))⌉-th
+    smallest of the own rows' oriented excess; the held-out scans' "current" verdict is rule S′'s where
+    the model has it (their oriented scores), and rule S′E flags an excess over its limit."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256, refit_excess
+
+    mod = _script("ood_scan_limits")
+    d = _folder(tmp_path)
+    stats = load_model(d).ood_stats()
+    stats.scan_limits_oriented = _table({"refit": 0.5})  # the current rule S′: refit ≤ 0.5 passes
+    stats.save(d / "ood.json")
+    stats = load_model(d).ood_stats()
+
+    def row(kind, oriented, snr=50.0, ei=100.0):
+        r = _row(kind, {"refit": 0.1}, ei=ei, snr=snr)
+        r["ood_components_oriented"] = {k: {"value": c["value"]} for k, c in r["ood_components"].items()}
+        r["ood_components_oriented"]["refit"]["value"] = oriented
+        return r
+
+    refit = np.linspace(0.05, 0.15, 200)
+    cal = [row("own", float(v), ei=(80.0 if i % 2 else 125.0)) for i, v in enumerate(refit)]
+
+    def write(name, rows):
+        p = tmp_path / name
+        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
+        settings |= {"scan_angles": "0:120", "oriented_scores": True}
+        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
+        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
+        return str(p)
+
+    test = [row("own", 0.1), row("other", 0.6), row("other", 0.3), row("other", 0.1)]  # S′: other 1 of 3
+    out_json = tmp_path / "x.json"
+    args = [write("cal.json", cal), "--model", str(d), "--oriented", "--excess", "--test", write("t.json", test)]
+    capsys.readouterr()
+    assert mod.main(args + ["--json", str(out_json), "--write"]) == 0
+    assert "rule S′E" in capsys.readouterr().out
+    got = load_model(d).ood_stats().scan_limits_oriented
+    k = int(np.ceil(201 * (1 - 0.05 / 5)))  # rank 199 of 200 with 5 scores
+    excess = np.sort(refit - (refit_excess(0.0, 50.0) * -1.0))  # the excess: refit less the noise share 1/51
+    assert got["excess_limit"] == pytest.approx(excess[k - 1]) and got["limits"]["refit"] == pytest.approx(np.sort(refit)[k - 1])
+    rep = json.loads(out_json.read_text())
+    assert (rep["score"]["other"]["before"], rep["score"]["other"]["after"]) == (1, 2)  # S′ → S′E: 0.3 caught too
+    assert (rep["score"]["own"]["before"], rep["score"]["own"]["after"]) == (0, 0)
+    with pytest.raises(SystemExit, match="give --oriented"):
+        mod.main([args[0], "--model", str(d), "--excess"])

@@ -410,3 +410,7 @@ def test_the_shipped_robust_models_say_how_their_check_does_on_single_scans():
         assert table["check_version"] == OOD_CHECK_VERSION, name
         if st.scan_limits:
             assert rates["own_flagged"] <= 0.1 * rates["own_n"] and st.scan_limit(st.scan_limits["calibration_ei_mev"][0]), name
+        if st.scan_limits_oriented:  # rule S′ (session 38): adopted only with own flagged ≤ 10 % of its held-out scans
+            t = st.scan_limits_oriented
+            assert t["check_version"] == OOD_CHECK_VERSION and t["rates"]["own_flagged"] <= 0.1 * t["rates"]["own_n"], name
+            assert t["rates"]["own_n"] >= 40 and st.scan_limit(t["calibration_ei_mev"][0], oriented=True), name
