@@ -189,7 +189,7 @@ def main(argv=None) -> int:
                 "check_version": OOD_CHECK_VERSION,
                 "command": after.scan_limits["command"],
             }
-        was = "without the angle (as it stands)" if a.oriented else "without rule S"
+        was = "as it stands for a scan of known angle" if a.oriented else "without rule S"
         print(f"held out ({len(test)} scans): flagged / judged, the check {was} → with {rule}")
         print(f"| scans | judged | {was} | with {rule} |")
         print("|---|---|---|---|")

@@ -85,6 +85,15 @@ regime, not weak data, of at least the calibration's coverage and of a known Ei 
 also flagged when its excess exceeds the limit (:meth:`OODStats.sqe_excess_limit`; the record's
 ``refit_excess``).
 
+**A single scan** (rule S, session 35; rule S′, session 38; both pre-registered): one orientation averages,
+per pixel, only the equivalents it reaches, so the full-data limits do not describe it. Where ``ood.json``
+carries ``scan_limits`` a single scan of a one-phonon S(Q,E) (not weak data, of known Ei inside the
+calibration's range) is judged by each score against a limit of its own (:meth:`OODStats.scan_limit`).
+When the scan's orientation is known (:func:`scan_orientation`, ``orientation=``) and ``ood.json``
+carries ``scan_limits_oriented``, the refit's S(Q,E) candidate follows that scan's coverage
+(:func:`_oriented_renderer`) and rule S′'s limits judge the scores; an ``excess_limit`` in that table
+also limits the oriented refit's excess (rule S′E; adopted by no shipped model).
+
 ``ood.json`` records the SHA-256 of the ``model.pt`` it was computed for: statistics of another
 (e.g. retrained) checkpoint are not used (run ``fcinv ood-calibrate`` again).
 """
