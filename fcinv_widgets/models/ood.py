@@ -744,16 +744,26 @@ def _oriented_renderer(mat, orientation: dict, temperature_k: float):
     return _ORIENTED[key]
 
 
+def _orientation_record(o) -> dict | None:
+    """A :func:`scan_orientation` record checked again (None stays None; FcinvError in one line)."""
+    if o is None:
+        return None
+    keys = ("scan_deg", "u", "v", "ei_mev", "qmax_inv_a", "detector_deg")
+    if not isinstance(o, dict) or not {"scan_deg", "ei_mev"} <= set(o) or set(o) - set(keys):
+        raise FcinvError(f"an orientation must be a scan_orientation record ({', '.join(keys)}) or None, got {o!r}"[:300])
+    return scan_orientation(**o)
+
+
 def _per_spectrum_orientations(orientation, n: int) -> list:
-    """[dict | None] * n from None, one :func:`scan_orientation` record or n of them."""
+    """[dict | None] * n from None, one :func:`scan_orientation` record or n of them (each checked)."""
     if orientation is None or isinstance(orientation, dict):
-        return [orientation] * n
+        return [_orientation_record(orientation)] * n
+    if isinstance(orientation, (str, bytes)) or not hasattr(orientation, "__len__"):
+        raise FcinvError(f"orientation must be a scan_orientation record, a list of them or None, got {orientation!r}"[:300])
     o = list(orientation)
     if len(o) != n:
         raise FcinvError(f"need one orientation per spectrum: {n} spectra, {len(o)} orientations")
-    if any(v is not None and not isinstance(v, dict) for v in o):
-        raise FcinvError("each orientation must be a scan_orientation record or None")
-    return o
+    return [_orientation_record(v) for v in o]
 
 
 def _per_spectrum_temperatures(temperature_k, n: int) -> list:
@@ -1161,6 +1171,7 @@ class OODStats:
         single_scan = flag_arg(single_scan, "single_scan")
         if orientation is not None and not isinstance(orientation, dict):
             raise FcinvError(f"orientation must be a scan_orientation record or None, got {type(orientation).__name__}")
+        orientation = _orientation_record(orientation)
         single_scan = single_scan or orientation is not None
         use = flag_arg(measured, "measured") and self.has_measured()
         ei_mev = _ei_arg(ei_mev)

@@ -88,6 +88,7 @@ def test_rule_s_prime_judges_a_scan_of_known_orientation_with_its_oriented_score
     table, without an orientation, at an Ei outside its range or as weak data the orientation is
     not used and rule S (or the check as it stands) judges; ``flags`` agree per spectrum; the table
     survives a save and load and a damaged one is refused."""
+    from fcinv_widgets.errors import FcinvError
     from fcinv_widgets.models import load_model
     from fcinv_widgets.models.ood import OODStats, scan_orientation
 
@@ -131,6 +132,12 @@ def test_rule_s_prime_judges_a_scan_of_known_orientation_with_its_oriented_score
     assert not stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=o)["scan_rule"]["oriented"]
     with pytest.raises(Exception, match="orientation must be"):
         stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=[o])
+    for bad in ({"scan_deg": 30.0}, o | {"extra": 1}, o | {"ei_mev": "80"}, o | {"scan_deg": float("inf")}):
+        with pytest.raises(FcinvError):
+            stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=80.0, orientation=bad)
+    for bad in ("30", 30.0, [o, "x"]):
+        with pytest.raises(FcinvError, match="orientation"):
+            stats.flags(model, np.stack([ge_input, ge_input]), measured=True, temperature_k=5.0, orientation=bad)
 
     stats.scan_limits_oriented = _table(fit(0.75) | {"refit": 0.25 * values["refit"]})
     batch = np.stack([ge_input, ge_input])
