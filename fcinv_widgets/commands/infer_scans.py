@@ -117,7 +117,7 @@ def run(args) -> int:
         }
     )
     from ..models.domain_edge import EDGE_NOTE
-    from ..models.ood import input_temperature, is_measured_input, note_sqe_input, scan_orientation
+    from ..models.ood import input_temperature, is_measured_input, note_sqe_input, scan_orientation, scan_rule_of
 
     measured = is_measured_input(corrections)
     temp = input_temperature(corrections)
@@ -147,8 +147,12 @@ def run(args) -> int:
             else ([], [])
         )
         ood["scans_flagged"] = int(np.sum(flagged))
+        ood["scans_flagged_deg"] = [float(w) for w, f in zip(np.asarray(ss.angles_deg)[ok], flagged) if f]
         # of those, the scans flagged for too little structure above their noise (weak data)
         ood["scans_weak"] = int(np.sum(weak))
+        if measured and temp is not None:  # which single-scan rule judged them, and how it did on held-out scans
+            rule = scan_rule_of(stats, ei, oriented=True)
+            ood["scans_rule"], ood["scans_note"] = rule["rule"], rule["note"]
         if ood["flag"]:
             print(
                 f"warning: the full data of {args.scans} "

@@ -291,6 +291,22 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
     return record
 
 
+def scan_rule_of(stats: OODStats, ei_mev=None, oriented: bool = False) -> dict:
+    """How :meth:`OODStats.flags` judges single scans of a one-phonon S(Q,E) at Ei ``ei_mev`` (meV)
+    in the measured regime, ``oriented``: their orientations given — {"rule": "S′" (rule S′, the
+    orientations used), "S" (rule S) or "full-data" (the full-data thresholds), "note": the
+    held-out single-scan rates of that rule (:func:`scan_rate_note`) or :data:`SCAN_INPUT_NOTE`}."""
+    if oriented and stats.scan_limit(ei_mev, oriented=True) is not None:
+        rates = stats.scan_limits_oriented.get("rates")
+        return {"rule": "S′", "note": scan_rate_note(rates, True, oriented=True) if rates else SCAN_INPUT_NOTE}
+    if stats.scan_limit(ei_mev) is not None:
+        rates = stats.scan_limits.get("rates")
+        return {"rule": "S", "note": scan_rate_note(rates, True) if rates else SCAN_INPUT_NOTE}
+    own = stats.scan_rates if stats.scan_rates and not stats.scan_limits else {}
+    ok = own and check_version_of(own) == OOD_CHECK_VERSION
+    return {"rule": "full-data", "note": scan_rate_note(own, False) if ok else SCAN_INPUT_NOTE}
+
+
 def _count_text(k: int, n: int) -> str:
     """ "k of n (p %)" for a rate note, or "none measured"."""
     return f"{k} of {n} ({k / n:.0%})" if n else "none measured"

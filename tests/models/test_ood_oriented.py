@@ -235,10 +235,29 @@ def test_invert_and_infer_scans_hand_the_scans_orientation_to_the_check(tmp_path
     monkeypatch.setattr(OODStats, "flags", lambda self, *a, **k: got.append(k.get("orientation")) or flags(self, *a, **k))
     monkeypatch.setattr(OODStats, "check", lambda self, *a, **k: {"flag": False, "regime": "measured", "weak_data": False})
     assert main(["infer-scans", "--model", "ge-vae", "--scans", str(sets), "--n-samples", "5", "--no-refine", "--json"]) == 0
-    json.loads(capsys.readouterr().out)
+    ood = json.loads(capsys.readouterr().out)["ood"]
     assert [o["scan_deg"] for o in got[-1]] == [20.0, 40.0] and all(
         o["detector_deg"] == det and o["ei_mev"] == 90.0 for o in got[-1]
     )
+    # which rule judged the scans, and the angles of those it flagged (ge-vae has rule S′ inside its Ei range)
+    assert ood["scans_rule"] == "S′" and "rule S′" in ood["scans_note"] and "scan_limits_oriented" in ood["scans_note"]
+    assert len(ood["scans_flagged_deg"]) == ood["scans_flagged"] and set(ood["scans_flagged_deg"]) <= {20.0, 40.0}
+
+
+def test_scan_rule_of_names_the_rule_that_judges_scans_and_its_rates(tmp_path):
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, SCAN_INPUT_NOTE, OODStats, scan_rule_of
+
+    stats = OODStats.load(_folder(tmp_path) / "ood.json")
+    stats.scan_limits, stats.scan_limits_oriented, stats.scan_rates = {}, {}, {}
+    assert scan_rule_of(stats, 80.0, oriented=True) == {"rule": "full-data", "note": SCAN_INPUT_NOTE}
+    rates = {"own_n": 90, "own_flagged": 4, "other_n": 80, "other_flagged": 70, "other": "Nb"}
+    stats.scan_rates = rates | {"check_version": OOD_CHECK_VERSION}
+    assert "full-data thresholds" in scan_rule_of(stats, 80.0)["note"]
+    stats.scan_limits = _table({"refit": 0.3}, rates=rates)
+    assert scan_rule_of(stats, 80.0, oriented=True)["rule"] == "S" and scan_rule_of(stats, 60.0)["rule"] == "full-data"
+    stats.scan_limits_oriented = _table({"refit": 0.2}, rates=rates | {"other_flagged": 75})
+    got = scan_rule_of(stats, 80.0, oriented=True)
+    assert got["rule"] == "S′" and "75 of 80" in got["note"] and scan_rule_of(stats, 80.0)["rule"] == "S"
 
 
 def test_ood_scan_limits_oriented_calibrates_on_the_oriented_scores_and_writes_beside_rule_s(tmp_path, capsys):
