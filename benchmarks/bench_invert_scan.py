@@ -92,6 +92,10 @@ for name in a.models.split(","):
                 "inside_2sigma": (np.abs(m - dft) <= 2 * s).tolist(),
                 "noise_ratio": fit.get("noise_ratio"),
                 "trusted": (fit.get("trust") or {}).get("accepted"),
+                "ood_flag": (d.get("ood") or {}).get("flag"),  # the OOD check's verdict on this right-crystal scan
+                "ood_rule": ("S′" if rule.get("oriented") else "S")
+                if (rule := (d.get("ood") or {}).get("scan_rule"))
+                else "full-data",
                 "seconds": time.perf_counter() - t0,
             }
             report["rows"].append(row)
@@ -99,11 +103,14 @@ for name in a.models.split(","):
                 f"{name:<10} ω {om:5.0f}° {tag:<14} {d['fc_source']:<8} FC0–3 "
                 + " ".join(f"{100 * e:5.1f}%" for e in err[:4])
                 + f"  noise ratio {row['noise_ratio'] if row['noise_ratio'] is None else round(row['noise_ratio'], 2)}"
-                + f"  ({row['seconds']:.0f} s)",
+                + f"  OOD flag {row['ood_flag']} (rule {row['ood_rule']})  ({row['seconds']:.0f} s)",
                 flush=True,
             )
 
-print("\nsummary (scans with FC0–FC3 within 5 % | and inside ±2σ | fit at the noise (ratio ≤ ABOVE_NOISE) | fit trusted)")
+print(
+    "\nsummary (scans with FC0–FC3 within 5 % | and inside ±2σ | fit at the noise (ratio ≤ ABOVE_NOISE) | fit trusted"
+    " | flagged by the OOD check)"
+)
 summary = {}
 for name in a.models.split(","):
     for tag in VARIANTS:
@@ -112,6 +119,7 @@ for name in a.models.split(","):
         both = [o and all(r["inside_2sigma"][:4]) for o, r in zip(ok, rows)]
         noise = [r["noise_ratio"] is not None and r["noise_ratio"] <= ABOVE_NOISE for r in rows]
         trusted = [bool(r["trusted"]) for r in rows]
+        flagged = [bool(r["ood_flag"]) for r in rows]
         med = np.median([r["rel_err"] for r in rows], axis=0)
         summary[f"{name} {tag}"] = {
             "n": len(rows),
@@ -119,11 +127,14 @@ for name in a.models.split(","):
             "within_5pct_and_2sigma": sum(both),
             "fit_at_noise": sum(noise),
             "trusted": sum(trusted),
+            "ood_flagged": sum(flagged),
             "median_rel_err": med.tolist(),
         }
         print(
             f"{name:<10} {tag:<14} {sum(ok)}/{len(rows)} | {sum(both)}/{len(rows)} | {sum(noise)}/{len(rows)} | "
-            f"{sum(trusted)}/{len(rows)}; median error FC0–7 " + " ".join(f"{100 * e:.1f}" for e in med) + " %"
+            f"{sum(trusted)}/{len(rows)} | {sum(flagged)}/{len(rows)}; median error FC0–7 "
+            + " ".join(f"{100 * e:.1f}" for e in med)
+            + " %"
         )
 report["summary"] = summary
 if a.json:
