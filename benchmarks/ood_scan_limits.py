@@ -153,9 +153,11 @@ def main(argv=None) -> int:
         rule, shown = "rule S′E", f"{shown}, refit excess {lim['excess_limit']:.4g}"
     print(
         f"{a.model}: {rule} limits {shown} from {lim['n']} own-crystal single scans "
-        f"(Ei {', '.join(f'{v:g}' for v in lim['calibration_ei_mev'])} meV; α = {a.alpha:g} over {len(names)} scores)"
+        f"(Ei {', '.join(f'{v:g}' for v in lim['calibration_ei_mev'])} meV; α = {a.alpha:g} over "
+        f"{len(names) + int(a.excess)} scores)"
     )
-    # before: the check as it stands for a scan without its angle (rule S where adopted); after: the new rule
+    # before: the check as it stands (rule S where adopted; with --oriented, for a scan of known angle: rule S′
+    # where adopted, ood_excess.known_angle_flag); after: the new rule
     before = dataclasses.replace(stats) if a.oriented else dataclasses.replace(stats, scan_limits={})
     after = dataclasses.replace(stats)
     after.scan_limits = lim | {
