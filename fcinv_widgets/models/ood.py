@@ -258,16 +258,9 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
         and (corrections or {}).get("intensity") == "one-phonon-sqe"
     ):
         if record.get("single_scan"):  # the full-data rates do not describe a single scan
-            record["input_note"] = SCAN_INPUT_NOTE
             rule = record.get("scan_rule")
-            table = (
-                (stats.scan_limits_oriented if rule.get("oriented") else stats.scan_limits) if stats is not None and rule else {}
-            )
-            if stats is not None and rule and table.get("rates"):
-                record["input_note"] = scan_rate_note(table["rates"], True, oriented=bool(rule.get("oriented")))
-            elif stats is not None and not record.get("scan_rule") and stats.scan_rates and not stats.scan_limits:
-                if check_version_of(stats.scan_rates) == OOD_CHECK_VERSION:  # (counted without rule S: none here)
-                    record["input_note"] = scan_rate_note(stats.scan_rates, False)
+            name = ("S′" if rule.get("oriented") else "S") if rule else "full-data"
+            record["input_note"] = _scan_rule_note(stats, name)
             return record
         rate = stats.sqe_rate(record.get("structure_to_noise")) if stats is not None else None
         if rate is not None:
@@ -297,14 +290,24 @@ def scan_rule_of(stats: OODStats, ei_mev=None, oriented: bool = False) -> dict:
     orientations used), "S" (rule S) or "full-data" (the full-data thresholds), "note": the
     held-out single-scan rates of that rule (:func:`scan_rate_note`) or :data:`SCAN_INPUT_NOTE`}."""
     if oriented and stats.scan_limit(ei_mev, oriented=True) is not None:
-        rates = stats.scan_limits_oriented.get("rates")
-        return {"rule": "S′", "note": scan_rate_note(rates, True, oriented=True) if rates else SCAN_INPUT_NOTE}
-    if stats.scan_limit(ei_mev) is not None:
-        rates = stats.scan_limits.get("rates")
-        return {"rule": "S", "note": scan_rate_note(rates, True) if rates else SCAN_INPUT_NOTE}
+        name = "S′"
+    else:
+        name = "S" if stats.scan_limit(ei_mev) is not None else "full-data"
+    return {"rule": name, "note": _scan_rule_note(stats, name)}
+
+
+def _scan_rule_note(stats: OODStats | None, rule: str) -> str:
+    """The ``input_note`` of a single scan judged by ``rule`` ("S′", "S" or "full-data"): that rule's
+    held-out single-scan rates (:func:`scan_rate_note`; the full-data verdict's ``scan_rates`` only
+    for a model without rule S and of this :data:`OOD_CHECK_VERSION`), else :data:`SCAN_INPUT_NOTE`."""
+    if stats is None:
+        return SCAN_INPUT_NOTE
+    if rule in ("S′", "S"):
+        rates = (stats.scan_limits_oriented if rule == "S′" else stats.scan_limits).get("rates")
+        return scan_rate_note(rates, True, oriented=rule == "S′") if rates else SCAN_INPUT_NOTE
     own = stats.scan_rates if stats.scan_rates and not stats.scan_limits else {}
-    ok = own and check_version_of(own) == OOD_CHECK_VERSION
-    return {"rule": "full-data", "note": scan_rate_note(own, False) if ok else SCAN_INPUT_NOTE}
+    ok = bool(own) and check_version_of(own) == OOD_CHECK_VERSION  # (counted without rule S)
+    return scan_rate_note(own, False) if ok else SCAN_INPUT_NOTE
 
 
 def _count_text(k: int, n: int) -> str:

@@ -189,7 +189,7 @@ def test_invert_and_infer_scans_hand_the_scans_orientation_to_the_check(tmp_path
     from fcinv_widgets import get_material
     from fcinv_widgets.cli import main
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OODStats
+    from fcinv_widgets.models.ood import OODStats, scan_orientation
     from fcinv_widgets.scans import simulate_scans
     from fcinv_widgets.spectrum_io import write_spectrum
 
@@ -210,25 +210,11 @@ def test_invert_and_infer_scans_hand_the_scans_orientation_to_the_check(tmp_path
 
     monkeypatch.setattr(OODStats, "check", check)
     model.invert(str(plain), refine=False, scan_deg=30, u=(1, 0, 0), v=(0, 1, 0))
-    assert seen[-1] == {
-        "scan_deg": 30.0,
-        "u": [1.0, 0.0, 0.0],
-        "v": [0.0, 1.0, 0.0],
-        "ei_mev": 80.0,
-        "qmax_inv_a": 4.0,
-        "detector_deg": None,
-    }
+    assert seen[-1] == scan_orientation(30.0, (1, 0, 0), (0, 1, 0), ei_mev=80.0, qmax_inv_a=4.0)  # the file's Ei, |Q|
     model.invert(str(plain), refine=False, single_scan=True)
     assert seen[-1] is None
     model.invert(str(sets), refine=False, scan_deg=40)
-    assert seen[-1] == {
-        "scan_deg": 40.0,
-        "u": [1.0, 0.0, 0.0],
-        "v": [0.0, 1.0, 0.0],
-        "ei_mev": 90.0,
-        "qmax_inv_a": 3.0,
-        "detector_deg": det,
-    }
+    assert seen[-1] == scan_orientation(40.0, (1, 0, 0), (0, 1, 0), ei_mev=90.0, qmax_inv_a=3.0, detector_deg=det)
 
     got = []
     flags = OODStats.flags
