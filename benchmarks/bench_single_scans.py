@@ -1,14 +1,16 @@
 """A model on realistic S(Q,E) single scans rendered with their own orientation's mode weights.
 
     python benchmarks/bench_single_scans.py --model ge-resnet --dataset ge_nuis.h5 \\
-        --mask-bank ge_masks_geom.npz [--n 500] [--seed 11] [--json FILE]
+        --mask-bank ge_masks_geom.npz [--n 500] [--seed 11] [--resolved-lines] [--json FILE]
 
 The first ``--n`` test spectra of ``--dataset`` (their own 44 FCs), each drawn once through the
 measurement model with every draw an S(Q,E) (``p_sqe = 1``): once as a single scan of the coverage
 bank with that orientation's weights (``MeasurementModel.sqe_scan_geometry``; the bank must record
 its geometry, as banks written since session 16 do), once with full coverage. Prints R² per FC and
 the ±1σ / ±2σ coverage of the model's σ (the single scans' "measured-sqe-scan" calibration, full coverage
-"measured-sqe"). Asserts nothing.
+"measured-sqe"). ``--resolved-lines``: the S(Q,E) draws on lines of their Ei's ARCS resolution, weighted
+after, as a measurement has them (``MeasurementModel.sqe_resolved_lines``, session 39); without it as
+every figure before session 39 was drawn (weights, then a resolution kernel). Asserts nothing.
 """
 
 import argparse
@@ -23,6 +25,7 @@ ap.add_argument("--dataset", required=True)
 ap.add_argument("--mask-bank", required=True)
 ap.add_argument("--n", type=int, default=500)
 ap.add_argument("--seed", type=int, default=11)
+ap.add_argument("--resolved-lines", action="store_true")
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
 
@@ -38,8 +41,10 @@ if not geometry:
 model = load_model(a.model)
 kw = {"n_samples": 32, "reconstruct": False} if model.kind == "vae" else {}
 sets = {
-    "single scan, own weights": MeasurementModel(p_sqe=1.0, p_clean=0.0, p_mask=1.0, p_single=1.0, sqe_scan_geometry=geometry),
-    "full coverage": MeasurementModel(p_sqe=1.0, p_clean=0.0, p_mask=0.0),
+    "single scan, own weights": MeasurementModel(
+        p_sqe=1.0, p_clean=0.0, p_mask=1.0, p_single=1.0, sqe_scan_geometry=geometry, sqe_resolved_lines=a.resolved_lines
+    ),
+    "full coverage": MeasurementModel(p_sqe=1.0, p_clean=0.0, p_mask=0.0, sqe_resolved_lines=a.resolved_lines),
 }
 out = {"settings": vars(a), "names": model.names, "sets": {}}
 for label, mm in sets.items():

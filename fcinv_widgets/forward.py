@@ -287,6 +287,19 @@ class ForwardModel:
         twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}  # the Gaussian tables depend on σ
         return twin
 
+    def with_resolution(self, resolution=None, sigma_mev: float = 1.0) -> "ForwardModel":
+        """A copy with another resolution — ``resolution`` as the constructor takes it (("arcs",
+        Ei meV) or a callable σ(E) in meV), or a constant ``sigma_mev`` when None — sharing the
+        precomputed blocks (and S(Q,E) weights, if any); this model is left unchanged. The same
+        images as a model built with that resolution, without rebuilding the blocks."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.__dict__ = dict(self.__dict__)
+        twin._set_resolution(sigma_mev, resolution)
+        twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}  # the Gaussian tables depend on σ
+        return twin
+
     def slot_weights(self, theta, mode_weights) -> np.ndarray:
         """Per-slot weights (S,) or (S, nE) from per-mode weights ``mode_weights`` (nq, n_modes) or
         per pixel (nq, n_modes, nE), the modes in ascending energy per q-point as at ``theta`` (A,)

@@ -22,7 +22,11 @@ order (each step drawn per spectrum):
    resolution σ(E; Ei) (:func:`~fcinv_widgets.broadening.sigma_arcs`) at an incident energy
    Ei drawn uniformly in ``ei_factor`` × the grid's largest energy: a Gaussian kernel of width
    sqrt(σ(E)² − σ₀²) along E (σ₀ = the dataset's 1 meV; the sum of two Gaussians is Gaussian,
-   so this is exact for a locally constant σ);
+   so this is exact for a locally constant σ). An S(Q,E)-path draw with ``sqe_resolved_lines``
+   (session 39; off for every shipped model) is instead rendered in step 0 on lines of the ARCS
+   width at that Ei, its weights applied to the broadened lines as a measurement's are, and gets
+   no kernel: a single scan's coverage changes abruptly with E, and a kernel after the weights
+   smears those steps;
 2. **residual intensity weighting**: what the correction to unit weights leaves of the folded
    one-phonon S(Q, E) weights (|Q·e|² averaged over the folded zones, the Debye–Waller factor,
    a temperature guessed wrong): a smooth random multiplicative field
@@ -108,8 +112,17 @@ class MeasurementModel:
     #: session 16) — and the coverage is drawn before the rendering. Empty: as before session 16.
     #: Inert with a bank of another size (``Augmenter.scan_geometry`` is then empty).
     sqe_scan_geometry: dict = field(default_factory=dict)
+    #: an S(Q,E)-path draw that gets a resolution (``p_resolution``) is rendered on lines broadened
+    #: with the ARCS resolution at the drawn Ei and weighted after, as an instrument records them
+    #: (and as the OOD refit's oriented renderer has since session 38) — instead of weights applied
+    #: to the dataset's σ = 1 meV lines and the extra-width kernel after them, which smears the
+    #: abrupt steps a single scan's coverage makes in E (session 39). False: as every shipped
+    #: model was trained.
+    sqe_resolved_lines: bool = False
 
     def __post_init__(self):
+        if not isinstance(self.sqe_resolved_lines, bool):
+            raise FcinvError(f"measurement model: sqe_resolved_lines must be true or false, got {self.sqe_resolved_lines!r}")
         for k in ("p_clean", "p_resolution", "p_elastic", "p_noiseless", "p_mask", "p_single", "p_sqe"):
             v = getattr(self, k)
             if not (0 <= v <= 1):
@@ -256,22 +269,29 @@ class Augmenter:
             cov, cov_info = self._coverage(r)
         if r.random() < m.p_resolution:
             k = int(r.integers(len(self.eis)))
+        resolved = False  # the resolution rendered on the lines (S(Q,E) path, sqe_resolved_lines), not a kernel after
         if m.p_sqe > 0:  # (no draw without it: the draws of every earlier model stay as they were)
             use = r.random() < m.p_sqe
             kw = k if k is not None else int(r.integers(len(self.eis)))
             kt = int(r.integers(len(m.sqe_temperatures)))
             if use and self.weighting is not None and self.params is not None:
+                resolved = k is not None and m.sqe_resolved_lines
                 one_scan = cov_info.get("scan_index") if scan_first else None
                 if one_scan is not None:
-                    x = self.weighting.render_scan(self.params[sample], int(one_scan), kt, self.scan_geometry)
+                    x = self.weighting.render_scan(
+                        self.params[sample], int(one_scan), kt, self.scan_geometry, i_ei=k if resolved else None
+                    )
                     info["scan_weights"] = True
                 else:
-                    x = self.weighting.render(self.params[sample], kw, kt)
+                    x = self.weighting.render(self.params[sample], kw, kt, resolved=resolved)
                 sqe_t = kt
                 info["sqe_weights"] = True
                 info["temperature_k"] = float(m.sqe_temperatures[kt])
+                if resolved:
+                    info["resolved_lines"] = True
         if k is not None:
-            x = x @ self.kernels_t[k]
+            if not resolved:
+                x = x @ self.kernels_t[k]
             info["ei_mev"] = float(self.eis[k])
         # residual weighting: smooth random field along q and a tilt along E
         xq = np.linspace(0.0, 1.0, nq)
@@ -447,6 +467,7 @@ class SQEWeighting:
         self._twins: dict = {}
         self._scan_twins: dict = {}
         self._scan_weights: dict = {}
+        self._fm_ei: dict = {}  # Ei index -> ``fm`` with the ARCS resolution at that Ei (:meth:`_at_ei`)
 
     def _amplitudes(self, qmax: float, i_t: int) -> np.ndarray:
         """The reference's mode amplitudes over the fold geometry of ``qmax`` at ``temperatures[i_t]``, kept."""
@@ -474,14 +495,24 @@ class SQEWeighting:
             cls._cache[key] = cls(material, eis_mev, temperatures_k, progress=progress)
         return cls._cache[key]
 
-    def render(self, params, i_ei: int, i_t: int) -> np.ndarray:
+    def _at_ei(self, i_ei: int):
+        """``fm`` with the ARCS resolution at ``eis[i_ei]`` instead of the dataset's σ (kept; a twin
+        sharing the blocks, ``ForwardModel.with_resolution``)."""
+        if int(i_ei) not in self._fm_ei:
+            self._fm_ei[int(i_ei)] = self.fm.with_resolution(("arcs", float(self.eis[int(i_ei)])))
+        return self._fm_ei[int(i_ei)]
+
+    def render(self, params, i_ei: int, i_t: int, resolved: bool = False) -> np.ndarray:
         """The (nq, nE) float32 folded one-phonon S(Q,E) of force constants ``params`` (P,) — the
         weights of Ei ``eis[i_ei]`` and T ``temperatures[i_t]``, times (n+1)/E — as an instrument
         sees it before any correction, scaled so that its 99.5th percentile is 1 (the peak the
-        noise grid's B and P refer to, as ``fcinv simulate --full-sqe --noise`` does)."""
-        key = (int(i_ei), int(i_t))
+        noise grid's B and P refer to, as ``fcinv simulate --full-sqe --noise`` does). Lines of the
+        dataset's σ (the resolution is a kernel applied after), or ``resolved``: of the ARCS
+        resolution at that Ei, as a measurement has them."""
+        key = (int(i_ei), int(i_t), bool(resolved))
         if key not in self._twins:
-            self._twins[key] = self.fm.with_sqe_weights(self.slot_weights[i_t, i_ei], float(self.temperatures[i_t]))
+            base = self._at_ei(i_ei) if resolved else self.fm
+            self._twins[key] = base.with_sqe_weights(self.slot_weights[i_t, i_ei], float(self.temperatures[i_t]))
         img = np.asarray(self._twins[key].spectra(np.asarray(params, float)[None], normalize=False), float)[0]
         return (img / max(float(np.percentile(img, SQE_CLIP)), 1e-30)).astype(np.float32)
 
@@ -507,14 +538,20 @@ class SQEWeighting:
             self._scan_weights[key] = self.fm.slot_weights(self.ref, mw).astype(np.float32)
         return self._scan_weights[key]
 
-    def render_scan(self, params, i_scan: int, i_t: int, geometry: dict) -> np.ndarray:
+    def render_scan(self, params, i_scan: int, i_t: int, geometry: dict, i_ei: int | None = None) -> np.ndarray:
         """As :meth:`render`, with the mode weights of one single-orientation scan of the coverage
-        bank (:meth:`scan_slot_weights`) instead of the full kinematic coverage's."""
-        key = (int(i_scan), int(i_t))
-        if key not in self._scan_twins:
-            t = float(self.temperatures[int(i_t)])
-            self._scan_twins[key] = self.fm.with_sqe_weights(self.scan_slot_weights(i_scan, i_t, geometry), t)
-        img = np.asarray(self._scan_twins[key].spectra(np.asarray(params, float)[None], normalize=False), float)[0]
+        bank (:meth:`scan_slot_weights`) instead of the full kinematic coverage's; ``i_ei``: on
+        lines of the ARCS resolution at ``eis[i_ei]`` (the twin made per call: ~0.1 ms), else of
+        the dataset's σ."""
+        t = float(self.temperatures[int(i_t)])
+        if i_ei is not None:
+            twin = self._at_ei(i_ei).with_sqe_weights(self.scan_slot_weights(i_scan, i_t, geometry), t)
+        else:
+            key = (int(i_scan), int(i_t))
+            if key not in self._scan_twins:
+                self._scan_twins[key] = self.fm.with_sqe_weights(self.scan_slot_weights(i_scan, i_t, geometry), t)
+            twin = self._scan_twins[key]
+        img = np.asarray(twin.spectra(np.asarray(params, float)[None], normalize=False), float)[0]
         return (img / max(float(np.percentile(img, SQE_CLIP)), 1e-30)).astype(np.float32)
 
     def correct(self, img: np.ndarray, i_t: int) -> np.ndarray:

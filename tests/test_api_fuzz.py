@@ -109,6 +109,8 @@ def test_forward_model_arguments(ge, ge_fm):
         ("iter_spectra(chunk=)", lambda v: list(ge_fm.iter_spectra(th[None], chunk=v))),
         ("spectra(dtype=)", lambda v: ge_fm.spectra(th, dtype=v)),
         ("with_broadening", lambda v: ge_fm.with_broadening(v)),
+        ("with_resolution", lambda v: ge_fm.with_resolution(v)),
+        ("with_resolution(sigma_mev=)", lambda v: ge_fm.with_resolution(None, v)),
         ("forward_model(sigma_mev=)", lambda v: ge.forward_model(sigma_mev=v)),
         ("forward_model(resolution=)", lambda v: ge.forward_model(resolution=v)),
         ("forward_model(backend=)", lambda v: ge.forward_model(backend=v)),

@@ -308,6 +308,13 @@ CORPUS = [
     (["train", "--dataset", "{ds}", "--out", "{d}/run_s", "--sqe-scan-weights"], "apply with --augment only"),
     ([*TRAIN_SCAN, "--no-masks", "--sqe-weights", "0.5", "--sqe-scan-weights"], "--sqe-scan-weights needs"),
     ([*TRAIN_SCAN, "--regressor-only", "--sqe-weights", "0.5", "--sqe-scan-weights"], "not with --regressor-only"),
+    (["train", "--dataset", "{ds}", "--out", "{d}/run_r", "--sqe-resolved-lines"], "apply with --augment only"),
+    (
+        ["evaluate", "--model", "ge-vae-paper", "--dataset", "{ds}", "--allow-other-domain", "--sqe-resolved-lines"],
+        "--sqe-resolved-lines needs --augment",
+    ),
+    ([*TRAIN_SCAN, "--sqe-resolved-lines"], "--sqe-resolved-lines needs --sqe-weights"),
+    ([*TRAIN_SCAN, "--regressor-only", "--sqe-weights", "0.5", "--sqe-resolved-lines"], "not with --regressor-only"),
     (
         [*TRAIN_SCAN, "--mask-bank", "{d}/oldbank.npz", "--sqe-weights", "0.5", "--sqe-scan-weights"],
         "does not record its geometry",

@@ -113,6 +113,24 @@ def test_normalised_images_and_energy_dependent_width(ge, ge_fm):
     assert np.abs(b - c).max() < 2e-3 * c.max()
 
 
+def test_a_resolution_twin_renders_as_a_model_built_with_it(ge, ge_fm, rng):
+    """``with_resolution`` shares the blocks and gives the images of a model built with that
+    resolution (compiled kernel and the dense S(Q,E) path); the original keeps its own."""
+    th = ge_fm.reference_theta * (1 + 0.05 * rng.standard_normal((3, ge_fm.n_active)))
+    built = ge.forward_model(resolution=("arcs", 80.0))
+    twin = ge_fm.with_resolution(("arcs", 80.0))
+    assert twin.resolution == built.resolution and ge_fm.resolution["kind"] == "constant"
+    assert np.array_equal(twin.spectra(th, normalize=False), built.spectra(th, normalize=False))
+    before = ge_fm.spectra(th, normalize=False)
+    back = twin.with_resolution(None, float(ge_fm.sigma_table[0]))
+    assert np.array_equal(back.spectra(th, normalize=False), before)
+    w = rng.uniform(0.5, 2.0, built.path.slot_w.shape[0])
+    a = twin.with_sqe_weights(w, 5.0).spectra(th, normalize=False)
+    b = built.with_sqe_weights(w, 5.0).spectra(th, normalize=False)
+    assert np.array_equal(a, b)
+    assert np.abs(a - ge_fm.with_sqe_weights(w, 5.0).spectra(th, normalize=False)).max() > 0.05 * a.max()
+
+
 def test_arcs_resolution_values():
     from fcinv_widgets.broadening import sigma_arcs
 

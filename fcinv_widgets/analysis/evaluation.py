@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import FcinvError
@@ -55,7 +57,16 @@ def _regime_record(model, sigma_regime, n: int):
     return {k: sum(str(u) == k for u in used) for k in kinds}
 
 
-def realistic_test_set(dataset, spectra, info: dict, mask_bank=None, sqe_weights=None, single_scans: bool = False, seed: int = 0):
+def realistic_test_set(
+    dataset,
+    spectra,
+    info: dict,
+    mask_bank=None,
+    sqe_weights=None,
+    single_scans: bool = False,
+    seed: int = 0,
+    resolved_lines: bool = False,
+):
     """A dataset's test spectra as an instrument would record them: ``(spectra, regimes, description)``.
 
     ``spectra``, ``info``: the test split as :func:`~fcinv_widgets.models.train.load_split` gives
@@ -63,7 +74,10 @@ def realistic_test_set(dataset, spectra, info: dict, mask_bank=None, sqe_weights
     (:mod:`fcinv_widgets.measurement`) applied with ``seed``; ``mask_bank``: an ``.npz`` of coverage
     masks; ``sqe_weights``: the fraction (0–1) rendered with the folded one-phonon S(Q,E) mode
     weights (each single scan with its orientation's own when the bank records its geometry);
-    ``single_scans``: every spectrum one single-orientation scan of the bank. ``regimes``: per
+    ``single_scans``: every spectrum one single-orientation scan of the bank; ``resolved_lines``:
+    S(Q,E) draws on lines of the drawn Ei's ARCS resolution, weighted after
+    (``MeasurementModel.sqe_resolved_lines``; the default draws as every shipped model's realistic
+    test sets were drawn). ``regimes``: per
     spectrum the σ calibration inference would pick for it (a measurement draw "measured", an
     S(Q,E) draw "measured-sqe", "…-scan" for one single scan); ``description``: one phrase for
     reports. What ``fcinv evaluate --augment`` evaluates on."""
@@ -77,9 +91,11 @@ def realistic_test_set(dataset, spectra, info: dict, mask_bank=None, sqe_weights
     masks, bank_meta = load_bank(mask_bank) if mask_bank else (None, {})
     # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
     geometry = recorded_geometry(bank_meta) if p_sqe else {}
-    mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry)
+    if resolved_lines and not p_sqe:
+        raise FcinvError("resolved lines apply to S(Q,E) draws: give sqe_weights > 0")
+    mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry, sqe_resolved_lines=bool(resolved_lines))
     if single_scans:
-        mm = MeasurementModel(p_sqe=p_sqe, sqe_scan_geometry=geometry, p_clean=0.0, p_mask=1.0, p_single=1.0)
+        mm = replace(mm, p_clean=0.0, p_mask=1.0, p_single=1.0)
     aug = _augmenter(mm, info, masks, seed, dataset=dataset, split="test", n=len(spectra))
     x, infos = aug.apply(spectra, np.arange(len(spectra)), TEST_EPOCH, return_info=True)
     regimes = [
@@ -92,7 +108,8 @@ def realistic_test_set(dataset, spectra, info: dict, mask_bank=None, sqe_weights
         f"augmented (measurement model defaults{f', S(Q,E) weights p = {p_sqe:g}' if p_sqe else ''}, seed {seed}"
         f"{', coverage masks' if masks is not None else ''}"
         f"{', single scans with their orientation weights' if geometry else ''}"
-        f"{', every spectrum a single scan' if single_scans else ''})"
+        f"{', every spectrum a single scan' if single_scans else ''}"
+        f"{', lines of the ARCS resolution weighted after' if resolved_lines else ''})"
     )
     return x, regimes, description
 

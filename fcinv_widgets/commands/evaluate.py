@@ -57,6 +57,13 @@ def register(sub):
         help="with --augment and --mask-bank: every test spectrum one single-orientation scan of the bank (no clean "
         "pass-through; with --sqe-weights, each orientation's own S(Q,E) weights when the bank records its geometry)",
     )
+    p.add_argument(
+        "--sqe-resolved-lines",
+        action="store_true",
+        help="with --sqe-weights: render the S(Q,E) test spectra on lines of the ARCS resolution at their drawn Ei, "
+        "weighted after, as a measurement has them (the order fcinv train --sqe-resolved-lines trains with; default: "
+        "the resolution kernel after the weights, as the shipped models' realistic test sets were drawn)",
+    )
     add_seed(p, "with --augment: seed of the measurement model's draws")
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
@@ -88,6 +95,8 @@ def run(args) -> int:
         raise FcinvError("--single-scans needs the coverage masks the scans come from (--mask-bank)")
     if args.sqe_weights is not None and not 0 <= args.sqe_weights <= 1:
         raise FcinvError(f"--sqe-weights is a fraction in [0, 1], got {args.sqe_weights:g}")
+    if args.sqe_resolved_lines and not args.sqe_weights:
+        raise FcinvError("--sqe-resolved-lines needs --augment and --sqe-weights > 0")
     test_set, regime = "clean", "model-image"
     if args.augment:
         from ..analysis.evaluation import realistic_test_set
@@ -100,6 +109,7 @@ def run(args) -> int:
             sqe_weights=args.sqe_weights,
             single_scans=args.single_scans,
             seed=args.seed,
+            resolved_lines=args.sqe_resolved_lines,
         )
     d = evaluate_model(model, x, y, n_samples=args.n_samples, progress=not (args.json or args.no_progress), sigma_regime=regime)
     true, pred, std = d.pop("true"), d.pop("pred"), d.pop("pred_std")
@@ -113,7 +123,8 @@ def run(args) -> int:
         + (f" --augment --seed {args.seed}" if args.augment else "")
         + (f" --mask-bank {Path(args.mask_bank).name}" if args.mask_bank else "")
         + (f" --sqe-weights {args.sqe_weights:g}" if args.sqe_weights is not None else "")
-        + (" --single-scans" if args.single_scans else ""),
+        + (" --single-scans" if args.single_scans else "")
+        + (" --sqe-resolved-lines" if args.sqe_resolved_lines else ""),
     }
     tr = dict(model.config.get("training") or {})
     if tr:  # how the checkpoint was trained (sizes, epochs, wall time, device), without the per-epoch history

@@ -106,6 +106,13 @@ def register(sub):
         help="with --sqe-weights: render an S(Q,E) draw that gets a single-scan mask with the mode weights of that "
         "orientation's detector hits (a real single scan's intensities), not the full coverage's",
     )
+    p.add_argument(
+        "--sqe-resolved-lines",
+        action="store_true",
+        help="with --sqe-weights: render an S(Q,E) draw on lines of the ARCS resolution at its drawn Ei, weighted "
+        "after, as an instrument records them, instead of a resolution kernel after the weights (off: as the shipped "
+        "models were trained)",
+    )
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "dir", None)])
 
@@ -163,13 +170,17 @@ def run(args) -> int:
         or args.no_masks
         or args.sqe_weights is not None
         or args.sqe_scan_weights
+        or args.sqe_resolved_lines
         or args.clean_fraction is not None
     ) and not args.augment:
         raise FcinvError(
-            "--mask-bank, --no-masks, --sqe-weights, --sqe-scan-weights and --clean-fraction apply with --augment only"
+            "--mask-bank, --no-masks, --sqe-weights, --sqe-scan-weights, --sqe-resolved-lines and --clean-fraction "
+            "apply with --augment only"
         )
     if args.sqe_scan_weights and (not args.sqe_weights or args.no_masks):
         raise FcinvError("--sqe-scan-weights needs --sqe-weights > 0 and coverage masks (not --no-masks)")
+    if args.sqe_resolved_lines and not args.sqe_weights:
+        raise FcinvError("--sqe-resolved-lines needs --sqe-weights > 0")
     aug = {}
     if args.augment and not args.regressor_only:
         augment = True
@@ -188,6 +199,8 @@ def run(args) -> int:
         changes: dict = {} if args.clean_fraction is None else {"p_clean": float(args.clean_fraction)}
         if args.sqe_weights is not None:
             changes |= {"p_sqe": float(args.sqe_weights), "sqe_scan_geometry": geometry}
+        if args.sqe_resolved_lines:
+            changes |= {"sqe_resolved_lines": True}
         if changes:
             from ..measurement import MeasurementModel
 
@@ -198,10 +211,16 @@ def run(args) -> int:
             raise FcinvError("--init-from does not apply with --regressor-only")
         aug["init_from"] = args.init_from
     if args.regressor_only:
-        if args.supervise is not None or args.sqe_weights is not None or args.sqe_scan_weights or args.clean_fraction is not None:
+        if (
+            args.supervise is not None
+            or args.sqe_weights is not None
+            or args.sqe_scan_weights
+            or args.sqe_resolved_lines
+            or args.clean_fraction is not None
+        ):
             raise FcinvError(
-                "--supervise, --sqe-weights, --sqe-scan-weights and --clean-fraction apply while the network trains, "
-                "not with --regressor-only"
+                "--supervise, --sqe-weights, --sqe-scan-weights, --sqe-resolved-lines and --clean-fraction apply while the "
+                "network trains, not with --regressor-only"
             )
         if args.model != "vae":
             raise FcinvError("--regressor-only applies to --model vae only")

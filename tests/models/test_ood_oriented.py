@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("torch")
 
 from test_ood_limits import _folder, _refused, _script  # noqa: E402
-from test_ood_scan import _row, _table  # noqa: E402
+from test_ood_scan import _bench_json, _row, _table  # noqa: E402
 
 
 def test_scan_orientation_checks_its_fields_and_is_none_without_angle_or_ei():
@@ -252,7 +252,6 @@ def test_ood_scan_limits_oriented_calibrates_on_the_oriented_scores_and_writes_b
     has it); the pre-registered criteria against rule S; ``--write`` stores ``scan_limits_oriented``
     and keeps ``scan_limits``; rows without oriented scores are refused."""
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
 
     mod = _script("ood_scan_limits")
     d = _folder(tmp_path)
@@ -271,12 +270,7 @@ def test_ood_scan_limits_oriented_calibrates_on_the_oriented_scores_and_writes_b
     cal = [row("own", 0.25, float(v), ei=(80.0 if i % 2 else 125.0)) for i, v in enumerate(refit)]
 
     def write(name, rows, oriented=True):
-        p = tmp_path / name
-        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
-        settings |= {"scan_angles": "0:120", "oriented_scores": oriented}
-        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
-        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
-        return str(p)
+        return _bench_json(tmp_path / name, d, rows, stats.measured, oriented=oriented)
 
     test = [row("own", 0.2, 0.1), row("own", 0.35, 0.12), row("own", 0.2, 0.2)]  # rule S: 1 of 3; S′: 1 of 3
     test += [row("other", 0.2, 0.3), row("other", 0.25, 0.4), row("other", 0.4, 0.1)]  # rule S: 1 of 3; S′: 2 of 3
@@ -382,7 +376,7 @@ def test_ood_scan_limits_excess_adds_the_refit_excess_as_one_more_score(tmp_path
     smallest of the own rows' oriented excess; the held-out scans' "current" verdict is rule S′'s where
     the model has it (their oriented scores), and rule S′E flags an excess over its limit."""
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256, refit_excess
+    from fcinv_widgets.models.ood import refit_excess
 
     mod = _script("ood_scan_limits")
     d = _folder(tmp_path)
@@ -401,12 +395,7 @@ def test_ood_scan_limits_excess_adds_the_refit_excess_as_one_more_score(tmp_path
     cal = [row("own", float(v), ei=(80.0 if i % 2 else 125.0)) for i, v in enumerate(refit)]
 
     def write(name, rows):
-        p = tmp_path / name
-        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
-        settings |= {"scan_angles": "0:120", "oriented_scores": True}
-        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
-        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
-        return str(p)
+        return _bench_json(tmp_path / name, d, rows, stats.measured, oriented=True)
 
     test = [row("own", 0.1), row("other", 0.6), row("other", 0.3), row("other", 0.1)]  # S′: other 1 of 3
     out_json = tmp_path / "x.json"

@@ -2,6 +2,7 @@
 S(Q,E) (``OODStats.scan_limits``, ``check(single_scan=True)``, ``benchmarks/ood_scan_limits.py``)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,6 +293,20 @@ def test_damaged_scan_rates_are_refused_in_one_line(tmp_path, damage):
     assert "scan_rates" in _refused(tmp_path, {"scan_rates": rates | damage})
 
 
+def _bench_json(path, model_dir, rows, measured, scans="0:120", oriented=None) -> str:
+    """Write a ``bench_ood_fit.py`` output of ``rows`` for the model folder ``model_dir`` (its
+    checkpoint's hash, the measured-regime thresholds ``measured``, the current check version) to
+    ``path``; ``scans``: its ``--scan-angles`` setting (None: full data); ``oriented``: its
+    ``--oriented-scores`` setting, when given. Returns the path as a string."""
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
+
+    settings = {"model": str(model_dir), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
+    settings |= {"scan_angles": scans} | ({} if oriented is None else {"oriented_scores": oriented})
+    rec = {"settings": settings, "model_sha256": file_sha256(Path(model_dir) / "model.pt"), "ood_measured_regime": measured}
+    Path(path).write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
+    return str(path)
+
+
 def _row(kind, values: dict, ei=100.0, snr=50.0):
     """A bench_ood_fit.py --scan-angles row with recorded measured-regime scores ``values``."""
     thresholds = {"feature": 14.0, "residual": 2.8, "refit": 0.4, "band": 1.2}
@@ -316,7 +331,6 @@ def test_ood_scan_limits_script_calibrates_scores_writes_and_keeps_scans_apart(t
     and the pre-registered criteria; ``--write`` stores the limits and the held-out rates; full-data
     rows are refused here and scan rows by the full-data scripts."""
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
 
     mod = _script("ood_scan_limits")
     d = _folder(tmp_path)
@@ -328,13 +342,7 @@ def test_ood_scan_limits_script_calibrates_scores_writes_and_keeps_scans_apart(t
     cal += [_row("own", {"refit": 5.0}, ei=60.0), _row("other", {"refit": 5.0})]  # outside the range; another crystal
 
     def write(name, rows, scans="0:120"):
-        p = tmp_path / name
-        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
-        rec = {"settings": settings | {"scan_angles": scans}, "model_sha256": file_sha256(d / "model.pt")}
-        p.write_text(
-            json.dumps(rec | {"ood_measured_regime": stats.measured, "ood_check_version": OOD_CHECK_VERSION, "rows": rows})
-        )
-        return str(p)
+        return _bench_json(tmp_path / name, d, rows, stats.measured, scans)
 
     test = [_row("own", {"refit": 0.25}), _row("own", {"refit": 0.35}), _row("own", {"refit": 0.22})]
     test += [
