@@ -25,12 +25,11 @@ checkpoint or other measured-regime thresholds.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
 from ood_limits import conformal_limit, conformal_rank
-from ood_rates import command_line, load_rows, measured_stats, row_excess, row_flag, row_ratio, save_stats
+from ood_rates import command_line, load_rows, measured_stats, row_excess, row_flag, row_ratio, rule_parser, save_stats
 
 from fcinv_widgets.measurement import ei_inside
 from fcinv_widgets.models.ood import OOD_CHECK_VERSION
@@ -123,14 +122,14 @@ def criteria(sc: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json calibration files of this model (own crystal)")
-    ap.add_argument("--model", required=True)
+    ap = rule_parser(
+        __doc__,
+        "bench_ood_fit.py --json calibration files of this model (own crystal)",
+        "store the limit in the model's ood.json",
+        test_help="held-out bench_ood_fit.py --json files to score the rule on",
+        json_help="write the limit, the scores and the criteria here",
+    )
     ap.add_argument("--alpha", type=float, default=0.02, help="the false-alarm rate the limit aims at")
-    ap.add_argument("--test", nargs="*", default=[], help="held-out bench_ood_fit.py --json files to score the rule on")
-    ap.add_argument("--json", default=None, help="write the limit, the scores and the criteria here")
-    ap.add_argument("--write", action="store_true", help="store the limit in the model's ood.json")
-    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
     if not 0 < a.alpha < 0.5:
         raise SystemExit("--alpha must lie in (0, 0.5)")

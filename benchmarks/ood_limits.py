@@ -25,11 +25,10 @@ training`` (rule C′): only calibration rows measured at an Ei inside the model
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
-from ood_rates import command_line, edges_arg, load_rows, measured_stats, row_flag, row_ratio, save_stats
+from ood_rates import command_line, edges_arg, load_rows, measured_stats, row_flag, row_ratio, rule_parser, save_stats
 
 from fcinv_widgets.measurement import ei_inside
 from fcinv_widgets.models.ood import OOD_CHECK_VERSION
@@ -94,9 +93,12 @@ def score(rows: list, stats, edges: list) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json calibration files of this model (own crystal)")
-    ap.add_argument("--model", required=True)
+    ap = rule_parser(
+        __doc__,
+        "bench_ood_fit.py --json calibration files of this model (own crystal)",
+        "store the limits in the model's ood.json",
+        test_help="held-out bench_ood_fit.py --json files to score the limits on",
+    )
     ap.add_argument("--edges", default="3,10,30,100", help="lower edges of the structure-to-noise bins (the last open)")
     ap.add_argument("--alpha", type=float, default=0.02, help="the false-alarm rate per bin the limits aim at")
     ap.add_argument("--min-rows", type=int, default=20, help="a bin with fewer calibration rows keeps the limit 1")
@@ -106,9 +108,6 @@ def main(argv=None) -> int:
         default="any",
         help="training: calibrate on, and apply to, inputs measured inside the model's training Ei range only (rule C′)",
     )
-    ap.add_argument("--test", nargs="*", default=[], help="held-out bench_ood_fit.py --json files to score the limits on")
-    ap.add_argument("--write", action="store_true", help="store the limits in the model's ood.json")
-    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
     edges = edges_arg(a.edges)
     if not 0 < a.alpha < 0.5 or a.min_rows < 1:

@@ -41,6 +41,23 @@ def edges_arg(text: str) -> list:
     return edges
 
 
+def rule_parser(doc: str, rows_help: str, write_help: str, test_help: str | None = None, json_help: str | None = None):
+    """The argument parser of a rule script (this one, ``ood_limits``, ``ood_scan_limits``,
+    ``ood_excess``; ``doc``: its docstring, whose first line describes it) with the options they
+    share: the calibration ``rows``, ``--model``, ``--write``, ``--assume-current`` and, given
+    their help texts, ``--test`` (held-out files) and ``--json``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("rows", nargs="+", help=rows_help)
+    ap.add_argument("--model", required=True)
+    if test_help is not None:
+        ap.add_argument("--test", nargs="*", default=[], help=test_help)
+    if json_help is not None:
+        ap.add_argument("--json", default=None, help=json_help)
+    ap.add_argument("--write", action="store_true", help=write_help)
+    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
+    return ap
+
+
 def command_line(script: str, argv) -> str:
     """How a table was made, for its ``command`` field: ``python benchmarks/SCRIPT.py`` and the
     arguments (``argv``, or the process's own), shell-quoted."""
@@ -172,14 +189,10 @@ def row_flag(r: dict, stats) -> bool:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --json files of this model")
-    ap.add_argument("--model", required=True)
+    ap = rule_parser(__doc__, "bench_ood_fit.py --json files of this model", "store the table in the model's ood.json")
     ap.add_argument(
         "--edges", default="3,10,30", help="lower edges of the structure-to-noise bins (the last open; from 3: rule W)"
     )
-    ap.add_argument("--write", action="store_true", help="store the table in the model's ood.json")
-    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
     edges = edges_arg(a.edges)
     model, stats = measured_stats(a.model)

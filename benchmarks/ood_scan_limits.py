@@ -36,14 +36,13 @@ get without their angle (rule S where the model has it), and ``--write`` stores 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
 
 from ood_excess import judged, oriented_row, score
 from ood_limits import conformal_limit, conformal_rank
-from ood_rates import command_line, load_rows, measured_stats, row_excess, save_stats
+from ood_rates import command_line, load_rows, measured_stats, row_excess, rule_parser, save_stats
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.measurement import ei_inside
@@ -95,13 +94,14 @@ def criteria(sc: dict, rule_s: bool = False) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("rows", nargs="+", help="bench_ood_fit.py --scan-angles --json calibration files of this model")
-    ap.add_argument("--model", required=True)
+    ap = rule_parser(
+        __doc__,
+        "bench_ood_fit.py --scan-angles --json calibration files of this model",
+        "store the limits in the model's ood.json",
+        test_help="held-out bench_ood_fit.py --scan-angles --json files",
+        json_help="write the limits, the scores and the criteria here",
+    )
     ap.add_argument("--alpha", type=float, default=0.05, help="the false-alarm rate the limits aim at (shared by the scores)")
-    ap.add_argument("--test", nargs="*", default=[], help="held-out bench_ood_fit.py --scan-angles --json files")
-    ap.add_argument("--json", default=None, help="write the limits, the scores and the criteria here")
-    ap.add_argument("--write", action="store_true", help="store the limits in the model's ood.json")
     ap.add_argument(
         "--write-rates",
         action="store_true",
@@ -121,7 +121,6 @@ def main(argv=None) -> int:
         help="with --oriented (rule S′E): the oriented refit's excess over the input's noise share is one more score "
         "with a limit of its own (excess_limit; α shared by the k + 1 scores)",
     )
-    ap.add_argument("--assume-current", action="store_true", help="rows that do not record the checkpoint they were measured on")
     a = ap.parse_args(argv)
     if a.excess and not a.oriented:
         raise SystemExit("--excess is a part of rule S′: give --oriented too")
