@@ -337,3 +337,27 @@ def test_clean_fraction_reaches_the_measurement_model(tiny_dataset, tmp_path):
     ood_args = ["--dataset", str(tiny_dataset), "--n-train", "10", "--n-test", "10", "--no-progress"]
     assert main(["ood-calibrate", "--model", str(out), *ood_args]) == 0
     assert json.loads((out / "ood.json").read_text())["calibration"]["augmented"]["p_clean"] == MEASURED_P_CLEAN
+
+
+def test_resolved_lines_reach_the_checkpoint_and_the_test_set(tiny_dataset, tmp_path, capsys):
+    """fcinv train --sqe-resolved-lines: the checkpoint's measurement model records it (off without
+    the flag), its S(Q,E) draws say so; fcinv evaluate --sqe-resolved-lines draws its test set that
+    way and records it in the command it reports."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.models import load_model
+
+    base = ["train", "--dataset", str(tiny_dataset), "--model", "resnet", "--width", "8", "--augment", "--no-masks"]
+    base += ["--epochs", "1", "--batch-size", "16", "--threads", "1", "--no-progress", "--sqe-weights", "1"]
+    for flag in (False, True):
+        out = tmp_path / f"r{flag}"
+        assert main([*base, "--out", str(out)] + (["--sqe-resolved-lines"] if flag else [])) == 0
+        assert load_model(out).config["augment"]["sqe_resolved_lines"] is flag
+    capsys.readouterr()
+    ev = ["evaluate", "--model", str(out), "--dataset", str(tiny_dataset), "--augment", "--sqe-weights", "1", "--json"]
+    ev += ["--no-progress", "--n-samples", "2"]
+    assert main([*ev, "--sqe-resolved-lines"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["evaluated_with"].endswith("--sqe-resolved-lines") and "weighted after" in d["test_set"]
+    assert main(ev) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert "weighted after" not in plain["test_set"] and plain["r2"] != d["r2"]  # other draws, other scores
