@@ -326,9 +326,12 @@ class FCBasis:
         return self._compact
 
     def describe(self) -> list:
-        """One dict per parameter: index, name, shell, distance (Å), element, orbit size."""
+        """One dict per parameter: index, name, shell, distance (Å), element, atom pair, orbit size."""
         out = []
+        syms = self.crystal.symbols
         for orb in self.orbits:
+            i, j = orb.pair
+            species = f"{syms[self.s2pp[i]]}-{syms[self.s2pp[j]]}"
             for p, el in zip(orb.params, orb.elements):
                 out.append(
                     {
@@ -337,6 +340,7 @@ class FCBasis:
                         "shell": orb.index,
                         "distance_A": round(orb.distance, 4),
                         "element": el,
+                        "species": species,
                         "pairs": orb.n_pairs,
                         "vector_A": [round(v, 4) for v in orb.vector],
                     }

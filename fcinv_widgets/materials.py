@@ -160,10 +160,14 @@ class Material:
                 self._reference = self.dft_params
                 self.reference_source = "first-principles (DFT) force constants"
             else:
-                raise MissingDependencyError(
-                    f"no reference force constants for {self.name}: run `fcinv ensemble --material {self.name}` "
-                    "or give force constants (--force-constants FILE)"
-                )
+                if self.name.lower() in PRESETS:
+                    hint = f"run `fcinv ensemble --material {self.name}` or give force constants (--force-constants FILE)"
+                else:
+                    hint = (
+                        "a structure file alone has none: give force constants (--force-constants FILE: phonopy "
+                        "FORCE_CONSTANTS or force_constants.hdf5 of the same structure)"
+                    )
+                raise MissingDependencyError(f"no reference force constants for {self.name}: {hint}")
             if len(self._reference) != self.basis.n_params:
                 raise FcinvError(f"{self.name}: reference has {len(self._reference)} parameters, basis has {self.basis.n_params}")
         return self._reference

@@ -153,6 +153,57 @@ def test_basis_command_on_a_conventional_cell(capsys, nacl_files):
     np.testing.assert_allclose(out["values_ev_a2"], p, atol=1e-9)
 
 
+def test_basis_command_on_a_structure_alone_lists_the_basis(capsys, tmp_path, bases):
+    """The basis is the structure's: without force constants `basis` lists parameters and orbits (values,
+    sensitivities and the ranking null, the text says why) instead of refusing; with them, as before."""
+    import ase.io
+
+    b = _basis(bases, "NaCl-primitive")
+    ase.io.write(tmp_path / "POSCAR", b.crystal.to_ase(), format="vasp", direct=True)
+    out = _cli_json(capsys, ["basis", "--structure", str(tmp_path / "POSCAR"), "--supercell", "2", "2", "2"])
+    assert out["n_params"] == b.n_params and out["names"] == b.names
+    assert out["values_ev_a2"] is None and out["top"] is None and out["reference_source"] is None
+    assert all(r["value_ev_a2"] is None and r["sensitivity_mev"] is None for r in out["parameters"])
+    from fcinv_widgets.cli import main
+
+    assert main(["basis", "--structure", str(tmp_path / "POSCAR"), "--supercell", "2", "2", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "none without force constants (give --force-constants FILE)" in text and "Na-Cl" in text
+
+
+@pytest.mark.parametrize("name", ["NaCl-primitive", "GaN-wurtzite", "TiO2-rutile"])
+def test_orbit_species_match_the_geometry(bases, name):
+    """Each orbit's atom pair (`describe()['species']`) against the cell's geometry, found independently:
+    at every distance the orbits' unordered species pairs are those of the atom pairs (a, b) of the cell
+    with r_b − r_a − v a lattice vector for the orbits' vectors v."""
+    from ase.data import chemical_symbols
+
+    b = _basis(bases, name)
+    cr = b.crystal
+    # the representative pair's species from phonopy's supercell atomic numbers
+    for orb in b.orbits:
+        want = "-".join(chemical_symbols[b._sc_numbers[k]] for k in orb.pair)
+        assert {r["species"] for r in b.describe() if r["index"] in orb.params} == {want}
+    frac = np.asarray(cr.positions)
+    inv = np.linalg.inv(np.asarray(cr.lattice))
+    by_distance: dict = {}
+    for r in b.describe():
+        by_distance.setdefault(round(r["distance_A"], 3), set()).add(
+            (tuple(sorted(r["species"].split("-"))), tuple(r["vector_A"]))
+        )
+    for d, entries in by_distance.items():
+        reported = {sp for sp, _ in entries}
+        found = set()
+        for _, v in entries:
+            for a in range(cr.n_atoms):
+                for c in range(cr.n_atoms):
+                    shift = frac[c] - frac[a] - np.asarray(v) @ inv
+                    if np.abs(shift - np.rint(shift)).max() < 1e-3:
+                        found.add(tuple(sorted((cr.symbols[a], cr.symbols[c]))))
+        assert reported == found, (d, reported, found)
+    assert len(by_distance) >= 2
+
+
 def test_primitive_option_reduces_on_request(nacl_files):
     from fcinv_widgets.structure import Crystal, to_primitive
 

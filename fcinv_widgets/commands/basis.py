@@ -16,49 +16,60 @@ def register(sub):
 def run(args) -> int:
     mat, fc = load_material(args)
     b = mat.basis
-    params = mat.reference_params if fc is None else b.reduce(fc)[0]
-    residual = b.reduce(fc)[1] if fc is not None else None
-    sens = b.sensitivity(params, mat.grid.q.qpoints, n_top=args.top)
+    # The basis is a property of the structure alone; values and the ranking need force constants.
+    # A --structure file without --force-constants lists the parameters and orbits, values null.
+    if fc is not None:
+        params, residual = b.reduce(fc)
+        source = str(args.force_constants)
+    elif mat.has_reference:
+        params, residual, source = mat.reference_params, None, mat.reference_source
+    else:
+        params, residual, source = None, None, None
+    sens = b.sensitivity(params, mat.grid.q.qpoints, n_top=args.top) if params is not None else None
     rows = b.describe()
     for r in rows:
-        r["value_ev_a2"] = float(params[r["index"]])
-        r["sensitivity_mev"] = float(sens["scores"][r["index"]])
+        r["value_ev_a2"] = None if params is None else float(params[r["index"]])
+        r["sensitivity_mev"] = None if sens is None else float(sens["scores"][r["index"]])
     payload = {
         "material": mat.name,
         "n_params": b.n_params,
         "n_orbits": len(b.orbits),
         "supercell_matrix": mat.supercell_matrix.tolist(),
         "names": b.names,
-        "values_ev_a2": params.tolist(),
+        "values_ev_a2": None if params is None else params.tolist(),
         "orbits": [
             {
                 "shell": o.index,
                 "distance_A": o.distance,
                 "params": list(o.params),
                 "elements": list(o.elements),
+                "species": list(b.crystal.symbols[b.s2pp[k]] for k in o.pair),
                 "pairs": o.n_pairs,
                 "vector_A": list(o.vector),
             }
             for o in b.orbits
         ],
         "parameters": rows,
-        "top": [int(i) for i in sens["top"]],
-        "top_names": [b.names[i] for i in sens["top"]],
-        "reference_source": mat.reference_source if fc is None else str(args.force_constants),
+        "top": None if sens is None else [int(i) for i in sens["top"]],
+        "top_names": None if sens is None else [b.names[i] for i in sens["top"]],
+        "reference_source": source,
     }
     if residual is not None:
         payload["projection_residual"] = residual
     lines = [
         f"{mat.name}: {b.n_params} parameters in {len(b.orbits)} pair orbits (supercell {mat.supercell_matrix.tolist()})",
-        f"values from: {payload['reference_source']}",
+        f"values from: {source}"
+        if source is not None
+        else "values and top-8 ranking: none without force constants (give --force-constants FILE)",
         "",
-        f"{'#':>3} {'name':<10} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank",
+        f"{'#':>3} {'name':<10} {'pair':<7} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank",
     ]
-    rank = {int(i): k for k, i in enumerate(sens["order"])}
+    rank = {} if sens is None else {int(i): k for k, i in enumerate(sens["order"])}
     for r in rows:
-        top = f"FC{rank[r['index']]}" if rank[r["index"]] < args.top else ""
-        lines.append(
-            f"{r['index']:>3} {r['name']:<10} {r['distance_A']:>7.3f} {r['value_ev_a2']:>14.5f} {r['sensitivity_mev']:>12.4f}  {top}"
-        )
+        k = rank.get(r["index"])
+        top = f"FC{k}" if k is not None and k < args.top else ""
+        value = "—" if r["value_ev_a2"] is None else f"{r['value_ev_a2']:.5f}"
+        s = "—" if r["sensitivity_mev"] is None else f"{r['sensitivity_mev']:.4f}"
+        lines.append(f"{r['index']:>3} {r['name']:<10} {r['species']:<7} {r['distance_A']:>7.3f} {value:>14} {s:>12}  {top}")
     emit(args, payload, "\n".join(lines))
     return 0
