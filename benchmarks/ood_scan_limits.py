@@ -32,6 +32,14 @@ get without their angle (rule S where the model has it), and ``--write`` stores 
 
     python benchmarks/bench_ood_fit.py --model M … --scan-angles 0:120 --oriented-scores --json CAL.json
     python benchmarks/ood_scan_limits.py CAL.json [MORE.json …] --model M --oriented [--test TEST.json …] [--write]
+
+``--by-ei`` (rule S / S′ by Ei, session 40, pre-registered: README, OOD, "Session 40"): the networks' own
+scores move with the resolution, so limits pooled over several incident energies are set by the broadest one.
+With calibration rows at two or more Ei, each Ei gets rule S's limits from its own rows, and an input is
+judged, per score, by the larger of the two calibration Ei that bracket its Ei (``models.ood.limits_at_ei``;
+outside their span by the largest). Held-out scans are judged against the check as it stands (the model's
+rule S / S′ where it has one, with that rule's criterion); ``--write`` replaces the table, its ``by_ei``
+beside pooled "limits" that are each score's largest.
 """
 
 from __future__ import annotations
@@ -78,6 +86,27 @@ def scan_limits_from_rows(rows: list, scores: list, alpha: float, ei_range, exce
     return out
 
 
+def scan_limits_by_ei(rows: list, scores: list, alpha: float, ei_range) -> dict:
+    """Rule S by Ei (session 40): :func:`scan_limits_from_rows` at each calibration Ei on its own
+    (``by_ei``: {"ei_mev", "limits", "n"}, read by ``models.ood.limits_at_ei``), with "limits" each
+    score's largest over them (what an input of an Ei outside the calibration's span is judged by) and
+    "n" all the judged scans; SystemExit with fewer than two calibration Ei inside ``ei_range``."""
+    eis = sorted(
+        {float(r["ei_mev"]) for r in judged(rows, "own") if r.get("ei_mev") is not None and ei_inside(r["ei_mev"], ei_range)}
+    )
+    if len(eis) < 2:
+        raise SystemExit(f"limits by Ei need calibration rows at two or more Ei inside the training range, got {eis}")
+    each = [scan_limits_from_rows([r for r in rows if r.get("ei_mev") == e], scores, alpha, [e, e]) for e in eis]
+    top = {k: None if any(t["limits"][k] is None for t in each) else max(t["limits"][k] for t in each) for k in scores}
+    return {
+        "limits": top,
+        "n": sum(t["n"] for t in each),
+        "ei_range_mev": [float(ei_range[0]), float(ei_range[1])],
+        "calibration_ei_mev": eis,
+        "by_ei": {"ei_mev": eis, "limits": [t["limits"] for t in each], "n": [t["n"] for t in each]},
+    }
+
+
 def criteria(sc: dict, rule_s: bool = False) -> dict:
     """The pre-registered adoption criteria on a :func:`~ood_excess.score`: rule S's (README, OOD,
     session 35; also rule S′'s for a model without rule S) or, with ``rule_s`` (rule S′ against a
@@ -121,7 +150,16 @@ def main(argv=None) -> int:
         help="with --oriented (rule S′E): the oriented refit's excess over the input's noise share is one more score "
         "with a limit of its own (excess_limit; α shared by the k + 1 scores)",
     )
+    ap.add_argument(
+        "--by-ei",
+        action="store_true",
+        help="rule S (or, with --oriented, S′) by Ei (session 40): limits at each calibration Ei on its own, an input "
+        "judged by the larger of the two that bracket its Ei; tested against the check as it stands (the model's rule "
+        "S / S′ where it has one); --write replaces that table",
+    )
     a = ap.parse_args(argv)
+    if a.by_ei and (a.excess or a.write_rates):
+        raise SystemExit("--by-ei takes neither --excess nor --write-rates")
     if a.excess and not a.oriented:
         raise SystemExit("--excess is a part of rule S′: give --oriented too")
     if not 0 < a.alpha < 0.5:
@@ -146,7 +184,13 @@ def main(argv=None) -> int:
             raise SystemExit(f"{', '.join(missing) or 'some rows'}: no oriented scores (bench_ood_fit.py --oriented-scores)")
         cal = [oriented_row(r) for r in cal]
     names = sorted(stats.measured["thresholds"])
-    lim = scan_limits_from_rows(cal, names, a.alpha, ei_range, excess=a.excess)
+    if a.by_ei:
+        lim = scan_limits_by_ei(cal, names, a.alpha, ei_range)
+        rule += " by Ei"
+        for e, t, n in zip(lim["by_ei"]["ei_mev"], lim["by_ei"]["limits"], lim["by_ei"]["n"]):
+            print(f"  Ei {e:g} meV ({n} scans): " + ", ".join(f"{k} {'—' if v is None else f'{v:.4g}'}" for k, v in t.items()))
+    else:
+        lim = scan_limits_from_rows(cal, names, a.alpha, ei_range, excess=a.excess)
     shown = ", ".join(f"{k} {'—' if v is None else f'{v:.4g}'}" for k, v in lim["limits"].items())
     if a.excess:
         rule, shown = "rule S′E", f"{shown}, refit excess {lim['excess_limit']:.4g}"
@@ -157,7 +201,8 @@ def main(argv=None) -> int:
     )
     # before: the check as it stands (rule S where adopted; with --oriented, for a scan of known angle: rule S′
     # where adopted, ood_excess.known_angle_flag); after: the new rule
-    before = dataclasses.replace(stats) if a.oriented else dataclasses.replace(stats, scan_limits={})
+    # (--by-ei: against the check as it stands, the model's rule S where it has one)
+    before = dataclasses.replace(stats) if a.oriented or a.by_ei else dataclasses.replace(stats, scan_limits={})
     after = dataclasses.replace(stats)
     after.scan_limits = lim | {
         "alpha": a.alpha,
@@ -171,7 +216,11 @@ def main(argv=None) -> int:
         if a.oriented and any("ood_components_oriented" not in r for r in test):
             raise SystemExit("--test rows without oriented scores (bench_ood_fit.py --oriented-scores)")
         sc = score(test, before, after, oriented=a.oriented)
-        crit = criteria(sc, rule_s=a.oriented and bool(stats.scan_limits))
+        if a.by_ei:  # against the rule it would replace, where the model has one
+            rule_s = bool(stats.scan_limits_oriented or stats.scan_limits) if a.oriented else bool(stats.scan_limits)
+        else:
+            rule_s = a.oriented and bool(stats.scan_limits)
+        crit = criteria(sc, rule_s=rule_s)
         own = material_for_model(model.config).name
         other = "Nb" if own.lower() == "ge" else "Ge"
         after.scan_limits["rates"] = {
@@ -190,7 +239,7 @@ def main(argv=None) -> int:
                 "check_version": OOD_CHECK_VERSION,
                 "command": after.scan_limits["command"],
             }
-        was = "as it stands for a scan of known angle" if a.oriented else "without rule S"
+        was = "as it stands for a scan of known angle" if a.oriented else ("as it stands" if a.by_ei else "without rule S")
         print(f"held out ({len(test)} scans): flagged / judged, the check {was} → with {rule}")
         print(f"| scans | judged | {was} | with {rule} |")
         print("|---|---|---|---|")

@@ -303,8 +303,10 @@ def _scan_rule_note(stats: OODStats | None, rule: str) -> str:
     if stats is None:
         return SCAN_INPUT_NOTE
     if rule in ("S′", "S"):
-        rates = (stats.scan_limits_oriented if rule == "S′" else stats.scan_limits).get("rates")
-        return scan_rate_note(rates, True, oriented=rule == "S′") if rates else SCAN_INPUT_NOTE
+        table = stats.scan_limits_oriented if rule == "S′" else stats.scan_limits
+        rates = table.get("rates")
+        by_ei = bool(table.get("by_ei"))
+        return scan_rate_note(rates, True, oriented=rule == "S′", by_ei=by_ei) if rates else SCAN_INPUT_NOTE
     own = stats.scan_rates if stats.scan_rates and not stats.scan_limits else {}
     ok = bool(own) and check_version_of(own) == OOD_CHECK_VERSION  # (counted without rule S)
     return scan_rate_note(own, False) if ok else SCAN_INPUT_NOTE
@@ -315,15 +317,16 @@ def _count_text(k: int, n: int) -> str:
     return f"{k} of {n} ({k / n:.0%})" if n else "none measured"
 
 
-def scan_rate_note(rates: dict, rule_s: bool, oriented: bool = False) -> str:
+def scan_rate_note(rates: dict, rule_s: bool, oriented: bool = False, by_ei: bool = False) -> str:
     """The ``input_note`` of a single scan from the held-out single-scan rates of the check that
     judged it: rule S's (:attr:`OODStats.scan_limits`), rule S′'s (``oriented``:
-    :attr:`OODStats.scan_limits_oriented`) or, without either, the check's own (:attr:`OODStats.scan_rates`)."""
-
+    :attr:`OODStats.scan_limits_oriented`) or, without either, the check's own (:attr:`OODStats.scan_rates`);
+    ``by_ei``: that rule's limits are set by Ei (:func:`limits_at_ei`)."""
+    limits = "single-scan limits by Ei" if by_ei else "single-scan limits"
     if oriented:
-        how, table = "of known orientation, judged against single-scan limits (rule S′)", "scan_limits_oriented"
+        how, table = f"of known orientation, judged against {limits} (rule S′)", "scan_limits_oriented"
     else:
-        how = "judged against single-scan limits (rule S)" if rule_s else "judged by the full-data thresholds"
+        how = f"judged against {limits} (rule S)" if rule_s else "judged by the full-data thresholds"
         table = "scan_limits" if rule_s else "scan_rates"
     return (
         f"a single scan of a one-phonon S(Q,E), {how}: held-out simulated single scans of the right crystal were "
@@ -1108,6 +1111,9 @@ class OODStats:
         if not (_is_number(ei_mev) and ei_inside(ei_mev, t["ei_range_mev"])):
             return None
         out = {"limits": dict(t["limits"]), "n": int(t["n"])}
+        if t.get("by_ei"):
+            lims, used = limits_at_ei(t["by_ei"], float(ei_mev))
+            out = {"limits": lims, "n": int(t["n"]), "by_ei": {"ei_mev": used}}
         return out | ({"excess_limit": float(t["excess_limit"])} if t.get("excess_limit") is not None else {})
 
     def flags(
@@ -1295,6 +1301,9 @@ class OODStats:
             if oriented
             else f"calibrated on {scan['n']} of the right crystal's simulated single scans: rule S"
         )
+        if "by_ei" in scan:  # limits by Ei (session 40)
+            used = " and ".join(f"{e:g}" for e in scan["by_ei"]["ei_mev"])
+            where += f" by Ei (the limits of the calibration at {used} meV)"
         parts = [f"{LABELS[k]} {comps[k]['value'] / lims[k]:.1f}× its single-scan limit" for k in over]
         if over_e and excess is not None:
             parts.append(
@@ -1317,7 +1326,8 @@ class OODStats:
             "signal_limit": None,
             "refit_excess": excess,
             "scan_rule": {"limits": lims, "n": scan["n"], "oriented": bool(oriented)}
-            | ({"excess_limit": scan["excess_limit"]} if "excess_limit" in scan else {}),
+            | ({"excess_limit": scan["excess_limit"]} if "excess_limit" in scan else {})
+            | ({"by_ei": scan["by_ei"]} if "by_ei" in scan else {}),
             "reason": reason,
             "regime": "measured",
             "regime_note": None,
@@ -1597,11 +1607,13 @@ def _scan_limits(d: dict, what: str = "scan_limits") -> dict:
     ex = d.get("excess_limit")
     if ex is not None and (isinstance(ex, bool) or not _is_number(ex) or ex <= 0):
         raise ValueError(f"{what} excess_limit must be a finite number > 0 or absent, got {ex!r}")
+    ei_range = _ei_range_field(d, what)
     out = {
         "limits": {k: None if v is None else float(v) for k, v in lims.items()},
         "n": n,
-        "ei_range_mev": _ei_range_field(d, what),
+        "ei_range_mev": ei_range,
         **({"excess_limit": float(ex)} if ex is not None else {}),
+        **({"by_ei": _limits_by_ei(d["by_ei"], what, ei_range)} if d.get("by_ei") is not None else {}),
     }
     _check_version_field(d, what)
     return out | {k: v for k, v in d.items() if k not in out}
@@ -1627,6 +1639,65 @@ def _scan_rates(d: dict) -> dict:
     _rates_counts(d, "scan_rates")
     _check_version_field(d, "scan_rates")
     return dict(d)
+
+
+def limits_at_ei(by_ei: dict, ei_mev: float) -> tuple[dict, list]:
+    """A single-scan table's limits at Ei ``ei_mev`` (meV) from its limits by Ei (rule S by Ei,
+    session 40): ``by_ei`` = {"ei_mev": [e_1 < … < e_m], "limits": [{score: limit or None}, …]}, each
+    calibrated on the right crystal's scans at that Ei. Inside [e_1, e_m] each score's limit is the
+    larger of the two calibration Ei that bracket ``ei_mev`` (that Ei's own at a calibration Ei, to
+    0.1 %), so a score that grows or falls with Ei between them is never judged against the smaller;
+    outside, the largest over all of them. A score without a limit at either is not limited.
+    Returns (limits, the calibration Ei used)."""
+    grid = [float(e) for e in by_ei["ei_mev"]]
+    near = [k for k, e in enumerate(grid) if abs(ei_mev - e) <= 1e-3 * e]
+    if near:
+        use = near[:1]
+    elif grid[0] < ei_mev < grid[-1]:
+        hi = next(k for k, e in enumerate(grid) if e > ei_mev)
+        use = [hi - 1, hi]
+    else:
+        use = list(range(len(grid)))
+    tables = [by_ei["limits"][k] for k in use]
+    names = sorted({k for t in tables for k in t})
+    lims = {}
+    for name in names:
+        vals = [t.get(name) for t in tables]
+        lims[name] = None if any(v is None for v in vals) else float(max(vals))
+    return lims, [grid[k] for k in use]
+
+
+def _limits_by_ei(d, what: str, ei_range: list) -> dict:
+    """A single-scan table's ``by_ei`` from a file, checked: at least two calibration Ei, increasing,
+    inside the table's Ei range, and per Ei one finite limit > 0 or null per score (at least one a
+    number) and a whole count ≥ 1 (ValueError naming the problem)."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} by_ei must be an object")
+    grid, tables, ns = d.get("ei_mev"), d.get("limits"), d.get("n")
+    nums = isinstance(grid, list) and all(_is_number(e) and not isinstance(e, bool) for e in grid)
+    if not nums or len(grid) < 2 or any(b <= a for a, b in zip(grid, grid[1:])) or grid[0] <= 0:
+        raise ValueError(f"{what} by_ei ei_mev must be ≥ 2 increasing incident energies (meV), got {grid!r}")
+    if grid[0] < ei_range[0] * (1 - 1e-3) or grid[-1] > ei_range[1] * (1 + 1e-3):
+        raise ValueError(f"{what} by_ei ei_mev {grid} lies outside the table's Ei range {ei_range}")
+    if not isinstance(tables, list) or len(tables) != len(grid):
+        raise ValueError(f"{what} by_ei limits must be one object per Ei ({len(grid)}), got {tables!r}")
+    for t in tables:
+        ok = isinstance(t, dict) and all(
+            isinstance(k, str) and (v is None or (_is_number(v) and not isinstance(v, bool) and v > 0)) for k, v in t.items()
+        )
+        if not ok or not any(v is not None for v in t.values()):
+            raise ValueError(f"{what} by_ei limits must map score names to a finite number > 0 or null (one a number), got {t!r}")
+    if not (
+        isinstance(ns, list)
+        and len(ns) == len(grid)
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in ns)
+    ):
+        raise ValueError(f"{what} by_ei n must be one whole number ≥ 1 per Ei, got {ns!r}")
+    return {
+        "ei_mev": [float(e) for e in grid],
+        "limits": [{k: None if v is None else float(v) for k, v in t.items()} for t in tables],
+        "n": list(ns),
+    }
 
 
 def scan_ratio(scores: dict, limits: dict, i: int = 0) -> float:
