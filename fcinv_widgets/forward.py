@@ -258,6 +258,18 @@ class ForwardModel:
             raise FcinvError("the resolution width must be positive and finite over the energy grid")
         self.sigma_table, self.sigma_e0, self.sigma_de = sig, float(e[0]), 0.05
 
+    def _twin(self, new_sigma: bool = False) -> "ForwardModel":
+        """A shallow copy with its own attribute dict (so setting an attribute leaves this model as it
+        is) sharing the precomputed blocks; ``new_sigma``: without the CPU kernel's Gaussian tables,
+        which depend on σ."""
+        import copy
+
+        twin = copy.copy(self)
+        twin.__dict__ = dict(self.__dict__)
+        if new_sigma:
+            twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}
+        return twin
+
     def with_backend(self, backend) -> "ForwardModel":
         """A copy of this model on another backend ("numpy", "cupy", "torch", "auto"), sharing the
         precomputed blocks; this model is left unchanged. Returns ``self`` if already there."""
@@ -265,8 +277,7 @@ class ForwardModel:
 
         if get_backend(backend).name == self.backend.name:
             return self
-        twin = copy.copy(self)
-        twin.__dict__ = dict(self.__dict__)
+        twin = self._twin()
         twin.path = copy.copy(self.path)
         twin.mesh = copy.copy(self.mesh) if self.mesh is not None else None
         twin.set_backend(backend)
@@ -275,16 +286,12 @@ class ForwardModel:
     def with_broadening(self, factor: float) -> "ForwardModel":
         """A copy whose Gaussian widths are ``factor`` × this model's (constant σ or σ(E) table),
         sharing the precomputed blocks; this model is left unchanged. Used to fit coarse-to-fine."""
-        import copy
-
         factor = finite_number(factor, "the broadening factor", positive=True)
         if factor == 1.0:
             return self
-        twin = copy.copy(self)
-        twin.__dict__ = dict(self.__dict__)
+        twin = self._twin(new_sigma=True)
         twin.sigma_table = self.sigma_table * float(factor)
         twin.resolution = {**self.resolution, "broadening_factor": float(factor)}
-        twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}  # the Gaussian tables depend on σ
         return twin
 
     def with_resolution(self, resolution=None, sigma_mev: float = 1.0) -> "ForwardModel":
@@ -292,12 +299,8 @@ class ForwardModel:
         Ei meV) or a callable σ(E) in meV), or a constant ``sigma_mev`` when None — sharing the
         precomputed blocks (and S(Q,E) weights, if any); this model is left unchanged. The same
         images as a model built with that resolution, without rebuilding the blocks."""
-        import copy
-
-        twin = copy.copy(self)
-        twin.__dict__ = dict(self.__dict__)
+        twin = self._twin(new_sigma=True)
         twin._set_resolution(sigma_mev, resolution)
-        twin._cpu = {k: v for k, v in self._cpu.items() if k != "lut"}  # the Gaussian tables depend on σ
         return twin
 
     def slot_weights(self, theta, mode_weights) -> np.ndarray:
@@ -322,15 +325,12 @@ class ForwardModel:
         :meth:`slot_weights` (fm² per atom for :func:`sqe.folded_mode_weights`). The weights are
         held fixed (evaluated at one θ: refit them as θ moves); the energies and the Bose factor
         follow θ, differentiably in torch. Always the dense path (NumPy too)."""
-        import copy
-
         sw = np.asarray(slot_weights, dtype=float)
         S, nE = self.path.slot_w.shape[0], self.grid.shape[1]
         if sw.shape not in ((S,), (S, nE)) or not np.all(np.isfinite(sw)) or np.any(sw < 0):
             raise FcinvError(f"slot weights must be finite values ≥ 0 of shape ({S},) or ({S}, {nE})")
         temperature_k = finite_number(temperature_k, "the sample temperature (K)", positive=False, maximum=MAX_TEMPERATURE_K)
-        twin = copy.copy(self)
-        twin.__dict__ = dict(self.__dict__)
+        twin = self._twin()
         twin._sqe = (sw, float(temperature_k))
         twin.set_backend(self.backend.name)
         return twin
