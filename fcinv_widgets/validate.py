@@ -77,10 +77,13 @@ def real_array(
 
 
 def check_declared(shape, dtype, name: str, ndim: int | None = None, max_bytes: int = MAX_READ_BYTES) -> None:
-    """Refuse a file's declared array before reading it: wrong dtype, rank, or an absurd size."""
+    """Refuse a file's declared array before reading it: wrong dtype (true/false values too: a mask
+    saved in place of intensities), rank, or an absurd size."""
     problem = _dtype_problem(dtype)
     if problem:
         raise FcinvError(f"{name}: {problem}")
+    if np.dtype(dtype).kind == "b":
+        raise FcinvError(f"{name}: boolean values (a mask?), not real numbers")
     shape = tuple(int(n) for n in shape)
     if ndim is not None and len(shape) != ndim:
         raise FcinvError(f"{name}: expected a {ndim}-D array, the file declares shape {shape}")
@@ -308,7 +311,7 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
     fin = np.isfinite(flat)
     hi = np.where(fin, flat, -np.inf).max(1)
     lo = np.where(fin, flat, np.inf).min(1)
-    bad = (n_inf > 0) | ~fin.any(1) | (hi == lo)
+    bad = (n_inf > 0) | ~fin.any(1) | (hi == lo) | (hi <= 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         which = name if len(stack) == 1 else f"{name} {i}"
@@ -316,7 +319,9 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
             raise FcinvError(f"{which}: contains ±inf ({int(n_inf[i])} pixels); use NaN for unmeasured pixels")
         if not fin[i].any():
             raise FcinvError(f"{which}: no measured pixel (all NaN)")
-        if hi[i] == 0:
+        if hi[i] == 0 and lo[i] == 0:
             raise FcinvError(f"{which}: all zero (no intensity)")
+        if hi[i] <= 0:
+            raise FcinvError(f"{which}: no positive intensity (largest value {hi[i] + 0.0:.4g}); a sign flipped, or not an intensity map")
         raise FcinvError(f"{which}: constant intensity {hi[i]:.4g} (no contrast to invert)")
     return x

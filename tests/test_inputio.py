@@ -62,6 +62,8 @@ def _bad_spectra(shape):
         "all-NaN": (np.full(shape, np.nan), "all NaN"),
         "string": (np.full(shape, "1.0"), "real numbers"),
         "wrong shape": (good[:, :-1], "shape"),
+        "no positive value": (-good, "no positive intensity"),  # a sign flipped (session 40)
+        "boolean": (good > 0.5, "boolean"),  # a mask saved in place of intensities (session 40)
     }
 
 
@@ -121,7 +123,7 @@ def _save_bad(path, x):
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".h5"])
-@pytest.mark.parametrize("case", ["all-zero", "constant", "complex", "inf", "all-NaN", "string"])
+@pytest.mark.parametrize("case", ["all-zero", "constant", "complex", "inf", "all-NaN", "string", "no positive value", "boolean"])
 def test_cli_invert_refuses_bad_files(tmp_path, capsys, suffix, case):
     from fcinv_widgets.cli import main
 
@@ -133,6 +135,15 @@ def test_cli_invert_refuses_bad_files(tmp_path, capsys, suffix, case):
     assert main(["invert", "--model", "ge-vae", "--spectrum", str(p), "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.strip().splitlines()) == 1 and "error:" in err and "Traceback" not in err
+    assert _bad_spectra((140, 140))[case][1] in err or case == "string"
+
+
+def test_a_spectrum_with_negative_pixels_is_still_inverted(vae):
+    """Background-subtracted data go below zero in places: only a spectrum with no positive value at all
+    is refused."""
+    x = np.random.default_rng(3).random((140, 140)) - 0.3
+    assert check_spectra(x, (140, 140)).min() < 0
+    assert len(vae.predict(x, n_samples=2).mean[0]) == 8
 
 
 def test_cli_refine_and_infer_scans_refuse(tmp_path, capsys, ge):
