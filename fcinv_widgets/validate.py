@@ -322,6 +322,8 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
         if hi[i] == 0 and lo[i] == 0:
             raise FcinvError(f"{which}: all zero (no intensity)")
         if hi[i] <= 0:
-            raise FcinvError(f"{which}: no positive intensity (largest value {hi[i] + 0.0:.4g}); a sign flipped, or not an intensity map")
+            raise FcinvError(
+                f"{which}: no positive intensity (largest value {hi[i] + 0.0:.4g}); a sign flipped, or not an intensity map"
+            )
         raise FcinvError(f"{which}: constant intensity {hi[i]:.4g} (no contrast to invert)")
     return x

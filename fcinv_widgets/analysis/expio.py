@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,9 @@ class Spectrum:
     energies: np.ndarray | None = None  # meV bin centres, when the file has them
     meta: dict = field(default_factory=dict)  # what the file says about itself (see the module doc)
     q_distance: np.ndarray | None = None  # Å⁻¹ along the path, when the file has it (/grid/q_distance)
+    #: the scan set (scans.ScanSet) one scan was picked from by :func:`scan_of_set`, kept so that the
+    #: physics fit of that scan does not read the file again
+    scan_set: Any = field(default=None, repr=False, compare=False)
 
     @property
     def mask(self) -> np.ndarray:
@@ -654,7 +658,8 @@ def scan_of_set(spec: Spectrum, scan_deg: float) -> Spectrum:
     ss = ScanSet.load(spec.source)
     image = np.asarray(ss.scans[ss.scan_index(scan_deg, spec.source)], float)
     geometry = {k: ss.meta[k] for k in ("qmax_inv_a", "detector_deg") if ss.meta.get(k) is not None}
-    return Spectrum(image, spec.source, spec.fmt, spec.energies, dict(spec.meta or {}) | geometry | {"sample_axes": ss.axes})
+    meta = dict(spec.meta or {}) | geometry | {"sample_axes": ss.axes}
+    return Spectrum(image, spec.source, spec.fmt, spec.energies, meta, spec.q_distance, scan_set=ss)
 
 
 def prepare_scan_set(

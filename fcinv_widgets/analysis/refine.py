@@ -834,9 +834,11 @@ def refine_spectrum(
     if scan_set:
         from ..scans import ScanSet
 
-        if not Path(spec.source).is_file():
-            raise FcinvError(f"{spec.source}: fitting a scan set needs its file (the orientations and detector it records)")
-        ss = ScanSet.load(spec.source)
+        ss = getattr(spec, "scan_set", None)  # (picked by expio.scan_of_set: already read)
+        if ss is None:
+            if not Path(spec.source).is_file():
+                raise FcinvError(f"{spec.source}: fitting a scan set needs its file (the orientations and detector it records)")
+            ss = ScanSet.load(spec.source)
         ang = np.asarray(ss.angles_deg, float)
         if scan is not None:
             i = ss.scan_index(scan, spec.source)

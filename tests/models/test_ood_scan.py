@@ -422,3 +422,28 @@ def test_the_shipped_robust_models_say_how_their_check_does_on_single_scans():
             t = st.scan_limits_oriented
             assert t["check_version"] == OOD_CHECK_VERSION and t["rates"]["own_flagged"] <= 0.1 * t["rates"]["own_n"], name
             assert t["rates"]["own_n"] >= 40 and st.scan_limit(t["calibration_ei_mev"][0], oriented=True), name
+
+
+def test_one_scan_of_a_set_is_read_once_for_its_fit(tmp_path, monkeypatch):
+    """``expio.scan_of_set`` keeps the scan set it read on the picked scan, and ``refine_spectrum`` fits that
+    scan from it (its image, angle, Ei and axes) without reading the file again (session 36's leftover)."""
+    from fcinv_widgets import get_material
+    from fcinv_widgets.analysis import expio
+    from fcinv_widgets.analysis import refine as rmod
+    from fcinv_widgets.scans import ScanSet, simulate_scans
+
+    ge = get_material("Ge")
+    ss = simulate_scans(ge, 80.0, [20.0, 40.0], qmax=3.0, u=(1, 0, 0), v=(0, 1, 0), progress=False)
+    ss.save(tmp_path / "scans.h5")
+    spec = expio.scan_of_set(expio.read_spectrum(tmp_path / "scans.h5"), 40.0)
+    assert spec.scan_set is not None and np.array_equal(spec.image, ss.scans[1], equal_nan=True)
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("the scan set was read again")
+
+    monkeypatch.setattr(ScanSet, "load", no_read)
+    seen = {}
+    monkeypatch.setattr(rmod, "refine_sqe", lambda material, data, temperature_k, **kw: seen.update(kw, data=data) or "fit")
+    assert rmod.refine_spectrum(ge, spec, 5.0, scan=40.0) == "fit"
+    assert np.array_equal(seen["data"], ss.scans[1], equal_nan=True) and seen["orientations"] == [40.0]
+    assert seen["ei_mev"] == 80.0 and list(seen["u"]) == [1.0, 0.0, 0.0] and list(seen["v"]) == [0.0, 1.0, 0.0]
