@@ -1487,8 +1487,12 @@ def _stats_problem(s: OODStats) -> str | None:
         if scales and (set(scales) - set(thr) or min(scales.values()) <= 0):
             return f"{name} regime: scales must be > 0 for scores it thresholds"
     for name, t in (("scan_limits", s.scan_limits), ("scan_limits_oriented", s.scan_limits_oriented)):
-        if t and set(t["limits"]) - set(s.measured.get("thresholds") or {}):
+        have = set(s.measured.get("thresholds") or {})
+        if t and set(t["limits"]) - have:
             return f"{name} name scores {sorted(t['limits'])} the measured regime does not all have"
+        for lims in (t or {}).get("by_ei", {}).get("limits", []):
+            if set(lims) - have:
+                return f"{name} by_ei names scores {sorted(lims)} the measured regime does not all have"
     return None
 
 

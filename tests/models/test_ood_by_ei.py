@@ -54,6 +54,7 @@ def test_limits_at_an_ei_are_the_larger_of_the_bracketing_calibrations():
         ({"n": [90, 91, 92]}, "whole number"),
         ({"n": [90, 91, 0, 93]}, "whole number"),
         ({"n": [90, 91, 9.5, 93]}, "whole number"),
+        ({"limits": [{"latent": 3.0}] * 4}, "measured regime"),  # a ResNet has no latent distance
     ],
 )
 def test_damaged_limits_by_ei_are_refused_in_one_line(tmp_path, damage, words):
