@@ -16,9 +16,11 @@ from .errors import ForceConstantsError
 
 def read_force_constants(path: str | Path) -> np.ndarray:
     """Read phonopy ``FORCE_CONSTANTS`` (text) or ``force_constants.hdf5`` → (n, N, 3, 3) eV/Å²."""
+    from .validate import not_a_file
+
     path = Path(path)
     if not path.is_file():
-        raise ForceConstantsError(f"force-constants file not found: {path}")
+        raise ForceConstantsError(not_a_file(path, "force-constants file"))
     if path.suffix in (".yaml", ".yml"):
         return read_phonopy_yaml(path)[1]
     _check_declared_size(path)

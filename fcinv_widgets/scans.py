@@ -60,7 +60,7 @@ from .errors import FcinvError
 from .grid import SpectrumGrid
 from .units import NEUTRON_E_TO_K2
 from .validate import MAX_TEMPERATURE_K, finite_number, is_real_number, real_array
-from .validate import format_version
+from .validate import format_version, not_a_file
 
 #: ARCS detector coverage (degrees)
 DETECTOR = {"h_min_deg": -28.0, "h_max_deg": 135.0, "v_max_deg": 27.0}
@@ -409,7 +409,7 @@ class ScanSet:
 
         path = Path(as_path(path, "scan-set file"))
         if not path.is_file():
-            raise FcinvError(f"scan-set file not found: {path}")
+            raise FcinvError(not_a_file(path, "scan-set file"))
         try:
             f = h5py.File(path, "r")
         except OSError as exc:

@@ -52,9 +52,11 @@ def read_attrs(path) -> dict:
     every other spectrum format, by :func:`fcinv_widgets.analysis.expio.read_spectrum`."""
     import h5py
 
+    from .validate import not_a_file
+
     path = Path(path)
     if not path.is_file():
-        raise FcinvError(f"spectrum file not found: {path}")
+        raise FcinvError(not_a_file(path, "spectrum file"))
     try:
         with h5py.File(path, "r") as f:
             return {k: _decode(v) for k, v in f.attrs.items()}

@@ -234,11 +234,11 @@ def read_structure(path: str | Path, fmt: str | None = None) -> Crystal:
 
     Raises :class:`StructureError` with the file name when the file is missing or malformed.
     """
-    from .validate import as_path
+    from .validate import as_path, not_a_file
 
     path = Path(as_path(path, "structure file"))
     if not path.is_file():
-        raise StructureError(f"structure file not found: {path}")
+        raise StructureError(not_a_file(path, "structure file"))
     import ase.io
 
     if fmt is None and (path.name.upper().startswith(("POSCAR", "CONTCAR")) or path.suffix.lower() == ".vasp"):

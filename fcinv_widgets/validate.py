@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -211,6 +212,17 @@ def as_path(value, what: str = "file") -> str:
     if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)).strip():
         return str(os.fspath(value))
     raise FcinvError(f"{what}: expected a file path (str or pathlib.Path), got {type(value).__name__} {value!r}"[:200])
+
+
+def not_a_file(path, what: str) -> str:
+    """Why ``path`` (which :meth:`Path.is_file` said is no file) cannot be read as ``what``: not
+    found, a folder, or not a regular file (a device, a pipe) — one line."""
+    p = Path(path)
+    if p.is_dir():
+        return f"{what}: {p} is a folder, not a file"
+    if p.exists():
+        return f"{what}: {p} is not a regular file"
+    return f"{what} not found: {p}"
 
 
 def open_h5(path, what: str):

@@ -245,6 +245,11 @@ CORPUS = [
     (["ensemble", "--material", "Ge", "--out", "{d}/e.h5", "--workers", "0"], "--workers"),
     (["ensemble", "--material", "Ge", "--out", "{d}/e.h5", "--displacement", "-0.01"], "--displacement"),
     # --- input files
+    (["invert", "--model", "ge-vae", "--spectrum", "{d}"], "is a folder, not a file"),  # session 40
+    (["invert", "--model", "ge-vae", "--spectrum", "/dev/null"], "/dev/null is not a regular file"),
+    (["basis", "--structure", "{d}"], "structure file: "),
+    (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}", "--qpoints", "0 0 0"], "is a folder, not a file"),
+    (["infer-scans", "--model", "ge-vae", "--scans", "/dev/null"], "scan-set file: /dev/null is not a regular file"),
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/pickled.npy"], "object (pickled)"),
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/trunc.npy"], "trunc.npy: cannot read it"),
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/str.npy"], "string values"),

@@ -85,11 +85,11 @@ class Spectrum:
 def read_spectrum(path, grid=None, material: str | None = None) -> Spectrum:
     """Read a folded spectrum in any supported format; check it against ``grid`` if given, and
     refuse one whose file names a material other than ``material`` (when given)."""
-    from ..validate import as_path
+    from ..validate import as_path, not_a_file
 
     path = Path(as_path(path, "spectrum file"))
     if not path.is_file():
-        raise FcinvError(f"spectrum file not found: {path}")
+        raise FcinvError(not_a_file(path, "spectrum file"))
     suffix = path.suffix.lower()
     try:
         if suffix == ".npz":
