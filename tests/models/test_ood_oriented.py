@@ -257,6 +257,7 @@ def test_ood_scan_limits_oriented_calibrates_on_the_oriented_scores_and_writes_b
     d = _folder(tmp_path)
     stats = load_model(d).ood_stats()
     stats.scan_limits = _table({"refit": 0.3})  # a model with rule S: refit ≤ 0.3 passes
+    stats.scan_limits_oriented = {}  # and no rule S′ yet (the shipped ge-resnet has one since session 40)
     stats.save(d / "ood.json")
     stats = load_model(d).ood_stats()
 
