@@ -60,7 +60,7 @@ def run(args) -> int:
         f"{mat.name}: {b.n_params} parameters in {len(b.orbits)} pair orbits (supercell {mat.supercell_matrix.tolist()})",
         f"values from: {source}"
         if source is not None
-        else "values and top-8 ranking: none without force constants (give --force-constants FILE)",
+        else f"values and top-{args.top} ranking: none without force constants (give --force-constants FILE)",
         "",
         f"{'#':>3} {'name':<10} {'pair':<7} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank",
     ]
