@@ -325,13 +325,15 @@ class FCBasis:
         """Basis tensors in phonopy's compact layout: (n_params, n_prim, n_super, 3, 3)."""
         return self._compact
 
+    def pair_species(self, orbit: Orbit) -> tuple:
+        """The chemical symbols of an orbit's representative atom pair (i, j), e.g. ("Na", "Cl")."""
+        return tuple(self.crystal.symbols[self.s2pp[k]] for k in orbit.pair)
+
     def describe(self) -> list:
         """One dict per parameter: index, name, shell, distance (Å), element, atom pair, orbit size."""
         out = []
-        syms = self.crystal.symbols
         for orb in self.orbits:
-            i, j = orb.pair
-            species = f"{syms[self.s2pp[i]]}-{syms[self.s2pp[j]]}"
+            species = "-".join(self.pair_species(orb))
             for p, el in zip(orb.params, orb.elements):
                 out.append(
                     {

@@ -231,10 +231,8 @@ def open_h5(path, what: str):
     import h5py
 
     p = as_path(path, what)
-    if not os.path.exists(p):
-        raise FcinvError(f"{what} not found: {p}")
-    if os.path.isdir(p):
-        raise FcinvError(f"{what}: {p} is a folder, not a file")
+    if not os.path.isfile(p):
+        raise FcinvError(not_a_file(p, what))
     try:
         return h5py.File(p, "r")
     except OSError as exc:

@@ -43,7 +43,7 @@ def run(args) -> int:
                 "distance_A": o.distance,
                 "params": list(o.params),
                 "elements": list(o.elements),
-                "species": list(b.crystal.symbols[b.s2pp[k]] for k in o.pair),
+                "species": list(b.pair_species(o)),
                 "pairs": o.n_pairs,
                 "vector_A": list(o.vector),
             }

@@ -1110,10 +1110,10 @@ class OODStats:
 
         if not (_is_number(ei_mev) and ei_inside(ei_mev, t["ei_range_mev"])):
             return None
-        out = {"limits": dict(t["limits"]), "n": int(t["n"])}
-        if t.get("by_ei"):
-            lims, used = limits_at_ei(t["by_ei"], float(ei_mev))
-            out = {"limits": lims, "n": int(t["n"]), "by_ei": {"ei_mev": used}}
+        out: dict = {"limits": dict(t["limits"]), "n": int(t["n"])}
+        if t.get("by_ei"):  # limits by Ei (session 40)
+            out["limits"], used = limits_at_ei(t["by_ei"], float(ei_mev))
+            out["by_ei"] = {"ei_mev": used}
         return out | ({"excess_limit": float(t["excess_limit"])} if t.get("excess_limit") is not None else {})
 
     def flags(
@@ -1599,11 +1599,7 @@ def _scan_limits(d: dict, what: str = "scan_limits") -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{what} must be an object")
     lims, n = d["limits"], d["n"]
-    ok = isinstance(lims, dict) and all(
-        isinstance(k, str) and (v is None or (_is_number(v) and not isinstance(v, bool))) for k, v in lims.items()
-    )
-    if not ok or not any(v is not None for v in lims.values()):
-        raise ValueError(f"{what} limits must map score names to a finite number > 0 or null (one a number), got {lims!r}")
+    _check_score_limits(lims, what)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"{what} n must be a whole number ≥ 1, got {n!r}")
     if d.get("rates") is not None:
@@ -1671,6 +1667,14 @@ def limits_at_ei(by_ei: dict, ei_mev: float) -> tuple[dict, list]:
     return lims, [grid[k] for k in use]
 
 
+def _check_score_limits(lims, what: str) -> None:
+    """A single-scan table's limits: one finite number > 0 or null per score name, at least one a
+    number (ValueError naming ``what``)."""
+    ok = isinstance(lims, dict) and all(isinstance(k, str) and (v is None or _is_number(v)) for k, v in lims.items())
+    if not ok or not any(v is not None for v in lims.values()):
+        raise ValueError(f"{what} limits must map score names to a finite number > 0 or null (one a number), got {lims!r}")
+
+
 def _limits_by_ei(d, what: str, ei_range: list) -> dict:
     """A single-scan table's ``by_ei`` from a file, checked: at least two calibration Ei, increasing,
     inside the table's Ei range, and per Ei one finite limit > 0 or null per score (at least one a
@@ -1678,19 +1682,15 @@ def _limits_by_ei(d, what: str, ei_range: list) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{what} by_ei must be an object")
     grid, tables, ns = d.get("ei_mev"), d.get("limits"), d.get("n")
-    nums = isinstance(grid, list) and all(_is_number(e) and not isinstance(e, bool) for e in grid)
-    if not nums or len(grid) < 2 or any(b <= a for a, b in zip(grid, grid[1:])) or grid[0] <= 0:
+    nums = isinstance(grid, list) and all(_is_number(e) for e in grid)  # (finite, > 0, no true/false)
+    if not nums or len(grid) < 2 or any(b <= a for a, b in zip(grid, grid[1:])):
         raise ValueError(f"{what} by_ei ei_mev must be ≥ 2 increasing incident energies (meV), got {grid!r}")
     if grid[0] < ei_range[0] * (1 - 1e-3) or grid[-1] > ei_range[1] * (1 + 1e-3):
         raise ValueError(f"{what} by_ei ei_mev {grid} lies outside the table's Ei range {ei_range}")
     if not isinstance(tables, list) or len(tables) != len(grid):
         raise ValueError(f"{what} by_ei limits must be one object per Ei ({len(grid)}), got {tables!r}")
     for t in tables:
-        ok = isinstance(t, dict) and all(
-            isinstance(k, str) and (v is None or (_is_number(v) and not isinstance(v, bool) and v > 0)) for k, v in t.items()
-        )
-        if not ok or not any(v is not None for v in t.values()):
-            raise ValueError(f"{what} by_ei limits must map score names to a finite number > 0 or null (one a number), got {t!r}")
+        _check_score_limits(t, f"{what} by_ei")
     if not (
         isinstance(ns, list)
         and len(ns) == len(grid)
