@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     except FcinvError as exc:
         return _fail(cmd, str(exc))
+    except BrokenPipeError:  # `fcinv … | head`: the reader has gone; nothing to report to anyone
+        _detach_stdout()
+        return 141  # 128 + SIGPIPE, what a shell reports for a pipe's writer
     except OSError as exc:  # PermissionError, IsADirectoryError, h5py's "unable to create file", a full disk, …
         return _fail(cmd, _os_message(exc))
     except MemoryError:
@@ -98,6 +101,18 @@ def join_negative_values(argv: list[str]) -> list[str]:
         else:
             out.append(tok)
     return out
+
+
+def _detach_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's flush at exit does not fail again on
+    the closed pipe (Python's documented handling of SIGPIPE)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a captured stdout): nothing to detach
+        pass
 
 
 def _one_line_warnings(cmd: str, show):

@@ -165,7 +165,7 @@ class Material:
                 else:
                     hint = (
                         "a structure file alone has none: give force constants (--force-constants FILE: phonopy "
-                        "FORCE_CONSTANTS or force_constants.hdf5 of the same structure)"
+                        "FORCE_CONSTANTS, force_constants.hdf5 or phonopy.yaml of the same structure)"
                     )
                 raise MissingDependencyError(f"no reference force constants for {self.name}: {hint}")
             if len(self._reference) != self.basis.n_params:
@@ -501,14 +501,20 @@ def energy_top_for(max_mode_mev: float, default: float = DEFAULT_E_MAX_MEV) -> f
 def custom_material(
     structure,
     force_constants=None,
-    supercell=(4, 4, 4),
+    supercell=None,
     name: str = "custom",
     e_max: float | None = None,
     e_step: float = 0.5,
     q_step: float = 0.025,
+    *,
+    source: str | None = None,
 ) -> Material:
     """A material from a structure file (POSCAR/CIF) and optional phonopy force constants.
 
+    ``supercell``: phonopy's supercell matrix (DIM) of the structure's cell, 3 or 3×3 integers; by
+    default inferred from the force constants (:func:`infer_supercell`), 4×4×4 without them. Force
+    constants that do not fit the structure's symmetry basis are refused (:func:`reduce_given`);
+    ``source`` names them in messages (default: their file name, if a file was given).
     The q-path is the SeeK-path/Hinuma path of the structure's Bravais lattice. The energy grid runs
     from 0 to ``e_max`` meV in ``e_step`` bins; by default (``None``) 0–70 meV, or, when force constants
     are given and their highest mode on the path passes 63 meV, up to 15 % above it (:func:`energy_top_for`).
@@ -516,15 +522,116 @@ def custom_material(
     from .fcio import read_force_constants
 
     cr = structure if isinstance(structure, Crystal) else read_structure(structure)
-    smat = np.asarray(supercell, int)
-    smat = np.diag(smat) if smat.shape == (3,) else smat
-    grid, a = seekpath_grid(cr, DEFAULT_E_MAX_MEV if e_max is None else e_max, e_step, q_step)
-    mat = Material(name, cr, smat, grid, a)
+    fc = None
     if force_constants is not None:
         fc = force_constants if isinstance(force_constants, np.ndarray) else read_force_constants(force_constants)
-        params, resid = mat.basis.reduce(fc)
-        mat = given_reference(mat, params, f"given force constants (projection residual {resid['relative']:.2e})", e_max)
+    if supercell is None:
+        smat = infer_supercell(cr, fc) if fc is not None else np.diag([4, 4, 4])
+    else:
+        smat = np.asarray(supercell, int)
+        smat = np.diag(smat) if smat.shape == (3,) else smat
+    grid, a = seekpath_grid(cr, DEFAULT_E_MAX_MEV if e_max is None else e_max, e_step, q_step)
+    mat = Material(name, cr, smat, grid, a)
+    if fc is not None:
+        where = source or (None if isinstance(force_constants, np.ndarray) else str(force_constants))
+        params, resid = reduce_given(mat.basis, fc, where)
+        mat = given_reference(
+            mat, params, f"{where or 'given force constants'} (projection residual {resid['relative']:.2e})", e_max
+        )
     return mat
+
+
+#: given force constants whose relative projection residual (‖Φ − Φ_basis‖ / ‖Φ‖) exceeds this are
+#: refused: they belong to another structure, atom order or supercell. Measured (session 41): a
+#: structure's own force constants leave 5e-5 (pair potential) to 1.7e-3 (Ge, first principles);
+#: hcp Mg's 3×3×2 set read as any other diagonal supercell of 18 cells leaves 0.30–0.40.
+MAX_PROJECTION_RESIDUAL = 0.25
+#: … and above this a warning says that much of them lies outside the symmetry basis (noisy or
+#: unsymmetrised force constants: 1 % of the largest element as noise on every element leaves 0.16)
+WARN_PROJECTION_RESIDUAL = 0.05
+
+
+def reduce_given(basis: FCBasis, fc, where: str | None = None) -> tuple:
+    """:meth:`FCBasis.reduce` of a user's force constants (eV/Å²), checked: refused
+    (:class:`~fcinv_widgets.errors.ForceConstantsError`) when more than
+    :data:`MAX_PROJECTION_RESIDUAL` of them lies outside the basis, warned about above
+    :data:`WARN_PROJECTION_RESIDUAL`; ``where`` (a file name) leads the message. Returns (params,
+    residual) as ``reduce`` does."""
+    import warnings
+
+    from .errors import FcinvWarning, ForceConstantsError
+
+    params, resid = basis.reduce(fc)
+    r = resid["relative"]
+    lead = f"{where}: " if where else ""
+    sm = np.asarray(basis.supercell_matrix)
+    dim = " ".join(str(int(v)) for v in (np.diag(sm) if np.count_nonzero(sm - np.diag(np.diag(sm))) == 0 else sm.ravel()))
+    if not r <= MAX_PROJECTION_RESIDUAL:
+        raise ForceConstantsError(
+            f"{lead}the force constants do not fit this structure's symmetry basis on the supercell {dim} ({r:.0%} of them "
+            "lie outside it): "
+            "they belong to another structure, atom order or supercell (--supercell is phonopy's DIM of the structure file's cell)"
+        )
+    if r > WARN_PROJECTION_RESIDUAL:
+        warnings.warn(
+            FcinvWarning(
+                f"{lead}{r:.0%} of the force constants lie outside this structure's symmetry basis (kept: the projection "
+                "onto it); "
+                "noisy or unsymmetrised force constants, or another structure"
+            ),
+            stacklevel=2,
+        )
+    return params, resid
+
+
+#: at most this many diagonal supercells are tried by :func:`infer_supercell`
+MAX_SUPERCELL_CANDIDATES = 6
+
+
+def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
+    """Phonopy's supercell matrix (DIM, 3×3 integers) of ``crystal``'s cell that force constants
+    ``fc`` ((n, N, 3, 3), compact or full) were computed on. N = n_cell·n³ gives n×n×n. Otherwise the
+    diagonal supercells of N / n_cell cells are tried, the most nearly isotropic first (at most
+    :data:`MAX_SUPERCELL_CANDIDATES`), and the one the force constants fit (projection residual ≤
+    :data:`WARN_PROJECTION_RESIDUAL`) is returned when it is the only one; anything else is refused
+    with the candidates tried (give the supercell)."""
+    from .errors import ForceConstantsError
+
+    n_prim, n_super = crystal.n_atoms, int(np.shape(fc)[1])
+    ratio = n_super // n_prim
+    if n_super % n_prim or ratio < 1:
+        raise ForceConstantsError(
+            f"force constants over {n_super} supercell atoms cannot belong to a supercell of this {n_prim}-atom cell: "
+            "give the structure file the force constants were computed from"
+        )
+    n = round(ratio ** (1 / 3))
+    if n**3 == ratio:
+        return np.diag([n, n, n])
+    lengths = np.linalg.norm(crystal.lattice, axis=1)
+    cands = [
+        (a, b, ratio // (a * b))
+        for a in range(1, ratio + 1)
+        if ratio % a == 0
+        for b in range(1, ratio // a + 1)
+        if (ratio // a) % b == 0
+    ]
+    cands.sort(key=lambda d: (float(np.ptp(np.log(np.array(d) * lengths))), d))
+    tried, fits = [], []
+    for d in cands[:MAX_SUPERCELL_CANDIDATES]:
+        try:
+            r = FCBasis(crystal, np.diag(d)).reduce(fc)[1]["relative"]
+        except FcinvError:
+            continue
+        tried.append(f"{d[0]} {d[1]} {d[2]} ({r:.0%} outside)" if r >= 0.005 else f"{d[0]} {d[1]} {d[2]} ({r:.1e} outside)")
+        if r <= WARN_PROJECTION_RESIDUAL:
+            fits.append(d)
+    if len(fits) == 1:
+        return np.diag(fits[0])
+    what = "several fit" if fits else "none fits"
+    raise ForceConstantsError(
+        f"cannot infer the supercell of force constants over {n_super} atoms ({ratio} cells of {n_prim} atoms): "
+        f"of the diagonal supercells tried ({'; '.join(tried) or 'none'}) {what}; give --supercell (3 or 9 integers, phonopy's DIM)"
+    )
 
 
 def given_reference(mat: Material, params, source: str, e_max: float | None = None) -> Material:

@@ -480,7 +480,9 @@ def default_params(mat, fc=None):
     """(full parameter vector (eV/Å²), its source) to simulate ``mat`` from: the given force
     constants ``fc`` projected onto the basis, else the shipped DFT ones, else the reference."""
     if fc is not None:
-        return mat.basis.reduce(fc)[0], "given force constants"
+        from .materials import reduce_given
+
+        return reduce_given(mat.basis, fc)[0], "given force constants"
     if mat.dft_params is not None:
         return mat.dft_params, "shipped first-principles (DFT) force constants"
     return mat.reference_params, f"reference ({mat.reference_source})"

@@ -196,3 +196,44 @@ def test_train_says_when_its_validation_r2_means_little(n_val, r2, expect):
 
     note = validation_note(n_val, r2)
     assert (note is None) if expect is None else expect in note
+
+
+def test_a_closed_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    """`fcinv basis --material Ge | head -1`: the reader leaves; the command stops with 141 (a shell's
+    128 + SIGPIPE) and says nothing (it said "error: Broken pipe" before session 41)."""
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    rc = main(["basis", "--material", "Ge"])
+    monkeypatch.undo()
+    assert rc == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_a_closed_pipe_in_a_real_process():
+    """The same through a real pipe: the reader takes one line and closes it."""
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fcinv_widgets.cli",
+            "phonons",
+            "--material",
+            "Ge",
+            "--qpoints",
+            ", ".join(["0.1 0.2 0.3"] * 4000),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=120)
+    assert rc in (0, 141) and "Broken pipe" not in err and "Traceback" not in err, (rc, err)

@@ -111,6 +111,11 @@ def bad(tmp_path_factory) -> Path:
     head, body = lines[0], lines[1:]
     scaled = [head] + [(" ".join(f"{1e6 * float(x):.6f}" for x in ln.split()) if len(ln.split()) == 3 else ln) for ln in body]
     (d / "FC_huge").write_text("\n".join(scaled) + "\n")
+    # the right shape, another atom order (session 41): the supercell columns shuffled
+    from fcinv_widgets.fcio import read_force_constants, write_force_constants
+
+    fc = read_force_constants(GE_FC)
+    write_force_constants(d / "FC_shuffled", fc[:, np.random.default_rng(1).permutation(fc.shape[1])])
     # a training folder with a truncated and a foreign resume state
     (d / "run_trunc").mkdir()
     (d / "run_trunc" / "train_state.pt").write_bytes(b"PK\x03\x04 truncated")
@@ -299,6 +304,9 @@ CORPUS = [
     (["infer-scans", "--model", "ge-vae", "--scans", "{d}/good.npz"], "cannot read"),
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_huge", "--qpoints", "0 0 0"], "eV/Å²"),
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt", "--qpoints", "0 0 0"], "text.txt"),
+    (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_shuffled", "--qpoints", "0 0 0"], "do not fit"),
+    (["basis", "--material", "Ge", "--force-constants", "{d}/FC_shuffled"], "FC_shuffled: the force constants do not fit"),
+    (["simulate", "--material", "Ge", "--force-constants", "{d}/FC_shuffled", "--out", "{d}/x.h5"], "do not fit"),
     (["train", "--dataset", "{ds}", "--out", "{d}/run_trunc", "--resume", "--epochs", "1"], "--resume"),
     (["noise-grid", "--model", "nb-vae", "--dataset", "{ds}", "--out", "{d}/ng.h5"], "the model is for Nb, the dataset for Ge"),
     (

@@ -707,3 +707,103 @@ def test_bad_e_max_one_line_exit_2(tmp_path, capsys, stiff_nacl, extra, match):
     assert main(argv + extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
+
+
+# ------------------------------------------------------------------------------ supercells inferred; force constants that do not fit
+@pytest.fixture(scope="module")
+def mg_332(tmp_path_factory):
+    """hcp Mg's 2-atom cell as a POSCAR and central-spring force constants of its 3×3×2 supercell as
+    phonopy writes them (FORCE_CONSTANTS, full, and phonopy.yaml): not n×n×n, so the supercell
+    cannot be read off the atom count alone."""
+    import ase.io
+
+    from fcinv_widgets.basis import FCBasis
+
+    d = tmp_path_factory.mktemp("mg332")
+    cr = _crystal("Mg-hcp")
+    b = FCBasis(cr, [3, 3, 2])
+    p = _spring_params(b, {("Mg", "Mg", 3.3): 1.0})
+    ase.io.write(d / "POSCAR", cr.to_ase(), format="vasp", direct=True)
+    b.write_force_constants(d / "FORCE_CONSTANTS", p, full=True)
+    b.phonopy_with(p).save(str(d / "phonopy.yaml"), settings={"force_constants": True})
+    return d, b, p
+
+
+@pytest.mark.parametrize("fcname", ["FORCE_CONSTANTS", "phonopy.yaml"])
+def test_a_non_cubic_supercell_is_inferred_from_the_force_constants(capsys, mg_332, fcname):
+    d, b, p = mg_332
+    argv = ["--structure", str(d / "POSCAR"), "--force-constants", str(d / fcname)]
+    out = _cli_json(capsys, ["basis", *argv])
+    assert out["supercell_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 2]]
+    np.testing.assert_allclose(out["values_ev_a2"], p, atol=1e-10)
+    assert out["projection_residual"]["relative"] < 1e-10
+    # the frequencies against phonopy's from the same force constants (an independent code)
+    q = np.array([[0.1, 0.2, 0.3], [0.5, 0, 0], [1 / 3, 1 / 3, 0.5]])
+    got = np.array(
+        _cli_json(capsys, ["phonons", *argv, "--qpoints", "0.1 0.2 0.3, 0.5 0 0, 0.3333333333 0.3333333333 0.5"])[
+            "frequencies_thz"
+        ]
+    )
+    ph = b.phonopy_with(p)
+    ph.run_qpoints(q)
+    np.testing.assert_allclose(got, ph.qpoints.frequencies, atol=1e-6)
+
+
+@pytest.mark.parametrize("supercell", [["2", "3", "3"], ["3", "2", "3"], ["1", "1", "18"]])
+def test_force_constants_of_another_supercell_are_refused(capsys, mg_332, supercell):
+    """Read as another supercell of the same 18 cells, 30–40 % of the force constants lie outside
+    the basis: before session 41 that was a silent wrong answer (exit 0, the residual in the JSON only)."""
+    from fcinv_widgets.cli import main
+
+    d, _, _ = mg_332
+    rc = main(
+        ["basis", "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FORCE_CONSTANTS"), "--supercell", *supercell]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert (
+        "FORCE_CONSTANTS: the force constants do not fit" in err[0] and " ".join(supercell) in err[0] and "--supercell" in err[0]
+    )
+
+
+def test_infer_supercell_refuses_when_no_diagonal_supercell_fits(mg_332):
+    from fcinv_widgets.errors import ForceConstantsError
+    from fcinv_widgets.materials import MAX_SUPERCELL_CANDIDATES, infer_supercell
+
+    d, b, _ = mg_332
+    rng = np.random.default_rng(0)
+    fc = rng.normal(size=(2, 36, 3, 3))  # no crystal's: fits no supercell's basis
+    with pytest.raises(ForceConstantsError, match="none fits; give --supercell") as e:
+        infer_supercell(b.crystal, fc)
+    assert 1 < str(e.value).count("outside") <= MAX_SUPERCELL_CANDIDATES
+    assert "3 3 2" in str(e.value)  # the most nearly isotropic supercell of 18 cells is tried first
+    with pytest.raises(ForceConstantsError, match="cannot belong to a supercell of this 2-atom cell"):
+        infer_supercell(b.crystal, rng.normal(size=(2, 35, 3, 3)))
+    np.testing.assert_array_equal(infer_supercell(b.crystal, np.zeros((2, 16, 3, 3))), np.diag([2, 2, 2]))  # n×n×n as before
+
+
+def test_noisy_force_constants_are_kept_with_a_warning(capsys, tmp_path):
+    """Ge's first-principles force constants leave 0.17 % outside the basis (kept quietly); with noise
+    of 1 % of the largest element on every element, ~16 %: kept (the projection) with one warning line."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.fcio import read_force_constants, write_force_constants
+    from fcinv_widgets.materials import WARN_PROJECTION_RESIDUAL, data_path, get_material, reduce_given
+
+    fc = read_force_constants(data_path("ge", "FORCE_CONSTANTS_DFT"))
+    basis = get_material("Ge").basis
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert reduce_given(basis, fc)[1]["relative"] < 0.01
+    noisy = fc + 0.01 * np.abs(fc).max() * np.random.default_rng(0).normal(size=fc.shape)
+    with pytest.warns(FcinvWarning, match="lie outside this structure's symmetry basis"):
+        r = reduce_given(basis, noisy)[1]["relative"]
+    assert WARN_PROJECTION_RESIDUAL < r < 0.25
+    write_force_constants(tmp_path / "FC_noisy", noisy)
+    rc = main(["basis", "--material", "Ge", "--force-constants", str(tmp_path / "FC_noisy"), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and json.loads(out)["projection_residual"]["relative"] == pytest.approx(r)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fcinv basis: warning:") and "FC_noisy" in lines[0], lines

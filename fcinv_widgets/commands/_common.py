@@ -433,17 +433,6 @@ def _species_b_coh(args, crystal) -> dict:
     return b
 
 
-def infer_supercell(n_prim: int, n_super: int) -> np.ndarray:
-    ratio = n_super // n_prim
-    n = round(ratio ** (1 / 3))
-    if n**3 != ratio or n_super % n_prim:
-        raise FcinvError(
-            f"cannot infer the supercell from {n_super} supercell atoms and {n_prim} atoms in the cell used; "
-            "give --supercell (3 or 9 integers)"
-        )
-    return np.diag([n, n, n])
-
-
 #: the largest --e-max (meV): the ARCS range the resolution model covers
 MAX_E_MAX_MEV = 1500.0
 
@@ -514,7 +503,9 @@ def load_material(args):
         if args.supercell:
             smat = parse_supercell(args.supercell)
         elif fc is not None:
-            smat = infer_supercell(given.n_atoms, fc.shape[1])
+            from ..materials import infer_supercell
+
+            smat = infer_supercell(given, fc)
         else:
             smat = np.diag([4, 4, 4])
         if pmat is not None:
@@ -542,10 +533,12 @@ def load_material(args):
 
             mat = Material(base.name, cr, smat, base.grid, base.conventional_a)
             if fc is not None:
-                params, resid = mat.basis.reduce(fc)
+                from ..materials import reduce_given
+
+                params, resid = reduce_given(mat.basis, fc, str(fcfile))
                 mat = mat.with_reference(params, f"{fcfile} (projection residual {resid['relative']:.2e})", "given")
             return mat, fc
-        return custom_material(cr, fc, smat, e_max=e_max), fc
+        return custom_material(cr, fc, smat, e_max=e_max, source=str(fcfile) if fcfile else None), fc
     if not args.material:
         raise FcinvError("give --material (Ge, Nb) or --structure (and --force-constants)")
     for opt in ("supercell", "primitive"):
@@ -564,7 +557,10 @@ def load_material(args):
     if fcfile:
         from ..fcio import read_force_constants
 
+        from ..materials import reduce_given
+
         fc = _check_fc_size(read_force_constants(fcfile), fcfile)
+        reduce_given(mat.basis, fc, str(fcfile))  # refuses another structure's or supercell's, once for every command
     return mat, fc
 
 

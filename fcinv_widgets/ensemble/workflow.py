@@ -172,11 +172,12 @@ def run_material(
         project_results(results, basis)
         refs = {}
         from ..fcio import read_force_constants
+        from ..materials import reduce_given
 
         for f in include_reference:
             if not os.path.isfile(f):
                 raise FcinvError(f"--include-reference {f!r}: no such file")
-            params, resid = basis.reduce(read_force_constants(f))
+            params, resid = reduce_given(basis, read_force_constants(f), f"--include-reference {f}")
             refs[f"reference:{os.path.basename(os.path.dirname(os.path.abspath(f)))}/{os.path.basename(f)}"] = params
         settings["include_reference"] = list(refs)
         settings["widen_mode"] = widen_mode
