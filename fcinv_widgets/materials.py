@@ -592,9 +592,10 @@ def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
     """Phonopy's supercell matrix (DIM, 3×3 integers) of ``crystal``'s cell that force constants
     ``fc`` ((n, N, 3, 3), compact or full) were computed on. N = n_cell·n³ gives n×n×n. Otherwise the
     diagonal supercells of N / n_cell cells are tried, the most nearly isotropic first (at most
-    :data:`MAX_SUPERCELL_CANDIDATES`), and the one the force constants fit (projection residual ≤
-    :data:`WARN_PROJECTION_RESIDUAL`) is returned when it is the only one; anything else is refused
-    with the candidates tried (give the supercell)."""
+    :data:`MAX_SUPERCELL_CANDIDATES`; each is a symmetry analysis, seconds for a few hundred atoms),
+    and the first the force constants fit (projection residual ≤ :data:`WARN_PROJECTION_RESIDUAL`;
+    read as a wrong one they leave 30–40 % outside) is returned; none fitting is refused with the
+    candidates tried (give the supercell)."""
     from .errors import ForceConstantsError
 
     n_prim, n_super = crystal.n_atoms, int(np.shape(fc)[1])
@@ -616,21 +617,19 @@ def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
         if (ratio // a) % b == 0
     ]
     cands.sort(key=lambda d: (float(np.ptp(np.log(np.array(d) * lengths))), d))
-    tried, fits = [], []
+    tried = []
     for d in cands[:MAX_SUPERCELL_CANDIDATES]:
         try:
             r = FCBasis(crystal, np.diag(d)).reduce(fc)[1]["relative"]
-        except FcinvError:
+        except FcinvError:  # (a supercell phonopy cannot build: too many atoms)
             continue
-        tried.append(f"{d[0]} {d[1]} {d[2]} ({r:.0%} outside)" if r >= 0.005 else f"{d[0]} {d[1]} {d[2]} ({r:.1e} outside)")
         if r <= WARN_PROJECTION_RESIDUAL:
-            fits.append(d)
-    if len(fits) == 1:
-        return np.diag(fits[0])
-    what = "several fit" if fits else "none fits"
+            return np.diag(d)
+        tried.append(f"{d[0]} {d[1]} {d[2]} ({r:.0%} outside)")
     raise ForceConstantsError(
         f"cannot infer the supercell of force constants over {n_super} atoms ({ratio} cells of {n_prim} atoms): "
-        f"of the diagonal supercells tried ({'; '.join(tried) or 'none'}) {what}; give --supercell (3 or 9 integers, phonopy's DIM)"
+        f"they fit none of the diagonal supercells tried ({'; '.join(tried) or 'none'}); give --supercell (3 or 9 integers, "
+        "phonopy's DIM)"
     )
 
 
