@@ -15,14 +15,15 @@ from .errors import ForceConstantsError
 
 
 def read_force_constants(path: str | Path) -> np.ndarray:
-    """Read phonopy ``FORCE_CONSTANTS`` (text) or ``force_constants.hdf5`` → (n, N, 3, 3) eV/Å²."""
+    """Read phonopy ``FORCE_CONSTANTS`` (text), ``force_constants.hdf5`` or ``phonopy.yaml`` (its unit cell's,
+    :func:`read_phonopy_yaml_unitcell`) → (n, N, 3, 3) eV/Å²."""
     from .validate import not_a_file
 
     path = Path(path)
     if not path.is_file():
         raise ForceConstantsError(not_a_file(path, "force-constants file"))
     if path.suffix in (".yaml", ".yml"):
-        return read_phonopy_yaml(path)[1]
+        return read_phonopy_yaml_unitcell(path)[1]
     _check_declared_size(path)
     try:
         if path.suffix in (".hdf5", ".h5"):
@@ -133,13 +134,10 @@ def read_yaml_safely(path: str | Path) -> bytes:
     return data
 
 
-def read_phonopy_yaml(path: str | Path):
-    """Read ``phonopy.yaml`` (or ``phonopy_params.yaml``) → (Crystal, force constants, supercell matrix)."""
+def _load_phonopy_yaml(path: Path):
+    """A phonopy object with force constants from a ``phonopy.yaml`` (safe-loaded first)."""
     import phonopy
 
-    from .structure import Crystal
-
-    path = Path(path)
     data = read_yaml_safely(path)
     try:
         # phonopy parses YAML with PyYAML's unsafe loader: hand it only the bytes that the safe
@@ -149,6 +147,16 @@ def read_phonopy_yaml(path: str | Path):
         raise ForceConstantsError(f"cannot load {path} with phonopy: {type(exc).__name__}: {exc}") from None
     if ph.force_constants is None:
         raise ForceConstantsError(f"{path} holds no force constants (nor forces to produce them)")
+    return ph
+
+
+def read_phonopy_yaml(path: str | Path):
+    """Read ``phonopy.yaml`` (or ``phonopy_params.yaml``) → (its primitive Crystal, force constants
+    compact over it, supercell matrix relative to it)."""
+    from .structure import Crystal
+
+    path = Path(path)
+    ph = _load_phonopy_yaml(path)
     prim = ph.primitive
     crystal = Crystal(prim.cell, prim.scaled_positions, tuple(prim.symbols), prim.masses)
     # supercell matrix relative to the primitive cell
@@ -161,6 +169,26 @@ def read_phonopy_yaml(path: str | Path):
     if fc.shape[0] == fc.shape[1] and ph.primitive_matrix is not None and len(prim) != len(ph.unitcell):
         fc = fc[ph.primitive.p2s_map]
     return crystal, fc, smat
+
+
+def read_phonopy_yaml_unitcell(path: str | Path):
+    """Read ``phonopy.yaml`` (or ``phonopy_params.yaml``) as a FORCE_CONSTANTS file is read: →
+    (its unit cell as a Crystal, force constants (eV/Å²) over the supercell of that cell, full —
+    or compact when its primitive cell is the unit cell —, the supercell matrix (phonopy's DIM of
+    the unit cell)). Compact force constants of a smaller primitive cell are expanded to full by
+    phonopy, so they hold for the unit cell whatever primitive cell the file chose (session 41)."""
+    from .structure import Crystal
+
+    path = Path(path)
+    ph = _load_phonopy_yaml(path)
+    unit = ph.unitcell
+    crystal = Crystal(unit.cell, unit.scaled_positions, tuple(unit.symbols), unit.masses)
+    fc = np.asarray(ph.force_constants, dtype=float)
+    if fc.shape[0] != fc.shape[1] and len(ph.primitive) != len(unit):
+        from phonopy.harmonic.force_constants import compact_fc_to_full_fc
+
+        fc = np.asarray(compact_fc_to_full_fc(ph.primitive, fc), dtype=float)
+    return crystal, fc, np.rint(np.asarray(ph.supercell_matrix)).astype(int)
 
 
 def write_force_constants(path: str | Path, fc: np.ndarray, p2s_map=None) -> None:

@@ -807,3 +807,62 @@ def test_noisy_force_constants_are_kept_with_a_warning(capsys, tmp_path):
     assert rc == 0 and json.loads(out)["projection_residual"]["relative"] == pytest.approx(r)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fcinv basis: warning:") and "FC_noisy" in lines[0], lines
+
+
+@pytest.fixture(scope="module")
+def cu_yaml(tmp_path_factory):
+    """fcc Cu's 4-atom cubic cell and phonopy.yaml files of its 2×2×2 supercell with phonopy's primitive
+    cell F (phonopy 4 resolves an unset primitive matrix to it): full force constants, and compact ones
+    over the 1-atom primitive cell — phonopy's two ways of saving them."""
+    import ase.io
+    from ase.build import bulk
+    from phonopy import Phonopy
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.structure import Crystal
+
+    d = tmp_path_factory.mktemp("cuyaml")
+    cr = Crystal.from_ase(bulk("Cu", "fcc", a=3.61, cubic=True))
+    b = FCBasis(cr, [2, 2, 2])
+    p = _spring_params(b, {("Cu", "Cu", 2.6): 1.0})
+    full = b.expand(p, full=True)
+    ase.io.write(d / "POSCAR", cr.to_ase(), format="vasp", direct=True)
+    ase.io.write(d / "POSCAR_prim", bulk("Cu", "fcc", a=3.61), format="vasp", direct=True)
+    ph = Phonopy(cr.to_phonopy_atoms(), supercell_matrix=np.diag([2, 2, 2]), primitive_matrix="F", log_level=0)
+    ph.force_constants = full
+    ph.save(str(d / "full.yaml"), settings={"force_constants": True})
+    ph.force_constants = full[ph.primitive.p2s_map]
+    ph.save(str(d / "compact.yaml"), settings={"force_constants": True})
+    ph.force_constants = full
+    return d, b, p, ph
+
+
+@pytest.mark.parametrize("name", ["full.yaml", "compact.yaml"])
+def test_a_phonopy_yaml_with_its_own_primitive_cell_works_on_its_unit_cell(capsys, cu_yaml, name):
+    """Before session 41 its force constants were cut to the primitive cell's row (1, 32, 3, 3) and the
+    cubic POSCAR refused with "check the --supercell matrix"; now they hold for the unit cell (compact
+    ones expanded by phonopy), the supercell comes from the file, and --primitive F reduces the cell."""
+    d, b, p, ph = cu_yaml
+    argv = ["--structure", str(d / "POSCAR"), "--force-constants", str(d / name)]
+    out = _cli_json(capsys, ["basis", *argv])
+    assert out["supercell_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    np.testing.assert_allclose(out["values_ev_a2"], p, atol=1e-10)
+    got = np.array(_cli_json(capsys, ["phonons", *argv, "--qpoints", "0.1 0.2 0.3, 0.5 0.5 0.5"])["frequencies_thz"])
+    ref = b.phonopy_with(p)
+    ref.run_qpoints([[0.1, 0.2, 0.3], [0.5, 0.5, 0.5]])
+    np.testing.assert_allclose(got, ref.qpoints.frequencies, atol=1e-6)
+    # the primitive cell F: q in its reciprocal lattice, against phonopy's primitive cell of the same file
+    got = np.array(
+        _cli_json(capsys, ["phonons", *argv, "--primitive", "F", "--qpoints", "0.5 0.5 0.5, 0.1 0.2 0.3"])["frequencies_thz"]
+    )
+    ph.run_qpoints([[0.5, 0.5, 0.5], [0.1, 0.2, 0.3]])
+    np.testing.assert_allclose(got, ph.qpoints.frequencies, atol=1e-6)
+
+
+def test_a_phonopy_yaml_of_another_cell_is_refused_in_one_line(capsys, cu_yaml):
+    from fcinv_widgets.cli import main
+
+    d, *_ = cu_yaml
+    rc = main(["phonons", "--structure", str(d / "POSCAR_prim"), "--force-constants", str(d / "full.yaml"), "--qpoints", "0 0 0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "full.yaml: its force constants are for its own unit cell (4 atoms" in err[0], err

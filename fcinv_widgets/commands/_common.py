@@ -498,10 +498,17 @@ def load_material(args):
                     raise FcinvError(f"--primitive: {args.primitive!r} is not 9 numbers") from None
             cr, pmat = to_primitive(given, prim)
         args.b_coh_fm = _species_b_coh(args, cr)
-        fc = _check_fc_size(read_force_constants(fcfile), fcfile) if fcfile else None
+        fc, file_smat = None, None
+        if fcfile and Path(fcfile).suffix.lower() in (".yaml", ".yml"):  # a phonopy.yaml knows its cell and supercell
+            fc, file_smat = _phonopy_yaml_for(fcfile, given)
+        elif fcfile:
+            fc = read_force_constants(fcfile)
+        fc = _check_fc_size(fc, fcfile) if fc is not None else None
         # --supercell is in units of the structure file's cell (phonopy's DIM), as are the force constants
         if args.supercell:
             smat = parse_supercell(args.supercell)
+        elif file_smat is not None:
+            smat = file_smat
         elif fc is not None:
             from ..materials import infer_supercell
 
@@ -562,6 +569,28 @@ def load_material(args):
         fc = _check_fc_size(read_force_constants(fcfile), fcfile)
         reduce_given(mat.basis, fc, str(fcfile))  # refuses another structure's or supercell's, once for every command
     return mat, fc
+
+
+def _phonopy_yaml_for(path, given):
+    """(force constants, supercell matrix) of a ``phonopy.yaml`` given with ``--structure``: its unit
+    cell must be the structure file's (same atoms at the same places, to 1e-4 Å), else refused in
+    one line naming both (:func:`fcio.read_phonopy_yaml_unitcell`)."""
+    from ..errors import ForceConstantsError
+    from ..fcio import read_phonopy_yaml_unitcell
+
+    unit, fc, smat = read_phonopy_yaml_unitcell(path)
+    same = unit.n_atoms == given.n_atoms and list(unit.symbols) == list(given.symbols)
+    if same:
+        shift = np.asarray(unit.positions) - np.asarray(given.positions)
+        shift -= np.rint(shift)  # the same site, wrapped into the cell or not
+        same = np.allclose(unit.lattice, given.lattice, atol=1e-4) and np.allclose(shift @ given.lattice, 0.0, atol=1e-4)
+    if not same:
+        lat = " × ".join(f"{v:.3f}" for v in np.linalg.norm(unit.lattice, axis=1))
+        raise ForceConstantsError(
+            f"{path}: its force constants are for its own unit cell ({unit.n_atoms} atoms, {lat} Å), not the --structure "
+            f"file's ({given.n_atoms} atoms): give that unit cell as --structure (--primitive then reduces it if wanted)"
+        )
+    return fc, smat
 
 
 #: force constants above this (eV/Å²) are no crystal's (Ge's largest block is ~15 eV/Å², diamond's < 100)
