@@ -259,14 +259,16 @@ def unitcell_fc_to_cell_used(
     return np.ascontiguousarray(fc[np.ix_(perm, perm)])
 
 
-def check_fc_shape(fc: np.ndarray, n_prim: int, n_super: int, where: str = "force constants") -> np.ndarray:
-    """Return compact (n_prim, n_super, 3, 3) FCs; accept full ones; clear error otherwise."""
+def check_fc_shape(
+    fc: np.ndarray, n_prim: int, n_super: int, where: str = "force constants", hint: str = "check the --supercell matrix"
+) -> np.ndarray:
+    """Return compact (n_prim, n_super, 3, 3) FCs; accept full ones; clear error otherwise (ending
+    with ``hint``)."""
     fc = np.asarray(fc, dtype=float)
     if fc.ndim != 4 or fc.shape[2:] != (3, 3) or fc.shape[1] != n_super or fc.shape[0] not in (n_prim, n_super):
         raise ForceConstantsError(
             f"{where} have shape {fc.shape}, but the structure and supercell need "
-            f"({n_prim}, {n_super}, 3, 3) (compact) or ({n_super}, {n_super}, 3, 3) (full); "
-            "check the --supercell matrix"
+            f"({n_prim}, {n_super}, 3, 3) (compact) or ({n_super}, {n_super}, 3, 3) (full); {hint}"
         )
     if not np.all(np.isfinite(fc)):
         raise ForceConstantsError(f"{where} contain NaN or inf")

@@ -600,6 +600,11 @@ def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
 
     n_prim, n_super = crystal.n_atoms, int(np.shape(fc)[1])
     ratio = n_super // n_prim
+    if np.ndim(fc) != 4 or np.shape(fc)[0] not in (n_prim, n_super):
+        raise ForceConstantsError(
+            f"force constants of shape {np.shape(fc)} are neither compact ({n_prim}, N, 3, 3) nor full (N, N, 3, 3) for this "
+            f"{n_prim}-atom cell: give the structure file the force constants were computed from"
+        )
     if n_super % n_prim or ratio < 1:
         raise ForceConstantsError(
             f"force constants over {n_super} supercell atoms cannot belong to a supercell of this {n_prim}-atom cell: "

@@ -779,6 +779,8 @@ def test_infer_supercell_refuses_when_no_diagonal_supercell_fits(mg_332):
     assert "3 3 2" in str(e.value)  # the most nearly isotropic supercell of 18 cells is tried first
     with pytest.raises(ForceConstantsError, match="cannot belong to a supercell of this 2-atom cell"):
         infer_supercell(b.crystal, rng.normal(size=(2, 35, 3, 3)))
+    with pytest.raises(ForceConstantsError, match=r"neither compact \(2, N, 3, 3\) nor full"):
+        infer_supercell(b.crystal, rng.normal(size=(3, 36, 3, 3)))
     np.testing.assert_array_equal(infer_supercell(b.crystal, np.zeros((2, 16, 3, 3))), np.diag([2, 2, 2]))  # n×n×n as before
 
 
@@ -866,3 +868,13 @@ def test_a_phonopy_yaml_of_another_cell_is_refused_in_one_line(capsys, cu_yaml):
     rc = main(["phonons", "--structure", str(d / "POSCAR_prim"), "--force-constants", str(d / "full.yaml"), "--qpoints", "0 0 0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "full.yaml: its force constants are for its own unit cell (4 atoms" in err[0], err
+
+
+def test_force_constants_of_another_structure_given_to_a_preset_say_to_give_that_structure(capsys, mg_332):
+    from fcinv_widgets.cli import main
+
+    d, *_ = mg_332
+    rc = main(["phonons", "--material", "Ge", "--force-constants", str(d / "FORCE_CONSTANTS"), "--qpoints", "0 0 0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "(36, 36, 3, 3)" in err[0] and "not the Ge preset's" in err[0], err
+    assert "--supercell" not in err[0]  # refused for a preset: not the way out

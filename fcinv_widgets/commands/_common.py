@@ -564,10 +564,14 @@ def load_material(args):
     if fcfile:
         from ..fcio import read_force_constants
 
+        from ..fcio import check_fc_shape
         from ..materials import reduce_given
 
         fc = _check_fc_size(read_force_constants(fcfile), fcfile)
-        reduce_given(mat.basis, fc, str(fcfile))  # refuses another structure's or supercell's, once for every command
+        b = mat.basis
+        hint = f"they are not the {mat.name} preset's: give the structure they were computed on with --structure"
+        check_fc_shape(fc, b.n_prim, b.n_super, f"{fcfile}: the force constants", hint)
+        reduce_given(b, fc, str(fcfile))  # refuses another structure's or supercell's, once for every command
     return mat, fc
 
 
