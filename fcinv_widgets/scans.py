@@ -124,7 +124,10 @@ def reach_qmax(ei_mev: float, e_min: float = 0.0, angle_max_deg: float = DETECTO
 def check_ei(ei_mev, grid) -> float:
     """``ei_mev`` (meV) as a float if it can measure the grid's energies on ARCS, else FcinvError."""
     if not is_real_number(ei_mev) or not math.isfinite(float(ei_mev)) or ei_mev <= grid.e.e_max:
-        raise FcinvError(f"Ei must be larger than the grid's largest energy ({grid.e.e_max:g} meV), got {ei_mev!r} meV")
+        raise FcinvError(
+            f"Ei must be larger than the grid's largest energy ({grid.e.e_max:g} meV), got {ei_mev!r} meV "
+            "(a --structure's grid ends at --e-max: a smaller one allows a smaller Ei)"
+        )
     if ei_mev > EI_MAX_MEV:
         raise FcinvError(
             f"Ei must be at most {EI_MAX_MEV:g} meV (the ARCS range the resolution model covers), got {ei_mev!r} meV"
