@@ -870,6 +870,29 @@ def test_a_phonopy_yaml_of_another_cell_is_refused_in_one_line(capsys, cu_yaml):
     assert rc == 2 and len(err) == 1 and "full.yaml: its force constants are for its own unit cell (4 atoms" in err[0], err
 
 
+def test_a_phonopy_yaml_at_another_lattice_constant_is_used_with_a_warning(capsys, cu_yaml, tmp_path):
+    """The same cell 1 % larger (force constants used at the experiment's lattice constant): one warning
+    line, the structure file's geometry; 10 % larger: refused."""
+    import ase.io
+
+    from fcinv_widgets.cli import main
+
+    d, *_ = cu_yaml
+    for scale, rc_want in ((1.01, 0), (1.10, 2)):
+        atoms = ase.io.read(d / "POSCAR")
+        atoms.set_cell(atoms.cell[:] * scale, scale_atoms=True)
+        ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
+        rc = main(["basis", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(d / "full.yaml"), "--json"])
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert rc == rc_want and len(lines) == 1, lines
+        if rc == 0:
+            assert "warning" in lines[0] and "differs from the --structure file's by 1.0%" in lines[0]
+            assert json.loads(out)["supercell_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+        else:
+            assert "its own unit cell (4 atoms, 3.610 × 3.610 × 3.610 Å)" in lines[0] and "3.971" in lines[0]
+
+
 def test_force_constants_of_another_structure_given_to_a_preset_say_to_give_that_structure(capsys, mg_332):
     from fcinv_widgets.cli import main
 

@@ -562,9 +562,7 @@ def load_material(args):
     args.b_coh_fm = _species_b_coh(args, mat.crystal)
     fc = None
     if fcfile:
-        from ..fcio import read_force_constants
-
-        from ..fcio import check_fc_shape
+        from ..fcio import check_fc_shape, read_force_constants
         from ..materials import reduce_given
 
         fc = _check_fc_size(read_force_constants(fcfile), fcfile)
@@ -575,24 +573,44 @@ def load_material(args):
     return mat, fc
 
 
+#: a phonopy.yaml's unit cell may differ from the --structure file's lattice by this much (relative) —
+#: force constants are often used at another lattice constant (the experiment's) — with a warning
+YAML_LATTICE_TOLERANCE = 0.05
+
+
 def _phonopy_yaml_for(path, given):
     """(force constants, supercell matrix) of a ``phonopy.yaml`` given with ``--structure``: its unit
-    cell must be the structure file's (same atoms at the same places, to 1e-4 Å), else refused in
-    one line naming both (:func:`fcio.read_phonopy_yaml_unitcell`)."""
-    from ..errors import ForceConstantsError
+    cell must be the structure file's — the same species in the same order at the same fractional
+    positions (to 1e-3), lattices within :data:`YAML_LATTICE_TOLERANCE` (a warning above 1e-4;
+    the structure file's geometry is used) — else refused in one line naming both
+    (:func:`fcio.read_phonopy_yaml_unitcell`)."""
+    import warnings
+
+    from ..errors import FcinvWarning, ForceConstantsError
     from ..fcio import read_phonopy_yaml_unitcell
 
     unit, fc, smat = read_phonopy_yaml_unitcell(path)
     same = unit.n_atoms == given.n_atoms and list(unit.symbols) == list(given.symbols)
+    strain = np.inf
     if same:
         shift = np.asarray(unit.positions) - np.asarray(given.positions)
         shift -= np.rint(shift)  # the same site, wrapped into the cell or not
-        same = np.allclose(unit.lattice, given.lattice, atol=1e-4) and np.allclose(shift @ given.lattice, 0.0, atol=1e-4)
+        strain = float(np.linalg.norm(unit.lattice - given.lattice) / np.linalg.norm(given.lattice))
+        same = bool(np.abs(shift).max() <= 1e-3) and strain <= YAML_LATTICE_TOLERANCE
     if not same:
         lat = " × ".join(f"{v:.3f}" for v in np.linalg.norm(unit.lattice, axis=1))
         raise ForceConstantsError(
             f"{path}: its force constants are for its own unit cell ({unit.n_atoms} atoms, {lat} Å), not the --structure "
-            f"file's ({given.n_atoms} atoms): give that unit cell as --structure (--primitive then reduces it if wanted)"
+            f"file's ({given.n_atoms} atoms, {' × '.join(f'{v:.3f}' for v in np.linalg.norm(given.lattice, axis=1))} Å): "
+            "give that unit cell as --structure (--primitive then reduces it if wanted)"
+        )
+    if strain > 1e-4:
+        warnings.warn(
+            FcinvWarning(
+                f"{path}: its unit cell's lattice differs from the --structure file's by {strain:.1%}: its force constants "
+                "are used with the structure file's geometry"
+            ),
+            stacklevel=2,
         )
     return fc, smat
 
