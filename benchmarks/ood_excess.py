@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ood_fit.py --model M --n 120 --n-other 0 --no-fit \\
         --temperatures 5,50,100,300 --counts 30,3000 --seed 50 --ei 80 --json CAL.json
-    python benchmarks/ood_excess.py CAL.json [MORE.json …] --model M [--alpha 0.02]
+    python benchmarks/ood_excess.py CAL.json [MORE.json …] --model M [--alpha 0.02] [--by-ei]
         [--test TEST.json …] [--write]
 
 On the right crystal's noisy S(Q,E) the measured regime's ``refit`` leaves about the input's noise
@@ -21,6 +21,11 @@ the calibration inputs' least coverage and their Ei range (inside the training r
 applies there only); the ``sqe_rates`` counted without it are then not quoted until
 ``ood_rates.py --write`` counts them again. Refused, as in ``ood_rates.py``, for rows of another
 checkpoint or other measured-regime thresholds.
+
+``--by-ei`` (rule E by Ei, session 41, pre-registered): a limit per calibration Ei, computed as above from
+that Ei's rows alone; an input is judged by the larger of the two calibration Ei that bracket its own
+(``models.ood.limits_at_ei``). ``--test`` then scores it against the check as it stands (the model's
+current rule E included), with the same criteria.
 """
 
 from __future__ import annotations
@@ -62,6 +67,28 @@ def excess_from_rows(rows: list, alpha: float, ei_range) -> dict:
         "min_coverage": float(min(r["coverage"] for r in own)),
         "ei_range_mev": [float(ei_range[0]), float(ei_range[1])],
         "calibration_ei_mev": sorted(set(eis)),
+    }
+
+
+def excess_by_ei(rows: list, alpha: float, ei_range) -> dict:
+    """Rule E by Ei (session 41): :func:`excess_from_rows` at each calibration Ei on its own
+    (``by_ei``: {"ei_mev", "limits": [{"excess": limit}], "n"}, read by
+    ``OODStats.sqe_excess_limit`` through ``models.ood.limits_at_ei``), with "limit" the largest of
+    them (what an input outside the calibration Ei's span is judged by) and "n" all the judged rows;
+    SystemExit with fewer than two calibration Ei inside ``ei_range``."""
+    eis = sorted(
+        {float(r["ei_mev"]) for r in judged(rows, "own") if r.get("ei_mev") is not None and ei_inside(r["ei_mev"], ei_range)}
+    )
+    if len(eis) < 2:
+        raise SystemExit(f"limits by Ei need calibration rows at two or more Ei inside the training range, got {eis}")
+    each = [excess_from_rows([r for r in rows if r.get("ei_mev") == e], alpha, ei_range) for e in eis]
+    return {
+        "limit": max(t["limit"] for t in each),
+        "n": sum(t["n"] for t in each),
+        "min_coverage": min(t["min_coverage"] for t in each),
+        "ei_range_mev": [float(ei_range[0]), float(ei_range[1])],
+        "calibration_ei_mev": eis,
+        "by_ei": {"ei_mev": eis, "limits": [{"excess": t["limit"]} for t in each], "n": [t["n"] for t in each]},
     }
 
 
@@ -130,6 +157,12 @@ def main(argv=None) -> int:
         json_help="write the limit, the scores and the criteria here",
     )
     ap.add_argument("--alpha", type=float, default=0.02, help="the false-alarm rate the limit aims at")
+    ap.add_argument(
+        "--by-ei",
+        action="store_true",
+        help="a limit per calibration Ei (rule E by Ei, session 41), scored against the check as it stands (the "
+        "model's rule E included) rather than without rule E",
+    )
     a = ap.parse_args(argv)
     if not 0 < a.alpha < 0.5:
         raise SystemExit("--alpha must lie in (0, 0.5)")
@@ -138,13 +171,20 @@ def main(argv=None) -> int:
     if ei_range is None:
         raise SystemExit(f"{a.model} was trained without a measurement model: no training Ei range")
     cal, settings = load_rows(a.rows, a.model, model, stats, a.assume_current)
-    ex = excess_from_rows(cal, a.alpha, ei_range)
+    ex = (excess_by_ei if a.by_ei else excess_from_rows)(cal, a.alpha, ei_range)
     print(
         f"{a.model}: rule E limit {ex['limit']:.4f} on the refit's excess over the noise share, from {ex['n']} own-crystal "
         f"S(Q,E) rows (Ei {', '.join(f'{v:g}' for v in ex['calibration_ei_mev'])} meV; α = {a.alpha:g}; "
         f"coverage ≥ {ex['min_coverage']:.3f})"
     )
-    before = dataclasses.replace(stats, sqe_excess={})  # the check without rule E (a limit written before included)
+    if a.by_ei:
+        by = ex["by_ei"]
+        print(
+            "  by Ei: "
+            + ", ".join(f"{e:g} meV {t['excess']:.4f} (n {n})" for e, t, n in zip(by["ei_mev"], by["limits"], by["n"]))
+        )
+    # without --by-ei the check without rule E (a limit written before left out); with it, the check as it stands
+    before = dataclasses.replace(stats) if a.by_ei else dataclasses.replace(stats, sqe_excess={})
     after = dataclasses.replace(stats)
     after.sqe_excess = ex | {
         "alpha": a.alpha,
@@ -158,8 +198,9 @@ def main(argv=None) -> int:
         sc = score(test, before, after)
         crit = criteria(sc)
         report |= {"score": sc, "criteria": crit, "adopt": all(crit.values())}
-        print(f"held out ({len(test)} rows): flagged / judged, the check without rule E → with it")
-        print("| inputs | judged | without rule E | with rule E |")
+        was, now = ("as it stands", "with rule E by Ei") if a.by_ei else ("without rule E", "with rule E")
+        print(f"held out ({len(test)} rows): flagged / judged, the check {was} → {now}")
+        print(f"| inputs | judged | {was} | {now} |")
         print("|---|---|---|---|")
         for kind, label in (("own", "own crystal"), ("other", "other crystal")):
             s = sc[kind]

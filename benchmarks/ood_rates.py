@@ -28,7 +28,14 @@ import numpy as np
 
 from fcinv_widgets.materials import material_for_model
 from fcinv_widgets.models import load_model
-from fcinv_widgets.models.ood import MIN_STRUCTURE_TO_NOISE_SQE, OOD_CHECK_VERSION, file_sha256, refit_excess, scan_ratio
+from fcinv_widgets.models.ood import (
+    MIN_STRUCTURE_TO_NOISE_SQE,
+    OOD_CHECK_VERSION,
+    excess_key,
+    file_sha256,
+    refit_excess,
+    scan_ratio,
+)
 
 
 def edges_arg(text: str) -> list:
@@ -229,7 +236,8 @@ def main(argv=None) -> int:
             "other_label": label,
             "measured_on": settings,
             "check_version": OOD_CHECK_VERSION,
-            "sqe_excess_limit": stats.sqe_excess["limit"] if stats.sqe_excess else None,  # rule E counted, or not
+            # the rule E counted (or None): its limit, and its limits by Ei where it has them
+            **dict(zip(("sqe_excess_limit", "sqe_excess_by_ei"), excess_key(stats.sqe_excess))),
             "command": command_line("ood_rates", argv),
         }
         save_stats(model, stats, "sqe_rates")

@@ -1078,7 +1078,9 @@ class OODStats:
 
     def sqe_excess_limit(self, structure_to_noise, coverage, ei_mev=None) -> dict | None:
         """Rule E's limit for a one-phonon S(Q,E) input judged in the measured regime and not weak
-        data: {"limit", "n"} of :attr:`sqe_excess`; None without it, for a coverage (fraction of
+        data: {"limit", "n"} of :attr:`sqe_excess` (where it holds limits by Ei, the larger of the two
+        calibration Ei that bracket ``ei_mev``, :func:`limits_at_ei`, its "n" and "by_ei": {"ei_mev":
+        the calibration Ei used, "limit_at_ei_mev": the one whose limit it is}); None without it, for a coverage (fraction of
         measured pixels) below the calibration inputs' least, an Ei (``ei_mev``) unknown or outside
         the calibration's range, values that are not numbers (a structure-to-noise of ∞, a noiseless
         input, is judged), or a table of another :data:`OOD_CHECK_VERSION`."""
@@ -1095,6 +1097,17 @@ class OODStats:
 
         if not (_is_number(ei_mev) and ei_inside(ei_mev, ex["ei_range_mev"])):
             return None
+        if ex.get("by_ei"):  # limits by Ei (session 41): the larger of the bracketing calibration Ei's
+            by = ex["by_ei"]
+            lims, used = limits_at_ei(by, float(ei_mev))
+            if lims.get("excess") is None:
+                return None
+            k = max((by["ei_mev"].index(e) for e in used), key=lambda j: by["limits"][j]["excess"])
+            return {
+                "limit": float(lims["excess"]),
+                "n": int(by["n"][k]),
+                "by_ei": {"ei_mev": used, "limit_at_ei_mev": by["ei_mev"][k]},
+            }
         return {"limit": float(ex["limit"]), "n": int(ex["n"])}
 
     def scan_limit(self, ei_mev=None, oriented: bool = False) -> dict | None:
@@ -1252,6 +1265,10 @@ class OODStats:
                 f"the refit leaves {excess['value']:.3f} of the structure beyond the input's noise share, above the "
                 f"limit {excess['limit']:.3f} (calibrated on {excess['n']} of the right crystal's S(Q,E) measurements: rule E)"
             )
+            if excess.get("by_ei"):
+                why = why.replace(
+                    "measurements: rule E)", f"measurements at Ei {excess['by_ei']['limit_at_ei_mev']:g} meV: rule E by Ei)"
+                )
             reason = f"{why}; {reason}" if ratio_flag else f"{why} — the other scores pass: {reason}"
         if weak:
             reason = f"{weak_reason(snr, temperature_k, model.config.get('energy_centers_mev'))}; the scores: {reason}" + (
@@ -1349,7 +1366,7 @@ class OODStats:
             return None
         if not r or not np.isfinite(v) or v < r["edges"][0] or check_version_of(r) != OOD_CHECK_VERSION:
             return None  # (rates of another version's verdicts describe another check)
-        if r.get("sqe_excess_limit") != (self.sqe_excess["limit"] if self.sqe_excess else None):
+        if (r.get("sqe_excess_limit"), r.get("sqe_excess_by_ei")) != excess_key(self.sqe_excess):
             return None  # (counted with or without another rule E: another check)
         i, rng = _bin(r["edges"], v)
         eis = sorted({float(m["ei"]) for m in r.get("measured_on") or [] if isinstance(m, dict) and _is_number(m.get("ei"))})
@@ -1523,6 +1540,9 @@ def _sqe_rates(d: dict) -> dict:
     ex = d.get("sqe_excess_limit")
     if ex is not None and (isinstance(ex, bool) or not isinstance(ex, (int, float)) or not np.isfinite(ex)):
         raise ValueError(f"sqe_rates sqe_excess_limit must be a finite number or null, got {ex!r}")
+    by = d.get("sqe_excess_by_ei")
+    if by is not None and not (isinstance(by, list) and by and all(_is_number(v) for v in by)):
+        raise ValueError(f"sqe_rates sqe_excess_by_ei must be a list of finite numbers > 0 or null, got {by!r}")
     _check_version_field(d, "sqe_rates")
     return out | {k: v for k, v in d.items() if k not in out}
 
@@ -1567,6 +1587,15 @@ def _ei_range_field(d: dict, what: str) -> list:
     return [float(ei[0]), float(ei[1])]
 
 
+def excess_key(sqe_excess: dict) -> tuple:
+    """What identifies a rule E for :attr:`OODStats.sqe_rates` counted under it: (its limit or None,
+    its limits by Ei or None) — the rates' ``sqe_excess_limit`` and ``sqe_excess_by_ei``."""
+    if not sqe_excess:
+        return (None, None)
+    by = sqe_excess.get("by_ei")
+    return (sqe_excess["limit"], [t["excess"] for t in by["limits"]] if by else None)
+
+
 def _sqe_excess(d: dict) -> dict:
     """:attr:`OODStats.sqe_excess` from a file, checked: a finite limit, a whole count ≥ 1, a
     coverage in [0, 1] and an Ei range (ValueError naming the problem)."""
@@ -1585,6 +1614,11 @@ def _sqe_excess(d: dict) -> dict:
         "min_coverage": _coverage_field(d, "sqe_excess"),
         "ei_range_mev": _ei_range_field(d, "sqe_excess"),
     }
+    if d.get("by_ei") is not None:  # limits by Ei (session 41): one "excess" limit per calibration Ei
+        by = _limits_by_ei(d["by_ei"], "sqe_excess", out["ei_range_mev"])
+        if any(set(t) != {"excess"} or t["excess"] is None for t in by["limits"]):
+            raise ValueError(f'sqe_excess by_ei limits must each be {{"excess": a finite number > 0}}, got {by["limits"]!r}')
+        out["by_ei"] = by
     _check_version_field(d, "sqe_excess")
     return out | {k: v for k, v in d.items() if k not in out}
 

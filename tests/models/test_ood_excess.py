@@ -206,3 +206,121 @@ def test_ood_excess_script_calibrates_inside_the_training_range_scores_and_write
     assert got.sqe_rates["sqe_excess_limit"] == pytest.approx(ex["limit"]) and got.sqe_rate(9.0)["own_flagged"] == 1
     with pytest.raises(SystemExit, match="too few"):
         mod.main([write("few.json", cal[:20]), "--model", str(d)])
+
+
+# ------------------------------------------------------------------------------ rule E by Ei (session 41)
+BY_EI = {"ei_mev": [80.0, 95.0, 110.0, 125.0], "limits": [{"excess": v} for v in (0.11, 0.04, 0.06, 0.09)], "n": [50, 60, 70, 80]}
+
+
+def test_rule_e_by_ei_judges_an_input_by_the_larger_of_its_bracketing_calibration_ei(tmp_path):
+    """87 meV lies between 80 (0.11) and 95 (0.04): 0.11, from 80; 103 between 95 and 110: 0.06; a
+    calibration Ei its own; inside the training range but outside the grid (78, 130): the largest;
+    outside the training range: none. The record names the Ei whose limit it is."""
+    from fcinv_widgets.models.ood import OODStats
+
+    stats = OODStats.load(_folder(tmp_path) / "ood.json")
+    stats.sqe_excess = _excess(0.2) | {"by_ei": BY_EI}
+    got = {ei: stats.sqe_excess_limit(50.0, 1.0, ei) for ei in (87.0, 103.0, 95.0, 78.0, 130.0, 60.0)}
+    assert got[87.0] == {"limit": 0.11, "n": 50, "by_ei": {"ei_mev": [80.0, 95.0], "limit_at_ei_mev": 80.0}}
+    assert got[103.0] == {"limit": 0.06, "n": 70, "by_ei": {"ei_mev": [95.0, 110.0], "limit_at_ei_mev": 110.0}}
+    assert got[95.0]["limit"] == 0.04 and got[95.0]["by_ei"]["ei_mev"] == [95.0]
+    assert got[78.0]["limit"] == got[130.0]["limit"] == 0.11 and got[60.0] is None
+    stats.sqe_excess = _excess(0.2)
+    assert stats.sqe_excess_limit(50.0, 1.0, 103.0) == {"limit": 0.2, "n": 150}  # without by_ei: the one limit
+
+
+def test_rule_e_by_ei_in_the_check_and_the_rates_it_is_quoted_with(tmp_path, ge_input, monkeypatch):
+    """The check flags an S(Q,E) input whose excess passes the pooled limit but not its Ei's, naming
+    rule E by Ei and the calibration Ei; the table survives a save and load; rates are quoted only
+    when counted under the same limits by Ei."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, OODStats
+
+    d = _folder(tmp_path)
+    model = load_model(d)
+    stats = model.ood_stats()
+    stats.sqe_excess = {}
+    once = stats.scores(model, ge_input, True, temperature_k=5.0)
+    monkeypatch.setattr(stats, "scores", lambda m, x, measured=False, progress=False, temperature_k=None, orientation=None: once)
+    e = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=95.0)["refit_excess"]["value"]
+    lims = [e + 0.05, e - 0.005, e + 0.05, e + 0.05]
+    by = {"ei_mev": [80.0, 95.0, 110.0, 125.0], "limits": [{"excess": v} for v in lims], "n": [50, 60, 70, 80]}
+    stats.sqe_excess = _excess(e + 0.05) | {"by_ei": by}
+    rec = stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=95.0)
+    assert rec["flag"] and "at Ei 95 meV: rule E by Ei" in rec["reason"] and rec["refit_excess"]["n"] == 60
+    assert not stats.check(model, ge_input, measured=True, temperature_k=5.0, ei_mev=125.0)["flag"]
+    assert stats.flags(model, ge_input[None], measured=True, temperature_k=5.0, ei_mev=95.0).tolist() == [True]
+    stats.save(d / "ood.json")
+    back = OODStats.load(d / "ood.json")
+    assert back.sqe_excess["by_ei"]["limits"] == [{"excess": pytest.approx(v)} for v in lims]
+
+    counts = {"n": [20], "flagged": [1]}
+    back.sqe_rates = {"edges": [3.0], "own": counts, "other": counts, "other_label": "Nb", "check_version": OOD_CHECK_VERSION}
+    back.sqe_rates["sqe_excess_limit"] = back.sqe_excess["limit"]
+    assert back.sqe_rate(5.0) is None  # counted under the pooled limit alone: another check
+    back.sqe_rates["sqe_excess_by_ei"] = [t["excess"] for t in back.sqe_excess["by_ei"]["limits"]]
+    assert back.sqe_rate(5.0)["own_n"] == 20
+
+
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ({"ei_mev": [80.0]}, "increasing"),
+        ({"limits": [{"refit": 0.1}] * 4}, "excess"),
+        ({"limits": [{"excess": None}] * 4}, "excess"),
+        ({"n": [1, 2, 3]}, "whole number"),
+        ({"ei_mev": [60.0, 95.0, 110.0, 125.0]}, "outside"),
+    ],
+)
+def test_damaged_excess_limits_by_ei_are_refused_in_one_line(tmp_path, damage, words):
+    msg = _refused(tmp_path, {"sqe_excess": _excess(0.05) | {"by_ei": BY_EI | damage}})
+    assert words in msg and "sqe_excess" in msg
+
+
+def test_rates_with_damaged_limits_by_ei_are_refused_in_one_line(tmp_path):
+    counts = {"n": [1], "flagged": [0]}
+    rates = {"edges": [3.0], "own": counts, "other": counts, "other_label": "Nb", "sqe_excess_by_ei": ["x"]}
+    assert "sqe_excess_by_ei" in _refused(tmp_path, {"sqe_rates": rates})
+
+
+def test_ood_excess_script_by_ei_calibrates_each_ei_and_scores_against_the_rule_in_place(tmp_path, capsys):
+    """``--by-ei``: one limit per calibration Ei from its rows alone (the ⌈(n+1)(1−α)⌉-th smallest),
+    the top-level limit their largest; scored against the check as it stands (the file's pooled rule
+    E included), so a held-out input the pooled limit already flags stays flagged 'before'."""
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
+
+    mod = _script("ood_excess")
+    d = _folder(tmp_path)
+    stats = load_model(d).ood_stats()
+    lo, hi = np.linspace(-0.02, 0.03, 60), np.linspace(0.0, 0.12, 60)  # 80 meV quiet, 125 meV loud
+    cal = [_row("own", 9.0, float(v) + 0.1, ei=80.0) for v in lo] + [_row("own", 9.0, float(v) + 0.1, ei=125.0) for v in hi]
+
+    def write(name, rows):
+        p = tmp_path / name
+        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
+        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
+        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
+        return str(p)
+
+    # the file's rule E as it stands: one pooled limit 0.10
+    stats.sqe_excess = _excess(0.10)
+    stats.save(d / "ood.json")
+    # held out at 80 meV: own 0.02 (passes both), other 0.06 (caught by Ei only), other 0.15 (caught by both)
+    test = [_row("own", 9.0, 0.12, ei=80.0), _row("other", 9.0, 0.16, ei=80.0), _row("other", 9.0, 0.25, ei=80.0)]
+    out_json = tmp_path / "e.json"
+    args = [write("cal.json", cal), "--model", str(d), "--by-ei", "--test", write("test.json", test), "--json", str(out_json)]
+    assert mod.main(args) == 0
+    out = capsys.readouterr().out
+    rep = json.loads(out_json.read_text())
+    ex = rep["sqe_excess"]
+    k = int(np.ceil(61 * 0.98))
+    assert ex["by_ei"]["ei_mev"] == [80.0, 125.0] and ex["by_ei"]["n"] == [60, 60]
+    assert ex["by_ei"]["limits"][0]["excess"] == pytest.approx(np.sort(lo)[k - 1])
+    assert ex["by_ei"]["limits"][1]["excess"] == pytest.approx(np.sort(hi)[k - 1])
+    assert ex["limit"] == pytest.approx(np.sort(hi)[k - 1]) and ex["n"] == 120
+    own, other = rep["score"]["own"], rep["score"]["other"]
+    assert (own["before"], own["after"]) == (0, 0) and (other["before"], other["after"]) == (1, 2)
+    assert rep["adopt"] is True and "by Ei: 80 meV" in out and "as it stands" in out
+    with pytest.raises(SystemExit, match="two or more Ei"):
+        mod.main([write("one.json", cal[:60]), "--model", str(d), "--by-ei"])
