@@ -83,7 +83,8 @@ of it. :func:`refit_excess` is that excess. Where the model's ``ood.json`` carri
 training Ei range; ``benchmarks/ood_excess.py``), a one-phonon S(Q,E) input judged in the measured
 regime, not weak data, of at least the calibration's coverage and of a known Ei inside that range is
 also flagged when its excess exceeds the limit (:meth:`OODStats.sqe_excess_limit`; the record's
-``refit_excess``).
+``refit_excess``). A table with ``by_ei`` (rule E by Ei, session 41) holds one limit per calibration Ei
+and judges an input by the larger of the two around its Ei (:func:`limits_at_ei`).
 
 **A single scan** (rule S, session 35; rule S′, session 38; both pre-registered): one orientation averages,
 per pixel, only the equivalents it reaches, so the full-data limits do not describe it. Where ``ood.json``
