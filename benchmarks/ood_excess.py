@@ -25,7 +25,8 @@ checkpoint or other measured-regime thresholds.
 ``--by-ei`` (rule E by Ei, session 41, pre-registered): a limit per calibration Ei, computed as above from
 that Ei's rows alone; an input is judged by the larger of the two calibration Ei that bracket its own
 (``models.ood.limits_at_ei``). ``--test`` then scores it against the check as it stands (the model's
-current rule E included), with the same criteria.
+current rule E included), with the same criteria; ``--vs-current`` does that for one pooled limit (a
+rule E recalibrated on new rows against the one in the file).
 """
 
 from __future__ import annotations
@@ -163,7 +164,14 @@ def main(argv=None) -> int:
         help="a limit per calibration Ei (rule E by Ei, session 41), scored against the check as it stands (the "
         "model's rule E included) rather than without rule E",
     )
+    ap.add_argument(
+        "--vs-current",
+        action="store_true",
+        help="score against the check as it stands (the model's rule E included), e.g. a recalibrated limit against the "
+        "shipped one (implied by --by-ei)",
+    )
     a = ap.parse_args(argv)
+    a.vs_current = a.vs_current or a.by_ei
     if not 0 < a.alpha < 0.5:
         raise SystemExit("--alpha must lie in (0, 0.5)")
     model, stats = measured_stats(a.model)
@@ -183,8 +191,8 @@ def main(argv=None) -> int:
             "  by Ei: "
             + ", ".join(f"{e:g} meV {t['excess']:.4f} (n {n})" for e, t, n in zip(by["ei_mev"], by["limits"], by["n"]))
         )
-    # without --by-ei the check without rule E (a limit written before left out); with it, the check as it stands
-    before = dataclasses.replace(stats) if a.by_ei else dataclasses.replace(stats, sqe_excess={})
+    # the check without rule E (a limit written before left out), or with --vs-current the check as it stands
+    before = dataclasses.replace(stats) if a.vs_current else dataclasses.replace(stats, sqe_excess={})
     after = dataclasses.replace(stats)
     after.sqe_excess = ex | {
         "alpha": a.alpha,
@@ -198,7 +206,8 @@ def main(argv=None) -> int:
         sc = score(test, before, after)
         crit = criteria(sc)
         report |= {"score": sc, "criteria": crit, "adopt": all(crit.values())}
-        was, now = ("as it stands", "with rule E by Ei") if a.by_ei else ("without rule E", "with rule E")
+        was = "as it stands" if a.vs_current else "without rule E"
+        now = "with rule E by Ei" if a.by_ei else ("with the new rule E" if a.vs_current else "with rule E")
         print(f"held out ({len(test)} rows): flagged / judged, the check {was} → {now}")
         print(f"| inputs | judged | {was} | {now} |")
         print("|---|---|---|---|")

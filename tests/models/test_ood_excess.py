@@ -322,5 +322,12 @@ def test_ood_excess_script_by_ei_calibrates_each_ei_and_scores_against_the_rule_
     own, other = rep["score"]["own"], rep["score"]["other"]
     assert (own["before"], own["after"]) == (0, 0) and (other["before"], other["after"]) == (1, 2)
     assert rep["adopt"] is True and "by Ei: 80 meV" in out and "as it stands" in out
+    # --vs-current: one pooled limit from the same rows (rank 119 of 120), against the same check
+    assert mod.main(args[:3] + ["--vs-current"] + args[4:]) == 0
+    rep = json.loads(out_json.read_text())
+    pooled = np.sort(np.concatenate([lo, hi]))[int(np.ceil(121 * 0.98)) - 1]
+    assert "by_ei" not in rep["sqe_excess"] and rep["sqe_excess"]["limit"] == pytest.approx(pooled)
+    assert (rep["score"]["other"]["before"], rep["score"]["other"]["after"]) == (1, 1) and rep["adopt"] is False
+    assert "with the new rule E" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="two or more Ei"):
         mod.main([write("one.json", cal[:60]), "--model", str(d), "--by-ei"])
