@@ -513,19 +513,23 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
 
 @pytest.mark.parametrize("name", ["ge-resnet", "ge-vae", "nb-resnet", "nb-vae"])
 def test_the_shipped_robust_models_carry_measured_sqe_flag_rates(name):
-    """Session 31: each robust model's ood.json holds the flag rates measured on 3 × (60 + 60)
-    S(Q,E) files of its own and the other crystal at Ei 80 meV (README, OOD), for this very
-    checkpoint; since session 34 also the rule-E test seeds (Ge: 52/53 at Ei 110/95 meV, Nb: 52 at
-    70), counted under the rule-E limit the file carries (the Ge models; none for Nb)."""
+    """Session 31: each robust model's ood.json holds the flag rates measured on (60 + 60)-file
+    S(Q,E) seeds of its own and the other crystal (README, OOD), for this very checkpoint, counted
+    under the rule-E limit the file carries (the Ge models; none for Nb): Nb's seeds 31–33 at Ei 80
+    meV and 52 at 70 (session 34); the Ge models', counted again when rule E was recalibrated in
+    session 41, its test seeds 115–117 at Ei 87, 103 and 118 meV."""
     from fcinv_widgets.models import load_model
 
     stats = load_model(name).ood_stats()
     r = stats.sqe_rates
     assert r["edges"] == [3.0, 10.0, 30.0] and "ood_rates.py" in r["command"]  # below 3: weak data (rule W)
     seeds = [m["seed"] for m in r["measured_on"]]
-    assert seeds == ([31, 32, 33, 52, 53] if name.startswith("ge") else [31, 32, 33, 52])
+    assert seeds == ([115, 116, 117] if name.startswith("ge") else [31, 32, 33, 52])
     assert bool(stats.sqe_excess) is name.startswith("ge")  # rule E adopted for the Ge models only
     assert r["sqe_excess_limit"] == (stats.sqe_excess["limit"] if stats.sqe_excess else None)
+    if name.startswith("ge"):  # session 41: rule E recalibrated on 434 inputs at four Ei, one pooled limit
+        assert stats.sqe_excess["n"] == 434 and stats.sqe_excess["calibration_ei_mev"] == [80.0, 95.0, 110.0, 125.0]
+        assert "by_ei" not in stats.sqe_excess and r.get("sqe_excess_by_ei") is None
     assert stats.sqe_rate(50.0) is not None  # so they are quoted
     judged = sum(r["own"]["n"]) + sum(r["other"]["n"])
     assert 150 <= judged <= 120 * len(seeds)  # weak data are not judged
