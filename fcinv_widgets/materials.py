@@ -598,13 +598,14 @@ def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
     candidates tried (give the supercell)."""
     from .errors import ForceConstantsError
 
-    n_prim, n_super = crystal.n_atoms, int(np.shape(fc)[1])
-    ratio = n_super // n_prim
-    if np.ndim(fc) != 4 or np.shape(fc)[0] not in (n_prim, n_super):
+    n_prim, shape = crystal.n_atoms, np.shape(fc)
+    if len(shape) != 4 or shape[2:] != (3, 3) or shape[0] not in (n_prim, shape[1]):
         raise ForceConstantsError(
-            f"force constants of shape {np.shape(fc)} are neither compact ({n_prim}, N, 3, 3) nor full (N, N, 3, 3) for this "
+            f"force constants of shape {shape} are neither compact ({n_prim}, N, 3, 3) nor full (N, N, 3, 3) for this "
             f"{n_prim}-atom cell: give the structure file the force constants were computed from"
         )
+    n_super = int(shape[1])
+    ratio = n_super // n_prim
     if n_super % n_prim or ratio < 1:
         raise ForceConstantsError(
             f"force constants over {n_super} supercell atoms cannot belong to a supercell of this {n_prim}-atom cell: "

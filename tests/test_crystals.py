@@ -781,6 +781,8 @@ def test_infer_supercell_refuses_when_no_diagonal_supercell_fits(mg_332):
         infer_supercell(b.crystal, rng.normal(size=(2, 35, 3, 3)))
     with pytest.raises(ForceConstantsError, match=r"neither compact \(2, N, 3, 3\) nor full"):
         infer_supercell(b.crystal, rng.normal(size=(3, 36, 3, 3)))
+    with pytest.raises(ForceConstantsError, match="neither compact"):
+        infer_supercell(b.crystal, rng.normal(size=(36,)))
     np.testing.assert_array_equal(infer_supercell(b.crystal, np.zeros((2, 16, 3, 3))), np.diag([2, 2, 2]))  # n×n×n as before
 
 
