@@ -1262,14 +1262,11 @@ class OODStats:
                 f"calibrated on {signal['n']} of the right crystal's: rule C)"
             )
         if excess_flag and excess is not None:
+            rule = f" at Ei {excess['by_ei']['limit_at_ei_mev']:g} meV: rule E by Ei" if excess.get("by_ei") else ": rule E"
             why = (
                 f"the refit leaves {excess['value']:.3f} of the structure beyond the input's noise share, above the "
-                f"limit {excess['limit']:.3f} (calibrated on {excess['n']} of the right crystal's S(Q,E) measurements: rule E)"
+                f"limit {excess['limit']:.3f} (calibrated on {excess['n']} of the right crystal's S(Q,E) measurements{rule})"
             )
-            if excess.get("by_ei"):
-                why = why.replace(
-                    "measurements: rule E)", f"measurements at Ei {excess['by_ei']['limit_at_ei_mev']:g} meV: rule E by Ei)"
-                )
             reason = f"{why}; {reason}" if ratio_flag else f"{why} — the other scores pass: {reason}"
         if weak:
             reason = f"{weak_reason(snr, temperature_k, model.config.get('energy_centers_mev'))}; the scores: {reason}" + (
