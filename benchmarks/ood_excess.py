@@ -2,7 +2,7 @@
 
     python benchmarks/bench_ood_fit.py --model M --n 120 --n-other 0 --no-fit \\
         --temperatures 5,50,100,300 --counts 30,3000 --seed 50 --ei 80 --json CAL.json
-    python benchmarks/ood_excess.py CAL.json [MORE.json …] --model M [--alpha 0.02] [--by-ei]
+    python benchmarks/ood_excess.py CAL.json [MORE.json …] --model M [--alpha 0.02] [--by-ei | --vs-current]
         [--test TEST.json …] [--write]
 
 On the right crystal's noisy S(Q,E) the measured regime's ``refit`` leaves about the input's noise
