@@ -737,6 +737,10 @@ def test_a_non_cubic_supercell_is_inferred_from_the_force_constants(capsys, mg_3
     assert out["supercell_matrix"] == [[3, 0, 0], [0, 3, 0], [0, 0, 2]]
     np.testing.assert_allclose(out["values_ev_a2"], p, atol=1e-10)
     assert out["projection_residual"]["relative"] < 1e-10
+    from fcinv_widgets.cli import main
+
+    assert main(["basis", *argv]) == 0  # the text says how much of them lay outside the basis
+    assert f"values from: {d / fcname} (relative projection residual" in capsys.readouterr().out
     # the frequencies against phonopy's from the same force constants (an independent code)
     q = np.array([[0.1, 0.2, 0.3], [0.5, 0, 0], [1 / 3, 1 / 3, 0.5]])
     got = np.array(

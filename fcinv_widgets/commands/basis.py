@@ -59,6 +59,7 @@ def run(args) -> int:
     lines = [
         f"{mat.name}: {b.n_params} parameters in {len(b.orbits)} pair orbits (supercell {mat.supercell_matrix.tolist()})",
         f"values from: {source}"
+        + ("" if residual is None else f" (relative projection residual {residual['relative']:.1e}: the part outside the basis)")
         if source is not None
         else f"values and top-{args.top} ranking: none without force constants (give --force-constants FILE)",
         "",
