@@ -98,8 +98,9 @@ def _check_declared_size(path: Path) -> None:
 MAX_YAML_BYTES = 512 * 1024**2
 
 
-def read_yaml_safely(path: str | Path) -> bytes:
-    """The bytes of a YAML file, after checking that PyYAML's *safe* loader accepts them.
+def read_yaml_safely(path: str | Path) -> tuple[bytes, dict]:
+    """The bytes of a YAML file and the document the *safe* loader made of them, after checking that
+    PyYAML's safe loader accepts them.
 
     Refuses (:class:`ForceConstantsError`, one line) a file that is not YAML or carries any tag the
     safe loader does not know (``!!python/object/apply`` and friends run code under the unsafe
@@ -131,14 +132,15 @@ def read_yaml_safely(path: str | Path) -> bytes:
         raise ForceConstantsError(f"{path}: not valid YAML{at}") from None
     if not isinstance(doc, dict):
         raise ForceConstantsError(f"{path}: not a phonopy YAML file (no mapping at the top level)")
-    return data
+    return data, doc
 
 
 def _load_phonopy_yaml(path: Path):
     """A phonopy object with force constants from a ``phonopy.yaml`` (safe-loaded first)."""
     import phonopy
 
-    data = read_yaml_safely(path)
+    data, doc = read_yaml_safely(path)
+    _check_yaml_supercell(doc, path)
     try:
         # phonopy parses YAML with PyYAML's unsafe loader: hand it only the bytes that the safe
         # loader has accepted (no python/* tags), from memory, never the file itself
@@ -148,6 +150,31 @@ def _load_phonopy_yaml(path: Path):
     if ph.force_constants is None:
         raise ForceConstantsError(f"{path} holds no force constants (nor forces to produce them)")
     return ph
+
+
+def _check_yaml_supercell(doc: dict, path: Path) -> None:
+    """Refuse, before phonopy builds anything, a ``phonopy.yaml`` whose supercell would hold more than
+    :data:`~fcinv_widgets.basis.MAX_SUPERCELL_ATOMS` atoms (a few bytes can declare a 60×60×60
+    supercell, which phonopy then spends minutes and gigabytes building) or whose supercell matrix
+    is not 3×3 integers with det ≥ 1."""
+    from .basis import MAX_SUPERCELL_ATOMS
+
+    smat = doc.get("supercell_matrix")
+    if smat is None:
+        return  # (phonopy refuses a file without one; its message is kept)
+    try:
+        m = np.array(smat, dtype=float)
+        det = round(float(np.linalg.det(m))) if m.shape == (3, 3) and np.isfinite(m).all() else 0
+    except (TypeError, ValueError):
+        det = 0
+    if det < 1 or not np.allclose(m, np.rint(m)):
+        raise ForceConstantsError(f"{path}: supercell_matrix must be 3×3 integers with determinant ≥ 1, got {smat!r}")
+    unit = doc.get("unit_cell") or doc.get("primitive_cell") or {}
+    n_unit = len(unit.get("points") or []) if isinstance(unit, dict) else 0
+    if n_unit * det > MAX_SUPERCELL_ATOMS:
+        raise ForceConstantsError(
+            f"{path}: its supercell holds {n_unit * det} atoms ({n_unit} × {det} cells); at most {MAX_SUPERCELL_ATOMS} are supported"
+        )
 
 
 def read_phonopy_yaml(path: str | Path):

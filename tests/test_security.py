@@ -54,6 +54,40 @@ def test_plain_phonopy_yaml_still_loads(tmp_path, ge):
     assert np.array_equal(smat, ge.supercell_matrix)
 
 
+@pytest.mark.parametrize(
+    "smat, words",
+    [
+        ("[[60, 0, 0], [0, 60, 0], [0, 0, 60]]", "432000 atoms (2 × 216000 cells); at most 1500"),
+        ("[[1, 0, 0], [0, 1, 0], [0, 0, 0]]", "determinant ≥ 1"),
+        ("[[1.5, 0, 0], [0, 1, 0], [0, 0, 1]]", "3×3 integers"),
+        ("[[1, 0], [0, 1]]", "3×3 integers"),
+        ('"big"', "3×3 integers"),
+    ],
+)
+def test_phonopy_yaml_declaring_a_huge_or_broken_supercell_builds_nothing(tmp_path, ge, capsys, smat, words):
+    """A few bytes of phonopy.yaml can declare a 60×60×60 supercell, which phonopy spent minutes (and
+    gigabytes) building before the file was refused (session 41: over 120 s); refused from the
+    safe-loaded document now, before phonopy sees it (the words are ours, not phonopy's)."""
+    import yaml
+
+    from fcinv_widgets.cli import main
+
+    ph = ge.basis.phonopy_with(ge.reference_params)
+    good = tmp_path / "good.yaml"
+    ph.save(str(good), settings={"force_constants": True})
+    doc = yaml.safe_load(good.read_text())
+    doc["supercell_matrix"] = yaml.safe_load(smat)
+    bad = tmp_path / "phonopy.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    poscar = tmp_path / "POSCAR"
+    import ase.io
+
+    ase.io.write(poscar, ge.crystal.to_ase(), format="vasp", direct=True)
+    rc = main(["basis", "--structure", str(poscar), "--force-constants", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and words in err[0] and "phonopy.yaml" in err[0], err
+
+
 # ------------------------------------------------------------------------------ MACE pickles
 def _fake_mace_installed(monkeypatch, tmp_path):
     from fcinv_widgets.ensemble import calculators as C
