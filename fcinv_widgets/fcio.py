@@ -22,11 +22,11 @@ def read_force_constants(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ForceConstantsError(not_a_file(path, "force-constants file"))
-    if path.suffix in (".yaml", ".yml"):
+    if path.suffix.lower() in (".yaml", ".yml"):
         return read_phonopy_yaml_unitcell(path)[1]
     _check_declared_size(path)
     try:
-        if path.suffix in (".hdf5", ".h5"):
+        if path.suffix.lower() in (".hdf5", ".h5"):
             from phonopy.file_IO import read_force_constants_hdf5
 
             fc = read_force_constants_hdf5(str(path))
@@ -51,7 +51,7 @@ MAX_FC_BYTES = 2 * 1024**3
 def _check_declared_size(path: Path) -> None:
     """Refuse, before anything is allocated, a file whose declared (n, N) blocks are absurd or not
     backed by its size (a text FORCE_CONSTANTS needs ≥ 4 lines of ≥ 6 bytes per 3×3 block)."""
-    if path.suffix in (".hdf5", ".h5"):
+    if path.suffix.lower() in (".hdf5", ".h5"):
         import h5py
 
         try:

@@ -907,3 +907,20 @@ def test_force_constants_of_another_structure_given_to_a_preset_say_to_give_that
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "(36, 36, 3, 3)" in err[0] and "not the Ge preset's" in err[0], err
     assert "--supercell" not in err[0]  # refused for a preset: not the way out
+
+
+def test_force_constant_file_kinds_are_known_whatever_the_suffix_case(mg_332, tmp_path):
+    """PHONOPY.YAML and FC.HDF5 are read as what they are, through the API as through the CLI."""
+    import shutil
+
+    from fcinv_widgets.fcio import read_force_constants
+
+    d, b, p = mg_332
+    import h5py
+
+    shutil.copy(d / "phonopy.yaml", tmp_path / "PHONOPY.YAML")
+    full = read_force_constants(d / "FORCE_CONSTANTS")
+    with h5py.File(tmp_path / "FC.HDF5", "w") as f:
+        f["force_constants"] = full
+    for name in ("PHONOPY.YAML", "FC.HDF5"):  # (read as text before: refused as a malformed FORCE_CONSTANTS)
+        np.testing.assert_allclose(b.reduce(read_force_constants(tmp_path / name))[0], p, atol=1e-10)
