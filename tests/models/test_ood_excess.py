@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("torch")
 
 from test_ood_limits import _folder, _refused, _script  # noqa: E402
+from test_ood_scan import _bench_json  # noqa: E402
 
 
 def _excess(limit, min_coverage=0.0, ei_range=(77.0, 133.0)):
@@ -163,7 +164,7 @@ def test_ood_excess_script_calibrates_inside_the_training_range_scores_and_write
     ``--write`` into ood.json, after which ood_rates.py counts flags under the limit and records
     it."""
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
+    from fcinv_widgets.models.ood import OOD_CHECK_VERSION
 
     mod = _script("ood_excess")
     d = _folder(tmp_path)
@@ -173,11 +174,7 @@ def test_ood_excess_script_calibrates_inside_the_training_range_scores_and_write
     cal += [_row("own", 9.0, 5.0, ei=60.0), _row("other", 9.0, 5.0)]  # outside the training range; another crystal
 
     def write(name, rows):
-        p = tmp_path / name
-        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
-        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
-        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
-        return str(p)
+        return _bench_json(tmp_path / name, d, rows, stats.measured, scans=None)  # full-data rows
 
     test = [_row("own", 9.0, 0.1), _row("own", 9.0, 0.2), _row("other", 9.0, 0.3), _row("other", 9.0, 0.3, ratio=2.0)]
     test += [_row("other", 9.0, 0.3, ei=60.0), _row("other", 9.0, 0.3, coverage=0.5)]  # outside: rule E does not apply
@@ -288,7 +285,6 @@ def test_ood_excess_script_by_ei_calibrates_each_ei_and_scores_against_the_rule_
     the top-level limit their largest; scored against the check as it stands (the file's pooled rule
     E included), so a held-out input the pooled limit already flags stays flagged 'before'."""
     from fcinv_widgets.models import load_model
-    from fcinv_widgets.models.ood import OOD_CHECK_VERSION, file_sha256
 
     mod = _script("ood_excess")
     d = _folder(tmp_path)
@@ -297,11 +293,7 @@ def test_ood_excess_script_by_ei_calibrates_each_ei_and_scores_against_the_rule_
     cal = [_row("own", 9.0, float(v) + 0.1, ei=80.0) for v in lo] + [_row("own", 9.0, float(v) + 0.1, ei=125.0) for v in hi]
 
     def write(name, rows):
-        p = tmp_path / name
-        settings = {"model": str(d), "n": len(rows), "n_other": 0, "seed": 1, "temperatures": "5", "counts": "30,300"}
-        rec = {"settings": settings, "model_sha256": file_sha256(d / "model.pt"), "ood_measured_regime": stats.measured}
-        p.write_text(json.dumps(rec | {"ood_check_version": OOD_CHECK_VERSION, "rows": rows}))
-        return str(p)
+        return _bench_json(tmp_path / name, d, rows, stats.measured, scans=None)  # full-data rows
 
     # the file's rule E as it stands: one pooled limit 0.10
     stats.sqe_excess = _excess(0.10)
