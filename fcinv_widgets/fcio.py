@@ -22,7 +22,7 @@ def read_force_constants(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ForceConstantsError(not_a_file(path, "force-constants file"))
-    if path.suffix.lower() in (".yaml", ".yml"):
+    if is_phonopy_yaml(path):
         return read_phonopy_yaml_unitcell(path)[1]
     _check_declared_size(path)
     try:
@@ -42,6 +42,11 @@ def read_force_constants(path: str | Path) -> np.ndarray:
     if not np.all(np.isfinite(fc)):
         raise ForceConstantsError(f"{path}: force constants contain NaN or inf")
     return fc
+
+
+def is_phonopy_yaml(path) -> bool:
+    """Whether a force-constants file is a ``phonopy.yaml`` (by its suffix, any case)."""
+    return Path(path).suffix.lower() in (".yaml", ".yml")
 
 
 #: largest force-constant array read (bytes): a 1,500-atom supercell in full is 162 MB

@@ -512,7 +512,8 @@ def custom_material(
     """A material from a structure file (POSCAR/CIF) and optional phonopy force constants.
 
     ``supercell``: phonopy's supercell matrix (DIM) of the structure's cell, 3 or 3×3 integers; by
-    default inferred from the force constants (:func:`infer_supercell`), 4×4×4 without them. Force
+    default a phonopy.yaml's own (its unit cell checked against ``structure``, :func:`phonopy_yaml_for`),
+    else inferred from the force constants (:func:`infer_supercell`), 4×4×4 without them. Force
     constants that do not fit the structure's symmetry basis are refused (:func:`reduce_given`);
     ``source`` names them in messages (default: their file name, if a file was given).
     The q-path is the SeeK-path/Hinuma path of the structure's Bravais lattice. The energy grid runs
@@ -522,11 +523,17 @@ def custom_material(
     from .fcio import read_force_constants
 
     cr = structure if isinstance(structure, Crystal) else read_structure(structure)
-    fc = None
-    if force_constants is not None:
-        fc = force_constants if isinstance(force_constants, np.ndarray) else read_force_constants(force_constants)
+    from .fcio import is_phonopy_yaml
+
+    fc, file_smat = None, None
+    if isinstance(force_constants, np.ndarray):
+        fc = force_constants
+    elif force_constants is not None and is_phonopy_yaml(force_constants):  # it knows its cell and supercell
+        fc, file_smat = phonopy_yaml_for(force_constants, cr)
+    elif force_constants is not None:
+        fc = read_force_constants(force_constants)
     if supercell is None:
-        smat = infer_supercell(cr, fc) if fc is not None else np.diag([4, 4, 4])
+        smat = file_smat if file_smat is not None else infer_supercell(cr, fc) if fc is not None else np.diag([4, 4, 4])
     else:
         smat = np.asarray(supercell, int)
         smat = np.diag(smat) if smat.shape == (3,) else smat
@@ -539,6 +546,48 @@ def custom_material(
             mat, params, f"{where or 'given force constants'} (projection residual {resid['relative']:.2e})", e_max
         )
     return mat
+
+
+#: a phonopy.yaml's unit cell may differ from the --structure file's lattice by this much (relative) —
+#: force constants are often used at another lattice constant (the experiment's) — with a warning
+YAML_LATTICE_TOLERANCE = 0.05
+
+
+def phonopy_yaml_for(path, given: Crystal) -> tuple:
+    """(force constants (eV/Å²), supercell matrix) of a ``phonopy.yaml`` given with the structure
+    ``given`` (the CLI's ``--structure``, :func:`custom_material`'s ``structure``), whose unit cell
+    must be given's: the same species in the same order at the same fractional positions (to
+    1e-3), lattices within :data:`YAML_LATTICE_TOLERANCE` (a warning above 1e-4; given's geometry
+    is used); else refused in one line naming both (:func:`fcio.read_phonopy_yaml_unitcell`)."""
+    import warnings
+
+    from .errors import FcinvWarning, ForceConstantsError
+    from .fcio import read_phonopy_yaml_unitcell
+
+    unit, fc, smat = read_phonopy_yaml_unitcell(path)
+    same = unit.n_atoms == given.n_atoms and list(unit.symbols) == list(given.symbols)
+    strain = np.inf
+    if same:
+        shift = np.asarray(unit.positions) - np.asarray(given.positions)
+        shift -= np.rint(shift)  # the same site, wrapped into the cell or not
+        strain = float(np.linalg.norm(unit.lattice - given.lattice) / np.linalg.norm(given.lattice))
+        same = bool(np.abs(shift).max() <= 1e-3) and strain <= YAML_LATTICE_TOLERANCE
+    if not same:
+        lat = " × ".join(f"{v:.3f}" for v in np.linalg.norm(unit.lattice, axis=1))
+        raise ForceConstantsError(
+            f"{path}: its force constants are for its own unit cell ({unit.n_atoms} atoms, {lat} Å), not the --structure "
+            f"file's ({given.n_atoms} atoms, {' × '.join(f'{v:.3f}' for v in np.linalg.norm(given.lattice, axis=1))} Å): "
+            "give that unit cell as --structure (--primitive then reduces it if wanted)"
+        )
+    if strain > 1e-4:
+        warnings.warn(
+            FcinvWarning(
+                f"{path}: its unit cell's lattice differs from the --structure file's by {strain:.1%}: its force constants "
+                "are used with the structure file's geometry"
+            ),
+            stacklevel=2,
+        )
+    return fc, smat
 
 
 #: given force constants whose relative projection residual (‖Φ − Φ_basis‖ / ‖Φ‖) exceeds this are

@@ -924,3 +924,17 @@ def test_force_constant_file_kinds_are_known_whatever_the_suffix_case(mg_332, tm
         f["force_constants"] = full
     for name in ("PHONOPY.YAML", "FC.HDF5"):  # (read as text before: refused as a malformed FORCE_CONSTANTS)
         np.testing.assert_allclose(b.reduce(read_force_constants(tmp_path / name))[0], p, atol=1e-10)
+
+
+def test_custom_material_takes_a_phonopy_yaml_as_the_cli_does(cu_yaml):
+    """Through the API too, a phonopy.yaml brings its supercell (here without the fit of
+    infer_supercell) and its unit cell is checked against the structure."""
+    from fcinv_widgets.errors import ForceConstantsError
+    from fcinv_widgets.materials import custom_material
+
+    d, b, p, _ = cu_yaml
+    mat = custom_material(d / "POSCAR", d / "compact.yaml")
+    assert mat.supercell_matrix.tolist() == [[2, 0, 0], [0, 2, 0], [0, 0, 2]]
+    np.testing.assert_allclose(mat.reference_params, p, atol=1e-10)
+    with pytest.raises(ForceConstantsError, match="its own unit cell \\(4 atoms"):
+        custom_material(d / "POSCAR_prim", d / "full.yaml")

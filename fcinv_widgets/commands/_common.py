@@ -478,7 +478,7 @@ def load_material(args):
         if not (np.isfinite(e_max) and 5.0 <= e_max <= MAX_E_MAX_MEV):
             raise FcinvError(f"--e-max must be between 5 and {MAX_E_MAX_MEV:g} meV, got {e_max!r}")
     if structure:
-        from ..fcio import read_force_constants
+        from ..fcio import is_phonopy_yaml, read_force_constants
         from ..structure import read_structure
 
         masses = parse_species_values(getattr(args, "mass", None), "--mass")
@@ -499,8 +499,10 @@ def load_material(args):
             cr, pmat = to_primitive(given, prim)
         args.b_coh_fm = _species_b_coh(args, cr)
         fc, file_smat = None, None
-        if fcfile and Path(fcfile).suffix.lower() in (".yaml", ".yml"):  # a phonopy.yaml knows its cell and supercell
-            fc, file_smat = _phonopy_yaml_for(fcfile, given)
+        if fcfile and is_phonopy_yaml(fcfile):  # a phonopy.yaml knows its cell and supercell
+            from ..materials import phonopy_yaml_for
+
+            fc, file_smat = phonopy_yaml_for(fcfile, given)
         elif fcfile:
             fc = read_force_constants(fcfile)
         fc = _check_fc_size(fc, fcfile) if fc is not None else None
@@ -571,48 +573,6 @@ def load_material(args):
         check_fc_shape(fc, b.n_prim, b.n_super, f"{fcfile}: the force constants", hint)
         reduce_given(b, fc, str(fcfile))  # refuses another structure's or supercell's, once for every command
     return mat, fc
-
-
-#: a phonopy.yaml's unit cell may differ from the --structure file's lattice by this much (relative) —
-#: force constants are often used at another lattice constant (the experiment's) — with a warning
-YAML_LATTICE_TOLERANCE = 0.05
-
-
-def _phonopy_yaml_for(path, given):
-    """(force constants, supercell matrix) of a ``phonopy.yaml`` given with ``--structure``: its unit
-    cell must be the structure file's — the same species in the same order at the same fractional
-    positions (to 1e-3), lattices within :data:`YAML_LATTICE_TOLERANCE` (a warning above 1e-4;
-    the structure file's geometry is used) — else refused in one line naming both
-    (:func:`fcio.read_phonopy_yaml_unitcell`)."""
-    import warnings
-
-    from ..errors import FcinvWarning, ForceConstantsError
-    from ..fcio import read_phonopy_yaml_unitcell
-
-    unit, fc, smat = read_phonopy_yaml_unitcell(path)
-    same = unit.n_atoms == given.n_atoms and list(unit.symbols) == list(given.symbols)
-    strain = np.inf
-    if same:
-        shift = np.asarray(unit.positions) - np.asarray(given.positions)
-        shift -= np.rint(shift)  # the same site, wrapped into the cell or not
-        strain = float(np.linalg.norm(unit.lattice - given.lattice) / np.linalg.norm(given.lattice))
-        same = bool(np.abs(shift).max() <= 1e-3) and strain <= YAML_LATTICE_TOLERANCE
-    if not same:
-        lat = " × ".join(f"{v:.3f}" for v in np.linalg.norm(unit.lattice, axis=1))
-        raise ForceConstantsError(
-            f"{path}: its force constants are for its own unit cell ({unit.n_atoms} atoms, {lat} Å), not the --structure "
-            f"file's ({given.n_atoms} atoms, {' × '.join(f'{v:.3f}' for v in np.linalg.norm(given.lattice, axis=1))} Å): "
-            "give that unit cell as --structure (--primitive then reduces it if wanted)"
-        )
-    if strain > 1e-4:
-        warnings.warn(
-            FcinvWarning(
-                f"{path}: its unit cell's lattice differs from the --structure file's by {strain:.1%}: its force constants "
-                "are used with the structure file's geometry"
-            ),
-            stacklevel=2,
-        )
-    return fc, smat
 
 
 #: force constants above this (eV/Å²) are no crystal's (Ge's largest block is ~15 eV/Å², diamond's < 100)
