@@ -378,12 +378,11 @@ def fit_dispersion(
 
 def frequencies_at_labels(material, params, labels=None) -> dict:
     """{label: sorted frequencies (THz)} at the material's high-symmetry points (Γ: optic modes only)."""
-    from .measured import conventional_to_primitive, high_symmetry_points
+    from .measured import high_symmetry_points, label_points
 
-    pts = high_symmetry_points(material)
-    M = conventional_to_primitive(material)
-    labels = list(pts) if labels is None else labels
-    q = np.array([np.asarray(pts[lab], float) @ M for lab in labels])
+    pts, _ = label_points(material)
+    labels = list(high_symmetry_points(material)) if labels is None else labels
+    q = np.array([pts[lab] for lab in labels])
     nu = material.basis.frequencies_thz(params, q)
     out = {}
     for lab, qq, f in zip(labels, q, nu):

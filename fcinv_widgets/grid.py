@@ -144,6 +144,19 @@ class EnergyGrid:
     def centers(self) -> np.ndarray:
         return self.e_min + self.step * (np.arange(self.n) + 0.5)
 
+    @classmethod
+    def from_centers(cls, centers) -> EnergyGrid | None:
+        """The grid whose bin centres are ``centers`` (meV, evenly spaced, increasing); None when
+        they are not (fewer than two, uneven by more than 1e-4 of a bin, decreasing or not finite)."""
+        c = np.asarray(centers, float).ravel()
+        if c.size < 2 or not np.all(np.isfinite(c)):
+            return None
+        steps = np.diff(c)
+        step = float(steps.mean())
+        if step <= 0 or np.abs(steps - step).max() > 1e-4 * step:
+            return None
+        return cls(float(c[0] - step / 2), float(c[-1] + step / 2), step)
+
 
 @dataclass(frozen=True)
 class SpectrumGrid:

@@ -57,6 +57,10 @@ def data_path(*parts) -> Path:
     return Path(str(resources.files("fcinv_widgets"))) / "data" / Path(*parts)
 
 
+#: a custom material's provisional domain: reference ± this fraction of each FC (no ensemble summary)
+PROVISIONAL_DOMAIN = 1.0
+
+
 @dataclass
 class Material:
     """A material preset or a custom material.
@@ -104,6 +108,13 @@ class Material:
         for k in ("basis", "_summary", "dft_params", "_domain_info"):
             if k in self.__dict__:
                 new.__dict__[k] = self.__dict__[k]
+        return new
+
+    def with_energy_grid(self, energy: EnergyGrid) -> Material:
+        """A copy on another energy grid (meV; the q-path unchanged), e.g. a measured file's; the
+        reference, basis and active set are shared (the active set depends on the q-path only)."""
+        new = self.with_reference(self.reference_params, self.reference_source, self.reference_name)
+        new.grid = SpectrumGrid(self.grid.q, energy)
         return new
 
     @property
@@ -271,7 +282,9 @@ class Material:
 
         With an ensemble summary: per parameter the union of the widened uMLFF range, the
         measured fit ± 3σ and the DFT value (whichever ship); :attr:`domain_sources` names the
-        source of every bound. Otherwise provisional: reference ± 50 %.
+        source of every bound. Otherwise provisional: reference ± 100 % (each FC between zero and
+        twice its reference: a reference from a force field may be as soft as the presets' uMLFF
+        ones were, 25–45 %; ± 50 % kept a fit of one 35 % too soft from reaching the truth).
         """
         if self._domain is None:
             info = self._domain_info
@@ -280,9 +293,9 @@ class Material:
                 self.domain_source = info["rule"]
             else:
                 ref = self.reference_params[self.active]
-                self._domain = np.stack([ref - 0.5 * np.abs(ref), ref + 0.5 * np.abs(ref)], axis=1)
+                self._domain = np.stack([ref - PROVISIONAL_DOMAIN * np.abs(ref), ref + PROVISIONAL_DOMAIN * np.abs(ref)], axis=1)
                 self._domain.sort(axis=1)
-                self.domain_source = "provisional: reference ± 50 % (no ensemble summary shipped)"
+                self.domain_source = f"provisional: reference ± {PROVISIONAL_DOMAIN:.0%} (no ensemble summary shipped)"
         return self._domain
 
     @property
@@ -290,7 +303,7 @@ class Material:
         """Per active parameter, [source of the lower bound, source of the upper bound]."""
         _ = self.domain
         info = self._domain_info
-        return info.get("sources", [["reference ± 50 %"] * 2 for _ in self.active])
+        return info.get("sources", [[f"reference ± {PROVISIONAL_DOMAIN:.0%}"] * 2 for _ in self.active])
 
     def ranking(self, n_top: int = N_ACTIVE) -> dict:
         """Sensitivity ranking at this material's reference: ``{"top", "top_names", "scores", "same_set_as_active"}``."""
@@ -487,15 +500,15 @@ DEFAULT_E_MAX_MEV = 70.0
 
 
 def energy_top_for(max_mode_mev: float, default: float = DEFAULT_E_MAX_MEV) -> float:
-    """The top of the energy grid (meV) for a crystal whose highest mode is ``max_mode_mev``.
-
-    ``default`` while the highest mode stays below 90 % of it; otherwise 15 % above the highest mode,
-    rounded up to 10 meV, so a stiff crystal's optic branches are not cut off.
+    """The top of the energy grid (meV) for a crystal whose highest mode is ``max_mode_mev``: 15 %
+    above it, rounded up to 10 meV (at least 10 meV), so a stiff crystal's optic branches are not
+    cut off and a soft one's image is not mostly empty above its modes (hcp Mg's 22 meV → 0–30 meV,
+    which an Ei of 35 meV covers). ``default`` when the highest mode is not a positive number.
     """
     m = float(max_mode_mev)
-    if not np.isfinite(m) or m <= 0.9 * default:
+    if not np.isfinite(m) or m <= 0:
         return float(default)
-    return float(np.ceil(1.15 * m / 10.0) * 10.0)
+    return float(max(10.0, np.ceil(1.15 * m / 10.0) * 10.0))
 
 
 def custom_material(
@@ -517,8 +530,10 @@ def custom_material(
     constants that do not fit the structure's symmetry basis are refused (:func:`reduce_given`);
     ``source`` names them in messages (default: their file name, if a file was given).
     The q-path is the SeeK-path/Hinuma path of the structure's Bravais lattice. The energy grid runs
-    from 0 to ``e_max`` meV in ``e_step`` bins; by default (``None``) 0–70 meV, or, when force constants
-    are given and their highest mode on the path passes 63 meV, up to 15 % above it (:func:`energy_top_for`).
+    from 0 to ``e_max`` meV in ``e_step`` bins; by default (``None``) up to 15 % above the force
+    constants' highest mode on the path (:func:`energy_top_for`), 0–70 meV without them — except
+    for a preset's crystal on the preset's path (a user's own Ge), which gets the preset's grid
+    (:func:`preset_energy_grid`).
     """
     from .fcio import read_force_constants
 
@@ -538,6 +553,9 @@ def custom_material(
         smat = np.asarray(supercell, int)
         smat = np.diag(smat) if smat.shape == (3,) else smat
     grid, a = seekpath_grid(cr, DEFAULT_E_MAX_MEV if e_max is None else e_max, e_step, q_step)
+    preset = preset_energy_grid(cr, grid) if e_max is None and (e_step, q_step) == (0.5, 0.025) else None
+    if preset is not None:  # a user's own Ge: the preset's grid, so that its models read what it writes
+        grid = SpectrumGrid(grid.q, preset)
     mat = Material(name, cr, smat, grid, a)
     if fc is not None:
         where = source or (None if isinstance(force_constants, np.ndarray) else str(force_constants))
@@ -546,6 +564,24 @@ def custom_material(
             mat, params, f"{where or 'given force constants'} (projection residual {resid['relative']:.2e})", e_max
         )
     return mat
+
+
+def preset_energy_grid(crystal: Crystal, grid: SpectrumGrid) -> EnergyGrid | None:
+    """The energy axis (meV) of the preset whose crystal ``crystal`` is — the same elements and, on
+    ``grid``'s q-path, the preset's path (the same labels at the same bins, its length in Å⁻¹ within
+    :data:`~fcinv_widgets.analysis.expio.MAX_PATH_LENGTH_MISMATCH`) — so that a user's own Ge
+    structure writes files on the grid the Ge models read; None for any other crystal."""
+    from .analysis.expio import MAX_PATH_LENGTH_MISMATCH
+
+    own = sorted(set(crystal.symbols))
+    for key in PRESETS:
+        p = _base_material(key)
+        if sorted(set(p.crystal.symbols)) != own or p.grid.q.nq != grid.q.nq or p.grid.q.labels != grid.q.labels:
+            continue
+        ratio = float(np.ptp(grid.q.distance) / np.ptp(p.grid.q.distance))
+        if abs(ratio - 1) <= MAX_PATH_LENGTH_MISMATCH:
+            return p.grid.e
+    return None
 
 
 #: a phonopy.yaml's unit cell may differ from the --structure file's lattice by this much (relative) —
@@ -690,11 +726,12 @@ def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
 
 def given_reference(mat: Material, params, source: str, e_max: float | None = None) -> Material:
     """A custom material with the user's own parameters (eV/Å², every basis parameter) as its
-    reference: the top-8 active set is chosen at them and, unless ``e_max`` (meV) was given, the
-    energy grid is widened to cover their highest mode (:func:`energy_top_for`)."""
+    reference: the top-8 active set is chosen at them and, unless ``e_max`` (meV) was given or the
+    crystal is a preset's on its path (:func:`preset_energy_grid`), the energy grid is sized to
+    their highest mode (:func:`energy_top_for`)."""
     params = mat.basis._check_params(params)
     out = mat.with_reference(params, source, "given")
-    if e_max is None:
+    if e_max is None and preset_energy_grid(out.crystal, out.grid) is None:
         g = out.grid
         top = energy_top_for(highest_mode_mev(out.basis, params, g))
         if top != g.e.e_max:

@@ -7,6 +7,7 @@ temperature and uncertainty. Users can write the same file for their own crystal
       "format": "fcinv-measured-phonons", "version": 1,
       "material": "Ge",                  # optional, informational
       "cell": "conventional",            # q in r.l.u. of the "conventional" cell (cubic a) or the "primitive" cell
+                                         # (the material's own cell; the only one for a non-cubic crystal)
       "unit": "THz",                     # THz | meV | cm-1, for every frequency and sigma
       "temperature_K": 80, "source": "…", "sigma_note": "…",
       "points": [
@@ -18,8 +19,10 @@ temperature and uncertainty. Users can write the same file for their own crystal
     }
 
 Each point gives either a ``label`` (a high-symmetry point of the material's q-path, e.g.
-Γ/G, X, L, H, N, P) or ``q`` (three numbers in r.l.u. of ``cell``; a reduced wave vector,
-inside the first Brillouin zone). ``branch`` is a free label; ``degeneracy`` (default 1)
+Γ/G, X, L, H, N, P; a non-cubic crystal's SeeK-path labels, e.g. M, K, A) or ``q`` (three
+numbers in r.l.u. of ``cell``; a reduced wave vector, inside the first Brillouin zone). The
+"conventional" cell is a cubic one: a non-cubic crystal gives ``q`` in its own ("primitive")
+cell, the cell of its structure file (``fcinv fit-dispersion --structure``). ``branch`` is a free label; ``degeneracy`` (default 1)
 says how many modes share the value. Branch assignment at a wave vector, in this order:
 
 * every row has ``mode`` (0-based index into the modes sorted by frequency; at Γ the
@@ -190,6 +193,22 @@ def conventional_to_primitive(material) -> np.ndarray:
     return M
 
 
+def label_points(material) -> tuple[dict, np.ndarray | None]:
+    """({label: q (fractional, the material's cell's reciprocal lattice)} of the labelled points of
+    its q-path, plus every SeeK-path label of a non-cubic cell; M of
+    :func:`conventional_to_primitive`, or None when the cell is not cubic (then no q is given
+    in conventional r.l.u.))."""
+    path = high_symmetry_points(material)
+    try:
+        M = conventional_to_primitive(material)
+    except FcinvError:
+        from .structure import high_symmetry_points as seekpath_points
+
+        seek = {k: np.asarray(v, float) for k, v in seekpath_points(material.crystal).items()}
+        return {k: seek[k.upper()] for k in path if k.upper() in seek} | seek, None
+    return {k: np.asarray(v, float) @ M for k, v in path.items()}, M
+
+
 def read_measured(source, material) -> MeasuredTable:
     """Read and check a measured table (path, dict, or "shipped" for the material's own table)."""
     path = None
@@ -225,8 +244,7 @@ def read_measured(source, material) -> MeasuredTable:
     rows = d.get("points")
     if not isinstance(rows, list) or not rows:
         raise FcinvError(f"{where}: 'points' must be a non-empty list")
-    M = conventional_to_primitive(material)
-    labels = high_symmetry_points(material)
+    labels, M = label_points(material)  # M None: not cubic, labels and q in the primitive cell only
     B = 2 * np.pi * np.linalg.inv(material.crystal.lattice).T
     points = []
     for i, r in enumerate(rows, start=1):
@@ -235,15 +253,20 @@ def read_measured(source, material) -> MeasuredTable:
         label = str(r.get("label", "") or "")
         if "q" in r and r["q"] is not None:
             q = _numbers(r["q"], 3, f"{where}: row {i} 'q'")
+            if cell == "conventional" and M is None:
+                raise FcinvError(
+                    f"{where}: row {i}: q in the conventional cell, but {material.name} is not cubic: give q in the "
+                    'primitive cell ("cell": "primitive")'
+                )
             q_prim = q @ M if cell == "conventional" else q
         elif label:
-            key = "Γ" if label.upper() in GAMMA_ALIASES else label
+            key = "Γ" if label.upper() in GAMMA_ALIASES else label if label in labels else label.upper()
             if key not in labels:
+                known = sorted(k for k in labels if k not in ("G", "GAMMA"))
                 raise FcinvError(
-                    f"{where}: row {i}: unknown label {label!r} for {material.name}; "
-                    f"known: {', '.join(sorted(labels))} (or give 'q')"
+                    f"{where}: row {i}: unknown label {label!r} for {material.name}; known: {', '.join(known)} (or give 'q')"
                 )
-            q_prim = np.asarray(labels[key], float) @ M
+            q_prim = np.asarray(labels[key], float)
             label = key
         else:
             raise FcinvError(f"{where}: row {i} has neither 'label' nor 'q'")
@@ -369,7 +392,13 @@ def elastic_targets(elastic: dict, material) -> list:
     frequency = v |q| / 2π with |q| = ζ·2π/a·|n| (the dispersion is linear there to < 0.3 %).
     """
     a = float(material.conventional_a)
-    M = conventional_to_primitive(material)
+    try:
+        M = conventional_to_primitive(material)
+    except FcinvError:
+        raise FcinvError(
+            f"{material.name}: elastic constants C11, C12, C44 describe a cubic crystal, and this one is not "
+            "(drop the table's 'elastic' block, or --no-elastic)"
+        ) from None
     out = []
     for name, n in ELASTIC_DIRECTIONS.items():
         Q = ELASTIC_ZETA * np.asarray(n, float)

@@ -88,6 +88,7 @@ def test_simulate_writes_a_readable_file(capsys, tmp_path, ge):
     "argv,msg",
     [
         (["phonons", "--material", "Ge", "--qpoints", "0 0, 1 1 1"], "three"),
+        (["phonons", "--material", "Ge", "--qpoints", "0.5,0,0.5;0.5,0.5,0.5"], "points by commas, e.g."),
         (["phonons", "--material", "Ge", "--qpoints", "a b c"], "not three numbers"),
         (["simulate", "--material", "Ge", "--params", "1,2,3", "--out", "{tmp}/x.h5"], "8 values"),
         (["simulate", "--material", "Ge", "--params", "1,2,3,4,5,6,7,nan", "--out", "{tmp}/x.h5"], "NaN"),

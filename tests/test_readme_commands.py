@@ -31,19 +31,31 @@ def test_the_block_is_there():
     assert {"basis", "phonons", "simulate", "dataset", "fit-dispersion", "domain", "bench"} <= set(cmds)
 
 
-@pytest.mark.parametrize("line", _first_look_lines())
-def test_readme_first_look_line_runs(line, tmp_path, monkeypatch, capsys, ge_dft_files):
-    from fcinv_widgets.cli import main
-
-    monkeypatch.chdir(tmp_path)
+def _argv(line, ge_dft_files) -> list[str]:
     argv = shlex.split(line)[1:]
     poscar, fc = ge_dft_files
     argv = [{"POSCAR": str(poscar), "FORCE_CONSTANTS": str(fc)}.get(a, a) for a in argv]
     for i, a in enumerate(argv[:-1]):
         if a in SMALLER:
             argv[i + 1] = SMALLER[a]
-    if argv[0] == "dataset":
+    if argv[0] in ("dataset", "refine"):
         argv.append("--no-progress")
+    return argv
+
+
+@pytest.mark.parametrize("line", _first_look_lines())
+def test_readme_first_look_line_runs(line, tmp_path, monkeypatch, capsys, ge_dft_files):
+    """Each line in a directory of its own, after the earlier lines that write a file it reads
+    (`simulate … --out mine.h5` before `refine … --spectrum mine.h5`), as a reader runs the block."""
+    from fcinv_widgets.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    argv = _argv(line, ge_dft_files)
+    lines = _first_look_lines()
+    for earlier in lines[: lines.index(line)]:
+        before = _argv(earlier, ge_dft_files)
+        if "--out" in before and before[before.index("--out") + 1] in argv:
+            assert main(before) == 0, f"README line failed: {earlier}\n{capsys.readouterr().err}"
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 0, f"README line failed: {line}\n{err}"

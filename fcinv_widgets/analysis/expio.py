@@ -82,9 +82,10 @@ class Spectrum:
         return float(self.mask.mean())
 
 
-def read_spectrum(path, grid=None, material: str | None = None) -> Spectrum:
+def read_spectrum(path, grid=None, material=None) -> Spectrum:
     """Read a folded spectrum in any supported format; check it against ``grid`` if given, and
-    refuse one whose file names a material other than ``material`` (when given)."""
+    refuse one whose file names a material other than ``material`` (when given: a preset's name,
+    or a :class:`~fcinv_widgets.materials.Material`, whose crystal's elements a file's must be)."""
     from ..validate import as_path, not_a_file
 
     path = Path(as_path(path, "spectrum file"))
@@ -152,15 +153,25 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None, eleme
     q-path whose length in Å⁻¹ (``q_distance``, the file's ``/grid/q_distance``) differs from
     ``grid``'s by more than :data:`MAX_PATH_LENGTH_MISMATCH` — the same reduced path on another
     lattice (Cu's fcc path on Ge's grid), which the image checks cannot tell apart (README, "OOD").
-    One-line :class:`GridMismatchError`."""
+    ``material`` may be a :class:`~fcinv_widgets.materials.Material` (a custom one: its crystal's
+    elements are the ones a file's must be). One-line :class:`GridMismatchError`."""
+    own = None
+    if material is not None and not isinstance(material, str):  # a Material: its own elements
+        own = sorted(set(material.crystal.symbols))
+        material = material.name
     named = isinstance(said, str) and material is not None and "custom" not in (said.lower(), str(material).lower())
     if named and said.lower() != str(material).lower():
         raise GridMismatchError(
             f"{source}: the file says it is {said}, the inversion is for {material} "
             f"(use a {said} model, e.g. --model {said.lower()}-resnet, or `fcinv refine --material {said}`)"
         )
-    own = preset_elements(material) if elements is not None else None
-    if own is not None and list(elements) != own:
+    own = (own or preset_elements(material)) if elements is not None else None
+    if own is not None and sorted(elements) != own:
+        if preset_elements(material) is None:  # a custom structure's fit
+            raise GridMismatchError(
+                f"{source}: the file's crystal is of {', '.join(elements)}, the structure given is of "
+                f"{', '.join(own)}: a measurement of another crystal (give its own structure)"
+            )
         of = "" if own == [str(material)] else f" ({', '.join(own)})"
         raise GridMismatchError(
             f"{source}: the file's crystal is of {', '.join(elements)}, the inversion is for {material}{of}: "
@@ -341,7 +352,43 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
         elements = scan_set_elements(_attr(attrs, "meta"), path)
     if elements is not None:
         meta["elements"] = elements
+    b_coh = _attr(attrs, "b_coh_fm")
+    if b_coh is None and fmt == "fcinv-scans":  # a scan set keeps them in its meta
+        scan_meta = _attr(attrs, "meta")
+        b_coh = scan_meta.get("b_coh_fm") if isinstance(scan_meta, dict) else None
+    if b_coh is not None:
+        meta["b_coh_fm"] = file_b_coh(b_coh, path)
     return meta
+
+
+#: the largest |coherent scattering length| (fm) a file may record (natural elements: |b| < 20 fm)
+MAX_B_COH_FM = 100.0
+
+
+def file_b_coh(value, source) -> dict:
+    """A file's ``b_coh_fm`` record ({element: coherent scattering length, fm}, what the simulation
+    used — ``fcinv simulate`` since session 42, ``fcinv scans``), checked: one-line
+    :class:`FcinvError` for anything but element symbols with finite lengths ≤ 100 fm."""
+    ok = isinstance(value, dict) and 0 < len(value) <= 118
+    out = {}
+    for k, v in value.items() if ok else ():
+        if not (isinstance(k, str) and k.isalpha() and len(k) <= 3) or isinstance(v, bool):
+            ok = False
+            break
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            ok = False
+            break
+        if not (np.isfinite(out[k]) and abs(out[k]) <= MAX_B_COH_FM):
+            ok = False
+            break
+    if not ok:
+        raise FcinvError(
+            f"{source}: b_coh_fm must map element symbols to coherent scattering lengths (fm, |b| ≤ {MAX_B_COH_FM:g}), "
+            f"got {str(value)[:80]}"
+        )
+    return out
 
 
 def _clip_arg(v) -> float:

@@ -843,9 +843,11 @@ def sqe_candidate_information(
     counts: float = DEFAULT_COUNTS,
     profile: bool = True,
     chunk: int = 16,
+    b_coh=None,
 ) -> np.ndarray:
     """Fisher information (len(idx), A, A) of the single scans ``idx`` of ``bank`` at the active FCs
-    ``estimate`` (inactive at the reference): mode weights at the estimate, line-shape derivatives."""
+    ``estimate`` (inactive at the reference): mode weights at the estimate, line-shape derivatives.
+    ``b_coh`` ({element: fm}): coherent scattering lengths where not the table's."""
     from ..sqe import SQE
 
     th = np.asarray(estimate, float).reshape(-1)
@@ -858,7 +860,7 @@ def sqe_candidate_information(
         raise FcinvError(f"counts at the peak must be a positive number, got {counts!r}")
     full = material.reference_params.copy()
     full[material.active] = th
-    calc = SQE(material.basis, full, temperature=temperature_k)
+    calc = SQE(material.basis, full, temperature=temperature_k, b_coh=b_coh)
     amp = point_mode_weights(calc, bank.points, bank.dynamical_matrices(material.basis))
     L, dL = line_shape_jacobian(material, th, temperature_k, bank.ei_mev)
     idx = np.atleast_1d(np.asarray(idx, int))
@@ -981,6 +983,7 @@ def plan_orientations_sqe(
     last_angle_deg: float | None = None,
     allow_repeat: bool = False,
     profile: bool = True,
+    b_coh=None,
 ) -> Plan:
     """Rank candidate orientations by the Fisher information of the folded one-phonon S(Q,E) they record.
 
@@ -990,7 +993,8 @@ def plan_orientations_sqe(
     applies them, the scan's scale and background profiled out) instead of exposure × the
     unit-weight image. ``bank`` from :func:`hits_bank` (all candidate and measured angles);
     ``estimate`` (A,) the current active FCs (eV/Å², inactive at the reference); the prior, the
-    criteria ("D", "A" on ``focus``), costs and the greedy plan as in :func:`plan_orientations`.
+    criteria ("D", "A" on ``focus``), costs and the greedy plan as in :func:`plan_orientations`;
+    ``b_coh`` ({element: fm}) the coherent scattering lengths where not the table's.
     """
     from ..materials import as_material
 
@@ -1008,7 +1012,7 @@ def plan_orientations_sqe(
         raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
     cand, ci, mi, width, sig0 = _plan_candidates(bank, candidates_deg, measured_deg, dom, prior_sigma)
     uniq, inv = np.unique(np.concatenate([ci, mi]), return_inverse=True)
-    Fu = sqe_candidate_information(material, estimate, bank, uniq, temperature_k, background, counts, profile)
+    Fu = sqe_candidate_information(material, estimate, bank, uniq, temperature_k, background, counts, profile, b_coh=b_coh)
     Fall = Fu[inv]
     Fc, Fm = Fall[: len(ci)], Fall[len(ci) :]
     F = np.diag(1.0 / sig0**2) + Fm.sum(0)
@@ -1083,6 +1087,7 @@ def fit_scans_sqe(
     n_outer: int = 3,
     anneal=(1.0,),
     max_iter: int = 100,
+    b_coh=None,
 ) -> ScanFit:
     """Gauss–Newton (Levenberg–Marquardt) MAP fit of the active FCs to single-orientation scans.
 
@@ -1094,7 +1099,8 @@ def fit_scans_sqe(
     variance φ·(model) (Poisson in counts/P: φ = 1/P), φ from the residual unless ``dispersion``.
     Prior N(reference, σ₀²), σ₀ = domain width/√12 by default. ``anneal``: broadening factors of
     the line shapes in the first round (coarse to fine, a smoother misfit). σ: the inverse
-    Gauss–Newton Hessian at the estimate (the scales and offsets marginalised).
+    Gauss–Newton Hessian at the estimate (the scales and offsets marginalised). ``b_coh``
+    ({element: fm}): coherent scattering lengths where not the table's.
     """
     import time
 
@@ -1148,7 +1154,7 @@ def fit_scans_sqe(
     for outer in range(max(1, int(n_outer))):
         full = material.reference_params.copy()
         full[material.active] = th
-        calc = SQE(material.basis, full, temperature=temperature_k)
+        calc = SQE(material.basis, full, temperature=temperature_k, b_coh=b_coh)
         amp = point_mode_weights(calc, bank.points, bank.dynamical_matrices(material.basis))
         W, cov = candidate_mode_weights(amp, bank, idx)
         Wd = W.astype(np.float64)

@@ -353,6 +353,7 @@ class SQEFitResult:
     sigma_scale: float = 1.0  # ``sigma`` = this × the Laplace σ (:data:`FIT_SIGMA_SCALE`)
     orientations: list | None = None  # sample angles (degrees) of the scans fitted; None: the full kinematic range
     sample_axes: dict | None = None  # {"u", "v"} (r.l.u.) the orientations were taken with; None without orientations
+    b_coh_fm: dict | None = None  # {element: coherent scattering length (fm)} the model used
 
     @property
     def above_noise(self) -> bool:
@@ -389,6 +390,7 @@ class SQEFitResult:
             "sigma_scale": self.sigma_scale,
             "orientations": self.orientations,
             "sample_axes": self.sample_axes,
+            "b_coh_fm": self.b_coh_fm,
             "above_noise": self.above_noise,
             "model": "folded one-phonon S(Q,E), all parameters, Gaussian prior on the inactive ones",
         }
@@ -416,6 +418,7 @@ def refine_sqe(
     prior_mean=None,
     prior_std=None,
     sigma_scale: float | None = None,
+    b_coh=None,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
 
@@ -463,6 +466,9 @@ def refine_sqe(
     flat, noise-limited valleys of FC2/FC3 and local minima from a start far in the 36 inactive
     directions), so it was not adopted.
 
+    ``b_coh`` ({element: fm}): coherent scattering lengths where not the table's (an isotope-enriched
+    sample; :class:`~fcinv_widgets.sqe.SQE`).
+
     ``orientations`` (degrees; needs ``ei_mev``): the data are single-orientation scans (one angle)
     or their union (several) as ``scans.simulate_scans`` makes them (sample axes ``u``, ``v``,
     ``detector`` default ``scans.DETECTOR``): the mode weights then follow those orientations'
@@ -476,9 +482,10 @@ def refine_sqe(
 
     from ..dataset import _nuisance_model
     from ..materials import as_material
-    from ..sqe import SQE, fold_geometry, folded_mode_weights
+    from ..sqe import SQE, fold_geometry, folded_mode_weights, scattering_lengths
 
     mat = material = as_material(material)
+    scattering_lengths(mat.crystal.symbols, b_coh)  # a bad or foreign b_coh: one line before any work
     grid = mat.grid
     d = np.array(grid.check_image(spectrum, "spectrum"), dtype=float)
     if d.ndim != 2:
@@ -564,7 +571,7 @@ def refine_sqe(
     def slot_weights_at(theta):
         full = mat.reference_params.copy()
         full[order] = theta
-        calc = SQE(mat.basis, full, temperature=temperature_k)
+        calc = SQE(mat.basis, full, temperature=temperature_k, b_coh=b_coh)
         w = folded_mode_weights(calc, geom, grid, ei_mev, angle_max_deg=angle_max_deg, hits=hits)
         return fm.slot_weights(theta, w)
 
@@ -705,6 +712,7 @@ def refine_sqe(
         None
         if fitted_angles is None
         else {"u": [float(x) for x in np.asarray(u, float)], "v": [float(x) for x in np.asarray(v, float)]},
+        dict(zip(mat.crystal.symbols, scattering_lengths(mat.crystal.symbols, b_coh).tolist())),  # {element: fm}
     )
 
 
@@ -825,7 +833,8 @@ def refine_spectrum(
     sample axes ``u``, ``v`` (default [110] along the beam at ω = 0, [001]; the file cannot say)
     and the default detector (``scans.DETECTOR``): the mode weights then follow that orientation's
     coverage instead of every equivalent the kinematics reach. A scan set records its axes:
-    ``u``/``v`` with one raise :class:`FcinvError`."""
+    ``u``/``v`` with one raise :class:`FcinvError`. The coherent scattering lengths are ``b_coh``
+    where given, else those the file records (``b_coh_fm``), else the table's."""
     from ..scans import scan_axes
 
     data, orient, extra = spec.image, None, {}
@@ -850,4 +859,6 @@ def refine_spectrum(
         extra = {**ss.axes, "detector": ss.meta.get("detector_deg")}
     elif scan is not None:
         orient, extra = [scan], {"u": u, "v": v}
+    if kwargs.get("b_coh") is None:
+        kwargs["b_coh"] = spec.meta.get("b_coh_fm")
     return refine_sqe(material, data, temperature_k, ei_mev=ei_mev, qmax=qmax, orientations=orient, **extra, **kwargs)

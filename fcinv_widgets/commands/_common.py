@@ -307,7 +307,10 @@ def parse_qpoints(text: str, crystal=None) -> np.ndarray:
                 'use e.g. --qpoints "0 0 0, 0.5 0 0.5" or "G, X, L"'
             ) from None
         if len(vals) != 3 or not np.all(np.isfinite(vals)):
-            raise FcinvError(f"q-point {k + 1} ({chunk.strip()!r}) must be three finite numbers")
+            raise FcinvError(
+                f"q-point {k + 1} ({chunk.strip()!r}) must be three finite numbers: coordinates separated by spaces, "
+                'points by commas, e.g. --qpoints "0 0 0, 0.5 0 0.5"'
+            )
         pts.append(vals)
     if not pts:
         raise FcinvError("no q-points given")
@@ -348,7 +351,9 @@ def add_material_args(p, files: bool = True) -> None:
             metavar="N",
             help="supercell of the force constants in units of the structure file's cell (phonopy's DIM, also "
             "with --primitive): 3 integers (diagonal) or 9 "
-            '(a 3×3 matrix, rows), also as one string "a b c, d e f, g h i" (default: inferred, n×n×n)',
+            '(a 3×3 matrix, rows), also as one string "a b c, d e f, g h i" '
+            "(default: a phonopy.yaml's own, else the diagonal supercell the force constants fit, 4×4×4 "
+            "without force constants)",
         )
         p.add_argument(
             "--primitive",
@@ -370,8 +375,9 @@ def add_material_args(p, files: bool = True) -> None:
             type=float,
             default=None,
             metavar="MEV",
-            help="top of a --structure material's energy grid (meV, 0.5 meV bins); default 70, or 15%% above "
-            "the highest mode of --force-constants when that passes 63 meV (a preset's grid is fixed)",
+            help="top of a --structure material's energy grid (meV, 0.5 meV bins); default 15%% above the "
+            "highest mode of its force constants (or --params), rounded up to 10 meV; 70 without either (a "
+            "preset's grid is fixed)",
         )
         p.add_argument(
             "--b-coh",
@@ -462,8 +468,9 @@ def warn_energy_cut(mat, params) -> None:
         )
 
 
-def load_material(args):
-    """A Material from --material, or from --structure/--force-constants (a custom material)."""
+def load_material(args, reference: str | None = None):
+    """A Material from --material (at ``reference``, default the preset's own: "measured"), or from
+    --structure/--force-constants (a custom material)."""
     from ..materials import custom_material, get_material
 
     structure = getattr(args, "structure", None)
@@ -553,7 +560,7 @@ def load_material(args):
     for opt in ("supercell", "primitive"):
         if getattr(args, opt, None):
             raise FcinvError(f"--{opt} applies to a --structure file; the preset {args.material} has its own cell and supercell")
-    mat = get_material(args.material)
+    mat = get_material(args.material, reference)
     masses = parse_species_values(getattr(args, "mass", None), "--mass")
     if masses:
         if any(m <= 0 for m in masses.values()):

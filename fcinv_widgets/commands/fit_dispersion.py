@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_json, emit
+from ._common import add_json, add_material_args, emit, load_material
 
 
 def register(sub):
     p = sub.add_parser(
-        "fit-dispersion", help="least-squares fit of the FC parameters to measured phonon frequencies (and elastic constants)"
+        "fit-dispersion",
+        help="least-squares fit of the FC parameters to measured phonon frequencies (and elastic constants)",
+        description="Born–von Kármán fit of a preset's force constants (--material) or of any crystal's "
+        "(--structure with --force-constants, the start and the prior's centre, and --table: your measured "
+        "phonons in its cell) to measured frequencies and elastic constants",
     )
-    p.add_argument("--material", required=True, help="preset: Ge or Nb")
+    add_material_args(p)
     p.add_argument(
         "--table",
-        default="shipped",
-        help="measured table (JSON, format fcinv-measured-phonons; see docs); default: the shipped, cited table",
+        default=None,
+        help="measured table (JSON, format fcinv-measured-phonons; see docs); default: a preset's shipped, cited "
+        "table (a --structure crystal needs its own)",
     )
     p.add_argument(
         "--reference",
-        default="umlff",
+        default=None,
         choices=["umlff", "dft", "measured"],
-        help="start, prior centre and value of non-fitted parameters (default umlff: the ensemble median)",
+        help="a preset's start, prior centre and value of non-fitted parameters (default umlff: the ensemble "
+        "median); a --structure crystal's are its --force-constants",
     )
     p.add_argument("--params", default="all", help="'all' (default, with the prior) or N: the top-N by sensitivity")
     p.add_argument(
@@ -45,9 +51,25 @@ def run(args) -> int:
 
     from ..errors import FcinvError
     from ..fitting import fit_dispersion, frequencies_at_labels
-    from ..materials import get_material
 
-    mat = get_material(args.material, reference=args.reference)
+    if args.structure and not args.material:
+        if args.reference is not None:
+            raise FcinvError(
+                "--reference names a preset's reference set; a --structure crystal starts from its --force-constants"
+            )
+        if args.table is None:
+            raise FcinvError(
+                "a --structure crystal has no shipped table: give --table (your measured phonons, format "
+                "fcinv-measured-phonons, q in its cell; the format is fcinv_widgets.measured's docstring)"
+            )
+        mat, fc = load_material(args)
+        if fc is None and not mat.has_reference:
+            raise FcinvError(
+                "fit-dispersion --structure needs --force-constants: the fit starts from them, centres its prior on "
+                "them and keeps the parameters it does not fit at them"
+            )
+    else:
+        mat, _ = load_material(args, reference=args.reference or "umlff")
     if args.params == "all":
         params = "all"
     else:
@@ -59,7 +81,7 @@ def run(args) -> int:
         raise FcinvError("--max-iter must be ≥ 1")
     fit = fit_dispersion(
         mat,
-        args.table,
+        args.table or "shipped",
         params=params,
         prior=None if args.prior == "none" else args.prior,
         prior_width=args.prior_width,

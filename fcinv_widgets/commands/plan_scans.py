@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_model_args, emit, nonneg_float, positive_float
+from ._common import add_json, add_material_args, emit, load_material, nonneg_float, positive_float
 
 
 def register(sub):
@@ -15,9 +15,16 @@ def register(sub):
         description="Given the scans measured so far (a scan set, or none) and an inverse model, score "
         "every candidate sample angle by the information its kinematic coverage would add "
         "about the active force constants and plan the next --n scans greedily "
-        "(see fcinv_widgets.analysis.planner).",
+        "(see fcinv_widgets.analysis.planner). With --sqe the criterion is the physics model's own and "
+        "needs no network: --material, or any crystal's --structure with --force-constants, instead of --model.",
     )
-    add_model_args(p, "checkpoint directory or shipped name (ge-vae, nb-vae, …)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="checkpoint directory or shipped name (ge-vae, nb-vae, …); with --sqe, --material or --structure "
+        "(and --force-constants) may name the crystal instead",
+    )
+    add_material_args(p)
     p.add_argument("--scans", default=None, help="scan set measured so far (HDF5 from `fcinv scans`); default: none yet")
     p.add_argument(
         "--measured",
@@ -45,7 +52,7 @@ def register(sub):
         help="score every candidate by the Fisher information of the folded one-phonon S(Q,E) its single scan "
         "records (structure factors of the equivalents that orientation sees; criterion D or A) instead of its "
         "exposure × the model image; the estimate is then the S(Q,E) fit of the measured scans (or the reference) "
-        "and --model only names the material",
+        "and --model (or --material, --structure) only names the crystal",
     )
     p.add_argument(
         "--qmax",
@@ -82,15 +89,39 @@ def run(args) -> int:
     if not (isinstance(args.n, int) and args.n >= 1):
         raise FcinvError(f"--n must be a positive integer, got {args.n}")
     cand = parse_angles(args.candidates)
-    model = load_model(args.model)
-    mat = get_material(model.material)
+    model, mat, fc = None, None, None
+    if args.model is not None:
+        if args.material or args.structure:
+            raise FcinvError("--model names the crystal: drop --material/--structure (or --model, with --sqe)")
+        model = load_model(args.model)
+        mat = get_material(model.material)
+    elif not args.sqe:
+        raise FcinvError(
+            "give --model (a trained network), or --sqe with --material or --structure and --force-constants "
+            "(the S(Q,E) Fisher criterion needs no network)"
+        )
+    elif not (args.material or args.structure):
+        raise FcinvError("--sqe without --model needs --material (Ge, Nb) or --structure with --force-constants")
+    else:
+        mat, fc = load_material(args)
+        if mat.name == "custom" and fc is None and not mat.has_reference:
+            raise FcinvError("plan-scans --structure needs --force-constants: the estimate the first scan is planned at")
     ss = None
     if args.scans:
         ss = ScanSet.load(args.scans)
         # another preset material by name; a "custom" scan set (its own structure) by its q-path's length
-        check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid, ss.elements)
+        if model is not None:
+            check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid, ss.elements)
+        else:
+            if mat.name == "custom" and args.e_max is None and ss.grid.e != mat.grid.e:
+                mat = mat.with_energy_grid(ss.grid.e)  # the scans' own energy grid, as refine takes a file's
+            check_same_crystal(
+                args.scans, str(ss.material), mat if mat.name == "custom" else mat.name, ss.grid.q.distance, mat.grid, ss.elements
+            )
         if tuple(ss.grid.shape) != tuple(mat.grid.shape):
-            raise GridMismatchError(f"the scans' grid {ss.grid.shape} is not the model's {mat.grid.shape}")
+            raise GridMismatchError(
+                f"the scans' grid {ss.grid.shape} is not the {'model' if model else 'crystal'}'s {mat.grid.shape}"
+            )
     ei = args.ei if args.ei is not None else (ss.ei_mev if ss is not None else None)
     if ei is None:
         raise FcinvError("give --ei (meV) or --scans (its Ei is used)")
@@ -111,6 +142,7 @@ def run(args) -> int:
     angles = check_angles(np.unique(np.concatenate([cand, measured])))
     if args.sqe:
         return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)
+    assert model is not None  # (checked above: without --sqe a model is required)
     bank = coverage_bank(mat, angles, ei, u=u, v=v, progress=not args.no_progress)
     names = list(model.names)
     dom = np.asarray(model.config["domain"], float)
@@ -172,10 +204,16 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
     temp = args.temperature if args.temperature is not None else (ss.temperature_k if ss is not None else 5.0)
     bank = hits_bank(mat, angles, ei, u=u, v=v, qmax=qmax, progress=not args.no_progress)
     dom = np.asarray(mat.domain, float)
+    # --b-coh where given, else the scan set's record, else the table's (as refine)
+    b_coh = getattr(args, "b_coh_fm", None) or None
+    if b_coh is None and ss is not None and ss.meta.get("b_coh_fm") is not None:
+        from ..analysis.expio import file_b_coh
+
+        b_coh = file_b_coh(ss.meta["b_coh_fm"], args.scans)
     sigma = None
     if len(measured):
         idx = [int(np.flatnonzero(np.abs(ss.angles_deg - a) < 1e-6)[0]) for a in measured]
-        fit = fit_scans_sqe(mat, bank, ss.scans[idx], measured, temp)
+        fit = fit_scans_sqe(mat, bank, ss.scans[idx], measured, temp, b_coh=b_coh)
         estimate, sigma = np.clip(fit.theta, dom[:, 0], dom[:, 1]), fit.sigma
         source = f"S(Q,E) fit of {len(measured)} measured scan(s)"
     else:
@@ -194,6 +232,7 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         criterion=args.criterion,
         count_time_s=args.count_time,
         move_s_per_deg=args.move_time,
+        b_coh=b_coh,
     )
     extra = {"model_kind": "sqe", "ei_mev": ei, "fit_sigma_ev_a2": None if sigma is None else sigma.tolist()}
     header = f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})"

@@ -10,9 +10,11 @@ import sys
 
 from ._common import (
     add_json,
+    add_material_args,
     add_sigma_ei,
     add_temperature,
     emit,
+    load_material,
     parse_params,
     parse_vector,
     positive_float,
@@ -22,8 +24,14 @@ from ._common import (
 
 
 def register(sub):
-    p = sub.add_parser("refine", help="iterative refinement of the top-8 FCs against a spectrum (L-BFGS, torch)")
-    p.add_argument("--material", default="Ge")
+    p = sub.add_parser(
+        "refine",
+        help="iterative refinement of the top-8 FCs against a spectrum (L-BFGS, torch)",
+        description="Fit the force constants to a spectrum: of a preset (--material, default Ge) or of any "
+        "crystal (--structure with --force-constants, the start values and the prior's centre; the energy "
+        "grid is the file's)",
+    )
+    add_material_args(p)
     p.add_argument(
         "--spectrum",
         required=True,
@@ -74,19 +82,17 @@ def register(sub):
 def run(args) -> int:
     from ..analysis.expio import is_uncorrected_sqe, prepare_input, read_spectrum
     from ..analysis.refine import refine
-    from ..materials import get_material
     from ..validate import check_spectra
 
     sigma = sigma_of(args)
-    mat = get_material(args.material)
+    mat = _material(args)
     if args.ei is not None:
         from ..scans import check_ei
 
         check_ei(args.ei, mat.grid)
     fm = mat.forward_model(sigma_mev=sigma, resolution=("arcs", args.ei) if args.ei is not None else None)
-    spec = read_spectrum(
-        args.spectrum, grid=mat.grid, material=mat.name
-    )  # refuses another material, complex, constant, all-zero, non-finite input
+    # refuses another material, complex, constant, all-zero, non-finite input
+    spec = read_spectrum(args.spectrum, grid=mat.grid, material=mat if mat.name == "custom" else mat.name)
     img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None
@@ -112,6 +118,42 @@ def run(args) -> int:
     return 0
 
 
+def _material(args):
+    """The preset (--material, Ge by default) or the --structure crystal with its --force-constants;
+    a custom crystal's energy grid is the spectrum file's (unless --e-max), not one sized to the
+    start values' highest mode."""
+    from ..errors import FcinvError
+
+    if not args.structure and not args.material:
+        args.material = "Ge"
+    mat, fc = load_material(args)
+    if mat.name != "custom":
+        return mat
+    if fc is None:
+        raise FcinvError(
+            "fcinv refine --structure needs --force-constants: the fit starts from them and holds the FCs it "
+            "cannot resolve near them"
+        )
+    from ..analysis.expio import read_spectrum
+
+    spec = read_spectrum(args.spectrum, material=mat)
+    if args.e_max is None:
+        from ..grid import EnergyGrid
+
+        energy = EnergyGrid.from_centers(spec.energies)
+        if energy is not None and energy != mat.grid.e:
+            mat = mat.with_energy_grid(energy)
+    if spec.image.shape != mat.grid.shape:
+        g = mat.grid
+        raise FcinvError(
+            f"{args.spectrum}: the image is {spec.image.shape[0]} q-bins × {spec.image.shape[1]} energy bins, the "
+            f"--structure crystal's grid {g.shape[0]} × {g.shape[1]} (its SeeK-path q-path; {g.e.e_min:g}–{g.e.e_max:g} "
+            f"meV in {g.e.step:g} meV bins"
+            + ("): a file that does not list its energies needs --e-max to match them" if spec.energies is None else ")")
+        )
+    return mat
+
+
 def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
 
     from ..analysis.expio import SQE
@@ -134,6 +176,7 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         v=v,
         start=start,
         prior_scale=args.prior_scale,
+        b_coh=args.b_coh_fm or None,  # --b-coh; else the file's record, else the table's
         max_iter=args.max_iter,
         progress=not args.no_progress,
     )

@@ -167,6 +167,7 @@ def _run_full_sqe(args, mat, fc) -> int:
         mat.grid,
         material=mat.name,
         elements=sorted(set(mat.crystal.symbols)),
+        b_coh_fm=dict(zip(calc.crystal.symbols, calc.b.tolist())),
         kind="full-sqe",
         params_ev_a2=params,
         param_names=mat.basis.names,
