@@ -1225,3 +1225,20 @@ def test_plan_scans_without_a_model_refusals(capsys, nacl_measured, argv, match)
     assert main(["plan-scans", "--no-progress", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0], err
+
+
+def test_domain_of_any_crystal(capsys, nacl_measured):
+    """`fcinv domain --structure --force-constants` (it took presets only): the provisional domain, each
+    active FC between zero and twice its value, with the stable fraction of uniform draws in it."""
+    from fcinv_widgets.cli import main
+
+    d, b, p = nacl_measured
+    out = _cli_json(
+        capsys, ["domain", "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FC_TRUE"), "--samples", "300"]
+    )
+    assert out["rule"].startswith("provisional: reference ± 100%")
+    ref = p[out["active"]]
+    np.testing.assert_allclose(np.sort(np.stack([np.zeros_like(ref), 2 * ref], axis=1), axis=1), out["domain"], atol=1e-12)
+    assert 0 < out["stable_fraction_uniform"] <= 1 and out["stable_samples"] == 300
+    assert main(["domain", "--structure", str(d / "POSCAR")]) == 2
+    assert "needs --force-constants" in capsys.readouterr().err

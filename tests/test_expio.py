@@ -212,6 +212,7 @@ def test_a_file_of_other_elements_is_refused(tmp_path, elements, refused):
         with pytest.raises(GridMismatchError, match="another crystal") as e:
             read_spectrum(path, ge.grid, material="Ge")
         assert ", ".join(sorted(elements)) in str(e.value) and "\n" not in str(e.value)
+        assert "fcinv refine --structure" in str(e.value)  # what does fit another crystal's data
     else:
         assert read_spectrum(path, ge.grid, material="Ge").image.shape == ge.grid.shape
     assert read_spectrum(path).image.shape == ge.grid.shape  # no model: nothing to compare

@@ -175,7 +175,8 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None, eleme
         of = "" if own == [str(material)] else f" ({', '.join(own)})"
         raise GridMismatchError(
             f"{source}: the file's crystal is of {', '.join(elements)}, the inversion is for {material}{of}: "
-            "a measurement of another crystal, which this model cannot invert"
+            "a measurement of another crystal, which this model cannot invert (`fcinv refine --structure POSCAR "
+            "--force-constants FC` fits any crystal's)"
         )
     if q_distance is None or grid is None:
         return

@@ -1,10 +1,11 @@
-"""fcinv domain: the training domain of a preset, the source of every bound, and its stable fraction."""
+"""fcinv domain: the training domain of a preset (or a --structure crystal's provisional one), the
+source of every bound, and its stable fraction."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._common import add_json, emit, nonneg_int
+from ._common import add_json, add_material_args, emit, load_material, nonneg_int
 
 
 def register(sub):
@@ -13,7 +14,7 @@ def register(sub):
         help="training domain of the active FCs: bounds, which source set each bound, "
         "whether the measured fit and DFT lie inside, stable fraction",
     )
-    p.add_argument("--material", required=True, help="preset: Ge or Nb")
+    add_material_args(p)  # a --structure crystal (with --force-constants): its provisional domain
     p.add_argument(
         "--samples",
         type=nonneg_int,
@@ -95,14 +96,16 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ..materials import get_material
+    from ..errors import FcinvError
 
-    mat = get_material(args.material)
+    mat, fc = load_material(args)
+    if mat.name == "custom" and fc is None and not mat.has_reference:
+        raise FcinvError("fcinv domain --structure needs --force-constants: a custom crystal's domain is around them")
     rec = domain_record(mat, args.samples, args.seed)
     if args.save:
         Path(args.save).write_text(json.dumps(rec, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     lines = [
-        f"{mat.name} training domain ({rec['rule']}); reference: {mat.reference_name}",
+        f"{mat.name} {'domain' if mat.name == 'custom' else 'training domain'} ({rec['rule']}); reference: {mat.reference_name}",
         "",
         f"{'':4} {'name':<8} {'lo':>8} {'hi':>8}  {'fit ± σ':>17} {'DFT':>8}  sources (lo | hi)",
     ]
