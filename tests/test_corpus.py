@@ -348,6 +348,26 @@ CORPUS = [
     (["simulate", "--material", "Ge", "--params=3,0,0,0,0,0,0,0", "--out", "{d}/x.h5"], "unstable"),
     (["simulate", "--material", "Ge", "--params=1,2,3,4,5,6,7,8", "--force-constants", GE_FC, "--out", "{d}/x.h5"], "not both"),
     (["invert", "--model", "nb-vae", "--spectrum", "{d}/good.npy"], "q-bins"),
+    # --- any crystal in refine, fit-dispersion, plan-scans --sqe, domain (session 42)
+    (["refine", "--spectrum", "{d}/good.npy", "--structure", GE_POSCAR], "needs --force-constants"),
+    (["refine", "--spectrum", "{d}/good.npy", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_shuffled"], "do not fit"),
+    (["refine", "--spectrum", "{d}/good.npy", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_huge"], "eV/Å²"),
+    (
+        ["refine", "--spectrum", "{d}/good.npy", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--e-max", "1e9"],
+        "between 5",
+    ),
+    (["refine", "--spectrum", "{d}/good.npy", "--structure", "{d}/text.txt", "--force-constants", GE_FC], "text.txt"),
+    (["fit-dispersion", "--structure", GE_POSCAR, "--force-constants", GE_FC], "give --table"),
+    (["fit-dispersion", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--table", "{d}/text.txt"], "text.txt"),
+    (["fit-dispersion", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--table", "{d}/adir"], "adir"),
+    (
+        ["fit-dispersion", "--structure", GE_POSCAR, "--force-constants", GE_FC, "--reference", "dft", "--table", "x"],
+        "--reference",
+    ),
+    (["plan-scans", "--ei", "80", "--candidates", "0,90"], "give --model"),
+    (["plan-scans", "--sqe", "--ei", "80", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_shuffled"], "do not fit"),
+    (["plan-scans", "--sqe", "--ei", "80", "--model", "ge-vae", "--structure", GE_POSCAR], "--model names the crystal"),
+    (["domain", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt"], "text.txt"),
 ]
 
 
