@@ -284,7 +284,8 @@ class Material:
         measured fit ± 3σ and the DFT value (whichever ship); :attr:`domain_sources` names the
         source of every bound. Otherwise provisional: reference ± 100 % (each FC between zero and
         twice its reference: a reference from a force field may be as soft as the presets' uMLFF
-        ones were, 25–45 %; ± 50 % kept a fit of one 35 % too soft from reaching the truth).
+        ones were, 25–45 %; ± 50 % kept a fit of one 35 % too soft from reaching the truth), and
+        at least ± 1e-3 of the largest active FC (one at zero would have no room at all).
         """
         if self._domain is None:
             info = self._domain_info
@@ -293,8 +294,9 @@ class Material:
                 self.domain_source = info["rule"]
             else:
                 ref = self.reference_params[self.active]
-                self._domain = np.stack([ref - PROVISIONAL_DOMAIN * np.abs(ref), ref + PROVISIONAL_DOMAIN * np.abs(ref)], axis=1)
-                self._domain.sort(axis=1)
+                # at least 1e-3 of the largest FC: a parameter at (numerically) zero can still move
+                half = np.maximum(PROVISIONAL_DOMAIN * np.abs(ref), 1e-3 * float(np.abs(ref).max(initial=0.0)) + 1e-12)
+                self._domain = np.stack([ref - half, ref + half], axis=1)
                 self.domain_source = f"provisional: reference ± {PROVISIONAL_DOMAIN:.0%} (no ensemble summary shipped)"
         return self._domain
 

@@ -197,6 +197,8 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         "residual / the data's own noise: "
         + ("not estimable (too many empty pixels)" if r.noise_ratio is None else f"{r.noise_ratio:.2f}")
     )
+    if mat.name != "Ge":
+        lines.append(f"σ: {r.sigma_note}")
     if r.above_noise:
         print(f"warning: {above_noise_message(r)}", file=sys.stderr)
     emit(args, r.to_dict() | {"corrections": rec}, "\n".join(lines))
