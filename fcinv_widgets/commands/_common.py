@@ -582,6 +582,15 @@ def load_material(args, reference: str | None = None):
     return mat, fc
 
 
+def on_data_grid(mat, args, energy):
+    """A --structure crystal on the data's energy grid ``energy`` (an ``EnergyGrid``, or None when the
+    data do not say): its own grid is sized to the start values' highest mode, which need not be the
+    measurement's. Presets (a fixed grid), an explicit --e-max and a grid already equal: unchanged."""
+    if mat.name != "custom" or getattr(args, "e_max", None) is not None or energy is None or energy == mat.grid.e:
+        return mat
+    return mat.with_energy_grid(energy)
+
+
 #: force constants above this (eV/Å²) are no crystal's (Ge's largest block is ~15 eV/Å², diamond's < 100)
 MAX_FC_EV_A2 = 1e3
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_material_args, emit, load_material, nonneg_float, positive_float
+from ._common import add_json, add_material_args, emit, load_material, nonneg_float, on_data_grid, positive_float
 
 
 def register(sub):
@@ -113,11 +113,8 @@ def run(args) -> int:
         if model is not None:
             check_same_crystal(args.scans, str(ss.material), model.material, ss.grid.q.distance, model.input_grid, ss.elements)
         else:
-            if mat.name == "custom" and args.e_max is None and ss.grid.e != mat.grid.e:
-                mat = mat.with_energy_grid(ss.grid.e)  # the scans' own energy grid, as refine takes a file's
-            check_same_crystal(
-                args.scans, str(ss.material), mat if mat.name == "custom" else mat.name, ss.grid.q.distance, mat.grid, ss.elements
-            )
+            mat = on_data_grid(mat, args, ss.grid.e)
+            check_same_crystal(args.scans, str(ss.material), mat, ss.grid.q.distance, mat.grid, ss.elements)
         if tuple(ss.grid.shape) != tuple(mat.grid.shape):
             raise GridMismatchError(
                 f"the scans' grid {ss.grid.shape} is not the {'model' if model else 'crystal'}'s {mat.grid.shape}"

@@ -15,6 +15,7 @@ from ._common import (
     add_temperature,
     emit,
     load_material,
+    on_data_grid,
     parse_params,
     parse_vector,
     positive_float,
@@ -92,7 +93,7 @@ def run(args) -> int:
         check_ei(args.ei, mat.grid)
     fm = mat.forward_model(sigma_mev=sigma, resolution=("arcs", args.ei) if args.ei is not None else None)
     # refuses another material, complex, constant, all-zero, non-finite input
-    spec = read_spectrum(args.spectrum, grid=mat.grid, material=mat if mat.name == "custom" else mat.name)
+    spec = read_spectrum(args.spectrum, grid=mat.grid, material=mat)
     img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)
     img = check_spectra(img, mat.grid.shape, name=args.spectrum)
     start = parse_params(args.start, fm.n_active) if args.start is not None else None
@@ -136,13 +137,10 @@ def _material(args):
         )
     from ..analysis.expio import read_spectrum
 
-    spec = read_spectrum(args.spectrum, material=mat)
-    if args.e_max is None:
-        from ..grid import EnergyGrid
+    from ..grid import EnergyGrid
 
-        energy = EnergyGrid.from_centers(spec.energies)
-        if energy is not None and energy != mat.grid.e:
-            mat = mat.with_energy_grid(energy)
+    spec = read_spectrum(args.spectrum, material=mat)
+    mat = on_data_grid(mat, args, EnergyGrid.from_centers(spec.energies))
     if spec.image.shape != mat.grid.shape:
         g = mat.grid
         raise FcinvError(
