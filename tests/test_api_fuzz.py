@@ -249,6 +249,7 @@ def test_analysis_arguments(ge, ge_fm, tmp_path, monkeypatch):
         ("refine_sqe(prior_scale=)", lambda v: refine_sqe(ge, img, 5.0, prior_scale=v, max_iter=1)),
         ("refine_sqe(n_outer=)", lambda v: refine_sqe(ge, img, 5.0, n_outer=v, max_iter=1)),
         ("refine_sqe(max_iter=)", lambda v: refine_sqe(ge, img, 5.0, max_iter=v)),
+        ("refine_sqe(stiffness=)", lambda v: refine_sqe(ge, img, 5.0, stiffness=v, max_iter=1)),
         ("noise_dispersion", noise_dispersion),
         ("decode_ray(z0=)", lambda v: decode_ray(vae, v, np.zeros(20))),
         ("decode_ray(n=)", lambda v: decode_ray(vae, np.zeros(20), np.ones(20), n=v)),

@@ -1040,6 +1040,23 @@ def test_refine_any_crystal_from_force_constants_too_soft(capsys, nacl_measured)
     big = np.abs(fc) >= 0.1 * np.abs(fc).max()
     assert np.all(np.abs(start[big] / fc[big] - 0.65) < 0.03)  # it started 35 % soft
     assert "not measured for this crystal" in out["sigma_note"]  # σ's coverage is Ge's only
+    # the inactive FCs' prior was centred at s × the start, s fitted from the data (session 43)
+    assert out["stiffness"] == pytest.approx(1 / 0.65, rel=0.02) and out["stiffness_sigma"] > 0
+
+
+def test_refine_any_crystal_stiffness_option(capsys, nacl_measured):
+    """``--stiffness fixed`` centres the inactive FCs' prior at the start itself (no s fitted or
+    recorded); the text names the fitted s; with the unit-weight fit the option is one line."""
+    from fcinv_widgets.cli import main
+
+    d, _, _ = nacl_measured
+    argv = ["refine", "--spectrum", str(d / "sqe.h5"), "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FC_SOFT")]
+    assert _cli_json(capsys, [*argv, "--no-progress", "--stiffness", "fixed"])["stiffness"] is None
+    assert main([*argv, "--no-progress"]) == 0
+    assert "inactive FCs: prior centred at s = 1.5" in capsys.readouterr().out
+    assert main([*argv, "--stiffness", "free", "--unit-weights"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--stiffness applies to the S(Q,E) fit" in err[0], err
 
 
 def test_fit_sigma_note_says_where_coverage_was_measured():

@@ -57,6 +57,14 @@ def register(sub):
         help="S(Q,E) fit: width of the prior on the inactive FCs, in units of the reference's σ (default 1.5)",
     )
     p.add_argument(
+        "--stiffness",
+        choices=("auto", "free", "fixed"),
+        default="auto",
+        help="S(Q,E) fit: centre the inactive FCs' prior at a fitted multiple s of the reference force constants "
+        "(free) or at them (fixed); auto (default): free for a --structure crystal (a force field's overall stiffness is not "
+        "known), fixed for the presets (anchored to measured phonons)",
+    )
+    p.add_argument(
         "--qmax",
         type=positive_float,
         default=None,
@@ -102,6 +110,10 @@ def run(args) -> int:
         from ..errors import FcinvError
 
         raise FcinvError("--scan applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
+    if args.stiffness != "auto" and (not sqe_input or args.unit_weights):
+        from ..errors import FcinvError
+
+        raise FcinvError("--stiffness applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
     from ..scans import scan_axes
 
     u = None if args.u is None else parse_vector(args.u, "--u")
@@ -174,6 +186,7 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         v=v,
         start=start,
         prior_scale=args.prior_scale,
+        stiffness={"auto": None, "free": True, "fixed": False}[args.stiffness],
         b_coh=args.b_coh_fm or None,  # --b-coh; else the file's record, else the table's
         max_iter=args.max_iter,
         progress=not args.no_progress,
@@ -195,6 +208,11 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         "residual / the data's own noise: "
         + ("not estimable (too many empty pixels)" if r.noise_ratio is None else f"{r.noise_ratio:.2f}")
     )
+    if r.stiffness is not None:
+        lines.append(
+            f"inactive FCs: prior centred at s = {r.stiffness:.3f} ± {r.stiffness_sigma:.3f} × the reference "
+            "force constants (fitted: their overall stiffness; --stiffness fixed holds s = 1)"
+        )
     if mat.name != "Ge":
         lines.append(f"σ: {r.sigma_note}")
     if r.above_noise:

@@ -1,0 +1,107 @@
+"""A force field's overall stiffness in the S(Q,E) fit of any crystal (``refine_sqe(stiffness=)``).
+
+    python benchmarks/bench_stiffness.py --structure POSCAR --force-constants FC_TRUE [--supercell 2,2,3]
+        [--start 0.75 | --start 0.55,0.75] [--seeds 3] [--ei 120] [--qmax 5] [--noise 0.05,300] [--json FILE]
+    python benchmarks/bench_stiffness.py --ge [same options]   # the shipped first-principles Ge FCs, given as a user's crystal
+
+The folded one-phonon S(Q,E) of the true FCs is simulated as ``fcinv simulate --full-sqe`` makes it
+(``sqe.fold_full`` at 5 K, ARCS resolution and kinematic coverage at ``--ei``, |Q| ≤ ``--qmax``; a flat
+background B and Poisson counts P from ``noise.add_noise``, one draw per seed) and fitted from start
+force constants that are too soft: the true ones × ``--start`` (one factor for all), or × a factor
+drawn per basis parameter uniformly in ``--start LO,HI`` (seed 7; the sum rule holds in the basis).
+The start is the crystal's reference, as `fcinv refine --structure --force-constants START` makes it:
+the inactive FCs' prior is centred at the start (``stiffness=False``, before session 43) or at s ×
+the start with s fitted (``stiffness=True``, the default for such a crystal since). Prints per fit the
+relative errors of the FCs ≥ 10 % of the largest (|error| / σ beside them) and, pooled over the
+fits, the |z| quantiles (68.3 %, 95.4 %) and ±1σ/±2σ coverage of those FCs. Asserts nothing.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+ap = argparse.ArgumentParser()
+src = ap.add_mutually_exclusive_group(required=True)
+src.add_argument("--ge", action="store_true", help="the shipped first-principles Ge FCs as the truth")
+src.add_argument("--structure", help="structure file of the truth (with --force-constants)")
+ap.add_argument("--force-constants", help="true force constants (phonopy FORCE_CONSTANTS or .hdf5)")
+ap.add_argument("--supercell", default=None, help="n1,n2,n3 (default: inferred)")
+ap.add_argument("--start", default="0.75", help="start = truth × this (or × U(LO,HI) per parameter: LO,HI)")
+ap.add_argument("--seeds", type=int, default=3)
+ap.add_argument("--ei", type=float, default=120.0)
+ap.add_argument("--qmax", type=float, default=5.0)
+ap.add_argument("--noise", default="0.05,300", help="B,P")
+ap.add_argument("--json", default=None)
+a = ap.parse_args()
+
+from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
+from fcinv_widgets.materials import custom_material, get_material  # noqa: E402
+from fcinv_widgets.noise import add_noise  # noqa: E402
+from fcinv_widgets.sqe import SQE, fold_full, fold_points  # noqa: E402
+
+sc = None if a.supercell is None else tuple(int(v) for v in a.supercell.split(","))
+if a.ge:
+    ge = get_material("Ge", reference="dft")
+    crystal, sc = ge.crystal, tuple(int(v) for v in np.diag(ge.basis.supercell_matrix))
+    truth = custom_material(crystal, ge.basis.expand(np.asarray(ge.dft_params, float), full=True), supercell=sc, name="Ge (DFT)")
+else:
+    crystal = a.structure
+    truth = custom_material(a.structure, a.force_constants, supercell=sc, name="truth")
+t = truth.reference_params
+lohi = [float(v) for v in a.start.split(",")]
+factor = lohi[0] if len(lohi) == 1 else np.random.default_rng(7).uniform(lohi[0], lohi[1], len(t))
+start = custom_material(
+    crystal, truth.basis.expand(factor * t, full=True), supercell=tuple(np.diag(truth.basis.supercell_matrix)), name="start"
+)
+start = start.with_energy_grid(truth.grid.e) if start.grid.e != truth.grid.e else start
+big = np.flatnonzero(np.abs(t) >= 0.1 * np.abs(t).max())
+B, P = (float(v) for v in a.noise.split(","))
+calc = SQE(truth.basis, t, temperature=5.0)
+clean, _ = fold_full(fold_points(calc, truth.grid, a.qmax, truth.conventional_a), truth.grid, sigma_mev=1.0, ei_mev=a.ei)
+print(f"{truth.basis.n_params} parameters, {len(big)} ≥ 10 % of the largest; start = truth × {a.start}", flush=True)
+rows = []
+for seed in range(a.seeds):
+    data, _ = add_noise(clean, B, P, seed=seed, peak_percentile=99.5)
+    for stiff in (False, True):
+        t0 = time.perf_counter()
+        r = refine_sqe(start, data, 5.0, a.ei, qmax=a.qmax, stiffness=stiff)
+        err = r.params[big] / t[big] - 1
+        z = (r.params[big] - t[big]) / r.sigma[big]
+        rows.append(
+            {
+                "seed": seed,
+                "stiffness": stiff,
+                "s": r.stiffness,
+                "seconds": time.perf_counter() - t0,
+                "noise_ratio": r.noise_ratio,
+                "err": err.tolist(),
+                "z": z.tolist(),
+            }
+        )
+        print(
+            f"seed {seed} stiffness {'fitted' if stiff else 'fixed '} s {r.stiffness or 1:.3f}  {rows[-1]['seconds']:5.0f} s  "
+            f"residual/noise {r.noise_ratio:.3f}  max |err| {np.abs(err).max() * 100:4.1f} %  max |z| {np.abs(z).max():4.1f}",
+            flush=True,
+        )
+summary = {}
+for stiff in (False, True):
+    z = np.abs(np.concatenate([r["z"] for r in rows if r["stiffness"] == stiff]))
+    e = np.abs(np.concatenate([r["err"] for r in rows if r["stiffness"] == stiff]))
+    summary["fitted" if stiff else "fixed"] = s = {
+        "n": int(z.size),
+        "z_q683": float(np.quantile(z, 0.683)),
+        "z_q954": float(np.quantile(z, 0.954)),
+        "cover_1sigma": float(np.mean(z <= 1)),
+        "cover_2sigma": float(np.mean(z <= 2)),
+        "median_err_pct": float(np.median(e) * 100),
+        "max_err_pct": float(e.max() * 100),
+    }
+    print(
+        f"{'fitted' if stiff else 'fixed '} s: {s['n']} FC estimates; |z| 68.3 % {s['z_q683']:.2f}, 95.4 % {s['z_q954']:.2f}; "
+        f"±1σ {s['cover_1sigma']:.2f}, ±2σ {s['cover_2sigma']:.2f}; |error| median {s['median_err_pct']:.2f} %, max {s['max_err_pct']:.2f} %"
+    )
+if a.json:
+    with open(a.json, "w") as f:
+        json.dump({"settings": vars(a), "rows": rows, "summary": summary}, f, indent=1)
