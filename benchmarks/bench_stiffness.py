@@ -8,7 +8,9 @@ The folded one-phonon S(Q,E) of the true FCs is simulated as ``fcinv simulate --
 (``sqe.fold_full`` at 5 K, ARCS resolution and kinematic coverage at ``--ei``, |Q| ≤ ``--qmax``; a flat
 background B and Poisson counts P from ``noise.add_noise``, one draw per seed) and fitted from start
 force constants that are too soft: the true ones × ``--start`` (one factor for all), or × a factor
-drawn per basis parameter uniformly in ``--start LO,HI`` (seed 7; the sum rule holds in the basis).
+drawn per basis parameter uniformly in ``--start LO,HI`` (seed 7; the sum rule holds in the basis, but
+such a set is no force field and may be dynamically unstable: it says so), or a force-constant file
+(``--start-force-constants``: a force field with its own error per interaction).
 The start is the crystal's reference, as `fcinv refine --structure --force-constants START` makes it:
 the inactive FCs' prior is centred at the start (``stiffness=False``, before session 43) or at s ×
 the start with s fitted (``stiffness=True``, the default for such a crystal since). Prints per fit the
@@ -29,6 +31,7 @@ src.add_argument("--structure", help="structure file of the truth (with --force-
 ap.add_argument("--force-constants", help="true force constants (phonopy FORCE_CONSTANTS or .hdf5)")
 ap.add_argument("--supercell", default=None, help="n1,n2,n3 (default: inferred)")
 ap.add_argument("--start", default="0.75", help="start = truth × this (or × U(LO,HI) per parameter: LO,HI)")
+ap.add_argument("--start-force-constants", default=None, help="start from this force-constant file instead (e.g. a force field)")
 ap.add_argument("--seeds", type=int, default=3)
 ap.add_argument("--ei", type=float, default=120.0)
 ap.add_argument("--qmax", type=float, default=5.0)
@@ -52,15 +55,25 @@ else:
 t = truth.reference_params
 lohi = [float(v) for v in a.start.split(",")]
 factor = lohi[0] if len(lohi) == 1 else np.random.default_rng(7).uniform(lohi[0], lohi[1], len(t))
-start = custom_material(
-    crystal, truth.basis.expand(factor * t, full=True), supercell=tuple(np.diag(truth.basis.supercell_matrix)), name="start"
+start = (
+    custom_material(crystal, a.start_force_constants, supercell=sc, name="start")
+    if a.start_force_constants
+    else custom_material(
+        crystal, truth.basis.expand(factor * t, full=True), supercell=tuple(np.diag(truth.basis.supercell_matrix)), name="start"
+    )
 )
+fm0 = start.forward_model()
+print("the start set is dynamically " + ("stable" if fm0.is_stable(fm0.reference_theta[None])[0] else "UNSTABLE"), flush=True)
 start = start.with_energy_grid(truth.grid.e) if start.grid.e != truth.grid.e else start
 big = np.flatnonzero(np.abs(t) >= 0.1 * np.abs(t).max())
 B, P = (float(v) for v in a.noise.split(","))
 calc = SQE(truth.basis, t, temperature=5.0)
 clean, _ = fold_full(fold_points(calc, truth.grid, a.qmax, truth.conventional_a), truth.grid, sigma_mev=1.0, ei_mev=a.ei)
-print(f"{truth.basis.n_params} parameters, {len(big)} ≥ 10 % of the largest; start = truth × {a.start}", flush=True)
+print(
+    f"{truth.basis.n_params} parameters, {len(big)} ≥ 10 % of the largest; start = "
+    + (a.start_force_constants if a.start_force_constants else f"truth × {a.start}"),
+    flush=True,
+)
 rows = []
 for seed in range(a.seeds):
     data, _ = add_noise(clean, B, P, seed=seed, peak_percentile=99.5)

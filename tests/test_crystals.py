@@ -1038,10 +1038,42 @@ def test_refine_any_crystal_from_force_constants_too_soft(capsys, nacl_measured)
     assert n >= 3 and err.max() < 0.03, err
     start, fc = np.asarray(out["start"]), np.asarray(out["fc"])
     big = np.abs(fc) >= 0.1 * np.abs(fc).max()
-    assert np.all(np.abs(start[big] / fc[big] - 0.65) < 0.03)  # it started 35 % soft
-    assert "not measured for this crystal" in out["sigma_note"]  # σ's coverage is Ge's only
-    # the inactive FCs' prior was centred at s × the start, s fitted from the data (session 43)
+    # the given set is 35 % soft: the fit found the overall factor s first and started from s × it
+    # (the inactive FCs' prior centred there too; session 43)
     assert out["stiffness"] == pytest.approx(1 / 0.65, rel=0.02) and out["stiffness_sigma"] > 0
+    assert np.all(np.abs(start[big] / fc[big] - 0.65 * out["stiffness"]) < 0.03)
+    assert "not measured for this crystal" in out["sigma_note"]  # σ's coverage is Ge's only
+
+
+def test_refine_any_crystal_warns_of_unstable_force_constants(tmp_path, capsys, nacl_measured):
+    """Force constants that are dynamically unstable (imaginary modes: no force field's a user would
+    trust, but a hand-edited or wrongly-reduced set) are fitted from with one warning line naming them."""
+    from fcinv_widgets.cli import main
+
+    d, b, p = nacl_measured
+    bad = tmp_path / "FC_BAD"
+    b.write_force_constants(bad, -0.5 * p)
+    argv = ["refine", "--spectrum", str(d / "fast.h5"), "--structure", str(d / "POSCAR"), "--force-constants", str(bad)]
+    assert main([*argv, "--max-iter", "3"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(err) == 1 and "FC_BAD are dynamically unstable" in err[0], err
+    assert (
+        main(
+            [
+                "refine",
+                "--spectrum",
+                str(d / "fast.h5"),
+                "--structure",
+                str(d / "POSCAR"),
+                "--force-constants",
+                str(d / "FC_SOFT"),
+                "--max-iter",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert "unstable" not in capsys.readouterr().err
 
 
 def test_refine_any_crystal_stiffness_option(capsys, nacl_measured):
@@ -1053,7 +1085,7 @@ def test_refine_any_crystal_stiffness_option(capsys, nacl_measured):
     argv = ["refine", "--spectrum", str(d / "sqe.h5"), "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FC_SOFT")]
     assert _cli_json(capsys, [*argv, "--no-progress", "--stiffness", "fixed"])["stiffness"] is None
     assert main([*argv, "--no-progress"]) == 0
-    assert "inactive FCs: prior centred at s = 1.5" in capsys.readouterr().out
+    assert "overall stiffness: s = 1.5" in capsys.readouterr().out
     assert main([*argv, "--stiffness", "free", "--unit-weights"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--stiffness applies to the S(Q,E) fit" in err[0], err

@@ -11,7 +11,7 @@ with L-BFGS from a start (the VAE prediction, or the material's reference).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +97,11 @@ FIT_SIGMA_SCALE = 1.3
 
 #: where :attr:`Material.nuisance_sigma` says this, the reference's overall stiffness is unknown (a
 #: user's force field: the brief's uMLFF references are 25–45 % too soft) and :func:`refine_sqe`
-#: refits with the inactive parameters' prior rescaled by default (``stiffness=None``).
+#: fits the reference's overall stiffness first by default (``stiffness=None``).
 UNMEASURED_NUISANCE = "10 % of the reference"
 
-#: the stiffness factor s (:func:`stiffness_factor`) is held inside this range: outside it the
-#: first fit is not a rescaled reference at all, and the rescaled prior would not be a better one.
+#: the stiffness factor s (:func:`_stiffness_scan`) is sought inside this range (the custom
+#: crystals' provisional domain, reference ± 100 %, ends at 2 × the reference).
 STIFFNESS_RANGE = (0.5, 2.0)
 
 
@@ -365,7 +365,7 @@ class SQEFitResult:
     b_coh_fm: dict | None = None  # {element: coherent scattering length (fm)} the model used
     sigma_note: str = ""  # where ``sigma``'s coverage was measured, or that it was not (:func:`fit_sigma_note`)
     stiffness: float | None = None  # s: the inactive parameters' prior was centred at s × the reference; None: at it
-    stiffness_sigma: float | None = None  # s's 1σ (from the first fit's active σ)
+    stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
 
     @property
     def above_noise(self) -> bool:
@@ -435,7 +435,6 @@ def refine_sqe(
     sigma_scale: float | None = None,
     b_coh=None,
     stiffness: bool | None = None,
-    _centre: float = 1.0,
 ) -> SQEFitResult:
     """MAP fit of *all* force-constant parameters to a folded one-phonon S(Q, E) (nq, nE), NaN = not measured.
 
@@ -486,16 +485,17 @@ def refine_sqe(
     ``b_coh`` ({element: fm}): coherent scattering lengths where not the table's (an isotope-enriched
     sample; :class:`~fcinv_widgets.sqe.SQE`).
 
-    ``stiffness``: fit twice — first with the inactive parameters' prior centred at the reference,
-    then, from that fit, with its centre (and width) rescaled by the overall factor s by which the
-    first fit's active FCs differ from the reference's (:func:`stiffness_factor`). For a reference
-    whose overall stiffness is not known, such as a force field's (25–45 % too soft in the brief):
-    the prior then holds the FCs the data hardly see near the reference's *shape* at the data's
-    stiffness, not at the force field's. Default (``None``): on where the material's inactive spread
-    is the unmeasured fallback (:data:`UNMEASURED_NUISANCE`: a structure and force constants of the
-    user's), off for the presets, whose references are anchored to measured phonons. The result
-    records s (``stiffness``, ``stiffness_sigma``); ``seconds`` is both fits'. Measured (session 43,
-    README): rutile TiO2 springs started 25 % soft.
+    ``stiffness``: before the fit, find the factor s by which every FC of the reference must be
+    scaled to fit the data best (:func:`_stiffness_scan`: one parameter, a grid over
+    :data:`STIFFNESS_RANGE` and a bounded refinement), then start from s × the reference and centre
+    the inactive parameters' prior (and scale its width) at s × theirs. For a reference whose
+    overall stiffness is not known, such as a force field's (25–45 % too soft in the brief): the
+    prior then holds the FCs the data hardly see near the reference's *shape* at the data's
+    stiffness, not at the force field's. Default (``None``): on where the material's inactive
+    spread is the unmeasured fallback (:data:`UNMEASURED_NUISANCE`: a structure and force constants
+    of the user's), off for the presets, whose references are anchored to measured phonons. The
+    result records s (``stiffness``, ``stiffness_sigma``). Measured with ``benchmarks/bench_stiffness.py``
+    (session 43, README "Fitting any crystal's measurement").
 
     ``orientations`` (degrees; needs ``ei_mev``): the data are single-orientation scans (one angle)
     or their union (several) as ``scans.simulate_scans`` makes them (sample axes ``u``, ``v``,
@@ -518,21 +518,6 @@ def refine_sqe(
         stiffness = mat.nuisance_source == UNMEASURED_NUISANCE
     elif not isinstance(stiffness, (bool, np.bool_)):
         raise FcinvError(f"stiffness must be True, False or None (automatic), got {stiffness!r}")
-    if stiffness and len(mat.active) < mat.basis.n_params:
-        common = dict(
-            ei_mev=ei_mev, qmax=qmax, prior_scale=prior_scale, n_outer=n_outer, max_iter=max_iter,
-            angle_max_deg=angle_max_deg, orientations=orientations, u=u, v=v, detector=detector,
-            dispersion=dispersion, polish=polish, progress=progress, prior_mean=prior_mean,
-            prior_std=prior_std, sigma_scale=sigma_scale, b_coh=b_coh,
-        )  # fmt: skip
-        first = refine_sqe(mat, spectrum, temperature_k, start=start, anneal=anneal, stiffness=False, **common)
-        s_fit, s_sig = stiffness_factor(first)
-        # from the first fit itself: a start with only the inactive FCs moved to the new centre is not a
-        # consistent set (rutile: residual 2668 × the noise there, the first fit's 1.1 ×)
-        second = refine_sqe(
-            mat, spectrum, temperature_k, start=first.params, anneal=(1.0,), stiffness=False, _centre=s_fit, **common
-        )
-        return replace(second, start=first.start, seconds=first.seconds + second.seconds, stiffness=s_fit, stiffness_sigma=s_sig)
     grid = mat.grid
     d = np.array(grid.check_image(spectrum, "spectrum"), dtype=float)
     if d.ndim != 2:
@@ -568,8 +553,6 @@ def refine_sqe(
     width = np.concatenate([0.5 * (dom[:, 1] - dom[:, 0]), prior_scale * np.asarray(mat.nuisance_sigma, float)])
     width = np.maximum(width, 1e-4)
     th0 = ref.copy()
-    ref[A:] *= _centre  # the inactive parameters' prior: centre and width × s (``stiffness``)
-    width[A:] *= _centre
     sig_scale = FIT_SIGMA_SCALE if sigma_scale is None else float(sigma_scale)
     if not (np.isfinite(sig_scale) and sig_scale > 0):  # checked before the fit, not after it
         raise FcinvError(f"sigma_scale must be a positive number, got {sigma_scale!r}")
@@ -587,7 +570,7 @@ def refine_sqe(
     if start is not None:
         st = real_array(start, "start (eV/Å²)")
         if st.shape == (A,):
-            th0[:A] = st
+            th0[:A] = st  # (the inactive ones at the reference: × s below with ``stiffness``)
         elif st.shape == (mat.basis.n_params,):
             th0 = st[order]
         else:
@@ -637,6 +620,18 @@ def refine_sqe(
     # first noise estimate: the data themselves (smoothed by a floor), then the fitted model
     base, floor = _noise_model(d, mask)
     inv_v = torch.tensor(1.0 / (base + floor), dtype=dt)
+
+    s_fit = s_sig = None
+    if stiffness:
+        s_fit, s_sig = _stiffness_scan(fm.with_sqe_weights(slot_weights_at(ref), temperature_k), ref, y, m, inv_v, linear)
+        s_sig *= sig_scale
+        if start is None:
+            th0 = s_fit * ref
+        elif np.shape(start) == (A,):
+            th0[A:] = s_fit * ref[A:]  # a start mixing soft and rescaled FCs is not a consistent set
+        ref[A:] *= s_fit  # the inactive parameters' prior: centre and width × s
+        width[A:] *= s_fit
+        x_ref, w_t = torch.tensor(ref, dtype=dt), torch.tensor(width, dtype=dt)
 
     def make_loss(model, inv_v, phi_k):
         def loss_fn(zv):
@@ -763,21 +758,41 @@ def refine_sqe(
         else {"u": [float(x) for x in np.asarray(u, float)], "v": [float(x) for x in np.asarray(v, float)]},
         dict(zip(mat.crystal.symbols, scattering_lengths(mat.crystal.symbols, b_coh).tolist())),  # {element: fm}
         fit_sigma_note(mat, sig_scale),
+        s_fit,
+        s_sig,
     )
 
 
-def stiffness_factor(fit: SQEFitResult) -> tuple[float, float]:
-    """(s, σ_s): the overall factor by which a fit's active FCs differ from its reference's — the
-    least-squares s of ``fit ≈ s × reference`` over the active FCs (so the largest, best-measured
-    ones weigh most), σ_s from their σ — held inside :data:`STIFFNESS_RANGE` (1, σ 0 where the
-    reference's active FCs are all zero)."""
-    a = fit.active
-    r, p, sd = fit.reference[a], fit.params[a], fit.sigma[a]
-    rr = float(r @ r)
-    if not rr > 0:
-        return 1.0, 0.0
-    s = float(np.clip((p @ r) / rr, *STIFFNESS_RANGE))
-    return s, float(np.sqrt(np.sum((r * sd) ** 2)) / rr)
+def _stiffness_scan(model, ref, y, m, inv_v, linear, n_grid: int = 49) -> tuple[float, float]:
+    """(s, σ_s): the factor s within :data:`STIFFNESS_RANGE` for which s × every parameter of the
+    reference (θ order of ``model``) fits the data best — weighted least squares with the data's own
+    noise model, scale and background refitted (``linear``) — on a grid in ln s and a bounded
+    refinement around its minimum. ``model`` carries the mode weights at the reference: a uniform
+    rescale leaves the eigenvectors as they are and multiplies every mode's (n+1)/ω by one factor at
+    low temperature and in the classical limit alike, which the fitted scale absorbs. σ_s: from the
+    curvature of the misfit in ln s with φ from its residual, the shape held (a lower bound)."""
+    import torch
+    from scipy.optimize import minimize_scalar
+
+    n_pix = max(float(m.sum()), 4.0)
+
+    def chi2(u: float) -> float:
+        with torch.no_grad():
+            img = model.spectra(torch.tensor(np.exp(u) * ref, dtype=y.dtype)[None], normalize=False)[0].to(y.dtype)
+            a, b = linear(img, inv_v)
+            return float((((y - a * img - b) ** 2) * inv_v * m).sum())
+
+    u = np.linspace(np.log(STIFFNESS_RANGE[0]), np.log(STIFFNESS_RANGE[1]), n_grid)
+    c = np.array([chi2(v) for v in u])
+    k = int(np.nanargmin(c))
+    lo, hi = u[max(k - 1, 0)], u[min(k + 1, n_grid - 1)]
+    best = minimize_scalar(chi2, bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
+    u0 = float(best.x) if best.fun <= c[k] else float(u[k])
+    h = 0.25 * (u[1] - u[0])
+    curv = (chi2(u0 + h) - 2 * min(best.fun, c[k]) + chi2(u0 - h)) / h**2
+    phi = min(best.fun, c[k]) / max(n_pix - 3.0, 1.0)
+    s = float(np.exp(u0))
+    return s, float(s * np.sqrt(2 * phi / curv)) if curv > 0 else float("nan")
 
 
 def fit_sigma_note(material, scale: float = FIT_SIGMA_SCALE) -> str:

@@ -60,9 +60,10 @@ def register(sub):
         "--stiffness",
         choices=("auto", "free", "fixed"),
         default="auto",
-        help="S(Q,E) fit: centre the inactive FCs' prior at a fitted multiple s of the reference force constants "
-        "(free) or at them (fixed); auto (default): free for a --structure crystal (a force field's overall stiffness is not "
-        "known), fixed for the presets (anchored to measured phonons)",
+        help="S(Q,E) fit: first fit one factor s for all reference force constants, then start from s × them and "
+        "centre the inactive FCs' prior there (free), or start and centre at them (fixed); auto (default): free for a "
+        "--structure crystal (a force field's overall stiffness is not known), fixed for the presets (anchored to "
+        "measured phonons)",
     )
     p.add_argument(
         "--qmax",
@@ -153,6 +154,14 @@ def _material(args):
 
     spec = read_spectrum(args.spectrum, material=mat)
     mat = on_data_grid(mat, args, EnergyGrid.from_centers(spec.energies))
+    fm = mat.forward_model()
+    if not fm.is_stable(fm.reference_theta[None])[0]:
+        lo = float(fm.min_energy(fm.reference_theta[None])[0])
+        print(
+            f"warning: the force constants in {args.force_constants} are dynamically unstable (lowest mode {lo:.2f} meV "
+            "on the q-path): the fit starts from them and may stop in a wrong basin",
+            file=sys.stderr,
+        )
     if spec.image.shape != mat.grid.shape:
         g = mat.grid
         raise FcinvError(
@@ -210,8 +219,9 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
     )
     if r.stiffness is not None:
         lines.append(
-            f"inactive FCs: prior centred at s = {r.stiffness:.3f} ± {r.stiffness_sigma:.3f} × the reference "
-            "force constants (fitted: their overall stiffness; --stiffness fixed holds s = 1)"
+            f"overall stiffness: s = {r.stiffness:.3f} ± {r.stiffness_sigma:.3f} × the reference force constants "
+            "(fitted first; the fit started from s × them and holds the FCs the data hardly see near s × theirs; "
+            "--stiffness fixed: s = 1)"
         )
     if mat.name != "Ge":
         lines.append(f"σ: {r.sigma_note}")
