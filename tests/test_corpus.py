@@ -246,6 +246,8 @@ CORPUS = [
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/good.npy", "--n-samples", "0"], "--n-samples"),
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/good.npy", "--clip", "-1"], "--clip"),
     (["refine", "--spectrum", "{d}/good.npy", "--max-iter", "0"], "--max-iter"),
+    (["refine", "--spectrum", "{d}/good.npy", "--stiffness", "free"], "--stiffness applies to the S(Q,E) fit"),
+    (["refine", "--spectrum", "{d}/good.npy", "--stiffness", "soft"], "--stiffness"),
     (["basis", "--material", "Ge", "--top", "0"], "--top"),
     (["ensemble", "--material", "Ge", "--out", "{d}/e.h5", "--workers", "0"], "--workers"),
     (["ensemble", "--material", "Ge", "--out", "{d}/e.h5", "--displacement", "-0.01"], "--displacement"),
