@@ -1076,16 +1076,25 @@ def test_refine_any_crystal_warns_of_unstable_force_constants(tmp_path, capsys, 
     assert "unstable" not in capsys.readouterr().err
 
 
-def test_refine_any_crystal_stiffness_option(capsys, nacl_measured):
+def test_refine_any_crystal_stiffness_option(tmp_path, capsys, nacl_measured):
     """``--stiffness fixed`` centres the inactive FCs' prior at the start itself (no s fitted or
-    recorded); the text names the fitted s; with the unit-weight fit the option is one line."""
+    recorded); the text names the fitted s; a set further off than the range searched for s is
+    fitted with one warning line; with the unit-weight fit the option is one line."""
     from fcinv_widgets.cli import main
 
-    d, _, _ = nacl_measured
+    d, b, p = nacl_measured
     argv = ["refine", "--spectrum", str(d / "sqe.h5"), "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FC_SOFT")]
     assert _cli_json(capsys, [*argv, "--no-progress", "--stiffness", "fixed"])["stiffness"] is None
     assert main([*argv, "--no-progress"]) == 0
     assert "overall stiffness: s = 1.5" in capsys.readouterr().out
+    far = tmp_path / "FC_FAR"  # a set 70 % too soft: s would be 3.3, beyond the range searched (0.5–2)
+    b.write_force_constants(far, 0.3 * p)
+    far_argv = ["refine", "--spectrum", str(d / "sqe.h5"), "--structure", str(d / "POSCAR"), "--force-constants", str(far)]
+    assert main([*far_argv, "--no-progress", "--max-iter", "3", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["stiffness"] == pytest.approx(2.0, rel=1e-3)
+    warn = [line for line in err.splitlines() if "end of the range searched" in line]
+    assert len(warn) == 1 and warn[0].startswith("warning: "), err
     assert main([*argv, "--stiffness", "free", "--unit-weights"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--stiffness applies to the S(Q,E) fit" in err[0], err

@@ -364,7 +364,7 @@ class SQEFitResult:
     sample_axes: dict | None = None  # {"u", "v"} (r.l.u.) the orientations were taken with; None without orientations
     b_coh_fm: dict | None = None  # {element: coherent scattering length (fm)} the model used
     sigma_note: str = ""  # where ``sigma``'s coverage was measured, or that it was not (:func:`fit_sigma_note`)
-    stiffness: float | None = None  # s: the inactive parameters' prior was centred at s × the reference; None: at it
+    stiffness: float | None = None  # s: the fit started from s × the reference, the inactive prior centred there; None: s = 1
     stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
 
     @property

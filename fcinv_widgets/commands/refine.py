@@ -176,7 +176,7 @@ def _material(args):
 def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
 
     from ..analysis.expio import SQE
-    from ..analysis.refine import above_noise_message, refine_spectrum
+    from ..analysis.refine import STIFFNESS_RANGE, above_noise_message, refine_spectrum
     from ..errors import FcinvError
 
     if args.clip is not None:
@@ -227,5 +227,12 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         lines.append(f"σ: {r.sigma_note}")
     if r.above_noise:
         print(f"warning: {above_noise_message(r)}", file=sys.stderr)
+    if r.stiffness is not None and not (STIFFNESS_RANGE[0] * 1.001 < r.stiffness < STIFFNESS_RANGE[1] * 0.999):
+        print(
+            f"warning: the best overall factor for the reference force constants is at the end of the range searched "
+            f"(s = {r.stiffness:.3g}, {STIFFNESS_RANGE[0]:g}–{STIFFNESS_RANGE[1]:g}): they are further from the data than a "
+            "force field's softness; start from a closer set",
+            file=sys.stderr,
+        )
     emit(args, r.to_dict() | {"corrections": rec}, "\n".join(lines))
     return 0
