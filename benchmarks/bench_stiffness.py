@@ -12,10 +12,12 @@ drawn per basis parameter uniformly in ``--start LO,HI`` (seed 7; the sum rule h
 such a set is no force field and may be dynamically unstable: it says so), or a force-constant file
 (``--start-force-constants``: a force field with its own error per interaction).
 The start is the crystal's reference, as `fcinv refine --structure --force-constants START` makes it:
-the inactive FCs' prior is centred at the start (``stiffness=False``, before session 43) or at s ×
-the start with s fitted (``stiffness=True``, the default for such a crystal since). Prints per fit the
-relative errors of the FCs ≥ 10 % of the largest (|error| / σ beside them) and, pooled over the
-fits, the |z| quantiles (68.3 %, 95.4 %) and ±1σ/±2σ coverage of those FCs. Asserts nothing.
+the fit starts from it with the inactive FCs' prior centred there (``stiffness=False``, before session
+43), or first finds the overall factor s and starts from s × it with the prior centred there
+(``stiffness=True``, the default for such a crystal since). Prints per fit s, the residual against
+the noise and the largest relative error and |error| / σ of the FCs ≥ 10 % of the largest and, pooled
+over the fits, the |z| quantiles (68.3 %, 95.4 %), the ±1σ/±2σ coverage and the median and largest
+error of those FCs (``--json``: every FC's). Asserts nothing.
 """
 
 import argparse
