@@ -61,6 +61,11 @@ def data_path(*parts) -> Path:
 PROVISIONAL_DOMAIN = 1.0
 
 
+#: :attr:`Material.nuisance_source` of a reference whose spread nothing measured (a structure and force
+#: constants of the user's): the S(Q,E) fit then fits its overall stiffness first (``refine_sqe(stiffness=None)``).
+UNMEASURED_NUISANCE = "10 % of the reference"
+
+
 @dataclass
 class Material:
     """A material preset or a custom material.
@@ -238,7 +243,7 @@ class Material:
         if self.umlff_params is not None and self.dft_params is not None:
             spread = 0.5 * np.abs(self.umlff_params - self.dft_params)[inactive]
             return np.maximum(spread, 1e-3), "half the uMLFF–DFT difference"
-        return np.maximum(0.1 * np.abs(ref), 1e-3), "10 % of the reference"
+        return np.maximum(0.1 * np.abs(ref), 1e-3), UNMEASURED_NUISANCE
 
     @property
     def nuisance_sigma(self) -> np.ndarray:

@@ -177,7 +177,7 @@ def test_a_force_fields_overall_stiffness_is_fitted(ge_dft):
     start with s fitted (the default for a user's crystal, session 43) s comes back as 1/0.7 and they
     are inside their σ (``benchmarks/bench_stiffness.py --ge``: ±1σ of the 3 FCs that matter 0.33 → 1.00
     over 3 noise draws at |Q| ≤ 5 Å⁻¹; here, at 3.5 Å⁻¹, the FCs held by the prior show it)."""
-    from fcinv_widgets.analysis.refine import UNMEASURED_NUISANCE
+    from fcinv_widgets.materials import UNMEASURED_NUISANCE
     from fcinv_widgets.materials import custom_material
     from fcinv_widgets.noise import add_noise
 

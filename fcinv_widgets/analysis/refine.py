@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..materials import UNMEASURED_NUISANCE  # a user's reference: its overall stiffness is fitted first
 from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, real_array, whole_number
 
 
@@ -94,11 +95,6 @@ TRUST_NETWORK_SIGMA = 2.0
 #: truths (seed 41, README "Session 17"): the reported ±2σ went from 0.84–0.92 to 0.88–0.95, ±1σ
 #: from 0.62–0.69 to 0.64–0.73, both models, full data and single scans.
 FIT_SIGMA_SCALE = 1.3
-
-#: where :attr:`Material.nuisance_sigma` says this, the reference's overall stiffness is unknown (a
-#: user's force field: the brief's uMLFF references are 25–45 % too soft) and :func:`refine_sqe`
-#: fits the reference's overall stiffness first by default (``stiffness=None``).
-UNMEASURED_NUISANCE = "10 % of the reference"
 
 #: the stiffness factor s (:func:`_stiffness_scan`) is sought inside this range (the custom
 #: crystals' provisional domain, reference ± 100 %, ends at 2 × the reference).
@@ -492,7 +488,7 @@ def refine_sqe(
     overall stiffness is not known, such as a force field's (25–45 % too soft in the brief): the
     prior then holds the FCs the data hardly see near the reference's *shape* at the data's
     stiffness, not at the force field's. Default (``None``): on where the material's inactive
-    spread is the unmeasured fallback (:data:`UNMEASURED_NUISANCE`: a structure and force constants
+    spread is the unmeasured fallback (:data:`~fcinv_widgets.materials.UNMEASURED_NUISANCE`: a structure and force constants
     of the user's), off for the presets, whose references are anchored to measured phonons. The
     result records s (``stiffness``, ``stiffness_sigma``). Measured with ``benchmarks/bench_stiffness.py``
     (session 43, README "A force field's overall stiffness").
