@@ -3,6 +3,7 @@
     python benchmarks/bench_stiffness.py --structure POSCAR --force-constants FC_TRUE [--supercell 2,2,3]
         [--start 0.75 | --start 0.55,0.75] [--seeds 3] [--ei 120] [--qmax 5] [--noise 0.05,300] [--json FILE]
     python benchmarks/bench_stiffness.py --ge [same options]   # the shipped first-principles Ge FCs, given as a user's crystal
+    python benchmarks/bench_stiffness.py --ge --scans 0,30,60 [--n-scans 1,3] [same options]   # the planner's scan fit
 
 The folded one-phonon S(Q,E) of the true FCs is simulated as ``fcinv simulate --full-sqe`` makes it
 (``sqe.fold_full`` at 5 K, ARCS resolution and kinematic coverage at ``--ei``, |Q| ≤ ``--qmax``; a flat
@@ -18,6 +19,15 @@ the fit starts from it with the inactive FCs' prior centred there (``stiffness=F
 the noise and the largest relative error and |error| / σ of the FCs ≥ 10 % of the largest and, pooled
 over the fits, the |z| quantiles (68.3 %, 95.4 %), the ±1σ/±2σ coverage and the median and largest
 error of those FCs (``--json``: every FC's). Asserts nothing.
+
+``--check-sigma N`` (session 44): for every full-data fit with s fitted, also the coverage that
+:func:`~fcinv_widgets.analysis.refine.check_fit_sigma` measures at the estimate (N draws from the fit's
+own model and noise, refitted), beside the coverage against the truth (pooled at the end).
+
+``--scans ANGLES`` (session 44): single-orientation scans at those sample angles instead (``scans.simulate_scans``
+of the truth, noise per scan with ``rescale=False``), fitted with the planner's 8-FC fit
+(``planner.fit_scans_sqe(stiffness=)``: the FCs outside the top 8 held at the start, or at s × it) on the first
+k scans for every k of ``--n-scans``; the FCs scored are the active ones ≥ 10 % of the largest.
 """
 
 import argparse
@@ -39,6 +49,12 @@ ap.add_argument("--ei", type=float, default=120.0)
 ap.add_argument("--qmax", type=float, default=5.0)
 ap.add_argument("--noise", default="0.05,300", help="B,P")
 ap.add_argument("--json", default=None)
+ap.add_argument("--scans", default=None, help="sample angles (degrees, comma list): fit single scans with planner.fit_scans_sqe")
+ap.add_argument("--n-scans", default="1,3", help="with --scans: fit the first k scans for each k (comma list)")
+ap.add_argument(
+    "--check-sigma", type=int, default=0, help="full data, s fitted: also run refine.check_fit_sigma with N draws per fit"
+)
+ap.add_argument("--only-fitted", action="store_true", help="skip the fits with s fixed")
 a = ap.parse_args()
 
 from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
@@ -77,31 +93,70 @@ print(
     flush=True,
 )
 rows = []
-for seed in range(a.seeds):
-    data, _ = add_noise(clean, B, P, seed=seed, peak_percentile=99.5)
-    for stiff in (False, True):
+if a.scans:
+    from fcinv_widgets.analysis.planner import fit_scans_sqe, hits_bank  # noqa: E402
+    from fcinv_widgets.scans import simulate_scans  # noqa: E402
+
+    angles = [float(v) for v in a.scans.split(",")]
+    ss = simulate_scans(start, a.ei, angles, params=t, qmax=a.qmax, progress=False)
+    bank = hits_bank(start, angles, a.ei, qmax=a.qmax, cache=False)
+    act = np.asarray(start.active)
+    big = act[np.abs(t[act]) >= 0.1 * np.abs(t).max()]
+    pick = np.array([list(act).index(i) for i in big])  # their places in the fit's θ
+    fits = [(k, seed) for seed in range(a.seeds) for k in (int(v) for v in a.n_scans.split(","))]
+else:
+    fits = [(0, seed) for seed in range(a.seeds)]
+for k, seed in fits:
+    if a.scans:
+        data = np.stack(
+            [add_noise(ss.scans[c], B, P, seed=seed + 10 * c, peak_percentile=99.5, rescale=False)[0] for c in range(k)]
+        )
+    else:
+        data, _ = add_noise(clean, B, P, seed=seed, peak_percentile=99.5)
+    for stiff in (True,) if a.only_fitted else (False, True):
         t0 = time.perf_counter()
-        r = refine_sqe(start, data, 5.0, a.ei, qmax=a.qmax, stiffness=stiff)
-        err = r.params[big] / t[big] - 1
-        z = (r.params[big] - t[big]) / r.sigma[big]
+        if a.scans:
+            f = fit_scans_sqe(start, bank, data, angles[:k], stiffness=stiff)
+            est, sig, s_fit, ratio = f.theta[pick], f.sigma[pick], f.stiffness, float(np.sqrt(f.dispersion * P))
+        else:
+            r = refine_sqe(start, data, 5.0, a.ei, qmax=a.qmax, stiffness=stiff)
+            est, sig, s_fit, ratio = r.params[big], r.sigma[big], r.stiffness, r.noise_ratio
+        err = est / t[big] - 1
+        z = (est - t[big]) / sig
+        check = None
+        if a.check_sigma and stiff and not a.scans:
+            from fcinv_widgets.analysis.refine import check_fit_sigma  # noqa: E402
+
+            c = check_fit_sigma(start, r, a.check_sigma, seed=100 + seed)
+            keep = np.isin(r.active, big)  # the active FCs ≥ 10 % of the largest
+            check = np.abs(c.z[:, keep]).ravel().tolist()
+            print(
+                f"   σ check ({a.check_sigma} draws, {c.seconds:.0f} s): ±1σ {np.mean(np.array(check) <= 1):.2f}, "
+                f"±2σ {np.mean(np.array(check) <= 2):.2f} on the active FCs ≥ 10 %; against the truth here: "
+                f"{np.mean(np.abs(z[np.isin(big, r.active)]) <= 1):.2f}, {np.mean(np.abs(z[np.isin(big, r.active)]) <= 2):.2f}",
+                flush=True,
+            )
         rows.append(
             {
                 "seed": seed,
+                "n_scans": k or None,
                 "stiffness": stiff,
-                "s": r.stiffness,
+                "s": s_fit,
                 "seconds": time.perf_counter() - t0,
-                "noise_ratio": r.noise_ratio,
+                "noise_ratio": ratio,
                 "err": err.tolist(),
                 "z": z.tolist(),
+                "check_abs_z": check,
             }
         )
         print(
-            f"seed {seed} stiffness {'fitted' if stiff else 'fixed '} s {r.stiffness or 1:.3f}  {rows[-1]['seconds']:5.0f} s  "
-            f"residual/noise {r.noise_ratio:.3f}  max |err| {np.abs(err).max() * 100:4.1f} %  max |z| {np.abs(z).max():4.1f}",
+            f"seed {seed}{f' {k} scan(s)' if k else ''} stiffness {'fitted' if stiff else 'fixed '} s {s_fit or 1:.3f}  "
+            f"{rows[-1]['seconds']:5.1f} s  residual/noise {ratio:.3f}  max |err| {np.abs(err).max() * 100:4.1f} %  "
+            f"max |z| {np.abs(z).max():4.1f}",
             flush=True,
         )
 summary = {}
-for stiff in (False, True):
+for stiff in sorted({r["stiffness"] for r in rows}):
     z = np.abs(np.concatenate([r["z"] for r in rows if r["stiffness"] == stiff]))
     e = np.abs(np.concatenate([r["err"] for r in rows if r["stiffness"] == stiff]))
     summary["fitted" if stiff else "fixed"] = s = {
@@ -116,6 +171,19 @@ for stiff in (False, True):
     print(
         f"{'fitted' if stiff else 'fixed '} s: {s['n']} FC estimates; |z| 68.3 % {s['z_q683']:.2f}, 95.4 % {s['z_q954']:.2f}; "
         f"±1σ {s['cover_1sigma']:.2f}, ±2σ {s['cover_2sigma']:.2f}; |error| median {s['median_err_pct']:.2f} %, max {s['max_err_pct']:.2f} %"
+    )
+checks = [r for r in rows if r.get("check_abs_z")]
+if checks:
+    cz = np.concatenate([r["check_abs_z"] for r in checks])
+    summary["sigma_check"] = {
+        "n": int(cz.size),
+        "cover_1sigma": float(np.mean(cz <= 1)),
+        "cover_2sigma": float(np.mean(cz <= 2)),
+        "z_q683": float(np.quantile(cz, 0.683)),
+    }
+    print(
+        f"σ check pooled ({cz.size} refit estimates): ±1σ {summary['sigma_check']['cover_1sigma']:.2f}, "
+        f"±2σ {summary['sigma_check']['cover_2sigma']:.2f}, |z| 68.3 % {summary['sigma_check']['z_q683']:.2f}"
     )
 if a.json:
     with open(a.json, "w") as f:

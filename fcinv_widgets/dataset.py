@@ -531,6 +531,39 @@ def dask_session(scheduler):
             cluster.close()
 
 
+def run_tasks(fn, calls, desc: str, unit: str = "task", progress: bool = False, scheduler=None) -> list:
+    """``[fn(*args, **kwargs) for args, kwargs in calls]``, in call order, with a progress bar: in
+    this process, or as Dask tasks when a ``scheduler`` is given (:func:`dask_session`; the calls
+    must be independent; a positional argument that is the same object in every call is scattered
+    to the workers once). A scheduler that cannot be reached is one :class:`FcinvError`, before
+    the bar opens."""
+    from tqdm.auto import tqdm
+
+    calls = list(calls)
+    with dask_session(scheduler) as client, tqdm(total=len(calls), desc=desc, unit=unit, disable=not progress) as bar:
+        if client is None:
+            out = []
+            for args, kwargs in calls:
+                out.append(fn(*args, **kwargs))
+                bar.update()
+            return out
+        from dask.distributed import as_completed
+
+        # an argument every call shares (the material: its basis is tens of MB) goes to the workers once
+        head = calls[0][0] if calls else ()
+        shared = {
+            i: client.scatter(a, broadcast=True)
+            for i, a in enumerate(head)
+            if not isinstance(a, (int, float, str, type(None))) and all(len(c[0]) > i and c[0][i] is a for c in calls)
+        }
+        futures = [
+            client.submit(fn, *(shared.get(i, a) for i, a in enumerate(args)), pure=False, **kwargs) for args, kwargs in calls
+        ]
+        for _ in as_completed(futures):
+            bar.update()
+        return [f.result() for f in futures]
+
+
 def dask_client(scheduler):
     """(client, cluster) for a batch stage's ``scheduler``: (None, None) for None (in-process), the
     given ``dask.distributed.Client``, a new local cluster of N single-threaded worker processes

@@ -248,6 +248,10 @@ CORPUS = [
     (["refine", "--spectrum", "{d}/good.npy", "--max-iter", "0"], "--max-iter"),
     (["refine", "--spectrum", "{d}/good.npy", "--stiffness", "free"], "--stiffness applies to the S(Q,E) fit"),
     (["refine", "--spectrum", "{d}/good.npy", "--stiffness", "soft"], "--stiffness"),
+    (["refine", "--spectrum", "{d}/good.npy", "--check-sigma", "3"], "--check-sigma applies to the S(Q,E) fit"),
+    (["refine", "--spectrum", "{d}/good.npy", "--check-sigma", "1"], "--check-sigma takes 2–200 draws"),
+    (["refine", "--spectrum", "{d}/good.npy", "--check-sigma", "0"], "--check-sigma"),
+    (["refine", "--spectrum", "{d}/good.npy", "--scheduler", "local:2"], "--check-sigma applies"),
     (["basis", "--material", "Ge", "--top", "0"], "--top"),
     (["ensemble", "--material", "Ge", "--out", "{d}/e.h5", "--workers", "0"], "--workers"),
     (["ensemble", "--material", "Ge", "--out", "{d}/e.h5", "--displacement", "-0.01"], "--displacement"),
@@ -369,6 +373,9 @@ CORPUS = [
     (["plan-scans", "--ei", "80", "--candidates", "0,90"], "give --model"),
     (["plan-scans", "--sqe", "--ei", "80", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_shuffled"], "do not fit"),
     (["plan-scans", "--sqe", "--ei", "80", "--model", "ge-vae", "--structure", GE_POSCAR], "--model names the crystal"),
+    # --- the planner's scan fit finds a user's overall stiffness (session 44)
+    (["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--stiffness", "free"], "--stiffness applies"),
+    (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--stiffness", "soft"], "--stiffness"),
     (["domain", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt"], "text.txt"),
 ]
 

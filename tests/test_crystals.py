@@ -1100,6 +1100,24 @@ def test_refine_any_crystal_stiffness_option(tmp_path, capsys, nacl_measured):
     assert len(err) == 1 and "--stiffness applies to the S(Q,E) fit" in err[0], err
 
 
+def test_refine_any_crystal_check_sigma(capsys, nacl_measured):
+    """``--check-sigma N`` (session 44): the coverage of the fit's σ measured for this crystal and these
+    data (N draws from the fit's own model and noise, refitted the same way), in the JSON and as a
+    text line; the NaCl fit's σ (the Laplace σ × 1.3 measured on Ge) is not too small here; the
+    draws follow --seed. Bad N and --scheduler without it are one line (tests/test_corpus.py)."""
+    from fcinv_widgets.cli import main
+
+    d, b, p = nacl_measured
+    argv = ["refine", "--spectrum", str(d / "sqe.h5"), "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FC_SOFT")]
+    out = _cli_json(capsys, [*argv, "--no-progress", "--check-sigma", "2", "--seed", "3"])
+    sc = out["sigma_check"]
+    assert sc["n_draws"] == 2 and sc["seed"] == 3 and np.shape(sc["z"]) == (2, len(out["fc"])) and np.all(np.isfinite(sc["z"]))
+    assert sc["cover_2sigma"] >= 0.5 and sc["names"] == out["names"], sc
+    assert main([*argv, "--no-progress", "--check-sigma", "2", "--max-iter", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "σ check: coverage measured at this estimate (2 simulated draws" in text and "±2σ" in text, text
+
+
 def test_fit_sigma_note_says_where_coverage_was_measured():
     from fcinv_widgets.analysis.refine import FIT_SIGMA_SCALE, fit_sigma_note
     from fcinv_widgets.materials import get_material
@@ -1268,12 +1286,18 @@ def test_plan_scans_sqe_any_crystal(tmp_path, capsys, nacl_measured):
     assert len(first["next_angles_deg"]) == 2 and first["gain"][0] > 0 and first["estimate_source"].startswith("custom reference")
     soft = ["--structure", str(d / "POSCAR"), "--force-constants", str(tmp_path / "FC_80")]
     out = _cli_json(capsys, [*plan, *soft, "--scans", str(scans), "--measured", "0,30"])
-    assert out["estimate_source"] == "S(Q,E) fit of 2 measured scan(s)"
+    assert out["estimate_source"].startswith("S(Q,E) fit of 2 measured scan(s), overall stiffness s = ")
     assert not set(out["next_angles_deg"]) & {0.0, 30.0}
     names = [n.split("(")[-1].rstrip(")") for n in out["names"]]
     true_top = p[[b.names.index(n) for n in names]]
     big = np.abs(true_top) >= 0.1 * np.abs(true_top).max()
     np.testing.assert_allclose(np.asarray(out["estimate_ev_a2"])[big], true_top[big], rtol=0.02)
+    # the overall stiffness of the soft set is fitted first (session 44): s = 1/0.8, and the FCs
+    # outside the top 8, held at s × the soft set, are the truth's, so the top 8 come back exactly
+    assert out["stiffness"] == pytest.approx(1 / 0.8, rel=2e-3) and out["stiffness_sigma"] > 0
+    np.testing.assert_allclose(np.asarray(out["estimate_ev_a2"])[big], true_top[big], rtol=1e-3)
+    fixed = _cli_json(capsys, [*plan, *soft, "--scans", str(scans), "--measured", "0,30", "--stiffness", "fixed"])
+    assert fixed["stiffness"] is None and fixed["estimate_source"] == "S(Q,E) fit of 2 measured scan(s)"
 
 
 @pytest.mark.parametrize(
@@ -1283,6 +1307,7 @@ def test_plan_scans_sqe_any_crystal(tmp_path, capsys, nacl_measured):
         (["--sqe", "--ei", "60"], "--sqe without --model needs --material"),
         (["--sqe", "--ei", "60", "--model", "ge-vae", "--material", "Ge"], "--model names the crystal"),
         (["--sqe", "--ei", "60", "STRUCTURE"], "needs --force-constants"),
+        (["--sqe", "--ei", "80", "--material", "Ge", "--stiffness", "free"], "--stiffness applies to the S(Q,E) fit of measured"),
     ],
 )
 def test_plan_scans_without_a_model_refusals(capsys, nacl_measured, argv, match):

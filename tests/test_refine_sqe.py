@@ -615,3 +615,37 @@ def test_a_fit_beyond_the_box_where_the_network_sits_at_its_edge_is_judged_one_s
     for bad in (box[:3], box[:, :1], np.where(box == box[1, 0], np.nan, box), box[:, ::-1]):
         with pytest.raises(FcinvError, match="trust_fit's domain"):
             trust_fit(out, net, sd, domain=bad)
+
+
+def test_sigma_check_measures_the_coverage_at_the_estimate(ge):
+    """`check_fit_sigma` (session 44: σ for a crystal other than Ge is uncalibrated, so a user can
+    measure it for their data): data drawn from the fit's own model and noise, refitted with the
+    settings the fit recorded. A σ made 13× too small (sigma_scale 0.1 instead of 1.3) is caught —
+    most refits land outside ±1σ — and the same refits are inside the calibrated σ as often as a
+    1σ should be; the draws are reproducible from the seed."""
+    from fcinv_widgets.analysis.refine import FIT_SIGMA_SCALE, check_fit_sigma, sigma_check_draws
+    from fcinv_widgets.noise import add_noise
+
+    t = ge.reference_params.copy()
+    t[ge.active] *= 1.04
+    _, _, img = _folded(ge, t, 80.0)
+    data, _ = add_noise(img, 0.05, 100, seed=4, peak_percentile=99.5)
+    r = refine_sqe(ge, data, 5.0, 80.0, qmax=QMAX, sigma_scale=0.1, max_iter=60)
+    assert r.fit_settings["sigma_scale"] == 0.1 and r.fit_settings["qmax"] == QMAX and r.to_dict()["sigma_check"] is None
+    assert np.array_equal(np.isnan(r.model_image), np.isnan(data)) and np.all(r.noise_std[np.isfinite(data)] > 0)
+    d1, d2 = sigma_check_draws(r, 2, 7), sigma_check_draws(r, 2, 7)
+    assert np.array_equal(d1[1], d2[1], equal_nan=True) and not np.array_equal(
+        d1[0], sigma_check_draws(r, 1, 8)[0], equal_nan=True
+    )
+    c = check_fit_sigma(ge, r, n_draws=3, seed=1)
+    assert c.z.shape == (3, 8) and c.seed == 1
+    assert c.cover_1sigma < 0.35 and c.z_q683 > 3, c.to_dict()
+    calibrated = np.abs(c.z) * 0.1 / FIT_SIGMA_SCALE  # the same refits against the calibrated σ
+    assert np.mean(calibrated <= 1) >= 0.5 and np.mean(calibrated <= 2) >= 0.8, calibrated
+    r.sigma_check = c
+    d = r.to_dict()["sigma_check"]
+    assert d["n_draws"] == 3 and len(d["cover_1sigma_per_fc"]) == 8 and "±1σ" in c.note()
+    with pytest.raises(FcinvError, match="number of σ-check draws"):
+        check_fit_sigma(ge, r, n_draws=1)
+    with pytest.raises(FcinvError, match="fit result"):
+        check_fit_sigma(ge, r.to_dict())

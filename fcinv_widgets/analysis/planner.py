@@ -1073,6 +1073,45 @@ class ScanFit:
     dispersion: float
     n_iter: int
     seconds: float
+    stiffness: float | None = None  # s: the reference × s held the inactive FCs and centred the prior; None: s = 1
+    stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
+
+
+def _scans_stiffness(material, bank, Y, idx, temperature_k, ei, b_coh) -> tuple[float, float]:
+    """(s, σ_s): the one factor s for which s × every reference FC fits the scans ``Y`` (k, nq, nE)
+    best (:func:`~fcinv_widgets.analysis.refine.stiffness_search`): each scan's scale and offset
+    refitted by weighted least squares with the data's own noise model; the mode weights at the
+    reference (a uniform rescale keeps the eigenvectors; the (n+1)/ω factors change by one factor at
+    low temperature and in the classical limit, which the scale absorbs) and every mode energy
+    × √s (exact for a uniform rescale)."""
+    from ..sqe import SQE
+    from .refine import _noise_model, stiffness_search
+
+    calc = SQE(material.basis, material.reference_params, temperature=temperature_k, b_coh=b_coh)
+    W, cov = candidate_mode_weights(point_mode_weights(calc, bank.points, bank.dynamical_matrices(material.basis)), bank, idx)
+    Wd = W.astype(np.float64)
+    msk = cov & np.isfinite(Y)
+    e0 = _path_modes(material, material.reference_params)[0]
+    centers = np.asarray(material.grid.e.centers, float)
+    inv_v = []
+    for c in range(len(Y)):
+        base, floor = _noise_model(np.where(msk[c], Y[c], np.nan), msk[c]) if msk[c].any() else (np.zeros_like(Y[c]), 1.0)
+        inv_v.append((1.0 / (base + floor))[msk[c]])
+
+    def chi2(u: float) -> float:
+        img = _contract(Wd, _line_shapes(np.exp(0.5 * u) * e0, centers, temperature_k, ei, 1.0))
+        total = 0.0
+        for c in range(len(Y)):
+            m = msk[c]
+            x, yy, w = img[c][m], Y[c][m], inv_v[c]
+            if x.size < 3:
+                continue
+            X = np.stack([x, np.ones_like(x)], 1) * np.sqrt(w)[:, None]
+            ab = np.linalg.lstsq(X, yy * np.sqrt(w), rcond=None)[0]
+            total += float((w * (yy - ab[0] * x - ab[1]) ** 2).sum())
+        return total
+
+    return stiffness_search(chi2, float(msk.sum()) - 2.0 * len(Y) - 1.0)
 
 
 def fit_scans_sqe(
@@ -1088,6 +1127,7 @@ def fit_scans_sqe(
     anneal=(1.0,),
     max_iter: int = 100,
     b_coh=None,
+    stiffness: bool | None = None,
 ) -> ScanFit:
     """Gauss–Newton (Levenberg–Marquardt) MAP fit of the active FCs to single-orientation scans.
 
@@ -1101,17 +1141,29 @@ def fit_scans_sqe(
     the line shapes in the first round (coarse to fine, a smoother misfit). σ: the inverse
     Gauss–Newton Hessian at the estimate (the scales and offsets marginalised). ``b_coh``
     ({element: fm}): coherent scattering lengths where not the table's.
+
+    ``stiffness``: first find the one factor s by which every reference FC must be scaled to fit the
+    scans best (:func:`_scans_stiffness`), then hold the inactive FCs at s × the reference and centre
+    the prior (and, without ``start``, start) at s × the reference's active FCs — as
+    :func:`~fcinv_widgets.analysis.refine.refine_sqe` does, for a reference whose overall stiffness
+    is not known (a force field's). Default (``None``): on where the material's inactive spread is
+    the unmeasured fallback (a structure with force constants), off for the presets. The result
+    records s (``stiffness``, ``stiffness_sigma``; None when off).
     """
     import time
 
     from ..sqe import SQE
 
-    from ..materials import as_material
+    from ..materials import UNMEASURED_NUISANCE, as_material
     from .refine import MAX_FIT_ITERATIONS, _anneal
 
     t0 = time.perf_counter()
     material = as_material(material)
     need_type(bank, HitsBank, "the hits bank (planner.hits_bank)")
+    if stiffness is None:
+        stiffness = material.nuisance_source == UNMEASURED_NUISANCE
+    elif not isinstance(stiffness, (bool, np.bool_)):
+        raise FcinvError(f"stiffness must be True, False or None (automatic), got {stiffness!r}")
     if bank.material != material.name or tuple(bank.shape) != tuple(material.grid.shape):
         raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
     dom = np.asarray(material.domain, float)
@@ -1138,6 +1190,13 @@ def fit_scans_sqe(
     anneal = _anneal(anneal)
     max_iter = whole_number(max_iter, "max_iter", 1, MAX_FIT_ITERATIONS)
     k = len(Y)
+    ei = bank.ei_mev
+    s_fit = s_sig = None
+    if stiffness:
+        s_fit, s_sig = _scans_stiffness(material, bank, Y, idx, temperature_k, ei, b_coh)
+        # the same crystal, its reference × s (basis, active set and domain shared)
+        material = material.with_reference(s_fit * material.reference_params, material.reference_source, material.reference_name)
+        ref = material.reference_theta
     if start is None:
         th = ref.copy()
     else:
@@ -1145,7 +1204,6 @@ def fit_scans_sqe(
         if th.shape != (A,):
             raise FcinvError(f"start must be the {A} active FCs (eV/Å²), got {th.size} numbers")
     th = np.clip(th, dom[:, 0], dom[:, 1])
-    ei = bank.ei_mev
     a = np.ones(k)
     b = np.zeros(k)
     n_iter = 0
@@ -1229,4 +1287,4 @@ def fit_scans_sqe(
     H[:A, :A] += np.diag(1.0 / sig0**2)
     cov_m = np.linalg.inv(H)
     sigma = np.sqrt(np.clip(np.diag(cov_m)[:A], 0, None))
-    return ScanFit(th, sigma, a, b, float(phi), n_iter, time.perf_counter() - t0)
+    return ScanFit(th, sigma, a, b, float(phi), n_iter, time.perf_counter() - t0, s_fit, s_sig)

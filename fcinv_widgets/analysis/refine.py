@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..materials import UNMEASURED_NUISANCE  # a user's reference: its overall stiffness is fitted first
-from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, real_array, whole_number
+from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, need_type, real_array, whole_number
 
 
 @dataclass
@@ -362,6 +362,12 @@ class SQEFitResult:
     sigma_note: str = ""  # where ``sigma``'s coverage was measured, or that it was not (:func:`fit_sigma_note`)
     stiffness: float | None = None  # s: the fit started from s × the reference, the inactive prior centred there; None: s = 1
     stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
+    # the fitted model a·I + b on the data's pixels (NaN where not covered) and the noise 1σ of the
+    # fit's own noise model, √(φ v) (data units): what :func:`check_fit_sigma` draws from; not in to_dict
+    model_image: np.ndarray | None = field(default=None, repr=False)
+    noise_std: np.ndarray | None = field(default=None, repr=False)
+    fit_settings: dict | None = field(default=None, repr=False)  # refine_sqe's arguments but material, spectrum
+    sigma_check: SigmaCheck | None = None  # the coverage of ``sigma`` measured at this estimate (:func:`check_fit_sigma`)
 
     @property
     def above_noise(self) -> bool:
@@ -402,6 +408,7 @@ class SQEFitResult:
             "sigma_note": self.sigma_note,
             "stiffness": self.stiffness,
             "stiffness_sigma": self.stiffness_sigma,
+            "sigma_check": None if self.sigma_check is None else self.sigma_check.to_dict(),
             "above_noise": self.above_noise,
             "model": "folded one-phonon S(Q,E), all parameters, Gaussian prior on the inactive ones",
         }
@@ -502,6 +509,9 @@ def refine_sqe(
     S(Q,E) of the first-principles Ge FCs, from the measured reference, FC0–FC3 come back within
     a few per cent, where the 8-parameter unit-weight fit stays 17 % off on FC2.
     """
+    # the call's settings as given (the first statement: ``locals()`` holds only the arguments),
+    # recorded so that :func:`check_fit_sigma` can refit simulated data the same way
+    settings = {k: v for k, v in locals().items() if k not in ("material", "spectrum", "progress")}
     import torch
 
     from ..dataset import _nuisance_model
@@ -756,27 +766,38 @@ def refine_sqe(
         fit_sigma_note(mat, sig_scale),
         s_fit,
         s_sig,
+        np.where(mask, fit, np.nan),
+        np.where(mask, np.sqrt(phi / inv_v.numpy()), np.nan),
+        settings,
     )
 
 
 def _stiffness_scan(model, ref, y, m, inv_v, linear, n_grid: int = 49) -> tuple[float, float]:
     """(s, σ_s): the factor s within :data:`STIFFNESS_RANGE` for which s × every parameter of the
     reference (θ order of ``model``) fits the data best — weighted least squares with the data's own
-    noise model, scale and background refitted (``linear``) — on a grid in ln s and a bounded
-    refinement around its minimum. ``model`` carries the mode weights at the reference: a uniform
-    rescale leaves the eigenvectors as they are and multiplies every mode's (n+1)/ω by one factor at
-    low temperature and in the classical limit alike, which the fitted scale absorbs. σ_s: from the
-    curvature of the misfit in ln s with φ from its residual, the shape held (a lower bound)."""
+    noise model, scale and background refitted (``linear``; :func:`stiffness_search`). ``model``
+    carries the mode weights at the reference: a uniform rescale leaves the eigenvectors as they are
+    and multiplies every mode's (n+1)/ω by one factor at low temperature and in the classical limit
+    alike, which the fitted scale absorbs."""
     import torch
-    from scipy.optimize import minimize_scalar
-
-    n_pix = max(float(m.sum()), 4.0)
 
     def chi2(u: float) -> float:
         with torch.no_grad():
             img = model.spectra(torch.tensor(np.exp(u) * ref, dtype=y.dtype)[None], normalize=False)[0].to(y.dtype)
             a, b = linear(img, inv_v)
             return float((((y - a * img - b) ** 2) * inv_v * m).sum())
+
+    return stiffness_search(chi2, float(m.sum()) - 3.0, n_grid)
+
+
+def stiffness_search(chi2, n_free: float, n_grid: int = 49) -> tuple[float, float]:
+    """(s, σ_s) minimising ``chi2(ln s)`` (a weighted sum of squares, the noise model held) over
+    :data:`STIFFNESS_RANGE`: a grid of ``n_grid`` points in ln s, then a bounded refinement around
+    its minimum. σ_s from the curvature in ln s with φ = the minimum / ``n_free`` (degrees of
+    freedom of the residual), the shape held at the reference's (a lower bound); NaN where the
+    curvature is not positive. Used by :func:`refine_sqe` and the planner's
+    :func:`~fcinv_widgets.analysis.planner.fit_scans_sqe`."""
+    from scipy.optimize import minimize_scalar
 
     u = np.linspace(np.log(STIFFNESS_RANGE[0]), np.log(STIFFNESS_RANGE[1]), n_grid)
     c = np.array([chi2(v) for v in u])
@@ -785,10 +806,28 @@ def _stiffness_scan(model, ref, y, m, inv_v, linear, n_grid: int = 49) -> tuple[
     best = minimize_scalar(chi2, bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
     u0 = float(best.x) if best.fun <= c[k] else float(u[k])
     h = 0.25 * (u[1] - u[0])
-    curv = (chi2(u0 + h) - 2 * min(best.fun, c[k]) + chi2(u0 - h)) / h**2
-    phi = min(best.fun, c[k]) / max(n_pix - 3.0, 1.0)
+    cmin = min(float(best.fun), float(c[k]))
+    curv = (chi2(u0 + h) - 2 * cmin + chi2(u0 - h)) / h**2
+    phi = cmin / max(float(n_free), 1.0)
     s = float(np.exp(u0))
     return s, float(s * np.sqrt(2 * phi / curv)) if curv > 0 else float("nan")
+
+
+def stiffness_text(s: float, sigma: float | None) -> str:
+    """ "s = 1.430 ± 0.004" (σ "not estimable" where it is not finite), for the CLIs' text lines."""
+    return f"s = {s:.3f} " + (f"± {sigma:.3f}" if sigma is not None and np.isfinite(sigma) else "(σ not estimable)")
+
+
+def stiffness_warning(s: float | None) -> str | None:
+    """The warning for a fitted overall stiffness s at an end of :data:`STIFFNESS_RANGE` (the
+    reference is further from the data than a force field's softness), else None."""
+    if s is None or STIFFNESS_RANGE[0] * 1.001 < s < STIFFNESS_RANGE[1] * 0.999:
+        return None
+    return (
+        f"the best overall factor for the reference force constants is at the end of the range searched "
+        f"(s = {s:.3g}, {STIFFNESS_RANGE[0]:g}–{STIFFNESS_RANGE[1]:g}): they are further from the data than a "
+        "force field's softness; start from a closer set"
+    )
 
 
 def fit_sigma_note(material, scale: float = FIT_SIGMA_SCALE) -> str:
@@ -803,8 +842,107 @@ def fit_sigma_note(material, scale: float = FIT_SIGMA_SCALE) -> str:
     return (
         f"Laplace σ × {scale:g}; its coverage was not measured for this crystal and scale (on Ge, × "
         f"{FIT_SIGMA_SCALE:g}: ±1σ 0.64–0.73; on simulated Ge and rutile given too soft, with the overall stiffness "
-        "fitted: 0.68–1.00, with it fixed: 0.00–0.33) — σ is not calibrated here"
+        "fitted: 0.68–1.00, with it fixed: 0.00–0.33) — σ is not calibrated here; measure its coverage for these "
+        "data with check_fit_sigma (`fcinv refine --check-sigma N`)"
     )
+
+
+#: the most draws :func:`check_fit_sigma` makes (each is a whole fit)
+MAX_SIGMA_CHECK_DRAWS = 200
+
+
+@dataclass
+class SigmaCheck:
+    """The coverage of a fit's reported σ measured at its own estimate (:func:`check_fit_sigma`):
+    ``z`` (n_draws, 8) = (refitted − estimate) / the refit's σ for the active FCs ``names``;
+    pooled ±1σ/±2σ coverage (nominal 0.683/0.954) and the 68.3 % / 95.4 % quantiles of |z| (σ × the
+    first would cover ±1σ nominally on these draws)."""
+
+    names: list
+    z: np.ndarray
+    seed: int
+    seconds: float
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.z.shape[0])
+
+    @property
+    def cover_1sigma(self) -> float:
+        return float(np.mean(np.abs(self.z) <= 1.0))
+
+    @property
+    def cover_2sigma(self) -> float:
+        return float(np.mean(np.abs(self.z) <= 2.0))
+
+    @property
+    def z_q683(self) -> float:
+        return float(np.quantile(np.abs(self.z), 0.683))
+
+    @property
+    def z_q954(self) -> float:
+        return float(np.quantile(np.abs(self.z), 0.954))
+
+    def note(self) -> str:
+        return (
+            f"coverage measured at this estimate ({self.n_draws} simulated draws from the fit's own model and noise, "
+            f"refitted; {self.z.size} FC estimates): ±1σ {self.cover_1sigma:.2f}, ±2σ {self.cover_2sigma:.2f} "
+            f"(nominal 0.68, 0.95); |error|/σ 68.3 % quantile {self.z_q683:.2f}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "n_draws": self.n_draws,
+            "seed": self.seed,
+            "names": list(self.names),
+            "cover_1sigma": self.cover_1sigma,
+            "cover_2sigma": self.cover_2sigma,
+            "cover_1sigma_per_fc": np.mean(np.abs(self.z) <= 1.0, axis=0).tolist(),
+            "cover_2sigma_per_fc": np.mean(np.abs(self.z) <= 2.0, axis=0).tolist(),
+            "z_q683": self.z_q683,
+            "z_q954": self.z_q954,
+            "z": self.z.tolist(),
+            "seconds": self.seconds,
+            "method": "parametric bootstrap at the estimate: data = the fitted model + Gaussian noise of the fit's "
+            "own noise model; every draw refitted from the same start with the same settings",
+        }
+
+
+def sigma_check_draws(result: SQEFitResult, n_draws: int, seed: int) -> list:
+    """The simulated data sets of :func:`check_fit_sigma`: the fit's model image plus Gaussian noise
+    of its own noise model, pixel by pixel (NaN where the data were not covered); seeded."""
+    rng = np.random.default_rng(seed)
+    mu, sd = np.asarray(result.model_image, float), np.asarray(result.noise_std, float)
+    return [mu + sd * rng.standard_normal(mu.shape) for _ in range(n_draws)]
+
+
+def check_fit_sigma(
+    material, result: SQEFitResult, n_draws: int = 10, seed: int = 0, progress: bool = False, scheduler=None
+) -> SigmaCheck:
+    """Measure how often a fit's reported σ covers the error, for this crystal and these data, where
+    no calibration was measured (:func:`fit_sigma_note`: Ge only): draw ``n_draws`` data sets from
+    the fit's own model at its estimate (``result.model_image``) with Gaussian noise of its own noise
+    model (``result.noise_std``, on the same pixels), refit each with :func:`refine_sqe` and the
+    same ``fit_kwargs`` (temperature, Ei, |Q| range, orientation, start, stiffness… as the fit was
+    made), and compare the refitted active FCs with the estimate in units of their reported σ.
+    What it measures: the scatter the noise causes and the pull of the prior and of the start
+    (the refits start where the fit did); what it cannot: a model that is wrong for the data, or a
+    truth far from the estimate. Seeded (``seed``), each draw a whole fit: on Dask with a
+    ``scheduler``."""
+    from ..dataset import run_tasks
+
+    need_type(result, SQEFitResult, "the fit result (refine_sqe)")
+    if result.model_image is None or result.noise_std is None or result.fit_settings is None:
+        raise FcinvError("this fit result carries no model image, noise model and settings to refit with")
+    n_draws = whole_number(n_draws, "the number of σ-check draws", 2, MAX_SIGMA_CHECK_DRAWS)
+    seed = whole_number(seed, "the σ-check seed", 0, 2**32 - 1)
+    t0 = time.perf_counter()
+    datas = sigma_check_draws(result, n_draws, seed)
+    kw = dict(result.fit_settings)
+    fits = run_tasks(refine_sqe, [((material, d), kw) for d in datas], "σ check: refit per draw", "fit", progress, scheduler)
+    a = np.asarray(result.active)
+    z = np.stack([(f.params[a] - result.params[a]) / f.sigma[a] for f in fits])
+    return SigmaCheck([result.names[i] for i in a], z, seed, time.perf_counter() - t0)
 
 
 def _residual_fn(model, y, m, inv_v, phi, x_ref, w_t, lo_t, hi_t, A, linear, act_prior=None):

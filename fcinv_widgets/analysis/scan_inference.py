@@ -287,42 +287,14 @@ def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward
 
 def _run_fits(refine_sqe, material, temperature_k, jobs, common: dict, progress: bool, scheduler) -> list:
     """Every job's ``refine_sqe`` fit, in job order: in this process, or as Dask tasks when a
-    ``scheduler`` is given (:func:`~fcinv_widgets.dataset.dask_session`; the fits are independent)."""
-    from tqdm.auto import tqdm
+    ``scheduler`` is given (:func:`~fcinv_widgets.dataset.run_tasks`; the fits are independent)."""
+    from ..dataset import run_tasks
 
-    from ..dataset import dask_session
-
-    # (a scheduler that cannot be reached: one FcinvError, before the bar opens)
-    with (
-        dask_session(scheduler) as client,
-        tqdm(total=len(jobs), desc="physics fit per scan", unit="fit", disable=not progress) as bar,
-    ):
-        if client is None:
-            fits = []
-            for _, img, orient, start in jobs:
-                fits.append(
-                    refine_sqe(material, img, temperature_k, orientations=orient, start=np.asarray(start, float), **common)
-                )
-                bar.update()
-            return fits
-        from dask.distributed import as_completed
-
-        futures = [
-            client.submit(
-                refine_sqe,
-                material,
-                img,
-                temperature_k,
-                orientations=orient,
-                start=np.asarray(start, float),
-                pure=False,
-                **common,
-            )
-            for _, img, orient, start in jobs
-        ]
-        for _ in as_completed(futures):
-            bar.update()
-        return [f.result() for f in futures]
+    calls = [
+        ((material, img, temperature_k), dict(orientations=orient, start=np.asarray(start, float), **common))
+        for _, img, orient, start in jobs
+    ]
+    return run_tasks(refine_sqe, calls, "physics fit per scan", "fit", progress, scheduler)
 
 
 def refine_scan_inference(

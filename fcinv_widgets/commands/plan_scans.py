@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
@@ -59,6 +61,15 @@ def register(sub):
         type=positive_float,
         default=None,
         help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)",
+    )
+    p.add_argument(
+        "--stiffness",
+        choices=("auto", "free", "fixed"),
+        default="auto",
+        help="--sqe with measured scans: first fit one factor s for all reference force constants, then hold the "
+        "FCs outside the top 8 at s × theirs and centre the fit and the plan there (free), or at them (fixed); "
+        "auto (default): free for a --structure crystal (a force field's overall stiffness is not known), "
+        "fixed for the presets",
     )
     p.add_argument("--count-time", type=positive_float, default=None, help="counting time per scan (s): gains become per second")
     p.add_argument("--move-time", type=nonneg_float, default=0.0, help="motor time per degree of rotation (s/°)")
@@ -137,6 +148,8 @@ def run(args) -> int:
     # a candidate that is a measured orientation written another way (−90° and 270°) is that one
     cand = np.unique(align_turns(cand, measured))
     angles = check_angles(np.unique(np.concatenate([cand, measured])))
+    if args.stiffness != "auto" and not (args.sqe and len(measured)):
+        raise FcinvError("--stiffness applies to the S(Q,E) fit of measured scans (--sqe with --scans)")
     if args.sqe:
         return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)
     assert model is not None  # (checked above: without --sqe a model is required)
@@ -194,6 +207,7 @@ def run(args) -> int:
 def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
     """plan-scans --sqe: the S(Q,E) Fisher criterion (analysis.planner.plan_orientations_sqe)."""
     from ..analysis.planner import fit_scans_sqe, hits_bank, plan_orientations_sqe
+    from ..analysis.refine import stiffness_text, stiffness_warning
 
     if args.criterion == "model":
         raise FcinvError("--sqe scores with the Fisher information: use --criterion D or A")
@@ -207,12 +221,19 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         from ..analysis.expio import file_b_coh
 
         b_coh = file_b_coh(ss.meta["b_coh_fm"], args.scans)
-    sigma = None
+    sigma = fit = None
     if len(measured):
         idx = [int(np.flatnonzero(np.abs(ss.angles_deg - a) < 1e-6)[0]) for a in measured]
-        fit = fit_scans_sqe(mat, bank, ss.scans[idx], measured, temp, b_coh=b_coh)
+        stiff = {"auto": None, "free": True, "fixed": False}[args.stiffness]
+        fit = fit_scans_sqe(mat, bank, ss.scans[idx], measured, temp, b_coh=b_coh, stiffness=stiff)
         estimate, sigma = np.clip(fit.theta, dom[:, 0], dom[:, 1]), fit.sigma
         source = f"S(Q,E) fit of {len(measured)} measured scan(s)"
+        if fit.stiffness is not None:
+            # the plan's inactive FCs where the fit held them: the reference × s
+            mat = mat.with_reference(fit.stiffness * mat.reference_params, mat.reference_source, mat.reference_name)
+            source += f", overall stiffness {stiffness_text(fit.stiffness, fit.stiffness_sigma)} × the reference"
+            if stiffness_warning(fit.stiffness):
+                print(f"warning: {stiffness_warning(fit.stiffness)}", file=sys.stderr)
     else:
         estimate = np.clip(mat.reference_theta, dom[:, 0], dom[:, 1])
         source = f"{mat.name} reference, no scan measured yet"
@@ -231,7 +252,13 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         move_s_per_deg=args.move_time,
         b_coh=b_coh,
     )
-    extra = {"model_kind": "sqe", "ei_mev": ei, "fit_sigma_ev_a2": None if sigma is None else sigma.tolist()}
+    extra = {
+        "model_kind": "sqe",
+        "ei_mev": ei,
+        "fit_sigma_ev_a2": None if sigma is None else sigma.tolist(),
+        "stiffness": None if fit is None else fit.stiffness,
+        "stiffness_sigma": None if fit is None else fit.stiffness_sigma,
+    }
     header = f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})"
     return _report(args, plan, source, extra, header)
 

@@ -11,6 +11,7 @@ import sys
 from ._common import (
     add_json,
     add_material_args,
+    add_scheduler,
     add_sigma_ei,
     add_temperature,
     emit,
@@ -85,6 +86,17 @@ def register(sub):
         help="with --scan on a file that is not a scan set: sample direction along the beam at ω = 0 (default 1,1,0)",
     )
     p.add_argument("--v", default=None, help="with --scan: second in-plane sample direction (default 0,0,1)")
+    p.add_argument(
+        "--check-sigma",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="S(Q,E) fit: measure how often the reported σ covers the error for this crystal and these data — N "
+        "data sets simulated from the fit's own model and noise at its estimate, each refitted the same way (N fits: "
+        "minutes); the coverage is reported (σ for a crystal other than Ge is otherwise uncalibrated)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --check-sigma: seed of the simulated draws (default 0)")
+    add_scheduler(p, "--check-sigma's refits")
     add_json(p, progress="no progress bar for the S(Q,E) fit's rounds (stderr)")
     p.set_defaults(func=run)
 
@@ -122,6 +134,20 @@ def run(args) -> int:
         from ..errors import FcinvError
 
         raise FcinvError("--stiffness applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
+    from ..analysis.refine import MAX_SIGMA_CHECK_DRAWS
+
+    if args.check_sigma is not None and not 2 <= args.check_sigma <= MAX_SIGMA_CHECK_DRAWS:
+        from ..errors import FcinvError
+
+        raise FcinvError(f"--check-sigma takes 2–{MAX_SIGMA_CHECK_DRAWS} draws, got {args.check_sigma}")
+    if (args.check_sigma is not None or args.scheduler is not None) and (not sqe_input or args.unit_weights):
+        from ..errors import FcinvError
+
+        raise FcinvError("--check-sigma applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
+    if args.scheduler is not None and args.check_sigma is None:
+        from ..errors import FcinvError
+
+        raise FcinvError("--scheduler runs --check-sigma's refits: give --check-sigma N")
     from ..scans import scan_axes
 
     u = None if args.u is None else parse_vector(args.u, "--u")
@@ -175,7 +201,7 @@ def _material(args):
 def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
 
     from ..analysis.expio import SQE
-    from ..analysis.refine import STIFFNESS_RANGE, above_noise_message, refine_spectrum
+    from ..analysis.refine import above_noise_message, refine_spectrum, stiffness_text, stiffness_warning
     from ..errors import FcinvError
 
     if args.clip is not None:
@@ -216,22 +242,25 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         "residual / the data's own noise: "
         + ("not estimable (too many empty pixels)" if r.noise_ratio is None else f"{r.noise_ratio:.2f}")
     )
+    if args.check_sigma is not None:
+        from ..analysis.refine import check_fit_sigma
+
+        r.sigma_check = check_fit_sigma(
+            mat, r, args.check_sigma, seed=args.seed, progress=not args.no_progress, scheduler=args.scheduler
+        )
     if r.stiffness is not None:
         lines.append(
-            f"overall stiffness: s = {r.stiffness:.3f} ± {r.stiffness_sigma:.3f} × the reference force constants "
+            f"overall stiffness: {stiffness_text(r.stiffness, r.stiffness_sigma)} × the reference force constants "
             "(fitted first; the fit started from s × them and holds the FCs the data hardly see near s × theirs; "
             "--stiffness fixed: s = 1)"
         )
-    if mat.name != "Ge":
+    if mat.name != "Ge" or r.sigma_check is not None:
         lines.append(f"σ: {r.sigma_note}")
+    if r.sigma_check is not None:
+        lines.append(f"σ check: {r.sigma_check.note()}")
     if r.above_noise:
         print(f"warning: {above_noise_message(r)}", file=sys.stderr)
-    if r.stiffness is not None and not (STIFFNESS_RANGE[0] * 1.001 < r.stiffness < STIFFNESS_RANGE[1] * 0.999):
-        print(
-            f"warning: the best overall factor for the reference force constants is at the end of the range searched "
-            f"(s = {r.stiffness:.3g}, {STIFFNESS_RANGE[0]:g}–{STIFFNESS_RANGE[1]:g}): they are further from the data than a "
-            "force field's softness; start from a closer set",
-            file=sys.stderr,
-        )
+    if stiffness_warning(r.stiffness):
+        print(f"warning: {stiffness_warning(r.stiffness)}", file=sys.stderr)
     emit(args, r.to_dict() | {"corrections": rec}, "\n".join(lines))
     return 0
