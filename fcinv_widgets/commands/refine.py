@@ -135,19 +135,16 @@ def run(args) -> int:
 
         raise FcinvError("--stiffness applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
     from ..analysis.refine import MAX_SIGMA_CHECK_DRAWS
+    from ..errors import FcinvError
 
     if args.check_sigma is not None and not 2 <= args.check_sigma <= MAX_SIGMA_CHECK_DRAWS:
-        from ..errors import FcinvError
-
         raise FcinvError(f"--check-sigma takes 2–{MAX_SIGMA_CHECK_DRAWS} draws, got {args.check_sigma}")
-    if (args.check_sigma is not None or args.scheduler is not None) and (not sqe_input or args.unit_weights):
-        from ..errors import FcinvError
-
+    if not 0 <= args.seed < 2**32:
+        raise FcinvError(f"--seed must be a whole number from 0 to 2**32 − 1, got {args.seed}")
+    if args.check_sigma is None and (args.scheduler is not None or args.seed != 0):
+        raise FcinvError("--scheduler and --seed are --check-sigma's: give --check-sigma N")
+    if args.check_sigma is not None and (not sqe_input or args.unit_weights):
         raise FcinvError("--check-sigma applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
-    if args.scheduler is not None and args.check_sigma is None:
-        from ..errors import FcinvError
-
-        raise FcinvError("--scheduler runs --check-sigma's refits: give --check-sigma N")
     from ..scans import scan_axes
 
     u = None if args.u is None else parse_vector(args.u, "--u")
