@@ -922,9 +922,10 @@ def check_fit_sigma(
     """Measure how often a fit's reported σ covers the error, for this crystal and these data, where
     no calibration was measured (:func:`fit_sigma_note`: Ge only): draw ``n_draws`` data sets from
     the fit's own model at its estimate (``result.model_image``) with Gaussian noise of its own noise
-    model (``result.noise_std``, on the same pixels), refit each with :func:`refine_sqe` and the
-    same ``fit_kwargs`` (temperature, Ei, |Q| range, orientation, start, stiffness… as the fit was
-    made), and compare the refitted active FCs with the estimate in units of their reported σ.
+    model (``result.noise_std``, on the same pixels), refit each with :func:`refine_sqe` on
+    ``material`` (the one the fit was made on) with the settings the fit recorded
+    (``result.fit_settings``: temperature, Ei, |Q| range, orientations, start, stiffness, …), and
+    compare the refitted active FCs with the estimate in units of their reported σ.
     What it measures: the scatter the noise causes and the pull of the prior and of the start
     (the refits start where the fit did); what it cannot: a model that is wrong for the data, or a
     truth far from the estimate. Seeded (``seed``), each draw a whole fit: on Dask with a
