@@ -28,6 +28,8 @@ own model and noise, refitted), beside the coverage against the truth (pooled at
 of the truth, noise per scan with ``rescale=False``), fitted with the planner's 8-FC fit
 (``planner.fit_scans_sqe(stiffness=)``: the FCs outside the top 8 held at the start, or at s × it) on the first
 k scans for every k of ``--n-scans``; the FCs scored are the active ones ≥ 10 % of the largest.
+``--inactive held|fit|both`` (session 45): the scan fit with the FCs outside the top 8 held (s × the start)
+or fitted with a prior (``fit_scans_sqe(fit_inactive=)``), or both.
 """
 
 import argparse
@@ -55,6 +57,7 @@ ap.add_argument(
     "--check-sigma", type=int, default=0, help="full data, s fitted: also run refine.check_fit_sigma with N draws per fit"
 )
 ap.add_argument("--only-fitted", action="store_true", help="skip the fits with s fixed")
+ap.add_argument("--inactive", choices=("held", "fit", "both"), default="held", help="with --scans: the FCs outside the top 8")
 a = ap.parse_args()
 
 from fcinv_widgets.analysis.refine import refine_sqe  # noqa: E402
@@ -113,10 +116,11 @@ for k, seed in fits:
         )
     else:
         data, _ = add_noise(clean, B, P, seed=seed, peak_percentile=99.5)
-    for stiff in (True,) if a.only_fitted else (False, True):
+    inact = {"held": (False,), "fit": (True,), "both": (False, True)}[a.inactive] if a.scans else (False,)
+    for stiff, fi in [(st, fi) for st in ((True,) if a.only_fitted else (False, True)) for fi in inact]:
         t0 = time.perf_counter()
         if a.scans:
-            f = fit_scans_sqe(start, bank, data, angles[:k], stiffness=stiff)
+            f = fit_scans_sqe(start, bank, data, angles[:k], stiffness=stiff, fit_inactive=fi)
             est, sig, s_fit, ratio = f.theta[pick], f.sigma[pick], f.stiffness, float(np.sqrt(f.dispersion * P))
         else:
             r = refine_sqe(start, data, 5.0, a.ei, qmax=a.qmax, stiffness=stiff)
@@ -141,6 +145,7 @@ for k, seed in fits:
                 "seed": seed,
                 "n_scans": k or None,
                 "stiffness": stiff,
+                "inactive_fitted": fi,
                 "s": s_fit,
                 "seconds": time.perf_counter() - t0,
                 "noise_ratio": ratio,
@@ -150,16 +155,19 @@ for k, seed in fits:
             }
         )
         print(
-            f"seed {seed}{f' {k} scan(s)' if k else ''} stiffness {'fitted' if stiff else 'fixed '} s {s_fit or 1:.3f}  "
+            f"seed {seed}{f' {k} scan(s)' if k else ''} stiffness {'fitted' if stiff else 'fixed '}"
+            f"{' inactive fitted' if fi else ''} s {s_fit or 1:.3f}  "
             f"{rows[-1]['seconds']:5.1f} s  residual/noise {ratio:.3f}  max |err| {np.abs(err).max() * 100:4.1f} %  "
             f"max |z| {np.abs(z).max():4.1f}",
             flush=True,
         )
 summary = {}
-for stiff in sorted({r["stiffness"] for r in rows}):
-    z = np.abs(np.concatenate([r["z"] for r in rows if r["stiffness"] == stiff]))
-    e = np.abs(np.concatenate([r["err"] for r in rows if r["stiffness"] == stiff]))
-    summary["fitted" if stiff else "fixed"] = s = {
+for stiff, fi in sorted({(r["stiffness"], r["inactive_fitted"]) for r in rows}):
+    sel = [r for r in rows if r["stiffness"] == stiff and r["inactive_fitted"] == fi]
+    z = np.abs(np.concatenate([r["z"] for r in sel]))
+    e = np.abs(np.concatenate([r["err"] for r in sel]))
+    label = ("fitted" if stiff else "fixed") + (" + inactive fitted" if fi else "")
+    summary[label] = s = {
         "n": int(z.size),
         "z_q683": float(np.quantile(z, 0.683)),
         "z_q954": float(np.quantile(z, 0.954)),
@@ -169,7 +177,7 @@ for stiff in sorted({r["stiffness"] for r in rows}):
         "max_err_pct": float(e.max() * 100),
     }
     print(
-        f"{'fitted' if stiff else 'fixed '} s: {s['n']} FC estimates; |z| 68.3 % {s['z_q683']:.2f}, 95.4 % {s['z_q954']:.2f}; "
+        f"{label} s: {s['n']} FC estimates; |z| 68.3 % {s['z_q683']:.2f}, 95.4 % {s['z_q954']:.2f}; "
         f"±1σ {s['cover_1sigma']:.2f}, ±2σ {s['cover_2sigma']:.2f}; |error| median {s['median_err_pct']:.2f} %, max {s['max_err_pct']:.2f} %"
     )
 checks = [r for r in rows if r.get("check_abs_z")]

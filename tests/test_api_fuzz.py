@@ -340,7 +340,8 @@ def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypat
     keys += ("counts", "prior_sigma", "criterion", "focus", "count_time_s", "move_s_per_deg", "last_angle_deg")
     calls += [(f"plan_orientations_sqe({k}=)", lambda v, k=k: plan(**{k: v})) for k in keys + ("allow_repeat", "profile")]
     keys = ("material", "bank", "images", "angles_deg", "temperature_k", "start", "prior_sigma", "dispersion")
-    calls += [(f"fit_scans_sqe({k}=)", lambda v, k=k: fit(**{k: v})) for k in keys + ("n_outer", "anneal", "max_iter")]
+    keys += ("n_outer", "anneal", "max_iter", "stiffness", "fit_inactive", "prior_scale")
+    calls += [(f"fit_scans_sqe({k}=)", lambda v, k=k: fit(**{k: v})) for k in keys]
     keys = ("model", "scans", "full", "angles_deg", "reference", "domain", "n_samples", "seed", "batch")
     calls += [(f"infer_scans({k}=)", lambda v, k=k: scans(**{k: v})) for k in keys + ("temperature_k", "clip_percentile", "raw")]
     keys = ("res", "ss", "material", "temperature_k", "domain", "single_scan_limit", "full_data_limit", "progress", "edge_domain")

@@ -378,6 +378,8 @@ CORPUS = [
     # --- the planner's scan fit finds a user's overall stiffness (session 44)
     (["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--stiffness", "free"], "--stiffness applies"),
     (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--stiffness", "soft"], "--stiffness"),
+    (["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--inactive", "fit"], "--inactive applies"),
+    (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--inactive", "all"], "--inactive"),
     (["domain", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt"], "text.txt"),
 ]
 

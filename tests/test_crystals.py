@@ -1296,8 +1296,13 @@ def test_plan_scans_sqe_any_crystal(tmp_path, capsys, nacl_measured):
     # outside the top 8, held at s × the soft set, are the truth's, so the top 8 come back exactly
     assert out["stiffness"] == pytest.approx(1 / 0.8, rel=2e-3) and out["stiffness_sigma"] > 0
     np.testing.assert_allclose(np.asarray(out["estimate_ev_a2"])[big], true_top[big], rtol=1e-3)
-    fixed = _cli_json(capsys, [*plan, *soft, "--scans", str(scans), "--measured", "0,30", "--stiffness", "fixed"])
-    assert fixed["stiffness"] is None and fixed["estimate_source"] == "S(Q,E) fit of 2 measured scan(s)"
+    # the FCs outside the top 8 are fitted too (with a prior around s × the soft set; session 45)
+    assert out["inactive_fitted"] is True and out["estimate_source"].endswith(", the FCs outside the top 8 fitted with a prior")
+    fixed = _cli_json(
+        capsys, [*plan, *soft, "--scans", str(scans), "--measured", "0,30", "--stiffness", "fixed", "--inactive", "held"]
+    )
+    assert fixed["stiffness"] is None and fixed["inactive_fitted"] is False
+    assert fixed["estimate_source"] == "S(Q,E) fit of 2 measured scan(s)"
 
 
 @pytest.mark.parametrize(
@@ -1308,6 +1313,7 @@ def test_plan_scans_sqe_any_crystal(tmp_path, capsys, nacl_measured):
         (["--sqe", "--ei", "60", "--model", "ge-vae", "--material", "Ge"], "--model names the crystal"),
         (["--sqe", "--ei", "60", "STRUCTURE"], "needs --force-constants"),
         (["--sqe", "--ei", "80", "--material", "Ge", "--stiffness", "free"], "--stiffness applies to the S(Q,E) fit of measured"),
+        (["--sqe", "--ei", "80", "--material", "Ge", "--inactive", "fit"], "--inactive applies to the S(Q,E) fit of measured"),
     ],
 )
 def test_plan_scans_without_a_model_refusals(capsys, nacl_measured, argv, match):

@@ -775,6 +775,36 @@ def line_shape_jacobian(material, theta, temperature_k, ei_mev, broadening: floa
     return L, dLdE[..., None] * de[:, :, None, :]
 
 
+def _free_jacobian(material, full, free, Wd, temperature_k, ei_mev, broadening: float = 1.0, step_mev: float = 1e-3):
+    """(I (k, nq, nE), ∂I/∂p (k, nq, nE, len(free))): the scans' model I = Σ_ν W_ν L_ν at the full
+    parameter vector ``full`` and its derivatives with respect to the parameters ``free`` (any of
+    them, active or not) — ∂E_ν/∂p by Hellmann–Feynman as :func:`line_shape_jacobian`, contracted
+    with the mode weights per q-point (no (nq, M, nE, P) array), in chunks of parameters."""
+    from ..units import SQRT_EIG_TO_MEV
+
+    e, lam, vec = _path_modes(material, full, vectors=True)
+    Dp = _path_dynamical(material)
+    nq, M = vec.shape[0], vec.shape[1]
+    fac = SQRT_EIG_TO_MEV**2 / (2.0 * np.where(np.abs(e) > 1e-6, np.abs(e), 1e-6))  # (nq, M)
+    free = np.asarray(free, int)
+    de = np.empty((nq, M, len(free)))
+    cv = np.conj(vec)
+    for c0 in range(0, len(free), 32):
+        X = np.matmul(Dp[free[c0 : c0 + 32]], vec[None])  # (a, nq, M, M): D_a e_ν
+        de[..., c0 : c0 + 32] = np.einsum("qim,aqim->qma", cv, X).real * fac[..., None]
+    centers = np.asarray(material.grid.e.centers, float)
+    L = _line_shapes(e, centers, temperature_k, ei_mev, broadening)  # (nq, M, nE)
+    dLdE = (
+        _line_shapes(e + step_mev, centers, temperature_k, ei_mev, broadening)
+        - _line_shapes(e - step_mev, centers, temperature_k, ei_mev, broadening)
+    ) / (2 * step_mev)
+    k, nE = Wd.shape[0], Wd.shape[2]
+    G = Wd * dLdE.transpose(0, 2, 1)[None]  # (k, nq, nE, M)
+    J = np.matmul(G.transpose(1, 0, 2, 3).reshape(nq, k * nE, M), de)  # (nq, k·nE, P)
+    J = J.reshape(nq, k, nE, len(free)).transpose(1, 0, 2, 3)
+    return _contract(Wd, L), J
+
+
 def _contract(W, L):
     """Σ_ν W[c, q, e, ν] · L[q, ν, e, ...]: (c, q, e, ...) — a loop over the few modes (faster than einsum)."""
     out = None
@@ -1075,6 +1105,8 @@ class ScanFit:
     seconds: float
     stiffness: float | None = None  # s: the reference × s held the inactive FCs and centred the prior; None: s = 1
     stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
+    params: np.ndarray | None = None  # (n_params,) eV/Å²: every FC at the estimate (the inactive ones held or fitted)
+    inactive_fitted: bool = False  # the FCs outside the top 8 fitted with a prior (their uncertainty is in σ)
 
 
 def _scans_stiffness(material, bank, Y, idx, temperature_k, ei, b_coh) -> tuple[float, float]:
@@ -1128,6 +1160,8 @@ def fit_scans_sqe(
     max_iter: int = 100,
     b_coh=None,
     stiffness: bool | None = None,
+    fit_inactive: bool | None = None,
+    prior_scale: float = 1.5,
 ) -> ScanFit:
     """Gauss–Newton (Levenberg–Marquardt) MAP fit of the active FCs to single-orientation scans.
 
@@ -1149,6 +1183,16 @@ def fit_scans_sqe(
     is not known (a force field's). Default (``None``): on where the material's inactive spread is
     the unmeasured fallback (a structure with force constants), off for the presets. The result
     records s (``stiffness``, ``stiffness_sigma``; None when off).
+
+    ``fit_inactive``: fit the FCs outside the top 8 too, each with a Gaussian prior
+    N(reference (× s), (``prior_scale`` × :attr:`~fcinv_widgets.materials.Material.nuisance_sigma`
+    (× s))²) as :func:`~fcinv_widgets.analysis.refine.refine_sqe` does, so that σ of the top 8 carries
+    the uncertainty of the others (the inverse of the Hessian over all of them). Held at the
+    reference, a force field whose error differs per interaction leaves them the wrong shape and the
+    8 FCs' σ means nothing (rutile, session 44: ±1σ 0.00). Default (``None``): on where the
+    inactive spread is the unmeasured fallback (a structure with force constants), off for the
+    presets (their inactive FCs anchored to measured phonons; the paper's 8-FC model). The result's
+    ``params`` holds every FC at the estimate; ``inactive_fitted`` says which way it was made.
     """
     import time
 
@@ -1164,6 +1208,11 @@ def fit_scans_sqe(
         stiffness = material.nuisance_source == UNMEASURED_NUISANCE
     elif not isinstance(stiffness, (bool, np.bool_)):
         raise FcinvError(f"stiffness must be True, False or None (automatic), got {stiffness!r}")
+    if fit_inactive is None:
+        fit_inactive = material.nuisance_source == UNMEASURED_NUISANCE
+    elif not isinstance(fit_inactive, (bool, np.bool_)):
+        raise FcinvError(f"fit_inactive must be True, False or None (automatic), got {fit_inactive!r}")
+    prior_scale = finite_number(prior_scale, "prior_scale", positive=True)
     if bank.material != material.name or tuple(bank.shape) != tuple(material.grid.shape):
         raise FcinvError(f"the hits bank is for {bank.material} {bank.shape}, not {material.name} {material.grid.shape}")
     dom = np.asarray(material.domain, float)
@@ -1204,14 +1253,30 @@ def fit_scans_sqe(
         if th.shape != (A,):
             raise FcinvError(f"start must be the {A} active FCs (eV/Å²), got {th.size} numbers")
     th = np.clip(th, dom[:, 0], dom[:, 1])
+    # the parameters fitted (active first): the top 8, or every FC with a prior on the others
+    base = material.reference_params.copy()
+    inactive = np.setdiff1d(np.arange(len(base)), material.active)
+    if fit_inactive and len(inactive):
+        free = np.concatenate([np.asarray(material.active, int), inactive])
+        ref = np.concatenate([ref, base[inactive]])
+        sig0 = np.concatenate([sig0, prior_scale * np.asarray(material.nuisance_sigma, float)])
+        th = np.concatenate([th, base[inactive]])
+        lo = np.concatenate([dom[:, 0], np.full(len(inactive), -np.inf)])
+        hi = np.concatenate([dom[:, 1], np.full(len(inactive), np.inf)])
+        width = np.concatenate([width, sig0[A:]])
+    else:
+        fit_inactive = False
+        free = np.asarray(material.active, int)
+        lo, hi = dom[:, 0], dom[:, 1]
+    nf = len(free)
     a = np.ones(k)
     b = np.zeros(k)
     n_iter = 0
     phi = 1.0
-    H = np.eye(A + 2 * k)
+    H = np.eye(nf + 2 * k)
     for outer in range(max(1, int(n_outer))):
-        full = material.reference_params.copy()
-        full[material.active] = th
+        full = base.copy()
+        full[free] = th
         calc = SQE(material.basis, full, temperature=temperature_k, b_coh=b_coh)
         amp = point_mode_weights(calc, bank.points, bank.dynamical_matrices(material.basis))
         W, cov = candidate_mode_weights(amp, bank, idx)
@@ -1221,11 +1286,15 @@ def fit_scans_sqe(
         npix = int(msk.sum())
 
         def model(theta, f, deriv, Wd=Wd):
+            if deriv and fit_inactive:
+                full_ = base.copy()
+                full_[free] = theta
+                return _free_jacobian(material, full_, free, Wd, temperature_k, ei, f)
             if deriv:
                 L, dL = line_shape_jacobian(material, theta, temperature_k, ei, broadening=f)
                 return _contract(Wd, L), _contract(Wd, dL)
-            full_ = material.reference_params.copy()
-            full_[material.active] = theta
+            full_ = base.copy()
+            full_[free] = theta
             return _contract(Wd, mode_line_shapes(material, full_[None], temperature_k, ei, f)[0]), None
 
         stages = tuple(anneal) if outer == 0 else (1.0,)
@@ -1253,14 +1322,14 @@ def fit_scans_sqe(
                 r = np.where(msk, y - a[:, None, None] * I - b[:, None, None], 0.0)
                 g, H = _gn_system(w, r, I, dI, a, phi)
                 zres = (th - ref) / sig0
-                g[:A] -= zres / sig0
-                H[:A, :A] += np.diag(1.0 / sig0**2)
+                g[:nf] -= zres / sig0
+                H[:nf, :nf] += np.diag(1.0 / sig0**2)
                 cost = 0.5 * float((w * r * r).sum()) / phi + 0.5 * float(zres @ zres)
                 done = False
                 while True:
                     step = np.linalg.solve(H + lam * np.diag(np.diag(H)), g)
-                    th_new = np.clip(th + step[:A], dom[:, 0], dom[:, 1])
-                    a_new, b_new = a + step[A::2], b + step[A + 1 :: 2]
+                    th_new = np.clip(th + step[:nf], lo, hi)
+                    a_new, b_new = a + step[nf::2], b + step[nf + 1 :: 2]
                     I_new, _ = model(th_new, f, False)
                     r_new = np.where(msk, y - a_new[:, None, None] * I_new - b_new[:, None, None], 0.0)
                     zn = (th_new - ref) / sig0
@@ -1284,7 +1353,9 @@ def fit_scans_sqe(
     npix = int(msk.sum())
     phi = dispersion if dispersion is not None else max(float((w * r * r).sum()) / max(npix - A - 2 * k, 1), 1e-30)
     g, H = _gn_system(w, r, I, dI, a, phi)
-    H[:A, :A] += np.diag(1.0 / sig0**2)
+    H[:nf, :nf] += np.diag(1.0 / sig0**2)
     cov_m = np.linalg.inv(H)
     sigma = np.sqrt(np.clip(np.diag(cov_m)[:A], 0, None))
-    return ScanFit(th, sigma, a, b, float(phi), n_iter, time.perf_counter() - t0, s_fit, s_sig)
+    full = base.copy()
+    full[free] = th
+    return ScanFit(th[:A], sigma, a, b, float(phi), n_iter, time.perf_counter() - t0, s_fit, s_sig, full, bool(fit_inactive))

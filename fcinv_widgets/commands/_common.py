@@ -99,6 +99,20 @@ def add_scheduler(p, what: str, metavar: str | None = None) -> None:
     )
 
 
+#: ``--stiffness``'s values → ``stiffness=`` of the S(Q,E) fits (None: automatic)
+STIFFNESS = {"auto": None, "free": True, "fixed": False}
+
+
+#: ``--inactive``'s values → ``fit_inactive=`` of the planner's scan fit (None: automatic)
+INACTIVE = {"auto": None, "fit": True, "held": False}
+
+
+def add_stiffness(p, help: str) -> None:
+    """``--stiffness auto|free|fixed`` (read with ``STIFFNESS[args.stiffness]``): whether the S(Q,E) fit
+    first fits one factor for every reference force constant (``refine``, ``plan-scans --sqe``)."""
+    p.add_argument("--stiffness", choices=tuple(STIFFNESS), default="auto", help=help)
+
+
 def add_sigma_ei(p, sigma_help: str = "Gaussian σ of every mode (meV, default 1)") -> None:
     """``--sigma`` (meV) and ``--ei`` (meV, ARCS resolution), mutually exclusive; read with :func:`sigma_of`."""
     p.add_argument("--sigma", type=positive_float, default=None, help=sigma_help)

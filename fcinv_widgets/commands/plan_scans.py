@@ -7,7 +7,18 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_material_args, emit, load_material, nonneg_float, on_data_grid, positive_float
+from ._common import (
+    INACTIVE,
+    STIFFNESS,
+    add_json,
+    add_material_args,
+    add_stiffness,
+    emit,
+    load_material,
+    nonneg_float,
+    on_data_grid,
+    positive_float,
+)
 
 
 def register(sub):
@@ -62,14 +73,21 @@ def register(sub):
         default=None,
         help="largest |Q| (Å⁻¹) folded with --sqe (default: the scan set's, else the reach)",
     )
-    p.add_argument(
-        "--stiffness",
-        choices=("auto", "free", "fixed"),
-        default="auto",
-        help="--sqe with measured scans: first fit one factor s for all reference force constants, then hold the "
+    add_stiffness(
+        p,
+        "--sqe with measured scans: first fit one factor s for all reference force constants, then hold the "
         "FCs outside the top 8 at s × theirs and centre the fit and the plan there (free), or at them (fixed); "
         "auto (default): free for a --structure crystal (a force field's overall stiffness is not known), "
         "fixed for the presets",
+    )
+    p.add_argument(
+        "--inactive",
+        choices=tuple(INACTIVE),
+        default="auto",
+        help="--sqe with measured scans: fit the FCs outside the top 8 too, each with a prior around the reference "
+        "(fit: the top 8's σ then carries their uncertainty), or hold them at the reference (held); auto (default): "
+        "fit for a --structure crystal (a force field's error differs per interaction), held for the presets "
+        "(anchored to measured phonons)",
     )
     p.add_argument("--count-time", type=positive_float, default=None, help="counting time per scan (s): gains become per second")
     p.add_argument("--move-time", type=nonneg_float, default=0.0, help="motor time per degree of rotation (s/°)")
@@ -148,8 +166,9 @@ def run(args) -> int:
     # a candidate that is a measured orientation written another way (−90° and 270°) is that one
     cand = np.unique(align_turns(cand, measured))
     angles = check_angles(np.unique(np.concatenate([cand, measured])))
-    if args.stiffness != "auto" and not (args.sqe and len(measured)):
-        raise FcinvError("--stiffness applies to the S(Q,E) fit of measured scans (--sqe with --scans)")
+    for flag in ("stiffness", "inactive"):
+        if getattr(args, flag) != "auto" and not (args.sqe and len(measured)):
+            raise FcinvError(f"--{flag} applies to the S(Q,E) fit of measured scans (--sqe with --scans)")
     if args.sqe:
         return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)
     assert model is not None  # (checked above: without --sqe a model is required)
@@ -224,14 +243,26 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
     sigma = fit = None
     if len(measured):
         idx = [int(np.flatnonzero(np.abs(ss.angles_deg - a) < 1e-6)[0]) for a in measured]
-        stiff = {"auto": None, "free": True, "fixed": False}[args.stiffness]
-        fit = fit_scans_sqe(mat, bank, ss.scans[idx], measured, temp, b_coh=b_coh, stiffness=stiff)
+        fit = fit_scans_sqe(
+            mat,
+            bank,
+            ss.scans[idx],
+            measured,
+            temp,
+            b_coh=b_coh,
+            stiffness=STIFFNESS[args.stiffness],
+            fit_inactive=INACTIVE[args.inactive],
+        )
         estimate, sigma = np.clip(fit.theta, dom[:, 0], dom[:, 1]), fit.sigma
         source = f"S(Q,E) fit of {len(measured)} measured scan(s)"
+        if fit.stiffness is not None or fit.inactive_fitted:
+            # the plan's inactive FCs where the fit left them: held at the reference × s, or fitted
+            assert fit.params is not None
+            mat = mat.with_reference(fit.params, mat.reference_source, mat.reference_name)
         if fit.stiffness is not None:
-            # the plan's inactive FCs where the fit held them: the reference × s
-            mat = mat.with_reference(fit.stiffness * mat.reference_params, mat.reference_source, mat.reference_name)
             source += f", overall stiffness {stiffness_text(fit.stiffness, fit.stiffness_sigma)} × the reference"
+        if fit.inactive_fitted:
+            source += ", the FCs outside the top 8 fitted with a prior"
             if stiffness_warning(fit.stiffness):
                 print(f"warning: {stiffness_warning(fit.stiffness)}", file=sys.stderr)
     else:
@@ -258,6 +289,7 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         "fit_sigma_ev_a2": None if sigma is None else sigma.tolist(),
         "stiffness": None if fit is None else fit.stiffness,
         "stiffness_sigma": None if fit is None else fit.stiffness_sigma,
+        "inactive_fitted": None if fit is None else fit.inactive_fitted,
     }
     header = f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})"
     return _report(args, plan, source, extra, header)

@@ -9,10 +9,12 @@ from __future__ import annotations
 import sys
 
 from ._common import (
+    STIFFNESS,
     add_json,
     add_material_args,
     add_scheduler,
     add_sigma_ei,
+    add_stiffness,
     add_temperature,
     emit,
     load_material,
@@ -57,11 +59,9 @@ def register(sub):
         default=1.5,
         help="S(Q,E) fit: width of the prior on the inactive FCs, in units of the reference's σ (default 1.5)",
     )
-    p.add_argument(
-        "--stiffness",
-        choices=("auto", "free", "fixed"),
-        default="auto",
-        help="S(Q,E) fit: first fit one factor s for all reference force constants, then start from s × them and "
+    add_stiffness(
+        p,
+        "S(Q,E) fit: first fit one factor s for all reference force constants, then start from s × them and "
         "centre the inactive FCs' prior there (free), or start and centre at them (fixed); auto (default): free for a "
         "--structure crystal (a force field's overall stiffness is not known), fixed for the presets (anchored to "
         "measured phonons)",
@@ -217,7 +217,7 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         v=v,
         start=start,
         prior_scale=args.prior_scale,
-        stiffness={"auto": None, "free": True, "fixed": False}[args.stiffness],
+        stiffness=STIFFNESS[args.stiffness],
         b_coh=args.b_coh_fm or None,  # --b-coh; else the file's record, else the table's
         max_iter=args.max_iter,
         progress=not args.no_progress,
