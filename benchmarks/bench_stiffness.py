@@ -29,7 +29,8 @@ of the truth, noise per scan with ``rescale=False``), fitted with the planner's 
 (``planner.fit_scans_sqe(stiffness=)``: the FCs outside the top 8 held at the start, or at s × it) on the first
 k scans for every k of ``--n-scans``; the FCs scored are the active ones ≥ 10 % of the largest.
 ``--inactive held|fit|both`` (session 45): the scan fit with the FCs outside the top 8 held (s × the start)
-or fitted with a prior (``fit_scans_sqe(fit_inactive=)``), or both.
+or fitted with a prior (``fit_scans_sqe(fit_inactive=)``), or both; with ``--check-sigma N`` every scan fit with
+s fitted also gets :func:`~fcinv_widgets.analysis.planner.check_scan_fit_sigma` (pooled per variant at the end).
 """
 
 import argparse
@@ -128,6 +129,17 @@ for k, seed in fits:
         err = est / t[big] - 1
         z = (est - t[big]) / sig
         check = None
+        if a.check_sigma and stiff and a.scans:
+            from fcinv_widgets.analysis.planner import check_scan_fit_sigma  # noqa: E402
+
+            c = check_scan_fit_sigma(start, bank, f, a.check_sigma, seed=100 + seed)
+            check = np.abs(c.z[:, pick]).ravel().tolist()
+            print(
+                f"   σ check ({a.check_sigma} draws, {c.seconds:.0f} s): ±1σ {np.mean(np.array(check) <= 1):.2f}, "
+                f"±2σ {np.mean(np.array(check) <= 2):.2f} on the active FCs ≥ 10 %; against the truth here: "
+                f"{np.mean(np.abs(z) <= 1):.2f}, {np.mean(np.abs(z) <= 2):.2f}",
+                flush=True,
+            )
         if a.check_sigma and stiff and not a.scans:
             from fcinv_widgets.analysis.refine import check_fit_sigma  # noqa: E402
 
@@ -180,18 +192,19 @@ for stiff, fi in sorted({(r["stiffness"], r["inactive_fitted"]) for r in rows}):
         f"{label} s: {s['n']} FC estimates; |z| 68.3 % {s['z_q683']:.2f}, 95.4 % {s['z_q954']:.2f}; "
         f"±1σ {s['cover_1sigma']:.2f}, ±2σ {s['cover_2sigma']:.2f}; |error| median {s['median_err_pct']:.2f} %, max {s['max_err_pct']:.2f} %"
     )
-checks = [r for r in rows if r.get("check_abs_z")]
-if checks:
+for fi in sorted({r["inactive_fitted"] for r in rows if r.get("check_abs_z")}):
+    checks = [r for r in rows if r.get("check_abs_z") and r["inactive_fitted"] == fi]
     cz = np.concatenate([r["check_abs_z"] for r in checks])
-    summary["sigma_check"] = {
+    key = "sigma_check" + (" + inactive fitted" if fi else "")
+    summary[key] = {
         "n": int(cz.size),
         "cover_1sigma": float(np.mean(cz <= 1)),
         "cover_2sigma": float(np.mean(cz <= 2)),
         "z_q683": float(np.quantile(cz, 0.683)),
     }
     print(
-        f"σ check pooled ({cz.size} refit estimates): ±1σ {summary['sigma_check']['cover_1sigma']:.2f}, "
-        f"±2σ {summary['sigma_check']['cover_2sigma']:.2f}, |z| 68.3 % {summary['sigma_check']['z_q683']:.2f}"
+        f"{key} pooled ({cz.size} refit estimates): ±1σ {summary[key]['cover_1sigma']:.2f}, "
+        f"±2σ {summary[key]['cover_2sigma']:.2f}, |z| 68.3 % {summary[key]['z_q683']:.2f}"
     )
 if a.json:
     with open(a.json, "w") as f:

@@ -380,6 +380,12 @@ CORPUS = [
     (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--stiffness", "soft"], "--stiffness"),
     (["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--inactive", "fit"], "--inactive applies"),
     (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--inactive", "all"], "--inactive"),
+    (
+        ["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--check-sigma", "3"],
+        "--check-sigma applies",
+    ),
+    (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--seed", "3"], "--check-sigma N"),
+    (["plan-scans", "--sqe", "--material", "Ge", "--ei", "80", "--candidates", "0,90", "--check-sigma", "1"], "takes 2–200"),
     (["domain", "--structure", GE_POSCAR, "--force-constants", "{d}/text.txt"], "text.txt"),
 ]
 

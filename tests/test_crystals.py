@@ -1303,6 +1303,13 @@ def test_plan_scans_sqe_any_crystal(tmp_path, capsys, nacl_measured):
     )
     assert fixed["stiffness"] is None and fixed["inactive_fitted"] is False
     assert fixed["estimate_source"] == "S(Q,E) fit of 2 measured scan(s)"
+    # the scan fit's σ measured at its estimate (session 45): refits of draws from its own model
+    checked = _cli_json(capsys, [*plan, *soft, "--scans", str(scans), "--measured", "0,30", "--check-sigma", "2", "--seed", "4"])
+    sc = checked["sigma_check"]
+    assert sc["n_draws"] == 2 and sc["seed"] == 4 and np.asarray(sc["z"]).shape == (2, len(names)) and sc["names"] == names
+    assert 0 <= sc["cover_1sigma"] <= sc["cover_2sigma"] <= 1
+    assert checked["estimate_ev_a2"] == out["estimate_ev_a2"]  # the check leaves the fit and its plan alone
+    assert checked["next_angles_deg"] == out["next_angles_deg"]
 
 
 @pytest.mark.parametrize(

@@ -258,6 +258,45 @@ def test_scan_fit_finds_a_force_fields_overall_stiffness(ge):
         fit_scans_sqe(soft, sbank, imgs, angles, stiffness="yes")
 
 
+def test_scan_fit_sigma_check(ge):
+    """`check_scan_fit_sigma` (session 45): scans drawn from the scan fit's own model and the data's
+    noise, refitted with the fit's settings. The fit's σ covers its refits about as a 1σ should; a
+    fit given a dispersion 100× too small (σ 10× too small) is caught — its draws keep the noise the
+    residual shows, not the claimed one; the draws are reproducible from the seed. (Measured, Ge
+    60° scan, B 0.05, P 100, 6 draws: ±1σ 0.65, ±2σ 0.98; with φ/100: 0.00, 0.08.)"""
+    from fcinv_widgets.analysis.planner import check_scan_fit_sigma
+    from fcinv_widgets.analysis.refine import sigma_check_draws
+    from fcinv_widgets.noise import add_noise
+    from fcinv_widgets.scans import simulate_scans
+
+    ss = simulate_scans(ge, EI, [60.0], qmax=QMAX, progress=False)
+    bank = hits_bank(ge, [60.0], EI, qmax=QMAX, cache=False)
+    img = add_noise(ss.scans[0], 0.05, 100.0, seed=5, peak_percentile=99.5, rescale=False)[0][None]
+    fit = fit_scans_sqe(ge, bank, img, [60.0])
+    assert np.array_equal(np.isnan(fit.model_image), ~(np.isfinite(img) & bank_covered(fit)))
+    assert (
+        fit.fit_settings is not None
+        and fit.fit_settings["stiffness"] is False
+        and fit.names == [ge.basis.names[i] for i in ge.active]
+    )
+    c = check_scan_fit_sigma(ge, bank, fit, 6, seed=1)
+    assert c.z.shape == (6, 8) and c.cover_1sigma >= 0.45 and c.cover_2sigma >= 0.85, c.to_dict()
+    bad = fit_scans_sqe(ge, bank, img, [60.0], dispersion=0.01 * fit.dispersion)
+    cb = check_scan_fit_sigma(ge, bank, bad, 6, seed=1)
+    assert cb.cover_1sigma < 0.2 and cb.z_q683 > 5, cb.to_dict()
+    d1, d2 = sigma_check_draws(fit, 2, 3), sigma_check_draws(fit, 2, 3)
+    assert np.array_equal(d1[1], d2[1], equal_nan=True)
+    with pytest.raises(FcinvError, match="number of σ-check draws"):
+        check_scan_fit_sigma(ge, bank, fit, 1)
+    with pytest.raises(FcinvError, match="scan fit"):
+        check_scan_fit_sigma(ge, bank, fit.theta, 3)
+
+
+def bank_covered(fit):
+    """Where the fit used pixels: its noise model is finite there."""
+    return np.isfinite(fit.noise_std)
+
+
 def test_scan_fit_fits_the_fcs_outside_the_top_8_with_a_prior(ge):
     """A force field whose error differs per parameter (Ge's first-principles FCs given as a user's
     crystal, each × U(0.55, 0.75)): with the FCs outside the top 8 held at s × the given set (the

@@ -645,6 +645,12 @@ def test_sigma_check_measures_the_coverage_at_the_estimate(ge):
     r.sigma_check = c
     d = r.to_dict()["sigma_check"]
     assert d["n_draws"] == 3 and len(d["cover_1sigma_per_fc"]) == 8 and "±1σ" in c.note()
+    # a dispersion given 100× too small makes σ 10× too small; the draws keep the data's own noise
+    # (φ from the residual, session 45), so the check sees it instead of drawing the claimed noise
+    r2 = refine_sqe(ge, data, 5.0, 80.0, qmax=QMAX, dispersion=0.01 * r.dispersion, max_iter=60)
+    ok = np.isfinite(data)
+    ratio = np.median(r2.noise_std[ok] / r.noise_std[ok])
+    assert 0.7 < ratio < 1.4, ratio
     with pytest.raises(FcinvError, match="number of σ-check draws"):
         check_fit_sigma(ge, r, n_draws=1)
     with pytest.raises(FcinvError, match="fit result"):

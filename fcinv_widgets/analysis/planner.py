@@ -720,6 +720,23 @@ def _path_dynamical(material) -> np.ndarray:
     return _PATH_DP[key]
 
 
+_PATH_DP_REAL: dict = {}
+
+
+def _path_dynamical_real(material) -> np.ndarray:
+    """(nq, 2·M², n_params) float64: [Re D_p; −Im D_p] per q-point, so that
+    e_νᴴ D_p e_ν = [Re ρ_ν, Im ρ_ν] · that column with ρ_ν,ij = conj(e_iν) e_jν — every parameter's
+    Hellmann–Feynman derivative in one real matrix product per q-point (made once per material)."""
+    key = (material.name, id(material.basis), material.grid.shape)
+    if key not in _PATH_DP_REAL:
+        _PATH_DP_REAL.clear()
+        Dp = _path_dynamical(material)
+        P, nq = Dp.shape[0], Dp.shape[1]
+        D = Dp.reshape(P, nq, -1).transpose(1, 2, 0)  # (nq, M², P)
+        _PATH_DP_REAL[key] = np.ascontiguousarray(np.concatenate([D.real, -D.imag], axis=1))
+    return _PATH_DP_REAL[key]
+
+
 def _line_shapes(energies, centers, temperature_k, ei_mev, broadening):
     from ..sqe import E_MIN_MEV, bose_factor, mode_sigma
 
@@ -783,15 +800,12 @@ def _free_jacobian(material, full, free, Wd, temperature_k, ei_mev, broadening: 
     from ..units import SQRT_EIG_TO_MEV
 
     e, lam, vec = _path_modes(material, full, vectors=True)
-    Dp = _path_dynamical(material)
     nq, M = vec.shape[0], vec.shape[1]
     fac = SQRT_EIG_TO_MEV**2 / (2.0 * np.where(np.abs(e) > 1e-6, np.abs(e), 1e-6))  # (nq, M)
     free = np.asarray(free, int)
-    de = np.empty((nq, M, len(free)))
-    cv = np.conj(vec)
-    for c0 in range(0, len(free), 32):
-        X = np.matmul(Dp[free[c0 : c0 + 32]], vec[None])  # (a, nq, M, M): D_a e_ν
-        de[..., c0 : c0 + 32] = np.einsum("qim,aqim->qma", cv, X).real * fac[..., None]
+    rho = np.conj(vec).transpose(0, 2, 1)[:, :, :, None] * vec.transpose(0, 2, 1)[:, :, None, :]  # (nq, M, i, j)
+    rho = np.concatenate([rho.real.reshape(nq, M, -1), rho.imag.reshape(nq, M, -1)], axis=2)  # (nq, M, 2M²)
+    de = np.matmul(rho, _path_dynamical_real(material))[..., free] * fac[..., None]  # (nq, M, P): ∂E_ν/∂p
     centers = np.asarray(material.grid.e.centers, float)
     L = _line_shapes(e, centers, temperature_k, ei_mev, broadening)  # (nq, M, nE)
     dLdE = (
@@ -1076,19 +1090,27 @@ def plan_orientations_sqe(
 
 
 def _gn_system(w, r, I, dI, a, phi):
-    """Gradient Jᵀ W r / φ and Gauss–Newton matrix Jᵀ W J / φ over (θ, a_1, b_1, … a_k, b_k)."""
+    """Gradient Jᵀ W r / φ and Gauss–Newton matrix Jᵀ W J / φ over (θ, a_1, b_1, … a_k, b_k): per
+    scan, only its weighted pixels, J's θ block whitened once (√w) and multiplied by itself (its
+    scale/offset columns touch their own scan only)."""
     k, A = len(a), dI.shape[-1]
     g = np.zeros(A + 2 * k)
     H = np.zeros((A + 2 * k, A + 2 * k))
     for s in range(k):
-        ws, rs = w[s].reshape(-1), r[s].reshape(-1)
-        Js = np.zeros((ws.size, A + 2 * k))
-        Js[:, :A] = a[s] * dI[s].reshape(-1, A)
-        Js[:, A + 2 * s] = I[s].reshape(-1)
-        Js[:, A + 2 * s + 1] = 1.0
-        g += Js.T @ (ws * rs) / phi
-        H += (Js * ws[:, None]).T @ Js / phi
-    return g, H
+        ws = w[s].reshape(-1)
+        m = ws > 0
+        sw = np.sqrt(ws[m])
+        D = dI[s].reshape(-1, A)[m] * (a[s] * sw)[:, None]  # √w ∂(a I)/∂θ
+        C = np.stack([I[s].reshape(-1)[m] * sw, sw], 1)  # √w ∂(a I + b)/∂(a, b)
+        rw = r[s].reshape(-1)[m] * sw
+        j = slice(A + 2 * s, A + 2 * s + 2)
+        H[:A, :A] += D.T @ D
+        H[:A, j] = D.T @ C
+        H[j, :A] = H[:A, j].T
+        H[j, j] = C.T @ C
+        g[:A] += D.T @ rw
+        g[j] = C.T @ rw
+    return g / phi, H / phi
 
 
 @dataclass
@@ -1107,6 +1129,13 @@ class ScanFit:
     stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
     params: np.ndarray | None = None  # (n_params,) eV/Å²: every FC at the estimate (the inactive ones held or fitted)
     inactive_fitted: bool = False  # the FCs outside the top 8 fitted with a prior (their uncertainty is in σ)
+    names: list = field(default_factory=list)  # the active FCs' names
+    # for check_scan_fit_sigma (not serialised): the fitted model a·I + b of every scan and its noise 1σ
+    # (√(φ·max(a·I + b, floor)), the fit's noise model with φ from the residual even where a dispersion
+    # was given, so a wrong one shows), NaN where not covered; the fit's arguments
+    model_image: np.ndarray | None = None
+    noise_std: np.ndarray | None = None
+    fit_settings: dict | None = None
 
 
 def _scans_stiffness(material, bank, Y, idx, temperature_k, ei, b_coh) -> tuple[float, float]:
@@ -1204,6 +1233,7 @@ def fit_scans_sqe(
     t0 = time.perf_counter()
     material = as_material(material)
     need_type(bank, HitsBank, "the hits bank (planner.hits_bank)")
+    given_start, given_prior = start, prior_sigma
     if stiffness is None:
         stiffness = material.nuisance_source == UNMEASURED_NUISANCE
     elif not isinstance(stiffness, (bool, np.bool_)):
@@ -1351,11 +1381,75 @@ def fit_scans_sqe(
     I, dI = model(th, 1.0, True)
     r = np.where(msk, y - a[:, None, None] * I - b[:, None, None], 0.0)
     npix = int(msk.sum())
-    phi = dispersion if dispersion is not None else max(float((w * r * r).sum()) / max(npix - A - 2 * k, 1), 1e-30)
+    phi_data = max(float((w * r * r).sum()) / max(npix - A - 2 * k, 1), 1e-30)  # the residual's φ
+    phi = dispersion if dispersion is not None else phi_data
     g, H = _gn_system(w, r, I, dI, a, phi)
     H[:nf, :nf] += np.diag(1.0 / sig0**2)
     cov_m = np.linalg.inv(H)
     sigma = np.sqrt(np.clip(np.diag(cov_m)[:A], 0, None))
     full = base.copy()
     full[free] = th
-    return ScanFit(th[:A], sigma, a, b, float(phi), n_iter, time.perf_counter() - t0, s_fit, s_sig, full, bool(fit_inactive))
+    mu = a[:, None, None] * I + b[:, None, None]
+    settings = dict(
+        angles_deg=angles,
+        temperature_k=temperature_k,
+        start=None if given_start is None else np.array(given_start, float),
+        prior_sigma=None if given_prior is None else np.array(given_prior, float),
+        dispersion=dispersion,
+        n_outer=n_outer,
+        anneal=anneal,
+        max_iter=max_iter,
+        b_coh=b_coh,
+        stiffness=bool(stiffness),
+        fit_inactive=bool(fit_inactive),
+        prior_scale=prior_scale,
+    )
+    return ScanFit(
+        th[:A],
+        sigma,
+        a,
+        b,
+        float(phi),
+        n_iter,
+        time.perf_counter() - t0,
+        s_fit,
+        s_sig,
+        full,
+        bool(fit_inactive),
+        [material.basis.names[i] for i in material.active],
+        np.where(msk, mu, np.nan),
+        np.where(msk & (w > 0), np.sqrt(phi_data / np.where(w > 0, w, 1.0)), np.nan),  # the data's noise, not a given φ
+        settings,
+    )
+
+
+def check_scan_fit_sigma(
+    material, bank: HitsBank, fit: ScanFit, n_draws: int = 10, seed: int = 0, progress: bool = False, scheduler=None
+):
+    """Measure how often a scan fit's σ covers the error, for this crystal and these scans (the
+    planner's fit has no calibration anywhere): ``n_draws`` sets of scans drawn from the fit's own
+    model at its estimate (``fit.model_image``) with Gaussian noise of its own noise model
+    (``fit.noise_std``, the same pixels), each refitted by :func:`fit_scans_sqe` on ``material`` and
+    ``bank`` (the ones the fit was made on) with the fit's arguments (``fit.fit_settings``: the
+    stiffness search and the other FCs' prior included), and the refitted top 8 compared with the
+    estimate in units of their σ: a :class:`~fcinv_widgets.analysis.refine.SigmaCheck`. What it
+    measures and what it cannot are those of :func:`~fcinv_widgets.analysis.refine.check_fit_sigma`
+    (a model wrong for the data, a truth far from the estimate). Seeded; on Dask with a ``scheduler``."""
+    import time
+
+    from ..dataset import run_tasks
+    from .refine import MAX_SIGMA_CHECK_DRAWS, SigmaCheck, sigma_check_draws
+
+    t0 = time.perf_counter()
+    need_type(fit, ScanFit, "the scan fit (planner.fit_scans_sqe)")
+    need_type(bank, HitsBank, "the hits bank (planner.hits_bank)")
+    if fit.model_image is None or fit.noise_std is None or fit.fit_settings is None:
+        raise FcinvError("this scan fit carries no model image, noise model and settings to refit with")
+    n_draws = whole_number(n_draws, "the number of σ-check draws", 2, MAX_SIGMA_CHECK_DRAWS)
+    seed = whole_number(seed, "the σ-check seed", 0, 2**32 - 1)
+    kw = dict(fit.fit_settings)
+    angles = kw.pop("angles_deg")
+    calls = [((material, bank, d, angles), kw) for d in sigma_check_draws(fit, n_draws, seed)]
+    fits = run_tasks(fit_scans_sqe, calls, "σ check: refit per draw", "fit", progress, scheduler)
+    z = np.stack([(f.theta - fit.theta) / f.sigma for f in fits])
+    return SigmaCheck(list(fit.names), z, seed, time.perf_counter() - t0)

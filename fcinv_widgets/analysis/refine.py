@@ -363,7 +363,8 @@ class SQEFitResult:
     stiffness: float | None = None  # s: the fit started from s × the reference, the inactive prior centred there; None: s = 1
     stiffness_sigma: float | None = None  # s's 1σ with the shape held at the reference's (a lower bound)
     # the fitted model a·I + b on the data's pixels (NaN where not covered) and the noise 1σ of the
-    # fit's own noise model, √(φ v) (data units): what :func:`check_fit_sigma` draws from; not in to_dict
+    # fit's own noise model, √(φ v) (data units; φ from the residual where a dispersion was given, so a
+    # wrong one shows): what :func:`check_fit_sigma` draws from; not in to_dict
     model_image: np.ndarray | None = field(default=None, repr=False)
     noise_std: np.ndarray | None = field(default=None, repr=False)
     fit_settings: dict | None = field(default=None, repr=False)  # refine_sqe's arguments but material, spectrum
@@ -767,7 +768,8 @@ def refine_sqe(
         s_fit,
         s_sig,
         np.where(mask, fit, np.nan),
-        np.where(mask, np.sqrt(phi / inv_v.numpy()), np.nan),
+        # the σ check's noise: φ as the residual shows it where a dispersion was given (a wrong one shows)
+        np.where(mask, np.sqrt((phi if dispersion is None else chi2 * phi) / inv_v.numpy()), np.nan),
         settings,
     )
 
@@ -908,9 +910,12 @@ class SigmaCheck:
         }
 
 
-def sigma_check_draws(result: SQEFitResult, n_draws: int, seed: int) -> list:
-    """The simulated data sets of :func:`check_fit_sigma`: the fit's model image plus Gaussian noise
-    of its own noise model, pixel by pixel (NaN where the data were not covered); seeded."""
+def sigma_check_draws(result, n_draws: int, seed: int) -> list:
+    """The simulated data sets of :func:`check_fit_sigma` (and the planner's
+    :func:`~fcinv_widgets.analysis.planner.check_scan_fit_sigma`): the fit's model image plus
+    Gaussian noise of its own noise model, pixel by pixel (NaN where the data were not covered);
+    seeded. ``result``: an :class:`SQEFitResult` or a ``planner.ScanFit`` (its ``model_image``,
+    ``noise_std``)."""
     rng = np.random.default_rng(seed)
     mu, sd = np.asarray(result.model_image, float), np.asarray(result.noise_std, float)
     return [mu + sd * rng.standard_normal(mu.shape) for _ in range(n_draws)]

@@ -113,6 +113,37 @@ def add_stiffness(p, help: str) -> None:
     p.add_argument("--stiffness", choices=tuple(STIFFNESS), default="auto", help=help)
 
 
+def add_check_sigma(p, fit: str, what: str) -> None:
+    """``--check-sigma N``, ``--seed``, ``--scheduler``: measure the coverage of ``fit``'s σ by N refits of
+    data drawn from the fit's own model (``what``: how long it takes); checked by :func:`check_sigma_args`."""
+    p.add_argument(
+        "--check-sigma",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=f"{fit}: measure how often the reported σ covers the error for this crystal and these data — N "
+        f"data sets simulated from the fit's own model and noise at its estimate, each refitted the same way ({what}); "
+        "the coverage is reported",
+    )
+    p.add_argument("--seed", type=int, default=0, help="with --check-sigma: seed of the simulated draws (default 0)")
+    add_scheduler(p, "--check-sigma's refits")
+
+
+def check_sigma_args(args, applies: bool, where: str) -> None:
+    """Refuse --check-sigma's N or --seed out of range, --seed/--scheduler without it, and --check-sigma
+    where it does not apply (``applies`` False; ``where`` says where it does) — before any fit."""
+    from ..analysis.refine import MAX_SIGMA_CHECK_DRAWS
+
+    if args.check_sigma is not None and not 2 <= args.check_sigma <= MAX_SIGMA_CHECK_DRAWS:
+        raise FcinvError(f"--check-sigma takes 2–{MAX_SIGMA_CHECK_DRAWS} draws, got {args.check_sigma}")
+    if not 0 <= args.seed < 2**32:
+        raise FcinvError(f"--seed must be a whole number from 0 to 2**32 − 1, got {args.seed}")
+    if args.check_sigma is None and (args.scheduler is not None or args.seed != 0):
+        raise FcinvError("--scheduler and --seed are --check-sigma's: give --check-sigma N")
+    if args.check_sigma is not None and not applies:
+        raise FcinvError(f"--check-sigma applies to {where}")
+
+
 def add_sigma_ei(p, sigma_help: str = "Gaussian σ of every mode (meV, default 1)") -> None:
     """``--sigma`` (meV) and ``--ei`` (meV, ARCS resolution), mutually exclusive; read with :func:`sigma_of`."""
     p.add_argument("--sigma", type=positive_float, default=None, help=sigma_help)

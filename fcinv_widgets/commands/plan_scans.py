@@ -10,9 +10,11 @@ from ..errors import FcinvError, GridMismatchError
 from ._common import (
     INACTIVE,
     STIFFNESS,
+    add_check_sigma,
     add_json,
     add_material_args,
     add_stiffness,
+    check_sigma_args,
     emit,
     load_material,
     nonneg_float,
@@ -89,6 +91,7 @@ def register(sub):
         "fit for a --structure crystal (a force field's error differs per interaction), held for the presets "
         "(anchored to measured phonons)",
     )
+    add_check_sigma(p, "--sqe with measured scans, the S(Q,E) fit of the scans", "N fits: seconds to minutes each")
     p.add_argument("--count-time", type=positive_float, default=None, help="counting time per scan (s): gains become per second")
     p.add_argument("--move-time", type=nonneg_float, default=0.0, help="motor time per degree of rotation (s/°)")
     p.add_argument(
@@ -169,6 +172,7 @@ def run(args) -> int:
     for flag in ("stiffness", "inactive"):
         if getattr(args, flag) != "auto" and not (args.sqe and len(measured)):
             raise FcinvError(f"--{flag} applies to the S(Q,E) fit of measured scans (--sqe with --scans)")
+    check_sigma_args(args, bool(args.sqe and len(measured)), "the S(Q,E) fit of measured scans (--sqe with --scans)")
     if args.sqe:
         return _run_sqe(args, mat, ss, cand, measured, angles, float(ei), u, v)
     assert model is not None  # (checked above: without --sqe a model is required)
@@ -240,9 +244,10 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         from ..analysis.expio import file_b_coh
 
         b_coh = file_b_coh(ss.meta["b_coh_fm"], args.scans)
-    sigma = fit = None
+    sigma = fit = check = None
     if len(measured):
         idx = [int(np.flatnonzero(np.abs(ss.angles_deg - a) < 1e-6)[0]) for a in measured]
+        fit_mat = mat
         fit = fit_scans_sqe(
             mat,
             bank,
@@ -263,6 +268,13 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
             source += f", overall stiffness {stiffness_text(fit.stiffness, fit.stiffness_sigma)} × the reference"
         if fit.inactive_fitted:
             source += ", the FCs outside the top 8 fitted with a prior"
+        if args.check_sigma is not None:
+            from ..analysis.planner import check_scan_fit_sigma
+
+            # the refits are made as the fit was: on the material and bank it was given
+            check = check_scan_fit_sigma(
+                fit_mat, bank, fit, args.check_sigma, seed=args.seed, progress=not args.no_progress, scheduler=args.scheduler
+            )
             if stiffness_warning(fit.stiffness):
                 print(f"warning: {stiffness_warning(fit.stiffness)}", file=sys.stderr)
     else:
@@ -290,8 +302,11 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
         "stiffness": None if fit is None else fit.stiffness,
         "stiffness_sigma": None if fit is None else fit.stiffness_sigma,
         "inactive_fitted": None if fit is None else fit.inactive_fitted,
+        "sigma_check": None if check is None else check.to_dict(),
     }
     header = f"plan for {mat.name}, S(Q,E) criterion ({len(measured)} scan(s) measured; estimate: {source})"
+    if check is not None:
+        header += f"\nσ check of the scan fit: {check.note()}"
     return _report(args, plan, source, extra, header)
 
 

@@ -10,12 +10,13 @@ import sys
 
 from ._common import (
     STIFFNESS,
+    add_check_sigma,
     add_json,
     add_material_args,
-    add_scheduler,
     add_sigma_ei,
     add_stiffness,
     add_temperature,
+    check_sigma_args,
     emit,
     load_material,
     on_data_grid,
@@ -86,17 +87,7 @@ def register(sub):
         help="with --scan on a file that is not a scan set: sample direction along the beam at ω = 0 (default 1,1,0)",
     )
     p.add_argument("--v", default=None, help="with --scan: second in-plane sample direction (default 0,0,1)")
-    p.add_argument(
-        "--check-sigma",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="S(Q,E) fit: measure how often the reported σ covers the error for this crystal and these data — N "
-        "data sets simulated from the fit's own model and noise at its estimate, each refitted the same way (N fits: "
-        "minutes); the coverage is reported (σ for a crystal other than Ge is otherwise uncalibrated)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="with --check-sigma: seed of the simulated draws (default 0)")
-    add_scheduler(p, "--check-sigma's refits")
+    add_check_sigma(p, "S(Q,E) fit", "N fits: minutes; σ for a crystal other than Ge is otherwise uncalibrated")
     add_json(p, progress="no progress bar for the S(Q,E) fit's rounds (stderr)")
     p.set_defaults(func=run)
 
@@ -134,17 +125,9 @@ def run(args) -> int:
         from ..errors import FcinvError
 
         raise FcinvError("--stiffness applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
-    from ..analysis.refine import MAX_SIGMA_CHECK_DRAWS
-    from ..errors import FcinvError
-
-    if args.check_sigma is not None and not 2 <= args.check_sigma <= MAX_SIGMA_CHECK_DRAWS:
-        raise FcinvError(f"--check-sigma takes 2–{MAX_SIGMA_CHECK_DRAWS} draws, got {args.check_sigma}")
-    if not 0 <= args.seed < 2**32:
-        raise FcinvError(f"--seed must be a whole number from 0 to 2**32 − 1, got {args.seed}")
-    if args.check_sigma is None and (args.scheduler is not None or args.seed != 0):
-        raise FcinvError("--scheduler and --seed are --check-sigma's: give --check-sigma N")
-    if args.check_sigma is not None and (not sqe_input or args.unit_weights):
-        raise FcinvError("--check-sigma applies to the S(Q,E) fit (not with --raw, --unit-weights or a model image)")
+    check_sigma_args(
+        args, sqe_input and not args.unit_weights, "the S(Q,E) fit (not with --raw, --unit-weights or a model image)"
+    )
     from ..scans import scan_axes
 
     u = None if args.u is None else parse_vector(args.u, "--u")
