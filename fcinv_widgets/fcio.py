@@ -36,6 +36,10 @@ def read_force_constants(path: str | Path) -> np.ndarray:
             fc = parse_FORCE_CONSTANTS(str(path))
     except Exception as exc:  # noqa: BLE001 — phonopy raises many types on malformed input
         raise ForceConstantsError(f"cannot parse force constants in {path}: {type(exc).__name__}: {exc}") from None
+    kind = np.asarray(fc).dtype.kind
+    if kind not in "fiu":
+        what = {"c": "complex numbers", "b": "booleans"}.get(kind, f"values of type {np.asarray(fc).dtype}")
+        raise ForceConstantsError(f"{path}: force constants must be real numbers (eV/Å²), the file holds {what}")
     fc = np.asarray(fc, dtype=float)
     if fc.ndim != 4 or fc.shape[2:] != (3, 3):
         raise ForceConstantsError(f"{path}: expected (n, N, 3, 3) blocks, got shape {fc.shape}")
@@ -137,6 +141,9 @@ def read_yaml_safely(path: str | Path) -> tuple[bytes, dict]:
         raise ForceConstantsError(f"{path}: not valid YAML{at}") from None
     if not isinstance(doc, dict):
         raise ForceConstantsError(f"{path}: not a phonopy YAML file (no mapping at the top level)")
+    if b"*" in data and any(isinstance(ev, yaml.AliasEvent) for ev in yaml.parse(data, Loader=loader)):
+        # phonopy never writes anchors; nested aliases ("billion laughs") expand to gigabytes downstream
+        raise ForceConstantsError(f"{path}: refused, YAML aliases (*name) are not allowed in a phonopy file")
     return data, doc
 
 
@@ -146,6 +153,11 @@ def _load_phonopy_yaml(path: Path):
 
     data, doc = read_yaml_safely(path)
     _check_yaml_supercell(doc, path)
+    displacements = doc.get("displacements")
+    has_forces = isinstance(displacements, list) and any(isinstance(d, dict) and "forces" in d for d in displacements)
+    if "force_constants" not in doc and not has_forces:
+        # (phonopy would look for FORCE_CONSTANTS or FORCE_SETS in the working folder: another file's)
+        raise ForceConstantsError(f"{path} holds no force constants (nor forces to produce them)")
     try:
         # phonopy parses YAML with PyYAML's unsafe loader: hand it only the bytes that the safe
         # loader has accepted (no python/* tags), from memory, never the file itself

@@ -38,7 +38,6 @@ three acoustic branches near Γ.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +45,7 @@ import numpy as np
 
 from .errors import FcinvError
 from .units import THZ_TO_MEV
-from .validate import format_version
+from .validate import format_version, json_loads
 
 FORMAT = "fcinv-measured-phonons"
 #: 1 THz in cm⁻¹ (c = 299 792 458 m/s)
@@ -219,9 +218,10 @@ def read_measured(source, material) -> MeasuredTable:
         if not path.is_file():
             raise FcinvError(f"measured table not found: {path}")
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
             raise FcinvError(f"{path}: not a JSON file ({exc})") from None
+        d = json_loads(text, str(path))
     where = str(path) if path else "measured table"
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise FcinvError(f'{where}: not a measured-phonon table (needs "format": "{FORMAT}")')
@@ -284,6 +284,10 @@ def read_measured(source, material) -> MeasuredTable:
         s = _number(r.get("sigma"), f"{where}: row {i} 'sigma'")
         if s <= 0:
             raise FcinvError(f"{where}: row {i}: sigma must be > 0, got {s}")
+        if s * to_thz < MIN_SIGMA_THZ:
+            raise FcinvError(
+                f"{where}: row {i}: sigma = {s:g} {d.get('unit')} is below {MIN_SIGMA_THZ:g} THz, finer than any measurement"
+            )
         deg = r.get("degeneracy", 1)
         if not isinstance(deg, int) or isinstance(deg, bool) or deg < 1:
             raise FcinvError(f"{where}: row {i}: degeneracy must be a positive integer, got {deg!r}")
@@ -318,13 +322,19 @@ def _numbers(x, n, what) -> np.ndarray:
 
 
 def _in_first_zone(q_prim, B, tol=1e-6) -> bool:
-    qc = np.asarray(q_prim) @ B
-    r = np.arange(-2, 3)
-    G = np.array(np.meshgrid(r, r, r, indexing="ij")).reshape(3, -1).T @ B
-    d0 = qc @ qc
-    dG = ((qc[None] - G) ** 2).sum(1)
-    return bool(d0 <= dG.min() + tol * max(1.0, d0))
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge q is refused by the caller, not warned about
+        qc = np.asarray(q_prim) @ B
+        r = np.arange(-2, 3)
+        G = np.array(np.meshgrid(r, r, r, indexing="ij")).reshape(3, -1).T @ B
+        d0 = qc @ qc
+        dG = ((qc[None] - G) ** 2).sum(1)
+        return bool(d0 <= dG.min() + tol * max(1.0, d0))
 
+
+#: the smallest σ a table may give a phonon (THz; 0.4 µeV) and an elastic constant (relative): below
+#: them the fit's weights overflow, and no measurement is that fine
+MIN_SIGMA_THZ = 1e-4
+MIN_SIGMA_REL = 1e-6
 
 #: limits of a measured table's elastic block (GPa, g/cm³): beyond them a typo, not a crystal
 MAX_ELASTIC_GPA = 5000.0
@@ -342,6 +352,10 @@ def _check_elastic(e, where) -> dict:
     out["sigma_rel"] = _number(e.get("sigma_rel", 0.02), f"{where}: elastic sigma_rel")
     if out["density_g_cm3"] <= 0 or out["sigma_rel"] <= 0:
         raise FcinvError(f"{where}: density and sigma_rel must be > 0")
+    if out["sigma_rel"] < MIN_SIGMA_REL:
+        raise FcinvError(
+            f"{where}: elastic sigma_rel = {out['sigma_rel']:g} is below {MIN_SIGMA_REL:g}, finer than any measurement"
+        )
     # physical ranges: diamond's C11 is ~1080 GPa, osmium's density 22.6 g/cm³
     big = {k: out[k] for k in ("C11", "C12", "C44") if abs(out[k]) > MAX_ELASTIC_GPA}
     if big:

@@ -60,7 +60,7 @@ from .errors import FcinvError
 from .grid import SpectrumGrid
 from .units import NEUTRON_E_TO_K2
 from .validate import MAX_TEMPERATURE_K, finite_number, is_real_number, real_array
-from .validate import format_version, not_a_file
+from .validate import format_version, json_loads, not_a_file
 
 #: ARCS detector coverage (degrees)
 DETECTOR = {"h_min_deg": -28.0, "h_max_deg": 135.0, "v_max_deg": 27.0}
@@ -267,6 +267,21 @@ def _ratio(data, norm):
         return np.where(norm > 0, data / np.where(norm > 0, norm, 1.0), np.nan).astype(np.float32)
 
 
+def _check_scan_meta(meta: dict, path) -> None:
+    """The scan set's meta fields that the commands read as numbers: ``u``/``v`` (3 finite numbers,
+    r.l.u.) and ``qmax_inv_a`` (a positive number, 1/Å), where present and not null."""
+    for k in ("u", "v"):
+        x = meta.get(k)
+        if x is None:
+            continue
+        ok = isinstance(x, list) and len(x) == 3 and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in x)
+        if not ok or not np.all(np.isfinite(np.asarray(x, float))):
+            raise FcinvError(f"{path}: meta {k!r} must be 3 finite numbers (a direction in r.l.u.), got {x!r}"[:300])
+    q = meta.get("qmax_inv_a")
+    if q is not None and not (isinstance(q, (int, float)) and not isinstance(q, bool) and np.isfinite(q) and q > 0):
+        raise FcinvError(f"{path}: meta 'qmax_inv_a' must be a positive number (1/Å), got {q!r}"[:300])
+
+
 @dataclass
 class ScanSet:
     """Simulated single-orientation scans and their union (the full data set).
@@ -460,11 +475,12 @@ class ScanSet:
         if isinstance(meta_text, bytes):
             meta_text = meta_text.decode(errors="replace")
         try:
-            meta = json.loads(meta_text) if isinstance(meta_text, str) else None
-        except ValueError:
+            meta = json_loads(meta_text, f"{path}: meta") if isinstance(meta_text, str) else None
+        except FcinvError:
             meta = None
         if not isinstance(meta, dict):
             raise FcinvError(f"{path}: the meta attribute must be a JSON object")
+        _check_scan_meta(meta, path)
         return cls(
             full.astype(np.float32),
             scans.astype(np.float32),

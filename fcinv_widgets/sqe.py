@@ -38,7 +38,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import FcinvError
-from .validate import MAX_TEMPERATURE_K, finite_number
+from .validate import MAX_B_COH_FM, MAX_TEMPERATURE_K, finite_number
 from .units import HBAR2_OVER_2, KB_MEV  # noqa: F401  (HBAR2_OVER_2 re-exported)
 
 #: coherent scattering lengths (fm) of the presets, Sears 1992 (periodictable gives the same)
@@ -103,15 +103,20 @@ def scattering_lengths(symbols, b_coh=None) -> np.ndarray:
             ok = np.isfinite(float(v))
         except (TypeError, ValueError):
             ok = False
-        if not ok:
-            raise FcinvError(f"coherent scattering length for {k!r} must be a finite number (fm), got {v!r}")
+        if not ok or abs(float(v)) > MAX_B_COH_FM:
+            raise FcinvError(
+                f"coherent scattering length for {k!r} must be a finite number of fm, |b| ≤ {MAX_B_COH_FM:g}, got {v!r}"
+            )
     unknown = sorted(set(b_coh) - set(symbols))
     if unknown:
         raise FcinvError(
             f"scattering length given for {unknown[0]!r}, which is not in the structure ({', '.join(sorted(set(symbols)))})"
         )
     table = {s: float(b_coh[s]) if s in b_coh else coherent_scattering_length_fm(s) for s in set(symbols)}
-    return np.array([table[s] for s in symbols])
+    out = np.array([table[s] for s in symbols])
+    if out.size and not np.any(out):
+        raise FcinvError("every atom's coherent scattering length is 0 fm: there is no coherent one-phonon scattering")
+    return out
 
 
 class SQE:

@@ -289,9 +289,10 @@ def _check_vasp_species(path: Path) -> None:
     """A VASP 5 file's element line and count line must name as many species (ASE pairs them up
     silently, dropping the extra element or count)."""
     try:
-        lines = path.read_text(errors="replace").splitlines()[5:7]
+        text = path.read_text(errors="replace").splitlines()
     except OSError:
         return
+    lines = text[5:7]
     if len(lines) < 2:
         return
     names, counts = lines[0].split(), lines[1].split()
@@ -300,6 +301,40 @@ def _check_vasp_species(path: Path) -> None:
             raise StructureError(
                 f"{path}: {len(names)} element symbols ({' '.join(names)}) but {len(counts)} atom counts ({' '.join(counts)})"
             )
+    _check_vasp_positions(path, text)
+
+
+def _floats(line: str, n: int = 3) -> bool:
+    parts = line.split()[:n]
+    try:
+        return len(parts) == n and all(np.isfinite(float(x)) for x in parts)
+    except ValueError:
+        return False
+
+
+def _check_vasp_positions(path: Path, text: list) -> None:
+    """More position lines than the count line's total right after the positions (no blank line
+    before them, as a velocity block has) are atoms the counts leave out: ASE would read the first
+    N and drop the rest silently."""
+    if len(text) < 7:
+        return
+    at = 6 if text[5].split() and all(t.isalpha() for t in text[5].split()) else 5  # VASP 5 / VASP 4
+    counts = text[at].split()
+    if not counts or not all(c.lstrip("+").isdigit() for c in counts):
+        return
+    n = sum(int(c) for c in counts)
+    mode = at + 1
+    if mode < len(text) and text[mode].strip()[:1] in ("s", "S"):
+        mode += 1  # Selective dynamics
+    after = mode + 1 + n
+    if after < len(text) and text[after].strip() and _floats(text[after]) and all(_floats(x) for x in text[mode + 1 : after]):
+        extra = sum(1 for x in text[after:] if x.strip() and _floats(x))
+        blank = next((i for i, x in enumerate(text[after:]) if not x.strip()), None)
+        more = extra if blank is None else blank
+        raise StructureError(
+            f"{path}: the count line says {n} atom{'' if n == 1 else 's'} ({' '.join(counts)}), "
+            f"but {more} more position line(s) follow"
+        )
 
 
 def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:

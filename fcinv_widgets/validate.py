@@ -27,6 +27,12 @@ MAX_READ_BYTES = 1024**3
 #: Bose factor overflows (a temperature of 1e300 K made NaN images and a misleading error)
 MAX_TEMPERATURE_K = 5000.0
 
+#: the largest |coherent scattering length| (fm) accepted anywhere (natural elements: |b| < 20 fm)
+MAX_B_COH_FM = 100.0
+
+#: the atomic masses accepted (amu): from below hydrogen's (a muonium-like toy) to well above any element's
+MASS_RANGE_AMU = (0.1, 1000.0)
+
 
 def _dtype_problem(dtype) -> str | None:
     dt = np.dtype(dtype)
@@ -337,3 +343,31 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
             )
         raise FcinvError(f"{which}: constant intensity {hi[i]:.4g} (no contrast to invert)")
     return x
+
+
+#: the deepest nesting of [ and { that a JSON text from a file may have (ours have 3 or 4 levels)
+MAX_JSON_DEPTH = 64
+
+
+def json_loads(text: str, what: str):
+    """``json.loads`` of a file's JSON text with its nesting checked first: a text nested deeper than
+    :data:`MAX_JSON_DEPTH` (``[[[[…`` 10⁵ deep) raises RecursionError in the decoder or, where a
+    library has raised the recursion limit, overflows the C stack (a segmentation fault). One
+    :class:`FcinvError` naming ``what`` for that and for anything the decoder refuses."""
+    import json
+    import re
+
+    depth = top = 0
+    for m in re.finditer(r'"(?:\\.|[^"\\])*"|[\[\]{}]', text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            top = max(top, depth)
+            if top > MAX_JSON_DEPTH:
+                raise FcinvError(f"{what}: not a JSON file (nested deeper than {MAX_JSON_DEPTH} levels)")
+        elif tok in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # (JSONDecodeError is a ValueError; so is a 5000-digit number)
+        raise FcinvError(f"{what}: not a JSON file ({str(exc)[:120]})") from None

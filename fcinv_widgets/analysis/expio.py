@@ -52,6 +52,7 @@ from ..validate import (
     real_array,
 )
 from ..scans import EI_MAX_MEV
+from ..validate import MAX_B_COH_FM
 from ..spectrum_io import file_elements, scan_set_elements
 
 #: the two kinds of intensity a spectrum can hold
@@ -198,6 +199,7 @@ def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
     if img.ndim != 2:
         raise GridMismatchError(f"{spec.source}: expected a 2-D (q, E) image, got shape {img.shape}")
     check_spectra(img, None, name=spec.source)
+    _check_file_ei(spec, grid)
     if grid is not None:
         if img.shape != tuple(grid.shape):
             raise GridMismatchError(
@@ -216,6 +218,22 @@ def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
                 f"differ from the model's {grid.e.centers[0]:.3g}…{grid.e.centers[-1]:.3g} meV"
             )
     return spec
+
+
+def _check_file_ei(spec: Spectrum, grid) -> None:
+    """A file's Ei (its attribute or sample log) as ``--ei`` is checked: at most the ARCS range, and
+    above the largest energy of its bins (or of ``grid``'s) — neutrons cannot lose more than Ei."""
+    ei = spec.meta.get("ei_mev")
+    if ei is None:
+        return
+    if not (np.isfinite(ei) and 0 < ei <= EI_MAX_MEV):
+        raise FcinvError(f"{spec.source}: the file's Ei must be a positive number of meV, at most {EI_MAX_MEV:g}, got {ei!r}")
+    top = float(grid.e.e_max) if grid is not None else (float(np.max(spec.energies)) if spec.energies is not None else None)
+    if top is not None and ei <= top:
+        raise FcinvError(
+            f"{spec.source}: the file's Ei ({ei:g} meV) is not above its largest energy ({top:g} meV); "
+            "neutrons cannot lose more energy than Ei"
+        )
 
 
 def _read_npz(path: Path, grid) -> Spectrum:
@@ -362,10 +380,6 @@ def _fcinv_meta(attrs, fmt: str, path) -> dict:
     return meta
 
 
-#: the largest |coherent scattering length| (fm) a file may record (natural elements: |b| < 20 fm)
-MAX_B_COH_FM = 100.0
-
-
 def file_b_coh(value, source) -> dict:
     """A file's ``b_coh_fm`` record ({element: coherent scattering length, fm}, what the simulation
     used — ``fcinv simulate`` since session 42, ``fcinv scans``), checked: one-line
@@ -389,6 +403,8 @@ def file_b_coh(value, source) -> dict:
             f"{source}: b_coh_fm must map element symbols to coherent scattering lengths (fm, |b| ≤ {MAX_B_COH_FM:g}), "
             f"got {str(value)[:80]}"
         )
+    if all(v == 0 for v in out.values()):
+        raise FcinvError(f"{source}: b_coh_fm gives every element a scattering length of 0 fm (no coherent scattering)")
     return out
 
 

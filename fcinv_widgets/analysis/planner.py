@@ -1258,6 +1258,10 @@ def fit_scans_sqe(
         raise FcinvError(f"the scan images must be (k, {material.grid.shape[0]}, {material.grid.shape[1]}), got shape {Y.shape}")
     if not np.isfinite(Y).any(axis=(1, 2)).all():
         raise FcinvError("every scan image needs at least one measured (finite) pixel")
+    for c in range(len(Y)):
+        v = Y[c][np.isfinite(Y[c])]
+        if v.max() == v.min():
+            raise FcinvError(f"scan image {c} is constant ({v[0]:g} in every measured pixel): there is nothing to fit")
     angles = real_array(angles_deg, "angles_deg (degrees)", allow_nan=False).reshape(-1)
     idx = bank.index(angles)
     if len(idx) != len(Y):

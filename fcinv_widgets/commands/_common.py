@@ -475,13 +475,31 @@ def parse_species_values(items, option: str) -> dict:
 
 
 def _species_b_coh(args, crystal) -> dict:
+    from ..validate import MAX_B_COH_FM
+
     b = parse_species_values(getattr(args, "b_coh", None), "--b-coh")
     unknown = sorted(set(b) - set(crystal.symbols))
     if unknown:
         raise FcinvError(
             f"--b-coh {unknown[0]}=…: {unknown[0]!r} is not in the structure ({', '.join(sorted(set(crystal.symbols)))})"
         )
+    big = [k for k, v in b.items() if abs(v) > MAX_B_COH_FM]
+    if big:
+        raise FcinvError(f"--b-coh {big[0]}={b[big[0]]:g}: a coherent scattering length must be |b| ≤ {MAX_B_COH_FM:g} fm")
+    if b and set(b) >= set(crystal.symbols) and not any(b.values()):
+        raise FcinvError("--b-coh gives every element 0 fm: there is no coherent one-phonon scattering")
     return b
+
+
+def check_masses(masses: dict) -> dict:
+    """--mass values within :data:`~fcinv_widgets.validate.MASS_RANGE_AMU` (amu), else one line."""
+    from ..validate import MASS_RANGE_AMU
+
+    lo, hi = MASS_RANGE_AMU
+    bad = [k for k, v in masses.items() if not lo <= v <= hi]
+    if bad:
+        raise FcinvError(f"--mass {bad[0]}={masses[bad[0]]:g}: masses must be {lo:g}–{hi:g} amu")
+    return masses
 
 
 #: the largest --e-max (meV): the ARCS range the resolution model covers
@@ -536,7 +554,7 @@ def load_material(args, reference: str | None = None):
         masses = parse_species_values(getattr(args, "mass", None), "--mass")
         if any(m <= 0 for m in masses.values()):
             raise FcinvError("--mass values must be positive (amu)")
-        given = read_structure(structure).with_masses(masses)
+        given = read_structure(structure).with_masses(check_masses(masses))
         cr, pmat = given, None
         if getattr(args, "primitive", None):
             from ..structure import to_primitive
@@ -610,6 +628,7 @@ def load_material(args, reference: str | None = None):
     if masses:
         if any(m <= 0 for m in masses.values()):
             raise FcinvError("--mass values must be positive (amu)")
+        check_masses(masses)
         from ..materials import Material
 
         mat = Material(mat.name, mat.crystal.with_masses(masses), mat.supercell_matrix, mat.grid, mat.conventional_a)

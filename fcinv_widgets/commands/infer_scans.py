@@ -86,6 +86,12 @@ def run(args) -> int:
         params = getattr(ss, "params", None)
         if params is not None and len(params) == len(mat.reference_params):
             ref = np.asarray(params, float)[mat.active]
+        elif params is not None and len(params):
+            print(
+                f"warning: {args.scans}: its params_ev_a2 holds {len(params)} values, the {mat.name} basis has "
+                f"{len(mat.reference_params)}: no reference is shown (--reference dft or none to choose)",
+                file=sys.stderr,
+            )
     full, scans, corrections = prepare_scan_set(
         ss, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw, source=str(args.scans)
     )
