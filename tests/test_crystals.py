@@ -1310,6 +1310,17 @@ def test_plan_scans_sqe_any_crystal(tmp_path, capsys, nacl_measured):
     assert 0 <= sc["cover_1sigma"] <= sc["cover_2sigma"] <= 1
     assert checked["estimate_ev_a2"] == out["estimate_ev_a2"]  # the check leaves the fit and its plan alone
     assert checked["next_angles_deg"] == out["next_angles_deg"]
+    # a given set so soft that s lands at the end of the range searched: one warning line (it was
+    # printed only with --check-sigma for a while in session 45)
+    from fcinv_widgets.cli import main
+
+    FCBasis(b.crystal, [3, 3, 3]).write_force_constants(tmp_path / "FC_30", 0.3 * p)
+    far = ["--structure", str(d / "POSCAR"), "--force-constants", str(tmp_path / "FC_30"), "--inactive", "held"]
+    assert main([*plan, *far, "--scans", str(scans), "--measured", "0,30", "--json"]) == 0
+    o, e = capsys.readouterr()
+    assert json.loads(o)["stiffness"] == pytest.approx(2.0, rel=1e-3)
+    assert [x for x in e.splitlines() if x.startswith("warning:")] == [x for x in e.splitlines() if "end of the range" in x], e
+    assert "end of the range searched" in e
 
 
 @pytest.mark.parametrize(

@@ -266,6 +266,8 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
             mat = mat.with_reference(fit.params, mat.reference_source, mat.reference_name)
         if fit.stiffness is not None:
             source += f", overall stiffness {stiffness_text(fit.stiffness, fit.stiffness_sigma)} × the reference"
+            if stiffness_warning(fit.stiffness):
+                print(f"warning: {stiffness_warning(fit.stiffness)}", file=sys.stderr)
         if fit.inactive_fitted:
             source += ", the FCs outside the top 8 fitted with a prior"
         if args.check_sigma is not None:
@@ -275,8 +277,6 @@ def _run_sqe(args, mat, ss, cand, measured, angles, ei, u, v) -> int:
             check = check_scan_fit_sigma(
                 fit_mat, bank, fit, args.check_sigma, seed=args.seed, progress=not args.no_progress, scheduler=args.scheduler
             )
-            if stiffness_warning(fit.stiffness):
-                print(f"warning: {stiffness_warning(fit.stiffness)}", file=sys.stderr)
     else:
         estimate = np.clip(mat.reference_theta, dom[:, 0], dom[:, 1])
         source = f"{mat.name} reference, no scan measured yet"
