@@ -237,7 +237,9 @@ class SpectrumGrid:
             }
         except KeyError as exc:
             raise FcinvError(f"{group.file.filename}: /grid lacks {exc}") from None
-        grid = cls.from_dict(json.loads(text), **arrays)
+        from .validate import json_loads
+
+        grid = cls.from_dict(json_loads(text, f"{group.file.filename}:/grid description"), **arrays)
         if "energy_centers_mev" in group and not np.allclose(group["energy_centers_mev"][()], grid.e.centers, atol=1e-6):
             raise FcinvError(f"{group.file.filename}: /grid energies do not match its description")
         return grid

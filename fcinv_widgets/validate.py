@@ -357,6 +357,10 @@ def json_loads(text: str, what: str):
     import json
     import re
 
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", errors="replace")
+    if not isinstance(text, str):
+        raise FcinvError(f"{what}: not a JSON text (got {type(text).__name__})")
     depth = top = 0
     for m in re.finditer(r'"(?:\\.|[^"\\])*"|[\[\]{}]', text):
         tok = m.group()

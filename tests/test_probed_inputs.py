@@ -201,3 +201,28 @@ def test_fit_scans_refuses_a_constant_scan():
     bank = hits_bank(ge, [0.0], 80.0, qmax=3.0, cache=False)
     with pytest.raises(FcinvError, match="constant"):
         fit_scans_sqe(ge, bank, np.zeros((1, *ge.grid.shape)), [0.0])
+
+
+def test_deep_json_is_refused_before_the_decoder(capsys, scan_set, tmp_path):
+    """JSON nested 10⁵ deep: the decoder raises RecursionError, or — where a library has raised the
+    recursion limit, as happened inside pytest — overflows the C stack (a segmentation fault).
+    `validate.json_loads` counts the depth first; a scan set's meta nested that deep is one line."""
+    import sys
+
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.validate import json_loads
+
+    deep = "[" * 100_000 + "]" * 100_000
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(1_000_000)
+    try:
+        with pytest.raises(FcinvError, match="nested deeper than 64"):
+            json_loads(deep, "x")
+    finally:
+        sys.setrecursionlimit(old)
+    assert json_loads(b'{"a": ["[[[", {"b": 1}]}', "x") == {"a": ["[[[", {"b": 1}]}  # brackets in strings
+    bad = tmp_path / "deep.h5"
+    bad.write_bytes(scan_set.read_bytes())
+    with h5py.File(bad, "a") as f:
+        f.attrs["meta"] = deep
+    _one_line(capsys, ["infer-scans", "--model", "ge-vae", "--scans", str(bad), "--no-refine"], "meta attribute must be a JSON")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ..validate import as_real_array, finite_number, format_version, nonempty_list, real_array, whole_number
+from ..validate import as_real_array, finite_number, format_version, json_loads, nonempty_list, real_array, whole_number
 from ..noise import MAX_BACKGROUND, check_counts
 from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
@@ -93,13 +93,13 @@ class NoiseGridResult:
             try:
                 cov = [f[k][()] if k in f else None for k in ("coverage_1sigma", "coverage_2sigma")]
                 return cls(
-                    json.loads(f.attrs["names"]),
+                    json_loads(f.attrs["names"], f"{path}: attribute names"),
                     *(
                         f[k][()]
                         for k in ("backgrounds", "counts", "r2", "mae", "snr", "example_clean", "examples", "example_snr")
                     ),
                     model=str(f.attrs["model"]),
-                    meta=json.loads(f.attrs["meta"]),
+                    meta=json_loads(f.attrs["meta"], f"{path}: attribute meta"),
                     cov1=cov[0],
                     cov2=cov[1],
                 )

@@ -93,10 +93,8 @@ class ScanInference:
 
     @classmethod
     def load(cls, path) -> "ScanInference":
-        import json
-
         from ..errors import FcinvError
-        from ..validate import format_version, open_h5
+        from ..validate import format_version, json_loads, open_h5
 
         with open_h5(path, "scan-inference file") as f:
             if f.attrs.get("format") != "fcinv-scan-inference":
@@ -108,7 +106,8 @@ class ScanInference:
                     for k in ("angles_deg", "mean", "std", "full_mean", "full_std", "mse", "coverage", "inputs", "recon")
                 }
                 ref = f["reference"][()] if "reference" in f else None
-                return cls(names=json.loads(f.attrs["names"]), reference=ref, meta=json.loads(f.attrs["meta"]), **d)
+                names, meta = (json_loads(f.attrs[k], f"{path}: attribute {k}") for k in ("names", "meta"))
+                return cls(names=names, reference=ref, meta=meta, **d)
             except (KeyError, ValueError, TypeError) as exc:
                 raise FcinvError(f"{path}: a damaged scan-inference file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
