@@ -221,19 +221,15 @@ def _validate(spec: Spectrum, grid, material: str | None = None) -> Spectrum:
 
 
 def _check_file_ei(spec: Spectrum, grid) -> None:
-    """A file's Ei (its attribute or sample log) as ``--ei`` is checked: at most the ARCS range, and
-    above the largest energy of its bins (or of ``grid``'s) — neutrons cannot lose more than Ei."""
+    """A file's Ei (its attribute or sample log) must be a positive number within the ARCS range, as
+    ``--ei`` must (a Mantid log of 10⁹ meV went through ``invert``). An Ei below the grid's top is
+    allowed: a measurement leaves the bins above Ei empty, and the models say when an Ei lies outside
+    the range they were trained over (``ei_check``)."""
     ei = spec.meta.get("ei_mev")
     if ei is None:
         return
     if not (np.isfinite(ei) and 0 < ei <= EI_MAX_MEV):
         raise FcinvError(f"{spec.source}: the file's Ei must be a positive number of meV, at most {EI_MAX_MEV:g}, got {ei!r}")
-    top = float(grid.e.e_max) if grid is not None else (float(np.max(spec.energies)) if spec.energies is not None else None)
-    if top is not None and ei <= top:
-        raise FcinvError(
-            f"{spec.source}: the file's Ei ({ei:g} meV) is not above its largest energy ({top:g} meV); "
-            "neutrons cannot lose more energy than Ei"
-        )
 
 
 def _read_npz(path: Path, grid) -> Spectrum:
