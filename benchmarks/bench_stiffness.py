@@ -129,27 +129,22 @@ for k, seed in fits:
         err = est / t[big] - 1
         z = (est - t[big]) / sig
         check = None
-        if a.check_sigma and stiff and a.scans:
-            from fcinv_widgets.analysis.planner import check_scan_fit_sigma  # noqa: E402
+        if a.check_sigma and stiff:
+            if a.scans:
+                from fcinv_widgets.analysis.planner import check_scan_fit_sigma  # noqa: E402
 
-            c = check_scan_fit_sigma(start, bank, f, a.check_sigma, seed=100 + seed)
-            check = np.abs(c.z[:, pick]).ravel().tolist()
-            print(
-                f"   σ check ({a.check_sigma} draws, {c.seconds:.0f} s): ±1σ {np.mean(np.array(check) <= 1):.2f}, "
-                f"±2σ {np.mean(np.array(check) <= 2):.2f} on the active FCs ≥ 10 %; against the truth here: "
-                f"{np.mean(np.abs(z) <= 1):.2f}, {np.mean(np.abs(z) <= 2):.2f}",
-                flush=True,
-            )
-        if a.check_sigma and stiff and not a.scans:
-            from fcinv_widgets.analysis.refine import check_fit_sigma  # noqa: E402
+                c = check_scan_fit_sigma(start, bank, f, a.check_sigma, seed=100 + seed)
+                keep, zt = pick, z  # the active FCs ≥ 10 % of the largest, in the fit's θ order
+            else:
+                from fcinv_widgets.analysis.refine import check_fit_sigma  # noqa: E402
 
-            c = check_fit_sigma(start, r, a.check_sigma, seed=100 + seed)
-            keep = np.isin(r.active, big)  # the active FCs ≥ 10 % of the largest
+                c = check_fit_sigma(start, r, a.check_sigma, seed=100 + seed)
+                keep, zt = np.isin(r.active, big), z[np.isin(big, r.active)]
             check = np.abs(c.z[:, keep]).ravel().tolist()
             print(
                 f"   σ check ({a.check_sigma} draws, {c.seconds:.0f} s): ±1σ {np.mean(np.array(check) <= 1):.2f}, "
                 f"±2σ {np.mean(np.array(check) <= 2):.2f} on the active FCs ≥ 10 %; against the truth here: "
-                f"{np.mean(np.abs(z[np.isin(big, r.active)]) <= 1):.2f}, {np.mean(np.abs(z[np.isin(big, r.active)]) <= 2):.2f}",
+                f"{np.mean(np.abs(zt) <= 1):.2f}, {np.mean(np.abs(zt) <= 2):.2f}",
                 flush=True,
             )
         rows.append(
