@@ -61,6 +61,28 @@ def test_mantid_mdhisto(tmp_path, ge, image):
 
 
 @pytest.mark.parametrize(
+    "edges, error",
+    [
+        (lambda e: e[:-5], "has 136 values for 140 bins"),  # wrong length: was dropped, and the energy check with it
+        (lambda e: 0.5 * (e[1:] + e[:-1]), None),  # centres, not edges: read
+        (lambda e: e[::-1], "not strictly increasing"),
+        (lambda e: np.where(np.arange(e.size) == 3, np.nan, e), "non-finite"),
+    ],
+)
+def test_mantid_energy_axis_of_the_wrong_length_or_order_is_refused(tmp_path, ge, image, edges, error):
+    """Session 46: an energy axis with neither n + 1 edges nor n centres was ignored, so the file's
+    energy bins went unchecked against the model's grid."""
+    p = tmp_path / "e.nxs"
+    _write_mdhisto(p, image, edges(ge.grid.e.edges))
+    if error is None:
+        s = read_spectrum(p, ge.grid)
+        assert np.allclose(s.energies, ge.grid.e.centers)
+    else:
+        with pytest.raises(FcinvError, match=error):
+            read_spectrum(p, ge.grid)
+
+
+@pytest.mark.parametrize(
     "units, scale, refused",
     [
         ("Angstrom^-1", 1.0, False),  # the model's crystal: its path length

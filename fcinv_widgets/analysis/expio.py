@@ -317,16 +317,9 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
 
 def _attr(attrs, key):
     """An attribute of our files: JSON-encoded by spectrum_io, plain by ScanSet.save."""
-    import json
+    from ..validate import json_or_text
 
-    v = attrs.get(key)
-    if isinstance(v, bytes):
-        v = v.decode()
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except ValueError:
-            return v
+    v = json_or_text(attrs.get(key), f"attribute {key}")
     return v.item() if isinstance(v, np.generic) else v
 
 
@@ -502,12 +495,10 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     if e_axis:
         if e_axis[0] == keep[0]:
             img = img.T
-        edges = _h5_array(data, names[e_axis[0]], path, ndim=1)
-        energies = 0.5 * (edges[1:] + edges[:-1]) if len(edges) == img.shape[1] + 1 else None
+        energies = _axis_centers(data, names[e_axis[0]], img.shape[1], "energy", path)
         q_name = names[next(i for i in keep if i != e_axis[0])]
         if q_name in data and _in_inverse_angstrom(data[q_name].attrs):
-            qe = _h5_array(data, q_name, path, ndim=1)
-            q_distance = 0.5 * (qe[1:] + qe[:-1]) if len(qe) == img.shape[0] + 1 else None
+            q_distance = _axis_centers(data, q_name, img.shape[0], "momentum", path)
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid
     elif img.shape[0] == img.shape[1]:
@@ -523,6 +514,28 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
             stacklevel=2,
         )
     return Spectrum(img, str(path), "mantid-mdhisto", energies, _mantid_meta(f, path), q_distance)
+
+
+def _axis_centers(data, name: str, n: int, what: str, path) -> np.ndarray:
+    """Bin centres of Mantid axis ``name`` for ``n`` bins: the axis holds ``n + 1`` edges (Mantid's
+    histogram axes) or ``n`` centres; any other length, a non-finite value or an order that is not
+    strictly increasing is refused (an axis of the wrong length used to be dropped silently, and the
+    energy check with it)."""
+    a = _h5_array(data, name, path, ndim=1)
+    if not np.all(np.isfinite(a)):
+        raise FcinvError(f"{path}: the {what} axis MDHistoWorkspace/data/{name} holds non-finite values")
+    if a.size == n + 1:
+        centers = 0.5 * (a[1:] + a[:-1])
+    elif a.size == n:
+        centers = a
+    else:
+        raise GridMismatchError(
+            f"{path}: the {what} axis MDHistoWorkspace/data/{name} has {a.size} values for {n} bins "
+            f"of the signal (expected {n + 1} edges or {n} centres)"
+        )
+    if n > 1 and not np.all(np.diff(centers) > 0):
+        raise FcinvError(f"{path}: the {what} axis MDHistoWorkspace/data/{name} is not strictly increasing")
+    return centers
 
 
 def _in_inverse_angstrom(attrs) -> bool:
