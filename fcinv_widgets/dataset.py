@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FcinvError
-from .validate import format_version
+from .validate import format_version, json_loads
 
 SPLITS = {"train": 0, "test": 1}
 
@@ -444,7 +444,7 @@ def generate_dataset(
                 f.attrs["material"] == mat.name
                 and int(f.attrs["seed"]) == seed
                 and int(f.attrs["candidates_per_chunk"]) == candidates
-                and json.loads(f.attrs["resolution"]) == fm.resolution
+                and json_loads(f.attrs["resolution"], f"{out}: attribute resolution") == fm.resolution
                 and all(int(f[s].attrs["n_target"]) == n for s, n in splits.items() if s in f)
                 and np.allclose(f["domain"][()], domain)
                 and np.array_equal(f["reference_params"][()], mat.reference_params)
@@ -539,6 +539,9 @@ def run_tasks(fn, calls, desc: str, unit: str = "task", progress: bool = False, 
     the bar opens."""
     from tqdm.auto import tqdm
 
+    from .validate import flag
+
+    progress = flag(progress, "progress")
     calls = list(calls)
     with dask_session(scheduler) as client, tqdm(total=len(calls), desc=desc, unit=unit, disable=not progress) as bar:
         if client is None:
@@ -680,7 +683,7 @@ class Dataset:
                 else None
             )
             self.energies = f["grid/energy_centers_mev"][()]
-            self.labels = json.loads(f["grid"].attrs["labels"])
+            self.labels = json_loads(f["grid"].attrs["labels"], f"{self.path}: /grid attribute labels")
             from .grid import SpectrumGrid
 
             self.grid = SpectrumGrid.from_hdf5(f["grid"]) if "grid" in f["grid"].attrs else None

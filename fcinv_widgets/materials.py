@@ -22,7 +22,6 @@ the DFT value (:func:`.ensemble.domain.reality_domain`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
@@ -34,6 +33,7 @@ from .basis import FCBasis
 from .errors import FcinvError, MissingDependencyError
 from .grid import EnergyGrid, SpectrumGrid, build_qpath
 from .structure import Crystal, read_structure
+from .validate import json_loads
 
 N_ACTIVE = 8
 
@@ -152,7 +152,7 @@ class Material:
     def _summary(self):
         p = data_path("ensemble", f"{self.name.lower()}.json")
         if p.is_file():
-            return json.loads(p.read_text())
+            return json_loads(p.read_text(), str(p))
         return None
 
     @property
@@ -228,7 +228,7 @@ class Material:
             return None
         from .fitting import DispersionFit
 
-        fit = DispersionFit.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        fit = DispersionFit.from_dict(json_loads(p.read_text(encoding="utf-8"), str(p)))
         if len(fit.params) != self.basis.n_params or list(fit.names) != list(self.basis.names):
             raise FcinvError(f"{p}: the fit's parameters do not match the {self.name} basis")
         return fit

@@ -67,6 +67,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .errors import FcinvError
+from .validate import json_loads
 
 #: the σ (meV) of the training datasets' unit-weight Gaussians
 DATASET_SIGMA_MEV = 1.0
@@ -610,7 +611,7 @@ def load_bank(path):
             if len(shape) != 3 or min(shape) < 1 or shape[:2] != tuple(packed_shape[:2]) or -(-shape[2] // 8) != packed_shape[2]:
                 raise ValueError(f"shape {shape} does not match the packed masks {tuple(packed_shape)}")
             masks = np.unpackbits(z["masks"], axis=-1)[..., : shape[-1]].astype(bool).reshape(shape)
-            meta = json.loads(str(z["meta"]))
+            meta = json_loads(str(z["meta"]), f"{path}: meta")
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
     except FcinvError:

@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import FcinvError
 from .grid import SpectrumGrid
+from .validate import json_or_text
 
 
 def write_spectrum(path, image, grid: SpectrumGrid, material: str = "", **meta) -> None:
@@ -59,19 +60,14 @@ def read_attrs(path) -> dict:
         raise FcinvError(not_a_file(path, "spectrum file"))
     try:
         with h5py.File(path, "r") as f:
-            return {k: _decode(v) for k, v in f.attrs.items()}
+            return {k: _decode(v, f"{path}: attribute {k}") for k, v in f.attrs.items()}
     except OSError as exc:
         raise FcinvError(f"cannot read {path} as HDF5: {exc}") from None
 
 
-def _decode(v):
+def _decode(v, what: str = "an attribute"):
     """Attributes written as JSON come back as Python values; plain strings stay strings."""
-    if isinstance(v, str):
-        try:
-            return json.loads(v)
-        except ValueError:
-            return v
-    return v
+    return json_or_text(v, what)
 
 
 def file_elements(value, source) -> list[str] | None:

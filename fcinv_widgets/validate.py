@@ -349,12 +349,10 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
 MAX_JSON_DEPTH = 64
 
 
-def json_loads(text: str, what: str):
-    """``json.loads`` of a file's JSON text with its nesting checked first: a text nested deeper than
-    :data:`MAX_JSON_DEPTH` (``[[[[…`` 10⁵ deep) raises RecursionError in the decoder or, where a
-    library has raised the recursion limit, overflows the C stack (a segmentation fault). One
-    :class:`FcinvError` naming ``what`` for that and for anything the decoder refuses."""
-    import json
+def _json_text(text, what: str) -> str:
+    """``text`` as a str, its nesting checked: a text nested deeper than :data:`MAX_JSON_DEPTH`
+    (``[[[[…`` 10⁵ deep) raises RecursionError in the decoder or, where a library has raised the
+    recursion limit, overflows the C stack (a segmentation fault)."""
     import re
 
     if isinstance(text, (bytes, bytearray)):
@@ -371,7 +369,34 @@ def json_loads(text: str, what: str):
                 raise FcinvError(f"{what}: not a JSON file (nested deeper than {MAX_JSON_DEPTH} levels)")
         elif tok in "]}":
             depth -= 1
+    return text
+
+
+def json_loads(text: str, what: str):
+    """``json.loads`` of a file's JSON text (or an attribute's) with its nesting checked first
+    (:func:`_json_text`). One :class:`FcinvError` naming ``what`` for that and for anything the
+    decoder refuses. Every JSON the package reads goes through here."""
+    import json
+
+    text = _json_text(text, what)
     try:
         return json.loads(text)
     except (ValueError, RecursionError) as exc:  # (JSONDecodeError is a ValueError; so is a 5000-digit number)
         raise FcinvError(f"{what}: not a JSON file ({str(exc)[:120]})") from None
+
+
+def json_or_text(value, what: str):
+    """An HDF5 attribute that is JSON where it can be and plain text otherwise: the decoded value,
+    or the string itself when it is not JSON — but a text nested deeper than :data:`MAX_JSON_DEPTH`
+    is refused (:func:`_json_text`) rather than handed to the decoder."""
+    import json
+
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str):
+        return value
+    _json_text(value, what)
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return value

@@ -305,7 +305,13 @@ def test_planner_and_dataset_arguments(ge, ge_fm, tmp_path, monkeypatch):
 def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypatch):
     """The S(Q,E) planner and fit, pixel information, scan inference and its physics fits (session
     27: 478 leaks of 988 before, AttributeErrors from a material or bank of another type among them)."""
-    from fcinv_widgets.analysis.planner import fit_scans_sqe, hits_bank, pixel_information, plan_orientations_sqe
+    from fcinv_widgets.analysis.planner import (
+        check_scan_fit_sigma,
+        fit_scans_sqe,
+        hits_bank,
+        pixel_information,
+        plan_orientations_sqe,
+    )
     from fcinv_widgets.analysis.scan_inference import infer_scans, refine_scan_inference
     from fcinv_widgets.models import load_model
     from fcinv_widgets.scans import simulate_scans
@@ -346,6 +352,13 @@ def test_sqe_planner_and_scan_inference_arguments(ge, ge_fm, tmp_path, monkeypat
     calls += [(f"infer_scans({k}=)", lambda v, k=k: scans(**{k: v})) for k in keys + ("temperature_k", "clip_percentile", "raw")]
     keys = ("res", "ss", "material", "temperature_k", "domain", "single_scan_limit", "full_data_limit", "progress", "edge_domain")
     calls += [(f"refine_scan_inference({k}=)", lambda v, k=k: refit(**{k: v})) for k in keys]
+    one = fit()
+
+    def check(**kw):  # session 46: the scan fit's σ check (session 45) was not fuzzed
+        return check_scan_fit_sigma(**(dict(material=ge, bank=bank, fit=one, n_draws=2) | kw))
+
+    keys = ("material", "bank", "fit", "n_draws", "seed", "progress", "scheduler")
+    calls += [(f"check_scan_fit_sigma({k}=)", lambda v, k=k: check(**{k: v})) for k in keys]
     assert _leaks(calls, seconds=5) == []
     # a preset's name is a material
     assert np.array_equal(plan(material="Ge").angles_deg, plan().angles_deg)

@@ -235,3 +235,52 @@ def test_deep_json_is_refused_before_the_decoder(capsys, scan_set, tmp_path):
     with h5py.File(bad, "a") as f:
         f.attrs["meta"] = deep
     _one_line(capsys, ["infer-scans", "--model", "ge-vae", "--scans", str(bad), "--no-refine"], "meta attribute must be a JSON")
+
+
+def test_our_own_files_with_deep_json_are_one_line(capsys, tmp_path):
+    """Session 46: the JSON inside fcinv's own files (a model's config, ood.json, trust.json,
+    metrics.json, a spectrum file's attributes) went to ``json.loads`` unchecked — a file nested
+    10⁵ deep was a RecursionError traceback. Every site now goes through `validate.json_loads`
+    (or `json_or_text` for attributes that may be plain text)."""
+    import shutil
+
+    import torch
+
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.commands.evaluate import _metrics_of
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.materials import data_path
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.ood import OODStats
+    from fcinv_widgets.models.trust import load_trust_limit
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    deep = "[" * 100_000 + "]" * 100_000
+    model = tmp_path / "m"
+    shutil.copytree(data_path("models", "ge-vae"), model)
+    for name in ("ood.json", "trust.json", "metrics.json"):
+        good = (model / name).read_text()
+        (model / name).write_text(deep)
+        with pytest.raises(FcinvError, match="nested deeper than 64"):
+            {
+                "ood.json": OODStats.load,
+                "trust.json": lambda p: load_trust_limit(p.with_name("model.pt")),
+                "metrics.json": lambda p: _metrics_of(str(p)),
+            }[name](model / name)
+        (model / name).write_text(good)
+
+    ck = torch.load(model / "model.pt", map_location="cpu", weights_only=True)
+    ck["config"] = deep
+    torch.save(ck, model / "model.pt")
+    with pytest.raises(FcinvError, match="nested deeper than 64"):
+        load_model(model)
+
+    from fcinv_widgets.materials import get_material
+
+    ge = get_material("Ge")
+    spec = tmp_path / "s.h5"
+    write_spectrum(spec, np.ones(ge.grid.shape), ge.grid, material="Ge")
+    with h5py.File(spec, "a") as f:
+        f.attrs["temperature_k"] = deep
+    with pytest.raises(FcinvError, match="nested deeper than 64"):
+        read_spectrum(spec, ge.grid)

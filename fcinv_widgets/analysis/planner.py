@@ -49,7 +49,17 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..noise import MAX_BACKGROUND, MAX_COUNTS
-from ..validate import MAX_TEMPERATURE_K, fc_box, finite_number, flag, need_type, nonempty_list, real_array, whole_number
+from ..validate import (
+    MAX_TEMPERATURE_K,
+    fc_box,
+    json_loads,
+    finite_number,
+    flag,
+    need_type,
+    nonempty_list,
+    real_array,
+    whole_number,
+)
 from ..grid import SpectrumGrid
 from ..sqe import FoldPoints
 from ..units import HBAR2_OVER_2
@@ -121,7 +131,7 @@ class CoverageBank:
         path = as_path(path, "coverage bank")
         try:
             with np.load(path, allow_pickle=False) as z:
-                info = json.loads(str(z["info"]))
+                info = json_loads(str(z["info"]), f"{path}: info")
                 return cls(info["material"], float(info["ei_mev"]), z["angles_deg"], z["exposure"], info.get("meta", {}))
         except (OSError, KeyError, ValueError) as exc:
             raise FcinvError(f"cannot read the coverage bank {path}: {exc}") from None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, check_model_domain, emit
 from ..errors import FcinvError
+from ..validate import json_loads
 
 
 def register(sub):
@@ -77,7 +78,7 @@ def _metrics_of(ref: str) -> tuple:
         p = resolve_model(ref).with_name("metrics.json")
     if not p.is_file():
         raise FcinvError(f"no metrics for {ref!r} ({p}): run `fcinv evaluate --write-metrics` on it first")
-    d = json.loads(p.read_text())
+    d = json_loads(p.read_text(), str(p))
     return str(d.get("model", ref)), d
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import FcinvError, MissingDependencyError
 from ..structure import Crystal
-from ..validate import as_path, format_version, open_h5
+from ..validate import as_path, format_version, json_loads, json_or_text, open_h5
 from .calculators import ModelSpec, get_calculator, package_version, package_versions
 
 FORMAT = "fcinv-ensemble"
@@ -459,18 +459,18 @@ def _read_ensemble(path: str) -> dict:
         format_version(h.attrs.get("version"), str(path), VERSION)
         out["attrs"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in h.attrs.items()}
         out["structure"] = {k: h["structure"][k][()] for k in h["structure"]}
-        out["structure"]["symbols"] = json.loads(h["structure"].attrs["symbols"])
+        out["structure"]["symbols"] = json_loads(h["structure"].attrs["symbols"], f"{path}: /structure symbols")
         if "qpath" in h:
             out["qpath"] = {k: h["qpath"][k][()] for k in h["qpath"]}
-            out["qpath"]["labels"] = json.loads(h["qpath"].attrs["labels"])
-        order = json.loads(h["models"].attrs["order"])
+            out["qpath"]["labels"] = json_loads(h["qpath"].attrs["labels"], f"{path}: /qpath labels")
+        order = json_loads(h["models"].attrs["order"], f"{path}: /models order")
         for name in order:
             g = h["models"][_group_name(name)]
             r = {}
             for k, v in g.attrs.items():
                 v = v.item() if hasattr(v, "item") else v
                 if k in ("timings", "package_versions", "relax_info", "projection_residual"):
-                    v = json.loads(v)
+                    v = json_loads(v, f"{path}: model {name} attribute {k}")
                 r[k] = v
             for k in g:
                 r[k] = g[k][()]
@@ -480,9 +480,6 @@ def _read_ensemble(path: str) -> dict:
             d = {k: p[k][()] for k in p}
             for k, v in p.attrs.items():
                 v = v.item() if hasattr(v, "item") else v
-                try:
-                    d[k] = json.loads(v) if isinstance(v, str) else v
-                except json.JSONDecodeError:
-                    d[k] = v
+                d[k] = json_or_text(v, f"{path}: /projection attribute {k}")
             out["projection"] = d
     return out

@@ -287,8 +287,7 @@ def run_material(
 
 def results_from_h5(path, material):
     """Result dicts (as :func:`run_ensemble` returns them) from an ensemble HDF5 file."""
-    import json as _json
-
+    from ..validate import json_loads
     from .fcsets import read_ensemble_h5
 
     d = read_ensemble_h5(path)
@@ -301,5 +300,5 @@ def results_from_h5(path, material):
         r.pop("params", None)
         r.pop("projection_residual", None)
         results.append(r)
-    settings = _json.loads(d["attrs"].get("settings", "{}") or "{}")
+    settings = json_loads(d["attrs"].get("settings", "{}") or "{}", "the ensemble file's settings")
     return results, np.asarray(d["structure"]["supercell_matrix"], int), settings

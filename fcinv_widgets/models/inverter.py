@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError, FcinvWarning, GridMismatchError, MissingDependencyError
-from ..validate import finite_number, flag
+from ..validate import finite_number, flag, json_loads
 
 #: the input regimes σ is calibrated for separately: a measurement whose intensity is the fast
 #: model's, a one-phonon S(Q,E) (measured or simulated, corrected to the model's intensity once), and
@@ -191,7 +191,7 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
     path = resolve_model(as_path(name_or_dir, "model (a shipped name such as ge-vae, a folder or a model.pt)"))
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = json.loads(ck["config"])
+        cfg = json_loads(ck["config"], f"{path}: config")
         format_version(cfg.get("version"), str(path))  # a newer layout: say so, do not guess at it
         model = _build(ck, cfg)
     except FcinvError:

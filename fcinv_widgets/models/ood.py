@@ -111,7 +111,7 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..validate import flag as flag_arg
-from ..validate import format_version
+from ..validate import format_version, json_loads
 
 FORMAT = "fcinv-ood"
 #: noise cells used for the thresholds: the grid's operating region (B ≤ 0.2, P ≥ 30)
@@ -1416,7 +1416,7 @@ class OODStats:
 
         path = as_path(path, "ood.json")
         try:
-            d = json.loads(Path(path).read_text())
+            d = json_loads(Path(path).read_text(), str(path))
             if d.get("format") != FORMAT:
                 raise ValueError(f"format {d.get('format')!r}")
             format_version(d.get("version"), str(path))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
+from ..validate import json_loads
 
 
 from ..metrics import r2_score as _r2  # noqa: E402  (the one R²: NaN for a constant target)
@@ -210,7 +211,7 @@ def _fit(
                 sched.load_state_dict(st["sched"])
             best_state = st["best"]
             start, best, bad = int(st["epoch"]), float(st["best_loss"]), int(st["bad"])
-            history = json.loads(st["history"])
+            history = json_loads(st["history"], "history")
         except Exception as exc:  # truncated file, another model's state, a foreign pickle
             first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise FcinvError(

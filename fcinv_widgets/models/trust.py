@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FcinvError
-from ..validate import format_version
+from ..validate import format_version, json_loads
 
 TRUST_FILE = "trust.json"
 FORMAT = "fcinv-trust"
@@ -82,7 +82,7 @@ def save_trust_limit(model_path, single_scan_limit: float, full_data_limit: floa
         rec["full_data_limit"] = _check_limit(full_data_limit, out, "full_data_limit")
     kept: dict = {}
     try:
-        old = json.loads(out.read_text()) if out.is_file() else {}
+        old = json_loads(out.read_text(), str(out)) if out.is_file() else {}
     except (OSError, ValueError):
         old = {}  # a damaged file is replaced whole
     if isinstance(old, dict) and old.get("model_sha256") == sha:
@@ -179,7 +179,7 @@ def load_trust_limit(model_path) -> tuple[float | None, dict, str | None]:
     if not p.is_file():
         return None, {}, f"no {TRUST_FILE} beside {ckpt}"
     try:
-        d = json.loads(p.read_text())
+        d = json_loads(p.read_text(), str(p))
     except (OSError, ValueError) as exc:
         raise FcinvError(f"{p} is not a readable trust-limit file ({exc})") from None
     if not isinstance(d, dict):
