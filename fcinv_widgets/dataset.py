@@ -578,7 +578,14 @@ def dask_client(scheduler):
     if isinstance(scheduler, Client):
         return scheduler, None
     if isinstance(scheduler, str) and scheduler.startswith("local"):
-        n = int(scheduler.split(":")[1]) if ":" in scheduler else 2
+        from .validate import max_workers
+
+        try:
+            n = int(scheduler.split(":")[1]) if ":" in scheduler else 2
+        except ValueError:
+            raise FcinvError(f"scheduler {scheduler!r}: local:N needs a whole number of workers N") from None
+        if not 1 <= n <= max_workers():
+            raise FcinvError(f"scheduler {scheduler!r}: local:N takes 1 to {max_workers()} workers on this machine")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), cluster
     try:

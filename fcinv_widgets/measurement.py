@@ -124,14 +124,23 @@ class MeasurementModel:
     def __post_init__(self):
         if not isinstance(self.sqe_resolved_lines, bool):
             raise FcinvError(f"measurement model: sqe_resolved_lines must be true or false, got {self.sqe_resolved_lines!r}")
+        from .validate import is_real_number
+
         for k in ("p_clean", "p_resolution", "p_elastic", "p_noiseless", "p_mask", "p_single", "p_sqe"):
             v = getattr(self, k)
-            if not (0 <= v <= 1):
-                raise FcinvError(f"measurement model: {k} must be a probability in [0, 1], got {v!r}")
+            if not (is_real_number(v) and 0 <= v <= 1):
+                raise FcinvError(f"measurement model: {k} must be a probability in [0, 1], got {v!r}"[:200])
         for k in ("ei_factor", "elastic", "background", "slope", "counts"):
-            lo, hi = getattr(self, k)
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-                raise FcinvError(f"measurement model: {k} must be a range lo ≤ hi, got {getattr(self, k)!r}")
+            r = getattr(self, k)
+            ok = isinstance(r, (tuple, list)) and len(r) == 2 and all(is_real_number(v) for v in r)
+            if not (ok and np.isfinite(r[0]) and np.isfinite(r[1]) and r[0] <= r[1]):
+                raise FcinvError(f"measurement model: {k} must be a range (lo, hi) of numbers with lo ≤ hi, got {r!r}"[:200])
+        n = self.n_ei_kernels
+        if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 1 <= n <= 1000):
+            raise FcinvError(f"measurement model: n_ei_kernels must be a whole number from 1 to 1000, got {n!r}"[:200])
+        for k in ("extra", "sqe_scan_geometry"):
+            if not isinstance(getattr(self, k), dict):
+                raise FcinvError(f"measurement model: {k} must be a dict, got {type(getattr(self, k)).__name__}")
         if self.ei_factor[0] <= 1.0:
             raise FcinvError("measurement model: Ei must exceed the grid's largest energy (ei_factor > 1)")
         if self.counts[0] <= 0 or self.background[0] < 0 or self.elastic[0] < 0:
@@ -157,9 +166,18 @@ class MeasurementModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> MeasurementModel:
+        from dataclasses import fields
+
+        if not isinstance(d, dict):
+            raise FcinvError(f"measurement model: a dict of its settings, got {type(d).__name__}")
+        unknown = sorted(set(map(str, d)) - {f.name for f in fields(cls)})
+        if unknown:
+            raise FcinvError(f"measurement model: unknown setting(s) {', '.join(unknown)}"[:200])
         d = dict(d)
         for k in ("ei_factor", "elastic", "background", "slope", "counts", "sqe_temperatures"):
             if k in d:
+                if not isinstance(d[k], (list, tuple)):
+                    raise FcinvError(f"measurement model: {k} must be a list of numbers, got {d[k]!r}"[:200])
                 d[k] = tuple(d[k])
         return cls(**d)
 
@@ -391,9 +409,10 @@ def creation_correction(energies_mev, temperature_k: float) -> np.ndarray:
     """(nE,) E/(n(E,T)+1) per energy bin centre (meV), 0 at E ≤ 0: the factor inference applies to a
     measured one-phonon S(Q,E) (``analysis.expio.to_model_intensity``), here for rendering."""
     from .sqe import bose_factor
+    from .validate import as_real_array
 
-    e = np.asarray(energies_mev, float)
-    return np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), float(temperature_k)), 0.0)
+    e = as_real_array(energies_mev, "energies_mev (meV)")  # (complex energies lost their imaginary part with a warning)
+    return np.where(e > 0, e / bose_factor(np.maximum(e, 1e-9), temperature_k), 0.0)
 
 
 def reference_slot_weights(

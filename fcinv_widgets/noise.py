@@ -37,6 +37,11 @@ class NoiseLevel:
     background: float
     counts: float | None
 
+    def __post_init__(self):  # NoiseLevel(-1, nan) was made without a word; add_noise refused it only later
+        finite_number(self.background, f"background B (× the peak, ≤ {MAX_BACKGROUND:g})", positive=False, maximum=MAX_BACKGROUND)
+        if self.counts is not None:
+            check_counts(self.counts)
+
     def label(self) -> str:
         p = "∞" if self.counts is None or not np.isfinite(self.counts) else f"{self.counts:g}"
         return f"B={self.background:g}, P={p}"
@@ -57,6 +62,8 @@ def check_counts(counts) -> float:
 
 def _check(spectra) -> np.ndarray:
     x = as_real_array(spectra, "spectra")
+    if x.size == 0:
+        raise FcinvError(f"spectra: no pixels (an empty array of shape {x.shape})")
     if x.ndim < 2:
         raise FcinvError(f"spectra must be (nq, nE) or (N, nq, nE), got shape {x.shape}")
     finite = np.isfinite(x)
@@ -76,6 +83,8 @@ def _check(spectra) -> np.ndarray:
 def minmax(x: np.ndarray) -> np.ndarray:
     """Min-max scale each (nq, nE) image to [0, 1], ignoring NaN."""
     x = np.asarray(x, dtype=float)
+    if x.ndim < 2 or x.size == 0:
+        raise FcinvError(f"minmax scales (nq, nE) images, got an array of shape {x.shape}")
     lead = x.shape[:-2]
     flat = x.reshape((-1, x.shape[-2] * x.shape[-1]))
     lo = np.nanmin(flat, axis=1, keepdims=True)

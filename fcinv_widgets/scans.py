@@ -507,6 +507,25 @@ def default_params(mat, fc=None):
     return mat.reference_params, f"reference ({mat.reference_source})"
 
 
+def check_stable(mat, params, allow: bool = False) -> float:
+    """The lowest mode energy (meV) of the full parameter set ``params`` (eV/Å²) on ``mat``'s q-path
+    and stability mesh; a set with a mode below −0.1 meV (imaginary) is refused unless ``allow``.
+    The one-phonon S(Q,E) drops imaginary modes (no energy to put them at): an unstable set
+    simulated as S(Q,E) lost its unstable branches without a word — negated force constants
+    wrote an all-zero image with exit 0 — while the fast image path refused it."""
+    from .errors import UnstableError
+    from .forward import UNSTABLE_BELOW_MEV
+
+    fm = mat.with_reference(params, "the force constants to simulate").forward_model()
+    lo = float(fm.min_energy(fm.reference_theta[None])[0])
+    if not np.isfinite(lo) or (lo < UNSTABLE_BELOW_MEV and not allow):
+        raise UnstableError(
+            f"this force-constant set is dynamically unstable (lowest mode {lo:.3f} meV < {UNSTABLE_BELOW_MEV} meV on the "
+            "q-path and stability mesh): its S(Q,E) would leave the imaginary modes out; pass --allow-unstable to write it anyway"
+        )
+    return lo
+
+
 def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()

@@ -73,6 +73,7 @@ def bose_factor(energy_mev, temperature_k: float) -> np.ndarray:
 
 def coth_factor(energy_mev, temperature_k: float) -> np.ndarray:
     """coth(E / 2k_BT) = 2n + 1; 1 at T = 0."""
+    temperature_k = finite_number(temperature_k, "temperature (K)", positive=False)  # as bose_factor
     if temperature_k == 0:
         return np.ones_like(np.asarray(energy_mev, float))
     return 1.0 / np.tanh(np.asarray(energy_mev, float) / (2 * KB_MEV * temperature_k))
@@ -204,10 +205,11 @@ class SQE:
 
 def mode_sigma(energies, sigma_mev: float = 1.0, ei_mev: float | None = None) -> np.ndarray:
     """Gaussian σ (meV) of each mode: constant, or the ARCS resolution at Ei for the mode energy."""
-    if ei_mev is None:
-        return np.full(np.shape(energies), float(sigma_mev))
+    if ei_mev is None:  # (a σ of 0 or NaN made NaN Gaussians without a word)
+        return np.full(np.shape(energies), finite_number(sigma_mev, "sigma_mev (Gaussian σ, meV)", positive=True))
     from .broadening import sigma_arcs
 
+    ei_mev = finite_number(ei_mev, "ei_mev (incident energy, meV)", positive=True)
     return sigma_arcs(np.clip(energies, None, 0.98 * ei_mev), ei_mev)
 
 
@@ -433,6 +435,9 @@ def kinematic_q_range(ei_mev: float, energies_mev, angle_min_deg: float = 0.0, a
     and scattering angles between the two limits: (qlo, qhi), same shape as ``energies_mev``."""
     from .units import NEUTRON_E_TO_K2
 
+    ei_mev = finite_number(ei_mev, "ei_mev (incident energy, meV)", positive=True)
+    angle_min_deg = finite_number(angle_min_deg, "angle_min_deg (scattering angle, degrees)")
+    angle_max_deg = finite_number(angle_max_deg, "angle_max_deg (scattering angle, degrees)")
     ki = math.sqrt(ei_mev * NEUTRON_E_TO_K2)
     kf = np.sqrt(np.clip(ei_mev - np.asarray(energies_mev, float), 0, None) * NEUTRON_E_TO_K2)
     # clipped at 0: at E → 0 and a zero angle the difference of squares rounds to just below 0

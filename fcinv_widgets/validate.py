@@ -345,6 +345,13 @@ def check_spectra(data, shape=None, name: str = "spectrum") -> np.ndarray:
     return x
 
 
+def max_workers() -> int:
+    """The most local worker processes or CPU threads a stage may start: 4 per core (at least 8).
+    ``local:100000`` made Dask create scratch folders until it was killed; 10⁵ torch threads on a
+    shared node help nobody."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 #: the deepest nesting of [ and { that a JSON text from a file may have (ours have 3 or 4 levels)
 MAX_JSON_DEPTH = 64
 

@@ -1362,3 +1362,43 @@ def test_domain_of_any_crystal(capsys, nacl_measured):
     assert 0 < out["stable_fraction_uniform"] <= 1 and out["stable_samples"] == 300
     assert main(["domain", "--structure", str(d / "POSCAR")]) == 2
     assert "needs --force-constants" in capsys.readouterr().err
+
+
+def test_unstable_force_constants_are_not_simulated_as_sqe(tmp_path, capsys, nacl_measured):
+    """Session 46 (a probe on EMT Cu): `simulate --full-sqe` and `scans` wrote dynamically unstable
+    force constants with exit 0 — the one-phonon S(Q,E) leaves imaginary modes out, and a negated
+    set wrote an all-zero image — while the fast image path refused them. Now refused the same way
+    (`--allow-unstable` overrides); `plan-scans --sqe` says so in one warning line, as refine does."""
+    from fcinv_widgets.cli import main
+
+    d, b, p = nacl_measured
+    half = tmp_path / "FC_HALF_BAD"  # one spring made negative: some branches imaginary, the rest real
+    b.write_force_constants(half, _spring_params(b, {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): -0.6, ("Cl", "Cl", 4.1): 0.3}))
+    neg = tmp_path / "FC_NEG"
+    b.write_force_constants(neg, -p)
+    common = ["--structure", str(d / "POSCAR"), "--qmax", "4", "--e-max", "50"]  # (an unstable set sizes no grid)
+    for fc, extra in ((half, []), (neg, []), (neg, ["--allow-unstable"])):
+        argv = [
+            "simulate",
+            *common,
+            "--force-constants",
+            str(fc),
+            "--full-sqe",
+            "--ei",
+            "60",
+            "--out",
+            str(tmp_path / "s.h5"),
+            *extra,
+        ]
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("dynamically unstable" in err[0] or "all zero" in err[0]), err
+    argv = ["scans", *common, "--force-constants", str(half), "--ei", "60", "--angles", "0,30", "--out", str(tmp_path / "sc.h5")]
+    assert main(argv) == 2
+    assert "dynamically unstable" in capsys.readouterr().err
+    assert main([*argv, "--allow-unstable", "--no-progress"]) == 0
+    capsys.readouterr()
+    argv = ["plan-scans", "--sqe", *common, "--force-constants", str(neg), "--ei", "60", "--n", "1", "--candidates", "0:90:30"]
+    assert main([*argv, "--no-progress", "--json"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(err) == 1 and "FC_NEG are dynamically unstable" in err[0], err

@@ -230,10 +230,15 @@ def plot_r2_bars(metrics: dict, title=None, ax=None):
 
     if not isinstance(metrics, dict) or not metrics:
         raise FcinvError(f"metrics must be {{label: metrics dict}}, got {type(metrics).__name__}")
+    n = None
     for lab, m in metrics.items():
-        if not isinstance(m, dict) or "names" not in m or "r2" not in m or len(m["r2"]) != len(m["names"]):
-            raise FcinvError(f"metrics[{lab!r}] needs 'names' and 'r2' of one length (a metrics.json)")
-        real_array(m["r2"], f"metrics[{lab!r}]['r2']")
+        ok = isinstance(m, dict) and isinstance(m.get("names"), list) and isinstance(m.get("r2"), list)
+        if not ok or len(m["r2"]) != len(m["names"]) or not all(isinstance(v, str) for v in m["names"]):
+            raise FcinvError(f"metrics[{lab!r}] needs 'names' (text) and 'r2' lists of one length (a metrics.json)")
+        if n is not None and len(m["names"]) != n:
+            raise FcinvError(f"metrics[{lab!r}] has {len(m['names'])} FCs, the first {n}: the bars compare like with like")
+        n = len(m["names"])
+        real_array([np.nan if v is None else v for v in m["r2"]], f"metrics[{lab!r}]['r2']")
     labels = list(metrics)
     names = metrics[labels[0]]["names"]
     if ax is None:

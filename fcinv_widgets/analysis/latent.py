@@ -67,6 +67,9 @@ class LatentMap:
     def fit(cls, mu, params, names, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> "LatentMap":
         import umap
 
+        from ..validate import finite_number
+
+        min_dist = finite_number(min_dist, "min_dist (UMAP; its spread is 1)", positive=False, maximum=1.0)
         mu = np.asarray(mu, float)
         if len(mu) < max(5, n_neighbors):
             raise FcinvError(f"UMAP needs more points than n_neighbors ({n_neighbors}); got {len(mu)}")

@@ -78,12 +78,28 @@ def scheduler_address(text) -> str:
         raise argparse.ArgumentTypeError("is empty: give a Dask scheduler address or local:N")
     if s.startswith("local"):
         _, _, n = s.partition(":")
+        from ..validate import max_workers
+
         try:
-            if int(n or "1") < 1:
+            if not 1 <= int(n or "1") <= max_workers():
                 raise ValueError
         except ValueError:
-            raise argparse.ArgumentTypeError(f"local:N needs a positive number of workers N, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"local:N needs a number of workers N from 1 to {max_workers()} (4 per core here), got {text!r}"
+            ) from None
     return s
+
+
+def thread_count(text) -> int:
+    """A number of CPU threads or worker processes: 1 to :func:`~fcinv_widgets.validate.max_workers`."""
+    from ..validate import max_workers
+
+    return _number(text, int, "a whole number", lambda v: 1 <= v <= max_workers(), f"from 1 to {max_workers()} (4 per core here)")
+
+
+def unit_float(text) -> float:
+    """A finite number from 0 to 1."""
+    return _number(text, float, "a number from 0 to 1", lambda v: 0 <= v <= 1)
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -255,14 +271,44 @@ def check_output(path, flag: str = "--out", kind: str = "file", fmt: str | None 
         raise FcinvError(f"{flag} {path}: the folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise FcinvError(f"{flag} {path}: no permission to write there")
-    if kind == "file" and fmt and p.is_file() and p.stat().st_size > 0:
-        found = _hdf5_format(p)
-        if found != fmt:
+    if kind == "file" and fmt == FIGURE:
+        _check_figure_suffix(p, flag)
+    elif kind == "file" and fmt and p.is_file() and p.stat().st_size > 0:
+        if fmt == JSON:
+            found = "JSON" if _is_json_text(p) else None
+            what = "not a JSON file"
+        else:
+            found = _hdf5_format(p)
             what = "not an HDF5 file" if found is None else f"an HDF5 file of format {found!r}"
+        if found != fmt:
             raise FcinvError(
                 f"{flag} {path}: exists and is {what}, not {fmt!r}; will not overwrite it (remove it or choose another name)"
             )
     return p
+
+
+#: ``fmt`` of :func:`check_output` for a figure (its suffix must be one matplotlib writes) and for a
+#: JSON file (an existing file is overwritten only when it is a JSON text — not a checkpoint or dataset)
+FIGURE, JSON = "figure", "JSON"
+
+
+def _check_figure_suffix(p: Path, flag: str) -> None:
+    """A figure's file type is its suffix: one matplotlib cannot write was a traceback after all the
+    work (``--plot x.txt``); no suffix is PNG, as matplotlib does."""
+    if not p.suffix:
+        return
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    types = FigureCanvasBase.get_supported_filetypes()
+    if p.suffix[1:].lower() not in types:
+        raise FcinvError(f"{flag} {p}: matplotlib cannot write a {p.suffix!r} figure (use one of {', '.join(sorted(types))})")
+
+
+def _is_json_text(path: Path) -> bool:
+    """Whether a file starts (after white space or a BOM) as a JSON object or array does."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1] in (b"{", b"[")
 
 
 def _hdf5_format(path: Path) -> str | None:
@@ -310,6 +356,21 @@ def output_lock(path, flag: str = "--out"):
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def warn_if_unstable(mat, source, consequence: str) -> None:
+    """One ``warning:`` line on stderr when ``mat``'s reference (a user's given force constants) has a
+    mode below −0.1 meV on its q-path or stability mesh — what follows from them (``consequence``)
+    rests on a set with imaginary modes."""
+    from ..forward import UNSTABLE_BELOW_MEV
+    from ..scans import check_stable
+
+    lo = check_stable(mat, mat.reference_params, allow=True)
+    if lo < UNSTABLE_BELOW_MEV:
+        print(
+            f"warning: the force constants in {source} are dynamically unstable (lowest mode {lo:.2f} meV on the q-path): {consequence}",
+            file=sys.stderr,
+        )
 
 
 def parse_vector(text: str, name: str) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import add_json, add_material_args, emit, load_material, nonneg_int
+from ._common import JSON, add_json, add_material_args, emit, load_material, nonneg_int
 
 
 def register(sub):
@@ -26,7 +26,7 @@ def register(sub):
         "--save", help="write the domain record as JSON (the shipped one: fcinv_widgets/data/ensemble/<material>-domain.json)"
     )
     add_json(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("save", "file", JSON)])
 
 
 def domain_record(mat, samples: int = 20000, seed: int = 0) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from ._common import add_json, emit, positive_float, positive_int, scheduler_address
+from ._common import JSON, add_json, emit, positive_float, positive_int, scheduler_address, thread_count
 
 
 def register(subparsers) -> None:
@@ -70,7 +70,7 @@ def register(subparsers) -> None:
         metavar="ADDR",
         help="Dask scheduler address (default: a LocalCluster)",
     )
-    p.add_argument("--workers", type=positive_int, default=2, help="LocalCluster worker processes (default 2, 1 thread each)")
+    p.add_argument("--workers", type=thread_count, default=2, help="LocalCluster worker processes (default 2, 1 thread each)")
     p.add_argument("--serial", action="store_true", help="run the models one by one in this process (no Dask)")
     p.add_argument(
         "--from",
@@ -100,7 +100,7 @@ def register(subparsers) -> None:
         "--plot", default=None, metavar="DIR", help="write PNG figures (dispersions, parameter ranges, sensitivity) into DIR"
     )
     add_json(p, "print JSON", progress="no progress bar")
-    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-ensemble"), ("summary", "file", None), ("plot", "dir", None)])
+    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-ensemble"), ("summary", "file", JSON), ("plot", "dir", None)])
 
 
 def _specs(args):
@@ -164,5 +164,9 @@ def run(args) -> int:
         plot=args.plot,
         progress=not args.no_progress and not args.json,
     )
+    ran = [m for m in payload["models"] if m["status"] != "skipped"]
+    if ran and not any(m["status"] == "ok" for m in ran):  # exit 0 with no member was a silent failure
+        first = next((m["reason"] for m in ran if m.get("reason")), "")
+        raise FcinvError(f"every model failed ({len(ran)}; recorded in {args.out}): {first}"[:300])
     emit(args, payload, text)
     return 0

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
-from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_seed, check_model_domain, emit
+from ._common import (
+    FIGURE,
+    add_json,
+    add_max_test,
+    add_model_args,
+    add_n_samples,
+    add_seed,
+    check_model_domain,
+    emit,
+    json_dumps,
+)
 from ..errors import FcinvError
 from ..validate import json_loads
 
@@ -67,7 +76,7 @@ def register(sub):
     )
     add_seed(p, "with --augment: seed of the measurement model's draws")
     add_json(p, progress=True)
-    p.set_defaults(func=run, outputs=[("parity", "file", None), ("r2_bars", "file", None)])
+    p.set_defaults(func=run, outputs=[("parity", "file", FIGURE), ("r2_bars", "file", FIGURE), ("reliability", "file", FIGURE)])
 
 
 def _metrics_of(ref: str) -> tuple:
@@ -79,6 +88,8 @@ def _metrics_of(ref: str) -> tuple:
     if not p.is_file():
         raise FcinvError(f"no metrics for {ref!r} ({p}): run `fcinv evaluate --write-metrics` on it first")
     d = json_loads(p.read_text(), str(p))
+    if not isinstance(d, dict):
+        raise FcinvError(f"{p}: not a metrics file (a JSON object with 'names' and 'r2', as --write-metrics writes)")
     return str(d.get("model", ref)), d
 
 
@@ -88,6 +99,12 @@ def run(args) -> int:
     from ..models.train import load_split
 
     model = load_model(args.model)
+    if args.compare and not args.r2_bars:
+        raise FcinvError("--compare adds models to the R² bars: give --r2-bars PNG too")
+    compare = dict(_metrics_of(c) for c in (args.compare or []))  # read before the work, not after it
+    for lab, m in compare.items():
+        if not isinstance(m.get("names"), list) or len(m["names"]) != len(model.names):
+            raise FcinvError(f"--compare {lab}: its metrics name {len(m.get('names') or [])} FCs, this model {len(model.names)}")
     x, y, info = load_split(args.dataset, "test", args.max_test)
     check_model_domain(model, info, args.allow_other_domain, "pass --allow-other-domain to evaluate it there anyway")
     if (args.mask_bank or args.sqe_weights is not None or args.single_scans) and not args.augment:
@@ -133,7 +150,8 @@ def run(args) -> int:
     if args.write_metrics:
         if args.augment:
             raise FcinvError("--write-metrics records the clean test set; run it without --augment")
-        Path(resolve_model(args.model)).with_name("metrics.json").write_text(json.dumps(d, indent=1))
+        # strict JSON: an undefined R² (a constant FC) is null, as on stdout — not NaN
+        Path(resolve_model(args.model)).with_name("metrics.json").write_text(json_dumps(d, indent=1))
     label = f"{model.material} {model.kind}"
     if args.reliability:
         import matplotlib.pyplot as plt
@@ -153,7 +171,7 @@ def run(args) -> int:
     if args.r2_bars:
         import matplotlib.pyplot as plt
 
-        ms = {label: d} | dict(_metrics_of(c) for c in (args.compare or []))
+        ms = {label: d} | compare
         ax = plot_r2_bars(ms, title=f"{model.material}: R² per FC on the test set")
         ax.figure.savefig(args.r2_bars, dpi=130)
         plt.close(ax.figure)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_json, add_material_args, emit, load_material
+from ._common import FIGURE, JSON, add_json, add_material_args, emit, load_material
 
 
 def register(sub):
@@ -42,7 +42,7 @@ def register(sub):
     p.add_argument("--out", help="write the fit as JSON (format fcinv-dispersion-fit)")
     p.add_argument("--plot", help="write a PNG of fit vs data along the dispersion path")
     add_json(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "file", JSON), ("plot", "file", FIGURE)])
 
 
 def run(args) -> int:

@@ -8,7 +8,17 @@ import sys
 import numpy as np
 
 from ..errors import FcinvError
-from ._common import add_json, add_model_args, add_n_samples, add_scheduler, emit, nonneg_float, positive_float, positive_int
+from ._common import (
+    FIGURE,
+    add_json,
+    add_model_args,
+    add_n_samples,
+    add_scheduler,
+    emit,
+    nonneg_float,
+    positive_float,
+    positive_int,
+)
 
 
 def register(sub):
@@ -61,7 +71,7 @@ def register(sub):
     p.add_argument("--out", default=None, help="write the result (HDF5, read by OrientationScatter)")
     p.add_argument("--plot", default=None, metavar="PNG", help="FC vs angle, MSE vs angle, best/median/worst scans")
     add_json(p, progress="no progress bar for the physics fits")
-    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scan-inference"), ("plot", "file", None)])
+    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scan-inference"), ("plot", "file", FIGURE)])
 
 
 def run(args) -> int:

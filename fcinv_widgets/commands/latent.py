@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
-from ._common import add_json, add_max_test, add_model_args, add_seed, emit, nonneg_float, positive_int
+from ._common import FIGURE, add_json, add_max_test, add_model_args, add_seed, emit, positive_int, unit_float
 from ..errors import FcinvError, GridMismatchError
 
 
@@ -16,11 +17,11 @@ def register(sub):
     p.add_argument("--out", required=True, help="folder for latent_map.npz, umap_reducer.joblib, latent_stats.json")
     add_max_test(p)
     p.add_argument("--neighbors", type=positive_int, default=15, help="UMAP n_neighbors (≥ 2)")
-    p.add_argument("--min-dist", type=nonneg_float, default=0.1, help="UMAP min_dist")
+    p.add_argument("--min-dist", type=unit_float, default=0.1, help="UMAP min_dist (0 to 1: UMAP's spread is 1)")
     add_seed(p)
     p.add_argument("--plot", default=None, metavar="PNG", help="also write the map coloured by each FC")
     add_json(p, progress="no progress bar over the stages (encode, UMAP, save) on stderr")
-    p.set_defaults(func=run, outputs=[("out", "dir", None), ("plot", "file", None)])
+    p.set_defaults(func=run, outputs=[("out", "dir", None), ("plot", "file", FIGURE)])
 
 
 def run(args) -> int:
@@ -55,7 +56,8 @@ def run(args) -> int:
     if args.plot:
         fig = plot_latent_map(lmap)
         fig.savefig(args.plot, dpi=120)
-        plot_latent_stats(st).savefig(str(args.plot).replace(".png", "") + "_stats.png", dpi=120)
+        plot = Path(args.plot)  # the statistics beside the map, in its file type: map.pdf → map_stats.pdf
+        plot_latent_stats(st).savefig(plot.with_name(f"{plot.stem}_stats{plot.suffix or '.png'}"), dpi=120)
     emit(
         args,
         {"out": str(path), "n_active": st["n_active"], "n": int(len(x))},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
-from ._common import add_json, add_max_test, add_model_args, add_n_samples, add_scheduler, add_seed, emit
+from ._common import FIGURE, add_json, add_max_test, add_model_args, add_n_samples, add_scheduler, add_seed, emit
 
 
 def register(sub):
@@ -21,7 +21,9 @@ def register(sub):
         "--coverage-plot", metavar="PNG", help="also write the ±1σ coverage heatmaps (FC0–FC3) to this PNG (models with a σ)"
     )
     add_json(p, progress=True)
-    p.set_defaults(func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", None)])
+    p.set_defaults(
+        func=run, outputs=[("out", "file", "fcinv-noise-grid"), ("plot", "file", FIGURE), ("coverage_plot", "file", FIGURE)]
+    )
 
 
 class _Predict:

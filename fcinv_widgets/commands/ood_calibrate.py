@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_model_args, emit, noise_cells
+from ._common import JSON, add_json, add_model_args, emit, noise_cells
+
+
+#: the most spectra --n-train/--n-test take (the shipped calibrations used 2000 and 1000)
+MAX_SPECTRA = 100_000
 
 
 def register(sub):
@@ -53,7 +57,7 @@ def register(sub):
     )
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
     add_json(p, progress=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("out", "file", JSON)])
 
 
 def run(args) -> int:
@@ -83,8 +87,13 @@ def run(args) -> int:
         sampler = MeasurementModel.from_dict(aug_cfg).sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
         augmenter = sampler.forced(p_clean=MEASURED_P_CLEAN)  # as measurements arrive, whatever --clean-fraction trained on
     for name in ("n_train", "n_test"):
-        if getattr(args, name) < 10:
-            raise FcinvError(f"--{name.replace('_', '-')} must be ≥ 10")
+        if not 10 <= getattr(args, name) <= MAX_SPECTRA:
+            raise FcinvError(f"--{name.replace('_', '-')} must be from 10 to {MAX_SPECTRA:,}")
+    from ..validate import check_bytes
+
+    # every spectrum is held in memory (float32), the test ones also noisy; a fresh set is written to a
+    # temporary file first: --n-train 10⁸ filled the disk at 70 MB/s before the memory blew up
+    check_bytes(4.0 * np.prod(model.shape) * (args.n_train + 3 * args.n_test), "the OOD calibration's spectra")
     with tempfile.TemporaryDirectory() as tmp:
         path = args.dataset
         if path is None:

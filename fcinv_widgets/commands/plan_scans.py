@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import FcinvError, GridMismatchError
 from ._common import (
+    FIGURE,
     INACTIVE,
     STIFFNESS,
     add_check_sigma,
@@ -20,6 +21,7 @@ from ._common import (
     nonneg_float,
     on_data_grid,
     positive_float,
+    warn_if_unstable,
 )
 
 
@@ -102,7 +104,7 @@ def register(sub):
     )
     p.add_argument("--plot", default=None, metavar="PNG", help="information per candidate angle with the plan marked")
     add_json(p, progress=True)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, outputs=[("plot", "file", FIGURE)])
 
 
 def _vec(text, default, name):
@@ -138,6 +140,10 @@ def run(args) -> int:
         mat, fc = load_material(args)
         if mat.name == "custom" and fc is None and not mat.has_reference:
             raise FcinvError("plan-scans --structure needs --force-constants: the estimate the first scan is planned at")
+        if mat.name == "custom":  # (planned at, or fitted from, a set with imaginary modes: said, as refine says it)
+            warn_if_unstable(
+                mat, args.force_constants, "the plan is made at (or the scan fit starts from) a set with imaginary modes"
+            )
     ss = None
     if args.scans:
         ss = ScanSet.load(args.scans)

@@ -25,6 +25,7 @@ from ._common import (
     positive_float,
     positive_int,
     sigma_of,
+    warn_if_unstable,
 )
 
 
@@ -104,13 +105,8 @@ def run(args) -> int:
 
         check_ei(args.ei, mat.grid)
     fm = mat.forward_model(sigma_mev=sigma, resolution=("arcs", args.ei) if args.ei is not None else None)
-    if mat.name == "custom" and not fm.is_stable(fm.reference_theta[None])[0]:
-        lo = float(fm.min_energy(fm.reference_theta[None])[0])
-        print(
-            f"warning: the force constants in {args.force_constants} are dynamically unstable (lowest mode {lo:.2f} meV "
-            "on the q-path): the fit starts from them and may stop in a wrong basin",
-            file=sys.stderr,
-        )
+    if mat.name == "custom":
+        warn_if_unstable(mat, args.force_constants, "the fit starts from them and may stop in a wrong basin")
     # refuses another material, complex, constant, all-zero, non-finite input
     spec = read_spectrum(args.spectrum, grid=mat.grid, material=mat)
     img, corrections = prepare_input(spec, mat.grid, temperature_k=args.temperature, clip_percentile=args.clip, raw=args.raw)

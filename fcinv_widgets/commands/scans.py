@@ -43,13 +43,14 @@ def register(sub):
     p.add_argument("--u", default="1,1,0", help="sample direction along the beam at ω = 0 (Cartesian/cubic axes, default 1,1,0)")
     p.add_argument("--v", default="0,0,1", help="second in-plane sample direction (default 0,0,1)")
     add_noise_seed(p, "B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
+    p.add_argument("--allow-unstable", action="store_true", help="write the scans even if the set is dynamically unstable")
     p.add_argument("--out", required=True, help="output HDF5 scan-set file")
     add_json(p, progress="no progress bar")
     p.set_defaults(func=run, outputs=[("out", "file", "fcinv-scans")])
 
 
 def run(args) -> int:
-    from ..scans import default_params, parse_angles, simulate_scans
+    from ..scans import check_stable, default_params, parse_angles, simulate_scans
 
     angles = parse_angles(args.angles)
     u, v = parse_vector(args.u, "--u"), parse_vector(args.v, "--v")
@@ -59,6 +60,7 @@ def run(args) -> int:
 
     check_ei(args.ei, mat.grid)
     params, source = default_params(mat, fc)
+    check_stable(mat, params, args.allow_unstable)
     warn_energy_cut(mat, params)
     ss = simulate_scans(
         mat,

@@ -66,6 +66,11 @@ def run(args) -> int:
     target = (out / "model.pt").resolve()
     if target == src:
         raise FcinvError("--out is the model's own directory: write the recalibrated copy elsewhere")
+    if target.exists() and not _same_network(target, model):
+        raise FcinvError(
+            f"--out {args.out}: holds another model (model.pt); will not overwrite it (choose an empty folder, "
+            "or one holding an earlier recalibration of this model)"
+        )
     training = cfg.get("training") or {}
     if args.unseen is not None:
         x, y, info, iv = _unseen(args, model, training)
@@ -172,6 +177,29 @@ def run(args) -> int:
         + (f"\nnote: {payload['trust_limit_note']}" if payload["trust_limit_note"] else ""),
     )
     return 0
+
+
+def _same_network(path: Path, model) -> bool:
+    """Whether ``path`` is a checkpoint of ``model``'s network (the same weights: an earlier
+    recalibration of it, which this one may replace). A recalibration writes model.pt and removes
+    the folder's metrics/ood/trust.json: another model's folder given as --out lost all four."""
+    import torch
+
+    from ..errors import FcinvError
+    from ..models import load_model
+
+    try:
+        other = load_model(path)
+    except FcinvError:
+        return False
+    a, b = other._state(), model._state()
+    if type(other) is not type(model) or a.keys() != b.keys():
+        return False
+    for k in a:
+        sa, sb = a[k], b[k]
+        if sa.keys() != sb.keys() or not all(torch.equal(sa[t], sb[t]) for t in sa):
+            return False
+    return True
 
 
 def _unseen(args, model, training: dict):

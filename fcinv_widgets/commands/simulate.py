@@ -135,7 +135,7 @@ def _run_full_sqe(args, mat, fc) -> int:
     from ..scans import reach_qmax
     from ..spectrum_io import write_spectrum
     from ..sqe import SQE, fold_full, fold_points, small_mode
-    from ..scans import default_params
+    from ..scans import check_stable, default_params
 
     if args.params is not None:
         raise FcinvError(
@@ -145,12 +145,15 @@ def _run_full_sqe(args, mat, fc) -> int:
     noise = args.noise
     t0 = time.perf_counter()
     params, source = default_params(mat, fc)
+    check_stable(mat, params, args.allow_unstable)
     warn_energy_cut(mat, params)
     reach = reach_qmax(args.ei, mat.grid.e.e_min) if args.ei else 8.0
     qmax = (min(6.0, reach) if small_mode() else reach) if args.qmax is None else min(args.qmax, reach)
     calc = SQE(mat.basis, params, temperature=args.temperature, b_coh=getattr(args, "b_coh_fm", None))
     pts = fold_points(calc, mat.grid, qmax, mat.conventional_a)
     img, norm = fold_full(pts, mat.grid, sigma_mev=sigma_of(args), ei_mev=args.ei)
+    if not np.any(np.nan_to_num(img)):
+        raise UnstableError("this force-constant set gives no one-phonon S(Q,E) on the grid (all zero): nothing to write")
     extra = {}
     if noise:
         from ..noise import add_noise

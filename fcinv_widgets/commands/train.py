@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ._common import add_json, add_seed, emit, nonneg_int, positive_float, positive_int
+from ._common import add_json, add_seed, emit, nonneg_int, positive_float, positive_int, thread_count
 from ..errors import FcinvError
 
 
@@ -38,7 +38,7 @@ def register(sub):
     p.add_argument("--patience", type=positive_int, default=8, help="early stopping: epochs without improvement")
     add_seed(p)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto (cuda when present), cpu or cuda")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: min(4, cores))")
+    p.add_argument("--threads", type=thread_count, default=None, help="torch CPU threads (default: min(4, cores))")
     p.add_argument(
         "--loader-workers",
         type=nonneg_int,

@@ -37,8 +37,9 @@ def _check_run_args(given: dict) -> dict:
         models = [need_type(m, str, "each model name") for m in nonempty_list(models, "models (registry names)")]
     if supercell is not None:
         sc = [whole_number(v, "each supercell entry", -100, 100) for v in nonempty_list(supercell, "supercell (3 or 9 integers)")]
-        if len(sc) not in (3, 9) or abs(np.linalg.det(np.diag(sc) if len(sc) == 3 else np.reshape(sc, (3, 3)))) < 0.5:
-            raise FcinvError(f"supercell must be 3 or 9 integers of a non-singular matrix, got {supercell!r}"[:200])
+        # phonopy builds right-handed supercells only: det < 0 failed every model ("Cell trimming failed") with exit 0
+        if len(sc) not in (3, 9) or np.linalg.det(np.diag(sc) if len(sc) == 3 else np.reshape(sc, (3, 3))) < 0.5:
+            raise FcinvError(f"supercell must be 3 or 9 integers of a matrix with determinant ≥ 1, got {supercell!r}"[:200])
     if min_length is not None:
         min_length = finite_number(min_length, "min_length (Å)", positive=True, maximum=MAX_MIN_LENGTH)
     displacement = finite_number(given["displacement"], "displacement (Å)", positive=True, maximum=MAX_DISPLACEMENT)
@@ -65,6 +66,21 @@ def _check_run_args(given: dict) -> dict:
         "displacement": displacement,
         "min_length": min_length,
     }
+
+
+def _reference_params(files, mat) -> dict:
+    """{label: parameters (eV/Å²)} of the ``--include-reference`` force-constant files on ``mat``'s
+    basis — read before any model runs (a bad file was reported after every uMLFF had run)."""
+    from ..fcio import read_force_constants
+    from ..materials import reduce_given
+
+    refs = {}
+    for f in files:
+        if not os.path.isfile(f):
+            raise FcinvError(f"--include-reference {f!r}: no such file")
+        params, _ = reduce_given(mat.basis, read_force_constants(f), f"--include-reference {f}")
+        refs[f"reference:{os.path.basename(os.path.dirname(os.path.abspath(f)))}/{os.path.basename(f)}"] = params
+    return refs
 
 
 def run_material(
@@ -128,6 +144,7 @@ def run_material(
     else:
         sc = np.asarray(mat.supercell_matrix, int)
     same_basis = np.array_equal(sc, np.asarray(mat.supercell_matrix, int))
+    refs = _reference_params(include_reference, mat) if same_basis and not from_h5 else None  # before the hours of runs
     skipped = [s for s in specs if not s.available]
     for s in [] if from_h5 else skipped:
         log(f"skipping {s.name}: {s.reason}")
@@ -170,15 +187,7 @@ def run_material(
     if same_basis:
         basis = mat.basis
         project_results(results, basis)
-        refs = {}
-        from ..fcio import read_force_constants
-        from ..materials import reduce_given
-
-        for f in include_reference:
-            if not os.path.isfile(f):
-                raise FcinvError(f"--include-reference {f!r}: no such file")
-            params, resid = reduce_given(basis, read_force_constants(f), f"--include-reference {f}")
-            refs[f"reference:{os.path.basename(os.path.dirname(os.path.abspath(f)))}/{os.path.basename(f)}"] = params
+        refs = _reference_params(include_reference, mat) if refs is None else refs
         settings["include_reference"] = list(refs)
         settings["widen_mode"] = widen_mode
         dft = mat.dft_params

@@ -161,20 +161,44 @@ class Prediction:
         return {"names": self.names, "fc_mean": self.mean[i].tolist(), "fc_std": self.std[i].tolist()}
 
 
+def _built(make, state, what: str):
+    """The network ``make()`` with the stored weights ``state`` — built first on torch's meta device
+    (no memory) and compared tensor by tensor with ``state``, so that a config that lies (a 6 MB
+    checkpoint saying ``hidden=10**6`` had torch allocate 20.7 GB before the mismatch was seen)
+    is refused before anything is allocated."""
+    import torch
+
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise ValueError(f"its {what} weights are not a state dict (name → tensor)")
+    with torch.device("meta"):
+        shell = make()
+    want = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if want != got:
+        k = next((k for k in want if want[k] != got.get(k)), None) or next(k for k in got if k not in want)
+        raise ValueError(
+            f"its config describes a {what} network that does not match its weights ({k}: {want.get(k)} vs {got.get(k)})"
+        )
+    net = make()
+    net.load_state_dict(state)
+    return net
+
+
 def _build(ck: dict, cfg: dict):
     from .nets import VAE, ResNet18, Regressor
 
     if cfg.get("format") == "fcinv-vae":
-        vae = VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"])
-        vae.load_state_dict(ck["vae"])
+        vae = _built(
+            lambda: VAE(cfg["grid_shape"], latent=cfg["latent"], base=cfg["base"], hidden=cfg["hidden"]), ck["vae"], "VAE"
+        )
         het = 2 if cfg.get("heteroscedastic") else 1
-        reg = Regressor(cfg["latent"], het * len(cfg["names"]), hidden=cfg["reg_hidden"])
-        reg.load_state_dict(ck["regressor"])
+        reg = _built(
+            lambda: Regressor(cfg["latent"], het * len(cfg["names"]), hidden=cfg["reg_hidden"]), ck["regressor"], "regressor"
+        )
         return Inverter(vae, reg, cfg)
     if cfg.get("format") == "fcinv-resnet":
-        net = ResNet18((2 if cfg.get("heteroscedastic") else 1) * len(cfg["names"]), width=cfg["width"])
-        net.load_state_dict(ck["net"])
-        return ResNetModel(net, cfg)
+        n_out = (2 if cfg.get("heteroscedastic") else 1) * len(cfg["names"])
+        return ResNetModel(_built(lambda: ResNet18(n_out, width=cfg["width"]), ck["net"], "ResNet"), cfg)
     raise KeyError(f"format {cfg.get('format')!r}")
 
 
@@ -190,7 +214,9 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
 
     path = resolve_model(as_path(name_or_dir, "model (a shipped name such as ge-vae, a folder or a model.pt)"))
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns in two lines before refusing a raw pickle: the refusal is the message
+            warnings.simplefilter("ignore")
+            ck = torch.load(path, map_location="cpu", weights_only=True)
         cfg = json_loads(ck["config"], f"{path}: config")
         format_version(cfg.get("version"), str(path))  # a newer layout: say so, do not guess at it
         model = _build(ck, cfg)
@@ -233,11 +259,38 @@ class _Model:
         self.shape = tuple(config["grid_shape"])
         self.y_mean = np.asarray(config["y_mean"], float)
         self.y_std = np.asarray(config["y_std"], float)
+        self._check_config()
         #: a heteroscedastic head predicts mean and log σ² per FC (models trained with a measurement model)
         self.heteroscedastic = bool(config.get("heteroscedastic", False))
         self.set_sigma_calibration(
             config.get("sigma_scale"), config.get("sigma_calibration"), config.get("sigma_calibration_by_regime")
         )
+
+    def _check_config(self) -> None:
+        """The config's numbers the predictions are made of, checked (ValueError: :func:`load_model`
+        names the file): a ``y_std`` of 0 or −1 gave constant or sign-flipped FCs with exit 0."""
+        n = len(self.names)
+        if n == 0 or not all(isinstance(v, str) for v in self.names):
+            raise ValueError("names must be a non-empty list of FC names")
+        if len(self.shape) != 2 or not all(isinstance(v, int) and v > 0 for v in self.shape):
+            raise ValueError(f"grid_shape must be two positive whole numbers, got {list(self.shape)}")
+        for key, v in (("y_mean", self.y_mean), ("y_std", self.y_std)):
+            if v.shape != (n,) or not np.all(np.isfinite(v)):
+                raise ValueError(f"{key} must be {n} finite numbers (eV/Å²)")
+        if not np.all(self.y_std > 0):
+            raise ValueError("y_std (the targets' scale, eV/Å²) must be > 0 for every FC")
+        dom = self.config.get("domain")
+        if dom is not None:
+            d = np.asarray(dom, dtype=object)
+            ok = d.shape == (n, 2) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in d.ravel())
+            d = np.asarray(dom, float) if ok else None
+            if d is None or not np.all(np.isfinite(d)) or not np.all(d[:, 0] < d[:, 1]):
+                raise ValueError(f"domain must be {n} finite (low, high) pairs with low < high (eV/Å²)")
+        e = self.config.get("energy_centers_mev")
+        if e is not None:
+            ok = isinstance(e, list) and len(e) == self.shape[1] and all(isinstance(v, (int, float)) for v in e)
+            if not ok or not np.all(np.isfinite(e)) or not np.all(np.diff(np.asarray(e, float)) > 0):
+                raise ValueError(f"energy_centers_mev must be {self.shape[1]} finite, increasing energies (meV)")
 
     def set_sigma_calibration(self, scale, calibration, by_regime: dict | None = None) -> None:
         """Set (and record in the config) the post-hoc calibration of σ: ``scale`` one factor per FC

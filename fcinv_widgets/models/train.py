@@ -8,11 +8,12 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import FcinvError
+from ..errors import FcinvError, FcinvWarning
 from ..validate import json_loads
 
 
@@ -32,6 +33,7 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
         from ..validate import check_bytes, check_declared
 
         check_declared((n,) + tuple(spectra.shape[1:]), spectra.dtype, f"{dataset}:/{split}/spectra", ndim=3, max_bytes=1 << 62)
+        _check_dataset_material(d, tuple(spectra.shape[1:]), dataset)
         check_bytes(4.0 * n * int(np.prod(spectra.shape[1:])), f"reading {n} spectra of {dataset}")
         x = np.asarray(spectra[:n], dtype=np.float32)
         info = {
@@ -49,9 +51,37 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
         d.close()
 
 
+#: the largest networks ``fcinv train`` builds (the shipped ones: latent 20, base 8, hidden 128, width
+#: 16; ImageNet's ResNet-18 is width 64): ``--latent 10**8`` asked torch for 51 GB
+MAX_LATENT, MAX_CHANNELS, MAX_HIDDEN = 1024, 512, 8192
+
+
+def _check_dataset_material(d, shape: tuple, dataset) -> None:
+    """A dataset that contradicts itself is refused before anything is trained on it or stamped
+    with its claims: its material must be a preset and its spectra, its /grid and that preset's
+    grid one shape (a (140, 139) split under a 140 × 140 grid, or a Ge set labelled "Nb" or "Xx",
+    trained with exit 0 into a model that then refused every real spectrum)."""
+    from ..materials import PRESETS, get_material
+
+    if d.material.lower() not in PRESETS:
+        raise FcinvError(f"{dataset}: made for material {d.material!r}, which is not a preset ({', '.join(sorted(PRESETS))})")
+    want = tuple(get_material(d.material).grid.shape)
+    said = None if d.grid is None else tuple(d.grid.shape)
+    if shape != want or said not in (None, want) or len(d.energies) != want[1]:
+        raise FcinvError(
+            f"{dataset}: its spectra are {shape[0]} × {shape[1]} (q × E), its /grid "
+            f"{'says nothing' if said is None else f'{said[0]} × {said[1]}'} with {len(d.energies)} energies, "
+            f"and {d.material}'s grid is {want[0]} × {want[1]}: a damaged or relabelled dataset"
+        )
+
+
 def _setup(threads, device, seed):
     import torch
 
+    from ..validate import max_workers, whole_number
+
+    if threads is not None:
+        threads = whole_number(threads, "threads", 1, max_workers())
     torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -73,6 +103,14 @@ def _split(n: int, seed: int):
 def _data(dataset, max_train, seed: int):
     """(x, y, info, iv, it): a dataset's training split and its seeded validation hold-out."""
     x, y, info = load_split(dataset, "train", max_train)
+    if len(x) < 2:
+        raise FcinvError(f"{dataset}: training needs at least 2 spectra (one is held out for validation), got {len(x)}")
+    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        first = ", ".join(str(int(i)) for i in np.flatnonzero(bad)[:5])
+        raise FcinvError(
+            f"{dataset}: {int(bad.sum())} training spectra hold NaN or ±inf pixels (rows {first}…): training needs finite spectra"
+        )
     iv, it = _split(len(x), seed)
     return x, y, info, iv, it
 
@@ -97,6 +135,18 @@ def _standardised(y, y_mean, y_std):
     import torch
 
     return torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
+
+
+def one_cycle(opt, lr: float, steps: int):
+    """torch's OneCycleLR over ``steps`` optimiser steps, warming up over the first 20 %. torch
+    divides by ``pct_start × steps − 1``, which is 0 at exactly 5 steps (a ZeroDivisionError on
+    ``--epochs 1`` with 5 batches, or ``--epochs 5`` with one): from 5 to 9 steps the warm-up is
+    two steps instead."""
+    import torch
+
+    steps = max(int(steps), 1)
+    pct = 0.2 if steps < 5 or steps >= 10 else 2.0 / steps
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=pct)
 
 
 def _loss(het: bool, n: int):
@@ -242,6 +292,15 @@ def _fit(
             "val_r2": [float(v) for v in r2],
             "seconds": time.perf_counter() - t0,
         }
+        if not (np.isfinite(rec["train_loss"]) and np.isfinite(rec["val_loss"])):
+            msg = (
+                f"the loss became non-finite at epoch {ep + 1} (training {rec['train_loss']:.3g}, validation "
+                f"{rec['val_loss']:.3g}): the learning rate is too high, or the spectra too large for float32"
+            )
+            if best_state is None:
+                raise FcinvError(msg)
+            warnings.warn(FcinvWarning(msg + "; training stopped there, the best epoch before it is kept"), stacklevel=2)
+            break
         history.append(rec)
         bar.set_postfix(train=f"{rec['train_loss']:.3g}", val=f"{vl:.3g}", r2=" ".join(f"{v:.2f}" for v in r2))
         if vl < best:
@@ -647,9 +706,13 @@ def train_vae(
     """
     import torch
 
+    from ..validate import whole_number
     from .inverter import Inverter
     from .nets import VAE, Regressor, vae_loss
 
+    latent = whole_number(latent, "latent (dimensions)", 1, MAX_LATENT)
+    base = whole_number(base, "base (channels)", 1, MAX_CHANNELS)
+    hidden = whole_number(hidden, "hidden (units)", 1, MAX_HIDDEN)
     dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks, progress)
     xt = torch.from_numpy(x)
     shape = x.shape[1:]
@@ -944,9 +1007,11 @@ def train_resnet(
     """
     import torch
 
+    from ..validate import whole_number
     from .inverter import ResNetModel
     from .nets import ResNet18
 
+    width = whole_number(width, "width (channels of the first stage)", 1, MAX_CHANNELS)
     dev, out, x, y, info, iv, it, aug = _prepare(dataset, out, max_train, threads, device, seed, augment, masks, progress)
     het = aug is not None
     n = y.shape[1]
@@ -974,6 +1039,8 @@ def train_resnet(
             raise FcinvError(f"--pretrained {pretrained}: not a readable state-dict file ({type(exc).__name__}: {exc})") from None
         if isinstance(sd, dict) and "state_dict" in sd:
             sd = sd["state_dict"]
+        if not isinstance(sd, dict):
+            raise FcinvError(f"--pretrained {pretrained}: holds a {type(sd).__name__}, not a state dict (name → tensor)")
         transfer = net.load_pretrained(sd)
         if not transfer["loaded"]:
             raise FcinvError(
@@ -982,7 +1049,7 @@ def train_resnet(
     net = net.to(dev)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(it) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
+    sched = one_cycle(opt, lr, steps)
     x_val = _augmented(aug, x, iv, VAL_EPOCH)
     loss_of = _loss(het, n)
 
