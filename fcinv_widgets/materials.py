@@ -554,6 +554,8 @@ def custom_material(
         fc, file_smat = phonopy_yaml_for(force_constants, cr)
     elif force_constants is not None:
         fc = read_force_constants(force_constants)
+        if not isinstance(structure, Crystal):
+            warn_cif_frame(structure, cr, force_constants)
     if supercell is None:
         smat = file_smat if file_smat is not None else infer_supercell(cr, fc) if fc is not None else np.diag([4, 4, 4])
     else:
@@ -571,6 +573,37 @@ def custom_material(
             mat, params, f"{where or 'given force constants'} (projection residual {resid['relative']:.2e})", e_max
         )
     return mat
+
+
+def warn_cif_frame(structure, crystal: Crystal, force_constants) -> None:
+    """A CIF fixes no Cartesian frame (it is read with a along x and b in the xy plane) while force
+    constants are Cartesian in the frame of the file they were computed on. For a crystal with
+    enough symmetry a wrong frame leaves the force constants outside the symmetry basis and is
+    refused (:func:`reduce_given`); a triclinic or monoclinic crystal's basis cannot see it, and the
+    frequencies never do — only the eigenvectors (S(Q,E): up to 21 % of the peak per Q in a probe on
+    a turned monoclinic Ag cell) are wrong. Said once, for those crystals only."""
+    import warnings
+
+    from .errors import FcinvWarning
+
+    if Path(str(structure)).suffix.lower() not in (".cif", ".mcif"):
+        return
+    try:
+        import spglib
+
+        ds = spglib.get_symmetry_dataset((crystal.lattice, crystal.positions, crystal.numbers), symprec=1e-5)
+        number = int(ds.number if hasattr(ds, "number") else ds["number"])
+    except Exception:  # noqa: BLE001 — no dataset: nothing to judge by
+        return
+    if number <= 15:
+        warnings.warn(
+            FcinvWarning(
+                f"{structure} is a CIF of a {'triclinic' if number <= 2 else 'monoclinic'} crystal: it is read with a along x "
+                f"and b in the xy plane, and {force_constants} must be Cartesian in that frame — its symmetry cannot tell "
+                "(give the POSCAR the force constants were computed on, or a phonopy.yaml, to be sure)"
+            ),
+            stacklevel=3,
+        )
 
 
 def preset_energy_grid(crystal: Crystal, grid: SpectrumGrid) -> EnergyGrid | None:
@@ -609,11 +642,14 @@ def phonopy_yaml_for(path, given: Crystal) -> tuple:
 
     unit, fc, smat = read_phonopy_yaml_unitcell(path)
     same = unit.n_atoms == given.n_atoms and list(unit.symbols) == list(given.symbols)
-    strain = np.inf
+    strain, rot = np.inf, np.eye(3)
     if same:
         shift = np.asarray(unit.positions) - np.asarray(given.positions)
         shift -= np.rint(shift)  # the same site, wrapped into the cell or not
-        strain = float(np.linalg.norm(unit.lattice - given.lattice) / np.linalg.norm(given.lattice))
+        # the same cell may sit in another Cartesian frame (a CIF is read with a along x, b in the xy
+        # plane): the rotation taking the yaml's lattice onto the structure's, its strain measured after it
+        rot = frame_rotation(unit.lattice, given.lattice)
+        strain = float(np.linalg.norm(unit.lattice @ rot.T - given.lattice) / np.linalg.norm(given.lattice))
         same = bool(np.abs(shift).max() <= 1e-3) and strain <= YAML_LATTICE_TOLERANCE
     if not same:
         lat = " × ".join(f"{v:.3f}" for v in np.linalg.norm(unit.lattice, axis=1))
@@ -630,7 +666,31 @@ def phonopy_yaml_for(path, given: Crystal) -> tuple:
             ),
             stacklevel=2,
         )
+    if not np.allclose(rot, np.eye(3), atol=1e-8):
+        # Cartesian tensors: each 3×3 block turned into the structure file's frame (frequencies do not
+        # change; the eigenvectors, and so S(Q,E), do — they were silently in the wrong frame)
+        fc = np.einsum("ab,ijbc,dc->ijad", rot, fc, rot)
+        angle = float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1))))
+        warnings.warn(
+            FcinvWarning(
+                f"{path}: its unit cell is the --structure file's in another Cartesian orientation (turned by {angle:.1f}°): "
+                "its force constants were rotated into the structure file's frame"
+            ),
+            stacklevel=2,
+        )
     return fc, smat
+
+
+def frame_rotation(from_lattice, to_lattice) -> np.ndarray:
+    """The proper rotation R (3×3) nearest to taking the lattice vectors ``from_lattice`` (rows, Å) onto
+    ``to_lattice``'s (``to ≈ from @ R.T``): the polar factor of ``solve(from, to).T``; the identity
+    when they are one frame. How far they are from one cell is for the caller to measure after it."""
+    m = np.linalg.solve(np.asarray(from_lattice, float), np.asarray(to_lattice, float)).T
+    u, _, vt = np.linalg.svd(m)
+    r = u @ vt
+    if np.linalg.det(r) < 0:  # a reflection is not a change of frame
+        return np.eye(3)
+    return r
 
 
 #: given force constants whose relative projection residual (‖Φ − Φ_basis‖ / ‖Φ‖) exceeds this are
@@ -662,7 +722,9 @@ def reduce_given(basis: FCBasis, fc, where: str | None = None) -> tuple:
         raise ForceConstantsError(
             f"{lead}the force constants do not fit this structure's symmetry basis on the supercell {dim} ({r:.0%} of them "
             "lie outside it): "
-            "they belong to another structure, atom order or supercell (--supercell is phonopy's DIM of the structure file's cell)"
+            "they belong to another structure, atom order, supercell (--supercell is phonopy's DIM of the structure file's cell) "
+            "or Cartesian frame (force constants are Cartesian in the frame of the file they were computed on; a CIF is read "
+            "with a along x and b in the xy plane: give that POSCAR or a phonopy.yaml instead)"
         )
     if r > WARN_PROJECTION_RESIDUAL:
         warnings.warn(
@@ -727,7 +789,8 @@ def infer_supercell(crystal: Crystal, fc) -> np.ndarray:
     raise ForceConstantsError(
         f"cannot infer the supercell of force constants over {n_super} atoms ({ratio} cells of {n_prim} atoms): "
         f"they fit none of the diagonal supercells tried ({'; '.join(tried) or 'none'}); give --supercell (3 or 9 integers, "
-        "phonopy's DIM)"
+        "phonopy's DIM), or the structure file they were computed on (a CIF fixes no Cartesian frame: force constants "
+        "computed in another orientation fit no supercell of it)"
     )
 
 

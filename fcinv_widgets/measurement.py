@@ -553,7 +553,7 @@ class SQEWeighting:
             amps = self._amplitudes(qmax, int(i_t))
             geom = self._geoms[qmax]
             om = float(geometry["angles_deg"][int(i_scan)])
-            hits = [_orientation_hits(geom, om, ei, grid, orientation_matrix(), DETECTOR)]
+            hits = [_orientation_hits(geom, om, ei, grid, orientation_matrix(crystal=self.material.crystal), DETECTOR)]
             mw = folded_mode_weights(None, geom, grid, ei, hits=hits, amplitudes=amps)
             self._scan_weights[key] = self.fm.slot_weights(self.ref, mw).astype(np.float32)
         return self._scan_weights[key]

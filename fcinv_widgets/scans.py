@@ -70,9 +70,36 @@ EI_MAX_MEV = 1500.0
 E_OF_K2 = 1.0 / NEUTRON_E_TO_K2  # 2.0721 meV Å²
 
 
-def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1)) -> np.ndarray:
-    """U₀: sample Cartesian → lab at ω = 0 (u → beam x, v → horizontal y, u×v → vertical z)."""
+def conventional_reciprocal(crystal) -> np.ndarray | None:
+    """Rows b₁, b₂, b₃ (1/Å, without 2π) of the reciprocal lattice of ``crystal``'s conventional
+    standard cell (spglib), in the crystal's own Cartesian frame: [h k l] in r.l.u. of that cell, the
+    cell a user indexes with, is the direction h b₁ + k b₂ + l b₃. None when that cell is cubic along
+    the Cartesian axes (Ge, Nb, any cubic POSCAR in the standard setting): r.l.u. directions are then
+    the Cartesian ones, exactly. Before session 46 u and v were taken as Cartesian directions of the
+    structure file for every crystal — the same for those, but not for a tetragonal [1 0 1], a
+    hexagonal [1 0 0] or any crystal written in a turned frame (a probe: scans 79 % apart)."""
+    import spglib
+
+    lat = np.asarray(crystal.lattice, float)
+    try:
+        ds = spglib.get_symmetry_dataset((lat, crystal.positions, crystal.numbers), symprec=1e-5)
+        p = np.asarray(ds.transformation_matrix if hasattr(ds, "transformation_matrix") else ds["transformation_matrix"], float)
+    except Exception:  # noqa: BLE001 — no symmetry dataset: the structure file's own cell
+        p = np.eye(3)
+    std = np.linalg.inv(p).T @ lat  # rows: the conventional cell's vectors in the crystal's frame
+    if np.allclose(std, std[0, 0] * np.eye(3), atol=1e-6 * abs(std[0, 0])):
+        return None
+    return np.linalg.inv(std).T
+
+
+def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1), crystal=None) -> np.ndarray:
+    """U₀: sample Cartesian → lab at ω = 0 (u → beam x, v → horizontal y, u×v → vertical z). ``u``
+    and ``v`` are in r.l.u. of ``crystal``'s conventional cell (:func:`conventional_reciprocal`;
+    without a crystal, or for a cubic cell along the axes, the Cartesian directions themselves)."""
     u, v = real_array(u, "u (r.l.u.)", shape=(3,), allow_nan=False), real_array(v, "v (r.l.u.)", shape=(3,), allow_nan=False)
+    b = None if crystal is None else conventional_reciprocal(crystal)
+    if b is not None:
+        u, v = u @ b, v @ b
     if np.linalg.norm(np.cross(u, v)) < 1e-8 * np.linalg.norm(u) * np.linalg.norm(v) or np.linalg.norm(u) == 0:
         raise FcinvError(f"u = {u.tolist()} and v = {v.tolist()} must be non-zero and not parallel")
     x = u / np.linalg.norm(u)
@@ -572,7 +599,7 @@ def simulate_scans(
     pts = fold_points(calc, grid, qmax, material.conventional_a)
     Gt = gaussians(pts.energies, grid.e.centers, ei_mev=ei).astype(np.float32)
     t1 = time.perf_counter()
-    U0 = orientation_matrix(u, v)
+    U0 = orientation_matrix(u, v, material.crystal)
     nq, nE = grid.shape
     scans = np.empty((len(ang), nq, nE), np.float32)
     data_all, norm_all = np.zeros((nq, nE)), np.zeros((nq, nE))

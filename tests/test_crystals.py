@@ -1402,3 +1402,93 @@ def test_unstable_force_constants_are_not_simulated_as_sqe(tmp_path, capsys, nac
     assert main([*argv, "--no-progress", "--json"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(err) == 1 and "FC_NEG are dynamically unstable" in err[0], err
+
+
+def test_a_phonopy_yaml_in_another_cartesian_frame_is_rotated_into_the_structures(capsys, cu_yaml, tmp_path):
+    """Session 46 (a probe): the same cell in another Cartesian orientation — a CIF is read with a along
+    x and b in the xy plane, whatever frame the force constants were computed in — was refused with a
+    message naming two identical cells (phonopy.yaml), or, where the symmetry basis could not see the
+    turn (triclinic, monoclinic), accepted with the eigenvectors in the wrong frame. A phonopy.yaml
+    knows its frame: its force constants are now rotated into the structure file's, to the last digit
+    of S(Q,E); a FORCE_CONSTANTS file does not, and its refusal names the frame."""
+    import ase.io
+
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.sqe import SQE
+
+    d, b, p, _ = cu_yaml
+    atoms = ase.io.read(d / "POSCAR")
+    atoms.rotate(30, "z", rotate_cell=True)
+    atoms.rotate(10, "x", rotate_cell=True)
+    ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
+    b.write_force_constants(tmp_path / "FORCE_CONSTANTS", p)  # Cartesian in the unturned frame
+    with pytest.warns(FcinvWarning, match=r"another Cartesian orientation \(turned by 3[0-9]\.\d°\)"):
+        turned = custom_material(tmp_path / "POSCAR", d / "full.yaml")
+    same = custom_material(d / "POSCAR", d / "full.yaml")
+    hkl = np.random.default_rng(0).uniform(-3, 3, (50, 3))
+    out = []
+    for m in (same, turned):
+        c = SQE(m.basis, m.reference_params, dw_mesh=None)
+        out.append(c.structure_factor(hkl @ c.recip))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-9)  # energies
+    np.testing.assert_allclose(out[1][1], out[0][1], atol=1e-9 * out[0][1].max())  # |F|² per mode
+    argv = ["phonons", "--structure", str(tmp_path / "POSCAR"), "--force-constants", str(tmp_path / "FORCE_CONSTANTS")]
+    assert main([*argv, "--supercell", "2", "2", "2", "--qpoints", "0 0 0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Cartesian frame" in err[0], err
+
+
+def test_a_cif_of_a_low_symmetry_crystal_with_force_constants_is_warned_about(tmp_path):
+    """A triclinic or monoclinic crystal's symmetry basis cannot see force constants in another frame
+    than the CIF's (a probe: S(Q,E) 21 % off per Q for a turned monoclinic Ag cell, frequencies exact);
+    a CIF paired with a FORCE_CONSTANTS file says so for those crystals, and only for those."""
+    import warnings
+
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.materials import warn_cif_frame
+    from fcinv_widgets.structure import Crystal
+
+    tric = Crystal([[3.0, 0, 0], [0.4, 3.2, 0], [0.3, 0.5, 3.5]], [[0, 0, 0]], ["Cu"])
+    cubic = Crystal(np.eye(3) * 3.61, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]], ["Cu"] * 4)
+    with pytest.warns(FcinvWarning, match="CIF of a triclinic crystal"):
+        warn_cif_frame(tmp_path / "x.cif", tric, "FORCE_CONSTANTS")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_cif_frame(tmp_path / "x.cif", cubic, "FORCE_CONSTANTS")  # a turn leaves them outside its basis
+        warn_cif_frame(tmp_path / "POSCAR", tric, "FORCE_CONSTANTS")  # a POSCAR has its frame
+
+
+def test_scan_axes_are_in_rlu_of_the_conventional_cell_whatever_the_frame(cu_yaml, tmp_path):
+    """Session 46 (a probe): `--u`/`--v` were Cartesian directions of the structure file while every
+    message and file called them r.l.u. — the same Cu crystal written in a frame turned by 30° gave
+    scans 79 % apart, and a tetragonal [1 0 1] was read as the Cartesian (1, 0, 1). Now [h k l] of
+    the conventional standard cell, turned into the file's frame: the two frames give one set of
+    scans; cubic cells along the axes (the presets) keep the Cartesian directions exactly."""
+    import warnings
+
+    import ase.io
+
+    from fcinv_widgets.materials import custom_material, get_material
+    from fcinv_widgets.scans import conventional_reciprocal, simulate_scans
+    from fcinv_widgets.structure import Crystal
+
+    d, *_ = cu_yaml
+    atoms = ase.io.read(d / "POSCAR")
+    atoms.rotate(30, "z", rotate_cell=True)
+    ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the turn is said in a warning: tested above)
+        turned = custom_material(tmp_path / "POSCAR", d / "full.yaml", e_max=50)
+    same = custom_material(d / "POSCAR", d / "full.yaml", e_max=50)
+    out = [simulate_scans(m, 60.0, [0.0, 35.0], qmax=4.0, u=(1, 1, 0), v=(0, 0, 1), progress=False).scans for m in (same, turned)]
+    scale = np.nanmax(out[0])
+    np.testing.assert_allclose(np.nan_to_num(out[1]), np.nan_to_num(out[0]), atol=1e-4 * scale)
+    assert np.array_equal(np.isfinite(out[1]), np.isfinite(out[0]))
+    for name in ("Ge", "Nb"):
+        assert conventional_reciprocal(get_material(name).crystal) is None
+    a, c = 2.8, 3.67  # tetragonal CuAu L1₀: [1 0 1] is (1/a, 0, 1/c)
+    tet = Crystal(np.diag([a, a, c]), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cu", "Au"])
+    b = conventional_reciprocal(tet)
+    np.testing.assert_allclose(np.array([1.0, 0, 1]) @ b, [1 / a, 0, 1 / c], rtol=1e-9)

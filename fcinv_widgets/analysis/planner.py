@@ -157,19 +157,29 @@ def coverage_bank(
     ``qmax`` (Å⁻¹): largest |Q| folded (default: all the detector reaches at E = 0; 6 Å⁻¹ with
     FCINV_SMALL=1, like :func:`~fcinv_widgets.scans.simulate_scans`). Cached on disk when
     ``cache`` (keyed by everything the exposures depend on)."""
-    from ..scans import DETECTOR, check_angles, check_ei, orientation_exposure, orientation_matrix, reach_qmax
+    from ..scans import (
+        DETECTOR,
+        check_angles,
+        check_ei,
+        conventional_reciprocal,
+        orientation_exposure,
+        orientation_matrix,
+        reach_qmax,
+    )
     from ..sqe import fold_geometry, small_mode
 
     detector = dict(DETECTOR if detector is None else detector)
     grid = material.grid
     ei = check_ei(ei_mev, grid)
     ang = check_angles(angles_deg)
-    U0 = orientation_matrix(u, v)  # checks u and v
+    U0 = orientation_matrix(u, v, material.crystal)  # checks u and v
     reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
     if qmax is not None:
         qmax = finite_number(qmax, "qmax (1/Å)", positive=True)
     qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(qmax, reach)
     meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
+    if conventional_reciprocal(material.crystal) is not None:  # u, v in r.l.u. of a non-cubic cell (session 46)
+        meta["axes"] = "conventional r.l.u."
     key = json.dumps(
         {
             "material": material.name,
@@ -588,7 +598,15 @@ def hits_bank(
 
     ``qmax`` as in :func:`coverage_bank`. Kept in memory for the process (the last four banks) and,
     with ``cache``, on disk next to the coverage banks (keyed by everything the hits depend on)."""
-    from ..scans import DETECTOR, _orientation_hits, check_angles, check_ei, orientation_matrix, reach_qmax
+    from ..scans import (
+        DETECTOR,
+        _orientation_hits,
+        check_angles,
+        check_ei,
+        conventional_reciprocal,
+        orientation_matrix,
+        reach_qmax,
+    )
     from ..sqe import fold_geometry, small_mode
 
     detector = dict(DETECTOR if detector is None else detector)
@@ -598,6 +616,8 @@ def hits_bank(
     reach = reach_qmax(ei, grid.e.e_min, detector["h_max_deg"])
     qmax = (min(6.0, reach) if small_mode() else reach) if qmax is None else min(float(qmax), reach)
     meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
+    if conventional_reciprocal(material.crystal) is not None:  # u, v in r.l.u. of a non-cubic cell (session 46)
+        meta["axes"] = "conventional r.l.u."
     key = json.dumps(
         {
             "kind": "hits",
@@ -629,7 +649,7 @@ def hits_bank(
         except (OSError, KeyError, ValueError):
             hits = None  # a damaged cache entry is recomputed
     if hits is None:
-        U0 = orientation_matrix(u, v)
+        U0 = orientation_matrix(u, v, material.crystal)
         it = ang
         if progress:
             from tqdm.auto import tqdm

@@ -592,7 +592,7 @@ def refine_sqe(
 
         if ei_mev is None:
             raise FcinvError("fitting single-orientation scans needs their incident energy (Ei)")
-        U0 = orientation_matrix(u, v)
+        U0 = orientation_matrix(u, v, mat.crystal)
         det = DETECTOR if detector is None else detector
         fitted_angles = [float(a) for a in check_angles(orientations)]
         hits = [_orientation_hits(geom, om, ei_mev, grid, U0, det) for om in fitted_angles]

@@ -635,7 +635,10 @@ def load_material(args, reference: str | None = None):
 
             fc, file_smat = phonopy_yaml_for(fcfile, given)
         elif fcfile:
+            from ..materials import warn_cif_frame
+
             fc = read_force_constants(fcfile)
+            warn_cif_frame(structure, given, fcfile)
         fc = _check_fc_size(fc, fcfile) if fc is not None else None
         # --supercell is in units of the structure file's cell (phonopy's DIM), as are the force constants
         if args.supercell:

@@ -40,7 +40,11 @@ def register(sub):
         default=None,
         help="largest |Q| (1/Å) folded (default: all the detector reaches; 6 with FCINV_SMALL=1)",
     )
-    p.add_argument("--u", default="1,1,0", help="sample direction along the beam at ω = 0 (Cartesian/cubic axes, default 1,1,0)")
+    p.add_argument(
+        "--u",
+        default="1,1,0",
+        help="sample direction along the beam at ω = 0, [h,k,l] in r.l.u. of the conventional cell (default 1,1,0)",
+    )
     p.add_argument("--v", default="0,0,1", help="second in-plane sample direction (default 0,0,1)")
     add_noise_seed(p, "B,P: flat background B and Poisson counts P, both relative to each image's 99.5th-percentile intensity")
     p.add_argument("--allow-unstable", action="store_true", help="write the scans even if the set is dynamically unstable")

@@ -758,7 +758,7 @@ def _oriented_renderer(mat, orientation: dict, temperature_k: float):
             _ORIENTED_AMPS.clear()  # (one |Q| range and temperature at a time: the amplitudes are large)
             _ORIENTED_AMPS[akey] = (geom, mode_amplitudes(SQE(mat.basis, ref, temperature=t), geom))
         geom, amps = _ORIENTED_AMPS[akey]
-        hits = [_orientation_hits(geom, float(o["scan_deg"]), ei, mat.grid, orientation_matrix(o["u"], o["v"]), det)]
+        hits = [_orientation_hits(geom, float(o["scan_deg"]), ei, mat.grid, orientation_matrix(o["u"], o["v"], mat.crystal), det)]
         fm = mat.forward_model(resolution=("arcs", ei))
         w = reference_slot_weights(mat, fm, ref[np.asarray(mat.active)], ei, t, geometry=geom, amplitudes=amps, hits=hits)
         while len(_ORIENTED) >= ORIENTED_KEEP:
