@@ -28,6 +28,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from typing import Any
 
 from .basis import FCBasis
 from .errors import FcinvError, MissingDependencyError
@@ -591,7 +592,8 @@ def warn_cif_frame(structure, crystal: Crystal, force_constants) -> None:
     try:
         import spglib
 
-        ds = spglib.get_symmetry_dataset((crystal.lattice, crystal.positions, crystal.numbers), symprec=1e-5)
+        cell: Any = (crystal.lattice, crystal.positions, crystal.numbers)
+        ds: Any = spglib.get_symmetry_dataset(cell, symprec=1e-5)
         number = int(ds.number if hasattr(ds, "number") else ds["number"])
     except Exception:  # noqa: BLE001 — no dataset: nothing to judge by
         return

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from typing import Any
 
 from .errors import FcinvError
 from .grid import SpectrumGrid
@@ -82,7 +83,8 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
 
     lat = np.asarray(crystal.lattice, float)
     try:
-        ds = spglib.get_symmetry_dataset((lat, crystal.positions, crystal.numbers), symprec=1e-5)
+        cell: Any = (lat, crystal.positions, crystal.numbers)
+        ds: Any = spglib.get_symmetry_dataset(cell, symprec=1e-5)
         p = np.asarray(ds.transformation_matrix if hasattr(ds, "transformation_matrix") else ds["transformation_matrix"], float)
     except Exception:  # noqa: BLE001 — no symmetry dataset: the structure file's own cell
         p = np.eye(3)
