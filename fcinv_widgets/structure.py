@@ -221,9 +221,11 @@ def to_primitive(crystal: Crystal, primitive="auto", symprec: float = 1e-5) -> t
             raise ValueError("singular primitive matrix")
         prim = get_primitive(crystal.to_phonopy_atoms(), pmat, symprec=symprec)
     except (ValueError, RuntimeError, TypeError) as exc:
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        if "trimming" in why.lower():  # phonopy's words for a centring the cell does not have
+            why = "its lattice points are not a centring of this cell's lattice: choose the centring the cell has, or auto"
         raise StructureError(
-            f"primitive matrix {primitive if isinstance(primitive, str) else primitive.tolist()} "
-            f"does not reduce this cell ({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+            f"primitive matrix {primitive if isinstance(primitive, str) else primitive.tolist()} does not reduce this cell ({why})"
         ) from None
     out = Crystal(np.array(prim.cell), np.array(prim.scaled_positions), tuple(prim.symbols), np.array(prim.masses))
     return out, pmat

@@ -71,6 +71,10 @@ def files(tmp_path_factory):
         (["fit-dispersion", "--material", "Ge", "--table", "{d}/bigint.json"], "not a JSON file"),
         (["phonons", "--material", "Ge", "--mass", "Ge=1e300", "--qpoints", "0.5 0 0.5"], "masses must be 0.1–1000 amu"),
         (["phonons", "--material", "Ge", "--mass", "Ge=1e-30", "--qpoints", "0.5 0 0.5"], "masses must be 0.1–1000 amu"),
+        # session 46 (the crystal probe): q = 1e12 gave acoustic modes of 1e-3 THz at Γ, 1e17 gave 2.9 THz
+        (["phonons", "--material", "Ge", "--qpoints", "1e12 0 0"], "beyond ±10000 r.l.u."),
+        # ... and a centring the cell lacks was refused in phonopy's words ("Cell trimming failed")
+        (["basis", "--structure", GE_POSCAR, "--primitive", "I"], "not a centring of this cell"),
     ],
 )
 def test_probed_files_and_options(capsys, files, argv, match):

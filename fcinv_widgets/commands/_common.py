@@ -384,6 +384,12 @@ def parse_vector(text: str, name: str) -> np.ndarray:
     return v
 
 
+#: the largest |coordinate| of a --qpoints point (r.l.u.): q and q + G have one set of frequencies,
+#: and far out the phases exp(2πi q·R) lose the digits that hold them (a probe: q = 1e12 gave
+#: acoustic modes of 1e-3 THz at Γ, 1e17 gave 2.9 THz)
+MAX_QPOINT_RLU = 1e4
+
+
 def parse_qpoints(text: str, crystal=None) -> np.ndarray:
     """'0 0 0, 0.5 0 0.5' or 'G, X, L' (labels of ``crystal``'s Brillouin zone) → (n, 3) array,
     fractional coordinates of the reciprocal lattice of the cell used (as given, or as reduced by
@@ -416,6 +422,10 @@ def parse_qpoints(text: str, crystal=None) -> np.ndarray:
             raise FcinvError(
                 f"q-point {k + 1} ({chunk.strip()!r}) must be three finite numbers: coordinates separated by spaces, "
                 'points by commas, e.g. --qpoints "0 0 0, 0.5 0 0.5"'
+            )
+        if np.abs(vals).max() > MAX_QPOINT_RLU:  # the Fourier phases lose their digits: 1e17 gave 2.9 THz at Γ
+            raise FcinvError(
+                f"q-point {k + 1} ({chunk.strip()!r}) lies beyond ±{MAX_QPOINT_RLU:g} r.l.u.: reduce it into the first zones"
             )
         pts.append(vals)
     if not pts:
