@@ -95,6 +95,8 @@ def run(args) -> int:
         masks, bank_meta = load_bank(args.mask_bank)
         if list(masks.shape) != list(cfg["coverage_bank"]):
             raise FcinvError(f"--mask-bank has shape {list(masks.shape)}, the model was trained with {cfg['coverage_bank']}")
+    elif args.mask_bank:  # (it was ignored without a word)
+        raise FcinvError(f"{args.model} was trained without coverage masks: drop --mask-bank")
     from ..measurement import MeasurementModel, recorded_geometry
 
     aug = _augmenter(

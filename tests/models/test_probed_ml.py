@@ -238,3 +238,13 @@ def test_local_cluster_size_is_bounded_in_the_api():
 
     with pytest.raises(FcinvError, match="workers"):
         dask_client("local:100000")
+
+
+def test_sigma_calibrate_refuses_a_mask_bank_the_model_never_used(capsys, tiny_dataset, tmp_path):
+    """`sigma-calibrate --mask-bank F` on a model trained with `--no-masks` ignored F with exit 0."""
+    out = tmp_path / "m"
+    argv = ["train", "--dataset", tiny_dataset, "--model", "resnet", "--width", "4", "--augment", "--no-masks"]
+    assert main([*map(str, argv), "--epochs", "1", "--batch-size", "16", "--threads", "1", "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    argv = ["sigma-calibrate", "--model", out, "--dataset", tiny_dataset, "--mask-bank", tiny_dataset, "--out", tmp_path / "c"]
+    _one_line(capsys, argv, "trained without coverage masks")
