@@ -216,8 +216,17 @@ def load_model(name_or_dir, material: str | None = None, grid=None):
     try:
         with warnings.catch_warnings():  # torch warns in two lines before refusing a raw pickle: the refusal is the message
             warnings.simplefilter("ignore")
-            ck = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                ck = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 — a text file said "KeyError: 101"
+                if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+                    raise ValueError("it holds pickled objects, which are not loaded (weights_only)") from None
+                raise ValueError(f"not a torch file ({type(exc).__name__})") from None
+        if not isinstance(ck, dict) or "config" not in ck:
+            raise ValueError(f"it holds a {type(ck).__name__} without the 'config' entry of fcinv's checkpoints")
         cfg = json_loads(ck["config"], f"{path}: config")
+        if not isinstance(cfg, dict):
+            raise ValueError(f"its config is a JSON {type(cfg).__name__}, not an object")
         format_version(cfg.get("version"), str(path))  # a newer layout: say so, do not guess at it
         model = _build(ck, cfg)
     except FcinvError:

@@ -248,3 +248,38 @@ def test_sigma_calibrate_refuses_a_mask_bank_the_model_never_used(capsys, tiny_d
     capsys.readouterr()
     argv = ["sigma-calibrate", "--model", out, "--dataset", tiny_dataset, "--mask-bank", tiny_dataset, "--out", tmp_path / "c"]
     _one_line(capsys, argv, "trained without coverage masks")
+
+
+class _Evil:
+    """Unpickling this would create the marker file: a checkpoint must never run it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoints_that_are_not_ours_say_what_they_hold(tmp_path):
+    """A pickled object (never run: weights_only), a text file ("KeyError: 101" before), a list, a
+    config that is a JSON list: one FcinvError naming what the file holds."""
+    import torch
+
+    from fcinv_widgets.models import load_model
+
+    marker = tmp_path / "PWNED"
+    torch.save({"config": "{}", "vae": _Evil(marker)}, tmp_path / "evil.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save([1, 2], tmp_path / "list.pt")
+    torch.save({"config": "[1, 2]"}, tmp_path / "cfg.pt")
+    for name, match in (
+        ("evil.pt", "pickled objects"),
+        ("text.pt", "not a torch file"),
+        ("list.pt", "holds a list"),
+        ("cfg.pt", "config is a JSON list"),
+    ):
+        with pytest.raises(FcinvError, match=match):
+            load_model(tmp_path / name)
+    assert not marker.exists()
