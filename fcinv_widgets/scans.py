@@ -73,8 +73,10 @@ E_OF_K2 = 1.0 / NEUTRON_E_TO_K2  # 2.0721 meV Å²
 
 def conventional_reciprocal(crystal) -> np.ndarray | None:
     """Rows b₁, b₂, b₃ (1/Å, without 2π) of the reciprocal lattice of ``crystal``'s conventional
-    standard cell (spglib), in the crystal's own Cartesian frame: [h k l] in r.l.u. of that cell, the
-    cell a user indexes with, is the direction h b₁ + k b₂ + l b₃. None when that cell is cubic along
+    cell, in the crystal's own Cartesian frame: [h k l] in r.l.u. of that cell, the cell a user
+    indexes with, is the direction h b₁ + k b₂ + l b₃. The conventional cell is the structure
+    file's own when it is one (the same volume as spglib's standard cell: a user's setting, e.g. a
+    tetragonal c along x, is kept), else spglib's standard cell (a primitive fcc/bcc/… file). None when that cell is cubic along
     the Cartesian axes (Ge, Nb, any cubic POSCAR in the standard setting): r.l.u. directions are then
     the Cartesian ones, exactly. Before session 46 u and v were taken as Cartesian directions of the
     structure file for every crystal — the same for those, but not for a tetragonal [1 0 1], a
@@ -88,7 +90,9 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
         p = np.asarray(ds.transformation_matrix if hasattr(ds, "transformation_matrix") else ds["transformation_matrix"], float)
     except Exception:  # noqa: BLE001 — no symmetry dataset: the structure file's own cell
         p = np.eye(3)
-    std = np.linalg.inv(p).T @ lat  # rows: the conventional cell's vectors in the crystal's frame
+    # rows: the conventional cell's vectors in the crystal's frame — the file's own cell where it is
+    # one (spglib's P unimodular: a conventional cell, perhaps in another setting, indexed as given)
+    std = lat if abs(abs(np.linalg.det(p)) - 1) < 1e-6 else np.linalg.inv(p).T @ lat
     if np.allclose(std, std[0, 0] * np.eye(3), atol=1e-6 * abs(std[0, 0])):
         return None
     return np.linalg.inv(std).T
