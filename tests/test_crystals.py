@@ -1492,3 +1492,6 @@ def test_scan_axes_are_in_rlu_of_the_conventional_cell_whatever_the_frame(cu_yam
     tet = Crystal(np.diag([a, a, c]), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cu", "Au"])
     b = conventional_reciprocal(tet)
     np.testing.assert_allclose(np.array([1.0, 0, 1]) @ b, [1 / a, 0, 1 / c], rtol=1e-9)
+    # the file's own setting is kept: its c along x is indexed [1 0 0] (spglib's standard cell would call it [0 0 1])
+    tx = Crystal(np.diag([c, a, a]), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cu", "Au"])
+    np.testing.assert_allclose(np.array([1.0, 0, 0]) @ conventional_reciprocal(tx), [1 / c, 0, 0], rtol=1e-9)
