@@ -28,7 +28,6 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from typing import Any
 
 from .basis import FCBasis
 from .errors import FcinvError, MissingDependencyError
@@ -589,14 +588,12 @@ def warn_cif_frame(structure, crystal: Crystal, force_constants) -> None:
 
     if Path(str(structure)).suffix.lower() not in (".cif", ".mcif"):
         return
-    try:
-        import spglib
+    from .structure import symmetry_dataset
 
-        cell: Any = (crystal.lattice, crystal.positions, crystal.numbers)
-        ds: Any = spglib.get_symmetry_dataset(cell, symprec=1e-5)
-        number = int(ds.number if hasattr(ds, "number") else ds["number"])
-    except Exception:  # noqa: BLE001 — no dataset: nothing to judge by
+    ds = symmetry_dataset(crystal)
+    if ds is None:  # nothing to judge by
         return
+    number = int(ds.number)
     if number <= 15:
         warnings.warn(
             FcinvWarning(

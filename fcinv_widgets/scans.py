@@ -55,7 +55,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from typing import Any
 
 from .errors import FcinvError
 from .grid import SpectrumGrid
@@ -81,15 +80,11 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
     the Cartesian ones, exactly. Before session 46 u and v were taken as Cartesian directions of the
     structure file for every crystal — the same for those, but not for a tetragonal [1 0 1], a
     hexagonal [1 0 0] or any crystal written in a turned frame (a probe: scans 79 % apart)."""
-    import spglib
+    from .structure import symmetry_dataset
 
     lat = np.asarray(crystal.lattice, float)
-    try:
-        cell: Any = (lat, crystal.positions, crystal.numbers)
-        ds: Any = spglib.get_symmetry_dataset(cell, symprec=1e-5)
-        p = np.asarray(ds.transformation_matrix if hasattr(ds, "transformation_matrix") else ds["transformation_matrix"], float)
-    except Exception:  # noqa: BLE001 — no symmetry dataset: the structure file's own cell
-        p = np.eye(3)
+    ds = symmetry_dataset(crystal)
+    p = np.eye(3) if ds is None else np.asarray(ds.transformation_matrix, float)  # none: the file's own cell
     # rows: the conventional cell's vectors in the crystal's frame — the file's own cell where it is
     # one (spglib's P unimodular: a conventional cell, perhaps in another setting, indexed as given)
     std = lat if abs(abs(np.linalg.det(p)) - 1) < 1e-6 else np.linalg.inv(p).T @ lat

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from typing import Any
 from numpy.typing import ArrayLike
 
 from .errors import StructureError
@@ -195,6 +196,22 @@ def _check_no_overlap(lattice, positions, symbols) -> None:
             f"overlapping atoms: {what} are {d[k]:.3f} Å apart (< {MIN_DISTANCE_A} Å); "
             "check for duplicated sites or a too-small cell"
         )
+
+
+def symmetry_dataset(crystal: Crystal, symprec: float = 1e-5):
+    """spglib's symmetry dataset of ``crystal`` (attributes ``number``, ``transformation_matrix``, …;
+    spglib ≥ 2.5 returns an object, older ones a dict — both read by attribute here), or None when
+    spglib finds none or fails on the cell."""
+    import types
+
+    import spglib
+
+    cell: Any = (np.asarray(crystal.lattice, float), crystal.positions, crystal.numbers)
+    try:
+        ds: Any = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception:  # noqa: BLE001 — spglib raises its own C++ error types on odd cells
+        return None
+    return types.SimpleNamespace(**ds) if isinstance(ds, dict) else ds
 
 
 def to_primitive(crystal: Crystal, primitive="auto", symprec: float = 1e-5) -> tuple:

@@ -398,11 +398,9 @@ def json_or_text(value, what: str):
     is refused (:func:`_json_text`) rather than handed to the decoder."""
     import json
 
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if not isinstance(value, str):
+    if not isinstance(value, (str, bytes, bytearray)):
         return value
-    _json_text(value, what)
+    value = _json_text(value, what)
     try:
         return json.loads(value)
     except (ValueError, RecursionError):

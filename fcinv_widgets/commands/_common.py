@@ -368,7 +368,7 @@ def warn_if_unstable(mat, source, consequence: str) -> None:
     lo = check_stable(mat, mat.reference_params, allow=True)
     if lo < UNSTABLE_BELOW_MEV:
         print(
-            f"warning: the force constants in {source} are dynamically unstable (lowest mode {lo:.2f} meV on the q-path): {consequence}",
+            f"warning: the force constants in {source} are dynamically unstable (lowest mode {lo:.2f} meV on the q-path or stability mesh): {consequence}",
             file=sys.stderr,
         )
 

@@ -25,7 +25,7 @@ MAX_MIN_LENGTH = 200.0
 def _check_run_args(given: dict) -> dict:
     """:func:`run_material`'s arguments (``given``: its ``locals()``) checked before anything runs (one line
     naming the argument); returns the converted ones."""
-    from ..validate import as_path, finite_number, flag, need_type, nonempty_list, whole_number
+    from ..validate import as_path, finite_number, flag, max_workers, need_type, nonempty_list, whole_number
     from .calculators import ModelSpec
 
     specs, models, supercell, min_length = given["specs"], given["models"], given["supercell"], given["min_length"]
@@ -46,7 +46,7 @@ def _check_run_args(given: dict) -> dict:
     mesh = [whole_number(v, "each stability mesh size", 1, 100) for v in nonempty_list(given["mesh"], "mesh (3 integers)")]
     if len(mesh) != 3:
         raise FcinvError(f"mesh must be 3 integers, got {mesh!r}")
-    workers = whole_number(given["workers"], "workers", 1, 1024)
+    workers = whole_number(given["workers"], "workers", 1, max_workers())
     for name in ("from_h5", "summary_path", "plot"):
         if given[name] is not None:
             as_path(given[name], name)
