@@ -731,7 +731,22 @@ class Dataset:
         check_declared(g["spectra"].shape, g["spectra"].dtype, f"{where}/spectra", ndim=3, max_bytes=1 << 62)
         check_declared(g["params"].shape, g["params"].dtype, f"{where}/params", ndim=2, max_bytes=1 << 62)
         params = real_array(g["params"][:n], f"{where}/params", shape=(None, len(self.names)), allow_nan=False)
+        self._check_inside_domain(params, f"{where}/params")
         return g["spectra"], params, n
+
+    def _check_inside_domain(self, params: np.ndarray, where: str) -> None:
+        """Every row is drawn inside /domain (``sampling``); one outside it by more than a part in
+        10⁶ of the width is a damaged or edited file — evaluated, its 1e300 labels made overflow
+        warnings and R² with exit 0."""
+        lo, hi = self.domain[:, 0], self.domain[:, 1]
+        tol = 1e-6 * (hi - lo)
+        out = (params < lo - tol) | (params > hi + tol)
+        if out.any():
+            i, j = np.argwhere(out)[0]
+            raise FcinvError(
+                f"{where}: row {i} gives {self.names[j]} = {params[i, j]:.6g} eV/Å², outside the dataset's own "
+                f"domain [{lo[j]:.6g}, {hi[j]:.6g}] ({int(out.any(axis=1).sum())} rows so): a damaged or edited dataset"
+            )
 
     def close(self):
         self._f.close()

@@ -87,8 +87,13 @@ def minmax(x: np.ndarray) -> np.ndarray:
         raise FcinvError(f"minmax scales (nq, nE) images, got an array of shape {x.shape}")
     lead = x.shape[:-2]
     flat = x.reshape((-1, x.shape[-2] * x.shape[-1]))
+    empty = np.isnan(flat).all(axis=1)
+    if empty.any():  # numpy's "All-NaN slice" warnings and a NaN image, not a word (ML probe, session 46)
+        raise FcinvError(f"minmax: image {int(np.argmax(empty))} of {len(flat)} has no pixel that is not NaN")
     lo = np.nanmin(flat, axis=1, keepdims=True)
     hi = np.nanmax(flat, axis=1, keepdims=True)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        raise FcinvError(f"minmax: image {int(np.argmax(~(np.isfinite(lo) & np.isfinite(hi)).ravel()))} holds ±inf")
     out = (flat - lo) / np.where(hi > lo, hi - lo, 1.0)
     return out.reshape(lead + x.shape[-2:])
 

@@ -98,6 +98,8 @@ def bad(tmp_path_factory) -> Path:
         "ds_params_nan": lambda f: f["test/params"].__setitem__((0, 0), np.nan),
         "ds_params_text": lambda f: (f.__delitem__("test/params"), f.create_dataset("test/params", data=np.full((2, 8), b"a"))),
         "ds_domain_flipped": lambda f: f["domain"].__setitem__(0, [1.0, -1.0]),
+        # found by the ML probe (session 46): 1e300 labels evaluated with overflow warnings and exit 0
+        "ds_params_huge": lambda f: f["test/params"].__setitem__((1, 3), 1e300),
     }.items():
         shutil.copy(d / "ds_lying.h5", d / f"{name}.h5")
         with h5py.File(d / f"{name}.h5", "r+") as f:
@@ -308,6 +310,10 @@ CORPUS = [
     (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_params_nan.h5"], "/test/params: contains NaN"),
     (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_params_text.h5"], "/test/params: byte-string values"),
     (["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_domain_flipped.h5"], "lower bound must lie below"),
+    (
+        ["evaluate", "--model", "ge-vae", "--dataset", "{d}/ds_params_huge.h5"],
+        "row 1 gives a = 1e+300 eV/Å², outside the dataset's own domain",
+    ),
     (["noise-grid", "--model", "ge-vae", "--dataset", "{d}/ds_ndone_text.h5", "--out", "{d}/ng.h5"], "must be a whole number"),
     (["infer-scans", "--model", "ge-vae", "--scans", "{d}/good.npz"], "cannot read"),
     (["phonons", "--structure", GE_POSCAR, "--force-constants", "{d}/FC_huge", "--qpoints", "0 0 0"], "eV/Å²"),

@@ -198,7 +198,7 @@ def test_metrics_to_compare_are_checked_before_the_work_and_written_strict(capsy
 
 def test_public_helpers_refuse_bad_arguments():
     """Helpers that returned NaN arrays, accepted what a sibling refuses, or raised numpy's own
-    errors (`sqe.gaussians` σ 0, `coth_factor` T < 0, `noise.minmax([])`, `NoiseLevel(-1, nan)`,
+    errors (`sqe.gaussians` σ 0, `coth_factor` T < 0, `noise.minmax([])` or of an all-NaN image, `NoiseLevel(-1, nan)`,
     `MeasurementModel(n_ei_kernels=0)`, `kinematic_q_range(-1, …)`, `add_noise` of no spectra,
     complex energies in `creation_correction`)."""
     from fcinv_widgets.measurement import MeasurementModel, creation_correction
@@ -212,6 +212,8 @@ def test_public_helpers_refuse_bad_arguments():
         lambda: gaussians(e, [[10.0]], sigma_mev=-1),
         lambda: coth_factor(e, -1),
         lambda: minmax(np.array([])),
+        lambda: minmax(np.stack([np.ones((3, 3)), np.full((3, 3), np.nan)])),  # numpy's All-NaN warnings, a NaN image
+        lambda: minmax(np.array([[1.0, np.inf], [0.0, 2.0]])),
         lambda: NoiseLevel(-1, 5),
         lambda: NoiseLevel(float("nan"), 10),
         lambda: NoiseLevel(0.1, -5),
