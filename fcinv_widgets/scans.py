@@ -25,7 +25,7 @@ bin centre hits the detector. Each covered (point, energy bin) adds data = S(Q, 
 norm = 1; a scan's image is Σ data / Σ norm over its covered points (NaN where none), and the
 full data set is Σ data / Σ norm over all orientations (the pathSQE convention).
 
-HDF5 layout of a scan set (``format = "fcinv-scans"``, version 1)::
+HDF5 layout of a scan set (``format = "fcinv-scans"``, version 2)::
 
     /full                     (nq, nE) float32   union of all orientations (NaN = not covered)
     /scans                    (n, nq, nE) float32 one image per orientation (NaN = not covered)
@@ -40,6 +40,11 @@ HDF5 layout of a scan set (``format = "fcinv-scans"``, version 1)::
            origin ("simulated"), grid (JSON: segments, energy
            bins), labels, breaks, units, meta (JSON: u, v, qmax, detector, coverage rule,
            noise, timing, param names …)
+
+Version 2 (since fcinv 0.2): meta ``u``/``v`` are r.l.u. of the crystal's conventional cell
+(:func:`conventional_reciprocal`). Version 1 (fcinv 0.1.0) wrote them as Cartesian directions
+of the structure file — the same numbers for a cubic cell along the axes (Ge, Nb); for any other
+crystal :meth:`ScanSet.sample_axes` turns them into r.l.u. and says so.
 
 Intensities are in fm²/meV per atom unless noise was added (then min-max scaled to [0, 1]
 per image, the noise model's convention); ``fcinv invert`` min-max scales its input anyway.
@@ -91,6 +96,10 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
     if np.allclose(std, std[0, 0] * np.eye(3), atol=1e-6 * abs(std[0, 0])):
         return None
     return np.linalg.inv(std).T
+
+
+#: meta ``uv_frame`` of a scan set: what its ``u``/``v`` are (a version-1 file is read as Cartesian)
+UV_RLU, UV_CARTESIAN = "r.l.u. of the conventional cell", "Cartesian directions of the structure file"
 
 
 def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1), crystal=None) -> np.ndarray:
@@ -341,9 +350,36 @@ class ScanSet:
 
     @property
     def axes(self) -> dict:
-        """{"u", "v"}: the sample axes (r.l.u., lists of floats) the scans were taken with —
-        ``meta["u"]``/``meta["v"]``, :data:`SCAN_U`/:data:`SCAN_V` in files that do not say."""
+        """{"u", "v"}: the sample axes the scans were taken with as the file records them (lists
+        of floats) — ``meta["u"]``/``meta["v"]``, :data:`SCAN_U`/:data:`SCAN_V` in files that do
+        not say; r.l.u. except in a version-1 file of a non-cubic crystal (:meth:`sample_axes`)."""
         return {k: [float(x) for x in np.asarray(self.meta.get(k, d), float)] for k, d in (("u", SCAN_U), ("v", SCAN_V))}
+
+    def sample_axes(self, crystal=None, source: str = "the scan set") -> dict:
+        """{"u", "v"} in r.l.u. of ``crystal``'s conventional cell: :attr:`axes`, turned from the
+        Cartesian directions a version-1 file (fcinv 0.1.0) recorded where that differs (a
+        non-cubic crystal or one in a turned frame; an :class:`FcinvWarning` names the file and
+        the r.l.u. read). Without a crystal, or for the presets, :attr:`axes` itself."""
+        ax = self.axes
+        b = None if crystal is None or self.meta.get("uv_frame") != UV_CARTESIAN else conventional_reciprocal(crystal)
+        if b is None:
+            return ax
+        import warnings
+
+        from .errors import FcinvWarning
+
+        # a Cartesian direction d is h b₁ + k b₂ + l b₃ for [h k l] = d · B⁻¹ (rows of B: b₁, b₂, b₃)
+        hkl = {k: np.asarray(ax[k]) @ np.linalg.inv(b) for k in ("u", "v")}
+        out = {k: [float(x) for x in h / np.abs(h).max()] for k, h in hkl.items()}  # (a direction: largest index 1)
+        shown = {k: "[" + " ".join(f"{x:.4g}" for x in out[k]) + "]" for k in out}
+        warnings.warn(
+            FcinvWarning(
+                f"{source} is a version-1 scan set (fcinv 0.1.0), whose u/v are Cartesian directions of the "
+                f"structure file: read as u = {shown['u']}, v = {shown['v']} in r.l.u. of the conventional cell"
+            ),
+            stacklevel=2,
+        )
+        return out
 
     @property
     def full_coverage(self) -> float:
@@ -416,7 +452,7 @@ class ScanSet:
             f.attrs.update(
                 {
                     "format": "fcinv-scans",
-                    "version": 1,
+                    "version": 2,
                     "material": self.material,
                     "ei_mev": self.ei_mev,
                     "temperature_k": self.temperature_k,
@@ -465,7 +501,7 @@ class ScanSet:
             fmt = fmt.decode(errors="replace") if isinstance(fmt, bytes) else fmt
             if fmt != "fcinv-scans":
                 raise FcinvError(f"{path} is not an fcinv scan-set file (format attribute {fmt!r})")
-            format_version(f.attrs.get("version"), str(path))
+            version = format_version(f.attrs.get("version"), str(path), reads=2)
             if not isinstance(f.get("grid"), h5py.Group):
                 raise FcinvError(f"{path}: no /grid group")
             try:
@@ -509,6 +545,10 @@ class ScanSet:
         if not isinstance(meta, dict):
             raise FcinvError(f"{path}: the meta attribute must be a JSON object")
         _check_scan_meta(meta, path)
+        if version == 1:  # fcinv 0.1.0 took u/v as Cartesian directions (sample_axes turns them)
+            meta["uv_frame"] = UV_CARTESIAN
+        elif meta.get("uv_frame", UV_RLU) not in (UV_RLU, UV_CARTESIAN):
+            raise FcinvError(f"{path}: meta 'uv_frame' must be {UV_RLU!r} or {UV_CARTESIAN!r}, got {meta['uv_frame']!r}"[:300])
         return cls(
             full.astype(np.float32),
             scans.astype(np.float32),
@@ -623,6 +663,7 @@ def simulate_scans(
     meta = {
         "u": list(map(float, u)),
         "v": list(map(float, v)),
+        "uv_frame": UV_RLU,
         "qmax_inv_a": qmax,
         "n_points": int(pts.n),
         "detector_deg": dict(detector),

@@ -1495,3 +1495,56 @@ def test_scan_axes_are_in_rlu_of_the_conventional_cell_whatever_the_frame(cu_yam
     # the file's own setting is kept: its c along x is indexed [1 0 0] (spglib's standard cell would call it [0 0 1])
     tx = Crystal(np.diag([c, a, a]), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cu", "Au"])
     np.testing.assert_allclose(np.array([1.0, 0, 0]) @ conventional_reciprocal(tx), [1 / c, 0, 0], rtol=1e-9)
+
+
+def test_a_version_1_scan_set_of_a_turned_crystal_is_read_with_its_cartesian_axes(cu_yaml, tmp_path):
+    """Session 47: fcinv 0.1.0 wrote a scan set's u/v as Cartesian directions of the structure file
+    (version 1); since session 46 they are r.l.u. of the conventional cell, and files say so
+    (version 2, meta ``uv_frame``). A version-1 file of a crystal where the two differ is read with
+    its axes turned into r.l.u. (and a warning); the presets' and new files' axes are unchanged."""
+    import json
+    import warnings
+
+    import ase.io
+    import h5py
+
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.materials import custom_material, get_material
+    from fcinv_widgets.scans import UV_RLU, ScanSet, orientation_matrix, simulate_scans
+
+    d, *_ = cu_yaml
+    atoms = ase.io.read(d / "POSCAR")
+    atoms.rotate(30, "z", rotate_cell=True)
+    ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the turn is said in a warning: tested above)
+        turned = custom_material(tmp_path / "POSCAR", d / "full.yaml", e_max=50)
+    new = tmp_path / "v2.h5"
+    simulate_scans(turned, 60.0, [0.0], qmax=3.0, u=(1, 1, 0), v=(0, 0, 1), progress=False).save(new)
+    with h5py.File(new) as f:
+        assert f.attrs["version"] == 2 and json.loads(f.attrs["meta"])["uv_frame"] == UV_RLU
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ScanSet.load(new).sample_axes(turned.crystal) == {"u": [1.0, 1.0, 0.0], "v": [0.0, 0.0, 1.0]}
+    old = tmp_path / "v1.h5"
+    with h5py.File(new) as f, h5py.File(old, "w") as g:  # as fcinv 0.1.0 wrote it: version 1, no uv_frame
+        for k in f:
+            f.copy(f[k], g)
+        g.attrs.update(dict(f.attrs))
+        g.attrs["version"] = 1
+        g.attrs["meta"] = json.dumps({k: v for k, v in json.loads(f.attrs["meta"]).items() if k != "uv_frame"})
+    ss = ScanSet.load(old)
+    with pytest.warns(FcinvWarning, match=r"v1\.h5 is a version-1 scan set .* read as u = \[.*\] in r\.l\.u\."):
+        ax = ss.sample_axes(turned.crystal, str(old))
+    # the r.l.u. read are the Cartesian (1 1 0), (0 0 1) the file meant: one orientation matrix
+    np.testing.assert_allclose(
+        orientation_matrix(ax["u"], ax["v"], turned.crystal), orientation_matrix((1, 1, 0), (0, 0, 1)), atol=1e-12
+    )
+    assert not np.allclose(ax["u"], [1, 1, 0])  # (the turn is not a cubic symmetry: the numbers change)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Ge: Cartesian and r.l.u. directions are one
+        assert ss.sample_axes(get_material("Ge").crystal) == ss.axes
+    with h5py.File(new, "a") as f:
+        f.attrs["meta"] = json.dumps({**json.loads(f.attrs["meta"]), "uv_frame": "degrees"})
+    with pytest.raises(FcinvError, match="meta 'uv_frame' must be"):
+        ScanSet.load(new)

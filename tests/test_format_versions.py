@@ -44,7 +44,7 @@ def scanset(tmp_path_factory):
     return path
 
 
-def _bumped_h5(src, dst, version=2):
+def _bumped_h5(src, dst, version=3):
     shutil.copy(src, dst)
     with h5py.File(dst, "a") as f:
         f.attrs["version"] = version
@@ -59,7 +59,7 @@ def test_scan_set_and_its_spectrum_reader(scanset, tmp_path):
     read_spectrum(scanset)
     newer = _bumped_h5(scanset, tmp_path / "new.h5")
     for load in (ScanSet.load, read_spectrum):
-        with pytest.raises(FcinvError, match="format version 2 is newer"):
+        with pytest.raises(FcinvError, match=r"format version 3 is newer than this fcinv reads \(≤ 2\)"):
             load(newer)
     with pytest.raises(FcinvError, match="whole number"):
         ScanSet.load(_bumped_h5(scanset, tmp_path / "text.h5", "two"))
@@ -128,7 +128,7 @@ def test_dataset_file(tmp_path):
     out = tmp_path / "d.h5"
     generate_dataset("Ge", out, n_train=4, n_test=2, candidates=8, progress=False)
     Dataset(out).close()
-    _bumped_h5(out, tmp_path / "n.h5")
+    _bumped_h5(out, tmp_path / "n.h5", 2)
     with pytest.raises(FcinvError, match="format version 2 is newer"):
         Dataset(tmp_path / "n.h5")
     with pytest.raises(FcinvError, match="format version 2 is newer"):  # resuming one

@@ -295,7 +295,7 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
         fmt = f.attrs.get("format")
         fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
         if fmt in ("fcinv-spectrum", "fcinv-scans"):  # a scan set: its full data set (union of orientations)
-            format_version(f.attrs.get("version"), str(path))
+            format_version(f.attrs.get("version"), str(path), reads=2 if fmt == "fcinv-scans" else 1)
             key = "spectrum" if fmt == "fcinv-spectrum" else "full"
             e = _h5_array(f, "grid/energy_centers_mev", path, ndim=1) if "grid/energy_centers_mev" in f else None
             qd = _h5_array(f, "grid/q_distance", path, ndim=1) if "grid/q_distance" in f else None

@@ -1091,7 +1091,7 @@ def refine_spectrum(
             orient = [float(a) for a, img in zip(ang, ss.scans) if np.isfinite(img).any()]
         ei_mev = ss.ei_mev if ei_mev is None else ei_mev
         qmax = ss.meta.get("qmax_inv_a") if qmax is None else qmax
-        extra = {**ss.axes, "detector": ss.meta.get("detector_deg")}
+        extra = {**ss.sample_axes(material.crystal, spec.source), "detector": ss.meta.get("detector_deg")}
     elif scan is not None:
         orient, extra = [scan], {"u": u, "v": v}
     if kwargs.get("b_coh") is None:

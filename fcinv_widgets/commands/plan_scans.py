@@ -161,9 +161,9 @@ def run(args) -> int:
     if ei is None:
         raise FcinvError("give --ei (meV) or --scans (its Ei is used)")
     check_ei(ei, mat.grid)
-    meta = ss.meta if ss is not None else {}
-    u = _vec(args.u, meta.get("u", (1, 1, 0)), "--u")
-    v = _vec(args.v, meta.get("v", (0, 0, 1)), "--v")
+    axes = ss.sample_axes(mat.crystal, args.scans) if ss is not None and None in (args.u, args.v) else {}
+    u = _vec(args.u, axes.get("u", (1, 1, 0)), "--u")
+    v = _vec(args.v, axes.get("v", (0, 0, 1)), "--v")
     measured = np.zeros(0)
     if ss is not None:
         measured = ss.angles_deg if args.measured is None else parse_angles(args.measured)
