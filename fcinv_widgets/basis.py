@@ -110,16 +110,9 @@ class FCBasis:
         return self._new_phonopy()
 
     def _new_phonopy(self, is_symmetry: bool = True):
-        from phonopy import Phonopy
+        from .fcio import new_phonopy
 
-        return Phonopy(
-            self.crystal.to_phonopy_atoms(),
-            supercell_matrix=self.supercell_matrix,
-            primitive_matrix=np.eye(3),
-            symprec=self.symprec,
-            is_symmetry=is_symmetry,
-            log_level=0,
-        )
+        return new_phonopy(self.crystal.to_phonopy_atoms(), self.supercell_matrix, symprec=self.symprec, is_symmetry=is_symmetry)
 
     def _symmetry(self):
         import spglib

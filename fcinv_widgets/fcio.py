@@ -243,6 +243,47 @@ def write_force_constants(path: str | Path, fc: np.ndarray, p2s_map=None) -> Non
     write_FORCE_CONSTANTS(fc, filename=str(path), p2s_map=p2s_map)
 
 
+#: phonopy's two-line UserWarning for a cell whose supercell is more symmetric than the cell itself
+_PHONOPY_SYMMETRY_NOTE = "Point group symmetries of supercell and primitivecell are different"
+
+
+def new_phonopy(cell, supercell_matrix, primitive_matrix=None, **kwargs):
+    """``phonopy.Phonopy(cell, supercell_matrix, primitive_matrix, log_level=0, **kwargs)`` (the cell
+    as given where ``primitive_matrix`` is None). phonopy's two-line "Point group symmetries of
+    supercell and primitivecell are different" UserWarning — a structure file whose cell is itself a
+    supercell of a smaller one with a lattice that breaks the crystal's symmetry (an fcc cell repeated
+    2 × 1 × 1; a primitive or conventional cell cannot cause it) — is said as one
+    :class:`FcinvWarning` that names what it means: the results are those of the cell as given."""
+    import warnings
+
+    from phonopy import Phonopy
+
+    from .errors import FcinvWarning
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ph = Phonopy(
+            cell,
+            supercell_matrix=supercell_matrix,
+            primitive_matrix=np.eye(3) if primitive_matrix is None else primitive_matrix,
+            log_level=0,
+            **kwargs,
+        )
+    for w in seen:
+        if _PHONOPY_SYMMETRY_NOTE in str(w.message):
+            warnings.warn(
+                FcinvWarning(
+                    "the structure file's cell is a supercell of a smaller cell, and its lattice breaks that crystal's "
+                    "symmetry (phonopy's note: the supercell is more symmetric than the cell); results are those of the "
+                    "cell as given (--primitive auto uses the smallest cell)"
+                ),
+                stacklevel=2,
+            )
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ph
+
+
 def unitcell_fc_to_cell_used(
     fc,
     unitcell,
@@ -261,7 +302,6 @@ def unitcell_fc_to_cell_used(
     matrix) or compact over the primitive cell (phonopy with ``primitive_matrix``). Both supercells
     have the same lattice; atoms are matched by position.
     """
-    from phonopy import Phonopy
     from phonopy.harmonic.force_constants import compact_fc_to_full_fc
     from scipy.spatial import cKDTree
 
@@ -271,13 +311,7 @@ def unitcell_fc_to_cell_used(
     def ph(pm):
         key = "eye" if pm is None else "prim"
         if key not in phs:
-            phs[key] = Phonopy(
-                unitcell.to_phonopy_atoms(),
-                supercell_matrix=supercell_matrix,
-                primitive_matrix=np.eye(3) if pm is None else pm,
-                symprec=symprec,
-                log_level=0,
-            )
+            phs[key] = new_phonopy(unitcell.to_phonopy_atoms(), supercell_matrix, pm, symprec=symprec)
         return phs[key]
 
     n_super = len(ph(None).supercell)
@@ -291,9 +325,7 @@ def unitcell_fc_to_cell_used(
         prim = ph(None if fc.shape[0] == unitcell.n_atoms else primitive_matrix).primitive
         fc = compact_fc_to_full_fc(prim, np.ascontiguousarray(fc))
     sc_u = ph(None).supercell
-    sc_b = Phonopy(
-        cell_used.to_phonopy_atoms(), supercell_matrix=supercell_used, primitive_matrix=np.eye(3), symprec=symprec, log_level=0
-    ).supercell
+    sc_b = new_phonopy(cell_used.to_phonopy_atoms(), supercell_used, symprec=symprec).supercell
     if len(sc_b) != n_super or not np.allclose(np.array(sc_b.cell), np.array(sc_u.cell), atol=1e-6):
         raise ForceConstantsError(f"{where}: the primitive cell's supercell does not cover the same crystal as the file's")
     tree = cKDTree(np.mod(np.array(sc_u.scaled_positions), 1.0) % 1.0, boxsize=1.0 + 1e-12)

@@ -1548,3 +1548,35 @@ def test_a_version_1_scan_set_of_a_turned_crystal_is_read_with_its_cartesian_axe
         f.attrs["meta"] = json.dumps({**json.loads(f.attrs["meta"]), "uv_frame": "degrees"})
     with pytest.raises(FcinvError, match="meta 'uv_frame' must be"):
         ScanSet.load(new)
+
+
+def test_a_supercell_given_as_the_cell_gets_one_line_not_phonopys_two(tmp_path):
+    """Session 47 (the crystal probe of session 46): fcc Cu's cubic cell repeated 2 × 1 × 1 and given
+    as the structure printed phonopy's two-line "Point group symmetries of supercell and
+    primitivecell are different" UserWarning (file and line of phonopy) on every command. Now one
+    FcinvWarning that says what it means; the frequencies are still phonopy's for that cell."""
+    import warnings
+
+    from ase.build import bulk
+    from phonopy import Phonopy
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.structure import Crystal
+
+    cr = Crystal.from_ase(bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 1, 1)))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        b = FCBasis(cr, [1, 2, 2])
+        ph = b.phonopy
+    kinds = [(w.category, str(w.message)) for w in seen]
+    assert kinds and all(c is FcinvWarning and "a supercell of a smaller cell" in m for c, m in kinds), kinds
+    assert len(ph.supercell) == 32
+    p = _spring_params(b, {("Cu", "Cu", 2.6): 1.0})
+    q = [[0.1, 0.2, 0.3], [0.5, 0.0, 0.25]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = Phonopy(cr.to_phonopy_atoms(), supercell_matrix=np.diag([1, 2, 2]), primitive_matrix=np.eye(3), log_level=0)
+    ref.force_constants = b.expand(p, full=True)
+    ref.run_qpoints(q)
+    np.testing.assert_allclose(b.frequencies_thz(p, q), ref.get_qpoints_dict()["frequencies"], rtol=1e-6)  # (unit constants)

@@ -75,13 +75,10 @@ def phonopy_force_constants(crystal: Crystal, supercell_matrix, calc, displaceme
     force constants are symmetrised (index symmetry and acoustic sum rule, phonopy's
     ``symmetrize_force_constants``) and kept in compact form (n_prim, n_super, 3, 3), eV/Å².
     """
-    from phonopy import Phonopy
-
+    from ..fcio import new_phonopy
     from ..structure import Crystal as _C  # noqa: F401
 
-    ph = Phonopy(
-        crystal.to_phonopy_atoms(), supercell_matrix=np.asarray(supercell_matrix, int), primitive_matrix=np.eye(3), log_level=0
-    )
+    ph = new_phonopy(crystal.to_phonopy_atoms(), np.asarray(supercell_matrix, int))
     ph.generate_displacements(distance=displacement)
     from ase import Atoms
 
