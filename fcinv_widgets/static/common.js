@@ -162,12 +162,16 @@ export function lassoSelect(xs, ys, poly) {
  * (never a queue). done(seq): the consumer finished request seq; the pending
  * value, if any, is sent next. send(value, seq) is the transport.
  */
-export function makeCoalescer(send) {
+export function makeCoalescer(send, counter = { n: 0 }) {
+  // `counter` numbers the requests; views of one model share it (sharedCounter), so an answer
+  // for any view's later request frees every view waiting for an earlier one — with a counter
+  // per view, one view's request 3 answered after another's 10 kept the second busy for good and
+  // its focused slider off the kernel's values (session 47, two views of a slow kernel)
   let seq = 0;
   let inflight = null;
   let pending;
   let hasPending = false;
-  const fire = (v) => { seq += 1; inflight = seq; send(v, seq); };
+  const fire = (v) => { counter.n += 1; seq = counter.n; inflight = seq; send(v, seq); };
   return {
     push(v) {
       if (inflight === null) fire(v);
@@ -181,6 +185,13 @@ export function makeCoalescer(send) {
     get busy() { return inflight !== null; },
     get seq() { return seq; },
   };
+}
+
+/** The request counter shared by every view of ``model`` (kept on the model object, started above
+ * the kernel's last request and answer so that a new view's numbers never run backwards). */
+export function sharedCounter(model, reqKey = "request_seq", ansKey = "rendered_seq") {
+  if (!model.fcinvSeq) model.fcinvSeq = { n: Math.max(Number(model.get(reqKey)) || 0, Number(model.get(ansKey)) || 0) };
+  return model.fcinvSeq;
 }
 
 const DTYPES = {

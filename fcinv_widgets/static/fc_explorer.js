@@ -3,7 +3,7 @@
 // control, zoom/pan, PNG export; theme-aware, sized to the output area, crisp at any DPR.
 // State comes from the Python FCExplorerView; arrays arrive as {buffer, dtype, shape}.
 import {
-  makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, makeCoalescer,
+  makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, makeCoalescer, sharedCounter,
   decodeArray, difference, sliderStep, clamp, toFloat, DIVERGING_STOPS,
   fmt, fmtRange, tickLabels, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, zoomWindow, panWindow,
@@ -165,7 +165,7 @@ function render({ model, el: root }) {
     model.set("values", values);
     model.set("request_seq", seq);
     model.save_changes();
-  });
+  }, sharedCounter(model));
 
   function eWindow() {
     const ev = model.get("e_view") || [];
@@ -339,7 +339,12 @@ function render({ model, el: root }) {
   ];
 
   reset.addEventListener("click", () => model.send({ event: "reset" }));
-  const onResult = () => { readArrays(); layout(); paint(); coalescer.done(model.get("rendered_seq")); };
+  const onResult = () => {
+    readArrays(); layout(); paint(); coalescer.done(model.get("rendered_seq"));
+    // free again: the sliders take the model's values (a change of them that came while this
+    // view was busy, e.g. from another view of the same widget, skipped its focused slider)
+    if (!coalescer.busy) syncSliders();
+  };
   const onErr = () => { errBox.textContent = model.get("error"); };
   const onEView = () => { st.zoomed = false; st.view = { q: st.qrange.slice(), e: eWindow().slice() }; paint(); };
   const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paint(); };

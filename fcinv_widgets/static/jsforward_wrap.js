@@ -56,6 +56,11 @@ function fwdProxy(real, root) {
   const fire = () => { for (const h of frameHandlers) h(); };
   const onKernelFrame = () => {
     if (gate.answer() === "send") { real.save_changes(); return; }
+    // the user has moved on since this request (values painted in the page, not yet flushed to
+    // the kernel): its answer is for older values and must not replace the JS frame on screen —
+    // it did, for up to FWD_IDLE_MS plus a kernel frame (session 47, a slowed kernel); the flush
+    // asks for the latest values and their answer is shown
+    if (wanted) return;
     const vals = real.get("values");
     if (local && vals && vals.length === fm.n_active) {
       const r = fwdEvaluate(fm, vals);

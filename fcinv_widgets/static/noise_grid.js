@@ -79,6 +79,7 @@ function render({ model, el: root }) {
   const clean = el("canvas", { className: "fcinv-clean" }, imgs);
   const noisy = el("canvas", { className: "fcinv-noisy" }, imgs);
   const table = el("div", { className: "fcinv-cell-r2" }, right);
+  const errBox = el("div", { className: "fcinv-error" }, left);
   pngButton(ctl, root, "noise_grid.png", () => theme.bg);
 
   let theme = themeOf(root);
@@ -176,9 +177,14 @@ function render({ model, el: root }) {
     const snr = decodeArray(model.get("snr_grid"));
     return cellReadout(i, r2, model.get("b_levels"), model.get("p_levels"), snr, model.get("fc_names")[model.get("fc")], model.get("model"));
   });
-  const paintAll = () => { paintGrid(); paintCell(); };
+  const onErr = () => { errBox.textContent = model.get("error") || ""; errBox.style.color = theme.error; };
+  const paintAll = () => { paintGrid(); paintCell(); onErr(); };
   const onGrid = () => paintGrid();
-  const handlers = { r2_grid: onGrid, cell_frame: paintAll, models: syncControls, fc_names: syncControls };
+  // model, fc and selected also come back from the kernel when it refuses a value (RollsBack)
+  const handlers = {
+    r2_grid: onGrid, cell_frame: paintAll, models: syncControls, fc_names: syncControls,
+    model: syncControls, fc: syncControls, selected: onGrid, error: onErr,
+  };
   for (const [k, f] of Object.entries(handlers)) model.on(`change:${k}`, f);
   const unW = watchWidth(root, (w) => { layout(w); paintAll(); });
   const onTheme = () => { theme = themeOf(root); root.fcinvTheme = theme; root.style.colorScheme = theme.dark ? "dark" : "light"; paintAll(); };

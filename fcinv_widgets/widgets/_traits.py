@@ -94,6 +94,33 @@ def refuses(validator):
     return wrapped
 
 
+class RollsBack:
+    """Mixin for the widgets' views (before ``anywidget.AnyWidget``): a browser update that a
+    validator refuses is rolled back in the browser too and said there. traitlets rolls the
+    kernel's traits back (a ``TraitError`` inside ``set_state``), but nothing told the page: a
+    view showed "FC0 = 1000 eV/Å²" beside an image of −0.41, a noise grid kept cell 999, and the
+    error went to a log nobody reads (session 47, a browser probe). Now the kernel's values of the
+    message's keys are sent back, and the reason lands in the view's ``error`` trait (one line),
+    cleared by the next update the kernel accepts. The ``TraitError`` is still raised (a Python
+    caller of ``set_state`` gets it; ipywidgets' message handler logs it)."""
+
+    _refused = False
+
+    def set_state(self, sync_data):
+        try:
+            super().set_state(sync_data)  # type: ignore[misc]
+        except traitlets.TraitError as exc:
+            keys = [k for k in sync_data if k in self.keys]  # type: ignore[attr-defined]
+            if "error" not in sync_data:  # (the page never sets it; a message that does is refused as a whole)
+                self._refused = True
+                self.error = " ".join(str(exc).split())[:400]  # type: ignore[attr-defined]
+            self.send_state(keys)  # type: ignore[attr-defined]
+            raise
+        if self._refused and "error" not in sync_data:
+            self._refused = False
+            self.error = ""  # type: ignore[attr-defined]
+
+
 class Array(traitlets.TraitType):
     """A numpy array trait with a fixed dtype (cast on assignment) and optional ndim."""
 

@@ -26,7 +26,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _jsforward, _static
 from ._assets import load_esm
-from ._traits import WidgetGridError, WidgetInputError, need_attrs, range_arg, refuses, synced_array
+from ._traits import RollsBack, WidgetGridError, WidgetInputError, need_attrs, range_arg, refuses, synced_array
 
 UNITS = "eV/Å²"
 INTENSITY_UNITS = "scaled"  # forward-model images are scaled to a maximum of 1
@@ -60,7 +60,7 @@ class ForwardModelLike(Protocol):
     def is_stable(self, theta: np.ndarray) -> np.ndarray: ...  # (N,) bool
 
 
-class FCExplorerView(anywidget.AnyWidget):
+class FCExplorerView(RollsBack, anywidget.AnyWidget):
     """Synced state of the FC explorer. Arrays cross as bytes (dtype + shape)."""
 
     _esm = _jsforward.wrap_esm(load_esm("fc_explorer.js"))  # kernel-free frames: widgets/_jsforward.py

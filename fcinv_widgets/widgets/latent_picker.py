@@ -27,7 +27,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import WidgetInputError, int_arg, need_attrs, refuses, synced_array
+from ._traits import RollsBack, WidgetInputError, int_arg, need_attrs, refuses, synced_array
 from .fc_explorer import UNITS, _pandas
 
 TOOLS = ("select", "lasso", "ray")
@@ -47,7 +47,7 @@ def _index(v, n: int, what: str) -> int:
     return int(i)
 
 
-class LatentPickerView(anywidget.AnyWidget):
+class LatentPickerView(RollsBack, anywidget.AnyWidget):
     """Synced state of the latent picker. Arrays cross as bytes (dtype + shape)."""
 
     _esm = load_esm("latent_picker.js")

@@ -17,7 +17,7 @@ from ..analysis.noise_grid import NoiseGridResult
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import WidgetInputError, int_arg, refuses, synced_array
+from ._traits import RollsBack, WidgetInputError, int_arg, refuses, synced_array
 from .fc_explorer import _pandas
 
 
@@ -58,7 +58,7 @@ def _as_results(results) -> dict[str, NoiseGridResult]:
     return out
 
 
-class NoiseGridView(anywidget.AnyWidget):
+class NoiseGridView(RollsBack, anywidget.AnyWidget):
     _esm = load_esm("noise_grid.js")
 
     b_levels = traitlets.List().tag(sync=True)
@@ -75,6 +75,7 @@ class NoiseGridView(anywidget.AnyWidget):
     snr_grid = synced_array("float32", ndim=2)  # (nB, nP) SNR of each cell's example spectrum
     cell_r2 = synced_array("float32", ndim=1)
     cell_frame = traitlets.Int(0).tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)  # a browser update the kernel refused (RollsBack)
 
     @traitlets.validate("model")
     @refuses

@@ -21,7 +21,7 @@ import traitlets
 from ..errors import FcinvError, GridMismatchError
 from . import _static
 from ._assets import load_esm
-from ._traits import WidgetInputError, int_arg, need_attrs, range_arg, refuses, synced_array
+from ._traits import RollsBack, WidgetInputError, int_arg, need_attrs, range_arg, refuses, synced_array
 from .fc_explorer import UNITS, _pandas, _to_numpy
 
 
@@ -29,7 +29,7 @@ class ScanSelectionError(WidgetInputError):
     """A scan index outside the ScanInference (or a bad FC index)."""
 
 
-class OrientationView(anywidget.AnyWidget):
+class OrientationView(RollsBack, anywidget.AnyWidget):
     """Synced state of the orientation scatter. Arrays cross as bytes (dtype + shape)."""
 
     _esm = load_esm("orientation.js")

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   makeLut, floatToRGBA, niceTicks, layoutQLabels, cellAt, nearestPoint,
-  pointInPolygon, lassoSelect, makeCoalescer, decodeArray, encodeArray, difference, clamp,
+  pointInPolygon, lassoSelect, makeCoalescer, sharedCounter, decodeArray, encodeArray, difference, clamp,
 } from "../../fcinv_widgets/static/common.js";
 
 // A fake forward model: 4 q-points x 3 energies, q-major like the Python side.
@@ -95,6 +95,26 @@ test("coalescer: latest value wins, never a queue", () => {
   assert.equal(c.busy, false);
   c.push(5);
   assert.deepEqual(sent.at(-1), [5, 3]);
+});
+
+test("coalescers of two views of one model share the request numbers: a later answer frees both", () => {
+  // session 47: with a counter per view, view 1's request 3 answered after view 2's request 10
+  // left view 2 busy for good (its focused slider never took the kernel's values again)
+  const state = { request_seq: 7, rendered_seq: 7 };
+  const model = { get: (k) => state[k] };
+  const sent = [];
+  const a = makeCoalescer((v, s) => sent.push(["a", v, s]), sharedCounter(model));
+  const b = makeCoalescer((v, s) => sent.push(["b", v, s]), sharedCounter(model));
+  assert.equal(sharedCounter(model), sharedCounter(model)); // one counter per model
+  a.push(1);
+  b.push(2);
+  assert.deepEqual(sent, [["a", 1, 8], ["b", 2, 9]]); // above the kernel's last request, never reused
+  a.push(3); // waits for a's answer
+  b.done(9); a.done(9); // the kernel rendered b's (later) request: both are free, a's pending goes out
+  assert.equal(b.busy, false);
+  assert.deepEqual(sent.at(-1), ["a", 3, 10]);
+  a.done(10);
+  assert.equal(a.busy, false);
 });
 
 test("decode/encode arrays round-trip", () => {

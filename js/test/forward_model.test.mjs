@@ -259,6 +259,33 @@ test("the proxy answers each slider request in the page and lets only the latest
   cleanup();
 });
 
+test("a kernel answer for values the user has since moved from never replaces the JS frame", () => {
+  // session 47 (a slowed kernel): the answer for a flushed request arrived while newer values
+  // were painted in the page but not yet flushed, and was shown over them (|ΔI| up to 1)
+  const real = fakeRealModel(syntheticPayload());
+  const listeners = [];
+  const root = { dataset: {}, addEventListener: (ev, cb) => listeners.push(cb), removeEventListener() {} };
+  const release = () => listeners.forEach((cb) => cb());
+  const seen = [];
+  let view;
+  const cleanup = fwdWrapWidget({ render({ model }) { view = model; model.on("change:frame", () => seen.push(model.get("image"))); } })
+    .render({ model: real, el: root });
+  view.set("values", [0.95]); view.save_changes();
+  release(); // [0.95] goes to the kernel
+  view.set("values", [0.7]); view.save_changes(); // a JS frame, still within FWD_IDLE_MS: not flushed
+  assert.deepEqual(real.saved, [[0.95]]);
+  assert.equal(seen.length, 2);
+  real.kernelFrame(); // the answer for 0.95
+  assert.equal(seen.length, 2, "the stale kernel frame was shown");
+  assert.equal(root.dataset.source, "js");
+  release(); // the latest values go out now, and their answer is shown
+  assert.deepEqual(real.saved, [[0.95], [0.7]]);
+  real.kernelFrame();
+  assert.equal(seen.length, 3);
+  assert.equal(seen[2].tag, "kernel");
+  cleanup();
+});
+
 test("without a release the latest values reach the kernel after FWD_IDLE_MS", async () => {
   const real = fakeRealModel(syntheticPayload());
   const root = { dataset: {}, addEventListener() {}, removeEventListener() {} };

@@ -8,6 +8,7 @@ from fcinv_testing.browser import (
     jupyterlab,
     kernel_exec,
     open_and_run,
+    set_from_page,
     write_notebook,
 )
 
@@ -68,6 +69,21 @@ def test_fc_explorer_slider_keyboard_and_errors(tmp_path, artifacts):
         s2 = _state(page, tmp_path, "s2")
         assert s2["values"] == s0["values"]
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") == before_px
+
+        # a value the kernel refuses, set from the page (another front end, a script): the view
+        # goes back to the kernel's value and says why (session 47: it kept "FC0 = 1000")
+        ident = tmp_path / "id.txt"
+        kernel_exec(page, f"open({str(ident)!r}, 'w').write(fx.widget.model_id)")
+        set_from_page(page, ident.read_text(), "values", [1000.0] + s2["values"][1:])
+        page.wait_for_function("() => document.querySelector('.fcinv-error').textContent.includes('domain')", timeout=20_000)
+        page.wait_for_function(
+            "(v) => Math.abs(Number(document.querySelector('input.fcinv-slider').value) - v) < 1e-6",
+            arg=s2["values"][0],
+            timeout=20_000,
+        )
+        label = page.locator(".fcinv-fc-label").first.text_content()
+        assert "1000" not in label, label
+        assert _state(page, tmp_path, "s2b")["values"] == s2["values"]
 
         # unstable: FC0 to the bottom of its domain via the keyboard
         slider.focus()

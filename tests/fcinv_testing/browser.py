@@ -143,6 +143,33 @@ def kernel_exec(page, code: str, timeout_ms: int = 30_000) -> None:
     )
 
 
+def set_from_page(page, model_id: str, key: str, value) -> None:
+    """Set trait ``key`` of widget model ``model_id`` from the page, as another front end or a
+    custom script would (the built-in controls clamp their input): through the notebook's widget
+    manager, ``model.set`` + ``save_changes``."""
+    ok = page.evaluate(
+        """async ([id, key, value]) => {
+            const nb = jupyterapp.shell.currentWidget.content;
+            for (const cell of nb.widgets) {
+                const stack = cell.outputArea ? [...cell.outputArea.widgets] : [];
+                while (stack.length) {
+                    const x = stack.pop();
+                    if (x._manager && x._manager.promise) {
+                        const m = await (await x._manager.promise).get_model(id);
+                        m.set(key, value); m.save_changes();
+                        return true;
+                    }
+                    if (x.widgets) stack.push(...x.widgets);
+                    if (x.layout && x.layout.widgets) stack.push(...x.layout.widgets);
+                }
+            }
+            return false;
+        }""",
+        [model_id, key, value],
+    )
+    assert ok, "no widget manager found in the notebook's outputs"
+
+
 def wait_kernel_idle(page, timeout_ms: int = 120_000) -> None:
     """Wait until the current notebook's kernel reports ``idle`` (run-all finished), so that
     JupyterLab's end-of-execution focus changes are over before a test types."""

@@ -166,3 +166,33 @@ def test_presets_by_name():
     assert FCExplorer("Ge").widget.title == "Ge"
     lp = LatentPicker("ge-vae")
     assert lp.widget.can_decode and len(lp.widget.xy) > 100
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("FCExplorer", {"values": [1000.0, 0.0, 0.0, 0.0]}),
+        ("FCExplorer", {"values": [None, 0.0, 0.0, 0.0]}),  # NaN arrives as null
+        ("FCExplorer", {"e_view": [30.0, 5.0]}),
+        ("NoiseGridExplorer", {"selected": 999}),
+        ("NoiseGridExplorer", {"fc": 99}),
+        ("OrientationScatter", {"selected": 10**6}),
+        ("LatentPicker", {"fc": 99}),
+    ],
+)
+def test_a_refused_browser_value_is_sent_back_to_the_browser_and_said(name, bad, monkeypatch):
+    """Session 47 (a browser probe): traitlets rolled a refused browser value back in the kernel
+    only — the view kept "FC0 = 1000 eV/Å²" beside the image of the kernel's −0.41, a noise grid
+    kept cell 999, and the reason reached no one. Now the kernel's values of the message's keys go
+    back to the browser and the reason is the view's ``error``, cleared by the next accepted update."""
+    view = _widgets()[name].widget
+    sent = []
+    monkeypatch.setattr(view, "send_state", lambda key=None: sent.append(key))
+    before = {k: view.get_state(k)[k] for k in bad}
+    with pytest.raises(traitlets.TraitError):
+        view.set_state(bad)
+    assert list(bad) in sent  # (the error trait goes out too)
+    assert {k: view.get_state(k)[k] for k in bad} == before
+    assert view.error and "\n" not in view.error and len(view.error) <= 400
+    view.set_state(before)  # an update the kernel accepts clears it
+    assert view.error == ""
