@@ -203,6 +203,18 @@ def test_ge_explorer_payload_and_standalone_page(tmp_path):
     assert "http://" not in page and "https://" not in page and "<script src" not in page
     assert page.count("</script>") == 2  # the state and the module, nothing escaped out of them
     assert len(page) < 1_000_000
+    # every reference the switch offers travels with the page (its switch works without a kernel);
+    # a page of the bare view has no switch (it could not act on it)
+    from fcinv_widgets.widgets._jsforward import standalone_html
+
+    data = json.loads(re.search(r'id="fcinv-state">(.*?)</script>', page, re.S).group(1))
+    table = fx._reference_table()
+    assert len(table) >= 2 and data["references"] == table
+    assert data["state"]["reference_options"] == list(table)
+    fx.set_reference(next(k for k in table if k != fx.widget.reference_name))
+    np.testing.assert_allclose(fx.theta, np.clip(table[fx.widget.reference_name], *np.asarray(fx.widget.domain).reshape(-1, 2).T))
+    bare = json.loads(re.search(r'id="fcinv-state">(.*?)</script>', standalone_html(fx.widget), re.S).group(1))
+    assert bare["references"] == {} and bare["state"]["reference_options"] == []
     with pytest.raises(FcinvError, match="directory"):
         fx.save_html(tmp_path)
     with pytest.raises(FcinvError, match="cannot write"):

@@ -3,7 +3,8 @@
 // paths, as ipywidgets splits them out), serves it through the anywidget model interface
 // (get/set/on/off/save_changes/send) and plays the kernel with the JavaScript forward model
 // (forward_model.js, inlined before this file): a saved `values` change gets its image,
-// dispersion and stability, and the "reset" message moves the sliders back to the reference.
+// dispersion and stability, and the "reset" message or a switch of the reference (among those
+// the page was written with) moves the sliders to the reference.
 // Inlined by widgets/_jsforward.py after the widget module; __fcinvBoot(widget, el, data).
 
 function __fcinvB64(s) {
@@ -37,23 +38,31 @@ function __fcinvBoot(widget, el, data) {
     state.frame += 1;
     emit("change:frame");
   };
+  // the references the page can switch between ({name: slider FCs}, written by save_html)
+  const refs = data.references || {};
+  const toReference = () => {
+    const dom = state.domain;
+    const d = new Float64Array(dom.buffer.buffer, dom.buffer.byteOffset, dom.buffer.byteLength / 8);
+    let r = refs[state.reference_name];
+    if (!r) {
+      const ref = state.reference;
+      r = new Float64Array(ref.buffer.buffer, ref.buffer.byteOffset, ref.buffer.byteLength / 8);
+    }
+    state.values = Array.from(r, (v, i) => Math.min(Math.max(v, d[2 * i]), d[2 * i + 1]));
+    emit("change:values");
+    kernel();
+  };
   const model = {
     get: (k) => state[k],
     set(k, v) { state[k] = v; dirty.add(k); emit(`change:${k}`); },
     save_changes() {
       const changed = dirty;
       dirty = new Set();
-      if (changed.has("values")) setTimeout(kernel, 0);
+      if (changed.has("reference_name") && refs[state.reference_name]) setTimeout(toReference, 0); // as the kernel does
+      else if (changed.has("values")) setTimeout(kernel, 0);
     },
     send(content) {
-      if (content && content.event === "reset") {
-        const dom = state.domain, ref = state.reference;
-        const d = new Float64Array(dom.buffer.buffer, dom.buffer.byteOffset, dom.buffer.byteLength / 8);
-        const r = new Float64Array(ref.buffer.buffer, ref.buffer.byteOffset, ref.buffer.byteLength / 8);
-        state.values = Array.from(r, (v, i) => Math.min(Math.max(v, d[2 * i]), d[2 * i + 1]));
-        emit("change:values");
-        kernel();
-      }
+      if (content && content.event === "reset") toReference();
     },
     on(ev, cb) { if (!listeners.has(ev)) listeners.set(ev, new Set()); listeners.get(ev).add(cb); },
     off(ev, cb) {
@@ -62,6 +71,14 @@ function __fcinvBoot(widget, el, data) {
     },
     widget_manager: null,
   };
+  // inside static_view's sandboxed iframe: the notebook sends its colours (the page cannot read
+  // them); the body takes them and the widget's theme watcher follows (body style changes)
+  window.addEventListener("message", (e) => {
+    const t = e.data && e.data.fcinvTheme;
+    if (!t || typeof t !== "object") return;
+    if (typeof t.bg === "string" && t.bg.length < 64) document.body.style.background = t.bg;
+    if (typeof t.fg === "string" && t.fg.length < 64) document.body.style.color = t.fg;
+  });
   if (typeof widget.initialize === "function") widget.initialize({ model });
   el.dataset.standalone = "true";
   return widget.render({ model, el });

@@ -153,12 +153,15 @@ def _script_json(obj) -> str:
     return json.dumps(obj, separators=(",", ":")).replace("</", "<\\/")
 
 
-def standalone_html(widget, title: str = "FCExplorer") -> str:
+def standalone_html(widget, title: str = "FCExplorer", references: dict | None = None) -> str:
     """A self-contained HTML page rendering ``widget`` (an FCExplorerView) with no kernel.
 
     The widget's own ESM runs against a small in-page model (get/set/on/save_changes/send);
     its state and binary buffers are inlined as JSON + base64. Nothing is fetched: the page
-    works from file:// and offline.
+    works from file:// and offline. ``references`` ({name: slider FCs in eV/Å²}, from
+    ``FCExplorer._reference_table``) lets the page's reference switch move the sliders as the
+    kernel does; without it the switch is left off the page (it changed nothing there before
+    session 47 while saying "first-principles").
     """
     esm = widget._esm if isinstance(widget._esm, str) else wrap_esm(load_esm("fc_explorer.js"))
     if esm.count("export default") != 1:
@@ -166,14 +169,22 @@ def standalone_html(widget, title: str = "FCExplorer") -> str:
     esm = esm.replace("export default", "const __fcinvWidget =", 1)
     css = widget._css if isinstance(getattr(widget, "_css", None), str) else ""
     state, paths, buffers = _widget_state(widget)
-    data = {"state": state, "buffer_paths": paths, "buffers": buffers}
+    opts, labels = list(state.get("reference_options") or []), list(state.get("reference_labels") or [])
+    keep = [i for i, o in enumerate(opts) if o in (references or {})]
+    if len(keep) < 2:  # nothing to switch between in the page: no switch
+        keep = []
+    refs = {opts[i]: [float(v) for v in references[opts[i]]] for i in keep}  # type: ignore[index]
+    state["reference_options"] = [opts[i] for i in keep]
+    state["reference_labels"] = [labels[i] if i < len(labels) else opts[i] for i in keep]
+    data = {"state": state, "buffer_paths": paths, "buffers": buffers, "references": refs}
     host = static_text("standalone_host.js")
     module = f"{esm}\n{host}\n__fcinvBoot(__fcinvWidget, document.getElementById('fcinv-root'), JSON.parse(document.getElementById('fcinv-state').textContent));\n"
     module = module.replace("</script", "<\\/script")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n"
-        "<style>body{font-family:sans-serif;margin:16px;background:#fff;color:#222}" + css.replace("</", "<\\/") + "</style>\n"
+        "<style>body{font-family:sans-serif;margin:16px;background:#fff;color:#222}"
+        "@media (prefers-color-scheme: dark){body{background:#111;color:#e6e6e6}}" + css.replace("</", "<\\/") + "</style>\n"
         "</head>\n<body>\n"
         f'<div id="fcinv-root" class="fcinv-standalone"></div>\n'
         '<p style="font-size:11px;color:#666">Standalone page written by fcinv_widgets '
@@ -183,7 +194,7 @@ def standalone_html(widget, title: str = "FCExplorer") -> str:
     )
 
 
-def save_html(widget, path, title: str = "FCExplorer") -> Path:
+def save_html(widget, path, title: str = "FCExplorer", references: dict | None = None) -> Path:
     """Write :func:`standalone_html` of ``widget`` to ``path``; returns the path."""
     if getattr(widget, "jsforward", None) is None:
         raise FcinvError(
@@ -194,13 +205,13 @@ def save_html(widget, path, title: str = "FCExplorer") -> Path:
     if p.is_dir():
         raise FcinvError(f"save_html: {p} is a directory, give a file name such as ge.html")
     try:
-        p.write_text(standalone_html(widget, title), encoding="utf-8")
+        p.write_text(standalone_html(widget, title, references), encoding="utf-8")
     except OSError as exc:
         raise FcinvError(f"cannot write {p}: {exc.strerror or exc}") from exc
     return p
 
 
-def static_iframe(widget, height_px: int = 460, title: str = "FCExplorer"):
+def static_iframe(widget, height_px: int = 460, title: str = "FCExplorer", references: dict | None = None):
     """An ``IPython.display.HTML`` iframe holding :func:`standalone_html` of ``widget``.
 
     Displayed in a notebook cell it survives export: nbconvert's HTML keeps the iframe, whose
@@ -213,9 +224,23 @@ def static_iframe(widget, height_px: int = 460, title: str = "FCExplorer"):
         raise FcinvError("static_view needs the JavaScript forward model: build FCExplorer from a Material or a ForwardModel")
     if not (isinstance(height_px, int) and 100 <= height_px <= 5000):
         raise FcinvError(f"height_px must be an integer number of pixels in [100, 5000], got {height_px!r}")
-    page = html.escape(standalone_html(widget, title), quote=True)
+    page = html.escape(standalone_html(widget, title, references), quote=True)
     # in a <div>: IPython warns about an HTML object that starts with <iframe
     return HTML(
         f'<div class="fcinv-static-view-box"><iframe class="fcinv-static-view" sandbox="allow-scripts" '
-        f'title="{html.escape(title)}" style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe></div>'
+        f'title="{html.escape(title)}" style="width:100%;height:{height_px}px;border:0" srcdoc="{page}"></iframe>'
+        f"<script>{_THEME_TO_IFRAME}</script></div>"
     )
+
+
+#: the notebook's colours for the sandboxed iframe of :func:`static_iframe`, which cannot read
+#: them (a white box in JupyterLab Dark before session 47): sent on load and on every change of
+#: the notebook's theme attributes; the page (standalone_host.js) takes them as its body's colours
+_THEME_TO_IFRAME = (
+    "(()=>{const s=document.currentScript,box=s&&s.parentElement,f=box&&box.querySelector('iframe.fcinv-static-view');"
+    "if(!f)return;const bg=(e)=>{for(;e&&e.nodeType===1;e=e.parentElement){const c=getComputedStyle(e).backgroundColor;"
+    "if(c&&c!=='transparent'&&!/rgba\\([^)]*,\\s*0\\)$/.test(c))return c;}return '';};"
+    "const send=()=>{if(f.contentWindow)f.contentWindow.postMessage({fcinvTheme:{bg:bg(box),fg:getComputedStyle(box).color}},'*');};"
+    "f.addEventListener('load',send);send();"
+    "new MutationObserver(()=>[150,600,1500].forEach((t)=>setTimeout(send,t))).observe(document.body,{attributes:true});})();"
+)

@@ -273,12 +273,12 @@ class FCExplorer:
     def save_html(self, path, title: str = "FCExplorer"):
         """Write a standalone page (no kernel, no CDN; works from file://) where the sliders move
         the spectrum, computed in the page by the JavaScript forward model. Returns the path."""
-        return _jsforward.save_html(self.widget, path, title)
+        return _jsforward.save_html(self.widget, path, title, references=self._reference_table())
 
     def static_view(self, height_px: int = 460):
         """The same standalone page in an iframe (IPython HTML): it survives nbconvert/nbviewer
         export and works there offline, with no kernel and no widget manager."""
-        return _jsforward.static_iframe(self.widget, height_px)
+        return _jsforward.static_iframe(self.widget, height_px, references=self._reference_table())
 
     @property
     def stable(self) -> bool:
@@ -415,15 +415,33 @@ class FCExplorer:
             self.widget.reference_labels = [REFERENCE_LABELS.get(k, k) for k in kinds]
             self.widget.reference_name = str(getattr(self.material, "reference_name", "") or "")
 
+    def _reference_values(self, kind: str) -> np.ndarray:
+        """The slider FCs (eV/Å²) of reference ``kind`` of this preset."""
+        assert self._get_material is not None
+        mat = self._get_material(self.material.name, reference=kind)
+        ref_all = np.asarray(mat.reference_params, float)
+        active = getattr(mat, "active", None)
+        return ref_all[np.asarray(active)] if active is not None else ref_all[: len(self.widget.names)]
+
+    def _reference_table(self) -> dict[str, list[float]]:
+        """{reference: slider FCs} of every reference the switch offers (for the standalone page,
+        which has no kernel to ask); empty without a switch."""
+        if self._get_material is None:
+            return {}
+        out = {}
+        for kind in self.widget.reference_options:
+            try:
+                out[str(kind)] = [float(v) for v in self._reference_values(kind)]
+            except Exception:  # noqa: BLE001 - a reference that cannot be built is left off the page's switch
+                continue
+        return out
+
     def _on_reference_name(self, change) -> None:
         kind = change["new"]
         if not kind or self._get_material is None or kind == change["old"]:
             return
         try:
-            mat = self._get_material(self.material.name, reference=kind)
-            ref_all = np.asarray(mat.reference_params, float)
-            active = getattr(mat, "active", None)
-            ref = ref_all[np.asarray(active)] if active is not None else ref_all[: len(self.widget.names)]
+            ref = self._reference_values(kind)
         except Exception as exc:  # noqa: BLE001 - keep the widget usable, show why
             self.widget.error = f"reference {kind!r} is not available: {exc}"
             return

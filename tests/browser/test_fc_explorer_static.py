@@ -107,6 +107,20 @@ def test_save_html_page_moves_the_spectrum_without_kernel_or_network(tmp_path, a
             page.wait_for_function(f"() => {ROOT_JS}.dataset.source === 'kernel'")
             page.wait_for_timeout(200)
             assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") == px0
+
+            # the reference switch moves the sliders to that reference, as the kernel does
+            # (session 47: the page's switch said "first-principles" and changed nothing)
+            table = fx._reference_table()
+            other = next(k for k in table if k != fx.widget.reference_name)
+            n = page.evaluate(f"() => Number({ROOT_JS}.dataset.jsFrames || 0)")
+            page.select_option("select", other)
+            page.wait_for_function(f"() => {ROOT_JS}.fcinvJsFrame && Number({ROOT_JS}.dataset.paintCount) > 0")
+            page.wait_for_function(
+                "(want) => { const s = document.querySelectorAll('input.fcinv-slider');"
+                " return Array.from(s).every((x, i) => Math.abs(Number(x.value) - want[i]) < 0.05 * Math.abs(want[i]) + 1e-3); }",
+                arg=table[other],
+            )
+            assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != px0, (n, other)
         finally:
             browser.close()
     assert blocked == [], f"the page tried to fetch {blocked}"
@@ -212,3 +226,22 @@ def test_jupyterlab_paints_js_frames_and_the_kernel_confirms_them(tmp_path, arti
         assert int(page.evaluate(f"() => Number({frames})")) >= n + 6
         assert page.evaluate(CANVAS_SUM_JS, "canvas.fcinv-heatmap") != px
         page.screenshot(path=str(artifacts / "fc_explorer_dead_kernel.png"))
+
+
+def test_static_view_iframe_follows_the_notebook_theme(tmp_path, artifacts):
+    """Session 47 (a browser probe): the sandboxed iframe of ``static_view()`` cannot read the
+    notebook's colours and was a white box in JupyterLab Dark. The notebook now sends them
+    (postMessage on load and on a theme change) and the page's widget takes the dark theme."""
+    write_notebook(tmp_path / "sv.ipynb", [NB_CELLS[0] + "\nfx.static_view(420)"])
+    body = "() => getComputedStyle(document.body).backgroundColor"
+    scheme = "() => document.querySelector('.fcinv-fcexplorer').style.colorScheme"
+    with jupyterlab(tmp_path) as url, chromium_page() as page:
+        open_and_run(page, url, "sv.ipynb", "iframe.fcinv-static-view")
+        frame = page.wait_for_selector("iframe.fcinv-static-view").content_frame()
+        frame.wait_for_selector("canvas.fcinv-heatmap")
+        frame.wait_for_function(f"() => ({scheme})() === 'light'")
+        page.evaluate("() => jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+        frame.wait_for_function(f"() => ({scheme})() === 'dark'", timeout=20_000)
+        page.screenshot(path=str(artifacts / "fc_explorer_static_view_dark.png"))
+        r, g, b = (int(x) for x in frame.evaluate(body).strip("rgba()").split(",")[:3])
+        assert max(r, g, b) < 80, frame.evaluate(body)
