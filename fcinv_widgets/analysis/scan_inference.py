@@ -251,7 +251,10 @@ def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward
     gs = fig.add_gridspec(2 if show_scans else 1, len(fcs) + 1)
     for j, k in enumerate(fcs):
         ax = fig.add_subplot(gs[0, j])
-        sc = ax.scatter(res.angles_deg, res.mean[:, k], c=res.angles_deg, s=9, cmap="twilight", zorder=3)
+        # (twilight's ends are near-white: a thin dark edge keeps every ω visible on a white axes)
+        sc = ax.scatter(
+            res.angles_deg, res.mean[:, k], c=res.angles_deg, s=10, cmap="twilight", zorder=3, edgecolors="0.3", linewidths=0.3
+        )
         if np.any(res.std[:, k] > 0):
             ax.errorbar(res.angles_deg, res.mean[:, k], yerr=res.std[:, k], fmt="none", ecolor="0.7", lw=0.6, zorder=2)
         ax.axhline(res.full_mean[k], color="k", lw=1.2, label="full data")
@@ -263,22 +266,29 @@ def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward
             ax.set_ylabel("predicted FC (eV/Å²)", fontsize=8)
             ax.legend(fontsize=7)
     ax = fig.add_subplot(gs[0, len(fcs)])
-    ax.scatter(res.angles_deg, res.mse, c=res.angles_deg, s=9, cmap="twilight")
+    ax.scatter(res.angles_deg, res.mse, c=res.angles_deg, s=10, cmap="twilight", edgecolors="0.3", linewidths=0.3)
     ax.set_yscale("log")
     ax.set_xlabel("sample angle ω (°)", fontsize=8)
     ax.set_title("MSE vs full data", fontsize=9)
     fig.colorbar(sc, ax=ax, label="ω (°)")
     if show_scans:
+        # three equal panels whatever the number of FCs above (slicing the top row's columns gave
+        # 1 : 2 : 2 for four FCs, session 47); each scan min-max scaled as the network sees it, so
+        # the three colour bars mean the same ("I (scaled)" had run to 10.5, 2.2 and 0.65)
+        from ..noise import minmax
+
+        row = gs[1, :].subgridspec(1, 3)
         for j, (lab, i) in enumerate(zip(("best", "median", "worst"), res.best_median_worst())):
-            ax = fig.add_subplot(gs[1, j * (len(fcs) + 1) // 3 : (j + 1) * (len(fcs) + 1) // 3])
+            ax = fig.add_subplot(row[0, j])
             freqs = None
             if forward_model is not None:
                 freqs = forward_model.backend.to_numpy(forward_model.frequencies(res.mean[i][None]))[0]
             plot_spectrum(
-                res.inputs[i],
+                minmax(res.inputs[i]),
                 grid,
                 ax=ax,
                 frequencies=freqs,
+                vmax=1.0,
                 title=f"{lab}: ω = {res.angles_deg[i]:g}°, MSE {res.mse[i]:.2g}, coverage {res.coverage[i]:.0%}",
             )
     return fig

@@ -117,6 +117,50 @@ export function layoutQLabels(labels, breaks, x0, x1, p0, p1, tol = 1e-6) {
   }));
 }
 
+/**
+ * Row (0 or 1) of each q label so that no two on a row overlap: labels in order of px with
+ * widths `widths` (px); one that would touch the last on row 0 goes to row 1 (staggered, at its
+ * true position), or stays on row 0 when row 1 is taken there too. "X" and "U|K" of the fcc path
+ * ran together into "XU|K" on a narrow panel (session 47, a browser probe).
+ */
+export function labelRows(pxs, widths, gap = 3) {
+  const end = [-Infinity, -Infinity];
+  return pxs.map((px, i) => {
+    const lo = px - widths[i] / 2, hi = px + widths[i] / 2;
+    const row = lo >= end[0] + gap ? 0 : lo >= end[1] + gap ? 1 : 0;
+    end[row] = Math.max(end[row], hi);
+    return row;
+  });
+}
+
+/** Draw q labels (from layoutQLabels) centred under the panel at y, staggered by labelRows. */
+export function drawQLabels(ctx, labels, y, rowH = 11, keep = () => true) {
+  const shown = labels.filter((l) => keep(l.px));
+  const rows = labelRows(shown.map((l) => l.px), shown.map((l) => ctx.measureText(l.text).width));
+  ctx.textAlign = "center"; ctx.textBaseline = "top";
+  shown.forEach((l, i) => ctx.fillText(l.text, l.px, y + rows[i] * rowH));
+}
+
+/** Lines of `text` (split at spaces) no wider than maxW px by ctx.measureText; a word longer
+ * than maxW stands on its own line. */
+export function wrapText(ctx, text, maxW) {
+  const lines = [];
+  let cur = "";
+  for (const w of String(text).split(" ")) {
+    const next = cur ? `${cur} ${w}` : w;
+    if (cur && ctx.measureText(next).width > maxW) { lines.push(cur); cur = w; } else cur = next;
+  }
+  if (cur) lines.push(cur);
+  return lines;
+}
+
+/** A compact label of a count: 3000 → "3k", 10000 → "10k", 2.5e6 → "2.5M"; below 1000 as is. */
+export function compactCount(v) {
+  const a = Math.abs(v);
+  const [d, u] = a >= 1e6 ? [1e6, "M"] : a >= 1e3 ? [1e3, "k"] : [1, ""];
+  return `${Number((v / d).toPrecision(3))}${u}`;
+}
+
 /** Index of the cell under (px, py) in a rows x cols grid drawn in rect, or -1. */
 export function cellAt(px, py, rows, cols, rect) {
   const { x, y, w, h } = rect;

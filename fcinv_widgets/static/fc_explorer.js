@@ -3,7 +3,7 @@
 // control, zoom/pan, PNG export; theme-aware, sized to the output area, crisp at any DPR.
 // State comes from the Python FCExplorerView; arrays arrive as {buffer, dtype, shape}.
 import {
-  makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, makeCoalescer, sharedCounter,
+  makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, drawQLabels, makeCoalescer, sharedCounter,
   decodeArray, difference, sliderStep, clamp, toFloat, DIVERGING_STOPS,
   fmt, fmtRange, tickLabels, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, zoomWindow, panWindow,
@@ -120,8 +120,7 @@ function drawPanel(canvas, W, H, img, lut, vmin, vmax, st, theme, title, overlay
   });
   ctx.save(); ctx.translate(10, (y0 + y1) / 2); ctx.rotate(-Math.PI / 2);
   ctx.textAlign = "center"; ctx.fillText("E (meV)", 0, 0); ctx.restore();
-  ctx.textAlign = "center"; ctx.textBaseline = "top";
-  for (const l of qlabels) if (l.px >= x0 - 1 && l.px <= x1 + 1) ctx.fillText(l.text, l.px, y1 + 4);
+  drawQLabels(ctx, qlabels, y1 + 4, 11, (px) => px >= x0 - 1 && px <= x1 + 1);
   if (title) { ctx.textAlign = "left"; ctx.textBaseline = "bottom"; ctx.fillText(title, x0, y0 - 3); }
   drawColorbar(ctx, { x: x1 + 8, y: y0, w: 10, h: r.h }, lut, vmin, vmax, cbarLabel, theme, { mark });
 }

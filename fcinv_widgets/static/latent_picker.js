@@ -6,7 +6,7 @@ import {
   makeLut, floatToRGBA, nearestPoint, lassoSelect, decodeArray, lutColor, cssRGB, extent,
   projectPoints, linmap, CATEGORICAL,
   bumpFrame, fmt, colorLimits, sizeCanvas, watchWidth, watchTheme, themeOf, eventPos, drawColorbar,
-  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts, whenConnected, el, initRoot,
+  stepPoint, makeLasso, attachTooltip, pngButton, suppressShortcuts, whenConnected, el, initRoot, wrapText,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -219,8 +219,9 @@ function render({ model, el: root }) {
     ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, W, H);
     ctx.fillStyle = theme.fg; ctx.font = `11px ${theme.font}`; ctx.textAlign = "left"; ctx.textBaseline = "top";
     if (!st.strip) {
-      ctx.fillText(model.get("can_decode") ? "ray tool: click two points to decode spectra along the latent line"
-        : "ray tool: give the trained VAE (LatentPicker(map, model)) to decode", 4, 4);
+      const hint = model.get("can_decode") ? "ray tool: click two points to decode spectra along the latent line"
+        : "ray tool: give the trained VAE (LatentPicker(map, model)) to decode";
+      wrapText(ctx, hint, W - 8).forEach((line, i) => ctx.fillText(line, 4, 4 + 14 * i)); // (was cut at 300 px)
       bumpFrame(strip); return;
     }
     const [m, nq, nE] = st.strip.shape;

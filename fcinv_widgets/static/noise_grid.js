@@ -3,7 +3,7 @@
 import {
   makeLut, floatToRGBA, cellAt, decodeArray, fmt, colorLimits, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, gridStep, attachTooltip, pngButton,
-  suppressShortcuts, readableOn, DIVERGING_STOPS, whenConnected, el, initRoot,
+  suppressShortcuts, readableOn, DIVERGING_STOPS, whenConnected, el, initRoot, compactCount,
 } from "./common.js";
 
 const LUT = makeLut();
@@ -128,7 +128,10 @@ function render({ model, el: root }) {
     ctx.fillStyle = theme.fg;
     const b = model.get("b_levels"), p = model.get("p_levels");
     b.forEach((v, r) => { ctx.textAlign = "right"; ctx.fillText(fmt(v, 3), G.x - 4, G.y + (r + 0.5) * ch); });
-    p.forEach((v, c) => { ctx.textAlign = "center"; ctx.fillText(fmt(v, 3), G.x + (c + 0.5) * cw, G.y + G.h + 10); });
+    // P labels as "3k", "10k" where the full numbers would run together in a narrow grid
+    const pLab = p.map((v) => fmt(v, 3));
+    const pShown = pLab.every((t) => ctx.measureText(t).width <= cw - 4) ? pLab : p.map(compactCount);
+    p.forEach((v, c) => { ctx.textAlign = "center"; ctx.fillText(pShown[c], G.x + (c + 0.5) * cw, G.y + G.h + 10); });
     ctx.fillText("P (counts)", G.x + G.w / 2, G.y + G.h + 26);
     ctx.save(); ctx.translate(10, G.y + G.h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText("B (background)", 0, 0); ctx.restore();
     // colour bar of R²: negative values in red below the 0 mark

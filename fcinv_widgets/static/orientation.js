@@ -2,7 +2,7 @@
 // panel, and for the clicked scan its input, reconstruction and predicted dispersion.
 // State comes from the Python OrientationView; arrays arrive as {buffer, dtype, shape}.
 import {
-  makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, nearestPoint, decodeArray,
+  makeLut, floatToRGBA, niceTicks, linmap, layoutQLabels, drawQLabels, nearestPoint, decodeArray,
   lutColor, cssRGB, extent, projectPoints, CYCLIC_STOPS,
   bumpFrame, fmt, tickLabels, logTicks, colorLimits, overlayColor, sizeCanvas, cssSize, panelWidth,
   watchWidth, watchTheme, themeOf, eventPos, drawColorbar, stepSorted, attachTooltip, pngButton,
@@ -138,11 +138,13 @@ function axes(ctx, rect, xr, yr, xlabel, ylabel, theme, ylog = false) {
   return yt;
 }
 
-function drawPoints(ctx, g, colors, sel, theme) {
+export function drawPoints(ctx, g, colors, sel, theme) {
   for (let i = 0; i < g.px.length; i++) {
     ctx.fillStyle = colors[i];
     ctx.beginPath(); ctx.arc(g.px[i], g.py[i], 4, 0, 2 * Math.PI); ctx.fill();
-    ctx.strokeStyle = theme.border; ctx.lineWidth = 0.6; ctx.stroke();
+    // outlined in the foreground colour: the cyclic map's ends (light) and middle (dark) sit at
+    // 1.4:1 and 1.2:1 contrast on the light and dark backgrounds (session 47, a browser probe)
+    ctx.strokeStyle = theme.fg; ctx.lineWidth = 0.9; ctx.stroke();
   }
   if (sel >= 0 && sel < g.px.length) {
     ctx.strokeStyle = theme.selection; ctx.lineWidth = 2.5;
@@ -204,8 +206,7 @@ function drawSpectrum(canvas, W, H, img, st, theme, title, withFreqs) {
   tickLabels(et).forEach((s, i) => ctx.fillText(s, x0 - 3, linmap(et[i], e[0], e[1], y1, y0)));
   ctx.save(); ctx.translate(9, (y0 + y1) / 2); ctx.rotate(-Math.PI / 2);
   ctx.textAlign = "center"; ctx.fillText("E (meV)", 0, 0); ctx.restore();
-  ctx.textAlign = "center"; ctx.textBaseline = "top";
-  for (const l of ql) ctx.fillText(l.text, l.px, y1 + 4);
+  drawQLabels(ctx, ql, y1 + 3, 10);
   drawColorbar(ctx, { x: x1 + 8, y: y0, w: 10, h: r.h }, LUT, vmin, vmax, "I (arb. units)", theme);
   return [vmin, vmax];
 }

@@ -142,3 +142,25 @@ test("quantised uint8 image decodes with scale and maps to the LUT ends", async 
   const px = floatToRGBA(a, 3, 1, makeLut(), 0, 254);
   assert.deepEqual([...px.slice(8, 11)], [253, 231, 37]);
 });
+
+test("q labels that would touch go to a second row at their true positions", async () => {
+  const { labelRows, drawQLabels } = await import("../../fcinv_widgets/static/common.js");
+  // Γ … X U|K (close) … Γ: U|K drops to row 1, the rest stay on row 0
+  assert.deepEqual(labelRows([0, 100, 108, 200], [8, 8, 22, 8]), [0, 0, 1, 0]);
+  assert.deepEqual(labelRows([0, 50, 100], [8, 8, 8]), [0, 0, 0]);
+  // three crowded labels: the third goes back to row 0 once row 0 is clear again
+  assert.deepEqual(labelRows([0, 6, 12, 30], [8, 8, 8, 8]), [0, 1, 0, 0]);
+  const drawn = [];
+  const ctx = { measureText: (t) => ({ width: 7 * t.length }), fillText: (t, x, y) => drawn.push([t, x, y]) };
+  drawQLabels(ctx, [{ px: 10, text: "X" }, { px: 16, text: "U|K" }, { px: 400, text: "Γ" }], 50, 11, (px) => px < 300);
+  assert.deepEqual(drawn, [["X", 10, 50], ["U|K", 16, 61]]);
+});
+
+test("wrapText keeps lines within the width; compactCount shortens counts", async () => {
+  const { wrapText, compactCount } = await import("../../fcinv_widgets/static/common.js");
+  const ctx = { measureText: (t) => ({ width: 6 * t.length }) };
+  const lines = wrapText(ctx, "ray tool: click two points to decode spectra along the latent line", 120);
+  assert.ok(lines.length > 1 && lines.every((l) => 6 * l.length <= 120), lines);
+  assert.equal(lines.join(" "), "ray tool: click two points to decode spectra along the latent line");
+  assert.deepEqual([3000, 10000, 300, 2.5e6, 1500].map(compactCount), ["3k", "10k", "300", "2.5M", "1.5k"]);
+});

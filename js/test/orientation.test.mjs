@@ -96,3 +96,24 @@ test("planner curve: scaled into the lower third, next angle marked, outside ang
   assert.equal(infoCurve(Float32Array.from([0]), Float32Array.from([1]), NaN, rect, [0, 180]).nextX, null);
   assert.equal(infoCurve(null, null, 10, rect, [0, 180]), null);
 });
+
+test("every scan point is outlined in a colour that stands out from the background, in both themes", async () => {
+  // session 47 (a browser probe): the cyclic map's ends sat at 1.38:1 on white and its middle at
+  // 1.15:1 on #111, outlined by a light-grey 0.6 px border in the light theme
+  const { drawPoints } = await import("../../fcinv_widgets/static/orientation.js");
+  const { resolveTheme, contrastRatio } = await import("../../fcinv_widgets/static/common.js");
+  for (const bg of ["#ffffff", "#111111"]) {
+    const theme = resolveTheme(() => "", bg);
+    const strokes = [];
+    const ctx = new Proxy({}, {
+      get: (t, k) => (k === "stroke" ? () => strokes.push([t.strokeStyle, t.lineWidth]) : k in t ? t[k] : () => {}),
+      set: (t, k, v) => { t[k] = v; return true; },
+    });
+    drawPoints(ctx, { px: [1, 2], py: [1, 2] }, ["rgb(226,217,226)", "rgb(47,20,55)"], -1, theme);
+    assert.equal(strokes.length, 2);
+    for (const [c, w] of strokes) {
+      assert.ok(contrastRatio(c, theme.bg) >= 4.5, `${c} on ${theme.bg}`);
+      assert.ok(w >= 0.8);
+    }
+  }
+});
