@@ -550,7 +550,6 @@ def run_tasks(fn, calls, desc: str, unit: str = "task", progress: bool = False, 
                 out.append(fn(*args, **kwargs))
                 bar.update()
             return out
-        from dask.distributed import as_completed
 
         # an argument every call shares (the material: its basis is tens of MB) goes to the workers once
         head = calls[0][0] if calls else ()
@@ -562,9 +561,119 @@ def run_tasks(fn, calls, desc: str, unit: str = "task", progress: bool = False, 
         futures = [
             client.submit(fn, *(shared.get(i, a) for i, a in enumerate(args)), pure=False, **kwargs) for args, kwargs in calls
         ]
-        for _ in as_completed(futures):
-            bar.update()
-        return [f.result() for f in futures]
+        where = scheduler if isinstance(scheduler, str) else "the given client"
+        pending = set(futures)
+        while pending:
+            done, pending = dask_wait(client, list(pending), where, first=True)
+            bar.update(len(done))
+        return [dask_result(f, where) for f in futures]
+
+
+#: how long a batch stage waits at a Dask scheduler with no worker (none started, all died, or none
+#: can run the package) before it gives up in one line (seconds); a connection that is not answered
+#: as a Dask scheduler's within DASK_CONNECT_S is given up too
+DASK_NO_WORKER_S, DASK_CONNECT_S = 60.0, 30.0
+
+
+def _is_local(scheduler) -> bool:
+    """ "local" or "local:N" — not "localhost:8786", an address."""
+    return isinstance(scheduler, str) and (scheduler == "local" or scheduler.startswith("local:"))
+
+
+def _dask_lost():
+    """The exceptions of a lost scheduler, a killed worker or a cancelled future."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+
+    return (CancelledError, KilledWorker, OSError, TimeoutError)
+
+
+def _connect(address: str):
+    """``Client(address)`` within :data:`DASK_CONNECT_S`: in a daemon thread, since a service that
+    accepts the TCP connection but is no Dask scheduler hung the client past its own timeout."""
+    import threading
+
+    from dask.distributed import Client
+
+    box: dict = {}
+
+    def go():
+        try:
+            box["client"] = Client(address, timeout=f"{DASK_CONNECT_S:g}s")
+        except BaseException as exc:  # noqa: BLE001 — reported below in one line
+            box["error"] = exc
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(DASK_CONNECT_S + 10)
+    if "client" in box:
+        return box["client"]
+    exc = box.get("error")
+    why = f"{type(exc).__name__}: {exc}" if exc is not None else f"no Dask scheduler answered within {DASK_CONNECT_S + 10:g} s"
+    raise FcinvError(f"cannot connect to the Dask scheduler at {address!r}: {' '.join(why.split())[:300]}")
+
+
+def _has_package() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("fcinv_widgets") is not None
+
+
+def _check_workers(client, where: str) -> None:
+    """At least one worker, within :data:`DASK_NO_WORKER_S`, and every worker able to import the
+    package (a worker without it crashed unpickling the first task, and the stage waited for ever)."""
+    try:
+        client.wait_for_workers(1, timeout=DASK_NO_WORKER_S)
+    except _dask_lost() as exc:
+        raise FcinvError(
+            f"the Dask scheduler at {where!r} has no worker (waited {DASK_NO_WORKER_S:g} s): start workers "
+            f"(`dask worker {where}`) or use local:N [{type(exc).__name__}]"
+        ) from None
+    # (a lambda travels by value: a worker without the package can still run it)
+    has = client.run(lambda: __import__("importlib.util").util.find_spec("fcinv_widgets") is not None)
+    missing = sorted(w for w, ok in has.items() if not ok)
+    if missing:
+        raise FcinvError(
+            f"{len(missing)} of the {len(has)} Dask workers at {where!r} cannot import fcinv_widgets (e.g. {missing[0]}): "
+            "install it in the workers' environment"
+        )
+
+
+def dask_wait(client, futures, where: str, first: bool = False):
+    """``distributed.wait(futures)`` (``first``: until one is done) in steps, so that a lost
+    scheduler or a cluster left without workers for :data:`DASK_NO_WORKER_S` is one
+    :class:`FcinvError` instead of a traceback or a wait for ever; returns wait's (done, not_done)."""
+    from distributed import wait
+
+    idle, step = 0.0, 5.0
+    while True:
+        try:
+            return wait(futures, timeout=step, return_when="FIRST_COMPLETED" if first else "ALL_COMPLETED")
+        except TimeoutError:
+            pass
+        except Exception as exc:  # noqa: BLE001 — a lost scheduler, or distributed's own errors while it goes
+            raise FcinvError(f"lost the Dask scheduler at {where!r} ({type(exc).__name__}); rerun the command") from None
+        if client.status not in ("running", "connecting", "newly-created"):
+            raise FcinvError(f"lost the Dask scheduler at {where!r} (client {client.status}); rerun the command")
+        try:
+            n = len(client.scheduler_info().get("workers", {}))
+        except _dask_lost():
+            n = 0
+        idle = idle + step if n == 0 else 0.0
+        if idle >= DASK_NO_WORKER_S:
+            raise FcinvError(f"no Dask worker left at {where!r} for {idle:.0f} s (did they die?); rerun the command")
+
+
+def dask_result(future, where: str):
+    """``future.result()`` with a lost scheduler, a killed worker or a cancelled task said in one line
+    (an error the task itself raised passes through)."""
+    try:
+        return future.result()
+    except _dask_lost() as exc:
+        raise FcinvError(
+            f"a Dask task at {where!r} did not finish ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); rerun the command"
+        ) from None
 
 
 def dask_client(scheduler):
@@ -577,7 +686,7 @@ def dask_client(scheduler):
 
     if isinstance(scheduler, Client):
         return scheduler, None
-    if isinstance(scheduler, str) and scheduler.startswith("local"):
+    if _is_local(scheduler):
         from .validate import max_workers
 
         try:
@@ -588,10 +697,17 @@ def dask_client(scheduler):
             raise FcinvError(f"scheduler {scheduler!r}: local:N takes 1 to {max_workers()} workers on this machine")
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
         return Client(cluster), cluster
+    if not isinstance(scheduler, str):
+        raise FcinvError(
+            f"scheduler must be a Dask address, local:N or a dask.distributed.Client, got {type(scheduler).__name__}"
+        )
+    client = _connect(scheduler)
     try:
-        return Client(scheduler, timeout="20s"), None
-    except Exception as exc:
-        raise FcinvError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+        _check_workers(client, scheduler)
+    except BaseException:
+        client.close()
+        raise
+    return client, None
 
 
 def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remaining, reference=None, nuisance=0.0):
@@ -613,7 +729,9 @@ def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remain
                     draw_chunk, material, split, k_next, seed, candidates, domain, sigma, None, reference, nuisance, pure=False
                 )
                 k_next += 1
-            res = inflight.pop(k_yield).result()
+            fut = inflight.pop(k_yield)
+            dask_wait(client, [fut], "the dataset's scheduler")
+            res = dask_result(fut, "the dataset's scheduler")
             k_yield += 1
             yield res
     finally:

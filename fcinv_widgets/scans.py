@@ -107,11 +107,15 @@ def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1), crystal=None) -> np.ndarray:
     and ``v`` are in r.l.u. of ``crystal``'s conventional cell (:func:`conventional_reciprocal`;
     without a crystal, or for a cubic cell along the axes, the Cartesian directions themselves)."""
     u, v = real_array(u, "u (r.l.u.)", shape=(3,), allow_nan=False), real_array(v, "v (r.l.u.)", shape=(3,), allow_nan=False)
+    given = f"u = [{' '.join(f'{x:g}' for x in u)}] and v = [{' '.join(f'{x:g}' for x in v)}] (r.l.u.)"
+    if not (np.isfinite(u).all() and np.isfinite(v).all()) or not (np.abs(u).max() > 0 and np.abs(v).max() > 0):
+        raise FcinvError(f"{given} must be finite and non-zero")  # (v = 0 gave a NaN orientation, exit 0)
+    u, v = u / np.abs(u).max(), v / np.abs(v).max()  # directions: 1e200 overflowed the norms below
     b = None if crystal is None else conventional_reciprocal(crystal)
     if b is not None:
         u, v = u @ b, v @ b
-    if np.linalg.norm(np.cross(u, v)) < 1e-8 * np.linalg.norm(u) * np.linalg.norm(v) or np.linalg.norm(u) == 0:
-        raise FcinvError(f"u = {u.tolist()} and v = {v.tolist()} must be non-zero and not parallel")
+    if np.linalg.norm(np.cross(u, v)) < 1e-8 * np.linalg.norm(u) * np.linalg.norm(v):
+        raise FcinvError(f"{given} must not be parallel")
     x = u / np.linalg.norm(u)
     y = v - (v @ x) * x
     y /= np.linalg.norm(y)

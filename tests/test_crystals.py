@@ -1580,3 +1580,49 @@ def test_a_supercell_given_as_the_cell_gets_one_line_not_phonopys_two(tmp_path):
     ref.force_constants = b.expand(p, full=True)
     ref.run_qpoints(q)
     np.testing.assert_allclose(b.frequencies_thz(p, q), ref.get_qpoints_dict()["frequencies"], rtol=1e-6)  # (unit constants)
+
+
+@pytest.mark.parametrize("cell", ["conventional", "2x1x1"])
+def test_a_non_primitive_cell_gives_the_primitive_cells_folded_sqe(tmp_path, capsys, cell):
+    """Session 47 (a crystal probe): the folded S(Q,E) of a conventional cell (or a supercell given
+    as the cell) summed over the cell's reciprocal vectors, which include vectors that are not the
+    crystal's (fcc's mixed parities): 74 % of conventional Cu's points, X folded onto Γ and an
+    acoustic peak at 0.8 meV in the X bin, where the X phonons are at 22 meV. The fold now keeps the
+    crystal's own reciprocal vectors and point group; one spring model in the primitive and the
+    larger cell gives one image (to the Debye–Waller mesh, which samples each cell's own zone)."""
+    import ase.io
+    from ase.build import bulk
+
+    from fcinv_widgets.analysis.expio import read_spectrum
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.structure import Crystal
+
+    springs = {("Cu", "Cu", 2.6): 1.0}  # nearest neighbours of fcc Cu at a = 3.61 Å (2.55 Å)
+    big = bulk("Cu", "fcc", a=3.61, cubic=True)
+    cells = {
+        "prim": (Crystal.from_ase(bulk("Cu", "fcc", a=3.61)), [3, 3, 3]),
+        "big": (
+            Crystal.from_ase(big if cell == "conventional" else big.repeat((2, 1, 1))),
+            [2, 2, 2] if cell == "conventional" else [1, 2, 2],
+        ),
+    }
+    out = {}
+    for name, (cr, sc) in cells.items():
+        b = FCBasis(cr, sc)
+        d = tmp_path / name
+        d.mkdir()
+        ase.io.write(d / "POSCAR", cr.to_ase(), format="vasp", direct=True)
+        b.write_force_constants(d / "FORCE_CONSTANTS", _spring_params(b, springs))
+        argv = ["simulate", "--full-sqe", "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FORCE_CONSTANTS")]
+        res = _cli_json(capsys, [*argv, "--ei", "60", "--qmax", "4", "--temperature", "5", "--out", str(d / "s.h5")])
+        out[name] = (res, read_spectrum(d / "s.h5"))
+    (rp, sp), (rb, sb) = out["prim"], out["big"]
+    assert rp["n_points"] == rb["n_points"]
+    a, b = sp.image, sb.image
+    assert a.shape == b.shape and np.array_equal(np.isfinite(a), np.isfinite(b))
+    scale = np.nanmax(a)
+    assert np.nanmax(np.abs(a - b)) < 2e-3 * scale, np.nanmax(np.abs(a - b)) / scale  # (measured 2–3e-4)
+    # the path starts Γ–X: the bin at |q| = 2π/a is X's, whose intensity lies at the X phonons (~22 meV), not at 0
+    iX = int(np.argmin(np.abs(sb.q_distance - sb.q_distance[0] - 2 * np.pi / 3.61)))
+    for img in (a, b):
+        assert sb.energies[np.nanargmax(img[iX])] > 15

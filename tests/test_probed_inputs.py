@@ -75,6 +75,15 @@ def files(tmp_path_factory):
         (["phonons", "--material", "Ge", "--qpoints", "1e12 0 0"], "beyond ±10000 r.l.u."),
         # ... and a centring the cell lacks was refused in phonopy's words ("Cell trimming failed")
         (["basis", "--structure", GE_POSCAR, "--primitive", "I"], "not a centring of this cell"),
+        # session 47 (the crystal probe): v = 0 gave a NaN orientation, no coverage and exit 0
+        (
+            ["scans", "--material", "Ge", "--ei", "100", "--angles", "0,30", "--u", "1,1,0", "--v", "0,0,0", "--out", "{d}/x.h5"],
+            "u = [1 1 0] and v = [0 0 0] (r.l.u.) must be finite and non-zero",
+        ),
+        (
+            ["scans", "--material", "Ge", "--ei", "100", "--angles", "0", "--u", "0,0,1", "--v", "0,0,2", "--out", "{d}/x.h5"],
+            "u = [0 0 1] and v = [0 0 2] (r.l.u.) must not be parallel",
+        ),
     ],
 )
 def test_probed_files_and_options(capsys, files, argv, match):
@@ -288,3 +297,16 @@ def test_our_own_files_with_deep_json_are_one_line(capsys, tmp_path):
         f.attrs["temperature_k"] = deep
     with pytest.raises(FcinvError, match="nested deeper than 64"):
         read_spectrum(spec, ge.grid)
+
+
+def test_scan_axes_are_directions_whatever_their_size():
+    """Session 47 (the crystal probe): u = 1e200 overflowed the norms into another orientation
+    (coverage 0.29 against 0.60 for the same direction given as 1,0,0), with exit 0."""
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.scans import orientation_matrix
+
+    ge = get_material("Ge").crystal
+    for big in (1e200, 1e-200, 7.0):
+        np.testing.assert_allclose(
+            orientation_matrix((big, big, 0), (0, 0, 3 * big), ge), orientation_matrix((1, 1, 0), (0, 0, 1), ge), atol=1e-14
+        )

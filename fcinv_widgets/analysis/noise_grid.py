@@ -168,17 +168,21 @@ def run_noise_grid(
         for c in tqdm(cells, desc="noise grid", disable=not progress):
             results[c] = _cell(predict, spectra, params, backgrounds[c[0]], counts[c[1]], seeds[c])
     else:
-        from dask.distributed import as_completed
+        from ..dataset import dask_result, dask_session, dask_wait
 
-        from ..dataset import dask_session
-
+        where = scheduler if isinstance(scheduler, str) else "the given client"
         with dask_session(scheduler) as client:  # an address, "local:N" or a Client
             xs, ps = client.scatter([spectra, params], broadcast=True)
             futs = {
                 client.submit(_cell, predict, xs, ps, backgrounds[c[0]], counts[c[1]], seeds[c], pure=False): c for c in cells
             }
-            for fut in tqdm(as_completed(futs), total=len(futs), desc="noise grid", disable=not progress):
-                results[futs[fut]] = fut.result()
+            pending = set(futs)
+            with tqdm(total=len(futs), desc="noise grid", disable=not progress) as bar:
+                while pending:  # (a lost scheduler or no workers left: one line, not a wait for ever)
+                    done, pending = dask_wait(client, list(pending), where, first=True)
+                    for fut in done:
+                        results[futs[fut]] = dask_result(fut, where)
+                    bar.update(len(done))
     r2 = np.array([[results[(i, j)][0] for j in range(nP)] for i in range(nB)])
     mae = np.array([[results[(i, j)][1] for j in range(nP)] for i in range(nB)])
     snr = np.array([[results[(i, j)][2] for j in range(nP)] for i in range(nB)])

@@ -104,10 +104,8 @@ def network_cases(
     """Every case's row for every model ``{name: model}`` (all of ``material``): {"model", "truth",
     "set", "scan", "B", "P", "true", "mean", "std", "z"} (active FCs, eV/Å²; z = (answer − truth)
     / σ). The images are simulated per truth in this process or as Dask tasks (``scheduler``,
-    :func:`~fcinv_widgets.dataset.dask_session`); each model predicts them in batches."""
-    from tqdm.auto import tqdm
-
-    from ..dataset import dask_session
+    :func:`~fcinv_widgets.dataset.run_tasks`); each model predicts them in batches."""
+    from ..dataset import run_tasks
     from ..models.inverter import input_sigma_regime
     from .expio import Spectrum, prepare_input
 
@@ -142,22 +140,10 @@ def network_cases(
     truths = draw_truths(material, n_truths + (getattr(material, "dft_params", None) is not None), seed)
     drawn = [(i, name, t) for i, (name, t) in enumerate(truths) if name != "dft"]
     args = (list(cells), list(angles_deg), float(ei_mev), float(temperature_k), float(qmax))
-    per_truth: list = []
-    with (
-        dask_session(scheduler) as client,
-        tqdm(total=len(drawn), desc="simulated measurements", unit="truth", disable=not progress) as bar,
-    ):
-        if client is None:
-            for i, _, t in drawn:
-                per_truth.append(simulated_images(material, t, *args, index=i))
-                bar.update()
-        else:
-            from dask.distributed import as_completed
-
-            futures = [client.submit(simulated_images, material, t, *args, index=i, pure=False) for i, _, t in drawn]
-            for _ in as_completed(futures):
-                bar.update()
-            per_truth = [f.result() for f in futures]
+    # in this process or as Dask tasks (the material scattered to the workers once: sent with every
+    # task it made Dask warn of a 50 MB graph, session 47)
+    calls = [((material, t, *args), {"index": i}) for i, _, t in drawn]
+    per_truth = run_tasks(simulated_images, calls, "simulated measurements", "truth", progress, scheduler)
     meta = {"intensity": "one-phonon-sqe", "origin": "simulated", "temperature_k": float(temperature_k), "ei_mev": float(ei_mev)}
     cases, images = [], []
     for (_, name, t), imgs in zip(drawn, per_truth):

@@ -76,7 +76,7 @@ def scheduler_address(text) -> str:
     s = str(text).strip()
     if not s:
         raise argparse.ArgumentTypeError("is empty: give a Dask scheduler address or local:N")
-    if s.startswith("local"):
+    if s == "local" or s.startswith("local:"):  # ("localhost:8786" is an address)
         _, _, n = s.partition(":")
         from ..validate import max_workers
 

@@ -256,8 +256,8 @@ def run_ensemble(
         displacement=displacement,
         mesh=tuple(mesh),
     )
-    bar = _progress(len(todo), desc, progress)
     if executor == "serial":
+        bar = _progress(len(todo), desc, progress)
         for i in todo:
             bar.set_postfix_str(specs[i].name)
             results[i] = compute_fcset(specs[i], crystal, supercell_matrix, **kw)
@@ -267,16 +267,18 @@ def run_ensemble(
     if executor != "dask":
         raise FcinvError(f"executor must be 'dask' or 'serial', got {executor!r}")
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import Client, LocalCluster
     except ImportError:
         raise MissingDependencyError("dask.distributed is not installed (pip install 'dask[distributed]')") from None
     own_client = own_cluster = None
     if client is None:
         if scheduler:
-            try:
-                client = own_client = Client(scheduler, timeout="20s")
-            except OSError as exc:
-                raise FcinvError(f"cannot reach Dask scheduler {scheduler!r}: {exc}") from None
+            from ..dataset import dask_client
+
+            # (one connection rule for every stage: any bad address, no answer, no worker or workers
+            # without the package is one line — `foo bar` was a ValueError traceback here)
+            client, _ = dask_client(scheduler)
+            own_client = client
         else:
             own_cluster = LocalCluster(
                 n_workers=n_workers,
@@ -286,6 +288,7 @@ def run_ensemble(
                 silence_logs=40,
             )
             client = own_client = Client(own_cluster)
+    bar = _progress(len(todo), desc, progress)  # (after the connection: its refusal is one line, no bar)
     try:
         nthreads = client.nthreads()
         tt = max(1, min(nthreads.values())) if nthreads else 1
@@ -302,21 +305,27 @@ def run_ensemble(
                 **kw,
             )
             futs[f] = i
-        for f in as_completed(list(futs)):
-            i = futs[f]
-            try:
-                results[i] = f.result()
-            except Exception as exc:  # worker died etc.
-                results[i] = {
-                    "name": specs[i].name,
-                    "family": specs[i].family,
-                    "status": "failed",
-                    "stable": False,
-                    "reason": f"Dask task failed: {type(exc).__name__}: {exc}",
-                    "timings": {},
-                }
-            bar.set_postfix_str(specs[i].name)
-            bar.update(1)
+        from ..dataset import dask_wait
+
+        where = scheduler or "the ensemble's cluster"
+        pending = set(futs)
+        while pending:  # (a lost scheduler, or no worker left: one line, not a wait for ever)
+            done, pending = dask_wait(client, list(pending), where, first=True)
+            for f in done:
+                i = futs[f]
+                try:
+                    results[i] = f.result()
+                except Exception as exc:  # worker died etc.
+                    results[i] = {
+                        "name": specs[i].name,
+                        "family": specs[i].family,
+                        "status": "failed",
+                        "stable": False,
+                        "reason": f"Dask task failed: {type(exc).__name__}: {exc}",
+                        "timings": {},
+                    }
+                bar.set_postfix_str(specs[i].name)
+                bar.update(1)
     finally:
         bar.close()
         if own_client is not None:
