@@ -115,7 +115,7 @@ def orientation_matrix(u=(1, 1, 0), v=(0, 0, 1), crystal=None) -> np.ndarray:
     if b is not None:
         u, v = u @ b, v @ b
     if np.linalg.norm(np.cross(u, v)) < 1e-8 * np.linalg.norm(u) * np.linalg.norm(v):
-        raise FcinvError(f"{given} must not be parallel")
+        raise FcinvError(f"{given} are parallel: u and v must be two directions that are not parallel")
     x = u / np.linalg.norm(u)
     y = v - (v @ x) * x
     y /= np.linalg.norm(y)

@@ -82,7 +82,7 @@ def files(tmp_path_factory):
         ),
         (
             ["scans", "--material", "Ge", "--ei", "100", "--angles", "0", "--u", "0,0,1", "--v", "0,0,2", "--out", "{d}/x.h5"],
-            "u = [0 0 1] and v = [0 0 2] (r.l.u.) must not be parallel",
+            "u = [0 0 1] and v = [0 0 2] (r.l.u.) are parallel",
         ),
     ],
 )
