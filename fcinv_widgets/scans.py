@@ -85,6 +85,23 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
     the Cartesian ones, exactly. Before session 46 u and v were taken as Cartesian directions of the
     structure file for every crystal — the same for those, but not for a tetragonal [1 0 1], a
     hexagonal [1 0 0] or any crystal written in a turned frame (a probe: scans 79 % apart)."""
+    std, _ = uv_cell(crystal)
+    if np.allclose(std, std[0, 0] * np.eye(3), atol=1e-6 * abs(std[0, 0])):
+        return None
+    return np.linalg.inv(std).T
+
+
+_UV_CELL_SAID: set = set()
+
+
+def uv_cell(crystal) -> tuple[np.ndarray, str]:
+    """(rows a, b, c in Å in the crystal's Cartesian frame, which cell) of the cell whose r.l.u. the
+    scan axes u, v are in (:func:`conventional_reciprocal`): "the structure file's cell" where it is
+    a conventional one (spglib's P unimodular), else "spglib's standard conventional cell". Scan
+    sets record both (meta ``uv_cell_A``, ``uv_cell``). A non-primitive file that is not a
+    conventional cell (the 4-atom face-centred tetragonal cell of CuAu, a supercell) is warned
+    about once: its u/v are in the standard cell, whose axes may be turned from the file's
+    (session 47, a crystal probe: CuAu's [1 0 0] was the file's [1 1 0], and nothing said so)."""
     from .structure import symmetry_dataset
 
     lat = np.asarray(crystal.lattice, float)
@@ -92,10 +109,28 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
     p = np.eye(3) if ds is None else np.asarray(ds.transformation_matrix, float)  # none: the file's own cell
     # rows: the conventional cell's vectors in the crystal's frame — the file's own cell where it is
     # one (spglib's P unimodular: a conventional cell, perhaps in another setting, indexed as given)
-    std = lat if abs(abs(np.linalg.det(p)) - 1) < 1e-6 else np.linalg.inv(p).T @ lat
-    if np.allclose(std, std[0, 0] * np.eye(3), atol=1e-6 * abs(std[0, 0])):
-        return None
-    return np.linalg.inv(std).T
+    if abs(abs(np.linalg.det(p)) - 1) < 1e-6:
+        return lat, "the structure file's cell"
+    std = np.linalg.inv(p).T @ lat
+    from .sqe import centring_translations
+
+    key = lat.tobytes() + np.asarray(crystal.positions, float).tobytes()
+    if key not in _UV_CELL_SAID and len(centring_translations(crystal)):
+        _UV_CELL_SAID.add(key)  # (once per crystal: every orientation matrix asks)
+        import warnings
+
+        from .errors import FcinvWarning
+
+        abc = " × ".join(f"{x:.4g}" for x in np.linalg.norm(std, axis=1))
+        warnings.warn(
+            FcinvWarning(
+                f"the structure file's cell is neither primitive nor the crystal's conventional cell: u/v are r.l.u. of "
+                f"spglib's standard conventional cell ({abc} Å; scan sets record it as uv_cell_A), whose axes may be "
+                "turned from the file's"
+            ),
+            stacklevel=2,
+        )
+    return std, "spglib's standard conventional cell"
 
 
 #: meta ``uv_frame`` of a scan set: what its ``u``/``v`` are (a version-1 file is read as Cartesian)
@@ -668,6 +703,8 @@ def simulate_scans(
         "u": list(map(float, u)),
         "v": list(map(float, v)),
         "uv_frame": UV_RLU,
+        "uv_cell_A": uv_cell(material.crystal)[0].tolist(),
+        "uv_cell": uv_cell(material.crystal)[1],
         "qmax_inv_a": qmax,
         "n_points": int(pts.n),
         "detector_deg": dict(detector),

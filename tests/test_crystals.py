@@ -1626,3 +1626,39 @@ def test_a_non_primitive_cell_gives_the_primitive_cells_folded_sqe(tmp_path, cap
     iX = int(np.argmin(np.abs(sb.q_distance - sb.q_distance[0] - 2 * np.pi / 3.61)))
     for img in (a, b):
         assert sb.energies[np.nanargmax(img[iX])] > 15
+
+
+def test_the_cell_of_the_scan_axes_is_recorded_and_a_turned_one_is_said():
+    """Session 47 (a crystal probe): for the 4-atom face-centred tetragonal cell of CuAu (the setting
+    papers index L1₀ CuAu in) u/v were read in spglib's 2-atom standard cell, turned by 45°, so the
+    file's [1 1 0] was called [1 0 0] without a word. Which cell u/v are in is now recorded
+    (``uv_cell``) and that case warned about once; primitive and conventional files stay silent."""
+    import warnings
+
+    from ase.build import bulk
+
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.scans import _UV_CELL_SAID, uv_cell
+    from fcinv_widgets.structure import Crystal
+
+    a, c = 3.96, 3.67
+    fct = Crystal(np.diag([a, a, c]), [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], ["Cu", "Cu", "Au", "Au"])
+    l10 = Crystal(np.diag([a / np.sqrt(2), a / np.sqrt(2), c]), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cu", "Au"])
+    quiet = {
+        "l10": (l10, "the structure file's cell"),
+        "cu_conv": (Crystal.from_ase(bulk("Cu", "fcc", a=3.61, cubic=True)), "the structure file's cell"),
+        "cu_prim": (Crystal.from_ase(bulk("Cu", "fcc", a=3.61)), "spglib's standard conventional cell"),
+    }
+    _UV_CELL_SAID.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for cr, which in quiet.values():
+            assert uv_cell(cr)[1] == which
+    with pytest.warns(FcinvWarning, match=r"neither primitive nor the crystal's conventional cell: .* \(2.8 × 2.8 × 3.67 Å"):
+        cell, which = uv_cell(fct)
+    assert which == "spglib's standard conventional cell"
+    # the standard cell's a is the file's [½ ½ 0] or [½ −½ 0]: turned by 45°
+    assert abs(abs(cell[0] @ np.array([1.0, 0, 0])) / np.linalg.norm(cell[0]) - np.sqrt(0.5)) < 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per crystal
+        uv_cell(fct)
