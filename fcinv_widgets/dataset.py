@@ -614,12 +614,6 @@ def _connect(address: str):
     raise FcinvError(f"cannot connect to the Dask scheduler at {address!r}: {' '.join(why.split())[:300]}")
 
 
-def _has_package() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("fcinv_widgets") is not None
-
-
 def _check_workers(client, where: str) -> None:
     """At least one worker, within :data:`DASK_NO_WORKER_S`, and every worker able to import the
     package (a worker without it crashed unpickling the first task, and the stage waited for ever)."""
@@ -631,7 +625,10 @@ def _check_workers(client, where: str) -> None:
             f"(`dask worker {where}`) or use local:N [{type(exc).__name__}]"
         ) from None
     # (a lambda travels by value: a worker without the package can still run it)
-    has = client.run(lambda: __import__("importlib.util").util.find_spec("fcinv_widgets") is not None)
+    try:
+        has = client.run(lambda: __import__("importlib.util").util.find_spec("fcinv_widgets") is not None)
+    except Exception as exc:  # noqa: BLE001 — a worker that dies while asked, distributed's own errors
+        raise FcinvError(f"cannot ask the Dask workers at {where!r} for the package: {type(exc).__name__}: {exc}"[:400]) from None
     missing = sorted(w for w, ok in has.items() if not ok)
     if missing:
         raise FcinvError(

@@ -115,8 +115,10 @@ def uv_cell(crystal) -> tuple[np.ndarray, str]:
     from .sqe import centring_translations
 
     key = lat.tobytes() + np.asarray(crystal.positions, float).tobytes()
-    if key not in _UV_CELL_SAID and len(centring_translations(crystal)):
-        _UV_CELL_SAID.add(key)  # (once per crystal: every orientation matrix asks)
+    if key in _UV_CELL_SAID:  # (looked at once per crystal: every orientation matrix asks)
+        return std, "spglib's standard conventional cell"
+    _UV_CELL_SAID.add(key)
+    if len(centring_translations(crystal)):
         import warnings
 
         from .errors import FcinvWarning
