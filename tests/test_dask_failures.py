@@ -28,6 +28,8 @@ def test_localhost_is_an_address_not_local_n():
     with pytest.raises(argparse.ArgumentTypeError, match="local:N"):
         scheduler_address("local:x")
     assert ds._is_local("local:2") and not ds._is_local("localhost:8786")
+    with pytest.raises(argparse.ArgumentTypeError, match="inproc:// addresses live inside one Python process"):
+        scheduler_address("inproc://x")
 
 
 def test_a_scheduler_without_workers_is_one_line(monkeypatch):

@@ -217,6 +217,8 @@ def test_ge_explorer_payload_and_standalone_page(tmp_path):
     assert bare["references"] == {} and bare["state"]["reference_options"] == []
     with pytest.raises(FcinvError, match="directory"):
         fx.save_html(tmp_path)
+    with pytest.raises(FcinvError, match="no file name given"):
+        fx.save_html("")
     with pytest.raises(FcinvError, match="cannot write"):
         fx.save_html(tmp_path / "missing" / "ge.html")
     with warnings.catch_warnings():

@@ -76,6 +76,11 @@ def scheduler_address(text) -> str:
     s = str(text).strip()
     if not s:
         raise argparse.ArgumentTypeError("is empty: give a Dask scheduler address or local:N")
+    scheme = s.split("://", 1)[0].lower() if "://" in s else None
+    if scheme == "inproc":  # (an in-process address cannot be reached from a command; it gave a cryptic unpacking error)
+        raise argparse.ArgumentTypeError(
+            f"inproc:// addresses live inside one Python process: give tcp://host:port or local:N, got {text!r}"
+        )
     if s == "local" or s.startswith("local:"):  # ("localhost:8786" is an address)
         _, _, n = s.partition(":")
         from ..validate import max_workers

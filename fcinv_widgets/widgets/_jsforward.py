@@ -201,6 +201,8 @@ def save_html(widget, path, title: str = "FCExplorer", references: dict | None =
             "save_html needs the JavaScript forward model: build FCExplorer from a Material or a ForwardModel "
             "(a forward model without precomputed blocks cannot run without a kernel)"
         )
+    if not str(path).strip():
+        raise FcinvError("save_html: no file name given (e.g. save_html('ge.html'))")
     p = Path(path)
     if p.is_dir():
         raise FcinvError(f"save_html: {p} is a directory, give a file name such as ge.html")
