@@ -1460,27 +1460,37 @@ def test_a_cif_of_a_low_symmetry_crystal_with_force_constants_is_warned_about(tm
         warn_cif_frame(tmp_path / "POSCAR", tric, "FORCE_CONSTANTS")  # a POSCAR has its frame
 
 
+def _cu_turned(cu_yaml, tmp_path, degrees: float = 30.0):
+    """The Cu of ``cu_yaml`` written in a Cartesian frame turned by ``degrees`` about z, as a custom
+    material (its phonopy.yaml rotated into that frame; the turn's warning is tested elsewhere)."""
+    import warnings
+
+    import ase.io
+
+    from fcinv_widgets.materials import custom_material
+
+    d, *_ = cu_yaml
+    atoms = ase.io.read(d / "POSCAR")
+    atoms.rotate(degrees, "z", rotate_cell=True)
+    ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return custom_material(tmp_path / "POSCAR", d / "full.yaml", e_max=50)
+
+
 def test_scan_axes_are_in_rlu_of_the_conventional_cell_whatever_the_frame(cu_yaml, tmp_path):
     """Session 46 (a probe): `--u`/`--v` were Cartesian directions of the structure file while every
     message and file called them r.l.u. — the same Cu crystal written in a frame turned by 30° gave
     scans 79 % apart, and a tetragonal [1 0 1] was read as the Cartesian (1, 0, 1). Now [h k l] of
     the conventional standard cell, turned into the file's frame: the two frames give one set of
     scans; cubic cells along the axes (the presets) keep the Cartesian directions exactly."""
-    import warnings
-
-    import ase.io
 
     from fcinv_widgets.materials import custom_material, get_material
     from fcinv_widgets.scans import conventional_reciprocal, simulate_scans
     from fcinv_widgets.structure import Crystal
 
     d, *_ = cu_yaml
-    atoms = ase.io.read(d / "POSCAR")
-    atoms.rotate(30, "z", rotate_cell=True)
-    ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # (the turn is said in a warning: tested above)
-        turned = custom_material(tmp_path / "POSCAR", d / "full.yaml", e_max=50)
+    turned = _cu_turned(cu_yaml, tmp_path)
     same = custom_material(d / "POSCAR", d / "full.yaml", e_max=50)
     out = [simulate_scans(m, 60.0, [0.0, 35.0], qmax=4.0, u=(1, 1, 0), v=(0, 0, 1), progress=False).scans for m in (same, turned)]
     scale = np.nanmax(out[0])
@@ -1505,20 +1515,13 @@ def test_a_version_1_scan_set_of_a_turned_crystal_is_read_with_its_cartesian_axe
     import json
     import warnings
 
-    import ase.io
     import h5py
 
     from fcinv_widgets.errors import FcinvWarning
-    from fcinv_widgets.materials import custom_material, get_material
+    from fcinv_widgets.materials import get_material
     from fcinv_widgets.scans import UV_RLU, ScanSet, orientation_matrix, simulate_scans
 
-    d, *_ = cu_yaml
-    atoms = ase.io.read(d / "POSCAR")
-    atoms.rotate(30, "z", rotate_cell=True)
-    ase.io.write(tmp_path / "POSCAR", atoms, format="vasp", direct=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # (the turn is said in a warning: tested above)
-        turned = custom_material(tmp_path / "POSCAR", d / "full.yaml", e_max=50)
+    turned = _cu_turned(cu_yaml, tmp_path)
     new = tmp_path / "v2.h5"
     simulate_scans(turned, 60.0, [0.0], qmax=3.0, u=(1, 1, 0), v=(0, 0, 1), progress=False).save(new)
     with h5py.File(new) as f:

@@ -267,11 +267,16 @@ function render({ model, el: root }) {
     });
   }
 
+  // a values change that came while this view was busy skips its focused slider; the next free
+  // frame re-syncs then (and only then: not every frame of a drag)
+  let skipped = false;
   function syncSliders() {
     const vals = model.get("values");
     latest = latest.length === vals.length ? latest.slice() : vals.slice();
+    skipped = false;
     sliders.forEach((s, i) => {
       if (document.activeElement !== s.el || !coalescer.busy) { s.el.value = vals[i]; s.show(vals[i]); latest[i] = vals[i]; }
+      else skipped = true;
     });
   }
 
@@ -340,9 +345,9 @@ function render({ model, el: root }) {
   reset.addEventListener("click", () => model.send({ event: "reset" }));
   const onResult = () => {
     readArrays(); layout(); paint(); coalescer.done(model.get("rendered_seq"));
-    // free again: the sliders take the model's values (a change of them that came while this
-    // view was busy, e.g. from another view of the same widget, skipped its focused slider)
-    if (!coalescer.busy) syncSliders();
+    // free again: a change of the values skipped while busy (e.g. from another view of the same
+    // widget) reaches the focused slider now
+    if (skipped && !coalescer.busy) syncSliders();
   };
   const onErr = () => { errBox.textContent = model.get("error"); };
   const onEView = () => { st.zoomed = false; st.view = { q: st.qrange.slice(), e: eWindow().slice() }; paint(); };

@@ -215,15 +215,20 @@ function fakeRealModel(payload) {
   };
 }
 
-test("the proxy answers each slider request in the page and lets only the latest reach the view from the kernel", () => {
+/** A view behind the proxy over a fake model: the images it is shown, and a "release" (pointer up, key). */
+function wrappedView() {
   const real = fakeRealModel(syntheticPayload());
   const listeners = [];
   const root = { dataset: {}, addEventListener: (ev, cb) => listeners.push(cb), removeEventListener() {} };
-  const release = () => listeners.forEach((cb) => cb());
   const seen = [];
   let view;
   const base = { render({ model }) { view = model; model.on("change:frame", () => seen.push(model.get("image"))); return () => {}; } };
   const cleanup = fwdWrapWidget(base).render({ model: real, el: root });
+  return { real, root, release: () => listeners.forEach((cb) => cb()), seen, view, cleanup };
+}
+
+test("the proxy answers each slider request in the page and lets only the latest reach the view from the kernel", () => {
+  const { real, root, release, seen, view, cleanup } = wrappedView();
   assert.equal(root.dataset.jsForward, "on");
   // a save without a values change (another control) is passed through, no frame
   view.set("e_view", [0, 10]); view.save_changes();
@@ -262,14 +267,7 @@ test("the proxy answers each slider request in the page and lets only the latest
 test("a kernel answer for values the user has since moved from never replaces the JS frame", () => {
   // session 47 (a slowed kernel): the answer for a flushed request arrived while newer values
   // were painted in the page but not yet flushed, and was shown over them (|ΔI| up to 1)
-  const real = fakeRealModel(syntheticPayload());
-  const listeners = [];
-  const root = { dataset: {}, addEventListener: (ev, cb) => listeners.push(cb), removeEventListener() {} };
-  const release = () => listeners.forEach((cb) => cb());
-  const seen = [];
-  let view;
-  const cleanup = fwdWrapWidget({ render({ model }) { view = model; model.on("change:frame", () => seen.push(model.get("image"))); } })
-    .render({ model: real, el: root });
+  const { real, root, release, seen, view, cleanup } = wrappedView();
   view.set("values", [0.95]); view.save_changes();
   release(); // [0.95] goes to the kernel
   view.set("values", [0.7]); view.save_changes(); // a JS frame, still within FWD_IDLE_MS: not flushed
