@@ -3,7 +3,7 @@
     python benchmarks/bench_domain_edge.py [--material Ge] [--models ge-resnet,ge-vae] [--widen 0.3]
         [--n 1500] [--seed 71] [--mask-bank ge_masks.npz --sqe-weights 0.5] [--json FILE]
 
-The networks learn the FCs over a box (the material's training domain, README "Training
+The networks learn the FCs over a box (the material's training domain, docs/results.md "Training
 domains"); a real crystal may sit near its edge or beyond it (the first-principles Ge FC5 is
 −0.234 eV/Å² against the box's −0.251). This draws a test set over the box widened by ``--widen``
 of its width on every side (``generate_dataset(domain=…)``, nuisance 1.5, the preset's

@@ -8,7 +8,7 @@ width outside an edge (8 cases) or 2–8 % inside (8), rng seed 29 (an edge with
 after 50 draws: the other edge); each as a folded one-phonon S(Q,E) (5 K, Ei 80 meV, |Q| ≤ 6 Å⁻¹,
 B 0.05, P 300, noise seed = case index) inverted by the material's two robust models (`ge-resnet`, `ge-vae`; `nb-resnet`, `nb-vae`) with default
 options. Then every fit is judged by ``trust_fit`` with and without the one-sided rule at the
-box's edge (``domain=``) — the scoring of README "the training-box edge". Prints; asserts nothing.
+box's edge (``domain=``) — the scoring of docs/results.md "the training-box edge". Prints; asserts nothing.
 """
 
 import argparse

@@ -25,7 +25,7 @@ trusted": what ``fcinv invert`` and ``infer-scans`` report by default since sess
 (``analysis.refine.trust_fit``: the fit where it reached the noise and stayed within 2σ of the
 network's answer on FC0–FC3 since session 22 (rule E; every active FC before) — a single scan within
 the model's measured limit on every FC, ``trust.json``, since session 18 — the network's answer otherwise); a fit's σ is what it
-reports (Laplace × ``FIT_SIGMA_SCALE`` since session 17; the README's seed-31/41 rows were scored
+reports (Laplace × ``FIT_SIGMA_SCALE`` since session 17; the docs/results.md's seed-31/41 rows were scored
 with the Laplace σ and the scale applied after). ``--json``: the rows after each truth (``"partial": true``), the summary at
 the end. ``--prior-fit K1,K2``: also the fits
 with the network's answer as a Gaussian prior on the active FCs (``refine_sqe(prior_mean=,

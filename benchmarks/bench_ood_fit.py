@@ -4,7 +4,7 @@
         [--ei 80] [--qmax 6] [--json FILE]
 
 The networks' OOD check flags 38–77 % of the right crystal's realistic one-phonon S(Q,E) draws
-(README, ``bench_ood.py``). Since session 16 ``fcinv invert`` fits every such input with the
+(docs/results.md, ``bench_ood.py``). Since session 16 ``fcinv invert`` fits every such input with the
 crystal's own lattice-dynamical model (``refine_sqe``), and that fit's residual against the
 data's own noise (``noise_ratio``; above :data:`~fcinv_widgets.analysis.refine.ABOVE_NOISE` =
 "above the noise") says whether the crystal model can explain the data at all. This benchmark

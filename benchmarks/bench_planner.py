@@ -15,7 +15,7 @@ strategy, scans are "measured" one at a time (k = 1 … ``--k``):
 
 Errors are |mean − θ*| / max(|θ*|, 5 % of the domain width) over FC0–FC3 (the convention of
 bench_refine.py). Prints a table (median and quartiles over the true sets) and writes JSON and a
-plot. Example (the README's figures)::
+plot. Example (the docs/results.md's figures)::
 
     python benchmarks/bench_planner.py --material Ge --model ge-vae --ei 80 --n-true 20 --k 10 \
         --out planner_ge.json --plot planner_ge.png

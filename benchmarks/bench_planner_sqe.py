@@ -24,7 +24,7 @@ residual; from the reference for k = 1, from the previous fit after). Reported p
 median [quartiles] over the true sets of the mean relative error of FC0–3 and of the mean relative
 σ of FC0–3, the fraction of true sets with all of FC0–3 within 5 %, and the scans each strategy
 needs for a median error target. ``--summarize A.json[,B.json] [--plot PNG]`` prints the tables of
-finished (or partial) runs and plots them (the README's figure: ``docs/figures/planner_sqe.png`` from
+finished (or partial) runs and plots them (the docs/results.md's figure: ``docs/figures/planner_sqe.png`` from
 ``docs/figures/planner_sqe_ge.json,docs/figures/planner_sqe_nb.json``).
 """
 

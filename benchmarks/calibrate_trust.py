@@ -15,7 +15,7 @@ measures), and the ``--level`` quantile of max over FCs of |z|
 the network's answer at most, all FCs together, in 99 % (``TRUST_LEVEL``; 95 % before session 21)
 of realistic simulated measurements.
 Prints it per data kind and pooled; ``--write`` stores the single-scan one as the model's
-``trust.json`` (:func:`~fcinv_widgets.models.trust.save_trust_limit`; full data keep 2σ, README
+``trust.json`` (:func:`~fcinv_widgets.models.trust.save_trust_limit`; full data keep 2σ, docs/results.md
 "Session 18"), with all three, the bench's settings and this command. The fits are not used: the
 limit is a property of the network's σ alone, and the rule that uses it (``trust_fit``) is scored
 on other seeds.

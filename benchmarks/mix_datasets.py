@@ -3,7 +3,7 @@
 The first ``--n`` training spectra of each file (``--n-second``: another count from the second), shuffled with ``--seed``; every other dataset
 and attribute (grid, domain, reference, test split) is the first file's. A spectrum from a file
 without ``inactive_params`` (nuisance-free: its inactive FCs are the reference's) gets the
-reference values there. Session 25 (README, "half nuisance-free spectra"):
+reference values there. Session 25 (docs/results.md, "half nuisance-free spectra"):
 
     python benchmarks/mix_datasets.py ge_nuis.h5 ge_dataset.h5 --n 5000 --out ge_mix.h5
     fcinv train --model resnet --dataset ge_mix.h5 --augment --sqe-weights 0.5 \\

@@ -14,7 +14,7 @@ the check's ratio (verdict: > 1) averaged over ``--n`` truths (``_truths``: the 
 first for Ge) and its largest component. ``--noiseless``: instead the ``refit`` score alone (the
 fraction of the structure the refitted forward model leaves) of the crystal's own and the other
 crystal's noiseless S(Q,E) at its reference FCs (5 / 50 / 100 / 300 K, resolution and coverage of
-the same Ei), over the refit threshold of the first model. Asserts nothing (README, OOD, session 33).
+the same Ei), over the refit threshold of the first model. Asserts nothing (docs/results.md, OOD, session 33).
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@
 
 On the right crystal's noisy S(Q,E) the measured regime's ``refit`` leaves about the input's noise
 share of its structure, 1/(1 + structure-to-noise); another crystal's branches stay unexplained
-on top of it (README, OOD, session 33). ``refit_excess`` (``fcinv_widgets.models.ood``) is the
+on top of it (docs/results.md, OOD, session 33). ``refit_excess`` (``fcinv_widgets.models.ood``) is the
 refit less that share. From calibration rows of the model's own crystal (``bench_ood_fit.py``
 rows, ``set`` "own", not weak data, measured at an Ei inside the model's training Ei range,
 ``Inverter.training_ei_range``) this computes the split-conformal limit: the ⌈(n + 1)(1 − α)⌉-th
 smallest excess of the n rows (refused when that rank exceeds n: too few rows for α), so that an
 input exchangeable with them is flagged by it with probability ≤ α. ``--test``: rows never used
-here (both crystals), scored as pre-registered (README, OOD, session 34): the judged inputs of
+here (both crystals), scored as pre-registered (docs/results.md, OOD, session 34): the judged inputs of
 each crystal flagged by the check without rule E (any ``sqe_excess`` already in the file left out)
 and with this limit (flag = that verdict or an excess above the limit), per Ei and per
 structure-to-noise bin, and the three adoption criteria. ``--write`` stores the limit in the model's ``ood.json`` (``OODStats.sqe_excess``) with
@@ -140,7 +140,7 @@ def score(rows: list, before, after, oriented: bool = False) -> dict:
 
 
 def criteria(sc: dict) -> dict:
-    """The pre-registered adoption criteria (README, OOD, session 34) on a :func:`score`."""
+    """The pre-registered adoption criteria (docs/results.md, OOD, session 34) on a :func:`score`."""
     o, t = sc["own"], sc["other"]
     return {
         "a_own_flagged_within": o["after"] <= o["before"] + max(2, 0.03 * o["n"]),

@@ -8,12 +8,12 @@
 The check flags an input when r > 1, r the largest of its combined score over the combined
 threshold and each single score over its own (``OODStats.ratio``). On the right crystal's
 simulated S(Q,E) measurements r falls with the input's structure-to-noise, on another crystal's
-more slowly (README, OOD, session 32). From calibration rows of the model's own crystal
+more slowly (docs/results.md, OOD, session 32). From calibration rows of the model's own crystal
 (``bench_ood_fit.py`` rows, ``set`` "own", not weak data) this computes per structure-to-noise
 bin the split-conformal limit: the ⌈(n + 1)(1 − α)⌉-th smallest r of the bin's n rows (the largest
 when that exceeds n; a bin with fewer than ``--min-rows`` keeps 1, today's rule), so that an
 input exchangeable with them is flagged with probability ≤ α. ``--test``: rows never used here
-(both crystals), scored as pre-registered (/work/notes/prereg32.md; README): the right crystal's
+(both crystals), scored as pre-registered (/work/notes/prereg32.md; docs/results.md): the right crystal's
 judged inputs flagged and the other's caught, with 1 and with the limits. ``--write`` stores the
 limits in the model's ``ood.json`` (``OODStats.sqe_limits``) with the least coverage of the
 calibration inputs (rule C applies only to inputs covering at least as much). ``--ei-range

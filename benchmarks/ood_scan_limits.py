@@ -8,13 +8,13 @@
 The measured regime's thresholds and rules C and E were calibrated on full data. A single scan
 averages, per pixel, only the equivalents its orientation reaches, so the refit (whose candidate is
 the full fold) leaves a quarter of a right-crystal scan's structure even with little noise, and the
-combined score flags most of the right crystal's scans (README, OOD, session 35). Rule S judges such
+combined score flags most of the right crystal's scans (docs/results.md, OOD, session 35). Rule S judges such
 an input by each of its scores against a limit of its own: from calibration rows of the model's own
 crystal (``bench_ood_fit.py --scan-angles`` rows, ``set`` "own", not weak data, measured at an Ei
 inside the model's training Ei range) the split-conformal limit at α/k per score (k scores): the
 ⌈(n + 1)(1 − α/k)⌉-th smallest value of the n rows (no limit for a score when that rank exceeds n),
 so that a scan exchangeable with them is flagged with probability ≤ α. ``--test``: held-out scan
-rows (both crystals), scored as pre-registered (README, OOD, session 35): the judged scans of each
+rows (both crystals), scored as pre-registered (docs/results.md, OOD, session 35): the judged scans of each
 crystal flagged by the check without rule S and with it, per Ei and structure-to-noise bin, and the
 adoption criteria. ``--write`` stores the limits in the model's ``ood.json``
 (``OODStats.scan_limits``) with the calibration's Ei range and, with ``--test``, the held-out rates
@@ -22,7 +22,7 @@ that ``fcinv invert --single-scan`` quotes; ``--write-rates`` (a model that does
 check's own held-out single-scan rates instead (``OODStats.scan_rates``). Refused, as in ``ood_rates.py``, for rows of another
 checkpoint, other measured-regime thresholds or full data.
 
-``--oriented`` (rule S′, session 38, pre-registered: README, OOD, "Session 38"): the same for a scan
+``--oriented`` (rule S′, session 38, pre-registered: docs/results.md, OOD, "Session 38"): the same for a scan
 whose orientation is known (``fcinv invert --scan DEG``, ``infer-scans``' scans). The check's refit
 then renders the scan's candidate with that orientation's coverage (``OODStats.scores(orientation=…)``),
 so the limits come from those scores (``bench_ood_fit.py --scan-angles … --oriented-scores`` rows,
@@ -33,7 +33,7 @@ get without their angle (rule S where the model has it), and ``--write`` stores 
     python benchmarks/bench_ood_fit.py --model M … --scan-angles 0:120 --oriented-scores --json CAL.json
     python benchmarks/ood_scan_limits.py CAL.json [MORE.json …] --model M --oriented [--test TEST.json …] [--write]
 
-``--by-ei`` (rule S / S′ by Ei, session 40, pre-registered: README, OOD, "Session 40"): the networks' own
+``--by-ei`` (rule S / S′ by Ei, session 40, pre-registered: docs/results.md, OOD, "Session 40"): the networks' own
 scores move with the resolution, so limits pooled over several incident energies are set by the broadest one.
 With calibration rows at two or more Ei, each Ei gets rule S's limits from its own rows, and an input is
 judged, per score, by the larger of the two calibration Ei that bracket its Ei (``models.ood.limits_at_ei``;
@@ -108,7 +108,7 @@ def scan_limits_by_ei(rows: list, scores: list, alpha: float, ei_range) -> dict:
 
 
 def criteria(sc: dict, rule_s: bool = False) -> dict:
-    """The pre-registered adoption criteria on a :func:`~ood_excess.score`: rule S's (README, OOD,
+    """The pre-registered adoption criteria on a :func:`~ood_excess.score`: rule S's (docs/results.md, OOD,
     session 35; also rule S′'s for a model without rule S) or, with ``rule_s`` (rule S′ against a
     model's rule S, session 38), own flagged at most 10 % and at most rule S's + max(2, 3 %)."""
     o, t = sc["own"], sc["other"]

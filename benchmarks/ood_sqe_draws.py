@@ -1,5 +1,5 @@
 """How the measured regime's scores spread over a model's own S(Q,E) draws, and what thresholds
-calibrated on them (per bin of structure-to-noise) would catch (session 19; README, OOD).
+calibrated on them (per bin of structure-to-noise) would catch (session 19; docs/results.md, OOD).
 
     python benchmarks/ood_sqe_draws.py --model ge-resnet --dataset ge_nuis.h5 --mask-bank ge_masks.npz
         [--n 400] [--skip 1000] [--bins 4] [--bench-rows bench_ood_fit.json] [--json FILE]

@@ -5,7 +5,7 @@ The inactive parameters (all but the top 8) sit at the material's reference (``r
 ``nuisance=s > 0``, are drawn per spectrum from a Gaussian around it with standard deviation
 s × :attr:`Material.nuisance_sigma` (the measured fit's σ of each parameter). A real crystal's
 far-shell FCs are not the reference's: a model trained with fixed inactive parameters projects
-every spectrum onto an 8-parameter family and is biased when they differ (README "inactive
+every spectrum onto an 8-parameter family and is biased when they differ (docs/results.md "inactive
 parameters"); trained over the nuisance it learns the active FCs marginalised over them.
 
 Reproducibility: candidates are drawn in chunks; chunk ``k`` of split ``s`` draws

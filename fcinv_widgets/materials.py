@@ -264,7 +264,7 @@ class Material:
         if s is None or "observed_min" not in s:
             return {}
         # the paper's [-25 %, +150 %] widening of the observed uMLFF range, in the reading chosen on
-        # evidence (README "Training domains"): +150 % away from zero, -25 % toward zero
+        # evidence (docs/results.md "Training domains"): +150 % away from zero, -25 % toward zero
         umlff = widen(
             s["observed_min"],
             s["observed_max"],

@@ -59,3 +59,20 @@ def test_readme_first_look_line_runs(line, tmp_path, monkeypatch, capsys, ge_dft
     rc = main(argv)
     err = capsys.readouterr().err
     assert rc == 0, f"README line failed: {line}\n{err}"
+
+
+def test_glance_cites_sections_that_exist():
+    """Each section the README's "Measured figures at a glance" names in italics is a heading of
+    docs/results.md (the full record the summary points to), and each file it links exists."""
+    text = README.read_text()
+    m = re.search(r"## Measured figures at a glance\n(.*?)(\n## |\Z)", text, re.S)
+    assert m, "README lost its 'Measured figures at a glance' section"
+    glance = m.group(1)
+    results = README.parent / "docs" / "results.md"
+    headings = [h[3:].strip() for h in results.read_text().splitlines() if h.startswith("## ")]
+    cited = re.findall(r"\*((?:Stage [IV]+: |Forward|Speed)[^*]*)\*", glance)
+    assert len(cited) >= 6, cited
+    for name in cited:
+        assert any(h.startswith(name) for h in headings), f"docs/results.md has no section '{name}'"
+    for link in re.findall(r"\]\(([^)#]+)\)", glance):
+        assert (README.parent / link).exists(), link

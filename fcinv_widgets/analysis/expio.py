@@ -153,7 +153,7 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None, eleme
     ``material`` (Si in diamond, 4 % smaller than Ge, would pass the path-length test), and a
     q-path whose length in Å⁻¹ (``q_distance``, the file's ``/grid/q_distance``) differs from
     ``grid``'s by more than :data:`MAX_PATH_LENGTH_MISMATCH` — the same reduced path on another
-    lattice (Cu's fcc path on Ge's grid), which the image checks cannot tell apart (README, "OOD").
+    lattice (Cu's fcc path on Ge's grid), which the image checks cannot tell apart (docs/results.md, "OOD").
     ``material`` may be a :class:`~fcinv_widgets.materials.Material` (a custom one: its crystal's
     elements are the ones a file's must be). One-line :class:`GridMismatchError`."""
     own = None

@@ -81,7 +81,7 @@ def _noise_model(d, mask) -> tuple:
 #: a fit of all FCs is trusted over the network's answer it started from only when it reached the
 #: data's noise and stayed within this many of the network's calibrated σ on every active FC
 #: (session 15; :func:`trust_fit`). A family-wise limit (Šidák, 2.73 for 8 FCs) was scored on
-#: held-out truths in session 17 (README): better for `ge-resnet` on three seeds, worse for `ge-vae`
+#: held-out truths in session 17 (docs/results.md): better for `ge-resnet` on three seeds, worse for `ge-vae`
 #: on two (its single-scan σ covers less), so not adopted for both. Since session 18 a model carries
 #: the limit measured for it (``trust.json``, :mod:`fcinv_widgets.models.trust`); this is the
 #: limit of a model without one.
@@ -92,7 +92,7 @@ TRUST_NETWORK_SIGMA = 2.0
 #: noise, full data and single scans): |error| / Laplace σ has its 68.3 % quantile at 1.27–1.63
 #: and its 95.4 % one at 4.1–8.2 (pooled per model and data kind; nominal 1 and 2) — heavy tails
 #: (wrong basins at the noise level) that no single scale fixes; 1.3 brings ±1σ near nominal. Checked on held-out
-#: truths (seed 41, README "Session 17"): the reported ±2σ went from 0.84–0.92 to 0.88–0.95, ±1σ
+#: truths (seed 41, docs/results.md "Session 17"): the reported ±2σ went from 0.84–0.92 to 0.88–0.95, ±1σ
 #: from 0.62–0.69 to 0.64–0.73, both models, full data and single scans.
 FIT_SIGMA_SCALE = 1.3
 
@@ -102,7 +102,7 @@ STIFFNESS_RANGE = (0.5, 2.0)
 
 
 #: a fit of full data or of several scans is held to the network's answer on its leading FCs
-#: only, FC0–FC3 (rule E, session 22, README): the network's weakest FCs are its higher ones
+#: only, FC0–FC3 (rule E, session 22, docs/results.md): the network's weakest FCs are its higher ones
 #: (`ge-resnet` fixed-set R² 0.855–0.973 on FC4–FC7), and on the simulated first-principles Ge
 #: measurements (``bench_measurement.py``, 8 noise draws) its FC5 sat 2.1–2.35 σ from right fits
 #: (FC0–FC3 within 0.2–3.3 % of the truth), refusing them; on held-out truths (seeds 53/61) the
@@ -131,7 +131,7 @@ def trust_fit(
     (:attr:`SQEFitResult.above_noise`: a wrong basin at good counts), and the distance to the
     network's answer in units of its calibrated σ (the truth lies inside ±2σ of it ~95 % of the
     time, so a fit further away has most likely left for a wrong basin — which at low counts the
-    noise check cannot tell). Measured (``bench_networks_sqe.py --refine``, README
+    noise check cannot tell). Measured (``bench_networks_sqe.py --refine``, docs/results.md
     "Session 15"–"Session 17"): it keeps the fits that improve on the network and drops those
     that do not, where the noise check alone let ±2σ fall to 0.84."""
     d = fit if isinstance(fit, dict) else fit.to_dict()

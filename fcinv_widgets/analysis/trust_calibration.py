@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import FcinvError
 from ..validate import MAX_TEMPERATURE_K, finite_number, flag, need_attrs, real_array, whole_number
 
-#: the settings of the shipped models' limits (README "Session 18")
+#: the settings of the shipped models' limits (docs/results.md "Session 18")
 DEFAULT_ANGLES_DEG = (0.0, 30.0, 60.0, 90.0, 120.0, 150.0)
 DEFAULT_CELLS = ((0.05, 300.0), (0.1, 100.0), (0.2, 30.0))
 #: the most truths one call draws (each is a stability check; the benches use 40)

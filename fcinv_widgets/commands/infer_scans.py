@@ -212,7 +212,7 @@ def run(args) -> int:
     }
     edge = res.meta["domain_edge"]
     n_edge = len(res.meta["scans_at_edge"])
-    # a record for every model, a warning on the full data only where trust.json adopts it: README "the training-box edge"
+    # a record for every model, a warning on the full data only where trust.json adopts it: docs/results.md "the training-box edge"
     if edge["warning"]:
         print(
             f"warning: {args.model}'s full-data answer for {args.scans} is at its training box's edge ({edge['reason']}): {EDGE_NOTE}",

@@ -150,7 +150,7 @@ def run(args) -> int:
         lines.append(f"σ: calibrated on {SIGMA_WORDS.get(d['sigma_regime'], d['sigma_regime'])} (--ood-regime overrides)")
     edge = d["domain_edge"]
     if edge["at_edge"]:
-        # a record for every model, a warning only where trust.json adopts it: README "the training-box edge"
+        # a record for every model, a warning only where trust.json adopts it: docs/results.md "the training-box edge"
         lines.append(f"training box: the network's answer is AT THE EDGE ({edge['reason']}) — {EDGE_NOTE}")
         if edge["warning"]:
             print(

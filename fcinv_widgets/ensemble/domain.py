@@ -199,7 +199,7 @@ def summary_dict(material: str, results, dom: dict, settings: dict, dft_check: d
 #: how many σ of the measured fit the domain must cover
 FIT_NSIGMA = 3.0
 #: the reading of the paper's widening that the presets' training domains use. Chosen on evidence
-#: (README, "Training domains"): uniform samples are stable 43 % (Ge) / 57 % (Nb) of the time
+#: (docs/results.md, "Training domains"): uniform samples are stable 43 % (Ge) / 57 % (Nb) of the time
 #: against 13 % / 2 % for "signed", and the stable samples fill ≥ 93 % of every FC's interval
 #: (signed: 55 % of FC0's and 46 % of Nb FC0's: the +150 % side pushed the negative
 #: first-neighbour terms past zero, where nothing is stable)

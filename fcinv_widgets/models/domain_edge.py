@@ -1,6 +1,6 @@
 """Whether a network's answer sits at the edge of the box of force constants it was trained on.
 
-A network learns the FCs over its training domain (a box, eV/Å², README "Training domains"): it
+A network learns the FCs over its training domain (a box, eV/Å², docs/results.md "Training domains"): it
 cannot answer outside it, and near its edge its answer is pulled toward the interior with a σ
 that is too small. Measured (``benchmarks/bench_domain_edge.py``, Ge, the box widened by 30 % per
 side, 1,000 clean test spectra, seed 71, the shipped models): truths up to 15 % of the box's
@@ -13,7 +13,7 @@ So each answer carries its distance to the box's edge, per FC, in its own σ
 (:func:`domain_edge`), and is marked ``at_edge`` when one of the leading
 :data:`EDGE_CHECKED_FCS` FCs lies within :data:`EDGE_SIGMA_LIMIT` σ of an edge or beyond it.
 A record, and an alarm only where measured to be one: whether it should warn was decided by a rule written down before the
-validation runs (README "the training-box edge"), and on fresh draws (seed 72) it
+validation runs (docs/results.md "the training-box edge"), and on fresh draws (seed 72) it
 marked 4.7–10.7 % of held-out spectra of the box itself (answers that are as well covered by
 their ±2σ as the rest: inside the box an answer at its edge is not less trustworthy) but caught ≥ 80 % of spectra with a truth > 15 % outside only for
 `nb-resnet` (clean 0.95, realistic 0.89); `ge-resnet` 0.87 / 0.71, `nb-vae` 0.67 / 0.63,
@@ -96,5 +96,5 @@ def domain_edge(
 #: what a flagged answer means, for warnings and notebooks
 EDGE_NOTE = (
     "the crystal's force constants may lie outside what the model was trained on: there its answer is pulled "
-    "inside the box and its σ is too small (README 'the training-box edge'); the physics fit of a one-phonon S(Q,E) is not bound to the box"
+    "inside the box and its σ is too small (docs/results.md 'the training-box edge'); the physics fit of a one-phonon S(Q,E) is not bound to the box"
 )

@@ -785,7 +785,7 @@ class _Model:
         (meV): whether that Ei lies inside :attr:`training_ei_range` (to 0.1 %), with a note when it
         does not — the resolution (and, below the range, the kinematic coverage) is unlike any the
         model trained on, and its σ and OOD check were calibrated on data like the training's
-        (README, OOD: session 32 measured ``ge-resnet`` flagging 18 of 94 of the right crystal's
+        (docs/results.md, OOD: session 32 measured ``ge-resnet`` flagging 18 of 94 of the right crystal's
         S(Q,E) inputs at Ei 60 meV against 0 of 68 at 80 meV). None when the input records no Ei or
         the model has no range."""
         rng = self.training_ei_range

@@ -65,7 +65,7 @@ temperature it was corrected at (:func:`input_temperature`; its Debye–Waller f
 background shapes a raw background takes under the correction, :func:`_background_shapes`).
 
 **A limit by signal on S(Q,E) inputs** (rule C, session 32, pre-registered; tried and adopted for no
-shipped model — calibrated over several incident energies its limits are set by the worst one, README
+shipped model — calibrated over several incident energies its limits are set by the worst one, docs/results.md
 OOD "Session 32"; the mechanism stays for a model calibrated per setup): the check's verdict is
 r > 1, r the largest of the combined score over its threshold and each single score over its own
 (:meth:`OODStats.ratio`). For a one-phonon S(Q,E) input of at least the calibration's coverage,
@@ -164,7 +164,7 @@ MIN_STRUCTURE_TO_NOISE = 1.0
 #: the weak-data level of a one-phonon S(Q,E) input (one the check is told a correction temperature
 #: for): rule W (session 31, written down before its validation): between 1 and 3 the right
 #: crystal's S(Q,E) inputs were flagged by the scores in 59–100 % (seeds 31 + 32), as often as
-#: another crystal's — the check cannot tell the crystal there (README, OOD)
+#: another crystal's — the check cannot tell the crystal there (docs/results.md, OOD)
 MIN_STRUCTURE_TO_NOISE_SQE = 3.0
 
 
@@ -200,14 +200,14 @@ def input_temperature(corrections: dict | None) -> float | None:
 SQE_INPUT_NOTE = (
     "a one-phonon S(Q,E) input: the measured regime's thresholds are calibrated on unit-weight measurement "
     "draws, and simulated S(Q,E) measurements of the right crystal whose structure rises only a few times above "
-    "their noise are often flagged too (README, OOD) — on such an input a flag alone is weak evidence"
+    "their noise are often flagged too (docs/results.md, OOD) — on such an input a flag alone is weak evidence"
 )
 
 
 #: what :func:`note_sqe_input` adds to the record of a single scan not judged by rule S
 SCAN_INPUT_NOTE = (
     "a single scan of a one-phonon S(Q,E): the check's thresholds were not calibrated on single scans, and "
-    "simulated single scans of the right crystal are often flagged (README, OOD, session 35) — on such an input "
+    "simulated single scans of the right crystal are often flagged (docs/results.md, OOD, session 35) — on such an input "
     "a flag alone is weak evidence"
 )
 
@@ -275,7 +275,7 @@ def note_sqe_input(record: dict | None, corrections: dict | None, stats: OODStat
             record["input_note"] = (
                 f"a one-phonon S(Q,E) input at Ei {float(ei):g} meV: this model's flag rates by signal were measured at Ei "
                 + ", ".join(f"{e:g}" for e in measured_at)
-                + " meV, and at other incident energies the right crystal's inputs were flagged at other rates (README, "
+                + " meV, and at other incident energies the right crystal's inputs were flagged at other rates (docs/results.md, "
                 "OOD, sessions 32–34: up to 30 % before the refit's fix, 8 % at 95–110 meV after it) — on this input a "
                 "flag alone is weaker evidence"
             )
@@ -332,7 +332,7 @@ def scan_rate_note(rates: dict, rule_s: bool, oriented: bool = False, by_ei: boo
     return (
         f"a single scan of a one-phonon S(Q,E), {how}: held-out simulated single scans of the right crystal were "
         f"flagged in {_count_text(rates['own_flagged'], rates['own_n'])}, of {rates['other']} in "
-        f"{_count_text(rates['other_flagged'], rates['other_n'])} (README, OOD; ood.json {table})"
+        f"{_count_text(rates['other_flagged'], rates['other_n'])} (docs/results.md, OOD; ood.json {table})"
     )
 
 
@@ -346,7 +346,7 @@ def rate_note(rate: dict) -> str:
         f"a one-phonon S(Q,E) input with structure-to-noise {where}: at that signal the right crystal's simulated "
         f"S(Q,E) measurements" + (f" (Ei {', '.join(f'{e:g}' for e in at)} meV)" if at else "") + " were flagged in "
         f"{_count_text(rate['own_flagged'], rate['own_n'])}, {rate['other']} in "
-        f"{_count_text(rate['other_flagged'], rate['other_n'])} (README, OOD; ood.json sqe_rates)"
+        f"{_count_text(rate['other_flagged'], rate['other_n'])} (docs/results.md, OOD; ood.json sqe_rates)"
     )
 
 

@@ -9,9 +9,9 @@ of known truth, of max over FCs of |truth − network| / σ_network (:func:`fami
 distance within which the truth itself lies 99 % of the time, all FCs together. A fit further away
 than that has most likely left for a wrong basin. (Sessions 18–20 used 95 %; with each scan's own
 σ calibration the 95 % limit refused the odd right fit, and 99 % was preferred on fresh truths by
-a rule written down before the runs: README "Session 21".)
+a rule written down before the runs: docs/results.md "Session 21".)
 
-Only single-orientation fits use it (README "Session 18"): on held-out truths it put more single
+Only single-orientation fits use it (docs/results.md "Session 18"): on held-out truths it put more single
 scans' FC0–FC3 within 5 % for all four robust models without lowering ±2σ, while on Ge full data,
 where the networks' σ covers better, the same change let one more wrong-basin fit through per
 model; full data keep :data:`~fcinv_widgets.analysis.refine.TRUST_NETWORK_SIGMA`.
@@ -140,7 +140,7 @@ def _adopted(record: dict, key: str, where) -> bool:
 
 
 def edge_one_sided_of(record: dict, where="trust.json") -> bool:
-    """Whether a ``trust.json`` record adopts rule F (session 29, README "the training-box edge"):
+    """Whether a ``trust.json`` record adopts rule F (session 29, docs/results.md "the training-box edge"):
     a physics fit that leaves the training box on the side where the network's answer sits at its
     edge is judged one-sided there (:func:`~fcinv_widgets.analysis.refine.trust_fit`'s ``domain``).
     Adopted for `ge-resnet` (session 29) and `nb-resnet`, `nb-vae` (session 31) by a rule written
@@ -150,7 +150,7 @@ def edge_one_sided_of(record: dict, where="trust.json") -> bool:
 
 def edge_warn_of(record: dict, where="trust.json") -> bool:
     """Whether a ``trust.json`` record adopts the training-box edge warning (session 29's
-    pre-registered rule, README "the training-box edge": ≤ 12 % of held-out in-box spectra marked
+    pre-registered rule, docs/results.md "the training-box edge": ≤ 12 % of held-out in-box spectra marked
     and ≥ 80 % of truths > 15 % outside caught, clean and realistic): `nb-resnet`; absent: False
     (the answer's place in the box is then a record only)."""
     return _adopted(record, "edge_warn", where)

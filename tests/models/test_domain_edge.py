@@ -108,7 +108,7 @@ def test_invert_and_infer_scans_report_it(ge_images, tmp_path, capsys):
         out = capsys.readouterr()
         d = json.loads(out.out)
         assert d["domain_edge"]["at_edge"] is flagged
-        assert "training box" not in out.err  # a record, not a warning (README "Session 29")
+        assert "training box" not in out.err  # a record, not a warning (docs/results.md "Session 29")
         assert main(["invert", "--model", "ge-resnet", "--spectrum", str(p), "--no-progress"]) == 0
         text = capsys.readouterr().out
         assert ("AT THE EDGE" in text) is flagged and "training box" in text

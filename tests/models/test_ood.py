@@ -322,7 +322,7 @@ def test_combined_score_is_the_excess_over_each_scores_90th_percentile(vae_ood, 
 
 def test_a_one_phonon_sqe_input_carries_the_measured_false_alarm_caveat():
     """The measured regime's thresholds come from unit-weight draws and flag many S(Q,E) inputs of
-    the right crystal (README, OOD): a record judged in that regime for an S(Q,E) input says so;
+    the right crystal (docs/results.md, OOD): a record judged in that regime for an S(Q,E) input says so;
     other inputs and the model-image regime get no note."""
     from fcinv_widgets.models.ood import SQE_INPUT_NOTE, note_sqe_input
 
@@ -514,7 +514,7 @@ def test_ood_rates_script_counts_judged_inputs_and_writes_them_for_this_checkpoi
 @pytest.mark.parametrize("name", ["ge-resnet", "ge-vae", "nb-resnet", "nb-vae"])
 def test_the_shipped_robust_models_carry_measured_sqe_flag_rates(name):
     """Session 31: each robust model's ood.json holds the flag rates measured on (60 + 60)-file
-    S(Q,E) seeds of its own and the other crystal (README, OOD), for this very checkpoint, counted
+    S(Q,E) seeds of its own and the other crystal (docs/results.md, OOD), for this very checkpoint, counted
     under the rule-E limit the file carries (the Ge models; none for Nb): Nb's seeds 31–33 at Ei 80
     meV and 52 at 70 (session 34); the Ge models', counted again when rule E was recalibrated in
     session 41, its test seeds 115–117 at Ei 87, 103 and 118 meV."""

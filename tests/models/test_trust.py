@@ -120,7 +120,7 @@ def test_shipped_robust_models_carry_a_measured_limit_for_their_own_weights(name
     assert note is None and m.single_scan_trust_limit == k
     assert rec["level"] == TRUST_LEVEL and rec["n_cases"] >= 100 and "calibrate_trust.py" in rec["command"]
     assert rec["measured"]["single scan"]["limit"] == k and f"--level {TRUST_LEVEL:g}" in rec["command"]
-    # rule D (README "Session 21"): the Nb models passed it and hold full data to their measured
+    # rule D (docs/results.md "Session 21"): the Nb models passed it and hold full data to their measured
     # full-data limit; the Ge models failed it and keep 2σ
     if name.startswith("nb-"):
         assert m.full_data_trust_limit == rec["full_data_limit"] == rec["measured"]["full data"]["limit"]
