@@ -359,7 +359,10 @@ def _check_vasp_positions(path: Path, text: list) -> None:
 def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
     """SeeK-path (Hinuma et al. 2017; Setyawan–Curtarolo-like) labels of ``crystal``'s Brillouin
     zone → q in fractional coordinates of *this* cell's reciprocal lattice (conventional or
-    primitive, as given). Γ is available as ``"Γ"``, ``"G"`` and ``"GAMMA"``; keys are upper case."""
+    primitive, as given). Γ is available as ``"Γ"`` and ``"GAMMA"``, and as ``"G"`` where SeeK-path has
+    no point of that name (it has one in body-centred tetragonal lattices with c > a and in
+    C-centred monoclinic ones: there ``"G"`` is SeeK-path's G, as its path labels show; see
+    :func:`gamma_alias_free`); keys are upper case."""
     import seekpath
 
     try:
@@ -389,5 +392,13 @@ def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
         key = label.upper()
         out[key] = q
         if key == "GAMMA":
-            out["G"] = out["Γ"] = q
+            out["Γ"] = q
+    if "G" not in out:
+        out["G"] = out["GAMMA"]
     return out
+
+
+def gamma_alias_free(points: dict) -> bool:
+    """Whether ``"G"`` in :func:`high_symmetry_points`'s answer is SeeK-path's own point G, not an
+    alias of Γ (so a user's "G" is ambiguous for that crystal)."""
+    return "G" in points and not np.allclose(points["G"], points["GAMMA"])

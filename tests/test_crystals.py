@@ -546,6 +546,32 @@ def test_full_sqe_for_nacl_from_the_command_line(tmp_path, capsys):
     np.testing.assert_allclose(img2[ok], 4 * img[ok], rtol=1e-5)
 
 
+@pytest.mark.parametrize("c_over_a", [1.53, 0.8])
+def test_label_g_is_never_silently_a_point_other_than_gamma(c_over_a):
+    """Body-centred tetragonal with c > a (SeeK-path's tI2) has a point SeeK-path names G; the alias
+    "G" = Γ used to be overwritten by it (--qpoints "G" gave (0.29, 0.29, 1) with exit 0). There "G" is
+    refused as ambiguous and Γ/GAMMA give the zone centre; with c < a (tI1, no own G) "G" is Γ."""
+    from fcinv_widgets.commands._common import parse_qpoints
+    from fcinv_widgets.structure import Crystal, gamma_alias_free, high_symmetry_points
+
+    a = 3.2
+    bct = Crystal(np.diag([a, a, c_over_a * a]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), ["Cu", "Cu"])
+    pts = high_symmetry_points(bct)
+    np.testing.assert_allclose(parse_qpoints("Γ, GAMMA, gamma", bct), 0, atol=1e-12)
+    if c_over_a > 1:
+        assert gamma_alias_free(pts) and not np.allclose(pts["G"], 0)
+        with pytest.raises(FcinvError, match="'G' is ambiguous for this crystal.*Γ or GAMMA"):
+            parse_qpoints("G, X", bct)
+        with pytest.raises(FcinvError, match=r"known: Γ, .*\bG\b"):
+            parse_qpoints("Q", bct)
+    else:
+        assert not gamma_alias_free(pts)
+        np.testing.assert_allclose(parse_qpoints("G", bct), 0, atol=1e-12)
+        with pytest.raises(FcinvError, match="known: Γ") as err:
+            parse_qpoints("Q", bct)
+        assert ", G," not in str(err.value) and not str(err.value).endswith(", G")
+
+
 def test_conventional_and_primitive_cells_give_the_same_phonons():
     """Same central-spring model in NaCl's 8-atom cubic cell and its 2-atom cell: the 24 frequencies
     at the cubic Γ are the primitive cell's at Γ and at the three X points (zone folding)."""

@@ -407,15 +407,22 @@ def parse_qpoints(text: str, crystal=None) -> np.ndarray:
             vals = [float(x) for x in parts]
         except ValueError:
             if len(parts) == 1 and crystal is not None:
-                if labels is None:
-                    from ..structure import high_symmetry_points
+                from ..structure import gamma_alias_free, high_symmetry_points
 
+                if labels is None:
                     labels = high_symmetry_points(crystal)
                 key = parts[0].upper()
-                if key not in labels:
+                own_g = gamma_alias_free(labels)
+                if key == "G" and own_g:
+                    g = " ".join(f"{x:.4g}" for x in labels["G"])
                     raise FcinvError(
-                        f"q-point {k + 1}: no label {parts[0]!r} for this cell; known: "
-                        + ", ".join(x for x in labels if x not in ("GAMMA", "Γ"))
+                        f"q-point {k + 1}: 'G' is ambiguous for this crystal: SeeK-path names a point G at ({g}) "
+                        "here; write Γ or GAMMA for the zone centre, or G's coordinates as numbers"
+                    ) from None
+                if key not in labels:
+                    shown = [x for x in labels if x != "GAMMA" and (own_g or x != "G")]
+                    raise FcinvError(
+                        f"q-point {k + 1}: no label {parts[0]!r} for this cell; known: " + ", ".join(shown)
                     ) from None
                 pts.append(list(labels[key]))
                 continue

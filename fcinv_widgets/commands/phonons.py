@@ -21,7 +21,8 @@ def register(sub):
         "--qpoints",
         required=True,
         help='fractional coordinates of the cell used, e.g. "0 0 0, 0.5 0 0.5", or SeeK-path labels of that cell, '
-        'e.g. "G, X, L" (Γ also as G or GAMMA)',
+        'e.g. "Γ, X, L" (Γ also as GAMMA, and as G unless the crystal has a point named G: bct with c > a, C-centred '
+        "monoclinic)",
     )
     p.add_argument(
         "--params",
