@@ -39,5 +39,8 @@ for batch in (1, 64):
         t = time.perf_counter()
         inv.predict(x[:batch], n_samples=a.n_samples, reconstruct=False)
         best = min(best, (time.perf_counter() - t) / batch)
-    what = f"{a.n_samples} latent samples" if inv.kind == "vae" else "point estimate"
+    if inv.kind == "vae":
+        what = f"{a.n_samples} latent samples"
+    else:
+        what = "with its σ head" if inv.config.get("heteroscedastic") else "point estimate"
     print(f"{a.model} ({inv.kind}) batch {batch:>3}: {best * 1e3:.2f} ms per spectrum ({what}, best of {a.repeat})")

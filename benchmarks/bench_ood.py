@@ -10,7 +10,7 @@ the same inactive-FC nuisance; without, random stable FCs in its domain with the
 the reference (seed 777, as ``tests/models/test_ood.py``) — and another crystal's dispersion drawn on the model's grid (Nb on the Ge
 grid, or Ge on the Nb grid: the other preset's forward model at its reference ± 20 % per active FC),
 each clean and through the model's own measurement model (``MeasurementModel.from_dict(config["augment"])``,
-seed 99, the coverage bank ``--mask-bank``; "operating": B ≤ 0.2 and P ≥ 30, the noise grid's
+seed 99, the coverage bank ``--mask-bank`` (``fcinv mask-bank``); "operating": B ≤ 0.2 and P ≥ 30, the noise grid's
 region), plus pure noise and a spurious flat band. Prints the flagged fraction of each set in both
 regimes (model-image: clean and noisy calibration; measured: the measurement-model calibration),
 in the measured regime also the fraction that is weak data (too little structure above the noise,
@@ -28,13 +28,25 @@ import numpy as np
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="ge-vae")
-ap.add_argument("--mask-bank", required=True, help="coverage bank (fcinv train --mask-bank) of the model's material")
+ap.add_argument("--mask-bank", required=True, help="coverage bank (fcinv mask-bank, or fcinv train --mask-bank) of the model's material")
 ap.add_argument("--n", type=int, default=200, help="held-out in-distribution spectra")
 ap.add_argument("--dataset", default=None, help="fcinv dataset HDF5 the model's ood.json was calibrated on")
 ap.add_argument("--skip", type=int, default=1000, help="with --dataset: test spectra used by ood-calibrate")
 ap.add_argument("--n-other", type=int, default=100, help="spectra of the other crystal")
+ap.add_argument(
+    "--seed",
+    type=int,
+    default=None,
+    help="one seed for every draw (default: the fixed seeds of the shipped figures: 777, 0, 99, 11, 4)",
+)
 ap.add_argument("--json", default=None)
 a = ap.parse_args()
+
+
+def _seed(shipped: int, k: int) -> int:
+    """The shipped figures' fixed seed, or the k-th one derived from --seed (a fresh draw of everything)."""
+    return shipped if a.seed is None else a.seed + 1000 * k
+
 
 from fcinv_widgets import get_material  # noqa: E402
 from fcinv_widgets.forward import ForwardModel  # noqa: E402
@@ -66,7 +78,7 @@ if a.dataset:
     ds.close()
     fc_held = full_params(a.dataset, "test", a.skip + a.n)[1][a.skip :]
 else:
-    rng = np.random.default_rng(777)
+    rng = np.random.default_rng(_seed(777, 0))
     theta = np.zeros((0, len(dom)))
     while len(theta) < 900 + a.n:
         t = dom[:, 0] + rng.random((4096, len(dom))) * (dom[:, 1] - dom[:, 0])
@@ -77,16 +89,16 @@ else:
 own = get_material(cfg["material"])
 other = get_material("Nb" if own.name.lower() == "ge" else "Ge")
 fmo = ForwardModel(other.basis, own.grid, other.reference_params, other.active)
-th = other.reference_params[other.active] * (1 + 0.2 * np.random.default_rng(0).standard_normal((4 * a.n_other, 8)))
+th = other.reference_params[other.active] * (1 + 0.2 * np.random.default_rng(_seed(0, 1)).standard_normal((4 * a.n_other, 8)))
 oth = fmo.spectra(th[fmo.is_stable(th)][: a.n_other]).astype(float)
 mm = MeasurementModel.from_dict(cfg["augment"])
-full = mm.sampler(E, masks=bank, seed=99)
-op = dataclasses.replace(mm, background=(0.0, 0.2), counts=(30.0, 1000.0)).sampler(E, masks=bank, seed=99)
+full = mm.sampler(E, masks=bank, seed=_seed(99, 2))
+op = dataclasses.replace(mm, background=(0.0, 0.2), counts=(30.0, 1000.0)).sampler(E, masks=bank, seed=_seed(99, 2))
 sqe_sets = {}
 temperatures = {}  # set name -> (N,) K at which each S(Q,E) draw was corrected (the check is told, as invert tells it)
 if mm.p_sqe > 0:  # a model trained with the S(Q,E) path: the same held-out spectra as measured S(Q,E)
     for label, kw in (("", {}), (", operating", {"background": (0.0, 0.2), "counts": (30.0, 1000.0)})):
-        smp = dataclasses.replace(mm, p_sqe=1.0, **kw).sampler(E, masks=bank, seed=99)
+        smp = dataclasses.replace(mm, p_sqe=1.0, **kw).sampler(E, masks=bank, seed=_seed(99, 2))
         smp.attach_sqe(mat_own, fc_held)
         draws = [smp.one(x, 7, i, return_info=True, scale=False) for i, x in enumerate(held)]
         sqe_sets[f"{own.name} realistic S(Q,E){label}"] = np.stack([d for d, _ in draws])
@@ -95,14 +107,14 @@ band = held[:20].copy()
 band[:, :, held.shape[2] // 2 : held.shape[2] // 2 + 2] = band.max()
 sets = {
     f"{own.name} clean": held,
-    f"{own.name} noisy (B ≤ 0.2, P ≥ 30)": noisy_copies(held, seed=11)[0],
+    f"{own.name} noisy (B ≤ 0.2, P ≥ 30)": noisy_copies(held, seed=_seed(11, 3))[0],
     f"{own.name} realistic": measured_draws(full, held, epoch=7),
     f"{own.name} realistic, operating": measured_draws(op, held, epoch=7),
     **sqe_sets,
     f"{other.name} on the {own.name} grid, clean": oth,
     f"{other.name} on the {own.name} grid, realistic": measured_draws(full, oth, epoch=7),
     f"{other.name} on the {own.name} grid, realistic, operating": measured_draws(op, oth, epoch=7),
-    "pure noise": np.random.default_rng(4).random((10, *held.shape[1:])),
+    "pure noise": np.random.default_rng(_seed(4, 4)).random((10, *held.shape[1:])),
     "flat band": band,
 }
 rows = []

@@ -21,10 +21,11 @@ ap.add_argument("--material", default="Ge")
 ap.add_argument("--n", type=int, default=5)
 ap.add_argument("--start", choices=("vae", "noise"), default="vae")
 ap.add_argument("--start-spread", type=float, default=0.1)
+ap.add_argument("--seed", type=int, default=0, help="of the true FC sets and the start noise (the README's figure: 0)")
 a = ap.parse_args()
 mat = get_material(a.material)
 fm = mat.forward_model()
-rng = np.random.default_rng(0)
+rng = np.random.default_rng(a.seed)
 lo, hi = mat.domain.T
 cand = rng.uniform(lo, hi, size=(20000, 8))
 truths = cand[fm.is_stable(cand)][: a.n]

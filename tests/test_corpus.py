@@ -245,6 +245,10 @@ CORPUS = [
     (["scans", "--material", "Ge", "--ei", "80", "--angles=-10,350", "--out", "{d}/s.h5"], "-10° is listed more than once"),
     (["trust-calibrate", "--model", "ge-vae", "--angles", "1,1"], "1° is listed more than once"),
     (["trust-calibrate", "--model", "ge-vae", "--ei", "1e12"], "at most 1500 meV"),
+    (["mask-bank", "--material", "Ge", "--ei", "60", "--out", "{d}/bank.npz"], "larger than the grid's largest energy"),
+    (["mask-bank", "--material", "Ge", "--ei", "2e3", "--out", "{d}/bank.npz"], "at most 1500 meV"),
+    (["mask-bank", "--material", "Ge", "--angles", "0:90:0", "--out", "{d}/bank.npz"], "--angles must be"),
+    (["mask-bank", "--out", "{d}/bank.npz"], "give --material"),
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/good.npy", "--n-samples", "0"], "--n-samples"),
     (["invert", "--model", "ge-vae", "--spectrum", "{d}/good.npy", "--clip", "-1"], "--clip"),
     (["refine", "--spectrum", "{d}/good.npy", "--max-iter", "0"], "--max-iter"),
@@ -649,6 +653,7 @@ def _json_argv(name, w):
         "fit-dispersion": ["fit-dispersion", "--material", "Ge"],
         "ood-calibrate": ["ood-calibrate", "--model", "ge-vae", "--dataset", w["dataset"], "--out", w["ood"], "--no-progress"],
         "plan-scans": ["plan-scans", "--model", "ge-vae", "--ei", "80", "--candidates", "0,90", "--n", "1", "--no-progress"],
+        "mask-bank": ["mask-bank", "--material", "Ge", "--angles", "0,90", "--qmax", "3", "--out", w["bank"], "--no-progress"],
         "trust-calibrate": [
             "trust-calibrate",
             "--model",
@@ -685,6 +690,7 @@ JSON_ORDER = [
     "fit-dispersion",
     "ood-calibrate",
     "plan-scans",
+    "mask-bank",
     "trust-calibrate",
 ]
 
@@ -703,6 +709,7 @@ def workspace(tmp_path_factory, tiny_dataset):
             "scans": "sc.h5",
             "ood": "ood.json",
             "recal": "recal",
+            "bank": "bank.npz",
         }.items()
     }
     return w | {"dataset": str(tiny_dataset)}

@@ -1,0 +1,37 @@
+"""`fcinv mask-bank`: the coverage bank that --augment/--mask-bank draw from, written without a
+training run (session 48: the benchmarks' and the README's commands needed one, and only
+`fcinv train --mask-bank` wrote it)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from fcinv_widgets.cli import main
+
+
+def test_mask_bank_writes_what_training_would_draw(tmp_path, capsys):
+    from fcinv_widgets.materials import get_material
+    from fcinv_widgets.measurement import coverage_bank, load_bank, recorded_geometry
+
+    out = tmp_path / "ge_masks.npz"
+    argv = ["mask-bank", "--material", "Ge", "--angles", "0,90", "--qmax", "3", "--out", str(out), "--json"]
+    assert main(argv) == 0
+    rec = json.loads(capsys.readouterr().out)
+    masks, meta = load_bank(out)
+    ge = get_material("Ge")
+    expected = coverage_bank(ge, 1.15 * ge.grid.e.e_max, [0.0, 90.0], 3.0)
+    assert masks.shape == (2, *ge.grid.shape) == tuple(rec["shape"])
+    np.testing.assert_array_equal(masks, expected)
+    assert meta["material"] == "Ge" and meta["n"] == 2
+    geo = recorded_geometry(meta)  # what --sqe-scan-weights reads back from a bank
+    assert geo["angles_deg"] == [0.0, 90.0] and geo["qmax"] == 3.0 and geo["ei_mev"] == pytest.approx(80.5)
+    assert 0 < rec["covered_fraction"]["min"] <= rec["covered_fraction"]["max"] < 1
+    # a bank may be written again over itself; another file is never overwritten
+    assert main(argv) == 0
+    capsys.readouterr()
+    other = tmp_path / "notes.txt"
+    other.write_text("keep me")
+    assert main([*argv[:-2], str(other)]) == 2
+    assert "is not a coverage bank; will not overwrite it" in capsys.readouterr().err
+    assert other.read_text() == "keep me"
