@@ -228,17 +228,17 @@ class FCBasis:
             orbits_raw.append((dist, (i0, j0), tuple(vec), int(len(members)), [_ELEMENT_NAMES[p] for p in piv], k))
 
         # order orbits by distance, then assign parameter indices
-        by_distance = sorted(range(len(orbits_raw)), key=lambda o: orbits_raw[o][0])
+        by_distance, prefixes = self._orbit_names(orbits_raw)
         offsets = np.cumsum([0] + [o[5] for o in orbits_raw])
         tensors: list[np.ndarray] = []
         orbits: list[Orbit] = []
         names: list[str] = []
-        for shell, o in enumerate(by_distance, start=1):
+        for o, (shell, prefix) in zip(by_distance, prefixes):
             dist, pair, vec, npairs, elems, k = orbits_raw[o]
             idx = tuple(range(len(tensors), len(tensors) + k))
             for m in range(k):
                 tensors.append(basis_full[offsets[o] + m])
-                names.append(f"{shell}NN {elems[m]}")
+                names.append(f"{prefix} {elems[m]}")
             orbits.append(Orbit(shell, dist, pair, vec, npairs, idx, tuple(elems)))
         # acoustic sum rule: on-site blocks
         full = np.array(tensors)  # (P, N, N, 3, 3)
@@ -250,6 +250,43 @@ class FCBasis:
         self.names = names
         self._full = full
         self._compact = np.ascontiguousarray(full[:, self.p2s])  # (P, n_prim, N, 3, 3)
+
+    #: Å: orbits whose distances differ by less are one neighbour shell (crystals of several species)
+    SHELL_TOL_A = 1e-4
+
+    def _orbit_names(self, orbits_raw) -> tuple[list[int], list[tuple[int, str]]]:
+        """The orbits' order and, per orbit in that order, (shell number, name prefix).
+
+        One species (Ge, Nb, …): by distance, the n-th orbit is "nNN" — the shipped models' names,
+        which must never change. Several species: orbits at one distance are one shell, told apart
+        by their species pair ("1NN Cu-Pt", "1NN Cu-Cu", "1NN Pt-Pt"; a letter where one shell holds
+        two orbits of the same pair), and ordered by (distance shell, species pair): the same names
+        for the same parameters in every cell setting of the crystal. (Numbering orbits alone named
+        CuPt's Pt–Pt first neighbours "2NN" in one setting and "3NN" or "1NN" in others.)"""
+        n = len(orbits_raw)
+        by_distance = sorted(range(n), key=lambda o: orbits_raw[o][0])
+        symbols = self.crystal.symbols
+        if len(set(symbols)) == 1:
+            return by_distance, [(i, f"{i}NN") for i in range(1, n + 1)]
+        shell_of, shell, start = {}, 0, -np.inf
+        for o in by_distance:
+            if orbits_raw[o][0] > start + self.SHELL_TOL_A:
+                shell, start = shell + 1, orbits_raw[o][0]
+            shell_of[o] = shell
+
+        def species(o: int) -> tuple:
+            return tuple(sorted(symbols[self.s2pp[k]] for k in orbits_raw[o][1]))
+
+        order = sorted(range(n), key=lambda o: (shell_of[o], species(o), orbits_raw[o][0]))
+        groups: dict = {}
+        for o in order:
+            groups.setdefault((shell_of[o], species(o)), []).append(o)
+        prefixes = []
+        for o in order:
+            same = groups[(shell_of[o], species(o))]
+            letter = "" if len(same) == 1 else f"({chr(ord('a') + same.index(o))})"
+            prefixes.append((shell_of[o], f"{shell_of[o]}NN{letter} {'-'.join(species(o))}"))
+        return order, prefixes
 
     def _symmetric_onsite(self, full, orbits, names):
         """Restrict the basis to the subspace whose on-site blocks Φ_ii = −Σ_{j≠i} Φ_ij are symmetric.
