@@ -28,7 +28,9 @@ import numpy as np
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="ge-vae")
-ap.add_argument("--mask-bank", required=True, help="coverage bank (fcinv mask-bank, or fcinv train --mask-bank) of the model's material")
+ap.add_argument(
+    "--mask-bank", required=True, help="coverage bank (fcinv mask-bank, or fcinv train --mask-bank) of the model's material"
+)
 ap.add_argument("--n", type=int, default=200, help="held-out in-distribution spectra")
 ap.add_argument("--dataset", default=None, help="fcinv dataset HDF5 the model's ood.json was calibrated on")
 ap.add_argument("--skip", type=int, default=1000, help="with --dataset: test spectra used by ood-calibrate")

@@ -6,6 +6,8 @@ atoms (full) or the primitive atoms only (compact, phonopy's ``p2s`` order).
 
 from __future__ import annotations
 
+from typing import Any
+
 import io
 from pathlib import Path
 
@@ -250,10 +252,12 @@ _PHONOPY_SYMMETRY_NOTE = "Point group symmetries of supercell and primitivecell 
 def new_phonopy(cell, supercell_matrix, primitive_matrix=None, **kwargs):
     """``phonopy.Phonopy(cell, supercell_matrix, primitive_matrix, log_level=0, **kwargs)`` (the cell
     as given where ``primitive_matrix`` is None). phonopy's two-line "Point group symmetries of
-    supercell and primitivecell are different" UserWarning — a structure file whose cell is itself a
-    supercell of a smaller one with a lattice that breaks the crystal's symmetry (an fcc cell repeated
-    2 × 1 × 1; a primitive or conventional cell cannot cause it) — is said as one
-    :class:`FcinvWarning` that names what it means: the results are those of the cell as given."""
+    supercell and primitivecell are different" UserWarning is said as one :class:`FcinvWarning` that
+    names its cause: a structure file whose cell is itself a supercell of a smaller one with a
+    lattice that breaks the crystal's symmetry (an fcc cell repeated 2 × 1 × 1: the results are those
+    of the cell as given), or, for a primitive cell, a supercell matrix that breaks the cell's point
+    group (a non-diagonal orthohexagonal matrix of a hexagonal cell: the force constants then have
+    only the supercell's symmetry; session 48's probe found the first text given for the second)."""
     import warnings
 
     from phonopy import Phonopy
@@ -271,17 +275,31 @@ def new_phonopy(cell, supercell_matrix, primitive_matrix=None, **kwargs):
         )
     for w in seen:
         if _PHONOPY_SYMMETRY_NOTE in str(w.message):
-            warnings.warn(
-                FcinvWarning(
+            if _is_primitive(cell):
+                text = (
+                    "the supercell matrix breaks the point group of the structure's cell (phonopy's note: the supercell "
+                    "is less symmetric than the cell), so the force constants and their basis have only the supercell's "
+                    "symmetry; a supercell matrix that keeps the point group (n × n × n, or the conventional cell's) avoids it"
+                )
+            else:
+                text = (
                     "the structure file's cell is a supercell of a smaller cell, and its lattice breaks that crystal's "
                     "symmetry (phonopy's note: the supercell is more symmetric than the cell); results are those of the "
                     "cell as given (--primitive auto uses the smallest cell)"
-                ),
-                stacklevel=2,
-            )
+                )
+            warnings.warn(FcinvWarning(text), stacklevel=2)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return ph
+
+
+def _is_primitive(cell) -> bool:
+    """Whether phonopy's cell has no smaller cell (spglib's primitive holds as many atoms)."""
+    import spglib
+
+    given: Any = (np.asarray(cell.cell), np.asarray(cell.scaled_positions), np.asarray(cell.numbers))
+    prim = spglib.find_primitive(given, symprec=1e-5)
+    return prim is None or len(prim[2]) == len(given[2])
 
 
 def unitcell_fc_to_cell_used(

@@ -22,7 +22,7 @@ the DFT value (:func:`.ensemble.domain.reality_domain`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
@@ -31,7 +31,7 @@ import numpy as np
 
 from .basis import FCBasis
 from .errors import FcinvError, MissingDependencyError
-from .grid import EnergyGrid, SpectrumGrid, build_qpath
+from .grid import EnergyGrid, QPath, SpectrumGrid, build_qpath
 from .structure import Crystal, read_structure
 from .validate import json_loads
 
@@ -849,4 +849,26 @@ def seekpath_grid(crystal: Crystal, e_max=70.0, e_step=0.5, q_step=0.025):
     # q_prim_i = Q_cart · a_i / 2π with Q_cart = Q_conv @ conv_recip
     conv_to_prim = (conv_recip @ crystal.lattice.T) / (2 * np.pi)
     q = build_qpath(points, path, conv_to_prim, conv_recip, step=q_step)
-    return SpectrumGrid(q, EnergyGrid(0.0, e_max, e_step)), a
+    return SpectrumGrid(_in_uv_cell(q, crystal, conv_recip), EnergyGrid(0.0, e_max, e_step)), a
+
+
+def _in_uv_cell(q: QPath, crystal: Crystal, sp_recip: np.ndarray) -> QPath:
+    """The path's conventional r.l.u. (SeeK-path's standard cell) re-expressed in the cell the scan
+    axes u/v are given in (:func:`~fcinv_widgets.scans.uv_cell`), so that one file, widget or JSON
+    never means two cells by "conventional r.l.u." (session 48: a bct file with c along x had X at
+    q_conventional (0.5, 0.5, 0) but --u 0,1,0 for that direction; a reverse-setting hexagonal cell
+    had its a–b axes turned by 60°). Binning, q-points and distances are SeeK-path's as before; the
+    cells are two conventional cells of one lattice, so the map is an integer one (rounded)."""
+    from .scans import uv_cell
+
+    cell, _ = uv_cell(crystal, warn=False)
+    M = sp_recip @ np.asarray(cell, float).T / (2 * np.pi)  # Q_uv = Q_seekpath @ M
+    if np.abs(M - np.rint(M)).max() < 1e-6:
+        M = np.rint(M)
+    if np.array_equal(M, np.eye(3)):
+        return q
+    segs = tuple(
+        replace(s, start_q=tuple(np.asarray(s.start_q, float) @ M + 0.0), end_q=tuple(np.asarray(s.end_q, float) @ M + 0.0))
+        for s in q.segments
+    )
+    return replace(q, segments=segs, conventional_qpoints=np.asarray(q.conventional_qpoints, float) @ M + 0.0)

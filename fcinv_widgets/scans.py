@@ -94,14 +94,16 @@ def conventional_reciprocal(crystal) -> np.ndarray | None:
 _UV_CELL_SAID: set = set()
 
 
-def uv_cell(crystal) -> tuple[np.ndarray, str]:
+def uv_cell(crystal, warn: bool = True) -> tuple[np.ndarray, str]:
     """(rows a, b, c in Å in the crystal's Cartesian frame, which cell) of the cell whose r.l.u. the
     scan axes u, v are in (:func:`conventional_reciprocal`): "the structure file's cell" where it is
     a conventional one (spglib's P unimodular), else "spglib's standard conventional cell". Scan
     sets record both (meta ``uv_cell_A``, ``uv_cell``). A non-primitive file that is not a
     conventional cell (the 4-atom face-centred tetragonal cell of CuAu, a supercell) is warned
     about once: its u/v are in the standard cell, whose axes may be turned from the file's
-    (session 47, a crystal probe: CuAu's [1 0 0] was the file's [1 1 0], and nothing said so)."""
+    (session 47, a crystal probe: CuAu's [1 0 0] was the file's [1 1 0], and nothing said so).
+    ``warn=False``: no warning (the q-path's conventional r.l.u. are in this cell too, and a
+    material is built for commands that never take u/v)."""
     from .structure import symmetry_dataset
 
     lat = np.asarray(crystal.lattice, float)
@@ -115,7 +117,7 @@ def uv_cell(crystal) -> tuple[np.ndarray, str]:
     from .sqe import centring_translations
 
     key = lat.tobytes() + np.asarray(crystal.positions, float).tobytes()
-    if key in _UV_CELL_SAID:  # (looked at once per crystal: every orientation matrix asks)
+    if not warn or key in _UV_CELL_SAID:  # (looked at once per crystal: every orientation matrix asks)
         return std, "spglib's standard conventional cell"
     _UV_CELL_SAID.add(key)
     if len(centring_translations(crystal)):

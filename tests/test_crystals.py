@@ -572,6 +572,28 @@ def test_label_g_is_never_silently_a_point_other_than_gamma(c_over_a):
         assert ", G," not in str(err.value) and not str(err.value).endswith(", G")
 
 
+def test_parameter_names_of_several_species_name_the_same_pairs_in_every_setting():
+    """NaCl's second neighbours Na–Na and Cl–Cl lie at one distance: their order (and so "2NN"/"3NN")
+    used to follow the cell's atom order. Now they are one shell told apart by species, and the
+    same spring model gives each name the same value in the primitive and the conventional cell."""
+    from fcinv_widgets.basis import FCBasis
+
+    springs = {("Na", "Cl", 3.0): 1.5, ("Na", "Na", 4.1): 0.3, ("Cl", "Cl", 4.1): 0.25}
+    values = []
+    for name, sc in (("NaCl-primitive", [3, 3, 3]), ("NaCl-conventional", [2, 2, 2])):
+        basis = FCBasis(_crystal(name), sc)
+        prefixes = [n.rsplit(" ", 1)[0] for n in basis.names]
+        assert prefixes[0] == "1NN Cl-Na" and {"2NN Cl-Cl", "2NN Na-Na"} <= set(prefixes), prefixes
+        shells = {o.index for o in basis.orbits if "Cl-Cl" in basis.names[o.params[0]] or "Na-Na" in basis.names[o.params[0]]}
+        assert 2 in shells
+        values.append(dict(zip(basis.names, _spring_params(basis, springs))))
+    common = [n for n in values[0] if n in values[1] and n.startswith("2NN")]
+    assert len(common) >= 4, common
+    for n in common:
+        assert values[0][n] == pytest.approx(values[1][n], abs=1e-9), n
+    assert values[0]["2NN Na-Na xx"] != pytest.approx(values[0]["2NN Cl-Cl xx"], abs=1e-3)
+
+
 def test_conventional_and_primitive_cells_give_the_same_phonons():
     """Same central-spring model in NaCl's 8-atom cubic cell and its 2-atom cell: the 24 frequencies
     at the cubic Γ are the primitive cell's at Γ and at the three X points (zone folding)."""
@@ -1691,3 +1713,65 @@ def test_the_cell_of_the_scan_axes_is_recorded_and_a_turned_one_is_said():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once per crystal
         uv_cell(fct)
+
+
+def test_path_conventional_rlu_are_the_cell_u_v_are_given_in():
+    """The q-path's "conventional r.l.u." are those of the cell --u/--v are read in (``scans.uv_cell``):
+    for a conventional file they equal the file's own r.l.u. (``q_points``) in any setting — a bct
+    cell with c along x had X at q_conventional (0.5, 0.5, 0) (SeeK-path's standard cell) while its
+    own [0 1 0] is that direction. For a primitive file they are spglib's standard conventional cell,
+    the same Cartesian Q. The path (points, labels, binning) is SeeK-path's in every setting."""
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.scans import uv_cell
+    from fcinv_widgets.structure import Crystal
+
+    a, c = 3.2, 4.9
+    body = np.array([[0, 0, 0], [0.5, 0.5, 0.5]])
+    paths = []
+    for lat in (np.diag([a, a, c]), np.diag([c, a, a])):
+        q = custom_material(Crystal(lat, body, ["Cu", "Cu"]), supercell=[2, 2, 2]).grid.q
+        np.testing.assert_allclose(q.conventional_qpoints, q.qpoints, atol=1e-12)
+        paths.append(q)
+    assert [s.start for s in paths[0].segments] == [s.start for s in paths[1].segments]
+    np.testing.assert_allclose(paths[0].distance, paths[1].distance, atol=1e-12)
+    x0 = next(s.end_q for s in paths[0].segments if s.end == "X")
+    x1 = next(s.end_q for s in paths[1].segments if s.end == "X")
+    np.testing.assert_allclose(np.abs(x1), np.abs(x0)[[2, 0, 1]], atol=1e-12)  # c along x: (l, h, k)
+    prim = Crystal(0.5 * np.array([[-a, a, c], [a, -a, c], [a, a, -c]]), np.zeros((1, 3)), ["Cu"])
+    q = custom_material(prim, supercell=[3, 3, 3]).grid.q
+    cell, which = uv_cell(prim, warn=False)
+    assert which == "spglib's standard conventional cell"
+    cart_conv = q.conventional_qpoints @ (2 * np.pi * np.linalg.inv(cell).T)
+    np.testing.assert_allclose(cart_conv, q.qpoints @ prim.reciprocal_lattice, atol=1e-12)
+
+
+def test_phonopy_symmetry_note_names_its_cause():
+    """phonopy's "Point group symmetries of supercell and primitivecell are different" has two
+    causes; the one line said in its place names the right one (session 48: a primitive hexagonal
+    cell with an orthohexagonal supercell matrix was told it is a supercell of a smaller cell)."""
+    import warnings
+
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.fcio import new_phonopy
+
+    a = 3.6
+    cases = (
+        (
+            PhonopyAtoms(symbols=["Cu"], cell=0.5 * a * (1 - np.eye(3)), scaled_positions=[[0, 0, 0]]),
+            [2, 1, 1],
+            "supercell matrix",
+        ),
+        (
+            PhonopyAtoms(symbols=["Cu"] * 2, cell=np.diag([2 * a, a, a]), scaled_positions=[[0, 0, 0], [0.5, 0, 0]]),
+            [1, 2, 2],
+            "is a supercell of a smaller cell",
+        ),
+    )
+    for cell, diag, cause in cases:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            new_phonopy(cell, np.diag(diag))
+        said = [str(w.message) for w in seen if issubclass(w.category, FcinvWarning)]
+        assert len(said) == 1 and cause in said[0], said
