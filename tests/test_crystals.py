@@ -1775,3 +1775,19 @@ def test_phonopy_symmetry_note_names_its_cause():
             new_phonopy(cell, np.diag(diag))
         said = [str(w.message) for w in seen if issubclass(w.category, FcinvWarning)]
         assert len(said) == 1 and cause in said[0], said
+
+
+def test_planner_banks_say_which_cell_u_v_are_in():
+    """A non-cubic crystal's plan records, beside u/v "conventional r.l.u.", which cell those are
+    (``uv_cell``, as scan sets record it; session 48: plan-scans' JSON did not say)."""
+    from fcinv_widgets.analysis.planner import coverage_bank, hits_bank
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.structure import Crystal
+
+    a, c = 3.2, 4.9
+    prim = Crystal(0.5 * np.array([[-a, a, c], [a, -a, c], [a, a, -c]]), np.zeros((1, 3)), ["Cu"])
+    mat = custom_material(prim, supercell=[3, 3, 3])
+    for make in (coverage_bank, hits_bank):
+        bank = make(mat, [0.0], 80.0, u=(1, 0, 0), v=(0, 0, 1), qmax=2.0, progress=False, cache=False)
+        assert bank.meta["axes"] == "conventional r.l.u."
+        assert bank.meta["uv_cell"] == "spglib's standard conventional cell"

@@ -165,6 +165,7 @@ def coverage_bank(
         orientation_exposure,
         orientation_matrix,
         reach_qmax,
+        uv_cell,
     )
     from ..sqe import fold_geometry, small_mode
 
@@ -180,6 +181,7 @@ def coverage_bank(
     meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
     if conventional_reciprocal(material.crystal) is not None:  # u, v in r.l.u. of a non-cubic cell (session 46)
         meta["axes"] = "conventional r.l.u."
+        meta["uv_cell"] = uv_cell(material.crystal)[1]  # which cell (as scan sets record it)
     key = json.dumps(
         {
             "material": material.name,
@@ -606,6 +608,7 @@ def hits_bank(
         conventional_reciprocal,
         orientation_matrix,
         reach_qmax,
+        uv_cell,
     )
     from ..sqe import fold_geometry, small_mode
 
@@ -618,6 +621,7 @@ def hits_bank(
     meta = {"u": [float(x) for x in u], "v": [float(x) for x in v], "qmax_inv_a": qmax, "detector_deg": detector}
     if conventional_reciprocal(material.crystal) is not None:  # u, v in r.l.u. of a non-cubic cell (session 46)
         meta["axes"] = "conventional r.l.u."
+        meta["uv_cell"] = uv_cell(material.crystal)[1]  # which cell (as scan sets record it)
     key = json.dumps(
         {
             "kind": "hits",
