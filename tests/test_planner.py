@@ -330,3 +330,26 @@ def test_model_criterion_sizes_a_one_scan_union_by_the_single_scan_calibration(g
     seen.clear()
     plan_orientations(bank, fm, est, dom, measured_deg=[60.0], n=1, criterion="model", model=model, n_samples=4)
     assert seen == [(1, "measured-scan"), (2, "measured")]  # the measured scan alone, then 60° + each candidate
+
+
+def test_plan_table_keeps_whole_names():
+    """The text table of a plan prints every focus FC's whole name in aligned columns (names of a crystal
+    of several species, "FC0 (1NN Cu-Pt zz)", were cut at 14 characters)."""
+    from fcinv_widgets.analysis.planner import Plan
+
+    names = ["FC0 (1NN Cu-Pt zz)", "FC1 (1NN Cu-Pt xx)", "FC2 (3NN(a) Cu-Cu xx)", "FC3 (1NN Pt-Pt xx)"]
+    plan = Plan(
+        angles_deg=np.array([0.0, 30.0]),
+        gain=np.array([1.0, 0.5]),
+        predicted_sigma=np.full((2, 4), 0.01),
+        information=np.zeros(3),
+        candidates_deg=np.array([0.0, 30.0, 60.0]),
+        current_sigma=np.full(4, 0.02),
+        estimate=np.zeros(4),
+        names=names,
+        criterion="D",
+        measured_deg=np.array([]),
+    )
+    lines = plan.table().splitlines()
+    assert all(n in lines[0] for n in names)
+    assert len({len(line) for line in lines}) == 1  # aligned

@@ -296,10 +296,12 @@ class Plan:
     def table(self, focus=(0, 1, 2, 3)) -> str:
         focus = [f for f in focus if f < len(self.names)]
         unit = "nats" if self.criterion == "D" else "Σσ²/w²"
-        head = f"{'step':>4} {'ω (deg)':>8} {'gain (' + unit + ')':>14} " + " ".join(f"σ {self.names[f][:14]:>14}" for f in focus)
-        rows = [head, f"{'now':>4} {'':>8} {'':>14} " + " ".join(f"{self.current_sigma[f]:16.4f}" for f in focus)]
+        # whole names (a crystal of several species has "FC0 (1NN Cu-Pt zz)"; they were cut at 14 characters)
+        w = max([14, *(len(self.names[f]) for f in focus)])
+        head = f"{'step':>4} {'ω (deg)':>8} {'gain (' + unit + ')':>14} " + " ".join(f"σ {self.names[f]:>{w}}" for f in focus)
+        rows = [head, f"{'now':>4} {'':>8} {'':>14} " + " ".join(f"{self.current_sigma[f]:{w + 2}.4f}" for f in focus)]
         for k, (a, g, s) in enumerate(zip(self.angles_deg, self.gain, self.predicted_sigma)):
-            rows.append(f"{k + 1:>4} {a:8.2f} {g:14.4g} " + " ".join(f"{s[f]:16.4f}" for f in focus))
+            rows.append(f"{k + 1:>4} {a:8.2f} {g:14.4g} " + " ".join(f"{s[f]:{w + 2}.4f}" for f in focus))
         return "\n".join(rows)
 
 

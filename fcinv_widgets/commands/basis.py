@@ -56,6 +56,8 @@ def run(args) -> int:
     }
     if residual is not None:
         payload["projection_residual"] = residual
+    wn = max([10, *(len(r["name"]) for r in rows)])  # names of several-species crystals are longer
+    wp = max([7, *(len(r["species"]) for r in rows)])
     lines = [
         f"{mat.name}: {b.n_params} parameters in {len(b.orbits)} pair orbits (supercell {mat.supercell_matrix.tolist()})",
         f"values from: {source}"
@@ -63,7 +65,7 @@ def run(args) -> int:
         if source is not None
         else f"values and top-{args.top} ranking: none without force constants (give --force-constants FILE)",
         "",
-        f"{'#':>3} {'name':<10} {'pair':<7} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank",
+        f"{'#':>3} {'name':<{wn}} {'pair':<{wp}} {'d (Å)':>7} {'value (eV/Å²)':>14} {'sens. (meV)':>12}  rank",
     ]
     rank = {} if sens is None else {int(i): k for k, i in enumerate(sens["order"])}
     for r in rows:
@@ -71,6 +73,6 @@ def run(args) -> int:
         top = f"FC{k}" if k is not None and k < args.top else ""
         value = "—" if r["value_ev_a2"] is None else f"{r['value_ev_a2']:.5f}"
         s = "—" if r["sensitivity_mev"] is None else f"{r['sensitivity_mev']:.4f}"
-        lines.append(f"{r['index']:>3} {r['name']:<10} {r['species']:<7} {r['distance_A']:>7.3f} {value:>14} {s:>12}  {top}")
+        lines.append(f"{r['index']:>3} {r['name']:<{wn}} {r['species']:<{wp}} {r['distance_A']:>7.3f} {value:>14} {s:>12}  {top}")
     emit(args, payload, "\n".join(lines))
     return 0
