@@ -611,9 +611,12 @@ def bank_geometry(material, ei_mev: float | None = None, angles_deg=None, qmax: 
 
 
 def save_bank(path, masks, meta: dict) -> None:
-    np.savez_compressed(
-        path, masks=np.packbits(np.asarray(masks, bool), axis=-1), shape=np.array(masks.shape), meta=np.array(json.dumps(meta))
-    )
+    """Write a coverage bank to exactly ``path`` (numpy alone would add ".npz" to a name without it,
+    and the next run, looking for the name it was given, would compute the bank again)."""
+    with open(path, "wb") as fh:
+        np.savez_compressed(
+            fh, masks=np.packbits(np.asarray(masks, bool), axis=-1), shape=np.array(masks.shape), meta=np.array(json.dumps(meta))
+        )
 
 
 def load_bank(path):

@@ -35,3 +35,15 @@ def test_mask_bank_writes_what_training_would_draw(tmp_path, capsys):
     assert main([*argv[:-2], str(other)]) == 2
     assert "is not a coverage bank; will not overwrite it" in capsys.readouterr().err
     assert other.read_text() == "keep me"
+
+
+def test_a_bank_is_written_under_the_name_given(tmp_path, capsys):
+    """numpy adds ".npz" to a name without it; the bank goes to the path given, so `train --mask-bank
+    masks` finds it the next time instead of computing it again."""
+    from fcinv_widgets.measurement import load_bank
+
+    out = tmp_path / "masks"
+    assert main(["mask-bank", "--material", "Ge", "--angles", "0", "--qmax", "2", "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert out.is_file() and not (tmp_path / "masks.npz").exists()
+    assert load_bank(out)[0].shape[0] == 1
