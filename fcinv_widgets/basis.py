@@ -481,8 +481,22 @@ class FCBasis:
         from .units import VASP_TO_THZ
 
         params = self._check_params(params)
-        lam = np.linalg.eigvalsh(np.tensordot(params, self.dynamical_matrices(qpoints), axes=(0, 0)))
+        lam = np.concatenate(
+            [np.linalg.eigvalsh(np.tensordot(params, self.dynamical_matrices(q), axes=(0, 0))) for q in self._q_chunks(qpoints)]
+        )
         return np.sign(lam) * np.sqrt(np.abs(lam)) * VASP_TO_THZ
+
+    #: bytes: the per-parameter dynamical matrices (P, nq, 3n, 3n) of a larger q set are built a chunk
+    #: of q-points at a time (a 16-atom cell's 693 parameters on its q-path took ~8 GB at once)
+    DP_CHUNK_BYTES = 256 * 1024**2
+
+    def _q_chunks(self, qpoints) -> list:
+        """``qpoints`` as one array where its (P, nq, 3n, 3n) matrices fit :attr:`DP_CHUNK_BYTES` (every
+        preset: the same arithmetic as before), else as consecutive chunks that do."""
+        q = np.atleast_2d(np.asarray(qpoints, dtype=float))
+        per_q = self.n_params * (3 * self.n_prim) ** 2 * 16
+        step = max(1, int(self.DP_CHUNK_BYTES // per_q))
+        return [q] if len(q) <= step else [q[i : i + step] for i in range(0, len(q), step)]
 
     # ------------------------------------------------------------------ sensitivity
     def sensitivity(self, params, qpoints, n_top: int = 8, scale=None) -> dict:
@@ -496,14 +510,17 @@ class FCBasis:
         from .units import SQRT_EIG_TO_MEV
 
         params = self._check_params(params)
-        Dp = self.dynamical_matrices(qpoints)  # (P, nq, n, n)
-        D = np.tensordot(params, Dp, axes=(0, 0))
-        lam, vec = np.linalg.eigh(D)
-        dlam = np.einsum("qnm,pqnk,qkm->pqm", np.conj(vec), Dp, vec).real  # (P, nq, modes)
-        w = np.sqrt(np.clip(lam, 0, None))
-        ok = w * SQRT_EIG_TO_MEV > 1.0  # avoid the acoustic singularity at Γ
-        domega = np.where(ok, SQRT_EIG_TO_MEV * dlam / (2 * np.where(ok, w, 1.0)), 0.0)
-        rms = np.sqrt((domega**2).sum(axis=(1, 2)) / max(ok.sum(), 1))
+        sq, n_ok = np.zeros(self.n_params), 0
+        for q in self._q_chunks(qpoints):
+            Dp = self.dynamical_matrices(q)  # (P, nq, n, n)
+            D = np.tensordot(params, Dp, axes=(0, 0))
+            lam, vec = np.linalg.eigh(D)
+            dlam = np.einsum("qnm,pqnk,qkm->pqm", np.conj(vec), Dp, vec).real  # (P, nq, modes)
+            w = np.sqrt(np.clip(lam, 0, None))
+            ok = w * SQRT_EIG_TO_MEV > 1.0  # avoid the acoustic singularity at Γ
+            domega = np.where(ok, SQRT_EIG_TO_MEV * dlam / (2 * np.where(ok, w, 1.0)), 0.0)
+            sq, n_ok = sq + (domega**2).sum(axis=(1, 2)), n_ok + int(ok.sum())
+        rms = np.sqrt(sq / max(n_ok, 1))
         scale = np.abs(params) if scale is None else np.asarray(scale, dtype=float)
         scores = rms * scale
         order = np.argsort(-scores, kind="stable")

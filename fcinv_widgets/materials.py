@@ -32,7 +32,7 @@ import numpy as np
 from .basis import FCBasis
 from .errors import FcinvError, MissingDependencyError
 from .grid import EnergyGrid, QPath, SpectrumGrid, build_qpath
-from .structure import Crystal, read_structure
+from .structure import Crystal, display_label, read_structure
 from .validate import json_loads
 
 N_ACTIVE = 8
@@ -542,7 +542,28 @@ def custom_material(
     for a preset's crystal on the preset's path (a user's own Ge), which gets the preset's grid
     (:func:`preset_energy_grid`).
     """
+    import os
+
     from .fcio import read_force_constants
+    from .validate import finite_number
+
+    # the Python API's own checks (the CLI parses its options first): one FcinvError naming the argument
+    q_step = finite_number(q_step, "q_step (r.l.u.)", positive=True, maximum=1.0)
+    e_step = finite_number(e_step, "e_step (meV)", positive=True, maximum=100.0)
+    if not (force_constants is None or isinstance(force_constants, (np.ndarray, str, os.PathLike))):
+        raise FcinvError(
+            f"force_constants must be a file path or a NumPy array of force constants, got {type(force_constants).__name__}"
+        )
+    if supercell is not None:
+        sc = np.asarray(supercell, dtype=object)
+        try:
+            vals = np.asarray(sc, dtype=float)
+            ok = not any(isinstance(x, (bool, np.bool_)) for x in sc.ravel()) and vals.shape in ((3,), (3, 3))
+        except (TypeError, ValueError):
+            vals, ok = np.zeros(0), False
+        if not ok or not np.all(np.isfinite(vals)) or np.any(vals != np.rint(vals)):
+            raise FcinvError(f"supercell must be 3 or 3×3 whole numbers (phonopy's DIM), got {supercell!r}"[:200])
+        supercell = vals.astype(int)
 
     cr = structure if isinstance(structure, Crystal) else read_structure(structure)
     from .fcio import is_phonopy_yaml
@@ -553,7 +574,7 @@ def custom_material(
     elif force_constants is not None and is_phonopy_yaml(force_constants):  # it knows its cell and supercell
         fc, file_smat = phonopy_yaml_for(force_constants, cr)
     elif force_constants is not None:
-        fc = read_force_constants(force_constants)
+        fc = read_force_constants(os.fspath(force_constants))
         if not isinstance(structure, Crystal):
             warn_cif_frame(structure, cr, force_constants)
     if supercell is None:
@@ -841,8 +862,8 @@ def seekpath_grid(crystal: Crystal, e_max=70.0, e_step=0.5, q_step=0.025):
     for label, frac_prim_sp in res["point_coords"].items():
         cart_sp = np.asarray(frac_prim_sp) @ prim_recip
         # to conventional r.l.u. of the (rotated) conventional cell
-        points[label.replace("GAMMA", "Γ")] = tuple(cart_sp @ conv.T / (2 * np.pi))
-    path = [(a.replace("GAMMA", "Γ"), b.replace("GAMMA", "Γ")) for a, b in res["path"]]
+        points[display_label(label)] = tuple(cart_sp @ conv.T / (2 * np.pi))
+    path = [(display_label(a), display_label(b)) for a, b in res["path"]]  # "SIGMA_0" → "Σ₀"
     a = float(np.linalg.norm(conv[0]))
     conv_recip = 2 * np.pi * np.linalg.inv(conv_cart).T
     conv_to_prim = conv_cart.T @ np.linalg.inv(crystal.lattice.T).T

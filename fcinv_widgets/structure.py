@@ -398,6 +398,32 @@ def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
     return out
 
 
+_GREEK = {"GAMMA": "Γ", "SIGMA": "Σ", "DELTA": "Δ", "LAMBDA": "Λ"}
+_SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def display_label(label: str) -> str:
+    """A SeeK-path point name as a plot and a hover show it: Greek names as letters and indices as
+    subscripts ("SIGMA_0" → "Σ₀", "H_2" → "H₂", "GAMMA" → "Γ"); :func:`label_key` reads it back."""
+    name, _, index = str(label).partition("_")
+    name = _GREEK.get(name.upper(), name)
+    return name + index.translate(_SUBSCRIPT) if index.isdigit() else (name + ("_" + index if index else ""))
+
+
+def label_key(text: str) -> str:
+    """The :func:`high_symmetry_points` key of a label as a user may type it: SeeK-path's own name in
+    any case ("sigma_0", "H_2") or as plots show it ("Σ₀", "H₂", "Γ")."""
+    t = str(text).strip()
+    for name, letter in _GREEK.items():
+        if t.startswith(letter):
+            t = name + t[len(letter) :]
+    digits = "".join(ch for ch in t if ch in "₀₁₂₃₄₅₆₇₈₉")
+    if digits:
+        base = "".join(ch for ch in t if ch not in "₀₁₂₃₄₅₆₇₈₉")
+        t = base + "_" + digits.translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
+    return t.upper()
+
+
 def gamma_alias_free(points: dict) -> bool:
     """Whether ``"G"`` in :func:`high_symmetry_points`'s answer is SeeK-path's own point G, not an
     alias of Γ (so a user's "G" is ambiguous for that crystal)."""

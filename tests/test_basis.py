@@ -232,3 +232,22 @@ def test_preset_onsite_blocks_symmetric_and_sum_rule(ge, nb, rng):
         onsite = full[np.arange(mat.basis.n_super), np.arange(mat.basis.n_super)]
         assert np.abs(onsite - np.swapaxes(onsite, -1, -2)).max() < 1e-12
         assert np.abs(full.sum(axis=1)).max() < 1e-12
+
+
+def test_large_q_sets_are_taken_a_chunk_at_a_time(ge, monkeypatch):
+    """Frequencies and the sensitivity ranking build the per-parameter dynamical matrices (P, nq, 3n, 3n)
+    a chunk of q-points at a time past a memory budget (a 16-atom cell's 693 parameters took ~8 GB at
+    once); chunked, they equal the one-array answer."""
+    from fcinv_widgets.basis import FCBasis
+
+    b = ge.basis
+    q = ge.grid.q.qpoints[::3]
+    p = ge.reference_params
+    whole_f, whole_s = b.frequencies_thz(p, q), b.sensitivity(p, q)
+    assert len(b._q_chunks(q)) == 1
+    monkeypatch.setattr(FCBasis, "DP_CHUNK_BYTES", b.n_params * (3 * b.n_prim) ** 2 * 16 * 7)  # 7 q-points a chunk
+    assert len(b._q_chunks(q)) == -(-len(q) // 7)
+    np.testing.assert_allclose(b.frequencies_thz(p, q), whole_f, atol=1e-12)
+    chunked = b.sensitivity(p, q)
+    np.testing.assert_allclose(chunked["scores"], whole_s["scores"], rtol=1e-12)
+    assert list(chunked["order"]) == list(whole_s["order"])

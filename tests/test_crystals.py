@@ -1791,3 +1791,49 @@ def test_planner_banks_say_which_cell_u_v_are_in():
         bank = make(mat, [0.0], 80.0, u=(1, 0, 0), v=(0, 0, 1), qmax=2.0, progress=False, cache=False)
         assert bank.meta["axes"] == "conventional r.l.u."
         assert bank.meta["uv_cell"] == "spglib's standard conventional cell"
+
+
+def test_path_labels_read_as_plots_show_them_and_parse_back():
+    """SeeK-path's indexed and Greek point names are drawn as "S₀", "Σ₀" (were "S_0", "SIGMA_0" on the axis
+    and in the hover), and `--qpoints` reads a label either way."""
+    from fcinv_widgets.commands._common import parse_qpoints
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.structure import Crystal
+
+    a, c = 3.2, 4.9
+    bct = Crystal(np.diag([a, a, c]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), ["Cu", "Cu"])
+    labels = {x for s in custom_material(bct, supercell=[2, 2, 2]).grid.q.segments for x in (s.start, s.end)}
+    assert "Γ" in labels and not any("_" in x or x.isupper() and len(x) > 2 for x in labels), labels
+    assert any(x[-1] in "₀₁₂₃" for x in labels), labels
+    np.testing.assert_allclose(parse_qpoints("S₀, X", bct), parse_qpoints("s_0, x", bct), atol=0)
+    assert not np.allclose(parse_qpoints("S₀", bct), 0)
+    from fcinv_widgets.structure import display_label, label_key
+
+    for name in ("SIGMA_0", "GAMMA", "H_2", "LAMBDA", "X"):
+        assert label_key(display_label(name)) == name and label_key(name.lower()) == name
+    assert [display_label(x) for x in ("SIGMA_0", "GAMMA", "H_2")] == ["Σ₀", "Γ", "H₂"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"supercell": [4.9, 4.9, 4.9]}, "supercell must be 3 or 3×3 whole numbers"),
+        ({"supercell": "4 4 4"}, "supercell must be"),
+        ({"supercell": [4, float("nan"), 4]}, "supercell must be"),
+        ({"supercell": [True, 2, 2]}, "supercell must be"),
+        ({"supercell": [[2, 0], [0, 2]]}, "supercell must be"),
+        ({"force_constants": [[1.0, 2.0]]}, "force_constants must be a file path or a NumPy array"),
+        ({"q_step": float("nan")}, "q_step"),
+        ({"q_step": 0}, "q_step"),
+        ({"e_step": -1}, "e_step"),
+    ],
+)
+def test_custom_material_refuses_bad_arguments_in_words(kwargs, message):
+    """The Python API's custom_material: a 4.9 × 4.9 × 4.9 supercell was truncated to 4 silently, a text
+    supercell or a nested-list force_constants leaked ValueError/TypeError (session 48 widget probe)."""
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.structure import Crystal
+
+    cu = Crystal(1.8 * (1 - np.eye(3)), np.zeros((1, 3)), ["Cu"])
+    with pytest.raises(FcinvError, match=message):
+        custom_material(cu, **kwargs)

@@ -407,11 +407,11 @@ def parse_qpoints(text: str, crystal=None) -> np.ndarray:
             vals = [float(x) for x in parts]
         except ValueError:
             if len(parts) == 1 and crystal is not None:
-                from ..structure import gamma_alias_free, high_symmetry_points
+                from ..structure import gamma_alias_free, high_symmetry_points, label_key
 
                 if labels is None:
                     labels = high_symmetry_points(crystal)
-                key = parts[0].upper()
+                key = label_key(parts[0])  # "H_2", "h_2" or "H₂" as the plots show it
                 own_g = gamma_alias_free(labels)
                 if key == "G" and own_g:
                     g = " ".join(f"{x:.4g}" for x in labels["G"])

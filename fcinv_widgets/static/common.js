@@ -83,8 +83,10 @@ export function niceTicks(min, max, n = 5) {
   const r = raw / mag;
   const step = (r <= 1 ? 1 : r <= 2 ? 2 : r <= 2.5 ? 2.5 : r <= 5 ? 5 : 10) * mag;
   const ticks = [];
-  const start = Math.ceil(min / step - 1e-9) * step;
-  for (let t = start; t <= max + step * 1e-9; t += step) ticks.push(Number(t.toFixed(12)));
+  // ends within a millionth of a step count as on the tick: a float32 image's maximum of 0.99999994
+  // kept the colour bar's "1" off until the browser recomputed it as exactly 1 (session 48)
+  const start = Math.ceil(min / step - 1e-6) * step;
+  for (let t = start; t <= max + step * 1e-6; t += step) ticks.push(Number(t.toFixed(12)));
   return ticks;
 }
 
@@ -127,8 +129,10 @@ export function labelRows(pxs, widths, gap = 3) {
   const end = [-Infinity, -Infinity];
   return pxs.map((px, i) => {
     const lo = px - widths[i] / 2, hi = px + widths[i] / 2;
-    const row = lo >= end[0] + gap ? 0 : lo >= end[1] + gap ? 1 : 0;
-    end[row] = Math.max(end[row], hi);
+    // a label that fits neither row is left out (-1): overprinted it made its neighbours unreadable
+    // too (a 300 px view of a 12-label path); the hover still names every segment
+    const row = lo >= end[0] + gap ? 0 : lo >= end[1] + gap ? 1 : -1;
+    if (row >= 0) end[row] = Math.max(end[row], hi);
     return row;
   });
 }
@@ -138,7 +142,7 @@ export function drawQLabels(ctx, labels, y, rowH = 11, keep = () => true) {
   const shown = labels.filter((l) => keep(l.px));
   const rows = labelRows(shown.map((l) => l.px), shown.map((l) => ctx.measureText(l.text).width));
   ctx.textAlign = "center"; ctx.textBaseline = "top";
-  shown.forEach((l, i) => ctx.fillText(l.text, l.px, y + rows[i] * rowH));
+  shown.forEach((l, i) => { if (rows[i] >= 0) ctx.fillText(l.text, l.px, y + rows[i] * rowH); });
 }
 
 /** Lines of `text` (split at spaces) no wider than maxW px by ctx.measureText; a word longer
@@ -266,7 +270,9 @@ export function encodeArray(arr, shape) {
 
 /** Slider step for a domain [lo, hi] with nSteps positions. */
 export function sliderStep(lo, hi, nSteps = 200) {
-  return (hi - lo) / nSteps;
+  // a hair under (hi - lo) / nSteps: the browser snaps a range input to lo + k·step ≤ hi, and with the
+  // exact quotient rounding could make the nSteps-th step overshoot, so End stopped one step short
+  return ((hi - lo) / nSteps) * (1 - 1e-9);
 }
 
 /** Clamp v into [lo, hi]. */

@@ -46,6 +46,9 @@ test("niceTicks", () => {
   assert.deepEqual(niceTicks(0, 40, 4), [0, 10, 20, 30, 40]);
   assert.deepEqual(niceTicks(0.3, 1.1, 4), [0.4, 0.6, 0.8, 1]);
   assert.deepEqual(niceTicks(1, 1), [1]);
+  // a float32 maximum a hair under the tick keeps it (the colour bar's "1" came and went)
+  assert.deepEqual(niceTicks(0, 0.99999994, 5), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+  assert.deepEqual(niceTicks(0.2000000003, 1, 4), [0.2, 0.4, 0.6, 0.8, 1]);
 });
 
 test("q-path labels merge at breaks", () => {
@@ -150,10 +153,15 @@ test("q labels that would touch go to a second row at their true positions", asy
   assert.deepEqual(labelRows([0, 50, 100], [8, 8, 8]), [0, 0, 0]);
   // three crowded labels: the third goes back to row 0 once row 0 is clear again
   assert.deepEqual(labelRows([0, 6, 12, 30], [8, 8, 8, 8]), [0, 1, 0, 0]);
+  // a label that fits neither row is left out (-1), never drawn over another
+  assert.deepEqual(labelRows([0, 4, 8, 30], [8, 8, 8, 8]), [0, 1, -1, 0]);
   const drawn = [];
   const ctx = { measureText: (t) => ({ width: 7 * t.length }), fillText: (t, x, y) => drawn.push([t, x, y]) };
   drawQLabels(ctx, [{ px: 10, text: "X" }, { px: 16, text: "U|K" }, { px: 400, text: "Γ" }], 50, 11, (px) => px < 300);
   assert.deepEqual(drawn, [["X", 10, 50], ["U|K", 16, 61]]);
+  drawn.length = 0;
+  drawQLabels(ctx, [{ px: 10, text: "X" }, { px: 14, text: "U|K" }, { px: 18, text: "W" }], 50);
+  assert.deepEqual(drawn.map((d) => d[0]), ["X", "U|K"]);
 });
 
 test("wrapText keeps lines within the width; compactCount shortens counts", async () => {
@@ -163,4 +171,15 @@ test("wrapText keeps lines within the width; compactCount shortens counts", asyn
   assert.ok(lines.length > 1 && lines.every((l) => 6 * l.length <= 120), lines);
   assert.equal(lines.join(" "), "ray tool: click two points to decode spectra along the latent line");
   assert.deepEqual([3000, 10000, 300, 2.5e6, 1500].map(compactCount), ["3k", "10k", "300", "2.5M", "1.5k"]);
+});
+
+test("sliderStep lets the last step reach the top of the range", async () => {
+  const { sliderStep } = await import("../../fcinv_widgets/static/common.js");
+  // the browser snaps a range input to lo + floor((v - lo) / step) * step; End must land on hi (within 2e-9 of the range)
+  for (const [lo, hi] of [[-0.585, 0], [-2.947, -1.2], [0.1, 0.7], [-3.3, 2.2]]) {
+    const step = sliderStep(lo, hi);
+    const k = Math.floor((hi - lo) / step);
+    assert.equal(k, 200, `${lo}..${hi}`);
+    assert.ok(lo + k * step <= hi && hi - (lo + k * step) <= 2e-9 * (hi - lo), `${lo}..${hi}`);
+  }
 });
