@@ -274,18 +274,16 @@ class FCBasis:
                 shell, start = shell + 1, orbits_raw[o][0]
             shell_of[o] = shell
 
-        def species(o: int) -> tuple:
-            return tuple(sorted(symbols[self.s2pp[k]] for k in orbits_raw[o][1]))
-
-        order = sorted(range(n), key=lambda o: (shell_of[o], species(o), orbits_raw[o][0]))
+        key = {o: (shell_of[o], tuple(sorted(symbols[self.s2pp[k]] for k in orbits_raw[o][1]))) for o in range(n)}
+        order = sorted(range(n), key=lambda o: (*key[o], orbits_raw[o][0]))
         groups: dict = {}
         for o in order:
-            groups.setdefault((shell_of[o], species(o)), []).append(o)
+            groups.setdefault(key[o], []).append(o)
         prefixes = []
         for o in order:
-            same = groups[(shell_of[o], species(o))]
+            same = groups[key[o]]
             letter = "" if len(same) == 1 else f"({chr(ord('a') + same.index(o))})"
-            prefixes.append((shell_of[o], f"{shell_of[o]}NN{letter} {'-'.join(species(o))}"))
+            prefixes.append((key[o][0], f"{key[o][0]}NN{letter} {'-'.join(key[o][1])}"))
         return order, prefixes
 
     def _symmetric_onsite(self, full, orbits, names):

@@ -545,7 +545,7 @@ def custom_material(
     import os
 
     from .fcio import read_force_constants
-    from .validate import finite_number
+    from .validate import finite_number, supercell_matrix
 
     # the Python API's own checks (the CLI parses its options first): one FcinvError naming the argument
     q_step = finite_number(q_step, "q_step (r.l.u.)", positive=True, maximum=1.0)
@@ -555,15 +555,7 @@ def custom_material(
             f"force_constants must be a file path or a NumPy array of force constants, got {type(force_constants).__name__}"
         )
     if supercell is not None:
-        sc = np.asarray(supercell, dtype=object)
-        try:
-            vals = np.asarray(sc, dtype=float)
-            ok = not any(isinstance(x, (bool, np.bool_)) for x in sc.ravel()) and vals.shape in ((3,), (3, 3))
-        except (TypeError, ValueError):
-            vals, ok = np.zeros(0), False
-        if not ok or not np.all(np.isfinite(vals)) or np.any(vals != np.rint(vals)):
-            raise FcinvError(f"supercell must be 3 or 3×3 whole numbers (phonopy's DIM), got {supercell!r}"[:200])
-        supercell = vals.astype(int)
+        supercell = supercell_matrix(supercell, "supercell")
 
     cr = structure if isinstance(structure, Crystal) else read_structure(structure)
     from .fcio import is_phonopy_yaml
@@ -580,8 +572,7 @@ def custom_material(
     if supercell is None:
         smat = file_smat if file_smat is not None else infer_supercell(cr, fc) if fc is not None else np.diag([4, 4, 4])
     else:
-        smat = np.asarray(supercell, int)
-        smat = np.diag(smat) if smat.shape == (3,) else smat
+        smat = supercell  # (3, 3), checked above
     grid, a = seekpath_grid(cr, DEFAULT_E_MAX_MEV if e_max is None else e_max, e_step, q_step)
     preset = preset_energy_grid(cr, grid) if e_max is None and (e_step, q_step) == (0.5, 0.025) else None
     if preset is not None:  # a user's own Ge: the preset's grid, so that its models read what it writes
@@ -866,7 +857,6 @@ def seekpath_grid(crystal: Crystal, e_max=70.0, e_step=0.5, q_step=0.025):
     path = [(display_label(a), display_label(b)) for a, b in res["path"]]  # "SIGMA_0" → "Σ₀"
     a = float(np.linalg.norm(conv[0]))
     conv_recip = 2 * np.pi * np.linalg.inv(conv_cart).T
-    conv_to_prim = conv_cart.T @ np.linalg.inv(crystal.lattice.T).T
     # q_prim_i = Q_cart · a_i / 2π with Q_cart = Q_conv @ conv_recip
     conv_to_prim = (conv_recip @ crystal.lattice.T) / (2 * np.pi)
     q = build_qpath(points, path, conv_to_prim, conv_recip, step=q_step)

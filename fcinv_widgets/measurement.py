@@ -612,11 +612,23 @@ def bank_geometry(material, ei_mev: float | None = None, angles_deg=None, qmax: 
 
 def save_bank(path, masks, meta: dict) -> None:
     """Write a coverage bank to exactly ``path`` (numpy alone would add ".npz" to a name without it,
-    and the next run, looking for the name it was given, would compute the bank again)."""
-    with open(path, "wb") as fh:
-        np.savez_compressed(
-            fh, masks=np.packbits(np.asarray(masks, bool), axis=-1), shape=np.array(masks.shape), meta=np.array(json.dumps(meta))
-        )
+    and the next run, looking for the name it was given, would compute the bank again), through a
+    temporary file renamed into place: a Ctrl-C while writing leaves no half-written bank."""
+    import os
+
+    tmp = f"{os.fspath(path)}.part{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                masks=np.packbits(np.asarray(masks, bool), axis=-1),
+                shape=np.array(masks.shape),
+                meta=np.array(json.dumps(meta)),
+            )
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def load_bank(path):

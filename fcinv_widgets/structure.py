@@ -400,6 +400,7 @@ def high_symmetry_points(crystal: Crystal, symprec: float = 1e-5) -> dict:
 
 _GREEK = {"GAMMA": "Γ", "SIGMA": "Σ", "DELTA": "Δ", "LAMBDA": "Λ"}
 _SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_UNSUBSCRIPT = str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789")
 
 
 def display_label(label: str) -> str:
@@ -413,15 +414,15 @@ def display_label(label: str) -> str:
 def label_key(text: str) -> str:
     """The :func:`high_symmetry_points` key of a label as a user may type it: SeeK-path's own name in
     any case ("sigma_0", "H_2") or as plots show it ("Σ₀", "H₂", "Γ")."""
-    t = str(text).strip()
+    t = str(text).strip().upper()  # "γ", "σ₀" too
     for name, letter in _GREEK.items():
         if t.startswith(letter):
             t = name + t[len(letter) :]
-    digits = "".join(ch for ch in t if ch in "₀₁₂₃₄₅₆₇₈₉")
-    if digits:
-        base = "".join(ch for ch in t if ch not in "₀₁₂₃₄₅₆₇₈₉")
-        t = base + "_" + digits.translate(str.maketrans("₀₁₂₃₄₅₆₇₈₉", "0123456789"))
-    return t.upper()
+    plain = t.translate(_UNSUBSCRIPT)
+    if plain != t:  # "H₂" → "H_2"
+        n = len(t.rstrip("₀₁₂₃₄₅₆₇₈₉"))
+        t = plain[:n] + "_" + plain[n:]
+    return t
 
 
 def gamma_alias_free(points: dict) -> bool:

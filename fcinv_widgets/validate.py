@@ -184,6 +184,34 @@ def finite_number(v, what: str, positive: bool | None = None, maximum: float = n
     return x
 
 
+#: cells a supercell matrix may hold
+MAX_SUPERCELL_CELLS = 10000
+
+
+def supercell_matrix(values, what: str = "supercell") -> np.ndarray:
+    """phonopy's supercell matrix (DIM) from 3 whole numbers (a diagonal), 9 or a 3×3 array → (3, 3)
+    int with a positive determinant of at most :data:`MAX_SUPERCELL_CELLS`; anything else one
+    :class:`FcinvError` naming ``what`` (4.9 is not truncated, booleans and text are refused). The
+    CLI's ``--supercell`` tokenises its text and comes here; ``custom_material`` passes its argument."""
+    arr = np.asarray(values, dtype=object)
+    try:
+        nums = np.asarray(arr, dtype=float).ravel()
+        ok = arr.shape in ((3,), (9,), (3, 3)) and not any(isinstance(x, (bool, np.bool_, str, bytes)) for x in arr.ravel())
+    except (TypeError, ValueError):
+        nums, ok = np.zeros(0), False
+    if not ok or not np.all(np.isfinite(nums)) or np.any(np.abs(nums - np.round(nums)) > 1e-9):
+        shown = " ".join(map(str, arr.ravel())) if arr.ndim else str(values)
+        raise FcinvError(f"{what} must be 3 or 9 integers (a diagonal or a 3×3 matrix), got {shown!r}"[:300])
+    m = np.round(nums).astype(int)
+    m = np.diag(m) if m.size == 3 else m.reshape(3, 3)
+    det = round(np.linalg.det(m))
+    if det <= 0:
+        raise FcinvError(f"{what} {m.tolist()} has determinant {det}; it must be positive (a right-handed supercell)")
+    if det > MAX_SUPERCELL_CELLS:
+        raise FcinvError(f"{what} {m.tolist()} holds {det} cells; at most {MAX_SUPERCELL_CELLS} are supported")
+    return m
+
+
 def whole_number(v, what: str, minimum: int = 1, maximum: int | None = None) -> int:
     """``v`` as an int when it is one whole number (a Python or NumPy integer, not a bool, float or
     text) in [``minimum``, ``maximum``]; else a one-line :class:`FcinvError` starting with ``what``."""

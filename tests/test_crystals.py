@@ -1817,7 +1817,8 @@ def test_path_labels_read_as_plots_show_them_and_parse_back():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"supercell": [4.9, 4.9, 4.9]}, "supercell must be 3 or 3×3 whole numbers"),
+        ({"supercell": [4.9, 4.9, 4.9]}, "supercell must be 3 or 9 integers"),
+        ({"supercell": [2, 2, -2]}, "has determinant -8"),
         ({"supercell": "4 4 4"}, "supercell must be"),
         ({"supercell": [4, float("nan"), 4]}, "supercell must be"),
         ({"supercell": [True, 2, 2]}, "supercell must be"),

@@ -47,3 +47,24 @@ def test_a_bank_is_written_under_the_name_given(tmp_path, capsys):
     capsys.readouterr()
     assert out.is_file() and not (tmp_path / "masks.npz").exists()
     assert load_bank(out)[0].shape[0] == 1
+
+
+def test_an_interrupted_write_leaves_the_old_bank(tmp_path, monkeypatch):
+    """A Ctrl-C while a bank is written leaves the file that was there (or none), never a half-written
+    one that the next run would refuse."""
+    from fcinv_widgets.measurement import load_bank, save_bank
+
+    out = tmp_path / "b.npz"
+    masks = np.zeros((2, 4, 4), bool)
+    masks[0, 1] = True
+    save_bank(out, masks, {"material": "Ge", "n": 2})
+
+    def interrupted(fh, **arrays):
+        fh.write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_bank(out, ~masks, {"material": "Ge", "n": 2})
+    np.testing.assert_array_equal(load_bank(out)[0], masks)
+    assert [p.name for p in tmp_path.iterdir()] == ["b.npz"]

@@ -519,7 +519,9 @@ def add_material_args(p, files: bool = True) -> None:
 
 def parse_supercell(values) -> np.ndarray:
     """--supercell: 3 integers (diagonal), 9 integers (rows of a 3×3 matrix), or one string
-    "a b c, d e f, g h i" → (3, 3) int matrix with a positive determinant."""
+    "a b c, d e f, g h i" → (3, 3) int matrix with a positive determinant (:func:`validate.supercell_matrix`)."""
+    from ..validate import supercell_matrix
+
     if isinstance(values, str):
         values = [values]
     tokens = " ".join(str(v) for v in values).replace(",", " ").replace(";", " ").split()
@@ -527,16 +529,7 @@ def parse_supercell(values) -> np.ndarray:
         nums = [float(t) for t in tokens]
     except ValueError:
         raise FcinvError(f"--supercell must be 3 or 9 integers, got {' '.join(map(str, values))!r}") from None
-    if len(nums) not in (3, 9) or not all(np.isfinite(nums)) or any(abs(x - round(x)) > 1e-9 for x in nums):
-        raise FcinvError(f"--supercell must be 3 or 9 integers (a diagonal or a 3×3 matrix), got {' '.join(tokens)!r}")
-    m = np.array([round(x) for x in nums], dtype=int)
-    m = np.diag(m) if len(nums) == 3 else m.reshape(3, 3)
-    det = round(np.linalg.det(m))
-    if det <= 0:
-        raise FcinvError(f"--supercell {m.tolist()} has determinant {det}; it must be positive (a right-handed supercell)")
-    if det > 10000:
-        raise FcinvError(f"--supercell {m.tolist()} holds {det} cells; at most 10000 are supported")
-    return m
+    return supercell_matrix(nums, "--supercell")
 
 
 def parse_species_values(items, option: str) -> dict:
