@@ -53,7 +53,6 @@ THZ_TO_CM1 = 1e12 / 2.99792458e10
 UNITS = {"thz": 1.0, "mev": 1.0 / THZ_TO_MEV, "cm-1": 1.0 / THZ_TO_CM1, "cm^-1": 1.0 / THZ_TO_CM1, "1/cm": 1.0 / THZ_TO_CM1}
 #: no phonon is faster (O–H stretching ~110 THz): above it a table's unit or value is wrong
 MAX_FREQUENCY_THZ = 200.0
-GAMMA_ALIASES = {"G", "GAMMA", "Γ", "\\GAMMA"}
 #: fraction of the way to the zone boundary at which elastic slopes are compared (conventional r.l.u.)
 ELASTIC_ZETA = 0.04
 ELASTIC_DIRECTIONS = {"[100]": (1, 0, 0), "[110]": (1, 1, 0), "[111]": (1, 1, 1)}
@@ -194,18 +193,43 @@ def conventional_to_primitive(material) -> np.ndarray:
 
 def label_points(material) -> tuple[dict, np.ndarray | None]:
     """({label: q (fractional, the material's cell's reciprocal lattice)} of the labelled points of
-    its q-path, plus every SeeK-path label of a non-cubic cell; M of
+    its q-path, plus every SeeK-path point of a non-cubic cell; M of
     :func:`conventional_to_primitive`, or None when the cell is not cubic (then no q is given
-    in conventional r.l.u.))."""
+    in conventional r.l.u.)). Labels are keyed as the plots show them ("Γ", "X", "S₀"; see
+    :func:`fcinv_widgets.structure.display_label`); :func:`find_label` reads a user's spelling."""
+    from .structure import display_label, gamma_alias_free
+    from .structure import high_symmetry_points as seekpath_points
+
     path = high_symmetry_points(material)
     try:
         M = conventional_to_primitive(material)
     except FcinvError:
-        from .structure import high_symmetry_points as seekpath_points
-
         seek = {k: np.asarray(v, float) for k, v in seekpath_points(material.crystal).items()}
-        return {k: seek[k.upper()] for k in path if k.upper() in seek} | seek, None
+        own_g = gamma_alias_free(seek)
+        shown = {display_label(k): v for k, v in seek.items() if k != "GAMMA" and (own_g or k != "G")}
+        return {"Γ": seek["GAMMA"]} | {k: shown[k] for k in path if k in shown} | shown, None
     return {k: np.asarray(v, float) @ M for k, v in path.items()}, M
+
+
+def find_label(text: str, labels: dict, where: str) -> str:
+    """The key of :func:`label_points`' answer a user's label names, in any spelling SeeK-path or the
+    plots use ("Γ", "G", "GAMMA", "\\Gamma"; "S_0", "s_0", "S₀"); "G" is refused where the crystal has
+    a point G of its own (body-centred tetragonal with c > a, C-centred monoclinic)."""
+    from .structure import label_key
+
+    key = label_key(text.replace("\\", ""))
+    by_key = {label_key(k): k for k in labels}
+    if key == "G" and "G" in by_key:
+        g = " ".join(f"{x:.4g}" for x in labels[by_key["G"]])
+        raise FcinvError(
+            f"{where}: label 'G' is ambiguous for this crystal: SeeK-path names a point G at ({g}); "
+            "write Γ or GAMMA for the zone centre, or give 'q'"
+        )
+    if key in ("G", "GAMMA"):
+        return "Γ"
+    if key not in by_key:
+        raise FcinvError(f"{where}: unknown label {text!r}; known: {', '.join(sorted(labels))} (or give 'q')")
+    return by_key[key]
 
 
 def read_measured(source, material) -> MeasuredTable:
@@ -259,22 +283,19 @@ def read_measured(source, material) -> MeasuredTable:
                     'primitive cell ("cell": "primitive")'
                 )
             q_prim = q @ M if cell == "conventional" else q
-        elif label:
-            key = "Γ" if label.upper() in GAMMA_ALIASES else label if label in labels else label.upper()
-            if key not in labels:
-                known = sorted(k for k in labels if k not in ("G", "GAMMA"))
+            if not _in_first_zone(q_prim, B):
                 raise FcinvError(
-                    f"{where}: row {i}: unknown label {label!r} for {material.name}; known: {', '.join(known)} (or give 'q')"
+                    f"{where}: row {i}: q = {np.round(q_prim, 4).tolist()} (primitive r.l.u.) lies outside the "
+                    "first Brillouin zone; give the reduced wave vector"
                 )
+        elif label:
+            key = find_label(label, labels, f"{where}: row {i} ({material.name})")
             q_prim = np.asarray(labels[key], float)
             label = key
         else:
             raise FcinvError(f"{where}: row {i} has neither 'label' nor 'q'")
-        if not _in_first_zone(q_prim, B):
-            raise FcinvError(
-                f"{where}: row {i}: q = {np.round(q_prim, 4).tolist()} (primitive r.l.u.) lies outside the "
-                "first Brillouin zone; give the reduced wave vector"
-            )
+        # a labelled point is SeeK-path's own, in this cell's reciprocal lattice: for a cell that is
+        # not primitive it may lie outside the cell's (smaller) first zone — an equivalent point there
         f = _number(r.get("frequency"), f"{where}: row {i} 'frequency'")
         if not 0 < f * to_thz < MAX_FREQUENCY_THZ:
             raise FcinvError(

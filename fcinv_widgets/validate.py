@@ -58,6 +58,8 @@ def real_array(
     ``shape`` may hold ``None`` for free axes. NaN (= not measured) is allowed unless
     ``allow_nan`` is False; ±inf only with ``allow_inf``.
     """
+    if value is None:  # np.asarray(None).astype(float) is NaN: say what is wrong
+        raise FcinvError(f"{name}: no value (None), not numbers")
     try:
         arr = np.asarray(value)
     except (TypeError, ValueError) as exc:
@@ -160,8 +162,15 @@ def fc_box(domain, n: int, what: str = "the domain") -> np.ndarray:
     lo < hi), or :class:`FcinvError` naming ``what``. The one check of a training box passed to an
     API call (datasets, planners, scan inference, the trust check)."""
     box = real_array(domain, f"{what} (eV/Å²)", allow_nan=False)
-    if box.shape != (n, 2) or not np.all(np.isfinite(box)) or np.any(box[:, 1] <= box[:, 0]):
+    if box.shape != (n, 2):
         raise FcinvError(f"{what} must be ({n}, 2) finite [lo, hi] rows (eV/Å²) with lo < hi, got shape {box.shape}")
+    bad = np.flatnonzero(~(box[:, 1] > box[:, 0]))
+    if bad.size:
+        i = int(bad[0])
+        raise FcinvError(
+            f"{what}: row {i} (FC{i}) is [{box[i, 0]:.4g}, {box[i, 1]:.4g}] eV/Å²: the lower bound must be below the upper"
+            + (f" ({bad.size} rows so)" if bad.size > 1 else "")
+        )
     return box
 
 

@@ -1838,3 +1838,62 @@ def test_custom_material_refuses_bad_arguments_in_words(kwargs, message):
     cu = Crystal(1.8 * (1 - np.eye(3)), np.zeros((1, 3)), ["Cu"])
     with pytest.raises(FcinvError, match=message):
         custom_material(cu, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def bct_springs(tmp_path_factory):
+    """Body-centred tetragonal Cu-like crystal with c > a (SeeK-path's tI2: a point "G" of its own and
+    "S_0" on the path, drawn "S₀") and central springs to its first two shells."""
+    import ase.io
+
+    from fcinv_widgets.basis import FCBasis
+    from fcinv_widgets.structure import Crystal
+
+    d = tmp_path_factory.mktemp("bct")
+    a = 2.6
+    cr = Crystal(np.diag([a, a, 1.53 * a]), np.array([[0, 0, 0], [0.5, 0.5, 0.5]]), ["Cu", "Cu"])
+    b = FCBasis(cr, [3, 3, 2])
+    p = _spring_params(b, {("Cu", "Cu", 2.7): 1.2, ("Cu", "Cu", 3.1): 0.6})
+    ase.io.write(d / "POSCAR", cr.to_ase(), format="vasp", direct=True)
+    b.write_force_constants(d / "FORCE_CONSTANTS", p, full=True)
+    return d, b, p
+
+
+def test_measured_labels_as_the_plots_draw_them(tmp_path, capsys, bct_springs):
+    """A measured table's labels are read in any spelling the package shows or SeeK-path uses ("S₀",
+    "S_0", "s_0"), "G" is refused where the crystal has a point G of its own (it was silently Γ), and
+    `fit-dispersion` reports the path's points by their drawn names (a subscripted name such as "S₀"
+    raised KeyError after the fit). Frequencies against phonopy's."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.materials import custom_material
+    from fcinv_widgets.measured import label_points
+    from fcinv_widgets.structure import high_symmetry_points
+
+    d, b, p = bct_springs
+    seek = high_symmetry_points(b.crystal)
+    ph = b.phonopy_with(p)
+    rows = []
+    for spelled, key in (("S₀", "S_0"), ("s_0", "S_0"), ("X", "X"), ("n", "N")):
+        ph.run_qpoints([seek[key]])
+        freqs = np.sort(ph.qpoints.frequencies[0])
+        for m, f in enumerate(freqs):
+            if f > 0.05 and (spelled != "s_0" or m == 2):
+                rows.append({"label": spelled, "frequency": float(f), "sigma": 0.02, "mode": m})
+    table = {"format": "fcinv-measured-phonons", "version": 1, "cell": "primitive", "unit": "THz", "points": rows}
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    argv = ["fit-dispersion", "--structure", str(d / "POSCAR"), "--force-constants", str(d / "FORCE_CONSTANTS")]
+    out = _cli_json(capsys, [*argv, "--table", str(tmp_path / "t.json")])
+    hs = out["high_symmetry_thz"]
+    mat = custom_material(d / "POSCAR", force_constants=d / "FORCE_CONSTANTS", supercell=[3, 3, 2])
+    labels, _ = label_points(mat)
+    assert "S₀" in hs and "G" in hs and "S_0" not in hs
+    np.testing.assert_allclose(labels["S₀"], seek["S_0"], atol=1e-12)
+    np.testing.assert_allclose(labels["G"], seek["G"], atol=1e-12)
+    for shown, key in (("S₀", "S_0"), ("G", "G"), ("X", "X")):
+        ph.run_qpoints([seek[key]])
+        np.testing.assert_allclose(hs[shown], np.sort(ph.qpoints.frequencies[0]), atol=2e-3)
+    table["points"][0]["label"] = "G"
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    assert main([*argv, "--table", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "label 'G' is ambiguous" in err[0] and "Γ or GAMMA" in err[0], err

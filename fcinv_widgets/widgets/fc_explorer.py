@@ -24,6 +24,7 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
+from ..validate import fc_box, real_array
 from . import _jsforward, _static
 from ._assets import load_esm
 from ._traits import RollsBack, WidgetGridError, WidgetInputError, need_attrs, range_arg, refuses, synced_array
@@ -190,10 +191,8 @@ class FCExplorer:
                 forward_model = material.forward_model(sigma_mev=sigma_mev, backend=backend)
         if forward_model is None or names is None or domain is None or reference is None or grid is None:
             raise FcinvError("FCExplorer needs a material, or forward_model + names + domain + reference + grid")
-        domain = np.asarray(domain, dtype=float)
-        reference = np.asarray(reference, dtype=float)
-        if domain.shape != (len(names), 2):
-            raise FcinvError(f"domain must have shape ({len(names)}, 2), got {domain.shape}")
+        domain = fc_box(domain, len(names), "domain")
+        reference = real_array(reference, f"reference ({UNITS})", allow_nan=False)
         if reference.shape != (len(names),):
             raise FcinvError(f"reference must have shape ({len(names)},), got {reference.shape}")
         self.forward_model = forward_model
@@ -244,7 +243,6 @@ class FCExplorer:
 
     @theta.setter
     def theta(self, value) -> None:
-        from ..validate import real_array
 
         vals = real_array(value, f"theta ({UNITS})", allow_nan=False)
         self.widget.values = [float(v) for v in np.atleast_1d(vals).ravel()]
@@ -259,7 +257,6 @@ class FCExplorer:
         if spectrum is None:
             self.widget.compare = None
             return
-        from ..validate import real_array
 
         arr = real_array(spectrum, "comparison spectrum").astype(np.float32)
         if arr.ndim == 2 and arr.shape == self.widget.image.shape and not np.isfinite(arr).any():

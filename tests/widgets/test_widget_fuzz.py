@@ -196,3 +196,26 @@ def test_a_refused_browser_value_is_sent_back_to_the_browser_and_said(name, bad,
     assert view.error and "\n" not in view.error and len(view.error) <= 400
     view.set_state(before)  # an update the kernel accepts clears it
     assert view.error == ""
+
+
+def test_explorer_values_and_domain_messages_name_the_fault():
+    """`fx.theta = None` said "contains NaN" (numpy turns None into NaN); a NaN or inverted `domain=`
+    was accepted and each slider value then refused as "outside its training domain [1, 0]"; a text
+    domain leaked numpy's ValueError."""
+    from fcinv_widgets.errors import FcinvError
+    from fcinv_widgets.widgets import FCExplorer
+
+    ex = FCExplorer(FakeMaterial())
+    with pytest.raises(FcinvError, match=r"theta \(eV/Å²\): no value \(None\)"):
+        ex.theta = None
+    n = len(ex.widget.names)
+    dom = np.tile([[-1.0, 1.0]], (n, 1))
+    inverted = dom[:, ::-1].copy()
+    with pytest.raises(FcinvError, match=r"domain: row 0 \(FC0\) is \[1, -1\] eV/Å²: the lower bound must be below"):
+        FCExplorer(FakeMaterial(), domain=inverted)
+    dom_nan = dom.copy()
+    dom_nan[1, 0] = np.nan
+    with pytest.raises(FcinvError, match=r"domain \(eV/Å²\): contains NaN"):
+        FCExplorer(FakeMaterial(), domain=dom_nan)
+    with pytest.raises(FcinvError, match=r"domain \(eV/Å²\): string values"):
+        FCExplorer(FakeMaterial(), domain="x")
