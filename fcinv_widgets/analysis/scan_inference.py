@@ -42,6 +42,39 @@ class ScanInference:
     coverage: np.ndarray
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Every field checked against the others (a hand-built or tampered result was drawn wrong or
+        failed later inside the widget): one :class:`GridMismatchError`/FcinvError naming the field."""
+        from ..errors import FcinvError, GridMismatchError
+        from ..validate import _dtype_problem, real_array
+
+        if isinstance(self.names, str) or not isinstance(self.names, (list, tuple)):
+            raise FcinvError(f"names must be a list of FC names, got {type(self.names).__name__}")
+        self.names = [str(x) for x in self.names]
+        nfc = len(self.names)
+        self.angles_deg = real_array(self.angles_deg, "angles_deg (degrees)", ndim=1, allow_nan=False)
+        n = len(self.angles_deg)
+        if n == 0 or nfc == 0:
+            raise GridMismatchError(f"a scan-inference result needs at least one scan and one FC, got {n} scans, {nfc} FCs")
+        for k, shape in (("mean", (n, nfc)), ("std", (n, nfc)), ("full_mean", (nfc,)), ("full_std", (nfc,)), ("mse", (n,))):
+            setattr(self, k, real_array(getattr(self, k), k, shape=shape))
+        if self.reference is not None:
+            self.reference = real_array(self.reference, "reference (eV/Å²)", shape=(nfc,))
+        self.coverage = real_array(self.coverage, "coverage (fraction of covered pixels)", shape=(n,))
+        if np.any((self.coverage < 0) | (self.coverage > 1)):
+            raise FcinvError("coverage (fraction of covered pixels) must lie in [0, 1]")
+        for k in ("inputs", "recon"):
+            a = np.asarray(getattr(self, k))
+            problem = _dtype_problem(a.dtype)
+            if problem:
+                raise FcinvError(f"{k}: {problem}")
+            if a.ndim != 3 or len(a) != n:
+                raise GridMismatchError(f"{k} must have shape ({n}, nq, nE) (scans, q, E), got {a.shape}")
+        if np.shape(self.recon) != np.shape(self.inputs):
+            raise GridMismatchError(f"recon must have the inputs' shape {np.shape(self.inputs)}, got {np.shape(self.recon)}")
+        if not isinstance(self.meta, dict):
+            raise FcinvError(f"meta must be a dict, got {type(self.meta).__name__}")
+
     @property
     def order(self) -> np.ndarray:
         """Scan indices from best (lowest MSE) to worst."""
@@ -108,6 +141,8 @@ class ScanInference:
                 ref = f["reference"][()] if "reference" in f else None
                 names, meta = (json_loads(f.attrs[k], f"{path}: attribute {k}") for k in ("names", "meta"))
                 return cls(names=names, reference=ref, meta=meta, **d)
+            except FcinvError as exc:
+                raise type(exc)(f"{path}: a damaged scan-inference file ({exc})"[:300]) from None
             except (KeyError, ValueError, TypeError) as exc:
                 raise FcinvError(f"{path}: a damaged scan-inference file ({type(exc).__name__}: {str(exc)[:100]})") from None
 
@@ -234,8 +269,28 @@ def infer_scans(
             "scan_sigma_regime": model.resolved_sigma_regime(scan_regime) if hasattr(model, "resolved_sigma_regime") else None,
             "domain_edge": edge,
             "scans_at_edge": scans_at_edge,
+            "grid_view": grid_view(getattr(model, "grid", None)),
         },
     )
+
+
+def grid_view(grid) -> dict | None:
+    """What a view needs of the (q, E) grid to draw a scan without the grid itself: the energy
+    range (bin edges, meV), the q-path labels [[bin, label], …] and breaks (bin indices). Saved in
+    a result's ``meta`` (``fcinv infer-scans --out``) so that a loaded file draws true axes."""
+    if grid is None:
+        return None
+    try:
+        edges = getattr(grid.e, "edges", None)
+        e = np.asarray(edges if edges is not None else grid.e.centers, float)
+        return {
+            "energy_range_mev": [float(e[0]), float(e[-1])],
+            "q_labels": [[float(x), str(t)] for x, t in grid.q.labels],
+            "q_breaks": [float(b) for b in getattr(grid.q, "breaks", [])],
+            "shape": [int(n) for n in grid.shape],
+        }
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
 
 
 def plot_scan_inference(res: ScanInference, fcs=(0, 1, 2, 3), grid=None, forward_model=None):

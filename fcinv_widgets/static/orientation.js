@@ -36,13 +36,14 @@ export function scatterGeometry(angles, vals, errs, hlines, W, H) {
 }
 
 /** Geometry of the MSE panel: log10 y axis (non-positive MSE clipped to the smallest positive). */
-export function mseGeometry(angles, mse, W, H) {
+export function mseGeometry(angles, mse, W, H, planAngles = null) {
   const rect = plotRect(W, H, MPAD);
   let tiny = Infinity;
   for (const v of mse) if (v > 0 && v < tiny) tiny = v;
   if (!Number.isFinite(tiny)) tiny = 1e-12;
   const ly = Float64Array.from(mse, (v) => Math.log10(v > 0 ? v : tiny));
-  const xr = extent([angles], 0.04);
+  // the planner's candidates widen the angle axis: its next angle is usually one not measured yet
+  const xr = extent([angles, planAngles], 0.04);
   const yr = extent([ly], 0.08);
   const { px, py } = projectPoints(angles, ly, xr, yr, rect);
   return { rect, xr, yr, px, py };
@@ -205,7 +206,7 @@ function drawSpectrum(canvas, W, H, img, st, theme, title, withFreqs) {
   const et = niceTicks(e[0], e[1], 4);
   tickLabels(et).forEach((s, i) => ctx.fillText(s, x0 - 3, linmap(et[i], e[0], e[1], y1, y0)));
   ctx.save(); ctx.translate(9, (y0 + y1) / 2); ctx.rotate(-Math.PI / 2);
-  ctx.textAlign = "center"; ctx.fillText("E (meV)", 0, 0); ctx.restore();
+  ctx.textAlign = "center"; ctx.fillText(st.elabel || "E (meV)", 0, 0); ctx.restore();
   drawQLabels(ctx, ql, y1 + 3, 10);
   drawColorbar(ctx, { x: x1 + 8, y: y0, w: 10, h: r.h }, LUT, vmin, vmax, "I (arb. units)", theme);
   return [vmin, vmax];
@@ -219,7 +220,8 @@ export function pixelReadout(img, st, x, y, r) {
   const ev = linmap(y, r.y + r.h, r.y, st.erange[0], st.erange[1]);
   const ie = clamp(Math.floor(((st.erange[1] - st.erange[0]) > 0 ? (ev - st.erange[0]) / (st.erange[1] - st.erange[0]) : 0) * nE), 0, nE - 1);
   const v = img[iq * nE + ie];
-  return `q bin ${iq}\nE = ${fmt(ev, 3)} meV\nI = ${Number.isNaN(v) ? "not measured" : fmt(v, 3)}`;
+  const eText = st.elabel === "E (bin)" ? `E bin ${ie}` : `E = ${fmt(ev, 3)} meV`;
+  return `q bin ${iq}\n${eText}\nI = ${Number.isNaN(v) ? "not measured" : fmt(v, 3)}`;
 }
 
 function render({ model, el: root }) {
@@ -271,7 +273,7 @@ function render({ model, el: root }) {
     st.recon = decodeArray(model.get("recon_image"));
     st.freqs = decodeArray(model.get("freqs"));
     st.labels = model.get("q_labels"); st.breaks = model.get("q_breaks");
-    st.qrange = model.get("q_range"); st.erange = model.get("energy_range");
+    st.qrange = model.get("q_range"); st.erange = model.get("energy_range"); st.elabel = model.get("energy_label");
   }
   function column(arr, k) {
     const nfc = arr.shape[1];
@@ -329,15 +331,17 @@ function render({ model, el: root }) {
     const ctx = sizeCanvas(msePanel, W, H);
     ctx.fillStyle = theme.bg; ctx.fillRect(0, 0, W, H);
     if (!st.angles || !st.mse) return;
-    mgeom = mseGeometry(st.angles, st.mse, W, H);
+    const ia = decodeArray(model.get("info_angles")), iv = decodeArray(model.get("info_values"));
+    const nextA = model.get("next_angle");
+    const planA = ia ? Float64Array.from([...ia, Number.isFinite(nextA) ? nextA : NaN]) : null;
+    mgeom = mseGeometry(st.angles, st.mse, W, H, planA);
     msePanel.fcinvGeom = mgeom;
     const yt = axes(ctx, mgeom.rect, mgeom.xr, mgeom.yr, "ω (°)", "MSE vs full data", theme, true);
     msePanel.dataset.yticks = String(yt.length);
     ctx.fillStyle = theme.fg; ctx.textAlign = "left"; ctx.textBaseline = "top";
     ctx.fillText("MSE vs full data (log)", mgeom.rect.x, 4);
     drawPoints(ctx, mgeom, st.colors, model.get("selected"), theme);
-    const ia = decodeArray(model.get("info_angles")), iv = decodeArray(model.get("info_values"));
-    const curve = infoCurve(ia, iv, model.get("next_angle"), mgeom.rect, mgeom.xr);
+    const curve = infoCurve(ia, iv, nextA, mgeom.rect, mgeom.xr);
     msePanel.dataset.nextAngle = curve && curve.nextX != null ? String(model.get("next_angle")) : "";
     if (curve) {
       const c = theme.dark ? "#5fd3c4" : "#1f7a70";

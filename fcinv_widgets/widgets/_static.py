@@ -60,6 +60,7 @@ def spectrum_axes(
     vmax=None,
     cbar_label="I (scaled)",
     lines="white",
+    ylabel="E (meV)",
 ):
     """Draw a q-major (nq, nE) image on ax: q-path labels and breaks on x, E (meV) on y, a colour
     bar with its units, and optionally the dispersion ``freqs`` (nq, nmodes) meV as lines."""
@@ -93,7 +94,7 @@ def spectrum_axes(
             ax.plot(x[a:b], f[a:b], color=lines, lw=0.8, alpha=0.85)
     if labels:
         ticks, texts = zip(*[(float(x), str(t)) for x, t in labels])
-        ax.set_xticks(ticks, texts)
+        ax.set_xticks(ticks, _label_rows(ax, ticks, texts, nq))
         for t in ticks[1:-1]:
             ax.axvline(t, color=lines, lw=0.6, alpha=0.5)
     for b in breaks:
@@ -101,8 +102,39 @@ def spectrum_axes(
     ax.set_xlim(0, nq)
     ev = e_view if e_view is not None else erange
     ax.set_ylim(ev[0], ev[1])
-    ax.set_ylabel("E (meV)")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title, fontsize=10)
     ax.figure.colorbar(im, ax=ax, label=cbar_label, pad=0.01)
     return im
+
+
+def _label_rows(ax, ticks, texts, nq: int) -> list:
+    """q-path tick texts that do not overprint: a label too close to the previous one on the first
+    row goes to a second row ("\\n" + text), one that fits neither is left out (as the browser
+    views' ``labelRows`` do). Widths estimated from the font size and the axes' width."""
+    fig = ax.figure
+    width_px = max(ax.get_position().width * fig.get_figwidth() * fig.dpi, 1.0)
+    size_px = float(plt_rc("xtick.labelsize")) * fig.dpi / 72.0
+    per_bin = width_px / max(nq, 1)
+    ends = [-np.inf, -np.inf]
+    out = []
+    for x, t in sorted(zip(ticks, texts), key=lambda p: p[0]):
+        half = 0.5 * (0.62 * size_px * max(len(t), 1) + 0.4 * size_px) / per_bin  # bins
+        row = next((r for r in (0, 1) if x - half >= ends[r]), None)
+        if row is None:
+            out.append("")
+            continue
+        ends[row] = x + half
+        out.append(t if row == 0 else "\n" + t)
+    order = np.argsort(np.argsort(ticks, kind="stable"), kind="stable")
+    return [out[i] for i in order]
+
+
+def plt_rc(key: str) -> float:
+    """A matplotlib rc size in points (named sizes such as "medium" resolved)."""
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+
+    v = matplotlib.rcParams[key]
+    return float(FontProperties(size=v).get_size_in_points())

@@ -107,10 +107,12 @@ class RollsBack:
     _refused = False
 
     def set_state(self, sync_data):
+        keys = [k for k in sync_data if k in self.keys]  # type: ignore[attr-defined]
+        before = {k: getattr(self, k) for k in keys}
         try:
             super().set_state(sync_data)  # type: ignore[misc]
+            self._recheck_unchanged(keys, before)
         except traitlets.TraitError as exc:
-            keys = [k for k in sync_data if k in self.keys]  # type: ignore[attr-defined]
             if "error" not in sync_data:  # (the page never sets it; a message that does is refused as a whole)
                 self._refused = True
                 self.error = " ".join(str(exc).split())[:400]  # type: ignore[attr-defined]
@@ -119,6 +121,33 @@ class RollsBack:
         if self._refused and "error" not in sync_data:
             self._refused = False
             self.error = ""  # type: ignore[attr-defined]
+
+    def _recheck_unchanged(self, keys, before) -> None:
+        """Inside ``set_state`` traitlets cross-validates changed values only: a browser value equal
+        to the current one ([1.0] for [1], True for 1) was stored without its ``@validate`` check
+        and failed later as an IndexError (session 49). Run each such key's validator now; a value
+        it refuses is put back as it was (and the TraitError raised), one it normalises is stored so."""
+        validators = getattr(self, "_trait_validators", {})
+        for k in keys:
+            v = getattr(self, k)
+            if k not in validators or type(v) is type(before[k]) and _same_types(v, before[k]):
+                continue
+            trait = self.traits()[k]  # type: ignore[attr-defined]
+            try:
+                checked = trait._cross_validate(self, v)
+            except traitlets.TraitError:
+                with self.hold_trait_notifications():  # type: ignore[attr-defined]
+                    self.set_trait(k, before[k])  # type: ignore[attr-defined]
+                raise
+            if checked is not v:
+                self.set_trait(k, checked)  # type: ignore[attr-defined]
+
+
+def _same_types(a, b) -> bool:
+    """Whether a and b (equal values) hold items of the same types, nested lists included."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(type(x) is type(y) and _same_types(x, y) for x, y in zip(a, b))
+    return type(a) is type(b)
 
 
 class Array(traitlets.TraitType):

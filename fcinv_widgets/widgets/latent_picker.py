@@ -25,6 +25,7 @@ import numpy as np
 import traitlets
 
 from ..errors import FcinvError, GridMismatchError
+from ..validate import real_array
 from . import _static
 from ._assets import load_esm
 from ._traits import RollsBack, WidgetInputError, int_arg, need_attrs, refuses, synced_array
@@ -115,8 +116,6 @@ class LatentPickerView(RollsBack, anywidget.AnyWidget):
         out = []
         for p in v:
             if isinstance(p, (list, tuple, np.ndarray)):
-                from ..validate import real_array
-
                 xy = real_array(p, "a ray end point given as a position [x, y]")
                 if xy.shape != (2,) or not np.all(np.isfinite(xy)):
                     raise LatentSelectionError(f"a ray end point given as a position must be [x, y], got {p!r}")
@@ -167,12 +166,20 @@ class LatentPicker:
         self.map = latent_map
         self.model = model
         self.decoder = decoder if decoder is not None else (model if hasattr(model, "decode") else None)
-        emb = np.asarray(latent_map.embedding, float)
-        params = np.asarray(latent_map.params, float)
+        emb = real_array(latent_map.embedding, "the map's embedding (UMAP positions)", allow_nan=False)
+        params = real_array(latent_map.params, "the map's params (eV/Å²)")
         if emb.ndim != 2 or emb.shape[1] != 2:
             raise GridMismatchError(f"the map's embedding must be (N, 2), got {emb.shape}")
-        if params.shape[0] != len(emb) or np.shape(latent_map.mu)[0] != len(emb):
+        if params.ndim != 2 or params.shape[0] != len(emb) or np.shape(latent_map.mu)[0] != len(emb):
             raise GridMismatchError(f"the map has {len(emb)} points but params {params.shape} and mu {np.shape(latent_map.mu)}")
+        if isinstance(latent_map.names, str) or len(latent_map.names) != params.shape[1]:
+            raise GridMismatchError(
+                f"the map has {params.shape[1]} FC columns but {len(latent_map.names)} names"
+                if not isinstance(latent_map.names, str)
+                else "the map's names must be a list of FC names, got a string"
+            )
+        if len(emb) == 0:
+            raise GridMismatchError("the map has no points")
         self._overlays: dict[str, np.ndarray] = {}
         self.ray_z: np.ndarray | None = None
         fc = int_arg(fc, "fc", 0, params.shape[1] if params.ndim == 2 else 1)

@@ -11,6 +11,7 @@ Two levels, like the other widgets:
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from typing import Any, Sequence
 
@@ -18,7 +19,9 @@ import anywidget
 import numpy as np
 import traitlets
 
+from ..analysis.scan_inference import ScanInference, grid_view
 from ..errors import FcinvError, GridMismatchError
+from ..validate import real_array
 from . import _static
 from ._assets import load_esm
 from ._traits import RollsBack, WidgetInputError, int_arg, need_attrs, range_arg, refuses, synced_array
@@ -53,6 +56,7 @@ class OrientationView(RollsBack, anywidget.AnyWidget):
     q_breaks = traitlets.List(traitlets.Float()).tag(sync=True)
     q_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
     energy_range = traitlets.List(traitlets.Float(), default_value=[0.0, 1.0]).tag(sync=True)
+    energy_label = traitlets.Unicode("E (meV)").tag(sync=True)  # "E (bin)" when no energy axis is known
     scan_frame = traitlets.Int(0).tag(sync=True)  # bumped after the selected scan's arrays changed
     # orientation planner (issue 14): expected information per candidate angle and the next angle
     info_angles = synced_array("float32", ndim=1)
@@ -120,51 +124,54 @@ class OrientationScatter:
         )
         self.result = result
         self.forward_model = forward_model
-        n = len(result.angles_deg)
-        mean = np.asarray(result.mean, float)
-        nfc = len(result.names)
-        if mean.shape != (n, nfc):
-            raise GridMismatchError(f"mean must have shape ({n}, {nfc}) (scans, FCs), got {mean.shape}")
-        inputs = np.asarray(result.inputs)
-        if inputs.ndim != 3 or len(inputs) != n:
-            raise GridMismatchError(f"inputs must have shape ({n}, nq, nE), got {inputs.shape}")
-        if np.shape(result.recon) != inputs.shape:
-            raise GridMismatchError(f"recon must have the inputs' shape {inputs.shape}, got {np.shape(result.recon)}")
+        res = _checked(result)  # every field against the others (ScanInference's checks)
+        n, nfc = res.mean.shape
+        inputs = np.asarray(res.inputs)
         nq, ne = inputs.shape[1:]
         grid = grid if grid is not None else getattr(forward_model, "grid", None)
+        view = None
         if grid is not None:
             if tuple(grid.shape) != (nq, ne):
                 raise GridMismatchError(f"the grid is {tuple(grid.shape)} (nq, nE), the scans are {(nq, ne)}")
-            q_labels = q_labels if q_labels is not None else list(grid.q.labels)
-            q_breaks = q_breaks if q_breaks is not None else list(getattr(grid.q, "breaks", []))
-            if energy_range is None:
-                edges = getattr(grid.e, "edges", None)
-                e = np.asarray(edges if edges is not None else grid.e.centers, float)
-                energy_range = [float(e[0]), float(e[-1])]
+            view = grid_view(grid)
+        else:  # a saved result (`fcinv infer-scans --out`) records its grid's axes
+            saved = res.meta.get("grid_view")
+            if isinstance(saved, dict) and list(saved.get("shape", [])) == [nq, ne]:
+                view = saved
+        if view is not None:
+            q_labels = q_labels if q_labels is not None else view.get("q_labels")
+            q_breaks = q_breaks if q_breaks is not None else view.get("q_breaks")
+            energy_range = energy_range if energy_range is not None else view.get("energy_range_mev")
+        q_labels = _q_labels(q_labels)
+        q_breaks = [] if q_breaks is None else list(real_array(q_breaks, "q_breaks (bin indices)", ndim=1, allow_nan=False))
+        energy_label = "E (meV)"
         if energy_range is not None:
             energy_range = range_arg(energy_range, "energy_range (meV)")
+        else:  # no grid, no saved axes, no energy_range: draw energy bins, never a made-up meV axis
+            energy_range, energy_label = [0.0, float(ne)], "E (bin)"
         fc = int_arg(fc, "fc", 0, nfc)
         if selected is not None:
             selected = int_arg(selected, "selected (a scan index)", 0, n)
-        ref = getattr(result, "reference", None)
+        ref = res.reference
         self.widget = OrientationView(
-            names=[str(s) for s in result.names],
-            angles=np.asarray(result.angles_deg, np.float32),
-            mean=mean.astype(np.float32),
-            std=np.asarray(result.std, np.float32),
-            full_mean=np.asarray(result.full_mean, np.float32),
-            full_std=np.asarray(result.full_std, np.float32),
-            reference=None if ref is None else np.asarray(ref, np.float32),
-            mse=np.asarray(result.mse, np.float32),
-            coverage=np.asarray(getattr(result, "coverage", np.ones(n)), np.float32),
-            q_labels=[[float(x), str(t)] for x, t in (q_labels or [])],
-            q_breaks=[float(b) for b in (q_breaks or [])],
+            names=list(res.names),
+            angles=res.angles_deg.astype(np.float32),
+            mean=res.mean.astype(np.float32),
+            std=res.std.astype(np.float32),
+            full_mean=res.full_mean.astype(np.float32),
+            full_std=res.full_std.astype(np.float32),
+            reference=None if ref is None else ref.astype(np.float32),
+            mse=res.mse.astype(np.float32),
+            coverage=res.coverage.astype(np.float32),
+            q_labels=q_labels,
+            q_breaks=[float(b) for b in q_breaks],
             q_range=[0.0, float(nq)],
-            energy_range=[float(v) for v in (energy_range or [0.0, 1.0])],
+            energy_range=[float(v) for v in energy_range],
+            energy_label=energy_label,
         )
         self.widget.fc = fc
         self.widget.observe(lambda _: self._update_scan(), names=["selected"])
-        self.select(int(np.argsort(np.asarray(result.mse), kind="stable")[0]) if selected is None else selected)
+        self.select(int(np.argsort(res.mse, kind="stable")[0]) if selected is None else selected)
         if plan is not None:
             self.set_plan(plan)
 
@@ -182,6 +189,14 @@ class OrientationScatter:
             raise FcinvError("set_plan needs a planner Plan (candidates_deg, information, angles_deg)") from None
         if a.shape != v.shape or a.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(v)) and np.isfinite(nxt)):
             raise FcinvError("the plan's candidate angles and information must be equal-length finite arrays")
+        names = getattr(plan, "names", None)
+        if names is not None and [str(x) for x in names] != list(self.widget.names)[: len(names)]:
+            raise FcinvError(
+                f"the plan is for other force constants ({', '.join(map(str, names))[:120]}) than this scan set's "
+                f"({', '.join(self.widget.names)[:120]})"
+            )
+        if not np.any(np.isclose(a, nxt, atol=1e-6)):
+            raise FcinvError(f"the plan's next angle {nxt:g}° is not one of its candidate angles ({a.min():g}–{a.max():g}°)")
         self.widget.info_units = "nats" if getattr(plan, "criterion", "D") == "D" else "gain"
         self.widget.info_angles = a.astype(np.float32)
         self.widget.info_values = v.astype(np.float32)
@@ -300,6 +315,7 @@ class OrientationScatter:
                 labels=w.q_labels,
                 breaks=w.q_breaks,
                 erange=w.energy_range,
+                ylabel=w.energy_label,
                 freqs=w.freqs,
                 lines="#ff5050",
                 cbar_label="I (arb. units)",
@@ -340,3 +356,47 @@ class OrientationScatter:
             w.freqs = freqs
             w.error = err
             w.scan_frame += 1
+
+
+def _checked(result: Any) -> ScanInference:
+    """``result`` as a checked :class:`ScanInference` (a duck-typed one is copied into one)."""
+    if isinstance(result, ScanInference):
+        return ScanInference(**{f.name: getattr(result, f.name) for f in dataclasses.fields(ScanInference)})
+    try:
+        n = len(result.angles_deg)
+    except TypeError:
+        raise FcinvError("angles_deg must be a 1-D array of sample angles (degrees)") from None
+    coverage = getattr(result, "coverage", None)
+    meta = getattr(result, "meta", None)
+    return ScanInference(
+        names=result.names,
+        angles_deg=result.angles_deg,
+        mean=result.mean,
+        std=result.std,
+        full_mean=result.full_mean,
+        full_std=result.full_std,
+        reference=getattr(result, "reference", None),
+        mse=result.mse,
+        inputs=result.inputs,
+        recon=result.recon,
+        coverage=np.ones(n) if coverage is None else coverage,
+        meta=meta if isinstance(meta, dict) else {},
+    )
+
+
+def _q_labels(labels) -> list:
+    """q-path labels as [[bin, text], …] (pairs of a finite number and a text), or one FcinvError."""
+    if labels is None:
+        return []
+    if isinstance(labels, (str, bytes)):
+        raise FcinvError("q_labels must be [(bin, label), …] pairs, got a string")
+    out = []
+    try:
+        for x, t in labels:
+            xf = float(x)
+            if not np.isfinite(xf) or isinstance(x, (str, bytes, bool)):
+                raise ValueError
+            out.append([xf, str(t)])
+    except (TypeError, ValueError):
+        raise FcinvError(f"q_labels must be [(bin, label), …] pairs of a number and a text, got {str(labels)[:80]}") from None
+    return out

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { scatterGeometry, mseGeometry, pickScan, angleColors, plotRect, PAD } from "../../fcinv_widgets/static/orientation.js";
+import { scatterGeometry, mseGeometry, infoCurve, pickScan, angleColors, plotRect, PAD } from "../../fcinv_widgets/static/orientation.js";
 import { lutColor, makeLut, CYCLIC_STOPS, extent, projectPoints } from "../../fcinv_widgets/static/common.js";
 
 // fake model state: 4 scans at 0, 45, 90, 135 degrees
@@ -116,4 +116,21 @@ test("every scan point is outlined in a colour that stands out from the backgrou
       assert.ok(w >= 0.8);
     }
   }
+});
+
+test("the planner's next angle is drawn when it lies outside the measured angles", () => {
+  // measured 0–30°, the planner recommends 170° (the usual case: an angle not measured yet); the
+  // MSE panel's range was the measured angles only and the curve and its marker were left out
+  const meas = Float32Array.from([0, 10, 20, 30]);
+  const mse = Float32Array.from([1e-3, 2e-3, 5e-4, 1e-3]);
+  const cand = Float32Array.from([0, 40, 80, 120, 170]);
+  const info = Float32Array.from([0, 0.5, 1.2, 0.8, 2.0]);
+  const old = mseGeometry(meas, mse, 480, 300);
+  assert.equal(infoCurve(cand, info, 170, old.rect, old.xr).nextX, null);
+  const g = mseGeometry(meas, mse, 480, 300, Float64Array.from([...cand, 170]));
+  assert.ok(g.xr[0] <= 0 && g.xr[1] >= 170, String(g.xr));
+  const c = infoCurve(cand, info, 170, g.rect, g.xr);
+  assert.equal(c.xs.length, cand.length);
+  assert.ok(c.nextX > g.px[3] && c.nextX <= g.rect.x + g.rect.w);
+  assert.ok(Math.min(...c.ys) < Math.max(...c.ys)); // a curve, not a flat line
 });

@@ -166,3 +166,33 @@ def test_browser_messages_with_a_bool_index_or_a_far_ray_end_are_refused_and_rol
     lo, hi = lmap.embedding.min(0), lmap.embedding.max(0)
     lp.widget.set_state({"ray": [0, [float(hi[0] + 0.5 * (hi[0] - lo[0])), float(lo[1])]]})  # just past the edge: fine
     assert len(lp.widget.ray) == 2
+
+
+def test_map_names_must_match_its_fc_columns_and_equal_browser_values_are_still_typed():
+    """Session 49's probe: a map with 10 names for 8 FC columns was accepted (the dropdown's 9th name
+    raised IndexError inside an observer; 3 names silently hid 5 FCs), and a browser value equal to
+    the current one ([1.0] for [1]) skipped the validators, so later steps raised IndexError."""
+    import dataclasses
+
+    import traitlets
+
+    from fcinv_widgets.errors import FcinvError
+
+    m = fake_latent_map(n=60, latent=6)
+    for names in (list(m.names) + ["x", "y"], list(m.names)[:3], "abcdefgh"):
+        with pytest.raises(FcinvError, match="FC columns but|names must be a list"):
+            LatentPicker(dataclasses.replace(m, names=names), decoder=FakeDecoder())
+    with pytest.raises(FcinvError, match=r"params \(eV/Å²\): contains ±inf"):
+        bad = np.asarray(m.params, float).copy()
+        bad[0, 0] = np.inf
+        LatentPicker(dataclasses.replace(m, params=bad), decoder=FakeDecoder())
+    lp = LatentPicker(m, decoder=FakeDecoder())
+    lp.selected = [1]
+    with pytest.raises(traitlets.TraitError):
+        lp.widget.set_state({"selected": [1.0]})
+    assert lp.widget.selected == [1] and all(type(i) is int for i in lp.widget.selected)
+    lp.widget.ray = [1, 2]
+    with pytest.raises(traitlets.TraitError):
+        lp.widget.set_state({"ray": [1.0, 2.0]})
+    lp.widget.ray_n = 10
+    assert lp.to_png()[:4] == b"\x89PNG" and len(lp.to_dataframe()) >= 1

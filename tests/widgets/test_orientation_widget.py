@@ -152,3 +152,83 @@ def test_bad_fc_and_out_of_range_selection_are_one_line_errors(setup):
     with pytest.raises(ScanSelectionError, match="scan index"):
         o.widget.set_state({"selected": 10**9})
     assert o.selected == 3
+
+
+def _fields(res) -> dict:
+    import dataclasses
+
+    return {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("mse", np.ones(3), r"mse: expected shape 20"),
+        ("std", np.ones((5, 8)), r"std: expected shape 20×8"),
+        ("reference", np.ones(3), r"reference \(eV/Å²\): expected shape 8"),
+        ("full_mean", np.ones(3), r"full_mean: expected shape 8"),
+        ("coverage", np.ones(2), r"coverage .*expected shape 20"),
+        ("coverage", np.full(20, 1.5), r"coverage .* must lie in \[0, 1\]"),
+        ("angles_deg", np.full(20, np.nan), r"angles_deg \(degrees\): contains NaN"),
+        ("angles_deg", np.array(["a"] * 20), r"angles_deg \(degrees\): (byte-)?string values"),
+        ("names", "abcdefgh", r"names must be a list of FC names"),
+    ],
+)
+def test_a_result_whose_fields_disagree_is_refused_naming_the_field(setup, tmp_path, field, value, match):
+    """Session 49's probe: only mean/inputs/recon were checked; a short `mse` chose the "best" scan
+    from 3 values, a short `reference` dropped its line, a JSON-string `names` became letters, and
+    `to_png` then failed inside matplotlib. Now ScanInference checks every field (and so does a
+    loaded `fcinv infer-scans --out` file, naming it)."""
+    from fcinv_widgets.analysis.scan_inference import ScanInference
+
+    res, fm = setup
+    bad = _fields(res) | {field: value}
+    with pytest.raises(FcinvError, match=match):
+        ScanInference(**bad)
+    from types import SimpleNamespace
+
+    with pytest.raises(FcinvError, match=match):
+        OrientationScatter(SimpleNamespace(**bad), forward_model=fm)
+    res.save(tmp_path / "r.h5")
+    import h5py
+
+    if field != "names":
+        with h5py.File(tmp_path / "r.h5", "a") as f:
+            del f[field]
+            f[field] = value.astype("S") if value.dtype.kind == "U" else value
+        with pytest.raises(FcinvError, match="r.h5: a damaged scan-inference file"):
+            ScanInference.load(tmp_path / "r.h5")
+
+
+def test_no_made_up_energy_axis_and_a_saved_result_draws_its_grid(setup, tmp_path):
+    """Without a grid the view labelled a 0–1 axis "E (meV)"; now energy bins are drawn as such, and a
+    result that records its grid (`fcinv infer-scans --out` writes meta["grid_view"]) draws the true
+    meV axis and q labels after loading."""
+    from fcinv_widgets.analysis.scan_inference import ScanInference, grid_view
+
+    res, fm = setup
+    o = OrientationScatter(res)
+    assert o.widget.energy_label == "E (bin)" and o.widget.energy_range == [0.0, 24.0]
+    assert o.to_png()[:4] == b"\x89PNG"
+    res.meta["grid_view"] = grid_view(fm.grid)
+    res.save(tmp_path / "r.h5")
+    o2 = OrientationScatter(ScanInference.load(tmp_path / "r.h5"))
+    o3 = OrientationScatter(res, forward_model=fm)
+    assert o2.widget.energy_label == "E (meV)"
+    assert o2.widget.energy_range == o3.widget.energy_range and o2.widget.q_labels == o3.widget.q_labels
+    with pytest.raises(FcinvError, match="q_labels must be"):
+        OrientationScatter(res, q_labels=["G", "X"])
+
+
+def test_a_plan_for_other_force_constants_or_an_angle_it_did_not_rank_is_refused(setup):
+    from types import SimpleNamespace
+
+    res, fm = setup
+    sc = OrientationScatter(res, forward_model=fm)
+    good = dict(candidates_deg=np.arange(0, 180, 10.0), information=np.linspace(1, 3, 18), angles_deg=[130.0], criterion="D")
+    sc.set_plan(SimpleNamespace(**good, names=list(res.names)))
+    with pytest.raises(FcinvError, match="the plan is for other force constants"):
+        sc.set_plan(SimpleNamespace(**good, names=["FC0 (1NN Cu-Pt zz)"] + list(res.names)[1:]))
+    with pytest.raises(FcinvError, match="next angle 500° is not one of its candidate angles"):
+        sc.set_plan(SimpleNamespace(**(good | {"angles_deg": [500.0]})))
+    assert sc.widget.next_angle == 130.0

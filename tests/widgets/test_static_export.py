@@ -110,3 +110,22 @@ def test_nbconvert_html_shows_the_static_figure():
     html, _ = nbconvert.HTMLExporter().from_notebook_node(nb)
     assert f'src="data:image/png;base64,{data["image/png"][:40]}' in html
     assert "object at 0x" not in html
+
+
+def test_static_q_labels_do_not_overprint():
+    """The PNG export drew "S₀|S₂" over "F" for a rhombohedral path (the browser staggers them):
+    labels too close go to a second row, and one that fits neither row is left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fcinv_widgets.widgets import _static
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    img = np.ones((200, 40))
+    labels = [(0, "Γ"), (60, "T"), (100, "S₀|S₂"), (104, "F"), (107, "L"), (200, "Γ")]
+    _static.spectrum_axes(ax, img, labels=labels, breaks=[], erange=[0, 40])
+    texts = [t.get_text() for t in ax.get_xticklabels()]
+    plt.close(fig)
+    assert texts[:3] == ["Γ", "T", "S₀|S₂"] and texts[3] == "\nF" and texts[4] == "" and texts[5] == "Γ", texts
