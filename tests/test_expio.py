@@ -118,21 +118,70 @@ def test_mantid_q_axis_in_inverse_angstrom_is_checked_against_the_crystal(tmp_pa
         assert (s.q_distance is not None) == (units == "Angstrom^-1")
 
 
-def test_mantid_square_signal_without_energy_units_warns(tmp_path, ge, image):
-    """Session 23: a square signal whose axes say nothing about energy is read (q, E) as listed —
-    now with a warning, since a transposed file would be inverted without a word."""
+def test_mantid_square_signal_without_energy_units_is_oriented_by_q_or_refused(tmp_path, ge, image):
+    """Session 23 read a square signal whose axes say nothing about energy as (q, E) in the order the
+    file lists them, with a warning — transposed for Mantid's own order (D0 the path, D3 DeltaE), and
+    inverted with exit 0 (session 49's probe: FC0 −3.88 for −3.01). Now a recognisable q axis
+    ("[xi,0,0]") orients it, and with no marking at all it is refused."""
     import h5py
-
-    from fcinv_widgets.errors import FcinvWarning
 
     p = tmp_path / "bare.nxs"
     _write_mdhisto(p, image, ge.grid.e.edges)
     with h5py.File(p, "r+") as f:
         for k in ("long_name", "units"):
             del f["MDHistoWorkspace/data/D3"].attrs[k]
-    with pytest.warns(FcinvWarning, match="no axis of MDHistoWorkspace/data is marked as energy"):
-        s = read_spectrum(p, ge.grid)
-    assert s.image.shape == (140, 140)
+    s = read_spectrum(p, ge.grid)
+    assert np.array_equal(s.image, image, equal_nan=True)
+    with h5py.File(p, "r+") as f:
+        del f["MDHistoWorkspace/data/D0"].attrs["long_name"]
+    with pytest.raises(FcinvError, match="q cannot be told from E"):
+        read_spectrum(p, ge.grid)
+
+
+@pytest.mark.parametrize("units, scale", [("THz", 1 / 4.135667696), ("cm-1", 1 / 0.1239841984), ("meV", 1.0)])
+def test_mantid_energy_axis_in_thz_or_wavenumbers_is_converted(tmp_path, ge, image, units, scale):
+    """A THz energy axis was read as meV where no preset grid was there to compare with (refine
+    --structure: FC0 −1.22 for −2.95); the axis units are now converted, an unknown unit refused."""
+    import h5py
+
+    p = tmp_path / "e.nxs"
+    _write_mdhisto(p, image, ge.grid.e.edges * scale)
+    with h5py.File(p, "r+") as f:
+        f["MDHistoWorkspace/data/D3"].attrs["units"] = units
+    s = read_spectrum(p, ge.grid)
+    np.testing.assert_allclose(s.energies, ge.grid.e.centers, rtol=1e-6, atol=1e-9)
+    with h5py.File(p, "r+") as f:
+        f["MDHistoWorkspace/data/D3"].attrs["units"] = "furlongs"
+    with pytest.raises(FcinvError, match="has units 'furlongs'"):
+        read_spectrum(p, ge.grid)
+
+
+def test_mantid_unmeasured_bins_from_num_events_and_mask(tmp_path, ge, image):
+    """BinMD leaves bins no event reached at signal 0 with num_events 0, and SaveMD writes a mask:
+    both were read as measured data (coverage 1.0 for 0.83). Now they are NaN, and the record says so."""
+    import h5py
+
+    full = np.nan_to_num(image, nan=0.0) + 1e-3
+    p = tmp_path / "ne.nxs"
+    _write_mdhisto(p, full, ge.grid.e.edges)
+    nq, ne = full.shape
+    hole = np.zeros((nq, ne), bool)
+    hole[:20, 30:] = True
+    masked = np.zeros((nq, ne), bool)
+    masked[50:60, :10] = True
+    with h5py.File(p, "r+") as f:
+        d = f["MDHistoWorkspace/data"]
+        sig = d["signal"][()]
+        sig[hole.T[:, None, None, :]] = 0.0
+        sig[masked.T[:, None, None, :]] = 1e3
+        d["signal"][...] = sig
+        d.create_dataset("num_events", data=np.where(hole.T, 0, 7)[:, None, None, :].astype(float))
+        d.create_dataset("mask", data=masked.T[:, None, None, :].astype(np.int8))
+    s = read_spectrum(p, ge.grid)
+    assert np.isnan(s.image[hole]).all() and np.isnan(s.image[masked]).all()
+    ok = ~(hole | masked)
+    np.testing.assert_allclose(s.image[ok], full[ok])
+    assert "bins with mask set" in s.meta["unmeasured_bins"] and "no events and zero signal" in s.meta["unmeasured_bins"]
 
 
 def test_our_formats_and_errors(tmp_path, ge, image):

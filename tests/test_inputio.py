@@ -286,6 +286,88 @@ def test_mantid_temperature_and_ei_from_sample_logs(ge, sqe_image, tmp_path):
     assert rec2["bose_weighting"]["temperature_k"] == 10.0
 
 
+def _mantid_with_logs(path, ge, sqe_image, logs_by_run):
+    """A Mantid MDHisto file whose runs (experiment0, experiment1, …) carry the given sample logs:
+    {name: (values, units or None)}."""
+    nq = ge.grid.shape[0]
+    with h5py.File(path, "w") as f:
+        d = f.create_group("MDHistoWorkspace").create_group("data")
+        d.create_dataset("signal", data=sqe_image.T[:, None, None, :]).attrs["axes"] = "D3:D2:D1:D0"
+        d.create_dataset("D0", data=np.linspace(0, 1, nq + 1))
+        d.create_dataset("D1", data=[-0.05, 0.05])
+        d.create_dataset("D2", data=[-0.05, 0.05])
+        d.create_dataset("D3", data=ge.grid.e.edges).attrs["units"] = "meV"
+        for k, logs in enumerate(logs_by_run):
+            g = f["MDHistoWorkspace"].create_group(f"experiment{k}").create_group("logs")
+            for name, (values, units) in logs.items():
+                v = g.create_group(name).create_dataset("value", data=np.asarray(values, float))
+                if units is not None:
+                    v.attrs["units"] = units
+
+
+@pytest.mark.parametrize(
+    "runs, temperature, problem",
+    [
+        ([{"SampleTemp": ([26.85], "C")}], 300.0, None),
+        ([{"SampleTemp": ([80.33], "degF")}], 300.0, None),
+        ([{"SampleTemp": ([5000.0], "mK")}], 5.0, None),
+        ([{"SampleTemp": ([-268.15], "°C")}], 5.0, None),
+        ([{"SampleTemp": ([300.0], "Rankine")}], None, "has units 'rankine'"),
+        ([{"SensorA": ([10.0], "K"), "SensorB": ([300.0], "K")}], None, "sample logs disagree"),
+        ([{"SampleTemp": ([0, 0, 0, 300, 300, 300], "K")}], None, "varies from 0 to 300 K"),
+        ([{"SampleTemp": ([10.0], "K")}, {"SampleTemp": ([590.0], "K")}], None, "sample logs disagree"),
+        ([{"SampleTemp": ([300.0], "K"), "SensorA": ([10.0], "K")}], 300.0, None),  # the sample's own log first
+        ([{"SampleTemp": ([299.6, 300.4], "K")}, {"SampleTemp": ([300.1], "K")}], 300.05, None),  # median of the runs
+    ],
+)
+def test_mantid_temperature_logs_honour_units_and_refuse_ambiguity(ge, sqe_image, tmp_path, runs, temperature, problem):
+    """Session 49's probe: °C and °F logs were read as K (26.85 °C as 26.85 K), the first sensor of a
+    fixed list won over a second that disagreed, a series with drop-outs averaged to 150 K, merged
+    runs gave the first run's T. Units are honoured; disagreeing or varying logs are refused in one
+    line that asks for --temperature (which still overrides)."""
+    p = tmp_path / "m.nxs"
+    _mantid_with_logs(p, ge, sqe_image, runs)
+    spec = read_spectrum(p, ge.grid)
+    if problem is None:
+        assert spec.meta["temperature_k"] == pytest.approx(temperature, abs=0.01)
+        return
+    assert "temperature_k" not in spec.meta
+    with pytest.raises(FcinvError, match=f"{problem}.*give the sample temperature with --temperature K"):
+        prepare_input(spec, ge.grid)
+    _, rec = prepare_input(spec, ge.grid, temperature_k=300.0)
+    assert rec["bose_weighting"]["temperature_k"] == 300.0
+
+
+@pytest.mark.parametrize(
+    "runs, ei, problem",
+    [
+        ([{"Ei": ([0.08], "eV")}], 80.0, None),
+        ([{"Ei": ([80.0], "meV")}], 80.0, None),
+        ([{"EnergyRequest": ([80.0, 30.0, 15.0], None)}], None, "holds several incident energies"),
+        ([{"Ei": ([80.0], None)}, {"Ei": ([120.0], None)}], None, "holds several incident energies"),
+        ([{"Ei": ([80.0], "J")}], None, "has units 'j'"),
+    ],
+)
+def test_mantid_ei_logs_honour_units_and_refuse_several_energies(ge, sqe_image, tmp_path, capsys, runs, ei, problem):
+    """Repetition-rate multiplication (80, 30, 15 meV) was averaged to 41.7 meV and `refine` fitted the
+    resolution there with exit 0; an eV log was read as meV. Now a single Ei is read in its unit and
+    recorded with its source; several are refused by `refine` (asking for --ei) and leave `invert`
+    without the fit, saying why."""
+    from fcinv_widgets.cli import main
+
+    p = tmp_path / "m.nxs"
+    runs = [r | {"SampleTemp": ([5.0], "K")} for r in runs]
+    _mantid_with_logs(p, ge, sqe_image, runs)
+    spec = read_spectrum(p, ge.grid)
+    if problem is None:
+        assert spec.meta["ei_mev"] == pytest.approx(ei) and spec.meta["ei_source"].startswith("m.nxs: sample log")
+        return
+    assert "ei_mev" not in spec.meta and problem in spec.meta["ei_problem"]
+    assert main(["refine", "--material", "Ge", "--spectrum", str(p), "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and problem in err[0] and "--ei MEV" in err[0], err
+
+
 def test_bare_array_is_a_model_image_unless_a_temperature_is_given(vae, image, sqe_image):
     a = vae.invert(image, n_samples=5, ood=False)
     assert a["corrections"]["applied"] == [] and a["corrections"]["intensity_source"].startswith("assumed")

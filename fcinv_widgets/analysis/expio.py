@@ -408,24 +408,28 @@ def _meta_number(v, key: str, path, positive: bool = True, maximum: float = np.i
     return None if v is None else finite_number(v, f"{path}: the {key} attribute", positive, maximum)
 
 
-#: sample-log names that hold the sample temperature (K), most specific first (lower case)
-TEMPERATURE_LOGS = (
-    "sampletemp",
-    "sample_temp",
-    "sampletemperature",
-    "sample_temperature",
-    "temperature",
-    "temp",
-    "sensora",
-    "sensorb",
-    "tsample",
+#: sample-log names that hold the sample temperature, in tiers from the most specific (lower case):
+#: the first tier with a log is used, and logs of one tier must agree
+TEMPERATURE_LOG_TIERS = (
+    ("sampletemp", "sample_temp", "sampletemperature", "sample_temperature", "tsample"),
+    ("temperature", "temp"),
+    ("sensora", "sensorb"),
 )
+TEMPERATURE_LOGS = tuple(k for tier in TEMPERATURE_LOG_TIERS for k in tier)
 EI_LOGS = ("ei", "incident_energy", "energyrequest", "ei_request")
 
 
+def _text(v) -> str:
+    if isinstance(v, np.ndarray) and v.size == 1:
+        v = v.item()
+    return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+
+
 def _read_logs(f) -> dict:
-    """Sample logs of a Mantid file: ``{name_lower: (name, mean value)}`` from every ``…/logs/<name>/value``."""
-    logs = {}
+    """Sample logs of a Mantid file: ``{name_lower: [(name, finite values, units), …]}`` from every
+    ``…/logs/<name>/value`` (one entry per run a merged file holds; ``units`` from the value's or
+    the log group's attribute, lower case, "" when absent)."""
+    logs: dict = {}
 
     def visit(name, obj):
         parts = name.split("/")
@@ -434,23 +438,99 @@ def _read_logs(f) -> dict:
             v = np.asarray(obj[()], float).ravel()
             v = v[np.isfinite(v)]
             if v.size:
-                logs.setdefault(parts[-2].lower(), (parts[-2], float(v.mean())))
+                units = obj.attrs.get("units", obj.parent.attrs.get("units", ""))
+                logs.setdefault(parts[-2].lower(), []).append((parts[-2], v, _text(units).strip().lower()))
 
     f.visititems(visit)
     return logs
 
 
+def _kelvin(v: np.ndarray, units: str) -> np.ndarray | None:
+    """Temperatures in K from a log's values in ``units`` (K, C/°C/degC, F/°F, mK; "" = K), or None."""
+    u = units.replace("°", "").replace("deg", "").replace("degree", "").strip().lower()
+    if u in ("", "k", "kelvin"):
+        return v
+    if u in ("c", "celsius", "centigrade"):
+        return v + 273.15
+    if u in ("f", "fahrenheit"):
+        return (v - 32.0) * 5.0 / 9.0 + 273.15
+    if u in ("mk", "millikelvin"):
+        return v / 1000.0
+    return None
+
+
+def _log_temperature(logs: dict, name: str) -> tuple:
+    """(T in K, source) from the first tier of temperature logs the file has, or (None, problem)
+    when its logs cannot give one temperature: an unknown unit, a log that varies by more than
+    max(2 K, 10 %) over the run (sensor drop-outs, a ramp), logs of one tier that disagree by more
+    than max(1 K, 2 %), or a value outside 0–MAX_TEMPERATURE_K. ``(None, None)``: no such log."""
+    for tier in TEMPERATURE_LOG_TIERS:
+        found = [e for key in tier for e in logs.get(key, [])]
+        if not found:
+            continue
+        medians = []
+        for log, v, units in found:
+            t = _kelvin(v, units)
+            if t is None:
+                return None, f"its sample log {log} has units {units!r} (K, C, F or mK expected)"
+            lo, hi, med = float(t.min()), float(t.max()), float(np.median(t))
+            if not (0 <= lo and hi <= MAX_TEMPERATURE_K):
+                return None, f"its sample log {log} holds {lo:.4g}–{hi:.4g} K, outside 0–{MAX_TEMPERATURE_K:g} K"
+            if hi - lo > max(2.0, 0.1 * abs(med)):
+                return None, f"its sample log {log} varies from {lo:.4g} to {hi:.4g} K over the run"
+            medians.append((log, med))
+        vals = [m for _, m in medians]
+        if max(vals) - min(vals) > max(1.0, 0.02 * max(vals)):
+            said = ", ".join(f"{log} {m:.4g} K" for log, m in medians)
+            return None, f"its sample logs disagree ({said})"
+        t = float(np.median(vals))
+        logs_used = sorted({log for log, _ in medians})
+        return t, f"{name}: sample log {', '.join(logs_used)}" + (f" ({len(medians)} runs)" if len(medians) > 1 else "")
+    return None, None
+
+
+def _log_ei(logs: dict, name: str) -> tuple:
+    """(Ei in meV, source) from the first incident-energy log the file has, or (None, problem) when
+    it holds several energies (repetition-rate multiplication, merged runs: a mean is no energy
+    that was measured) or an unknown unit (meV or eV). ``(None, None)``: no such log."""
+    for key in EI_LOGS:
+        found = logs.get(key, [])
+        vals, used = [], []
+        for log, v, units in found:
+            u = units.replace(" ", "")
+            scale = {"": 1.0, "mev": 1.0, "ev": 1000.0}.get(u)
+            if scale is None:
+                return None, f"its Ei log {log} has units {units!r} (meV or eV expected)"
+            v = v[v > 0] * scale
+            if v.size:
+                vals.append(v)
+                used.append(log)
+        if not vals:
+            continue
+        e = np.concatenate(vals)
+        if e.max() > 1.01 * e.min():
+            shown = ", ".join(f"{x:.4g}" for x in np.unique(np.round(e, 3))[:6])
+            return None, (
+                f"its Ei log {used[0]} holds several incident energies ({shown} meV: repetition-rate multiplication "
+                "or merged runs?)"
+            )
+        return float(np.median(e)), f"{name}: sample log {used[0]}"
+    return None, None
+
+
 def _mantid_meta(f, path) -> dict:
     meta = {"intensity": SQE, "intensity_source": "Mantid MDHisto file (a folded S(Q,E))", "origin": "measured"}
     logs = _read_logs(f)
-    for key in TEMPERATURE_LOGS:
-        if key in logs and 0 <= logs[key][1] <= MAX_TEMPERATURE_K:
-            meta.update(temperature_k=logs[key][1], temperature_source=f"{Path(path).name}: sample log {logs[key][0]}")
-            break
-    for key in EI_LOGS:
-        if key in logs and logs[key][1] > 0:
-            meta["ei_mev"] = logs[key][1]
-            break
+    t, t_src = _log_temperature(logs, Path(path).name)
+    if t is not None:
+        meta.update(temperature_k=t, temperature_source=t_src)
+    elif t_src:
+        meta["temperature_problem"] = t_src
+    ei, ei_src = _log_ei(logs, Path(path).name)
+    if ei is not None:
+        meta.update(ei_mev=ei, ei_source=ei_src)
+    elif ei_src:
+        meta["ei_problem"] = ei_src
     return meta
 
 
@@ -477,12 +557,21 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     if len(names) != sig.ndim:
         raise FcinvError(f"{path}: signal has {sig.ndim} dimensions but its 'axes' attribute lists {len(names)}")
 
-    def is_energy(name):
+    def axis_text(name) -> str:
         if name not in data:
-            return False
+            return ""
         a = data[name].attrs
-        txt = " ".join(str(a.get(k, b"")) for k in ("long_name", "units", "frame")).lower()
-        return "deltae" in txt or "mev" in txt or "energy" in txt
+        return " ".join(_text(a.get(k, b"")) for k in ("long_name", "units", "frame")).lower()
+
+    def is_energy(name):
+        txt = axis_text(name)
+        return any(w in txt for w in ("deltae", "mev", "energy", "thz", "cm-1", "cm^-1", "1/cm"))
+
+    def is_q(name):  # a projection axis ("[H,H,0]", "[xi,0,0]") or a momentum transfer
+        txt = axis_text(name)
+        return name in data and (
+            ("[" in txt and "]" in txt) or "r.l.u" in txt or "rlu" in txt or _in_inverse_angstrom(data[name].attrs)
+        )
 
     keep = [i for i, n in enumerate(sig.shape) if n > 1]
     if len(keep) != 2:
@@ -490,30 +579,77 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
             f"{path}: MDHisto signal {sig.shape} must have exactly two dimensions with more than one bin (q and E)"
         )
     e_axis = [i for i in keep if is_energy(names[i])]
+    q_axis = [i for i in keep if is_q(names[i]) and i not in e_axis]
     img = sig.reshape([sig.shape[i] for i in keep])
+    unmeasured, notes = _mantid_unmeasured(data, sig.shape, [sig.shape[i] for i in keep], path)
+    if unmeasured is not None:
+        img = np.where(unmeasured, np.nan, img)
     energies = q_distance = None
     if e_axis:
         if e_axis[0] == keep[0]:
             img = img.T
-        energies = _axis_centers(data, names[e_axis[0]], img.shape[1], "energy", path)
+        energies = _axis_centers(data, names[e_axis[0]], img.shape[1], "energy", path) * _energy_scale(
+            data[names[e_axis[0]]].attrs, names[e_axis[0]], path
+        )
         q_name = names[next(i for i in keep if i != e_axis[0])]
         if q_name in data and _in_inverse_angstrom(data[q_name].attrs):
             q_distance = _axis_centers(data, q_name, img.shape[0], "momentum", path)
+    elif len(q_axis) == 1:  # no energy marking, but one axis is recognisably q: E is the other
+        if q_axis[0] != keep[0]:
+            img = img.T
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid
     elif img.shape[0] == img.shape[1]:
-        import warnings
-
-        from ..errors import FcinvWarning
-
-        warnings.warn(
-            FcinvWarning(
-                f"{path}: no axis of MDHistoWorkspace/data is marked as energy (DeltaE / meV) and the signal is square: "
-                f"read as (q, E) in the order {':'.join(names)} lists them — transpose the file's signal if E comes first"
-            ),
-            stacklevel=2,
+        raise FcinvError(
+            f"{path}: no axis of MDHistoWorkspace/data is marked as energy (DeltaE / meV) or as q, and the signal is "
+            f"square: q cannot be told from E (mark the energy axis with long_name DeltaE and units meV)"
         )
-    return Spectrum(img, str(path), "mantid-mdhisto", energies, _mantid_meta(f, path), q_distance)
+    meta = _mantid_meta(f, path)
+    if notes:
+        meta["unmeasured_bins"] = notes
+    return Spectrum(img, str(path), "mantid-mdhisto", energies, meta, q_distance)
+
+
+def _energy_scale(attrs, name: str, path) -> float:
+    """meV per unit of a Mantid energy axis from its ``units`` (meV or none: 1; THz, cm⁻¹, eV
+    converted); any other unit is refused (a THz axis was read as meV)."""
+    from ..units import THZ_TO_MEV
+
+    u = _text(attrs.get("units", "")).strip().lower().replace(" ", "")
+    scales = {"": 1.0, "mev": 1.0, "deltae": 1.0, "thz": THZ_TO_MEV, "cm-1": 0.1239841984, "cm^-1": 0.1239841984}
+    scales.update({"1/cm": 0.1239841984, "ev": 1000.0})
+    if u not in scales:
+        raise FcinvError(f"{path}: the energy axis MDHistoWorkspace/data/{name} has units {u!r} (meV, THz, cm-1 or eV expected)")
+    return scales[u]
+
+
+def _mantid_unmeasured(data, full_shape, kept_shape, path) -> tuple:
+    """Bins a Mantid MDHisto file marks as not measured: ``mask`` ≠ 0, and ``num_events`` = 0 where
+    the signal is exactly 0 (BinMD leaves bins no event reached at 0, which would read as measured
+    zero intensity). A bool array in the signal's kept (2-D, file-order) shape and a note, or
+    (None, None) when the file has neither array; an array of another shape is refused."""
+    out = np.zeros(kept_shape, bool)
+    notes = []
+    sig = None
+    for key in ("mask", "num_events"):
+        if key not in data:
+            continue
+        a = _h5_array(data, key, path)
+        if a.shape != tuple(full_shape):
+            raise GridMismatchError(f"{path}: MDHistoWorkspace/data/{key} has shape {a.shape}, the signal {tuple(full_shape)}")
+        a = a.reshape(kept_shape)
+        if key == "mask":
+            m = np.nan_to_num(a) != 0
+        else:
+            if sig is None:
+                sig = _h5_array(data, "signal", path).reshape(kept_shape)
+            m = (a == 0) & (sig == 0)
+        if m.any():
+            notes.append(
+                f"{int(m.sum())} bins with {'mask set' if key == 'mask' else 'no events and zero signal'} read as not measured"
+            )
+        out |= m
+    return (out, "; ".join(notes)) if notes else (None, None)
 
 
 def _axis_centers(data, name: str, n: int, what: str, path) -> np.ndarray:
@@ -640,6 +776,7 @@ def prepare_input(
         "intensity_source": meta.get("intensity_source") or "assumed: the input does not say (a model image)",
         "origin": meta.get("origin"),
         "ei_mev": meta.get("ei_mev"),
+        **{k: meta[k] for k in ("ei_source", "ei_problem") if meta.get(k)},
         "applied": [],
         "bose_weighting": None,
         "clip_percentile": None,
@@ -665,6 +802,11 @@ def prepare_input(
                 rec.update(intensity=SQE, intensity_source="given (--temperature): a one-phonon S(Q,E)")
         else:
             t, t_src = meta.get("temperature_k"), meta.get("temperature_source")
+            if t is None and meta.get("temperature_problem"):
+                raise FcinvError(
+                    f"{spec.source} is a one-phonon S(Q,E) ({rec['intensity_source']}) but {meta['temperature_problem']}: "
+                    "give the sample temperature with --temperature K"
+                )
             if t is None:
                 raise FcinvError(
                     f"{spec.source} is a one-phonon S(Q,E) ({rec['intensity_source']}) and does not say its "

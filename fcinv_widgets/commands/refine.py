@@ -184,6 +184,8 @@ def _run_sqe(args, mat, spec, corrections, start, u=None, v=None) -> int:
         raise FcinvError("the S(Q,E) fit uses the data as they are (no clipping): drop --clip, or add --unit-weights")
     temp = corrections["bose_weighting"]["temperature_k"]
     ei = args.ei if args.ei is not None else spec.meta.get("ei_mev")
+    if ei is None and spec.meta.get("ei_problem"):
+        raise FcinvError(f"{args.spectrum}: {spec.meta['ei_problem']}: give the incident energy with --ei MEV")
     qmax = args.qmax if args.qmax is not None else spec.meta.get("qmax_inv_a")
     r = refine_spectrum(
         mat,

@@ -92,7 +92,8 @@ def auto_refine(model, corrections: dict, angle_unknown: bool = False) -> tuple[
     if not is_uncorrected_sqe(corrections):
         return False, "not a one-phonon S(Q,E) as measured (the fit models uncorrected S(Q,E) data)"
     if corrections.get("ei_mev") is None:
-        return False, "the incident energy is not known (the fit needs Ei for the resolution and coverage)"
+        why = f": the file's {corrections['ei_problem']}" if corrections.get("ei_problem") else ""
+        return False, f"the incident energy is not known{why} (the fit needs Ei for the resolution and coverage)"
     if not getattr(model, "heteroscedastic", False):
         return False, "the model has no calibrated σ to check a fit against (refine=True / --refine runs it unchecked)"
     if angle_unknown:
