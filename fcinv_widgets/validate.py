@@ -168,7 +168,7 @@ def fc_box(domain, n: int, what: str = "the domain") -> np.ndarray:
     if bad.size:
         i = int(bad[0])
         raise FcinvError(
-            f"{what}: row {i} (FC{i}) is [{box[i, 0]:.4g}, {box[i, 1]:.4g}] eV/Å²: the lower bound must be below the upper"
+            f"{what} must be [lo, hi] rows with lo < hi: row {i} (FC{i}) is [{box[i, 0]:.4g}, {box[i, 1]:.4g}] eV/Å²"
             + (f" ({bad.size} rows so)" if bad.size > 1 else "")
         )
     return box

@@ -211,7 +211,7 @@ def test_explorer_values_and_domain_messages_name_the_fault():
     n = len(ex.widget.names)
     dom = np.tile([[-1.0, 1.0]], (n, 1))
     inverted = dom[:, ::-1].copy()
-    with pytest.raises(FcinvError, match=r"domain: row 0 \(FC0\) is \[1, -1\] eV/Å²: the lower bound must be below"):
+    with pytest.raises(FcinvError, match=r"domain must be \[lo, hi\] rows with lo < hi: row 0 \(FC0\) is \[1, -1\] eV/Å²"):
         FCExplorer(FakeMaterial(), domain=inverted)
     dom_nan = dom.copy()
     dom_nan[1, 0] = np.nan
