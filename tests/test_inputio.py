@@ -264,19 +264,8 @@ def test_pathsqe_needs_the_temperature_once(ge, sqe_image, tmp_path, capsys):
 
 
 def test_mantid_temperature_and_ei_from_sample_logs(ge, sqe_image, tmp_path):
-    nq = ge.grid.shape[0]
     p = tmp_path / "m.nxs"
-    with h5py.File(p, "w") as f:
-        d = f.create_group("MDHistoWorkspace").create_group("data")
-        d.create_dataset("signal", data=sqe_image.T[:, None, None, :]).attrs["axes"] = "D3:D2:D1:D0"
-        d.create_dataset("D0", data=np.linspace(0, 1, nq + 1))
-        d.create_dataset("D1", data=[-0.05, 0.05])
-        d.create_dataset("D2", data=[-0.05, 0.05])
-        e = d.create_dataset("D3", data=ge.grid.e.edges)
-        e.attrs["units"] = "meV"
-        logs = f["MDHistoWorkspace"].create_group("experiment0").create_group("logs")
-        logs.create_group("SampleTemp").create_dataset("value", data=[4.9, 5.0, 5.1])
-        logs.create_group("Ei").create_dataset("value", data=[80.0])
+    _mantid_with_logs(p, ge, sqe_image, [{"SampleTemp": ([4.9, 5.0, 5.1], None), "Ei": ([80.0], None)}])
     spec = read_spectrum(p, ge.grid)
     assert spec.meta["temperature_k"] == pytest.approx(5.0) and spec.meta["ei_mev"] == 80.0
     _, rec = prepare_input(spec, ge.grid)
