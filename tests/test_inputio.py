@@ -424,3 +424,10 @@ def test_infer_scans_api_corrects_a_scan_set_once(ge):
     np.testing.assert_allclose(res.mean[:, 0], np.nanmean(s, axis=(1, 2)))
     raw = infer_scans(Echo(), ss, raw=True)
     np.testing.assert_allclose(raw.full_mean[0], np.nanmean(full), rtol=1e-6)
+
+
+@pytest.mark.parametrize("units", ["degrees C", "degree Celsius", "deg C", "°C", "DegC"])
+def test_mantid_celsius_spellings(ge, sqe_image, tmp_path, units):
+    p = tmp_path / "m.nxs"
+    _mantid_with_logs(p, ge, sqe_image, [{"SampleTemp": ([26.85], units)}])
+    assert read_spectrum(p, ge.grid).meta["temperature_k"] == pytest.approx(300.0)

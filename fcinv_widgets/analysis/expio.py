@@ -415,11 +415,11 @@ TEMPERATURE_LOG_TIERS = (
     ("temperature", "temp"),
     ("sensora", "sensorb"),
 )
-TEMPERATURE_LOGS = tuple(k for tier in TEMPERATURE_LOG_TIERS for k in tier)
 EI_LOGS = ("ei", "incident_energy", "energyrequest", "ei_request")
 
 
 def _text(v) -> str:
+    """An HDF5 attribute as text (bytes decoded, a one-element array unwrapped)."""
     if isinstance(v, np.ndarray) and v.size == 1:
         v = v.item()
     return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
@@ -447,7 +447,7 @@ def _read_logs(f) -> dict:
 
 def _kelvin(v: np.ndarray, units: str) -> np.ndarray | None:
     """Temperatures in K from a log's values in ``units`` (K, C/°C/degC, F/°F, mK; "" = K), or None."""
-    u = units.replace("°", "").replace("deg", "").replace("degree", "").strip().lower()
+    u = units.lower().replace("°", "").replace("degrees", "").replace("degree", "").replace("deg", "").strip()
     if u in ("", "k", "kelvin"):
         return v
     if u in ("c", "celsius", "centigrade"):
@@ -581,7 +581,7 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
     e_axis = [i for i in keep if is_energy(names[i])]
     q_axis = [i for i in keep if is_q(names[i]) and i not in e_axis]
     img = sig.reshape([sig.shape[i] for i in keep])
-    unmeasured, notes = _mantid_unmeasured(data, sig.shape, [sig.shape[i] for i in keep], path)
+    unmeasured, notes = _mantid_unmeasured(data, sig, [sig.shape[i] for i in keep], path)
     if unmeasured is not None:
         img = np.where(unmeasured, np.nan, img)
     energies = q_distance = None
@@ -613,37 +613,44 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
 def _energy_scale(attrs, name: str, path) -> float:
     """meV per unit of a Mantid energy axis from its ``units`` (meV or none: 1; THz, cm⁻¹, eV
     converted); any other unit is refused (a THz axis was read as meV)."""
+    from ..measured import THZ_TO_CM1
     from ..units import THZ_TO_MEV
 
     u = _text(attrs.get("units", "")).strip().lower().replace(" ", "")
-    scales = {"": 1.0, "mev": 1.0, "deltae": 1.0, "thz": THZ_TO_MEV, "cm-1": 0.1239841984, "cm^-1": 0.1239841984}
-    scales.update({"1/cm": 0.1239841984, "ev": 1000.0})
+    per_cm = THZ_TO_MEV / THZ_TO_CM1  # meV per cm⁻¹
+    scales = {
+        "": 1.0,
+        "mev": 1.0,
+        "deltae": 1.0,
+        "thz": THZ_TO_MEV,
+        "cm-1": per_cm,
+        "cm^-1": per_cm,
+        "1/cm": per_cm,
+        "ev": 1000.0,
+    }
     if u not in scales:
         raise FcinvError(f"{path}: the energy axis MDHistoWorkspace/data/{name} has units {u!r} (meV, THz, cm-1 or eV expected)")
     return scales[u]
 
 
-def _mantid_unmeasured(data, full_shape, kept_shape, path) -> tuple:
+def _mantid_unmeasured(data, sig: np.ndarray, kept_shape, path) -> tuple:
     """Bins a Mantid MDHisto file marks as not measured: ``mask`` ≠ 0, and ``num_events`` = 0 where
     the signal is exactly 0 (BinMD leaves bins no event reached at 0, which would read as measured
     zero intensity). A bool array in the signal's kept (2-D, file-order) shape and a note, or
     (None, None) when the file has neither array; an array of another shape is refused."""
     out = np.zeros(kept_shape, bool)
     notes = []
-    sig = None
     for key in ("mask", "num_events"):
         if key not in data:
             continue
         a = _h5_array(data, key, path)
-        if a.shape != tuple(full_shape):
-            raise GridMismatchError(f"{path}: MDHistoWorkspace/data/{key} has shape {a.shape}, the signal {tuple(full_shape)}")
+        if a.shape != sig.shape:
+            raise GridMismatchError(f"{path}: MDHistoWorkspace/data/{key} has shape {a.shape}, the signal {sig.shape}")
         a = a.reshape(kept_shape)
         if key == "mask":
             m = np.nan_to_num(a) != 0
         else:
-            if sig is None:
-                sig = _h5_array(data, "signal", path).reshape(kept_shape)
-            m = (a == 0) & (sig == 0)
+            m = (a == 0) & (sig.reshape(kept_shape) == 0)
         if m.any():
             notes.append(
                 f"{int(m.sum())} bins with {'mask set' if key == 'mask' else 'no events and zero signal'} read as not measured"
@@ -679,10 +686,7 @@ def _in_inverse_angstrom(attrs) -> bool:
     — not a reciprocal-lattice coordinate, whose units read "in 1.113 A^-1" (Å⁻¹ per r.l.u.)."""
     import re
 
-    def text(v):
-        return v.decode(errors="replace") if isinstance(v, bytes) else str(v)
-
-    txt = " ".join(text(attrs.get(k, "")) for k in ("units", "long_name", "frame")).lower().replace(" ", "")
+    txt = " ".join(_text(attrs.get(k, "")) for k in ("units", "long_name", "frame")).lower().replace(" ", "")
     if re.search(r"in[0-9.]+", txt) or "r.l.u" in txt or "rlu" in txt:
         return False
     return any(u in txt for u in ("angstrom^-1", "a^-1", "å^-1", "1/a", "1/å", "å⁻¹", "momentumtransfer", "invangstrom"))

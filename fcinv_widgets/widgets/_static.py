@@ -115,7 +115,7 @@ def _label_rows(ax, ticks, texts, nq: int) -> list:
     views' ``labelRows`` do). Widths estimated from the font size and the axes' width."""
     fig = ax.figure
     width_px = max(ax.get_position().width * fig.get_figwidth() * fig.dpi, 1.0)
-    size_px = float(plt_rc("xtick.labelsize")) * fig.dpi / 72.0
+    size_px = _rc_points("xtick.labelsize") * fig.dpi / 72.0
     per_bin = width_px / max(nq, 1)
     ends = [-np.inf, -np.inf]
     out = []
@@ -131,7 +131,7 @@ def _label_rows(ax, ticks, texts, nq: int) -> list:
     return [out[i] for i in order]
 
 
-def plt_rc(key: str) -> float:
+def _rc_points(key: str) -> float:
     """A matplotlib rc size in points (named sizes such as "medium" resolved)."""
     import matplotlib
     from matplotlib.font_manager import FontProperties

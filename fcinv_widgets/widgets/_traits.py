@@ -111,7 +111,7 @@ class RollsBack:
         before = {k: getattr(self, k) for k in keys}
         try:
             super().set_state(sync_data)  # type: ignore[misc]
-            self._recheck_unchanged(keys, before)
+            self._recheck_retyped(keys, before)
         except traitlets.TraitError as exc:
             if "error" not in sync_data:  # (the page never sets it; a message that does is refused as a whole)
                 self._refused = True
@@ -122,7 +122,7 @@ class RollsBack:
             self._refused = False
             self.error = ""  # type: ignore[attr-defined]
 
-    def _recheck_unchanged(self, keys, before) -> None:
+    def _recheck_retyped(self, keys, before) -> None:
         """Inside ``set_state`` traitlets cross-validates changed values only: a browser value equal
         to the current one ([1.0] for [1], True for 1) was stored without its ``@validate`` check
         and failed later as an IndexError (session 49). Run each such key's validator now; a value
@@ -130,7 +130,7 @@ class RollsBack:
         validators = getattr(self, "_trait_validators", {})
         for k in keys:
             v = getattr(self, k)
-            if k not in validators or type(v) is type(before[k]) and _same_types(v, before[k]):
+            if k not in validators or _same_types(v, before[k]):
                 continue
             trait = self.traits()[k]  # type: ignore[attr-defined]
             try:
