@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import FcinvError
+import warnings
+
+from .errors import FcinvError, FcinvWarning
 from .units import VASP_TO_THZ
 from .validate import format_version
 
@@ -35,6 +37,21 @@ if TYPE_CHECKING:
 
 #: relative floor of the prior width: a fraction of the largest reference parameter
 PRIOR_FLOOR = 0.02
+#: the table's frequencies (or the elastic constants' sound velocities) may differ from the start
+#: force constants' by at most this factor (median over the rows; force constants then differ
+#: ×4): beyond it a unit is wrong far more often than a start, and the fit would still "succeed"
+MAX_START_RATIO = 2.0
+#: χ²/dof above which a finished fit warns that the model does not follow the table within its σ
+CHI2_WARN = 5.0
+#: unit mix-ups a frequency ratio can reveal: (factor, what it means)
+_UNIT_SLIPS = (
+    (4.1357, "a table in meV marked THz"),
+    (1 / 4.1357, "a table in THz marked meV"),
+    (33.356, "a table in cm⁻¹ marked THz"),
+    (8.0655, "a table in cm⁻¹ marked meV"),
+    (1 / 8.0655, "a table in meV marked cm⁻¹"),
+    (1 / 33.356, "a table in THz marked cm⁻¹"),
+)
 
 
 @dataclass
@@ -71,6 +88,7 @@ class DispersionFit:
     reference_source: str = ""
     table_meta: dict = field(default_factory=dict)
     _material: "Material | None" = field(default=None, repr=False)
+    warnings: list = field(default_factory=list)
 
     @property
     def reduced_chi2(self) -> float:
@@ -106,6 +124,7 @@ class DispersionFit:
             "reference_source": self.reference_source,
             "table": self.table_meta,
             "residuals": self.residuals,
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -130,6 +149,7 @@ class DispersionFit:
             d.get("prior"),
             str(d.get("reference_source", "")),
             dict(d.get("table", {})),
+            warnings=[str(w) for w in d.get("warnings", [])],
         )
 
     def plot(self, material=None, ax=None):
@@ -299,6 +319,7 @@ def fit_dispersion(
 
     # overall stiffness factor: ν ∝ sqrt(s) ⇒ s = (Σ w ν_m ν_d / Σ w ν_m²)² (weighted LSQ on sqrt(s))
     nu0, _ = model.freqs_jac(ref)
+    _check_start_ratio(nu0, model.target, [r[3]["kind"] for rr in rows for r in rr], table)
     w = 1.0 / model.sig**2
     scale = 1.0
     if prior == "scaled":
@@ -356,6 +377,16 @@ def fit_dispersion(
     prior_info = (
         None if prior is None else {"kind": prior, "scale": scale, "width_rel": float(prior_width), "floor_rel": PRIOR_FLOOR}
     )
+    notes = []
+    if converged and dof > 0 and chi2 / dof > CHI2_WARN:
+        worst = residuals[int(np.argmax(np.abs(z)))]
+        notes.append(
+            f"chi2/dof = {chi2 / dof:.3g}: the model does not follow the table within its σ (worst: {worst['kind']} "
+            f"{worst['label'] or worst['q_primitive']} {worst['branch']}, z = {worst['z']:.3g}); check the table's unit, "
+            "labels and mode assignment, or its σ"
+        )
+    for note in notes:
+        warnings.warn(FcinvWarning(note), stacklevel=2)
     return DispersionFit(
         material.name,
         p,
@@ -373,7 +404,37 @@ def fit_dispersion(
         getattr(material, "reference_source", ""),
         {k: v for k, v in table.meta.items() if k != "path"},
         _material=material,
+        warnings=notes,
     )
+
+
+def _check_start_ratio(nu_start, target, kinds, table) -> None:
+    """Refuse a table whose frequencies (point rows) or sound velocities (elastic rows) are more than
+    ``MAX_START_RATIO`` times off the start force constants' at the same q (median ratio), naming a
+    unit slip the ratio matches."""
+    where = table.meta.get("path", "measured table")
+    kinds = np.asarray(kinds)
+    for kind, what in (("point", "frequencies"), ("elastic", "elastic constants' sound velocities")):
+        mine = kinds == kind
+        if not (mine & (nu_start > 0)).any():
+            continue
+        sel = mine & (nu_start > 0.05 * float(nu_start[mine].max()))  # no soft or imaginary start mode
+        r = float(np.median(target[sel] / nu_start[sel]))
+        if 1 / MAX_START_RATIO <= r <= MAX_START_RATIO:
+            continue
+        slip = ""
+        if kind == "point":
+            # the start's own error multiplies the unit's factor: name the nearest slip within ×1.5
+            f, s = min(_UNIT_SLIPS, key=lambda fs: abs(np.log(r / fs[0])))
+            slip = f" ({s} reads ×{f:.3g})" if abs(np.log(r / f)) < np.log(1.5) else ""
+            check = f"is the table's unit ({table.meta.get('unit')}) right{slip}?"
+        else:
+            check = "are the elastic constants in GPa and the density in g/cm³?"
+        raise FcinvError(
+            f"{where}: the table's {what} are {r:.3g}× the start force constants' at the same q (median of "
+            f"{int(sel.sum())}; the force constants would move ×{r * r:.3g}): {check} If the table is right, start "
+            "from force constants nearer the crystal's"
+        )
 
 
 def frequencies_at_labels(material, params, labels=None) -> dict:

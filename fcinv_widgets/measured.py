@@ -22,11 +22,16 @@ Each point gives either a ``label`` (a high-symmetry point of the material's q-p
 Γ/G, X, L, H, N, P; a non-cubic crystal's SeeK-path labels, e.g. M, K, A) or ``q`` (three
 numbers in r.l.u. of ``cell``; a reduced wave vector, inside the first Brillouin zone). The
 "conventional" cell is a cubic one: a non-cubic crystal gives ``q`` in its own ("primitive")
-cell, the cell of its structure file (``fcinv fit-dispersion --structure``). ``branch`` is a free label; ``degeneracy`` (default 1)
-says how many modes share the value. Branch assignment at a wave vector, in this order:
+cell, the cell of its structure file (``fcinv fit-dispersion --structure``). A row may give both ``label`` and ``q`` when
+they name the same point (or one equivalent to it by the crystal's symmetry); rows that
+disagree are refused. ``branch`` is a free label; ``degeneracy`` (default 1) says how many
+modes share the value. Keys other than the ones shown (and a free-text ``comment``) are
+refused, not ignored: a row's own ``unit``, say, would otherwise be read in the table's.
+Branch assignment at a wave vector, in this order:
 
 * every row has ``mode`` (0-based index into the modes sorted by frequency; at Γ the
-  acoustic modes are excluded, so optic mode 0 is the lowest optic mode): used as given;
+  acoustic modes are excluded, so optic mode 0 is the lowest optic mode): used as given,
+  a row with ``degeneracy`` d standing for modes ``mode`` … ``mode`` + d − 1;
 * otherwise the rows of that q, each repeated ``degeneracy`` times, must cover all the
   modes (3 × atoms, or 3 × atoms − 3 at Γ) and are matched to them in sorted order
   ("sorted per q": the symmetry labels of a complete set need no group tables).
@@ -50,12 +55,36 @@ from .validate import format_version, json_loads
 FORMAT = "fcinv-measured-phonons"
 #: 1 THz in cm⁻¹ (c = 299 792 458 m/s)
 THZ_TO_CM1 = 1e12 / 2.99792458e10
-UNITS = {"thz": 1.0, "mev": 1.0 / THZ_TO_MEV, "cm-1": 1.0 / THZ_TO_CM1, "cm^-1": 1.0 / THZ_TO_CM1, "1/cm": 1.0 / THZ_TO_CM1}
+UNITS = {
+    "thz": 1.0,
+    "mev": 1.0 / THZ_TO_MEV,
+    "cm-1": 1.0 / THZ_TO_CM1,
+    "cm^-1": 1.0 / THZ_TO_CM1,
+    "1/cm": 1.0 / THZ_TO_CM1,
+    "cm⁻¹": 1.0 / THZ_TO_CM1,
+}
 #: no phonon is faster (O–H stretching ~110 THz): above it a table's unit or value is wrong
 MAX_FREQUENCY_THZ = 200.0
 #: fraction of the way to the zone boundary at which elastic slopes are compared (conventional r.l.u.)
 ELASTIC_ZETA = 0.04
 ELASTIC_DIRECTIONS = {"[100]": (1, 0, 0), "[110]": (1, 1, 0), "[111]": (1, 1, 1)}
+#: the keys a table, a row of its "points" and its "elastic" block may have (anything else is a typo
+#: or a unit the reader would not apply, and is refused)
+TABLE_KEYS = (
+    "format",
+    "version",
+    "material",
+    "cell",
+    "unit",
+    "temperature_K",
+    "source",
+    "sigma_note",
+    "points",
+    "elastic",
+    "comment",
+)
+ROW_KEYS = ("label", "q", "frequency", "sigma", "branch", "degeneracy", "mode", "comment")
+ELASTIC_KEYS = ("unit", "C11", "C12", "C44", "density_g_cm3", "sigma_rel", "source", "temperature_K", "comment")
 
 
 @dataclass
@@ -107,17 +136,22 @@ class MeasuredTable:
             gamma = _is_gamma(q)
             n = n_modes - 3 if gamma else n_modes
             where = _label_or_q(pts[0])
-            given = [(p, p.mode) for p in pts if p.mode is not None]
-            if len(given) == len(pts):
-                for p, mode in given:
-                    if not 0 <= mode < n:
+            with_mode = [p for p in pts if p.mode is not None]
+            if len(with_mode) == len(pts):
+                given = []
+                for p in with_mode:
+                    assert p.mode is not None
+                    top = p.mode + p.degeneracy - 1
+                    if not (0 <= p.mode and top < n):
+                        said = f"mode {p.mode}" if p.degeneracy == 1 else f"modes {p.mode}…{top} (degeneracy {p.degeneracy})"
                         raise FcinvError(
-                            f"measured table row {p.row} ({where}): mode {mode} is outside 0…{n - 1}"
+                            f"measured table row {p.row} ({where}): {said} {'is' if p.degeneracy == 1 else 'are'} outside 0…{n - 1}"
                             + (" (at Γ only optic modes count)" if gamma else "")
                         )
+                    given += [(p, p.mode + j) for j in range(p.degeneracy)]
                 res.append((q, given, gamma))
                 continue
-            if given:
+            if with_mode:
                 raise FcinvError(f"measured table at {where}: give 'mode' on every row of that q or on none")
             total = sum(p.degeneracy for p in pts)
             if total != n:
@@ -250,6 +284,7 @@ def read_measured(source, material) -> MeasuredTable:
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise FcinvError(f'{where}: not a measured-phonon table (needs "format": "{FORMAT}")')
     format_version(d.get("version"), where)
+    _known_keys(d, TABLE_KEYS, where)
     unit = str(d.get("unit", "")).strip().lower()
     if unit not in UNITS:
         raise FcinvError(f"{where}: unknown unit {d.get('unit')!r}; use THz, meV or cm-1")
@@ -270,10 +305,12 @@ def read_measured(source, material) -> MeasuredTable:
         raise FcinvError(f"{where}: 'points' must be a non-empty list")
     labels, M = label_points(material)  # M None: not cubic, labels and q in the primitive cell only
     B = 2 * np.pi * np.linalg.inv(material.crystal.lattice).T
+    stars = None  # the crystal's rotations, found when a row gives both a label and q
     points = []
     for i, r in enumerate(rows, start=1):
         if not isinstance(r, dict):
             raise FcinvError(f"{where}: row {i} is not an object")
+        _known_keys(r, ROW_KEYS, f"{where}: row {i}")
         label = str(r.get("label", "") or "")
         if "q" in r and r["q"] is not None:
             q = _numbers(r["q"], 3, f"{where}: row {i} 'q'")
@@ -288,6 +325,17 @@ def read_measured(source, material) -> MeasuredTable:
                     f"{where}: row {i}: q = {np.round(q_prim, 4).tolist()} (primitive r.l.u.) lies outside the "
                     "first Brillouin zone; give the reduced wave vector"
                 )
+            if label:  # both: they must name the same point (or one the crystal's symmetry makes equivalent)
+                key = find_label(label, labels, f"{where}: row {i} ({material.name})")
+                if stars is None:
+                    stars = _star_operations(material.crystal)
+                if not _equivalent(q_prim, np.asarray(labels[key], float), stars):
+                    at = " ".join(f"{x:.4g}" for x in labels[key])
+                    raise FcinvError(
+                        f"{where}: row {i}: label {label!r} is the point ({at}) in primitive r.l.u., but its q is "
+                        f"{np.round(q_prim, 4).tolist()} (primitive r.l.u.), not equivalent to it; give one of them"
+                    )
+                label = key
         elif label:
             key = find_label(label, labels, f"{where}: row {i} ({material.name})")
             q_prim = np.asarray(labels[key], float)
@@ -330,6 +378,35 @@ def read_measured(source, material) -> MeasuredTable:
     return table
 
 
+def _known_keys(d: dict, known, where: str) -> None:
+    unknown = [str(k) for k in d if k not in known]
+    if unknown:
+        raise FcinvError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)} "
+            f"(known: {', '.join(known)}); the reader does not guess what it means"
+        )
+
+
+def _star_operations(crystal) -> np.ndarray:
+    """The crystal's point-group rotations acting on fractional reciprocal coordinates (q → q W),
+    with time reversal (−W): (n, 3, 3)."""
+    import spglib
+
+    cell = (crystal.lattice.tolist(), crystal.positions.tolist(), crystal.numbers.tolist())
+    try:
+        ds = spglib.get_symmetry(cell, symprec=1e-5)
+    except Exception:  # noqa: BLE001 — spglib's own error types; the identity alone is always right
+        ds = None
+    W = np.asarray(ds["rotations"], float) if ds else np.eye(3)[None]
+    return np.concatenate([W, -W])
+
+
+def _equivalent(q_a, q_b, ops, tol=1e-5) -> bool:
+    """Whether q_a is q_b up to a reciprocal lattice vector after one of ``ops`` (fractional coordinates)."""
+    d = np.einsum("i,nij->nj", np.asarray(q_a, float), ops) - np.asarray(q_b, float)
+    return bool((np.abs(d - np.rint(d)).max(axis=1) < tol).any())
+
+
 def _number(x, what) -> float:
     if isinstance(x, bool) or not isinstance(x, (int, float)) or not np.isfinite(x):
         raise FcinvError(f"{what} must be a finite number, got {x!r}")
@@ -365,6 +442,7 @@ MAX_DENSITY_G_CM3 = 30.0
 def _check_elastic(e, where) -> dict:
     if not isinstance(e, dict):
         raise FcinvError(f"{where}: 'elastic' must be an object")
+    _known_keys(e, ELASTIC_KEYS, f"{where}: elastic")
     unit = str(e.get("unit", "GPa")).strip()
     if unit.lower() != "gpa":
         raise FcinvError(f"{where}: elastic constants must be in GPa, got unit {unit!r}")

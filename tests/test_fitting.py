@@ -244,3 +244,112 @@ def test_fit_roundtrip_and_plot(ge, tmp_path):
     assert np.array_equal(back.params, fit.params) and back.converged
     ax = fit.plot()
     assert len(ax.lines) > 0
+
+
+# session 50 (a readers probe, session 49): these tables were fitted with exit 0 and a wrong answer
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (
+            {**_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}]), "frequency_unit": "meV"},
+            "unknown key 'frequency_unit'",
+        ),
+        (_table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0, "unit": "meV"}]), r"row 1: unknown key 'unit'"),
+        (
+            _table(
+                [{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 0}],
+                elastic={"C11": 128.5, "C12": 48.3, "C44": 66.8, "C33": 100.0, "density_g_cm3": 5.32},
+            ),
+            "elastic: unknown key 'C33'",
+        ),
+        # X is (0.5 0 0.5) in Ge's primitive r.l.u.; q = (0.5 0 0) conventional is half-way to it
+        (_table([{"label": "X", "q": [0.5, 0, 0], "frequency": 2.4, "sigma": 0.1, "mode": 0}]), "not equivalent to it"),
+        (
+            _table([{"label": "X", "frequency": 2.4, "sigma": 0.1, "mode": 5, "degeneracy": 2}]),
+            r"modes 5…6 \(degeneracy 2\) are outside 0…5",
+        ),
+    ],
+)
+def test_tables_that_would_be_misread_are_refused(ge, bad, match):
+    from fcinv_widgets.measured import read_measured
+
+    with pytest.raises(FcinvError, match=match):
+        read_measured(bad, ge)
+
+
+def test_label_and_q_of_the_same_point_and_mode_with_degeneracy(ge):
+    """A row may give a label and q when they name the same point, here or by symmetry; a row with
+    ``mode`` and ``degeneracy`` stands for that many modes (it counted once before)."""
+    from fcinv_widgets.fitting import fit_dispersion
+    from fcinv_widgets.measured import read_measured
+
+    # X = (1 0 0), (0 1 0) and (0 0 1) conventional: one star; L = (½ ½ ½) and (−½ ½ ½)
+    for q, label in (([1, 0, 0], "X"), ([0, 1, 0], "X"), ([0, 0, 1], "X"), ([-0.5, 0.5, 0.5], "L"), ([0.5, 0.5, 0.5], "L")):
+        t = read_measured(_table([{"label": label, "q": q, "frequency": 2.4, "sigma": 0.1, "mode": 0}]), ge)
+        assert t.points[0].label == label
+    nu_x = ge.basis.frequencies_thz(ge.dft_params, np.array([[0.5, 0.0, 0.5]]))[0]  # Ge's X: TA ×2, LA+LO, TO ×2
+    rows = [
+        {"label": "X", "frequency": float(nu_x[0]), "sigma": 0.05, "mode": 0, "degeneracy": 2},
+        {"label": "X", "frequency": float(nu_x[2]), "sigma": 0.05, "mode": 2, "degeneracy": 2},
+        {"label": "X", "frequency": float(nu_x[4]), "sigma": 0.05, "mode": 4, "degeneracy": 2},
+    ]
+    t = read_measured(_table(rows), ge)
+    ((_, pairs, _),) = t.groups(6)
+    assert [k for _, k in pairs] == [0, 1, 2, 3, 4, 5]
+    fit = fit_dispersion(ge, t, params=2, reference=ge.dft_params, prior=None, elastic=False)
+    assert len(fit.residuals) == 6 and max(abs(r["z"]) for r in fit.residuals) < 1e-3
+
+
+def test_a_table_in_the_wrong_unit_is_refused_not_fitted(ge, tmp_path, capsys):
+    """The shipped Ge table in meV but marked THz was fitted with exit 0 (FC0 −53.8 eV/Å² for −3.02); its
+    elastic constants in Mbar marked GPa likewise. The frequency ratio to the start names the slip."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.fitting import fit_dispersion
+    from fcinv_widgets.measured import measured_path
+
+    d = json.loads(measured_path("Ge").read_text(encoding="utf-8"))
+    as_mev = {
+        **d,
+        "points": [{**r, "frequency": r["frequency"] * 4.135667696, "sigma": r["sigma"] * 4.135667696} for r in d["points"]],
+    }
+    with pytest.raises(FcinvError, match=r"frequencies are .*× the start.*a table in meV marked THz"):
+        fit_dispersion(ge, as_mev)
+    assert fit_dispersion(ge, {**as_mev, "unit": "meV"}).converged  # the same numbers, their unit said
+    el = d["elastic"]
+    mbar = {**d, "elastic": {**el, **{k: el[k] / 100 for k in ("C11", "C12", "C44")}}}
+    with pytest.raises(FcinvError, match="sound velocities are .*× the start.*in GPa"):
+        fit_dispersion(ge, mbar)
+    assert fit_dispersion(ge, mbar, elastic=False).converged
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(as_mev), encoding="utf-8")
+    assert main(["fit-dispersion", "--material", "Ge", "--table", str(p), "--json"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and len(cap.err.strip().splitlines()) == 1 and "unit (THz)" in cap.err
+
+
+def test_a_fit_that_cannot_follow_its_table_warns(ge, tmp_path, capsys):
+    """χ²/dof ≫ 1 after a converged fit: one warning line naming the worst row, and a JSON field."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.fitting import CHI2_WARN, fit_dispersion
+    from fcinv_widgets.measured import measured_path
+
+    d = json.loads(measured_path("Ge").read_text(encoding="utf-8"))
+    ok = fit_dispersion(ge, d)
+    assert ok.warnings == [] and ok.reduced_chi2 < CHI2_WARN
+    # two measurements of one mode that disagree by 20 % with tight σ: no force constants follow both
+    q = [0.3, 0.0, 0.0]
+    rows = d["points"] + [
+        {"q": q, "frequency": 2.0, "sigma": 0.01, "mode": 0, "branch": "TA"},
+        {"q": q, "frequency": 2.4, "sigma": 0.01, "mode": 0, "branch": "TA"},
+    ]
+    with pytest.warns(FcinvWarning, match=r"chi2/dof = .*worst: point \[.*TA"):
+        bad = fit_dispersion(ge, {**d, "points": rows})
+    assert bad.reduced_chi2 > CHI2_WARN and len(bad.warnings) == 1
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps({**d, "points": rows}), encoding="utf-8")
+    assert main(["fit-dispersion", "--material", "Ge", "--table", str(p), "--json"]) == 0
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)
+    assert out["warnings"] and "chi2/dof" in out["warnings"][0]
+    assert [ln for ln in cap.err.splitlines() if ln.strip()] == [ln for ln in cap.err.splitlines() if "chi2/dof" in ln]
