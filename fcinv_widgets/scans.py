@@ -574,6 +574,7 @@ class ScanSet:
             raise FcinvError(f"{path}: NaN in /angles_deg, /coverage or /params_ev_a2")
         if np.any((coverage < 0) | (coverage > 1)):
             raise FcinvError(f"{path}: /coverage must be fractions in [0, 1]")
+        _check_unmeasured_are_nan(full, scans, coverage, path)
         try:
             angles = check_angles(angles)
             ei = check_ei(ei, grid)
@@ -603,6 +604,30 @@ class ScanSet:
             grid,
             params,
             meta,
+        )
+
+
+#: a scan's finite-pixel fraction may differ from its recorded /coverage by this much (a pixel or two)
+COVERAGE_TOLERANCE = 0.005
+
+
+def _check_unmeasured_are_nan(full, scans, coverage, path) -> None:
+    """A scan set marks the pixels a scan does not reach as NaN: refuse one whose scans hold more finite
+    pixels than their own /coverage says, or whose /full holds numbers where no scan reached (a file
+    written with 0 for "not measured" read as measured zero intensity: coverage 1.0 for 0.71, exit 0)."""
+    finite = np.isfinite(scans).reshape(len(scans), -1).mean(1)
+    bad = np.flatnonzero(np.abs(finite - coverage) > COVERAGE_TOLERANCE)
+    if bad.size:
+        i = int(bad[0])
+        raise FcinvError(
+            f"{path}: scan {i} has {finite[i]:.1%} of its pixels finite but its /coverage says {coverage[i]:.1%}: "
+            "pixels a scan does not reach must be NaN (not 0) in /scans"
+        )
+    extra = np.isfinite(full) & ~np.isfinite(scans).any(axis=0)
+    if extra.mean() > COVERAGE_TOLERANCE:
+        raise FcinvError(
+            f"{path}: /full has values at {extra.mean():.1%} of its pixels that no scan reaches: pixels no scan "
+            "covers must be NaN (not 0) in /full"
         )
 
 

@@ -322,3 +322,55 @@ def test_simulate_and_scan_sets_record_their_elements(tmp_path, capsys):
     assert ss.elements == ["Ge"]
     assert dataclasses.replace(ss, meta={"b_coh_fm": {"Si": 4.1}}).elements == ["Si"]
     assert dataclasses.replace(ss, meta={}).elements is None
+
+
+def test_q_order_and_bins_are_compared_with_the_models_path(tmp_path, ge, image):
+    """Session 49's readers probe: a file whose image and q axes were all stored in the reverse of the
+    model's path order was inverted reversed with exit 0 (only the path's length was compared), a
+    descending r.l.u. Mantid axis was read as the path, and a powder |Q| axis of the path's span was
+    taken for it. The bins are now compared bin by bin, and any descending q axis is refused."""
+    import h5py
+
+    from fcinv_widgets.spectrum_io import write_spectrum
+
+    own = tmp_path / "own.h5"
+    write_spectrum(own, np.nan_to_num(image), ge.grid, material="Ge")
+    assert read_spectrum(own, ge.grid).image.shape == ge.grid.shape
+    rev = tmp_path / "rev.h5"
+    write_spectrum(rev, np.nan_to_num(image)[::-1], ge.grid, material="Ge")
+    with h5py.File(rev, "a") as f:
+        f["grid/q_distance"][...] = f["grid/q_distance"][()][::-1]
+    with pytest.raises(GridMismatchError, match="run backwards"):
+        read_spectrum(rev, ge.grid)
+    uniform = tmp_path / "uniform.h5"  # the path's span in equal steps: not the model's bins (segments differ)
+    write_spectrum(uniform, np.nan_to_num(image), ge.grid, material="Ge")
+    with h5py.File(uniform, "a") as f:
+        d = f["grid/q_distance"][()]
+        f["grid/q_distance"][...] = np.linspace(d[0], d[-1], d.size)
+    with pytest.raises(GridMismatchError, match=r"q bin \d+ lies .* along the path"):
+        read_spectrum(uniform, ge.grid)
+
+    d = ge.grid.q.distance
+    step = np.diff(d).mean()
+    path_edges = np.concatenate([[d[0] - step / 2], 0.5 * (d[1:] + d[:-1]), [d[-1] + step / 2]])
+
+    def mantid(name, q_edges, signal, long_name, units):
+        p = tmp_path / f"{name}.nxs"
+        _write_mdhisto(p, signal, ge.grid.e.edges)
+        with h5py.File(p, "r+") as f:
+            del f["MDHistoWorkspace/data/D0"]
+            q = f["MDHistoWorkspace/data"].create_dataset("D0", data=q_edges)
+            q.attrs["long_name"] = long_name
+            if units:
+                q.attrs["units"] = units
+        return p
+
+    ok = mantid("rlu", np.linspace(0, 1, 141), image, "[xi,0,0]", "r.l.u.")
+    assert np.array_equal(read_spectrum(ok, ge.grid).image, image, equal_nan=True)
+    with pytest.raises(FcinvError, match="not strictly increasing"):
+        read_spectrum(mantid("rlu_down", np.linspace(1, 0, 141), image[::-1], "[xi,0,0]", "r.l.u."), ge.grid)
+    with pytest.raises(GridMismatchError, match="powder"):
+        read_spectrum(mantid("powder", path_edges + 2.0, image, "|Q|", "MomentumTransfer"), ge.grid)
+    with pytest.raises(GridMismatchError, match="along the path"):  # |Q| 2–7 Å⁻¹ under another name
+        read_spectrum(mantid("shifted", path_edges + 2.0, image, "Q", "MomentumTransfer"), ge.grid)
+    assert read_spectrum(mantid("path", path_edges, image, "path", "Angstrom^-1"), ge.grid).q_distance is not None

@@ -87,6 +87,9 @@ DAMAGE = {
     "full with inf": (_dataset("full", _inf), "±inf"),
     "full as text": (_dataset("full", lambda d: np.full(d.shape, b"a")), "byte-string values"),
     "no scans": (_dataset("scans", lambda d: d[:0]), "must be equal and ≥ 1"),
+    # session 50 (session 49's readers probe): 0 for "not measured" read as measured zero intensity
+    "unreached pixels as 0": (_dataset("scans", np.nan_to_num), "pixels a scan does not reach must be NaN (not 0)"),
+    "full unreached as 0": (_dataset("full", np.nan_to_num), "pixels no scan covers must be NaN (not 0) in /full"),
 }
 
 
@@ -185,3 +188,13 @@ def test_a_custom_scan_set_is_judged_by_its_lattice(tmp_path, capsys):
         assert main(cmd + ["--scans", str(path)]) == 2
         err = capsys.readouterr().err
         assert "another crystal" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("name", ["unreached pixels as 0", "full unreached as 0"])
+def test_invert_of_a_scan_set_with_zeros_for_unreached_pixels_is_refused(good, tmp_path, capsys, name):
+    """``invert`` reads the union through expio: the same check as ``ScanSet.load`` (coverage 1.0 for 0.7 before)."""
+    path = _damaged(good, tmp_path, name)
+    assert main(["invert", "--model", "ge-vae", "--spectrum", str(path), "--no-refine", "--json"]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1 and DAMAGE[name][1] in lines[0], err

@@ -183,6 +183,11 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None, eleme
         return
     qd, ref = np.asarray(q_distance, float), np.asarray(grid.q.distance, float)
     if qd.shape == ref.shape and np.ptp(ref) > 0:
+        if qd[-1] < qd[0]:
+            raise GridMismatchError(
+                f"{source}: its q-path distances run backwards ({qd[0]:.3g} → {qd[-1]:.3g} Å⁻¹): the image is stored "
+                "in the reverse of the model's path order (flip its q axis)"
+            )
         # its length in Å⁻¹ scales with 1/a — thermal expansion or strain move it by well under 1 %
         ratio = float(np.ptp(qd) / np.ptp(ref))
         if not np.isfinite(ratio) or abs(ratio - 1) > MAX_PATH_LENGTH_MISMATCH:
@@ -190,6 +195,15 @@ def check_same_crystal(source, said, material, q_distance=None, grid=None, eleme
                 f"{source}: its q-path is {np.ptp(qd):.3g} Å⁻¹ long, the model's crystal's {np.ptp(ref):.3g} Å⁻¹ "
                 f"(a lattice {abs(1 / ratio - 1) if ratio else 1:.0%} different): a measurement of another crystal "
                 "(or of another q-path), which this model cannot invert"
+            )
+        # the bins themselves: the distance along the path from its first point, bin by bin (a powder |Q|
+        # axis of the path's span, a path in another order or with other segment lengths passed the length test)
+        off = np.abs(qd - ratio * ref)
+        k = int(np.argmax(off))
+        if off[k] > ratio * float(np.diff(ref).max()):
+            raise GridMismatchError(
+                f"{source}: its q bin {k} lies {qd[k]:.3g} Å⁻¹ along the path, the model's {ratio * ref[k]:.3g} Å⁻¹: "
+                "the q axis must be the distance along the model's path from its first point, bin by bin, in its order"
             )
 
 
@@ -299,8 +313,16 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
             key = "spectrum" if fmt == "fcinv-spectrum" else "full"
             e = _h5_array(f, "grid/energy_centers_mev", path, ndim=1) if "grid/energy_centers_mev" in f else None
             qd = _h5_array(f, "grid/q_distance", path, ndim=1) if "grid/q_distance" in f else None
+            image = _h5_array(f, key, path, ndim=2)
+            if fmt == "fcinv-scans" and "scans" in f and "coverage" in f:  # its union's unreached pixels are NaN
+                from ..scans import _check_unmeasured_are_nan
+
+                scans = _h5_array(f, "scans", path, ndim=3)
+                coverage = _h5_array(f, "coverage", path, ndim=1)
+                if scans.shape[1:] == image.shape and len(coverage) == len(scans):
+                    _check_unmeasured_are_nan(image, scans, coverage, path)
             return Spectrum(
-                _h5_array(f, key, path, ndim=2),
+                image,
                 str(path),
                 "fcinv" if fmt == "fcinv-spectrum" else fmt,
                 e,
@@ -592,11 +614,11 @@ def _read_mdhisto(f, path: Path, grid) -> Spectrum:
             data[names[e_axis[0]]].attrs, names[e_axis[0]], path
         )
         q_name = names[next(i for i in keep if i != e_axis[0])]
-        if q_name in data and _in_inverse_angstrom(data[q_name].attrs):
-            q_distance = _axis_centers(data, q_name, img.shape[0], "momentum", path)
+        q_distance = _q_axis(data, q_name, img.shape[0], path)
     elif len(q_axis) == 1:  # no energy marking, but one axis is recognisably q: E is the other
         if q_axis[0] != keep[0]:
             img = img.T
+        q_distance = _q_axis(data, names[q_axis[0]], img.shape[0], path)
     elif grid is not None and img.shape[::-1] == tuple(grid.shape) and img.shape != tuple(grid.shape):
         img = img.T  # no axis metadata: orient by the model's grid
     elif img.shape[0] == img.shape[1]:
@@ -679,6 +701,23 @@ def _axis_centers(data, name: str, n: int, what: str, path) -> np.ndarray:
     if n > 1 and not np.all(np.diff(centers) > 0):
         raise FcinvError(f"{path}: the {what} axis MDHistoWorkspace/data/{name} is not strictly increasing")
     return centers
+
+
+def _q_axis(data, name: str, n: int, path) -> np.ndarray | None:
+    """The q axis' bin centres in Å⁻¹ (the distance along the path) when it is in Å⁻¹, else None;
+    in any unit it must increase (a descending r.l.u. axis was read as the path in the model's order)
+    and must not be a powder |Q| axis (Mantid's dimension "|Q|")."""
+    if name not in data:
+        return None
+    attrs = data[name].attrs
+    said = {name.strip().lower(), _text(attrs.get("long_name", "")).strip().lower()}
+    if said & {"|q|", "modq", "mod_q", "|q| (å^-1)"}:
+        raise GridMismatchError(
+            f"{path}: the q axis MDHistoWorkspace/data/{name} is a powder |Q| axis: the models invert a folded path "
+            "through a single crystal's Brillouin zone, not a powder pattern"
+        )
+    centers = _axis_centers(data, name, n, "momentum", path)
+    return centers if _in_inverse_angstrom(attrs) else None
 
 
 def _in_inverse_angstrom(attrs) -> bool:
