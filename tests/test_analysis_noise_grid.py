@@ -1,5 +1,7 @@
 """The noise grid with a simple, real predictor (ridge regression on the clean training set)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,34 @@ def test_coverage_per_cell_with_sigma(data, tmp_path, ge):
     plot_noise_grid(res, what="cov1").savefig(tmp_path / "cov.png")
     no_sigma = run_noise_grid(model, x[160:170], th[160:170], names, backgrounds=(0.0,), counts=(100.0,), progress=False)
     assert no_sigma.cov1 is None and "no coverage" in no_sigma.coverage_table(0)
+
+
+def test_what_the_grid_cannot_score_is_said(data, ge):
+    """Session 49's widgets probe: one test spectrum gave an all-NaN grid without a word, a predict of
+    the wrong width a raw numpy broadcast error, a NaN prediction a NaN cell. Now one line each; a
+    constant FC (R² undefined, NaN by definition) is warned about."""
+    from fcinv_widgets.errors import FcinvError, FcinvWarning
+
+    x, th = data
+    model = Ridge(x[:120], th[:120])
+    names = ge.forward_model().names
+    kw = dict(backgrounds=(0.1,), counts=(100.0,), progress=False)
+    with pytest.raises(FcinvError, match="at least 2 test spectra"):
+        run_noise_grid(model, x[160:161], th[160:161], names, **kw)
+    with pytest.raises(FcinvError, match=r"predictions of shape \(10, 7\), expected \(10, 8\)"):
+        run_noise_grid(lambda s: model(s)[:, :7], x[160:170], th[160:170], names, **kw)
+    with pytest.raises(FcinvError, match=r"σ of shape \(8,\)"):
+        run_noise_grid(lambda s: (model(s), np.ones(8)), x[160:170], th[160:170], names, **kw)
+
+    def nan_for_one(s):
+        m = model(s)
+        m[3, 2] = np.nan
+        return m
+
+    with pytest.raises(FcinvError, match="NaN or inf predictions for 1 of 10 spectra at B = 0.1, P = 100"):
+        run_noise_grid(nan_for_one, x[160:170], th[160:170], names, **kw)
+    flat = th[160:170].copy()
+    flat[:, 5] = flat[0, 5]
+    with pytest.warns(FcinvWarning, match=re.escape(f"{names[5]} is the same in every test spectrum")):
+        res = run_noise_grid(model, x[160:170], flat, names, **kw)
+    assert np.isnan(res.r2[0, 0, 5]) and np.isfinite(np.delete(res.r2[0, 0], 5)).all()

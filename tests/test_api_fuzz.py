@@ -231,9 +231,12 @@ def test_analysis_arguments(ge, ge_fm, tmp_path, monkeypatch):
     def pred(x):
         return vae.predict(x, n_samples=4, reconstruct=False).mean
 
+    th2 = np.stack([th, 1.02 * th])  # R² needs two test spectra at least, and FCs that differ
+    img2 = ge_fm.spectra(th2)
+
     def grid(**kw):
         args = dict(backgrounds=(0.1,), counts=(30.0,), progress=False) | kw
-        return run_noise_grid(pred, args.pop("spectra", img[None]), th[None], ["a"] * 8, **args)
+        return run_noise_grid(pred, args.pop("spectra", img2), th2, ["a"] * 8, **args)
 
     calls = [
         ("refine(spectrum)", lambda v: refine(ge_fm, v, max_iter=1)),

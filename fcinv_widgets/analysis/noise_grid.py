@@ -126,12 +126,28 @@ def _cell(predict, spectra, params, b, p, seed):
     noisy, snr = add_noise(spectra, b, p, seed=seed)
     out = predict(noisy)
     cov = (None, None)
-    if isinstance(out, tuple):
-        pred, std = (np.asarray(a, float) for a in out)
+    parts = out if isinstance(out, tuple) else (out,)
+    try:
+        parts = tuple(np.asarray(a, float) for a in parts[:2])
+    except (TypeError, ValueError):
+        raise FcinvError(
+            f"predict returned {type(out).__name__} values that are not numbers (cell B = {b:g}, P = {p:g})"
+        ) from None
+    for what, a in zip(("predictions", "σ"), parts):
+        if a.shape != params.shape:
+            raise FcinvError(
+                f"predict returned {what} of shape {a.shape}, expected {params.shape} (one row of {params.shape[1]} FCs "
+                f"per spectrum; cell B = {b:g}, P = {p:g})"
+            )
+        bad = ~np.isfinite(a).all(axis=1)
+        if bad.any():
+            raise FcinvError(
+                f"predict returned NaN or inf {what} for {int(bad.sum())} of {len(a)} spectra at B = {b:g}, P = {p:g}"
+            )
+    pred = parts[0]
+    if len(parts) == 2:
         err = np.abs(pred - params)
-        cov = ((err <= std).mean(0), (err <= 2 * std).mean(0))
-    else:
-        pred = np.asarray(out)
+        cov = ((err <= parts[1]).mean(0), (err <= 2 * parts[1]).mean(0))
     return r2_score(params, pred), np.abs(pred - params).mean(0), float(np.median(snr)), noisy[0], float(snr[0]), *cov
 
 
@@ -160,6 +176,21 @@ def run_noise_grid(
     seed = whole_number(seed, "seed", 0)
     if spectra.ndim != 3 or params.ndim != 2 or len(spectra) != len(params) or params.shape[1] != len(names):
         raise FcinvError(f"need spectra (N, nq, nE) and params (N, {len(names)}), got {spectra.shape} and {params.shape}")
+    if len(spectra) < 2:  # R² compares the errors with the spread of the true values: one value has none
+        raise FcinvError(f"the noise grid needs at least 2 test spectra (R² is undefined for one), got {len(spectra)}")
+    flat = [str(n) for n, s in zip(names, np.ptp(params, axis=0)) if s == 0]
+    if flat:
+        import warnings
+
+        from ..errors import FcinvWarning
+
+        warnings.warn(
+            FcinvWarning(
+                f"{', '.join(flat)} {'is' if len(flat) == 1 else 'are'} the same in every test spectrum: "
+                f"{'its' if len(flat) == 1 else 'their'} R² is undefined (NaN)"
+            ),
+            stacklevel=2,
+        )
     nB, nP = len(backgrounds), len(counts)
     cells = [(i, j) for i in range(nB) for j in range(nP)]
     seeds = {c: int(np.random.SeedSequence([seed, *c]).generate_state(1)[0]) for c in cells}

@@ -11,28 +11,43 @@ export const GPAD = { l: 50, r: 70, t: 10, b: 40 };
 
 /**
  * Colour map of R²: viridis on [0, 1]; negative R² (worse than predicting the mean) in a
- * separate red ramp, so it can never be mistaken for a low positive value.
- * Returns a 256-entry LUT over [R2_MIN, 1] with the red part below 0.
+ * separate red ramp that deepens as R² falls (pale red just below 0, deepest red at R2_MIN
+ * and below), so it can never be mistaken for a low positive value nor read as milder
+ * the worse it gets. Returns a 256-entry LUT over [R2_MIN, 1] with the red part below 0.
  */
 export const R2_MIN = -1;
+/** Colour of an undefined R² (NaN: a constant FC in the test set): a neutral grey, hatched in the grid. */
+export const R2_NAN_RGB = [150, 150, 150];
 const R2LUT = makeR2Lut();
 function makeR2Lut() {
   const n = 256, lut = new Uint8Array(n * 3), vir = makeLut(), red = makeLut(DIVERGING_STOPS);
   for (let i = 0; i < n; i++) {
     const v = R2_MIN + (i / (n - 1)) * (1 - R2_MIN);
     let c;
-    if (v < 0) { const k = Math.round((1 - v / R2_MIN) * 0.45 * 255 + 255 * 0.55); c = [red[3 * k], red[3 * k + 1], red[3 * k + 2]]; }
+    if (v < 0) { const k = Math.round(255 * (0.6 + 0.4 * (v / R2_MIN))); c = [red[3 * k], red[3 * k + 1], red[3 * k + 2]]; }
     else { const k = Math.round(v * 255); c = [vir[3 * k], vir[3 * k + 1], vir[3 * k + 2]]; }
     lut.set(c, 3 * i);
   }
   return lut;
 }
 
-/** RGB of an R² value (negative values red, clamped at R2_MIN). */
+/** RGB of an R² value (negative values red, clamped at R2_MIN; NaN grey). */
 export function r2Color(v) {
-  const t = Math.max(R2_MIN, Math.min(1, Number.isNaN(v) ? R2_MIN : v));
+  if (typeof v !== "number" || Number.isNaN(v)) return R2_NAN_RGB.slice();
+  const t = Math.max(R2_MIN, Math.min(1, v));
   const k = Math.round(((t - R2_MIN) / (1 - R2_MIN)) * 255);
   return [R2LUT[3 * k], R2LUT[3 * k + 1], R2LUT[3 * k + 2]];
+}
+
+/** Diagonal hatch over a cell (an undefined R²), so grey reads as "no value" in any theme. */
+function hatch(ctx, x, y, w, h) {
+  ctx.save();
+  ctx.beginPath(); ctx.rect(x, y, w, h); ctx.clip();
+  ctx.strokeStyle = "rgba(0,0,0,0.35)"; ctx.lineWidth = 1;
+  ctx.beginPath();
+  for (let s = -h; s < w; s += 6) { ctx.moveTo(x + s, y + h); ctx.lineTo(x + s + h, y); }
+  ctx.stroke();
+  ctx.restore();
 }
 
 /** Hover text of grid cell i: B, P, the model's R² for the FC, SNR of the example. */
@@ -121,6 +136,7 @@ function render({ model, el: root }) {
       ctx.fillStyle = `rgb(${rgb.join(",")})`;
       const x = G.x + c * cw, y = G.y + r * ch;
       ctx.fillRect(x, y, cw - 1, ch - 1);
+      if (Number.isNaN(v)) hatch(ctx, x, y, cw - 1, ch - 1);
       ctx.fillStyle = readableOn(rgb);
       ctx.fillText(Number.isNaN(v) ? "–" : v.toFixed(2), x + cw / 2, y + ch / 2);
       if (r * cols + c === sel) { ctx.strokeStyle = theme.selection; ctx.lineWidth = 3; ctx.strokeRect(x + 1.5, y + 1.5, cw - 4, ch - 4); }
@@ -135,12 +151,17 @@ function render({ model, el: root }) {
     ctx.fillText("P (counts)", G.x + G.w / 2, G.y + G.h + 26);
     ctx.save(); ctx.translate(10, G.y + G.h / 2); ctx.rotate(-Math.PI / 2); ctx.fillText("B (background)", 0, 0); ctx.restore();
     // colour bar of R²: negative values in red below the 0 mark
-    let lo = 0;
-    for (const v of r2) if (v < lo) lo = v;
+    let lo = 0, anyNaN = false;
+    for (const v of r2) { if (v < lo) lo = v; if (Number.isNaN(v)) anyNaN = true; }
     lo = Math.max(R2_MIN, lo);
     const k0 = Math.round(((lo - R2_MIN) / (1 - R2_MIN)) * 255);
     drawColorbar(ctx, { x: G.x + G.w + 10, y: G.y, w: 10, h: G.h }, R2LUT.subarray(3 * k0), lo, 1,
       `R² (${model.get("fc_names")[model.get("fc")] || ""})`, theme, { mark: lo < 0 ? 0 : null });
+    if (anyNaN) {  // a legend entry for the grey cells: R² undefined (the FC is constant in the test set)
+      const sx = G.x + G.w + 10, sy = G.y + G.h + 8;
+      ctx.fillStyle = `rgb(${R2_NAN_RGB.join(",")})`; ctx.fillRect(sx, sy, 10, 10); hatch(ctx, sx, sy, 10, 10);
+      ctx.fillStyle = theme.fg; ctx.textAlign = "left"; ctx.fillText("n/a", sx + 14, sy + 5);
+    }
     grid.dataset.frame = String(Number(grid.dataset.frame || 0) + 1);
   }
 

@@ -41,6 +41,10 @@ def _as_results(results) -> dict[str, NoiseGridResult]:
                 f"NoiseGridExplorer takes analysis.noise_grid.NoiseGridResult objects (or their saved files), got {type(r).__name__}"
             )
         name = name or r.model or f"model {i}"
+        levels = {"B": np.asarray(r.backgrounds, float), "P": np.asarray(r.counts, float)}
+        for what, lv in levels.items():
+            if not np.isfinite(lv).all():  # (NaN ≠ NaN: a grid was said to differ from itself)
+                raise FcinvError(f"noise grid {name!r}: its {what} levels must be finite numbers, got {lv.tolist()}")
         if name in out:
             raise FcinvError(f"two noise-grid results are named {name!r}: pass a dict {{name: result}}")
         out[name] = r
@@ -193,25 +197,44 @@ class NoiseGridExplorer:
         )
 
     def to_png(self) -> bytes:
-        """Static PNG (matplotlib) of the shown R² grid with its values, negative R² in red."""
-        from matplotlib.colors import ListedColormap
+        """Static PNG (matplotlib) of the shown R² grid with its values: viridis on [0, 1], negative R²
+        in a red ramp that deepens down to −1 (as the browser view draws it), an undefined (NaN) R²
+        grey and hatched with "–"."""
+        from matplotlib import colormaps
+        from matplotlib.colors import ListedColormap, LinearSegmentedColormap
+        from matplotlib.patches import Rectangle
 
         w = self.widget
         g = np.asarray(w.r2_grid, float)
         fig = _static.figure(5.2, 4.2)
         ax = fig.subplots()
-        from matplotlib import colormaps
-
-        cmap = ListedColormap(colormaps["viridis"](np.linspace(0, 1, 256))).with_extremes(under="#d6604d")
-        im = ax.imshow(g, cmap=cmap, vmin=0.0, vmax=1.0)
+        negative = bool(np.nanmin(g) < 0) if np.isfinite(g).any() else False
+        vir = colormaps["viridis"](np.linspace(0, 1, 256))
+        if negative:  # [−1, 0): pale to deep red (the browser's ramp), [0, 1]: viridis
+            reds = LinearSegmentedColormap.from_list("r2neg", ["#b2182b", "#f4cbbb"])(np.linspace(0, 1, 256))
+            cmap, vmin = ListedColormap(np.vstack([reds, vir])), -1.0
+        else:
+            cmap, vmin = ListedColormap(vir), 0.0
+        cmap = cmap.with_extremes(bad="#969696", under="#b2182b")
+        im = ax.imshow(g, cmap=cmap, vmin=vmin, vmax=1.0)
         for (i, j), v in np.ndenumerate(g):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="k" if v > 0.6 or v < 0 else "w")
+            if not np.isfinite(v):
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="#555555", lw=0))
+                ax.text(j, i, "–", ha="center", va="center", fontsize=10, color="k")
+                continue
+            r, gg, b, _ = cmap((max(v, vmin) - vmin) / (1.0 - vmin))
+            dark = 0.2126 * r + 0.7152 * gg + 0.0722 * b < 0.5
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="w" if dark else "k")
         ax.set_xticks(range(len(w.p_levels)), [f"{p:g}" for p in w.p_levels])
         ax.set_yticks(range(len(w.b_levels)), [f"{b:g}" for b in w.b_levels])
         ax.set_xlabel("P (counts)")
         ax.set_ylabel("B (background)")
-        ax.set_title(f"{w.model}: {w.fc_names[w.fc]}", fontsize=10)
-        fig.colorbar(im, ax=ax, label="R² (red: < 0)", extend="min" if np.nanmin(g) < 0 else "neither")
+        title = f"{w.model}: {w.fc_names[w.fc]}"
+        if not np.isfinite(g).all():
+            title += "  (– : R² undefined, FC constant in the test set)"
+        ax.set_title(title, fontsize=10 if np.isfinite(g).all() else 8)
+        below = negative and bool(np.nanmin(g) < -1)
+        fig.colorbar(im, ax=ax, label="R² (red: < 0)" if negative else "R²", extend="min" if below else "neither")
         return _static.png_bytes(fig)
 
     def _repr_mimebundle_(self, **kwargs):

@@ -197,6 +197,14 @@ test("noise grid: negative R² is visibly distinct; cell read-out has R² and SN
   assert.ok(zero[2] > zero[0], `zero is viridis purple: ${zero}`);
   assert.notDeepEqual(neg, low);
   assert.deepEqual(r2Color(-5), r2Color(-1)); // clamped
+  // session 50 (a widgets probe): the red ramp paled as R² fell (−1 looked milder than −0.01), and
+  // NaN (a constant FC) took the colour of R² ≤ −1
+  const lum = ([r, g, b]) => 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  const ramp = [-0.01, -0.1, -0.3, -0.6, -1].map((v) => lum(r2Color(v)));
+  ramp.slice(1).forEach((l, i) => assert.ok(l < ramp[i], `red deepens as R² falls: ${ramp}`));
+  const nan = r2Color(NaN);
+  assert.ok(nan[0] === nan[1] && nan[1] === nan[2], `NaN is a neutral grey: ${nan}`);
+  for (const v of [-1, -0.5, -0.01, 0, 0.3, 1]) assert.notDeepEqual(nan, r2Color(v));
   const t = cellReadout(7, Float32Array.from(Array(25).fill(0.5)), [0, 0.05, 0.1, 0.2, 0.4], [100, 300, 1000, 3000, 1e4],
     Float32Array.from(Array(25).fill(2.5)), "FC0", "VAE");
   assert.match(t, /B = 0.05, P = 1000 counts/);

@@ -97,6 +97,10 @@ def test_inconsistent_collections_refused():
         NoiseGridExplorer({"VAE": vae.r2})
     with pytest.raises(FcinvError, match="empty"):
         NoiseGridExplorer([])
+    # session 49's probe: NaN backgrounds were reported as "other B levels … than 'VAE'" — itself
+    nan_b = dataclasses.replace(vae, backgrounds=np.array([0.0, np.nan, 0.1, 0.2, 0.4]))
+    with pytest.raises(FcinvError, match=r"'VAE': its B levels must be finite numbers, got \[0.0, nan"):
+        NoiseGridExplorer(nan_b)
 
 
 def test_an_out_of_range_click_is_refused_and_rolled_back():

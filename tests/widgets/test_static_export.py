@@ -129,3 +129,34 @@ def test_static_q_labels_do_not_overprint():
     texts = [t.get_text() for t in ax.get_xticklabels()]
     plt.close(fig)
     assert texts[:3] == ["Γ", "T", "S₀|S₂"] and texts[3] == "\nF" and texts[4] == "" and texts[5] == "Γ", texts
+
+
+def test_noise_grid_png_draws_undefined_and_negative_r2_apart(monkeypatch):
+    """Session 49's widgets probe: a NaN R² (a constant FC) was white with a white "nan" label (a blank
+    cell) and the red of negative R² had one shade. Now NaN is grey, hatched, "–", and the red deepens
+    as R² falls, with every label readable on its cell."""
+    from matplotlib.colors import to_rgb
+
+    from fcinv_widgets.widgets import _static
+
+    r = fake_noise_grid()
+    r["VAE"].r2[0, :, 0] = np.nan
+    r["VAE"].r2[1, 0, 0], r["VAE"].r2[1, 1, 0] = -0.05, -1.0
+    seen = {}
+    monkeypatch.setattr(_static, "png_bytes", lambda fig: seen.setdefault("fig", fig) and b"")
+    NoiseGridExplorer(r).to_png()
+    ax = seen["fig"].axes[0]
+    im = ax.images[0]
+    cmap, norm = im.get_cmap(), im.norm
+    lum = lambda c: float(np.dot(to_rgb(c), [0.2126, 0.7152, 0.0722]))  # noqa: E731
+    assert lum(cmap(norm(-1.0))) < lum(cmap(norm(-0.5))) < lum(cmap(norm(-0.05)))
+    grey = cmap.get_bad()
+    assert abs(grey[0] - grey[1]) < 1e-6 and abs(grey[1] - grey[2]) < 1e-6 and 0.3 < grey[0] < 0.8
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    assert all(texts[(0, j)].get_text() == "–" for j in range(5))
+    assert sum(p.get_hatch() == "///" for p in ax.patches) == 5
+    for (i, j), t in texts.items():  # a dark cell gets white text, a light one black
+        v = r["VAE"].r2[i, j, 0]
+        if np.isfinite(v):
+            dark = lum(cmap(norm(v))) < 0.5
+            assert to_rgb(t.get_color()) == ((1.0, 1.0, 1.0) if dark else (0.0, 0.0, 0.0)), (i, j, v)
