@@ -633,10 +633,11 @@ def save_bank(path, masks, meta: dict) -> None:
 
 def load_bank(path):
     """(masks (n, nq, nE) bool, meta dict) from :func:`save_bank`'s file (no pickles)."""
-    from .validate import check_declared, npz_declared
+    from .validate import check_declared, npz_declared, open_npz
 
+    archive = open_npz(path, "mask bank")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with archive as z:
             packed_shape, packed_dtype = npz_declared(z, "masks")
             if np.dtype(packed_dtype) != np.uint8 or len(packed_shape) != 3:
                 raise ValueError(f"masks must be packed bits (uint8, 3-D), the file declares {packed_dtype} {packed_shape}")

@@ -282,6 +282,29 @@ def open_h5(path, what: str):
         raise FcinvError(f"{what}: cannot open {p} as HDF5 ({str(exc).splitlines()[0][:120]})") from None
 
 
+#: leading bytes of the kinds of file a user hands a .npz reader by mistake
+_FILE_KINDS = ((b"\x89HDF\r\n\x1a\n", "an HDF5 file"), (b"\x93NUMPY", "a single .npy array"), (b"\x80", "a Python pickle"))
+
+
+def open_npz(path, what: str):
+    """``np.load(path, allow_pickle=False)`` of a ``.npz`` archive, or a one-line :class:`FcinvError`
+    naming ``what`` and, for another kind of file, what it is (numpy's own error for an HDF5 file
+    advised loading it "unsafely" as a pickle)."""
+    p = as_path(path, what)
+    if not os.path.isfile(p):
+        raise FcinvError(not_a_file(p, what))
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive (an empty one too)
+        kind = next((k for magic, k in _FILE_KINDS if head.startswith(magic)), "empty" if not head else None)
+        said = "an empty file" if kind == "empty" else kind or "not a zip archive"
+        raise FcinvError(f"{what}: {p} is {said}, not a .npz archive")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise FcinvError(f"{what}: {p} is not a readable .npz archive ({str(exc).splitlines()[0][:120]})") from None
+
+
 def format_version(v, what: str, reads: int = 1) -> int:
     """The format version a file records (``version`` key or attribute), checked: absent means 1
     (files written before versions were recorded); anything but a whole number 1 … ``reads`` is a

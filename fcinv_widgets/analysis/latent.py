@@ -129,8 +129,11 @@ class LatentMap:
             p = p / "latent_map.npz"
         if not p.is_file():
             raise FcinvError(f"no latent map at {folder!r}: make one with `fcinv latent --model … --dataset … --out DIR`")
+        from ..validate import open_npz
+
+        archive = open_npz(p, "latent map")  # (an HDF5 file handed over by mistake is named as such)
         try:
-            with np.load(p, allow_pickle=False) as z:
+            with archive as z:
                 emb, mu, params, names = z["embedding"], z["mu"], z["params"], [str(n) for n in z["names"]]
         except Exception as exc:
             raise FcinvError(f"{p} is not a readable latent map ({type(exc).__name__}: {exc})") from None

@@ -128,9 +128,12 @@ class CoverageBank:
     def load(cls, path) -> "CoverageBank":
         from ..validate import as_path
 
+        from ..validate import open_npz
+
         path = as_path(path, "coverage bank")
+        archive = open_npz(path, "coverage bank")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with archive as z:
                 info = json_loads(str(z["info"]), f"{path}: info")
                 return cls(info["material"], float(info["ei_mev"]), z["angles_deg"], z["exposure"], info.get("meta", {}))
         except (OSError, KeyError, ValueError) as exc:

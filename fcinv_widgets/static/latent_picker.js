@@ -76,6 +76,25 @@ export function pointColors(values, lo, hi, lut = LUT) {
 }
 
 
+/**
+ * Labels over the ray strip's m thumbnails, `pitch` px apart: "A", "t=0.14", …, "B" where they fit,
+ * "0.14" where only the number does, else A, B and every step-th t in between (they overprinted
+ * as "t=0.1t=0.2…" under ~35 px). `measure(text)` is the text's width in px. "" = not drawn.
+ */
+export function stripLabels(m, pitch, measure) {
+  const t = (k) => (k / (m - 1)).toFixed(2);
+  const end = (k) => (k === 0 ? "A" : k === m - 1 ? "B" : null);
+  const room = pitch - 4;
+  for (const f of [(k) => `t=${t(k)}`, t]) {
+    const labels = Array.from({ length: m }, (_, k) => end(k) ?? f(k));
+    if (labels.every((s) => measure(s) <= room)) return labels;
+  }
+  let widest = 0;
+  for (let k = 1; k < m - 1; k++) widest = Math.max(widest, measure(t(k)));
+  const step = Math.max(1, Math.ceil((widest + 4) / pitch));
+  return Array.from({ length: m }, (_, k) => end(k) ?? (k % step === 0 && m - 1 - k >= step ? t(k) : ""));
+}
+
 function marker(ctx, kind, x, y, r, color) {
   ctx.save(); ctx.strokeStyle = "#000"; ctx.fillStyle = color; ctx.lineWidth = 1;
   ctx.beginPath();
@@ -232,6 +251,7 @@ function render({ model, el: root }) {
     const off = new OffscreenCanvas(nq, nE);
     const octx = off.getContext("2d");
     ctx.imageSmoothingEnabled = false;
+    const labels = stripLabels(m, w + gap, (s) => ctx.measureText(s).width);
     for (let k = 0; k < m; k++) {
       const id = octx.createImageData(nq, nE);
       floatToRGBA(st.strip.subarray(k * nq * nE, (k + 1) * nq * nE), nq, nE, LUT, vmin, vmax, id.data);
@@ -239,7 +259,7 @@ function render({ model, el: root }) {
       const x = k * (w + gap);
       ctx.drawImage(off, x, 16, w, h);
       ctx.fillStyle = theme.fg;
-      ctx.fillText(k === 0 ? "A" : k === m - 1 ? "B" : `t=${(k / (m - 1)).toFixed(2)}`, x + 2, 2);
+      if (labels[k]) ctx.fillText(labels[k], x + 2, 2);
     }
     drawColorbar(ctx, { x: m * (w + gap) + 2, y: 16, w: 9, h }, LUT, vmin, vmax, "I (scaled)", theme, { nTicks: 3 });
     bumpFrame(strip);

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   mapGeometry, toPixel, toData, clickSelection, lassoSelection, rayEndpoint, pointColors, MAP_PAD,
+  stripLabels,
 } from "../../fcinv_widgets/static/latent_picker.js";
 import { pointInPolygon, lassoSelect } from "../../fcinv_widgets/static/common.js";
 
@@ -71,4 +72,22 @@ test("hover read-out of a map point: index and every FC with units", async () =>
   const t = pointReadout(1, params, ["FC0", "FC1"], "eV/Å²");
   assert.match(t, /^point 1\nFC0 = 3 eV\/Å²\nFC1 = 4.5 eV\/Å²$/);
   assert.equal(pointReadout(-1, params, [], ""), "");
+});
+
+test("ray strip labels never overprint (session 49: 't=0.1t=0.2…' under ~35 px thumbnails)", () => {
+  const measure = (s) => 6.2 * s.length; // 11 px sans: about 6 px a character
+  for (const [m, pitch] of [[8, 110], [8, 40], [8, 30], [32, 32], [32, 14], [64, 9], [2, 20]]) {
+    const labels = stripLabels(m, pitch, measure);
+    assert.equal(labels.length, m);
+    assert.equal(labels[0], "A");
+    assert.equal(labels[m - 1], "B");
+    const shown = labels.map((s, k) => [k, s]).filter(([, s]) => s);
+    for (let i = 1; i < shown.length; i++) {
+      const [k0, s0] = shown[i - 1], [k1] = shown[i];
+      assert.ok(k0 * pitch + 2 + measure(s0) <= k1 * pitch + 2, `m=${m} pitch=${pitch}: ${s0} runs into the next label`);
+    }
+    if (m > 2 && pitch >= 30) assert.ok(shown.length > 2, `m=${m} pitch=${pitch}: some t shown`);
+  }
+  assert.deepEqual(stripLabels(3, 110, measure), ["A", "t=0.50", "B"]);
+  assert.deepEqual(stripLabels(3, 34, measure), ["A", "0.50", "B"]);
 });
