@@ -27,6 +27,9 @@ from .validate import as_real_array, finite_number, is_real_number, whole_number
 #: any measurement, below where the Poisson sampler's λ overflows (P = 1e300 was a numpy error)
 MAX_BACKGROUND = 100.0
 MAX_COUNTS = 1e12
+#: the lowest percentile a peak reference or a clip level may be: below the median it is not a peak
+#: (0.995, a fraction for 99.5, clipped an image to ~0)
+MIN_PERCENTILE = 50.0
 #: default 5 × 5 grid: background (fraction of the peak) × counts at the peak
 DEFAULT_BACKGROUNDS = (0.0, 0.05, 0.1, 0.2, 0.4)
 DEFAULT_COUNTS = (1000.0, 300.0, 100.0, 30.0, 10.0)
@@ -125,8 +128,11 @@ def add_noise(
     x = minmax(x[None] if single else x)
     if peak_percentile is not None:
         peak_percentile = finite_number(peak_percentile, "peak percentile", positive=True, maximum=100.0)
-        if not 0 < peak_percentile <= 100:
-            raise FcinvError(f"peak percentile must be in (0, 100], got {peak_percentile!r}")
+        if not MIN_PERCENTILE <= peak_percentile <= 100:
+            raise FcinvError(
+                f"peak percentile must be in [{MIN_PERCENTILE:g}, 100] (a percentile such as 99.5), got {peak_percentile!r}"
+                + (" — a fraction, not a percentile?" if 0 < peak_percentile <= 1 else "")
+            )
         ref = np.array([np.percentile(v[np.isfinite(v)], peak_percentile) if np.isfinite(v).any() else 1.0 for v in x])
         x = x / np.where(ref > 0, ref, 1.0)[:, None, None]
     rng = np.random.default_rng(seed) if rng is None else rng

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import GridMismatchError
+from .validate import real_array
+
 
 def plot_spectrum(image, grid, ax=None, frequencies=None, title=None, cmap="viridis", vmax=None, e_max=None):
     """Plot an (nq, nE) image on its grid: q-path labels and breaks on x, energy (meV) on y.
 
-    ``frequencies`` (nq, nmodes) meV are drawn as white dots (e.g. a predicted dispersion).
+    ``frequencies`` (nq, nmodes) meV are drawn as white dots (e.g. a predicted dispersion);
+    ``ForwardModel.frequencies`` of one set, (1, nq, nmodes), is taken as it comes.
     NaN pixels (not measured) are left blank.
     """
     import matplotlib.pyplot as plt
@@ -30,7 +34,11 @@ def plot_spectrum(image, grid, ax=None, frequencies=None, title=None, cmap="viri
         interpolation="nearest",
     )
     if frequencies is not None:
-        f = np.asarray(frequencies)
+        f = real_array(frequencies, "frequencies (meV)", allow_nan=True)
+        if f.ndim == 3 and f.shape[0] == 1:  # ForwardModel.frequencies of one parameter set: (1, nq, modes)
+            f = f[0]
+        if f.ndim != 2 or f.shape[0] != nq:
+            raise GridMismatchError(f"frequencies must be (nq = {nq}, modes) meV along the grid's path, got shape {f.shape}")
         x = np.repeat(np.arange(nq) + 0.5, f.shape[1])
         ax.plot(x, f.reshape(-1), ".", ms=1.5, color="white", alpha=0.8)
     ticks, labels = zip(*grid.q.labels)

@@ -695,7 +695,13 @@ def simulate_scans(
     E = 0 (2 k_i sin 67.5°), or 6 Å⁻¹ with FCINV_SMALL=1.
     """
     from .sqe import SQE, fold_points, gaussians, small_mode
+    from .validate import need_attrs
 
+    need_attrs(
+        material,
+        ("grid", "basis", "crystal", "dft_params", "reference_params"),
+        "simulate_scans takes a Material (e.g. get_material('Ge'), or materials.custom_material), not a forward model",
+    )
     grid = material.grid
     ei = check_ei(ei_mev, grid)
     ang = check_angles(angles_deg)

@@ -474,3 +474,58 @@ def test_ensemble_stage_arguments(ge, tmp_path, monkeypatch):
     assert _leaks(calls, seconds=5) == []
     with pytest.raises(FcinvError, match="displacement"):
         run(displacement=2.0, models=None)  # 2 Å: far outside the harmonic range
+
+
+def test_what_a_student_passes_next_is_one_line(ge, ge_fm):
+    """Session 50's notebook probe: ``plot_spectrum(frequencies=fm.frequencies(theta))`` ((1, nq, modes),
+    what the forward model returns) failed deep in matplotlib, and ``simulate_scans(forward_model)``
+    with an AttributeError. The first is now drawn, the second one line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fcinv_widgets.errors import GridMismatchError
+    from fcinv_widgets.plotting import plot_spectrum
+    from fcinv_widgets.scans import simulate_scans
+
+    th = ge_fm.reference_theta
+    img, f = ge_fm.spectra(th)[0], ge_fm.frequencies(th)
+    assert f.ndim == 3 and f.shape[0] == 1
+    ax = plot_spectrum(img, ge.grid, frequencies=f)
+    assert len(ax.lines[0].get_xdata()) == f[0].size
+    with pytest.raises(GridMismatchError, match=r"frequencies must be \(nq = 140, modes\)"):
+        plot_spectrum(img, ge.grid, frequencies=f[0, :70])
+    with pytest.raises(FcinvError, match="frequencies"):
+        plot_spectrum(img, ge.grid, frequencies="fast")
+    plt.close("all")
+    with pytest.raises(FcinvError, match="simulate_scans takes a Material .*got ForwardModel"):
+        simulate_scans(ge_fm, 80.0, [0.0], qmax=2.0, progress=False)
+
+
+def test_npz_readers_name_the_file_they_were_given(tmp_path):
+    """An HDF5 file handed to a .npz reader (a latent map, a coverage or mask bank, a spectrum) got
+    numpy's advice to load it "unsafely" as a pickle (session 49's widgets probe); now its kind is named."""
+    import h5py
+
+    from fcinv_widgets.analysis.latent import LatentMap
+    from fcinv_widgets.analysis.planner import CoverageBank
+    from fcinv_widgets.measurement import load_bank
+    from fcinv_widgets.validate import open_npz
+
+    h5 = tmp_path / "grid.h5"
+    with h5py.File(h5, "w") as f:
+        f["x"] = np.zeros(3)
+    npy = tmp_path / "a.npy"
+    np.save(npy, np.zeros(3))
+    empty = tmp_path / "e.npz"
+    empty.write_bytes(b"")
+    for path, kind in ((h5, "an HDF5 file"), (npy, "a single .npy array"), (empty, "an empty file")):
+        for load in (LatentMap.load, CoverageBank.load, load_bank, lambda p: open_npz(p, "x")):
+            with pytest.raises(FcinvError, match=f"is {kind}, not a .npz archive") as err:
+                load(path)
+            assert "allow_pickle" not in str(err.value) and "unsafe" not in str(err.value)
+    good = tmp_path / "g.npz"
+    np.savez(good, a=np.arange(3))
+    with open_npz(good, "x") as z:
+        assert z["a"].tolist() == [0, 1, 2]

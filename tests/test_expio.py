@@ -374,3 +374,19 @@ def test_q_order_and_bins_are_compared_with_the_models_path(tmp_path, ge, image)
     with pytest.raises(GridMismatchError, match="along the path"):  # |Q| 2–7 Å⁻¹ under another name
         read_spectrum(mantid("shifted", path_edges + 2.0, image, "Q", "MomentumTransfer"), ge.grid)
     assert read_spectrum(mantid("path", path_edges, image, "path", "Angstrom^-1"), ge.grid).q_distance is not None
+
+
+@pytest.mark.parametrize("value", [0.995, 0.5, 30.0, 101.0])
+def test_a_clip_or_peak_percentile_that_is_no_peak_is_refused(ge, value):
+    """Session 50's notebook probe: ``to_model_intensity(img, grid, T, 0.995)`` (a fraction for 99.5)
+    clipped the image to ~1e-24 without a word; a percentile below the median is no peak."""
+    from fcinv_widgets.analysis.expio import to_model_intensity
+    from fcinv_widgets.noise import add_noise
+
+    img = np.random.default_rng(0).random(ge.grid.shape)
+    hint = "a fraction, not a percentile" if value <= 1 else r"\[50, 100\]"
+    with pytest.raises(FcinvError, match=hint):
+        to_model_intensity(img, ge.grid, 5.0, value)
+    with pytest.raises(FcinvError, match=hint if value <= 100 else "peak percentile"):
+        add_noise(img, 0.1, 100.0, seed=0, peak_percentile=value)
+    assert np.isfinite(to_model_intensity(img, ge.grid, 5.0, 99.5)).all()

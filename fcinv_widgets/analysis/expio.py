@@ -51,6 +51,7 @@ from ..validate import (
     npz_declared,
     real_array,
 )
+from ..noise import MIN_PERCENTILE
 from ..scans import EI_MAX_MEV
 from ..validate import MAX_B_COH_FM
 from ..spectrum_io import file_elements, scan_set_elements
@@ -247,10 +248,9 @@ def _check_file_ei(spec: Spectrum, grid) -> None:
 
 
 def _read_npz(path: Path, grid) -> Spectrum:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise FcinvError(f"{path}: not a readable .npz archive ({exc})") from None
+    from ..validate import open_npz
+
+    z = open_npz(path, "spectrum file")
     with z:
         keys = list(z.keys())
         meta = _npz_meta(z, keys, path)
@@ -771,8 +771,11 @@ def to_model_intensity(
     elif e_min_mev > 0:
         img[:, e < e_min_mev] = np.nan
     if clip_percentile is not None:
-        if not 0 < clip_percentile <= 100:
-            raise FcinvError(f"clip percentile must be in (0, 100], got {clip_percentile!r}")
+        if not MIN_PERCENTILE <= clip_percentile <= 100:
+            raise FcinvError(
+                f"clip percentile must be in [{MIN_PERCENTILE:g}, 100] (a percentile such as 99.5: clip the brightest "
+                f"0.5 %), got {clip_percentile!r}" + (" — a fraction, not a percentile?" if 0 < clip_percentile <= 1 else "")
+            )
         vals = img[np.isfinite(img)]
         if vals.size == 0:
             raise FcinvError("the spectrum has no covered (finite) pixel")

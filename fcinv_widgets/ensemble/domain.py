@@ -90,6 +90,11 @@ def training_domain(
         names.append(label)
     if not members:
         raise FcinvError("no stable force-constant set in the ensemble: cannot define a training domain")
+    if len(members) < 2:  # the domain is the members' spread, widened: one set has none (a zero-width box)
+        raise FcinvError(
+            f"only one stable force-constant set ({names[0]}): a training domain is the spread of several, widened "
+            "(run more uMLFFs — `pip install 'fcinv-widgets[ensemble]'` — or add reference sets)"
+        )
     P = np.stack(members)
     median = np.median(P, axis=0)
     sens = basis.sensitivity(median, qpoints, n_active)

@@ -352,6 +352,9 @@ def test_training_domain_on_ge_basis(ge):
     assert dom2["reference_all_inside"] and "dft" in dom2["models_used"]
     with pytest.raises(FcinvError, match="no stable"):
         training_domain(results[-1:], basis, ge.grid.q.qpoints[::7])
+    # session 50 (notebook 02 on Binder, no uMLFF installed): the DFT set alone gave a zero-width domain
+    with pytest.raises(FcinvError, match=r"only one stable force-constant set \(dft\)"):
+        training_domain([], basis, ge.grid.q.qpoints[::7], reference_fcsets={"dft": dft})
 
 
 def test_shipped_summaries_are_consistent():
