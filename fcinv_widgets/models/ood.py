@@ -661,8 +661,13 @@ def weak_reason(snr: float, temperature_k: float | None = None, energies_mev=Non
         if warm
         else "more counts or a lower background would help"
     )
+    rises = (
+        f"the input's structure rises {snr:.2f}× above its own counting noise"
+        if snr > 0
+        else f"nothing of the input's structure rises above its own counting noise (structure to noise {snr:.2f})"
+    )
     return (
-        f"weak data: the input's structure rises {max(snr, 0.0):.2f}× above its own counting noise (below "
+        f"weak data: {rises} (below "
         f"{float(weak_level(temperature_k)):g}), too little for this check to tell which crystal made it, and the force "
         f"constants inferred from it rest on little ({help_})"
     )

@@ -197,3 +197,13 @@ def test_rule_w_an_sqe_input_below_3_is_weak_data_a_model_image_is_not(monkeypat
     assert not image["weak_data"] and "below" not in image["reason"]
     flags, weak = stats.flags(model, np.stack([x, x]), measured=True, temperature_k=np.array([5.0, np.nan]), return_weak=True)
     assert list(weak) == [True, False] and flags[0]
+
+
+def test_the_weak_reason_says_the_number_it_measured():
+    """Session 50's notebook probe: a structure to noise of −0.11 was printed as "rises 0.00× above its
+    own counting noise" beside the −0.11 the record held."""
+    from fcinv_widgets.models.ood import weak_reason
+
+    assert "rises 2.50× above" in weak_reason(2.5)
+    neg = weak_reason(-0.11)
+    assert "nothing of the input's structure rises above" in neg and "-0.11" in neg and "0.00×" not in neg
