@@ -352,7 +352,9 @@ class Augmenter:
         if not scale:
             y = x if cov is None else np.where(cov, x, np.nan)
             return (y.astype(np.float32), info) if return_info else y.astype(np.float32)
-        if cov is not None and cov.any():
+        if cov is not None and not cov.any():
+            raise FcinvError("a coverage mask covers no pixel: nothing of this spectrum would be measured")
+        if cov is not None:
             lo, hi = x[cov].min(), x[cov].max()
             y = np.where(cov, (x - lo) / (hi - lo if hi > lo else 1.0), 0.0)
             info["coverage"] = float(cov.mean())
@@ -649,6 +651,12 @@ def load_bank(path):
             meta = json_loads(str(z["meta"]), f"{path}: meta")
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
+        empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
+        if empty.size:  # (an empty mask was taken for full coverage: single-scan R² of full data, exit 0)
+            raise FcinvError(
+                f"{path}: {empty.size} of its {len(masks)} masks cover no pixel (mask {int(empty[0])} first): a damaged "
+                "coverage bank (write a new one with `fcinv mask-bank`)"
+            )
     except FcinvError:
         raise
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:

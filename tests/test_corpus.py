@@ -44,7 +44,7 @@ def bad(tmp_path_factory) -> Path:
     np.save(d / "shape.npy", np.random.default_rng(0).random((140, 139)))  # not constant: only the shape is wrong
     from fcinv_widgets.measurement import save_bank
 
-    save_bank(d / "oldbank.npz", np.zeros((2, 140, 140), bool), {"material": "Ge", "n": 2})  # no geometry (before session 16)
+    save_bank(d / "oldbank.npz", np.ones((2, 140, 140), bool), {"material": "Ge", "n": 2})  # no geometry (before session 16)
     # damaged coverage banks (session 23): float masks, a meta that is not an object, a zip bomb
     np.savez_compressed(d / "bank_float.npz", masks=np.zeros((2, 140, 18)), shape=np.array([2, 140, 140]), meta=np.array("{}"))
     np.savez_compressed(

@@ -56,7 +56,7 @@ def test_an_interrupted_write_leaves_the_old_bank(tmp_path, monkeypatch):
 
     out = tmp_path / "b.npz"
     masks = np.zeros((2, 4, 4), bool)
-    masks[0, 1] = True
+    masks[0, 1] = masks[1, 2] = True  # (a mask that covers nothing is a damaged bank)
     save_bank(out, masks, {"material": "Ge", "n": 2})
 
     def interrupted(fh, **arrays):

@@ -285,3 +285,37 @@ def test_checkpoints_that_are_not_ours_say_what_they_hold(tmp_path):
         with pytest.raises(FcinvError, match=match):
             load_model(tmp_path / name)
     assert not marker.exists()
+
+
+def test_what_evaluation_cannot_score_is_said(capsys, tiny_dataset, tmp_path):
+    """Session 50's batch-stage probe: a constant test FC gave R² −1e29…−1e34 (the rounding of its mean
+    left Σ(y − ȳ)² ≈ 1e-30), one test spectrum an all-null R² with exit 0, and a coverage bank whose
+    masks cover nothing was used as full coverage (single-scan R² of full data, exit 0)."""
+    from fcinv_widgets.analysis.evaluation import evaluate_model
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.measurement import load_bank, save_bank
+    from fcinv_widgets.metrics import r2_score
+    from fcinv_widgets.models import load_model
+    from fcinv_widgets.models.train import load_split
+
+    y = np.full((5, 2), 0.1)
+    y[:, 1] = np.arange(5)
+    r2 = r2_score(y, y + 0.1)
+    assert np.isnan(r2[0]) and np.isfinite(r2[1])
+    vae = load_model("ge-vae")
+    x, th, _ = load_split(tiny_dataset, "test")
+    with pytest.raises(FcinvError, match="at least 2 test spectra"):
+        evaluate_model(vae, x[:1], th[:1], n_samples=2)
+    flat = th[:4].copy()
+    flat[:, 3] = flat[0, 3]
+    with pytest.warns(FcinvWarning, match="FC3 the same in every test spectrum"):
+        out = evaluate_model(vae, x[:4], flat, n_samples=2)
+    assert np.isnan(out["r2"][3])
+    bank = tmp_path / "bank.npz"
+    masks = np.ones((3, *x.shape[1:]), bool)
+    masks[1] = False
+    save_bank(bank, masks, {"material": "Ge"})
+    with pytest.raises(FcinvError, match="1 of its 3 masks cover no pixel"):
+        load_bank(bank)
+    assert main(["evaluate", "--model", "ge-vae", "--dataset", str(tiny_dataset), "--max-test", "1", "--json"]) == 2
+    assert "at least 2 test spectra" in capsys.readouterr().err
