@@ -637,7 +637,7 @@ def load_bank(path):
     """(masks (n, nq, nE) bool, meta dict) from :func:`save_bank`'s file (no pickles)."""
     from .validate import check_declared, npz_declared, open_npz
 
-    archive = open_npz(path, "mask bank")
+    archive = open_npz(path, "coverage-bank file")
     try:
         with archive as z:
             packed_shape, packed_dtype = npz_declared(z, "masks")

@@ -296,13 +296,13 @@ def open_npz(path, what: str):
     with open(p, "rb") as fh:
         head = fh.read(8)
     if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a zip archive (an empty one too)
-        kind = next((k for magic, k in _FILE_KINDS if head.startswith(magic)), "empty" if not head else None)
-        said = "an empty file" if kind == "empty" else kind or "not a zip archive"
-        raise FcinvError(f"{what}: {p} is {said}, not a .npz archive")
+        kind = next((k for magic, k in _FILE_KINDS if head.startswith(magic)), "an empty file" if not head else None)
+        said = f"it is {kind}, not a .npz archive" if kind else "not a .npz (zip) archive"
+        raise FcinvError(f"{p}: not a readable {what}: {said}")
     try:
         return np.load(p, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise FcinvError(f"{what}: {p} is not a readable .npz archive ({str(exc).splitlines()[0][:120]})") from None
+        raise FcinvError(f"{p}: not a readable {what} ({str(exc).splitlines()[0][:120]})") from None
 
 
 def format_version(v, what: str, reads: int = 1) -> int:
