@@ -21,15 +21,15 @@ covariance: (Jᵀ J)⁻¹ of the σ-weighted problem (prior rows included), at t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-import warnings
-
 from .errors import FcinvError, FcinvWarning
-from .units import VASP_TO_THZ
+from .measured import THZ_TO_CM1
+from .units import THZ_TO_MEV, VASP_TO_THZ
 from .validate import format_version
 
 if TYPE_CHECKING:
@@ -45,12 +45,12 @@ MAX_START_RATIO = 2.0
 CHI2_WARN = 5.0
 #: unit mix-ups a frequency ratio can reveal: (factor, what it means)
 _UNIT_SLIPS = (
-    (4.1357, "a table in meV marked THz"),
-    (1 / 4.1357, "a table in THz marked meV"),
-    (33.356, "a table in cm⁻¹ marked THz"),
-    (8.0655, "a table in cm⁻¹ marked meV"),
-    (1 / 8.0655, "a table in meV marked cm⁻¹"),
-    (1 / 33.356, "a table in THz marked cm⁻¹"),
+    (THZ_TO_MEV, "a table in meV marked THz"),
+    (1 / THZ_TO_MEV, "a table in THz marked meV"),
+    (THZ_TO_CM1, "a table in cm⁻¹ marked THz"),
+    (THZ_TO_CM1 / THZ_TO_MEV, "a table in cm⁻¹ marked meV"),
+    (THZ_TO_MEV / THZ_TO_CM1, "a table in meV marked cm⁻¹"),
+    (1 / THZ_TO_CM1, "a table in THz marked cm⁻¹"),
 )
 
 

@@ -574,7 +574,7 @@ class ScanSet:
             raise FcinvError(f"{path}: NaN in /angles_deg, /coverage or /params_ev_a2")
         if np.any((coverage < 0) | (coverage > 1)):
             raise FcinvError(f"{path}: /coverage must be fractions in [0, 1]")
-        _check_unmeasured_are_nan(full, scans, coverage, path)
+        check_unmeasured_are_nan(full, scans, coverage, path)
         try:
             angles = check_angles(angles)
             ei = check_ei(ei, grid)
@@ -611,7 +611,7 @@ class ScanSet:
 COVERAGE_TOLERANCE = 0.005
 
 
-def _check_unmeasured_are_nan(full, scans, coverage, path) -> None:
+def check_unmeasured_are_nan(full, scans, coverage, path) -> None:
     """A scan set marks the pixels a scan does not reach as NaN: refuse one whose scans hold more finite
     pixels than their own /coverage says, or whose /full holds numbers where no scan reached (a file
     written with 0 for "not measured" read as measured zero intensity: coverage 1.0 for 0.71, exit 0)."""

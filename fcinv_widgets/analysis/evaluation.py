@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import FcinvError
 from ..validate import finite_number, need_attrs, real_array, whole_number
+from ..metrics import check_scorable
 from .noise_grid import r2_score
 
 
@@ -130,17 +131,7 @@ def evaluate_model(
     """
     need_attrs(model, ("predict", "kind", "resolved_sigma_regime"), "model must be a loaded model (models.load_model)")
     y = _fc_table(params, "params (true FCs, eV/Å²)")
-    if len(y) < 2:  # R² compares the errors with the spread of the true values: one row has none
-        raise FcinvError(f"evaluation needs at least 2 test spectra (R² is undefined for one), got {len(y)}")
-    flat = [i for i, s in enumerate(np.ptp(y, axis=0)) if s == 0]
-    if flat:
-        import warnings
-
-        from ..errors import FcinvWarning
-
-        warnings.warn(
-            FcinvWarning(f"{', '.join(f'FC{i}' for i in flat)} the same in every test spectrum: R² undefined (NaN)"), stacklevel=2
-        )
+    check_scorable(y, getattr(model, "names", [f"FC{i}" for i in range(y.shape[1])]), "evaluation")
     p = model.predict(spectra, n_samples=n_samples, seed=seed, progress=progress, sigma_regime=sigma_regime)
     if y.shape != p.mean.shape:
         raise FcinvError(f"params {y.shape} must be one row of the model's {p.mean.shape[1]} FCs per spectrum ({len(p.mean)})")

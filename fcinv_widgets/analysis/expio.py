@@ -315,12 +315,12 @@ def _read_hdf5(path: Path, grid) -> Spectrum:
             qd = _h5_array(f, "grid/q_distance", path, ndim=1) if "grid/q_distance" in f else None
             image = _h5_array(f, key, path, ndim=2)
             if fmt == "fcinv-scans" and "scans" in f and "coverage" in f:  # its union's unreached pixels are NaN
-                from ..scans import _check_unmeasured_are_nan
+                from ..scans import check_unmeasured_are_nan
 
                 scans = _h5_array(f, "scans", path, ndim=3)
                 coverage = _h5_array(f, "coverage", path, ndim=1)
                 if scans.shape[1:] == image.shape and len(coverage) == len(scans):
-                    _check_unmeasured_are_nan(image, scans, coverage, path)
+                    check_unmeasured_are_nan(image, scans, coverage, path)
             return Spectrum(
                 image,
                 str(path),

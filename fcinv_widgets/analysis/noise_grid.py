@@ -20,7 +20,7 @@ from ..noise import MAX_BACKGROUND, check_counts
 from .noise import DEFAULT_BACKGROUNDS, DEFAULT_COUNTS, add_noise
 
 
-from ..metrics import r2_score  # noqa: E402,F401  (the one R², re-exported)
+from ..metrics import check_scorable, r2_score  # noqa: E402,F401  (the one R², re-exported)
 
 
 @dataclass
@@ -176,21 +176,7 @@ def run_noise_grid(
     seed = whole_number(seed, "seed", 0)
     if spectra.ndim != 3 or params.ndim != 2 or len(spectra) != len(params) or params.shape[1] != len(names):
         raise FcinvError(f"need spectra (N, nq, nE) and params (N, {len(names)}), got {spectra.shape} and {params.shape}")
-    if len(spectra) < 2:  # R² compares the errors with the spread of the true values: one value has none
-        raise FcinvError(f"the noise grid needs at least 2 test spectra (R² is undefined for one), got {len(spectra)}")
-    flat = [str(n) for n, s in zip(names, np.ptp(params, axis=0)) if s == 0]
-    if flat:
-        import warnings
-
-        from ..errors import FcinvWarning
-
-        warnings.warn(
-            FcinvWarning(
-                f"{', '.join(flat)} {'is' if len(flat) == 1 else 'are'} the same in every test spectrum: "
-                f"{'its' if len(flat) == 1 else 'their'} R² is undefined (NaN)"
-            ),
-            stacklevel=2,
-        )
+    check_scorable(params, names, "the noise grid")
     nB, nP = len(backgrounds), len(counts)
     cells = [(i, j) for i in range(nB) for j in range(nP)]
     seeds = {c: int(np.random.SeedSequence([seed, *c]).generate_state(1)[0]) for c in cells}
