@@ -10,7 +10,9 @@ code 2, never as a traceback.
 Outputs: a command declares them with ``set_defaults(outputs=[(dest, kind, format), …])``
 (``kind`` "file" or "dir", ``format`` the fcinv HDF5 format it writes, or None). Before the
 command runs, every given output path is checked (:func:`~.commands._common.check_output`)
-and the first is locked against concurrent writers (:func:`~.commands._common.output_lock`).
+and the first is locked against concurrent writers (:func:`~.commands._common.output_lock`); a path
+inside the installed package's shipped data is refused unless the command has and was given ``--ship``
+(:func:`~.commands._common.check_not_shipped`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import sys
 import warnings
 
 from . import __version__
-from .commands._common import ArgumentParser, check_output, output_lock
+from .commands._common import ArgumentParser, check_not_shipped, check_output, output_lock
 from .errors import FcinvError, FcinvWarning
 
 
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs = [o for o in outputs if o[0] is not None]
         for path, dest, kind, fmt in outputs:
             check_output(path, "--" + dest.replace("_", "-"), kind, fmt)
+            check_not_shipped(path, "--" + dest.replace("_", "-"), getattr(args, "ship", None))
         lock = output_lock(outputs[0][0], "--" + outputs[0][1].replace("_", "-")) if outputs else contextlib.nullcontext()
         with lock, warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(cmd, warnings.showwarning)

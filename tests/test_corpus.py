@@ -659,9 +659,9 @@ def _json_argv(name, w):
             "--model",
             "ge-resnet",
             "--truths",
-            "1",
+            "2",
             "--angles",
-            "0",
+            "0:90:10",  # 2 truths × (full data + 9 scans): the 20 cases a limit needs
             "--cells",
             "0.05,300",
             "--qmax",

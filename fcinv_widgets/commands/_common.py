@@ -297,6 +297,47 @@ def check_output(path, flag: str = "--out", kind: str = "file", fmt: str | None 
 FIGURE, JSON = "figure", "JSON"
 
 
+def add_ship(p, what: str) -> None:
+    """``--ship``: the explicit consent to write ``what`` into the installed package's shipped data
+    (a shipped model's folder), which every user of the installation reads."""
+    p.add_argument(
+        "--ship",
+        action="store_true",
+        help=f"allow writing {what} into the installed package's shipped data (a shipped model's folder); "
+        "without it such a target is refused",
+    )
+
+
+def shipped_data_root() -> Path:
+    """The folder of the installed package's shipped data (``fcinv_widgets/data``), resolved."""
+    from ..materials import data_path
+
+    return data_path().resolve()
+
+
+def check_not_shipped(path, flag: str, ship: bool | None = None) -> Path:
+    """Refuse a target inside the installed package's shipped data unless ``ship`` (``--ship``;
+    ``None``: the command has no ``--ship``, and the message does not offer it).
+
+    The shipped models' ``metrics.json``, ``ood.json``, ``trust.json`` and latent maps are what
+    every user of the installation reads; a command given ``--model ge-vae`` resolves to that
+    folder, so writing "beside the model" would replace them without a word.
+    """
+    p = Path(path)
+    root = shipped_data_root()
+    try:
+        inside = p.resolve().is_relative_to(root)
+    except OSError:  # an unresolvable path is judged by the other output checks
+        return p
+    if inside and not ship:
+        raise FcinvError(
+            f"{flag} {path}: is inside the installed package's shipped data ({root}), which every user of this "
+            "installation reads; write it elsewhere"
+            + (" (or pass --ship to replace the shipped file on purpose)" if ship is not None else "")
+        )
+    return p
+
+
 def _check_figure_suffix(p: Path, flag: str) -> None:
     """A figure's file type is its suffix: one matplotlib cannot write was a traceback after all the
     work (``--plot x.txt``); no suffix is PNG, as matplotlib does."""

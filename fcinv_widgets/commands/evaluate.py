@@ -12,7 +12,9 @@ from ._common import (
     add_model_args,
     add_n_samples,
     add_seed,
+    add_ship,
     check_model_domain,
+    check_not_shipped,
     emit,
     json_dumps,
 )
@@ -75,6 +77,7 @@ def register(sub):
         "the resolution kernel after the weights, as the shipped models' realistic test sets were drawn)",
     )
     add_seed(p, "with --augment: seed of the measurement model's draws")
+    add_ship(p, "--write-metrics' metrics.json")
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("parity", "file", FIGURE), ("r2_bars", "file", FIGURE), ("reliability", "file", FIGURE)])
 
@@ -99,6 +102,12 @@ def run(args) -> int:
     from ..models.train import load_split
 
     model = load_model(args.model)
+    if args.write_metrics:  # beside the model: for a shipped name, the installed package's own file
+        if args.augment:
+            raise FcinvError("--write-metrics records the clean test set; run it without --augment")
+        check_not_shipped(Path(resolve_model(args.model)).with_name("metrics.json"), "--write-metrics", args.ship)
+    elif args.ship:
+        raise FcinvError("--ship allows --write-metrics into a shipped model's folder: give --write-metrics too")
     if args.compare and not args.r2_bars:
         raise FcinvError("--compare adds models to the R² bars: give --r2-bars PNG too")
     compare = dict(_metrics_of(c) for c in (args.compare or []))  # read before the work, not after it
@@ -148,8 +157,6 @@ def run(args) -> int:
     if tr:  # how the checkpoint was trained (sizes, epochs, wall time, device), without the per-epoch history
         d["training"] = {k: v for k, v in tr.items() if k not in ("history",)}
     if args.write_metrics:
-        if args.augment:
-            raise FcinvError("--write-metrics records the clean test set; run it without --augment")
         # strict JSON: an undefined R² (a constant FC) is null, as on stdout — not NaN
         Path(resolve_model(args.model)).with_name("metrics.json").write_text(json_dumps(d, indent=1))
     label = f"{model.material} {model.kind}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import FIGURE, add_json, add_max_test, add_model_args, add_seed, emit, positive_int, unit_float
+from ._common import FIGURE, add_json, add_max_test, add_model_args, add_seed, add_ship, emit, positive_int, unit_float
 from ..errors import FcinvError, GridMismatchError
 
 
@@ -20,6 +20,7 @@ def register(sub):
     p.add_argument("--min-dist", type=unit_float, default=0.1, help="UMAP min_dist (0 to 1: UMAP's spread is 1)")
     add_seed(p)
     p.add_argument("--plot", default=None, metavar="PNG", help="also write the map coloured by each FC")
+    add_ship(p, "the latent map")
     add_json(p, progress="no progress bar over the stages (encode, UMAP, save) on stderr")
     p.set_defaults(func=run, outputs=[("out", "dir", None), ("plot", "file", FIGURE)])
 

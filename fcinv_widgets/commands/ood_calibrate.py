@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import JSON, add_json, add_model_args, emit, noise_cells
+from ._common import JSON, add_json, add_model_args, add_ship, check_not_shipped, emit, noise_cells
 
 
 #: the most spectra --n-train/--n-test take (the shipped calibrations used 2000 and 1000)
@@ -56,6 +56,7 @@ def register(sub):
         "(the default for such a model; given for a model without one: exit 2)",
     )
     p.add_argument("--out", default=None, help="output JSON (default: ood.json beside model.pt)")
+    add_ship(p, "ood.json")
     add_json(p, progress=True)
     p.set_defaults(func=run, outputs=[("out", "file", JSON)])
 
@@ -89,6 +90,8 @@ def run(args) -> int:
     for name in ("n_train", "n_test"):
         if not 10 <= getattr(args, name) <= MAX_SPECTRA:
             raise FcinvError(f"--{name.replace('_', '-')} must be from 10 to {MAX_SPECTRA:,}")
+    if args.out is None:  # beside the model: for a shipped name, the installed package's own file (checked before the work)
+        check_not_shipped(Path(model.path).parent / "ood.json", "--out (default: ood.json beside the model)", args.ship)
     from ..validate import check_bytes
 
     # every spectrum is held in memory (float32), the test ones also noisy; a fresh set is written to a

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from ._common import add_json, add_scheduler, add_temperature, emit, noise_cells, nonneg_int, positive_float, positive_int
+from ._common import (
+    add_json,
+    add_scheduler,
+    add_ship,
+    add_temperature,
+    check_not_shipped,
+    emit,
+    noise_cells,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
+
+#: the fewest cases of a kind of data (single scan, full data, pooled) a limit is measured on
+MIN_CASES = 20
 
 
 def register(sub):
@@ -57,6 +71,7 @@ def register(sub):
         help="with --write: also hold fits of full data (several scans) to the measured full-data limit instead of 2σ "
         "(adopted for nb-resnet and nb-vae by held-out truths; check it on yours before relying on it)",
     )
+    add_ship(p, "--write's trust.json")
     add_scheduler(p, "the simulated measurements (one task per truth)")
     add_json(p, progress=True)
     p.set_defaults(func=run)
@@ -64,6 +79,7 @@ def register(sub):
 
 def run(args) -> int:
     import shlex
+    from pathlib import Path
 
     from ..analysis.trust_calibration import limits_of, network_cases
     from ..errors import FcinvError
@@ -80,12 +96,33 @@ def run(args) -> int:
         raise FcinvError("--full-data says what --write stores: give both")
     cells = noise_cells(args.cells, "--cells")
     angles = [float(a) for a in parse_angles(args.angles)]
+    # the cases each truth gives: per noise cell, full data and one single scan per angle; a limit
+    # needs MIN_CASES of a kind (checked before the work: it exited 0 with no limit and no reason)
+    n_full = args.truths * len(cells)
+    n_single = n_full * len(angles)
+    counts = f"{len(cells)} cells × {args.truths} truths"
+    if n_full + n_single < MIN_CASES:
+        raise FcinvError(
+            f"too few cases for any limit ({counts} × (1 + {len(angles)} angles) = {n_full + n_single} < {MIN_CASES}): "
+            "give more --truths"
+        )
+    if args.write and args.full_data and n_full < MIN_CASES:
+        raise FcinvError(f"too few full-data cases for a limit ({counts} = {n_full} < {MIN_CASES}): give more --truths")
+    if args.write and n_single < MIN_CASES:
+        raise FcinvError(
+            f"too few single-scan cases for a limit ({len(angles)} angles × {counts} = {n_single} < {MIN_CASES}): "
+            "give more --truths or --angles"
+        )
+    if args.ship and not args.write:
+        raise FcinvError("--ship allows --write into a shipped model's folder: give --write too")
     models = {}
     for name in dict.fromkeys(args.model):
         m = load_model(name)
         if not getattr(m, "heteroscedastic", False):
             raise FcinvError(f"{name} reports no calibrated σ (a paper model?): a trust limit is measured in that σ")
         models[name] = m
+        if args.write:  # beside the checkpoint: for a shipped name, the installed package's own file
+            check_not_shipped(Path(m.path).parent / "trust.json", f"--write ({name})", args.ship)
     mats = {m.material.lower() for m in models.values()}
     if len(mats) != 1:
         raise FcinvError(f"the models are of different materials ({', '.join(sorted(mats))}): measure each material apart")
@@ -104,7 +141,7 @@ def run(args) -> int:
         progress=not (args.json or args.no_progress),
         scheduler=args.scheduler,
     )
-    limits = limits_of(rows, args.level)
+    limits = limits_of(rows, args.level, MIN_CASES)
     command = "fcinv trust-calibrate " + shlex.join(
         [
             "--model",
@@ -126,6 +163,7 @@ def run(args) -> int:
         ]
         + ["--qmax", f"{args.qmax:g}", "--level", f"{args.level:g}", "--write"]
         + (["--full-data"] if args.full_data else [])
+        + (["--ship"] if args.ship else [])
     )
     measured_on = (
         f"fcinv trust-calibrate: {args.truths} drawn {mat.name} truths (seed {args.seed}), full data and single scans at "
@@ -135,16 +173,6 @@ def run(args) -> int:
     written = {}
     for name, res in limits.items():
         if args.write:
-            if args.full_data and "full data" not in res:
-                raise FcinvError(
-                    f"{name}: too few full-data cases for a limit ({len(cells)} cells × {args.truths} truths < 20): "
-                    "give more --truths"
-                )
-            if "single scan" not in res:
-                raise FcinvError(
-                    f"{name}: too few single-scan cases for a limit ({len(angles)} angles × {len(cells)} cells × "
-                    f"{args.truths} truths < 20): give more --truths or --angles"
-                )
             written[name] = str(
                 save_trust_limit(
                     models[name].path,
