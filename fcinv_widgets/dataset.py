@@ -717,9 +717,10 @@ def _chunks(client, material, split, k0, seed, candidates, domain, sigma, remain
     """Yield chunk results in chunk order, from k0 on; on Dask keep a few chunks in flight."""
     if client is None:
         k = k0
-        while True:
+        while remaining() > 0:  # as the Dask path: a finished split draws nothing (a rerun drew a chunk and counted it)
             yield draw_chunk(material, split, k, seed, candidates, domain, sigma, None, reference, nuisance)
             k += 1
+        return
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     inflight: dict = {}
     k_next = k0

@@ -428,7 +428,10 @@ def get_material(name: str, reference: str | None = None) -> Material:
     """
     key = str(name).lower()
     if key not in PRESETS:
-        raise FcinvError(f"unknown material {name!r}; presets: Ge, Nb (or give --structure and --force-constants)")
+        raise FcinvError(
+            f"unknown material {name!r}; presets: Ge, Nb (a crystal of your own: --structure and --force-constants, "
+            "where the command takes them)"
+        )
     ref = DEFAULT_REFERENCE if reference is None else str(reference).lower()
     if ref not in REFERENCES:
         raise FcinvError(f"unknown reference {reference!r}; choose one of: {', '.join(REFERENCES)}")

@@ -633,8 +633,21 @@ def save_bank(path, masks, meta: dict) -> None:
             os.remove(tmp)
 
 
-def load_bank(path):
-    """(masks (n, nq, nE) bool, meta dict) from :func:`save_bank`'s file (no pickles)."""
+def bank_digest(masks) -> str:
+    """The SHA-256 of a coverage bank's masks (bit-packed, with their shape): a checkpoint trained
+    with a bank records it, and a recalibration is refused another bank of the same shape."""
+    import hashlib
+
+    m = np.asarray(masks, bool)
+    return hashlib.sha256(repr(m.shape).encode() + np.packbits(m, axis=-1).tobytes()).hexdigest()
+
+
+def load_bank(path, material: str | None = None):
+    """(masks (n, nq, nE) bool, meta dict) from :func:`save_bank`'s file (no pickles).
+
+    ``material``: the crystal the masks are for (a model's or dataset's); a bank that records
+    another material, or none, is refused (a Ge-shaped bank labelled Nb was used without a word;
+    an Nb bank on a Ge model was refused only by its shape, naming neither)."""
     from .validate import check_declared, npz_declared, open_npz
 
     archive = open_npz(path, "coverage-bank file")
@@ -645,12 +658,21 @@ def load_bank(path):
                 raise ValueError(f"masks must be packed bits (uint8, 3-D), the file declares {packed_dtype} {packed_shape}")
             check_declared(packed_shape, packed_dtype, f"{path}[masks]")  # no zip bomb: size checked before reading
             shape = tuple(int(v) for v in np.asarray(z["shape"]).ravel())
+            if len(shape) == 3 and shape[0] == 0 and packed_shape[0] == 0:
+                raise FcinvError(f"{path}: holds no masks (an empty coverage bank; write one with `fcinv mask-bank`)")
             if len(shape) != 3 or min(shape) < 1 or shape[:2] != tuple(packed_shape[:2]) or -(-shape[2] // 8) != packed_shape[2]:
                 raise ValueError(f"shape {shape} does not match the packed masks {tuple(packed_shape)}")
             masks = np.unpackbits(z["masks"], axis=-1)[..., : shape[-1]].astype(bool).reshape(shape)
             meta = json_loads(str(z["meta"]), f"{path}: meta")
             if not isinstance(meta, dict):
                 raise ValueError("meta is not a JSON object")
+        said = meta.get("material")
+        if material is not None and (not isinstance(said, str) or said.lower() != str(material).lower()):
+            which = f"of {said}" if isinstance(said, str) and said else "that records no material"
+            raise FcinvError(f"{path}: a coverage bank {which}, for {material} here (write one with `fcinv mask-bank`)")
+        n = meta.get("n")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n != len(masks)):
+            raise FcinvError(f"{path}: its meta says {n!r} masks, it holds {len(masks)}: a damaged coverage bank")
         empty = np.flatnonzero(~masks.reshape(len(masks), -1).any(axis=1))
         if empty.size:  # (an empty mask was taken for full coverage: single-scan R² of full data, exit 0)
             raise FcinvError(

@@ -46,6 +46,24 @@ def test_layout_and_stability(reference_file, ge):
     d.close()
 
 
+def test_rerun_on_a_finished_file_changes_nothing(reference_file, tmp_path):
+    """Session 51 (session 50's probe): rerunning `fcinv dataset` on a complete file drew one more
+    chunk (locally, not on Dask) and updated its stable-fraction statistics every time."""
+    import shutil
+
+    p = tmp_path / "again.h5"
+    shutil.copy(reference_file, p)
+
+    def attrs(path):
+        with h5py.File(path, "r") as f:
+            return {s: dict(f[s].attrs) for s in ("train", "test")}
+
+    before = attrs(p)
+    r = generate_dataset("Ge", p, n_train=60, n_test=20, seed=7, candidates=16, progress=False)
+    assert attrs(p) == before and r["train"]["n_done"] == 60
+    _same(_content(p), _content(reference_file))
+
+
 def test_interrupted_in_process_then_resumed(reference_file, tmp_path):
     p = tmp_path / "int.h5"
     calls = []

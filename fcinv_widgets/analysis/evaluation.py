@@ -89,7 +89,7 @@ def realistic_test_set(
     p_sqe = 0.0 if sqe_weights is None else finite_number(sqe_weights, "sqe_weights (a fraction)", positive=False, maximum=1.0)
     if single_scans and not mask_bank:
         raise FcinvError("single scans need the coverage masks the scans come from (a mask bank)")
-    masks, bank_meta = load_bank(mask_bank) if mask_bank else (None, {})
+    masks, bank_meta = load_bank(mask_bank, info["material"]) if mask_bank else (None, {})
     # a bank that records its geometry (session 16): single-scan S(Q,E) draws get their orientation's weights
     geometry = recorded_geometry(bank_meta) if p_sqe else {}
     if resolved_lines and not p_sqe:

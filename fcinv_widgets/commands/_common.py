@@ -284,7 +284,11 @@ def check_output(path, flag: str = "--out", kind: str = "file", fmt: str | None 
             what = "not a JSON file"
         else:
             found = _hdf5_format(p)
-            what = "not an HDF5 file" if found is None else f"an HDF5 file of format {found!r}"
+            what = (
+                ("a damaged HDF5 file (truncated?)" if _has_hdf5_magic(p) else "not an HDF5 file")
+                if found is None
+                else f"an HDF5 file of format {found!r}"
+            )
         if found != fmt:
             raise FcinvError(
                 f"{flag} {path}: exists and is {what}, not {fmt!r}; will not overwrite it (remove it or choose another name)"
@@ -357,11 +361,16 @@ def _is_json_text(path: Path) -> bool:
     return head[:1] in (b"{", b"[")
 
 
-def _hdf5_format(path: Path) -> str | None:
-    """The ``format`` attribute of an HDF5 file ('' when it has none), or None if it is not HDF5."""
+def _has_hdf5_magic(path: Path) -> bool:
     with open(path, "rb") as fh:
-        if fh.read(8) != _HDF5_MAGIC:
-            return None
+        return fh.read(8) == _HDF5_MAGIC
+
+
+def _hdf5_format(path: Path) -> str | None:
+    """The ``format`` attribute of an HDF5 file ('' when it has none), or None if it is not HDF5
+    (or one h5py cannot open)."""
+    if not _has_hdf5_magic(path):
+        return None
     import h5py
 
     try:

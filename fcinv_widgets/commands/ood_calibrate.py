@@ -84,7 +84,7 @@ def run(args) -> int:
     if aug_cfg:
         from ..measurement import MEASURED_P_CLEAN, MeasurementModel, load_bank
 
-        bank = load_bank(args.mask_bank)[0] if args.mask_bank else None
+        bank = load_bank(args.mask_bank, model.material)[0] if args.mask_bank else None
         sampler = MeasurementModel.from_dict(aug_cfg).sampler(model.config["energy_centers_mev"], masks=bank, seed=args.seed)
         augmenter = sampler.forced(p_clean=MEASURED_P_CLEAN)  # as measurements arrive, whatever --clean-fraction trained on
     for name in ("n_train", "n_test"):

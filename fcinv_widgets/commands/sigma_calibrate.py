@@ -72,29 +72,34 @@ def run(args) -> int:
             "or one holding an earlier recalibration of this model)"
         )
     training = cfg.get("training") or {}
+    n_split = int(training.get("n_train", 0)) + int(training.get("n_val", 0))
     if args.unseen is not None:
         x, y, info, iv = _unseen(args, model, training)
     else:
-        x, y, info, iv, _ = _data(args.dataset, None, int(training.get("seed", 0)))
+        # the first n_split rows, as training read them: a model trained with --max-train K used the
+        # first K, and its own dataset was refused for having more
+        x, y, info, iv, _ = _data(args.dataset, n_split or None, int(training.get("seed", 0)))
     if info["material"].lower() != model.material.lower():
         raise FcinvError(f"the dataset is of {info['material']}, the model is for {model.material}")
-    n_split = int(training.get("n_train", 0)) + int(training.get("n_val", 0))
-    if args.unseen is None and n_split and n_split != len(x):
-        raise FcinvError(
-            f"{args.dataset} has {len(x)} training spectra, the model was trained on {n_split}: "
-            "give the dataset it was trained on (its validation hold-out is what σ is calibrated on)"
-        )
+    if args.unseen is None:
+        _check_training_set(args, training, n_split, y)
     masks, bank_meta = None, {}
     if cfg.get("coverage_bank"):
         if not args.mask_bank:
             raise FcinvError(
                 f"{args.model} was trained with a coverage bank of shape {cfg['coverage_bank']}: give it with --mask-bank"
             )
-        from ..measurement import load_bank
+        from ..measurement import bank_digest, load_bank
 
-        masks, bank_meta = load_bank(args.mask_bank)
+        masks, bank_meta = load_bank(args.mask_bank, model.material)
         if list(masks.shape) != list(cfg["coverage_bank"]):
             raise FcinvError(f"--mask-bank has shape {list(masks.shape)}, the model was trained with {cfg['coverage_bank']}")
+        said = cfg.get("coverage_bank_sha256")  # recorded since session 51
+        if said and bank_digest(masks) != said:
+            raise FcinvError(
+                f"--mask-bank {args.mask_bank}: not the bank {args.model} was trained with (same shape, other masks); "
+                "σ is calibrated on the training bank's draws"
+            )
     elif args.mask_bank:  # (it was ignored without a word)
         raise FcinvError(f"{args.model} was trained without coverage masks: drop --mask-bank")
     from ..measurement import MeasurementModel, recorded_geometry
@@ -202,6 +207,27 @@ def _same_network(path: Path, model) -> bool:
         if sa.keys() != sb.keys() or not all(torch.equal(sa[t], sb[t]) for t in sa):
             return False
     return True
+
+
+def _check_training_set(args, training: dict, n_split: int, y) -> None:
+    """The hold-out path calibrates on the model's own validation spectra: the dataset must hold the
+    rows the model was trained on — as many, and (for checkpoints since session 30) the same draws
+    (its ``dataset_fingerprint``; another dataset of the same size passed before)."""
+    from ..errors import FcinvError
+    from ..models.train import FINGERPRINT_ROWS, dataset_fingerprint
+
+    if n_split and len(y) != n_split:
+        raise FcinvError(
+            f"{args.dataset} has {len(y)} training spectra, the model was trained on {n_split}: "
+            "give the dataset it was trained on (its validation hold-out is what σ is calibrated on)"
+        )
+    said = training.get("dataset_fingerprint")
+    rows = training.get("dataset_fingerprint_rows", FINGERPRINT_ROWS)
+    if said and isinstance(rows, int) and 1 <= rows <= len(y) and dataset_fingerprint(y[:rows]) != said:
+        raise FcinvError(
+            f"{args.dataset}: not the dataset {args.model} was trained on (its training draws differ from the checkpoint's "
+            "dataset_fingerprint); give that dataset, or --unseen N with one it never saw"
+        )
 
 
 def _unseen(args, model, training: dict):

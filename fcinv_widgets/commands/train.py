@@ -130,9 +130,7 @@ def _masks(args, dataset, with_meta: bool = False):
         return (None, {}) if with_meta else None
     _, _, info = load_split(dataset, "test", 1)
     if args.mask_bank and Path(args.mask_bank).is_file():
-        masks, meta = load_bank(args.mask_bank)
-        if meta.get("material", "").lower() != info["material"].lower():
-            raise FcinvError(f"--mask-bank {args.mask_bank} is for {meta.get('material')}, the dataset for {info['material']}")
+        masks, meta = load_bank(args.mask_bank, info["material"])
         return (masks, meta) if with_meta else masks
     from ..materials import get_material
 
@@ -149,8 +147,10 @@ def run(args) -> int:
     from ..models import train_resnet, train_vae
     from ..models.train import refit_regressor
 
-    if args.epochs < 1 or args.batch_size < 2:
-        raise FcinvError("--epochs must be ≥ 1 and --batch-size ≥ 2")
+    if args.epochs < 1:
+        raise FcinvError(f"--epochs must be ≥ 1, got {args.epochs}")
+    if args.batch_size < 2:
+        raise FcinvError(f"--batch-size must be ≥ 2, got {args.batch_size}")
     common = dict(
         epochs=args.epochs,
         batch_size=args.batch_size,

@@ -35,7 +35,11 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
         check_declared((n,) + tuple(spectra.shape[1:]), spectra.dtype, f"{dataset}:/{split}/spectra", ndim=3, max_bytes=1 << 62)
         _check_dataset_material(d, tuple(spectra.shape[1:]), dataset)
         check_bytes(4.0 * n * int(np.prod(spectra.shape[1:])), f"reading {n} spectra of {dataset}")
-        x = np.asarray(spectra[:n], dtype=np.float32)
+        try:
+            x = np.asarray(spectra[:n], dtype=np.float32)
+            y = np.asarray(params[:n], float)
+        except OSError as exc:  # a damaged compressed chunk: h5py's words name neither file nor split
+            raise FcinvError(f"{dataset}: /{split} cannot be read ({exc}): a damaged dataset file") from None
         info = {
             "material": d.material,
             "names": d.names,
@@ -46,7 +50,7 @@ def load_split(dataset, split: str = "train", limit: int | None = None):
             "reference_params": None if d.reference_params is None else d.reference_params.tolist(),
             "nuisance": d.nuisance,
         }
-        return x, np.asarray(params[:n], float), info
+        return x, y, info
     finally:
         d.close()
 
@@ -111,8 +115,44 @@ def _data(dataset, max_train, seed: int):
         raise FcinvError(
             f"{dataset}: {int(bad.sum())} training spectra hold NaN or ±inf pixels (rows {first}…): training needs finite spectra"
         )
+    _check_scaled(x, dataset)
+    from ..metrics import constant_columns
+
+    flat = [str(n) for n, c in zip(info["names"], constant_columns(y)) if c]
+    if flat:  # y_std 1e-12: trained with exit 0, its validation R² NaN or −234 (session 50's probe)
+        raise FcinvError(
+            f"{dataset}: {', '.join(flat)} {'is' if len(flat) == 1 else 'are'} the same in every training spectrum: "
+            "nothing to learn from (a damaged or hand-edited split?)"
+        )
     iv, it = _split(len(x), seed)
     return x, y, info, iv, it
+
+
+#: how far a training spectrum's pixel may lie outside [0, 1] (float32 rounding of the min-max scaling)
+SCALE_TOLERANCE = 1e-3
+
+
+def _check_scaled(x: np.ndarray, dataset) -> None:
+    """Training spectra are min-max scaled to [0, 1], as ``fcinv dataset`` writes them (the dataset
+    format): all-zero, sign-flipped or constant spectra trained with exit 0 into a meaningless model,
+    and spectra × 10⁶ failed after an epoch naming no row (session 50's probe)."""
+    flat = x.reshape(len(x), -1)
+    lo, hi = flat.min(1), flat.max(1)
+    bad = (lo < -SCALE_TOLERANCE) | (hi > 1 + SCALE_TOLERANCE) | (hi - lo < 0.5)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    i = int(rows[0])
+    what = (
+        "all zero"
+        if hi[i] == 0 and lo[i] == 0
+        else ("constant" if hi[i] == lo[i] else f"ranges {float(lo[i]) + 0.0:.4g} … {float(hi[i]) + 0.0:.4g}")
+    )
+    first = ", ".join(str(int(r)) for r in rows[:5])
+    raise FcinvError(
+        f"{dataset}: {len(rows)} training spectra are not min-max scaled to [0, 1] as `fcinv dataset` writes them "
+        f"(rows {first}{'…' if len(rows) > 5 else ''}; row {i} {what}): training needs the dataset's own spectra"
+    )
 
 
 def _prepare(dataset, out, max_train, threads, device, seed: int, augment, masks, progress: bool = False):
@@ -172,11 +212,15 @@ def _batched(f, xs, dev, size: int = 256):
 
 def _aug_config(aug, sigma_scale) -> dict:
     """The checkpoint entries of a model trained with the augmenter ``aug``."""
+    from ..measurement import bank_digest
+
     return {
         "heteroscedastic": True,
         "sigma_scale": sigma_scale,
         "augment": aug.model.to_dict(),
         "coverage_bank": None if aug.masks is None else list(aug.masks.shape),
+        # which bank (fcinv sigma-calibrate refuses another bank of the same shape; since session 51)
+        "coverage_bank_sha256": None if aug.masks is None else bank_digest(aug.masks),
     }
 
 
@@ -252,6 +296,10 @@ def _fit(
     from tqdm.auto import tqdm
 
     start, best, best_state, bad, history = 0, np.inf, None, 0, []
+    if resume and not state_path.is_file():  # (it started afresh without a word)
+        warnings.warn(
+            FcinvWarning(f"--resume: no training state at {state_path}; training starts from the beginning"), stacklevel=2
+        )
     if resume and state_path.is_file():
         try:
             st = torch.load(state_path, map_location=dev or "cpu", weights_only=True)

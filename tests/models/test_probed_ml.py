@@ -14,10 +14,11 @@ from fcinv_widgets.cli import main
 from fcinv_widgets.errors import FcinvError
 
 
-def _one_line(capsys, argv, match: str) -> None:
+def _one_line(capsys, argv, match: str) -> str:
     assert main([str(a) for a in argv]) == 2, argv
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fcinv ") and match in err[0], err
+    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +97,44 @@ def _copy_dataset(src, dst, edit):
     with h5py.File(dst, "a") as f:
         edit(f)
     return dst
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda s: s * 0, "row 0 all zero"),
+        (lambda s: -s, "ranges -1 … 0"),
+        (lambda s: s * 1e6, "ranges 0 … 1e+06"),
+        (lambda s: np.where(np.arange(len(s))[:, None, None] == 7, 0.25, s), "rows 7; row 7 constant"),
+    ],
+    ids=["zero", "sign-flipped", "x1e6", "one-constant-row"],
+)
+def test_training_refuses_spectra_not_scaled_as_the_dataset_format_says(edit, words, capsys, tiny_dataset, tmp_path):
+    """Session 51 (session 50's probe): all-zero or sign-flipped training spectra trained with exit 0
+    into a meaningless model (evaluate refuses them); spectra × 10⁶ failed after an epoch naming no row."""
+
+    def damage(f):
+        s = f["train/spectra"][()]
+        del f["train/spectra"]
+        f["train/spectra"] = edit(s).astype(np.float32)
+
+    bad = _copy_dataset(tiny_dataset, tmp_path / "bad.h5", damage)
+    common = ["--epochs", "1", "--batch-size", "16", "--threads", "1", "--no-progress"]
+    _one_line(capsys, ["train", "--dataset", bad, "--out", tmp_path / "m", *common], words)
+    assert not (tmp_path / "m" / "model.pt").exists()
+
+
+def test_training_refuses_a_split_with_a_constant_fc(capsys, tiny_dataset, tmp_path):
+    """A training split whose FC is one value trained with exit 0 (its validation R² NaN, others −234)."""
+
+    def constant(f):
+        p = f["train/params"][()]
+        p[:, 2] = p[0, 2]
+        f["train/params"][...] = p
+
+    bad = _copy_dataset(tiny_dataset, tmp_path / "const.h5", constant)
+    common = ["--epochs", "1", "--batch-size", "16", "--threads", "1", "--no-progress"]
+    _one_line(capsys, ["train", "--dataset", bad, "--out", tmp_path / "m", "--model", "resnet", *common], "FC2")
 
 
 def test_training_refuses_what_it_cannot_learn_from(capsys, tiny_dataset, tmp_path):
@@ -319,3 +358,50 @@ def test_what_evaluation_cannot_score_is_said(capsys, tiny_dataset, tmp_path):
         load_bank(bank)
     assert main(["evaluate", "--model", "ge-vae", "--dataset", str(tiny_dataset), "--max-test", "1", "--json"]) == 2
     assert "at least 2 test spectra" in capsys.readouterr().err
+
+
+def test_messages_name_the_problem(capsys, tiny_dataset, tmp_path):
+    """Session 51 (session 50's probe): refusals that were right but said the wrong thing."""
+    import warnings
+
+    from fcinv_widgets.errors import FcinvWarning
+    from fcinv_widgets.measurement import load_bank
+
+    # a truncated dataset as an output: "not an HDF5 file" → damaged
+    trunc = tmp_path / "trunc.h5"
+    trunc.write_bytes(tiny_dataset.read_bytes()[:5000])
+    _one_line(capsys, ["dataset", "--material", "Ge", "--n-train", "4", "--n-test", "2", "--out", trunc], "damaged HDF5 file")
+
+    # a damaged compressed chunk: h5py's "filter returned failure", naming neither file nor split
+    def garble(f):
+        ds = f["train/spectra"]
+        off, size = ds.id.get_chunk_info(0).byte_offset, ds.id.get_chunk_info(0).size
+        return off, size
+
+    garbled = tmp_path / "garbled.h5"
+    shutil.copy(tiny_dataset, garbled)
+    with h5py.File(garbled, "r") as f:
+        off, size = garble(f)
+    raw = bytearray(garbled.read_bytes())
+    raw[off + size // 3 : off + size // 3 + 64] = bytes(64)
+    garbled.write_bytes(bytes(raw))
+    line = _one_line(capsys, ["train", "--dataset", garbled, "--out", tmp_path / "m", "--epochs", "1"], "/train cannot be read")
+    assert "damaged dataset file" in line and "garbled.h5" in line
+    # --batch-size 1 blamed --epochs too
+    line = _one_line(capsys, ["train", "--dataset", tiny_dataset, "--out", tmp_path / "m", "--batch-size", "1"], "--batch-size")
+    assert "--epochs" not in line
+    # bench has no --structure
+    line = _one_line(capsys, ["bench", "forward", "--material", "Xx"], "unknown material 'Xx'")
+    assert "where the command takes them" in line
+    # an empty bank: "shape (0, 140, 140) does not match the packed masks"
+    empty = tmp_path / "empty.npz"
+    np.savez(empty, masks=np.zeros((0, 140, 18), np.uint8), shape=np.array([0, 140, 140]), meta=np.array("{}"))
+    with pytest.raises(FcinvError, match="holds no masks"):
+        load_bank(empty)
+    # --resume without a saved state started afresh without a word
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from fcinv_widgets.models import train_resnet
+
+        train_resnet(tiny_dataset, tmp_path / "r", epochs=1, batch_size=16, progress=False, threads=1, resume=True)
+    assert any(issubclass(w.category, FcinvWarning) and "no training state" in str(w.message) for w in caught)

@@ -432,3 +432,48 @@ def test_calibration_in_chunks_gives_the_same_draws_and_sigma(calibratable, monk
     assert (cal7 is None) == (cal0 is None) and by7.keys() == by0.keys()
     if cal0:
         np.testing.assert_allclose(cal7["scales"], cal0["scales"], rtol=1e-5)
+
+
+def test_sigma_calibrate_holds_the_model_to_its_own_rows_and_bank(calibratable, tmp_path, capsys):
+    """Session 51 (session 50's probe): a model trained with --max-train could not be recalibrated on
+    its own dataset ("has 2000 training spectra, the model was trained on 300"); another dataset of
+    the same size, and another coverage bank of the same shape (or one labelled with another
+    material), were taken without a word."""
+    from fcinv_widgets.cli import main
+    from fcinv_widgets.dataset import generate_dataset
+    from fcinv_widgets.measurement import save_bank
+
+    _, ds = calibratable
+    rng = np.random.default_rng(5)
+    masks = rng.random((3, 140, 140)) < 0.6
+    bank, other = tmp_path / "bank.npz", tmp_path / "other.npz"
+    save_bank(bank, masks, {"material": "Ge", "n": 3})
+    save_bank(other, ~masks, {"material": "Ge", "n": 3})
+    m = tmp_path / "m300"
+    common = ["--epochs", "1", "--batch-size", "64", "--threads", "2", "--no-progress", "--json"]
+    argv = ["train", "--model", "resnet", "--dataset", ds, "--augment", "--mask-bank", bank, "--max-train", "300", "--out", m]
+    assert main([str(a) for a in [*argv, *common]]) == 0
+    capsys.readouterr()
+
+    def sigcal(*extra):
+        return main(["sigma-calibrate", "--model", str(m), "--no-progress", "--json", *map(str, extra)])
+
+    assert sigcal("--dataset", ds, "--mask-bank", bank, "--out", tmp_path / "ok") == 0
+    assert json.loads(capsys.readouterr().out)["n_calibration"] > 0
+    same_size = tmp_path / "same.h5"
+    generate_dataset("Ge", same_size, n_train=300, n_test=10, seed=9, candidates=1024, progress=False)
+    cases = [
+        (("--dataset", same_size, "--mask-bank", bank), "not the dataset"),
+        (("--dataset", ds, "--mask-bank", other), "not the bank"),
+    ]
+    nb = tmp_path / "nb.npz"
+    save_bank(nb, masks, {"material": "Nb", "n": 3})
+    cases.append((("--dataset", ds, "--mask-bank", nb), "a coverage bank of Nb, for Ge here"))
+    miscounted = tmp_path / "n.npz"
+    save_bank(miscounted, masks, {"material": "Ge", "n": 7})
+    cases.append((("--dataset", ds, "--mask-bank", miscounted), "says 7 masks, it holds 3"))
+    for extra, words in cases:
+        assert sigcal(*extra, "--out", tmp_path / "bad") == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "bad" / "model.pt").exists()
