@@ -350,6 +350,7 @@ def test_plan_table_keeps_whole_names():
         criterion="D",
         measured_deg=np.array([]),
     )
-    lines = plan.table().splitlines()
+    *lines, note = plan.table().splitlines()
     assert all(n in lines[0] for n in names)
     assert len({len(line) for line in lines}) == 1  # aligned
+    assert "eV/Å²" in note and "Cramér–Rao" in note  # what σ is (session 51: printed without a unit)

@@ -305,6 +305,11 @@ class Plan:
         rows = [head, f"{'now':>4} {'':>8} {'':>14} " + " ".join(f"{self.current_sigma[f]:{w + 2}.4f}" for f in focus)]
         for k, (a, g, s) in enumerate(zip(self.angles_deg, self.gain, self.predicted_sigma)):
             rows.append(f"{k + 1:>4} {a:8.2f} {g:14.4g} " + " ".join(f"{s[f]:{w + 2}.4f}" for f in focus))
+        # (printed without a unit or meaning, they read as the errors to expect: 1000× below the network's σ)
+        rows.append(
+            "σ in eV/Å²: Cramér–Rao bounds from the counting statistics at the current estimate "
+            "(the least σ the scans allow, not the error to expect)"
+        )
         return "\n".join(rows)
 
 
@@ -477,9 +482,21 @@ def simulate_union(
 
     Counts N_p ~ Poisson(P Σ_s (e_s(p)/ē) (m_p + B)); the returned estimate is N_p / (P Σ_s e_s(p)/ē)
     on covered pixels, NaN elsewhere (the same quantity Σ data / Σ norm of the folding)."""
+    from ..validate import real_array
+
     rng = np.random.default_rng(rng)
-    m = np.asarray(clean_image, float).reshape(-1)
-    E = _relative_exposure(bank)[np.asarray(measured_idx, int)].sum(0)
+    exposure = _relative_exposure(bank)
+    idx = real_array(measured_idx, "measured_idx (indices of the bank's scans)", allow_nan=False).ravel()
+    if idx.size == 0:  # (an all-NaN image came back without a word)
+        raise FcinvError("measured_idx is empty: give the bank index of at least one measured scan")
+    if np.any(idx != np.round(idx)) or idx.min() < 0 or idx.max() >= len(exposure):
+        raise FcinvError(
+            f"measured_idx must be whole numbers from 0 to {len(exposure) - 1} (the bank's scans), got {idx.tolist()}"[:200]
+        )
+    m = real_array(clean_image, "clean_image", allow_nan=False).reshape(-1)
+    if m.size != exposure.shape[1]:
+        raise FcinvError(f"clean_image has {m.size} pixels, the bank's grid {tuple(bank.shape)} has {exposure.shape[1]}")
+    E = exposure[idx.astype(int)].sum(0)
     lam = counts * E * (m + background)
     N = rng.poisson(lam)
     with np.errstate(invalid="ignore", divide="ignore"):

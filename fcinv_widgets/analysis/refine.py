@@ -275,6 +275,20 @@ def refine(
         width = domain[:, 1] - domain[:, 0]
         if not np.all(width > 0):
             raise FcinvError("domain: every row must be [low, high] with low < high (eV/Å²)")
+        out = np.flatnonzero((start < domain[:, 0]) | (start > domain[:, 1]))
+        if out.size:  # (it ran from beyond the wall without a word)
+            import warnings
+
+            from ..errors import FcinvWarning
+
+            k = int(out[0])
+            warnings.warn(
+                FcinvWarning(
+                    f"the start lies outside the domain in {out.size} FC(s) (FC{k}: {start[k]:.4g} eV/Å² for "
+                    f"[{domain[k, 0]:.4g}, {domain[k, 1]:.4g}]): the fit starts beyond the domain's wall"
+                ),
+                stacklevel=2,
+            )
     dev = fm_t.backend.device
     w = torch.tensor(width, dtype=torch.float64, device=dev)
     x0 = torch.tensor(start, dtype=torch.float64, device=dev)

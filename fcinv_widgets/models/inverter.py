@@ -570,6 +570,15 @@ class _Model:
         from .ood import input_temperature, is_measured_input, note_sqe_input
 
         measured = is_measured_input(corrections) if ood_regime is None else ood_regime == "measured"
+        if scan_deg is not None and not measured:  # (it was taken without a word)
+            warnings.warn(
+                FcinvWarning(
+                    f"scan_deg={scan_deg:g}: this input is a model image (the fast model's unit-weight intensity), which "
+                    "carries no orientation; it is judged as one single scan, and no fit uses the angle (give a "
+                    "measurement or an S(Q,E) for the scan's orientation to matter)"
+                ),
+                stacklevel=2,
+            )
         regime = input_sigma_regime(corrections, measured, single_scan=single_scan)
         pred = self.predict(image, n_samples=n_samples, seed=seed, reconstruct=False, sigma_regime=regime)
         out = pred.to_dict(0) | {"coverage": spec.coverage, "corrections": corrections}
@@ -643,7 +652,9 @@ class _Model:
                 rec["scan_angle_note"] = SCAN_ANGLE_NOTE.format(measured=SCAN_ANGLE_MEASURED)
         else:
             fm = mat.forward_model(resolution=("arcs", ei) if ei is not None else None)
-            r1 = refine(fm, image, start=start, domain=np.asarray(self.config.get("domain", mat.domain), float))
+            with warnings.catch_warnings():  # the network's answer beyond its box: out["domain_edge"] says so already
+                warnings.filterwarnings("ignore", "the start lies outside the domain", FcinvWarning)
+                r1 = refine(fm, image, start=start, domain=np.asarray(self.config.get("domain", mat.domain), float))
             rec = r1.to_dict() | {
                 "fc_std": None,
                 "fc_std_note": "the unit-weight fit gives no σ: fc_std stays the network's",
@@ -918,6 +929,13 @@ class ResNetModel(_Model):
 
     def _state(self) -> dict:
         return {"net": self.net.state_dict()}
+
+    def encode(self, spectra):
+        """A ResNet has no latent space: one line saying so (an AttributeError before)."""
+        raise FcinvError(
+            "a ResNet regresses the FCs directly and has no latent space: encode and place inputs on a latent map "
+            "with a VAE model (ge-vae, nb-vae)"
+        )
 
     def predict(
         self,
