@@ -62,6 +62,23 @@ class LatentMap:
     params: np.ndarray  # (N, 8) eV/Å²
     names: list
     reducer: object = None
+    #: the SHA-256 of the checkpoint (model.pt) whose latent means made the map: a map is one model's
+    #: latent space (two 20-dim VAEs' maps look alike and mean different things). ``fcinv latent``
+    #: records it (since session 51); a shipped map is its folder's model; None: not known.
+    model_sha256: str | None = None
+
+    def check_model(self, model) -> None:
+        """Refuse a model other than the one whose latent space the map is (when both are known)."""
+        path = getattr(model, "path", None)
+        if self.model_sha256 is None or path is None or not Path(path).is_file():
+            return
+        from ..models.ood import file_sha256
+
+        if file_sha256(path) != self.model_sha256:
+            raise FcinvError(
+                f"this latent map was made with another model's latent space ({Path(path).parent.name} is not its "
+                "model): its positions mean nothing for this one — use the map made with it (`fcinv latent --model …`)"
+            )
 
     @classmethod
     def fit(cls, mu, params, names, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0) -> "LatentMap":
@@ -105,6 +122,7 @@ class LatentMap:
             mu=self.mu,
             params=self.params,
             names=np.array(self.names),
+            **({"model_sha256": np.array(self.model_sha256)} if self.model_sha256 else {}),
         )
         if self.reducer is not None:
             import joblib
@@ -135,17 +153,23 @@ class LatentMap:
         try:
             with archive as z:
                 emb, mu, params, names = z["embedding"], z["mu"], z["params"], [str(n) for n in z["names"]]
+                sha = str(z["model_sha256"]) if "model_sha256" in z.files else None
         except Exception as exc:
             raise FcinvError(f"{p} is not a readable latent map ({type(exc).__name__}: {exc})") from None
+        shipped = data_path("models").resolve() in p.resolve().parents
         if trust_reducer is None:
-            trust_reducer = data_path("models") in p.resolve().parents
+            trust_reducer = shipped
+        if sha is None and shipped and p.with_name("model.pt").is_file():  # a shipped map is its folder's model
+            from ..models.ood import file_sha256
+
+            sha = file_sha256(p.with_name("model.pt"))
         reducer = None
         rp = p.with_name("umap_reducer.joblib")
         if trust_reducer and rp.is_file():
             import joblib
 
             reducer = joblib.load(rp)
-        return cls(np.asarray(emb, float), np.asarray(mu, float), np.asarray(params, float), names, reducer)
+        return cls(np.asarray(emb, float), np.asarray(mu, float), np.asarray(params, float), names, reducer, sha)
 
     def nearest(self, mu_new, k: int = 1) -> np.ndarray:
         """Indices (M, k) of the k nearest map points in latent space (Euclidean in μ), nearest first."""

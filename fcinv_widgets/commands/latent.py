@@ -49,6 +49,9 @@ def run(args) -> int:
         lmap = LatentMap.fit(mu, y, model.names, n_neighbors=args.neighbors, min_dist=args.min_dist, seed=args.seed)
         bar.update()
         bar.set_postfix_str("saving")
+        from ..models.ood import file_sha256
+
+        lmap.model_sha256 = file_sha256(model.path)  # which latent space the map is
         path = lmap.save(args.out)
         bar.update()
     js = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in st.items()}

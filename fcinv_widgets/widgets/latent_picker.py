@@ -163,6 +163,8 @@ class LatentPicker:
             "LatentPicker",
             "a latent map (analysis.latent.LatentMap.load of `fcinv latent --out`, or a shipped name such as 'ge-vae')",
         )
+        if model is not None and hasattr(latent_map, "check_model"):
+            latent_map.check_model(model)  # another model's latent space was accepted without a word
         self.map = latent_map
         self.model = model
         self.decoder = decoder if decoder is not None else (model if hasattr(model, "decode") else None)

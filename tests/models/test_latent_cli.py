@@ -56,6 +56,16 @@ def test_cli_latent_writes_a_reusable_map(trained, tiny_dataset, tmp_path, capsy
     assert (d.argmin(1) == np.arange(3)).all()
     trusted = LatentMap.load(out, trust_reducer=True)
     assert trusted.reducer is not None and trusted.place(mu).shape == (3, 2)
+    # the map is its model's latent space (session 51: another 20-dim VAE's latents were placed without a word)
+    from fcinv_widgets.widgets import LatentPicker
+
+    assert untrusted.model_sha256 is not None
+    LatentPicker(untrusted, load_model(model_dir))
+    with pytest.raises(FcinvError, match="another model's latent space"):
+        LatentPicker(untrusted, load_model("ge-vae"))
+    with pytest.raises(FcinvError, match="another model's latent space"):
+        LatentPicker(LatentMap.load("ge-vae-paper"), load_model("ge-vae"))
+    LatentPicker(LatentMap.load("ge-vae"), load_model("ge-vae"))
     with pytest.raises(FcinvError, match="latent vectors of length"):
         trusted.place(np.zeros((1, 7)))
 
