@@ -177,7 +177,11 @@ def network_cases(
     return rows
 
 
-def limits_of(rows: list[dict], level: float | None = None, min_cases: int = 20) -> dict:
+#: the fewest cases of a kind of data (single scan, full data, pooled) a limit is measured on
+MIN_CASES = 20
+
+
+def limits_of(rows: list[dict], level: float | None = None, min_cases: int = MIN_CASES) -> dict:
     """{model: {"single scan" / "full data" / "pooled": {"n", "limit"}}}: the familywise limit
     (:func:`~fcinv_widgets.models.trust.familywise_limit`) of each kind of data with at least
     ``min_cases`` cases, and the coverage of ±1σ / ±2σ over all FCs ("cov1", "cov2")."""

@@ -214,20 +214,38 @@ def _check_training_set(args, training: dict, n_split: int, y) -> None:
     rows the model was trained on — as many, and (for checkpoints since session 30) the same draws
     (its ``dataset_fingerprint``; another dataset of the same size passed before)."""
     from ..errors import FcinvError
-    from ..models.train import FINGERPRINT_ROWS, dataset_fingerprint
 
     if n_split and len(y) != n_split:
         raise FcinvError(
             f"{args.dataset} has {len(y)} training spectra, the model was trained on {n_split}: "
             "give the dataset it was trained on (its validation hold-out is what σ is calibrated on)"
         )
-    said = training.get("dataset_fingerprint")
-    rows = training.get("dataset_fingerprint_rows", FINGERPRINT_ROWS)
-    if said and isinstance(rows, int) and 1 <= rows <= len(y) and dataset_fingerprint(y[:rows]) != said:
+    if _same_training_draws(args, training, y) is False:
         raise FcinvError(
             f"{args.dataset}: not the dataset {args.model} was trained on (its training draws differ from the checkpoint's "
             "dataset_fingerprint); give that dataset, or --unseen N with one it never saw"
         )
+
+
+def _same_training_draws(args, training: dict, y) -> bool | None:
+    """Whether ``--dataset``'s training split starts with the draws the model was trained on (its
+    checkpoint's ``dataset_fingerprint``, recorded since session 30); None when it records none.
+    ``y``: the FC targets of the split's first rows (more are read when fewer than fingerprinted)."""
+    if not training.get("dataset_fingerprint"):
+        return None
+    from ..models.train import FINGERPRINT_ROWS, dataset_fingerprint, load_split
+    from ..validate import whole_number
+
+    # a model trained on fewer rows than FINGERPRINT_ROWS was fingerprinted over all of them
+    # (recorded since session 31; before, FINGERPRINT_ROWS is the best guess)
+    rows = whole_number(
+        training.get("dataset_fingerprint_rows", FINGERPRINT_ROWS),
+        f"{args.model}: the checkpoint's training.dataset_fingerprint_rows",
+        minimum=1,
+        maximum=FINGERPRINT_ROWS,
+    )
+    head = y[:rows] if len(y) >= rows else load_split(args.dataset, "train", rows)[1]
+    return len(head) == rows and dataset_fingerprint(head) == training["dataset_fingerprint"]
 
 
 def _unseen(args, model, training: dict):
@@ -256,24 +274,11 @@ def _unseen(args, model, training: dict):
         )
     x, y, info, _, _ = _data(args.dataset, args.unseen, 0)
     check_model_domain(model, info)
-    if training.get("dataset_fingerprint"):  # checkpoints since session 30 record it
-        from ..models.train import FINGERPRINT_ROWS, dataset_fingerprint, load_split
-        from ..validate import whole_number
-
-        # a model trained on fewer rows than FINGERPRINT_ROWS was fingerprinted over all of them
-        # (recorded since session 31; before, FINGERPRINT_ROWS is the best guess)
-        rows = whole_number(
-            training.get("dataset_fingerprint_rows", FINGERPRINT_ROWS),
-            f"{args.model}: the checkpoint's training.dataset_fingerprint_rows",
-            minimum=1,
-            maximum=FINGERPRINT_ROWS,
+    if _same_training_draws(args, training, y):
+        raise FcinvError(
+            f"{args.dataset} holds the same spectra as the dataset the model was trained on ({trained_on}: the same "
+            "training draws); --unseen takes one it never saw (a fresh `fcinv dataset` of its domain, another --seed)"
         )
-        head = y[:rows] if len(y) >= rows else load_split(args.dataset, "train", rows)[1]
-        if len(head) == rows and dataset_fingerprint(head) == training["dataset_fingerprint"]:
-            raise FcinvError(
-                f"{args.dataset} holds the same spectra as the dataset the model was trained on ({trained_on}: the same "
-                "training draws); --unseen takes one it never saw (a fresh `fcinv dataset` of its domain, another --seed)"
-            )
     if len(x) < args.unseen:
         raise FcinvError(f"--unseen {args.unseen}: {args.dataset} has only {len(x)} training spectra")
     return x, y, info, np.arange(args.unseen)

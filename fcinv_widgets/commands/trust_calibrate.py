@@ -15,9 +15,6 @@ from ._common import (
     positive_int,
 )
 
-#: the fewest cases of a kind of data (single scan, full data, pooled) a limit is measured on
-MIN_CASES = 20
-
 
 def register(sub):
     p = sub.add_parser(
@@ -81,7 +78,7 @@ def run(args) -> int:
     import shlex
     from pathlib import Path
 
-    from ..analysis.trust_calibration import limits_of, network_cases
+    from ..analysis.trust_calibration import MIN_CASES, limits_of, network_cases
     from ..errors import FcinvError
     from ..materials import material_for_model
     from ..models import load_model
@@ -141,7 +138,7 @@ def run(args) -> int:
         progress=not (args.json or args.no_progress),
         scheduler=args.scheduler,
     )
-    limits = limits_of(rows, args.level, MIN_CASES)
+    limits = limits_of(rows, args.level)
     command = "fcinv trust-calibrate " + shlex.join(
         [
             "--model",

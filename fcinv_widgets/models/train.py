@@ -300,7 +300,7 @@ def _fit(
         warnings.warn(
             FcinvWarning(f"--resume: no training state at {state_path}; training starts from the beginning"), stacklevel=2
         )
-    if resume and state_path.is_file():
+    elif resume:
         try:
             st = torch.load(state_path, map_location=dev or "cpu", weights_only=True)
             net.load_state_dict(st["net"])
